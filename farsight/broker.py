@@ -1,0 +1,196 @@
+"""MQTT brokers Farsight can start itself: a mosquitto process, or amqtt in a thread.
+
+The demo prefers mosquitto when the binary is installed: amqtt 0.12 does not deliver QoS 1
+messages queued for a persistent session after the subscriber reconnects (see
+``tests/e2e/test_broker_promises.py``), which is a promise ingest relies on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Protocol
+
+from farsight.errors import BrokerError
+from farsight.logs import kv
+
+log = logging.getLogger("farsight.broker")
+
+REPO_CONF = Path(__file__).resolve().parents[1] / "deploy" / "mosquitto.conf"
+_REPLACED = ("listener", "persistence_location", "log_dest", "pid_file", "allow_anonymous", "password_file")
+
+
+class RunningBroker(Protocol):
+    """A broker this process started; ``stop()`` ends it."""
+
+    host: str
+    port: int
+    kind: str
+
+    def stop(self) -> None: ...
+
+
+def free_port() -> int:
+    """A TCP port the OS says is free on loopback."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_port(host: str, port: int, timeout: float = 10.0, proc: subprocess.Popen | None = None) -> None:
+    """Poll until ``host:port`` accepts a TCP connection, or raise :class:`BrokerError`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise BrokerError(f"broker exited with status {proc.returncode} before listening on {host}:{port}")
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise BrokerError(f"nothing listens on {host}:{port} after {timeout:.0f} s")
+
+
+def mosquitto_binary() -> str | None:
+    """Path of the mosquitto binary, if installed (Debian puts it in /usr/sbin)."""
+    return shutil.which("mosquitto") or next(
+        (p for p in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto") if Path(p).exists()), None
+    )
+
+
+def mosquitto_config(base: str, port: int, persistence_dir: Path, host: str = "127.0.0.1") -> str:
+    """``base`` with its listener, persistence location and logging replaced for a local run."""
+    kept = [
+        line for line in base.splitlines()
+        if not line.strip().split(" ", 1)[0] in _REPLACED
+    ]
+    kept += [
+        f"listener {port} {host}",
+        "allow_anonymous true",
+        f"persistence_location {persistence_dir}/",
+        "log_dest stderr",
+    ]
+    return "\n".join(kept) + "\n"
+
+
+class MosquittoBroker:
+    """A mosquitto process configured from ``deploy/mosquitto.conf`` on a loopback port."""
+
+    kind = "mosquitto"
+
+    def __init__(self, port: int | None = None, data_dir: Path | None = None, conf: Path | None = None, host: str = "127.0.0.1") -> None:
+        binary = mosquitto_binary()
+        if binary is None:
+            raise BrokerError("mosquitto is not installed; install it with `apt-get install mosquitto` (./run test does this)")
+        self.host = host
+        self.port = port or free_port()
+        self._tmp = None
+        if data_dir is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="farsight-mosquitto-")
+            data_dir = Path(self._tmp.name)
+        self.data_dir = Path(data_dir)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        conf = conf or REPO_CONF
+        base = conf.read_text(encoding="utf-8") if conf.exists() else "set_tcp_nodelay true\nmax_inflight_messages 1000\nmax_queued_messages 1000000\npersistence true\n"
+        self.conf_path = self.data_dir / "mosquitto.conf"
+        self.conf_path.write_text(mosquitto_config(base, self.port, self.data_dir, host), encoding="utf-8")
+        self._log = open(self.data_dir / "mosquitto.log", "ab")
+        self.proc: subprocess.Popen | None = None
+        self.start()
+
+    def start(self) -> None:
+        """Start (or restart) the process on the same port and persistence directory."""
+        self.proc = subprocess.Popen([mosquitto_binary() or "mosquitto", "-c", str(self.conf_path)],
+                                     stdout=self._log, stderr=self._log, stdin=subprocess.DEVNULL)
+        wait_for_port(self.host, self.port, proc=self.proc)
+        log.info("broker started", extra=kv(kind="mosquitto", host=self.host, port=self.port, pid=self.proc.pid))
+
+    def stop(self) -> None:
+        """Stop the process (SIGTERM, then SIGKILL after 5 s); mosquitto saves its persistence file."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def close(self) -> None:
+        self.stop()
+        self._log.close()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+
+
+class AmqttBroker:
+    """amqtt's pure-Python broker, run on its own event loop in a daemon thread."""
+
+    kind = "amqtt"
+
+    def __init__(self, port: int | None = None, host: str = "127.0.0.1") -> None:
+        from amqtt.broker import Broker  # imported here: only the demo without mosquitto needs it
+
+        self.host = host
+        self.port = port or free_port()
+        config = {
+            "listeners": {"default": {"type": "tcp", "bind": f"{host}:{self.port}"}},
+            "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
+        }
+        self._loop = asyncio.new_event_loop()
+        self._broker = Broker(config, loop=self._loop)
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="amqtt-broker", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(15):
+            raise BrokerError("amqtt broker did not start within 15 s")
+        if self._error is not None:
+            raise BrokerError(f"amqtt broker failed to start: {self._error}")
+        wait_for_port(self.host, self.port)
+        log.info("broker started", extra=kv(kind="amqtt", host=self.host, port=self.port))
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        try:
+            self._loop.run_until_complete(self._broker.start())
+        except BaseException as exc:  # noqa: BLE001 - reported to the starting thread
+            self._error = exc
+            self._ready.set()
+            return
+        self._ready.set()
+        self._loop.run_forever()
+
+    def stop(self) -> None:
+        if not self._loop.is_running():
+            return
+        fut = asyncio.run_coroutine_threadsafe(self._broker.shutdown(), self._loop)
+        try:
+            fut.result(timeout=10)
+        except Exception as exc:  # noqa: BLE001 - shutting down anyway
+            log.warning("amqtt shutdown failed", extra=kv(error=exc))
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+
+    def close(self) -> None:
+        self.stop()
+
+
+def start_embedded(kind: str, port: int, data_dir: Path) -> RunningBroker:
+    """Start the demo's broker: ``auto`` prefers a mosquitto binary, else amqtt."""
+    if kind == "auto":
+        kind = "mosquitto" if mosquitto_binary() else "amqtt"
+        if kind == "amqtt":
+            log.warning("mosquitto not installed; using amqtt, which loses QoS 1 messages queued for offline persistent sessions")
+    if kind == "mosquitto":
+        return MosquittoBroker(port=port, data_dir=data_dir / "mosquitto")
+    if kind == "amqtt":
+        return AmqttBroker(port=port)
+    raise BrokerError(f"unknown embedded broker {kind!r}; known: auto, mosquitto, amqtt")

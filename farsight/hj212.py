@@ -1,0 +1,111 @@
+"""HJ 212-2017 wire format: CRC16, frame building and frame splitting.
+
+The liberal parser that turns frames into readings lives in ``ingest/codecs/hj212.py``; this
+module holds what simulators, the ingest codec and the edge gateway's TCP server all need.
+
+A frame is ``##`` + 4-digit decimal length of the data segment + data segment + 4 hex digits
+of CRC16 over the data segment only + CRLF (HJ 212-2017, 6.3).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Mapping
+
+from farsight.clock import BEIJING
+
+CN_REALTIME = "2011"
+CN_MINUTE = "2051"
+CN_HOURLY = "2061"
+CN_DAILY = "2031"
+DATA_CNS = {CN_REALTIME: "rtd", CN_MINUTE: "1m", CN_HOURLY: "1h", CN_DAILY: "1d"}
+
+
+def crc16(data: bytes) -> int:
+    """HJ 212 CRC16: init 0xFFFF; ``crc = (crc >> 8) ^ byte``, then 8 shifts right with XOR
+    0xA001 whenever the bit shifted out is 1 (HJ 212-2017, appendix A)."""
+    crc = 0xFFFF
+    for byte in data:
+        crc = (crc >> 8) ^ byte
+        for _ in range(8):
+            carry = crc & 1
+            crc >>= 1
+            if carry:
+                crc ^= 0xA001
+    return crc
+
+
+def wrap(segment: str) -> bytes:
+    """Frame a data segment: header, length, segment, CRC and CRLF."""
+    body = segment.encode("utf-8")
+    if len(body) > 9999:
+        raise ValueError(f"data segment of {len(body)} bytes exceeds the 4-digit length field")
+    return b"##" + f"{len(body):04d}".encode() + body + f"{crc16(body):04X}".encode() + b"\r\n"
+
+
+def format_qn(ts: datetime) -> str:
+    """QN request number: Beijing time YYYYMMDDhhmmsszzz."""
+    local = ts.astimezone(BEIJING)
+    return local.strftime("%Y%m%d%H%M%S") + f"{local.microsecond // 1000:03d}"
+
+
+def format_datatime(ts: datetime) -> str:
+    """CP DataTime: Beijing time YYYYMMDDhhmmss."""
+    return ts.astimezone(BEIJING).strftime("%Y%m%d%H%M%S")
+
+
+def build_data_frame(
+    *,
+    mn: str,
+    ts: datetime,
+    values: Mapping[str, Mapping[str, object]],
+    st: str = "31",
+    cn: str = CN_REALTIME,
+    pw: str = "123456",
+    flag: int = 4,
+    qn: datetime | None = None,
+) -> bytes:
+    """Build one data upload frame.
+
+    Parameters
+    ----------
+    mn, st, cn, pw, flag
+        Header fields (device id, system code, command code, password, frame flag).
+    ts
+        The data time; written as Beijing local time in ``DataTime``.
+    values
+        Per pollutant code, its fields without the code prefix, e.g.
+        ``{"a21026": {"Rtd": 35.2, "Flag": "N"}}``.
+    qn
+        Request time for ``QN``; defaults to ``ts``.
+    """
+    items: list[str] = []
+    for code, fields in values.items():
+        items.append(",".join(f"{code}-{k}={_fmt(v)}" for k, v in fields.items()))
+    cp = f"DataTime={format_datatime(ts)};" + ";".join(items)
+    segment = f"QN={format_qn(qn or ts)};ST={st};CN={cn};PW={pw};MN={mn};Flag={flag};CP=&&{cp}&&"
+    return wrap(segment)
+
+
+def _fmt(v: object) -> str:
+    if isinstance(v, float):
+        return f"{v:.3f}".rstrip("0").rstrip(".") if v == v else "nan"
+    return str(v)
+
+
+def split_stream(buffer: bytes) -> tuple[list[bytes], bytes]:
+    """Split a TCP byte stream into frames ending in CRLF; return frames and the remainder.
+
+    Bytes before a ``##`` header are dropped (line noise between frames).
+    """
+    frames: list[bytes] = []
+    while True:
+        start = buffer.find(b"##")
+        if start < 0:
+            return frames, b"" if len(buffer) < 2 else buffer[-1:]
+        end = buffer.find(b"\r\n", start)
+        if end < 0:
+            return frames, buffer[start:]
+        frames.append(buffer[start : end + 2])
+        buffer = buffer[end + 2 :]
+

@@ -1,0 +1,49 @@
+"""Structured logging: one line per event, ``key=value`` pairs after the message."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+
+class KeyValueFormatter(logging.Formatter):
+    """Render ``extra={"kv": {...}}`` as sorted ``key=value`` pairs after the message."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        base = f"{self.formatTime(record, '%Y-%m-%dT%H:%M:%S')} {record.levelname:<7} {record.name} {record.getMessage()}"
+        kv = getattr(record, "kv", None)
+        if kv:
+            base += " " + " ".join(f"{k}={_fmt(v)}" for k, v in kv.items())
+        if record.exc_info:
+            base += "\n" + self.formatException(record.exc_info)
+        return base
+
+
+def _fmt(value: Any) -> str:
+    text = str(value)
+    if not text or any(c in text for c in ' ="'):
+        return '"' + text.replace('"', '\\"') + '"'
+    return text
+
+
+def kv(**pairs: Any) -> dict[str, Any]:
+    """``log.info("stored", extra=kv(site=..., n=...))``: the context of one log line."""
+    return {"kv": pairs}
+
+
+def setup_logging(level: str = "INFO") -> None:
+    """Send Farsight's logs to stderr in key=value form (idempotent)."""
+    root = logging.getLogger()
+    for h in root.handlers:
+        if getattr(h, "_farsight", False):
+            root.setLevel(level)
+            return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(KeyValueFormatter())
+    handler._farsight = True  # type: ignore[attr-defined]
+    root.addHandler(handler)
+    root.setLevel(level)
+    # amqtt and uvicorn access logs drown the platform's own lines at INFO.
+    for noisy in ("amqtt", "transitions", "uvicorn.access"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

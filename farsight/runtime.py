@@ -1,0 +1,159 @@
+"""Process wiring: which objects make up each role, and how ``farsight demo`` runs them all."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from datetime import datetime, timezone
+from pathlib import Path
+
+from farsight.broker import RunningBroker, free_port, start_embedded, wait_for_port
+from farsight.errors import BrokerError
+from farsight.logs import kv, setup_logging
+from farsight.registry import Registry, load_registry
+from farsight.settings import Settings
+
+log = logging.getLogger("farsight.runtime")
+
+
+class IngestService:
+    """Ingest, rules and alerts for one broker: the consumer side of the platform."""
+
+    def __init__(self, settings: Settings, registry: Registry) -> None:
+        from alerts.store_sqlite import SqliteAlertStore
+        from ingest.mqtt import MqttConsumer
+        from ingest.pipeline import IngestPipeline
+        from ingest.store_sqlite import SqliteReadingStore
+        from rules.engine import Engine
+        from rules.model import load_rules
+
+        self.settings = settings
+        self.readings = SqliteReadingStore(settings.db_path)
+        self.alerts = SqliteAlertStore(settings.db_path)
+        self.engine = Engine(load_rules(settings.rules.files, settings.rules.default_pack), registry)
+        self.pipeline = IngestPipeline(registry, self.readings, self.engine, self.alerts, settings.ingest.unknown_site)
+        self.consumer = MqttConsumer(settings.broker, settings.ingest, self.pipeline.process)
+
+    def start(self, wait: bool = True) -> None:
+        self.consumer.start(wait=wait)
+
+    def stop(self) -> None:
+        self.consumer.stop()
+        self.readings.close()
+        self.alerts.close()
+
+
+def _wait_for_signal(stop: threading.Event) -> None:
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    while not stop.wait(0.5):
+        pass
+
+
+def run_ingest(settings: Settings) -> int:
+    """``farsight ingest``: consume until SIGINT or SIGTERM."""
+    setup_logging(settings.logging.level)
+    registry = load_registry(settings.registry.sites_file, settings.registry.departments)
+    service = IngestService(settings, registry)
+    service.start(wait=False)
+    log.info("ingest running", extra=kv(broker=f"{settings.broker.host}:{settings.broker.port}", db=settings.db_path))
+    _wait_for_signal(threading.Event())
+    service.stop()
+    return 0
+
+
+def _port_free(host: str, port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+            return True
+        except OSError:
+            return False
+
+
+def run_demo(settings: Settings, port: int | None = None, duration_s: float | None = None) -> int:
+    """``farsight demo``: broker, simulators, ingest, rules, alerts and hub in one process."""
+    import uvicorn
+
+    from hub.app import create_app
+    from hub.auth import TokenStore
+    from simulators.publisher import Simulator
+    from simulators.scenarios import get_scenario
+
+    setup_logging(settings.logging.level)
+    data_dir = Path(os.environ.get("FARSIGHT_DATA_DIR") or settings.data_dir)
+    settings = settings.model_copy(update={"data_dir": data_dir})
+    data_dir.mkdir(parents=True, exist_ok=True)
+    registry = load_registry(settings.registry.sites_file, settings.registry.departments)
+    hub_port = port or settings.hub.port
+    if not _port_free(settings.hub.host, hub_port):
+        raise BrokerError(f"hub port {settings.hub.host}:{hub_port} is in use; stop what uses it or pass --port")
+
+    broker: RunningBroker | None = None
+    b = settings.broker
+    if b.embedded != "none":
+        bport = b.port if _port_free(b.host, b.port) else free_port()
+        broker = start_embedded(b.embedded, bport, data_dir)
+        # amqtt speaks MQTT 3.1.1 only: a version 5 CONNECT is never answered.
+        protocol = "3.1.1" if broker.kind == "amqtt" else b.protocol
+        settings = settings.model_copy(update={"broker": b.model_copy(update={"port": bport, "host": broker.host, "protocol": protocol})})
+    else:
+        wait_for_port(b.host, b.port, timeout=10)
+
+    ingest = IngestService(settings, registry)
+    ingest.start()
+
+    tokens = TokenStore(settings.db_path, departments=registry.departments)
+    token = tokens.issue("demo-officer", None)
+    token_file = data_dir / "demo-token"
+    token_file.write_text(token + "\n", encoding="utf-8")
+    token_file.chmod(0o600)
+
+    stop = threading.Event()
+    sim_thread = None
+    simulator = None
+    if settings.simulator.enabled:
+        simulator = Simulator(registry, get_scenario(settings.simulator.scenario), seed=settings.simulator.seed)
+        sim_thread = threading.Thread(
+            target=simulator.run,
+            kwargs=dict(broker=settings.broker, start=datetime.now(timezone.utc), rounds=None,
+                        interval_s=settings.simulator.interval_s, speedup=settings.simulator.speedup, stop_event=stop),
+            name="simulator", daemon=True,
+        )
+        sim_thread.start()
+
+    app = create_app(settings, registry, readings=ingest.readings, alerts=ingest.alerts, tokens=tokens)
+    server = uvicorn.Server(uvicorn.Config(app, host=settings.hub.host, port=hub_port, log_level="warning", lifespan="on"))
+
+    broker_desc = f"{broker.kind} (embedded) on {settings.broker.host}:{settings.broker.port}" if broker else f"external broker {b.host}:{b.port}"
+    print(
+        "\nFarsight demo running\n"
+        f"  dashboard   http://{settings.hub.host}:{hub_port}/\n"
+        f"  API docs    http://{settings.hub.host}:{hub_port}/docs\n"
+        f"  broker      {broker_desc}\n"
+        f"  ingest      client {settings.ingest.client_id}, topics {', '.join(settings.ingest.topics)}\n"
+        f"  rules       {len(ingest.engine.rules)} rules; alerts in the risk queue\n"
+        f"  simulators  {len(registry)} sites, scenario '{settings.simulator.scenario}', x{settings.simulator.speedup:g} time\n"
+        f"  data        {settings.db_path} (SQLite, WAL)\n"
+        f"  token       {token_file} (bearer token of user demo-officer, for acknowledge and close)\n"
+        "Stop with Ctrl-C.\n",
+        flush=True,
+    )
+    if duration_s:
+        threading.Timer(duration_s, lambda: setattr(server, "should_exit", True)).start()
+    try:
+        server.run()
+    finally:
+        stop.set()
+        if sim_thread is not None:
+            sim_thread.join(timeout=10)
+        ingest.stop()
+        if broker is not None:
+            broker.stop()
+        print("Farsight demo stopped.", flush=True)
+    return 0

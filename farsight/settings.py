@@ -1,0 +1,238 @@
+"""Settings: one pydantic model tree, loaded from YAML plus ``FARSIGHT__SECTION__KEY`` overrides.
+
+Every field has a default (the demo runs with no file at all), bounds, a title and a
+description; unknown keys are refused. :func:`load_settings` validates once and raises a
+:class:`~farsight.errors.ConfigError` listing every problem with its key path, value and fix.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from farsight.errors import ConfigError, ConfigProblem
+
+ENV_PREFIX = "FARSIGHT__"
+DATA_DIR_ENV = "FARSIGHT_DATA_DIR"
+
+
+class Section(BaseModel):
+    """Base of every settings section: strict keys, frozen after validation."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+class BrokerSettings(Section):
+    """Where the MQTT broker is, and which one the demo starts."""
+
+    host: str = Field("127.0.0.1", title="Broker host", description="Host name or address of the MQTT broker.", min_length=1, max_length=253)
+    port: int = Field(1883, title="Broker port", description="TCP port of the MQTT broker.", ge=1, le=65535)
+    username: str | None = Field(None, title="Username", description="MQTT username; none for an anonymous broker.", max_length=256)
+    password: str | None = Field(None, title="Password", description="MQTT password; set it through FARSIGHT__BROKER__PASSWORD, never in a committed file.", max_length=256)
+    protocol: Literal["3.1.1", "5"] = Field("5", title="MQTT version", description="Protocol version the platform's clients speak.")
+    keepalive_s: int = Field(30, title="Keepalive", description="MQTT keepalive interval in seconds.", ge=5, le=3600)
+    embedded: Literal["auto", "mosquitto", "amqtt", "none"] = Field(
+        "auto",
+        title="Embedded broker",
+        description="Broker the demo starts itself: 'auto' runs a mosquitto binary when one is installed, else amqtt; 'none' uses host and port as they are.",
+    )
+
+
+class IngestSettings(Section):
+    """The MQTT consumer that decodes, stores and evaluates readings."""
+
+    client_id: str = Field("farsight-ingest-1", title="Client id", description="Stable MQTT client id; with a persistent session the broker queues messages for it while it is down.", min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.-]+$")
+    topics: tuple[str, ...] = Field(("fs/v1/+/+/+/reading", "fs/v1/+/+/+/hj212"), title="Subscriptions", description="Topic filters the consumer subscribes to at QoS 1.", min_length=1)
+    qos: Literal[0, 1] = Field(1, title="QoS", description="Subscription QoS; 1 is required for no-loss operation.")
+    batch_max: int = Field(500, title="Batch size", description="Most messages written in one database transaction.", ge=1, le=100_000)
+    batch_wait_ms: int = Field(20, title="Batch wait", description="Longest wait in milliseconds for a batch to fill before it is written.", ge=0, le=10_000)
+    unknown_site: Literal["accept", "dead-letter"] = Field("dead-letter", title="Unknown site policy", description="What to do with a reading from a site missing from the registry.")
+    session_expiry_s: int = Field(7 * 24 * 3600, title="Session expiry", description="MQTT 5 session expiry: how long the broker keeps the consumer's queue while it is away.", ge=0, le=2**32 - 1)
+
+
+class RulesSettings(Section):
+    """Which rule files the engine loads."""
+
+    files: tuple[Path, ...] = Field((), title="Rule files", description="YAML rule files; empty loads the built-in default rule pack.")
+    default_pack: bool = Field(True, title="Default pack", description="Load the built-in default rule pack in addition to the listed files.")
+
+
+class HubSettings(Section):
+    """The FastAPI hub: API, live stream and dashboard."""
+
+    host: str = Field("127.0.0.1", title="Listen host", description="Address the hub listens on.", min_length=1, max_length=253)
+    port: int = Field(8000, title="Listen port", description="TCP port the hub listens on.", ge=1, le=65535)
+    stream_poll_ms: int = Field(500, title="Stream poll", description="How often the live stream looks for new readings and alert changes, in milliseconds.", ge=50, le=60_000)
+    page_max: int = Field(1000, title="Page size limit", description="Largest page the API returns.", ge=10, le=100_000)
+
+
+class SimulatorSettings(Section):
+    """The simulated devices of the demo sites."""
+
+    enabled: bool = Field(True, title="Enabled", description="Run the simulators in `farsight demo`.")
+    seed: int = Field(2026, title="Seed", description="Random seed; the same seed gives the same readings.", ge=0)
+    interval_s: float = Field(2.0, title="Interval", description="Wall-clock seconds between two rounds of readings.", gt=0, le=3600)
+    speedup: float = Field(30.0, title="Time speed-up", description="Simulated seconds per wall-clock second.", ge=1, le=100_000)
+    scenario: str = Field("demo", title="Scenario", description="Scripted scenario with violations and their ground truth.", min_length=1, max_length=64)
+
+
+class RegistrySettings(Section):
+    """The site registry."""
+
+    sites_file: Path | None = Field(None, title="Sites file", description="YAML site registry; none loads the built-in demo registry.")
+    departments: tuple[str, ...] = Field(("env", "transport"), title="Departments", description="Department codes that sites and users may belong to.", min_length=1)
+
+
+class LoggingSettings(Section):
+    """Log level."""
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", title="Level", description="Lowest level logged.")
+
+
+class Settings(Section):
+    """The whole configuration of one Farsight installation."""
+
+    data_dir: Path = Field(Path("var"), title="Data directory", description="Holds the SQLite database, evidence files and dead letters (FARSIGHT_DATA_DIR overrides).")
+    broker: BrokerSettings = Field(default_factory=BrokerSettings, title="Broker", description="MQTT broker.")
+    ingest: IngestSettings = Field(default_factory=IngestSettings, title="Ingest", description="MQTT consumer.")
+    rules: RulesSettings = Field(default_factory=RulesSettings, title="Rules", description="Rule engine.")
+    hub: HubSettings = Field(default_factory=HubSettings, title="Hub", description="API and dashboard.")
+    simulator: SimulatorSettings = Field(default_factory=SimulatorSettings, title="Simulator", description="Demo simulators.")
+    registry: RegistrySettings = Field(default_factory=RegistrySettings, title="Registry", description="Site registry.")
+    logging: LoggingSettings = Field(default_factory=LoggingSettings, title="Logging", description="Logging.")
+
+    @field_validator("data_dir")
+    @classmethod
+    def _data_dir_not_empty(cls, v: Path) -> Path:
+        if str(v).strip() == "":
+            raise ValueError("must not be empty")
+        return v
+
+    @property
+    def db_path(self) -> Path:
+        """The embedded SQLite database."""
+        return self.data_dir / "farsight.db"
+
+
+def _set_path(tree: dict[str, Any], keys: list[str], value: Any) -> None:
+    node = tree
+    for k in keys[:-1]:
+        child = node.get(k)
+        if not isinstance(child, dict):
+            child = {}
+            node[k] = child
+        node = child
+    node[keys[-1]] = value
+
+
+def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    """Turn ``FARSIGHT__SECTION__KEY=value`` variables into a nested dict.
+
+    Values are parsed as YAML scalars or flow collections, so ``5``, ``true`` and ``[a, b]``
+    have their natural types; keys are lower-cased.
+    """
+    tree: dict[str, Any] = {}
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        keys = [k.lower() for k in name[len(ENV_PREFIX):].split("__") if k]
+        if not keys:
+            continue
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else raw
+        except yaml.YAMLError:
+            value = raw
+        _set_path(tree, keys, value)
+    if DATA_DIR_ENV in environ and environ[DATA_DIR_ENV]:
+        tree.setdefault("data_dir", environ[DATA_DIR_ENV])
+    return tree
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def _lookup(tree: Any, loc: tuple[Any, ...]) -> Any:
+    node = tree
+    for k in loc:
+        if isinstance(node, dict) and k in node:
+            node = node[k]
+        elif isinstance(node, (list, tuple)) and isinstance(k, int) and k < len(node):
+            node = node[k]
+        else:
+            return None
+    return node
+
+
+_FIXES = {
+    "extra_forbidden": "unknown key; remove it or check its spelling against `farsight check-config --schema`",
+    "missing": "required; add it",
+}
+
+
+def validation_problems(exc: ValidationError, raw: Any, prefix: str = "") -> list[ConfigProblem]:
+    """Convert a pydantic error into problems naming the key path, the value and the fix."""
+    problems = []
+    for err in exc.errors():
+        loc = tuple(err["loc"])
+        path = ".".join(str(p) for p in loc)
+        if prefix:
+            path = f"{prefix}.{path}" if path else prefix
+        value = err.get("input") if err["type"] != "missing" else None
+        if err["type"] == "extra_forbidden":
+            value = _lookup(raw, loc)
+        msg = err["msg"]
+        fix = _FIXES.get(err["type"])
+        if fix:
+            msg = f"{msg}: {fix}"
+        problems.append(ConfigProblem(path=path, value=value, message=msg))
+    return problems
+
+
+def read_yaml(path: Path) -> Any:
+    """Read a YAML file, converting I/O and syntax errors into :class:`ConfigError`."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}", source=str(path)) from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"YAML syntax error{where}: {getattr(exc, 'problem', exc)}", source=str(path)) from None
+
+
+def load_settings(path: Path | str | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Load settings from an optional YAML file plus environment overrides.
+
+    Raises
+    ------
+    ConfigError
+        With every problem found, each naming its key path, value and fix.
+    """
+    environ = os.environ if environ is None else environ
+    raw: Any = {}
+    source = "defaults"
+    if path is not None:
+        source = str(path)
+        raw = read_yaml(Path(path))
+        if raw is None:
+            raw = {}
+        if not isinstance(raw, dict):
+            raise ConfigError([ConfigProblem("", type(raw).__name__, "the top level must be a mapping of sections")], source=source)
+    merged = _merge(raw, env_overrides(environ))
+    try:
+        return Settings.model_validate(merged)
+    except ValidationError as exc:
+        raise ConfigError(validation_problems(exc, merged), source=source) from None

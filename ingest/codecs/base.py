@@ -1,0 +1,51 @@
+"""What every payload codec returns, the protocol it implements and the checks codecs share."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from farsight.errors import DecodeError
+from farsight.types import HJ212_FLAGS, ID_RE, Reading
+
+
+@dataclass(frozen=True, slots=True)
+class Decoded:
+    """The readings in one payload, what was off about it but still unambiguous, and its header."""
+
+    readings: tuple[Reading, ...]
+    irregularities: tuple[str, ...] = ()
+    meta: Mapping[str, str] = field(default_factory=dict)
+
+
+class Codec(Protocol):
+    """Turns one payload into readings; raises :class:`DecodeError` (and nothing else) on reject."""
+
+    name: str
+
+    def decode(self, payload: bytes, *, site: str, device: str) -> Decoded: ...
+
+
+def check_target(site: str, device: str) -> None:
+    """Refuse bad ids at once: they are the caller's arguments, not the payload's fault."""
+    for kind, value in (("site", site), ("device", device)):
+        if not isinstance(value, str) or not ID_RE.match(value):
+            raise ValueError(f"{kind} {value!r} must match {ID_RE.pattern}")
+
+
+def parse_flag(raw: object, where: str, irregular: list[str]) -> str:
+    """An HJ 212 data flag; a lower-case letter is unambiguous, anything else is a reject."""
+    if isinstance(raw, str) and raw in HJ212_FLAGS:
+        return raw
+    if isinstance(raw, str) and raw.upper() in HJ212_FLAGS:
+        irregular.append(f"lowercase flag {raw!r} for {where}")
+        return raw.upper()
+    raise DecodeError(
+        "bad_flag", f"flag {raw!r} for {where} is not one of {''.join(sorted(HJ212_FLAGS))}"
+    )
+
+
+def unique(items: list[str]) -> tuple[str, ...]:
+    """Irregularities once each, in the order first seen."""
+    return tuple(dict.fromkeys(items))

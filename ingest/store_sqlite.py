@@ -1,0 +1,225 @@
+"""Embedded SQLite stores of ingest: readings (time series), dead letters and irregularities."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from farsight.clock import from_epoch_ms, to_epoch_ms
+from farsight.db import Database
+from farsight.types import Reading
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS readings (
+    id       INTEGER PRIMARY KEY,
+    site     TEXT    NOT NULL,
+    device   TEXT    NOT NULL,
+    metric   TEXT    NOT NULL,
+    ts       INTEGER NOT NULL,   -- event time, epoch ms UTC
+    value    REAL    NOT NULL,
+    unit     TEXT    NOT NULL,
+    flag     TEXT    NOT NULL,
+    seq      INTEGER,
+    received INTEGER NOT NULL    -- ingest time, epoch ms UTC
+);
+-- The idempotency key: a redelivered message inserts nothing.
+CREATE UNIQUE INDEX IF NOT EXISTS readings_key ON readings (site, device, metric, ts);
+CREATE INDEX IF NOT EXISTS readings_site_metric_ts ON readings (site, metric, ts);
+
+CREATE TABLE IF NOT EXISTS dead_letters (
+    id       INTEGER PRIMARY KEY,
+    received INTEGER NOT NULL,
+    topic    TEXT    NOT NULL,
+    payload  BLOB    NOT NULL,
+    codec    TEXT,
+    reason   TEXT    NOT NULL,
+    detail   TEXT    NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS dead_letters_reason ON dead_letters (reason);
+
+CREATE TABLE IF NOT EXISTS irregularities (
+    site      TEXT    NOT NULL,
+    device    TEXT    NOT NULL,
+    what      TEXT    NOT NULL,
+    count     INTEGER NOT NULL,
+    last_seen INTEGER NOT NULL,
+    PRIMARY KEY (site, device, what)
+);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A rejected message, kept whole so it can be repaired and replayed."""
+
+    topic: str
+    payload: bytes
+    reason: str
+    detail: str
+    received: datetime
+    codec: str | None = None
+    id: int | None = None
+
+
+def row_to_reading(row: sqlite3.Row) -> Reading:
+    return Reading(
+        site=row["site"], device=row["device"], metric=row["metric"], value=row["value"],
+        unit=row["unit"], ts=from_epoch_ms(row["ts"]), flag=row["flag"], seq=row["seq"],
+    )
+
+
+class SqliteReadingStore:
+    """Readings, dead letters and irregularity counts in one SQLite database (WAL)."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.db = Database(path, SCHEMA)
+
+    # -- writes (one transaction per batch; the caller acknowledges after it returns) --------
+
+    def write_batch(
+        self,
+        readings: Sequence[Reading],
+        dead: Sequence[DeadLetter] = (),
+        irregular: Iterable[tuple[str, str, str]] = (),
+        received: datetime | None = None,
+    ) -> list[bool]:
+        """Store readings, dead letters and irregularities in one transaction.
+
+        Returns, per reading, whether it was new; a reading already stored under the same
+        (site, device, metric, ts) is ignored, which makes redelivery harmless.
+        """
+        now = to_epoch_ms(received) if received else to_epoch_ms(datetime.now().astimezone())
+        new: list[bool] = []
+        with self.db.transaction() as c:
+            for r in readings:
+                cur = c.execute(
+                    "INSERT OR IGNORE INTO readings (site, device, metric, ts, value, unit, flag, seq, received)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (r.site, r.device, r.metric, to_epoch_ms(r.ts), float(r.value), r.unit, r.flag, r.seq, now),
+                )
+                new.append(cur.rowcount == 1)
+            for d in dead:
+                c.execute(
+                    "INSERT INTO dead_letters (received, topic, payload, codec, reason, detail) VALUES (?, ?, ?, ?, ?, ?)",
+                    (to_epoch_ms(d.received), d.topic, d.payload, d.codec, d.reason, d.detail),
+                )
+            for site, device, what in irregular:
+                c.execute(
+                    "INSERT INTO irregularities (site, device, what, count, last_seen) VALUES (?, ?, ?, 1, ?)"
+                    " ON CONFLICT (site, device, what) DO UPDATE SET count = count + 1, last_seen = excluded.last_seen",
+                    (site, device, what, now),
+                )
+        return new
+
+    def write(self, readings: Sequence[Reading]) -> list[bool]:
+        """Store readings; see :meth:`write_batch`."""
+        return self.write_batch(readings)
+
+    def add_dead_letter(self, letter: DeadLetter) -> None:
+        self.write_batch((), dead=(letter,))
+
+    # -- reads ----------------------------------------------------------------------------
+
+    def count(self, site: str | None = None, metric: str | None = None) -> int:
+        """Number of stored readings, optionally for one site and metric."""
+        sql, params = "SELECT count(*) FROM readings WHERE 1=1", []
+        if site is not None:
+            sql += " AND site = ?"
+            params.append(site)
+        if metric is not None:
+            sql += " AND metric = ?"
+            params.append(metric)
+        return int(self.db.query(sql, tuple(params))[0][0])
+
+    def series(
+        self,
+        site: str,
+        metric: str,
+        start: datetime,
+        end: datetime,
+        interval_s: float | None = None,
+        device: str | None = None,
+        limit: int = 10_000,
+    ) -> list[dict]:
+        """Readings of one site and metric between ``start`` and ``end`` (inclusive).
+
+        With ``interval_s``, values are averaged into buckets of that many seconds on the
+        server, each bucket with its min, max and count, so a week of data fits a chart.
+        """
+        params: list = [site, metric, to_epoch_ms(start), to_epoch_ms(end)]
+        dev = ""
+        if device is not None:
+            dev = " AND device = ?"
+            params.append(device)
+        if interval_s:
+            bucket = max(1, int(interval_s * 1000))
+            rows = self.db.query(
+                f"SELECT (ts / {bucket}) * {bucket} AS t, avg(value) AS value, min(value) AS min, max(value) AS max,"
+                f" count(*) AS n, max(unit) AS unit FROM readings"
+                f" WHERE site = ? AND metric = ? AND ts BETWEEN ? AND ?{dev} GROUP BY t ORDER BY t LIMIT ?",
+                tuple(params + [limit]),
+            )
+            return [
+                {"ts": from_epoch_ms(r["t"]).isoformat(), "value": r["value"], "min": r["min"], "max": r["max"], "count": r["n"], "unit": r["unit"]}
+                for r in rows
+            ]
+        rows = self.db.query(
+            f"SELECT * FROM readings WHERE site = ? AND metric = ? AND ts BETWEEN ? AND ?{dev} ORDER BY ts LIMIT ?",
+            tuple(params + [limit]),
+        )
+        return [reading_dict(row_to_reading(r)) for r in rows]
+
+    def latest(self, site: str | None = None) -> list[dict]:
+        """The newest reading of every (site, device, metric), optionally for one site."""
+        where, params = ("WHERE site = ?", (site,)) if site else ("", ())
+        rows = self.db.query(
+            "SELECT r.* FROM readings r JOIN (SELECT site, device, metric, max(ts) AS ts FROM readings "
+            f"{where} GROUP BY site, device, metric) m USING (site, device, metric, ts) ORDER BY r.site, r.metric",
+            params,
+        )
+        return [reading_dict(row_to_reading(r)) for r in rows]
+
+    def since(self, after_id: int, limit: int = 1000) -> tuple[list[dict], int]:
+        """Readings stored after row ``after_id`` (for the live stream) and the new high-water id."""
+        rows = self.db.query("SELECT * FROM readings WHERE id > ? ORDER BY id LIMIT ?", (after_id, limit))
+        last = rows[-1]["id"] if rows else after_id
+        return [reading_dict(row_to_reading(r)) for r in rows], last
+
+    def max_id(self) -> int:
+        return int(self.db.query("SELECT coalesce(max(id), 0) FROM readings")[0][0])
+
+    def dead_letters(self, limit: int = 100, reason: str | None = None) -> list[DeadLetter]:
+        sql, params = "SELECT * FROM dead_letters", []
+        if reason:
+            sql += " WHERE reason = ?"
+            params.append(reason)
+        sql += " ORDER BY id DESC LIMIT ?"
+        params.append(limit)
+        return [
+            DeadLetter(topic=r["topic"], payload=bytes(r["payload"]), reason=r["reason"], detail=r["detail"],
+                       received=from_epoch_ms(r["received"]), codec=r["codec"], id=r["id"])
+            for r in self.db.query(sql, tuple(params))
+        ]
+
+    def dead_letter_count(self) -> int:
+        return int(self.db.query("SELECT count(*) FROM dead_letters")[0][0])
+
+    def irregularities(self) -> list[dict]:
+        return [dict(r) for r in self.db.query("SELECT * FROM irregularities ORDER BY count DESC")]
+
+    def close(self) -> None:
+        self.db.close()
+
+
+def reading_dict(r: Reading) -> dict:
+    """A reading as JSON-ready data (API and stream)."""
+    return {"site": r.site, "device": r.device, "metric": r.metric, "value": r.value, "unit": r.unit,
+            "ts": r.ts.isoformat(), "flag": r.flag, "seq": r.seq}
+
+
+def dump_reading(r: Reading) -> str:
+    return json.dumps(reading_dict(r), ensure_ascii=False)

@@ -1,0 +1,67 @@
+"""Shared fixtures: real brokers on free ports, temporary data directories, polling helpers."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pytest
+
+from farsight.broker import AmqttBroker, MosquittoBroker, mosquitto_binary
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def wait_until(condition: Callable[[], object], timeout: float = 15.0, interval: float = 0.05, what: str = "condition") -> object:
+    """Poll ``condition`` until it returns something truthy; fail the test at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(interval)
+
+
+@pytest.fixture(scope="session")
+def mosquitto_path() -> str:
+    """The mosquitto binary; its absence fails the run (./run test installs it)."""
+    path = mosquitto_binary()
+    if path is None:
+        pytest.fail("mosquitto is not installed: ./run test installs it with apt-get; "
+                    "on other systems install the 'mosquitto' package", pytrace=False)
+    return path
+
+
+@pytest.fixture(scope="session")
+def mosquitto(mosquitto_path: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[MosquittoBroker]:
+    """A real mosquitto, configured from deploy/mosquitto.conf, on a free loopback port."""
+    broker = MosquittoBroker(data_dir=tmp_path_factory.mktemp("mosquitto"))
+    yield broker
+    broker.close()
+
+
+@pytest.fixture
+def fresh_mosquitto(mosquitto_path: str, tmp_path: Path) -> Iterator[MosquittoBroker]:
+    """A mosquitto of this test's own, for tests that restart or stop the broker."""
+    broker = MosquittoBroker(data_dir=tmp_path / "mosquitto")
+    yield broker
+    broker.close()
+
+
+@pytest.fixture
+def amqtt_broker() -> Iterator[AmqttBroker]:
+    """The embedded pure-Python broker the demo falls back to."""
+    broker = AmqttBroker()
+    yield broker
+    broker.close()
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    d = tmp_path / "var"
+    d.mkdir()
+    return d

@@ -1,0 +1,94 @@
+"""Ingest over a real mosquitto: QoS 1, persistent session, restart without loss, idempotency."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+
+from farsight.mqttclient import PublishTracker, connect, make_client, wait_connected
+from farsight.runtime import IngestService
+from farsight.settings import Settings
+from tests.conftest import wait_until
+from tests.factories import T0, registry
+
+
+def settings_for(broker, data_dir: Path, protocol: str = "5") -> Settings:  # type: ignore[no-untyped-def]
+    return Settings.model_validate({
+        "data_dir": str(data_dir),
+        "broker": {"host": broker.host, "port": broker.port, "protocol": protocol, "embedded": "none"},
+        "ingest": {"client_id": "test-ingest"},
+    })
+
+
+def publish_readings(settings: Settings, start: int, n: int) -> None:
+    pub = make_client(settings.broker, f"test-pub-{start}", persistent=False)
+    tracker = PublishTracker(pub)
+    connect(pub, settings.broker, persistent=False)
+    wait_connected(pub)
+    for i in range(start, start + n):
+        body = {"ts": (T0 + timedelta(seconds=i)).isoformat(), "metrics": {"pm25": 20 + i % 7}, "seq": i}
+        tracker.add(pub.publish("fs/v1/env/yc-aq-1/aq1/reading", json.dumps(body), qos=1))
+    assert tracker.wait(30)
+    pub.disconnect()
+    pub.loop_stop()
+
+
+def test_readings_published_while_ingest_is_down_are_all_stored_after_it_returns(fresh_mosquitto, data_dir: Path) -> None:
+    s = settings_for(fresh_mosquitto, data_dir)
+    reg = registry()
+    first = IngestService(s, reg)
+    first.start()
+    publish_readings(s, 0, 300)
+    wait_until(lambda: first.readings.count() == 300, what="300 readings stored")
+    first.stop()
+
+    publish_readings(s, 300, 500)  # nobody is consuming: the broker queues them for the session
+
+    second = IngestService(s, reg)
+    second.start()
+    try:
+        wait_until(lambda: second.readings.count() == 800, timeout=30, what="800 readings stored")
+        seqs = [r["seq"] for r in second.readings.series("yc-aq-1", "pm25", T0, T0 + timedelta(hours=1))]
+        assert seqs == list(range(800))  # every reading, once, in order
+        assert second.readings.dead_letter_count() == 0
+    finally:
+        second.stop()
+
+
+def test_mqtt_311_persistent_session_works_too(fresh_mosquitto, data_dir: Path) -> None:
+    s = settings_for(fresh_mosquitto, data_dir, protocol="3.1.1")
+    reg = registry()
+    svc = IngestService(s, reg)
+    svc.start()
+    svc.stop()
+    publish_readings(s, 0, 100)
+    svc = IngestService(s, reg)
+    svc.start()
+    try:
+        wait_until(lambda: svc.readings.count() == 100, what="100 readings stored")
+    finally:
+        svc.stop()
+
+
+def test_a_malformed_message_is_dead_lettered_and_ingest_keeps_going(mosquitto, data_dir: Path) -> None:
+    s = settings_for(mosquitto, data_dir)
+    svc = IngestService(s, registry())
+    svc.start()
+    try:
+        pub = make_client(s.broker, "test-pub-bad", persistent=False)
+        tracker = PublishTracker(pub)
+        connect(pub, s.broker, persistent=False)
+        wait_connected(pub)
+        tracker.add(pub.publish("fs/v1/env/yc-aq-1/aq1/reading", b"\xff\xfe garbage", qos=1))
+        tracker.add(pub.publish("fs/v1/env/yc-stack-1/cems1/hj212", b"##0010QN=1\r\n", qos=1))
+        body = {"ts": T0.isoformat(), "metrics": {"pm25": 12.5}}
+        tracker.add(pub.publish("fs/v1/env/yc-aq-1/aq1/reading", json.dumps(body), qos=1))
+        assert tracker.wait(10)
+        pub.disconnect()
+        pub.loop_stop()
+        wait_until(lambda: svc.readings.count() == 1 and svc.readings.dead_letter_count() == 2, what="1 stored, 2 dead letters")
+        assert sorted(d.reason for d in svc.readings.dead_letters()) == ["not_utf8", "truncated"]
+        assert svc.consumer.connected
+    finally:
+        svc.stop()

@@ -1,0 +1,98 @@
+"""The ingest pipeline on a real SQLite file: store, dedup, dead letters, rules and alerts."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from alerts.store_sqlite import SqliteAlertStore
+from farsight.hj212 import build_data_frame
+from ingest.pipeline import IngestPipeline, Message
+from ingest.store_sqlite import SqliteReadingStore
+from rules.engine import Engine
+from rules.model import parse_rules
+from tests.factories import T0, registry
+
+RULES = {"rules": [
+    {"id": "pm25", "select": {"metric": "pm25"}, "threshold": 75, "for": "2m", "severity": "warning"},
+    {"id": "so2", "select": {"metric": "so2", "device_kind": "cems"}, "threshold": "site_limit", "severity": "major"},
+]}
+
+
+@pytest.fixture
+def parts(tmp_path: Path):  # type: ignore[no-untyped-def]
+    db = tmp_path / "farsight.db"
+    readings, alerts = SqliteReadingStore(db), SqliteAlertStore(db)
+    reg = registry()
+    pipe = IngestPipeline(reg, readings, Engine(parse_rules(RULES), reg), alerts)
+    yield pipe, readings, alerts
+    readings.close()
+    alerts.close()
+
+
+def aq(minute: int, pm25: float, seq: int = 0) -> Message:
+    body = {"ts": (T0 + timedelta(minutes=minute)).isoformat(), "metrics": {"pm25": pm25, "pm10": 40}, "seq": seq}
+    return Message("fs/v1/env/yc-aq-1/aq1/reading", json.dumps(body).encode())
+
+
+def test_readings_are_stored_once_and_redelivery_changes_nothing(parts) -> None:  # type: ignore[no-untyped-def]
+    pipe, readings, _ = parts
+    r1 = pipe.process([aq(0, 30), aq(1, 31)])
+    assert (r1.stored, r1.duplicates, r1.rejected) == (4, 0, 0)
+    r2 = pipe.process([aq(0, 30), aq(1, 31)])
+    assert (r2.stored, r2.duplicates) == (0, 4)
+    assert readings.count() == 4
+    assert readings.count(site="yc-aq-1", metric="pm25") == 2
+
+
+def test_exceedance_becomes_exactly_one_alert_and_duplicates_do_not_refire(parts) -> None:  # type: ignore[no-untyped-def]
+    pipe, _, alerts = parts
+    for m in range(6):
+        pipe.process([aq(m, 120)])
+    pipe.process([aq(m, 120) for m in range(6)])  # redelivered: no new evaluation
+    items, total = alerts.list()
+    assert total == 1 and items[0].rule_id == "pm25" and items[0].activity == "firing"
+    pipe.process([aq(7, 20)])
+    assert alerts.get(items[0].id).activity == "resolved"
+
+
+def test_hj212_frames_decode_store_and_fire(parts) -> None:  # type: ignore[no-untyped-def]
+    pipe, readings, alerts = parts
+    frame = build_data_frame(mn="42050000000001", ts=T0, values={"a21026": {"Rtd": 80.5, "Flag": "N"}, "a21002": {"Rtd": 30, "Flag": "N"}})
+    res = pipe.process([Message("fs/v1/env/yc-stack-1/cems1/hj212", frame)])
+    assert res.stored == 2 and res.rejected == 0
+    assert readings.series("yc-stack-1", "so2", T0, T0)[0]["value"] == 80.5
+    assert [a.rule_id for a in alerts.list()[0]] == ["so2"]
+
+
+def test_every_bad_message_is_dead_lettered_with_its_reason_and_nothing_stops(parts) -> None:  # type: ignore[no-untyped-def]
+    pipe, readings, _ = parts
+    good_frame = build_data_frame(mn="42050000000001", ts=T0, values={"a21026": {"Rtd": 1.0, "Flag": "N"}})
+    bad = {
+        "not_json": Message("fs/v1/env/yc-aq-1/aq1/reading", b"{not json"),
+        "bad_topic": Message("some/other/topic", b"{}"),
+        "unknown_site": Message("fs/v1/env/nowhere/aq1/reading", aq(0, 1).payload),
+        "department_mismatch": Message("fs/v1/transport/yc-aq-1/aq1/reading", aq(0, 1).payload),
+        "bad_crc": Message("fs/v1/env/yc-stack-1/cems1/hj212", good_frame[:-6] + b"0000\r\n"),
+        "mn_mismatch": Message("fs/v1/env/yc-stack-1/cems1/hj212", build_data_frame(mn="99999999999999", ts=T0, values={"a21026": {"Rtd": 1.0}})),
+    }
+    res = pipe.process(list(bad.values()) + [aq(3, 10)])
+    assert res.rejected == len(bad) and res.stored == 2
+    letters = readings.dead_letters(limit=50)
+    assert sorted(d.reason for d in letters) == sorted(bad)
+    by_reason = {d.reason: d for d in letters}
+    assert by_reason["not_json"].payload == b"{not json"  # raw bytes kept for repair and replay
+    assert by_reason["bad_crc"].topic == "fs/v1/env/yc-stack-1/cems1/hj212"
+    assert pipe.stats.rejected_by_reason["unknown_site"] == 1
+
+
+def test_irregularities_are_recorded_not_rejected(parts) -> None:  # type: ignore[no-untyped-def]
+    pipe, readings, _ = parts
+    body = {"ts": T0.isoformat(), "metrics": {"pm25": 10}, "extra": 1}
+    res = pipe.process([Message("fs/v1/env/yc-aq-1/aq9/reading", json.dumps(body).encode())])
+    assert res.stored == 1
+    whats = {r["what"] for r in readings.irregularities()}
+    assert "device not in registry" in whats and any("extra" in w for w in whats)
