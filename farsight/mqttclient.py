@@ -41,9 +41,8 @@ def make_client(
     return client
 
 
-def connect(client: mqtt.Client, broker: BrokerSettings, *, persistent: bool = True, session_expiry_s: int = 7 * 86400) -> None:
-    """Start connecting in the background (``connect_async`` + ``loop_start``): a broker that
-    is down now is retried with backoff instead of failing the caller."""
+def session_connect_kwargs(broker: BrokerSettings, *, persistent: bool = True, session_expiry_s: int = 7 * 86400) -> dict:
+    """Keyword arguments of paho's ``connect`` for a persistent (or clean) session."""
     kwargs: dict = {"keepalive": broker.keepalive_s}
     if broker.protocol == "5":
         props = Properties(PacketTypes.CONNECT)
@@ -51,6 +50,13 @@ def connect(client: mqtt.Client, broker: BrokerSettings, *, persistent: bool = T
             props.SessionExpiryInterval = session_expiry_s
         kwargs["clean_start"] = not persistent
         kwargs["properties"] = props
+    return kwargs
+
+
+def connect(client: mqtt.Client, broker: BrokerSettings, *, persistent: bool = True, session_expiry_s: int = 7 * 86400) -> None:
+    """Start connecting in the background (``connect_async`` + ``loop_start``): a broker that
+    is down now is retried with backoff instead of failing the caller."""
+    kwargs = session_connect_kwargs(broker, persistent=persistent, session_expiry_s=session_expiry_s)
     try:
         client.connect_async(broker.host, broker.port, **kwargs)
     except (OSError, ValueError) as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from farsight.errors import DecodeError
 from farsight.types import ID_RE
@@ -36,6 +37,13 @@ class Topic:
 
 def parse_topic(topic: str) -> Topic:
     """Split a device topic; anything else is a ``bad_topic`` decode error."""
+    return _parse_topic(topic)
+
+
+# A site's devices publish on the same few topics all day: parse each once. Errors are not
+# cached (lru_cache does not keep exceptions), so a bad topic costs a parse every time.
+@lru_cache(maxsize=65536)
+def _parse_topic(topic: str) -> Topic:
     parts = topic.split("/")
     if len(parts) != 6 or "/".join(parts[:2]) != PREFIX:
         raise DecodeError("bad_topic", f"{topic[:120]!r} is not {PREFIX}/dept/site/device/kind")

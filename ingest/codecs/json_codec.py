@@ -30,12 +30,18 @@ class _DuplicateKey(ValueError):
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     # json.loads keeps the last of two equal keys silently; which one the sender meant is a guess.
-    obj: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in obj:
-            raise _DuplicateKey(key)
-        obj[key] = value
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKey(key)
+            seen.add(key)
     return obj
+
+
+# One decoder for every payload: json.loads with a hook would build a new one per call.
+_DECODER = json.JSONDecoder(object_pairs_hook=_no_duplicates)
 
 
 class JsonCodec:
@@ -82,7 +88,7 @@ def _load(payload: bytes, irregular: list[str]) -> dict[str, Any]:
         irregular.append("utf-8 byte order mark")
         text = text[1:]
     try:
-        doc = json.loads(text, object_pairs_hook=_no_duplicates)
+        doc = _DECODER.decode(text)
     except _DuplicateKey as exc:
         raise DecodeError("duplicate_key", f"key {exc.args[0]!r} appears twice") from None
     except (ValueError, RecursionError) as exc:
