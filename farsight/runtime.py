@@ -78,9 +78,7 @@ def _port_free(host: str, port: int) -> bool:
 
 def run_demo(settings: Settings, port: int | None = None, duration_s: float | None = None) -> int:
     """``farsight demo``: broker, simulators, ingest, rules, alerts and hub in one process."""
-    import uvicorn
-
-    from hub.app import create_app
+    from hub.app import create_app, make_server
     from hub.auth import TokenStore
     from simulators.publisher import Simulator
     from simulators.scenarios import get_scenario
@@ -128,7 +126,7 @@ def run_demo(settings: Settings, port: int | None = None, duration_s: float | No
         sim_thread.start()
 
     app = create_app(settings, registry, readings=ingest.readings, alerts=ingest.alerts, tokens=tokens)
-    server = uvicorn.Server(uvicorn.Config(app, host=settings.hub.host, port=hub_port, log_level="warning", lifespan="on"))
+    server = make_server(app, settings.hub.host, hub_port, log_level="warning")
 
     broker_desc = f"{broker.kind} (embedded) on {settings.broker.host}:{settings.broker.port}" if broker else f"external broker {b.host}:{b.port}"
     print(

@@ -1,0 +1,101 @@
+"""The spine, end to end: a simulated exceedance crosses a real broker, fires a rule and lands
+as exactly one alert in the risk queue, which is acknowledged and closed through the hub's API.
+
+Runs once on mosquitto (the production broker) and once on amqtt (the demo's fallback).
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Iterator
+
+import httpx
+import pytest
+
+from farsight.registry import load_registry
+from farsight.runtime import IngestService
+from farsight.settings import Settings
+from hub.app import bound_port, create_app, make_server
+from hub.auth import TokenStore
+from simulators.publisher import Simulator
+from simulators.scenarios import get_scenario, ground_truth
+from tests.conftest import wait_until
+
+START = datetime(2026, 11, 25, 0, 0, tzinfo=timezone.utc)
+ROUNDS = 100  # one simulated minute each: the 90-minute exceedance starts, fires and clears
+
+
+@pytest.fixture(params=["mosquitto", "amqtt"])
+def broker(request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
+    return request.getfixturevalue("mosquitto" if request.param == "mosquitto" else "amqtt_broker")
+
+
+@pytest.fixture
+def platform(broker, data_dir: Path) -> Iterator[tuple[Settings, IngestService, httpx.Client, str]]:  # type: ignore[no-untyped-def]
+    protocol = "3.1.1" if broker.kind == "amqtt" else "5"
+    settings = Settings.model_validate({
+        "data_dir": str(data_dir),
+        "broker": {"host": broker.host, "port": broker.port, "protocol": protocol, "embedded": "none"},
+        "ingest": {"client_id": f"spine-{broker.kind}-{broker.port}"},
+        "hub": {"stream_poll_ms": 100},
+    })
+    registry = load_registry(None)
+    ingest = IngestService(settings, registry)
+    ingest.start()
+    tokens = TokenStore(settings.db_path, departments=registry.departments)
+    token = tokens.issue("li.wei", "env")
+    app = create_app(settings, registry, readings=ingest.readings, alerts=ingest.alerts, tokens=tokens)
+    server = make_server(app, "127.0.0.1", 0, log_level="warning")
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    wait_until(lambda: server.started, what="hub started")
+    client = httpx.Client(base_url=f"http://127.0.0.1:{bound_port(server)}", timeout=10)
+    try:
+        yield settings, ingest, client, token
+    finally:
+        client.close()
+        server.should_exit = True
+        thread.join(timeout=15)
+        ingest.stop()
+        tokens.close()
+
+
+def test_a_simulated_exceedance_becomes_one_alert_that_is_acknowledged_and_closed(platform) -> None:  # type: ignore[no-untyped-def]
+    settings, ingest, api, token = platform
+    registry = load_registry(None)
+    scenario = get_scenario("exceedance")
+    (truth,) = ground_truth(scenario, registry, start=START)
+
+    sim = Simulator(registry, scenario, seed=11)
+    stats = sim.run(settings.broker, start=START, rounds=ROUNDS, interval_s=0.01, speedup=6000)
+    assert stats.rounds == ROUNDS and stats.acknowledged == stats.messages
+
+    # Every message the simulator sent is stored (HJ 212 frames carry several readings each).
+    wait_until(lambda: ingest.pipeline.stats.messages >= stats.messages, timeout=60, what="all messages ingested")
+    assert ingest.pipeline.stats.rejected == 0, ingest.readings.dead_letters()
+
+    page = api.get("/api/alerts").json()
+    assert page["total"] == 1, page
+    (alert,) = page["items"]
+    assert (alert["site"], alert["device"], alert["metric"]) == (truth["site"], truth["device"], truth["metric"])
+    assert alert["rule_id"] == "cems-so2-over-permit"
+    assert alert["threshold"] == truth["limit"] and alert["value"] > truth["limit"]
+    # Fired after the 5-minute `for`, resolved when the injected excess ended (event time).
+    starts = datetime.fromisoformat(alert["starts_at"])
+    assert START + timedelta(minutes=2 + 5) <= starts <= START + timedelta(minutes=2 + 5 + 2)
+    assert alert["activity"] == "resolved"
+
+    aid = alert["id"]
+    auth = {"Authorization": f"Bearer {token}"}
+    assert api.post(f"/api/alerts/{aid}/ack", json={"note": "checking the CEMS data"}).status_code == 401
+    r = api.post(f"/api/alerts/{aid}/ack", json={"note": "checking the CEMS data"}, headers=auth)
+    assert r.status_code == 200 and r.json()["state"] == "acknowledged"
+    r = api.post(f"/api/alerts/{aid}/close", json={"note": "verified on site; rectification ordered"}, headers=auth)
+    assert r.status_code == 200 and r.json()["state"] == "closed"
+    assert api.post(f"/api/alerts/{aid}/close", json={"note": "again"}, headers=auth).status_code == 409
+
+    detail = api.get(f"/api/alerts/{aid}").json()
+    actions = [(e["actor"], e["action"]) for e in detail["events"]]
+    assert actions == [("rules", "opened"), ("rules", "resolved"), ("li.wei", "ack"), ("li.wei", "close")]
