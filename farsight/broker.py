@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import getpass
 import shutil
 import socket
 import subprocess
@@ -24,7 +25,7 @@ from farsight.logs import kv
 log = logging.getLogger("farsight.broker")
 
 REPO_CONF = Path(__file__).resolve().parents[1] / "deploy" / "mosquitto.conf"
-_REPLACED = ("listener", "persistence_location", "log_dest", "pid_file", "allow_anonymous", "password_file")
+_REPLACED = ("listener", "persistence_location", "log_dest", "pid_file", "allow_anonymous", "password_file", "user")
 
 
 class RunningBroker(Protocol):
@@ -76,6 +77,10 @@ def mosquitto_config(base: str, port: int, persistence_dir: Path, host: str = "1
         "allow_anonymous true",
         f"persistence_location {persistence_dir}/",
         "log_dest stderr",
+        # Started as root, mosquitto would drop to the 'mosquitto' user, which cannot write a
+        # persistence file into our data directory: a restart would lose every queued message.
+        # The broker we start runs as whoever started it, like the rest of the platform.
+        f"user {getpass.getuser()}",
     ]
     return "\n".join(kept) + "\n"
 

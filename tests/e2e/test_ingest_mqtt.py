@@ -92,3 +92,20 @@ def test_a_malformed_message_is_dead_lettered_and_ingest_keeps_going(mosquitto, 
         assert svc.consumer.connected
     finally:
         svc.stop()
+
+
+def test_messages_queued_for_ingest_survive_a_broker_restart(fresh_mosquitto, data_dir: Path) -> None:
+    s = settings_for(fresh_mosquitto, data_dir)
+    reg = registry()
+    svc = IngestService(s, reg)
+    svc.start()
+    svc.stop()
+    publish_readings(s, 0, 200)
+    fresh_mosquitto.stop()  # SIGTERM: mosquitto writes its persistence file
+    fresh_mosquitto.start()
+    svc = IngestService(s, reg)
+    svc.start()
+    try:
+        wait_until(lambda: svc.readings.count() == 200, timeout=30, what="200 readings stored after the broker restart")
+    finally:
+        svc.stop()
