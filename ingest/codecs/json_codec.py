@@ -17,7 +17,9 @@ from farsight.types import ID_RE, Reading
 from ingest.codecs.base import Decoded, check_target, parse_flag, unique
 
 MAX_PAYLOAD = 256 * 1024
-KNOWN_KEYS = frozenset({"ts", "metrics", "flags", "seq", "units"})
+KNOWN_KEYS = frozenset({"ts", "metrics", "flags", "seq", "units", "attrs"})
+MAX_ATTRS = 16
+MAX_ATTR_CHARS = 128
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 # Epoch milliseconds must fall in 2000..2100: outside it the sender most likely sent seconds
 # (1.7e9 read as ms is January 1970), and a wrong unit is a guess we refuse to make.
@@ -74,7 +76,7 @@ class JsonCodec:
             )
             for name, value in metrics.items()
         )
-        return Decoded(readings=readings, irregularities=unique(irregular))
+        return Decoded(readings=readings, irregularities=unique(irregular), meta=_attrs(doc))
 
 
 def _load(payload: bytes, irregular: list[str]) -> dict[str, Any]:
@@ -169,6 +171,20 @@ def _units(doc: dict[str, Any], metrics: dict[str, float], irregular: list[str])
     for name in (n for n in raw if n not in metrics):
         irregular.append(f"unit for absent metric {name!r}")
     return raw
+
+
+def _attrs(doc: dict[str, Any]) -> dict[str, str]:
+    """Descriptive strings that travel with the readings (a truck's plate at a weigh station),
+    returned as ``attr.<name>`` in the decoded meta."""
+    raw = doc.get("attrs")
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict) or len(raw) > MAX_ATTRS:
+        raise DecodeError("bad_attrs", f"attrs must be an object of at most {MAX_ATTRS} strings")
+    for name, value in raw.items():
+        if not isinstance(value, str) or len(value) > MAX_ATTR_CHARS or len(name) > 64:
+            raise DecodeError("bad_attrs", f"attrs[{name[:64]!r}] must be a string of at most {MAX_ATTR_CHARS} characters")
+    return {f"attr.{k}": v for k, v in raw.items()}
 
 
 def _seq(doc: dict[str, Any]) -> int | None:

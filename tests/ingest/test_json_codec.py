@@ -195,3 +195,21 @@ def test_mutated_payloads_only_decode_or_reject(edits: list[tuple[int, bytes, in
     for pos, chunk, cut in edits:
         payload = payload[:pos] + chunk + payload[pos + cut :]
     _decodes_or_rejects(payload)
+
+
+def test_attrs_travel_in_meta_and_bad_attrs_are_rejected() -> None:
+    from farsight.errors import DecodeError
+    from ingest.codecs import get_codec
+
+    codec = get_codec("json")
+    ok = b'{"ts": 1795600000000, "metrics": {"gross_weight": 61.8, "axles": 6}, "attrs": {"plate": "\\u9102E\\u00b77C215"}}'
+    decoded = codec.decode(ok, site="s1", device="wim1")
+    assert decoded.meta == {"attr.plate": "鄂E·7C215"} and decoded.irregularities == ()
+    for bad in (b'{"ts": 1795600000000, "metrics": {"x": 1}, "attrs": ["a"]}',
+                b'{"ts": 1795600000000, "metrics": {"x": 1}, "attrs": {"plate": 5}}'):
+        try:
+            codec.decode(bad, site="s1", device="wim1")
+        except DecodeError as exc:
+            assert exc.reason == "bad_attrs"
+        else:
+            raise AssertionError("accepted bad attrs")

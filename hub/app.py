@@ -1,0 +1,538 @@
+"""The hub's FastAPI app: REST API, live stream, metrics and the dashboard.
+
+Endpoints are plain ``def`` functions where they touch SQLite, so FastAPI runs them in its thread
+pool and a slow query never blocks the event loop that serves the live stream.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import logging
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+import uvicorn
+from fastapi import APIRouter, Body, Depends, FastAPI, HTTPException, Query, Request
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse, StreamingResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.staticfiles import StaticFiles
+
+from alerts.model import ACTIVITIES, STATES
+from alerts.store_sqlite import SORTS, AlertFilter, SqliteAlertStore
+from farsight.errors import AuthError, FarsightError, NotFoundError, StoreError, TransitionError
+from farsight.logs import kv
+from farsight.registry import Registry
+from farsight.settings import Settings
+from farsight.types import SEVERITIES, Site
+from hub.auth import Principal, TokenStore
+from hub.schemas import (
+    AckRequest, AlertDetail, AlertOut, AlertPage, CloseRequest, DeadLetterPage, HealthOut,
+    SeriesOut, SiteOut, StatsOut,
+)
+from hub.stream import StreamHub
+from ingest.store_sqlite import DeadLetter, SqliteReadingStore
+
+log = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).parent / "static"
+RANGE_MAX = timedelta(days=31)
+"""Longest time range one readings request may cover (bounds the work of one query)."""
+RANGE_DEFAULT = timedelta(hours=1)
+SERIES_MAX = 10_000
+"""Most points one readings response carries; downsample to see more."""
+PREVIEW_CHARS = 200
+NOT_CLOSED = ("open", "acknowledged")
+WWW_AUTH = 'Bearer realm="farsight"'
+
+DASHBOARD_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+    "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+"""The dashboard loads only its own files: a CSP that says so stops injected content phoning out."""
+
+
+@dataclass(frozen=True, slots=True)
+class HubContext:
+    """What the endpoints work with; kept on ``app.state.hub``."""
+
+    settings: Settings
+    registry: Registry
+    readings: SqliteReadingStore
+    alerts: SqliteAlertStore
+    tokens: TokenStore
+    stream: StreamHub
+
+
+def _ctx(request: Request) -> HubContext:
+    return request.app.state.hub
+
+
+_bearer = HTTPBearer(auto_error=False, description="A token from `farsight token issue`.")
+
+
+def require_principal(
+    creds: HTTPAuthorizationCredentials | None = Depends(_bearer),
+    ctx: HubContext = Depends(_ctx),
+) -> Principal:
+    """The principal of the request's bearer token; 401 when it is missing, unknown or revoked."""
+    if creds is None or not creds.credentials:
+        raise HTTPException(401, "missing bearer token (Authorization: Bearer <token>)", headers={"WWW-Authenticate": WWW_AUTH})
+    try:
+        return ctx.tokens.verify(creds.credentials)
+    except AuthError as exc:
+        log.warning("auth refused", extra=kv(reason=str(exc)))
+        raise HTTPException(401, str(exc), headers={"WWW-Authenticate": f'{WWW_AUTH}, error="invalid_token"'}) from None
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+
+def _unprocessable(message: str) -> HTTPException:
+    return HTTPException(422, message)
+
+
+def _parse_time(raw: str | None, name: str) -> datetime | None:
+    """An ISO 8601 time with its UTC offset; naive times are refused (their zone would be a guess)."""
+    if raw is None or raw == "":
+        return None
+    text = raw.strip()
+    # An unescaped '+' in a query string arrives as a space: "08:00:00 08:00" means "+08:00".
+    if "T" in text and " " in text:
+        text = text.replace(" ", "+")
+    try:
+        ts = datetime.fromisoformat(text)
+    except ValueError:
+        raise _unprocessable(f"{name}={raw!r} is not an ISO 8601 time (e.g. 2026-11-25T08:00:00+08:00)") from None
+    if ts.tzinfo is None:
+        raise _unprocessable(f"{name}={raw!r} has no UTC offset; add one, e.g. +08:00 or Z")
+    return ts.astimezone(timezone.utc)
+
+
+def _check_department(ctx: HubContext, department: str | None) -> None:
+    if department is not None and department not in ctx.registry.departments:
+        raise _unprocessable(f"unknown department {department!r}; known: {', '.join(ctx.registry.departments)}")
+
+
+def _site_or_404(ctx: HubContext, site_id: str) -> Site:
+    site = ctx.registry.get(site_id)
+    if site is None:
+        raise HTTPException(404, f"no site {site_id!r}")
+    return site
+
+
+def _with_age(row: dict[str, Any], now: datetime) -> dict[str, Any]:
+    return {**row, "age_s": round((now - datetime.fromisoformat(row["ts"])).total_seconds(), 3)}
+
+
+def _site_dict(site: Site, latest: list[dict[str, Any]], open_alerts: int, now: datetime) -> dict[str, Any]:
+    return {
+        "id": site.id, "name": site.name, "department": site.department, "city": site.city, "kind": site.kind,
+        "entity_id": site.entity_id, "entity_name": site.entity_name, "item_code": site.item_code,
+        "credit_grade": site.credit_grade, "location": {"lon": site.location.lon, "lat": site.location.lat},
+        "limits": dict(site.limits), "tags": list(site.tags),
+        "devices": [{"id": d.id, "kind": d.kind, "metrics": list(d.metrics), "protocol": d.protocol, "cadence_s": d.cadence_s}
+                    for d in site.devices],
+        "open_alerts": open_alerts,
+        "latest": [_with_age(r, now) for r in latest],
+    }
+
+
+def _open_alerts(ctx: HubContext, site_id: str) -> int:
+    # limit=0 asks only for the total: one indexed count per site.
+    return ctx.alerts.list(AlertFilter(state=NOT_CLOSED, site=site_id), limit=0)[1]
+
+
+def _preview(payload: bytes) -> str:
+    """Printable start of a payload: undecodable bytes and control characters shown as '.'."""
+    text = payload[: PREVIEW_CHARS * 4].decode("utf-8", errors="replace")[:PREVIEW_CHARS]
+    return "".join(c if c.isprintable() and c != "\ufffd" else "." for c in text)
+
+
+def _dead_letter_dict(d: DeadLetter) -> dict[str, Any]:
+    return {"id": d.id, "received": d.received.isoformat(), "topic": d.topic, "codec": d.codec, "reason": d.reason,
+            "detail": d.detail, "size": len(d.payload), "payload_b64": base64.b64encode(d.payload).decode("ascii"),
+            "preview": _preview(d.payload)}
+
+
+# -- the API -----------------------------------------------------------------------------------
+
+router = APIRouter()
+
+
+@router.get("/healthz", response_model=HealthOut, tags=["ops"])
+def healthz(ctx: HubContext = Depends(_ctx)) -> Any:
+    """Liveness and database reachability."""
+    try:
+        ctx.readings.max_id()
+        ctx.alerts.max_event_id()
+    except FarsightError as exc:
+        return JSONResponse({"status": "error", "db": str(exc)}, status_code=503)
+    return {"status": "ok", "db": "ok"}
+
+
+@router.get("/api/sites", response_model=list[SiteOut], tags=["sites"])
+def list_sites(
+    department: str | None = Query(None, description="Only sites of this department."),
+    ctx: HubContext = Depends(_ctx),
+) -> Any:
+    """Sites with their devices, limits, open alert count and newest readings."""
+    _check_department(ctx, department)
+    sites = ctx.registry.for_department(department)
+    by_site: dict[str, list[dict[str, Any]]] = {}
+    for row in ctx.readings.latest():
+        by_site.setdefault(row["site"], []).append(row)
+    now = datetime.now(timezone.utc)
+    return [_site_dict(s, by_site.get(s.id, []), _open_alerts(ctx, s.id), now) for s in sites]
+
+
+@router.get("/api/sites/{site_id}", response_model=SiteOut, tags=["sites"])
+def get_site(site_id: str, ctx: HubContext = Depends(_ctx)) -> Any:
+    """One site."""
+    site = _site_or_404(ctx, site_id)
+    return _site_dict(site, ctx.readings.latest(site.id), _open_alerts(ctx, site.id), datetime.now(timezone.utc))
+
+
+@router.get("/api/readings", response_model=SeriesOut, tags=["readings"])
+def get_readings(
+    site: str = Query(description="Site id."),
+    metric: str = Query(description="Metric name, e.g. pm25.", min_length=1, max_length=64),
+    start: str | None = Query(None, alias="from", description="ISO 8601 start with UTC offset; default `to` minus one hour."),
+    end: str | None = Query(None, alias="to", description="ISO 8601 end with UTC offset; default now."),
+    interval: float | None = Query(None, ge=1, le=RANGE_MAX.total_seconds(), description="Bucket width in seconds: average on the server."),
+    device: str | None = Query(None, description="Only this device."),
+    ctx: HubContext = Depends(_ctx),
+) -> Any:
+    """A time series of one site and metric, raw or averaged into buckets."""
+    t_end = _parse_time(end, "to") or datetime.now(timezone.utc)
+    t_start = _parse_time(start, "from") or (t_end - RANGE_DEFAULT)
+    if t_start >= t_end:
+        raise _unprocessable(f"from ({t_start.isoformat()}) must be before to ({t_end.isoformat()})")
+    if t_end - t_start > RANGE_MAX:
+        raise _unprocessable(f"range {t_end - t_start} is longer than {RANGE_MAX.days} days; request less or in parts")
+    _site_or_404(ctx, site)
+    points = ctx.readings.series(site, metric, t_start, t_end, interval_s=interval, device=device, limit=SERIES_MAX + 1)
+    return {"site": site, "metric": metric, "from": t_start.isoformat(), "to": t_end.isoformat(), "interval": interval,
+            "points": points[:SERIES_MAX], "truncated": len(points) > SERIES_MAX}
+
+
+@router.get("/api/alerts", response_model=AlertPage, tags=["alerts"])
+def list_alerts(
+    state: list[str] | None = Query(None, description=f"Repeat or comma-separate: {', '.join(STATES)}."),
+    activity: str | None = Query(None, description=f"One of {', '.join(ACTIVITIES)}."),
+    department: str | None = Query(None),
+    site: str | None = Query(None),
+    severity: str | None = Query(None, description=f"One of {', '.join(SEVERITIES)}."),
+    rule_id: str | None = Query(None),
+    limit: int = Query(100, ge=0, description="Page size; capped at the configured page limit."),
+    offset: int = Query(0, ge=0, le=2**31),
+    sort: str = Query("severity", description=f"One of {', '.join(SORTS)}."),
+    ctx: HubContext = Depends(_ctx),
+) -> Any:
+    """A page of the risk queue and the number of alerts matching the filters."""
+    states = tuple(s.strip() for raw in (state or ()) for s in raw.split(",") if s.strip()) or None
+    for s in states or ():
+        if s not in STATES:
+            raise _unprocessable(f"unknown state {s!r}; known: {', '.join(STATES)}")
+    if activity is not None and activity not in ACTIVITIES:
+        raise _unprocessable(f"unknown activity {activity!r}; known: {', '.join(ACTIVITIES)}")
+    if severity is not None and severity not in SEVERITIES:
+        raise _unprocessable(f"unknown severity {severity!r}; known: {', '.join(SEVERITIES)}")
+    if sort not in SORTS:
+        raise _unprocessable(f"unknown sort {sort!r}; known: {', '.join(SORTS)}")
+    _check_department(ctx, department)
+    limit = min(limit, ctx.settings.hub.page_max)
+    f = AlertFilter(state=states, activity=activity, department=department, site=site, severity=severity, rule_id=rule_id)
+    items, total = ctx.alerts.list(f, limit=limit, offset=offset, sort=sort)
+    return {"items": [a.to_dict() for a in items], "total": total, "limit": limit, "offset": offset}
+
+
+@router.get("/api/alerts/{alert_id}", response_model=AlertDetail, tags=["alerts"])
+def get_alert(alert_id: int, ctx: HubContext = Depends(_ctx)) -> Any:
+    """One alert and its history, oldest first."""
+    alert = ctx.alerts.get(alert_id)
+    return {"alert": alert.to_dict(), "events": [e.to_dict() for e in ctx.alerts.events(alert_id)]}
+
+
+def _transition(ctx: HubContext, principal: Principal, alert_id: int, action: str, note: str) -> dict[str, Any]:
+    alert = ctx.alerts.get(alert_id)
+    if not principal.may_act_for(alert.department):
+        log.warning("transition refused", extra=kv(alert=alert_id, action=action, user=principal.user,
+                                                   token_department=principal.department, department=alert.department))
+        raise HTTPException(403, f"token of department {principal.department!r} cannot act on alerts of department {alert.department!r}")
+    updated = ctx.alerts.transition(alert_id, action, actor=principal.user, note=note)
+    log.info("alert transition", extra=kv(alert=alert_id, action=action, user=principal.user, site=alert.site,
+                                          rule=alert.rule_id, state=updated.state))
+    return updated.to_dict()
+
+
+@router.post("/api/alerts/{alert_id}/ack", response_model=AlertOut, tags=["alerts"],
+             responses={401: {"description": "Missing or invalid token"}, 403: {"description": "Other department"},
+                        404: {"description": "No such alert"}, 409: {"description": "Not allowed from the alert's state"}})
+def ack_alert(
+    alert_id: int,
+    body: AckRequest | None = Body(None),
+    principal: Principal = Depends(require_principal),
+    ctx: HubContext = Depends(_ctx),
+) -> Any:
+    """Acknowledge an open alert: someone is on it."""
+    return _transition(ctx, principal, alert_id, "ack", body.note if body else "")
+
+
+@router.post("/api/alerts/{alert_id}/close", response_model=AlertOut, tags=["alerts"],
+             responses={401: {"description": "Missing or invalid token"}, 403: {"description": "Other department"},
+                        404: {"description": "No such alert"}, 409: {"description": "Not allowed from the alert's state"}})
+def close_alert(
+    alert_id: int,
+    body: CloseRequest,
+    principal: Principal = Depends(require_principal),
+    ctx: HubContext = Depends(_ctx),
+) -> Any:
+    """Close an open or acknowledged alert, with a note saying how it was handled."""
+    return _transition(ctx, principal, alert_id, "close", body.note)
+
+
+@router.get("/api/dead-letters", response_model=DeadLetterPage, tags=["ops"])
+def list_dead_letters(
+    limit: int = Query(100, ge=1),
+    reason: str | None = Query(None, max_length=64),
+    principal: Principal = Depends(require_principal),
+    ctx: HubContext = Depends(_ctx),
+) -> Any:
+    """Rejected messages, newest first; needs a token because payloads can hold operators' data."""
+    limit = min(limit, ctx.settings.hub.page_max)
+    letters = ctx.readings.dead_letters(limit=limit, reason=reason)
+    return {"items": [_dead_letter_dict(d) for d in letters], "total": ctx.readings.dead_letter_count(), "limit": limit}
+
+
+@router.get("/api/stats", response_model=StatsOut, tags=["ops"])
+def stats(ctx: HubContext = Depends(_ctx)) -> Any:
+    """Headline figures: readings, dead letters, not-closed alerts by severity and state."""
+    counts = ctx.alerts.counts()
+    return {"sites": len(ctx.registry), "readings": ctx.readings.count(), "dead_letters": ctx.readings.dead_letter_count(),
+            "alerts": {"severity": counts["severity"], "state": counts["state"]},
+            "stream_subscribers": ctx.stream.subscriber_count}
+
+
+@router.get("/api/stream", tags=["stream"], response_class=StreamingResponse,
+            responses={200: {"content": {"text/event-stream": {}}, "description": "Server-Sent Events"}})
+async def stream(request: Request, ctx: HubContext = Depends(_ctx)) -> StreamingResponse:
+    """Live events: ``reading`` (a reading) and ``alert`` (the alert plus ``action`` and ``event``).
+
+    Send ``Last-Event-ID`` (browsers do on reconnect) to be replayed what was missed; a
+    ``reset`` event means too much was missed and the client should reload its data.
+    """
+    return StreamingResponse(
+        ctx.stream.events(request.headers.get("last-event-id")),
+        media_type="text/event-stream",
+        # no-transform and X-Accel-Buffering stop proxies from buffering the stream into batches.
+        headers={"Cache-Control": "no-cache, no-transform", "X-Accel-Buffering": "no"},
+    )
+
+
+@router.get("/metrics", response_class=PlainTextResponse, tags=["ops"])
+def metrics(ctx: HubContext = Depends(_ctx)) -> PlainTextResponse:
+    """Prometheus text exposition format 0.0.4."""
+    counts = ctx.alerts.counts()["severity"]
+    lines = [
+        "# HELP farsight_readings_total Readings stored.",
+        "# TYPE farsight_readings_total counter",
+        f"farsight_readings_total {ctx.readings.count()}",
+        "# HELP farsight_dead_letters_total Messages rejected into the dead-letter store.",
+        "# TYPE farsight_dead_letters_total counter",
+        f"farsight_dead_letters_total {ctx.readings.dead_letter_count()}",
+        "# HELP farsight_open_alerts Alerts not closed (open or acknowledged), by severity.",
+        "# TYPE farsight_open_alerts gauge",
+        *(f'farsight_open_alerts{{severity="{s}"}} {counts.get(s, 0)}' for s in SEVERITIES),
+        "# HELP farsight_stream_subscribers Clients connected to the live stream.",
+        "# TYPE farsight_stream_subscribers gauge",
+        f"farsight_stream_subscribers {ctx.stream.subscriber_count}",
+        "# HELP farsight_stream_dropped_total Live-stream clients dropped for falling behind.",
+        "# TYPE farsight_stream_dropped_total counter",
+        f"farsight_stream_dropped_total {ctx.stream.dropped_total}",
+        "# HELP farsight_sites Sites in the registry.",
+        "# TYPE farsight_sites gauge",
+        f"farsight_sites {len(ctx.registry)}",
+    ]
+    return PlainTextResponse("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4; charset=utf-8")
+
+
+# -- docs without a CDN ------------------------------------------------------------------------
+
+
+def _swagger_assets() -> Path | None:
+    """Swagger UI files from a locally installed package (``swagger-ui-bundle``), if any."""
+    try:
+        import swagger_ui_bundle  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+    for attr in ("swagger_ui_path", "swagger_ui_5_path", "swagger_ui_4_path", "swagger_ui_3_path"):
+        path = getattr(swagger_ui_bundle, attr, None)
+        if path and (Path(path) / "swagger-ui-bundle.js").is_file() and (Path(path) / "swagger-ui.css").is_file():
+            return Path(path)
+    return None
+
+
+def _docs_page(schema: dict[str, Any]) -> str:
+    """A self-contained page listing the endpoints of ``schema``; every string escaped."""
+    e = html.escape
+    info = schema.get("info", {})
+    rows = []
+    for path, ops in sorted(schema.get("paths", {}).items()):
+        for method, op in ops.items():
+            params = ", ".join(
+                f"{p.get('name')}{'' if p.get('required') else '?'} ({p.get('in')})" for p in op.get("parameters", [])
+            )
+            if "requestBody" in op:
+                params = (params + ", " if params else "") + "JSON body"
+            auth = "token" if op.get("security") else ""
+            rows.append(f"<tr><td class=m>{e(method.upper())}</td><td><code>{e(path)}</code></td>"
+                        f"<td>{e(op.get('summary', ''))}</td><td>{e(params)}</td><td>{e(auth)}</td></tr>")
+    return (
+        "<!doctype html><html lang=en><head><meta charset=utf-8>"
+        "<meta name=viewport content='width=device-width, initial-scale=1'>"
+        f"<title>{e(info.get('title', 'API'))} docs</title><link rel=icon href='data:,'>"
+        "<style>body{font-family:system-ui,sans-serif;margin:1.5rem;color:#1d2733}table{border-collapse:collapse;width:100%}"
+        "td,th{border-bottom:1px solid #dde3ea;padding:.4rem;text-align:left;vertical-align:top}.m{font-weight:600}"
+        "code{font-size:.95em}</style></head><body>"
+        f"<h1>{e(info.get('title', 'API'))} <small>{e(str(info.get('version', '')))}</small></h1>"
+        "<p>The machine-readable description is at <a href='/openapi.json'>/openapi.json</a>. "
+        "Interactive docs need the <code>swagger-ui-bundle</code> package installed beside the hub.</p>"
+        "<table><thead><tr><th>Method</th><th>Path</th><th>What</th><th>Parameters</th><th>Auth</th></tr></thead>"
+        f"<tbody>{''.join(rows)}</tbody></table></body></html>"
+    )
+
+
+def _install_docs(app: FastAPI) -> None:
+    assets = _swagger_assets()
+    if assets is not None:
+        from fastapi.openapi.docs import get_swagger_ui_html
+
+        app.mount("/docs/assets", StaticFiles(directory=assets), name="docs-assets")
+
+        @app.get("/docs", include_in_schema=False)
+        def docs() -> HTMLResponse:
+            return get_swagger_ui_html(openapi_url=app.openapi_url or "/openapi.json", title=f"{app.title} docs",
+                                       swagger_js_url="/docs/assets/swagger-ui-bundle.js",
+                                       swagger_css_url="/docs/assets/swagger-ui.css", swagger_favicon_url="data:,")
+    else:
+        @app.get("/docs", include_in_schema=False)
+        def docs() -> HTMLResponse:
+            return HTMLResponse(_docs_page(app.openapi()))
+
+
+# -- error conversion --------------------------------------------------------------------------
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    """Farsight errors become HTTP errors with a JSON ``{"detail": ...}`` once, here."""
+
+    def handler(status: int, headers: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
+        async def handle(request: Request, exc: Exception) -> JSONResponse:
+            if status >= 500:
+                log.error("request failed", extra=kv(path=request.url.path, error=type(exc).__name__, detail=str(exc)))
+            return JSONResponse({"detail": str(exc)}, status_code=status, headers=headers)
+        return handle
+
+    app.add_exception_handler(NotFoundError, handler(404))
+    app.add_exception_handler(TransitionError, handler(409))
+    app.add_exception_handler(AuthError, handler(401, {"WWW-Authenticate": WWW_AUTH}))
+    app.add_exception_handler(StoreError, handler(503))
+    app.add_exception_handler(FarsightError, handler(500))
+
+
+# -- assembly ----------------------------------------------------------------------------------
+
+
+def create_app(
+    settings: Settings,
+    registry: Registry,
+    readings: SqliteReadingStore | None = None,
+    alerts: SqliteAlertStore | None = None,
+    tokens: TokenStore | None = None,
+) -> FastAPI:
+    """Build the hub; stores not given are opened on ``settings.db_path`` and closed at shutdown.
+
+    The live-stream poller runs for the app's lifespan.
+    """
+    owned: list[Any] = []
+    if readings is None:
+        readings = SqliteReadingStore(settings.db_path)
+        owned.append(readings)
+    if alerts is None:
+        alerts = SqliteAlertStore(settings.db_path)
+        owned.append(alerts)
+    if tokens is None:
+        tokens = TokenStore(settings.db_path, registry.departments)
+        owned.append(tokens)
+    stream_hub = StreamHub(readings, alerts, poll_ms=settings.hub.stream_poll_ms)
+    ctx = HubContext(settings=settings, registry=registry, readings=readings, alerts=alerts, tokens=tokens, stream=stream_hub)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await stream_hub.start()
+        log.info("hub started", extra=kv(db=settings.db_path, sites=len(registry), departments=",".join(registry.departments)))
+        try:
+            yield
+        finally:
+            await stream_hub.stop()
+            for store in owned:
+                store.close()
+            log.info("hub stopped")
+
+    app = FastAPI(
+        title="Farsight hub",
+        version="0.1.0",
+        description="Sites, readings and the alert risk queue of a Farsight installation, with a live event stream.",
+        lifespan=lifespan,
+        docs_url=None,  # the default page loads Swagger UI from a CDN; see _install_docs
+        redoc_url=None,
+    )
+    app.state.hub = ctx
+    app.state.stream = stream_hub
+    _install_error_handlers(app)
+    app.include_router(router)
+    _install_docs(app)
+
+    @app.get("/", include_in_schema=False)
+    def dashboard() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html", media_type="text/html; charset=utf-8",
+                            headers={"Content-Security-Policy": DASHBOARD_CSP, "Referrer-Policy": "no-referrer",
+                                     "X-Content-Type-Options": "nosniff", "Cache-Control": "no-cache"})
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    return app
+
+
+class HubServer(uvicorn.Server):
+    """uvicorn server that ends live streams before it waits for open responses.
+
+    An SSE response never finishes by itself and uvicorn's graceful shutdown waits for every
+    response to finish, so without this a connected dashboard would hold shutdown forever.
+    """
+
+    def __init__(self, config: uvicorn.Config, stream: StreamHub) -> None:
+        super().__init__(config)
+        self._stream = stream
+
+    async def shutdown(self, sockets: list[Any] | None = None) -> None:
+        self._stream.close_all()
+        await super().shutdown(sockets=sockets)
+
+
+def make_server(app: FastAPI, host: str, port: int, **options: Any) -> HubServer:
+    """A uvicorn server for a hub app; ``port=0`` takes a free port (see :func:`bound_port`)."""
+    config_kw: dict[str, Any] = {"log_config": None, "lifespan": "on", "timeout_graceful_shutdown": 10, "access_log": False}
+    config_kw.update(options)
+    return HubServer(uvicorn.Config(app, host=host, port=port, **config_kw), app.state.stream)
+
+
+def bound_port(server: uvicorn.Server) -> int:
+    """The TCP port a started server listens on (useful with ``port=0``)."""
+    for srv in server.servers:
+        for sock in srv.sockets:
+            return int(sock.getsockname()[1])
+    raise RuntimeError("server is not listening yet")

@@ -1,0 +1,198 @@
+"""Pydantic request and response schemas of the hub API.
+
+Requests refuse unknown keys (``extra="forbid"``) so a misspelt field is an error, not a no-op.
+Times are ISO 8601 strings with their UTC offset, as the stores produce them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+NOTE_MAX = 2000
+"""Longest note on an acknowledgement or closure; notes are free text shown in the history."""
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class _Response(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+
+# -- requests ----------------------------------------------------------------------------------
+
+
+class AckRequest(_Request):
+    """Body of ``POST /api/alerts/{id}/ack``."""
+
+    note: str = Field("", title="Note", description="Optional remark saved in the alert's history.", max_length=NOTE_MAX)
+
+
+class CloseRequest(_Request):
+    """Body of ``POST /api/alerts/{id}/close``."""
+
+    note: str = Field(title="Note", description="How the alert was handled; required.", min_length=1, max_length=NOTE_MAX)
+
+    @field_validator("note")
+    @classmethod
+    def _not_blank(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("closing an alert needs a note saying how it was handled")
+        return v
+
+
+# -- responses ---------------------------------------------------------------------------------
+
+
+class HealthOut(_Response):
+    status: str = Field(description="'ok' when the hub can read its database.")
+    db: str = Field(description="'ok', or why the database cannot be read.")
+
+
+class LocationOut(_Response):
+    lon: float
+    lat: float
+
+
+class DeviceOut(_Response):
+    id: str
+    kind: str
+    metrics: list[str]
+    protocol: str
+    cadence_s: float
+
+
+class ReadingOut(_Response):
+    site: str
+    device: str
+    metric: str
+    value: float
+    unit: str
+    ts: str
+    flag: str
+    seq: int | None = None
+    age_s: float | None = Field(None, description="Seconds between the reading's time and the response.")
+
+
+class SiteOut(_Response):
+    id: str
+    name: str
+    department: str
+    city: str
+    kind: str
+    entity_id: str = Field(description="Unified social credit code of the operator.")
+    entity_name: str
+    item_code: str
+    credit_grade: str
+    location: LocationOut
+    limits: dict[str, float]
+    tags: list[str]
+    devices: list[DeviceOut]
+    open_alerts: int = Field(description="Alerts of the site that are not closed (open or acknowledged).")
+    latest: list[ReadingOut] = Field(description="Newest reading of every device and metric.")
+
+
+class SeriesPoint(_Response):
+    """A raw reading, or with downsampling one bucket (``value`` is the bucket average)."""
+
+    ts: str
+    value: float
+    unit: str
+    device: str | None = None
+    flag: str | None = None
+    seq: int | None = None
+    min: float | None = None
+    max: float | None = None
+    count: int | None = None
+
+
+class SeriesOut(_Response):
+    site: str
+    metric: str
+    start: str = Field(alias="from")
+    end: str = Field(alias="to")
+    interval: float | None = Field(None, description="Bucket width in seconds; null for raw readings.")
+    points: list[SeriesPoint]
+    truncated: bool = Field(description="True when more points matched than one response carries.")
+
+
+class AlertOut(_Response):
+    id: int
+    fingerprint: str
+    rule_id: str
+    site: str
+    device: str
+    metric: str
+    department: str
+    entity_id: str
+    item_code: str
+    severity: str
+    summary: str
+    activity: str = Field(description="firing or resolved (set by the rules).")
+    state: str = Field(description="open, acknowledged or closed (set by people).")
+    value: float | None
+    threshold: float | None
+    starts_at: str
+    last_seen: str
+    resolved_at: str | None
+    count: int
+    created: str
+    updated: str
+    labels: dict[str, str]
+    previous_id: int | None = None
+
+
+class AlertEventOut(_Response):
+    id: int
+    alert_id: int
+    at: str
+    actor: str
+    action: str
+    note: str
+    data: dict[str, Any]
+
+
+class AlertPage(_Response):
+    items: list[AlertOut]
+    total: int
+    limit: int
+    offset: int
+
+
+class AlertDetail(_Response):
+    alert: AlertOut
+    events: list[AlertEventOut]
+
+
+class DeadLetterOut(_Response):
+    id: int | None
+    received: str
+    topic: str
+    codec: str | None
+    reason: str
+    detail: str
+    size: int
+    payload_b64: str = Field(description="The raw payload, base64.")
+    preview: str = Field(description="Printable start of the payload; other bytes shown as '.'.")
+
+
+class DeadLetterPage(_Response):
+    items: list[DeadLetterOut]
+    total: int
+    limit: int
+
+
+class AlertCountsOut(_Response):
+    severity: dict[str, int]
+    state: dict[str, int]
+
+
+class StatsOut(_Response):
+    sites: int
+    readings: int
+    dead_letters: int
+    alerts: AlertCountsOut = Field(description="Alerts that are not closed, by severity and by state.")
+    stream_subscribers: int

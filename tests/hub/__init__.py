@@ -1,0 +1,1 @@
+"""Tests of the hub: API, auth and live stream against a real uvicorn server."""

@@ -1,0 +1,162 @@
+"""The live stream: SSE over a real server, replay, keepalives, slow clients, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+import httpx
+
+from farsight.types import Reading
+from hub.app import create_app
+from hub.stream import Message, StreamHub, parse_last_event_id
+from tests.hub.conftest import LiveHub, SSEReader, make_registry, make_settings, start_server, stop_server
+
+
+def _wait(cond: Callable[[], bool], timeout: float = 10.0) -> bool:
+    """Poll ``cond`` until true or ``timeout`` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def _is(event: str, **fields: object):  # type: ignore[no-untyped-def]
+    def match(ev: dict[str, str]) -> bool:
+        if ev.get("event") != event:
+            return False
+        data = json.loads(ev["data"])
+        return all(data.get(k) == v for k, v in fields.items())
+    return match
+
+
+def test_reading_and_alert_events_arrive(hub: LiveHub, rule_id: str) -> None:
+    with SSEReader(hub.base_url) as sse:
+        assert sse.status == 200 and sse.content_type.startswith("text/event-stream")
+        ts = datetime.now(timezone.utc).replace(microsecond=0)
+        hub.readings.write([Reading("wim-1", "wim1", "gross_weight", 61.5, "t", ts)])
+        alert = hub.alert(rule_id, "wim-1", severity="critical", metric="gross_weight", value=61.5)
+
+        ev = sse.wait_for(_is("reading", site="wim-1", metric="gross_weight", value=61.5))
+        reading = json.loads(ev["data"])
+        assert reading["device"] == "wim1" and reading["unit"] == "t"
+        assert datetime.fromisoformat(reading["ts"]) == ts
+
+        ev = sse.wait_for(_is("alert", id=alert.id))
+        data = json.loads(ev["data"])
+        assert data["action"] == "opened" and data["state"] == "open" and data["severity"] == "critical"
+        assert data["rule_id"] == rule_id and data["event"]["actor"] == "rules"
+        assert ev.get("id", "").endswith(f"-{data['event']['id']}")
+
+
+def test_people_actions_are_streamed(hub: LiveHub, tokens: dict, rule_id: str) -> None:
+    alert = hub.alert(rule_id, "aq-1")
+    with SSEReader(hub.base_url) as sse, httpx.Client(base_url=hub.base_url, timeout=10) as c:
+        r = c.post(f"/api/alerts/{alert.id}/ack", json={"note": "on it"}, headers={"Authorization": f"Bearer {tokens['env']}"})
+        assert r.status_code == 200
+        data = json.loads(sse.wait_for(_is("alert", id=alert.id, action="ack"))["data"])
+        assert data["state"] == "acknowledged" and data["event"]["actor"] == "alice"
+
+
+def test_subscribers_are_counted(hub: LiveHub) -> None:
+    with SSEReader(hub.base_url), httpx.Client(base_url=hub.base_url, timeout=10) as c:
+        assert c.get("/api/stats").json()["stream_subscribers"] >= 1
+
+
+def test_keepalive_comments_on_an_idle_stream(hub: LiveHub) -> None:
+    # The session hub sends keepalives every 0.5 s (15 s in production).
+    with SSEReader(hub.base_url) as sse:
+        assert sse.wait_for(lambda ev: ev.get("comment") == "keepalive", timeout=5.0)
+
+
+def test_last_event_id_replays_what_was_missed(hub: LiveHub, rule_id: str) -> None:
+    mark = f"{hub.readings.max_id()}-{hub.alerts.max_event_id()}"
+    ts = datetime.now(timezone.utc).replace(microsecond=0)
+    hub.readings.write([Reading("wim-1", "wim1", "axles", 6.0, "1", ts)])
+    alert = hub.alert(rule_id, "wim-1", metric="axles")
+    # Wait until the poller has passed both rows, so they can only reach the client by replay.
+    stream = hub.app.state.stream
+    assert _wait(lambda: stream.reading_id >= hub.readings.max_id() and stream.event_id >= hub.alerts.max_event_id())
+
+    with SSEReader(hub.base_url, headers={"Last-Event-ID": mark}) as sse:
+        sse.wait_for(_is("reading", site="wim-1", metric="axles", value=6.0))
+        sse.wait_for(_is("alert", id=alert.id, action="opened"))
+
+
+def test_parse_last_event_id() -> None:
+    assert parse_last_event_id("12-34") == (12, 34)
+    assert parse_last_event_id(" 0-0 ") == (0, 0)
+    for bad in (None, "", "12", "a-b", "1-2-3", "-1-2", "9" * 40 + "-1"):
+        assert parse_last_event_id(bad) is None
+
+
+class _NoStore:
+    """Stands in for both stores where a test drives the hub by hand."""
+
+    def since(self, after_id: int, limit: int = 1000) -> tuple[list[dict], int]:
+        return [], after_id
+
+    def max_id(self) -> int:
+        return 0
+
+    def events_since(self, after_id: int, limit: int = 500) -> list:
+        return []
+
+    def max_event_id(self) -> int:
+        return 0
+
+    def get(self, alert_id: int) -> None:
+        raise AssertionError("not used")
+
+
+def test_slow_client_is_dropped_without_blocking_others() -> None:
+    async def scenario() -> None:
+        hub = StreamHub(_NoStore(), _NoStore(), poll_ms=50, queue_max=2)
+        fast, slow = hub.subscribe(), hub.subscribe()
+        got = []
+        for i in range(5):
+            hub.broadcast(Message("reading", {"i": i}))
+            got.append(fast.queue.get_nowait().data["i"])  # the fast client keeps up
+        assert got == [0, 1, 2, 3, 4]
+        assert slow.dropped and hub.subscriber_count == 1 and hub.dropped_total == 1
+        assert slow.queue.get_nowait() is None  # its stream ends; the browser reconnects
+        assert not fast.dropped
+
+    asyncio.run(scenario())
+
+
+def test_stream_ends_for_a_dropped_client() -> None:
+    async def scenario() -> list[str]:
+        hub = StreamHub(_NoStore(), _NoStore(), poll_ms=50, queue_max=1)
+        out: list[str] = []
+        gen = hub.events()
+        out.append(await gen.__anext__())  # greeting; now subscribed
+        hub.broadcast(Message("reading", {"i": 1}))
+        hub.broadcast(Message("reading", {"i": 2}))  # queue full: dropped
+        async for chunk in gen:
+            out.append(chunk)
+        assert hub.subscriber_count == 0
+        return out
+
+    chunks = asyncio.run(scenario())
+    assert chunks[0].startswith("retry: ")
+    assert len(chunks) == 1  # dropping empties the queue: the client replays from its last id
+
+
+def test_shutdown_ends_open_streams_promptly(tmp_path: Path) -> None:
+    app = create_app(make_settings(tmp_path), make_registry())
+    server, thread, base_url = start_server(app)
+    try:
+        with SSEReader(base_url) as sse:
+            stop_server(server, thread, timeout=8.0)  # HubServer ends streams instead of waiting on them
+            assert sse.ended.wait(5.0), "stream still open after shutdown"
+            assert not app.state.stream.running
+    finally:
+        server.should_exit = True
+        thread.join(5.0)
