@@ -6,7 +6,7 @@ import logging
 import os
 import signal
 import threading
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from farsight.broker import RunningBroker, free_port, start_embedded, wait_for_port
@@ -117,10 +117,12 @@ def run_demo(settings: Settings, port: int | None = None, duration_s: float | No
     simulator = None
     if settings.simulator.enabled:
         simulator = Simulator(registry, get_scenario(settings.simulator.scenario), seed=settings.simulator.seed)
+        now = datetime.now(timezone.utc)
         sim_thread = threading.Thread(
             target=simulator.run,
-            kwargs=dict(broker=settings.broker, start=datetime.now(timezone.utc), rounds=None,
-                        interval_s=settings.simulator.interval_s, speedup=settings.simulator.speedup, stop_event=stop),
+            kwargs=dict(broker=settings.broker, start=now - timedelta(minutes=settings.simulator.backfill_min), rounds=None,
+                        interval_s=settings.simulator.interval_s, speedup=settings.simulator.speedup, stop_event=stop,
+                        client_id="farsight-demo-simulator", catch_up_until=now),
             name="simulator", daemon=True,
         )
         sim_thread.start()
@@ -136,7 +138,7 @@ def run_demo(settings: Settings, port: int | None = None, duration_s: float | No
         f"  broker      {broker_desc}\n"
         f"  ingest      client {settings.ingest.client_id}, topics {', '.join(settings.ingest.topics)}\n"
         f"  rules       {len(ingest.engine.rules)} rules; alerts in the risk queue\n"
-        f"  simulators  {len(registry)} sites, scenario '{settings.simulator.scenario}', x{settings.simulator.speedup:g} time\n"
+        f"  simulators  {len(registry)} sites, scenario '{settings.simulator.scenario}', {settings.simulator.backfill_min:g} min of history, then a round every {settings.simulator.interval_s:g} s (x{settings.simulator.speedup:g} time)\n"
         f"  data        {settings.db_path} (SQLite, WAL)\n"
         f"  token       {token_file} (bearer token of user demo-officer, for acknowledge and close)\n"
         "Stop with Ctrl-C.\n",

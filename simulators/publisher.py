@@ -274,6 +274,7 @@ class Simulator:
         ack_timeout_s: float = 30.0,
         max_pending: int = 100_000,
         on_round: Callable[[int, datetime, int], None] | None = None,
+        catch_up_until: datetime | None = None,
     ) -> PublishStats:
         """Publish rounds at QoS 1 until ``rounds`` are done or ``stop_event`` is set.
 
@@ -300,6 +301,9 @@ class Simulator:
             Stop producing while this many publishes await their acknowledgement.
         on_round
             Called after each round with ``(k, t, messages in the round)``.
+        catch_up_until
+            Rounds up to this simulated time are published without waiting (a backfill of
+            history, e.g. the demo's last hour); later rounds follow the wall clock again.
 
         Returns
         -------
@@ -388,7 +392,12 @@ class Simulator:
                     on_round(k - 1, t, len(batch))
                 if rounds is not None and k >= rounds:
                     break
-                stop.wait(max(0.0, t0 + k * interval_s - time.monotonic()))
+                if catch_up_until is not None:
+                    # History first, as fast as the broker takes it; then one round per step.
+                    due = t0 + max(0.0, (self.round_time(k) - catch_up_until).total_seconds()) / speedup
+                else:
+                    due = t0 + k * interval_s
+                stop.wait(max(0.0, due - time.monotonic()))
             if not tracker.wait(2.0 if stop.is_set() else ack_timeout_s):
                 log.warning("publishes not acknowledged", extra=kv(pending=tracker.pending))
         finally:

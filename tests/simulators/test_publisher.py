@@ -283,6 +283,31 @@ def test_stop_event_ends_an_endless_run(registry, broker) -> None:
     assert seen == [0, 1, 2] and stats.rounds == 3 and stats.acknowledged == 3
 
 
+def test_backfill_rounds_go_out_at_once_then_the_wall_clock_paces_the_rest(registry, broker) -> None:
+    """The demo publishes its last hour of history at start: with one-hour steps every round up
+    to ``catch_up_until`` is due at once, and the next one an hour later."""
+    sim = Simulator(registry, "quiet", seed=1, sites=["yc-aq-xiling"])
+    stop = threading.Event()
+    seen: list[datetime] = []
+
+    def on_round(k: int, t: datetime, n: int) -> None:
+        seen.append(t)
+        if k == 4:
+            # Round 5 lies past catch_up_until: it would wait an hour. Stop instead.
+            threading.Timer(0.5, stop.set).start()
+
+    watchdog = threading.Timer(60, stop.set)  # a deadline for a broken implementation
+    watchdog.start()
+    try:
+        stats = sim.run(BrokerSettings(host=broker.host, port=broker.port), start=T0, rounds=None,
+                        interval_s=3600, speedup=1, stop_event=stop, on_round=on_round,
+                        catch_up_until=T0 + timedelta(hours=4))
+    finally:
+        watchdog.cancel()
+    assert seen == [T0 + timedelta(hours=h) for h in range(5)]
+    assert stats.rounds == 5
+
+
 class LinkProxy:
     """A TCP relay between a client and the broker whose link the test can cut and restore.
 
