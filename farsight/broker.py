@@ -141,16 +141,15 @@ class AmqttBroker:
     kind = "amqtt"
 
     def __init__(self, port: int | None = None, host: str = "127.0.0.1") -> None:
-        from amqtt.broker import Broker  # imported here: only the demo without mosquitto needs it
-
         self.host = host
         self.port = port or free_port()
         config = {
             "listeners": {"default": {"type": "tcp", "bind": f"{host}:{self.port}"}},
             "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
         }
+        self._config = config
         self._loop = asyncio.new_event_loop()
-        self._broker = Broker(config, loop=self._loop)
+        self._broker = None
         self._ready = threading.Event()
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="amqtt-broker", daemon=True)
@@ -163,8 +162,12 @@ class AmqttBroker:
         log.info("broker started", extra=kv(kind="amqtt", host=self.host, port=self.port))
 
     def _run(self) -> None:
+        # amqtt looks up the current event loop while it is built: build it on its own thread.
+        from amqtt.broker import Broker  # imported here: only the demo without mosquitto needs it
+
         asyncio.set_event_loop(self._loop)
         try:
+            self._broker = Broker(self._config, loop=self._loop)
             self._loop.run_until_complete(self._broker.start())
         except BaseException as exc:  # noqa: BLE001 - reported to the starting thread
             self._error = exc
@@ -174,7 +177,7 @@ class AmqttBroker:
         self._loop.run_forever()
 
     def stop(self) -> None:
-        if not self._loop.is_running():
+        if self._broker is None or not self._loop.is_running():
             return
         fut = asyncio.run_coroutine_threadsafe(self._broker.shutdown(), self._loop)
         try:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 from datetime import datetime
 from typing import Any
 
@@ -23,8 +24,14 @@ T over range, B link fault; P, H and E are used by some loggers (power, hand ent
 CREDIT_GRADES = ("A", "B", "C", "D")
 
 
+@lru_cache(maxsize=65536)
+def _is_id(value: str) -> bool:
+    # Ingest builds a Reading per value; the same few thousand ids recur all day.
+    return ID_RE.match(value) is not None
+
+
 def _check_id(kind: str, value: str) -> None:
-    if not isinstance(value, str) or not ID_RE.match(value):
+    if not isinstance(value, str) or not _is_id(value):
         raise ValueError(f"{kind} {value!r} must match {ID_RE.pattern}")
 
 

@@ -65,6 +65,13 @@ class DeadLetter:
     id: int | None = None
 
 
+_INSERT_HEAD = "INSERT OR IGNORE INTO readings (site, device, metric, ts, value, unit, flag, seq, received) VALUES "
+_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_INSERT_TAIL = " RETURNING site, device, metric, ts"
+_CHUNK = 3000
+"""Rows per INSERT: 9 parameters each stays under SQLite's limit of 32,766 variables."""
+
+
 def row_to_reading(row: sqlite3.Row) -> Reading:
     return Reading(
         site=row["site"], device=row["device"], metric=row["metric"], value=row["value"],
@@ -93,15 +100,16 @@ class SqliteReadingStore:
         (site, device, metric, ts) is ignored, which makes redelivery harmless.
         """
         now = to_epoch_ms(received) if received else to_epoch_ms(datetime.now().astimezone())
-        new: list[bool] = []
+        rows = [(r.site, r.device, r.metric, to_epoch_ms(r.ts), float(r.value), r.unit, r.flag, r.seq, now) for r in readings]
+        inserted: set[tuple[str, str, str, int]] = set()
         with self.db.transaction() as c:
-            for r in readings:
-                cur = c.execute(
-                    "INSERT OR IGNORE INTO readings (site, device, metric, ts, value, unit, flag, seq, received)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (r.site, r.device, r.metric, to_epoch_ms(r.ts), float(r.value), r.unit, r.flag, r.seq, now),
-                )
-                new.append(cur.rowcount == 1)
+            # One multi-row INSERT per chunk; RETURNING names only the rows that were new, since
+            # OR IGNORE returns nothing for a key already stored.
+            for i in range(0, len(rows), _CHUNK):
+                chunk = rows[i : i + _CHUNK]
+                sql = _INSERT_HEAD + ",".join([_ROW] * len(chunk)) + _INSERT_TAIL
+                params = [v for row in chunk for v in row]
+                inserted.update((a, b, m, t) for a, b, m, t in c.execute(sql, params).fetchall())
             for d in dead:
                 c.execute(
                     "INSERT INTO dead_letters (received, topic, payload, codec, reason, detail) VALUES (?, ?, ?, ?, ?, ?)",
@@ -113,6 +121,12 @@ class SqliteReadingStore:
                     " ON CONFLICT (site, device, what) DO UPDATE SET count = count + 1, last_seen = excluded.last_seen",
                     (site, device, what, now),
                 )
+        new: list[bool] = []
+        for row in rows:
+            key = (row[0], row[1], row[2], row[3])
+            # The same key twice in one batch (a redelivery) was inserted once: the first is new.
+            new.append(key in inserted)
+            inserted.discard(key)
         return new
 
     def write(self, readings: Sequence[Reading]) -> list[bool]:

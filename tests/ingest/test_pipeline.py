@@ -96,3 +96,10 @@ def test_irregularities_are_recorded_not_rejected(parts) -> None:  # type: ignor
     assert res.stored == 1
     whats = {r["what"] for r in readings.irregularities()}
     assert "device not in registry" in whats and any("extra" in w for w in whats)
+
+
+def test_a_duplicate_inside_one_batch_counts_once(parts) -> None:  # type: ignore[no-untyped-def]
+    pipe, readings, _ = parts
+    res = pipe.process([aq(0, 30), aq(0, 30), aq(1, 31)])
+    assert (res.stored, res.duplicates) == (4, 2)
+    assert readings.count() == 4
