@@ -418,7 +418,7 @@ def test_publishes_survive_a_dropped_link(registry, broker, subscriber) -> None:
 
 # ------------------------------------------------------------------ the simulate command
 
-DRY = ["simulate", "--dry-run", "--start", "2026-11-25T08:00:00+08:00", "--rounds", "3", "--scenario", "demo"]
+DRY = ["simulate", "--dry-run", "--start", "2026-11-25T08:00:00+08:00", "--rounds", "3", "--scenario", "demo", "--interval", "2", "--speedup", "30"]
 
 
 def test_dry_run_prints_deterministic_lines(registry, capsys) -> None:
