@@ -27,14 +27,15 @@ class IngestService:
         from ingest.pipeline import IngestPipeline
         from ingest.store_sqlite import SqliteReadingStore
         from rules.engine import Engine
-        from rules.model import load_rules
+        from rules.model import load_ruleset
 
         self.settings = settings
         self.readings = SqliteReadingStore(settings.db_path)
         self.alerts = SqliteAlertStore(settings.db_path)
-        self.engine = Engine(load_rules(settings.rules.files, settings.rules.default_pack), registry)
+        self.engine = Engine(load_ruleset(settings.rules.files, settings.rules.default_pack), registry)
         self.pipeline = IngestPipeline(registry, self.readings, self.engine, self.alerts, settings.ingest.unknown_site)
-        self.consumer = MqttConsumer(settings.broker, settings.ingest, self.pipeline.process)
+        self.consumer = MqttConsumer(settings.broker, settings.ingest, self.pipeline.process,
+                                     periodic=self.pipeline.tick, period_s=settings.rules.tick_s)
 
     def start(self, wait: bool = True) -> None:
         self.consumer.start(wait=wait)

@@ -63,6 +63,7 @@ class RulesSettings(Section):
 
     files: tuple[Path, ...] = Field((), title="Rule files", description="YAML rule files; empty loads the built-in default rule pack.")
     default_pack: bool = Field(True, title="Default pack", description="Load the built-in default rule pack in addition to the listed files.")
+    tick_s: float = Field(5.0, title="Clock tick", description="How often, in seconds, the engine's clock moves for rules that watch for silence.", gt=0, le=3600)
 
 
 class HubSettings(Section):

@@ -224,6 +224,7 @@ class AlertSignal:
     item_code: str = ""
     labels: tuple[tuple[str, str], ...] = ()
     evidence: tuple[str, ...] = ()
+    annotations: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         if self.status not in ("firing", "resolved"):

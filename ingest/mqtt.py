@@ -32,10 +32,21 @@ Handler = Callable[[Sequence[Message]], object]
 class MqttConsumer:
     """Subscribes to the ingest topics at QoS 1 and hands batches of messages to ``handler``."""
 
-    def __init__(self, broker: BrokerSettings, settings: IngestSettings, handler: Handler) -> None:
+    def __init__(
+        self,
+        broker: BrokerSettings,
+        settings: IngestSettings,
+        handler: Handler,
+        periodic: Callable[[], object] | None = None,
+        period_s: float = 5.0,
+    ) -> None:
         self.broker = broker
         self.settings = settings
         self.handler = handler
+        # Called on the consumer's own thread, so it may share the handler's state (the engine).
+        self.periodic = periodic
+        self.period_s = period_s
+        self._next_periodic = 0.0
         self.client = make_client(broker, settings.client_id, persistent=True, manual_ack=True)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
@@ -109,6 +120,12 @@ class MqttConsumer:
             rc = self.client.loop(timeout=min(0.05, self.settings.batch_wait_ms / 1000 or 0.01))
             if self._due():
                 self._flush()
+            if self.periodic is not None and time.monotonic() >= self._next_periodic:
+                self._next_periodic = time.monotonic() + self.period_s
+                try:
+                    self.periodic()
+                except Exception:  # noqa: BLE001 - a failing tick must not stop consumption
+                    log.exception("periodic task failed")
             if rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_AGAIN) and not self.client.is_connected():
                 self._stop.wait(0.2)
         if self._pending:

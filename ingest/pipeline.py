@@ -35,6 +35,8 @@ class Message:
 class RuleEvaluator(Protocol):
     def evaluate(self, readings: Sequence[Reading]) -> list[AlertSignal]: ...
 
+    def tick(self, now: datetime) -> list[AlertSignal]: ...
+
 
 class AlertSink(Protocol):
     def apply(self, signals: Sequence[AlertSignal]) -> list: ...
@@ -99,6 +101,16 @@ class IngestPipeline:
                 # A frame whose MN is not the registered device's may be misrouted or forged.
                 raise DecodeError("mn_mismatch", f"frame MN {decoded.meta.get('MN')!r} is not {device.mn!r} registered for {topic.site}/{topic.device}")
         return list(decoded.readings), irregular
+
+    def tick(self, now: datetime | None = None) -> list[AlertSignal]:
+        """Move the rule engine's clock (rules that notice silence) and apply what it raises."""
+        if self.engine is None:
+            return []
+        signals = self.engine.tick(now or datetime.now(timezone.utc))
+        if signals and self.alerts is not None:
+            self.alerts.apply(signals)
+        self.stats.signals += len(signals)
+        return signals
 
     def process(self, messages: Sequence[Message]) -> BatchResult:
         """Decode, store and evaluate a batch; returns what happened. Never raises on bad data."""

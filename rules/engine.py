@@ -1,29 +1,31 @@
 """The event-time rule engine: readings in, alert signals out.
 
-State is kept per (rule, site, device, metric) series and moves on the readings' own
-timestamps (event time), never on the wall clock, so a replay or a back-filled batch gives the
-same alerts as live data. A condition must hold for the rule's ``for`` duration (pending, then
-firing, as in Prometheus alerting rules); the first reading that clears it resolves the alert.
+Rules are bound lazily to what they watch: the first reading of a (site, device, metric) finds
+the rules whose selector matches and caches that list, so each later reading costs one dict
+lookup and the matching conditions, never a scan of all rules. State moves on the readings' own
+timestamps (event time); the engine's clock (:meth:`Engine.tick`) only serves conditions that
+must notice silence. State can be saved and restored, and rules reloaded, without losing the
+state of rules that did not change.
 """
 
 from __future__ import annotations
 
 import hashlib
+import heapq
+import itertools
 import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from typing import Iterable
+from datetime import datetime
+from typing import Any, Iterable, Sequence
 
 from farsight.logs import kv
 from farsight.registry import Registry
 from farsight.types import AlertSignal, Reading, Site
-from rules.model import Rule
+from rules.conditions import Binding, Condition, Lifecycle, Sample, Verdict, as_list, ms_ts, ts_ms
+from rules.model import RULE_KINDS, MaintenanceWindow, Rule, RuleSet, _ensure_kinds
 
 log = logging.getLogger("farsight.rules")
-
-RESEND_EVERY = timedelta(minutes=10)
-"""A firing series repeats its signal this often (event time) so the alert's last-seen moves."""
 
 
 def fingerprint(rule_id: str, site: str, device: str, metric: str) -> str:
@@ -31,132 +33,366 @@ def fingerprint(rule_id: str, site: str, device: str, metric: str) -> str:
     return hashlib.sha256(f"{rule_id}\x1f{site}\x1f{device}\x1f{metric}".encode()).hexdigest()[:16]
 
 
-@dataclass(slots=True)
-class SeriesState:
-    """Where one series stands: inactive, pending (since when) or firing."""
+class _SafeDict(dict):
+    def __missing__(self, key: str) -> str:
+        return "{" + key + "}"
 
-    state: str = "inactive"
-    since: datetime | None = None
-    last_ts: datetime | None = None
-    last_sent: datetime | None = None
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}" if abs(v) < 1e6 else f"{v:.0f}"
+    return str(v)
 
 
 @dataclass(slots=True)
 class EngineStats:
+    """Counters since start; ``late`` readings were outside every rule's allowed lateness."""
+
+    readings: int = 0
     evaluated: int = 0
     flagged: int = 0
     late: int = 0
-    no_limit: int = 0
+    suppressed: int = 0
     signals: int = 0
     flagged_by_flag: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    late_by_rule: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+
+
+class Instance:
+    """One rule bound to one scope: its condition, reorder buffer and alert lifecycles."""
+
+    __slots__ = ("rule", "binding", "cond", "scope", "lcs", "last_ts", "max_ts", "heap", "metrics", "strict", "dirty")
+
+    def __init__(self, rule: Rule, binding: Binding, cond: Condition, scope: tuple[str, ...], metrics: frozenset[str] | None) -> None:
+        self.rule = rule
+        self.binding = binding
+        self.cond = cond
+        self.scope = scope
+        self.lcs: dict[str, Lifecycle] = {}
+        self.last_ts: datetime | None = None
+        self.max_ts: datetime | None = None
+        self.heap: list[tuple[datetime, int, Sample]] = []
+        self.metrics = metrics
+        # A series sees one value per timestamp; a device or site may send several messages
+        # with the same timestamp (an HJ 212 frame and a JSON status), which are not late.
+        self.strict = len(scope) == 3
+        self.dirty = False
+
+
+_seq = itertools.count()
 
 
 class Engine:
     """Evaluates rules against readings; not thread-safe (one engine per ingest worker)."""
 
-    def __init__(self, rules: Iterable[Rule], registry: Registry) -> None:
-        self.rules = list(rules)
+    def __init__(self, rules: RuleSet | Iterable[Rule], registry: Registry) -> None:
+        _ensure_kinds()
         self.registry = registry
-        self._by_metric: dict[str, list[Rule]] = defaultdict(list)
-        for r in self.rules:
-            self._by_metric[r.select.metric].append(r)
-        self._state: dict[tuple[str, str, str, str], SeriesState] = {}
         self.stats = EngineStats()
+        self._instances: dict[tuple[str, tuple[str, ...]], Instance] = {}
+        self._load(rules)
+
+    # -- rules ------------------------------------------------------------------------------
+
+    def _load(self, rules: RuleSet | Iterable[Rule]) -> None:
+        if isinstance(rules, RuleSet):
+            self.rules = list(rules.rules)
+            self.maintenance: tuple[MaintenanceWindow, ...] = rules.maintenance
+        else:
+            self.rules = list(rules)
+            self.maintenance = ()
+        self._by_id = {r.id: r for r in self.rules}
+        self._series: dict[str, list[Rule]] = defaultdict(list)
+        self._device: dict[str | None, list[Rule]] = defaultdict(list)
+        self._site: dict[str | None, list[Rule]] = defaultdict(list)
+        for r in self.rules:
+            kind = RULE_KINDS[r.kind]
+            metrics = kind.metrics(r.spec)
+            if kind.scope == "series":
+                self._series[r.select.metric or ""].append(r)
+                continue
+            index = self._device if kind.scope == "device" else self._site
+            for m in (metrics if metrics is not None else (None,)):
+                if r not in index[m]:
+                    index[m].append(r)
+        self._bound_series: dict[tuple[str, str, str], tuple[Instance, ...]] = {}
+        self._bound_device: dict[tuple[str, str], tuple[Instance, ...]] = {}
+        self._bound_site: dict[str, tuple[Instance, ...]] = {}
+        self._maint_sites = {w.site for w in self.maintenance}
+        for r in self.rules:
+            if RULE_KINDS[r.kind].eager:
+                for site in self.registry.sites:
+                    if r.select.matches_site(site):
+                        self._instance(r, site, None, None)
+
+    def reload(self, rules: RuleSet | Iterable[Rule]) -> dict[str, int]:
+        """Swap in new rules; a rule whose definition did not change keeps its state."""
+        old = self._instances
+        old_digest = {r.id: r.digest for r in self.rules}
+        self._instances = {}
+        self._load(rules)
+        kept = 0
+        for key, inst in old.items():
+            rule = self._by_id.get(inst.rule.id)
+            if rule is not None and rule.digest == old_digest.get(inst.rule.id):
+                inst.rule = rule
+                self._instances[key] = inst
+                kept += 1
+        self._bound_series.clear()
+        self._bound_device.clear()
+        self._bound_site.clear()
+        log.info("rules reloaded", extra=kv(rules=len(self.rules), kept_instances=kept, dropped_instances=len(old) - kept))
+        return {"rules": len(self.rules), "kept": kept, "dropped": len(old) - kept}
+
+    # -- binding ------------------------------------------------------------------------------
+
+    def _instance(self, rule: Rule, site: Site, device: str | None, metric: str | None) -> Instance:
+        scope = tuple(x for x in (site.id, device, metric) if x is not None)
+        key = (rule.id, scope)
+        inst = self._instances.get(key)
+        if inst is None:
+            kind = RULE_KINDS[rule.kind]
+            binding = Binding.make(rule, site, device, metric)
+            inst = Instance(rule, binding, kind.condition(binding), scope, kind.metrics(rule.spec))
+            self._instances[key] = inst
+        return inst
+
+    def _bind_series(self, site: Site, device: str, metric: str) -> tuple[Instance, ...]:
+        out = tuple(
+            self._instance(r, site, device, metric)
+            for r in self._series.get(metric, ())
+            if r.select.matches_site(site) and r.select.matches_device(site, device)
+        )
+        self._bound_series[(site.id, device, metric)] = out
+        return out
+
+    def _bind_device(self, site: Site, device: str) -> tuple[Instance, ...]:
+        rules = {id(r): r for rs in self._device.values() for r in rs}.values()
+        out = tuple(
+            self._instance(r, site, device, None)
+            for r in rules
+            if r.select.matches_site(site) and r.select.matches_device(site, device)
+        )
+        self._bound_device[(site.id, device)] = out
+        return out
+
+    def _bind_site(self, site: Site) -> tuple[Instance, ...]:
+        rules = {id(r): r for rs in self._site.values() for r in rs}.values()
+        out = tuple(self._instance(r, site, None, None) for r in rules if r.select.matches_site(site))
+        self._bound_site[site.id] = out
+        return out
+
+    # -- evaluation ---------------------------------------------------------------------------
 
     def evaluate(self, readings: Iterable[Reading]) -> list[AlertSignal]:
         """Feed readings (in arrival order) and return the signals they cause."""
         out: list[AlertSignal] = []
-        for reading in readings:
-            rules = self._by_metric.get(reading.metric)
-            if not rules:
-                continue
-            site = self.registry.get(reading.site)
+        for sample in _samples(readings):
+            self.stats.readings += len(sample.readings)
+            site = self.registry.get(sample.site)
             if site is None:
                 continue
-            for rule in rules:
-                if not self._selects(rule, site, reading):
+            for metric, r in sample.readings.items():
+                insts = self._bound_series.get((sample.site, sample.device, metric))
+                if insts is None:
+                    insts = self._bind_series(site, sample.device, metric)
+                if not insts:
                     continue
-                sig = self._step(rule, site, reading)
-                if sig is not None:
-                    out.append(sig)
+                if r.flag != "N":
+                    # Calibration, maintenance and fault data are not evidence of a violation.
+                    self.stats.flagged += 1
+                    self.stats.flagged_by_flag[r.flag] += 1
+                    continue
+                single = Sample(sample.site, sample.device, sample.ts, {metric: r})
+                for inst in insts:
+                    self._feed(inst, single, out)
+            if self._device:
+                insts = self._bound_device.get((sample.site, sample.device))
+                if insts is None:
+                    insts = self._bind_device(site, sample.device)
+                for inst in insts:
+                    if inst.metrics is None or not inst.metrics.isdisjoint(sample.readings):
+                        self._feed(inst, sample, out)
+            if self._site:
+                insts = self._bound_site.get(sample.site)
+                if insts is None:
+                    insts = self._bind_site(site)
+                for inst in insts:
+                    if inst.metrics is None or not inst.metrics.isdisjoint(sample.readings):
+                        self._feed(inst, sample, out)
         self.stats.signals += len(out)
         return out
 
-    def _selects(self, rule: Rule, site: Site, reading: Reading) -> bool:
-        if not rule.select.matches_site(site):
+    def _feed(self, inst: Instance, sample: Sample, out: list[AlertSignal]) -> None:
+        cond = inst.cond
+        if not cond.accepts_flagged and len(sample.readings) > 1 and any(r.flag != "N" for r in sample.readings.values()):
+            sample = Sample(sample.site, sample.device, sample.ts, {m: r for m, r in sample.readings.items() if r.flag == "N"})
+        lateness = inst.rule.lateness
+        if not lateness:
+            last = inst.last_ts
+            if last is not None and (sample.ts <= last if inst.strict else sample.ts < last):
+                self._late(inst, sample)
+                return
+            inst.last_ts = sample.ts
+            self._judge(inst, cond.observe(sample), out)
+            return
+        # Within the allowed lateness, readings wait in a heap and are released in order once
+        # the watermark (newest event time minus lateness) has passed them.
+        if inst.last_ts is not None and (sample.ts <= inst.last_ts if inst.strict else sample.ts < inst.last_ts):
+            self._late(inst, sample)
+            return
+        heapq.heappush(inst.heap, (sample.ts, next(_seq), sample))
+        if inst.max_ts is None or sample.ts > inst.max_ts:
+            inst.max_ts = sample.ts
+        watermark = inst.max_ts - lateness
+        while inst.heap and inst.heap[0][0] <= watermark:
+            ts, _, s = heapq.heappop(inst.heap)
+            if inst.last_ts is not None and inst.strict and ts <= inst.last_ts:
+                self._late(inst, s)
+                continue
+            inst.last_ts = ts
+            self._judge(inst, cond.observe(s), out)
+
+    def _late(self, inst: Instance, sample: Sample) -> None:
+        self.stats.late += 1
+        self.stats.late_by_rule[inst.rule.id] += 1
+        log.warning("late reading not evaluated", extra=kv(rule=inst.rule.id, site=sample.site, device=sample.device,
+                                                          ts=sample.ts.isoformat(), newest=inst.last_ts.isoformat() if inst.last_ts else ""))
+
+    def tick(self, now: datetime) -> list[AlertSignal]:
+        """Advance the engine's clock: conditions that watch for silence judge ``now``."""
+        out: list[AlertSignal] = []
+        for inst in list(self._instances.values()):
+            verdicts = inst.cond.tick(now)
+            if verdicts is not None:
+                self._judge(inst, verdicts, out)
+        self.stats.signals += len(out)
+        return out
+
+    def _judge(self, inst: Instance, verdicts: Verdict | list[Verdict] | None, out: list[AlertSignal]) -> None:
+        if verdicts is None:
+            return
+        inst.dirty = True
+        b = inst.binding
+        for v in as_list(verdicts):
+            self.stats.evaluated += 1
+            lc = inst.lcs.get(v.key)
+            if lc is None:
+                lc = inst.lcs[v.key] = Lifecycle()
+            change = lc.step(v, b.for_, inst.rule.keep_firing_for)
+            if change is None:
+                continue
+            if change == "resolved":
+                if lc.notified:
+                    lc.notified = False
+                    out.append(self._signal(inst, v, "resolved"))
+                continue
+            if change == "firing" and self._in_maintenance(b.site.id, v.device or (b.device or ""), v.ts):
+                self.stats.suppressed += 1
+                continue
+            if change == "refresh" and not lc.notified:
+                continue
+            lc.notified = True
+            out.append(self._signal(inst, v, "firing"))
+
+    def _in_maintenance(self, site: str, device: str, ts: datetime) -> bool:
+        if site not in self._maint_sites:
             return False
-        if rule.select.device_kind is not None:
-            dev = site.device(reading.device)
-            if dev is None or dev.kind != rule.select.device_kind:
-                return False
-        return True
+        return any(w.covers(site, device, ts) for w in self.maintenance)
 
-    def _step(self, rule: Rule, site: Site, reading: Reading) -> AlertSignal | None:
-        self.stats.evaluated += 1
-        # Calibration, maintenance and fault data (HJ 212 flags) are not evidence of a violation.
-        if not reading.is_normal:
-            self.stats.flagged += 1
-            self.stats.flagged_by_flag[reading.flag] += 1
-            return None
-        limit = rule.limit_for(site)
-        if limit is None:
-            self.stats.no_limit += 1
-            return None
-        key = (rule.id, reading.site, reading.device, reading.metric)
-        st = self._state.get(key)
-        if st is None:
-            st = self._state[key] = SeriesState()
-        if st.last_ts is not None and reading.ts <= st.last_ts:
-            # Out-of-order data cannot move a state that later data already moved.
-            self.stats.late += 1
-            return None
-        st.last_ts = reading.ts
-        if rule.violated(reading.value, limit):
-            if st.state == "inactive":
-                st.state, st.since = "pending", reading.ts
-            if st.state == "pending" and reading.ts - st.since >= rule.for_:  # type: ignore[operator]
-                st.state, st.last_sent = "firing", reading.ts
-                log.info("rule firing", extra=kv(rule=rule.id, site=reading.site, device=reading.device, metric=reading.metric, value=reading.value))
-                return self._signal(rule, site, reading, limit, "firing")
-            if st.state == "firing" and reading.ts - st.last_sent >= RESEND_EVERY:  # type: ignore[operator]
-                st.last_sent = reading.ts
-                return self._signal(rule, site, reading, limit, "firing")
-            return None
-        was_firing = st.state == "firing"
-        st.state, st.since = "inactive", None
-        if was_firing:
-            log.info("rule resolved", extra=kv(rule=rule.id, site=reading.site, device=reading.device, metric=reading.metric))
-            return self._signal(rule, site, reading, limit, "resolved")
-        return None
-
-    def _signal(self, rule: Rule, site: Site, reading: Reading, limit: float, status: str) -> AlertSignal:
-        values = {
-            "site": site.id, "site_name": site.name, "device": reading.device, "metric": reading.metric,
-            "value": f"{reading.value:g}", "unit": reading.unit, "threshold": f"{limit:g}",
-        }
-        try:
-            summary = rule.summary.format(**values)
-        except (KeyError, IndexError, ValueError):
-            summary = f"{rule.id}: {reading.metric} at {site.id} = {reading.value:g}"
+    def _signal(self, inst: Instance, v: Verdict, status: str) -> AlertSignal:
+        rule, b, site = inst.rule, inst.binding, inst.binding.site
+        device = v.device or b.device or ""
+        metric = v.metric or b.metric or ""
+        values = _SafeDict(
+            rule=rule.id, site=site.id, site_name=site.name, city=site.city, entity_id=site.entity_id,
+            entity_name=site.entity_name, device=device, metric=metric, unit=v.unit, severity=b.severity,
+            value=_fmt(v.value) if v.value is not None else "", threshold=_fmt(v.threshold) if v.threshold is not None else "",
+        )
+        values.update({k: _fmt(x) for k, x in v.context.items()})
+        annotations = tuple((k, t.format_map(values)) for k, t in rule.annotations)
+        if status == "firing":
+            log.info("rule firing", extra=kv(rule=rule.id, site=site.id, device=device, metric=metric, value=v.value))
+        else:
+            log.info("rule resolved", extra=kv(rule=rule.id, site=site.id, device=device, metric=metric))
         return AlertSignal(
             rule_id=rule.id,
-            fingerprint=fingerprint(rule.id, reading.site, reading.device, reading.metric),
-            status=status,
-            site=site.id,
-            device=reading.device,
-            metric=reading.metric,
-            severity=rule.severity,
-            summary=summary,
-            ts=reading.ts,
-            value=reading.value,
-            threshold=limit,
-            department=site.department,
-            entity_id=site.entity_id,
-            item_code=rule.item_code or site.item_code,
-            labels=rule.labels,
+            fingerprint=fingerprint(rule.id, site.id, device, metric + (f"#{v.key}" if v.key and v.key not in (device, metric) else "")),
+            status=status, site=site.id, device=device, metric=metric, severity=b.severity,
+            summary=dict(annotations).get("summary", rule.id), ts=v.ts, value=v.value, threshold=v.threshold,
+            department=site.department, entity_id=site.entity_id, item_code=rule.item_code or site.item_code,
+            labels=rule.labels, evidence=v.evidence, annotations=annotations,
         )
 
+    # -- introspection and persistence ------------------------------------------------------
+
     def series_state(self, rule_id: str, site: str, device: str, metric: str) -> str:
-        """``inactive``, ``pending`` or ``firing`` for one series (for tests and the API)."""
-        st = self._state.get((rule_id, site, device, metric))
-        return st.state if st else "inactive"
+        """``inactive``, ``pending`` or ``firing`` of one series (for tests and the API)."""
+        for scope in ((site, device, metric), (site, device), (site,)):
+            inst = self._instances.get((rule_id, scope))
+            if inst is not None:
+                for key in (metric, device, ""):
+                    if key in inst.lcs:
+                        return inst.lcs[key].state
+        return "inactive"
+
+    def firing(self) -> list[tuple[str, tuple[str, ...], str]]:
+        """(rule id, scope, key) of every firing lifecycle."""
+        return [(inst.rule.id, inst.scope, k) for inst in self._instances.values() for k, lc in inst.lcs.items() if lc.state == "firing"]
+
+    def snapshot(self, only_dirty: bool = False) -> list[dict[str, Any]]:
+        """JSON-ready state of every bound instance (or those changed since the last call)."""
+        out = []
+        for (rid, scope), inst in self._instances.items():
+            if only_dirty and not inst.dirty:
+                continue
+            inst.dirty = False
+            out.append({
+                "rule": rid, "digest": inst.rule.digest, "scope": list(scope),
+                "last_ts": ts_ms(inst.last_ts), "max_ts": ts_ms(inst.max_ts),
+                "heap": [[ts_ms(ts), [[r.metric, r.value, r.unit, r.flag] for r in s.readings.values()], s.site, s.device] for ts, _, s in inst.heap],
+                "cond": inst.cond.state(), "lcs": {k: lc.to_state() for k, lc in inst.lcs.items()},
+            })
+        return out
+
+    def restore(self, entries: Sequence[dict[str, Any]]) -> int:
+        """Restore :meth:`snapshot` entries of rules that are loaded unchanged; returns how many."""
+        restored = 0
+        for e in entries:
+            rule = self._by_id.get(e["rule"])
+            if rule is None or rule.digest != e["digest"]:
+                continue
+            scope = tuple(e["scope"])
+            site = self.registry.get(scope[0])
+            if site is None:
+                continue
+            device = scope[1] if len(scope) > 1 else None
+            metric = scope[2] if len(scope) > 2 else None
+            inst = self._instance(rule, site, device, metric)
+            inst.last_ts, inst.max_ts = ms_ts(e["last_ts"]), ms_ts(e["max_ts"])
+            inst.heap = []
+            for ts, rows, s_site, s_dev in e.get("heap", []):
+                t = ms_ts(ts)
+                readings = {m: Reading(s_site, s_dev, m, v, u, t, f) for m, v, u, f in rows}  # type: ignore[arg-type]
+                heapq.heappush(inst.heap, (t, next(_seq), Sample(s_site, s_dev, t, readings)))  # type: ignore[arg-type]
+            inst.cond.restore(e["cond"])
+            inst.lcs = {k: Lifecycle.from_state(d) for k, d in e["lcs"].items()}
+            restored += 1
+        self._bound_series.clear()
+        self._bound_device.clear()
+        self._bound_site.clear()
+        return restored
+
+
+def _samples(readings: Iterable[Reading]) -> Iterable[Sample]:
+    """Group consecutive readings of one device and timestamp (one message) into samples."""
+    current: Sample | None = None
+    for r in readings:
+        if current is not None and r.ts == current.ts and r.device == current.device and r.site == current.site:
+            current.readings[r.metric] = r
+            continue
+        if current is not None:
+            yield current
+        current = Sample(r.site, r.device, r.ts, {r.metric: r})
+    if current is not None:
+        yield current

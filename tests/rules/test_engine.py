@@ -77,10 +77,12 @@ def test_invalid_rules_name_key_paths() -> None:
     with pytest.raises(RuleError) as info:
         parse_rules(doc, "test.yaml")
     paths = [p.path for p in info.value.problems]
-    assert "rules.1.id" in paths
-    assert "rules.2.for" in paths
-    assert "rules.3.kind" in paths and "threshold" in str(info.value)
-    assert "rules.4.op" in paths
+    # Each problem names the rule by position and id, then the key.
+    assert "rules.1[ok].id" in paths
+    assert "rules.2[bad-for].for" in paths
+    assert "rules.3[bad-kind].kind" in paths and "threshold" in str(info.value)
+    assert "rules.4[bad-op].op" in paths
+    assert str(info.value).startswith("test.yaml:")
 
 
 def test_default_pack_loads() -> None:
