@@ -81,10 +81,12 @@ def build_parser() -> argparse.ArgumentParser:
     from ingest.decode_cli import add_decode_parser
     from simulators.cli import add_simulate_parser
     from hub.cli import add_hub_parser
+    from rules.cli import add_rules_parser
 
     add_decode_parser(sub)
     add_simulate_parser(sub)
     add_hub_parser(sub)
+    add_rules_parser(sub)
     return parser
 
 

@@ -27,13 +27,20 @@ class IngestService:
         from ingest.pipeline import IngestPipeline
         from ingest.store_sqlite import SqliteReadingStore
         from rules.engine import Engine
-        from rules.model import load_ruleset
+        from rules.reload import RuleFileWatcher
+        from rules.state_sqlite import SqliteRuleState
 
         self.settings = settings
         self.readings = SqliteReadingStore(settings.db_path)
         self.alerts = SqliteAlertStore(settings.db_path)
-        self.engine = Engine(load_ruleset(settings.rules.files, settings.rules.default_pack), registry)
-        self.pipeline = IngestPipeline(registry, self.readings, self.engine, self.alerts, settings.ingest.unknown_site)
+        self.watcher = RuleFileWatcher(settings.rules.files, settings.rules.default_pack)
+        self.engine = Engine(self.watcher.load(), registry)
+        self.rule_state = SqliteRuleState(settings.db_path)
+        restored = self.engine.restore(self.rule_state.load())
+        pruned = self.rule_state.prune(self.engine.rules)  # rows of rules changed while stopped
+        log.info("rule state restored", extra=kv(instances=restored, pruned=pruned))
+        self.pipeline = IngestPipeline(registry, self.readings, self.engine, self.alerts, settings.ingest.unknown_site,
+                                       rule_state=self.rule_state, rule_source=self.watcher)
         self.consumer = MqttConsumer(settings.broker, settings.ingest, self.pipeline.process,
                                      periodic=self.pipeline.tick, period_s=settings.rules.tick_s)
 
@@ -42,6 +49,8 @@ class IngestService:
 
     def stop(self) -> None:
         self.consumer.stop()
+        self.pipeline.save_rule_state()  # the consumer thread has ended: nothing else touches the engine
+        self.rule_state.close()
         self.readings.close()
         self.alerts.close()
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Protocol, Sequence
+from typing import Any, Protocol, Sequence
 
 from farsight.errors import DecodeError, FarsightError
 from farsight.logs import kv
@@ -40,6 +40,16 @@ class RuleEvaluator(Protocol):
 
 class AlertSink(Protocol):
     def apply(self, signals: Sequence[AlertSignal]) -> list: ...
+
+
+class RuleStateStore(Protocol):
+    def save(self, entries: Sequence[dict]) -> int: ...
+
+    def prune(self, rules: Any) -> int: ...
+
+
+class RuleSource(Protocol):
+    def poll(self) -> Any | None: ...
 
 
 @dataclass(slots=True)
@@ -72,12 +82,16 @@ class IngestPipeline:
         engine: RuleEvaluator | None = None,
         alerts: AlertSink | None = None,
         unknown_site: str = "dead-letter",
+        rule_state: RuleStateStore | None = None,
+        rule_source: RuleSource | None = None,
     ) -> None:
         self.registry = registry
         self.store = store
         self.engine = engine
         self.alerts = alerts
         self.unknown_site = unknown_site
+        self.rule_state = rule_state
+        self.rule_source = rule_source
         self.stats = IngestStats()
 
     def decode(self, msg: Message) -> tuple[list[Reading], list[tuple[str, str, str]]]:
@@ -106,11 +120,29 @@ class IngestPipeline:
         """Move the rule engine's clock (rules that notice silence) and apply what it raises."""
         if self.engine is None:
             return []
+        if self.rule_source is not None:
+            # Same thread as process(): the engine is never reloaded mid-batch.
+            ruleset = self.rule_source.poll()
+            if ruleset is not None:
+                self.engine.reload(ruleset)  # type: ignore[attr-defined]
+                if self.rule_state is not None:
+                    self.rule_state.prune(ruleset)
         signals = self.engine.tick(now or datetime.now(timezone.utc))
         if signals and self.alerts is not None:
             self.alerts.apply(signals)
+        self.save_rule_state()
         self.stats.signals += len(signals)
         return signals
+
+    def save_rule_state(self) -> None:
+        """Persist the rule state the engine changed since the last save, so a restart resumes it."""
+        if self.rule_state is None or self.engine is None:
+            return
+        try:
+            self.rule_state.save(self.engine.snapshot(only_dirty=True))  # type: ignore[attr-defined]
+        except FarsightError:
+            # Losing some state costs at most a restarted `for` or window; stopping ingest costs data.
+            log.exception("rule state not saved")
 
     def process(self, messages: Sequence[Message]) -> BatchResult:
         """Decode, store and evaluate a batch; returns what happened. Never raises on bad data."""
@@ -138,6 +170,8 @@ class IngestPipeline:
             except FarsightError:
                 log.exception("alert store failed", extra=kv(signals=len(signals)))
                 raise
+        if new:
+            self.save_rule_state()
         s = self.stats
         s.messages += len(messages)
         s.readings += len(new)

@@ -23,6 +23,7 @@ from farsight.logs import kv
 from farsight.registry import Registry
 from farsight.types import AlertSignal, Reading, Site
 from rules.conditions import Binding, Condition, Lifecycle, Sample, Verdict, as_list, ms_ts, ts_ms
+from rules.correlate import Correlator
 from rules.model import RULE_KINDS, MaintenanceWindow, Rule, RuleSet, _ensure_kinds
 
 log = logging.getLogger("farsight.rules")
@@ -81,6 +82,9 @@ class Instance:
 
 _seq = itertools.count()
 
+CORRELATOR_ENTRY = "__correlator__"
+"""Snapshot entry holding the correlator's state (its rules' digests are inside it)."""
+
 
 class Engine:
     """Evaluates rules against readings; not thread-safe (one engine per ingest worker)."""
@@ -89,8 +93,12 @@ class Engine:
         _ensure_kinds()
         self.registry = registry
         self.stats = EngineStats()
+        # Newest event time seen across all streams: conditions that judge silence in replayed
+        # history (a gateway's backlog, the demo's last hour) read it instead of the wall clock.
+        self.watermark: datetime | None = None
         self._instances: dict[tuple[str, tuple[str, ...]], Instance] = {}
         self._load(rules)
+        self.correlator = Correlator(self.rules, registry)
 
     # -- rules ------------------------------------------------------------------------------
 
@@ -131,6 +139,7 @@ class Engine:
         old_digest = {r.id: r.digest for r in self.rules}
         self._instances = {}
         self._load(rules)
+        self.correlator.reload(self.rules)
         kept = 0
         for key, inst in old.items():
             rule = self._by_id.get(inst.rule.id)
@@ -154,6 +163,8 @@ class Engine:
             kind = RULE_KINDS[rule.kind]
             binding = Binding.make(rule, site, device, metric)
             inst = Instance(rule, binding, kind.condition(binding), scope, kind.metrics(rule.spec))
+            if hasattr(inst.cond, "watermark"):
+                inst.cond.watermark = lambda: self.watermark  # type: ignore[attr-defined]
             self._instances[key] = inst
         return inst
 
@@ -192,6 +203,8 @@ class Engine:
             site = self.registry.get(sample.site)
             if site is None:
                 continue
+            if self.watermark is None or sample.ts > self.watermark:
+                self.watermark = sample.ts
             for metric, r in sample.readings.items():
                 insts = self._bound_series.get((sample.site, sample.device, metric))
                 if insts is None:
@@ -220,13 +233,17 @@ class Engine:
                 for inst in insts:
                     if inst.metrics is None or not inst.metrics.isdisjoint(sample.readings):
                         self._feed(inst, sample, out)
+        out.extend(self.correlator.process(out))
         self.stats.signals += len(out)
         return out
 
     def _feed(self, inst: Instance, sample: Sample, out: list[AlertSignal]) -> None:
         cond = inst.cond
-        if not cond.accepts_flagged and len(sample.readings) > 1 and any(r.flag != "N" for r in sample.readings.values()):
-            sample = Sample(sample.site, sample.device, sample.ts, {m: r for m, r in sample.readings.items() if r.flag == "N"})
+        if not cond.accepts_flagged and any(r.flag != "N" for r in sample.readings.values()):
+            kept = {m: r for m, r in sample.readings.items() if r.flag == "N"}
+            if not kept:
+                return
+            sample = Sample(sample.site, sample.device, sample.ts, kept)
         lateness = inst.rule.lateness
         if not lateness:
             last = inst.last_ts
@@ -266,6 +283,7 @@ class Engine:
             verdicts = inst.cond.tick(now)
             if verdicts is not None:
                 self._judge(inst, verdicts, out)
+        out.extend(self.correlator.process(out))
         self.stats.signals += len(out)
         return out
 
@@ -286,6 +304,9 @@ class Engine:
                 if lc.notified:
                     lc.notified = False
                     out.append(self._signal(inst, v, "resolved"))
+                if v.key:
+                    # Per-event keys (one per truck) would otherwise grow state without bound.
+                    del inst.lcs[v.key]
                 continue
             if change == "firing" and self._in_maintenance(b.site.id, v.device or (b.device or ""), v.ts):
                 self.stats.suppressed += 1
@@ -353,12 +374,17 @@ class Engine:
                 "heap": [[ts_ms(ts), [[r.metric, r.value, r.unit, r.flag] for r in s.readings.values()], s.site, s.device] for ts, _, s in inst.heap],
                 "cond": inst.cond.state(), "lcs": {k: lc.to_state() for k, lc in inst.lcs.items()},
             })
+        if self.correlator.has_rules:
+            out.append({"rule": CORRELATOR_ENTRY, "digest": "", "scope": [], "correlator": self.correlator.state()})
         return out
 
     def restore(self, entries: Sequence[dict[str, Any]]) -> int:
         """Restore :meth:`snapshot` entries of rules that are loaded unchanged; returns how many."""
         restored = 0
         for e in entries:
+            if e["rule"] == CORRELATOR_ENTRY:
+                restored += self.correlator.restore(e.get("correlator", {}))
+                continue
             rule = self._by_id.get(e["rule"])
             if rule is None or rule.digest != e["digest"]:
                 continue
