@@ -103,3 +103,19 @@ def test_a_duplicate_inside_one_batch_counts_once(parts) -> None:  # type: ignor
     res = pipe.process([aq(0, 30), aq(0, 30), aq(1, 31)])
     assert (res.stored, res.duplicates) == (4, 2)
     assert readings.count() == 4
+
+
+def test_backfilled_history_evaluates_on_its_own_time_and_a_replay_notifies_nothing(parts) -> None:  # type: ignore[no-untyped-def]
+    pipe, _, alerts = parts
+    pipe.process([aq(m, 20) for m in range(0, 5)])
+    # A gateway comes back after an outage with minutes 5..20: an episode of 120 from 8 to 12.
+    backlog = [aq(m, 120 if 8 <= m <= 12 else 20) for m in range(5, 21)]
+    res = pipe.process(backlog)
+    assert [s.status for s in res.signals] == ["firing", "resolved"]
+    assert [s.ts for s in res.signals] == [T0 + timedelta(minutes=10), T0 + timedelta(minutes=13)]  # for: 2m, event time
+    (alert,) = alerts.list()[0]
+    events = len(alerts.events(alert.id))
+    # The gateway replays the same backlog (it never saw the PUBACK): nothing is notified again.
+    again = pipe.process(backlog)
+    assert again.signals == () and again.stored == 0
+    assert len(alerts.events(alert.id)) == events and alerts.get(alert.id).activity == "resolved"
