@@ -27,21 +27,22 @@ from farsight.types import SEVERITIES, Site
 if TYPE_CHECKING:
     from rules.conditions import Condition
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
+_DURATION = re.compile(r"^(?:\d+(?:\.\d+)?(?:ms|s|m|h|d))+$")
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _UNIT_S = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 Severity = Literal["info", "warning", "major", "critical"]
 
 
 def parse_duration(value: str | int | float) -> timedelta:
-    """``"5m"``, ``"90s"``, ``"1h"`` or a number of seconds to a timedelta (Prometheus style)."""
+    """``"5m"``, ``"90s"``, ``"1h30m"`` or a number of seconds to a timedelta (Prometheus style)."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         seconds = float(value)
     else:
-        m = _DURATION.match(str(value))
-        if not m:
-            raise ValueError(f"duration {value!r} must be a number of seconds or like 30s, 5m, 1h, 1d")
-        seconds = float(m.group(1)) * _UNIT_S[m.group(2)]
+        text = str(value).replace(" ", "")
+        if not _DURATION.match(text):
+            raise ValueError(f"duration {value!r} must be a number of seconds or like 30s, 5m, 1h30m, 1d")
+        seconds = sum(float(n) * _UNIT_S[u] for n, u in _DURATION_PART.findall(text))
     if seconds < 0:
         raise ValueError("duration must not be negative")
     return timedelta(seconds=seconds)

@@ -88,3 +88,15 @@ def test_invalid_rules_name_key_paths() -> None:
 def test_default_pack_loads() -> None:
     rules = load_rules()
     assert {"aq-pm25-high", "cems-so2-over-permit"} <= {r.id for r in rules}
+
+
+def test_durations_accept_prometheus_forms() -> None:
+    from datetime import timedelta
+
+    from rules.model import parse_duration
+
+    assert parse_duration("1h59m") == timedelta(hours=1, minutes=59)
+    assert parse_duration("500ms") == timedelta(milliseconds=500)
+    assert parse_duration(90) == timedelta(seconds=90)
+    with pytest.raises(ValueError, match="1h30m"):
+        parse_duration("ten minutes")
