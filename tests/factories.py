@@ -49,3 +49,16 @@ def signal(status: str = "firing", fingerprint: str = "fp1", minutes: float = 0,
         severity="warning", summary=f"PM2.5 at {site} is {value}", ts=T0 + timedelta(minutes=minutes), value=value,
         threshold=75.0, department=department, entity_id=ENTITY,
     )
+
+
+def at(minutes: float) -> datetime:
+    """The test epoch plus ``minutes``."""
+    return T0 + timedelta(minutes=minutes)
+
+
+def rule_engine(*rules: dict):  # type: ignore[no-untyped-def]
+    """An engine with these rule documents over the test registry."""
+    from rules.engine import Engine
+    from rules.model import parse_ruleset
+
+    return Engine(parse_ruleset({"rules": list(rules)}), registry())

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from datetime import timedelta
 from typing import Any, Iterable
 
 import numpy as np
@@ -11,9 +10,8 @@ import pytest
 
 from farsight.errors import RuleError
 from farsight.types import AlertSignal, Reading
-from rules.engine import Engine
 from rules.model import parse_ruleset
-from tests.factories import T0, reading, registry
+from tests.factories import reading, rule_engine as engine, at
 
 STACK = {"site": "yc-stack-1", "device": "cems1", "unit": "mg/m3"}
 
@@ -23,14 +21,6 @@ def flat(**fields: Any) -> dict[str, Any]:
                             "window": "30m", "min_count": 10, "severity": "major"}
     base.update(fields)
     return base
-
-
-def engine(*rules: dict[str, Any]) -> Engine:
-    return Engine(parse_ruleset({"rules": list(rules)}), registry())
-
-
-def at(minutes: float):  # type: ignore[no-untyped-def]
-    return T0 + timedelta(minutes=minutes)
 
 
 def nox(values: Iterable[float], start: float = 0, step: float = 1, flag: str = "N") -> list[Reading]:

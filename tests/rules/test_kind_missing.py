@@ -4,7 +4,6 @@ when the whole site is silent, prompt resolution when data returns."""
 from __future__ import annotations
 
 import copy
-from datetime import timedelta
 
 import pytest
 
@@ -14,7 +13,7 @@ from farsight.registry import Registry, parse_registry
 from farsight.types import AlertSignal
 from rules.engine import Engine
 from rules.model import parse_ruleset
-from tests.factories import T0, reading, registry_doc
+from tests.factories import reading, registry_doc, at
 
 
 def _registry() -> Registry:
@@ -34,10 +33,6 @@ def _registry() -> Registry:
 def _engine(**fields: object) -> Engine:
     rule = {"id": "offline", "kind": "missing_data", "severity": "major", **fields}
     return Engine(parse_ruleset({"rules": [rule]}), _registry())
-
-
-def at(minutes: float):  # type: ignore[no-untyped-def]
-    return T0 + timedelta(minutes=minutes)
 
 
 def about(sigs: list[AlertSignal], site: str) -> list[AlertSignal]:

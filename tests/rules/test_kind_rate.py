@@ -3,26 +3,16 @@
 from __future__ import annotations
 
 import json
-from datetime import timedelta
 from typing import Any, Iterable
 
 import pytest
 
 from farsight.errors import RuleError
 from farsight.types import Reading
-from rules.engine import Engine
 from rules.model import parse_ruleset
-from tests.factories import T0, reading, registry
+from tests.factories import reading, rule_engine as engine, at
 
 STACK = {"site": "yc-stack-1", "device": "cems1", "unit": "mg/m3"}  # credit grade C
-
-
-def engine(*rules: dict[str, Any]) -> Engine:
-    return Engine(parse_ruleset({"rules": list(rules)}), registry())
-
-
-def at(minutes: float):  # type: ignore[no-untyped-def]
-    return T0 + timedelta(minutes=minutes)
 
 
 def so2(values: Iterable[float], start: float = 0, step: float = 1) -> list[Reading]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from datetime import timedelta
 from typing import Any, Iterable
 
 import numpy as np
@@ -11,9 +10,8 @@ import pytest
 
 from farsight.errors import RuleError
 from farsight.types import AlertSignal, Reading
-from rules.engine import Engine
 from rules.model import parse_ruleset
-from tests.factories import T0, reading, registry
+from tests.factories import reading, rule_engine as engine, at
 
 STACK = {"site": "yc-stack-1", "device": "cems1", "unit": "mg/m3"}  # so2 permit 35 mg/m3, credit grade C
 
@@ -25,10 +23,6 @@ def rule(**fields: Any) -> dict[str, Any]:
     return base
 
 
-def engine(*rules: dict[str, Any]) -> Engine:
-    return Engine(parse_ruleset({"rules": list(rules)}), registry())
-
-
 def series(metric: str, values: Iterable[float], start: float = 0, step: float = 1, **where: Any) -> list[Reading]:
     """One reading per ``step`` minutes from ``start`` minutes after T0."""
     return [reading(metric, v, start + i * step, **where) for i, v in enumerate(values)]
@@ -36,10 +30,6 @@ def series(metric: str, values: Iterable[float], start: float = 0, step: float =
 
 def so2(values: Iterable[float], start: float = 0, step: float = 1) -> list[Reading]:
     return series("so2", values, start, step, **STACK)
-
-
-def at(minutes: float):  # type: ignore[no-untyped-def]
-    return T0 + timedelta(minutes=minutes)
 
 
 def test_hourly_mean_above_the_permit_fires_at_the_window_end() -> None:
