@@ -217,7 +217,8 @@ class WindowCondition(Condition):
     trailing window.
     """
 
-    __slots__ = ("metric", "limit", "cmp", "size", "hop", "off", "agg", "q", "min_count", "sliding", "open", "buf", "unit")
+    __slots__ = ("metric", "limit", "cmp", "size", "hop", "off", "agg", "q", "min_count", "sliding", "open", "buf", "unit",
+                 "closed_until", "grace_ms", "watermark")
 
     def __init__(self, binding: Binding) -> None:
         super().__init__(binding)
@@ -235,6 +236,15 @@ class WindowCondition(Condition):
         self.open: dict[int, _Acc] = {}
         self.buf: deque[tuple[int, float]] = deque()
         self.unit = ""
+        # Windows end no later than this have been judged: a straggler cannot reopen them.
+        self.closed_until = 0
+        # A silent device's window is closed by the other streams' event time (the engine's
+        # watermark) once it is this far past the window's end: the rule's allowed lateness,
+        # and at least two of the device's reporting intervals, so a slow reporter is not cut off.
+        device = binding.site.device(binding.device or "")
+        cadence_ms = int((device.cadence_s if device else 60.0) * 2000)
+        self.grace_ms = max(int(binding.rule.lateness.total_seconds() * 1000), cadence_ms)
+        self.watermark = None  # set by the engine: a callable returning its newest event time
 
     def observe(self, sample: Sample) -> list[Verdict] | Verdict | None:
         r = sample.readings.get(self.metric)
@@ -250,9 +260,20 @@ class WindowCondition(Condition):
 
     # aligned windows
 
+    def tick(self, now: datetime) -> list[Verdict] | None:
+        """Close windows of a series gone quiet once the engine's event time is past them."""
+        if self.sliding or not self.open or self.watermark is None:
+            return None
+        wm = self.watermark()
+        if wm is None:
+            return None
+        return self._close(to_epoch_ms(wm) - self.grace_ms) or None
+
     def _add(self, t: int, v: float) -> None:
         start = aligned_start(t, self.hop, self.off)
         while start > t - self.size:  # every window [start, start + size) that holds t
+            if start + self.size <= self.closed_until:
+                break  # this and every earlier window holding t was judged already
             acc = self.open.get(start)
             if acc is None:
                 acc = self.open[start] = _Acc(start)
@@ -265,6 +286,7 @@ class WindowCondition(Condition):
         out: list[Verdict] = []
         for start in sorted(s for s in self.open if s + self.size <= t):
             acc = self.open.pop(start)
+            self.closed_until = max(self.closed_until, start + self.size)
             if acc.n >= self.min_count:
                 out.append(self._verdict(acc))
         if self.buf:
@@ -330,12 +352,14 @@ class WindowCondition(Condition):
     # persistence
 
     def state(self) -> dict[str, Any]:
-        return {"unit": self.unit, "open": [a.to_list() for a in self.open.values()], "buf": [[t, v] for t, v in self.buf]}
+        return {"unit": self.unit, "open": [a.to_list() for a in self.open.values()], "buf": [[t, v] for t, v in self.buf],
+                "closed": self.closed_until}
 
     def restore(self, state: dict[str, Any]) -> None:
         self.unit = state.get("unit", "")
         self.open = {int(row[0]): _Acc.from_list(row) for row in state.get("open", [])}
         self.buf = deque((int(t), float(v)) for t, v in state.get("buf", []))
+        self.closed_until = int(state.get("closed", 0))
 
 
 register_kind(RuleKind(

@@ -195,3 +195,21 @@ def test_invalid_window_rules_name_the_key(fields: dict[str, Any], path: str, wo
         parse_ruleset({"rules": [rule(**fields)]})
     assert path in [p.path for p in info.value.problems]
     assert words in str(info.value)
+
+
+def test_a_silent_series_window_is_closed_by_the_engines_event_time() -> None:
+    """A device that stops mid-window still gets its window judged, once the other streams'
+    event time is past the window's end (plus grace); a straggler cannot reopen it."""
+    e = engine({"id": "pm25-hour", "kind": "window", "select": {"metric": "pm25"}, "window": "1h", "agg": "avg",
+                "threshold": 75, "min_count": 10, "severity": "warning"})
+    for m in range(30):
+        assert e.evaluate([reading("pm25", 100, m)]) == []
+    assert e.tick(at(200)) == []  # nothing else has moved event time: the window stays open
+    for m in range(0, 62):
+        e.evaluate([reading("so2", 10, m, site="yc-stack-1", device="cems1", unit="mg/m3")])
+    assert e.tick(at(200)) == []  # event time 61: not yet past the end (60) plus two cadences (2)
+    e.evaluate([reading("so2", 10, 62, site="yc-stack-1", device="cems1", unit="mg/m3")])
+    (sig,) = e.tick(at(200))
+    assert (sig.status, sig.value, sig.ts) == ("firing", 100, at(60))
+    assert e.evaluate([reading("pm25", 10, 45)]) == []  # late for a judged window
+    assert e.tick(at(201)) == []
