@@ -8,7 +8,7 @@ message becomes a dead letter with its reason, so one broken device never stops 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any, Protocol, Sequence
 
@@ -94,7 +94,7 @@ class IngestPipeline:
         self.rule_source = rule_source
         self.stats = IngestStats()
 
-    def decode(self, msg: Message) -> tuple[list[Reading], list[tuple[str, str, str]]]:
+    def decode(self, msg: Message) -> tuple[list[Reading], list[tuple[str, str, str]], dict[str, str]]:
         """Decode and validate one message; raise :class:`DecodeError` to reject it."""
         topic = parse_topic(msg.topic)
         codec_name = CODEC_FOR_KIND.get(topic.kind)
@@ -114,7 +114,8 @@ class IngestPipeline:
             elif codec_name == "hj212" and device.mn and decoded.meta.get("MN") not in (None, device.mn):
                 # A frame whose MN is not the registered device's may be misrouted or forged.
                 raise DecodeError("mn_mismatch", f"frame MN {decoded.meta.get('MN')!r} is not {device.mn!r} registered for {topic.site}/{topic.device}")
-        return list(decoded.readings), irregular
+        attrs = {k[5:]: v for k, v in decoded.meta.items() if k.startswith("attr.")}
+        return list(decoded.readings), irregular, attrs
 
     def tick(self, now: datetime | None = None) -> list[AlertSignal]:
         """Move the rule engine's clock (rules that notice silence) and apply what it raises."""
@@ -147,11 +148,15 @@ class IngestPipeline:
     def process(self, messages: Sequence[Message]) -> BatchResult:
         """Decode, store and evaluate a batch; returns what happened. Never raises on bad data."""
         readings: list[Reading] = []
+        # Descriptive strings of a message (a truck's plate) keyed by what its readings share.
+        attrs_at: dict[tuple[str, str, datetime], dict[str, str]] = {}
         dead: list[DeadLetter] = []
         irregular: list[tuple[str, str, str]] = []
         for msg in messages:
             try:
-                rs, irr = self.decode(msg)
+                rs, irr, attrs = self.decode(msg)
+                if attrs and rs:
+                    attrs_at[(rs[0].site, rs[0].device, rs[0].ts)] = attrs
                 readings.extend(rs)
                 irregular.extend(irr)
             except DecodeError as exc:
@@ -164,6 +169,8 @@ class IngestPipeline:
         signals: list[AlertSignal] = []
         if self.engine is not None and new:
             signals = self.engine.evaluate(new)
+            if attrs_at:
+                signals = [_with_attrs(s, attrs_at) for s in signals]
         if self.alerts is not None and signals:
             try:
                 self.alerts.apply(signals)
@@ -182,3 +189,15 @@ class IngestPipeline:
             s.rejected_by_reason[d.reason] = s.rejected_by_reason.get(d.reason, 0) + 1
             log.warning("rejected", extra=kv(topic=d.topic, reason=d.reason, detail=d.detail))
         return BatchResult(len(new), len(readings) - len(new), len(dead), tuple(signals))
+
+
+def _with_attrs(signal: AlertSignal, attrs_at: dict[tuple[str, str, datetime], dict[str, str]]) -> AlertSignal:
+    """Carry the attributes of the message that fired a signal (the overloaded truck's plate)
+    into its labels, so the alert names the vehicle an officer must find."""
+    attrs = attrs_at.get((signal.site, signal.device, signal.ts))
+    if not attrs:
+        return signal
+    labels = dict(signal.labels)
+    for k, v in attrs.items():
+        labels.setdefault(k, v)
+    return replace(signal, labels=tuple(sorted(labels.items())))

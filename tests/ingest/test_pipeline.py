@@ -13,7 +13,7 @@ from farsight.hj212 import build_data_frame
 from ingest.pipeline import IngestPipeline, Message
 from ingest.store_sqlite import SqliteReadingStore
 from rules.engine import Engine
-from rules.model import parse_rules
+from rules.model import parse_rules, parse_ruleset
 from tests.factories import T0, registry
 
 RULES = {"rules": [
@@ -119,3 +119,19 @@ def test_backfilled_history_evaluates_on_its_own_time_and_a_replay_notifies_noth
     again = pipe.process(backlog)
     assert again.signals == () and again.stored == 0
     assert len(alerts.events(alert.id)) == events and alerts.get(alert.id).activity == "resolved"
+
+
+def test_an_overloaded_truck_alert_names_its_plate(tmp_path: Path) -> None:
+    db = tmp_path / "farsight.db"
+    readings, alerts = SqliteReadingStore(db), SqliteAlertStore(db)
+    reg = registry()
+    doc = {"rules": [{"id": "wim", "kind": "wim_overload", "select": {"device_kind": "wim"}, "accuracy_class": 5, "severity": "major"}]}
+    pipe = IngestPipeline(reg, readings, Engine(parse_ruleset(doc), reg), alerts)
+    body = {"ts": T0.isoformat(), "metrics": {"gross_weight": 61.8, "axles": 6}, "attrs": {"plate": "鄂E·7C215"}}
+    res = pipe.process([Message("fs/v1/transport/xg-wim-1/wim1/reading", json.dumps(body, ensure_ascii=False).encode())])
+    (sig,) = res.signals
+    assert dict(sig.labels)["plate"] == "鄂E·7C215"
+    (alert,) = alerts.list()[0]
+    assert alert.labels["plate"] == "鄂E·7C215"
+    readings.close()
+    alerts.close()
