@@ -68,7 +68,9 @@ def test_a_simulated_exceedance_becomes_one_alert_that_is_acknowledged_and_close
 
     # The last 100 minutes, replayed as the demo does: the engine's clock (wall time) then sees
     # every device as recently heard from, so only the injected exceedance raises an alert.
-    now = datetime.now(timezone.utc).replace(second=0, microsecond=0)
+    # Ending on a whole hour makes the hourly-mean rule's windows the same on every run: the
+    # last hour closes with 60 readings, the one before holds 39, fewer than its minimum of 45.
+    now = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
     START = now - timedelta(minutes=ROUNDS - 1)
     sim = Simulator(registry, scenario, seed=11)
     stats = sim.run(settings.broker, start=START, rounds=ROUNDS, interval_s=60, speedup=1, catch_up_until=now)
