@@ -333,6 +333,18 @@ async def stream(request: Request, ctx: HubContext = Depends(_ctx)) -> Streaming
     )
 
 
+COUNTER_METRICS = (
+    ("rule_late_readings", "rule", "Readings later than a rule's allowed lateness, counted and not evaluated."),
+    ("rule_flagged_readings", "flag", "Readings flagged by the data logger (HJ 212 flag) kept out of violation rules."),
+    ("alerts_suppressed_maintenance", "", "Alerts not raised because a maintenance window covered the device."),
+)
+"""Counters ingest workers add to the shared store: (name, label key, help)."""
+
+
+def _label_value(v: str) -> str:
+    return v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
 @router.get("/metrics", response_class=PlainTextResponse, tags=["ops"])
 def metrics(ctx: HubContext = Depends(_ctx)) -> PlainTextResponse:
     """Prometheus text exposition format 0.0.4."""
@@ -357,6 +369,12 @@ def metrics(ctx: HubContext = Depends(_ctx)) -> PlainTextResponse:
         "# TYPE farsight_sites gauge",
         f"farsight_sites {len(ctx.registry)}",
     ]
+    counters = ctx.readings.counters()
+    for name, label_key, help_text in COUNTER_METRICS:
+        lines += [f"# HELP farsight_{name}_total {help_text}", f"# TYPE farsight_{name}_total counter"]
+        for (n, label), value in sorted(counters.items()):
+            if n == name:
+                lines.append(f'farsight_{name}_total{{{label_key}="{_label_value(label)}"}} {value}' if label_key else f"farsight_{name}_total {value}")
     return PlainTextResponse("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4; charset=utf-8")
 
 

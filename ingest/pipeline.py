@@ -93,6 +93,7 @@ class IngestPipeline:
         self.rule_state = rule_state
         self.rule_source = rule_source
         self.stats = IngestStats()
+        self._exported: dict[tuple[str, str], int] = {}
 
     def decode(self, msg: Message) -> tuple[list[Reading], list[tuple[str, str, str]], dict[str, str]]:
         """Decode and validate one message; raise :class:`DecodeError` to reject it."""
@@ -132,8 +133,26 @@ class IngestPipeline:
         if signals and self.alerts is not None:
             self.alerts.apply(signals)
         self.save_rule_state()
+        self.export_counters()
         self.stats.signals += len(signals)
         return signals
+
+    def export_counters(self) -> None:
+        """Add what the rule engine counted since the last export to the shared counters, so
+        the hub can report late, flagged and suppressed readings of every ingest worker."""
+        stats = getattr(self.engine, "stats", None)
+        if stats is None:
+            return
+        now: dict[tuple[str, str], int] = {("rule_late_readings", rule): n for rule, n in stats.late_by_rule.items()}
+        now.update({("rule_flagged_readings", flag): n for flag, n in stats.flagged_by_flag.items()})
+        now[("alerts_suppressed_maintenance", "")] = stats.suppressed
+        deltas = {k: v - self._exported.get(k, 0) for k, v in now.items()}
+        try:
+            self.store.add_counters(deltas)
+        except FarsightError:
+            log.exception("counters not exported")
+            return
+        self._exported = now
 
     def save_rule_state(self) -> None:
         """Persist the rule state the engine changed since the last save, so a restart resumes it."""

@@ -42,6 +42,14 @@ CREATE TABLE IF NOT EXISTS dead_letters (
 );
 CREATE INDEX IF NOT EXISTS dead_letters_reason ON dead_letters (reason);
 
+-- Counters that ingest workers add to and the hub exports at /metrics: several workers, one sum.
+CREATE TABLE IF NOT EXISTS counters (
+    name   TEXT    NOT NULL,
+    label  TEXT    NOT NULL DEFAULT '',
+    value  INTEGER NOT NULL,
+    PRIMARY KEY (name, label)
+);
+
 CREATE TABLE IF NOT EXISTS irregularities (
     site      TEXT    NOT NULL,
     device    TEXT    NOT NULL,
@@ -133,6 +141,22 @@ class SqliteReadingStore:
     def write(self, readings: Sequence[Reading]) -> list[bool]:
         """Store readings; see :meth:`write_batch`."""
         return self.write_batch(readings)
+
+    def add_counters(self, deltas: dict[tuple[str, str], int]) -> None:
+        """Add to named counters (name, label) in one transaction; zero deltas are skipped."""
+        rows = [(n, lbl, v) for (n, lbl), v in deltas.items() if v]
+        if not rows:
+            return
+        with self.db.transaction() as c:
+            c.executemany(
+                "INSERT INTO counters (name, label, value) VALUES (?, ?, ?)"
+                " ON CONFLICT (name, label) DO UPDATE SET value = value + excluded.value",
+                rows,
+            )
+
+    def counters(self) -> dict[tuple[str, str], int]:
+        """Every counter by (name, label)."""
+        return {(r["name"], r["label"]): int(r["value"]) for r in self.db.query("SELECT name, label, value FROM counters")}
 
     def add_dead_letter(self, letter: DeadLetter) -> None:
         self.write_batch((), dead=(letter,))

@@ -355,6 +355,16 @@ def test_metrics_prometheus_text(hub: LiveHub, client: httpx.Client, rule_id: st
     assert "# TYPE farsight_open_alerts gauge" in text
 
 
+def test_metrics_export_what_ingest_workers_counted(hub: LiveHub, client: httpx.Client) -> None:
+    before = hub.readings.counters()
+    hub.readings.add_counters({("rule_late_readings", "pm25-rule"): 2, ("rule_flagged_readings", "C"): 3})
+    hub.readings.add_counters({("rule_late_readings", "pm25-rule"): 1})  # a second worker adds to the sum
+    values = dict(re.findall(r"^([a-z_]+(?:\{[^}]*\})?) (\d+)$", client.get("/metrics").text, flags=re.M))
+    late = before.get(("rule_late_readings", "pm25-rule"), 0) + 3
+    assert int(values['farsight_rule_late_readings_total{rule="pm25-rule"}']) == late
+    assert int(values['farsight_rule_flagged_readings_total{flag="C"}']) == before.get(("rule_flagged_readings", "C"), 0) + 3
+
+
 # -- dashboard and docs --------------------------------------------------------------------------
 
 _REF = re.compile(r"""\b(?:src|href)\s*=\s*["']?([^"'\s>]+)""", re.I)

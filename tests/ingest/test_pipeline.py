@@ -135,3 +135,17 @@ def test_an_overloaded_truck_alert_names_its_plate(tmp_path: Path) -> None:
     assert alert.labels["plate"] == "鄂E·7C215"
     readings.close()
     alerts.close()
+
+
+def test_late_and_flagged_readings_are_counted_for_the_hub(parts) -> None:  # type: ignore[no-untyped-def]
+    pipe, readings, _ = parts
+    pipe.process([aq(m, 20) for m in range(0, 5)])
+    late = Message("fs/v1/env/yc-aq-1/aq1/reading", json.dumps({"ts": (T0 + timedelta(minutes=2, seconds=30)).isoformat(), "metrics": {"pm25": 500}}).encode())
+    flagged = Message("fs/v1/env/yc-aq-1/aq1/reading", json.dumps({"ts": (T0 + timedelta(minutes=6)).isoformat(), "metrics": {"pm25": 500}, "flags": {"pm25": "C"}}).encode())
+    pipe.process([late, flagged])
+    pipe.tick(T0 + timedelta(minutes=7))
+    counters = readings.counters()
+    assert counters[("rule_late_readings", "pm25")] == 1
+    assert counters[("rule_flagged_readings", "C")] == 1
+    pipe.tick(T0 + timedelta(minutes=8))  # nothing new: the counters do not grow again
+    assert readings.counters() == counters
