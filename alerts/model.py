@@ -3,18 +3,85 @@ state (open, acknowledged, closed, set by people), as ThingsBoard separates the 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
+from datetime import date, datetime
+from typing import Any, Mapping
+
+from farsight.errors import TransitionError
 
 ACTIVITIES = ("firing", "resolved")
-STATES = ("open", "acknowledged", "closed")
+STATES = ("open", "acknowledged", "dispatched", "verified", "closed")
+"""Handling states: ``open`` is new and untouched; dispatched means on-site verification (核查)
+is under way; verified carries the finding; closed carries the disposal."""
+
+FINDINGS = ("violation_confirmed", "no_violation", "equipment_fault", "data_fault")
+"""What on-site verification found."""
 
 TRANSITIONS: dict[str, dict[str, str]] = {
     "ack": {"open": "acknowledged"},
-    "close": {"open": "closed", "acknowledged": "closed"},
+    "dispatch": {"open": "dispatched", "acknowledged": "dispatched"},
+    "verify": {"dispatched": "verified"},
+    # Closing before verification is a desk closure (a false alarm seen from the data alone).
+    "close": {"open": "closed", "acknowledged": "closed", "verified": "closed"},
+    "reopen": {"closed": "acknowledged"},
+    "comment": {s: s for s in STATES},
 }
 """Allowed handling transitions: action -> {from state: to state}."""
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def check_action(action: str, state: str, note: str, data: Mapping[str, Any] | None) -> tuple[str, dict[str, Any]]:
+    """Validate one handling action; return the target state and the fields it records.
+
+    Pure: the store calls it inside its transaction with the alert's current state.
+
+    Raises
+    ------
+    TransitionError
+        Unknown action, not allowed from ``state``, missing comment or missing or bad fields.
+    """
+    moves = TRANSITIONS.get(action)
+    if moves is None:
+        raise TransitionError(f"unknown action {action!r}; known: {', '.join(TRANSITIONS)}")
+    target = moves.get(state)
+    if target is None:
+        allowed = ", ".join(moves)
+        raise TransitionError(f"cannot {action} an alert that is {state}; {action} is allowed from: {allowed}")
+    if not note or not note.strip():
+        raise TransitionError(f"{action} needs a comment saying why (every step is recorded with one)")
+    data = dict(data or {})
+    fields: dict[str, Any] = {}
+    if action == "dispatch":
+        for key in ("team", "inspector", "due"):
+            if not str(data.get(key) or "").strip():
+                raise TransitionError(f"dispatch needs '{key}' (team, inspector and due date of the on-site check)")
+        try:
+            due = date.fromisoformat(str(data["due"]))
+        except ValueError:
+            raise TransitionError(f"dispatch 'due' {data['due']!r} is not a date (YYYY-MM-DD)") from None
+        fields["dispatch"] = {"team": str(data["team"]), "inspector": str(data["inspector"]), "due": due.isoformat()}
+    elif action == "verify":
+        finding = data.get("finding")
+        if finding not in FINDINGS:
+            raise TransitionError(f"verify needs a 'finding', one of {', '.join(FINDINGS)}; got {finding!r}")
+        evidence = list(data.get("evidence") or [])
+        bad = [e for e in evidence if not isinstance(e, str) or not _SHA256.match(e)]
+        if bad:
+            raise TransitionError(f"evidence must be sha256 hashes of stored evidence files; bad: {bad[:3]}")
+        fields["verification"] = {"finding": finding, "evidence": evidence}
+    elif action == "close":
+        disposal = {k: data[k] for k in ("case_number", "penalty", "rectification", "recheck") if data.get(k) not in (None, "")}
+        if "recheck" in disposal:
+            try:
+                disposal["recheck"] = date.fromisoformat(str(disposal["recheck"])).isoformat()
+            except ValueError:
+                raise TransitionError(f"close 'recheck' {disposal['recheck']!r} is not a date (YYYY-MM-DD)") from None
+        fields["disposal"] = disposal or {"desk": True}
+    elif action == "reopen":
+        fields["reopened"] = {"reason": note.strip()}
+    return target, fields
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +111,7 @@ class Alert:
     updated: datetime
     labels: dict[str, str]
     previous_id: int | None = None
+    handling: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form for the API and the live stream."""

@@ -7,13 +7,13 @@ import sqlite3
 from dataclasses import dataclass
 
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable, Mapping
 
 from farsight.clock import Clock, SystemClock, from_epoch_ms, to_epoch_ms
 from farsight.db import Database
 from farsight.errors import NotFoundError, TransitionError
 from farsight.types import SEVERITIES, AlertSignal
-from alerts.model import STATES, TRANSITIONS, Alert, AlertEvent
+from alerts.model import STATES, Alert, AlertEvent, check_action
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS alerts (
@@ -29,7 +29,7 @@ CREATE TABLE IF NOT EXISTS alerts (
     severity     TEXT    NOT NULL,
     summary      TEXT    NOT NULL,
     activity     TEXT    NOT NULL CHECK (activity IN ('firing', 'resolved')),
-    state        TEXT    NOT NULL CHECK (state IN ('open', 'acknowledged', 'closed')),
+    state        TEXT    NOT NULL CHECK (state IN ('open', 'acknowledged', 'dispatched', 'verified', 'closed')),
     value        REAL,
     threshold    REAL,
     starts_at    INTEGER NOT NULL,
@@ -39,7 +39,8 @@ CREATE TABLE IF NOT EXISTS alerts (
     created      INTEGER NOT NULL,
     updated      INTEGER NOT NULL,
     labels       TEXT    NOT NULL DEFAULT '{}',
-    previous_id  INTEGER REFERENCES alerts (id)
+    previous_id  INTEGER REFERENCES alerts (id),
+    handling     TEXT    NOT NULL DEFAULT '{}'
 );
 -- One alert per fingerprint until it is closed; a firing after closure opens a new one.
 CREATE UNIQUE INDEX IF NOT EXISTS alerts_one_open ON alerts (fingerprint) WHERE state != 'closed';
@@ -57,6 +58,9 @@ CREATE TABLE IF NOT EXISTS alert_events (
 );
 CREATE INDEX IF NOT EXISTS alert_events_alert ON alert_events (alert_id);
 """
+
+SCHEMA_VERSION = 2
+"""1: the spine (open, acknowledged, closed). 2: dispatch and verification states, handling."""
 
 SORTS = {
     "severity": "CASE severity WHEN 'critical' THEN 0 WHEN 'major' THEN 1 WHEN 'warning' THEN 2 ELSE 3 END, last_seen DESC",
@@ -86,7 +90,7 @@ def _row(r: sqlite3.Row) -> Alert:
         last_seen=from_epoch_ms(r["last_seen"]),
         resolved_at=from_epoch_ms(r["resolved_at"]) if r["resolved_at"] is not None else None,
         count=r["count"], created=from_epoch_ms(r["created"]), updated=from_epoch_ms(r["updated"]),
-        labels=json.loads(r["labels"]), previous_id=r["previous_id"],
+        labels=json.loads(r["labels"]), previous_id=r["previous_id"], handling=json.loads(r["handling"]),
     )
 
 
@@ -94,8 +98,27 @@ class SqliteAlertStore:
     """Alerts and their history in SQLite; every change is one transaction with its event."""
 
     def __init__(self, path: Path | str, clock: Clock | None = None) -> None:
-        self.db = Database(path, SCHEMA)
+        self.db = Database(path)
+        self._migrate()
+        self.db.executescript(SCHEMA)
+        self.db.executescript(f"PRAGMA user_version = {SCHEMA_VERSION}")
         self.clock = clock or SystemClock()
+
+    def _migrate(self) -> None:
+        """Bring a database written by an older version to this schema, keeping its alerts."""
+        cols = [r["name"] for r in self.db.query("PRAGMA table_info(alerts)")]
+        if not cols or "handling" in cols:
+            return
+        # Version 1 had a narrower CHECK on state: SQLite changes a CHECK only by rebuilding the
+        # table (its documented procedure: new table, copy, drop, rename, with foreign keys off).
+        create = SCHEMA.split("CREATE UNIQUE INDEX")[0].replace("CREATE TABLE IF NOT EXISTS alerts (", "CREATE TABLE alerts_new (", 1)
+        self.db.executescript("PRAGMA foreign_keys = OFF")
+        self.db.executescript(
+            "BEGIN IMMEDIATE;" + create
+            + f"INSERT INTO alerts_new ({', '.join(cols)}) SELECT {', '.join(cols)} FROM alerts;"
+            "DROP TABLE alerts; ALTER TABLE alerts_new RENAME TO alerts; COMMIT;"
+        )
+        self.db.executescript("PRAGMA foreign_keys = ON")
 
     # -- the pipeline step: signals from the rule engine -----------------------------------
 
@@ -149,32 +172,33 @@ class SqliteAlertStore:
 
     # -- people's actions ----------------------------------------------------------------
 
-    def transition(self, alert_id: int, action: str, actor: str, note: str = "") -> Alert:
-        """Move an alert's handling state (``ack`` or ``close``) on behalf of ``actor``.
+    def transition(self, alert_id: int, action: str, actor: str, note: str = "", data: Mapping[str, Any] | None = None) -> Alert:
+        """Apply a handling action (ack, dispatch, verify, close, reopen, comment) by ``actor``.
 
         Raises
         ------
         NotFoundError
             No alert has this id.
         TransitionError
-            The action is not allowed from the alert's state, or a required note is missing;
+            The action is not allowed from the alert's state, the comment or a required field
+            is missing, or reopening would make a second open alert of one fingerprint;
             nothing is changed.
         """
-        moves = TRANSITIONS.get(action)
-        if moves is None:
-            raise TransitionError(f"unknown action {action!r}; known: {', '.join(TRANSITIONS)}")
-        if action == "close" and not note.strip():
-            raise TransitionError("closing an alert needs a note saying how it was handled")
         now = to_epoch_ms(self.clock.now())
         with self.db.transaction() as c:
-            row = c.execute("SELECT state FROM alerts WHERE id = ?", (alert_id,)).fetchone()
+            row = c.execute("SELECT state, fingerprint, handling FROM alerts WHERE id = ?", (alert_id,)).fetchone()
             if row is None:
                 raise NotFoundError(f"no alert {alert_id}")
-            target = moves.get(row["state"])
-            if target is None:
-                raise TransitionError(f"cannot {action} alert {alert_id}: it is {row['state']}")
-            c.execute("UPDATE alerts SET state = ?, updated = ? WHERE id = ?", (target, now, alert_id))
-            self._event(c, alert_id, now, actor, action, note, {"from": row["state"], "to": target})
+            target, fields = check_action(action, row["state"], note, data)
+            if action == "reopen":
+                other = c.execute("SELECT id FROM alerts WHERE fingerprint = ? AND state != 'closed'", (row["fingerprint"],)).fetchone()
+                if other is not None:
+                    raise TransitionError(f"cannot reopen alert {alert_id}: alert {other['id']} of the same series is open")
+            handling = json.loads(row["handling"])
+            handling.update(fields)
+            c.execute("UPDATE alerts SET state = ?, handling = ?, updated = ? WHERE id = ?",
+                      (target, json.dumps(handling, ensure_ascii=False), now, alert_id))
+            self._event(c, alert_id, now, actor, action, note, {"from": row["state"], "to": target, **fields})
         return self.get(alert_id)
 
     # -- reads ----------------------------------------------------------------------------

@@ -30,8 +30,8 @@ from farsight.settings import Settings
 from farsight.types import SEVERITIES, Site
 from hub.auth import Principal, TokenStore
 from hub.schemas import (
-    AckRequest, AlertDetail, AlertOut, AlertPage, CloseRequest, DeadLetterPage, HealthOut,
-    SeriesOut, SiteOut, StatsOut,
+    AckRequest, ActionRequest, AlertDetail, AlertOut, AlertPage, CloseRequest, CommentRequest, DeadLetterPage,
+    DispatchRequest, HealthOut, ReopenRequest, SeriesOut, SiteOut, StatsOut, VerifyRequest,
 )
 from hub.stream import StreamHub
 from ingest.store_sqlite import DeadLetter, SqliteReadingStore
@@ -45,7 +45,7 @@ RANGE_DEFAULT = timedelta(hours=1)
 SERIES_MAX = 10_000
 """Most points one readings response carries; downsample to see more."""
 PREVIEW_CHARS = 200
-NOT_CLOSED = ("open", "acknowledged")
+NOT_CLOSED = ("open", "acknowledged", "dispatched", "verified")
 WWW_AUTH = 'Bearer realm="farsight"'
 
 DASHBOARD_CSP = (
@@ -257,42 +257,43 @@ def get_alert(alert_id: int, ctx: HubContext = Depends(_ctx)) -> Any:
     return {"alert": alert.to_dict(), "events": [e.to_dict() for e in ctx.alerts.events(alert_id)]}
 
 
-def _transition(ctx: HubContext, principal: Principal, alert_id: int, action: str, note: str) -> dict[str, Any]:
+def _transition(ctx: HubContext, principal: Principal, alert_id: int, action: str, note: str, data: dict[str, Any] | None = None) -> dict[str, Any]:
     alert = ctx.alerts.get(alert_id)
     if not principal.may_act_for(alert.department):
         log.warning("transition refused", extra=kv(alert=alert_id, action=action, user=principal.user,
                                                    token_department=principal.department, department=alert.department))
         raise HTTPException(403, f"token of department {principal.department!r} cannot act on alerts of department {alert.department!r}")
-    updated = ctx.alerts.transition(alert_id, action, actor=principal.user, note=note)
+    updated = ctx.alerts.transition(alert_id, action, actor=principal.user, note=note, data=data)
     log.info("alert transition", extra=kv(alert=alert_id, action=action, user=principal.user, site=alert.site,
                                           rule=alert.rule_id, state=updated.state))
     return updated.to_dict()
 
 
-@router.post("/api/alerts/{alert_id}/ack", response_model=AlertOut, tags=["alerts"],
-             responses={401: {"description": "Missing or invalid token"}, 403: {"description": "Other department"},
-                        404: {"description": "No such alert"}, 409: {"description": "Not allowed from the alert's state"}})
-def ack_alert(
-    alert_id: int,
-    body: AckRequest | None = Body(None),
-    principal: Principal = Depends(require_principal),
-    ctx: HubContext = Depends(_ctx),
-) -> Any:
-    """Acknowledge an open alert: someone is on it."""
-    return _transition(ctx, principal, alert_id, "ack", body.note if body else "")
+_ACTION_RESPONSES = {401: {"description": "Missing or invalid token"}, 403: {"description": "Other department"},
+                     404: {"description": "No such alert"}, 409: {"description": "Not allowed from the alert's state"}}
 
 
-@router.post("/api/alerts/{alert_id}/close", response_model=AlertOut, tags=["alerts"],
-             responses={401: {"description": "Missing or invalid token"}, 403: {"description": "Other department"},
-                        404: {"description": "No such alert"}, 409: {"description": "Not allowed from the alert's state"}})
-def close_alert(
-    alert_id: int,
-    body: CloseRequest,
-    principal: Principal = Depends(require_principal),
-    ctx: HubContext = Depends(_ctx),
-) -> Any:
-    """Close an open or acknowledged alert, with a note saying how it was handled."""
-    return _transition(ctx, principal, alert_id, "close", body.note)
+def _action_endpoint(action: str, body_model: type[ActionRequest], doc: str) -> None:
+    def endpoint(alert_id: int, body: body_model, principal: Principal = Depends(require_principal),  # type: ignore[valid-type]
+                 ctx: HubContext = Depends(_ctx)) -> Any:
+        return _transition(ctx, principal, alert_id, action, body.note, body.data())  # type: ignore[attr-defined]
+
+    # The module postpones annotations: give FastAPI the body's class, not the string "body_model".
+    endpoint.__annotations__["body"] = body_model
+    endpoint.__name__ = f"{action}_alert"
+    endpoint.__doc__ = doc
+    router.post(f"/api/alerts/{{alert_id}}/{action}", response_model=AlertOut, tags=["alerts"], responses=_ACTION_RESPONSES)(endpoint)
+
+
+for _action, _model, _doc in (
+    ("ack", AckRequest, "Acknowledge an open alert: someone is on it."),
+    ("dispatch", DispatchRequest, "Dispatch on-site verification (核查): team, inspector, due date."),
+    ("verify", VerifyRequest, "Record what the on-site verification found, with evidence hashes."),
+    ("close", CloseRequest, "Close with the disposal (case number, penalty, rectification, re-check date), or as a desk closure."),
+    ("reopen", ReopenRequest, "Reopen a closed alert, with the reason as the comment."),
+    ("comment", CommentRequest, "Add a comment to the alert's history without changing its state."),
+):
+    _action_endpoint(_action, _model, _doc)
 
 
 @router.get("/api/dead-letters", response_model=DeadLetterPage, tags=["ops"])

@@ -6,7 +6,8 @@ Times are ISO 8601 strings with their UTC offset, as the stores produce them.
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import date
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -25,23 +26,57 @@ class _Response(BaseModel):
 # -- requests ----------------------------------------------------------------------------------
 
 
-class AckRequest(_Request):
-    """Body of ``POST /api/alerts/{id}/ack``."""
+class ActionRequest(_Request):
+    """Body of every handling action: the comment every step is recorded with."""
 
-    note: str = Field("", title="Note", description="Optional remark saved in the alert's history.", max_length=NOTE_MAX)
-
-
-class CloseRequest(_Request):
-    """Body of ``POST /api/alerts/{id}/close``."""
-
-    note: str = Field(title="Note", description="How the alert was handled; required.", min_length=1, max_length=NOTE_MAX)
+    note: str = Field(title="Comment", description="Why this step is taken; recorded in the alert's history and audit log.", min_length=1, max_length=NOTE_MAX)
 
     @field_validator("note")
     @classmethod
     def _not_blank(cls, v: str) -> str:
         if not v.strip():
-            raise ValueError("closing an alert needs a note saying how it was handled")
+            raise ValueError("every step needs a comment saying why")
         return v
+
+    def data(self) -> dict[str, Any]:
+        """The action's own fields (everything but the comment)."""
+        return self.model_dump(mode="json", exclude={"note"}, exclude_none=True)
+
+
+class AckRequest(ActionRequest):
+    """Body of ``POST /api/alerts/{id}/ack``: someone is on it."""
+
+
+class DispatchRequest(ActionRequest):
+    """Body of ``POST /api/alerts/{id}/dispatch``: send people for on-site verification (核查)."""
+
+    team: str = Field(title="Team", description="Team sent to the site.", min_length=1, max_length=200)
+    inspector: str = Field(title="Inspector", description="Inspector in charge.", min_length=1, max_length=200)
+    due: date = Field(title="Due", description="Date by which the verification is due (YYYY-MM-DD).")
+
+
+class VerifyRequest(ActionRequest):
+    """Body of ``POST /api/alerts/{id}/verify``: what the on-site check found."""
+
+    finding: Literal["violation_confirmed", "no_violation", "equipment_fault", "data_fault"] = Field(title="Finding", description="Outcome of the on-site check.")
+    evidence: list[str] = Field(default_factory=list, title="Evidence", description="sha256 hashes of evidence files (photos, records).", max_length=100)
+
+
+class CloseRequest(ActionRequest):
+    """Body of ``POST /api/alerts/{id}/close``: the disposal (处置), or a desk closure before dispatch."""
+
+    case_number: str | None = Field(None, title="Case number", description="Enforcement case number.", max_length=100)
+    penalty: str | None = Field(None, title="Penalty", description="Penalty decided, as text (amount and basis).", max_length=500)
+    rectification: str | None = Field(None, title="Rectification order", description="What the operator must put right.", max_length=2000)
+    recheck: date | None = Field(None, title="Re-check date", description="When the rectification is checked again.")
+
+
+class ReopenRequest(ActionRequest):
+    """Body of ``POST /api/alerts/{id}/reopen``: the reason goes in the comment."""
+
+
+class CommentRequest(ActionRequest):
+    """Body of ``POST /api/alerts/{id}/comment``: a remark, no change of state."""
 
 
 # -- responses ---------------------------------------------------------------------------------
@@ -143,6 +178,7 @@ class AlertOut(_Response):
     updated: str
     labels: dict[str, str]
     previous_id: int | None = None
+    handling: dict[str, Any] = Field(default_factory=dict, description="Dispatch, verification and disposal details recorded by the handling steps.")
 
 
 class AlertEventOut(_Response):

@@ -347,9 +347,9 @@
     $("action-title").textContent = `${closing ? "Close" : "Acknowledge"} alert ${a.id}`;
     $("action-summary").textContent = a.summary;
     $("action-submit").textContent = closing ? "Close alert" : "Acknowledge";
-    $("note-hint").textContent = closing ? "(required: how was it handled?)" : "(optional)";
+    $("note-hint").textContent = closing ? "(required: how was it handled?)" : "(required: every step is recorded with a comment)";
     $("action-note").value = "";
-    $("action-note").required = closing;
+    $("action-note").required = true;
     $("action-error").textContent = "";
     const stored = localStorage.getItem(TOKEN_KEY);
     $("token-row").hidden = Boolean(stored);
@@ -367,7 +367,7 @@
     const token = stored || $("action-token").value.trim();
     const note = $("action-note").value;
     if (!token) { $("action-error").textContent = "A token is needed."; return; }
-    if (action === "close" && !note.trim()) { $("action-error").textContent = "Closing needs a note."; return; }
+    if (!note.trim()) { $("action-error").textContent = "Every step needs a comment."; return; }
     $("action-submit").disabled = true;
     try {
       const res = await fetch(`/api/alerts/${encodeURIComponent(String(a.id))}/${action}`, {

@@ -43,12 +43,12 @@ def test_resolve_then_refire_counts_and_closure_opens_a_new_alert(store: SqliteA
 
 def test_transitions_record_who_when_and_refuse_invalid_moves(store: SqliteAlertStore) -> None:
     (a,) = store.apply([signal()])
-    with pytest.raises(TransitionError, match="note"):
+    with pytest.raises(TransitionError, match="comment"):
         store.transition(a.id, "close", "li.wei", "   ")
     acked = store.transition(a.id, "ack", "li.wei", "on it")
     assert acked.state == "acknowledged"
     with pytest.raises(TransitionError, match="acknowledged"):
-        store.transition(a.id, "ack", "li.wei")
+        store.transition(a.id, "ack", "li.wei", "again")
     closed = store.transition(a.id, "close", "wang.fang", "rectification ordered")
     assert closed.state == "closed"
     before = store.get(a.id)
@@ -56,7 +56,7 @@ def test_transitions_record_who_when_and_refuse_invalid_moves(store: SqliteAlert
         store.transition(a.id, "close", "wang.fang", "again")
     assert store.get(a.id) == before
     with pytest.raises(NotFoundError):
-        store.transition(999, "ack", "x")
+        store.transition(999, "ack", "x", "note")
     actions = [(e.actor, e.action, e.note) for e in store.events(a.id)]
     assert actions == [("rules", "opened", a.summary), ("li.wei", "ack", "on it"), ("wang.fang", "close", "rectification ordered")]
 
@@ -71,3 +71,40 @@ def test_filters_and_pagination(store: SqliteAlertStore) -> None:
     with pytest.raises(ValueError, match="unknown state"):
         store.list(AlertFilter(state=("bogus",)))
     assert store.counts()["severity"] == {"warning": 7}
+
+
+def test_the_verification_workflow_from_open_to_closed_and_reopened(store: SqliteAlertStore) -> None:
+    (a,) = store.apply([signal()])
+    store.transition(a.id, "ack", "li.wei", "looking at the data")
+    with pytest.raises(TransitionError, match="inspector"):
+        store.transition(a.id, "dispatch", "li.wei", "send a team", {"team": "Xiling 2", "due": "2026-11-27"})
+    with pytest.raises(TransitionError, match="not a date"):
+        store.transition(a.id, "dispatch", "li.wei", "send a team", {"team": "Xiling 2", "inspector": "wang.fang", "due": "Friday"})
+    assert store.get(a.id).state == "acknowledged"  # refused steps change nothing
+    d = store.transition(a.id, "dispatch", "li.wei", "send a team", {"team": "Xiling 2", "inspector": "wang.fang", "due": "2026-11-27"})
+    assert d.state == "dispatched" and d.handling["dispatch"] == {"team": "Xiling 2", "inspector": "wang.fang", "due": "2026-11-27"}
+    with pytest.raises(TransitionError, match="finding"):
+        store.transition(a.id, "verify", "wang.fang", "on site", {"finding": "looked fine"})
+    with pytest.raises(TransitionError, match="sha256"):
+        store.transition(a.id, "verify", "wang.fang", "on site", {"finding": "violation_confirmed", "evidence": ["photo.jpg"]})
+    photo = "ab" * 32
+    v = store.transition(a.id, "verify", "wang.fang", "bypass valve open", {"finding": "violation_confirmed", "evidence": [photo]})
+    assert v.state == "verified" and v.handling["verification"] == {"finding": "violation_confirmed", "evidence": [photo]}
+    store.transition(a.id, "comment", "li.wei", "operator informed")
+    c = store.transition(a.id, "close", "li.wei", "penalty decided",
+                         {"case_number": "YC-ENV-2026-118", "penalty": "CNY 100000 (Air Law art. 99)", "rectification": "seal the bypass", "recheck": "2026-12-15"})
+    assert c.state == "closed" and c.handling["disposal"]["recheck"] == "2026-12-15"
+    r = store.transition(a.id, "reopen", "zhao.min", "re-check found the bypass in use again")
+    assert r.state == "acknowledged" and r.handling["reopened"]["reason"].startswith("re-check")
+    actions = [e.action for e in store.events(a.id)]
+    assert actions == ["opened", "ack", "dispatch", "verify", "comment", "close", "reopen"]
+
+
+def test_reopening_is_refused_while_another_alert_of_the_series_is_open(store: SqliteAlertStore) -> None:
+    (a,) = store.apply([signal()])
+    store.transition(a.id, "close", "li.wei", "desk review: calibration run")
+    (b,) = store.apply([signal(minutes=30)])
+    assert b.id != a.id
+    with pytest.raises(TransitionError, match=f"alert {b.id}"):
+        store.transition(a.id, "reopen", "li.wei", "wrong call")
+    assert store.get(a.id).state == "closed"

@@ -230,9 +230,10 @@ def test_ack_then_close_records_the_token_user(hub: LiveHub, client: httpx.Clien
     assert evs[1]["data"] == {"from": "open", "to": "acknowledged"}
 
 
-def test_ack_without_body_and_all_department_token(hub: LiveHub, client: httpx.Client, tokens: dict, rule_id: str) -> None:
+def test_every_step_needs_a_comment_and_an_all_department_token_may_act(hub: LiveHub, client: httpx.Client, tokens: dict, rule_id: str) -> None:
     a = hub.alert(rule_id, "wim-1", metric="gross_weight")
-    r = client.post(f"/api/alerts/{a.id}/ack", headers=bearer(tokens["admin"]))
+    assert client.post(f"/api/alerts/{a.id}/ack", headers=bearer(tokens["admin"])).status_code == 422
+    r = client.post(f"/api/alerts/{a.id}/ack", json={"note": "on it"}, headers=bearer(tokens["admin"]))
     assert r.status_code == 200, r.text
     assert _events(client, a.id)[-1]["actor"] == "admin"
 
@@ -277,15 +278,15 @@ def test_other_department_is_forbidden(hub: LiveHub, client: httpx.Client, token
 def test_invalid_transitions_conflict_and_change_nothing(hub: LiveHub, client: httpx.Client, tokens: dict, rule_id: str) -> None:
     a = hub.alert(rule_id, "stack-1", metric="so2")
     h = bearer(tokens["env"])
-    assert client.post(f"/api/alerts/{a.id}/ack", json={}, headers=h).status_code == 200
-    r = client.post(f"/api/alerts/{a.id}/ack", json={}, headers=h)  # ack twice
+    assert client.post(f"/api/alerts/{a.id}/ack", json={"note": "on it"}, headers=h).status_code == 200
+    r = client.post(f"/api/alerts/{a.id}/ack", json={"note": "again"}, headers=h)  # ack twice
     assert r.status_code == 409 and "acknowledged" in r.json()["detail"]
     assert client.post(f"/api/alerts/{a.id}/close", json={"note": "done"}, headers=h).status_code == 200
     before = client.get(f"/api/alerts/{a.id}").json()
 
     r = client.post(f"/api/alerts/{a.id}/close", json={"note": "again"}, headers=h)
     assert r.status_code == 409
-    assert r.json() == {"detail": f"cannot close alert {a.id}: it is closed"}
+    assert r.json()["detail"].startswith("cannot close an alert that is closed")
     r = client.post(f"/api/alerts/{a.id}/ack", json={"note": "late"}, headers=h)
     assert r.status_code == 409 and "closed" in r.json()["detail"]
 
@@ -299,12 +300,12 @@ def test_close_needs_a_proper_note(hub: LiveHub, client: httpx.Client, tokens: d
     assert r.status_code == 422, r.text
     assert r.json()["detail"]
     if body == {"note": "   "}:
-        assert "needs a note" in r.text
+        assert "needs a comment" in r.text
     assert client.get(f"/api/alerts/{a.id}").json()["alert"]["state"] == "open"
 
 
 def test_action_on_missing_alert_is_404(client: httpx.Client, tokens: dict) -> None:
-    r = client.post("/api/alerts/987654/ack", json={}, headers=bearer(tokens["admin"]))
+    r = client.post("/api/alerts/987654/ack", json={"note": "x"}, headers=bearer(tokens["admin"]))
     assert r.status_code == 404 and r.json() == {"detail": "no alert 987654"}
 
 
@@ -405,3 +406,24 @@ def test_docs_work_offline(client: httpx.Client) -> None:
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
     assert "http://" not in r.text and "https://" not in r.text
     assert "/api/alerts" in r.text and "/openapi.json" in r.text
+
+
+def test_the_verification_workflow_through_the_api(hub: LiveHub, client: httpx.Client, tokens: dict, rule_id: str) -> None:
+    a = hub.alert(rule_id, "stack-1", metric="nox")
+    h = bearer(tokens["env"])
+
+    def post(action: str, body: dict) -> httpx.Response:
+        return client.post(f"/api/alerts/{a.id}/{action}", json=body, headers=h)
+
+    r = post("dispatch", {"note": "send a team", "team": "Ningbo 1", "inspector": "wang.fang"})
+    assert r.status_code == 422 and "due" in r.text  # schema names the missing field
+    assert post("dispatch", {"note": "send a team", "team": "Ningbo 1", "inspector": "wang.fang", "due": "2026-11-27"}).status_code == 200
+    assert post("verify", {"note": "on site", "finding": "guess"}).status_code == 422
+    r = post("verify", {"note": "analyser drifted", "finding": "equipment_fault", "evidence": ["cd" * 32]})
+    assert r.status_code == 200 and r.json()["handling"]["verification"]["finding"] == "equipment_fault"
+    assert post("comment", {"note": "operator notified"}).json()["state"] == "verified"
+    r = post("close", {"note": "repair ordered", "rectification": "recalibrate the NOx analyser", "recheck": "2026-12-10"})
+    assert r.status_code == 200 and r.json()["handling"]["disposal"] == {"rectification": "recalibrate the NOx analyser", "recheck": "2026-12-10"}
+    assert post("reopen", {"note": "recheck failed"}).json()["state"] == "acknowledged"
+    actions = [(e["actor"], e["action"]) for e in _events(client, a.id)][1:]
+    assert actions == [("alice", "dispatch"), ("alice", "verify"), ("alice", "comment"), ("alice", "close"), ("alice", "reopen")]
