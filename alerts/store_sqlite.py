@@ -13,6 +13,7 @@ from farsight.clock import Clock, SystemClock, from_epoch_ms, to_epoch_ms
 from farsight.db import Database
 from farsight.errors import NotFoundError, TransitionError
 from farsight.types import SEVERITIES, AlertSignal
+from alerts.audit import SqliteAuditLog
 from alerts.model import STATES, Alert, AlertEvent, check_action
 
 SCHEMA = """
@@ -102,6 +103,9 @@ class SqliteAlertStore:
         self._migrate()
         self.db.executescript(SCHEMA)
         self.db.executescript(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        # Every alert event is also appended to the hash-chained audit log, in the same
+        # transaction, so a change and its trace commit (or roll back) together.
+        self.audit = SqliteAuditLog(self.db)
         self.clock = clock or SystemClock()
 
     def _migrate(self) -> None:
@@ -165,10 +169,10 @@ class SqliteAlertStore:
             self._event(c, aid, now, "rules", "opened", s.summary, {"ts": s.ts.isoformat(), "value": s.value, "threshold": s.threshold})
             return aid
 
-    @staticmethod
-    def _event(c: sqlite3.Connection, alert_id: int, at: int, actor: str, action: str, note: str, data: dict) -> None:
+    def _event(self, c: sqlite3.Connection, alert_id: int, at: int, actor: str, action: str, note: str, data: dict) -> None:
         c.execute("INSERT INTO alert_events (alert_id, at, actor, action, note, data) VALUES (?, ?, ?, ?, ?, ?)",
                   (alert_id, at, actor, action, note, json.dumps(data, ensure_ascii=False)))
+        self.audit.append_in(c, actor, action, f"alert:{alert_id}", {"note": note, **data}, at=from_epoch_ms(at))
 
     # -- people's actions ----------------------------------------------------------------
 

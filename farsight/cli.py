@@ -82,11 +82,13 @@ def build_parser() -> argparse.ArgumentParser:
     from simulators.cli import add_simulate_parser
     from hub.cli import add_hub_parser
     from rules.cli import add_rules_parser
+    from alerts.audit_cli import add_audit_parser
 
     add_decode_parser(sub)
     add_simulate_parser(sub)
     add_hub_parser(sub)
     add_rules_parser(sub)
+    add_audit_parser(sub)
     return parser
 
 

@@ -82,3 +82,7 @@ class TransitionError(AlertError):
 
 class AuthError(FarsightError):
     """Raised when a credential is missing, unknown or lacks the scope for an action."""
+
+
+class AuditError(FarsightError):
+    """Raised when the audit log cannot be appended to, read or anchored, or an anchor file is invalid."""

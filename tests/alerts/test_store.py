@@ -108,3 +108,17 @@ def test_reopening_is_refused_while_another_alert_of_the_series_is_open(store: S
     with pytest.raises(TransitionError, match=f"alert {b.id}"):
         store.transition(a.id, "reopen", "li.wei", "wrong call")
     assert store.get(a.id).state == "closed"
+
+
+def test_every_alert_event_is_in_the_audit_chain_and_a_refused_step_leaves_no_trace(store: SqliteAlertStore) -> None:
+    (a,) = store.apply([signal()])
+    store.transition(a.id, "ack", "li.wei", "on it")
+    with pytest.raises(TransitionError):
+        store.transition(a.id, "verify", "li.wei", "skipping dispatch", {"finding": "no_violation"})
+    store.apply([signal("resolved", minutes=5)])
+    store.transition(a.id, "close", "li.wei", "desk review")
+    trail = [(e.actor, e.action, e.subject) for e in store.audit.entries(subject=f"alert:{a.id}")]
+    assert trail == [("rules", "opened", f"alert:{a.id}"), ("li.wei", "ack", f"alert:{a.id}"),
+                     ("rules", "resolved", f"alert:{a.id}"), ("li.wei", "close", f"alert:{a.id}")]
+    result = store.audit.verify()
+    assert result.ok and result.entries == 4
