@@ -98,8 +98,8 @@ def _row(r: sqlite3.Row) -> Alert:
 class SqliteAlertStore:
     """Alerts and their history in SQLite; every change is one transaction with its event."""
 
-    def __init__(self, path: Path | str, clock: Clock | None = None) -> None:
-        self.db = Database(path)
+    def __init__(self, path: "Path | str | Database", clock: Clock | None = None) -> None:
+        self.db = Database.of(path)
         self._migrate()
         self.db.executescript(SCHEMA)
         self.db.executescript(f"PRAGMA user_version = {SCHEMA_VERSION}")

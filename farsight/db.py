@@ -35,14 +35,28 @@ def connect(path: Path | str, *, readonly: bool = False) -> sqlite3.Connection:
 
 
 class Database:
-    """One connection used by one component, serialised by a lock; transactions are explicit."""
+    """One connection, serialised by a lock; transactions are explicit and may nest.
+
+    Stores can share one ``Database``: a transaction opened inside another joins it, so a
+    worker can commit readings, alerts, audit entries and rule state as one unit.
+    """
 
     def __init__(self, path: Path | str, schema: str = "") -> None:
         self.path = Path(path)
         self._conn = connect(self.path)
         self._lock = threading.RLock()
+        self._depth = 0
         if schema:
             self.executescript(schema)
+
+    @classmethod
+    def of(cls, path_or_db: "Path | str | Database", schema: str = "") -> "Database":
+        """``path_or_db`` itself when it is a Database (its schema applied), else a new one."""
+        if isinstance(path_or_db, Database):
+            if schema:
+                path_or_db.executescript(schema)
+            return path_or_db
+        return cls(path_or_db, schema)
 
     def executescript(self, script: str) -> None:
         """Run DDL (``CREATE ... IF NOT EXISTS``) once at start."""
@@ -56,10 +70,19 @@ class Database:
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """``BEGIN IMMEDIATE`` ... ``COMMIT``; rolled back on any error, which becomes a StoreError."""
         with self._lock:
+            if self._depth:
+                # Joined: the outermost transaction commits or rolls back everything.
+                self._depth += 1
+                try:
+                    yield self._conn
+                finally:
+                    self._depth -= 1
+                return
             try:
                 self._conn.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as exc:
                 raise StoreError(f"begin on {self.path}: {exc}") from None
+            self._depth = 1
             try:
                 yield self._conn
                 self._conn.execute("COMMIT")
@@ -68,6 +91,8 @@ class Database:
                 if isinstance(exc, sqlite3.Error):
                     raise StoreError(f"{self.path}: {exc}") from None
                 raise
+            finally:
+                self._depth = 0
 
     def query(self, sql: str, params: tuple | dict = ()) -> list[sqlite3.Row]:
         """Run a read-only statement and return all rows."""

@@ -30,12 +30,17 @@ class IngestService:
         from rules.reload import RuleFileWatcher
         from rules.state_sqlite import SqliteRuleState
 
+        from farsight.db import Database
+
         self.settings = settings
-        self.readings = SqliteReadingStore(settings.db_path)
-        self.alerts = SqliteAlertStore(settings.db_path)
+        # One connection for the worker: a batch's readings, alerts, audit entries and rule state
+        # commit in one transaction.
+        self.db = Database(settings.db_path)
+        self.readings = SqliteReadingStore(self.db)
+        self.alerts = SqliteAlertStore(self.db)
         self.watcher = RuleFileWatcher(settings.rules.files, settings.rules.default_pack)
         self.engine = Engine(self.watcher.load(), registry)
-        self.rule_state = SqliteRuleState(settings.db_path)
+        self.rule_state = SqliteRuleState(self.db)
         restored = self.engine.restore(self.rule_state.load())
         pruned = self.rule_state.prune(self.engine.rules)  # rows of rules changed while stopped
         log.info("rule state restored", extra=kv(instances=restored, pruned=pruned))

@@ -8,6 +8,7 @@ message becomes a dead letter with its reason, so one broken device never stops 
 from __future__ import annotations
 
 import logging
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any, Protocol, Sequence
@@ -137,6 +138,14 @@ class IngestPipeline:
         self.stats.signals += len(signals)
         return signals
 
+    def _resync_engine(self) -> None:
+        """The engine's memory moved on for a batch the database rolled back: go back to the
+        state last committed, so the redelivered batch is judged as if for the first time."""
+        if self.engine is None or self.rule_state is None:
+            return
+        self.engine.reset()  # type: ignore[attr-defined]
+        self.engine.restore(self.rule_state.load())  # type: ignore[attr-defined]
+
     def export_counters(self) -> None:
         """Add what the rule engine counted since the last export to the shared counters, so
         the hub can report late, flagged and suppressed readings of every ingest worker."""
@@ -183,21 +192,28 @@ class IngestPipeline:
             except Exception as exc:  # noqa: BLE001 - a bug in a codec must not stop ingest
                 log.exception("decoder failed", extra=kv(topic=msg.topic))
                 dead.append(DeadLetter(msg.topic, msg.payload, "internal_error", f"{type(exc).__name__}: {exc}", msg.received))
-        new_flags = self.store.write_batch(readings, dead, irregular)
-        new = [r for r, is_new in zip(readings, new_flags) if is_new]
-        signals: list[AlertSignal] = []
-        if self.engine is not None and new:
-            signals = self.engine.evaluate(new)
-            if attrs_at:
-                signals = [_with_attrs(s, attrs_at) for s in signals]
-        if self.alerts is not None and signals:
-            try:
-                self.alerts.apply(signals)
-            except FarsightError:
-                log.exception("alert store failed", extra=kv(signals=len(signals)))
-                raise
-        if new:
-            self.save_rule_state()
+        shared = all(getattr(x, "db", None) is self.store.db for x in (self.alerts, self.rule_state) if x is not None)
+        try:
+            # With one shared database the batch's readings, dead letters, alerts, audit entries
+            # and rule state commit together: a failure leaves none of them, the messages stay
+            # unacknowledged, and their redelivery is evaluated afresh.
+            with self.store.db.transaction() if shared else nullcontext():
+                new_flags = self.store.write_batch(readings, dead, irregular)
+                new = [r for r, is_new in zip(readings, new_flags) if is_new]
+                signals: list[AlertSignal] = []
+                if self.engine is not None and new:
+                    signals = self.engine.evaluate(new)
+                    if attrs_at:
+                        signals = [_with_attrs(s, attrs_at) for s in signals]
+                if self.alerts is not None and signals:
+                    self.alerts.apply(signals)
+                if new:
+                    self.save_rule_state()
+        except Exception:
+            log.exception("batch not stored; it will be redelivered", extra=kv(messages=len(messages)))
+            if shared:
+                self._resync_engine()
+            raise
         s = self.stats
         s.messages += len(messages)
         s.readings += len(new)

@@ -91,8 +91,8 @@ def row_to_reading(row: sqlite3.Row) -> Reading:
 class SqliteReadingStore:
     """Readings, dead letters and irregularity counts in one SQLite database (WAL)."""
 
-    def __init__(self, path: Path | str) -> None:
-        self.db = Database(path, SCHEMA)
+    def __init__(self, path: "Path | str | Database") -> None:
+        self.db = Database.of(path, SCHEMA)
 
     # -- writes (one transaction per batch; the caller acknowledges after it returns) --------
 

@@ -133,6 +133,14 @@ class Engine:
                     if r.select.matches_site(site):
                         self._instance(r, site, None, None)
 
+    def reset(self) -> None:
+        """Forget all state (then :meth:`restore` the last saved one): used when a batch whose
+        evaluation already moved the state in memory was rolled back in the database."""
+        self._instances = {}
+        self.watermark = None
+        self._load(RuleSet(tuple(self.rules), self.maintenance))
+        self.correlator = Correlator(self.rules, self.registry)
+
     def reload(self, rules: RuleSet | Iterable[Rule]) -> dict[str, int]:
         """Swap in new rules; a rule whose definition did not change keeps its state."""
         old = self._instances

@@ -44,8 +44,8 @@ def _scope_key(scope: Sequence[str]) -> str:
 class SqliteRuleState:
     """The engine's rule state in the ``rule_state`` table of a SQLite database (WAL)."""
 
-    def __init__(self, path: Path | str) -> None:
-        self.db = Database(path, SCHEMA)
+    def __init__(self, path: "Path | str | Database") -> None:
+        self.db = Database.of(path, SCHEMA)
 
     def save(self, entries: Sequence[dict[str, Any]], now: datetime | None = None) -> int:
         """Upsert snapshot entries (``Engine.snapshot(only_dirty=True)``) in one transaction; returns how many."""

@@ -8,10 +8,14 @@ from pathlib import Path
 
 import pytest
 
+from farsight.errors import StoreError
+
 from alerts.store_sqlite import SqliteAlertStore
 from farsight.hj212 import build_data_frame
 from ingest.pipeline import IngestPipeline, Message
 from ingest.store_sqlite import SqliteReadingStore
+from farsight.db import Database
+from rules.state_sqlite import SqliteRuleState
 from rules.engine import Engine
 from rules.model import parse_rules, parse_ruleset
 from tests.factories import T0, registry
@@ -24,10 +28,10 @@ RULES = {"rules": [
 
 @pytest.fixture
 def parts(tmp_path: Path):  # type: ignore[no-untyped-def]
-    db = tmp_path / "farsight.db"
-    readings, alerts = SqliteReadingStore(db), SqliteAlertStore(db)
+    db = Database(tmp_path / "farsight.db")
+    readings, alerts, state = SqliteReadingStore(db), SqliteAlertStore(db), SqliteRuleState(db)
     reg = registry()
-    pipe = IngestPipeline(reg, readings, Engine(parse_rules(RULES), reg), alerts)
+    pipe = IngestPipeline(reg, readings, Engine(parse_rules(RULES), reg), alerts, rule_state=state)
     yield pipe, readings, alerts
     readings.close()
     alerts.close()
@@ -149,3 +153,24 @@ def test_late_and_flagged_readings_are_counted_for_the_hub(parts) -> None:  # ty
     assert counters[("rule_flagged_readings", "C")] == 1
     pipe.tick(T0 + timedelta(minutes=8))  # nothing new: the counters do not grow again
     assert readings.counters() == counters
+
+
+def test_a_failed_batch_leaves_nothing_and_its_redelivery_is_judged_afresh(parts, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    pipe, readings, alerts = parts
+    pipe.process([aq(m, 120) for m in range(0, 2)])
+    batch = [aq(m, 120) for m in range(2, 4)]  # the pm25 rule (for 2m) fires on minute 2
+    real_apply = alerts.apply
+
+    def broken(signals):  # type: ignore[no-untyped-def]
+        raise StoreError("disk full (injected)")
+
+    monkeypatch.setattr(alerts, "apply", broken)
+    with pytest.raises(StoreError):
+        pipe.process(batch)
+    # Nothing of the batch was committed: no readings, no alert, no audit entry.
+    assert readings.count(metric="pm25") == 2 and alerts.list()[1] == 0 and alerts.audit.head()[0] == 0
+    monkeypatch.setattr(alerts, "apply", real_apply)
+    res = pipe.process(batch)  # the broker redelivers the unacknowledged messages
+    assert [s.status for s in res.signals] == ["firing"] and res.stored == 4
+    (alert,) = alerts.list()[0]
+    assert alert.starts_at == T0 + timedelta(minutes=2) and alerts.audit.verify().ok
