@@ -129,17 +129,25 @@ def run_demo(settings: Settings, port: int | None = None, duration_s: float | No
 
     stop = threading.Event()
     sim_thread = None
-    simulator = None
     if settings.simulator.enabled:
-        simulator = Simulator(registry, get_scenario(settings.simulator.scenario), seed=settings.simulator.seed)
-        now = datetime.now(timezone.utc)
-        sim_thread = threading.Thread(
-            target=simulator.run,
-            kwargs=dict(broker=settings.broker, start=now - timedelta(minutes=settings.simulator.backfill_min), rounds=None,
-                        interval_s=settings.simulator.interval_s, speedup=settings.simulator.speedup, stop_event=stop,
-                        client_id="farsight-demo-simulator", catch_up_until=now),
-            name="simulator", daemon=True,
-        )
+        scenario = get_scenario(settings.simulator.scenario)
+        sim = settings.simulator
+
+        def simulate() -> None:
+            # History first, at one-minute steps and as fast as the broker takes it, so the
+            # dashboard opens on the scenario's first violations within seconds; then the same
+            # scenario plays live from now, one round every interval.
+            now = datetime.now(timezone.utc).replace(second=0, microsecond=0)
+            if sim.backfill_min > 0:
+                history = Simulator(registry, scenario, seed=sim.seed)
+                history.run(settings.broker, start=now - timedelta(minutes=sim.backfill_min), rounds=int(sim.backfill_min) + 1,
+                            interval_s=60, speedup=1, stop_event=stop, client_id="farsight-demo-history", catch_up_until=now)
+            if not stop.is_set():
+                live = Simulator(registry, scenario, seed=sim.seed + 1)
+                live.run(settings.broker, start=datetime.now(timezone.utc), rounds=None, interval_s=sim.interval_s,
+                         speedup=sim.speedup, stop_event=stop, client_id="farsight-demo-simulator")
+
+        sim_thread = threading.Thread(target=simulate, name="simulator", daemon=True)
         sim_thread.start()
 
     app = create_app(settings, registry, readings=ingest.readings, alerts=ingest.alerts, tokens=tokens)

@@ -82,7 +82,7 @@ class SimulatorSettings(Section):
     seed: int = Field(2026, title="Seed", description="Random seed; the same seed gives the same readings.", ge=0)
     interval_s: float = Field(5.0, title="Interval", description="Wall-clock seconds between two rounds of readings.", gt=0, le=3600)
     speedup: float = Field(1.0, title="Time speed-up", description="Simulated seconds per wall-clock second; above 1 the simulated clock runs ahead of the wall clock.", ge=1, le=100_000)
-    backfill_min: float = Field(120.0, title="Backfill", description="Minutes of simulated history published at start, so the demo opens with recent data and the scenario's first violations.", ge=0, le=7 * 24 * 60)
+    backfill_min: float = Field(120.0, title="Backfill", description="Minutes of simulated history published at start at one-minute steps, so the demo opens with recent data and the scenario's first violations; the scenario then plays again live.", ge=0, le=7 * 24 * 60)
     scenario: str = Field("demo", title="Scenario", description="Scripted scenario with violations and their ground truth.", min_length=1, max_length=64)
 
 

@@ -181,6 +181,12 @@ class MissingDataCondition(Condition):
                 # own last verdict (a replayed backlog carries old timestamps).
                 since = self.off.pop(key)
                 out.append(self._verdict(self.series[key], max(t, since), False, gap[key]))
+            elif key in self.seen and gap[key] >= self.series[key].limit_s * 1000 and self.site_off is None:
+                # A gap no tick saw (a backlog replayed faster than the clock ticks): record the
+                # outage after the fact, offline from when it became overdue until this sample.
+                overdue = self.seen[key] + int(self.series[key].limit_s * 1000)
+                out.append(self._verdict(self.series[key], overdue, True, overdue - self.seen[key]))
+                out.append(self._verdict(self.series[key], t, False, gap[key]))
         if self.site_off is not None:
             # One series is alive: the site as a whole is not offline. Series still silent get
             # their own alerts on the next tick, now that the site alert no longer covers them.

@@ -218,3 +218,17 @@ def test_invalid_fields_are_refused() -> None:
     assert any(p.startswith("rules.0[a].k") for p in paths)
     assert any(p.startswith("rules.1[b].per") for p in paths)
     assert any(p.startswith("rules.2[c].max_silence") for p in paths)
+
+
+def test_a_gap_inside_a_replayed_backlog_is_recorded_after_the_fact() -> None:
+    """No tick fell inside the gap (the backlog arrived faster than the clock ticks): the
+    outage is still raised, from when it became overdue, and resolved by the data that ends it."""
+    from tests.factories import at, reading, rule_engine
+
+    e = rule_engine({"id": "offline", "kind": "missing_data", "select": {"site": "yc-aq-1"}, "k": 3, "severity": "major"})
+    e.tick(at(0))
+    sigs = []
+    for m in list(range(0, 5)) + list(range(20, 25)):  # silent from minute 5 to 19
+        sigs += e.evaluate([reading("pm25", 20, m)])
+    assert [(s.status, s.ts) for s in sigs] == [("firing", at(7)), ("resolved", at(20))]
+    assert sigs[0].device == "aq1"
