@@ -112,10 +112,15 @@ class Alert:
     labels: dict[str, str]
     previous_id: int | None = None
     handling: dict[str, Any] | None = None
+    credit_grade: str = "B"
+    entity_repeats: int = 0
+    evidence: tuple[str, ...] = ()
+    risk: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form for the API and the live stream."""
         d = {k: getattr(self, k) for k in self.__slots__}  # type: ignore[attr-defined]
+        d["evidence"] = list(self.evidence)
         for k in ("starts_at", "last_seen", "resolved_at", "created", "updated"):
             if d[k] is not None:
                 d[k] = d[k].isoformat()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -14,6 +14,8 @@ from farsight.db import Database
 from farsight.errors import NotFoundError, TransitionError
 from farsight.types import SEVERITIES, AlertSignal
 from alerts.audit import SqliteAuditLog
+from alerts.risk import explain, sql_order
+from farsight.settings import RiskSettings
 from alerts.model import STATES, Alert, AlertEvent, check_action
 
 SCHEMA = """
@@ -41,7 +43,10 @@ CREATE TABLE IF NOT EXISTS alerts (
     updated      INTEGER NOT NULL,
     labels       TEXT    NOT NULL DEFAULT '{}',
     previous_id  INTEGER REFERENCES alerts (id),
-    handling     TEXT    NOT NULL DEFAULT '{}'
+    handling     TEXT    NOT NULL DEFAULT '{}',
+    credit_grade TEXT    NOT NULL DEFAULT 'B',
+    entity_repeats INTEGER NOT NULL DEFAULT 0,   -- earlier alerts of the same operator when opened
+    evidence     TEXT    NOT NULL DEFAULT '[]'   -- sha256 hashes of evidence files
 );
 -- One alert per fingerprint until it is closed; a firing after closure opens a new one.
 CREATE UNIQUE INDEX IF NOT EXISTS alerts_one_open ON alerts (fingerprint) WHERE state != 'closed';
@@ -60,13 +65,22 @@ CREATE TABLE IF NOT EXISTS alert_events (
 CREATE INDEX IF NOT EXISTS alert_events_alert ON alert_events (alert_id);
 """
 
-SCHEMA_VERSION = 2
-"""1: the spine (open, acknowledged, closed). 2: dispatch and verification states, handling."""
+SCHEMA_VERSION = 3
+"""1: the spine (open, acknowledged, closed). 2: dispatch and verification states, handling.
+3: credit grade, repeat count and evidence for the risk score."""
+
+ADDED_COLUMNS = (
+    ("credit_grade", "credit_grade TEXT NOT NULL DEFAULT 'B'"),
+    ("entity_repeats", "entity_repeats INTEGER NOT NULL DEFAULT 0"),
+    ("evidence", "evidence TEXT NOT NULL DEFAULT '[]'"),
+)
+"""Columns later versions added; an older table gains them with ALTER TABLE ... ADD COLUMN."""
 
 SORTS = {
     "severity": "CASE severity WHEN 'critical' THEN 0 WHEN 'major' THEN 1 WHEN 'warning' THEN 2 ELSE 3 END, last_seen DESC",
     "newest": "created DESC, id DESC",
     "oldest": "created ASC, id ASC",
+    "risk": "",  # computed: see alerts.risk.sql_order
 }
 
 
@@ -92,15 +106,19 @@ def _row(r: sqlite3.Row) -> Alert:
         resolved_at=from_epoch_ms(r["resolved_at"]) if r["resolved_at"] is not None else None,
         count=r["count"], created=from_epoch_ms(r["created"]), updated=from_epoch_ms(r["updated"]),
         labels=json.loads(r["labels"]), previous_id=r["previous_id"], handling=json.loads(r["handling"]),
+        credit_grade=r["credit_grade"], entity_repeats=r["entity_repeats"], evidence=tuple(json.loads(r["evidence"])),
     )
 
 
 class SqliteAlertStore:
     """Alerts and their history in SQLite; every change is one transaction with its event."""
 
-    def __init__(self, path: "Path | str | Database", clock: Clock | None = None) -> None:
+    def __init__(self, path: "Path | str | Database", clock: Clock | None = None, risk: RiskSettings | None = None) -> None:
         self.db = Database.of(path)
+        self.risk_params = risk or RiskSettings()
         self._migrate()
+        if self.db.query("PRAGMA table_info(alerts)"):
+            self._add_columns()
         self.db.executescript(SCHEMA)
         self.db.executescript(f"PRAGMA user_version = {SCHEMA_VERSION}")
         # Every alert event is also appended to the hash-chained audit log, in the same
@@ -123,6 +141,12 @@ class SqliteAlertStore:
             "DROP TABLE alerts; ALTER TABLE alerts_new RENAME TO alerts; COMMIT;"
         )
         self.db.executescript("PRAGMA foreign_keys = ON")
+
+    def _add_columns(self) -> None:
+        cols = {r["name"] for r in self.db.query("PRAGMA table_info(alerts)")}
+        for name, ddl in ADDED_COLUMNS:
+            if name not in cols:
+                self.db.executescript(f"ALTER TABLE alerts ADD COLUMN {ddl}")
 
     # -- the pipeline step: signals from the rule engine -----------------------------------
 
@@ -158,12 +182,15 @@ class SqliteAlertStore:
                     self._event(c, row["id"], now, "rules", "refired", "", {"ts": s.ts.isoformat(), "value": s.value})
                 return row["id"]
             prev = c.execute("SELECT max(id) FROM alerts WHERE fingerprint = ?", (s.fingerprint,)).fetchone()[0]
+            repeats = c.execute("SELECT count(*) FROM alerts WHERE entity_id = ?", (s.entity_id,)).fetchone()[0] if s.entity_id else 0
             cur = c.execute(
                 "INSERT INTO alerts (fingerprint, rule_id, site, device, metric, department, entity_id, item_code, severity,"
-                " summary, activity, state, value, threshold, starts_at, last_seen, count, created, updated, labels, previous_id)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'firing', 'open', ?, ?, ?, ?, 1, ?, ?, ?, ?)",
+                " summary, activity, state, value, threshold, starts_at, last_seen, count, created, updated, labels, previous_id,"
+                " credit_grade, entity_repeats, evidence)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'firing', 'open', ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?)",
                 (s.fingerprint, s.rule_id, s.site, s.device, s.metric, s.department, s.entity_id, s.item_code, s.severity,
-                 s.summary, s.value, s.threshold, ts, ts, now, now, json.dumps(dict(s.labels)), prev),
+                 s.summary, s.value, s.threshold, ts, ts, now, now, json.dumps(dict(s.labels)), prev,
+                 s.credit_grade, repeats, json.dumps(list(s.evidence))),
             )
             aid = int(cur.lastrowid)  # type: ignore[arg-type]
             self._event(c, aid, now, "rules", "opened", s.summary, {"ts": s.ts.isoformat(), "value": s.value, "threshold": s.threshold})
@@ -211,7 +238,13 @@ class SqliteAlertStore:
         rows = self.db.query("SELECT * FROM alerts WHERE id = ?", (alert_id,))
         if not rows:
             raise NotFoundError(f"no alert {alert_id}")
-        return _row(rows[0])
+        return self._alert(rows[0])
+
+    def _alert(self, r: sqlite3.Row) -> Alert:
+        a = _row(r)
+        score = explain(severity=a.severity, credit_grade=a.credit_grade, repeats=a.entity_repeats, evidence=len(a.evidence),
+                        created=a.created, now=self.clock.now(), params=self.risk_params)
+        return replace(a, risk=score.to_dict())
 
     def list(self, f: AlertFilter = AlertFilter(), limit: int = 100, offset: int = 0, sort: str = "severity") -> tuple[list[Alert], int]:
         """A page of alerts matching ``f`` and the total number that match."""
@@ -232,10 +265,14 @@ class SqliteAlertStore:
         order = SORTS.get(sort)
         if order is None:
             raise ValueError(f"unknown sort {sort!r}; known: {', '.join(SORTS)}")
+        order_args: list[Any] = []
+        if sort == "risk":
+            expr, order_args = sql_order(self.risk_params, self.clock.now())
+            order = f"{expr} DESC, id DESC"
         w = " AND ".join(where)
         total = int(self.db.query(f"SELECT count(*) FROM alerts WHERE {w}", tuple(params))[0][0])
-        rows = self.db.query(f"SELECT * FROM alerts WHERE {w} ORDER BY {order} LIMIT ? OFFSET ?", tuple(params + [limit, offset]))
-        return [_row(r) for r in rows], total
+        rows = self.db.query(f"SELECT * FROM alerts WHERE {w} ORDER BY {order} LIMIT ? OFFSET ?", tuple(params + order_args + [limit, offset]))
+        return [self._alert(r) for r in rows], total
 
     def events(self, alert_id: int) -> list[AlertEvent]:
         """The alert's history, oldest first."""

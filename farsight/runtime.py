@@ -37,7 +37,7 @@ class IngestService:
         # commit in one transaction.
         self.db = Database(settings.db_path)
         self.readings = SqliteReadingStore(self.db)
-        self.alerts = SqliteAlertStore(self.db)
+        self.alerts = SqliteAlertStore(self.db, risk=settings.alerts.risk)
         self.watcher = RuleFileWatcher(settings.rules.files, settings.rules.default_pack)
         self.engine = Engine(self.watcher.load(), registry)
         self.rule_state = SqliteRuleState(self.db)

@@ -66,6 +66,28 @@ class RulesSettings(Section):
     tick_s: float = Field(5.0, title="Clock tick", description="How often, in seconds, the engine's clock moves for rules that watch for silence.", gt=0, le=3600)
 
 
+class RiskSettings(Section):
+    """The risk score that orders the queue: a product of factors, each explained per alert."""
+
+    severity: dict[Literal["info", "warning", "major", "critical"], float] = Field(
+        {"info": 1.0, "warning": 2.0, "major": 4.0, "critical": 8.0}, title="Severity weights",
+        description="Base score per severity.")
+    credit: dict[Literal["A", "B", "C", "D"], float] = Field(
+        {"A": 0.8, "B": 1.0, "C": 1.3, "D": 1.6}, title="Credit-grade factors",
+        description="Multiplier per operator credit grade (differentiated supervision: D is watched most closely).")
+    repeat: float = Field(0.25, title="Repeat factor", description="Added to the multiplier per earlier alert of the same operator (repeat offences).", ge=0, le=10)
+    repeat_cap: int = Field(8, title="Repeat cap", description="Most earlier alerts counted.", ge=0, le=1000)
+    evidence: float = Field(0.1, title="Evidence factor", description="Added to the multiplier per evidence file.", ge=0, le=10)
+    age_per_hour: float = Field(0.05, title="Age factor", description="Added to the multiplier per hour the alert waits.", ge=0, le=10)
+    age_cap: float = Field(2.0, title="Age cap", description="Largest addition from age.", ge=0, le=100)
+
+
+class AlertsSettings(Section):
+    """The risk queue."""
+
+    risk: RiskSettings = Field(default_factory=RiskSettings, title="Risk score", description="Weights of the risk score.")
+
+
 class HubSettings(Section):
     """The FastAPI hub: API, live stream and dashboard."""
 
@@ -106,6 +128,7 @@ class Settings(Section):
     broker: BrokerSettings = Field(default_factory=BrokerSettings, title="Broker", description="MQTT broker.")
     ingest: IngestSettings = Field(default_factory=IngestSettings, title="Ingest", description="MQTT consumer.")
     rules: RulesSettings = Field(default_factory=RulesSettings, title="Rules", description="Rule engine.")
+    alerts: AlertsSettings = Field(default_factory=AlertsSettings, title="Alerts", description="Risk queue.")
     hub: HubSettings = Field(default_factory=HubSettings, title="Hub", description="API and dashboard.")
     simulator: SimulatorSettings = Field(default_factory=SimulatorSettings, title="Simulator", description="Demo simulators.")
     registry: RegistrySettings = Field(default_factory=RegistrySettings, title="Registry", description="Site registry.")

@@ -225,6 +225,7 @@ class AlertSignal:
     labels: tuple[tuple[str, str], ...] = ()
     evidence: tuple[str, ...] = ()
     annotations: tuple[tuple[str, str], ...] = ()
+    credit_grade: str = "B"
 
     def __post_init__(self) -> None:
         if self.status not in ("firing", "resolved"):

@@ -229,7 +229,7 @@ def list_alerts(
     rule_id: str | None = Query(None),
     limit: int = Query(100, ge=0, description="Page size; capped at the configured page limit."),
     offset: int = Query(0, ge=0, le=2**31),
-    sort: str = Query("severity", description=f"One of {', '.join(SORTS)}."),
+    sort: str = Query("risk", description=f"One of {', '.join(SORTS)}; risk (the default) puts the alerts that matter most first."),
     ctx: HubContext = Depends(_ctx),
 ) -> Any:
     """A page of the risk queue and the number of alerts matching the filters."""
@@ -482,7 +482,7 @@ def create_app(
         readings = SqliteReadingStore(settings.db_path)
         owned.append(readings)
     if alerts is None:
-        alerts = SqliteAlertStore(settings.db_path)
+        alerts = SqliteAlertStore(settings.db_path, risk=settings.alerts.risk)
         owned.append(alerts)
     if tokens is None:
         tokens = TokenStore(settings.db_path, registry.departments)

@@ -179,6 +179,10 @@ class AlertOut(_Response):
     labels: dict[str, str]
     previous_id: int | None = None
     handling: dict[str, Any] = Field(default_factory=dict, description="Dispatch, verification and disposal details recorded by the handling steps.")
+    credit_grade: str = Field("B", description="Credit grade of the operator when the alert opened.")
+    entity_repeats: int = Field(0, description="Earlier alerts of the same operator when this one opened.")
+    evidence: list[str] = Field(default_factory=list, description="sha256 hashes of evidence files.")
+    risk: dict[str, Any] | None = Field(None, description="Risk score and the factors that make it: {score, factors: [{name, detail, multiplier}]}.")
 
 
 class AlertEventOut(_Response):

@@ -231,7 +231,7 @@ class Correlator:
             rule_id=rule.id, fingerprint=fingerprint(rule.id, site.id, "", ""), status=status, site=site.id,
             device="", metric="", severity=severity, summary=dict(annotations).get("summary", rule.id), ts=cause.ts,
             value=float(g.count), threshold=float(spec.min_distinct), department=site.department,
-            entity_id=site.entity_id, item_code=rule.item_code or site.item_code,
+            entity_id=site.entity_id, item_code=rule.item_code or site.item_code, credit_grade=site.credit_grade,
             labels=tuple(sorted({**dict(rule.labels), "members": ",".join(g.rules)}.items())),
             evidence=tuple(g.evidence), annotations=annotations,
         )

@@ -349,7 +349,7 @@ class Engine:
             fingerprint=fingerprint(rule.id, site.id, device, metric + (f"#{v.key}" if v.key and v.key not in (device, metric) else "")),
             status=status, site=site.id, device=device, metric=metric, severity=b.severity,
             summary=dict(annotations).get("summary", rule.id), ts=v.ts, value=v.value, threshold=v.threshold,
-            department=site.department, entity_id=site.entity_id, item_code=rule.item_code or site.item_code,
+            department=site.department, entity_id=site.entity_id, item_code=rule.item_code or site.item_code, credit_grade=site.credit_grade,
             labels=rule.labels, evidence=v.evidence, annotations=annotations,
         )
 

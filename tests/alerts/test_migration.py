@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from alerts.store_sqlite import SqliteAlertStore
+from alerts.store_sqlite import SCHEMA_VERSION, SqliteAlertStore
 
 V1_SCHEMA = """
 CREATE TABLE IF NOT EXISTS alerts (
@@ -68,5 +68,66 @@ def test_version_1_database_is_migrated_keeping_alerts_and_history(tmp_path: Pat
     store.close()
     check = sqlite3.connect(db)
     assert check.execute("PRAGMA foreign_key_check").fetchall() == []
-    assert check.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert check.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     check.close()
+
+
+V2_SCHEMA = """
+CREATE TABLE IF NOT EXISTS alerts (
+    id           INTEGER PRIMARY KEY,
+    fingerprint  TEXT    NOT NULL,
+    rule_id      TEXT    NOT NULL,
+    site         TEXT    NOT NULL,
+    device       TEXT    NOT NULL,
+    metric       TEXT    NOT NULL,
+    department   TEXT    NOT NULL,
+    entity_id    TEXT    NOT NULL,
+    item_code    TEXT    NOT NULL,
+    severity     TEXT    NOT NULL,
+    summary      TEXT    NOT NULL,
+    activity     TEXT    NOT NULL CHECK (activity IN ('firing', 'resolved')),
+    state        TEXT    NOT NULL CHECK (state IN ('open', 'acknowledged', 'dispatched', 'verified', 'closed')),
+    value        REAL,
+    threshold    REAL,
+    starts_at    INTEGER NOT NULL,
+    last_seen    INTEGER NOT NULL,
+    resolved_at  INTEGER,
+    count        INTEGER NOT NULL DEFAULT 1,
+    created      INTEGER NOT NULL,
+    updated      INTEGER NOT NULL,
+    labels       TEXT    NOT NULL DEFAULT '{}',
+    previous_id  INTEGER REFERENCES alerts (id),
+    handling     TEXT    NOT NULL DEFAULT '{}'
+);
+-- One alert per fingerprint until it is closed; a firing after closure opens a new one.
+CREATE UNIQUE INDEX IF NOT EXISTS alerts_one_open ON alerts (fingerprint) WHERE state != 'closed';
+CREATE INDEX IF NOT EXISTS alerts_state ON alerts (state, severity);
+CREATE INDEX IF NOT EXISTS alerts_site ON alerts (site);
+
+CREATE TABLE IF NOT EXISTS alert_events (
+    id       INTEGER PRIMARY KEY,
+    alert_id INTEGER NOT NULL REFERENCES alerts (id),
+    at       INTEGER NOT NULL,
+    actor    TEXT    NOT NULL,
+    action   TEXT    NOT NULL,
+    note     TEXT    NOT NULL DEFAULT '',
+    data     TEXT    NOT NULL DEFAULT '{}'
+);
+CREATE INDEX IF NOT EXISTS alert_events_alert ON alert_events (alert_id);
+"""
+
+
+def test_version_2_database_gains_the_risk_columns(tmp_path: Path) -> None:
+    db = tmp_path / "farsight.db"
+    c = sqlite3.connect(db)
+    c.executescript(V2_SCHEMA)
+    c.execute("INSERT INTO alerts (fingerprint, rule_id, site, device, metric, department, entity_id, item_code, severity,"
+              " summary, activity, state, starts_at, last_seen, created, updated)"
+              " VALUES ('fp', 'r', 's', 'd', 'm', 'env', 'e', 'i', 'major', 'x', 'firing', 'dispatched', 1, 1, 1, 1)")
+    c.commit()
+    c.close()
+    store = SqliteAlertStore(db)
+    a = store.get(1)
+    assert (a.state, a.credit_grade, a.entity_repeats, a.evidence) == ("dispatched", "B", 0, ())
+    assert a.risk is not None and a.risk["score"] > 0
+    store.close()

@@ -122,3 +122,29 @@ def test_every_alert_event_is_in_the_audit_chain_and_a_refused_step_leaves_no_tr
                      ("rules", "resolved", f"alert:{a.id}"), ("li.wei", "close", f"alert:{a.id}")]
     result = store.audit.verify()
     assert result.ok and result.entries == 4
+
+
+def test_the_queue_sorts_by_risk_and_every_alert_explains_its_score(tmp_path: Path) -> None:
+    from dataclasses import replace as _replace
+    from datetime import timedelta
+
+    from farsight.clock import ManualClock
+    from tests.factories import T0
+
+    clock = ManualClock(T0)
+    store = SqliteAlertStore(tmp_path / "risk.db", clock=clock)
+    low = _replace(signal(fingerprint="a"), severity="major", credit_grade="A", entity_id="E1")
+    high = _replace(signal(fingerprint="b"), severity="major", credit_grade="D", entity_id="E2")
+    store.apply([low, high])
+    clock.advance(timedelta(hours=10))
+    repeat = _replace(signal(fingerprint="c"), severity="warning", credit_grade="A", entity_id="E1", evidence=("ab" * 32,))
+    store.apply([repeat])
+    items, _ = store.list(sort="risk")
+    # major x D (1.6) beats major x A (0.8); both waited 10 h (x1.5). The new warning of the
+    # same operator as the first: 2 x 0.8 x (1 + 0.25 x 1 repeat) x (1 + 0.1 x 1 evidence).
+    assert [a.fingerprint for a in items] == ["b", "a", "c"]
+    scores = {a.fingerprint: a.risk["score"] for a in items}
+    assert scores == {"b": round(4 * 1.6 * 1.5, 3), "a": round(4 * 0.8 * 1.5, 3), "c": round(2 * 0.8 * 1.25 * 1.1, 3)}
+    factors = {f["name"]: f for f in items[2].risk["factors"]}
+    assert factors["repeat"]["detail"].startswith("1 earlier alert") and factors["evidence"]["multiplier"] == 1.1
+    store.close()
