@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
@@ -289,7 +288,3 @@ def reading_dict(r: Reading) -> dict:
     """A reading as JSON-ready data (API and stream)."""
     return {"site": r.site, "device": r.device, "metric": r.metric, "value": r.value, "unit": r.unit,
             "ts": r.ts.isoformat(), "flag": r.flag, "seq": r.seq}
-
-
-def dump_reading(r: Reading) -> str:
-    return json.dumps(reading_dict(r), ensure_ascii=False)

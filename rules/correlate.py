@@ -33,6 +33,7 @@ from farsight.registry import Registry
 from farsight.types import AlertSignal, Site
 from rules.conditions import ts_ms
 from rules.kinds.correlation import CorrelationModel
+from rules.matching import max_matching
 from rules.model import Rule, _ensure_kinds, parse_duration
 
 EARTH_RADIUS_M = 6_371_008.8
@@ -276,24 +277,12 @@ class Correlator:
 def independent_count(pairs: Iterable[tuple[str, str]]) -> int:
     """The most (rule, series) pairs with all rules distinct and all series distinct.
 
-    A maximum bipartite matching (Kuhn's augmenting paths); the sets are a handful of alerts.
+    The size of a maximum bipartite matching; the sets are a handful of alerts.
     """
-    edges: dict[str, set[str]] = {}
-    for rule, series in pairs:
-        edges.setdefault(rule, set()).add(series)
-    owner: dict[str, str] = {}
-
-    def augment(rule: str, seen: set[str]) -> bool:
-        for series in sorted(edges[rule]):
-            if series in seen:
-                continue
-            seen.add(series)
-            if series not in owner or augment(owner[series], seen):
-                owner[series] = rule
-                return True
-        return False
-
-    return sum(augment(rule, set()) for rule in sorted(edges))
+    pairset = set(pairs)
+    rules = sorted({r for r, _ in pairset})
+    series = sorted({x for _, x in pairset})
+    return len(max_matching(len(rules), len(series), lambda i, j: (rules[i], series[j]) in pairset))
 
 
 def _extend(acc: list[str], more: Iterable[str]) -> None:

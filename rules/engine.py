@@ -79,6 +79,11 @@ class Instance:
         self.strict = len(scope) == 3
         self.dirty = False
 
+    def is_late(self, ts: datetime) -> bool:
+        """True when a sample at ``ts`` comes after the state has moved past it."""
+        last = self.last_ts
+        return last is not None and (ts <= last if self.strict else ts < last)
+
 
 _seq = itertools.count()
 
@@ -111,18 +116,17 @@ class Engine:
             self.maintenance = ()
         self._by_id = {r.id: r for r in self.rules}
         self._series: dict[str, list[Rule]] = defaultdict(list)
-        self._device: dict[str | None, list[Rule]] = defaultdict(list)
-        self._site: dict[str | None, list[Rule]] = defaultdict(list)
+        self._device: list[Rule] = []
+        self._site: list[Rule] = []
         for r in self.rules:
             kind = RULE_KINDS[r.kind]
-            metrics = kind.metrics(r.spec)
             if kind.scope == "series":
                 self._series[r.select.metric or ""].append(r)
                 continue
-            index = self._device if kind.scope == "device" else self._site
-            for m in (metrics if metrics is not None else (None,)):
-                if r not in index[m]:
-                    index[m].append(r)
+            metrics = kind.metrics(r.spec)
+            # A kind that needs no metric (correlation works on signals) is never bound.
+            if metrics is None or metrics:
+                (self._device if kind.scope == "device" else self._site).append(r)
         self._bound_series: dict[tuple[str, str, str], tuple[Instance, ...]] = {}
         self._bound_device: dict[tuple[str, str], tuple[Instance, ...]] = {}
         self._bound_site: dict[str, tuple[Instance, ...]] = {}
@@ -186,18 +190,16 @@ class Engine:
         return out
 
     def _bind_device(self, site: Site, device: str) -> tuple[Instance, ...]:
-        rules = {id(r): r for rs in self._device.values() for r in rs}.values()
         out = tuple(
             self._instance(r, site, device, None)
-            for r in rules
+            for r in self._device
             if r.select.matches_site(site) and r.select.matches_device(site, device)
         )
         self._bound_device[(site.id, device)] = out
         return out
 
     def _bind_site(self, site: Site) -> tuple[Instance, ...]:
-        rules = {id(r): r for rs in self._site.values() for r in rs}.values()
-        out = tuple(self._instance(r, site, None, None) for r in rules if r.select.matches_site(site))
+        out = tuple(self._instance(r, site, None, None) for r in self._site if r.select.matches_site(site))
         self._bound_site[site.id] = out
         return out
 
@@ -253,26 +255,22 @@ class Engine:
                 return
             sample = Sample(sample.site, sample.device, sample.ts, kept)
         lateness = inst.rule.lateness
+        if inst.is_late(sample.ts):
+            self._late(inst, sample)
+            return
         if not lateness:
-            last = inst.last_ts
-            if last is not None and (sample.ts <= last if inst.strict else sample.ts < last):
-                self._late(inst, sample)
-                return
             inst.last_ts = sample.ts
             self._judge(inst, cond.observe(sample), out)
             return
         # Within the allowed lateness, readings wait in a heap and are released in order once
         # the watermark (newest event time minus lateness) has passed them.
-        if inst.last_ts is not None and (sample.ts <= inst.last_ts if inst.strict else sample.ts < inst.last_ts):
-            self._late(inst, sample)
-            return
         heapq.heappush(inst.heap, (sample.ts, next(_seq), sample))
         if inst.max_ts is None or sample.ts > inst.max_ts:
             inst.max_ts = sample.ts
         watermark = inst.max_ts - lateness
         while inst.heap and inst.heap[0][0] <= watermark:
             ts, _, s = heapq.heappop(inst.heap)
-            if inst.last_ts is not None and inst.strict and ts <= inst.last_ts:
+            if inst.is_late(ts):
                 self._late(inst, s)
                 continue
             inst.last_ts = ts

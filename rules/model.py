@@ -51,10 +51,6 @@ def parse_duration(value: str | int | float) -> timedelta:
 Duration = str | float
 
 
-def _duration_field(default: str, title: str, description: str) -> Any:
-    return Field(default, title=title, description=description + " A number of seconds or 30s, 5m, 1h, 1d.")
-
-
 class Selector(BaseModel):
     """Which sites and devices a rule watches; every given field must match."""
 

@@ -27,6 +27,7 @@ from farsight.registry import Registry, load_registry
 from farsight.settings import read_yaml, validation_problems
 from farsight.types import HJ212_FLAGS, ID_RE, AlertSignal, Reading
 from rules.engine import Engine
+from rules.matching import max_matching
 from rules.model import RuleSet, load_ruleset, parse_duration
 
 # -- expanding notation ---------------------------------------------------------------------
@@ -491,29 +492,6 @@ def _annotations_match(e: ExpectedAlert, s: AlertSignal) -> bool:
     return all(got.get(k) == v for k, v in e.annotations.items())
 
 
-def _matching(n_left: int, n_right: int, ok: Callable[[int, int], bool]) -> dict[int, int]:
-    """Maximum bipartite matching (Kuhn): left index -> right index.
-
-    Expected alerts may give only some labels, so one expectation can fit several alerts; a
-    greedy pairing could then report a miss that a different pairing avoids.
-    """
-    right_of: dict[int, int] = {}
-
-    def augment(i: int, seen: set[int]) -> bool:
-        for j in range(n_right):
-            if j in seen or not ok(i, j):
-                continue
-            seen.add(j)
-            if j not in right_of or augment(right_of[j], seen):
-                right_of[j] = i
-                return True
-        return False
-
-    for i in range(n_left):
-        augment(i, set())
-    return {i: j for j, i in right_of.items()}
-
-
 def _fmt_map(d: dict[str, str]) -> str:
     return "{" + ", ".join(f"{k}: {v}" for k, v in sorted(d.items())) + "}"
 
@@ -521,12 +499,14 @@ def _fmt_map(d: dict[str, str]) -> str:
 def compare_alerts(expected: Sequence[ExpectedAlert], got: Sequence[AlertSignal]) -> list[str]:
     """Differences between expected and firing alerts, compared as sets; empty when they agree."""
     labels = [alert_labels(s) for s in got]
-    full = _matching(len(expected), len(got), lambda i, j: _labels_match(expected[i], labels[j]) and _annotations_match(expected[i], got[j]))
+    # Expected alerts may give only some labels, so one expectation can fit several alerts; a
+    # greedy pairing could report a miss that another pairing avoids.
+    full = max_matching(len(expected), len(got), lambda i, j: _labels_match(expected[i], labels[j]) and _annotations_match(expected[i], got[j]))
     left_e = [i for i in range(len(expected)) if i not in full]
     used = set(full.values())
     left_g = [j for j in range(len(got)) if j not in used]
     # Alerts whose labels match but whose annotations differ are one problem, not a miss plus a surprise.
-    partial = _matching(len(left_e), len(left_g), lambda i, j: _labels_match(expected[left_e[i]], labels[left_g[j]]))
+    partial = max_matching(len(left_e), len(left_g), lambda i, j: _labels_match(expected[left_e[i]], labels[left_g[j]]))
     problems: list[str] = []
     for i, j in sorted(partial.items()):
         e, s = expected[left_e[i]], got[left_g[j]]
