@@ -6,8 +6,9 @@ the hash trees of RFC 6962 section 2.1). A chain alone cannot reveal a rewrite o
 by someone who recomputes the hashes, so the head is exported as a small *anchor* file that is
 signed and kept outside the database; :meth:`SqliteAuditLog.verify` checks a chain against it.
 
-Layout: the hashing and the chain walk are pure functions over values (reusable by the coming
-PostgreSQL backend, which implements :class:`AuditLog`); :class:`SqliteAuditLog` holds all SQL.
+Layout: the hashing and the chain walk are pure functions over values; :class:`SqlAuditLog`
+holds all SQL, for SQLite and PostgreSQL (where triggers also refuse UPDATE, DELETE and
+TRUNCATE).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from farsight.db import Database, connect
-from farsight.errors import AuditError, FarsightError
+from farsight.errors import AuditError, FarsightError, StoreError
 
 GENESIS = "0" * 64
 """The ``prev_hash`` of the first entry: no predecessor."""
@@ -469,6 +470,53 @@ BEGIN
 END;
 """
 
+PG_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS audit_log (
+    seq       BIGINT PRIMARY KEY CHECK (seq >= 1),
+    at        BIGINT NOT NULL,
+    actor     TEXT   NOT NULL,
+    action    TEXT   NOT NULL,
+    subject   TEXT   NOT NULL,
+    data      TEXT   NOT NULL,
+    prev_hash TEXT   NOT NULL CHECK (length(prev_hash) = 64),
+    hash      TEXT   NOT NULL CHECK (length(hash) = 64)
+);
+CREATE INDEX IF NOT EXISTS audit_log_subject ON audit_log (subject, seq);
+
+CREATE OR REPLACE FUNCTION audit_log_refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'audit_log is append-only: % refused', TG_OP;
+END $$;
+CREATE OR REPLACE FUNCTION audit_log_next_only() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE head_seq BIGINT; head_hash TEXT;
+BEGIN
+    SELECT seq, hash INTO head_seq, head_hash FROM audit_log ORDER BY seq DESC LIMIT 1;
+    IF NEW.seq IS DISTINCT FROM coalesce(head_seq, 0) + 1
+       OR NEW.prev_hash IS DISTINCT FROM coalesce(head_hash, '{GENESIS}') THEN
+        RAISE EXCEPTION 'audit_log is append-only: only the next seq, linked to the head, may be inserted';
+    END IF;
+    RETURN NEW;
+END $$;
+DO $$ BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'audit_log_no_update') THEN
+        CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log FOR EACH ROW EXECUTE FUNCTION audit_log_refuse();
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'audit_log_no_delete') THEN
+        CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log FOR EACH ROW EXECUTE FUNCTION audit_log_refuse();
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'audit_log_no_truncate') THEN
+        CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON audit_log FOR EACH STATEMENT EXECUTE FUNCTION audit_log_refuse();
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'audit_log_append_only') THEN
+        CREATE TRIGGER audit_log_append_only BEFORE INSERT ON audit_log FOR EACH ROW EXECUTE FUNCTION audit_log_next_only();
+    END IF;
+END $$;
+"""
+
+PG_HEAD_LOCK = 7243002
+"""Advisory lock key held by a PostgreSQL transaction between reading the head and appending:
+READ COMMITTED alone would let two appenders read the same head."""
+
 _COLUMNS = "seq, at, actor, action, subject, data, prev_hash, hash"
 
 
@@ -477,40 +525,49 @@ def _entry(r: Any) -> AuditEntry:
                       data=json.loads(r[5]), prev_hash=r[6], hash=r[7])
 
 
-class SqliteAuditLog:
-    """The audit chain in the ``audit_log`` table of a SQLite file (usually the risk queue's).
+class SqlAuditLog:
+    """The audit chain in the ``audit_log`` table of a SQLite file or PostgreSQL database
+    (usually the risk queue's).
 
-    Give a path to own a connection, or the :class:`~farsight.db.Database` of the store whose
-    changes are audited, to append in that store's transactions. ``create=False`` refuses a
-    database without the table instead of creating it (for tools that only read).
+    Give a path or URL to own a connection, or the :class:`~farsight.db.Database` of the store
+    whose changes are audited, to append in that store's transactions. ``create=False``
+    refuses a database without the table instead of creating it (for tools that only read).
     """
 
     def __init__(self, path_or_database: Path | str | Database, *, create: bool = True) -> None:
-        if isinstance(path_or_database, Database):
-            self.db, self._owned = path_or_database, False
-        else:
-            self.db, self._owned = Database(path_or_database), True
-        self.path = self.db.path
+        self._owned = not isinstance(path_or_database, Database)
+        self.db = Database.open(path_or_database)
+        self.name = self.db.name
         try:
             if create:
-                self.db.executescript(SCHEMA)
-            elif not self.db.query("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'audit_log'"):
-                raise AuditError(f"{self.path} has no audit_log table")
+                self.db.executescript(PG_SCHEMA if self.db.dialect == "postgres" else SCHEMA)
+            elif not self._has_table():
+                raise AuditError(f"{self.name} has no audit_log table")
         except FarsightError:
             if self._owned:
                 self.db.close()
             raise
 
+    @property
+    def path(self) -> Path:
+        return self.db.path
+
+    def _has_table(self) -> bool:
+        if self.db.dialect == "postgres":
+            return bool(self.db.query("SELECT 1 FROM information_schema.tables WHERE table_name = 'audit_log'"))
+        return bool(self.db.query("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'audit_log'"))
+
     # -- writes -------------------------------------------------------------------------------
 
-    def append_in(self, conn: sqlite3.Connection, actor: str, action: str, subject: str,
+    def append_in(self, conn: Any, actor: str, action: str, subject: str,
                   data: Mapping[str, Any] | None = None, at: datetime | None = None) -> AuditEntry:
         """Append an entry inside the caller's open transaction on ``conn``.
 
-        The entry commits or rolls back with the caller's change. Open the transaction with
-        ``BEGIN IMMEDIATE`` (:meth:`Database.transaction` does): its write lock serialises
-        appenders between reading the head and inserting the next link; under a deferred
-        transaction a concurrent append makes this raise instead of forking the chain.
+        The entry commits or rolls back with the caller's change. In SQLite open the
+        transaction with ``BEGIN IMMEDIATE`` (:meth:`Database.transaction` does): its write lock
+        serialises appenders between reading the head and inserting the next link; under a
+        deferred transaction a concurrent append makes this raise instead of forking the chain.
+        In PostgreSQL an advisory transaction lock does the same.
 
         Raises
         ------
@@ -523,6 +580,8 @@ class SqliteAuditLog:
             raise AuditError("append_in needs the caller's open transaction (BEGIN IMMEDIATE); use append() otherwise")
         when = datetime.now(timezone.utc) if at is None else at
         try:
+            if self.db.dialect == "postgres":
+                conn.execute("SELECT pg_advisory_xact_lock(?)", (PG_HEAD_LOCK,))
             last = conn.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
             prev_seq, prev_hash = (int(last[0]), str(last[1])) if last is not None else (0, GENESIS)
             e = make_entry(prev_seq, prev_hash, actor, action, subject, data, when)
@@ -531,8 +590,8 @@ class SqliteAuditLog:
                 (e.seq, at_to_ms(e.at), e.actor, e.action, e.subject,
                  canonical_json(e.data).decode("utf-8"), e.prev_hash, e.hash),
             )
-        except sqlite3.Error as exc:
-            raise AuditError(f"cannot append to the audit log in {self.path}: {exc}") from None
+        except (sqlite3.Error, StoreError) as exc:
+            raise AuditError(f"cannot append to the audit log in {self.name}: {exc}") from None
         return e
 
     def append(self, actor: str, action: str, subject: str,
@@ -563,17 +622,21 @@ class SqliteAuditLog:
         try:
             return [_entry(r) for r in rows]
         except (ValueError, TypeError) as exc:
-            raise AuditError(f"malformed audit row in {self.path}: {exc}; run `farsight audit verify`") from None
+            raise AuditError(f"malformed audit row in {self.name}: {exc}; run `farsight audit verify`") from None
 
     def verify(self, anchor: Anchor | Path | str | None = None) -> VerifyResult:
         """Walk the whole chain in ``seq`` order; see :func:`verify_chain`.
 
-        ``anchor`` is an :class:`Anchor` or the path of an anchor file. The walk streams rows
-        through one statement on a connection of its own, so it sees one consistent snapshot
-        (WAL) without holding the whole log in memory or blocking appenders.
+        ``anchor`` is an :class:`Anchor` or the path of an anchor file. In SQLite the walk
+        streams rows through one statement on a connection of its own, so it sees one
+        consistent snapshot (WAL) without holding the whole log in memory or blocking
+        appenders; in PostgreSQL it reads in pages by ``seq`` (entries are only ever added at
+        the end, so the pages join up).
         """
         if anchor is not None and not isinstance(anchor, Anchor):
             anchor = read_anchor(anchor)
+        if self.db.dialect == "postgres":
+            return verify_chain(self._pages(), anchor)
         try:
             conn = connect(self.path, readonly=True)
         except FarsightError as exc:
@@ -582,9 +645,23 @@ class SqliteAuditLog:
             cur = conn.execute(f"SELECT {_COLUMNS} FROM audit_log ORDER BY seq")
             return verify_chain(_stream(cur), anchor)
         except sqlite3.Error as exc:
-            raise AuditError(f"cannot read the audit log in {self.path}: {exc}") from None
+            raise AuditError(f"cannot read the audit log in {self.name}: {exc}") from None
         finally:
             conn.close()
+
+    def _pages(self, size: int = 5000) -> Iterator[tuple]:
+        # Keyset on the stored seq, even where it is broken (verify_chain reports that);
+        # a seq that does not grow ends the walk where the chain check flags it.
+        after: Any = None
+        while True:
+            if after is None:
+                rows = self._query(f"SELECT {_COLUMNS} FROM audit_log ORDER BY seq LIMIT ?", (size,))
+            else:
+                rows = self._query(f"SELECT {_COLUMNS} FROM audit_log WHERE seq > ? ORDER BY seq LIMIT ?", (after, size))
+            if not rows:
+                return
+            yield from (tuple(r) for r in rows)
+            after = rows[-1][0]
 
     def export_anchor(self, path: Path | str, at: datetime | None = None) -> Anchor:
         """Verify the chain, then write its head to ``path`` as an anchor and return it.
@@ -604,7 +681,11 @@ class SqliteAuditLog:
 
     def missing_triggers(self) -> list[str]:
         """Names of the append-only triggers absent from the database (expected: none)."""
-        present = {r[0] for r in self._query("SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'audit_log'")}
+        if self.db.dialect == "postgres":
+            present = {r[0] for r in self._query(
+                "SELECT tgname FROM pg_trigger WHERE tgrelid = 'audit_log'::regclass AND NOT tgisinternal")}
+        else:
+            present = {r[0] for r in self._query("SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'audit_log'")}
         return [t for t in TRIGGERS if t not in present]
 
     def _query(self, sql: str, params: tuple = ()) -> list[Any]:
@@ -618,11 +699,20 @@ class SqliteAuditLog:
         if self._owned:
             self.db.close()
 
-    def __enter__(self) -> "SqliteAuditLog":
+    def __enter__(self) -> "SqlAuditLog":
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+SqliteAuditLog = SqlAuditLog
+"""The spine's name; the class serves both backends."""
+
+
+def open_audit_log(target: Path | str | Database, *, create: bool = True) -> SqlAuditLog:
+    """The audit log of a SQLite file, PostgreSQL URL or open database."""
+    return SqlAuditLog(target, create=create)
 
 
 def _stream(cur: sqlite3.Cursor, size: int = 1000) -> Iterator[tuple]:

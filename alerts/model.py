@@ -1,5 +1,5 @@
 """Alert model: an alert has an activity (firing or resolved, set by rules) and a handling
-state (open, acknowledged, closed, set by people), as ThingsBoard separates the two."""
+state (new, acknowledged, dispatched, verified, closed, set by people), as ThingsBoard separates the two."""
 
 from __future__ import annotations
 
@@ -11,19 +11,19 @@ from typing import Any, Mapping
 from farsight.errors import TransitionError
 
 ACTIVITIES = ("firing", "resolved")
-STATES = ("open", "acknowledged", "dispatched", "verified", "closed")
-"""Handling states: ``open`` is new and untouched; dispatched means on-site verification (核查)
+STATES = ("new", "acknowledged", "dispatched", "verified", "closed")
+"""Handling states: ``new`` is untouched; dispatched means on-site verification (核查)
 is under way; verified carries the finding; closed carries the disposal."""
 
 FINDINGS = ("violation_confirmed", "no_violation", "equipment_fault", "data_fault")
 """What on-site verification found."""
 
 TRANSITIONS: dict[str, dict[str, str]] = {
-    "ack": {"open": "acknowledged"},
-    "dispatch": {"open": "dispatched", "acknowledged": "dispatched"},
+    "ack": {"new": "acknowledged"},
+    "dispatch": {"new": "dispatched", "acknowledged": "dispatched"},
     "verify": {"dispatched": "verified"},
     # Closing before verification is a desk closure (a false alarm seen from the data alone).
-    "close": {"open": "closed", "acknowledged": "closed", "verified": "closed"},
+    "close": {"new": "closed", "acknowledged": "closed", "verified": "closed"},
     "reopen": {"closed": "acknowledged"},
     "comment": {s: s for s in STATES},
 }
@@ -115,13 +115,18 @@ class Alert:
     credit_grade: str = "B"
     entity_repeats: int = 0
     evidence: tuple[str, ...] = ()
+    suppressed: dict[str, Any] | None = None
+    """Why the alert is muted: ``{"silence": id}`` or ``{"inhibited_by": alert id}``; empty when not."""
+    escalation: int = 0
+    due_at: datetime | None = None
+    """Deadline of the current handling step (acknowledgement, then verification)."""
     risk: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form for the API and the live stream."""
         d = {k: getattr(self, k) for k in self.__slots__}  # type: ignore[attr-defined]
         d["evidence"] = list(self.evidence)
-        for k in ("starts_at", "last_seen", "resolved_at", "created", "updated"):
+        for k in ("starts_at", "last_seen", "resolved_at", "created", "updated", "due_at"):
             if d[k] is not None:
                 d[k] = d[k].isoformat()
         return d

@@ -66,7 +66,7 @@ def sql_order(params: RiskSettings, now: datetime) -> tuple[str, list[Any]]:
     credit = "CASE credit_grade " + " ".join("WHEN ? THEN ?" for _ in params.credit) + " ELSE 1.0 END"
     for k, v in params.credit.items():
         args += [k, v]
-    expr = (f"({sev}) * ({credit}) * (1 + ? * min(entity_repeats, ?)) * (1 + ? * json_array_length(evidence))"
-            " * (1 + min(? * max(0, ? - created) / 3600000.0, ?))")
+    expr = (f"({sev}) * ({credit}) * (1 + ? * least(entity_repeats, ?)) * (1 + ? * evidence_count)"
+            " * (1 + least(? * greatest(0, ? - created) / 3600000.0, ?))")
     args += [params.repeat, params.repeat_cap, params.evidence, params.age_per_hour, to_epoch_ms(now), params.age_cap]
     return expr, args

@@ -22,25 +22,25 @@ class IngestService:
     """Ingest, rules and alerts for one broker: the consumer side of the platform."""
 
     def __init__(self, settings: Settings, registry: Registry) -> None:
-        from alerts.store_sqlite import SqliteAlertStore
+        from alerts.store import AlertStore
         from ingest.mqtt import MqttConsumer
         from ingest.pipeline import IngestPipeline
-        from ingest.store_sqlite import SqliteReadingStore
+        from ingest.store import ReadingStore
         from rules.engine import Engine
         from rules.reload import RuleFileWatcher
-        from rules.state_sqlite import SqliteRuleState
+        from rules.state import RuleStateStore
 
         from farsight.db import Database
 
         self.settings = settings
         # One connection for the worker: a batch's readings, alerts, audit entries and rule state
         # commit in one transaction.
-        self.db = Database(settings.db_path)
-        self.readings = SqliteReadingStore(self.db)
-        self.alerts = SqliteAlertStore(self.db, risk=settings.alerts.risk)
+        self.db = Database.open(settings.database)
+        self.readings = ReadingStore(self.db)
+        self.alerts = AlertStore(self.db, risk=settings.alerts.risk)
         self.watcher = RuleFileWatcher(settings.rules.files, settings.rules.default_pack)
         self.engine = Engine(self.watcher.load(), registry)
-        self.rule_state = SqliteRuleState(self.db)
+        self.rule_state = RuleStateStore(self.db)
         restored = self.engine.restore(self.rule_state.load())
         pruned = self.rule_state.prune(self.engine.rules)  # rows of rules changed while stopped
         log.info("rule state restored", extra=kv(instances=restored, pruned=pruned))
@@ -121,7 +121,7 @@ def run_demo(settings: Settings, port: int | None = None, duration_s: float | No
     ingest = IngestService(settings, registry)
     ingest.start()
 
-    tokens = TokenStore(settings.db_path, departments=registry.departments)
+    tokens = TokenStore(settings.database, departments=registry.departments)
     token = tokens.issue("demo-officer", None)
     token_file = data_dir / "demo-token"
     token_file.write_text(token + "\n", encoding="utf-8")

@@ -82,10 +82,61 @@ class RiskSettings(Section):
     age_cap: float = Field(2.0, title="Age cap", description="Largest addition from age.", ge=0, le=100)
 
 
+_SEVERITY = Literal["info", "warning", "major", "critical"]
+
+
+class UpstreamSettings(Section):
+    """Push of every alert and handling step to the provincial supervision hub (transactional outbox)."""
+
+    url: str | None = Field(None, title="Endpoint", description="HTTP(S) endpoint of the provincial hub; empty: nothing is pushed "
+                            "(events still queue in the outbox, so enabling it later sends the backlog).",
+                            pattern=r"^https?://\S+$", max_length=2000)
+    token_env: str = Field("FARSIGHT_UPSTREAM_TOKEN", title="Token variable", description="Environment variable holding the bearer "
+                           "token for the endpoint (never written in this file).", pattern=r"^[A-Z_][A-Z0-9_]*$", max_length=100)
+    source: str = Field("farsight", title="Source id", description="This installation's id: prefixes idempotency keys and names the sender.",
+                        pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    timeout_s: float = Field(10.0, title="Timeout", description="Seconds to wait for the endpoint's answer before a retry.", gt=0, le=300)
+    max_attempts: int = Field(10, title="Attempts", description="Attempts before an event is dead-lettered (`farsight outbox redrive` sends it again).", ge=1, le=1000)
+    backoff_base_s: float = Field(1.0, title="Backoff base", description="First retry waits up to this many seconds (full jitter), doubling per attempt.", gt=0, le=3600)
+    backoff_cap_s: float = Field(600.0, title="Backoff cap", description="Longest wait between attempts, in seconds.", gt=0, le=86400)
+    batch: int = Field(50, title="Batch", description="Events one worker claims at a time.", ge=1, le=10_000)
+    lease_s: float = Field(120.0, title="Lease", description="Seconds a claim lasts; a worker that dies releases its events when it ends.", gt=0, le=86400)
+    poll_s: float = Field(1.0, title="Poll", description="Seconds an idle worker waits before looking for new events.", gt=0, le=3600)
+    workers: int = Field(1, title="Workers", description="Sender threads per hub process.", ge=1, le=64)
+
+
+class EscalationSettings(Section):
+    """Deadlines of the handling steps per severity; an overdue alert is escalated on the engine's clock."""
+
+    ack_within_min: dict[_SEVERITY, float] = Field(
+        {"critical": 15, "major": 60, "warning": 240, "info": 1440}, title="Acknowledge within",
+        description="Minutes from raising to acknowledgement, per severity.")
+    verify_within_min: dict[_SEVERITY, float] = Field(
+        {"critical": 1440, "major": 2880, "warning": 10080, "info": 20160}, title="Verify within",
+        description="Minutes from dispatch to the verification finding, per severity.")
+    repeat_min: float = Field(60.0, title="Re-escalate", description="Minutes after an escalation before an alert still overdue is escalated again.", gt=0, le=100_000)
+
+
+class InhibitRule(Section):
+    """While a source alert is active, target alerts with equal values of the ``equal`` labels are muted (as in Alertmanager)."""
+
+    source: dict[str, str] = Field(..., title="Source matchers", description="Label matchers of the inhibiting alert (label: value, or label: '~regex').")
+    target: dict[str, str] = Field(..., title="Target matchers", description="Label matchers of the alerts it mutes.")
+    equal: tuple[str, ...] = Field(("site",), title="Equal labels", description="Labels that must have the same value on source and target.")
+
+
 class AlertsSettings(Section):
     """The risk queue."""
 
     risk: RiskSettings = Field(default_factory=RiskSettings, title="Risk score", description="Weights of the risk score.")
+    upstream: UpstreamSettings = Field(default_factory=UpstreamSettings, title="Upstream push", description="Provincial hub endpoint and retry policy.")
+    escalation: EscalationSettings = Field(default_factory=EscalationSettings, title="Escalation", description="Handling deadlines per severity.")
+    inhibit: tuple[InhibitRule, ...] = Field(
+        # The whole-site verdict of rule site-offline (rules/kinds/missing.py) carries device ""
+        # (a site with two or more devices); its per-device alerts and every sensor alert carry
+        # a device. So the target "any device" mutes them and never the site alert itself.
+        (InhibitRule(source={"rule_id": "site-offline", "device": ""}, target={"device": "~.+"}, equal=("site",)),),
+        title="Inhibition rules", description="A site offline mutes that site's device and sensor alerts (default).")
 
 
 class HubSettings(Section):
@@ -129,6 +180,13 @@ class Settings(Section):
     ingest: IngestSettings = Field(default_factory=IngestSettings, title="Ingest", description="MQTT consumer.")
     rules: RulesSettings = Field(default_factory=RulesSettings, title="Rules", description="Rule engine.")
     alerts: AlertsSettings = Field(default_factory=AlertsSettings, title="Alerts", description="Risk queue.")
+    database_url: str | None = Field(
+        None, title="Database URL",
+        description="PostgreSQL for production (postgresql://user@host:5432/farsight); empty: the embedded SQLite file "
+                    "farsight.db in data_dir. The password comes from PGPASSWORD or ~/.pgpass, never from this file.",
+        pattern=r"^postgres(ql)?://[^:@/\s]+(@[^/\s]+)?/[A-Za-z0-9_.-]+(\?\S*)?$",
+        max_length=500,
+    )
     hub: HubSettings = Field(default_factory=HubSettings, title="Hub", description="API and dashboard.")
     simulator: SimulatorSettings = Field(default_factory=SimulatorSettings, title="Simulator", description="Demo simulators.")
     registry: RegistrySettings = Field(default_factory=RegistrySettings, title="Registry", description="Site registry.")
@@ -145,6 +203,11 @@ class Settings(Section):
     def db_path(self) -> Path:
         """The embedded SQLite database."""
         return self.data_dir / "farsight.db"
+
+    @property
+    def database(self) -> "Path | str":
+        """Where the stores keep their tables: the PostgreSQL URL, else the SQLite file."""
+        return self.database_url or self.db_path
 
 
 def _set_path(tree: dict[str, Any], keys: list[str], value: Any) -> None:

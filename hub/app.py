@@ -22,19 +22,21 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
 
 from alerts.model import ACTIVITIES, STATES
-from alerts.store_sqlite import SORTS, AlertFilter, SqliteAlertStore
+from alerts.store import SORTS, AlertFilter, AlertStore
+from farsight.db import redact
 from farsight.errors import AuthError, FarsightError, NotFoundError, StoreError, TransitionError
 from farsight.logs import kv
 from farsight.registry import Registry
 from farsight.settings import Settings
 from farsight.types import SEVERITIES, Site
 from hub.auth import Principal, TokenStore
+from hub.deps import WWW_AUTH, context, require_principal
 from hub.schemas import (
     AckRequest, ActionRequest, AlertDetail, AlertOut, AlertPage, CloseRequest, CommentRequest, DeadLetterPage,
     DispatchRequest, HealthOut, ReopenRequest, SeriesOut, SiteOut, StatsOut, VerifyRequest,
 )
 from hub.stream import StreamHub
-from ingest.store_sqlite import DeadLetter, SqliteReadingStore
+from ingest.store import DeadLetter, ReadingStore
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +47,7 @@ RANGE_DEFAULT = timedelta(hours=1)
 SERIES_MAX = 10_000
 """Most points one readings response carries; downsample to see more."""
 PREVIEW_CHARS = 200
-NOT_CLOSED = ("open", "acknowledged", "dispatched", "verified")
-WWW_AUTH = 'Bearer realm="farsight"'
+NOT_CLOSED = ("new", "acknowledged", "dispatched", "verified")
 
 DASHBOARD_CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
@@ -61,31 +62,13 @@ class HubContext:
 
     settings: Settings
     registry: Registry
-    readings: SqliteReadingStore
-    alerts: SqliteAlertStore
+    readings: ReadingStore
+    alerts: AlertStore
     tokens: TokenStore
     stream: StreamHub
 
 
-def _ctx(request: Request) -> HubContext:
-    return request.app.state.hub
-
-
-_bearer = HTTPBearer(auto_error=False, description="A token from `farsight token issue`.")
-
-
-def require_principal(
-    creds: HTTPAuthorizationCredentials | None = Depends(_bearer),
-    ctx: HubContext = Depends(_ctx),
-) -> Principal:
-    """The principal of the request's bearer token; 401 when it is missing, unknown or revoked."""
-    if creds is None or not creds.credentials:
-        raise HTTPException(401, "missing bearer token (Authorization: Bearer <token>)", headers={"WWW-Authenticate": WWW_AUTH})
-    try:
-        return ctx.tokens.verify(creds.credentials)
-    except AuthError as exc:
-        log.warning("auth refused", extra=kv(reason=str(exc)))
-        raise HTTPException(401, str(exc), headers={"WWW-Authenticate": f'{WWW_AUTH}, error="invalid_token"'}) from None
+_ctx = context
 
 
 # -- helpers -----------------------------------------------------------------------------------
@@ -469,23 +452,23 @@ def _install_error_handlers(app: FastAPI) -> None:
 def create_app(
     settings: Settings,
     registry: Registry,
-    readings: SqliteReadingStore | None = None,
-    alerts: SqliteAlertStore | None = None,
+    readings: ReadingStore | None = None,
+    alerts: AlertStore | None = None,
     tokens: TokenStore | None = None,
 ) -> FastAPI:
-    """Build the hub; stores not given are opened on ``settings.db_path`` and closed at shutdown.
+    """Build the hub; stores not given are opened on ``settings.database`` and closed at shutdown.
 
     The live-stream poller runs for the app's lifespan.
     """
     owned: list[Any] = []
     if readings is None:
-        readings = SqliteReadingStore(settings.db_path)
+        readings = ReadingStore(settings.database)
         owned.append(readings)
     if alerts is None:
-        alerts = SqliteAlertStore(settings.db_path, risk=settings.alerts.risk)
+        alerts = AlertStore(settings.database, risk=settings.alerts.risk)
         owned.append(alerts)
     if tokens is None:
-        tokens = TokenStore(settings.db_path, registry.departments)
+        tokens = TokenStore(settings.database, registry.departments)
         owned.append(tokens)
     stream_hub = StreamHub(readings, alerts, poll_ms=settings.hub.stream_poll_ms)
     ctx = HubContext(settings=settings, registry=registry, readings=readings, alerts=alerts, tokens=tokens, stream=stream_hub)
@@ -493,7 +476,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await stream_hub.start()
-        log.info("hub started", extra=kv(db=settings.db_path, sites=len(registry), departments=",".join(registry.departments)))
+        log.info("hub started", extra=kv(db=redact(str(settings.database)), sites=len(registry), departments=",".join(registry.departments)))
         try:
             yield
         finally:

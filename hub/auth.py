@@ -21,12 +21,12 @@ log = logging.getLogger(__name__)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS api_tokens (
-    id         INTEGER PRIMARY KEY,
+    id         @ID@,
     token_hash TEXT    NOT NULL UNIQUE,  -- sha256 hex of the token; the token itself is never stored
-    user       TEXT    NOT NULL,
+    "user"     TEXT    NOT NULL,
     department TEXT,                     -- NULL: the token acts for every department
-    created    INTEGER NOT NULL,         -- epoch ms UTC
-    revoked    INTEGER                   -- epoch ms UTC, NULL while valid
+    created    BIGINT  NOT NULL,         -- epoch ms UTC
+    revoked    BIGINT                    -- epoch ms UTC, NULL while valid
 );
 """
 
@@ -79,10 +79,10 @@ def hash_token(token: str) -> str:
 
 
 class TokenStore:
-    """Bearer tokens in the shared SQLite database (table ``api_tokens``)."""
+    """Bearer tokens in the shared database (table ``api_tokens``), SQLite or PostgreSQL."""
 
-    def __init__(self, path: Path | str, departments: Iterable[str], clock: Clock | None = None) -> None:
-        self.db = Database(path, SCHEMA)
+    def __init__(self, path: "Path | str | Database", departments: Iterable[str], clock: Clock | None = None) -> None:
+        self.db = Database.open(path, SCHEMA)
         self.departments = tuple(departments)
         self.clock = clock or SystemClock()
 
@@ -103,10 +103,10 @@ class TokenStore:
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
         with self.db.transaction() as c:
             cur = c.execute(
-                "INSERT INTO api_tokens (token_hash, user, department, created) VALUES (?, ?, ?, ?)",
+                "INSERT INTO api_tokens (token_hash, \"user\", department, created) VALUES (?, ?, ?, ?) RETURNING id",
                 (hash_token(token), user, department, to_epoch_ms(self.clock.now())),
             )
-            token_id = cur.lastrowid
+            token_id = int(cur.fetchone()[0])
         log.info("token issued", extra=kv(token_id=token_id, user=user, department=department or "*"))
         return token
 
@@ -120,7 +120,7 @@ class TokenStore:
         """
         if not token or not isinstance(token, str) or len(token) > TOKEN_MAX:
             raise AuthError("missing or malformed token")
-        rows = self.db.query("SELECT user, department, revoked FROM api_tokens WHERE token_hash = ?", (hash_token(token),))
+        rows = self.db.query("SELECT \"user\", department, revoked FROM api_tokens WHERE token_hash = ?", (hash_token(token),))
         if not rows:
             raise AuthError("unknown token")
         if rows[0]["revoked"] is not None:
@@ -145,14 +145,14 @@ class TokenStore:
 
     def get(self, token_id: int) -> TokenInfo:
         """One token's listing entry; raises NotFoundError when there is none."""
-        rows = self.db.query("SELECT id, user, department, created, revoked FROM api_tokens WHERE id = ?", (int(token_id),))
+        rows = self.db.query("SELECT id, \"user\", department, created, revoked FROM api_tokens WHERE id = ?", (int(token_id),))
         if not rows:
             raise NotFoundError(f"no token {token_id}")
         return self._info(rows[0])
 
     def list(self) -> list[TokenInfo]:
         """Every token, oldest first, without secrets or hashes."""
-        return [self._info(r) for r in self.db.query("SELECT id, user, department, created, revoked FROM api_tokens ORDER BY id")]
+        return [self._info(r) for r in self.db.query("SELECT id, \"user\", department, created, revoked FROM api_tokens ORDER BY id")]
 
     @staticmethod
     def _info(r: sqlite3.Row) -> TokenInfo:

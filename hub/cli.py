@@ -42,7 +42,7 @@ def _tokens(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     from hub.auth import TokenStore
 
     settings, registry = _load(args)
-    return TokenStore(settings.db_path, registry.departments)
+    return TokenStore(settings.database, registry.departments)
 
 
 def _cmd_token_issue(args: argparse.Namespace) -> int:

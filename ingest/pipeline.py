@@ -18,7 +18,7 @@ from farsight.logs import kv
 from farsight.registry import Registry
 from farsight.types import AlertSignal, Reading
 from ingest.codecs import get_codec
-from ingest.store_sqlite import DeadLetter, SqliteReadingStore
+from ingest.store import DeadLetter, ReadingStore
 from ingest.topics import CODEC_FOR_KIND, parse_topic
 
 log = logging.getLogger("farsight.ingest")
@@ -79,7 +79,7 @@ class IngestPipeline:
     def __init__(
         self,
         registry: Registry,
-        store: SqliteReadingStore,
+        store: ReadingStore,
         engine: RuleEvaluator | None = None,
         alerts: AlertSink | None = None,
         unknown_site: str = "dead-letter",

@@ -164,7 +164,7 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
     from farsight.db import connect
     from farsight.registry import Registry, load_registry
     from farsight.settings import load_settings
-    from ingest.store_sqlite import SqliteReadingStore  # the edge: rules' core never imports a store
+    from ingest.store import ReadingStore  # the edge: rules' core never imports a store
     from rules.model import load_ruleset
     from rules.testing import backtest
 
@@ -213,7 +213,7 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
             print(f"{s.ts.astimezone(tz).isoformat():<25} {status.upper():<8} {s.rule_id:<28} {s.site:<28} {s.device:<8} {s.metric:<12} "
                   f"{_fmt_value(s.value):>9} {_fmt_value(s.threshold):>9}  {s.summary if status == 'firing' else ''}", file=out)
 
-    store = SqliteReadingStore(db_path)
+    store = ReadingStore(db_path)
     try:
         result = backtest(store.iter_range(start, end, site=args.site), ruleset, registry, start, end,
                           tick_every=timedelta(seconds=args.tick), on_event=on_event)

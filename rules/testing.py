@@ -600,7 +600,7 @@ def backtest(
     Parameters
     ----------
     readings
-        Readings between ``start`` and ``end`` in time order (``SqliteReadingStore.iter_range``);
+        Readings between ``start`` and ``end`` in time order (``ReadingStore.iter_range``);
         streamed, never held in memory.
     tick_every
         Event time between two engine clock ticks (the consumer ticks every few seconds of

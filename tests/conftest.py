@@ -5,11 +5,14 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 import pytest
 
 from farsight.broker import AmqttBroker, MosquittoBroker, mosquitto_binary
+
+if TYPE_CHECKING:
+    from farsight.pgserver import TempPostgres
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
@@ -65,3 +68,39 @@ def data_dir(tmp_path: Path) -> Path:
     d = tmp_path / "var"
     d.mkdir()
     return d
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator["TempPostgres"]:
+    """A real PostgreSQL server (initdb in a temporary folder, free port) for the whole run.
+
+    Its absence fails the run: ./run test installs PostgreSQL with apt-get.
+    """
+    from farsight.errors import StoreError
+    from farsight.pgserver import TempPostgres
+
+    try:
+        server = TempPostgres()
+    except StoreError as exc:
+        pytest.fail(f"cannot start PostgreSQL: {exc}", pytrace=False)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: "TempPostgres") -> Iterator[str]:
+    """A fresh, empty database of its own on the run's PostgreSQL server, dropped afterwards."""
+    url = postgres_server.create_database()
+    yield url
+    postgres_server.drop_database(url)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Where a store keeps its tables: an SQLite file, then a PostgreSQL database.
+
+    Tests that take this fixture run once per backend: the same behaviour on both.
+    """
+    if request.param == "sqlite":
+        return str(tmp_path / "farsight.db")
+    return request.getfixturevalue("postgres_url")

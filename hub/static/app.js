@@ -160,7 +160,7 @@
         el("span", {}, "last seen ", age(a.last_seen), " ago"),
       ),
       el("span", { class: "actions" },
-        el("button", { type: "button", class: "ghost", disabled: a.state !== "open", onclick: () => openAction(a, "ack") }, "Ack"),
+        el("button", { type: "button", class: "ghost", disabled: a.state !== "new", onclick: () => openAction(a, "ack") }, "Ack"),
         el("button", { type: "button", class: "ghost", onclick: () => openAction(a, "close") }, "Close"),
       ),
     );

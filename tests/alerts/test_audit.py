@@ -22,6 +22,7 @@ from alerts.audit import (
     GENESIS,
     Anchor,
     SqliteAuditLog,
+    SqlAuditLog,
     canonical_json,
     entry_hash,
     hashed_fields,
@@ -29,7 +30,7 @@ from alerts.audit import (
     read_anchor,
     verify_chain,
 )
-from farsight.db import Database
+from farsight.db import Database, is_postgres_url, to_pyformat
 from farsight.errors import AuditError, StoreError
 
 T0 = datetime(2026, 11, 25, 8, 0, tzinfo=timezone.utc)
@@ -41,7 +42,14 @@ def db_path(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def log(db_path: Path) -> Iterator[SqliteAuditLog]:
+def log(backend: str) -> Iterator[SqliteAuditLog]:
+    """The audit log on each backend in turn (SQLite file, then PostgreSQL database)."""
+    with SqlAuditLog(backend) as audit:
+        yield audit
+
+
+@pytest.fixture
+def sqlite_log(db_path: Path) -> Iterator[SqliteAuditLog]:
     with SqliteAuditLog(db_path) as audit:
         yield audit
 
@@ -52,15 +60,32 @@ def fill(log: SqliteAuditLog, n: int) -> None:
                    {"i": i, "note": f"第{i}条"}, at=T0 + timedelta(seconds=i))
 
 
-def attacker(path: Path) -> sqlite3.Connection:
-    """Someone with write access to the file: a plain connection, triggers dropped."""
-    conn = sqlite3.connect(path, isolation_level=None)
+class _PgAttacker:
+    """A superuser's plain psycopg connection, ``?`` placeholders like sqlite3's."""
+
+    def __init__(self, url: str) -> None:
+        import psycopg
+
+        self.conn = psycopg.connect(url, autocommit=True)
+
+    def execute(self, sql: str, params: tuple = ()) -> Any:
+        return self.conn.execute(to_pyformat(sql), params)
+
+
+def attacker(target: str | Path) -> Any:
+    """Someone with write access to the database: a plain connection, triggers dropped."""
+    if is_postgres_url(target):
+        conn: Any = _PgAttacker(str(target))
+        for name in ("audit_log_no_update", "audit_log_no_delete", "audit_log_append_only"):
+            conn.execute(f"DROP TRIGGER IF EXISTS {name} ON audit_log")
+        return conn
+    conn = sqlite3.connect(target, isolation_level=None)
     for name in ("audit_log_no_update", "audit_log_no_delete", "audit_log_append_only"):
         conn.execute(f"DROP TRIGGER IF EXISTS {name}")
     return conn
 
 
-def row(conn: sqlite3.Connection, seq: int) -> tuple[Any, ...]:
+def row(conn: Any, seq: int) -> tuple[Any, ...]:
     return conn.execute("SELECT seq, at, actor, action, subject, data, prev_hash, hash FROM audit_log WHERE seq = ?",
                         (seq,)).fetchone()
 
@@ -219,7 +244,7 @@ def test_bad_arguments_raise_and_write_nothing(log: SqliteAuditLog) -> None:
 
 
 def test_entry_commits_and_rolls_back_with_the_callers_transaction(db_path: Path) -> None:
-    db = Database(db_path, "CREATE TABLE IF NOT EXISTS alerts (id INTEGER PRIMARY KEY, state TEXT NOT NULL);")
+    db = Database.open(db_path, "CREATE TABLE IF NOT EXISTS alerts (id INTEGER PRIMARY KEY, state TEXT NOT NULL);")
     log = SqliteAuditLog(db)
     with db.transaction() as c:
         c.execute("INSERT INTO alerts (id, state) VALUES (42, 'open')")
@@ -242,7 +267,7 @@ def test_entry_commits_and_rolls_back_with_the_callers_transaction(db_path: Path
 
 
 def test_append_in_needs_an_open_transaction(db_path: Path) -> None:
-    db = Database(db_path)
+    db = Database.open(db_path)
     log = SqliteAuditLog(db)
     conn = sqlite3.connect(db_path, isolation_level=None)
     with pytest.raises(AuditError, match="open transaction"):
@@ -259,7 +284,7 @@ def test_concurrent_appenders_on_their_own_connections_keep_one_chain(db_path: P
 
     def own_transactions(actor: str) -> None:
         try:
-            with SqliteAuditLog(Database(db_path)) as log:
+            with SqliteAuditLog(Database.open(db_path)) as log:
                 start.wait()
                 for i in range(n):
                     log.append(actor, "note", f"alert:{i % 7}", {"i": i})
@@ -270,7 +295,7 @@ def test_concurrent_appenders_on_their_own_connections_keep_one_chain(db_path: P
 
     def inside_store_transactions(actor: str) -> None:
         try:
-            db = Database(db_path, "CREATE TABLE IF NOT EXISTS changes (id INTEGER PRIMARY KEY, i INTEGER);")
+            db = Database.open(db_path, "CREATE TABLE IF NOT EXISTS changes (id INTEGER PRIMARY KEY, i INTEGER);")
             log = SqliteAuditLog(db)
             start.wait()
             for i in range(n):
@@ -302,7 +327,8 @@ def test_concurrent_appenders_on_their_own_connections_keep_one_chain(db_path: P
         assert switches >= 5
 
 
-def test_a_stale_deferred_transaction_cannot_fork_the_chain(log: SqliteAuditLog, db_path: Path) -> None:
+def test_a_stale_deferred_transaction_cannot_fork_the_chain(sqlite_log: SqliteAuditLog, db_path: Path) -> None:
+    log = sqlite_log
     log.append("rules", "opened", "alert:1")
     stale = sqlite3.connect(db_path, isolation_level=None, timeout=0.1)
     stale.execute("BEGIN DEFERRED")
@@ -330,20 +356,48 @@ def test_a_stale_deferred_transaction_cannot_fork_the_chain(log: SqliteAuditLog,
         (f"INSERT INTO audit_log VALUES (4, 0, 'x', 'x', 'x', '{{}}', '{GENESIS}', '{GENESIS}')", "only the next seq"),
     ],
 )
-def test_triggers_refuse_changes_through_any_normal_connection(log: SqliteAuditLog, db_path: Path, sql: str, message: str) -> None:
+def test_triggers_refuse_changes_through_any_normal_connection(sqlite_log: SqliteAuditLog, db_path: Path, sql: str, message: str) -> None:
+    log = sqlite_log
     fill(log, 3)
     plain = sqlite3.connect(db_path, isolation_level=None)
     with pytest.raises(sqlite3.IntegrityError, match=f"append-only: {message}"):
         plain.execute(sql)
     plain.close()
     # Through the project's Database the same refusal arrives as a StoreError.
-    other = Database(db_path)
+    other = Database.open(db_path)
     with pytest.raises(StoreError, match=f"append-only: {message}"):
         with other.transaction() as c:
             c.execute(sql)
     other.close()
     assert log.verify().ok and log.verify().entries == 3
     assert log.missing_triggers() == []
+
+
+@pytest.mark.parametrize(
+    ("sql", "message"),
+    [
+        ("UPDATE audit_log SET data = '{}' WHERE seq = 2", "UPDATE refused"),
+        ("DELETE FROM audit_log WHERE seq = 3", "DELETE refused"),
+        ("TRUNCATE audit_log", "TRUNCATE refused"),
+        (f"INSERT INTO audit_log VALUES (9, 0, 'x', 'x', 'x', '{{}}', '{GENESIS}', '{GENESIS}')", "only the next seq"),
+        (f"INSERT INTO audit_log VALUES (4, 0, 'x', 'x', 'x', '{{}}', '{GENESIS}', '{GENESIS}')", "only the next seq"),
+    ],
+)
+def test_postgres_triggers_refuse_update_delete_truncate_and_forged_inserts(postgres_url: str, sql: str, message: str) -> None:
+    import psycopg
+
+    with SqlAuditLog(postgres_url) as log:
+        fill(log, 3)
+        with psycopg.connect(postgres_url, autocommit=True) as plain:
+            with pytest.raises(psycopg.errors.RaiseException, match=f"append-only: {message}"):
+                plain.execute(sql)
+        other = Database.open(postgres_url)
+        with pytest.raises(StoreError, match=f"append-only: {message}"):
+            with other.transaction() as c:
+                c.execute(sql)
+        other.close()
+        assert log.verify().ok and log.verify().entries == 3
+        assert log.missing_triggers() == []
 
 
 # -- tampering by someone with the file ------------------------------------------------------
@@ -356,9 +410,9 @@ def chain(log: SqliteAuditLog) -> SqliteAuditLog:
     return log
 
 
-def test_edited_data_is_a_hash_mismatch_at_that_seq(chain: SqliteAuditLog, db_path: Path) -> None:
+def test_edited_data_is_a_hash_mismatch_at_that_seq(chain: SqliteAuditLog, backend: str) -> None:
     before = chain.verify()
-    evil = attacker(db_path)
+    evil = attacker(backend)
     evil.execute("UPDATE audit_log SET data = ? WHERE seq = 5", (canonical_json({"i": 4, "note": "nothing happened"}).decode(),))
     assert chain.missing_triggers() == ["audit_log_no_update", "audit_log_no_delete", "audit_log_append_only"]
     result = chain.verify()
@@ -369,14 +423,14 @@ def test_edited_data_is_a_hash_mismatch_at_that_seq(chain: SqliteAuditLog, db_pa
 
 
 @pytest.mark.parametrize(("column", "value"), [("actor", "someone.else"), ("at", 0), ("subject", "alert:9")])
-def test_any_edited_column_is_detected(chain: SqliteAuditLog, db_path: Path, column: str, value: Any) -> None:
-    attacker(db_path).execute(f"UPDATE audit_log SET {column} = ? WHERE seq = 7", (value,))
+def test_any_edited_column_is_detected(chain: SqliteAuditLog, backend: str, column: str, value: Any) -> None:
+    attacker(backend).execute(f"UPDATE audit_log SET {column} = ? WHERE seq = 7", (value,))
     result = chain.verify()
     assert (result.ok, result.first_bad_seq) == (False, 7) and "hash mismatch" in result.reason
 
 
-def test_rewritten_hash_of_an_edited_row_breaks_the_next_link(chain: SqliteAuditLog, db_path: Path) -> None:
-    evil = attacker(db_path)
+def test_rewritten_hash_of_an_edited_row_breaks_the_next_link(chain: SqliteAuditLog, backend: str) -> None:
+    evil = attacker(backend)
     r = row(evil, 5)
     data = {"i": 4, "note": "edited"}
     forged = entry_hash(r[6], hashed_fields(5, ms_to_at(r[1]), r[2], r[3], r[4], data))
@@ -385,22 +439,22 @@ def test_rewritten_hash_of_an_edited_row_breaks_the_next_link(chain: SqliteAudit
     assert (result.ok, result.first_bad_seq) == (False, 6) and result.reason.startswith("prev_hash")
 
 
-def test_non_canonical_data_text_is_detected(chain: SqliteAuditLog, db_path: Path) -> None:
+def test_non_canonical_data_text_is_detected(chain: SqliteAuditLog, backend: str) -> None:
     # Same meaning, different bytes: still not what Farsight wrote.
-    attacker(db_path).execute("UPDATE audit_log SET data = ? WHERE seq = 3", ('{"note": "第2条", "i": 2}',))
+    attacker(backend).execute("UPDATE audit_log SET data = ? WHERE seq = 3", ('{"note": "第2条", "i": 2}',))
     result = chain.verify()
     assert (result.ok, result.first_bad_seq) == (False, 3) and "canonical" in result.reason
 
 
-def test_deleted_middle_row_is_a_seq_gap(chain: SqliteAuditLog, db_path: Path) -> None:
-    attacker(db_path).execute("DELETE FROM audit_log WHERE seq = 5")
+def test_deleted_middle_row_is_a_seq_gap(chain: SqliteAuditLog, backend: str) -> None:
+    attacker(backend).execute("DELETE FROM audit_log WHERE seq = 5")
     result = chain.verify()
     assert (result.ok, result.first_bad_seq, result.entries) == (False, 6, 4)
     assert result.reason.startswith("seq gap: seq 5 missing")
 
 
-def test_deleted_row_with_renumbered_successors_breaks_the_link(chain: SqliteAuditLog, db_path: Path) -> None:
-    evil = attacker(db_path)
+def test_deleted_row_with_renumbered_successors_breaks_the_link(chain: SqliteAuditLog, backend: str) -> None:
+    evil = attacker(backend)
     evil.execute("DELETE FROM audit_log WHERE seq = 5")
     evil.execute("UPDATE audit_log SET seq = seq + 1000 WHERE seq > 5")  # two steps: the key never collides
     evil.execute("UPDATE audit_log SET seq = seq - 1001 WHERE seq > 1005")
@@ -408,8 +462,8 @@ def test_deleted_row_with_renumbered_successors_breaks_the_link(chain: SqliteAud
     assert (result.ok, result.first_bad_seq) == (False, 5) and result.reason.startswith("prev_hash")
 
 
-def test_swapped_rows_are_detected(chain: SqliteAuditLog, db_path: Path) -> None:
-    evil = attacker(db_path)
+def test_swapped_rows_are_detected(chain: SqliteAuditLog, backend: str) -> None:
+    evil = attacker(backend)
     r3, r4 = row(evil, 3), row(evil, 4)
     update = "UPDATE audit_log SET at = ?, actor = ?, action = ?, subject = ?, data = ?, prev_hash = ?, hash = ? WHERE seq = ?"
     evil.execute(update, (*r4[1:], 3))
@@ -418,8 +472,8 @@ def test_swapped_rows_are_detected(chain: SqliteAuditLog, db_path: Path) -> None
     assert (result.ok, result.first_bad_seq) == (False, 3) and result.reason.startswith("prev_hash")
 
 
-def test_forged_row_inserted_in_the_middle_is_detected(chain: SqliteAuditLog, db_path: Path) -> None:
-    evil = attacker(db_path)
+def test_forged_row_inserted_in_the_middle_is_detected(chain: SqliteAuditLog, backend: str) -> None:
+    evil = attacker(backend)
     r4 = row(evil, 4)
     # Make room at seq 5 (two steps, so the primary key never collides), then a well-formed,
     # correctly hashed forgery linked to seq 4: the attacker knows the algorithm.
@@ -435,7 +489,7 @@ def test_forged_row_inserted_in_the_middle_is_detected(chain: SqliteAuditLog, db
     assert result.reason.startswith("prev_hash")
 
 
-def test_truncated_tail_after_an_anchor_is_detected(chain: SqliteAuditLog, db_path: Path, tmp_path: Path) -> None:
+def test_truncated_tail_after_an_anchor_is_detected(chain: SqliteAuditLog, backend: str, tmp_path: Path) -> None:
     anchor_file = tmp_path / "anchors" / "2026-11-25.json"
     anchor = chain.export_anchor(anchor_file, at=datetime(2026, 11, 25, 23, 59, tzinfo=timezone.utc))
     assert json.loads(anchor_file.read_text()) == {
@@ -445,16 +499,16 @@ def test_truncated_tail_after_an_anchor_is_detected(chain: SqliteAuditLog, db_pa
     fill(chain, 2)  # the chain grows past the anchor: still fine
     assert chain.verify(anchor=anchor_file).ok
 
-    attacker(db_path).execute("DELETE FROM audit_log WHERE seq >= 8")
+    attacker(backend).execute("DELETE FROM audit_log WHERE seq >= 8")
     assert chain.verify().ok  # the links alone cannot see a clean cut at the tail
     result = chain.verify(anchor=anchor_file)
     assert (result.ok, result.first_bad_seq, result.entries) == (False, 8, 7)
     assert "removed from the tail" in result.reason
 
 
-def test_tail_rewritten_with_recomputed_hashes_fails_against_the_anchor(chain: SqliteAuditLog, db_path: Path, tmp_path: Path) -> None:
+def test_tail_rewritten_with_recomputed_hashes_fails_against_the_anchor(chain: SqliteAuditLog, backend: str, tmp_path: Path) -> None:
     anchor = chain.export_anchor(tmp_path / "anchor.json")
-    evil = attacker(db_path)
+    evil = attacker(backend)
     prev = row(evil, 6)[7]
     for seq in range(7, 11):
         r = row(evil, seq)
@@ -468,18 +522,18 @@ def test_tail_rewritten_with_recomputed_hashes_fails_against_the_anchor(chain: S
     assert (result.ok, result.first_bad_seq) == (False, 10) and result.reason.startswith("anchor mismatch")
 
 
-def test_dropped_table_fails_against_the_anchor(chain: SqliteAuditLog, db_path: Path, tmp_path: Path) -> None:
+def test_dropped_table_fails_against_the_anchor(chain: SqliteAuditLog, backend: str, tmp_path: Path) -> None:
     anchor = chain.export_anchor(tmp_path / "anchor.json")
-    attacker(db_path).execute("DROP TABLE audit_log")
+    attacker(backend).execute("DROP TABLE audit_log")
     with pytest.raises(AuditError, match="no audit_log table"):
-        SqliteAuditLog(db_path, create=False)
-    with SqliteAuditLog(db_path) as fresh:  # recreated, empty
+        SqlAuditLog(backend, create=False)
+    with SqlAuditLog(backend) as fresh:  # recreated, empty
         result = fresh.verify(anchor=anchor)
     assert (result.ok, result.first_bad_seq) == (False, 1) and "removed from the tail" in result.reason
 
 
-def test_a_broken_chain_is_not_anchored(chain: SqliteAuditLog, db_path: Path, tmp_path: Path) -> None:
-    attacker(db_path).execute("DELETE FROM audit_log WHERE seq = 2")
+def test_a_broken_chain_is_not_anchored(chain: SqliteAuditLog, backend: str, tmp_path: Path) -> None:
+    attacker(backend).execute("DELETE FROM audit_log WHERE seq = 2")
     with pytest.raises(AuditError, match="not anchoring a broken chain"):
         chain.export_anchor(tmp_path / "anchor.json")
     assert not (tmp_path / "anchor.json").exists()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from alerts.store_sqlite import SCHEMA_VERSION, SqliteAlertStore
+from alerts.store import SCHEMA_VERSION, AlertStore
 
 V1_SCHEMA = """
 CREATE TABLE IF NOT EXISTS alerts (
@@ -60,7 +60,7 @@ def test_version_1_database_is_migrated_keeping_alerts_and_history(tmp_path: Pat
     c.execute("INSERT INTO alert_events (alert_id, at, actor, action) VALUES (1, 1, 'li.wei', 'ack')")
     c.commit()
     c.close()
-    store = SqliteAlertStore(db)
+    store = AlertStore(db)
     assert store.get(1).state == "acknowledged" and store.get(1).handling == {}
     moved = store.transition(1, "dispatch", "li.wei", "send the team", {"team": "Yichang 2", "inspector": "wang.fang", "due": "2026-12-01"})
     assert moved.state == "dispatched"
@@ -126,7 +126,7 @@ def test_version_2_database_gains_the_risk_columns(tmp_path: Path) -> None:
               " VALUES ('fp', 'r', 's', 'd', 'm', 'env', 'e', 'i', 'major', 'x', 'firing', 'dispatched', 1, 1, 1, 1)")
     c.commit()
     c.close()
-    store = SqliteAlertStore(db)
+    store = AlertStore(db)
     a = store.get(1)
     assert (a.state, a.credit_grade, a.entity_repeats, a.evidence) == ("dispatched", "B", 0, ())
     assert a.risk is not None and a.risk["score"] > 0

@@ -1,4 +1,5 @@
-"""The risk queue in SQLite: dedup per fingerprint, resolve, handling transitions and history."""
+"""The risk queue on both backends: dedup per fingerprint, resolve, handling transitions, history,
+filters, keyset pagination and the risk order."""
 
 from __future__ import annotations
 
@@ -6,28 +7,28 @@ from pathlib import Path
 
 import pytest
 
-from alerts.store_sqlite import AlertFilter, SqliteAlertStore
+from alerts.store import AlertFilter, AlertStore
 from farsight.errors import NotFoundError, TransitionError
 from tests.factories import signal
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> SqliteAlertStore:
-    s = SqliteAlertStore(tmp_path / "alerts.db")
+def store(backend: str) -> AlertStore:
+    s = AlertStore(backend)
     yield s
     s.close()
 
 
-def test_one_open_alert_per_fingerprint(store: SqliteAlertStore) -> None:
+def test_one_open_alert_per_fingerprint(store: AlertStore) -> None:
     store.apply([signal(minutes=0)])
     store.apply([signal(minutes=10, value=99)])
     alerts, total = store.list()
     assert total == 1
     a = alerts[0]
-    assert a.state == "open" and a.activity == "firing" and a.value == 99 and a.count == 1
+    assert a.state == "new" and a.activity == "firing" and a.value == 99 and a.count == 1
 
 
-def test_resolve_then_refire_counts_and_closure_opens_a_new_alert(store: SqliteAlertStore) -> None:
+def test_resolve_then_refire_counts_and_closure_opens_a_new_alert(store: AlertStore) -> None:
     (a,) = store.apply([signal(minutes=0)])
     (r,) = store.apply([signal("resolved", minutes=5)])
     assert r.id == a.id and r.activity == "resolved" and r.resolved_at is not None
@@ -36,12 +37,12 @@ def test_resolve_then_refire_counts_and_closure_opens_a_new_alert(store: SqliteA
     store.transition(a.id, "ack", "li.wei", "looking")
     store.transition(a.id, "close", "li.wei", "verified on site: sensor fault")
     (new,) = store.apply([signal(minutes=30)])
-    assert new.id != a.id and new.previous_id == a.id and new.state == "open"
+    assert new.id != a.id and new.previous_id == a.id and new.state == "new"
     # A resolve for a fingerprint with nothing open changes nothing.
     assert store.apply([signal("resolved", fingerprint="other", minutes=40)]) == []
 
 
-def test_transitions_record_who_when_and_refuse_invalid_moves(store: SqliteAlertStore) -> None:
+def test_transitions_record_who_when_and_refuse_invalid_moves(store: AlertStore) -> None:
     (a,) = store.apply([signal()])
     with pytest.raises(TransitionError, match="comment"):
         store.transition(a.id, "close", "li.wei", "   ")
@@ -61,7 +62,7 @@ def test_transitions_record_who_when_and_refuse_invalid_moves(store: SqliteAlert
     assert actions == [("rules", "opened", a.summary), ("li.wei", "ack", "on it"), ("wang.fang", "close", "rectification ordered")]
 
 
-def test_filters_and_pagination(store: SqliteAlertStore) -> None:
+def test_filters_and_pagination(store: AlertStore) -> None:
     store.apply([signal(fingerprint=f"fp{i}", site="yc-aq-1" if i % 2 else "xg-wim-1", department="env" if i % 2 else "transport") for i in range(7)])
     page, total = store.list(AlertFilter(department="env"), limit=2, offset=0)
     assert total == 3 and len(page) == 2
@@ -73,7 +74,7 @@ def test_filters_and_pagination(store: SqliteAlertStore) -> None:
     assert store.counts()["severity"] == {"warning": 7}
 
 
-def test_the_verification_workflow_from_open_to_closed_and_reopened(store: SqliteAlertStore) -> None:
+def test_the_verification_workflow_from_open_to_closed_and_reopened(store: AlertStore) -> None:
     (a,) = store.apply([signal()])
     store.transition(a.id, "ack", "li.wei", "looking at the data")
     with pytest.raises(TransitionError, match="inspector"):
@@ -100,7 +101,7 @@ def test_the_verification_workflow_from_open_to_closed_and_reopened(store: Sqlit
     assert actions == ["opened", "ack", "dispatch", "verify", "comment", "close", "reopen"]
 
 
-def test_reopening_is_refused_while_another_alert_of_the_series_is_open(store: SqliteAlertStore) -> None:
+def test_reopening_is_refused_while_another_alert_of_the_series_is_open(store: AlertStore) -> None:
     (a,) = store.apply([signal()])
     store.transition(a.id, "close", "li.wei", "desk review: calibration run")
     (b,) = store.apply([signal(minutes=30)])
@@ -110,7 +111,7 @@ def test_reopening_is_refused_while_another_alert_of_the_series_is_open(store: S
     assert store.get(a.id).state == "closed"
 
 
-def test_every_alert_event_is_in_the_audit_chain_and_a_refused_step_leaves_no_trace(store: SqliteAlertStore) -> None:
+def test_every_alert_event_is_in_the_audit_chain_and_a_refused_step_leaves_no_trace(store: AlertStore) -> None:
     (a,) = store.apply([signal()])
     store.transition(a.id, "ack", "li.wei", "on it")
     with pytest.raises(TransitionError):
@@ -124,7 +125,7 @@ def test_every_alert_event_is_in_the_audit_chain_and_a_refused_step_leaves_no_tr
     assert result.ok and result.entries == 4
 
 
-def test_the_queue_sorts_by_risk_and_every_alert_explains_its_score(tmp_path: Path) -> None:
+def test_the_queue_sorts_by_risk_and_every_alert_explains_its_score(backend: str) -> None:
     from dataclasses import replace as _replace
     from datetime import timedelta
 
@@ -132,7 +133,7 @@ def test_the_queue_sorts_by_risk_and_every_alert_explains_its_score(tmp_path: Pa
     from tests.factories import T0
 
     clock = ManualClock(T0)
-    store = SqliteAlertStore(tmp_path / "risk.db", clock=clock)
+    store = AlertStore(backend, clock=clock)
     low = _replace(signal(fingerprint="a"), severity="major", credit_grade="A", entity_id="E1")
     high = _replace(signal(fingerprint="b"), severity="major", credit_grade="D", entity_id="E2")
     store.apply([low, high])

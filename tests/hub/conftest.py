@@ -16,14 +16,14 @@ import pytest
 from fastapi import FastAPI
 
 from alerts.model import Alert
-from alerts.store_sqlite import SqliteAlertStore
+from alerts.store import AlertStore
 from farsight.credit import make_credit_code
 from farsight.registry import Registry, parse_registry
 from farsight.settings import Settings
 from farsight.types import AlertSignal
 from hub.app import HubServer, bound_port, create_app, make_server
 from hub.auth import TokenStore
-from ingest.store_sqlite import SqliteReadingStore
+from ingest.store import ReadingStore
 from rules.engine import fingerprint
 
 ENV_ENTITY = make_credit_code("91330100MA2B3C4D5")
@@ -92,8 +92,8 @@ class LiveHub:
     settings: Settings
     registry: Registry
     app: FastAPI
-    readings: SqliteReadingStore
-    alerts: SqliteAlertStore
+    readings: ReadingStore
+    alerts: AlertStore
     tokens: TokenStore
 
     def alert(self, rule_id: str, site: str = "aq-1", *, severity: str = "major", status: str = "firing",
@@ -123,7 +123,7 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveHub]:
     app.state.stream.keepalive_s = 0.5
     server, thread, base_url = start_server(app)
     live = LiveHub(base_url=base_url, settings=settings, registry=registry, app=app,
-                   readings=SqliteReadingStore(settings.db_path), alerts=SqliteAlertStore(settings.db_path),
+                   readings=ReadingStore(settings.db_path), alerts=AlertStore(settings.db_path),
                    tokens=TokenStore(settings.db_path, registry.departments))
     try:
         yield live

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from farsight.types import Reading
-from ingest.store_sqlite import DeadLetter
+from ingest.store import DeadLetter
 from tests.hub.conftest import LiveHub, bearer
 
 T0 = datetime(2026, 1, 5, 8, 0, tzinfo=timezone.utc)  # on a minute boundary, so 60 s buckets align with it
@@ -157,7 +157,7 @@ def test_alerts_list_filter_and_paginate(hub: LiveHub, client: httpx.Client, rul
     assert body["limit"] == min(100, hub.settings.hub.page_max)  # the default page, capped
     # Default sort: most severe first.
     assert [a["id"] for a in body["items"]] == [crit.id, major.id, warn.id]
-    assert body["items"][0]["department"] == "env" and body["items"][0]["state"] == "open"
+    assert body["items"][0]["department"] == "env" and body["items"][0]["state"] == "new"
 
     def ids(**params: object) -> list[int]:
         r = client.get("/api/alerts", params={"rule_id": rule_id, **params})
@@ -171,8 +171,8 @@ def test_alerts_list_filter_and_paginate(hub: LiveHub, client: httpx.Client, rul
     assert ids(activity="resolved") == [warn.id]
     assert sorted(ids(activity="firing")) == sorted([crit.id, major.id])
     assert ids(state="closed") == []
-    assert len(ids(state=["open", "acknowledged"])) == 3  # repeated parameter
-    assert len(ids(state="open,acknowledged")) == 3  # comma list
+    assert len(ids(state=["new", "acknowledged"])) == 3  # repeated parameter
+    assert len(ids(state="new,acknowledged")) == 3  # comma list
     assert ids(sort="oldest") == [crit.id, warn.id, major.id]
     assert ids(sort="newest") == [major.id, warn.id, crit.id]
 
@@ -227,7 +227,7 @@ def test_ack_then_close_records_the_token_user(hub: LiveHub, client: httpx.Clien
     evs = _events(client, a.id)
     assert [(e["action"], e["actor"], e["note"]) for e in evs] == [
         ("opened", "rules", a.summary), ("ack", "alice", "crew on the way"), ("close", "alice", "filter replaced")]
-    assert evs[1]["data"] == {"from": "open", "to": "acknowledged"}
+    assert evs[1]["data"] == {"from": "new", "to": "acknowledged"}
 
 
 def test_every_step_needs_a_comment_and_an_all_department_token_may_act(hub: LiveHub, client: httpx.Client, tokens: dict, rule_id: str) -> None:
@@ -253,7 +253,7 @@ def test_actions_need_a_valid_token(hub: LiveHub, client: httpx.Client, rule_id:
         assert r.status_code == 401, r.text
         assert r.headers["www-authenticate"].startswith("Bearer")
         assert isinstance(r.json()["detail"], str)
-    assert client.get(f"/api/alerts/{a.id}").json()["alert"]["state"] == "open"
+    assert client.get(f"/api/alerts/{a.id}").json()["alert"]["state"] == "new"
 
 
 def test_revoked_token_is_refused(hub: LiveHub, client: httpx.Client, rule_id: str) -> None:
@@ -272,7 +272,7 @@ def test_other_department_is_forbidden(hub: LiveHub, client: httpx.Client, token
         assert r.status_code == 403, r.text
         assert "transport" in r.json()["detail"] and "env" in r.json()["detail"]
     detail = client.get(f"/api/alerts/{a.id}").json()
-    assert detail["alert"]["state"] == "open" and len(detail["events"]) == 1
+    assert detail["alert"]["state"] == "new" and len(detail["events"]) == 1
 
 
 def test_invalid_transitions_conflict_and_change_nothing(hub: LiveHub, client: httpx.Client, tokens: dict, rule_id: str) -> None:
@@ -301,7 +301,7 @@ def test_close_needs_a_proper_note(hub: LiveHub, client: httpx.Client, tokens: d
     assert r.json()["detail"]
     if body == {"note": "   "}:
         assert "needs a comment" in r.text
-    assert client.get(f"/api/alerts/{a.id}").json()["alert"]["state"] == "open"
+    assert client.get(f"/api/alerts/{a.id}").json()["alert"]["state"] == "new"
 
 
 def test_action_on_missing_alert_is_404(client: httpx.Client, tokens: dict) -> None:
@@ -337,7 +337,7 @@ def test_stats(hub: LiveHub, client: httpx.Client, rule_id: str) -> None:
     assert body["readings"] == hub.readings.count()
     assert body["dead_letters"] == hub.readings.dead_letter_count()
     assert body["alerts"]["severity"]["critical"] >= 1
-    assert body["alerts"]["state"]["open"] >= 1
+    assert body["alerts"]["state"]["new"] >= 1
     assert body["stream_subscribers"] >= 0
 
 

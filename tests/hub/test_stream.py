@@ -50,7 +50,7 @@ def test_reading_and_alert_events_arrive(hub: LiveHub, rule_id: str) -> None:
 
         ev = sse.wait_for(_is("alert", id=alert.id))
         data = json.loads(ev["data"])
-        assert data["action"] == "opened" and data["state"] == "open" and data["severity"] == "critical"
+        assert data["action"] == "opened" and data["state"] == "new" and data["severity"] == "critical"
         assert data["rule_id"] == rule_id and data["event"]["actor"] == "rules"
         assert ev.get("id", "").endswith(f"-{data['event']['id']}")
 

@@ -10,12 +10,12 @@ import pytest
 
 from farsight.errors import StoreError
 
-from alerts.store_sqlite import SqliteAlertStore
+from alerts.store import AlertStore
 from farsight.hj212 import build_data_frame
 from ingest.pipeline import IngestPipeline, Message
-from ingest.store_sqlite import SqliteReadingStore
+from ingest.store import ReadingStore
 from farsight.db import Database
-from rules.state_sqlite import SqliteRuleState
+from rules.state import RuleStateStore
 from rules.engine import Engine
 from rules.model import parse_rules, parse_ruleset
 from tests.factories import T0, registry
@@ -28,8 +28,8 @@ RULES = {"rules": [
 
 @pytest.fixture
 def parts(tmp_path: Path):  # type: ignore[no-untyped-def]
-    db = Database(tmp_path / "farsight.db")
-    readings, alerts, state = SqliteReadingStore(db), SqliteAlertStore(db), SqliteRuleState(db)
+    db = Database.open(tmp_path / "farsight.db")
+    readings, alerts, state = ReadingStore(db), AlertStore(db), RuleStateStore(db)
     reg = registry()
     pipe = IngestPipeline(reg, readings, Engine(parse_rules(RULES), reg), alerts, rule_state=state)
     yield pipe, readings, alerts
@@ -127,7 +127,7 @@ def test_backfilled_history_evaluates_on_its_own_time_and_a_replay_notifies_noth
 
 def test_an_overloaded_truck_alert_names_its_plate(tmp_path: Path) -> None:
     db = tmp_path / "farsight.db"
-    readings, alerts = SqliteReadingStore(db), SqliteAlertStore(db)
+    readings, alerts = ReadingStore(db), AlertStore(db)
     reg = registry()
     doc = {"rules": [{"id": "wim", "kind": "wim_overload", "select": {"device_kind": "wim"}, "accuracy_class": 5, "severity": "major"}]}
     pipe = IngestPipeline(reg, readings, Engine(parse_ruleset(doc), reg), alerts)

@@ -13,7 +13,7 @@ import yaml
 from farsight.cli import main
 from farsight.registry import load_registry
 from farsight.types import Reading
-from ingest.store_sqlite import SqliteReadingStore
+from ingest.store import ReadingStore
 from rules.model import parse_ruleset
 from rules.testing import backtest
 
@@ -45,7 +45,7 @@ def history() -> list[Reading]:
 @pytest.fixture
 def db(tmp_path: Path) -> Path:
     path = tmp_path / "var" / "farsight.db"
-    store = SqliteReadingStore(path)
+    store = ReadingStore(path)
     rows = history()
     # Written out of time order, in several batches, as ingest would after a backlog.
     store.write(rows[300:])
@@ -55,7 +55,7 @@ def db(tmp_path: Path) -> Path:
 
 
 def test_iter_range_streams_in_time_then_id_order(db: Path) -> None:
-    store = SqliteReadingStore(db)
+    store = ReadingStore(db)
     try:
         got = list(store.iter_range(T0 + timedelta(minutes=10), T0 + timedelta(minutes=20), batch=7))
         assert len(got) == 11 * 5  # both ends inclusive
@@ -71,7 +71,7 @@ def test_iter_range_streams_in_time_then_id_order(db: Path) -> None:
 
 
 def test_backtest_reports_alerts_and_a_summary_per_rule(db: Path) -> None:
-    store = SqliteReadingStore(db)
+    store = ReadingStore(db)
     events: list[tuple[str, str]] = []
     end = T0 + timedelta(hours=2)
     try:

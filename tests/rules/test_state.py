@@ -13,7 +13,7 @@ import rules.kinds  # noqa: F401 - registers the built-in kinds
 from farsight.types import AlertSignal, Reading
 from rules.engine import Engine
 from rules.model import RULE_KINDS, parse_ruleset
-from rules.state_sqlite import SqliteRuleState
+from rules.state import RuleStateStore
 from tests.factories import T0, registry
 
 THRESHOLD = {"rules": [{"id": "pm25", "select": {"metric": "pm25", "device_kind": "air_quality"}, "threshold": 75,
@@ -74,11 +74,11 @@ def test_restored_engine_continues_like_an_uninterrupted_one(kind: str, tmp_path
     assert run(first, batches[:split]) == expected_before
     entries = first.snapshot(only_dirty=True)
     assert any(e["heap"] for e in entries), "readings still held for lateness must be saved too"
-    store = SqliteRuleState(tmp_path / "farsight.db")
+    store = RuleStateStore(tmp_path / "farsight.db")
     assert store.save(entries) == len(entries)
     store.close()
 
-    store = SqliteRuleState(tmp_path / "farsight.db")  # a new process
+    store = RuleStateStore(tmp_path / "farsight.db")  # a new process
     second = Engine(ruleset, registry())
     assert second.restore(store.load()) == len(entries)
     store.close()
@@ -89,7 +89,7 @@ def test_restored_engine_continues_like_an_uninterrupted_one(kind: str, tmp_path
 
 
 def test_save_upserts_and_load_round_trips(tmp_path: Path) -> None:
-    store = SqliteRuleState(tmp_path / "farsight.db")
+    store = RuleStateStore(tmp_path / "farsight.db")
     ruleset = parse_ruleset(THRESHOLD)
     e = Engine(ruleset, registry())
     batches, _ = threshold_batches()
@@ -106,7 +106,7 @@ def test_save_upserts_and_load_round_trips(tmp_path: Path) -> None:
 
 
 def test_prune_drops_state_of_changed_or_removed_rules(tmp_path: Path) -> None:
-    store = SqliteRuleState(tmp_path / "farsight.db")
+    store = RuleStateStore(tmp_path / "farsight.db")
     e = Engine(parse_ruleset(THRESHOLD), registry())
     e.evaluate(threshold_batches()[0][0])
     store.save(e.snapshot())
@@ -117,7 +117,7 @@ def test_prune_drops_state_of_changed_or_removed_rules(tmp_path: Path) -> None:
 
 
 def test_a_damaged_row_is_skipped_not_fatal(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    store = SqliteRuleState(tmp_path / "farsight.db")
+    store = RuleStateStore(tmp_path / "farsight.db")
     with store.db.transaction() as c:
         c.execute("INSERT INTO rule_state VALUES ('pm25', '[\"yc-aq-1\"]', 'x', '{not json', 0)")
     with caplog.at_level(logging.WARNING, logger="farsight.rules.state"):

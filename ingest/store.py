@@ -15,26 +15,26 @@ from farsight.types import Reading
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS readings (
-    id       INTEGER PRIMARY KEY,
+    id       @ID@,
     site     TEXT    NOT NULL,
     device   TEXT    NOT NULL,
     metric   TEXT    NOT NULL,
-    ts       INTEGER NOT NULL,   -- event time, epoch ms UTC
-    value    REAL    NOT NULL,
+    ts       BIGINT  NOT NULL,   -- event time, epoch ms UTC
+    value    DOUBLE PRECISION NOT NULL,
     unit     TEXT    NOT NULL,
     flag     TEXT    NOT NULL,
-    seq      INTEGER,
-    received INTEGER NOT NULL    -- ingest time, epoch ms UTC
+    seq      BIGINT,
+    received BIGINT  NOT NULL    -- ingest time, epoch ms UTC
 );
 -- The idempotency key: a redelivered message inserts nothing.
 CREATE UNIQUE INDEX IF NOT EXISTS readings_key ON readings (site, device, metric, ts);
 CREATE INDEX IF NOT EXISTS readings_site_metric_ts ON readings (site, metric, ts);
 
 CREATE TABLE IF NOT EXISTS dead_letters (
-    id       INTEGER PRIMARY KEY,
-    received INTEGER NOT NULL,
+    id       @ID@,
+    received BIGINT  NOT NULL,
     topic    TEXT    NOT NULL,
-    payload  BLOB    NOT NULL,
+    payload  @BLOB@  NOT NULL,
     codec    TEXT,
     reason   TEXT    NOT NULL,
     detail   TEXT    NOT NULL DEFAULT ''
@@ -45,7 +45,7 @@ CREATE INDEX IF NOT EXISTS dead_letters_reason ON dead_letters (reason);
 CREATE TABLE IF NOT EXISTS counters (
     name   TEXT    NOT NULL,
     label  TEXT    NOT NULL DEFAULT '',
-    value  INTEGER NOT NULL,
+    value  BIGINT  NOT NULL,
     PRIMARY KEY (name, label)
 );
 
@@ -54,7 +54,7 @@ CREATE TABLE IF NOT EXISTS irregularities (
     device    TEXT    NOT NULL,
     what      TEXT    NOT NULL,
     count     INTEGER NOT NULL,
-    last_seen INTEGER NOT NULL,
+    last_seen BIGINT  NOT NULL,
     PRIMARY KEY (site, device, what)
 );
 """
@@ -73,9 +73,9 @@ class DeadLetter:
     id: int | None = None
 
 
-_INSERT_HEAD = "INSERT OR IGNORE INTO readings (site, device, metric, ts, value, unit, flag, seq, received) VALUES "
+_INSERT_HEAD = "INSERT INTO readings (site, device, metric, ts, value, unit, flag, seq, received) VALUES "
 _ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?)"
-_INSERT_TAIL = " RETURNING site, device, metric, ts"
+_INSERT_TAIL = " ON CONFLICT DO NOTHING RETURNING site, device, metric, ts"
 _CHUNK = 3000
 """Rows per INSERT: 9 parameters each stays under SQLite's limit of 32,766 variables."""
 
@@ -87,8 +87,8 @@ def row_to_reading(row: sqlite3.Row) -> Reading:
     )
 
 
-class SqliteReadingStore:
-    """Readings, dead letters and irregularity counts in one SQLite database (WAL)."""
+class ReadingStore:
+    """Readings, dead letters and irregularity counts in one database (SQLite in WAL mode, or PostgreSQL)."""
 
     def __init__(self, path: "Path | str | Database") -> None:
         self.db = Database.of(path, SCHEMA)
@@ -112,7 +112,7 @@ class SqliteReadingStore:
         inserted: set[tuple[str, str, str, int]] = set()
         with self.db.transaction() as c:
             # One multi-row INSERT per chunk; RETURNING names only the rows that were new, since
-            # OR IGNORE returns nothing for a key already stored.
+            # ON CONFLICT DO NOTHING returns nothing for a key already stored.
             for i in range(0, len(rows), _CHUNK):
                 chunk = rows[i : i + _CHUNK]
                 sql = _INSERT_HEAD + ",".join([_ROW] * len(chunk)) + _INSERT_TAIL
@@ -126,7 +126,7 @@ class SqliteReadingStore:
             for site, device, what in irregular:
                 c.execute(
                     "INSERT INTO irregularities (site, device, what, count, last_seen) VALUES (?, ?, ?, 1, ?)"
-                    " ON CONFLICT (site, device, what) DO UPDATE SET count = count + 1, last_seen = excluded.last_seen",
+                    " ON CONFLICT (site, device, what) DO UPDATE SET count = irregularities.count + 1, last_seen = excluded.last_seen",
                     (site, device, what, now),
                 )
         new: list[bool] = []
@@ -149,7 +149,7 @@ class SqliteReadingStore:
         with self.db.transaction() as c:
             c.executemany(
                 "INSERT INTO counters (name, label, value) VALUES (?, ?, ?)"
-                " ON CONFLICT (name, label) DO UPDATE SET value = value + excluded.value",
+                " ON CONFLICT (name, label) DO UPDATE SET value = counters.value + excluded.value",
                 rows,
             )
 
@@ -242,6 +242,8 @@ class SqliteReadingStore:
         if site is not None:
             sql += " AND site = ?"
             params.append(site)
+        if self.db.dialect == "postgres":
+            return self._iter_pages(sql, params, batch)
         path = self.db.path
 
         def rows() -> Iterator[Reading]:
@@ -257,6 +259,20 @@ class SqliteReadingStore:
                 conn.close()
 
         return rows()
+
+    def _iter_pages(self, sql: str, params: list, batch: int) -> Iterator[Reading]:
+        # PostgreSQL: keyset pages on (ts, id) through the shared connection, released between pages.
+        last: tuple[int, int] | None = None
+        while True:
+            extra, args = "", list(params)
+            if last is not None:
+                extra = " AND (ts > ? OR (ts = ? AND id > ?))"
+                args += [last[0], last[0], last[1]]
+            chunk = self.db.query(sql + extra + " ORDER BY ts, id LIMIT ?", (*args, batch))
+            if not chunk:
+                return
+            yield from (row_to_reading(r) for r in chunk)
+            last = (int(chunk[-1]["ts"]), int(chunk[-1]["id"]))
 
     def max_id(self) -> int:
         return int(self.db.query("SELECT coalesce(max(id), 0) FROM readings")[0][0])

@@ -28,7 +28,7 @@ CREATE TABLE IF NOT EXISTS rule_state (
     scope    TEXT    NOT NULL,   -- JSON list: [site] or [site, device] or [site, device, metric]
     digest   TEXT    NOT NULL,   -- digest of the rule definition the state belongs to
     state    TEXT    NOT NULL,   -- JSON: the rest of the engine's snapshot entry
-    saved_at INTEGER NOT NULL,   -- epoch ms UTC
+    saved_at BIGINT  NOT NULL,   -- epoch ms UTC
     PRIMARY KEY (rule, scope)
 );
 """
@@ -41,8 +41,8 @@ def _scope_key(scope: Sequence[str]) -> str:
     return json.dumps(list(scope), ensure_ascii=False, separators=(",", ":"))
 
 
-class SqliteRuleState:
-    """The engine's rule state in the ``rule_state`` table of a SQLite database (WAL)."""
+class RuleStateStore:
+    """The engine's rule state in the ``rule_state`` table (SQLite or PostgreSQL)."""
 
     def __init__(self, path: "Path | str | Database") -> None:
         self.db = Database.of(path, SCHEMA)
