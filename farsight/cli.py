@@ -83,12 +83,16 @@ def build_parser() -> argparse.ArgumentParser:
     from hub.cli import add_hub_parser
     from rules.cli import add_rules_parser
     from alerts.audit_cli import add_audit_parser
+    from alerts.outbox_cli import add_parser as add_outbox_parser
+    from alerts.report_cli import add_parser as add_report_parser
 
     add_decode_parser(sub)
     add_simulate_parser(sub)
     add_hub_parser(sub)
     add_rules_parser(sub)
     add_audit_parser(sub)
+    add_outbox_parser(sub)
+    add_report_parser(sub)
     return parser
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from farsight.broker import RunningBroker, free_port, start_embedded, wait_for_port
 from farsight.errors import BrokerError
+from farsight.db import redact
 from farsight.logs import kv, setup_logging
 from farsight.registry import Registry, load_registry
 from farsight.settings import Settings
@@ -38,14 +39,32 @@ class IngestService:
         self.db = Database.open(settings.database)
         self.readings = ReadingStore(self.db)
         self.alerts = AlertStore(self.db, risk=settings.alerts.risk)
+        # Alerts the rules raise here reach the upstream outbox in the batch's transaction.
+        from alerts.outbox import attach_outbox
+
+        attach_outbox(self.alerts, settings.alerts.upstream.source)
+        # The alert pipeline's later stages: deadlines are set in each event's transaction;
+        # silences and inhibitions mute what the rules raise; both move with the clock on ticks.
+        from alerts.escalation import Escalator
+        from alerts.mute import MuteStage
+        from alerts.silences import SilenceStore
+
+        self.escalator = Escalator(self.alerts, settings.alerts.escalation)
+        self.alerts.listeners.append(self.escalator.on_event)
+        self.silences = SilenceStore(self.db, audit=self.alerts.audit)
+        self.mute = MuteStage(self.alerts, self.silences, settings.alerts.inhibit)
         self.watcher = RuleFileWatcher(settings.rules.files, settings.rules.default_pack)
         self.engine = Engine(self.watcher.load(), registry)
         self.rule_state = RuleStateStore(self.db)
         restored = self.engine.restore(self.rule_state.load())
         pruned = self.rule_state.prune(self.engine.rules)  # rows of rules changed while stopped
         log.info("rule state restored", extra=kv(instances=restored, pruned=pruned))
-        self.pipeline = IngestPipeline(registry, self.readings, self.engine, self.alerts, settings.ingest.unknown_site,
-                                       rule_state=self.rule_state, rule_source=self.watcher)
+        self.pipeline = IngestPipeline(registry, self.readings, self.engine, self.mute, settings.ingest.unknown_site,
+                                       rule_state=self.rule_state, rule_source=self.watcher,
+                                       # Silences end on wall time (people set them); escalation
+                                       # runs on the engine's clock, the time of the data.
+                                       tickers=(lambda _engine_now: self.mute.tick(), self.escalator.tick),
+                                       audit=self.alerts.audit)
         self.consumer = MqttConsumer(settings.broker, settings.ingest, self.pipeline.process,
                                      periodic=self.pipeline.tick, period_s=settings.rules.tick_s)
 
@@ -156,14 +175,15 @@ def run_demo(settings: Settings, port: int | None = None, duration_s: float | No
     broker_desc = f"{broker.kind} (embedded) on {settings.broker.host}:{settings.broker.port}" if broker else f"external broker {b.host}:{b.port}"
     print(
         "\nFarsight demo running\n"
-        f"  dashboard   http://{settings.hub.host}:{hub_port}/\n"
+        f"  dashboard   http://{settings.hub.host}:{hub_port}/#token={token}\n"
+        "              (the link signs the browser in as demo-officer, like Jupyter's token link)\n"
         f"  API docs    http://{settings.hub.host}:{hub_port}/docs\n"
         f"  broker      {broker_desc}\n"
         f"  ingest      client {settings.ingest.client_id}, topics {', '.join(settings.ingest.topics)}\n"
         f"  rules       {len(ingest.engine.rules)} rules; alerts in the risk queue\n"
         f"  simulators  {len(registry)} sites, scenario '{settings.simulator.scenario}', {settings.simulator.backfill_min:g} min of history, then a round every {settings.simulator.interval_s:g} s (x{settings.simulator.speedup:g} time)\n"
-        f"  data        {settings.db_path} (SQLite, WAL)\n"
-        f"  token       {token_file} (bearer token of user demo-officer, for acknowledge and close)\n"
+        f"  data        {redact(str(settings.database)) if settings.database_url else f'{settings.db_path} (SQLite, WAL)'}\n"
+        f"  token       {token_file} (bearer token of user demo-officer: reads, and every handling step)\n"
         "Stop with Ctrl-C.\n",
         flush=True,
     )

@@ -7,22 +7,24 @@ pool and a slow query never blocks the event loop that serves the live stream.
 from __future__ import annotations
 
 import base64
+import csv
+import io
 import html
 import logging
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Callable
 
 import uvicorn
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
 
-from alerts.model import ACTIVITIES, STATES
-from alerts.store import SORTS, AlertFilter, AlertStore
+from alerts.model import ACTIVITIES, STATES, Alert
+from alerts.store import SORTS, AlertFilter, AlertStore, CursorError
 from farsight.db import redact
 from farsight.errors import AuthError, FarsightError, NotFoundError, StoreError, TransitionError
 from farsight.logs import kv
@@ -30,7 +32,7 @@ from farsight.registry import Registry
 from farsight.settings import Settings
 from farsight.types import SEVERITIES, Site
 from hub.auth import Principal, TokenStore
-from hub.deps import WWW_AUTH, context, require_principal
+from hub.deps import SESSION_COOKIE, WWW_AUTH, bearer_scheme, context, province_wide, reader, require_principal, scoped_department
 from hub.schemas import (
     AckRequest, ActionRequest, AlertDetail, AlertOut, AlertPage, CloseRequest, CommentRequest, DeadLetterPage,
     DispatchRequest, HealthOut, ReopenRequest, SeriesOut, SiteOut, StatsOut, VerifyRequest,
@@ -107,6 +109,38 @@ def _site_or_404(ctx: HubContext, site_id: str) -> Site:
     return site
 
 
+def _site_readable(ctx: HubContext, principal: Principal, site_id: str) -> Site:
+    site = _site_or_404(ctx, site_id)
+    if not principal.may_act_for(site.department):
+        raise HTTPException(403, f"token of department {principal.department!r} cannot read site {site_id!r} of {site.department!r}")
+    return site
+
+
+def _stream_scope(ctx: HubContext, principal: Principal) -> "Callable[[Any], bool] | None":
+    """The live-stream filter of a department's token: its sites' readings, its alerts."""
+    dept = principal.department
+    if dept is None:
+        return None
+    sites = {s.id for s in ctx.registry.for_department(dept)}
+
+    def accept(msg: Any) -> bool:
+        data = msg.data if isinstance(msg.data, dict) else {}
+        if msg.event == "alert":
+            return data.get("department") == dept
+        if msg.event == "reading":
+            return data.get("site") in sites
+        return True
+
+    return accept
+
+
+def _alert_readable(ctx: HubContext, principal: Principal, alert_id: int) -> Alert:
+    alert = ctx.alerts.get(alert_id)
+    if not principal.may_act_for(alert.department):
+        raise HTTPException(403, f"token of department {principal.department!r} cannot read alerts of department {alert.department!r}")
+    return alert
+
+
 def _with_age(row: dict[str, Any], now: datetime) -> dict[str, Any]:
     return {**row, "age_s": round((now - datetime.fromisoformat(row["ts"])).total_seconds(), 3)}
 
@@ -160,10 +194,12 @@ def healthz(ctx: HubContext = Depends(_ctx)) -> Any:
 @router.get("/api/sites", response_model=list[SiteOut], tags=["sites"])
 def list_sites(
     department: str | None = Query(None, description="Only sites of this department."),
+    principal: Principal = Depends(reader),
     ctx: HubContext = Depends(_ctx),
 ) -> Any:
-    """Sites with their devices, limits, open alert count and newest readings."""
+    """Sites with their devices, limits, open alert count and newest readings (a department's token: its own sites)."""
     _check_department(ctx, department)
+    department = scoped_department(principal, department)
     sites = ctx.registry.for_department(department)
     by_site: dict[str, list[dict[str, Any]]] = {}
     for row in ctx.readings.latest():
@@ -173,9 +209,9 @@ def list_sites(
 
 
 @router.get("/api/sites/{site_id}", response_model=SiteOut, tags=["sites"])
-def get_site(site_id: str, ctx: HubContext = Depends(_ctx)) -> Any:
+def get_site(site_id: str, principal: Principal = Depends(reader), ctx: HubContext = Depends(_ctx)) -> Any:
     """One site."""
-    site = _site_or_404(ctx, site_id)
+    site = _site_readable(ctx, principal, site_id)
     return _site_dict(site, ctx.readings.latest(site.id), _open_alerts(ctx, site.id), datetime.now(timezone.utc))
 
 
@@ -187,6 +223,7 @@ def get_readings(
     end: str | None = Query(None, alias="to", description="ISO 8601 end with UTC offset; default now."),
     interval: float | None = Query(None, ge=1, le=RANGE_MAX.total_seconds(), description="Bucket width in seconds: average on the server."),
     device: str | None = Query(None, description="Only this device."),
+    principal: Principal = Depends(reader),
     ctx: HubContext = Depends(_ctx),
 ) -> Any:
     """A time series of one site and metric, raw or averaged into buckets."""
@@ -196,7 +233,7 @@ def get_readings(
         raise _unprocessable(f"from ({t_start.isoformat()}) must be before to ({t_end.isoformat()})")
     if t_end - t_start > RANGE_MAX:
         raise _unprocessable(f"range {t_end - t_start} is longer than {RANGE_MAX.days} days; request less or in parts")
-    _site_or_404(ctx, site)
+    _site_readable(ctx, principal, site)
     points = ctx.readings.series(site, metric, t_start, t_end, interval_s=interval, device=device, limit=SERIES_MAX + 1)
     return {"site": site, "metric": metric, "from": t_start.isoformat(), "to": t_end.isoformat(), "interval": interval,
             "points": points[:SERIES_MAX], "truncated": len(points) > SERIES_MAX}
@@ -210,12 +247,20 @@ def list_alerts(
     site: str | None = Query(None),
     severity: str | None = Query(None, description=f"One of {', '.join(SEVERITIES)}."),
     rule_id: str | None = Query(None),
+    entity: str | None = Query(None, description="Unified social credit code of the operator (统一社会信用代码).", max_length=18),
+    start: str | None = Query(None, alias="from", description="Raised at or after this ISO 8601 time (with UTC offset)."),
+    end: str | None = Query(None, alias="to", description="Raised before this ISO 8601 time (with UTC offset)."),
+    q: str | None = Query(None, description="Text: case-insensitive part of the summary, site, rule, device or credit code.", max_length=200),
+    muted: bool | None = Query(False, description="false (default): hide silenced and inhibited alerts; true: only those; omit with muted= to see both."),
     limit: int = Query(100, ge=0, description="Page size; capped at the configured page limit."),
-    offset: int = Query(0, ge=0, le=2**31),
+    offset: int = Query(0, ge=0, le=2**31, description="Offset paging (prefer cursor)."),
+    cursor: str | None = Query(None, description="next_cursor of the previous page: keyset paging, stable while alerts arrive.", max_length=2000),
     sort: str = Query("risk", description=f"One of {', '.join(SORTS)}; risk (the default) puts the alerts that matter most first."),
+    principal: Principal = Depends(reader),
     ctx: HubContext = Depends(_ctx),
 ) -> Any:
-    """A page of the risk queue and the number of alerts matching the filters."""
+    """A page of the risk queue and the number of alerts matching the filters (a department's
+    token sees its department's alerts; a province-wide token sees all)."""
     states = tuple(s.strip() for raw in (state or ()) for s in raw.split(",") if s.strip()) or None
     for s in states or ():
         if s not in STATES:
@@ -227,17 +272,96 @@ def list_alerts(
     if sort not in SORTS:
         raise _unprocessable(f"unknown sort {sort!r}; known: {', '.join(SORTS)}")
     _check_department(ctx, department)
+    department = scoped_department(principal, department)
     limit = min(limit, ctx.settings.hub.page_max)
-    f = AlertFilter(state=states, activity=activity, department=department, site=site, severity=severity, rule_id=rule_id)
-    items, total = ctx.alerts.list(f, limit=limit, offset=offset, sort=sort)
-    return {"items": [a.to_dict() for a in items], "total": total, "limit": limit, "offset": offset}
+    if cursor and offset:
+        raise _unprocessable("give cursor or offset, not both")
+    f = AlertFilter(state=states, activity=activity, department=department, site=site, severity=severity, rule_id=rule_id,
+                    entity_id=entity, since=_parse_time(start, "from"), until=_parse_time(end, "to"), text=q or None,
+                    suppressed=muted)
+    try:
+        page = ctx.alerts.page(f, limit=limit, offset=offset, sort=sort, cursor=cursor)
+    except CursorError as exc:
+        raise _unprocessable(str(exc)) from None
+    return {"items": [a.to_dict() for a in page.items], "total": page.total, "limit": limit, "offset": offset,
+            "next_cursor": page.next_cursor}
+
+
+EXPORT_MAX = 100_000
+EXPORT_COLUMNS = ("id", "created", "department", "site", "device", "metric", "rule_id", "severity", "state", "activity",
+                  "entity_id", "item_code", "value", "threshold", "count", "summary")
+
+
+@router.get("/api/alerts/export.csv", tags=["alerts"], response_class=PlainTextResponse)
+def export_alerts(
+    state: list[str] | None = Query(None, description="Repeat or comma-separate states."),
+    department: str | None = Query(None),
+    start: str | None = Query(None, alias="from"),
+    end: str | None = Query(None, alias="to"),
+    principal: Principal = Depends(reader),
+    ctx: HubContext = Depends(_ctx),
+) -> PlainTextResponse:
+    """The filtered queue as CSV (UTF-8 with BOM for spreadsheet programs); every export is
+    recorded in the audit log with who, what filter and how many rows."""
+    states = tuple(s.strip() for raw in (state or ()) for s in raw.split(",") if s.strip()) or None
+    for s_ in states or ():
+        if s_ not in STATES:
+            raise _unprocessable(f"unknown state {s_!r}; known: {', '.join(STATES)}")
+    _check_department(ctx, department)
+    department = scoped_department(principal, department)
+    f = AlertFilter(state=states, department=department, since=_parse_time(start, "from"), until=_parse_time(end, "to"))
+    page = ctx.alerts.page(f, limit=EXPORT_MAX, sort="oldest", with_total=False)
+    out = io.StringIO()
+    w = csv.writer(out)
+    w.writerow(EXPORT_COLUMNS)
+    for a in page.items:
+        d = a.to_dict()
+        # A cell starting with = + - @ would run as a formula in a spreadsheet (CSV injection).
+        w.writerow(["'" + v if isinstance(v, str) and v[:1] in ("=", "+", "-", "@") else v for v in (d[c] for c in EXPORT_COLUMNS)])
+    ctx.alerts.audit.append(principal.user, "export", "alerts", {
+        "format": "csv", "rows": len(page.items), "department": department, "states": list(states or ()),
+        "from": start, "to": end})
+    log.info("alerts exported", extra=kv(user=principal.user, rows=len(page.items), department=department or "*"))
+    return PlainTextResponse("\ufeff" + out.getvalue(), media_type="text/csv; charset=utf-8",
+                             headers={"Content-Disposition": 'attachment; filename="alerts.csv"'})
 
 
 @router.get("/api/alerts/{alert_id}", response_model=AlertDetail, tags=["alerts"])
-def get_alert(alert_id: int, ctx: HubContext = Depends(_ctx)) -> Any:
+def get_alert(alert_id: int, principal: Principal = Depends(reader), ctx: HubContext = Depends(_ctx)) -> Any:
     """One alert and its history, oldest first."""
-    alert = ctx.alerts.get(alert_id)
+    alert = _alert_readable(ctx, principal, alert_id)
     return {"alert": alert.to_dict(), "events": [e.to_dict() for e in ctx.alerts.events(alert_id)]}
+
+
+@router.get("/api/alerts/{alert_id}/timeline", tags=["alerts"])
+def alert_timeline(alert_id: int, principal: Principal = Depends(reader), ctx: HubContext = Depends(_ctx)) -> Any:
+    """Every step of the alert (rules' events, transitions, comments, evidence) with the audit
+    entry that seals it: its sequence number and hash in the tamper-evident chain."""
+    alert = _alert_readable(ctx, principal, alert_id)
+    return {"alert": alert.to_dict(), "evidence": list(alert.evidence), "timeline": ctx.alerts.timeline(alert_id)}
+
+
+@router.post("/api/session", tags=["auth"], status_code=204)
+def login(creds: HTTPAuthorizationCredentials = Depends(bearer_scheme), principal: Principal = Depends(require_principal),
+          ctx: HubContext = Depends(_ctx)) -> Response:
+    """Start a browser session from a bearer token (an HttpOnly cookie for reads and the live
+    stream; changes still need the bearer token). Recorded in the audit log."""
+    ctx.alerts.audit.append(principal.user, "login", f"user:{principal.user}", {"department": principal.department})
+    log.info("login", extra=kv(user=principal.user, department=principal.department or "*"))
+    resp = Response(status_code=204)
+    # The cookie carries the token itself: the hub keeps only hashes, so there is no session table to steal.
+    token = creds.credentials
+    resp.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="strict", path="/", max_age=12 * 3600)
+    return resp
+
+
+@router.delete("/api/session", tags=["auth"], status_code=204)
+def logout(principal: Principal = Depends(reader), ctx: HubContext = Depends(_ctx)) -> Response:
+    """End the browser session (recorded in the audit log)."""
+    ctx.alerts.audit.append(principal.user, "logout", f"user:{principal.user}", {})
+    resp = Response(status_code=204)
+    resp.delete_cookie(SESSION_COOKIE, path="/")
+    return resp
 
 
 def _transition(ctx: HubContext, principal: Principal, alert_id: int, action: str, note: str, data: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -283,34 +407,36 @@ for _action, _model, _doc in (
 def list_dead_letters(
     limit: int = Query(100, ge=1),
     reason: str | None = Query(None, max_length=64),
-    principal: Principal = Depends(require_principal),
+    principal: Principal = Depends(province_wide),
     ctx: HubContext = Depends(_ctx),
 ) -> Any:
-    """Rejected messages, newest first; needs a token because payloads can hold operators' data."""
+    """Rejected messages, newest first; needs a province-wide token because payloads can hold
+    any department's operators' data."""
     limit = min(limit, ctx.settings.hub.page_max)
     letters = ctx.readings.dead_letters(limit=limit, reason=reason)
     return {"items": [_dead_letter_dict(d) for d in letters], "total": ctx.readings.dead_letter_count(), "limit": limit}
 
 
 @router.get("/api/stats", response_model=StatsOut, tags=["ops"])
-def stats(ctx: HubContext = Depends(_ctx)) -> Any:
-    """Headline figures: readings, dead letters, not-closed alerts by severity and state."""
-    counts = ctx.alerts.counts()
-    return {"sites": len(ctx.registry), "readings": ctx.readings.count(), "dead_letters": ctx.readings.dead_letter_count(),
+def stats(principal: Principal = Depends(reader), ctx: HubContext = Depends(_ctx)) -> Any:
+    """Headline figures: readings, dead letters, not-closed alerts by severity and state (of
+    the token's department, or all for a province-wide token)."""
+    counts = ctx.alerts.counts(principal.department)
+    return {"sites": len(ctx.registry.for_department(principal.department)), "readings": ctx.readings.count(), "dead_letters": ctx.readings.dead_letter_count(),
             "alerts": {"severity": counts["severity"], "state": counts["state"]},
             "stream_subscribers": ctx.stream.subscriber_count}
 
 
 @router.get("/api/stream", tags=["stream"], response_class=StreamingResponse,
             responses={200: {"content": {"text/event-stream": {}}, "description": "Server-Sent Events"}})
-async def stream(request: Request, ctx: HubContext = Depends(_ctx)) -> StreamingResponse:
+async def stream(request: Request, principal: Principal = Depends(reader), ctx: HubContext = Depends(_ctx)) -> StreamingResponse:
     """Live events: ``reading`` (a reading) and ``alert`` (the alert plus ``action`` and ``event``).
 
     Send ``Last-Event-ID`` (browsers do on reconnect) to be replayed what was missed; a
     ``reset`` event means too much was missed and the client should reload its data.
     """
     return StreamingResponse(
-        ctx.stream.events(request.headers.get("last-event-id")),
+        ctx.stream.events(request.headers.get("last-event-id"), accept=_stream_scope(ctx, principal)),
         media_type="text/event-stream",
         # no-transform and X-Accel-Buffering stop proxies from buffering the stream into batches.
         headers={"Cache-Control": "no-cache, no-transform", "X-Accel-Buffering": "no"},
@@ -359,6 +485,9 @@ def metrics(ctx: HubContext = Depends(_ctx)) -> PlainTextResponse:
         for (n, label), value in sorted(counters.items()):
             if n == name:
                 lines.append(f'farsight_{name}_total{{{label_key}="{_label_value(label)}"}} {value}' if label_key else f"farsight_{name}_total {value}")
+    from alerts.outbox import metrics_lines
+
+    lines += metrics_lines(ctx.alerts.db)
     return PlainTextResponse("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4; charset=utf-8")
 
 
@@ -472,14 +601,31 @@ def create_app(
         owned.append(tokens)
     stream_hub = StreamHub(readings, alerts, poll_ms=settings.hub.stream_poll_ms)
     ctx = HubContext(settings=settings, registry=registry, readings=readings, alerts=alerts, tokens=tokens, stream=stream_hub)
+    # Upstream outbox: officers' steps taken through the API are enqueued in their transaction
+    # (once per store: the demo shares ingest's store, which has the listener already).
+    from alerts.outbox import attach_outbox, start_senders
+
+    attach_outbox(alerts, settings.alerts.upstream.source)
+    # Handling deadlines move with officers' steps too (a dispatch sets the verification deadline).
+    from alerts.escalation import Escalator
+
+    if not any(isinstance(getattr(fn, "__self__", None), Escalator) for fn in alerts.listeners):
+        alerts.listeners.append(Escalator(alerts, settings.alerts.escalation).on_event)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        import asyncio
+
         await stream_hub.start()
-        log.info("hub started", extra=kv(db=redact(str(settings.database)), sites=len(registry), departments=",".join(registry.departments)))
+        upstream = settings.alerts.upstream
+        senders = start_senders(settings.database, upstream) if upstream.url else None
+        log.info("hub started", extra=kv(db=redact(str(settings.database)), sites=len(registry), departments=",".join(registry.departments),
+                                         upstream=redact(upstream.url) if upstream.url else "off"))
         try:
             yield
         finally:
+            if senders is not None:
+                await asyncio.to_thread(senders.stop)  # waits for attempts in flight (at most the timeout)
             await stream_hub.stop()
             for store in owned:
                 store.close()
@@ -497,6 +643,10 @@ def create_app(
     app.state.stream = stream_hub
     _install_error_handlers(app)
     app.include_router(router)
+    from hub import handling, reports, silences
+
+    for feature in (reports, silences, handling):
+        app.include_router(feature.router)
     _install_docs(app)
 
     @app.get("/", include_in_schema=False)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Cookie, Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from farsight.errors import AuthError
@@ -24,6 +24,7 @@ log = logging.getLogger("hub.app")
 WWW_AUTH = 'Bearer realm="farsight"'
 
 _bearer = HTTPBearer(auto_error=False, description="A token from `farsight token issue`.")
+bearer_scheme = _bearer
 
 
 def context(request: Request) -> "HubContext":
@@ -45,8 +46,34 @@ def require_principal(
         raise HTTPException(401, str(exc), headers={"WWW-Authenticate": f'{WWW_AUTH}, error="invalid_token"'}) from None
 
 
-def reader(principal: Principal = Depends(require_principal)) -> Principal:
-    """Who reads: results are scoped to ``principal.department`` (``None``: province-wide, all)."""
+SESSION_COOKIE = "farsight_session"
+"""Set by ``POST /api/session``: lets the dashboard's EventSource, which cannot send headers,
+read the live stream. HttpOnly and SameSite=Strict; it authenticates reads only, so a forged
+cross-site request can never change state with it."""
+
+
+def reader(
+    creds: HTTPAuthorizationCredentials | None = Depends(_bearer),
+    session: str | None = Cookie(None, alias=SESSION_COOKIE, include_in_schema=False),
+    ctx: "HubContext" = Depends(context),
+) -> Principal:
+    """Who reads (bearer token or session cookie): results are scoped to
+    ``principal.department`` (``None``: province-wide, all departments)."""
+    token = creds.credentials if creds is not None and creds.credentials else session
+    if not token:
+        raise HTTPException(401, "reading needs a token: Authorization: Bearer <token>, or a session from POST /api/session",
+                            headers={"WWW-Authenticate": WWW_AUTH})
+    try:
+        return ctx.tokens.verify(token)
+    except AuthError as exc:
+        log.warning("read refused", extra=kv(reason=str(exc)))
+        raise HTTPException(401, str(exc), headers={"WWW-Authenticate": f'{WWW_AUTH}, error="invalid_token"'}) from None
+
+
+def province_wide(principal: Principal = Depends(reader)) -> Principal:
+    """Operations views (dead letters): only a province-wide token, not a department's."""
+    if principal.department is not None:
+        raise HTTPException(403, "this view needs a province-wide token (issued without a department)")
     return principal
 
 

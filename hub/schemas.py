@@ -183,6 +183,9 @@ class AlertOut(_Response):
     entity_repeats: int = Field(0, description="Earlier alerts of the same operator when this one opened.")
     evidence: list[str] = Field(default_factory=list, description="sha256 hashes of evidence files.")
     risk: dict[str, Any] | None = Field(None, description="Risk score and the factors that make it: {score, factors: [{name, detail, multiplier}]}.")
+    suppressed: dict[str, Any] = Field(default_factory=dict, description="Why the alert is muted: {silence: id} or {inhibited_by: alert id}; empty when not.")
+    escalation: int = Field(0, description="Times the alert was escalated for missing a handling deadline.")
+    due_at: str | None = Field(None, description="Deadline of the current handling step (acknowledgement, then verification).")
 
 
 class AlertEventOut(_Response):
@@ -200,6 +203,7 @@ class AlertPage(_Response):
     total: int
     limit: int
     offset: int
+    next_cursor: str | None = Field(None, description="Pass as cursor= for the next page; null on the last page.")
 
 
 class AlertDetail(_Response):

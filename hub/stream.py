@@ -16,7 +16,7 @@ import json
 import logging
 import re
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Protocol
+from typing import Callable, Any, AsyncIterator, Protocol
 
 from farsight.logs import kv
 
@@ -260,8 +260,12 @@ class StreamHub:
                 msgs.append(alert_message(alert, ev, f"{sub.reading_id}-{ev.id}"))
         return msgs
 
-    async def events(self, last_event_id: str | None = None) -> AsyncIterator[str]:
-        """One client's SSE stream: a greeting, any replay, then live messages and keepalives."""
+    async def events(self, last_event_id: str | None = None,
+                     accept: "Callable[[Message], bool] | None" = None) -> AsyncIterator[str]:
+        """One client's SSE stream: a greeting, any replay, then live messages and keepalives.
+
+        ``accept`` keeps a message from this client when it returns False (department scoping).
+        """
         sub = self.subscribe()
         try:
             # ``retry`` tells EventSource how soon to reconnect after the stream ends.
@@ -273,7 +277,8 @@ class StreamHub:
                     yield Message("reset", {"reason": "too much missed; reload"}).encode()
                 else:
                     for msg in replay:
-                        yield msg.encode()
+                        if accept is None or accept(msg):
+                            yield msg.encode()
             while True:
                 try:
                     msg = await asyncio.wait_for(sub.queue.get(), timeout=self.keepalive_s)
@@ -282,6 +287,7 @@ class StreamHub:
                     continue
                 if msg is None:  # dropped (slow client) or server shutting down
                     return
-                yield msg.encode()
+                if accept is None or accept(msg):
+                    yield msg.encode()
         finally:
             self.unsubscribe(sub)

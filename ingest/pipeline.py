@@ -11,7 +11,7 @@ import logging
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
-from typing import Any, Protocol, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
 from farsight.errors import DecodeError, FarsightError
 from farsight.logs import kv
@@ -85,6 +85,8 @@ class IngestPipeline:
         unknown_site: str = "dead-letter",
         rule_state: RuleStateStore | None = None,
         rule_source: RuleSource | None = None,
+        tickers: Sequence[Callable[[datetime], object]] = (),
+        audit: Any = None,
     ) -> None:
         self.registry = registry
         self.store = store
@@ -93,6 +95,10 @@ class IngestPipeline:
         self.unknown_site = unknown_site
         self.rule_state = rule_state
         self.rule_source = rule_source
+        # Later stages of the alert pipeline that move with the engine's clock (escalation,
+        # silences that end by themselves); called with the engine's watermark on every tick.
+        self.tickers = tuple(tickers)
+        self.audit = audit
         self.stats = IngestStats()
         self._exported: dict[tuple[str, str], int] = {}
 
@@ -130,9 +136,17 @@ class IngestPipeline:
                 self.engine.reload(ruleset)  # type: ignore[attr-defined]
                 if self.rule_state is not None:
                     self.rule_state.prune(ruleset)
+                if self.audit is not None:
+                    # A rule or threshold change is a supervision decision: it goes in the audit chain.
+                    self.audit.append("rules", "rules.reload", "rules", {
+                        "rules": {r.id: r.digest for r in ruleset}, "maintenance": len(ruleset.maintenance)})
         signals = self.engine.tick(now or datetime.now(timezone.utc))
         if signals and self.alerts is not None:
             self.alerts.apply(signals)
+        engine_now = getattr(self.engine, "watermark", None)
+        if engine_now is not None:
+            for tick in self.tickers:
+                tick(engine_now)
         self.save_rule_state()
         self.export_counters()
         self.stats.signals += len(signals)

@@ -81,9 +81,22 @@
   }
 
   async function getJSON(url) {
-    const res = await fetch(url, { headers: { Accept: "application/json" } });
+    // Reads go with the session cookie (set by startSession); EventSource sends it too.
+    const res = await fetch(url, { headers: { Accept: "application/json" }, credentials: "same-origin" });
+    if (res.status === 401) {
+      const err = new Error(`${url}: a token is needed`);
+      err.needsToken = true;
+      throw err;
+    }
     if (!res.ok) throw new Error(`${url}: HTTP ${res.status}`);
     return res.json();
+  }
+
+  // A session cookie from the API token: reads and the live stream use it; changes still send the token.
+  async function startSession(token) {
+    const res = await fetch("/api/session", { method: "POST", headers: { Authorization: `Bearer ${token}` }, credentials: "same-origin" });
+    if (res.ok) localStorage.setItem(TOKEN_KEY, token);
+    return res.ok;
   }
 
   function errorText(body, status) {
@@ -160,8 +173,8 @@
         el("span", {}, "last seen ", age(a.last_seen), " ago"),
       ),
       el("span", { class: "actions" },
-        el("button", { type: "button", class: "ghost", disabled: a.state !== "new", onclick: () => openAction(a, "ack") }, "Ack"),
-        el("button", { type: "button", class: "ghost", onclick: () => openAction(a, "close") }, "Close"),
+        ...ACTIONS.filter((x) => x.from.includes(a.state)).map((x) =>
+          el("button", { type: "button", class: "ghost", "data-action": x.action, onclick: () => openAction(a, x.action) }, x.label)),
       ),
     );
     return li;
@@ -270,7 +283,7 @@
     try {
       const [sites, page] = await Promise.all([
         getJSON("/api/sites"),
-        getJSON(`/api/alerts?state=open,acknowledged&sort=severity&limit=${ALERT_PAGE}`),
+        getJSON(`/api/alerts?state=new,acknowledged,dispatched,verified&sort=risk&limit=${ALERT_PAGE}`),
       ]);
       state.sites = new Map(sites.map((s) => [s.id, s]));
       state.latest = new Map();
@@ -285,6 +298,11 @@
       renderAll();
       banner(page.total > page.items.length ? `Showing ${page.items.length} of ${page.total} open alerts.` : "");
     } catch (err) {
+      if (err.needsToken) {
+        banner("Enter an API token (farsight token issue) to see the queue.");
+        openTokenDialog();
+        return;
+      }
       banner(`Cannot load data (${err.message}); retrying.`);
       setTimeout(loadAll, 10000);
     }
@@ -301,14 +319,15 @@
   // -- live stream ----------------------------------------------------------------------------
 
   function connect() {
-    const es = new EventSource("/api/stream");
+    if (state.es) state.es.close();
+    const es = (state.es = new EventSource("/api/stream"));
     es.addEventListener("open", () => setConn("live", "live"));
     es.addEventListener("error", () => {
       // EventSource retries by itself while CONNECTING; CLOSED means it gave up (HTTP error).
       if (es.readyState === EventSource.CLOSED) {
         setConn("down", "offline");
         es.close();
-        setTimeout(connect, 5000);
+        setTimeout(() => { if (state.es === es) connect(); }, 5000);
       } else {
         setConn("wait", "reconnecting");
       }
@@ -341,13 +360,39 @@
 
   let pending = null; // {alert, action}
 
+  // Mirrors alerts/model.py TRANSITIONS: which buttons an alert in each state offers.
+  const ACTIONS = [
+    { action: "ack", label: "Ack", title: "Acknowledge", from: ["new"] },
+    { action: "dispatch", label: "Dispatch", title: "Dispatch on-site verification (核查)", from: ["new", "acknowledged"] },
+    { action: "verify", label: "Verify", title: "Record the verification finding", from: ["dispatched"] },
+    { action: "close", label: "Close", title: "Close with the disposal (处置)", from: ["new", "acknowledged", "verified"] },
+    { action: "reopen", label: "Reopen", title: "Reopen", from: ["closed"] },
+    { action: "comment", label: "Comment", title: "Comment", from: ["new", "acknowledged", "dispatched", "verified", "closed"] },
+  ];
+
+  function actionData(action) {
+    const v = (id) => $(id).value.trim();
+    if (action === "dispatch") return { team: v("f-team"), inspector: v("f-inspector"), due: v("f-due") };
+    if (action === "verify") {
+      return { finding: v("f-finding"), evidence: v("f-evidence").split(/\s+/).filter(Boolean) };
+    }
+    if (action === "close") {
+      const d = { case_number: v("f-case"), penalty: v("f-penalty"), rectification: v("f-rectification"), recheck: v("f-recheck") };
+      for (const k of Object.keys(d)) if (!d[k]) delete d[k];
+      return d;
+    }
+    return {};
+  }
+
   function openAction(a, action) {
     pending = { alert: a, action };
-    const closing = action === "close";
-    $("action-title").textContent = `${closing ? "Close" : "Acknowledge"} alert ${a.id}`;
+    const spec = ACTIONS.find((x) => x.action === action);
+    $("action-title").textContent = `${spec.title}: alert ${a.id}`;
     $("action-summary").textContent = a.summary;
-    $("action-submit").textContent = closing ? "Close alert" : "Acknowledge";
-    $("note-hint").textContent = closing ? "(required: how was it handled?)" : "(required: every step is recorded with a comment)";
+    $("action-submit").textContent = spec.label;
+    $("note-hint").textContent = action === "reopen" ? "(required: the reason)" : "(required: every step is recorded with a comment)";
+    for (const name of ["dispatch", "verify", "close"]) $(`fields-${name}`).hidden = name !== action;
+    for (const id of ["f-team", "f-inspector", "f-due"]) $(id).required = action === "dispatch";
     $("action-note").value = "";
     $("action-note").required = true;
     $("action-error").textContent = "";
@@ -373,7 +418,7 @@
       const res = await fetch(`/api/alerts/${encodeURIComponent(String(a.id))}/${action}`, {
         method: "POST",
         headers: { "Content-Type": "application/json", Accept: "application/json", Authorization: `Bearer ${token}` },
-        body: JSON.stringify({ note }),
+        body: JSON.stringify({ note, ...actionData(action) }),
       });
       const body = await res.json().catch(() => null);
       if (res.ok) {
@@ -416,11 +461,16 @@
     $("action-form").addEventListener("submit", submitAction);
     $("action-cancel").addEventListener("click", () => { pending = null; $("action-dialog").close(); });
     $("token-btn").addEventListener("click", openTokenDialog);
-    $("token-form").addEventListener("submit", (ev) => {
+    $("token-form").addEventListener("submit", async (ev) => {
       ev.preventDefault();
       const t = $("token-input").value.trim();
-      if (t) localStorage.setItem(TOKEN_KEY, t);
       $("token-dialog").close();
+      if (t && (await startSession(t))) {
+        connect();
+        loadAll();
+      } else if (t) {
+        banner("That token was refused.");
+      }
     });
     $("token-forget").addEventListener("click", () => { localStorage.removeItem(TOKEN_KEY); $("token-dialog").close(); });
     $("token-cancel").addEventListener("click", () => $("token-dialog").close());
@@ -429,6 +479,15 @@
       for (const node of document.querySelectorAll("[data-ts]")) node.textContent = ago(node.getAttribute("data-ts"));
       renderFigures();
     }, 5000);
+    start();
+  }
+
+  async function start() {
+    // The demo prints a link with #token=...: take it, then drop it from the address bar.
+    const m = /(?:^#|&)token=([^&]+)/.exec(location.hash);
+    if (m) history.replaceState(null, "", location.pathname + location.search);
+    const token = m ? decodeURIComponent(m[1]) : localStorage.getItem(TOKEN_KEY);
+    if (token) await startSession(token).catch(() => false);
     // Connect first so nothing that happens during the initial load is missed.
     connect();
     loadAll();

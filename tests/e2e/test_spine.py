@@ -1,11 +1,15 @@
 """The spine, end to end: a simulated exceedance crosses a real broker, fires a rule and lands
-as exactly one alert in the risk queue, which is acknowledged and closed through the hub's API.
+as exactly one alert in the risk queue, which is taken from new through acknowledgement, dispatch
+and verification to closure through the hub's API, its audit trail verified by `farsight audit verify`.
 
 Runs once on mosquitto (the production broker) and once on amqtt (the demo's fallback).
 """
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -51,6 +55,8 @@ def platform(broker, data_dir: Path) -> Iterator[tuple[Settings, IngestService, 
     thread.start()
     wait_until(lambda: server.started, what="hub started")
     client = httpx.Client(base_url=f"http://127.0.0.1:{bound_port(server)}", timeout=10)
+    # Signed in as the dashboard is: the session cookie reads; every change sends the token.
+    assert client.post("/api/session", headers={"Authorization": f"Bearer {token}"}).status_code == 204
     try:
         yield settings, ingest, client, token
     finally:
@@ -99,10 +105,30 @@ def test_a_simulated_exceedance_becomes_one_alert_that_is_acknowledged_and_close
     assert api.post(f"/api/alerts/{aid}/ack", json={"note": "checking the CEMS data"}).status_code == 401
     r = api.post(f"/api/alerts/{aid}/ack", json={"note": "checking the CEMS data"}, headers=auth)
     assert r.status_code == 200 and r.json()["state"] == "acknowledged"
-    r = api.post(f"/api/alerts/{aid}/close", json={"note": "verified on site; rectification ordered"}, headers=auth)
+    r = api.post(f"/api/alerts/{aid}/dispatch", headers=auth, json={
+        "note": "on-site check of the CEMS", "team": "Yichang enforcement 2", "inspector": "wang.fang", "due": "2026-12-01"})
+    assert r.status_code == 200 and r.json()["state"] == "dispatched"
+    photo = "9f" * 32
+    r = api.post(f"/api/alerts/{aid}/verify", headers=auth, json={
+        "note": "SO2 analyser reading confirmed against the portable meter", "finding": "violation_confirmed", "evidence": [photo]})
+    assert r.status_code == 200 and r.json()["state"] == "verified" and r.json()["evidence"] == [photo]
+    r = api.post(f"/api/alerts/{aid}/close", headers=auth, json={
+        "note": "penalty decided; rectification ordered", "case_number": "YC-ENV-2026-118", "penalty": "CNY 200,000",
+        "rectification": "repair the desulphurisation unit", "recheck": "2026-12-20"})
     assert r.status_code == 200 and r.json()["state"] == "closed"
+    assert r.json()["handling"]["disposal"]["case_number"] == "YC-ENV-2026-118"
     assert api.post(f"/api/alerts/{aid}/close", json={"note": "again"}, headers=auth).status_code == 409
 
-    detail = api.get(f"/api/alerts/{aid}").json()
-    actions = [(e["actor"], e["action"]) for e in detail["events"]]
-    assert actions == [("rules", "opened"), ("rules", "resolved"), ("li.wei", "ack"), ("li.wei", "close")]
+    timeline = api.get(f"/api/alerts/{aid}/timeline").json()["timeline"]
+    actions = [(e["actor"], e["action"]) for e in timeline]
+    assert actions == [("rules", "opened"), ("rules", "resolved"), ("li.wei", "ack"), ("li.wei", "dispatch"),
+                       ("li.wei", "verify"), ("li.wei", "close")]
+    assert all(len(e["audit"]["hash"]) == 64 for e in timeline)
+
+    # The audit trail verifies with the command an auditor runs (全程留痕), and names its head.
+    proc = subprocess.run([sys.executable, "-m", "farsight.cli", "audit", "verify"], capture_output=True, text=True,
+                          env={**os.environ, "FARSIGHT_DATA_DIR": str(settings.data_dir)}, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("audit chain ok:"), proc.stdout
+    entries = int(proc.stdout.split(":")[1].split()[0])
+    assert entries >= timeline[-1]["audit"]["seq"]

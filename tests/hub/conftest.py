@@ -112,19 +112,23 @@ class LiveHub:
         return changed[0]
 
 
-@pytest.fixture(scope="session")
-def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveHub]:
-    """One hub for the session; tests keep apart by unique rule ids, sites and metrics."""
+@pytest.fixture(scope="session", params=["sqlite", "postgres"])
+def hub(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveHub]:
+    """One hub per backend (SQLite, then PostgreSQL); tests keep apart by unique rule ids, sites and metrics."""
     data_dir = tmp_path_factory.mktemp("hub-data")
-    settings = make_settings(data_dir)
+    if request.param == "postgres":
+        settings = make_settings(data_dir).model_copy(
+            update={"database_url": request.getfixturevalue("postgres_server").create_database("hub")})
+    else:
+        settings = make_settings(data_dir)
     registry = make_registry()
     app = create_app(settings, registry)
     # Short keepalives let stream readers notice a stop request quickly; production uses 15 s.
     app.state.stream.keepalive_s = 0.5
     server, thread, base_url = start_server(app)
     live = LiveHub(base_url=base_url, settings=settings, registry=registry, app=app,
-                   readings=ReadingStore(settings.db_path), alerts=AlertStore(settings.db_path),
-                   tokens=TokenStore(settings.db_path, registry.departments))
+                   readings=ReadingStore(settings.database), alerts=AlertStore(settings.database),
+                   tokens=TokenStore(settings.database, registry.departments))
     try:
         yield live
     finally:
@@ -132,12 +136,6 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveHub]:
         live.readings.close()
         live.alerts.close()
         live.tokens.close()
-
-
-@pytest.fixture
-def client(hub: LiveHub) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=hub.base_url, timeout=10.0) as c:
-        yield c
 
 
 @pytest.fixture(scope="session")
@@ -148,6 +146,23 @@ def tokens(hub: LiveHub) -> dict[str, str]:
         "env": hub.tokens.issue("alice", "env"),
         "transport": hub.tokens.issue("bob", "transport"),
     }
+
+
+@pytest.fixture
+def client(hub: LiveHub, tokens: dict[str, str]) -> Iterator[httpx.Client]:
+    """A browser-like client with a province-wide session cookie: it reads everything, and
+    still needs a bearer token for every change."""
+    with httpx.Client(base_url=hub.base_url, timeout=10.0) as c:
+        r = c.post("/api/session", headers=bearer(tokens["admin"]))
+        assert r.status_code == 204, r.text
+        yield c
+
+
+@pytest.fixture
+def anonymous(hub: LiveHub) -> Iterator[httpx.Client]:
+    """A client with no token and no session."""
+    with httpx.Client(base_url=hub.base_url, timeout=10.0) as c:
+        yield c
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -167,6 +182,8 @@ class SSEReader:
         self.base_url = base_url
         self.headers = headers or {}
         self.events: queue.Queue[dict[str, str]] = queue.Queue()
+        self.history: list[dict[str, str]] = []
+        """Every event received, in order (``events`` is consumed by wait_for)."""
         self.opened = threading.Event()
         self.ended = threading.Event()
         self.status: int | None = None
@@ -198,6 +215,7 @@ class SSEReader:
                         if line == "":
                             if ev:
                                 self.events.put(ev)
+                                self.history.append(ev)
                                 ev = {}
                             continue
                         if line.startswith(":"):

@@ -312,14 +312,16 @@ def test_action_on_missing_alert_is_404(client: httpx.Client, tokens: dict) -> N
 # -- dead letters, stats, metrics ----------------------------------------------------------------
 
 
-def test_dead_letters_need_auth_and_return_payloads(hub: LiveHub, client: httpx.Client, tokens: dict) -> None:
+def test_dead_letters_need_a_province_wide_token_and_return_payloads(hub: LiveHub, anonymous: httpx.Client, tokens: dict) -> None:
     payload = b'{"ts": 1, "metrics": \xff\x00 broken\n'
     hub.readings.add_dead_letter(DeadLetter(topic="fs/v1/env/aq-1/aq1/reading", payload=payload, reason="decode",
                                             detail="invalid utf-8", received=datetime.now(timezone.utc), codec="json"))
+    client = anonymous
     r = client.get("/api/dead-letters")
     assert r.status_code == 401 and r.headers["www-authenticate"].startswith("Bearer")
+    assert client.get("/api/dead-letters", headers=bearer(tokens["env"])).status_code == 403
 
-    r = client.get("/api/dead-letters", params={"reason": "decode"}, headers=bearer(tokens["env"]))
+    r = client.get("/api/dead-letters", params={"reason": "decode"}, headers=bearer(tokens["admin"]))
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["total"] >= 1
@@ -354,6 +356,9 @@ def test_metrics_prometheus_text(hub: LiveHub, client: httpx.Client, rule_id: st
     assert {'farsight_open_alerts{severity="critical"}', "farsight_stream_subscribers"} <= set(values)
     assert "# TYPE farsight_readings_total counter" in text
     assert "# TYPE farsight_open_alerts gauge" in text
+    # Every alert event is queued for the provincial hub: the outbox counts what waits.
+    pending = int(values['farsight_outbox_events{status="pending"}'])
+    assert pending >= 1 and "farsight_outbox_oldest_pending_seconds" in text
 
 
 def test_metrics_export_what_ingest_workers_counted(hub: LiveHub, client: httpx.Client) -> None:
