@@ -79,12 +79,44 @@ def canonical_json(entry: Mapping[str, Any]) -> bytes:
     """
     if not isinstance(entry, Mapping):
         raise TypeError(f"an audit entry must be a mapping, not {type(entry).__name__}")
+    if _plain(entry, 0):
+        # Fast path, same bytes: for plain values with keys below U+D800 (where code-point order
+        # is UTF-16 order) the standard encoder sorts and writes exactly as _encode does.
+        try:
+            text = json.dumps(entry, ensure_ascii=False, sort_keys=True, separators=(",", ":"), allow_nan=False)
+        except ValueError:
+            pass  # NaN or infinity: _encode raises with the reason
+        else:
+            try:
+                return text.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise ValueError(f"string is not valid Unicode (lone surrogate at {exc.start})") from None
     out: list[str] = []
     _encode(entry, out, set())
     try:
         return "".join(out).encode("utf-8")
     except UnicodeEncodeError as exc:
         raise ValueError(f"string is not valid Unicode (lone surrogate at {exc.start})") from None
+
+
+_PLAIN_SCALARS = (str, int, float, bool, type(None))
+_PLAIN_DEPTH = 64
+
+
+def _plain(value: Any, depth: int) -> bool:
+    """Only exact dicts, lists, tuples and JSON scalars, string keys below U+D800, not deep
+    (a deep or cyclic value takes the careful path)."""
+    t = type(value)
+    if t is dict:
+        if depth > _PLAIN_DEPTH:
+            return False
+        for k, v in value.items():
+            if type(k) is not str or not (k.isascii() or max(k) < "\ud800") or not _plain(v, depth + 1):
+                return False
+        return True
+    if t is list or t is tuple:
+        return depth <= _PLAIN_DEPTH and all(_plain(v, depth + 1) for v in value)
+    return t in _PLAIN_SCALARS
 
 
 def _encode(value: Any, out: list[str], stack: set[int]) -> None:

@@ -21,7 +21,7 @@ from typing import Any, Iterable, Sequence
 from alerts.model import Alert
 from alerts.store import AlertFilter
 from farsight.clock import to_epoch_ms
-from farsight.errors import AlertError, NotFoundError, TransitionError
+from farsight.errors import NotFoundError, ScopeError, TransitionError
 from farsight.logs import kv
 
 log = logging.getLogger(__name__)
@@ -36,10 +36,6 @@ VISIT_ACTION = "joint_visit"
 """History action recorded next to each alert's dispatch, carrying the visit id and its alerts."""
 
 _PAGE = 500
-
-
-class ScopeError(AlertError):
-    """Raised when a department-scoped actor includes an alert of another department in a visit."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Union
 
-from farsight.errors import AlertError
+from farsight.errors import MatcherError
 
 LABEL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 """Label names (Prometheus and Alertmanager's rule)."""
@@ -29,10 +29,6 @@ MAX_MATCHERS = 50
 
 ALERT_FIELDS = ("site", "device", "metric", "rule_id", "department", "entity_id", "severity", "item_code")
 """Alert columns that are labels too (they win over a rule label of the same name)."""
-
-
-class MatcherError(AlertError, ValueError):
-    """Raised when a matcher set is malformed: bad label name, value type or regular expression."""
 
 
 @dataclass(frozen=True, slots=True)

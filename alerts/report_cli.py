@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import getpass
 import os
 import sys
 from collections.abc import Mapping
@@ -95,6 +96,10 @@ def cmd_risk_report(args: argparse.Namespace) -> int:
             return 2
         report = collect_risk_report(store, start=start, end=end, department=args.department, registry=registry,
                                      rule_kinds=_rule_kinds(settings))
+        # Whoever runs the command on the server exports the data: recorded in the audit chain.
+        store.audit.append(f"os:{getpass.getuser()}", "export", "report:risk", {
+            "format": "html", "department": args.department, "from": start.isoformat(), "to": end.isoformat(),
+            "alerts": report.total})
     finally:
         store.close()
     out = Path(args.out) if args.out is not None else Path.cwd() / report_filename(start, end)

@@ -56,9 +56,10 @@ def explain(*, severity: str, credit_grade: str, repeats: int, evidence: int, cr
     return RiskScore(value, factors)
 
 
-def sql_order(params: RiskSettings, now: datetime) -> tuple[str, list[Any]]:
+def sql_order(params: RiskSettings, now: datetime, greatest: str = "greatest", least: str = "least") -> tuple[str, list[Any]]:
     """An SQL expression of the score over the alerts table, and its parameters (bound, never
-    formatted into the SQL)."""
+    formatted into the SQL). ``greatest``/``least`` name the dialect's scalar max and min
+    (:attr:`farsight.db.Database.greatest`)."""
     args: list[Any] = []
     sev = "CASE severity " + " ".join("WHEN ? THEN ?" for _ in params.severity) + " ELSE 1.0 END"
     for k, v in params.severity.items():
@@ -66,7 +67,7 @@ def sql_order(params: RiskSettings, now: datetime) -> tuple[str, list[Any]]:
     credit = "CASE credit_grade " + " ".join("WHEN ? THEN ?" for _ in params.credit) + " ELSE 1.0 END"
     for k, v in params.credit.items():
         args += [k, v]
-    expr = (f"({sev}) * ({credit}) * (1 + ? * least(entity_repeats, ?)) * (1 + ? * evidence_count)"
-            " * (1 + least(? * greatest(0, ? - created) / 3600000.0, ?))")
+    expr = (f"({sev}) * ({credit}) * (1 + ? * {least}(entity_repeats, ?)) * (1 + ? * evidence_count)"
+            f" * (1 + {least}(? * {greatest}(0, ? - created) / 3600000.0, ?))")
     args += [params.repeat, params.repeat_cap, params.evidence, params.age_per_hour, to_epoch_ms(now), params.age_cap]
     return expr, args

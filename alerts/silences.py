@@ -21,7 +21,7 @@ from alerts.audit import AuditLog, open_audit_log
 from alerts.matchers import MatcherError, Matchers, MatcherInput, parse_matchers, pinned, to_dict
 from farsight.clock import Clock, SystemClock, from_epoch_ms, to_epoch_ms, utc
 from farsight.db import Database
-from farsight.errors import AlertError, NotFoundError
+from farsight.errors import NotFoundError, SilenceError
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS silences (
@@ -43,10 +43,6 @@ MAX_DURATION = timedelta(days=90)
 
 MAX_REASON = 2000
 STATUSES = ("pending", "active", "expired")
-
-
-class SilenceError(AlertError, ValueError):
-    """Raised when a silence is invalid (times, reason, matchers) or cannot be expired (already expired)."""
 
 
 class _SilenceMatcherError(SilenceError, MatcherError):

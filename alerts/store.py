@@ -9,9 +9,10 @@ upstream outbox) commit in one transaction.
 from __future__ import annotations
 
 import base64
+import logging
 import binascii
 import json
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
@@ -21,7 +22,8 @@ from alerts.model import STATES, Alert, AlertEvent, check_action
 from alerts.risk import explain, sql_order
 from farsight.clock import Clock, SystemClock, from_epoch_ms, to_epoch_ms
 from farsight.db import Database
-from farsight.errors import NotFoundError, TransitionError
+from farsight.errors import CursorError, NotFoundError, StoreError, TransitionError
+from farsight.logs import kv
 from farsight.settings import RiskSettings
 from farsight.types import SEVERITIES, AlertSignal
 
@@ -61,12 +63,21 @@ CREATE TABLE IF NOT EXISTS alerts (
 );
 -- One alert per fingerprint until it is closed; a firing after closure opens a new one.
 CREATE UNIQUE INDEX IF NOT EXISTS alerts_one_open ON alerts (fingerprint) WHERE state != 'closed';
-CREATE INDEX IF NOT EXISTS alerts_dept_state ON alerts (department, state, created);
+-- The previous alert of a series (a firing after closure links to it) without scanning history.
+CREATE INDEX IF NOT EXISTS alerts_fingerprint ON alerts (fingerprint, id);
+-- The department's queue: filters, the newest order, and every column of the risk score, so
+-- ranking thousands of waiting alerts reads this index only.
+DROP INDEX IF EXISTS alerts_dept_state;
+CREATE INDEX IF NOT EXISTS alerts_dept_queue ON alerts (department, state, created, severity, credit_grade, entity_repeats, evidence_count);
 CREATE INDEX IF NOT EXISTS alerts_state ON alerts (state, severity);
 CREATE INDEX IF NOT EXISTS alerts_site ON alerts (site, created);
 CREATE INDEX IF NOT EXISTS alerts_entity ON alerts (entity_id, state);
 CREATE INDEX IF NOT EXISTS alerts_created ON alerts (created);
 CREATE INDEX IF NOT EXISTS alerts_due ON alerts (due_at) WHERE due_at IS NOT NULL;
+-- The few muted alerts (the mute stage looks them up by reason), and alerts by rule (inhibition
+-- sources such as site-offline are found by rule on every tick).
+CREATE INDEX IF NOT EXISTS alerts_muted ON alerts (suppressed) WHERE suppressed != '{}';
+CREATE INDEX IF NOT EXISTS alerts_rule ON alerts (rule_id, activity);
 
 CREATE TABLE IF NOT EXISTS alert_events (
     id       @ID@,
@@ -79,6 +90,36 @@ CREATE TABLE IF NOT EXISTS alert_events (
 );
 CREATE INDEX IF NOT EXISTS alert_events_alert ON alert_events (alert_id);
 """
+
+TEXT_COLUMNS = ("summary", "site", "rule_id", "device", "entity_id")
+"""What text search (``AlertFilter.text``) looks in: the summary as the alert was raised (on
+SQLite; the current one on PostgreSQL), site, rule, device and operator credit code."""
+
+_TEXT_CONCAT = " || ' ' || ".join(TEXT_COLUMNS)
+
+SQLITE_TEXT_INDEX = f"""
+-- Substring search without a scan: an FTS5 trigram index of each alert as it was raised, filled
+-- in batches by index_text() (ingest's tick) rather than by a trigger: per-row trigram inserts
+-- cost a quarter of the dedup path. Alerts above the high-water mark are searched by LIKE.
+DROP TRIGGER IF EXISTS alerts_text_au;
+DROP TRIGGER IF EXISTS alerts_text_ai;
+DROP TRIGGER IF EXISTS alerts_text_ad;
+CREATE VIRTUAL TABLE IF NOT EXISTS alerts_text USING fts5({', '.join(TEXT_COLUMNS)}, content='', tokenize='trigram');
+CREATE TABLE IF NOT EXISTS alerts_text_mark (
+    one        INTEGER PRIMARY KEY CHECK (one = 1),
+    indexed_to INTEGER NOT NULL      -- alerts with id <= this are in alerts_text
+);
+INSERT INTO alerts_text_mark (one, indexed_to) VALUES (1, 0) ON CONFLICT DO NOTHING;
+"""
+
+POSTGRES_TEXT_INDEX = f"""
+CREATE EXTENSION IF NOT EXISTS pg_trgm;
+CREATE INDEX IF NOT EXISTS alerts_text_trgm ON alerts USING gin ((lower({_TEXT_CONCAT})) gin_trgm_ops);
+"""
+
+TEXT_COUNT_MAX = 10_000
+"""A text search counts its matches up to this many ("10,000+"): counting every alert that
+mentions a city over years of history would cost more than the page itself."""
 
 SCHEMA_VERSION = 4
 """1: the spine (open, acknowledged, closed). 2: dispatch and verification states, handling.
@@ -103,13 +144,11 @@ SORTS: dict[str, tuple[tuple[str, str], ...]] = {
 """Orders of the queue: (SQL expression, direction) keys, the id last so every order is total
 (which keyset pagination needs)."""
 
+log = logging.getLogger("farsight.alerts")
+
 EventListener = Callable[[Any, Alert, AlertEvent], None]
 """Called inside the transaction of every alert event with (connection, alert after the
 change, event); what it writes commits or rolls back with the change (the outbox does this)."""
-
-
-class CursorError(ValueError):
-    """A pagination cursor that is malformed or belongs to another sort."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,9 +179,11 @@ class AlertPage:
     items: list[Alert]
     total: int
     next_cursor: str | None
+    total_exact: bool = True
+    """False when ``total`` is a lower bound: a text search counts up to :data:`TEXT_COUNT_MAX`."""
 
 
-def _row(r: Any) -> Alert:
+def _row(r: Any, risk: dict[str, Any] | None = None) -> Alert:
     return Alert(
         id=r["id"], fingerprint=r["fingerprint"], rule_id=r["rule_id"], site=r["site"], device=r["device"],
         metric=r["metric"], department=r["department"], entity_id=r["entity_id"], item_code=r["item_code"],
@@ -154,7 +195,7 @@ def _row(r: Any) -> Alert:
         labels=json.loads(r["labels"]), previous_id=r["previous_id"], handling=json.loads(r["handling"]),
         credit_grade=r["credit_grade"], entity_repeats=r["entity_repeats"], evidence=tuple(json.loads(r["evidence"])),
         suppressed=json.loads(r["suppressed"]), escalation=r["escalation"],
-        due_at=from_epoch_ms(r["due_at"]) if r["due_at"] is not None else None,
+        due_at=from_epoch_ms(r["due_at"]) if r["due_at"] is not None else None, risk=risk,
     )
 
 
@@ -187,6 +228,7 @@ class AlertStore:
         if self.db.dialect == "sqlite":
             self._migrate_sqlite()
         self.db.executescript(SCHEMA)
+        self.text_index = self._text_index()
         if self.db.dialect == "sqlite":
             self.db.executescript(f"PRAGMA user_version = {SCHEMA_VERSION}")
         # Every alert event is also appended to the hash-chained audit log, in the same
@@ -194,6 +236,43 @@ class AlertStore:
         self.audit: AuditLog = open_audit_log(self.db)
         self.clock = clock or SystemClock()
         self.listeners: list[EventListener] = []
+
+    def _text_index(self) -> bool:
+        """Create the text-search index; False when the database cannot have one (then text
+        search scans, which is correct but slow on a long history)."""
+        if self.db.dialect == "postgres":
+            try:
+                self.db.executescript(POSTGRES_TEXT_INDEX)
+                return True
+            except StoreError as exc:
+                # pg_trgm ships with PostgreSQL, but creating an extension needs the right privilege.
+                log.warning("no trigram index for alert text search; searches will scan",
+                            extra=kv(db=self.db.name, reason=str(exc)[:200], fix="CREATE EXTENSION pg_trgm (as a superuser)"))
+                return False
+        try:
+            if self.db.query("SELECT 1 FROM sqlite_master WHERE name = 'alerts_text' AND sql LIKE '%content=''alerts''%'"):
+                self.db.executescript("DROP TABLE alerts_text; DROP TABLE IF EXISTS alerts_text_mark;")  # an early v4 layout
+            self.db.executescript(SQLITE_TEXT_INDEX)
+        except StoreError as exc:
+            log.warning("no FTS5 trigram index for alert text search; searches will scan", extra=kv(reason=str(exc)[:200]))
+            return False
+        return True
+
+    def index_text(self, limit: int = 50_000) -> int:
+        """Add alerts raised since the last call to the SQLite text index, up to ``limit``;
+        returns how many. Cheap when there is nothing new; PostgreSQL keeps its index itself."""
+        if self.db.dialect != "sqlite" or not self.text_index:
+            return 0
+        cols = ", ".join(TEXT_COLUMNS)
+        with self.db.transaction() as c:
+            mark = int(c.execute("SELECT indexed_to FROM alerts_text_mark WHERE one = 1").fetchone()[0])
+            top = c.execute("SELECT max(id) FROM (SELECT id FROM alerts WHERE id > ? ORDER BY id LIMIT ?)", (mark, limit)).fetchone()[0]
+            if top is None:
+                return 0
+            n = c.execute(f"INSERT INTO alerts_text (rowid, {cols}) SELECT id, {cols} FROM alerts WHERE id > ? AND id <= ?",
+                          (mark, top)).rowcount
+            c.execute("UPDATE alerts_text_mark SET indexed_to = ? WHERE one = 1", (top,))
+        return int(n)
 
     # -- migrations of embedded files written by older versions ---------------------------
 
@@ -219,7 +298,7 @@ class AlertStore:
                 "BEGIN IMMEDIATE;" + create
                 + f"INSERT INTO alerts_new ({', '.join(kept)}) SELECT {select} FROM alerts;"
                 "DROP TABLE alerts; ALTER TABLE alerts_new RENAME TO alerts;"
-                + (f"UPDATE alerts SET evidence_count = json_array_length(evidence);" if fill else "")
+                + ("UPDATE alerts SET evidence_count = json_array_length(evidence);" if fill else "")
                 + "COMMIT;"
             )
         finally:
@@ -232,9 +311,9 @@ class AlertStore:
         changed: list[int] = []
         for s in signals:
             aid = self._apply_one(s)
-            if aid is not None:
+            if aid is not None and aid not in changed:
                 changed.append(aid)
-        return [self.get(i) for i in changed]
+        return self.get_many(changed)
 
     def _apply_one(self, s: AlertSignal) -> int | None:
         now = to_epoch_ms(self.clock.now())
@@ -244,14 +323,14 @@ class AlertStore:
             if s.status == "resolved":
                 if row is None or row["activity"] == "resolved":
                     return None
-                c.execute("UPDATE alerts SET activity = 'resolved', resolved_at = ?, last_seen = greatest(last_seen, ?), updated = ? WHERE id = ?",
+                c.execute(f"UPDATE alerts SET activity = 'resolved', resolved_at = ?, last_seen = {self.db.greatest}(last_seen, ?), updated = ? WHERE id = ?",
                           (ts, ts, now, row["id"]))
                 self._event(c, row["id"], now, "rules", "resolved", "", {"ts": s.ts.isoformat(), "value": s.value})
                 return int(row["id"])
             if row is not None:
                 refire = row["activity"] == "resolved"
                 c.execute(
-                    "UPDATE alerts SET activity = 'firing', resolved_at = NULL, count = count + ?, last_seen = greatest(last_seen, ?),"
+                    f"UPDATE alerts SET activity = 'firing', resolved_at = NULL, count = count + ?, last_seen = {self.db.greatest}(last_seen, ?),"
                     " value = ?, summary = ?, updated = ? WHERE id = ?",
                     (1 if refire else 0, ts, s.value, s.summary, now, row["id"]),
                 )
@@ -355,11 +434,23 @@ class AlertStore:
             raise NotFoundError(f"no alert {alert_id}")
         return self._alert(rows[0])
 
+    def get_many(self, ids: "list[int]") -> list[Alert]:
+        """The alerts with these ids, in this order (one query per 500, not one per alert)."""
+        out: dict[int, Alert] = {}
+        now = self.clock.now()
+        for i in range(0, len(ids), 500):
+            chunk = ids[i : i + 500]
+            for r in self.db.query(f"SELECT * FROM alerts WHERE id IN ({','.join('?' * len(chunk))})", tuple(chunk)):
+                out[int(r["id"])] = self._alert(r, now)
+        return [out[i] for i in ids if i in out]
+
     def _alert(self, r: Any, now: datetime | None = None) -> Alert:
-        a = _row(r)
-        score = explain(severity=a.severity, credit_grade=a.credit_grade, repeats=a.entity_repeats, evidence=len(a.evidence),
-                        created=a.created, now=now or self.clock.now(), params=self.risk_params)
-        return replace(a, risk=score.to_dict())
+        # The score from the row's columns, then one construction (dataclasses.replace costs
+        # as much again, on the dedup path's every event).
+        score = explain(severity=r["severity"], credit_grade=r["credit_grade"], repeats=r["entity_repeats"],
+                        evidence=r["evidence_count"], created=from_epoch_ms(r["created"]), now=now or self.clock.now(),
+                        params=self.risk_params)
+        return _row(r, score.to_dict())
 
     def _where(self, f: AlertFilter) -> tuple[str, list[Any]]:
         where, params = ["1=1"], []
@@ -385,8 +476,24 @@ class AlertStore:
         if f.text:
             # LIKE with an escape so "%" and "_" in the search mean themselves.
             needle = "%" + f.text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-            where.append("(" + " OR ".join(f"lower({c}) LIKE ? ESCAPE '\\'" for c in ("summary", "site", "rule_id", "device", "entity_id")) + ")")
-            params += [needle] * 5
+            if self.db.dialect == "postgres":
+                # The expression the trigram index is built on, so the planner can use it.
+                where.append(f"lower({_TEXT_CONCAT}) LIKE ? ESCAPE '\\'")
+                params.append(needle)
+            elif self.text_index and len(f.text) >= 3:
+                # Trigrams need three characters; a quoted phrase matches as a substring. The
+                # few alerts not indexed yet (above the mark) are matched with LIKE.
+                mark = "(SELECT indexed_to FROM alerts_text_mark WHERE one = 1)"
+                like = " OR ".join(f"lower({c}) LIKE ? ESCAPE '\\'" for c in TEXT_COLUMNS)
+                # One IN list (index hits, then the short tail by rowid range) keeps the plan a
+                # rowid lookup; an OR of the two made SQLite scan.
+                where.append(f"id IN (SELECT rowid FROM alerts_text WHERE alerts_text MATCH ?"
+                             f" UNION ALL SELECT id FROM alerts WHERE id > {mark} AND ({like}))")
+                params.append('"' + f.text.replace('"', '""') + '"')
+                params += [needle] * len(TEXT_COLUMNS)
+            else:
+                where.append("(" + " OR ".join(f"lower({c}) LIKE ? ESCAPE '\\'" for c in TEXT_COLUMNS) + ")")
+                params += [needle] * len(TEXT_COLUMNS)
         if f.suppressed is not None:
             where.append("suppressed != '{}'" if f.suppressed else "suppressed = '{}'")
         return " AND ".join(where), params
@@ -420,13 +527,20 @@ class AlertStore:
         expr_args: list[list[Any]] = []
         for expr, _ in keys:
             if expr == "":
-                e, a = sql_order(self.risk_params, now)
+                e, a = sql_order(self.risk_params, now, self.db.greatest, self.db.least)
                 exprs.append(e)
                 expr_args.append(a)
             else:
                 exprs.append(expr)
                 expr_args.append([])
-        total = int(self.db.query(f"SELECT count(*) FROM alerts WHERE {where}", tuple(params))[0][0]) if with_total else -1
+        total, exact = -1, True
+        if with_total and f.text:
+            total = int(self.db.query(f"SELECT count(*) FROM (SELECT 1 FROM alerts WHERE {where} LIMIT ?) AS m",
+                                      (*params, TEXT_COUNT_MAX + 1))[0][0])
+            if total > TEXT_COUNT_MAX:
+                total, exact = TEXT_COUNT_MAX, False
+        elif with_total:
+            total = int(self.db.query(f"SELECT count(*) FROM alerts WHERE {where}", tuple(params))[0][0])
         page_where, page_params = where, list(params)
         if doc is not None:
             # (k1 after v1) OR (k1 = v1 AND k2 after v2) OR ...
@@ -446,17 +560,26 @@ class AlertStore:
         select_keys = ", ".join(f"({e}) AS k{i}" for i, e in enumerate(exprs))
         order = ", ".join(f"k{i} {d}" for i, (_, d) in enumerate(keys))
         sel_args = [a for args_ in expr_args for a in args_]
-        rows = self.db.query(
-            f"SELECT *, {select_keys} FROM alerts WHERE {page_where} ORDER BY {order} LIMIT ? OFFSET ?",
+        # Two steps: the order over ids and sort keys only (the department queue's index covers
+        # every column of the risk score, so SQLite never reads the table for the thousands of
+        # rows it ranks), then the page's rows by id.
+        ranked = self.db.query(
+            f"SELECT id, {select_keys} FROM alerts WHERE {page_where} ORDER BY {order} LIMIT ? OFFSET ?",
             tuple(sel_args + page_params + [limit + 1, offset]),
         )
-        more = len(rows) > limit
-        rows = rows[:limit]
+        more = len(ranked) > limit
+        ranked = ranked[:limit]
         next_cursor = None
-        if more and rows:
-            last = rows[-1]
+        if more and ranked:
+            last = ranked[-1]
             next_cursor = _encode_cursor({"s": sort, "n": now_ms, "k": [last[f"k{i}"] for i in range(len(keys))]})
-        return AlertPage([self._alert(r, now) for r in rows], total, next_cursor)
+        ids = [int(r["id"]) for r in ranked]
+        rows: dict[int, Any] = {}
+        for i in range(0, len(ids), 500):
+            chunk = ids[i : i + 500]
+            rows.update((int(r["id"]), r) for r in self.db.query(
+                f"SELECT * FROM alerts WHERE id IN ({','.join('?' * len(chunk))})", tuple(chunk)))
+        return AlertPage([self._alert(rows[i], now) for i in ids if i in rows], total, next_cursor, exact)
 
     def events(self, alert_id: int) -> list[AlertEvent]:
         """The alert's history, oldest first."""

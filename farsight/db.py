@@ -86,6 +86,10 @@ class Database(ABC):
     """One connection to a SQLite file or a PostgreSQL database; see the module's docstring."""
 
     dialect: str
+    greatest: str
+    """The dialect's own name of the scalar maximum of several values (``max`` in SQLite, whose
+    built-in is many times faster per row than a Python function) for SQL on hot paths."""
+    least: str
     name: str
     """Where the data is, for messages: the file path, or the URL without its password."""
 
@@ -135,6 +139,8 @@ class SqliteDatabase(Database):
     """SQLite: one connection, ``BEGIN IMMEDIATE`` transactions (one writer at a time)."""
 
     dialect = "sqlite"
+    greatest = "max"
+    least = "min"
 
     def __init__(self, path: Path | str, schema: str = "") -> None:
         self._path = Path(path)
@@ -296,6 +302,8 @@ class PostgresDatabase(Database):
     """
 
     dialect = "postgres"
+    greatest = "greatest"
+    least = "least"
 
     def __init__(self, url: str, schema: str = "") -> None:
         import psycopg

@@ -80,6 +80,22 @@ class TransitionError(AlertError):
     """Raised when an alert state change is not allowed from its current state."""
 
 
+class MatcherError(AlertError, ValueError):
+    """Raised when a matcher set is malformed: bad label name, value type or regular expression."""
+
+
+class SilenceError(AlertError, ValueError):
+    """Raised when a silence is invalid (times, reason, matchers) or cannot be expired (already expired)."""
+
+
+class ScopeError(AlertError):
+    """Raised when a department-scoped actor includes an alert of another department in a visit."""
+
+
+class CursorError(AlertError, ValueError):
+    """Raised when a pagination cursor is malformed or belongs to another listing."""
+
+
 class AuthError(FarsightError):
     """Raised when a credential is missing, unknown or lacks the scope for an action."""
 

@@ -63,7 +63,8 @@ class IngestService:
                                        rule_state=self.rule_state, rule_source=self.watcher,
                                        # Silences end on wall time (people set them); escalation
                                        # runs on the engine's clock, the time of the data.
-                                       tickers=(lambda _engine_now: self.mute.tick(), self.escalator.tick),
+                                       tickers=(lambda _engine_now: self.mute.tick(), self.escalator.tick,
+                                                lambda _engine_now: self.alerts.index_text()),
                                        audit=self.alerts.audit)
         self.consumer = MqttConsumer(settings.broker, settings.ingest, self.pipeline.process,
                                      periodic=self.pipeline.tick, period_s=settings.rules.tick_s)

@@ -20,7 +20,7 @@ from typing import Any, AsyncIterator, Callable
 import uvicorn
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse, StreamingResponse
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import HTTPAuthorizationCredentials
 from fastapi.staticfiles import StaticFiles
 
 from alerts.model import ACTIVITIES, STATES, Alert
@@ -283,8 +283,8 @@ def list_alerts(
         page = ctx.alerts.page(f, limit=limit, offset=offset, sort=sort, cursor=cursor)
     except CursorError as exc:
         raise _unprocessable(str(exc)) from None
-    return {"items": [a.to_dict() for a in page.items], "total": page.total, "limit": limit, "offset": offset,
-            "next_cursor": page.next_cursor}
+    return {"items": [a.to_dict() for a in page.items], "total": page.total, "total_exact": page.total_exact,
+            "limit": limit, "offset": offset, "next_cursor": page.next_cursor}
 
 
 EXPORT_MAX = 100_000

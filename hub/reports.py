@@ -99,6 +99,9 @@ def risk_report(
                                  rule_kinds=_rule_kinds(ctx.settings))
     log.info("risk report", extra=kv(user=principal.user, department=scope or "*", start=start.isoformat(),
                                      end=end.isoformat(), alerts=report.total))
+    # A report carries supervision data out of the system: an export, recorded in the audit chain.
+    ctx.alerts.audit.append(principal.user, "export", "report:risk", {
+        "format": "html", "department": scope, "from": start.isoformat(), "to": end.isoformat(), "alerts": report.total})
     return HTMLResponse(
         render_risk_report_html(report),
         headers={

@@ -12,7 +12,8 @@ VENV_PYTHON = ROOT / ".venv" / "bin" / "python"
 
 LAST = re.compile(
     r"^queue: (?P<rate>[\d,]+) signals/s through dedup \(bare insert (?P<bare>[\d,]+)/s, ratio (?P<ratio>[\d.]+)\); "
-    r"list p95 (?P<p95>[\d.]+) ms \(p50 (?P<p50>[\d.]+) ms\) over (?P<n>[\d,]+) alerts \(sqlite\)$"
+    r"list p95 (?P<p95>[\d.]+) ms \(p50 (?P<p50>[\d.]+) ms\) over (?P<n>[\d,]+) alerts; "
+    r"outbox (?P<outbox>[\d,]+) events/s \(bare POST (?P<post>[\d,]+)/s\) \(sqlite\)$"
 )
 
 
@@ -31,3 +32,4 @@ def test_queue_benchmark_prints_its_figure_last() -> None:
     assert float(m["ratio"]) > 0
     assert 0 < float(m["p50"]) <= float(m["p95"])
     assert m["n"] == "2,000"
+    assert float(m["outbox"].replace(",", "")) > 0 and float(m["post"].replace(",", "")) > 0

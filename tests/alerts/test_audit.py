@@ -164,6 +164,21 @@ def _reorder(value: Any, rnd: random.Random) -> Any:
     return value
 
 
+@given(_objects)
+def test_the_fast_path_writes_the_same_bytes_as_the_careful_encoder(obj: dict[str, Any]) -> None:
+    from alerts.audit import _encode
+
+    out: list[str] = []
+    _encode(obj, out, set())
+    assert canonical_json(obj) == "".join(out).encode("utf-8")
+
+
+def test_keys_beyond_the_bmp_sort_by_utf16_code_units() -> None:
+    # U+1F600 is D83D DE00 in UTF-16, before U+E000: the standard encoder's code-point order
+    # would put it last, so such keys take the careful path.
+    assert canonical_json({"\ue000": 1, "\U0001f600": 2}) == '{"\U0001f600":2,"\ue000":1}'.encode()
+
+
 @given(_objects, st.randoms(use_true_random=False))
 def test_canonical_json_ignores_key_order_and_survives_a_round_trip(obj: dict[str, Any], rnd: random.Random) -> None:
     once = canonical_json(obj)

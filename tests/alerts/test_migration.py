@@ -131,3 +131,25 @@ def test_version_2_database_gains_the_risk_columns(tmp_path: Path) -> None:
     assert (a.state, a.credit_grade, a.entity_repeats, a.evidence) == ("dispatched", "B", 0, ())
     assert a.risk is not None and a.risk["score"] > 0
     store.close()
+
+
+def test_text_search_finds_alerts_before_and_after_they_are_indexed(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from alerts.store import AlertFilter
+    from tests.factories import signal
+
+    store = AlertStore(tmp_path / "farsight.db")
+
+    def total(text: str) -> int:
+        return store.list(AlertFilter(text=text))[1]
+
+    store.apply([replace(signal(fingerprint=f"f{i}"), summary=f"NOx over permit at stack {i}") for i in range(3)])
+    assert total("permit at stack") == 3          # not indexed yet: matched above the mark
+    assert store.index_text() == 3 and store.index_text() == 0
+    assert total("permit at stack") == 3 and total("stack 1") == 1
+    store.apply([replace(signal(fingerprint="f9"), summary="NOx over permit at stack 9")])
+    assert total("permit at stack") == 4          # three from the index, one above the mark
+    assert store.index_text(limit=10) == 1
+    assert store.db.query("SELECT indexed_to FROM alerts_text_mark")[0][0] == 4
+    store.close()

@@ -35,14 +35,8 @@ from farsight.clock import BEIJING, ManualClock
 from farsight.credit import make_credit_code
 from farsight.registry import Registry, parse_registry
 from farsight.types import AlertSignal
-from tests.conftest import IN_CI
 
-try:
-    from alerts.store import AlertStore as Store
-    PG_CAPABLE = True
-except ImportError:  # a tree from before the backend-neutral store
-    from alerts.store_sqlite import SqliteAlertStore as Store  # type: ignore[no-redef]
-    PG_CAPABLE = False
+from alerts.store import AlertStore as Store
 
 START = datetime(2026, 11, 2, 0, 0, tzinfo=BEIJING)  # a Beijing midnight: daily buckets are Beijing days
 END = START + timedelta(days=7)
@@ -156,22 +150,6 @@ def fill(store: Any, clock: ManualClock) -> Scenario:
 IN_PERIOD = ("a1", "a2", "a3", "a4", "a5")
 
 
-@pytest.fixture(scope="module")
-def report_pg() -> Iterator[Any]:
-    """A throwaway PostgreSQL server, when the store can use one."""
-    if not PG_CAPABLE:
-        pytest.skip("this tree's alert store is SQLite-only")
-    from farsight.errors import StoreError
-    from farsight.pgserver import TempPostgres
-
-    try:
-        server = TempPostgres()
-    except StoreError as exc:
-        if IN_CI:
-            pytest.fail(f"PostgreSQL is needed for the report's portability test: {exc}", pytrace=False)
-        pytest.skip(f"PostgreSQL not available here: {exc}")
-    yield server
-    server.stop()
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -181,8 +159,7 @@ def scenario(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Scenari
     if request.param == "sqlite":
         store = Store(tmp_path / "var" / "farsight.db", clock=clock)
     else:
-        pg = request.getfixturevalue("report_pg")
-        store = Store(pg.create_database("report"), clock=clock)
+        store = Store(request.getfixturevalue("postgres_url"), clock=clock)
     try:
         yield fill(store, clock)
     finally:
@@ -574,6 +551,13 @@ def test_cli_writes_the_report(installation: Path, tmp_path: Path, capsys: pytes
     assert {row[0]: row[1] for row in p.rows("t-kinds")}["window"] == "1"
     assert "&lt;script&gt;" in page
     assert not list(out.parent.glob(".*.tmp")), "the temporary file was left behind"
+    # Writing a report is an export: the audit chain names who ran it.
+    from alerts.audit import SqlAuditLog
+
+    with SqlAuditLog(installation.parent / "var" / "farsight.db", create=False) as audit:
+        last = audit.entries(after_seq=audit.head()[0] - 1)[0]
+        assert (last.action, last.subject, last.data["alerts"]) == ("export", "report:risk", 6)
+        assert last.actor.startswith("os:") and audit.verify().ok
 
 
 def test_cli_department_default_file_name_and_global_config(installation: Path, tmp_path: Path,

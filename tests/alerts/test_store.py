@@ -3,7 +3,6 @@ filters, keyset pagination and the risk order."""
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 
@@ -149,3 +148,28 @@ def test_the_queue_sorts_by_risk_and_every_alert_explains_its_score(backend: str
     factors = {f["name"]: f for f in items[2].risk["factors"]}
     assert factors["repeat"]["detail"].startswith("1 earlier alert") and factors["evidence"]["multiplier"] == 1.1
     store.close()
+
+
+def test_text_search_finds_substrings_in_any_text_column(store: AlertStore) -> None:
+    from dataclasses import replace as _replace
+
+    a, = store.apply([_replace(signal(fingerprint="s1"), summary="SO2 hourly mean 52 above 35 at 宜昌电厂 stack")])
+    b, = store.apply([_replace(signal(fingerprint="s2", site="xg-wim-1"), summary="Overloaded truck 鄂K12345, 6 axles")])
+
+    def found(text: str) -> set[int]:
+        return {x.id for x in store.list(AlertFilter(text=text))[0]}
+
+    store.index_text()                            # SQLite: in the trigram index from here on
+    assert found("HOURLY mean") == {a.id}        # case-insensitive substring of the summary
+    assert found("宜昌电厂") == {a.id}             # Chinese, through the index
+    assert found("电厂") == {a.id}                 # two characters: below trigrams, still found
+    assert found("xg-wim") == {b.id}              # the site column
+    assert found("aq-pm25") == {a.id, b.id}       # the rule column
+    assert found("50%") == set() and found("no such words") == set()
+    # A repeat rewrites the summary with its latest value; the alert is still found by the
+    # words it was raised with.
+    store.apply([_replace(signal(fingerprint="s2", site="xg-wim-1"), summary="Overloaded truck 鄂K12345, 7 axles")])
+    assert store.get(b.id).summary.endswith("7 axles") and found("鄂K12345") == {b.id}
+    # Combined with other filters, and counted.
+    items, total = store.list(AlertFilter(text="axles", site="xg-wim-1"))
+    assert total == 1 and items[0].id == b.id

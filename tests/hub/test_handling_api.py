@@ -19,7 +19,6 @@ from farsight.clock import ManualClock
 from farsight.credit import make_credit_code
 from farsight.registry import Registry, parse_registry
 from farsight.types import AlertSignal
-from hub import handling
 from hub.app import create_app
 from hub.auth import TokenStore
 from tests.hub.conftest import REGISTRY_DOC, bearer, make_settings, start_server, stop_server
@@ -78,8 +77,6 @@ def handling_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HandlingH
     store.transition(history["env"], "close", "alice", "rectified")
     clock.advance(timedelta(days=1) - timedelta(minutes=40))  # later tests raise their alerts outside the stats period
     app = create_app(settings, registry, alerts=store, tokens=tokens)
-    if not any(getattr(r, "path", "") == "/api/joint-inspections" for r in app.routes):
-        app.include_router(handling.router)
     issued = {"admin": tokens.issue("admin"), "env": tokens.issue("alice", "env"), "transport": tokens.issue("bob", "transport")}
     server, thread, base_url = start_server(app)
     try:

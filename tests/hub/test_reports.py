@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -15,7 +16,6 @@ import pytest
 from farsight.clock import BEIJING, ManualClock
 from farsight.registry import parse_registry
 from farsight.types import AlertSignal
-from hub import reports
 from hub.app import create_app
 from hub.auth import TokenStore
 from tests.alerts.test_report import Store, assert_self_contained, parse_page
@@ -31,6 +31,7 @@ REPORT_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 class ReportHub:
     base_url: str
     tokens: dict[str, str]
+    store: Any
 
 
 def _registry_doc() -> dict:
@@ -65,12 +66,11 @@ def report_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReportHub]:
                                  ts=clock.now(), department=site.department, entity_id=site.entity_id)])
     clock.advance(START + timedelta(days=6) - clock.now())  # "now" for the default period: all five within 7 days
     app = create_app(settings, registry, alerts=store, tokens=tokens)
-    app.include_router(reports.router)
     issued = {"admin": tokens.issue("admin"), "env": tokens.issue("alice", "env"),
               "transport": tokens.issue("bob", "transport")}
     server, thread, base_url = start_server(app)
     try:
-        yield ReportHub(base_url, issued)
+        yield ReportHub(base_url, issued, store)
     finally:
         stop_server(server, thread)
         store.close()
@@ -118,6 +118,8 @@ def test_province_wide_report(report_hub: ReportHub, http: httpx.Client) -> None
     assert {row[0]: row[-1] for row in p.rows("t-trend")} == {"2026-11-02 00:00": "1", "2026-11-03 00:00": "2",
                                                                "2026-11-04 00:00": "1", "2026-11-05 00:00": "1"}
     assert {row[0]: row[1] for row in p.rows("t-findings")}["尚未核查 not yet verified"] == "5"
+    last = report_hub.store.audit.entries(after_seq=report_hub.store.audit.head()[0] - 1)[0]
+    assert (last.action, last.subject) == ("export", "report:risk") and last.data["department"] is None
 
 
 def test_department_token_sees_only_its_department(report_hub: ReportHub, http: httpx.Client) -> None:

@@ -9,13 +9,11 @@ from typing import Iterator
 
 import httpx
 import pytest
-from fastapi.routing import APIRoute
 
 from alerts.store import AlertStore
 from farsight.registry import Registry
 from farsight.settings import Settings
 from farsight.types import AlertSignal
-from hub import silences as silences_api
 from hub.app import create_app
 from hub.auth import TokenStore
 from rules.engine import fingerprint
@@ -49,8 +47,6 @@ def live(backend: str, tmp_path: Path) -> Iterator[SilenceHub]:
     alerts = AlertStore(settings.database)
     tokens = TokenStore(settings.database, registry.departments)
     app = create_app(settings, registry, alerts=alerts, tokens=tokens)
-    if not any(isinstance(r, APIRoute) and r.path == "/api/silences" for r in app.routes):
-        app.include_router(silences_api.router)  # until hub/app.py includes it
     server, thread, base_url = start_server(app)
     try:
         yield SilenceHub(base_url, registry, alerts, {
