@@ -67,8 +67,10 @@ CREATE UNIQUE INDEX IF NOT EXISTS alerts_one_open ON alerts (fingerprint) WHERE 
 CREATE INDEX IF NOT EXISTS alerts_fingerprint ON alerts (fingerprint, id);
 -- The department's queue: filters, the newest order, and every column of the risk score, so
 -- ranking thousands of waiting alerts reads this index only.
+-- (id last: PostgreSQL's index-only scan needs it in the index; SQLite has it there anyway.)
 DROP INDEX IF EXISTS alerts_dept_state;
-CREATE INDEX IF NOT EXISTS alerts_dept_queue ON alerts (department, state, created, severity, credit_grade, entity_repeats, evidence_count);
+DROP INDEX IF EXISTS alerts_dept_queue;
+CREATE INDEX IF NOT EXISTS alerts_queue ON alerts (department, state, created, severity, credit_grade, entity_repeats, evidence_count, id);
 CREATE INDEX IF NOT EXISTS alerts_state ON alerts (state, severity);
 CREATE INDEX IF NOT EXISTS alerts_site ON alerts (site, created);
 CREATE INDEX IF NOT EXISTS alerts_entity ON alerts (entity_id, state);
@@ -319,6 +321,16 @@ class AlertStore:
         now = to_epoch_ms(self.clock.now())
         ts = to_epoch_ms(s.ts)
         with self.db.transaction() as c:
+            if s.status == "firing":
+                # Most signals repeat an alert that is firing: one statement (one round trip to
+                # PostgreSQL) does the whole dedup.
+                hit = c.execute(
+                    f"UPDATE alerts SET last_seen = {self.db.greatest}(last_seen, ?), value = ?, summary = ?, updated = ?"
+                    " WHERE fingerprint = ? AND state != 'closed' AND activity = 'firing' RETURNING id",
+                    (ts, s.value, s.summary, now, s.fingerprint),
+                ).fetchone()
+                if hit is not None:
+                    return int(hit[0])
             row = c.execute("SELECT id, activity FROM alerts WHERE fingerprint = ? AND state != 'closed'", (s.fingerprint,)).fetchone()
             if s.status == "resolved":
                 if row is None or row["activity"] == "resolved":
@@ -327,39 +339,42 @@ class AlertStore:
                           (ts, ts, now, row["id"]))
                 self._event(c, row["id"], now, "rules", "resolved", "", {"ts": s.ts.isoformat(), "value": s.value})
                 return int(row["id"])
-            if row is not None:
-                refire = row["activity"] == "resolved"
+            if row is not None:  # resolved, and firing again
                 c.execute(
-                    f"UPDATE alerts SET activity = 'firing', resolved_at = NULL, count = count + ?, last_seen = {self.db.greatest}(last_seen, ?),"
+                    f"UPDATE alerts SET activity = 'firing', resolved_at = NULL, count = count + 1, last_seen = {self.db.greatest}(last_seen, ?),"
                     " value = ?, summary = ?, updated = ? WHERE id = ?",
-                    (1 if refire else 0, ts, s.value, s.summary, now, row["id"]),
+                    (ts, s.value, s.summary, now, row["id"]),
                 )
-                if refire:
-                    self._event(c, row["id"], now, "rules", "refired", "", {"ts": s.ts.isoformat(), "value": s.value})
+                self._event(c, row["id"], now, "rules", "refired", "", {"ts": s.ts.isoformat(), "value": s.value})
                 return int(row["id"])
-            prev = c.execute("SELECT max(id) FROM alerts WHERE fingerprint = ?", (s.fingerprint,)).fetchone()[0]
-            repeats = c.execute("SELECT count(*) FROM alerts WHERE entity_id = ?", (s.entity_id,)).fetchone()[0] if s.entity_id else 0
-            aid = int(c.execute(
+            prev, repeats = c.execute(
+                "SELECT (SELECT max(id) FROM alerts WHERE fingerprint = ?), (SELECT count(*) FROM alerts WHERE entity_id = ?)",
+                (s.fingerprint, s.entity_id)).fetchone()
+            inserted = c.execute(
                 "INSERT INTO alerts (fingerprint, rule_id, site, device, metric, department, entity_id, item_code, severity,"
                 " summary, activity, state, value, threshold, starts_at, last_seen, count, created, updated, labels, previous_id,"
                 " credit_grade, entity_repeats, evidence, evidence_count)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'firing', 'new', ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'firing', 'new', ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *",
                 (s.fingerprint, s.rule_id, s.site, s.device, s.metric, s.department, s.entity_id, s.item_code, s.severity,
                  s.summary, s.value, s.threshold, ts, ts, now, now, json.dumps(dict(s.labels)), prev,
-                 s.credit_grade, int(repeats), json.dumps(list(s.evidence)), len(s.evidence)),
-            ).fetchone()[0])
-            self._event(c, aid, now, "rules", "opened", s.summary, {"ts": s.ts.isoformat(), "value": s.value, "threshold": s.threshold})
+                 s.credit_grade, int(repeats) if s.entity_id else 0, json.dumps(list(s.evidence)), len(s.evidence)),
+            ).fetchone()
+            aid = int(inserted["id"])
+            self._event(c, aid, now, "rules", "opened", s.summary, {"ts": s.ts.isoformat(), "value": s.value, "threshold": s.threshold},
+                        row=inserted)
             return aid
 
-    def _event(self, c: Any, alert_id: int, at: int, actor: str, action: str, note: str, data: dict) -> AlertEvent:
-        """Record one history entry, its audit entry and the listeners' writes, in ``c``'s transaction."""
+    def _event(self, c: Any, alert_id: int, at: int, actor: str, action: str, note: str, data: dict,
+               row: Any = None) -> AlertEvent:
+        """Record one history entry, its audit entry and the listeners' writes, in ``c``'s
+        transaction. ``row`` is the alert's row when the caller has it as it now is."""
         text = json.dumps(data, ensure_ascii=False)
         eid = int(c.execute("INSERT INTO alert_events (alert_id, at, actor, action, note, data) VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
                             (alert_id, at, actor, action, note, text)).fetchone()[0])
         self.audit.append_in(c, actor, action, f"alert:{alert_id}", {"note": note, **data}, at=from_epoch_ms(at))
         event = AlertEvent(id=eid, alert_id=alert_id, at=from_epoch_ms(at), actor=actor, action=action, note=note, data=data)
         if self.listeners:
-            alert = self._alert(c.execute("SELECT * FROM alerts WHERE id = ?", (alert_id,)).fetchone())
+            alert = self._alert(row if row is not None else c.execute("SELECT * FROM alerts WHERE id = ?", (alert_id,)).fetchone())
             for listener in self.listeners:
                 listener(c, alert, event)
         return event

@@ -26,12 +26,18 @@ The last line printed is the figure.
 
 from __future__ import annotations
 
+import os
+import sys
+
+# This file shares its name with the standard library's queue module, which psycopg and others
+# import: run as a script, its folder must not be first on the import path.
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
+
 import argparse
 import http.server
 import json
 import random
 import statistics
-import sys
 import tempfile
 import threading
 import time
@@ -164,7 +170,8 @@ def bulk_load(store: AlertStore, world: World, n: int, rng: random.Random, now_m
                 for r in rows:
                     cp.write_row(r)
         db.executescript("SET maintenance_work_mem = '512MB';" + SCHEMA + POSTGRES_TEXT_INDEX)
-        db.executescript("SELECT setval(pg_get_serial_sequence('alerts', 'id'), (SELECT max(id) FROM alerts)); VACUUM ANALYZE alerts;")
+        db.executescript("SELECT setval(pg_get_serial_sequence('alerts', 'id'), (SELECT max(id) FROM alerts))")
+        db.executescript("VACUUM ANALYZE alerts")  # alone: VACUUM refuses to run inside a multi-statement batch
 
 
 def list_requests(world: World, rng: random.Random, n: int) -> list[tuple[str, AlertFilter, str, bool]]:

@@ -183,3 +183,17 @@ def test_the_stream_needs_a_token_and_a_department_sees_only_its_own(hub: LiveHu
         assert aq.id in {d["id"] for d in env_seen} and {wim.id, wim2.id} <= {d["id"] for d in transport_seen}
         assert all(d["department"] == "env" for d in env_seen)
         assert all(d["department"] == "transport" for d in transport_seen)
+
+
+def test_the_dashboard_session_cookie_opens_the_stream(hub: LiveHub, tokens: dict, rule_id: str) -> None:
+    # EventSource cannot send an Authorization header: the browser's session cookie must do.
+    with httpx.Client(base_url=hub.base_url, timeout=10) as c:
+        r = c.post("/api/session", headers=bearer(tokens["env"]))
+        assert r.status_code == 204
+        set_cookie = r.headers["set-cookie"].lower()
+        assert "httponly" in set_cookie and "samesite=strict" in set_cookie
+        cookie = c.cookies.get("farsight_session")
+    assert cookie
+    with SSEReader(hub.base_url, headers={"Cookie": f"farsight_session={cookie}"}) as sse:
+        a = hub.alert(rule_id, "aq-1")
+        assert json.loads(sse.wait_for(_is("alert", id=a.id))["data"])["department"] == "env"
