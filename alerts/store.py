@@ -99,6 +99,10 @@ SQLite; the current one on PostgreSQL), site, rule, device and operator credit c
 
 _TEXT_CONCAT = " || ' ' || ".join(TEXT_COLUMNS)
 
+_FTS_COLUMNS = tuple(f"x_{c}" for c in TEXT_COLUMNS) + ("x_department",)
+"""The SQLite index's own column names (distinct from the table's, so a join needs no
+qualifiers), and the department, which a search pre-filters on inside the index."""
+
 SQLITE_TEXT_INDEX = f"""
 -- Substring search without a scan: an FTS5 trigram index of each alert as it was raised, filled
 -- in batches by index_text() (ingest's tick) rather than by a trigger: per-row trigram inserts
@@ -106,7 +110,7 @@ SQLITE_TEXT_INDEX = f"""
 DROP TRIGGER IF EXISTS alerts_text_au;
 DROP TRIGGER IF EXISTS alerts_text_ai;
 DROP TRIGGER IF EXISTS alerts_text_ad;
-CREATE VIRTUAL TABLE IF NOT EXISTS alerts_text USING fts5({', '.join(TEXT_COLUMNS)}, content='', tokenize='trigram');
+CREATE VIRTUAL TABLE IF NOT EXISTS alerts_text USING fts5({', '.join(_FTS_COLUMNS)}, content='', tokenize='trigram');
 CREATE TABLE IF NOT EXISTS alerts_text_mark (
     one        INTEGER PRIMARY KEY CHECK (one = 1),
     indexed_to INTEGER NOT NULL      -- alerts with id <= this are in alerts_text
@@ -119,9 +123,9 @@ CREATE EXTENSION IF NOT EXISTS pg_trgm;
 CREATE INDEX IF NOT EXISTS alerts_text_trgm ON alerts USING gin ((lower({_TEXT_CONCAT})) gin_trgm_ops);
 """
 
-TEXT_COUNT_MAX = 10_000
-"""A text search counts its matches up to this many ("10,000+"): counting every alert that
-mentions a city over years of history would cost more than the page itself."""
+TEXT_COUNT_MAX = 1_000
+"""A text search counts its matches up to this many ("1,000+"): counting every alert that
+mentions a city over years of history would cost many times the page itself."""
 
 SCHEMA_VERSION = 4
 """1: the spine (open, acknowledged, closed). 2: dispatch and verification states, handling.
@@ -140,8 +144,9 @@ _SEVERITY_RANK = "CASE severity WHEN 'critical' THEN 0 WHEN 'major' THEN 1 WHEN 
 SORTS: dict[str, tuple[tuple[str, str], ...]] = {
     "risk": (("", "DESC"), ("id", "DESC")),  # "" is the score: see alerts.risk.sql_order
     "severity": ((_SEVERITY_RANK, "ASC"), ("last_seen", "DESC"), ("id", "DESC")),
-    "newest": (("created", "DESC"), ("id", "DESC")),
-    "oldest": (("created", "ASC"), ("id", "ASC")),
+    # Raise order: ids are given as alerts are raised (created, on one clock, follows them).
+    "newest": (("id", "DESC"),),
+    "oldest": (("id", "ASC"),),
 }
 """Orders of the queue: (SQL expression, direction) keys, the id last so every order is total
 (which keyset pagination needs)."""
@@ -252,8 +257,10 @@ class AlertStore:
                             extra=kv(db=self.db.name, reason=str(exc)[:200], fix="CREATE EXTENSION pg_trgm (as a superuser)"))
                 return False
         try:
-            if self.db.query("SELECT 1 FROM sqlite_master WHERE name = 'alerts_text' AND sql LIKE '%content=''alerts''%'"):
-                self.db.executescript("DROP TABLE alerts_text; DROP TABLE IF EXISTS alerts_text_mark;")  # an early v4 layout
+            old = self.db.query("SELECT sql FROM sqlite_master WHERE name = 'alerts_text'")
+            if old and "x_department" not in old[0][0]:
+                # An earlier layout of this index: built again from the table by index_text().
+                self.db.executescript("DROP TABLE alerts_text; DROP TABLE IF EXISTS alerts_text_mark;")
             self.db.executescript(SQLITE_TEXT_INDEX)
         except StoreError as exc:
             log.warning("no FTS5 trigram index for alert text search; searches will scan", extra=kv(reason=str(exc)[:200]))
@@ -265,13 +272,13 @@ class AlertStore:
         returns how many. Cheap when there is nothing new; PostgreSQL keeps its index itself."""
         if self.db.dialect != "sqlite" or not self.text_index:
             return 0
-        cols = ", ".join(TEXT_COLUMNS)
+        cols = ", ".join(TEXT_COLUMNS + ("department",))
         with self.db.transaction() as c:
             mark = int(c.execute("SELECT indexed_to FROM alerts_text_mark WHERE one = 1").fetchone()[0])
             top = c.execute("SELECT max(id) FROM (SELECT id FROM alerts WHERE id > ? ORDER BY id LIMIT ?)", (mark, limit)).fetchone()[0]
             if top is None:
                 return 0
-            n = c.execute(f"INSERT INTO alerts_text (rowid, {cols}) SELECT id, {cols} FROM alerts WHERE id > ? AND id <= ?",
+            n = c.execute(f"INSERT INTO alerts_text (rowid, {', '.join(_FTS_COLUMNS)}) SELECT id, {cols} FROM alerts WHERE id > ? AND id <= ?",
                           (mark, top)).rowcount
             c.execute("UPDATE alerts_text_mark SET indexed_to = ? WHERE one = 1", (top,))
         return int(n)
@@ -548,6 +555,9 @@ class AlertStore:
             else:
                 exprs.append(expr)
                 expr_args.append([])
+        if (self.db.dialect == "sqlite" and self.text_index and f.text and len(f.text) >= 3
+                and sort in ("newest", "oldest") and not offset):
+            return self._text_page(f, limit=limit, sort=sort, doc=doc, now_ms=now_ms, with_total=with_total)
         total, exact = -1, True
         if with_total and f.text:
             total = int(self.db.query(f"SELECT count(*) FROM (SELECT 1 FROM alerts WHERE {where} LIMIT ?) AS m",
@@ -594,6 +604,48 @@ class AlertStore:
             chunk = ids[i : i + 500]
             rows.update((int(r["id"]), r) for r in self.db.query(
                 f"SELECT * FROM alerts WHERE id IN ({','.join('?' * len(chunk))})", tuple(chunk)))
+        return AlertPage([self._alert(rows[i], now) for i in ids if i in rows], total, next_cursor, exact)
+
+    def _text_page(self, f: AlertFilter, *, limit: int, sort: str, doc: dict[str, Any] | None, now_ms: int,
+                   with_total: bool) -> AlertPage:
+        """A text search in raise order on SQLite, driven by the trigram index: it walks the
+        matches newest (or oldest) first and stops at the page's end, so a word found in a
+        tenth of a year's alerts costs a page, not a sort of all of them. Alerts above the
+        index's mark are matched by LIKE and merged in order."""
+        from dataclasses import replace as _replace
+
+        assert f.text is not None
+        where, params = self._where(_replace(f, text=None))
+        direction, op = ("DESC", "<") if sort == "newest" else ("ASC", ">")
+        after, after_args = "", []
+        if doc is not None:
+            after, after_args = f" AND id {op} ?", [int(doc["k"][0])]
+        mark = "(SELECT indexed_to FROM alerts_text_mark WHERE one = 1)"
+        needle = "%" + f.text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        like = " OR ".join(f"lower({c}) LIKE ? ESCAPE '\\'" for c in TEXT_COLUMNS)
+        match = '"' + f.text.replace('"', '""') + '"'
+        if f.department is not None:
+            match = f'x_department : "{f.department.replace(chr(34), chr(34) * 2)}" AND ' + match
+        # Each arm yields ids in order (the index by its rowid, the tail by primary key); the
+        # compound ORDER BY merges them without sorting either.
+        arms = (f"SELECT id FROM alerts WHERE id > {mark} AND ({like}) AND {where}{after}"
+                f" UNION ALL SELECT alerts_text.rowid FROM alerts_text JOIN alerts ON alerts.id = alerts_text.rowid"
+                f" WHERE alerts_text MATCH ? AND alerts_text.rowid <= {mark} AND {where}{after.replace('id', 'alerts_text.rowid')}")
+        args = [*([needle] * len(TEXT_COLUMNS)), *params, *after_args, match, *params, *after_args]
+        ids = [int(r[0]) for r in self.db.query(f"{arms} ORDER BY 1 {direction} LIMIT ?", (*args, limit + 1))]
+        total, exact = -1, True
+        if with_total:
+            base = [*([needle] * len(TEXT_COLUMNS)), *params, match, *params]
+            plain = arms.replace(after, "").replace(after.replace("id", "alerts_text.rowid"), "") if after else arms
+            total = int(self.db.query(f"SELECT count(*) FROM ({plain} LIMIT ?) AS m", (*base, TEXT_COUNT_MAX + 1))[0][0])
+            if total > TEXT_COUNT_MAX:
+                total, exact = TEXT_COUNT_MAX, False
+        more = len(ids) > limit
+        ids = ids[:limit]
+        next_cursor = _encode_cursor({"s": sort, "n": now_ms, "k": [ids[-1]]}) if more and ids else None
+        now = from_epoch_ms(now_ms)
+        rows = {int(r["id"]): r for r in self.db.query(
+            f"SELECT * FROM alerts WHERE id IN ({','.join('?' * len(ids))})", tuple(ids))} if ids else {}
         return AlertPage([self._alert(rows[i], now) for i in ids if i in rows], total, next_cursor, exact)
 
     def events(self, alert_id: int) -> list[AlertEvent]:

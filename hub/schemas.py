@@ -204,7 +204,7 @@ class AlertPage(_Response):
     limit: int
     offset: int
     next_cursor: str | None = Field(None, description="Pass as cursor= for the next page; null on the last page.")
-    total_exact: bool = Field(True, description="False when total is a lower bound (a text search counts up to 10,000 matches).")
+    total_exact: bool = Field(True, description="False when total is a lower bound (a text search counts up to 1,000 matches).")
 
 
 class AlertDetail(_Response):

@@ -173,3 +173,36 @@ def test_text_search_finds_substrings_in_any_text_column(store: AlertStore) -> N
     # Combined with other filters, and counted.
     items, total = store.list(AlertFilter(text="axles", site="xg-wim-1"))
     assert total == 1 and items[0].id == b.id
+
+
+def test_text_search_pages_in_raise_order_across_the_index_and_its_tail(store: AlertStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dataclasses import replace as _replace
+
+    import alerts.store as store_module
+
+    def raise_(i: int, department: str = "env") -> int:
+        (a,) = store.apply([_replace(signal(fingerprint=f"t{department}{i}", department=department),
+                                     summary=f"COD over permit at outfall {i}")])
+        return a.id
+
+    env = [raise_(i) for i in range(7)]
+    store.index_text()                        # the first seven in the index, the rest in its tail
+    env += [raise_(i) for i in range(7, 10)]
+    other = [raise_(i, "transport") for i in range(3)]
+    f = AlertFilter(text="over permit", department="env")
+    seen, cursor = [], None
+    while True:
+        page = store.page(f, limit=4, sort="newest", cursor=cursor)
+        assert page.total == 10 and page.total_exact
+        seen += [a.id for a in page.items]
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    assert seen == sorted(env, reverse=True)  # newest first, no gaps or repeats, other department left out
+    assert [a.id for a in store.page(f, limit=3, sort="oldest").items] == env[:3]
+    assert {a.id for a in store.page(AlertFilter(text="outfall"), limit=50, sort="newest").items} == set(env + other)
+    assert store.page(AlertFilter(text="outfall 1"), limit=50, sort="newest").total == 2  # env 1 and transport 1
+    # Counting stops at the cap, and says so.
+    monkeypatch.setattr(store_module, "TEXT_COUNT_MAX", 5)
+    capped = store.page(AlertFilter(text="outfall"), limit=2, sort="newest")
+    assert (capped.total, capped.total_exact) == (5, False)
