@@ -102,3 +102,7 @@ class AuthError(FarsightError):
 
 class AuditError(FarsightError):
     """Raised when the audit log cannot be appended to, read or anchored, or an anchor file is invalid."""
+
+
+class VideoSourceError(FarsightError):
+    """Raised when a camera or video source spec is invalid or a video file cannot be opened."""

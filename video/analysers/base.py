@@ -1,0 +1,181 @@
+"""Value types and small helpers shared by the video analysers.
+
+An analyser is a small state object fed one frame at a time; it returns frozen
+:class:`Finding` values. Everything here is pure numpy/OpenCV, no I/O.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Protocol, Sequence, runtime_checkable
+
+import cv2
+import numpy as np
+
+from farsight.errors import ConfigError
+
+BBox = tuple[int, int, int, int]
+"""Axis-aligned box ``(x, y, w, h)`` in full-resolution pixel coordinates."""
+
+Polygon = Sequence[tuple[float, float]]
+"""Polygon as a sequence of ``(x, y)`` pixel coordinates (at least three points)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One thing an analyser saw in one frame.
+
+    Parameters
+    ----------
+    kind : str
+        Short machine-readable kind, e.g. ``"motion"`` or ``"camera_covered"``.
+    confidence : float
+        In ``[0, 1]``.
+    bbox : tuple of int or None
+        ``(x, y, w, h)`` in full-resolution pixels, or None for whole-frame findings.
+    zone : str or None
+        Name of the zone the finding belongs to, if any.
+    detail : dict
+        Extra kind-specific values (JSON-serialisable scalars).
+    """
+
+    kind: str
+    confidence: float
+    bbox: BBox | None = None
+    zone: str | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.kind:
+            raise ConfigError("Finding.kind must be a non-empty string")
+        if not (0.0 <= float(self.confidence) <= 1.0) or math.isnan(self.confidence):
+            raise ConfigError(f"Finding.confidence must be in [0, 1], got {self.confidence!r}")
+        if self.bbox is not None:
+            if len(self.bbox) != 4:
+                raise ConfigError(f"Finding.bbox must be (x, y, w, h), got {self.bbox!r}")
+            object.__setattr__(self, "bbox", tuple(int(v) for v in self.bbox))
+            if self.bbox[2] <= 0 or self.bbox[3] <= 0:
+                raise ConfigError(f"Finding.bbox width and height must be positive, got {self.bbox!r}")
+
+
+@runtime_checkable
+class Analyser(Protocol):
+    """A per-camera state object fed frames in timestamp order."""
+
+    def update(self, frame: np.ndarray, ts: float) -> list[Finding]:
+        """Analyse one frame.
+
+        Parameters
+        ----------
+        frame : numpy.ndarray
+            BGR ``uint8`` image of shape ``(height, width, 3)``; not modified.
+        ts : float
+            Capture time in seconds (monotonic within one camera).
+
+        Returns
+        -------
+        list of Finding
+            Possibly empty.
+        """
+        ...
+
+
+def _validate_polygon(points: Polygon, what: str) -> tuple[tuple[float, float], ...]:
+    try:
+        pts = tuple((float(x), float(y)) for x, y in points)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{what}: polygon must be a sequence of (x, y) points: {exc}") from None
+    if len(pts) < 3:
+        raise ConfigError(f"{what}: polygon needs at least 3 points, got {len(pts)}")
+    if not all(math.isfinite(v) for p in pts for v in p):
+        raise ConfigError(f"{what}: polygon coordinates must be finite")
+    return pts
+
+
+def rasterise_polygons(
+    polygons: Sequence[Polygon], width: int, height: int, scale: float = 1.0
+) -> np.ndarray:
+    """Rasterise polygons into a boolean mask.
+
+    Parameters
+    ----------
+    polygons : sequence of Polygon
+        Polygons in full-resolution pixel coordinates.
+    width, height : int
+        Size of the output mask.
+    scale : float, default 1.0
+        Factor applied to the coordinates first (e.g. ``0.25`` for a downscaled mask).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``bool`` array of shape ``(height, width)``, True inside any polygon.
+
+    Raises
+    ------
+    ConfigError
+        If the size is not positive or a polygon has fewer than three points.
+    """
+    if width <= 0 or height <= 0:
+        raise ConfigError(f"mask size must be positive, got {width}x{height}")
+    canvas = np.zeros((height, width), dtype=np.uint8)
+    for i, poly in enumerate(polygons):
+        pts = np.asarray(_validate_polygon(poly, f"polygon[{i}]"), dtype=np.float64) * scale
+        cv2.fillPoly(canvas, [np.round(pts).astype(np.int32)], 1)
+    return canvas.astype(bool)
+
+
+@dataclass(frozen=True, slots=True)
+class Zone:
+    """A named polygon in full-resolution pixel coordinates."""
+
+    name: str
+    points: tuple[tuple[float, float], ...]
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            raise ConfigError("Zone.name must be a non-empty string")
+        object.__setattr__(self, "points", _validate_polygon(self.points, f"zone {self.name!r}"))
+
+    def mask(self, width: int, height: int, scale: float = 1.0) -> np.ndarray:
+        """Boolean mask of this zone at ``(height, width)``; see :func:`rasterise_polygons`."""
+        return rasterise_polygons([self.points], width, height, scale)
+
+
+class Debounce:
+    """Hysteresis on a boolean condition over time.
+
+    The state turns on once the condition has held continuously for ``on_s``
+    seconds and turns off once it has been false continuously for ``off_s``.
+    :meth:`update` returns ``"on"`` or ``"off"`` on the transition, None otherwise.
+    """
+
+    __slots__ = ("on_s", "off_s", "active", "_since")
+
+    def __init__(self, on_s: float, off_s: float) -> None:
+        if not (on_s >= 0 and off_s >= 0):
+            raise ConfigError(f"Debounce durations must be >= 0, got on_s={on_s!r} off_s={off_s!r}")
+        self.on_s = float(on_s)
+        self.off_s = float(off_s)
+        self.active = False
+        self._since: float | None = None  # when the condition started disagreeing with the state
+
+    def update(self, condition: bool, ts: float) -> str | None:
+        """Feed the condition observed at ``ts``; return the transition, if any."""
+        if bool(condition) == self.active:
+            self._since = None
+            return None
+        if self._since is None:
+            self._since = ts
+        # The 1 µs slack keeps float timestamps (e.g. i / fps) from missing the edge by an ulp.
+        if ts - self._since + 1e-6 >= (self.off_s if self.active else self.on_s):
+            self.active = not self.active
+            self._since = None
+            return "on" if self.active else "off"
+        return None
+
+    def reset(self) -> None:
+        """Forget state and pending transitions."""
+        self.active = False
+        self._since = None
