@@ -85,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     from alerts.audit_cli import add_audit_parser
     from alerts.outbox_cli import add_parser as add_outbox_parser
     from alerts.report_cli import add_parser as add_report_parser
+    from video.cli import add_video_parser
 
     add_decode_parser(sub)
     add_simulate_parser(sub)
@@ -93,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_audit_parser(sub)
     add_outbox_parser(sub)
     add_report_parser(sub)
+    add_video_parser(sub)
     return parser
 
 

@@ -58,6 +58,17 @@ CATALOGUE: tuple[Metric, ...] = (
     Metric("gross_weight", "t", "Gross vehicle weight"),
     Metric("axles", "1", "Axle count"),
     Metric("speed", "km/h", "Vehicle speed"),
+    # Video detections (fs/v1/.../{camera}/detection): the analyser's confidence 0..1, 0 when the
+    # condition has cleared. Black smoke's Ringelmann grade (GB 13271 / HJ/T 398, 0..5) is its own metric.
+    Metric("video_smoke", "1", "Smoke seen on camera"),
+    Metric("video_fire", "1", "Fire seen on camera"),
+    Metric("video_black_smoke", "1", "Black smoke seen on camera"),
+    Metric("video_ringelmann", "Ringelmann", "Smoke blackness (Ringelmann grade)"),
+    Metric("video_motion", "1", "Motion in a camera zone"),
+    Metric("video_camera_covered", "1", "Camera covered or blinded"),
+    Metric("video_camera_defocused", "1", "Camera defocused"),
+    Metric("video_camera_moved", "1", "Camera moved off its view"),
+    Metric("video_stopped_vehicle", "1", "Vehicle stopped in a camera zone"),
 )
 
 BY_NAME: dict[str, Metric] = {m.name: m for m in CATALOGUE}

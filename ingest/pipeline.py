@@ -241,12 +241,18 @@ class IngestPipeline:
 
 
 def _with_attrs(signal: AlertSignal, attrs_at: dict[tuple[str, str, datetime], dict[str, str]]) -> AlertSignal:
-    """Carry the attributes of the message that fired a signal (the overloaded truck's plate)
-    into its labels, so the alert names the vehicle an officer must find."""
+    """Carry the attributes of the message that fired a signal (the overloaded truck's plate, a
+    camera's zone) into its labels, so the alert names what an officer must find, and its
+    evidence hashes into the signal's evidence."""
     attrs = attrs_at.get((signal.site, signal.device, signal.ts))
     if not attrs:
         return signal
     labels = dict(signal.labels)
+    attrs = dict(attrs)
+    # Evidence hashes (a camera's snapshot and raw frame) are the alert's evidence, which the
+    # risk score counts and the outbox links, not a label.
+    evidence = tuple(h for h in attrs.pop("evidence", "").split(",") if h)
     for k, v in attrs.items():
         labels.setdefault(k, v)
-    return replace(signal, labels=tuple(sorted(labels.items())))
+    return replace(signal, labels=tuple(sorted(labels.items())),
+                   evidence=tuple(dict.fromkeys(signal.evidence + evidence)))

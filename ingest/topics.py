@@ -10,7 +10,7 @@ from farsight.types import ID_RE
 
 PREFIX = "fs/v1"
 KINDS = ("reading", "hj212", "detection", "status")
-CODEC_FOR_KIND = {"reading": "json", "hj212": "hj212"}
+CODEC_FOR_KIND = {"reading": "json", "hj212": "hj212", "detection": "detection"}
 
 
 @dataclass(frozen=True, slots=True)

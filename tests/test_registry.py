@@ -88,6 +88,8 @@ def test_demo_devices_cover_every_simulated_kind_with_their_metrics(demo) -> Non
         "dust_noise": ("json", {"pm10", "tsp", "noise"}),
         "water_quality": ("hj212", {"cod", "nh3n", "ph", "water_flow"}),
         "wim": ("json", {"gross_weight", "axles", "speed"}),
+        "camera": ("json", {"video_smoke", "video_fire", "video_black_smoke", "video_ringelmann", "video_motion",
+                            "video_camera_covered", "video_camera_defocused", "video_camera_moved", "video_stopped_vehicle"}),
     }
     seen = set()
     mns = []

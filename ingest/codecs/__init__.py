@@ -1,4 +1,5 @@
-"""Payload codecs by name: ``json`` for reading payloads, ``hj212`` for HJ 212-2017 frames."""
+"""Payload codecs by name: ``json`` for reading payloads, ``hj212`` for HJ 212-2017 frames,
+``detection`` for video findings."""
 
 from __future__ import annotations
 
@@ -7,10 +8,11 @@ from types import MappingProxyType
 
 from farsight.errors import ConfigError, ConfigProblem
 from ingest.codecs.base import Codec, Decoded
+from ingest.codecs.detection import DetectionCodec
 from ingest.codecs.hj212 import Hj212Codec
 from ingest.codecs.json_codec import JsonCodec
 
-CODECS: Mapping[str, Codec] = MappingProxyType({"json": JsonCodec(), "hj212": Hj212Codec()})
+CODECS: Mapping[str, Codec] = MappingProxyType({"json": JsonCodec(), "hj212": Hj212Codec(), "detection": DetectionCodec()})
 
 
 def get_codec(name: str) -> Codec:

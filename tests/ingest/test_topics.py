@@ -56,7 +56,7 @@ def test_bad_topics_are_rejected(topic: str) -> None:
 
 
 def test_codec_for_kind_names_registered_codecs() -> None:
-    assert CODEC_FOR_KIND == {"reading": "json", "hj212": "hj212"}
+    assert CODEC_FOR_KIND == {"reading": "json", "hj212": "hj212", "detection": "detection"}
     for name in CODEC_FOR_KIND.values():
         assert get_codec(name) is CODECS[name] and get_codec(name).name == name
 

@@ -39,7 +39,8 @@ def registry():
 
 
 def _devices(registry, kind: str | None = None):
-    return [(s, d) for s in registry for d in s.devices if kind is None or d.kind == kind]
+    # Devices the simulator plays (cameras publish detections, not modelled values).
+    return [(s, d) for s in registry for d in s.devices if d.kind in MODELS and (kind is None or d.kind == kind)]
 
 
 def _series(model, start: datetime, step: timedelta, n: int) -> list:

@@ -15,3 +15,18 @@ __all__ = [
     "Zone",
     "rasterise_polygons",
 ]
+
+# Smoke, fire and stack black smoke (appended; see the modules for the methods).
+from video.analysers.black_smoke import BlackSmokeDetector, BlackSmokeParams, ringelmann_grade  # noqa: E402
+from video.analysers.fire import FireDetector, FireParams  # noqa: E402
+from video.analysers.smoke import SmokeDetector, SmokeParams  # noqa: E402
+
+__all__ += [
+    "BlackSmokeDetector",
+    "BlackSmokeParams",
+    "FireDetector",
+    "FireParams",
+    "SmokeDetector",
+    "SmokeParams",
+    "ringelmann_grade",
+]

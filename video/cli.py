@@ -1,0 +1,63 @@
+"""``farsight video analyze``: run a camera's analysers over a video file, print detections as JSONL.
+
+:func:`add_video_parser` adds the command to the main CLI's subparsers. Exit 0 on success, 2 on
+an invalid camera file (every problem printed with its key path), 1 when the clip cannot be read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from farsight.errors import ConfigError, FarsightError
+
+
+def _cmd_analyze(args: argparse.Namespace) -> int:
+    """Analyse CLIP; write one JSON detection a line to --out or stdout."""
+    from video.camera_config import load_camera_config
+    from video.evidence import EvidenceStore
+    from video.pipeline import analyze_file, write_jsonl
+
+    try:
+        config = load_camera_config(args.camera) if args.camera is not None else None
+        if args.rate is not None and not 0 < args.rate <= 60:
+            raise ConfigError(f"--rate must be in (0, 60] frames per second, got {args.rate!r}")
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    store = EvidenceStore(args.evidence) if args.evidence is not None else None
+    rows = analyze_file(args.clip, config, rate_fps=args.rate, evidence=store)
+    try:
+        if args.out is None:
+            n = write_jsonl(rows, sys.stdout)
+            sys.stdout.flush()
+        else:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            with open(args.out, "w", encoding="utf-8") as fh:
+                n = write_jsonl(rows, fh)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    except FarsightError as exc:
+        print(f"farsight video analyze: {exc}", file=sys.stderr)
+        return 1
+    where = f" to {args.out}" if args.out is not None else ""
+    print(f"{n} detection(s) from {args.clip}{where}", file=sys.stderr)
+    return 0
+
+
+def add_video_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add ``video analyze`` to the main CLI."""
+    p = sub.add_parser("video", help="run video analysers offline")
+    actions = p.add_subparsers(dest="video_command", metavar="ACTION", required=True)
+
+    q = actions.add_parser("analyze", help="analyse a video file; one JSON detection a line")
+    q.add_argument("clip", type=Path, metavar="CLIP", help="video file (mp4, avi, ...)")
+    q.add_argument("--camera", type=Path, default=None, metavar="CAMERA.yaml",
+                   help="camera config: ids, zones, masks, analysers (default: every analyser, whole frame, defaults)")
+    q.add_argument("--out", type=Path, default=None, metavar="events.jsonl", help="output file (default: stdout)")
+    q.add_argument("--rate", type=float, default=None, metavar="FPS", help="analysis rate (default: the camera's rate_fps, 5)")
+    q.add_argument("--evidence", type=Path, default=None, metavar="DIR",
+                   help="store annotated and raw JPEG snapshots here, content-addressed (default: none)")
+    q.set_defaults(func=_cmd_analyze)
