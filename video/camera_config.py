@@ -38,6 +38,7 @@ from video.analysers.base import Analyser, Polygon, Zone
 from video.analysers.black_smoke import BlackSmokeDetector, BlackSmokeParams
 from video.analysers.fire import FireDetector, FireParams
 from video.analysers.smoke import SmokeDetector, SmokeParams
+from video.analysers.stopped import StoppedVehicleDetector, StoppedVehicleParams
 from video.analysers.motion import MotionDetector, MotionParams
 from video.analysers.tamper import TamperDetector, TamperParams
 
@@ -385,3 +386,21 @@ class BlackSmokeSection(AnalyserSection):
 register_analyser("smoke", SmokeSection, lambda s, g: SmokeDetector(s.params(), zones=g.zones))
 register_analyser("fire", FireSection, lambda s, g: FireDetector(s.params(), zones=g.zones))
 register_analyser("black_smoke", BlackSmokeSection, lambda s, g: BlackSmokeDetector(s.plume, s.sky, s.params()))
+
+
+class StoppedVehicleSection(AnalyserSection):
+    """Stopped vehicles in no-stopping zones (every zone of the camera); see
+    :class:`video.analysers.stopped.StoppedVehicleParams`."""
+
+    enabled: bool = Field(False, title="Enabled", description="Off unless configured: needs the camera's no-stopping zones.")
+    threshold: int = Field(25, title="Change threshold", description="Gray-level difference counted as change.", ge=1, le=255)
+    min_fraction: float = Field(0.1, title="Zone share", description="Static share of a zone that counts as a stopped vehicle.", gt=0, le=1)
+    dwell_s: float = Field(10.0, title="Dwell", description="Seconds a vehicle must stay before it is reported.", ge=0, le=86400)
+    gap_s: float = Field(1.0, title="Gap tolerance", description="Seconds the condition may lapse without restarting the dwell.", ge=0, le=600)
+
+    def params(self) -> StoppedVehicleParams:
+        return StoppedVehicleParams(**self.model_dump(exclude={"enabled"}))
+
+
+register_analyser("stopped_vehicle", StoppedVehicleSection,
+                  lambda s, g: StoppedVehicleDetector(g.width, g.height, g.zones, s.params()))

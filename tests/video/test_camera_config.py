@@ -62,9 +62,9 @@ def test_good_file_loads_with_typed_sections(tmp_path):
 
 def test_empty_file_runs_every_registered_analyser_with_defaults(tmp_path):
     cfg = load_camera_config(write(tmp_path, ""))
-    # All but black smoke, which needs the camera's own plume and sky boxes to run at all.
-    assert set(cfg.enabled_analysers()) == set(registered_analysers()) - {"black_smoke"}
-    assert {"motion", "tamper", "smoke", "fire", "black_smoke"} <= set(registered_analysers())
+    # All but black smoke and stopped vehicles, which need the camera's own boxes and zones.
+    assert set(cfg.enabled_analysers()) == set(registered_analysers()) - {"black_smoke", "stopped_vehicle"}
+    assert {"motion", "tamper", "smoke", "fire", "black_smoke", "stopped_vehicle"} <= set(registered_analysers())
     assert CameraConfig().enabled_analysers()["motion"] == MotionSection()
 
 

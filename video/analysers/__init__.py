@@ -30,3 +30,6 @@ __all__ += [
     "SmokeParams",
     "ringelmann_grade",
 ]
+from video.analysers.stopped import StoppedVehicleDetector, StoppedVehicleParams  # noqa: E402
+
+__all__ += ["StoppedVehicleDetector", "StoppedVehicleParams"]
