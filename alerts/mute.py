@@ -58,6 +58,21 @@ def _pins(matchers: Iterable[Matcher]) -> dict[str, str] | None:
     return out
 
 
+def _pins_with_equal(matchers: Iterable[Matcher], equal: Iterable[str], labels: dict[str, str]) -> dict[str, str] | None:
+    """The column values the other side of an inhibition must have: ``matchers``' equality
+    pins plus this alert's values of the ``equal`` labels that are columns. ``None`` when the
+    matchers cannot be narrowed by columns or contradict the equal labels (no alert can match)."""
+    pins = _pins(matchers)
+    if pins is None:
+        return None
+    for label in equal:
+        if label in ALERT_FIELDS:
+            if pins.get(label, labels[label]) != labels[label]:
+                return None
+            pins[label] = labels[label]
+    return pins
+
+
 def _row_labels(r: Any) -> dict[str, str]:
     labels = {str(k): str(v) for k, v in json.loads(r["labels"] or "{}").items()}
     for f in ALERT_FIELDS:
@@ -165,15 +180,7 @@ class MuteStage:
         for rule in self.rules:
             if not rule.is_source(labels):
                 continue
-            pins = _pins(rule.target)
-            if pins is None:
-                continue
-            for label in rule.equal:
-                if label in ALERT_FIELDS:
-                    if pins.get(label, labels[label]) != labels[label]:
-                        pins = None
-                        break
-                    pins[label] = labels[label]
+            pins = _pins_with_equal(rule.target, rule.equal, labels)
             if pins is None:
                 continue
             where, params = self._narrow(pins, "id != ?" + (" AND suppressed = ?" if unmuted_only else ""),
@@ -189,15 +196,7 @@ class MuteStage:
         for i, rule in enumerate(self.rules):
             if not rule.is_target(labels):
                 continue
-            pins = _pins(rule.source)
-            if pins is None:
-                continue
-            for label in rule.equal:
-                if label in ALERT_FIELDS:
-                    if pins.get(label, labels[label]) != labels[label]:
-                        pins = None
-                        break
-                    pins[label] = labels[label]
+            pins = _pins_with_equal(rule.source, rule.equal, labels)
             if pins is None:
                 continue
             k = (i, tuple(sorted(pins.items())))

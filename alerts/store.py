@@ -456,10 +456,11 @@ class AlertStore:
             raise NotFoundError(f"no alert {alert_id}")
         return self._alert(rows[0])
 
-    def get_many(self, ids: "list[int]") -> list[Alert]:
-        """The alerts with these ids, in this order (one query per 500, not one per alert)."""
+    def get_many(self, ids: "list[int]", now: datetime | None = None) -> list[Alert]:
+        """The alerts with these ids, in this order (one query per 500, not one per alert),
+        scored at ``now`` (default: the clock's)."""
         out: dict[int, Alert] = {}
-        now = self.clock.now()
+        now = now or self.clock.now()
         for i in range(0, len(ids), 500):
             chunk = ids[i : i + 500]
             for r in self.db.query(f"SELECT * FROM alerts WHERE id IN ({','.join('?' * len(chunk))})", tuple(chunk)):
@@ -598,13 +599,7 @@ class AlertStore:
         if more and ranked:
             last = ranked[-1]
             next_cursor = _encode_cursor({"s": sort, "n": now_ms, "k": [last[f"k{i}"] for i in range(len(keys))]})
-        ids = [int(r["id"]) for r in ranked]
-        rows: dict[int, Any] = {}
-        for i in range(0, len(ids), 500):
-            chunk = ids[i : i + 500]
-            rows.update((int(r["id"]), r) for r in self.db.query(
-                f"SELECT * FROM alerts WHERE id IN ({','.join('?' * len(chunk))})", tuple(chunk)))
-        return AlertPage([self._alert(rows[i], now) for i in ids if i in rows], total, next_cursor, exact)
+        return AlertPage(self.get_many([int(r["id"]) for r in ranked], now), total, next_cursor, exact)
 
     def _text_page(self, f: AlertFilter, *, limit: int, sort: str, doc: dict[str, Any] | None, now_ms: int,
                    with_total: bool) -> AlertPage:
@@ -617,9 +612,6 @@ class AlertStore:
         assert f.text is not None
         where, params = self._where(_replace(f, text=None))
         direction, op = ("DESC", "<") if sort == "newest" else ("ASC", ">")
-        after, after_args = "", []
-        if doc is not None:
-            after, after_args = f" AND id {op} ?", [int(doc["k"][0])]
         mark = "(SELECT indexed_to FROM alerts_text_mark WHERE one = 1)"
         needle = "%" + f.text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         like = " OR ".join(f"lower({c}) LIKE ? ESCAPE '\\'" for c in TEXT_COLUMNS)
@@ -628,25 +620,27 @@ class AlertStore:
             match = f'x_department : "{f.department.replace(chr(34), chr(34) * 2)}" AND ' + match
         # Each arm yields ids in order (the index by its rowid, the tail by primary key); the
         # compound ORDER BY merges them without sorting either.
-        arms = (f"SELECT id FROM alerts WHERE id > {mark} AND ({like}) AND {where}{after}"
-                f" UNION ALL SELECT alerts_text.rowid FROM alerts_text JOIN alerts ON alerts.id = alerts_text.rowid"
-                f" WHERE alerts_text MATCH ? AND alerts_text.rowid <= {mark} AND {where}{after.replace('id', 'alerts_text.rowid')}")
-        args = [*([needle] * len(TEXT_COLUMNS)), *params, *after_args, match, *params, *after_args]
-        ids = [int(r[0]) for r in self.db.query(f"{arms} ORDER BY 1 {direction} LIMIT ?", (*args, limit + 1))]
+        def arms(after: int | None) -> tuple[str, list[Any]]:
+            tail, idx, extra = "", "", []
+            if after is not None:
+                tail, idx, extra = f" AND id {op} ?", f" AND alerts_text.rowid {op} ?", [after]
+            sql = (f"SELECT id FROM alerts WHERE id > {mark} AND ({like}) AND {where}{tail}"
+                   f" UNION ALL SELECT alerts_text.rowid FROM alerts_text JOIN alerts ON alerts.id = alerts_text.rowid"
+                   f" WHERE alerts_text MATCH ? AND alerts_text.rowid <= {mark} AND {where}{idx}")
+            return sql, [*([needle] * len(TEXT_COLUMNS)), *params, *extra, match, *params, *extra]
+
+        sql, args = arms(int(doc["k"][0]) if doc is not None else None)
+        ids = [int(r[0]) for r in self.db.query(f"{sql} ORDER BY 1 {direction} LIMIT ?", (*args, limit + 1))]
         total, exact = -1, True
         if with_total:
-            base = [*([needle] * len(TEXT_COLUMNS)), *params, match, *params]
-            plain = arms.replace(after, "").replace(after.replace("id", "alerts_text.rowid"), "") if after else arms
-            total = int(self.db.query(f"SELECT count(*) FROM ({plain} LIMIT ?) AS m", (*base, TEXT_COUNT_MAX + 1))[0][0])
+            sql, args = arms(None)
+            total = int(self.db.query(f"SELECT count(*) FROM ({sql} LIMIT ?) AS m", (*args, TEXT_COUNT_MAX + 1))[0][0])
             if total > TEXT_COUNT_MAX:
                 total, exact = TEXT_COUNT_MAX, False
         more = len(ids) > limit
         ids = ids[:limit]
         next_cursor = _encode_cursor({"s": sort, "n": now_ms, "k": [ids[-1]]}) if more and ids else None
-        now = from_epoch_ms(now_ms)
-        rows = {int(r["id"]): r for r in self.db.query(
-            f"SELECT * FROM alerts WHERE id IN ({','.join('?' * len(ids))})", tuple(ids))} if ids else {}
-        return AlertPage([self._alert(rows[i], now) for i in ids if i in rows], total, next_cursor, exact)
+        return AlertPage(self.get_many(ids, from_epoch_ms(now_ms)), total, next_cursor, exact)
 
     def events(self, alert_id: int) -> list[AlertEvent]:
         """The alert's history, oldest first."""

@@ -54,36 +54,31 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
 
 
-class ZoneConfig(Section):
+class PolygonSection(Section):
+    """A polygon in full-resolution pixels (zones and masks)."""
+
+    points: tuple[Point, ...] = Field(
+        ..., title="Polygon", description="At least three (x, y) vertices in full-resolution pixels.", min_length=3, max_length=256
+    )
+
+    @field_validator("points")
+    @classmethod
+    def _non_negative(cls, v: tuple[Point, ...]) -> tuple[Point, ...]:
+        if any(not (0 <= c <= 100_000) for p in v for c in p):
+            raise ValueError("coordinates must be pixels in 0..100000")
+        return v
+
+
+class ZoneConfig(PolygonSection):
     """A named polygon; findings inside it carry its name."""
 
     name: str = Field(..., title="Zone name", description="Unique name reported with findings in this zone.", pattern=_ID)
-    points: tuple[Point, ...] = Field(
-        ..., title="Polygon", description="At least three (x, y) vertices in full-resolution pixels.", min_length=3, max_length=256
-    )
-
-    @field_validator("points")
-    @classmethod
-    def _non_negative(cls, v: tuple[Point, ...]) -> tuple[Point, ...]:
-        if any(not (0 <= c <= 100_000) for p in v for c in p):
-            raise ValueError("coordinates must be pixels in 0..100000")
-        return v
 
 
-class MaskConfig(Section):
+class MaskConfig(PolygonSection):
     """A polygon where changes are ignored (trees, clocks, timestamp overlays, a busy road)."""
 
     name: str | None = Field(None, title="Mask name", description="Optional label, for humans only.", max_length=64)
-    points: tuple[Point, ...] = Field(
-        ..., title="Polygon", description="At least three (x, y) vertices in full-resolution pixels.", min_length=3, max_length=256
-    )
-
-    @field_validator("points")
-    @classmethod
-    def _non_negative(cls, v: tuple[Point, ...]) -> tuple[Point, ...]:
-        if any(not (0 <= c <= 100_000) for p in v for c in p):
-            raise ValueError("coordinates must be pixels in 0..100000")
-        return v
 
 
 class EvidenceSection(Section):

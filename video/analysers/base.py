@@ -179,3 +179,31 @@ class Debounce:
         """Forget state and pending transitions."""
         self.active = False
         self._since = None
+
+
+def check_bgr(frame: np.ndarray) -> None:
+    """Refuse anything but a BGR ``uint8`` image: every analyser's first check.
+
+    Raises
+    ------
+    ConfigError
+        The frame is not ``(height, width, 3)`` ``uint8``.
+    """
+    if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+        raise ConfigError(f"expected BGR uint8 frame, got shape {frame.shape} dtype {frame.dtype}")
+
+
+def blurred_gray(frame: np.ndarray, width: int, height: int, size: tuple[int, int], blur_ksize: int) -> np.ndarray:
+    """Check a frame of a ``width`` x ``height`` camera, downscale it to ``size``, make it grey
+    and blur it (``blur_ksize`` 1: no blur): the input of the background-model analysers.
+
+    Raises
+    ------
+    ConfigError
+        The frame is not BGR ``uint8`` or not of the configured size.
+    """
+    check_bgr(frame)
+    if frame.shape[:2] != (height, width):
+        raise ConfigError(f"frame is {frame.shape[1]}x{frame.shape[0]}, detector configured for {width}x{height}")
+    gray = cv2.cvtColor(cv2.resize(frame, size, interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2GRAY)
+    return cv2.GaussianBlur(gray, (blur_ksize, blur_ksize), 0) if blur_ksize > 1 else gray

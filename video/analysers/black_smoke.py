@@ -33,7 +33,7 @@ import cv2
 import numpy as np
 
 from farsight.errors import ConfigError
-from video.analysers.base import BBox, Debounce, Finding
+from video.analysers.base import BBox, Debounce, Finding, check_bgr
 from video.analysers.smoke import _check_finite
 
 BLACK_SMOKE = "black_smoke"
@@ -160,8 +160,7 @@ class BlackSmokeDetector:
         """Smoothed grade of the most recent frame (None without a measurement), for diagnostics."""
 
     def _luma(self, frame: np.ndarray) -> np.ndarray:
-        if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
-            raise ConfigError(f"expected BGR uint8 frame, got shape {frame.shape} dtype {frame.dtype}")
+        check_bgr(frame)
         h, w = frame.shape[:2]
         if self._checked != (h, w):
             for name, (x, y, bw, bh) in (("plume", self.plume), ("sky", self.sky)):

@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from farsight.errors import ConfigError
-from video.analysers.base import BBox, Finding, Polygon, Zone, rasterise_polygons
+from video.analysers.base import BBox, Finding, Polygon, Zone, blurred_gray, rasterise_polygons
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,18 +132,6 @@ class MotionDetector:
         """Forget the background; the next frame re-initialises it."""
         self._background = None
 
-    def _prepare(self, frame: np.ndarray) -> np.ndarray:
-        if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
-            raise ConfigError(f"expected BGR uint8 frame, got shape {frame.shape} dtype {frame.dtype}")
-        if frame.shape[:2] != (self.height, self.width):
-            raise ConfigError(
-                f"frame is {frame.shape[1]}x{frame.shape[0]}, detector configured for {self.width}x{self.height}"
-            )
-        small = cv2.resize(frame, self._size, interpolation=cv2.INTER_AREA)
-        gray = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
-        k = self.params.blur_ksize
-        return cv2.GaussianBlur(gray, (k, k), 0) if k > 1 else gray
-
     def update(self, frame: np.ndarray, ts: float) -> list[Finding]:
         """Detect motion in one frame.
 
@@ -166,7 +154,7 @@ class MotionDetector:
         ConfigError
             If the frame is not BGR ``uint8`` of the configured size.
         """
-        gray = self._prepare(frame)
+        gray = blurred_gray(frame, self.width, self.height, self._size, self.params.blur_ksize)
         if self._background is None:
             self._background = gray.astype(np.float32)
             self.last_changed_fraction = 0.0

@@ -32,7 +32,7 @@ import cv2
 import numpy as np
 
 from farsight.errors import ConfigError
-from video.analysers.base import BBox, Debounce, Finding, Zone
+from video.analysers.base import BBox, Debounce, Finding, Zone, check_bgr
 
 SMOKE = "smoke"
 
@@ -219,8 +219,7 @@ def prepare(frame: np.ndarray, analysis_height: int, shape: tuple[int, int] | No
     ConfigError
         If the frame is not BGR ``uint8`` or its size differs from ``shape`` (when given).
     """
-    if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
-        raise ConfigError(f"expected BGR uint8 frame, got shape {frame.shape} dtype {frame.dtype}")
+    check_bgr(frame)
     if shape is not None and frame.shape[:2] != shape:
         raise ConfigError(f"frame size changed from {shape} to {frame.shape[:2]}; create a new analyser")
     h, w = frame.shape[:2]

@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 
 from farsight.errors import ConfigError
-from video.analysers.base import BBox, Finding, Zone, rasterise_polygons
+from video.analysers.base import BBox, Finding, Zone, blurred_gray, rasterise_polygons
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,18 +150,6 @@ class StoppedVehicleDetector:
         self._since = [None] * len(self.zones)
         self._last_seen = [None] * len(self.zones)
 
-    def _prepare(self, frame: np.ndarray) -> np.ndarray:
-        if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
-            raise ConfigError(f"expected BGR uint8 frame, got shape {frame.shape} dtype {frame.dtype}")
-        if frame.shape[:2] != (self.height, self.width):
-            raise ConfigError(
-                f"frame is {frame.shape[1]}x{frame.shape[0]}, detector configured for {self.width}x{self.height}"
-            )
-        small = cv2.resize(frame, self._size, interpolation=cv2.INTER_AREA)
-        gray = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
-        k = self.params.blur_ksize
-        return cv2.GaussianBlur(gray, (k, k), 0) if k > 1 else gray
-
     def update(self, frame: np.ndarray, ts: float) -> list[Finding]:
         """Analyse one frame.
 
@@ -187,7 +175,7 @@ class StoppedVehicleDetector:
             If the frame is not BGR ``uint8`` of the configured size.
         """
         p = self.params
-        gray = self._prepare(frame)
+        gray = blurred_gray(frame, self.width, self.height, self._size, self.params.blur_ksize)
         if self._slow is None or self._fast is None:
             self._slow = gray.astype(np.float32)
             self._fast = gray.astype(np.float32)

@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 
 from farsight.errors import ConfigError
-from video.analysers.base import Debounce, Finding
+from video.analysers.base import Debounce, Finding, check_bgr
 
 COVERED = "camera_covered"
 DEFOCUSED = "camera_defocused"
@@ -170,8 +170,7 @@ class TamperDetector:
         """Measurements of the most recent frame, for diagnostics and tuning."""
 
     def _prepare(self, frame: np.ndarray) -> np.ndarray:
-        if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
-            raise ConfigError(f"expected BGR uint8 frame, got shape {frame.shape} dtype {frame.dtype}")
+        check_bgr(frame)
         if self._shape is None:
             h, w = frame.shape[:2]
             rh = min(self.params.analysis_height, h)
