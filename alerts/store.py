@@ -456,6 +456,18 @@ class AlertStore:
             raise NotFoundError(f"no alert {alert_id}")
         return self._alert(rows[0])
 
+    def references_evidence(self, sha: str, department: str | None = None) -> bool:
+        """Whether an alert (of ``department``, when given) lists evidence ``sha``.
+
+        What a department may see of the evidence store: the files of its own alerts.
+        """
+        if not (len(sha) == 64 and all(c in "0123456789abcdef" for c in sha)):
+            return False
+        sql, args = "SELECT 1 FROM alerts WHERE evidence_count > 0 AND evidence LIKE ?", [f'%"{sha}"%']
+        if department is not None:
+            sql, args = sql + " AND department = ?", args + [department]
+        return bool(self.db.query(sql + " LIMIT 1", tuple(args)))
+
     def get_many(self, ids: "list[int]", now: datetime | None = None) -> list[Alert]:
         """The alerts with these ids, in this order (one query per 500, not one per alert),
         scored at ``now`` (default: the clock's)."""

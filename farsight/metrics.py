@@ -69,6 +69,7 @@ CATALOGUE: tuple[Metric, ...] = (
     Metric("video_camera_defocused", "1", "Camera defocused"),
     Metric("video_camera_moved", "1", "Camera moved off its view"),
     Metric("video_stopped_vehicle", "1", "Vehicle stopped in a camera zone"),
+    Metric("video_stream_lost", "1", "Camera stream lost (1 while lost, 0 once frames flow again)"),
 )
 
 BY_NAME: dict[str, Metric] = {m.name: m for m in CATALOGUE}

@@ -8,13 +8,18 @@ import signal
 import threading
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from farsight.broker import RunningBroker, free_port, start_embedded, wait_for_port
-from farsight.errors import BrokerError
+from farsight.errors import BrokerError, ConfigError
 from farsight.db import redact
 from farsight.logs import kv, setup_logging
 from farsight.registry import Registry, load_registry
 from farsight.settings import Settings
+
+if TYPE_CHECKING:
+    from simulators.camera_server import CameraServer
+    from video.runner import VideoRunner
 
 log = logging.getLogger("farsight.runtime")
 
@@ -99,6 +104,74 @@ def run_ingest(settings: Settings) -> int:
     return 0
 
 
+def _data_dir(settings: Settings) -> Path:
+    return Path(os.environ.get("FARSIGHT_DATA_DIR") or settings.data_dir)
+
+
+def run_video(settings: Settings, cameras_dir: Path | None = None, workers: int | None = None) -> int:
+    """``farsight video run``: analyse a folder of live cameras until SIGINT or SIGTERM."""
+    from video.runner import VideoRunner
+
+    setup_logging(settings.logging.level)
+    folder = cameras_dir or settings.video.cameras_dir
+    if folder is None:
+        raise ConfigError("no camera folder: pass --cameras DIR or set video.cameras_dir (one CAMERA.yaml per camera)")
+    registry = load_registry(settings.registry.sites_file, settings.registry.departments)
+    runner = VideoRunner(
+        settings.broker, {site.id: site.department for site in registry.sites}, cameras_dir=Path(folder),
+        evidence_root=_data_dir(settings) / "evidence", workers=workers or settings.video.workers,
+        resend_s=settings.video.resend_s, clear_after_s=settings.video.clear_after_s,
+    )
+    runner.start()
+    log.info("video running", extra=kv(folder=str(folder), cameras=len(runner.cameras), workers=runner.n_workers))
+    for name, why in runner.problems.items():
+        print(f"camera {name} refused: {why}", flush=True)
+    try:
+        _wait_for_signal(threading.Event())
+    finally:
+        runner.stop()
+    return 0
+
+
+def start_demo_video(settings: Settings, registry: Registry, data_dir: Path) -> tuple[CameraServer | None, VideoRunner | None, str]:
+    """The demo's cameras: simulated ones served as MJPEG (or ``video.cameras_dir``), analysed
+    by a :class:`~video.runner.VideoRunner`. Returns (camera server or None, runner or None, a
+    line for the banner)."""
+    if not settings.video.enabled:
+        return None, None, "off (video.enabled: false)"
+    from video.runner import VideoRunner
+
+    departments = {site.id: site.department for site in registry.sites}
+    common: dict[str, Any] = dict(evidence_root=data_dir / "evidence", workers=settings.video.workers, resend_s=settings.video.resend_s,
+                  clear_after_s=settings.video.clear_after_s, client_id="farsight-demo-video")
+    if settings.video.cameras_dir is not None:
+        runner = VideoRunner(settings.broker, departments, cameras_dir=Path(settings.video.cameras_dir), **common)
+        runner.start()
+        return None, runner, f"{len(runner.cameras)} camera(s) from {settings.video.cameras_dir}"
+    sim = settings.simulator.cameras
+    if not (settings.simulator.enabled and sim.enabled):
+        return None, None, "off (no camera folder, simulated cameras off)"
+    from simulators.camera_server import CameraServer, demo_cameras
+    from video.camera_config import parse_camera_config
+
+    kinds = {site.id: site.kind for site in registry.sites if any(d.kind == "camera" for d in site.devices)}
+    cams = demo_cameras(kinds, sim.width, sim.height, sim.fps, sim.cycle_s, settings.simulator.seed)
+    if not cams:
+        return None, None, "none (no site in the registry has a camera)"
+    server = CameraServer({f"{c.site}.{c.camera}": c.spec for c in cams}).start()
+    configs = [
+        parse_camera_config({"camera": c.camera, "site": c.site, "source": server.url(f"{c.site}.{c.camera}"), "rate_fps": sim.fps,
+                             "analysers": c.analysers,
+                             "evidence": {"snapshot_interval_s": 30, "clip_pre_s": 3, "clip_post_s": 5}},
+                            source=f"demo camera {c.site}.{c.camera}")
+        for c in cams
+    ]
+    runner = VideoRunner(settings.broker, departments, configs=configs, **common)
+    runner.start()
+    return server, runner, (f"{len(cams)} simulated cameras (MJPEG on http://{server.host}:{server.port}/), "
+                            f"analysed at {sim.fps:g} fps; scripted smoke, black smoke and a covered lens every {sim.cycle_s:g} s")
+
+
 def _port_free(host: str, port: int) -> bool:
     import socket
 
@@ -170,6 +243,8 @@ def run_demo(settings: Settings, port: int | None = None, duration_s: float | No
         sim_thread = threading.Thread(target=simulate, name="simulator", daemon=True)
         sim_thread.start()
 
+    camera_server, video_runner, video_desc = start_demo_video(settings, registry, data_dir)
+
     app = create_app(settings, registry, readings=ingest.readings, alerts=ingest.alerts, tokens=tokens)
     server = make_server(app, settings.hub.host, hub_port, log_level="warning")
 
@@ -182,6 +257,7 @@ def run_demo(settings: Settings, port: int | None = None, duration_s: float | No
         f"  broker      {broker_desc}\n"
         f"  ingest      client {settings.ingest.client_id}, topics {', '.join(settings.ingest.topics)}\n"
         f"  rules       {len(ingest.engine.rules)} rules; alerts in the risk queue\n"
+        f"  video       {video_desc}\n"
         f"  simulators  {len(registry)} sites, scenario '{settings.simulator.scenario}', {settings.simulator.backfill_min:g} min of history, then a round every {settings.simulator.interval_s:g} s (x{settings.simulator.speedup:g} time)\n"
         f"  data        {redact(str(settings.database)) if settings.database_url else f'{settings.db_path} (SQLite, WAL)'}\n"
         f"  token       {token_file} (bearer token of user demo-officer: reads, and every handling step)\n"
@@ -196,6 +272,10 @@ def run_demo(settings: Settings, port: int | None = None, duration_s: float | No
         stop.set()
         if sim_thread is not None:
             sim_thread.join(timeout=10)
+        if video_runner is not None:
+            video_runner.stop()
+        if camera_server is not None:
+            camera_server.stop()
         ingest.stop()
         if broker is not None:
             broker.stop()

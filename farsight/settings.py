@@ -50,7 +50,7 @@ class IngestSettings(Section):
     """The MQTT consumer that decodes, stores and evaluates readings."""
 
     client_id: str = Field("farsight-ingest-1", title="Client id", description="Stable MQTT client id; with a persistent session the broker queues messages for it while it is down.", min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.-]+$")
-    topics: tuple[str, ...] = Field(("fs/v1/+/+/+/reading", "fs/v1/+/+/+/hj212"), title="Subscriptions", description="Topic filters the consumer subscribes to at QoS 1.", min_length=1)
+    topics: tuple[str, ...] = Field(("fs/v1/+/+/+/reading", "fs/v1/+/+/+/hj212", "fs/v1/+/+/+/detection"), title="Subscriptions", description="Topic filters the consumer subscribes to at QoS 1.", min_length=1)
     qos: Literal[0, 1] = Field(1, title="QoS", description="Subscription QoS; 1 is required for no-loss operation.")
     batch_max: int = Field(500, title="Batch size", description="Most messages written in one database transaction.", ge=1, le=100_000)
     batch_wait_ms: int = Field(20, title="Batch wait", description="Longest wait in milliseconds for a batch to fill before it is written.", ge=0, le=10_000)
@@ -148,6 +148,26 @@ class HubSettings(Section):
     page_max: int = Field(1000, title="Page size limit", description="Largest page the API returns.", ge=10, le=100_000)
 
 
+class VideoSettings(Section):
+    """``video``: live cameras (``farsight video run`` and the demo's simulated cameras)."""
+
+    enabled: bool = Field(True, title="Enabled", description="Run the demo's simulated cameras and their analysers in `farsight demo`.")
+    cameras_dir: Path | None = Field(None, title="Camera folder", description="Folder of per-camera YAML files (one camera a file), watched and hot-reloaded; none: the demo's simulated cameras.")
+    workers: int = Field(1, title="Workers", description="Analysis processes; cameras are spread over them (one OpenCV thread each).", ge=1, le=64)
+    resend_s: float = Field(5.0, title="Re-send interval", description="While a finding lasts it is published again this often, so rules that need it held (`for: 2m`) see it.", ge=0.5, le=600)
+    clear_after_s: float = Field(3.0, title="Clear after", description="A finding not seen for this many seconds is published as cleared.", ge=0.5, le=600)
+
+
+class CameraSimulatorSettings(Section):
+    """``simulator.cameras``: simulated cameras served as MJPEG over HTTP in the demo."""
+
+    enabled: bool = Field(True, title="Enabled", description="Serve simulated cameras for the sites with cameras in the registry.")
+    width: int = Field(640, title="Width", description="Frame width in pixels.", ge=64, le=3840)
+    height: int = Field(360, title="Height", description="Frame height in pixels.", ge=64, le=2160)
+    fps: float = Field(2.0, title="Frame rate", description="Frames per second each simulated camera serves.", gt=0, le=30)
+    cycle_s: float = Field(600.0, title="Scenario cycle", description="Seconds after which each camera's scripted events repeat.", ge=60, le=86400)
+
+
 class SimulatorSettings(Section):
     """The simulated devices of the demo sites."""
 
@@ -157,6 +177,7 @@ class SimulatorSettings(Section):
     speedup: float = Field(1.0, title="Time speed-up", description="Simulated seconds per wall-clock second; above 1 the simulated clock runs ahead of the wall clock.", ge=1, le=100_000)
     backfill_min: float = Field(120.0, title="Backfill", description="Minutes of simulated history published at start at one-minute steps, so the demo opens with recent data and the scenario's first violations; the scenario then plays again live.", ge=0, le=7 * 24 * 60)
     scenario: str = Field("demo", title="Scenario", description="Scripted scenario with violations and their ground truth.", min_length=1, max_length=64)
+    cameras: CameraSimulatorSettings = Field(default_factory=CameraSimulatorSettings, title="Cameras", description="Simulated cameras (MJPEG over HTTP).")
 
 
 class RegistrySettings(Section):
@@ -189,6 +210,7 @@ class Settings(Section):
     )
     hub: HubSettings = Field(default_factory=HubSettings, title="Hub", description="API and dashboard.")
     simulator: SimulatorSettings = Field(default_factory=SimulatorSettings, title="Simulator", description="Demo simulators.")
+    video: VideoSettings = Field(default_factory=VideoSettings, title="Video", description="Live cameras and their analysers.")
     registry: RegistrySettings = Field(default_factory=RegistrySettings, title="Registry", description="Site registry.")
     logging: LoggingSettings = Field(default_factory=LoggingSettings, title="Logging", description="Logging.")
 

@@ -643,9 +643,9 @@ def create_app(
     app.state.stream = stream_hub
     _install_error_handlers(app)
     app.include_router(router)
-    from hub import handling, reports, silences
+    from hub import evidence, handling, reports, silences
 
-    for feature in (reports, silences, handling):
+    for feature in (reports, silences, handling, evidence):
         app.include_router(feature.router)
     _install_docs(app)
 

@@ -7,7 +7,7 @@ Times are ISO 8601 strings with their UTC offset, as the stores produce them.
 from __future__ import annotations
 
 from datetime import date
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -59,7 +59,8 @@ class VerifyRequest(ActionRequest):
     """Body of ``POST /api/alerts/{id}/verify``: what the on-site check found."""
 
     finding: Literal["violation_confirmed", "no_violation", "equipment_fault", "data_fault"] = Field(title="Finding", description="Outcome of the on-site check.")
-    evidence: list[str] = Field(default_factory=list, title="Evidence", description="sha256 hashes of evidence files (photos, records).", max_length=100)
+    evidence: list[Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]] = Field(
+        default_factory=list, title="Evidence", description="sha256 hashes of evidence files (photos, records; POST /api/evidence stores one).", max_length=100)
 
 
 class CloseRequest(ActionRequest):

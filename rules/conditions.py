@@ -91,6 +91,11 @@ class Condition:
     accepts_flagged = False
     """True for kinds that judge flagged data themselves (a plant reporting itself stopped)."""
 
+    devices: frozenset[str] | None = None
+    """Devices whose samples concern this condition; None: all of the scope. A sample of another
+    device never reaches it, nor moves its event-time order (a camera's detections, stamped to
+    the millisecond, must not make the site's sensor readings look late)."""
+
     __slots__ = ("b",)
 
     def __init__(self, binding: Binding) -> None:

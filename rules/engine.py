@@ -249,6 +249,8 @@ class Engine:
 
     def _feed(self, inst: Instance, sample: Sample, out: list[AlertSignal]) -> None:
         cond = inst.cond
+        if cond.devices is not None and sample.device not in cond.devices:
+            return
         if not cond.accepts_flagged and any(r.flag != "N" for r in sample.readings.values()):
             kept = {m: r for m, r in sample.readings.items() if r.flag == "N"}
             if not kept:

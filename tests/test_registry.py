@@ -89,7 +89,8 @@ def test_demo_devices_cover_every_simulated_kind_with_their_metrics(demo) -> Non
         "water_quality": ("hj212", {"cod", "nh3n", "ph", "water_flow"}),
         "wim": ("json", {"gross_weight", "axles", "speed"}),
         "camera": ("json", {"video_smoke", "video_fire", "video_black_smoke", "video_ringelmann", "video_motion",
-                            "video_camera_covered", "video_camera_defocused", "video_camera_moved", "video_stopped_vehicle"}),
+                            "video_camera_covered", "video_camera_defocused", "video_camera_moved", "video_stopped_vehicle",
+                            "video_stream_lost"}),
     }
     seen = set()
     mns = []

@@ -90,6 +90,14 @@ class EvidenceSection(Section):
         ge=0, le=86_400,
     )
     jpeg_quality: int = Field(85, title="JPEG quality", description="Quality of stored snapshots.", ge=10, le=100)
+    clip_pre_s: float = Field(
+        0.0, title="Clip lead-in", description="Seconds of analysed frames before a finding starts kept in its clip; 0 with clip_post_s 0: no clips.",
+        ge=0, le=60,
+    )
+    clip_post_s: float = Field(
+        0.0, title="Clip follow-on", description="Seconds of analysed frames after a finding starts kept in its clip (an MP4 stored as evidence).",
+        ge=0, le=120,
+    )
 
 
 class AnalyserSection(Section):

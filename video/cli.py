@@ -1,4 +1,4 @@
-"""``farsight video analyze``: run a camera's analysers over a video file, print detections as JSONL.
+"""``farsight video analyze`` (a file offline, detections as JSONL) and ``farsight video run`` (live cameras).
 
 :func:`add_video_parser` adds the command to the main CLI's subparsers. Exit 0 on success, 2 on
 an invalid camera file (every problem printed with its key path), 1 when the clip cannot be read.
@@ -47,9 +47,24 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_run(args: argparse.Namespace) -> int:
+    """Run the camera folder until interrupted; findings go to the broker."""
+    from farsight.runtime import run_video
+    from farsight.settings import load_settings
+
+    if args.workers is not None and not 1 <= args.workers <= 64:
+        print(f"--workers must be in 1..64, got {args.workers}", file=sys.stderr)
+        return 2
+    try:
+        return run_video(load_settings(args.config), args.cameras, args.workers)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+
+
 def add_video_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    """Add ``video analyze`` to the main CLI."""
-    p = sub.add_parser("video", help="run video analysers offline")
+    """Add ``video analyze`` and ``video run`` to the main CLI."""
+    p = sub.add_parser("video", help="analyse video files offline, or run live cameras")
     actions = p.add_subparsers(dest="video_command", metavar="ACTION", required=True)
 
     q = actions.add_parser("analyze", help="analyse a video file; one JSON detection a line")
@@ -61,3 +76,9 @@ def add_video_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[t
     q.add_argument("--evidence", type=Path, default=None, metavar="DIR",
                    help="store annotated and raw JPEG snapshots here, content-addressed (default: none)")
     q.set_defaults(func=_cmd_analyze)
+
+    r = actions.add_parser("run", help="analyse live cameras in a process pool; publish findings over MQTT")
+    r.add_argument("--cameras", type=Path, default=None, metavar="DIR",
+                   help="folder of camera YAML files, hot-reloaded (default: video.cameras_dir)")
+    r.add_argument("--workers", type=int, default=None, metavar="N", help="analysis processes (default: video.workers)")
+    r.set_defaults(func=_cmd_run)

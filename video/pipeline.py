@@ -5,10 +5,12 @@
 frame with the frame's source offset as their clock, and turns each :class:`Finding` into a
 :class:`Detection` stamped with the frame's UTC time. Snapshots are stored only when a kind
 starts (absent in the previous frame) or, while it persists, at most once per
-``evidence.snapshot_interval_s`` per kind, which bounds disk use on a busy scene.
+``evidence.snapshot_interval_s`` per kind, which bounds disk use on a busy scene. Every
+detection of a kind carries the latest snapshot pair of its episode, and the episode's clip
+(``evidence.clip_pre_s``/``clip_post_s``, :mod:`video.clips`) once it is written.
 
-Tamper ``cleared`` findings end an episode: they are not detections (nothing is there any more),
-they only re-arm the start snapshot.
+Tamper ``cleared`` findings end an episode: they are not detections (nothing is there any more);
+they are listed in :attr:`CameraPipeline.cleared` for the live runner and re-arm the start snapshot.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from farsight.settings import validation_problems
 from farsight.types import Detection
 from video.analysers.base import Analyser, Finding
 from video.camera_config import CameraConfig, FrameGeometry, analyser_entry
+from video.clips import ClipRecorder
 from video.evidence import EvidenceStore, snapshot
 from video.sources import Frame, FrameSource, SourceEvent, open_source
 
@@ -102,8 +105,18 @@ class CameraPipeline:
         self._size: tuple[int, int] | None = None
         self._prev_kinds: frozenset[str] = frozenset()
         self._last_snapshot: dict[str, float] = {}
+        self._evidence: dict[str, tuple[str, ...]] = {}  # kind -> latest snapshot pair (+ clip) while it lasts
+        self._clips: ClipRecorder | None = None
+        ev = config.evidence
+        if evidence_store is not None and (ev.clip_pre_s > 0 or ev.clip_post_s > 0):
+            self._clips = ClipRecorder(evidence_store, ev.clip_pre_s, ev.clip_post_s)
         self.snapshots = 0
         """Snapshot pairs stored so far."""
+        self.cleared: tuple[tuple[str, str | None], ...] = ()
+        """(kind, zone) of the findings the last processed frame ended explicitly (tamper cleared)."""
+        self.finished_clips: dict[str, str] = {}
+        """Clips (kind -> sha256) the last processed frame completed; a latched finding (tamper)
+        reported once is no longer in the frame's detections when its clip is done."""
 
     @property
     def analyser_names(self) -> tuple[str, ...]:
@@ -129,7 +142,7 @@ class CameraPipeline:
         if self._size != (w, h):
             if self._size is not None:
                 log.warning("frame size changed, analysers rebuilt",
-                            extra={"kv": kv(site=self.config.site, camera=self.config.camera, old=self._size, new=(w, h))})
+                            extra=kv(site=self.config.site, camera=self.config.camera, old=self._size, new=(w, h)))
             self._build(w, h)
         t = frame.offset_s
         findings: list[Finding] = []
@@ -138,10 +151,16 @@ class CameraPipeline:
                 findings += analyser.update(frame.image, t)
             except ConfigError as exc:  # bad data never raises out of the loop (Style 5)
                 log.warning("analyser rejected frame",
-                            extra={"kv": kv(site=self.config.site, camera=self.config.camera, analyser=name, error=exc)})
+                            extra=kv(site=self.config.site, camera=self.config.camera, analyser=name, error=exc))
         live = [f for f in findings if not _is_cleared(f)]
+        self.cleared = tuple((f.kind, f.zone) for f in findings if f.detail.get("state") == "cleared")
         kinds = frozenset(f.kind for f in live)
-        evidence = self._snapshots(frame, live, kinds)
+        for kind in self._prev_kinds - kinds:
+            self._evidence.pop(kind, None)
+        for kind, sha in self._snapshots(frame, live, kinds).items():
+            self._evidence[kind] = sha + tuple(h for h in self._evidence.get(kind, ())[2:] if h not in sha)
+        self._record_clips(frame, kinds)
+        evidence = {k: v for k, v in self._evidence.items() if k in kinds}
         self._prev_kinds = kinds
         out = []
         for f in live:
@@ -179,6 +198,17 @@ class CameraPipeline:
             self.snapshots += 1
         return out
 
+    def _record_clips(self, frame: Frame, kinds: frozenset[str]) -> None:
+        if self._clips is None:
+            return
+        for kind in sorted(kinds - self._prev_kinds):
+            self._clips.start(kind, frame.offset_s)
+        self.finished_clips = self._clips.push(frame.offset_s, frame.image)
+        for kind, sha in self.finished_clips.items():
+            # Snapshots first, then the clip: a later snapshot replaces the pair, the clip stays.
+            if kind in kinds:
+                self._evidence[kind] = self._evidence.get(kind, ())[:2] + (sha,)
+
     def run(self, source: FrameSource | None = None) -> Iterator[Observation]:
         """Process every frame of ``source`` (default: open ``config.source`` at ``config.rate_fps``).
 
@@ -192,8 +222,8 @@ class CameraPipeline:
         try:
             for item in source.frames():
                 if isinstance(item, SourceEvent):
-                    log.info("source event", extra={"kv": kv(site=self.config.site, camera=self.config.camera,
-                                                             event=item.kind, detail=item.detail)})
+                    log.info("source event", extra=kv(site=self.config.site, camera=self.config.camera,
+                                                             event=item.kind, detail=item.detail))
                     self.reset()
                     continue
                 yield from self.process(item)

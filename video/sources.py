@@ -207,7 +207,7 @@ class CaptureSource:
         try:
             cap = cv2.VideoCapture(self.target)
         except cv2.error as exc:
-            log.warning("capture open failed", extra={"kv": kv(source=self.target, error=exc)})
+            log.warning("capture open failed", extra=kv(source=self.target, error=exc))
             return None
         if not cap.isOpened():
             cap.release()
@@ -286,7 +286,7 @@ class CaptureSource:
                 self.stats.failures += 1
                 if not lost:
                     lost = True
-                    log.warning("stream lost", extra={"kv": kv(source=self.target, detail=detail)})
+                    log.warning("stream lost", extra=kv(source=self.target, detail=detail))
                     yield SourceEvent("lost", self._clock.now(), detail)
                 if self._stop.wait(self._backoff.delay(attempt)):
                     return
@@ -493,7 +493,7 @@ class _HttpSource:
                     for frame in self._session(client):
                         if lost:
                             lost = False
-                            log.info("stream restored", extra={"kv": kv(source=self.url)})
+                            log.info("stream restored", extra=kv(source=self.url))
                             yield SourceEvent("restored", self._clock.now(), self.url)
                         attempt = 0
                         yield frame
@@ -513,11 +513,11 @@ class _HttpSource:
                 self.stats.failures += 1
                 if not lost:
                     lost = True
-                    log.warning("stream lost", extra={"kv": kv(source=self.url, detail=detail)})
+                    log.warning("stream lost", extra=kv(source=self.url, detail=detail))
                     yield SourceEvent("lost", self._clock.now(), detail)
                 delay = self._backoff.delay(attempt)
                 attempt += 1
-                log.debug("reconnect wait", extra={"kv": kv(source=self.url, attempt=attempt, delay_s=round(delay, 3))})
+                log.debug("reconnect wait", extra=kv(source=self.url, attempt=attempt, delay_s=round(delay, 3)))
                 if self._stop.wait(delay):
                     return
 
@@ -567,7 +567,7 @@ class MjpegSource(_HttpSource):
                     img = _decode_jpeg(part)
                     if img is None:
                         self.stats.corrupt += 1
-                        log.debug("corrupt part", extra={"kv": kv(source=self.url, index=self._index, size=len(part))})
+                        log.debug("corrupt part", extra=kv(source=self.url, index=self._index, size=len(part)))
                         continue
                     self._gate.kept()
                     yield self._frame(img)
@@ -613,7 +613,7 @@ class SnapshotSource(_HttpSource):
             img = _decode_jpeg(resp.content)
             if img is None:
                 self.stats.corrupt += 1
-                log.debug("corrupt snapshot", extra={"kv": kv(source=self.url, index=self._index)})
+                log.debug("corrupt snapshot", extra=kv(source=self.url, index=self._index))
                 continue
             yield self._frame(img)
 

@@ -172,12 +172,27 @@
         a.count > 1 ? el("span", {}, `×${a.count}`) : null,
         el("span", {}, "last seen ", age(a.last_seen), " ago"),
       ),
+      evidenceStrip(a),
       el("span", { class: "actions" },
         ...ACTIONS.filter((x) => x.from.includes(a.state)).map((x) =>
           el("button", { type: "button", class: "ghost", "data-action": x.action, onclick: () => openAction(a, x.action) }, x.label)),
       ),
     );
     return li;
+  }
+
+  /** The alert's evidence: the first file as a thumbnail (a video snapshot is an annotated
+   * JPEG), every file as a link; files are read with the session cookie, by hash. */
+  function evidenceStrip(a) {
+    const hashes = (a.evidence || []).filter((h) => /^[0-9a-f]{64}$/.test(h));
+    if (!hashes.length) return null;
+    const evidenceHref = (h) => `/api/evidence/${h}`;
+    const thumb = el("img", { class: "thumb", src: evidenceHref(hashes[0]), alt: "evidence snapshot", loading: "lazy",
+      onerror: (ev) => { ev.target.hidden = true; } });
+    return el("span", { class: "evidence" },
+      el("a", { href: evidenceHref(hashes[0]), target: "_blank", rel: "noopener", title: hashes[0] }, thumb),
+      ...hashes.map((h, i) => el("a", { href: evidenceHref(h), target: "_blank", rel: "noopener", title: h, class: "evidence-link" },
+        `evidence ${i + 1}`)));
   }
 
   function renderSites() {

@@ -29,7 +29,7 @@ from ingest.codecs.json_codec import _load, _timestamp
 
 DETECTION_KINDS = frozenset({
     "smoke", "fire", "black_smoke", "motion", "camera_covered", "camera_defocused",
-    "camera_moved", "stopped_vehicle",
+    "camera_moved", "stopped_vehicle", "stream_lost",
 })
 """Finding kinds ingest accepts; each is the metric ``video_{kind}``."""
 

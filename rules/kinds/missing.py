@@ -104,7 +104,7 @@ class MissingDataCondition(Condition):
     # A flagged reading (calibration, maintenance) still proves the device is online.
     accepts_flagged = True
 
-    __slots__ = ("series", "route", "first_tick", "seen", "off", "site_off", "site_device", "newest", "arrived", "last_now", "watermark")
+    __slots__ = ("devices", "series", "route", "first_tick", "seen", "off", "site_off", "site_device", "newest", "arrived", "last_now", "watermark")
 
     def __init__(self, binding: Binding) -> None:
         super().__init__(binding)
@@ -135,6 +135,7 @@ class MissingDataCondition(Condition):
                 if key not in self.series:
                     self.series[key] = _Series(key, dev.id, "" if spec.per == "device" or m == WILDCARD else m, limit_s, dev.cadence_s)
         self.site_device = devices[0] if len(devices) == 1 else ""
+        self.devices = frozenset(devices)
         self.first_tick: int | None = None
         self.seen: dict[str, int] = {}
         self.off: dict[str, int] = {}

@@ -232,3 +232,17 @@ def test_a_gap_inside_a_replayed_backlog_is_recorded_after_the_fact() -> None:
         sigs += e.evaluate([reading("pm25", 20, m)])
     assert [(s.status, s.ts) for s in sigs] == [("firing", at(7)), ("resolved", at(20))]
     assert sigs[0].device == "aq1"
+
+
+def test_camera_detections_do_not_make_the_sites_sensor_readings_late() -> None:
+    # A camera's findings carry millisecond times; the site's sensors report on whole seconds and
+    # may arrive after a finding stamped a fraction of a second later. Cameras are ignored by the
+    # rule, so their findings must not move its event-time order either.
+    e = _engine(select={"site": "yc-multi"})
+    e.tick(at(0))
+    e.evaluate([reading("video_smoke", 0.9, 1.01, site="yc-multi", device="cam1", unit="1")])
+    e.evaluate([reading("pm25", 30, 1, site="yc-multi"), reading("noise", 55, 1, site="yc-multi", device="dn1", unit="dB")])
+    assert e.stats.late == 0
+    # The sensors' readings counted: 3 cadences of aq1 after minute 1 it is offline, not before.
+    assert about(e.tick(at(3.9)), "yc-multi") == []
+    assert [s.device for s in about(e.tick(at(4.1)), "yc-multi")] == ["aq1"]

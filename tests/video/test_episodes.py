@@ -1,0 +1,112 @@
+"""EpisodeTracker (start, keep-alive, cleared; latched tamper findings) and ClipRecorder (MP4 around a start)."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from farsight.evidence import EvidenceStore
+from video.clips import ClipRecorder
+from video.episodes import EpisodeTracker
+
+
+def obs(kind: str, zone: str | None = None, conf: float = 0.8, ts: str = "t", latched: bool = False, **detail) -> dict:
+    d = {"state": "active", **detail} if latched else dict(detail)
+    return {"kind": kind, "zone": zone, "confidence": conf, "ts": ts, "evidence": ["a" * 64], "detail": d}
+
+
+def states(msgs: list[dict]) -> list[tuple[str, str]]:
+    return [(m["kind"], m["state"]) for m in msgs]
+
+
+def test_per_frame_finding_starts_at_once_is_kept_alive_and_clears_after_absence():
+    tr = EpisodeTracker(resend_s=5.0, clear_after_s=3.0)
+    assert states(tr.update(0.0, "t0", [obs("smoke")])) == [("smoke", "active")]
+    assert tr.update(1.0, "t1", [obs("smoke")]) == []  # within resend_s: nothing new
+    sent = tr.update(5.0, "t5", [obs("smoke", conf=0.9, ts="t5")])
+    assert states(sent) == [("smoke", "active")] and sent[0]["confidence"] == 0.9 and sent[0]["ts"] == "t5"
+    assert tr.update(7.0, "t7", []) == []  # absent 2 s: not yet
+    cleared = tr.update(8.0, "t8", [])
+    assert states(cleared) == [("smoke", "cleared")]
+    assert cleared[0]["confidence"] == 0.0 and cleared[0]["ts"] == "t8" and cleared[0]["detail"] == {"state": "cleared"}
+    assert tr.active == frozenset()
+
+
+def test_zones_are_separate_episodes_and_duplicate_boxes_count_once():
+    tr = EpisodeTracker()
+    sent = tr.update(0.0, "t0", [obs("motion", "gate"), obs("motion", "gate"), obs("motion", "yard")])
+    assert [(m["zone"], m["state"]) for m in sent] == [("gate", "active"), ("yard", "active")]
+    sent = tr.update(3.5, "t3", [obs("motion", "gate")])
+    assert [(m["zone"], m["state"]) for m in sent] == [("yard", "cleared")]
+
+
+def test_latched_finding_is_restated_until_its_analyser_clears_it():
+    tr = EpisodeTracker(resend_s=2.0, clear_after_s=1.0)
+    assert states(tr.update(0.0, "t0", [obs("camera_covered", latched=True)])) == [("camera_covered", "active")]
+    # No more findings from the analyser (tamper reports once), yet it is neither cleared nor silent.
+    restated = []
+    for k in range(1, 11):
+        restated += tr.tick(float(k), f"t{k}")
+    assert states(restated) == [("camera_covered", "active")] * 5
+    assert [m["ts"] for m in restated] == ["t2", "t4", "t6", "t8", "t10"]  # each a new reading
+    sent = tr.update(11.0, "t11", [], cleared=[("camera_covered", None)])
+    assert states(sent) == [("camera_covered", "cleared")] and sent[0]["ts"] == "t11"
+    assert tr.tick(20.0, "t20") == []
+
+
+def test_black_smoke_grade_is_dropped_from_the_clear_message():
+    tr = EpisodeTracker(clear_after_s=1.0)
+    tr.update(0.0, "t0", [obs("black_smoke", ringelmann=3.0)])
+    cleared = tr.update(2.0, "t2", [])
+    assert cleared[0]["detail"] == {"state": "cleared"}  # a grade left in it would read as smoke
+
+
+def test_end_all_and_clip_evidence():
+    tr = EpisodeTracker()
+    tr.update(0.0, "t0", [obs("fire"), obs("camera_moved", latched=True)])
+    tr.add_evidence("camera_moved", "b" * 64)
+    sent = {m["kind"]: m for m in tr.tick(6.0, "t6")}
+    assert sent["camera_moved"]["state"] == "active" and sent["camera_moved"]["evidence"] == ["a" * 64, "b" * 64]
+    assert sent["fire"]["state"] == "cleared"  # per-frame, not seen for 6 s
+    ended = tr.end_all("t9")
+    assert states(ended) == [("camera_moved", "cleared")]
+    assert all(m["ts"] == "t9" for m in ended) and tr.active == frozenset()
+
+
+def test_tracker_refuses_non_positive_intervals():
+    with pytest.raises(ValueError):
+        EpisodeTracker(resend_s=0)
+
+
+def frame(i: int) -> np.ndarray:
+    img = np.full((72, 96, 3), 40, np.uint8)
+    cv2.rectangle(img, (i % 80, 20), (i % 80 + 15, 50), (0, 0, 255), -1)
+    return img
+
+
+def test_clip_holds_the_seconds_before_and_after_a_start(tmp_path):
+    store = EvidenceStore(tmp_path / "ev")
+    rec = ClipRecorder(store, pre_s=2.0, post_s=3.0)
+    done = {}
+    fps = 5.0
+    for i in range(60):
+        t = i / fps
+        if i == 25:
+            rec.start("smoke", t)
+            rec.start("smoke", t)  # a second start of the same kind while one is open: ignored
+        done.update(rec.push(t, frame(i)))
+    assert list(done) == ["smoke"] and rec.written == 1
+    path = store.path(done["smoke"])
+    assert path.suffix == ".mp4"
+    cap = cv2.VideoCapture(str(path))
+    n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+    got_fps = cap.get(cv2.CAP_PROP_FPS)
+    cap.release()
+    # 2 s before (frames 15..24), the start frame, 3 s after (to frame 40): 26 frames at 5 fps.
+    assert n == 26 and abs(got_fps - fps) < 0.01
+
+
+def test_clip_lengths_are_checked(tmp_path):
+    with pytest.raises(ValueError):
+        ClipRecorder(EvidenceStore(tmp_path), 0.0, 0.0)

@@ -1,0 +1,136 @@
+"""From per-frame findings to the messages a camera publishes: start, keep-alive and cleared.
+
+Analysers report in two styles. Most (motion, smoke, fire, black smoke, stopped vehicle) report a
+finding in every frame where the condition holds; camera tampering reports once when a condition
+is confirmed (``detail.state == "active"``) and once when it ends (``"cleared"``). The rule engine
+needs neither style as such: a rule such as "covered for 2 minutes" needs the condition re-stated
+every few seconds while it lasts, and a clear end so that it resolves.
+
+:class:`EpisodeTracker` turns both styles into one protocol per ``(kind, zone)`` episode:
+
+- the first finding publishes at once (``state: active``);
+- while the episode lasts, the latest finding is published again every ``resend_s``;
+- a per-frame episode not seen for ``clear_after_s`` is published as ``state: cleared``
+  (confidence 0); a latched one (tamper) only when its analyser says ``cleared``;
+- a stream loss ends every episode (nothing is known about a camera that sends no frames).
+
+Pure: it takes observations and a clock value and returns messages; the runner publishes them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+EpisodeKey = tuple[str, str | None]  # (kind, zone)
+
+
+@dataclass(slots=True)
+class _Episode:
+    payload: dict[str, Any]
+    latched: bool
+    last_seen: float
+    last_sent: float
+
+
+@dataclass(slots=True)
+class EpisodeTracker:
+    """Per-camera episode state.
+
+    Parameters
+    ----------
+    resend_s : float
+        Interval of keep-alive messages while an episode lasts.
+    clear_after_s : float
+        A per-frame episode absent this long is cleared.
+    """
+
+    resend_s: float = 5.0
+    clear_after_s: float = 3.0
+    _episodes: dict[EpisodeKey, _Episode] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.resend_s > 0 or not self.clear_after_s > 0:
+            raise ValueError(f"resend_s and clear_after_s must be > 0, got {self.resend_s}, {self.clear_after_s}")
+
+    @property
+    def active(self) -> frozenset[EpisodeKey]:
+        """Episodes currently open."""
+        return frozenset(self._episodes)
+
+    def update(self, now: float, ts: str, observations: list[dict[str, Any]],
+               cleared: tuple[EpisodeKey, ...] | list[EpisodeKey] = ()) -> list[dict[str, Any]]:
+        """Feed one analysed frame; return the messages to publish now.
+
+        Parameters
+        ----------
+        now : float
+            Monotonic seconds (the frame's source offset or a wall clock; one camera, one clock).
+        ts : str
+            The frame's time, ISO 8601: clears and latched keep-alives carry it, so that each
+            message is a new reading (ingest drops a repeat of device, metric and time).
+        observations : list of dict
+            The frame's detections as JSON-ready dicts (``Observation.as_dict()``): at least
+            ``kind``, ``zone``, ``confidence``, ``ts``; ``detail.state == "active"`` marks a
+            latched finding.
+        cleared : list of (kind, zone)
+            Episodes the analysers ended explicitly in this frame.
+        """
+        out: list[dict[str, Any]] = []
+        for key in cleared:
+            ep = self._episodes.pop(key, None)
+            if ep is not None:
+                out.append(_cleared(ep.payload, ts))
+        seen: set[EpisodeKey] = set()
+        for obs in observations:
+            key = (obs["kind"], obs.get("zone"))
+            if key in seen:  # several boxes of one kind and zone in a frame: the first stands for them
+                continue
+            seen.add(key)
+            payload = {**obs, "state": "active"}
+            latched = (obs.get("detail") or {}).get("state") == "active"
+            ep = self._episodes.get(key)
+            if ep is None:
+                self._episodes[key] = _Episode(payload, latched, now, now)
+                out.append(payload)
+                continue
+            ep.payload, ep.last_seen = payload, now
+            ep.latched = ep.latched or latched
+            if now - ep.last_sent >= self.resend_s:
+                ep.last_sent = now
+                out.append(payload)
+        out += self.tick(now, ts, exclude=seen)
+        return out
+
+    def tick(self, now: float, ts: str, exclude: set[EpisodeKey] | frozenset[EpisodeKey] = frozenset()) -> list[dict[str, Any]]:
+        """Keep-alives and clears due at ``now`` (time ``ts``) for episodes not updated in this frame."""
+        out: list[dict[str, Any]] = []
+        for key, ep in list(self._episodes.items()):
+            if key in exclude:
+                continue
+            if not ep.latched and now - ep.last_seen >= self.clear_after_s:
+                del self._episodes[key]
+                out.append(_cleared(ep.payload, ts))
+            elif ep.latched and now - ep.last_sent >= self.resend_s:
+                ep.last_sent = now
+                ep.payload = {**ep.payload, "ts": ts}
+                out.append(ep.payload)
+        return out
+
+    def add_evidence(self, kind: str, sha: str) -> None:
+        """Attach a finished clip to the open episodes of ``kind`` (sent with their next message)."""
+        for (k, _), ep in self._episodes.items():
+            if k == kind and sha not in ep.payload.get("evidence", ()):
+                ep.payload = {**ep.payload, "evidence": [*ep.payload.get("evidence", ()), sha]}
+
+    def end_all(self, ts: str) -> list[dict[str, Any]]:
+        """Clear every open episode (the stream was lost or the camera removed)."""
+        out = [_cleared(ep.payload, ts) for ep in self._episodes.values()]
+        self._episodes.clear()
+        return out
+
+
+def _cleared(payload: dict[str, Any], ts: str) -> dict[str, Any]:
+    # The detail goes: a Ringelmann grade or a latched "active" left in it would say the
+    # condition still holds.
+    return {**payload, "state": "cleared", "confidence": 0.0, "ts": ts, "detail": {"state": "cleared"}}
