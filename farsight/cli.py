@@ -78,6 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("ingest", help="run the MQTT ingest consumer with rules and alerts")
     p.set_defaults(func=_cmd_ingest)
 
+    from edge.cli import add_edge_parser  # the site gateway (issue 7)
+
+    add_edge_parser(sub)
+
     from ingest.decode_cli import add_decode_parser
     from simulators.cli import add_simulate_parser
     from hub.cli import add_hub_parser

@@ -64,14 +64,26 @@ class IngestService:
         restored = self.engine.restore(self.rule_state.load())
         pruned = self.rule_state.prune(self.engine.rules)  # rows of rules changed while stopped
         log.info("rule state restored", extra=kv(instances=restored, pruned=pruned))
+        # Edge gateway batches (issue 7): consumed only when the hub has the gateways' keys.
+        self.edge = None
+        ingest_settings = settings.ingest
+        if settings.edge.keys_file is not None:
+            from ingest.edge_batches import EdgeBatchDecoder, load_keys
+            from ingest.edge_health import GatewayMonitor
+
+            monitor = GatewayMonitor(self.db, settings.edge, registry, audit=self.alerts.audit)
+            self.edge = EdgeBatchDecoder(self.db, load_keys(settings.edge.keys_file), settings.edge, monitor)
+            ingest_settings = ingest_settings.model_copy(update={"topics": tuple(dict.fromkeys((*ingest_settings.topics, *self.edge.topics)))})
         self.pipeline = IngestPipeline(registry, self.readings, self.engine, self.mute, settings.ingest.unknown_site,
                                        rule_state=self.rule_state, rule_source=self.watcher,
                                        # Silences end on wall time (people set them); escalation
                                        # runs on the engine's clock, the time of the data.
                                        tickers=(lambda _engine_now: self.mute.tick(), self.escalator.tick,
-                                                lambda _engine_now: self.alerts.index_text()),
-                                       audit=self.alerts.audit)
-        self.consumer = MqttConsumer(settings.broker, settings.ingest, self.pipeline.process,
+                                                lambda _engine_now: self.alerts.index_text(),
+                                                # Gateways that stopped talking (wall clock: no data is the point).
+                                                lambda _engine_now: self.edge and (silent := self.edge.monitor.check_silent()) and self.mute.apply(silent)),
+                                       audit=self.alerts.audit, edge=self.edge)
+        self.consumer = MqttConsumer(settings.broker, ingest_settings, self.pipeline.process,
                                      periodic=self.pipeline.tick, period_s=settings.rules.tick_s)
 
     def start(self, wait: bool = True) -> None:

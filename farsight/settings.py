@@ -187,6 +187,19 @@ class RegistrySettings(Section):
     departments: tuple[str, ...] = Field(("env", "transport"), title="Departments", description="Department codes that sites and users may belong to.", min_length=1)
 
 
+class EdgeHubSettings(Section):
+    """``edge``: how the hub receives store-and-forward batches from site gateways."""
+
+    keys_file: Path | None = Field(None, title="Gateway keys file", description="YAML mapping each gateway id to its batch HMAC key in hex ({gw-1: 3f9a...}); none: gateway batches are not consumed. Keep it out of the repository, readable by the hub only.")
+    topic: str = Field("fs/v1/gw/+/batch", title="Batch subscription", description="Topic filter of gateway batches, added to the ingest subscriptions when keys_file is set.", min_length=1, max_length=256)
+    max_messages: int = Field(10_000, title="Messages per batch", description="Most original messages one batch may carry; a larger batch is dead-lettered.", ge=1, le=1_000_000)
+    keep_sequences: int = Field(100_000, title="Sequence history", description="Accepted batch sequence numbers remembered per gateway to tell a redelivery from a replay.", ge=100, le=10_000_000)
+    sites: dict[str, str] = Field(default_factory=dict, title="Gateway sites", description="Site id of each gateway ({gw-1: yc-stack-1}), for the department and owner of its health alerts; unlisted gateways are their own site.")
+    silent_after_s: float = Field(120.0, title="Silent after", description="A gateway with no heartbeat for this many seconds raises gateway-silent.", gt=0, le=86_400)
+    backlog_age_s: float = Field(600.0, title="Backlog age", description="A gateway whose oldest buffered message is older than this raises gateway-backlog.", gt=0, le=30 * 86_400)
+    backlog_beats: int = Field(5, title="Backlog growth", description="A buffer that grew on this many heartbeats in a row raises gateway-backlog.", ge=2, le=1000)
+
+
 class LoggingSettings(Section):
     """Log level."""
 
@@ -213,6 +226,7 @@ class Settings(Section):
     video: VideoSettings = Field(default_factory=VideoSettings, title="Video", description="Live cameras and their analysers.")
     registry: RegistrySettings = Field(default_factory=RegistrySettings, title="Registry", description="Site registry.")
     logging: LoggingSettings = Field(default_factory=LoggingSettings, title="Logging", description="Logging.")
+    edge: EdgeHubSettings = Field(default_factory=EdgeHubSettings, title="Edge gateways", description="Batches from site gateways: keys and subscription.")
 
     @field_validator("data_dir")
     @classmethod
