@@ -8,10 +8,11 @@ retained topic ``fs/v1/gw/{gateway}/config`` (see :mod:`edge.remote_config`).
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal, Mapping
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from farsight.errors import ConfigError, ConfigProblem
 from farsight.settings import read_yaml, validation_problems
@@ -105,11 +106,46 @@ class Hj212TcpSettings(Section):
     idle_timeout_s: float = Field(600.0, title="Idle timeout", description="Close a connection silent for this long.", gt=0, le=86_400)
 
 
+class CamerasSettings(Section):
+    """The site's cameras, analysed at the gateway (``farsight video run`` in the gateway).
+
+    Findings are published on the site broker, where the local MQTT collector buffers and
+    forwards them like any device's data; snapshots and clips stay in ``<data_dir>/evidence``.
+    """
+
+    enabled: bool = Field(False, title="Enabled", description="Analyse the cameras of `folder` at the gateway.")
+    folder: Path | None = Field(None, title="Camera folder", description="Folder of camera YAML files (one a camera), hot-reloaded.")
+    sites: dict[str, str] = Field(default_factory=dict, title="Site departments", description="Department code of each site the cameras watch ({site-id: env}); a camera of another site is refused.")
+    workers: int = Field(1, title="Workers", description="Analysis processes.", ge=1, le=64)
+    resend_s: float = Field(5.0, title="Re-send interval", description="While a finding lasts it is published again this often.", ge=0.5, le=600)
+    clear_after_s: float = Field(3.0, title="Clear after", description="A finding not seen this long is published as cleared.", ge=0.5, le=600)
+
+    @field_validator("sites")
+    @classmethod
+    def _ids(cls, v: dict[str, str]) -> dict[str, str]:
+        bad = [k for k, d in v.items() if not re.match(_ID, k) or not re.match(_ID, d)]
+        if bad:
+            raise ValueError(f"site and department ids must match {_ID}; bad: {', '.join(map(repr, bad[:5]))}")
+        return v
+
+
 class CollectorsSettings(Section):
     """What the gateway collects at the site."""
 
     mqtt_local: MqttLocalSettings = Field(default_factory=MqttLocalSettings, title="Local MQTT", description="Devices on the site's broker.")
     hj212_tcp: Hj212TcpSettings = Field(default_factory=Hj212TcpSettings, title="HJ 212 over TCP", description="Data loggers pushing HJ 212 frames.")
+    cameras: CamerasSettings = Field(default_factory=CamerasSettings, title="Cameras", description="Cameras analysed at the site; findings go through the local broker.")
+
+    @model_validator(mode="after")
+    def _cameras_need_the_local_broker(self) -> "CollectorsSettings":
+        if self.cameras.enabled:
+            if not self.mqtt_local.enabled:
+                raise ValueError("cameras.enabled needs mqtt_local.enabled: findings reach the buffer through the site broker")
+            if self.cameras.folder is None or not self.cameras.sites:
+                raise ValueError("cameras.enabled needs cameras.folder and cameras.sites")
+            if not any("detection" in t or t.endswith("#") for t in self.mqtt_local.topics):
+                raise ValueError("cameras.enabled needs a mqtt_local topic that matches .../detection")
+        return self
 
 
 class HealthSettings(Section):

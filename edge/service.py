@@ -57,6 +57,10 @@ class EdgeService:
             out["mqtt_local"] = MqttLocalCollector(config.gateway_id, c.mqtt_local, self.buffer)
         if c.hj212_tcp.enabled:
             out["hj212_tcp"] = Hj212TcpCollector(config.gateway_id, c.hj212_tcp, self.buffer)
+        if c.cameras.enabled:
+            from edge.collectors.cameras import CamerasCollector  # imports OpenCV: only when there are cameras
+
+            out["cameras"] = CamerasCollector(config)
         return out
 
     def start(self) -> None:
