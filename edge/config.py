@@ -129,6 +129,16 @@ class CamerasSettings(Section):
         return v
 
 
+class EvidenceUploadSettings(Section):
+    """Evidence files made at the site (snapshots, clips) sent to the hub, which the alerts cite."""
+
+    hub_url: str | None = Field(None, title="Hub URL", description="Base URL of the hub (https://hub.example); none keeps evidence at the site only.", max_length=2048, pattern=r"^https?://[^\s]+$")
+    token_env: str = Field("FARSIGHT_EDGE_HUB_TOKEN", title="Token variable", description="Environment variable holding the gateway's bearer token for POST /api/evidence (never in a file).", pattern=r"^[A-Z_][A-Z0-9_]{0,63}$")
+    interval_s: float = Field(5.0, title="Scan interval", description="Seconds between two looks for files not yet sent.", gt=0, le=3600)
+    timeout_s: float = Field(30.0, title="Timeout", description="Seconds an upload may take before it is retried later.", gt=0, le=600)
+    ca_file: Path | None = Field(None, title="CA file", description="PEM bundle that signs the hub's certificate; none uses the system store.")
+
+
 class CollectorsSettings(Section):
     """What the gateway collects at the site."""
 
@@ -178,6 +188,7 @@ class GatewayConfig(Section):
     collectors: CollectorsSettings = Field(default_factory=CollectorsSettings, title="Collectors", description="Site inputs.")
     health: HealthSettings = Field(default_factory=HealthSettings, title="Health", description="Heartbeat.")
     rules: LocalRulesSettings = Field(default_factory=LocalRulesSettings, title="Local rules", description="Immediate site alerts.")
+    evidence: EvidenceUploadSettings = Field(default_factory=EvidenceUploadSettings, title="Evidence upload", description="Send the site's evidence files to the hub.")
     remote_config: bool = Field(True, title="Remote configuration", description="Accept configuration pushed by the hub on fs/v1/gw/{gateway}/config.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", title="Log level", description="Lowest level logged.")
 

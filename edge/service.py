@@ -13,6 +13,7 @@ from edge.batch import load_gateway_key
 from edge.buffer import Buffer
 from edge.collectors.hj212_tcp import Hj212TcpCollector
 from edge.collectors.mqtt_local import MqttLocalCollector
+from edge.evidence_upload import EvidenceUploader
 from edge.config import GatewayConfig
 from edge.errors import EdgeError
 from edge.health import heartbeat, sntp_offset
@@ -49,6 +50,7 @@ class EdgeService:
             self.buffer.listeners.append(self.local_rules.feed)
         self._clock_offset: float | None = None
         self._next_ntp = 0.0
+        self.evidence = EvidenceUploader(config.data_dir, config.evidence)
 
     def _build_collectors(self, config: GatewayConfig) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -78,6 +80,7 @@ class EdgeService:
             self.buffer.close()
             raise
         self.uplink.start()
+        self.evidence.start()
         log.info("gateway running", extra=kv(gateway=self.config.gateway_id, version=self.config.version,
                                              collectors=",".join(self.collectors) or "none", backlog=self.buffer.depth,
                                              central=f"{self.config.uplink.host}:{self.config.uplink.port}"))
@@ -85,6 +88,7 @@ class EdgeService:
     def stop(self) -> None:
         for col in self.collectors.values():
             col.stop()
+        self.evidence.stop()
         self.uplink.stop()
         self.buffer.close()
         if self.local_rules is not None:
@@ -131,7 +135,8 @@ class EdgeService:
             self._clock_offset = sntp_offset(self.config.health.ntp_server)
         return heartbeat(
             self.config.gateway_id, self.config.version, self.buffer.stats(),
-            {name: col.state for name, col in self.collectors.items()},
+            {**{name: col.state for name, col in self.collectors.items()},
+             **({"evidence_upload": f"{self.evidence.state}, {self.evidence.sent} sent"} if self.config.evidence.hub_url else {})},
             {"connected": self.uplink.connected, "inflight": self.uplink.inflight, "sent_batches": self.uplink.sent_batches,
              "acked_messages": self.uplink.acked_messages, "reconnects": self.uplink.reconnects},
             self.config.data_dir, self._clock_offset, self.started,

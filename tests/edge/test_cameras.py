@@ -19,6 +19,9 @@ from simulators.camera import ClipSpec, EventSpec
 from simulators.camera_server import CameraServer
 from tests.conftest import wait_until
 from tests.factories import registry_doc
+from tests.hub.conftest import start_server, stop_server
+from hub.app import create_app
+from hub.auth import TokenStore
 
 
 def _registry_with_camera():  # type: ignore[no-untyped-def]
@@ -37,8 +40,14 @@ def test_camera_findings_cross_the_gateway_to_the_hub(site_broker, central_broke
     hub_dir = tmp_path / "hub"
     hub_dir.mkdir()
     hub = Hub(central_broker, hub_dir, {"gw-test": gateway_key})
-    hub.service = IngestService(hub.settings, _registry_with_camera())
+    registry = _registry_with_camera()
+    hub.service = IngestService(hub.settings, registry)
     hub.service.start()
+    # The hub's API, where the gateway sends its evidence files (a real HTTP server).
+    app = create_app(hub.settings, registry, readings=hub.service.readings, alerts=hub.service.alerts,
+                     tokens=TokenStore(hub.settings.database, departments=registry.departments))
+    monkeypatch.setenv("FARSIGHT_EDGE_HUB_TOKEN", app.state.hub.tokens.issue("gw-test", "env"))
+    server, thread, base_url = start_server(app)
     spec = ClipSpec("stack", 320, 180, 5.0, 60.0, 7, events=(EventSpec("covered", 3.0, 60.0),))
     cams = CameraServer({"stack": spec}).start()
     folder = tmp_path / "cameras"
@@ -52,6 +61,7 @@ def test_camera_findings_cross_the_gateway_to_the_hub(site_broker, central_broke
         "collectors": {"mqtt_local": {"enabled": True, "host": site_broker.host, "port": site_broker.port},
                        "cameras": {"enabled": True, "folder": str(folder), "sites": {"yc-stack-1": "env"}, "resend_s": 1}},
         "health": {"interval_s": 0.5},
+        "evidence": {"hub_url": base_url, "interval_s": 0.2},
     }
     gw = EdgeService(parse_gateway_config(raw), raw)
     gw.start()
@@ -63,11 +73,18 @@ def test_camera_findings_cross_the_gateway_to_the_hub(site_broker, central_broke
         wait_until(lambda: len(covered()) >= 3, timeout=60, what="covered findings at the hub, restated")
         assert gw.collectors["cameras"].state.startswith("running 1 cameras")
         assert not hub.dead_letters()
-        # The snapshot of the finding stays at the site, under the hash the finding carries.
-        assert any(EvidenceStore(tmp_path / "edge" / "evidence").root.rglob("*.jpg"))
+        # The snapshot and raw frame are made at the site and sent to the hub under their hashes.
+        site_files = wait_until(lambda: list((tmp_path / "edge" / "evidence").rglob("*.jpg")), timeout=15, what="site snapshots")
+        hub_store = EvidenceStore.for_data_dir(hub_dir)
+        wait_until(lambda: all(p.name.split(".")[0] in hub_store for p in site_files), timeout=30, what="evidence at the hub")
+        for p in site_files:
+            assert hub_store.path(p.name.split(".")[0]).read_bytes() == p.read_bytes()
+        assert gw.evidence.pending() == [] or all(q not in site_files for q in gw.evidence.pending())
+        assert "evidence_upload" in gw.heartbeat()["collectors"]
     finally:
         gw.stop()
         cams.stop()
+        stop_server(server, thread)
         hub.stop()
 
 
