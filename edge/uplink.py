@@ -31,6 +31,9 @@ from farsight.logs import kv
 
 log = logging.getLogger("farsight.edge.uplink")
 
+CONNECT_TIMEOUT_S = 10.0
+"""How long a CONNECT may wait for its CONNACK before the link is tried again."""
+
 
 def batch_topic(gateway: str) -> str:
     return f"fs/v1/gw/{gateway}/batch"
@@ -203,11 +206,22 @@ class Uplink:
 
     def _run(self) -> None:
         delay = 0.2
+        connecting_until = 0.0
+        refused = False  # the last attempt ended without a session (bad credentials, untrusted certificate)
         while not self._stop.is_set():
             if not self.client.is_connected():
+                # A CONNECT is out and its CONNACK not yet in (a TLS handshake takes a while):
+                # a second CONNECT under the same client id now would make the broker drop both.
+                if time.monotonic() < connecting_until and self.client.socket() is not None:
+                    self.client.loop(timeout=0.05)
+                    continue
+                if refused:  # back off as for an unreachable broker, not hammer it
+                    self._stop.wait(delay)
+                    delay = min(delay * 2, self.config.uplink.reconnect_max_s)
                 try:
                     self.client.reconnect()
-                    delay = 0.2
+                    connecting_until = time.monotonic() + CONNECT_TIMEOUT_S
+                    refused = True  # until a CONNACK says otherwise
                     self.reconnects += 1
                 except (OSError, ValueError, ssl.SSLError) as exc:
                     log.debug("central broker unreachable", extra=kv(gateway=self.gateway, error=exc, retry_s=delay))
@@ -215,6 +229,8 @@ class Uplink:
                     delay = min(delay * 2, self.config.uplink.reconnect_max_s)
                     continue
             self.client.loop(timeout=0.01)
+            if self.client.is_connected() and refused:
+                refused, delay = False, 0.2
             try:
                 self._send_batches()
                 while self._pending_acks and self.client.is_connected():
