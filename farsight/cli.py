@@ -90,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     from alerts.outbox_cli import add_parser as add_outbox_parser
     from alerts.report_cli import add_parser as add_report_parser
     from video.cli import add_video_parser
+    from remote_sensing.cli import add_rs_parser
 
     add_decode_parser(sub)
     add_simulate_parser(sub)
@@ -99,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_outbox_parser(sub)
     add_report_parser(sub)
     add_video_parser(sub)
+    add_rs_parser(sub)
     return parser
 
 

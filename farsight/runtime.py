@@ -184,6 +184,24 @@ def start_demo_video(settings: Settings, registry: Registry, data_dir: Path) -> 
                             f"analysed at {sim.fps:g} fps; scripted smoke, black smoke and a covered lens every {sim.cycle_s:g} s")
 
 
+def start_demo_satellite(settings: Settings, data_dir: Path) -> tuple[threading.Thread | None, str]:
+    """The demo's satellite scenes: one simulated pair over an area with an ecological red line,
+    processed as ``rs watch --queue`` would, in a thread (a few seconds). Returns (thread, banner line)."""
+    if not settings.simulator.enabled:
+        return None, "off (simulators off)"
+    from remote_sensing.demo import AOI, run_demo_watch
+
+    def work() -> None:
+        try:
+            run_demo_watch(settings, data_dir / "rs")
+        except Exception:  # the demo goes on without its satellite part
+            log.exception("satellite demo failed")
+
+    t = threading.Thread(target=work, name="demo-satellite", daemon=True)
+    t.start()
+    return t, f"area {AOI}: two simulated Sentinel-2 scenes; a change inside the ecological red line becomes an alert with its quicklook"
+
+
 def _port_free(host: str, port: int) -> bool:
     import socket
 
@@ -256,6 +274,7 @@ def run_demo(settings: Settings, port: int | None = None, duration_s: float | No
         sim_thread.start()
 
     camera_server, video_runner, video_desc = start_demo_video(settings, registry, data_dir)
+    rs_thread, rs_desc = start_demo_satellite(settings, data_dir)
 
     app = create_app(settings, registry, readings=ingest.readings, alerts=ingest.alerts, tokens=tokens)
     server = make_server(app, settings.hub.host, hub_port, log_level="warning")
@@ -270,6 +289,7 @@ def run_demo(settings: Settings, port: int | None = None, duration_s: float | No
         f"  ingest      client {settings.ingest.client_id}, topics {', '.join(settings.ingest.topics)}\n"
         f"  rules       {len(ingest.engine.rules)} rules; alerts in the risk queue\n"
         f"  video       {video_desc}\n"
+        f"  satellite   {rs_desc}\n"
         f"  simulators  {len(registry)} sites, scenario '{settings.simulator.scenario}', {settings.simulator.backfill_min:g} min of history, then a round every {settings.simulator.interval_s:g} s (x{settings.simulator.speedup:g} time)\n"
         f"  data        {redact(str(settings.database)) if settings.database_url else f'{settings.db_path} (SQLite, WAL)'}\n"
         f"  token       {token_file} (bearer token of user demo-officer: reads, and every handling step)\n"
@@ -284,6 +304,8 @@ def run_demo(settings: Settings, port: int | None = None, duration_s: float | No
         stop.set()
         if sim_thread is not None:
             sim_thread.join(timeout=10)
+        if rs_thread is not None:
+            rs_thread.join(timeout=60)
         if video_runner is not None:
             video_runner.stop()
         if camera_server is not None:

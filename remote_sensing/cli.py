@@ -1,0 +1,321 @@
+"""``farsight rs detect`` and ``farsight rs watch``: satellite change detection from the command line.
+
+``rs detect BEFORE AFTER --out changes.geojson`` writes every change (or, with ``--zones``, the
+changes touching a zone, unless ``--all``) as an RFC 7946 FeatureCollection, with quicklook PNGs
+under ``--evidence``. ``rs watch DIR`` processes scenes as they arrive: each subfolder of ``DIR``
+is an area of interest (or ``DIR`` itself when it holds the scenes); every new scene is paired
+with the AOI's first (reference) scene, changes become revisit tracks (``possible``, then
+``confirmed``), and each state change is appended to ``events.jsonl`` as a ChangeRegion event.
+
+:func:`add_rs_parser` adds the commands to the main CLI; ``python -m remote_sensing.cli`` runs
+them standalone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from farsight.errors import ConfigError, ConfigProblem, FarsightError
+from farsight.types import AlertSignal
+from remote_sensing.detect import DETECTORS
+from remote_sensing.events import alert_signal
+from remote_sensing.io import SENSORS, open_scene, read_geojson, read_state
+from remote_sensing.output import feature_collection, quicklook_writer, write_geojson, write_json
+from remote_sensing.pipeline import DetectOptions, PairResult, detect_pair, in_zones
+from remote_sensing.revisits import StateChange, from_json, to_json, update
+from remote_sensing.windowed import EXECUTORS
+from remote_sensing.zones import Zone, parse_zones
+
+log = logging.getLogger(__name__)
+
+SCENE_SUFFIXES = (".tif", ".tiff")
+
+
+def _bands(text: str | None) -> tuple[str, ...] | None:
+    return tuple(b.strip() for b in text.split(",")) if text else None
+
+
+def _add_detect_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--zones", type=Path, default=None, metavar="ZONES.geojson", help="zones of interest (lon/lat polygons with id, name, kind)")
+    p.add_argument("--all", action="store_true", help="with --zones, write changes outside every zone too")
+    p.add_argument("--mmu-ha", type=float, default=0.25, metavar="H", help="minimum mapping unit in hectares (default 0.25)")
+    p.add_argument("--method", choices=DETECTORS, default="index", help="detector (default index)")
+    p.add_argument("--threshold", choices=("otsu", "em"), default="otsu", help="automatic CVA threshold (default otsu)")
+    p.add_argument("--sensor", choices=sorted(SENSORS), default=None, help="band order preset when bands are not described")
+    p.add_argument("--bands", default=None, metavar="ROLES", help="band roles in file order, e.g. blue,green,red,nir,swir1,swir2 ('-' to skip a band)")
+    p.add_argument("--workers", type=int, default=1, metavar="N", help="threads for blocks (default 1)")
+    p.add_argument("--executor", choices=EXECUTORS, default="threads", help="block executor (default threads)")
+    p.add_argument("--block", type=int, default=1024, metavar="PX", help="block size, rounded up to whole tiles (default 1024)")
+    p.add_argument("--evidence", type=Path, default=None, metavar="DIR", help="store quicklook PNGs here, content-addressed")
+
+
+def add_rs_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add ``rs detect`` and ``rs watch`` to the main CLI."""
+    p = sub.add_parser("rs", help="satellite change detection: scene pairs to change polygons")
+    actions = p.add_subparsers(dest="rs_command", metavar="ACTION", required=True)
+
+    d = actions.add_parser("detect", help="detect changes between two scenes; write GeoJSON")
+    d.add_argument("before", type=Path, metavar="BEFORE", help="earlier scene (GeoTIFF/COG)")
+    d.add_argument("after", type=Path, metavar="AFTER", help="later scene (GeoTIFF/COG)")
+    d.add_argument("--out", type=Path, required=True, metavar="changes.geojson", help="output FeatureCollection")
+    _add_detect_options(d)
+    d.set_defaults(func=_cmd_detect)
+
+    w = actions.add_parser("watch", help="process new scenes per area of interest as they arrive")
+    w.add_argument("dir", type=Path, metavar="DIR", help="folder of scenes, or of one subfolder of scenes per AOI")
+    w.add_argument("--out-dir", type=Path, default=None, metavar="OUT", help="results, state and events (default DIR/_rs)")
+    w.add_argument("--once", action="store_true", help="process what is there and exit")
+    w.add_argument("--interval", type=float, default=60.0, metavar="S", help="seconds between scans (default 60)")
+    w.add_argument("--queue", action="store_true",
+                   help="raise each state change as an alert in the risk queue (the database of --config), "
+                        "quicklooks into its evidence store")
+    w.add_argument("--department", default="env", metavar="D", help="department of the alerts with --queue (default env)")
+    _add_detect_options(w)
+    w.set_defaults(func=_cmd_watch)
+
+
+def _options(args: argparse.Namespace) -> DetectOptions:
+    return DetectOptions(method=args.method, threshold=args.threshold, mmu_ha=args.mmu_ha, workers=args.workers, executor=args.executor, block=args.block, sensor=args.sensor, bands=_bands(args.bands))
+
+
+def _zones(path: Path | None) -> tuple[Zone, ...]:
+    return parse_zones(read_geojson(path), str(path)) if path else ()
+
+
+def _progress(label: str) -> Callable[[int, int], None]:
+    # A one-line bar on stderr for runs of more than a few blocks.
+    started = time.monotonic()
+
+    def show(done: int, total: int) -> None:
+        if total < 8:
+            return
+        width = 30
+        filled = int(width * done / total)
+        rate = done / max(time.monotonic() - started, 1e-6)
+        sys.stderr.write(f"\r{label} [{'#' * filled}{'.' * (width - filled)}] {done}/{total} blocks, {rate:.1f}/s")
+        if done == total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+    return show
+
+
+def _check_inputs(*paths: Path) -> None:
+    missing = [p for p in paths if not p.is_file()]
+    if missing:
+        raise ConfigError([ConfigProblem("scene", str(p), "file not found; give a GeoTIFF or COG path") for p in missing], "rs detect")
+
+
+def tune_process() -> None:
+    """Keep freed block buffers in the process heap, and OpenCV to one thread per caller.
+
+    Every block allocates the same few dozen arrays of a few MB; glibc serves each from a fresh
+    mmap and unmaps it on free, so every block pays its page faults again (a third of the CPU
+    time in profiles). Raising the mmap and trim thresholds, with one arena for all threads,
+    makes the heap reuse them (a no-op where glibc is not the C library). Blocks already run in parallel: OpenCV's own thread pool
+    on top only oversubscribes the cores.
+    """
+    import ctypes
+    import ctypes.util
+
+    import cv2
+
+    cv2.setNumThreads(1)
+    name = ctypes.util.find_library("c")
+    if not name or sys.platform != "linux":
+        return
+    try:
+        libc = ctypes.CDLL(name)
+        m_trim_threshold, m_mmap_threshold, m_arena_max = -1, -3, -8
+        libc.mallopt(m_mmap_threshold, 256 * 1024 * 1024)
+        libc.mallopt(m_trim_threshold, 512 * 1024 * 1024)
+        # Worker threads would get arenas of their own, capped at 64 MB and returned to the OS
+        # as they shrink: one arena keeps every thread's buffers reusable (few, large allocations,
+        # so its lock is uncontended).
+        libc.mallopt(m_arena_max, 1)
+    except (OSError, AttributeError):
+        pass
+
+
+def _cmd_detect(args: argparse.Namespace) -> int:
+    _check_inputs(args.before, args.after)
+    tune_process()
+    opts = _options(args)
+    zones = _zones(args.zones)
+    ql = quicklook_writer(args.evidence) if args.evidence else None
+    result = detect_pair(args.before, args.after, opts, zones=zones, quicklook=ql, progress=_progress("rs detect"))
+    chosen = result.regions if not zones or args.all else in_zones(result.regions)
+    write_geojson(args.out, feature_collection(result, chosen))
+    print(f"{len(chosen)} changes written to {args.out} ({len(result.regions)} detected; grid {result.grid.width}x{result.grid.height})")
+    return 0
+
+
+def _is_scene(p: Path) -> bool:
+    # Simulator truth masks sit beside the scenes; they are not scenes.
+    return p.is_file() and p.suffix.lower() in SCENE_SUFFIXES and not p.stem.endswith("_clouds")
+
+
+def _scenes_by_aoi(root: Path) -> dict[str, list[Path]]:
+    if not root.is_dir():
+        raise ConfigError([ConfigProblem("DIR", str(root), "not a folder; give the folder scenes arrive in")], "rs watch")
+    out: dict[str, list[Path]] = {}
+    direct = sorted(p for p in root.iterdir() if _is_scene(p))
+    if direct:
+        out[root.name] = direct
+    for sub in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(("_", "."))):
+        files = sorted(p for p in sub.iterdir() if _is_scene(p))
+        if files:
+            out[sub.name] = files
+    return out
+
+
+def event_json(change: StateChange, result: PairResult) -> dict[str, Any]:
+    """One revisit state change as a JSON ChangeRegion event for the rule engine and the queue."""
+    cr = change.region.to_change_region(change.track.aoi, result.before_time, result.after_time)
+    return {
+        "type": "change_region",
+        "state": change.track.state,
+        "previous": change.previous,
+        "track": change.track.id,
+        "sightings": change.track.sightings,
+        "ts": change.ts.isoformat(),
+        "change": {
+            "aoi": cr.aoi, "kind": cr.kind, "geometry": cr.geometry, "area_m2": cr.area_m2,
+            "centroid": asdict(cr.centroid), "confidence": cr.confidence,
+            "before": cr.before.isoformat(), "after": cr.after.isoformat(), "evidence": list(cr.evidence),
+        },
+        "zones": [asdict(z) for z in change.region.zones],
+    }
+
+
+def watch_once(
+    root: Path,
+    out_dir: Path,
+    opts: DetectOptions,
+    zones: tuple[Zone, ...] = (),
+    all_changes: bool = False,
+    evidence: Path | None = None,
+    on_event: Callable[[dict[str, Any]], None] | None = None,
+    on_signal: Callable[[AlertSignal], None] | None = None,
+    department: str = "",
+) -> list[dict[str, Any]]:
+    """Process every scene not yet processed under ``root``; return the events emitted.
+
+    ``on_event`` receives each event's JSON; ``on_signal`` its
+    :func:`~remote_sensing.events.alert_signal` (hand it to the alert store to queue it).
+
+    State (tracks and the scenes done per AOI) lives in ``out_dir/rs-state.json``; events are
+    appended to ``out_dir/events.jsonl``. A scene that cannot be read is logged and skipped, not
+    retried forever: it is recorded as done with its error.
+    """
+    state_path = out_dir / "rs-state.json"
+    doc = read_state(state_path)
+    tracks = from_json(doc)
+    done: dict[str, dict[str, Any]] = doc.get("scenes", {})
+    events: list[dict[str, Any]] = []
+    ql = quicklook_writer(evidence or out_dir / "evidence")
+    for aoi, files in _scenes_by_aoi(root).items():
+        seen = done.setdefault(aoi, {})
+        dated = []
+        for f in files:
+            try:
+                s = open_scene(f, opts.sensor, opts.bands)
+            except FarsightError as exc:
+                if f.name not in seen:
+                    log.warning("rs watch skip aoi=%s scene=%s error=%s", aoi, f.name, exc)
+                    seen[f.name] = {"error": str(exc)}
+                continue
+            dated.append((s.acquired.isoformat() if s.acquired else f.name, f, s))
+        dated.sort(key=lambda x: x[0])
+        # Every later scene is compared with the AOI's first (reference) scene, so a lasting
+        # change is seen again in each later scene and its track gets confirmed.
+        for _, f, scene in dated[1:]:
+            prev = dated[0][2]
+            if f.name in seen:
+                continue
+            try:
+                result = detect_pair(prev, scene, opts, zones=zones, quicklook=ql, progress=_progress(f"rs watch {aoi}/{f.name}"))
+            except FarsightError as exc:
+                log.warning("rs watch failed aoi=%s scene=%s error=%s", aoi, f.name, exc)
+                seen[f.name] = {"error": str(exc)}
+                continue
+            chosen = result.regions if not zones or all_changes else in_zones(result.regions)
+            tracks, changes = update(tracks, chosen, aoi, result.after_time)
+            states = {c.region.id: c.track.state for c in changes}
+            write_geojson(out_dir / aoi / f"{f.stem}.geojson", feature_collection(result, chosen, states))
+            new_events = [event_json(c, result) for c in changes]
+            if new_events:
+                (out_dir).mkdir(parents=True, exist_ok=True)
+                with open(out_dir / "events.jsonl", "a", encoding="utf-8") as fh:
+                    for e in new_events:
+                        fh.write(json.dumps(e, ensure_ascii=False) + "\n")
+            for c, e in zip(changes, new_events):
+                if on_event:
+                    on_event(e)
+                if on_signal:
+                    on_signal(alert_signal(c, result.before_time, result.after_time, department))
+            events += new_events
+            seen[f.name] = {"before": prev.path.name, "regions": len(chosen), "events": len(new_events)}
+            log.info("rs watch aoi=%s scene=%s regions=%d events=%d", aoi, f.name, len(chosen), len(new_events))
+        if dated and dated[0][1].name not in seen:
+            seen[dated[0][1].name] = {"first": True}
+        write_json(state_path, {**to_json(tracks), "scenes": done})
+    write_json(state_path, {**to_json(tracks), "scenes": done})
+    return events
+
+
+def _cmd_watch(args: argparse.Namespace) -> int:
+    tune_process()
+    opts = _options(args)
+    zones = _zones(args.zones)
+    out_dir = args.out_dir or args.dir / "_rs"
+    evidence, on_signal, close = args.evidence, None, None
+    if args.queue:
+        from remote_sensing.queue import open_queue
+
+        evidence, on_signal, close = open_queue(getattr(args, "config", None), args.department, args.evidence)
+    try:
+        while True:
+            events = watch_once(args.dir, out_dir, opts, zones, args.all, evidence, on_signal=on_signal,
+                                department=args.department)
+            print(f"rs watch: {len(events)} events; state in {out_dir / 'rs-state.json'}", flush=True)
+            if args.once:
+                return 0
+            time.sleep(args.interval)
+    finally:
+        if close is not None:
+            close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``rs`` commands standalone: ``python -m remote_sensing.cli detect ...``."""
+    parser = argparse.ArgumentParser(prog="farsight")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_rs_parser(sub)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] != "rs":
+        argv = ["rs", *argv]
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s %(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    except FarsightError as exc:
+        print(f"farsight: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

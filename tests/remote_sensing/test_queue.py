@@ -1,0 +1,60 @@
+"""ChangeRegion events reach the risk queue: `farsight rs watch --queue` over the demo area raises one
+alert for the change inside the ecological red line, with its quicklook in the platform's evidence
+store; a later revisit confirms the same alert instead of opening a second one."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import rasterio
+import yaml
+
+from alerts.store import AlertStore
+from farsight.cli import main
+from farsight.evidence import EvidenceStore
+from remote_sensing.demo import AOI, prepare_demo_aoi
+
+
+def test_watch_queue_raises_one_alert_per_tracked_change_with_its_quicklook(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    data = tmp_path / "data"
+    config = tmp_path / "farsight.yaml"
+    config.write_text(yaml.safe_dump({"data_dir": str(data)}), encoding="utf-8")
+    data.mkdir()
+    scenes, zones, _ = prepare_demo_aoi(tmp_path / "rs")
+    argv = ["--config", str(config), "rs", "watch", str(scenes), "--once", "--queue", "--zones", str(zones),
+            "--out-dir", str(tmp_path / "out")]
+    assert main(argv) == 0
+    store = AlertStore(data / "farsight.db")
+    try:
+        alerts, _ = store.list(limit=50)
+        assert len(alerts) == 1, [a.summary for a in alerts]
+        a = alerts[0]
+        assert (a.site, a.rule_id, a.department, a.state) == (AOI, "rs.change_region", "env", "new")
+        assert dict(a.labels)["zones"] == "redline-1" and dict(a.labels)["state"] == "possible"
+        assert a.severity == "major"  # possible, one step up inside an ecological red line
+        assert "possible" in a.summary and a.value > 5000  # area in m2
+        (sha,) = a.evidence
+        png = EvidenceStore(data / "evidence").path(sha)
+        assert png.suffix == ".png" and png.read_bytes().startswith(b"\x89PNG")
+        # Every alert event went through the audit chain and the outbox like the rules' alerts.
+        assert [e.action for e in store.audit.entries(subject=f"alert:{a.id}")] == ["opened"]
+
+        # A later revisit sees the change again: the same track, confirmed, on the same alert.
+        aoi_dir = scenes / AOI
+        later = aoi_dir / "later.tif"
+        shutil.copy(aoi_dir / "after.tif", later)
+        with rasterio.open(later, "r+") as dst:
+            dst.update_tags(ACQUISITION_DATETIME="2026-07-20T03:10:00Z")
+        assert main(argv) == 0
+        alerts, _ = store.list(limit=50)
+        assert [x.id for x in alerts] == [a.id]
+        assert "confirmed" in alerts[0].summary
+        events = [json.loads(line) for line in (tmp_path / "out" / "events.jsonl").read_text(encoding="utf-8").splitlines()]
+        assert [e["state"] for e in events] == ["possible", "confirmed"]
+        # Nothing new: a third run with no new scene changes nothing.
+        assert main(argv) == 0
+        assert len(store.list(limit=50)[0]) == 1
+    finally:
+        store.close()

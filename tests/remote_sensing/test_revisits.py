@@ -1,0 +1,58 @@
+"""Revisits: possible when first seen, confirmed when seen again in a later scene."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from farsight.types import Location
+from remote_sensing.pipeline import Region
+from remote_sensing.revisits import from_json, to_json, update
+
+T0 = datetime(2026, 5, 1, 3, 10, tzinfo=timezone.utc)
+
+
+def _region(x0: float, kind: str = "new_construction", d: float = 0.002) -> Region:
+    g = {"type": "Polygon", "coordinates": [[(x0, 30.0), (x0 + d, 30.0), (x0 + d, 30.0 + d), (x0, 30.0 + d), (x0, 30.0)]]}
+    return Region(f"{kind}-{x0}", kind, g, 40000.0, Location(x0 + d / 2, 30.0 + d / 2), (x0, 30.0, x0 + d, 30.0 + d), 0.8, 400)
+
+
+def test_possible_then_confirmed_then_quiet():
+    tracks, ev = update((), [_region(111.0)], "aoi-1", T0)
+    assert [(e.previous, e.track.state) for e in ev] == [(None, "possible")]
+    again, ev = update(tracks, [_region(111.0)], "aoi-1", T0)  # the same scene again
+    assert ev == () and again == tracks
+    shifted = _region(111.0003)  # a slightly different outline next time
+    tracks, ev = update(tracks, [shifted], "aoi-1", T0 + timedelta(days=5))
+    assert [(e.previous, e.track.state, e.track.sightings) for e in ev] == [("possible", "confirmed", 2)]
+    tracks, ev = update(tracks, [shifted], "aoi-1", T0 + timedelta(days=10))
+    assert ev == () and tracks[0].sightings == 3
+
+
+def test_other_kind_aoi_or_place_is_another_track():
+    tracks, _ = update((), [_region(111.0)], "aoi-1", T0)
+    later = T0 + timedelta(days=5)
+    for regions, aoi in (([_region(111.0, "bare_soil")], "aoi-1"), ([_region(111.0)], "aoi-2"), ([_region(111.1)], "aoi-1")):
+        new, ev = update(tracks, regions, aoi, later)
+        assert len(new) == 2 and ev[0].previous is None and ev[0].track.state == "possible"
+
+
+def test_state_round_trips_through_json():
+    tracks, _ = update((), [_region(111.0), _region(111.1, "water_gain")], "aoi-1", T0)
+    assert from_json(to_json(tracks)) == tracks
+    assert from_json({}) == ()
+
+
+def test_state_changes_become_one_alert_series_whose_severity_rises():
+    from remote_sensing.events import alert_signal
+    from remote_sensing.zones import ZoneOverlap
+
+    base = _region(111.0)
+    in_red_line = Region(base.id, base.kind, base.geometry, base.area_m2, base.centroid, base.bbox, base.confidence, base.pixels, (ZoneOverlap("red-1", "ecological_red_line", 1200.0),), ("ab" * 32,))
+    tracks, first = update((), [base], "aoi-1", T0)
+    tracks, second = update(tracks, [in_red_line], "aoi-1", T0 + timedelta(days=5))
+    s1 = alert_signal(first[0], T0 - timedelta(days=30), T0)
+    s2 = alert_signal(second[0], T0 - timedelta(days=30), T0 + timedelta(days=5))
+    assert s1.fingerprint == s2.fingerprint and s1.status == s2.status == "firing"
+    assert (s1.severity, s2.severity) == ("warning", "critical")
+    assert "red-1" in s2.summary and s2.value == 40000.0 and s2.evidence == ("ab" * 32,)
+    assert dict(s2.labels)["state"] == "confirmed"
