@@ -27,6 +27,29 @@ def _check_sha(sha: str) -> str:
     return sha
 
 
+def atomic_write(path: Path, data: bytes, what: str = "") -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename, so a
+    reader never sees a partial file; creates the folder.
+
+    Raises
+    ------
+    StoreError
+        If the file cannot be written (``what`` prefixes the path in the message).
+    """
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    except OSError as exc:
+        raise StoreError(f"cannot write {what}{path}: {exc.strerror or exc}") from None
+
+
 class EvidenceStore:
     """Files named by the SHA-256 of their bytes, sharded by the first two hex digits."""
 
@@ -61,20 +84,8 @@ class EvidenceStore:
         data = bytes(data)
         sha = hashlib.sha256(data).hexdigest()
         target = self._target(sha, suffix)
-        if target.is_file():
-            return sha
-        try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=target.parent)
-            try:
-                with os.fdopen(fd, "wb") as fh:
-                    fh.write(data)
-                os.replace(tmp, target)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
-        except OSError as exc:
-            raise StoreError(f"cannot write evidence {target}: {exc.strerror or exc}") from None
+        if not target.is_file():
+            atomic_write(target, data, what="evidence ")
         return sha
 
     def path(self, sha: str) -> Path:

@@ -116,10 +116,6 @@ def run_ingest(settings: Settings) -> int:
     return 0
 
 
-def _data_dir(settings: Settings) -> Path:
-    return Path(os.environ.get("FARSIGHT_DATA_DIR") or settings.data_dir)
-
-
 def run_video(settings: Settings, cameras_dir: Path | None = None, workers: int | None = None) -> int:
     """``farsight video run``: analyse a folder of live cameras until SIGINT or SIGTERM."""
     from video.runner import VideoRunner
@@ -131,7 +127,7 @@ def run_video(settings: Settings, cameras_dir: Path | None = None, workers: int 
     registry = load_registry(settings.registry.sites_file, settings.registry.departments)
     runner = VideoRunner(
         settings.broker, {site.id: site.department for site in registry.sites}, cameras_dir=Path(folder),
-        evidence_root=_data_dir(settings) / "evidence", workers=workers or settings.video.workers,
+        evidence_root=settings.evidence_dir, workers=workers or settings.video.workers,
         resend_s=settings.video.resend_s, clear_after_s=settings.video.clear_after_s,
     )
     runner.start()
@@ -145,7 +141,7 @@ def run_video(settings: Settings, cameras_dir: Path | None = None, workers: int 
     return 0
 
 
-def start_demo_video(settings: Settings, registry: Registry, data_dir: Path) -> tuple[CameraServer | None, VideoRunner | None, str]:
+def start_demo_video(settings: Settings, registry: Registry) -> tuple[CameraServer | None, VideoRunner | None, str]:
     """The demo's cameras: simulated ones served as MJPEG (or ``video.cameras_dir``), analysed
     by a :class:`~video.runner.VideoRunner`. Returns (camera server or None, runner or None, a
     line for the banner)."""
@@ -154,7 +150,7 @@ def start_demo_video(settings: Settings, registry: Registry, data_dir: Path) -> 
     from video.runner import VideoRunner
 
     departments = {site.id: site.department for site in registry.sites}
-    common: dict[str, Any] = dict(evidence_root=data_dir / "evidence", workers=settings.video.workers, resend_s=settings.video.resend_s,
+    common: dict[str, Any] = dict(evidence_root=settings.evidence_dir, workers=settings.video.workers, resend_s=settings.video.resend_s,
                   clear_after_s=settings.video.clear_after_s, client_id="farsight-demo-video")
     if settings.video.cameras_dir is not None:
         runner = VideoRunner(settings.broker, departments, cameras_dir=Path(settings.video.cameras_dir), **common)
@@ -273,7 +269,7 @@ def run_demo(settings: Settings, port: int | None = None, duration_s: float | No
         sim_thread = threading.Thread(target=simulate, name="simulator", daemon=True)
         sim_thread.start()
 
-    camera_server, video_runner, video_desc = start_demo_video(settings, registry, data_dir)
+    camera_server, video_runner, video_desc = start_demo_video(settings, registry)
     rs_thread, rs_desc = start_demo_satellite(settings, data_dir)
 
     app = create_app(settings, registry, readings=ingest.readings, alerts=ingest.alerts, tokens=tokens)

@@ -241,6 +241,11 @@ class Settings(Section):
         return self.data_dir / "farsight.db"
 
     @property
+    def evidence_dir(self) -> Path:
+        """The content-addressed evidence store (:mod:`farsight.evidence`)."""
+        return self.data_dir / "evidence"
+
+    @property
     def database(self) -> "Path | str":
         """Where the stores keep their tables: the PostgreSQL URL, else the SQLite file."""
         return self.database_url or self.db_path

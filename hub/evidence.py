@@ -13,8 +13,6 @@ the verification step then cites. Every upload is audited.
 from __future__ import annotations
 
 import logging
-import os
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
@@ -43,8 +41,8 @@ _SHA_PATTERN = r"^[0-9a-f]{64}$"
 
 
 def evidence_store(ctx: HubContext) -> EvidenceStore:
-    """The store under the hub's data directory (``FARSIGHT_DATA_DIR`` overrides ``data_dir``)."""
-    return EvidenceStore.for_data_dir(Path(os.environ.get("FARSIGHT_DATA_DIR") or ctx.settings.data_dir))
+    """The store under the hub's data directory."""
+    return EvidenceStore(ctx.settings.evidence_dir)
 
 
 def sniff(data: bytes) -> str | None:

@@ -7,8 +7,7 @@ is an area of interest (or ``DIR`` itself when it holds the scenes); every new s
 with the AOI's first (reference) scene, changes become revisit tracks (``possible``, then
 ``confirmed``), and each state change is appended to ``events.jsonl`` as a ChangeRegion event.
 
-:func:`add_rs_parser` adds the commands to the main CLI; ``python -m remote_sensing.cli`` runs
-them standalone.
+:func:`add_rs_parser` adds the commands to the main CLI.
 """
 
 from __future__ import annotations
@@ -18,7 +17,7 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -293,29 +292,3 @@ def _cmd_watch(args: argparse.Namespace) -> int:
     finally:
         if close is not None:
             close()
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``rs`` commands standalone: ``python -m remote_sensing.cli detect ...``."""
-    parser = argparse.ArgumentParser(prog="farsight")
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_rs_parser(sub)
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] != "rs":
-        argv = ["rs", *argv]
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s %(message)s")
-    try:
-        return int(args.func(args) or 0)
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
-        return 2
-    except FarsightError as exc:
-        print(f"farsight: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -20,7 +20,7 @@ from farsight.logs import kv
 from farsight.settings import Settings
 from remote_sensing.cli import watch_once
 from remote_sensing.pipeline import DetectOptions
-from remote_sensing.queue import evidence_root, queue_sink
+from remote_sensing.queue import queue_sink
 from remote_sensing.zones import parse_zones
 from simulators.scenes import SceneSpec, write_pair
 
@@ -60,7 +60,7 @@ def run_demo_watch(settings: Settings, work: Path, department: str = "env") -> i
     zones = parse_zones(json.loads(zones_file.read_text(encoding="utf-8")), str(zones_file))
     on_signal, close = queue_sink(settings)
     try:
-        events = watch_once(scenes, work / "out", DetectOptions(), zones, evidence=evidence_root(settings),
+        events = watch_once(scenes, work / "out", DetectOptions(), zones, evidence=settings.evidence_dir,
                             on_signal=on_signal, department=department)
     finally:
         close()

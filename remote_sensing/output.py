@@ -10,8 +10,6 @@ from __future__ import annotations
 
 
 import json
-import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,7 +20,7 @@ from shapely.geometry import mapping, shape
 from shapely.geometry.polygon import orient
 
 from farsight.errors import StoreError
-from farsight.evidence import EvidenceStore
+from farsight.evidence import EvidenceStore, atomic_write
 from remote_sensing.pipeline import PairResult, Region
 
 
@@ -69,32 +67,17 @@ def feature_collection(result: PairResult, regions: tuple[Region, ...] | None = 
     }
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-    except OSError as exc:
-        raise StoreError(f"cannot write {path}: {exc.strerror or exc}") from None
-
-
 def write_geojson(path: str | Path, fc: dict[str, Any]) -> Path:
     """Write a FeatureCollection atomically (a reader never sees half a file)."""
     p = Path(path)
-    _atomic_write(p, json.dumps(fc, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
+    atomic_write(p, json.dumps(fc, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
     return p
 
 
 def write_json(path: str | Path, data: Any) -> Path:
     """Write JSON atomically."""
     p = Path(path)
-    _atomic_write(p, json.dumps(data, ensure_ascii=False, indent=1, default=str).encode("utf-8"))
+    atomic_write(p, json.dumps(data, ensure_ascii=False, indent=1, default=str).encode("utf-8"))
     return p
 
 

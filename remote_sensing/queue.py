@@ -9,17 +9,11 @@ platform's evidence store, so the hub serves them with the alert.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 
 from farsight.settings import Settings, load_settings
 from farsight.types import AlertSignal
-
-
-def evidence_root(settings: Settings) -> Path:
-    """``<data_dir>/evidence`` (``FARSIGHT_DATA_DIR`` overrides ``data_dir``)."""
-    return Path(os.environ.get("FARSIGHT_DATA_DIR") or settings.data_dir) / "evidence"
 
 
 def queue_sink(settings: Settings) -> tuple[Callable[[AlertSignal], None], Callable[[], None]]:
@@ -52,4 +46,4 @@ def open_queue(config: Path | None, department: str, evidence: Path | None
 
         raise ConfigError(f"--department {department!r} is not one of {', '.join(settings.registry.departments)}")
     on_signal, close = queue_sink(settings)
-    return evidence or evidence_root(settings), on_signal, close
+    return evidence or settings.evidence_dir, on_signal, close

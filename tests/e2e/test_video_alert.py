@@ -34,7 +34,7 @@ def test_demo_camera_smoke_becomes_an_alert_with_its_snapshot(fresh_mosquitto, d
     cams = runner = None
     server = thread = None
     try:
-        cams, runner, banner = start_demo_video(settings, registry, data_dir)
+        cams, runner, banner = start_demo_video(settings, registry)
         assert cams is not None and runner is not None and "4 simulated cameras" in banner
         app = create_app(settings, registry, readings=ingest.readings, alerts=ingest.alerts,
                          tokens=TokenStore(settings.database, departments=registry.departments))

@@ -8,7 +8,8 @@ import shutil
 import pytest
 from shapely.geometry import shape
 
-from remote_sensing.cli import main, watch_once
+from farsight.cli import main as farsight_main
+from remote_sensing.cli import watch_once
 from remote_sensing.pipeline import DetectOptions
 from simulators.scenes import SceneSpec, write_pair
 
@@ -21,7 +22,7 @@ def _ccw(ring):
 def test_detect_writes_rfc7946_geojson_with_quicklooks(pair6, tmp_path, capsys):
     out = tmp_path / "changes.geojson"
     ev = tmp_path / "evidence"
-    assert main(["detect", str(pair6.before), str(pair6.after), "--out", str(out), "--evidence", str(ev), "--workers", "2", "--block", "128"]) == 0
+    assert farsight_main(["rs", "detect", str(pair6.before), str(pair6.after), "--out", str(out), "--evidence", str(ev), "--workers", "2", "--block", "128"]) == 0
     fc = json.loads(out.read_text())
     assert fc["type"] == "FeatureCollection" and "crs" not in fc
     assert len(fc["features"]) >= 4
@@ -47,21 +48,21 @@ def test_zones_filter_changes_unless_all(pair6, tmp_path):
     zones.write_text(json.dumps({"type": "FeatureCollection", "features": [
         {"type": "Feature", "id": "river-buffer-1", "properties": {"kind": "river_buffer", "name": "River buffer"}, "geometry": zone.__geo_interface__}]}))
     out = tmp_path / "in_zone.geojson"
-    assert main(["detect", str(pair6.before), str(pair6.after), "--zones", str(zones), "--out", str(out)]) == 0
+    assert farsight_main(["rs", "detect", str(pair6.before), str(pair6.after), "--zones", str(zones), "--out", str(out)]) == 0
     feats = json.loads(out.read_text())["features"]
     assert [f["properties"]["kind"] for f in feats] == ["water_gain"]
     (hit,) = feats[0]["properties"]["zones"]
     assert hit["zone"] == "river-buffer-1" and hit["overlap_m2"] == pytest.approx(feats[0]["properties"]["area_m2"], rel=0.02)
     every = tmp_path / "all.geojson"
-    assert main(["detect", str(pair6.before), str(pair6.after), "--zones", str(zones), "--all", "--out", str(every), "--mmu-ha", "1.0"]) == 0
+    assert farsight_main(["rs", "detect", str(pair6.before), str(pair6.after), "--zones", str(zones), "--all", "--out", str(every), "--mmu-ha", "1.0"]) == 0
     big = json.loads(every.read_text())["features"]
     assert len(big) > 1 and all(f["properties"]["area_m2"] >= 9900 for f in big)
 
 
 def test_bad_inputs_exit_2_naming_the_file(tmp_path, capsys, pair6):
-    assert main(["detect", str(tmp_path / "nope.tif"), str(pair6.after), "--out", str(tmp_path / "x.geojson")]) == 2
+    assert farsight_main(["rs", "detect", str(tmp_path / "nope.tif"), str(pair6.after), "--out", str(tmp_path / "x.geojson")]) == 2
     assert "nope.tif" in capsys.readouterr().err
-    assert main(["detect", str(pair6.before), str(pair6.after), "--zones", str(tmp_path / "z.geojson"), "--out", str(tmp_path / "x.geojson")]) == 2
+    assert farsight_main(["rs", "detect", str(pair6.before), str(pair6.after), "--zones", str(tmp_path / "z.geojson"), "--out", str(tmp_path / "x.geojson")]) == 2
     assert "z.geojson: 1 configuration error(s)" in capsys.readouterr().err
 
 
@@ -74,7 +75,7 @@ def test_watch_confirms_a_change_seen_in_a_later_scene(tmp_path):
     shutil.copy(first.before, aoi / "s1.tif")
     shutil.copy(first.after, aoi / "s2.tif")
     out = tmp_path / "out"
-    assert main(["watch", str(tmp_path / "inbox"), "--out-dir", str(out), "--once"]) == 0
+    assert farsight_main(["rs", "watch", str(tmp_path / "inbox"), "--out-dir", str(out), "--once"]) == 0
     events = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
     assert sorted(e["change"]["kind"] for e in events) == ["new_construction", "water_gain"]
     assert {e["state"] for e in events} == {"possible"} and events[0]["change"]["aoi"] == "yichang-east"
@@ -88,12 +89,12 @@ def test_watch_confirms_a_change_seen_in_a_later_scene(tmp_path):
     assert all(e["previous"] == "possible" and e["sightings"] == 2 for e in confirmed)
     assert confirmed[0]["change"]["after"].startswith("2026-06-20")
     # Nothing new: a third run adds no event.
-    assert main(["watch", str(tmp_path / "inbox"), "--out-dir", str(out), "--once"]) == 0
+    assert farsight_main(["rs", "watch", str(tmp_path / "inbox"), "--out-dir", str(out), "--once"]) == 0
     assert len((out / "events.jsonl").read_text().splitlines()) == len(events)
 
 
 def test_cva_method_with_em_threshold_runs_from_the_cli(pair6, tmp_path):
     out = tmp_path / "cva.geojson"
-    assert main(["detect", str(pair6.before), str(pair6.after), "--method", "cva", "--threshold", "em", "--out", str(out)]) == 0
+    assert farsight_main(["rs", "detect", str(pair6.before), str(pair6.after), "--method", "cva", "--threshold", "em", "--out", str(out)]) == 0
     kinds = {f["properties"]["kind"] for f in json.loads(out.read_text())["features"]}
     assert kinds and kinds <= {"vegetation_loss", "new_construction", "water_gain", "water_loss", "bare_soil", "unclassified"}
