@@ -260,13 +260,19 @@ class StreamHub:
                 msgs.append(alert_message(alert, ev, f"{sub.reading_id}-{ev.id}"))
         return msgs
 
-    async def events(self, last_event_id: str | None = None,
-                     accept: "Callable[[Message], bool] | None" = None) -> AsyncIterator[str]:
+    def events(self, last_event_id: str | None = None,
+               accept: "Callable[[Message], bool] | None" = None) -> AsyncIterator[str]:
         """One client's SSE stream: a greeting, any replay, then live messages and keepalives.
 
         ``accept`` keeps a message from this client when it returns False (department scoping).
+        The client joins the fan-out here, when the call is made, not when the stream is first
+        iterated: the response's headers go out before its body is iterated, and a client that
+        has seen them may already expect every later event.
         """
-        sub = self.subscribe()
+        return self._events(self.subscribe(), last_event_id, accept)
+
+    async def _events(self, sub: Subscriber, last_event_id: str | None,
+                      accept: "Callable[[Message], bool] | None") -> AsyncIterator[str]:
         try:
             # ``retry`` tells EventSource how soon to reconnect after the stream ends.
             yield "retry: 3000\n: connected\n\n"
