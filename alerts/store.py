@@ -139,7 +139,12 @@ COLUMNS = (
     "suppressed", "escalation", "due_at",
 )
 
-_SEVERITY_RANK = "CASE severity WHEN 'critical' THEN 0 WHEN 'major' THEN 1 WHEN 'warning' THEN 2 ELSE 3 END"
+def _rank_of(expr: str) -> str:
+    """SQL ranking a severity expression: critical 0, major 1, warning 2, anything else 3."""
+    return f"CASE {expr} WHEN 'critical' THEN 0 WHEN 'major' THEN 1 WHEN 'warning' THEN 2 ELSE 3 END"
+
+
+_SEVERITY_RANK = _rank_of("severity")
 
 SORTS: dict[str, tuple[tuple[str, str], ...]] = {
     "risk": (("", "DESC"), ("id", "DESC")),  # "" is the score: see alerts.risk.sql_order
@@ -331,10 +336,13 @@ class AlertStore:
             if s.status == "firing":
                 # Most signals repeat an alert that is firing: one statement (one round trip to
                 # PostgreSQL) does the whole dedup.
+                # A repeat may come with a higher severity (a satellite change confirmed on a
+                # revisit): the alert takes it, never a lower one.
                 hit = c.execute(
-                    f"UPDATE alerts SET last_seen = {self.db.greatest}(last_seen, ?), value = ?, summary = ?, updated = ?"
+                    f"UPDATE alerts SET last_seen = {self.db.greatest}(last_seen, ?), value = ?, summary = ?, updated = ?,"
+                    f" severity = CASE WHEN {_rank_of('CAST(? AS TEXT)')} < {_SEVERITY_RANK} THEN ? ELSE severity END"
                     " WHERE fingerprint = ? AND state != 'closed' AND activity = 'firing' RETURNING id",
-                    (ts, s.value, s.summary, now, s.fingerprint),
+                    (ts, s.value, s.summary, now, s.severity, s.severity, s.fingerprint),
                 ).fetchone()
                 if hit is not None:
                     return int(hit[0])

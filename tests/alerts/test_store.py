@@ -27,6 +27,17 @@ def test_one_open_alert_per_fingerprint(store: AlertStore) -> None:
     assert a.state == "new" and a.activity == "firing" and a.value == 99 and a.count == 1
 
 
+def test_a_repeat_raises_the_severity_never_lowers_it(store: AlertStore) -> None:
+    from dataclasses import replace
+
+    store.apply([signal(minutes=0)])  # warning
+    store.apply([replace(signal(minutes=5), severity="major", summary="confirmed on a revisit")])
+    a = store.list()[0][0]
+    assert a.severity == "major" and a.summary == "confirmed on a revisit"
+    store.apply([replace(signal(minutes=10), severity="info")])
+    assert store.list()[0][0].severity == "major"
+
+
 def test_resolve_then_refire_counts_and_closure_opens_a_new_alert(store: AlertStore) -> None:
     (a,) = store.apply([signal(minutes=0)])
     (r,) = store.apply([signal("resolved", minutes=5)])

@@ -51,6 +51,7 @@ def test_watch_queue_raises_one_alert_per_tracked_change_with_its_quicklook(tmp_
         alerts, _ = store.list(limit=50)
         assert [x.id for x in alerts] == [a.id]
         assert "confirmed" in alerts[0].summary
+        assert alerts[0].severity == "critical"  # confirmed, one step up inside the red line
         events = [json.loads(line) for line in (tmp_path / "out" / "events.jsonl").read_text(encoding="utf-8").splitlines()]
         assert [e["state"] for e in events] == ["possible", "confirmed"]
         # Nothing new: a third run with no new scene changes nothing.
