@@ -14,7 +14,10 @@ and the benchmarks rely on.
 
 The scenes are simple geometry (sky gradient, ground, buildings, a stack, a road with lane marks,
 a river band) drawn with numpy and OpenCV; they are plausible enough for colour, motion and
-sharpness analysers, not photorealistic.
+sharpness analysers, not photorealistic. Weather (rain streaks, distance-dependent fog) and
+background traffic (vehicles in lanes, headlights at night; :func:`line_crossings` gives the
+times they cross a counting line) come from their own seed streams too, and a ``person`` event
+walks a small upright figure across its box (dimly lit at night).
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from farsight.errors import FarsightError
 SCENES: tuple[str, ...] = ("stack", "construction", "highway", "outfall")
 """Scenes the renderer can draw."""
 
-SCENE_EVENTS: tuple[str, ...] = ("smoke", "fire", "black_smoke", "vehicle_stop")
+SCENE_EVENTS: tuple[str, ...] = ("smoke", "fire", "black_smoke", "vehicle_stop", "person")
 """Events drawn into the scene inside their box (the box is required)."""
 
 CAMERA_EVENTS: tuple[str, ...] = ("covered", "defocus", "turned")
@@ -41,8 +44,12 @@ CAMERA_EVENTS: tuple[str, ...] = ("covered", "defocus", "turned")
 EVENT_KINDS: tuple[str, ...] = SCENE_EVENTS + CAMERA_EVENTS
 """Every event kind, scene events first."""
 
+WEATHERS: tuple[str, ...] = ("clear", "rain", "fog")
+"""Weather the renderer can draw over a scene."""
+
 # Seed streams: one generator per purpose, so one stream's draws never shift another's.
-_STREAM_SCENE, _STREAM_NOISE, _STREAM_SHAKE, _STREAM_EVENT = 0, 1, 2, 3
+_STREAM_SCENE, _STREAM_NOISE, _STREAM_SHAKE, _STREAM_EVENT, _STREAM_WEATHER, _STREAM_TRAFFIC = 0, 1, 2, 3, 4, 5
+_CAR_COLOURS = ((40, 40, 180), (230, 230, 230), (150, 80, 30), (40, 40, 40), (60, 170, 220))
 
 _NOISE_PAD = 97  # noise tile margin: offsets 0..96 give 9409 distinct placements per clip
 
@@ -62,8 +69,9 @@ class EventSpec:
     bbox : tuple of int, optional
         Zone ``(x, y, w, h)`` in pixels where the event shows. Required for scene events (for
         ``black_smoke`` its bottom centre should sit on the stack top, see :func:`scene_layout`;
-        for ``vehicle_stop`` it is where the vehicle stops). Must be ``None`` for camera events,
-        which affect the whole frame.
+        for ``vehicle_stop`` it is where the vehicle stops; for ``person`` the strip a figure
+        as tall as the box walks across, from one side to the other over the interval). Must be
+        ``None`` for camera events, which affect the whole frame.
     grade : int
         Ringelmann grade 0-5 of ``black_smoke`` (0 for every other kind).
     """
@@ -120,6 +128,14 @@ class ClipSpec:
         Camera shake: each frame is translated by up to this many pixels in x and y.
     events : tuple of EventSpec
         Events injected into the clip.
+    weather : str
+        One of :data:`WEATHERS`: ``rain`` dims the scene and draws fresh streaks every frame,
+        ``fog`` veils it with haze that thickens with distance (towards the horizon).
+    traffic : float
+        Background traffic in vehicles per minute on the scene's road (0: none), in lanes
+        driving left in the upper half of the road and right in the lower half. Their
+        passes are in :attr:`ClipTruth.vehicles`; :func:`line_crossings` turns them into
+        counts across a line. Needs a scene with a road.
     """
 
     scene: str
@@ -132,6 +148,8 @@ class ClipSpec:
     noise: float = 2.0
     shake_px: float = 0.0
     events: tuple[EventSpec, ...] = ()
+    weather: str = "clear"
+    traffic: float = 0.0
 
     def __post_init__(self) -> None:
         if self.scene not in SCENES:
@@ -146,6 +164,12 @@ class ClipSpec:
             raise ValueError(f"noise {self.noise!r} and shake_px {self.shake_px!r} must be >= 0")
         if not isinstance(self.events, tuple) or not all(isinstance(e, EventSpec) for e in self.events):
             raise ValueError("events must be a tuple of EventSpec")
+        if self.weather not in WEATHERS:
+            raise ValueError(f"unknown weather {self.weather!r}; known: {', '.join(WEATHERS)}")
+        if not (math.isfinite(self.traffic) and 0 <= self.traffic <= 600):
+            raise ValueError(f"traffic {self.traffic!r} must be in 0..600 vehicles per minute")
+        if self.traffic and scene_layout(self.scene, self.width, self.height).road is None:
+            raise ValueError(f"scene {self.scene!r} has no road for traffic")
         for event in self.events:
             if event.bbox is not None:
                 x, y, w, h = event.bbox
@@ -170,6 +194,41 @@ class TruthEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class VehiclePass:
+    """One background-traffic vehicle: it drives along its lane at constant speed.
+
+    Its top-left corner is at ``x0 + speed * (t - t0)``, ``y``; ``speed`` is signed (pixels per
+    second, negative: driving left), ``width`` and ``height`` are its size in pixels.
+    """
+
+    t0: float
+    x0: float
+    y: int
+    speed: float
+    width: int
+    height: int
+    colour: int = 0
+
+    def left(self, t: float) -> float:
+        """x of the vehicle's left edge at clip offset ``t``."""
+        return self.x0 + self.speed * (t - self.t0)
+
+
+@dataclass(frozen=True, slots=True)
+class Crossing:
+    """A vehicle's centre crossing a counting line: when, which way and which vehicle.
+
+    ``direction`` is ``"forward"`` when the centre moves to the side the normal
+    ``(y1 - y0, x0 - x1)`` of the line ``(x0, y0) -> (x1, y1)`` points to (for a line drawn
+    top to bottom: left to right), else ``"backward"``.
+    """
+
+    t: float
+    direction: str
+    vehicle: str
+
+
+@dataclass(frozen=True, slots=True)
 class ClipTruth:
     """Ground truth of a rendered clip, for accuracy benchmarks of video analysers.
 
@@ -185,6 +244,9 @@ class ClipTruth:
     night: bool
     events: tuple[TruthEvent, ...]
     path: str = ""
+    weather: str = "clear"
+    vehicles: tuple[VehiclePass, ...] = ()
+    seconds: float = 0.0
 
     def active(self, t: float) -> tuple[TruthEvent, ...]:
         """Events on at clip offset ``t`` seconds."""
@@ -217,7 +279,8 @@ def truth_for(spec: ClipSpec, path: str = "") -> ClipTruth:
         for e in spec.events
         if e.start_s < spec.seconds
     )
-    return ClipTruth(spec.scene, spec.width, spec.height, spec.fps, spec.n_frames, spec.night, events, path)
+    return ClipTruth(spec.scene, spec.width, spec.height, spec.fps, spec.n_frames, spec.night, events, path,
+                     spec.weather, traffic_for(spec), spec.seconds)
 
 
 def scene_layout(scene: str, width: int, height: int) -> SceneLayout:
@@ -238,6 +301,97 @@ def scene_layout(scene: str, width: int, height: int) -> SceneLayout:
     if scene == "highway":
         return SceneLayout(int(0.42 * h), None, (int(0.58 * h), int(0.96 * h)), None)
     return SceneLayout(int(0.40 * h), None, None, (int(0.50 * h), int(0.84 * h)))
+
+
+def _lanes(scene: str) -> int:
+    return 4 if scene == "highway" else 2
+
+
+def traffic_for(spec: ClipSpec) -> tuple[VehiclePass, ...]:
+    """The background-traffic vehicles of ``spec`` (see :attr:`ClipSpec.traffic`), by entry time.
+
+    Each lane has its own speed (the frame crossed in 3-5 s), so vehicles in a lane never
+    overlap; arrivals are a Poisson process with a minimum headway of 2.5 vehicle lengths.
+    The first vehicles entered before the clip starts, so traffic is flowing at ``t = 0``.
+    """
+    if not spec.traffic:
+        return ()
+    y0, y1 = scene_layout(spec.scene, spec.width, spec.height).road  # type: ignore[misc]
+    lanes = _lanes(spec.scene)
+    lane_h = (y1 - y0) / lanes
+    rate = spec.traffic / 60.0 / lanes  # vehicles per second per lane
+    out: list[VehiclePass] = []
+    for k in range(lanes):
+        rng = _rng(spec.seed, _STREAM_TRAFFIC, k)  # per lane, so a longer clip only adds vehicles
+        direction = -1.0 if k < lanes / 2 else 1.0  # upper carriageway drives left, lower right
+        speed = direction * spec.width / float(rng.uniform(3.0, 5.0))
+        ch = max(6, int(0.7 * lane_h))
+        cw = int(2.2 * ch)
+        y = int(y0 + k * lane_h + (lane_h - ch) / 2)
+        x0 = float(-cw) if direction > 0 else float(spec.width)
+        cross_s = (spec.width + cw) / abs(speed)
+        headway_s = 2.5 * cw / abs(speed)
+        t = -cross_s + float(rng.exponential(1.0 / rate))
+        while t < spec.seconds:
+            out.append(VehiclePass(round(t, 6), x0, y, speed, cw, ch, int(rng.integers(len(_CAR_COLOURS)))))
+            t += headway_s + float(rng.exponential(1.0 / rate))
+    return tuple(sorted(out, key=lambda v: (v.t0, v.y)))
+
+
+def _stop_car(bbox: Box, frame_width: int) -> tuple[int, int, float, int, float]:
+    """Size, stop position and speed of a ``vehicle_stop`` car: ``(cw, ch, x_stop, y, speed)``."""
+    bx, by, bw, bh = bbox
+    cw = int(min(0.8 * bw, 0.8 * bh * 2.2))
+    ch = int(cw / 2.2)
+    return cw, ch, bx + (bw - cw) / 2, by + (bh - ch) // 2, frame_width / 4.0  # crosses the frame in 4 s
+
+
+def line_crossings(truth: ClipTruth, line: tuple[tuple[float, float], tuple[float, float]]) -> tuple[Crossing, ...]:
+    """When vehicles' centres cross the segment ``line`` in a clip, in time order.
+
+    Counts background traffic (``traffic0``, ``traffic1``... by entry order) and the cars of
+    ``vehicle_stop`` events (``stop0``...), which drive in from the left, stop and drive on.
+
+    Parameters
+    ----------
+    truth : ClipTruth
+        Truth of the clip (:func:`truth_for`).
+    line : pair of (x, y)
+        Counting line in pixels; vehicles drive horizontally, so a horizontal line counts nothing.
+
+    Returns
+    -------
+    tuple of Crossing
+        Crossings with ``0 <= t < seconds`` of the clip.
+    """
+    (ax, ay), (bx, by) = line
+    nx = by - ay  # normal (y1 - y0, x0 - x1); vehicles move along x only, so its x part decides
+    seconds = truth.seconds or truth.n_frames / truth.fps
+    out: list[Crossing] = []
+
+    def cross_x(cy: float) -> float | None:
+        if ay == by:
+            return None
+        s = (cy - ay) / (by - ay)
+        return ax + s * (bx - ax) if 0.0 <= s <= 1.0 else None
+
+    for i, v in enumerate(truth.vehicles):
+        xc = cross_x(v.y + v.height / 2)
+        if xc is None:
+            continue
+        t = v.t0 + (xc - v.x0 - v.width / 2) / v.speed
+        if 0.0 <= t < seconds and nx * v.speed != 0:
+            out.append(Crossing(round(t, 6), "forward" if nx * v.speed > 0 else "backward", f"traffic{i}"))
+    for i, e in enumerate(ev for ev in truth.events if ev.kind == "vehicle_stop"):
+        cw, ch, x_stop, y, speed = _stop_car(e.bbox, truth.width)
+        xc = cross_x(y + ch / 2)
+        if xc is None or nx == 0:
+            continue
+        centre = x_stop + cw / 2
+        t = e.start_s - (centre - xc) / speed if xc <= centre else e.end_s + (xc - centre) / speed
+        if 0.0 <= t < seconds:
+            out.append(Crossing(round(t, 6), "forward" if nx > 0 else "backward", f"stop{i}"))
+    return tuple(sorted(out, key=lambda c: c.t))
 
 
 # --------------------------------------------------------------------------------------------
@@ -414,20 +568,61 @@ def _plume_density(p: _Plume, event: EventSpec, t: float) -> tuple[np.ndarray, n
     return env.astype(np.float32), tex
 
 
-def _draw_car(frame: np.ndarray, x: float, y: int, cw: int, ch: int, color: tuple, night: bool) -> None:
-    """A side view of a car with its top-left at (x, y); drawing clips at the frame edge."""
+def _draw_car(frame: np.ndarray, x: float, y: int, cw: int, ch: int, color: tuple, night: bool,
+              facing: int = 1, beam: bool = False) -> None:
+    """A side view of a car with its top-left at (x, y), front to the right (``facing`` 1) or
+    left (-1); drawing clips at the frame edge. ``beam``: at night, the pool of light its
+    headlights throw on the road ahead (what a camera sees of moving traffic at night)."""
     xi = int(round(x))
     body = tuple(c * (0.25 if night else 1.0) for c in color)
     glass = (30, 25, 20) if night else (90, 75, 60)
-    cv2.rectangle(frame, (xi + cw // 5, y), (xi + 3 * cw // 4, y + 2 * ch // 5), body, -1)
-    cv2.rectangle(frame, (xi + cw // 4, y + ch // 10), (xi + 7 * cw // 10, y + 2 * ch // 5), glass, -1)
+    if night and beam:
+        bx0 = xi + cw if facing > 0 else xi - cw
+        cv2.rectangle(frame, (bx0, y + 3 * ch // 5), (bx0 + cw, y + 19 * ch // 20), (70, 80, 85), -1)
+    cabin0, cabin1 = (cw // 5, 3 * cw // 4) if facing > 0 else (cw // 4, 4 * cw // 5)
+    glass0, glass1 = (cw // 4, 7 * cw // 10) if facing > 0 else (3 * cw // 10, 3 * cw // 4)
+    cv2.rectangle(frame, (xi + cabin0, y), (xi + cabin1, y + 2 * ch // 5), body, -1)
+    cv2.rectangle(frame, (xi + glass0, y + ch // 10), (xi + glass1, y + 2 * ch // 5), glass, -1)
     cv2.rectangle(frame, (xi, y + 2 * ch // 5), (xi + cw, y + 17 * ch // 20), body, -1)
     r = max(2, 3 * ch // 20)
     for wx in (xi + cw // 5, xi + 4 * cw // 5):
         cv2.circle(frame, (wx, y + 17 * ch // 20), r, (20, 20, 20), -1)
     if night:
-        cv2.rectangle(frame, (xi + cw - 3, y + ch // 2), (xi + cw, y + 3 * ch // 5), (200, 240, 255), -1)
-        cv2.rectangle(frame, (xi, y + ch // 2), (xi + 2, y + 3 * ch // 5), (30, 30, 220), -1)
+        front, rear = ((xi + cw - 3, xi + cw), (xi, xi + 2)) if facing > 0 else ((xi, xi + 3), (xi + cw - 2, xi + cw))
+        cv2.rectangle(frame, (front[0], y + ch // 2), (front[1], y + 3 * ch // 5), (200, 240, 255), -1)
+        cv2.rectangle(frame, (rear[0], y + ch // 2), (rear[1], y + 3 * ch // 5), (30, 30, 220), -1)
+
+
+_PERSON_CLOTHES = (((60, 60, 70), (120, 80, 50)), ((50, 50, 170), (60, 55, 50)), ((40, 210, 220), (110, 90, 70)),
+                   ((150, 180, 200), (40, 40, 45)), ((130, 110, 60), (140, 140, 150)))  # (jacket, trousers) BGR
+_SKIN = (95, 130, 180)
+
+
+def _draw_person(canvas: np.ndarray, cx: float, foot_y: int, height: int, phase: float, clothes: tuple,
+                 light: float) -> None:
+    """A walking figure, ``height`` pixels tall, feet at ``foot_y``, centred on ``cx``.
+
+    Proportions follow the usual eight-heads canon closely enough for a 20-80 px figure; legs
+    and arms swing with ``phase`` (radians of the stride). ``light`` scales every colour (1 by
+    day; at night a figure is only seen where site lamps or an IR illuminator light it).
+    """
+    jacket, trousers = (tuple(c * light for c in col) for col in clothes)
+    skin = tuple(c * light for c in _SKIN)
+    hgt = float(height)
+    head_r = max(2, int(round(hgt / 16)))
+    head_y = int(round(foot_y - hgt + head_r))
+    neck_y, hip_y = int(round(foot_y - hgt + 2 * head_r)), int(round(foot_y - 0.47 * hgt))
+    half_t = max(2, int(round(hgt / 9)))  # shoulders about a quarter of the height
+    limb = max(2, int(round(hgt / 9)))
+    swing = 0.13 * hgt * math.sin(phase)
+    xi = int(round(cx))
+    for sgn in (1, -1):  # legs, then arms swinging the other way
+        cv2.line(canvas, (xi, hip_y), (int(round(cx + sgn * swing)), foot_y), trousers, limb)
+    cv2.rectangle(canvas, (xi - half_t, neck_y), (xi + half_t, hip_y), jacket, -1)
+    for sgn in (1, -1):
+        cv2.line(canvas, (xi, neck_y + limb), (int(round(cx - sgn * 0.8 * swing)), int(round(foot_y - 0.52 * hgt))),
+                 jacket, max(1, limb // 2))
+    cv2.circle(canvas, (xi, head_y), head_r, skin, -1)
 
 
 class _Renderer:
@@ -450,28 +645,55 @@ class _Renderer:
         )
         self.plumes: dict[int, _Plume] = {}
         self.cars: dict[int, tuple] = {}
+        self.people: dict[int, tuple] = {}
         for i, event in enumerate(spec.events):
             if event.kind in ("smoke", "black_smoke", "fire"):
                 _, _, bw, bh = event.bbox
                 self.plumes[i] = _plume(spec.seed, i, bw, 2 * bh if event.kind == "fire" else bh)
             elif event.kind == "vehicle_stop":
                 rng = _rng(spec.seed, _STREAM_EVENT, i)
-                palette = ((40, 40, 180), (230, 230, 230), (150, 80, 30), (40, 40, 40), (60, 170, 220))
-                self.cars[i] = palette[int(rng.integers(len(palette)))]
+                self.cars[i] = _CAR_COLOURS[int(rng.integers(len(_CAR_COLOURS)))]
+            elif event.kind == "person":
+                rng = _rng(spec.seed, _STREAM_EVENT, i)
+                self.people[i] = (_PERSON_CLOTHES[int(rng.integers(len(_PERSON_CLOTHES)))],
+                                  1 if rng.random() < 0.5 else -1, float(rng.uniform(0, 2 * math.pi)))
+        self.traffic = traffic_for(spec)
+        self.fog: tuple[np.ndarray, np.ndarray] | None = None
+        if spec.weather == "fog":
+            # Haze thickens with distance: thickest at and above the horizon, thinner towards the
+            # camera (Koschmieder: transmission falls exponentially with distance), patchy.
+            h, w, hz = spec.height, spec.width, scene_layout(spec.scene, spec.width, spec.height).horizon_y
+            ys = np.arange(h, dtype=np.float32)
+            depth = np.clip((h - ys) / max(1, h - hz), 0.0, 1.0)[:, None]
+            patches = _noise_field(_rng(spec.seed, _STREAM_WEATHER), h, w, max(8, h // 6))
+            alpha = np.clip(0.25 + 0.4 * depth + 0.1 * (patches - 0.5), 0.0, 0.9).astype(np.float32)[..., None]
+            haze = np.array((30, 29, 28) if spec.night else (200, 202, 200), np.float32)
+            self.fog = (alpha, (haze * alpha).astype(np.float32))
 
     def frame(self, n: int) -> np.ndarray:
         spec = self.spec
         t = n / spec.fps
         img = self.background.copy()
+        for v in self.traffic:
+            x = v.left(t)
+            if -2 * v.width < x < spec.width + v.width:  # the headlight beam reaches a car length ahead
+                _draw_car(img, x, v.y, v.width, v.height, _CAR_COLOURS[v.colour], spec.night,
+                          facing=1 if v.speed > 0 else -1, beam=True)
         for i, event in enumerate(spec.events):
             if event.kind == "smoke" and event.active(t):
                 self._smoke(img, i, event, t)
             elif event.kind == "black_smoke" and event.active(t):
                 self._black_smoke(img, i, event, t)
-            elif event.kind == "fire" and event.active(t):
-                self._fire(img, i, n, event, t)
             elif event.kind == "vehicle_stop":
                 self._vehicle(img, i, event, t)
+            elif event.kind == "person" and event.active(t):
+                self._person(img, i, event, t)
+        self._weather(img, n)
+        for i, event in enumerate(spec.events):
+            # Flames are drawn over the weather: they outshine the scene by orders of magnitude,
+            # so haze veils them far less than the reflected light around them (see _fire).
+            if event.kind == "fire" and event.active(t):
+                self._fire(img, i, n, event, t)
         img = self._camera(img, n, t)
         if self.noise_tile is not None:
             draw = _rng(spec.seed, _STREAM_NOISE, n)
@@ -482,6 +704,37 @@ class _Renderer:
             else:
                 img -= window
         return np.clip(img + 0.5, 0, 255).astype(np.uint8)
+
+    def _weather(self, img: np.ndarray, n: int) -> None:
+        spec = self.spec
+        if self.fog is not None:
+            alpha, haze = self.fog
+            img *= 1.0 - alpha
+            img += haze
+        elif spec.weather == "rain":
+            # Overcast dims the scene; each frame shows fresh streaks (drops falling through the
+            # exposure), fainter at night where only lit drops show.
+            img *= 0.8
+            h, w = img.shape[:2]
+            rng = _rng(spec.seed, _STREAM_WEATHER, n)
+            count = w * h // 1200
+            xs, ys = rng.uniform(-w * 0.05, w, count), rng.uniform(-h * 0.05, h, count)
+            lengths = rng.uniform(0.6, 1.4, count) * h / 22
+            layer = np.zeros((h, w), np.float32)
+            for x, y, ln in zip(xs, ys, lengths):
+                cv2.line(layer, (int(x), int(y)), (int(x + 0.25 * ln), int(y + ln)), 1.0, 1)
+            img += (layer * (10.0 if spec.night else 28.0))[..., None]
+
+    def _person(self, img: np.ndarray, i: int, event: EventSpec, t: float) -> None:
+        # The figure walks across its box over the interval, drawn into the box only.
+        x, y, bw, bh = event.bbox
+        clothes, direction, phase0 = self.people[i]
+        half = 0.3 * bh  # half the figure's widest stride, so it stays inside the box
+        f = (t - event.start_s) / (event.end_s - event.start_s)
+        cx = half + (bw - 2 * half) * (f if direction > 0 else 1.0 - f)
+        phase = phase0 + 2 * math.pi * 1.8 * (t - event.start_s)  # ~1.8 strides per second
+        crop = img[y : y + bh, x : x + bw]
+        _draw_person(crop, cx, bh - 1, bh, phase, clothes, 0.55 if self.spec.night else 1.0)
 
     def _smoke(self, img: np.ndarray, i: int, event: EventSpec, t: float) -> None:
         x, y, bw, bh = event.bbox
@@ -516,25 +769,32 @@ class _Renderer:
         # Fire colours satisfy R > G > B and Cr > Cb (Celik & Demirel 2009, YCbCr fire rules):
         # orange at the edges, yellow where hottest.
         color = np.stack([20 + 60 * np.clip(hot - 0.7, 0, 1), 70 + 180 * hot, np.full_like(hot, 255)], axis=-1)
+        if self.fog is not None:  # an emitter seen through haze: a third of the scene's veil
+            veil = self.fog[0][y : y + bh, x : x + bw] / 3.0
+            haze = self.fog[1][y : y + bh, x : x + bw] / np.maximum(self.fog[0][y : y + bh, x : x + bw], 1e-6)
+            color = color * (1.0 - veil) + haze * veil
         a = mask[..., None]
         crop = img[y : y + bh, x : x + bw]
         crop[:] = crop * (1 - a) + color * a
 
     def _vehicle(self, img: np.ndarray, i: int, event: EventSpec, t: float) -> None:
-        bx, by, bw, bh = event.bbox
-        cw = int(min(0.8 * bw, 0.8 * bh * 2.2))
-        ch = int(cw / 2.2)
-        x_stop, y = bx + (bw - cw) / 2, by + (bh - ch) // 2
-        speed = self.spec.width / 4.0  # crosses the frame in 4 s
+        cw, ch, x_stop, y, speed = _stop_car(event.bbox, self.spec.width)
         if event.active(t):
             x = x_stop
         elif t < event.start_s:
             x = x_stop - speed * (event.start_s - t)  # driving in from the left
         else:
             x = x_stop + speed * (t - event.end_s)  # driving off to the right
+        if event.active(t):
+            # Stopped with its lights on, as a car stopping on a road at night is; drawn into the
+            # box only, so the pool of light ahead ends at the box edge.
+            bx, by = event.bbox[:2]
+            crop = img[by : by + event.bbox[3], bx : bx + event.bbox[2]]
+            _draw_car(crop, x - bx, y - by, cw, ch, self.cars[i], self.spec.night, beam=True)
+            return
         if x + cw < 0 or x >= self.spec.width:
             return
-        _draw_car(img, x, y, cw, ch, self.cars[i], self.spec.night)
+        _draw_car(img, x, y, cw, ch, self.cars[i], self.spec.night, beam=True)
 
     def _camera(self, img: np.ndarray, n: int, t: float) -> np.ndarray:
         spec = self.spec

@@ -90,7 +90,7 @@ def test_demo_devices_cover_every_simulated_kind_with_their_metrics(demo) -> Non
         "wim": ("json", {"gross_weight", "axles", "speed"}),
         "camera": ("json", {"video_smoke", "video_fire", "video_black_smoke", "video_ringelmann", "video_motion",
                             "video_camera_covered", "video_camera_defocused", "video_camera_moved", "video_stopped_vehicle",
-                            "video_stream_lost"}),
+                            "video_stream_lost", "video_intrusion", "video_count_forward", "video_count_backward"}),
     }
     seen = set()
     mns = []

@@ -407,3 +407,61 @@ class StoppedVehicleSection(AnalyserSection):
 
 register_analyser("stopped_vehicle", StoppedVehicleSection,
                   lambda s, g: StoppedVehicleDetector(g.width, g.height, g.zones, s.params()))
+
+
+# --------------------------------------------------------------------------- intrusion, line counts
+
+from video.analysers.intrusion import IntrusionDetector, IntrusionParams  # noqa: E402
+from video.analysers.line_count import LineCounter, LineCountParams, check_line  # noqa: E402
+
+
+class IntrusionSection(AnalyserSection):
+    """People in the camera's zones (every zone; the whole frame without zones), optionally only in
+    the dark; see :class:`video.analysers.intrusion.IntrusionParams`."""
+
+    enabled: bool = Field(False, title="Enabled", description="Off unless configured: the zones say where nobody should be.")
+    threshold: int = Field(14, title="Change threshold", description="Colour difference counted as foreground.", ge=1, le=255)
+    min_height: float = Field(0.05, title="Minimum height", description="Smallest person height as a fraction of the frame height.", gt=0, lt=1)
+    max_height: float = Field(0.35, title="Maximum height", description="Largest person height as a fraction of the frame height.", gt=0, le=1)
+    min_aspect: float = Field(1.4, title="Minimum aspect", description="Smallest height/width of a standing person's blob.", gt=0, le=50)
+    max_aspect: float = Field(6.0, title="Maximum aspect", description="Largest height/width of a standing person's blob.", gt=0, le=50)
+    on_s: float = Field(1.0, title="Debounce on", description="Seconds a person must be seen before it is reported.", ge=0, le=600)
+    off_s: float = Field(2.0, title="Debounce off", description="Seconds without a person before it clears.", ge=0, le=600)
+    dark_only: bool = Field(False, title="Only in the dark", description="Report only when the frame is dark (night-time intrusion).")
+    dark_luma_max: float = Field(70.0, title="Dark level", description="Mean frame luma at or below which the frame counts as dark.", ge=0, le=255)
+
+    def params(self) -> IntrusionParams:
+        """The analyser's own parameter object (its cross-field checks raise ConfigError)."""
+        return IntrusionParams(**self.model_dump(exclude={"enabled"}))
+
+
+class LineCountSection(AnalyserSection):
+    """Vehicles counted across a line, per direction; see :class:`video.analysers.line_count.LineCountParams`."""
+
+    enabled: bool = Field(False, title="Enabled", description="Off unless configured: the counting line is the camera's own.")
+    line: tuple[Point, Point] | None = Field(
+        None, title="Counting line",
+        description="Two (x, y) points in full-resolution pixels; forward is towards the normal (y1-y0, x0-x1): left to right for a line drawn top to bottom.",
+    )
+    name: str | None = Field(None, title="Line name", description="Reported as the zone of each crossing (e.g. northbound).", pattern=_ID)
+    threshold: int = Field(14, title="Change threshold", description="Colour difference counted as foreground.", ge=1, le=255)
+    min_area: float = Field(0.0015, title="Minimum area", description="Smallest vehicle blob as a fraction of the frame.", gt=0, lt=1)
+    max_aspect: float = Field(1.5, title="Maximum aspect", description="Largest height/width of a vehicle blob (taller ones, such as people, are not counted).", ge=0.1, le=50)
+    max_speed: float = Field(1.0, title="Maximum speed", description="Fastest plausible motion, in frame widths per second.", ge=0.01, le=100)
+
+    @model_validator(mode="after")
+    def _line_when_enabled(self) -> "LineCountSection":
+        if self.enabled and self.line is None:
+            raise ValueError("an enabled line_count analyser needs a 'line'")
+        if self.line is not None:
+            check_line(self.line)
+        return self
+
+    def params(self) -> LineCountParams:
+        """The analyser's own parameter object."""
+        return LineCountParams(**self.model_dump(exclude={"enabled", "line", "name"}))
+
+
+register_analyser("intrusion", IntrusionSection, lambda s, g: IntrusionDetector(g.width, g.height, g.zones, s.params()))
+register_analyser("line_count", LineCountSection,
+                  lambda s, g: LineCounter(g.width, g.height, s.line, s.params(), s.name))

@@ -12,7 +12,8 @@ every few seconds while it lasts, and a clear end so that it resolves.
 - while the episode lasts, the latest finding is published again every ``resend_s``;
 - a per-frame episode not seen for ``clear_after_s`` is published as ``state: cleared``
   (confidence 0); a latched one (tamper) only when its analyser says ``cleared``;
-- a stream loss ends every episode (nothing is known about a camera that sends no frames).
+- a stream loss ends every episode (nothing is known about a camera that sends no frames);
+- point findings (:data:`POINT_KINDS`, a vehicle crossing a line) are published one by one.
 
 Pure: it takes observations and a clock value and returns messages; the runner publishes them.
 """
@@ -23,6 +24,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 EpisodeKey = tuple[str, str | None]  # (kind, zone)
+
+POINT_KINDS = frozenset({"vehicle_crossing"})
+"""Findings that are events, not conditions (a vehicle crossing a counting line): each one is
+published as it comes, never kept alive nor cleared."""
 
 
 @dataclass(slots=True)
@@ -83,6 +88,9 @@ class EpisodeTracker:
                 out.append(_cleared(ep.payload, ts))
         seen: set[EpisodeKey] = set()
         for obs in observations:
+            if obs["kind"] in POINT_KINDS:
+                out.append({**obs, "state": "active"})
+                continue
             key = (obs["kind"], obs.get("zone"))
             if key in seen:  # several boxes of one kind and zone in a frame: the first stands for them
                 continue

@@ -9,7 +9,9 @@
 One finding becomes one reading ``video_{kind}`` (value the confidence, unit ``1``) of the camera
 named by the topic, so threshold rules judge video like any other sensor. A finding whose
 ``state`` (top level or in ``detail``) is ``cleared`` reads 0, so those rules resolve; the video
-analysers mark the end of a condition that way. Black smoke with a Ringelmann grade in
+analysers mark the end of a condition that way. A ``vehicle_crossing`` is a count, not a
+condition: it becomes ``video_count_forward`` and ``video_count_backward``, the counting line's
+running totals from ``detail``. Black smoke with a Ringelmann grade in
 ``detail.ringelmann`` (0..5) adds a second reading ``video_ringelmann``: a grade and a confidence
 are different quantities and never share a metric. The zone and the evidence hashes travel as
 ``attr.zone`` and ``attr.evidence`` (comma-joined) in the decoded meta, so they reach the labels
@@ -29,7 +31,7 @@ from ingest.codecs.json_codec import _load, _timestamp
 
 DETECTION_KINDS = frozenset({
     "smoke", "fire", "black_smoke", "motion", "camera_covered", "camera_defocused",
-    "camera_moved", "stopped_vehicle", "stream_lost",
+    "camera_moved", "stopped_vehicle", "stream_lost", "intrusion", "vehicle_crossing",
 })
 """Finding kinds ingest accepts; each is the metric ``video_{kind}``."""
 
@@ -77,6 +79,13 @@ class DetectionCodec:
         def reading(metric: str, value: float, unit: str) -> Reading:
             return Reading(site=site, device=device, metric=metric, value=value, unit=unit, ts=ts, seq=seq)
 
+        if kind == "vehicle_crossing":
+            # A count, not a condition: the running totals per direction of the counting line.
+            counts = [(d, _count(detail, f"count_{d}")) for d in ("forward", "backward")]
+            readings = [reading(f"video_count_{d}", n, "1") for d, n in counts if n is not None]
+            if not readings:
+                raise DecodeError("missing_count", "a vehicle_crossing needs detail.count_forward or detail.count_backward")
+            return Decoded(readings=tuple(readings), irregularities=unique(irregular), meta=meta)
         readings = [reading(f"video_{kind}", 0.0 if cleared else confidence, "1")]
         if kind == "black_smoke":
             grade = _ringelmann(detail)
@@ -85,6 +94,16 @@ class DetectionCodec:
             elif grade is not None:
                 readings.append(reading("video_ringelmann", grade, "Ringelmann"))
         return Decoded(readings=tuple(readings), irregularities=unique(irregular), meta=meta)
+
+
+def _count(detail: dict[str, Any], key: str) -> float | None:
+    raw = detail.get(key)
+    if raw is None:
+        return None
+    n = _number(raw, f"detail.{key}", "bad_count")
+    if n < 0 or n != int(n) or n > 1e12:
+        raise DecodeError("bad_count", f"detail.{key} {n} must be a whole number >= 0")
+    return n
 
 
 def _kind(doc: dict[str, Any]) -> str:

@@ -43,9 +43,20 @@ def test_epoch_ms_and_minimal_payload() -> None:
     assert dict(d.meta) == {}
 
 
-@pytest.mark.parametrize("kind", sorted(DETECTION_KINDS))
+@pytest.mark.parametrize("kind", sorted(DETECTION_KINDS - {"vehicle_crossing"}))
 def test_every_kind_is_a_video_metric(kind: str) -> None:
     assert decode(kind=kind).readings[0].metric == f"video_{kind}"
+
+
+def test_a_vehicle_crossing_is_the_counting_lines_running_totals() -> None:
+    d = decode(kind="vehicle_crossing", detail={"direction": "forward", "count_forward": 12, "count_backward": 7})
+    assert [(r.metric, r.value) for r in d.readings] == [("video_count_forward", 12.0), ("video_count_backward", 7.0)]
+    with pytest.raises(DecodeError) as e:
+        decode(kind="vehicle_crossing", detail={"direction": "forward"})
+    assert e.value.reason == "missing_count"
+    with pytest.raises(DecodeError) as e:
+        decode(kind="vehicle_crossing", detail={"count_forward": -1})
+    assert e.value.reason == "bad_count"
 
 
 @pytest.mark.parametrize("doc", [{"state": "cleared"}, {"detail": {"state": "cleared", "until": 12.5}}, {"confidence": 0}])

@@ -29,7 +29,7 @@ def test_video_pack_rule_tests_pass() -> None:
     (path,) = [f for f in pack_test_files() if f.name == "video.test.yaml"]
     result = run_test_file(path)
     assert result.passed, format_result(result)
-    assert len(result.cases) == 5
+    assert len(result.cases) == 6
 
 
 @pytest.fixture

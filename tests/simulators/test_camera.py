@@ -12,8 +12,10 @@ from simulators.camera import (
     SCENES,
     ClipSpec,
     EventSpec,
+    line_crossings,
     render_clip,
     scene_layout,
+    traffic_for,
     truth_for,
     write_jpegs,
     write_mp4,
@@ -117,6 +119,7 @@ def test_jpegs_one_file_per_frame(tmp_path) -> None:
     ("fire", "construction", (W // 3, H // 3, W // 5, H // 4)),
     ("black_smoke", "stack", stack_plume_box()),
     ("vehicle_stop", "highway", road_box("highway")),
+    ("person", "construction", (40, 100, 60, 24)),
 ])
 def test_scene_event_changes_only_its_box_during_its_interval(kind, scene, box, night) -> None:
     start, end = 6.0, 12.0
@@ -242,6 +245,10 @@ def test_shake_moves_frames_by_a_few_pixels() -> None:
         lambda: ClipSpec("stack", fps=0.0),
         lambda: ClipSpec("stack", noise=-1.0),
         lambda: ClipSpec("stack", events=(EventSpec("smoke", 0.0, 1.0, (600, 0, 100, 10)),)),
+        lambda: EventSpec("person", 0.0, 1.0),
+        lambda: ClipSpec("stack", weather="snow"),
+        lambda: ClipSpec("outfall", traffic=10.0),  # no road
+        lambda: ClipSpec("highway", traffic=-1.0),
     ],
 )
 def test_bad_specs_are_refused(make) -> None:
@@ -256,3 +263,75 @@ def test_truth_clips_events_to_the_clip() -> None:
     assert [(e.kind, e.end_s) for e in truth.events] == [("smoke", 4.0)]
     assert [e.kind for e in truth.active(3.5)] == ["smoke"] and truth.active(1.0) == ()
     assert truth.as_dict()["events"][0]["bbox"] == (0, 0, 20, 20)
+
+
+# ------------------------------------------------------------------------------------------
+# People, traffic and weather.
+
+
+def test_person_walks_across_its_box_and_has_an_upright_shape() -> None:
+    box = (20, 100, 240, 30)
+    base = ClipSpec("construction", **SMALL, night=True, noise=0.0)
+    spec = dataclasses.replace(base, events=(EventSpec("person", 0.0, 4.0, box),))
+    xs = []
+    for a, b in zip(frames(base), frames(spec)):
+        ys_, xs_ = np.nonzero(np.abs(a.astype(np.int16) - b).max(axis=2) > 8)
+        assert ys_.max() - ys_.min() + 1 >= 0.8 * box[3]  # a figure as tall as its box
+        assert xs_.max() - xs_.min() + 1 <= 0.6 * box[3]  # and much narrower
+        xs.append(xs_.mean())
+    steps = np.diff(xs)
+    assert (steps > 0).all() or (steps < 0).all()  # walks one way, the whole width
+    assert abs(xs[-1] - xs[0]) > 0.6 * box[2]
+
+
+def test_traffic_drives_left_above_and_right_below_and_only_on_the_road() -> None:
+    spec = ClipSpec("highway", **SMALL, noise=0.0, traffic=60.0)
+    vehicles = traffic_for(spec)
+    assert vehicles and truth_for(spec).vehicles == vehicles
+    y0, y1 = scene_layout("highway", W, H).road
+    mid = (y0 + y1) / 2
+    for v in vehicles:
+        assert y0 <= v.y and v.y + v.height <= y1
+        assert (v.speed < 0) == (v.y + v.height / 2 < mid)
+    # A longer clip adds vehicles after the shorter one's end, never changes the first ones.
+    longer = traffic_for(dataclasses.replace(spec, seconds=20.0))
+    assert set(vehicles) <= set(longer)
+    still = frames(ClipSpec("highway", **SMALL, noise=0.0))
+    for a, b in zip(still, frames(spec)):
+        diff = np.abs(a.astype(np.int16) - b).max(axis=2)
+        assert not diff[: y0 - 2].any() and not diff[y1 + 2 :].any()
+    assert any(np.abs(a.astype(np.int16) - b).max() > 30 for a, b in zip(still, frames(spec)))
+
+
+def test_line_crossings_follow_the_vehicles() -> None:
+    spec = ClipSpec("highway", width=W, height=H, fps=5.0, seconds=30.0, traffic=30.0, seed=3,
+                    events=(EventSpec("vehicle_stop", 10.0, 15.0, road_box("highway")),))
+    truth = truth_for(spec)
+    y0, y1 = scene_layout("highway", W, H).road
+    down = line_crossings(truth, ((W // 2, y0), (W // 2, y1)))
+    up = line_crossings(truth, ((W // 2, y1), (W // 2, y0)))
+    assert len(down) >= 8 and [c.t for c in down] == sorted(c.t for c in down)
+    assert all(0.0 <= c.t < 30.0 for c in down)
+    # Reversing the line swaps the directions.
+    assert [(c.t, c.direction) for c in up] == [(c.t, "backward" if c.direction == "forward" else "forward") for c in down]
+    # Forward (left to right) crossings are the lower lanes' vehicles, and the stopping car.
+    for c in down:
+        if c.vehicle.startswith("traffic"):
+            v = truth.vehicles[int(c.vehicle[7:])]
+            assert (c.direction == "forward") == (v.speed > 0)
+            assert v.left(c.t) + v.width / 2 == pytest.approx(W // 2, abs=1e-3)
+    stop = [c for c in down if c.vehicle == "stop0"]
+    assert len(stop) == 1 and stop[0].direction == "forward" and stop[0].t <= 10.0
+    assert line_crossings(truth, ((0, y0), (W, y0))) == ()  # parallel to the traffic
+
+
+@pytest.mark.parametrize("night", [False, True], ids=["day", "night"])
+def test_rain_streaks_change_every_frame_and_fog_lowers_contrast(night) -> None:
+    clear = frames(ClipSpec("construction", **SMALL, noise=0.0, night=night))
+    rain = frames(ClipSpec("construction", **SMALL, noise=0.0, night=night, weather="rain"))
+    fog = frames(ClipSpec("construction", **SMALL, noise=0.0, night=night, weather="fog"))
+    assert all(np.array_equal(clear[0], f) for f in clear)
+    assert not np.array_equal(rain[0], rain[1])
+    assert luma(rain[0]).mean() < luma(clear[0]).mean()  # overcast
+    assert luma(fog[0]).std() < 0.85 * luma(clear[0]).std()
+    assert frames(ClipSpec("construction", **SMALL, noise=0.0, night=night, weather="rain"))[3].tobytes() == rain[3].tobytes()

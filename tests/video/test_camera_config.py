@@ -62,8 +62,9 @@ def test_good_file_loads_with_typed_sections(tmp_path):
 
 def test_empty_file_runs_every_registered_analyser_with_defaults(tmp_path):
     cfg = load_camera_config(write(tmp_path, ""))
-    # All but black smoke and stopped vehicles, which need the camera's own boxes and zones.
-    assert set(cfg.enabled_analysers()) == set(registered_analysers()) - {"black_smoke", "stopped_vehicle"}
+    # All but those that need the camera's own boxes, zones or line.
+    off = {"black_smoke", "stopped_vehicle", "intrusion", "line_count"}
+    assert set(cfg.enabled_analysers()) == set(registered_analysers()) - off
     assert {"motion", "tamper", "smoke", "fire", "black_smoke", "stopped_vehicle"} <= set(registered_analysers())
     assert CameraConfig().enabled_analysers()["motion"] == MotionSection()
 
@@ -167,3 +168,36 @@ def test_register_analyser_rejects_bad_arguments(name, model):
     with pytest.raises(ConfigError):
         register_analyser(name, model, lambda s, g: None)  # type: ignore[arg-type]
     assert issubclass(AnalyserSection, BaseModel)
+
+
+def test_intrusion_and_line_count_sections(tmp_path):
+    from video.analysers import IntrusionDetector, LineCounter
+
+    # Every field of the new sections carries a title and a description (Style 3).
+    for name in ("intrusion", "line_count"):
+        for field_name, f in registered_analysers()[name].params_model.model_fields.items():
+            assert f.title and f.description, f"{name}.{field_name}"
+    with pytest.raises(ConfigError) as exc:
+        load_camera_config(write(tmp_path, "analysers: {line_count: {enabled: true}}"))
+    assert any(p.startswith("analysers.line_count") for p in paths(exc))
+    with pytest.raises(ConfigError):
+        load_camera_config(write(tmp_path, "analysers: {line_count: {enabled: true, line: [[5, 5], [5, 5]]}}"))
+    with pytest.raises(ConfigError) as exc:
+        load_camera_config(write(tmp_path, "analysers: {intrusion: {enabled: true, min_height: 0.3, max_height: 0.2}}"))
+    assert any(p.startswith("analysers.intrusion") for p in paths(exc))
+    cfg = load_camera_config(write(tmp_path, """
+zones:
+  - name: yard
+    points: [[0, 100], [160, 100], [160, 180], [0, 180]]
+analysers:
+  intrusion: {enabled: true, dark_only: true}
+  line_count: {enabled: true, line: [[160, 90], [160, 180]], name: northbound}
+"""))
+    assert list(cfg.enabled_analysers()) == ["intrusion", "line_count"]
+    reg = registered_analysers()
+    g = FrameGeometry(320, 180, cfg.zone_objects())
+    sections = cfg.enabled_analysers()
+    intrusion = reg["intrusion"].factory(sections["intrusion"], g)
+    counter = reg["line_count"].factory(sections["line_count"], g)
+    assert isinstance(intrusion, IntrusionDetector) and intrusion.params.dark_only and intrusion.zones[0].name == "yard"
+    assert isinstance(counter, LineCounter) and counter.name == "northbound" and counter.line == ((160.0, 90.0), (160.0, 180.0))

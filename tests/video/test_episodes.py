@@ -110,3 +110,12 @@ def test_clip_holds_the_seconds_before_and_after_a_start(tmp_path):
 def test_clip_lengths_are_checked(tmp_path):
     with pytest.raises(ValueError):
         ClipRecorder(EvidenceStore(tmp_path), 0.0, 0.0)
+
+
+def test_crossings_are_published_one_by_one_and_never_cleared():
+    tr = EpisodeTracker(resend_s=1.0, clear_after_s=1.0)
+    c1 = obs("vehicle_crossing", "line", direction="forward", count_forward=1)
+    c2 = obs("vehicle_crossing", "line", direction="forward", count_forward=2)
+    sent = tr.update(0.0, "t0", [c1, c2])
+    assert [m["detail"]["count_forward"] for m in sent] == [1, 2] and all(m["state"] == "active" for m in sent)
+    assert tr.active == frozenset() and tr.tick(10.0, "t10") == []

@@ -63,7 +63,9 @@ def collector(mosquitto):
     c.close()
 
 
-def smoke_spec(seed: int = 3, start: float = 2.0, end: float = 14.0, seconds: float = 40.0) -> ClipSpec:
+def smoke_spec(seed: int = 3, start: float = 8.0, end: float = 20.0, seconds: float = 60.0) -> ClipSpec:
+    # The smoke analyser learns its background over its first seconds (a median, so that a
+    # vehicle passing then leaves no ghost): the plume starts once the runner is surely on.
     return ClipSpec("construction", W, H, FPS, seconds, seed, events=(EventSpec("smoke", start, end, SMOKE_BOX),))
 
 

@@ -33,3 +33,7 @@ __all__ += [
 from video.analysers.stopped import StoppedVehicleDetector, StoppedVehicleParams  # noqa: E402
 
 __all__ += ["StoppedVehicleDetector", "StoppedVehicleParams"]
+from video.analysers.intrusion import IntrusionDetector, IntrusionParams  # noqa: E402
+from video.analysers.line_count import LineCounter, LineCountParams  # noqa: E402
+
+__all__ += ["IntrusionDetector", "IntrusionParams", "LineCounter", "LineCountParams"]

@@ -207,3 +207,73 @@ def blurred_gray(frame: np.ndarray, width: int, height: int, size: tuple[int, in
         raise ConfigError(f"frame is {frame.shape[1]}x{frame.shape[0]}, detector configured for {width}x{height}")
     gray = cv2.cvtColor(cv2.resize(frame, size, interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2GRAY)
     return cv2.GaussianBlur(gray, (blur_ksize, blur_ksize), 0) if blur_ksize > 1 else gray
+
+
+def small_bgr(frame: np.ndarray, width: int, height: int, size: tuple[int, int], blur_ksize: int) -> np.ndarray:
+    """Check a frame of a ``width`` x ``height`` camera, downscale it to ``size`` and blur it
+    (``blur_ksize`` 1: no blur), keeping colour: the input of the colour background models.
+
+    Raises
+    ------
+    ConfigError
+        The frame is not BGR ``uint8`` or not of the configured size.
+    """
+    check_bgr(frame)
+    if frame.shape[:2] != (height, width):
+        raise ConfigError(f"frame is {frame.shape[1]}x{frame.shape[0]}, detector configured for {width}x{height}")
+    small = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
+    return cv2.GaussianBlur(small, (blur_ksize, blur_ksize), 0) if blur_ksize > 1 else small
+
+
+def colour_difference(small: np.ndarray, background: np.ndarray) -> np.ndarray:
+    """Largest per-channel absolute difference of a BGR ``uint8`` image and a ``float32`` background.
+
+    Colour rather than luma: a blue car on grey asphalt or a blue jacket on green grass can have
+    the same luma as what they hide, never the same colour.
+    """
+    return cv2.absdiff(small, cv2.convertScaleAbs(background)).max(axis=2)
+
+
+class MedianStart:
+    """Starts a background model from the per-pixel median of its first frames.
+
+    A running average started from the first frame keeps whatever was passing in that frame
+    (a vehicle, a person) as a "ghost": once it has moved on, the empty place differs from the
+    background and looks like a new object for as long as the background takes to learn it.
+    The temporal median of the frames of the first ``seconds`` drops anything that moved
+    through in less than half of them (the usual median background initialisation).
+
+    :meth:`add` returns None while collecting and the ``float32`` median once ``seconds`` have
+    passed since the first frame. At most about ``max_frames`` frames are kept (evenly thinned
+    at high frame rates), which bounds the memory.
+    """
+
+    __slots__ = ("seconds", "max_frames", "_frames", "_t0")
+
+    def __init__(self, seconds: float, max_frames: int = 15) -> None:
+        if not (seconds >= 0 and max_frames >= 1):
+            raise ConfigError(f"MedianStart needs seconds >= 0 and max_frames >= 1, got {seconds!r}, {max_frames!r}")
+        self.seconds = float(seconds)
+        self.max_frames = int(max_frames)
+        self._frames: list[np.ndarray] = []
+        self._t0: float | None = None
+
+    def add(self, img: np.ndarray, ts: float) -> np.ndarray | None:
+        """Collect ``img`` seen at ``ts``; return the median background once complete."""
+        if self._t0 is None:
+            self._t0 = ts
+        # Keep an evenly thinned set: every frame until max_frames, then every other one.
+        if len(self._frames) < self.max_frames:
+            self._frames.append(img.copy())
+        else:
+            self._frames = self._frames[::2] + [img.copy()]
+        if ts - self._t0 + 1e-6 < self.seconds:
+            return None
+        median = np.median(np.stack(self._frames), axis=0).astype(np.float32)
+        self.reset()
+        return median
+
+    def reset(self) -> None:
+        """Start collecting again (after a reset of the model it feeds)."""
+        self._frames = []
+        self._t0 = None

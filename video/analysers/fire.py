@@ -40,8 +40,9 @@ class FireParams:
     ----------
     analysis_height : int, default 180
         Height of the downscaled image (32..1080).
-    r_min, y_min : float, default 180.0, 80.0
-        Minimum red channel and luma of a flame pixel (0..255).
+    r_min, y_min : float, default 150.0, 70.0
+        Minimum red channel and luma of a flame pixel (0..255); not higher, since flames seen
+        through haze or smoke lose saturation at their edges (flicker rules out lamps).
     cr_cb_min : float, default 40.0
         Minimum ``Cr - Cb`` of a flame pixel (0..255).
     window_s : float, default 2.0
@@ -62,8 +63,8 @@ class FireParams:
     """
 
     analysis_height: int = 180
-    r_min: float = 180.0
-    y_min: float = 80.0
+    r_min: float = 150.0
+    y_min: float = 70.0
     cr_cb_min: float = 40.0
     window_s: float = 2.0
     flicker_step: float = 12.0

@@ -16,6 +16,13 @@ relative to the background, or at least gain none: smoke blurs what is behind it
 al. 2005, wavelet high-band energy drop), an opaque object such as a stopped car adds new strong
 edges. Regions with more than ``max_new_edge_frac`` new strong-edge pixels are rejected.
 
+Two guards keep other changes out. The background at the end of the warm-up is the per-pixel
+median of the warm-up frames, so a vehicle in the very first frame does not leave a "ghost"
+that looks like a grey veil once it has driven off; and a frame in which more
+than ``global_change`` of the pixels changed (camera turned or covered, lights switched), or in
+which most of the background's strong edges went soft at once (lens defocused or misted),
+restarts the background and the warm-up: that is the tamper detector's business, not smoke.
+
 Findings: one ``kind="smoke"`` finding per zone (or one with ``zone=None`` without zones) on
 *every* update while that zone's smoke condition is debounced active (``on_s`` / ``off_s``),
 so downstream rules can treat the stream as a level, not an edge. ``bbox`` covers the smoke
@@ -32,7 +39,7 @@ import cv2
 import numpy as np
 
 from farsight.errors import ConfigError
-from video.analysers.base import BBox, Debounce, Finding, Zone, check_bgr
+from video.analysers.base import BBox, Debounce, Finding, MedianStart, Zone, check_bgr
 
 SMOKE = "smoke"
 
@@ -84,6 +91,9 @@ class SmokeParams:
         background; more means an opaque object, not smoke (0..1).
     on_s, off_s : float, default 1.0, 2.0
         Debounce of the per-zone condition, on top of ``persist_s`` (0..600).
+    global_change : float, default 0.5
+        Changed share of the frame above which the view itself changed: background and
+        warm-up restart (0 < x <= 1).
     """
 
     analysis_height: int = 180
@@ -101,12 +111,14 @@ class SmokeParams:
     max_new_edge_frac: float = 0.04
     on_s: float = 1.0
     off_s: float = 2.0
+    global_change: float = 0.5
 
     def __post_init__(self) -> None:
         problems: list[str] = []
         if not (isinstance(self.analysis_height, int) and 32 <= self.analysis_height <= 1080):
             problems.append(f"analysis_height must be an int in 32..1080, got {self.analysis_height!r}")
         _check_finite(self, ("warmup_s", "on_s", "off_s"), 0, 600, problems)
+        _check_finite(self, ("global_change",), 1e-6, 1, problems)
         _check_finite(self, ("bg_tau_s",), 0.1, 3600, problems)
         _check_finite(self, ("fg_tau_s",), 0.1, 36000, problems)
         _check_finite(self, ("diff_min", "chroma_max"), 1, 255, problems)
@@ -255,6 +267,7 @@ class SmokeDetector:
         self._count: np.ndarray | None = None
         self._start: float | None = None
         self._last_ts: float | None = None
+        self._boot: MedianStart | None = None
         self._kernel = np.ones((3, 3), np.uint8)
         self.last_mask: np.ndarray | None = None
         """Smoke mask of the most recent frame at analysis resolution, for diagnostics."""
@@ -284,10 +297,7 @@ class SmokeDetector:
         self._shape = frame.shape[:2]
         ycc = cv2.cvtColor(small, cv2.COLOR_BGR2YCrCb).astype(np.float32)
         if self._bg is None or self._start is None:
-            self._bg = ycc.copy()
-            self._bg_edges = edge_magnitude(ycc[..., 0])
-            self._count = np.zeros(ycc.shape[:2], np.float32)
-            self._start = self._last_ts = ts
+            self._restart(ycc, ts)
             return []
         dt = max(0.0, ts - (self._last_ts if self._last_ts is not None else ts))
         self._last_ts = ts
@@ -301,6 +311,10 @@ class SmokeDetector:
         changed = (d_luma >= p.diff_min) | (
             np.abs(ycc[..., 1] - bg[..., 1]) + np.abs(ycc[..., 2] - bg[..., 2]) >= p.diff_min
         )
+        if np.count_nonzero(changed) > p.global_change * changed.size:
+            self._restart(ycc, ts)  # the view changed, not the air in it
+            self.last_mask = np.zeros(changed.shape, bool)
+            return self._gate.update(self.last_mask, ts, scale)
         candidate = (d_luma >= p.diff_min) & (chroma <= p.chroma_max) & (chroma <= chroma_bg + p.chroma_growth_max)
 
         # Leaky per-pixel persistence: grows by dt while a candidate, decays faster otherwise, so
@@ -314,9 +328,15 @@ class SmokeDetector:
         k_fg = 1.0 - math.exp(-dt / p.fg_tau_s)
         k = np.where(changed, k_fg, k_bg).astype(np.float32)[..., None]
         bg += k * (ycc - bg)
+        if self._boot is not None:
+            start_bg = self._boot.add(ycc, ts)
+            if start_bg is not None:  # end of the warm-up: the median of its frames, without ghosts
+                bg[:] = start_bg
+                self._boot = None
         self._bg_edges = edge_magnitude(bg[..., 0])
 
         if ts - self._start < p.warmup_s:
+            count[:] = 0.0  # persistence counts from the end of the warm-up
             self.last_mask = np.zeros(count.shape, bool)
             return self._gate.update(self.last_mask, ts, scale)
 
@@ -325,7 +345,15 @@ class SmokeDetector:
         edge_loss = 0.0
         if persistent.any():
             edges_now = edge_magnitude(ycc[..., 0])
-            strong_bg = cv2.dilate((self._bg_edges >= p.edge_threshold).astype(np.uint8), self._kernel) > 0
+            strong = self._bg_edges >= p.edge_threshold
+            n_strong = int(np.count_nonzero(strong))
+            if n_strong and np.count_nonzero(strong & (edges_now < 0.5 * self._bg_edges)) > 0.6 * n_strong:
+                # Most of the view's strong edges went soft at once: the lens is out of focus (or
+                # misted), which tamper reports; smoke softens the edges behind it, not everywhere.
+                self._restart(ycc, ts)
+                self.last_mask = np.zeros(count.shape, bool)
+                return self._gate.update(self.last_mask, ts, scale)
+            strong_bg = cv2.dilate(strong.astype(np.uint8), self._kernel) > 0
             new_edges = (edges_now >= p.edge_threshold) & ~strong_bg
             n, labels, stats, _ = cv2.connectedComponentsWithStats(persistent, connectivity=8)
             losses = []
@@ -344,6 +372,14 @@ class SmokeDetector:
         score = np.clip(count / (1.5 * p.persist_s), 0, 1) * 0.5 + 0.5
         detail = {"edge_loss": round(edge_loss, 3)}
         return self._gate.update(mask, ts, scale, score=score, detail=detail)
+
+    def _restart(self, ycc: np.ndarray, ts: float) -> None:
+        self._bg = ycc.copy()
+        self._bg_edges = edge_magnitude(ycc[..., 0])
+        self._count = np.zeros(ycc.shape[:2], np.float32)
+        self._start = self._last_ts = ts
+        self._boot = MedianStart(self.params.warmup_s)
+        self._boot.add(ycc, ts)
 
     @property
     def active(self) -> bool:

@@ -1,6 +1,7 @@
 """Stopped-vehicle detection in no-stopping zones with a dual-rate background model.
 
-Two running-average backgrounds are kept on a downscaled, blurred grayscale image:
+Two running-average backgrounds are kept on a downscaled, blurred colour image (colour, not
+luma: a blue car on grey asphalt can have the asphalt's luma, never its colour):
 
 * a *fast* background (``fast_alpha`` ~0.2 per frame) that follows what the scene looked like
   over the last second or two, and
@@ -25,7 +26,10 @@ import cv2
 import numpy as np
 
 from farsight.errors import ConfigError
-from video.analysers.base import BBox, Finding, Zone, blurred_gray, rasterise_polygons
+from video.analysers.base import BBox, Finding, MedianStart, Zone, colour_difference, rasterise_polygons, small_bgr
+
+BOOT_S = 2.0
+"""Seconds of frames whose median starts the slow background (nothing is reported meanwhile)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,12 +38,12 @@ class StoppedVehicleParams:
 
     Parameters
     ----------
-    resize_height : int, default 120
+    resize_height : int, default 180
         Analysis height in pixels (16..2160); width keeps the aspect ratio.
     blur_ksize : int, default 5
         Gaussian blur kernel size at analysis resolution; odd, 1..31 (1 disables).
     threshold : int, default 25
-        Gray-level difference counted as "differs", 1..255.
+        Difference in any colour channel counted as "differs", 1..255.
     fast_alpha : float, default 0.2
         Learning rate of the fast background, ``0 < x < 1``.
     slow_alpha : float, default 0.002
@@ -54,9 +58,13 @@ class StoppedVehicleParams:
     global_change : float, default 0.5
         Share of the frame differing from the slow background above which the scene is
         treated as changed (lighting, camera moved): both backgrounds reset, ``0 < x <= 1``.
+    max_static_share : float, default 0.1
+        Share of the frame that is static foreground above which the view changed rather than
+        a vehicle stopped (a car is about 1 % of a road camera's frame): both backgrounds
+        reset, ``0 < x <= 1``.
     """
 
-    resize_height: int = 120
+    resize_height: int = 180
     blur_ksize: int = 5
     threshold: int = 25
     fast_alpha: float = 0.2
@@ -65,6 +73,7 @@ class StoppedVehicleParams:
     dwell_s: float = 10.0
     gap_s: float = 1.0
     global_change: float = 0.5
+    max_static_share: float = 0.1
 
     def __post_init__(self) -> None:
         problems = []
@@ -86,6 +95,8 @@ class StoppedVehicleParams:
             problems.append(f"gap_s must be in 0..600, got {self.gap_s!r}")
         if not 0.0 < self.global_change <= 1.0:
             problems.append(f"global_change must satisfy 0 < x <= 1, got {self.global_change!r}")
+        if not 0.0 < self.max_static_share <= 1.0:
+            problems.append(f"max_static_share must satisfy 0 < x <= 1, got {self.max_static_share!r}")
         if problems:
             raise ConfigError("; ".join(problems), source="StoppedVehicleParams")
 
@@ -103,7 +114,7 @@ class StoppedVehicleDetector:
 
     Notes
     -----
-    State is two ``float32`` backgrounds at analysis resolution plus, per zone, when the
+    State is two ``float32`` BGR backgrounds at analysis resolution plus, per zone, when the
     condition started and when it was last seen. The first frame (and any frame after a
     global change) only initialises the backgrounds.
     """
@@ -139,6 +150,7 @@ class StoppedVehicleDetector:
         self._kernel = np.ones((3, 3), np.uint8)
         self._fast: np.ndarray | None = None
         self._slow: np.ndarray | None = None
+        self._boot: MedianStart | None = MedianStart(BOOT_S)
         self._since: list[float | None] = [None] * len(self.zones)
         self._last_seen: list[float | None] = [None] * len(self.zones)
         self.last_static_mask: np.ndarray | None = None
@@ -147,6 +159,7 @@ class StoppedVehicleDetector:
     def reset(self) -> None:
         """Forget both backgrounds and every dwell clock."""
         self._fast = self._slow = None
+        self._boot = MedianStart(BOOT_S)
         self._since = [None] * len(self.zones)
         self._last_seen = [None] * len(self.zones)
 
@@ -175,15 +188,13 @@ class StoppedVehicleDetector:
             If the frame is not BGR ``uint8`` of the configured size.
         """
         p = self.params
-        gray = blurred_gray(frame, self.width, self.height, self._size, self.params.blur_ksize)
+        gray = small_bgr(frame, self.width, self.height, self._size, self.params.blur_ksize)  # colour, see the module doc
         if self._slow is None or self._fast is None:
             self._slow = gray.astype(np.float32)
             self._fast = gray.astype(np.float32)
             return []
-        d_slow = cv2.absdiff(gray, cv2.convertScaleAbs(self._slow))
-        d_fast = cv2.absdiff(gray, cv2.convertScaleAbs(self._fast))
-        _, fg_slow = cv2.threshold(d_slow, p.threshold, 255, cv2.THRESH_BINARY)
-        _, fg_fast = cv2.threshold(d_fast, p.threshold, 255, cv2.THRESH_BINARY)
+        _, fg_slow = cv2.threshold(colour_difference(gray, self._slow), p.threshold, 255, cv2.THRESH_BINARY)
+        _, fg_fast = cv2.threshold(colour_difference(gray, self._fast), p.threshold, 255, cv2.THRESH_BINARY)
         if cv2.countNonZero(fg_slow) / float(fg_slow.size) > p.global_change:
             # Lighting or camera change, not a vehicle: adopt the new scene at once.
             self.reset()
@@ -192,10 +203,26 @@ class StoppedVehicleDetector:
             return []
         cv2.accumulateWeighted(gray, self._fast, p.fast_alpha)
         cv2.accumulateWeighted(gray, self._slow, p.slow_alpha)
+        if self._boot is not None:
+            # The slow background restarts from the median of the first seconds: a vehicle in the
+            # first frame would otherwise stay in it for minutes and, once gone, its "ghost"
+            # (differs from slow, matches fast) would look like a stopped vehicle.
+            start_bg = self._boot.add(gray, ts)
+            if start_bg is None:
+                return []
+            self._slow = start_bg
+            self._boot = None
         static = cv2.bitwise_and(fg_slow, cv2.bitwise_not(fg_fast))
         static = cv2.morphologyEx(static, cv2.MORPH_OPEN, self._kernel)
         static = cv2.dilate(static, self._kernel, iterations=1)
         self.last_static_mask = static
+        if cv2.countNonZero(static) > p.max_static_share * static.size:
+            # Much of the view changed and stayed so (camera turned a little, lens defocused or
+            # misted): a stopped vehicle is a small part of the frame, this is tampering.
+            self.reset()
+            self._slow = gray.astype(np.float32)
+            self._fast = gray.astype(np.float32)
+            return []
 
         findings: list[Finding] = []
         for i, zone in enumerate(self.zones):

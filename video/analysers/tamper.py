@@ -2,18 +2,26 @@
 
 * Covered: the downscaled grayscale image has almost no contrast (low standard deviation)
   and is dark or bright (hand, cloth, tape, spray paint, a torch into the lens), or it is
-  nearly uniform at any level.
+  nearly uniform at any level. A dark, low-contrast view is also what a camera sees at night
+  or in fog, so the dark/bright rule further needs the contrast to have *fallen* to
+  ``covered_std_ratio`` of the contrast learned for this view (the same slow baseline as the
+  focus measure): a night scene has little contrast, a covered lens has much less than the
+  same scene a moment ago.
 * Defocused: a normalised focus measure, variance of the Laplacian divided by the gray-level
   variance (Pertuz et al., "Analysis of focus measure operators for shape-from-focus",
   Pattern Recognition 46(5), 2013, operator LAP4 normalised so a global contrast change
   cancels), falls below a fraction of a slowly learned baseline.
 * Moved: phase correlation (``cv2.phaseCorrelate``, Hanning-windowed) of the downscaled
   grayscale against a reference learned after warm-up gives a shift beyond a limit or a weak
-  peak (the view no longer matches). The reference follows slow changes while stable.
+  peak (the view no longer matches), unless more than two thirds of the textured tiles of a
+  3x3 grid still match the reference in place: a large dynamic object, such as flames in fog,
+  can sway the whole-frame peak but spoils only the tiles it covers. The reference follows
+  slow changes while stable.
 
 Each condition must hold for ``on_s`` seconds to be reported and be false for ``off_s`` to
 clear; while the lens is covered the defocus and moved checks are frozen, since a covered
-image says nothing about focus or pointing.
+image says nothing about focus or pointing, and while the view is defocused the moved check
+is frozen too.
 """
 
 from __future__ import annotations
@@ -26,6 +34,8 @@ import numpy as np
 
 from farsight.errors import ConfigError
 from video.analysers.base import Debounce, Finding, check_bgr
+
+_TILE_TEXTURE_MIN = 3.0  # Laplacian std of a tile below which it is too smooth (sky, fog, night) to tell a move
 
 COVERED = "camera_covered"
 DEFOCUSED = "camera_defocused"
@@ -51,6 +61,9 @@ class TamperParams:
         Mean gray level at or below / at or above which a low-contrast frame is covered.
     uniform_std_max : float, default 3.0
         Gray standard deviation under which a frame counts as covered at any mean.
+    covered_std_ratio : float, default 0.4
+        A dark or bright low-contrast frame is covered only when its standard deviation is
+        below this fraction of the learned contrast baseline (0..1].
     defocus_ratio : float, default 0.35
         Defocused when the focus measure is below this fraction of the baseline (0..1).
     baseline_tau_s : float, default 120.0
@@ -71,6 +84,7 @@ class TamperParams:
     covered_dark_max: float = 40.0
     covered_bright_min: float = 215.0
     uniform_std_max: float = 3.0
+    covered_std_ratio: float = 0.4
     defocus_ratio: float = 0.35
     baseline_tau_s: float = 120.0
     moved_shift_px: float = 20.0
@@ -93,6 +107,8 @@ class TamperParams:
                 "need 0 <= covered_dark_max < covered_bright_min <= 255, got "
                 f"{self.covered_dark_max!r}, {self.covered_bright_min!r}"
             )
+        if not 0 < self.covered_std_ratio <= 1:
+            problems.append(f"covered_std_ratio must satisfy 0 < x <= 1, got {self.covered_std_ratio!r}")
         if not 0 < self.defocus_ratio < 1:
             problems.append(f"defocus_ratio must satisfy 0 < x < 1, got {self.defocus_ratio!r}")
         if not (math.isfinite(self.baseline_tau_s) and self.baseline_tau_s > 0):
@@ -163,8 +179,12 @@ class TamperDetector:
         self._size: tuple[int, int] | None = None
         self._scale = 1.0
         self._window: np.ndarray | None = None
+        self._tile_window: np.ndarray | None = None
+        self._informative: list[bool] | None = None
         self._reference: np.ndarray | None = None
         self._focus_baseline: float | None = None
+        self._std_baseline: float | None = None
+        self._std_n = 0
         self._focus_n = 0
         self.last_metrics: dict[str, float] = {}
         """Measurements of the most recent frame, for diagnostics and tuning."""
@@ -212,8 +232,16 @@ class TamperDetector:
         k = 1.0 - math.exp(-dt / p.baseline_tau_s)  # time-based EMA weight, frame-rate independent
 
         mean, std = gray_stats(gray)
+        warm = ts - self._start >= p.warmup_s
+        if not warm:
+            # The contrast baseline learns from every warm-up frame, covered-looking or not: a
+            # dark night view must become the baseline rather than be taken for a cover.
+            self._std_n += 1
+            sb = self._std_baseline or 0.0
+            self._std_baseline = sb + (std - sb) / self._std_n
+        contrast_fell = self._std_baseline is not None and std <= p.covered_std_ratio * self._std_baseline
         covered = std <= p.uniform_std_max or (
-            std <= p.covered_std_max and (mean <= p.covered_dark_max or mean >= p.covered_bright_min)
+            std <= p.covered_std_max and (mean <= p.covered_dark_max or mean >= p.covered_bright_min) and contrast_fell
         )
         metrics: dict[str, float] = {"mean": mean, "std": std}
         findings: list[Finding] = []
@@ -222,7 +250,6 @@ class TamperDetector:
         if not covered:
             focus = focus_measure(gray)
             metrics["focus"] = focus
-            warm = ts - self._start >= p.warmup_s
             g32 = gray.astype(np.float32)
             if not warm or self._focus_baseline is None:
                 # Warm-up: plain running means of the focus measure and of the view; averaging
@@ -243,16 +270,68 @@ class TamperDetector:
             self._emit(DEFOCUSED, defocused, ts, metrics, findings, margin=1.0 - ratio / p.defocus_ratio)
             if not defocused and not self._debounce[DEFOCUSED].active:
                 self._focus_baseline += k * (focus - self._focus_baseline)
+                if self._std_baseline is not None:
+                    self._std_baseline += k * (std - self._std_baseline)
 
-            (dx, dy), response = cv2.phaseCorrelate(self._reference, g32, self._window)
-            shift = math.hypot(dx, dy) / self._scale
-            metrics.update(shift_px=shift, dx_px=dx / self._scale, dy_px=dy / self._scale, response=float(response))
-            moved = shift > p.moved_shift_px or response < p.moved_min_response
-            self._emit(MOVED, moved, ts, metrics, findings, margin=min(1.0, shift / (2 * p.moved_shift_px)))
-            if not moved and not self._debounce[MOVED].active:
-                cv2.accumulateWeighted(g32, self._reference, k)
+            if not (defocused or self._debounce[DEFOCUSED].active):
+                # A blurred view says nothing reliable about pointing (its correlation peak
+                # collapses although the camera did not move): the check waits for focus.
+                # Copies: with a window, cv2.phaseCorrelate (OpenCV 5.0) multiplies its inputs
+                # by the window in place, which would turn the reference into a windowed image.
+                (dx, dy), response = cv2.phaseCorrelate(self._reference.copy(), g32.copy(), self._window)
+                shift = math.hypot(dx, dy) / self._scale
+                metrics.update(shift_px=shift, dx_px=dx / self._scale, dy_px=dy / self._scale, response=float(response))
+                moved = shift > p.moved_shift_px or response < p.moved_min_response
+                # Something large and dynamic (flames, a plume, a lorry) can sway the whole-frame
+                # correlation, most of all in fog or at night where the static scene is faint,
+                # and the peak of an unrelated view can still clear the threshold. A camera that
+                # moved moves every part of the view: decide on the tiles of a 3x3 grid that
+                # matched the reference when the check started and have fine texture (a smooth
+                # tile of sky, haze or night matches itself after any move): moved unless more
+                # than two thirds of them still match in place (a flame or a lorry spoils one or
+                # two tiles); with fewer than three such tiles the whole frame decides.
+                stable = self._tile_matches(g32)
+                if self._informative is None:
+                    texture = self._tile_texture()
+                    self._informative = [ok and t >= _TILE_TEXTURE_MIN for ok, t in zip(stable, texture)]
+                informative = [i for i, ok in enumerate(self._informative) if ok]
+                if len(informative) >= 3:
+                    still = sum(stable[i] for i in informative)
+                    metrics["stable_tiles"] = float(still)
+                    moved = 3 * (len(informative) - still) >= len(informative)
+                self._emit(MOVED, moved, ts, metrics, findings, margin=min(1.0, shift / (2 * p.moved_shift_px)))
+                if not moved and not self._debounce[MOVED].active:
+                    cv2.accumulateWeighted(g32, self._reference, k)
         self.last_metrics = metrics
         return findings
+
+    def _tile_texture(self) -> list[float]:
+        """Standard deviation of the Laplacian of each reference tile of the 3x3 grid (fine texture)."""
+        assert self._reference is not None
+        h, w = self._reference.shape
+        th, tw = h // 3, w // 3
+        lap = cv2.Laplacian(self._reference, cv2.CV_32F)
+        return [float(lap[r * th : (r + 1) * th, c * tw : (c + 1) * tw].std()) for r in range(3) for c in range(3)]
+
+    def _tile_matches(self, g32: np.ndarray) -> list[bool]:
+        """Per tile of a 3x3 grid: does its phase correlation with the reference show no shift and a clear peak?"""
+        assert self._reference is not None
+        p = self.params
+        h, w = g32.shape
+        th, tw = h // 3, w // 3
+        if self._tile_window is None:
+            self._tile_window = cv2.createHanningWindow((tw, th), cv2.CV_32F)
+        min_response = max(0.1, p.moved_min_response)  # a matching textured tile scores 0.3-0.9
+        out = []
+        for r in range(3):
+            for c in range(3):
+                ref = self._reference[r * th : (r + 1) * th, c * tw : (c + 1) * tw]
+                cur = g32[r * th : (r + 1) * th, c * tw : (c + 1) * tw]
+                (dx, dy), response = cv2.phaseCorrelate(ref.copy(), cur.copy(), self._tile_window)  # in place, see update
+                # Half the whole-frame limit: a tile of horizontal structure (road, hoarding) can
+                # look unmoved after a pan, but not after the tilt that comes with it.
+                out.append(math.hypot(dx, dy) / self._scale <= 0.5 * p.moved_shift_px and response >= min_response)
+        return out
 
     def _emit(
         self, kind: str, condition: bool, ts: float, metrics: dict[str, float], out: list[Finding], margin: float
