@@ -36,7 +36,7 @@ import cv2
 import numpy as np
 
 from farsight.errors import ConfigError
-from video.analysers.base import BBox, Debounce, Finding, MedianStart, Zone, colour_difference, rasterise_polygons, small_bgr
+from video.analysers.base import BBox, ParamCheck, Debounce, Finding, MedianStart, Zone, colour_difference, rasterise_polygons, small_bgr
 
 INTRUSION = "intrusion"
 BOOT_S = 2.0
@@ -93,39 +93,19 @@ class IntrusionParams:
     global_change: float = 0.5
 
     def __post_init__(self) -> None:
-        problems: list[str] = []
-
-        def bad(name: str, lo: float, hi: float) -> bool:
-            v = getattr(self, name)
-            return not (isinstance(v, (int, float)) and math.isfinite(v) and lo <= v <= hi)
-
-        if not (isinstance(self.resize_height, int) and 16 <= self.resize_height <= 2160):
-            problems.append(f"resize_height must be an int in 16..2160, got {self.resize_height!r}")
-        if not (isinstance(self.blur_ksize, int) and 1 <= self.blur_ksize <= 31 and self.blur_ksize % 2 == 1):
-            problems.append(f"blur_ksize must be odd in 1..31, got {self.blur_ksize!r}")
-        if bad("threshold", 1, 255):
-            problems.append(f"threshold must be in 1..255, got {self.threshold!r}")
-        if bad("bg_tau_s", 0.1, 3600) or bad("fg_tau_s", 0.1, 36000) or (
-            not bad("bg_tau_s", 0.1, 3600) and not bad("fg_tau_s", 0.1, 36000) and self.fg_tau_s < self.bg_tau_s
-        ):
-            problems.append(f"need 0.1 <= bg_tau_s <= fg_tau_s, got {self.bg_tau_s!r}, {self.fg_tau_s!r}")
-        if bad("min_height", 0, 1) or bad("max_height", 0, 1) or not 0 < self.min_height < self.max_height:
-            problems.append(f"need 0 < min_height < max_height <= 1, got {self.min_height!r}, {self.max_height!r}")
-        if bad("min_aspect", 0, 50) or bad("max_aspect", 0, 50) or not 0 < self.min_aspect < self.max_aspect:
-            problems.append(f"need 0 < min_aspect < max_aspect <= 50, got {self.min_aspect!r}, {self.max_aspect!r}")
-        if bad("min_fill", 0, 1):
-            problems.append(f"min_fill must be in 0..1, got {self.min_fill!r}")
-        for name in ("on_s", "off_s"):
-            if bad(name, 0, 600):
-                problems.append(f"{name} must be in 0..600, got {getattr(self, name)!r}")
-        if not isinstance(self.dark_only, bool):
-            problems.append(f"dark_only must be a bool, got {self.dark_only!r}")
-        if bad("dark_luma_max", 0, 255):
-            problems.append(f"dark_luma_max must be in 0..255, got {self.dark_luma_max!r}")
-        if bad("global_change", 0, 1) or self.global_change <= 0:
-            problems.append(f"global_change must satisfy 0 < x <= 1, got {self.global_change!r}")
-        if problems:
-            raise ConfigError("; ".join(problems), source="IntrusionParams")
+        c = ParamCheck(self)
+        c.blob_basics()
+        c.ordered("bg_tau_s", "fg_tau_s", 0.1, 36000, strict=False)
+        c.number("bg_tau_s", 0.1, 3600)
+        c.ordered("min_height", "max_height", 0, 1)
+        c.ordered("min_aspect", "max_aspect", 0, 50)
+        c.number("min_height", 0, 1, above=True)
+        c.number("min_fill", 0, 1)
+        c.number("on_s", 0, 600)
+        c.number("off_s", 0, 600)
+        c.flag("dark_only")
+        c.number("dark_luma_max", 0, 255)
+        c.done()
 
 
 @dataclass(frozen=True, slots=True)

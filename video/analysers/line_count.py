@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 
 from farsight.errors import ConfigError
-from video.analysers.base import BBox, Finding, colour_difference, small_bgr
+from video.analysers.base import BBox, ParamCheck, Finding, colour_difference, small_bgr
 
 VEHICLE_CROSSING = "vehicle_crossing"
 
@@ -77,32 +77,16 @@ class LineCountParams:
     global_change: float = 0.5
 
     def __post_init__(self) -> None:
-        problems: list[str] = []
-
-        def bad(name: str, lo: float, hi: float) -> bool:
-            v = getattr(self, name)
-            return not (isinstance(v, (int, float)) and math.isfinite(v) and lo <= v <= hi)
-
-        if not (isinstance(self.resize_height, int) and 16 <= self.resize_height <= 2160):
-            problems.append(f"resize_height must be an int in 16..2160, got {self.resize_height!r}")
-        if not (isinstance(self.blur_ksize, int) and 1 <= self.blur_ksize <= 31 and self.blur_ksize % 2 == 1):
-            problems.append(f"blur_ksize must be odd in 1..31, got {self.blur_ksize!r}")
-        if bad("threshold", 1, 255):
-            problems.append(f"threshold must be in 1..255, got {self.threshold!r}")
-        if bad("bg_tau_s", 0.1, 3600) or bad("fg_tau_s", 0.1, 36000) or self.fg_tau_s < self.bg_tau_s:
-            problems.append(f"need 0.1 <= bg_tau_s <= fg_tau_s, got {self.bg_tau_s!r}, {self.fg_tau_s!r}")
-        if bad("min_area", 0, 1) or bad("max_area", 0, 1) or not 0 < self.min_area < self.max_area:
-            problems.append(f"need 0 < min_area < max_area <= 1, got {self.min_area!r}, {self.max_area!r}")
-        if bad("max_aspect", 0.1, 50):
-            problems.append(f"max_aspect must be in 0.1..50, got {self.max_aspect!r}")
-        if bad("max_speed", 0.01, 100):
-            problems.append(f"max_speed must be in 0.01..100, got {self.max_speed!r}")
-        if bad("max_gap_s", 0, 60):
-            problems.append(f"max_gap_s must be in 0..60, got {self.max_gap_s!r}")
-        if bad("global_change", 0, 1) or self.global_change <= 0:
-            problems.append(f"global_change must satisfy 0 < x <= 1, got {self.global_change!r}")
-        if problems:
-            raise ConfigError("; ".join(problems), source="LineCountParams")
+        c = ParamCheck(self)
+        c.blob_basics()
+        c.ordered("bg_tau_s", "fg_tau_s", 0.1, 36000, strict=False)
+        c.number("bg_tau_s", 0.1, 3600)
+        c.ordered("min_area", "max_area", 0, 1)
+        c.number("min_area", 0, 1, above=True)
+        c.number("max_aspect", 0.1, 50)
+        c.number("max_speed", 0.01, 100)
+        c.number("max_gap_s", 0, 60)
+        c.done()
 
 
 def check_line(line: object) -> tuple[Point, Point]:

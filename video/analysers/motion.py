@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from farsight.errors import ConfigError
-from video.analysers.base import BBox, Finding, Polygon, Zone, blurred_gray, rasterise_polygons
+from video.analysers.base import BBox, ParamCheck, Finding, Polygon, Zone, blurred_gray, rasterise_polygons
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,23 +52,12 @@ class MotionParams:
     global_change: float = 0.5
 
     def __post_init__(self) -> None:
-        problems = []
-        if not 16 <= self.resize_height <= 2160:
-            problems.append(f"resize_height must be in 16..2160, got {self.resize_height!r}")
-        if not (1 <= self.blur_ksize <= 31 and self.blur_ksize % 2 == 1):
-            problems.append(f"blur_ksize must be odd in 1..31, got {self.blur_ksize!r}")
-        if not 1 <= self.threshold <= 255:
-            problems.append(f"threshold must be in 1..255, got {self.threshold!r}")
-        if not 0.0 < self.alpha < 1.0:
-            problems.append(f"alpha must satisfy 0 < alpha < 1, got {self.alpha!r}")
-        if not 0 <= self.dilate_iterations <= 10:
-            problems.append(f"dilate_iterations must be in 0..10, got {self.dilate_iterations!r}")
-        if not 0.0 <= self.min_area < 1.0:
-            problems.append(f"min_area must satisfy 0 <= min_area < 1, got {self.min_area!r}")
-        if not 0.0 < self.global_change <= 1.0:
-            problems.append(f"global_change must satisfy 0 < x <= 1, got {self.global_change!r}")
-        if problems:
-            raise ConfigError("; ".join(problems), source="MotionParams")
+        c = ParamCheck(self)
+        c.blob_basics()
+        c.number("alpha", 0, 1, above=True, below=True)
+        c.integer("dilate_iterations", 0, 10)
+        c.number("min_area", 0, 1, below=True)
+        c.done()
 
 
 class MotionDetector:

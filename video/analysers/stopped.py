@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 
 from farsight.errors import ConfigError
-from video.analysers.base import BBox, Finding, MedianStart, Zone, colour_difference, rasterise_polygons, small_bgr
+from video.analysers.base import BBox, ParamCheck, Finding, MedianStart, Zone, colour_difference, rasterise_polygons, small_bgr
 
 BOOT_S = 2.0
 """Seconds of frames whose median starts the slow background (nothing is reported meanwhile)."""
@@ -76,29 +76,15 @@ class StoppedVehicleParams:
     max_static_share: float = 0.1
 
     def __post_init__(self) -> None:
-        problems = []
-        if not 16 <= self.resize_height <= 2160:
-            problems.append(f"resize_height must be in 16..2160, got {self.resize_height!r}")
-        if not (1 <= self.blur_ksize <= 31 and self.blur_ksize % 2 == 1):
-            problems.append(f"blur_ksize must be odd in 1..31, got {self.blur_ksize!r}")
-        if not 1 <= self.threshold <= 255:
-            problems.append(f"threshold must be in 1..255, got {self.threshold!r}")
-        if not 0.0 < self.fast_alpha < 1.0:
-            problems.append(f"fast_alpha must satisfy 0 < x < 1, got {self.fast_alpha!r}")
-        if not 0.0 < self.slow_alpha < self.fast_alpha:
-            problems.append(f"slow_alpha must satisfy 0 < slow_alpha < fast_alpha, got {self.slow_alpha!r}")
-        if not 0.0 < self.min_fraction <= 1.0:
-            problems.append(f"min_fraction must satisfy 0 < x <= 1, got {self.min_fraction!r}")
-        if not 0.0 <= self.dwell_s <= 86400.0:
-            problems.append(f"dwell_s must be in 0..86400, got {self.dwell_s!r}")
-        if not 0.0 <= self.gap_s <= 600.0:
-            problems.append(f"gap_s must be in 0..600, got {self.gap_s!r}")
-        if not 0.0 < self.global_change <= 1.0:
-            problems.append(f"global_change must satisfy 0 < x <= 1, got {self.global_change!r}")
-        if not 0.0 < self.max_static_share <= 1.0:
-            problems.append(f"max_static_share must satisfy 0 < x <= 1, got {self.max_static_share!r}")
-        if problems:
-            raise ConfigError("; ".join(problems), source="StoppedVehicleParams")
+        c = ParamCheck(self)
+        c.blob_basics()
+        if c.number("fast_alpha", 0, 1, above=True, below=True):
+            c.number("slow_alpha", 0, self.fast_alpha, above=True, below=True)
+        c.number("min_fraction", 0, 1, above=True)
+        c.number("dwell_s", 0, 86400)
+        c.number("gap_s", 0, 600)
+        c.number("max_static_share", 0, 1, above=True)
+        c.done()
 
 
 class StoppedVehicleDetector:
