@@ -201,6 +201,29 @@ class ChangeRegion:
 
 
 @dataclass(frozen=True, slots=True)
+class ChangeEvent:
+    """A change region's revisit state changed: seen for the first time (``possible``) or seen
+    again in a later scene (``confirmed``). What the rule engine's ``change_region`` rules judge.
+
+    ``track`` is the region's id over revisits; ``zones`` the zones of interest it touches as
+    ``(zone id, zone kind)``; ``department`` the one that watches the area of interest.
+    """
+
+    region: ChangeRegion
+    track: str
+    state: str
+    sightings: int
+    zones: tuple[tuple[str, str], ...] = ()
+    department: str = ""
+
+    def __post_init__(self) -> None:
+        if self.state not in ("possible", "confirmed"):
+            raise ValueError(f"state {self.state!r} must be 'possible' or 'confirmed'")
+        if self.sightings < 1:
+            raise ValueError(f"sightings {self.sightings} must be >= 1")
+
+
+@dataclass(frozen=True, slots=True)
 class AlertSignal:
     """What the rule engine tells the alert pipeline: a rule is firing, or has resolved.
 

@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from farsight.errors import ConfigError, ConfigProblem, FarsightError
-from farsight.types import AlertSignal
+from farsight.types import ChangeEvent
 from remote_sensing.detect import DETECTORS
-from remote_sensing.events import alert_signal
+from remote_sensing.events import change_event
 from remote_sensing.io import SENSORS, open_scene, read_geojson, read_state
 from remote_sensing.output import feature_collection, quicklook_writer, write_geojson, write_json
 from remote_sensing.pipeline import DetectOptions, PairResult, detect_pair, in_zones
@@ -203,13 +203,13 @@ def watch_once(
     all_changes: bool = False,
     evidence: Path | None = None,
     on_event: Callable[[dict[str, Any]], None] | None = None,
-    on_signal: Callable[[AlertSignal], None] | None = None,
+    on_change: Callable[[ChangeEvent], None] | None = None,
     department: str = "",
 ) -> list[dict[str, Any]]:
     """Process every scene not yet processed under ``root``; return the events emitted.
 
-    ``on_event`` receives each event's JSON; ``on_signal`` its
-    :func:`~remote_sensing.events.alert_signal` (hand it to the alert store to queue it).
+    ``on_event`` receives each event's JSON; ``on_change`` its
+    :class:`~farsight.types.ChangeEvent` (for the rule engine's ``change_region`` rules).
 
     State (tracks and the scenes done per AOI) lives in ``out_dir/rs-state.json``; events are
     appended to ``out_dir/events.jsonl``. A scene that cannot be read is logged and skipped, not
@@ -259,8 +259,8 @@ def watch_once(
             for c, e in zip(changes, new_events):
                 if on_event:
                     on_event(e)
-                if on_signal:
-                    on_signal(alert_signal(c, result.before_time, result.after_time, department))
+                if on_change:
+                    on_change(change_event(c, result.before_time, result.after_time, department))
             events += new_events
             seen[f.name] = {"before": prev.path.name, "regions": len(chosen), "events": len(new_events)}
             log.info("rs watch aoi=%s scene=%s regions=%d events=%d", aoi, f.name, len(chosen), len(new_events))
@@ -276,14 +276,14 @@ def _cmd_watch(args: argparse.Namespace) -> int:
     opts = _options(args)
     zones = _zones(args.zones)
     out_dir = args.out_dir or args.dir / "_rs"
-    evidence, on_signal, close = args.evidence, None, None
+    evidence, on_change, close = args.evidence, None, None
     if args.queue:
         from remote_sensing.queue import open_queue
 
-        evidence, on_signal, close = open_queue(getattr(args, "config", None), args.department, args.evidence)
+        evidence, on_change, close = open_queue(getattr(args, "config", None), args.department, args.evidence)
     try:
         while True:
-            events = watch_once(args.dir, out_dir, opts, zones, args.all, evidence, on_signal=on_signal,
+            events = watch_once(args.dir, out_dir, opts, zones, args.all, evidence, on_change=on_change,
                                 department=args.department)
             print(f"rs watch: {len(events)} events; state in {out_dir / 'rs-state.json'}", flush=True)
             if args.once:

@@ -58,10 +58,10 @@ def run_demo_watch(settings: Settings, work: Path, department: str = "env") -> i
     """Prepare the demo AOI (once) and process it; return the number of change events raised."""
     scenes, zones_file, _ = prepare_demo_aoi(work, settings.simulator.seed)
     zones = parse_zones(json.loads(zones_file.read_text(encoding="utf-8")), str(zones_file))
-    on_signal, close = queue_sink(settings)
+    on_change, close = queue_sink(settings)
     try:
         events = watch_once(scenes, work / "out", DetectOptions(), zones, evidence=settings.evidence_dir,
-                            on_signal=on_signal, department=department)
+                            on_change=on_change, department=department)
     finally:
         close()
     log.info("satellite demo processed", extra=kv(aoi=AOI, events=len(events)))

@@ -21,7 +21,7 @@ from typing import Any, Iterable, Sequence
 
 from farsight.logs import kv
 from farsight.registry import Registry
-from farsight.types import AlertSignal, Reading, Site
+from farsight.types import AlertSignal, ChangeEvent, Reading, Site
 from rules.conditions import Binding, Condition, Lifecycle, Sample, Verdict, as_list, ms_ts, ts_ms
 from rules.correlate import Correlator
 from rules.model import RULE_KINDS, MaintenanceWindow, Rule, RuleSet, _ensure_kinds
@@ -351,6 +351,55 @@ class Engine:
             summary=dict(annotations).get("summary", rule.id), ts=v.ts, value=v.value, threshold=v.threshold,
             department=site.department, entity_id=site.entity_id, item_code=rule.item_code or site.item_code, credit_grade=site.credit_grade,
             labels=rule.labels, evidence=v.evidence, annotations=annotations,
+        )
+
+    # -- satellite change regions -------------------------------------------------------------
+
+    def judge_changes(self, events: Iterable[ChangeEvent]) -> list[AlertSignal]:
+        """Firing signals of the ``change_region`` rules for revisit state changes.
+
+        Each rule a change event satisfies (change kind, area, zone kinds, area of interest)
+        gives one signal; its fingerprint is the rule, the area of interest and the track, so
+        a later ``confirmed`` updates the alert a ``possible`` opened.
+        """
+        rules = [r for r in self.rules if r.kind == "change_region"]
+        out: list[AlertSignal] = []
+        for ev in events:
+            region = ev.region
+            for rule in rules:
+                spec = rule.spec
+                zone_kinds = {k for _, k in ev.zones}
+                if ((spec.change_kinds and region.kind not in spec.change_kinds)
+                        or (spec.aois and region.aoi not in spec.aois)
+                        or region.area_m2 < spec.min_area_ha * 10_000
+                        or (spec.zone_kinds and not zone_kinds & set(spec.zone_kinds))):
+                    continue
+                out.append(self._change_signal(rule, ev))
+        self.stats.signals += len(out)
+        return out
+
+    def _change_signal(self, rule: Rule, ev: ChangeEvent) -> AlertSignal:
+        region = ev.region
+        severity = rule.spec.confirmed_severity if ev.state == "confirmed" else rule.severity
+        zones = ",".join(z for z, _ in ev.zones)
+        values = _SafeDict(
+            rule=rule.id, aoi=region.aoi, site=region.aoi, site_name=region.aoi, change=region.kind.replace("_", " "),
+            area_ha=_fmt(round(region.area_m2 / 10_000, 2)), zones=zones or "no zone", state=ev.state,
+            sightings=str(ev.sightings), confidence=_fmt(round(region.confidence, 2)), severity=severity,
+            lon=f"{region.centroid.lon:.6f}", lat=f"{region.centroid.lat:.6f}",
+        )
+        annotations = tuple((k, t.format_map(values)) for k, t in rule.annotations) + (
+            ("centroid", f"{region.centroid.lon:.6f},{region.centroid.lat:.6f}"),
+            ("before", region.before.isoformat()), ("after", region.after.isoformat()),
+        )
+        log.info("rule firing", extra=kv(rule=rule.id, aoi=region.aoi, track=ev.track, state=ev.state, kind=region.kind))
+        return AlertSignal(
+            rule_id=rule.id, fingerprint=fingerprint(rule.id, region.aoi, "satellite", ev.track), status="firing",
+            site=region.aoi, device="satellite", metric=region.kind, severity=severity,
+            summary=dict(annotations).get("summary", rule.id), ts=region.after, value=region.area_m2, threshold=None,
+            department=ev.department, item_code=rule.item_code,
+            labels=rule.labels + (("change", region.kind), ("state", ev.state), ("track", ev.track), ("zones", zones)),
+            evidence=region.evidence, annotations=annotations,
         )
 
     # -- introspection and persistence ------------------------------------------------------

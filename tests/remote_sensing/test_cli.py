@@ -80,9 +80,10 @@ def test_watch_confirms_a_change_seen_in_a_later_scene(tmp_path):
     assert sorted(e["change"]["kind"] for e in events) == ["new_construction", "water_gain"]
     assert {e["state"] for e in events} == {"possible"} and events[0]["change"]["aoi"] == "yichang-east"
     shutil.copy(later.after, aoi / "s3.tif")
-    signals = []
-    watch_once(tmp_path / "inbox", out, DetectOptions(), on_signal=signals.append)
-    assert sorted((s.metric, s.severity) for s in signals) == [("new_construction", "major"), ("water_gain", "major")]
+    changes = []
+    watch_once(tmp_path / "inbox", out, DetectOptions(), on_change=changes.append)
+    assert sorted((c.region.kind, c.state, c.sightings) for c in changes) == [("new_construction", "confirmed", 2), ("water_gain", "confirmed", 2)]
+    assert all(c.region.aoi == "yichang-east" and c.region.after.isoformat().startswith("2026-06-20") for c in changes)
     events = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
     confirmed = [e for e in events if e["state"] == "confirmed"]
     assert sorted(e["change"]["kind"] for e in confirmed) == ["new_construction", "water_gain"]

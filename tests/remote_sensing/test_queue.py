@@ -31,8 +31,9 @@ def test_watch_queue_raises_one_alert_per_tracked_change_with_its_quicklook(tmp_
         alerts, _ = store.list(limit=50)
         assert len(alerts) == 1, [a.summary for a in alerts]
         a = alerts[0]
-        assert (a.site, a.rule_id, a.department, a.state) == (AOI, "rs.change_region", "env", "new")
+        assert (a.site, a.rule_id, a.department, a.state) == (AOI, "rs-change-protected", "env", "new")
         assert dict(a.labels)["zones"] == "redline-1" and dict(a.labels)["state"] == "possible"
+        assert dict(a.labels)["change"] == "new_construction"
         assert a.severity == "major"  # possible, one step up inside an ecological red line
         assert "possible" in a.summary and a.value > 5000  # area in m2
         (sha,) = a.evidence

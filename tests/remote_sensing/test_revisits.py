@@ -43,16 +43,27 @@ def test_state_round_trips_through_json():
 
 
 def test_state_changes_become_one_alert_series_whose_severity_rises():
-    from remote_sensing.events import alert_signal
+    from farsight.registry import Registry
+    from remote_sensing.events import change_event
     from remote_sensing.zones import ZoneOverlap
+    from rules.engine import Engine
+    from rules.model import load_ruleset
 
+    engine = Engine(load_ruleset(), Registry((), ("env",)))
     base = _region(111.0)
     in_red_line = Region(base.id, base.kind, base.geometry, base.area_m2, base.centroid, base.bbox, base.confidence, base.pixels, (ZoneOverlap("red-1", "ecological_red_line", 1200.0),), ("ab" * 32,))
-    tracks, first = update((), [base], "aoi-1", T0)
+    tracks, first = update((), [in_red_line], "aoi-1", T0)
     tracks, second = update(tracks, [in_red_line], "aoi-1", T0 + timedelta(days=5))
-    s1 = alert_signal(first[0], T0 - timedelta(days=30), T0)
-    s2 = alert_signal(second[0], T0 - timedelta(days=30), T0 + timedelta(days=5))
+    e1 = change_event(first[0], T0 - timedelta(days=30), T0, "env")
+    e2 = change_event(second[0], T0 - timedelta(days=30), T0 + timedelta(days=5), "env")
+    assert (e1.state, e2.state, e2.sightings, e2.zones) == ("possible", "confirmed", 2, (("red-1", "ecological_red_line"),))
+    (s1,) = engine.judge_changes([e1])
+    (s2,) = engine.judge_changes([e2])
+    assert s1.rule_id == s2.rule_id == "rs-change-protected"
     assert s1.fingerprint == s2.fingerprint and s1.status == s2.status == "firing"
-    assert (s1.severity, s2.severity) == ("warning", "critical")
-    assert "red-1" in s2.summary and s2.value == 40000.0 and s2.evidence == ("ab" * 32,)
-    assert dict(s2.labels)["state"] == "confirmed"
+    assert (s1.severity, s2.severity) == ("major", "critical")
+    assert "red-1" in s2.summary and "confirmed" in s2.summary and s2.value == 40000.0 and s2.evidence == ("ab" * 32,)
+    assert dict(s2.labels)["state"] == "confirmed" and s2.department == "env" and s2.site == "aoi-1"
+    # Outside every zone the default pack raises nothing.
+    _, lone = update((), [base], "aoi-2", T0)
+    assert engine.judge_changes([change_event(lone[0], T0 - timedelta(days=30), T0)]) == []
