@@ -643,9 +643,9 @@ def create_app(
     app.state.stream = stream_hub
     _install_error_handlers(app)
     app.include_router(router)
-    from hub import evidence, handling, reports, silences
+    from hub import evidence, handling, reports, silences, views
 
-    for feature in (reports, silences, handling, evidence):
+    for feature in (reports, silences, handling, evidence, views):
         app.include_router(feature.router)
     _install_docs(app)
 
