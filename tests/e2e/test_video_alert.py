@@ -57,7 +57,8 @@ def test_demo_camera_smoke_becomes_an_alert_with_its_snapshot(fresh_mosquitto, d
         assert not [a for a in ingest.alerts.list(limit=100)[0] if a.metric.startswith("video") and a.id != alert.id]
 
         with httpx.Client(base_url=base_url, headers=bearer(token), timeout=10) as http:
-            listed = http.get("/api/alerts", params={"rule": "video-construction-smoke"}).json()["items"]
+            listed = http.get("/api/alerts", params={"rule_id": "video-construction-smoke"}).json()["items"]
+            assert [a["id"] for a in listed] == [alert.id]
             evidence = listed[0]["evidence"]
             assert len(evidence) >= 2  # annotated snapshot and raw frame; the clip when it was done in time
             r = http.get(f"/api/evidence/{evidence[0]}")
