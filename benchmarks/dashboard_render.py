@@ -7,7 +7,11 @@ the desk's queue scrolls with 10,000 open alerts.
    start to the ``farsight-alerts-rendered`` performance mark the dashboard sets when the alert
    list and headline figures are on screen (session start, /api/me, /api/sites and the first
    page of the risk queue included; the map and charts load after).
-2. With ``--scroll``, 10,000 alerts are added to the queue and the desk's list is scrolled from
+2. Update latency (``--updates N``, default 10): with an alert open on the desk, a comment is
+   posted through the API N times; each time is from the POST to the comment on screen (stream
+   poll, fan-out, render), reported as median, p95 and max; then the hub is restarted under the
+   page and, once the page is live again by itself, measured the same way (target < 2 s).
+3. With ``--scroll``, 10,000 alerts are added to the queue and the desk's list is scrolled from
    top to bottom in 3 s of animation frames; frame times are reported (p50, p95, longest).
 
 The last line printed is the figure: the median first render in milliseconds.
@@ -59,10 +63,28 @@ def first_render(browser, demo: Demo) -> float:
         ctx.close()
 
 
+def update_latencies(page, demo: Demo, alert_id: int, n: int, tag: str) -> list[float]:
+    """Seconds from a comment's POST to its line in the open alert's timeline, ``n`` times."""
+    out = []
+    for i in range(n):
+        note = f"latency {tag} {i}"
+        t0 = time.monotonic()
+        demo.api(f"/api/alerts/{alert_id}/comment", method="POST", body={"note": note})
+        page.locator("#d-timeline .tl-note", has_text=note).wait_for(timeout=60_000)
+        out.append(time.monotonic() - t0)
+    return out
+
+
+def _summary(xs: list[float]) -> str:
+    s = sorted(xs)
+    return f"median {statistics.median(s):.2f} s, p95 {s[min(len(s) - 1, int(len(s) * 0.95))]:.2f} s, max {s[-1]:.2f} s"
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=int, default=7)
     ap.add_argument("--scroll", action="store_true", help="also measure scrolling 10,000 alerts on the desk")
+    ap.add_argument("--updates", type=int, default=10, metavar="N", help="update latency samples, live and after a hub restart (0: skip)")
     args = ap.parse_args()
 
     from playwright.sync_api import sync_playwright
@@ -80,6 +102,21 @@ def main() -> int:
                 times = [first_render(browser, demo) for _ in range(args.runs)]
                 print(f"first render with {n} open alerts, {args.runs} runs: "
                       f"min {min(times):.0f} ms, median {statistics.median(times):.0f} ms, max {max(times):.0f} ms")
+                if args.updates > 0:
+                    ctx = browser.new_context(viewport=DESKTOP)
+                    page = ctx.new_page()
+                    page.goto(f"{demo.url}/#token={demo.token}")
+                    page.locator("body[data-rendered='1']").wait_for(timeout=30_000)
+                    alert_id = demo.api("/api/alerts?limit=1")["items"][0]["id"]
+                    page.evaluate(f"location.hash = '#/alert/{alert_id}'")
+                    page.locator("#d-timeline li").first.wait_for(timeout=30_000)
+                    live = update_latencies(page, demo, alert_id, args.updates, "live")
+                    print(f"update latency, API change to screen, {args.updates} samples: {_summary(live)}")
+                    demo.restart()
+                    page.locator("#conn.conn-live").wait_for(timeout=120_000)
+                    after = update_latencies(page, demo, alert_id, args.updates, "restart")
+                    print(f"update latency after a hub restart (page reconnected by itself): {_summary(after)}")
+                    ctx.close()
                 if args.scroll:
                     from tests.browser.test_queue_at_scale import _raise_many
 
