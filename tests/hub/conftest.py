@@ -183,7 +183,8 @@ class SSEReader:
         self.headers = headers or {}
         self.events: queue.Queue[dict[str, str]] = queue.Queue()
         self.history: list[dict[str, str]] = []
-        """Every event received, in order (``events`` is consumed by wait_for)."""
+        """Every event and comment received, in order (``events`` only wakes wait_for)."""
+        self._returned: set[int] = set()
         self.opened = threading.Event()
         self.ended = threading.Event()
         self.status: int | None = None
@@ -222,7 +223,9 @@ class SSEReader:
                             comment = line[1:].strip()
                             if comment == "connected":
                                 self.opened.set()
-                            self.events.put({"comment": comment})
+                            note = {"comment": comment}
+                            self.events.put(note)
+                            self.history.append(note)
                             continue
                         name, _, value = line.partition(":")
                         value = value[1:] if value.startswith(" ") else value
@@ -233,17 +236,19 @@ class SSEReader:
             self.ended.set()
 
     def wait_for(self, match: Callable[[dict[str, str]], bool], timeout: float = 10.0) -> dict[str, str]:
-        """The first queued event satisfying ``match``; fails after ``timeout`` seconds."""
+        """The first event so far satisfying ``match`` and not returned before (events may come in
+        another order than a test waits for them: a poll can pick up an alert before a reading
+        written earlier); fails after ``timeout`` seconds."""
         deadline = time.monotonic() + timeout
-        seen: list[dict[str, str]] = []
         while True:
+            for ev in list(self.history):
+                if id(ev) not in self._returned and match(ev):
+                    self._returned.add(id(ev))
+                    return ev
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise AssertionError(f"no matching event within {timeout} s; saw {[e for e in seen if 'comment' not in e][-10:]}")
+                raise AssertionError(f"no matching event within {timeout} s; saw {[e for e in self.history if 'comment' not in e][-10:]}")
             try:
-                ev = self.events.get(timeout=remaining)
+                self.events.get(timeout=min(remaining, 0.5))  # wakes when something arrives
             except queue.Empty:
                 continue
-            seen.append(ev)
-            if match(ev):
-                return ev
