@@ -22,7 +22,7 @@ import sqlite3
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -33,7 +33,7 @@ GENESIS = "0" * 64
 """The ``prev_hash`` of the first entry: no predecessor."""
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
 
 
@@ -83,14 +83,18 @@ def canonical_json(entry: Mapping[str, Any]) -> bytes:
         # Fast path, same bytes: for plain values with keys below U+D800 (where code-point order
         # is UTF-16 order) the standard encoder sorts and writes exactly as _encode does.
         try:
-            text = json.dumps(entry, ensure_ascii=False, sort_keys=True, separators=(",", ":"), allow_nan=False)
+            text = json.dumps(
+                entry, ensure_ascii=False, sort_keys=True, separators=(",", ":"), allow_nan=False
+            )
         except ValueError:
             pass  # NaN or infinity: _encode raises with the reason
         else:
             try:
                 return text.encode("utf-8")
             except UnicodeEncodeError as exc:
-                raise ValueError(f"string is not valid Unicode (lone surrogate at {exc.start})") from None
+                raise ValueError(
+                    f"string is not valid Unicode (lone surrogate at {exc.start})"
+                ) from None
     out: list[str] = []
     _encode(entry, out, set())
     try:
@@ -111,7 +115,11 @@ def _plain(value: Any, depth: int) -> bool:
         if depth > _PLAIN_DEPTH:
             return False
         for k, v in value.items():
-            if type(k) is not str or not (k.isascii() or max(k) < "\ud800") or not _plain(v, depth + 1):
+            if (
+                type(k) is not str
+                or not (k.isascii() or max(k) < "\ud800")
+                or not _plain(v, depth + 1)
+            ):
                 return False
         return True
     if t is list or t is tuple:
@@ -161,7 +169,9 @@ def _encode(value: Any, out: list[str], stack: set[int]) -> None:
         out.append("]")
         stack.discard(id(value))
     else:
-        raise TypeError(f"{type(value).__name__} is not JSON; give numbers as int, float or a decimal string")
+        raise TypeError(
+            f"{type(value).__name__} is not JSON; give numbers as int, float or a decimal string"
+        )
 
 
 def _enter(container: object, stack: set[int]) -> None:
@@ -215,7 +225,7 @@ def format_at(at: datetime) -> str:
     """UTC time as hashed: ``2026-11-25T08:00:00.123Z`` (milliseconds, the storage unit)."""
     if at.tzinfo is None:
         raise ValueError(f"naive datetime {at.isoformat()} has no timezone")
-    at = at.astimezone(timezone.utc)
+    at = at.astimezone(UTC)
     return at.strftime("%Y-%m-%dT%H:%M:%S") + f".{at.microsecond // 1000:03d}Z"
 
 
@@ -231,9 +241,18 @@ def ms_to_at(ms: int) -> datetime:
     return _EPOCH + timedelta(milliseconds=ms)
 
 
-def hashed_fields(seq: int, at: datetime, actor: str, action: str, subject: str, data: Mapping[str, Any]) -> dict[str, Any]:
+def hashed_fields(
+    seq: int, at: datetime, actor: str, action: str, subject: str, data: Mapping[str, Any]
+) -> dict[str, Any]:
     """The fields an entry's hash covers, in the form they are hashed."""
-    return {"seq": seq, "at": format_at(at), "actor": actor, "action": action, "subject": subject, "data": data}
+    return {
+        "seq": seq,
+        "at": format_at(at),
+        "actor": actor,
+        "action": action,
+        "subject": subject,
+        "data": data,
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,8 +283,15 @@ class AuditEntry:
         return {**self.hashed(), "prev_hash": self.prev_hash, "hash": self.hash}
 
 
-def make_entry(prev_seq: int, prev_hash: str, actor: str, action: str, subject: str,
-               data: Mapping[str, Any] | None, at: datetime) -> AuditEntry:
+def make_entry(
+    prev_seq: int,
+    prev_hash: str,
+    actor: str,
+    action: str,
+    subject: str,
+    data: Mapping[str, Any] | None,
+    at: datetime,
+) -> AuditEntry:
     """Build the entry that follows ``(prev_seq, prev_hash)``; validates every argument.
 
     ``at`` is cut to milliseconds and ``data`` normalised through its canonical JSON, so the
@@ -282,7 +308,16 @@ def make_entry(prev_seq: int, prev_hash: str, actor: str, action: str, subject: 
     norm = json.loads(canonical_json(data))
     seq = prev_seq + 1
     h = entry_hash(prev_hash, hashed_fields(seq, at, actor, action, subject, norm))
-    return AuditEntry(seq=seq, at=at, actor=actor, action=action, subject=subject, data=norm, prev_hash=prev_hash, hash=h)
+    return AuditEntry(
+        seq=seq,
+        at=at,
+        actor=actor,
+        action=action,
+        subject=subject,
+        data=norm,
+        prev_hash=prev_hash,
+        hash=h,
+    )
 
 
 # -- pure part: walking a chain --------------------------------------------------------------
@@ -306,16 +341,26 @@ class Anchor:
             raise ValueError("anchor at must be timezone-aware")
 
     def to_json(self) -> dict[str, Any]:
-        return {"seq": self.seq, "hash": self.hash, "at": format_at(self.at), "entries": self.entries}
+        return {
+            "seq": self.seq,
+            "hash": self.hash,
+            "at": format_at(self.at),
+            "entries": self.entries,
+        }
 
     @classmethod
-    def from_json(cls, obj: Any) -> "Anchor":
+    def from_json(cls, obj: Any) -> Anchor:
         """Parse an anchor object; raises AuditError naming what is wrong."""
         try:
             if not isinstance(obj, Mapping):
                 raise ValueError("not a JSON object")
             seq, h, at, n = obj["seq"], obj["hash"], obj["at"], obj["entries"]
-            if type(seq) is not int or type(n) is not int or not isinstance(h, str) or not isinstance(at, str):
+            if (
+                type(seq) is not int
+                or type(n) is not int
+                or not isinstance(h, str)
+                or not isinstance(at, str)
+            ):
                 raise ValueError("seq and entries must be integers, hash and at strings")
             when = datetime.fromisoformat(at.replace("Z", "+00:00"))
             return cls(seq=seq, hash=h, at=when, entries=n)
@@ -411,15 +456,25 @@ def verify_chain(rows: Iterable[StoredRow], anchor: Anchor | None = None) -> Ver
         if seq != prev_seq + 1:
             if seq <= prev_seq:
                 return broken(seq, f"seq out of order: {seq} after {prev_seq}")
-            missing = f"seq {prev_seq + 1}" if seq == prev_seq + 2 else f"seqs {prev_seq + 1}-{seq - 1}"
+            missing = (
+                f"seq {prev_seq + 1}" if seq == prev_seq + 2 else f"seqs {prev_seq + 1}-{seq - 1}"
+            )
             return broken(seq, f"seq gap: {missing} missing before seq {seq} (deleted entries)")
         if row_prev != prev_hash:
-            return broken(seq, f"prev_hash {row_prev} does not match the hash of seq {prev_seq} ({prev_hash}): "
-                               "an entry was deleted, inserted or moved")
+            return broken(
+                seq,
+                f"prev_hash {row_prev} does not match the hash of seq {prev_seq} ({prev_hash}): "
+                "an entry was deleted, inserted or moved",
+            )
         try:
             if type(at_ms) is not int:
                 raise ValueError(f"at is {at_ms!r}, not integer milliseconds")
-            for name, v in (("actor", actor), ("action", action), ("subject", subject), ("data", data_text)):
+            for name, v in (
+                ("actor", actor),
+                ("action", action),
+                ("subject", subject),
+                ("data", data_text),
+            ):
                 if not isinstance(v, str):
                     raise ValueError(f"{name} is {type(v).__name__}, not text")
             data = json.loads(data_text, parse_constant=_reject_constant)
@@ -427,22 +482,32 @@ def verify_chain(rows: Iterable[StoredRow], anchor: Anchor | None = None) -> Ver
                 raise ValueError("data is not a JSON object")
             if canonical_json(data).decode("utf-8") != data_text:
                 raise ValueError("data text is not in canonical form (rewritten outside Farsight)")
-            expected = entry_hash(prev_hash, hashed_fields(seq, ms_to_at(at_ms), actor, action, subject, data))
+            expected = entry_hash(
+                prev_hash, hashed_fields(seq, ms_to_at(at_ms), actor, action, subject, data)
+            )
         except (ValueError, TypeError, OverflowError) as exc:
             return broken(seq, f"malformed row: {exc}")
         if row_hash != expected:
-            return broken(seq, f"hash mismatch: stored {row_hash}, computed {expected} (entry edited)")
+            return broken(
+                seq, f"hash mismatch: stored {row_hash}, computed {expected} (entry edited)"
+            )
         if anchor is not None and seq == anchor.seq:
             if row_hash != anchor.hash:
-                return broken(seq, f"anchor mismatch: anchor has hash {anchor.hash} for seq {seq}, chain has {row_hash} "
-                                   "(history rewritten since the anchor)")
+                return broken(
+                    seq,
+                    f"anchor mismatch: anchor has hash {anchor.hash} for seq {seq}, chain has {row_hash} "
+                    "(history rewritten since the anchor)",
+                )
             anchor_seen = True
         n += 1
         prev_seq, prev_hash = seq, row_hash
     if not anchor_seen:
         assert anchor is not None
-        return broken(prev_seq + 1, f"chain ends at seq {prev_seq} but the anchor of {format_at(anchor.at)} records "
-                                    f"seq {anchor.seq} (hash {anchor.hash}): entries were removed from the tail")
+        return broken(
+            prev_seq + 1,
+            f"chain ends at seq {prev_seq} but the anchor of {format_at(anchor.at)} records "
+            f"seq {anchor.seq} (hash {anchor.hash}): entries were removed from the tail",
+        )
     return VerifyResult(ok=True, entries=n, head=prev_hash)
 
 
@@ -452,17 +517,32 @@ def verify_chain(rows: Iterable[StoredRow], anchor: Anchor | None = None) -> Ver
 class AuditLog(Protocol):
     """What the alert store and the hub need from an audit log, whatever the database."""
 
-    def append_in(self, conn: Any, actor: str, action: str, subject: str,
-                  data: Mapping[str, Any] | None = None, at: datetime | None = None) -> AuditEntry: ...
+    def append_in(
+        self,
+        conn: Any,
+        actor: str,
+        action: str,
+        subject: str,
+        data: Mapping[str, Any] | None = None,
+        at: datetime | None = None,
+    ) -> AuditEntry: ...
 
-    def append(self, actor: str, action: str, subject: str,
-               data: Mapping[str, Any] | None = None, at: datetime | None = None) -> AuditEntry: ...
+    def append(
+        self,
+        actor: str,
+        action: str,
+        subject: str,
+        data: Mapping[str, Any] | None = None,
+        at: datetime | None = None,
+    ) -> AuditEntry: ...
 
     def verify(self, anchor: Anchor | Path | str | None = None) -> VerifyResult: ...
 
     def head(self) -> tuple[int, str]: ...
 
-    def entries(self, subject: str | None = None, after_seq: int = 0, limit: int = 1000) -> list[AuditEntry]: ...
+    def entries(
+        self, subject: str | None = None, after_seq: int = 0, limit: int = 1000
+    ) -> list[AuditEntry]: ...
 
     def export_anchor(self, path: Path | str, at: datetime | None = None) -> Anchor: ...
 
@@ -553,8 +633,16 @@ _COLUMNS = "seq, at, actor, action, subject, data, prev_hash, hash"
 
 
 def _entry(r: Any) -> AuditEntry:
-    return AuditEntry(seq=r[0], at=ms_to_at(r[1]), actor=r[2], action=r[3], subject=r[4],
-                      data=json.loads(r[5]), prev_hash=r[6], hash=r[7])
+    return AuditEntry(
+        seq=r[0],
+        at=ms_to_at(r[1]),
+        actor=r[2],
+        action=r[3],
+        subject=r[4],
+        data=json.loads(r[5]),
+        prev_hash=r[6],
+        hash=r[7],
+    )
 
 
 class SqlAuditLog:
@@ -586,13 +674,26 @@ class SqlAuditLog:
 
     def _has_table(self) -> bool:
         if self.db.dialect == "postgres":
-            return bool(self.db.query("SELECT 1 FROM information_schema.tables WHERE table_name = 'audit_log'"))
-        return bool(self.db.query("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'audit_log'"))
+            return bool(
+                self.db.query(
+                    "SELECT 1 FROM information_schema.tables WHERE table_name = 'audit_log'"
+                )
+            )
+        return bool(
+            self.db.query("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'audit_log'")
+        )
 
     # -- writes -------------------------------------------------------------------------------
 
-    def append_in(self, conn: Any, actor: str, action: str, subject: str,
-                  data: Mapping[str, Any] | None = None, at: datetime | None = None) -> AuditEntry:
+    def append_in(
+        self,
+        conn: Any,
+        actor: str,
+        action: str,
+        subject: str,
+        data: Mapping[str, Any] | None = None,
+        at: datetime | None = None,
+    ) -> AuditEntry:
         """Append an entry inside the caller's open transaction on ``conn``.
 
         The entry commits or rolls back with the caller's change. In SQLite open the
@@ -609,25 +710,43 @@ class SqlAuditLog:
             ``conn`` has no open transaction, or the database refused the insert.
         """
         if not conn.in_transaction:
-            raise AuditError("append_in needs the caller's open transaction (BEGIN IMMEDIATE); use append() otherwise")
-        when = datetime.now(timezone.utc) if at is None else at
+            raise AuditError(
+                "append_in needs the caller's open transaction (BEGIN IMMEDIATE); use append() otherwise"
+            )
+        when = datetime.now(UTC) if at is None else at
         try:
             if self.db.dialect == "postgres":
                 conn.execute("SELECT pg_advisory_xact_lock(?)", (PG_HEAD_LOCK,))
-            last = conn.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
+            last = conn.execute(
+                "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1"
+            ).fetchone()
             prev_seq, prev_hash = (int(last[0]), str(last[1])) if last is not None else (0, GENESIS)
             e = make_entry(prev_seq, prev_hash, actor, action, subject, data, when)
             conn.execute(
                 f"INSERT INTO audit_log ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (e.seq, at_to_ms(e.at), e.actor, e.action, e.subject,
-                 canonical_json(e.data).decode("utf-8"), e.prev_hash, e.hash),
+                (
+                    e.seq,
+                    at_to_ms(e.at),
+                    e.actor,
+                    e.action,
+                    e.subject,
+                    canonical_json(e.data).decode("utf-8"),
+                    e.prev_hash,
+                    e.hash,
+                ),
             )
         except (sqlite3.Error, StoreError) as exc:
             raise AuditError(f"cannot append to the audit log in {self.name}: {exc}") from None
         return e
 
-    def append(self, actor: str, action: str, subject: str,
-               data: Mapping[str, Any] | None = None, at: datetime | None = None) -> AuditEntry:
+    def append(
+        self,
+        actor: str,
+        action: str,
+        subject: str,
+        data: Mapping[str, Any] | None = None,
+        at: datetime | None = None,
+    ) -> AuditEntry:
         """Append an entry in a transaction of its own."""
         with self.db.transaction() as conn:
             return self.append_in(conn, actor, action, subject, data, at)
@@ -639,7 +758,9 @@ class SqlAuditLog:
         rows = self._query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
         return (int(rows[0][0]), str(rows[0][1])) if rows else (0, GENESIS)
 
-    def entries(self, subject: str | None = None, after_seq: int = 0, limit: int = 1000) -> list[AuditEntry]:
+    def entries(
+        self, subject: str | None = None, after_seq: int = 0, limit: int = 1000
+    ) -> list[AuditEntry]:
         """Entries after ``after_seq``, oldest first, optionally of one subject (``"alert:42"``).
 
         Rows are returned as stored; call :meth:`verify` to know they are untouched.
@@ -647,14 +768,21 @@ class SqlAuditLog:
         if limit < 1:
             raise ValueError(f"limit must be at least 1, got {limit}")
         if subject is None:
-            rows = self._query(f"SELECT {_COLUMNS} FROM audit_log WHERE seq > ? ORDER BY seq LIMIT ?", (after_seq, limit))
+            rows = self._query(
+                f"SELECT {_COLUMNS} FROM audit_log WHERE seq > ? ORDER BY seq LIMIT ?",
+                (after_seq, limit),
+            )
         else:
-            rows = self._query(f"SELECT {_COLUMNS} FROM audit_log WHERE subject = ? AND seq > ? ORDER BY seq LIMIT ?",
-                               (subject, after_seq, limit))
+            rows = self._query(
+                f"SELECT {_COLUMNS} FROM audit_log WHERE subject = ? AND seq > ? ORDER BY seq LIMIT ?",
+                (subject, after_seq, limit),
+            )
         try:
             return [_entry(r) for r in rows]
         except (ValueError, TypeError) as exc:
-            raise AuditError(f"malformed audit row in {self.name}: {exc}; run `farsight audit verify`") from None
+            raise AuditError(
+                f"malformed audit row in {self.name}: {exc}; run `farsight audit verify`"
+            ) from None
 
     def verify(self, anchor: Anchor | Path | str | None = None) -> VerifyResult:
         """Walk the whole chain in ``seq`` order; see :func:`verify_chain`.
@@ -687,9 +815,14 @@ class SqlAuditLog:
         after: Any = None
         while True:
             if after is None:
-                rows = self._query(f"SELECT {_COLUMNS} FROM audit_log ORDER BY seq LIMIT ?", (size,))
+                rows = self._query(
+                    f"SELECT {_COLUMNS} FROM audit_log ORDER BY seq LIMIT ?", (size,)
+                )
             else:
-                rows = self._query(f"SELECT {_COLUMNS} FROM audit_log WHERE seq > ? ORDER BY seq LIMIT ?", (after, size))
+                rows = self._query(
+                    f"SELECT {_COLUMNS} FROM audit_log WHERE seq > ? ORDER BY seq LIMIT ?",
+                    (after, size),
+                )
             if not rows:
                 return
             yield from (tuple(r) for r in rows)
@@ -705,19 +838,33 @@ class SqlAuditLog:
         result = self.verify()
         if not result.ok:
             raise AuditError(f"not anchoring a broken chain: {result.summary()}")
-        when = datetime.now(timezone.utc) if at is None else at
+        when = datetime.now(UTC) if at is None else at
         # Contiguous from 1 (verified above), so the head's seq is the number of entries.
-        anchor = Anchor(seq=result.entries, hash=result.head, at=ms_to_at(at_to_ms(when)), entries=result.entries)
+        anchor = Anchor(
+            seq=result.entries,
+            hash=result.head,
+            at=ms_to_at(at_to_ms(when)),
+            entries=result.entries,
+        )
         write_anchor(path, anchor)
         return anchor
 
     def missing_triggers(self) -> list[str]:
         """Names of the append-only triggers absent from the database (expected: none)."""
         if self.db.dialect == "postgres":
-            present = {r[0] for r in self._query(
-                "SELECT tgname FROM pg_trigger WHERE tgrelid = 'audit_log'::regclass AND NOT tgisinternal")}
+            present = {
+                r[0]
+                for r in self._query(
+                    "SELECT tgname FROM pg_trigger WHERE tgrelid = 'audit_log'::regclass AND NOT tgisinternal"
+                )
+            }
         else:
-            present = {r[0] for r in self._query("SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'audit_log'")}
+            present = {
+                r[0]
+                for r in self._query(
+                    "SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'audit_log'"
+                )
+            }
         return [t for t in TRIGGERS if t not in present]
 
     def _query(self, sql: str, params: tuple = ()) -> list[Any]:
@@ -731,7 +878,7 @@ class SqlAuditLog:
         if self._owned:
             self.db.close()
 
-    def __enter__(self) -> "SqlAuditLog":
+    def __enter__(self) -> SqlAuditLog:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -34,8 +34,10 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         result = log.verify(anchor=args.anchor)
     if missing:
         # The chain may still verify, but the database no longer refuses edits on its own.
-        print(f"warning: append-only triggers missing: {', '.join(missing)} (database altered outside Farsight)",
-              file=sys.stderr)
+        print(
+            f"warning: append-only triggers missing: {', '.join(missing)} (database altered outside Farsight)",
+            file=sys.stderr,
+        )
     print(result.summary())
     return 0 if result.ok else 1
 
@@ -51,7 +53,10 @@ def _cmd_anchor(args: argparse.Namespace) -> int:
     with _open(args) as log:
         anchor = log.export_anchor(args.out)
     print(f"anchor written to {args.out}: seq {anchor.seq}, hash {anchor.hash}")
-    print(f"sign it and keep it outside the database, e.g. gpg --detach-sign {args.out}", file=sys.stderr)
+    print(
+        f"sign it and keep it outside the database, e.g. gpg --detach-sign {args.out}",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -76,23 +81,37 @@ def add_audit_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[t
     actions = p.add_subparsers(dest="audit_command", metavar="ACTION", required=True)
 
     def db_option(q: argparse.ArgumentParser) -> None:
-        q.add_argument("--db", type=Path, default=None, help="SQLite database (default: the settings' data_dir/farsight.db)")
+        q.add_argument(
+            "--db",
+            type=Path,
+            default=None,
+            help="SQLite database (default: the settings' data_dir/farsight.db)",
+        )
 
     q = actions.add_parser("verify", help="walk the chain; exit 1 at the first broken link")
     db_option(q)
-    q.add_argument("--anchor", type=Path, default=None, help="anchor file from `audit anchor`; the chain must still contain it")
+    q.add_argument(
+        "--anchor",
+        type=Path,
+        default=None,
+        help="anchor file from `audit anchor`; the chain must still contain it",
+    )
     q.set_defaults(func=_cmd_verify)
 
     q = actions.add_parser("head", help="print the last entry's seq and hash")
     db_option(q)
     q.set_defaults(func=_cmd_head)
 
-    q = actions.add_parser("anchor", help="verify, then write the head to a JSON file to sign and keep elsewhere")
+    q = actions.add_parser(
+        "anchor", help="verify, then write the head to a JSON file to sign and keep elsewhere"
+    )
     db_option(q)
     q.add_argument("--out", type=Path, required=True, help="anchor file to write")
     q.set_defaults(func=_cmd_anchor)
 
-    q = actions.add_parser("log", help="list entries, oldest first (one subject's timeline with --subject)")
+    q = actions.add_parser(
+        "log", help="list entries, oldest first (one subject's timeline with --subject)"
+    )
     db_option(q)
     q.add_argument("--subject", default=None, help='only this subject, e.g. "alert:42"')
     q.add_argument("--after", type=int, default=0, help="only entries after this seq")

@@ -40,7 +40,9 @@ _STARTS_VERIFY = ("dispatch",)
 _ENDS = ("ack", "verify", "close")
 
 
-def deadline(severity: str, step: str, from_time: datetime, settings: EscalationSettings) -> datetime:
+def deadline(
+    severity: str, step: str, from_time: datetime, settings: EscalationSettings
+) -> datetime:
     """When a handling step is due.
 
     Parameters
@@ -115,7 +117,10 @@ class Escalator:
             due = None
         else:
             return
-        conn.execute("UPDATE alerts SET due_at = ? WHERE id = ?", (to_epoch_ms(due) if due else None, alert.id))
+        conn.execute(
+            "UPDATE alerts SET due_at = ? WHERE id = ?",
+            (to_epoch_ms(due) if due else None, alert.id),
+        )
 
     # -- the periodic step -----------------------------------------------------------------
 
@@ -143,40 +148,69 @@ class Escalator:
         db = self.store.db
         due = db.query(
             "SELECT id FROM alerts WHERE due_at IS NOT NULL AND due_at <= ? AND state != 'closed' AND suppressed = '{}'"
-            " ORDER BY due_at, id", (now_ms,))
+            " ORDER BY due_at, id",
+            (now_ms,),
+        )
         lock = " FOR UPDATE" if db.dialect == "postgres" else ""
         escalated: list[Alert] = []
         for r in due:
             aid = int(r["id"])
             with db.transaction() as c:
-                row = c.execute(f"SELECT state, severity, escalation, due_at, suppressed FROM alerts WHERE id = ?{lock}",
-                                (aid,)).fetchone()
-                if (row is None or row["state"] == "closed" or row["suppressed"] != "{}" or row["due_at"] is None
-                        or row["due_at"] > now_ms):
+                row = c.execute(
+                    f"SELECT state, severity, escalation, due_at, suppressed FROM alerts WHERE id = ?{lock}",
+                    (aid,),
+                ).fetchone()
+                if (
+                    row is None
+                    or row["state"] == "closed"
+                    or row["suppressed"] != "{}"
+                    or row["due_at"] is None
+                    or row["due_at"] > now_ms
+                ):
                     continue
                 step = step_of(row["state"])
                 step_due = self._step_deadline(c, aid, row["severity"], step, row["due_at"])
                 level = int(row["escalation"]) + 1
                 overdue_min = round(max(0, now_ms - step_due) / 60_000, 1)
                 alert = self.store.record(
-                    aid, "escalation", ESCALATED,
+                    aid,
+                    "escalation",
+                    ESCALATED,
                     f"{step} overdue by {overdue_min:g} min (level {level})",
-                    data={"step": step, "overdue_min": overdue_min, "level": level,
-                          "due": from_epoch_ms(step_due).isoformat()},
+                    data={
+                        "step": step,
+                        "overdue_min": overdue_min,
+                        "level": level,
+                        "due": from_epoch_ms(step_due).isoformat(),
+                    },
                     changes={"escalation": level, "due_at": now_ms + repeat_ms},
                 )
-            log.warning("alert escalated", extra=kv(alert=aid, site=alert.site, rule=alert.rule_id, department=alert.department,
-                                                    step=step, level=level, overdue_min=overdue_min))
+            log.warning(
+                "alert escalated",
+                extra=kv(
+                    alert=aid,
+                    site=alert.site,
+                    rule=alert.rule_id,
+                    department=alert.department,
+                    step=step,
+                    level=level,
+                    overdue_min=overdue_min,
+                ),
+            )
             escalated.append(alert)
         return escalated
 
-    def _step_deadline(self, c: Any, alert_id: int, severity: str, step: str, fallback_ms: int) -> int:
+    def _step_deadline(
+        self, c: Any, alert_id: int, severity: str, step: str, fallback_ms: int
+    ) -> int:
         """The original deadline of the current step (repeats move ``due_at``; the overdue
         time is still counted from the step's own deadline)."""
         starts = _STARTS_VERIFY if step == "verify" else _STARTS_ACK
         marks = ",".join("?" * len(starts))
-        row = c.execute(f"SELECT max(at) FROM alert_events WHERE alert_id = ? AND action IN ({marks})",
-                        (alert_id, *starts)).fetchone()
+        row = c.execute(
+            f"SELECT max(at) FROM alert_events WHERE alert_id = ? AND action IN ({marks})",
+            (alert_id, *starts),
+        ).fetchone()
         if row is None or row[0] is None:
             return int(fallback_ms)
         return to_epoch_ms(deadline(severity, step, from_epoch_ms(int(row[0])), self.settings))

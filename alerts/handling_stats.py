@@ -16,8 +16,9 @@ from __future__ import annotations
 import math
 import statistics
 from collections import defaultdict
+from collections.abc import Iterable
 from datetime import datetime
-from typing import Any, Iterable
+from typing import Any
 
 from farsight.clock import to_epoch_ms, utc
 
@@ -44,16 +45,33 @@ def summarise(minutes: list[float]) -> dict[str, float | int | None]:
     """Count, mean, median and 90th percentile of durations in minutes (``None`` when empty)."""
     if not minutes:
         return {"n": 0, "mean_min": None, "median_min": None, "p90_min": None}
-    return {"n": len(minutes), "mean_min": statistics.fmean(minutes), "median_min": statistics.median(minutes),
-            "p90_min": percentile(minutes, 0.9)}
+    return {
+        "n": len(minutes),
+        "mean_min": statistics.fmean(minutes),
+        "median_min": statistics.median(minutes),
+        "p90_min": percentile(minutes, 0.9),
+    }
 
 
 def _empty() -> dict[str, Any]:
-    return {"raised": 0, "acknowledged": 0, "closed": 0, "escalated": 0, "overdue_now": 0, "_tta": [], "_ttr": []}
+    return {
+        "raised": 0,
+        "acknowledged": 0,
+        "closed": 0,
+        "escalated": 0,
+        "overdue_now": 0,
+        "_tta": [],
+        "_ttr": [],
+    }
 
 
-def handling_stats(store: Any, start: datetime, end: datetime, department: str | None = None,
-                   now: datetime | None = None) -> dict[str, Any]:
+def handling_stats(
+    store: Any,
+    start: datetime,
+    end: datetime,
+    department: str | None = None,
+    now: datetime | None = None,
+) -> dict[str, Any]:
     """Handling figures of the alerts raised in ``[start, end)``, per department and overall.
 
     Parameters
@@ -91,17 +109,27 @@ def handling_stats(store: Any, start: datetime, end: datetime, department: str |
         where += " AND a.department = ?"
         params.append(department)
     db = store.db
-    alerts = db.query(f"SELECT a.id, a.department, a.state, a.created, a.escalation FROM alerts a WHERE {where}", tuple(params))
+    alerts = db.query(
+        f"SELECT a.id, a.department, a.state, a.created, a.escalation FROM alerts a WHERE {where}",
+        tuple(params),
+    )
     marks = ",".join("?" * (len(RESPONSES) + 1))
     events = db.query(
         f"SELECT e.alert_id, e.at, e.action FROM alert_events e JOIN alerts a ON a.id = e.alert_id"
         f" WHERE {where} AND e.action IN ({marks}) ORDER BY e.alert_id, e.at, e.id",
-        (*params, "opened", *RESPONSES))
-    overdue_where, overdue_params = "due_at IS NOT NULL AND due_at <= ? AND state != 'closed' AND suppressed = '{}'", [to_epoch_ms(now)]
+        (*params, "opened", *RESPONSES),
+    )
+    overdue_where, overdue_params = (
+        "due_at IS NOT NULL AND due_at <= ? AND state != 'closed' AND suppressed = '{}'",
+        [to_epoch_ms(now)],
+    )
     if department is not None:
         overdue_where += " AND department = ?"
         overdue_params.append(department)
-    overdue = db.query(f"SELECT department, count(*) FROM alerts WHERE {overdue_where} GROUP BY department", tuple(overdue_params))
+    overdue = db.query(
+        f"SELECT department, count(*) FROM alerts WHERE {overdue_where} GROUP BY department",
+        tuple(overdue_params),
+    )
 
     opened: dict[int, int] = {}
     first_response: dict[int, int] = {}
@@ -142,11 +170,23 @@ def handling_stats(store: Any, start: datetime, end: datetime, department: str |
         for k in ("raised", "acknowledged", "closed", "escalated", "overdue_now", "_tta", "_ttr"):
             total[k] += d[k]
         out[dept] = _finish(d)
-    return {"from": start.isoformat(), "to": end.isoformat(), "now": now.isoformat(), "department": department,
-            "departments": out, "all": _finish(total)}
+    return {
+        "from": start.isoformat(),
+        "to": end.isoformat(),
+        "now": now.isoformat(),
+        "department": department,
+        "departments": out,
+        "all": _finish(total),
+    }
 
 
 def _finish(d: dict[str, Any]) -> dict[str, Any]:
-    return {"raised": d["raised"], "acknowledged": d["acknowledged"], "closed": d["closed"], "escalated": d["escalated"],
-            "overdue_now": d["overdue_now"], "mtta": summarise(d["_tta"]), "mttr": summarise(d["_ttr"])}
-
+    return {
+        "raised": d["raised"],
+        "acknowledged": d["acknowledged"],
+        "closed": d["closed"],
+        "escalated": d["escalated"],
+        "overdue_now": d["overdue_now"],
+        "mtta": summarise(d["_tta"]),
+        "mttr": summarise(d["_ttr"]),
+    }

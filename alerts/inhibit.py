@@ -20,7 +20,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from alerts.matchers import Matcher, MatcherError, Matchers, alert_labels, parse_matcher, parse_matchers
+from alerts.matchers import (
+    Matcher,
+    MatcherError,
+    Matchers,
+    alert_labels,
+    parse_matcher,
+    parse_matchers,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +76,9 @@ def compile_rules(rules: Iterable[Any]) -> tuple[Inhibition, ...]:
             try:
                 parse_matcher(label, "")
             except MatcherError:
-                raise MatcherError(f"inhibit rule {i} equal: {label!r} is not a label name") from None
+                raise MatcherError(
+                    f"inhibit rule {i} equal: {label!r} is not a label name"
+                ) from None
         out.append(Inhibition(sides["source"], sides["target"], equal))
     return tuple(out)
 
@@ -118,7 +127,9 @@ def inhibitor(rules: Iterable[Inhibition], target: Any, sources: Iterable[Any]) 
     return best
 
 
-def inhibited(rules: Iterable[Inhibition], sources: Iterable[Any], targets: Iterable[Any]) -> dict[int, int]:
+def inhibited(
+    rules: Iterable[Inhibition], sources: Iterable[Any], targets: Iterable[Any]
+) -> dict[int, int]:
     """Which ``targets`` are inhibited and by which source: ``{target id: source id}``."""
     rules, sources = tuple(rules), list(sources)
     out: dict[int, int] = {}

@@ -14,9 +14,10 @@ import json
 import logging
 import uuid
 from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from alerts.model import Alert
 from alerts.store import AlertFilter
@@ -48,8 +49,12 @@ class JointGroup:
     alerts: tuple[Alert, ...]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"site": self.site, "site_name": self.site_name, "department": self.department,
-                "alerts": [a.to_dict() for a in self.alerts]}
+        return {
+            "site": self.site,
+            "site_name": self.site_name,
+            "department": self.department,
+            "alerts": [a.to_dict() for a in self.alerts],
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +77,9 @@ class JointProposal:
 
     def __post_init__(self) -> None:
         if self.alert_count < MIN_ALERTS:
-            raise ValueError(f"a joint proposal needs at least {MIN_ALERTS} alerts, got {self.alert_count}")
+            raise ValueError(
+                f"a joint proposal needs at least {MIN_ALERTS} alerts, got {self.alert_count}"
+            )
 
     @property
     def alert_ids(self) -> tuple[int, ...]:
@@ -80,10 +87,18 @@ class JointProposal:
         return tuple(a.id for g in self.groups for a in g.alerts)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"entity_id": self.entity_id, "entity_name": self.entity_name, "alert_count": self.alert_count,
-                "total_risk": round(self.total_risk, 3), "departments": list(self.departments), "sites": list(self.sites),
-                "checks": list(self.checks), "alert_ids": list(self.alert_ids),
-                "withheld": {d: n for d, n in self.withheld}, "groups": [g.to_dict() for g in self.groups]}
+        return {
+            "entity_id": self.entity_id,
+            "entity_name": self.entity_name,
+            "alert_count": self.alert_count,
+            "total_risk": round(self.total_risk, 3),
+            "departments": list(self.departments),
+            "sites": list(self.sites),
+            "checks": list(self.checks),
+            "alert_ids": list(self.alert_ids),
+            "withheld": {d: n for d, n in self.withheld},
+            "groups": [g.to_dict() for g in self.groups],
+        }
 
 
 def _waiting(store: Any, entity_id: str) -> list[Alert]:
@@ -105,7 +120,9 @@ def _check_line(alert: Alert, site_name: str) -> str:
     return f"{alert.department}: {what} at {site_name} ({alert.site}/{alert.device}, rule {alert.rule_id}{item})"
 
 
-def build_proposal(entity_id: str, alerts: Sequence[Alert], registry: Any = None, department: str | None = None) -> JointProposal | None:
+def build_proposal(
+    entity_id: str, alerts: Sequence[Alert], registry: Any = None, department: str | None = None
+) -> JointProposal | None:
     """The proposal for one entity's waiting alerts, or ``None`` when there are too few.
 
     Pure: ``alerts`` are the entity's waiting, not-muted alerts in all departments; with
@@ -133,7 +150,9 @@ def build_proposal(entity_id: str, alerts: Sequence[Alert], registry: Any = None
         if site is not None and site.entity_name and not entity_name:
             entity_name = site.entity_name
         members.sort(key=lambda a: (-(a.risk or {}).get("score", 0.0), a.id))
-        groups.append(JointGroup(site=site_id, site_name=site_name, department=dept, alerts=tuple(members)))
+        groups.append(
+            JointGroup(site=site_id, site_name=site_name, department=dept, alerts=tuple(members))
+        )
         seen: set[tuple[str, str]] = set()
         for a in members:
             key = (a.metric, a.rule_id)
@@ -142,13 +161,21 @@ def build_proposal(entity_id: str, alerts: Sequence[Alert], registry: Any = None
                 checks.append(_check_line(a, site_name))
     total = sum(float((a.risk or {}).get("score", 0.0)) for a in shown)
     return JointProposal(
-        entity_id=entity_id, entity_name=entity_name, groups=tuple(groups), total_risk=total, checks=tuple(checks),
-        alert_count=len(alerts), withheld=tuple(sorted(withheld.items())),
-        departments=tuple(sorted({a.department for a in alerts})), sites=tuple(sorted({a.site for a in alerts})),
+        entity_id=entity_id,
+        entity_name=entity_name,
+        groups=tuple(groups),
+        total_risk=total,
+        checks=tuple(checks),
+        alert_count=len(alerts),
+        withheld=tuple(sorted(withheld.items())),
+        departments=tuple(sorted({a.department for a in alerts})),
+        sites=tuple(sorted({a.site for a in alerts})),
     )
 
 
-def proposals(store: Any, department: str | None = None, registry: Any = None) -> list[JointProposal]:
+def proposals(
+    store: Any, department: str | None = None, registry: Any = None
+) -> list[JointProposal]:
     """Joint-inspection proposals, highest total risk first.
 
     Parameters
@@ -164,7 +191,9 @@ def proposals(store: Any, department: str | None = None, registry: Any = None) -
     """
     rows = store.db.query(
         "SELECT entity_id FROM alerts WHERE state IN (?, ?) AND suppressed = '{}' AND entity_id != ''"
-        " GROUP BY entity_id HAVING count(*) >= ? ORDER BY entity_id", (*WAITING, MIN_ALERTS))
+        " GROUP BY entity_id HAVING count(*) >= ? ORDER BY entity_id",
+        (*WAITING, MIN_ALERTS),
+    )
     out = []
     for r in rows:
         p = build_proposal(r["entity_id"], _waiting(store, r["entity_id"]), registry, department)
@@ -179,8 +208,18 @@ def new_visit_id() -> str:
     return f"JV-{uuid.uuid4().hex[:16]}"
 
 
-def dispatch_visit(store: Any, entity_id: str, alert_ids: Iterable[int], actor: str, note: str, team: str, inspector: str,
-                   due: str | date, department_scope: str | None = None, visit_id: str | None = None) -> str:
+def dispatch_visit(
+    store: Any,
+    entity_id: str,
+    alert_ids: Iterable[int],
+    actor: str,
+    note: str,
+    team: str,
+    inspector: str,
+    due: str | date,
+    department_scope: str | None = None,
+    visit_id: str | None = None,
+) -> str:
     """Dispatch several alerts of one entity as one on-site visit, all or none.
 
     In one transaction, each alert is dispatched (``transition_in``: team, inspector, due) and a
@@ -239,8 +278,13 @@ def dispatch_visit(store: Any, entity_id: str, alert_ids: Iterable[int], actor: 
     now = to_epoch_ms(store.clock.now())
     marks = ",".join("?" * len(ids))
     with store.db.transaction() as c:
-        rows = {int(r["id"]): r for r in c.execute(
-            f"SELECT id, entity_id, department, state FROM alerts WHERE id IN ({marks})", tuple(ids)).fetchall()}
+        rows = {
+            int(r["id"]): r
+            for r in c.execute(
+                f"SELECT id, entity_id, department, state FROM alerts WHERE id IN ({marks})",
+                tuple(ids),
+            ).fetchall()
+        }
         for aid in ids:
             r = rows.get(aid)
             if r is None:
@@ -248,20 +292,53 @@ def dispatch_visit(store: Any, entity_id: str, alert_ids: Iterable[int], actor: 
             if r["entity_id"] != entity_id:
                 raise ValueError(f"alert {aid} is of entity {r['entity_id']!r}, not {entity_id!r}")
             if department_scope is not None and r["department"] != department_scope:
-                raise ScopeError(f"alert {aid} is of department {r['department']!r}; "
-                                 f"a {department_scope!r} visit can include only its own department's alerts")
+                raise ScopeError(
+                    f"alert {aid} is of department {r['department']!r}; "
+                    f"a {department_scope!r} visit can include only its own department's alerts"
+                )
         for aid in ids:
             state = rows[aid]["state"]
             if state not in WAITING:
-                raise TransitionError(f"alert {aid} is {state}; a visit dispatches alerts that are {' or '.join(WAITING)}")
-            store.transition_in(c, aid, "dispatch", actor, note,
-                                {"team": team, "inspector": inspector, "due": due_s, "visit": visit}, now)
-            handling = json.loads(c.execute("SELECT handling FROM alerts WHERE id = ?", (aid,)).fetchone()["handling"])
+                raise TransitionError(
+                    f"alert {aid} is {state}; a visit dispatches alerts that are {' or '.join(WAITING)}"
+                )
+            store.transition_in(
+                c,
+                aid,
+                "dispatch",
+                actor,
+                note,
+                {"team": team, "inspector": inspector, "due": due_s, "visit": visit},
+                now,
+            )
+            handling = json.loads(
+                c.execute("SELECT handling FROM alerts WHERE id = ?", (aid,)).fetchone()["handling"]
+            )
             handling.setdefault("dispatch", {})["visit"] = visit
             # record() joins this transaction: the visit event and its audit entry commit with the dispatches.
-            store.record(aid, actor, VISIT_ACTION, note,
-                         data={"visit": visit, "entity_id": entity_id, "alerts": ids, "team": team, "inspector": inspector, "due": due_s},
-                         changes={"handling": json.dumps(handling, ensure_ascii=False)})
-    log.info("joint visit dispatched", extra=kv(visit=visit, entity=entity_id, alerts=",".join(map(str, ids)), user=actor,
-                                                department=department_scope or "*"))
+            store.record(
+                aid,
+                actor,
+                VISIT_ACTION,
+                note,
+                data={
+                    "visit": visit,
+                    "entity_id": entity_id,
+                    "alerts": ids,
+                    "team": team,
+                    "inspector": inspector,
+                    "due": due_s,
+                },
+                changes={"handling": json.dumps(handling, ensure_ascii=False)},
+            )
+    log.info(
+        "joint visit dispatched",
+        extra=kv(
+            visit=visit,
+            entity=entity_id,
+            alerts=",".join(map(str, ids)),
+            user=actor,
+            department=department_scope or "*",
+        ),
+    )
     return visit

@@ -27,7 +27,16 @@ MAX_VALUE = 1000
 MAX_MATCHERS = 50
 """Most matchers in one set."""
 
-ALERT_FIELDS = ("site", "device", "metric", "rule_id", "department", "entity_id", "severity", "item_code")
+ALERT_FIELDS = (
+    "site",
+    "device",
+    "metric",
+    "rule_id",
+    "department",
+    "entity_id",
+    "severity",
+    "item_code",
+)
 """Alert columns that are labels too (they win over a rule label of the same name)."""
 
 
@@ -38,7 +47,7 @@ class Matcher:
     label: str
     value: str
     """As given, with the ``~`` of a regex."""
-    pattern: "re.Pattern[str] | None" = None
+    pattern: re.Pattern[str] | None = None
 
     @property
     def is_regex(self) -> bool:
@@ -70,16 +79,24 @@ def parse_matcher(label: Any, value: Any) -> Matcher:
         is not a valid regular expression; the message names the label and the value.
     """
     if not isinstance(label, str) or not LABEL_NAME.match(label):
-        raise MatcherError(f"matcher label {label!r} is not a label name (letters, digits and _, not starting with a digit)")
+        raise MatcherError(
+            f"matcher label {label!r} is not a label name (letters, digits and _, not starting with a digit)"
+        )
     if not isinstance(value, str):
-        raise MatcherError(f"matcher {label!r}: value {value!r} must be a string (a value, or '~regex')")
+        raise MatcherError(
+            f"matcher {label!r}: value {value!r} must be a string (a value, or '~regex')"
+        )
     if len(value) > MAX_VALUE:
-        raise MatcherError(f"matcher {label!r}: value {value[:40]!r}... is longer than {MAX_VALUE} characters")
+        raise MatcherError(
+            f"matcher {label!r}: value {value[:40]!r}... is longer than {MAX_VALUE} characters"
+        )
     if value.startswith("~"):
         try:
             pattern = re.compile(value[1:])
         except re.error as exc:
-            raise MatcherError(f"matcher {label!r}: value {value!r} is not a valid regular expression ({exc})") from None
+            raise MatcherError(
+                f"matcher {label!r}: value {value!r} is not a valid regular expression ({exc})"
+            ) from None
         return Matcher(label, value, pattern)
     return Matcher(label, value)
 

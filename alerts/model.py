@@ -4,9 +4,10 @@ state (new, acknowledged, dispatched, verified, closed, set by people), as Thing
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any, Mapping
+from typing import Any
 
 from farsight.errors import TransitionError
 
@@ -32,7 +33,9 @@ TRANSITIONS: dict[str, dict[str, str]] = {
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
-def check_action(action: str, state: str, note: str, data: Mapping[str, Any] | None) -> tuple[str, dict[str, Any]]:
+def check_action(
+    action: str, state: str, note: str, data: Mapping[str, Any] | None
+) -> tuple[str, dict[str, Any]]:
     """Validate one handling action; return the target state and the fields it records.
 
     Pure: the store calls it inside its transaction with the alert's current state.
@@ -48,36 +51,58 @@ def check_action(action: str, state: str, note: str, data: Mapping[str, Any] | N
     target = moves.get(state)
     if target is None:
         allowed = ", ".join(moves)
-        raise TransitionError(f"cannot {action} an alert that is {state}; {action} is allowed from: {allowed}")
+        raise TransitionError(
+            f"cannot {action} an alert that is {state}; {action} is allowed from: {allowed}"
+        )
     if not note or not note.strip():
-        raise TransitionError(f"{action} needs a comment saying why (every step is recorded with one)")
+        raise TransitionError(
+            f"{action} needs a comment saying why (every step is recorded with one)"
+        )
     data = dict(data or {})
     fields: dict[str, Any] = {}
     if action == "dispatch":
         for key in ("team", "inspector", "due"):
             if not str(data.get(key) or "").strip():
-                raise TransitionError(f"dispatch needs '{key}' (team, inspector and due date of the on-site check)")
+                raise TransitionError(
+                    f"dispatch needs '{key}' (team, inspector and due date of the on-site check)"
+                )
         try:
             due = date.fromisoformat(str(data["due"]))
         except ValueError:
-            raise TransitionError(f"dispatch 'due' {data['due']!r} is not a date (YYYY-MM-DD)") from None
-        fields["dispatch"] = {"team": str(data["team"]), "inspector": str(data["inspector"]), "due": due.isoformat()}
+            raise TransitionError(
+                f"dispatch 'due' {data['due']!r} is not a date (YYYY-MM-DD)"
+            ) from None
+        fields["dispatch"] = {
+            "team": str(data["team"]),
+            "inspector": str(data["inspector"]),
+            "due": due.isoformat(),
+        }
     elif action == "verify":
         finding = data.get("finding")
         if finding not in FINDINGS:
-            raise TransitionError(f"verify needs a 'finding', one of {', '.join(FINDINGS)}; got {finding!r}")
+            raise TransitionError(
+                f"verify needs a 'finding', one of {', '.join(FINDINGS)}; got {finding!r}"
+            )
         evidence = list(data.get("evidence") or [])
         bad = [e for e in evidence if not isinstance(e, str) or not _SHA256.match(e)]
         if bad:
-            raise TransitionError(f"evidence must be sha256 hashes of stored evidence files; bad: {bad[:3]}")
+            raise TransitionError(
+                f"evidence must be sha256 hashes of stored evidence files; bad: {bad[:3]}"
+            )
         fields["verification"] = {"finding": finding, "evidence": evidence}
     elif action == "close":
-        disposal = {k: data[k] for k in ("case_number", "penalty", "rectification", "recheck") if data.get(k) not in (None, "")}
+        disposal = {
+            k: data[k]
+            for k in ("case_number", "penalty", "rectification", "recheck")
+            if data.get(k) not in (None, "")
+        }
         if "recheck" in disposal:
             try:
                 disposal["recheck"] = date.fromisoformat(str(disposal["recheck"])).isoformat()
             except ValueError:
-                raise TransitionError(f"close 'recheck' {disposal['recheck']!r} is not a date (YYYY-MM-DD)") from None
+                raise TransitionError(
+                    f"close 'recheck' {disposal['recheck']!r} is not a date (YYYY-MM-DD)"
+                ) from None
         fields["disposal"] = disposal or {"desk": True}
     elif action == "reopen":
         fields["reopened"] = {"reason": note.strip()}
@@ -145,5 +170,12 @@ class AlertEvent:
     data: dict[str, Any]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "alert_id": self.alert_id, "at": self.at.isoformat(), "actor": self.actor,
-                "action": self.action, "note": self.note, "data": self.data}
+        return {
+            "id": self.id,
+            "alert_id": self.alert_id,
+            "at": self.at.isoformat(),
+            "actor": self.actor,
+            "action": self.action,
+            "note": self.note,
+            "data": self.data,
+        }

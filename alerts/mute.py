@@ -58,7 +58,9 @@ def _pins(matchers: Iterable[Matcher]) -> dict[str, str] | None:
     return out
 
 
-def _pins_with_equal(matchers: Iterable[Matcher], equal: Iterable[str], labels: dict[str, str]) -> dict[str, str] | None:
+def _pins_with_equal(
+    matchers: Iterable[Matcher], equal: Iterable[str], labels: dict[str, str]
+) -> dict[str, str] | None:
     """The column values the other side of an inhibition must have: ``matchers``' equality
     pins plus this alert's values of the ``equal`` labels that are columns. ``None`` when the
     matchers cannot be narrowed by columns or contradict the equal labels (no alert can match)."""
@@ -98,7 +100,9 @@ class MuteStage:
         An inhibit rule is invalid.
     """
 
-    def __init__(self, store: AlertStore, silences: SilenceStore, inhibit_rules: Iterable[Any] = ()) -> None:
+    def __init__(
+        self, store: AlertStore, silences: SilenceStore, inhibit_rules: Iterable[Any] = ()
+    ) -> None:
         self.store = store
         self.silences = silences
         self.rules: tuple[Inhibition, ...] = compile_rules(inhibit_rules)
@@ -119,7 +123,11 @@ class MuteStage:
             candidates = {a.id for a in changed if a.state != "closed"}
             for a in changed:
                 # The literal lets the partial index on muted alerts serve this (a parameter would not).
-                candidates.update(self._ids(c, "suppressed != '{}' AND suppressed = ?", [encode({"inhibited_by": a.id})]))
+                candidates.update(
+                    self._ids(
+                        c, "suppressed != '{}' AND suppressed = ?", [encode({"inhibited_by": a.id})]
+                    )
+                )
                 if is_active_source(a):
                     candidates.update(self._targets_of(c, a, unmuted_only=False))
             moved = self._settle(c, candidates, now)
@@ -137,7 +145,11 @@ class MuteStage:
                 if pins is None:
                     continue
                 where, params = self._narrow(pins, "suppressed = ?", [NOT_MUTED])
-                candidates.update(aid for aid, labels in self._labelled(c, where, params) if matches(s.matchers, labels))
+                candidates.update(
+                    aid
+                    for aid, labels in self._labelled(c, where, params)
+                    if matches(s.matchers, labels)
+                )
             for rule in self.rules:
                 pins = _pins(rule.source)
                 if pins is None:
@@ -166,11 +178,20 @@ class MuteStage:
         return " AND ".join(clauses), args
 
     def _ids(self, c: Any, where: str, params: Sequence[Any]) -> list[int]:
-        return [int(r[0]) for r in c.execute(f"SELECT id FROM alerts WHERE state != 'closed' AND {where}", tuple(params)).fetchall()]
+        return [
+            int(r[0])
+            for r in c.execute(
+                f"SELECT id FROM alerts WHERE state != 'closed' AND {where}", tuple(params)
+            ).fetchall()
+        ]
 
-    def _labelled(self, c: Any, where: str, params: Sequence[Any]) -> list[tuple[int, dict[str, str]]]:
+    def _labelled(
+        self, c: Any, where: str, params: Sequence[Any]
+    ) -> list[tuple[int, dict[str, str]]]:
         cols = ", ".join(("id", "labels") + ALERT_FIELDS)
-        rows = c.execute(f"SELECT {cols} FROM alerts WHERE state != 'closed' AND {where}", tuple(params)).fetchall()
+        rows = c.execute(
+            f"SELECT {cols} FROM alerts WHERE state != 'closed' AND {where}", tuple(params)
+        ).fetchall()
         return [(int(r["id"]), _row_labels(r)) for r in rows]
 
     def _targets_of(self, c: Any, source: Alert, *, unmuted_only: bool) -> set[int]:
@@ -183,13 +204,22 @@ class MuteStage:
             pins = _pins_with_equal(rule.target, rule.equal, labels)
             if pins is None:
                 continue
-            where, params = self._narrow(pins, "id != ?" + (" AND suppressed = ?" if unmuted_only else ""),
-                                         [source.id] + ([NOT_MUTED] if unmuted_only else []))
+            where, params = self._narrow(
+                pins,
+                "id != ?" + (" AND suppressed = ?" if unmuted_only else ""),
+                [source.id] + ([NOT_MUTED] if unmuted_only else []),
+            )
             key = rule.key(labels)
-            out.update(aid for aid, t in self._labelled(c, where, params) if rule.is_target(t) and rule.key(t) == key)
+            out.update(
+                aid
+                for aid, t in self._labelled(c, where, params)
+                if rule.is_target(t) and rule.key(t) == key
+            )
         return out
 
-    def _sources_for(self, c: Any, target: Alert, cache: dict[tuple[Any, ...], list[Alert]]) -> list[Alert]:
+    def _sources_for(
+        self, c: Any, target: Alert, cache: dict[tuple[Any, ...], list[Alert]]
+    ) -> list[Alert]:
         """Active alerts that may inhibit ``target`` under some rule (checked by the caller)."""
         labels = alert_labels(target)
         found: dict[int, Alert] = {}
@@ -234,8 +264,14 @@ class MuteStage:
             log.info("mute changed", extra=kv(alerts=len(moved)))
         return moved
 
-    def _decide(self, c: Any, alert: Alert, have: Mapping[str, Any], silences: list[Silence],
-                cache: dict[tuple[Any, ...], list[Alert]]) -> dict[str, Any]:
+    def _decide(
+        self,
+        c: Any,
+        alert: Alert,
+        have: Mapping[str, Any],
+        silences: list[Silence],
+        cache: dict[tuple[Any, ...], list[Alert]],
+    ) -> dict[str, Any]:
         labels = alert_labels(alert)
         hits = [s for s in silences if matches(s.matchers, labels)]
         if hits:
@@ -249,30 +285,70 @@ class MuteStage:
                 return {"inhibited_by": src}
         return {}
 
-    def _record(self, alert: Alert, have: Mapping[str, Any], want: Mapping[str, Any], now: datetime,
-                silences: list[Silence]) -> None:
+    def _record(
+        self,
+        alert: Alert,
+        have: Mapping[str, Any],
+        want: Mapping[str, Any],
+        now: datetime,
+        silences: list[Silence],
+    ) -> None:
         """One event per change of reason; the last one writes the column (one transaction)."""
         events: list[tuple[str, str, dict[str, Any]]] = []
         old_sil, new_sil = have.get("silence"), want.get("silence")
         old_src, new_src = have.get("inhibited_by"), want.get("inhibited_by")
         if old_sil is not None and old_sil != new_sil:
             why = self._silence_gone(int(old_sil), now)
-            events.append(("unsilenced", f"silence {old_sil} {why}", {"silence": old_sil, "why": why}))
+            events.append(
+                ("unsilenced", f"silence {old_sil} {why}", {"silence": old_sil, "why": why})
+            )
         if old_src is not None and old_src != new_src:
             why = self._source_gone(int(old_src))
-            events.append(("uninhibited", f"alert {old_src} {why}", {"inhibited_by": old_src, "why": why}))
+            events.append(
+                ("uninhibited", f"alert {old_src} {why}", {"inhibited_by": old_src, "why": why})
+            )
         if new_sil is not None and new_sil != old_sil:
             s = next(x for x in silences if x.id == new_sil)
-            events.append(("silenced", s.reason, {"silence": s.id, "creator": s.creator, "ends_at": s.ends_at.isoformat(),
-                                                   "matchers": {m.label: m.value for m in s.matchers}}))
+            events.append(
+                (
+                    "silenced",
+                    s.reason,
+                    {
+                        "silence": s.id,
+                        "creator": s.creator,
+                        "ends_at": s.ends_at.isoformat(),
+                        "matchers": {m.label: m.value for m in s.matchers},
+                    },
+                )
+            )
         if new_src is not None and new_src != old_src:
             src = self.store.get(int(new_src))
-            events.append(("inhibited", f"inhibited by alert {src.id} ({src.rule_id} at {src.site})",
-                           {"inhibited_by": src.id, "rule_id": src.rule_id, "site": src.site}))
+            events.append(
+                (
+                    "inhibited",
+                    f"inhibited by alert {src.id} ({src.rule_id} at {src.site})",
+                    {"inhibited_by": src.id, "rule_id": src.rule_id, "site": src.site},
+                )
+            )
         for i, (action, note, data) in enumerate(events):
             last = i == len(events) - 1
-            self.store.record(alert.id, ACTOR, action, note, data, changes={"suppressed": encode(want)} if last else None)
-        log.info("alert mute", extra=kv(alert=alert.id, site=alert.site, rule=alert.rule_id, actions=",".join(e[0] for e in events)))
+            self.store.record(
+                alert.id,
+                ACTOR,
+                action,
+                note,
+                data,
+                changes={"suppressed": encode(want)} if last else None,
+            )
+        log.info(
+            "alert mute",
+            extra=kv(
+                alert=alert.id,
+                site=alert.site,
+                rule=alert.rule_id,
+                actions=",".join(e[0] for e in events),
+            ),
+        )
 
     def _silence_gone(self, silence_id: int, now: datetime) -> str:
         try:

@@ -35,12 +35,13 @@ import socket
 import threading
 import uuid
 from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any
 
 import httpx
 
@@ -97,7 +98,7 @@ def idempotency_key(source: str, alert_id: int, event_id: int) -> str:
 
 
 def _iso(dt: datetime | None) -> str | None:
-    return None if dt is None else dt.astimezone(timezone.utc).isoformat()
+    return None if dt is None else dt.astimezone(UTC).isoformat()
 
 
 def _jsonable(value: Any) -> Any:
@@ -154,8 +155,12 @@ def build_payload(alert: Alert, event: AlertEvent, source: str) -> dict[str, Any
             "department": alert.department,
             "rule_id": alert.rule_id,
             "severity": alert.severity,
-            "risk": None if risk is None else {"score": _jsonable(float(risk.get("score", 0.0))),
-                                               "factors": _jsonable(list(risk.get("factors", [])))},
+            "risk": None
+            if risk is None
+            else {
+                "score": _jsonable(float(risk.get("score", 0.0))),
+                "factors": _jsonable(list(risk.get("factors", []))),
+            },
             "summary": alert.summary,
             "value": _jsonable(alert.value),
             "threshold": _jsonable(alert.threshold),
@@ -179,7 +184,9 @@ def build_payload(alert: Alert, event: AlertEvent, source: str) -> dict[str, Any
 
 def canonical_json(doc: Any) -> str:
     """Sorted keys, no spaces, UTF-8 text kept (Chinese stays readable): the bytes sent."""
-    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return json.dumps(
+        doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    )
 
 
 def load_schema() -> dict[str, Any]:
@@ -193,7 +200,9 @@ def load_schema() -> dict[str, Any]:
 class Outbox:
     """The ``outbox`` table on one database; :meth:`listener` enqueues in the caller's transaction."""
 
-    def __init__(self, db: "Database | Path | str", source: str = "farsight", clock: Clock | None = None) -> None:
+    def __init__(
+        self, db: Database | Path | str, source: str = "farsight", clock: Clock | None = None
+    ) -> None:
         self.db = Database.open(db)
         self.db.executescript(SCHEMA)
         self.source = source
@@ -211,7 +220,13 @@ class Outbox:
         conn.execute(
             "INSERT INTO outbox (key, alert_id, event_id, payload, status, attempts, next_at, created)"
             " VALUES (?, ?, ?, ?, 'pending', 0, 0, ?) ON CONFLICT (key) DO NOTHING",
-            (idempotency_key(self.source, alert.id, event.id), alert.id, event.id, payload, to_epoch_ms(self.clock.now())),
+            (
+                idempotency_key(self.source, alert.id, event.id),
+                alert.id,
+                event.id,
+                payload,
+                to_epoch_ms(self.clock.now()),
+            ),
         )
 
     def rows(self, alert_id: int | None = None) -> list[dict[str, Any]]:
@@ -243,7 +258,7 @@ def backoff_bound(attempts: int, base_s: float, cap_s: float) -> float:
         raise ValueError(f"attempts must be at least 1, got {attempts}")
     # 2**1100 overflows a float: past the cap the exponent no longer matters.
     exp = min(attempts - 1, 1023)
-    return min(cap_s, base_s * 2.0 ** exp)
+    return min(cap_s, base_s * 2.0**exp)
 
 
 def backoff_delay(attempts: int, base_s: float, cap_s: float, rng: random.Random) -> float:
@@ -264,7 +279,7 @@ def parse_retry_after(value: str | None, now: datetime) -> float | None:
         except (TypeError, ValueError, IndexError):
             return None
         if when.tzinfo is None:
-            when = when.replace(tzinfo=timezone.utc)
+            when = when.replace(tzinfo=UTC)
         seconds = (when - now).total_seconds()
     if not math.isfinite(seconds):
         return None
@@ -304,8 +319,20 @@ def claim(db: Database, worker: str, batch: int, now_ms: int, lease_ms: int) -> 
     )
     with db.transaction() as c:
         rows = c.execute(sql, (now_ms, now_ms, batch, worker, now_ms + lease_ms)).fetchall()
-    return sorted((Claimed(int(r["id"]), r["key"], int(r["alert_id"]), int(r["event_id"]), r["payload"], int(r["attempts"]))
-                   for r in rows), key=lambda x: x.id)
+    return sorted(
+        (
+            Claimed(
+                int(r["id"]),
+                r["key"],
+                int(r["alert_id"]),
+                int(r["event_id"]),
+                r["payload"],
+                int(r["attempts"]),
+            )
+            for r in rows
+        ),
+        key=lambda x: x.id,
+    )
 
 
 def release(db: Database, worker: str, ids: Iterable[int]) -> None:
@@ -314,12 +341,14 @@ def release(db: Database, worker: str, ids: Iterable[int]) -> None:
     if not ids:
         return
     with db.transaction() as c:
-        c.execute(f"UPDATE outbox SET claimed_by = NULL, claimed_until = NULL WHERE claimed_by = ? AND id IN ({','.join('?' * len(ids))})",
-                  (worker, *ids))
+        c.execute(
+            f"UPDATE outbox SET claimed_by = NULL, claimed_until = NULL WHERE claimed_by = ? AND id IN ({','.join('?' * len(ids))})",
+            (worker, *ids),
+        )
 
 
 @contextmanager
-def _opened(db: "Database | Path | str") -> Iterator[Database]:
+def _opened(db: Database | Path | str) -> Iterator[Database]:
     """``db`` itself, or a connection opened for the call and closed after it; the table exists."""
     database = Database.open(db)
     try:
@@ -330,7 +359,7 @@ def _opened(db: "Database | Path | str") -> Iterator[Database]:
             database.close()
 
 
-def redrive(db: "Database | Path | str", alert_id: int | None = None, key: str | None = None) -> int:
+def redrive(db: Database | Path | str, alert_id: int | None = None, key: str | None = None) -> int:
     """Put dead rows (all, one alert's, or one key's) back to pending with attempts reset; returns how many."""
     where, params = ["status = 'dead'"], []
     if alert_id is not None:
@@ -340,40 +369,53 @@ def redrive(db: "Database | Path | str", alert_id: int | None = None, key: str |
         where.append("key = ?")
         params.append(key)
     with _opened(db) as database, database.transaction() as c:
-        n = c.execute(f"UPDATE outbox SET status = 'pending', attempts = 0, next_at = 0, claimed_by = NULL, claimed_until = NULL"
-                      f" WHERE {' AND '.join(where)}", params).rowcount
+        n = c.execute(
+            f"UPDATE outbox SET status = 'pending', attempts = 0, next_at = 0, claimed_by = NULL, claimed_until = NULL"
+            f" WHERE {' AND '.join(where)}",
+            params,
+        ).rowcount
     log.info("outbox redrive", extra=kv(alert=alert_id, key=key, rows=n))
     return int(n)
 
 
-def status(db: "Database | Path | str", now: datetime | None = None) -> dict[str, Any]:
+def status(db: Database | Path | str, now: datetime | None = None) -> dict[str, Any]:
     """Rows per status, and the age in seconds of the oldest row not yet sent (pending), or None."""
     counts = {s: 0 for s in STATUSES}
     with _opened(db) as database:
         for r in database.query("SELECT status, count(*) FROM outbox GROUP BY status"):
             counts[r[0]] = int(r[1])
         oldest = database.query("SELECT min(created) FROM outbox WHERE status = 'pending'")[0][0]
-    now_ms = to_epoch_ms(now or datetime.now(timezone.utc))
-    return {**counts, "oldest_pending_age_s": None if oldest is None else max(0.0, (now_ms - int(oldest)) / 1000)}
+    now_ms = to_epoch_ms(now or datetime.now(UTC))
+    return {
+        **counts,
+        "oldest_pending_age_s": None if oldest is None else max(0.0, (now_ms - int(oldest)) / 1000),
+    }
 
 
-def dead_letters(db: "Database | Path | str", limit: int = 50) -> list[dict[str, Any]]:
+def dead_letters(db: Database | Path | str, limit: int = 50) -> list[dict[str, Any]]:
     """Dead rows, oldest first: key, alert, event, attempts, last error."""
     with _opened(db) as database:
-        rows = database.query("SELECT id, key, alert_id, event_id, attempts, last_error, created FROM outbox"
-                              " WHERE status = 'dead' ORDER BY id LIMIT ?", (limit,))
+        rows = database.query(
+            "SELECT id, key, alert_id, event_id, attempts, last_error, created FROM outbox"
+            " WHERE status = 'dead' ORDER BY id LIMIT ?",
+            (limit,),
+        )
     return [{k: r[k] for k in r.keys()} for r in rows]
 
 
-def metrics_lines(db: "Database | Path | str", now: datetime | None = None) -> list[str]:
+def metrics_lines(db: Database | Path | str, now: datetime | None = None) -> list[str]:
     """Prometheus text lines (format 0.0.4) for ``/metrics``: outbox rows by status, oldest pending age."""
     st = status(db, now)
-    lines = ["# HELP farsight_outbox_events Events in the upstream outbox, by status.",
-             "# TYPE farsight_outbox_events gauge"]
+    lines = [
+        "# HELP farsight_outbox_events Events in the upstream outbox, by status.",
+        "# TYPE farsight_outbox_events gauge",
+    ]
     lines += [f'farsight_outbox_events{{status="{s}"}} {st[s]}' for s in STATUSES]
-    lines += ["# HELP farsight_outbox_oldest_pending_seconds Age of the oldest event not yet delivered upstream (0 when none).",
-              "# TYPE farsight_outbox_oldest_pending_seconds gauge",
-              f"farsight_outbox_oldest_pending_seconds {st['oldest_pending_age_s'] or 0:.3f}"]
+    lines += [
+        "# HELP farsight_outbox_oldest_pending_seconds Age of the oldest event not yet delivered upstream (0 when none).",
+        "# TYPE farsight_outbox_oldest_pending_seconds gauge",
+        f"farsight_outbox_oldest_pending_seconds {st['oldest_pending_age_s'] or 0:.3f}",
+    ]
     return lines
 
 
@@ -396,9 +438,16 @@ class OutboxSender:
     ``clock`` and ``rng`` control time and jitter in tests.
     """
 
-    def __init__(self, db_target: "Database | Path | str", settings: UpstreamSettings, *,
-                 transport: httpx.BaseTransport | None = None, clock: Clock | None = None,
-                 rng: random.Random | None = None, worker_id: str | None = None) -> None:
+    def __init__(
+        self,
+        db_target: Database | Path | str,
+        settings: UpstreamSettings,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        clock: Clock | None = None,
+        rng: random.Random | None = None,
+        worker_id: str | None = None,
+    ) -> None:
         if not settings.url:
             raise ValueError("alerts.upstream.url is not set: there is nowhere to send the outbox")
         self._own_db = not isinstance(db_target, Database)
@@ -407,11 +456,18 @@ class OutboxSender:
         self.settings = settings
         self.clock = clock or SystemClock()
         self.rng = rng or random.Random()
-        self.worker_id = worker_id or f"{settings.source}@{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self.client = httpx.Client(transport=transport, timeout=settings.timeout_s, follow_redirects=False)
+        self.worker_id = (
+            worker_id
+            or f"{settings.source}@{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        )
+        self.client = httpx.Client(
+            transport=transport, timeout=settings.timeout_s, follow_redirects=False
+        )
         if settings.lease_s <= 2 * settings.timeout_s:
-            log.warning("outbox lease is short for the timeout: an attempt may outlive its lease and be sent twice",
-                        extra=kv(lease_s=settings.lease_s, timeout_s=settings.timeout_s))
+            log.warning(
+                "outbox lease is short for the timeout: an attempt may outlive its lease and be sent twice",
+                extra=kv(lease_s=settings.lease_s, timeout_s=settings.timeout_s),
+            )
         self.totals: Counter[str] = Counter()
         """Attempts by outcome since start (``sent``, ``retry``, ``dead``), for metrics."""
 
@@ -419,8 +475,12 @@ class OutboxSender:
         return to_epoch_ms(self.clock.now())
 
     def _headers(self, key: str) -> dict[str, str]:
-        headers = {"Content-Type": "application/json; charset=utf-8", "Idempotency-Key": key,
-                   "User-Agent": f"farsight-outbox/{__version__}", "X-Farsight-Source": self.settings.source}
+        headers = {
+            "Content-Type": "application/json; charset=utf-8",
+            "Idempotency-Key": key,
+            "User-Agent": f"farsight-outbox/{__version__}",
+            "X-Farsight-Source": self.settings.source,
+        }
         token = os.environ.get(self.settings.token_env, "").strip()
         if token:
             headers["Authorization"] = f"Bearer {token}"
@@ -429,9 +489,15 @@ class OutboxSender:
     def attempt(self, row: Claimed) -> Outcome:
         """POST one row; classify the answer. Never raises."""
         try:
-            r = self.client.post(self.settings.url, content=row.payload.encode("utf-8"), headers=self._headers(row.key))  # type: ignore[arg-type]
+            r = self.client.post(
+                self.settings.url,
+                content=row.payload.encode("utf-8"),
+                headers=self._headers(row.key),
+            )  # type: ignore[arg-type]
         except httpx.TimeoutException as exc:
-            return Outcome("retry", f"timeout after {self.settings.timeout_s:g} s ({type(exc).__name__})")
+            return Outcome(
+                "retry", f"timeout after {self.settings.timeout_s:g} s ({type(exc).__name__})"
+            )
         except httpx.HTTPError as exc:
             return Outcome("retry", f"{type(exc).__name__}: {exc}")
         except Exception as exc:  # a bug or an odd transport must not kill the worker
@@ -442,7 +508,9 @@ class OutboxSender:
             return Outcome("sent", f"HTTP {code}")
         detail = f"HTTP {code}" + (f": {body}" if body else "")
         if code >= 500 or code in RETRY_STATUSES:
-            return Outcome("retry", detail, parse_retry_after(r.headers.get("retry-after"), self.clock.now()))
+            return Outcome(
+                "retry", detail, parse_retry_after(r.headers.get("retry-after"), self.clock.now())
+            )
         return Outcome("dead", detail + " (refused; not retried)")
 
     def _record(self, row: Claimed, outcome: Outcome) -> str:
@@ -453,23 +521,47 @@ class OutboxSender:
         detail = outcome.detail[:ERROR_CHARS]
         with self.db.transaction() as c:
             if outcome.result == "sent":
-                c.execute("UPDATE outbox SET status = 'sent', sent_at = ?, attempts = ?, claimed_by = NULL, claimed_until = NULL"
-                          " WHERE id = ? AND status = 'pending'", (now, attempts, row.id))
+                c.execute(
+                    "UPDATE outbox SET status = 'sent', sent_at = ?, attempts = ?, claimed_by = NULL, claimed_until = NULL"
+                    " WHERE id = ? AND status = 'pending'",
+                    (now, attempts, row.id),
+                )
                 return "sent"
             if outcome.result == "dead" or attempts >= s.max_attempts:
-                reason = detail if outcome.result == "dead" else f"{detail} (gave up after {attempts} attempts)"
-                c.execute("UPDATE outbox SET status = 'dead', attempts = ?, last_error = ?, claimed_by = NULL, claimed_until = NULL"
-                          " WHERE id = ? AND status = 'pending'", (attempts, reason[:ERROR_CHARS], row.id))
-                log.error("upstream event dead-lettered", extra=kv(key=row.key, alert=row.alert_id, attempt=attempts, error=reason))
+                reason = (
+                    detail
+                    if outcome.result == "dead"
+                    else f"{detail} (gave up after {attempts} attempts)"
+                )
+                c.execute(
+                    "UPDATE outbox SET status = 'dead', attempts = ?, last_error = ?, claimed_by = NULL, claimed_until = NULL"
+                    " WHERE id = ? AND status = 'pending'",
+                    (attempts, reason[:ERROR_CHARS], row.id),
+                )
+                log.error(
+                    "upstream event dead-lettered",
+                    extra=kv(key=row.key, alert=row.alert_id, attempt=attempts, error=reason),
+                )
                 return "dead"
             if outcome.retry_after_s is not None:
                 delay = min(s.backoff_cap_s, outcome.retry_after_s)
             else:
                 delay = backoff_delay(attempts, s.backoff_base_s, s.backoff_cap_s, self.rng)
-            c.execute("UPDATE outbox SET attempts = ?, next_at = ?, last_error = ?, claimed_by = NULL, claimed_until = NULL"
-                      " WHERE id = ? AND status = 'pending'", (attempts, now + int(round(delay * 1000)), detail, row.id))
-        log.warning("upstream send failed; will retry",
-                    extra=kv(key=row.key, alert=row.alert_id, attempt=attempts, error=detail, retry_in_s=round(delay, 3)))
+            c.execute(
+                "UPDATE outbox SET attempts = ?, next_at = ?, last_error = ?, claimed_by = NULL, claimed_until = NULL"
+                " WHERE id = ? AND status = 'pending'",
+                (attempts, now + int(round(delay * 1000)), detail, row.id),
+            )
+        log.warning(
+            "upstream send failed; will retry",
+            extra=kv(
+                key=row.key,
+                alert=row.alert_id,
+                attempt=attempts,
+                error=detail,
+                retry_in_s=round(delay, 3),
+            ),
+        )
         return "retry"
 
     def run_once(self, stop_event: threading.Event | None = None) -> dict[str, int]:
@@ -503,7 +595,10 @@ class OutboxSender:
                 counts = self.run_once(stop_event)
                 busy = counts["claimed"] > 0
             except Exception as exc:  # database down, a bug: log, wait, try again
-                log.error("outbox sender error", extra=kv(worker=self.worker_id, error=f"{type(exc).__name__}: {exc}"))
+                log.error(
+                    "outbox sender error",
+                    extra=kv(worker=self.worker_id, error=f"{type(exc).__name__}: {exc}"),
+                )
                 busy = False
             if not busy:
                 stop_event.wait(self.settings.poll_s)
@@ -518,15 +613,31 @@ class OutboxSender:
 class SenderPool:
     """``settings.workers`` sender threads, each with its own connection; :meth:`stop` ends them."""
 
-    def __init__(self, db_target: "Path | str", settings: UpstreamSettings, *, transport: httpx.BaseTransport | None = None,
-                 workers: int | None = None) -> None:
+    def __init__(
+        self,
+        db_target: Path | str,
+        settings: UpstreamSettings,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        workers: int | None = None,
+    ) -> None:
         self.stop_event = threading.Event()
-        self.senders = [OutboxSender(db_target, settings, transport=transport) for _ in range(workers or settings.workers)]
-        self.threads = [threading.Thread(target=s.run_forever, args=(self.stop_event,), name=f"outbox-sender-{i}", daemon=True)
-                        for i, s in enumerate(self.senders)]
+        self.senders = [
+            OutboxSender(db_target, settings, transport=transport)
+            for _ in range(workers or settings.workers)
+        ]
+        self.threads = [
+            threading.Thread(
+                target=s.run_forever,
+                args=(self.stop_event,),
+                name=f"outbox-sender-{i}",
+                daemon=True,
+            )
+            for i, s in enumerate(self.senders)
+        ]
         self._timeout_s = settings.timeout_s
 
-    def start(self) -> "SenderPool":
+    def start(self) -> SenderPool:
         for t in self.threads:
             t.start()
         return self
@@ -550,6 +661,11 @@ class SenderPool:
                 s.close()
 
 
-def start_senders(db_target: "Path | str", settings: UpstreamSettings, *, transport: httpx.BaseTransport | None = None) -> SenderPool:
+def start_senders(
+    db_target: Path | str,
+    settings: UpstreamSettings,
+    *,
+    transport: httpx.BaseTransport | None = None,
+) -> SenderPool:
     """Start ``settings.workers`` sender threads on ``db_target``; stop them with :meth:`SenderPool.stop`."""
     return SenderPool(db_target, settings, transport=transport).start()

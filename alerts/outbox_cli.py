@@ -16,7 +16,7 @@ from typing import Any
 from alerts import outbox
 
 
-def _target(args: argparse.Namespace) -> "Path | str":
+def _target(args: argparse.Namespace) -> Path | str:
     if getattr(args, "db", None):
         return args.db
     from farsight.settings import load_settings
@@ -32,10 +32,14 @@ def _cmd_status(args: argparse.Namespace) -> int:
         print(json.dumps({**st, "dead_letters": dead}, ensure_ascii=False))
         return 0
     age = st["oldest_pending_age_s"]
-    print(f"pending {st['pending']}  sent {st['sent']}  dead {st['dead']}"
-          + (f"  oldest pending {age:.0f} s" if age is not None else ""))
+    print(
+        f"pending {st['pending']}  sent {st['sent']}  dead {st['dead']}"
+        + (f"  oldest pending {age:.0f} s" if age is not None else "")
+    )
     for d in dead:
-        print(f"dead\t{d['key']}\talert {d['alert_id']}\tattempts {d['attempts']}\t{d['last_error']}")
+        print(
+            f"dead\t{d['key']}\talert {d['alert_id']}\tattempts {d['attempts']}\t{d['last_error']}"
+        )
     if st["dead"] > len(dead):
         print(f"... {st['dead'] - len(dead)} more dead letters (--dead N shows more)")
     return 0
@@ -43,7 +47,13 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 def _cmd_redrive(args: argparse.Namespace) -> int:
     n = outbox.redrive(_target(args), alert_id=args.alert, key=args.key)
-    what = f"alert {args.alert}" if args.alert is not None else f"key {args.key}" if args.key else "all"
+    what = (
+        f"alert {args.alert}"
+        if args.alert is not None
+        else f"key {args.key}"
+        if args.key
+        else "all"
+    )
     print(f"{n} dead letter(s) back to pending ({what})")
     return 0 if n or args.all else 1
 
@@ -55,8 +65,18 @@ def add_outbox_parser(sub: Any) -> None:
 
     def common(q: argparse.ArgumentParser) -> None:
         # SUPPRESS: a default here would overwrite the main parser's --config.
-        q.add_argument("--config", "-c", type=Path, default=argparse.SUPPRESS, help="farsight.yaml (database: its database_url or data_dir)")
-        q.add_argument("--db", default=None, help="database (SQLite file or postgresql:// URL) instead of the settings'")
+        q.add_argument(
+            "--config",
+            "-c",
+            type=Path,
+            default=argparse.SUPPRESS,
+            help="farsight.yaml (database: its database_url or data_dir)",
+        )
+        q.add_argument(
+            "--db",
+            default=None,
+            help="database (SQLite file or postgresql:// URL) instead of the settings'",
+        )
 
     q = actions.add_parser("status", help="rows per status, oldest pending age, dead letters")
     common(q)

@@ -96,7 +96,9 @@ def parse_report_time(text: str, name: str = "time") -> datetime:
     try:
         ts = datetime.fromisoformat(text)
     except ValueError:
-        raise ValueError(f"{name} {raw!r} is not an ISO 8601 time (e.g. 2026-11-25T00:00:00+08:00)") from None
+        raise ValueError(
+            f"{name} {raw!r} is not an ISO 8601 time (e.g. 2026-11-25T00:00:00+08:00)"
+        ) from None
     if ts.tzinfo is None or ts.utcoffset() is None:
         raise ValueError(f"{name} {raw!r} has no UTC offset; add one, e.g. +08:00 or Z")
     return ts
@@ -116,8 +118,10 @@ def check_range(start: datetime, end: datetime) -> None:
     if start >= end:
         raise ValueError(f"from {start.isoformat()} must be before to {end.isoformat()}")
     if end - start > MAX_RANGE:
-        raise ValueError(f"the period {start.isoformat()} to {end.isoformat()} is longer than {MAX_RANGE.days} days; "
-                         "split it into several reports")
+        raise ValueError(
+            f"the period {start.isoformat()} to {end.isoformat()} is longer than {MAX_RANGE.days} days; "
+            "split it into several reports"
+        )
 
 
 def store_now(store: Any) -> datetime:
@@ -126,15 +130,18 @@ def store_now(store: Any) -> datetime:
     return clock.now() if clock is not None else datetime.now(UTC)
 
 
-def default_range(now: datetime, start: datetime | None = None,
-                  end: datetime | None = None) -> tuple[datetime, datetime]:
+def default_range(
+    now: datetime, start: datetime | None = None, end: datetime | None = None
+) -> tuple[datetime, datetime]:
     """Fill a missing end with ``now`` and a missing start with one :data:`DEFAULT_RANGE` before the end.
 
     A filled-in time takes the other one's UTC offset when that one was given, else ``now``'s
     (callers pass the machine's local now), because the report counts days in the start's offset.
     """
     if end is None:
-        end = now.astimezone(start.tzinfo) if start is not None and start.tzinfo is not None else now
+        end = (
+            now.astimezone(start.tzinfo) if start is not None and start.tzinfo is not None else now
+        )
     if start is None:
         start = end - DEFAULT_RANGE
     return start, end
@@ -205,7 +212,11 @@ class Trend:
     @property
     def totals(self) -> tuple[int, ...]:
         """Alerts per bucket, all severities together."""
-        return tuple(sum(c) for c in zip(*(v for _, v in self.series), strict=True)) if self.series else ()
+        return (
+            tuple(sum(c) for c in zip(*(v for _, v in self.series), strict=True))
+            if self.series
+            else ()
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -393,8 +404,11 @@ def collect_risk_report(
     by_severity: dict[str, int] = defaultdict(int)
     by_activity: dict[str, int] = defaultdict(int)
     total = 0
-    for r in db.query(f"SELECT severity, state, activity, count(*) AS n FROM alerts WHERE {where}"
-                      " GROUP BY severity, state, activity", tuple(args)):
+    for r in db.query(
+        f"SELECT severity, state, activity, count(*) AS n FROM alerts WHERE {where}"
+        " GROUP BY severity, state, activity",
+        tuple(args),
+    ):
         n = int(r["n"])
         total += n
         by_state[r["state"]] += n
@@ -402,11 +416,17 @@ def collect_risk_report(
         by_activity[r["activity"]] += n
 
     # Per rule, and per kind when the caller knows the kinds.
-    rule_rows = [(r["rule_id"], int(r["n"])) for r in db.query(
-        f"SELECT rule_id, count(*) AS n FROM alerts WHERE {where} GROUP BY rule_id", tuple(args))]
+    rule_rows = [
+        (r["rule_id"], int(r["n"]))
+        for r in db.query(
+            f"SELECT rule_id, count(*) AS n FROM alerts WHERE {where} GROUP BY rule_id", tuple(args)
+        )
+    ]
     rule_rows.sort(key=lambda x: (-x[1], x[0]))
-    by_rule = tuple(RuleCount(rid, (rule_kinds.get(rid, UNKNOWN_KIND) if rule_kinds is not None else None), n)
-                    for rid, n in rule_rows)
+    by_rule = tuple(
+        RuleCount(rid, (rule_kinds.get(rid, UNKNOWN_KIND) if rule_kinds is not None else None), n)
+        for rid, n in rule_rows
+    )
     by_kind: tuple[tuple[str, int], ...] = ()
     if rule_kinds is not None:
         kinds: dict[str, int] = defaultdict(int)
@@ -419,11 +439,21 @@ def collect_risk_report(
     site_rows = db.query(
         f"SELECT site, department, count(*) AS n, sum(CASE WHEN severity IN ({', '.join('?' * len(severe))})"
         f" THEN 1 ELSE 0 END) AS severe FROM alerts WHERE {where} GROUP BY site, department",
-        tuple(severe + args))
+        tuple(severe + args),
+    )
     sites_all = sorted(
-        (SiteCount(site=r["site"], name=_site_name(registry, r["site"]), department=r["department"],
-                   count=int(r["n"]), severe=int(r["severe"] or 0)) for r in site_rows),
-        key=lambda s: (-s.count, -s.severe, s.site))
+        (
+            SiteCount(
+                site=r["site"],
+                name=_site_name(registry, r["site"]),
+                department=r["department"],
+                count=int(r["n"]),
+                severe=int(r["severe"] or 0),
+            )
+            for r in site_rows
+        ),
+        key=lambda s: (-s.count, -s.severe, s.site),
+    )
 
     # Trend: bucket index by integer arithmetic from an anchor, in a derived table so that the
     # GROUP BY names a column (PostgreSQL refuses to match "(created - $1) / $2" against
@@ -433,14 +463,19 @@ def collect_risk_report(
     step_ms = int(step.total_seconds() * 1000)
     n_buckets = max(1, math.ceil((end - anchor) / step))
     grid: dict[str, list[int]] = {s: [0] * n_buckets for s in SEVERITY_ORDER}
-    for r in db.query(f"SELECT b, severity, count(*) AS n FROM (SELECT (created - ?) / ? AS b, severity FROM alerts"
-                      f" WHERE {where}) AS t GROUP BY b, severity", tuple([to_epoch_ms(anchor), step_ms] + args)):
+    for r in db.query(
+        f"SELECT b, severity, count(*) AS n FROM (SELECT (created - ?) / ? AS b, severity FROM alerts"
+        f" WHERE {where}) AS t GROUP BY b, severity",
+        tuple([to_epoch_ms(anchor), step_ms] + args),
+    ):
         b = int(r["b"])
         if 0 <= b < n_buckets:
             grid.setdefault(r["severity"], [0] * n_buckets)[b] += int(r["n"])
-    trend = Trend(step="hour" if step < timedelta(days=1) else "day",
-                  starts=tuple(anchor + i * step for i in range(n_buckets)),
-                  series=tuple((s, tuple(v)) for s, v in grid.items()))
+    trend = Trend(
+        step="hour" if step < timedelta(days=1) else "day",
+        starts=tuple(anchor + i * step for i in range(n_buckets)),
+        series=tuple((s, tuple(v)) for s, v in grid.items()),
+    )
 
     # Per alert: risk score, operator and finding. Scores are computed with the queue's own
     # formula (alerts.risk.explain) at ``now``, so the report agrees with the queue's order.
@@ -448,8 +483,11 @@ def collect_risk_report(
     closed_ids: set[Any] = set()
     findings: dict[str, int] = defaultdict(int)
     entities: dict[str, dict[str, Any]] = {}
-    for r in db.query("SELECT id, entity_id, severity, credit_grade, entity_repeats, evidence, created, state, handling"
-                      f" FROM alerts WHERE {where}", tuple(args)):
+    for r in db.query(
+        "SELECT id, entity_id, severity, credit_grade, entity_repeats, evidence, created, state, handling"
+        f" FROM alerts WHERE {where}",
+        tuple(args),
+    ):
         aid = r["id"]
         created_at[aid] = int(r["created"])
         if r["state"] == CLOSED_STATE:
@@ -461,40 +499,81 @@ def collect_risk_report(
         if not r["entity_id"]:
             continue  # an alert with no operator (an ambient station of the state) has no one to rank
         evidence = _json(r["evidence"], [], aid, "evidence")
-        score = explain(severity=r["severity"], credit_grade=r["credit_grade"], repeats=int(r["entity_repeats"] or 0),
-                        evidence=len(evidence) if isinstance(evidence, list) else 0,
-                        created=from_epoch_ms(int(r["created"])), now=now, params=params_risk).value
-        e = entities.setdefault(r["entity_id"], {"count": 0, "max": 0.0, "sum": 0.0, "grade": r["credit_grade"]})
+        score = explain(
+            severity=r["severity"],
+            credit_grade=r["credit_grade"],
+            repeats=int(r["entity_repeats"] or 0),
+            evidence=len(evidence) if isinstance(evidence, list) else 0,
+            created=from_epoch_ms(int(r["created"])),
+            now=now,
+            params=params_risk,
+        ).value
+        e = entities.setdefault(
+            r["entity_id"], {"count": 0, "max": 0.0, "sum": 0.0, "grade": r["credit_grade"]}
+        )
         e["count"] += 1
         e["max"] = max(e["max"], score)
         e["sum"] += score
         e["grade"] = _worst_grade(e["grade"], r["credit_grade"])
     names = _entity_names(registry)
-    entity_rows = [EntityRisk(entity_id=k, name=names.get(k), count=v["count"], max_score=round(v["max"], 3),
-                              total_score=round(v["sum"], 3), worst_grade=v["grade"]) for k, v in entities.items()]
+    entity_rows = [
+        EntityRisk(
+            entity_id=k,
+            name=names.get(k),
+            count=v["count"],
+            max_score=round(v["max"], 3),
+            total_score=round(v["sum"], 3),
+            worst_grade=v["grade"],
+        )
+        for k, v in entities.items()
+    ]
     by_count = sorted(entity_rows, key=lambda e: (-e.count, -e.total_score, e.entity_id))
     by_risk = sorted(entity_rows, key=lambda e: (-e.total_score, -e.max_score, e.entity_id))
 
     # History: first ack, and the close that left the alert closed, of the period's alerts.
     events_of = f"SELECT id FROM alerts WHERE {where}"
-    acks = db.query(f"SELECT alert_id, min(at) AS at FROM alert_events WHERE action = ? AND alert_id IN ({events_of})"
-                    " GROUP BY alert_id", tuple([ACK_ACTION] + args))
-    closes = db.query(f"SELECT alert_id, max(at) AS at FROM alert_events WHERE action = ? AND alert_id IN ({events_of})"
-                      " GROUP BY alert_id", tuple([CLOSE_ACTION] + args))
+    acks = db.query(
+        f"SELECT alert_id, min(at) AS at FROM alert_events WHERE action = ? AND alert_id IN ({events_of})"
+        " GROUP BY alert_id",
+        tuple([ACK_ACTION] + args),
+    )
+    closes = db.query(
+        f"SELECT alert_id, max(at) AS at FROM alert_events WHERE action = ? AND alert_id IN ({events_of})"
+        " GROUP BY alert_id",
+        tuple([CLOSE_ACTION] + args),
+    )
     # max(0, ...): events are stamped by the acting process's clock; a skew must not give negative waits.
-    ack_s = [max(0, int(r["at"]) - created_at[r["alert_id"]]) / 1000 for r in acks if r["alert_id"] in created_at]
-    close_s = [max(0, int(r["at"]) - created_at[r["alert_id"]]) / 1000 for r in closes
-               if r["alert_id"] in created_at and r["alert_id"] in closed_ids]
+    ack_s = [
+        max(0, int(r["at"]) - created_at[r["alert_id"]]) / 1000
+        for r in acks
+        if r["alert_id"] in created_at
+    ]
+    close_s = [
+        max(0, int(r["at"]) - created_at[r["alert_id"]]) / 1000
+        for r in closes
+        if r["alert_id"] in created_at and r["alert_id"] in closed_ids
+    ]
 
     return RiskReport(
-        start=start, end=end, department=department, generated_at=now, total=total,
-        by_state=_ordered(by_state, STATES), by_severity=_ordered(by_severity, SEVERITY_ORDER),
+        start=start,
+        end=end,
+        department=department,
+        generated_at=now,
+        total=total,
+        by_state=_ordered(by_state, STATES),
+        by_severity=_ordered(by_severity, SEVERITY_ORDER),
         by_activity=_ordered(by_activity, ACTIVITIES),
-        by_rule=by_rule, by_kind=by_kind,
-        sites=tuple(sites_all[:top_sites]), site_count=len({s.site for s in sites_all}),
-        entities=tuple(by_count[:top_sites]), entity_count=len(entity_rows), top_risk=tuple(by_risk[:TOP_RISK]),
-        trend=trend, findings=_ordered(findings, FINDINGS + (NOT_VERIFIED,)),
-        time_to_ack=_time_to(ack_s), time_to_close=_time_to(close_s),
+        by_rule=by_rule,
+        by_kind=by_kind,
+        sites=tuple(sites_all[:top_sites]),
+        site_count=len({s.site for s in sites_all}),
+        entities=tuple(by_count[:top_sites]),
+        entity_count=len(entity_rows),
+        top_risk=tuple(by_risk[:TOP_RISK]),
+        trend=trend,
+        findings=_ordered(findings, FINDINGS + (NOT_VERIFIED,)),
+        time_to_ack=_time_to(ack_s),
+        time_to_close=_time_to(close_s),
     )
 
 
@@ -514,14 +593,34 @@ def _entity_names(registry: Any) -> dict[str, str]:
 
 # -- rendering -----------------------------------------------------------------------------------
 
-SEVERITY_LABELS = {"critical": "严重 critical", "major": "重大 major", "warning": "一般 warning", "info": "提示 info"}
-SEVERITY_COLOURS = {"critical": "#b91c1c", "major": "#ea580c", "warning": "#ca8a04", "info": "#2563eb"}
+SEVERITY_LABELS = {
+    "critical": "严重 critical",
+    "major": "重大 major",
+    "warning": "一般 warning",
+    "info": "提示 info",
+}
+SEVERITY_COLOURS = {
+    "critical": "#b91c1c",
+    "major": "#ea580c",
+    "warning": "#ca8a04",
+    "info": "#2563eb",
+}
 OTHER_COLOUR = "#6b7280"
-STATE_LABELS = {"new": "新建 new", "open": "待处理 open", "acknowledged": "已确认 acknowledged",
-                "dispatched": "核查中 dispatched", "verified": "已核查 verified", "closed": "已关闭 closed"}
-FINDING_LABELS = {"violation_confirmed": "确认违法 violation confirmed", "no_violation": "未发现违法 no violation",
-                  "equipment_fault": "设备故障 equipment fault", "data_fault": "数据异常 data fault",
-                  NOT_VERIFIED: "尚未核查 not yet verified"}
+STATE_LABELS = {
+    "new": "新建 new",
+    "open": "待处理 open",
+    "acknowledged": "已确认 acknowledged",
+    "dispatched": "核查中 dispatched",
+    "verified": "已核查 verified",
+    "closed": "已关闭 closed",
+}
+FINDING_LABELS = {
+    "violation_confirmed": "确认违法 violation confirmed",
+    "no_violation": "未发现违法 no violation",
+    "equipment_fault": "设备故障 equipment fault",
+    "data_fault": "数据异常 data fault",
+    NOT_VERIFIED: "尚未核查 not yet verified",
+}
 ACTIVITY_LABELS = {"firing": "持续触发 firing", "resolved": "已恢复 resolved"}
 STEP_ZH = {"hour": "小时", "day": "日"}
 UNKNOWN_LABEL = "未知 unknown"
@@ -557,14 +656,20 @@ META_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 """The page's own CSP, so that the file opened from disk (not only as served by the hub) loads nothing."""
 
 METHOD_NOTES = (
-    ("统计本期新建的预警（按创建时间）；状态、核查结论与处置记录为报告生成时的情况。 "
-     "Alerts raised (created) in the period; their state, finding and history as of generation."),
-    ("风险分 = 严重程度 × 信用等级 × 重复 × 证据 × 等待时长，计算时刻为报告生成时间，与预警队列一致；"
-     "主体按本期各预警风险分之和排序。 Risk score as in the queue, computed at generation time; operators are "
-     "ranked by the sum of their alerts' scores (the highest single score is shown beside it)."),
-    ("确认用时：自预警创建至首次确认（ack）；关闭用时：自创建至使其关闭的最后一次关闭操作（仅计当前已关闭的预警）。 "
-     "Time to acknowledge: creation to the first ack; time to close: creation to the last close, of alerts "
-     "now closed."),
+    (
+        "统计本期新建的预警（按创建时间）；状态、核查结论与处置记录为报告生成时的情况。 "
+        "Alerts raised (created) in the period; their state, finding and history as of generation."
+    ),
+    (
+        "风险分 = 严重程度 × 信用等级 × 重复 × 证据 × 等待时长，计算时刻为报告生成时间，与预警队列一致；"
+        "主体按本期各预警风险分之和排序。 Risk score as in the queue, computed at generation time; operators are "
+        "ranked by the sum of their alerts' scores (the highest single score is shown beside it)."
+    ),
+    (
+        "确认用时：自预警创建至首次确认（ack）；关闭用时：自创建至使其关闭的最后一次关闭操作（仅计当前已关闭的预警）。 "
+        "Time to acknowledge: creation to the first ack; time to close: creation to the last close, of alerts "
+        "now closed."
+    ),
 )
 
 
@@ -641,12 +746,16 @@ def _trend_svg(trend: Trend, tz: tzinfo | None) -> str:
     parts = [
         f'<svg viewBox="0 0 {width} {height}" role="img" aria-labelledby="trend-title trend-desc">',
         f'<title id="trend-title">预警趋势 Alerts raised per {en} by severity</title>',
-        (f'<desc id="trend-desc">每{zh}一柱，按严重程度堆叠。 Stacked bars, one per {en} ({n} in all), '
-         f"by severity; at most {peak} alerts in one {en}.</desc>"),
+        (
+            f'<desc id="trend-desc">每{zh}一柱，按严重程度堆叠。 Stacked bars, one per {en} ({n} in all), '
+            f"by severity; at most {peak} alerts in one {en}.</desc>"
+        ),
     ]
     for v in range(0, y_top + 1, step):  # gridlines and y-axis labels
         y = base - plot_h * v / y_top
-        parts.append(f'<line x1="{left}" y1="{y:.1f}" x2="{width - right}" y2="{y:.1f}" stroke="#e5e7eb"/>')
+        parts.append(
+            f'<line x1="{left}" y1="{y:.1f}" x2="{width - right}" y2="{y:.1f}" stroke="#e5e7eb"/>'
+        )
         parts.append(f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">{v}</text>')
     bw = plot_w / n
     gap = bw * 0.15 if bw > 4 else 0.0
@@ -663,42 +772,72 @@ def _trend_svg(trend: Trend, tz: tzinfo | None) -> str:
             h = plot_h * c / y_top
             y -= h
             colour = SEVERITY_COLOURS.get(sev, OTHER_COLOUR)
-            parts.append(f'<rect x="{x + gap / 2:.1f}" y="{y:.1f}" width="{bw - gap:.1f}" height="{h:.1f}" '
-                         f'fill="{colour}"><title>{when} · {_label(SEVERITY_LABELS, sev)}: {c}</title></rect>')
+            parts.append(
+                f'<rect x="{x + gap / 2:.1f}" y="{y:.1f}" width="{bw - gap:.1f}" height="{h:.1f}" '
+                f'fill="{colour}"><title>{when} · {_label(SEVERITY_LABELS, sev)}: {c}</title></rect>'
+            )
         if i % label_every == 0:
             label = _e(start.astimezone(tz).strftime(fmt))
-            parts.append(f'<text x="{x + bw / 2:.1f}" y="{base + 16}" text-anchor="middle">{label}</text>')
+            parts.append(
+                f'<text x="{x + bw / 2:.1f}" y="{base + 16}" text-anchor="middle">{label}</text>'
+            )
     # Axes last, over the bars.
     parts.append(f'<line x1="{left}" y1="{top_m}" x2="{left}" y2="{base}" stroke="#374151"/>')
-    parts.append(f'<line x1="{left}" y1="{base}" x2="{width - right}" y2="{base}" stroke="#374151"/>')
+    parts.append(
+        f'<line x1="{left}" y1="{base}" x2="{width - right}" y2="{base}" stroke="#374151"/>'
+    )
     offset = _e(_offset_label(trend.starts[0])) if trend.starts else "UTC"
-    parts.append(f'<text x="{left + plot_w / 2:.1f}" y="{height - 6}" text-anchor="middle">'
-                 f"{zh} {en} ({offset})</text>")
+    parts.append(
+        f'<text x="{left + plot_w / 2:.1f}" y="{height - 6}" text-anchor="middle">'
+        f"{zh} {en} ({offset})</text>"
+    )
     mid = top_m + plot_h / 2
-    parts.append(f'<text x="12" y="{mid:.1f}" text-anchor="middle" transform="rotate(-90 12 {mid:.1f})">'
-                 "预警数 alerts</text>")
+    parts.append(
+        f'<text x="12" y="{mid:.1f}" text-anchor="middle" transform="rotate(-90 12 {mid:.1f})">'
+        "预警数 alerts</text>"
+    )
     parts.append("</svg>")
     return "".join(parts)
 
 
 def _legend(trend: Trend) -> str:
-    items = (f'<span class="sev" style="background:{SEVERITY_COLOURS.get(s, OTHER_COLOUR)}"></span>'
-             f"{_label(SEVERITY_LABELS, s)}" for s, _ in trend.series)
+    items = (
+        f'<span class="sev" style="background:{SEVERITY_COLOURS.get(s, OTHER_COLOUR)}"></span>'
+        f"{_label(SEVERITY_LABELS, s)}"
+        for s, _ in trend.series
+    )
     return "<p>" + " ".join(items) + "</p>"
 
 
-def _table(table_id: str, caption: str, head: Sequence[tuple[str, bool]], rows: Iterable[Sequence[str]]) -> str:
+def _table(
+    table_id: str, caption: str, head: Sequence[tuple[str, bool]], rows: Iterable[Sequence[str]]
+) -> str:
     """A table; ``head`` holds (label, numeric) pairs; cells are HTML, already escaped."""
     num = ' class="n"'
     ths = "".join(f'<th scope="col"{num if is_num else ""}>{label}</th>' for label, is_num in head)
-    body = ("<tr>" + "".join(f'<td{num if is_num else ""}>{cell}</td>'
-                             for cell, (_, is_num) in zip(row, head, strict=True)) + "</tr>" for row in rows)
-    return (f'<table id="{table_id}"><caption class="note">{caption}</caption><thead><tr>{ths}</tr></thead>'
-            f'<tbody>{"".join(body)}</tbody></table>')
+    body = (
+        "<tr>"
+        + "".join(
+            f"<td{num if is_num else ''}>{cell}</td>"
+            for cell, (_, is_num) in zip(row, head, strict=True)
+        )
+        + "</tr>"
+        for row in rows
+    )
+    return (
+        f'<table id="{table_id}"><caption class="note">{caption}</caption><thead><tr>{ths}</tr></thead>'
+        f"<tbody>{''.join(body)}</tbody></table>"
+    )
 
 
-def _counts_table(table_id: str, caption: str, key_head: str, pairs: Sequence[tuple[str, int]],
-                  labels: Mapping[str, str], total: int) -> str:
+def _counts_table(
+    table_id: str,
+    caption: str,
+    key_head: str,
+    pairs: Sequence[tuple[str, int]],
+    labels: Mapping[str, str],
+    total: int,
+) -> str:
     top = max((n for _, n in pairs), default=0)
     rows = [(_label(labels, k), str(n), _pct(n, total), _bar(n, top)) for k, n in pairs]
     head = [(key_head, False), ("数量 count", True), ("占比 share", True), ("", False)]
@@ -728,13 +867,23 @@ def render_risk_report_html(report: RiskReport) -> str:
     sev = dict(report.by_severity)
     act = dict(report.by_activity)
     cards = [("sum-total", "预警总数 Alerts raised", str(report.total))]
-    cards += [(f"sum-{_e(s)}", _label(SEVERITY_LABELS, s), str(sev.get(s, 0))) for s in SEVERITY_ORDER]
+    cards += [
+        (f"sum-{_e(s)}", _label(SEVERITY_LABELS, s), str(sev.get(s, 0))) for s in SEVERITY_ORDER
+    ]
     cards += [
         ("sum-firing", "仍在触发 Still firing", str(act.get("firing", 0))),
         ("sum-sites", "涉及站点 Sites", str(report.site_count)),
         ("sum-entities", "涉及主体 Operators", str(report.entity_count)),
-        ("sum-mtta", "平均确认用时 Mean time to acknowledge", _e(_fmt_duration(report.time_to_ack.mean_s))),
-        ("sum-mttc", "平均关闭用时 Mean time to close", _e(_fmt_duration(report.time_to_close.mean_s))),
+        (
+            "sum-mtta",
+            "平均确认用时 Mean time to acknowledge",
+            _e(_fmt_duration(report.time_to_ack.mean_s)),
+        ),
+        (
+            "sum-mttc",
+            "平均关闭用时 Mean time to close",
+            _e(_fmt_duration(report.time_to_close.mean_s)),
+        ),
     ]
     out = [
         "<!DOCTYPE html>",
@@ -781,8 +930,11 @@ def _trend_section(report: RiskReport, tz: tzinfo | None) -> list[str]:
     trend = report.trend
     head = [("起始 Start", False)] + [(_label(SEVERITY_LABELS, s), True) for s, _ in trend.series]
     head.append(("合计 Total", True))
-    rows = [[_e(_fmt_time(t, tz))] + [str(c[i]) for _, c in trend.series] + [str(trend.totals[i])]
-            for i, t in enumerate(trend.starts) if trend.totals[i]]
+    rows = [
+        [_e(_fmt_time(t, tz))] + [str(c[i]) for _, c in trend.series] + [str(trend.totals[i])]
+        for i, t in enumerate(trend.starts)
+        if trend.totals[i]
+    ]
     return [
         '<section aria-labelledby="h-trend"><h2 id="h-trend">预警趋势 Trend</h2>',
         f"<figure>{_trend_svg(trend, tz)}<figcaption>{_legend(trend)}</figcaption></figure>",
@@ -798,59 +950,162 @@ def _handling_sections(report: RiskReport) -> list[str]:
     times = [("确认 Acknowledge", report.time_to_ack), ("关闭 Close", report.time_to_close)]
     return [
         '<section aria-labelledby="h-severity"><h2 id="h-severity">严重程度与处置状态 Severity and handling</h2>',
-        _counts_table("t-severity", "按严重程度 By severity", "严重程度 Severity", report.by_severity,
-                      SEVERITY_LABELS, n),
-        _counts_table("t-states", "按处置状态（当前） By handling state, now", "状态 State", report.by_state,
-                      STATE_LABELS, n),
-        _counts_table("t-activity", "按触发状态 By activity", "触发 Activity", report.by_activity,
-                      ACTIVITY_LABELS, n),
+        _counts_table(
+            "t-severity",
+            "按严重程度 By severity",
+            "严重程度 Severity",
+            report.by_severity,
+            SEVERITY_LABELS,
+            n,
+        ),
+        _counts_table(
+            "t-states",
+            "按处置状态（当前） By handling state, now",
+            "状态 State",
+            report.by_state,
+            STATE_LABELS,
+            n,
+        ),
+        _counts_table(
+            "t-activity",
+            "按触发状态 By activity",
+            "触发 Activity",
+            report.by_activity,
+            ACTIVITY_LABELS,
+            n,
+        ),
         "</section>",
         '<section aria-labelledby="h-findings"><h2 id="h-findings">核查结论 Verification outcomes</h2>',
-        _counts_table("t-findings", "现场核查结论 On-site verification findings", "结论 Finding", report.findings,
-                      FINDING_LABELS, n),
-        _table("t-times", "处置用时 Handling times",
-               [("环节 Step", False), ("预警数 Alerts", True), ("平均 Mean", True), ("中位数 Median", True)],
-               [(step, str(t.n), _e(_fmt_duration(t.mean_s)), _e(_fmt_duration(t.median_s))) for step, t in times]),
+        _counts_table(
+            "t-findings",
+            "现场核查结论 On-site verification findings",
+            "结论 Finding",
+            report.findings,
+            FINDING_LABELS,
+            n,
+        ),
+        _table(
+            "t-times",
+            "处置用时 Handling times",
+            [
+                ("环节 Step", False),
+                ("预警数 Alerts", True),
+                ("平均 Mean", True),
+                ("中位数 Median", True),
+            ],
+            [
+                (step, str(t.n), _e(_fmt_duration(t.mean_s)), _e(_fmt_duration(t.median_s)))
+                for step, t in times
+            ],
+        ),
         "</section>",
     ]
 
 
 def _who_sections(report: RiskReport) -> list[str]:
     """Operators of highest risk, sites, operators and rules."""
-    top_risk = [(str(i), _e(e.name or "—"), _code(e.entity_id), str(e.count), f"{e.total_score:.2f}",
-                 f"{e.max_score:.2f}", _e(e.worst_grade)) for i, e in enumerate(report.top_risk, 1)]
+    top_risk = [
+        (
+            str(i),
+            _e(e.name or "—"),
+            _code(e.entity_id),
+            str(e.count),
+            f"{e.total_score:.2f}",
+            f"{e.max_score:.2f}",
+            _e(e.worst_grade),
+        )
+        for i, e in enumerate(report.top_risk, 1)
+    ]
     most = report.sites[0].count if report.sites else 0
-    sites = [(_e(s.name or "—"), _code(s.site), _e(s.department), str(s.count), str(s.severe), _bar(s.count, most))
-             for s in report.sites]
-    entities = [(_e(e.name or "—"), _code(e.entity_id), str(e.count), f"{e.max_score:.2f}", _e(e.worst_grade))
-                for e in report.entities]
+    sites = [
+        (
+            _e(s.name or "—"),
+            _code(s.site),
+            _e(s.department),
+            str(s.count),
+            str(s.severe),
+            _bar(s.count, most),
+        )
+        for s in report.sites
+    ]
+    entities = [
+        (
+            _e(e.name or "—"),
+            _code(e.entity_id),
+            str(e.count),
+            f"{e.max_score:.2f}",
+            _e(e.worst_grade),
+        )
+        for e in report.entities
+    ]
     with_kind = bool(report.by_rule) and report.by_rule[0].kind is not None
-    rules = [[_code(r.rule_id)] + ([_e(r.kind) if r.kind else UNKNOWN_LABEL] if with_kind else []) + [str(r.count)]
-             for r in report.by_rule]
+    rules = [
+        [_code(r.rule_id)]
+        + ([_e(r.kind) if r.kind else UNKNOWN_LABEL] if with_kind else [])
+        + [str(r.count)]
+        for r in report.by_rule
+    ]
     out = [
         '<section aria-labelledby="h-top-risk"><h2 id="h-top-risk">高风险主体 Top operators by risk</h2>',
-        _table("t-top-risk", f"风险分之和最高的 {TOP_RISK} 个主体 The {TOP_RISK} operators with the highest sum of "
-                             "risk scores",
-               [("排名 Rank", True), ("主体 Operator", False), ("统一社会信用代码 Credit code", False),
-                ("预警 Alerts", True), ("风险分合计 Total risk", True), ("最高风险分 Highest", True),
-                ("最差信用 Worst grade", False)], top_risk),
+        _table(
+            "t-top-risk",
+            f"风险分之和最高的 {TOP_RISK} 个主体 The {TOP_RISK} operators with the highest sum of "
+            "risk scores",
+            [
+                ("排名 Rank", True),
+                ("主体 Operator", False),
+                ("统一社会信用代码 Credit code", False),
+                ("预警 Alerts", True),
+                ("风险分合计 Total risk", True),
+                ("最高风险分 Highest", True),
+                ("最差信用 Worst grade", False),
+            ],
+            top_risk,
+        ),
         "</section>",
         '<section aria-labelledby="h-sites"><h2 id="h-sites">站点 Sites</h2>',
-        _table("t-sites", f"预警最多的站点（共 {report.site_count} 个） Sites with most alerts "
-                          f"({report.site_count} in all)",
-               [("站点 Site", False), ("编号 Id", False), ("部门 Department", False), ("预警 Alerts", True),
-                ("严重+重大 Critical+major", True), ("", False)], sites),
+        _table(
+            "t-sites",
+            f"预警最多的站点（共 {report.site_count} 个） Sites with most alerts "
+            f"({report.site_count} in all)",
+            [
+                ("站点 Site", False),
+                ("编号 Id", False),
+                ("部门 Department", False),
+                ("预警 Alerts", True),
+                ("严重+重大 Critical+major", True),
+                ("", False),
+            ],
+            sites,
+        ),
         "</section>",
         '<section aria-labelledby="h-entities"><h2 id="h-entities">主体 Operators</h2>',
-        _table("t-entities", f"预警最多的主体（共 {report.entity_count} 个） Operators with most alerts "
-                             f"({report.entity_count} in all)",
-               [("主体 Operator", False), ("统一社会信用代码 Credit code", False), ("预警 Alerts", True),
-                ("最高风险分 Highest risk", True), ("最差信用 Worst grade", False)], entities),
+        _table(
+            "t-entities",
+            f"预警最多的主体（共 {report.entity_count} 个） Operators with most alerts "
+            f"({report.entity_count} in all)",
+            [
+                ("主体 Operator", False),
+                ("统一社会信用代码 Credit code", False),
+                ("预警 Alerts", True),
+                ("最高风险分 Highest risk", True),
+                ("最差信用 Worst grade", False),
+            ],
+            entities,
+        ),
         "</section>",
         '<section aria-labelledby="h-rules"><h2 id="h-rules">规则 Rules</h2>',
     ]
     if report.by_kind:
-        out.append(_counts_table("t-kinds", "按规则类型 By rule kind", "类型 Kind", report.by_kind, {}, report.total))
-    head = [("规则 Rule", False)] + ([("类型 Kind", False)] if with_kind else []) + [("预警 Alerts", True)]
+        out.append(
+            _counts_table(
+                "t-kinds", "按规则类型 By rule kind", "类型 Kind", report.by_kind, {}, report.total
+            )
+        )
+    head = (
+        [("规则 Rule", False)]
+        + ([("类型 Kind", False)] if with_kind else [])
+        + [("预警 Alerts", True)]
+    )
     out += [_table("t-rules", "按规则 By rule", head, rules), "</section>"]
     return out

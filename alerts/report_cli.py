@@ -8,8 +8,8 @@ error, because an empty report of a database that is not there would read as "no
 from __future__ import annotations
 
 import argparse
-import logging
 import getpass
+import logging
 import os
 import sys
 from collections.abc import Mapping
@@ -48,7 +48,9 @@ def _database(settings: Any) -> Path | str:
 def _open_store(settings: Any) -> Any:
     """The alert store of the settings' database."""
     try:
-        from alerts.store import AlertStore as Store  # the backend-neutral store (SQLite file or PostgreSQL URL)
+        from alerts.store import (
+            AlertStore as Store,
+        )  # the backend-neutral store (SQLite file or PostgreSQL URL)
     except ImportError:  # a tree from before the backend-neutral store: SQLite only
         from alerts.store_sqlite import SqliteAlertStore as Store  # type: ignore[no-redef]
     return Store(_database(settings), risk=settings.alerts.risk)
@@ -64,7 +66,9 @@ def _rule_kinds(settings: Any) -> Mapping[str, str] | None:
     from rules.model import load_ruleset
 
     try:
-        return {r.id: r.kind for r in load_ruleset(settings.rules.files, settings.rules.default_pack)}
+        return {
+            r.id: r.kind for r in load_ruleset(settings.rules.files, settings.rules.default_pack)
+        }
     except ConfigError as exc:
         print(f"warning: rules did not load, the report has no rule kinds: {exc}", file=sys.stderr)
         return None
@@ -83,7 +87,10 @@ def cmd_risk_report(args: argparse.Namespace) -> int:
         return 2
     database = _database(settings)
     if isinstance(database, Path) and not database.is_file():
-        print(f"error: no database at {database} (set data_dir in the settings or FARSIGHT_DATA_DIR)", file=sys.stderr)
+        print(
+            f"error: no database at {database} (set data_dir in the settings or FARSIGHT_DATA_DIR)",
+            file=sys.stderr,
+        )
         return 1
     store = _open_store(settings)
     try:
@@ -94,12 +101,27 @@ def cmd_risk_report(args: argparse.Namespace) -> int:
         except ValueError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
-        report = collect_risk_report(store, start=start, end=end, department=args.department, registry=registry,
-                                     rule_kinds=_rule_kinds(settings))
+        report = collect_risk_report(
+            store,
+            start=start,
+            end=end,
+            department=args.department,
+            registry=registry,
+            rule_kinds=_rule_kinds(settings),
+        )
         # Whoever runs the command on the server exports the data: recorded in the audit chain.
-        store.audit.append(f"os:{getpass.getuser()}", "export", "report:risk", {
-            "format": "html", "department": args.department, "from": start.isoformat(), "to": end.isoformat(),
-            "alerts": report.total})
+        store.audit.append(
+            f"os:{getpass.getuser()}",
+            "export",
+            "report:risk",
+            {
+                "format": "html",
+                "department": args.department,
+                "from": start.isoformat(),
+                "to": end.isoformat(),
+                "alerts": report.total,
+            },
+        )
     finally:
         store.close()
     out = Path(args.out) if args.out is not None else Path.cwd() / report_filename(start, end)
@@ -108,7 +130,10 @@ def cmd_risk_report(args: argparse.Namespace) -> int:
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     tmp.write_text(render_risk_report_html(report), encoding="utf-8")
     os.replace(tmp, out)
-    log.info("risk report written", extra=kv(path=out, alerts=report.total, department=args.department or "*"))
+    log.info(
+        "risk report written",
+        extra=kv(path=out, alerts=report.total, department=args.department or "*"),
+    )
     print(out)
     return 0
 
@@ -117,17 +142,43 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     """Add ``report risk`` to the main CLI."""
     p = subparsers.add_parser("report", help="offline reports of the risk queue")
     kinds = p.add_subparsers(dest="report_command", metavar="REPORT", required=True)
-    q = kinds.add_parser("risk", help="风险预警报告: the risk warning report of a period, one self-contained HTML file",
-                         description="Alerts raised in [--from, --to), counted by state, severity, site, operator, "
-                                     "finding and time, with a trend chart; default period: the last 7 days.")
-    q.add_argument("--from", dest="start", type=_time_arg, default=None, metavar="ISO",
-                   help="start, ISO 8601 with UTC offset, e.g. 2026-11-01T00:00:00+08:00 (default: 7 days before --to)")
-    q.add_argument("--to", dest="end", type=_time_arg, default=None, metavar="ISO",
-                   help="end (exclusive), ISO 8601 with UTC offset (default: now)")
-    q.add_argument("--department", default=None, help="only this department's alerts (default: all)")
-    q.add_argument("--out", type=Path, default=None,
-                   help="HTML file to write (default: ./risk-report-<from>-<to>.html)")
+    q = kinds.add_parser(
+        "risk",
+        help="风险预警报告: the risk warning report of a period, one self-contained HTML file",
+        description="Alerts raised in [--from, --to), counted by state, severity, site, operator, "
+        "finding and time, with a trend chart; default period: the last 7 days.",
+    )
+    q.add_argument(
+        "--from",
+        dest="start",
+        type=_time_arg,
+        default=None,
+        metavar="ISO",
+        help="start, ISO 8601 with UTC offset, e.g. 2026-11-01T00:00:00+08:00 (default: 7 days before --to)",
+    )
+    q.add_argument(
+        "--to",
+        dest="end",
+        type=_time_arg,
+        default=None,
+        metavar="ISO",
+        help="end (exclusive), ISO 8601 with UTC offset (default: now)",
+    )
+    q.add_argument(
+        "--department", default=None, help="only this department's alerts (default: all)"
+    )
+    q.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="HTML file to write (default: ./risk-report-<from>-<to>.html)",
+    )
     # SUPPRESS: when not given here, the main parser's global --config (same dest) stays in force.
-    q.add_argument("--config", "-c", type=Path, default=argparse.SUPPRESS,
-                   help="farsight.yaml (default: the global --config)")
+    q.add_argument(
+        "--config",
+        "-c",
+        type=Path,
+        default=argparse.SUPPRESS,
+        help="farsight.yaml (default: the global --config)",
+    )
     q.set_defaults(func=cmd_risk_report)

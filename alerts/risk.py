@@ -33,22 +33,43 @@ class RiskScore:
     factors: tuple[Factor, ...]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"score": round(self.value, 3),
-                "factors": [{"name": f.name, "detail": f.detail, "multiplier": round(f.multiplier, 3)} for f in self.factors]}
+        return {
+            "score": round(self.value, 3),
+            "factors": [
+                {"name": f.name, "detail": f.detail, "multiplier": round(f.multiplier, 3)}
+                for f in self.factors
+            ],
+        }
 
 
-def explain(*, severity: str, credit_grade: str, repeats: int, evidence: int, created: datetime, now: datetime,
-            params: RiskSettings) -> RiskScore:
+def explain(
+    *,
+    severity: str,
+    credit_grade: str,
+    repeats: int,
+    evidence: int,
+    created: datetime,
+    now: datetime,
+    params: RiskSettings,
+) -> RiskScore:
     """The score of one alert with every factor that made it."""
     hours = max(0.0, (now - created).total_seconds() / 3600)
     counted = min(repeats, params.repeat_cap)
     factors = (
         Factor("severity", severity, params.severity.get(severity, 1.0)),  # type: ignore[call-overload]
-        Factor("credit_grade", f"operator graded {credit_grade}", params.credit.get(credit_grade, 1.0)),  # type: ignore[call-overload]
-        Factor("repeat", f"{repeats} earlier alert(s) of the operator" + (f", {counted} counted" if counted < repeats else ""),
-               1 + params.repeat * counted),
+        Factor(
+            "credit_grade", f"operator graded {credit_grade}", params.credit.get(credit_grade, 1.0)
+        ),  # type: ignore[call-overload]
+        Factor(
+            "repeat",
+            f"{repeats} earlier alert(s) of the operator"
+            + (f", {counted} counted" if counted < repeats else ""),
+            1 + params.repeat * counted,
+        ),
         Factor("evidence", f"{evidence} evidence file(s)", 1 + params.evidence * evidence),
-        Factor("age", f"waiting {hours:.1f} h", 1 + min(params.age_per_hour * hours, params.age_cap)),
+        Factor(
+            "age", f"waiting {hours:.1f} h", 1 + min(params.age_per_hour * hours, params.age_cap)
+        ),
     )
     value = 1.0
     for f in factors:
@@ -56,7 +77,9 @@ def explain(*, severity: str, credit_grade: str, repeats: int, evidence: int, cr
     return RiskScore(value, factors)
 
 
-def sql_order(params: RiskSettings, now: datetime, greatest: str = "greatest", least: str = "least") -> tuple[str, list[Any]]:
+def sql_order(
+    params: RiskSettings, now: datetime, greatest: str = "greatest", least: str = "least"
+) -> tuple[str, list[Any]]:
     """An SQL expression of the score over the alerts table, and its parameters (bound, never
     formatted into the SQL). ``greatest``/``least`` name the dialect's scalar max and min
     (:attr:`farsight.db.Database.greatest`)."""
@@ -64,10 +87,21 @@ def sql_order(params: RiskSettings, now: datetime, greatest: str = "greatest", l
     sev = "CASE severity " + " ".join("WHEN ? THEN ?" for _ in params.severity) + " ELSE 1.0 END"
     for k, v in params.severity.items():
         args += [k, v]
-    credit = "CASE credit_grade " + " ".join("WHEN ? THEN ?" for _ in params.credit) + " ELSE 1.0 END"
+    credit = (
+        "CASE credit_grade " + " ".join("WHEN ? THEN ?" for _ in params.credit) + " ELSE 1.0 END"
+    )
     for k, v in params.credit.items():
         args += [k, v]
-    expr = (f"({sev}) * ({credit}) * (1 + ? * {least}(entity_repeats, ?)) * (1 + ? * evidence_count)"
-            f" * (1 + {least}(? * {greatest}(0, ? - created) / 3600000.0, ?))")
-    args += [params.repeat, params.repeat_cap, params.evidence, params.age_per_hour, to_epoch_ms(now), params.age_cap]
+    expr = (
+        f"({sev}) * ({credit}) * (1 + ? * {least}(entity_repeats, ?)) * (1 + ? * evidence_count)"
+        f" * (1 + {least}(? * {greatest}(0, ? - created) / 3600000.0, ?))"
+    )
+    args += [
+        params.repeat,
+        params.repeat_cap,
+        params.evidence,
+        params.age_per_hour,
+        to_epoch_ms(now),
+        params.age_cap,
+    ]
     return expr, args

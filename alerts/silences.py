@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from alerts.audit import AuditLog, open_audit_log
-from alerts.matchers import MatcherError, Matchers, MatcherInput, parse_matchers, pinned, to_dict
+from alerts.matchers import MatcherError, MatcherInput, Matchers, parse_matchers, pinned, to_dict
 from farsight.clock import Clock, SystemClock, from_epoch_ms, to_epoch_ms, utc
 from farsight.db import Database
 from farsight.errors import NotFoundError, SilenceError
@@ -81,18 +81,29 @@ class Silence:
 
     def to_dict(self, now: datetime | None = None) -> dict[str, Any]:
         d: dict[str, Any] = {
-            "id": self.id, "matchers": to_dict(self.matchers), "starts_at": self.starts_at.isoformat(),
-            "ends_at": self.ends_at.isoformat(), "reason": self.reason, "creator": self.creator,
+            "id": self.id,
+            "matchers": to_dict(self.matchers),
+            "starts_at": self.starts_at.isoformat(),
+            "ends_at": self.ends_at.isoformat(),
+            "reason": self.reason,
+            "creator": self.creator,
             "created": self.created.isoformat(),
-            "expired_at": self.expired_at.isoformat() if self.expired_at else None, "expired_by": self.expired_by,
+            "expired_at": self.expired_at.isoformat() if self.expired_at else None,
+            "expired_by": self.expired_by,
         }
         if now is not None:
             d["status"] = self.status(now)
         return d
 
 
-def check_silence(matchers: MatcherInput, starts_at: datetime, ends_at: datetime, reason: str, creator: str,
-                  now: datetime) -> Matchers:
+def check_silence(
+    matchers: MatcherInput,
+    starts_at: datetime,
+    ends_at: datetime,
+    reason: str,
+    creator: str,
+    now: datetime,
+) -> Matchers:
     """Validate a new silence; return its compiled matchers. Pure.
 
     Raises
@@ -109,16 +120,21 @@ def check_silence(matchers: MatcherInput, starts_at: datetime, ends_at: datetime
         raise _SilenceMatcherError(str(exc)) from None
     if all(m.matches_empty() for m in ms):
         raise _SilenceMatcherError(
-            "at least one matcher must need a non-empty value (these match alerts without the labels: nearly everything)")
+            "at least one matcher must need a non-empty value (these match alerts without the labels: nearly everything)"
+        )
     for name, t in (("starts_at", starts_at), ("ends_at", ends_at)):
         if t.tzinfo is None:
             raise SilenceError(f"{name} {t.isoformat()} has no UTC offset")
     if ends_at <= starts_at:
-        raise SilenceError(f"ends_at {ends_at.isoformat()} must be after starts_at {starts_at.isoformat()}")
+        raise SilenceError(
+            f"ends_at {ends_at.isoformat()} must be after starts_at {starts_at.isoformat()}"
+        )
     if ends_at <= now:
         raise SilenceError(f"ends_at {ends_at.isoformat()} is in the past (now {now.isoformat()})")
     if ends_at - starts_at > MAX_DURATION:
-        raise SilenceError(f"a silence lasts at most {MAX_DURATION.days} days; this one lasts {ends_at - starts_at}")
+        raise SilenceError(
+            f"a silence lasts at most {MAX_DURATION.days} days; this one lasts {ends_at - starts_at}"
+        )
     if not isinstance(reason, str) or not reason.strip():
         raise SilenceError("a silence needs a reason (why these alerts may be muted)")
     if len(reason) > MAX_REASON:
@@ -130,9 +146,15 @@ def check_silence(matchers: MatcherInput, starts_at: datetime, ends_at: datetime
 
 def _row(r: Any) -> Silence:
     return Silence(
-        id=int(r["id"]), matchers=parse_matchers(json.loads(r["matchers"])), starts_at=from_epoch_ms(r["starts_at"]),
-        ends_at=from_epoch_ms(r["ends_at"]), reason=r["reason"], creator=r["creator"], created=from_epoch_ms(r["created"]),
-        expired_at=from_epoch_ms(r["expired_at"]) if r["expired_at"] is not None else None, expired_by=r["expired_by"],
+        id=int(r["id"]),
+        matchers=parse_matchers(json.loads(r["matchers"])),
+        starts_at=from_epoch_ms(r["starts_at"]),
+        ends_at=from_epoch_ms(r["ends_at"]),
+        reason=r["reason"],
+        creator=r["creator"],
+        created=from_epoch_ms(r["created"]),
+        expired_at=from_epoch_ms(r["expired_at"]) if r["expired_at"] is not None else None,
+        expired_by=r["expired_by"],
     )
 
 
@@ -140,7 +162,12 @@ class SilenceStore:
     """Silences on a :class:`~farsight.db.Database` (give the alert store's ``db`` to share its
     transactions and audit chain)."""
 
-    def __init__(self, target: "Path | str | Database", clock: Clock | None = None, audit: AuditLog | None = None) -> None:
+    def __init__(
+        self,
+        target: Path | str | Database,
+        clock: Clock | None = None,
+        audit: AuditLog | None = None,
+    ) -> None:
         self.db = Database.open(target)
         self.db.executescript(SCHEMA)
         self.audit: AuditLog = audit or open_audit_log(self.db)
@@ -149,8 +176,16 @@ class SilenceStore:
     def _now(self, now: datetime | None) -> datetime:
         return utc(now) if now is not None else self.clock.now()
 
-    def create(self, matchers: MatcherInput, starts_at: datetime | None, ends_at: datetime, reason: str, creator: str,
-               *, now: datetime | None = None) -> Silence:
+    def create(
+        self,
+        matchers: MatcherInput,
+        starts_at: datetime | None,
+        ends_at: datetime,
+        reason: str,
+        creator: str,
+        *,
+        now: datetime | None = None,
+    ) -> Silence:
         """Create a silence (``starts_at`` ``None``: now); audited as ``created`` by ``creator``.
 
         Raises
@@ -164,16 +199,37 @@ class SilenceStore:
         start, end = utc(start), utc(ends_at)
         doc = to_dict(ms)
         with self.db.transaction() as c:
-            sid = int(c.execute(
-                "INSERT INTO silences (matchers, starts_at, ends_at, reason, creator, created) VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
-                (json.dumps(doc, ensure_ascii=False), to_epoch_ms(start), to_epoch_ms(end), reason.strip(), creator, to_epoch_ms(at)),
-            ).fetchone()[0])
-            self.audit.append_in(c, creator, "created", f"silence:{sid}",
-                                 {"matchers": doc, "starts_at": start.isoformat(), "ends_at": end.isoformat(), "reason": reason.strip()},
-                                 at=at)
+            sid = int(
+                c.execute(
+                    "INSERT INTO silences (matchers, starts_at, ends_at, reason, creator, created) VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+                    (
+                        json.dumps(doc, ensure_ascii=False),
+                        to_epoch_ms(start),
+                        to_epoch_ms(end),
+                        reason.strip(),
+                        creator,
+                        to_epoch_ms(at),
+                    ),
+                ).fetchone()[0]
+            )
+            self.audit.append_in(
+                c,
+                creator,
+                "created",
+                f"silence:{sid}",
+                {
+                    "matchers": doc,
+                    "starts_at": start.isoformat(),
+                    "ends_at": end.isoformat(),
+                    "reason": reason.strip(),
+                },
+                at=at,
+            )
         return self.get(sid)
 
-    def expire(self, silence_id: int, actor: str, *, now: datetime | None = None, note: str = "") -> Silence:
+    def expire(
+        self, silence_id: int, actor: str, *, now: datetime | None = None, note: str = ""
+    ) -> Silence:
         """End a silence early (a pending one never starts); audited as ``expired`` by ``actor``.
 
         Raises
@@ -194,10 +250,21 @@ class SilenceStore:
             s = _row(r)
             if s.status(at) == "expired":
                 when = s.expired_at or s.ends_at
-                raise SilenceError(f"silence {silence_id} has already expired (at {when.isoformat()})")
-            c.execute("UPDATE silences SET expired_at = ?, expired_by = ? WHERE id = ?", (to_epoch_ms(at), actor, silence_id))
-            self.audit.append_in(c, actor, "expired", f"silence:{silence_id}",
-                                 {"note": note, "was": s.status(at), "ends_at": s.ends_at.isoformat()}, at=at)
+                raise SilenceError(
+                    f"silence {silence_id} has already expired (at {when.isoformat()})"
+                )
+            c.execute(
+                "UPDATE silences SET expired_at = ?, expired_by = ? WHERE id = ?",
+                (to_epoch_ms(at), actor, silence_id),
+            )
+            self.audit.append_in(
+                c,
+                actor,
+                "expired",
+                f"silence:{silence_id}",
+                {"note": note, "was": s.status(at), "ends_at": s.ends_at.isoformat()},
+                at=at,
+            )
         return self.get(silence_id)
 
     def get(self, silence_id: int) -> Silence:
@@ -209,11 +276,22 @@ class SilenceStore:
     def active(self, now: datetime | None = None) -> list[Silence]:
         """Silences active at ``now`` (default: the clock's), oldest first."""
         n = to_epoch_ms(self._now(now))
-        return [_row(r) for r in self.db.query(
-            "SELECT * FROM silences WHERE expired_at IS NULL AND starts_at <= ? AND ends_at > ? ORDER BY id", (n, n))]
+        return [
+            _row(r)
+            for r in self.db.query(
+                "SELECT * FROM silences WHERE expired_at IS NULL AND starts_at <= ? AND ends_at > ? ORDER BY id",
+                (n, n),
+            )
+        ]
 
-    def list(self, status: str | None = None, *, now: datetime | None = None, department: str | None = None,
-             limit: int = 1000) -> list[Silence]:
+    def list(
+        self,
+        status: str | None = None,
+        *,
+        now: datetime | None = None,
+        department: str | None = None,
+        limit: int = 1000,
+    ) -> list[Silence]:
         """Silences, newest first: all, or those ``pending``, ``active`` or ``expired`` at ``now``;
         ``department``: only those whose matchers pin that department.
 
@@ -236,7 +314,9 @@ class SilenceStore:
             where, params = "expired_at IS NULL AND starts_at > ? AND ends_at > ?", [n, n]
         out = []
         # The department is in the matchers' JSON: filtered here, not in SQL (silences are few).
-        for r in self.db.query(f"SELECT * FROM silences WHERE {where} ORDER BY id DESC", tuple(params)):
+        for r in self.db.query(
+            f"SELECT * FROM silences WHERE {where} ORDER BY id DESC", tuple(params)
+        ):
             s = _row(r)
             if department is not None and s.department != department:
                 continue

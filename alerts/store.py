@@ -9,13 +9,14 @@ upstream outbox) commit in one transaction.
 from __future__ import annotations
 
 import base64
-import logging
 import binascii
 import json
+import logging
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 from alerts.audit import AuditLog, open_audit_log
 from alerts.model import STATES, Alert, AlertEvent, check_action
@@ -110,7 +111,7 @@ SQLITE_TEXT_INDEX = f"""
 DROP TRIGGER IF EXISTS alerts_text_au;
 DROP TRIGGER IF EXISTS alerts_text_ai;
 DROP TRIGGER IF EXISTS alerts_text_ad;
-CREATE VIRTUAL TABLE IF NOT EXISTS alerts_text USING fts5({', '.join(_FTS_COLUMNS)}, content='', tokenize='trigram');
+CREATE VIRTUAL TABLE IF NOT EXISTS alerts_text USING fts5({", ".join(_FTS_COLUMNS)}, content='', tokenize='trigram');
 CREATE TABLE IF NOT EXISTS alerts_text_mark (
     one        INTEGER PRIMARY KEY CHECK (one = 1),
     indexed_to INTEGER NOT NULL      -- alerts with id <= this are in alerts_text
@@ -133,15 +134,45 @@ SCHEMA_VERSION = 4
 ``new``; evidence count, suppression, escalation and due time."""
 
 COLUMNS = (
-    "id", "fingerprint", "rule_id", "site", "device", "metric", "department", "entity_id", "item_code", "severity",
-    "summary", "activity", "state", "value", "threshold", "starts_at", "last_seen", "resolved_at", "count", "created",
-    "updated", "labels", "previous_id", "handling", "credit_grade", "entity_repeats", "evidence", "evidence_count",
-    "suppressed", "escalation", "due_at",
+    "id",
+    "fingerprint",
+    "rule_id",
+    "site",
+    "device",
+    "metric",
+    "department",
+    "entity_id",
+    "item_code",
+    "severity",
+    "summary",
+    "activity",
+    "state",
+    "value",
+    "threshold",
+    "starts_at",
+    "last_seen",
+    "resolved_at",
+    "count",
+    "created",
+    "updated",
+    "labels",
+    "previous_id",
+    "handling",
+    "credit_grade",
+    "entity_repeats",
+    "evidence",
+    "evidence_count",
+    "suppressed",
+    "escalation",
+    "due_at",
 )
+
 
 def _rank_of(expr: str) -> str:
     """SQL ranking a severity expression: critical 0, major 1, warning 2, anything else 3."""
-    return f"CASE {expr} WHEN 'critical' THEN 0 WHEN 'major' THEN 1 WHEN 'warning' THEN 2 ELSE 3 END"
+    return (
+        f"CASE {expr} WHEN 'critical' THEN 0 WHEN 'major' THEN 1 WHEN 'warning' THEN 2 ELSE 3 END"
+    )
 
 
 _SEVERITY_RANK = _rank_of("severity")
@@ -197,32 +228,67 @@ class AlertPage:
 
 def _row(r: Any, risk: dict[str, Any] | None = None) -> Alert:
     return Alert(
-        id=r["id"], fingerprint=r["fingerprint"], rule_id=r["rule_id"], site=r["site"], device=r["device"],
-        metric=r["metric"], department=r["department"], entity_id=r["entity_id"], item_code=r["item_code"],
-        severity=r["severity"], summary=r["summary"], activity=r["activity"], state=r["state"],
-        value=r["value"], threshold=r["threshold"], starts_at=from_epoch_ms(r["starts_at"]),
+        id=r["id"],
+        fingerprint=r["fingerprint"],
+        rule_id=r["rule_id"],
+        site=r["site"],
+        device=r["device"],
+        metric=r["metric"],
+        department=r["department"],
+        entity_id=r["entity_id"],
+        item_code=r["item_code"],
+        severity=r["severity"],
+        summary=r["summary"],
+        activity=r["activity"],
+        state=r["state"],
+        value=r["value"],
+        threshold=r["threshold"],
+        starts_at=from_epoch_ms(r["starts_at"]),
         last_seen=from_epoch_ms(r["last_seen"]),
         resolved_at=from_epoch_ms(r["resolved_at"]) if r["resolved_at"] is not None else None,
-        count=r["count"], created=from_epoch_ms(r["created"]), updated=from_epoch_ms(r["updated"]),
-        labels=json.loads(r["labels"]), previous_id=r["previous_id"], handling=json.loads(r["handling"]),
-        credit_grade=r["credit_grade"], entity_repeats=r["entity_repeats"], evidence=tuple(json.loads(r["evidence"])),
-        suppressed=json.loads(r["suppressed"]), escalation=r["escalation"],
-        due_at=from_epoch_ms(r["due_at"]) if r["due_at"] is not None else None, risk=risk,
+        count=r["count"],
+        created=from_epoch_ms(r["created"]),
+        updated=from_epoch_ms(r["updated"]),
+        labels=json.loads(r["labels"]),
+        previous_id=r["previous_id"],
+        handling=json.loads(r["handling"]),
+        credit_grade=r["credit_grade"],
+        entity_repeats=r["entity_repeats"],
+        evidence=tuple(json.loads(r["evidence"])),
+        suppressed=json.loads(r["suppressed"]),
+        escalation=r["escalation"],
+        due_at=from_epoch_ms(r["due_at"]) if r["due_at"] is not None else None,
+        risk=risk,
     )
 
 
 def _encode_cursor(doc: dict[str, Any]) -> str:
-    return base64.urlsafe_b64encode(json.dumps(doc, separators=(",", ":")).encode()).decode().rstrip("=")
+    return (
+        base64.urlsafe_b64encode(json.dumps(doc, separators=(",", ":")).encode())
+        .decode()
+        .rstrip("=")
+    )
 
 
 def _decode_cursor(cursor: str, sort: str) -> dict[str, Any]:
     try:
         doc = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
     except (binascii.Error, ValueError, UnicodeDecodeError):
-        raise CursorError("malformed cursor; use the next_cursor of the previous page as given") from None
-    if not isinstance(doc, dict) or doc.get("s") != sort or not isinstance(doc.get("k"), list) or not isinstance(doc.get("n"), int):
-        raise CursorError(f"the cursor belongs to another listing; it cannot continue sort={sort!r}")
-    if len(doc["k"]) != len(SORTS[sort]) or not all(isinstance(v, (int, float, str)) for v in doc["k"]):
+        raise CursorError(
+            "malformed cursor; use the next_cursor of the previous page as given"
+        ) from None
+    if (
+        not isinstance(doc, dict)
+        or doc.get("s") != sort
+        or not isinstance(doc.get("k"), list)
+        or not isinstance(doc.get("n"), int)
+    ):
+        raise CursorError(
+            f"the cursor belongs to another listing; it cannot continue sort={sort!r}"
+        )
+    if len(doc["k"]) != len(SORTS[sort]) or not all(
+        isinstance(v, (int, float, str)) for v in doc["k"]
+    ):
         raise CursorError("malformed cursor; use the next_cursor of the previous page as given")
     return doc
 
@@ -234,7 +300,12 @@ class AlertStore:
     commit with them in one transaction.
     """
 
-    def __init__(self, target: "Path | str | Database", clock: Clock | None = None, risk: RiskSettings | None = None) -> None:
+    def __init__(
+        self,
+        target: Path | str | Database,
+        clock: Clock | None = None,
+        risk: RiskSettings | None = None,
+    ) -> None:
         self.db = Database.open(target)
         self.risk_params = risk or RiskSettings()
         if self.db.dialect == "sqlite":
@@ -258,17 +329,28 @@ class AlertStore:
                 return True
             except StoreError as exc:
                 # pg_trgm ships with PostgreSQL, but creating an extension needs the right privilege.
-                log.warning("no trigram index for alert text search; searches will scan",
-                            extra=kv(db=self.db.name, reason=str(exc)[:200], fix="CREATE EXTENSION pg_trgm (as a superuser)"))
+                log.warning(
+                    "no trigram index for alert text search; searches will scan",
+                    extra=kv(
+                        db=self.db.name,
+                        reason=str(exc)[:200],
+                        fix="CREATE EXTENSION pg_trgm (as a superuser)",
+                    ),
+                )
                 return False
         try:
             old = self.db.query("SELECT sql FROM sqlite_master WHERE name = 'alerts_text'")
             if old and "x_department" not in old[0][0]:
                 # An earlier layout of this index: built again from the table by index_text().
-                self.db.executescript("DROP TABLE alerts_text; DROP TABLE IF EXISTS alerts_text_mark;")
+                self.db.executescript(
+                    "DROP TABLE alerts_text; DROP TABLE IF EXISTS alerts_text_mark;"
+                )
             self.db.executescript(SQLITE_TEXT_INDEX)
         except StoreError as exc:
-            log.warning("no FTS5 trigram index for alert text search; searches will scan", extra=kv(reason=str(exc)[:200]))
+            log.warning(
+                "no FTS5 trigram index for alert text search; searches will scan",
+                extra=kv(reason=str(exc)[:200]),
+            )
             return False
         return True
 
@@ -279,12 +361,19 @@ class AlertStore:
             return 0
         cols = ", ".join(TEXT_COLUMNS + ("department",))
         with self.db.transaction() as c:
-            mark = int(c.execute("SELECT indexed_to FROM alerts_text_mark WHERE one = 1").fetchone()[0])
-            top = c.execute("SELECT max(id) FROM (SELECT id FROM alerts WHERE id > ? ORDER BY id LIMIT ?)", (mark, limit)).fetchone()[0]
+            mark = int(
+                c.execute("SELECT indexed_to FROM alerts_text_mark WHERE one = 1").fetchone()[0]
+            )
+            top = c.execute(
+                "SELECT max(id) FROM (SELECT id FROM alerts WHERE id > ? ORDER BY id LIMIT ?)",
+                (mark, limit),
+            ).fetchone()[0]
             if top is None:
                 return 0
-            n = c.execute(f"INSERT INTO alerts_text (rowid, {', '.join(_FTS_COLUMNS)}) SELECT id, {cols} FROM alerts WHERE id > ? AND id <= ?",
-                          (mark, top)).rowcount
+            n = c.execute(
+                f"INSERT INTO alerts_text (rowid, {', '.join(_FTS_COLUMNS)}) SELECT id, {cols} FROM alerts WHERE id > ? AND id <= ?",
+                (mark, top),
+            ).rowcount
             c.execute("UPDATE alerts_text_mark SET indexed_to = ? WHERE one = 1", (top,))
         return int(n)
 
@@ -295,24 +384,34 @@ class AlertStore:
         cols = [r["name"] for r in self.db.query("PRAGMA table_info(alerts)")]
         if not cols:
             return
-        table_sql = self.db.query("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'alerts'")[0][0]
+        table_sql = self.db.query(
+            "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'alerts'"
+        )[0][0]
         if "'new'" in table_sql and set(COLUMNS) <= set(cols):
             return
         # SQLite changes a CHECK only by rebuilding the table (its documented procedure: new
         # table, copy, drop, rename, with foreign keys off). Version 1-3 files called the first
         # state "open".
         create = self.db.ddl(SCHEMA.split("-- One alert")[0]).replace(
-            "CREATE TABLE IF NOT EXISTS alerts (", "CREATE TABLE alerts_new (", 1)
+            "CREATE TABLE IF NOT EXISTS alerts (", "CREATE TABLE alerts_new (", 1
+        )
         kept = [c for c in cols if c in COLUMNS]
-        select = ", ".join("CASE state WHEN 'open' THEN 'new' ELSE state END" if c == "state" else c for c in kept)
+        select = ", ".join(
+            "CASE state WHEN 'open' THEN 'new' ELSE state END" if c == "state" else c for c in kept
+        )
         fill = ", evidence_count = json_array_length(evidence)" if "evidence" in kept else ""
         self.db.executescript("PRAGMA foreign_keys = OFF")
         try:
             self.db.executescript(
-                "BEGIN IMMEDIATE;" + create
+                "BEGIN IMMEDIATE;"
+                + create
                 + f"INSERT INTO alerts_new ({', '.join(kept)}) SELECT {select} FROM alerts;"
                 "DROP TABLE alerts; ALTER TABLE alerts_new RENAME TO alerts;"
-                + ("UPDATE alerts SET evidence_count = json_array_length(evidence);" if fill else "")
+                + (
+                    "UPDATE alerts SET evidence_count = json_array_length(evidence);"
+                    if fill
+                    else ""
+                )
                 + "COMMIT;"
             )
         finally:
@@ -346,13 +445,26 @@ class AlertStore:
                 ).fetchone()
                 if hit is not None:
                     return int(hit[0])
-            row = c.execute("SELECT id, activity FROM alerts WHERE fingerprint = ? AND state != 'closed'", (s.fingerprint,)).fetchone()
+            row = c.execute(
+                "SELECT id, activity FROM alerts WHERE fingerprint = ? AND state != 'closed'",
+                (s.fingerprint,),
+            ).fetchone()
             if s.status == "resolved":
                 if row is None or row["activity"] == "resolved":
                     return None
-                c.execute(f"UPDATE alerts SET activity = 'resolved', resolved_at = ?, last_seen = {self.db.greatest}(last_seen, ?), updated = ? WHERE id = ?",
-                          (ts, ts, now, row["id"]))
-                self._event(c, row["id"], now, "rules", "resolved", "", {"ts": s.ts.isoformat(), "value": s.value})
+                c.execute(
+                    f"UPDATE alerts SET activity = 'resolved', resolved_at = ?, last_seen = {self.db.greatest}(last_seen, ?), updated = ? WHERE id = ?",
+                    (ts, ts, now, row["id"]),
+                )
+                self._event(
+                    c,
+                    row["id"],
+                    now,
+                    "rules",
+                    "resolved",
+                    "",
+                    {"ts": s.ts.isoformat(), "value": s.value},
+                )
                 return int(row["id"])
             if row is not None:  # resolved, and firing again
                 c.execute(
@@ -360,42 +472,114 @@ class AlertStore:
                     " value = ?, summary = ?, updated = ? WHERE id = ?",
                     (ts, s.value, s.summary, now, row["id"]),
                 )
-                self._event(c, row["id"], now, "rules", "refired", "", {"ts": s.ts.isoformat(), "value": s.value})
+                self._event(
+                    c,
+                    row["id"],
+                    now,
+                    "rules",
+                    "refired",
+                    "",
+                    {"ts": s.ts.isoformat(), "value": s.value},
+                )
                 return int(row["id"])
             prev, repeats = c.execute(
                 "SELECT (SELECT max(id) FROM alerts WHERE fingerprint = ?), (SELECT count(*) FROM alerts WHERE entity_id = ?)",
-                (s.fingerprint, s.entity_id)).fetchone()
+                (s.fingerprint, s.entity_id),
+            ).fetchone()
             inserted = c.execute(
                 "INSERT INTO alerts (fingerprint, rule_id, site, device, metric, department, entity_id, item_code, severity,"
                 " summary, activity, state, value, threshold, starts_at, last_seen, count, created, updated, labels, previous_id,"
                 " credit_grade, entity_repeats, evidence, evidence_count)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'firing', 'new', ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *",
-                (s.fingerprint, s.rule_id, s.site, s.device, s.metric, s.department, s.entity_id, s.item_code, s.severity,
-                 s.summary, s.value, s.threshold, ts, ts, now, now, json.dumps(dict(s.labels)), prev,
-                 s.credit_grade, int(repeats) if s.entity_id else 0, json.dumps(list(s.evidence)), len(s.evidence)),
+                (
+                    s.fingerprint,
+                    s.rule_id,
+                    s.site,
+                    s.device,
+                    s.metric,
+                    s.department,
+                    s.entity_id,
+                    s.item_code,
+                    s.severity,
+                    s.summary,
+                    s.value,
+                    s.threshold,
+                    ts,
+                    ts,
+                    now,
+                    now,
+                    json.dumps(dict(s.labels)),
+                    prev,
+                    s.credit_grade,
+                    int(repeats) if s.entity_id else 0,
+                    json.dumps(list(s.evidence)),
+                    len(s.evidence),
+                ),
             ).fetchone()
             aid = int(inserted["id"])
-            self._event(c, aid, now, "rules", "opened", s.summary, {"ts": s.ts.isoformat(), "value": s.value, "threshold": s.threshold},
-                        row=inserted)
+            self._event(
+                c,
+                aid,
+                now,
+                "rules",
+                "opened",
+                s.summary,
+                {"ts": s.ts.isoformat(), "value": s.value, "threshold": s.threshold},
+                row=inserted,
+            )
             return aid
 
-    def _event(self, c: Any, alert_id: int, at: int, actor: str, action: str, note: str, data: dict,
-               row: Any = None) -> AlertEvent:
+    def _event(
+        self,
+        c: Any,
+        alert_id: int,
+        at: int,
+        actor: str,
+        action: str,
+        note: str,
+        data: dict,
+        row: Any = None,
+    ) -> AlertEvent:
         """Record one history entry, its audit entry and the listeners' writes, in ``c``'s
         transaction. ``row`` is the alert's row when the caller has it as it now is."""
         text = json.dumps(data, ensure_ascii=False)
-        eid = int(c.execute("INSERT INTO alert_events (alert_id, at, actor, action, note, data) VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
-                            (alert_id, at, actor, action, note, text)).fetchone()[0])
-        self.audit.append_in(c, actor, action, f"alert:{alert_id}", {"note": note, **data}, at=from_epoch_ms(at))
-        event = AlertEvent(id=eid, alert_id=alert_id, at=from_epoch_ms(at), actor=actor, action=action, note=note, data=data)
+        eid = int(
+            c.execute(
+                "INSERT INTO alert_events (alert_id, at, actor, action, note, data) VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+                (alert_id, at, actor, action, note, text),
+            ).fetchone()[0]
+        )
+        self.audit.append_in(
+            c, actor, action, f"alert:{alert_id}", {"note": note, **data}, at=from_epoch_ms(at)
+        )
+        event = AlertEvent(
+            id=eid,
+            alert_id=alert_id,
+            at=from_epoch_ms(at),
+            actor=actor,
+            action=action,
+            note=note,
+            data=data,
+        )
         if self.listeners:
-            alert = self._alert(row if row is not None else c.execute("SELECT * FROM alerts WHERE id = ?", (alert_id,)).fetchone())
+            alert = self._alert(
+                row
+                if row is not None
+                else c.execute("SELECT * FROM alerts WHERE id = ?", (alert_id,)).fetchone()
+            )
             for listener in self.listeners:
                 listener(c, alert, event)
         return event
 
-    def record(self, alert_id: int, actor: str, action: str, note: str = "", data: Mapping[str, Any] | None = None,
-               changes: Mapping[str, Any] | None = None) -> Alert:
+    def record(
+        self,
+        alert_id: int,
+        actor: str,
+        action: str,
+        note: str = "",
+        data: Mapping[str, Any] | None = None,
+        changes: Mapping[str, Any] | None = None,
+    ) -> Alert:
         """Record an event on an alert that is not a handling step (escalated, silenced, ...),
         optionally updating columns in the same transaction. For the alert pipeline's stages."""
         now = to_epoch_ms(self.clock.now())
@@ -407,13 +591,23 @@ class AlertStore:
                 if bad:
                     raise ValueError(f"unknown alert column {bad[0]!r}")
                 sets = ", ".join(f"{k} = ?" for k in changes)
-                c.execute(f"UPDATE alerts SET {sets}, updated = ? WHERE id = ?", (*changes.values(), now, alert_id))
+                c.execute(
+                    f"UPDATE alerts SET {sets}, updated = ? WHERE id = ?",
+                    (*changes.values(), now, alert_id),
+                )
             self._event(c, alert_id, now, actor, action, note, dict(data or {}))
         return self.get(alert_id)
 
     # -- people's actions ----------------------------------------------------------------
 
-    def transition(self, alert_id: int, action: str, actor: str, note: str = "", data: Mapping[str, Any] | None = None) -> Alert:
+    def transition(
+        self,
+        alert_id: int,
+        action: str,
+        actor: str,
+        note: str = "",
+        data: Mapping[str, Any] | None = None,
+    ) -> Alert:
         """Apply a handling action (ack, dispatch, verify, close, reopen, comment) by ``actor``.
 
         Raises
@@ -430,30 +624,57 @@ class AlertStore:
             self.transition_in(c, alert_id, action, actor, note, data, now)
         return self.get(alert_id)
 
-    def transition_in(self, c: Any, alert_id: int, action: str, actor: str, note: str, data: Mapping[str, Any] | None,
-                      now: int) -> str:
+    def transition_in(
+        self,
+        c: Any,
+        alert_id: int,
+        action: str,
+        actor: str,
+        note: str,
+        data: Mapping[str, Any] | None,
+        now: int,
+    ) -> str:
         """:meth:`transition` inside the caller's transaction (a joint visit dispatches several
         alerts as one unit); returns the new state."""
         # FOR UPDATE serialises two officers acting on one alert in PostgreSQL; SQLite's
         # BEGIN IMMEDIATE already does, and does not know the clause.
         lock = " FOR UPDATE" if self.db.dialect == "postgres" else ""
-        row = c.execute(f"SELECT state, fingerprint, handling, evidence FROM alerts WHERE id = ?{lock}", (alert_id,)).fetchone()
+        row = c.execute(
+            f"SELECT state, fingerprint, handling, evidence FROM alerts WHERE id = ?{lock}",
+            (alert_id,),
+        ).fetchone()
         if row is None:
             raise NotFoundError(f"no alert {alert_id}")
         target, fields = check_action(action, row["state"], note, data)
         if action == "reopen":
-            other = c.execute("SELECT id FROM alerts WHERE fingerprint = ? AND state != 'closed'", (row["fingerprint"],)).fetchone()
+            other = c.execute(
+                "SELECT id FROM alerts WHERE fingerprint = ? AND state != 'closed'",
+                (row["fingerprint"],),
+            ).fetchone()
             if other is not None:
-                raise TransitionError(f"cannot reopen alert {alert_id}: alert {other['id']} of the same series is open")
+                raise TransitionError(
+                    f"cannot reopen alert {alert_id}: alert {other['id']} of the same series is open"
+                )
         handling = json.loads(row["handling"])
         handling.update(fields)
         evidence = json.loads(row["evidence"])
         for h in (fields.get("verification") or {}).get("evidence", []):
             if h not in evidence:
                 evidence.append(h)
-        c.execute("UPDATE alerts SET state = ?, handling = ?, evidence = ?, evidence_count = ?, updated = ? WHERE id = ?",
-                  (target, json.dumps(handling, ensure_ascii=False), json.dumps(evidence), len(evidence), now, alert_id))
-        self._event(c, alert_id, now, actor, action, note, {"from": row["state"], "to": target, **fields})
+        c.execute(
+            "UPDATE alerts SET state = ?, handling = ?, evidence = ?, evidence_count = ?, updated = ? WHERE id = ?",
+            (
+                target,
+                json.dumps(handling, ensure_ascii=False),
+                json.dumps(evidence),
+                len(evidence),
+                now,
+                alert_id,
+            ),
+        )
+        self._event(
+            c, alert_id, now, actor, action, note, {"from": row["state"], "to": target, **fields}
+        )
         return target
 
     # -- reads ----------------------------------------------------------------------------
@@ -471,28 +692,39 @@ class AlertStore:
         """
         if not (len(sha) == 64 and all(c in "0123456789abcdef" for c in sha)):
             return False
-        sql, args = "SELECT 1 FROM alerts WHERE evidence_count > 0 AND evidence LIKE ?", [f'%"{sha}"%']
+        sql, args = (
+            "SELECT 1 FROM alerts WHERE evidence_count > 0 AND evidence LIKE ?",
+            [f'%"{sha}"%'],
+        )
         if department is not None:
             sql, args = sql + " AND department = ?", args + [department]
         return bool(self.db.query(sql + " LIMIT 1", tuple(args)))
 
-    def get_many(self, ids: "list[int]", now: datetime | None = None) -> list[Alert]:
+    def get_many(self, ids: list[int], now: datetime | None = None) -> list[Alert]:
         """The alerts with these ids, in this order (one query per 500, not one per alert),
         scored at ``now`` (default: the clock's)."""
         out: dict[int, Alert] = {}
         now = now or self.clock.now()
         for i in range(0, len(ids), 500):
             chunk = ids[i : i + 500]
-            for r in self.db.query(f"SELECT * FROM alerts WHERE id IN ({','.join('?' * len(chunk))})", tuple(chunk)):
+            for r in self.db.query(
+                f"SELECT * FROM alerts WHERE id IN ({','.join('?' * len(chunk))})", tuple(chunk)
+            ):
                 out[int(r["id"])] = self._alert(r, now)
         return [out[i] for i in ids if i in out]
 
     def _alert(self, r: Any, now: datetime | None = None) -> Alert:
         # The score from the row's columns, then one construction (dataclasses.replace costs
         # as much again, on the dedup path's every event).
-        score = explain(severity=r["severity"], credit_grade=r["credit_grade"], repeats=r["entity_repeats"],
-                        evidence=r["evidence_count"], created=from_epoch_ms(r["created"]), now=now or self.clock.now(),
-                        params=self.risk_params)
+        score = explain(
+            severity=r["severity"],
+            credit_grade=r["credit_grade"],
+            repeats=r["entity_repeats"],
+            evidence=r["evidence_count"],
+            created=from_epoch_ms(r["created"]),
+            now=now or self.clock.now(),
+            params=self.risk_params,
+        )
         return _row(r, score.to_dict())
 
     def _where(self, f: AlertFilter) -> tuple[str, list[Any]]:
@@ -518,7 +750,11 @@ class AlertStore:
             params.append(to_epoch_ms(f.until))
         if f.text:
             # LIKE with an escape so "%" and "_" in the search mean themselves.
-            needle = "%" + f.text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            needle = (
+                "%"
+                + f.text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+                + "%"
+            )
             if self.db.dialect == "postgres":
                 # The expression the trigram index is built on, so the planner can use it.
                 where.append(f"lower({_TEXT_CONCAT}) LIKE ? ESCAPE '\\'")
@@ -530,24 +766,42 @@ class AlertStore:
                 like = " OR ".join(f"lower({c}) LIKE ? ESCAPE '\\'" for c in TEXT_COLUMNS)
                 # One IN list (index hits, then the short tail by rowid range) keeps the plan a
                 # rowid lookup; an OR of the two made SQLite scan.
-                where.append(f"id IN (SELECT rowid FROM alerts_text WHERE alerts_text MATCH ?"
-                             f" UNION ALL SELECT id FROM alerts WHERE id > {mark} AND ({like}))")
+                where.append(
+                    f"id IN (SELECT rowid FROM alerts_text WHERE alerts_text MATCH ?"
+                    f" UNION ALL SELECT id FROM alerts WHERE id > {mark} AND ({like}))"
+                )
                 params.append('"' + f.text.replace('"', '""') + '"')
                 params += [needle] * len(TEXT_COLUMNS)
             else:
-                where.append("(" + " OR ".join(f"lower({c}) LIKE ? ESCAPE '\\'" for c in TEXT_COLUMNS) + ")")
+                where.append(
+                    "(" + " OR ".join(f"lower({c}) LIKE ? ESCAPE '\\'" for c in TEXT_COLUMNS) + ")"
+                )
                 params += [needle] * len(TEXT_COLUMNS)
         if f.suppressed is not None:
             where.append("suppressed != '{}'" if f.suppressed else "suppressed = '{}'")
         return " AND ".join(where), params
 
-    def list(self, f: AlertFilter = AlertFilter(), limit: int = 100, offset: int = 0, sort: str = "severity") -> tuple[list[Alert], int]:
+    def list(
+        self,
+        f: AlertFilter = AlertFilter(),
+        limit: int = 100,
+        offset: int = 0,
+        sort: str = "severity",
+    ) -> tuple[list[Alert], int]:
         """A page of alerts matching ``f`` (by offset) and the total number that match."""
         page = self.page(f, limit=limit, sort=sort, offset=offset)
         return page.items, page.total
 
-    def page(self, f: AlertFilter = AlertFilter(), *, limit: int = 100, sort: str = "risk", cursor: str | None = None,
-             offset: int = 0, with_total: bool = True) -> AlertPage:
+    def page(
+        self,
+        f: AlertFilter = AlertFilter(),
+        *,
+        limit: int = 100,
+        sort: str = "risk",
+        cursor: str | None = None,
+        offset: int = 0,
+        with_total: bool = True,
+    ) -> AlertPage:
         """A page of the queue in ``sort`` order, continuing after ``cursor`` (keyset pagination:
         stable while alerts arrive, and as fast on page 1,000 as on page 1).
 
@@ -576,17 +830,31 @@ class AlertStore:
             else:
                 exprs.append(expr)
                 expr_args.append([])
-        if (self.db.dialect == "sqlite" and self.text_index and f.text and len(f.text) >= 3
-                and sort in ("newest", "oldest") and not offset):
-            return self._text_page(f, limit=limit, sort=sort, doc=doc, now_ms=now_ms, with_total=with_total)
+        if (
+            self.db.dialect == "sqlite"
+            and self.text_index
+            and f.text
+            and len(f.text) >= 3
+            and sort in ("newest", "oldest")
+            and not offset
+        ):
+            return self._text_page(
+                f, limit=limit, sort=sort, doc=doc, now_ms=now_ms, with_total=with_total
+            )
         total, exact = -1, True
         if with_total and f.text:
-            total = int(self.db.query(f"SELECT count(*) FROM (SELECT 1 FROM alerts WHERE {where} LIMIT ?) AS m",
-                                      (*params, TEXT_COUNT_MAX + 1))[0][0])
+            total = int(
+                self.db.query(
+                    f"SELECT count(*) FROM (SELECT 1 FROM alerts WHERE {where} LIMIT ?) AS m",
+                    (*params, TEXT_COUNT_MAX + 1),
+                )[0][0]
+            )
             if total > TEXT_COUNT_MAX:
                 total, exact = TEXT_COUNT_MAX, False
         elif with_total:
-            total = int(self.db.query(f"SELECT count(*) FROM alerts WHERE {where}", tuple(params))[0][0])
+            total = int(
+                self.db.query(f"SELECT count(*) FROM alerts WHERE {where}", tuple(params))[0][0]
+            )
         page_where, page_params = where, list(params)
         if doc is not None:
             # (k1 after v1) OR (k1 = v1 AND k2 after v2) OR ...
@@ -618,11 +886,23 @@ class AlertStore:
         next_cursor = None
         if more and ranked:
             last = ranked[-1]
-            next_cursor = _encode_cursor({"s": sort, "n": now_ms, "k": [last[f"k{i}"] for i in range(len(keys))]})
-        return AlertPage(self.get_many([int(r["id"]) for r in ranked], now), total, next_cursor, exact)
+            next_cursor = _encode_cursor(
+                {"s": sort, "n": now_ms, "k": [last[f"k{i}"] for i in range(len(keys))]}
+            )
+        return AlertPage(
+            self.get_many([int(r["id"]) for r in ranked], now), total, next_cursor, exact
+        )
 
-    def _text_page(self, f: AlertFilter, *, limit: int, sort: str, doc: dict[str, Any] | None, now_ms: int,
-                   with_total: bool) -> AlertPage:
+    def _text_page(
+        self,
+        f: AlertFilter,
+        *,
+        limit: int,
+        sort: str,
+        doc: dict[str, Any] | None,
+        now_ms: int,
+        with_total: bool,
+    ) -> AlertPage:
         """A text search in raise order on SQLite, driven by the trigram index: it walks the
         matches newest (or oldest) first and stops at the page's end, so a word found in a
         tenth of a year's alerts costs a page, not a sort of all of them. Alerts above the
@@ -633,38 +913,57 @@ class AlertStore:
         where, params = self._where(_replace(f, text=None))
         direction, op = ("DESC", "<") if sort == "newest" else ("ASC", ">")
         mark = "(SELECT indexed_to FROM alerts_text_mark WHERE one = 1)"
-        needle = "%" + f.text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        needle = (
+            "%" + f.text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        )
         like = " OR ".join(f"lower({c}) LIKE ? ESCAPE '\\'" for c in TEXT_COLUMNS)
         match = '"' + f.text.replace('"', '""') + '"'
         if f.department is not None:
             match = f'x_department : "{f.department.replace(chr(34), chr(34) * 2)}" AND ' + match
+
         # Each arm yields ids in order (the index by its rowid, the tail by primary key); the
         # compound ORDER BY merges them without sorting either.
         def arms(after: int | None) -> tuple[str, list[Any]]:
             tail, idx, extra = "", "", []
             if after is not None:
                 tail, idx, extra = f" AND id {op} ?", f" AND alerts_text.rowid {op} ?", [after]
-            sql = (f"SELECT id FROM alerts WHERE id > {mark} AND ({like}) AND {where}{tail}"
-                   f" UNION ALL SELECT alerts_text.rowid FROM alerts_text JOIN alerts ON alerts.id = alerts_text.rowid"
-                   f" WHERE alerts_text MATCH ? AND alerts_text.rowid <= {mark} AND {where}{idx}")
+            sql = (
+                f"SELECT id FROM alerts WHERE id > {mark} AND ({like}) AND {where}{tail}"
+                f" UNION ALL SELECT alerts_text.rowid FROM alerts_text JOIN alerts ON alerts.id = alerts_text.rowid"
+                f" WHERE alerts_text MATCH ? AND alerts_text.rowid <= {mark} AND {where}{idx}"
+            )
             return sql, [*([needle] * len(TEXT_COLUMNS)), *params, *extra, match, *params, *extra]
 
         sql, args = arms(int(doc["k"][0]) if doc is not None else None)
-        ids = [int(r[0]) for r in self.db.query(f"{sql} ORDER BY 1 {direction} LIMIT ?", (*args, limit + 1))]
+        ids = [
+            int(r[0])
+            for r in self.db.query(f"{sql} ORDER BY 1 {direction} LIMIT ?", (*args, limit + 1))
+        ]
         total, exact = -1, True
         if with_total:
             sql, args = arms(None)
-            total = int(self.db.query(f"SELECT count(*) FROM ({sql} LIMIT ?) AS m", (*args, TEXT_COUNT_MAX + 1))[0][0])
+            total = int(
+                self.db.query(
+                    f"SELECT count(*) FROM ({sql} LIMIT ?) AS m", (*args, TEXT_COUNT_MAX + 1)
+                )[0][0]
+            )
             if total > TEXT_COUNT_MAX:
                 total, exact = TEXT_COUNT_MAX, False
         more = len(ids) > limit
         ids = ids[:limit]
-        next_cursor = _encode_cursor({"s": sort, "n": now_ms, "k": [ids[-1]]}) if more and ids else None
+        next_cursor = (
+            _encode_cursor({"s": sort, "n": now_ms, "k": [ids[-1]]}) if more and ids else None
+        )
         return AlertPage(self.get_many(ids, from_epoch_ms(now_ms)), total, next_cursor, exact)
 
     def events(self, alert_id: int) -> list[AlertEvent]:
         """The alert's history, oldest first."""
-        return [self._ev(r) for r in self.db.query("SELECT * FROM alert_events WHERE alert_id = ? ORDER BY id", (alert_id,))]
+        return [
+            self._ev(r)
+            for r in self.db.query(
+                "SELECT * FROM alert_events WHERE alert_id = ? ORDER BY id", (alert_id,)
+            )
+        ]
 
     def timeline(self, alert_id: int) -> list[dict[str, Any]]:
         """The alert's history joined with its audit entries: each step with the hash that
@@ -676,13 +975,22 @@ class AlertStore:
         for i, e in enumerate(events):
             d = e.to_dict()
             if i < len(audit) and audit[i].action == e.action:
-                d["audit"] = {"seq": audit[i].seq, "hash": audit[i].hash, "prev_hash": audit[i].prev_hash}
+                d["audit"] = {
+                    "seq": audit[i].seq,
+                    "hash": audit[i].hash,
+                    "prev_hash": audit[i].prev_hash,
+                }
             out.append(d)
         return out
 
     def events_since(self, after_id: int, limit: int = 500) -> list[AlertEvent]:
         """History entries after ``after_id`` across all alerts (for the live stream)."""
-        return [self._ev(r) for r in self.db.query("SELECT * FROM alert_events WHERE id > ? ORDER BY id LIMIT ?", (after_id, limit))]
+        return [
+            self._ev(r)
+            for r in self.db.query(
+                "SELECT * FROM alert_events WHERE id > ? ORDER BY id LIMIT ?", (after_id, limit)
+            )
+        ]
 
     def max_event_id(self) -> int:
         return int(self.db.query("SELECT coalesce(max(id), 0) FROM alert_events")[0][0])
@@ -693,14 +1001,31 @@ class AlertStore:
         if department:
             where += " AND department = ?"
             params = (department,)  # type: ignore[assignment]
-        by_sev = {r[0]: int(r[1]) for r in self.db.query(f"SELECT severity, count(*) FROM alerts WHERE {where} GROUP BY severity", params)}
-        by_state = {r[0]: int(r[1]) for r in self.db.query(f"SELECT state, count(*) FROM alerts WHERE {where} GROUP BY state", params)}
+        by_sev = {
+            r[0]: int(r[1])
+            for r in self.db.query(
+                f"SELECT severity, count(*) FROM alerts WHERE {where} GROUP BY severity", params
+            )
+        }
+        by_state = {
+            r[0]: int(r[1])
+            for r in self.db.query(
+                f"SELECT state, count(*) FROM alerts WHERE {where} GROUP BY state", params
+            )
+        }
         return {"severity": by_sev, "state": by_state}
 
     @staticmethod
     def _ev(r: Any) -> AlertEvent:
-        return AlertEvent(id=r["id"], alert_id=r["alert_id"], at=from_epoch_ms(r["at"]), actor=r["actor"],
-                          action=r["action"], note=r["note"], data=json.loads(r["data"]))
+        return AlertEvent(
+            id=r["id"],
+            alert_id=r["alert_id"],
+            at=from_epoch_ms(r["at"]),
+            actor=r["actor"],
+            action=r["action"],
+            note=r["note"],
+            data=json.loads(r["data"]),
+        )
 
     def close(self) -> None:
         self.db.close()

@@ -58,7 +58,9 @@ def first_render(browser, demo: Demo) -> float:
         page = ctx.new_page()
         page.goto(f"{demo.url}/#token={demo.token}")
         page.locator("body[data-rendered='1']").wait_for(timeout=30_000)
-        return float(page.evaluate("performance.getEntriesByName('farsight-alerts-rendered')[0].startTime"))
+        return float(
+            page.evaluate("performance.getEntriesByName('farsight-alerts-rendered')[0].startTime")
+        )
     finally:
         ctx.close()
 
@@ -83,8 +85,16 @@ def _summary(xs: list[float]) -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=int, default=7)
-    ap.add_argument("--scroll", action="store_true", help="also measure scrolling 10,000 alerts on the desk")
-    ap.add_argument("--updates", type=int, default=10, metavar="N", help="update latency samples, live and after a hub restart (0: skip)")
+    ap.add_argument(
+        "--scroll", action="store_true", help="also measure scrolling 10,000 alerts on the desk"
+    )
+    ap.add_argument(
+        "--updates",
+        type=int,
+        default=10,
+        metavar="N",
+        help="update latency samples, live and after a hub restart (0: skip)",
+    )
     args = ap.parse_args()
 
     from playwright.sync_api import sync_playwright
@@ -94,14 +104,22 @@ def main() -> int:
         demo.data_dir.mkdir()
         demo.start()
         try:
-            wait_until(lambda: demo.api("/api/alerts?limit=1")["total"] >= 5, timeout=120, what="the demo's first alerts")
+            wait_until(
+                lambda: demo.api("/api/alerts?limit=1")["total"] >= 5,
+                timeout=120,
+                what="the demo's first alerts",
+            )
             n = demo.api("/api/alerts?limit=1")["total"]
             with sync_playwright() as p:
                 browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-                first_render(browser, demo)  # warm the hub's caches and the OS page cache, not counted
+                first_render(
+                    browser, demo
+                )  # warm the hub's caches and the OS page cache, not counted
                 times = [first_render(browser, demo) for _ in range(args.runs)]
-                print(f"first render with {n} open alerts, {args.runs} runs: "
-                      f"min {min(times):.0f} ms, median {statistics.median(times):.0f} ms, max {max(times):.0f} ms")
+                print(
+                    f"first render with {n} open alerts, {args.runs} runs: "
+                    f"min {min(times):.0f} ms, median {statistics.median(times):.0f} ms, max {max(times):.0f} ms"
+                )
                 if args.updates > 0:
                     ctx = browser.new_context(viewport=DESKTOP)
                     page = ctx.new_page()
@@ -111,11 +129,15 @@ def main() -> int:
                     page.evaluate(f"location.hash = '#/alert/{alert_id}'")
                     page.locator("#d-timeline li").first.wait_for(timeout=30_000)
                     live = update_latencies(page, demo, alert_id, args.updates, "live")
-                    print(f"update latency, API change to screen, {args.updates} samples: {_summary(live)}")
+                    print(
+                        f"update latency, API change to screen, {args.updates} samples: {_summary(live)}"
+                    )
                     demo.restart()
                     page.locator("#conn.conn-live").wait_for(timeout=120_000)
                     after = update_latencies(page, demo, alert_id, args.updates, "restart")
-                    print(f"update latency after a hub restart (page reconnected by itself): {_summary(after)}")
+                    print(
+                        f"update latency after a hub restart (page reconnected by itself): {_summary(after)}"
+                    )
                     ctx.close()
                 if args.scroll:
                     from tests.browser.test_queue_at_scale import _raise_many
@@ -129,13 +151,27 @@ def main() -> int:
                     page.locator("body[data-rendered='1']").wait_for(timeout=30_000)
                     t0 = time.monotonic()
                     page.get_by_role("button", name="Desk").click()
-                    wait_until(lambda: int(page.locator("#queue .qrow").first.get_attribute("aria-setsize") or 0) >= 10_000,
-                               timeout=120, interval=0.2, what="10,000 alerts in the queue")
-                    print(f"desk holds {page.locator('#queue .qrow').first.get_attribute('aria-setsize')} alerts after {time.monotonic() - t0:.1f} s")
+                    wait_until(
+                        lambda: (
+                            int(
+                                page.locator("#queue .qrow").first.get_attribute("aria-setsize")
+                                or 0
+                            )
+                            >= 10_000
+                        ),
+                        timeout=120,
+                        interval=0.2,
+                        what="10,000 alerts in the queue",
+                    )
+                    print(
+                        f"desk holds {page.locator('#queue .qrow').first.get_attribute('aria-setsize')} alerts after {time.monotonic() - t0:.1f} s"
+                    )
                     r = page.evaluate(SCROLL_JS)
                     f = sorted(r["frames"])
-                    print(f"scroll through 10,000 alerts: {len(f)} frames, p50 {f[len(f) // 2]:.1f} ms, "
-                          f"p95 {f[int(len(f) * 0.95)]:.1f} ms, longest {f[-1]:.1f} ms, {r['rows']} rows in the DOM")
+                    print(
+                        f"scroll through 10,000 alerts: {len(f)} frames, p50 {f[len(f) // 2]:.1f} ms, "
+                        f"p95 {f[int(len(f) * 0.95)]:.1f} ms, longest {f[-1]:.1f} ms, {r['rows']} rows in the DOM"
+                    )
                     ctx.close()
                 browser.close()
         finally:

@@ -24,7 +24,9 @@ import sys
 
 # benchmarks/queue.py shares its name with the standard library's queue module: this folder must
 # not be first on the import path.
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
+sys.path[:] = [
+    p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))
+]
 
 import argparse  # noqa: E402
 import json  # noqa: E402
@@ -33,7 +35,7 @@ import sqlite3  # noqa: E402
 import tempfile  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
-from datetime import datetime, timedelta, timezone  # noqa: E402
+from datetime import UTC, datetime, timedelta  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -47,7 +49,7 @@ from edge.config import BufferSettings, parse_gateway_config  # noqa: E402
 from edge.uplink import Uplink  # noqa: E402
 from farsight.broker import MosquittoBroker  # noqa: E402
 
-T0 = datetime(2026, 11, 25, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 25, tzinfo=UTC)
 
 
 def messages(n: int, devices: int) -> list[tuple[str, bytes]]:
@@ -55,13 +57,23 @@ def messages(n: int, devices: int) -> list[tuple[str, bytes]]:
     for k in range(n):
         d = k % devices
         ts = (T0 + timedelta(seconds=k // devices)).isoformat()
-        out.append((f"fs/v1/env/site-{d // 10}/dev-{d}/reading",
-                    json.dumps({"ts": ts, "metrics": {"pm25": round(20 + (k * 7919 % 1000) / 100, 2)}, "seq": k // devices}).encode()))
+        out.append(
+            (
+                f"fs/v1/env/site-{d // 10}/dev-{d}/reading",
+                json.dumps(
+                    {
+                        "ts": ts,
+                        "metrics": {"pm25": round(20 + (k * 7919 % 1000) / 100, 2)},
+                        "seq": k // devices,
+                    }
+                ).encode(),
+            )
+        )
     return out
 
 
 def buffered_writes(path: Path, msgs: list[tuple[str, bytes]]) -> float:
-    buf = Buffer(path, BufferSettings(synchronous="FULL", max_bytes=1024 ** 3))
+    buf = Buffer(path, BufferSettings(synchronous="FULL", max_bytes=1024**3))
     done = threading.Event()
     left = [len(msgs)]
     lock = threading.Lock()
@@ -86,15 +98,24 @@ def bytes_per_reading(path: Path) -> float:
     con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     rows = con.execute("SELECT COUNT(*) FROM buffer").fetchone()[0]
     con.close()
-    size = path.stat().st_size + (path.with_name(path.name + "-wal").stat().st_size if path.with_name(path.name + "-wal").exists() else 0)
+    size = path.stat().st_size + (
+        path.with_name(path.name + "-wal").stat().st_size
+        if path.with_name(path.name + "-wal").exists()
+        else 0
+    )
     return size / rows
 
 
 def replay(path: Path, n: int, broker: MosquittoBroker) -> float:
     key = secrets.token_bytes(32)
-    cfg = parse_gateway_config({"gateway_id": "bench-gw", "data_dir": str(path.parent),
-                                "buffer": {"path": str(path)},
-                                "uplink": {"host": broker.host, "port": broker.port, "batch_max": 500, "inflight": 16}})
+    cfg = parse_gateway_config(
+        {
+            "gateway_id": "bench-gw",
+            "data_dir": str(path.parent),
+            "buffer": {"path": str(path)},
+            "uplink": {"host": broker.host, "port": broker.port, "batch_max": 500, "inflight": 16},
+        }
+    )
     received = [0]
     got_all = threading.Event()
 
@@ -127,7 +148,9 @@ def replay(path: Path, n: int, broker: MosquittoBroker) -> float:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--messages", type=int, default=50_000)
     ap.add_argument("--devices", type=int, default=200)
     args = ap.parse_args()
@@ -136,16 +159,24 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="farsight-edge-bench-") as tmp:
         path = Path(tmp) / "buffer.db"
         writes = buffered_writes(path, msgs)
-        print(f"buffered writes: {writes:,.0f} messages/s durable (synchronous=FULL, group commit), {len(msgs):,} messages")
+        print(
+            f"buffered writes: {writes:,.0f} messages/s durable (synchronous=FULL, group commit), {len(msgs):,} messages"
+        )
         per = bytes_per_reading(path)
-        print(f"buffer size: {per:,.0f} bytes per reading on disk ({raw:,.0f} bytes of topic and payload)")
+        print(
+            f"buffer size: {per:,.0f} bytes per reading on disk ({raw:,.0f} bytes of topic and payload)"
+        )
         broker = MosquittoBroker(data_dir=Path(tmp) / "mosquitto")
         try:
             rate = replay(path, len(msgs), broker)
         finally:
             broker.close()
-        print(f"replay after an outage: {rate:,.0f} messages/s to mosquitto (signed batches of 500, QoS 1, PUBACK, deleted)")
-    print(f"edge: {writes:,.0f} buffered writes/s, replay {rate:,.0f} msg/s, {per:,.0f} bytes/reading")
+        print(
+            f"replay after an outage: {rate:,.0f} messages/s to mosquitto (signed batches of 500, QoS 1, PUBACK, deleted)"
+        )
+    print(
+        f"edge: {writes:,.0f} buffered writes/s, replay {rate:,.0f} msg/s, {per:,.0f} bytes/reading"
+    )
 
 
 if __name__ == "__main__":

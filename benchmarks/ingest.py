@@ -19,19 +19,19 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from farsight.broker import MosquittoBroker  # noqa: E402
-from farsight.credit import make_credit_code  # noqa: E402
-from farsight.mqttclient import PublishTracker, connect, make_client, wait_connected  # noqa: E402
-from farsight.registry import parse_registry  # noqa: E402
-from farsight.runtime import IngestService  # noqa: E402
-from farsight.settings import Settings  # noqa: E402
+from farsight.broker import MosquittoBroker
+from farsight.credit import make_credit_code
+from farsight.mqttclient import PublishTracker, connect, make_client, wait_connected
+from farsight.registry import parse_registry
+from farsight.runtime import IngestService
+from farsight.settings import Settings
 
-T0 = datetime(2026, 11, 25, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 25, tzinfo=UTC)
 METRICS = ("pm25", "pm10", "so2", "no2", "o3", "co")
 
 
@@ -39,12 +39,20 @@ def registry_doc(devices: int) -> dict:
     """``devices`` air-quality analysers, ten per site."""
     sites = []
     for s in range((devices + 9) // 10):
-        sites.append({
-            "id": f"bench-{s:04d}", "name": f"bench site {s}", "department": "env",
-            "entity_id": make_credit_code(f"914205000000{s:05d}"), "location": {"lon": 111.3, "lat": 30.7},
-            "kind": "air_quality",
-            "devices": [{"id": f"d{d}", "kind": "air_quality", "metrics": list(METRICS)} for d in range(min(10, devices - s * 10))],
-        })
+        sites.append(
+            {
+                "id": f"bench-{s:04d}",
+                "name": f"bench site {s}",
+                "department": "env",
+                "entity_id": make_credit_code(f"914205000000{s:05d}"),
+                "location": {"lon": 111.3, "lat": 30.7},
+                "kind": "air_quality",
+                "devices": [
+                    {"id": f"d{d}", "kind": "air_quality", "metrics": list(METRICS)}
+                    for d in range(min(10, devices - s * 10))
+                ],
+            }
+        )
     return {"sites": sites}
 
 
@@ -55,7 +63,14 @@ def messages(devices: int, per_device: int) -> list[tuple[str, bytes]]:
         for i in range(devices):
             # Every 97th device runs above the PM2.5 limit so rules do real work and fire.
             value = 120.0 if i % 97 == 0 else 20.0 + (i * 7 + k) % 30
-            metrics = {"pm25": value, "pm10": value * 1.6, "so2": 8.0, "no2": 30.0 + k % 5, "o3": 60.0, "co": 0.7}
+            metrics = {
+                "pm25": value,
+                "pm10": value * 1.6,
+                "so2": 8.0,
+                "no2": 30.0 + k % 5,
+                "o3": 60.0,
+                "co": 0.7,
+            }
             body = json.dumps({"ts": ts, "metrics": metrics, "seq": k})
             out.append((f"fs/v1/env/bench-{i // 10:04d}/d{i % 10}/reading", body.encode()))
     return out
@@ -113,7 +128,9 @@ def bare_paho(settings: Settings, msgs: list[tuple[str, bytes]]) -> float:
     return n / elapsed
 
 
-def farsight_ingest(settings: Settings, registry, msgs: list[tuple[str, bytes]]) -> tuple[float, IngestService]:  # type: ignore[no-untyped-def]
+def farsight_ingest(
+    settings: Settings, registry, msgs: list[tuple[str, bytes]]
+) -> tuple[float, IngestService]:  # type: ignore[no-untyped-def]
     svc = IngestService(settings, registry)
     svc.start()
     svc.stop()
@@ -142,22 +159,28 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="farsight-bench-") as tmp:
         broker = MosquittoBroker(data_dir=Path(tmp) / "mosquitto")
         try:
-            settings = Settings.model_validate({
-                "data_dir": str(Path(tmp) / "var"),
-                "broker": {"host": broker.host, "port": broker.port, "embedded": "none"},
-            })
+            settings = Settings.model_validate(
+                {
+                    "data_dir": str(Path(tmp) / "var"),
+                    "broker": {"host": broker.host, "port": broker.port, "embedded": "none"},
+                }
+            )
             bare = bare_paho(settings, msgs)
             print(f"bare paho subscriber: {bare:,.0f} messages/s ({len(msgs)} messages)")
             rate, svc = farsight_ingest(settings, registry, msgs)
             open_alerts = svc.alerts.list()[1]
-            print(f"farsight ingest: {rate:,.0f} messages/s = {rate * len(METRICS):,.0f} readings/s stored and rule-evaluated "
-                  f"({len(msgs) * len(METRICS)} readings, {args.devices} devices, {len(svc.engine.rules)} rules, "
-                  f"{open_alerts} alerts, {svc.readings.dead_letter_count()} dead letters)")
+            print(
+                f"farsight ingest: {rate:,.0f} messages/s = {rate * len(METRICS):,.0f} readings/s stored and rule-evaluated "
+                f"({len(msgs) * len(METRICS)} readings, {args.devices} devices, {len(svc.engine.rules)} rules, "
+                f"{open_alerts} alerts, {svc.readings.dead_letter_count()} dead letters)"
+            )
             svc.stop()
         finally:
             broker.close()
-    print(f"ingest: {rate * len(METRICS):,.0f} readings/s end to end ({rate:,.0f} messages/s of {len(METRICS)} metrics, "
-          f"qos1, mosquitto, MQTT {settings.broker.protocol}); bare paho {bare:,.0f} messages/s; ratio {rate / bare:.2f}")
+    print(
+        f"ingest: {rate * len(METRICS):,.0f} readings/s end to end ({rate:,.0f} messages/s of {len(METRICS)} metrics, "
+        f"qos1, mosquitto, MQTT {settings.broker.protocol}); bare paho {bare:,.0f} messages/s; ratio {rate / bare:.2f}"
+    )
 
 
 if __name__ == "__main__":

@@ -31,7 +31,9 @@ import sys
 
 # This file shares its name with the standard library's queue module, which psycopg and others
 # import: run as a script, its folder must not be first on the import path.
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
+sys.path[:] = [
+    p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))
+]
 
 import argparse
 import http.server
@@ -41,7 +43,7 @@ import statistics
 import tempfile
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -53,31 +55,107 @@ from farsight.clock import ManualClock, to_epoch_ms  # noqa: E402
 from farsight.settings import EscalationSettings  # noqa: E402
 from farsight.types import AlertSignal  # noqa: E402
 
-NOW = datetime.now(timezone.utc).replace(microsecond=0)
+NOW = datetime.now(UTC).replace(microsecond=0)
 DAY_MS = 86_400_000
 YEAR_MS = 365 * DAY_MS
-DEVICES = 4  # every rule of a site watches 4 devices (lines, lanes, outfalls): 12 to 20 series per site
+DEVICES = (
+    4  # every rule of a site watches 4 devices (lines, lanes, outfalls): 12 to 20 series per site
+)
 NOT_CLOSED = ("new", "acknowledged", "dispatched", "verified")
 DEPARTMENTS = (("env", 0.55), ("transport", 0.25), ("water", 0.12), ("safety", 0.08))
 SEVERITIES = (("info", 0.30), ("warning", 0.45), ("major", 0.20), ("critical", 0.05))
 OPEN_STATES = (("new", 0.40), ("acknowledged", 0.25), ("dispatched", 0.20), ("verified", 0.15))
 # department -> (site kind, name stem, [(rule, device, metric, unit, limit)])
 KINDS = {
-    "env": ("stack", "power plant stack", [("so2-high", "cems1", "so2", "mg/m3", 35), ("nox-high", "cems1", "nox", "mg/m3", 50),
-                                           ("dust-high", "cems1", "particulate", "mg/m3", 10), ("pm25-high", "aq1", "pm25", "ug/m3", 75),
-                                           ("cems-offline", "cems1", "status", "", 0)]),
-    "transport": ("wim", "weigh station", [("overweight", "wim1", "gross_weight", "t", 49), ("axle-overload", "wim1", "axle_load", "t", 11.5),
-                                           ("wim-offline", "wim1", "status", "", 0)]),
-    "water": ("outfall", "outfall", [("cod-high", "wq1", "cod", "mg/l", 50), ("nh3n-high", "wq1", "nh3n", "mg/l", 5),
-                                      ("ph-range", "wq1", "ph", "", 9)]),
-    "safety": ("site", "construction site", [("noise-high", "noise1", "leq", "dB", 70), ("intrusion", "cam1", "person", "", 0)]),
+    "env": (
+        "stack",
+        "power plant stack",
+        [
+            ("so2-high", "cems1", "so2", "mg/m3", 35),
+            ("nox-high", "cems1", "nox", "mg/m3", 50),
+            ("dust-high", "cems1", "particulate", "mg/m3", 10),
+            ("pm25-high", "aq1", "pm25", "ug/m3", 75),
+            ("cems-offline", "cems1", "status", "", 0),
+        ],
+    ),
+    "transport": (
+        "wim",
+        "weigh station",
+        [
+            ("overweight", "wim1", "gross_weight", "t", 49),
+            ("axle-overload", "wim1", "axle_load", "t", 11.5),
+            ("wim-offline", "wim1", "status", "", 0),
+        ],
+    ),
+    "water": (
+        "outfall",
+        "outfall",
+        [
+            ("cod-high", "wq1", "cod", "mg/l", 50),
+            ("nh3n-high", "wq1", "nh3n", "mg/l", 5),
+            ("ph-range", "wq1", "ph", "", 9),
+        ],
+    ),
+    "safety": (
+        "site",
+        "construction site",
+        [("noise-high", "noise1", "leq", "dB", 70), ("intrusion", "cam1", "person", "", 0)],
+    ),
 }
-PLACES = ("Xiling", "Wujiagang", "Dianjun", "Xiaoting", "Yiling", "Zhijiang", "Dangyang", "Yidu", "Xingshan", "Zigui",
-          "Changyang", "Wufeng", "Xiaonan", "Hanchuan", "Yingcheng", "Anlu", "Yunmeng", "Dawu", "Xiaochang", "Jingshan")
-COLUMNS = ("id", "fingerprint", "rule_id", "site", "device", "metric", "department", "entity_id", "item_code", "severity",
-           "summary", "activity", "state", "value", "threshold", "starts_at", "last_seen", "resolved_at", "count", "created",
-           "updated", "labels", "handling", "credit_grade", "entity_repeats", "evidence", "evidence_count", "suppressed",
-           "escalation", "due_at")
+PLACES = (
+    "Xiling",
+    "Wujiagang",
+    "Dianjun",
+    "Xiaoting",
+    "Yiling",
+    "Zhijiang",
+    "Dangyang",
+    "Yidu",
+    "Xingshan",
+    "Zigui",
+    "Changyang",
+    "Wufeng",
+    "Xiaonan",
+    "Hanchuan",
+    "Yingcheng",
+    "Anlu",
+    "Yunmeng",
+    "Dawu",
+    "Xiaochang",
+    "Jingshan",
+)
+COLUMNS = (
+    "id",
+    "fingerprint",
+    "rule_id",
+    "site",
+    "device",
+    "metric",
+    "department",
+    "entity_id",
+    "item_code",
+    "severity",
+    "summary",
+    "activity",
+    "state",
+    "value",
+    "threshold",
+    "starts_at",
+    "last_seen",
+    "resolved_at",
+    "count",
+    "created",
+    "updated",
+    "labels",
+    "handling",
+    "credit_grade",
+    "entity_repeats",
+    "evidence",
+    "evidence_count",
+    "suppressed",
+    "escalation",
+    "due_at",
+)
 
 
 def pick(rng: random.Random, table: tuple[tuple[str, float], ...]) -> str:
@@ -95,12 +173,17 @@ class World:
             dept = pick(rng, DEPARTMENTS)
             kind, stem, _ = KINDS[dept]
             ent = rng.randrange(n_entities)
-            self.sites.append({"id": f"{dept[:3]}-{kind}-{i:04d}", "dept": dept, "entity": ent,
-                               "name": f"{PLACES[i % len(PLACES)]} {stem} {i}"})
+            self.sites.append(
+                {
+                    "id": f"{dept[:3]}-{kind}-{i:04d}",
+                    "dept": dept,
+                    "entity": ent,
+                    "name": f"{PLACES[i % len(PLACES)]} {stem} {i}",
+                }
+            )
         # Zipf-like: a few noisy sites raise most alerts.
         self.site_weights = [1 / (r + 1) ** 0.8 for r in range(n_sites)]
         rng.shuffle(self.site_weights)
-
 
 
 def history_rows(world: World, n: int, rng: random.Random, now_ms: int):  # type: ignore[no-untyped-def]
@@ -129,19 +212,51 @@ def history_rows(world: World, n: int, rng: random.Random, now_ms: int):  # type
             created = now_ms - rng.randrange(YEAR_MS)
         sev = pick(rng, SEVERITIES)
         value = round(limit * rng.uniform(1.05, 3.0), 1) if limit else None
-        summary = (f"{metric} at {s['name']} is {value} {unit} (limit {limit})" if limit
-                   else f"{rule} at {s['name']}: {device} {metric}")
+        summary = (
+            f"{metric} at {s['name']} is {value} {unit} (limit {limit})"
+            if limit
+            else f"{rule} at {s['name']}: {device} {metric}"
+        )
         last_seen = created + rng.randrange(3_600_000)
         resolved = last_seen if state == "closed" or rng.random() < 0.3 else None
         ev = rng.choices((0, 1, 2, 3), (0.6, 0.25, 0.1, 0.05))[0]
         evidence = "[" + ",".join(f'"{rng.getrandbits(256):064x}"' for _ in range(ev)) + "]"
-        handling = '{"closed": {"by": "officer", "result": "rectified"}}' if state == "closed" else "{}"
+        handling = (
+            '{"closed": {"by": "officer", "result": "rectified"}}' if state == "closed" else "{}"
+        )
         ent = s["entity"]
-        yield (aid, fp, rule, s["id"], device, metric, s["dept"], world.entities[ent], f"{s['dept']}-{rule}", sev,
-               summary, "resolved" if resolved else "firing", state, value, limit or None, created, last_seen, resolved,
-               rng.randint(1, 12), created, last_seen + rng.randrange(DAY_MS), '{"city": "Yichang"}', handling,
-               world.grades[ent], rng.randrange(12), evidence, ev, "{}", 0,
-               created + DAY_MS if state in ("new", "dispatched") else None)
+        yield (
+            aid,
+            fp,
+            rule,
+            s["id"],
+            device,
+            metric,
+            s["dept"],
+            world.entities[ent],
+            f"{s['dept']}-{rule}",
+            sev,
+            summary,
+            "resolved" if resolved else "firing",
+            state,
+            value,
+            limit or None,
+            created,
+            last_seen,
+            resolved,
+            rng.randint(1, 12),
+            created,
+            last_seen + rng.randrange(DAY_MS),
+            '{"city": "Yichang"}',
+            handling,
+            world.grades[ent],
+            rng.randrange(12),
+            evidence,
+            ev,
+            "{}",
+            0,
+            created + DAY_MS if state in ("new", "dispatched") else None,
+        )
 
 
 def bulk_load(store: AlertStore, world: World, n: int, rng: random.Random, now_ms: int) -> None:
@@ -149,7 +264,12 @@ def bulk_load(store: AlertStore, world: World, n: int, rng: random.Random, now_m
     rows = history_rows(world, n, rng, now_ms)
     if db.dialect == "sqlite":
         # Secondary indexes are built once after the load (much faster than row by row).
-        idx = [r[0] for r in db.query("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'alerts' AND sql IS NOT NULL")]
+        idx = [
+            r[0]
+            for r in db.query(
+                "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'alerts' AND sql IS NOT NULL"
+            )
+        ]
         db.executescript("".join(f"DROP INDEX {i};" for i in idx) + "PRAGMA cache_size = -400000;")
         sql = f"INSERT INTO alerts ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
         while True:
@@ -163,30 +283,86 @@ def bulk_load(store: AlertStore, world: World, n: int, rng: random.Random, now_m
         db.executescript("ANALYZE;")
     else:
         conn = db._conn  # type: ignore[attr-defined]  # psycopg connection: COPY is the bulk path
-        idx = [r[0] for r in db.query("SELECT indexname FROM pg_indexes WHERE tablename = 'alerts' AND indexname != 'alerts_pkey'")]
+        idx = [
+            r[0]
+            for r in db.query(
+                "SELECT indexname FROM pg_indexes WHERE tablename = 'alerts' AND indexname != 'alerts_pkey'"
+            )
+        ]
         db.executescript("".join(f"DROP INDEX {i};" for i in idx))
         with conn.transaction():
             with conn.cursor().copy(f"COPY alerts ({', '.join(COLUMNS)}) FROM STDIN") as cp:
                 for r in rows:
                     cp.write_row(r)
         db.executescript("SET maintenance_work_mem = '512MB';" + SCHEMA + POSTGRES_TEXT_INDEX)
-        db.executescript("SELECT setval(pg_get_serial_sequence('alerts', 'id'), (SELECT max(id) FROM alerts))")
-        db.executescript("VACUUM ANALYZE alerts")  # alone: VACUUM refuses to run inside a multi-statement batch
+        db.executescript(
+            "SELECT setval(pg_get_serial_sequence('alerts', 'id'), (SELECT max(id) FROM alerts))"
+        )
+        db.executescript(
+            "VACUUM ANALYZE alerts"
+        )  # alone: VACUUM refuses to run inside a multi-statement batch
 
 
-def list_requests(world: World, rng: random.Random, n: int) -> list[tuple[str, AlertFilter, str, bool]]:
+def list_requests(
+    world: World, rng: random.Random, n: int
+) -> list[tuple[str, AlertFilter, str, bool]]:
     """``n`` (name, filter, sort, second page?) requests of the duty officers' usual views."""
     depts = [d for d, _ in DEPARTMENTS]
     words = list(PLACES) + ["so2", "overweight", "stack 1", "cod"]
     since = NOW - timedelta(days=1)
     kinds = [
-        ("dept queue (not closed, risk)", lambda: (AlertFilter(state=NOT_CLOSED, department=pick(rng, DEPARTMENTS)), "risk", False)),
-        ("dept queue page 2 (cursor)", lambda: (AlertFilter(state=NOT_CLOSED, department=pick(rng, DEPARTMENTS)), "risk", True)),
-        ("dept critical open (severity)", lambda: (AlertFilter(state=NOT_CLOSED, department=rng.choice(depts), severity="critical"), "severity", False)),
-        ("site history (newest)", lambda: (AlertFilter(site=rng.choices(world.sites, world.site_weights)[0]["id"]), "newest", False)),
-        ("operator open (risk)", lambda: (AlertFilter(entity_id=rng.choice(world.entities), state=NOT_CLOSED), "risk", False)),
-        ("operator history (newest)", lambda: (AlertFilter(entity_id=rng.choice(world.entities)), "newest", False)),
-        ("text + dept (newest)", lambda: (AlertFilter(department=pick(rng, DEPARTMENTS), text=rng.choice(words)), "newest", False)),
+        (
+            "dept queue (not closed, risk)",
+            lambda: (
+                AlertFilter(state=NOT_CLOSED, department=pick(rng, DEPARTMENTS)),
+                "risk",
+                False,
+            ),
+        ),
+        (
+            "dept queue page 2 (cursor)",
+            lambda: (
+                AlertFilter(state=NOT_CLOSED, department=pick(rng, DEPARTMENTS)),
+                "risk",
+                True,
+            ),
+        ),
+        (
+            "dept critical open (severity)",
+            lambda: (
+                AlertFilter(state=NOT_CLOSED, department=rng.choice(depts), severity="critical"),
+                "severity",
+                False,
+            ),
+        ),
+        (
+            "site history (newest)",
+            lambda: (
+                AlertFilter(site=rng.choices(world.sites, world.site_weights)[0]["id"]),
+                "newest",
+                False,
+            ),
+        ),
+        (
+            "operator open (risk)",
+            lambda: (
+                AlertFilter(entity_id=rng.choice(world.entities), state=NOT_CLOSED),
+                "risk",
+                False,
+            ),
+        ),
+        (
+            "operator history (newest)",
+            lambda: (AlertFilter(entity_id=rng.choice(world.entities)), "newest", False),
+        ),
+        (
+            "text + dept (newest)",
+            lambda: (
+                AlertFilter(department=pick(rng, DEPARTMENTS), text=rng.choice(words)),
+                "newest",
+                False,
+            ),
+        ),
         ("last day (newest)", lambda: (AlertFilter(since=since), "newest", False)),
     ]
     out = []
@@ -218,34 +394,54 @@ def measure_list(store: AlertStore, reqs: list, limit: int = 50) -> dict[str, li
 def report_list(times: dict[str, list[float]], label: str = "") -> tuple[float, float]:
     allt = [x for v in times.values() for x in v]
     for name, v in times.items():
-        print(f"  {label}{name:32s} n={len(v):3d}  p50 {statistics.median(v):8.1f} ms  p95 {pct(v, 95):8.1f} ms  max {max(v):8.1f} ms")
+        print(
+            f"  {label}{name:32s} n={len(v):3d}  p50 {statistics.median(v):8.1f} ms  p95 {pct(v, 95):8.1f} ms  max {max(v):8.1f} ms"
+        )
     p50, p95 = statistics.median(allt), pct(allt, 95)
     print(f"  {label}{'all':32s} n={len(allt):3d}  p50 {p50:8.1f} ms  p95 {p95:8.1f} ms")
     # Text searches here look for city names and pollutants found in 2-10 % of a year's alerts:
     # the broadest searches there are. The other views apart, to show what the indexes give them.
     rest = [x for name, v in times.items() if not name.startswith("text") for x in v]
     if rest:
-        print(f"  {label}{'all but text search':32s} n={len(rest):3d}  p50 {statistics.median(rest):8.1f} ms  p95 {pct(rest, 95):8.1f} ms")
+        print(
+            f"  {label}{'all but text search':32s} n={len(rest):3d}  p50 {statistics.median(rest):8.1f} ms  p95 {pct(rest, 95):8.1f} ms"
+        )
     return p50, p95
 
 
 def explain(store: AlertStore, f: AlertFilter, sort: str) -> None:
     """The plans of the total and the page query of one filter (SQLite: EXPLAIN QUERY PLAN)."""
     from alerts.risk import sql_order
+
     where, params = store._where(f)
     qp = "EXPLAIN QUERY PLAN " if store.db.dialect == "sqlite" else "EXPLAIN "
     rows = store.db.query(f"{qp}SELECT count(*) FROM alerts WHERE {where}", tuple(params))
-    print("    count plan: " + " | ".join(str(r[-1]) if store.db.dialect == "sqlite" else str(r[0]) for r in rows))
+    print(
+        "    count plan: "
+        + " | ".join(str(r[-1]) if store.db.dialect == "sqlite" else str(r[0]) for r in rows)
+    )
     if sort == "risk":
         e, a = sql_order(store.risk_params, NOW, store.db.greatest, store.db.least)
         order, args = f"({e}) DESC, id DESC", a
     else:
-        order, args = {"newest": "created DESC, id DESC", "severity": "severity, last_seen DESC, id DESC"}[sort], []
-    rows = store.db.query(f"{qp}SELECT * FROM alerts WHERE {where} ORDER BY {order} LIMIT 51", tuple(args + params))
-    print("    page plan:  " + " | ".join(str(r[-1]) if store.db.dialect == "sqlite" else str(r[0]) for r in rows))
+        order, args = (
+            {"newest": "created DESC, id DESC", "severity": "severity, last_seen DESC, id DESC"}[
+                sort
+            ],
+            [],
+        )
+    rows = store.db.query(
+        f"{qp}SELECT * FROM alerts WHERE {where} ORDER BY {order} LIMIT 51", tuple(args + params)
+    )
+    print(
+        "    page plan:  "
+        + " | ".join(str(r[-1]) if store.db.dialect == "sqlite" else str(r[0]) for r in rows)
+    )
 
 
-def make_signals(world: World, n: int, rng: random.Random, batch: int, busy: set[str]) -> list[tuple[list[AlertSignal], list[str]]]:
+def make_signals(
+    world: World, n: int, rng: random.Random, batch: int, busy: set[str]
+) -> list[tuple[list[AlertSignal], list[str]]]:
     """Batches of signals, each with the fingerprints to close (untimed) before it, from a
     simulation of the fingerprints' states: 70 % repeats of open alerts, 20 % new, 10 % resolves.
     The series are those of 500 env and transport sites of the history (so most have alerts
@@ -256,7 +452,19 @@ def make_signals(world: World, n: int, rng: random.Random, batch: int, busy: set
         for rule, device, metric, unit, limit in KINDS[s["dept"]][2]:
             for d in range(1, DEVICES + 1):
                 dev = f"{device[:-1]}{d}"
-                fps.append((f"{rule}|{s['id']}|{dev}|{metric}", rule, s["id"], s["dept"], s["entity"], dev, metric, unit, limit))
+                fps.append(
+                    (
+                        f"{rule}|{s['id']}|{dev}|{metric}",
+                        rule,
+                        s["id"],
+                        s["dept"],
+                        s["entity"],
+                        dev,
+                        metric,
+                        unit,
+                        limit,
+                    )
+                )
     # Leave out the series the history holds open (their "new" would be a repeat): keeps the mix exact.
     fps = [f for f in fps if f[0] not in busy]
     free = list(range(len(fps)))
@@ -273,10 +481,24 @@ def make_signals(world: World, n: int, rng: random.Random, batch: int, busy: set
     def sig(k: int, status: str, t: datetime) -> AlertSignal:
         fp, rule, site, dept, ent, device, metric, unit, limit = fps[k]
         v = round(limit * rng.uniform(1.05, 3.0), 1) if limit else 1.0
-        return AlertSignal(rule_id=rule, fingerprint=fp, status=status, site=site, device=device, metric=metric,
-                           severity="major" if limit else "warning", summary=f"{metric} at {site} is {v} {unit} (limit {limit})",
-                           ts=t, value=v, threshold=float(limit), department=dept, entity_id=world.entities[ent],
-                           item_code=f"{dept}-{rule}", credit_grade=world.grades[ent], labels=(("city", "Yichang"),))
+        return AlertSignal(
+            rule_id=rule,
+            fingerprint=fp,
+            status=status,
+            site=site,
+            device=device,
+            metric=metric,
+            severity="major" if limit else "warning",
+            summary=f"{metric} at {site} is {v} {unit} (limit {limit})",
+            ts=t,
+            value=v,
+            threshold=float(limit),
+            department=dept,
+            entity_id=world.entities[ent],
+            item_code=f"{dept}-{rule}",
+            credit_grade=world.grades[ent],
+            labels=(("city", "Yichang"),),
+        )
 
     out = []
     t = NOW
@@ -309,7 +531,10 @@ def run_signals(store: AlertStore, batches: list) -> float:
     for sigs, to_close in batches:
         if to_close:  # the duty officer's closures: not timed
             with db.transaction() as c:
-                c.executemany("UPDATE alerts SET state = 'closed' WHERE fingerprint = ? AND state != 'closed'", [(fp,) for fp in to_close])
+                c.executemany(
+                    "UPDATE alerts SET state = 'closed' WHERE fingerprint = ? AND state != 'closed'",
+                    [(fp,) for fp in to_close],
+                )
         t = time.perf_counter()
         with db.transaction():
             store.apply(sigs)
@@ -322,20 +547,40 @@ def run_signals(store: AlertStore, batches: list) -> float:
 
 def run_bare(store: AlertStore, batches: list) -> float:
     db = store.db
-    db.executescript("CREATE TABLE IF NOT EXISTS bench_signals (id @ID@, fingerprint TEXT NOT NULL, rule_id TEXT NOT NULL, "
-                     "status TEXT NOT NULL, site TEXT NOT NULL, device TEXT NOT NULL, metric TEXT NOT NULL, severity TEXT NOT NULL, "
-                     "summary TEXT NOT NULL, ts BIGINT NOT NULL, value DOUBLE PRECISION, threshold DOUBLE PRECISION, "
-                     "department TEXT NOT NULL, entity_id TEXT NOT NULL)")
-    sql = ("INSERT INTO bench_signals (fingerprint, rule_id, status, site, device, metric, severity, summary, ts, value, threshold,"
-           " department, entity_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+    db.executescript(
+        "CREATE TABLE IF NOT EXISTS bench_signals (id @ID@, fingerprint TEXT NOT NULL, rule_id TEXT NOT NULL, "
+        "status TEXT NOT NULL, site TEXT NOT NULL, device TEXT NOT NULL, metric TEXT NOT NULL, severity TEXT NOT NULL, "
+        "summary TEXT NOT NULL, ts BIGINT NOT NULL, value DOUBLE PRECISION, threshold DOUBLE PRECISION, "
+        "department TEXT NOT NULL, entity_id TEXT NOT NULL)"
+    )
+    sql = (
+        "INSERT INTO bench_signals (fingerprint, rule_id, status, site, device, metric, severity, summary, ts, value, threshold,"
+        " department, entity_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    )
     elapsed = 0.0
     n = 0
     for sigs, _ in batches:
         t = time.perf_counter()
         with db.transaction() as c:
             for s in sigs:
-                c.execute(sql, (s.fingerprint, s.rule_id, s.status, s.site, s.device, s.metric, s.severity, s.summary,
-                                to_epoch_ms(s.ts), s.value, s.threshold, s.department, s.entity_id))
+                c.execute(
+                    sql,
+                    (
+                        s.fingerprint,
+                        s.rule_id,
+                        s.status,
+                        s.site,
+                        s.device,
+                        s.metric,
+                        s.severity,
+                        s.summary,
+                        to_epoch_ms(s.ts),
+                        s.value,
+                        s.threshold,
+                        s.department,
+                        s.entity_id,
+                    ),
+                )
         elapsed += time.perf_counter() - t
         n += len(sigs)
     return n / elapsed
@@ -347,7 +592,7 @@ class _Receiver(http.server.BaseHTTPRequestHandler):
     keys: set[str] = set()
     protocol_version = "HTTP/1.1"  # keep-alive, as a real endpoint behind a proxy would offer
 
-    def do_POST(self) -> None:  # noqa: N802  (the http.server name)
+    def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         _Receiver.keys.add(self.headers.get("Idempotency-Key") or "")
         json.loads(body)
@@ -379,12 +624,18 @@ def run_outbox(target: str, seconds_max: float = 600.0) -> tuple[float, float, i
         while status(sender.db)["pending"] and time.perf_counter() - t < seconds_max:
             sender.run_once()
         rate = n / (time.perf_counter() - t)
-        payloads = [r[0] for r in sender.db.query("SELECT payload FROM outbox ORDER BY id LIMIT 2000")]
+        payloads = [
+            r[0] for r in sender.db.query("SELECT payload FROM outbox ORDER BY id LIMIT 2000")
+        ]
         sender.close()
         with httpx.Client(timeout=10) as client:
             t = time.perf_counter()
             for i, body in enumerate(payloads):
-                client.post(url, content=body, headers={"Content-Type": "application/json", "Idempotency-Key": f"bare-{i}"})
+                client.post(
+                    url,
+                    content=body,
+                    headers={"Content-Type": "application/json", "Idempotency-Key": f"bare-{i}"},
+                )
             bare = len(payloads) / (time.perf_counter() - t)
         return rate, bare, n
     finally:
@@ -393,16 +644,27 @@ def run_outbox(target: str, seconds_max: float = 600.0) -> tuple[float, float, i
 
 def main() -> None:
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[attr-defined]  # progress shows while it runs
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--backend", choices=("sqlite", "postgres"), default="sqlite")
     ap.add_argument("--alerts", type=int, default=1_000_000, help="alerts stored before listing")
-    ap.add_argument("--signals", type=int, default=20_000, help="rule signals applied through dedup")
+    ap.add_argument(
+        "--signals", type=int, default=20_000, help="rule signals applied through dedup"
+    )
     ap.add_argument("--requests", type=int, default=200, help="list requests timed")
     ap.add_argument("--seed", type=int, default=7)
-    ap.add_argument("--try-index", action="append", default=[], metavar="SQL",
-                    help="an extra CREATE INDEX (or other DDL) run after the load, before measuring; compare with a run "
-                         "without it and the same seed (repeatable)")
-    ap.add_argument("--explain", action="store_true", help="print the query plans of each filter kind")
+    ap.add_argument(
+        "--try-index",
+        action="append",
+        default=[],
+        metavar="SQL",
+        help="an extra CREATE INDEX (or other DDL) run after the load, before measuring; compare with a run "
+        "without it and the same seed (repeatable)",
+    )
+    ap.add_argument(
+        "--explain", action="store_true", help="print the query plans of each filter kind"
+    )
     args = ap.parse_args()
     rng = random.Random(args.seed)
     now_ms = to_epoch_ms(NOW)
@@ -410,6 +672,7 @@ def main() -> None:
         pg = None
         if args.backend == "postgres":
             from farsight.pgserver import TempPostgres
+
             pg = TempPostgres()
             target: str = pg.create_database("bench")
         else:
@@ -422,17 +685,23 @@ def main() -> None:
             bulk_load(store, world, args.alerts, rng, now_ms)
             load_s = time.perf_counter() - t
             open_n = store.db.query("SELECT count(*) FROM alerts WHERE state != 'closed'")[0][0]
-            print(f"loaded {args.alerts:,} alerts ({open_n:,} not closed) in {load_s:.1f} s "
-                  f"({args.alerts / max(load_s, 1e-9):,.0f} rows/s, indexes and ANALYZE included, {args.backend})")
+            print(
+                f"loaded {args.alerts:,} alerts ({open_n:,} not closed) in {load_s:.1f} s "
+                f"({args.alerts / max(load_s, 1e-9):,.0f} rows/s, indexes and ANALYZE included, {args.backend})"
+            )
 
             for sql in args.try_index:
                 t = time.perf_counter()
-                store.db.executescript(sql + (";ANALYZE;" if store.db.dialect == "sqlite" else "; ANALYZE alerts;"))
+                store.db.executescript(
+                    sql + (";ANALYZE;" if store.db.dialect == "sqlite" else "; ANALYZE alerts;")
+                )
                 print(f"extra index ({time.perf_counter() - t:.1f} s to build): {sql}")
             reqs = list_requests(world, rng, args.requests)
             measure_list(store, reqs[:16])  # warm the cache, as a running hub has it
             times = measure_list(store, reqs)
-            print(f"list: {args.requests} page requests (limit 50, with total) over {args.alerts:,} alerts:")
+            print(
+                f"list: {args.requests} page requests (limit 50, with total) over {args.alerts:,} alerts:"
+            )
             p50, p95 = report_list(times)
             if args.explain:
                 seen = set()
@@ -444,25 +713,36 @@ def main() -> None:
             # The listeners a running installation has: the upstream outbox and the deadlines.
             attach_outbox(store, "bench")
             store.listeners.append(Escalator(store, EscalationSettings()).on_event)
-            busy = {r[0] for r in store.db.query("SELECT fingerprint FROM alerts WHERE state != 'closed'")}
+            busy = {
+                r[0]
+                for r in store.db.query("SELECT fingerprint FROM alerts WHERE state != 'closed'")
+            }
             batches = make_signals(world, args.signals, rng, 100, busy)
             n_fp = len({s.fingerprint for b, _ in batches for s in b})
             rate = run_signals(store, batches)
             n_alerts = store.db.query("SELECT count(*) FROM alerts")[0][0]
-            print(f"signals: {rate:,.0f} signals/s through dedup ({args.signals:,} signals, batches of 100, "
-                  f"{n_fp:,} fingerprints; queue now {n_alerts:,} alerts)")
+            print(
+                f"signals: {rate:,.0f} signals/s through dedup ({args.signals:,} signals, batches of 100, "
+                f"{n_fp:,} fingerprints; queue now {n_alerts:,} alerts)"
+            )
             bare = run_bare(store, batches)
-            print(f"bare INSERT of the signal rows: {bare:,.0f} rows/s (batches of 100, same database)")
+            print(
+                f"bare INSERT of the signal rows: {bare:,.0f} rows/s (batches of 100, same database)"
+            )
             store.close()
             out_rate, out_bare, out_n = run_outbox(target)
-            print(f"outbox: {out_rate:,.0f} events/s delivered to a local HTTP receiver ({out_n:,} events, one sender); "
-                  f"bare POSTs of the same payloads {out_bare:,.0f}/s")
+            print(
+                f"outbox: {out_rate:,.0f} events/s delivered to a local HTTP receiver ({out_n:,} events, one sender); "
+                f"bare POSTs of the same payloads {out_bare:,.0f}/s"
+            )
         finally:
             if pg is not None:
                 pg.stop()
-    print(f"queue: {rate:,.0f} signals/s through dedup (bare insert {bare:,.0f}/s, ratio {rate / bare:.2f}); "
-          f"list p95 {p95:.1f} ms (p50 {p50:.1f} ms) over {args.alerts:,} alerts; outbox {out_rate:,.0f} events/s "
-          f"(bare POST {out_bare:,.0f}/s) ({args.backend})")
+    print(
+        f"queue: {rate:,.0f} signals/s through dedup (bare insert {bare:,.0f}/s, ratio {rate / bare:.2f}); "
+        f"list p95 {p95:.1f} ms (p50 {p50:.1f} ms) over {args.alerts:,} alerts; outbox {out_rate:,.0f} events/s "
+        f"(bare POST {out_bare:,.0f}/s) ({args.backend})"
+    )
 
 
 if __name__ == "__main__":

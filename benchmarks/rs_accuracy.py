@@ -29,7 +29,9 @@ import sys
 
 # benchmarks/queue.py shares its name with the standard library's queue module: this folder must
 # not be first on the import path.
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
+sys.path[:] = [
+    p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))
+]
 
 import argparse
 import tempfile
@@ -130,9 +132,21 @@ def score_pair(pair: ScenePair, result: PairResult, score: Score, quiet: bool) -
     grid = result.grid
     shape_ = (grid.height, grid.width)
     vis_truth = [transform_geom("EPSG:4326", grid.crs, t.geometry) for t in pair.changes]
-    tmask = rasterize([(g, 1) for g in vis_truth], out_shape=shape_, transform=grid.transform, dtype="uint8").astype(bool) if vis_truth else np.zeros(shape_, bool)
+    tmask = (
+        rasterize(
+            [(g, 1) for g in vis_truth], out_shape=shape_, transform=grid.transform, dtype="uint8"
+        ).astype(bool)
+        if vis_truth
+        else np.zeros(shape_, bool)
+    )
     dgeoms = [transform_geom("EPSG:4326", grid.crs, r.geometry) for r in result.regions]
-    dmask = rasterize([(g, 1) for g in dgeoms], out_shape=shape_, transform=grid.transform, dtype="uint8").astype(bool) if dgeoms else np.zeros(shape_, bool)
+    dmask = (
+        rasterize(
+            [(g, 1) for g in dgeoms], out_shape=shape_, transform=grid.transform, dtype="uint8"
+        ).astype(bool)
+        if dgeoms
+        else np.zeros(shape_, bool)
+    )
     clear = np.ones(shape_, bool)
     for path in (pair.before_clouds, pair.after_clouds):
         with rasterio.open(path) as src:
@@ -150,14 +164,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quiet-pairs", type=int, default=10, help="pairs without change")
     ap.add_argument("--size", type=int, default=512, help="scene size in pixels (10 m)")
     ap.add_argument("--workers", type=int, default=1)
-    ap.add_argument("--first-seed", type=int, default=1, help="seed of the first pair (others follow)")
+    ap.add_argument(
+        "--first-seed", type=int, default=1, help="seed of the first pair (others follow)"
+    )
     args = ap.parse_args(argv)
     ours, base = Score(), Score()
     t0 = time.perf_counter()
     t_ours = t_base = 0.0
     with tempfile.TemporaryDirectory(prefix="rs-acc-") as tmp:
         f = args.first_seed
-        runs = [(s, False) for s in range(f, f + args.pairs)] + [(1000 + s, True) for s in range(f, f + args.quiet_pairs)]
+        runs = [(s, False) for s in range(f, f + args.pairs)] + [
+            (1000 + s, True) for s in range(f, f + args.quiet_pairs)
+        ]
         for seed, quiet in runs:
             pair = write_pair(spec_for(seed, args.size, quiet), Path(tmp) / str(seed))
             t = time.perf_counter()
@@ -169,14 +187,25 @@ def main(argv: list[str] | None = None) -> int:
             score_pair(pair, res, ours, quiet)
             score_pair(pair, bres, base, quiet)
             f1, p, r = ours.f1()
-            print(f"pair seed={seed} quiet={quiet} regions={len(res.regions)} baseline_regions={len(bres.regions)} running F1={f1:.3f}", flush=True)
+            print(
+                f"pair seed={seed} quiet={quiet} regions={len(res.regions)} baseline_regions={len(bres.regions)} running F1={f1:.3f}",
+                flush=True,
+            )
     f1, p, r = ours.f1()
     bf1, bp, br = base.f1()
-    print(f"pairs: {args.pairs} with change ({ours.truth} visible truth polygons), {args.quiet_pairs} without ({ours.quiet_km2:.0f} km2); size {args.size}x{args.size} at 10 m")
-    print(f"ours:     object F1 {f1:.3f} (P {p:.3f}, R {r:.3f}), kind accuracy {ours.kind_right / max(ours.found, 1):.3f}, pixel F1 {ours.pixel_f1():.3f}, {ours.fp_per_100km2():.2f} FP/100 km2, detect {t_ours:.1f} s")
-    print(f"baseline: object F1 {bf1:.3f} (P {bp:.3f}, R {br:.3f}), pixel F1 {base.pixel_f1():.3f}, {base.fp_per_100km2():.2f} FP/100 km2, detect {t_base:.1f} s")
+    print(
+        f"pairs: {args.pairs} with change ({ours.truth} visible truth polygons), {args.quiet_pairs} without ({ours.quiet_km2:.0f} km2); size {args.size}x{args.size} at 10 m"
+    )
+    print(
+        f"ours:     object F1 {f1:.3f} (P {p:.3f}, R {r:.3f}), kind accuracy {ours.kind_right / max(ours.found, 1):.3f}, pixel F1 {ours.pixel_f1():.3f}, {ours.fp_per_100km2():.2f} FP/100 km2, detect {t_ours:.1f} s"
+    )
+    print(
+        f"baseline: object F1 {bf1:.3f} (P {bp:.3f}, R {br:.3f}), pixel F1 {base.pixel_f1():.3f}, {base.fp_per_100km2():.2f} FP/100 km2, detect {t_base:.1f} s"
+    )
     print(f"wall time {time.perf_counter() - t0:.1f} s")
-    print(f"rs accuracy: object F1 {f1:.2f} (P {p:.2f}, R {r:.2f}), pixel F1 {ours.pixel_f1():.2f}, {ours.fp_per_100km2():.1f} FP/100 km2; baseline CVA+Otsu F1 {bf1:.2f}")
+    print(
+        f"rs accuracy: object F1 {f1:.2f} (P {p:.2f}, R {r:.2f}), pixel F1 {ours.pixel_f1():.2f}, {ours.fp_per_100km2():.1f} FP/100 km2; baseline CVA+Otsu F1 {bf1:.2f}"
+    )
     return 0
 
 

@@ -25,7 +25,9 @@ import sys
 
 # benchmarks/queue.py shares its name with the standard library's queue module: this folder must
 # not be first on the import path.
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
+sys.path[:] = [
+    p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))
+]
 
 import argparse
 import json
@@ -40,15 +42,12 @@ sys.path.insert(0, str(ROOT))
 
 
 def _child(mode: str, before: str, after: str, workers: int, block: int) -> dict:
-    from remote_sensing.io import open_scene
-    from remote_sensing.pipeline import DetectOptions, detect_pair
-    from remote_sensing.windowed import block_size, blocks, run_blocks
-
     import logging
 
-    from remote_sensing.io import reading_env
-
     from remote_sensing.cli import tune_process
+    from remote_sensing.io import open_scene, reading_env
+    from remote_sensing.pipeline import DetectOptions, detect_pair
+    from remote_sensing.windowed import block_size, blocks, run_blocks
 
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
     tune_process()  # as `farsight rs detect` does
@@ -89,7 +88,14 @@ def _child(mode: str, before: str, after: str, workers: int, block: int) -> dict
         grid = result.grid
         regions = len(result.regions)
     seconds = time.perf_counter() - t0
-    return {"mode": mode, "seconds": seconds, "cpu_s": time.process_time() - c0, "pixels": grid.width * grid.height, "regions": regions, "rss_mb": _peak_rss_mb()}
+    return {
+        "mode": mode,
+        "seconds": seconds,
+        "cpu_s": time.process_time() - c0,
+        "pixels": grid.width * grid.height,
+        "regions": regions,
+        "rss_mb": _peak_rss_mb(),
+    }
 
 
 def _peak_rss_mb() -> float:
@@ -106,11 +112,23 @@ def _peak_rss_mb() -> float:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--size", type=int, default=10980, help="scene size in pixels (default 10980, a Sentinel-2 tile)")
+    ap.add_argument(
+        "--size",
+        type=int,
+        default=10980,
+        help="scene size in pixels (default 10980, a Sentinel-2 tile)",
+    )
     ap.add_argument("--bands", type=int, default=4, choices=(4, 6))
-    ap.add_argument("--workers", type=int, default=1, help="threads (default 1: see the module notes)")
+    ap.add_argument(
+        "--workers", type=int, default=1, help="threads (default 1: see the module notes)"
+    )
     ap.add_argument("--block", type=int, default=1024, help="block size (default 1024)")
-    ap.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()) / "farsight-rs-bench", help="cache of simulated pairs")
+    ap.add_argument(
+        "--dir",
+        type=Path,
+        default=Path(tempfile.gettempdir()) / "farsight-rs-bench",
+        help="cache of simulated pairs",
+    )
     ap.add_argument("--child", choices=("read", "pipeline"), default=None, help=argparse.SUPPRESS)
     ap.add_argument("--before", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--after", default=None, help=argparse.SUPPRESS)
@@ -126,24 +144,59 @@ def main(argv: list[str] | None = None) -> int:
     if not (before.exists() and after.exists() and (folder / "truth.geojson").exists()):
         t = time.perf_counter()
         per_kind = max(1, args.size * args.size // 6_000_000)
-        write_pair(SceneSpec(seed=7, width=args.size, height=args.size, bands=args.bands, tile=512, changes_per_kind=per_kind, cloud_cover=(0.02, 0.05)), folder)
-        print(f"simulated {args.size}x{args.size} {args.bands}-band pair in {time.perf_counter() - t:.0f} s under {folder}", flush=True)
+        write_pair(
+            SceneSpec(
+                seed=7,
+                width=args.size,
+                height=args.size,
+                bands=args.bands,
+                tile=512,
+                changes_per_kind=per_kind,
+                cloud_cover=(0.02, 0.05),
+            ),
+            folder,
+        )
+        print(
+            f"simulated {args.size}x{args.size} {args.bands}-band pair in {time.perf_counter() - t:.0f} s under {folder}",
+            flush=True,
+        )
     results = {}
     for mode in ("read", "pipeline"):
-        cmd = [sys.executable, __file__, "--child", mode, "--before", str(before), "--after", str(after), "--workers", str(args.workers), "--block", str(args.block)]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--child",
+            mode,
+            "--before",
+            str(before),
+            "--after",
+            str(after),
+            "--workers",
+            str(args.workers),
+            "--block",
+            str(args.block),
+        ]
         out = subprocess.run(cmd, check=True, capture_output=True, text=True)
         results[mode] = json.loads(out.stdout.strip().splitlines()[-1])
         for line in out.stderr.splitlines():
             if line.startswith("rs detect"):
                 print(line, flush=True)
         r = results[mode]
-        print(f"{mode:8s}: {r['seconds']:.1f} s wall, {r['cpu_s']:.1f} s CPU, {r['pixels'] / 1e6 / r['seconds']:.1f} Mpx/s, peak RSS {r['rss_mb']:.0f} MB" + (f", {r['regions']} regions" if mode == "pipeline" else ""), flush=True)
+        print(
+            f"{mode:8s}: {r['seconds']:.1f} s wall, {r['cpu_s']:.1f} s CPU, {r['pixels'] / 1e6 / r['seconds']:.1f} Mpx/s, peak RSS {r['rss_mb']:.0f} MB"
+            + (f", {r['regions']} regions" if mode == "pipeline" else ""),
+            flush=True,
+        )
     read, pipe = results["read"], results["pipeline"]
     mpx = pipe["pixels"] / 1e6
     ratio = pipe["seconds"] / read["seconds"]
     # On a shared machine wall time depends on the neighbours; CPU time shows the work itself.
-    print(f"CPU time ratio (pipeline/read): {pipe['cpu_s'] / read['cpu_s']:.2f}x; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
-    print(f"rs throughput: {mpx / pipe['seconds']:.1f} Mpx/s pipeline vs {mpx / read['seconds']:.1f} Mpx/s raw read ({ratio:.2f}x the read time) on a {args.size}x{args.size} {args.bands}-band pair, {args.workers} workers; peak RSS {pipe['rss_mb']:.0f} MB")
+    print(
+        f"CPU time ratio (pipeline/read): {pipe['cpu_s'] / read['cpu_s']:.2f}x; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+    )
+    print(
+        f"rs throughput: {mpx / pipe['seconds']:.1f} Mpx/s pipeline vs {mpx / read['seconds']:.1f} Mpx/s raw read ({ratio:.2f}x the read time) on a {args.size}x{args.size} {args.bands}-band pair, {args.workers} workers; peak RSS {pipe['rss_mb']:.0f} MB"
+    )
     return 0
 
 

@@ -14,40 +14,79 @@ import gc
 import sys
 import time
 import tracemalloc
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from farsight.credit import make_credit_code  # noqa: E402
-from farsight.registry import parse_registry  # noqa: E402
-from farsight.types import Reading  # noqa: E402
-from rules.engine import Engine  # noqa: E402
-from rules.model import RULE_KINDS, _ensure_kinds, parse_ruleset  # noqa: E402
+from farsight.credit import make_credit_code
+from farsight.registry import parse_registry
+from farsight.types import Reading
+from rules.engine import Engine
+from rules.model import RULE_KINDS, _ensure_kinds, parse_ruleset
 
-T0 = datetime(2026, 11, 25, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 25, tzinfo=UTC)
 METRICS = ("so2", "nox", "particulate", "o2", "flue_flow")
 ENTITY = make_credit_code("91420500MA4900001")
 
 
 def registry(n: int):  # type: ignore[no-untyped-def]
-    sites = [{
-        "id": f"s{i:05d}", "name": f"site {i}", "department": "env", "entity_id": ENTITY,
-        "location": {"lon": 111.0 + (i % 100) / 100, "lat": 30.0 + (i // 100) / 1000}, "kind": "stack",
-        "limits": {"so2": 35, "nox": 50},
-        "devices": [{"id": "cems1", "kind": "cems", "metrics": list(METRICS)}],
-    } for i in range(n)]
+    sites = [
+        {
+            "id": f"s{i:05d}",
+            "name": f"site {i}",
+            "department": "env",
+            "entity_id": ENTITY,
+            "location": {"lon": 111.0 + (i % 100) / 100, "lat": 30.0 + (i // 100) / 1000},
+            "kind": "stack",
+            "limits": {"so2": 35, "nox": 50},
+            "devices": [{"id": "cems1", "kind": "cems", "metrics": list(METRICS)}],
+        }
+        for i in range(n)
+    ]
     return parse_registry({"sites": sites})
 
 
-THRESHOLD = {"rules": [
-    {"id": "so2", "select": {"metric": "so2", "device_kind": "cems"}, "threshold": "site_limit", "for": "5m", "severity": "major"},
-    {"id": "nox", "select": {"metric": "nox", "device_kind": "cems"}, "threshold": "site_limit", "for": "5m", "severity": "major"},
-]}
-WINDOW = {"rules": [
-    {"id": "so2-5min", "kind": "window", "select": {"metric": "so2", "device_kind": "cems"}, "window": "5m", "agg": "avg", "threshold": "site_limit", "severity": "major"},
-    {"id": "nox-5min", "kind": "window", "select": {"metric": "nox", "device_kind": "cems"}, "window": "5m", "agg": "avg", "threshold": "site_limit", "severity": "major"},
-]}
+THRESHOLD = {
+    "rules": [
+        {
+            "id": "so2",
+            "select": {"metric": "so2", "device_kind": "cems"},
+            "threshold": "site_limit",
+            "for": "5m",
+            "severity": "major",
+        },
+        {
+            "id": "nox",
+            "select": {"metric": "nox", "device_kind": "cems"},
+            "threshold": "site_limit",
+            "for": "5m",
+            "severity": "major",
+        },
+    ]
+}
+WINDOW = {
+    "rules": [
+        {
+            "id": "so2-5min",
+            "kind": "window",
+            "select": {"metric": "so2", "device_kind": "cems"},
+            "window": "5m",
+            "agg": "avg",
+            "threshold": "site_limit",
+            "severity": "major",
+        },
+        {
+            "id": "nox-5min",
+            "kind": "window",
+            "select": {"metric": "nox", "device_kind": "cems"},
+            "window": "5m",
+            "agg": "avg",
+            "threshold": "site_limit",
+            "severity": "major",
+        },
+    ]
+}
 
 
 def readings(n_sites: int, steps: int) -> list[Reading]:
@@ -80,9 +119,11 @@ def run(doc: dict, reg, data: list[Reading]) -> tuple[float, int, float, int]:  
     signals = 0
     evaluated = engine.stats.evaluated
     for i in range(0, len(rest), 500):
-        signals += len(engine.evaluate(rest[i:i + 500]))
+        signals += len(engine.evaluate(rest[i : i + 500]))
     elapsed = time.perf_counter() - t
-    print(f"  {(engine.stats.evaluated - evaluated) / elapsed:,.0f} rule evaluations/s (verdicts judged)")
+    print(
+        f"  {(engine.stats.evaluated - evaluated) / elapsed:,.0f} rule evaluations/s (verdicts judged)"
+    )
     return len(rest) / elapsed, instances, mem / max(instances, 1), signals
 
 
@@ -95,11 +136,15 @@ def main() -> None:
     reg = registry(args.sites)
     data = readings(args.sites, args.steps)
     rate_t, inst_t, mem_t, sig_t = run(THRESHOLD, reg, data)
-    print(f"threshold: {rate_t:,.0f} readings/s, {inst_t} rule instances, {mem_t:,.0f} bytes per instance, {sig_t} signals")
+    print(
+        f"threshold: {rate_t:,.0f} readings/s, {inst_t} rule instances, {mem_t:,.0f} bytes per instance, {sig_t} signals"
+    )
     line = f"rules: {rate_t:,.0f} readings/s threshold"
     if "window" in RULE_KINDS:
         rate_w, inst_w, mem_w, sig_w = run(WINDOW, reg, data)
-        print(f"window (5 min avg, closing every 5 readings): {rate_w:,.0f} readings/s, {inst_w} rule instances, {mem_w:,.0f} bytes per instance, {sig_w} signals")
+        print(
+            f"window (5 min avg, closing every 5 readings): {rate_w:,.0f} readings/s, {inst_w} rule instances, {mem_w:,.0f} bytes per instance, {sig_w} signals"
+        )
         line += f", {rate_w:,.0f} readings/s windowed (5 min avg)"
     print(f"{line}; {args.sites} sites x {len(METRICS)} metrics, {inst_t} instances, one core")
 

@@ -41,7 +41,9 @@ import sys
 
 # benchmarks/queue.py shares its name with the standard library's queue module, which
 # multiprocessing imports: this folder must not be first on the import path.
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
+sys.path[:] = [
+    p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))
+]
 
 import argparse
 import multiprocessing
@@ -57,7 +59,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import cv2  # noqa: E402
 
-from simulators.camera import ClipSpec, EventSpec, line_crossings, render_clip, scene_layout, truth_for, write_mp4  # noqa: E402
+from simulators.camera import (
+    ClipSpec,
+    EventSpec,
+    line_crossings,
+    render_clip,
+    scene_layout,
+    truth_for,
+    write_mp4,
+)
 
 W, H, FPS = 640, 360, 4.0
 EVENT_CLIP_S = 45.0
@@ -128,7 +138,12 @@ def analysers_for(scene: str) -> dict:
     """name -> analyser, built through the registry the way a camera config would build them."""
     from video.analysers.base import Zone
     from video.camera_config import (
-        BlackSmokeSection, FrameGeometry, IntrusionSection, LineCountSection, StoppedVehicleSection, analyser_entry,
+        BlackSmokeSection,
+        FrameGeometry,
+        IntrusionSection,
+        LineCountSection,
+        StoppedVehicleSection,
+        analyser_entry,
     )  # fmt: skip
 
     def zone(name: str, box: tuple[int, int, int, int]) -> Zone:
@@ -139,17 +154,23 @@ def analysers_for(scene: str) -> dict:
     # at night shows as little more than its lights, needs a smaller share than the default 0.1.
     STOPPED = StoppedVehicleSection(enabled=True, threshold=18, min_fraction=0.04)
     whole = FrameGeometry(W, H)
-    out = {n: analyser_entry(n).factory(analyser_entry(n).params_model(), whole) for n in ("smoke", "fire", "tamper")}
+    out = {
+        n: analyser_entry(n).factory(analyser_entry(n).params_model(), whole)
+        for n in ("smoke", "fire", "tamper")
+    }
     if scene == "stack":
         section = BlackSmokeSection(enabled=True, plume=plume_box(scene), sky=sky_box(scene))
         out["black_smoke"] = analyser_entry("black_smoke").factory(section, whole)
     if scene in ROAD_SCENES:
         out["stopped_vehicle"] = analyser_entry("stopped_vehicle").factory(
-            STOPPED, FrameGeometry(W, H, (zone("no_stopping", stop_zone(scene)),)))
+            STOPPED, FrameGeometry(W, H, (zone("no_stopping", stop_zone(scene)),))
+        )
         out["line_count"] = analyser_entry("line_count").factory(
-            LineCountSection(enabled=True, line=count_line(scene), name="road"), whole)
+            LineCountSection(enabled=True, line=count_line(scene), name="road"), whole
+        )
     out["intrusion"] = analyser_entry("intrusion").factory(
-        IntrusionSection(enabled=True), FrameGeometry(W, H, (zone("restricted", walk_zone(scene)),)))
+        IntrusionSection(enabled=True), FrameGeometry(W, H, (zone("restricted", walk_zone(scene)),))
+    )
     return out
 
 
@@ -187,19 +208,35 @@ def event_jobs(per_type: int) -> list[Job]:
             else:
                 event = EventSpec(kind, start, end)
             traffic = 15.0 if scene in ROAD_SCENES and i % 2 else 0.0
-            jobs.append(Job(kind, ClipSpec(scene, W, H, FPS, EVENT_CLIP_S, events=(event,), traffic=traffic, **c)))
-    for i in range(per_type):  # black smoke: stack, daylight only (the Ringelmann method needs a sky)
+            jobs.append(
+                Job(
+                    kind,
+                    ClipSpec(scene, W, H, FPS, EVENT_CLIP_S, events=(event,), traffic=traffic, **c),
+                )
+            )
+    for i in range(
+        per_type
+    ):  # black smoke: stack, daylight only (the Ringelmann method needs a sky)
         c = _conditions(i + 500)
         c.update(night=False, weather=("clear", "rain")[i % 2])
-        ev = EventSpec("black_smoke", 12.0 + i % 4, 34.0 + i % 4, plume_box("stack"), grade=1 + i % 5)
-        jobs.append(Job("black_smoke", ClipSpec("stack", W, H, FPS, EVENT_CLIP_S, events=(ev,), **c)))
+        ev = EventSpec(
+            "black_smoke", 12.0 + i % 4, 34.0 + i % 4, plume_box("stack"), grade=1 + i % 5
+        )
+        jobs.append(
+            Job("black_smoke", ClipSpec("stack", W, H, FPS, EVENT_CLIP_S, events=(ev,), **c))
+        )
     for i in range(per_type):  # stopped vehicle in the no-stopping zone, light traffic around it
         c = _conditions(i + 600)
         scene = ROAD_SCENES[i % 3]
         zx, zy, zw, zh = stop_zone(scene)
         box = (zx + (i * 31) % (zw // 2), zy, zw // 2, zh)  # the car stops somewhere in the zone
         ev = EventSpec("vehicle_stop", 10.0 + i % 4, 32.0 + i % 4, box)
-        jobs.append(Job("vehicle_stop", ClipSpec(scene, W, H, FPS, EVENT_CLIP_S, events=(ev,), traffic=10.0, **c)))
+        jobs.append(
+            Job(
+                "vehicle_stop",
+                ClipSpec(scene, W, H, FPS, EVENT_CLIP_S, events=(ev,), traffic=10.0, **c),
+            )
+        )
     for i in range(per_type):  # a person crossing the restricted strip, mostly at night
         c = _conditions(i + 700)
         c["night"] = i % 3 != 2
@@ -209,10 +246,20 @@ def event_jobs(per_type: int) -> list[Job]:
         y = zy + zh - ph - 4 - (i * 7) % max(1, zh - ph - 4)  # feet inside the zone
         ev = EventSpec("person", 12.0 + i % 4, 30.0 + i % 4, (zx + 20, y, zw - 40, ph))
         traffic = 10.0 if scene in ROAD_SCENES else 0.0
-        jobs.append(Job("person", ClipSpec(scene, W, H, FPS, EVENT_CLIP_S, events=(ev,), traffic=traffic, **c)))
+        jobs.append(
+            Job(
+                "person",
+                ClipSpec(scene, W, H, FPS, EVENT_CLIP_S, events=(ev,), traffic=traffic, **c),
+            )
+        )
     for i in range(per_type):  # counting: highway traffic of 15-45 vehicles a minute
         c = _conditions(i + 800)
-        jobs.append(Job("crossing", ClipSpec("highway", W, H, FPS, EVENT_CLIP_S, traffic=15.0 + 10 * (i % 4), **c)))
+        jobs.append(
+            Job(
+                "crossing",
+                ClipSpec("highway", W, H, FPS, EVENT_CLIP_S, traffic=15.0 + 10 * (i % 4), **c),
+            )
+        )
     return jobs
 
 
@@ -233,7 +280,9 @@ def _init_worker() -> None:
     cv2.setNumThreads(1)  # processes, not OpenCV threads, use the cores
 
 
-def run_job(args: tuple[Job, bool]) -> tuple[Job, list[tuple[str, float, tuple | None, dict]], float]:
+def run_job(
+    args: tuple[Job, bool],
+) -> tuple[Job, list[tuple[str, float, tuple | None, dict]], float]:
     """Render (and encode, decode) one clip and run the scene's analysers; return the live findings."""
     job, in_memory = args
     t0 = time.perf_counter()
@@ -291,7 +340,10 @@ def episodes(findings: list[tuple[str, float, tuple | None, dict]], kind: str) -
             if bbox is not None:
                 bx = e["bbox"] or bbox
                 x0, y0 = min(bx[0], bbox[0]), min(bx[1], bbox[1])
-                x1, y1 = max(bx[0] + bx[2], bbox[0] + bbox[2]), max(bx[1] + bx[3], bbox[1] + bbox[3])
+                x1, y1 = (
+                    max(bx[0] + bx[2], bbox[0] + bbox[2]),
+                    max(bx[1] + bx[3], bbox[1] + bbox[3]),
+                )
                 e["bbox"] = (x0, y0, x1 - x0, y1 - y0)
             e["details"].append((ts, detail))
         else:
@@ -308,7 +360,9 @@ class Score:
     quiet_fp: int = 0
 
 
-def score(results: list[tuple[Job, list, float]]) -> tuple[dict[str, Score], list[float], dict, list[str]]:
+def score(
+    results: list[tuple[Job, list, float]],
+) -> tuple[dict[str, Score], list[float], dict, list[str]]:
     scores = {k: Score() for k in KINDS}
     grade_err: list[float] = []
     counts = {"true": 0, "abs_err": 0}
@@ -327,9 +381,15 @@ def score(results: list[tuple[Job, list, float]]) -> tuple[dict[str, Score], lis
                 used: set[int] = set()
                 for c in crossings:
                     best = min(
-                        (j for j, e in enumerate(eps) if j not in used and e["details"][0][1].get("direction") == c.direction
-                         and abs(e["start"] - c.t) <= CROSSING_TOL_S),
-                        key=lambda j: abs(eps[j]["start"] - c.t), default=None,
+                        (
+                            j
+                            for j, e in enumerate(eps)
+                            if j not in used
+                            and e["details"][0][1].get("direction") == c.direction
+                            and abs(e["start"] - c.t) <= CROSSING_TOL_S
+                        ),
+                        key=lambda j: abs(eps[j]["start"] - c.t),
+                        default=None,
                     )
                     if best is not None:
                         used.add(best)
@@ -342,8 +402,11 @@ def score(results: list[tuple[Job, list, float]]) -> tuple[dict[str, Score], lis
                     counts["abs_err"] += abs(n_det - n_true)
                 continue
             # Black smoke from a stack is smoke too: the smoke analyser is right to report it.
-            events = [e for e in truth.events if TRUTH_KIND[e.kind] == kind
-                      or (kind == "smoke" and e.kind == "black_smoke")]
+            events = [
+                e
+                for e in truth.events
+                if TRUTH_KIND[e.kind] == kind or (kind == "smoke" and e.kind == "black_smoke")
+            ]
             matched_eps: set[int] = set()
             for ev in events:
                 optional = kind == "smoke" and ev.kind == "black_smoke"  # found or not, no miss
@@ -364,8 +427,12 @@ def score(results: list[tuple[Job, list, float]]) -> tuple[dict[str, Score], lis
             s.true_episodes += len(matched_eps)
             fps_here = len(eps) - len(matched_eps)
             if fps_here:
-                notes.append(f"{fps_here} false {kind} in {_describe(job)} at "
-                             + ", ".join(f"{eps[j]['start']:.1f}s" for j in range(len(eps)) if j not in matched_eps))
+                notes.append(
+                    f"{fps_here} false {kind} in {_describe(job)} at "
+                    + ", ".join(
+                        f"{eps[j]['start']:.1f}s" for j in range(len(eps)) if j not in matched_eps
+                    )
+                )
             if job.group == "none":
                 s.quiet_fp += fps_here
     return scores, grade_err, counts, notes
@@ -382,28 +449,49 @@ def analysers_plan(scene: str) -> set[str]:
 
 def _describe(job: Job) -> str:
     s = job.spec
-    return (f"{job.group}/{s.scene}/seed {s.seed}/{'night' if s.night else 'day'}/{s.weather}"
-            + (f"/traffic {s.traffic:g}" if s.traffic else ""))
+    return f"{job.group}/{s.scene}/seed {s.seed}/{'night' if s.night else 'day'}/{s.weather}" + (
+        f"/traffic {s.traffic:g}" if s.traffic else ""
+    )
 
 
 # ------------------------------------------------------------------------------------ main
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--workers", type=int, default=2, help="worker processes (default: the 2 cores here)")
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--workers", type=int, default=2, help="worker processes (default: the 2 cores here)"
+    )
     ap.add_argument("--per-type", type=int, default=10, help="clips per event type (default 10)")
-    ap.add_argument("--quiet", type=int, default=40, help=f"no-event clips of {QUIET_CLIP_S:g} s (default 40: 1 camera-hour)")
-    ap.add_argument("--quick", action="store_true", help="4 clips per type and 8 no-event clips, for a smoke test")
-    ap.add_argument("--in-memory", action="store_true", help="analyse rendered frames directly, without MP4 encode/decode")
+    ap.add_argument(
+        "--quiet",
+        type=int,
+        default=40,
+        help=f"no-event clips of {QUIET_CLIP_S:g} s (default 40: 1 camera-hour)",
+    )
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help="4 clips per type and 8 no-event clips, for a smoke test",
+    )
+    ap.add_argument(
+        "--in-memory",
+        action="store_true",
+        help="analyse rendered frames directly, without MP4 encode/decode",
+    )
     ap.add_argument("--notes", action="store_true", help="list every miss and false positive")
     args = ap.parse_args()
     per_type, n_quiet = (4, 8) if args.quick else (args.per_type, args.quiet)
     jobs = event_jobs(per_type) + quiet_jobs(n_quiet)
     jobs.sort(key=lambda j: -j.spec.seconds)  # long clips first: the pool finishes evenly
     t0 = time.perf_counter()
-    with ProcessPoolExecutor(max_workers=args.workers, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=_init_worker) as pool:
+    with ProcessPoolExecutor(
+        max_workers=args.workers,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_init_worker,
+    ) as pool:
         results = list(pool.map(run_job, [(j, args.in_memory) for j in jobs]))
     wall = time.perf_counter() - t0
     scores, grade_err, counts, notes = score(results)
@@ -414,37 +502,55 @@ def main() -> None:
     by_group = defaultdict(int)
     for j in jobs:
         by_group[j.group] += 1
-    print(f"clips: {len(jobs)} ({', '.join(f'{g} {n}' for g, n in sorted(by_group.items()))}), "
-          f"{total_h:.2f} camera-hours, {frames:,} frames {W}x{H} at {FPS:g} fps"
-          f"{'' if args.in_memory else ' (MP4 encode + decode)'}; {args.workers} workers, {wall:.0f} s")
-    print(f"matching: episode overlaps [start, end + {LATENCY_S:g} s] (and the event box for boxed kinds); "
-          f"crossings within {CROSSING_TOL_S:g} s, same direction")
-    print(f"{'kind':18} {'analyser':16} {'truth':>6} {'found':>6} {'recall':>7} {'episodes':>9} {'precision':>10} {'FP quiet':>9}")
+    print(
+        f"clips: {len(jobs)} ({', '.join(f'{g} {n}' for g, n in sorted(by_group.items()))}), "
+        f"{total_h:.2f} camera-hours, {frames:,} frames {W}x{H} at {FPS:g} fps"
+        f"{'' if args.in_memory else ' (MP4 encode + decode)'}; {args.workers} workers, {wall:.0f} s"
+    )
+    print(
+        f"matching: episode overlaps [start, end + {LATENCY_S:g} s] (and the event box for boxed kinds); "
+        f"crossings within {CROSSING_TOL_S:g} s, same direction"
+    )
+    print(
+        f"{'kind':18} {'analyser':16} {'truth':>6} {'found':>6} {'recall':>7} {'episodes':>9} {'precision':>10} {'FP quiet':>9}"
+    )
     precisions, recalls = [], []
     for kind in KINDS:
         s = scores[kind]
         recall = s.found / s.truth if s.truth else float("nan")
-        precision = s.true_episodes / s.episodes if s.episodes else (1.0 if s.truth else float("nan"))
+        precision = (
+            s.true_episodes / s.episodes if s.episodes else (1.0 if s.truth else float("nan"))
+        )
         precisions.append(precision)
         recalls.append(recall)
-        print(f"{kind:18} {ANALYSER_OF[kind]:16} {s.truth:6d} {s.found:6d} {recall:7.3f} {s.episodes:9d} {precision:10.3f} {s.quiet_fp:9d}")
+        print(
+            f"{kind:18} {ANALYSER_OF[kind]:16} {s.truth:6d} {s.found:6d} {recall:7.3f} {s.episodes:9d} {precision:10.3f} {s.quiet_fp:9d}"
+        )
     mae = statistics.fmean(grade_err) if grade_err else float("nan")
     exact = sum(e == 0 for e in grade_err) / len(grade_err) if grade_err else float("nan")
-    print(f"black smoke Ringelmann grade: mean absolute error {mae:.2f} over {len(grade_err)} found events "
-          f"({exact:.0%} exact)")
+    print(
+        f"black smoke Ringelmann grade: mean absolute error {mae:.2f} over {len(grade_err)} found events "
+        f"({exact:.0%} exact)"
+    )
     count_acc = 1.0 - counts["abs_err"] / counts["true"] if counts["true"] else float("nan")
-    print(f"line counts: {counts['true']} true crossings, count accuracy {count_acc:.3f} "
-          f"(1 - sum |counted - true| / true, per clip and direction)")
+    print(
+        f"line counts: {counts['true']} true crossings, count accuracy {count_acc:.3f} "
+        f"(1 - sum |counted - true| / true, per clip and direction)"
+    )
     quiet_fp = sum(scores[k].quiet_fp for k in KINDS if k != "vehicle_crossing")
     fa_rate = quiet_fp / quiet_h if quiet_h else float("nan")
-    print(f"no-event clips: {by_group['none']} ({quiet_h:.2f} camera-hours), {quiet_fp} false alarm episodes")
+    print(
+        f"no-event clips: {by_group['none']} ({quiet_h:.2f} camera-hours), {quiet_fp} false alarm episodes"
+    )
     if args.notes or len(notes) <= 30:
         for n in notes:
             print("  " + n)
     else:
         print(f"  {len(notes)} misses and false positives (--notes lists them)")
-    print(f"video accuracy: min precision {min(precisions):.2f}, min recall {min(recalls):.2f} over {len(KINDS)} analyser "
-          f"kinds; {fa_rate:.1f} false alarms per camera-hour ({len(jobs)} clips, {total_h:.2f} camera-hours)")
+    print(
+        f"video accuracy: min precision {min(precisions):.2f}, min recall {min(recalls):.2f} over {len(KINDS)} analyser "
+        f"kinds; {fa_rate:.1f} false alarms per camera-hour ({len(jobs)} clips, {total_h:.2f} camera-hours)"
+    )
 
 
 if __name__ == "__main__":

@@ -23,12 +23,23 @@ from __future__ import annotations
 
 import base64
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from edge.errors import EdgeError
 from ingest.edge_batches import (  # noqa: F401 - the format's verifying half, re-exported
-    DOMAIN_TAG, MIN_KEY_BYTES, VERSION, Batch, BatchError, BatchMessage, canonical, decode_batch, parse_key, peek_gateway, sign,
+    DOMAIN_TAG,
+    MIN_KEY_BYTES,
+    VERSION,
+    Batch,
+    BatchError,
+    BatchMessage,
+    canonical,
+    decode_batch,
+    parse_key,
+    peek_gateway,
+    sign,
 )
 
 
@@ -41,11 +52,20 @@ def _message_doc(m: BatchMessage) -> dict[str, Any]:
     return doc
 
 
-def encode_batch(gateway: str, seq: int, messages: Sequence[BatchMessage], key: bytes, sent_ms: int,
-                 loss: Mapping[str, int] | None = None) -> bytes:
+def encode_batch(
+    gateway: str,
+    seq: int,
+    messages: Sequence[BatchMessage],
+    key: bytes,
+    sent_ms: int,
+    loss: Mapping[str, int] | None = None,
+) -> bytes:
     """Build and sign one batch; returns the payload to publish."""
     doc: dict[str, Any] = {
-        "v": VERSION, "gateway": gateway, "seq": int(seq), "sent": int(sent_ms),
+        "v": VERSION,
+        "gateway": gateway,
+        "seq": int(seq),
+        "sent": int(sent_ms),
         "loss": {k: int(v) for k, v in (loss or {}).items()},
         "messages": [_message_doc(m) for m in messages],
     }
@@ -60,7 +80,9 @@ def load_gateway_key(path: Path | None) -> bytes:
         if env:
             return parse_key(env, "FARSIGHT_EDGE_KEY")
         if path is None:
-            raise EdgeError("no batch key: set uplink.hmac_key_file or FARSIGHT_EDGE_KEY (hex, e.g. `openssl rand -hex 32`)")
+            raise EdgeError(
+                "no batch key: set uplink.hmac_key_file or FARSIGHT_EDGE_KEY (hex, e.g. `openssl rand -hex 32`)"
+            )
         try:
             text = Path(path).read_text(encoding="ascii")
         except OSError as exc:

@@ -25,9 +25,9 @@ import sqlite3
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 from edge.config import BufferSettings
 from edge.errors import BufferFullError, EdgeError
@@ -90,7 +90,9 @@ def _size(topic: str, payload: bytes) -> int:
 class Buffer:
     """A durable FIFO of (topic, payload) messages with group commit, bounds and a full policy."""
 
-    def __init__(self, path: Path | str, settings: BufferSettings, online: Callable[[], bool] = lambda: True) -> None:
+    def __init__(
+        self, path: Path | str, settings: BufferSettings, online: Callable[[], bool] = lambda: True
+    ) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.settings = settings
@@ -164,7 +166,9 @@ class Buffer:
     def append_one(self, topic: str, payload: bytes) -> None:
         """Store one message durably or raise :class:`BufferFullError`."""
         if not self.append([(topic, payload)])[0]:
-            raise BufferFullError(f"buffer full ({self.bytes} of {self.settings.max_bytes} bytes); message refused")
+            raise BufferFullError(
+                f"buffer full ({self.bytes} of {self.settings.max_bytes} bytes); message refused"
+            )
 
     # -- the uplink ----------------------------------------------------------------------------
 
@@ -174,7 +178,8 @@ class Buffer:
             with self._rlock:
                 rows = self._r.execute(
                     "SELECT id, topic, payload, ts, offline, size FROM buffer WHERE id > ? ORDER BY id LIMIT ?",
-                    (after_id, limit)).fetchall()
+                    (after_id, limit),
+                ).fetchall()
         except sqlite3.Error as exc:
             raise EdgeError(f"cannot read buffer {self.path}: {exc}") from None
         out: list[Row] = []
@@ -211,7 +216,14 @@ class Buffer:
     def stats(self) -> BufferStats:
         with self._rlock:
             row = self._r.execute("SELECT ts FROM buffer ORDER BY id LIMIT 1").fetchone()
-        return BufferStats(self.depth, self.bytes, row[0] if row else None, dict(self.loss), self.appended, self.acked)
+        return BufferStats(
+            self.depth,
+            self.bytes,
+            row[0] if row else None,
+            dict(self.loss),
+            self.appended,
+            self.acked,
+        )
 
     @property
     def lost(self) -> int:
@@ -254,10 +266,18 @@ class Buffer:
                 self._ops.clear()
             try:
                 callbacks = self._commit(ops)
-            except Exception as exc:  # noqa: BLE001 - the writer must outlive any one commit
+            except Exception as exc:
                 # A failed commit acknowledges nothing: the collectors' sources send again.
-                log.error("buffer commit failed", extra=kv(error=exc, ops=len(ops)), exc_info=not isinstance(exc, sqlite3.Error))
-                callbacks = [(op[2], [False] * len(op[1])) for op in ops if op[0] == "append" and op[2] is not None]
+                log.error(
+                    "buffer commit failed",
+                    extra=kv(error=exc, ops=len(ops)),
+                    exc_info=not isinstance(exc, sqlite3.Error),
+                )
+                callbacks = [
+                    (op[2], [False] * len(op[1]))
+                    for op in ops
+                    if op[0] == "append" and op[2] is not None
+                ]
                 for op in ops:
                     if op[0] == "append":
                         op[3:] = [[False] * len(op[1])]
@@ -265,14 +285,20 @@ class Buffer:
             for done, flags in callbacks:
                 try:
                     done(flags)
-                except Exception:  # noqa: BLE001 - one collector's failure must not stop the writer
+                except Exception:
                     log.exception("buffer callback failed")
             if self.listeners:
-                stored = [(t, p) for op in ops if op[0] == "append" for (t, p, _, _), ok in zip(op[1], op[3]) if ok]
+                stored = [
+                    (t, p)
+                    for op in ops
+                    if op[0] == "append"
+                    for (t, p, _, _), ok in zip(op[1], op[3])
+                    if ok
+                ]
                 for listener in self.listeners:
                     try:
                         listener(stored)
-                    except Exception:  # noqa: BLE001
+                    except Exception:
                         log.exception("buffer listener failed")
             with self._cond:
                 if not self._ops:
@@ -298,12 +324,18 @@ class Buffer:
                     if op[2] is not None:
                         callbacks.append((op[2], flags))
                 elif op[0] == "ack":
-                    n, b = c.execute("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM buffer WHERE id BETWEEN ? AND ?", (op[1], op[2])).fetchone()
+                    n, b = c.execute(
+                        "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM buffer WHERE id BETWEEN ? AND ?",
+                        (op[1], op[2]),
+                    ).fetchone()
                     c.execute("DELETE FROM buffer WHERE id BETWEEN ? AND ?", (op[1], op[2]))
                     depth, nbytes = depth - n, nbytes - b
                     self.acked += n
                 elif op[0] == "reserve":
-                    c.execute("INSERT INTO meta (key, value) VALUES ('seq.reserved', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value", (op[1],))
+                    c.execute(
+                        "INSERT INTO meta (key, value) VALUES ('seq.reserved', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                        (op[1],),
+                    )
                     events.append(op[2])
                     self._seq_reserved = op[1]
             if time.monotonic() >= self._next_sweep:
@@ -311,8 +343,10 @@ class Buffer:
                 depth, nbytes = self._expire(c, depth, nbytes)
             for k in LOSS_KINDS:
                 if self.loss[k] != loss_before[k]:
-                    c.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                              (f"loss.{k}", self.loss[k]))
+                    c.execute(
+                        "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                        (f"loss.{k}", self.loss[k]),
+                    )
             c.execute("COMMIT")
         except BaseException:
             c.execute("ROLLBACK")
@@ -323,12 +357,21 @@ class Buffer:
             ev.set()
         return callbacks
 
-    def _append(self, c: sqlite3.Connection, rows: list[tuple[str, bytes, int, bool]], depth: int, nbytes: int) -> tuple[list[bool], int, int]:
+    def _append(
+        self,
+        c: sqlite3.Connection,
+        rows: list[tuple[str, bytes, int, bool]],
+        depth: int,
+        nbytes: int,
+    ) -> tuple[list[bool], int, int]:
         limit = self.settings.max_bytes
         sized = [(t, p, ts, int(off), _size(t, p)) for t, p, ts, off in rows]
         total = sum(s[4] for s in sized)
         if nbytes + total <= limit:
-            c.executemany("INSERT INTO buffer (topic, payload, ts, offline, size) VALUES (?, ?, ?, ?, ?)", sized)
+            c.executemany(
+                "INSERT INTO buffer (topic, payload, ts, offline, size) VALUES (?, ?, ?, ?, ?)",
+                sized,
+            )
             self.appended += len(sized)
             return [True] * len(sized), depth + len(sized), nbytes + total
         # Full: decide message by message, in order, so the loss count is exact.
@@ -342,19 +385,31 @@ class Buffer:
                 self.loss["refused"] += 1
                 flags.append(False)
                 continue
-            c.execute("INSERT INTO buffer (topic, payload, ts, offline, size) VALUES (?, ?, ?, ?, ?)", row)
+            c.execute(
+                "INSERT INTO buffer (topic, payload, ts, offline, size) VALUES (?, ?, ?, ?, ?)", row
+            )
             self.appended += 1
             depth, nbytes = depth + 1, nbytes + size
             flags.append(True)
         if not all(flags):
-            log.warning("buffer full", extra=kv(policy=self.settings.policy, refused=flags.count(False), loss=self.loss, bytes=nbytes))
+            log.warning(
+                "buffer full",
+                extra=kv(
+                    policy=self.settings.policy,
+                    refused=flags.count(False),
+                    loss=self.loss,
+                    bytes=nbytes,
+                ),
+            )
         return flags, depth, nbytes
 
     def _drop_oldest(self, c: sqlite3.Connection, need: int) -> tuple[int, int]:
         """Delete the oldest unsent rows until ``need`` bytes are free; returns (rows, bytes)."""
         freed = n = 0
         last = None
-        for id_, size in c.execute("SELECT id, size FROM buffer WHERE id > ? ORDER BY id LIMIT 10000", (self.protect_upto,)):
+        for id_, size in c.execute(
+            "SELECT id, size FROM buffer WHERE id > ? ORDER BY id LIMIT 10000", (self.protect_upto,)
+        ):
             freed += size
             n += 1
             last = id_
@@ -371,13 +426,17 @@ class Buffer:
         cutoff = int((time.time() - self.settings.max_age_s) * 1000)
         n = b = 0
         last = None
-        for id_, ts, size in c.execute("SELECT id, ts, size FROM buffer WHERE id > ? ORDER BY id LIMIT 100000", (self.protect_upto,)):
+        for id_, ts, size in c.execute(
+            "SELECT id, ts, size FROM buffer WHERE id > ? ORDER BY id LIMIT 100000",
+            (self.protect_upto,),
+        ):
             if ts >= cutoff:
                 break
             n, b, last = n + 1, b + size, id_
         if last is not None:
             c.execute("DELETE FROM buffer WHERE id > ? AND id <= ?", (self.protect_upto, last))
             self.loss["expired"] += n
-            log.warning("buffered messages expired", extra=kv(count=n, max_age_s=self.settings.max_age_s))
+            log.warning(
+                "buffered messages expired", extra=kv(count=n, max_age_s=self.settings.max_age_s)
+            )
         return depth - n, nbytes - b
-

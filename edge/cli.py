@@ -33,19 +33,39 @@ def _cmd_edge(args: argparse.Namespace) -> int:
 
 def add_edge_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add the ``edge`` subcommand to an argparse ``add_subparsers()`` object."""
-    p = subparsers.add_parser("edge", help="run a site gateway: collect, buffer durably, forward to the hub",
-                              description="Run a site gateway: collectors (local MQTT, HJ 212 over TCP), a durable "
-                                          "store-and-forward buffer, signed batches to the central broker, heartbeat "
-                                          "and remote configuration.")
+    p = subparsers.add_parser(
+        "edge",
+        help="run a site gateway: collect, buffer durably, forward to the hub",
+        description="Run a site gateway: collectors (local MQTT, HJ 212 over TCP), a durable "
+        "store-and-forward buffer, signed batches to the central broker, heartbeat "
+        "and remote configuration.",
+    )
     # The main parser's --config names farsight.yaml; `farsight edge --config gateway.yaml` puts it
     # after the subcommand, where this option takes it.
-    p.add_argument("--config", "-c", dest="gateway_config", type=Path, default=None, help="gateway.yaml")
-    p.add_argument("--check", action="store_true", help="validate the configuration, print every error and exit")
-    p.add_argument("--schema", action="store_true", help="print the configuration's JSON schema and exit")
-    d = p.add_argument_group("demo: a simulated site loses its uplink and catches up (starts its own brokers and hub)")
+    p.add_argument(
+        "--config", "-c", dest="gateway_config", type=Path, default=None, help="gateway.yaml"
+    )
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="validate the configuration, print every error and exit",
+    )
+    p.add_argument(
+        "--schema", action="store_true", help="print the configuration's JSON schema and exit"
+    )
+    d = p.add_argument_group(
+        "demo: a simulated site loses its uplink and catches up (starts its own brokers and hub)"
+    )
     d.add_argument("--demo", action="store_true", help="run the outage demo instead of a gateway")
     d.add_argument("--devices", type=int, default=20, help="simulated devices (default 20)")
-    d.add_argument("--rate", type=float, default=200.0, help="readings per second from all devices (default 200)")
-    d.add_argument("--outage", type=float, default=15.0, help="seconds the uplink is down (default 15)")
+    d.add_argument(
+        "--rate",
+        type=float,
+        default=200.0,
+        help="readings per second from all devices (default 200)",
+    )
+    d.add_argument(
+        "--outage", type=float, default=15.0, help="seconds the uplink is down (default 15)"
+    )
     p.set_defaults(func=_cmd_edge)
     return p

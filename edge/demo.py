@@ -12,7 +12,7 @@ from __future__ import annotations
 import secrets
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import yaml
@@ -29,7 +29,13 @@ from simulators.gateway_site import SiteSimulator, SiteSpec
 DEMO_SITE = ("env", "yc-aq-xiling")
 
 
-def run_edge_demo(devices: int = 20, rate: float = 200.0, outage_s: float = 15.0, before_s: float = 5.0, after_s: float = 5.0) -> int:
+def run_edge_demo(
+    devices: int = 20,
+    rate: float = 200.0,
+    outage_s: float = 15.0,
+    before_s: float = 5.0,
+    after_s: float = 5.0,
+) -> int:
     """Run the outage demo; returns 0 when the hub caught up with every reading."""
     setup_logging("WARNING")
     with tempfile.TemporaryDirectory(prefix="farsight-edge-demo-") as tmp:
@@ -39,34 +45,59 @@ def run_edge_demo(devices: int = 20, rate: float = 200.0, outage_s: float = 15.0
         key = secrets.token_hex(32)
         keys = root / "gateway-keys.yaml"
         keys.write_text(yaml.safe_dump({"gw-demo": key}), encoding="utf-8")
-        settings = Settings.model_validate({
-            "data_dir": str(root / "hub"),
-            "broker": {"host": central.host, "port": central.port, "protocol": "5", "embedded": "none"},
-            "ingest": {"client_id": "edge-demo-hub"},
-            "edge": {"keys_file": str(keys), "sites": {"gw-demo": DEMO_SITE[1]}},
-        })
+        settings = Settings.model_validate(
+            {
+                "data_dir": str(root / "hub"),
+                "broker": {
+                    "host": central.host,
+                    "port": central.port,
+                    "protocol": "5",
+                    "embedded": "none",
+                },
+                "ingest": {"client_id": "edge-demo-hub"},
+                "edge": {"keys_file": str(keys), "sites": {"gw-demo": DEMO_SITE[1]}},
+            }
+        )
         (root / "hub").mkdir()
         hub = IngestService(settings, load_registry(None, settings.registry.departments))
         hub.start()
         import os
 
         os.environ["FARSIGHT_EDGE_KEY"] = key
-        gw_cfg = parse_gateway_config({
-            "gateway_id": "gw-demo", "data_dir": str(root / "edge"),
-            "uplink": {"host": central.host, "port": central.port, "keepalive_s": 5, "reconnect_max_s": 1, "backfill_after_s": 2},
-            "collectors": {"mqtt_local": {"enabled": True, "host": site.host, "port": site.port}},
-            "health": {"interval_s": 1},
-        })
+        gw_cfg = parse_gateway_config(
+            {
+                "gateway_id": "gw-demo",
+                "data_dir": str(root / "edge"),
+                "uplink": {
+                    "host": central.host,
+                    "port": central.port,
+                    "keepalive_s": 5,
+                    "reconnect_max_s": 1,
+                    "backfill_after_s": 2,
+                },
+                "collectors": {
+                    "mqtt_local": {"enabled": True, "host": site.host, "port": site.port}
+                },
+                "health": {"interval_s": 1},
+            }
+        )
         gateway = EdgeService(gw_cfg)
         gateway.start()
         while gateway.collectors["mqtt_local"].state != "connected":
             time.sleep(0.05)
-        now = datetime.now(timezone.utc).replace(microsecond=0)
-        sim = SiteSimulator(site.host, site.port, SiteSpec(dept=DEMO_SITE[0], site=DEMO_SITE[1], devices=devices, start=now),
-                            client_id="edge-demo-devices")
-        print(f"\nEdge gateway demo: {devices} devices at {DEMO_SITE[1]} -> site mosquitto :{site.port} -> gateway gw-demo "
-              f"-> central mosquitto :{central.port} -> hub ingest\n"
-              f"{'t':>5}  {'phase':<9} {'sent':>7} {'buffered':>8} {'at hub':>7} {'back-filled':>11}  uplink", flush=True)
+        now = datetime.now(UTC).replace(microsecond=0)
+        sim = SiteSimulator(
+            site.host,
+            site.port,
+            SiteSpec(dept=DEMO_SITE[0], site=DEMO_SITE[1], devices=devices, start=now),
+            client_id="edge-demo-devices",
+        )
+        print(
+            f"\nEdge gateway demo: {devices} devices at {DEMO_SITE[1]} -> site mosquitto :{site.port} -> gateway gw-demo "
+            f"-> central mosquitto :{central.port} -> hub ingest\n"
+            f"{'t':>5}  {'phase':<9} {'sent':>7} {'buffered':>8} {'at hub':>7} {'back-filled':>11}  uplink",
+            flush=True,
+        )
         t0 = time.monotonic()
         sim.start(rate=rate)
         phase = "live"
@@ -89,8 +120,11 @@ def run_edge_demo(devices: int = 20, rate: float = 200.0, outage_s: float = 15.0
                 edge = hub.edge.gateways() if phase != "OUTAGE" else []
                 at_hub = hub.readings.count(site=DEMO_SITE[1])
                 back = edge[0]["backfilled"] if edge else 0
-                print(f"{t:5.1f}  {phase:<9} {sim.total_acked:>7,} {st.depth:>8,} {at_hub:>7,} {back:>11,}  "
-                      f"{'up' if gateway.uplink.connected else 'down'}", flush=True)
+                print(
+                    f"{t:5.1f}  {phase:<9} {sim.total_acked:>7,} {st.depth:>8,} {at_hub:>7,} {back:>11,}  "
+                    f"{'up' if gateway.uplink.connected else 'down'}",
+                    flush=True,
+                )
                 if phase == "draining" and at_hub == sim.total_acked and st.depth == 0:
                     caught_up_at = t
                     ok = True
@@ -105,8 +139,10 @@ def run_edge_demo(devices: int = 20, rate: float = 200.0, outage_s: float = 15.0
             site.close()
             central.close()
         if ok:
-            print(f"\ncaught up: the hub holds all {sim.total_acked:,} readings exactly once; {back:,} arrived back-filled "
-                  f"(late data) after the {outage_s:g} s outage; done {caught_up_at - outage_start - outage_s:.1f} s after the link returned.")
+            print(
+                f"\ncaught up: the hub holds all {sim.total_acked:,} readings exactly once; {back:,} arrived back-filled "
+                f"(late data) after the {outage_s:g} s outage; done {caught_up_at - outage_start - outage_s:.1f} s after the link returned."
+            )
         else:
             print("\nthe hub did not catch up within two minutes", flush=True)
         return 0 if ok else 1

@@ -14,4 +14,3 @@ class EdgeError(FarsightError):
 
 class BufferFullError(EdgeError):
     """Raised when the buffer refuses a message because it is full under the 'refuse' policy."""
-

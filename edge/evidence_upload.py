@@ -34,7 +34,9 @@ class EvidenceUploader:
         self.settings = settings
         self.token = os.environ.get(settings.token_env, "")
         self._db = sqlite3.connect(data_dir / "evidence-sent.db", check_same_thread=False)
-        self._db.execute("CREATE TABLE IF NOT EXISTS sent (sha TEXT PRIMARY KEY, size INTEGER NOT NULL, at REAL NOT NULL)")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS sent (sha TEXT PRIMARY KEY, size INTEGER NOT NULL, at REAL NOT NULL)"
+        )
         self._db.commit()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -50,7 +52,11 @@ class EvidenceUploader:
         if not self.root.is_dir():
             return []
         done = self._sent()
-        files = [p for p in self.root.glob("??/*.*") if p.is_file() and p.name.split(".", 1)[0] not in done]
+        files = [
+            p
+            for p in self.root.glob("??/*.*")
+            if p.is_file() and p.name.split(".", 1)[0] not in done
+        ]
         return sorted(files, key=lambda p: p.stat().st_mtime)
 
     def upload_once(self, client: httpx.Client) -> int:
@@ -59,10 +65,17 @@ class EvidenceUploader:
         for path in self.pending():
             sha = path.name.split(".", 1)[0]
             data = path.read_bytes()
-            r = client.post("/api/evidence", content=data, headers={"Authorization": f"Bearer {self.token}"})
+            r = client.post(
+                "/api/evidence", content=data, headers={"Authorization": f"Bearer {self.token}"}
+            )
             if r.status_code != 201 or r.json().get("sha256") != sha:
-                raise httpx.HTTPStatusError(f"hub answered {r.status_code} for {sha}", request=r.request, response=r)
-            self._db.execute("INSERT OR IGNORE INTO sent (sha, size, at) VALUES (?, ?, strftime('%s','now'))", (sha, len(data)))
+                raise httpx.HTTPStatusError(
+                    f"hub answered {r.status_code} for {sha}", request=r.request, response=r
+                )
+            self._db.execute(
+                "INSERT OR IGNORE INTO sent (sha, size, at) VALUES (?, ?, strftime('%s','now'))",
+                (sha, len(data)),
+            )
             self._db.commit()
             n += 1
             self.sent += 1
@@ -80,7 +93,10 @@ class EvidenceUploader:
                 except (httpx.HTTPError, OSError, ValueError) as exc:
                     self.failures += 1
                     self.state, wait = "failing", min(MAX_BACKOFF_S, wait * 2)
-                    log.warning("evidence upload failed; retrying", extra=kv(error=str(exc)[:200], retry_s=wait))
+                    log.warning(
+                        "evidence upload failed; retrying",
+                        extra=kv(error=str(exc)[:200], retry_s=wait),
+                    )
 
     def start(self) -> None:
         if not self.settings.hub_url:

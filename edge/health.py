@@ -7,8 +7,9 @@ from __future__ import annotations
 import socket
 import struct
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import psutil
 
@@ -38,7 +39,7 @@ def sntp_offset(server: str, timeout: float = 2.0) -> float | None:
         return None
 
     def ts(offset: int) -> float:
-        sec, frac = struct.unpack("!II", data[offset:offset + 8])
+        sec, frac = struct.unpack("!II", data[offset : offset + 8])
         return sec - NTP_EPOCH_OFFSET + frac / 2**32
 
     t2, t3 = ts(32), ts(40)
@@ -75,9 +76,13 @@ def heartbeat(
         "ts": int(now * 1000),
         "config_version": version,
         "uptime_s": round(now - started, 1),
-        "buffer": {"depth": buffer.depth, "bytes": buffer.bytes,
-                   "oldest_age_s": None if oldest_age is None else round(oldest_age, 3),
-                   "appended": buffer.appended, "acked": buffer.acked},
+        "buffer": {
+            "depth": buffer.depth,
+            "bytes": buffer.bytes,
+            "oldest_age_s": None if oldest_age is None else round(oldest_age, 3),
+            "appended": buffer.appended,
+            "acked": buffer.acked,
+        },
         "loss": dict(buffer.loss),
         "clock_offset_s": None if clock_offset_s is None else round(clock_offset_s, 3),
         "system": system_stats(data_dir),

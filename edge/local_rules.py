@@ -13,8 +13,8 @@ import json
 import logging
 import threading
 from collections import deque
-from datetime import datetime, timezone
-from typing import Sequence
+from collections.abc import Sequence
+from datetime import UTC, datetime
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -33,9 +33,20 @@ log = logging.getLogger("farsight.edge.rules")
 
 
 def signal_doc(s: AlertSignal, gateway: str) -> dict:
-    return {"gateway": gateway, "rule_id": s.rule_id, "fingerprint": s.fingerprint, "status": s.status, "site": s.site,
-            "device": s.device, "metric": s.metric, "severity": s.severity, "summary": s.summary, "ts": s.ts.isoformat(),
-            "value": s.value, "threshold": s.threshold}
+    return {
+        "gateway": gateway,
+        "rule_id": s.rule_id,
+        "fingerprint": s.fingerprint,
+        "status": s.status,
+        "site": s.site,
+        "device": s.device,
+        "metric": s.metric,
+        "severity": s.severity,
+        "summary": s.summary,
+        "ts": s.ts.isoformat(),
+        "value": s.value,
+        "threshold": s.threshold,
+    }
 
 
 class LocalRules:
@@ -55,7 +66,10 @@ class LocalRules:
         self.client: mqtt.Client | None = None
         local = config.collectors.mqtt_local
         if local.enabled:
-            self.client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=f"farsight-gw-{self.gateway}-alerts")
+            self.client = mqtt.Client(
+                callback_api_version=CallbackAPIVersion.VERSION2,
+                client_id=f"farsight-gw-{self.gateway}-alerts",
+            )
             if local.username:
                 self.client.username_pw_set(local.username, local.password)
             self.client.connect_async(local.host, local.port, keepalive=30)
@@ -97,7 +111,7 @@ class LocalRules:
                 self._queue.clear()
             try:
                 self._evaluate(items)
-            except Exception:  # noqa: BLE001 - local alerts are a convenience; forwarding goes on
+            except Exception:
                 log.exception("local rules failed")
 
     def _evaluate(self, items: list[tuple[str, bytes]]) -> None:
@@ -112,9 +126,19 @@ class LocalRules:
             except DecodeError:
                 continue  # the hub dead-letters it with its reason
         signals = self.engine.evaluate(readings) if readings else []
-        signals += self.engine.tick(datetime.now(timezone.utc))
+        signals += self.engine.tick(datetime.now(UTC))
         for s in signals:
             self.signals.append(s)
-            log.warning("local alert", extra=kv(gateway=self.gateway, rule=s.rule_id, status=s.status, site=s.site, device=s.device, value=s.value))
+            log.warning(
+                "local alert",
+                extra=kv(
+                    gateway=self.gateway,
+                    rule=s.rule_id,
+                    status=s.status,
+                    site=s.site,
+                    device=s.device,
+                    value=s.value,
+                ),
+            )
             if self.client is not None:
                 self.client.publish(self.topic, json.dumps(signal_doc(s, self.gateway)), qos=1)

@@ -13,8 +13,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from edge.config import GatewayConfig, merge, parse_gateway_config
 from farsight.errors import ConfigError
@@ -44,27 +45,50 @@ def effective_config(base_raw: Mapping[str, Any], source: str = "gateway config"
     if applied is None or applied["version"] <= base.version:
         return base
     try:
-        return parse_gateway_config(merge(base_raw, {**applied.get("config", {}), "version": applied["version"]}), "applied remote config")
+        return parse_gateway_config(
+            merge(base_raw, {**applied.get("config", {}), "version": applied["version"]}),
+            "applied remote config",
+        )
     except ConfigError as exc:
-        log.error("stored remote configuration no longer valid; using the file", extra=kv(error=exc))
+        log.error(
+            "stored remote configuration no longer valid; using the file", extra=kv(error=exc)
+        )
         return base
 
 
 class RemoteConfig:
     """Validates, applies, rolls back and acknowledges pushed configurations."""
 
-    def __init__(self, base_raw: Mapping[str, Any], current: GatewayConfig, apply: Callable[[GatewayConfig], None]) -> None:
+    def __init__(
+        self,
+        base_raw: Mapping[str, Any],
+        current: GatewayConfig,
+        apply: Callable[[GatewayConfig], None],
+    ) -> None:
         self.base_raw = dict(base_raw)
         self.current = current
         self.apply = apply
         self.history: list[dict[str, Any]] = []
 
     def _ack(self, version: Any, status: str, errors: list[str] | None = None) -> dict[str, Any]:
-        ack = {"gateway": self.current.gateway_id, "version": version, "status": status,
-               "applied_version": self.current.version, "errors": errors or []}
+        ack = {
+            "gateway": self.current.gateway_id,
+            "version": version,
+            "status": status,
+            "applied_version": self.current.version,
+            "errors": errors or [],
+        }
         self.history.append(ack)
-        log.info("remote configuration", extra=kv(gateway=self.current.gateway_id, version=version, status=status,
-                                                   applied=self.current.version, errors=len(errors or [])))
+        log.info(
+            "remote configuration",
+            extra=kv(
+                gateway=self.current.gateway_id,
+                version=version,
+                status=status,
+                applied=self.current.version,
+                errors=len(errors or []),
+            ),
+        )
         return ack
 
     def handle(self, payload: bytes) -> dict[str, Any] | None:
@@ -73,28 +97,45 @@ class RemoteConfig:
             doc = json.loads(payload)
         except (ValueError, UnicodeDecodeError) as exc:
             return self._ack(None, "rejected", [f"not JSON: {exc}"])
-        if not isinstance(doc, dict) or not isinstance(doc.get("version"), int) or isinstance(doc.get("version"), bool) \
-                or not isinstance(doc.get("config", {}), dict):
-            return self._ack(doc.get("version") if isinstance(doc, dict) else None, "rejected",
-                             ['expected {"version": <integer>, "config": {...}}'])
+        if (
+            not isinstance(doc, dict)
+            or not isinstance(doc.get("version"), int)
+            or isinstance(doc.get("version"), bool)
+            or not isinstance(doc.get("config", {}), dict)
+        ):
+            return self._ack(
+                doc.get("version") if isinstance(doc, dict) else None,
+                "rejected",
+                ['expected {"version": <integer>, "config": {...}}'],
+            )
         version, pushed = doc["version"], doc.get("config", {})
         if version <= self.current.version:
             return None
-        changed = [k for k in FIXED if k in pushed and pushed[k] != self.base_raw.get(k, getattr(self.current, k))]
+        changed = [
+            k
+            for k in FIXED
+            if k in pushed and pushed[k] != self.base_raw.get(k, getattr(self.current, k))
+        ]
         if changed:
-            return self._ack(version, "rejected", [f"{k}: cannot be changed remotely" for k in changed])
+            return self._ack(
+                version, "rejected", [f"{k}: cannot be changed remotely" for k in changed]
+            )
         try:
-            new = parse_gateway_config(merge(self.base_raw, {**pushed, "version": version}), f"remote config v{version}")
+            new = parse_gateway_config(
+                merge(self.base_raw, {**pushed, "version": version}), f"remote config v{version}"
+            )
         except ConfigError as exc:
             return self._ack(version, "rejected", [str(p) for p in exc.problems])
         old = self.current
         try:
             self.apply(new)
-        except Exception as exc:  # noqa: BLE001 - any failure to apply means roll back
-            log.exception("remote configuration failed to apply; rolling back", extra=kv(version=version))
+        except Exception as exc:
+            log.exception(
+                "remote configuration failed to apply; rolling back", extra=kv(version=version)
+            )
             try:
                 self.apply(old)
-            except Exception:  # noqa: BLE001
+            except Exception:
                 log.exception("rollback failed", extra=kv(version=old.version))
                 return self._ack(version, "rollback_failed", [f"{type(exc).__name__}: {exc}"])
             return self._ack(version, "rolled_back", [f"{type(exc).__name__}: {exc}"])
@@ -111,4 +152,7 @@ class RemoteConfig:
                 os.fsync(f.fileno())
             tmp.replace(path)
         except OSError as exc:
-            log.error("applied configuration not saved; a restart returns to the file's", extra=kv(error=exc))
+            log.error(
+                "applied configuration not saved; a restart returns to the file's",
+                extra=kv(error=exc),
+            )

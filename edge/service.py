@@ -6,16 +6,17 @@ import logging
 import signal
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from edge.batch import load_gateway_key
 from edge.buffer import Buffer
 from edge.collectors.hj212_tcp import Hj212TcpCollector
 from edge.collectors.mqtt_local import MqttLocalCollector
-from edge.evidence_upload import EvidenceUploader
 from edge.config import GatewayConfig
 from edge.errors import EdgeError
+from edge.evidence_upload import EvidenceUploader
 from edge.health import heartbeat, sntp_offset
 from edge.remote_config import RemoteConfig, effective_config
 from edge.uplink import Uplink
@@ -37,10 +38,21 @@ class EdgeService:
         self.started = time.time()
         self.key = load_gateway_key(config.uplink.hmac_key_file)
         config.data_dir.mkdir(parents=True, exist_ok=True)
-        self.buffer = Buffer(config.buffer_path, config.buffer, online=lambda: self.uplink.connected)
-        self.remote = RemoteConfig(raw or config.model_dump(mode="json"), config, self.apply) if config.remote_config else None
-        self.uplink = Uplink(config, self.buffer, self.key, heartbeat=self.heartbeat,
-                             on_config=self.remote.handle if self.remote else None)
+        self.buffer = Buffer(
+            config.buffer_path, config.buffer, online=lambda: self.uplink.connected
+        )
+        self.remote = (
+            RemoteConfig(raw or config.model_dump(mode="json"), config, self.apply)
+            if config.remote_config
+            else None
+        )
+        self.uplink = Uplink(
+            config,
+            self.buffer,
+            self.key,
+            heartbeat=self.heartbeat,
+            on_config=self.remote.handle if self.remote else None,
+        )
         self.collectors: dict[str, Any] = {}
         self.local_rules = None
         if config.rules.enabled:
@@ -60,7 +72,9 @@ class EdgeService:
         if c.hj212_tcp.enabled:
             out["hj212_tcp"] = Hj212TcpCollector(config.gateway_id, c.hj212_tcp, self.buffer)
         if c.cameras.enabled:
-            from edge.collectors.cameras import CamerasCollector  # imports OpenCV: only when there are cameras
+            from edge.collectors.cameras import (
+                CamerasCollector,
+            )  # imports OpenCV: only when there are cameras
 
             out["cameras"] = CamerasCollector(config)
         return out
@@ -81,9 +95,16 @@ class EdgeService:
             raise
         self.uplink.start()
         self.evidence.start()
-        log.info("gateway running", extra=kv(gateway=self.config.gateway_id, version=self.config.version,
-                                             collectors=",".join(self.collectors) or "none", backlog=self.buffer.depth,
-                                             central=f"{self.config.uplink.host}:{self.config.uplink.port}"))
+        log.info(
+            "gateway running",
+            extra=kv(
+                gateway=self.config.gateway_id,
+                version=self.config.version,
+                collectors=",".join(self.collectors) or "none",
+                backlog=self.buffer.depth,
+                central=f"{self.config.uplink.host}:{self.config.uplink.port}",
+            ),
+        )
 
     def stop(self) -> None:
         for col in self.collectors.values():
@@ -100,12 +121,32 @@ class EdgeService:
         for k in _RESTART_ONLY:
             if getattr(new, k) != getattr(self.config, k):
                 raise EdgeError(f"{k} cannot change while running")
-        if new.uplink.model_dump(exclude={"batch_max", "batch_max_bytes", "batch_wait_ms", "inflight", "backfill_after_s"}) != \
-                self.config.uplink.model_dump(exclude={"batch_max", "batch_max_bytes", "batch_wait_ms", "inflight", "backfill_after_s"}):
-            raise EdgeError("uplink connection settings (host, port, credentials, TLS, key) take effect only on restart")
+        if new.uplink.model_dump(
+            exclude={
+                "batch_max",
+                "batch_max_bytes",
+                "batch_wait_ms",
+                "inflight",
+                "backfill_after_s",
+            }
+        ) != self.config.uplink.model_dump(
+            exclude={
+                "batch_max",
+                "batch_max_bytes",
+                "batch_wait_ms",
+                "inflight",
+                "backfill_after_s",
+            }
+        ):
+            raise EdgeError(
+                "uplink connection settings (host, port, credentials, TLS, key) take effect only on restart"
+            )
         if new.rules != self.config.rules:
             raise EdgeError("local rules take effect only on restart")
-        if new.buffer.path != self.config.buffer.path or new.buffer.synchronous != self.config.buffer.synchronous:
+        if (
+            new.buffer.path != self.config.buffer.path
+            or new.buffer.synchronous != self.config.buffer.synchronous
+        ):
             raise EdgeError("buffer.path and buffer.synchronous take effect only on restart")
         if new.collectors != self.config.collectors:
             for col in self.collectors.values():
@@ -134,12 +175,27 @@ class EdgeService:
             self._next_ntp = time.monotonic() + 300
             self._clock_offset = sntp_offset(self.config.health.ntp_server)
         return heartbeat(
-            self.config.gateway_id, self.config.version, self.buffer.stats(),
-            {**{name: col.state for name, col in self.collectors.items()},
-             **({"evidence_upload": f"{self.evidence.state}, {self.evidence.sent} sent"} if self.config.evidence.hub_url else {})},
-            {"connected": self.uplink.connected, "inflight": self.uplink.inflight, "sent_batches": self.uplink.sent_batches,
-             "acked_messages": self.uplink.acked_messages, "reconnects": self.uplink.reconnects},
-            self.config.data_dir, self._clock_offset, self.started,
+            self.config.gateway_id,
+            self.config.version,
+            self.buffer.stats(),
+            {
+                **{name: col.state for name, col in self.collectors.items()},
+                **(
+                    {"evidence_upload": f"{self.evidence.state}, {self.evidence.sent} sent"}
+                    if self.config.evidence.hub_url
+                    else {}
+                ),
+            },
+            {
+                "connected": self.uplink.connected,
+                "inflight": self.uplink.inflight,
+                "sent_batches": self.uplink.sent_batches,
+                "acked_messages": self.uplink.acked_messages,
+                "reconnects": self.uplink.reconnects,
+            },
+            self.config.data_dir,
+            self._clock_offset,
+            self.started,
         )
 
 

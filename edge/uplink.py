@@ -18,7 +18,8 @@ import os
 import ssl
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -66,14 +67,22 @@ def make_uplink_client(gateway: str, u: UplinkSettings) -> mqtt.Client:
         client.username_pw_set(u.username, password)
     if u.tls.enabled:
         try:
-            client.tls_set(ca_certs=str(u.tls.ca_file) if u.tls.ca_file else None,
-                           certfile=str(u.tls.cert_file) if u.tls.cert_file else None,
-                           keyfile=str(u.tls.key_file) if u.tls.key_file else None,
-                           cert_reqs=ssl.CERT_REQUIRED, tls_version=ssl.PROTOCOL_TLS_CLIENT)
+            client.tls_set(
+                ca_certs=str(u.tls.ca_file) if u.tls.ca_file else None,
+                certfile=str(u.tls.cert_file) if u.tls.cert_file else None,
+                keyfile=str(u.tls.key_file) if u.tls.key_file else None,
+                cert_reqs=ssl.CERT_REQUIRED,
+                tls_version=ssl.PROTOCOL_TLS_CLIENT,
+            )
         except (OSError, ssl.SSLError, ValueError) as exc:
             raise EdgeError(f"uplink TLS: {exc}") from None
         client.tls_insecure_set(u.tls.insecure)
-    client.will_set(status_topic(gateway), json.dumps({"gateway": gateway, "state": "offline"}), qos=1, retain=True)
+    client.will_set(
+        status_topic(gateway),
+        json.dumps({"gateway": gateway, "state": "offline"}),
+        qos=1,
+        retain=True,
+    )
     client.max_inflight_messages_set(max(20, u.inflight * 2))
     client.max_queued_messages_set(0)
     return client
@@ -118,11 +127,20 @@ class Uplink:
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:  # type: ignore[no-untyped-def]
         if reason_code.is_failure:
-            log.warning("central broker refused the connection", extra=kv(gateway=self.gateway, reason=reason_code))
+            log.warning(
+                "central broker refused the connection",
+                extra=kv(gateway=self.gateway, reason=reason_code),
+            )
             return
         self.connected_since = time.monotonic()
-        log.info("uplink connected", extra=kv(gateway=self.gateway, broker=f"{self.config.uplink.host}:{self.config.uplink.port}",
-                                              backlog=self.buffer.depth))
+        log.info(
+            "uplink connected",
+            extra=kv(
+                gateway=self.gateway,
+                broker=f"{self.config.uplink.host}:{self.config.uplink.port}",
+                backlog=self.buffer.depth,
+            ),
+        )
         if self.on_config is not None:
             client.subscribe(config_topic(self.gateway), qos=1)
         self._next_beat = 0.0  # announce "online" at once, replacing the will
@@ -130,7 +148,10 @@ class Uplink:
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:  # type: ignore[no-untyped-def]
         self.connected_since = None
         if not self._stop.is_set():
-            log.warning("uplink lost; buffering", extra=kv(gateway=self.gateway, reason=reason_code, inflight=len(self._inflight)))
+            log.warning(
+                "uplink lost; buffering",
+                extra=kv(gateway=self.gateway, reason=reason_code, inflight=len(self._inflight)),
+            )
 
     def _on_publish(self, client, userdata, mid, reason_code=None, properties=None) -> None:  # type: ignore[no-untyped-def]
         # This thread both publishes and reads PUBACKs, so a PUBACK never precedes its filing;
@@ -147,7 +168,7 @@ class Uplink:
             return
         try:
             ack = self.on_config(bytes(msg.payload))
-        except Exception:  # noqa: BLE001 - a bad push must not take the uplink down
+        except Exception:
             log.exception("remote configuration handler failed", extra=kv(gateway=self.gateway))
             return
         if ack is not None:
@@ -170,10 +191,17 @@ class Uplink:
             if not rows:
                 return
             now_ms = int(time.time() * 1000)
-            if len(rows) < u.batch_max and self._inflight and now_ms - rows[0].ts_ms < u.batch_wait_ms:
+            if (
+                len(rows) < u.batch_max
+                and self._inflight
+                and now_ms - rows[0].ts_ms < u.batch_wait_ms
+            ):
                 return  # the link is busy anyway: let the batch fill
             late_ms = u.backfill_after_s * 1000
-            msgs = [BatchMessage(r.topic, r.payload, r.ts_ms, r.offline or now_ms - r.ts_ms > late_ms) for r in rows]
+            msgs = [
+                BatchMessage(r.topic, r.payload, r.ts_ms, r.offline or now_ms - r.ts_ms > late_ms)
+                for r in rows
+            ]
             seq = self.buffer.next_seq()
             payload = encode_batch(self.gateway, seq, msgs, self.key, now_ms, self.buffer.loss)
             lo, hi = rows[0].id, rows[-1].id
@@ -199,10 +227,12 @@ class Uplink:
         self._next_beat = now + self.config.health.interval_s
         try:
             doc = self.heartbeat()
-        except Exception:  # noqa: BLE001 - a failing probe must not stop forwarding
+        except Exception:
             log.exception("heartbeat failed")
             return
-        self.client.publish(status_topic(self.gateway), json.dumps(doc, separators=(",", ":")), qos=1, retain=True)
+        self.client.publish(
+            status_topic(self.gateway), json.dumps(doc, separators=(",", ":")), qos=1, retain=True
+        )
 
     def _run(self) -> None:
         delay = 0.2
@@ -224,7 +254,10 @@ class Uplink:
                     refused = True  # until a CONNACK says otherwise
                     self.reconnects += 1
                 except (OSError, ValueError, ssl.SSLError) as exc:
-                    log.debug("central broker unreachable", extra=kv(gateway=self.gateway, error=exc, retry_s=delay))
+                    log.debug(
+                        "central broker unreachable",
+                        extra=kv(gateway=self.gateway, error=exc, retry_s=delay),
+                    )
                     self._stop.wait(delay)
                     delay = min(delay * 2, self.config.uplink.reconnect_max_s)
                     continue
@@ -235,7 +268,12 @@ class Uplink:
                 self._send_batches()
                 while self._pending_acks and self.client.is_connected():
                     ack = self._pending_acks.pop(0)
-                    self.client.publish(config_ack_topic(self.gateway), json.dumps(ack, separators=(",", ":")), qos=1, retain=True)
+                    self.client.publish(
+                        config_ack_topic(self.gateway),
+                        json.dumps(ack, separators=(",", ":")),
+                        qos=1,
+                        retain=True,
+                    )
                 self._beat()
             except EdgeError:
                 log.exception("uplink step failed", extra=kv(gateway=self.gateway))
@@ -243,9 +281,18 @@ class Uplink:
         try:
             if self.client.is_connected():
                 # A clean stop says so: the retained status becomes "offline" without the will.
-                info = self.client.publish(status_topic(self.gateway), json.dumps({"gateway": self.gateway, "state": "offline"}), qos=1, retain=True)
+                info = self.client.publish(
+                    status_topic(self.gateway),
+                    json.dumps({"gateway": self.gateway, "state": "offline"}),
+                    qos=1,
+                    retain=True,
+                )
                 deadline = time.monotonic() + 2
-                while not info.is_published() and time.monotonic() < deadline and self.client.is_connected():
+                while (
+                    not info.is_published()
+                    and time.monotonic() < deadline
+                    and self.client.is_connected()
+                ):
                     self.client.loop(timeout=0.05)
             self.client.disconnect()
             self.client.loop(timeout=0.1)

@@ -8,8 +8,8 @@ messages queued for a persistent session after the subscriber reconnects (see
 from __future__ import annotations
 
 import asyncio
-import logging
 import getpass
+import logging
 import shutil
 import socket
 import subprocess
@@ -25,7 +25,15 @@ from farsight.logs import kv
 log = logging.getLogger("farsight.broker")
 
 REPO_CONF = Path(__file__).resolve().parents[1] / "deploy" / "mosquitto.conf"
-_REPLACED = ("listener", "persistence_location", "log_dest", "pid_file", "allow_anonymous", "password_file", "user")
+_REPLACED = (
+    "listener",
+    "persistence_location",
+    "log_dest",
+    "pid_file",
+    "allow_anonymous",
+    "password_file",
+    "user",
+)
 
 
 class RunningBroker(Protocol):
@@ -45,12 +53,16 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_for_port(host: str, port: int, timeout: float = 10.0, proc: subprocess.Popen | None = None) -> None:
+def wait_for_port(
+    host: str, port: int, timeout: float = 10.0, proc: subprocess.Popen | None = None
+) -> None:
     """Poll until ``host:port`` accepts a TCP connection, or raise :class:`BrokerError`."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
-            raise BrokerError(f"broker exited with status {proc.returncode} before listening on {host}:{port}")
+            raise BrokerError(
+                f"broker exited with status {proc.returncode} before listening on {host}:{port}"
+            )
         try:
             with socket.create_connection((host, port), timeout=0.5):
                 return
@@ -68,10 +80,7 @@ def mosquitto_binary() -> str | None:
 
 def mosquitto_config(base: str, port: int, persistence_dir: Path, host: str = "127.0.0.1") -> str:
     """``base`` with its listener, persistence location and logging replaced for a local run."""
-    kept = [
-        line for line in base.splitlines()
-        if not line.strip().split(" ", 1)[0] in _REPLACED
-    ]
+    kept = [line for line in base.splitlines() if line.strip().split(" ", 1)[0] not in _REPLACED]
     kept += [
         f"listener {port} {host}",
         "allow_anonymous true",
@@ -90,10 +99,18 @@ class MosquittoBroker:
 
     kind = "mosquitto"
 
-    def __init__(self, port: int | None = None, data_dir: Path | None = None, conf: Path | None = None, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self,
+        port: int | None = None,
+        data_dir: Path | None = None,
+        conf: Path | None = None,
+        host: str = "127.0.0.1",
+    ) -> None:
         binary = mosquitto_binary()
         if binary is None:
-            raise BrokerError("mosquitto is not installed; install it with `apt-get install mosquitto` (./run test does this)")
+            raise BrokerError(
+                "mosquitto is not installed; install it with `apt-get install mosquitto` (./run test does this)"
+            )
         self.host = host
         self.port = port or free_port()
         self._tmp = None
@@ -103,19 +120,32 @@ class MosquittoBroker:
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         conf = conf or REPO_CONF
-        base = conf.read_text(encoding="utf-8") if conf.exists() else "set_tcp_nodelay true\nmax_inflight_messages 1000\nmax_queued_messages 1000000\npersistence true\n"
+        base = (
+            conf.read_text(encoding="utf-8")
+            if conf.exists()
+            else "set_tcp_nodelay true\nmax_inflight_messages 1000\nmax_queued_messages 1000000\npersistence true\n"
+        )
         self.conf_path = self.data_dir / "mosquitto.conf"
-        self.conf_path.write_text(mosquitto_config(base, self.port, self.data_dir, host), encoding="utf-8")
+        self.conf_path.write_text(
+            mosquitto_config(base, self.port, self.data_dir, host), encoding="utf-8"
+        )
         self._log = open(self.data_dir / "mosquitto.log", "ab")
         self.proc: subprocess.Popen | None = None
         self.start()
 
     def start(self) -> None:
         """Start (or restart) the process on the same port and persistence directory."""
-        self.proc = subprocess.Popen([mosquitto_binary() or "mosquitto", "-c", str(self.conf_path)],
-                                     stdout=self._log, stderr=self._log, stdin=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            [mosquitto_binary() or "mosquitto", "-c", str(self.conf_path)],
+            stdout=self._log,
+            stderr=self._log,
+            stdin=subprocess.DEVNULL,
+        )
         wait_for_port(self.host, self.port, proc=self.proc)
-        log.info("broker started", extra=kv(kind="mosquitto", host=self.host, port=self.port, pid=self.proc.pid))
+        log.info(
+            "broker started",
+            extra=kv(kind="mosquitto", host=self.host, port=self.port, pid=self.proc.pid),
+        )
 
     def stop(self) -> None:
         """Stop the process (SIGTERM, then SIGKILL after 5 s); mosquitto saves its persistence file."""
@@ -145,7 +175,9 @@ class AmqttBroker:
         self.port = port or free_port()
         config = {
             "listeners": {"default": {"type": "tcp", "bind": f"{host}:{self.port}"}},
-            "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
+            "plugins": {
+                "amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}
+            },
         }
         self._config = config
         self._loop = asyncio.new_event_loop()
@@ -196,7 +228,9 @@ def start_embedded(kind: str, port: int, data_dir: Path) -> RunningBroker:
     if kind == "auto":
         kind = "mosquitto" if mosquitto_binary() else "amqtt"
         if kind == "amqtt":
-            log.warning("mosquitto not installed; using amqtt, which loses QoS 1 messages queued for offline persistent sessions")
+            log.warning(
+                "mosquitto not installed; using amqtt, which loses QoS 1 messages queued for offline persistent sessions"
+            )
     if kind == "mosquitto":
         return MosquittoBroker(port=port, data_dir=data_dir / "mosquitto")
     if kind == "amqtt":

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from farsight import __version__
 from farsight.errors import ConfigError, FarsightError
@@ -29,8 +29,10 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         errors.append(exc)
     if settings is not None:
-        for load in (lambda: load_registry(settings.registry.sites_file, settings.registry.departments),
-                     lambda: load_rules(settings.rules.files, settings.rules.default_pack)):
+        for load in (
+            lambda: load_registry(settings.registry.sites_file, settings.registry.departments),
+            lambda: load_rules(settings.rules.files, settings.rules.default_pack),
+        ):
             try:
                 load()
             except ConfigError as exc:
@@ -41,7 +43,9 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
         return 2
     registry = load_registry(settings.registry.sites_file, settings.registry.departments)  # type: ignore[union-attr]
     rules = load_rules(settings.rules.files, settings.rules.default_pack)  # type: ignore[union-attr]
-    print(f"configuration ok: {path or 'built-in defaults'}; {len(registry)} sites, {len(rules)} rules")
+    print(
+        f"configuration ok: {path or 'built-in defaults'}; {len(registry)} sites, {len(rules)} rules"
+    )
     return 0
 
 
@@ -60,18 +64,35 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="farsight", description="Farsight non-site supervision platform.")
+    parser = argparse.ArgumentParser(
+        prog="farsight", description="Farsight non-site supervision platform."
+    )
     parser.add_argument("--version", action="version", version=f"farsight {__version__}")
-    parser.add_argument("--config", "-c", type=Path, default=None, help="farsight.yaml (default: built-in defaults plus FARSIGHT__* variables)")
+    parser.add_argument(
+        "--config",
+        "-c",
+        type=Path,
+        default=None,
+        help="farsight.yaml (default: built-in defaults plus FARSIGHT__* variables)",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("demo", help="run every role in one process on embedded defaults")
     p.add_argument("--port", type=int, default=None, help="hub port (default: hub.port)")
-    p.add_argument("--duration", type=float, default=None, help="stop after this many seconds (default: until Ctrl-C)")
+    p.add_argument(
+        "--duration",
+        type=float,
+        default=None,
+        help="stop after this many seconds (default: until Ctrl-C)",
+    )
     p.set_defaults(func=_cmd_demo)
 
-    p = sub.add_parser("check-config", help="validate settings, registry and rules; print every error")
-    p.add_argument("file", nargs="?", type=Path, default=None, help="settings file (default: --config)")
+    p = sub.add_parser(
+        "check-config", help="validate settings, registry and rules; print every error"
+    )
+    p.add_argument(
+        "file", nargs="?", type=Path, default=None, help="settings file (default: --config)"
+    )
     p.add_argument("--schema", action="store_true", help="print the settings JSON schema and exit")
     p.set_defaults(func=_cmd_check_config)
 
@@ -82,15 +103,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_edge_parser(sub)
 
-    from ingest.decode_cli import add_decode_parser
-    from simulators.cli import add_simulate_parser
-    from hub.cli import add_hub_parser
-    from rules.cli import add_rules_parser
     from alerts.audit_cli import add_audit_parser
     from alerts.outbox_cli import add_parser as add_outbox_parser
     from alerts.report_cli import add_parser as add_report_parser
-    from video.cli import add_video_parser
+    from hub.cli import add_hub_parser
+    from ingest.decode_cli import add_decode_parser
     from remote_sensing.cli import add_rs_parser
+    from rules.cli import add_rules_parser
+    from simulators.cli import add_simulate_parser
+    from video.cli import add_video_parser
 
     add_decode_parser(sub)
     add_simulate_parser(sub)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Protocol
 
 
@@ -17,7 +17,7 @@ class SystemClock:
     """Wall-clock time in UTC."""
 
     def now(self) -> datetime:
-        return datetime.now(timezone.utc)
+        return datetime.now(UTC)
 
 
 class ManualClock:
@@ -43,7 +43,7 @@ def utc(dt: datetime) -> datetime:
     """Return ``dt`` in UTC; refuse naive datetimes, whose zone would be a guess."""
     if dt.tzinfo is None:
         raise ValueError(f"naive datetime {dt.isoformat()} has no timezone")
-    return dt.astimezone(timezone.utc)
+    return dt.astimezone(UTC)
 
 
 def to_epoch_ms(dt: datetime) -> int:
@@ -53,7 +53,7 @@ def to_epoch_ms(dt: datetime) -> int:
 
 def from_epoch_ms(ms: int) -> datetime:
     """Epoch milliseconds to a UTC-aware datetime."""
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
 
 
 BEIJING = timezone(timedelta(hours=8), "CST")

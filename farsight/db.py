@@ -16,10 +16,11 @@ import re
 import sqlite3
 import threading
 from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any
 
 from farsight.errors import StoreError
 
@@ -56,7 +57,9 @@ def connect(path: Path | str, *, readonly: bool = False) -> sqlite3.Connection:
         if not readonly:
             path.parent.mkdir(parents=True, exist_ok=True)
         uri = f"file:{path}?mode=ro" if readonly else f"file:{path}"
-        conn = sqlite3.connect(uri, uri=True, timeout=10.0, check_same_thread=False, isolation_level=None)
+        conn = sqlite3.connect(
+            uri, uri=True, timeout=10.0, check_same_thread=False, isolation_level=None
+        )
         conn.execute("PRAGMA busy_timeout=10000")
         if not readonly:
             conn.execute("PRAGMA journal_mode=WAL")
@@ -94,7 +97,7 @@ class Database(ABC):
     """Where the data is, for messages: the file path, or the URL without its password."""
 
     @staticmethod
-    def open(target: "Path | str | Database", schema: str = "") -> "Database":
+    def open(target: Path | str | Database, schema: str = "") -> Database:
         """``target`` itself when it is a Database (``schema`` applied), a PostgreSQL database
         for a ``postgresql://`` URL, else the SQLite file at that path."""
         if isinstance(target, Database):
@@ -210,7 +213,7 @@ class Row(tuple):
 
     _index: dict[str, int]
 
-    def __new__(cls, values: Sequence[Any], index: dict[str, int]) -> "Row":
+    def __new__(cls, values: Sequence[Any], index: dict[str, int]) -> Row:
         row = super().__new__(cls, values)
         row._index = index
         return row
@@ -269,7 +272,7 @@ class PgCursor:
 class PgConnection:
     """What a transaction yields on PostgreSQL: ``execute`` and ``executemany`` with ``?``."""
 
-    def __init__(self, db: "PostgresDatabase") -> None:
+    def __init__(self, db: PostgresDatabase) -> None:
         self._db = db
 
     @property
@@ -311,7 +314,9 @@ class PostgresDatabase(Database):
         self.url = url
         self.name = redact(url)
         try:
-            self._conn = psycopg.connect(url, autocommit=True, row_factory=_row_factory, connect_timeout=10)
+            self._conn = psycopg.connect(
+                url, autocommit=True, row_factory=_row_factory, connect_timeout=10
+            )
         except psycopg.Error as exc:
             raise StoreError(f"cannot connect to {self.name}: {exc}".strip()) from None
         self._lock = threading.RLock()

@@ -14,7 +14,7 @@ class FarsightError(Exception):
 class ConfigError(FarsightError):
     """Raised when settings, a registry or a rule file is invalid; carries every problem found."""
 
-    def __init__(self, problems: list["ConfigProblem"] | str, source: str = "") -> None:
+    def __init__(self, problems: list[ConfigProblem] | str, source: str = "") -> None:
         if isinstance(problems, str):
             problems = [ConfigProblem(path="", value=None, message=problems)]
         self.problems = problems
@@ -28,7 +28,7 @@ class ConfigError(FarsightError):
 class ConfigProblem:
     """One configuration problem: where (key path), what (value) and how to fix it (message)."""
 
-    __slots__ = ("path", "value", "message")
+    __slots__ = ("message", "path", "value")
 
     def __init__(self, path: str, value: object, message: str) -> None:
         self.path = path

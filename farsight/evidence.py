@@ -57,7 +57,7 @@ class EvidenceStore:
         self.root = Path(root)
 
     @classmethod
-    def for_data_dir(cls, data_dir: str | Path) -> "EvidenceStore":
+    def for_data_dir(cls, data_dir: str | Path) -> EvidenceStore:
         """The store at ``<data_dir>/evidence``."""
         return cls(Path(data_dir) / "evidence")
 
@@ -80,7 +80,9 @@ class EvidenceStore:
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise ValueError(f"evidence data must be bytes, got {type(data).__name__}")
         if not isinstance(suffix, str) or not _SUFFIX_RE.match(suffix):
-            raise ValueError(f"suffix must look like '.jpg' (lowercase, 1-8 characters), got {suffix!r}")
+            raise ValueError(
+                f"suffix must look like '.jpg' (lowercase, 1-8 characters), got {suffix!r}"
+            )
         data = bytes(data)
         sha = hashlib.sha256(data).hexdigest()
         target = self._target(sha, suffix)

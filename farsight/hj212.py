@@ -9,8 +9,8 @@ of CRC16 over the data segment only + CRLF (HJ 212-2017, 6.3).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Mapping
 
 from farsight.clock import BEIJING
 
@@ -108,4 +108,3 @@ def split_stream(buffer: bytes) -> tuple[list[bytes], bytes]:
             return frames, buffer[start:]
         frames.append(buffer[start : end + 2])
         buffer = buffer[end + 2 :]
-

@@ -71,8 +71,16 @@ CATALOGUE: tuple[Metric, ...] = (
     Metric("video_stopped_vehicle", "1", "Vehicle stopped in a camera zone"),
     Metric("video_stream_lost", "1", "Camera stream lost (1 while lost, 0 once frames flow again)"),
     Metric("video_intrusion", "1", "Person in a camera's restricted zone"),
-    Metric("video_count_forward", "1", "Vehicles across a camera's counting line, forward (running total)"),
-    Metric("video_count_backward", "1", "Vehicles across a camera's counting line, backward (running total)"),
+    Metric(
+        "video_count_forward",
+        "1",
+        "Vehicles across a camera's counting line, forward (running total)",
+    ),
+    Metric(
+        "video_count_backward",
+        "1",
+        "Vehicles across a camera's counting line, backward (running total)",
+    ),
 )
 
 BY_NAME: dict[str, Metric] = {m.name: m for m in CATALOGUE}

@@ -41,7 +41,9 @@ def make_client(
     return client
 
 
-def session_connect_kwargs(broker: BrokerSettings, *, persistent: bool = True, session_expiry_s: int = 7 * 86400) -> dict:
+def session_connect_kwargs(
+    broker: BrokerSettings, *, persistent: bool = True, session_expiry_s: int = 7 * 86400
+) -> dict:
     """Keyword arguments of paho's ``connect`` for a persistent (or clean) session."""
     kwargs: dict = {"keepalive": broker.keepalive_s}
     if broker.protocol == "5":
@@ -53,10 +55,18 @@ def session_connect_kwargs(broker: BrokerSettings, *, persistent: bool = True, s
     return kwargs
 
 
-def connect(client: mqtt.Client, broker: BrokerSettings, *, persistent: bool = True, session_expiry_s: int = 7 * 86400) -> None:
+def connect(
+    client: mqtt.Client,
+    broker: BrokerSettings,
+    *,
+    persistent: bool = True,
+    session_expiry_s: int = 7 * 86400,
+) -> None:
     """Start connecting in the background (``connect_async`` + ``loop_start``): a broker that
     is down now is retried with backoff instead of failing the caller."""
-    kwargs = session_connect_kwargs(broker, persistent=persistent, session_expiry_s=session_expiry_s)
+    kwargs = session_connect_kwargs(
+        broker, persistent=persistent, session_expiry_s=session_expiry_s
+    )
     try:
         client.connect_async(broker.host, broker.port, **kwargs)
     except (OSError, ValueError) as exc:

@@ -29,13 +29,17 @@ def find_bin(name: str) -> str:
 
     Debian keeps them out of PATH in ``/usr/lib/postgresql/<version>/bin``; the newest wins.
     """
-    for d in sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(Path(p).parent.name), reverse=True):
+    for d in sorted(
+        glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(Path(p).parent.name), reverse=True
+    ):
         if os.access(os.path.join(d, name), os.X_OK):
             return os.path.join(d, name)
     found = shutil.which(name)
     if found:
         return found
-    raise StoreError(f"PostgreSQL's {name} is not installed; `./run test` installs it (apt-get install postgresql)")
+    raise StoreError(
+        f"PostgreSQL's {name} is not installed; `./run test` installs it (apt-get install postgresql)"
+    )
 
 
 class TempPostgres:
@@ -49,15 +53,43 @@ class TempPostgres:
             try:
                 self._user = pwd.getpwnam(SERVER_USER)
             except KeyError:
-                raise StoreError(f"running as root needs the '{SERVER_USER}' system user to run PostgreSQL as") from None
+                raise StoreError(
+                    f"running as root needs the '{SERVER_USER}' system user to run PostgreSQL as"
+                ) from None
             os.chown(self.root, self._user.pw_uid, self._user.pw_gid)
         self.data = self.root / "data"
         self.log = self.root / "server.log"
-        self._run([find_bin("initdb"), "-D", str(self.data), "-U", SUPERUSER, "-A", "trust", "--no-sync",
-                   "-E", "UTF8", "--locale=C"])
-        self._run([find_bin("pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-w", "-t", "60", "start", "-o",
-                   f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off "
-                   "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"])
+        self._run(
+            [
+                find_bin("initdb"),
+                "-D",
+                str(self.data),
+                "-U",
+                SUPERUSER,
+                "-A",
+                "trust",
+                "--no-sync",
+                "-E",
+                "UTF8",
+                "--locale=C",
+            ]
+        )
+        self._run(
+            [
+                find_bin("pg_ctl"),
+                "-D",
+                str(self.data),
+                "-l",
+                str(self.log),
+                "-w",
+                "-t",
+                "60",
+                "start",
+                "-o",
+                f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off "
+                "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200",
+            ]
+        )
         wait_for_port("127.0.0.1", self.port, timeout=30)
 
     def _run(self, cmd: list[str]) -> None:
@@ -67,7 +99,9 @@ class TempPostgres:
         proc = subprocess.run(cmd, capture_output=True, text=True, cwd=self.root, **kwargs)
         if proc.returncode != 0:
             log = self.log.read_text(errors="replace")[-2000:] if self.log.exists() else ""
-            raise StoreError(f"{Path(cmd[0]).name} failed ({proc.returncode}): {proc.stderr.strip()[-2000:]} {log}")
+            raise StoreError(
+                f"{Path(cmd[0]).name} failed ({proc.returncode}): {proc.stderr.strip()[-2000:]} {log}"
+            )
 
     def url(self, database: str = "postgres") -> str:
         return f"postgresql://{SUPERUSER}@127.0.0.1:{self.port}/{database}"

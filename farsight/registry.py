@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -36,42 +37,87 @@ class _Model(BaseModel):
 class DeviceModel(_Model):
     """A device as written in the registry file."""
 
-    id: str = Field(title="Device id", description="Unique within the site; the MQTT topic's device segment.", pattern=_ID)
+    id: str = Field(
+        title="Device id",
+        description="Unique within the site; the MQTT topic's device segment.",
+        pattern=_ID,
+    )
     kind: str = Field(title="Kind", description=f"One of {', '.join(DEVICE_KINDS)}.")
-    protocol: Literal["json", "hj212"] = Field("json", title="Protocol", description="Payload codec the device speaks.")
-    metrics: tuple[str, ...] = Field((), title="Metrics", description="Metric names the device reports.")
-    mn: str | None = Field(None, title="HJ 212 MN", description="Device id in HJ 212 frames (MN=).", max_length=24)
-    cadence_s: float = Field(60.0, title="Cadence", description="Expected seconds between readings.", gt=0, le=86_400)
+    protocol: Literal["json", "hj212"] = Field(
+        "json", title="Protocol", description="Payload codec the device speaks."
+    )
+    metrics: tuple[str, ...] = Field(
+        (), title="Metrics", description="Metric names the device reports."
+    )
+    mn: str | None = Field(
+        None, title="HJ 212 MN", description="Device id in HJ 212 frames (MN=).", max_length=24
+    )
+    cadence_s: float = Field(
+        60.0, title="Cadence", description="Expected seconds between readings.", gt=0, le=86_400
+    )
 
     @field_validator("kind")
     @classmethod
     def _known_kind(cls, v: str) -> str:
         if v not in DEVICE_KINDS:
-            raise ValueError(f"unknown device kind {v!r}; known kinds: {', '.join(sorted(DEVICE_KINDS))}")
+            raise ValueError(
+                f"unknown device kind {v!r}; known kinds: {', '.join(sorted(DEVICE_KINDS))}"
+            )
         return v
 
 
 class LocationModel(_Model):
-    lon: float = Field(title="Longitude", description="WGS 84 longitude in degrees.", ge=-180, le=180)
+    lon: float = Field(
+        title="Longitude", description="WGS 84 longitude in degrees.", ge=-180, le=180
+    )
     lat: float = Field(title="Latitude", description="WGS 84 latitude in degrees.", ge=-90, le=90)
 
 
 class SiteModel(_Model):
     """A site as written in the registry file."""
 
-    id: str = Field(title="Site id", description="Unique site id; the MQTT topic's site segment.", pattern=_ID)
+    id: str = Field(
+        title="Site id", description="Unique site id; the MQTT topic's site segment.", pattern=_ID
+    )
     name: str = Field(title="Name", description="Display name.", min_length=1, max_length=200)
-    department: str = Field(title="Department", description="Code of the department that supervises the site.")
-    entity_id: str = Field(title="Entity", description="18-character unified social credit code of the operator (GB 32100-2015).")
-    entity_name: str = Field("", title="Entity name", description="Registered name of the operator.", max_length=200)
+    department: str = Field(
+        title="Department", description="Code of the department that supervises the site."
+    )
+    entity_id: str = Field(
+        title="Entity",
+        description="18-character unified social credit code of the operator (GB 32100-2015).",
+    )
+    entity_name: str = Field(
+        "", title="Entity name", description="Registered name of the operator.", max_length=200
+    )
     location: LocationModel = Field(title="Location", description="WGS 84 point.")
     city: str = Field("", title="City", description="City or prefecture.", max_length=64)
-    kind: str = Field("", title="Site kind", description="What is supervised here (air_quality, stack, outfall, construction, wim).", max_length=64)
-    item_code: str = Field("", title="Supervision item", description="Supervision-item code from the catalogue.", max_length=64)
-    credit_grade: Literal["A", "B", "C", "D"] = Field("B", title="Credit grade", description="Entity credit grade; lower grades are checked more closely.")
-    limits: dict[str, float] = Field(default_factory=dict, title="Limits", description="Site-specific limits per metric (a plant's permit).")
+    kind: str = Field(
+        "",
+        title="Site kind",
+        description="What is supervised here (air_quality, stack, outfall, construction, wim).",
+        max_length=64,
+    )
+    item_code: str = Field(
+        "",
+        title="Supervision item",
+        description="Supervision-item code from the catalogue.",
+        max_length=64,
+    )
+    credit_grade: Literal["A", "B", "C", "D"] = Field(
+        "B",
+        title="Credit grade",
+        description="Entity credit grade; lower grades are checked more closely.",
+    )
+    limits: dict[str, float] = Field(
+        default_factory=dict,
+        title="Limits",
+        description="Site-specific limits per metric (a plant's permit).",
+    )
     tags: tuple[str, ...] = Field((), title="Tags", description="Free labels for rule selectors.")
-    devices: tuple[DeviceModel, ...] = Field((), title="Devices", description="Devices at the site.")
+    devices: tuple[DeviceModel, ...] = Field(
+        (), title="Devices", description="Devices at the site."
+    )
 
     @field_validator("entity_id")
     @classmethod
@@ -83,7 +129,9 @@ class SiteModel(_Model):
 
 
 class RegistryModel(_Model):
-    departments: tuple[str, ...] | None = Field(None, title="Departments", description="Department codes; defaults to the settings' list.")
+    departments: tuple[str, ...] | None = Field(
+        None, title="Departments", description="Department codes; defaults to the settings' list."
+    )
     sites: tuple[SiteModel, ...] = Field(title="Sites", description="The supervised sites.")
 
 
@@ -141,13 +189,22 @@ def _to_site(m: SiteModel) -> Site:
         limits=tuple(sorted(m.limits.items())),
         tags=m.tags,
         devices=tuple(
-            Device(id=d.id, kind=d.kind, metrics=d.metrics, protocol=d.protocol, mn=d.mn, cadence_s=d.cadence_s)
+            Device(
+                id=d.id,
+                kind=d.kind,
+                metrics=d.metrics,
+                protocol=d.protocol,
+                mn=d.mn,
+                cadence_s=d.cadence_s,
+            )
             for d in m.devices
         ),
     )
 
 
-def parse_registry(raw: Any, departments: Iterable[str] = ("env", "transport"), source: str = "registry") -> Registry:
+def parse_registry(
+    raw: Any, departments: Iterable[str] = ("env", "transport"), source: str = "registry"
+) -> Registry:
     """Validate a registry document (already parsed from YAML).
 
     Raises
@@ -166,27 +223,57 @@ def parse_registry(raw: Any, departments: Iterable[str] = ("env", "transport"), 
     seen_mn: dict[str, str] = {}
     for i, s in enumerate(model.sites):
         if s.id in seen:
-            problems.append(ConfigProblem(f"sites.{i}.id", s.id, f"duplicate site id (first at sites.{seen[s.id]}); ids must be unique"))
+            problems.append(
+                ConfigProblem(
+                    f"sites.{i}.id",
+                    s.id,
+                    f"duplicate site id (first at sites.{seen[s.id]}); ids must be unique",
+                )
+            )
         seen.setdefault(s.id, i)
         if s.department not in depts:
-            problems.append(ConfigProblem(f"sites.{i}.department", s.department, f"unknown department; known: {', '.join(depts)}"))
+            problems.append(
+                ConfigProblem(
+                    f"sites.{i}.department",
+                    s.department,
+                    f"unknown department; known: {', '.join(depts)}",
+                )
+            )
         dev_seen: set[str] = set()
         for j, d in enumerate(s.devices):
             if d.id in dev_seen:
-                problems.append(ConfigProblem(f"sites.{i}.devices.{j}.id", d.id, "duplicate device id within the site"))
+                problems.append(
+                    ConfigProblem(
+                        f"sites.{i}.devices.{j}.id", d.id, "duplicate device id within the site"
+                    )
+                )
             dev_seen.add(d.id)
             if d.mn:
                 if d.mn in seen_mn:
-                    problems.append(ConfigProblem(f"sites.{i}.devices.{j}.mn", d.mn, f"HJ 212 MN already used by {seen_mn[d.mn]}"))
+                    problems.append(
+                        ConfigProblem(
+                            f"sites.{i}.devices.{j}.mn",
+                            d.mn,
+                            f"HJ 212 MN already used by {seen_mn[d.mn]}",
+                        )
+                    )
                 seen_mn.setdefault(d.mn, f"{s.id}/{d.id}")
             if d.protocol == "hj212" and not d.mn:
-                problems.append(ConfigProblem(f"sites.{i}.devices.{j}.mn", None, "an hj212 device needs its MN so frames can be matched to it"))
+                problems.append(
+                    ConfigProblem(
+                        f"sites.{i}.devices.{j}.mn",
+                        None,
+                        "an hj212 device needs its MN so frames can be matched to it",
+                    )
+                )
     if problems:
         raise RegistryError(problems, source=source)
     return Registry(sites=tuple(_to_site(s) for s in model.sites), departments=depts)
 
 
-def load_registry(path: Path | None = None, departments: Iterable[str] = ("env", "transport")) -> Registry:
+def load_registry(
+    path: Path | None = None, departments: Iterable[str] = ("env", "transport")
+) -> Registry:
     """Load the registry from ``path``, or the built-in demo registry when ``path`` is ``None``."""
     if path is None:
         text = resources.files("farsight.data").joinpath("sites.yaml").read_text(encoding="utf-8")

@@ -6,13 +6,13 @@ import logging
 import os
 import signal
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from farsight.broker import RunningBroker, free_port, start_embedded, wait_for_port
-from farsight.errors import BrokerError, ConfigError
 from farsight.db import redact
+from farsight.errors import BrokerError, ConfigError
 from farsight.logs import kv, setup_logging
 from farsight.registry import Registry, load_registry
 from farsight.settings import Settings
@@ -29,14 +29,13 @@ class IngestService:
 
     def __init__(self, settings: Settings, registry: Registry) -> None:
         from alerts.store import AlertStore
+        from farsight.db import Database
         from ingest.mqtt import MqttConsumer
         from ingest.pipeline import IngestPipeline
         from ingest.store import ReadingStore
         from rules.engine import Engine
         from rules.reload import RuleFileWatcher
         from rules.state import RuleStateStore
-
-        from farsight.db import Database
 
         self.settings = settings
         # One connection for the worker: a batch's readings, alerts, audit entries and rule state
@@ -72,19 +71,45 @@ class IngestService:
             from ingest.edge_health import GatewayMonitor
 
             monitor = GatewayMonitor(self.db, settings.edge, registry, audit=self.alerts.audit)
-            self.edge = EdgeBatchDecoder(self.db, load_keys(settings.edge.keys_file), settings.edge, monitor)
-            ingest_settings = ingest_settings.model_copy(update={"topics": tuple(dict.fromkeys((*ingest_settings.topics, *self.edge.topics)))})
-        self.pipeline = IngestPipeline(registry, self.readings, self.engine, self.mute, settings.ingest.unknown_site,
-                                       rule_state=self.rule_state, rule_source=self.watcher,
-                                       # Silences end on wall time (people set them); escalation
-                                       # runs on the engine's clock, the time of the data.
-                                       tickers=(lambda _engine_now: self.mute.tick(), self.escalator.tick,
-                                                lambda _engine_now: self.alerts.index_text(),
-                                                # Gateways that stopped talking (wall clock: no data is the point).
-                                                lambda _engine_now: self.edge and (silent := self.edge.monitor.check_silent()) and self.mute.apply(silent)),
-                                       audit=self.alerts.audit, edge=self.edge)
-        self.consumer = MqttConsumer(settings.broker, ingest_settings, self.pipeline.process,
-                                     periodic=self.pipeline.tick, period_s=settings.rules.tick_s)
+            self.edge = EdgeBatchDecoder(
+                self.db, load_keys(settings.edge.keys_file), settings.edge, monitor
+            )
+            ingest_settings = ingest_settings.model_copy(
+                update={
+                    "topics": tuple(dict.fromkeys((*ingest_settings.topics, *self.edge.topics)))
+                }
+            )
+        self.pipeline = IngestPipeline(
+            registry,
+            self.readings,
+            self.engine,
+            self.mute,
+            settings.ingest.unknown_site,
+            rule_state=self.rule_state,
+            rule_source=self.watcher,
+            # Silences end on wall time (people set them); escalation
+            # runs on the engine's clock, the time of the data.
+            tickers=(
+                lambda _engine_now: self.mute.tick(),
+                self.escalator.tick,
+                lambda _engine_now: self.alerts.index_text(),
+                # Gateways that stopped talking (wall clock: no data is the point).
+                lambda _engine_now: (
+                    self.edge
+                    and (silent := self.edge.monitor.check_silent())
+                    and self.mute.apply(silent)
+                ),
+            ),
+            audit=self.alerts.audit,
+            edge=self.edge,
+        )
+        self.consumer = MqttConsumer(
+            settings.broker,
+            ingest_settings,
+            self.pipeline.process,
+            periodic=self.pipeline.tick,
+            period_s=settings.rules.tick_s,
+        )
 
     def start(self, wait: bool = True) -> None:
         self.consumer.start(wait=wait)
@@ -110,28 +135,42 @@ def run_ingest(settings: Settings) -> int:
     registry = load_registry(settings.registry.sites_file, settings.registry.departments)
     service = IngestService(settings, registry)
     service.start(wait=False)
-    log.info("ingest running", extra=kv(broker=f"{settings.broker.host}:{settings.broker.port}", db=settings.db_path))
+    log.info(
+        "ingest running",
+        extra=kv(broker=f"{settings.broker.host}:{settings.broker.port}", db=settings.db_path),
+    )
     _wait_for_signal(threading.Event())
     service.stop()
     return 0
 
 
-def run_video(settings: Settings, cameras_dir: Path | None = None, workers: int | None = None) -> int:
+def run_video(
+    settings: Settings, cameras_dir: Path | None = None, workers: int | None = None
+) -> int:
     """``farsight video run``: analyse a folder of live cameras until SIGINT or SIGTERM."""
     from video.runner import VideoRunner
 
     setup_logging(settings.logging.level)
     folder = cameras_dir or settings.video.cameras_dir
     if folder is None:
-        raise ConfigError("no camera folder: pass --cameras DIR or set video.cameras_dir (one CAMERA.yaml per camera)")
+        raise ConfigError(
+            "no camera folder: pass --cameras DIR or set video.cameras_dir (one CAMERA.yaml per camera)"
+        )
     registry = load_registry(settings.registry.sites_file, settings.registry.departments)
     runner = VideoRunner(
-        settings.broker, {site.id: site.department for site in registry.sites}, cameras_dir=Path(folder),
-        evidence_root=settings.evidence_dir, workers=workers or settings.video.workers,
-        resend_s=settings.video.resend_s, clear_after_s=settings.video.clear_after_s,
+        settings.broker,
+        {site.id: site.department for site in registry.sites},
+        cameras_dir=Path(folder),
+        evidence_root=settings.evidence_dir,
+        workers=workers or settings.video.workers,
+        resend_s=settings.video.resend_s,
+        clear_after_s=settings.video.clear_after_s,
     )
     runner.start()
-    log.info("video running", extra=kv(folder=str(folder), cameras=len(runner.cameras), workers=runner.n_workers))
+    log.info(
+        "video running",
+        extra=kv(folder=str(folder), cameras=len(runner.cameras), workers=runner.n_workers),
+    )
     for name, why in runner.problems.items():
         print(f"camera {name} refused: {why}", flush=True)
     try:
@@ -141,7 +180,9 @@ def run_video(settings: Settings, cameras_dir: Path | None = None, workers: int 
     return 0
 
 
-def start_demo_video(settings: Settings, registry: Registry) -> tuple[CameraServer | None, VideoRunner | None, str]:
+def start_demo_video(
+    settings: Settings, registry: Registry
+) -> tuple[CameraServer | None, VideoRunner | None, str]:
     """The demo's cameras: simulated ones served as MJPEG (or ``video.cameras_dir``), analysed
     by a :class:`~video.runner.VideoRunner`. Returns (camera server or None, runner or None, a
     line for the banner)."""
@@ -150,10 +191,17 @@ def start_demo_video(settings: Settings, registry: Registry) -> tuple[CameraServ
     from video.runner import VideoRunner
 
     departments = {site.id: site.department for site in registry.sites}
-    common: dict[str, Any] = dict(evidence_root=settings.evidence_dir, workers=settings.video.workers, resend_s=settings.video.resend_s,
-                  clear_after_s=settings.video.clear_after_s, client_id="farsight-demo-video")
+    common: dict[str, Any] = dict(
+        evidence_root=settings.evidence_dir,
+        workers=settings.video.workers,
+        resend_s=settings.video.resend_s,
+        clear_after_s=settings.video.clear_after_s,
+        client_id="farsight-demo-video",
+    )
     if settings.video.cameras_dir is not None:
-        runner = VideoRunner(settings.broker, departments, cameras_dir=Path(settings.video.cameras_dir), **common)
+        runner = VideoRunner(
+            settings.broker, departments, cameras_dir=Path(settings.video.cameras_dir), **common
+        )
         runner.start()
         return None, runner, f"{len(runner.cameras)} camera(s) from {settings.video.cameras_dir}"
     sim = settings.simulator.cameras
@@ -162,22 +210,39 @@ def start_demo_video(settings: Settings, registry: Registry) -> tuple[CameraServ
     from simulators.camera_server import CameraServer, demo_cameras
     from video.camera_config import parse_camera_config
 
-    kinds = {site.id: site.kind for site in registry.sites if any(d.kind == "camera" for d in site.devices)}
+    kinds = {
+        site.id: site.kind
+        for site in registry.sites
+        if any(d.kind == "camera" for d in site.devices)
+    }
     cams = demo_cameras(kinds, sim.width, sim.height, sim.fps, sim.cycle_s, settings.simulator.seed)
     if not cams:
         return None, None, "none (no site in the registry has a camera)"
     server = CameraServer({f"{c.site}.{c.camera}": c.spec for c in cams}).start()
     configs = [
-        parse_camera_config({"camera": c.camera, "site": c.site, "source": server.url(f"{c.site}.{c.camera}"), "rate_fps": sim.fps,
-                             "analysers": c.analysers,
-                             "evidence": {"snapshot_interval_s": 30, "clip_pre_s": 3, "clip_post_s": 5}},
-                            source=f"demo camera {c.site}.{c.camera}")
+        parse_camera_config(
+            {
+                "camera": c.camera,
+                "site": c.site,
+                "source": server.url(f"{c.site}.{c.camera}"),
+                "rate_fps": sim.fps,
+                "analysers": c.analysers,
+                "evidence": {"snapshot_interval_s": 30, "clip_pre_s": 3, "clip_post_s": 5},
+            },
+            source=f"demo camera {c.site}.{c.camera}",
+        )
         for c in cams
     ]
     runner = VideoRunner(settings.broker, departments, configs=configs, **common)
     runner.start()
-    return server, runner, (f"{len(cams)} simulated cameras (MJPEG on http://{server.host}:{server.port}/), "
-                            f"analysed at {sim.fps:g} fps; scripted smoke, black smoke and a covered lens every {sim.cycle_s:g} s")
+    return (
+        server,
+        runner,
+        (
+            f"{len(cams)} simulated cameras (MJPEG on http://{server.host}:{server.port}/), "
+            f"analysed at {sim.fps:g} fps; scripted smoke, black smoke and a covered lens every {sim.cycle_s:g} s"
+        ),
+    )
 
 
 def start_demo_satellite(settings: Settings, data_dir: Path) -> tuple[threading.Thread | None, str]:
@@ -195,7 +260,10 @@ def start_demo_satellite(settings: Settings, data_dir: Path) -> tuple[threading.
 
     t = threading.Thread(target=work, name="demo-satellite", daemon=True)
     t.start()
-    return t, f"area {AOI}: two simulated Sentinel-2 scenes; a change inside the ecological red line becomes an alert with its quicklook"
+    return (
+        t,
+        f"area {AOI}: two simulated Sentinel-2 scenes; a change inside the ecological red line becomes an alert with its quicklook",
+    )
 
 
 def _port_free(host: str, port: int) -> bool:
@@ -224,7 +292,9 @@ def run_demo(settings: Settings, port: int | None = None, duration_s: float | No
     registry = load_registry(settings.registry.sites_file, settings.registry.departments)
     hub_port = port or settings.hub.port
     if not _port_free(settings.hub.host, hub_port):
-        raise BrokerError(f"hub port {settings.hub.host}:{hub_port} is in use; stop what uses it or pass --port")
+        raise BrokerError(
+            f"hub port {settings.hub.host}:{hub_port} is in use; stop what uses it or pass --port"
+        )
 
     broker: RunningBroker | None = None
     b = settings.broker
@@ -233,7 +303,13 @@ def run_demo(settings: Settings, port: int | None = None, duration_s: float | No
         broker = start_embedded(b.embedded, bport, data_dir)
         # amqtt speaks MQTT 3.1.1 only: a version 5 CONNECT is never answered.
         protocol = "3.1.1" if broker.kind == "amqtt" else b.protocol
-        settings = settings.model_copy(update={"broker": b.model_copy(update={"port": bport, "host": broker.host, "protocol": protocol})})
+        settings = settings.model_copy(
+            update={
+                "broker": b.model_copy(
+                    update={"port": bport, "host": broker.host, "protocol": protocol}
+                )
+            }
+        )
     else:
         wait_for_port(b.host, b.port, timeout=10)
 
@@ -256,15 +332,30 @@ def run_demo(settings: Settings, port: int | None = None, duration_s: float | No
             # History first, at one-minute steps and as fast as the broker takes it, so the
             # dashboard opens on the scenario's first violations within seconds; then the same
             # scenario plays live from now, one round every interval.
-            now = datetime.now(timezone.utc).replace(second=0, microsecond=0)
+            now = datetime.now(UTC).replace(second=0, microsecond=0)
             if sim.backfill_min > 0:
                 history = Simulator(registry, scenario, seed=sim.seed)
-                history.run(settings.broker, start=now - timedelta(minutes=sim.backfill_min), rounds=int(sim.backfill_min) + 1,
-                            interval_s=60, speedup=1, stop_event=stop, client_id="farsight-demo-history", catch_up_until=now)
+                history.run(
+                    settings.broker,
+                    start=now - timedelta(minutes=sim.backfill_min),
+                    rounds=int(sim.backfill_min) + 1,
+                    interval_s=60,
+                    speedup=1,
+                    stop_event=stop,
+                    client_id="farsight-demo-history",
+                    catch_up_until=now,
+                )
             if not stop.is_set():
                 live = Simulator(registry, scenario, seed=sim.seed + 1)
-                live.run(settings.broker, start=datetime.now(timezone.utc), rounds=None, interval_s=sim.interval_s,
-                         speedup=sim.speedup, stop_event=stop, client_id="farsight-demo-simulator")
+                live.run(
+                    settings.broker,
+                    start=datetime.now(UTC),
+                    rounds=None,
+                    interval_s=sim.interval_s,
+                    speedup=sim.speedup,
+                    stop_event=stop,
+                    client_id="farsight-demo-simulator",
+                )
 
         sim_thread = threading.Thread(target=simulate, name="simulator", daemon=True)
         sim_thread.start()
@@ -272,10 +363,16 @@ def run_demo(settings: Settings, port: int | None = None, duration_s: float | No
     camera_server, video_runner, video_desc = start_demo_video(settings, registry)
     rs_thread, rs_desc = start_demo_satellite(settings, data_dir)
 
-    app = create_app(settings, registry, readings=ingest.readings, alerts=ingest.alerts, tokens=tokens)
+    app = create_app(
+        settings, registry, readings=ingest.readings, alerts=ingest.alerts, tokens=tokens
+    )
     server = make_server(app, settings.hub.host, hub_port, log_level="warning")
 
-    broker_desc = f"{broker.kind} (embedded) on {settings.broker.host}:{settings.broker.port}" if broker else f"external broker {b.host}:{b.port}"
+    broker_desc = (
+        f"{broker.kind} (embedded) on {settings.broker.host}:{settings.broker.port}"
+        if broker
+        else f"external broker {b.host}:{b.port}"
+    )
     print(
         "\nFarsight demo running\n"
         f"  dashboard   http://{settings.hub.host}:{hub_port}/#token={token}\n"

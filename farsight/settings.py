@@ -8,8 +8,9 @@ description; unknown keys are refused. :func:`load_settings` validates once and 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -29,16 +30,36 @@ class Section(BaseModel):
 class BrokerSettings(Section):
     """Where the MQTT broker is, and which one the demo starts."""
 
-    host: str = Field("127.0.0.1", title="Broker host", description="Host name or address of the MQTT broker.", min_length=1, max_length=253)
-    port: int = Field(1883, title="Broker port", description="TCP port of the MQTT broker.", ge=1, le=65535)
-    username: str | None = Field(None, title="Username", description="MQTT username; none for an anonymous broker.", max_length=256)
-    password: str | None = Field(None, title="Password", description="MQTT password; set it through FARSIGHT__BROKER__PASSWORD, never in a committed file.", max_length=256)
+    host: str = Field(
+        "127.0.0.1",
+        title="Broker host",
+        description="Host name or address of the MQTT broker.",
+        min_length=1,
+        max_length=253,
+    )
+    port: int = Field(
+        1883, title="Broker port", description="TCP port of the MQTT broker.", ge=1, le=65535
+    )
+    username: str | None = Field(
+        None,
+        title="Username",
+        description="MQTT username; none for an anonymous broker.",
+        max_length=256,
+    )
+    password: str | None = Field(
+        None,
+        title="Password",
+        description="MQTT password; set it through FARSIGHT__BROKER__PASSWORD, never in a committed file.",
+        max_length=256,
+    )
     protocol: Literal["3.1.1", "5"] = Field(
         "3.1.1",
         title="MQTT version",
         description="Protocol version the platform's clients speak. 3.1.1 is the default because paho decodes it about 15 % faster (no property objects per message); choose 5 for shared subscriptions across ingest workers.",
     )
-    keepalive_s: int = Field(30, title="Keepalive", description="MQTT keepalive interval in seconds.", ge=5, le=3600)
+    keepalive_s: int = Field(
+        30, title="Keepalive", description="MQTT keepalive interval in seconds.", ge=5, le=3600
+    )
     embedded: Literal["auto", "mosquitto", "amqtt", "none"] = Field(
         "auto",
         title="Embedded broker",
@@ -49,37 +70,113 @@ class BrokerSettings(Section):
 class IngestSettings(Section):
     """The MQTT consumer that decodes, stores and evaluates readings."""
 
-    client_id: str = Field("farsight-ingest-1", title="Client id", description="Stable MQTT client id; with a persistent session the broker queues messages for it while it is down.", min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.-]+$")
-    topics: tuple[str, ...] = Field(("fs/v1/+/+/+/reading", "fs/v1/+/+/+/hj212", "fs/v1/+/+/+/detection"), title="Subscriptions", description="Topic filters the consumer subscribes to at QoS 1.", min_length=1)
-    qos: Literal[0, 1] = Field(1, title="QoS", description="Subscription QoS; 1 is required for no-loss operation.")
-    batch_max: int = Field(500, title="Batch size", description="Most messages written in one database transaction.", ge=1, le=100_000)
-    batch_wait_ms: int = Field(20, title="Batch wait", description="Longest wait in milliseconds for a batch to fill before it is written.", ge=0, le=10_000)
-    unknown_site: Literal["accept", "dead-letter"] = Field("dead-letter", title="Unknown site policy", description="What to do with a reading from a site missing from the registry.")
-    session_expiry_s: int = Field(7 * 24 * 3600, title="Session expiry", description="MQTT 5 session expiry: how long the broker keeps the consumer's queue while it is away.", ge=0, le=2**32 - 1)
+    client_id: str = Field(
+        "farsight-ingest-1",
+        title="Client id",
+        description="Stable MQTT client id; with a persistent session the broker queues messages for it while it is down.",
+        min_length=1,
+        max_length=128,
+        pattern=r"^[A-Za-z0-9_.-]+$",
+    )
+    topics: tuple[str, ...] = Field(
+        ("fs/v1/+/+/+/reading", "fs/v1/+/+/+/hj212", "fs/v1/+/+/+/detection"),
+        title="Subscriptions",
+        description="Topic filters the consumer subscribes to at QoS 1.",
+        min_length=1,
+    )
+    qos: Literal[0, 1] = Field(
+        1, title="QoS", description="Subscription QoS; 1 is required for no-loss operation."
+    )
+    batch_max: int = Field(
+        500,
+        title="Batch size",
+        description="Most messages written in one database transaction.",
+        ge=1,
+        le=100_000,
+    )
+    batch_wait_ms: int = Field(
+        20,
+        title="Batch wait",
+        description="Longest wait in milliseconds for a batch to fill before it is written.",
+        ge=0,
+        le=10_000,
+    )
+    unknown_site: Literal["accept", "dead-letter"] = Field(
+        "dead-letter",
+        title="Unknown site policy",
+        description="What to do with a reading from a site missing from the registry.",
+    )
+    session_expiry_s: int = Field(
+        7 * 24 * 3600,
+        title="Session expiry",
+        description="MQTT 5 session expiry: how long the broker keeps the consumer's queue while it is away.",
+        ge=0,
+        le=2**32 - 1,
+    )
 
 
 class RulesSettings(Section):
     """Which rule files the engine loads."""
 
-    files: tuple[Path, ...] = Field((), title="Rule files", description="YAML rule files; empty loads the built-in default rule pack.")
-    default_pack: bool = Field(True, title="Default pack", description="Load the built-in default rule pack in addition to the listed files.")
-    tick_s: float = Field(5.0, title="Clock tick", description="How often, in seconds, the engine's clock moves for rules that watch for silence.", gt=0, le=3600)
+    files: tuple[Path, ...] = Field(
+        (),
+        title="Rule files",
+        description="YAML rule files; empty loads the built-in default rule pack.",
+    )
+    default_pack: bool = Field(
+        True,
+        title="Default pack",
+        description="Load the built-in default rule pack in addition to the listed files.",
+    )
+    tick_s: float = Field(
+        5.0,
+        title="Clock tick",
+        description="How often, in seconds, the engine's clock moves for rules that watch for silence.",
+        gt=0,
+        le=3600,
+    )
 
 
 class RiskSettings(Section):
     """The risk score that orders the queue: a product of factors, each explained per alert."""
 
     severity: dict[Literal["info", "warning", "major", "critical"], float] = Field(
-        {"info": 1.0, "warning": 2.0, "major": 4.0, "critical": 8.0}, title="Severity weights",
-        description="Base score per severity.")
+        {"info": 1.0, "warning": 2.0, "major": 4.0, "critical": 8.0},
+        title="Severity weights",
+        description="Base score per severity.",
+    )
     credit: dict[Literal["A", "B", "C", "D"], float] = Field(
-        {"A": 0.8, "B": 1.0, "C": 1.3, "D": 1.6}, title="Credit-grade factors",
-        description="Multiplier per operator credit grade (differentiated supervision: D is watched most closely).")
-    repeat: float = Field(0.25, title="Repeat factor", description="Added to the multiplier per earlier alert of the same operator (repeat offences).", ge=0, le=10)
-    repeat_cap: int = Field(8, title="Repeat cap", description="Most earlier alerts counted.", ge=0, le=1000)
-    evidence: float = Field(0.1, title="Evidence factor", description="Added to the multiplier per evidence file.", ge=0, le=10)
-    age_per_hour: float = Field(0.05, title="Age factor", description="Added to the multiplier per hour the alert waits.", ge=0, le=10)
-    age_cap: float = Field(2.0, title="Age cap", description="Largest addition from age.", ge=0, le=100)
+        {"A": 0.8, "B": 1.0, "C": 1.3, "D": 1.6},
+        title="Credit-grade factors",
+        description="Multiplier per operator credit grade (differentiated supervision: D is watched most closely).",
+    )
+    repeat: float = Field(
+        0.25,
+        title="Repeat factor",
+        description="Added to the multiplier per earlier alert of the same operator (repeat offences).",
+        ge=0,
+        le=10,
+    )
+    repeat_cap: int = Field(
+        8, title="Repeat cap", description="Most earlier alerts counted.", ge=0, le=1000
+    )
+    evidence: float = Field(
+        0.1,
+        title="Evidence factor",
+        description="Added to the multiplier per evidence file.",
+        ge=0,
+        le=10,
+    )
+    age_per_hour: float = Field(
+        0.05,
+        title="Age factor",
+        description="Added to the multiplier per hour the alert waits.",
+        ge=0,
+        le=10,
+    )
+    age_cap: float = Field(
+        2.0, title="Age cap", description="Largest addition from age.", ge=0, le=100
+    )
 
 
 _SEVERITY = Literal["info", "warning", "major", "critical"]
@@ -88,145 +185,416 @@ _SEVERITY = Literal["info", "warning", "major", "critical"]
 class UpstreamSettings(Section):
     """Push of every alert and handling step to the provincial supervision hub (transactional outbox)."""
 
-    url: str | None = Field(None, title="Endpoint", description="HTTP(S) endpoint of the provincial hub; empty: nothing is pushed "
-                            "(events still queue in the outbox, so enabling it later sends the backlog).",
-                            pattern=r"^https?://\S+$", max_length=2000)
-    token_env: str = Field("FARSIGHT_UPSTREAM_TOKEN", title="Token variable", description="Environment variable holding the bearer "
-                           "token for the endpoint (never written in this file).", pattern=r"^[A-Z_][A-Z0-9_]*$", max_length=100)
-    source: str = Field("farsight", title="Source id", description="This installation's id: prefixes idempotency keys and names the sender.",
-                        pattern=r"^[A-Za-z0-9_.-]{1,64}$")
-    timeout_s: float = Field(10.0, title="Timeout", description="Seconds to wait for the endpoint's answer before a retry.", gt=0, le=300)
-    max_attempts: int = Field(10, title="Attempts", description="Attempts before an event is dead-lettered (`farsight outbox redrive` sends it again).", ge=1, le=1000)
-    backoff_base_s: float = Field(1.0, title="Backoff base", description="First retry waits up to this many seconds (full jitter), doubling per attempt.", gt=0, le=3600)
-    backoff_cap_s: float = Field(600.0, title="Backoff cap", description="Longest wait between attempts, in seconds.", gt=0, le=86400)
-    batch: int = Field(50, title="Batch", description="Events one worker claims at a time.", ge=1, le=10_000)
-    lease_s: float = Field(120.0, title="Lease", description="Seconds a claim lasts; a worker that dies releases its events when it ends.", gt=0, le=86400)
-    poll_s: float = Field(1.0, title="Poll", description="Seconds an idle worker waits before looking for new events.", gt=0, le=3600)
-    workers: int = Field(1, title="Workers", description="Sender threads per hub process.", ge=1, le=64)
+    url: str | None = Field(
+        None,
+        title="Endpoint",
+        description="HTTP(S) endpoint of the provincial hub; empty: nothing is pushed "
+        "(events still queue in the outbox, so enabling it later sends the backlog).",
+        pattern=r"^https?://\S+$",
+        max_length=2000,
+    )
+    token_env: str = Field(
+        "FARSIGHT_UPSTREAM_TOKEN",
+        title="Token variable",
+        description="Environment variable holding the bearer "
+        "token for the endpoint (never written in this file).",
+        pattern=r"^[A-Z_][A-Z0-9_]*$",
+        max_length=100,
+    )
+    source: str = Field(
+        "farsight",
+        title="Source id",
+        description="This installation's id: prefixes idempotency keys and names the sender.",
+        pattern=r"^[A-Za-z0-9_.-]{1,64}$",
+    )
+    timeout_s: float = Field(
+        10.0,
+        title="Timeout",
+        description="Seconds to wait for the endpoint's answer before a retry.",
+        gt=0,
+        le=300,
+    )
+    max_attempts: int = Field(
+        10,
+        title="Attempts",
+        description="Attempts before an event is dead-lettered (`farsight outbox redrive` sends it again).",
+        ge=1,
+        le=1000,
+    )
+    backoff_base_s: float = Field(
+        1.0,
+        title="Backoff base",
+        description="First retry waits up to this many seconds (full jitter), doubling per attempt.",
+        gt=0,
+        le=3600,
+    )
+    backoff_cap_s: float = Field(
+        600.0,
+        title="Backoff cap",
+        description="Longest wait between attempts, in seconds.",
+        gt=0,
+        le=86400,
+    )
+    batch: int = Field(
+        50, title="Batch", description="Events one worker claims at a time.", ge=1, le=10_000
+    )
+    lease_s: float = Field(
+        120.0,
+        title="Lease",
+        description="Seconds a claim lasts; a worker that dies releases its events when it ends.",
+        gt=0,
+        le=86400,
+    )
+    poll_s: float = Field(
+        1.0,
+        title="Poll",
+        description="Seconds an idle worker waits before looking for new events.",
+        gt=0,
+        le=3600,
+    )
+    workers: int = Field(
+        1, title="Workers", description="Sender threads per hub process.", ge=1, le=64
+    )
 
 
 class EscalationSettings(Section):
     """Deadlines of the handling steps per severity; an overdue alert is escalated on the engine's clock."""
 
     ack_within_min: dict[_SEVERITY, float] = Field(
-        {"critical": 15, "major": 60, "warning": 240, "info": 1440}, title="Acknowledge within",
-        description="Minutes from raising to acknowledgement, per severity.")
+        {"critical": 15, "major": 60, "warning": 240, "info": 1440},
+        title="Acknowledge within",
+        description="Minutes from raising to acknowledgement, per severity.",
+    )
     verify_within_min: dict[_SEVERITY, float] = Field(
-        {"critical": 1440, "major": 2880, "warning": 10080, "info": 20160}, title="Verify within",
-        description="Minutes from dispatch to the verification finding, per severity.")
-    repeat_min: float = Field(60.0, title="Re-escalate", description="Minutes after an escalation before an alert still overdue is escalated again.", gt=0, le=100_000)
+        {"critical": 1440, "major": 2880, "warning": 10080, "info": 20160},
+        title="Verify within",
+        description="Minutes from dispatch to the verification finding, per severity.",
+    )
+    repeat_min: float = Field(
+        60.0,
+        title="Re-escalate",
+        description="Minutes after an escalation before an alert still overdue is escalated again.",
+        gt=0,
+        le=100_000,
+    )
 
 
 class InhibitRule(Section):
     """While a source alert is active, target alerts with equal values of the ``equal`` labels are muted (as in Alertmanager)."""
 
-    source: dict[str, str] = Field(..., title="Source matchers", description="Label matchers of the inhibiting alert (label: value, or label: '~regex').")
-    target: dict[str, str] = Field(..., title="Target matchers", description="Label matchers of the alerts it mutes.")
-    equal: tuple[str, ...] = Field(("site",), title="Equal labels", description="Labels that must have the same value on source and target.")
+    source: dict[str, str] = Field(
+        ...,
+        title="Source matchers",
+        description="Label matchers of the inhibiting alert (label: value, or label: '~regex').",
+    )
+    target: dict[str, str] = Field(
+        ..., title="Target matchers", description="Label matchers of the alerts it mutes."
+    )
+    equal: tuple[str, ...] = Field(
+        ("site",),
+        title="Equal labels",
+        description="Labels that must have the same value on source and target.",
+    )
 
 
 class AlertsSettings(Section):
     """The risk queue."""
 
-    risk: RiskSettings = Field(default_factory=RiskSettings, title="Risk score", description="Weights of the risk score.")
-    upstream: UpstreamSettings = Field(default_factory=UpstreamSettings, title="Upstream push", description="Provincial hub endpoint and retry policy.")
-    escalation: EscalationSettings = Field(default_factory=EscalationSettings, title="Escalation", description="Handling deadlines per severity.")
+    risk: RiskSettings = Field(
+        default_factory=RiskSettings, title="Risk score", description="Weights of the risk score."
+    )
+    upstream: UpstreamSettings = Field(
+        default_factory=UpstreamSettings,
+        title="Upstream push",
+        description="Provincial hub endpoint and retry policy.",
+    )
+    escalation: EscalationSettings = Field(
+        default_factory=EscalationSettings,
+        title="Escalation",
+        description="Handling deadlines per severity.",
+    )
     inhibit: tuple[InhibitRule, ...] = Field(
         # The whole-site verdict of rule site-offline (rules/kinds/missing.py) carries device ""
         # (a site with two or more devices); its per-device alerts and every sensor alert carry
         # a device. So the target "any device" mutes them and never the site alert itself.
-        (InhibitRule(source={"rule_id": "site-offline", "device": ""}, target={"device": "~.+"}, equal=("site",)),),
-        title="Inhibition rules", description="A site offline mutes that site's device and sensor alerts (default).")
+        (
+            InhibitRule(
+                source={"rule_id": "site-offline", "device": ""},
+                target={"device": "~.+"},
+                equal=("site",),
+            ),
+        ),
+        title="Inhibition rules",
+        description="A site offline mutes that site's device and sensor alerts (default).",
+    )
 
 
 class HubSettings(Section):
     """The FastAPI hub: API, live stream and dashboard."""
 
-    host: str = Field("127.0.0.1", title="Listen host", description="Address the hub listens on.", min_length=1, max_length=253)
-    port: int = Field(8000, title="Listen port", description="TCP port the hub listens on.", ge=1, le=65535)
-    stream_poll_ms: int = Field(500, title="Stream poll", description="How often the live stream looks for new readings and alert changes, in milliseconds.", ge=50, le=60_000)
-    page_max: int = Field(1000, title="Page size limit", description="Largest page the API returns.", ge=10, le=100_000)
+    host: str = Field(
+        "127.0.0.1",
+        title="Listen host",
+        description="Address the hub listens on.",
+        min_length=1,
+        max_length=253,
+    )
+    port: int = Field(
+        8000, title="Listen port", description="TCP port the hub listens on.", ge=1, le=65535
+    )
+    stream_poll_ms: int = Field(
+        500,
+        title="Stream poll",
+        description="How often the live stream looks for new readings and alert changes, in milliseconds.",
+        ge=50,
+        le=60_000,
+    )
+    page_max: int = Field(
+        1000,
+        title="Page size limit",
+        description="Largest page the API returns.",
+        ge=10,
+        le=100_000,
+    )
 
 
 class VideoSettings(Section):
     """``video``: live cameras (``farsight video run`` and the demo's simulated cameras)."""
 
-    enabled: bool = Field(True, title="Enabled", description="Run the demo's simulated cameras and their analysers in `farsight demo`.")
-    cameras_dir: Path | None = Field(None, title="Camera folder", description="Folder of per-camera YAML files (one camera a file), watched and hot-reloaded; none: the demo's simulated cameras.")
-    workers: int = Field(1, title="Workers", description="Analysis processes; cameras are spread over them (one OpenCV thread each).", ge=1, le=64)
-    resend_s: float = Field(5.0, title="Re-send interval", description="While a finding lasts it is published again this often, so rules that need it held (`for: 2m`) see it.", ge=0.5, le=600)
-    clear_after_s: float = Field(3.0, title="Clear after", description="A finding not seen for this many seconds is published as cleared.", ge=0.5, le=600)
+    enabled: bool = Field(
+        True,
+        title="Enabled",
+        description="Run the demo's simulated cameras and their analysers in `farsight demo`.",
+    )
+    cameras_dir: Path | None = Field(
+        None,
+        title="Camera folder",
+        description="Folder of per-camera YAML files (one camera a file), watched and hot-reloaded; none: the demo's simulated cameras.",
+    )
+    workers: int = Field(
+        1,
+        title="Workers",
+        description="Analysis processes; cameras are spread over them (one OpenCV thread each).",
+        ge=1,
+        le=64,
+    )
+    resend_s: float = Field(
+        5.0,
+        title="Re-send interval",
+        description="While a finding lasts it is published again this often, so rules that need it held (`for: 2m`) see it.",
+        ge=0.5,
+        le=600,
+    )
+    clear_after_s: float = Field(
+        3.0,
+        title="Clear after",
+        description="A finding not seen for this many seconds is published as cleared.",
+        ge=0.5,
+        le=600,
+    )
 
 
 class CameraSimulatorSettings(Section):
     """``simulator.cameras``: simulated cameras served as MJPEG over HTTP in the demo."""
 
-    enabled: bool = Field(True, title="Enabled", description="Serve simulated cameras for the sites with cameras in the registry.")
+    enabled: bool = Field(
+        True,
+        title="Enabled",
+        description="Serve simulated cameras for the sites with cameras in the registry.",
+    )
     width: int = Field(640, title="Width", description="Frame width in pixels.", ge=64, le=3840)
     height: int = Field(360, title="Height", description="Frame height in pixels.", ge=64, le=2160)
-    fps: float = Field(2.0, title="Frame rate", description="Frames per second each simulated camera serves.", gt=0, le=30)
-    cycle_s: float = Field(600.0, title="Scenario cycle", description="Seconds after which each camera's scripted events repeat.", ge=60, le=86400)
+    fps: float = Field(
+        2.0,
+        title="Frame rate",
+        description="Frames per second each simulated camera serves.",
+        gt=0,
+        le=30,
+    )
+    cycle_s: float = Field(
+        600.0,
+        title="Scenario cycle",
+        description="Seconds after which each camera's scripted events repeat.",
+        ge=60,
+        le=86400,
+    )
 
 
 class SimulatorSettings(Section):
     """The simulated devices of the demo sites."""
 
-    enabled: bool = Field(True, title="Enabled", description="Run the simulators in `farsight demo`.")
-    seed: int = Field(2026, title="Seed", description="Random seed; the same seed gives the same readings.", ge=0)
-    interval_s: float = Field(5.0, title="Interval", description="Wall-clock seconds between two rounds of readings.", gt=0, le=3600)
-    speedup: float = Field(1.0, title="Time speed-up", description="Simulated seconds per wall-clock second; above 1 the simulated clock runs ahead of the wall clock.", ge=1, le=100_000)
-    backfill_min: float = Field(120.0, title="Backfill", description="Minutes of simulated history published at start at one-minute steps, so the demo opens with recent data and the scenario's first violations; the scenario then plays again live.", ge=0, le=7 * 24 * 60)
-    scenario: str = Field("demo", title="Scenario", description="Scripted scenario with violations and their ground truth.", min_length=1, max_length=64)
-    cameras: CameraSimulatorSettings = Field(default_factory=CameraSimulatorSettings, title="Cameras", description="Simulated cameras (MJPEG over HTTP).")
+    enabled: bool = Field(
+        True, title="Enabled", description="Run the simulators in `farsight demo`."
+    )
+    seed: int = Field(
+        2026, title="Seed", description="Random seed; the same seed gives the same readings.", ge=0
+    )
+    interval_s: float = Field(
+        5.0,
+        title="Interval",
+        description="Wall-clock seconds between two rounds of readings.",
+        gt=0,
+        le=3600,
+    )
+    speedup: float = Field(
+        1.0,
+        title="Time speed-up",
+        description="Simulated seconds per wall-clock second; above 1 the simulated clock runs ahead of the wall clock.",
+        ge=1,
+        le=100_000,
+    )
+    backfill_min: float = Field(
+        120.0,
+        title="Backfill",
+        description="Minutes of simulated history published at start at one-minute steps, so the demo opens with recent data and the scenario's first violations; the scenario then plays again live.",
+        ge=0,
+        le=7 * 24 * 60,
+    )
+    scenario: str = Field(
+        "demo",
+        title="Scenario",
+        description="Scripted scenario with violations and their ground truth.",
+        min_length=1,
+        max_length=64,
+    )
+    cameras: CameraSimulatorSettings = Field(
+        default_factory=CameraSimulatorSettings,
+        title="Cameras",
+        description="Simulated cameras (MJPEG over HTTP).",
+    )
 
 
 class RegistrySettings(Section):
     """The site registry."""
 
-    sites_file: Path | None = Field(None, title="Sites file", description="YAML site registry; none loads the built-in demo registry.")
-    departments: tuple[str, ...] = Field(("env", "transport"), title="Departments", description="Department codes that sites and users may belong to.", min_length=1)
+    sites_file: Path | None = Field(
+        None,
+        title="Sites file",
+        description="YAML site registry; none loads the built-in demo registry.",
+    )
+    departments: tuple[str, ...] = Field(
+        ("env", "transport"),
+        title="Departments",
+        description="Department codes that sites and users may belong to.",
+        min_length=1,
+    )
 
 
 class EdgeHubSettings(Section):
     """``edge``: how the hub receives store-and-forward batches from site gateways."""
 
-    keys_file: Path | None = Field(None, title="Gateway keys file", description="YAML mapping each gateway id to its batch HMAC key in hex ({gw-1: 3f9a...}); none: gateway batches are not consumed. Keep it out of the repository, readable by the hub only.")
-    topic: str = Field("fs/v1/gw/+/batch", title="Batch subscription", description="Topic filter of gateway batches, added to the ingest subscriptions when keys_file is set.", min_length=1, max_length=256)
-    max_messages: int = Field(10_000, title="Messages per batch", description="Most original messages one batch may carry; a larger batch is dead-lettered.", ge=1, le=1_000_000)
-    keep_sequences: int = Field(100_000, title="Sequence history", description="Accepted batch sequence numbers remembered per gateway to tell a redelivery from a replay.", ge=100, le=10_000_000)
-    sites: dict[str, str] = Field(default_factory=dict, title="Gateway sites", description="Site id of each gateway ({gw-1: yc-stack-1}), for the department and owner of its health alerts; unlisted gateways are their own site.")
-    silent_after_s: float = Field(120.0, title="Silent after", description="A gateway with no heartbeat for this many seconds raises gateway-silent.", gt=0, le=86_400)
-    backlog_age_s: float = Field(600.0, title="Backlog age", description="A gateway whose oldest buffered message is older than this raises gateway-backlog.", gt=0, le=30 * 86_400)
-    backlog_beats: int = Field(5, title="Backlog growth", description="A buffer that grew on this many heartbeats in a row raises gateway-backlog.", ge=2, le=1000)
+    keys_file: Path | None = Field(
+        None,
+        title="Gateway keys file",
+        description="YAML mapping each gateway id to its batch HMAC key in hex ({gw-1: 3f9a...}); none: gateway batches are not consumed. Keep it out of the repository, readable by the hub only.",
+    )
+    topic: str = Field(
+        "fs/v1/gw/+/batch",
+        title="Batch subscription",
+        description="Topic filter of gateway batches, added to the ingest subscriptions when keys_file is set.",
+        min_length=1,
+        max_length=256,
+    )
+    max_messages: int = Field(
+        10_000,
+        title="Messages per batch",
+        description="Most original messages one batch may carry; a larger batch is dead-lettered.",
+        ge=1,
+        le=1_000_000,
+    )
+    keep_sequences: int = Field(
+        100_000,
+        title="Sequence history",
+        description="Accepted batch sequence numbers remembered per gateway to tell a redelivery from a replay.",
+        ge=100,
+        le=10_000_000,
+    )
+    sites: dict[str, str] = Field(
+        default_factory=dict,
+        title="Gateway sites",
+        description="Site id of each gateway ({gw-1: yc-stack-1}), for the department and owner of its health alerts; unlisted gateways are their own site.",
+    )
+    silent_after_s: float = Field(
+        120.0,
+        title="Silent after",
+        description="A gateway with no heartbeat for this many seconds raises gateway-silent.",
+        gt=0,
+        le=86_400,
+    )
+    backlog_age_s: float = Field(
+        600.0,
+        title="Backlog age",
+        description="A gateway whose oldest buffered message is older than this raises gateway-backlog.",
+        gt=0,
+        le=30 * 86_400,
+    )
+    backlog_beats: int = Field(
+        5,
+        title="Backlog growth",
+        description="A buffer that grew on this many heartbeats in a row raises gateway-backlog.",
+        ge=2,
+        le=1000,
+    )
 
 
 class LoggingSettings(Section):
     """Log level."""
 
-    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", title="Level", description="Lowest level logged.")
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", title="Level", description="Lowest level logged."
+    )
 
 
 class Settings(Section):
     """The whole configuration of one Farsight installation."""
 
-    data_dir: Path = Field(Path("var"), title="Data directory", description="Holds the SQLite database, evidence files and dead letters (FARSIGHT_DATA_DIR overrides).")
-    broker: BrokerSettings = Field(default_factory=BrokerSettings, title="Broker", description="MQTT broker.")
-    ingest: IngestSettings = Field(default_factory=IngestSettings, title="Ingest", description="MQTT consumer.")
-    rules: RulesSettings = Field(default_factory=RulesSettings, title="Rules", description="Rule engine.")
-    alerts: AlertsSettings = Field(default_factory=AlertsSettings, title="Alerts", description="Risk queue.")
+    data_dir: Path = Field(
+        Path("var"),
+        title="Data directory",
+        description="Holds the SQLite database, evidence files and dead letters (FARSIGHT_DATA_DIR overrides).",
+    )
+    broker: BrokerSettings = Field(
+        default_factory=BrokerSettings, title="Broker", description="MQTT broker."
+    )
+    ingest: IngestSettings = Field(
+        default_factory=IngestSettings, title="Ingest", description="MQTT consumer."
+    )
+    rules: RulesSettings = Field(
+        default_factory=RulesSettings, title="Rules", description="Rule engine."
+    )
+    alerts: AlertsSettings = Field(
+        default_factory=AlertsSettings, title="Alerts", description="Risk queue."
+    )
     database_url: str | None = Field(
-        None, title="Database URL",
+        None,
+        title="Database URL",
         description="PostgreSQL for production (postgresql://user@host:5432/farsight); empty: the embedded SQLite file "
-                    "farsight.db in data_dir. The password comes from PGPASSWORD or ~/.pgpass, never from this file.",
+        "farsight.db in data_dir. The password comes from PGPASSWORD or ~/.pgpass, never from this file.",
         pattern=r"^postgres(ql)?://[^:@/\s]+(@[^/\s]+)?/[A-Za-z0-9_.-]+(\?\S*)?$",
         max_length=500,
     )
-    hub: HubSettings = Field(default_factory=HubSettings, title="Hub", description="API and dashboard.")
-    simulator: SimulatorSettings = Field(default_factory=SimulatorSettings, title="Simulator", description="Demo simulators.")
-    video: VideoSettings = Field(default_factory=VideoSettings, title="Video", description="Live cameras and their analysers.")
-    registry: RegistrySettings = Field(default_factory=RegistrySettings, title="Registry", description="Site registry.")
-    logging: LoggingSettings = Field(default_factory=LoggingSettings, title="Logging", description="Logging.")
-    edge: EdgeHubSettings = Field(default_factory=EdgeHubSettings, title="Edge gateways", description="Batches from site gateways: keys and subscription.")
+    hub: HubSettings = Field(
+        default_factory=HubSettings, title="Hub", description="API and dashboard."
+    )
+    simulator: SimulatorSettings = Field(
+        default_factory=SimulatorSettings, title="Simulator", description="Demo simulators."
+    )
+    video: VideoSettings = Field(
+        default_factory=VideoSettings,
+        title="Video",
+        description="Live cameras and their analysers.",
+    )
+    registry: RegistrySettings = Field(
+        default_factory=RegistrySettings, title="Registry", description="Site registry."
+    )
+    logging: LoggingSettings = Field(
+        default_factory=LoggingSettings, title="Logging", description="Logging."
+    )
+    edge: EdgeHubSettings = Field(
+        default_factory=EdgeHubSettings,
+        title="Edge gateways",
+        description="Batches from site gateways: keys and subscription.",
+    )
 
     @field_validator("data_dir")
     @classmethod
@@ -246,7 +614,7 @@ class Settings(Section):
         return self.data_dir / "evidence"
 
     @property
-    def database(self) -> "Path | str":
+    def database(self) -> Path | str:
         """Where the stores keep their tables: the PostgreSQL URL, else the SQLite file."""
         return self.database_url or self.db_path
 
@@ -272,7 +640,7 @@ def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
     for name, raw in environ.items():
         if not name.startswith(ENV_PREFIX):
             continue
-        keys = [k.lower() for k in name[len(ENV_PREFIX):].split("__") if k]
+        keys = [k.lower() for k in name[len(ENV_PREFIX) :].split("__") if k]
         if not keys:
             continue
         try:
@@ -280,7 +648,7 @@ def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
         except yaml.YAMLError:
             value = raw
         _set_path(tree, keys, value)
-    if DATA_DIR_ENV in environ and environ[DATA_DIR_ENV]:
+    if environ.get(DATA_DIR_ENV):
         tree.setdefault("data_dir", environ[DATA_DIR_ENV])
     return tree
 
@@ -298,9 +666,13 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 def _lookup(tree: Any, loc: tuple[Any, ...]) -> Any:
     node = tree
     for k in loc:
-        if isinstance(node, dict) and k in node:
-            node = node[k]
-        elif isinstance(node, (list, tuple)) and isinstance(k, int) and k < len(node):
+        if (
+            isinstance(node, dict)
+            and k in node
+            or isinstance(node, (list, tuple))
+            and isinstance(k, int)
+            and k < len(node)
+        ):
             node = node[k]
         else:
             return None
@@ -343,10 +715,14 @@ def read_yaml(path: Path) -> Any:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(f"YAML syntax error{where}: {getattr(exc, 'problem', exc)}", source=str(path)) from None
+        raise ConfigError(
+            f"YAML syntax error{where}: {getattr(exc, 'problem', exc)}", source=str(path)
+        ) from None
 
 
-def load_settings(path: Path | str | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+def load_settings(
+    path: Path | str | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
     """Load settings from an optional YAML file plus environment overrides.
 
     Raises
@@ -363,7 +739,14 @@ def load_settings(path: Path | str | None = None, environ: Mapping[str, str] | N
         if raw is None:
             raw = {}
         if not isinstance(raw, dict):
-            raise ConfigError([ConfigProblem("", type(raw).__name__, "the top level must be a mapping of sections")], source=source)
+            raise ConfigError(
+                [
+                    ConfigProblem(
+                        "", type(raw).__name__, "the top level must be a mapping of sections"
+                    )
+                ],
+                source=source,
+            )
     merged = _merge(raw, env_overrides(environ))
     try:
         return Settings.model_validate(merged)

@@ -8,18 +8,25 @@ from __future__ import annotations
 
 import base64
 import csv
-import io
 import html
+import io
 import logging
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable
+from typing import Any
 
 import uvicorn
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse, StreamingResponse
+from fastapi.responses import (
+    FileResponse,
+    HTMLResponse,
+    JSONResponse,
+    PlainTextResponse,
+    StreamingResponse,
+)
 from fastapi.security import HTTPAuthorizationCredentials
 from fastapi.staticfiles import StaticFiles
 
@@ -32,10 +39,32 @@ from farsight.registry import Registry
 from farsight.settings import Settings
 from farsight.types import SEVERITIES, Site
 from hub.auth import Principal, TokenStore
-from hub.deps import SESSION_COOKIE, WWW_AUTH, bearer_scheme, context, province_wide, reader, require_principal, scoped_department
+from hub.deps import (
+    SESSION_COOKIE,
+    WWW_AUTH,
+    bearer_scheme,
+    context,
+    province_wide,
+    reader,
+    require_principal,
+    scoped_department,
+)
 from hub.schemas import (
-    AckRequest, ActionRequest, AlertDetail, AlertOut, AlertPage, CloseRequest, CommentRequest, DeadLetterPage,
-    DispatchRequest, HealthOut, ReopenRequest, SeriesOut, SiteOut, StatsOut, VerifyRequest,
+    AckRequest,
+    ActionRequest,
+    AlertDetail,
+    AlertOut,
+    AlertPage,
+    CloseRequest,
+    CommentRequest,
+    DeadLetterPage,
+    DispatchRequest,
+    HealthOut,
+    ReopenRequest,
+    SeriesOut,
+    SiteOut,
+    StatsOut,
+    VerifyRequest,
 )
 from hub.stream import StreamHub
 from ingest.store import DeadLetter, ReadingStore
@@ -91,15 +120,19 @@ def _parse_time(raw: str | None, name: str) -> datetime | None:
     try:
         ts = datetime.fromisoformat(text)
     except ValueError:
-        raise _unprocessable(f"{name}={raw!r} is not an ISO 8601 time (e.g. 2026-11-25T08:00:00+08:00)") from None
+        raise _unprocessable(
+            f"{name}={raw!r} is not an ISO 8601 time (e.g. 2026-11-25T08:00:00+08:00)"
+        ) from None
     if ts.tzinfo is None:
         raise _unprocessable(f"{name}={raw!r} has no UTC offset; add one, e.g. +08:00 or Z")
-    return ts.astimezone(timezone.utc)
+    return ts.astimezone(UTC)
 
 
 def _check_department(ctx: HubContext, department: str | None) -> None:
     if department is not None and department not in ctx.registry.departments:
-        raise _unprocessable(f"unknown department {department!r}; known: {', '.join(ctx.registry.departments)}")
+        raise _unprocessable(
+            f"unknown department {department!r}; known: {', '.join(ctx.registry.departments)}"
+        )
 
 
 def _site_or_404(ctx: HubContext, site_id: str) -> Site:
@@ -112,11 +145,14 @@ def _site_or_404(ctx: HubContext, site_id: str) -> Site:
 def _site_readable(ctx: HubContext, principal: Principal, site_id: str) -> Site:
     site = _site_or_404(ctx, site_id)
     if not principal.may_act_for(site.department):
-        raise HTTPException(403, f"token of department {principal.department!r} cannot read site {site_id!r} of {site.department!r}")
+        raise HTTPException(
+            403,
+            f"token of department {principal.department!r} cannot read site {site_id!r} of {site.department!r}",
+        )
     return site
 
 
-def _stream_scope(ctx: HubContext, principal: Principal) -> "Callable[[Any], bool] | None":
+def _stream_scope(ctx: HubContext, principal: Principal) -> Callable[[Any], bool] | None:
     """The live-stream filter of a department's token: its sites' readings, its alerts."""
     dept = principal.department
     if dept is None:
@@ -137,7 +173,10 @@ def _stream_scope(ctx: HubContext, principal: Principal) -> "Callable[[Any], boo
 def _alert_readable(ctx: HubContext, principal: Principal, alert_id: int) -> Alert:
     alert = ctx.alerts.get(alert_id)
     if not principal.may_act_for(alert.department):
-        raise HTTPException(403, f"token of department {principal.department!r} cannot read alerts of department {alert.department!r}")
+        raise HTTPException(
+            403,
+            f"token of department {principal.department!r} cannot read alerts of department {alert.department!r}",
+        )
     return alert
 
 
@@ -145,14 +184,32 @@ def _with_age(row: dict[str, Any], now: datetime) -> dict[str, Any]:
     return {**row, "age_s": round((now - datetime.fromisoformat(row["ts"])).total_seconds(), 3)}
 
 
-def _site_dict(site: Site, latest: list[dict[str, Any]], open_alerts: int, now: datetime) -> dict[str, Any]:
+def _site_dict(
+    site: Site, latest: list[dict[str, Any]], open_alerts: int, now: datetime
+) -> dict[str, Any]:
     return {
-        "id": site.id, "name": site.name, "department": site.department, "city": site.city, "kind": site.kind,
-        "entity_id": site.entity_id, "entity_name": site.entity_name, "item_code": site.item_code,
-        "credit_grade": site.credit_grade, "location": {"lon": site.location.lon, "lat": site.location.lat},
-        "limits": dict(site.limits), "tags": list(site.tags),
-        "devices": [{"id": d.id, "kind": d.kind, "metrics": list(d.metrics), "protocol": d.protocol, "cadence_s": d.cadence_s}
-                    for d in site.devices],
+        "id": site.id,
+        "name": site.name,
+        "department": site.department,
+        "city": site.city,
+        "kind": site.kind,
+        "entity_id": site.entity_id,
+        "entity_name": site.entity_name,
+        "item_code": site.item_code,
+        "credit_grade": site.credit_grade,
+        "location": {"lon": site.location.lon, "lat": site.location.lat},
+        "limits": dict(site.limits),
+        "tags": list(site.tags),
+        "devices": [
+            {
+                "id": d.id,
+                "kind": d.kind,
+                "metrics": list(d.metrics),
+                "protocol": d.protocol,
+                "cadence_s": d.cadence_s,
+            }
+            for d in site.devices
+        ],
         "open_alerts": open_alerts,
         "latest": [_with_age(r, now) for r in latest],
     }
@@ -170,9 +227,17 @@ def _preview(payload: bytes) -> str:
 
 
 def _dead_letter_dict(d: DeadLetter) -> dict[str, Any]:
-    return {"id": d.id, "received": d.received.isoformat(), "topic": d.topic, "codec": d.codec, "reason": d.reason,
-            "detail": d.detail, "size": len(d.payload), "payload_b64": base64.b64encode(d.payload).decode("ascii"),
-            "preview": _preview(d.payload)}
+    return {
+        "id": d.id,
+        "received": d.received.isoformat(),
+        "topic": d.topic,
+        "codec": d.codec,
+        "reason": d.reason,
+        "detail": d.detail,
+        "size": len(d.payload),
+        "payload_b64": base64.b64encode(d.payload).decode("ascii"),
+        "preview": _preview(d.payload),
+    }
 
 
 # -- the API -----------------------------------------------------------------------------------
@@ -204,58 +269,110 @@ def list_sites(
     by_site: dict[str, list[dict[str, Any]]] = {}
     for row in ctx.readings.latest():
         by_site.setdefault(row["site"], []).append(row)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     return [_site_dict(s, by_site.get(s.id, []), _open_alerts(ctx, s.id), now) for s in sites]
 
 
 @router.get("/api/sites/{site_id}", response_model=SiteOut, tags=["sites"])
-def get_site(site_id: str, principal: Principal = Depends(reader), ctx: HubContext = Depends(_ctx)) -> Any:
+def get_site(
+    site_id: str, principal: Principal = Depends(reader), ctx: HubContext = Depends(_ctx)
+) -> Any:
     """One site."""
     site = _site_readable(ctx, principal, site_id)
-    return _site_dict(site, ctx.readings.latest(site.id), _open_alerts(ctx, site.id), datetime.now(timezone.utc))
+    return _site_dict(
+        site, ctx.readings.latest(site.id), _open_alerts(ctx, site.id), datetime.now(UTC)
+    )
 
 
 @router.get("/api/readings", response_model=SeriesOut, tags=["readings"])
 def get_readings(
     site: str = Query(description="Site id."),
     metric: str = Query(description="Metric name, e.g. pm25.", min_length=1, max_length=64),
-    start: str | None = Query(None, alias="from", description="ISO 8601 start with UTC offset; default `to` minus one hour."),
-    end: str | None = Query(None, alias="to", description="ISO 8601 end with UTC offset; default now."),
-    interval: float | None = Query(None, ge=1, le=RANGE_MAX.total_seconds(), description="Bucket width in seconds: average on the server."),
+    start: str | None = Query(
+        None,
+        alias="from",
+        description="ISO 8601 start with UTC offset; default `to` minus one hour.",
+    ),
+    end: str | None = Query(
+        None, alias="to", description="ISO 8601 end with UTC offset; default now."
+    ),
+    interval: float | None = Query(
+        None,
+        ge=1,
+        le=RANGE_MAX.total_seconds(),
+        description="Bucket width in seconds: average on the server.",
+    ),
     device: str | None = Query(None, description="Only this device."),
     principal: Principal = Depends(reader),
     ctx: HubContext = Depends(_ctx),
 ) -> Any:
     """A time series of one site and metric, raw or averaged into buckets."""
-    t_end = _parse_time(end, "to") or datetime.now(timezone.utc)
+    t_end = _parse_time(end, "to") or datetime.now(UTC)
     t_start = _parse_time(start, "from") or (t_end - RANGE_DEFAULT)
     if t_start >= t_end:
-        raise _unprocessable(f"from ({t_start.isoformat()}) must be before to ({t_end.isoformat()})")
+        raise _unprocessable(
+            f"from ({t_start.isoformat()}) must be before to ({t_end.isoformat()})"
+        )
     if t_end - t_start > RANGE_MAX:
-        raise _unprocessable(f"range {t_end - t_start} is longer than {RANGE_MAX.days} days; request less or in parts")
+        raise _unprocessable(
+            f"range {t_end - t_start} is longer than {RANGE_MAX.days} days; request less or in parts"
+        )
     _site_readable(ctx, principal, site)
-    points = ctx.readings.series(site, metric, t_start, t_end, interval_s=interval, device=device, limit=SERIES_MAX + 1)
-    return {"site": site, "metric": metric, "from": t_start.isoformat(), "to": t_end.isoformat(), "interval": interval,
-            "points": points[:SERIES_MAX], "truncated": len(points) > SERIES_MAX}
+    points = ctx.readings.series(
+        site, metric, t_start, t_end, interval_s=interval, device=device, limit=SERIES_MAX + 1
+    )
+    return {
+        "site": site,
+        "metric": metric,
+        "from": t_start.isoformat(),
+        "to": t_end.isoformat(),
+        "interval": interval,
+        "points": points[:SERIES_MAX],
+        "truncated": len(points) > SERIES_MAX,
+    }
 
 
 @router.get("/api/alerts", response_model=AlertPage, tags=["alerts"])
 def list_alerts(
-    state: list[str] | None = Query(None, description=f"Repeat or comma-separate: {', '.join(STATES)}."),
+    state: list[str] | None = Query(
+        None, description=f"Repeat or comma-separate: {', '.join(STATES)}."
+    ),
     activity: str | None = Query(None, description=f"One of {', '.join(ACTIVITIES)}."),
     department: str | None = Query(None),
     site: str | None = Query(None),
     severity: str | None = Query(None, description=f"One of {', '.join(SEVERITIES)}."),
     rule_id: str | None = Query(None),
-    entity: str | None = Query(None, description="Unified social credit code of the operator (统一社会信用代码).", max_length=18),
-    start: str | None = Query(None, alias="from", description="Raised at or after this ISO 8601 time (with UTC offset)."),
-    end: str | None = Query(None, alias="to", description="Raised before this ISO 8601 time (with UTC offset)."),
-    q: str | None = Query(None, description="Text: case-insensitive part of the summary, site, rule, device or credit code.", max_length=200),
-    muted: bool | None = Query(False, description="false (default): hide silenced and inhibited alerts; true: only those; omit with muted= to see both."),
+    entity: str | None = Query(
+        None,
+        description="Unified social credit code of the operator (统一社会信用代码).",
+        max_length=18,
+    ),
+    start: str | None = Query(
+        None, alias="from", description="Raised at or after this ISO 8601 time (with UTC offset)."
+    ),
+    end: str | None = Query(
+        None, alias="to", description="Raised before this ISO 8601 time (with UTC offset)."
+    ),
+    q: str | None = Query(
+        None,
+        description="Text: case-insensitive part of the summary, site, rule, device or credit code.",
+        max_length=200,
+    ),
+    muted: bool | None = Query(
+        False,
+        description="false (default): hide silenced and inhibited alerts; true: only those; omit with muted= to see both.",
+    ),
     limit: int = Query(100, ge=0, description="Page size; capped at the configured page limit."),
     offset: int = Query(0, ge=0, le=2**31, description="Offset paging (prefer cursor)."),
-    cursor: str | None = Query(None, description="next_cursor of the previous page: keyset paging, stable while alerts arrive.", max_length=2000),
-    sort: str = Query("risk", description=f"One of {', '.join(SORTS)}; risk (the default) puts the alerts that matter most first."),
+    cursor: str | None = Query(
+        None,
+        description="next_cursor of the previous page: keyset paging, stable while alerts arrive.",
+        max_length=2000,
+    ),
+    sort: str = Query(
+        "risk",
+        description=f"One of {', '.join(SORTS)}; risk (the default) puts the alerts that matter most first.",
+    ),
     principal: Principal = Depends(reader),
     ctx: HubContext = Depends(_ctx),
 ) -> Any:
@@ -276,20 +393,52 @@ def list_alerts(
     limit = min(limit, ctx.settings.hub.page_max)
     if cursor and offset:
         raise _unprocessable("give cursor or offset, not both")
-    f = AlertFilter(state=states, activity=activity, department=department, site=site, severity=severity, rule_id=rule_id,
-                    entity_id=entity, since=_parse_time(start, "from"), until=_parse_time(end, "to"), text=q or None,
-                    suppressed=muted)
+    f = AlertFilter(
+        state=states,
+        activity=activity,
+        department=department,
+        site=site,
+        severity=severity,
+        rule_id=rule_id,
+        entity_id=entity,
+        since=_parse_time(start, "from"),
+        until=_parse_time(end, "to"),
+        text=q or None,
+        suppressed=muted,
+    )
     try:
         page = ctx.alerts.page(f, limit=limit, offset=offset, sort=sort, cursor=cursor)
     except CursorError as exc:
         raise _unprocessable(str(exc)) from None
-    return {"items": [a.to_dict() for a in page.items], "total": page.total, "total_exact": page.total_exact,
-            "limit": limit, "offset": offset, "next_cursor": page.next_cursor}
+    return {
+        "items": [a.to_dict() for a in page.items],
+        "total": page.total,
+        "total_exact": page.total_exact,
+        "limit": limit,
+        "offset": offset,
+        "next_cursor": page.next_cursor,
+    }
 
 
 EXPORT_MAX = 100_000
-EXPORT_COLUMNS = ("id", "created", "department", "site", "device", "metric", "rule_id", "severity", "state", "activity",
-                  "entity_id", "item_code", "value", "threshold", "count", "summary")
+EXPORT_COLUMNS = (
+    "id",
+    "created",
+    "department",
+    "site",
+    "device",
+    "metric",
+    "rule_id",
+    "severity",
+    "state",
+    "activity",
+    "entity_id",
+    "item_code",
+    "value",
+    "threshold",
+    "count",
+    "summary",
+)
 
 
 @router.get("/api/alerts/export.csv", tags=["alerts"], response_class=PlainTextResponse)
@@ -309,7 +458,12 @@ def export_alerts(
             raise _unprocessable(f"unknown state {s_!r}; known: {', '.join(STATES)}")
     _check_department(ctx, department)
     department = scoped_department(principal, department)
-    f = AlertFilter(state=states, department=department, since=_parse_time(start, "from"), until=_parse_time(end, "to"))
+    f = AlertFilter(
+        state=states,
+        department=department,
+        since=_parse_time(start, "from"),
+        until=_parse_time(end, "to"),
+    )
     page = ctx.alerts.page(f, limit=EXPORT_MAX, sort="oldest", with_total=False)
     out = io.StringIO()
     w = csv.writer(out)
@@ -317,41 +471,77 @@ def export_alerts(
     for a in page.items:
         d = a.to_dict()
         # A cell starting with = + - @ would run as a formula in a spreadsheet (CSV injection).
-        w.writerow(["'" + v if isinstance(v, str) and v[:1] in ("=", "+", "-", "@") else v for v in (d[c] for c in EXPORT_COLUMNS)])
-    ctx.alerts.audit.append(principal.user, "export", "alerts", {
-        "format": "csv", "rows": len(page.items), "department": department, "states": list(states or ()),
-        "from": start, "to": end})
-    log.info("alerts exported", extra=kv(user=principal.user, rows=len(page.items), department=department or "*"))
-    return PlainTextResponse("\ufeff" + out.getvalue(), media_type="text/csv; charset=utf-8",
-                             headers={"Content-Disposition": 'attachment; filename="alerts.csv"'})
+        w.writerow(
+            [
+                "'" + v if isinstance(v, str) and v[:1] in ("=", "+", "-", "@") else v
+                for v in (d[c] for c in EXPORT_COLUMNS)
+            ]
+        )
+    ctx.alerts.audit.append(
+        principal.user,
+        "export",
+        "alerts",
+        {
+            "format": "csv",
+            "rows": len(page.items),
+            "department": department,
+            "states": list(states or ()),
+            "from": start,
+            "to": end,
+        },
+    )
+    log.info(
+        "alerts exported",
+        extra=kv(user=principal.user, rows=len(page.items), department=department or "*"),
+    )
+    return PlainTextResponse(
+        "\ufeff" + out.getvalue(),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": 'attachment; filename="alerts.csv"'},
+    )
 
 
 @router.get("/api/alerts/{alert_id}", response_model=AlertDetail, tags=["alerts"])
-def get_alert(alert_id: int, principal: Principal = Depends(reader), ctx: HubContext = Depends(_ctx)) -> Any:
+def get_alert(
+    alert_id: int, principal: Principal = Depends(reader), ctx: HubContext = Depends(_ctx)
+) -> Any:
     """One alert and its history, oldest first."""
     alert = _alert_readable(ctx, principal, alert_id)
     return {"alert": alert.to_dict(), "events": [e.to_dict() for e in ctx.alerts.events(alert_id)]}
 
 
 @router.get("/api/alerts/{alert_id}/timeline", tags=["alerts"])
-def alert_timeline(alert_id: int, principal: Principal = Depends(reader), ctx: HubContext = Depends(_ctx)) -> Any:
+def alert_timeline(
+    alert_id: int, principal: Principal = Depends(reader), ctx: HubContext = Depends(_ctx)
+) -> Any:
     """Every step of the alert (rules' events, transitions, comments, evidence) with the audit
     entry that seals it: its sequence number and hash in the tamper-evident chain."""
     alert = _alert_readable(ctx, principal, alert_id)
-    return {"alert": alert.to_dict(), "evidence": list(alert.evidence), "timeline": ctx.alerts.timeline(alert_id)}
+    return {
+        "alert": alert.to_dict(),
+        "evidence": list(alert.evidence),
+        "timeline": ctx.alerts.timeline(alert_id),
+    }
 
 
 @router.post("/api/session", tags=["auth"], status_code=204)
-def login(creds: HTTPAuthorizationCredentials = Depends(bearer_scheme), principal: Principal = Depends(require_principal),
-          ctx: HubContext = Depends(_ctx)) -> Response:
+def login(
+    creds: HTTPAuthorizationCredentials = Depends(bearer_scheme),
+    principal: Principal = Depends(require_principal),
+    ctx: HubContext = Depends(_ctx),
+) -> Response:
     """Start a browser session from a bearer token (an HttpOnly cookie for reads and the live
     stream; changes still need the bearer token). Recorded in the audit log."""
-    ctx.alerts.audit.append(principal.user, "login", f"user:{principal.user}", {"department": principal.department})
+    ctx.alerts.audit.append(
+        principal.user, "login", f"user:{principal.user}", {"department": principal.department}
+    )
     log.info("login", extra=kv(user=principal.user, department=principal.department or "*"))
     resp = Response(status_code=204)
     # The cookie carries the token itself: the hub keeps only hashes, so there is no session table to steal.
     token = creds.credentials
-    resp.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="strict", path="/", max_age=12 * 3600)
+    resp.set_cookie(
+        SESSION_COOKIE, token, httponly=True, samesite="strict", path="/", max_age=12 * 3600
+    )
     return resp
 
 
@@ -364,39 +554,87 @@ def logout(principal: Principal = Depends(reader), ctx: HubContext = Depends(_ct
     return resp
 
 
-def _transition(ctx: HubContext, principal: Principal, alert_id: int, action: str, note: str, data: dict[str, Any] | None = None) -> dict[str, Any]:
+def _transition(
+    ctx: HubContext,
+    principal: Principal,
+    alert_id: int,
+    action: str,
+    note: str,
+    data: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     alert = ctx.alerts.get(alert_id)
     if not principal.may_act_for(alert.department):
-        log.warning("transition refused", extra=kv(alert=alert_id, action=action, user=principal.user,
-                                                   token_department=principal.department, department=alert.department))
-        raise HTTPException(403, f"token of department {principal.department!r} cannot act on alerts of department {alert.department!r}")
+        log.warning(
+            "transition refused",
+            extra=kv(
+                alert=alert_id,
+                action=action,
+                user=principal.user,
+                token_department=principal.department,
+                department=alert.department,
+            ),
+        )
+        raise HTTPException(
+            403,
+            f"token of department {principal.department!r} cannot act on alerts of department {alert.department!r}",
+        )
     updated = ctx.alerts.transition(alert_id, action, actor=principal.user, note=note, data=data)
-    log.info("alert transition", extra=kv(alert=alert_id, action=action, user=principal.user, site=alert.site,
-                                          rule=alert.rule_id, state=updated.state))
+    log.info(
+        "alert transition",
+        extra=kv(
+            alert=alert_id,
+            action=action,
+            user=principal.user,
+            site=alert.site,
+            rule=alert.rule_id,
+            state=updated.state,
+        ),
+    )
     return updated.to_dict()
 
 
-_ACTION_RESPONSES = {401: {"description": "Missing or invalid token"}, 403: {"description": "Other department"},
-                     404: {"description": "No such alert"}, 409: {"description": "Not allowed from the alert's state"}}
+_ACTION_RESPONSES = {
+    401: {"description": "Missing or invalid token"},
+    403: {"description": "Other department"},
+    404: {"description": "No such alert"},
+    409: {"description": "Not allowed from the alert's state"},
+}
 
 
 def _action_endpoint(action: str, body_model: type[ActionRequest], doc: str) -> None:
-    def endpoint(alert_id: int, body: body_model, principal: Principal = Depends(require_principal),  # type: ignore[valid-type]
-                 ctx: HubContext = Depends(_ctx)) -> Any:
+    def endpoint(
+        alert_id: int,
+        body: body_model,
+        principal: Principal = Depends(require_principal),  # type: ignore[valid-type]
+        ctx: HubContext = Depends(_ctx),
+    ) -> Any:
         return _transition(ctx, principal, alert_id, action, body.note, body.data())  # type: ignore[attr-defined]
 
     # The module postpones annotations: give FastAPI the body's class, not the string "body_model".
     endpoint.__annotations__["body"] = body_model
     endpoint.__name__ = f"{action}_alert"
     endpoint.__doc__ = doc
-    router.post(f"/api/alerts/{{alert_id}}/{action}", response_model=AlertOut, tags=["alerts"], responses=_ACTION_RESPONSES)(endpoint)
+    router.post(
+        f"/api/alerts/{{alert_id}}/{action}",
+        response_model=AlertOut,
+        tags=["alerts"],
+        responses=_ACTION_RESPONSES,
+    )(endpoint)
 
 
 for _action, _model, _doc in (
     ("ack", AckRequest, "Acknowledge an open alert: someone is on it."),
-    ("dispatch", DispatchRequest, "Dispatch on-site verification (核查): team, inspector, due date."),
+    (
+        "dispatch",
+        DispatchRequest,
+        "Dispatch on-site verification (核查): team, inspector, due date.",
+    ),
     ("verify", VerifyRequest, "Record what the on-site verification found, with evidence hashes."),
-    ("close", CloseRequest, "Close with the disposal (case number, penalty, rectification, re-check date), or as a desk closure."),
+    (
+        "close",
+        CloseRequest,
+        "Close with the disposal (case number, penalty, rectification, re-check date), or as a desk closure.",
+    ),
     ("reopen", ReopenRequest, "Reopen a closed alert, with the reason as the comment."),
     ("comment", CommentRequest, "Add a comment to the alert's history without changing its state."),
 ):
@@ -414,7 +652,11 @@ def list_dead_letters(
     any department's operators' data."""
     limit = min(limit, ctx.settings.hub.page_max)
     letters = ctx.readings.dead_letters(limit=limit, reason=reason)
-    return {"items": [_dead_letter_dict(d) for d in letters], "total": ctx.readings.dead_letter_count(), "limit": limit}
+    return {
+        "items": [_dead_letter_dict(d) for d in letters],
+        "total": ctx.readings.dead_letter_count(),
+        "limit": limit,
+    }
 
 
 @router.get("/api/stats", response_model=StatsOut, tags=["ops"])
@@ -422,21 +664,33 @@ def stats(principal: Principal = Depends(reader), ctx: HubContext = Depends(_ctx
     """Headline figures: readings, dead letters, not-closed alerts by severity and state (of
     the token's department, or all for a province-wide token)."""
     counts = ctx.alerts.counts(principal.department)
-    return {"sites": len(ctx.registry.for_department(principal.department)), "readings": ctx.readings.count(), "dead_letters": ctx.readings.dead_letter_count(),
-            "alerts": {"severity": counts["severity"], "state": counts["state"]},
-            "stream_subscribers": ctx.stream.subscriber_count}
+    return {
+        "sites": len(ctx.registry.for_department(principal.department)),
+        "readings": ctx.readings.count(),
+        "dead_letters": ctx.readings.dead_letter_count(),
+        "alerts": {"severity": counts["severity"], "state": counts["state"]},
+        "stream_subscribers": ctx.stream.subscriber_count,
+    }
 
 
-@router.get("/api/stream", tags=["stream"], response_class=StreamingResponse,
-            responses={200: {"content": {"text/event-stream": {}}, "description": "Server-Sent Events"}})
-async def stream(request: Request, principal: Principal = Depends(reader), ctx: HubContext = Depends(_ctx)) -> StreamingResponse:
+@router.get(
+    "/api/stream",
+    tags=["stream"],
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}, "description": "Server-Sent Events"}},
+)
+async def stream(
+    request: Request, principal: Principal = Depends(reader), ctx: HubContext = Depends(_ctx)
+) -> StreamingResponse:
     """Live events: ``reading`` (a reading) and ``alert`` (the alert plus ``action`` and ``event``).
 
     Send ``Last-Event-ID`` (browsers do on reconnect) to be replayed what was missed; a
     ``reset`` event means too much was missed and the client should reload its data.
     """
     return StreamingResponse(
-        ctx.stream.events(request.headers.get("last-event-id"), accept=_stream_scope(ctx, principal)),
+        ctx.stream.events(
+            request.headers.get("last-event-id"), accept=_stream_scope(ctx, principal)
+        ),
         media_type="text/event-stream",
         # no-transform and X-Accel-Buffering stop proxies from buffering the stream into batches.
         headers={"Cache-Control": "no-cache, no-transform", "X-Accel-Buffering": "no"},
@@ -444,9 +698,21 @@ async def stream(request: Request, principal: Principal = Depends(reader), ctx: 
 
 
 COUNTER_METRICS = (
-    ("rule_late_readings", "rule", "Readings later than a rule's allowed lateness, counted and not evaluated."),
-    ("rule_flagged_readings", "flag", "Readings flagged by the data logger (HJ 212 flag) kept out of violation rules."),
-    ("alerts_suppressed_maintenance", "", "Alerts not raised because a maintenance window covered the device."),
+    (
+        "rule_late_readings",
+        "rule",
+        "Readings later than a rule's allowed lateness, counted and not evaluated.",
+    ),
+    (
+        "rule_flagged_readings",
+        "flag",
+        "Readings flagged by the data logger (HJ 212 flag) kept out of violation rules.",
+    ),
+    (
+        "alerts_suppressed_maintenance",
+        "",
+        "Alerts not raised because a maintenance window covered the device.",
+    ),
 )
 """Counters ingest workers add to the shared store: (name, label key, help)."""
 
@@ -481,14 +747,23 @@ def metrics(ctx: HubContext = Depends(_ctx)) -> PlainTextResponse:
     ]
     counters = ctx.readings.counters()
     for name, label_key, help_text in COUNTER_METRICS:
-        lines += [f"# HELP farsight_{name}_total {help_text}", f"# TYPE farsight_{name}_total counter"]
+        lines += [
+            f"# HELP farsight_{name}_total {help_text}",
+            f"# TYPE farsight_{name}_total counter",
+        ]
         for (n, label), value in sorted(counters.items()):
             if n == name:
-                lines.append(f'farsight_{name}_total{{{label_key}="{_label_value(label)}"}} {value}' if label_key else f"farsight_{name}_total {value}")
+                lines.append(
+                    f'farsight_{name}_total{{{label_key}="{_label_value(label)}"}} {value}'
+                    if label_key
+                    else f"farsight_{name}_total {value}"
+                )
     from alerts.outbox import metrics_lines
 
     lines += metrics_lines(ctx.alerts.db)
-    return PlainTextResponse("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4; charset=utf-8")
+    return PlainTextResponse(
+        "\n".join(lines) + "\n", media_type="text/plain; version=0.0.4; charset=utf-8"
+    )
 
 
 # -- docs without a CDN ------------------------------------------------------------------------
@@ -502,7 +777,11 @@ def _swagger_assets() -> Path | None:
         return None
     for attr in ("swagger_ui_path", "swagger_ui_5_path", "swagger_ui_4_path", "swagger_ui_3_path"):
         path = getattr(swagger_ui_bundle, attr, None)
-        if path and (Path(path) / "swagger-ui-bundle.js").is_file() and (Path(path) / "swagger-ui.css").is_file():
+        if (
+            path
+            and (Path(path) / "swagger-ui-bundle.js").is_file()
+            and (Path(path) / "swagger-ui.css").is_file()
+        ):
             return Path(path)
     return None
 
@@ -515,13 +794,16 @@ def _docs_page(schema: dict[str, Any]) -> str:
     for path, ops in sorted(schema.get("paths", {}).items()):
         for method, op in ops.items():
             params = ", ".join(
-                f"{p.get('name')}{'' if p.get('required') else '?'} ({p.get('in')})" for p in op.get("parameters", [])
+                f"{p.get('name')}{'' if p.get('required') else '?'} ({p.get('in')})"
+                for p in op.get("parameters", [])
             )
             if "requestBody" in op:
                 params = (params + ", " if params else "") + "JSON body"
             auth = "token" if op.get("security") else ""
-            rows.append(f"<tr><td class=m>{e(method.upper())}</td><td><code>{e(path)}</code></td>"
-                        f"<td>{e(op.get('summary', ''))}</td><td>{e(params)}</td><td>{e(auth)}</td></tr>")
+            rows.append(
+                f"<tr><td class=m>{e(method.upper())}</td><td><code>{e(path)}</code></td>"
+                f"<td>{e(op.get('summary', ''))}</td><td>{e(params)}</td><td>{e(auth)}</td></tr>"
+            )
     return (
         "<!doctype html><html lang=en><head><meta charset=utf-8>"
         "<meta name=viewport content='width=device-width, initial-scale=1'>"
@@ -546,10 +828,15 @@ def _install_docs(app: FastAPI) -> None:
 
         @app.get("/docs", include_in_schema=False)
         def docs() -> HTMLResponse:
-            return get_swagger_ui_html(openapi_url=app.openapi_url or "/openapi.json", title=f"{app.title} docs",
-                                       swagger_js_url="/docs/assets/swagger-ui-bundle.js",
-                                       swagger_css_url="/docs/assets/swagger-ui.css", swagger_favicon_url="data:,")
+            return get_swagger_ui_html(
+                openapi_url=app.openapi_url or "/openapi.json",
+                title=f"{app.title} docs",
+                swagger_js_url="/docs/assets/swagger-ui-bundle.js",
+                swagger_css_url="/docs/assets/swagger-ui.css",
+                swagger_favicon_url="data:,",
+            )
     else:
+
         @app.get("/docs", include_in_schema=False)
         def docs() -> HTMLResponse:
             return HTMLResponse(_docs_page(app.openapi()))
@@ -564,8 +851,12 @@ def _install_error_handlers(app: FastAPI) -> None:
     def handler(status: int, headers: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
         async def handle(request: Request, exc: Exception) -> JSONResponse:
             if status >= 500:
-                log.error("request failed", extra=kv(path=request.url.path, error=type(exc).__name__, detail=str(exc)))
+                log.error(
+                    "request failed",
+                    extra=kv(path=request.url.path, error=type(exc).__name__, detail=str(exc)),
+                )
             return JSONResponse({"detail": str(exc)}, status_code=status, headers=headers)
+
         return handle
 
     app.add_exception_handler(NotFoundError, handler(404))
@@ -600,7 +891,14 @@ def create_app(
         tokens = TokenStore(settings.database, registry.departments)
         owned.append(tokens)
     stream_hub = StreamHub(readings, alerts, poll_ms=settings.hub.stream_poll_ms)
-    ctx = HubContext(settings=settings, registry=registry, readings=readings, alerts=alerts, tokens=tokens, stream=stream_hub)
+    ctx = HubContext(
+        settings=settings,
+        registry=registry,
+        readings=readings,
+        alerts=alerts,
+        tokens=tokens,
+        stream=stream_hub,
+    )
     # Upstream outbox: officers' steps taken through the API are enqueued in their transaction
     # (once per store: the demo shares ingest's store, which has the listener already).
     from alerts.outbox import attach_outbox, start_senders
@@ -619,13 +917,22 @@ def create_app(
         await stream_hub.start()
         upstream = settings.alerts.upstream
         senders = start_senders(settings.database, upstream) if upstream.url else None
-        log.info("hub started", extra=kv(db=redact(str(settings.database)), sites=len(registry), departments=",".join(registry.departments),
-                                         upstream=redact(upstream.url) if upstream.url else "off"))
+        log.info(
+            "hub started",
+            extra=kv(
+                db=redact(str(settings.database)),
+                sites=len(registry),
+                departments=",".join(registry.departments),
+                upstream=redact(upstream.url) if upstream.url else "off",
+            ),
+        )
         try:
             yield
         finally:
             if senders is not None:
-                await asyncio.to_thread(senders.stop)  # waits for attempts in flight (at most the timeout)
+                await asyncio.to_thread(
+                    senders.stop
+                )  # waits for attempts in flight (at most the timeout)
             await stream_hub.stop()
             for store in owned:
                 store.close()
@@ -651,9 +958,16 @@ def create_app(
 
     @app.get("/", include_in_schema=False)
     def dashboard() -> FileResponse:
-        return FileResponse(STATIC_DIR / "index.html", media_type="text/html; charset=utf-8",
-                            headers={"Content-Security-Policy": DASHBOARD_CSP, "Referrer-Policy": "no-referrer",
-                                     "X-Content-Type-Options": "nosniff", "Cache-Control": "no-cache"})
+        return FileResponse(
+            STATIC_DIR / "index.html",
+            media_type="text/html; charset=utf-8",
+            headers={
+                "Content-Security-Policy": DASHBOARD_CSP,
+                "Referrer-Policy": "no-referrer",
+                "X-Content-Type-Options": "nosniff",
+                "Cache-Control": "no-cache",
+            },
+        )
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app
@@ -677,7 +991,12 @@ class HubServer(uvicorn.Server):
 
 def make_server(app: FastAPI, host: str, port: int, **options: Any) -> HubServer:
     """A uvicorn server for a hub app; ``port=0`` takes a free port (see :func:`bound_port`)."""
-    config_kw: dict[str, Any] = {"log_config": None, "lifespan": "on", "timeout_graceful_shutdown": 10, "access_log": False}
+    config_kw: dict[str, Any] = {
+        "log_config": None,
+        "lifespan": "on",
+        "timeout_graceful_shutdown": 10,
+        "access_log": False,
+    }
     config_kw.update(options)
     return HubServer(uvicorn.Config(app, host=host, port=port, **config_kw), app.state.stream)
 

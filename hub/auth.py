@@ -7,10 +7,10 @@ import logging
 import re
 import secrets
 import sqlite3
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Iterable
 
 from farsight.clock import Clock, SystemClock, from_epoch_ms, to_epoch_ms
 from farsight.db import Database
@@ -63,8 +63,13 @@ class TokenInfo:
     revoked: datetime | None
 
     def to_dict(self) -> dict[str, object]:
-        return {"id": self.id, "user": self.user, "department": self.department, "created": self.created.isoformat(),
-                "revoked": self.revoked.isoformat() if self.revoked else None}
+        return {
+            "id": self.id,
+            "user": self.user,
+            "department": self.department,
+            "created": self.created.isoformat(),
+            "revoked": self.revoked.isoformat() if self.revoked else None,
+        }
 
 
 def hash_token(token: str) -> str:
@@ -81,7 +86,9 @@ def hash_token(token: str) -> str:
 class TokenStore:
     """Bearer tokens in the shared database (table ``api_tokens``), SQLite or PostgreSQL."""
 
-    def __init__(self, path: "Path | str | Database", departments: Iterable[str], clock: Clock | None = None) -> None:
+    def __init__(
+        self, path: Path | str | Database, departments: Iterable[str], clock: Clock | None = None
+    ) -> None:
         self.db = Database.open(path, SCHEMA)
         self.departments = tuple(departments)
         self.clock = clock or SystemClock()
@@ -99,15 +106,19 @@ class TokenStore:
         if not isinstance(user, str) or not USER_RE.match(user):
             raise ValueError(f"user {user!r} must match {USER_RE.pattern}")
         if department is not None and department not in self.departments:
-            raise ValueError(f"unknown department {department!r}; known: {', '.join(self.departments)}")
+            raise ValueError(
+                f"unknown department {department!r}; known: {', '.join(self.departments)}"
+            )
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
         with self.db.transaction() as c:
             cur = c.execute(
-                "INSERT INTO api_tokens (token_hash, \"user\", department, created) VALUES (?, ?, ?, ?) RETURNING id",
+                'INSERT INTO api_tokens (token_hash, "user", department, created) VALUES (?, ?, ?, ?) RETURNING id',
                 (hash_token(token), user, department, to_epoch_ms(self.clock.now())),
             )
             token_id = int(cur.fetchone()[0])
-        log.info("token issued", extra=kv(token_id=token_id, user=user, department=department or "*"))
+        log.info(
+            "token issued", extra=kv(token_id=token_id, user=user, department=department or "*")
+        )
         return token
 
     def verify(self, token: str) -> Principal:
@@ -120,7 +131,10 @@ class TokenStore:
         """
         if not token or not isinstance(token, str) or len(token) > TOKEN_MAX:
             raise AuthError("missing or malformed token")
-        rows = self.db.query("SELECT \"user\", department, revoked FROM api_tokens WHERE token_hash = ?", (hash_token(token),))
+        rows = self.db.query(
+            'SELECT "user", department, revoked FROM api_tokens WHERE token_hash = ?',
+            (hash_token(token),),
+        )
         if not rows:
             raise AuthError("unknown token")
         if rows[0]["revoked"] is not None:
@@ -136,8 +150,10 @@ class TokenStore:
             No token has this id.
         """
         with self.db.transaction() as c:
-            cur = c.execute("UPDATE api_tokens SET revoked = coalesce(revoked, ?) WHERE id = ?",
-                            (to_epoch_ms(self.clock.now()), int(token_id)))
+            cur = c.execute(
+                "UPDATE api_tokens SET revoked = coalesce(revoked, ?) WHERE id = ?",
+                (to_epoch_ms(self.clock.now()), int(token_id)),
+            )
             if cur.rowcount == 0:
                 raise NotFoundError(f"no token {token_id}")
         log.info("token revoked", extra=kv(token_id=token_id))
@@ -145,19 +161,32 @@ class TokenStore:
 
     def get(self, token_id: int) -> TokenInfo:
         """One token's listing entry; raises NotFoundError when there is none."""
-        rows = self.db.query("SELECT id, \"user\", department, created, revoked FROM api_tokens WHERE id = ?", (int(token_id),))
+        rows = self.db.query(
+            'SELECT id, "user", department, created, revoked FROM api_tokens WHERE id = ?',
+            (int(token_id),),
+        )
         if not rows:
             raise NotFoundError(f"no token {token_id}")
         return self._info(rows[0])
 
     def list(self) -> list[TokenInfo]:
         """Every token, oldest first, without secrets or hashes."""
-        return [self._info(r) for r in self.db.query("SELECT id, \"user\", department, created, revoked FROM api_tokens ORDER BY id")]
+        return [
+            self._info(r)
+            for r in self.db.query(
+                'SELECT id, "user", department, created, revoked FROM api_tokens ORDER BY id'
+            )
+        ]
 
     @staticmethod
     def _info(r: sqlite3.Row) -> TokenInfo:
-        return TokenInfo(id=r["id"], user=r["user"], department=r["department"], created=from_epoch_ms(r["created"]),
-                         revoked=from_epoch_ms(r["revoked"]) if r["revoked"] is not None else None)
+        return TokenInfo(
+            id=r["id"],
+            user=r["user"],
+            department=r["department"],
+            created=from_epoch_ms(r["created"]),
+            revoked=from_epoch_ms(r["revoked"]) if r["revoked"] is not None else None,
+        )
 
     def close(self) -> None:
         self.db.close()

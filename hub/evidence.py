@@ -35,8 +35,14 @@ log = logging.getLogger(__name__)
 router = APIRouter()
 
 MAX_UPLOAD = 50 * 1024 * 1024
-MEDIA_TYPES = {".jpg": "image/jpeg", ".png": "image/png", ".mp4": "video/mp4", ".pdf": "application/pdf",
-               ".geojson": "application/geo+json", ".json": "application/json"}
+MEDIA_TYPES = {
+    ".jpg": "image/jpeg",
+    ".png": "image/png",
+    ".mp4": "video/mp4",
+    ".pdf": "application/pdf",
+    ".geojson": "application/geo+json",
+    ".json": "application/json",
+}
 _SHA_PATTERN = r"^[0-9a-f]{64}$"
 
 
@@ -62,28 +68,43 @@ def sniff(data: bytes) -> str | None:
     "/api/evidence/{sha}",
     tags=["evidence"],
     response_class=FileResponse,
-    responses={200: {"description": "The file; its SHA-256 is the path's hash.", "content": {m: {} for m in MEDIA_TYPES.values()}},
-               401: {"description": "Missing, unknown or revoked token."},
-               404: {"description": "No such file, or none that the token's department may read."}},
+    responses={
+        200: {
+            "description": "The file; its SHA-256 is the path's hash.",
+            "content": {m: {} for m in MEDIA_TYPES.values()},
+        },
+        401: {"description": "Missing, unknown or revoked token."},
+        404: {"description": "No such file, or none that the token's department may read."},
+    },
 )
 def get_evidence(
-    sha: Annotated[str, Path_(pattern=_SHA_PATTERN, description="SHA-256 of the file, 64 lowercase hex digits.")],
+    sha: Annotated[
+        str,
+        Path_(pattern=_SHA_PATTERN, description="SHA-256 of the file, 64 lowercase hex digits."),
+    ],
     principal: Annotated[Principal, Depends(reader)],
     ctx: Annotated[HubContext, Depends(context)],
 ) -> FileResponse:
     """A stored evidence file by hash (snapshot, clip, quicklook, inspector's upload)."""
     # A department's token learns nothing about files outside its alerts: the same 404 as a
     # missing file.
-    if principal.department is not None and not ctx.alerts.references_evidence(sha, principal.department):
+    if principal.department is not None and not ctx.alerts.references_evidence(
+        sha, principal.department
+    ):
         raise HTTPException(404, f"no evidence {sha} in department {principal.department}")
     try:
         path = evidence_store(ctx).path(sha)
     except NotFoundError:
         raise HTTPException(404, f"no evidence {sha}") from None
     return FileResponse(
-        path, media_type=MEDIA_TYPES.get(path.suffix, "application/octet-stream"),
-        headers={"Cache-Control": "private, max-age=31536000, immutable", "ETag": f'"{sha}"',
-                 "X-Content-Type-Options": "nosniff", "Content-Security-Policy": "default-src 'none'; sandbox"},
+        path,
+        media_type=MEDIA_TYPES.get(path.suffix, "application/octet-stream"),
+        headers={
+            "Cache-Control": "private, max-age=31536000, immutable",
+            "ETag": f'"{sha}"',
+            "X-Content-Type-Options": "nosniff",
+            "Content-Security-Policy": "default-src 'none'; sandbox",
+        },
     )
 
 
@@ -91,9 +112,11 @@ def get_evidence(
     "/api/evidence",
     tags=["evidence"],
     status_code=201,
-    responses={401: {"description": "Missing, unknown or revoked bearer token."},
-               413: {"description": f"Larger than {MAX_UPLOAD // (1024 * 1024)} MiB."},
-               415: {"description": "Not a JPEG, PNG, MP4 or PDF file."}},
+    responses={
+        401: {"description": "Missing, unknown or revoked bearer token."},
+        413: {"description": f"Larger than {MAX_UPLOAD // (1024 * 1024)} MiB."},
+        415: {"description": "Not a JPEG, PNG, MP4 or PDF file."},
+    },
 )
 async def upload_evidence(
     request: Request,
@@ -111,17 +134,25 @@ async def upload_evidence(
     async for chunk in request.stream():
         size += len(chunk)
         if size > MAX_UPLOAD:
-            raise HTTPException(413, f"evidence files are limited to {MAX_UPLOAD // (1024 * 1024)} MiB")
+            raise HTTPException(
+                413, f"evidence files are limited to {MAX_UPLOAD // (1024 * 1024)} MiB"
+            )
         chunks.append(chunk)
     data = b"".join(chunks)
     suffix = sniff(data)
     if suffix is None:
-        raise HTTPException(415, "evidence must be a JPEG, PNG, MP4 or PDF file (checked from its content)")
+        raise HTTPException(
+            415, "evidence must be a JPEG, PNG, MP4 or PDF file (checked from its content)"
+        )
     try:
         sha = evidence_store(ctx).put(data, suffix)
     except StoreError as exc:
         log.error("evidence upload failed", extra=kv(user=principal.user, error=str(exc)))
         raise HTTPException(503, "the evidence store cannot be written now; try again") from None
-    ctx.alerts.audit.append(principal.user, "evidence.upload", f"evidence:{sha}",
-                            {"size": size, "type": MEDIA_TYPES[suffix], "department": principal.department})
+    ctx.alerts.audit.append(
+        principal.user,
+        "evidence.upload",
+        f"evidence:{sha}",
+        {"size": size, "type": MEDIA_TYPES[suffix], "department": principal.department},
+    )
     return {"sha256": sha, "size": size, "media_type": MEDIA_TYPES[suffix]}

@@ -45,7 +45,9 @@ _READ_RESPONSES: dict[int | str, dict[str, Any]] = {
 def _department(ctx: HubContext, principal: Principal, requested: str | None) -> str | None:
     scope = scoped_department(principal, requested or None)
     if scope is not None and scope not in ctx.registry.departments:
-        raise HTTPException(422, f"unknown department {scope!r}; known: {', '.join(ctx.registry.departments)}")
+        raise HTTPException(
+            422, f"unknown department {scope!r}; known: {', '.join(ctx.registry.departments)}"
+        )
     return scope
 
 
@@ -53,9 +55,20 @@ def _department(ctx: HubContext, principal: Principal, requested: str | None) ->
 def get_handling_stats(
     principal: Annotated[Principal, Depends(reader)],
     ctx: Annotated[HubContext, Depends(context)],
-    from_: Annotated[str | None, Query(alias="from", description="Start, ISO 8601 with UTC offset (default: 7 days before `to`).")] = None,
-    to: Annotated[str | None, Query(description="End (exclusive), ISO 8601 with UTC offset (default: now).")] = None,
-    department: Annotated[str | None, Query(description="Only this department (a department token reads only its own).")] = None,
+    from_: Annotated[
+        str | None,
+        Query(
+            alias="from",
+            description="Start, ISO 8601 with UTC offset (default: 7 days before `to`).",
+        ),
+    ] = None,
+    to: Annotated[
+        str | None, Query(description="End (exclusive), ISO 8601 with UTC offset (default: now).")
+    ] = None,
+    department: Annotated[
+        str | None,
+        Query(description="Only this department (a department token reads only its own)."),
+    ] = None,
 ) -> Any:
     """Alerts raised, taken up, closed and escalated, MTTA and MTTR (mean, median, p90 minutes) per department."""
     scope = _department(ctx, principal, department)
@@ -73,7 +86,9 @@ def get_handling_stats(
 def list_joint_inspections(
     principal: Annotated[Principal, Depends(reader)],
     ctx: Annotated[HubContext, Depends(context)],
-    department: Annotated[str | None, Query(description="Only entities with alerts of this department.")] = None,
+    department: Annotated[
+        str | None, Query(description="Only entities with alerts of this department.")
+    ] = None,
 ) -> Any:
     """Joint-inspection proposals: entities with two or more waiting alerts, highest total risk first."""
     scope = _department(ctx, principal, department)
@@ -86,11 +101,15 @@ class VisitRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    alert_ids: list[int] = Field(..., min_length=1, max_length=200, description="Alerts of the entity to dispatch together.")
+    alert_ids: list[int] = Field(
+        ..., min_length=1, max_length=200, description="Alerts of the entity to dispatch together."
+    )
     team: str = Field(..., min_length=1, max_length=200, description="Team doing the visit.")
     inspector: str = Field(..., min_length=1, max_length=200, description="Inspector in charge.")
     due: date = Field(..., description="Due date of the visit, YYYY-MM-DD.")
-    note: str = Field(..., min_length=1, max_length=2000, description="Why: recorded on every alert.")
+    note: str = Field(
+        ..., min_length=1, max_length=2000, description="Why: recorded on every alert."
+    )
 
     @field_validator("team", "inspector", "note")
     @classmethod
@@ -110,25 +129,48 @@ class VisitRequest(BaseModel):
 @router.post(
     "/api/joint-inspections/{entity_id}/dispatch",
     tags=["handling"],
-    responses={401: {"description": "Missing, unknown or revoked token."},
-               403: {"description": "An alert of another department than the token's."},
-               404: {"description": "No such alert."},
-               409: {"description": "An alert cannot be dispatched from its state; nothing was dispatched."},
-               422: {"description": "Bad body, or an alert of another entity."}},
+    responses={
+        401: {"description": "Missing, unknown or revoked token."},
+        403: {"description": "An alert of another department than the token's."},
+        404: {"description": "No such alert."},
+        409: {
+            "description": "An alert cannot be dispatched from its state; nothing was dispatched."
+        },
+        422: {"description": "Bad body, or an alert of another entity."},
+    },
 )
 def dispatch_joint_visit(
     body: VisitRequest,
     principal: Annotated[Principal, Depends(require_principal)],
     ctx: Annotated[HubContext, Depends(context)],
-    entity_id: Annotated[str, Path(min_length=1, max_length=64, description="Unified social credit code of the entity.")],
+    entity_id: Annotated[
+        str,
+        Path(min_length=1, max_length=64, description="Unified social credit code of the entity."),
+    ],
 ) -> Any:
     """Dispatch the listed alerts of one entity as one on-site visit (all or none); returns the visit and the alerts."""
     try:
-        visit = dispatch_visit(ctx.alerts, entity_id, body.alert_ids, actor=principal.user, note=body.note, team=body.team,
-                               inspector=body.inspector, due=body.due, department_scope=principal.department)
+        visit = dispatch_visit(
+            ctx.alerts,
+            entity_id,
+            body.alert_ids,
+            actor=principal.user,
+            note=body.note,
+            team=body.team,
+            inspector=body.inspector,
+            due=body.due,
+            department_scope=principal.department,
+        )
     except ScopeError as exc:
-        log.warning("joint visit refused", extra=kv(entity=entity_id, user=principal.user, token_department=principal.department,
-                                                    reason=str(exc)))
+        log.warning(
+            "joint visit refused",
+            extra=kv(
+                entity=entity_id,
+                user=principal.user,
+                token_department=principal.department,
+                reason=str(exc),
+            ),
+        )
         raise HTTPException(403, str(exc)) from None
     except TransitionError as exc:
         raise HTTPException(409, str(exc)) from None
@@ -137,5 +179,11 @@ def dispatch_joint_visit(
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from None
     alerts = [ctx.alerts.get(i).to_dict() for i in body.alert_ids]
-    return {"visit": visit, "entity_id": entity_id, "team": body.team, "inspector": body.inspector,
-            "due": body.due.isoformat(), "alerts": alerts}
+    return {
+        "visit": visit,
+        "entity_id": entity_id,
+        "team": body.team,
+        "inspector": body.inspector,
+        "due": body.due.isoformat(),
+        "alerts": alerts,
+    }

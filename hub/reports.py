@@ -41,9 +41,13 @@ log = logging.getLogger(__name__)
 REPORT_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 """The report needs nothing but its inline styles (and inline SVG, which is markup, not a load)."""
 
-FROM_DOC = "Start, ISO 8601 with UTC offset, e.g. 2026-11-01T00:00:00+08:00 (default: 7 days before `to`)."
+FROM_DOC = (
+    "Start, ISO 8601 with UTC offset, e.g. 2026-11-01T00:00:00+08:00 (default: 7 days before `to`)."
+)
 TO_DOC = "End (exclusive), ISO 8601 with UTC offset (default: now)."
-DEPARTMENT_DOC = "Only this department; a department token reads only its own (default: its own, or all)."
+DEPARTMENT_DOC = (
+    "Only this department; a department token reads only its own (default: its own, or all)."
+)
 
 router = APIRouter()
 
@@ -57,7 +61,9 @@ def _rule_kinds(settings: Settings) -> Mapping[str, str] | None:
     from rules.model import load_ruleset
 
     try:
-        return {r.id: r.kind for r in load_ruleset(settings.rules.files, settings.rules.default_pack)}
+        return {
+            r.id: r.kind for r in load_ruleset(settings.rules.files, settings.rules.default_pack)
+        }
     except ConfigError as exc:
         log.warning("report without rule kinds: rules did not load", extra=kv(error=str(exc)))
         return None
@@ -67,10 +73,14 @@ def _rule_kinds(settings: Settings) -> Mapping[str, str] | None:
     "/api/reports/risk",
     response_class=HTMLResponse,
     tags=["reports"],
-    responses={401: {"description": "Missing, unknown or revoked token."},
-               403: {"description": "A department token asked for another department."},
-               422: {"description": "Bad times (ISO 8601 with offset, from before to, at most 366 days) "
-                                    "or unknown department."}},
+    responses={
+        401: {"description": "Missing, unknown or revoked token."},
+        403: {"description": "A department token asked for another department."},
+        422: {
+            "description": "Bad times (ISO 8601 with offset, from before to, at most 366 days) "
+            "or unknown department."
+        },
+    },
 )
 def risk_report(
     principal: Annotated[Principal, Depends(reader)],
@@ -86,7 +96,9 @@ def risk_report(
     """
     scope = scoped_department(principal, department or None)
     if scope is not None and scope not in ctx.registry.departments:
-        raise HTTPException(422, f"unknown department {scope!r}; known: {', '.join(ctx.registry.departments)}")
+        raise HTTPException(
+            422, f"unknown department {scope!r}; known: {', '.join(ctx.registry.departments)}"
+        )
     try:
         start = parse_report_time(from_, "from") if from_ else None
         end = parse_report_time(to, "to") if to else None
@@ -95,13 +107,37 @@ def risk_report(
         check_range(start, end)
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from None
-    report = collect_risk_report(ctx.alerts, start=start, end=end, department=scope, registry=ctx.registry,
-                                 rule_kinds=_rule_kinds(ctx.settings))
-    log.info("risk report", extra=kv(user=principal.user, department=scope or "*", start=start.isoformat(),
-                                     end=end.isoformat(), alerts=report.total))
+    report = collect_risk_report(
+        ctx.alerts,
+        start=start,
+        end=end,
+        department=scope,
+        registry=ctx.registry,
+        rule_kinds=_rule_kinds(ctx.settings),
+    )
+    log.info(
+        "risk report",
+        extra=kv(
+            user=principal.user,
+            department=scope or "*",
+            start=start.isoformat(),
+            end=end.isoformat(),
+            alerts=report.total,
+        ),
+    )
     # A report carries supervision data out of the system: an export, recorded in the audit chain.
-    ctx.alerts.audit.append(principal.user, "export", "report:risk", {
-        "format": "html", "department": scope, "from": start.isoformat(), "to": end.isoformat(), "alerts": report.total})
+    ctx.alerts.audit.append(
+        principal.user,
+        "export",
+        "report:risk",
+        {
+            "format": "html",
+            "department": scope,
+            "from": start.isoformat(),
+            "to": end.isoformat(),
+            "alerts": report.total,
+        },
+    )
     return HTMLResponse(
         render_risk_report_html(report),
         headers={

@@ -29,7 +29,12 @@ class _Response(BaseModel):
 class ActionRequest(_Request):
     """Body of every handling action: the comment every step is recorded with."""
 
-    note: str = Field(title="Comment", description="Why this step is taken; recorded in the alert's history and audit log.", min_length=1, max_length=NOTE_MAX)
+    note: str = Field(
+        title="Comment",
+        description="Why this step is taken; recorded in the alert's history and audit log.",
+        min_length=1,
+        max_length=NOTE_MAX,
+    )
 
     @field_validator("note")
     @classmethod
@@ -50,26 +55,52 @@ class AckRequest(ActionRequest):
 class DispatchRequest(ActionRequest):
     """Body of ``POST /api/alerts/{id}/dispatch``: send people for on-site verification (核查)."""
 
-    team: str = Field(title="Team", description="Team sent to the site.", min_length=1, max_length=200)
-    inspector: str = Field(title="Inspector", description="Inspector in charge.", min_length=1, max_length=200)
-    due: date = Field(title="Due", description="Date by which the verification is due (YYYY-MM-DD).")
+    team: str = Field(
+        title="Team", description="Team sent to the site.", min_length=1, max_length=200
+    )
+    inspector: str = Field(
+        title="Inspector", description="Inspector in charge.", min_length=1, max_length=200
+    )
+    due: date = Field(
+        title="Due", description="Date by which the verification is due (YYYY-MM-DD)."
+    )
 
 
 class VerifyRequest(ActionRequest):
     """Body of ``POST /api/alerts/{id}/verify``: what the on-site check found."""
 
-    finding: Literal["violation_confirmed", "no_violation", "equipment_fault", "data_fault"] = Field(title="Finding", description="Outcome of the on-site check.")
+    finding: Literal["violation_confirmed", "no_violation", "equipment_fault", "data_fault"] = (
+        Field(title="Finding", description="Outcome of the on-site check.")
+    )
     evidence: list[Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]] = Field(
-        default_factory=list, title="Evidence", description="sha256 hashes of evidence files (photos, records; POST /api/evidence stores one).", max_length=100)
+        default_factory=list,
+        title="Evidence",
+        description="sha256 hashes of evidence files (photos, records; POST /api/evidence stores one).",
+        max_length=100,
+    )
 
 
 class CloseRequest(ActionRequest):
     """Body of ``POST /api/alerts/{id}/close``: the disposal (处置), or a desk closure before dispatch."""
 
-    case_number: str | None = Field(None, title="Case number", description="Enforcement case number.", max_length=100)
-    penalty: str | None = Field(None, title="Penalty", description="Penalty decided, as text (amount and basis).", max_length=500)
-    rectification: str | None = Field(None, title="Rectification order", description="What the operator must put right.", max_length=2000)
-    recheck: date | None = Field(None, title="Re-check date", description="When the rectification is checked again.")
+    case_number: str | None = Field(
+        None, title="Case number", description="Enforcement case number.", max_length=100
+    )
+    penalty: str | None = Field(
+        None,
+        title="Penalty",
+        description="Penalty decided, as text (amount and basis).",
+        max_length=500,
+    )
+    rectification: str | None = Field(
+        None,
+        title="Rectification order",
+        description="What the operator must put right.",
+        max_length=2000,
+    )
+    recheck: date | None = Field(
+        None, title="Re-check date", description="When the rectification is checked again."
+    )
 
 
 class ReopenRequest(ActionRequest):
@@ -110,7 +141,9 @@ class ReadingOut(_Response):
     ts: str
     flag: str
     seq: int | None = None
-    age_s: float | None = Field(None, description="Seconds between the reading's time and the response.")
+    age_s: float | None = Field(
+        None, description="Seconds between the reading's time and the response."
+    )
 
 
 class SiteOut(_Response):
@@ -127,7 +160,9 @@ class SiteOut(_Response):
     limits: dict[str, float]
     tags: list[str]
     devices: list[DeviceOut]
-    open_alerts: int = Field(description="Alerts of the site that are not closed (open or acknowledged).")
+    open_alerts: int = Field(
+        description="Alerts of the site that are not closed (open or acknowledged)."
+    )
     latest: list[ReadingOut] = Field(description="Newest reading of every device and metric.")
 
 
@@ -150,7 +185,9 @@ class SeriesOut(_Response):
     metric: str
     start: str = Field(alias="from")
     end: str = Field(alias="to")
-    interval: float | None = Field(None, description="Bucket width in seconds; null for raw readings.")
+    interval: float | None = Field(
+        None, description="Bucket width in seconds; null for raw readings."
+    )
     points: list[SeriesPoint]
     truncated: bool = Field(description="True when more points matched than one response carries.")
 
@@ -179,14 +216,34 @@ class AlertOut(_Response):
     updated: str
     labels: dict[str, str]
     previous_id: int | None = None
-    handling: dict[str, Any] = Field(default_factory=dict, description="Dispatch, verification and disposal details recorded by the handling steps.")
-    credit_grade: str = Field("B", description="Credit grade of the operator when the alert opened.")
-    entity_repeats: int = Field(0, description="Earlier alerts of the same operator when this one opened.")
-    evidence: list[str] = Field(default_factory=list, description="sha256 hashes of evidence files.")
-    risk: dict[str, Any] | None = Field(None, description="Risk score and the factors that make it: {score, factors: [{name, detail, multiplier}]}.")
-    suppressed: dict[str, Any] = Field(default_factory=dict, description="Why the alert is muted: {silence: id} or {inhibited_by: alert id}; empty when not.")
-    escalation: int = Field(0, description="Times the alert was escalated for missing a handling deadline.")
-    due_at: str | None = Field(None, description="Deadline of the current handling step (acknowledgement, then verification).")
+    handling: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Dispatch, verification and disposal details recorded by the handling steps.",
+    )
+    credit_grade: str = Field(
+        "B", description="Credit grade of the operator when the alert opened."
+    )
+    entity_repeats: int = Field(
+        0, description="Earlier alerts of the same operator when this one opened."
+    )
+    evidence: list[str] = Field(
+        default_factory=list, description="sha256 hashes of evidence files."
+    )
+    risk: dict[str, Any] | None = Field(
+        None,
+        description="Risk score and the factors that make it: {score, factors: [{name, detail, multiplier}]}.",
+    )
+    suppressed: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Why the alert is muted: {silence: id} or {inhibited_by: alert id}; empty when not.",
+    )
+    escalation: int = Field(
+        0, description="Times the alert was escalated for missing a handling deadline."
+    )
+    due_at: str | None = Field(
+        None,
+        description="Deadline of the current handling step (acknowledgement, then verification).",
+    )
 
 
 class AlertEventOut(_Response):
@@ -204,8 +261,13 @@ class AlertPage(_Response):
     total: int
     limit: int
     offset: int
-    next_cursor: str | None = Field(None, description="Pass as cursor= for the next page; null on the last page.")
-    total_exact: bool = Field(True, description="False when total is a lower bound (a text search counts up to 1,000 matches).")
+    next_cursor: str | None = Field(
+        None, description="Pass as cursor= for the next page; null on the last page."
+    )
+    total_exact: bool = Field(
+        True,
+        description="False when total is a lower bound (a text search counts up to 1,000 matches).",
+    )
 
 
 class AlertDetail(_Response):
@@ -240,5 +302,7 @@ class StatsOut(_Response):
     sites: int
     readings: int
     dead_letters: int
-    alerts: AlertCountsOut = Field(description="Alerts that are not closed, by severity and by state.")
+    alerts: AlertCountsOut = Field(
+        description="Alerts that are not closed, by severity and by state."
+    )
     stream_subscribers: int

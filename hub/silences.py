@@ -44,10 +44,17 @@ class SilenceIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    matchers: dict[str, Any] = Field(..., description="Label matchers {label: value | '~regex'} (full match); all must match.",
-                                     examples=[{"site": "yc-aq-1", "metric": "~pm.*"}])
-    starts_at: AwareDatetime | None = Field(None, description="Start, ISO 8601 with UTC offset (default: now).")
-    ends_at: AwareDatetime = Field(..., description="End, ISO 8601 with UTC offset; at most 90 days after the start.")
+    matchers: dict[str, Any] = Field(
+        ...,
+        description="Label matchers {label: value | '~regex'} (full match); all must match.",
+        examples=[{"site": "yc-aq-1", "metric": "~pm.*"}],
+    )
+    starts_at: AwareDatetime | None = Field(
+        None, description="Start, ISO 8601 with UTC offset (default: now)."
+    )
+    ends_at: AwareDatetime = Field(
+        ..., description="End, ISO 8601 with UTC offset; at most 90 days after the start."
+    )
     reason: str = Field(..., description="Why these alerts may be muted.", max_length=2000)
 
 
@@ -60,8 +67,11 @@ def silence_store(request: Request, ctx: Annotated[HubContext, Depends(context)]
     return store
 
 
-def mute_stage(request: Request, ctx: Annotated[HubContext, Depends(context)],
-               silences: Annotated[SilenceStore, Depends(silence_store)]) -> MuteStage:
+def mute_stage(
+    request: Request,
+    ctx: Annotated[HubContext, Depends(context)],
+    silences: Annotated[SilenceStore, Depends(silence_store)],
+) -> MuteStage:
     stage = getattr(request.app.state, "mute_stage", None)
     if stage is None:
         stage = MuteStage(ctx.alerts, silences, ctx.settings.alerts.inhibit)
@@ -84,22 +94,39 @@ def _scoped_matchers(principal: Principal, ctx: HubContext, raw: dict[str, Any])
         if not named:
             return {**to_dict(ms), "department": principal.department}
         if dept != principal.department:
-            raise HTTPException(403, f"token of department {principal.department!r} may only silence its own department's "
-                                     f"alerts: matcher 'department' must be {principal.department!r}, got {raw.get('department')!r}")
+            raise HTTPException(
+                403,
+                f"token of department {principal.department!r} may only silence its own department's "
+                f"alerts: matcher 'department' must be {principal.department!r}, got {raw.get('department')!r}",
+            )
     elif dept is not None and dept not in ctx.registry.departments:
-        raise HTTPException(422, f"matcher 'department': unknown department {dept!r}; known: {', '.join(ctx.registry.departments)}")
+        raise HTTPException(
+            422,
+            f"matcher 'department': unknown department {dept!r}; known: {', '.join(ctx.registry.departments)}",
+        )
     return to_dict(ms)
 
 
-@router.get("/api/silences", tags=["silences"],
-            responses={401: {"description": "Missing, unknown or revoked token."},
-                       403: {"description": "A department token asked for another department."}})
+@router.get(
+    "/api/silences",
+    tags=["silences"],
+    responses={
+        401: {"description": "Missing, unknown or revoked token."},
+        403: {"description": "A department token asked for another department."},
+    },
+)
 def list_silences(
     principal: Annotated[Principal, Depends(reader)],
     ctx: Annotated[HubContext, Depends(context)],
     silences: Annotated[SilenceStore, Depends(silence_store)],
-    status: Annotated[Literal["pending", "active", "expired"] | None, Query(description="Only silences in this status now.")] = None,
-    department: Annotated[str | None, Query(description="Only silences pinned to this department (a department token: its own).")] = None,
+    status: Annotated[
+        Literal["pending", "active", "expired"] | None,
+        Query(description="Only silences in this status now."),
+    ] = None,
+    department: Annotated[
+        str | None,
+        Query(description="Only silences pinned to this department (a department token: its own)."),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> dict[str, Any]:
     """Silences, newest first, with their status now."""
@@ -109,10 +136,16 @@ def list_silences(
     return {"items": [s.to_dict(now) for s in items], "count": len(items)}
 
 
-@router.post("/api/silences", status_code=201, tags=["silences"],
-             responses={401: {"description": "Missing, unknown or revoked token."},
-                        403: {"description": "A department token tried to silence another department's alerts."},
-                        422: {"description": "Bad matchers (the message names the label), times or reason."}})
+@router.post(
+    "/api/silences",
+    status_code=201,
+    tags=["silences"],
+    responses={
+        401: {"description": "Missing, unknown or revoked token."},
+        403: {"description": "A department token tried to silence another department's alerts."},
+        422: {"description": "Bad matchers (the message names the label), times or reason."},
+    },
+)
 def create_silence(
     body: SilenceIn,
     principal: Annotated[Principal, Depends(require_principal)],
@@ -131,11 +164,16 @@ def create_silence(
     return {**s.to_dict(ctx.alerts.clock.now()), "changed_alerts": [a.id for a in muted]}
 
 
-@router.delete("/api/silences/{silence_id}", tags=["silences"],
-               responses={401: {"description": "Missing, unknown or revoked token."},
-                          403: {"description": "The silence belongs to another department."},
-                          404: {"description": "No such silence."},
-                          409: {"description": "The silence has already expired."}})
+@router.delete(
+    "/api/silences/{silence_id}",
+    tags=["silences"],
+    responses={
+        401: {"description": "Missing, unknown or revoked token."},
+        403: {"description": "The silence belongs to another department."},
+        404: {"description": "No such silence."},
+        409: {"description": "The silence has already expired."},
+    },
+)
 def expire_silence(
     silence_id: int,
     principal: Annotated[Principal, Depends(require_principal)],
@@ -149,7 +187,9 @@ def expire_silence(
     except NotFoundError:
         raise HTTPException(404, f"no silence {silence_id}") from None
     if not _visible(principal, s):
-        raise HTTPException(403, f"silence {silence_id} is not of department {principal.department!r}")
+        raise HTTPException(
+            403, f"silence {silence_id} is not of department {principal.department!r}"
+        )
     try:
         s = silences.expire(silence_id, principal.user)
     except SilenceError as exc:

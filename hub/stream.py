@@ -15,8 +15,9 @@ import asyncio
 import json
 import logging
 import re
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Callable, Any, AsyncIterator, Protocol
+from typing import Any, Protocol
 
 from farsight.logs import kv
 
@@ -121,7 +122,12 @@ class StreamHub:
         self._closing = False
         self._stop = asyncio.Event()
         self._task = asyncio.create_task(self._run(), name="farsight-stream-poller")
-        log.info("stream poller started", extra=kv(reading_id=self.reading_id, event_id=self.event_id, poll_ms=int(self.poll_s * 1000)))
+        log.info(
+            "stream poller started",
+            extra=kv(
+                reading_id=self.reading_id, event_id=self.event_id, poll_ms=int(self.poll_s * 1000)
+            ),
+        )
 
     async def stop(self) -> None:
         """End every stream and stop the poller; waits for the poller to finish its tick."""
@@ -132,10 +138,12 @@ class StreamHub:
         self._stop.set()
         try:
             await asyncio.wait_for(self._task, timeout=max(5.0, self.poll_s * 4))
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self._task.cancel()
         self._task = None
-        log.info("stream poller stopped", extra=kv(reading_id=self.reading_id, event_id=self.event_id))
+        log.info(
+            "stream poller stopped", extra=kv(reading_id=self.reading_id, event_id=self.event_id)
+        )
 
     def close_all(self) -> None:
         """End every open stream now and refuse new ones (server shutdown)."""
@@ -197,13 +205,16 @@ class StreamHub:
                 busy = await self.poll_once()
             except Exception:
                 # A locked or briefly unavailable database must not kill the stream: retry next tick.
-                log.exception("stream poll failed", extra=kv(reading_id=self.reading_id, event_id=self.event_id))
+                log.exception(
+                    "stream poll failed",
+                    extra=kv(reading_id=self.reading_id, event_id=self.event_id),
+                )
             if busy:
                 await asyncio.sleep(0)  # a full batch: more rows are waiting, catch up at once
                 continue
             try:
                 await asyncio.wait_for(self._stop.wait(), timeout=self.poll_s)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     async def poll_once(self) -> bool:
@@ -260,8 +271,9 @@ class StreamHub:
                 msgs.append(alert_message(alert, ev, f"{sub.reading_id}-{ev.id}"))
         return msgs
 
-    def events(self, last_event_id: str | None = None,
-               accept: "Callable[[Message], bool] | None" = None) -> AsyncIterator[str]:
+    def events(
+        self, last_event_id: str | None = None, accept: Callable[[Message], bool] | None = None
+    ) -> AsyncIterator[str]:
         """One client's SSE stream: a greeting, any replay, then live messages and keepalives.
 
         ``accept`` keeps a message from this client when it returns False (department scoping).
@@ -271,8 +283,9 @@ class StreamHub:
         """
         return self._events(self.subscribe(), last_event_id, accept)
 
-    async def _events(self, sub: Subscriber, last_event_id: str | None,
-                      accept: "Callable[[Message], bool] | None") -> AsyncIterator[str]:
+    async def _events(
+        self, sub: Subscriber, last_event_id: str | None, accept: Callable[[Message], bool] | None
+    ) -> AsyncIterator[str]:
         try:
             # ``retry`` tells EventSource how soon to reconnect after the stream ends.
             yield "retry: 3000\n: connected\n\n"
@@ -288,7 +301,7 @@ class StreamHub:
             while True:
                 try:
                     msg = await asyncio.wait_for(sub.queue.get(), timeout=self.keepalive_s)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     yield ": keepalive\n\n"
                     continue
                 if msg is None:  # dropped (slow client) or server shutting down

@@ -32,10 +32,17 @@ FEATURES_MAX = 5000
 
 
 @router.get("/api/me", tags=["auth"])
-def me(principal: Annotated[Principal, Depends(reader)], ctx: Annotated[HubContext, Depends(context)]) -> dict[str, Any]:
+def me(
+    principal: Annotated[Principal, Depends(reader)], ctx: Annotated[HubContext, Depends(context)]
+) -> dict[str, Any]:
     """The signed-in user and the department scope every read and change is limited to."""
-    return {"user": principal.user, "department": principal.department,
-            "departments": [principal.department] if principal.department else list(ctx.registry.departments)}
+    return {
+        "user": principal.user,
+        "department": principal.department,
+        "departments": [principal.department]
+        if principal.department
+        else list(ctx.registry.departments),
+    }
 
 
 def _read(path: Path) -> list[dict[str, Any]]:
@@ -48,7 +55,9 @@ def _read(path: Path) -> list[dict[str, Any]]:
 
 
 @router.get("/api/map/layers", tags=["sites"])
-def map_layers(principal: Annotated[Principal, Depends(reader)], ctx: Annotated[HubContext, Depends(context)]) -> dict[str, Any]:
+def map_layers(
+    principal: Annotated[Principal, Depends(reader)], ctx: Annotated[HubContext, Depends(context)]
+) -> dict[str, Any]:
     """Zones of interest and satellite change polygons as GeoJSON (lon/lat). A department's
     token sees the areas of interest whose alerts belong to its department."""
     root = Path(ctx.settings.data_dir) / RS_FOLDER
@@ -58,7 +67,9 @@ def map_layers(principal: Annotated[Principal, Depends(reader)], ctx: Annotated[
     visible = []
     for aoi in aois:
         if principal.department is not None:
-            n = ctx.alerts.list(AlertFilter(site=aoi.name, department=principal.department), limit=0)[1]
+            n = ctx.alerts.list(
+                AlertFilter(site=aoi.name, department=principal.department), limit=0
+            )[1]
             if not n:
                 continue
         visible.append(aoi.name)
@@ -66,10 +77,19 @@ def map_layers(principal: Annotated[Principal, Depends(reader)], ctx: Annotated[
             for f in _read(scene):
                 props = dict(f.get("properties") or {})
                 props.update(aoi=aoi.name, scene=scene.stem)
-                changes.append({"type": "Feature", "id": f.get("id"), "geometry": f["geometry"], "properties": props})
+                changes.append(
+                    {
+                        "type": "Feature",
+                        "id": f.get("id"),
+                        "geometry": f["geometry"],
+                        "properties": props,
+                    }
+                )
     zones: list[dict[str, Any]] = []
     if visible or principal.department is None:
         zones = _read(root / "zones.geojson")
-    return {"zones": {"type": "FeatureCollection", "features": zones},
-            "changes": {"type": "FeatureCollection", "features": changes[:FEATURES_MAX]},
-            "aois": visible}
+    return {
+        "zones": {"type": "FeatureCollection", "features": zones},
+        "changes": {"type": "FeatureCollection", "features": changes[:FEATURES_MAX]},
+        "aois": visible,
+    }

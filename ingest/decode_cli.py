@@ -14,7 +14,7 @@ import sys
 from collections.abc import Iterable
 from contextlib import ExitStack
 from dataclasses import replace
-from datetime import timezone
+from datetime import UTC
 from typing import IO
 
 from farsight.errors import DecodeError
@@ -81,7 +81,7 @@ def _as_json(reading: Reading) -> dict[str, object]:
         "metric": reading.metric,
         "value": reading.value,
         "unit": reading.unit,
-        "ts": reading.ts.astimezone(timezone.utc).isoformat(),
+        "ts": reading.ts.astimezone(UTC).isoformat(),
         "flag": reading.flag,
         "seq": reading.seq,
     }

@@ -23,10 +23,11 @@ import hashlib
 import hmac
 import json
 import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from farsight.clock import to_epoch_ms
 from farsight.db import Database
@@ -104,7 +105,9 @@ class Batch:
 
 def canonical(doc: Mapping[str, Any]) -> bytes:
     """The bytes the MAC covers: sorted keys, compact separators, UTF-8."""
-    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode(
+        "utf-8"
+    )
 
 
 def sign(doc: Mapping[str, Any], key: bytes) -> str:
@@ -135,18 +138,32 @@ def decode_batch(payload: bytes, key: bytes) -> Batch:
         raise BatchError("bad_hmac", "the batch carries no mac")
     # Verify before reading any field: nothing unauthenticated is interpreted.
     if not hmac.compare_digest(mac, sign(doc, key)):
-        raise BatchError("bad_hmac", "the MAC does not match the content: tampered, or signed with another key")
+        raise BatchError(
+            "bad_hmac", "the MAC does not match the content: tampered, or signed with another key"
+        )
     if doc.get("v") != VERSION:
         raise BatchError("bad_batch", f"version {doc.get('v')!r} is not {VERSION}")
     gateway, seq, sent = doc.get("gateway"), doc.get("seq"), doc.get("sent")
-    if not isinstance(gateway, str) or not isinstance(seq, int) or isinstance(seq, bool) or seq < 0 or not isinstance(sent, int):
-        raise BatchError("bad_batch", "gateway, seq and sent must be a string and non-negative integers")
+    if (
+        not isinstance(gateway, str)
+        or not isinstance(seq, int)
+        or isinstance(seq, bool)
+        or seq < 0
+        or not isinstance(sent, int)
+    ):
+        raise BatchError(
+            "bad_batch", "gateway, seq and sent must be a string and non-negative integers"
+        )
     raw_msgs = doc.get("messages")
     if not isinstance(raw_msgs, list):
         raise BatchError("bad_batch", "messages must be a list")
     out: list[BatchMessage] = []
     for i, m in enumerate(raw_msgs):
-        if not isinstance(m, dict) or not isinstance(m.get("topic"), str) or not isinstance(m.get("ts"), int):
+        if (
+            not isinstance(m, dict)
+            or not isinstance(m.get("topic"), str)
+            or not isinstance(m.get("ts"), int)
+        ):
             raise BatchError("bad_batch", f"message {i} needs a topic and an integer ts")
         if isinstance(m.get("text"), str):
             body = m["text"].encode("utf-8")
@@ -171,10 +188,10 @@ def parse_key(text: str, where: str = "key") -> bytes:
     except ValueError:
         raise ValueError(f"{where} is not hex") from None
     if len(key) < MIN_KEY_BYTES:
-        raise ValueError(f"{where} has {len(key)} bytes; use at least {MIN_KEY_BYTES} (e.g. `openssl rand -hex 32`)")
+        raise ValueError(
+            f"{where} has {len(key)} bytes; use at least {MIN_KEY_BYTES} (e.g. `openssl rand -hex 32`)"
+        )
     return key
-
-
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,7 +227,14 @@ def load_keys(path: Path) -> dict[str, bytes]:
     """Gateway keys from a YAML mapping ``{gateway_id: hex key}``; problems raise :class:`ConfigError`."""
     raw = read_yaml(Path(path))
     if not isinstance(raw, dict):
-        raise ConfigError([ConfigProblem("", type(raw).__name__, "the keys file must map gateway ids to hex keys")], source=str(path))
+        raise ConfigError(
+            [
+                ConfigProblem(
+                    "", type(raw).__name__, "the keys file must map gateway ids to hex keys"
+                )
+            ],
+            source=str(path),
+        )
     keys: dict[str, bytes] = {}
     problems: list[ConfigProblem] = []
     for gw, text in raw.items():
@@ -226,8 +250,13 @@ def load_keys(path: Path) -> dict[str, bytes]:
 class EdgeBatchDecoder:
     """Verifies batches and records each gateway's sequence state; see the module docstring."""
 
-    def __init__(self, db: "Database | Path | str", keys: Mapping[str, bytes], settings: EdgeHubSettings | None = None,
-                 monitor: GatewayMonitor | None = None) -> None:
+    def __init__(
+        self,
+        db: Database | Path | str,
+        keys: Mapping[str, bytes],
+        settings: EdgeHubSettings | None = None,
+        monitor: GatewayMonitor | None = None,
+    ) -> None:
         self.db = Database.of(db, SCHEMA)
         self.keys = dict(keys)
         self.settings = settings or EdgeHubSettings()
@@ -242,7 +271,9 @@ class EdgeBatchDecoder:
         return int(rows[0][0]) if rows else -1
 
     def _seen_mac(self, gateway: str, seq: int) -> str | None:
-        rows = self.db.query("SELECT mac FROM edge_batches WHERE gateway = ? AND seq = ?", (gateway, seq))
+        rows = self.db.query(
+            "SELECT mac FROM edge_batches WHERE gateway = ? AND seq = ?", (gateway, seq)
+        )
         return rows[0][0] if rows else None
 
     def expand(self, messages: Sequence[Message]) -> Expansion:
@@ -267,7 +298,16 @@ class EdgeBatchDecoder:
             try:
                 batch = self._verify(msg, gateway, last, seen)
             except BatchError as exc:
-                out.dead.append(DeadLetter(msg.topic, msg.payload, exc.reason, exc.detail, msg.received, codec="edge-batch"))
+                out.dead.append(
+                    DeadLetter(
+                        msg.topic,
+                        msg.payload,
+                        exc.reason,
+                        exc.detail,
+                        msg.received,
+                        codec="edge-batch",
+                    )
+                )
                 continue
             if batch is None:
                 out.duplicates[gateway] = out.duplicates.get(gateway, 0) + 1
@@ -277,22 +317,41 @@ class EdgeBatchDecoder:
             backfilled = 0
             for m in batch.messages:
                 if batch_gateway(m.topic) is not None or m.topic.startswith(BATCH_PREFIX):
-                    out.dead.append(DeadLetter(m.topic, m.payload, "nested_batch", f"gateway {gateway} batch {batch.seq} carries a gateway topic", msg.received, codec="edge-batch"))
+                    out.dead.append(
+                        DeadLetter(
+                            m.topic,
+                            m.payload,
+                            "nested_batch",
+                            f"gateway {gateway} batch {batch.seq} carries a gateway topic",
+                            msg.received,
+                            codec="edge-batch",
+                        )
+                    )
                     continue
                 backfilled += m.backfilled
-                out.messages.append(EdgeMessage(m.topic, m.payload, msg.received, gateway=gateway, backfilled=m.backfilled))
+                out.messages.append(
+                    EdgeMessage(
+                        m.topic, m.payload, msg.received, gateway=gateway, backfilled=m.backfilled
+                    )
+                )
             out.accepted.append((batch, backfilled))
         return out
 
-    def _verify(self, msg: Message, gateway: str, last: dict[str, int], seen: dict[tuple[str, int], str]) -> Batch | None:
+    def _verify(
+        self, msg: Message, gateway: str, last: dict[str, int], seen: dict[tuple[str, int], str]
+    ) -> Batch | None:
         key = self.keys.get(gateway)
         if key is None:
             raise BatchError("unknown_gateway", f"no key on file for gateway {gateway!r}")
         batch = decode_batch(msg.payload, key)
         if batch.gateway != gateway:
-            raise BatchError("gateway_mismatch", f"batch of {batch.gateway!r} on the topic of {gateway!r}")
+            raise BatchError(
+                "gateway_mismatch", f"batch of {batch.gateway!r} on the topic of {gateway!r}"
+            )
         if len(batch.messages) > self.settings.max_messages:
-            raise BatchError("too_large", f"{len(batch.messages)} messages exceeds {self.settings.max_messages}")
+            raise BatchError(
+                "too_large", f"{len(batch.messages)} messages exceeds {self.settings.max_messages}"
+            )
         top = last.get(gateway)
         if top is None:
             top = self._state(gateway)
@@ -301,7 +360,10 @@ class EdgeBatchDecoder:
         mac = seen.get((gateway, batch.seq)) or self._seen_mac(gateway, batch.seq)
         if mac == batch.mac:
             return None  # the batch already stored, delivered again
-        raise BatchError("replayed_batch", f"sequence {batch.seq} is not above {top}, the last accepted from {gateway}")
+        raise BatchError(
+            "replayed_batch",
+            f"sequence {batch.seq} is not above {top}, the last accepted from {gateway}",
+        )
 
     def commit(self, expansion: Expansion) -> None:
         """Record accepted batches (call inside the transaction that stores their readings)."""
@@ -309,11 +371,13 @@ class EdgeBatchDecoder:
             self.monitor.commit(expansion.status_rows, expansion.acks)
         if not expansion.accepted and not expansion.duplicates:
             return
-        now = to_epoch_ms(datetime.now(timezone.utc))
+        now = to_epoch_ms(datetime.now(UTC))
         with self.db.transaction() as c:
             for batch, backfilled in expansion.accepted:
-                c.execute("INSERT INTO edge_batches (gateway, seq, mac, received, messages) VALUES (?, ?, ?, ?, ?)",
-                          (batch.gateway, batch.seq, batch.mac, now, len(batch.messages)))
+                c.execute(
+                    "INSERT INTO edge_batches (gateway, seq, mac, received, messages) VALUES (?, ?, ?, ?, ?)",
+                    (batch.gateway, batch.seq, batch.mac, now, len(batch.messages)),
+                )
                 loss = batch.loss
                 c.execute(
                     "INSERT INTO edge_gateways (gateway, last_seq, batches, messages, backfilled, lost_dropped, lost_refused, lost_expired, last_sent, last_received)"
@@ -322,18 +386,33 @@ class EdgeBatchDecoder:
                     " messages = edge_gateways.messages + excluded.messages, backfilled = edge_gateways.backfilled + excluded.backfilled,"
                     " lost_dropped = excluded.lost_dropped, lost_refused = excluded.lost_refused, lost_expired = excluded.lost_expired,"
                     " last_sent = excluded.last_sent, last_received = excluded.last_received",
-                    (batch.gateway, batch.seq, len(batch.messages), backfilled, loss.get("dropped", 0), loss.get("refused", 0),
-                     loss.get("expired", 0), batch.sent_ms, now))
+                    (
+                        batch.gateway,
+                        batch.seq,
+                        len(batch.messages),
+                        backfilled,
+                        loss.get("dropped", 0),
+                        loss.get("refused", 0),
+                        loss.get("expired", 0),
+                        batch.sent_ms,
+                        now,
+                    ),
+                )
                 self.accepted_batches += 1
             for gateway, n in expansion.duplicates.items():
-                c.execute("UPDATE edge_gateways SET duplicates = duplicates + ? WHERE gateway = ?", (n, gateway))
+                c.execute(
+                    "UPDATE edge_gateways SET duplicates = duplicates + ? WHERE gateway = ?",
+                    (n, gateway),
+                )
                 self.duplicate_batches += n
             self._commits += 1
             if self._commits % 1000 == 0:
                 # Remember a bounded history: a batch older than that is refused as a replay.
                 for batch, _ in expansion.accepted[-1:]:
-                    c.execute("DELETE FROM edge_batches WHERE gateway = ? AND seq < ?",
-                              (batch.gateway, batch.seq - self.settings.keep_sequences))
+                    c.execute(
+                        "DELETE FROM edge_batches WHERE gateway = ? AND seq < ?",
+                        (batch.gateway, batch.seq - self.settings.keep_sequences),
+                    )
 
     @property
     def topics(self) -> tuple[str, ...]:

@@ -20,9 +20,10 @@ import hashlib
 import json
 import logging
 from collections import deque
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
 
 from farsight.clock import to_epoch_ms
 from farsight.db import Database
@@ -77,15 +78,29 @@ class GatewayMonitor:
 
     topics = ("fs/v1/gw/+/status", "fs/v1/gw/+/config/ack")
 
-    def __init__(self, db: Database, settings: EdgeHubSettings, registry: Registry | None = None, audit: Any = None) -> None:
+    def __init__(
+        self,
+        db: Database,
+        settings: EdgeHubSettings,
+        registry: Registry | None = None,
+        audit: Any = None,
+    ) -> None:
         self.db = Database.of(db, SCHEMA)
         self.settings = settings
         self.registry = registry
         self.audit = audit
         self._gw: dict[str, _Gateway] = {}
 
-    def _signal(self, gateway: str, rule: str, firing: bool, now: datetime, summary: str, value: float | None = None,
-                threshold: float | None = None) -> AlertSignal | None:
+    def _signal(
+        self,
+        gateway: str,
+        rule: str,
+        firing: bool,
+        now: datetime,
+        summary: str,
+        value: float | None = None,
+        threshold: float | None = None,
+    ) -> AlertSignal | None:
         g = self._gw.setdefault(gateway, _Gateway())
         if firing == (rule in g.firing):
             return None
@@ -93,65 +108,133 @@ class GatewayMonitor:
         site_id = self.settings.sites.get(gateway, gateway)
         site = self.registry.get(site_id) if self.registry is not None else None
         metric = "gateway_heartbeat" if rule == SILENT else "gateway_backlog"
-        log.warning("gateway alert", extra=kv(rule=rule, gateway=gateway, status="firing" if firing else "resolved"))
+        log.warning(
+            "gateway alert",
+            extra=kv(rule=rule, gateway=gateway, status="firing" if firing else "resolved"),
+        )
         return AlertSignal(
-            rule_id=rule, fingerprint=_fingerprint(rule, site_id, gateway, metric), status="firing" if firing else "resolved",
-            site=site_id, device=gateway, metric=metric, severity="major" if rule == SILENT else "warning",
-            summary=summary, ts=now, value=value, threshold=threshold,
-            department=site.department if site else "", entity_id=site.entity_id if site else "",
-            item_code=site.item_code if site else "", credit_grade=site.credit_grade if site else "B",
+            rule_id=rule,
+            fingerprint=_fingerprint(rule, site_id, gateway, metric),
+            status="firing" if firing else "resolved",
+            site=site_id,
+            device=gateway,
+            metric=metric,
+            severity="major" if rule == SILENT else "warning",
+            summary=summary,
+            ts=now,
+            value=value,
+            threshold=threshold,
+            department=site.department if site else "",
+            entity_id=site.entity_id if site else "",
+            item_code=site.item_code if site else "",
+            credit_grade=site.credit_grade if site else "B",
             labels=(("gateway", gateway),),
         )
 
-    def observe(self, gateway: str, kind: str, payload: bytes, now: datetime | None = None) -> tuple[list[AlertSignal], dict | None, dict | None]:
+    def observe(
+        self, gateway: str, kind: str, payload: bytes, now: datetime | None = None
+    ) -> tuple[list[AlertSignal], dict | None, dict | None]:
         """Take one status or ack message; returns (signals, status row, audit entry)."""
-        now = now or datetime.now(timezone.utc)
+        now = now or datetime.now(UTC)
         try:
             doc = json.loads(payload)
             if not isinstance(doc, dict):
                 raise ValueError("not an object")
         except (ValueError, UnicodeDecodeError) as exc:
-            log.warning("unreadable gateway message", extra=kv(gateway=gateway, kind=kind, error=exc))
+            log.warning(
+                "unreadable gateway message", extra=kv(gateway=gateway, kind=kind, error=exc)
+            )
             return [], None, None
         if kind == "ack":
-            return [], None, {"gateway": gateway, **{k: doc.get(k) for k in ("version", "status", "applied_version", "errors")}}
+            return (
+                [],
+                None,
+                {
+                    "gateway": gateway,
+                    **{k: doc.get(k) for k in ("version", "status", "applied_version", "errors")},
+                },
+            )
         g = self._gw.setdefault(gateway, _Gateway())
         g.last_seen, g.state = now, str(doc.get("state", "unknown"))
         signals: list[AlertSignal | None] = []
         buf = doc.get("buffer") or {}
         depth, age = buf.get("depth"), buf.get("oldest_age_s")
         if g.state == "offline":
-            signals.append(self._signal(gateway, SILENT, True, now, f"gateway {gateway} went offline (last will)"))
+            signals.append(
+                self._signal(
+                    gateway, SILENT, True, now, f"gateway {gateway} went offline (last will)"
+                )
+            )
         else:
-            signals.append(self._signal(gateway, SILENT, False, now, f"gateway {gateway} is back online"))
+            signals.append(
+                self._signal(gateway, SILENT, False, now, f"gateway {gateway} is back online")
+            )
             if isinstance(depth, int):
                 g.depths.append(depth)
-            beats = list(g.depths)[-(self.settings.backlog_beats + 1):]
-            rising = len(beats) > self.settings.backlog_beats and all(b > a for a, b in zip(beats, beats[1:]))
+            beats = list(g.depths)[-(self.settings.backlog_beats + 1) :]
+            rising = len(beats) > self.settings.backlog_beats and all(
+                b > a for a, b in zip(beats, beats[1:])
+            )
             old = isinstance(age, (int, float)) and age >= self.settings.backlog_age_s
             if rising or old:
-                why = f"oldest buffered reading {age:.0f} s old" if old else f"buffer grew on {self.settings.backlog_beats} heartbeats in a row"
-                signals.append(self._signal(gateway, BACKLOG, True, now, f"gateway {gateway} backlog: {depth} messages, {why}",
-                                            value=float(age or 0), threshold=float(self.settings.backlog_age_s)))
+                why = (
+                    f"oldest buffered reading {age:.0f} s old"
+                    if old
+                    else f"buffer grew on {self.settings.backlog_beats} heartbeats in a row"
+                )
+                signals.append(
+                    self._signal(
+                        gateway,
+                        BACKLOG,
+                        True,
+                        now,
+                        f"gateway {gateway} backlog: {depth} messages, {why}",
+                        value=float(age or 0),
+                        threshold=float(self.settings.backlog_age_s),
+                    )
+                )
             elif not isinstance(age, (int, float)) or age < self.settings.backlog_age_s / 2:
-                signals.append(self._signal(gateway, BACKLOG, False, now, f"gateway {gateway} backlog cleared", value=float(age or 0)))
-        row = {"gateway": gateway, "state": g.state, "received": to_epoch_ms(now), "depth": depth if isinstance(depth, int) else None,
-               "oldest_age_s": age if isinstance(age, (int, float)) else None,
-               "config_version": doc.get("config_version") if isinstance(doc.get("config_version"), int) else None,
-               "doc": json.dumps(doc, separators=(",", ":"))[:65536]}
+                signals.append(
+                    self._signal(
+                        gateway,
+                        BACKLOG,
+                        False,
+                        now,
+                        f"gateway {gateway} backlog cleared",
+                        value=float(age or 0),
+                    )
+                )
+        row = {
+            "gateway": gateway,
+            "state": g.state,
+            "received": to_epoch_ms(now),
+            "depth": depth if isinstance(depth, int) else None,
+            "oldest_age_s": age if isinstance(age, (int, float)) else None,
+            "config_version": doc.get("config_version")
+            if isinstance(doc.get("config_version"), int)
+            else None,
+            "doc": json.dumps(doc, separators=(",", ":"))[:65536],
+        }
         return [s for s in signals if s is not None], row, None
 
     def check_silent(self, now: datetime | None = None) -> list[AlertSignal]:
         """Gateways with no heartbeat for ``silent_after_s`` (call it periodically)."""
-        now = now or datetime.now(timezone.utc)
+        now = now or datetime.now(UTC)
         out = []
         for gateway, g in self._gw.items():
             if g.last_seen is None or g.state == "offline":
                 continue
             silent_s = (now - g.last_seen).total_seconds()
             if silent_s >= self.settings.silent_after_s:
-                s = self._signal(gateway, SILENT, True, now, f"gateway {gateway} silent for {silent_s:.0f} s",
-                                 value=silent_s, threshold=float(self.settings.silent_after_s))
+                s = self._signal(
+                    gateway,
+                    SILENT,
+                    True,
+                    now,
+                    f"gateway {gateway} silent for {silent_s:.0f} s",
+                    value=silent_s,
+                    threshold=float(self.settings.silent_after_s),
+                )
                 if s is not None:
                     out.append(s)
         return out
@@ -162,15 +245,34 @@ class GatewayMonitor:
             return
         with self.db.transaction() as c:
             for r in rows:
-                c.execute("INSERT INTO edge_status (gateway, state, received, depth, oldest_age_s, config_version, doc) VALUES (?, ?, ?, ?, ?, ?, ?)"
-                          " ON CONFLICT (gateway) DO UPDATE SET state = excluded.state, received = excluded.received, depth = excluded.depth,"
-                          " oldest_age_s = excluded.oldest_age_s, config_version = excluded.config_version, doc = excluded.doc",
-                          (r["gateway"], r["state"], r["received"], r["depth"], r["oldest_age_s"], r["config_version"], r["doc"]))
+                c.execute(
+                    "INSERT INTO edge_status (gateway, state, received, depth, oldest_age_s, config_version, doc) VALUES (?, ?, ?, ?, ?, ?, ?)"
+                    " ON CONFLICT (gateway) DO UPDATE SET state = excluded.state, received = excluded.received, depth = excluded.depth,"
+                    " oldest_age_s = excluded.oldest_age_s, config_version = excluded.config_version, doc = excluded.doc",
+                    (
+                        r["gateway"],
+                        r["state"],
+                        r["received"],
+                        r["depth"],
+                        r["oldest_age_s"],
+                        r["config_version"],
+                        r["doc"],
+                    ),
+                )
             if self.audit is not None:
                 for a in acks:
                     # Who changed a site's data path, to which version, and whether it took: audited.
-                    self.audit.append_in(c, f"gateway:{a['gateway']}", f"edge.config.{a.get('status')}", f"gateway/{a['gateway']}", dict(a))
+                    self.audit.append_in(
+                        c,
+                        f"gateway:{a['gateway']}",
+                        f"edge.config.{a.get('status')}",
+                        f"gateway/{a['gateway']}",
+                        dict(a),
+                    )
 
     def status(self) -> list[dict[str, Any]]:
         """The latest status of every gateway."""
-        return [{k: r[k] for k in r.keys()} for r in self.db.query("SELECT * FROM edge_status ORDER BY gateway")]
+        return [
+            {k: r[k] for k in r.keys()}
+            for r in self.db.query("SELECT * FROM edge_status ORDER BY gateway")
+        ]

@@ -14,8 +14,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from datetime import datetime, timezone
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 
 import paho.mqtt.client as mqtt
 
@@ -64,8 +64,14 @@ class MqttConsumer:
         if reason_code.is_failure:
             log.warning("broker refused connection", extra=kv(reason=reason_code))
             return
-        log.info("connected", extra=kv(broker=f"{self.broker.host}:{self.broker.port}", client_id=self.settings.client_id,
-                                       session_present=getattr(flags, "session_present", None)))
+        log.info(
+            "connected",
+            extra=kv(
+                broker=f"{self.broker.host}:{self.broker.port}",
+                client_id=self.settings.client_id,
+                session_present=getattr(flags, "session_present", None),
+            ),
+        )
         # Subscribing again on a resumed session is harmless and covers a session the broker lost.
         client.subscribe([(t, self.settings.qos) for t in self.settings.topics])
 
@@ -80,7 +86,7 @@ class MqttConsumer:
     def _on_message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:  # type: ignore[no-untyped-def]
         if not self._pending:
             self._first_at = time.monotonic()
-        self._pending.append((msg, datetime.now(timezone.utc)))
+        self._pending.append((msg, datetime.now(UTC)))
 
     # -- the loop --------------------------------------------------------------------------------
 
@@ -88,9 +94,12 @@ class MqttConsumer:
         batch, self._pending = self._pending, []
         try:
             self.handler([Message(m.topic, bytes(m.payload), at) for m, at in batch])
-        except Exception:  # noqa: BLE001 - keep consuming; unacked messages come back
+        except Exception:
             self.errors += 1
-            log.exception("batch failed; its messages stay unacknowledged and will be redelivered", extra=kv(size=len(batch)))
+            log.exception(
+                "batch failed; its messages stay unacknowledged and will be redelivered",
+                extra=kv(size=len(batch)),
+            )
             return
         self.batches += 1
         if ack:
@@ -101,8 +110,10 @@ class MqttConsumer:
     def _due(self) -> bool:
         if not self._pending:
             return False
-        return (len(self._pending) >= self.settings.batch_max
-                or time.monotonic() - self._first_at >= self.settings.batch_wait_ms / 1000)
+        return (
+            len(self._pending) >= self.settings.batch_max
+            or time.monotonic() - self._first_at >= self.settings.batch_wait_ms / 1000
+        )
 
     def _run(self) -> None:
         delay = 0.5
@@ -112,7 +123,14 @@ class MqttConsumer:
                     self.client.reconnect()
                     delay = 0.5
                 except (OSError, ValueError) as exc:
-                    log.warning("broker unreachable", extra=kv(broker=f"{self.broker.host}:{self.broker.port}", error=exc, retry_s=delay))
+                    log.warning(
+                        "broker unreachable",
+                        extra=kv(
+                            broker=f"{self.broker.host}:{self.broker.port}",
+                            error=exc,
+                            retry_s=delay,
+                        ),
+                    )
                     self._stop.wait(delay)
                     delay = min(delay * 2, 30.0)
                     continue
@@ -124,9 +142,12 @@ class MqttConsumer:
                 self._next_periodic = time.monotonic() + self.period_s
                 try:
                     self.periodic()
-                except Exception:  # noqa: BLE001 - a failing tick must not stop consumption
+                except Exception:
                     log.exception("periodic task failed")
-            if rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_AGAIN) and not self.client.is_connected():
+            if (
+                rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_AGAIN)
+                and not self.client.is_connected()
+            ):
                 self._stop.wait(0.2)
         if self._pending:
             self._flush()
@@ -138,8 +159,13 @@ class MqttConsumer:
 
     def start(self, wait: bool = True, timeout: float = 10.0) -> None:
         """Connect (retrying with backoff while the broker is down) and start consuming."""
-        self.client.connect_async(self.broker.host, self.broker.port,
-                                  **session_connect_kwargs(self.broker, persistent=True, session_expiry_s=self.settings.session_expiry_s))
+        self.client.connect_async(
+            self.broker.host,
+            self.broker.port,
+            **session_connect_kwargs(
+                self.broker, persistent=True, session_expiry_s=self.settings.session_expiry_s
+            ),
+        )
         self._thread.start()
         if wait:
             wait_connected(self.client, timeout)

@@ -8,10 +8,11 @@ message becomes a dead letter with its reason, so one broken device never stops 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
-from typing import Any, Callable, Protocol, Sequence
+from datetime import UTC, datetime
+from typing import Any, Protocol
 
 from farsight.errors import DecodeError, FarsightError
 from farsight.logs import kv
@@ -30,7 +31,7 @@ class Message:
 
     topic: str
     payload: bytes
-    received: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    received: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
 class RuleEvaluator(Protocol):
@@ -106,7 +107,9 @@ class IngestPipeline:
         self.stats = IngestStats()
         self._exported: dict[tuple[str, str], int] = {}
 
-    def decode(self, msg: Message) -> tuple[list[Reading], list[tuple[str, str, str]], dict[str, str]]:
+    def decode(
+        self, msg: Message
+    ) -> tuple[list[Reading], list[tuple[str, str, str]], dict[str, str]]:
         """Decode and validate one message; raise :class:`DecodeError` to reject it."""
         topic = parse_topic(msg.topic)
         codec_name = CODEC_FOR_KIND.get(topic.kind)
@@ -116,16 +119,26 @@ class IngestPipeline:
         if site is None and self.unknown_site == "dead-letter":
             raise DecodeError("unknown_site", f"site {topic.site!r} is not in the registry")
         if site is not None and site.department != topic.dept:
-            raise DecodeError("department_mismatch", f"site {topic.site!r} belongs to {site.department!r}, topic says {topic.dept!r}")
+            raise DecodeError(
+                "department_mismatch",
+                f"site {topic.site!r} belongs to {site.department!r}, topic says {topic.dept!r}",
+            )
         decoded = get_codec(codec_name).decode(msg.payload, site=topic.site, device=topic.device)
         irregular = [(topic.site, topic.device, what) for what in decoded.irregularities]
         if site is not None:
             device = site.device(topic.device)
             if device is None:
                 irregular.append((topic.site, topic.device, "device not in registry"))
-            elif codec_name == "hj212" and device.mn and decoded.meta.get("MN") not in (None, device.mn):
+            elif (
+                codec_name == "hj212"
+                and device.mn
+                and decoded.meta.get("MN") not in (None, device.mn)
+            ):
                 # A frame whose MN is not the registered device's may be misrouted or forged.
-                raise DecodeError("mn_mismatch", f"frame MN {decoded.meta.get('MN')!r} is not {device.mn!r} registered for {topic.site}/{topic.device}")
+                raise DecodeError(
+                    "mn_mismatch",
+                    f"frame MN {decoded.meta.get('MN')!r} is not {device.mn!r} registered for {topic.site}/{topic.device}",
+                )
         attrs = {k[5:]: v for k, v in decoded.meta.items() if k.startswith("attr.")}
         return list(decoded.readings), irregular, attrs
 
@@ -142,9 +155,16 @@ class IngestPipeline:
                     self.rule_state.prune(ruleset)
                 if self.audit is not None:
                     # A rule or threshold change is a supervision decision: it goes in the audit chain.
-                    self.audit.append("rules", "rules.reload", "rules", {
-                        "rules": {r.id: r.digest for r in ruleset}, "maintenance": len(ruleset.maintenance)})
-        signals = self.engine.tick(now or datetime.now(timezone.utc))
+                    self.audit.append(
+                        "rules",
+                        "rules.reload",
+                        "rules",
+                        {
+                            "rules": {r.id: r.digest for r in ruleset},
+                            "maintenance": len(ruleset.maintenance),
+                        },
+                    )
+        signals = self.engine.tick(now or datetime.now(UTC))
         if signals and self.alerts is not None:
             self.alerts.apply(signals)
         engine_now = getattr(self.engine, "watermark", None)
@@ -170,8 +190,12 @@ class IngestPipeline:
         stats = getattr(self.engine, "stats", None)
         if stats is None:
             return
-        now: dict[tuple[str, str], int] = {("rule_late_readings", rule): n for rule, n in stats.late_by_rule.items()}
-        now.update({("rule_flagged_readings", flag): n for flag, n in stats.flagged_by_flag.items()})
+        now: dict[tuple[str, str], int] = {
+            ("rule_late_readings", rule): n for rule, n in stats.late_by_rule.items()
+        }
+        now.update(
+            {("rule_flagged_readings", flag): n for flag, n in stats.flagged_by_flag.items()}
+        )
         now[("alerts_suppressed_maintenance", "")] = stats.suppressed
         deltas = {k: v - self._exported.get(k, 0) for k, v in now.items()}
         try:
@@ -215,11 +239,27 @@ class IngestPipeline:
                 readings.extend(rs)
                 irregular.extend(irr)
             except DecodeError as exc:
-                dead.append(DeadLetter(msg.topic, msg.payload, exc.reason, exc.detail, msg.received, codec=None))
-            except Exception as exc:  # noqa: BLE001 - a bug in a codec must not stop ingest
+                dead.append(
+                    DeadLetter(
+                        msg.topic, msg.payload, exc.reason, exc.detail, msg.received, codec=None
+                    )
+                )
+            except Exception as exc:
                 log.exception("decoder failed", extra=kv(topic=msg.topic))
-                dead.append(DeadLetter(msg.topic, msg.payload, "internal_error", f"{type(exc).__name__}: {exc}", msg.received))
-        shared = all(getattr(x, "db", None) is self.store.db for x in (self.alerts, self.rule_state) if x is not None)
+                dead.append(
+                    DeadLetter(
+                        msg.topic,
+                        msg.payload,
+                        "internal_error",
+                        f"{type(exc).__name__}: {exc}",
+                        msg.received,
+                    )
+                )
+        shared = all(
+            getattr(x, "db", None) is self.store.db
+            for x in (self.alerts, self.rule_state)
+            if x is not None
+        )
         try:
             # With one shared database the batch's readings, dead letters, alerts, audit entries
             # and rule state commit together: a failure leaves none of them, the messages stay
@@ -242,7 +282,9 @@ class IngestPipeline:
                 if new:
                     self.save_rule_state()
         except Exception:
-            log.exception("batch not stored; it will be redelivered", extra=kv(messages=len(messages)))
+            log.exception(
+                "batch not stored; it will be redelivered", extra=kv(messages=len(messages))
+            )
             if shared:
                 self._resync_engine()
             raise
@@ -258,7 +300,9 @@ class IngestPipeline:
         return BatchResult(len(new), len(readings) - len(new), len(dead), tuple(signals))
 
 
-def _with_attrs(signal: AlertSignal, attrs_at: dict[tuple[str, str, datetime], dict[str, str]]) -> AlertSignal:
+def _with_attrs(
+    signal: AlertSignal, attrs_at: dict[tuple[str, str, datetime], dict[str, str]]
+) -> AlertSignal:
     """Carry the attributes of the message that fired a signal (the overloaded truck's plate, a
     camera's zone) into its labels, so the alert names what an officer must find, and its
     evidence hashes into the signal's evidence."""
@@ -272,5 +316,8 @@ def _with_attrs(signal: AlertSignal, attrs_at: dict[tuple[str, str, datetime], d
     evidence = tuple(h for h in attrs.pop("evidence", "").split(",") if h)
     for k, v in attrs.items():
         labels.setdefault(k, v)
-    return replace(signal, labels=tuple(sorted(labels.items())),
-                   evidence=tuple(dict.fromkeys(signal.evidence + evidence)))
+    return replace(
+        signal,
+        labels=tuple(sorted(labels.items())),
+        evidence=tuple(dict.fromkeys(signal.evidence + evidence)),
+    )

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
 
 from farsight.clock import from_epoch_ms, to_epoch_ms
 from farsight.db import Database, connect
@@ -73,7 +73,9 @@ class DeadLetter:
     id: int | None = None
 
 
-_INSERT_HEAD = "INSERT INTO readings (site, device, metric, ts, value, unit, flag, seq, received) VALUES "
+_INSERT_HEAD = (
+    "INSERT INTO readings (site, device, metric, ts, value, unit, flag, seq, received) VALUES "
+)
 _ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?)"
 _INSERT_TAIL = " ON CONFLICT DO NOTHING RETURNING site, device, metric, ts"
 _CHUNK = 3000
@@ -82,15 +84,21 @@ _CHUNK = 3000
 
 def row_to_reading(row: sqlite3.Row) -> Reading:
     return Reading(
-        site=row["site"], device=row["device"], metric=row["metric"], value=row["value"],
-        unit=row["unit"], ts=from_epoch_ms(row["ts"]), flag=row["flag"], seq=row["seq"],
+        site=row["site"],
+        device=row["device"],
+        metric=row["metric"],
+        value=row["value"],
+        unit=row["unit"],
+        ts=from_epoch_ms(row["ts"]),
+        flag=row["flag"],
+        seq=row["seq"],
     )
 
 
 class ReadingStore:
     """Readings, dead letters and irregularity counts in one database (SQLite in WAL mode, or PostgreSQL)."""
 
-    def __init__(self, path: "Path | str | Database") -> None:
+    def __init__(self, path: Path | str | Database) -> None:
         self.db = Database.of(path, SCHEMA)
 
     # -- writes (one transaction per batch; the caller acknowledges after it returns) --------
@@ -108,7 +116,20 @@ class ReadingStore:
         (site, device, metric, ts) is ignored, which makes redelivery harmless.
         """
         now = to_epoch_ms(received) if received else to_epoch_ms(datetime.now().astimezone())
-        rows = [(r.site, r.device, r.metric, to_epoch_ms(r.ts), float(r.value), r.unit, r.flag, r.seq, now) for r in readings]
+        rows = [
+            (
+                r.site,
+                r.device,
+                r.metric,
+                to_epoch_ms(r.ts),
+                float(r.value),
+                r.unit,
+                r.flag,
+                r.seq,
+                now,
+            )
+            for r in readings
+        ]
         inserted: set[tuple[str, str, str, int]] = set()
         with self.db.transaction() as c:
             # One multi-row INSERT per chunk; RETURNING names only the rows that were new, since
@@ -155,7 +176,10 @@ class ReadingStore:
 
     def counters(self) -> dict[tuple[str, str], int]:
         """Every counter by (name, label)."""
-        return {(r["name"], r["label"]): int(r["value"]) for r in self.db.query("SELECT name, label, value FROM counters")}
+        return {
+            (r["name"], r["label"]): int(r["value"])
+            for r in self.db.query("SELECT name, label, value FROM counters")
+        }
 
     def add_dead_letter(self, letter: DeadLetter) -> None:
         self.write_batch((), dead=(letter,))
@@ -202,7 +226,14 @@ class ReadingStore:
                 tuple(params + [limit]),
             )
             return [
-                {"ts": from_epoch_ms(r["t"]).isoformat(), "value": r["value"], "min": r["min"], "max": r["max"], "count": r["n"], "unit": r["unit"]}
+                {
+                    "ts": from_epoch_ms(r["t"]).isoformat(),
+                    "value": r["value"],
+                    "min": r["min"],
+                    "max": r["max"],
+                    "count": r["n"],
+                    "unit": r["unit"],
+                }
                 for r in rows
             ]
         rows = self.db.query(
@@ -223,11 +254,15 @@ class ReadingStore:
 
     def since(self, after_id: int, limit: int = 1000) -> tuple[list[dict], int]:
         """Readings stored after row ``after_id`` (for the live stream) and the new high-water id."""
-        rows = self.db.query("SELECT * FROM readings WHERE id > ? ORDER BY id LIMIT ?", (after_id, limit))
+        rows = self.db.query(
+            "SELECT * FROM readings WHERE id > ? ORDER BY id LIMIT ?", (after_id, limit)
+        )
         last = rows[-1]["id"] if rows else after_id
         return [reading_dict(row_to_reading(r)) for r in rows], last
 
-    def iter_range(self, start: datetime, end: datetime, site: str | None = None, batch: int = 5000) -> Iterator[Reading]:
+    def iter_range(
+        self, start: datetime, end: datetime, site: str | None = None, batch: int = 5000
+    ) -> Iterator[Reading]:
         """Stream readings with ``start <= ts <= end`` (optionally of one site), ordered by ts then id.
 
         For replays (``farsight rules backtest``): one query on a read-only connection of its
@@ -285,8 +320,15 @@ class ReadingStore:
         sql += " ORDER BY id DESC LIMIT ?"
         params.append(limit)
         return [
-            DeadLetter(topic=r["topic"], payload=bytes(r["payload"]), reason=r["reason"], detail=r["detail"],
-                       received=from_epoch_ms(r["received"]), codec=r["codec"], id=r["id"])
+            DeadLetter(
+                topic=r["topic"],
+                payload=bytes(r["payload"]),
+                reason=r["reason"],
+                detail=r["detail"],
+                received=from_epoch_ms(r["received"]),
+                codec=r["codec"],
+                id=r["id"],
+            )
             for r in self.db.query(sql, tuple(params))
         ]
 
@@ -302,5 +344,13 @@ class ReadingStore:
 
 def reading_dict(r: Reading) -> dict:
     """A reading as JSON-ready data (API and stream)."""
-    return {"site": r.site, "device": r.device, "metric": r.metric, "value": r.value, "unit": r.unit,
-            "ts": r.ts.isoformat(), "flag": r.flag, "seq": r.seq}
+    return {
+        "site": r.site,
+        "device": r.device,
+        "metric": r.metric,
+        "value": r.value,
+        "unit": r.unit,
+        "ts": r.ts.isoformat(),
+        "flag": r.flag,
+        "seq": r.seq,
+    }

@@ -35,7 +35,9 @@ class Grid:
 
     def __post_init__(self) -> None:
         if self.transform.b != 0 or self.transform.d != 0 or self.transform.e >= 0:
-            raise AlignError(f"grid transform {tuple(self.transform)[:6]} must be north-up (no rotation, negative y step)")
+            raise AlignError(
+                f"grid transform {tuple(self.transform)[:6]} must be north-up (no rotation, negative y step)"
+            )
         if self.width < 1 or self.height < 1:
             raise AlignError(f"grid size {self.width}x{self.height} must be positive")
 
@@ -50,7 +52,9 @@ class Grid:
         return array_bounds(self.height, self.width, self.transform)[:4]
 
 
-def common_grid(before: Grid, after: Grid, crs: CRS | None = None, resolution: float | None = None) -> Grid:
+def common_grid(
+    before: Grid, after: Grid, crs: CRS | None = None, resolution: float | None = None
+) -> Grid:
     """The grid covering the overlap of ``before`` and ``after``.
 
     Parameters
@@ -79,7 +83,9 @@ def common_grid(before: Grid, after: Grid, crs: CRS | None = None, resolution: f
     left, bottom = max(bb[0], ab[0]), max(bb[1], ab[1])
     right, top = min(bb[2], ab[2]), min(bb[3], ab[3])
     if right <= left or top <= bottom:
-        raise AlignError(f"the scenes do not overlap (before {bb}, after {ab} in {target.to_string()}); give two scenes of the same area")
+        raise AlignError(
+            f"the scenes do not overlap (before {bb}, after {ab} in {target.to_string()}); give two scenes of the same area"
+        )
     if resolution is None:
         resolution = max(_res_in(before, target), _res_in(after, target))
     res = float(resolution)

@@ -43,17 +43,62 @@ def _bands(text: str | None) -> tuple[str, ...] | None:
 
 
 def _add_detect_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--zones", type=Path, default=None, metavar="ZONES.geojson", help="zones of interest (lon/lat polygons with id, name, kind)")
-    p.add_argument("--all", action="store_true", help="with --zones, write changes outside every zone too")
-    p.add_argument("--mmu-ha", type=float, default=0.25, metavar="H", help="minimum mapping unit in hectares (default 0.25)")
+    p.add_argument(
+        "--zones",
+        type=Path,
+        default=None,
+        metavar="ZONES.geojson",
+        help="zones of interest (lon/lat polygons with id, name, kind)",
+    )
+    p.add_argument(
+        "--all", action="store_true", help="with --zones, write changes outside every zone too"
+    )
+    p.add_argument(
+        "--mmu-ha",
+        type=float,
+        default=0.25,
+        metavar="H",
+        help="minimum mapping unit in hectares (default 0.25)",
+    )
     p.add_argument("--method", choices=DETECTORS, default="index", help="detector (default index)")
-    p.add_argument("--threshold", choices=("otsu", "em"), default="otsu", help="automatic CVA threshold (default otsu)")
-    p.add_argument("--sensor", choices=sorted(SENSORS), default=None, help="band order preset when bands are not described")
-    p.add_argument("--bands", default=None, metavar="ROLES", help="band roles in file order, e.g. blue,green,red,nir,swir1,swir2 ('-' to skip a band)")
-    p.add_argument("--workers", type=int, default=1, metavar="N", help="threads for blocks (default 1)")
-    p.add_argument("--executor", choices=EXECUTORS, default="threads", help="block executor (default threads)")
-    p.add_argument("--block", type=int, default=1024, metavar="PX", help="block size, rounded up to whole tiles (default 1024)")
-    p.add_argument("--evidence", type=Path, default=None, metavar="DIR", help="store quicklook PNGs here, content-addressed")
+    p.add_argument(
+        "--threshold",
+        choices=("otsu", "em"),
+        default="otsu",
+        help="automatic CVA threshold (default otsu)",
+    )
+    p.add_argument(
+        "--sensor",
+        choices=sorted(SENSORS),
+        default=None,
+        help="band order preset when bands are not described",
+    )
+    p.add_argument(
+        "--bands",
+        default=None,
+        metavar="ROLES",
+        help="band roles in file order, e.g. blue,green,red,nir,swir1,swir2 ('-' to skip a band)",
+    )
+    p.add_argument(
+        "--workers", type=int, default=1, metavar="N", help="threads for blocks (default 1)"
+    )
+    p.add_argument(
+        "--executor", choices=EXECUTORS, default="threads", help="block executor (default threads)"
+    )
+    p.add_argument(
+        "--block",
+        type=int,
+        default=1024,
+        metavar="PX",
+        help="block size, rounded up to whole tiles (default 1024)",
+    )
+    p.add_argument(
+        "--evidence",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="store quicklook PNGs here, content-addressed",
+    )
 
 
 def add_rs_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -64,25 +109,65 @@ def add_rs_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
     d = actions.add_parser("detect", help="detect changes between two scenes; write GeoJSON")
     d.add_argument("before", type=Path, metavar="BEFORE", help="earlier scene (GeoTIFF/COG)")
     d.add_argument("after", type=Path, metavar="AFTER", help="later scene (GeoTIFF/COG)")
-    d.add_argument("--out", type=Path, required=True, metavar="changes.geojson", help="output FeatureCollection")
+    d.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        metavar="changes.geojson",
+        help="output FeatureCollection",
+    )
     _add_detect_options(d)
     d.set_defaults(func=_cmd_detect)
 
     w = actions.add_parser("watch", help="process new scenes per area of interest as they arrive")
-    w.add_argument("dir", type=Path, metavar="DIR", help="folder of scenes, or of one subfolder of scenes per AOI")
-    w.add_argument("--out-dir", type=Path, default=None, metavar="OUT", help="results, state and events (default DIR/_rs)")
+    w.add_argument(
+        "dir",
+        type=Path,
+        metavar="DIR",
+        help="folder of scenes, or of one subfolder of scenes per AOI",
+    )
+    w.add_argument(
+        "--out-dir",
+        type=Path,
+        default=None,
+        metavar="OUT",
+        help="results, state and events (default DIR/_rs)",
+    )
     w.add_argument("--once", action="store_true", help="process what is there and exit")
-    w.add_argument("--interval", type=float, default=60.0, metavar="S", help="seconds between scans (default 60)")
-    w.add_argument("--queue", action="store_true",
-                   help="raise each state change as an alert in the risk queue (the database of --config), "
-                        "quicklooks into its evidence store")
-    w.add_argument("--department", default="env", metavar="D", help="department of the alerts with --queue (default env)")
+    w.add_argument(
+        "--interval",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="seconds between scans (default 60)",
+    )
+    w.add_argument(
+        "--queue",
+        action="store_true",
+        help="raise each state change as an alert in the risk queue (the database of --config), "
+        "quicklooks into its evidence store",
+    )
+    w.add_argument(
+        "--department",
+        default="env",
+        metavar="D",
+        help="department of the alerts with --queue (default env)",
+    )
     _add_detect_options(w)
     w.set_defaults(func=_cmd_watch)
 
 
 def _options(args: argparse.Namespace) -> DetectOptions:
-    return DetectOptions(method=args.method, threshold=args.threshold, mmu_ha=args.mmu_ha, workers=args.workers, executor=args.executor, block=args.block, sensor=args.sensor, bands=_bands(args.bands))
+    return DetectOptions(
+        method=args.method,
+        threshold=args.threshold,
+        mmu_ha=args.mmu_ha,
+        workers=args.workers,
+        executor=args.executor,
+        block=args.block,
+        sensor=args.sensor,
+        bands=_bands(args.bands),
+    )
 
 
 def _zones(path: Path | None) -> tuple[Zone, ...]:
@@ -99,7 +184,9 @@ def _progress(label: str) -> Callable[[int, int], None]:
         width = 30
         filled = int(width * done / total)
         rate = done / max(time.monotonic() - started, 1e-6)
-        sys.stderr.write(f"\r{label} [{'#' * filled}{'.' * (width - filled)}] {done}/{total} blocks, {rate:.1f}/s")
+        sys.stderr.write(
+            f"\r{label} [{'#' * filled}{'.' * (width - filled)}] {done}/{total} blocks, {rate:.1f}/s"
+        )
         if done == total:
             sys.stderr.write("\n")
         sys.stderr.flush()
@@ -110,7 +197,13 @@ def _progress(label: str) -> Callable[[int, int], None]:
 def _check_inputs(*paths: Path) -> None:
     missing = [p for p in paths if not p.is_file()]
     if missing:
-        raise ConfigError([ConfigProblem("scene", str(p), "file not found; give a GeoTIFF or COG path") for p in missing], "rs detect")
+        raise ConfigError(
+            [
+                ConfigProblem("scene", str(p), "file not found; give a GeoTIFF or COG path")
+                for p in missing
+            ],
+            "rs detect",
+        )
 
 
 def tune_process() -> None:
@@ -150,10 +243,14 @@ def _cmd_detect(args: argparse.Namespace) -> int:
     opts = _options(args)
     zones = _zones(args.zones)
     ql = quicklook_writer(args.evidence) if args.evidence else None
-    result = detect_pair(args.before, args.after, opts, zones=zones, quicklook=ql, progress=_progress("rs detect"))
+    result = detect_pair(
+        args.before, args.after, opts, zones=zones, quicklook=ql, progress=_progress("rs detect")
+    )
     chosen = result.regions if not zones or args.all else in_zones(result.regions)
     write_geojson(args.out, feature_collection(result, chosen))
-    print(f"{len(chosen)} changes written to {args.out} ({len(result.regions)} detected; grid {result.grid.width}x{result.grid.height})")
+    print(
+        f"{len(chosen)} changes written to {args.out} ({len(result.regions)} detected; grid {result.grid.width}x{result.grid.height})"
+    )
     return 0
 
 
@@ -164,12 +261,17 @@ def _is_scene(p: Path) -> bool:
 
 def _scenes_by_aoi(root: Path) -> dict[str, list[Path]]:
     if not root.is_dir():
-        raise ConfigError([ConfigProblem("DIR", str(root), "not a folder; give the folder scenes arrive in")], "rs watch")
+        raise ConfigError(
+            [ConfigProblem("DIR", str(root), "not a folder; give the folder scenes arrive in")],
+            "rs watch",
+        )
     out: dict[str, list[Path]] = {}
     direct = sorted(p for p in root.iterdir() if _is_scene(p))
     if direct:
         out[root.name] = direct
-    for sub in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(("_", "."))):
+    for sub in sorted(
+        p for p in root.iterdir() if p.is_dir() and not p.name.startswith(("_", "."))
+    ):
         files = sorted(p for p in sub.iterdir() if _is_scene(p))
         if files:
             out[sub.name] = files
@@ -187,9 +289,15 @@ def event_json(change: StateChange, result: PairResult) -> dict[str, Any]:
         "sightings": change.track.sightings,
         "ts": change.ts.isoformat(),
         "change": {
-            "aoi": cr.aoi, "kind": cr.kind, "geometry": cr.geometry, "area_m2": cr.area_m2,
-            "centroid": asdict(cr.centroid), "confidence": cr.confidence,
-            "before": cr.before.isoformat(), "after": cr.after.isoformat(), "evidence": list(cr.evidence),
+            "aoi": cr.aoi,
+            "kind": cr.kind,
+            "geometry": cr.geometry,
+            "area_m2": cr.area_m2,
+            "centroid": asdict(cr.centroid),
+            "confidence": cr.confidence,
+            "before": cr.before.isoformat(),
+            "after": cr.after.isoformat(),
+            "evidence": list(cr.evidence),
         },
         "zones": [asdict(z) for z in change.region.zones],
     }
@@ -241,7 +349,14 @@ def watch_once(
             if f.name in seen:
                 continue
             try:
-                result = detect_pair(prev, scene, opts, zones=zones, quicklook=ql, progress=_progress(f"rs watch {aoi}/{f.name}"))
+                result = detect_pair(
+                    prev,
+                    scene,
+                    opts,
+                    zones=zones,
+                    quicklook=ql,
+                    progress=_progress(f"rs watch {aoi}/{f.name}"),
+                )
             except FarsightError as exc:
                 log.warning("rs watch failed aoi=%s scene=%s error=%s", aoi, f.name, exc)
                 seen[f.name] = {"error": str(exc)}
@@ -249,21 +364,32 @@ def watch_once(
             chosen = result.regions if not zones or all_changes else in_zones(result.regions)
             tracks, changes = update(tracks, chosen, aoi, result.after_time)
             states = {c.region.id: c.track.state for c in changes}
-            write_geojson(out_dir / aoi / f"{f.stem}.geojson", feature_collection(result, chosen, states))
+            write_geojson(
+                out_dir / aoi / f"{f.stem}.geojson", feature_collection(result, chosen, states)
+            )
             new_events = [event_json(c, result) for c in changes]
             if new_events:
                 (out_dir).mkdir(parents=True, exist_ok=True)
                 with open(out_dir / "events.jsonl", "a", encoding="utf-8") as fh:
-                    for e in new_events:
-                        fh.write(json.dumps(e, ensure_ascii=False) + "\n")
+                    fh.writelines(json.dumps(e, ensure_ascii=False) + "\n" for e in new_events)
             for c, e in zip(changes, new_events):
                 if on_event:
                     on_event(e)
                 if on_change:
                     on_change(change_event(c, result.before_time, result.after_time, department))
             events += new_events
-            seen[f.name] = {"before": prev.path.name, "regions": len(chosen), "events": len(new_events)}
-            log.info("rs watch aoi=%s scene=%s regions=%d events=%d", aoi, f.name, len(chosen), len(new_events))
+            seen[f.name] = {
+                "before": prev.path.name,
+                "regions": len(chosen),
+                "events": len(new_events),
+            }
+            log.info(
+                "rs watch aoi=%s scene=%s regions=%d events=%d",
+                aoi,
+                f.name,
+                len(chosen),
+                len(new_events),
+            )
         if dated and dated[0][1].name not in seen:
             seen[dated[0][1].name] = {"first": True}
         write_json(state_path, {**to_json(tracks), "scenes": done})
@@ -280,12 +406,24 @@ def _cmd_watch(args: argparse.Namespace) -> int:
     if args.queue:
         from remote_sensing.queue import open_queue
 
-        evidence, on_change, close = open_queue(getattr(args, "config", None), args.department, args.evidence)
+        evidence, on_change, close = open_queue(
+            getattr(args, "config", None), args.department, args.evidence
+        )
     try:
         while True:
-            events = watch_once(args.dir, out_dir, opts, zones, args.all, evidence, on_change=on_change,
-                                department=args.department)
-            print(f"rs watch: {len(events)} events; state in {out_dir / 'rs-state.json'}", flush=True)
+            events = watch_once(
+                args.dir,
+                out_dir,
+                opts,
+                zones,
+                args.all,
+                evidence,
+                on_change=on_change,
+                department=args.department,
+            )
+            print(
+                f"rs watch: {len(events)} events; state in {out_dir / 'rs-state.json'}", flush=True
+            )
             if args.once:
                 return 0
             time.sleep(args.interval)

@@ -37,9 +37,19 @@ def prepare_demo_aoi(root: Path, seed: int = 2026) -> tuple[Path, Path, int]:
     aoi_dir = root / "scenes" / AOI
     zones_file = root / "zones.geojson"
     if (aoi_dir / "after.tif").is_file() and zones_file.is_file():
-        return root / "scenes", zones_file, len(json.loads(zones_file.read_text(encoding="utf-8"))["features"])
-    spec = SceneSpec(seed=seed, width=384, height=384, kinds=("new_construction", "vegetation_loss"), changes_per_kind=1,
-                     cloud_cover=(0.0, 0.03))
+        return (
+            root / "scenes",
+            zones_file,
+            len(json.loads(zones_file.read_text(encoding="utf-8"))["features"]),
+        )
+    spec = SceneSpec(
+        seed=seed,
+        width=384,
+        height=384,
+        kinds=("new_construction", "vegetation_loss"),
+        changes_per_kind=1,
+        cloud_cover=(0.0, 0.03),
+    )
     pair = write_pair(spec, root / "pair")
     aoi_dir.mkdir(parents=True, exist_ok=True)
     shutil.move(str(pair.before), aoi_dir / "before.tif")
@@ -47,9 +57,17 @@ def prepare_demo_aoi(root: Path, seed: int = 2026) -> tuple[Path, Path, int]:
     # The red line: around the first inserted change, with a margin of about 150 m.
     target = shape(pair.changes[0].geometry)
     zone = target.envelope.buffer(0.0015, join_style=2)
-    fc = {"type": "FeatureCollection", "features": [
-        {"type": "Feature", "id": "redline-1", "geometry": mapping(zone),
-         "properties": {"name": ZONE_NAME, "kind": "ecological_red_line"}}]}
+    fc = {
+        "type": "FeatureCollection",
+        "features": [
+            {
+                "type": "Feature",
+                "id": "redline-1",
+                "geometry": mapping(zone),
+                "properties": {"name": ZONE_NAME, "kind": "ecological_red_line"},
+            }
+        ],
+    }
     zones_file.write_text(json.dumps(fc, ensure_ascii=False), encoding="utf-8")
     return root / "scenes", zones_file, 1
 
@@ -60,8 +78,15 @@ def run_demo_watch(settings: Settings, work: Path, department: str = "env") -> i
     zones = parse_zones(json.loads(zones_file.read_text(encoding="utf-8")), str(zones_file))
     on_change, close = queue_sink(settings)
     try:
-        events = watch_once(scenes, work / "out", DetectOptions(), zones, evidence=settings.evidence_dir,
-                            on_change=on_change, department=department)
+        events = watch_once(
+            scenes,
+            work / "out",
+            DetectOptions(),
+            zones,
+            evidence=settings.evidence_dir,
+            on_change=on_change,
+            department=department,
+        )
     finally:
         close()
     log.info("satellite demo processed", extra=kv(aoi=AOI, events=len(events)))

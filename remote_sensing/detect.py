@@ -22,7 +22,14 @@ import numpy as np
 
 from remote_sensing.indices import DateIndices, bsi, date_indices, ndbi, redness
 
-KINDS: tuple[str, ...] = ("vegetation_loss", "new_construction", "water_gain", "water_loss", "bare_soil", "unclassified")
+KINDS: tuple[str, ...] = (
+    "vegetation_loss",
+    "new_construction",
+    "water_gain",
+    "water_loss",
+    "bare_soil",
+    "unclassified",
+)
 """Change kinds, in code order (code = index + 1); ``unclassified`` only from CVA or iMAD."""
 
 UNCLASSIFIED = KINDS.index("unclassified") + 1
@@ -73,7 +80,13 @@ class Thresholds:
                 raise ValueError(f"threshold {name}={v} must be within -1..1")
 
 
-def label_changes(before: dict[str, np.ndarray], after: dict[str, np.ndarray], t: Thresholds = Thresholds(), ib: DateIndices | None = None, ia: DateIndices | None = None) -> np.ndarray:
+def label_changes(
+    before: dict[str, np.ndarray],
+    after: dict[str, np.ndarray],
+    t: Thresholds = Thresholds(),
+    ib: DateIndices | None = None,
+    ia: DateIndices | None = None,
+) -> np.ndarray:
     """Per-pixel change kind by index differencing.
 
     Rules are tried in order, the first that holds wins: water gain, water loss, new
@@ -100,21 +113,46 @@ def label_changes(before: dict[str, np.ndarray], after: dict[str, np.ndarray], t
     veg_loss = (nb > t.vegetated) & (na - nb < -t.ndvi_loss)
     if "swir1" in before:
         bb, ba = bsi(before), bsi(after)
-        built = (ndbi(after) - ndbi(before) > t.built_gain) & (na < t.built_ndvi) & (ba < t.soil_bsi) & (va > t.visible_built) & (va - vb > t.visible_gain)
+        built = (
+            (ndbi(after) - ndbi(before) > t.built_gain)
+            & (na < t.built_ndvi)
+            & (ba < t.soil_bsi)
+            & (va > t.visible_built)
+            & (va - vb > t.visible_gain)
+        )
         soil = (ba - bb > t.soil_gain) & (ba >= t.soil_bsi) & (na < t.soil_ndvi)
     else:
         ra = redness(after)
-        built = (na < t.built_ndvi) & (ra < t.soil_redness) & (va > t.visible_built) & (va - vb > t.visible_gain)
-        soil = (na < t.soil_ndvi) & (ra >= t.soil_redness) & ((na - nb < -t.ndvi_loss) | (va - vb > t.visible_gain))
+        built = (
+            (na < t.built_ndvi)
+            & (ra < t.soil_redness)
+            & (va > t.visible_built)
+            & (va - vb > t.visible_gain)
+        )
+        soil = (
+            (na < t.soil_ndvi)
+            & (ra >= t.soil_redness)
+            & ((na - nb < -t.ndvi_loss) | (va - vb > t.visible_gain))
+        )
     water_gain = (wa > t.water) & (wb < t.water) & (wa - wb > t.water_delta)
     water_loss = (wb > t.water) & (wa < t.water) & (wb - wa > t.water_delta)
     # Assign in reverse priority so that the first rule in the documented order wins.
-    for kind, mask in (("vegetation_loss", veg_loss), ("bare_soil", soil), ("new_construction", built), ("water_loss", water_loss), ("water_gain", water_gain)):
+    for kind, mask in (
+        ("vegetation_loss", veg_loss),
+        ("bare_soil", soil),
+        ("new_construction", built),
+        ("water_loss", water_loss),
+        ("water_gain", water_gain),
+    ):
         codes[mask] = kind_code(kind)
     return codes
 
 
-def cva_magnitude(before: dict[str, np.ndarray], after: dict[str, np.ndarray], roles: tuple[str, ...] | None = None) -> np.ndarray:
+def cva_magnitude(
+    before: dict[str, np.ndarray],
+    after: dict[str, np.ndarray],
+    roles: tuple[str, ...] | None = None,
+) -> np.ndarray:
     """Euclidean length of the change vector over ``roles`` (default: every shared band), float32."""
     roles = roles or tuple(r for r in before if r in after)
     acc = np.zeros(before[roles[0]].shape, np.float32)
@@ -186,7 +224,13 @@ class ImadModel:
     iterations: int
 
 
-def fit_imad(before: dict[str, np.ndarray], after: dict[str, np.ndarray], usable: np.ndarray, max_iter: int = 30, tol: float = 1e-4) -> ImadModel:
+def fit_imad(
+    before: dict[str, np.ndarray],
+    after: dict[str, np.ndarray],
+    usable: np.ndarray,
+    max_iter: int = 30,
+    tol: float = 1e-4,
+) -> ImadModel:
     """Fit iMAD (Nielsen 2007) on the usable pixels of a sample.
 
     Each iteration weights pixels by their no-change probability (chi-square survival of the
@@ -227,15 +271,23 @@ def fit_imad(before: dict[str, np.ndarray], after: dict[str, np.ndarray], usable
         if np.max(np.abs(rho - rho_old)) < tol:
             break
         rho_old = rho
-    return ImadModel(roles, tuple(mx), tuple(my), tuple(map(tuple, a)), tuple(map(tuple, b)), tuple(var), it)
+    return ImadModel(
+        roles, tuple(mx), tuple(my), tuple(map(tuple, a)), tuple(map(tuple, b)), tuple(var), it
+    )
 
 
-def imad_chi2(model: ImadModel, before: dict[str, np.ndarray], after: dict[str, np.ndarray]) -> np.ndarray:
+def imad_chi2(
+    model: ImadModel, before: dict[str, np.ndarray], after: dict[str, np.ndarray]
+) -> np.ndarray:
     """The iMAD chi-square change statistic of every pixel (float32); ~chi2(p) where nothing changed."""
     a, b = np.asarray(model.a, np.float32), np.asarray(model.b, np.float32)
     shape = before[model.roles[0]].shape
-    x = np.stack([before[r].ravel() - np.float32(m) for r, m in zip(model.roles, model.mean_before)], axis=1)
-    y = np.stack([after[r].ravel() - np.float32(m) for r, m in zip(model.roles, model.mean_after)], axis=1)
+    x = np.stack(
+        [before[r].ravel() - np.float32(m) for r, m in zip(model.roles, model.mean_before)], axis=1
+    )
+    y = np.stack(
+        [after[r].ravel() - np.float32(m) for r, m in zip(model.roles, model.mean_after)], axis=1
+    )
     mad = x @ a - y @ b
     stat = (mad * mad / np.asarray(model.variances, np.float32)).sum(axis=1)
     return stat.reshape(shape).astype(np.float32)

@@ -13,11 +13,17 @@ from farsight.types import ChangeEvent
 from remote_sensing.revisits import StateChange
 
 
-def change_event(change: StateChange, before: datetime, after: datetime, department: str = "") -> ChangeEvent:
+def change_event(
+    change: StateChange, before: datetime, after: datetime, department: str = ""
+) -> ChangeEvent:
     """The :class:`ChangeEvent` of one revisit state change (its region as a ChangeRegion, the
     track's id, state and sightings, the zones it touches)."""
     region, track = change.region, change.track
     return ChangeEvent(
-        region=region.to_change_region(track.aoi, before, after), track=track.id, state=track.state,
-        sightings=track.sightings, zones=tuple((z.zone, z.kind) for z in region.zones), department=department,
+        region=region.to_change_region(track.aoi, before, after),
+        track=track.id,
+        state=track.state,
+        sightings=track.sightings,
+        zones=tuple((z.zone, z.kind) for z in region.zones),
+        department=department,
     )

@@ -31,7 +31,9 @@ def ndvi(bands: dict[str, np.ndarray]) -> np.ndarray:
 
 def water_index(bands: dict[str, np.ndarray]) -> np.ndarray:
     """MNDWI (Xu 2006, green vs swir1) when a swir1 band exists, else NDWI (McFeeters 1996, green vs nir)."""
-    return normalised_difference(bands["green"], bands["swir1"] if "swir1" in bands else bands["nir"])
+    return normalised_difference(
+        bands["green"], bands["swir1"] if "swir1" in bands else bands["nir"]
+    )
 
 
 def ndbi(bands: dict[str, np.ndarray]) -> np.ndarray:

@@ -19,7 +19,7 @@ import math
 import os
 import threading
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -63,9 +63,21 @@ SENSORS: dict[str, SensorPreset] = {
         # Sentinel-2 L2A: B01..B12 without B10, then SCL; baseline >= 04.00 adds -1000 DN offset.
         SensorPreset("sentinel2-l2a", _S2 + ("scl",), 1e-4, -0.1, "scl"),
         # The 10/20 m bands most stacks keep: B02 B03 B04 B08 B11 B12 (SCL optional).
-        SensorPreset("sentinel2-l2a-stack", ("blue", "green", "red", "nir", "swir1", "swir2", "scl"), 1e-4, -0.1, "scl"),
+        SensorPreset(
+            "sentinel2-l2a-stack",
+            ("blue", "green", "red", "nir", "swir1", "swir2", "scl"),
+            1e-4,
+            -0.1,
+            "scl",
+        ),
         # Landsat 8/9 Collection 2 Level-2: SR_B1..SR_B7 then QA_PIXEL; USGS scale and offset.
-        SensorPreset("landsat-c2l2", (None, "blue", "green", "red", "nir", "swir1", "swir2", "qa_pixel"), 2.75e-5, -0.2, "qa_pixel"),
+        SensorPreset(
+            "landsat-c2l2",
+            (None, "blue", "green", "red", "nir", "swir1", "swir2", "qa_pixel"),
+            2.75e-5,
+            -0.2,
+            "qa_pixel",
+        ),
         # Gaofen WFV/PMS multispectral: blue green red nir (GF-6 WFV adds red edges, purple, yellow).
         SensorPreset("gf1-wfv", ("blue", "green", "red", "nir")),
         SensorPreset("gf6-wfv", ("blue", "green", "red", "nir", None, None, None, None)),
@@ -75,11 +87,32 @@ SENSORS: dict[str, SensorPreset] = {
 """Sensor presets by name (``--sensor``)."""
 
 _ALIASES = {
-    "blue": "blue", "green": "green", "red": "red", "nir": "nir", "near infrared": "nir", "nir08": "nir",
-    "swir1": "swir1", "swir16": "swir1", "swir 1": "swir1", "swir2": "swir2", "swir22": "swir2", "swir 2": "swir2",
-    "b02": "blue", "b03": "green", "b04": "red", "b08": "nir", "b11": "swir1", "b12": "swir2",
-    "sr_b2": "blue", "sr_b3": "green", "sr_b4": "red", "sr_b5": "nir", "sr_b6": "swir1", "sr_b7": "swir2",
-    "scl": "scl", "qa_pixel": "qa_pixel",
+    "blue": "blue",
+    "green": "green",
+    "red": "red",
+    "nir": "nir",
+    "near infrared": "nir",
+    "nir08": "nir",
+    "swir1": "swir1",
+    "swir16": "swir1",
+    "swir 1": "swir1",
+    "swir2": "swir2",
+    "swir22": "swir2",
+    "swir 2": "swir2",
+    "b02": "blue",
+    "b03": "green",
+    "b04": "red",
+    "b08": "nir",
+    "b11": "swir1",
+    "b12": "swir2",
+    "sr_b2": "blue",
+    "sr_b3": "green",
+    "sr_b4": "red",
+    "sr_b5": "nir",
+    "sr_b6": "swir1",
+    "sr_b7": "swir2",
+    "scl": "scl",
+    "qa_pixel": "qa_pixel",
 }
 
 
@@ -113,10 +146,17 @@ class Scene:
 
 
 def _described(descriptions: tuple[str | None, ...]) -> set[str]:
-    return {_ALIASES[d.strip().lower()] for d in descriptions if d and d.strip().lower() in _ALIASES}
+    return {
+        _ALIASES[d.strip().lower()] for d in descriptions if d and d.strip().lower() in _ALIASES
+    }
 
 
-def resolve_roles(descriptions: tuple[str | None, ...], sensor: str | None = None, bands: tuple[str, ...] | None = None, source: str = "") -> dict[str, int]:
+def resolve_roles(
+    descriptions: tuple[str | None, ...],
+    sensor: str | None = None,
+    bands: tuple[str, ...] | None = None,
+    source: str = "",
+) -> dict[str, int]:
     """Map roles (and ``scl``/``qa_pixel``) to 1-based band indexes.
 
     The band descriptions decide when they name the required roles; otherwise the ``sensor``
@@ -132,18 +172,48 @@ def resolve_roles(descriptions: tuple[str | None, ...], sensor: str | None = Non
     count = len(descriptions)
     if bands:
         if len(bands) != count:
-            raise ConfigError([ConfigProblem("--bands", ",".join(bands), f"{source} has {count} bands: give {count} names (use '-' for a band to skip)")], source)
-        names = tuple(None if b in ("-", "", "none") else _ALIASES.get(b.strip().lower(), b.strip().lower()) for b in bands)
+            raise ConfigError(
+                [
+                    ConfigProblem(
+                        "--bands",
+                        ",".join(bands),
+                        f"{source} has {count} bands: give {count} names (use '-' for a band to skip)",
+                    )
+                ],
+                source,
+            )
+        names = tuple(
+            None if b in ("-", "", "none") else _ALIASES.get(b.strip().lower(), b.strip().lower())
+            for b in bands
+        )
     elif sensor and not all(r in _described(descriptions) for r in REQUIRED_ROLES):
         if sensor not in SENSORS:
-            raise ConfigError([ConfigProblem("--sensor", sensor, f"unknown sensor; known: {', '.join(SENSORS)}")], source)
+            raise ConfigError(
+                [ConfigProblem("--sensor", sensor, f"unknown sensor; known: {', '.join(SENSORS)}")],
+                source,
+            )
         preset = SENSORS[sensor].roles
-        if count not in (len(preset), len(preset) - (1 if preset[-1] in ("scl", "qa_pixel") else 0)):
-            raise ConfigError([ConfigProblem("--sensor", sensor, f"{source} has {count} bands but preset {sensor} expects {len(preset)}; use --bands")], source)
+        if count not in (
+            len(preset),
+            len(preset) - (1 if preset[-1] in ("scl", "qa_pixel") else 0),
+        ):
+            raise ConfigError(
+                [
+                    ConfigProblem(
+                        "--sensor",
+                        sensor,
+                        f"{source} has {count} bands but preset {sensor} expects {len(preset)}; use --bands",
+                    )
+                ],
+                source,
+            )
         names = preset[:count]
     else:
         if sensor and sensor not in SENSORS:
-            raise ConfigError([ConfigProblem("--sensor", sensor, f"unknown sensor; known: {', '.join(SENSORS)}")], source)
+            raise ConfigError(
+                [ConfigProblem("--sensor", sensor, f"unknown sensor; known: {', '.join(SENSORS)}")],
+                source,
+            )
         names = tuple(_ALIASES.get((d or "").strip().lower()) for d in descriptions)
     found: dict[str, int] = {}
     for i, name in enumerate(names, start=1):
@@ -152,7 +222,13 @@ def resolve_roles(descriptions: tuple[str | None, ...], sensor: str | None = Non
     missing = [r for r in REQUIRED_ROLES if r not in found]
     if missing:
         raise ConfigError(
-            [ConfigProblem("bands", list(descriptions), f"{source}: no band for {', '.join(missing)}; name the bands in the file's descriptions, or pass --sensor ({', '.join(SENSORS)}) or --bands blue,green,red,nir,...")],
+            [
+                ConfigProblem(
+                    "bands",
+                    list(descriptions),
+                    f"{source}: no band for {', '.join(missing)}; name the bands in the file's descriptions, or pass --sensor ({', '.join(SENSORS)}) or --bands blue,green,red,nir,...",
+                )
+            ],
             source,
         )
     return found
@@ -163,16 +239,21 @@ def _acquired(tags: dict[str, str]) -> datetime | None:
         text = tags.get(key)
         if not text:
             continue
-        for parse in (lambda t: datetime.fromisoformat(t.replace("Z", "+00:00")), lambda t: datetime.strptime(t, "%Y:%m:%d %H:%M:%S")):
+        for parse in (
+            lambda t: datetime.fromisoformat(t.replace("Z", "+00:00")),
+            lambda t: datetime.strptime(t, "%Y:%m:%d %H:%M:%S"),
+        ):
             try:
                 ts = parse(text.strip())
             except ValueError:
                 continue
-            return ts.replace(tzinfo=timezone.utc) if ts.tzinfo is None else ts.astimezone(timezone.utc)
+            return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
     return None
 
 
-def open_scene(path: str | Path, sensor: str | None = None, bands: tuple[str, ...] | None = None) -> Scene:
+def open_scene(
+    path: str | Path, sensor: str | None = None, bands: tuple[str, ...] | None = None
+) -> Scene:
     """Read the metadata of a scene file (no pixels).
 
     Scale and offset come from the file's band metadata; when the file has none (scale 1,
@@ -189,7 +270,9 @@ def open_scene(path: str | Path, sensor: str | None = None, bands: tuple[str, ..
     try:
         with rasterio.open(p) as src:
             if src.crs is None or src.transform.is_identity:
-                raise SceneError(f"{p}: not georeferenced (no CRS or geotransform); give a GeoTIFF with a CRS")
+                raise SceneError(
+                    f"{p}: not georeferenced (no CRS or geotransform); give a GeoTIFF with a CRS"
+                )
             found = resolve_roles(tuple(src.descriptions), sensor, bands, str(p))
             preset = SENSORS.get(sensor or "")
             roles = tuple(r for r in ROLES if r in found)
@@ -203,12 +286,25 @@ def open_scene(path: str | Path, sensor: str | None = None, bands: tuple[str, ..
                 offsets.append(o)
             qa = next(((k, found[k]) for k in ("scl", "qa_pixel") if k in found), None)
             return Scene(
-                path=p, crs=src.crs, transform=src.transform, width=src.width, height=src.height,
-                roles=roles, indexes=idx, scales=tuple(scales), offsets=tuple(offsets), nodata=src.nodata,
-                qa=qa, acquired=_acquired(src.tags()), block_shape=tuple(src.block_shapes[0]), dtype=src.dtypes[0],
+                path=p,
+                crs=src.crs,
+                transform=src.transform,
+                width=src.width,
+                height=src.height,
+                roles=roles,
+                indexes=idx,
+                scales=tuple(scales),
+                offsets=tuple(offsets),
+                nodata=src.nodata,
+                qa=qa,
+                acquired=_acquired(src.tags()),
+                block_shape=tuple(src.block_shapes[0]),
+                dtype=src.dtypes[0],
             )
     except RasterioError as exc:
-        raise SceneError(f"{p}: cannot open as a raster ({exc}); give a GeoTIFF or COG path") from None
+        raise SceneError(
+            f"{p}: cannot open as a raster ({exc}); give a GeoTIFF or COG path"
+        ) from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,7 +323,10 @@ def _integer_offset(scene: Scene, grid: Grid) -> tuple[int, int] | None:
     if scene.crs != grid.crs:
         return None
     a, b = scene.transform, grid.transform
-    if not all(math.isclose(x, y, rel_tol=0, abs_tol=1e-9 * max(1.0, abs(y))) for x, y in ((a.a, b.a), (a.b, b.b), (a.d, b.d), (a.e, b.e))):
+    if not all(
+        math.isclose(x, y, rel_tol=0, abs_tol=1e-9 * max(1.0, abs(y)))
+        for x, y in ((a.a, b.a), (a.b, b.b), (a.d, b.d), (a.e, b.e))
+    ):
         return None
     col = (b.c - a.c) / a.a
     row = (b.f - a.f) / a.e
@@ -243,7 +342,9 @@ class AlignedReader:
     GDAL dataset handles must not be shared between threads.
     """
 
-    def __init__(self, scene: Scene, grid: Grid, resampling: Resampling = Resampling.bilinear) -> None:
+    def __init__(
+        self, scene: Scene, grid: Grid, resampling: Resampling = Resampling.bilinear
+    ) -> None:
         self.scene = scene
         self.grid = grid
         self.resampling = resampling
@@ -262,8 +363,19 @@ class AlignedReader:
                 h = (src, src, src)
             else:
                 g = self.grid
-                opts = dict(crs=g.crs, transform=g.transform, width=g.width, height=g.height, src_nodata=self.scene.nodata, nodata=self.scene.nodata if self.scene.nodata is not None else 0)
-                h = (src, WarpedVRT(src, resampling=self.resampling, **opts), WarpedVRT(src, resampling=Resampling.nearest, **opts))
+                opts = dict(
+                    crs=g.crs,
+                    transform=g.transform,
+                    width=g.width,
+                    height=g.height,
+                    src_nodata=self.scene.nodata,
+                    nodata=self.scene.nodata if self.scene.nodata is not None else 0,
+                )
+                h = (
+                    src,
+                    WarpedVRT(src, resampling=self.resampling, **opts),
+                    WarpedVRT(src, resampling=Resampling.nearest, **opts),
+                )
             self._local.h = h
             self._all.append(h)
         return h
@@ -281,7 +393,9 @@ class AlignedReader:
         cc0, rr0 = max(c0, 0), max(r0, 0)
         cc1, rr1 = min(c0 + w, self.scene.width), min(r0 + h, self.scene.height)
         if cc1 > cc0 and rr1 > rr0:
-            out[:, rr0 - r0 : rr1 - r0, cc0 - c0 : cc1 - c0] = ds.read(indexes, window=Window(cc0, rr0, cc1 - cc0, rr1 - rr0))
+            out[:, rr0 - r0 : rr1 - r0, cc0 - c0 : cc1 - c0] = ds.read(
+                indexes, window=Window(cc0, rr0, cc1 - cc0, rr1 - rr0)
+            )
         return out
 
     def read(self, win: Window) -> Bands:
@@ -317,7 +431,7 @@ class AlignedReader:
         self._all.clear()
         self._local = threading.local()
 
-    def __enter__(self) -> "AlignedReader":
+    def __enter__(self) -> AlignedReader:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -338,7 +452,9 @@ def reading_env(cache_mb: int = GDAL_CACHE_MB) -> rasterio.Env:
     """
     if os.environ.get("GDAL_CACHEMAX"):
         return rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR")
-    return rasterio.Env(GDAL_CACHEMAX=cache_mb * 1024 * 1024, GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR")
+    return rasterio.Env(
+        GDAL_CACHEMAX=cache_mb * 1024 * 1024, GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR"
+    )
 
 
 def read_geojson(path: str | Path) -> dict[str, Any]:
@@ -353,9 +469,23 @@ def read_geojson(path: str | Path) -> dict[str, Any]:
     try:
         return json.loads(p.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ConfigError([ConfigProblem("--zones", str(p), "file not found; give a GeoJSON FeatureCollection of zones")], str(p)) from None
+        raise ConfigError(
+            [
+                ConfigProblem(
+                    "--zones", str(p), "file not found; give a GeoJSON FeatureCollection of zones"
+                )
+            ],
+            str(p),
+        ) from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError([ConfigProblem("--zones", str(p), f"not valid JSON ({exc}); give a GeoJSON FeatureCollection")], str(p)) from None
+        raise ConfigError(
+            [
+                ConfigProblem(
+                    "--zones", str(p), f"not valid JSON ({exc}); give a GeoJSON FeatureCollection"
+                )
+            ],
+            str(p),
+        ) from None
 
 
 def read_state(path: str | Path) -> dict[str, Any]:
@@ -366,4 +496,13 @@ def read_state(path: str | Path) -> dict[str, Any]:
     try:
         return json.loads(p.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
-        raise ConfigError([ConfigProblem("state", str(p), f"revisit state is not valid JSON ({exc}); delete the file to start afresh")], str(p)) from None
+        raise ConfigError(
+            [
+                ConfigProblem(
+                    "state",
+                    str(p),
+                    f"revisit state is not valid JSON ({exc}); delete the file to start afresh",
+                )
+            ],
+            str(p),
+        ) from None

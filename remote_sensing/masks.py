@@ -40,7 +40,9 @@ def qa_mask(qa: np.ndarray, kind: str) -> np.ndarray:
     raise ValueError(f"unknown QA band kind {kind!r}; known: scl, qa_pixel")
 
 
-def spectral_cloud_mask(b: dict[str, np.ndarray], bright: float = 0.3, idx: DateIndices | None = None) -> np.ndarray:
+def spectral_cloud_mask(
+    b: dict[str, np.ndarray], bright: float = 0.3, idx: DateIndices | None = None
+) -> np.ndarray:
     """Bright, white, unvegetated pixels: a single-date cloud test.
 
     A cloud is bright across the visible bands and spectrally flat (the haze-optimised transform
@@ -115,7 +117,9 @@ def _cores(mask: np.ndarray) -> np.ndarray:
     # drops specks smaller than that.
     if not mask.any():
         return mask
-    return cv2.morphologyEx(mask.view(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8)).astype(bool)
+    return cv2.morphologyEx(mask.view(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8)).astype(
+        bool
+    )
 
 
 def dilate(mask: np.ndarray, px: int, square: bool = False) -> np.ndarray:

@@ -46,7 +46,15 @@ def identity(roles: tuple[str, ...] = IDENTITY_ROLES) -> Normalisation:
     return Normalisation(roles, (1.0,) * len(roles), (0.0,) * len(roles))
 
 
-def fit_pif(before: dict[str, np.ndarray], after: dict[str, np.ndarray], usable: np.ndarray, iterations: int = 4, cutoff: float = 2.5, weights: np.ndarray | None = None, min_pixels: int = 200) -> Normalisation:
+def fit_pif(
+    before: dict[str, np.ndarray],
+    after: dict[str, np.ndarray],
+    usable: np.ndarray,
+    iterations: int = 4,
+    cutoff: float = 2.5,
+    weights: np.ndarray | None = None,
+    min_pixels: int = 200,
+) -> Normalisation:
     """Fit ``before ~ gain * after + offset`` per band on pseudo-invariant pixels.
 
     Parameters
@@ -77,7 +85,9 @@ def fit_pif(before: dict[str, np.ndarray], after: dict[str, np.ndarray], usable:
     if weights is not None:
         pif &= weights >= 0.5
     if pif.sum() < min_pixels:
-        raise NormaliseError(f"only {int(pif.sum())} usable pixels to normalise on (need {min_pixels}); the overlap is too small or too cloudy")
+        raise NormaliseError(
+            f"only {int(pif.sum())} usable pixels to normalise on (need {min_pixels}); the overlap is too small or too cloudy"
+        )
     x = np.stack([after[r][usable] for r in roles]).astype(np.float64)
     y = np.stack([before[r][usable] for r in roles]).astype(np.float64)
     sel = pif[usable]
@@ -91,7 +101,10 @@ def fit_pif(before: dict[str, np.ndarray], after: dict[str, np.ndarray], usable:
             gains[i] = ((xs - xm) * (ys - ym)).mean() / var if var > 0 else 1.0
             offsets[i] = ym - gains[i] * xm
         res = y - (gains[:, None] * x + offsets[:, None])
-        mad = np.median(np.abs(res[:, sel] - np.median(res[:, sel], axis=1, keepdims=True)), axis=1) * 1.4826
+        mad = (
+            np.median(np.abs(res[:, sel] - np.median(res[:, sel], axis=1, keepdims=True)), axis=1)
+            * 1.4826
+        )
         score = np.max(np.abs(res) / np.maximum(mad[:, None], 1e-6), axis=0)
         new = score < cutoff
         if weights is not None:
@@ -99,4 +112,6 @@ def fit_pif(before: dict[str, np.ndarray], after: dict[str, np.ndarray], usable:
         if new.sum() < min_pixels:
             break
         sel = new
-    return Normalisation(roles, tuple(float(g) for g in gains), tuple(float(o) for o in offsets), float(sel.mean()))
+    return Normalisation(
+        roles, tuple(float(g) for g in gains), tuple(float(o) for o in offsets), float(sel.mean())
+    )

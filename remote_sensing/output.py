@@ -8,7 +8,6 @@ are stored content-addressed (``<root>/ab/<sha256>.png``), the layout of
 
 from __future__ import annotations
 
-
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -43,15 +42,27 @@ def feature(region: Region, state: str | None = None) -> dict[str, Any]:
         "centroid": [round(region.centroid.lon, 7), round(region.centroid.lat, 7)],
         "confidence": region.confidence,
         "pixels": region.pixels,
-        "zones": [{"zone": z.zone, "kind": z.kind, "overlap_m2": z.overlap_m2} for z in region.zones],
+        "zones": [
+            {"zone": z.zone, "kind": z.kind, "overlap_m2": z.overlap_m2} for z in region.zones
+        ],
         "evidence": list(region.evidence),
     }
     if state:
         props["state"] = state
-    return {"type": "Feature", "id": region.id, "bbox": [round(v, 7) for v in region.bbox], "geometry": _rfc7946(region.geometry), "properties": props}
+    return {
+        "type": "Feature",
+        "id": region.id,
+        "bbox": [round(v, 7) for v in region.bbox],
+        "geometry": _rfc7946(region.geometry),
+        "properties": props,
+    }
 
 
-def feature_collection(result: PairResult, regions: tuple[Region, ...] | None = None, states: dict[str, str] | None = None) -> dict[str, Any]:
+def feature_collection(
+    result: PairResult,
+    regions: tuple[Region, ...] | None = None,
+    states: dict[str, str] | None = None,
+) -> dict[str, Any]:
     """The FeatureCollection of a pair's regions (default: all of them), with the pair's metadata."""
     regions = result.regions if regions is None else regions
     states = states or {}
@@ -59,9 +70,20 @@ def feature_collection(result: PairResult, regions: tuple[Region, ...] | None = 
         "type": "FeatureCollection",
         "features": [feature(r, states.get(r.id)) for r in regions],
         "properties": {
-            "before": {"path": str(result.before.path), "acquired": result.before.acquired.isoformat() if result.before.acquired else None},
-            "after": {"path": str(result.after.path), "acquired": result.after.acquired.isoformat() if result.after.acquired else None},
-            "grid": {"crs": result.grid.crs.to_string(), "width": result.grid.width, "height": result.grid.height, "res": list(result.grid.res)},
+            "before": {
+                "path": str(result.before.path),
+                "acquired": result.before.acquired.isoformat() if result.before.acquired else None,
+            },
+            "after": {
+                "path": str(result.after.path),
+                "acquired": result.after.acquired.isoformat() if result.after.acquired else None,
+            },
+            "grid": {
+                "crs": result.grid.crs.to_string(),
+                "width": result.grid.width,
+                "height": result.grid.height,
+                "res": list(result.grid.res),
+            },
             "threshold": round(result.calibration.threshold, 6),
         },
     }
@@ -86,13 +108,15 @@ def _to_u8(rgb: np.ndarray, lo: float, hi: float) -> np.ndarray:
     return (np.clip(x, 0, 1) ** (1 / 1.6) * 255).astype(np.uint8)
 
 
-def quicklook_png(before_rgb: np.ndarray, after_rgb: np.ndarray, mask: np.ndarray, scale: int = 4) -> bytes:
+def quicklook_png(
+    before_rgb: np.ndarray, after_rgb: np.ndarray, mask: np.ndarray, scale: int = 4
+) -> bytes:
     """A PNG of three panels side by side: before, after (both with the region outlined) and the mask.
 
     Both dates share one 2-98 % stretch so a brightness difference is visible as such.
     """
     both = np.concatenate([before_rgb.ravel(), after_rgb.ravel()])
-    lo, hi = (np.percentile(both, (2, 98)) if both.size else (0.0, 1.0))
+    lo, hi = np.percentile(both, (2, 98)) if both.size else (0.0, 1.0)
     m = mask.astype(np.uint8)
     contours, _ = cv2.findContours(m, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
     panels = []

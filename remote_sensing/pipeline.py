@@ -24,7 +24,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -140,23 +140,39 @@ class DetectOptions:
     def __post_init__(self) -> None:
         problems = []
         if self.method not in DETECTORS:
-            problems.append(ConfigProblem("method", self.method, f"unknown detector; known: {', '.join(DETECTORS)}"))
+            problems.append(
+                ConfigProblem(
+                    "method", self.method, f"unknown detector; known: {', '.join(DETECTORS)}"
+                )
+            )
         if not 0 <= self.mmu_ha <= 1000:
             problems.append(ConfigProblem("mmu_ha", self.mmu_ha, "must be within 0..1000 hectares"))
         if self.workers < 1 or self.workers > 256:
             problems.append(ConfigProblem("workers", self.workers, "must be within 1..256"))
         if self.pif_weights not in ("residual", "imad"):
-            problems.append(ConfigProblem("pif_weights", self.pif_weights, "must be 'residual' or 'imad'"))
+            problems.append(
+                ConfigProblem("pif_weights", self.pif_weights, "must be 'residual' or 'imad'")
+            )
         if self.threshold not in ("otsu", "em"):
             problems.append(ConfigProblem("threshold", self.threshold, "must be 'otsu' or 'em'"))
         if self.mask_step not in (1, 2, 4):
             problems.append(ConfigProblem("mask_step", self.mask_step, "must be 1, 2 or 4"))
         if self.overlap % self.mask_step:
-            problems.append(ConfigProblem("overlap", self.overlap, f"must be a multiple of mask_step ({self.mask_step})"))
+            problems.append(
+                ConfigProblem(
+                    "overlap", self.overlap, f"must be a multiple of mask_step ({self.mask_step})"
+                )
+            )
         if self.block < 64:
             problems.append(ConfigProblem("block", self.block, "must be at least 64 pixels"))
         if self.overlap < self.open_px + self.close_px + self.cloud_buffer_px + 12:
-            problems.append(ConfigProblem("overlap", self.overlap, f"must be at least {self.open_px + self.close_px + self.cloud_buffer_px + 12} (the reach of masks and morphology)"))
+            problems.append(
+                ConfigProblem(
+                    "overlap",
+                    self.overlap,
+                    f"must be at least {self.open_px + self.close_px + self.cloud_buffer_px + 12} (the reach of masks and morphology)",
+                )
+            )
         if problems:
             raise ConfigError(problems, "rs detect options")
 
@@ -189,7 +205,17 @@ class Region:
 
     def to_change_region(self, aoi: str, before: datetime, after: datetime) -> ChangeRegion:
         """The domain value the rule engine takes."""
-        return ChangeRegion(aoi, self.kind, self.geometry, self.area_m2, self.centroid, self.confidence, before, after, self.evidence)
+        return ChangeRegion(
+            aoi,
+            self.kind,
+            self.geometry,
+            self.area_m2,
+            self.centroid,
+            self.confidence,
+            before,
+            after,
+            self.evidence,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,19 +232,27 @@ class PairResult:
     @property
     def before_time(self) -> datetime:
         """Acquisition time of the before scene (epoch when the file has none)."""
-        return self.before.acquired or datetime(1970, 1, 1, tzinfo=timezone.utc)
+        return self.before.acquired or datetime(1970, 1, 1, tzinfo=UTC)
 
     @property
     def after_time(self) -> datetime:
         """Acquisition time of the after scene (epoch when the file has none)."""
-        return self.after.acquired or datetime(1970, 1, 1, tzinfo=timezone.utc)
+        return self.after.acquired or datetime(1970, 1, 1, tzinfo=UTC)
 
 
 # ---------------------------------------------------------------------------------------------
 # Pure per-window steps
 
 
-def _usable(b: Bands, a: Bands, before: dict[str, np.ndarray], after: dict[str, np.ndarray], opts: DetectOptions, ib: DateIndices | None = None, ia: DateIndices | None = None) -> np.ndarray:
+def _usable(
+    b: Bands,
+    a: Bands,
+    before: dict[str, np.ndarray],
+    after: dict[str, np.ndarray],
+    opts: DetectOptions,
+    ib: DateIndices | None = None,
+    ia: DateIndices | None = None,
+) -> np.ndarray:
     usable = b.valid & a.valid
     if not opts.cloud_mask:
         return usable
@@ -243,7 +277,9 @@ def _usable(b: Bands, a: Bands, before: dict[str, np.ndarray], after: dict[str, 
     return usable & ~dilate(bad, opts.cloud_buffer_px)
 
 
-def usable_mask(b: Bands, a: Bands, opts: DetectOptions, cal: Calibration | None = None) -> np.ndarray:
+def usable_mask(
+    b: Bands, a: Bands, opts: DetectOptions, cal: Calibration | None = None
+) -> np.ndarray:
     """Pixels valid on both dates and, unless disabled, free of cloud and shadow (dilated).
 
     With a calibration the multi-temporal tests compare the before date with the normalised
@@ -253,7 +289,9 @@ def usable_mask(b: Bands, a: Bands, opts: DetectOptions, cal: Calibration | None
     return _usable(b, a, before, after, opts)
 
 
-def prepared(b: Bands, a: Bands, cal: Calibration) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+def prepared(
+    b: Bands, a: Bands, cal: Calibration
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Before bands and normalised after bands, on the roles both dates have."""
     roles = [r for r in b.data if r in a.data]
     before = {r: b.data[r] for r in roles}
@@ -261,7 +299,9 @@ def prepared(b: Bands, a: Bands, cal: Calibration) -> tuple[dict[str, np.ndarray
     return before, after
 
 
-def raw_codes(b: Bands, a: Bands, cal: Calibration, opts: DetectOptions, with_score: bool = True) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+def raw_codes(
+    b: Bands, a: Bands, cal: Calibration, opts: DetectOptions, with_score: bool = True
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
     """Per-pixel codes before clean-up (0, a kind code, or ``CHANGE_NO_RULE``), the change score
     over its threshold (1 at the threshold; ``None`` when not asked for and not needed), and the
     usable mask."""
@@ -287,7 +327,9 @@ def raw_codes(b: Bands, a: Bands, cal: Calibration, opts: DetectOptions, with_sc
     return codes, excess, usable
 
 
-def block_codes(b: Bands, a: Bands, cal: Calibration, opts: DetectOptions, min_px: int, keep_edge: bool = True) -> np.ndarray:
+def block_codes(
+    b: Bands, a: Bands, cal: Calibration, opts: DetectOptions, min_px: int, keep_edge: bool = True
+) -> np.ndarray:
     """The cleaned, sieved code raster of one (padded) window; pixels keep their own rule code.
 
     Pure: arrays in, array out. Regions under ``min_px`` that do not touch the window border are
@@ -360,7 +402,13 @@ def calibrate(rb: AlignedReader, ra: AlignedReader, opts: DetectOptions) -> Cali
     else:
         mag = cva_magnitude(before, after_n)
         threshold = em_threshold(mag) if opts.threshold == "em" else otsu_threshold(mag)
-    log.info("rs calibrate pixels=%d threshold=%.4f gains=%s pif=%.2f", sum(us), threshold, [round(g, 3) for g in norm.gains], norm.pif_fraction)
+    log.info(
+        "rs calibrate pixels=%d threshold=%.4f gains=%s pif=%.2f",
+        sum(us),
+        threshold,
+        [round(g, 3) for g in norm.gains],
+        norm.pif_fraction,
+    )
     return Calibration(norm, threshold, model, sum(us))
 
 
@@ -420,7 +468,15 @@ def detect_pair(
         return _detect_pair(before, after, opts, zones, quicklook, progress, keep_codes)
 
 
-def _detect_pair(before: str | Path | Scene, after: str | Path | Scene, opts: DetectOptions, zones: tuple[Zone, ...], quicklook: Any, progress: Any, keep_codes: bool) -> PairResult:
+def _detect_pair(
+    before: str | Path | Scene,
+    after: str | Path | Scene,
+    opts: DetectOptions,
+    zones: tuple[Zone, ...],
+    quicklook: Any,
+    progress: Any,
+    keep_codes: bool,
+) -> PairResult:
     t0 = time.perf_counter()
     sb = before if isinstance(before, Scene) else open_scene(before, opts.sensor, opts.bands)
     sa = after if isinstance(after, Scene) else open_scene(after, opts.sensor, opts.bands)
@@ -434,21 +490,44 @@ def _detect_pair(before: str | Path | Scene, after: str | Path | Scene, opts: De
 
         if opts.executor == "dask":
             # Dask ships tasks to workers: a picklable function of values, which opens its own readers.
-            work: Callable[[Any], np.ndarray] = partial(run_block, BlockTask(sb, sa, grid, cal, opts, min_px))
+            work: Callable[[Any], np.ndarray] = partial(
+                run_block, BlockTask(sb, sa, grid, cal, opts, min_px)
+            )
         else:
+
             def work(blk: Any) -> np.ndarray:
-                return block_codes(rb.read(blk.padded), ra.read(blk.padded), cal, opts, min_px)[blk.inner]
+                return block_codes(rb.read(blk.padded), ra.read(blk.padded), cal, opts, min_px)[
+                    blk.inner
+                ]
 
         # Cores on the before file's tile boundaries: each tile is decoded for one core (and
         # from GDAL's cache for its neighbours' overlaps). Even phase keeps the mask phase.
         off = rb.offset or (0, 0)
         phase = (-off[0] - (-off[0]) % opts.mask_step, -off[1] - (-off[1]) % opts.mask_step)
-        for blk, core in run_blocks(work, blocks(grid.width, grid.height, size, opts.overlap, phase), opts.workers, opts.executor, progress):
-            codes[int(blk.core.row_off) : int(blk.core.row_off + blk.core.height), int(blk.core.col_off) : int(blk.core.col_off + blk.core.width)] = core
+        for blk, core in run_blocks(
+            work,
+            blocks(grid.width, grid.height, size, opts.overlap, phase),
+            opts.workers,
+            opts.executor,
+            progress,
+        ):
+            codes[
+                int(blk.core.row_off) : int(blk.core.row_off + blk.core.height),
+                int(blk.core.col_off) : int(blk.core.col_off + blk.core.width),
+            ] = core
         t2 = time.perf_counter()
         found = _regions(codes, grid, rb, ra, cal, opts, min_px, zones, quicklook)
-    log.info("rs detect before=%s after=%s grid=%dx%d regions=%d calibrate_s=%.2f blocks_s=%.2f regions_s=%.2f",
-             sb.path.name, sa.path.name, grid.width, grid.height, len(found), t1 - t0, t2 - t1, time.perf_counter() - t2)
+    log.info(
+        "rs detect before=%s after=%s grid=%dx%d regions=%d calibrate_s=%.2f blocks_s=%.2f regions_s=%.2f",
+        sb.path.name,
+        sa.path.name,
+        grid.width,
+        grid.height,
+        len(found),
+        t1 - t0,
+        t2 - t1,
+        time.perf_counter() - t2,
+    )
     return PairResult(sb, sa, grid, cal, found, codes if keep_codes else None)
 
 
@@ -484,7 +563,9 @@ def _reader(scene: Scene, grid: Grid) -> AlignedReader:
 def run_block(task: BlockTask, blk: Block) -> np.ndarray:
     """The core codes of one block of ``task`` (what a Dask worker runs)."""
     rb, ra = _reader(task.before, task.grid), _reader(task.after, task.grid)
-    return block_codes(rb.read(blk.padded), ra.read(blk.padded), task.calibration, task.opts, task.min_px)[blk.inner]
+    return block_codes(
+        rb.read(blk.padded), ra.read(blk.padded), task.calibration, task.opts, task.min_px
+    )[blk.inner]
 
 
 def change_windows(codes: np.ndarray, cell: int = 64) -> list[tuple[Window, np.ndarray]]:
@@ -501,7 +582,9 @@ def change_windows(codes: np.ndarray, cell: int = 64) -> list[tuple[Window, np.n
     occ = np.zeros((hc, wc), np.uint8)
     fh, fw = h // cell, w // cell
     if fh and fw:
-        occ[:fh, :fw] = codes[: fh * cell, : fw * cell].reshape(fh, cell, fw, cell).max(axis=(1, 3)) > 0
+        occ[:fh, :fw] = (
+            codes[: fh * cell, : fw * cell].reshape(fh, cell, fw, cell).max(axis=(1, 3)) > 0
+        )
     for r in range(hc):  # the ragged last row and column of cells
         for c in range(wc):
             if r >= fh or c >= fw:
@@ -521,12 +604,24 @@ def _polygons(codes: np.ndarray, grid: Grid) -> list[dict[str, Any]]:
     out = []
     for win, own in change_windows(codes):
         r0, c0 = int(win.row_off), int(win.col_off)
-        mask = ((codes[r0 : r0 + int(win.height), c0 : c0 + int(win.width)] > 0) & own).astype(np.uint8)
+        mask = ((codes[r0 : r0 + int(win.height), c0 : c0 + int(win.width)] > 0) & own).astype(
+            np.uint8
+        )
         out += [g for g, _ in vectorise(mask, window_transform(win, grid.transform))]
     return out
 
 
-def _regions(codes: np.ndarray, grid: Grid, rb: AlignedReader, ra: AlignedReader, cal: Calibration, opts: DetectOptions, min_px: int, zones: tuple[Zone, ...], quicklook: Any) -> tuple[Region, ...]:
+def _regions(
+    codes: np.ndarray,
+    grid: Grid,
+    rb: AlignedReader,
+    ra: AlignedReader,
+    cal: Calibration,
+    opts: DetectOptions,
+    min_px: int,
+    zones: tuple[Zone, ...],
+    quicklook: Any,
+) -> tuple[Region, ...]:
     pixel_area = abs(grid.transform.a * grid.transform.e)
     out: list[Region] = []
     for geom in _polygons(codes, grid):
@@ -542,16 +637,28 @@ def _regions(codes: np.ndarray, grid: Grid, rb: AlignedReader, ra: AlignedReader
         c0, r0, c1, r1 = int(round(c0)), int(round(r0)), int(round(c1)), int(round(r1))
         pad = max(8, (c1 - c0 + r1 - r0) // 4)
         wc0, wr0 = max(0, c0 - pad), max(0, r0 - pad)
-        wc0, wr0 = wc0 - wc0 % opts.mask_step, wr0 - wr0 % opts.mask_step  # the block pass's mask phase
+        wc0, wr0 = (
+            wc0 - wc0 % opts.mask_step,
+            wr0 - wr0 % opts.mask_step,
+        )  # the block pass's mask phase
         wc1, wr1 = min(grid.width, c1 + pad), min(grid.height, r1 + pad)
         win = Window(wc0, wr0, wc1 - wc0, wr1 - wr0)
-        inside = rasterize([(geom, 1)], out_shape=(int(win.height), int(win.width)), transform=window_transform(win, grid.transform), dtype="uint8").astype(bool)
+        inside = rasterize(
+            [(geom, 1)],
+            out_shape=(int(win.height), int(win.width)),
+            transform=window_transform(win, grid.transform),
+            dtype="uint8",
+        ).astype(bool)
         region_codes = codes[wr0:wr1, wc0:wc1][inside]
         kind, _ = _kind_of(region_codes)
         b, a = rb.read(win), ra.read(win)
         raw, excess, _ = raw_codes(b, a, cal, opts)
         k = KINDS.index(kind) + 1
-        agreement = float((raw[inside] == k).mean()) if kind != "unclassified" else float((raw[inside] > 0).mean())
+        agreement = (
+            float((raw[inside] == k).mean())
+            if kind != "unclassified"
+            else float((raw[inside] > 0).mean())
+        )
         conf = confidence(float(np.mean(excess[inside])), agreement, npx / max(min_px, 1))
         m = measure(geom, grid.crs)
         hits = overlaps(m.geometry, zones) if zones else ()
@@ -561,7 +668,21 @@ def _regions(codes: np.ndarray, grid: Grid, rb: AlignedReader, ra: AlignedReader
             rgb = lambda d: np.stack([d["red"], d["green"], d["blue"]], axis=-1)  # noqa: E731
             evidence = (quicklook(rgb(before), rgb(after), inside),)
         rid = f"{kind}-{m.centroid.lon:.5f}-{m.centroid.lat:.5f}"
-        out.append(Region(rid, kind, m.geometry, round(m.area_m2, 1), m.centroid, m.bbox, conf, npx, hits, evidence, (wc0, wr0, wc1 - wc0, wr1 - wr0)))
+        out.append(
+            Region(
+                rid,
+                kind,
+                m.geometry,
+                round(m.area_m2, 1),
+                m.centroid,
+                m.bbox,
+                conf,
+                npx,
+                hits,
+                evidence,
+                (wc0, wr0, wc1 - wc0, wr1 - wr0),
+            )
+        )
     out.sort(key=lambda r: -r.area_m2)
     return tuple(out)
 
@@ -576,4 +697,15 @@ def ha(m2: float) -> float:
     return m2 / 1e4
 
 
-__all__ = ["DetectOptions", "Calibration", "Region", "PairResult", "detect_pair", "block_codes", "raw_codes", "calibrate", "in_zones", "usable_mask"]
+__all__ = [
+    "Calibration",
+    "DetectOptions",
+    "PairResult",
+    "Region",
+    "block_codes",
+    "calibrate",
+    "detect_pair",
+    "in_zones",
+    "raw_codes",
+    "usable_mask",
+]

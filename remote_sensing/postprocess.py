@@ -55,7 +55,9 @@ def clean(change: np.ndarray, open_px: int = 1, close_px: int = 1) -> np.ndarray
     return m.astype(bool)
 
 
-def regions(mask: np.ndarray, codes: np.ndarray, min_px: int = 0, keep_edge: bool = False) -> np.ndarray:
+def regions(
+    mask: np.ndarray, codes: np.ndarray, min_px: int = 0, keep_edge: bool = False
+) -> np.ndarray:
     """Label each connected region (8-connectivity) of ``mask`` with the majority kind of its pixels,
     dropping regions smaller than ``min_px`` (the sieve).
 
@@ -76,11 +78,15 @@ def regions(mask: np.ndarray, codes: np.ndarray, min_px: int = 0, keep_edge: boo
     ndarray of uint8
         A code per pixel, one code per region.
     """
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8, ltype=cv2.CV_32S)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(
+        mask.astype(np.uint8), connectivity=8, ltype=cv2.CV_32S
+    )
     if n <= 1:
         return np.zeros(mask.shape, np.uint8)
     nk = 256
-    votes = np.bincount((labels[mask].astype(np.int64) * nk + codes[mask]), minlength=n * nk).reshape(n, nk)
+    votes = np.bincount(
+        (labels[mask].astype(np.int64) * nk + codes[mask]), minlength=n * nk
+    ).reshape(n, nk)
     votes[:, 0] = 0  # unlabelled pixels do not vote
     kind = votes.argmax(axis=1).astype(np.uint8)
     kind[votes.max(axis=1) == 0] = 0
@@ -90,7 +96,12 @@ def regions(mask: np.ndarray, codes: np.ndarray, min_px: int = 0, keep_edge: boo
         if keep_edge:
             h, w = mask.shape
             x, y = stats[:, cv2.CC_STAT_LEFT], stats[:, cv2.CC_STAT_TOP]
-            edge = (x == 0) | (y == 0) | (x + stats[:, cv2.CC_STAT_WIDTH] >= w) | (y + stats[:, cv2.CC_STAT_HEIGHT] >= h)
+            edge = (
+                (x == 0)
+                | (y == 0)
+                | (x + stats[:, cv2.CC_STAT_WIDTH] >= w)
+                | (y + stats[:, cv2.CC_STAT_HEIGHT] >= h)
+            )
             small &= ~edge
         kind[small] = 0
     return kind[labels]
@@ -113,7 +124,10 @@ def vectorise(codes: np.ndarray, transform: Affine) -> list[tuple[dict[str, Any]
 
     Uses 8-connectivity, as the sieve does, so one region is one polygon.
     """
-    return [(geom, int(v)) for geom, v in shapes(codes, mask=codes > 0, connectivity=8, transform=transform)]
+    return [
+        (geom, int(v))
+        for geom, v in shapes(codes, mask=codes > 0, connectivity=8, transform=transform)
+    ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +142,9 @@ class Measures:
 
 def laea(lon: float, lat: float) -> CRS:
     """A Lambert azimuthal equal-area CRS centred on (lon, lat)."""
-    return CRS.from_proj4(f"+proj=laea +lat_0={lat:.8f} +lon_0={lon:.8f} +x_0=0 +y_0=0 +ellps=WGS84 +units=m +no_defs")
+    return CRS.from_proj4(
+        f"+proj=laea +lat_0={lat:.8f} +lon_0={lon:.8f} +x_0=0 +y_0=0 +ellps=WGS84 +units=m +no_defs"
+    )
 
 
 def lonlat(geom: dict[str, Any], crs: CRS) -> dict[str, Any]:
@@ -157,7 +173,9 @@ def measure(geom: dict[str, Any], crs: CRS) -> Measures:
     cp = sp.centroid
     cll = transform_geom(proj, WGS84, {"type": "Point", "coordinates": (cp.x, cp.y)})["coordinates"]
     minx, miny, maxx, maxy = s.bounds
-    return Measures(float(sp.area), Location(float(cll[0]), float(cll[1])), (minx, miny, maxx, maxy), ll)
+    return Measures(
+        float(sp.area), Location(float(cll[0]), float(cll[1])), (minx, miny, maxx, maxy), ll
+    )
 
 
 def confidence(excess: float, agreement: float, size_ratio: float) -> float:

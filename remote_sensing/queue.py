@@ -34,8 +34,10 @@ def queue_sink(settings: Settings) -> tuple[Callable[[ChangeEvent], None], Calla
     store.listeners.append(Escalator(store, settings.alerts.escalation).on_event)
     mute = MuteStage(store, SilenceStore(store.db, audit=store.audit), settings.alerts.inhibit)
 
-    engine = Engine(load_ruleset(settings.rules.files, settings.rules.default_pack),
-                    load_registry(settings.registry.sites_file, settings.registry.departments))
+    engine = Engine(
+        load_ruleset(settings.rules.files, settings.rules.default_pack),
+        load_registry(settings.registry.sites_file, settings.registry.departments),
+    )
 
     def on_change(event: ChangeEvent) -> None:
         signals = engine.judge_changes([event])
@@ -45,13 +47,16 @@ def queue_sink(settings: Settings) -> tuple[Callable[[ChangeEvent], None], Calla
     return on_change, store.close
 
 
-def open_queue(config: Path | None, department: str, evidence: Path | None
-               ) -> tuple[Path, Callable[[ChangeEvent], None], Callable[[], None]]:
+def open_queue(
+    config: Path | None, department: str, evidence: Path | None
+) -> tuple[Path, Callable[[ChangeEvent], None], Callable[[], None]]:
     """Settings from ``config`` (or defaults), then ``(evidence root, on_change, close)``."""
     settings = load_settings(config)
     if department not in settings.registry.departments:
         from farsight.errors import ConfigError
 
-        raise ConfigError(f"--department {department!r} is not one of {', '.join(settings.registry.departments)}")
+        raise ConfigError(
+            f"--department {department!r} is not one of {', '.join(settings.registry.departments)}"
+        )
     on_change, close = queue_sink(settings)
     return evidence or settings.evidence_dir, on_change, close

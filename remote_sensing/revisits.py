@@ -58,10 +58,21 @@ def _same(a: dict[str, Any], b: dict[str, Any], min_iou: float) -> bool:
         return False
     inter = sa.intersection(sb).area
     union = sa.union(sb).area
-    return (union > 0 and inter / union >= min_iou) or sa.contains(sb.centroid) or sb.contains(sa.centroid)
+    return (
+        (union > 0 and inter / union >= min_iou)
+        or sa.contains(sb.centroid)
+        or sb.contains(sa.centroid)
+    )
 
 
-def update(tracks: tuple[Track, ...], found: Iterable[Region], aoi: str, seen_at: datetime, confirm_after: int = 2, min_iou: float = 0.2) -> tuple[tuple[Track, ...], tuple[StateChange, ...]]:
+def update(
+    tracks: tuple[Track, ...],
+    found: Iterable[Region],
+    aoi: str,
+    seen_at: datetime,
+    confirm_after: int = 2,
+    min_iou: float = 0.2,
+) -> tuple[tuple[Track, ...], tuple[StateChange, ...]]:
     """Tracks after one scene of ``aoi`` taken at ``seen_at``, and the state changes it caused.
 
     Parameters
@@ -88,9 +99,27 @@ def update(tracks: tuple[Track, ...], found: Iterable[Region], aoi: str, seen_at
     current = list(tracks)
     changes: list[StateChange] = []
     for region in found:
-        idx = next((i for i, t in enumerate(current) if t.aoi == aoi and t.kind == region.kind and _same(t.geometry, region.geometry, min_iou)), None)
+        idx = next(
+            (
+                i
+                for i, t in enumerate(current)
+                if t.aoi == aoi
+                and t.kind == region.kind
+                and _same(t.geometry, region.geometry, min_iou)
+            ),
+            None,
+        )
         if idx is None:
-            t = Track(f"{aoi}:{region.id}", aoi, region.kind, region.geometry, "possible", seen_at, seen_at, 1)
+            t = Track(
+                f"{aoi}:{region.id}",
+                aoi,
+                region.kind,
+                region.geometry,
+                "possible",
+                seen_at,
+                seen_at,
+                1,
+            )
             if confirm_after <= 1:
                 t = replace(t, state="confirmed")
             current.append(t)
@@ -113,8 +142,16 @@ def to_json(tracks: tuple[Track, ...]) -> dict[str, Any]:
     return {
         "version": 1,
         "tracks": [
-            {"id": t.id, "aoi": t.aoi, "kind": t.kind, "geometry": t.geometry, "state": t.state,
-             "first_seen": t.first_seen.isoformat(), "last_seen": t.last_seen.isoformat(), "sightings": t.sightings}
+            {
+                "id": t.id,
+                "aoi": t.aoi,
+                "kind": t.kind,
+                "geometry": t.geometry,
+                "state": t.state,
+                "first_seen": t.first_seen.isoformat(),
+                "last_seen": t.last_seen.isoformat(),
+                "sightings": t.sightings,
+            }
             for t in tracks
         ],
     }
@@ -123,6 +160,15 @@ def to_json(tracks: tuple[Track, ...]) -> dict[str, Any]:
 def from_json(doc: dict[str, Any]) -> tuple[Track, ...]:
     """Tracks from a document written by :func:`to_json` (empty for ``{}``)."""
     return tuple(
-        Track(d["id"], d["aoi"], d["kind"], d["geometry"], d["state"], datetime.fromisoformat(d["first_seen"]), datetime.fromisoformat(d["last_seen"]), int(d["sightings"]))
+        Track(
+            d["id"],
+            d["aoi"],
+            d["kind"],
+            d["geometry"],
+            d["state"],
+            datetime.fromisoformat(d["first_seen"]),
+            datetime.fromisoformat(d["last_seen"]),
+            int(d["sightings"]),
+        )
         for d in doc.get("tracks", [])
     )

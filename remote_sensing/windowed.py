@@ -48,7 +48,9 @@ def block_size(requested: int, tile: tuple[int, int]) -> int:
     return max(t, int(math.ceil(requested / t)) * t)
 
 
-def blocks(width: int, height: int, size: int, overlap: int, phase: tuple[int, int] = (0, 0)) -> list[Block]:
+def blocks(
+    width: int, height: int, size: int, overlap: int, phase: tuple[int, int] = (0, 0)
+) -> list[Block]:
     """Blocks of ``size`` x ``size`` pixels covering a ``width`` x ``height`` grid, row by row.
 
     ``phase`` (columns, rows) shifts the block boundaries: the first boundary falls at
@@ -78,7 +80,13 @@ def blocks(width: int, height: int, size: int, overlap: int, phase: tuple[int, i
     return out
 
 
-def run_blocks(fn: Callable[[T], R], items: Iterable[T], workers: int = 1, executor: str = "threads", progress: Callable[[int, int], None] | None = None) -> Iterator[tuple[T, R]]:
+def run_blocks(
+    fn: Callable[[T], R],
+    items: Iterable[T],
+    workers: int = 1,
+    executor: str = "threads",
+    progress: Callable[[int, int], None] | None = None,
+) -> Iterator[tuple[T, R]]:
     """Apply ``fn`` to every item, yielding ``(item, result)`` as results complete.
 
     At most ``2 * workers`` items are in flight, so memory stays bounded however many blocks
@@ -95,7 +103,13 @@ def run_blocks(fn: Callable[[T], R], items: Iterable[T], workers: int = 1, execu
     if workers < 1:
         raise ConfigError([ConfigProblem("--workers", workers, "must be at least 1")])
     if executor not in EXECUTORS:
-        raise ConfigError([ConfigProblem("--executor", executor, f"unknown executor; known: {', '.join(EXECUTORS)}")])
+        raise ConfigError(
+            [
+                ConfigProblem(
+                    "--executor", executor, f"unknown executor; known: {', '.join(EXECUTORS)}"
+                )
+            ]
+        )
     done = 0
     if executor == "dask":
         yield from _run_dask(fn, items, workers, progress)
@@ -128,11 +142,21 @@ def run_blocks(fn: Callable[[T], R], items: Iterable[T], workers: int = 1, execu
                     pending[pool.submit(fn, nxt)] = nxt
 
 
-def _run_dask(fn: Callable[[T], R], items: list[T], workers: int, progress: Callable[[int, int], None] | None) -> Iterator[tuple[T, R]]:
+def _run_dask(
+    fn: Callable[[T], R], items: list[T], workers: int, progress: Callable[[int, int], None] | None
+) -> Iterator[tuple[T, R]]:
     try:
         from dask.distributed import Client, as_completed, get_client
     except ImportError:
-        raise ConfigError([ConfigProblem("--executor", "dask", "dask[distributed] is not installed; pip install 'dask[distributed]' or use --executor threads")]) from None
+        raise ConfigError(
+            [
+                ConfigProblem(
+                    "--executor",
+                    "dask",
+                    "dask[distributed] is not installed; pip install 'dask[distributed]' or use --executor threads",
+                )
+            ]
+        ) from None
     try:
         client = get_client()
         own = False

@@ -19,7 +19,14 @@ from shapely.validation import make_valid
 from farsight.errors import ConfigError, ConfigProblem
 from remote_sensing.postprocess import equal_area_m2
 
-ZONE_KINDS: tuple[str, ...] = ("protected_area", "ecological_red_line", "basic_farmland", "river_buffer", "highway_row", "other")
+ZONE_KINDS: tuple[str, ...] = (
+    "protected_area",
+    "ecological_red_line",
+    "basic_farmland",
+    "river_buffer",
+    "highway_row",
+    "other",
+)
 """Zone kinds; a feature without a kind is ``other``."""
 
 
@@ -54,7 +61,14 @@ def parse_zones(fc: dict[str, Any], source: str = "zones") -> tuple[Zone, ...]:
     if fc.get("type") == "Feature":
         fc = {"type": "FeatureCollection", "features": [fc]}
     if fc.get("type") != "FeatureCollection" or not isinstance(fc.get("features"), list):
-        raise ConfigError([ConfigProblem("type", fc.get("type"), "zones must be a GeoJSON FeatureCollection of polygons")], source)
+        raise ConfigError(
+            [
+                ConfigProblem(
+                    "type", fc.get("type"), "zones must be a GeoJSON FeatureCollection of polygons"
+                )
+            ],
+            source,
+        )
     problems: list[ConfigProblem] = []
     zones: list[Zone] = []
     seen: set[str] = set()
@@ -64,26 +78,48 @@ def parse_zones(fc: dict[str, Any], source: str = "zones") -> tuple[Zone, ...]:
         kind = str(props.get("kind") or "other")
         where = f"features[{i}]"
         if kind not in ZONE_KINDS:
-            problems.append(ConfigProblem(f"{where}.properties.kind", kind, f"unknown zone kind; known: {', '.join(ZONE_KINDS)}"))
+            problems.append(
+                ConfigProblem(
+                    f"{where}.properties.kind",
+                    kind,
+                    f"unknown zone kind; known: {', '.join(ZONE_KINDS)}",
+                )
+            )
             continue
         geom = f.get("geometry") or {}
         if geom.get("type") not in ("Polygon", "MultiPolygon"):
-            problems.append(ConfigProblem(f"{where}.geometry.type", geom.get("type"), "a zone must be a Polygon or MultiPolygon (buffer lines before use)"))
+            problems.append(
+                ConfigProblem(
+                    f"{where}.geometry.type",
+                    geom.get("type"),
+                    "a zone must be a Polygon or MultiPolygon (buffer lines before use)",
+                )
+            )
             continue
         try:
             s = shape(geom)
         except (GEOSException, ValueError, TypeError, IndexError) as exc:
-            problems.append(ConfigProblem(f"{where}.geometry", None, f"invalid coordinates ({exc})"))
+            problems.append(
+                ConfigProblem(f"{where}.geometry", None, f"invalid coordinates ({exc})")
+            )
             continue
         minx, miny, maxx, maxy = s.bounds
         if minx < -180 or maxx > 180 or miny < -90 or maxy > 90:
-            problems.append(ConfigProblem(f"{where}.geometry", s.bounds, "coordinates must be lon/lat (RFC 7946); reproject the zones to EPSG:4326"))
+            problems.append(
+                ConfigProblem(
+                    f"{where}.geometry",
+                    s.bounds,
+                    "coordinates must be lon/lat (RFC 7946); reproject the zones to EPSG:4326",
+                )
+            )
             continue
         if zid in seen:
             problems.append(ConfigProblem(f"{where}.id", zid, "duplicate zone id"))
             continue
         seen.add(zid)
-        zones.append(Zone(zid, str(props.get("name") or zid), kind, s if s.is_valid else make_valid(s)))
+        zones.append(
+            Zone(zid, str(props.get("name") or zid), kind, s if s.is_valid else make_valid(s))
+        )
     if problems:
         raise ConfigError(problems, source)
     return tuple(zones)

@@ -50,7 +50,10 @@ def _cmd_test(args: argparse.Namespace) -> int:
     passed = failed = invalid = 0
     for f in files:
         result = run_test_file(f, name_filter)
-        print(format_result(result, verbose=args.verbose), file=sys.stderr if result.error else sys.stdout)
+        print(
+            format_result(result, verbose=args.verbose),
+            file=sys.stderr if result.error else sys.stdout,
+        )
         if result.error is not None:
             invalid += 1
             status = 2
@@ -82,7 +85,18 @@ def check_files(files: list[Path]) -> list[dict[str, Any]]:
             continue
         for r in rs.rules:
             if r.id in owner:
-                rows += problem_rows(RuleError([ConfigProblem(f"rules[{r.id}].id", r.id, f"rule id already defined in {owner[r.id]}")], source=str(f)))
+                rows += problem_rows(
+                    RuleError(
+                        [
+                            ConfigProblem(
+                                f"rules[{r.id}].id",
+                                r.id,
+                                f"rule id already defined in {owner[r.id]}",
+                            )
+                        ],
+                        source=str(f),
+                    )
+                )
             owner.setdefault(r.id, str(f))
     return rows
 
@@ -101,7 +115,10 @@ def _cmd_check(args: argparse.Namespace) -> int:
         key = f" {row['key']}:" if row["key"] else ""
         print(f"{row['file']}:{rule}{key} {row['message']} (got {row['value']!r})", file=sys.stderr)
     if rows:
-        print(f"{len(rows)} problem(s) in {len({r['file'] for r in rows})} of {len(files)} file(s)", file=sys.stderr)
+        print(
+            f"{len(rows)} problem(s) in {len({r['file'] for r in rows})} of {len(files)} file(s)",
+            file=sys.stderr,
+        )
         return 2
     print(f"{len(files)} file(s) ok")
     return 0
@@ -118,16 +135,26 @@ def _cmd_kinds(args: argparse.Namespace) -> int:
     if args.kind:
         kind = RULE_KINDS.get(args.kind)
         if kind is None:
-            print(f"unknown rule kind {args.kind!r}; known kinds: {', '.join(sorted(RULE_KINDS))}", file=sys.stderr)
+            print(
+                f"unknown rule kind {args.kind!r}; known kinds: {', '.join(sorted(RULE_KINDS))}",
+                file=sys.stderr,
+            )
             return 2
         print(f"{kind.name} ({kind.scope} scope): {kind.description}")
         shared = set(RuleModel.model_fields)
         for name, f in kind.model.model_fields.items():
             if name in shared:
                 continue
-            default = "required" if f.is_required() else f"default {f.get_default(call_default_factory=True)!r}"
+            default = (
+                "required"
+                if f.is_required()
+                else f"default {f.get_default(call_default_factory=True)!r}"
+            )
             print(f"  {f.alias or name}: {f.description or f.title or ''} ({default})")
-        print("  and the fields every rule has: " + ", ".join(sorted(f.alias or n for n, f in RuleModel.model_fields.items())))
+        print(
+            "  and the fields every rule has: "
+            + ", ".join(sorted(f.alias or n for n, f in RuleModel.model_fields.items()))
+        )
         return 0
     width = max((len(n) for n in RULE_KINDS), default=4)
     for name in sorted(RULE_KINDS):
@@ -143,9 +170,13 @@ def _parse_time(text: str, what: str) -> datetime:
     try:
         t = datetime.fromisoformat(text)
     except ValueError:
-        raise ConfigError([ConfigProblem(what, text, "not an ISO 8601 time, e.g. 2026-11-25T08:00:00+08:00")]) from None
+        raise ConfigError(
+            [ConfigProblem(what, text, "not an ISO 8601 time, e.g. 2026-11-25T08:00:00+08:00")]
+        ) from None
     if t.tzinfo is None:
-        raise ConfigError([ConfigProblem(what, text, "needs a UTC offset, e.g. 2026-11-25T08:00:00+08:00")])
+        raise ConfigError(
+            [ConfigProblem(what, text, "needs a UTC offset, e.g. 2026-11-25T08:00:00+08:00")]
+        )
     return t
 
 
@@ -154,9 +185,20 @@ def _fmt_value(v: float | None) -> str:
 
 
 def _signal_json(status: str, s: Any, tz: Any) -> dict[str, Any]:
-    return {"record": "alert", "status": status, "ts": s.ts.astimezone(tz).isoformat(), "rule": s.rule_id, "site": s.site,
-            "device": s.device, "metric": s.metric, "severity": s.severity, "value": s.value, "threshold": s.threshold,
-            "summary": s.summary, "fingerprint": s.fingerprint}
+    return {
+        "record": "alert",
+        "status": status,
+        "ts": s.ts.astimezone(tz).isoformat(),
+        "rule": s.rule_id,
+        "site": s.site,
+        "device": s.device,
+        "metric": s.metric,
+        "severity": s.severity,
+        "value": s.value,
+        "threshold": s.threshold,
+        "summary": s.summary,
+        "fingerprint": s.fingerprint,
+    }
 
 
 def _cmd_backtest(args: argparse.Namespace) -> int:
@@ -180,11 +222,18 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
         raise ConfigError([ConfigProblem("--db", str(db_path), "no such database file")])
     probe = connect(db_path, readonly=True)
     try:
-        has_readings = probe.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'readings'").fetchone() is not None
+        has_readings = (
+            probe.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'readings'"
+            ).fetchone()
+            is not None
+        )
     finally:
         probe.close()
     if not has_readings:
-        raise ConfigError([ConfigProblem("--db", str(db_path), "the database has no readings table")])
+        raise ConfigError(
+            [ConfigProblem("--db", str(db_path), "the database has no readings table")]
+        )
     registry = load_registry(settings.registry.sites_file, settings.registry.departments)
     if args.site:
         site = registry.get(args.site)
@@ -197,44 +246,90 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
     if args.rule:
         unknown = sorted(set(args.rule) - {r.id for r in ruleset.rules})
         if unknown:
-            raise ConfigError([ConfigProblem("--rule", ", ".join(unknown), "no such rule in the loaded files")])
-        ruleset = type(ruleset)(tuple(r for r in ruleset.rules if r.id in set(args.rule)), ruleset.maintenance)
+            raise ConfigError(
+                [ConfigProblem("--rule", ", ".join(unknown), "no such rule in the loaded files")]
+            )
+        ruleset = type(ruleset)(
+            tuple(r for r in ruleset.rules if r.id in set(args.rule)), ruleset.maintenance
+        )
 
     _quiet_engine()
     tz = start.tzinfo
     out: TextIO = sys.stdout
     if not args.json:
-        print(f"{'time':<25} {'status':<8} {'rule':<28} {'site':<28} {'device':<8} {'metric':<12} {'value':>9} {'limit':>9}  summary", file=out)
+        print(
+            f"{'time':<25} {'status':<8} {'rule':<28} {'site':<28} {'device':<8} {'metric':<12} {'value':>9} {'limit':>9}  summary",
+            file=out,
+        )
 
     def on_event(status: str, s: Any) -> None:
         if args.json:
             print(json.dumps(_signal_json(status, s, tz), ensure_ascii=False), file=out)
         else:
-            print(f"{s.ts.astimezone(tz).isoformat():<25} {status.upper():<8} {s.rule_id:<28} {s.site:<28} {s.device:<8} {s.metric:<12} "
-                  f"{_fmt_value(s.value):>9} {_fmt_value(s.threshold):>9}  {s.summary if status == 'firing' else ''}", file=out)
+            print(
+                f"{s.ts.astimezone(tz).isoformat():<25} {status.upper():<8} {s.rule_id:<28} {s.site:<28} {s.device:<8} {s.metric:<12} "
+                f"{_fmt_value(s.value):>9} {_fmt_value(s.threshold):>9}  {s.summary if status == 'firing' else ''}",
+                file=out,
+            )
 
     store = ReadingStore(db_path)
     try:
-        result = backtest(store.iter_range(start, end, site=args.site), ruleset, registry, start, end,
-                          tick_every=timedelta(seconds=args.tick), on_event=on_event)
+        result = backtest(
+            store.iter_range(start, end, site=args.site),
+            ruleset,
+            registry,
+            start,
+            end,
+            tick_every=timedelta(seconds=args.tick),
+            on_event=on_event,
+        )
     finally:
         store.close()
 
     summaries = sorted(result.rules.values(), key=lambda r: (-r.fired, r.rule))
     if args.json:
         for r in summaries:
-            print(json.dumps({"record": "rule", "rule": r.rule, "fired": r.fired, "resolved": r.resolved, "open": r.open,
-                              "firing_s": round(r.firing_s, 3)}), file=out)
-        print(json.dumps({"record": "totals", "from": start.isoformat(), "to": end.isoformat(), "readings": result.readings,
-                          "flagged": result.flagged, "late": result.late, "alerts": len(result.alerts)}), file=out)
+            print(
+                json.dumps(
+                    {
+                        "record": "rule",
+                        "rule": r.rule,
+                        "fired": r.fired,
+                        "resolved": r.resolved,
+                        "open": r.open,
+                        "firing_s": round(r.firing_s, 3),
+                    }
+                ),
+                file=out,
+            )
+        print(
+            json.dumps(
+                {
+                    "record": "totals",
+                    "from": start.isoformat(),
+                    "to": end.isoformat(),
+                    "readings": result.readings,
+                    "flagged": result.flagged,
+                    "late": result.late,
+                    "alerts": len(result.alerts),
+                }
+            ),
+            file=out,
+        )
         return 0
     print(file=out)
     print(f"{'rule':<32} {'fired':>6} {'resolved':>9} {'open':>5} {'firing h':>9}", file=out)
     for r in summaries:
-        print(f"{r.rule:<32} {r.fired:>6} {r.resolved:>9} {r.open:>5} {r.firing_s / 3600:>9.2f}", file=out)
-    print(f"\n{result.readings} readings from {start.isoformat()} to {end.isoformat()}"
-          f"{' at ' + args.site if args.site else ''}: {len(result.alerts)} alert(s); "
-          f"{result.flagged} flagged and {result.late} late readings not evaluated", file=out)
+        print(
+            f"{r.rule:<32} {r.fired:>6} {r.resolved:>9} {r.open:>5} {r.firing_s / 3600:>9.2f}",
+            file=out,
+        )
+    print(
+        f"\n{result.readings} readings from {start.isoformat()} to {end.isoformat()}"
+        f"{' at ' + args.site if args.site else ''}: {len(result.alerts)} alert(s); "
+        f"{result.flagged} flagged and {result.late} late readings not evaluated",
+        file=out,
+    )
     return 0
 
 
@@ -243,37 +338,104 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
 
 def add_rules_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add the ``rules`` command (test, backtest, check, kinds) to the main CLI."""
-    rules = subparsers.add_parser("rules", help="test, backtest and check rule files; list rule kinds",
-                                  description="Work with rule files without running ingest.")
+    rules = subparsers.add_parser(
+        "rules",
+        help="test, backtest and check rule files; list rule kinds",
+        description="Work with rule files without running ingest.",
+    )
     sub = rules.add_subparsers(dest="rules_command", metavar="{test,backtest,check,kinds}")
     sub.required = True
 
-    p = sub.add_parser("test", help="run rule unit tests (promtool style)",
-                       description="Run rule test files: input series in expanding notation, and the alerts expected at given times. "
-                                   "Exit 0 if all pass, 1 if a case fails, 2 if a file is invalid.")
-    p.add_argument("files", nargs="*", type=Path, metavar="FILE", help="test files (default: the built-in pack's rules/packs/tests/*.test.yaml)")
-    p.add_argument("--run", default=None, metavar="REGEX", help="run only test cases whose name matches")
-    p.add_argument("-v", "--verbose", action="store_true", help="show every check, not only failures")
+    p = sub.add_parser(
+        "test",
+        help="run rule unit tests (promtool style)",
+        description="Run rule test files: input series in expanding notation, and the alerts expected at given times. "
+        "Exit 0 if all pass, 1 if a case fails, 2 if a file is invalid.",
+    )
+    p.add_argument(
+        "files",
+        nargs="*",
+        type=Path,
+        metavar="FILE",
+        help="test files (default: the built-in pack's rules/packs/tests/*.test.yaml)",
+    )
+    p.add_argument(
+        "--run", default=None, metavar="REGEX", help="run only test cases whose name matches"
+    )
+    p.add_argument(
+        "-v", "--verbose", action="store_true", help="show every check, not only failures"
+    )
     p.set_defaults(func=_cmd_test)
 
-    p = sub.add_parser("backtest", help="replay stored readings through rules; report what would have fired",
-                       description="Replay readings from the SQLite readings table through a fresh engine, ticking its clock on event time. "
-                                   "Reads only: the database is opened read-only for the replay.")
-    p.add_argument("rules", nargs="*", type=Path, metavar="RULES", help="rule files (default: the built-in default pack)")
-    p.add_argument("--from", dest="start", required=True, metavar="ISO", help="start of the replay, ISO 8601 with offset")
-    p.add_argument("--to", dest="end", required=True, metavar="ISO", help="end of the replay, ISO 8601 with offset")
-    p.add_argument("--db", default=None, metavar="PATH", help="SQLite database (default: the configured data directory's farsight.db)")
+    p = sub.add_parser(
+        "backtest",
+        help="replay stored readings through rules; report what would have fired",
+        description="Replay readings from the SQLite readings table through a fresh engine, ticking its clock on event time. "
+        "Reads only: the database is opened read-only for the replay.",
+    )
+    p.add_argument(
+        "rules",
+        nargs="*",
+        type=Path,
+        metavar="RULES",
+        help="rule files (default: the built-in default pack)",
+    )
+    p.add_argument(
+        "--from",
+        dest="start",
+        required=True,
+        metavar="ISO",
+        help="start of the replay, ISO 8601 with offset",
+    )
+    p.add_argument(
+        "--to",
+        dest="end",
+        required=True,
+        metavar="ISO",
+        help="end of the replay, ISO 8601 with offset",
+    )
+    p.add_argument(
+        "--db",
+        default=None,
+        metavar="PATH",
+        help="SQLite database (default: the configured data directory's farsight.db)",
+    )
     p.add_argument("--site", default=None, metavar="S", help="replay only this site's readings")
-    p.add_argument("--rule", action="append", default=None, metavar="ID", help="only this rule (repeatable)")
-    p.add_argument("--tick", type=float, default=60.0, metavar="SECONDS", help="event time between engine clock ticks (default: 60)")
-    p.add_argument("--json", action="store_true", help="JSON lines: one per alert event, one per rule, then totals")
+    p.add_argument(
+        "--rule", action="append", default=None, metavar="ID", help="only this rule (repeatable)"
+    )
+    p.add_argument(
+        "--tick",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="event time between engine clock ticks (default: 60)",
+    )
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="JSON lines: one per alert event, one per rule, then totals",
+    )
     p.set_defaults(func=_cmd_backtest)
 
-    p = sub.add_parser("check", help="validate rule files; print every problem",
-                       description="Validate rule files. Exit 2 with every problem (file, rule id, key path, value, message), else 0.")
-    p.add_argument("files", nargs="*", type=Path, metavar="FILE", help="rule files (default: the built-in default pack)")
+    p = sub.add_parser(
+        "check",
+        help="validate rule files; print every problem",
+        description="Validate rule files. Exit 2 with every problem (file, rule id, key path, value, message), else 0.",
+    )
+    p.add_argument(
+        "files",
+        nargs="*",
+        type=Path,
+        metavar="FILE",
+        help="rule files (default: the built-in default pack)",
+    )
     p.set_defaults(func=_cmd_check)
 
-    p = sub.add_parser("kinds", help="list registered rule kinds", description="List rule kinds with their scope and description, or one kind's fields.")
+    p = sub.add_parser(
+        "kinds",
+        help="list registered rule kinds",
+        description="List rule kinds with their scope and description, or one kind's fields.",
+    )
     p.add_argument("kind", nargs="?", default=None, help="show the fields of this kind")
     p.set_defaults(func=_cmd_kinds)

@@ -8,9 +8,10 @@ and ``keep_firing_for``, identically for every kind, on event time.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Iterable
+from typing import Any
 
 from farsight.clock import from_epoch_ms, to_epoch_ms
 from farsight.types import Reading, Site
@@ -20,7 +21,7 @@ from rules.model import Rule
 class Sample:
     """The readings one device reported for one timestamp (usually one message)."""
 
-    __slots__ = ("site", "device", "ts", "readings")
+    __slots__ = ("device", "readings", "site", "ts")
 
     def __init__(self, site: str, device: str, ts: datetime, readings: dict[str, Reading]) -> None:
         self.site = site
@@ -66,10 +67,13 @@ class Binding:
     severity: str
 
     @classmethod
-    def make(cls, rule: Rule, site: Site, device: str | None, metric: str | None) -> "Binding":
+    def make(cls, rule: Rule, site: Site, device: str | None, metric: str | None) -> Binding:
         adj = rule.adjustment(site)
         return cls(
-            rule=rule, site=site, device=device, metric=metric,
+            rule=rule,
+            site=site,
+            device=device,
+            metric=metric,
             limit_factor=adj.limit_factor if adj else 1.0,
             for_=rule.for_ * (adj.for_factor if adj else 1.0),
             severity=(adj.severity if adj and adj.severity else rule.severity),
@@ -122,7 +126,7 @@ RESEND_EVERY = timedelta(minutes=10)
 class Lifecycle:
     """inactive -> pending (``for``) -> firing -> (``keep_firing_for``) -> inactive."""
 
-    __slots__ = ("state", "since", "last_true", "last_sent", "notified")
+    __slots__ = ("last_sent", "last_true", "notified", "since", "state")
 
     def __init__(self) -> None:
         self.state = "inactive"
@@ -148,7 +152,11 @@ class Lifecycle:
             self.state, self.since = "inactive", None
             return None
         if self.state == "firing":
-            if keep_firing_for and self.last_true is not None and v.ts - self.last_true < keep_firing_for:
+            if (
+                keep_firing_for
+                and self.last_true is not None
+                and v.ts - self.last_true < keep_firing_for
+            ):
                 return None
             self.state, self.since = "inactive", None
             return "resolved"
@@ -158,15 +166,27 @@ class Lifecycle:
         def ms(t: datetime | None) -> int | None:
             return None if t is None else to_epoch_ms(t)
 
-        return {"s": self.state, "since": ms(self.since), "true": ms(self.last_true), "sent": ms(self.last_sent), "n": self.notified}
+        return {
+            "s": self.state,
+            "since": ms(self.since),
+            "true": ms(self.last_true),
+            "sent": ms(self.last_sent),
+            "n": self.notified,
+        }
 
     @classmethod
-    def from_state(cls, d: dict[str, Any]) -> "Lifecycle":
+    def from_state(cls, d: dict[str, Any]) -> Lifecycle:
         def dt(v: int | None) -> datetime | None:
             return None if v is None else from_epoch_ms(v)
 
         lc = cls()
-        lc.state, lc.since, lc.last_true, lc.last_sent, lc.notified = d["s"], dt(d["since"]), dt(d["true"]), dt(d["sent"]), d["n"]
+        lc.state, lc.since, lc.last_true, lc.last_sent, lc.notified = (
+            d["s"],
+            dt(d["since"]),
+            dt(d["true"]),
+            dt(d["sent"]),
+            d["n"],
+        )
         return lc
 
 

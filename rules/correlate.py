@@ -26,8 +26,9 @@ Pure computation: values in, values out; state is JSON-ready (:meth:`Correlator.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 from farsight.registry import Registry
 from farsight.types import AlertSignal, Site
@@ -42,8 +43,13 @@ EARTH_RADIUS_M = 6_371_008.8
 
 def haversine_m(a: Site, b: Site) -> float:
     """Great-circle distance in metres between two sites' registry locations."""
-    lon1, lat1, lon2, lat2 = map(math.radians, (a.location.lon, a.location.lat, b.location.lon, b.location.lat))
-    h = math.sin((lat2 - lat1) / 2) ** 2 + math.cos(lat1) * math.cos(lat2) * math.sin((lon2 - lon1) / 2) ** 2
+    lon1, lat1, lon2, lat2 = map(
+        math.radians, (a.location.lon, a.location.lat, b.location.lon, b.location.lat)
+    )
+    h = (
+        math.sin((lat2 - lat1) / 2) ** 2
+        + math.cos(lat1) * math.cos(lat2) * math.sin((lon2 - lon1) / 2) ** 2
+    )
     return 2 * EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(h)))
 
 
@@ -103,7 +109,7 @@ class Correlator:
         self.reload(rules)
 
     @classmethod
-    def from_engine(cls, engine: Any) -> "Correlator":
+    def from_engine(cls, engine: Any) -> Correlator:
         """The correlator of an :class:`rules.engine.Engine`'s rules and registry."""
         return cls(engine.rules, engine.registry)
 
@@ -117,8 +123,17 @@ class Correlator:
         old = {r.id: r.digest for r in self._rules}
         self._rules = [r for r in rules if r.kind == "correlation"]
         self._ids = {r.id for r in self._rules}
-        self._window_ms = {r.id: int(parse_duration(r.spec.window).total_seconds() * 1000) for r in self._rules}  # type: ignore[attr-defined]
-        self._state = {r.id: (self._state[r.id] if old.get(r.id) == r.digest and r.id in self._state else _RuleState()) for r in self._rules}
+        self._window_ms = {
+            r.id: int(parse_duration(r.spec.window).total_seconds() * 1000) for r in self._rules
+        }  # type: ignore[attr-defined]
+        self._state = {
+            r.id: (
+                self._state[r.id]
+                if old.get(r.id) == r.digest and r.id in self._state
+                else _RuleState()
+            )
+            for r in self._rules
+        }
 
     # -- the stage ----------------------------------------------------------------------------
 
@@ -156,7 +171,9 @@ class Correlator:
         st = self._state[rule.id]
         t = ts_ms(s.ts)
         assert t is not None
-        st.events[s.fingerprint] = _Event(s.rule_id, s.site, t, tuple(s.evidence), True, f"{s.site}/{s.device}/{s.metric}")
+        st.events[s.fingerprint] = _Event(
+            s.rule_id, s.site, t, tuple(s.evidence), True, f"{s.site}/{s.device}/{s.metric}"
+        )
         cutoff = t - self._window_ms[rule.id]
         for fp in [fp for fp, e in st.events.items() if e.ts < cutoff]:
             del st.events[fp]
@@ -176,7 +193,10 @@ class Correlator:
                     g.count = count
                     out.append(self._signal(rule, anchor, g, "firing", s))
                 return
-        near = sorted(((fp, e) for fp, e in st.events.items() if self._near(rule, e.site, s.site)), key=lambda p: p[1].ts)
+        near = sorted(
+            ((fp, e) for fp, e in st.events.items() if self._near(rule, e.site, s.site)),
+            key=lambda p: p[1].ts,
+        )
         distinct = list(dict.fromkeys(e.rule for _, e in near))
         pairs = list(dict.fromkeys((e.rule, e.series) for _, e in near))
         spec: CorrelationModel = rule.spec  # type: ignore[assignment]
@@ -184,7 +204,9 @@ class Correlator:
         if count < spec.min_distinct:
             return
         anchor = near[0][1].site
-        g = _Group(since=t, members={fp: e.on for fp, e in near}, rules=distinct, pairs=pairs, count=count)
+        g = _Group(
+            since=t, members={fp: e.on for fp, e in near}, rules=distinct, pairs=pairs, count=count
+        )
         for _, e in near:
             _extend(g.evidence, e.evidence)
         st.groups[anchor] = g
@@ -212,7 +234,9 @@ class Correlator:
                     del st.groups[anchor]
                     out.append(self._signal(rule, anchor, g, "resolved", s))
 
-    def _signal(self, rule: Rule, anchor: str, g: _Group, status: str, cause: AlertSignal) -> AlertSignal:
+    def _signal(
+        self, rule: Rule, anchor: str, g: _Group, status: str, cause: AlertSignal
+    ) -> AlertSignal:
         from rules.engine import fingerprint  # the engine imports this module: import late
 
         site = self.registry.get(anchor)
@@ -222,19 +246,42 @@ class Correlator:
         severity = adj.severity if adj is not None and adj.severity else rule.severity
         members = ", ".join(g.rules)
         values = _SafeDict(
-            rule=rule.id, site=site.id, site_name=site.name, city=site.city, entity_id=site.entity_id,
-            entity_name=site.entity_name, device="", metric="", unit="", severity=severity,
-            members=members, count=str(g.count), window=str(spec.window), value=str(g.count),
+            rule=rule.id,
+            site=site.id,
+            site_name=site.name,
+            city=site.city,
+            entity_id=site.entity_id,
+            entity_name=site.entity_name,
+            device="",
+            metric="",
+            unit="",
+            severity=severity,
+            members=members,
+            count=str(g.count),
+            window=str(spec.window),
+            value=str(g.count),
             threshold=str(spec.min_distinct),
         )
         annotations = tuple((k, t.format_map(values)) for k, t in rule.annotations)
         return AlertSignal(
-            rule_id=rule.id, fingerprint=fingerprint(rule.id, site.id, "", ""), status=status, site=site.id,
-            device="", metric="", severity=severity, summary=dict(annotations).get("summary", rule.id), ts=cause.ts,
-            value=float(g.count), threshold=float(spec.min_distinct), department=site.department,
-            entity_id=site.entity_id, item_code=rule.item_code or site.item_code, credit_grade=site.credit_grade,
+            rule_id=rule.id,
+            fingerprint=fingerprint(rule.id, site.id, "", ""),
+            status=status,
+            site=site.id,
+            device="",
+            metric="",
+            severity=severity,
+            summary=dict(annotations).get("summary", rule.id),
+            ts=cause.ts,
+            value=float(g.count),
+            threshold=float(spec.min_distinct),
+            department=site.department,
+            entity_id=site.entity_id,
+            item_code=rule.item_code or site.item_code,
+            credit_grade=site.credit_grade,
             labels=tuple(sorted({**dict(rule.labels), "members": ",".join(g.rules)}.items())),
-            evidence=tuple(g.evidence), annotations=annotations,
+            evidence=tuple(g.evidence),
+            annotations=annotations,
         )
 
     # -- persistence ------------------------------------------------------------------------
@@ -244,10 +291,21 @@ class Correlator:
         return {
             r.id: {
                 "digest": r.digest,
-                "events": {fp: [e.rule, e.site, e.ts, list(e.evidence), e.on, e.series] for fp, e in self._state[r.id].events.items()},
-                "groups": {a: {"since": g.since, "members": dict(g.members), "rules": list(g.rules), "evidence": list(g.evidence),
-                               "pairs": [list(p) for p in g.pairs], "count": g.count}
-                           for a, g in self._state[r.id].groups.items()},
+                "events": {
+                    fp: [e.rule, e.site, e.ts, list(e.evidence), e.on, e.series]
+                    for fp, e in self._state[r.id].events.items()
+                },
+                "groups": {
+                    a: {
+                        "since": g.since,
+                        "members": dict(g.members),
+                        "rules": list(g.rules),
+                        "evidence": list(g.evidence),
+                        "pairs": [list(p) for p in g.pairs],
+                        "count": g.count,
+                    }
+                    for a, g in self._state[r.id].groups.items()
+                },
             }
             for r in self._rules
         }
@@ -260,11 +318,28 @@ class Correlator:
             if not d or d.get("digest") != r.digest:
                 continue
             st = _RuleState()
-            st.events = {fp: _Event(str(v[0]), str(v[1]), int(v[2]), tuple(v[3]), bool(v[4]), str(v[5]) if len(v) > 5 else "")
-                         for fp, v in d.get("events", {}).items()}
-            st.groups = {a: _Group(int(g["since"]), {k: bool(v) for k, v in g["members"].items()}, list(g["rules"]), list(g["evidence"]),
-                                   [(str(x), str(y)) for x, y in g.get("pairs", [])], int(g.get("count", len(g["rules"]))))
-                         for a, g in d.get("groups", {}).items()}
+            st.events = {
+                fp: _Event(
+                    str(v[0]),
+                    str(v[1]),
+                    int(v[2]),
+                    tuple(v[3]),
+                    bool(v[4]),
+                    str(v[5]) if len(v) > 5 else "",
+                )
+                for fp, v in d.get("events", {}).items()
+            }
+            st.groups = {
+                a: _Group(
+                    int(g["since"]),
+                    {k: bool(v) for k, v in g["members"].items()},
+                    list(g["rules"]),
+                    list(g["evidence"]),
+                    [(str(x), str(y)) for x, y in g.get("pairs", [])],
+                    int(g.get("count", len(g["rules"]))),
+                )
+                for a, g in d.get("groups", {}).items()
+            }
             self._state[r.id] = st
             restored += 1
         return restored
@@ -289,4 +364,3 @@ def _extend(acc: list[str], more: Iterable[str]) -> None:
     for x in more:
         if x not in acc:
             acc.append(x)
-

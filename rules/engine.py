@@ -15,9 +15,10 @@ import heapq
 import itertools
 import logging
 from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from farsight.logs import kv
 from farsight.registry import Registry
@@ -62,9 +63,28 @@ class EngineStats:
 class Instance:
     """One rule bound to one scope: its condition, reorder buffer and alert lifecycles."""
 
-    __slots__ = ("rule", "binding", "cond", "scope", "lcs", "last_ts", "max_ts", "heap", "metrics", "strict", "dirty")
+    __slots__ = (
+        "binding",
+        "cond",
+        "dirty",
+        "heap",
+        "last_ts",
+        "lcs",
+        "max_ts",
+        "metrics",
+        "rule",
+        "scope",
+        "strict",
+    )
 
-    def __init__(self, rule: Rule, binding: Binding, cond: Condition, scope: tuple[str, ...], metrics: frozenset[str] | None) -> None:
+    def __init__(
+        self,
+        rule: Rule,
+        binding: Binding,
+        cond: Condition,
+        scope: tuple[str, ...],
+        metrics: frozenset[str] | None,
+    ) -> None:
         self.rule = rule
         self.binding = binding
         self.cond = cond
@@ -162,7 +182,10 @@ class Engine:
         self._bound_series.clear()
         self._bound_device.clear()
         self._bound_site.clear()
-        log.info("rules reloaded", extra=kv(rules=len(self.rules), kept_instances=kept, dropped_instances=len(old) - kept))
+        log.info(
+            "rules reloaded",
+            extra=kv(rules=len(self.rules), kept_instances=kept, dropped_instances=len(old) - kept),
+        )
         return {"rules": len(self.rules), "kept": kept, "dropped": len(old) - kept}
 
     # -- binding ------------------------------------------------------------------------------
@@ -199,7 +222,9 @@ class Engine:
         return out
 
     def _bind_site(self, site: Site) -> tuple[Instance, ...]:
-        out = tuple(self._instance(r, site, None, None) for r in self._site if r.select.matches_site(site))
+        out = tuple(
+            self._instance(r, site, None, None) for r in self._site if r.select.matches_site(site)
+        )
         self._bound_site[site.id] = out
         return out
 
@@ -281,8 +306,16 @@ class Engine:
     def _late(self, inst: Instance, sample: Sample) -> None:
         self.stats.late += 1
         self.stats.late_by_rule[inst.rule.id] += 1
-        log.warning("late reading not evaluated", extra=kv(rule=inst.rule.id, site=sample.site, device=sample.device,
-                                                          ts=sample.ts.isoformat(), newest=inst.last_ts.isoformat() if inst.last_ts else ""))
+        log.warning(
+            "late reading not evaluated",
+            extra=kv(
+                rule=inst.rule.id,
+                site=sample.site,
+                device=sample.device,
+                ts=sample.ts.isoformat(),
+                newest=inst.last_ts.isoformat() if inst.last_ts else "",
+            ),
+        )
 
     def tick(self, now: datetime) -> list[AlertSignal]:
         """Advance the engine's clock: conditions that watch for silence judge ``now``."""
@@ -295,7 +328,9 @@ class Engine:
         self.stats.signals += len(out)
         return out
 
-    def _judge(self, inst: Instance, verdicts: Verdict | list[Verdict] | None, out: list[AlertSignal]) -> None:
+    def _judge(
+        self, inst: Instance, verdicts: Verdict | list[Verdict] | None, out: list[AlertSignal]
+    ) -> None:
         if verdicts is None:
             return
         inst.dirty = True
@@ -316,7 +351,9 @@ class Engine:
                     # Per-event keys (one per truck) would otherwise grow state without bound.
                     del inst.lcs[v.key]
                 continue
-            if change == "firing" and self._in_maintenance(b.site.id, v.device or (b.device or ""), v.ts):
+            if change == "firing" and self._in_maintenance(
+                b.site.id, v.device or (b.device or ""), v.ts
+            ):
                 self.stats.suppressed += 1
                 continue
             if change == "refresh" and not lc.notified:
@@ -334,23 +371,54 @@ class Engine:
         device = v.device or b.device or ""
         metric = v.metric or b.metric or ""
         values = _SafeDict(
-            rule=rule.id, site=site.id, site_name=site.name, city=site.city, entity_id=site.entity_id,
-            entity_name=site.entity_name, device=device, metric=metric, unit=v.unit, severity=b.severity,
-            value=_fmt(v.value) if v.value is not None else "", threshold=_fmt(v.threshold) if v.threshold is not None else "",
+            rule=rule.id,
+            site=site.id,
+            site_name=site.name,
+            city=site.city,
+            entity_id=site.entity_id,
+            entity_name=site.entity_name,
+            device=device,
+            metric=metric,
+            unit=v.unit,
+            severity=b.severity,
+            value=_fmt(v.value) if v.value is not None else "",
+            threshold=_fmt(v.threshold) if v.threshold is not None else "",
         )
         values.update({k: _fmt(x) for k, x in v.context.items()})
         annotations = tuple((k, t.format_map(values)) for k, t in rule.annotations)
         if status == "firing":
-            log.info("rule firing", extra=kv(rule=rule.id, site=site.id, device=device, metric=metric, value=v.value))
+            log.info(
+                "rule firing",
+                extra=kv(rule=rule.id, site=site.id, device=device, metric=metric, value=v.value),
+            )
         else:
-            log.info("rule resolved", extra=kv(rule=rule.id, site=site.id, device=device, metric=metric))
+            log.info(
+                "rule resolved", extra=kv(rule=rule.id, site=site.id, device=device, metric=metric)
+            )
         return AlertSignal(
             rule_id=rule.id,
-            fingerprint=fingerprint(rule.id, site.id, device, metric + (f"#{v.key}" if v.key and v.key not in (device, metric) else "")),
-            status=status, site=site.id, device=device, metric=metric, severity=b.severity,
-            summary=dict(annotations).get("summary", rule.id), ts=v.ts, value=v.value, threshold=v.threshold,
-            department=site.department, entity_id=site.entity_id, item_code=rule.item_code or site.item_code, credit_grade=site.credit_grade,
-            labels=rule.labels, evidence=v.evidence, annotations=annotations,
+            fingerprint=fingerprint(
+                rule.id,
+                site.id,
+                device,
+                metric + (f"#{v.key}" if v.key and v.key not in (device, metric) else ""),
+            ),
+            status=status,
+            site=site.id,
+            device=device,
+            metric=metric,
+            severity=b.severity,
+            summary=dict(annotations).get("summary", rule.id),
+            ts=v.ts,
+            value=v.value,
+            threshold=v.threshold,
+            department=site.department,
+            entity_id=site.entity_id,
+            item_code=rule.item_code or site.item_code,
+            credit_grade=site.credit_grade,
+            labels=rule.labels,
+            evidence=v.evidence,
+            annotations=annotations,
         )
 
     # -- satellite change regions -------------------------------------------------------------
@@ -369,10 +437,12 @@ class Engine:
             for rule in rules:
                 spec = rule.spec
                 zone_kinds = {k for _, k in ev.zones}
-                if ((spec.change_kinds and region.kind not in spec.change_kinds)
-                        or (spec.aois and region.aoi not in spec.aois)
-                        or region.area_m2 < spec.min_area_ha * 10_000
-                        or (spec.zone_kinds and not zone_kinds & set(spec.zone_kinds))):
+                if (
+                    (spec.change_kinds and region.kind not in spec.change_kinds)
+                    or (spec.aois and region.aoi not in spec.aois)
+                    or region.area_m2 < spec.min_area_ha * 10_000
+                    or (spec.zone_kinds and not zone_kinds & set(spec.zone_kinds))
+                ):
                     continue
                 out.append(self._change_signal(rule, ev))
         self.stats.signals += len(out)
@@ -383,23 +453,49 @@ class Engine:
         severity = rule.spec.confirmed_severity if ev.state == "confirmed" else rule.severity
         zones = ",".join(z for z, _ in ev.zones)
         values = _SafeDict(
-            rule=rule.id, aoi=region.aoi, site=region.aoi, site_name=region.aoi, change=region.kind.replace("_", " "),
-            area_ha=_fmt(round(region.area_m2 / 10_000, 2)), zones=zones or "no zone", state=ev.state,
-            sightings=str(ev.sightings), confidence=_fmt(round(region.confidence, 2)), severity=severity,
-            lon=f"{region.centroid.lon:.6f}", lat=f"{region.centroid.lat:.6f}",
+            rule=rule.id,
+            aoi=region.aoi,
+            site=region.aoi,
+            site_name=region.aoi,
+            change=region.kind.replace("_", " "),
+            area_ha=_fmt(round(region.area_m2 / 10_000, 2)),
+            zones=zones or "no zone",
+            state=ev.state,
+            sightings=str(ev.sightings),
+            confidence=_fmt(round(region.confidence, 2)),
+            severity=severity,
+            lon=f"{region.centroid.lon:.6f}",
+            lat=f"{region.centroid.lat:.6f}",
         )
         annotations = tuple((k, t.format_map(values)) for k, t in rule.annotations) + (
             ("centroid", f"{region.centroid.lon:.6f},{region.centroid.lat:.6f}"),
-            ("before", region.before.isoformat()), ("after", region.after.isoformat()),
+            ("before", region.before.isoformat()),
+            ("after", region.after.isoformat()),
         )
-        log.info("rule firing", extra=kv(rule=rule.id, aoi=region.aoi, track=ev.track, state=ev.state, kind=region.kind))
+        log.info(
+            "rule firing",
+            extra=kv(
+                rule=rule.id, aoi=region.aoi, track=ev.track, state=ev.state, kind=region.kind
+            ),
+        )
         return AlertSignal(
-            rule_id=rule.id, fingerprint=fingerprint(rule.id, region.aoi, "satellite", ev.track), status="firing",
-            site=region.aoi, device="satellite", metric=region.kind, severity=severity,
-            summary=dict(annotations).get("summary", rule.id), ts=region.after, value=region.area_m2, threshold=None,
-            department=ev.department, item_code=rule.item_code,
-            labels=rule.labels + (("change", region.kind), ("state", ev.state), ("track", ev.track), ("zones", zones)),
-            evidence=region.evidence, annotations=annotations,
+            rule_id=rule.id,
+            fingerprint=fingerprint(rule.id, region.aoi, "satellite", ev.track),
+            status="firing",
+            site=region.aoi,
+            device="satellite",
+            metric=region.kind,
+            severity=severity,
+            summary=dict(annotations).get("summary", rule.id),
+            ts=region.after,
+            value=region.area_m2,
+            threshold=None,
+            department=ev.department,
+            item_code=rule.item_code,
+            labels=rule.labels
+            + (("change", region.kind), ("state", ev.state), ("track", ev.track), ("zones", zones)),
+            evidence=region.evidence,
+            annotations=annotations,
         )
 
     # -- introspection and persistence ------------------------------------------------------
@@ -416,7 +512,12 @@ class Engine:
 
     def firing(self) -> list[tuple[str, tuple[str, ...], str]]:
         """(rule id, scope, key) of every firing lifecycle."""
-        return [(inst.rule.id, inst.scope, k) for inst in self._instances.values() for k, lc in inst.lcs.items() if lc.state == "firing"]
+        return [
+            (inst.rule.id, inst.scope, k)
+            for inst in self._instances.values()
+            for k, lc in inst.lcs.items()
+            if lc.state == "firing"
+        ]
 
     def snapshot(self, only_dirty: bool = False) -> list[dict[str, Any]]:
         """JSON-ready state of every bound instance (or those changed since the last call)."""
@@ -425,14 +526,35 @@ class Engine:
             if only_dirty and not inst.dirty:
                 continue
             inst.dirty = False
-            out.append({
-                "rule": rid, "digest": inst.rule.digest, "scope": list(scope),
-                "last_ts": ts_ms(inst.last_ts), "max_ts": ts_ms(inst.max_ts),
-                "heap": [[ts_ms(ts), [[r.metric, r.value, r.unit, r.flag] for r in s.readings.values()], s.site, s.device] for ts, _, s in inst.heap],
-                "cond": inst.cond.state(), "lcs": {k: lc.to_state() for k, lc in inst.lcs.items()},
-            })
+            out.append(
+                {
+                    "rule": rid,
+                    "digest": inst.rule.digest,
+                    "scope": list(scope),
+                    "last_ts": ts_ms(inst.last_ts),
+                    "max_ts": ts_ms(inst.max_ts),
+                    "heap": [
+                        [
+                            ts_ms(ts),
+                            [[r.metric, r.value, r.unit, r.flag] for r in s.readings.values()],
+                            s.site,
+                            s.device,
+                        ]
+                        for ts, _, s in inst.heap
+                    ],
+                    "cond": inst.cond.state(),
+                    "lcs": {k: lc.to_state() for k, lc in inst.lcs.items()},
+                }
+            )
         if self.correlator.has_rules:
-            out.append({"rule": CORRELATOR_ENTRY, "digest": "", "scope": [], "correlator": self.correlator.state()})
+            out.append(
+                {
+                    "rule": CORRELATOR_ENTRY,
+                    "digest": "",
+                    "scope": [],
+                    "correlator": self.correlator.state(),
+                }
+            )
         return out
 
     def restore(self, entries: Sequence[dict[str, Any]]) -> int:
@@ -471,7 +593,12 @@ def _samples(readings: Iterable[Reading]) -> Iterable[Sample]:
     """Group consecutive readings of one device and timestamp (one message) into samples."""
     current: Sample | None = None
     for r in readings:
-        if current is not None and r.ts == current.ts and r.device == current.device and r.site == current.site:
+        if (
+            current is not None
+            and r.ts == current.ts
+            and r.device == current.device
+            and r.site == current.site
+        ):
             current.readings[r.metric] = r
             continue
         if current is not None:

@@ -11,8 +11,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from farsight.errors import ConfigError
 from farsight.logs import kv
@@ -31,7 +32,15 @@ def problem_rows(exc: ConfigError) -> list[dict[str, Any]]:
     rows = []
     for p in exc.problems:
         m = _RULE_IN_PATH.match(p.path)
-        rows.append({"file": exc.source, "rule": m.group(1) if m else "", "key": p.path, "value": p.value, "message": p.message})
+        rows.append(
+            {
+                "file": exc.source,
+                "rule": m.group(1) if m else "",
+                "key": p.path,
+                "value": p.value,
+                "message": p.message,
+            }
+        )
     return rows
 
 
@@ -89,8 +98,14 @@ class RuleFileWatcher:
             for row in rows:
                 log.error("rule file invalid; the previous rules keep running", extra=kv(**row))
             if not rows:
-                log.error("rule file invalid; the previous rules keep running", extra=kv(file=exc.source, message=str(exc)))
+                log.error(
+                    "rule file invalid; the previous rules keep running",
+                    extra=kv(file=exc.source, message=str(exc)),
+                )
             return None
         self._seen, self._failed = fp, None
-        log.info("rule files changed", extra=kv(files=",".join(str(f) for f in self.files), rules=len(ruleset)))
+        log.info(
+            "rule files changed",
+            extra=kv(files=",".join(str(f) for f in self.files), rules=len(ruleset)),
+        )
         return ruleset

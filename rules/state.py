@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import datetime, timezone
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from farsight.clock import to_epoch_ms
 from farsight.db import Database
@@ -44,17 +45,26 @@ def _scope_key(scope: Sequence[str]) -> str:
 class RuleStateStore:
     """The engine's rule state in the ``rule_state`` table (SQLite or PostgreSQL)."""
 
-    def __init__(self, path: "Path | str | Database") -> None:
+    def __init__(self, path: Path | str | Database) -> None:
         self.db = Database.of(path, SCHEMA)
 
     def save(self, entries: Sequence[dict[str, Any]], now: datetime | None = None) -> int:
         """Upsert snapshot entries (``Engine.snapshot(only_dirty=True)``) in one transaction; returns how many."""
         if not entries:
             return 0
-        saved_at = to_epoch_ms(now or datetime.now(timezone.utc))
+        saved_at = to_epoch_ms(now or datetime.now(UTC))
         rows = [
-            (e["rule"], _scope_key(e["scope"]), e["digest"],
-             json.dumps({k: v for k, v in e.items() if k not in _KEYS}, ensure_ascii=False, separators=(",", ":")), saved_at)
+            (
+                e["rule"],
+                _scope_key(e["scope"]),
+                e["digest"],
+                json.dumps(
+                    {k: v for k, v in e.items() if k not in _KEYS},
+                    ensure_ascii=False,
+                    separators=(",", ":"),
+                ),
+                saved_at,
+            )
             for e in entries
         ]
         with self.db.transaction() as c:
@@ -68,13 +78,17 @@ class RuleStateStore:
     def load(self) -> list[dict[str, Any]]:
         """Every stored entry, in the form :meth:`~rules.engine.Engine.restore` takes."""
         out = []
-        for r in self.db.query("SELECT rule, scope, digest, state FROM rule_state ORDER BY rule, scope"):
+        for r in self.db.query(
+            "SELECT rule, scope, digest, state FROM rule_state ORDER BY rule, scope"
+        ):
             try:
                 entry = json.loads(r["state"])
                 entry.update(rule=r["rule"], scope=json.loads(r["scope"]), digest=r["digest"])
             except (ValueError, TypeError):
                 # A damaged row costs that one scope its state; it must not stop the engine starting.
-                log.warning("unreadable rule state skipped", extra=kv(rule=r["rule"], scope=r["scope"]))
+                log.warning(
+                    "unreadable rule state skipped", extra=kv(rule=r["rule"], scope=r["scope"])
+                )
                 continue
             out.append(entry)
         return out
@@ -83,8 +97,11 @@ class RuleStateStore:
         """Delete state of rules no longer loaded, or loaded with another definition; returns how many rows."""
         current = {(r.id, r.digest) for r in (rules.rules if isinstance(rules, RuleSet) else rules)}
         # The correlator's entry carries its rules' digests inside; it restores only what still fits.
-        stale = [(r["rule"], r["scope"]) for r in self.db.query("SELECT rule, scope, digest FROM rule_state")
-                 if (r["rule"], r["digest"]) not in current and r["rule"] != CORRELATOR_ENTRY]
+        stale = [
+            (r["rule"], r["scope"])
+            for r in self.db.query("SELECT rule, scope, digest FROM rule_state")
+            if (r["rule"], r["digest"]) not in current and r["rule"] != CORRELATOR_ENTRY
+        ]
         if stale:
             with self.db.transaction() as c:
                 c.executemany("DELETE FROM rule_state WHERE rule = ? AND scope = ?", stale)

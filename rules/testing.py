@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -37,7 +38,10 @@ MAX_VALUES = 1_000_000
 
 _UNUM = r"(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
 # ASCII only: Python's \d and float() would otherwise accept digits of other scripts.
-_TOKEN = re.compile(rf"(?:(?P<blank>_)|(?P<a>[-+]?{_UNUM}))(?:(?:(?P<op>[-+])(?P<b>{_UNUM}))?x(?P<n>\d+))?", re.ASCII)
+_TOKEN = re.compile(
+    rf"(?:(?P<blank>_)|(?P<a>[-+]?{_UNUM}))(?:(?:(?P<op>[-+])(?P<b>{_UNUM}))?x(?P<n>\d+))?",
+    re.ASCII,
+)
 _GRAMMAR = "a number, '_' (missing), 'a+bxn' or 'a-bxn' (n+1 values stepping by b), 'axn' (n+1 repeats) or '_xn' (n+1 missing)"
 
 
@@ -72,7 +76,9 @@ def expand_values(text: str) -> list[float | None]:
             raise ValueError(f"token {pos} {token!r} expands past {MAX_VALUES:,} values")
         if m["blank"]:
             if m["op"]:
-                raise ValueError(f"token {pos} {token!r}: a missing sample cannot step; write '_x{n}'")
+                raise ValueError(
+                    f"token {pos} {token!r}: a missing sample cannot step; write '_x{n}'"
+                )
             out.extend([None] * (n + 1))
             continue
         a = float(m["a"])
@@ -80,7 +86,9 @@ def expand_values(text: str) -> list[float | None]:
         if m["op"] == "-":
             b = -b
         if not (math.isfinite(a) and math.isfinite(a + n * b)):
-            raise ValueError(f"token {pos} {token!r} gives a value out of the float range; readings must be finite")
+            raise ValueError(
+                f"token {pos} {token!r} gives a value out of the float range; readings must be finite"
+            )
         out.extend(a + i * b for i in range(n + 1))
     return out
 
@@ -88,7 +96,7 @@ def expand_values(text: str) -> list[float | None]:
 # -- the test file ----------------------------------------------------------------------------
 
 _SERIES = rf"^{ID_RE.pattern[1:-1]}/{ID_RE.pattern[1:-1]}/[^/\s]{{1,64}}$"
-DEFAULT_START = datetime(2026, 1, 1, tzinfo=timezone.utc)
+DEFAULT_START = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 class _Model(BaseModel):
@@ -100,7 +108,11 @@ class SeriesModel(_Model):
 
     series: str = Field(title="Series", description="site/device/metric.", pattern=_SERIES)
     values: str = Field(title="Values", description=f"Expanding notation: {_GRAMMAR}.")
-    flag: str = Field("N", title="Flag", description="HJ 212 data flag of every value (N normal, C calibration, M maintenance...).")
+    flag: str = Field(
+        "N",
+        title="Flag",
+        description="HJ 212 data flag of every value (N normal, C calibration, M maintenance...).",
+    )
     unit: str = Field("", title="Unit", description="Unit of every value.", max_length=32)
 
     @field_validator("values", mode="before")
@@ -127,14 +139,30 @@ class SeriesModel(_Model):
 
 
 class ExpectedAlertModel(_Model):
-    labels: dict[str, str] = Field(default_factory=dict, title="Labels", description="Labels the alert must carry (a subset of rule, site, device, metric, severity, department and the rule's labels).")
-    annotations: dict[str, str] | None = Field(None, title="Annotations", description="Annotations that must equal the alert's, key by key.")
+    labels: dict[str, str] = Field(
+        default_factory=dict,
+        title="Labels",
+        description="Labels the alert must carry (a subset of rule, site, device, metric, severity, department and the rule's labels).",
+    )
+    annotations: dict[str, str] | None = Field(
+        None,
+        title="Annotations",
+        description="Annotations that must equal the alert's, key by key.",
+    )
 
 
 class AlertRuleTestModel(_Model):
-    eval_time: str | float = Field(title="Evaluation time", description="Offset from the test's start, e.g. 10m or 2h.")
-    rule: str = Field(title="Rule", description="Id of the rule whose firing alerts are compared.", min_length=1)
-    exp_alerts: list[ExpectedAlertModel] = Field(default_factory=list, title="Expected alerts", description="Alerts that must be firing at eval_time; empty means none.")
+    eval_time: str | float = Field(
+        title="Evaluation time", description="Offset from the test's start, e.g. 10m or 2h."
+    )
+    rule: str = Field(
+        title="Rule", description="Id of the rule whose firing alerts are compared.", min_length=1
+    )
+    exp_alerts: list[ExpectedAlertModel] = Field(
+        default_factory=list,
+        title="Expected alerts",
+        description="Alerts that must be firing at eval_time; empty means none.",
+    )
 
     @field_validator("eval_time")
     @classmethod
@@ -145,10 +173,20 @@ class AlertRuleTestModel(_Model):
 
 class CaseModel(_Model):
     name: str = Field("", title="Name", description="Shown in the report.", max_length=200)
-    start: datetime = Field(DEFAULT_START, title="Start", description="Time of each series' first value, ISO 8601 with offset.")
-    interval: str | float = Field("1m", title="Interval", description="Step between two values of a series.")
-    input_series: list[SeriesModel] = Field(default_factory=list, title="Input series", description="Readings fed to the engine.")
-    alert_rule_test: list[AlertRuleTestModel] = Field(default_factory=list, title="Alert tests", description="What must be firing when.")
+    start: datetime = Field(
+        DEFAULT_START,
+        title="Start",
+        description="Time of each series' first value, ISO 8601 with offset.",
+    )
+    interval: str | float = Field(
+        "1m", title="Interval", description="Step between two values of a series."
+    )
+    input_series: list[SeriesModel] = Field(
+        default_factory=list, title="Input series", description="Readings fed to the engine."
+    )
+    alert_rule_test: list[AlertRuleTestModel] = Field(
+        default_factory=list, title="Alert tests", description="What must be firing when."
+    )
 
     @field_validator("start")
     @classmethod
@@ -166,8 +204,16 @@ class CaseModel(_Model):
 
 
 class FileModel(_Model):
-    rule_files: list[str] = Field(title="Rule files", description="Rule files to load, relative to the test file.", min_length=1)
-    registry: str | None = Field(None, title="Registry", description="Site registry, relative to the test file; default: the built-in demo registry.")
+    rule_files: list[str] = Field(
+        title="Rule files",
+        description="Rule files to load, relative to the test file.",
+        min_length=1,
+    )
+    registry: str | None = Field(
+        None,
+        title="Registry",
+        description="Site registry, relative to the test file; default: the built-in demo registry.",
+    )
     tests: list[Any] = Field(title="Tests", description="Test cases.", min_length=1)
 
 
@@ -274,24 +320,41 @@ def load_test_file(path: Path | str) -> RuleTestFile:
     return RuleTestFile(path, ruleset, registry, tuple(cases))
 
 
-def _reference_problems(item: Any, where: str, registry: Registry, rule_ids: set[str]) -> list[ConfigProblem]:
+def _reference_problems(
+    item: Any, where: str, registry: Registry, rule_ids: set[str]
+) -> list[ConfigProblem]:
     """Sites of input series not in the registry, and rules not in the rule files."""
     problems: list[ConfigProblem] = []
     if not isinstance(item, dict):
         return problems
     for j, s in enumerate(item.get("input_series") or []):
         series = s.get("series") if isinstance(s, dict) else None
-        if isinstance(series, str) and re.match(_SERIES, series) and registry.get(series.split("/", 1)[0]) is None:
-            problems.append(ConfigProblem(f"{where}.input_series.{j}.series", series, "site is not in the test's registry"))
+        if (
+            isinstance(series, str)
+            and re.match(_SERIES, series)
+            and registry.get(series.split("/", 1)[0]) is None
+        ):
+            problems.append(
+                ConfigProblem(
+                    f"{where}.input_series.{j}.series", series, "site is not in the test's registry"
+                )
+            )
     for j, t in enumerate(item.get("alert_rule_test") or []):
         rule = t.get("rule") if isinstance(t, dict) else None
         if isinstance(rule, str) and rule not in rule_ids:
-            problems.append(ConfigProblem(f"{where}.alert_rule_test.{j}.rule", rule,
-                                          f"no such rule in rule_files; rules: {', '.join(sorted(rule_ids)) or 'none'}"))
+            problems.append(
+                ConfigProblem(
+                    f"{where}.alert_rule_test.{j}.rule",
+                    rule,
+                    f"no such rule in rule_files; rules: {', '.join(sorted(rule_ids)) or 'none'}",
+                )
+            )
     return problems
 
 
-def _build_case(m: CaseModel, where: str, fallback_name: str) -> tuple[RuleTestCase | None, list[ConfigProblem]]:
+def _build_case(
+    m: CaseModel, where: str, fallback_name: str
+) -> tuple[RuleTestCase | None, list[ConfigProblem]]:
     problems: list[ConfigProblem] = []
     interval = parse_duration(m.interval)
     readings: list[Reading] = []
@@ -305,24 +368,38 @@ def _build_case(m: CaseModel, where: str, fallback_name: str) -> tuple[RuleTestC
             key = (site, device, metric, ts)
             if key in owner:
                 # Two values for one series at one time: the engine would keep only one.
-                problems.append(ConfigProblem(f"{where}.input_series.{j}.values", s.values,
-                                              f"value {k} at {ts.isoformat()} overlaps input_series.{owner[key]}; use '_' where the other series has a value"))
+                problems.append(
+                    ConfigProblem(
+                        f"{where}.input_series.{j}.values",
+                        s.values,
+                        f"value {k} at {ts.isoformat()} overlaps input_series.{owner[key]}; use '_' where the other series has a value",
+                    )
+                )
                 break
             owner[key] = j
             try:
                 readings.append(Reading(site, device, metric, v, s.unit, ts, s.flag))
             except ValueError as exc:
-                problems.append(ConfigProblem(f"{where}.input_series.{j}.values", s.values, f"value {k}: {exc}"))
+                problems.append(
+                    ConfigProblem(f"{where}.input_series.{j}.values", s.values, f"value {k}: {exc}")
+                )
                 break
     checks: list[AlertRuleTest] = []
     for t in m.alert_rule_test:
-        expected = tuple(ExpectedAlert(dict(e.labels), dict(e.annotations) if e.annotations is not None else None) for e in t.exp_alerts)
+        expected = tuple(
+            ExpectedAlert(
+                dict(e.labels), dict(e.annotations) if e.annotations is not None else None
+            )
+            for e in t.exp_alerts
+        )
         checks.append(AlertRuleTest(parse_duration(t.eval_time), t.rule, expected))
     if problems:
         return None, problems
     # Time order, then one device's readings together: one sample per device per step.
     readings.sort(key=lambda r: (r.ts, r.site, r.device))
-    return RuleTestCase(m.name or fallback_name, m.start, interval, tuple(readings), tuple(checks)), []
+    return RuleTestCase(
+        m.name or fallback_name, m.start, interval, tuple(readings), tuple(checks)
+    ), []
 
 
 # -- replay -----------------------------------------------------------------------------------
@@ -337,7 +414,13 @@ class Replay:
     together, grouped by site and device, so each device gives one sample per timestamp.
     """
 
-    def __init__(self, engine: Engine, start: datetime, tick_every: timedelta, on_signals: Callable[[list[AlertSignal]], None]) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        start: datetime,
+        tick_every: timedelta,
+        on_signals: Callable[[list[AlertSignal]], None],
+    ) -> None:
         if tick_every <= timedelta(0):
             raise ValueError("tick_every must be more than zero")
         self.engine = engine
@@ -381,7 +464,9 @@ class Replay:
     def _flush(self) -> None:
         if not self._buf:
             return
-        batch = sorted(self._buf, key=lambda r: (r.site, r.device))  # stable: a device's metrics stay in order
+        batch = sorted(
+            self._buf, key=lambda r: (r.site, r.device)
+        )  # stable: a device's metrics stay in order
         self._buf = []
         signals = self.engine.evaluate(batch)
         if signals:
@@ -394,7 +479,14 @@ class Replay:
 def alert_labels(s: AlertSignal) -> dict[str, str]:
     """The labels a test matches against: the rule's labels, then the built-in ones."""
     labels = dict(s.labels)
-    labels.update(rule=s.rule_id, site=s.site, device=s.device, metric=s.metric, severity=s.severity, department=s.department)
+    labels.update(
+        rule=s.rule_id,
+        site=s.site,
+        device=s.device,
+        metric=s.metric,
+        severity=s.severity,
+        department=s.department,
+    )
     return labels
 
 
@@ -448,7 +540,11 @@ def run_test_file(path: Path | str, name_filter: re.Pattern[str] | None = None) 
         tf = load_test_file(path)
     except ConfigError as exc:
         return TestFileResult(Path(path), error=exc)
-    cases = tuple(run_case(c, tf.ruleset, tf.registry) for c in tf.cases if name_filter is None or name_filter.search(c.name))
+    cases = tuple(
+        run_case(c, tf.ruleset, tf.registry)
+        for c in tf.cases
+        if name_filter is None or name_filter.search(c.name)
+    )
     return TestFileResult(tf.path, cases)
 
 
@@ -460,7 +556,9 @@ def run_case(case: RuleTestCase, ruleset: RuleSet, registry: Registry) -> CaseRe
     def track(signals: list[AlertSignal]) -> None:
         for s in signals:
             if s.status == "firing":
-                firing[s.fingerprint] = s  # a repeated firing signal refreshes value and annotations
+                firing[s.fingerprint] = (
+                    s  # a repeated firing signal refreshes value and annotations
+                )
             else:
                 firing.pop(s.fingerprint, None)
 
@@ -476,8 +574,15 @@ def run_case(case: RuleTestCase, ruleset: RuleSet, registry: Registry) -> CaseRe
             replay.push(pending)
             pending = next(readings, None)
         replay.advance(at)
-        got = tuple(sorted((s for s in firing.values() if s.rule_id == check.rule), key=lambda s: sorted(alert_labels(s).items())))
-        results[idx] = CheckResult(check.eval_time, at, check.rule, got, tuple(compare_alerts(check.expected, got)))
+        got = tuple(
+            sorted(
+                (s for s in firing.values() if s.rule_id == check.rule),
+                key=lambda s: sorted(alert_labels(s).items()),
+            )
+        )
+        results[idx] = CheckResult(
+            check.eval_time, at, check.rule, got, tuple(compare_alerts(check.expected, got))
+        )
     return CaseResult(case.name, tuple(results[i] for i in range(len(case.checks))))
 
 
@@ -501,19 +606,29 @@ def compare_alerts(expected: Sequence[ExpectedAlert], got: Sequence[AlertSignal]
     labels = [alert_labels(s) for s in got]
     # Expected alerts may give only some labels, so one expectation can fit several alerts; a
     # greedy pairing could report a miss that another pairing avoids.
-    full = max_matching(len(expected), len(got), lambda i, j: _labels_match(expected[i], labels[j]) and _annotations_match(expected[i], got[j]))
+    full = max_matching(
+        len(expected),
+        len(got),
+        lambda i, j: (
+            _labels_match(expected[i], labels[j]) and _annotations_match(expected[i], got[j])
+        ),
+    )
     left_e = [i for i in range(len(expected)) if i not in full]
     used = set(full.values())
     left_g = [j for j in range(len(got)) if j not in used]
     # Alerts whose labels match but whose annotations differ are one problem, not a miss plus a surprise.
-    partial = max_matching(len(left_e), len(left_g), lambda i, j: _labels_match(expected[left_e[i]], labels[left_g[j]]))
+    partial = max_matching(
+        len(left_e), len(left_g), lambda i, j: _labels_match(expected[left_e[i]], labels[left_g[j]])
+    )
     problems: list[str] = []
     for i, j in sorted(partial.items()):
         e, s = expected[left_e[i]], got[left_g[j]]
         have = dict(s.annotations)
         for k, v in sorted((e.annotations or {}).items()):
             if have.get(k) != v:
-                problems.append(f"annotation {k!r} of alert {_fmt_map(labels[left_g[j]])}:\n    expected: {v!r}\n    got:      {have.get(k)!r}")
+                problems.append(
+                    f"annotation {k!r} of alert {_fmt_map(labels[left_g[j]])}:\n    expected: {v!r}\n    got:      {have.get(k)!r}"
+                )
     paired_e = {left_e[i] for i in partial}
     paired_g = {left_g[j] for j in partial.values()}
     for i in left_e:
@@ -523,7 +638,9 @@ def compare_alerts(expected: Sequence[ExpectedAlert], got: Sequence[AlertSignal]
             problems.append(f"missing alert: {_fmt_map(e.labels)}{extra}")
     for j in left_g:
         if j not in paired_g:
-            problems.append(f"unexpected alert: {_fmt_map(labels[j])} annotations {_fmt_map(dict(got[j].annotations))}")
+            problems.append(
+                f"unexpected alert: {_fmt_map(labels[j])} annotations {_fmt_map(dict(got[j].annotations))}"
+            )
     return problems
 
 
@@ -548,7 +665,9 @@ def format_result(result: TestFileResult, verbose: bool = False) -> str:
         for c in case.checks:
             if c.passed and not verbose:
                 continue
-            lines.append(f"        at {_fmt_offset(c.eval_time)} ({c.at.isoformat()}), rule {c.rule}: {len(c.firing)} firing")
+            lines.append(
+                f"        at {_fmt_offset(c.eval_time)} ({c.at.isoformat()}), rule {c.rule}: {len(c.firing)} firing"
+            )
             for p in c.problems:
                 lines += ["          " + line for line in p.splitlines()]
     n_fail = len(result.failed)

@@ -23,9 +23,9 @@ walks a small upright figure across its box (dimly lit at night).
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterator
 
 import cv2
 import numpy as np
@@ -48,7 +48,14 @@ WEATHERS: tuple[str, ...] = ("clear", "rain", "fog")
 """Weather the renderer can draw over a scene."""
 
 # Seed streams: one generator per purpose, so one stream's draws never shift another's.
-_STREAM_SCENE, _STREAM_NOISE, _STREAM_SHAKE, _STREAM_EVENT, _STREAM_WEATHER, _STREAM_TRAFFIC = 0, 1, 2, 3, 4, 5
+_STREAM_SCENE, _STREAM_NOISE, _STREAM_SHAKE, _STREAM_EVENT, _STREAM_WEATHER, _STREAM_TRAFFIC = (
+    0,
+    1,
+    2,
+    3,
+    4,
+    5,
+)
 _CAR_COLOURS = ((40, 40, 180), (230, 230, 230), (150, 80, 30), (40, 40, 40), (60, 170, 220))
 
 _NOISE_PAD = 97  # noise tile margin: offsets 0..96 give 9409 distinct placements per clip
@@ -85,15 +92,28 @@ class EventSpec:
     def __post_init__(self) -> None:
         if self.kind not in EVENT_KINDS:
             raise ValueError(f"unknown event kind {self.kind!r}; known: {', '.join(EVENT_KINDS)}")
-        if not (math.isfinite(self.start_s) and math.isfinite(self.end_s)) or not 0 <= self.start_s < self.end_s:
-            raise ValueError(f"event interval [{self.start_s}, {self.end_s}) must satisfy 0 <= start_s < end_s")
+        if (
+            not (math.isfinite(self.start_s) and math.isfinite(self.end_s))
+            or not 0 <= self.start_s < self.end_s
+        ):
+            raise ValueError(
+                f"event interval [{self.start_s}, {self.end_s}) must satisfy 0 <= start_s < end_s"
+            )
         if self.kind in SCENE_EVENTS:
-            if self.bbox is None or len(self.bbox) != 4 or any(not isinstance(v, int) for v in self.bbox):
-                raise ValueError(f"a {self.kind} event needs a bbox of four ints (x, y, w, h), got {self.bbox!r}")
+            if (
+                self.bbox is None
+                or len(self.bbox) != 4
+                or any(not isinstance(v, int) for v in self.bbox)
+            ):
+                raise ValueError(
+                    f"a {self.kind} event needs a bbox of four ints (x, y, w, h), got {self.bbox!r}"
+                )
             if self.bbox[2] < 8 or self.bbox[3] < 8:
                 raise ValueError(f"event bbox {self.bbox!r} must be at least 8x8 pixels")
         elif self.bbox is not None:
-            raise ValueError(f"a {self.kind} event affects the whole frame: give no bbox (got {self.bbox!r})")
+            raise ValueError(
+                f"a {self.kind} event affects the whole frame: give no bbox (got {self.bbox!r})"
+            )
         if not isinstance(self.grade, int) or not 0 <= self.grade <= 5:
             raise ValueError(f"Ringelmann grade {self.grade!r} must be an int in 0..5")
         if self.grade and self.kind != "black_smoke":
@@ -155,14 +175,23 @@ class ClipSpec:
         if self.scene not in SCENES:
             raise ValueError(f"unknown scene {self.scene!r}; known: {', '.join(SCENES)}")
         if self.width < 64 or self.height < 64 or self.width % 2 or self.height % 2:
-            raise ValueError(f"frame size {self.width}x{self.height} must be even and at least 64x64")
-        if not (math.isfinite(self.fps) and self.fps > 0 and math.isfinite(self.seconds) and self.seconds > 0):
+            raise ValueError(
+                f"frame size {self.width}x{self.height} must be even and at least 64x64"
+            )
+        if not (
+            math.isfinite(self.fps)
+            and self.fps > 0
+            and math.isfinite(self.seconds)
+            and self.seconds > 0
+        ):
             raise ValueError(f"fps {self.fps!r} and seconds {self.seconds!r} must be positive")
         if self.n_frames < 1:
             raise ValueError(f"a clip of {self.seconds} s at {self.fps} fps has no frame")
         if not (self.noise >= 0 and self.shake_px >= 0):
             raise ValueError(f"noise {self.noise!r} and shake_px {self.shake_px!r} must be >= 0")
-        if not isinstance(self.events, tuple) or not all(isinstance(e, EventSpec) for e in self.events):
+        if not isinstance(self.events, tuple) or not all(
+            isinstance(e, EventSpec) for e in self.events
+        ):
             raise ValueError("events must be a tuple of EventSpec")
         if self.weather not in WEATHERS:
             raise ValueError(f"unknown weather {self.weather!r}; known: {', '.join(WEATHERS)}")
@@ -174,7 +203,9 @@ class ClipSpec:
             if event.bbox is not None:
                 x, y, w, h = event.bbox
                 if x < 0 or y < 0 or x + w > self.width or y + h > self.height:
-                    raise ValueError(f"{event.kind} bbox {event.bbox!r} leaves the {self.width}x{self.height} frame")
+                    raise ValueError(
+                        f"{event.kind} bbox {event.bbox!r} leaves the {self.width}x{self.height} frame"
+                    )
 
     @property
     def n_frames(self) -> int:
@@ -275,12 +306,29 @@ def truth_for(spec: ClipSpec, path: str = "") -> ClipTruth:
     """Ground truth of ``spec`` without rendering it."""
     full = (0, 0, spec.width, spec.height)
     events = tuple(
-        TruthEvent(e.kind, e.start_s, min(e.end_s, spec.seconds), e.bbox if e.bbox is not None else full, e.grade)
+        TruthEvent(
+            e.kind,
+            e.start_s,
+            min(e.end_s, spec.seconds),
+            e.bbox if e.bbox is not None else full,
+            e.grade,
+        )
         for e in spec.events
         if e.start_s < spec.seconds
     )
-    return ClipTruth(spec.scene, spec.width, spec.height, spec.fps, spec.n_frames, spec.night, events, path,
-                     spec.weather, traffic_for(spec), spec.seconds)
+    return ClipTruth(
+        spec.scene,
+        spec.width,
+        spec.height,
+        spec.fps,
+        spec.n_frames,
+        spec.night,
+        events,
+        path,
+        spec.weather,
+        traffic_for(spec),
+        spec.seconds,
+    )
 
 
 def scene_layout(scene: str, width: int, height: int) -> SceneLayout:
@@ -295,7 +343,9 @@ def scene_layout(scene: str, width: int, height: int) -> SceneLayout:
         raise ValueError(f"unknown scene {scene!r}; known: {', '.join(SCENES)}")
     w, h = width, height
     if scene == "stack":
-        return SceneLayout(int(0.62 * h), (int(0.70 * w), int(0.32 * h)), (int(0.82 * h), int(0.94 * h)), None)
+        return SceneLayout(
+            int(0.62 * h), (int(0.70 * w), int(0.32 * h)), (int(0.82 * h), int(0.94 * h)), None
+        )
     if scene == "construction":
         return SceneLayout(int(0.55 * h), None, (int(0.80 * h), int(0.93 * h)), None)
     if scene == "highway":
@@ -333,7 +383,9 @@ def traffic_for(spec: ClipSpec) -> tuple[VehiclePass, ...]:
         headway_s = 2.5 * cw / abs(speed)
         t = -cross_s + float(rng.exponential(1.0 / rate))
         while t < spec.seconds:
-            out.append(VehiclePass(round(t, 6), x0, y, speed, cw, ch, int(rng.integers(len(_CAR_COLOURS)))))
+            out.append(
+                VehiclePass(round(t, 6), x0, y, speed, cw, ch, int(rng.integers(len(_CAR_COLOURS))))
+            )
             t += headway_s + float(rng.exponential(1.0 / rate))
     return tuple(sorted(out, key=lambda v: (v.t0, v.y)))
 
@@ -343,10 +395,18 @@ def _stop_car(bbox: Box, frame_width: int) -> tuple[int, int, float, int, float]
     bx, by, bw, bh = bbox
     cw = int(min(0.8 * bw, 0.8 * bh * 2.2))
     ch = int(cw / 2.2)
-    return cw, ch, bx + (bw - cw) / 2, by + (bh - ch) // 2, frame_width / 4.0  # crosses the frame in 4 s
+    return (
+        cw,
+        ch,
+        bx + (bw - cw) / 2,
+        by + (bh - ch) // 2,
+        frame_width / 4.0,
+    )  # crosses the frame in 4 s
 
 
-def line_crossings(truth: ClipTruth, line: tuple[tuple[float, float], tuple[float, float]]) -> tuple[Crossing, ...]:
+def line_crossings(
+    truth: ClipTruth, line: tuple[tuple[float, float], tuple[float, float]]
+) -> tuple[Crossing, ...]:
     """When vehicles' centres cross the segment ``line`` in a clip, in time order.
 
     Counts background traffic (``traffic0``, ``traffic1``... by entry order) and the cars of
@@ -381,7 +441,9 @@ def line_crossings(truth: ClipTruth, line: tuple[tuple[float, float], tuple[floa
             continue
         t = v.t0 + (xc - v.x0 - v.width / 2) / v.speed
         if 0.0 <= t < seconds and nx * v.speed != 0:
-            out.append(Crossing(round(t, 6), "forward" if nx * v.speed > 0 else "backward", f"traffic{i}"))
+            out.append(
+                Crossing(round(t, 6), "forward" if nx * v.speed > 0 else "backward", f"traffic{i}")
+            )
     for i, e in enumerate(ev for ev in truth.events if ev.kind == "vehicle_stop"):
         cw, ch, x_stop, y, speed = _stop_car(e.bbox, truth.width)
         xc = cross_x(y + ch / 2)
@@ -417,8 +479,16 @@ def _vgradient(img: np.ndarray, y0: int, y1: int, top: tuple, bottom: tuple) -> 
     img[y0:y1] = np.asarray(top, np.float32) * (1 - f) + np.asarray(bottom, np.float32) * f
 
 
-def _window_grid(img: np.ndarray, lights: np.ndarray, rng: np.random.Generator, x0: int, y0: int,
-                 x1: int, y1: int, step: int) -> None:
+def _window_grid(
+    img: np.ndarray,
+    lights: np.ndarray,
+    rng: np.random.Generator,
+    x0: int,
+    y0: int,
+    x1: int,
+    y1: int,
+    step: int,
+) -> None:
     """Windows on a facade: dark glass by day, some lit at night (lit pattern from the seed)."""
     size = max(2, step // 3)
     for y in range(y0 + step // 2, y1 - size, step):
@@ -464,37 +534,66 @@ def _draw_scene(spec: ClipSpec) -> np.ndarray:
 
     if spec.scene == "stack":
         base = int(0.67 * h)
-        for fx, fy, fw in ((0.04, 0.45, 0.22), (0.28, 0.52, 0.18), (0.50, 0.40, 0.15), (0.80, 0.48, 0.17)):
+        for fx, fy, fw in (
+            (0.04, 0.45, 0.22),
+            (0.28, 0.52, 0.18),
+            (0.50, 0.40, 0.15),
+            (0.80, 0.48, 0.17),
+        ):
             x0, y0, x1 = int(fx * w), int(fy * h), int((fx + fw) * w)
             cv2.rectangle(img, (x0, y0), (x1, base), (150, 150, 158), -1)
             cv2.rectangle(img, (x0, y0), (x1, y0 + max(2, h // 60)), (110, 110, 118), -1)
             _window_grid(img, lights, rng, x0, y0 + h // 40, x1, base, max(8, h // 18))
         sx, sy = lay.stack_top
         top_half, bot_half = max(3, int(0.018 * w)), max(4, int(0.028 * w))
-        stack = np.array([[sx - top_half, sy], [sx + top_half, sy], [sx + bot_half, base], [sx - bot_half, base]],
-                         np.int32)
+        stack = np.array(
+            [
+                [sx - top_half, sy],
+                [sx + top_half, sy],
+                [sx + bot_half, base],
+                [sx - bot_half, base],
+            ],
+            np.int32,
+        )
         cv2.fillPoly(img, [stack], (175, 175, 180))
-        for k in (1, 3):  # red-and-white aviation bands near the top (aviation marking of tall stacks)
+        for k in (
+            1,
+            3,
+        ):  # red-and-white aviation bands near the top (aviation marking of tall stacks)
             y = sy + k * h // 40
-            cv2.rectangle(img, (sx - top_half - 1, y), (sx + top_half + 1, y + h // 40), (45, 45, 190), -1)
+            cv2.rectangle(
+                img, (sx - top_half - 1, y), (sx + top_half + 1, y + h // 40), (45, 45, 190), -1
+            )
         _lamp(lights, sx, sy + 2, h // 120, (40, 40, 255))
         _road(img, w, *lay.road, lanes=2)
     elif spec.scene == "construction":
         base = int(0.72 * h)
         x0, x1, y0 = int(0.45 * w), int(0.85 * w), int(0.28 * h)
         floor = max(6, h // 20)
-        for y in range(y0, base, floor):  # concrete frame of an unfinished building: slabs and columns
+        for y in range(
+            y0, base, floor
+        ):  # concrete frame of an unfinished building: slabs and columns
             cv2.rectangle(img, (x0, y), (x1, y + 3), (160, 165, 170), -1)
         for x in np.linspace(x0, x1, 7).astype(int):
             cv2.rectangle(img, (int(x), y0), (int(x) + 3, base), (160, 165, 170), -1)
         mx = int(0.25 * w)  # tower crane: mast and jib
         cv2.line(img, (mx, base), (mx, int(0.10 * h)), (0, 190, 235), 4)
-        cv2.line(img, (int(0.12 * w), int(0.13 * h)), (int(0.62 * w), int(0.13 * h)), (0, 190, 235), 3)
+        cv2.line(
+            img, (int(0.12 * w), int(0.13 * h)), (int(0.62 * w), int(0.13 * h)), (0, 190, 235), 3
+        )
         cv2.line(img, (mx, int(0.06 * h)), (int(0.60 * w), int(0.13 * h)), (0, 160, 200), 1)
         _lamp(lights, mx, int(0.10 * h), h // 90, (200, 230, 255))
         for cx in (0.12, 0.35):  # spoil heaps, a dust source
-            cv2.ellipse(img, (int(cx * w), int(0.74 * h)), (int(0.08 * w), int(0.05 * h)), 0, 180, 360,
-                        (60, 95, 130), -1)
+            cv2.ellipse(
+                img,
+                (int(cx * w), int(0.74 * h)),
+                (int(0.08 * w), int(0.05 * h)),
+                0,
+                180,
+                360,
+                (60, 95, 130),
+                -1,
+            )
         cv2.rectangle(img, (0, int(0.74 * h)), (w, int(0.78 * h)), (165, 100, 40), -1)  # hoarding
         _road(img, w, *lay.road, lanes=2)
     elif spec.scene == "highway":
@@ -513,7 +612,10 @@ def _draw_scene(spec: ClipSpec) -> np.ndarray:
         # Water: murky green-grey, streaked horizontally the way ripples look from a bank.
         streaks = cv2.GaussianBlur(band, (0, 0), sigmaX=w / 40, sigmaY=0.6)[..., None]
         img[y0:y1] = np.asarray((115, 120, 95), np.float32) + 25 * (streaks - 0.5)
-        px, py = int(0.40 * w), int(0.86 * h)  # outfall pipe in a concrete headwall on the near bank
+        px, py = (
+            int(0.40 * w),
+            int(0.86 * h),
+        )  # outfall pipe in a concrete headwall on the near bank
         cv2.rectangle(img, (px - w // 14, y1), (px + w // 14, int(0.95 * h)), (165, 165, 165), -1)
         cv2.circle(img, (px, py), max(4, h // 28), (35, 35, 35), -1)
         _lamp(lights, px + w // 10, y1 + h // 40, h // 90)
@@ -522,7 +624,11 @@ def _draw_scene(spec: ClipSpec) -> np.ndarray:
     img += 10.0 * (_noise_field(rng, h, w, max(8, h // 12))[..., None] - 0.5)
     if spec.night:
         # Night: ambient light falls to a fifth, bluish (sky glow); lit windows and lamps add their light.
-        img = img * np.array([0.20, 0.16, 0.14], np.float32) + cv2.GaussianBlur(lights, (0, 0), 1.5) + lights * 0.6
+        img = (
+            img * np.array([0.20, 0.16, 0.14], np.float32)
+            + cv2.GaussianBlur(lights, (0, 0), 1.5)
+            + lights * 0.6
+        )
     return np.clip(img, 0, 255)
 
 
@@ -568,8 +674,17 @@ def _plume_density(p: _Plume, event: EventSpec, t: float) -> tuple[np.ndarray, n
     return env.astype(np.float32), tex
 
 
-def _draw_car(frame: np.ndarray, x: float, y: int, cw: int, ch: int, color: tuple, night: bool,
-              facing: int = 1, beam: bool = False) -> None:
+def _draw_car(
+    frame: np.ndarray,
+    x: float,
+    y: int,
+    cw: int,
+    ch: int,
+    color: tuple,
+    night: bool,
+    facing: int = 1,
+    beam: bool = False,
+) -> None:
     """A side view of a car with its top-left at (x, y), front to the right (``facing`` 1) or
     left (-1); drawing clips at the frame edge. ``beam``: at night, the pool of light its
     headlights throw on the road ahead (what a camera sees of moving traffic at night)."""
@@ -578,7 +693,9 @@ def _draw_car(frame: np.ndarray, x: float, y: int, cw: int, ch: int, color: tupl
     glass = (30, 25, 20) if night else (90, 75, 60)
     if night and beam:
         bx0 = xi + cw if facing > 0 else xi - cw
-        cv2.rectangle(frame, (bx0, y + 3 * ch // 5), (bx0 + cw, y + 19 * ch // 20), (70, 80, 85), -1)
+        cv2.rectangle(
+            frame, (bx0, y + 3 * ch // 5), (bx0 + cw, y + 19 * ch // 20), (70, 80, 85), -1
+        )
     cabin0, cabin1 = (cw // 5, 3 * cw // 4) if facing > 0 else (cw // 4, 4 * cw // 5)
     glass0, glass1 = (cw // 4, 7 * cw // 10) if facing > 0 else (3 * cw // 10, 3 * cw // 4)
     cv2.rectangle(frame, (xi + cabin0, y), (xi + cabin1, y + 2 * ch // 5), body, -1)
@@ -588,18 +705,36 @@ def _draw_car(frame: np.ndarray, x: float, y: int, cw: int, ch: int, color: tupl
     for wx in (xi + cw // 5, xi + 4 * cw // 5):
         cv2.circle(frame, (wx, y + 17 * ch // 20), r, (20, 20, 20), -1)
     if night:
-        front, rear = ((xi + cw - 3, xi + cw), (xi, xi + 2)) if facing > 0 else ((xi, xi + 3), (xi + cw - 2, xi + cw))
-        cv2.rectangle(frame, (front[0], y + ch // 2), (front[1], y + 3 * ch // 5), (200, 240, 255), -1)
+        front, rear = (
+            ((xi + cw - 3, xi + cw), (xi, xi + 2))
+            if facing > 0
+            else ((xi, xi + 3), (xi + cw - 2, xi + cw))
+        )
+        cv2.rectangle(
+            frame, (front[0], y + ch // 2), (front[1], y + 3 * ch // 5), (200, 240, 255), -1
+        )
         cv2.rectangle(frame, (rear[0], y + ch // 2), (rear[1], y + 3 * ch // 5), (30, 30, 220), -1)
 
 
-_PERSON_CLOTHES = (((60, 60, 70), (120, 80, 50)), ((50, 50, 170), (60, 55, 50)), ((40, 210, 220), (110, 90, 70)),
-                   ((150, 180, 200), (40, 40, 45)), ((130, 110, 60), (140, 140, 150)))  # (jacket, trousers) BGR
+_PERSON_CLOTHES = (
+    ((60, 60, 70), (120, 80, 50)),
+    ((50, 50, 170), (60, 55, 50)),
+    ((40, 210, 220), (110, 90, 70)),
+    ((150, 180, 200), (40, 40, 45)),
+    ((130, 110, 60), (140, 140, 150)),
+)  # (jacket, trousers) BGR
 _SKIN = (95, 130, 180)
 
 
-def _draw_person(canvas: np.ndarray, cx: float, foot_y: int, height: int, phase: float, clothes: tuple,
-                 light: float) -> None:
+def _draw_person(
+    canvas: np.ndarray,
+    cx: float,
+    foot_y: int,
+    height: int,
+    phase: float,
+    clothes: tuple,
+    light: float,
+) -> None:
     """A walking figure, ``height`` pixels tall, feet at ``foot_y``, centred on ``cx``.
 
     Proportions follow the usual eight-heads canon closely enough for a 20-80 px figure; legs
@@ -620,8 +755,13 @@ def _draw_person(canvas: np.ndarray, cx: float, foot_y: int, height: int, phase:
         cv2.line(canvas, (xi, hip_y), (int(round(cx + sgn * swing)), foot_y), trousers, limb)
     cv2.rectangle(canvas, (xi - half_t, neck_y), (xi + half_t, hip_y), jacket, -1)
     for sgn in (1, -1):
-        cv2.line(canvas, (xi, neck_y + limb), (int(round(cx - sgn * 0.8 * swing)), int(round(foot_y - 0.52 * hgt))),
-                 jacket, max(1, limb // 2))
+        cv2.line(
+            canvas,
+            (xi, neck_y + limb),
+            (int(round(cx - sgn * 0.8 * swing)), int(round(foot_y - 0.52 * hgt))),
+            jacket,
+            max(1, limb // 2),
+        )
     cv2.circle(canvas, (xi, head_y), head_r, skin, -1)
 
 
@@ -655,18 +795,27 @@ class _Renderer:
                 self.cars[i] = _CAR_COLOURS[int(rng.integers(len(_CAR_COLOURS)))]
             elif event.kind == "person":
                 rng = _rng(spec.seed, _STREAM_EVENT, i)
-                self.people[i] = (_PERSON_CLOTHES[int(rng.integers(len(_PERSON_CLOTHES)))],
-                                  1 if rng.random() < 0.5 else -1, float(rng.uniform(0, 2 * math.pi)))
+                self.people[i] = (
+                    _PERSON_CLOTHES[int(rng.integers(len(_PERSON_CLOTHES)))],
+                    1 if rng.random() < 0.5 else -1,
+                    float(rng.uniform(0, 2 * math.pi)),
+                )
         self.traffic = traffic_for(spec)
         self.fog: tuple[np.ndarray, np.ndarray] | None = None
         if spec.weather == "fog":
             # Haze thickens with distance: thickest at and above the horizon, thinner towards the
             # camera (Koschmieder: transmission falls exponentially with distance), patchy.
-            h, w, hz = spec.height, spec.width, scene_layout(spec.scene, spec.width, spec.height).horizon_y
+            h, w, hz = (
+                spec.height,
+                spec.width,
+                scene_layout(spec.scene, spec.width, spec.height).horizon_y,
+            )
             ys = np.arange(h, dtype=np.float32)
             depth = np.clip((h - ys) / max(1, h - hz), 0.0, 1.0)[:, None]
             patches = _noise_field(_rng(spec.seed, _STREAM_WEATHER), h, w, max(8, h // 6))
-            alpha = np.clip(0.25 + 0.4 * depth + 0.1 * (patches - 0.5), 0.0, 0.9).astype(np.float32)[..., None]
+            alpha = np.clip(0.25 + 0.4 * depth + 0.1 * (patches - 0.5), 0.0, 0.9).astype(
+                np.float32
+            )[..., None]
             haze = np.array((30, 29, 28) if spec.night else (200, 202, 200), np.float32)
             self.fog = (alpha, (haze * alpha).astype(np.float32))
 
@@ -676,9 +825,20 @@ class _Renderer:
         img = self.background.copy()
         for v in self.traffic:
             x = v.left(t)
-            if -2 * v.width < x < spec.width + v.width:  # the headlight beam reaches a car length ahead
-                _draw_car(img, x, v.y, v.width, v.height, _CAR_COLOURS[v.colour], spec.night,
-                          facing=1 if v.speed > 0 else -1, beam=True)
+            if (
+                -2 * v.width < x < spec.width + v.width
+            ):  # the headlight beam reaches a car length ahead
+                _draw_car(
+                    img,
+                    x,
+                    v.y,
+                    v.width,
+                    v.height,
+                    _CAR_COLOURS[v.colour],
+                    spec.night,
+                    facing=1 if v.speed > 0 else -1,
+                    beam=True,
+                )
         for i, event in enumerate(spec.events):
             if event.kind == "smoke" and event.active(t):
                 self._smoke(img, i, event, t)
@@ -768,10 +928,14 @@ class _Renderer:
         hot = np.clip(heat, 0, 1)
         # Fire colours satisfy R > G > B and Cr > Cb (Celik & Demirel 2009, YCbCr fire rules):
         # orange at the edges, yellow where hottest.
-        color = np.stack([20 + 60 * np.clip(hot - 0.7, 0, 1), 70 + 180 * hot, np.full_like(hot, 255)], axis=-1)
+        color = np.stack(
+            [20 + 60 * np.clip(hot - 0.7, 0, 1), 70 + 180 * hot, np.full_like(hot, 255)], axis=-1
+        )
         if self.fog is not None:  # an emitter seen through haze: a third of the scene's veil
             veil = self.fog[0][y : y + bh, x : x + bw] / 3.0
-            haze = self.fog[1][y : y + bh, x : x + bw] / np.maximum(self.fog[0][y : y + bh, x : x + bw], 1e-6)
+            haze = self.fog[1][y : y + bh, x : x + bw] / np.maximum(
+                self.fog[0][y : y + bh, x : x + bw], 1e-6
+            )
             color = color * (1.0 - veil) + haze * veil
         a = mask[..., None]
         crop = img[y : y + bh, x : x + bw]
@@ -810,7 +974,9 @@ class _Renderer:
             m[0, 2] += dx
             m[1, 2] += dy
         if "turned" in on or spec.shake_px > 0:
-            img = cv2.warpAffine(img, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            img = cv2.warpAffine(
+                img, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+            )
         if "defocus" in on:  # a lens out of focus is a low-pass filter: strong Gaussian blur
             img = cv2.GaussianBlur(img, (0, 0), max(h, w) / 80.0)
         if "covered" in on:  # lens covered: almost no light, a faint leak around the cover
@@ -869,7 +1035,9 @@ def write_mp4(spec: ClipSpec, path: str | Path) -> ClipTruth:
         If OpenCV cannot open a writer for ``path``.
     """
     path = Path(path)
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), spec.fps, (spec.width, spec.height))
+    writer = cv2.VideoWriter(
+        str(path), cv2.VideoWriter_fourcc(*"mp4v"), spec.fps, (spec.width, spec.height)
+    )
     if not writer.isOpened():
         raise FarsightError(f"cannot open an mp4v video writer for {path}")
     try:

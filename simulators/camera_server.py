@@ -73,7 +73,13 @@ class CameraServer:
         JPEG quality of the served frames.
     """
 
-    def __init__(self, cameras: dict[str, ClipSpec], host: str = "127.0.0.1", port: int = 0, quality: int = 85) -> None:
+    def __init__(
+        self,
+        cameras: dict[str, ClipSpec],
+        host: str = "127.0.0.1",
+        port: int = 0,
+        quality: int = 85,
+    ) -> None:
         for name in cameras:
             if not name or not all(c.isalnum() or c in "-_." for c in name):
                 raise ValueError(f"camera name {name!r} must be letters, digits, '-', '_' or '.'")
@@ -88,13 +94,20 @@ class CameraServer:
         """``http://host:port/NAME.mjpg`` (or ``.jpg``)."""
         return f"http://{self.host}:{self.port}/{name}.{kind}"
 
-    def start(self) -> "CameraServer":
+    def start(self) -> CameraServer:
         """Start rendering and serving in background threads; returns self."""
         for feed in self.feeds.values():
-            t = threading.Thread(target=self._produce, args=(feed,), name=f"camsim-{feed.name}", daemon=True)
+            t = threading.Thread(
+                target=self._produce, args=(feed,), name=f"camsim-{feed.name}", daemon=True
+            )
             t.start()
             self._threads.append(t)
-        t = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.2}, name="camsim-http", daemon=True)
+        t = threading.Thread(
+            target=self._httpd.serve_forever,
+            kwargs={"poll_interval": 0.2},
+            name="camsim-http",
+            daemon=True,
+        )
         t.start()
         self._threads.append(t)
         return self
@@ -110,7 +123,7 @@ class CameraServer:
         for t in self._threads:
             t.join(timeout=5)
 
-    def __enter__(self) -> "CameraServer":
+    def __enter__(self) -> CameraServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -151,15 +164,28 @@ class CameraServer:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.0"
 
-            def log_message(self, fmt: str, *args: Any) -> None:  # quiet: tests and the demo run many
+            def log_message(
+                self, fmt: str, *args: Any
+            ) -> None:  # quiet: tests and the demo run many
                 log.debug("camsim " + fmt, *args)
 
-            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            def do_GET(self) -> None:
                 path = self.path.split("?", 1)[0].lstrip("/")
                 if path == "":
-                    body = json.dumps([{"name": f.name, "scene": f.spec.scene, "width": f.spec.width, "height": f.spec.height,
-                                        "fps": f.spec.fps, "loop_s": f.spec.seconds, "on_air": f.on_air}
-                                       for f in server.feeds.values()]).encode()
+                    body = json.dumps(
+                        [
+                            {
+                                "name": f.name,
+                                "scene": f.spec.scene,
+                                "width": f.spec.width,
+                                "height": f.spec.height,
+                                "fps": f.spec.fps,
+                                "loop_s": f.spec.seconds,
+                                "on_air": f.on_air,
+                            }
+                            for f in server.feeds.values()
+                        ]
+                    ).encode()
                     return self._send(200, "application/json", body)
                 name, _, ext = path.rpartition(".")
                 feed = server.feeds.get(name)
@@ -169,7 +195,11 @@ class CameraServer:
                     return self._send(503, "text/plain", b"camera off the air\n")
                 if ext == "jpg":
                     _, jpeg = feed.wait_next(0, timeout=5.0)
-                    return self._send(200, "image/jpeg", jpeg) if jpeg else self._send(503, "text/plain", b"no frame yet\n")
+                    return (
+                        self._send(200, "image/jpeg", jpeg)
+                        if jpeg
+                        else self._send(503, "text/plain", b"no frame yet\n")
+                    )
                 self._stream(feed)
 
             def _send(self, code: int, ctype: str, body: bytes) -> None:
@@ -192,7 +222,9 @@ class CameraServer:
                             if not feed.on_air:
                                 return  # cut: drop the client, as a camera that loses power does
                             continue
-                        self.wfile.write(f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n".encode())
+                        self.wfile.write(
+                            f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n".encode()
+                        )
                         self.wfile.write(jpeg)
                         self.wfile.write(b"\r\n")
                 except (BrokenPipeError, ConnectionResetError):
@@ -214,8 +246,14 @@ class SimulatedCamera:
     analysers: dict[str, Any]
 
 
-def demo_cameras(sites: dict[str, str], width: int = 640, height: int = 360, fps: float = 2.0,
-                 cycle_s: float = 600.0, seed: int = 2026) -> list[SimulatedCamera]:
+def demo_cameras(
+    sites: dict[str, str],
+    width: int = 640,
+    height: int = 360,
+    fps: float = 2.0,
+    cycle_s: float = 600.0,
+    seed: int = 2026,
+) -> list[SimulatedCamera]:
     """Simulated cameras for the demo registry's camera sites, each with a scripted loop.
 
     ``sites`` maps site id -> site kind (``construction`` or ``stack``) of the sites that have a
@@ -231,14 +269,25 @@ def demo_cameras(sites: dict[str, str], width: int = 640, height: int = 360, fps
         if kind == "construction":
             scene = "construction"
             if n_construction == 0:
-                events = (EventSpec("smoke", 20.0, 200.0, (width * 15 // 32, height // 3, width // 4, height * 7 // 18)),)
+                events = (
+                    EventSpec(
+                        "smoke",
+                        20.0,
+                        200.0,
+                        (width * 15 // 32, height // 3, width // 4, height * 7 // 18),
+                    ),
+                )
             n_construction += 1
         elif kind == "stack":
             scene = "stack"
             sx, sy = scene_layout("stack", width, height).stack_top
             plume = (sx - width // 10, sy - height // 4, width // 5, height // 4)
             sky = (sx - 3 * width // 10, sy - height // 4, width // 7, height // 4)
-            analysers = {"tamper": {}, "fire": {}, "black_smoke": {"enabled": True, "plume": plume, "sky": sky}}
+            analysers = {
+                "tamper": {},
+                "fire": {},
+                "black_smoke": {"enabled": True, "plume": plume, "sky": sky},
+            }
             if n_stack == 0:
                 events = (EventSpec("covered", 260.0, 440.0),)
             else:

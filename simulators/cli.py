@@ -12,9 +12,10 @@ import argparse
 import signal
 import sys
 import threading
-from datetime import datetime, timezone
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from farsight.errors import ConfigError
 
@@ -37,9 +38,13 @@ def _aware_time(text: str) -> datetime:
     try:
         ts = datetime.fromisoformat(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not ISO 8601, e.g. 2026-11-25T08:00:00+08:00") from None
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not ISO 8601, e.g. 2026-11-25T08:00:00+08:00"
+        ) from None
     if ts.tzinfo is None:
-        raise argparse.ArgumentTypeError(f"{text!r} has no UTC offset; add one, e.g. +08:00 for Beijing time")
+        raise argparse.ArgumentTypeError(
+            f"{text!r} has no UTC offset; add one, e.g. +08:00 for Beijing time"
+        )
     return ts
 
 
@@ -55,17 +60,58 @@ def add_simulate_parser(subparsers: Any) -> argparse.ArgumentParser:
     b.add_argument("--host", default=None, help="MQTT broker host")
     b.add_argument("--port", type=int, default=None, help="MQTT broker port")
     b.add_argument("--username", default=None, help="MQTT username (or FARSIGHT__BROKER__USERNAME)")
-    b.add_argument("--password", default=None, help="MQTT password; prefer FARSIGHT__BROKER__PASSWORD, which ps cannot see")
+    b.add_argument(
+        "--password",
+        default=None,
+        help="MQTT password; prefer FARSIGHT__BROKER__PASSWORD, which ps cannot see",
+    )
     s = p.add_argument_group("simulation (default: the simulator settings)")
-    s.add_argument("--registry", type=Path, default=None, help="sites YAML (default: registry.sites_file, else the built-in demo registry)")
-    s.add_argument("--seed", type=_non_negative_int, default=None, help="random seed; the same seed gives the same readings")
-    s.add_argument("--scenario", default=None, help="scenario name (demo, quiet, exceedance, flatline, silence, overload)")
-    s.add_argument("--interval", type=_positive_float, default=None, help="wall-clock seconds between rounds")
-    s.add_argument("--speedup", type=_positive_float, default=None, help="simulated seconds per wall-clock second")
-    s.add_argument("--rounds", type=_non_negative_int, default=None, help="rounds to send (default: until Ctrl-C; 1 with --dry-run)")
-    s.add_argument("--start", type=_aware_time, default=None, help="simulated start, ISO 8601 with offset (default: now)")
-    s.add_argument("--sites", default=None, help="comma-separated site ids to simulate (default: all)")
-    s.add_argument("--dry-run", action="store_true", help="print 'topic payload' lines instead of publishing; no pacing")
+    s.add_argument(
+        "--registry",
+        type=Path,
+        default=None,
+        help="sites YAML (default: registry.sites_file, else the built-in demo registry)",
+    )
+    s.add_argument(
+        "--seed",
+        type=_non_negative_int,
+        default=None,
+        help="random seed; the same seed gives the same readings",
+    )
+    s.add_argument(
+        "--scenario",
+        default=None,
+        help="scenario name (demo, quiet, exceedance, flatline, silence, overload)",
+    )
+    s.add_argument(
+        "--interval", type=_positive_float, default=None, help="wall-clock seconds between rounds"
+    )
+    s.add_argument(
+        "--speedup",
+        type=_positive_float,
+        default=None,
+        help="simulated seconds per wall-clock second",
+    )
+    s.add_argument(
+        "--rounds",
+        type=_non_negative_int,
+        default=None,
+        help="rounds to send (default: until Ctrl-C; 1 with --dry-run)",
+    )
+    s.add_argument(
+        "--start",
+        type=_aware_time,
+        default=None,
+        help="simulated start, ISO 8601 with offset (default: now)",
+    )
+    s.add_argument(
+        "--sites", default=None, help="comma-separated site ids to simulate (default: all)"
+    )
+    s.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print 'topic payload' lines instead of publishing; no pacing",
+    )
     p.set_defaults(func=_cmd_simulate)
     return p
 
@@ -79,15 +125,19 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
     settings = load_settings(getattr(args, "config", None))
     sim = settings.simulator
-    registry = load_registry(args.registry or settings.registry.sites_file, settings.registry.departments)
+    registry = load_registry(
+        args.registry or settings.registry.sites_file, settings.registry.departments
+    )
     scenario = get_scenario(args.scenario or sim.scenario)
     seed = sim.seed if args.seed is None else args.seed
     interval = args.interval or sim.interval_s
     speedup = args.speedup or sim.speedup
     sites = [x.strip() for x in args.sites.split(",") if x.strip()] if args.sites else None
-    start = args.start or datetime.now(timezone.utc).replace(microsecond=0)
+    start = args.start or datetime.now(UTC).replace(microsecond=0)
     try:
-        simulator = Simulator(registry, scenario, seed=seed, sites=sites, start=start, step_s=interval * speedup)
+        simulator = Simulator(
+            registry, scenario, seed=seed, sites=sites, start=start, step_s=interval * speedup
+        )
     except ValueError as exc:
         print(f"farsight simulate: {exc}", file=sys.stderr)
         return 2
@@ -101,7 +151,16 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         out.flush()
         return 0
 
-    overrides = {k: v for k, v in (("host", args.host), ("port", args.port), ("username", args.username), ("password", args.password)) if v is not None}
+    overrides = {
+        k: v
+        for k, v in (
+            ("host", args.host),
+            ("port", args.port),
+            ("username", args.username),
+            ("password", args.password),
+        )
+        if v is not None
+    }
     broker = settings.broker.model_copy(update=overrides)
     stop = threading.Event()
     previous = {}
@@ -110,7 +169,14 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             previous[sig] = signal.signal(sig, lambda *_: stop.set())
     try:
-        stats = simulator.run(broker, start=start, rounds=args.rounds, interval_s=interval, speedup=speedup, stop_event=stop)
+        stats = simulator.run(
+            broker,
+            start=start,
+            rounds=args.rounds,
+            interval_s=interval,
+            speedup=speedup,
+            stop_event=stop,
+        )
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

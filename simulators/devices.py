@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import ClassVar, Mapping
+from typing import ClassVar
 
 import numpy as np
 
@@ -37,7 +38,14 @@ AMBIENT_LIMITS: Mapping[str, float] = {
 mg/m3): 24-hour means, O3 the 8-hour mean. Ambient sites carry no permit, so these apply."""
 
 DEVICE_UNITS: Mapping[str, Mapping[str, str]] = {
-    "air_quality": {"pm25": "ug/m3", "pm10": "ug/m3", "so2": "ug/m3", "no2": "ug/m3", "o3": "ug/m3", "co": "mg/m3"},
+    "air_quality": {
+        "pm25": "ug/m3",
+        "pm10": "ug/m3",
+        "so2": "ug/m3",
+        "no2": "ug/m3",
+        "o3": "ug/m3",
+        "co": "mg/m3",
+    },
 }
 """Units a device kind reports in, where they differ by setting: ambient SO2 is in ug/m3
 (GB 3095-2012) while the catalogue's ``so2`` is the stack unit, mg/m3 (HJ 75-2017)."""
@@ -82,7 +90,9 @@ def stable_rng(seed: int, *parts: object) -> np.random.Generator:
     """
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-    digest = hashlib.blake2b("\x1f".join(str(p) for p in parts).encode("utf-8"), digest_size=16).digest()
+    digest = hashlib.blake2b(
+        "\x1f".join(str(p) for p in parts).encode("utf-8"), digest_size=16
+    ).digest()
     words = [int.from_bytes(digest[i : i + 4], "little") for i in range(0, 16, 4)]
     return np.random.default_rng(np.random.SeedSequence([seed, *words]))
 
@@ -167,7 +177,9 @@ class DeviceModel:
 
     def __init__(self, site: Site, device: Device, seed: int) -> None:
         if device.kind != self.kind:
-            raise ValueError(f"{type(self).__name__} models {self.kind!r} devices, not {device.kind!r}")
+            raise ValueError(
+                f"{type(self).__name__} models {self.kind!r} devices, not {device.kind!r}"
+            )
         self.site = site
         self.device = device
         self.seed = seed
@@ -204,7 +216,9 @@ class DeviceModel:
         keep = {m: round_metric(m, values[m]) for m in self.metrics if m in values}
         return [Sample(ts=t, values=keep, flags={m: flags.get(m, "N") for m in keep})]
 
-    def _values(self, t: datetime, c: _Clock, rng: np.random.Generator) -> tuple[dict[str, float], dict[str, str]]:
+    def _values(
+        self, t: datetime, c: _Clock, rng: np.random.Generator
+    ) -> tuple[dict[str, float], dict[str, str]]:
         raise NotImplementedError
 
     def _noise(self, t: datetime, *purpose: object) -> np.random.Generator:
@@ -213,7 +227,11 @@ class DeviceModel:
     def _weather(self, c: _Clock) -> float:
         """Synoptic weather factor around 1 (0.66..1.34): fronts every few days."""
         p1, p2 = self._weather_phase
-        return 1.0 + 0.22 * math.sin(2 * math.pi * c.days / 3.7 + p1) + 0.12 * math.sin(2 * math.pi * c.days / 9.3 + p2)
+        return (
+            1.0
+            + 0.22 * math.sin(2 * math.pi * c.days / 3.7 + p1)
+            + 0.12 * math.sin(2 * math.pi * c.days / 9.3 + p2)
+        )
 
     def _limit(self, metric: str, default: float) -> float:
         limit = self.site.limit(metric)
@@ -247,23 +265,45 @@ class AirQualityModel(DeviceModel):
         self.o3_amp = float(rng.uniform(55.0, 85.0))
         self.co_base = float(rng.uniform(0.45, 0.7))
 
-    def _values(self, t: datetime, c: _Clock, rng: np.random.Generator) -> tuple[dict[str, float], dict[str, str]]:
+    def _values(
+        self, t: datetime, c: _Clock, rng: np.random.Generator
+    ) -> tuple[dict[str, float], dict[str, str]]:
         h = c.hour
         weather = self._weather(c)
         diurnal = 1.0 + 0.15 * _bump(h, 8, 2) + 0.2 * _bump(h, 21, 2.5) - 0.18 * _bump(h, 15, 3)
         traffic = 1.0 + 0.35 * _bump(h, 8, 1.5) + 0.3 * _bump(h, 18, 1.8) - 0.2 * _bump(h, 3, 3)
         z = rng.standard_normal(6)
         cap = {m: NATURAL_FRACTION * AMBIENT_LIMITS[m] for m in self.produces}
-        pm25 = soft_cap(self.pm25_base * self._winter(c, 0.35) * weather * diurnal * math.exp(0.06 * z[0]), cap["pm25"])
+        pm25 = soft_cap(
+            self.pm25_base * self._winter(c, 0.35) * weather * diurnal * math.exp(0.06 * z[0]),
+            cap["pm25"],
+        )
         pm10 = soft_cap(pm25 * self.pm10_ratio * math.exp(0.04 * z[1]), cap["pm10"])
-        no2 = soft_cap(self.no2_base * traffic * math.sqrt(weather) * math.exp(0.08 * z[2]), cap["no2"])
-        so2 = soft_cap(self.so2_base * self._winter(c, 0.25) * math.sqrt(weather) * math.exp(0.1 * z[3]), cap["so2"])
+        no2 = soft_cap(
+            self.no2_base * traffic * math.sqrt(weather) * math.exp(0.08 * z[2]), cap["no2"]
+        )
+        so2 = soft_cap(
+            self.so2_base * self._winter(c, 0.25) * math.sqrt(weather) * math.exp(0.1 * z[3]),
+            cap["so2"],
+        )
         # Summer-peaking photochemistry: sunlight from about 07:00 to 20:00, maximum mid-afternoon.
         sun = max(0.0, math.sin(math.pi * (h - 7.0) / 13.0)) ** 1.6
         summer = 1.0 + 0.3 * math.cos(2 * math.pi * (c.doy - 196) / 365.0)
         o3 = soft_cap((10.0 + self.o3_amp * summer * sun) * math.exp(0.08 * z[4]), cap["o3"])
-        co = soft_cap(self.co_base * math.sqrt(self._winter(c, 0.35) * traffic * weather) * math.exp(0.06 * z[5]), cap["co"])
-        return {"pm25": pm25, "pm10": max(pm10, pm25), "so2": so2, "no2": no2, "o3": o3, "co": co}, {}
+        co = soft_cap(
+            self.co_base
+            * math.sqrt(self._winter(c, 0.35) * traffic * weather)
+            * math.exp(0.06 * z[5]),
+            cap["co"],
+        )
+        return {
+            "pm25": pm25,
+            "pm10": max(pm10, pm25),
+            "so2": so2,
+            "no2": no2,
+            "o3": o3,
+            "co": co,
+        }, {}
 
 
 class CemsModel(DeviceModel):
@@ -279,13 +319,23 @@ class CemsModel(DeviceModel):
 
     kind = "cems"
     produces = ("so2", "nox", "particulate", "o2", "flue_flow", "flue_temp", "running")
-    _DEFAULT_LIMITS: ClassVar[Mapping[str, float]] = {"so2": 100.0, "nox": 100.0, "particulate": 20.0}
+    _DEFAULT_LIMITS: ClassVar[Mapping[str, float]] = {
+        "so2": 100.0,
+        "nox": 100.0,
+        "particulate": 20.0,
+    }
 
     def _setup(self, rng: np.random.Generator) -> None:
         tags = set(self.site.tags)
         self.limits = {m: self._limit(m, d) for m, d in self._DEFAULT_LIMITS.items()}
-        self.q_max = float(rng.uniform(4.0e5, 9.0e5) if "power" in tags else rng.uniform(1.2e5, 3.5e5))
-        self.fraction = {"so2": float(rng.uniform(0.35, 0.5)), "nox": float(rng.uniform(0.42, 0.58)), "particulate": float(rng.uniform(0.3, 0.48))}
+        self.q_max = float(
+            rng.uniform(4.0e5, 9.0e5) if "power" in tags else rng.uniform(1.2e5, 3.5e5)
+        )
+        self.fraction = {
+            "so2": float(rng.uniform(0.35, 0.5)),
+            "nox": float(rng.uniform(0.42, 0.58)),
+            "particulate": float(rng.uniform(0.3, 0.48)),
+        }
         # After wet desulphurisation flue gas leaves saturated at about 50 degC; dry stacks run hot.
         if "wet_fgd" in tags:
             self.t0, self.dt = float(rng.uniform(45.0, 49.0)), float(rng.uniform(4.0, 7.0))
@@ -308,14 +358,26 @@ class CemsModel(DeviceModel):
 
     def _load(self, c: _Clock, rng: np.random.Generator) -> float:
         h = c.hour
-        load = (0.68 + 0.14 * _bump(h, 11, 3) + 0.14 * _bump(h, 20, 2.5) - 0.12 * _bump(h, 3.5, 2.5)
-                + 0.05 * math.sin(2 * math.pi * c.days / 2.3 + self.load_phase) + 0.015 * float(rng.standard_normal()))
+        load = (
+            0.68
+            + 0.14 * _bump(h, 11, 3)
+            + 0.14 * _bump(h, 20, 2.5)
+            - 0.12 * _bump(h, 3.5, 2.5)
+            + 0.05 * math.sin(2 * math.pi * c.days / 2.3 + self.load_phase)
+            + 0.015 * float(rng.standard_normal())
+        )
         return min(1.0, max(0.4, load))
 
-    def _values(self, t: datetime, c: _Clock, rng: np.random.Generator) -> tuple[dict[str, float], dict[str, str]]:
+    def _values(
+        self, t: datetime, c: _Clock, rng: np.random.Generator
+    ) -> tuple[dict[str, float], dict[str, str]]:
         z = rng.standard_normal(6)
         if not self.running_at(t):
-            ambient = 15.0 + 8.0 * math.cos(2 * math.pi * (c.doy - 200) / 365.0) + 5.0 * math.sin(2 * math.pi * (c.hour - 9.0) / 24.0)
+            ambient = (
+                15.0
+                + 8.0 * math.cos(2 * math.pi * (c.doy - 200) / 365.0)
+                + 5.0 * math.sin(2 * math.pi * (c.hour - 9.0) / 24.0)
+            )
             values = {
                 "so2": abs(0.01 * self.limits["so2"] * z[0]),
                 "nox": abs(0.01 * self.limits["nox"] * z[1]),
@@ -357,23 +419,40 @@ class WaterQualityModel(DeviceModel):
         self.wwtp = "wwtp" in self.site.tags
         self.q_base = float(rng.uniform(520.0, 880.0) if self.wwtp else rng.uniform(18.0, 45.0))
         self.limits = {"cod": self._limit("cod", 50.0), "nh3n": self._limit("nh3n", 5.0)}
-        self.fraction = {"cod": float(rng.uniform(0.35, 0.55)), "nh3n": float(rng.uniform(0.12, 0.3))}
+        self.fraction = {
+            "cod": float(rng.uniform(0.35, 0.55)),
+            "nh3n": float(rng.uniform(0.12, 0.3)),
+        }
         self.ph0 = float(rng.uniform(6.9, 7.5))
         self.phase = float(rng.uniform(0.0, 2 * math.pi))
 
-    def _values(self, t: datetime, c: _Clock, rng: np.random.Generator) -> tuple[dict[str, float], dict[str, str]]:
+    def _values(
+        self, t: datetime, c: _Clock, rng: np.random.Generator
+    ) -> tuple[dict[str, float], dict[str, str]]:
         h = c.hour
         z = rng.standard_normal(4)
         if self.wwtp:
             shape = 1.0 + 0.18 * _bump(h, 10, 3) + 0.12 * _bump(h, 20, 3) - 0.2 * _bump(h, 4, 3)
         else:
-            shape = 0.75 + 0.3 / (1.0 + math.exp(-3.0 * (h - 7.0))) - 0.3 / (1.0 + math.exp(-3.0 * (h - 21.0)))
-        load = 1.0 + 0.12 * math.sin(2 * math.pi * (h - 14.0) / 24.0) + 0.08 * math.sin(2 * math.pi * c.days / 4.1 + self.phase)
+            shape = (
+                0.75
+                + 0.3 / (1.0 + math.exp(-3.0 * (h - 7.0)))
+                - 0.3 / (1.0 + math.exp(-3.0 * (h - 21.0)))
+            )
+        load = (
+            1.0
+            + 0.12 * math.sin(2 * math.pi * (h - 14.0) / 24.0)
+            + 0.08 * math.sin(2 * math.pi * c.days / 4.1 + self.phase)
+        )
         values = {"water_flow": self.q_base * shape * math.exp(0.02 * z[0])}
         for i, m in enumerate(("cod", "nh3n"), start=1):
             limit = self.limits[m]
-            values[m] = soft_cap(limit * self.fraction[m] * load * math.exp(0.06 * z[i]), NATURAL_FRACTION * limit)
-        values["ph"] = min(8.7, max(6.3, self.ph0 + 0.12 * math.sin(2 * math.pi * (h - 15.0) / 24.0) + 0.05 * z[3]))
+            values[m] = soft_cap(
+                limit * self.fraction[m] * load * math.exp(0.06 * z[i]), NATURAL_FRACTION * limit
+            )
+        values["ph"] = min(
+            8.7, max(6.3, self.ph0 + 0.12 * math.sin(2 * math.pi * (h - 15.0) / 24.0) + 0.05 * z[3])
+        )
         return values, {}
 
 
@@ -395,21 +474,39 @@ class DustNoiseModel(DeviceModel):
         self.tsp_ratio = float(rng.uniform(1.6, 1.95))
         self.noise_day = float(rng.uniform(60.0, 64.0))
         self.noise_night = float(rng.uniform(44.0, 48.0))
-        self.limits = {"pm10": self._limit("pm10", 150.0), "tsp": self._limit("tsp", 300.0), "noise": self._limit("noise", 70.0)}
+        self.limits = {
+            "pm10": self._limit("pm10", 150.0),
+            "tsp": self._limit("tsp", 300.0),
+            "noise": self._limit("noise", 70.0),
+        }
 
     @staticmethod
     def working(hour: float) -> bool:
         """Site work hours: 07:00-12:00 and 13:30-19:00 Beijing time."""
         return 7.0 <= hour < 12.0 or 13.5 <= hour < 19.0
 
-    def _values(self, t: datetime, c: _Clock, rng: np.random.Generator) -> tuple[dict[str, float], dict[str, str]]:
+    def _values(
+        self, t: datetime, c: _Clock, rng: np.random.Generator
+    ) -> tuple[dict[str, float], dict[str, str]]:
         z = rng.standard_normal(4)
         work = self.working(c.hour)
-        pm10 = (self.bg * self._winter(c, 0.35) * self._weather(c) + (self.activity * math.exp(0.2 * z[0]) if work else 0.0)) * math.exp(0.06 * z[1])
+        pm10 = (
+            self.bg * self._winter(c, 0.35) * self._weather(c)
+            + (self.activity * math.exp(0.2 * z[0]) if work else 0.0)
+        ) * math.exp(0.06 * z[1])
         pm10 = soft_cap(pm10, NATURAL_FRACTION * self.limits["pm10"])
-        tsp = max(pm10, soft_cap(pm10 * self.tsp_ratio * math.exp(0.05 * z[2]), NATURAL_FRACTION * self.limits["tsp"]))
+        tsp = max(
+            pm10,
+            soft_cap(
+                pm10 * self.tsp_ratio * math.exp(0.05 * z[2]), NATURAL_FRACTION * self.limits["tsp"]
+            ),
+        )
         if work:
-            noise = soft_cap(self.noise_day + 1.5 * z[3], self.limits["noise"] - 3.0, knee=self.limits["noise"] - 5.0)
+            noise = soft_cap(
+                self.noise_day + 1.5 * z[3],
+                self.limits["noise"] - 3.0,
+                knee=self.limits["noise"] - 5.0,
+            )
         else:
             noise = soft_cap(self.noise_night + 1.2 * z[3], 52.0, knee=50.0)
         return {"pm10": pm10, "tsp": tsp, "noise": noise}, {}
@@ -429,16 +526,30 @@ class WimModel(DeviceModel):
     produces = ("gross_weight", "axles", "speed")
     _AXLES: ClassVar[tuple[int, ...]] = (2, 3, 4, 5, 6)
     _AXLE_P: ClassVar[tuple[float, ...]] = (0.3, 0.12, 0.08, 0.1, 0.4)
-    _TARE_T: ClassVar[Mapping[int, tuple[float, float]]] = {2: (4.0, 7.0), 3: (9.0, 12.0), 4: (12.0, 15.0), 5: (14.0, 17.0), 6: (15.0, 18.0)}
+    _TARE_T: ClassVar[Mapping[int, tuple[float, float]]] = {
+        2: (4.0, 7.0),
+        3: (9.0, 12.0),
+        4: (12.0, 15.0),
+        5: (14.0, 17.0),
+        6: (15.0, 18.0),
+    }
 
     def _setup(self, rng: np.random.Generator) -> None:
         tags = set(self.site.tags)
         if "source_loading" in tags:
             self.road, self.rate_h, self.p_loaded = "gate", float(rng.uniform(10.0, 18.0)), 0.55
         elif "expressway" in tags:
-            self.road, self.rate_h, self.p_loaded = "expressway", float(rng.uniform(90.0, 140.0)), 0.65
+            self.road, self.rate_h, self.p_loaded = (
+                "expressway",
+                float(rng.uniform(90.0, 140.0)),
+                0.65,
+            )
         else:
-            self.road, self.rate_h, self.p_loaded = "national_road", float(rng.uniform(40.0, 70.0)), 0.6
+            self.road, self.rate_h, self.p_loaded = (
+                "national_road",
+                float(rng.uniform(40.0, 70.0)),
+                0.6,
+            )
         self.city_letter = _CITY_PLATE.get(self.site.city, "A")
 
     def _rate(self, hour: float) -> float:
@@ -476,12 +587,23 @@ class WimModel(DeviceModel):
             raise ValueError("t must be timezone-aware")
         if window_s <= 0:
             return []
-        rng = stable_rng(self.seed, self.site.id, self.device.id, "trucks", to_epoch_ms(t), int(round(window_s * 1000)))
+        rng = stable_rng(
+            self.seed,
+            self.site.id,
+            self.device.id,
+            "trucks",
+            to_epoch_ms(t),
+            int(round(window_s * 1000)),
+        )
         mid = _clock(t - timedelta(seconds=window_s / 2))
         n = int(rng.poisson(self._rate(mid.hour) * window_s / 3600.0))
         # Whole milliseconds before t, distinct, so (device, metric, ts) identifies each truck.
         window_ms = int(round(window_s * 1000))
-        back = sorted({int(b) for b in rng.integers(0, window_ms, n)}, reverse=True) if window_ms > 0 else []
+        back = (
+            sorted({int(b) for b in rng.integers(0, window_ms, n)}, reverse=True)
+            if window_ms > 0
+            else []
+        )
         out: list[Sample] = []
         for b in back:
             axles = int(rng.choice(self._AXLES, p=self._AXLE_P))
@@ -493,10 +615,19 @@ class WimModel(DeviceModel):
                 weight = float(rng.uniform(lo, hi))
             values = {"gross_weight": weight, "axles": float(axles), "speed": self.speed(rng)}
             keep = {m: round_metric(m, values[m]) for m in self.metrics}
-            out.append(Sample(ts=t - timedelta(milliseconds=b), values=keep, flags={m: "N" for m in keep}, extra={"plate": self.plate(rng)}))
+            out.append(
+                Sample(
+                    ts=t - timedelta(milliseconds=b),
+                    values=keep,
+                    flags={m: "N" for m in keep},
+                    extra={"plate": self.plate(rng)},
+                )
+            )
         return out
 
-    def _values(self, t: datetime, c: _Clock, rng: np.random.Generator) -> tuple[dict[str, float], dict[str, str]]:
+    def _values(
+        self, t: datetime, c: _Clock, rng: np.random.Generator
+    ) -> tuple[dict[str, float], dict[str, str]]:
         raise NotImplementedError("WimModel reports events; use sample()")
 
 
@@ -516,5 +647,7 @@ def make_model(site: Site, device: Device, seed: int) -> DeviceModel:
     """
     cls = MODELS.get(device.kind)
     if cls is None:
-        raise ValueError(f"no value model for device kind {device.kind!r}; known: {', '.join(sorted(MODELS))}")
+        raise ValueError(
+            f"no value model for device kind {device.kind!r}; known: {', '.join(sorted(MODELS))}"
+        )
     return cls(site, device, seed)

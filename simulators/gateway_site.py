@@ -16,7 +16,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import paho.mqtt.client as mqtt
@@ -27,7 +27,7 @@ from farsight.logs import kv
 
 log = logging.getLogger("farsight.simulators.gateway_site")
 
-DEFAULT_START = datetime(2026, 11, 25, tzinfo=timezone.utc)
+DEFAULT_START = datetime(2026, 11, 25, tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,11 +51,23 @@ class SiteSpec:
 class SiteSimulator:
     """N devices publishing JSON readings at QoS 1 to a local broker, at a given total rate."""
 
-    def __init__(self, host: str, port: int, spec: SiteSpec = SiteSpec(), *, seed: int = 2026, client_id: str = "site-sim") -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        spec: SiteSpec = SiteSpec(),
+        *,
+        seed: int = 2026,
+        client_id: str = "site-sim",
+    ) -> None:
         self.spec = spec
         self.rng = np.random.default_rng(seed)
-        self.client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=client_id,
-                                  protocol=mqtt.MQTTv311, clean_session=True)
+        self.client = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            protocol=mqtt.MQTTv311,
+            clean_session=True,
+        )
         self.client.max_inflight_messages_set(1000)
         self.client.max_queued_messages_set(0)
         self.client.on_publish = self._on_publish
@@ -65,7 +77,7 @@ class SiteSimulator:
         self._pending: dict[int, str] = {}
         self._early: set[int] = set()
         self.published: Counter[str] = Counter()  # handed to paho, per device
-        self.acked: Counter[str] = Counter()      # acknowledged by the local broker, per device
+        self.acked: Counter[str] = Counter()  # acknowledged by the local broker, per device
         self.next_k = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -82,7 +94,9 @@ class SiteSimulator:
         """Device ``i``'s ``k``-th reading."""
         ts = self.spec.start + timedelta(seconds=k * self.spec.step_s)
         value = round(float(20 + 10 * self.rng.random()), 2)
-        return json.dumps({"ts": ts.isoformat(), "metrics": {self.spec.metric: value}, "seq": k}).encode()
+        return json.dumps(
+            {"ts": ts.isoformat(), "metrics": {self.spec.metric: value}, "seq": k}
+        ).encode()
 
     def round(self) -> None:
         """One reading from every device."""
@@ -115,7 +129,9 @@ class SiteSimulator:
     def start(self, rate: float, rounds: int | None = None) -> None:
         """Publish in a background thread."""
         self._stop.clear()
-        self._thread = threading.Thread(target=self.run, args=(rounds, rate), name="site-sim", daemon=True)
+        self._thread = threading.Thread(
+            target=self.run, args=(rounds, rate), name="site-sim", daemon=True
+        )
         self._thread.start()
 
     def stop(self) -> None:
@@ -151,21 +167,36 @@ class Hj212Logger:
     """A data logger that connects to the gateway over TCP and pushes HJ 212 frames, asking for a
     response (Flag=5) and sending a frame again until the gateway answers it with CN=9014."""
 
-    def __init__(self, host: str, port: int, mn: str, *, start: datetime = DEFAULT_START, step_s: float = 60.0,
-                 code: str = "a21026", seed: int = 2026, timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        mn: str,
+        *,
+        start: datetime = DEFAULT_START,
+        step_s: float = 60.0,
+        code: str = "a21026",
+        seed: int = 2026,
+        timeout: float = 5.0,
+    ) -> None:
         self.host, self.port, self.mn = host, port, mn
         self.start, self.step_s, self.code = start, step_s, code
         self.rng = np.random.default_rng(seed)
         self.timeout = timeout
         self.sock: socket.socket | None = None
         self._rest = b""
-        self.sent = 0         # frames the gateway acknowledged
+        self.sent = 0  # frames the gateway acknowledged
         self.retries = 0
         self.next_k = 0
 
     def frame(self, k: int) -> bytes:
         ts = self.start + timedelta(seconds=k * self.step_s)
-        return build_data_frame(mn=self.mn, ts=ts, values={self.code: {"Rtd": round(float(10 + self.rng.random()), 3), "Flag": "N"}}, flag=5)
+        return build_data_frame(
+            mn=self.mn,
+            ts=ts,
+            values={self.code: {"Rtd": round(float(10 + self.rng.random()), 3), "Flag": "N"}},
+            flag=5,
+        )
 
     def _connect(self) -> socket.socket:
         if self.sock is None:
@@ -202,7 +233,9 @@ class Hj212Logger:
                 self.close()
                 time.sleep(0.1)
             self.retries += 1
-        raise ConnectionError(f"frame {self.next_k} of {self.mn} not answered after {attempts} attempts")
+        raise ConnectionError(
+            f"frame {self.next_k} of {self.mn} not answered after {attempts} attempts"
+        )
 
     def close(self) -> None:
         if self.sock is not None:

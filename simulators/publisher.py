@@ -27,9 +27,9 @@ import os
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
-from typing import Callable, Iterable, Mapping
+from datetime import UTC, datetime, timedelta
 
 import paho.mqtt.client as mqtt
 
@@ -41,13 +41,33 @@ from farsight.mqttclient import PublishTracker, connect, make_client
 from farsight.registry import Registry
 from farsight.settings import BrokerSettings
 from farsight.types import Device, Site
-from simulators.devices import DEVICE_UNITS, MODELS, DeviceModel, Sample, WimModel, make_model, round_metric, stable_rng
-from simulators.scenarios import EXCEEDANCE_JITTER, PM10_PER_PM25, Scenario, get_scenario, scenario_problems
+from simulators.devices import (
+    DEVICE_UNITS,
+    MODELS,
+    DeviceModel,
+    Sample,
+    WimModel,
+    make_model,
+    round_metric,
+    stable_rng,
+)
+from simulators.scenarios import (
+    EXCEEDANCE_JITTER,
+    PM10_PER_PM25,
+    Scenario,
+    get_scenario,
+    scenario_problems,
+)
 
 log = logging.getLogger("farsight.simulators")
 
 TOPIC_PREFIX = "fs/v1"
-ST_BY_KIND: Mapping[str, str] = {"cems": "31", "water_quality": "32", "air_quality": "22", "dust_noise": "22"}
+ST_BY_KIND: Mapping[str, str] = {
+    "cems": "31",
+    "water_quality": "32",
+    "air_quality": "22",
+    "dust_noise": "22",
+}
 """HJ 212 system code (ST) per device kind: 31 air pollution source, 32 water pollution
 source, 22 ambient air quality."""
 
@@ -126,7 +146,9 @@ class Simulator:
             wanted = list(sites)
             unknown = [s for s in wanted if registry.get(s) is None]
             if unknown:
-                raise ValueError(f"unknown site(s) {', '.join(unknown)}; known: {', '.join(s.id for s in registry.sites)}")
+                raise ValueError(
+                    f"unknown site(s) {', '.join(unknown)}; known: {', '.join(s.id for s in registry.sites)}"
+                )
             selected = [s for s in registry.sites if s.id in set(wanted)]
         if start is not None and start.tzinfo is None:
             raise ValueError("start must be timezone-aware")
@@ -144,7 +166,10 @@ class Simulator:
                 if device.kind in MODELS:
                     self._models.append((site, device, make_model(site, device, seed)))
                 else:
-                    log.debug("device not simulated", extra=kv(site=site.id, device=device.id, kind=device.kind))
+                    log.debug(
+                        "device not simulated",
+                        extra=kv(site=site.id, device=device.id, kind=device.kind),
+                    )
         self._seq: Counter[tuple[str, str]] = Counter()
 
     @property
@@ -187,35 +212,56 @@ class Simulator:
                 if m is None or m not in values:
                     continue
                 if inj.kind == "exceedance":
-                    u = float(stable_rng(self.seed, "exceedance", site.id, device.id, m, to_epoch_ms(t)).uniform(-1.0, 1.0))
+                    u = float(
+                        stable_rng(
+                            self.seed, "exceedance", site.id, device.id, m, to_epoch_ms(t)
+                        ).uniform(-1.0, 1.0)
+                    )
                     values[m] = round_metric(m, float(inj.value) * (1.0 + EXCEEDANCE_JITTER * u))  # type: ignore[arg-type]
                 elif inj.kind == "flatline":
-                    values[m] = inj.value if inj.value is not None else model.sample(self.start + s, self.step_s)[0].values[m]
+                    values[m] = (
+                        inj.value
+                        if inj.value is not None
+                        else model.sample(self.start + s, self.step_s)[0].values[m]
+                    )
                 flags[m] = "N"  # the fraud or the excess is reported as a normal measurement
             injected = {inj.metric for inj, _ in active}
-            if ("pm25" in injected and "pm10" not in injected and "pm25" in values
-                    and values.get("pm10", math.inf) < values["pm25"] * PM10_PER_PM25):
+            if (
+                "pm25" in injected
+                and "pm10" not in injected
+                and "pm25" in values
+                and values.get("pm10", math.inf) < values["pm25"] * PM10_PER_PM25
+            ):
                 # PM2.5 is part of PM10: an injected PM2.5 episode lifts PM10 with it.
                 values["pm10"] = round_metric("pm10", values["pm25"] * PM10_PER_PM25)
             out.extend(self._encode(site, device, Sample(sample.ts, values, flags, sample.extra)))
         return out
 
-    def _trucks(self, site: Site, device: Device, model: DeviceModel, t: datetime, elapsed: timedelta) -> list[Sample]:
+    def _trucks(
+        self, site: Site, device: Device, model: DeviceModel, t: datetime, elapsed: timedelta
+    ) -> list[Sample]:
         samples = model.sample(t, self.step_s)
         window = timedelta(seconds=self.step_s)
         for inj, s in self.scenario.events(site.id, device.id, elapsed - window, elapsed):
             rng = stable_rng(self.seed, "overload", site.id, device.id, s.total_seconds())
             speed = model.speed(rng) if isinstance(model, WimModel) else 60.0
-            values = {"gross_weight": round_metric("gross_weight", float(inj.value)), "axles": float(inj.axles),  # type: ignore[arg-type]
-                      "speed": round_metric("speed", speed)}
+            values = {
+                "gross_weight": round_metric("gross_weight", float(inj.value)),
+                "axles": float(inj.axles),  # type: ignore[arg-type]
+                "speed": round_metric("speed", speed),
+            }
             keep = {m: v for m, v in values.items() if not device.metrics or m in device.metrics}
-            samples.append(Sample(self.start + s, keep, {m: "N" for m in keep}, {"plate": str(inj.plate)}))  # type: ignore[operator]
+            samples.append(
+                Sample(self.start + s, keep, {m: "N" for m in keep}, {"plate": str(inj.plate)})
+            )  # type: ignore[operator]
         # One truck per millisecond: a natural truck sharing the overload's instant moves 1 ms on.
         samples.sort(key=lambda x: x.ts)
         fixed: list[Sample] = []
         for smp in samples:
             if fixed and smp.ts <= fixed[-1].ts:
-                smp = Sample(fixed[-1].ts + timedelta(milliseconds=1), smp.values, smp.flags, smp.extra)
+                smp = Sample(
+                    fixed[-1].ts + timedelta(milliseconds=1), smp.values, smp.flags, smp.extra
+                )
             fixed.append(smp)
         return fixed
 
@@ -231,7 +277,11 @@ class Simulator:
             "flags": dict(sample.flags),
             "seq": self._seq[key],
         }
-        units = {m: u for m, u in DEVICE_UNITS.get(device.kind, {}).items() if m in sample.values and u != unit_of(m)}
+        units = {
+            m: u
+            for m, u in DEVICE_UNITS.get(device.kind, {}).items()
+            if m in sample.values and u != unit_of(m)
+        }
         if units:
             doc["units"] = units
         if sample.extra:
@@ -250,7 +300,10 @@ class Simulator:
                 ts=sample.ts,
                 st=ST_BY_KIND.get(device.kind, "31"),
                 cn=CN_REALTIME,
-                values={code: {"Rtd": sample.values[m], "Flag": sample.flags.get(m, "N")} for code, m in coded.items()},
+                values={
+                    code: {"Rtd": sample.values[m], "Flag": sample.flags.get(m, "N")}
+                    for code, m in coded.items()
+                },
             )
             out.append((self._topic(site, device, "hj212"), frame))
         rest = {m: v for m, v in sample.values.items() if not hj212_code(m)}
@@ -311,18 +364,24 @@ class Simulator:
             ``self.stats``, also readable while the run goes on.
         """
         if not interval_s > 0 or not speedup > 0:
-            raise ValueError(f"interval_s and speedup must be positive, got {interval_s} and {speedup}")
+            raise ValueError(
+                f"interval_s and speedup must be positive, got {interval_s} and {speedup}"
+            )
         if rounds is not None and rounds < 0:
             raise ValueError(f"rounds must be non-negative, got {rounds}")
         broker = broker or BrokerSettings()
         stop = stop_event or threading.Event()
         if start is not None or self.start is None:
-            start = start or datetime.now(timezone.utc)
+            start = start or datetime.now(UTC)
             if start.tzinfo is None:
                 raise ValueError("start must be timezone-aware")
             self.start = start.replace(microsecond=0)
         self.step_s = interval_s * speedup
-        client = make_client(broker, client_id or f"farsight-sim-{os.getpid()}-{threading.get_ident()}", persistent=False)
+        client = make_client(
+            broker,
+            client_id or f"farsight-sim-{os.getpid()}-{threading.get_ident()}",
+            persistent=False,
+        )
         tracker = PublishTracker(client)
         where = f"{broker.host}:{broker.port}"
         # Set while not connected, or reconnected with resends outstanding: paho calls on_connect
@@ -330,16 +389,23 @@ class Simulator:
         unsynced = threading.Event()
         unsynced.set()
 
-        def on_connect(c: mqtt.Client, userdata: object, flags: object, reason: object, props: object = None) -> None:
+        def on_connect(
+            c: mqtt.Client, userdata: object, flags: object, reason: object, props: object = None
+        ) -> None:
             self.stats.connected = not getattr(reason, "is_failure", False)
             log.info("simulator connected", extra=kv(broker=where, reason=reason))
 
-        def on_disconnect(c: mqtt.Client, userdata: object, flags: object, reason: object, props: object = None) -> None:
+        def on_disconnect(
+            c: mqtt.Client, userdata: object, flags: object, reason: object, props: object = None
+        ) -> None:
             unsynced.set()
             self.stats.connected = False
             if getattr(reason, "is_failure", True):
                 self.stats.disconnects += 1
-                log.warning("simulator lost the broker; paho reconnects", extra=kv(broker=where, reason=reason, pending=tracker.pending))
+                log.warning(
+                    "simulator lost the broker; paho reconnects",
+                    extra=kv(broker=where, reason=reason, pending=tracker.pending),
+                )
 
         def in_sync() -> bool:
             """Wait until connected with nothing in flight from before a disconnect; False if stopped."""
@@ -351,7 +417,10 @@ class Simulator:
                     unsynced.clear()
                     return True
                 if not warned and time.monotonic() - since > 10:
-                    log.warning("simulator waiting for the broker", extra=kv(broker=where, pending=tracker.pending))
+                    log.warning(
+                        "simulator waiting for the broker",
+                        extra=kv(broker=where, pending=tracker.pending),
+                    )
                     warned = True
                 stop.wait(0.01)
             return False
@@ -359,8 +428,16 @@ class Simulator:
         client.on_connect = on_connect
         client.on_disconnect = on_disconnect
         connect(client, broker, persistent=False)
-        log.info("simulator started", extra=kv(scenario=self.scenario.name, seed=self.seed, devices=len(self._models),
-                                               start=format_ts(self.start), step_s=self.step_s))
+        log.info(
+            "simulator started",
+            extra=kv(
+                scenario=self.scenario.name,
+                seed=self.seed,
+                devices=len(self._models),
+                start=format_ts(self.start),
+                step_s=self.step_s,
+            ),
+        )
         try:
             in_sync()
             t0 = time.monotonic()
@@ -394,7 +471,10 @@ class Simulator:
                     break
                 if catch_up_until is not None:
                     # History first, as fast as the broker takes it; then one round per step.
-                    due = t0 + max(0.0, (self.round_time(k) - catch_up_until).total_seconds()) / speedup
+                    due = (
+                        t0
+                        + max(0.0, (self.round_time(k) - catch_up_until).total_seconds()) / speedup
+                    )
                 else:
                     due = t0 + k * interval_s
                 stop.wait(max(0.0, due - time.monotonic()))
@@ -404,6 +484,13 @@ class Simulator:
             self.stats.acknowledged = tracker.acked
             client.disconnect()
             client.loop_stop()
-        log.info("simulator stopped", extra=kv(rounds=self.stats.rounds, messages=self.stats.messages,
-                                               acknowledged=self.stats.acknowledged, dropped=self.stats.dropped))
+        log.info(
+            "simulator stopped",
+            extra=kv(
+                rounds=self.stats.rounds,
+                messages=self.stats.messages,
+                acknowledged=self.stats.acknowledged,
+                dropped=self.stats.dropped,
+            ),
+        )
         return self.stats

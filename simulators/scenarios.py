@@ -26,9 +26,9 @@ producing leads for the duty officers.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Iterator, Mapping
 
 from farsight.clock import BEIJING
 from farsight.errors import ConfigError, ConfigProblem
@@ -62,7 +62,9 @@ class Injection:
 
     def __post_init__(self) -> None:
         if self.kind not in INJECTION_KINDS:
-            raise ValueError(f"unknown injection kind {self.kind!r}; known: {', '.join(INJECTION_KINDS)}")
+            raise ValueError(
+                f"unknown injection kind {self.kind!r}; known: {', '.join(INJECTION_KINDS)}"
+            )
         for name in ("site", "device"):
             value = getattr(self, name)
             if not isinstance(value, str) or not ID_RE.match(value):
@@ -70,8 +72,12 @@ class Injection:
         if not isinstance(self.start, timedelta) or self.start < _ZERO:
             raise ValueError(f"injection start {self.start!r} must be a non-negative timedelta")
         if not isinstance(self.duration, timedelta) or self.duration < _ZERO:
-            raise ValueError(f"injection duration {self.duration!r} must be a non-negative timedelta")
-        if self.value is not None and (isinstance(self.value, bool) or not math.isfinite(self.value)):
+            raise ValueError(
+                f"injection duration {self.duration!r} must be a non-negative timedelta"
+            )
+        if self.value is not None and (
+            isinstance(self.value, bool) or not math.isfinite(self.value)
+        ):
             raise ValueError(f"injection value {self.value!r} must be a finite number")
         if self.kind == "overload":
             self._check_overload()
@@ -80,7 +86,9 @@ class Injection:
             raise ValueError(f"a {self.kind} injection needs a positive duration")
         if self.kind == "silence":
             if self.metric is not None or self.value is not None:
-                raise ValueError("a silence injection silences the whole device: give no metric or value")
+                raise ValueError(
+                    "a silence injection silences the whole device: give no metric or value"
+                )
         elif not self.metric:
             raise ValueError(f"a {self.kind} injection needs a metric")
         if self.kind == "exceedance" and (self.value is None or self.value <= 0):
@@ -88,16 +96,22 @@ class Injection:
 
     def _check_overload(self) -> None:
         if self.metric not in (None, "gross_weight"):
-            raise ValueError(f"an overload injection weighs the truck (gross_weight), not {self.metric!r}")
+            raise ValueError(
+                f"an overload injection weighs the truck (gross_weight), not {self.metric!r}"
+            )
         if self.duration != _ZERO:
             raise ValueError("an overload injection is one truck at one time: duration must be 0")
         if self.axles is None or self.value is None:
             raise ValueError("an overload injection needs axles and value (gross weight in t)")
         limit = legal_gross_weight_t(self.axles)
         if self.value <= limit:
-            raise ValueError(f"overload of {self.value} t is within the {limit} t limit for {self.axles} axles")
+            raise ValueError(
+                f"overload of {self.value} t is within the {limit} t limit for {self.axles} axles"
+            )
         if not self.plate:
-            raise ValueError("an overload injection needs the truck's plate (it is part of the ground truth)")
+            raise ValueError(
+                "an overload injection needs the truck's plate (it is part of the ground truth)"
+            )
 
     @property
     def end(self) -> timedelta:
@@ -141,7 +155,9 @@ class Scenario:
             yield s
             k += 1
 
-    def active(self, site: str, device: str, elapsed: timedelta) -> list[tuple[Injection, timedelta]]:
+    def active(
+        self, site: str, device: str, elapsed: timedelta
+    ) -> list[tuple[Injection, timedelta]]:
         """Interval injections (exceedance, flatline, silence) in force at ``elapsed``.
 
         Returns ``(injection, occurrence start)`` pairs, in script order.
@@ -155,7 +171,9 @@ class Scenario:
                     out.append((inj, s))
         return out
 
-    def events(self, site: str, device: str, after: timedelta, until: timedelta) -> list[tuple[Injection, timedelta]]:
+    def events(
+        self, site: str, device: str, after: timedelta, until: timedelta
+    ) -> list[tuple[Injection, timedelta]]:
         """Overload trucks at the device with occurrence time in ``(after, until]``, by time."""
         out = []
         for inj in self.injections:
@@ -171,7 +189,11 @@ class Scenario:
         ``horizon`` defaults to one period, or to the end of the last injection.
         """
         if horizon is None:
-            horizon = self.period if self.period is not None else max((i.end for i in self.injections), default=_ZERO) + timedelta.resolution
+            horizon = (
+                self.period
+                if self.period is not None
+                else max((i.end for i in self.injections), default=_ZERO) + timedelta.resolution
+            )
         pairs = [(inj, s) for inj in self.injections for s in self._starts(inj, _ZERO, horizon)]
         return sorted(pairs, key=lambda pair: (pair[1], pair[0].site, pair[0].device))
 
@@ -190,15 +212,49 @@ DEMO = Scenario(
         "same plant's outfall. Repeats every 6 h."
     ),
     injections=(
-        Injection("exceedance", "yc-aq-wujiagang", "aq1", _m(1), _m(19), metric="pm25", value=115.0),
-        Injection("exceedance", "yc-cems-xiaoting-power", "cems1", _m(2), _m(78), metric="so2", value=120.0),
-        Injection("overload", "yc-wim-g50-yichangdong", "wim1", _m(3), axles=6, value=61.8, plate="鄂E·7C215"),
-        Injection("flatline", "xg-cems-chuyan-chem", "cems1", _m(5), _m(120), metric="nox", value=42.0),
+        Injection(
+            "exceedance", "yc-aq-wujiagang", "aq1", _m(1), _m(19), metric="pm25", value=115.0
+        ),
+        Injection(
+            "exceedance",
+            "yc-cems-xiaoting-power",
+            "cems1",
+            _m(2),
+            _m(78),
+            metric="so2",
+            value=120.0,
+        ),
+        Injection(
+            "overload",
+            "yc-wim-g50-yichangdong",
+            "wim1",
+            _m(3),
+            axles=6,
+            value=61.8,
+            plate="鄂E·7C215",
+        ),
+        Injection(
+            "flatline", "xg-cems-chuyan-chem", "cems1", _m(5), _m(120), metric="nox", value=42.0
+        ),
         Injection("silence", "yc-cs-dongzhan", "dn1", _m(10), _m(60)),
-        Injection("exceedance", "xg-out-bishui-wwtp", "wq1", _m(15), _m(80), metric="cod", value=88.0),
-        Injection("exceedance", "xg-cs-huaiyin-estate", "dn1", _m(20), _m(30), metric="noise", value=78.5),
-        Injection("overload", "xg-wim-chuyan-chem-gate", "wim1", _m(25), axles=3, value=33.6, plate="鄂K·60318"),
-        Injection("exceedance", "xg-out-chuyan-chem", "wq1", _m(40), _m(80), metric="nh3n", value=9.5),
+        Injection(
+            "exceedance", "xg-out-bishui-wwtp", "wq1", _m(15), _m(80), metric="cod", value=88.0
+        ),
+        Injection(
+            "exceedance", "xg-cs-huaiyin-estate", "dn1", _m(20), _m(30), metric="noise", value=78.5
+        ),
+        Injection(
+            "overload",
+            "xg-wim-chuyan-chem-gate",
+            "wim1",
+            _m(25),
+            axles=3,
+            value=33.6,
+            plate="鄂K·60318",
+        ),
+        Injection(
+            "exceedance", "xg-out-chuyan-chem", "wq1", _m(40), _m(80), metric="nh3n", value=9.5
+        ),
     ),
     period=timedelta(hours=6),
 )
@@ -208,13 +264,27 @@ QUIET = Scenario(name="quiet", description="No injections: every reading is with
 EXCEEDANCE = Scenario(
     name="exceedance",
     description="One SO2 exceedance: yc-cems-xiaoting-power/cems1 at 120 mg/m3 (permit 35) from minute 2 for 90 minutes.",
-    injections=(Injection("exceedance", "yc-cems-xiaoting-power", "cems1", _m(2), _m(90), metric="so2", value=120.0),),
+    injections=(
+        Injection(
+            "exceedance",
+            "yc-cems-xiaoting-power",
+            "cems1",
+            _m(2),
+            _m(90),
+            metric="so2",
+            value=120.0,
+        ),
+    ),
 )
 
 FLATLINE = Scenario(
     name="flatline",
     description="One frozen analyser: xg-cems-chuyan-chem/cems1 NOx constant at 42.0 mg/m3 from minute 5 for 2 hours.",
-    injections=(Injection("flatline", "xg-cems-chuyan-chem", "cems1", _m(5), _m(120), metric="nox", value=42.0),),
+    injections=(
+        Injection(
+            "flatline", "xg-cems-chuyan-chem", "cems1", _m(5), _m(120), metric="nox", value=42.0
+        ),
+    ),
 )
 
 SILENCE = Scenario(
@@ -226,10 +296,22 @@ SILENCE = Scenario(
 OVERLOAD = Scenario(
     name="overload",
     description="One overloaded truck: 6 axles, 61.8 t (limit 49 t) at yc-wim-g50-yichangdong/wim1 at minute 3.",
-    injections=(Injection("overload", "yc-wim-g50-yichangdong", "wim1", _m(3), axles=6, value=61.8, plate="鄂E·7C215"),),
+    injections=(
+        Injection(
+            "overload",
+            "yc-wim-g50-yichangdong",
+            "wim1",
+            _m(3),
+            axles=6,
+            value=61.8,
+            plate="鄂E·7C215",
+        ),
+    ),
 )
 
-SCENARIOS: Mapping[str, Scenario] = {s.name: s for s in (DEMO, QUIET, EXCEEDANCE, FLATLINE, SILENCE, OVERLOAD)}
+SCENARIOS: Mapping[str, Scenario] = {
+    s.name: s for s in (DEMO, QUIET, EXCEEDANCE, FLATLINE, SILENCE, OVERLOAD)
+}
 """The built-in scenarios by name."""
 
 
@@ -245,7 +327,11 @@ def get_scenario(name: str) -> Scenario:
         return SCENARIOS[name]
     except (KeyError, TypeError):
         raise ConfigError(
-            [ConfigProblem("simulator.scenario", name, f"unknown scenario; known: {', '.join(SCENARIOS)}")]
+            [
+                ConfigProblem(
+                    "simulator.scenario", name, f"unknown scenario; known: {', '.join(SCENARIOS)}"
+                )
+            ]
         ) from None
 
 
@@ -274,28 +360,42 @@ def scenario_problems(scenario: Scenario, registry: Registry) -> list[str]:
             continue
         device = site.device(inj.device)
         if device is None:
-            problems.append(f"{where}: site has no device {inj.device!r}; it has {', '.join(d.id for d in site.devices)}")
+            problems.append(
+                f"{where}: site has no device {inj.device!r}; it has {', '.join(d.id for d in site.devices)}"
+            )
             continue
         if inj.kind == "overload":
             if device.kind != "wim":
-                problems.append(f"{where}: overloads happen at weigh stations (wim), not {device.kind}")
+                problems.append(
+                    f"{where}: overloads happen at weigh stations (wim), not {device.kind}"
+                )
             continue
         if device.kind == "wim":
             problems.append(f"{where}: a weigh station reports trucks; use an overload injection")
             continue
         metric = inj.target_metric
         if metric is not None and device.metrics and metric not in device.metrics:
-            problems.append(f"{where}: device does not report {metric!r}; it reports {', '.join(device.metrics)}")
+            problems.append(
+                f"{where}: device does not report {metric!r}; it reports {', '.join(device.metrics)}"
+            )
             continue
         if inj.kind == "exceedance" and metric is not None and inj.value is not None:
             limit = limit_for(site, metric)
             if limit is None:
-                problems.append(f"{where}: no limit known for {metric!r}, so an exceedance has no meaning")
+                problems.append(
+                    f"{where}: no limit known for {metric!r}, so an exceedance has no meaning"
+                )
             elif inj.value * (1 - EXCEEDANCE_JITTER) <= limit:
                 problems.append(f"{where}: {inj.value} is not clearly above the {limit} limit")
             lifted = inj.value * (1 + EXCEEDANCE_JITTER) * PM10_PER_PM25
-            if metric == "pm25" and "pm10" in device.metrics and lifted >= (limit_for(site, "pm10") or math.inf):
-                problems.append(f"{where}: PM10 lifted with PM2.5 would reach {lifted:.0f} and exceed its own limit too")
+            if (
+                metric == "pm25"
+                and "pm10" in device.metrics
+                and lifted >= (limit_for(site, "pm10") or math.inf)
+            ):
+                problems.append(
+                    f"{where}: PM10 lifted with PM2.5 would reach {lifted:.0f} and exceed its own limit too"
+                )
     return problems
 
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import cv2
@@ -39,7 +39,13 @@ from rasterio.windows import Window
 
 from farsight.errors import FarsightError
 
-KINDS: tuple[str, ...] = ("vegetation_loss", "new_construction", "water_gain", "water_loss", "bare_soil")
+KINDS: tuple[str, ...] = (
+    "vegetation_loss",
+    "new_construction",
+    "water_gain",
+    "water_loss",
+    "bare_soil",
+)
 """Change kinds the simulator inserts (and the detector labels)."""
 
 BAND_NAMES: tuple[str, ...] = ("blue", "green", "red", "nir", "swir1", "swir2")
@@ -213,14 +219,18 @@ class _Lattices:
             self._cache[key] = rng.standard_normal((n, n)).astype(np.float32)
         return self._cache[key]
 
-    def sample(self, stream: int, scale: float, xs: np.ndarray, ys: np.ndarray, nearest: bool = False) -> np.ndarray:
+    def sample(
+        self, stream: int, scale: float, xs: np.ndarray, ys: np.ndarray, nearest: bool = False
+    ) -> np.ndarray:
         lat = self.lattice(stream, scale)
         mx = ((xs + _MARGIN) / scale + 2).astype(np.float32)
         my = ((ys + _MARGIN) / scale + 2).astype(np.float32)
         mode = cv2.INTER_NEAREST if nearest else cv2.INTER_CUBIC
         return cv2.remap(lat, mx, my, mode, borderMode=cv2.BORDER_REFLECT)
 
-    def fbm(self, stream: int, scale: float, xs: np.ndarray, ys: np.ndarray, octaves: int = 3) -> np.ndarray:
+    def fbm(
+        self, stream: int, scale: float, xs: np.ndarray, ys: np.ndarray, octaves: int = 3
+    ) -> np.ndarray:
         # Fractal sum normalised to unit variance (cubic interpolation of N(0,1) keeps ~0.7 of it).
         out = np.zeros(xs.shape, np.float32)
         amp, total = 1.0, 0.0
@@ -246,14 +256,24 @@ def _landcover(lat: _Lattices, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
     along, across = (xs, ys) if horizontal else (ys, xs)
     size = spec.height if horizontal else spec.width
     centre = size * rng.uniform(0.3, 0.7)
-    amp, wavelength, phase = size * rng.uniform(0.05, 0.15), size * rng.uniform(0.6, 1.4), rng.uniform(0, 2 * np.pi)
+    amp, wavelength, phase = (
+        size * rng.uniform(0.05, 0.15),
+        size * rng.uniform(0.6, 1.4),
+        rng.uniform(0, 2 * np.pi),
+    )
     width = rng.uniform(12, 28)
-    course = centre + amp * np.sin(2 * np.pi * along / wavelength + phase) + 6 * lat.sample(_S_RIVER, 64.0, xs, ys)
+    course = (
+        centre
+        + amp * np.sin(2 * np.pi * along / wavelength + phase)
+        + 6 * lat.sample(_S_RIVER, 64.0, xs, ys)
+    )
     cls[np.abs(across - course) < width / 2] = WATER
     return cls
 
 
-def _grid(x0: float, y0: float, rows: int, cols: int, dx: float = 0.0, dy: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+def _grid(
+    x0: float, y0: float, rows: int, cols: int, dx: float = 0.0, dy: float = 0.0
+) -> tuple[np.ndarray, np.ndarray]:
     ys, xs = np.mgrid[0:rows, 0:cols].astype(np.float32)
     return xs + np.float32(x0 + dx), ys + np.float32(y0 + dy)
 
@@ -262,10 +282,16 @@ def _grid(x0: float, y0: float, rows: int, cols: int, dx: float = 0.0, dy: float
 # Changes
 
 
-def _polygon(rng: np.random.Generator, cx: float, cy: float, area_px: float) -> list[tuple[float, float]]:
+def _polygon(
+    rng: np.random.Generator, cx: float, cy: float, area_px: float
+) -> list[tuple[float, float]]:
     # A lumpy convex-ish polygon of about area_px pixels: 8 vertices, jittered radii, rotated.
     n = 8
-    angles = np.sort(rng.uniform(0, 2 * np.pi, n)) if rng.random() < 0.3 else np.linspace(0, 2 * np.pi, n, endpoint=False)
+    angles = (
+        np.sort(rng.uniform(0, 2 * np.pi, n))
+        if rng.random() < 0.3
+        else np.linspace(0, 2 * np.pi, n, endpoint=False)
+    )
     radii = rng.uniform(0.8, 1.2, n)
     elong = rng.uniform(1.0, 1.8)
     rot = rng.uniform(0, np.pi)
@@ -304,7 +330,10 @@ def _place_changes(spec: SceneSpec, lat: _Lattices) -> list[_Change]:
             area_px = rng.uniform(*spec.change_ha) * shrink * 1e4 / spec.pixel_m**2
             r = math.sqrt(area_px / math.pi) * 1.9
             cx, cy = cand[rng.integers(len(cand))] + rng.uniform(-step / 2, step / 2, 2)
-            if not (border + r < cx < spec.width - border - r and border + r < cy < spec.height - border - r):
+            if not (
+                border + r < cx < spec.width - border - r
+                and border + r < cy < spec.height - border - r
+            ):
                 continue
             if any(math.hypot(cx - x, cy - y) < r + rr + 12 for x, y, rr in centres):
                 continue
@@ -314,16 +343,24 @@ def _place_changes(spec: SceneSpec, lat: _Lattices) -> list[_Change]:
             xs, ys = _grid(x0, y0, size, size)
             cls = _landcover(lat, xs, ys)
             shifted = [(x - x0, y - y0) for x, y in ring]
-            inside = rasterize([({"type": "Polygon", "coordinates": [shifted + shifted[:1]]}, 1)], out_shape=(size, size), dtype="uint8").astype(bool)
+            inside = rasterize(
+                [({"type": "Polygon", "coordinates": [shifted + shifted[:1]]}, 1)],
+                out_shape=(size, size),
+                dtype="uint8",
+            ).astype(bool)
             if inside.sum() < 4 or np.isin(cls[inside], _SOURCES[kind]).mean() < 0.9:
                 continue
             placed.append(_Change(kind, tuple(ring)))
             centres.append((float(cx), float(cy), r))
             break
         else:
-            raise SimulatorError(f"could not place a {kind} change in a {spec.width}x{spec.height} scene (seed {spec.seed}); enlarge the scene or lower change_ha")
+            raise SimulatorError(
+                f"could not place a {kind} change in a {spec.width}x{spec.height} scene (seed {spec.seed}); enlarge the scene or lower change_ha"
+            )
         if not len(cand):
-            raise SimulatorError(f"no land cover for a {kind} change in a {spec.width}x{spec.height} scene (seed {spec.seed}); try another seed or drop the kind")
+            raise SimulatorError(
+                f"no land cover for a {kind} change in a {spec.width}x{spec.height} scene (seed {spec.seed}); try another seed or drop the kind"
+            )
     return placed
 
 
@@ -335,7 +372,9 @@ def _seasonal(spec: SceneSpec, date: int) -> tuple[np.ndarray, np.ndarray]:
     if date == 0 or not spec.seasonal:
         return np.ones(6, np.float32), np.zeros(6, np.float32)
     rng = np.random.default_rng([spec.seed, 77])
-    return rng.uniform(0.88, 1.12, 6).astype(np.float32), rng.uniform(-0.012, 0.012, 6).astype(np.float32)
+    return rng.uniform(0.88, 1.12, 6).astype(np.float32), rng.uniform(-0.012, 0.012, 6).astype(
+        np.float32
+    )
 
 
 def _cloud_threshold(lat: _Lattices, date: int, cover: float) -> float:
@@ -344,11 +383,15 @@ def _cloud_threshold(lat: _Lattices, date: int, cover: float) -> float:
         return math.inf
     spec = lat.spec
     xs, ys = _grid(0, 0, 128, 128)
-    field_ = lat.fbm(_S_CLOUD + date, 40.0, xs * np.float32(spec.width / 128), ys * np.float32(spec.height / 128))
+    field_ = lat.fbm(
+        _S_CLOUD + date, 40.0, xs * np.float32(spec.width / 128), ys * np.float32(spec.height / 128)
+    )
     return float(np.quantile(field_, 1.0 - cover)) + 0.1
 
 
-def _render(spec: SceneSpec, lat: _Lattices, changes: list[_Change], date: int, win: Window) -> tuple[np.ndarray, np.ndarray]:
+def _render(
+    spec: SceneSpec, lat: _Lattices, changes: list[_Change], date: int, win: Window
+) -> tuple[np.ndarray, np.ndarray]:
     """Digital numbers (bands[, scl] x rows x cols, uint16) and cloud truth (1 cloud, 2 shadow) of a window."""
     rows, cols = int(win.height), int(win.width)
     ox, oy = spec.offset_px if date else (0, 0)
@@ -363,14 +406,26 @@ def _render(spec: SceneSpec, lat: _Lattices, changes: list[_Change], date: int, 
     crop = cls == CROP
     if crop.any():
         # Parcels of about 24 x 16 pixels; each date's crop is at its own stage.
-        pheno = lat.sample(_S_PHENO + (date if spec.seasonal else 0), 20.0, xs * np.float32(0.8), ys * np.float32(1.25), nearest=True)
-        refl[3][crop] *= (1.0 + 0.06 * np.clip(pheno[crop], -2, 2))
-        refl[2][crop] *= (1.0 - 0.05 * np.clip(pheno[crop], -2, 2))
+        pheno = lat.sample(
+            _S_PHENO + (date if spec.seasonal else 0),
+            20.0,
+            xs * np.float32(0.8),
+            ys * np.float32(1.25),
+            nearest=True,
+        )
+        refl[3][crop] *= 1.0 + 0.06 * np.clip(pheno[crop], -2, 2)
+        refl[2][crop] *= 1.0 - 0.05 * np.clip(pheno[crop], -2, 2)
     changed_kind = np.zeros((rows, cols), np.uint8)
     if date and changes:
         # Rasterise in the after scene's misregistered coordinates: the change moves with the ground.
         shapes = [
-            ({"type": "Polygon", "coordinates": [[(x - x0 - dx, y - y0 - dy) for x, y in c.ring + c.ring[:1]]]}, KINDS.index(c.kind) + 1)
+            (
+                {
+                    "type": "Polygon",
+                    "coordinates": [[(x - x0 - dx, y - y0 - dy) for x, y in c.ring + c.ring[:1]]],
+                },
+                KINDS.index(c.kind) + 1,
+            )
             for c in changes
         ]
         changed_kind = rasterize(shapes, out_shape=(rows, cols), dtype="uint8")
@@ -419,7 +474,7 @@ def _render(spec: SceneSpec, lat: _Lattices, changes: list[_Change], date: int, 
 
 
 def _date(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(timezone.utc)
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
 
 
 def write_pair(spec: SceneSpec, out_dir: str | Path) -> ScenePair:
@@ -445,20 +500,42 @@ def write_pair(spec: SceneSpec, out_dir: str | Path) -> ScenePair:
     cloud_cover_in_change = [np.zeros(len(changes)), np.zeros(len(changes))]
     for date in (0, 1):
         ox, oy = spec.offset_px if date else (0, 0)
-        transform = from_origin(spec.origin[0] + ox * spec.pixel_m, spec.origin[1] - oy * spec.pixel_m, spec.pixel_m, spec.pixel_m)
+        transform = from_origin(
+            spec.origin[0] + ox * spec.pixel_m,
+            spec.origin[1] - oy * spec.pixel_m,
+            spec.pixel_m,
+            spec.pixel_m,
+        )
         profile = dict(
-            driver="GTiff", width=spec.width, height=spec.height, count=len(names), dtype="uint16", crs=crs,
-            transform=transform, nodata=NODATA, tiled=True, blockxsize=spec.tile, blockysize=spec.tile,
-            compress="deflate", predictor=2, interleave="pixel",
+            driver="GTiff",
+            width=spec.width,
+            height=spec.height,
+            count=len(names),
+            dtype="uint16",
+            crs=crs,
+            transform=transform,
+            nodata=NODATA,
+            tiled=True,
+            blockxsize=spec.tile,
+            blockysize=spec.tile,
+            compress="deflate",
+            predictor=2,
+            interleave="pixel",
         )
         cprofile = dict(profile, count=1, dtype="uint8", nodata=None, predictor=1)
         when = _date(spec.before_date if date == 0 else spec.after_date)
-        with rasterio.open(paths[date], "w", **profile) as dst, rasterio.open(cloud_paths[date], "w", **cprofile) as cdst:
+        with (
+            rasterio.open(paths[date], "w", **profile) as dst,
+            rasterio.open(cloud_paths[date], "w", **cprofile) as cdst,
+        ):
             for i, name in enumerate(names, start=1):
                 dst.set_band_description(i, name)
             dst.scales = tuple(SCALE if n != "scl" else 1.0 for n in names)
             dst.offsets = tuple(OFFSET if n != "scl" else 0.0 for n in names)
-            dst.update_tags(ACQUISITION_DATETIME=when.strftime("%Y-%m-%dT%H:%M:%SZ"), SENSOR="simulated Sentinel-2 L2A")
+            dst.update_tags(
+                ACQUISITION_DATETIME=when.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                SENSOR="simulated Sentinel-2 L2A",
+            )
             for r0 in range(0, spec.height, block):
                 for c0 in range(0, spec.width, block):
                     win = Window(c0, r0, min(block, spec.width - c0), min(block, spec.height - r0))
@@ -468,7 +545,10 @@ def write_pair(spec: SceneSpec, out_dir: str | Path) -> ScenePair:
         cloud_cover_in_change[date] = _cloudy_fraction(changes, cloud_paths[date], ox, oy)
     truth = []
     for i, (c, cb, ca) in enumerate(zip(changes, *cloud_cover_in_change)):
-        ring = [(spec.origin[0] + x * spec.pixel_m, spec.origin[1] - y * spec.pixel_m) for x, y in c.ring]
+        ring = [
+            (spec.origin[0] + x * spec.pixel_m, spec.origin[1] - y * spec.pixel_m)
+            for x, y in c.ring
+        ]
         geom = {"type": "Polygon", "coordinates": [ring + ring[:1]]}
         ll = transform_geom(crs, "EPSG:4326", geom, precision=8)
         area = _ring_area(c.ring) * spec.pixel_m**2
@@ -476,13 +556,23 @@ def write_pair(spec: SceneSpec, out_dir: str | Path) -> ScenePair:
     fc = {
         "type": "FeatureCollection",
         "features": [
-            {"type": "Feature", "id": t.id, "geometry": _plain(t.geometry),
-             "properties": {"kind": t.kind, "area_m2": round(t.area_m2, 1), "visible": round(t.visible, 3)}}
+            {
+                "type": "Feature",
+                "id": t.id,
+                "geometry": _plain(t.geometry),
+                "properties": {
+                    "kind": t.kind,
+                    "area_m2": round(t.area_m2, 1),
+                    "visible": round(t.visible, 3),
+                },
+            }
             for t in truth
         ],
     }
     (out / "truth.geojson").write_text(json.dumps(fc), encoding="utf-8")
-    return ScenePair(paths[0], paths[1], out / "truth.geojson", cloud_paths[0], cloud_paths[1], tuple(truth))
+    return ScenePair(
+        paths[0], paths[1], out / "truth.geojson", cloud_paths[0], cloud_paths[1], tuple(truth)
+    )
 
 
 def _plain(geom: dict) -> dict:
@@ -507,7 +597,11 @@ def _cloudy_fraction(changes: list[_Change], cloud_path: Path, ox: int, oy: int)
             win = Window(c0, r0, w, h)
             clouds = src.read(1, window=win, boundless=True, fill_value=1)
             ring = [(x - c0, y - r0) for x, y in zip(xs, ys)]
-            inside = rasterize([({"type": "Polygon", "coordinates": [ring + ring[:1]]}, 1)], out_shape=(h, w), dtype="uint8").astype(bool)
+            inside = rasterize(
+                [({"type": "Polygon", "coordinates": [ring + ring[:1]]}, 1)],
+                out_shape=(h, w),
+                dtype="uint8",
+            ).astype(bool)
             out[i] = float((clouds[inside] > 0).mean()) if inside.any() else 1.0
     return out
 
@@ -516,6 +610,12 @@ def read_truth(path: str | Path) -> list[TruthChange]:
     """The truth changes of a ``truth.geojson`` written by :func:`write_pair`."""
     fc = json.loads(Path(path).read_text(encoding="utf-8"))
     return [
-        TruthChange(f.get("id", str(i)), f["properties"]["kind"], f["geometry"], f["properties"]["area_m2"], f["properties"].get("visible", 1.0))
+        TruthChange(
+            f.get("id", str(i)),
+            f["properties"]["kind"],
+            f["geometry"],
+            f["properties"]["area_m2"],
+            f["properties"].get("visible", 1.0),
+        )
         for i, f in enumerate(fc["features"])
     ]

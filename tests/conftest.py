@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -17,7 +18,12 @@ if TYPE_CHECKING:
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 
-def wait_until(condition: Callable[[], object], timeout: float = 15.0, interval: float = 0.05, what: str = "condition") -> object:
+def wait_until(
+    condition: Callable[[], object],
+    timeout: float = 15.0,
+    interval: float = 0.05,
+    what: str = "condition",
+) -> object:
     """Poll ``condition`` until it returns something truthy; fail the test at the deadline."""
     deadline = time.monotonic() + timeout
     while True:
@@ -34,13 +40,18 @@ def mosquitto_path() -> str:
     """The mosquitto binary; its absence fails the run (./run test installs it)."""
     path = mosquitto_binary()
     if path is None:
-        pytest.fail("mosquitto is not installed: ./run test installs it with apt-get; "
-                    "on other systems install the 'mosquitto' package", pytrace=False)
+        pytest.fail(
+            "mosquitto is not installed: ./run test installs it with apt-get; "
+            "on other systems install the 'mosquitto' package",
+            pytrace=False,
+        )
     return path
 
 
 @pytest.fixture(scope="session")
-def mosquitto(mosquitto_path: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[MosquittoBroker]:
+def mosquitto(
+    mosquitto_path: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[MosquittoBroker]:
     """A real mosquitto, configured from deploy/mosquitto.conf, on a free loopback port."""
     broker = MosquittoBroker(data_dir=tmp_path_factory.mktemp("mosquitto"))
     yield broker
@@ -71,7 +82,7 @@ def data_dir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def postgres_server() -> Iterator["TempPostgres"]:
+def postgres_server() -> Iterator[TempPostgres]:
     """A real PostgreSQL server (initdb in a temporary folder, free port) for the whole run.
 
     Its absence fails the run: ./run test installs PostgreSQL with apt-get.
@@ -88,7 +99,7 @@ def postgres_server() -> Iterator["TempPostgres"]:
 
 
 @pytest.fixture
-def postgres_url(postgres_server: "TempPostgres") -> Iterator[str]:
+def postgres_url(postgres_server: TempPostgres) -> Iterator[str]:
     """A fresh, empty database of its own on the run's PostgreSQL server, dropped afterwards."""
     url = postgres_server.create_database()
     yield url

@@ -20,8 +20,20 @@ LAST = re.compile(
 def test_queue_benchmark_prints_its_figure_last() -> None:
     python = VENV_PYTHON if VENV_PYTHON.exists() else Path(sys.executable)
     proc = subprocess.run(
-        [str(python), str(ROOT / "benchmarks" / "queue.py"), "--alerts", "2000", "--signals", "500", "--requests", "40"],
-        capture_output=True, text=True, timeout=120, cwd=ROOT,
+        [
+            str(python),
+            str(ROOT / "benchmarks" / "queue.py"),
+            "--alerts",
+            "2000",
+            "--signals",
+            "500",
+            "--requests",
+            "40",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     last = proc.stdout.strip().splitlines()[-1]

@@ -19,15 +19,34 @@ def _doc() -> dict:
     return {
         "sites": [
             {
-                "id": "yc-aq-1", "name": "宜昌市测试空气站", "department": "env", "entity_id": make_credit_code("11420500011003670"),
-                "location": {"lon": 111.29, "lat": 30.70}, "city": "宜昌", "kind": "air_quality",
+                "id": "yc-aq-1",
+                "name": "宜昌市测试空气站",
+                "department": "env",
+                "entity_id": make_credit_code("11420500011003670"),
+                "location": {"lon": 111.29, "lat": 30.70},
+                "city": "宜昌",
+                "kind": "air_quality",
                 "devices": [{"id": "aq1", "kind": "air_quality", "metrics": ["pm25", "pm10"]}],
             },
             {
-                "id": "yc-stack-1", "name": "宜昌测试电厂烟囱", "department": "env", "entity_id": COMPANY,
-                "location": {"lon": 111.35, "lat": 30.65}, "city": "宜昌", "kind": "stack", "credit_grade": "C",
+                "id": "yc-stack-1",
+                "name": "宜昌测试电厂烟囱",
+                "department": "env",
+                "entity_id": COMPANY,
+                "location": {"lon": 111.35, "lat": 30.65},
+                "city": "宜昌",
+                "kind": "stack",
+                "credit_grade": "C",
                 "limits": {"so2": 35, "nox": 50, "particulate": 10},
-                "devices": [{"id": "cems1", "kind": "cems", "protocol": "hj212", "mn": "42050000000001", "metrics": ["so2", "nox"]}],
+                "devices": [
+                    {
+                        "id": "cems1",
+                        "kind": "cems",
+                        "protocol": "hj212",
+                        "mn": "42050000000001",
+                        "metrics": ["so2", "nox"],
+                    }
+                ],
             },
         ]
     }
@@ -39,6 +58,7 @@ def _paths(exc: pytest.ExceptionInfo[RegistryError]) -> list[str]:
 
 # ------------------------------------------------------------------ the demo registry
 
+
 @pytest.fixture(scope="module")
 def demo():
     return load_registry(None)
@@ -48,7 +68,12 @@ def test_demo_registry_loads_with_enough_sites_in_both_cities_and_departments(de
     assert len(demo) >= 24
     assert set(demo.departments) == {"env", "transport"}
     cities = {(s.city, s.department) for s in demo}
-    assert cities == {("宜昌", "env"), ("宜昌", "transport"), ("孝感", "env"), ("孝感", "transport")}
+    assert cities == {
+        ("宜昌", "env"),
+        ("宜昌", "transport"),
+        ("孝感", "env"),
+        ("孝感", "transport"),
+    }
 
 
 def test_demo_sites_lie_in_their_pilot_city(demo) -> None:
@@ -76,7 +101,9 @@ def test_demo_entity_has_one_name_and_grade_and_some_span_departments(demo) -> N
     for sites in by_entity.values():
         assert len({s.entity_name for s in sites}) == 1
         assert len({s.credit_grade for s in sites}) == 1
-    joint = [e for e, sites in by_entity.items() if {s.department for s in sites} == {"env", "transport"}]
+    joint = [
+        e for e, sites in by_entity.items() if {s.department for s in sites} == {"env", "transport"}
+    ]
     assert len(joint) >= 2, "joint inspections need entities watched by both departments"
     assert {s.credit_grade for s in demo} == {"A", "B", "C", "D"}
 
@@ -88,9 +115,24 @@ def test_demo_devices_cover_every_simulated_kind_with_their_metrics(demo) -> Non
         "dust_noise": ("json", {"pm10", "tsp", "noise"}),
         "water_quality": ("hj212", {"cod", "nh3n", "ph", "water_flow"}),
         "wim": ("json", {"gross_weight", "axles", "speed"}),
-        "camera": ("json", {"video_smoke", "video_fire", "video_black_smoke", "video_ringelmann", "video_motion",
-                            "video_camera_covered", "video_camera_defocused", "video_camera_moved", "video_stopped_vehicle",
-                            "video_stream_lost", "video_intrusion", "video_count_forward", "video_count_backward"}),
+        "camera": (
+            "json",
+            {
+                "video_smoke",
+                "video_fire",
+                "video_black_smoke",
+                "video_ringelmann",
+                "video_motion",
+                "video_camera_covered",
+                "video_camera_defocused",
+                "video_camera_moved",
+                "video_stopped_vehicle",
+                "video_stream_lost",
+                "video_intrusion",
+                "video_count_forward",
+                "video_count_backward",
+            },
+        ),
     }
     seen = set()
     mns = []
@@ -116,7 +158,10 @@ def test_demo_limits_match_the_site_kind(demo) -> None:
     for s in demo:
         limits = dict(s.limits)
         if s.kind == "stack":
-            assert limits in ({"so2": 35, "nox": 50, "particulate": 10}, {"so2": 100, "nox": 100, "particulate": 20}), s.id
+            assert limits in (
+                {"so2": 35, "nox": 50, "particulate": 10},
+                {"so2": 100, "nox": 100, "particulate": 20},
+            ), s.id
         elif s.kind == "outfall":
             assert limits == {"cod": 50, "nh3n": 5}
         elif s.kind == "construction":
@@ -126,6 +171,7 @@ def test_demo_limits_match_the_site_kind(demo) -> None:
 
 
 # ------------------------------------------------------------------ bad registries
+
 
 def test_valid_document_parses() -> None:
     reg = parse_registry(_doc())
@@ -164,7 +210,9 @@ def test_unknown_device_kind_is_refused_listing_known_kinds() -> None:
         assert kind in str(exc.value)
 
 
-@pytest.mark.parametrize("field,value", [("lon", 181.0), ("lon", -180.5), ("lat", 90.01), ("lat", -91.0)])
+@pytest.mark.parametrize(
+    "field,value", [("lon", 181.0), ("lon", -180.5), ("lat", 90.01), ("lat", -91.0)]
+)
 def test_coordinates_out_of_range_are_refused(field: str, value: float) -> None:
     doc = _doc()
     doc["sites"][1]["location"][field] = value

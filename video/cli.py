@@ -69,16 +69,51 @@ def add_video_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[t
 
     q = actions.add_parser("analyze", help="analyse a video file; one JSON detection a line")
     q.add_argument("clip", type=Path, metavar="CLIP", help="video file (mp4, avi, ...)")
-    q.add_argument("--camera", type=Path, default=None, metavar="CAMERA.yaml",
-                   help="camera config: ids, zones, masks, analysers (default: every analyser, whole frame, defaults)")
-    q.add_argument("--out", type=Path, default=None, metavar="events.jsonl", help="output file (default: stdout)")
-    q.add_argument("--rate", type=float, default=None, metavar="FPS", help="analysis rate (default: the camera's rate_fps, 5)")
-    q.add_argument("--evidence", type=Path, default=None, metavar="DIR",
-                   help="store annotated and raw JPEG snapshots here, content-addressed (default: none)")
+    q.add_argument(
+        "--camera",
+        type=Path,
+        default=None,
+        metavar="CAMERA.yaml",
+        help="camera config: ids, zones, masks, analysers (default: every analyser, whole frame, defaults)",
+    )
+    q.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        metavar="events.jsonl",
+        help="output file (default: stdout)",
+    )
+    q.add_argument(
+        "--rate",
+        type=float,
+        default=None,
+        metavar="FPS",
+        help="analysis rate (default: the camera's rate_fps, 5)",
+    )
+    q.add_argument(
+        "--evidence",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="store annotated and raw JPEG snapshots here, content-addressed (default: none)",
+    )
     q.set_defaults(func=_cmd_analyze)
 
-    r = actions.add_parser("run", help="analyse live cameras in a process pool; publish findings over MQTT")
-    r.add_argument("--cameras", type=Path, default=None, metavar="DIR",
-                   help="folder of camera YAML files, hot-reloaded (default: video.cameras_dir)")
-    r.add_argument("--workers", type=int, default=None, metavar="N", help="analysis processes (default: video.workers)")
+    r = actions.add_parser(
+        "run", help="analyse live cameras in a process pool; publish findings over MQTT"
+    )
+    r.add_argument(
+        "--cameras",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="folder of camera YAML files, hot-reloaded (default: video.cameras_dir)",
+    )
+    r.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="analysis processes (default: video.workers)",
+    )
     r.set_defaults(func=_cmd_run)

@@ -45,7 +45,9 @@ class ClipRecorder:
 
     def __init__(self, store: EvidenceStore, pre_s: float, post_s: float) -> None:
         if pre_s < 0 or post_s < 0 or pre_s + post_s <= 0:
-            raise ValueError(f"clip lengths must be >= 0 and not both 0, got pre {pre_s}, post {post_s}")
+            raise ValueError(
+                f"clip lengths must be >= 0 and not both 0, got pre {pre_s}, post {post_s}"
+            )
         self.store = store
         self.pre_s = pre_s
         self.post_s = post_s
@@ -57,7 +59,9 @@ class ClipRecorder:
         """Begin a clip of ``kind`` at source time ``t`` (ignored while one of that kind is open)."""
         if any(c.kind == kind for c in self._open):
             return
-        self._open.append(_OpenClip(kind, t + self.post_s, [f for f in self._recent if f[0] >= t - self.pre_s]))
+        self._open.append(
+            _OpenClip(kind, t + self.post_s, [f for f in self._recent if f[0] >= t - self.pre_s])
+        )
 
     def push(self, t: float, image: np.ndarray) -> dict[str, str]:
         """Add an analysed frame; return ``{kind: sha256}`` of the clips it completes."""
@@ -83,7 +87,9 @@ class ClipRecorder:
         fd, tmp = tempfile.mkstemp(suffix=".mp4")
         os.close(fd)
         try:
-            writer = cv2.VideoWriter(tmp, cv2.VideoWriter_fourcc(*"mp4v"), max(0.5, min(60.0, fps)), (w, h))
+            writer = cv2.VideoWriter(
+                tmp, cv2.VideoWriter_fourcc(*"mp4v"), max(0.5, min(60.0, fps)), (w, h)
+            )
             if not writer.isOpened():
                 raise StoreError("OpenCV could not open an MP4 writer (mp4v) for an evidence clip")
             try:

@@ -56,15 +56,22 @@ class EpisodeTracker:
 
     def __post_init__(self) -> None:
         if not self.resend_s > 0 or not self.clear_after_s > 0:
-            raise ValueError(f"resend_s and clear_after_s must be > 0, got {self.resend_s}, {self.clear_after_s}")
+            raise ValueError(
+                f"resend_s and clear_after_s must be > 0, got {self.resend_s}, {self.clear_after_s}"
+            )
 
     @property
     def active(self) -> frozenset[EpisodeKey]:
         """Episodes currently open."""
         return frozenset(self._episodes)
 
-    def update(self, now: float, ts: str, observations: list[dict[str, Any]],
-               cleared: tuple[EpisodeKey, ...] | list[EpisodeKey] = ()) -> list[dict[str, Any]]:
+    def update(
+        self,
+        now: float,
+        ts: str,
+        observations: list[dict[str, Any]],
+        cleared: tuple[EpisodeKey, ...] | list[EpisodeKey] = (),
+    ) -> list[dict[str, Any]]:
         """Feed one analysed frame; return the messages to publish now.
 
         Parameters
@@ -92,7 +99,9 @@ class EpisodeTracker:
                 out.append({**obs, "state": "active"})
                 continue
             key = (obs["kind"], obs.get("zone"))
-            if key in seen:  # several boxes of one kind and zone in a frame: the first stands for them
+            if (
+                key in seen
+            ):  # several boxes of one kind and zone in a frame: the first stands for them
                 continue
             seen.add(key)
             payload = {**obs, "state": "active"}
@@ -110,7 +119,9 @@ class EpisodeTracker:
         out += self.tick(now, ts, exclude=seen)
         return out
 
-    def tick(self, now: float, ts: str, exclude: set[EpisodeKey] | frozenset[EpisodeKey] = frozenset()) -> list[dict[str, Any]]:
+    def tick(
+        self, now: float, ts: str, exclude: set[EpisodeKey] | frozenset[EpisodeKey] = frozenset()
+    ) -> list[dict[str, Any]]:
         """Keep-alives and clears due at ``now`` (time ``ts``) for episodes not updated in this frame."""
         out: list[dict[str, Any]] = []
         for key, ep in list(self._episodes.items()):
@@ -141,4 +152,10 @@ class EpisodeTracker:
 def _cleared(payload: dict[str, Any], ts: str) -> dict[str, Any]:
     # The detail goes: a Ringelmann grade or a latched "active" left in it would say the
     # condition still holds.
-    return {**payload, "state": "cleared", "confidence": 0.0, "ts": ts, "detail": {"state": "cleared"}}
+    return {
+        **payload,
+        "state": "cleared",
+        "confidence": 0.0,
+        "ts": ts,
+        "detail": {"state": "cleared"},
+    }

@@ -32,7 +32,10 @@ def encode_jpeg(image: np.ndarray, quality: int = 85) -> bytes:
 
 
 def annotate(
-    frame: np.ndarray, bbox: tuple[int, int, int, int] | None, label: str, color: tuple[int, int, int] = (0, 0, 255)
+    frame: np.ndarray,
+    bbox: tuple[int, int, int, int] | None,
+    label: str,
+    color: tuple[int, int, int] = (0, 0, 255),
 ) -> np.ndarray:
     """Copy of ``frame`` with ``bbox`` (if any) outlined and ``label`` written above it (or top-left).
 
@@ -62,7 +65,16 @@ def annotate(
     ty = min(max(th + 2, ty), h - base - 1)
     # Filled backing box so the label stays readable on any background.
     cv2.rectangle(img, (tx, ty - th - 2), (tx + tw + 2, ty + base), color, cv2.FILLED)
-    cv2.putText(img, text, (tx + 1, ty), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thick, cv2.LINE_AA)
+    cv2.putText(
+        img,
+        text,
+        (tx + 1, ty),
+        cv2.FONT_HERSHEY_SIMPLEX,
+        scale,
+        (255, 255, 255),
+        thick,
+        cv2.LINE_AA,
+    )
     return img
 
 
@@ -87,6 +99,11 @@ def snapshot(
     tuple of bytes
         Annotated JPEG, raw JPEG.
     """
-    if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
+    if (
+        not isinstance(frame, np.ndarray)
+        or frame.dtype != np.uint8
+        or frame.ndim != 3
+        or frame.shape[2] != 3
+    ):
         raise ValueError("frame must be a BGR uint8 HxWx3 numpy array")
     return encode_jpeg(annotate(frame, bbox, label), quality), encode_jpeg(frame, quality)

@@ -90,7 +90,12 @@ class CameraPipeline:
         Stamps frames of sources the pipeline opens itself (:meth:`run` without a source).
     """
 
-    def __init__(self, config: CameraConfig, evidence_store: EvidenceStore | None = None, clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        config: CameraConfig,
+        evidence_store: EvidenceStore | None = None,
+        clock: Clock | None = None,
+    ) -> None:
         if not isinstance(config, CameraConfig):
             raise ConfigError(f"config must be a CameraConfig, got {type(config).__name__}")
         self.config = config
@@ -98,14 +103,18 @@ class CameraPipeline:
         self.clock = clock or SystemClock()
         self._sections = config.enabled_analysers()
         for name in self._sections:
-            analyser_entry(name)  # unknown name: ConfigError listing the known ones, now rather than at frame 1
+            analyser_entry(
+                name
+            )  # unknown name: ConfigError listing the known ones, now rather than at frame 1
         self._zones = config.zone_objects()
         self._masks = config.mask_polygons()
         self._analysers: dict[str, Analyser] = {}
         self._size: tuple[int, int] | None = None
         self._prev_kinds: frozenset[str] = frozenset()
         self._last_snapshot: dict[str, float] = {}
-        self._evidence: dict[str, tuple[str, ...]] = {}  # kind -> latest snapshot pair (+ clip) while it lasts
+        self._evidence: dict[
+            str, tuple[str, ...]
+        ] = {}  # kind -> latest snapshot pair (+ clip) while it lasts
         self._clips: ClipRecorder | None = None
         ev = config.evidence
         if evidence_store is not None and (ev.clip_pre_s > 0 or ev.clip_post_s > 0):
@@ -125,7 +134,9 @@ class CameraPipeline:
 
     def _build(self, width: int, height: int) -> None:
         geometry = FrameGeometry(width, height, self._zones, self._masks)
-        self._analysers = {n: analyser_entry(n).factory(s, geometry) for n, s in self._sections.items()}
+        self._analysers = {
+            n: analyser_entry(n).factory(s, geometry) for n, s in self._sections.items()
+        }
         self._size = (width, height)
         self._prev_kinds = frozenset()
 
@@ -141,8 +152,12 @@ class CameraPipeline:
         h, w = frame.image.shape[:2]
         if self._size != (w, h):
             if self._size is not None:
-                log.warning("frame size changed, analysers rebuilt",
-                            extra=kv(site=self.config.site, camera=self.config.camera, old=self._size, new=(w, h)))
+                log.warning(
+                    "frame size changed, analysers rebuilt",
+                    extra=kv(
+                        site=self.config.site, camera=self.config.camera, old=self._size, new=(w, h)
+                    ),
+                )
             self._build(w, h)
         t = frame.offset_s
         findings: list[Finding] = []
@@ -150,15 +165,23 @@ class CameraPipeline:
             try:
                 findings += analyser.update(frame.image, t)
             except ConfigError as exc:  # bad data never raises out of the loop (Style 5)
-                log.warning("analyser rejected frame",
-                            extra=kv(site=self.config.site, camera=self.config.camera, analyser=name, error=exc))
+                log.warning(
+                    "analyser rejected frame",
+                    extra=kv(
+                        site=self.config.site, camera=self.config.camera, analyser=name, error=exc
+                    ),
+                )
         live = [f for f in findings if not _is_cleared(f)]
-        self.cleared = tuple((f.kind, f.zone) for f in findings if f.detail.get("state") == "cleared")
+        self.cleared = tuple(
+            (f.kind, f.zone) for f in findings if f.detail.get("state") == "cleared"
+        )
         kinds = frozenset(f.kind for f in live)
         for kind in self._prev_kinds - kinds:
             self._evidence.pop(kind, None)
         for kind, sha in self._snapshots(frame, live, kinds).items():
-            self._evidence[kind] = sha + tuple(h for h in self._evidence.get(kind, ())[2:] if h not in sha)
+            self._evidence[kind] = sha + tuple(
+                h for h in self._evidence.get(kind, ())[2:] if h not in sha
+            )
         self._record_clips(frame, kinds)
         evidence = {k: v for k, v in self._evidence.items() if k in kinds}
         self._prev_kinds = kinds
@@ -177,7 +200,9 @@ class CameraPipeline:
             out.append(Observation(det, t, {k: _json_scalar(v) for k, v in f.detail.items()}))
         return out
 
-    def _snapshots(self, frame: Frame, live: list[Finding], kinds: frozenset[str]) -> dict[str, tuple[str, ...]]:
+    def _snapshots(
+        self, frame: Frame, live: list[Finding], kinds: frozenset[str]
+    ) -> dict[str, tuple[str, ...]]:
         if self.evidence_store is None or not live:
             return {}
         interval = self.config.evidence.snapshot_interval_s
@@ -192,8 +217,13 @@ class CameraPipeline:
             group = [f for f in live if f.kind == kind]
             best = max(group, key=lambda f: (f.bbox[2] * f.bbox[3]) if f.bbox else -1)
             label = f"{kind} {best.confidence:.2f}" + (f" {best.zone}" if best.zone else "")
-            annotated, raw = snapshot(frame.image, best.bbox, label, self.config.evidence.jpeg_quality)
-            out[kind] = (self.evidence_store.put(annotated, ".jpg"), self.evidence_store.put(raw, ".jpg"))
+            annotated, raw = snapshot(
+                frame.image, best.bbox, label, self.config.evidence.jpeg_quality
+            )
+            out[kind] = (
+                self.evidence_store.put(annotated, ".jpg"),
+                self.evidence_store.put(raw, ".jpg"),
+            )
             self._last_snapshot[kind] = t
             self.snapshots += 1
         return out
@@ -222,8 +252,15 @@ class CameraPipeline:
         try:
             for item in source.frames():
                 if isinstance(item, SourceEvent):
-                    log.info("source event", extra=kv(site=self.config.site, camera=self.config.camera,
-                                                             event=item.kind, detail=item.detail))
+                    log.info(
+                        "source event",
+                        extra=kv(
+                            site=self.config.site,
+                            camera=self.config.camera,
+                            event=item.kind,
+                            detail=item.detail,
+                        ),
+                    )
                     self.reset()
                     continue
                 yield from self.process(item)
@@ -273,7 +310,9 @@ def analyze_file(
         update["rate_fps"] = rate_fps
     merged = {**config.model_dump(exclude={"analysers"}), **update}
     try:
-        config = CameraConfig.model_validate(merged).model_copy(update={"analysers": config.analysers})
+        config = CameraConfig.model_validate(merged).model_copy(
+            update={"analysers": config.analysers}
+        )
     except ValidationError as exc:
         raise ConfigError(validation_problems(exc, merged), source=str(path)) from None
     pipeline = CameraPipeline(config, evidence, clock)

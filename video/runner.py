@@ -28,7 +28,7 @@ import queue
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -50,14 +50,20 @@ def detection_topic(dept: str, site: str, camera: str) -> str:
 
 
 def _now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat()
+    return datetime.now(UTC).isoformat()
 
 
 # --------------------------------------------------------------------------- worker side
 
 
-def _camera_thread(name: str, config: CameraConfig, evidence_root: str | None, out: Any, stop: threading.Event,
-                   sources: dict[str, Any]) -> None:
+def _camera_thread(
+    name: str,
+    config: CameraConfig,
+    evidence_root: str | None,
+    out: Any,
+    stop: threading.Event,
+    sources: dict[str, Any],
+) -> None:
     """Run one camera until ``stop`` is set; report each frame's results to ``out``."""
     from video.evidence import EvidenceStore
     from video.pipeline import CameraPipeline
@@ -86,7 +92,17 @@ def _camera_thread(name: str, config: CameraConfig, evidence_root: str | None, o
                 rows = [o.as_dict() for o in obs]
                 for r in rows:
                     r.pop("offset_s", None)  # a live stream has no meaningful offset
-                out.put(("frame", name, item.ts.isoformat(), rows, list(pipeline.cleared), dict(pipeline.finished_clips), frames))
+                out.put(
+                    (
+                        "frame",
+                        name,
+                        item.ts.isoformat(),
+                        rows,
+                        list(pipeline.cleared),
+                        dict(pipeline.finished_clips),
+                        frames,
+                    )
+                )
         else:
             if not stop.is_set():  # a finite source (a file) ran out
                 out.put(("ended", name))
@@ -128,8 +144,12 @@ def _worker_main(inbox: Any, out: Any, evidence_root: str | None) -> None:
             _, name, config = msg
             stop_camera(name)
             stop = threading.Event()
-            t = threading.Thread(target=_camera_thread, args=(name, config, evidence_root, out, stop, sources),
-                                 name=f"camera-{name}", daemon=True)
+            t = threading.Thread(
+                target=_camera_thread,
+                args=(name, config, evidence_root, out, stop, sources),
+                name=f"camera-{name}",
+                daemon=True,
+            )
             threads[name] = (t, stop)
             t.start()
     for name in list(threads):
@@ -184,14 +204,26 @@ class VideoRunner:
     workers, resend_s, clear_after_s : see :class:`farsight.settings.VideoSettings`.
     """
 
-    def __init__(self, broker: BrokerSettings, departments: dict[str, str], *, cameras_dir: Path | None = None,
-                 configs: list[CameraConfig] | None = None, evidence_root: Path | None = None, workers: int = 1,
-                 resend_s: float = 5.0, clear_after_s: float = 3.0, client_id: str = "farsight-video",
-                 reload_poll_s: float = 1.0) -> None:
+    def __init__(
+        self,
+        broker: BrokerSettings,
+        departments: dict[str, str],
+        *,
+        cameras_dir: Path | None = None,
+        configs: list[CameraConfig] | None = None,
+        evidence_root: Path | None = None,
+        workers: int = 1,
+        resend_s: float = 5.0,
+        clear_after_s: float = 3.0,
+        client_id: str = "farsight-video",
+        reload_poll_s: float = 1.0,
+    ) -> None:
         if cameras_dir is None and not configs:
             raise ConfigError("video run needs a camera folder or camera configs")
         if cameras_dir is not None and not Path(cameras_dir).is_dir():
-            raise ConfigError(f"camera folder {str(cameras_dir)!r} does not exist; create it and put one CAMERA.yaml per camera in it")
+            raise ConfigError(
+                f"camera folder {str(cameras_dir)!r} does not exist; create it and put one CAMERA.yaml per camera in it"
+            )
         self.broker = broker
         self.departments = dict(departments)
         self.cameras_dir = Path(cameras_dir) if cameras_dir is not None else None
@@ -255,8 +287,12 @@ class VideoRunner:
 
     def _spawn(self, index: int) -> tuple[Any, Any]:
         inbox = self._ctx.Queue()
-        proc = self._ctx.Process(target=_worker_main, args=(inbox, self._out, self.evidence_root),
-                                 name=f"farsight-video-{index}", daemon=True)
+        proc = self._ctx.Process(
+            target=_worker_main,
+            args=(inbox, self._out, self.evidence_root),
+            name=f"farsight-video-{index}",
+            daemon=True,
+        )
         proc.start()
         return proc, inbox
 
@@ -274,7 +310,9 @@ class VideoRunner:
     def _check(self, cfg: CameraConfig) -> str:
         dept = self.departments.get(cfg.site)
         if dept is None:
-            raise ConfigError(f"site {cfg.site!r} is not in the site registry; fix `site` or register the site")
+            raise ConfigError(
+                f"site {cfg.site!r} is not in the site registry; fix `site` or register the site"
+            )
         if not cfg.source:
             raise ConfigError("`source` is empty; set the camera's stream URL or file")
         return dept
@@ -287,11 +325,19 @@ class VideoRunner:
             if old is not None:
                 self._publish(old, old.tracker.end_all(ts))
             worker = old.worker if old is not None else self._least_loaded()
-            cam = CameraState(name, cfg, dept, worker, mtime,
-                              tracker=EpisodeTracker(self.resend_s, self.clear_after_s))
+            cam = CameraState(
+                name,
+                cfg,
+                dept,
+                worker,
+                mtime,
+                tracker=EpisodeTracker(self.resend_s, self.clear_after_s),
+            )
             self.cameras[name] = cam
         self._send_start(cam)
-        log.info("camera started", extra=kv(camera=name, site=cfg.site, source=cfg.source, worker=worker))
+        log.info(
+            "camera started", extra=kv(camera=name, site=cfg.site, source=cfg.source, worker=worker)
+        )
 
     def _remove(self, name: str) -> None:
         with self._lock:
@@ -326,8 +372,12 @@ class VideoRunner:
             except ConfigError as exc:
                 self._refused[name] = (mtime, str(exc))
                 self.stats.rejected_reloads += cam is not None
-                log.error("camera file refused; the camera keeps its last good settings" if cam else "camera file refused",
-                          extra=kv(file=str(path), error=str(exc)))
+                log.error(
+                    "camera file refused; the camera keeps its last good settings"
+                    if cam
+                    else "camera file refused",
+                    extra=kv(file=str(path), error=str(exc)),
+                )
                 continue
             self._refused.pop(name, None)
             if cam is not None and cam.config == cfg:
@@ -379,8 +429,17 @@ class VideoRunner:
                 if event == "lost":
                     cam.status = "lost"
                     out = cam.tracker.end_all(ts)
-                    lost = {"kind": "stream_lost", "site": cam.config.site, "camera": cam.config.camera, "confidence": 1.0,
-                            "ts": ts, "bbox": None, "zone": None, "evidence": [], "detail": {"state": "active", "reason": str(detail)[:200]}}
+                    lost = {
+                        "kind": "stream_lost",
+                        "site": cam.config.site,
+                        "camera": cam.config.camera,
+                        "confidence": 1.0,
+                        "ts": ts,
+                        "bbox": None,
+                        "zone": None,
+                        "evidence": [],
+                        "detail": {"state": "active", "reason": str(detail)[:200]},
+                    }
                     out += cam.tracker.update(now, ts, [lost])
                 else:
                     cam.status = "running"
@@ -405,13 +464,18 @@ class VideoRunner:
                 try:
                     self._scan()
                 except OSError as exc:
-                    log.error("camera folder unreadable", extra=kv(folder=str(self.cameras_dir), error=exc))
+                    log.error(
+                        "camera folder unreadable",
+                        extra=kv(folder=str(self.cameras_dir), error=exc),
+                    )
 
     def _supervise(self) -> None:
         for i, (proc, _) in enumerate(self._workers):
             if proc.is_alive() or self._stop.is_set():
                 continue
-            log.error("video worker died; starting it again", extra=kv(worker=i, exitcode=proc.exitcode))
+            log.error(
+                "video worker died; starting it again", extra=kv(worker=i, exitcode=proc.exitcode)
+            )
             self._workers[i] = self._spawn(i)
             self.stats.worker_restarts += 1
             for cam in list(self.cameras.values()):
@@ -421,7 +485,9 @@ class VideoRunner:
     def _publish(self, cam: CameraState, messages: list[dict[str, Any]]) -> None:
         topic = detection_topic(cam.dept, cam.config.site, cam.config.camera)
         for m in messages:
-            self._client.publish(topic, json.dumps(m, ensure_ascii=False, separators=(",", ":")), qos=1)
+            self._client.publish(
+                topic, json.dumps(m, ensure_ascii=False, separators=(",", ":")), qos=1
+            )
             self.stats.published += 1
             if m.get("state") == "cleared":
                 self.stats.cleared += 1
@@ -436,5 +502,14 @@ class VideoRunner:
     def status(self) -> list[dict[str, Any]]:
         """One row per camera: name, site, status, frames analysed, open findings, last error."""
         with self._lock:
-            return [{"camera": c.name, "site": c.config.site, "status": c.status, "frames": c.frames,
-                     "open": sorted(k for k, _ in c.tracker.active), "error": c.error} for c in self.cameras.values()]
+            return [
+                {
+                    "camera": c.name,
+                    "site": c.config.site,
+                    "status": c.status,
+                    "frames": c.frames,
+                    "open": sorted(k for k, _ in c.tracker.active),
+                    "error": c.error,
+                }
+                for c in self.cameras.values()
+            ]

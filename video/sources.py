@@ -184,7 +184,7 @@ class CaptureSource:
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         _check_rate(rate_fps)
-        target = url_or_path[len("file://") :] if url_or_path.startswith("file://") else url_or_path
+        target = url_or_path.removeprefix("file://")
         scheme = urlsplit(target).scheme
         self._is_path = len(scheme) <= 1  # no scheme, or a Windows drive letter
         if self._is_path and not os.path.isfile(target):
@@ -278,7 +278,9 @@ class CaptureSource:
                             lost = False
                             yield SourceEvent("restored", self._clock.now(), self.target)
                         attempt = 0
-                        yield Frame(_as_bgr(img), self._clock.now(), self._monotonic() - start, index)
+                        yield Frame(
+                            _as_bgr(img), self._clock.now(), self._monotonic() - start, index
+                        )
                         continue
                     detail = "stream ended"
                     cap.release()
@@ -324,7 +326,9 @@ class MultipartParser:
         self._delim = None
         if boundary:
             # Some cameras put the leading dashes in the header parameter already.
-            self._delim = (boundary if boundary.startswith("--") else "--" + boundary).encode("latin-1")
+            self._delim = (boundary if boundary.startswith("--") else "--" + boundary).encode(
+                "latin-1"
+            )
         self._max = max_part_bytes
         self._buf = bytearray()
         self._state = "seek"  # seek -> headers -> body
@@ -517,7 +521,10 @@ class _HttpSource:
                     yield SourceEvent("lost", self._clock.now(), detail)
                 delay = self._backoff.delay(attempt)
                 attempt += 1
-                log.debug("reconnect wait", extra=kv(source=self.url, attempt=attempt, delay_s=round(delay, 3)))
+                log.debug(
+                    "reconnect wait",
+                    extra=kv(source=self.url, attempt=attempt, delay_s=round(delay, 3)),
+                )
                 if self._stop.wait(delay):
                     return
 
@@ -567,7 +574,10 @@ class MjpegSource(_HttpSource):
                     img = _decode_jpeg(part)
                     if img is None:
                         self.stats.corrupt += 1
-                        log.debug("corrupt part", extra=kv(source=self.url, index=self._index, size=len(part)))
+                        log.debug(
+                            "corrupt part",
+                            extra=kv(source=self.url, index=self._index, size=len(part)),
+                        )
                         continue
                     self._gate.kept()
                     yield self._frame(img)
@@ -620,7 +630,17 @@ class SnapshotSource(_HttpSource):
 
 # --------------------------------------------------------------------------- factory
 
-KNOWN_SCHEMES = ("file", "rtsp", "rtsps", "http", "https", "mjpeg+http", "mjpeg+https", "snapshot+http", "snapshot+https")
+KNOWN_SCHEMES = (
+    "file",
+    "rtsp",
+    "rtsps",
+    "http",
+    "https",
+    "mjpeg+http",
+    "mjpeg+https",
+    "snapshot+http",
+    "snapshot+https",
+)
 
 
 def open_source(spec: str, rate_fps: float | None = None, **kwargs: object) -> FrameSource:

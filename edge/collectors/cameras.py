@@ -31,20 +31,34 @@ class CamerasCollector:
             return self._state
         cams = self._runner.status()
         lost = sum(1 for c in cams if c["status"] in ("lost", "error"))
-        return f"running {len(cams)} cameras" + (f", {lost} without video" if lost else "") + \
-            (f", {len(self._runner.problems)} refused" if self._runner.problems else "")
+        return (
+            f"running {len(cams)} cameras"
+            + (f", {lost} without video" if lost else "")
+            + (f", {len(self._runner.problems)} refused" if self._runner.problems else "")
+        )
 
     def start(self) -> None:
         from video.runner import VideoRunner
 
         cams, local = self.config.collectors.cameras, self.config.collectors.mqtt_local
-        broker = BrokerSettings(host=local.host, port=local.port, username=local.username, password=local.password,
-                                embedded="none")
+        broker = BrokerSettings(
+            host=local.host,
+            port=local.port,
+            username=local.username,
+            password=local.password,
+            embedded="none",
+        )
         try:
-            self._runner = VideoRunner(broker, dict(cams.sites), cameras_dir=cams.folder,
-                                       evidence_root=self.config.data_dir / "evidence", workers=cams.workers,
-                                       resend_s=cams.resend_s, clear_after_s=cams.clear_after_s,
-                                       client_id=f"farsight-gw-{self.config.gateway_id}-video")
+            self._runner = VideoRunner(
+                broker,
+                dict(cams.sites),
+                cameras_dir=cams.folder,
+                evidence_root=self.config.data_dir / "evidence",
+                workers=cams.workers,
+                resend_s=cams.resend_s,
+                clear_after_s=cams.clear_after_s,
+                client_id=f"farsight-gw-{self.config.gateway_id}-video",
+            )
             self._runner.start()
         except FarsightError as exc:
             self._runner, self._state = None, "failed"

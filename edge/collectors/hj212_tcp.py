@@ -80,7 +80,14 @@ def parse_header(frame: bytes) -> FrameHeader | None:
         flag = int(fields.get("Flag", "0"))
     except ValueError:
         flag = 0
-    return FrameHeader(fields.get("QN"), fields.get("ST"), fields.get("CN"), fields.get("PW"), fields.get("MN"), flag)
+    return FrameHeader(
+        fields.get("QN"),
+        fields.get("ST"),
+        fields.get("CN"),
+        fields.get("PW"),
+        fields.get("MN"),
+        flag,
+    )
 
 
 def response_frame(header: FrameHeader) -> bytes:
@@ -89,7 +96,14 @@ def response_frame(header: FrameHeader) -> bytes:
     parts = []
     if header.qn:
         parts.append(f"QN={header.qn}")
-    parts += [f"ST={ST_SYSTEM}", f"CN={cn}", f"PW={header.pw or ''}", f"MN={header.mn or ''}", "Flag=4", "CP=&&&&"]
+    parts += [
+        f"ST={ST_SYSTEM}",
+        f"CN={cn}",
+        f"PW={header.pw or ''}",
+        f"MN={header.mn or ''}",
+        "Flag=4",
+        "CP=&&&&",
+    ]
     return wrap(";".join(parts))
 
 
@@ -136,7 +150,9 @@ class Hj212TcpCollector:
         try:
             sock = socket.create_server((self.settings.host, self.settings.port), reuse_port=False)
         except OSError as exc:
-            raise EdgeError(f"cannot listen for HJ 212 loggers on {self.settings.host}:{self.settings.port}: {exc.strerror}") from None
+            raise EdgeError(
+                f"cannot listen for HJ 212 loggers on {self.settings.host}:{self.settings.port}: {exc.strerror}"
+            ) from None
         sock.settimeout(0.5)
         self._sock = sock
         self.port = sock.getsockname()[1]
@@ -165,17 +181,22 @@ class Hj212TcpCollector:
         while not self._stop.is_set():
             try:
                 conn, addr = self._sock.accept()
-            except socket.timeout:
+            except TimeoutError:
                 continue
             except OSError:
                 return
             with self._lock:
                 if len(self._conns) >= self.settings.max_connections:
-                    log.warning("too many loggers; connection refused", extra=kv(peer=addr, max=self.settings.max_connections))
+                    log.warning(
+                        "too many loggers; connection refused",
+                        extra=kv(peer=addr, max=self.settings.max_connections),
+                    )
                     conn.close()
                     continue
                 self._conns.add(conn)
-            threading.Thread(target=self._serve, args=(conn, addr), name=f"edge-hj212-{addr[1]}", daemon=True).start()
+            threading.Thread(
+                target=self._serve, args=(conn, addr), name=f"edge-hj212-{addr[1]}", daemon=True
+            ).start()
 
     def _serve(self, conn: socket.socket, addr: tuple) -> None:
         conn.settimeout(self.settings.idle_timeout_s)
@@ -184,7 +205,7 @@ class Hj212TcpCollector:
             while not self._stop.is_set():
                 try:
                     chunk = conn.recv(65536)
-                except socket.timeout:
+                except TimeoutError:
                     log.info("idle logger disconnected", extra=kv(peer=addr))
                     return
                 if not chunk:
@@ -218,8 +239,10 @@ class Hj212TcpCollector:
         topic = self.topic_for(header.mn if header else _sniff_mn(frame))
         if topic is None:
             self.unrouted += 1
-            log.warning("frame from an unknown MN dropped; list it under collectors.hj212_tcp.devices",
-                        extra=kv(gateway=self.gateway, mn=header.mn if header else None))
+            log.warning(
+                "frame from an unknown MN dropped; list it under collectors.hj212_tcp.devices",
+                extra=kv(gateway=self.gateway, mn=header.mn if header else None),
+            )
             return None
         stored = self.buffer.append([(topic, frame)])[0]
         if header is None or not stored or not header.wants_response:

@@ -30,9 +30,13 @@ class MqttLocalCollector:
         self.gateway = gateway
         self.settings = settings
         self.buffer = buffer
-        self.client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2,
-                                  client_id=settings.client_id or f"farsight-gw-{gateway}-local",
-                                  protocol=mqtt.MQTTv311, clean_session=False, manual_ack=True)
+        self.client = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=settings.client_id or f"farsight-gw-{gateway}-local",
+            protocol=mqtt.MQTTv311,
+            clean_session=False,
+            manual_ack=True,
+        )
         if settings.username:
             self.client.username_pw_set(settings.username, settings.password)
         self.client.reconnect_delay_set(min_delay=1, max_delay=10)
@@ -99,7 +103,9 @@ class MqttLocalCollector:
         try:
             self.client.connect_async(self.settings.host, self.settings.port, keepalive=30)
         except (OSError, ValueError) as exc:
-            raise EdgeError(f"local broker {self.settings.host}:{self.settings.port}: {exc}") from None
+            raise EdgeError(
+                f"local broker {self.settings.host}:{self.settings.port}: {exc}"
+            ) from None
         self._state = "connecting"
         self.client.loop_start()
 

@@ -12,7 +12,9 @@ from ingest.codecs.detection import DetectionCodec
 from ingest.codecs.hj212 import Hj212Codec
 from ingest.codecs.json_codec import JsonCodec
 
-CODECS: Mapping[str, Codec] = MappingProxyType({"json": JsonCodec(), "hj212": Hj212Codec(), "detection": DetectionCodec()})
+CODECS: Mapping[str, Codec] = MappingProxyType(
+    {"json": JsonCodec(), "hj212": Hj212Codec(), "detection": DetectionCodec()}
+)
 
 
 def get_codec(name: str) -> Codec:

@@ -29,16 +29,39 @@ from farsight.types import ID_RE, Reading
 from ingest.codecs.base import Decoded, check_target, unique
 from ingest.codecs.json_codec import _load, _timestamp
 
-DETECTION_KINDS = frozenset({
-    "smoke", "fire", "black_smoke", "motion", "camera_covered", "camera_defocused",
-    "camera_moved", "stopped_vehicle", "stream_lost", "intrusion", "vehicle_crossing",
-})
+DETECTION_KINDS = frozenset(
+    {
+        "smoke",
+        "fire",
+        "black_smoke",
+        "motion",
+        "camera_covered",
+        "camera_defocused",
+        "camera_moved",
+        "stopped_vehicle",
+        "stream_lost",
+        "intrusion",
+        "vehicle_crossing",
+    }
+)
 """Finding kinds ingest accepts; each is the metric ``video_{kind}``."""
 
-KNOWN_KEYS = frozenset({
-    "ts", "kind", "confidence", "bbox", "zone", "evidence", "state", "detail", "seq",
-    "site", "camera", "offset_s",  # video.pipeline's as_dict(); site and camera must match the topic
-})
+KNOWN_KEYS = frozenset(
+    {
+        "ts",
+        "kind",
+        "confidence",
+        "bbox",
+        "zone",
+        "evidence",
+        "state",
+        "detail",
+        "seq",
+        "site",
+        "camera",
+        "offset_s",  # video.pipeline's as_dict(); site and camera must match the topic
+    }
+)
 STATES = frozenset({"active", "cleared"})
 MAX_EVIDENCE = 8
 MAX_BBOX = 100_000
@@ -60,7 +83,10 @@ class DetectionCodec:
                 irregular.append(f"unknown key {key!r}")
         for key, expected in (("site", site), ("camera", device)):
             if key in doc and doc[key] != expected:
-                raise DecodeError("target_mismatch", f"payload {key} {str(doc[key])[:64]!r} is not the topic's {expected!r}")
+                raise DecodeError(
+                    "target_mismatch",
+                    f"payload {key} {str(doc[key])[:64]!r} is not the topic's {expected!r}",
+                )
         ts = _timestamp(doc)
         kind = _kind(doc)
         confidence = _confidence(doc)
@@ -77,14 +103,19 @@ class DetectionCodec:
             meta["attr.evidence"] = ",".join(evidence)
 
         def reading(metric: str, value: float, unit: str) -> Reading:
-            return Reading(site=site, device=device, metric=metric, value=value, unit=unit, ts=ts, seq=seq)
+            return Reading(
+                site=site, device=device, metric=metric, value=value, unit=unit, ts=ts, seq=seq
+            )
 
         if kind == "vehicle_crossing":
             # A count, not a condition: the running totals per direction of the counting line.
             counts = [(d, _count(detail, f"count_{d}")) for d in ("forward", "backward")]
             readings = [reading(f"video_count_{d}", n, "1") for d, n in counts if n is not None]
             if not readings:
-                raise DecodeError("missing_count", "a vehicle_crossing needs detail.count_forward or detail.count_backward")
+                raise DecodeError(
+                    "missing_count",
+                    "a vehicle_crossing needs detail.count_forward or detail.count_backward",
+                )
             return Decoded(readings=tuple(readings), irregularities=unique(irregular), meta=meta)
         readings = [reading(f"video_{kind}", 0.0 if cleared else confidence, "1")]
         if kind == "black_smoke":
@@ -111,7 +142,9 @@ def _kind(doc: dict[str, Any]) -> str:
         raise DecodeError("missing_kind", "no 'kind'")
     raw = doc["kind"]
     if not isinstance(raw, str) or raw not in DETECTION_KINDS:
-        raise DecodeError("bad_kind", f"kind {str(raw)[:64]!r} is not one of {', '.join(sorted(DETECTION_KINDS))}")
+        raise DecodeError(
+            "bad_kind", f"kind {str(raw)[:64]!r} is not one of {', '.join(sorted(DETECTION_KINDS))}"
+        )
     return raw
 
 
@@ -141,11 +174,18 @@ def _bbox(doc: dict[str, Any]) -> tuple[int, int, int, int] | None:
     if raw is None:
         return None
     if (
-        not isinstance(raw, list) or len(raw) != 4
-        or not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= MAX_BBOX for v in raw)
-        or raw[2] <= 0 or raw[3] <= 0
+        not isinstance(raw, list)
+        or len(raw) != 4
+        or not all(
+            isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= MAX_BBOX for v in raw
+        )
+        or raw[2] <= 0
+        or raw[3] <= 0
     ):
-        raise DecodeError("bad_bbox", f"bbox {str(raw)[:80]} must be [x, y, w, h]: integer pixels, x and y >= 0, w and h > 0")
+        raise DecodeError(
+            "bad_bbox",
+            f"bbox {str(raw)[:80]} must be [x, y, w, h]: integer pixels, x and y >= 0, w and h > 0",
+        )
     return (raw[0], raw[1], raw[2], raw[3])
 
 
@@ -163,10 +203,14 @@ def _evidence(doc: dict[str, Any]) -> tuple[str, ...]:
     if raw is None:
         return ()
     if not isinstance(raw, list) or len(raw) > MAX_EVIDENCE:
-        raise DecodeError("bad_evidence", f"evidence must be a list of at most {MAX_EVIDENCE} sha256 hashes")
+        raise DecodeError(
+            "bad_evidence", f"evidence must be a list of at most {MAX_EVIDENCE} sha256 hashes"
+        )
     for h in raw:
         if not isinstance(h, str) or not _SHA256.fullmatch(h):
-            raise DecodeError("bad_evidence", f"evidence {str(h)[:80]!r} is not a lower-case hex sha256")
+            raise DecodeError(
+                "bad_evidence", f"evidence {str(h)[:80]!r} is not a lower-case hex sha256"
+            )
     return tuple(dict.fromkeys(raw))
 
 
@@ -183,7 +227,9 @@ def _state(doc: dict[str, Any], detail: dict[str, Any]) -> str:
     top, inner = doc.get("state"), detail.get("state")
     for where, raw in (("state", top), ("detail.state", inner)):
         if raw is not None and raw not in STATES:
-            raise DecodeError("bad_state", f"{where} {str(raw)[:64]!r} is not one of {', '.join(sorted(STATES))}")
+            raise DecodeError(
+                "bad_state", f"{where} {str(raw)[:64]!r} is not one of {', '.join(sorted(STATES))}"
+            )
     if top is not None and inner is not None and top != inner:
         raise DecodeError("bad_state", f"state {top!r} contradicts detail.state {inner!r}")
     return top or inner or "active"
@@ -195,7 +241,9 @@ def _ringelmann(detail: dict[str, Any]) -> float | None:
         return None
     grade = _number(raw, "detail.ringelmann", "bad_ringelmann")
     if not 0 <= grade <= MAX_RINGELMANN:
-        raise DecodeError("bad_ringelmann", f"Ringelmann grade {grade} is outside 0..{MAX_RINGELMANN}")
+        raise DecodeError(
+            "bad_ringelmann", f"Ringelmann grade {grade} is outside 0..{MAX_RINGELMANN}"
+        )
     return grade
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from farsight.clock import BEIJING
 from farsight.errors import DecodeError
@@ -271,6 +271,6 @@ def _datatime(raw: str | None) -> datetime:
         raise DecodeError("bad_datatime", f"DataTime {raw[:40]!r} is not YYYYMMDDhhmmss")
     try:
         local = datetime.strptime(raw, "%Y%m%d%H%M%S").replace(tzinfo=BEIJING)
-        return local.astimezone(timezone.utc)
+        return local.astimezone(UTC)
     except (ValueError, OverflowError):
         raise DecodeError("bad_datatime", f"DataTime {raw} is not a valid time") from None

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from farsight.errors import DecodeError
@@ -20,7 +20,7 @@ MAX_PAYLOAD = 256 * 1024
 KNOWN_KEYS = frozenset({"ts", "metrics", "flags", "seq", "units", "attrs"})
 MAX_ATTRS = 16
 MAX_ATTR_CHARS = 128
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # Epoch milliseconds must fall in 2000..2100: outside it the sender most likely sent seconds
 # (1.7e9 read as ms is January 1970), and a wrong unit is a guess we refuse to make.
 _EPOCH_MS_RANGE = (946_684_800_000, 4_102_444_800_000)
@@ -121,7 +121,7 @@ def _timestamp(doc: dict[str, Any]) -> datetime:
     if ts.tzinfo is None:
         raise DecodeError("naive_ts", f"ts {raw!r} has no UTC offset; its zone would be a guess")
     try:
-        return ts.astimezone(timezone.utc)
+        return ts.astimezone(UTC)
     except OverflowError:
         raise DecodeError("bad_ts", f"ts {raw!r} is out of range") from None
 
@@ -183,7 +183,10 @@ def _attrs(doc: dict[str, Any]) -> dict[str, str]:
         raise DecodeError("bad_attrs", f"attrs must be an object of at most {MAX_ATTRS} strings")
     for name, value in raw.items():
         if not isinstance(value, str) or len(value) > MAX_ATTR_CHARS or len(name) > 64:
-            raise DecodeError("bad_attrs", f"attrs[{name[:64]!r}] must be a string of at most {MAX_ATTR_CHARS} characters")
+            raise DecodeError(
+                "bad_attrs",
+                f"attrs[{name[:64]!r}] must be a string of at most {MAX_ATTR_CHARS} characters",
+            )
     return {f"attr.{k}": v for k, v in raw.items()}
 
 

@@ -19,21 +19,54 @@ from rules.conditions import Condition
 from rules.model import RuleKind, RuleModel, Severity, register_kind
 
 CHANGE_KINDS = ("vegetation_loss", "new_construction", "water_gain", "water_loss", "bare_soil")
-ZONE_KINDS = ("protected_area", "ecological_red_line", "basic_farmland", "river_buffer", "highway_row", "other")
+ZONE_KINDS = (
+    "protected_area",
+    "ecological_red_line",
+    "basic_farmland",
+    "river_buffer",
+    "highway_row",
+    "other",
+)
 
 
 class ChangeRegionModel(RuleModel):
     """Which change regions raise an alert, and how serious a first and a repeated sighting are."""
 
-    kind: Literal["change_region"] = Field("change_region", title="Kind", description="change_region")
-    change_kinds: tuple[Literal[CHANGE_KINDS], ...] = Field((), title="Change kinds", description="Kinds of change judged; empty: every kind.")  # type: ignore[valid-type]
-    zone_kinds: tuple[Literal[ZONE_KINDS], ...] = Field((), title="Zone kinds", description="The change must touch a zone of one of these kinds; empty: any zone, or none.")  # type: ignore[valid-type]
-    aois: tuple[str, ...] = Field((), title="Areas of interest", description="Only these areas of interest; empty: every one.", max_length=1000)
-    min_area_ha: float = Field(0.0, title="Minimum area", description="Smallest change, in hectares, that raises an alert.", ge=0, le=1_000_000)
-    severity: Severity = Field("warning", title="Severity", description="Severity of a first sighting (possible).")
-    confirmed_severity: Severity = Field("major", title="Confirmed severity", description="Severity once the change is seen again in a later scene.")
+    kind: Literal["change_region"] = Field(
+        "change_region", title="Kind", description="change_region"
+    )
+    change_kinds: tuple[Literal[CHANGE_KINDS], ...] = Field(
+        (), title="Change kinds", description="Kinds of change judged; empty: every kind."
+    )  # type: ignore[valid-type]
+    zone_kinds: tuple[Literal[ZONE_KINDS], ...] = Field(
+        (),
+        title="Zone kinds",
+        description="The change must touch a zone of one of these kinds; empty: any zone, or none.",
+    )  # type: ignore[valid-type]
+    aois: tuple[str, ...] = Field(
+        (),
+        title="Areas of interest",
+        description="Only these areas of interest; empty: every one.",
+        max_length=1000,
+    )
+    min_area_ha: float = Field(
+        0.0,
+        title="Minimum area",
+        description="Smallest change, in hectares, that raises an alert.",
+        ge=0,
+        le=1_000_000,
+    )
+    severity: Severity = Field(
+        "warning", title="Severity", description="Severity of a first sighting (possible)."
+    )
+    confirmed_severity: Severity = Field(
+        "major",
+        title="Confirmed severity",
+        description="Severity once the change is seen again in a later scene.",
+    )
     summary: str | None = Field(
-        "{change} of {area_ha} ha in {zones} ({state}, seen {sightings}x)", title="Summary",
+        "{change} of {area_ha} ha in {zones} ({state}, seen {sightings}x)",
+        title="Summary",
         description="Shorthand for annotations.summary; also {aoi} {change} {area_ha} {zones} {state} {sightings} {confidence} {lon} {lat}.",
         max_length=500,
     )
@@ -45,8 +78,13 @@ class ChangeRegionCondition(Condition):
     __slots__ = ()
 
 
-register_kind(RuleKind(
-    name="change_region", model=ChangeRegionModel, condition=ChangeRegionCondition, scope="site",
-    description="Satellite change regions (remote_sensing) of given kinds, size and zones: one alert per tracked region, more severe once confirmed.",
-    metrics=lambda spec: frozenset(),
-))
+register_kind(
+    RuleKind(
+        name="change_region",
+        model=ChangeRegionModel,
+        condition=ChangeRegionCondition,
+        scope="site",
+        description="Satellite change regions (remote_sensing) of given kinds, size and zones: one alert per tracked region, more severe once confirmed.",
+        metrics=lambda spec: frozenset(),
+    )
+)

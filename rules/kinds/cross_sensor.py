@@ -46,20 +46,66 @@ STOPPED_FLAG = "F"
 class RunningMismatchModel(RuleModel):
     """The plant reports itself stopped while its flue gas still flows (标停未停)."""
 
-    kind: Literal["running_mismatch"] = Field("running_mismatch", title="Kind", description="running_mismatch")
-    running_metric: str = Field("running", title="Running metric", description="Plant status metric: 1 running, 0 stopped.", min_length=1, max_length=64)
-    flow_metric: str = Field("flue_flow", title="Flow metric", description="Flue-gas flow metric.", min_length=1, max_length=64)
-    min_flow: float | None = Field(None, title="Minimum flow", description="Flow (in the flow metric's unit, m3/h) above which the plant is operating; above the stack's natural-draft flow when stopped, below its flow at minimum load.", gt=0)
-    temp_metric: str = Field("flue_temp", title="Temperature metric", description="Flue-gas temperature metric.", min_length=1, max_length=64)
-    min_temp: float | None = Field(None, title="Minimum temperature", description="Flue-gas temperature (degC) above which the plant is operating (none: temperature not used; a stack cools for hours after a shutdown, so use with a long `for`).", gt=-50, lt=1500)
-    analysers: tuple[str, ...] = Field(("so2", "nox", "particulate", "o2"), title="Analysers", description="Metrics whose HJ 212 stopped flag F counts as a 'stopped' report.")
-    max_age: Duration = Field("5m", title="Maximum age", description="Values further apart than this are not combined (a stale status is no report). A number of seconds or 30s, 5m.")
-    summary: str | None = Field("{site_name} reports stopped ({stopped_by}) while its flue is still in use: flow {flow}, temperature {temp}", title="Summary", description="Shorthand for annotations.summary.", max_length=500)
+    kind: Literal["running_mismatch"] = Field(
+        "running_mismatch", title="Kind", description="running_mismatch"
+    )
+    running_metric: str = Field(
+        "running",
+        title="Running metric",
+        description="Plant status metric: 1 running, 0 stopped.",
+        min_length=1,
+        max_length=64,
+    )
+    flow_metric: str = Field(
+        "flue_flow",
+        title="Flow metric",
+        description="Flue-gas flow metric.",
+        min_length=1,
+        max_length=64,
+    )
+    min_flow: float | None = Field(
+        None,
+        title="Minimum flow",
+        description="Flow (in the flow metric's unit, m3/h) above which the plant is operating; above the stack's natural-draft flow when stopped, below its flow at minimum load.",
+        gt=0,
+    )
+    temp_metric: str = Field(
+        "flue_temp",
+        title="Temperature metric",
+        description="Flue-gas temperature metric.",
+        min_length=1,
+        max_length=64,
+    )
+    min_temp: float | None = Field(
+        None,
+        title="Minimum temperature",
+        description="Flue-gas temperature (degC) above which the plant is operating (none: temperature not used; a stack cools for hours after a shutdown, so use with a long `for`).",
+        gt=-50,
+        lt=1500,
+    )
+    analysers: tuple[str, ...] = Field(
+        ("so2", "nox", "particulate", "o2"),
+        title="Analysers",
+        description="Metrics whose HJ 212 stopped flag F counts as a 'stopped' report.",
+    )
+    max_age: Duration = Field(
+        "5m",
+        title="Maximum age",
+        description="Values further apart than this are not combined (a stale status is no report). A number of seconds or 30s, 5m.",
+    )
+    summary: str | None = Field(
+        "{site_name} reports stopped ({stopped_by}) while its flue is still in use: flow {flow}, temperature {temp}",
+        title="Summary",
+        description="Shorthand for annotations.summary.",
+        max_length=500,
+    )
 
     @model_validator(mode="after")
-    def _needs_evidence(self) -> "RunningMismatchModel":
+    def _needs_evidence(self) -> RunningMismatchModel:
         if self.min_flow is None and self.min_temp is None:
-            raise ValueError("give min_flow, min_temp or both: the evidence that the plant operates")
+            raise ValueError(
+                "give min_flow, min_temp or both: the evidence that the plant operates"
+            )
         if parse_duration(self.max_age).total_seconds() <= 0:
             raise ValueError("max_age must be positive")
         return self
@@ -70,7 +116,7 @@ class RunningMismatchCondition(Condition):
 
     accepts_flagged = True  # the F flag is the "stopped" report being checked
 
-    __slots__ = ("spec", "max_age_ms", "last")
+    __slots__ = ("last", "max_age_ms", "spec")
 
     def __init__(self, binding: Binding) -> None:
         super().__init__(binding)
@@ -108,11 +154,22 @@ class RunningMismatchCondition(Condition):
         # The status of the stack's own device first, else any device of the site (a DCS feed).
         running = self._fresh(dev, s.running_metric, t)
         if running is None:
-            running = next((r for d in sorted(self.last) if d != dev and (r := self._fresh(d, s.running_metric, t))), None)
+            running = next(
+                (
+                    r
+                    for d in sorted(self.last)
+                    if d != dev and (r := self._fresh(d, s.running_metric, t))
+                ),
+                None,
+            )
         reasons = []
         if running is not None and running[0] < 0.5:
             reasons.append(f"{s.running_metric}=0")
-        flagged = sorted(m for m in s.analysers if (r := self._fresh(dev, m, t)) is not None and r[1] == STOPPED_FLAG)
+        flagged = sorted(
+            m
+            for m in s.analysers
+            if (r := self._fresh(dev, m, t)) is not None and r[1] == STOPPED_FLAG
+        )
         if flagged:
             reasons.append(f"flag F on {','.join(flagged)}")
         by_flow = s.min_flow is not None and flow is not None and flow[0] > s.min_flow
@@ -125,18 +182,28 @@ class RunningMismatchCondition(Condition):
         ctx = {
             "stopped_by": " and ".join(reasons) or "not reported stopped",
             "running": running[0] if running is not None else "",
-            "flow": _whole(flow[0]) if flow is not None else "", "temp": temp[0] if temp is not None else "",
+            "flow": _whole(flow[0]) if flow is not None else "",
+            "temp": temp[0] if temp is not None else "",
         }
         return Verdict(  # type: ignore[arg-type]
-            ms_ts(t), active, value=row[0] if row else None, threshold=threshold, device=dev, metric=metric,
-            key=dev, unit=row[3] if row else "", context=ctx,
+            ms_ts(t),
+            active,
+            value=row[0] if row else None,
+            threshold=threshold,
+            device=dev,
+            metric=metric,
+            key=dev,
+            unit=row[3] if row else "",
+            context=ctx,
         )
 
     def state(self) -> dict[str, Any]:
         return {"last": {d: {m: list(r) for m, r in ms.items()} for d, ms in self.last.items()}}
 
     def restore(self, state: dict[str, Any]) -> None:
-        self.last = {d: {m: list(r) for m, r in ms.items()} for d, ms in state.get("last", {}).items()}
+        self.last = {
+            d: {m: list(r) for m, r in ms.items()} for d, ms in state.get("last", {}).items()
+        }
 
 
 CHECKS = ("dilution", "zero_flow")
@@ -145,20 +212,69 @@ CHECKS = ("dilution", "zero_flow")
 class PhysicalConsistencyModel(RuleModel):
     """O2, flue-gas flow and temperature of one stack must agree with each other."""
 
-    kind: Literal["physical_consistency"] = Field("physical_consistency", title="Kind", description="physical_consistency")
-    checks: tuple[Literal["dilution", "zero_flow"], ...] = Field(("dilution",), title="Checks", description="dilution: ambient O2 in a hot, flowing flue; zero_flow: no flow while O2 shows combustion gas.", min_length=1)
-    o2_metric: str = Field("o2", title="O2 metric", description="Flue-gas O2 (%).", min_length=1, max_length=64)
-    flow_metric: str = Field("flue_flow", title="Flow metric", description="Flue-gas flow.", min_length=1, max_length=64)
-    temp_metric: str = Field("flue_temp", title="Temperature metric", description="Flue-gas temperature (degC).", min_length=1, max_length=64)
-    o2_ambient: float = Field(19.0, title="Ambient O2", description="O2 (%) at or above which the sample is (nearly) ambient air; air holds 20.9 %.", ge=15, le=21)
-    min_flow: float = Field(title="Minimum flow", description="Flow above which the flue carries gas (the stack's flow at minimum load is well above it, natural draft well below).", gt=0)
-    min_temp: float | None = Field(None, title="Minimum temperature", description="Temperature (degC) above which the flue gas is hot combustion gas (none: not checked).", gt=-50, lt=1500)
-    o2_min: float = Field(15.0, title="Combustion O2", description="zero_flow check: O2 (%) below which the analyser sees combustion gas, not air.", gt=0, le=20.9)
-    zero_flow: float = Field(0.0, title="Zero flow", description="zero_flow check: flow at or below this counts as no flow.", ge=0)
-    summary: str | None = Field("{site_name} {device}: {check} - O2 {o2} %, flow {flow}, temperature {temp} degC", title="Summary", description="Shorthand for annotations.summary.", max_length=500)
+    kind: Literal["physical_consistency"] = Field(
+        "physical_consistency", title="Kind", description="physical_consistency"
+    )
+    checks: tuple[Literal["dilution", "zero_flow"], ...] = Field(
+        ("dilution",),
+        title="Checks",
+        description="dilution: ambient O2 in a hot, flowing flue; zero_flow: no flow while O2 shows combustion gas.",
+        min_length=1,
+    )
+    o2_metric: str = Field(
+        "o2", title="O2 metric", description="Flue-gas O2 (%).", min_length=1, max_length=64
+    )
+    flow_metric: str = Field(
+        "flue_flow", title="Flow metric", description="Flue-gas flow.", min_length=1, max_length=64
+    )
+    temp_metric: str = Field(
+        "flue_temp",
+        title="Temperature metric",
+        description="Flue-gas temperature (degC).",
+        min_length=1,
+        max_length=64,
+    )
+    o2_ambient: float = Field(
+        19.0,
+        title="Ambient O2",
+        description="O2 (%) at or above which the sample is (nearly) ambient air; air holds 20.9 %.",
+        ge=15,
+        le=21,
+    )
+    min_flow: float = Field(
+        title="Minimum flow",
+        description="Flow above which the flue carries gas (the stack's flow at minimum load is well above it, natural draft well below).",
+        gt=0,
+    )
+    min_temp: float | None = Field(
+        None,
+        title="Minimum temperature",
+        description="Temperature (degC) above which the flue gas is hot combustion gas (none: not checked).",
+        gt=-50,
+        lt=1500,
+    )
+    o2_min: float = Field(
+        15.0,
+        title="Combustion O2",
+        description="zero_flow check: O2 (%) below which the analyser sees combustion gas, not air.",
+        gt=0,
+        le=20.9,
+    )
+    zero_flow: float = Field(
+        0.0,
+        title="Zero flow",
+        description="zero_flow check: flow at or below this counts as no flow.",
+        ge=0,
+    )
+    summary: str | None = Field(
+        "{site_name} {device}: {check} - O2 {o2} %, flow {flow}, temperature {temp} degC",
+        title="Summary",
+        description="Shorthand for annotations.summary.",
+        max_length=500,
+    )
 
     @model_validator(mode="after")
-    def _unique(self) -> "PhysicalConsistencyModel":
+    def _unique(self) -> PhysicalConsistencyModel:
         if len(set(self.checks)) != len(self.checks):
             raise ValueError("each check once")
         return self
@@ -177,20 +293,50 @@ class PhysicalConsistencyCondition(Condition):
         s = self.spec
         # The engine strips flagged readings from multi-reading samples; a lone one may pass.
         normal = {m: r for m, r in sample.readings.items() if r.flag == "N"}
-        o2, flow, temp = normal.get(s.o2_metric), normal.get(s.flow_metric), normal.get(s.temp_metric)
+        o2, flow, temp = (
+            normal.get(s.o2_metric),
+            normal.get(s.flow_metric),
+            normal.get(s.temp_metric),
+        )
         if o2 is None or flow is None:
             return None
-        ctx = {"o2": o2.value, "flow": _whole(flow.value), "temp": temp.value if temp is not None else ""}
+        ctx = {
+            "o2": o2.value,
+            "flow": _whole(flow.value),
+            "temp": temp.value if temp is not None else "",
+        }
         out: list[Verdict] = []
         if "dilution" in s.checks and (s.min_temp is None or temp is not None):
             hot = s.min_temp is None or (temp is not None and temp.value > s.min_temp)
             active = o2.value >= s.o2_ambient and flow.value > s.min_flow and hot
-            out.append(Verdict(sample.ts, active, o2.value, s.o2_ambient, sample.device, s.o2_metric, key="dilution",
-                               unit=o2.unit, context={**ctx, "check": "diluted sample (ambient O2 in a hot, flowing flue)"}))
+            out.append(
+                Verdict(
+                    sample.ts,
+                    active,
+                    o2.value,
+                    s.o2_ambient,
+                    sample.device,
+                    s.o2_metric,
+                    key="dilution",
+                    unit=o2.unit,
+                    context={**ctx, "check": "diluted sample (ambient O2 in a hot, flowing flue)"},
+                )
+            )
         if "zero_flow" in s.checks:
             active = flow.value <= s.zero_flow and o2.value < s.o2_min
-            out.append(Verdict(sample.ts, active, flow.value, s.zero_flow, sample.device, s.flow_metric, key="zero_flow",
-                               unit=flow.unit, context={**ctx, "check": "no flow while O2 shows combustion gas"}))
+            out.append(
+                Verdict(
+                    sample.ts,
+                    active,
+                    flow.value,
+                    s.zero_flow,
+                    sample.device,
+                    s.flow_metric,
+                    key="zero_flow",
+                    unit=flow.unit,
+                    context={**ctx, "check": "no flow while O2 shows combustion gas"},
+                )
+            )
         return out or None
 
 
@@ -207,14 +353,24 @@ def _metrics_physical(spec: PhysicalConsistencyModel) -> frozenset[str]:
     return frozenset({spec.o2_metric, spec.flow_metric, spec.temp_metric})
 
 
-register_kind(RuleKind(
-    name="running_mismatch", model=RunningMismatchModel, condition=RunningMismatchCondition, scope="site",
-    description="标停未停: the plant reports stopped (running 0 or HJ 212 flag F) while flue gas flows above min_flow or is hotter than min_temp.",
-    metrics=_metrics_running,
-))
+register_kind(
+    RuleKind(
+        name="running_mismatch",
+        model=RunningMismatchModel,
+        condition=RunningMismatchCondition,
+        scope="site",
+        description="标停未停: the plant reports stopped (running 0 or HJ 212 flag F) while flue gas flows above min_flow or is hotter than min_temp.",
+        metrics=_metrics_running,
+    )
+)
 
-register_kind(RuleKind(
-    name="physical_consistency", model=PhysicalConsistencyModel, condition=PhysicalConsistencyCondition, scope="device",
-    description="O2, flow and temperature of a stack disagree: ambient O2 in a hot flowing flue (dilution), or no flow with combustion O2.",
-    metrics=_metrics_physical,
-))
+register_kind(
+    RuleKind(
+        name="physical_consistency",
+        model=PhysicalConsistencyModel,
+        condition=PhysicalConsistencyCondition,
+        scope="device",
+        description="O2, flow and temperature of a stack disagree: ambient O2 in a hot flowing flue (dilution), or no flow with combustion O2.",
+        metrics=_metrics_physical,
+    )
+)

@@ -32,11 +32,34 @@ class FlatlineModel(RuleModel):
     """The value unchanged over a trailing window."""
 
     kind: Literal["flatline"] = Field("flatline", title="Kind", description="flatline")
-    window: Duration = Field("30m", title="Window", description="Trailing window (t - window, t] judged at every reading. A number of seconds or 30s, 5m, 1h, 1d.")
-    min_count: int = Field(10, title="Fewest readings", description="The window must hold at least this many readings (natural analyser data repeat a value up to about 6 times at one-minute resolution).", ge=2, le=1_000_000)
-    epsilon: float = Field(0.0, title="Tolerance", description="Largest spread still counted as flat, in the metric's unit: max - min (measure range) or the standard deviation (measure stddev). 0: exactly the same value.", ge=0)
-    measure: Literal["range", "stddev"] = Field("range", title="Spread measure", description="range: max - min of the window; stddev: population standard deviation of the window.")
-    ignore_below: float | None = Field(None, title="Ignore at or below", description="A reading at or below this level (a stopped plant's zero) is never part of a flat line: it clears the window. None: every level counts.")
+    window: Duration = Field(
+        "30m",
+        title="Window",
+        description="Trailing window (t - window, t] judged at every reading. A number of seconds or 30s, 5m, 1h, 1d.",
+    )
+    min_count: int = Field(
+        10,
+        title="Fewest readings",
+        description="The window must hold at least this many readings (natural analyser data repeat a value up to about 6 times at one-minute resolution).",
+        ge=2,
+        le=1_000_000,
+    )
+    epsilon: float = Field(
+        0.0,
+        title="Tolerance",
+        description="Largest spread still counted as flat, in the metric's unit: max - min (measure range) or the standard deviation (measure stddev). 0: exactly the same value.",
+        ge=0,
+    )
+    measure: Literal["range", "stddev"] = Field(
+        "range",
+        title="Spread measure",
+        description="range: max - min of the window; stddev: population standard deviation of the window.",
+    )
+    ignore_below: float | None = Field(
+        None,
+        title="Ignore at or below",
+        description="A reading at or below this level (a stopped plant's zero) is never part of a flat line: it clears the window. None: every level counts.",
+    )
 
     @field_validator("window")
     @classmethod
@@ -44,7 +67,7 @@ class FlatlineModel(RuleModel):
         return positive_duration(v, "window")  # type: ignore[return-value]
 
     @model_validator(mode="after")
-    def _needs_metric(self) -> "FlatlineModel":
+    def _needs_metric(self) -> FlatlineModel:
         if not self.select.metric:
             raise ValueError("select.metric is required for a flatline rule")
         return self
@@ -66,7 +89,19 @@ class FlatlineCondition(Condition):
     is recomputed over the window, O(n).
     """
 
-    __slots__ = ("metric", "size", "min_count", "eps", "measure", "floor", "buf", "lo", "hi", "since", "unit")
+    __slots__ = (
+        "buf",
+        "eps",
+        "floor",
+        "hi",
+        "lo",
+        "measure",
+        "metric",
+        "min_count",
+        "since",
+        "size",
+        "unit",
+    )
 
     def __init__(self, binding: Binding) -> None:
         super().__init__(binding)
@@ -118,8 +153,16 @@ class FlatlineCondition(Condition):
         if self.floor is not None and v <= self.floor:
             # A stopped plant's zero: not a frozen analyser, and not part of a flat line either side.
             self._clear()
-            return Verdict(sample.ts, False, v, None, self.b.device or "", self.metric, unit=r.unit,
-                           context={"flat_for_min": 0.0, "count": 0, "level": v})
+            return Verdict(
+                sample.ts,
+                False,
+                v,
+                None,
+                self.b.device or "",
+                self.metric,
+                unit=r.unit,
+                context={"flat_for_min": 0.0, "count": 0, "level": v},
+            )
         self._push(t, v)
         self._evict(t)
         values = [x for _, x in self.buf] if self.measure == "stddev" else None
@@ -127,17 +170,36 @@ class FlatlineCondition(Condition):
         n = len(self.buf)
         if spread > self.eps:
             self.since = None
-            return Verdict(sample.ts, False, v, None, self.b.device or "", self.metric, unit=r.unit,
-                           context={"flat_for_min": 0.0, "count": n, "level": v, "spread": spread})
+            return Verdict(
+                sample.ts,
+                False,
+                v,
+                None,
+                self.b.device or "",
+                self.metric,
+                unit=r.unit,
+                context={"flat_for_min": 0.0, "count": n, "level": v, "spread": spread},
+            )
         if n < self.min_count:
             return None
         if self.since is None:
             self.since = self.buf[0][0]
         level = math.fsum(x for _, x in self.buf) / n
         return Verdict(
-            sample.ts, True, level, None, self.b.device or "", self.metric, unit=r.unit,
-            context={"flat_for_min": round((t - self.since) / 60_000, 1), "count": n, "level": level, "spread": spread,
-                     "flat_since": ms_ts(self.since).astimezone(BEIJING).isoformat()},  # type: ignore[union-attr]
+            sample.ts,
+            True,
+            level,
+            None,
+            self.b.device or "",
+            self.metric,
+            unit=r.unit,
+            context={
+                "flat_for_min": round((t - self.since) / 60_000, 1),
+                "count": n,
+                "level": level,
+                "spread": spread,
+                "flat_since": ms_ts(self.since).astimezone(BEIJING).isoformat(),
+            },  # type: ignore[union-attr]
         )
 
     def state(self) -> dict[str, Any]:
@@ -151,7 +213,12 @@ class FlatlineCondition(Condition):
         self.unit = state.get("unit", "")
 
 
-register_kind(RuleKind(
-    name="flatline", model=FlatlineModel, condition=FlatlineCondition, scope="series",
-    description="恒值异常: the value unchanged (range or stddev within epsilon) over a trailing window with at least min_count readings.",
-))
+register_kind(
+    RuleKind(
+        name="flatline",
+        model=FlatlineModel,
+        condition=FlatlineCondition,
+        scope="series",
+        description="恒值异常: the value unchanged (range or stddev within epsilon) over a trailing window with at least min_count readings.",
+    )
+)

@@ -14,7 +14,8 @@ boundary (an edge or a vertex) counts as inside: a vehicle on the fence line is 
 
 from __future__ import annotations
 
-from typing import Any, Literal, Sequence
+from collections.abc import Sequence
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -33,7 +34,10 @@ def _on_segment(x: float, y: float, a: Point, b: Point) -> bool:
     cross = (x2 - x1) * (y - y1) - (y2 - y1) * (x - x1)
     if abs(cross) > _EPS:
         return False
-    return min(x1, x2) - _EPS <= x <= max(x1, x2) + _EPS and min(y1, y2) - _EPS <= y <= max(y1, y2) + _EPS
+    return (
+        min(x1, x2) - _EPS <= x <= max(x1, x2) + _EPS
+        and min(y1, y2) - _EPS <= y <= max(y1, y2) + _EPS
+    )
 
 
 def point_in_polygon(lon: float, lat: float, polygon: Sequence[Point]) -> bool:
@@ -84,15 +88,27 @@ class Zone(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str = Field(title="Name", description="Zone name, shown in the alert; unique within the rule.", min_length=1, max_length=100)
-    polygon: tuple[tuple[float, float], ...] = Field(title="Polygon", description="Vertices [lon, lat] in degrees (WGS 84, GeoJSON order); closed or not.", min_length=3, max_length=10_000)
+    name: str = Field(
+        title="Name",
+        description="Zone name, shown in the alert; unique within the rule.",
+        min_length=1,
+        max_length=100,
+    )
+    polygon: tuple[tuple[float, float], ...] = Field(
+        title="Polygon",
+        description="Vertices [lon, lat] in degrees (WGS 84, GeoJSON order); closed or not.",
+        min_length=3,
+        max_length=10_000,
+    )
 
     @field_validator("polygon")
     @classmethod
     def _valid(cls, v: tuple[tuple[float, float], ...]) -> tuple[tuple[float, float], ...]:
         for lon, lat in v:
             if not (-180 <= lon <= 180 and -90 <= lat <= 90):
-                raise ValueError(f"vertex [{lon}, {lat}] is not [lon, lat] in degrees (lon -180..180, lat -90..90)")
+                raise ValueError(
+                    f"vertex [{lon}, {lat}] is not [lon, lat] in degrees (lon -180..180, lat -90..90)"
+                )
         if len(set(v)) < 3:
             raise ValueError("a polygon needs at least 3 distinct vertices")
         lons = [p[0] for p in v]
@@ -105,15 +121,45 @@ class GeofenceModel(RuleModel):
     """A GPS-tracked device inside a zone (on entry, or after dwelling)."""
 
     kind: Literal["geofence"] = Field("geofence", title="Kind", description="geofence")
-    zones: tuple[Zone, ...] = Field(title="Zones", description="Named polygons; each is its own alert.", min_length=1, max_length=1000)
-    mode: Literal["enter", "dwell"] = Field("enter", title="Mode", description="enter: fire on the first point inside; dwell: fire once inside longer than `dwell`.")
-    dwell: Duration = Field("10m", title="Dwell", description="dwell mode: time inside (between the device's own points) before the alert fires. A number of seconds or 30s, 5m, 1h.")
-    lat_metric: str = Field("lat", title="Latitude metric", description="Latitude in degrees.", min_length=1, max_length=64)
-    lon_metric: str = Field("lon", title="Longitude metric", description="Longitude in degrees.", min_length=1, max_length=64)
-    summary: str | None = Field("{device} at {site_name} inside {zone} since {entered_at} ({dwell_min} min)", title="Summary", description="Shorthand for annotations.summary.", max_length=500)
+    zones: tuple[Zone, ...] = Field(
+        title="Zones",
+        description="Named polygons; each is its own alert.",
+        min_length=1,
+        max_length=1000,
+    )
+    mode: Literal["enter", "dwell"] = Field(
+        "enter",
+        title="Mode",
+        description="enter: fire on the first point inside; dwell: fire once inside longer than `dwell`.",
+    )
+    dwell: Duration = Field(
+        "10m",
+        title="Dwell",
+        description="dwell mode: time inside (between the device's own points) before the alert fires. A number of seconds or 30s, 5m, 1h.",
+    )
+    lat_metric: str = Field(
+        "lat",
+        title="Latitude metric",
+        description="Latitude in degrees.",
+        min_length=1,
+        max_length=64,
+    )
+    lon_metric: str = Field(
+        "lon",
+        title="Longitude metric",
+        description="Longitude in degrees.",
+        min_length=1,
+        max_length=64,
+    )
+    summary: str | None = Field(
+        "{device} at {site_name} inside {zone} since {entered_at} ({dwell_min} min)",
+        title="Summary",
+        description="Shorthand for annotations.summary.",
+        max_length=500,
+    )
 
     @model_validator(mode="after")
-    def _check(self) -> "GeofenceModel":
+    def _check(self) -> GeofenceModel:
         names = [z.name for z in self.zones]
         if len(set(names)) != len(names):
             raise ValueError("zone names must be unique within a rule")
@@ -122,7 +168,7 @@ class GeofenceModel(RuleModel):
 
 
 class _Box:
-    __slots__ = ("zone", "pts", "lo_x", "hi_x", "lo_y", "hi_y")
+    __slots__ = ("hi_x", "hi_y", "lo_x", "lo_y", "pts", "zone")
 
     def __init__(self, zone: Zone) -> None:
         self.zone = zone.name
@@ -140,7 +186,7 @@ class _Box:
 class GeofenceCondition(Condition):
     """Per device: when it entered each zone it is in."""
 
-    __slots__ = ("spec", "boxes", "dwell_ms", "entered")
+    __slots__ = ("boxes", "dwell_ms", "entered", "spec")
 
     def __init__(self, binding: Binding) -> None:
         super().__init__(binding)
@@ -174,14 +220,26 @@ class GeofenceCondition(Condition):
                 out.append(self._verdict(sample, box.zone, False, since, t - since))
         return out or None
 
-    def _verdict(self, sample: Sample, zone: str, active: bool, since: int, stay_ms: int) -> Verdict:
+    def _verdict(
+        self, sample: Sample, zone: str, active: bool, since: int, stay_ms: int
+    ) -> Verdict:
         entered = ms_ts(since)
         assert entered is not None
         dwell_min = round(stay_ms / 60_000, 1)
         return Verdict(
-            sample.ts, active, value=dwell_min, threshold=round(self.dwell_ms / 60_000, 2) if self.spec.mode == "dwell" else None,
-            device=sample.device, metric="", key=zone, unit="min",
-            context={"zone": zone, "entered_at": entered.astimezone(BEIJING).isoformat(timespec="seconds"), "dwell_min": dwell_min},
+            sample.ts,
+            active,
+            value=dwell_min,
+            threshold=round(self.dwell_ms / 60_000, 2) if self.spec.mode == "dwell" else None,
+            device=sample.device,
+            metric="",
+            key=zone,
+            unit="min",
+            context={
+                "zone": zone,
+                "entered_at": entered.astimezone(BEIJING).isoformat(timespec="seconds"),
+                "dwell_min": dwell_min,
+            },
         )
 
     def state(self) -> dict[str, Any]:
@@ -192,8 +250,13 @@ class GeofenceCondition(Condition):
         self.entered = {z: int(t) for z, t in state.get("entered", {}).items() if z in names}
 
 
-register_kind(RuleKind(
-    name="geofence", model=GeofenceModel, condition=GeofenceCondition, scope="device",
-    description="A GPS-tracked device inside a zone polygon: on entry, or after dwelling longer than `dwell`.",
-    metrics=lambda spec: frozenset({spec.lat_metric, spec.lon_metric}),
-))
+register_kind(
+    RuleKind(
+        name="geofence",
+        model=GeofenceModel,
+        condition=GeofenceCondition,
+        scope="device",
+        description="A GPS-tracked device inside a zone polygon: on entry, or after dwelling longer than `dwell`.",
+        metrics=lambda spec: frozenset({spec.lat_metric, spec.lon_metric}),
+    )
+)

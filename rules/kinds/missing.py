@@ -49,8 +49,9 @@ gateways send detections and status, not readings, and are skipped by default.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
@@ -69,12 +70,40 @@ class MissingDataModel(RuleModel):
     """Every matching device (or stream) must report at its cadence."""
 
     kind: Literal["missing_data"] = Field("missing_data", title="Kind", description="missing_data")
-    k: float = Field(3, title="Missed cadences", description="A series is offline after this many cadences (Device.cadence_s) without data.", ge=1, le=10_000)
-    per: Literal["device", "stream"] = Field("device", title="Granularity", description="One alert per device (silent when none of its metrics arrives) or per device/metric stream.")
-    metrics: tuple[str, ...] = Field((), title="Metrics", description="Only these metrics are expected (default: every metric the registry lists for the device).", max_length=100)
-    max_silence: dict[str, Duration] = Field(default_factory=dict, title="Silence by device kind", description="Per device kind, the silence that counts as offline instead of k x cadence (event-driven devices such as weigh stations report per truck, not on a cadence). A number of seconds or 30s, 5m, 1h, 1d.")
-    ignore_device_kinds: tuple[str, ...] = Field(("camera", "gateway"), title="Ignored device kinds", description="Device kinds never expected to send readings (cameras send detections, gateways status).")
-    summary: str | None = Field("No data from {site_name} {device} for {silent_for_min} min (last seen {last_seen}; expected every {cadence_s} s)", title="Summary", description="Shorthand for annotations.summary.", max_length=500)
+    k: float = Field(
+        3,
+        title="Missed cadences",
+        description="A series is offline after this many cadences (Device.cadence_s) without data.",
+        ge=1,
+        le=10_000,
+    )
+    per: Literal["device", "stream"] = Field(
+        "device",
+        title="Granularity",
+        description="One alert per device (silent when none of its metrics arrives) or per device/metric stream.",
+    )
+    metrics: tuple[str, ...] = Field(
+        (),
+        title="Metrics",
+        description="Only these metrics are expected (default: every metric the registry lists for the device).",
+        max_length=100,
+    )
+    max_silence: dict[str, Duration] = Field(
+        default_factory=dict,
+        title="Silence by device kind",
+        description="Per device kind, the silence that counts as offline instead of k x cadence (event-driven devices such as weigh stations report per truck, not on a cadence). A number of seconds or 30s, 5m, 1h, 1d.",
+    )
+    ignore_device_kinds: tuple[str, ...] = Field(
+        ("camera", "gateway"),
+        title="Ignored device kinds",
+        description="Device kinds never expected to send readings (cameras send detections, gateways status).",
+    )
+    summary: str | None = Field(
+        "No data from {site_name} {device} for {silent_for_min} min (last seen {last_seen}; expected every {cadence_s} s)",
+        title="Summary",
+        description="Shorthand for annotations.summary.",
+        max_length=500,
+    )
 
     @field_validator("max_silence")
     @classmethod
@@ -88,9 +117,11 @@ class MissingDataModel(RuleModel):
 class _Series:
     """One alert series: a device or a device/metric stream, and the streams that feed it."""
 
-    __slots__ = ("key", "device", "metric", "limit_s", "cadence_s")
+    __slots__ = ("cadence_s", "device", "key", "limit_s", "metric")
 
-    def __init__(self, key: str, device: str, metric: str, limit_s: float, cadence_s: float) -> None:
+    def __init__(
+        self, key: str, device: str, metric: str, limit_s: float, cadence_s: float
+    ) -> None:
         self.key = key
         self.device = device
         self.metric = metric
@@ -104,7 +135,20 @@ class MissingDataCondition(Condition):
     # A flagged reading (calibration, maintenance) still proves the device is online.
     accepts_flagged = True
 
-    __slots__ = ("devices", "series", "route", "first_tick", "seen", "off", "site_off", "site_device", "newest", "arrived", "last_now", "watermark")
+    __slots__ = (
+        "arrived",
+        "devices",
+        "first_tick",
+        "last_now",
+        "newest",
+        "off",
+        "route",
+        "seen",
+        "series",
+        "site_device",
+        "site_off",
+        "watermark",
+    )
 
     def __init__(self, binding: Binding) -> None:
         super().__init__(binding)
@@ -133,7 +177,13 @@ class MissingDataCondition(Condition):
                 key = dev.id if spec.per == "device" else f"{dev.id}/{m}"
                 self.route[(dev.id, m)] = key
                 if key not in self.series:
-                    self.series[key] = _Series(key, dev.id, "" if spec.per == "device" or m == WILDCARD else m, limit_s, dev.cadence_s)
+                    self.series[key] = _Series(
+                        key,
+                        dev.id,
+                        "" if spec.per == "device" or m == WILDCARD else m,
+                        limit_s,
+                        dev.cadence_s,
+                    )
         self.site_device = devices[0] if len(devices) == 1 else ""
         self.devices = frozenset(devices)
         self.first_tick: int | None = None
@@ -159,7 +209,11 @@ class MissingDataCondition(Condition):
             return None
         t = ts_ms(sample.ts)
         assert t is not None
-        keys = {self.route[(sample.device, m)] for m in sample.readings if (sample.device, m) in self.route}
+        keys = {
+            self.route[(sample.device, m)]
+            for m in sample.readings
+            if (sample.device, m) in self.route
+        }
         if (sample.device, WILDCARD) in self.route:
             keys.add(self.route[(sample.device, WILDCARD)])
         if not keys:
@@ -182,7 +236,11 @@ class MissingDataCondition(Condition):
                 # own last verdict (a replayed backlog carries old timestamps).
                 since = self.off.pop(key)
                 out.append(self._verdict(self.series[key], max(t, since), False, gap[key]))
-            elif key in self.seen and gap[key] >= self.series[key].limit_s * 1000 and self.site_off is None:
+            elif (
+                key in self.seen
+                and gap[key] >= self.series[key].limit_s * 1000
+                and self.site_off is None
+            ):
                 # A gap no tick saw (a backlog replayed faster than the clock ticks): record the
                 # outage after the fact, offline from when it became overdue until this sample.
                 overdue = self.seen[key] + int(self.series[key].limit_s * 1000)
@@ -228,7 +286,10 @@ class MissingDataCondition(Condition):
         # silence; in live operation the site clock is the engine clock. Series never seen
         # count on the engine clock from its first tick.
         t = self._site_clock(n) if self.newest is not None else n
-        silent = {key: (t - self.seen[key]) if key in self.seen else (n - self.first_tick) for key in self.series}
+        silent = {
+            key: (t - self.seen[key]) if key in self.seen else (n - self.first_tick)
+            for key in self.series
+        }
         offline = {key for key, s in silent.items() if s >= self.series[key].limit_s * 1000}
         out: list[Verdict] = []
         if len(self.series) > 1 and len(offline) == len(self.series):
@@ -257,14 +318,26 @@ class MissingDataCondition(Condition):
         assert dt is not None
         return dt.astimezone(BEIJING).isoformat(timespec="seconds")
 
-    def _verdict(self, s: _Series, ts: datetime | int, active: bool, silent_ms: int | None) -> Verdict:
+    def _verdict(
+        self, s: _Series, ts: datetime | int, active: bool, silent_ms: int | None
+    ) -> Verdict:
         when = ms_ts(ts) if isinstance(ts, int) else ts
         assert when is not None
         silent_min = round(silent_ms / 60_000, 1) if silent_ms is not None else 0.0
         return Verdict(
-            when, active, value=silent_min if active else None, threshold=round(s.limit_s / 60, 2),
-            device=s.device, metric=s.metric, key=s.key, unit="min",
-            context={"silent_for_min": silent_min, "last_seen": self._last_seen([s.key]), "cadence_s": s.cadence_s},
+            when,
+            active,
+            value=silent_min if active else None,
+            threshold=round(s.limit_s / 60, 2),
+            device=s.device,
+            metric=s.metric,
+            key=s.key,
+            unit="min",
+            context={
+                "silent_for_min": silent_min,
+                "last_seen": self._last_seen([s.key]),
+                "cadence_s": s.cadence_s,
+            },
         )
 
     def _site_verdict(self, ts: datetime | int, active: bool, silent_ms: int | None) -> Verdict:
@@ -273,16 +346,31 @@ class MissingDataCondition(Condition):
         silent_min = round(silent_ms / 60_000, 1) if silent_ms is not None else 0.0
         limit_s = min(s.limit_s for s in self.series.values())
         return Verdict(
-            when, active, value=silent_min if active else None, threshold=round(limit_s / 60, 2),
-            device=self.site_device, metric="", key=SITE_KEY, unit="min",
-            context={"silent_for_min": silent_min, "last_seen": self._last_seen(list(self.series)),
-                     "cadence_s": min(s.cadence_s for s in self.series.values())},
+            when,
+            active,
+            value=silent_min if active else None,
+            threshold=round(limit_s / 60, 2),
+            device=self.site_device,
+            metric="",
+            key=SITE_KEY,
+            unit="min",
+            context={
+                "silent_for_min": silent_min,
+                "last_seen": self._last_seen(list(self.series)),
+                "cadence_s": min(s.cadence_s for s in self.series.values()),
+            },
         )
 
     # -- persistence ------------------------------------------------------------------------
 
     def state(self) -> dict[str, Any]:
-        return {"first": self.first_tick, "seen": dict(self.seen), "off": dict(self.off), "site": self.site_off, "newest": self.newest}
+        return {
+            "first": self.first_tick,
+            "seen": dict(self.seen),
+            "off": dict(self.off),
+            "site": self.site_off,
+            "newest": self.newest,
+        }
 
     def restore(self, state: dict[str, Any]) -> None:
         self.first_tick = state.get("first")
@@ -297,8 +385,14 @@ class MissingDataCondition(Condition):
         self.last_now = None
 
 
-register_kind(RuleKind(
-    name="missing_data", model=MissingDataModel, condition=MissingDataCondition, scope="site",
-    description="A device or stream silent for k times its cadence (engine clock); one site alert when the whole site is silent.",
-    metrics=lambda spec: None, eager=True,
-))
+register_kind(
+    RuleKind(
+        name="missing_data",
+        model=MissingDataModel,
+        condition=MissingDataCondition,
+        scope="site",
+        description="A device or stream silent for k times its cadence (engine clock); one site alert when the whole site is silent.",
+        metrics=lambda spec: None,
+        eager=True,
+    )
+)

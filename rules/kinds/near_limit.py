@@ -16,7 +16,14 @@ from pydantic import Field, field_validator, model_validator
 
 from farsight.clock import to_epoch_ms
 from rules.conditions import Binding, Condition, Sample, Verdict, ms_ts
-from rules.kinds.window import OFFSET_PATTERN, aligned_start, duration_ms, local_iso, offset_ms, positive_duration
+from rules.kinds.window import (
+    OFFSET_PATTERN,
+    aligned_start,
+    duration_ms,
+    local_iso,
+    offset_ms,
+    positive_duration,
+)
 from rules.model import Duration, RuleKind, RuleModel, register_kind
 
 
@@ -24,12 +31,43 @@ class NearLimitModel(RuleModel):
     """The share of readings just under the limit, per tumbling window, above a minimum."""
 
     kind: Literal["near_limit"] = Field("near_limit", title="Kind", description="near_limit")
-    window: Duration = Field("24h", title="Window", description="Length of the tumbling windows, aligned in local time (utc_offset). A number of seconds or 30s, 5m, 1h, 1d.")
-    limit: float | Literal["site_limit"] = Field("site_limit", title="Limit", description="A number, or 'site_limit' for the site's permit limit of the metric. Not scaled by the credit-grade limit factor: the pattern is defined against the limit the plant actually holds.")
-    band: float = Field(0.1, title="Band", description="Width of the band under the limit as a fraction of it: 0.1 counts readings from 90 % to 100 % of the limit.", gt=0, lt=1)
-    min_share: float = Field(0.6, title="Smallest share", description="The window is a violation when more than this fraction of its readings lie in the band.", gt=0, le=1)
-    min_count: int = Field(1, title="Fewest readings", description="A window with fewer readings is not judged (e.g. 1200 minute values: 20 hours, the GB 3095-2012 table 4 rule for daily means).", ge=1, le=10_000_000)
-    utc_offset: str = Field("+08:00", title="Alignment offset", description="Windows start at whole multiples of the window in local time at this UTC offset (+08:00: a 1d window is the Beijing natural day).", pattern=OFFSET_PATTERN)
+    window: Duration = Field(
+        "24h",
+        title="Window",
+        description="Length of the tumbling windows, aligned in local time (utc_offset). A number of seconds or 30s, 5m, 1h, 1d.",
+    )
+    limit: float | Literal["site_limit"] = Field(
+        "site_limit",
+        title="Limit",
+        description="A number, or 'site_limit' for the site's permit limit of the metric. Not scaled by the credit-grade limit factor: the pattern is defined against the limit the plant actually holds.",
+    )
+    band: float = Field(
+        0.1,
+        title="Band",
+        description="Width of the band under the limit as a fraction of it: 0.1 counts readings from 90 % to 100 % of the limit.",
+        gt=0,
+        lt=1,
+    )
+    min_share: float = Field(
+        0.6,
+        title="Smallest share",
+        description="The window is a violation when more than this fraction of its readings lie in the band.",
+        gt=0,
+        le=1,
+    )
+    min_count: int = Field(
+        1,
+        title="Fewest readings",
+        description="A window with fewer readings is not judged (e.g. 1200 minute values: 20 hours, the GB 3095-2012 table 4 rule for daily means).",
+        ge=1,
+        le=10_000_000,
+    )
+    utc_offset: str = Field(
+        "+08:00",
+        title="Alignment offset",
+        description="Windows start at whole multiples of the window in local time at this UTC offset (+08:00: a 1d window is the Beijing natural day).",
+        pattern=OFFSET_PATTERN,
+    )
 
     @field_validator("window")
     @classmethod
@@ -37,7 +75,7 @@ class NearLimitModel(RuleModel):
         return positive_duration(v, "window")  # type: ignore[return-value]
 
     @model_validator(mode="after")
-    def _needs_metric(self) -> "NearLimitModel":
+    def _needs_metric(self) -> NearLimitModel:
         if not self.select.metric:
             raise ValueError("select.metric is required for a near_limit rule")
         return self
@@ -54,14 +92,29 @@ class NearLimitCondition(Condition):
     ``min_count`` readings yields none. Memory: three counters for the open window.
     """
 
-    __slots__ = ("metric", "limit", "low", "min_share", "min_count", "size", "off", "start", "n", "in_band", "above", "unit")
+    __slots__ = (
+        "above",
+        "in_band",
+        "limit",
+        "low",
+        "metric",
+        "min_count",
+        "min_share",
+        "n",
+        "off",
+        "size",
+        "start",
+        "unit",
+    )
 
     def __init__(self, binding: Binding) -> None:
         super().__init__(binding)
         spec: NearLimitModel = binding.rule.spec  # type: ignore[assignment]
         self.metric: str = binding.metric or spec.select.metric  # type: ignore[assignment]
         # The site's own limit, deliberately without the credit-grade factor (see the model).
-        self.limit = binding.site.limit(self.metric) if spec.limit == "site_limit" else float(spec.limit)
+        self.limit = (
+            binding.site.limit(self.metric) if spec.limit == "site_limit" else float(spec.limit)
+        )
         self.low = None if self.limit is None else self.limit * (1.0 - spec.band)
         self.min_share = spec.min_share
         self.min_count = spec.min_count
@@ -82,7 +135,12 @@ class NearLimitCondition(Condition):
             out = self._verdict()
             self.start = None
         if self.start is None:
-            self.start, self.n, self.in_band, self.above = aligned_start(t, self.size, self.off), 0, 0, 0
+            self.start, self.n, self.in_band, self.above = (
+                aligned_start(t, self.size, self.off),
+                0,
+                0,
+                0,
+            )
         self.n += 1
         if r.value > self.limit:
             self.above += 1
@@ -96,22 +154,51 @@ class NearLimitCondition(Condition):
         end = self.start + self.size  # type: ignore[operator]
         share = self.in_band / self.n
         return Verdict(
-            ms_ts(end), share > self.min_share, share, self.min_share, self.b.device or "", self.metric,  # type: ignore[arg-type]
-            context={"share": share, "share_pct": round(100 * share, 1), "count": self.n, "in_band": self.in_band, "above": self.above,
-                     "limit": self.limit, "band_low": self.low, "level_unit": self.unit,
-                     "window_start": local_iso(self.start, self.off), "window_end": local_iso(end, self.off)},  # type: ignore[arg-type]
+            ms_ts(end),
+            share > self.min_share,
+            share,
+            self.min_share,
+            self.b.device or "",
+            self.metric,  # type: ignore[arg-type]
+            context={
+                "share": share,
+                "share_pct": round(100 * share, 1),
+                "count": self.n,
+                "in_band": self.in_band,
+                "above": self.above,
+                "limit": self.limit,
+                "band_low": self.low,
+                "level_unit": self.unit,
+                "window_start": local_iso(self.start, self.off),
+                "window_end": local_iso(end, self.off),
+            },  # type: ignore[arg-type]
         )
 
     def state(self) -> dict[str, Any]:
-        return {"start": self.start, "n": self.n, "in_band": self.in_band, "above": self.above, "unit": self.unit}
+        return {
+            "start": self.start,
+            "n": self.n,
+            "in_band": self.in_band,
+            "above": self.above,
+            "unit": self.unit,
+        }
 
     def restore(self, state: dict[str, Any]) -> None:
         self.start = state.get("start")
-        self.n, self.in_band, self.above = int(state.get("n", 0)), int(state.get("in_band", 0)), int(state.get("above", 0))
+        self.n, self.in_band, self.above = (
+            int(state.get("n", 0)),
+            int(state.get("in_band", 0)),
+            int(state.get("above", 0)),
+        )
         self.unit = state.get("unit", "")
 
 
-register_kind(RuleKind(
-    name="near_limit", model=NearLimitModel, condition=NearLimitCondition, scope="series",
-    description="贴限排放: per tumbling window, the share of readings within a band just under the limit above min_share.",
-))
+register_kind(
+    RuleKind(
+        name="near_limit",
+        model=NearLimitModel,
+        condition=NearLimitCondition,
+        scope="series",
+        description="贴限排放: per tumbling window, the share of readings within a band just under the limit above min_share.",
+    )
+)

@@ -52,12 +52,22 @@ COMBINATION_LIMIT_T: dict[int, float] = {2: 18.0, 3: 27.0, 4: 36.0, 5: 43.0, 6: 
 SINGLE_DRIVE_AXLE_LIMIT_T = 46.0
 """6+ axle combination whose tractor has a single drive axle (order 2016 No. 62 art. 3)."""
 
-IN_SERVICE_MPE_PCT: dict[float, float] = {0.2: 0.2, 0.5: 0.5, 1: 1.0, 2: 2.0, 5: 5.0, 7: 7.0, 10: 10.0}
+IN_SERVICE_MPE_PCT: dict[float, float] = {
+    0.2: 0.2,
+    0.5: 0.5,
+    1: 1.0,
+    2: 2.0,
+    5: 5.0,
+    7: 7.0,
+    10: 10.0,
+}
 """In-service maximum permissible error (% of the vehicle weight) by accuracy class, JJG 907-2006
 / OIML R 134-1 vehicle weighing in motion (initial verification: half of it)."""
 
 
-def legal_limit_t(axles: int, combination: bool = False, drive_axles: int | None = None) -> float | None:
+def legal_limit_t(
+    axles: int, combination: bool = False, drive_axles: int | None = None
+) -> float | None:
     """The legal gross weight in tonnes; ``None`` for fewer than 2 axles (not a truck reading)."""
     if axles < 2:
         return None
@@ -71,11 +81,32 @@ class WimOverloadModel(RuleModel):
     """A weighed truck above its legal gross weight beyond the scale's error."""
 
     kind: Literal["wim_overload"] = Field("wim_overload", title="Kind", description="wim_overload")
-    accuracy_class: Literal[0.2, 0.5, 1, 2, 5, 7, 10] = Field(5, title="Accuracy class", description="The scale's JJG 907 vehicle-weight accuracy class; its in-service MPE (class number, in % of the weight) is deducted before comparing.")
-    combination: bool = Field(False, title="Combination", description="Use the combination-vehicle limits (3 axles 27 t, 4 axles 36 t) when the payload has no 'combination' metric.")
-    weight_metric: str = Field("gross_weight", title="Weight metric", description="Gross vehicle weight (t; kg is converted).", min_length=1, max_length=64)
-    axles_metric: str = Field("axles", title="Axles metric", description="Axle count.", min_length=1, max_length=64)
-    summary: str | None = Field("{axles}-axle truck at {site_name} weighed {value} t, limit {limit_t} t: {excess_t} t ({excess_pct} %) over, beyond the scale's {mpe_pct} % error", title="Summary", description="Shorthand for annotations.summary.", max_length=500)
+    accuracy_class: Literal[0.2, 0.5, 1, 2, 5, 7, 10] = Field(
+        5,
+        title="Accuracy class",
+        description="The scale's JJG 907 vehicle-weight accuracy class; its in-service MPE (class number, in % of the weight) is deducted before comparing.",
+    )
+    combination: bool = Field(
+        False,
+        title="Combination",
+        description="Use the combination-vehicle limits (3 axles 27 t, 4 axles 36 t) when the payload has no 'combination' metric.",
+    )
+    weight_metric: str = Field(
+        "gross_weight",
+        title="Weight metric",
+        description="Gross vehicle weight (t; kg is converted).",
+        min_length=1,
+        max_length=64,
+    )
+    axles_metric: str = Field(
+        "axles", title="Axles metric", description="Axle count.", min_length=1, max_length=64
+    )
+    summary: str | None = Field(
+        "{axles}-axle truck at {site_name} weighed {value} t, limit {limit_t} t: {excess_t} t ({excess_pct} %) over, beyond the scale's {mpe_pct} % error",
+        title="Summary",
+        description="Shorthand for annotations.summary.",
+        max_length=500,
+    )
 
     @field_validator("for_")
     @classmethod
@@ -88,7 +119,7 @@ class WimOverloadModel(RuleModel):
 class WimOverloadCondition(Condition):
     """Per weigh station: the open (overloaded) trucks to resolve when the next one crosses."""
 
-    __slots__ = ("spec", "mpe", "open")
+    __slots__ = ("mpe", "open", "spec")
 
     def __init__(self, binding: Binding) -> None:
         super().__init__(binding)
@@ -104,13 +135,30 @@ class WimOverloadCondition(Condition):
         # The next truck closes the previous overloaded trucks' alerts (a second message of the
         # same truck, with the same timestamp, does not). The resolving verdict repeats the
         # truck's values so the resolved signal's summary still describes that truck.
-        out = [Verdict(sample.ts, False, value=o["value"], threshold=o["limit"], device=sample.device, metric=s.weight_metric,
-                       key=o["key"], unit="t", context=dict(o["context"]))
-               for o in self.open if o["ts"] != t]
+        out = [
+            Verdict(
+                sample.ts,
+                False,
+                value=o["value"],
+                threshold=o["limit"],
+                device=sample.device,
+                metric=s.weight_metric,
+                key=o["key"],
+                unit="t",
+                context=dict(o["context"]),
+            )
+            for o in self.open
+            if o["ts"] != t
+        ]
         self.open = [o for o in self.open if o["ts"] == t]
         w, a = sample.readings.get(s.weight_metric), sample.readings.get(s.axles_metric)
         if w is not None and a is not None:
-            v = self._judge(sample, w.value / 1000.0 if w.unit.lower() == "kg" else w.value, int(round(a.value)), t)
+            v = self._judge(
+                sample,
+                w.value / 1000.0 if w.unit.lower() == "kg" else w.value,
+                int(round(a.value)),
+                t,
+            )
             if v is not None:
                 out.append(v)
         return out or None
@@ -119,7 +167,9 @@ class WimOverloadCondition(Condition):
         comb_r = sample.readings.get("combination")
         combination = self.spec.combination if comb_r is None else comb_r.value >= 0.5
         drive_r = sample.readings.get("drive_axles")
-        limit = legal_limit_t(axles, combination, int(round(drive_r.value)) if drive_r is not None else None)
+        limit = legal_limit_t(
+            axles, combination, int(round(drive_r.value)) if drive_r is not None else None
+        )
         if limit is None:
             return None
         # JJG 907: the true weight may be as low as the reading less the in-service MPE.
@@ -127,14 +177,27 @@ class WimOverloadCondition(Condition):
             return None
         key = str(t)
         excess = weight - limit
-        context = {"axles": axles, "limit_t": limit, "mpe_pct": self.mpe * 100, "excess_t": round(excess, 2),
-                   "excess_pct": round(100.0 * excess / limit, 1), "cited_t": round(weight * (1.0 - self.mpe), 2),
-                   "combination": "yes" if combination else "no"}
+        context = {
+            "axles": axles,
+            "limit_t": limit,
+            "mpe_pct": self.mpe * 100,
+            "excess_t": round(excess, 2),
+            "excess_pct": round(100.0 * excess / limit, 1),
+            "cited_t": round(weight * (1.0 - self.mpe), 2),
+            "combination": "yes" if combination else "no",
+        }
         self.open = [o for o in self.open if o["key"] != key]
         self.open.append({"key": key, "ts": t, "value": weight, "limit": limit, "context": context})
         return Verdict(
-            sample.ts, True, value=weight, threshold=limit, device=sample.device, metric=self.spec.weight_metric,
-            key=key, unit="t", context=dict(context),
+            sample.ts,
+            True,
+            value=weight,
+            threshold=limit,
+            device=sample.device,
+            metric=self.spec.weight_metric,
+            key=key,
+            unit="t",
+            context=dict(context),
         )
 
     def state(self) -> dict[str, Any]:
@@ -144,8 +207,13 @@ class WimOverloadCondition(Condition):
         self.open = [dict(o, context=dict(o["context"])) for o in state.get("open", [])]
 
 
-register_kind(RuleKind(
-    name="wim_overload", model=WimOverloadModel, condition=WimOverloadCondition, scope="device",
-    description="A truck above its legal gross weight (order 2016 No. 62, GB 1589-2016) after deducting the scale's JJG 907 in-service error; one alert per truck.",
-    metrics=lambda spec: frozenset({spec.weight_metric, spec.axles_metric}),
-))
+register_kind(
+    RuleKind(
+        name="wim_overload",
+        model=WimOverloadModel,
+        condition=WimOverloadCondition,
+        scope="device",
+        description="A truck above its legal gross weight (order 2016 No. 62, GB 1589-2016) after deducting the scale's JJG 907 in-service error; one alert per truck.",
+        metrics=lambda spec: frozenset({spec.weight_metric, spec.axles_metric}),
+    )
+)

@@ -41,11 +41,27 @@ def _moves(delta: float, bound: float, direction: str) -> bool:
 class RateOfChangeModel(RuleModel):
     """The slope between consecutive readings above a maximum rate."""
 
-    kind: Literal["rate_of_change"] = Field("rate_of_change", title="Kind", description="rate_of_change")
-    max_rate: float = Field(title="Maximum rate", description="Largest plausible change, in the metric's unit per `per`; scaled by the credit-grade limit factor.", gt=0)
-    per: Literal["second", "minute", "hour"] = Field("minute", title="Per", description="Time unit of max_rate.")
-    max_gap: Duration = Field("5m", title="Maximum gap", description="Consecutive readings further apart are not compared: a slope across a data gap says nothing. A number of seconds or 30s, 5m, 1h, 1d.")
-    direction: Direction = Field("both", title="Direction", description="up: only rises count; down: only falls; both: either.")
+    kind: Literal["rate_of_change"] = Field(
+        "rate_of_change", title="Kind", description="rate_of_change"
+    )
+    max_rate: float = Field(
+        title="Maximum rate",
+        description="Largest plausible change, in the metric's unit per `per`; scaled by the credit-grade limit factor.",
+        gt=0,
+    )
+    per: Literal["second", "minute", "hour"] = Field(
+        "minute", title="Per", description="Time unit of max_rate."
+    )
+    max_gap: Duration = Field(
+        "5m",
+        title="Maximum gap",
+        description="Consecutive readings further apart are not compared: a slope across a data gap says nothing. A number of seconds or 30s, 5m, 1h, 1d.",
+    )
+    direction: Direction = Field(
+        "both",
+        title="Direction",
+        description="up: only rises count; down: only falls; both: either.",
+    )
 
     @field_validator("max_gap")
     @classmethod
@@ -53,7 +69,7 @@ class RateOfChangeModel(RuleModel):
         return positive_duration(v, "max_gap")  # type: ignore[return-value]
 
     @model_validator(mode="after")
-    def _needs_metric(self) -> "RateOfChangeModel":
+    def _needs_metric(self) -> RateOfChangeModel:
         if not self.select.metric:
             raise ValueError("select.metric is required for a rate_of_change rule")
         return self
@@ -67,7 +83,7 @@ class RateOfChangeCondition(Condition):
     reading just becomes the new reference (no verdict). Memory: the previous reading.
     """
 
-    __slots__ = ("metric", "max_rate", "per", "gap", "direction", "prev")
+    __slots__ = ("direction", "gap", "max_rate", "metric", "per", "prev")
 
     def __init__(self, binding: Binding) -> None:
         super().__init__(binding)
@@ -90,9 +106,21 @@ class RateOfChangeCondition(Condition):
         delta = r.value - prev[1]
         rate = delta / ((t - prev[0]) / _PER_MS[self.per])
         return Verdict(
-            sample.ts, _moves(rate, self.max_rate, self.direction), rate, self.max_rate, self.b.device or "", self.metric,
+            sample.ts,
+            _moves(rate, self.max_rate, self.direction),
+            rate,
+            self.max_rate,
+            self.b.device or "",
+            self.metric,
             unit=f"{r.unit}/{_PER_UNIT[self.per]}" if r.unit else f"/{_PER_UNIT[self.per]}",
-            context={"previous": prev[1], "level": r.value, "delta": delta, "gap_s": (t - prev[0]) / 1000, "rate_abs": abs(rate), "per": self.per},
+            context={
+                "previous": prev[1],
+                "level": r.value,
+                "delta": delta,
+                "gap_s": (t - prev[0]) / 1000,
+                "rate_abs": abs(rate),
+                "per": self.per,
+            },
         )
 
     def state(self) -> dict[str, Any]:
@@ -110,11 +138,35 @@ class StepModel(RuleModel):
     """A reading far from the median of the readings before it."""
 
     kind: Literal["step"] = Field("step", title="Kind", description="step")
-    previous: int = Field(10, title="Baseline readings", description="How many previous readings the median baseline is taken over; nothing is judged until there are this many.", ge=2, le=10_000)
-    min_step: float | None = Field(None, title="Smallest step", description="Smallest |value - median| that counts, in the metric's unit; scaled by the credit-grade limit factor.", gt=0)
-    min_ratio: float | None = Field(None, title="Smallest relative step", description="Smallest |value - median| / |median| that counts (0.75: a fall to a quarter of the baseline, or a rise by three quarters).", gt=0)
-    direction: Direction = Field("both", title="Direction", description="up: only rises count; down: only falls; both: either.")
-    max_gap: Duration | None = Field(None, title="Maximum gap", description="Baseline readings older than this before the current one are forgotten (none: keep them whatever their age). A number of seconds or 30s, 5m, 1h, 1d.")
+    previous: int = Field(
+        10,
+        title="Baseline readings",
+        description="How many previous readings the median baseline is taken over; nothing is judged until there are this many.",
+        ge=2,
+        le=10_000,
+    )
+    min_step: float | None = Field(
+        None,
+        title="Smallest step",
+        description="Smallest |value - median| that counts, in the metric's unit; scaled by the credit-grade limit factor.",
+        gt=0,
+    )
+    min_ratio: float | None = Field(
+        None,
+        title="Smallest relative step",
+        description="Smallest |value - median| / |median| that counts (0.75: a fall to a quarter of the baseline, or a rise by three quarters).",
+        gt=0,
+    )
+    direction: Direction = Field(
+        "both",
+        title="Direction",
+        description="up: only rises count; down: only falls; both: either.",
+    )
+    max_gap: Duration | None = Field(
+        None,
+        title="Maximum gap",
+        description="Baseline readings older than this before the current one are forgotten (none: keep them whatever their age). A number of seconds or 30s, 5m, 1h, 1d.",
+    )
 
     @field_validator("max_gap")
     @classmethod
@@ -122,7 +174,7 @@ class StepModel(RuleModel):
         return positive_duration(v, "max_gap")
 
     @model_validator(mode="after")
-    def _consistent(self) -> "StepModel":
+    def _consistent(self) -> StepModel:
         if not self.select.metric:
             raise ValueError("select.metric is required for a step rule")
         if self.min_step is None and self.min_ratio is None:
@@ -143,7 +195,7 @@ class StepCondition(Condition):
     Memory: the last ``N`` readings.
     """
 
-    __slots__ = ("metric", "n", "min_step", "min_ratio", "direction", "gap", "hist")
+    __slots__ = ("direction", "gap", "hist", "metric", "min_ratio", "min_step", "n")
 
     def __init__(self, binding: Binding) -> None:
         super().__init__(binding)
@@ -178,9 +230,19 @@ class StepCondition(Condition):
         )
         # The level the value had to pass: the larger of the absolute and relative criteria.
         need = max(self.min_step or 0.0, (self.min_ratio or 0.0) * abs(median))
-        threshold = median - need if (d < 0 if self.direction == "both" else self.direction == "down") else median + need
+        threshold = (
+            median - need
+            if (d < 0 if self.direction == "both" else self.direction == "down")
+            else median + need
+        )
         return Verdict(
-            sample.ts, active, v, threshold, self.b.device or "", self.metric, unit=r.unit,
+            sample.ts,
+            active,
+            v,
+            threshold,
+            self.b.device or "",
+            self.metric,
+            unit=r.unit,
             context={"median": median, "step": d, "ratio": ratio, "previous": self.n},
         )
 
@@ -191,11 +253,21 @@ class StepCondition(Condition):
         self.hist = deque(((int(t), float(v)) for t, v in state.get("hist", [])), maxlen=self.n)
 
 
-register_kind(RuleKind(
-    name="rate_of_change", model=RateOfChangeModel, condition=RateOfChangeCondition, scope="series",
-    description="The slope between consecutive readings (per second, minute or hour) above a maximum rate, up, down or both.",
-))
-register_kind(RuleKind(
-    name="step", model=StepModel, condition=StepCondition, scope="series",
-    description="A reading that departs from the median of the previous N readings by more than an absolute and/or relative step.",
-))
+register_kind(
+    RuleKind(
+        name="rate_of_change",
+        model=RateOfChangeModel,
+        condition=RateOfChangeCondition,
+        scope="series",
+        description="The slope between consecutive readings (per second, minute or hour) above a maximum rate, up, down or both.",
+    )
+)
+register_kind(
+    RuleKind(
+        name="step",
+        model=StepModel,
+        condition=StepCondition,
+        scope="series",
+        description="A reading that departs from the median of the previous N readings by more than an absolute and/or relative step.",
+    )
+)

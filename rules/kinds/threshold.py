@@ -4,33 +4,50 @@ hysteresis so that a value hovering at the limit does not flap."""
 from __future__ import annotations
 
 import operator
-from typing import Any, Callable, Literal
+from collections.abc import Callable
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
 from rules.conditions import Binding, Condition, Sample, Verdict
 from rules.model import RuleKind, RuleModel, register_kind
 
-OPERATORS: dict[str, Callable[[float, float], bool]] = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le}
+OPERATORS: dict[str, Callable[[float, float], bool]] = {
+    ">": operator.gt,
+    ">=": operator.ge,
+    "<": operator.lt,
+    "<=": operator.le,
+}
 
 
 class ThresholdModel(RuleModel):
     """A value compared with a limit, held for ``for``."""
 
     kind: Literal["threshold"] = Field("threshold", title="Kind", description="threshold")
-    op: Literal[">", ">=", "<", "<="] = Field(">", title="Operator", description="Comparison that means a violation.")
-    threshold: float | Literal["site_limit"] = Field(title="Threshold", description="A number, or 'site_limit' for the site's permit limit of the metric (scaled by the credit-grade limit factor).")
-    clear_ratio: float | None = Field(None, title="Hysteresis", description="Once firing, the condition clears only past threshold x clear_ratio (e.g. 0.9: an 'above 100' alert clears below 90).", gt=0, le=2)
+    op: Literal[">", ">=", "<", "<="] = Field(
+        ">", title="Operator", description="Comparison that means a violation."
+    )
+    threshold: float | Literal["site_limit"] = Field(
+        title="Threshold",
+        description="A number, or 'site_limit' for the site's permit limit of the metric (scaled by the credit-grade limit factor).",
+    )
+    clear_ratio: float | None = Field(
+        None,
+        title="Hysteresis",
+        description="Once firing, the condition clears only past threshold x clear_ratio (e.g. 0.9: an 'above 100' alert clears below 90).",
+        gt=0,
+        le=2,
+    )
 
     @model_validator(mode="after")
-    def _needs_metric(self) -> "ThresholdModel":
+    def _needs_metric(self) -> ThresholdModel:
         if not self.select.metric:
             raise ValueError("select.metric is required for a threshold rule")
         return self
 
 
 class ThresholdCondition(Condition):
-    __slots__ = ("limit", "clear", "cmp", "active", "metric")
+    __slots__ = ("active", "clear", "cmp", "limit", "metric")
 
     def __init__(self, binding: Binding) -> None:
         super().__init__(binding)
@@ -40,7 +57,11 @@ class ThresholdCondition(Condition):
             self.limit = binding.site_limit(self.metric)  # type: ignore[arg-type]
         else:
             self.limit = float(spec.threshold) * binding.limit_factor
-        self.clear = self.limit * spec.clear_ratio if (self.limit is not None and spec.clear_ratio) else self.limit
+        self.clear = (
+            self.limit * spec.clear_ratio
+            if (self.limit is not None and spec.clear_ratio)
+            else self.limit
+        )
         self.cmp = OPERATORS[spec.op]
         self.active = False
 
@@ -50,7 +71,9 @@ class ThresholdCondition(Condition):
             return None
         level = self.clear if self.active else self.limit
         self.active = self.cmp(r.value, level)
-        return Verdict(sample.ts, self.active, r.value, self.limit, sample.device, self.metric, unit=r.unit)
+        return Verdict(
+            sample.ts, self.active, r.value, self.limit, sample.device, self.metric, unit=r.unit
+        )
 
     def state(self) -> dict[str, Any]:
         return {"active": self.active}
@@ -59,7 +82,12 @@ class ThresholdCondition(Condition):
         self.active = bool(state.get("active", False))
 
 
-register_kind(RuleKind(
-    name="threshold", model=ThresholdModel, condition=ThresholdCondition, scope="series",
-    description="A value above (or below) a fixed or site limit, with hysteresis, for and keep_firing_for.",
-))
+register_kind(
+    RuleKind(
+        name="threshold",
+        model=ThresholdModel,
+        condition=ThresholdCondition,
+        scope="series",
+        description="A value above (or below) a fixed or site limit, with hysteresis, for and keep_firing_for.",
+    )
+)

@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Iterable
 from datetime import datetime, timedelta, timezone
-from typing import Any, Iterable, Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -128,15 +129,54 @@ class WindowModel(RuleModel):
     """An aggregate over tumbling, hopping or sliding event-time windows against a limit."""
 
     kind: Literal["window"] = Field("window", title="Kind", description="window")
-    window: Duration = Field(title="Window", description="Length of each window, e.g. 1h, 24h. A number of seconds or 30s, 5m, 1h, 1d.")
-    every: Duration | None = Field(None, title="Hop", description="A new window starts this often (hopping windows); omitted: every = window (tumbling). At most 1440 windows may overlap.")
-    sliding: bool = Field(False, title="Sliding", description="Judge the trailing window (t - window, t] at every reading instead of aligned windows; cost grows with the readings in the window, so keep sliding windows short (minutes).")
-    agg: Aggregate = Field("avg", title="Aggregate", description="avg (arithmetic mean), min, max, sum, count (readings), percentile (needs q), stddev (population, divisor n).")
-    q: float | None = Field(None, title="Percentile", description="Which percentile for agg percentile, 0-100 (95: the value 95 % of readings stay at or under).", ge=0, le=100)
-    op: Literal[">", ">=", "<", "<="] = Field(">", title="Operator", description="Comparison of the aggregate with the threshold that means a violation.")
-    threshold: float | Literal["site_limit"] = Field(title="Threshold", description="A number, or 'site_limit' for the site's permit limit of the metric; either is scaled by the credit-grade limit factor.")
-    min_count: int = Field(1, title="Fewest readings", description="A window with fewer readings is not judged (no verdict): e.g. 45 one-minute values for an hourly mean, the 45-minute rule of GB 3095-2012 table 4.", ge=1, le=10_000_000)
-    utc_offset: str = Field("+08:00", title="Alignment offset", description="Aligned windows start at whole multiples of the window (or hop) in local time at this UTC offset: with +08:00 a 1d window is the Beijing natural day.", pattern=OFFSET_PATTERN)
+    window: Duration = Field(
+        title="Window",
+        description="Length of each window, e.g. 1h, 24h. A number of seconds or 30s, 5m, 1h, 1d.",
+    )
+    every: Duration | None = Field(
+        None,
+        title="Hop",
+        description="A new window starts this often (hopping windows); omitted: every = window (tumbling). At most 1440 windows may overlap.",
+    )
+    sliding: bool = Field(
+        False,
+        title="Sliding",
+        description="Judge the trailing window (t - window, t] at every reading instead of aligned windows; cost grows with the readings in the window, so keep sliding windows short (minutes).",
+    )
+    agg: Aggregate = Field(
+        "avg",
+        title="Aggregate",
+        description="avg (arithmetic mean), min, max, sum, count (readings), percentile (needs q), stddev (population, divisor n).",
+    )
+    q: float | None = Field(
+        None,
+        title="Percentile",
+        description="Which percentile for agg percentile, 0-100 (95: the value 95 % of readings stay at or under).",
+        ge=0,
+        le=100,
+    )
+    op: Literal[">", ">=", "<", "<="] = Field(
+        ">",
+        title="Operator",
+        description="Comparison of the aggregate with the threshold that means a violation.",
+    )
+    threshold: float | Literal["site_limit"] = Field(
+        title="Threshold",
+        description="A number, or 'site_limit' for the site's permit limit of the metric; either is scaled by the credit-grade limit factor.",
+    )
+    min_count: int = Field(
+        1,
+        title="Fewest readings",
+        description="A window with fewer readings is not judged (no verdict): e.g. 45 one-minute values for an hourly mean, the 45-minute rule of GB 3095-2012 table 4.",
+        ge=1,
+        le=10_000_000,
+    )
+    utc_offset: str = Field(
+        "+08:00",
+        title="Alignment offset",
+        description="Aligned windows start at whole multiples of the window (or hop) in local time at this UTC offset: with +08:00 a 1d window is the Beijing natural day.",
+        pattern=OFFSET_PATTERN,
+    )
 
     @field_validator("window")
     @classmethod
@@ -149,7 +189,7 @@ class WindowModel(RuleModel):
         return positive_duration(v, "every")
 
     @model_validator(mode="after")
-    def _consistent(self) -> "WindowModel":
+    def _consistent(self) -> WindowModel:
         if not self.select.metric:
             raise ValueError("select.metric is required for a window rule")
         if self.agg == "percentile" and self.q is None:
@@ -157,13 +197,19 @@ class WindowModel(RuleModel):
         if self.agg != "percentile" and self.q is not None:
             raise ValueError("q applies only to agg percentile")
         if self.sliding and self.every is not None:
-            raise ValueError("a sliding window moves with every reading: give either sliding or every, not both")
+            raise ValueError(
+                "a sliding window moves with every reading: give either sliding or every, not both"
+            )
         if self.every is not None:
             size, hop = duration_ms(self.window), duration_ms(self.every)
             if hop > size:
-                raise ValueError("every must not be longer than window (gaps between windows would go unjudged)")
+                raise ValueError(
+                    "every must not be longer than window (gaps between windows would go unjudged)"
+                )
             if math.ceil(size / hop) > MAX_OPEN_WINDOWS:
-                raise ValueError(f"window / every must be at most {MAX_OPEN_WINDOWS} overlapping windows")
+                raise ValueError(
+                    f"window / every must be at most {MAX_OPEN_WINDOWS} overlapping windows"
+                )
         return self
 
 
@@ -178,7 +224,7 @@ class _Acc:
     frozen analyser has a variance of almost zero.
     """
 
-    __slots__ = ("start", "n", "total", "lo", "hi", "mean", "m2")
+    __slots__ = ("hi", "lo", "m2", "mean", "n", "start", "total")
 
     def __init__(self, start: int) -> None:
         self.start = start
@@ -202,9 +248,12 @@ class _Acc:
         return [self.start, self.n, self.total, self.lo, self.hi, self.mean, self.m2]
 
     @classmethod
-    def from_list(cls, row: list[Any]) -> "_Acc":
+    def from_list(cls, row: list[Any]) -> _Acc:
         acc = cls(int(row[0]))
-        acc.n, acc.total, acc.lo, acc.hi, acc.mean, acc.m2 = int(row[1]), *(float(x) for x in row[2:7])
+        acc.n, acc.total, acc.lo, acc.hi, acc.mean, acc.m2 = (
+            int(row[1]),
+            *(float(x) for x in row[2:7]),
+        )
         return acc
 
 
@@ -217,8 +266,24 @@ class WindowCondition(Condition):
     trailing window.
     """
 
-    __slots__ = ("metric", "limit", "cmp", "size", "hop", "off", "agg", "q", "min_count", "sliding", "open", "buf", "unit",
-                 "closed_until", "grace_ms", "watermark")
+    __slots__ = (
+        "agg",
+        "buf",
+        "closed_until",
+        "cmp",
+        "grace_ms",
+        "hop",
+        "limit",
+        "metric",
+        "min_count",
+        "off",
+        "open",
+        "q",
+        "size",
+        "sliding",
+        "unit",
+        "watermark",
+    )
 
     def __init__(self, binding: Binding) -> None:
         super().__init__(binding)
@@ -315,9 +380,19 @@ class WindowCondition(Condition):
         end = acc.start + self.size
         value = self._aggregate(acc)
         return Verdict(
-            ms_ts(end), self.cmp(value, self.limit), value, self.limit, self.b.device or "", self.metric,  # type: ignore[arg-type]
+            ms_ts(end),
+            self.cmp(value, self.limit),
+            value,
+            self.limit,
+            self.b.device or "",
+            self.metric,  # type: ignore[arg-type]
             unit="" if self.agg == "count" else self.unit,
-            context={"window_start": local_iso(acc.start, self.off), "window_end": local_iso(end, self.off), "count": acc.n, "agg": self.agg},
+            context={
+                "window_start": local_iso(acc.start, self.off),
+                "window_end": local_iso(end, self.off),
+                "count": acc.n,
+                "agg": self.agg,
+            },
         )
 
     # sliding window
@@ -344,16 +419,30 @@ class WindowCondition(Condition):
         else:
             value = percentile(values, self.q)  # type: ignore[arg-type]
         return Verdict(
-            ms_ts(t), self.cmp(value, self.limit), value, self.limit, self.b.device or "", self.metric,  # type: ignore[arg-type]
+            ms_ts(t),
+            self.cmp(value, self.limit),
+            value,
+            self.limit,
+            self.b.device or "",
+            self.metric,  # type: ignore[arg-type]
             unit="" if self.agg == "count" else self.unit,
-            context={"window_start": local_iso(t - self.size, self.off), "window_end": local_iso(t, self.off), "count": len(values), "agg": self.agg},
+            context={
+                "window_start": local_iso(t - self.size, self.off),
+                "window_end": local_iso(t, self.off),
+                "count": len(values),
+                "agg": self.agg,
+            },
         )
 
     # persistence
 
     def state(self) -> dict[str, Any]:
-        return {"unit": self.unit, "open": [a.to_list() for a in self.open.values()], "buf": [[t, v] for t, v in self.buf],
-                "closed": self.closed_until}
+        return {
+            "unit": self.unit,
+            "open": [a.to_list() for a in self.open.values()],
+            "buf": [[t, v] for t, v in self.buf],
+            "closed": self.closed_until,
+        }
 
     def restore(self, state: dict[str, Any]) -> None:
         self.unit = state.get("unit", "")
@@ -362,7 +451,12 @@ class WindowCondition(Condition):
         self.closed_until = int(state.get("closed", 0))
 
 
-register_kind(RuleKind(
-    name="window", model=WindowModel, condition=WindowCondition, scope="series",
-    description="An aggregate (avg, min, max, sum, count, percentile, stddev) over tumbling, hopping or sliding event-time windows against a fixed or site limit.",
-))
+register_kind(
+    RuleKind(
+        name="window",
+        model=WindowModel,
+        condition=WindowCondition,
+        scope="series",
+        description="An aggregate (avg, min, max, sum, count, percentile, stddev) over tumbling, hopping or sliding event-time windows against a fixed or site limit.",
+    )
+)

@@ -31,11 +31,19 @@ from rules.model import Duration, RuleKind, RuleModel, register_kind
 class StuckAtZeroModel(RuleModel):
     """A value at or below a zero level, held for ``for``."""
 
-    kind: Literal["stuck_at_zero"] = Field("stuck_at_zero", title="Kind", description="stuck_at_zero")
-    zero_level: float = Field(0.0, title="Zero level", description="A reading at or below this level counts as zero (in the metric's unit); a small positive level absorbs an analyser's noise around zero.", ge=-1e9, le=1e9)
+    kind: Literal["stuck_at_zero"] = Field(
+        "stuck_at_zero", title="Kind", description="stuck_at_zero"
+    )
+    zero_level: float = Field(
+        0.0,
+        title="Zero level",
+        description="A reading at or below this level counts as zero (in the metric's unit); a small positive level absorbs an analyser's noise around zero.",
+        ge=-1e9,
+        le=1e9,
+    )
 
     @model_validator(mode="after")
-    def _needs_metric(self) -> "StuckAtZeroModel":
+    def _needs_metric(self) -> StuckAtZeroModel:
         if not self.select.metric:
             raise ValueError("select.metric is required for a stuck_at_zero rule")
         return self
@@ -61,8 +69,16 @@ class StuckAtZeroCondition(Condition):
         r = sample.readings.get(self.metric)
         if r is None:
             return None
-        return Verdict(sample.ts, r.value <= self.zero, r.value, self.zero, self.b.device or "", self.metric, unit=r.unit,
-                       context={"zero_level": self.zero})
+        return Verdict(
+            sample.ts,
+            r.value <= self.zero,
+            r.value,
+            self.zero,
+            self.b.device or "",
+            self.metric,
+            unit=r.unit,
+            context={"zero_level": self.zero},
+        )
 
 
 # -- zero_drift ----------------------------------------------------------------------------------
@@ -72,11 +88,34 @@ class ZeroDriftModel(RuleModel):
     """The rolling minimum (lower envelope) away from the expected zero."""
 
     kind: Literal["zero_drift"] = Field("zero_drift", title="Kind", description="zero_drift")
-    window: Duration = Field(title="Window", description="Trailing window (t - window, t] whose minimum is the baseline. A number of seconds or 30s, 5m, 1h, 1d.")
-    reference: float = Field(0.0, title="Reference", description="The level the baseline should sit at (an analyser's zero), in the metric's unit.", ge=-1e9, le=1e9)
-    max_drift: float = Field(title="Maximum drift", description="Largest tolerated |baseline - reference|, in the metric's unit.", gt=0)
-    direction: Literal["up", "down", "both"] = Field("both", title="Direction", description="up: the baseline lifted above the reference (the series never comes down to zero); down: below it (negative readings); both.")
-    min_count: int = Field(10, title="Fewest readings", description="The window must hold at least this many readings to be judged.", ge=1, le=1_000_000)
+    window: Duration = Field(
+        title="Window",
+        description="Trailing window (t - window, t] whose minimum is the baseline. A number of seconds or 30s, 5m, 1h, 1d.",
+    )
+    reference: float = Field(
+        0.0,
+        title="Reference",
+        description="The level the baseline should sit at (an analyser's zero), in the metric's unit.",
+        ge=-1e9,
+        le=1e9,
+    )
+    max_drift: float = Field(
+        title="Maximum drift",
+        description="Largest tolerated |baseline - reference|, in the metric's unit.",
+        gt=0,
+    )
+    direction: Literal["up", "down", "both"] = Field(
+        "both",
+        title="Direction",
+        description="up: the baseline lifted above the reference (the series never comes down to zero); down: below it (negative readings); both.",
+    )
+    min_count: int = Field(
+        10,
+        title="Fewest readings",
+        description="The window must hold at least this many readings to be judged.",
+        ge=1,
+        le=1_000_000,
+    )
 
     @field_validator("window")
     @classmethod
@@ -84,7 +123,7 @@ class ZeroDriftModel(RuleModel):
         return positive_duration(v, "window")  # type: ignore[return-value]
 
     @model_validator(mode="after")
-    def _needs_metric(self) -> "ZeroDriftModel":
+    def _needs_metric(self) -> ZeroDriftModel:
         if not self.select.metric:
             raise ValueError("select.metric is required for a zero_drift rule")
         return self
@@ -104,7 +143,7 @@ class ZeroDriftCondition(Condition):
     O(1) amortised per reading.
     """
 
-    __slots__ = ("metric", "size", "ref", "max_drift", "direction", "min_count", "times", "lo")
+    __slots__ = ("direction", "lo", "max_drift", "metric", "min_count", "ref", "size", "times")
 
     def __init__(self, binding: Binding) -> None:
         super().__init__(binding)
@@ -141,11 +180,27 @@ class ZeroDriftCondition(Condition):
         d = base - self.ref
         up = d > self.max_drift
         down = d < -self.max_drift
-        active = up if self.direction == "up" else down if self.direction == "down" else (up or down)
+        active = (
+            up if self.direction == "up" else down if self.direction == "down" else (up or down)
+        )
         below = self.direction == "down" or (self.direction == "both" and d < 0)
         threshold = self.ref - self.max_drift if below else self.ref + self.max_drift
-        return Verdict(sample.ts, active, base, threshold, self.b.device or "", self.metric, unit=r.unit,
-                       context={"baseline": base, "reference": self.ref, "drift": d, "count": len(self.times), "level": r.value})
+        return Verdict(
+            sample.ts,
+            active,
+            base,
+            threshold,
+            self.b.device or "",
+            self.metric,
+            unit=r.unit,
+            context={
+                "baseline": base,
+                "reference": self.ref,
+                "drift": d,
+                "count": len(self.times),
+                "level": r.value,
+            },
+        )
 
     def state(self) -> dict[str, Any]:
         return {"times": list(self.times), "lo": [[t, v] for t, v in self.lo]}
@@ -155,11 +210,21 @@ class ZeroDriftCondition(Condition):
         self.lo = deque((int(t), float(v)) for t, v in state.get("lo", []))
 
 
-register_kind(RuleKind(
-    name="stuck_at_zero", model=StuckAtZeroModel, condition=StuckAtZeroCondition, scope="series",
-    description="A value at or below a zero level (default 0) held for `for`: analyser off, line disconnected or zeroed data.",
-))
-register_kind(RuleKind(
-    name="zero_drift", model=ZeroDriftModel, condition=ZeroDriftCondition, scope="series",
-    description="The rolling minimum over a window drifts more than max_drift from the reference zero (up, down or both).",
-))
+register_kind(
+    RuleKind(
+        name="stuck_at_zero",
+        model=StuckAtZeroModel,
+        condition=StuckAtZeroCondition,
+        scope="series",
+        description="A value at or below a zero level (default 0) held for `for`: analyser off, line disconnected or zeroed data.",
+    )
+)
+register_kind(
+    RuleKind(
+        name="zero_drift",
+        model=ZeroDriftModel,
+        condition=ZeroDriftCondition,
+        scope="series",
+        description="The rolling minimum over a window drifts more than max_drift from the reference zero (up, down or both).",
+    )
+)

@@ -12,9 +12,10 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from typing import Any
 
 OK = ("ok",)
 
@@ -67,15 +68,19 @@ class Receiver:
             def log_message(self, *args: Any) -> None:  # quiet
                 pass
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 receiver._handle(self)
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.server.handle_error = lambda request, client_address: None  # type: ignore[method-assign]
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/events"
-        self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="test-receiver", daemon=True)
+        self._thread = threading.Thread(
+            target=self.server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="test-receiver",
+            daemon=True,
+        )
         self._thread.start()
 
     # -- scripting helpers ---------------------------------------------------------------------
@@ -117,8 +122,14 @@ class Receiver:
         except (UnicodeDecodeError, ValueError):
             payload = None
         with self.lock:
-            req = RawRequest(n=len(self.raw), key=key, headers={k: v for k, v in h.headers.items()}, body=body,
-                             payload=payload, behaviour="")
+            req = RawRequest(
+                n=len(self.raw),
+                key=key,
+                headers={k: v for k, v in h.headers.items()},
+                body=body,
+                payload=payload,
+                behaviour="",
+            )
             self.raw.append(req)
             duplicate = key in self.accepted
         # A key already kept is answered "have it" whatever the script says: the dedup a
@@ -147,7 +158,9 @@ class Receiver:
         self._reply(h, 200, {"status": "stored"})
 
     @staticmethod
-    def _reply(h: BaseHTTPRequestHandler, status: int, doc: dict, headers: dict[str, str] | None = None) -> None:
+    def _reply(
+        h: BaseHTTPRequestHandler, status: int, doc: dict, headers: dict[str, str] | None = None
+    ) -> None:
         data = json.dumps(doc).encode()
         try:
             h.send_response(status)
@@ -166,7 +179,7 @@ class Receiver:
         self.server.server_close()
         self._thread.join(5)
 
-    def __enter__(self) -> "Receiver":
+    def __enter__(self) -> Receiver:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -9,10 +9,11 @@ import random
 import sqlite3
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 from hypothesis import assume, given
@@ -21,8 +22,8 @@ from hypothesis import strategies as st
 from alerts.audit import (
     GENESIS,
     Anchor,
-    SqliteAuditLog,
     SqlAuditLog,
+    SqliteAuditLog,
     canonical_json,
     entry_hash,
     hashed_fields,
@@ -33,7 +34,7 @@ from alerts.audit import (
 from farsight.db import Database, is_postgres_url, to_pyformat
 from farsight.errors import AuditError, StoreError
 
-T0 = datetime(2026, 11, 25, 8, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -56,8 +57,13 @@ def sqlite_log(db_path: Path) -> Iterator[SqliteAuditLog]:
 
 def fill(log: SqliteAuditLog, n: int) -> None:
     for i in range(n):
-        log.append("li.wei" if i % 2 else "rules", "ack" if i % 3 else "opened", f"alert:{i % 4}",
-                   {"i": i, "note": f"第{i}条"}, at=T0 + timedelta(seconds=i))
+        log.append(
+            "li.wei" if i % 2 else "rules",
+            "ack" if i % 3 else "opened",
+            f"alert:{i % 4}",
+            {"i": i, "note": f"第{i}条"},
+            at=T0 + timedelta(seconds=i),
+        )
 
 
 class _PgAttacker:
@@ -86,8 +92,10 @@ def attacker(target: str | Path) -> Any:
 
 
 def row(conn: Any, seq: int) -> tuple[Any, ...]:
-    return conn.execute("SELECT seq, at, actor, action, subject, data, prev_hash, hash FROM audit_log WHERE seq = ?",
-                        (seq,)).fetchone()
+    return conn.execute(
+        "SELECT seq, at, actor, action, subject, data, prev_hash, hash FROM audit_log WHERE seq = ?",
+        (seq,),
+    ).fetchone()
 
 
 # -- canonical form and hashing --------------------------------------------------------------
@@ -95,17 +103,30 @@ def row(conn: Any, seq: int) -> tuple[Any, ...]:
 
 def test_known_answer_vector() -> None:
     """Pins the exact bytes hashed, for the PostgreSQL backend and any outside auditor."""
-    entry = hashed_fields(1, datetime(2026, 11, 25, 8, 0, 0, 123456, tzinfo=timezone.utc), "li.wei", "ack",
-                          "alert:42", {"to": "acknowledged", "from": "open", "n": 2})
-    expected_bytes = ('{"action":"ack","actor":"li.wei","at":"2026-11-25T08:00:00.123Z",'
-                      '"data":{"from":"open","n":2,"to":"acknowledged"},"seq":1,"subject":"alert:42"}').encode()
+    entry = hashed_fields(
+        1,
+        datetime(2026, 11, 25, 8, 0, 0, 123456, tzinfo=UTC),
+        "li.wei",
+        "ack",
+        "alert:42",
+        {"to": "acknowledged", "from": "open", "n": 2},
+    )
+    expected_bytes = (
+        b'{"action":"ack","actor":"li.wei","at":"2026-11-25T08:00:00.123Z",'
+        b'"data":{"from":"open","n":2,"to":"acknowledged"},"seq":1,"subject":"alert:42"}'
+    )
     assert canonical_json(entry) == expected_bytes
-    assert entry_hash(GENESIS, entry) == hashlib.sha256(GENESIS.encode() + b"\n" + expected_bytes).hexdigest()
+    assert (
+        entry_hash(GENESIS, entry)
+        == hashlib.sha256(GENESIS.encode() + b"\n" + expected_bytes).hexdigest()
+    )
 
 
 def test_canonical_form_details() -> None:
-    assert canonical_json({"b": [1, 2.5, None, True], "a": {"y": "é\n\"", "x": -0.0}}) == \
-        '{"a":{"x":-0.0,"y":"é\\n\\""},"b":[1,2.5,null,true]}'.encode()
+    assert (
+        canonical_json({"b": [1, 2.5, None, True], "a": {"y": 'é\n"', "x": -0.0}})
+        == '{"a":{"x":-0.0,"y":"é\\n\\""},"b":[1,2.5,null,true]}'.encode()
+    )
     # RFC 8785 order: UTF-16 code units, so an astral character (D83D ...) sorts before U+E000.
     assert canonical_json({"\ue000": 1, "\U0001f600": 2}) == '{"\U0001f600":2,"\ue000":1}'.encode()
     # Types that JSON would conflate stay apart.
@@ -117,14 +138,14 @@ def test_canonical_form_details() -> None:
 @pytest.mark.parametrize(
     ("value", "error"),
     [
-        ({1: "x"}, TypeError),                  # would collide with {"1": "x"}
-        ({"a": Decimal("1.5")}, TypeError),      # give decimals as strings
+        ({1: "x"}, TypeError),  # would collide with {"1": "x"}
+        ({"a": Decimal("1.5")}, TypeError),  # give decimals as strings
         ({"a": {1, 2}}, TypeError),
         ({"a": float("nan")}, ValueError),
         ({"a": float("inf")}, ValueError),
-        ({"a": "\ud800"}, ValueError),           # lone surrogate: not UTF-8
+        ({"a": "\ud800"}, ValueError),  # lone surrogate: not UTF-8
         ({"\udfff": 1}, ValueError),
-        ([1, 2], TypeError),                     # an entry is an object
+        ([1, 2], TypeError),  # an entry is an object
     ],
 )
 def test_canonical_json_refuses_what_is_not_stable_json(value: Any, error: type[Exception]) -> None:
@@ -147,7 +168,11 @@ def test_entry_hash_refuses_a_bad_prev_hash() -> None:
 
 _text = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=8)
 _json = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | _text,
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | _text,
     lambda children: st.lists(children, max_size=4) | st.dictionaries(_text, children, max_size=4),
     max_leaves=20,
 )
@@ -180,26 +205,37 @@ def test_keys_beyond_the_bmp_sort_by_utf16_code_units() -> None:
 
 
 @given(_objects, st.randoms(use_true_random=False))
-def test_canonical_json_ignores_key_order_and_survives_a_round_trip(obj: dict[str, Any], rnd: random.Random) -> None:
+def test_canonical_json_ignores_key_order_and_survives_a_round_trip(
+    obj: dict[str, Any], rnd: random.Random
+) -> None:
     once = canonical_json(obj)
     assert canonical_json(_reorder(obj, rnd)) == once
     # verify() re-canonicalises the stored text, so parse and re-encode must be a fixed point.
     assert canonical_json(json.loads(once)) == once
 
 
-_entries = st.fixed_dictionaries({
-    "seq": st.integers(1, 2**40),
-    "at": st.integers(0, 4_000_000_000_000).map(ms_to_at),
-    "actor": _text.filter(bool),
-    "action": _text.filter(bool),
-    "subject": _text.filter(bool),
-    "data": _objects,
-})
+_entries = st.fixed_dictionaries(
+    {
+        "seq": st.integers(1, 2**40),
+        "at": st.integers(0, 4_000_000_000_000).map(ms_to_at),
+        "actor": _text.filter(bool),
+        "action": _text.filter(bool),
+        "subject": _text.filter(bool),
+        "data": _objects,
+    }
+)
 _hex64 = st.text(alphabet="0123456789abcdef", min_size=64, max_size=64)
 
 
-@given(_entries, _hex64, st.sampled_from(["seq", "at", "actor", "action", "subject", "data", "prev_hash"]), st.data())
-def test_hash_changes_when_any_field_changes(fields: dict[str, Any], prev: str, which: str, data: st.DataObject) -> None:
+@given(
+    _entries,
+    _hex64,
+    st.sampled_from(["seq", "at", "actor", "action", "subject", "data", "prev_hash"]),
+    st.data(),
+)
+def test_hash_changes_when_any_field_changes(
+    fields: dict[str, Any], prev: str, which: str, data: st.DataObject
+) -> None:
     before = entry_hash(prev, hashed_fields(**fields))
     changed = dict(fields)
     if which == "prev_hash":
@@ -218,17 +254,24 @@ def test_hash_changes_when_any_field_changes(fields: dict[str, Any], prev: str, 
 def test_append_links_entries_and_verify_walks_them(log: SqliteAuditLog) -> None:
     assert log.head() == (0, GENESIS)
     assert log.verify().ok and log.verify().entries == 0
-    first = log.append("li.wei", "ack", "alert:42", {"from": "open", "to": "acknowledged"},
-                       at=datetime(2026, 11, 25, 16, 0, 0, 123999, tzinfo=timezone(timedelta(hours=8))))
+    first = log.append(
+        "li.wei",
+        "ack",
+        "alert:42",
+        {"from": "open", "to": "acknowledged"},
+        at=datetime(2026, 11, 25, 16, 0, 0, 123999, tzinfo=timezone(timedelta(hours=8))),
+    )
     # Stored in milliseconds and UTC, so the returned entry is what a reader re-hashes.
-    assert first.at == datetime(2026, 11, 25, 8, 0, 0, 123000, tzinfo=timezone.utc)
+    assert first.at == datetime(2026, 11, 25, 8, 0, 0, 123000, tzinfo=UTC)
     assert first.seq == 1 and first.prev_hash == GENESIS
     assert first.hash == entry_hash(GENESIS, first.hashed())
     second = log.append("rules", "resolved", "alert:42", {"value": 12})
     assert second.seq == 2 and second.prev_hash == first.hash
     fill(log, 8)
     result = log.verify()
-    assert result.ok and result.entries == 10 and result.first_bad_seq is None and result.reason == ""
+    assert (
+        result.ok and result.entries == 10 and result.first_bad_seq is None and result.reason == ""
+    )
     assert log.head() == (10, result.head)
     assert result.summary() == f"audit chain ok: 10 entries, head {result.head}"
 
@@ -237,7 +280,9 @@ def test_entries_give_a_subjects_timeline(log: SqliteAuditLog) -> None:
     fill(log, 12)
     timeline = log.entries(subject="alert:1")
     assert [e.seq for e in timeline] == [2, 6, 10]
-    assert timeline[0].data == {"i": 1, "note": "第1条"} and timeline[0].at == T0 + timedelta(seconds=1)
+    assert timeline[0].data == {"i": 1, "note": "第1条"} and timeline[0].at == T0 + timedelta(
+        seconds=1
+    )
     assert [e.seq for e in log.entries(after_seq=9, limit=2)] == [10, 11]
     assert [e.seq for e in log.entries(subject="alert:1", after_seq=2)] == [6, 10]
     assert log.entries(subject="alert:999") == []
@@ -259,18 +304,19 @@ def test_bad_arguments_raise_and_write_nothing(log: SqliteAuditLog) -> None:
 
 
 def test_entry_commits_and_rolls_back_with_the_callers_transaction(db_path: Path) -> None:
-    db = Database.open(db_path, "CREATE TABLE IF NOT EXISTS alerts (id INTEGER PRIMARY KEY, state TEXT NOT NULL);")
+    db = Database.open(
+        db_path, "CREATE TABLE IF NOT EXISTS alerts (id INTEGER PRIMARY KEY, state TEXT NOT NULL);"
+    )
     log = SqliteAuditLog(db)
     with db.transaction() as c:
         c.execute("INSERT INTO alerts (id, state) VALUES (42, 'open')")
         log.append_in(c, "rules", "opened", "alert:42", {"state": "open"})
 
-    with pytest.raises(RuntimeError, match="officer's session expired"):
-        with db.transaction() as c:
-            c.execute("UPDATE alerts SET state = 'acknowledged' WHERE id = 42")
-            entry = log.append_in(c, "li.wei", "ack", "alert:42", {"to": "acknowledged"})
-            assert entry.seq == 2
-            raise RuntimeError("officer's session expired")
+    with pytest.raises(RuntimeError, match="officer's session expired"), db.transaction() as c:
+        c.execute("UPDATE alerts SET state = 'acknowledged' WHERE id = 42")
+        entry = log.append_in(c, "li.wei", "ack", "alert:42", {"to": "acknowledged"})
+        assert entry.seq == 2
+        raise RuntimeError("officer's session expired")
 
     assert db.query("SELECT state FROM alerts WHERE id = 42")[0][0] == "open"
     assert [e.action for e in log.entries()] == ["opened"]
@@ -303,14 +349,18 @@ def test_concurrent_appenders_on_their_own_connections_keep_one_chain(db_path: P
                 start.wait()
                 for i in range(n):
                     log.append(actor, "note", f"alert:{i % 7}", {"i": i})
-                    time.sleep(0.0005)  # let the other writer in: without it one thread wins every lock
+                    time.sleep(
+                        0.0005
+                    )  # let the other writer in: without it one thread wins every lock
                 log.db.close()
         except BaseException as exc:  # noqa: BLE001 - reported by the main thread
             errors.append(exc)
 
     def inside_store_transactions(actor: str) -> None:
         try:
-            db = Database.open(db_path, "CREATE TABLE IF NOT EXISTS changes (id INTEGER PRIMARY KEY, i INTEGER);")
+            db = Database.open(
+                db_path, "CREATE TABLE IF NOT EXISTS changes (id INTEGER PRIMARY KEY, i INTEGER);"
+            )
             log = SqliteAuditLog(db)
             start.wait()
             for i in range(n):
@@ -322,8 +372,10 @@ def test_concurrent_appenders_on_their_own_connections_keep_one_chain(db_path: P
         except BaseException as exc:  # noqa: BLE001
             errors.append(exc)
 
-    threads = [threading.Thread(target=own_transactions, args=("officer-a",)),
-               threading.Thread(target=inside_store_transactions, args=("officer-b",))]
+    threads = [
+        threading.Thread(target=own_transactions, args=("officer-a",)),
+        threading.Thread(target=inside_store_transactions, args=("officer-b",)),
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -342,7 +394,9 @@ def test_concurrent_appenders_on_their_own_connections_keep_one_chain(db_path: P
         assert switches >= 5
 
 
-def test_a_stale_deferred_transaction_cannot_fork_the_chain(sqlite_log: SqliteAuditLog, db_path: Path) -> None:
+def test_a_stale_deferred_transaction_cannot_fork_the_chain(
+    sqlite_log: SqliteAuditLog, db_path: Path
+) -> None:
     log = sqlite_log
     log.append("rules", "opened", "alert:1")
     stale = sqlite3.connect(db_path, isolation_level=None, timeout=0.1)
@@ -366,12 +420,23 @@ def test_a_stale_deferred_transaction_cannot_fork_the_chain(sqlite_log: SqliteAu
         ("DELETE FROM audit_log WHERE seq = 3", "DELETE refused"),
         ("DELETE FROM audit_log", "DELETE refused"),
         # REPLACE's implicit delete does not fire DELETE triggers; the insert trigger stops it.
-        (f"INSERT OR REPLACE INTO audit_log VALUES (2, 0, 'x', 'x', 'x', '{{}}', '{GENESIS}', '{GENESIS}')", "only the next seq"),
-        (f"INSERT INTO audit_log VALUES (9, 0, 'x', 'x', 'x', '{{}}', '{GENESIS}', '{GENESIS}')", "only the next seq"),
-        (f"INSERT INTO audit_log VALUES (4, 0, 'x', 'x', 'x', '{{}}', '{GENESIS}', '{GENESIS}')", "only the next seq"),
+        (
+            f"INSERT OR REPLACE INTO audit_log VALUES (2, 0, 'x', 'x', 'x', '{{}}', '{GENESIS}', '{GENESIS}')",
+            "only the next seq",
+        ),
+        (
+            f"INSERT INTO audit_log VALUES (9, 0, 'x', 'x', 'x', '{{}}', '{GENESIS}', '{GENESIS}')",
+            "only the next seq",
+        ),
+        (
+            f"INSERT INTO audit_log VALUES (4, 0, 'x', 'x', 'x', '{{}}', '{GENESIS}', '{GENESIS}')",
+            "only the next seq",
+        ),
     ],
 )
-def test_triggers_refuse_changes_through_any_normal_connection(sqlite_log: SqliteAuditLog, db_path: Path, sql: str, message: str) -> None:
+def test_triggers_refuse_changes_through_any_normal_connection(
+    sqlite_log: SqliteAuditLog, db_path: Path, sql: str, message: str
+) -> None:
     log = sqlite_log
     fill(log, 3)
     plain = sqlite3.connect(db_path, isolation_level=None)
@@ -380,9 +445,8 @@ def test_triggers_refuse_changes_through_any_normal_connection(sqlite_log: Sqlit
     plain.close()
     # Through the project's Database the same refusal arrives as a StoreError.
     other = Database.open(db_path)
-    with pytest.raises(StoreError, match=f"append-only: {message}"):
-        with other.transaction() as c:
-            c.execute(sql)
+    with pytest.raises(StoreError, match=f"append-only: {message}"), other.transaction() as c:
+        c.execute(sql)
     other.close()
     assert log.verify().ok and log.verify().entries == 3
     assert log.missing_triggers() == []
@@ -394,11 +458,19 @@ def test_triggers_refuse_changes_through_any_normal_connection(sqlite_log: Sqlit
         ("UPDATE audit_log SET data = '{}' WHERE seq = 2", "UPDATE refused"),
         ("DELETE FROM audit_log WHERE seq = 3", "DELETE refused"),
         ("TRUNCATE audit_log", "TRUNCATE refused"),
-        (f"INSERT INTO audit_log VALUES (9, 0, 'x', 'x', 'x', '{{}}', '{GENESIS}', '{GENESIS}')", "only the next seq"),
-        (f"INSERT INTO audit_log VALUES (4, 0, 'x', 'x', 'x', '{{}}', '{GENESIS}', '{GENESIS}')", "only the next seq"),
+        (
+            f"INSERT INTO audit_log VALUES (9, 0, 'x', 'x', 'x', '{{}}', '{GENESIS}', '{GENESIS}')",
+            "only the next seq",
+        ),
+        (
+            f"INSERT INTO audit_log VALUES (4, 0, 'x', 'x', 'x', '{{}}', '{GENESIS}', '{GENESIS}')",
+            "only the next seq",
+        ),
     ],
 )
-def test_postgres_triggers_refuse_update_delete_truncate_and_forged_inserts(postgres_url: str, sql: str, message: str) -> None:
+def test_postgres_triggers_refuse_update_delete_truncate_and_forged_inserts(
+    postgres_url: str, sql: str, message: str
+) -> None:
     import psycopg
 
     with SqlAuditLog(postgres_url) as log:
@@ -428,8 +500,15 @@ def chain(log: SqliteAuditLog) -> SqliteAuditLog:
 def test_edited_data_is_a_hash_mismatch_at_that_seq(chain: SqliteAuditLog, backend: str) -> None:
     before = chain.verify()
     evil = attacker(backend)
-    evil.execute("UPDATE audit_log SET data = ? WHERE seq = 5", (canonical_json({"i": 4, "note": "nothing happened"}).decode(),))
-    assert chain.missing_triggers() == ["audit_log_no_update", "audit_log_no_delete", "audit_log_append_only"]
+    evil.execute(
+        "UPDATE audit_log SET data = ? WHERE seq = 5",
+        (canonical_json({"i": 4, "note": "nothing happened"}).decode(),),
+    )
+    assert chain.missing_triggers() == [
+        "audit_log_no_update",
+        "audit_log_no_delete",
+        "audit_log_append_only",
+    ]
     result = chain.verify()
     assert not result.ok and result.first_bad_seq == 5 and result.reason.startswith("hash mismatch")
     assert result.entries == 4 and result.head == row(evil, 4)[7]
@@ -437,26 +516,37 @@ def test_edited_data_is_a_hash_mismatch_at_that_seq(chain: SqliteAuditLog, backe
     assert before.ok
 
 
-@pytest.mark.parametrize(("column", "value"), [("actor", "someone.else"), ("at", 0), ("subject", "alert:9")])
-def test_any_edited_column_is_detected(chain: SqliteAuditLog, backend: str, column: str, value: Any) -> None:
+@pytest.mark.parametrize(
+    ("column", "value"), [("actor", "someone.else"), ("at", 0), ("subject", "alert:9")]
+)
+def test_any_edited_column_is_detected(
+    chain: SqliteAuditLog, backend: str, column: str, value: Any
+) -> None:
     attacker(backend).execute(f"UPDATE audit_log SET {column} = ? WHERE seq = 7", (value,))
     result = chain.verify()
     assert (result.ok, result.first_bad_seq) == (False, 7) and "hash mismatch" in result.reason
 
 
-def test_rewritten_hash_of_an_edited_row_breaks_the_next_link(chain: SqliteAuditLog, backend: str) -> None:
+def test_rewritten_hash_of_an_edited_row_breaks_the_next_link(
+    chain: SqliteAuditLog, backend: str
+) -> None:
     evil = attacker(backend)
     r = row(evil, 5)
     data = {"i": 4, "note": "edited"}
     forged = entry_hash(r[6], hashed_fields(5, ms_to_at(r[1]), r[2], r[3], r[4], data))
-    evil.execute("UPDATE audit_log SET data = ?, hash = ? WHERE seq = 5", (canonical_json(data).decode(), forged))
+    evil.execute(
+        "UPDATE audit_log SET data = ?, hash = ? WHERE seq = 5",
+        (canonical_json(data).decode(), forged),
+    )
     result = chain.verify()
     assert (result.ok, result.first_bad_seq) == (False, 6) and result.reason.startswith("prev_hash")
 
 
 def test_non_canonical_data_text_is_detected(chain: SqliteAuditLog, backend: str) -> None:
     # Same meaning, different bytes: still not what Farsight wrote.
-    attacker(backend).execute("UPDATE audit_log SET data = ? WHERE seq = 3", ('{"note": "第2条", "i": 2}',))
+    attacker(backend).execute(
+        "UPDATE audit_log SET data = ? WHERE seq = 3", ('{"note": "第2条", "i": 2}',)
+    )
     result = chain.verify()
     assert (result.ok, result.first_bad_seq) == (False, 3) and "canonical" in result.reason
 
@@ -468,10 +558,14 @@ def test_deleted_middle_row_is_a_seq_gap(chain: SqliteAuditLog, backend: str) ->
     assert result.reason.startswith("seq gap: seq 5 missing")
 
 
-def test_deleted_row_with_renumbered_successors_breaks_the_link(chain: SqliteAuditLog, backend: str) -> None:
+def test_deleted_row_with_renumbered_successors_breaks_the_link(
+    chain: SqliteAuditLog, backend: str
+) -> None:
     evil = attacker(backend)
     evil.execute("DELETE FROM audit_log WHERE seq = 5")
-    evil.execute("UPDATE audit_log SET seq = seq + 1000 WHERE seq > 5")  # two steps: the key never collides
+    evil.execute(
+        "UPDATE audit_log SET seq = seq + 1000 WHERE seq > 5"
+    )  # two steps: the key never collides
     evil.execute("UPDATE audit_log SET seq = seq - 1001 WHERE seq > 1005")
     result = chain.verify()
     assert (result.ok, result.first_bad_seq) == (False, 5) and result.reason.startswith("prev_hash")
@@ -497,18 +591,25 @@ def test_forged_row_inserted_in_the_middle_is_detected(chain: SqliteAuditLog, ba
     data = {"note": "alert closed after site visit"}
     at = ms_to_at(r4[1]) + timedelta(milliseconds=1)
     forged = entry_hash(r4[7], hashed_fields(5, at, "zhang.san", "close", "alert:0", data))
-    evil.execute("INSERT INTO audit_log VALUES (5, ?, 'zhang.san', 'close', 'alert:0', ?, ?, ?)",
-                 (r4[1] + 1, canonical_json(data).decode(), r4[7], forged))
+    evil.execute(
+        "INSERT INTO audit_log VALUES (5, ?, 'zhang.san', 'close', 'alert:0', ?, ?, ?)",
+        (r4[1] + 1, canonical_json(data).decode(), r4[7], forged),
+    )
     result = chain.verify()
     assert (result.ok, result.first_bad_seq, result.entries) == (False, 6, 5)
     assert result.reason.startswith("prev_hash")
 
 
-def test_truncated_tail_after_an_anchor_is_detected(chain: SqliteAuditLog, backend: str, tmp_path: Path) -> None:
+def test_truncated_tail_after_an_anchor_is_detected(
+    chain: SqliteAuditLog, backend: str, tmp_path: Path
+) -> None:
     anchor_file = tmp_path / "anchors" / "2026-11-25.json"
-    anchor = chain.export_anchor(anchor_file, at=datetime(2026, 11, 25, 23, 59, tzinfo=timezone.utc))
+    anchor = chain.export_anchor(anchor_file, at=datetime(2026, 11, 25, 23, 59, tzinfo=UTC))
     assert json.loads(anchor_file.read_text()) == {
-        "seq": 10, "hash": chain.head()[1], "at": "2026-11-25T23:59:00.000Z", "entries": 10,
+        "seq": 10,
+        "hash": chain.head()[1],
+        "at": "2026-11-25T23:59:00.000Z",
+        "entries": 10,
     }
     assert read_anchor(anchor_file) == anchor
     fill(chain, 2)  # the chain grows past the anchor: still fine
@@ -521,7 +622,9 @@ def test_truncated_tail_after_an_anchor_is_detected(chain: SqliteAuditLog, backe
     assert "removed from the tail" in result.reason
 
 
-def test_tail_rewritten_with_recomputed_hashes_fails_against_the_anchor(chain: SqliteAuditLog, backend: str, tmp_path: Path) -> None:
+def test_tail_rewritten_with_recomputed_hashes_fails_against_the_anchor(
+    chain: SqliteAuditLog, backend: str, tmp_path: Path
+) -> None:
     anchor = chain.export_anchor(tmp_path / "anchor.json")
     evil = attacker(backend)
     prev = row(evil, 6)[7]
@@ -529,25 +632,36 @@ def test_tail_rewritten_with_recomputed_hashes_fails_against_the_anchor(chain: S
         r = row(evil, seq)
         data = {"i": seq, "note": "rewritten"}
         h = entry_hash(prev, hashed_fields(seq, ms_to_at(r[1]), r[2], r[3], r[4], data))
-        evil.execute("UPDATE audit_log SET data = ?, prev_hash = ?, hash = ? WHERE seq = ?",
-                     (canonical_json(data).decode(), prev, h, seq))
+        evil.execute(
+            "UPDATE audit_log SET data = ?, prev_hash = ?, hash = ? WHERE seq = ?",
+            (canonical_json(data).decode(), prev, h, seq),
+        )
         prev = h
     assert chain.verify().ok
     result = chain.verify(anchor=anchor)
-    assert (result.ok, result.first_bad_seq) == (False, 10) and result.reason.startswith("anchor mismatch")
+    assert (result.ok, result.first_bad_seq) == (False, 10) and result.reason.startswith(
+        "anchor mismatch"
+    )
 
 
-def test_dropped_table_fails_against_the_anchor(chain: SqliteAuditLog, backend: str, tmp_path: Path) -> None:
+def test_dropped_table_fails_against_the_anchor(
+    chain: SqliteAuditLog, backend: str, tmp_path: Path
+) -> None:
     anchor = chain.export_anchor(tmp_path / "anchor.json")
     attacker(backend).execute("DROP TABLE audit_log")
     with pytest.raises(AuditError, match="no audit_log table"):
         SqlAuditLog(backend, create=False)
     with SqlAuditLog(backend) as fresh:  # recreated, empty
         result = fresh.verify(anchor=anchor)
-    assert (result.ok, result.first_bad_seq) == (False, 1) and "removed from the tail" in result.reason
+    assert (result.ok, result.first_bad_seq) == (
+        False,
+        1,
+    ) and "removed from the tail" in result.reason
 
 
-def test_a_broken_chain_is_not_anchored(chain: SqliteAuditLog, backend: str, tmp_path: Path) -> None:
+def test_a_broken_chain_is_not_anchored(
+    chain: SqliteAuditLog, backend: str, tmp_path: Path
+) -> None:
     attacker(backend).execute("DELETE FROM audit_log WHERE seq = 2")
     with pytest.raises(AuditError, match="not anchoring a broken chain"):
         chain.export_anchor(tmp_path / "anchor.json")
@@ -556,8 +670,13 @@ def test_a_broken_chain_is_not_anchored(chain: SqliteAuditLog, backend: str, tmp
 
 def test_invalid_anchor_files_are_refused(chain: SqliteAuditLog, tmp_path: Path) -> None:
     bad = tmp_path / "bad.json"
-    for text in ("not json", "[]", '{"seq": 1}', '{"seq": "1", "hash": "00", "at": "x", "entries": 1}',
-                 json.dumps({"seq": 1, "hash": "xyz", "at": "2026-11-25T00:00:00.000Z", "entries": 1})):
+    for text in (
+        "not json",
+        "[]",
+        '{"seq": 1}',
+        '{"seq": "1", "hash": "00", "at": "x", "entries": 1}',
+        json.dumps({"seq": 1, "hash": "xyz", "at": "2026-11-25T00:00:00.000Z", "entries": 1}),
+    ):
         bad.write_text(text)
         with pytest.raises(AuditError):
             chain.verify(anchor=bad)
@@ -566,7 +685,7 @@ def test_invalid_anchor_files_are_refused(chain: SqliteAuditLog, tmp_path: Path)
 
 
 def test_verify_chain_is_pure_and_reports_out_of_order_rows() -> None:
-    at = datetime(2026, 11, 25, tzinfo=timezone.utc)
+    at = datetime(2026, 11, 25, tzinfo=UTC)
     h1 = entry_hash(GENESIS, hashed_fields(1, at, "a", "b", "c", {}))
     good = (1, 1_795_564_800_000, "a", "b", "c", "{}", GENESIS, h1)
     assert verify_chain([good]).ok

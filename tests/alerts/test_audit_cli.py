@@ -7,7 +7,7 @@ import os
 import sqlite3
 import subprocess
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -15,15 +15,22 @@ import pytest
 from alerts.audit import SqliteAuditLog, canonical_json
 
 ROOT = Path(__file__).resolve().parents[2]
-T0 = datetime(2026, 11, 25, 8, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
 
 
 def run_cli(*args: str, data_dir: Path | None = None) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FARSIGHT")}
     if data_dir is not None:
         env["FARSIGHT_DATA_DIR"] = str(data_dir)
-    return subprocess.run([sys.executable, "-m", "farsight.cli", "audit", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=60, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "farsight.cli", "audit", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 @pytest.fixture
@@ -31,7 +38,13 @@ def db(tmp_path: Path) -> Path:
     path = tmp_path / "var" / "farsight.db"
     with SqliteAuditLog(path) as log:
         for i in range(10):
-            log.append("li.wei", "ack" if i % 2 else "opened", f"alert:{i % 3}", {"i": i}, at=T0 + timedelta(minutes=i))
+            log.append(
+                "li.wei",
+                "ack" if i % 2 else "opened",
+                f"alert:{i % 3}",
+                {"i": i},
+                at=T0 + timedelta(minutes=i),
+            )
     return path
 
 
@@ -50,7 +63,9 @@ def test_verify_ok(db: Path) -> None:
 def test_verify_reports_the_first_broken_link(db: Path) -> None:
     evil = sqlite3.connect(db, isolation_level=None)
     evil.execute("DROP TRIGGER audit_log_no_update")
-    evil.execute("UPDATE audit_log SET data = ? WHERE seq = 4", (canonical_json({"i": 99}).decode(),))
+    evil.execute(
+        "UPDATE audit_log SET data = ? WHERE seq = 4", (canonical_json({"i": 99}).decode(),)
+    )
     evil.close()
     done = run_cli("verify", "--db", str(db))
     assert done.returncode == 1

@@ -3,10 +3,11 @@ stage on SQLite and PostgreSQL (a site offline mutes that site's sensor alerts).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import yaml
@@ -28,10 +29,30 @@ DEFAULT = compile_rules(AlertsSettings().inhibit)
 PACK = Path(__file__).resolve().parents[2] / "rules" / "packs" / "env-site.yaml"
 
 
-def fake(id: int, rule_id: str, site: str, device: str, metric: str = "", activity: str = "firing", state: str = "new",
-         **labels: str) -> Any:
-    return SimpleNamespace(id=id, rule_id=rule_id, site=site, device=device, metric=metric, department="env", entity_id="",
-                           severity="major", item_code="", labels=labels, activity=activity, state=state)
+def fake(
+    id: int,
+    rule_id: str,
+    site: str,
+    device: str,
+    metric: str = "",
+    activity: str = "firing",
+    state: str = "new",
+    **labels: str,
+) -> Any:
+    return SimpleNamespace(
+        id=id,
+        rule_id=rule_id,
+        site=site,
+        device=device,
+        metric=metric,
+        department="env",
+        entity_id="",
+        severity="major",
+        item_code="",
+        labels=labels,
+        activity=activity,
+        state=state,
+    )
 
 
 # -- the pure decision ---------------------------------------------------------------------
@@ -49,18 +70,33 @@ def test_site_offline_inhibits_that_sites_sensor_alerts_only() -> None:
 
 def test_only_active_sources_inhibit() -> None:
     pm25 = fake(2, "aq-pm25-high", "s1", "aq1", "pm25")
-    assert inhibitor(DEFAULT, pm25, [fake(1, "site-offline", "s1", "", activity="resolved")]) is None
+    assert (
+        inhibitor(DEFAULT, pm25, [fake(1, "site-offline", "s1", "", activity="resolved")]) is None
+    )
     assert inhibitor(DEFAULT, pm25, [fake(1, "site-offline", "s1", "", state="closed")]) is None
     assert inhibitor(DEFAULT, pm25, [fake(1, "site-offline", "s1", "", state="acknowledged")]) == 1
 
 
 def test_the_oldest_source_is_chosen() -> None:
     pm25 = fake(9, "aq-pm25-high", "s1", "aq1", "pm25")
-    assert inhibitor(DEFAULT, pm25, [fake(5, "site-offline", "s1", ""), fake(3, "site-offline", "s1", "")]) == 3
+    assert (
+        inhibitor(
+            DEFAULT, pm25, [fake(5, "site-offline", "s1", ""), fake(3, "site-offline", "s1", "")]
+        )
+        == 3
+    )
 
 
 def test_equal_labels_include_rule_labels() -> None:
-    rules = compile_rules([{"source": {"rule_id": "river-flood"}, "target": {"rule_id": "~aq-.*"}, "equal": ["basin"]}])
+    rules = compile_rules(
+        [
+            {
+                "source": {"rule_id": "river-flood"},
+                "target": {"rule_id": "~aq-.*"},
+                "equal": ["basin"],
+            }
+        ]
+    )
     flood = fake(1, "river-flood", "s9", "gauge", basin="yangtze")
     same = fake(2, "aq-pm25-high", "s1", "aq1", basin="yangtze")
     other = fake(3, "aq-pm25-high", "s2", "aq1", basin="han")
@@ -68,7 +104,15 @@ def test_equal_labels_include_rule_labels() -> None:
 
 
 def test_alerts_matching_both_sides_do_not_mute_each_other() -> None:
-    rules = compile_rules([{"source": {"severity": "critical"}, "target": {"severity": "~critical|major"}, "equal": ["site"]}])
+    rules = compile_rules(
+        [
+            {
+                "source": {"severity": "critical"},
+                "target": {"severity": "~critical|major"},
+                "equal": ["site"],
+            }
+        ]
+    )
     a = SimpleNamespace(**{**vars(fake(1, "r1", "s1", "d1")), "severity": "critical"})
     b = SimpleNamespace(**{**vars(fake(2, "r2", "s1", "d2")), "severity": "critical"})
     c = fake(3, "r3", "s1", "d3")  # major
@@ -79,9 +123,16 @@ def test_bad_rules_name_rule_and_side() -> None:
     with pytest.raises(MatcherError, match=r"inhibit rule 0 target: .*'site'"):
         compile_rules([{"source": {"rule_id": "x"}, "target": {"site": "~("}}])
     with pytest.raises(MatcherError, match="inhibit rule 1 source: at least one matcher"):
-        compile_rules([{"source": {"rule_id": "x"}, "target": {"site": "a"}}, {"source": {}, "target": {"site": "a"}}])
+        compile_rules(
+            [
+                {"source": {"rule_id": "x"}, "target": {"site": "a"}},
+                {"source": {}, "target": {"site": "a"}},
+            ]
+        )
     with pytest.raises(MatcherError, match="equal"):
-        compile_rules([{"source": {"rule_id": "x"}, "target": {"site": "a"}, "equal": ["not a label"]}])
+        compile_rules(
+            [{"source": {"rule_id": "x"}, "target": {"site": "a"}, "equal": ["not a label"]}]
+        )
 
 
 # -- the default rule against what the rule engine really raises ------------------------------
@@ -90,32 +141,69 @@ def test_bad_rules_name_rule_and_side() -> None:
 def _engine_two_device_site() -> tuple[Engine, str]:
     doc = registry_doc()
     site = doc["sites"][0]
-    site["devices"] = [{"id": "aq1", "kind": "air_quality", "metrics": ["pm25"]}, {"id": "aq2", "kind": "air_quality", "metrics": ["pm10"]}]
-    rule = next(r for r in yaml.safe_load(PACK.read_text(encoding="utf-8"))["rules"] if r["id"] == "site-offline")
+    site["devices"] = [
+        {"id": "aq1", "kind": "air_quality", "metrics": ["pm25"]},
+        {"id": "aq2", "kind": "air_quality", "metrics": ["pm10"]},
+    ]
+    rule = next(
+        r
+        for r in yaml.safe_load(PACK.read_text(encoding="utf-8"))["rules"]
+        if r["id"] == "site-offline"
+    )
     return Engine(parse_ruleset({"rules": [rule]}), parse_registry(doc)), site["id"]
 
 
 def _as_alert(i: int, s: AlertSignal) -> Any:
-    return SimpleNamespace(id=i, rule_id=s.rule_id, site=s.site, device=s.device, metric=s.metric, department=s.department,
-                           entity_id=s.entity_id, severity=s.severity, item_code=s.item_code, labels=dict(s.labels),
-                           activity="firing", state="new")
+    return SimpleNamespace(
+        id=i,
+        rule_id=s.rule_id,
+        site=s.site,
+        device=s.device,
+        metric=s.metric,
+        department=s.department,
+        entity_id=s.entity_id,
+        severity=s.severity,
+        item_code=s.item_code,
+        labels=dict(s.labels),
+        activity="firing",
+        state="new",
+    )
 
 
 def test_default_rule_matches_the_real_site_offline_signals() -> None:
     engine, site = _engine_two_device_site()
     engine.tick(T0)
-    signals = engine.tick(T0 + timedelta(minutes=10))  # both devices silent for k=3 cadences of 60 s
+    signals = engine.tick(
+        T0 + timedelta(minutes=10)
+    )  # both devices silent for k=3 cadences of 60 s
     firing = [s for s in signals if s.status == "firing" and s.site == site]
     assert len(firing) == 1, f"one site alert expected, got {firing}"
     site_alert = _as_alert(1, firing[0])
     assert alert_labels(site_alert)["device"] == ""
     assert DEFAULT[0].is_source(alert_labels(site_alert))
-    assert not DEFAULT[0].is_target(alert_labels(site_alert)), "the default target must not match the source alert itself"
+    assert not DEFAULT[0].is_target(alert_labels(site_alert)), (
+        "the default target must not match the source alert itself"
+    )
     # A device alert of the same rule (one device silent, the other alive) and a sensor alert.
     engine2, _ = _engine_two_device_site()
     engine2.tick(T0)
-    engine2.evaluate([Reading(site=site, device="aq2", metric="pm10", value=40.0, unit="ug/m3", ts=T0 + timedelta(minutes=9))])
-    dev_signals = [s for s in engine2.tick(T0 + timedelta(minutes=10)) if s.status == "firing" and s.site == site]
+    engine2.evaluate(
+        [
+            Reading(
+                site=site,
+                device="aq2",
+                metric="pm10",
+                value=40.0,
+                unit="ug/m3",
+                ts=T0 + timedelta(minutes=9),
+            )
+        ]
+    )
+    dev_signals = [
+        s
+        for s in engine2.tick(T0 + timedelta(minutes=10))
+        if s.status == "firing" and s.site == site
+    ]
     assert [s.device for s in dev_signals] == ["aq1"]
     device_alert = _as_alert(2, dev_signals[0])
     sensor = fake(3, "aq-pm25-high", site, "aq1", "pm25")
@@ -127,11 +215,26 @@ def test_default_rule_matches_the_real_site_offline_signals() -> None:
 # -- the stage, on both backends ---------------------------------------------------------
 
 
-def sig(rule_id: str, site: str, device: str, metric: str = "", status: str = "firing", minutes: float = 0) -> AlertSignal:
+def sig(
+    rule_id: str,
+    site: str,
+    device: str,
+    metric: str = "",
+    status: str = "firing",
+    minutes: float = 0,
+) -> AlertSignal:
     return AlertSignal(
-        rule_id=rule_id, fingerprint=fingerprint(rule_id, site, device, metric + ("#site" if not device else "")), status=status,
-        site=site, device=device, metric=metric, severity="major", summary=f"{rule_id} at {site}",
-        ts=T0 + timedelta(minutes=minutes), department="env", entity_id=ENTITY,
+        rule_id=rule_id,
+        fingerprint=fingerprint(rule_id, site, device, metric + ("#site" if not device else "")),
+        status=status,
+        site=site,
+        device=device,
+        metric=metric,
+        severity="major",
+        summary=f"{rule_id} at {site}",
+        ts=T0 + timedelta(minutes=minutes),
+        department="env",
+        entity_id=ENTITY,
     )
 
 
@@ -143,7 +246,9 @@ def clock() -> ManualClock:
 @pytest.fixture
 def stage(backend: str, clock: ManualClock) -> Iterator[MuteStage]:
     store = AlertStore(backend, clock=clock)
-    yield MuteStage(store, SilenceStore(store.db, clock=clock, audit=store.audit), AlertsSettings().inhibit)
+    yield MuteStage(
+        store, SilenceStore(store.db, clock=clock, audit=store.audit), AlertsSettings().inhibit
+    )
     store.close()
 
 
@@ -151,9 +256,16 @@ def _actions(store: AlertStore, alert_id: int) -> list[str]:
     return [e.action for e in store.events(alert_id)]
 
 
-def test_stage_site_offline_mutes_that_site_and_unmutes_on_resolve(stage: MuteStage, clock: ManualClock) -> None:
+def test_stage_site_offline_mutes_that_site_and_unmutes_on_resolve(
+    stage: MuteStage, clock: ManualClock
+) -> None:
     store = stage.store
-    pm25, other = stage.apply([sig("aq-pm25-high", "yc-aq-1", "aq1", "pm25"), sig("aq-pm25-high", "yc-stack-1", "cems1", "so2")])
+    pm25, other = stage.apply(
+        [
+            sig("aq-pm25-high", "yc-aq-1", "aq1", "pm25"),
+            sig("aq-pm25-high", "yc-stack-1", "cems1", "so2"),
+        ]
+    )
     assert pm25.suppressed == {} and other.suppressed == {}
     clock.advance(timedelta(minutes=5))
     out = stage.apply([sig("site-offline", "yc-aq-1", "", minutes=5)])
@@ -179,11 +291,17 @@ def test_stage_site_offline_mutes_that_site_and_unmutes_on_resolve(stage: MuteSt
     for aid in (pm25.id, late.id):
         assert store.get(aid).suppressed == {}
         ev = store.events(aid)[-1]
-        assert (ev.action, ev.data["inhibited_by"], ev.data["why"]) == ("uninhibited", offline.id, "resolved")
+        assert (ev.action, ev.data["inhibited_by"], ev.data["why"]) == (
+            "uninhibited",
+            offline.id,
+            "resolved",
+        )
     assert store.audit.verify().ok
 
 
-def test_stage_unmutes_when_the_source_is_closed_by_a_person(stage: MuteStage, clock: ManualClock) -> None:
+def test_stage_unmutes_when_the_source_is_closed_by_a_person(
+    stage: MuteStage, clock: ManualClock
+) -> None:
     store = stage.store
     offline = stage.apply([sig("site-offline", "yc-aq-1", "")])[0]
     pm25 = stage.apply([sig("aq-pm25-high", "yc-aq-1", "aq1", "pm25")])[0]
@@ -198,7 +316,9 @@ def test_stage_unmutes_when_the_source_is_closed_by_a_person(stage: MuteStage, c
 def test_stage_tick_catches_a_source_opened_without_the_stage(stage: MuteStage) -> None:
     store = stage.store
     pm25 = stage.apply([sig("aq-pm25-high", "yc-aq-1", "aq1", "pm25")])[0]
-    offline = store.apply([sig("site-offline", "yc-aq-1", "")])[0]  # e.g. before the stage was wired in
+    offline = store.apply([sig("site-offline", "yc-aq-1", "")])[
+        0
+    ]  # e.g. before the stage was wired in
     assert store.get(pm25.id).suppressed == {}
     assert [a.id for a in stage.tick()] == [pm25.id]
     assert store.get(pm25.id).suppressed == {"inhibited_by": offline.id}

@@ -54,15 +54,25 @@ def test_version_1_database_is_migrated_keeping_alerts_and_history(tmp_path: Pat
     db = tmp_path / "farsight.db"
     c = sqlite3.connect(db)
     c.executescript(V1_SCHEMA)
-    c.execute("INSERT INTO alerts (fingerprint, rule_id, site, device, metric, department, entity_id, item_code, severity,"
-              " summary, activity, state, starts_at, last_seen, created, updated)"
-              " VALUES ('fp', 'r', 's', 'd', 'm', 'env', 'e', 'i', 'warning', 'x', 'firing', 'acknowledged', 1, 1, 1, 1)")
-    c.execute("INSERT INTO alert_events (alert_id, at, actor, action) VALUES (1, 1, 'li.wei', 'ack')")
+    c.execute(
+        "INSERT INTO alerts (fingerprint, rule_id, site, device, metric, department, entity_id, item_code, severity,"
+        " summary, activity, state, starts_at, last_seen, created, updated)"
+        " VALUES ('fp', 'r', 's', 'd', 'm', 'env', 'e', 'i', 'warning', 'x', 'firing', 'acknowledged', 1, 1, 1, 1)"
+    )
+    c.execute(
+        "INSERT INTO alert_events (alert_id, at, actor, action) VALUES (1, 1, 'li.wei', 'ack')"
+    )
     c.commit()
     c.close()
     store = AlertStore(db)
     assert store.get(1).state == "acknowledged" and store.get(1).handling == {}
-    moved = store.transition(1, "dispatch", "li.wei", "send the team", {"team": "Yichang 2", "inspector": "wang.fang", "due": "2026-12-01"})
+    moved = store.transition(
+        1,
+        "dispatch",
+        "li.wei",
+        "send the team",
+        {"team": "Yichang 2", "inspector": "wang.fang", "due": "2026-12-01"},
+    )
     assert moved.state == "dispatched"
     assert [e.action for e in store.events(1)] == ["ack", "dispatch"]
     store.close()
@@ -121,9 +131,11 @@ def test_version_2_database_gains_the_risk_columns(tmp_path: Path) -> None:
     db = tmp_path / "farsight.db"
     c = sqlite3.connect(db)
     c.executescript(V2_SCHEMA)
-    c.execute("INSERT INTO alerts (fingerprint, rule_id, site, device, metric, department, entity_id, item_code, severity,"
-              " summary, activity, state, starts_at, last_seen, created, updated)"
-              " VALUES ('fp', 'r', 's', 'd', 'm', 'env', 'e', 'i', 'major', 'x', 'firing', 'dispatched', 1, 1, 1, 1)")
+    c.execute(
+        "INSERT INTO alerts (fingerprint, rule_id, site, device, metric, department, entity_id, item_code, severity,"
+        " summary, activity, state, starts_at, last_seen, created, updated)"
+        " VALUES ('fp', 'r', 's', 'd', 'm', 'env', 'e', 'i', 'major', 'x', 'firing', 'dispatched', 1, 1, 1, 1)"
+    )
     c.commit()
     c.close()
     store = AlertStore(db)
@@ -144,12 +156,17 @@ def test_text_search_finds_alerts_before_and_after_they_are_indexed(tmp_path: Pa
     def total(text: str) -> int:
         return store.list(AlertFilter(text=text))[1]
 
-    store.apply([replace(signal(fingerprint=f"f{i}"), summary=f"NOx over permit at stack {i}") for i in range(3)])
-    assert total("permit at stack") == 3          # not indexed yet: matched above the mark
+    store.apply(
+        [
+            replace(signal(fingerprint=f"f{i}"), summary=f"NOx over permit at stack {i}")
+            for i in range(3)
+        ]
+    )
+    assert total("permit at stack") == 3  # not indexed yet: matched above the mark
     assert store.index_text() == 3 and store.index_text() == 0
     assert total("permit at stack") == 3 and total("stack 1") == 1
     store.apply([replace(signal(fingerprint="f9"), summary="NOx over permit at stack 9")])
-    assert total("permit at stack") == 4          # three from the index, one above the mark
+    assert total("permit at stack") == 4  # three from the index, one above the mark
     assert store.index_text(limit=10) == 1
     assert store.db.query("SELECT indexed_to FROM alerts_text_mark")[0][0] == 4
     store.close()

@@ -3,8 +3,8 @@ flagged, with an event and an audit entry for every change."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import timedelta
-from typing import Iterator
 
 import pytest
 
@@ -42,12 +42,21 @@ def test_silence_mutes_a_matching_new_alert_only(stage: MuteStage) -> None:
     assert _actions(store, muted.id) == ["opened", "silenced"]
     assert _actions(store, free.id) == ["opened"]
     ev = store.events(muted.id)[-1]
-    assert (ev.actor, ev.note, ev.data["silence"], ev.data["creator"]) == ("mute", "analyser calibration", s.id, "alice")
+    assert (ev.actor, ev.note, ev.data["silence"], ev.data["creator"]) == (
+        "mute",
+        "analyser calibration",
+        s.id,
+        "alice",
+    )
     assert [a.id for a in store.list(AlertFilter(suppressed=False))[0]] == [free.id]
-    assert [a.id for a in store.list(AlertFilter(suppressed=True))[0]] == [muted.id], "nothing is lost: the muted alert is kept"
+    assert [a.id for a in store.list(AlertFilter(suppressed=True))[0]] == [muted.id], (
+        "nothing is lost: the muted alert is kept"
+    )
 
 
-def test_updates_of_a_muted_alert_stay_muted_without_new_events(stage: MuteStage, clock: ManualClock) -> None:
+def test_updates_of_a_muted_alert_stay_muted_without_new_events(
+    stage: MuteStage, clock: ManualClock
+) -> None:
     s = stage.silences.create({"site": "yc-aq-1"}, None, T0 + H, "x", "alice")
     a = stage.apply([signal()])[0]
     clock.advance(timedelta(minutes=1))
@@ -76,7 +85,9 @@ def test_silence_ends_by_itself_and_tick_unmutes(stage: MuteStage, clock: Manual
     assert _actions(store, later.id) == ["opened"]
 
 
-def test_a_silence_that_starts_later_mutes_existing_alerts_on_tick(stage: MuteStage, clock: ManualClock) -> None:
+def test_a_silence_that_starts_later_mutes_existing_alerts_on_tick(
+    stage: MuteStage, clock: ManualClock
+) -> None:
     a = stage.apply([signal()])[0]
     s = stage.silences.create({"site": "yc-aq-1"}, T0 + H, T0 + 2 * H, "planned outage", "alice")
     assert stage.tick() == [], "pending silences mute nothing"
@@ -122,16 +133,22 @@ def test_events_and_silences_are_audited(stage: MuteStage, clock: ManualClock) -
     a = stage.apply([signal()])[0]
     stage.silences.expire(s.id, "bob")
     stage.tick()
-    assert [e.action for e in store.audit.entries(subject=f"alert:{a.id}")] == ["opened", "silenced", "unsilenced"]
-    assert [(e.actor, e.action) for e in store.audit.entries(subject=f"silence:{s.id}")] == [("alice", "created"), ("bob", "expired")]
+    assert [e.action for e in store.audit.entries(subject=f"alert:{a.id}")] == [
+        "opened",
+        "silenced",
+        "unsilenced",
+    ]
+    assert [(e.actor, e.action) for e in store.audit.entries(subject=f"silence:{s.id}")] == [
+        ("alice", "created"),
+        ("bob", "expired"),
+    ]
     assert store.audit.verify().ok
 
 
 def test_a_failing_batch_rolls_back_alerts_and_mutes(stage: MuteStage) -> None:
     stage.silences.create({"site": "yc-aq-1"}, None, T0 + H, "x", "alice")
-    with pytest.raises(RuntimeError):
-        with stage.store.db.transaction():
-            stage.apply([signal()])
-            raise RuntimeError("the batch failed after the alerts")
+    with pytest.raises(RuntimeError), stage.store.db.transaction():
+        stage.apply([signal()])
+        raise RuntimeError("the batch failed after the alerts")
     assert stage.store.list()[1] == 0
     assert stage.store.audit.verify().ok

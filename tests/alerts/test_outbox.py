@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import random
 import threading
+from collections.abc import Iterator
 from datetime import timedelta
-from typing import Iterator
 
 import httpx
 import jsonschema
@@ -15,7 +15,14 @@ import pytest
 
 from alerts import outbox
 from alerts.outbox import (
-    Outbox, OutboxSender, attach_outbox, backoff_bound, backoff_delay, build_payload, idempotency_key, load_schema,
+    Outbox,
+    OutboxSender,
+    attach_outbox,
+    backoff_bound,
+    backoff_delay,
+    build_payload,
+    idempotency_key,
+    load_schema,
     parse_retry_after,
 )
 from alerts.outbox_cli import main as outbox_cli
@@ -28,12 +35,22 @@ from tests.conftest import wait_until
 from tests.factories import T0, signal
 
 SHA = "ab" * 32
-VALIDATOR = jsonschema.Draft202012Validator(load_schema(), format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
+VALIDATOR = jsonschema.Draft202012Validator(
+    load_schema(), format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
+)
 
 
 def upstream(url: str = "http://127.0.0.1:9/events", **kw: object) -> UpstreamSettings:
-    base = {"url": url, "timeout_s": 2.0, "backoff_base_s": 1.0, "backoff_cap_s": 30.0, "max_attempts": 5,
-            "batch": 10, "lease_s": 60.0, "poll_s": 0.02}
+    base = {
+        "url": url,
+        "timeout_s": 2.0,
+        "backoff_base_s": 1.0,
+        "backoff_cap_s": 30.0,
+        "max_attempts": 5,
+        "batch": 10,
+        "lease_s": 60.0,
+        "poll_s": 0.02,
+    }
     return UpstreamSettings.model_validate({**base, **kw})
 
 
@@ -65,7 +82,9 @@ def senders(backend: str) -> Iterator[list[OutboxSender]]:
         s.close()
 
 
-def sender(senders: list[OutboxSender], backend: str, settings: UpstreamSettings, **kw: object) -> OutboxSender:
+def sender(
+    senders: list[OutboxSender], backend: str, settings: UpstreamSettings, **kw: object
+) -> OutboxSender:
     s = OutboxSender(backend, settings, **kw)  # type: ignore[arg-type]
     senders.append(s)
     return s
@@ -104,11 +123,31 @@ def per_alert_order(keys: list[str]) -> dict[int, list[int]]:
 def test_payload_matches_the_schema_through_the_whole_workflow(store: AlertStore) -> None:
     (a,) = store.apply([signal()])
     store.transition(a.id, "ack", "李伟", "正在查看数据")
-    store.transition(a.id, "dispatch", "李伟", "派发现场核查", {"team": "执法一队", "inspector": "王芳", "due": "2026-11-27"})
-    store.transition(a.id, "verify", "王芳", "现场核查属实", {"finding": "violation_confirmed", "evidence": [SHA]})
-    store.transition(a.id, "close", "王芳", "立案处罚", {"case_number": "宜环罚〔2026〕12号", "penalty": "罚款5万元", "recheck": "2026-12-20"})
+    store.transition(
+        a.id,
+        "dispatch",
+        "李伟",
+        "派发现场核查",
+        {"team": "执法一队", "inspector": "王芳", "due": "2026-11-27"},
+    )
+    store.transition(
+        a.id,
+        "verify",
+        "王芳",
+        "现场核查属实",
+        {"finding": "violation_confirmed", "evidence": [SHA]},
+    )
+    store.transition(
+        a.id,
+        "close",
+        "王芳",
+        "立案处罚",
+        {"case_number": "宜环罚〔2026〕12号", "penalty": "罚款5万元", "recheck": "2026-12-20"},
+    )
     got = rows(store)
-    assert [r["key"] for r in got] == [idempotency_key("farsight", a.id, e.id) for e in store.events(a.id)]
+    assert [r["key"] for r in got] == [
+        idempotency_key("farsight", a.id, e.id) for e in store.events(a.id)
+    ]
     import json
 
     docs = [json.loads(r["payload"]) for r in got]
@@ -116,7 +155,10 @@ def test_payload_matches_the_schema_through_the_whole_workflow(store: AlertStore
     last = docs[-1]
     assert last["event"]["action"] == "close" and last["alert"]["state"] == "closed"
     assert last["alert"]["entity_credit_code"] == a.entity_id and last["alert"]["risk"]["score"] > 0
-    assert last["alert"]["handling"]["verification"] == {"finding": "violation_confirmed", "evidence": [SHA]}
+    assert last["alert"]["handling"]["verification"] == {
+        "finding": "violation_confirmed",
+        "evidence": [SHA],
+    }
     assert last["alert"]["handling"]["disposal"]["case_number"] == "宜环罚〔2026〕12号"
     assert last["alert"]["evidence"] == [{"sha256": SHA, "href": f"/api/evidence/{SHA}"}]
     assert "李伟" in got[1]["payload"]  # UTF-8 kept, not \\u escapes
@@ -129,8 +171,14 @@ def test_build_payload_is_pure_and_drops_non_finite_values(store: AlertStore) ->
     ev = store.events(a.id)[0]
     odd = replace(a, value=float("nan"), threshold=float("inf"), risk=None)
     doc = build_payload(odd, replace(ev, data={"value": float("nan"), "when": T0}), "prov-test")
-    assert doc == build_payload(odd, replace(ev, data={"value": float("nan"), "when": T0}), "prov-test")
-    assert doc["alert"]["value"] is None and doc["alert"]["threshold"] is None and doc["alert"]["risk"] is None
+    assert doc == build_payload(
+        odd, replace(ev, data={"value": float("nan"), "when": T0}), "prov-test"
+    )
+    assert (
+        doc["alert"]["value"] is None
+        and doc["alert"]["threshold"] is None
+        and doc["alert"]["risk"] is None
+    )
     assert doc["event"]["data"] == {"value": None, "when": T0.isoformat()}
     assert doc["event"]["key"] == f"prov-test:{a.id}:{ev.id}"
     VALIDATOR.validate(doc)
@@ -144,11 +192,10 @@ def test_enqueue_commits_and_rolls_back_with_the_change(store: AlertStore) -> No
     (a,) = store.apply([signal()])
     assert len(rows(store)) == 1
     # A transaction that fails after the transition leaves neither the change nor its row.
-    with pytest.raises(RuntimeError):
-        with store.db.transaction() as c:
-            store.transition_in(c, a.id, "ack", "li.wei", "on it", None, 0)
-            assert c.execute("SELECT count(*) FROM outbox").fetchone()[0] == 2
-            raise RuntimeError("crash before commit")
+    with pytest.raises(RuntimeError), store.db.transaction() as c:
+        store.transition_in(c, a.id, "ack", "li.wei", "on it", None, 0)
+        assert c.execute("SELECT count(*) FROM outbox").fetchone()[0] == 2
+        raise RuntimeError("crash before commit")
     assert store.get(a.id).state == "new" and len(rows(store)) == 1
     # A refused transition writes nothing.
     with pytest.raises(Exception):
@@ -157,7 +204,11 @@ def test_enqueue_commits_and_rolls_back_with_the_change(store: AlertStore) -> No
     # A committed transition: exactly one more row, for its event.
     store.transition(a.id, "ack", "li.wei", "on it")
     got = rows(store)
-    assert len(got) == 2 and got[1]["event_id"] == store.events(a.id)[-1].id and got[1]["status"] == "pending"
+    assert (
+        len(got) == 2
+        and got[1]["event_id"] == store.events(a.id)[-1].id
+        and got[1]["status"] == "pending"
+    )
 
 
 def test_a_failing_listener_rolls_the_change_back(store: AlertStore) -> None:
@@ -191,7 +242,9 @@ def test_full_jitter_stays_within_bounds_and_varies() -> None:
         samples = [backoff_delay(n, base, cap, rng) for _ in range(200)]
         assert all(0 <= d <= bound for d in samples)
         # Full jitter spreads over the whole range, not around a point.
-        assert min(samples) < 0.1 * bound and max(samples) > 0.9 * bound and len(set(samples)) == 200
+        assert (
+            min(samples) < 0.1 * bound and max(samples) > 0.9 * bound and len(set(samples)) == 200
+        )
     assert backoff_bound(5000, base, cap) == cap
     with pytest.raises(ValueError):
         backoff_bound(0, base, cap)
@@ -203,8 +256,9 @@ def test_retry_after_is_seconds_or_a_date() -> None:
     assert parse_retry_after("soon", T0) is None and parse_retry_after(None, T0) is None
 
 
-def test_sender_backs_off_with_seeded_jitter_then_dead_letters(store: AlertStore, backend: str, clock: ManualClock,
-                                                               senders: list) -> None:
+def test_sender_backs_off_with_seeded_jitter_then_dead_letters(
+    store: AlertStore, backend: str, clock: ManualClock, senders: list
+) -> None:
     store.apply([signal()])
     seen: list[httpx.Request] = []
 
@@ -213,7 +267,14 @@ def test_sender_backs_off_with_seeded_jitter_then_dead_letters(store: AlertStore
         return httpx.Response(503, text="busy")
 
     settings = upstream(backoff_base_s=2.0, backoff_cap_s=10.0, max_attempts=6)
-    s = sender(senders, backend, settings, transport=httpx.MockTransport(always_503), clock=clock, rng=random.Random(7))
+    s = sender(
+        senders,
+        backend,
+        settings,
+        transport=httpx.MockTransport(always_503),
+        clock=clock,
+        rng=random.Random(7),
+    )
     expect = random.Random(7)
     for n in range(1, 6):
         assert s.run_once()["retry"] == 1
@@ -225,15 +286,33 @@ def test_sender_backs_off_with_seeded_jitter_then_dead_letters(store: AlertStore
         clock.advance(timedelta(milliseconds=delay_ms))
     assert s.run_once()["dead"] == 1
     (row,) = rows(store)
-    assert row["status"] == "dead" and row["attempts"] == 6 and "HTTP 503" in row["last_error"] and "6 attempts" in row["last_error"]
+    assert (
+        row["status"] == "dead"
+        and row["attempts"] == 6
+        and "HTTP 503" in row["last_error"]
+        and "6 attempts" in row["last_error"]
+    )
     assert len(seen) == 6 and {r.headers["Idempotency-Key"] for r in seen} == {row["key"]}
 
 
-def test_retry_after_is_honoured_and_capped(store: AlertStore, backend: str, clock: ManualClock, senders: list) -> None:
+def test_retry_after_is_honoured_and_capped(
+    store: AlertStore, backend: str, clock: ManualClock, senders: list
+) -> None:
     store.apply([signal()])
-    answers = iter([httpx.Response(429, headers={"Retry-After": "3"}), httpx.Response(503, headers={"Retry-After": "99999"}),
-                    httpx.Response(201)])
-    s = sender(senders, backend, upstream(backoff_cap_s=60.0), transport=httpx.MockTransport(lambda r: next(answers)), clock=clock)
+    answers = iter(
+        [
+            httpx.Response(429, headers={"Retry-After": "3"}),
+            httpx.Response(503, headers={"Retry-After": "99999"}),
+            httpx.Response(201),
+        ]
+    )
+    s = sender(
+        senders,
+        backend,
+        upstream(backoff_cap_s=60.0),
+        transport=httpx.MockTransport(lambda r: next(answers)),
+        clock=clock,
+    )
     now_ms = lambda: int(clock.now().timestamp() * 1000)  # noqa: E731
     s.run_once()
     assert rows(store)[0]["next_at"] - now_ms() == 3000
@@ -244,24 +323,35 @@ def test_retry_after_is_honoured_and_capped(store: AlertStore, backend: str, clo
     assert s.run_once()["sent"] == 1 and rows(store)[0]["status"] == "sent"
 
 
-def test_headers_carry_key_type_and_bearer_token(store: AlertStore, backend: str, senders: list,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_headers_carry_key_type_and_bearer_token(
+    store: AlertStore, backend: str, senders: list, monkeypatch: pytest.MonkeyPatch
+) -> None:
     store.apply([signal()])
     monkeypatch.setenv("FS_TEST_UPSTREAM_TOKEN", "s3cret")
     got: list[httpx.Request] = []
-    s = sender(senders, backend, upstream(token_env="FS_TEST_UPSTREAM_TOKEN"),
-               transport=httpx.MockTransport(lambda r: got.append(r) or httpx.Response(409)))
+    s = sender(
+        senders,
+        backend,
+        upstream(token_env="FS_TEST_UPSTREAM_TOKEN"),
+        transport=httpx.MockTransport(lambda r: got.append(r) or httpx.Response(409)),
+    )
     assert s.run_once()["sent"] == 1  # 409: the receiver has it already
     (req,) = got
-    assert req.headers["Authorization"] == "Bearer s3cret" and req.headers["Content-Type"].startswith("application/json")
-    assert req.headers["Idempotency-Key"] == rows(store)[0]["key"] and req.content.decode() == rows(store)[0]["payload"]
+    assert req.headers["Authorization"] == "Bearer s3cret" and req.headers[
+        "Content-Type"
+    ].startswith("application/json")
+    assert (
+        req.headers["Idempotency-Key"] == rows(store)[0]["key"]
+        and req.content.decode() == rows(store)[0]["payload"]
+    )
 
 
 # -- against the real receiver ----------------------------------------------------------------------
 
 
-def test_order_per_alert_is_kept_under_retries_and_other_alerts_flow(store: AlertStore, backend: str, receiver: Receiver,
-                                                                    clock: ManualClock, senders: list) -> None:
+def test_order_per_alert_is_kept_under_retries_and_other_alerts_flow(
+    store: AlertStore, backend: str, receiver: Receiver, clock: ManualClock, senders: list
+) -> None:
     (a,) = store.apply([signal(fingerprint="A")])
     store.transition(a.id, "ack", "li.wei", "on it")
     store.transition(a.id, "comment", "li.wei", "called the operator")
@@ -280,7 +370,9 @@ def test_order_per_alert_is_kept_under_retries_and_other_alerts_flow(store: Aler
     s = sender(senders, backend, upstream(receiver.url), clock=clock)
     s.run_once()  # A's first fails; B's first goes
     s.run_once()  # A's first not due; B's second goes, A's second held
-    assert receiver.keys() == [k for k in (r["key"] for r in rows(store)) if k.split(":")[1] == str(b.id)]
+    assert receiver.keys() == [
+        k for k in (r["key"] for r in rows(store)) if k.split(":")[1] == str(b.id)
+    ]
     drain(s, clock)
     raw = receiver.raw_keys()
     assert raw.count(a_first) == 4
@@ -293,17 +385,23 @@ def test_order_per_alert_is_kept_under_retries_and_other_alerts_flow(store: Aler
     assert_valid(receiver.payloads())
 
 
-def test_timeout_is_retried(store: AlertStore, backend: str, receiver: Receiver, clock: ManualClock, senders: list) -> None:
+def test_timeout_is_retried(
+    store: AlertStore, backend: str, receiver: Receiver, clock: ManualClock, senders: list
+) -> None:
     store.apply([signal()])
     receiver.script = lambda req: hang(5.0) if req.n == 0 else OK
     s = sender(senders, backend, upstream(receiver.url, timeout_s=0.3), clock=clock)
     assert s.run_once()["retry"] == 1
     assert "timeout" in rows(store)[0]["last_error"]
     drain(s, clock)
-    assert receiver.raw_keys() == [rows(store)[0]["key"]] * 2 and receiver.keys() == [rows(store)[0]["key"]]
+    assert receiver.raw_keys() == [rows(store)[0]["key"]] * 2 and receiver.keys() == [
+        rows(store)[0]["key"]
+    ]
 
 
-def test_answered_twice_is_kept_once(store: AlertStore, backend: str, receiver: Receiver, clock: ManualClock, senders: list) -> None:
+def test_answered_twice_is_kept_once(
+    store: AlertStore, backend: str, receiver: Receiver, clock: ManualClock, senders: list
+) -> None:
     (a,) = store.apply([signal()])
     store.transition(a.id, "ack", "li.wei", "on it")
     receiver.script = lambda req: ACCEPT_THEN_500
@@ -315,9 +413,14 @@ def test_answered_twice_is_kept_once(store: AlertStore, backend: str, receiver: 
     assert_valid(receiver.payloads())
 
 
-def test_refused_is_dead_at_once_holds_its_alert_and_redrive_delivers(store: AlertStore, backend: str, receiver: Receiver,
-                                                                      clock: ManualClock, senders: list,
-                                                                      capsys: pytest.CaptureFixture) -> None:
+def test_refused_is_dead_at_once_holds_its_alert_and_redrive_delivers(
+    store: AlertStore,
+    backend: str,
+    receiver: Receiver,
+    clock: ManualClock,
+    senders: list,
+    capsys: pytest.CaptureFixture,
+) -> None:
     (a,) = store.apply([signal(fingerprint="A")])
     store.transition(a.id, "ack", "li.wei", "on it")
     (b,) = store.apply([signal(fingerprint="B")])
@@ -327,9 +430,17 @@ def test_refused_is_dead_at_once_holds_its_alert_and_redrive_delivers(store: Ale
     s.run_once()
     by_key = {r["key"]: r for r in rows(store)}
     a_rows = [r for r in rows(store) if r["alert_id"] == a.id]
-    assert a_rows[0]["status"] == "dead" and a_rows[0]["attempts"] == 1 and "422" in a_rows[0]["last_error"]
-    assert a_rows[1]["status"] == "pending" and a_rows[1]["attempts"] == 0  # held behind the dead one
-    assert [k for k in by_key if by_key[k]["status"] == "sent"] == [r["key"] for r in rows(store) if r["alert_id"] == b.id]
+    assert (
+        a_rows[0]["status"] == "dead"
+        and a_rows[0]["attempts"] == 1
+        and "422" in a_rows[0]["last_error"]
+    )
+    assert (
+        a_rows[1]["status"] == "pending" and a_rows[1]["attempts"] == 0
+    )  # held behind the dead one
+    assert [k for k in by_key if by_key[k]["status"] == "sent"] == [
+        r["key"] for r in rows(store) if r["alert_id"] == b.id
+    ]
     st = outbox.status(store.db)
     assert st["dead"] == 1 and st["pending"] == 1 and st["sent"] == 1
 
@@ -345,8 +456,9 @@ def test_refused_is_dead_at_once_holds_its_alert_and_redrive_delivers(store: Ale
     assert outbox_cli(["redrive", "--db", backend, "--all"]) == 0
 
 
-def test_dead_after_max_attempts_then_redrive_by_key(store: AlertStore, backend: str, receiver: Receiver, clock: ManualClock,
-                                                    senders: list) -> None:
+def test_dead_after_max_attempts_then_redrive_by_key(
+    store: AlertStore, backend: str, receiver: Receiver, clock: ManualClock, senders: list
+) -> None:
     store.apply([signal()])
     receiver.fail_all(503)
     s = sender(senders, backend, upstream(receiver.url, max_attempts=3), clock=clock)
@@ -361,10 +473,15 @@ def test_dead_after_max_attempts_then_redrive_by_key(store: AlertStore, backend:
     assert outbox.redrive(store.db, key=row["key"]) == 1
     assert s.run_once()["sent"] == 1 and receiver.keys() == [row["key"]]
     lines = outbox.metrics_lines(store.db)
-    assert 'farsight_outbox_events{status="sent"} 1' in lines and 'farsight_outbox_events{status="dead"} 0' in lines
+    assert (
+        'farsight_outbox_events{status="sent"} 1' in lines
+        and 'farsight_outbox_events{status="dead"} 0' in lines
+    )
 
 
-def test_concurrent_senders_never_send_twice_and_keep_order(store: AlertStore, backend: str, receiver: Receiver) -> None:
+def test_concurrent_senders_never_send_twice_and_keep_order(
+    store: AlertStore, backend: str, receiver: Receiver
+) -> None:
     """Four workers on their own connections drain 400 events while more are being written."""
     settings = upstream(receiver.url, batch=5, poll_s=0.01)
     workers = [OutboxSender(backend, settings) for _ in range(4)]
@@ -378,7 +495,9 @@ def test_concurrent_senders_never_send_twice_and_keep_order(store: AlertStore, b
             store.transition(a.id, "ack", "li.wei", "on it")
             store.transition(a.id, "comment", "li.wei", "operator called")
             store.transition(a.id, "close", "li.wei", "desk closure")
-        wait_until(lambda: outbox.status(store.db)["sent"] == 400, timeout=60, what="400 events sent")
+        wait_until(
+            lambda: outbox.status(store.db)["sent"] == 400, timeout=60, what="400 events sent"
+        )
     finally:
         stop.set()
         for t in threads:
@@ -396,7 +515,9 @@ def test_concurrent_senders_never_send_twice_and_keep_order(store: AlertStore, b
     assert_valid(receiver.payloads()[:20])
 
 
-def test_sender_survives_a_dead_endpoint(store: AlertStore, backend: str, clock: ManualClock, senders: list) -> None:
+def test_sender_survives_a_dead_endpoint(
+    store: AlertStore, backend: str, clock: ManualClock, senders: list
+) -> None:
     """Connection refused is a retry, not a crash."""
     store.apply([signal()])
     s = sender(senders, backend, upstream("http://127.0.0.1:9/nothing-listens"), clock=clock)
@@ -408,7 +529,9 @@ def test_sender_survives_a_dead_endpoint(store: AlertStore, backend: str, clock:
     finally:
         stop.set()
         t.join(10)
-    assert not t.is_alive() and rows(store)[0]["status"] == "pending" and rows(store)[0]["last_error"]
+    assert (
+        not t.is_alive() and rows(store)[0]["status"] == "pending" and rows(store)[0]["last_error"]
+    )
 
 
 def test_sender_needs_a_url(backend: str) -> None:
@@ -416,6 +539,11 @@ def test_sender_needs_a_url(backend: str) -> None:
         OutboxSender(backend, UpstreamSettings())
     db = Database.open(backend)
     try:
-        assert outbox.status(db) == {"pending": 0, "sent": 0, "dead": 0, "oldest_pending_age_s": None}
+        assert outbox.status(db) == {
+            "pending": 0,
+            "sent": 0,
+            "dead": 0,
+            "oldest_pending_age_s": None,
+        }
     finally:
         db.close()

@@ -31,14 +31,15 @@ from alerts.report import (
     report_filename,
 )
 from alerts.report_cli import add_parser
+from alerts.store import AlertStore as Store
 from farsight.clock import BEIJING, ManualClock
 from farsight.credit import make_credit_code
 from farsight.registry import Registry, parse_registry
 from farsight.types import AlertSignal
 
-from alerts.store import AlertStore as Store
-
-START = datetime(2026, 11, 2, 0, 0, tzinfo=BEIJING)  # a Beijing midnight: daily buckets are Beijing days
+START = datetime(
+    2026, 11, 2, 0, 0, tzinfo=BEIJING
+)  # a Beijing midnight: daily buckets are Beijing days
 END = START + timedelta(days=7)
 ENTITY_A = make_credit_code("91420500MA4900101")
 ENTITY_B = make_credit_code("91420500MA4900102")
@@ -48,15 +49,35 @@ EVIDENCE = ("a" * 64, "b" * 64)
 
 REGISTRY_DOC: dict[str, Any] = {
     "sites": [
-        {"id": "aq-1", "name": EVIL_NAME, "department": "env", "entity_id": ENTITY_A,
-         "entity_name": "Riverside Monitoring <Co.>", "location": {"lon": 111.29, "lat": 30.70}, "credit_grade": "A",
-         "devices": [{"id": "aq1", "kind": "air_quality", "metrics": ["pm25", "pm10"]}]},
-        {"id": "stack-1", "name": "Power plant stack 1", "department": "env", "entity_id": ENTITY_B,
-         "entity_name": "Xiling Power Co.", "location": {"lon": 111.35, "lat": 30.65}, "credit_grade": "C",
-         "devices": [{"id": "cems1", "kind": "cems", "metrics": ["so2", "nox"]}]},
-        {"id": "wim-1", "name": "G4 weigh station", "department": "transport", "entity_id": ENTITY_T,
-         "location": {"lon": 113.92, "lat": 30.93}, "credit_grade": "D",
-         "devices": [{"id": "wim1", "kind": "wim", "metrics": ["gross_weight"]}]},
+        {
+            "id": "aq-1",
+            "name": EVIL_NAME,
+            "department": "env",
+            "entity_id": ENTITY_A,
+            "entity_name": "Riverside Monitoring <Co.>",
+            "location": {"lon": 111.29, "lat": 30.70},
+            "credit_grade": "A",
+            "devices": [{"id": "aq1", "kind": "air_quality", "metrics": ["pm25", "pm10"]}],
+        },
+        {
+            "id": "stack-1",
+            "name": "Power plant stack 1",
+            "department": "env",
+            "entity_id": ENTITY_B,
+            "entity_name": "Xiling Power Co.",
+            "location": {"lon": 111.35, "lat": 30.65},
+            "credit_grade": "C",
+            "devices": [{"id": "cems1", "kind": "cems", "metrics": ["so2", "nox"]}],
+        },
+        {
+            "id": "wim-1",
+            "name": "G4 weigh station",
+            "department": "transport",
+            "entity_id": ENTITY_T,
+            "location": {"lon": 113.92, "lat": 30.93},
+            "credit_grade": "D",
+            "devices": [{"id": "wim1", "kind": "wim", "metrics": ["gross_weight"]}],
+        },
     ]
 }
 
@@ -65,17 +86,43 @@ CLOSED = next(iter(set(TRANSITIONS["close"].values())))
 
 
 def make_registry() -> Registry:
-    return parse_registry(copy.deepcopy(REGISTRY_DOC), ("env", "transport"), source="tests/alerts/test_report registry")
+    return parse_registry(
+        copy.deepcopy(REGISTRY_DOC),
+        ("env", "transport"),
+        source="tests/alerts/test_report registry",
+    )
 
 
-def sig(rule_id: str, site: str, metric: str, severity: str, ts: datetime, *, status: str = "firing",
-        credit_grade: str = "B", evidence: tuple[str, ...] = ()) -> AlertSignal:
+def sig(
+    rule_id: str,
+    site: str,
+    metric: str,
+    severity: str,
+    ts: datetime,
+    *,
+    status: str = "firing",
+    credit_grade: str = "B",
+    evidence: tuple[str, ...] = (),
+) -> AlertSignal:
     s = make_registry().get(site)
     assert s is not None
-    return AlertSignal(rule_id=rule_id, fingerprint=f"{rule_id}/{site}/{metric}", status=status, site=site,
-                       device=s.devices[0].id, metric=metric, severity=severity, summary=f"{metric} at {site}", ts=ts,
-                       value=1.0, threshold=0.5, department=s.department, entity_id=s.entity_id,
-                       credit_grade=credit_grade, evidence=evidence)
+    return AlertSignal(
+        rule_id=rule_id,
+        fingerprint=f"{rule_id}/{site}/{metric}",
+        status=status,
+        site=site,
+        device=s.devices[0].id,
+        metric=metric,
+        severity=severity,
+        summary=f"{metric} at {site}",
+        ts=ts,
+        value=1.0,
+        threshold=0.5,
+        department=s.department,
+        entity_id=s.entity_id,
+        credit_grade=credit_grade,
+        evidence=evidence,
+    )
 
 
 # -- the scenario ----------------------------------------------------------------------------------
@@ -100,7 +147,9 @@ class Scenario:
         (a,) = self.store.apply([signal])
         self.ids[name] = a.id
 
-    def act(self, name: str, offset: timedelta, action: str, data: dict[str, Any] | None = None) -> None:
+    def act(
+        self, name: str, offset: timedelta, action: str, data: dict[str, Any] | None = None
+    ) -> None:
         self.at(offset)
         self.store.transition(self.ids[name], action, "li.wei", f"{action} in test", data)
 
@@ -124,32 +173,58 @@ def fill(store: Any, clock: ManualClock) -> Scenario:
     s.raise_("before", -H, sig("r.high", "aq-1", "pm25", "critical", START - H))
     s.act("before", -H + 5 * M, "ack")  # outside the period: must not count in the mean times
     s.act("before", -H + 6 * M, "close")
-    s.raise_("a1", 30 * M, sig("r.high", "aq-1", "pm25", "critical", START + 30 * M, credit_grade="A",
-                               evidence=EVIDENCE))
+    s.raise_(
+        "a1",
+        30 * M,
+        sig(
+            "r.high",
+            "aq-1",
+            "pm25",
+            "critical",
+            START + 30 * M,
+            credit_grade="A",
+            evidence=EVIDENCE,
+        ),
+    )
     s.act("a1", H, "ack")
     s.act("a1", 2 * H, "dispatch", DISPATCH)
     s.act("a1", 5 * H, "verify", {"finding": "violation_confirmed"})
     s.act("a1", 6 * H + 30 * M, "close", {"case_number": "2026-001"})
-    s.raise_("a2", 23 * H + 30 * M, sig("r.high", "aq-1", "pm10", "warning", START + 23 * H + 30 * M))
-    s.raise_("a3", 24 * H + 30 * M, sig("r.flat", "stack-1", "so2", "major", START + 24 * H + 30 * M, credit_grade="C"))
+    s.raise_(
+        "a2", 23 * H + 30 * M, sig("r.high", "aq-1", "pm10", "warning", START + 23 * H + 30 * M)
+    )
+    s.raise_(
+        "a3",
+        24 * H + 30 * M,
+        sig("r.flat", "stack-1", "so2", "major", START + 24 * H + 30 * M, credit_grade="C"),
+    )
     s.act("a3", 24 * H + 40 * M, "ack")
-    s.raise_("a4", 25 * H, sig("r.flat", "stack-1", "nox", "major", START + 25 * H, credit_grade="C",
-                               evidence=EVIDENCE))
+    s.raise_(
+        "a4",
+        25 * H,
+        sig(
+            "r.flat", "stack-1", "nox", "major", START + 25 * H, credit_grade="C", evidence=EVIDENCE
+        ),
+    )
     s.act("a4", 26 * H, "close")
     s.act("a4", 26 * H + 30 * M, "reopen")
     s.act("a3", 27 * H, "dispatch", DISPATCH)
     s.act("a4", 27 * H + 30 * M, "close")
     s.act("a3", 28 * H, "verify", {"finding": "equipment_fault"})
-    s.raise_("a5", 72 * H, sig("t.over", "wim-1", "gross_weight", "info", START + 72 * H, credit_grade="D"))
+    s.raise_(
+        "a5",
+        72 * H,
+        sig("t.over", "wim-1", "gross_weight", "info", START + 72 * H, credit_grade="D"),
+    )
     s.at(73 * H)
-    s.store.apply([sig("t.over", "wim-1", "gross_weight", "info", START + 73 * H, status="resolved")])
+    s.store.apply(
+        [sig("t.over", "wim-1", "gross_weight", "info", START + 73 * H, status="resolved")]
+    )
     s.raise_("after", 7 * 24 * H + H, sig("r.high", "aq-1", "pm25", "critical", END + H))
     return s
 
 
 IN_PERIOD = ("a1", "a2", "a3", "a4", "a5")
-
-
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -166,10 +241,22 @@ def scenario(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Scenari
         store.close()
 
 
-def collect(s: Scenario, start: datetime = START, end: datetime = END, department: str | None = None,
-            **kw: Any) -> RiskReport:
-    return collect_risk_report(s.store, start=start, end=end, department=department, registry=make_registry(),
-                               now=s.clock.now(), **kw)
+def collect(
+    s: Scenario,
+    start: datetime = START,
+    end: datetime = END,
+    department: str | None = None,
+    **kw: Any,
+) -> RiskReport:
+    return collect_risk_report(
+        s.store,
+        start=start,
+        end=end,
+        department=department,
+        registry=make_registry(),
+        now=s.clock.now(),
+        **kw,
+    )
 
 
 # -- numbers ---------------------------------------------------------------------------------------
@@ -178,7 +265,9 @@ def collect(s: Scenario, start: datetime = START, end: datetime = END, departmen
 def test_totals_states_severities_and_activity(scenario: Scenario) -> None:
     r = collect(scenario)
     assert r.total == 5
-    assert r.range == (START, END) and r.department is None and r.generated_at == scenario.clock.now()
+    assert (
+        r.range == (START, END) and r.department is None and r.generated_at == scenario.clock.now()
+    )
     assert dict(r.by_severity) == {"critical": 1, "major": 2, "warning": 1, "info": 1}
     assert [k for k, _ in r.by_severity] == ["critical", "major", "warning", "info"]
     # Expected states are read back from the store one alert at a time, not from the report's SQL.
@@ -203,8 +292,11 @@ def test_sites_entities_and_rules(scenario: Scenario) -> None:
         ENTITY_B: ("Xiling Power Co.", 2, "C"),
         ENTITY_T: (None, 1, "D"),  # no entity_name in the registry
     }
-    assert [(x.rule_id, x.kind, x.count) for x in r.by_rule] == [("r.flat", "flatline", 2), ("r.high", "threshold", 2),
-                                                                  ("t.over", "", 1)]
+    assert [(x.rule_id, x.kind, x.count) for x in r.by_rule] == [
+        ("r.flat", "flatline", 2),
+        ("r.high", "threshold", 2),
+        ("t.over", "", 1),
+    ]
     assert dict(r.by_kind) == {"threshold": 2, "flatline": 2, "": 1}
     # Without a kind map there are no kinds, and no rule claims one.
     plain = collect(scenario)
@@ -253,7 +345,12 @@ def test_hourly_trend_for_two_days_or_less(scenario: Scenario) -> None:
     r = collect(scenario, end=START + timedelta(days=2))
     assert r.trend.step == "hour" and len(r.trend.starts) == 48
     hours = {i: n for i, n in enumerate(r.trend.totals) if n}
-    assert hours == {0: 1, 23: 1, 24: 1, 25: 1}  # a1 00:30, a2 23:30, then a3 00:30 and a4 01:00 the next day
+    assert hours == {
+        0: 1,
+        23: 1,
+        24: 1,
+        25: 1,
+    }  # a1 00:30, a2 23:30, then a3 00:30 and a4 01:00 the next day
     assert r.trend.counts("major")[24] == 1 and r.trend.counts("major")[25] == 1
     longer = collect(scenario, end=START + timedelta(days=2, minutes=1))
     assert longer.trend.step == "day"
@@ -270,8 +367,13 @@ def test_findings_and_handling_times(scenario: Scenario) -> None:
     r = collect(scenario)
     findings = dict(r.findings)
     assert list(findings) == [*FINDINGS, NOT_VERIFIED]
-    assert findings == {"violation_confirmed": 1, "no_violation": 0, "equipment_fault": 1, "data_fault": 0,
-                        NOT_VERIFIED: 3}
+    assert findings == {
+        "violation_confirmed": 1,
+        "no_violation": 0,
+        "equipment_fault": 1,
+        "data_fault": 0,
+        NOT_VERIFIED: 3,
+    }
     # First ack: a1 after 30 min, a3 after 10 min. The alert before the period does not count.
     assert r.time_to_ack.n == 2
     assert r.time_to_ack.mean_s == pytest.approx(20 * 60)
@@ -295,7 +397,9 @@ def test_department_scoping(scenario: Scenario) -> None:
 
 def test_empty_period(scenario: Scenario) -> None:
     r = collect(scenario, start=START - timedelta(days=30), end=START - timedelta(days=20))
-    assert r.total == 0 and r.sites == () and r.entities == () and r.top_risk == () and r.by_rule == ()
+    assert (
+        r.total == 0 and r.sites == () and r.entities == () and r.top_risk == () and r.by_rule == ()
+    )
     assert all(n == 0 for _, n in r.by_state + r.by_severity + r.findings)
     assert set(r.trend.totals) == {0} and len(r.trend.starts) == 10
     assert r.time_to_ack == r.time_to_close and r.time_to_close.mean_s is None
@@ -329,8 +433,11 @@ class RecordingDb:
         return self.db.query(sql, params)
 
 
-FORBIDDEN = re.compile(r"json_|strftime|julianday|datetime\(|date\(|ifnull|printf|group_concat|\bilike\b|::|%s|\$\d"
-                       r"|pragma|greatest|least|\b(?:min|max)\([^)]*,", re.IGNORECASE)
+FORBIDDEN = re.compile(
+    r"json_|strftime|julianday|datetime\(|date\(|ifnull|printf|group_concat|\bilike\b|::|%s|\$\d"
+    r"|pragma|greatest|least|\b(?:min|max)\([^)]*,",
+    re.IGNORECASE,
+)
 
 
 def test_sql_is_portable_and_fully_bound(tmp_path: Path) -> None:
@@ -340,7 +447,9 @@ def test_sql_is_portable_and_fully_bound(tmp_path: Path) -> None:
         s = fill(store, clock)
         rec = RecordingDb(store.db)
         proxy = SimpleNamespace(db=rec, clock=clock, risk_params=store.risk_params)
-        via_proxy = collect_risk_report(proxy, start=START, end=END, department="env", registry=make_registry())
+        via_proxy = collect_risk_report(
+            proxy, start=START, end=END, department="env", registry=make_registry()
+        )
         assert via_proxy == collect(s, department="env")
     finally:
         store.close()
@@ -365,7 +474,9 @@ def test_bad_periods_are_refused(tmp_path: Path) -> None:
         with pytest.raises(ValueError, match="before"):
             collect_risk_report(store, start=START, end=START, department=None)
         with pytest.raises(ValueError, match="366 days"):
-            collect_risk_report(store, start=START, end=START + MAX_RANGE + timedelta(seconds=1), department=None)
+            collect_risk_report(
+                store, start=START, end=START + MAX_RANGE + timedelta(seconds=1), department=None
+            )
         # A full leap year is allowed.
         r = collect_risk_report(store, start=START, end=START + MAX_RANGE, department=None)
         assert r.total == 0 and r.trend.step == "day" and len(r.trend.starts) == 366
@@ -377,7 +488,9 @@ def test_parse_report_time() -> None:
     assert parse_report_time("2026-11-02T00:00:00+08:00") == START
     assert parse_report_time("2026-11-02T00:00:00+08:00").utcoffset() == timedelta(hours=8)
     assert parse_report_time("2026-11-01T16:00:00Z") == START
-    assert parse_report_time("2026-11-02T00:00:00 08:00") == START  # '+' unescaped in a query string
+    assert (
+        parse_report_time("2026-11-02T00:00:00 08:00") == START
+    )  # '+' unescaped in a query string
     with pytest.raises(ValueError, match="UTC offset"):
         parse_report_time("2026-11-02T00:00:00")
     with pytest.raises(ValueError, match="ISO 8601"):
@@ -468,28 +581,50 @@ def test_html_page_numbers_and_safety(scenario: Scenario) -> None:
     assert "风险预警报告 Risk warning report" in page
     assert_self_contained(page)
     # The malicious site name is shown, escaped; the operator name too.
-    assert "Riverside &lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; &lt;b&gt;air&lt;/b&gt; station" in page
+    assert (
+        "Riverside &lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; &lt;b&gt;air&lt;/b&gt; station"
+        in page
+    )
     assert "Riverside Monitoring &lt;Co.&gt;" in page
     # The trend chart: an inline SVG with an accessible title, one rect per non-zero severity bucket.
     svg = re.search(r"<svg\b.*?</svg>", page, re.DOTALL)
     assert svg is not None and "<title" in svg.group(0) and 'role="img"' in svg.group(0)
-    assert svg.group(0).count("<rect") == sum(1 for _, counts in r.trend.series for c in counts if c) == 4
+    assert (
+        svg.group(0).count("<rect")
+        == sum(1 for _, counts in r.trend.series for c in counts if c)
+        == 4
+    )
     p = parse_page(page)
     assert p.dd["sum-total"] == "5" and p.dd["sum-critical"] == "1" and p.dd["sum-major"] == "2"
     assert p.dd["sum-mtta"] == "20 min" and p.dd["sum-mttc"] == "4.2 h"
     assert p.dd["meta-department"] == "全部 all departments"
-    assert [(row[1], row[3], row[4]) for row in p.rows("t-sites")] == [("stack-1", "2", "2"), ("aq-1", "2", "1"),
-                                                                       ("wim-1", "1", "0")]
+    assert [(row[1], row[3], row[4]) for row in p.rows("t-sites")] == [
+        ("stack-1", "2", "2"),
+        ("aq-1", "2", "1"),
+        ("wim-1", "1", "0"),
+    ]
     assert p.rows("t-sites")[1][0] == EVIL_NAME
     findings = {row[0]: row[1] for row in p.rows("t-findings")}
-    assert findings == {"确认违法 violation confirmed": "1", "未发现违法 no violation": "0",
-                        "设备故障 equipment fault": "1", "数据异常 data fault": "0", "尚未核查 not yet verified": "3"}
+    assert findings == {
+        "确认违法 violation confirmed": "1",
+        "未发现违法 no violation": "0",
+        "设备故障 equipment fault": "1",
+        "数据异常 data fault": "0",
+        "尚未核查 not yet verified": "3",
+    }
     assert [row[2] for row in p.rows("t-top-risk")] == [e.entity_id for e in r.top_risk]
     assert [row[3] for row in p.rows("t-top-risk")] == [str(e.count) for e in r.top_risk]
     trend_rows = {row[0]: row[1:] for row in p.rows("t-trend")}
-    assert trend_rows == {"2026-11-02 00:00": ["1", "0", "1", "0", "2"], "2026-11-03 00:00": ["0", "2", "0", "0", "2"],
-                          "2026-11-05 00:00": ["0", "0", "0", "1", "1"]}
-    assert {row[0]: row[1] for row in p.rows("t-kinds")} == {"threshold": "2", "flatline": "2", "未知 unknown": "1"}
+    assert trend_rows == {
+        "2026-11-02 00:00": ["1", "0", "1", "0", "2"],
+        "2026-11-03 00:00": ["0", "2", "0", "0", "2"],
+        "2026-11-05 00:00": ["0", "0", "0", "1", "1"],
+    }
+    assert {row[0]: row[1] for row in p.rows("t-kinds")} == {
+        "threshold": "2",
+        "flatline": "2",
+        "未知 unknown": "1",
+    }
     assert [row[1] for row in p.rows("t-rules")] == ["flatline", "threshold", "未知 unknown"]
 
 
@@ -522,10 +657,19 @@ def installation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A settings file, a registry file and a database holding the scenario; returns the settings file."""
     for name in [k for k in os.environ if k.startswith("FARSIGHT")]:
         monkeypatch.delenv(name)
-    (tmp_path / "sites.yaml").write_text(yaml.safe_dump(REGISTRY_DOC, allow_unicode=True), encoding="utf-8")
+    (tmp_path / "sites.yaml").write_text(
+        yaml.safe_dump(REGISTRY_DOC, allow_unicode=True), encoding="utf-8"
+    )
     cfg = tmp_path / "farsight.yaml"
-    cfg.write_text(yaml.safe_dump({"data_dir": str(tmp_path / "var"),
-                                   "registry": {"sites_file": str(tmp_path / "sites.yaml")}}), encoding="utf-8")
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                "data_dir": str(tmp_path / "var"),
+                "registry": {"sites_file": str(tmp_path / "sites.yaml")},
+            }
+        ),
+        encoding="utf-8",
+    )
     clock = ManualClock(START - 2 * H)
     store = Store(tmp_path / "var" / "farsight.db", clock=clock)
     try:
@@ -538,10 +682,24 @@ def installation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return cfg
 
 
-def test_cli_writes_the_report(installation: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_writes_the_report(
+    installation: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "reports" / "week.html"
-    args = build_cli().parse_args(["report", "risk", "--from", WEEK[0], "--to", WEEK[1],
-                                   "--config", str(installation), "--out", str(out)])
+    args = build_cli().parse_args(
+        [
+            "report",
+            "risk",
+            "--from",
+            WEEK[0],
+            "--to",
+            WEEK[1],
+            "--config",
+            str(installation),
+            "--out",
+            str(out),
+        ]
+    )
     assert args.func(args) == 0
     assert capsys.readouterr().out == f"{out}\n"
     page = out.read_text(encoding="utf-8")
@@ -560,15 +718,30 @@ def test_cli_writes_the_report(installation: Path, tmp_path: Path, capsys: pytes
         assert last.actor.startswith("os:") and audit.verify().ok
 
 
-def test_cli_department_default_file_name_and_global_config(installation: Path, tmp_path: Path,
-                                                            monkeypatch: pytest.MonkeyPatch,
-                                                            capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_department_default_file_name_and_global_config(
+    installation: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     work = tmp_path / "cwd"
     work.mkdir()
     monkeypatch.chdir(work)
     # --config before the subcommand (the main CLI's global option) must reach the handler.
-    args = build_cli().parse_args(["--config", str(installation), "report", "risk", "--from", WEEK[0],
-                                   "--to", WEEK[1], "--department", "transport"])
+    args = build_cli().parse_args(
+        [
+            "--config",
+            str(installation),
+            "report",
+            "risk",
+            "--from",
+            WEEK[0],
+            "--to",
+            WEEK[1],
+            "--department",
+            "transport",
+        ]
+    )
     assert args.func(args) == 0
     expected = work / "risk-report-20261102T0000+0800-20261109T0000+0800.html"
     assert capsys.readouterr().out.strip() == str(expected)
@@ -576,16 +749,31 @@ def test_cli_department_default_file_name_and_global_config(installation: Path, 
     assert p.dd["sum-total"] == "1" and [row[1] for row in p.rows("t-sites")] == ["wim-1"]
 
 
-def test_cli_default_period_is_the_last_seven_days(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_default_period_is_the_last_seven_days(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     for name in [k for k in os.environ if k.startswith("FARSIGHT")]:
         monkeypatch.delenv(name)
     cfg = tmp_path / "farsight.yaml"
     cfg.write_text(yaml.safe_dump({"data_dir": str(tmp_path / "var")}), encoding="utf-8")
     store = Store(tmp_path / "var" / "farsight.db")  # the real clock, as the command's store has
     now = datetime.now(UTC)
-    store.apply([AlertSignal(rule_id="r.now", fingerprint="now", status="firing", site="yc-aq-xiling", device="aq1",
-                             metric="pm25", severity="major", summary="now", ts=now, department="env")])
+    store.apply(
+        [
+            AlertSignal(
+                rule_id="r.now",
+                fingerprint="now",
+                status="firing",
+                site="yc-aq-xiling",
+                device="aq1",
+                metric="pm25",
+                severity="major",
+                summary="now",
+                ts=now,
+                department="env",
+            )
+        ]
+    )
     store.close()
     out = tmp_path / "r.html"
     args = build_cli().parse_args(["report", "risk", "--config", str(cfg), "--out", str(out)])
@@ -595,13 +783,19 @@ def test_cli_default_period_is_the_last_seven_days(tmp_path: Path, monkeypatch: 
     assert capsys.readouterr().out.strip() == str(out)
 
 
-def test_cli_refuses_bad_arguments(installation: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_refuses_bad_arguments(
+    installation: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     cli = build_cli()
     with pytest.raises(SystemExit) as exc:
-        cli.parse_args(["report", "risk", "--from", "2026-11-02T00:00:00", "--config", str(installation)])
+        cli.parse_args(
+            ["report", "risk", "--from", "2026-11-02T00:00:00", "--config", str(installation)]
+        )
     assert exc.value.code == 2 and "UTC offset" in capsys.readouterr().err
     base = ["report", "risk", "--config", str(installation), "--out", str(tmp_path / "x.html")]
-    args = cli.parse_args(base + ["--from", "2026-11-09T00:00:00+08:00", "--to", "2026-11-02T00:00:00+08:00"])
+    args = cli.parse_args(
+        base + ["--from", "2026-11-09T00:00:00+08:00", "--to", "2026-11-02T00:00:00+08:00"]
+    )
     assert args.func(args) == 2 and "before" in capsys.readouterr().err
     args = cli.parse_args(base + ["--from", "2025-01-01T00:00:00Z", "--to", "2026-11-02T00:00:00Z"])
     assert args.func(args) == 2 and "366 days" in capsys.readouterr().err
@@ -610,17 +804,21 @@ def test_cli_refuses_bad_arguments(installation: Path, tmp_path: Path, capsys: p
     assert not (tmp_path / "x.html").exists()
 
 
-def test_cli_needs_an_existing_database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                        capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_needs_an_existing_database(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     for name in [k for k in os.environ if k.startswith("FARSIGHT")]:
         monkeypatch.delenv(name)
     cfg = tmp_path / "farsight.yaml"
     cfg.write_text(yaml.safe_dump({"data_dir": str(tmp_path / "nothing")}), encoding="utf-8")
-    args = build_cli().parse_args(["report", "risk", "--config", str(cfg), "--out", str(tmp_path / "r.html")])
+    args = build_cli().parse_args(
+        ["report", "risk", "--config", str(cfg), "--out", str(tmp_path / "r.html")]
+    )
     assert args.func(args) == 1
     assert "no database" in capsys.readouterr().err
-    assert not (tmp_path / "nothing" / "farsight.db").exists() and not (tmp_path / "r.html").exists()
-
+    assert (
+        not (tmp_path / "nothing" / "farsight.db").exists() and not (tmp_path / "r.html").exists()
+    )
 
 
 def test_default_range_takes_the_given_offset() -> None:
@@ -629,4 +827,6 @@ def test_default_range_takes_the_given_offset() -> None:
     start, end = default_range(now, start=START)
     assert start == START and end == now and end.utcoffset() == timedelta(hours=8)
     start, end = default_range(now, end=END)
-    assert (start, end) == (END - timedelta(days=7), END) and start.utcoffset() == timedelta(hours=8)
+    assert (start, end) == (END - timedelta(days=7), END) and start.utcoffset() == timedelta(
+        hours=8
+    )

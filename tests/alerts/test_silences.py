@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import timedelta
-from typing import Iterator
 
 import pytest
 
@@ -69,9 +69,15 @@ def test_alert_labels_carry_the_alert_columns(backend: str) -> None:
     try:
         a = store.apply([signal()])[0]
         labels = alert_labels(a)
-        assert labels["site"] == "yc-aq-1" and labels["device"] == "aq1" and labels["metric"] == "pm25"
+        assert (
+            labels["site"] == "yc-aq-1" and labels["device"] == "aq1" and labels["metric"] == "pm25"
+        )
         assert labels["rule_id"] == "aq-pm25-high" and labels["department"] == "env"
-        assert labels["severity"] == "warning" and labels["entity_id"] == a.entity_id and "item_code" in labels
+        assert (
+            labels["severity"] == "warning"
+            and labels["entity_id"] == a.entity_id
+            and "item_code" in labels
+        )
     finally:
         store.close()
 
@@ -107,7 +113,13 @@ def silences(backend: str, clock: ManualClock) -> Iterator[SilenceStore]:
     ],
 )
 def test_invalid_silences_are_refused(silences: SilenceStore, kwargs: dict, needle: str) -> None:
-    args = {"matchers": {"site": "yc-aq-1"}, "starts_at": T0, "ends_at": T0 + H, "reason": "calibration", "creator": "alice"}
+    args = {
+        "matchers": {"site": "yc-aq-1"},
+        "starts_at": T0,
+        "ends_at": T0 + H,
+        "reason": "calibration",
+        "creator": "alice",
+    }
     args.update(kwargs)
     with pytest.raises(SilenceError) as err:
         silences.create(**args)

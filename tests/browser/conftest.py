@@ -15,8 +15,9 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -56,9 +57,28 @@ class Demo:
         env = {**os.environ, "FARSIGHT_DATA_DIR": str(self.data_dir), "PYTHONUNBUFFERED": "1"}
         # --duration is a safety net: a crashed test run never leaves a demo running for long.
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "farsight.cli", "demo", "--port", str(self.port), "--duration", str(self.duration_s)],
-            cwd=ROOT, env=env, stdout=self.log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True)
-        wait_until(self._healthy, timeout=90, interval=0.2, what=f"the demo's /healthz on port {self.port} (log: {self.log})")
+            [
+                sys.executable,
+                "-m",
+                "farsight.cli",
+                "demo",
+                "--port",
+                str(self.port),
+                "--duration",
+                str(self.duration_s),
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=self.log.open("ab"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        wait_until(
+            self._healthy,
+            timeout=90,
+            interval=0.2,
+            what=f"the demo's /healthz on port {self.port} (log: {self.log})",
+        )
         token_file = self.data_dir / "demo-token"
         wait_until(token_file.is_file, timeout=10, what="the demo token")
         self.token = token_file.read_text(encoding="utf-8").strip()
@@ -66,7 +86,9 @@ class Demo:
     def _healthy(self) -> bool:
         assert self.proc is not None
         if self.proc.poll() is not None:
-            raise AssertionError(f"the demo exited with {self.proc.returncode}; log:\n{self.log.read_text(errors='replace')[-3000:]}")
+            raise AssertionError(
+                f"the demo exited with {self.proc.returncode}; log:\n{self.log.read_text(errors='replace')[-3000:]}"
+            )
         try:
             with urllib.request.urlopen(f"{self.url}/healthz", timeout=2) as r:
                 return r.status == 200
@@ -99,10 +121,18 @@ class Demo:
             except OSError:
                 return False
 
-    def api(self, path: str, token: str | None = None, method: str = "GET", body: Any = None) -> Any:
-        req = urllib.request.Request(f"{self.url}{path}", method=method,
-                                     headers={"Authorization": f"Bearer {token or self.token}", "Content-Type": "application/json"},
-                                     data=json.dumps(body).encode() if body is not None else None)
+    def api(
+        self, path: str, token: str | None = None, method: str = "GET", body: Any = None
+    ) -> Any:
+        req = urllib.request.Request(
+            f"{self.url}{path}",
+            method=method,
+            headers={
+                "Authorization": f"Bearer {token or self.token}",
+                "Content-Type": "application/json",
+            },
+            data=json.dumps(body).encode() if body is not None else None,
+        )
         with urllib.request.urlopen(req, timeout=10) as r:
             return json.loads(r.read() or b"null")
 
@@ -111,8 +141,15 @@ class Demo:
         args = [sys.executable, "-m", "farsight.cli", "token", "issue", "--user", user]
         if department:
             args += ["--department", department]
-        out = subprocess.run(args, cwd=ROOT, env={**os.environ, "FARSIGHT_DATA_DIR": str(self.data_dir)},
-                             capture_output=True, text=True, timeout=60, check=True)
+        out = subprocess.run(
+            args,
+            cwd=ROOT,
+            env={**os.environ, "FARSIGHT_DATA_DIR": str(self.data_dir)},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
         return out.stdout.strip().splitlines()[0]
 
 
@@ -120,7 +157,10 @@ class Demo:
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
     """One demo for the browser tests, stopped when they are done (it keeps two cores busy)."""
     if not (VENDOR / "leaflet" / "leaflet.js").is_file():
-        pytest.fail("the dashboard's assets are not built: run `python -m hub.build_assets` (./run test does)", pytrace=False)
+        pytest.fail(
+            "the dashboard's assets are not built: run `python -m hub.build_assets` (./run test does)",
+            pytrace=False,
+        )
     d = Demo(tmp_path_factory.mktemp("demo") / "var")
     d.data_dir.mkdir()
     d.start()
@@ -150,8 +190,12 @@ class Page:
     """A fresh browser context and page; console errors and CSP violations are collected."""
 
     def __init__(self, browser: Any, viewport: dict[str, int], name: str) -> None:
-        self.context = browser.new_context(viewport=viewport, device_scale_factor=1,
-                                           is_mobile=viewport["width"] < 600, has_touch=viewport["width"] < 600)
+        self.context = browser.new_context(
+            viewport=viewport,
+            device_scale_factor=1,
+            is_mobile=viewport["width"] < 600,
+            has_touch=viewport["width"] < 600,
+        )
         self.context.set_default_timeout(15_000)
         self.page = self.context.new_page()
         self.name = name
@@ -188,7 +232,9 @@ def open_page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
     assert not blocked, blocked
 
 
-def axe_violations(page: Any, serious: tuple[str, ...] = ("serious", "critical")) -> list[dict[str, Any]]:
+def axe_violations(
+    page: Any, serious: tuple[str, ...] = ("serious", "critical")
+) -> list[dict[str, Any]]:
     """Run axe-core in the page; the violations of the given impacts (id, impact, help, nodes)."""
     if not AXE.is_file():
         pytest.fail(f"{AXE} is missing: run `python -m hub.build_assets` (npm ci)", pytrace=False)
@@ -196,7 +242,9 @@ def axe_violations(page: Any, serious: tuple[str, ...] = ("serious", "critical")
         # Injected from the test, not served by the hub: a script tag's content is allowed by CSP
         # only from 'self', so evaluate it in the page's context instead.
         page.evaluate(AXE.read_text(encoding="utf-8"))
-    result = page.evaluate("async () => { const r = await axe.run(document, {resultTypes: ['violations']}); "
-                           "return r.violations.map(v => ({id: v.id, impact: v.impact, help: v.help, "
-                           "nodes: v.nodes.slice(0, 5).map(n => n.target.join(' '))})); }")
+    result = page.evaluate(
+        "async () => { const r = await axe.run(document, {resultTypes: ['violations']}); "
+        "return r.violations.map(v => ({id: v.id, impact: v.impact, help: v.help, "
+        "nodes: v.nodes.slice(0, 5).map(n => n.target.join(' '))})); }"
+    )
     return [v for v in result if v["impact"] in serious]

@@ -29,11 +29,25 @@ def test_sign_in_see_live_alert_and_handle_it_to_closure(demo, open_page) -> Non
 
     # A new alert raised after the page loaded reaches it without a reload, through the live stream.
     page.evaluate("window.__marker = 1")
-    known = max(a["id"] for a in demo.api("/api/alerts?limit=1000&sort=newest&muted=true")["items"] + demo.api("/api/alerts?limit=1000&sort=newest")["items"])
-    fresh = wait_until(lambda: [a for a in demo.api("/api/alerts?limit=50&sort=newest")["items"] if a["id"] > known and a["state"] != "closed"],
-                       timeout=120, interval=0.5, what="the demo to raise a new alert")[0]
+    known = max(
+        a["id"]
+        for a in demo.api("/api/alerts?limit=1000&sort=newest&muted=true")["items"]
+        + demo.api("/api/alerts?limit=1000&sort=newest")["items"]
+    )
+    fresh = wait_until(
+        lambda: [
+            a
+            for a in demo.api("/api/alerts?limit=50&sort=newest")["items"]
+            if a["id"] > known and a["state"] != "closed"
+        ],
+        timeout=120,
+        interval=0.5,
+        what="the demo to raise a new alert",
+    )[0]
     page.get_by_role("button", name="Desk").click()
-    page.locator("#f-q").fill(fresh["rule_id"])  # (the summary carries the latest value: it changes)
+    page.locator("#f-q").fill(
+        fresh["rule_id"]
+    )  # (the summary carries the latest value: it changes)
     page.locator(f"#q-{fresh['id']}").wait_for(timeout=5000)
     assert page.evaluate("window.__marker") == 1, "the page reloaded"
     page.locator("#f-q").fill("")
@@ -47,7 +61,11 @@ def test_sign_in_see_live_alert_and_handle_it_to_closure(demo, open_page) -> Non
     # Take a new alert from the API, open it from the queue by keyboard.
     target = next(a for a in demo.api("/api/alerts?state=new&sort=risk&limit=100")["items"])
     page.locator("#f-q").fill(target["rule_id"])
-    wait_until(lambda: queue.locator(f"#q-{target['id']}").count() == 1, timeout=10, what="the alert in the filtered queue")
+    wait_until(
+        lambda: queue.locator(f"#q-{target['id']}").count() == 1,
+        timeout=10,
+        what="the alert in the filtered queue",
+    )
     queue.focus()
     page.keyboard.press("Home")
     for _ in range(queue.locator(".qrow").count()):
@@ -92,10 +110,16 @@ def test_sign_in_see_live_alert_and_handle_it_to_closure(demo, open_page) -> Non
         timeline.locator(f"li.tl-{step}").wait_for()
     text = timeline.inner_text()
     assert "browser test: dispatch" in text and "Team 3" in text and "YC-2026-0042" in text
-    hashes = timeline.locator(".tl-ack .hash, .tl-dispatch .hash, .tl-verify .hash, .tl-close .hash").all_inner_texts()
+    hashes = timeline.locator(
+        ".tl-ack .hash, .tl-dispatch .hash, .tl-verify .hash, .tl-close .hash"
+    ).all_inner_texts()
     assert len(hashes) == 4 and all(re.fullmatch(r"[0-9a-f]{64}", h) for h in hashes), hashes
     server = demo.api(f"/api/alerts/{target['id']}/timeline")
-    assert [e["audit"]["hash"] for e in server["timeline"] if e["action"] in ("ack", "dispatch", "verify", "close")] == hashes
+    assert [
+        e["audit"]["hash"]
+        for e in server["timeline"]
+        if e["action"] in ("ack", "dispatch", "verify", "close")
+    ] == hashes
     assert server["alert"]["state"] == "closed"
     p.shot("desk-detail-desktop")
 
@@ -124,9 +148,21 @@ def test_comment_and_silence_from_the_desk(demo, open_page) -> None:
     page.locator("#action-submit").click()
     page.locator("#action-dialog").wait_for(state="hidden")
     mine = [s for s in demo.api("/api/silences")["items"] if s["reason"] == "maintenance visit"]
-    assert len(mine) == 1 and mine[0]["creator"] == "demo-officer" and mine[0]["status"] == "active", mine
-    assert target["site"] in str(mine[0]["matchers"]) and target["rule_id"] in str(mine[0]["matchers"]), mine
-    wait_until(lambda: demo.api(f"/api/alerts/{target['id']}")["alert"]["suppressed"], timeout=10, what="the alert to be muted")
+    assert (
+        len(mine) == 1 and mine[0]["creator"] == "demo-officer" and mine[0]["status"] == "active"
+    ), mine
+    assert target["site"] in str(mine[0]["matchers"]) and target["rule_id"] in str(
+        mine[0]["matchers"]
+    ), mine
+    wait_until(
+        lambda: demo.api(f"/api/alerts/{target['id']}")["alert"]["suppressed"],
+        timeout=10,
+        what="the alert to be muted",
+    )
     page.get_by_role("button", name="Desk").click()
     page.locator("#queue .qrow").first.wait_for()
-    wait_until(lambda: page.locator(f"#q-{target['id']}").count() == 0, timeout=5, what="the muted alert to leave the queue")
+    wait_until(
+        lambda: page.locator(f"#q-{target['id']}").count() == 0,
+        timeout=5,
+        what="the muted alert to leave the queue",
+    )

@@ -4,7 +4,7 @@ benchmarks/dashboard_render.py, not asserted here."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -24,11 +24,26 @@ def _raise_many(demo, n: int) -> None:
     site = next(s for s in demo.api("/api/sites") if s["department"] == "env")
     store = AlertStore(demo.data_dir / "farsight.db")
     try:
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         sev = ("critical", "major", "warning", "info")
-        store.apply(AlertSignal(rule_id="scale-test", fingerprint=f"scale-{i:05d}", status="firing", site=site["id"], device="bulk",
-                                metric="pm25", severity=sev[i % 4], summary=f"scale test alert {i:05d}", ts=now, value=float(i),
-                                department="env", entity_id=site["entity_id"], credit_grade="ABCD"[i % 4]) for i in range(n))
+        store.apply(
+            AlertSignal(
+                rule_id="scale-test",
+                fingerprint=f"scale-{i:05d}",
+                status="firing",
+                site=site["id"],
+                device="bulk",
+                metric="pm25",
+                severity=sev[i % 4],
+                summary=f"scale test alert {i:05d}",
+                ts=now,
+                value=float(i),
+                department="env",
+                entity_id=site["entity_id"],
+                credit_grade="ABCD"[i % 4],
+            )
+            for i in range(n)
+        )
     finally:
         store.close()
 
@@ -45,8 +60,12 @@ def test_ten_thousand_open_alerts_scroll_in_a_virtual_list(demo, open_page) -> N
     queue = page.locator("#queue")
     queue.locator(".qrow").first.wait_for()
     # All pages arrive in the background (keyset cursor) while the first one is already shown.
-    wait_until(lambda: int(page.locator("#queue .qrow").first.get_attribute("aria-setsize")) >= total,
-               timeout=90, interval=0.5, what=f"{total} alerts in the queue")
+    wait_until(
+        lambda: int(page.locator("#queue .qrow").first.get_attribute("aria-setsize")) >= total,
+        timeout=90,
+        interval=0.5,
+        what=f"{total} alerts in the queue",
+    )
     rows = queue.locator(".qrow").count()
     assert 0 < rows < 80, f"{rows} rows in the DOM for {total} alerts"
 
@@ -61,9 +80,19 @@ def test_ten_thousand_open_alerts_scroll_in_a_virtual_list(demo, open_page) -> N
     assert queue.locator(".qrow.selected").get_attribute("aria-posinset") == "1"
 
     # Scrolling half way renders the rows there, and only those.
-    page.evaluate("() => { const q = document.getElementById('queue'); q.scrollTop = q.scrollHeight / 2; }")
+    page.evaluate(
+        "() => { const q = document.getElementById('queue'); q.scrollTop = q.scrollHeight / 2; }"
+    )
     mid = total // 2
-    wait_until(lambda: any(abs(int(x) - mid) < 40 for x in queue.locator(".qrow").evaluate_all("els => els.map(e => e.getAttribute('aria-posinset'))")),
-               timeout=5, what="rows around the middle")
+    wait_until(
+        lambda: any(
+            abs(int(x) - mid) < 40
+            for x in queue.locator(".qrow").evaluate_all(
+                "els => els.map(e => e.getAttribute('aria-posinset'))"
+            )
+        ),
+        timeout=5,
+        what="rows around the middle",
+    )
     assert queue.locator(".qrow").count() < 80
     p.shot("desk-10000-alerts")

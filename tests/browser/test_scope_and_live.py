@@ -26,11 +26,23 @@ def test_a_department_token_sees_and_reaches_only_its_department(demo, open_page
     everything = demo.api("/api/alerts?limit=1000")["items"]
     env_ids = {a["id"] for a in everything if a["department"] == "env"}
     assert env_ids, "the demo raised no env alert to hide"
-    wait_until(lambda: demo.api("/api/alerts?limit=1000&department=transport")["total"] > 0, timeout=60, what="a transport alert")
+    wait_until(
+        lambda: demo.api("/api/alerts?limit=1000&department=transport")["total"] > 0,
+        timeout=60,
+        what="a transport alert",
+    )
     page.get_by_role("button", name="Desk").click()
     page.locator("#queue .qrow").first.wait_for()
-    shown = {int(x) for x in page.eval_on_selector_all("#queue .qrow", "els => els.map(e => e.dataset.id)")}
-    shown |= {int(x) for x in page.eval_on_selector_all("#alert-list li[data-id]", "els => els.map(e => e.dataset.id)")}
+    shown = {
+        int(x)
+        for x in page.eval_on_selector_all("#queue .qrow", "els => els.map(e => e.dataset.id)")
+    }
+    shown |= {
+        int(x)
+        for x in page.eval_on_selector_all(
+            "#alert-list li[data-id]", "els => els.map(e => e.dataset.id)"
+        )
+    }
     assert shown and not (shown & env_ids), shown & env_ids
     # Sites of the other department are neither listed nor on the map.
     env_sites = {s["id"] for s in demo.api("/api/sites") if s["department"] == "env"}
@@ -100,9 +112,16 @@ def test_the_site_panel_follows_live_readings(demo, open_page) -> None:
     wait_until(lambda: latest.inner_text().strip(), timeout=30, what="a current value")
     page.evaluate("window.__marker = 1")
     first = latest.inner_text()
-    points = page.evaluate("window.__farsightMap && document.querySelectorAll('#site-charts .uplot').length")
+    points = page.evaluate(
+        "window.__farsightMap && document.querySelectorAll('#site-charts .uplot').length"
+    )
     assert points >= 1
-    wait_until(lambda: latest.inner_text() != first, timeout=60, interval=0.2, what="the site's value to change live")
+    wait_until(
+        lambda: latest.inner_text() != first,
+        timeout=60,
+        interval=0.2,
+        what="the site's value to change live",
+    )
     assert page.evaluate("window.__marker") == 1, "the page reloaded"
     # Day and week come downsampled from the hub (interval buckets), drawn the same way.
     page.get_by_role("button", name="Week").click()
@@ -111,13 +130,29 @@ def test_the_site_panel_follows_live_readings(demo, open_page) -> None:
 
 
 def test_map_layers_and_the_satellite_alert_follow_the_scope(demo, open_page) -> None:
-    sat = wait_until(lambda: [a for a in demo.api("/api/alerts?limit=1000&q=redline")["items"] if a["device"] == "satellite"],
-                     timeout=120, interval=1, what="the demo's satellite change alert")[0]
+    sat = wait_until(
+        lambda: [
+            a
+            for a in demo.api("/api/alerts?limit=1000&q=redline")["items"]
+            if a["device"] == "satellite"
+        ],
+        timeout=120,
+        interval=1,
+        what="the demo's satellite change alert",
+    )[0]
     layers = demo.api("/api/map/layers")
-    assert sat["site"] in layers["aois"] and layers["changes"]["features"] and layers["zones"]["features"]
+    assert (
+        sat["site"] in layers["aois"]
+        and layers["changes"]["features"]
+        and layers["zones"]["features"]
+    )
     transport = demo.issue_token("carol", "transport")
     assert demo.api("/api/map/layers", token=transport)["changes"]["features"] == []
-    assert demo.api("/api/me", token=transport) == {"user": "carol", "department": "transport", "departments": ["transport"]}
+    assert demo.api("/api/me", token=transport) == {
+        "user": "carol",
+        "department": "transport",
+        "departments": ["transport"],
+    }
 
     p = open_page(DESKTOP, name="satellite")
     page = p.page

@@ -64,11 +64,15 @@ def offline_delivery(host: str, port: int, protocol: str) -> int:
 
 
 @pytest.mark.parametrize("protocol", ["5", "3.1.1"])
-def test_mosquitto_delivers_everything_queued_for_a_persistent_session(mosquitto, protocol: str) -> None:
+def test_mosquitto_delivers_everything_queued_for_a_persistent_session(
+    mosquitto, protocol: str
+) -> None:
     assert offline_delivery(mosquitto.host, mosquitto.port, protocol) == N
 
 
 def test_amqtt_loses_messages_queued_for_a_persistent_session(amqtt_broker) -> None:
     """Documents the limitation the README states; if amqtt fixes it, this test says so."""
     delivered = offline_delivery(amqtt_broker.host, amqtt_broker.port, "3.1.1")
-    assert delivered < N, f"amqtt now delivers {delivered}/{N} queued messages: update the README and prefer it again"
+    assert delivered < N, (
+        f"amqtt now delivers {delivered}/{N} queued messages: update the README and prefer it again"
+    )

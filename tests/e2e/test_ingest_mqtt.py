@@ -14,11 +14,18 @@ from tests.factories import T0, registry
 
 
 def settings_for(broker, data_dir: Path, protocol: str = "5") -> Settings:  # type: ignore[no-untyped-def]
-    return Settings.model_validate({
-        "data_dir": str(data_dir),
-        "broker": {"host": broker.host, "port": broker.port, "protocol": protocol, "embedded": "none"},
-        "ingest": {"client_id": "test-ingest"},
-    })
+    return Settings.model_validate(
+        {
+            "data_dir": str(data_dir),
+            "broker": {
+                "host": broker.host,
+                "port": broker.port,
+                "protocol": protocol,
+                "embedded": "none",
+            },
+            "ingest": {"client_id": "test-ingest"},
+        }
+    )
 
 
 def publish_readings(settings: Settings, start: int, n: int) -> None:
@@ -27,14 +34,20 @@ def publish_readings(settings: Settings, start: int, n: int) -> None:
     connect(pub, settings.broker, persistent=False)
     wait_connected(pub)
     for i in range(start, start + n):
-        body = {"ts": (T0 + timedelta(seconds=i)).isoformat(), "metrics": {"pm25": 20 + i % 7}, "seq": i}
+        body = {
+            "ts": (T0 + timedelta(seconds=i)).isoformat(),
+            "metrics": {"pm25": 20 + i % 7},
+            "seq": i,
+        }
         tracker.add(pub.publish("fs/v1/env/yc-aq-1/aq1/reading", json.dumps(body), qos=1))
     assert tracker.wait(30)
     pub.disconnect()
     pub.loop_stop()
 
 
-def test_readings_published_while_ingest_is_down_are_all_stored_after_it_returns(fresh_mosquitto, data_dir: Path) -> None:
+def test_readings_published_while_ingest_is_down_are_all_stored_after_it_returns(
+    fresh_mosquitto, data_dir: Path
+) -> None:
     s = settings_for(fresh_mosquitto, data_dir)
     reg = registry()
     first = IngestService(s, reg)
@@ -49,7 +62,9 @@ def test_readings_published_while_ingest_is_down_are_all_stored_after_it_returns
     second.start()
     try:
         wait_until(lambda: second.readings.count() == 800, timeout=30, what="800 readings stored")
-        seqs = [r["seq"] for r in second.readings.series("yc-aq-1", "pm25", T0, T0 + timedelta(hours=1))]
+        seqs = [
+            r["seq"] for r in second.readings.series("yc-aq-1", "pm25", T0, T0 + timedelta(hours=1))
+        ]
         assert seqs == list(range(800))  # every reading, once, in order
         assert second.readings.dead_letter_count() == 0
     finally:
@@ -71,7 +86,9 @@ def test_mqtt_311_persistent_session_works_too(fresh_mosquitto, data_dir: Path) 
         svc.stop()
 
 
-def test_a_malformed_message_is_dead_lettered_and_ingest_keeps_going(mosquitto, data_dir: Path) -> None:
+def test_a_malformed_message_is_dead_lettered_and_ingest_keeps_going(
+    mosquitto, data_dir: Path
+) -> None:
     s = settings_for(mosquitto, data_dir)
     svc = IngestService(s, registry())
     svc.start()
@@ -87,14 +104,19 @@ def test_a_malformed_message_is_dead_lettered_and_ingest_keeps_going(mosquitto, 
         assert tracker.wait(10)
         pub.disconnect()
         pub.loop_stop()
-        wait_until(lambda: svc.readings.count() == 1 and svc.readings.dead_letter_count() == 2, what="1 stored, 2 dead letters")
+        wait_until(
+            lambda: svc.readings.count() == 1 and svc.readings.dead_letter_count() == 2,
+            what="1 stored, 2 dead letters",
+        )
         assert sorted(d.reason for d in svc.readings.dead_letters()) == ["not_utf8", "truncated"]
         assert svc.consumer.connected
     finally:
         svc.stop()
 
 
-def test_messages_queued_for_ingest_survive_a_broker_restart(fresh_mosquitto, data_dir: Path) -> None:
+def test_messages_queued_for_ingest_survive_a_broker_restart(
+    fresh_mosquitto, data_dir: Path
+) -> None:
     s = settings_for(fresh_mosquitto, data_dir)
     reg = registry()
     svc = IngestService(s, reg)
@@ -106,6 +128,10 @@ def test_messages_queued_for_ingest_survive_a_broker_restart(fresh_mosquitto, da
     svc = IngestService(s, reg)
     svc.start()
     try:
-        wait_until(lambda: svc.readings.count() == 200, timeout=30, what="200 readings stored after the broker restart")
+        wait_until(
+            lambda: svc.readings.count() == 200,
+            timeout=30,
+            what="200 readings stored after the broker restart",
+        )
     finally:
         svc.stop()

@@ -11,9 +11,9 @@ import os
 import subprocess
 import sys
 import threading
-from datetime import datetime, timedelta, timezone
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Iterator
 
 import httpx
 import pytest
@@ -38,25 +38,36 @@ def broker(request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
 @pytest.fixture
 def platform(broker, data_dir: Path) -> Iterator[tuple[Settings, IngestService, httpx.Client, str]]:  # type: ignore[no-untyped-def]
     protocol = "3.1.1" if broker.kind == "amqtt" else "5"
-    settings = Settings.model_validate({
-        "data_dir": str(data_dir),
-        "broker": {"host": broker.host, "port": broker.port, "protocol": protocol, "embedded": "none"},
-        "ingest": {"client_id": f"spine-{broker.kind}-{broker.port}"},
-        "hub": {"stream_poll_ms": 100},
-    })
+    settings = Settings.model_validate(
+        {
+            "data_dir": str(data_dir),
+            "broker": {
+                "host": broker.host,
+                "port": broker.port,
+                "protocol": protocol,
+                "embedded": "none",
+            },
+            "ingest": {"client_id": f"spine-{broker.kind}-{broker.port}"},
+            "hub": {"stream_poll_ms": 100},
+        }
+    )
     registry = load_registry(None)
     ingest = IngestService(settings, registry)
     ingest.start()
     tokens = TokenStore(settings.db_path, departments=registry.departments)
     token = tokens.issue("li.wei", "env")
-    app = create_app(settings, registry, readings=ingest.readings, alerts=ingest.alerts, tokens=tokens)
+    app = create_app(
+        settings, registry, readings=ingest.readings, alerts=ingest.alerts, tokens=tokens
+    )
     server = make_server(app, "127.0.0.1", 0, log_level="warning")
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     wait_until(lambda: server.started, what="hub started")
     client = httpx.Client(base_url=f"http://127.0.0.1:{bound_port(server)}", timeout=10)
     # Signed in as the dashboard is: the session cookie reads; every change sends the token.
-    assert client.post("/api/session", headers={"Authorization": f"Bearer {token}"}).status_code == 204
+    assert (
+        client.post("/api/session", headers={"Authorization": f"Bearer {token}"}).status_code == 204
+    )
     try:
         yield settings, ingest, client, token
     finally:
@@ -76,23 +87,35 @@ def test_a_simulated_exceedance_becomes_one_alert_that_is_acknowledged_and_close
     # every device as recently heard from, so only the injected exceedance raises an alert.
     # Ending on a whole hour makes the hourly-mean rule's windows the same on every run: the
     # last hour closes with 60 readings, the one before holds 39, fewer than its minimum of 45.
-    now = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
+    now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
     START = now - timedelta(minutes=ROUNDS - 1)
     sim = Simulator(registry, scenario, seed=11)
-    stats = sim.run(settings.broker, start=START, rounds=ROUNDS, interval_s=60, speedup=1, catch_up_until=now)
+    stats = sim.run(
+        settings.broker, start=START, rounds=ROUNDS, interval_s=60, speedup=1, catch_up_until=now
+    )
     assert stats.rounds == ROUNDS and stats.acknowledged == stats.messages
 
     # Every message the simulator sent is stored (HJ 212 frames carry several readings each).
-    wait_until(lambda: ingest.pipeline.stats.messages >= stats.messages, timeout=60, what="all messages ingested")
+    wait_until(
+        lambda: ingest.pipeline.stats.messages >= stats.messages,
+        timeout=60,
+        what="all messages ingested",
+    )
     assert ingest.pipeline.stats.rejected == 0, ingest.readings.dead_letters()
 
     (truth,) = ground_truth(scenario, registry, start=START)
     page = api.get("/api/alerts").json()
     # Exactly one alert per rule that judges this excess, all of them about the injected series
     # and none anywhere else: the per-reading permit rule and the hourly-mean rule.
-    assert all((a["site"], a["device"], a["metric"]) == (truth["site"], truth["device"], truth["metric"]) for a in page["items"]), page
+    assert all(
+        (a["site"], a["device"], a["metric"]) == (truth["site"], truth["device"], truth["metric"])
+        for a in page["items"]
+    ), page
     by_rule = {a["rule_id"]: a for a in page["items"]}
-    assert len(by_rule) == page["total"] and set(by_rule) == {"cems-so2-over-permit", "cems-so2-hourly-mean"}
+    assert len(by_rule) == page["total"] and set(by_rule) == {
+        "cems-so2-over-permit",
+        "cems-so2-hourly-mean",
+    }
     alert = by_rule["cems-so2-over-permit"]
     assert alert["threshold"] == truth["limit"] and alert["value"] > truth["limit"]
     # Fired after the 5-minute `for`, resolved when the injected excess ended (event time).
@@ -102,32 +125,74 @@ def test_a_simulated_exceedance_becomes_one_alert_that_is_acknowledged_and_close
 
     aid = alert["id"]
     auth = {"Authorization": f"Bearer {token}"}
-    assert api.post(f"/api/alerts/{aid}/ack", json={"note": "checking the CEMS data"}).status_code == 401
+    assert (
+        api.post(f"/api/alerts/{aid}/ack", json={"note": "checking the CEMS data"}).status_code
+        == 401
+    )
     r = api.post(f"/api/alerts/{aid}/ack", json={"note": "checking the CEMS data"}, headers=auth)
     assert r.status_code == 200 and r.json()["state"] == "acknowledged"
-    r = api.post(f"/api/alerts/{aid}/dispatch", headers=auth, json={
-        "note": "on-site check of the CEMS", "team": "Yichang enforcement 2", "inspector": "wang.fang", "due": "2026-12-01"})
+    r = api.post(
+        f"/api/alerts/{aid}/dispatch",
+        headers=auth,
+        json={
+            "note": "on-site check of the CEMS",
+            "team": "Yichang enforcement 2",
+            "inspector": "wang.fang",
+            "due": "2026-12-01",
+        },
+    )
     assert r.status_code == 200 and r.json()["state"] == "dispatched"
     photo = "9f" * 32
-    r = api.post(f"/api/alerts/{aid}/verify", headers=auth, json={
-        "note": "SO2 analyser reading confirmed against the portable meter", "finding": "violation_confirmed", "evidence": [photo]})
-    assert r.status_code == 200 and r.json()["state"] == "verified" and r.json()["evidence"] == [photo]
-    r = api.post(f"/api/alerts/{aid}/close", headers=auth, json={
-        "note": "penalty decided; rectification ordered", "case_number": "YC-ENV-2026-118", "penalty": "CNY 200,000",
-        "rectification": "repair the desulphurisation unit", "recheck": "2026-12-20"})
+    r = api.post(
+        f"/api/alerts/{aid}/verify",
+        headers=auth,
+        json={
+            "note": "SO2 analyser reading confirmed against the portable meter",
+            "finding": "violation_confirmed",
+            "evidence": [photo],
+        },
+    )
+    assert (
+        r.status_code == 200 and r.json()["state"] == "verified" and r.json()["evidence"] == [photo]
+    )
+    r = api.post(
+        f"/api/alerts/{aid}/close",
+        headers=auth,
+        json={
+            "note": "penalty decided; rectification ordered",
+            "case_number": "YC-ENV-2026-118",
+            "penalty": "CNY 200,000",
+            "rectification": "repair the desulphurisation unit",
+            "recheck": "2026-12-20",
+        },
+    )
     assert r.status_code == 200 and r.json()["state"] == "closed"
     assert r.json()["handling"]["disposal"]["case_number"] == "YC-ENV-2026-118"
-    assert api.post(f"/api/alerts/{aid}/close", json={"note": "again"}, headers=auth).status_code == 409
+    assert (
+        api.post(f"/api/alerts/{aid}/close", json={"note": "again"}, headers=auth).status_code
+        == 409
+    )
 
     timeline = api.get(f"/api/alerts/{aid}/timeline").json()["timeline"]
     actions = [(e["actor"], e["action"]) for e in timeline]
-    assert actions == [("rules", "opened"), ("rules", "resolved"), ("li.wei", "ack"), ("li.wei", "dispatch"),
-                       ("li.wei", "verify"), ("li.wei", "close")]
+    assert actions == [
+        ("rules", "opened"),
+        ("rules", "resolved"),
+        ("li.wei", "ack"),
+        ("li.wei", "dispatch"),
+        ("li.wei", "verify"),
+        ("li.wei", "close"),
+    ]
     assert all(len(e["audit"]["hash"]) == 64 for e in timeline)
 
     # The audit trail verifies with the command an auditor runs (全程留痕), and names its head.
-    proc = subprocess.run([sys.executable, "-m", "farsight.cli", "audit", "verify"], capture_output=True, text=True,
-                          env={**os.environ, "FARSIGHT_DATA_DIR": str(settings.data_dir)}, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "farsight.cli", "audit", "verify"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "FARSIGHT_DATA_DIR": str(settings.data_dir)},
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("audit chain ok:"), proc.stdout
     entries = int(proc.stdout.split(":")[1].split()[0])

@@ -8,9 +8,9 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+import cv2
 import httpx
 import numpy as np
-import cv2
 
 from farsight.registry import load_registry
 from farsight.runtime import IngestService, start_demo_video
@@ -21,13 +21,21 @@ from tests.conftest import wait_until
 from tests.hub.conftest import bearer, start_server, stop_server
 
 
-def test_demo_camera_smoke_becomes_an_alert_with_its_snapshot(fresh_mosquitto, data_dir: Path) -> None:
-    settings = Settings.model_validate({
-        "data_dir": str(data_dir),
-        "broker": {"host": fresh_mosquitto.host, "port": fresh_mosquitto.port, "embedded": "none"},
-        "rules": {"tick_s": 0.5},
-        "video": {"resend_s": 2},
-    })
+def test_demo_camera_smoke_becomes_an_alert_with_its_snapshot(
+    fresh_mosquitto, data_dir: Path
+) -> None:
+    settings = Settings.model_validate(
+        {
+            "data_dir": str(data_dir),
+            "broker": {
+                "host": fresh_mosquitto.host,
+                "port": fresh_mosquitto.port,
+                "embedded": "none",
+            },
+            "rules": {"tick_s": 0.5},
+            "video": {"resend_s": 2},
+        }
+    )
     registry = load_registry(None)
     ingest = IngestService(settings, registry)
     ingest.start()
@@ -36,8 +44,13 @@ def test_demo_camera_smoke_becomes_an_alert_with_its_snapshot(fresh_mosquitto, d
     try:
         cams, runner, banner = start_demo_video(settings, registry)
         assert cams is not None and runner is not None and "4 simulated cameras" in banner
-        app = create_app(settings, registry, readings=ingest.readings, alerts=ingest.alerts,
-                         tokens=TokenStore(settings.database, departments=registry.departments))
+        app = create_app(
+            settings,
+            registry,
+            readings=ingest.readings,
+            alerts=ingest.alerts,
+            tokens=TokenStore(settings.database, departments=registry.departments),
+        )
         token = app.state.hub.tokens.issue("officer", "env")
         server, thread, base_url = start_server(app)
 
@@ -46,28 +59,45 @@ def test_demo_camera_smoke_becomes_an_alert_with_its_snapshot(fresh_mosquitto, d
             return [a for a in alerts if a.rule_id == "video-construction-smoke"]
 
         try:
-            found = wait_until(smoke_alert, timeout=180, what="a construction smoke alert from the camera")
+            found = wait_until(
+                smoke_alert, timeout=180, what="a construction smoke alert from the camera"
+            )
         except AssertionError as exc:
-            raise AssertionError(f"{exc}; cameras: {runner.status()}; runner: {runner.stats}; "
-                                 f"readings: {ingest.pipeline.stats}") from None
+            raise AssertionError(
+                f"{exc}; cameras: {runner.status()}; runner: {runner.stats}; "
+                f"readings: {ingest.pipeline.stats}"
+            ) from None
         alert = found[0]
-        assert alert.site == "xg-cs-huaiyin-estate" and alert.device == "cam1"  # the camera the demo scripts smoke on
+        assert (
+            alert.site == "xg-cs-huaiyin-estate" and alert.device == "cam1"
+        )  # the camera the demo scripts smoke on
         assert alert.department == "env" and alert.metric == "video_smoke"
         # No alert from the quiet construction camera or the stacks' cameras in this time.
-        assert not [a for a in ingest.alerts.list(limit=100)[0] if a.metric.startswith("video") and a.id != alert.id]
+        assert not [
+            a
+            for a in ingest.alerts.list(limit=100)[0]
+            if a.metric.startswith("video") and a.id != alert.id
+        ]
 
         with httpx.Client(base_url=base_url, headers=bearer(token), timeout=10) as http:
-            listed = http.get("/api/alerts", params={"rule_id": "video-construction-smoke"}).json()["items"]
+            listed = http.get("/api/alerts", params={"rule_id": "video-construction-smoke"}).json()[
+                "items"
+            ]
             assert [a["id"] for a in listed] == [alert.id]
             evidence = listed[0]["evidence"]
-            assert len(evidence) >= 2  # annotated snapshot and raw frame; the clip when it was done in time
+            assert (
+                len(evidence) >= 2
+            )  # annotated snapshot and raw frame; the clip when it was done in time
             r = http.get(f"/api/evidence/{evidence[0]}")
             assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg"
             assert hashlib.sha256(r.content).hexdigest() == evidence[0]
             snap = cv2.imdecode(np.frombuffer(r.content, np.uint8), cv2.IMREAD_COLOR)
             assert snap.shape == (360, 640, 3)  # the demo cameras' size
             # The annotated snapshot differs from the raw frame where the box and label are drawn.
-            raw = cv2.imdecode(np.frombuffer(http.get(f"/api/evidence/{evidence[1]}").content, np.uint8), cv2.IMREAD_COLOR)
+            raw = cv2.imdecode(
+                np.frombuffer(http.get(f"/api/evidence/{evidence[1]}").content, np.uint8),
+                cv2.IMREAD_COLOR,
+            )
             assert np.abs(snap.astype(int) - raw.astype(int)).max() > 100
     finally:
         if server is not None:

@@ -10,8 +10,9 @@ import signal
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -56,15 +57,22 @@ class Hub:
         keys_file = data_dir / "gateway-keys.yaml"
         keys_file.write_text(yaml.safe_dump(keys), encoding="utf-8")
         keys_file.chmod(0o600)
-        self.settings = Settings.model_validate({
-            "data_dir": str(data_dir),
-            "broker": {"host": broker.host, "port": broker.port, "protocol": "5", "embedded": "none"},
-            "ingest": {"client_id": "test-hub-ingest"},
-            "edge": {"keys_file": str(keys_file)},
-        })
+        self.settings = Settings.model_validate(
+            {
+                "data_dir": str(data_dir),
+                "broker": {
+                    "host": broker.host,
+                    "port": broker.port,
+                    "protocol": "5",
+                    "embedded": "none",
+                },
+                "ingest": {"client_id": "test-hub-ingest"},
+                "edge": {"keys_file": str(keys_file)},
+            }
+        )
         self.service: IngestService | None = None
 
-    def start(self) -> "Hub":
+    def start(self) -> Hub:
         self.service = IngestService(self.settings, registry())
         self.service.start()
         return self
@@ -111,8 +119,13 @@ class StatusWatcher:
     def __init__(self, broker: MosquittoBroker, gateway: str = "gw-test") -> None:
         self.last: dict[str, Any] | None = None
         self.acks: list[dict[str, Any]] = []
-        self.client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=f"status-{secrets.token_hex(4)}")
-        self.client.on_connect = lambda c, *a: c.subscribe([(f"fs/v1/gw/{gateway}/status", 1), (f"fs/v1/gw/{gateway}/config/ack", 1)])
+        self.client = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=f"status-{secrets.token_hex(4)}",
+        )
+        self.client.on_connect = lambda c, *a: c.subscribe(
+            [(f"fs/v1/gw/{gateway}/status", 1), (f"fs/v1/gw/{gateway}/config/ack", 1)]
+        )
         self.client.on_message = self._on_message
         self.client.reconnect_delay_set(0.2, 1)
         self.client.connect(broker.host, broker.port)
@@ -127,8 +140,13 @@ class StatusWatcher:
 
     def ready(self) -> bool:
         """The gateway is online and its local collector subscribed."""
-        return bool(self.last and self.last.get("state") == "online"
-                    and all(v in ("connected", "listening") for v in self.last.get("collectors", {}).values()))
+        return bool(
+            self.last
+            and self.last.get("state") == "online"
+            and all(
+                v in ("connected", "listening") for v in self.last.get("collectors", {}).values()
+            )
+        )
 
     def close(self) -> None:
         self.client.disconnect()
@@ -154,9 +172,15 @@ class GatewayProcess:
         self.proc: subprocess.Popen | None = None
         self.log = open(workdir / "gateway.log", "ab")
 
-    def start(self) -> "GatewayProcess":
-        self.proc = subprocess.Popen([sys.executable, "-m", "farsight.cli", "edge", "--config", str(self.path)],
-                                     cwd=self.workdir, env=self.env, stdout=self.log, stderr=self.log, stdin=subprocess.DEVNULL)
+    def start(self) -> GatewayProcess:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "farsight.cli", "edge", "--config", str(self.path)],
+            cwd=self.workdir,
+            env=self.env,
+            stdout=self.log,
+            stderr=self.log,
+            stdin=subprocess.DEVNULL,
+        )
         return self
 
     def kill(self) -> None:
@@ -190,7 +214,10 @@ class GatewayProcess:
             return {"depth": 0, "dropped": 0, "refused": 0, "expired": 0}
         finally:
             con.close()
-        return {"depth": depth, **{k: int(meta.get(f"loss.{k}", 0)) for k in ("dropped", "refused", "expired")}}
+        return {
+            "depth": depth,
+            **{k: int(meta.get(f"loss.{k}", 0)) for k in ("dropped", "refused", "expired")},
+        }
 
     def tail(self) -> str:
         return (self.workdir / "gateway.log").read_text(errors="replace")[-4000:]
@@ -205,8 +232,15 @@ def gateway_config(site: MosquittoBroker, central: MosquittoBroker, **over: Any)
     cfg: dict[str, Any] = {
         "gateway_id": "gw-test",
         "data_dir": "var/edge",
-        "uplink": {"host": central.host, "port": central.port, "keepalive_s": 5, "batch_max": 200, "inflight": 4,
-                   "backfill_after_s": 2, "reconnect_max_s": 0.5},
+        "uplink": {
+            "host": central.host,
+            "port": central.port,
+            "keepalive_s": 5,
+            "batch_max": 200,
+            "inflight": 4,
+            "backfill_after_s": 2,
+            "reconnect_max_s": 0.5,
+        },
         "buffer": {"max_bytes": 64 * 1024 * 1024},
         "collectors": {"mqtt_local": {"enabled": True, "host": site.host, "port": site.port}},
         "health": {"interval_s": 1},

@@ -13,8 +13,12 @@ from ingest.edge_batches import BatchError, EdgeBatchDecoder
 from ingest.pipeline import Message
 
 KEY = bytes.fromhex(secrets.token_hex(32))
-MSGS = [BatchMessage("fs/v1/env/yc-aq-1/aq1/reading", b'{"ts": 1764000000000, "metrics": {"pm25": 1}}', 1, False),
-        BatchMessage("fs/v1/env/yc-stack-1/cems1/hj212", b"\xff\x00binary", 2, True)]
+MSGS = [
+    BatchMessage(
+        "fs/v1/env/yc-aq-1/aq1/reading", b'{"ts": 1764000000000, "metrics": {"pm25": 1}}', 1, False
+    ),
+    BatchMessage("fs/v1/env/yc-stack-1/cems1/hj212", b"\xff\x00binary", 2, True),
+]
 
 
 def _batch(seq: int, key: bytes = KEY, gateway: str = "gw-1") -> bytes:
@@ -61,7 +65,14 @@ def test_the_hub_refuses_replays_and_ignores_redeliveries(tmp_path: Path) -> Non
     assert again.messages == [] and again.dead == [] and again.duplicates == {"gw-1": 1}
     dec.commit(again)
     replay = encode_batch("gw-1", 2, MSGS[:1], KEY, 2000)  # same seq, other content: a replay
-    out = dec.expand([_msg(replay), _msg(_batch(1)[:-5] + b'"}'), _msg(_batch(3), "gw-9"), _msg(_batch(4, gateway="gw-1"), "gw-1")])
+    out = dec.expand(
+        [
+            _msg(replay),
+            _msg(_batch(1)[:-5] + b'"}'),
+            _msg(_batch(3), "gw-9"),
+            _msg(_batch(4, gateway="gw-1"), "gw-1"),
+        ]
+    )
     reasons = [d.reason for d in out.dead]
     assert reasons == ["replayed_batch", "bad_batch", "unknown_gateway"]
     assert len(out.messages) == 2  # batch 4 is fine

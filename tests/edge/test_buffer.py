@@ -33,7 +33,10 @@ def test_the_callback_runs_after_the_commit_and_many_appends_share_a_commit(tmp_
     done = threading.Event()
     results: list[list[bool]] = []
     for i in range(500):
-        b.submit([("t", str(i).encode())], lambda f: (results.append(f), len(results) == 500 and done.set()))
+        b.submit(
+            [("t", str(i).encode())],
+            lambda f: (results.append(f), len(results) == 500 and done.set()),
+        )
     assert done.wait(10)
     assert len(results) == 500 and all(r == [True] for r in results)
     # Visible to another connection: committed, not just queued.

@@ -16,7 +16,9 @@ def test_defaults_are_valid_and_every_field_is_documented() -> None:
 
     def walk(node: dict, path: str) -> None:
         for name, prop in node.get("properties", {}).items():
-            assert prop.get("title") and prop.get("description"), f"{path}.{name} lacks a title or description"
+            assert prop.get("title") and prop.get("description"), (
+                f"{path}.{name} lacks a title or description"
+            )
 
     walk(schema, "")
     for name, sub in schema.get("$defs", {}).items():
@@ -25,11 +27,23 @@ def test_defaults_are_valid_and_every_field_is_documented() -> None:
 
 def test_every_problem_is_reported_with_its_key_path() -> None:
     with pytest.raises(ConfigError) as e:
-        parse_gateway_config({"gateway_id": "bad id!", "uplink": {"port": 0, "inflght": 3},
-                              "buffer": {"policy": "drop_newest"}, "collectors": {"hj212_tcp": {"devices": {"X": {"dept": "env"}}}}})
+        parse_gateway_config(
+            {
+                "gateway_id": "bad id!",
+                "uplink": {"port": 0, "inflght": 3},
+                "buffer": {"policy": "drop_newest"},
+                "collectors": {"hj212_tcp": {"devices": {"X": {"dept": "env"}}}},
+            }
+        )
     paths = sorted(p.path for p in e.value.problems)
-    assert paths == ["buffer.policy", "collectors.hj212_tcp.devices.X.device", "collectors.hj212_tcp.devices.X.site",
-                     "gateway_id", "uplink.inflght", "uplink.port"]
+    assert paths == [
+        "buffer.policy",
+        "collectors.hj212_tcp.devices.X.device",
+        "collectors.hj212_tcp.devices.X.site",
+        "gateway_id",
+        "uplink.inflght",
+        "uplink.port",
+    ]
     assert "unknown key" in next(p.message for p in e.value.problems if p.path == "uplink.inflght")
 
 
@@ -49,4 +63,7 @@ def test_load_reads_yaml_and_reports_syntax_errors(tmp_path: Path) -> None:
 
 def test_the_example_configuration_is_valid() -> None:
     cfg = load_gateway_config(Path(__file__).resolve().parents[2] / "edge" / "gateway.example.yaml")
-    assert cfg.uplink.tls.enabled and cfg.collectors.hj212_tcp.devices["42050000000001"].site == "yc-stack-1"
+    assert (
+        cfg.uplink.tls.enabled
+        and cfg.collectors.hj212_tcp.devices["42050000000001"].site == "yc-stack-1"
+    )

@@ -20,8 +20,16 @@ MN = "42050000000001"
 @pytest.fixture
 def collector(tmp_path: Path):  # type: ignore[no-untyped-def]
     buf = Buffer(tmp_path / "b.db", BufferSettings())
-    col = Hj212TcpCollector("gw-1", Hj212TcpSettings(enabled=True, host="127.0.0.1", port=0,
-                                                    devices={MN: {"dept": "env", "site": "yc-stack-1", "device": "cems1"}}), buf)
+    col = Hj212TcpCollector(
+        "gw-1",
+        Hj212TcpSettings(
+            enabled=True,
+            host="127.0.0.1",
+            port=0,
+            devices={MN: {"dept": "env", "site": "yc-stack-1", "device": "cems1"}},
+        ),
+        buf,
+    )
     col.start()
     yield col
     col.stop()
@@ -41,7 +49,9 @@ def _exchange(port: int, data: bytes, expect: int, timeout: float = 5.0) -> list
         return got
 
 
-def test_a_frame_asking_for_a_response_gets_9014_with_its_qn_after_it_is_buffered(collector) -> None:  # type: ignore[no-untyped-def]
+def test_a_frame_asking_for_a_response_gets_9014_with_its_qn_after_it_is_buffered(
+    collector,
+) -> None:  # type: ignore[no-untyped-def]
     frame = build_data_frame(mn=MN, ts=T0, values={"a21026": {"Rtd": 12.5, "Flag": "N"}}, flag=5)
     [reply] = _exchange(collector.port, frame, 1)
     h = parse_header(reply)  # a well-formed frame: length and CRC check out
@@ -51,7 +61,9 @@ def test_a_frame_asking_for_a_response_gets_9014_with_its_qn_after_it_is_buffere
     assert [(r.topic, r.payload) for r in rows] == [("fs/v1/env/yc-stack-1/cems1/hj212", frame)]
 
 
-def test_no_response_unless_asked_and_none_for_a_corrupt_frame_which_is_still_kept(collector) -> None:  # type: ignore[no-untyped-def]
+def test_no_response_unless_asked_and_none_for_a_corrupt_frame_which_is_still_kept(
+    collector,
+) -> None:  # type: ignore[no-untyped-def]
     plain = build_data_frame(mn=MN, ts=T0, values={"a21026": {"Rtd": 1}}, flag=4)
     asked = build_data_frame(mn=MN, ts=T0, values={"a21026": {"Rtd": 2}}, flag=5)
     corrupt = asked[:-6] + b"0000\r\n"  # wrong CRC
@@ -63,7 +75,9 @@ def test_no_response_unless_asked_and_none_for_a_corrupt_frame_which_is_still_ke
 
 
 def test_a_notification_gets_9013_and_an_unknown_mn_is_not_answered(collector) -> None:  # type: ignore[no-untyped-def]
-    notice = wrap(f"QN=20261125080000000;ST=31;CN=2081;PW=123456;MN={MN};Flag=5;CP=&&RestartTime=20261125075900&&")
+    notice = wrap(
+        f"QN=20261125080000000;ST=31;CN=2081;PW=123456;MN={MN};Flag=5;CP=&&RestartTime=20261125075900&&"
+    )
     [reply] = _exchange(collector.port, notice, 1)
     assert parse_header(reply).cn == "9013"
     stranger = build_data_frame(mn="99999999999999", ts=T0, values={"a21026": {"Rtd": 1}}, flag=5)

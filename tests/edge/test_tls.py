@@ -9,9 +9,9 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from cryptography import x509
@@ -34,20 +34,42 @@ def _key() -> ec.EllipticCurvePrivateKey:
 
 
 def _write_key(key: ec.EllipticCurvePrivateKey, path: Path) -> Path:
-    path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
     path.chmod(0o600)
     return path
 
 
-def _cert(subject: str, key, issuer_name: x509.Name | None, issuer_key, *, ca: bool = False, ip: str | None = None) -> x509.Certificate:  # type: ignore[no-untyped-def]
+def _cert(
+    subject: str,
+    key,
+    issuer_name: x509.Name | None,
+    issuer_key,
+    *,
+    ca: bool = False,
+    ip: str | None = None,
+) -> x509.Certificate:  # type: ignore[no-untyped-def]
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
-    now = dt.datetime.now(dt.timezone.utc)
-    b = (x509.CertificateBuilder().subject_name(name).issuer_name(issuer_name or name).public_key(key.public_key())
-         .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
-         .not_valid_after(now + dt.timedelta(days=1))
-         .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+    now = dt.datetime.now(dt.UTC)
+    b = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(issuer_name or name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    )
     if ip:
-        b = b.add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(ip))]), critical=False)
+        b = b.add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(ip))]), critical=False
+        )
     return b.sign(issuer_key, hashes.SHA256())
 
 
@@ -75,9 +97,15 @@ def make_pki(d: Path) -> Pki:
         (d / name).write_bytes(c.public_bytes(serialization.Encoding.PEM))
         return d / name
 
-    return Pki(pem(ca, "ca.pem"), pem(server, "server.pem"), _write_key(server_key, d / "server.key"),
-               pem(client, "client.pem"), _write_key(client_key, d / "client.key"),
-               pem(rogue, "rogue.pem"), _write_key(rogue_key, d / "rogue.key"))
+    return Pki(
+        pem(ca, "ca.pem"),
+        pem(server, "server.pem"),
+        _write_key(server_key, d / "server.key"),
+        pem(client, "client.pem"),
+        _write_key(client_key, d / "client.key"),
+        pem(rogue, "rogue.pem"),
+        _write_key(rogue_key, d / "rogue.key"),
+    )
 
 
 @dataclass
@@ -99,7 +127,11 @@ def tls_broker(mosquitto_path: str, tmp_path: Path) -> Iterator[tuple[TlsBroker,
     pki = make_pki(d)
     passwords = d / "passwords"
     passwords.write_text("", encoding="utf-8")
-    subprocess.run(["mosquitto_passwd", "-b", str(passwords), "gw-test", "s3cret-for-this-test"], check=True, capture_output=True)
+    subprocess.run(
+        ["mosquitto_passwd", "-b", str(passwords), "gw-test", "s3cret-for-this-test"],
+        check=True,
+        capture_output=True,
+    )
     passwords.chmod(0o600)
     plain, cert_port, pw_port = free_port(), free_port(), free_port()
     import getpass
@@ -111,9 +143,15 @@ def tls_broker(mosquitto_path: str, tmp_path: Path) -> Iterator[tuple[TlsBroker,
         f"listener {plain} 127.0.0.1\nallow_anonymous true\n"
         f"listener {cert_port} 127.0.0.1\n{tls}require_certificate true\nuse_identity_as_username true\nallow_anonymous false\n"
         f"listener {pw_port} 127.0.0.1\n{tls}allow_anonymous false\npassword_file {passwords}\n",
-        encoding="utf-8")
+        encoding="utf-8",
+    )
     log = open(d / "mosquitto.log", "ab")
-    proc = subprocess.Popen([mosquitto_binary() or "mosquitto", "-c", str(conf)], stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [mosquitto_binary() or "mosquitto", "-c", str(conf)],
+        stdout=log,
+        stderr=log,
+        stdin=subprocess.DEVNULL,
+    )
     try:
         for p in (plain, cert_port, pw_port):
             wait_for_port("127.0.0.1", p, proc=proc)
@@ -126,10 +164,17 @@ def tls_broker(mosquitto_path: str, tmp_path: Path) -> Iterator[tuple[TlsBroker,
 
 def _gateway(tmp_path: Path, uplink: dict, name: str) -> EdgeService:
     raw = {
-        "gateway_id": "gw-test", "data_dir": str(tmp_path / name),
+        "gateway_id": "gw-test",
+        "data_dir": str(tmp_path / name),
         "uplink": {"host": "127.0.0.1", "keepalive_s": 5, "reconnect_max_s": 1, **uplink},
-        "collectors": {"hj212_tcp": {"enabled": True, "host": "127.0.0.1", "port": 0,
-                                     "devices": {MN: {"dept": "env", "site": "yc-stack-1", "device": "cems1"}}}},
+        "collectors": {
+            "hj212_tcp": {
+                "enabled": True,
+                "host": "127.0.0.1",
+                "port": 0,
+                "devices": {MN: {"dept": "env", "site": "yc-stack-1", "device": "cems1"}},
+            }
+        },
         "health": {"interval_s": 0.5},
     }
     svc = EdgeService(parse_gateway_config(raw), raw)
@@ -145,18 +190,31 @@ def _send(svc: EdgeService, n: int) -> None:
 
 
 @pytest.mark.parametrize("auth", ["certificate", "password"])
-def test_uplink_over_tls_reaches_the_hub(tls_broker, tmp_path: Path, gateway_key: str, monkeypatch, auth: str) -> None:  # type: ignore[no-untyped-def]
+def test_uplink_over_tls_reaches_the_hub(
+    tls_broker, tmp_path: Path, gateway_key: str, monkeypatch, auth: str
+) -> None:  # type: ignore[no-untyped-def]
     broker, pki = tls_broker
     monkeypatch.setenv("FARSIGHT_EDGE_KEY", gateway_key)
     hub_dir = tmp_path / "hub"
     hub_dir.mkdir()
     hub = Hub(broker, hub_dir, {"gw-test": gateway_key}).start()  # type: ignore[arg-type]
     if auth == "certificate":
-        uplink = {"port": broker.cert_port, "tls": {"enabled": True, "ca_file": str(pki.ca), "cert_file": str(pki.client_cert),
-                                                     "key_file": str(pki.client_key)}}
+        uplink = {
+            "port": broker.cert_port,
+            "tls": {
+                "enabled": True,
+                "ca_file": str(pki.ca),
+                "cert_file": str(pki.client_cert),
+                "key_file": str(pki.client_key),
+            },
+        }
     else:
         monkeypatch.setenv("FARSIGHT_EDGE_PASSWORD", "s3cret-for-this-test")
-        uplink = {"port": broker.password_port, "username": "gw-test", "tls": {"enabled": True, "ca_file": str(pki.ca)}}
+        uplink = {
+            "port": broker.password_port,
+            "username": "gw-test",
+            "tls": {"enabled": True, "ca_file": str(pki.ca)},
+        }
     svc = _gateway(tmp_path, uplink, "edge")
     try:
         wait_until(lambda: svc.uplink.connected, timeout=20, what="TLS uplink connected")
@@ -169,13 +227,17 @@ def test_uplink_over_tls_reaches_the_hub(tls_broker, tmp_path: Path, gateway_key
 
 
 @pytest.mark.parametrize("case", ["untrusted certificate", "no certificate", "wrong password"])
-def test_uplink_refused_without_valid_credentials_keeps_everything_buffered(tls_broker, tmp_path: Path, gateway_key: str,
-                                                                            monkeypatch, case: str) -> None:  # type: ignore[no-untyped-def]
+def test_uplink_refused_without_valid_credentials_keeps_everything_buffered(
+    tls_broker, tmp_path: Path, gateway_key: str, monkeypatch, case: str
+) -> None:  # type: ignore[no-untyped-def]
     broker, pki = tls_broker
     monkeypatch.setenv("FARSIGHT_EDGE_KEY", gateway_key)
     tls = {"enabled": True, "ca_file": str(pki.ca)}
     if case == "untrusted certificate":
-        uplink = {"port": broker.cert_port, "tls": {**tls, "cert_file": str(pki.rogue_cert), "key_file": str(pki.rogue_key)}}
+        uplink = {
+            "port": broker.cert_port,
+            "tls": {**tls, "cert_file": str(pki.rogue_cert), "key_file": str(pki.rogue_key)},
+        }
     elif case == "no certificate":
         uplink = {"port": broker.cert_port, "tls": tls}
     else:
@@ -185,7 +247,11 @@ def test_uplink_refused_without_valid_credentials_keeps_everything_buffered(tls_
     try:
         _send(svc, 10)
         # Refused connections are retried; meanwhile nothing is lost: every reading stays buffered.
-        wait_until(lambda: svc.uplink.reconnects >= 2, timeout=20, what="connection attempts refused and retried")
+        wait_until(
+            lambda: svc.uplink.reconnects >= 2,
+            timeout=20,
+            what="connection attempts refused and retried",
+        )
         assert not svc.uplink.connected
         assert svc.buffer.depth == 10
     finally:

@@ -1,8 +1,15 @@
 """GB 32100-2015 unified social credit codes."""
 
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
-from farsight.credit import ALPHABET, check_char, credit_code_problem, is_valid_credit_code, make_credit_code
+from farsight.credit import (
+    ALPHABET,
+    check_char,
+    credit_code_problem,
+    is_valid_credit_code,
+    make_credit_code,
+)
 
 # The example code printed in GB 32100-2015 and a published business registration.
 KNOWN_VALID = ["91350100M000100Y43", "91110000802100433B"]
@@ -33,5 +40,5 @@ def test_made_codes_validate_and_any_single_substitution_is_caught(first17: str)
     for pos in (0, 8, 16):
         c = code[pos]
         other = ALPHABET[(ALPHABET.index(c) + 7) % 31]
-        assert not is_valid_credit_code(code[:pos] + other + code[pos + 1:])
+        assert not is_valid_credit_code(code[:pos] + other + code[pos + 1 :])
     assert check_char(first17) == code[-1]

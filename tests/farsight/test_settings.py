@@ -21,7 +21,14 @@ def test_defaults_need_no_file() -> None:
 def test_yaml_and_environment_overrides(tmp_path: Path) -> None:
     f = tmp_path / "farsight.yaml"
     f.write_text("broker:\n  port: 1999\nhub:\n  port: 8100\n", encoding="utf-8")
-    s = load_settings(f, environ={"FARSIGHT__HUB__PORT": "8200", "FARSIGHT__INGEST__TOPICS": "[a/b, c/d]", "FARSIGHT_DATA_DIR": "/tmp/x"})
+    s = load_settings(
+        f,
+        environ={
+            "FARSIGHT__HUB__PORT": "8200",
+            "FARSIGHT__INGEST__TOPICS": "[a/b, c/d]",
+            "FARSIGHT_DATA_DIR": "/tmp/x",
+        },
+    )
     assert s.broker.port == 1999
     assert s.hub.port == 8200  # environment wins over the file
     assert s.ingest.topics == ("a/b", "c/d")
@@ -30,13 +37,17 @@ def test_yaml_and_environment_overrides(tmp_path: Path) -> None:
 
 def test_every_error_is_reported_with_its_key_path(tmp_path: Path) -> None:
     f = tmp_path / "bad.yaml"
-    f.write_text("broker:\n  port: 70000\n  colour: blue\nhub:\n  stream_poll_ms: 1\n", encoding="utf-8")
+    f.write_text(
+        "broker:\n  port: 70000\n  colour: blue\nhub:\n  stream_poll_ms: 1\n", encoding="utf-8"
+    )
     with pytest.raises(ConfigError) as info:
         load_settings(f, environ={})
     paths = {p.path: p for p in info.value.problems}
     assert set(paths) == {"broker.port", "broker.colour", "hub.stream_poll_ms"}
     assert paths["broker.port"].value == 70000
-    assert paths["broker.colour"].value == "blue" and "unknown key" in paths["broker.colour"].message
+    assert (
+        paths["broker.colour"].value == "blue" and "unknown key" in paths["broker.colour"].message
+    )
     assert "greater than or equal to 50" in paths["hub.stream_poll_ms"].message
 
 
@@ -50,12 +61,22 @@ def test_yaml_syntax_error_names_the_line(tmp_path: Path) -> None:
 def test_check_config_cli_exit_status_and_output(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("ingest:\n  qos: 2\n  batch_max: 0\n", encoding="utf-8")
-    proc = subprocess.run([sys.executable, "-m", "farsight.cli", "check-config", str(bad)], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "farsight.cli", "check-config", str(bad)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 2
     assert "ingest.qos" in proc.stderr and "(got 2)" in proc.stderr
     assert "ingest.batch_max" in proc.stderr and "(got 0)" in proc.stderr
     good = tmp_path / "good.yaml"
     good.write_text("hub:\n  port: 8123\n", encoding="utf-8")
-    proc = subprocess.run([sys.executable, "-m", "farsight.cli", "check-config", str(good)], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "farsight.cli", "check-config", str(good)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "configuration ok" in proc.stdout

@@ -6,10 +6,11 @@ import queue
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -32,19 +33,45 @@ TRANSPORT_ENTITY = make_credit_code("91330200MA2B3C4D6")
 REGISTRY_DOC: dict[str, Any] = {
     "sites": [
         {
-            "id": "aq-1", "name": "Riverside <b>air</b> station", "department": "env", "city": "Hangzhou",
-            "kind": "air_quality", "entity_id": ENV_ENTITY, "entity_name": "Riverside Monitoring Co.",
-            "location": {"lon": 120.16, "lat": 30.27}, "credit_grade": "A", "limits": {"pm25": 75},
+            "id": "aq-1",
+            "name": "Riverside <b>air</b> station",
+            "department": "env",
+            "city": "Hangzhou",
+            "kind": "air_quality",
+            "entity_id": ENV_ENTITY,
+            "entity_name": "Riverside Monitoring Co.",
+            "location": {"lon": 120.16, "lat": 30.27},
+            "credit_grade": "A",
+            "limits": {"pm25": 75},
             "devices": [{"id": "aq1", "kind": "air_quality", "metrics": ["pm25", "pm10"]}],
         },
         {
-            "id": "stack-1", "name": "Power plant stack 1", "department": "env", "city": "Ningbo",
-            "kind": "stack", "entity_id": ENV_ENTITY, "location": {"lon": 121.55, "lat": 29.87}, "credit_grade": "C",
-            "devices": [{"id": "cems1", "kind": "cems", "protocol": "hj212", "mn": "MN0001", "metrics": ["so2", "nox"]}],
+            "id": "stack-1",
+            "name": "Power plant stack 1",
+            "department": "env",
+            "city": "Ningbo",
+            "kind": "stack",
+            "entity_id": ENV_ENTITY,
+            "location": {"lon": 121.55, "lat": 29.87},
+            "credit_grade": "C",
+            "devices": [
+                {
+                    "id": "cems1",
+                    "kind": "cems",
+                    "protocol": "hj212",
+                    "mn": "MN0001",
+                    "metrics": ["so2", "nox"],
+                }
+            ],
         },
         {
-            "id": "wim-1", "name": "Toll gate weigh station", "department": "transport", "city": "Hangzhou",
-            "kind": "wim", "entity_id": TRANSPORT_ENTITY, "location": {"lon": 120.2, "lat": 30.3},
+            "id": "wim-1",
+            "name": "Toll gate weigh station",
+            "department": "transport",
+            "city": "Hangzhou",
+            "kind": "wim",
+            "entity_id": TRANSPORT_ENTITY,
+            "location": {"lon": 120.2, "lat": 30.3},
             "devices": [{"id": "wim1", "kind": "wim", "metrics": ["gross_weight", "axles"]}],
         },
     ]
@@ -59,7 +86,9 @@ def make_registry() -> Registry:
 
 
 def make_settings(data_dir: Path, **hub: Any) -> Settings:
-    return Settings.model_validate({"data_dir": str(data_dir), "hub": {"stream_poll_ms": 50, "page_max": 50, **hub}})
+    return Settings.model_validate(
+        {"data_dir": str(data_dir), "hub": {"stream_poll_ms": 50, "page_max": 50, **hub}}
+    )
 
 
 def start_server(app: FastAPI) -> tuple[HubServer, threading.Thread, str]:
@@ -96,16 +125,36 @@ class LiveHub:
     alerts: AlertStore
     tokens: TokenStore
 
-    def alert(self, rule_id: str, site: str = "aq-1", *, severity: str = "major", status: str = "firing",
-              device: str | None = None, metric: str = "pm25", ts: datetime | None = None, value: float = 99.0) -> Alert:
+    def alert(
+        self,
+        rule_id: str,
+        site: str = "aq-1",
+        *,
+        severity: str = "major",
+        status: str = "firing",
+        device: str | None = None,
+        metric: str = "pm25",
+        ts: datetime | None = None,
+        value: float = 99.0,
+    ) -> Alert:
         """Apply one signal as the rule engine would and return the resulting alert."""
         s = self.registry.get(site)
         assert s is not None
         dev = device or s.devices[0].id
         sig = AlertSignal(
-            rule_id=rule_id, fingerprint=fingerprint(rule_id, site, dev, metric), status=status, site=site, device=dev,
-            metric=metric, severity=severity, summary=f"{metric} above limit at {s.name}", ts=ts or datetime.now(timezone.utc),
-            value=value, threshold=75.0, department=s.department, entity_id=s.entity_id,
+            rule_id=rule_id,
+            fingerprint=fingerprint(rule_id, site, dev, metric),
+            status=status,
+            site=site,
+            device=dev,
+            metric=metric,
+            severity=severity,
+            summary=f"{metric} above limit at {s.name}",
+            ts=ts or datetime.now(UTC),
+            value=value,
+            threshold=75.0,
+            department=s.department,
+            entity_id=s.entity_id,
         )
         changed = self.alerts.apply([sig])
         assert changed, "signal changed nothing"
@@ -113,12 +162,17 @@ class LiveHub:
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgres"])
-def hub(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveHub]:
+def hub(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveHub]:
     """One hub per backend (SQLite, then PostgreSQL); tests keep apart by unique rule ids, sites and metrics."""
     data_dir = tmp_path_factory.mktemp("hub-data")
     if request.param == "postgres":
         settings = make_settings(data_dir).model_copy(
-            update={"database_url": request.getfixturevalue("postgres_server").create_database("hub")})
+            update={
+                "database_url": request.getfixturevalue("postgres_server").create_database("hub")
+            }
+        )
     else:
         settings = make_settings(data_dir)
     registry = make_registry()
@@ -126,9 +180,15 @@ def hub(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
     # Short keepalives let stream readers notice a stop request quickly; production uses 15 s.
     app.state.stream.keepalive_s = 0.5
     server, thread, base_url = start_server(app)
-    live = LiveHub(base_url=base_url, settings=settings, registry=registry, app=app,
-                   readings=ReadingStore(settings.database), alerts=AlertStore(settings.database),
-                   tokens=TokenStore(settings.database, registry.departments))
+    live = LiveHub(
+        base_url=base_url,
+        settings=settings,
+        registry=registry,
+        app=app,
+        readings=ReadingStore(settings.database),
+        alerts=AlertStore(settings.database),
+        tokens=TokenStore(settings.database, registry.departments),
+    )
     try:
         yield live
     finally:
@@ -193,10 +253,12 @@ class SSEReader:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="sse-reader", daemon=True)
 
-    def __enter__(self) -> "SSEReader":
+    def __enter__(self) -> SSEReader:
         self._thread.start()
         if not self.opened.wait(10.0):
-            raise AssertionError(f"stream did not open (status={self.status}, error={self.error!r})")
+            raise AssertionError(
+                f"stream did not open (status={self.status}, error={self.error!r})"
+            )
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -228,14 +290,18 @@ class SSEReader:
                             self.history.append(note)
                             continue
                         name, _, value = line.partition(":")
-                        value = value[1:] if value.startswith(" ") else value
-                        ev[name] = ev[name] + "\n" + value if name == "data" and name in ev else value
+                        value = value.removeprefix(" ")
+                        ev[name] = (
+                            ev[name] + "\n" + value if name == "data" and name in ev else value
+                        )
         except BaseException as exc:  # reported through .error; the thread must not die silently
             self.error = exc
         finally:
             self.ended.set()
 
-    def wait_for(self, match: Callable[[dict[str, str]], bool], timeout: float = 10.0) -> dict[str, str]:
+    def wait_for(
+        self, match: Callable[[dict[str, str]], bool], timeout: float = 10.0
+    ) -> dict[str, str]:
         """The first event so far satisfying ``match`` and not returned before (events may come in
         another order than a test waits for them: a poll can pick up an alert before a reading
         written earlier); fails after ``timeout`` seconds."""
@@ -247,7 +313,9 @@ class SSEReader:
                     return ev
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise AssertionError(f"no matching event within {timeout} s; saw {[e for e in self.history if 'comment' not in e][-10:]}")
+                raise AssertionError(
+                    f"no matching event within {timeout} s; saw {[e for e in self.history if 'comment' not in e][-10:]}"
+                )
             try:
                 self.events.get(timeout=min(remaining, 0.5))  # wakes when something arrives
             except queue.Empty:

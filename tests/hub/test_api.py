@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import httpx
 import pytest
@@ -13,7 +13,7 @@ from farsight.types import Reading
 from ingest.store import DeadLetter
 from tests.hub.conftest import LiveHub, bearer
 
-T0 = datetime(2026, 1, 5, 8, 0, tzinfo=timezone.utc)  # on a minute boundary, so 60 s buckets align with it
+T0 = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)  # on a minute boundary, so 60 s buckets align with it
 
 
 # -- health, sites -----------------------------------------------------------------------------
@@ -25,12 +25,16 @@ def test_healthz(client: httpx.Client) -> None:
     assert r.json() == {"status": "ok", "db": "ok"}
 
 
-def test_sites_list_with_latest_readings_and_open_alerts(hub: LiveHub, client: httpx.Client, rule_id: str) -> None:
-    now = datetime.now(timezone.utc).replace(microsecond=0)
-    hub.readings.write([
-        Reading("aq-1", "aq1", "pm10", 40.0, "ug/m3", now - timedelta(minutes=2)),
-        Reading("aq-1", "aq1", "pm10", 42.5, "ug/m3", now - timedelta(seconds=30)),
-    ])
+def test_sites_list_with_latest_readings_and_open_alerts(
+    hub: LiveHub, client: httpx.Client, rule_id: str
+) -> None:
+    now = datetime.now(UTC).replace(microsecond=0)
+    hub.readings.write(
+        [
+            Reading("aq-1", "aq1", "pm10", 40.0, "ug/m3", now - timedelta(minutes=2)),
+            Reading("aq-1", "aq1", "pm10", 42.5, "ug/m3", now - timedelta(seconds=30)),
+        ]
+    )
     before = {s["id"]: s["open_alerts"] for s in client.get("/api/sites").json()}
     hub.alert(rule_id, "aq-1", metric="pm10")
 
@@ -53,8 +57,13 @@ def test_sites_list_with_latest_readings_and_open_alerts(hub: LiveHub, client: h
 
 
 def test_sites_filtered_by_department(client: httpx.Client) -> None:
-    assert [s["id"] for s in client.get("/api/sites", params={"department": "transport"}).json()] == ["wim-1"]
-    assert {s["id"] for s in client.get("/api/sites", params={"department": "env"}).json()} == {"aq-1", "stack-1"}
+    assert [
+        s["id"] for s in client.get("/api/sites", params={"department": "transport"}).json()
+    ] == ["wim-1"]
+    assert {s["id"] for s in client.get("/api/sites", params={"department": "env"}).json()} == {
+        "aq-1",
+        "stack-1",
+    }
     r = client.get("/api/sites", params={"department": "health"})
     assert r.status_code == 422 and "env" in r.json()["detail"]
 
@@ -73,13 +82,25 @@ def test_site_detail_and_404(client: httpx.Client) -> None:
 def so2_series(hub: LiveHub) -> list[float]:
     """Twelve so2 readings 10 s apart from T0: values 0..11, so 60 s buckets average 2.5 and 8.5."""
     values = [float(i) for i in range(12)]
-    hub.readings.write([Reading("stack-1", "cems1", "so2", v, "mg/m3", T0 + timedelta(seconds=10 * i)) for i, v in enumerate(values)])
+    hub.readings.write(
+        [
+            Reading("stack-1", "cems1", "so2", v, "mg/m3", T0 + timedelta(seconds=10 * i))
+            for i, v in enumerate(values)
+        ]
+    )
     return values
 
 
 def test_readings_raw(client: httpx.Client, so2_series: list[float]) -> None:
-    r = client.get("/api/readings", params={"site": "stack-1", "metric": "so2", "from": T0.isoformat(),
-                                            "to": (T0 + timedelta(minutes=5)).isoformat()})
+    r = client.get(
+        "/api/readings",
+        params={
+            "site": "stack-1",
+            "metric": "so2",
+            "from": T0.isoformat(),
+            "to": (T0 + timedelta(minutes=5)).isoformat(),
+        },
+    )
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["site"] == "stack-1" and body["metric"] == "so2" and body["interval"] is None
@@ -90,11 +111,21 @@ def test_readings_raw(client: httpx.Client, so2_series: list[float]) -> None:
     assert datetime.fromisoformat(first["ts"]) == T0
 
 
-def test_readings_downsampled_bucket_averages(client: httpx.Client, so2_series: list[float]) -> None:
+def test_readings_downsampled_bucket_averages(
+    client: httpx.Client, so2_series: list[float]
+) -> None:
     # Beijing time with an offset: the API takes any offset and answers in UTC.
     start = T0.astimezone(timezone(timedelta(hours=8)))
-    r = client.get("/api/readings", params={"site": "stack-1", "metric": "so2", "from": start.isoformat(),
-                                            "to": (start + timedelta(minutes=5)).isoformat(), "interval": 60})
+    r = client.get(
+        "/api/readings",
+        params={
+            "site": "stack-1",
+            "metric": "so2",
+            "from": start.isoformat(),
+            "to": (start + timedelta(minutes=5)).isoformat(),
+            "interval": 60,
+        },
+    )
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["interval"] == 60
@@ -105,18 +136,26 @@ def test_readings_downsampled_bucket_averages(client: httpx.Client, so2_series: 
 
 
 def test_readings_default_range_is_last_hour(hub: LiveHub, client: httpx.Client) -> None:
-    now = datetime.now(timezone.utc)
-    hub.readings.write([Reading("stack-1", "cems1", "nox", 1.0, "mg/m3", now - timedelta(hours=2)),
-                        Reading("stack-1", "cems1", "nox", 2.0, "mg/m3", now - timedelta(minutes=10))])
+    now = datetime.now(UTC)
+    hub.readings.write(
+        [
+            Reading("stack-1", "cems1", "nox", 1.0, "mg/m3", now - timedelta(hours=2)),
+            Reading("stack-1", "cems1", "nox", 2.0, "mg/m3", now - timedelta(minutes=10)),
+        ]
+    )
     body = client.get("/api/readings", params={"site": "stack-1", "metric": "nox"}).json()
     assert [p["value"] for p in body["points"]] == [2.0]
     span = datetime.fromisoformat(body["to"]) - datetime.fromisoformat(body["from"])
     assert span == timedelta(hours=1)
 
 
-def test_readings_unescaped_plus_in_offset_is_accepted(client: httpx.Client, so2_series: list[float]) -> None:
+def test_readings_unescaped_plus_in_offset_is_accepted(
+    client: httpx.Client, so2_series: list[float]
+) -> None:
     # A '+' typed into a URL arrives as a space; "...T16:00:00 08:00" still means +08:00.
-    r = client.get("/api/readings?site=stack-1&metric=so2&from=2026-01-05T16:00:00+08:00&to=2026-01-05T16:05:00+08:00")
+    r = client.get(
+        "/api/readings?site=stack-1&metric=so2&from=2026-01-05T16:00:00+08:00&to=2026-01-05T16:05:00+08:00"
+    )
     assert r.status_code == 200, r.text
     assert len(r.json()["points"]) == 12
 
@@ -125,21 +164,64 @@ def test_readings_unescaped_plus_in_offset_is_accepted(client: httpx.Client, so2
     "params, status, fragment",
     [
         ({"site": "nope", "metric": "so2"}, 404, "nope"),
-        ({"site": "stack-1", "metric": "so2", "from": "2026-01-05T09:00:00+00:00", "to": "2026-01-05T08:00:00+00:00"}, 422, "before"),
-        ({"site": "stack-1", "metric": "so2", "from": "2026-01-05T09:00:00+00:00", "to": "2026-01-05T09:00:00+00:00"}, 422, "before"),
-        ({"site": "stack-1", "metric": "so2", "from": "2025-11-01T00:00:00+00:00", "to": "2026-01-05T00:00:00+00:00"}, 422, "31 days"),
-        ({"site": "stack-1", "metric": "so2", "from": "2026-01-05T08:00:00", "to": "2026-01-05T09:00:00+00:00"}, 422, "offset"),
+        (
+            {
+                "site": "stack-1",
+                "metric": "so2",
+                "from": "2026-01-05T09:00:00+00:00",
+                "to": "2026-01-05T08:00:00+00:00",
+            },
+            422,
+            "before",
+        ),
+        (
+            {
+                "site": "stack-1",
+                "metric": "so2",
+                "from": "2026-01-05T09:00:00+00:00",
+                "to": "2026-01-05T09:00:00+00:00",
+            },
+            422,
+            "before",
+        ),
+        (
+            {
+                "site": "stack-1",
+                "metric": "so2",
+                "from": "2025-11-01T00:00:00+00:00",
+                "to": "2026-01-05T00:00:00+00:00",
+            },
+            422,
+            "31 days",
+        ),
+        (
+            {
+                "site": "stack-1",
+                "metric": "so2",
+                "from": "2026-01-05T08:00:00",
+                "to": "2026-01-05T09:00:00+00:00",
+            },
+            422,
+            "offset",
+        ),
         ({"site": "stack-1", "metric": "so2", "from": "yesterday"}, 422, "ISO 8601"),
     ],
 )
-def test_readings_validation(client: httpx.Client, params: dict, status: int, fragment: str) -> None:
+def test_readings_validation(
+    client: httpx.Client, params: dict, status: int, fragment: str
+) -> None:
     r = client.get("/api/readings", params=params)
     assert r.status_code == status, r.text
     assert fragment in r.json()["detail"]
 
 
 def test_readings_bad_interval_and_missing_metric(client: httpx.Client) -> None:
-    assert client.get("/api/readings", params={"site": "stack-1", "metric": "so2", "interval": 0}).status_code == 422
+    assert (
+        client.get(
+            "/api/readings", params={"site": "stack-1", "metric": "so2", "interval": 0}
+        ).status_code
+        == 422
+    )
     assert client.get("/api/readings", params={"site": "stack-1"}).status_code == 422
 
 
@@ -177,8 +259,12 @@ def test_alerts_list_filter_and_paginate(hub: LiveHub, client: httpx.Client, rul
     assert ids(sort="oldest") == [crit.id, warn.id, major.id]
     assert ids(sort="newest") == [major.id, warn.id, crit.id]
 
-    page1 = client.get("/api/alerts", params={"rule_id": rule_id, "limit": 2, "offset": 0, "sort": "severity"}).json()
-    page2 = client.get("/api/alerts", params={"rule_id": rule_id, "limit": 2, "offset": 2, "sort": "severity"}).json()
+    page1 = client.get(
+        "/api/alerts", params={"rule_id": rule_id, "limit": 2, "offset": 0, "sort": "severity"}
+    ).json()
+    page2 = client.get(
+        "/api/alerts", params={"rule_id": rule_id, "limit": 2, "offset": 2, "sort": "severity"}
+    ).json()
     assert page1["total"] == page2["total"] == 3
     assert (page1["limit"], page1["offset"], page2["offset"]) == (2, 0, 2)
     assert [a["id"] for a in page1["items"] + page2["items"]] == [crit.id, major.id, warn.id]
@@ -190,8 +276,18 @@ def test_alerts_limit_is_capped_at_page_max(hub: LiveHub, client: httpx.Client) 
     assert len(body["items"]) <= hub.settings.hub.page_max
 
 
-@pytest.mark.parametrize("params", [{"state": "shut"}, {"severity": "huge"}, {"activity": "asleep"}, {"sort": "random"},
-                                    {"department": "health"}, {"limit": -1}, {"offset": -5}])
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"state": "shut"},
+        {"severity": "huge"},
+        {"activity": "asleep"},
+        {"sort": "random"},
+        {"department": "health"},
+        {"limit": -1},
+        {"offset": -5},
+    ],
+)
 def test_alerts_list_rejects_bad_filters(client: httpx.Client, params: dict) -> None:
     r = client.get("/api/alerts", params=params)
     assert r.status_code == 422
@@ -215,39 +311,69 @@ def _events(client: httpx.Client, alert_id: int) -> list[dict]:
     return client.get(f"/api/alerts/{alert_id}").json()["events"]
 
 
-def test_ack_then_close_records_the_token_user(hub: LiveHub, client: httpx.Client, tokens: dict, rule_id: str) -> None:
+def test_ack_then_close_records_the_token_user(
+    hub: LiveHub, client: httpx.Client, tokens: dict, rule_id: str
+) -> None:
     a = hub.alert(rule_id, "aq-1")
-    r = client.post(f"/api/alerts/{a.id}/ack", json={"note": "crew on the way"}, headers=bearer(tokens["env"]))
+    r = client.post(
+        f"/api/alerts/{a.id}/ack", json={"note": "crew on the way"}, headers=bearer(tokens["env"])
+    )
     assert r.status_code == 200, r.text
     assert r.json()["state"] == "acknowledged" and r.json()["id"] == a.id
 
-    r = client.post(f"/api/alerts/{a.id}/close", json={"note": "filter replaced"}, headers=bearer(tokens["env"]))
+    r = client.post(
+        f"/api/alerts/{a.id}/close", json={"note": "filter replaced"}, headers=bearer(tokens["env"])
+    )
     assert r.status_code == 200, r.text
     assert r.json()["state"] == "closed"
 
     evs = _events(client, a.id)
     assert [(e["action"], e["actor"], e["note"]) for e in evs] == [
-        ("opened", "rules", a.summary), ("ack", "alice", "crew on the way"), ("close", "alice", "filter replaced")]
+        ("opened", "rules", a.summary),
+        ("ack", "alice", "crew on the way"),
+        ("close", "alice", "filter replaced"),
+    ]
     assert evs[1]["data"] == {"from": "new", "to": "acknowledged"}
 
 
-def test_every_step_needs_a_comment_and_an_all_department_token_may_act(hub: LiveHub, client: httpx.Client, tokens: dict, rule_id: str) -> None:
+def test_every_step_needs_a_comment_and_an_all_department_token_may_act(
+    hub: LiveHub, client: httpx.Client, tokens: dict, rule_id: str
+) -> None:
     a = hub.alert(rule_id, "wim-1", metric="gross_weight")
-    assert client.post(f"/api/alerts/{a.id}/ack", headers=bearer(tokens["admin"])).status_code == 422
-    r = client.post(f"/api/alerts/{a.id}/ack", json={"note": "on it"}, headers=bearer(tokens["admin"]))
+    assert (
+        client.post(f"/api/alerts/{a.id}/ack", headers=bearer(tokens["admin"])).status_code == 422
+    )
+    r = client.post(
+        f"/api/alerts/{a.id}/ack", json={"note": "on it"}, headers=bearer(tokens["admin"])
+    )
     assert r.status_code == 200, r.text
     assert _events(client, a.id)[-1]["actor"] == "admin"
 
 
-def test_close_straight_from_open(hub: LiveHub, client: httpx.Client, tokens: dict, rule_id: str) -> None:
+def test_close_straight_from_open(
+    hub: LiveHub, client: httpx.Client, tokens: dict, rule_id: str
+) -> None:
     a = hub.alert(rule_id, "wim-1", metric="axles")
-    r = client.post(f"/api/alerts/{a.id}/close", json={"note": "false alarm: scale recalibrated"}, headers=bearer(tokens["transport"]))
+    r = client.post(
+        f"/api/alerts/{a.id}/close",
+        json={"note": "false alarm: scale recalibrated"},
+        headers=bearer(tokens["transport"]),
+    )
     assert r.status_code == 200 and r.json()["state"] == "closed"
 
 
-@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer fs_not-a-real-token"}, {"Authorization": "Basic YWxpY2U6cHc="},
-                                     {"Authorization": "Bearer"}])
-def test_actions_need_a_valid_token(hub: LiveHub, client: httpx.Client, rule_id: str, headers: dict) -> None:
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Authorization": "Bearer fs_not-a-real-token"},
+        {"Authorization": "Basic YWxpY2U6cHc="},
+        {"Authorization": "Bearer"},
+    ],
+)
+def test_actions_need_a_valid_token(
+    hub: LiveHub, client: httpx.Client, rule_id: str, headers: dict
+) -> None:
     a = hub.alert(rule_id)
     for action, body in (("ack", {}), ("close", {"note": "x"})):
         r = client.post(f"/api/alerts/{a.id}/{action}", json=body, headers=headers)
@@ -266,23 +392,34 @@ def test_revoked_token_is_refused(hub: LiveHub, client: httpx.Client, rule_id: s
     assert r.status_code == 401 and "revoked" in r.json()["detail"]
 
 
-def test_other_department_is_forbidden(hub: LiveHub, client: httpx.Client, tokens: dict, rule_id: str) -> None:
+def test_other_department_is_forbidden(
+    hub: LiveHub, client: httpx.Client, tokens: dict, rule_id: str
+) -> None:
     a = hub.alert(rule_id, "aq-1")
     for action, body in (("ack", {"note": "mine"}), ("close", {"note": "mine"})):
-        r = client.post(f"/api/alerts/{a.id}/{action}", json=body, headers=bearer(tokens["transport"]))
+        r = client.post(
+            f"/api/alerts/{a.id}/{action}", json=body, headers=bearer(tokens["transport"])
+        )
         assert r.status_code == 403, r.text
         assert "transport" in r.json()["detail"] and "env" in r.json()["detail"]
     detail = client.get(f"/api/alerts/{a.id}").json()
     assert detail["alert"]["state"] == "new" and len(detail["events"]) == 1
 
 
-def test_invalid_transitions_conflict_and_change_nothing(hub: LiveHub, client: httpx.Client, tokens: dict, rule_id: str) -> None:
+def test_invalid_transitions_conflict_and_change_nothing(
+    hub: LiveHub, client: httpx.Client, tokens: dict, rule_id: str
+) -> None:
     a = hub.alert(rule_id, "stack-1", metric="so2")
     h = bearer(tokens["env"])
-    assert client.post(f"/api/alerts/{a.id}/ack", json={"note": "on it"}, headers=h).status_code == 200
+    assert (
+        client.post(f"/api/alerts/{a.id}/ack", json={"note": "on it"}, headers=h).status_code == 200
+    )
     r = client.post(f"/api/alerts/{a.id}/ack", json={"note": "again"}, headers=h)  # ack twice
     assert r.status_code == 409 and "acknowledged" in r.json()["detail"]
-    assert client.post(f"/api/alerts/{a.id}/close", json={"note": "done"}, headers=h).status_code == 200
+    assert (
+        client.post(f"/api/alerts/{a.id}/close", json={"note": "done"}, headers=h).status_code
+        == 200
+    )
     before = client.get(f"/api/alerts/{a.id}").json()
 
     r = client.post(f"/api/alerts/{a.id}/close", json={"note": "again"}, headers=h)
@@ -294,8 +431,13 @@ def test_invalid_transitions_conflict_and_change_nothing(hub: LiveHub, client: h
     assert client.get(f"/api/alerts/{a.id}").json() == before
 
 
-@pytest.mark.parametrize("body", [None, {}, {"note": ""}, {"note": "   "}, {"note": "x" * 2001}, {"note": "ok", "extra": 1}])
-def test_close_needs_a_proper_note(hub: LiveHub, client: httpx.Client, tokens: dict, rule_id: str, body: dict | None) -> None:
+@pytest.mark.parametrize(
+    "body",
+    [None, {}, {"note": ""}, {"note": "   "}, {"note": "x" * 2001}, {"note": "ok", "extra": 1}],
+)
+def test_close_needs_a_proper_note(
+    hub: LiveHub, client: httpx.Client, tokens: dict, rule_id: str, body: dict | None
+) -> None:
     a = hub.alert(rule_id)
     r = client.post(f"/api/alerts/{a.id}/close", json=body, headers=bearer(tokens["env"]))
     assert r.status_code == 422, r.text
@@ -313,21 +455,37 @@ def test_action_on_missing_alert_is_404(client: httpx.Client, tokens: dict) -> N
 # -- dead letters, stats, metrics ----------------------------------------------------------------
 
 
-def test_dead_letters_need_a_province_wide_token_and_return_payloads(hub: LiveHub, anonymous: httpx.Client, tokens: dict) -> None:
+def test_dead_letters_need_a_province_wide_token_and_return_payloads(
+    hub: LiveHub, anonymous: httpx.Client, tokens: dict
+) -> None:
     payload = b'{"ts": 1, "metrics": \xff\x00 broken\n'
-    hub.readings.add_dead_letter(DeadLetter(topic="fs/v1/env/aq-1/aq1/reading", payload=payload, reason="decode",
-                                            detail="invalid utf-8", received=datetime.now(timezone.utc), codec="json"))
+    hub.readings.add_dead_letter(
+        DeadLetter(
+            topic="fs/v1/env/aq-1/aq1/reading",
+            payload=payload,
+            reason="decode",
+            detail="invalid utf-8",
+            received=datetime.now(UTC),
+            codec="json",
+        )
+    )
     client = anonymous
     r = client.get("/api/dead-letters")
     assert r.status_code == 401 and r.headers["www-authenticate"].startswith("Bearer")
     assert client.get("/api/dead-letters", headers=bearer(tokens["env"])).status_code == 403
 
-    r = client.get("/api/dead-letters", params={"reason": "decode"}, headers=bearer(tokens["admin"]))
+    r = client.get(
+        "/api/dead-letters", params={"reason": "decode"}, headers=bearer(tokens["admin"])
+    )
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["total"] >= 1
     d = body["items"][0]
-    assert d["topic"] == "fs/v1/env/aq-1/aq1/reading" and d["reason"] == "decode" and d["codec"] == "json"
+    assert (
+        d["topic"] == "fs/v1/env/aq-1/aq1/reading"
+        and d["reason"] == "decode"
+        and d["codec"] == "json"
+    )
     assert base64.b64decode(d["payload_b64"]) == payload and d["size"] == len(payload)
     assert d["preview"].startswith('{"ts": 1, "metrics": ')
     assert d["preview"].isprintable()
@@ -350,11 +508,13 @@ def test_metrics_prometheus_text(hub: LiveHub, client: httpx.Client, rule_id: st
     assert r.status_code == 200
     assert r.headers["content-type"].startswith("text/plain")
     text = r.text
-    values = dict(re.findall(r"^([a-z_]+(?:\{[^}]*\})?) (\d+)$", text, flags=re.M))
+    values = dict(re.findall(r"^([a-z_]+(?:\{[^}]*\})?) (\d+)$", text, flags=re.MULTILINE))
     assert int(values["farsight_readings_total"]) == hub.readings.count()
     assert int(values["farsight_dead_letters_total"]) == hub.readings.dead_letter_count()
     assert int(values['farsight_open_alerts{severity="info"}']) >= 1
-    assert {'farsight_open_alerts{severity="critical"}', "farsight_stream_subscribers"} <= set(values)
+    assert {'farsight_open_alerts{severity="critical"}', "farsight_stream_subscribers"} <= set(
+        values
+    )
     assert "# TYPE farsight_readings_total counter" in text
     assert "# TYPE farsight_open_alerts gauge" in text
     # Every alert event is queued for the provincial hub: the outbox counts what waits.
@@ -364,17 +524,28 @@ def test_metrics_prometheus_text(hub: LiveHub, client: httpx.Client, rule_id: st
 
 def test_metrics_export_what_ingest_workers_counted(hub: LiveHub, client: httpx.Client) -> None:
     before = hub.readings.counters()
-    hub.readings.add_counters({("rule_late_readings", "pm25-rule"): 2, ("rule_flagged_readings", "C"): 3})
-    hub.readings.add_counters({("rule_late_readings", "pm25-rule"): 1})  # a second worker adds to the sum
-    values = dict(re.findall(r"^([a-z_]+(?:\{[^}]*\})?) (\d+)$", client.get("/metrics").text, flags=re.M))
+    hub.readings.add_counters(
+        {("rule_late_readings", "pm25-rule"): 2, ("rule_flagged_readings", "C"): 3}
+    )
+    hub.readings.add_counters(
+        {("rule_late_readings", "pm25-rule"): 1}
+    )  # a second worker adds to the sum
+    values = dict(
+        re.findall(
+            r"^([a-z_]+(?:\{[^}]*\})?) (\d+)$", client.get("/metrics").text, flags=re.MULTILINE
+        )
+    )
     late = before.get(("rule_late_readings", "pm25-rule"), 0) + 3
     assert int(values['farsight_rule_late_readings_total{rule="pm25-rule"}']) == late
-    assert int(values['farsight_rule_flagged_readings_total{flag="C"}']) == before.get(("rule_flagged_readings", "C"), 0) + 3
+    assert (
+        int(values['farsight_rule_flagged_readings_total{flag="C"}'])
+        == before.get(("rule_flagged_readings", "C"), 0) + 3
+    )
 
 
 # -- dashboard and docs --------------------------------------------------------------------------
 
-_REF = re.compile(r"""\b(?:src|href)\s*=\s*["']?([^"'\s>]+)""", re.I)
+_REF = re.compile(r"""\b(?:src|href)\s*=\s*["']?([^"'\s>]+)""", re.IGNORECASE)
 
 
 def test_dashboard_uses_only_local_assets(client: httpx.Client) -> None:
@@ -401,7 +572,9 @@ def test_dashboard_uses_only_local_assets(client: httpx.Client) -> None:
 
 def test_dashboard_script_never_uses_inner_html(client: httpx.Client) -> None:
     js = client.get("/static/app.js").text
-    assert not re.search(r"\.(innerHTML|outerHTML)\s*[+]?=|insertAdjacentHTML\(|document\.write", js)
+    assert not re.search(
+        r"\.(innerHTML|outerHTML)\s*[+]?=|insertAdjacentHTML\(|document\.write", js
+    )
     assert "/api/stream" in js and "EventSource" in js
 
 
@@ -414,7 +587,9 @@ def test_docs_work_offline(client: httpx.Client) -> None:
     assert "/api/alerts" in r.text and "/openapi.json" in r.text
 
 
-def test_the_verification_workflow_through_the_api(hub: LiveHub, client: httpx.Client, tokens: dict, rule_id: str) -> None:
+def test_the_verification_workflow_through_the_api(
+    hub: LiveHub, client: httpx.Client, tokens: dict, rule_id: str
+) -> None:
     a = hub.alert(rule_id, "stack-1", metric="nox")
     h = bearer(tokens["env"])
 
@@ -423,13 +598,46 @@ def test_the_verification_workflow_through_the_api(hub: LiveHub, client: httpx.C
 
     r = post("dispatch", {"note": "send a team", "team": "Ningbo 1", "inspector": "wang.fang"})
     assert r.status_code == 422 and "due" in r.text  # schema names the missing field
-    assert post("dispatch", {"note": "send a team", "team": "Ningbo 1", "inspector": "wang.fang", "due": "2026-11-27"}).status_code == 200
+    assert (
+        post(
+            "dispatch",
+            {
+                "note": "send a team",
+                "team": "Ningbo 1",
+                "inspector": "wang.fang",
+                "due": "2026-11-27",
+            },
+        ).status_code
+        == 200
+    )
     assert post("verify", {"note": "on site", "finding": "guess"}).status_code == 422
-    r = post("verify", {"note": "analyser drifted", "finding": "equipment_fault", "evidence": ["cd" * 32]})
-    assert r.status_code == 200 and r.json()["handling"]["verification"]["finding"] == "equipment_fault"
+    r = post(
+        "verify",
+        {"note": "analyser drifted", "finding": "equipment_fault", "evidence": ["cd" * 32]},
+    )
+    assert (
+        r.status_code == 200
+        and r.json()["handling"]["verification"]["finding"] == "equipment_fault"
+    )
     assert post("comment", {"note": "operator notified"}).json()["state"] == "verified"
-    r = post("close", {"note": "repair ordered", "rectification": "recalibrate the NOx analyser", "recheck": "2026-12-10"})
-    assert r.status_code == 200 and r.json()["handling"]["disposal"] == {"rectification": "recalibrate the NOx analyser", "recheck": "2026-12-10"}
+    r = post(
+        "close",
+        {
+            "note": "repair ordered",
+            "rectification": "recalibrate the NOx analyser",
+            "recheck": "2026-12-10",
+        },
+    )
+    assert r.status_code == 200 and r.json()["handling"]["disposal"] == {
+        "rectification": "recalibrate the NOx analyser",
+        "recheck": "2026-12-10",
+    }
     assert post("reopen", {"note": "recheck failed"}).json()["state"] == "acknowledged"
     actions = [(e["actor"], e["action"]) for e in _events(client, a.id)][1:]
-    assert actions == [("alice", "dispatch"), ("alice", "verify"), ("alice", "comment"), ("alice", "close"), ("alice", "reopen")]
+    assert actions == [
+        ("alice", "dispatch"),
+        ("alice", "verify"),
+        ("alice", "comment"),
+        ("alice", "close"),
+        ("alice", "reopen"),
+    ]

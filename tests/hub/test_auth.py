@@ -19,7 +19,9 @@ def store(tmp_path: Path) -> TokenStore:
 
 def _db_bytes(folder: Path) -> bytes:
     """The database and its WAL and shared-memory files: everything SQLite wrote."""
-    return b"".join(p.read_bytes() for p in sorted(folder.iterdir()) if p.name.startswith("farsight.db"))
+    return b"".join(
+        p.read_bytes() for p in sorted(folder.iterdir()) if p.name.startswith("farsight.db")
+    )
 
 
 def test_issue_and_verify(store: TokenStore) -> None:
@@ -44,7 +46,10 @@ def test_list_has_no_secrets(store: TokenStore) -> None:
     token = store.issue("alice", "env")
     store.issue("bob")
     listed = store.list()
-    assert [(t.user, t.department, t.revoked) for t in listed] == [("alice", "env", None), ("bob", None, None)]
+    assert [(t.user, t.department, t.revoked) for t in listed] == [
+        ("alice", "env", None),
+        ("bob", None, None),
+    ]
     for t in listed:
         d = t.to_dict()
         assert set(d) == {"id", "user", "department", "created", "revoked"}
@@ -70,14 +75,19 @@ def test_unknown_or_malformed_tokens_are_refused(store: TokenStore, token: str) 
         store.verify(token)
 
 
-@pytest.mark.parametrize("user, department, match", [
-    ("alice", "health", "unknown department"),
-    ("", None, "user"),
-    ("bad user", None, "user"),
-    ("x" * 65, None, "user"),
-    ("robert'); DROP TABLE api_tokens;--", None, "user"),
-])
-def test_issue_validates_user_and_department(store: TokenStore, user: str, department: str | None, match: str) -> None:
+@pytest.mark.parametrize(
+    "user, department, match",
+    [
+        ("alice", "health", "unknown department"),
+        ("", None, "user"),
+        ("bad user", None, "user"),
+        ("x" * 65, None, "user"),
+        ("robert'); DROP TABLE api_tokens;--", None, "user"),
+    ],
+)
+def test_issue_validates_user_and_department(
+    store: TokenStore, user: str, department: str | None, match: str
+) -> None:
     with pytest.raises(ValueError, match=match):
         store.issue(user, department)
     assert store.list() == []

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import cv2
 import numpy as np
@@ -24,9 +24,22 @@ def jpeg(seed: int) -> bytes:
 def alert_with_evidence(hub, rule_id: str, site: str, evidence: tuple[str, ...]) -> int:  # type: ignore[no-untyped-def]
     s = hub.registry.get(site)
     dev = s.devices[0].id
-    sig = AlertSignal(rule_id=rule_id, fingerprint=fingerprint(rule_id, site, dev, "video_smoke"), status="firing", site=site,
-                      device=dev, metric="video_smoke", severity="warning", summary="smoke", ts=datetime.now(timezone.utc),
-                      value=0.9, threshold=0.5, department=s.department, entity_id=s.entity_id, evidence=evidence)
+    sig = AlertSignal(
+        rule_id=rule_id,
+        fingerprint=fingerprint(rule_id, site, dev, "video_smoke"),
+        status="firing",
+        site=site,
+        device=dev,
+        metric="video_smoke",
+        severity="warning",
+        summary="smoke",
+        ts=datetime.now(UTC),
+        value=0.9,
+        threshold=0.5,
+        department=s.department,
+        entity_id=s.entity_id,
+        evidence=evidence,
+    )
     return hub.alerts.apply([sig])[0].id
 
 
@@ -42,13 +55,27 @@ def test_snapshot_of_an_alert_is_served_to_its_department_only(hub, tokens, rule
         assert r.status_code == 200, r.text
         assert r.content == data and hashlib.sha256(r.content).hexdigest() == sha
         assert r.headers["content-type"] == "image/jpeg"
-        assert "immutable" in r.headers["cache-control"] and r.headers["x-content-type-options"] == "nosniff"
+        assert (
+            "immutable" in r.headers["cache-control"]
+            and r.headers["x-content-type-options"] == "nosniff"
+        )
     # The transport department sees nothing of env's alerts, not even that the file exists.
-    assert anonymous.get(f"/api/evidence/{sha}", headers=bearer(tokens["transport"])).status_code == 404
+    assert (
+        anonymous.get(f"/api/evidence/{sha}", headers=bearer(tokens["transport"])).status_code
+        == 404
+    )
     # Not a hash: refused before any lookup; a hash with no file: 404.
-    assert anonymous.get("/api/evidence/..%2f..%2fetc%2fpasswd", headers=bearer(tokens["admin"])).status_code in (404, 422)
-    assert anonymous.get("/api/evidence/" + "A" * 64, headers=bearer(tokens["admin"])).status_code == 422
-    assert anonymous.get("/api/evidence/" + "0" * 64, headers=bearer(tokens["admin"])).status_code == 404
+    assert anonymous.get(
+        "/api/evidence/..%2f..%2fetc%2fpasswd", headers=bearer(tokens["admin"])
+    ).status_code in (404, 422)
+    assert (
+        anonymous.get("/api/evidence/" + "A" * 64, headers=bearer(tokens["admin"])).status_code
+        == 422
+    )
+    assert (
+        anonymous.get("/api/evidence/" + "0" * 64, headers=bearer(tokens["admin"])).status_code
+        == 404
+    )
 
 
 def test_upload_needs_a_bearer_token_checks_content_and_is_audited(hub, tokens, client, anonymous):
@@ -56,30 +83,65 @@ def test_upload_needs_a_bearer_token_checks_content_and_is_audited(hub, tokens, 
     # The session cookie authenticates reads only: an upload through it is refused.
     assert client.post("/api/evidence", content=data).status_code == 401
     assert anonymous.post("/api/evidence", content=data).status_code == 401
-    r = anonymous.post("/api/evidence", content=b"<script>alert(1)</script>", headers=bearer(tokens["env"]))
+    r = anonymous.post(
+        "/api/evidence", content=b"<script>alert(1)</script>", headers=bearer(tokens["env"])
+    )
     assert r.status_code == 415
-    r = anonymous.post("/api/evidence", content=data, headers={**bearer(tokens["env"]), "Content-Type": "text/html"})
+    r = anonymous.post(
+        "/api/evidence",
+        content=data,
+        headers={**bearer(tokens["env"]), "Content-Type": "text/html"},
+    )
     assert r.status_code == 201, r.text
     body = r.json()
-    assert body == {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data), "media_type": "image/jpeg"}
-    assert EvidenceStore.for_data_dir(hub.settings.data_dir).path(body["sha256"]).read_bytes() == data
-    entries = [e for e in hub.alerts.audit.entries(subject=f"evidence:{body['sha256']}") if e.action == "evidence.upload"]
+    assert body == {
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "size": len(data),
+        "media_type": "image/jpeg",
+    }
+    assert (
+        EvidenceStore.for_data_dir(hub.settings.data_dir).path(body["sha256"]).read_bytes() == data
+    )
+    entries = [
+        e
+        for e in hub.alerts.audit.entries(subject=f"evidence:{body['sha256']}")
+        if e.action == "evidence.upload"
+    ]
     assert entries and entries[-1].actor == "alice"
 
 
-def test_uploaded_photo_cited_in_verification_becomes_visible_to_the_department(hub, tokens, rule_id, anonymous):
+def test_uploaded_photo_cited_in_verification_becomes_visible_to_the_department(
+    hub, tokens, rule_id, anonymous
+):
     a = alert_with_evidence(hub, rule_id, "aq-1", ())
     env = bearer(tokens["env"])
     sha = anonymous.post("/api/evidence", content=jpeg(3), headers=env).json()["sha256"]
-    assert anonymous.get(f"/api/evidence/{sha}", headers=env).status_code == 404  # not yet any alert's
-    for action, body in (("ack", {"note": "seen"}), ("dispatch", {"note": "go", "team": "team-1", "inspector": "Li", "due": "2026-12-01"}),
-                         ("verify", {"finding": "violation_confirmed", "note": "burning waste on site", "evidence": [sha]})):
+    assert (
+        anonymous.get(f"/api/evidence/{sha}", headers=env).status_code == 404
+    )  # not yet any alert's
+    for action, body in (
+        ("ack", {"note": "seen"}),
+        ("dispatch", {"note": "go", "team": "team-1", "inspector": "Li", "due": "2026-12-01"}),
+        (
+            "verify",
+            {"finding": "violation_confirmed", "note": "burning waste on site", "evidence": [sha]},
+        ),
+    ):
         r = anonymous.post(f"/api/alerts/{a}/{action}", json=body, headers=env)
         assert r.status_code == 200, r.text
     assert anonymous.get(f"/api/evidence/{sha}", headers=env).status_code == 200
     # Evidence cited in a step must be hashes: anything else is refused at the boundary.
     b = alert_with_evidence(hub, rule_id + "b", "aq-1", ())
-    for action, body in (("ack", {"note": "seen"}), ("dispatch", {"note": "go", "team": "t", "inspector": "Li", "due": "2026-12-01"})):
-        assert anonymous.post(f"/api/alerts/{b}/{action}", json=body, headers=env).status_code == 200
-    r = anonymous.post(f"/api/alerts/{b}/verify", json={"note": "n", "finding": "no_violation", "evidence": ["../../etc/passwd"]}, headers=env)
+    for action, body in (
+        ("ack", {"note": "seen"}),
+        ("dispatch", {"note": "go", "team": "t", "inspector": "Li", "due": "2026-12-01"}),
+    ):
+        assert (
+            anonymous.post(f"/api/alerts/{b}/{action}", json=body, headers=env).status_code == 200
+        )
+    r = anonymous.post(
+        f"/api/alerts/{b}/verify",
+        json={"note": "n", "finding": "no_violation", "evidence": ["../../etc/passwd"]},
+        headers=env,
+    )
     assert r.status_code == 422

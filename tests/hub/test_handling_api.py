@@ -7,7 +7,7 @@ import copy
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -23,7 +23,7 @@ from hub.app import create_app
 from hub.auth import TokenStore
 from tests.hub.conftest import REGISTRY_DOC, bearer, make_settings, start_server, stop_server
 
-START = datetime(2026, 11, 25, 0, 0, tzinfo=timezone.utc)
+START = datetime(2026, 11, 25, 0, 0, tzinfo=UTC)
 STATS_FROM, STATS_TO = "2026-11-24T23:00:00+00:00", "2026-11-25T02:00:00+00:00"
 
 
@@ -37,15 +37,34 @@ class HandlingHub:
     history: dict[str, int]
 
 
-def raise_alert(hub: HandlingHub | AlertStore, registry: Registry, entity: str, site_id: str, metric: str = "pm25") -> int:
+def raise_alert(
+    hub: HandlingHub | AlertStore,
+    registry: Registry,
+    entity: str,
+    site_id: str,
+    metric: str = "pm25",
+) -> int:
     store = hub.store if isinstance(hub, HandlingHub) else hub
     site = registry.get(site_id)
     assert site is not None
     fp = f"api.joint/{entity}/{site_id}/{metric}/{uuid.uuid4().hex[:6]}"
-    (a,) = store.apply([AlertSignal(
-        rule_id="api.joint", fingerprint=fp, status="firing", site=site_id, device=site.devices[0].id, metric=metric,
-        severity="major", summary=f"{metric} high at {site.name}", ts=store.clock.now(), department=site.department,
-        entity_id=entity)])
+    (a,) = store.apply(
+        [
+            AlertSignal(
+                rule_id="api.joint",
+                fingerprint=fp,
+                status="firing",
+                site=site_id,
+                device=site.devices[0].id,
+                metric=metric,
+                severity="major",
+                summary=f"{metric} high at {site.name}",
+                ts=store.clock.now(),
+                department=site.department,
+                entity_id=entity,
+            )
+        ]
+    )
     return a.id
 
 
@@ -58,7 +77,11 @@ def handling_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HandlingH
     """A hub with the handling router over a queue whose first hours hold a scripted history."""
     data_dir: Path = tmp_path_factory.mktemp("handling-hub")
     settings = make_settings(data_dir)
-    registry = parse_registry(copy.deepcopy(REGISTRY_DOC), ("env", "transport"), source="tests/hub/test_handling_api registry")
+    registry = parse_registry(
+        copy.deepcopy(REGISTRY_DOC),
+        ("env", "transport"),
+        source="tests/hub/test_handling_api registry",
+    )
     clock = ManualClock(START)
     store = AlertStore(settings.database, clock=clock)
     escalator = Escalator(store, settings.alerts.escalation)
@@ -75,9 +98,15 @@ def handling_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HandlingH
     store.transition(history["transport"], "close", "bob", "desk closure")
     clock.advance(timedelta(minutes=9))
     store.transition(history["env"], "close", "alice", "rectified")
-    clock.advance(timedelta(days=1) - timedelta(minutes=40))  # later tests raise their alerts outside the stats period
+    clock.advance(
+        timedelta(days=1) - timedelta(minutes=40)
+    )  # later tests raise their alerts outside the stats period
     app = create_app(settings, registry, alerts=store, tokens=tokens)
-    issued = {"admin": tokens.issue("admin"), "env": tokens.issue("alice", "env"), "transport": tokens.issue("bob", "transport")}
+    issued = {
+        "admin": tokens.issue("admin"),
+        "env": tokens.issue("alice", "env"),
+        "transport": tokens.issue("bob", "transport"),
+    }
     server, thread, base_url = start_server(app)
     try:
         yield HandlingHub(base_url, issued, store, registry, clock, history)
@@ -102,24 +131,38 @@ def auth(hub: HandlingHub, who: str) -> dict[str, str]:
 def joint(handling_hub: HandlingHub) -> tuple[str, dict[str, int]]:
     """A fresh entity with two env alerts (two sites) and one transport alert."""
     entity = new_entity()
-    ids = {"aq": raise_alert(handling_hub, handling_hub.registry, entity, "aq-1"),
-           "stack": raise_alert(handling_hub, handling_hub.registry, entity, "stack-1", "so2"),
-           "wim": raise_alert(handling_hub, handling_hub.registry, entity, "wim-1", "gross_weight")}
+    ids = {
+        "aq": raise_alert(handling_hub, handling_hub.registry, entity, "aq-1"),
+        "stack": raise_alert(handling_hub, handling_hub.registry, entity, "stack-1", "so2"),
+        "wim": raise_alert(handling_hub, handling_hub.registry, entity, "wim-1", "gross_weight"),
+    }
     return entity, ids
 
 
 def body(ids: list[int], **over: object) -> dict[str, object]:
-    return {"alert_ids": ids, "team": "joint-1", "inspector": "zhang.san", "due": "2026-11-30", "note": "进一次门、查多项事", **over}
+    return {
+        "alert_ids": ids,
+        "team": "joint-1",
+        "inspector": "zhang.san",
+        "due": "2026-11-30",
+        "note": "进一次门、查多项事",
+        **over,
+    }
 
 
 # -- auth ------------------------------------------------------------------------------------------
 
 
-def test_every_endpoint_needs_a_token(http: httpx.Client, joint: tuple[str, dict[str, int]]) -> None:
+def test_every_endpoint_needs_a_token(
+    http: httpx.Client, joint: tuple[str, dict[str, int]]
+) -> None:
     entity, ids = joint
-    for r in (http.get("/api/handling-stats"), http.get("/api/joint-inspections"),
-              http.post(f"/api/joint-inspections/{entity}/dispatch", json=body(list(ids.values()))),
-              http.get("/api/joint-inspections", headers=bearer("fs_not-a-real-token"))):
+    for r in (
+        http.get("/api/handling-stats"),
+        http.get("/api/joint-inspections"),
+        http.post(f"/api/joint-inspections/{entity}/dispatch", json=body(list(ids.values()))),
+        http.get("/api/joint-inspections", headers=bearer("fs_not-a-real-token")),
+    ):
         assert r.status_code == 401, r.text
         assert r.headers["www-authenticate"].startswith("Bearer")
 
@@ -127,25 +170,51 @@ def test_every_endpoint_needs_a_token(http: httpx.Client, joint: tuple[str, dict
 # -- handling statistics ------------------------------------------------------------------------------
 
 
-def test_handling_stats_province_wide_and_per_department(handling_hub: HandlingHub, http: httpx.Client) -> None:
-    r = http.get("/api/handling-stats", params={"from": STATS_FROM, "to": STATS_TO}, headers=auth(handling_hub, "admin"))
+def test_handling_stats_province_wide_and_per_department(
+    handling_hub: HandlingHub, http: httpx.Client
+) -> None:
+    r = http.get(
+        "/api/handling-stats",
+        params={"from": STATS_FROM, "to": STATS_TO},
+        headers=auth(handling_hub, "admin"),
+    )
     assert r.status_code == 200, r.text
     doc = r.json()
     env, transport = doc["departments"]["env"], doc["departments"]["transport"]
     assert (env["raised"], env["acknowledged"], env["closed"]) == (1, 1, 1)
-    assert env["mtta"]["mean_min"] == pytest.approx(10.0) and env["mttr"]["mean_min"] == pytest.approx(40.0)
-    assert transport["mtta"]["mean_min"] == pytest.approx(30.0) and transport["mttr"]["p90_min"] == pytest.approx(30.0)
-    assert doc["all"]["mtta"] == {"n": 2, "mean_min": pytest.approx(20.0), "median_min": pytest.approx(20.0), "p90_min": pytest.approx(28.0)}
+    assert env["mtta"]["mean_min"] == pytest.approx(10.0) and env["mttr"][
+        "mean_min"
+    ] == pytest.approx(40.0)
+    assert transport["mtta"]["mean_min"] == pytest.approx(30.0) and transport["mttr"][
+        "p90_min"
+    ] == pytest.approx(30.0)
+    assert doc["all"]["mtta"] == {
+        "n": 2,
+        "mean_min": pytest.approx(20.0),
+        "median_min": pytest.approx(20.0),
+        "p90_min": pytest.approx(28.0),
+    }
     # A department token reads its own department only, asked or not.
-    mine = http.get("/api/handling-stats", params={"from": STATS_FROM, "to": STATS_TO}, headers=auth(handling_hub, "transport")).json()
+    mine = http.get(
+        "/api/handling-stats",
+        params={"from": STATS_FROM, "to": STATS_TO},
+        headers=auth(handling_hub, "transport"),
+    ).json()
     assert list(mine["departments"]) == ["transport"] and mine["department"] == "transport"
 
 
 def test_handling_stats_refusals(handling_hub: HandlingHub, http: httpx.Client) -> None:
     env = auth(handling_hub, "env")
-    assert http.get("/api/handling-stats", params={"department": "transport"}, headers=env).status_code == 403
-    for params in ({"from": "yesterday"}, {"from": "2026-11-25T00:00:00"}, {"from": STATS_TO, "to": STATS_FROM},
-                   {"department": "natres"}):
+    assert (
+        http.get("/api/handling-stats", params={"department": "transport"}, headers=env).status_code
+        == 403
+    )
+    for params in (
+        {"from": "yesterday"},
+        {"from": "2026-11-25T00:00:00"},
+        {"from": STATS_TO, "to": STATS_FROM},
+        {"department": "natres"},
+    ):
         r = http.get("/api/handling-stats", params=params, headers=auth(handling_hub, "admin"))
         assert r.status_code == 422, (params, r.text)
 
@@ -153,7 +222,9 @@ def test_handling_stats_refusals(handling_hub: HandlingHub, http: httpx.Client) 
 # -- joint inspections ------------------------------------------------------------------------------
 
 
-def _proposal(http: httpx.Client, headers: dict[str, str], entity: str, **params: str) -> dict | None:
+def _proposal(
+    http: httpx.Client, headers: dict[str, str], entity: str, **params: str
+) -> dict | None:
     r = http.get("/api/joint-inspections", params=params, headers=headers)
     assert r.status_code == 200, r.text
     found = [p for p in r.json()["items"] if p["entity_id"] == entity]
@@ -161,22 +232,41 @@ def _proposal(http: httpx.Client, headers: dict[str, str], entity: str, **params
     return found[0] if found else None
 
 
-def test_joint_inspection_listing_and_scoping(handling_hub: HandlingHub, http: httpx.Client, joint: tuple[str, dict[str, int]]) -> None:
+def test_joint_inspection_listing_and_scoping(
+    handling_hub: HandlingHub, http: httpx.Client, joint: tuple[str, dict[str, int]]
+) -> None:
     entity, ids = joint
     p = _proposal(http, auth(handling_hub, "admin"), entity)
     assert p is not None
-    assert sorted(p["alert_ids"]) == sorted(ids.values()) and p["departments"] == ["env", "transport"]
-    assert {(g["department"], g["site"]) for g in p["groups"]} == {("env", "aq-1"), ("env", "stack-1"), ("transport", "wim-1")}
+    assert sorted(p["alert_ids"]) == sorted(ids.values()) and p["departments"] == [
+        "env",
+        "transport",
+    ]
+    assert {(g["department"], g["site"]) for g in p["groups"]} == {
+        ("env", "aq-1"),
+        ("env", "stack-1"),
+        ("transport", "wim-1"),
+    }
     assert p["total_risk"] > 0 and len(p["checks"]) == 3
     mine = _proposal(http, auth(handling_hub, "transport"), entity)
     assert mine is not None and mine["alert_ids"] == [ids["wim"]] and mine["withheld"] == {"env": 2}
-    r = http.get("/api/joint-inspections", params={"department": "transport"}, headers=auth(handling_hub, "env"))
+    r = http.get(
+        "/api/joint-inspections",
+        params={"department": "transport"},
+        headers=auth(handling_hub, "env"),
+    )
     assert r.status_code == 403
-    r = http.get("/api/joint-inspections", params={"department": "natres"}, headers=auth(handling_hub, "admin"))
+    r = http.get(
+        "/api/joint-inspections",
+        params={"department": "natres"},
+        headers=auth(handling_hub, "admin"),
+    )
     assert r.status_code == 422
 
 
-def test_dispatch_refusals_change_nothing(handling_hub: HandlingHub, http: httpx.Client, joint: tuple[str, dict[str, int]]) -> None:
+def test_dispatch_refusals_change_nothing(
+    handling_hub: HandlingHub, http: httpx.Client, joint: tuple[str, dict[str, int]]
+) -> None:
     entity, ids = joint
     store = handling_hub.store
     url = f"/api/joint-inspections/{entity}/dispatch"
@@ -187,9 +277,15 @@ def test_dispatch_refusals_change_nothing(handling_hub: HandlingHub, http: httpx
     # Bad input.
     admin = auth(handling_hub, "admin")
     other = raise_alert(handling_hub, handling_hub.registry, new_entity(), "aq-1")
-    for bad in (body([]), body([ids["aq"], ids["aq"]]), body([ids["aq"]], due="soon"), body([ids["aq"]], team=" "),
-                {k: v for k, v in body([ids["aq"]]).items() if k != "inspector"}, body([ids["aq"]], extra=1),
-                body([ids["aq"], other])):
+    for bad in (
+        body([]),
+        body([ids["aq"], ids["aq"]]),
+        body([ids["aq"]], due="soon"),
+        body([ids["aq"]], team=" "),
+        {k: v for k, v in body([ids["aq"]]).items() if k != "inspector"},
+        body([ids["aq"]], extra=1),
+        body([ids["aq"], other]),
+    ):
         r = http.post(url, json=bad, headers=admin)
         assert r.status_code == 422, (bad, r.text)
     assert http.post(url, json=body([ids["aq"], 99_999_999]), headers=admin).status_code == 404
@@ -204,25 +300,40 @@ def test_dispatch_refusals_change_nothing(handling_hub: HandlingHub, http: httpx
     assert all(a.state == "new" for i, a in after.items() if i != ids["stack"])
 
 
-def test_dispatch_one_visit(handling_hub: HandlingHub, http: httpx.Client, joint: tuple[str, dict[str, int]]) -> None:
+def test_dispatch_one_visit(
+    handling_hub: HandlingHub, http: httpx.Client, joint: tuple[str, dict[str, int]]
+) -> None:
     entity, ids = joint
-    r = http.post(f"/api/joint-inspections/{entity}/dispatch", json=body(list(ids.values())), headers=auth(handling_hub, "admin"))
+    r = http.post(
+        f"/api/joint-inspections/{entity}/dispatch",
+        json=body(list(ids.values())),
+        headers=auth(handling_hub, "admin"),
+    )
     assert r.status_code == 200, r.text
     doc = r.json()
     visit = doc["visit"]
     assert visit.startswith("JV-") and doc["entity_id"] == entity and doc["due"] == "2026-11-30"
     assert sorted(a["id"] for a in doc["alerts"]) == sorted(ids.values())
     for a in doc["alerts"]:
-        assert a["state"] == "dispatched" and a["handling"]["dispatch"]["visit"] == visit and a["due_at"] is not None
+        assert (
+            a["state"] == "dispatched"
+            and a["handling"]["dispatch"]["visit"] == visit
+            and a["due_at"] is not None
+        )
     for aid in ids.values():
         assert handling_hub.store.get(aid).handling["dispatch"]["visit"] == visit
     assert _proposal(http, auth(handling_hub, "admin"), entity) is None
 
 
-def test_department_token_dispatches_its_own_alerts(handling_hub: HandlingHub, http: httpx.Client,
-                                                   joint: tuple[str, dict[str, int]]) -> None:
+def test_department_token_dispatches_its_own_alerts(
+    handling_hub: HandlingHub, http: httpx.Client, joint: tuple[str, dict[str, int]]
+) -> None:
     entity, ids = joint
-    r = http.post(f"/api/joint-inspections/{entity}/dispatch", json=body([ids["aq"], ids["stack"]]), headers=auth(handling_hub, "env"))
+    r = http.post(
+        f"/api/joint-inspections/{entity}/dispatch",
+        json=body([ids["aq"], ids["stack"]]),
+        headers=auth(handling_hub, "env"),
+    )
     assert r.status_code == 200, r.text
     assert {a["state"] for a in r.json()["alerts"]} == {"dispatched"}
     assert handling_hub.store.get(ids["wim"]).state == "new"

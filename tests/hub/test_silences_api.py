@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Iterator
 
 import httpx
 import pytest
@@ -31,9 +31,21 @@ class SilenceHub:
         s = self.registry.get(site)
         assert s is not None
         dev = s.devices[0].id
-        sig = AlertSignal(rule_id="api-silence-test", fingerprint=fingerprint("api-silence-test", site, dev, metric), status="firing",
-                          site=site, device=dev, metric=metric, severity="major", summary=f"{metric} at {site}",
-                          ts=datetime.now(timezone.utc), value=99.0, threshold=75.0, department=s.department, entity_id=s.entity_id)
+        sig = AlertSignal(
+            rule_id="api-silence-test",
+            fingerprint=fingerprint("api-silence-test", site, dev, metric),
+            status="firing",
+            site=site,
+            device=dev,
+            metric=metric,
+            severity="major",
+            summary=f"{metric} at {site}",
+            ts=datetime.now(UTC),
+            value=99.0,
+            threshold=75.0,
+            department=s.department,
+            entity_id=s.entity_id,
+        )
         return self.alerts.apply([sig])[0].id
 
 
@@ -49,8 +61,16 @@ def live(backend: str, tmp_path: Path) -> Iterator[SilenceHub]:
     app = create_app(settings, registry, alerts=alerts, tokens=tokens)
     server, thread, base_url = start_server(app)
     try:
-        yield SilenceHub(base_url, registry, alerts, {
-            "admin": tokens.issue("root"), "env": tokens.issue("alice", "env"), "transport": tokens.issue("bob", "transport")})
+        yield SilenceHub(
+            base_url,
+            registry,
+            alerts,
+            {
+                "admin": tokens.issue("root"),
+                "env": tokens.issue("alice", "env"),
+                "transport": tokens.issue("bob", "transport"),
+            },
+        )
     finally:
         stop_server(server, thread)
         alerts.close()
@@ -64,8 +84,12 @@ def client(live: SilenceHub) -> Iterator[httpx.Client]:
 
 
 def _body(**over: object) -> dict:
-    now = datetime.now(timezone.utc)
-    body = {"matchers": {"site": "aq-1"}, "ends_at": (now + timedelta(hours=1)).isoformat(), "reason": "analyser calibration"}
+    now = datetime.now(UTC)
+    body = {
+        "matchers": {"site": "aq-1"},
+        "ends_at": (now + timedelta(hours=1)).isoformat(),
+        "reason": "analyser calibration",
+    }
     body.update(over)
     return body
 
@@ -80,7 +104,9 @@ def test_tokens_are_required(client: httpx.Client, live: SilenceHub) -> None:
 def test_bad_matchers_are_422_naming_the_label(client: httpx.Client, live: SilenceHub) -> None:
     h = bearer(live.tokens["admin"])
     r = client.post("/api/silences", json=_body(matchers={"metric": "~pm(25"}), headers=h)
-    assert r.status_code == 422 and "'metric'" in r.json()["detail"] and "~pm(25" in r.json()["detail"]
+    assert (
+        r.status_code == 422 and "'metric'" in r.json()["detail"] and "~pm(25" in r.json()["detail"]
+    )
     r = client.post("/api/silences", json=_body(matchers={"bad-label": "x"}), headers=h)
     assert r.status_code == 422 and "'bad-label'" in r.json()["detail"]
     r = client.post("/api/silences", json=_body(matchers={}), headers=h)
@@ -97,17 +123,25 @@ def test_bad_matchers_are_422_naming_the_label(client: httpx.Client, live: Silen
 def test_round_trip_mutes_and_unmutes(client: httpx.Client, live: SilenceHub) -> None:
     h = bearer(live.tokens["admin"])
     muted_id, free_id = live.alert("aq-1"), live.alert("stack-1")
-    r = client.post("/api/silences", json=_body(matchers={"site": "aq-1", "metric": "~pm.*"}), headers=h)
+    r = client.post(
+        "/api/silences", json=_body(matchers={"site": "aq-1", "metric": "~pm.*"}), headers=h
+    )
     assert r.status_code == 201, r.text
     s = r.json()
-    assert s["creator"] == "root" and s["status"] == "active" and s["matchers"] == {"site": "aq-1", "metric": "~pm.*"}
+    assert (
+        s["creator"] == "root"
+        and s["status"] == "active"
+        and s["matchers"] == {"site": "aq-1", "metric": "~pm.*"}
+    )
     assert s["changed_alerts"] == [muted_id]
     assert live.alerts.get(muted_id).suppressed == {"silence": s["id"]}
     assert live.alerts.get(free_id).suppressed == {}
 
     listed = client.get("/api/silences", params={"status": "active"}, headers=h).json()["items"]
     assert [x["id"] for x in listed] == [s["id"]]
-    assert client.get("/api/silences", params={"status": "expired"}, headers=h).json()["items"] == []
+    assert (
+        client.get("/api/silences", params={"status": "expired"}, headers=h).json()["items"] == []
+    )
     assert client.get("/api/silences", params={"status": "gone"}, headers=h).status_code == 422
 
     r = client.delete(f"/api/silences/{s['id']}", headers=h)
@@ -115,7 +149,12 @@ def test_round_trip_mutes_and_unmutes(client: httpx.Client, live: SilenceHub) ->
     assert r.json()["status"] == "expired" and r.json()["expired_by"] == "root"
     assert r.json()["changed_alerts"] == [muted_id]
     assert live.alerts.get(muted_id).suppressed == {}
-    assert [x["id"] for x in client.get("/api/silences", params={"status": "expired"}, headers=h).json()["items"]] == [s["id"]]
+    assert [
+        x["id"]
+        for x in client.get("/api/silences", params={"status": "expired"}, headers=h).json()[
+            "items"
+        ]
+    ] == [s["id"]]
     assert client.delete(f"/api/silences/{s['id']}", headers=h).status_code == 409
     assert client.delete("/api/silences/999999", headers=h).status_code == 404
 
@@ -133,7 +172,9 @@ def test_department_scoping(client: httpx.Client, live: SilenceHub) -> None:
     assert r.status_code == 201, r.text
     env_silence = r.json()
     assert env_silence["matchers"] == {"metric": "~.+", "department": "env"}
-    assert live.alerts.get(wim_alert).suppressed == {}, "an env silence never mutes a transport alert"
+    assert live.alerts.get(wim_alert).suppressed == {}, (
+        "an env silence never mutes a transport alert"
+    )
     # Another department, or a regex on department, is refused.
     for m in ({"department": "transport", "site": "wim-1"}, {"department": "~.*", "site": "wim-1"}):
         r = client.post("/api/silences", json=_body(matchers=m), headers=env)
@@ -143,9 +184,17 @@ def test_department_scoping(client: httpx.Client, live: SilenceHub) -> None:
     tr_silence = r.json()
     assert live.alerts.get(wim_alert).suppressed == {"silence": tr_silence["id"]}
     # Each department lists and expires only its own; a province-wide token sees all.
-    assert [x["id"] for x in client.get("/api/silences", headers=env).json()["items"]] == [env_silence["id"]]
-    assert client.get("/api/silences", params={"department": "transport"}, headers=env).status_code == 403
-    assert [x["id"] for x in client.get("/api/silences", headers=admin).json()["items"]] == [tr_silence["id"], env_silence["id"]]
+    assert [x["id"] for x in client.get("/api/silences", headers=env).json()["items"]] == [
+        env_silence["id"]
+    ]
+    assert (
+        client.get("/api/silences", params={"department": "transport"}, headers=env).status_code
+        == 403
+    )
+    assert [x["id"] for x in client.get("/api/silences", headers=admin).json()["items"]] == [
+        tr_silence["id"],
+        env_silence["id"],
+    ]
     assert client.delete(f"/api/silences/{tr_silence['id']}", headers=env).status_code == 403
     assert live.alerts.get(wim_alert).suppressed == {"silence": tr_silence["id"]}
     r = client.delete(f"/api/silences/{tr_silence['id']}", headers=tr)

@@ -5,16 +5,24 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from datetime import datetime, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Callable
 
 import httpx
 
 from farsight.types import Reading
 from hub.app import create_app
 from hub.stream import Message, StreamHub, parse_last_event_id
-from tests.hub.conftest import bearer, LiveHub, SSEReader, make_registry, make_settings, start_server, stop_server
+from tests.hub.conftest import (
+    LiveHub,
+    SSEReader,
+    bearer,
+    make_registry,
+    make_settings,
+    start_server,
+    stop_server,
+)
 
 
 def _wait(cond: Callable[[], bool], timeout: float = 10.0) -> bool:
@@ -33,13 +41,14 @@ def _is(event: str, **fields: object):  # type: ignore[no-untyped-def]
             return False
         data = json.loads(ev["data"])
         return all(data.get(k) == v for k, v in fields.items())
+
     return match
 
 
 def test_reading_and_alert_events_arrive(hub: LiveHub, tokens: dict, rule_id: str) -> None:
     with SSEReader(hub.base_url, headers=bearer(tokens["admin"])) as sse:
         assert sse.status == 200 and sse.content_type.startswith("text/event-stream")
-        ts = datetime.now(timezone.utc).replace(microsecond=0)
+        ts = datetime.now(UTC).replace(microsecond=0)
         hub.readings.write([Reading("wim-1", "wim1", "gross_weight", 61.5, "t", ts)])
         alert = hub.alert(rule_id, "wim-1", severity="critical", metric="gross_weight", value=61.5)
 
@@ -50,23 +59,37 @@ def test_reading_and_alert_events_arrive(hub: LiveHub, tokens: dict, rule_id: st
 
         ev = sse.wait_for(_is("alert", id=alert.id))
         data = json.loads(ev["data"])
-        assert data["action"] == "opened" and data["state"] == "new" and data["severity"] == "critical"
+        assert (
+            data["action"] == "opened" and data["state"] == "new" and data["severity"] == "critical"
+        )
         assert data["rule_id"] == rule_id and data["event"]["actor"] == "rules"
         assert ev.get("id", "").endswith(f"-{data['event']['id']}")
 
 
 def test_people_actions_are_streamed(hub: LiveHub, tokens: dict, rule_id: str) -> None:
     alert = hub.alert(rule_id, "aq-1")
-    with SSEReader(hub.base_url, headers=bearer(tokens["admin"])) as sse, httpx.Client(base_url=hub.base_url, timeout=10) as c:
-        r = c.post(f"/api/alerts/{alert.id}/ack", json={"note": "on it"}, headers={"Authorization": f"Bearer {tokens['env']}"})
+    with (
+        SSEReader(hub.base_url, headers=bearer(tokens["admin"])) as sse,
+        httpx.Client(base_url=hub.base_url, timeout=10) as c,
+    ):
+        r = c.post(
+            f"/api/alerts/{alert.id}/ack",
+            json={"note": "on it"},
+            headers={"Authorization": f"Bearer {tokens['env']}"},
+        )
         assert r.status_code == 200
         data = json.loads(sse.wait_for(_is("alert", id=alert.id, action="ack"))["data"])
         assert data["state"] == "acknowledged" and data["event"]["actor"] == "alice"
 
 
 def test_subscribers_are_counted(hub: LiveHub, tokens: dict) -> None:
-    with SSEReader(hub.base_url, headers=bearer(tokens["admin"])), httpx.Client(base_url=hub.base_url, timeout=10) as c:
-        assert c.get("/api/stats", headers=bearer(tokens["admin"])).json()["stream_subscribers"] >= 1
+    with (
+        SSEReader(hub.base_url, headers=bearer(tokens["admin"])),
+        httpx.Client(base_url=hub.base_url, timeout=10) as c,
+    ):
+        assert (
+            c.get("/api/stats", headers=bearer(tokens["admin"])).json()["stream_subscribers"] >= 1
+        )
 
 
 def test_keepalive_comments_on_an_idle_stream(hub: LiveHub, tokens: dict) -> None:
@@ -77,12 +100,17 @@ def test_keepalive_comments_on_an_idle_stream(hub: LiveHub, tokens: dict) -> Non
 
 def test_last_event_id_replays_what_was_missed(hub: LiveHub, tokens: dict, rule_id: str) -> None:
     mark = f"{hub.readings.max_id()}-{hub.alerts.max_event_id()}"
-    ts = datetime.now(timezone.utc).replace(microsecond=0)
+    ts = datetime.now(UTC).replace(microsecond=0)
     hub.readings.write([Reading("wim-1", "wim1", "axles", 6.0, "1", ts)])
     alert = hub.alert(rule_id, "wim-1", metric="axles")
     # Wait until the poller has passed both rows, so they can only reach the client by replay.
     stream = hub.app.state.stream
-    assert _wait(lambda: stream.reading_id >= hub.readings.max_id() and stream.event_id >= hub.alerts.max_event_id())
+    assert _wait(
+        lambda: (
+            stream.reading_id >= hub.readings.max_id()
+            and stream.event_id >= hub.alerts.max_event_id()
+        )
+    )
 
     with SSEReader(hub.base_url, headers={"Last-Event-ID": mark, **bearer(tokens["admin"])}) as sse:
         sse.wait_for(_is("reading", site="wim-1", metric="axles", value=6.0))
@@ -155,7 +183,9 @@ def test_shutdown_ends_open_streams_promptly(tmp_path: Path) -> None:
     server, thread, base_url = start_server(app)
     try:
         with SSEReader(base_url, headers=bearer(token)) as sse:
-            stop_server(server, thread, timeout=8.0)  # HubServer ends streams instead of waiting on them
+            stop_server(
+                server, thread, timeout=8.0
+            )  # HubServer ends streams instead of waiting on them
             assert sse.ended.wait(5.0), "stream still open after shutdown"
             assert not app.state.stream.running
     finally:
@@ -167,11 +197,15 @@ def _seen_alerts(sse: SSEReader) -> list[dict]:
     return [json.loads(e["data"]) for e in list(sse.history) if e.get("event") == "alert"]
 
 
-def test_the_stream_needs_a_token_and_a_department_sees_only_its_own(hub: LiveHub, tokens: dict, rule_id: str) -> None:
+def test_the_stream_needs_a_token_and_a_department_sees_only_its_own(
+    hub: LiveHub, tokens: dict, rule_id: str
+) -> None:
     with httpx.Client(base_url=hub.base_url, timeout=10) as c:
         assert c.get("/api/stream").status_code == 401
-    with SSEReader(hub.base_url, headers=bearer(tokens["transport"])) as transport, \
-            SSEReader(hub.base_url, headers=bearer(tokens["env"])) as env:
+    with (
+        SSEReader(hub.base_url, headers=bearer(tokens["transport"])) as transport,
+        SSEReader(hub.base_url, headers=bearer(tokens["env"])) as env,
+    ):
         # Events arrive in order: an alert of the other department, had it been sent, would
         # come before the next alert of one's own.
         wim = hub.alert(rule_id, "wim-1", metric="gross_weight")
@@ -180,12 +214,16 @@ def test_the_stream_needs_a_token_and_a_department_sees_only_its_own(hub: LiveHu
         env.wait_for(_is("alert", id=aq.id))
         transport.wait_for(_is("alert", id=wim2.id))
         env_seen, transport_seen = _seen_alerts(env), _seen_alerts(transport)
-        assert aq.id in {d["id"] for d in env_seen} and {wim.id, wim2.id} <= {d["id"] for d in transport_seen}
+        assert aq.id in {d["id"] for d in env_seen} and {wim.id, wim2.id} <= {
+            d["id"] for d in transport_seen
+        }
         assert all(d["department"] == "env" for d in env_seen)
         assert all(d["department"] == "transport" for d in transport_seen)
 
 
-def test_the_dashboard_session_cookie_opens_the_stream(hub: LiveHub, tokens: dict, rule_id: str) -> None:
+def test_the_dashboard_session_cookie_opens_the_stream(
+    hub: LiveHub, tokens: dict, rule_id: str
+) -> None:
     # EventSource cannot send an Authorization header: the browser's session cookie must do.
     with httpx.Client(base_url=hub.base_url, timeout=10) as c:
         r = c.post("/api/session", headers=bearer(tokens["env"]))

@@ -7,7 +7,7 @@ import io
 import json
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -16,7 +16,7 @@ from farsight.hj212 import CN_HOURLY, build_data_frame
 from ingest.decode_cli import add_decode_parser, run_decode
 
 ROOT = Path(__file__).resolve().parents[2]
-TS = datetime(2026, 11, 25, 0, 0, tzinfo=timezone.utc)
+TS = datetime(2026, 11, 25, 0, 0, tzinfo=UTC)
 FRAME = build_data_frame(mn="010000A8900016F000169DC0", ts=TS, values={"a21026": {"Rtd": 35.2}})
 HOURLY = build_data_frame(
     mn="MN 2", ts=TS, cn=CN_HOURLY, values={"a34004": {"Avg": 40, "Flag": "M"}}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -24,7 +24,7 @@ from ingest.codecs.base import Decoded
 CODEC = get_codec("hj212")
 FUZZ = settings(derandomize=True, database=None, deadline=None, max_examples=400,
                 suppress_health_check=[HealthCheck.too_slow])  # fmt: skip
-TS = datetime(2026, 11, 25, 0, 0, tzinfo=timezone.utc)  # 08:00 Beijing time
+TS = datetime(2026, 11, 25, 0, 0, tzinfo=UTC)  # 08:00 Beijing time
 HEAD = "QN=20261125080000000;ST=31;CN=2011;PW=123456;MN=MN0001;Flag=4;"
 STANDARD_EXAMPLE = (
     b"##0101QN=20160801085857223;ST=32;CN=1062;PW=100000;MN=010000A8900016F000169DC0;"
@@ -69,7 +69,7 @@ def test_realtime_round_trip_converts_beijing_time_to_utc() -> None:
 
 
 def test_utc_conversion_crosses_the_date_line() -> None:
-    ts = datetime(2025, 12, 31, 19, 30, 5, tzinfo=timezone.utc)  # 2026-01-01 03:30:05 Beijing
+    ts = datetime(2025, 12, 31, 19, 30, 5, tzinfo=UTC)  # 2026-01-01 03:30:05 Beijing
     frame = build_data_frame(mn="M", ts=ts, values={"a34004": {"Rtd": 12}})
     assert b"DataTime=20260101033005" in frame
     assert decode(frame).readings[0].ts == ts
@@ -339,7 +339,7 @@ MILLIS = st.integers(-(10**9), 10**9).map(lambda n: n / 1000)
     ts=st.datetimes(
         min_value=datetime(2000, 1, 1),
         max_value=datetime(2099, 12, 31),
-        timezones=st.just(timezone.utc),
+        timezones=st.just(UTC),
     ).map(lambda t: t.replace(microsecond=0)),
     values=st.dictionaries(CODES, MILLIS, min_size=1, max_size=6),
     cn=st.sampled_from([CN_REALTIME, CN_MINUTE, CN_HOURLY, CN_DAILY]),

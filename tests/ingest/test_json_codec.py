@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -16,7 +16,7 @@ from ingest.codecs.base import Decoded
 CODEC = get_codec("json")
 FUZZ = settings(derandomize=True, database=None, deadline=None, max_examples=400,
                 suppress_health_check=[HealthCheck.too_slow])  # fmt: skip
-UTC_8AM_BEIJING = datetime(2026, 11, 25, 0, 0, tzinfo=timezone.utc)
+UTC_8AM_BEIJING = datetime(2026, 11, 25, 0, 0, tzinfo=UTC)
 
 
 def decode(payload: bytes | dict) -> Decoded:
@@ -55,7 +55,7 @@ def test_full_payload() -> None:
 @pytest.mark.parametrize(
     ("ts", "expected"),
     [
-        (1_795_564_800_123, datetime(2026, 11, 25, 0, 0, 0, 123000, tzinfo=timezone.utc)),
+        (1_795_564_800_123, datetime(2026, 11, 25, 0, 0, 0, 123000, tzinfo=UTC)),
         ("2026-11-25T00:00:00Z", UTC_8AM_BEIJING),
         ("2026-11-24T19:00:00-05:00", UTC_8AM_BEIJING),
     ],
@@ -205,8 +205,10 @@ def test_attrs_travel_in_meta_and_bad_attrs_are_rejected() -> None:
     ok = b'{"ts": 1795600000000, "metrics": {"gross_weight": 61.8, "axles": 6}, "attrs": {"plate": "\\u9102E\\u00b77C215"}}'
     decoded = codec.decode(ok, site="s1", device="wim1")
     assert decoded.meta == {"attr.plate": "鄂E·7C215"} and decoded.irregularities == ()
-    for bad in (b'{"ts": 1795600000000, "metrics": {"x": 1}, "attrs": ["a"]}',
-                b'{"ts": 1795600000000, "metrics": {"x": 1}, "attrs": {"plate": 5}}'):
+    for bad in (
+        b'{"ts": 1795600000000, "metrics": {"x": 1}, "attrs": ["a"]}',
+        b'{"ts": 1795600000000, "metrics": {"x": 1}, "attrs": {"plate": 5}}',
+    ):
         try:
             codec.decode(bad, site="s1", device="wim1")
         except DecodeError as exc:

@@ -8,22 +8,34 @@ from pathlib import Path
 
 import pytest
 
-from farsight.errors import StoreError
-
 from alerts.store import AlertStore
+from farsight.db import Database
+from farsight.errors import StoreError
 from farsight.hj212 import build_data_frame
 from ingest.pipeline import IngestPipeline, Message
 from ingest.store import ReadingStore
-from farsight.db import Database
-from rules.state import RuleStateStore
 from rules.engine import Engine
 from rules.model import parse_rules, parse_ruleset
+from rules.state import RuleStateStore
 from tests.factories import T0, registry
 
-RULES = {"rules": [
-    {"id": "pm25", "select": {"metric": "pm25"}, "threshold": 75, "for": "2m", "severity": "warning"},
-    {"id": "so2", "select": {"metric": "so2", "device_kind": "cems"}, "threshold": "site_limit", "severity": "major"},
-]}
+RULES = {
+    "rules": [
+        {
+            "id": "pm25",
+            "select": {"metric": "pm25"},
+            "threshold": 75,
+            "for": "2m",
+            "severity": "warning",
+        },
+        {
+            "id": "so2",
+            "select": {"metric": "so2", "device_kind": "cems"},
+            "threshold": "site_limit",
+            "severity": "major",
+        },
+    ]
+}
 
 
 @pytest.fixture
@@ -38,7 +50,11 @@ def parts(tmp_path: Path):  # type: ignore[no-untyped-def]
 
 
 def aq(minute: int, pm25: float, seq: int = 0) -> Message:
-    body = {"ts": (T0 + timedelta(minutes=minute)).isoformat(), "metrics": {"pm25": pm25, "pm10": 40}, "seq": seq}
+    body = {
+        "ts": (T0 + timedelta(minutes=minute)).isoformat(),
+        "metrics": {"pm25": pm25, "pm10": 40},
+        "seq": seq,
+    }
     return Message("fs/v1/env/yc-aq-1/aq1/reading", json.dumps(body).encode())
 
 
@@ -65,7 +81,11 @@ def test_exceedance_becomes_exactly_one_alert_and_duplicates_do_not_refire(parts
 
 def test_hj212_frames_decode_store_and_fire(parts) -> None:  # type: ignore[no-untyped-def]
     pipe, readings, alerts = parts
-    frame = build_data_frame(mn="42050000000001", ts=T0, values={"a21026": {"Rtd": 80.5, "Flag": "N"}, "a21002": {"Rtd": 30, "Flag": "N"}})
+    frame = build_data_frame(
+        mn="42050000000001",
+        ts=T0,
+        values={"a21026": {"Rtd": 80.5, "Flag": "N"}, "a21002": {"Rtd": 30, "Flag": "N"}},
+    )
     res = pipe.process([Message("fs/v1/env/yc-stack-1/cems1/hj212", frame)])
     assert res.stored == 2 and res.rejected == 0
     assert readings.series("yc-stack-1", "so2", T0, T0)[0]["value"] == 80.5
@@ -74,14 +94,19 @@ def test_hj212_frames_decode_store_and_fire(parts) -> None:  # type: ignore[no-u
 
 def test_every_bad_message_is_dead_lettered_with_its_reason_and_nothing_stops(parts) -> None:  # type: ignore[no-untyped-def]
     pipe, readings, _ = parts
-    good_frame = build_data_frame(mn="42050000000001", ts=T0, values={"a21026": {"Rtd": 1.0, "Flag": "N"}})
+    good_frame = build_data_frame(
+        mn="42050000000001", ts=T0, values={"a21026": {"Rtd": 1.0, "Flag": "N"}}
+    )
     bad = {
         "not_json": Message("fs/v1/env/yc-aq-1/aq1/reading", b"{not json"),
         "bad_topic": Message("some/other/topic", b"{}"),
         "unknown_site": Message("fs/v1/env/nowhere/aq1/reading", aq(0, 1).payload),
         "department_mismatch": Message("fs/v1/transport/yc-aq-1/aq1/reading", aq(0, 1).payload),
         "bad_crc": Message("fs/v1/env/yc-stack-1/cems1/hj212", good_frame[:-6] + b"0000\r\n"),
-        "mn_mismatch": Message("fs/v1/env/yc-stack-1/cems1/hj212", build_data_frame(mn="99999999999999", ts=T0, values={"a21026": {"Rtd": 1.0}})),
+        "mn_mismatch": Message(
+            "fs/v1/env/yc-stack-1/cems1/hj212",
+            build_data_frame(mn="99999999999999", ts=T0, values={"a21026": {"Rtd": 1.0}}),
+        ),
     }
     res = pipe.process(list(bad.values()) + [aq(3, 10)])
     assert res.rejected == len(bad) and res.stored == 2
@@ -111,12 +136,15 @@ def test_a_duplicate_inside_one_batch_counts_once(parts) -> None:  # type: ignor
 
 def test_backfilled_history_evaluates_on_its_own_time_and_a_replay_notifies_nothing(parts) -> None:  # type: ignore[no-untyped-def]
     pipe, _, alerts = parts
-    pipe.process([aq(m, 20) for m in range(0, 5)])
+    pipe.process([aq(m, 20) for m in range(5)])
     # A gateway comes back after an outage with minutes 5..20: an episode of 120 from 8 to 12.
     backlog = [aq(m, 120 if 8 <= m <= 12 else 20) for m in range(5, 21)]
     res = pipe.process(backlog)
     assert [s.status for s in res.signals] == ["firing", "resolved"]
-    assert [s.ts for s in res.signals] == [T0 + timedelta(minutes=10), T0 + timedelta(minutes=13)]  # for: 2m, event time
+    assert [s.ts for s in res.signals] == [
+        T0 + timedelta(minutes=10),
+        T0 + timedelta(minutes=13),
+    ]  # for: 2m, event time
     (alert,) = alerts.list()[0]
     events = len(alerts.events(alert.id))
     # The gateway replays the same backlog (it never saw the PUBACK): nothing is notified again.
@@ -129,10 +157,31 @@ def test_an_overloaded_truck_alert_names_its_plate(tmp_path: Path) -> None:
     db = tmp_path / "farsight.db"
     readings, alerts = ReadingStore(db), AlertStore(db)
     reg = registry()
-    doc = {"rules": [{"id": "wim", "kind": "wim_overload", "select": {"device_kind": "wim"}, "accuracy_class": 5, "severity": "major"}]}
+    doc = {
+        "rules": [
+            {
+                "id": "wim",
+                "kind": "wim_overload",
+                "select": {"device_kind": "wim"},
+                "accuracy_class": 5,
+                "severity": "major",
+            }
+        ]
+    }
     pipe = IngestPipeline(reg, readings, Engine(parse_ruleset(doc), reg), alerts)
-    body = {"ts": T0.isoformat(), "metrics": {"gross_weight": 61.8, "axles": 6}, "attrs": {"plate": "鄂E·7C215"}}
-    res = pipe.process([Message("fs/v1/transport/xg-wim-1/wim1/reading", json.dumps(body, ensure_ascii=False).encode())])
+    body = {
+        "ts": T0.isoformat(),
+        "metrics": {"gross_weight": 61.8, "axles": 6},
+        "attrs": {"plate": "鄂E·7C215"},
+    }
+    res = pipe.process(
+        [
+            Message(
+                "fs/v1/transport/xg-wim-1/wim1/reading",
+                json.dumps(body, ensure_ascii=False).encode(),
+            )
+        ]
+    )
     (sig,) = res.signals
     assert dict(sig.labels)["plate"] == "鄂E·7C215"
     (alert,) = alerts.list()[0]
@@ -143,9 +192,23 @@ def test_an_overloaded_truck_alert_names_its_plate(tmp_path: Path) -> None:
 
 def test_late_and_flagged_readings_are_counted_for_the_hub(parts) -> None:  # type: ignore[no-untyped-def]
     pipe, readings, _ = parts
-    pipe.process([aq(m, 20) for m in range(0, 5)])
-    late = Message("fs/v1/env/yc-aq-1/aq1/reading", json.dumps({"ts": (T0 + timedelta(minutes=2, seconds=30)).isoformat(), "metrics": {"pm25": 500}}).encode())
-    flagged = Message("fs/v1/env/yc-aq-1/aq1/reading", json.dumps({"ts": (T0 + timedelta(minutes=6)).isoformat(), "metrics": {"pm25": 500}, "flags": {"pm25": "C"}}).encode())
+    pipe.process([aq(m, 20) for m in range(5)])
+    late = Message(
+        "fs/v1/env/yc-aq-1/aq1/reading",
+        json.dumps(
+            {"ts": (T0 + timedelta(minutes=2, seconds=30)).isoformat(), "metrics": {"pm25": 500}}
+        ).encode(),
+    )
+    flagged = Message(
+        "fs/v1/env/yc-aq-1/aq1/reading",
+        json.dumps(
+            {
+                "ts": (T0 + timedelta(minutes=6)).isoformat(),
+                "metrics": {"pm25": 500},
+                "flags": {"pm25": "C"},
+            }
+        ).encode(),
+    )
     pipe.process([late, flagged])
     pipe.tick(T0 + timedelta(minutes=7))
     counters = readings.counters()
@@ -155,9 +218,11 @@ def test_late_and_flagged_readings_are_counted_for_the_hub(parts) -> None:  # ty
     assert readings.counters() == counters
 
 
-def test_a_failed_batch_leaves_nothing_and_its_redelivery_is_judged_afresh(parts, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_a_failed_batch_leaves_nothing_and_its_redelivery_is_judged_afresh(
+    parts, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
     pipe, readings, alerts = parts
-    pipe.process([aq(m, 120) for m in range(0, 2)])
+    pipe.process([aq(m, 120) for m in range(2)])
     batch = [aq(m, 120) for m in range(2, 4)]  # the pm25 rule (for 2m) fires on minute 2
     real_apply = alerts.apply
 
@@ -168,7 +233,9 @@ def test_a_failed_batch_leaves_nothing_and_its_redelivery_is_judged_afresh(parts
     with pytest.raises(StoreError):
         pipe.process(batch)
     # Nothing of the batch was committed: no readings, no alert, no audit entry.
-    assert readings.count(metric="pm25") == 2 and alerts.list()[1] == 0 and alerts.audit.head()[0] == 0
+    assert (
+        readings.count(metric="pm25") == 2 and alerts.list()[1] == 0 and alerts.audit.head()[0] == 0
+    )
     monkeypatch.setattr(alerts, "apply", real_apply)
     res = pipe.process(batch)  # the broker redelivers the unacknowledged messages
     assert [s.status for s in res.signals] == ["firing"] and res.stored == 4

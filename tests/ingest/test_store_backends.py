@@ -11,7 +11,14 @@ from tests.factories import T0
 
 
 def _reading(minutes: int, value: float, metric: str = "pm25") -> Reading:
-    return Reading(site="yc-aq-1", device="aq1", metric=metric, value=value, unit="ug/m3", ts=T0 + timedelta(minutes=minutes))
+    return Reading(
+        site="yc-aq-1",
+        device="aq1",
+        metric=metric,
+        value=value,
+        unit="ug/m3",
+        ts=T0 + timedelta(minutes=minutes),
+    )
 
 
 def test_readings_are_idempotent_and_stream_back_in_order(backend: str) -> None:
@@ -19,7 +26,12 @@ def test_readings_are_idempotent_and_stream_back_in_order(backend: str) -> None:
     batch = [_reading(m, 10.0 + m) for m in range(5)]
     assert store.write_batch(batch) == [True] * 5
     # A redelivery, with one new reading and one key twice in the same batch.
-    assert store.write_batch(batch[:2] + [_reading(5, 99.5), _reading(5, 99.5)]) == [False, False, True, False]
+    assert store.write_batch(batch[:2] + [_reading(5, 99.5), _reading(5, 99.5)]) == [
+        False,
+        False,
+        True,
+        False,
+    ]
     assert store.count() == 6 and store.count(metric="pm25") == 6
     got = list(store.iter_range(T0, T0 + timedelta(hours=1), batch=4))
     assert [r.value for r in got] == [10.0, 11.0, 12.0, 13.0, 14.0, 99.5]
@@ -32,8 +44,16 @@ def test_readings_are_idempotent_and_stream_back_in_order(backend: str) -> None:
 def test_dead_letters_keep_the_payload_bytes_and_counters_add_up(backend: str) -> None:
     store = ReadingStore(backend)
     payload = b"\x00\xffnot json \xe4\xb8\xad"
-    store.write_batch([], dead=[DeadLetter(topic="t/x", payload=payload, reason="json", detail="bad", received=T0, codec="json")],
-                      irregular=[("yc-aq-1", "aq1", "seq_gap"), ("yc-aq-1", "aq1", "seq_gap")], received=T0)
+    store.write_batch(
+        [],
+        dead=[
+            DeadLetter(
+                topic="t/x", payload=payload, reason="json", detail="bad", received=T0, codec="json"
+            )
+        ],
+        irregular=[("yc-aq-1", "aq1", "seq_gap"), ("yc-aq-1", "aq1", "seq_gap")],
+        received=T0,
+    )
     (letter,) = store.dead_letters()
     assert letter.payload == payload and letter.reason == "json" and store.dead_letter_count() == 1
     assert store.irregularities()[0]["count"] == 2
@@ -45,7 +65,15 @@ def test_dead_letters_keep_the_payload_bytes_and_counters_add_up(backend: str) -
 
 def test_rule_state_round_trips(backend: str) -> None:
     state = RuleStateStore(backend)
-    entries = [{"rule": "pm25-high", "scope": ["yc-aq-1", "aq1", "pm25"], "digest": "d1", "since": 3, "firing": True}]
+    entries = [
+        {
+            "rule": "pm25-high",
+            "scope": ["yc-aq-1", "aq1", "pm25"],
+            "digest": "d1",
+            "since": 3,
+            "firing": True,
+        }
+    ]
     assert state.save(entries, now=T0) == 1
     assert state.save([dict(entries[0], since=4)], now=T0) == 1  # upsert
     assert state.load() == [dict(entries[0], since=4)] and state.count() == 1

@@ -11,34 +11,61 @@ from rasterio.transform import from_origin
 
 from simulators.scenes import ScenePair, SceneSpec, write_pair
 
-SMALL = dict(width=320, height=320, tile=64, changes_per_kind=1, change_ha=(0.8, 1.6), nodata_border_px=12)
+SMALL = dict(
+    width=320, height=320, tile=64, changes_per_kind=1, change_ha=(0.8, 1.6), nodata_border_px=12
+)
 
 
 @pytest.fixture(scope="session")
 def pair6(tmp_path_factory: pytest.TempPathFactory) -> ScenePair:
     """6 bands, no clouds on the before date, light clouds after, every kind once."""
-    return write_pair(SceneSpec(seed=11, cloud_cover=(0.0, 0.03), **SMALL), tmp_path_factory.mktemp("pair6"))
+    return write_pair(
+        SceneSpec(seed=11, cloud_cover=(0.0, 0.03), **SMALL), tmp_path_factory.mktemp("pair6")
+    )
 
 
 @pytest.fixture(scope="session")
 def pair4(tmp_path_factory: pytest.TempPathFactory) -> ScenePair:
     """4 bands (no swir): the kinds that can be told apart without swir."""
-    return write_pair(SceneSpec(seed=12, bands=4, cloud_cover=(0.0, 0.0), **SMALL), tmp_path_factory.mktemp("pair4"))
+    return write_pair(
+        SceneSpec(seed=12, bands=4, cloud_cover=(0.0, 0.0), **SMALL),
+        tmp_path_factory.mktemp("pair4"),
+    )
 
 
 @pytest.fixture(scope="session")
 def cloudy(tmp_path_factory: pytest.TempPathFactory) -> ScenePair:
     """Heavy clouds on the after date, with an SCL band."""
-    return write_pair(SceneSpec(seed=13, scl=True, cloud_cover=(0.02, 0.25), **SMALL), tmp_path_factory.mktemp("cloudy"))
+    return write_pair(
+        SceneSpec(seed=13, scl=True, cloud_cover=(0.02, 0.25), **SMALL),
+        tmp_path_factory.mktemp("cloudy"),
+    )
 
 
-def write_raster(path: Path, data: np.ndarray, crs: str = "EPSG:32649", origin: tuple[float, float] = (520000.0, 3400000.0), res: float = 10.0, **kw: object) -> Path:
+def write_raster(
+    path: Path,
+    data: np.ndarray,
+    crs: str = "EPSG:32649",
+    origin: tuple[float, float] = (520000.0, 3400000.0),
+    res: float = 10.0,
+    **kw: object,
+) -> Path:
     """Write a small tiled GeoTIFF (bands x rows x cols) with optional descriptions, scales, offsets."""
     descriptions = kw.pop("descriptions", None)
     scales = kw.pop("scales", None)
     offsets = kw.pop("offsets", None)
-    profile = dict(driver="GTiff", width=data.shape[2], height=data.shape[1], count=data.shape[0], dtype=str(data.dtype), crs=crs,
-                   transform=from_origin(origin[0], origin[1], res, res), tiled=True, blockxsize=16, blockysize=16)
+    profile = dict(
+        driver="GTiff",
+        width=data.shape[2],
+        height=data.shape[1],
+        count=data.shape[0],
+        dtype=str(data.dtype),
+        crs=crs,
+        transform=from_origin(origin[0], origin[1], res, res),
+        tiled=True,
+        blockxsize=16,
+        blockysize=16,
+    )
     profile.update(kw)
     with rasterio.open(path, "w", **profile) as dst:
         dst.write(data)

@@ -18,11 +18,21 @@ from tests.remote_sensing.conftest import write_raster
 
 def _reproject(src_path, dst_path, crs, res=None):
     with rasterio.open(src_path) as src:
-        transform, w, h = calculate_default_transform(src.crs, crs, src.width, src.height, *src.bounds, resolution=res)
-        profile = src.profile | dict(crs=crs, transform=transform, width=w, height=h, blockxsize=64, blockysize=64)
+        transform, w, h = calculate_default_transform(
+            src.crs, crs, src.width, src.height, *src.bounds, resolution=res
+        )
+        profile = src.profile | dict(
+            crs=crs, transform=transform, width=w, height=h, blockxsize=64, blockysize=64
+        )
         with rasterio.open(dst_path, "w", **profile) as dst:
             for i in range(1, src.count + 1):
-                reproject(rasterio.band(src, i), rasterio.band(dst, i), resampling=Resampling.bilinear, src_nodata=0, dst_nodata=0)
+                reproject(
+                    rasterio.band(src, i),
+                    rasterio.band(dst, i),
+                    resampling=Resampling.bilinear,
+                    src_nodata=0,
+                    dst_nodata=0,
+                )
             dst.descriptions = src.descriptions
             dst.scales, dst.offsets = src.scales, src.offsets
             dst.update_tags(**src.tags())
@@ -46,8 +56,16 @@ def test_grid_is_the_overlap_in_the_before_crs_at_the_coarser_resolution():
 
 def test_pixel_aligned_scene_is_read_without_resampling(tmp_path):
     data = np.arange(4 * 40 * 40, dtype=np.uint16).reshape(4, 40, 40) + 1
-    a = write_raster(tmp_path / "a.tif", data, nodata=0, descriptions=("blue", "green", "red", "nir"))
-    b = write_raster(tmp_path / "b.tif", data[:, 5:, 3:].copy(), origin=(520030.0, 3399950.0), nodata=0, descriptions=("blue", "green", "red", "nir"))
+    a = write_raster(
+        tmp_path / "a.tif", data, nodata=0, descriptions=("blue", "green", "red", "nir")
+    )
+    b = write_raster(
+        tmp_path / "b.tif",
+        data[:, 5:, 3:].copy(),
+        origin=(520030.0, 3399950.0),
+        nodata=0,
+        descriptions=("blue", "green", "red", "nir"),
+    )
     sa, sb = open_scene(a), open_scene(b)
     g = common_grid(sa.grid, sb.grid)
     assert (g.width, g.height) == (37, 35)
@@ -59,7 +77,9 @@ def test_pixel_aligned_scene_is_read_without_resampling(tmp_path):
 
 def test_after_scene_in_another_crs_and_resolution_is_aligned_and_changes_found(pair6, tmp_path):
     # The after date delivered in lon/lat at about 15 m: one warp onto the before grid.
-    after_ll = _reproject(pair6.after, tmp_path / "after_4326.tif", "EPSG:4326", res=(0.00015, 0.00015))
+    after_ll = _reproject(
+        pair6.after, tmp_path / "after_4326.tif", "EPSG:4326", res=(0.00015, 0.00015)
+    )
     sb, sa = open_scene(pair6.before), open_scene(after_ll)
     g = common_grid(sb.grid, sa.grid)
     assert g.crs == sb.crs and g.res[0] > 10.0

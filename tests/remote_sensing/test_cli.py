@@ -22,7 +22,25 @@ def _ccw(ring):
 def test_detect_writes_rfc7946_geojson_with_quicklooks(pair6, tmp_path, capsys):
     out = tmp_path / "changes.geojson"
     ev = tmp_path / "evidence"
-    assert farsight_main(["rs", "detect", str(pair6.before), str(pair6.after), "--out", str(out), "--evidence", str(ev), "--workers", "2", "--block", "128"]) == 0
+    assert (
+        farsight_main(
+            [
+                "rs",
+                "detect",
+                str(pair6.before),
+                str(pair6.after),
+                "--out",
+                str(out),
+                "--evidence",
+                str(ev),
+                "--workers",
+                "2",
+                "--block",
+                "128",
+            ]
+        )
+        == 0
+    )
     fc = json.loads(out.read_text())
     assert fc["type"] == "FeatureCollection" and "crs" not in fc
     assert len(fc["features"]) >= 4
@@ -45,29 +63,110 @@ def test_zones_filter_changes_unless_all(pair6, tmp_path):
     target = next(f for f in truth if f["properties"]["kind"] == "water_gain")
     zone = shape(target["geometry"]).buffer(0.001)
     zones = tmp_path / "zones.geojson"
-    zones.write_text(json.dumps({"type": "FeatureCollection", "features": [
-        {"type": "Feature", "id": "river-buffer-1", "properties": {"kind": "river_buffer", "name": "River buffer"}, "geometry": zone.__geo_interface__}]}))
+    zones.write_text(
+        json.dumps(
+            {
+                "type": "FeatureCollection",
+                "features": [
+                    {
+                        "type": "Feature",
+                        "id": "river-buffer-1",
+                        "properties": {"kind": "river_buffer", "name": "River buffer"},
+                        "geometry": zone.__geo_interface__,
+                    }
+                ],
+            }
+        )
+    )
     out = tmp_path / "in_zone.geojson"
-    assert farsight_main(["rs", "detect", str(pair6.before), str(pair6.after), "--zones", str(zones), "--out", str(out)]) == 0
+    assert (
+        farsight_main(
+            [
+                "rs",
+                "detect",
+                str(pair6.before),
+                str(pair6.after),
+                "--zones",
+                str(zones),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     feats = json.loads(out.read_text())["features"]
     assert [f["properties"]["kind"] for f in feats] == ["water_gain"]
     (hit,) = feats[0]["properties"]["zones"]
-    assert hit["zone"] == "river-buffer-1" and hit["overlap_m2"] == pytest.approx(feats[0]["properties"]["area_m2"], rel=0.02)
+    assert hit["zone"] == "river-buffer-1" and hit["overlap_m2"] == pytest.approx(
+        feats[0]["properties"]["area_m2"], rel=0.02
+    )
     every = tmp_path / "all.geojson"
-    assert farsight_main(["rs", "detect", str(pair6.before), str(pair6.after), "--zones", str(zones), "--all", "--out", str(every), "--mmu-ha", "1.0"]) == 0
+    assert (
+        farsight_main(
+            [
+                "rs",
+                "detect",
+                str(pair6.before),
+                str(pair6.after),
+                "--zones",
+                str(zones),
+                "--all",
+                "--out",
+                str(every),
+                "--mmu-ha",
+                "1.0",
+            ]
+        )
+        == 0
+    )
     big = json.loads(every.read_text())["features"]
     assert len(big) > 1 and all(f["properties"]["area_m2"] >= 9900 for f in big)
 
 
 def test_bad_inputs_exit_2_naming_the_file(tmp_path, capsys, pair6):
-    assert farsight_main(["rs", "detect", str(tmp_path / "nope.tif"), str(pair6.after), "--out", str(tmp_path / "x.geojson")]) == 2
+    assert (
+        farsight_main(
+            [
+                "rs",
+                "detect",
+                str(tmp_path / "nope.tif"),
+                str(pair6.after),
+                "--out",
+                str(tmp_path / "x.geojson"),
+            ]
+        )
+        == 2
+    )
     assert "nope.tif" in capsys.readouterr().err
-    assert farsight_main(["rs", "detect", str(pair6.before), str(pair6.after), "--zones", str(tmp_path / "z.geojson"), "--out", str(tmp_path / "x.geojson")]) == 2
+    assert (
+        farsight_main(
+            [
+                "rs",
+                "detect",
+                str(pair6.before),
+                str(pair6.after),
+                "--zones",
+                str(tmp_path / "z.geojson"),
+                "--out",
+                str(tmp_path / "x.geojson"),
+            ]
+        )
+        == 2
+    )
     assert "z.geojson: 1 configuration error(s)" in capsys.readouterr().err
 
 
 def test_watch_confirms_a_change_seen_in_a_later_scene(tmp_path):
-    spec = dict(seed=21, width=256, height=256, tile=64, changes_per_kind=1, kinds=("new_construction", "water_gain"), cloud_cover=(0.0, 0.0), change_ha=(0.8, 1.2))
+    spec = dict(
+        seed=21,
+        width=256,
+        height=256,
+        tile=64,
+        changes_per_kind=1,
+        kinds=("new_construction", "water_gain"),
+        cloud_cover=(0.0, 0.0),
+        change_ha=(0.8, 1.2),
+    )
     first = write_pair(SceneSpec(**spec), tmp_path / "sim1")
     later = write_pair(SceneSpec(**spec, after_date="2026-06-20T03:10:00Z"), tmp_path / "sim2")
     aoi = tmp_path / "inbox" / "yichang-east"
@@ -75,27 +174,64 @@ def test_watch_confirms_a_change_seen_in_a_later_scene(tmp_path):
     shutil.copy(first.before, aoi / "s1.tif")
     shutil.copy(first.after, aoi / "s2.tif")
     out = tmp_path / "out"
-    assert farsight_main(["rs", "watch", str(tmp_path / "inbox"), "--out-dir", str(out), "--once"]) == 0
+    assert (
+        farsight_main(["rs", "watch", str(tmp_path / "inbox"), "--out-dir", str(out), "--once"])
+        == 0
+    )
     events = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
     assert sorted(e["change"]["kind"] for e in events) == ["new_construction", "water_gain"]
-    assert {e["state"] for e in events} == {"possible"} and events[0]["change"]["aoi"] == "yichang-east"
+    assert {e["state"] for e in events} == {"possible"} and events[0]["change"][
+        "aoi"
+    ] == "yichang-east"
     shutil.copy(later.after, aoi / "s3.tif")
     changes = []
     watch_once(tmp_path / "inbox", out, DetectOptions(), on_change=changes.append)
-    assert sorted((c.region.kind, c.state, c.sightings) for c in changes) == [("new_construction", "confirmed", 2), ("water_gain", "confirmed", 2)]
-    assert all(c.region.aoi == "yichang-east" and c.region.after.isoformat().startswith("2026-06-20") for c in changes)
+    assert sorted((c.region.kind, c.state, c.sightings) for c in changes) == [
+        ("new_construction", "confirmed", 2),
+        ("water_gain", "confirmed", 2),
+    ]
+    assert all(
+        c.region.aoi == "yichang-east" and c.region.after.isoformat().startswith("2026-06-20")
+        for c in changes
+    )
     events = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
     confirmed = [e for e in events if e["state"] == "confirmed"]
     assert sorted(e["change"]["kind"] for e in confirmed) == ["new_construction", "water_gain"]
     assert all(e["previous"] == "possible" and e["sightings"] == 2 for e in confirmed)
     assert confirmed[0]["change"]["after"].startswith("2026-06-20")
     # Nothing new: a third run adds no event.
-    assert farsight_main(["rs", "watch", str(tmp_path / "inbox"), "--out-dir", str(out), "--once"]) == 0
+    assert (
+        farsight_main(["rs", "watch", str(tmp_path / "inbox"), "--out-dir", str(out), "--once"])
+        == 0
+    )
     assert len((out / "events.jsonl").read_text().splitlines()) == len(events)
 
 
 def test_cva_method_with_em_threshold_runs_from_the_cli(pair6, tmp_path):
     out = tmp_path / "cva.geojson"
-    assert farsight_main(["rs", "detect", str(pair6.before), str(pair6.after), "--method", "cva", "--threshold", "em", "--out", str(out)]) == 0
+    assert (
+        farsight_main(
+            [
+                "rs",
+                "detect",
+                str(pair6.before),
+                str(pair6.after),
+                "--method",
+                "cva",
+                "--threshold",
+                "em",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     kinds = {f["properties"]["kind"] for f in json.loads(out.read_text())["features"]}
-    assert kinds and kinds <= {"vegetation_loss", "new_construction", "water_gain", "water_loss", "bare_soil", "unclassified"}
+    assert kinds and kinds <= {
+        "vegetation_loss",
+        "new_construction",
+        "water_gain",
+        "water_loss",
+        "bare_soil",
+        "unclassified",
+    }

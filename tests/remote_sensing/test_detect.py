@@ -8,7 +8,16 @@ import rasterio
 from rasterio.windows import from_bounds
 from shapely.geometry import shape
 
-from remote_sensing.detect import KINDS, cva_magnitude, em_threshold, fit_imad, imad_chi2, kind_code, label_changes, otsu_threshold
+from remote_sensing.detect import (
+    KINDS,
+    cva_magnitude,
+    em_threshold,
+    fit_imad,
+    imad_chi2,
+    kind_code,
+    label_changes,
+    otsu_threshold,
+)
 from remote_sensing.masks import qa_pixel_mask, scl_mask, spectral_cloud_mask
 from remote_sensing.pipeline import DetectOptions, detect_pair
 
@@ -30,8 +39,14 @@ def _px(name: str, n: int = 1, roles: tuple[str, ...] = ROLES) -> dict[str, np.n
 
 @pytest.mark.parametrize(
     "before,after,kind",
-    [("forest", "felled", "vegetation_loss"), ("crop", "concrete", "new_construction"), ("crop", "water", "water_gain"),
-     ("water", "drained", "water_loss"), ("forest", "soil", "bare_soil"), ("crop", "crop", None)],
+    [
+        ("forest", "felled", "vegetation_loss"),
+        ("crop", "concrete", "new_construction"),
+        ("crop", "water", "water_gain"),
+        ("water", "drained", "water_loss"),
+        ("forest", "soil", "bare_soil"),
+        ("crop", "crop", None),
+    ],
 )
 @pytest.mark.parametrize("roles", [ROLES, ROLES[:4]], ids=["6 bands", "4 bands"])
 def test_index_rules_label_each_kind(before, after, kind, roles):
@@ -53,8 +68,13 @@ def test_cva_otsu_and_em_split_a_bimodal_sample():
 def test_imad_statistic_is_high_where_things_changed():
     rng = np.random.default_rng(1)
     base = rng.normal(0.2, 0.05, (6, 80, 80)).astype(np.float32)
-    b = {r: base[i] + rng.normal(0, 0.005, (80, 80)).astype(np.float32) for i, r in enumerate(ROLES)}
-    a = {r: 1.1 * base[i] + 0.01 + rng.normal(0, 0.005, (80, 80)).astype(np.float32) for i, r in enumerate(ROLES)}
+    b = {
+        r: base[i] + rng.normal(0, 0.005, (80, 80)).astype(np.float32) for i, r in enumerate(ROLES)
+    }
+    a = {
+        r: 1.1 * base[i] + 0.01 + rng.normal(0, 0.005, (80, 80)).astype(np.float32)
+        for i, r in enumerate(ROLES)
+    }
     a["red"][:10, :10] += 0.2
     a["swir1"][:10, :10] -= 0.1
     model = fit_imad(b, a, np.ones((80, 80), bool))
@@ -63,8 +83,20 @@ def test_imad_statistic_is_high_where_things_changed():
 
 
 def test_qa_masks():
-    assert scl_mask(np.array([0, 3, 4, 5, 6, 8, 9, 10, 11])).tolist() == [False, True, False, False, False, True, True, True, True]
-    qa = np.array([0b0, 1 << 3, 1 << 4, 1 << 6, 1 << 1], np.uint16)  # clear, cloud, shadow, clear-bit, dilated cloud
+    assert scl_mask(np.array([0, 3, 4, 5, 6, 8, 9, 10, 11])).tolist() == [
+        False,
+        True,
+        False,
+        False,
+        False,
+        True,
+        True,
+        True,
+        True,
+    ]
+    qa = np.array(
+        [0b0, 1 << 3, 1 << 4, 1 << 6, 1 << 1], np.uint16
+    )  # clear, cloud, shadow, clear-bit, dilated cloud
     assert qa_pixel_mask(qa).tolist() == [False, True, True, False, True]
     cloud = {r: np.full((1, 1), 0.42, np.float32) for r in ROLES}
     assert spectral_cloud_mask(cloud)[0, 0] and not spectral_cloud_mask(_px("concrete"))[0, 0]
@@ -74,7 +106,9 @@ def _truth_hits(pair, result):
     found = {}
     for t in pair.changes:
         g = shape(t.geometry)
-        hits = [r.kind for r in result.regions if shape(r.geometry).intersection(g).area > 0.3 * g.area]
+        hits = [
+            r.kind for r in result.regions if shape(r.geometry).intersection(g).area > 0.3 * g.area
+        ]
         found[t.kind] = hits
     return found
 
@@ -86,7 +120,11 @@ def test_every_kind_is_detected_with_its_label(pair6):
         if t.visible >= 0.9:
             assert hits[t.kind] == [t.kind], f"{t.kind}: {hits[t.kind]}"
     assert sum(t.visible >= 0.9 for t in pair6.changes) >= 4
-    unmatched = [r for r in result.regions if not any(shape(r.geometry).intersects(shape(t.geometry)) for t in pair6.changes)]
+    unmatched = [
+        r
+        for r in result.regions
+        if not any(shape(r.geometry).intersects(shape(t.geometry)) for t in pair6.changes)
+    ]
     assert len(unmatched) <= 1
 
 
@@ -107,12 +145,22 @@ def test_cloud_masked_pixels_never_become_change(cloudy):
     assert masked.mean() > 0.15, "the scene is cloudy"
     assert not (result.codes[masked] > 0).any()
     # The same pair without its SCL band: the spectral tests must keep clouds out too.
-    spectral = detect_pair(cloudy.before, cloudy.after, DetectOptions(bands=("blue", "green", "red", "nir", "swir1", "swir2", "-")), keep_codes=True)
+    spectral = detect_pair(
+        cloudy.before,
+        cloudy.after,
+        DetectOptions(bands=("blue", "green", "red", "nir", "swir1", "swir2", "-")),
+        keep_codes=True,
+    )
     with rasterio.open(cloudy.after_clouds) as src:
         truth = src.read(1, window=win, boundless=True, fill_value=0)
     changed = spectral.codes > 0
     assert (changed & (truth == 1)).sum() <= 0.01 * (truth == 1).sum()
-    baseline = detect_pair(cloudy.before, cloudy.after, DetectOptions(method="cva", cloud_mask=False, normalise=False), keep_codes=True)
+    baseline = detect_pair(
+        cloudy.before,
+        cloudy.after,
+        DetectOptions(method="cva", cloud_mask=False, normalise=False),
+        keep_codes=True,
+    )
     assert (baseline.codes[truth == 1] > 0).mean() > 0.3, "without masks clouds do become change"
 
 

@@ -12,15 +12,35 @@ from tests.remote_sensing.conftest import write_raster
 
 
 def test_roles_from_descriptions_aliases_sensor_and_list():
-    assert resolve_roles(("B02", "B03", "B04", "B08", "B11", "B12", "SCL")) == {"blue": 1, "green": 2, "red": 3, "nir": 4, "swir1": 5, "swir2": 6, "scl": 7}
+    assert resolve_roles(("B02", "B03", "B04", "B08", "B11", "B12", "SCL")) == {
+        "blue": 1,
+        "green": 2,
+        "red": 3,
+        "nir": 4,
+        "swir1": 5,
+        "swir2": 6,
+        "scl": 7,
+    }
     assert resolve_roles((None,) * 8, sensor="landsat-c2l2")["nir"] == 5
     assert resolve_roles((None,) * 7, sensor="landsat-c2l2")["swir2"] == 7  # without QA_PIXEL
-    assert resolve_roles((None,) * 4, sensor="gf1-wfv") == {"blue": 1, "green": 2, "red": 3, "nir": 4}
-    assert resolve_roles(("x",) * 5, bands=("nir", "red", "green", "blue", "-")) == {"nir": 1, "red": 2, "green": 3, "blue": 4}
+    assert resolve_roles((None,) * 4, sensor="gf1-wfv") == {
+        "blue": 1,
+        "green": 2,
+        "red": 3,
+        "nir": 4,
+    }
+    assert resolve_roles(("x",) * 5, bands=("nir", "red", "green", "blue", "-")) == {
+        "nir": 1,
+        "red": 2,
+        "green": 3,
+        "blue": 4,
+    }
 
 
 def test_unresolvable_roles_name_the_file_and_the_fix():
-    with pytest.raises(ConfigError, match=r"scene\.tif.*no band for blue, green, red, nir.*--sensor"):
+    with pytest.raises(
+        ConfigError, match=r"scene\.tif.*no band for blue, green, red, nir.*--sensor"
+    ):
         resolve_roles((None, None, None), source="scene.tif")
     with pytest.raises(ConfigError, match="unknown sensor; known: sentinel2-l2a"):
         resolve_roles((None,) * 4, sensor="spot9")
@@ -32,7 +52,14 @@ def test_scale_offset_and_nodata_are_honoured(tmp_path):
     dn = np.full((4, 32, 32), 2000, np.uint16)
     dn[:, :, :4] = 0  # nodata border
     dn[3, 10, 10] = 0  # one band missing makes the pixel invalid
-    path = write_raster(tmp_path / "s.tif", dn, nodata=0, descriptions=("blue", "green", "red", "nir"), scales=(1e-4, 1e-4, 2e-4, 1e-4), offsets=(-0.1, -0.1, 0.0, -0.1))
+    path = write_raster(
+        tmp_path / "s.tif",
+        dn,
+        nodata=0,
+        descriptions=("blue", "green", "red", "nir"),
+        scales=(1e-4, 1e-4, 2e-4, 1e-4),
+        offsets=(-0.1, -0.1, 0.0, -0.1),
+    )
     scene = open_scene(path)
     with AlignedReader(scene, scene.grid) as r:
         b = r.read(Window(0, 0, 32, 32))
@@ -48,7 +75,9 @@ def test_sensor_preset_scaling_applies_when_the_file_has_none(tmp_path):
     assert scene.roles == ("blue", "green", "red", "nir", "swir1", "swir2")
     assert scene.scales[0] == pytest.approx(2.75e-5) and scene.offsets[0] == pytest.approx(-0.2)
     with AlignedReader(scene, scene.grid) as r:
-        assert r.read(Window(0, 0, 16, 16)).data["nir"][0, 0] == pytest.approx(20000 * 2.75e-5 - 0.2, abs=1e-6)
+        assert r.read(Window(0, 0, 16, 16)).data["nir"][0, 0] == pytest.approx(
+            20000 * 2.75e-5 - 0.2, abs=1e-6
+        )
 
 
 def test_qa_band_and_acquisition_time_are_found(pair6, cloudy):

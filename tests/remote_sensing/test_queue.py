@@ -17,21 +17,39 @@ from farsight.evidence import EvidenceStore
 from remote_sensing.demo import AOI, prepare_demo_aoi
 
 
-def test_watch_queue_raises_one_alert_per_tracked_change_with_its_quicklook(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_watch_queue_raises_one_alert_per_tracked_change_with_its_quicklook(
+    tmp_path: Path, capsys
+) -> None:  # type: ignore[no-untyped-def]
     data = tmp_path / "data"
     config = tmp_path / "farsight.yaml"
     config.write_text(yaml.safe_dump({"data_dir": str(data)}), encoding="utf-8")
     data.mkdir()
     scenes, zones, _ = prepare_demo_aoi(tmp_path / "rs")
-    argv = ["--config", str(config), "rs", "watch", str(scenes), "--once", "--queue", "--zones", str(zones),
-            "--out-dir", str(tmp_path / "out")]
+    argv = [
+        "--config",
+        str(config),
+        "rs",
+        "watch",
+        str(scenes),
+        "--once",
+        "--queue",
+        "--zones",
+        str(zones),
+        "--out-dir",
+        str(tmp_path / "out"),
+    ]
     assert main(argv) == 0
     store = AlertStore(data / "farsight.db")
     try:
         alerts, _ = store.list(limit=50)
         assert len(alerts) == 1, [a.summary for a in alerts]
         a = alerts[0]
-        assert (a.site, a.rule_id, a.department, a.state) == (AOI, "rs-change-protected", "env", "new")
+        assert (a.site, a.rule_id, a.department, a.state) == (
+            AOI,
+            "rs-change-protected",
+            "env",
+            "new",
+        )
         assert dict(a.labels)["zones"] == "redline-1" and dict(a.labels)["state"] == "possible"
         assert dict(a.labels)["change"] == "new_construction"
         assert a.severity == "major"  # possible, one step up inside an ecological red line
@@ -53,7 +71,10 @@ def test_watch_queue_raises_one_alert_per_tracked_change_with_its_quicklook(tmp_
         assert [x.id for x in alerts] == [a.id]
         assert "confirmed" in alerts[0].summary
         assert alerts[0].severity == "critical"  # confirmed, one step up inside the red line
-        events = [json.loads(line) for line in (tmp_path / "out" / "events.jsonl").read_text(encoding="utf-8").splitlines()]
+        events = [
+            json.loads(line)
+            for line in (tmp_path / "out" / "events.jsonl").read_text(encoding="utf-8").splitlines()
+        ]
         assert [e["state"] for e in events] == ["possible", "confirmed"]
         # Nothing new: a third run with no new scene changes nothing.
         assert main(argv) == 0

@@ -13,7 +13,10 @@ from remote_sensing.windowed import block_size, blocks, run_blocks
 def test_blocks_cover_the_grid_once_and_pad_inside_it():
     seen = np.zeros((250, 330), int)
     for b in blocks(330, 250, 64, 16):
-        seen[int(b.core.row_off) : int(b.core.row_off + b.core.height), int(b.core.col_off) : int(b.core.col_off + b.core.width)] += 1
+        seen[
+            int(b.core.row_off) : int(b.core.row_off + b.core.height),
+            int(b.core.col_off) : int(b.core.col_off + b.core.width),
+        ] += 1
         assert b.padded.col_off >= 0 and b.padded.col_off + b.padded.width <= 330
         rows, cols = b.inner
         assert rows.stop - rows.start == b.core.height and cols.stop - cols.start == b.core.width
@@ -23,9 +26,13 @@ def test_blocks_cover_the_grid_once_and_pad_inside_it():
 
 def test_windowed_run_equals_whole_array_run(pair6):
     whole = detect_pair(pair6.before, pair6.after, DetectOptions(block=4096), keep_codes=True)
-    windowed = detect_pair(pair6.before, pair6.after, DetectOptions(block=64, overlap=32, workers=2), keep_codes=True)
+    windowed = detect_pair(
+        pair6.before, pair6.after, DetectOptions(block=64, overlap=32, workers=2), keep_codes=True
+    )
     assert np.array_equal(whole.codes > 0, windowed.codes > 0)
-    assert [(r.kind, r.area_m2, r.confidence) for r in whole.regions] == [(r.kind, r.area_m2, r.confidence) for r in windowed.regions]
+    assert [(r.kind, r.area_m2, r.confidence) for r in whole.regions] == [
+        (r.kind, r.area_m2, r.confidence) for r in windowed.regions
+    ]
     assert len(whole.regions) >= 4
 
 
@@ -39,7 +46,12 @@ def test_threads_yield_every_block_once():
 def test_dask_executor_gives_the_same_result(pair6):
     pytest.importorskip("distributed")
     threads = detect_pair(pair6.before, pair6.after, DetectOptions(block=128), keep_codes=True)
-    dask = detect_pair(pair6.before, pair6.after, DetectOptions(block=128, executor="dask", workers=2), keep_codes=True)
+    dask = detect_pair(
+        pair6.before,
+        pair6.after,
+        DetectOptions(block=128, executor="dask", workers=2),
+        keep_codes=True,
+    )
     assert np.array_equal(threads.codes, dask.codes)
 
 
@@ -61,5 +73,7 @@ def test_change_windows_hold_each_region_once():
     seen = np.zeros(codes.shape, int)
     for win, own in change_windows(codes, cell=32):
         r0, c0 = int(win.row_off), int(win.col_off)
-        seen[r0 : r0 + int(win.height), c0 : c0 + int(win.width)] += own & (codes[r0 : r0 + int(win.height), c0 : c0 + int(win.width)] > 0)
+        seen[r0 : r0 + int(win.height), c0 : c0 + int(win.width)] += own & (
+            codes[r0 : r0 + int(win.height), c0 : c0 + int(win.width)] > 0
+        )
     assert np.array_equal(seen, (codes > 0).astype(int))

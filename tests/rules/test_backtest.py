@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -17,11 +17,25 @@ from ingest.store import ReadingStore
 from rules.model import parse_ruleset
 from rules.testing import backtest
 
-T0 = datetime(2026, 11, 25, 0, 0, tzinfo=timezone.utc)
-RULES = {"rules": [
-    {"id": "pm25", "select": {"metric": "pm25", "device_kind": "air_quality"}, "threshold": 75, "for": "10m", "severity": "warning"},
-    {"id": "so2", "select": {"metric": "so2", "device_kind": "cems"}, "threshold": "site_limit", "for": "5m", "severity": "major"},
-]}
+T0 = datetime(2026, 11, 25, 0, 0, tzinfo=UTC)
+RULES = {
+    "rules": [
+        {
+            "id": "pm25",
+            "select": {"metric": "pm25", "device_kind": "air_quality"},
+            "threshold": 75,
+            "for": "10m",
+            "severity": "warning",
+        },
+        {
+            "id": "so2",
+            "select": {"metric": "so2", "device_kind": "cems"},
+            "threshold": "site_limit",
+            "for": "5m",
+            "severity": "major",
+        },
+    ]
+}
 
 
 def r(site: str, device: str, metric: str, value: float, minute: float, flag: str = "N") -> Reading:
@@ -57,7 +71,9 @@ def db(tmp_path: Path) -> Path:
 def test_iter_range_streams_in_time_then_id_order(db: Path) -> None:
     store = ReadingStore(db)
     try:
-        got = list(store.iter_range(T0 + timedelta(minutes=10), T0 + timedelta(minutes=20), batch=7))
+        got = list(
+            store.iter_range(T0 + timedelta(minutes=10), T0 + timedelta(minutes=20), batch=7)
+        )
         assert len(got) == 11 * 5  # both ends inclusive
         assert [x.ts for x in got] == sorted(x.ts for x in got)
         assert got[0] == r("yc-aq-xiling", "aq1", "pm25", 90, 10)
@@ -75,8 +91,14 @@ def test_backtest_reports_alerts_and_a_summary_per_rule(db: Path) -> None:
     events: list[tuple[str, str]] = []
     end = T0 + timedelta(hours=2)
     try:
-        result = backtest(store.iter_range(T0, end), parse_ruleset(RULES), load_registry(None), T0, end,
-                          on_event=lambda status, s: events.append((status, s.rule_id)))
+        result = backtest(
+            store.iter_range(T0, end),
+            parse_ruleset(RULES),
+            load_registry(None),
+            T0,
+            end,
+            on_event=lambda status, s: events.append((status, s.rule_id)),
+        )
     finally:
         store.close()
     assert events == [("firing", "pm25"), ("resolved", "pm25"), ("firing", "so2")]
@@ -94,12 +116,26 @@ def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def test_command_prints_json_lines_and_writes_nothing(db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_command_prints_json_lines_and_writes_nothing(
+    db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     rules = tmp_path / "rules.yaml"
     rules.write_text(yaml.safe_dump(RULES), encoding="utf-8")
     before = _digest(db)
-    code = main(["rules", "backtest", str(rules), "--from", "2026-11-25T08:00:00+08:00", "--to", "2026-11-25T10:00:00+08:00",
-                 "--db", str(db), "--json"])
+    code = main(
+        [
+            "rules",
+            "backtest",
+            str(rules),
+            "--from",
+            "2026-11-25T08:00:00+08:00",
+            "--to",
+            "2026-11-25T10:00:00+08:00",
+            "--db",
+            str(db),
+            "--json",
+        ]
+    )
     assert code == 0
     lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
     alerts = [x for x in lines if x["record"] == "alert"]
@@ -108,33 +144,89 @@ def test_command_prints_json_lines_and_writes_nothing(db: Path, tmp_path: Path, 
         ("resolved", "pm25", "yc-aq-xiling", "2026-11-25T08:40:00+08:00"),
         ("firing", "so2", "yc-cems-xiaoting-power", "2026-11-25T09:45:00+08:00"),
     ]
-    assert {x["rule"]: (x["fired"], x["resolved"], x["open"]) for x in lines if x["record"] == "rule"} == {"pm25": (1, 1, 0), "so2": (1, 0, 1)}
+    assert {
+        x["rule"]: (x["fired"], x["resolved"], x["open"]) for x in lines if x["record"] == "rule"
+    } == {"pm25": (1, 1, 0), "so2": (1, 0, 1)}
     totals = lines[-1]
     assert totals["record"] == "totals" and totals["readings"] == 600 and totals["alerts"] == 2
     assert _digest(db) == before
-    assert not (db.parent / "farsight.db-wal").exists() or (db.parent / "farsight.db-wal").stat().st_size == 0
+    assert (
+        not (db.parent / "farsight.db-wal").exists()
+        or (db.parent / "farsight.db-wal").stat().st_size == 0
+    )
 
 
-def test_command_table_site_filter_and_rule_filter(db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_command_table_site_filter_and_rule_filter(
+    db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     rules = tmp_path / "rules.yaml"
     rules.write_text(yaml.safe_dump(RULES), encoding="utf-8")
-    code = main(["rules", "backtest", str(rules), "--rule", "so2", "--site", "yc-cems-xiaoting-power", "--tick", "300",
-                 "--from", "2026-11-25T00:00:00+00:00", "--to", "2026-11-25T02:00:00+00:00", "--db", str(db)])
+    code = main(
+        [
+            "rules",
+            "backtest",
+            str(rules),
+            "--rule",
+            "so2",
+            "--site",
+            "yc-cems-xiaoting-power",
+            "--tick",
+            "300",
+            "--from",
+            "2026-11-25T00:00:00+00:00",
+            "--to",
+            "2026-11-25T02:00:00+00:00",
+            "--db",
+            str(db),
+        ]
+    )
     assert code == 0
     out = capsys.readouterr().out
     assert "FIRING" in out and "yc-cems-xiaoting-power" in out and "yc-aq-xiling" not in out
     assert "120 readings from 2026-11-25T00:00:00+00:00" in out and "1 alert(s)" in out
 
 
-def test_command_refuses_bad_arguments(db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_command_refuses_bad_arguments(
+    db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     base = ["rules", "backtest", "--db", str(db)]
     assert main(base + ["--from", "2026-11-25T08:00:00", "--to", "2026-11-25T10:00:00+08:00"]) == 2
     assert "needs a UTC offset" in capsys.readouterr().err
-    assert main(base + ["--from", "2026-11-25T10:00:00+08:00", "--to", "2026-11-25T08:00:00+08:00"]) == 2
+    assert (
+        main(base + ["--from", "2026-11-25T10:00:00+08:00", "--to", "2026-11-25T08:00:00+08:00"])
+        == 2
+    )
     assert "must be after --from" in capsys.readouterr().err
-    assert main(base + ["--site", "nowhere", "--from", "2026-11-25T08:00:00+08:00", "--to", "2026-11-25T10:00:00+08:00"]) == 2
+    assert (
+        main(
+            base
+            + [
+                "--site",
+                "nowhere",
+                "--from",
+                "2026-11-25T08:00:00+08:00",
+                "--to",
+                "2026-11-25T10:00:00+08:00",
+            ]
+        )
+        == 2
+    )
     assert "no such site in the registry" in capsys.readouterr().err
     missing = tmp_path / "none.db"
-    assert main(["rules", "backtest", "--db", str(missing), "--from", "2026-11-25T08:00:00+08:00", "--to", "2026-11-25T10:00:00+08:00"]) == 2
+    assert (
+        main(
+            [
+                "rules",
+                "backtest",
+                "--db",
+                str(missing),
+                "--from",
+                "2026-11-25T08:00:00+08:00",
+                "--to",
+                "2026-11-25T10:00:00+08:00",
+            ]
+        )
+        == 2
+    )
     assert "no such database file" in capsys.readouterr().err
     assert not missing.exists()  # a typo must not create an empty database

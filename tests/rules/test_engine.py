@@ -9,7 +9,18 @@ from rules.engine import Engine, fingerprint
 from rules.model import load_rules, parse_rules
 from tests.factories import reading, registry
 
-PM25_RULE = {"rules": [{"id": "pm25", "select": {"metric": "pm25", "device_kind": "air_quality"}, "op": ">", "threshold": 75, "for": "10m", "severity": "warning"}]}
+PM25_RULE = {
+    "rules": [
+        {
+            "id": "pm25",
+            "select": {"metric": "pm25", "device_kind": "air_quality"},
+            "op": ">",
+            "threshold": 75,
+            "for": "10m",
+            "severity": "warning",
+        }
+    ]
+}
 
 
 def engine(doc: dict = PM25_RULE) -> Engine:
@@ -24,7 +35,14 @@ def test_fires_only_after_the_condition_held_for_the_duration() -> None:
     sigs = e.evaluate([reading("pm25", 95, 10)])
     assert [s.status for s in sigs] == ["firing"]
     s = sigs[0]
-    assert (s.site, s.device, s.metric, s.value, s.threshold, s.department) == ("yc-aq-1", "aq1", "pm25", 95, 75, "env")
+    assert (s.site, s.device, s.metric, s.value, s.threshold, s.department) == (
+        "yc-aq-1",
+        "aq1",
+        "pm25",
+        95,
+        75,
+        "env",
+    )
     assert s.fingerprint == fingerprint("pm25", "yc-aq-1", "aq1", "pm25")
     # Still violating: no duplicate signal.
     assert e.evaluate([reading("pm25", 99, 11)]) == []
@@ -52,9 +70,21 @@ def test_flagged_and_late_readings_do_not_move_state() -> None:
 
 
 def test_site_limit_comes_from_the_registry() -> None:
-    doc = {"rules": [{"id": "so2", "select": {"metric": "so2", "device_kind": "cems"}, "threshold": "site_limit", "for": 0, "severity": "major"}]}
+    doc = {
+        "rules": [
+            {
+                "id": "so2",
+                "select": {"metric": "so2", "device_kind": "cems"},
+                "threshold": "site_limit",
+                "for": 0,
+                "severity": "major",
+            }
+        ]
+    }
     e = engine(doc)
-    assert e.evaluate([reading("so2", 30, 0, site="yc-stack-1", device="cems1", unit="mg/m3")]) == []
+    assert (
+        e.evaluate([reading("so2", 30, 0, site="yc-stack-1", device="cems1", unit="mg/m3")]) == []
+    )
     sigs = e.evaluate([reading("so2", 36, 1, site="yc-stack-1", device="cems1", unit="mg/m3")])
     assert len(sigs) == 1 and sigs[0].threshold == 35 and sigs[0].severity == "major"
     # The air station has no so2 limit and no cems device: never selected.
@@ -62,18 +92,24 @@ def test_site_limit_comes_from_the_registry() -> None:
 
 
 def test_selector_filters_department() -> None:
-    doc = {"rules": [{"id": "t", "select": {"metric": "pm25", "department": "transport"}, "threshold": 1}]}
+    doc = {
+        "rules": [
+            {"id": "t", "select": {"metric": "pm25", "department": "transport"}, "threshold": 1}
+        ]
+    }
     assert engine(doc).evaluate([reading("pm25", 999, 0)]) == []
 
 
 def test_invalid_rules_name_key_paths() -> None:
-    doc = {"rules": [
-        {"id": "ok", "select": {"metric": "pm25"}, "threshold": 1},
-        {"id": "ok", "select": {"metric": "pm25"}, "threshold": 1},
-        {"id": "bad-for", "select": {"metric": "pm25"}, "threshold": 1, "for": "ten minutes"},
-        {"id": "bad-kind", "kind": "psychic", "select": {"metric": "pm25"}},
-        {"id": "bad-op", "select": {"metric": "pm25"}, "threshold": 1, "op": "=~"},
-    ]}
+    doc = {
+        "rules": [
+            {"id": "ok", "select": {"metric": "pm25"}, "threshold": 1},
+            {"id": "ok", "select": {"metric": "pm25"}, "threshold": 1},
+            {"id": "bad-for", "select": {"metric": "pm25"}, "threshold": 1, "for": "ten minutes"},
+            {"id": "bad-kind", "kind": "psychic", "select": {"metric": "pm25"}},
+            {"id": "bad-op", "select": {"metric": "pm25"}, "threshold": 1, "op": "=~"},
+        ]
+    }
     with pytest.raises(RuleError) as info:
         parse_rules(doc, "test.yaml")
     paths = [p.path for p in info.value.problems]

@@ -21,7 +21,16 @@ def statuses(e: Engine, values: list[tuple[float, float]], **kw) -> list[tuple[f
     """Feed (minute, value) pairs one by one; return (minute, status) of every signal."""
     out = []
     for minute, value in values:
-        for s in e.evaluate([reading(kw.get("metric", "pm25"), value, minute, **{k: v for k, v in kw.items() if k != "metric"})]):
+        for s in e.evaluate(
+            [
+                reading(
+                    kw.get("metric", "pm25"),
+                    value,
+                    minute,
+                    **{k: v for k, v in kw.items() if k != "metric"},
+                )
+            ]
+        ):
             out.append((minute, s.status))
     return out
 
@@ -52,7 +61,7 @@ def test_readings_within_the_allowed_lateness_are_put_in_order() -> None:
     rule = {**PM25, "for": "3m", "lateness": "2m"}
     in_order = engine(rule)
     shuffled = engine(rule)
-    minutes = [(m, 150.0) for m in range(0, 8)] + [(8, 10.0), (9, 10.0), (10, 10.0), (11, 10.0)]
+    minutes = [(m, 150.0) for m in range(8)] + [(8, 10.0), (9, 10.0), (10, 10.0), (11, 10.0)]
     expected = statuses(in_order, minutes)
     # Swap neighbours: each reading arrives up to one minute late, within the 2-minute lateness.
     swapped = []
@@ -67,14 +76,21 @@ def test_readings_within_the_allowed_lateness_are_put_in_order() -> None:
 
 def test_readings_later_than_the_allowed_lateness_are_counted_not_evaluated() -> None:
     e = engine({**PM25, "lateness": "1m"})
-    e.evaluate([reading("pm25", 10, m) for m in range(0, 10)])
+    e.evaluate([reading("pm25", 10, m) for m in range(10)])
     assert e.evaluate([reading("pm25", 500, 2)]) == []  # 7 minutes behind the newest reading
     assert e.stats.late == 1 and e.stats.late_by_rule["pm25"] == 1
 
 
 def test_a_maintenance_window_suppresses_the_alert_and_its_resolution() -> None:
-    window = [{"site": "yc-aq-1", "device": "aq1", "start": (T0 + timedelta(minutes=5)).isoformat(),
-               "end": (T0 + timedelta(minutes=30)).isoformat(), "reason": "analyser calibration"}]
+    window = [
+        {
+            "site": "yc-aq-1",
+            "device": "aq1",
+            "start": (T0 + timedelta(minutes=5)).isoformat(),
+            "end": (T0 + timedelta(minutes=30)).isoformat(),
+            "reason": "analyser calibration",
+        }
+    ]
     e = engine(PM25, window)
     got = statuses(e, [(10, 150), (20, 10), (40, 150), (41, 10)])
     assert got == [(40, "firing"), (41, "resolved")]
@@ -82,12 +98,20 @@ def test_a_maintenance_window_suppresses_the_alert_and_its_resolution() -> None:
 
 
 def test_credit_grade_tightens_limit_duration_and_severity_for_low_grade_operators() -> None:
-    rule = {"id": "so2", "select": {"metric": "so2", "device_kind": "cems"}, "threshold": "site_limit", "for": "10m",
-            "severity": "warning", "credit": {"C": {"limit_factor": 0.8, "for_factor": 0.5, "severity": "major"}}}
+    rule = {
+        "id": "so2",
+        "select": {"metric": "so2", "device_kind": "cems"},
+        "threshold": "site_limit",
+        "for": "10m",
+        "severity": "warning",
+        "credit": {"C": {"limit_factor": 0.8, "for_factor": 0.5, "severity": "major"}},
+    }
     e = engine(rule)  # yc-stack-1 has credit grade C and an SO2 permit of 35 mg/m3
     signals = []
-    for m in range(0, 6):
-        signals += e.evaluate([reading("so2", 30, m, site="yc-stack-1", device="cems1", unit="mg/m3")])
+    for m in range(6):
+        signals += e.evaluate(
+            [reading("so2", 30, m, site="yc-stack-1", device="cems1", unit="mg/m3")]
+        )
     assert len(signals) == 1
     s = signals[0]
     # 30 is under the permit (35) but over 0.8 x 35 = 28, held 5 minutes = half of 10.
@@ -95,7 +119,18 @@ def test_credit_grade_tightens_limit_duration_and_severity_for_low_grade_operato
 
 
 def test_annotations_are_templated_with_the_values_that_fired() -> None:
-    e = engine({**PM25, "annotations": {"summary": "PM2.5 {value} {unit} at {site_name} over {threshold}", "runbook": "call {city}"}})
+    e = engine(
+        {
+            **PM25,
+            "annotations": {
+                "summary": "PM2.5 {value} {unit} at {site_name} over {threshold}",
+                "runbook": "call {city}",
+            },
+        }
+    )
     (s,) = e.evaluate([reading("pm25", 123.4, 0)])
-    assert dict(s.annotations) == {"summary": "PM2.5 123.4 ug/m3 at Yichang Xiling air station over 100", "runbook": "call Yichang"}
+    assert dict(s.annotations) == {
+        "summary": "PM2.5 123.4 ug/m3 at Yichang Xiling air station over 100",
+        "runbook": "call Yichang",
+    }
     assert s.summary == dict(s.annotations)["summary"]

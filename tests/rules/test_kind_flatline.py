@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 import pytest
@@ -11,19 +12,28 @@ import pytest
 from farsight.errors import RuleError
 from farsight.types import AlertSignal, Reading
 from rules.model import parse_ruleset
-from tests.factories import reading, rule_engine as engine, at
+from tests.factories import at, reading
+from tests.factories import rule_engine as engine
 
 STACK = {"site": "yc-stack-1", "device": "cems1", "unit": "mg/m3"}
 
 
 def flat(**fields: Any) -> dict[str, Any]:
-    base: dict[str, Any] = {"id": "flat", "kind": "flatline", "select": {"metric": "nox", "device_kind": "cems"},
-                            "window": "30m", "min_count": 10, "severity": "major"}
+    base: dict[str, Any] = {
+        "id": "flat",
+        "kind": "flatline",
+        "select": {"metric": "nox", "device_kind": "cems"},
+        "window": "30m",
+        "min_count": 10,
+        "severity": "major",
+    }
     base.update(fields)
     return base
 
 
-def nox(values: Iterable[float], start: float = 0, step: float = 1, flag: str = "N") -> list[Reading]:
+def nox(
+    values: Iterable[float], start: float = 0, step: float = 1, flag: str = "N"
+) -> list[Reading]:
     return [reading("nox", v, start + i * step, flag=flag, **STACK) for i, v in enumerate(values)]
 
 
@@ -43,14 +53,21 @@ def natural(n: int, seed: int = 1) -> list[float]:
 
 
 def test_a_frozen_value_fires_once_the_whole_window_is_flat() -> None:
-    e = engine(flat(summary="恒值 (constant value): NOx at {site_name} stuck at {level} {unit} for {flat_for_min} min ({count} readings)"))
+    e = engine(
+        flat(
+            summary="恒值 (constant value): NOx at {site_name} stuck at {level} {unit} for {flat_for_min} min ({count} readings)"
+        )
+    )
     assert e.evaluate(nox(natural(20))) == []
     # Frozen at 42.0 from minute 20: the moving readings leave the 30-minute window at minute 49.
     assert e.evaluate(nox([42.0] * 29, start=20)) == []
     assert e.series_state("flat", "yc-stack-1", "cems1", "nox") == "inactive"
     (sig,) = e.evaluate(nox([42.0], start=49))
     assert (sig.status, sig.ts, sig.value, sig.metric) == ("firing", at(49), 42.0, "nox")
-    assert sig.summary == "恒值 (constant value): NOx at Yichang power plant stack 1 stuck at 42 mg/m3 for 29 min (30 readings)"
+    assert (
+        sig.summary
+        == "恒值 (constant value): NOx at Yichang power plant stack 1 stuck at 42 mg/m3 for 29 min (30 readings)"
+    )
     # Still frozen ten minutes later: the repeated signal carries the longer duration.
     (again,) = e.evaluate(nox([42.0] * 10, start=50))
     assert (again.status, again.ts) == ("firing", at(59)) and "for 39 min" in again.summary
@@ -99,7 +116,9 @@ def test_epsilon_range_and_stddev() -> None:
     # Spread by standard deviation: a range of 0.02 but a stddev of 0.006.
     wobble = [42.0, 42.0, 42.0, 42.02, 42.0, 42.0, 42.0, 42.0, 42.0, 42.0] * 4
     assert e_signals(flat(epsilon=0.01), wobble) == []
-    assert transitions(e_signals(flat(epsilon=0.01, measure="stddev"), wobble)) == [("firing", at(9))]
+    assert transitions(e_signals(flat(epsilon=0.01, measure="stddev"), wobble)) == [
+        ("firing", at(9))
+    ]
     # Equal values have no spread, even where their floating-point mean is not exactly them.
     assert transitions(e_signals(flat(measure="stddev"), [0.1] * 10)) == [("firing", at(9))]
 
@@ -127,13 +146,16 @@ def test_flatline_state_survives_a_restart() -> None:
     assert got == expected
 
 
-@pytest.mark.parametrize("fields, path, words", [
-    ({"min_count": 1}, "rules.0[flat].min_count", "greater than or equal to 2"),
-    ({"epsilon": -1}, "rules.0[flat].epsilon", "greater than or equal to 0"),
-    ({"measure": "iqr"}, "rules.0[flat].measure", "range"),
-    ({"window": "0m"}, "rules.0[flat].window", "longer than 0"),
-    ({"select": {"device_kind": "cems"}}, "rules.0[flat]", "select.metric is required"),
-])
+@pytest.mark.parametrize(
+    "fields, path, words",
+    [
+        ({"min_count": 1}, "rules.0[flat].min_count", "greater than or equal to 2"),
+        ({"epsilon": -1}, "rules.0[flat].epsilon", "greater than or equal to 0"),
+        ({"measure": "iqr"}, "rules.0[flat].measure", "range"),
+        ({"window": "0m"}, "rules.0[flat].window", "longer than 0"),
+        ({"select": {"device_kind": "cems"}}, "rules.0[flat]", "select.metric is required"),
+    ],
+)
 def test_invalid_flatline_rules_name_the_key(fields: dict[str, Any], path: str, words: str) -> None:
     with pytest.raises(RuleError) as info:
         parse_ruleset({"rules": [flat(**fields)]})

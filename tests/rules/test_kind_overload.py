@@ -16,36 +16,71 @@ SITE, DEV = "xg-wim-1", "wim1"
 
 
 def _engine(**fields: object) -> Engine:
-    rule = {"id": "overload", "kind": "wim_overload", "select": {"device_kind": "wim"}, "severity": "major", **fields}
+    rule = {
+        "id": "overload",
+        "kind": "wim_overload",
+        "select": {"device_kind": "wim"},
+        "severity": "major",
+        **fields,
+    }
     return Engine(parse_ruleset({"rules": [rule]}), registry())
 
 
-def truck(minutes: float, weight: float, axles: int, unit: str = "t", **extra: float) -> list[Reading]:
-    rs = [reading("gross_weight", weight, minutes, site=SITE, device=DEV, unit=unit), reading("axles", axles, minutes, site=SITE, device=DEV, unit="1")]
+def truck(
+    minutes: float, weight: float, axles: int, unit: str = "t", **extra: float
+) -> list[Reading]:
+    rs = [
+        reading("gross_weight", weight, minutes, site=SITE, device=DEV, unit=unit),
+        reading("axles", axles, minutes, site=SITE, device=DEV, unit="1"),
+    ]
     rs += [reading(m, v, minutes, site=SITE, device=DEV, unit="1") for m, v in extra.items()]
     return rs
 
 
-@pytest.mark.parametrize(("axles", "combination", "drive", "limit"), [
-    (2, False, None, 18), (3, False, None, 25), (3, True, None, 27), (4, False, None, 31), (4, True, None, 36),
-    (5, False, None, 43), (6, False, None, 49), (7, True, None, 49), (6, True, 1, 46), (6, True, 2, 49), (1, False, None, None),
-])
-def test_legal_limits_follow_gb_1589(axles: int, combination: bool, drive: int | None, limit: float | None) -> None:
+@pytest.mark.parametrize(
+    ("axles", "combination", "drive", "limit"),
+    [
+        (2, False, None, 18),
+        (3, False, None, 25),
+        (3, True, None, 27),
+        (4, False, None, 31),
+        (4, True, None, 36),
+        (5, False, None, 43),
+        (6, False, None, 49),
+        (7, True, None, 49),
+        (6, True, 1, 46),
+        (6, True, 2, 49),
+        (1, False, None, None),
+    ],
+)
+def test_legal_limits_follow_gb_1589(
+    axles: int, combination: bool, drive: int | None, limit: float | None
+) -> None:
     assert legal_limit_t(axles, combination, drive) == limit
 
 
-@pytest.mark.parametrize(("accuracy_class", "axles", "weight", "cited"), [
-    (5, 6, 61.8, True),
-    (5, 6, 51.5, False),   # 51.5 x 0.95 = 48.9 <= 49: could be scale error
-    (5, 6, 51.6, True),    # 51.6 x 0.95 = 49.02 > 49
-    (2, 6, 50.0, False),   # class 2: 50 x 0.98 = 49.0 is not above 49 (the limit itself is legal)
-    (2, 6, 50.1, True),    # 50.1 x 0.98 = 49.1
-    (10, 2, 19.9, False),  # class 10: 19.9 x 0.9 = 17.91
-    (10, 2, 20.1, True),   # 20.1 x 0.9 = 18.09 > 18
-    (0.5, 3, 25.2, True),  # 25.2 x 0.995 = 25.07 > 25
-    (5, 3, 26.3, False),   # 26.3 x 0.95 = 24.99
-])
-def test_a_truck_is_cited_only_beyond_the_scale_error(accuracy_class: float, axles: int, weight: float, cited: bool) -> None:
+@pytest.mark.parametrize(
+    ("accuracy_class", "axles", "weight", "cited"),
+    [
+        (5, 6, 61.8, True),
+        (5, 6, 51.5, False),  # 51.5 x 0.95 = 48.9 <= 49: could be scale error
+        (5, 6, 51.6, True),  # 51.6 x 0.95 = 49.02 > 49
+        (
+            2,
+            6,
+            50.0,
+            False,
+        ),  # class 2: 50 x 0.98 = 49.0 is not above 49 (the limit itself is legal)
+        (2, 6, 50.1, True),  # 50.1 x 0.98 = 49.1
+        (10, 2, 19.9, False),  # class 10: 19.9 x 0.9 = 17.91
+        (10, 2, 20.1, True),  # 20.1 x 0.9 = 18.09 > 18
+        (0.5, 3, 25.2, True),  # 25.2 x 0.995 = 25.07 > 25
+        (5, 3, 26.3, False),  # 26.3 x 0.95 = 24.99
+    ],
+)
+def test_a_truck_is_cited_only_beyond_the_scale_error(
+    accuracy_class: float, axles: int, weight: float, cited: bool
+) -> None:
     e = _engine(accuracy_class=accuracy_class)
     sigs = e.evaluate(truck(0, weight, axles))
     assert [s.status for s in sigs] == (["firing"] if cited else [])
@@ -56,8 +91,19 @@ def test_the_alert_carries_the_citation_context() -> None:
     sigs = e.evaluate(truck(3, 61.8, 6))
     assert len(sigs) == 1
     s = sigs[0]
-    assert (s.status, s.site, s.device, s.metric, s.value, s.threshold, s.severity) == ("firing", SITE, DEV, "gross_weight", 61.8, 49, "major")
-    assert s.summary == "6-axle truck at Xiaogan G4 weigh station weighed 61.8 t, limit 49 t: 12.8 t (26.1 %) over, beyond the scale's 5 % error"
+    assert (s.status, s.site, s.device, s.metric, s.value, s.threshold, s.severity) == (
+        "firing",
+        SITE,
+        DEV,
+        "gross_weight",
+        61.8,
+        49,
+        "major",
+    )
+    assert (
+        s.summary
+        == "6-axle truck at Xiaogan G4 weigh station weighed 61.8 t, limit 49 t: 12.8 t (26.1 %) over, beyond the scale's 5 % error"
+    )
 
 
 def test_each_overloaded_truck_is_its_own_alert_closed_by_the_next_truck() -> None:
@@ -107,4 +153,6 @@ def test_state_survives_a_restart_and_still_closes_the_open_truck() -> None:
     first = e.evaluate(truck(0, 61.8, 6))
     e2 = _engine()
     e2.restore(e.snapshot())
-    assert [(s.status, s.fingerprint) for s in e2.evaluate(truck(1, 30.0, 6))] == [("resolved", first[0].fingerprint)]
+    assert [(s.status, s.fingerprint) for s in e2.evaluate(truck(1, 30.0, 6))] == [
+        ("resolved", first[0].fingerprint)
+    ]

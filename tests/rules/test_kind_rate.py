@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import pytest
 
 from farsight.errors import RuleError
 from farsight.types import Reading
 from rules.model import parse_ruleset
-from tests.factories import reading, rule_engine as engine, at
+from tests.factories import at, reading
+from tests.factories import rule_engine as engine
 
 STACK = {"site": "yc-stack-1", "device": "cems1", "unit": "mg/m3"}  # credit grade C
 
@@ -27,13 +29,23 @@ def pm10(values: Iterable[float], start: float = 0, step: float = 1) -> list[Rea
 
 
 def roc(**fields: Any) -> dict[str, Any]:
-    base: dict[str, Any] = {"id": "roc", "kind": "rate_of_change", "select": {"metric": "so2", "device_kind": "cems"}, "max_rate": 10, "severity": "major"}
+    base: dict[str, Any] = {
+        "id": "roc",
+        "kind": "rate_of_change",
+        "select": {"metric": "so2", "device_kind": "cems"},
+        "max_rate": 10,
+        "severity": "major",
+    }
     base.update(fields)
     return base
 
 
 def test_a_fall_faster_than_the_maximum_rate_fires_and_resolves() -> None:
-    e = engine(roc(summary="SO2 changed {delta} {unit} in {gap_s} s: {value} per minute, from {previous} to {level}"))
+    e = engine(
+        roc(
+            summary="SO2 changed {delta} {unit} in {gap_s} s: {value} per minute, from {previous} to {level}"
+        )
+    )
     assert e.evaluate(so2([30, 30.5, 31])) == []
     (sig,) = e.evaluate(so2([10], start=3))
     assert (sig.status, sig.ts, sig.value, sig.threshold) == ("firing", at(3), -21.0, 10.0)
@@ -49,7 +61,9 @@ def test_rate_is_per_elapsed_time_and_per_the_chosen_unit() -> None:
     assert (sig.value, sig.ts) == (pytest.approx(90.0), at(2))
 
 
-@pytest.mark.parametrize("direction, fires_on", [("up", "rise"), ("down", "fall"), ("both", "both")])
+@pytest.mark.parametrize(
+    "direction, fires_on", [("up", "rise"), ("down", "fall"), ("both", "both")]
+)
 def test_direction(direction: str, fires_on: str) -> None:
     e = engine(roc(direction=direction))
     rise = e.evaluate(so2([30, 50]))
@@ -87,8 +101,16 @@ def test_rate_state_survives_a_restart() -> None:
 
 
 def step(**fields: Any) -> dict[str, Any]:
-    base: dict[str, Any] = {"id": "step", "kind": "step", "select": {"metric": "pm10"}, "previous": 10, "min_ratio": 0.75, "min_step": 30,
-                            "direction": "down", "severity": "warning"}
+    base: dict[str, Any] = {
+        "id": "step",
+        "kind": "step",
+        "select": {"metric": "pm10"},
+        "previous": 10,
+        "min_ratio": 0.75,
+        "min_step": 30,
+        "direction": "down",
+        "severity": "warning",
+    }
     base.update(fields)
     return base
 
@@ -98,7 +120,9 @@ BASELINE = [98, 104, 101, 97, 103, 99, 102, 100, 96, 105]  # median 100.5
 
 def test_a_sudden_drop_far_under_the_median_fires() -> None:
     # A mist cannon aimed at a dust monitor: PM10 falls from about 100 to 12 within a minute.
-    e = engine(step(summary="PM10 fell to {value} {unit} from a median of {median} ({ratio} of it)"))
+    e = engine(
+        step(summary="PM10 fell to {value} {unit} from a median of {median} ({ratio} of it)")
+    )
     assert e.evaluate(pm10(BASELINE)) == []
     (sig,) = e.evaluate(pm10([12], start=10))
     assert (sig.status, sig.ts, sig.value) == ("firing", at(10), 12.0)
@@ -120,14 +144,19 @@ def test_the_median_ignores_a_single_outlier_in_the_baseline() -> None:
     assert e.series_state("step", "yc-aq-1", "aq1", "pm10") == "inactive"
 
 
-@pytest.mark.parametrize("fields, value, fires", [
-    ({"min_ratio": 0.75, "min_step": 30}, 20, True),    # -80.5 and 0.80: both criteria met
-    ({"min_ratio": 0.75, "min_step": 90}, 20, False),   # not far enough in absolute terms
-    ({"min_ratio": 0.9, "min_step": 30}, 20, False),    # not far enough in relative terms
-    ({"min_ratio": None, "min_step": 30}, 60, True),    # absolute criterion alone
-    ({"min_ratio": 0.3, "min_step": None}, 60, True),   # relative criterion alone
-])
-def test_absolute_and_relative_criteria_must_both_hold(fields: dict[str, Any], value: float, fires: bool) -> None:
+@pytest.mark.parametrize(
+    "fields, value, fires",
+    [
+        ({"min_ratio": 0.75, "min_step": 30}, 20, True),  # -80.5 and 0.80: both criteria met
+        ({"min_ratio": 0.75, "min_step": 90}, 20, False),  # not far enough in absolute terms
+        ({"min_ratio": 0.9, "min_step": 30}, 20, False),  # not far enough in relative terms
+        ({"min_ratio": None, "min_step": 30}, 60, True),  # absolute criterion alone
+        ({"min_ratio": 0.3, "min_step": None}, 60, True),  # relative criterion alone
+    ],
+)
+def test_absolute_and_relative_criteria_must_both_hold(
+    fields: dict[str, Any], value: float, fires: bool
+) -> None:
     doc = step(**fields)
     e = engine({k: v for k, v in doc.items() if v is not None})
     sigs = e.evaluate(pm10(BASELINE + [value]))
@@ -164,14 +193,17 @@ def test_step_state_survives_a_restart() -> None:
     assert [s.status for s in second.evaluate(pm10([12], start=10))] == ["firing"]
 
 
-@pytest.mark.parametrize("doc, path, words", [
-    (step(min_ratio=None, min_step=None), "rules.0[step]", "needs min_step"),
-    (step(previous=1), "rules.0[step].previous", "greater than or equal to 2"),
-    (step(select={}), "rules.0[step]", "select.metric is required"),
-    (roc(max_rate=0), "rules.0[roc].max_rate", "greater than 0"),
-    (roc(per="day"), "rules.0[roc].per", "minute"),
-    (roc(max_gap="0s"), "rules.0[roc].max_gap", "longer than 0"),
-])
+@pytest.mark.parametrize(
+    "doc, path, words",
+    [
+        (step(min_ratio=None, min_step=None), "rules.0[step]", "needs min_step"),
+        (step(previous=1), "rules.0[step].previous", "greater than or equal to 2"),
+        (step(select={}), "rules.0[step]", "select.metric is required"),
+        (roc(max_rate=0), "rules.0[roc].max_rate", "greater than 0"),
+        (roc(per="day"), "rules.0[roc].per", "minute"),
+        (roc(max_gap="0s"), "rules.0[roc].max_gap", "longer than 0"),
+    ],
+)
 def test_invalid_rules_name_the_key(doc: dict[str, Any], path: str, words: str) -> None:
     with pytest.raises(RuleError) as info:
         parse_ruleset({"rules": [doc]})

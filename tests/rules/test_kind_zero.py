@@ -3,28 +3,46 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import pytest
 
 from farsight.errors import RuleError
 from farsight.types import Reading
 from rules.model import parse_ruleset
-from tests.factories import reading, rule_engine as engine, at
+from tests.factories import at, reading
+from tests.factories import rule_engine as engine
 
 STACK = {"site": "yc-stack-1", "device": "cems1"}
 
 
-def stack(metric: str, values: Iterable[float], start: float = 0, step: float = 1, unit: str = "mg/m3", flag: str = "N") -> list[Reading]:
-    return [reading(metric, v, start + i * step, unit=unit, flag=flag, **STACK) for i, v in enumerate(values)]
+def stack(
+    metric: str,
+    values: Iterable[float],
+    start: float = 0,
+    step: float = 1,
+    unit: str = "mg/m3",
+    flag: str = "N",
+) -> list[Reading]:
+    return [
+        reading(metric, v, start + i * step, unit=unit, flag=flag, **STACK)
+        for i, v in enumerate(values)
+    ]
 
 
 # -- stuck_at_zero -------------------------------------------------------------------------------
 
 
 def stuck(**fields: Any) -> dict[str, Any]:
-    base: dict[str, Any] = {"id": "o2-zero", "kind": "stuck_at_zero", "select": {"metric": "o2", "device_kind": "cems"},
-                            "zero_level": 0.5, "for": "10m", "severity": "major"}
+    base: dict[str, Any] = {
+        "id": "o2-zero",
+        "kind": "stuck_at_zero",
+        "select": {"metric": "o2", "device_kind": "cems"},
+        "zero_level": 0.5,
+        "for": "10m",
+        "severity": "major",
+    }
     base.update(fields)
     return base
 
@@ -56,8 +74,17 @@ def test_a_stop_reported_with_flag_f_is_not_stuck() -> None:
 
 
 def drift(**fields: Any) -> dict[str, Any]:
-    base: dict[str, Any] = {"id": "pm-drift", "kind": "zero_drift", "select": {"metric": "particulate", "device_kind": "cems"},
-                            "window": "15m", "reference": 0, "max_drift": 0.5, "direction": "down", "min_count": 5, "severity": "major"}
+    base: dict[str, Any] = {
+        "id": "pm-drift",
+        "kind": "zero_drift",
+        "select": {"metric": "particulate", "device_kind": "cems"},
+        "window": "15m",
+        "reference": 0,
+        "max_drift": 0.5,
+        "direction": "down",
+        "min_count": 5,
+        "severity": "major",
+    }
     base.update(fields)
     return base
 
@@ -111,13 +138,20 @@ def test_zero_drift_state_survives_a_restart() -> None:
     assert got == expected
 
 
-@pytest.mark.parametrize("doc, path, words", [
-    (drift(max_drift=0), "rules.0[pm-drift].max_drift", "greater than 0"),
-    ({k: v for k, v in drift().items() if k != "window"}, "rules.0[pm-drift].window", "required"),
-    (drift(direction="sideways"), "rules.0[pm-drift].direction", "up"),
-    (stuck(select={}), "rules.0[o2-zero]", "select.metric is required"),
-    (stuck(zero_level="low"), "rules.0[o2-zero].zero_level", "number"),
-])
+@pytest.mark.parametrize(
+    "doc, path, words",
+    [
+        (drift(max_drift=0), "rules.0[pm-drift].max_drift", "greater than 0"),
+        (
+            {k: v for k, v in drift().items() if k != "window"},
+            "rules.0[pm-drift].window",
+            "required",
+        ),
+        (drift(direction="sideways"), "rules.0[pm-drift].direction", "up"),
+        (stuck(select={}), "rules.0[o2-zero]", "select.metric is required"),
+        (stuck(zero_level="low"), "rules.0[o2-zero].zero_level", "number"),
+    ],
+)
 def test_invalid_rules_name_the_key(doc: dict[str, Any], path: str, words: str) -> None:
     with pytest.raises(RuleError) as info:
         parse_ruleset({"rules": [doc]})

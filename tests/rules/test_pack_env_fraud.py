@@ -7,7 +7,7 @@ the platform's own decoders (topic -> codec -> readings), as ingest feeds the en
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import yaml
@@ -34,8 +34,15 @@ def pack() -> RuleSet:
     return parse_ruleset(yaml.safe_load(dict(default_pack_files())[PACK]), PACK)
 
 
-def play(registry: Registry, pack: RuleSet, scenario: str, start: datetime, minutes: int, seed: int = 2026,
-         sites: list[str] | None = None) -> tuple[Engine, list[AlertSignal]]:
+def play(
+    registry: Registry,
+    pack: RuleSet,
+    scenario: str,
+    start: datetime,
+    minutes: int,
+    seed: int = 2026,
+    sites: list[str] | None = None,
+) -> tuple[Engine, list[AlertSignal]]:
     """Run ``minutes`` one-minute rounds of the simulator through the decoders into an engine."""
     sim = Simulator(registry, scenario, seed=seed, start=start, step_s=60, sites=sites)
     engine = Engine(pack, registry)
@@ -44,7 +51,11 @@ def play(registry: Registry, pack: RuleSet, scenario: str, start: datetime, minu
         readings = []
         for topic, payload in sim.messages(sim.round_time(k)):
             t = parse_topic(topic)
-            readings += get_codec(CODEC_FOR_KIND[t.kind]).decode(payload, site=t.site, device=t.device).readings
+            readings += (
+                get_codec(CODEC_FOR_KIND[t.kind])
+                .decode(payload, site=t.site, device=t.device)
+                .readings
+            )
         signals += engine.evaluate(readings)
     return engine, signals
 
@@ -56,20 +67,37 @@ def judged(engine: Engine, rule_id: str) -> set[tuple[str, ...]]:
 
 def test_the_pack_is_part_of_the_default_pack(pack: RuleSet) -> None:
     ids = {r.id for r in pack}
-    assert {"cems-so2-hourly-mean", "aq-pm25-24h-mean", "cems-nox-flatline", "cems-so2-near-limit",
-            "cems-o2-stuck-zero", "cems-particulate-zero-drift", "dust-pm10-sudden-drop"} <= ids
-    assert all(r.id.split("-")[0] in {"cems", "aq", "dust"} for r in pack)  # prefixed by their domain
+    assert {
+        "cems-so2-hourly-mean",
+        "aq-pm25-24h-mean",
+        "cems-nox-flatline",
+        "cems-so2-near-limit",
+        "cems-o2-stuck-zero",
+        "cems-particulate-zero-drift",
+        "dust-pm10-sudden-drop",
+    } <= ids
+    assert all(
+        r.id.split("-")[0] in {"cems", "aq", "dust"} for r in pack
+    )  # prefixed by their domain
 
 
-@pytest.mark.parametrize("start, seed", [
-    # 05:00-08:00 Beijing: the two-shift foundry starts at 06:00, construction work at 07:00.
-    (datetime(2026, 11, 24, 21, 0, tzinfo=timezone.utc), 2026),
-    # 11:00-14:00 Beijing: the construction sites' lunch break (PM10 falls to the background).
-    (datetime(2026, 11, 25, 3, 0, tzinfo=timezone.utc), 7),
-], ids=["dawn", "lunch"])
-def test_a_quiet_run_raises_nothing(registry: Registry, pack: RuleSet, start: datetime, seed: int) -> None:
+@pytest.mark.parametrize(
+    "start, seed",
+    [
+        # 05:00-08:00 Beijing: the two-shift foundry starts at 06:00, construction work at 07:00.
+        (datetime(2026, 11, 24, 21, 0, tzinfo=UTC), 2026),
+        # 11:00-14:00 Beijing: the construction sites' lunch break (PM10 falls to the background).
+        (datetime(2026, 11, 25, 3, 0, tzinfo=UTC), 7),
+    ],
+    ids=["dawn", "lunch"],
+)
+def test_a_quiet_run_raises_nothing(
+    registry: Registry, pack: RuleSet, start: datetime, seed: int
+) -> None:
     engine, signals = play(registry, pack, "quiet", start, minutes=180, seed=seed)
-    assert signals == [], [(s.rule_id, s.site, s.device, s.metric, s.ts.isoformat(), s.value) for s in signals]
+    assert signals == [], [
+        (s.rule_id, s.site, s.device, s.metric, s.ts.isoformat(), s.value) for s in signals
+    ]
     # The rules really ran: hourly means were judged, flat lines and steps looked for.
     assert len(judged(engine, "cems-so2-hourly-mean")) >= 5
     assert len(judged(engine, "cems-nox-flatline")) >= 5
@@ -80,32 +108,57 @@ def test_a_quiet_run_raises_nothing(registry: Registry, pack: RuleSet, start: da
 def test_a_quiet_day_passes_the_daily_windows(registry: Registry, pack: RuleSet) -> None:
     # 25 hours from 23:30 Beijing: one whole natural day closes for the 24-hour rules.
     sites = ["yc-aq-xiling", "xg-aq-gaoxin", "yc-cems-xiaoting-power", "yc-cems-hengda-foundry"]
-    engine, signals = play(registry, pack, "quiet", datetime(2026, 11, 24, 15, 30, tzinfo=timezone.utc), minutes=25 * 60, sites=sites)
-    assert signals == [], [(s.rule_id, s.site, s.device, s.metric, s.ts.isoformat(), s.value) for s in signals]
-    assert judged(engine, "aq-pm25-24h-mean") == {("yc-aq-xiling", "aq1", "pm25"), ("xg-aq-gaoxin", "aq1", "pm25")}
-    assert judged(engine, "aq-pm10-24h-mean") == {("yc-aq-xiling", "aq1", "pm10"), ("xg-aq-gaoxin", "aq1", "pm10")}
+    engine, signals = play(
+        registry,
+        pack,
+        "quiet",
+        datetime(2026, 11, 24, 15, 30, tzinfo=UTC),
+        minutes=25 * 60,
+        sites=sites,
+    )
+    assert signals == [], [
+        (s.rule_id, s.site, s.device, s.metric, s.ts.isoformat(), s.value) for s in signals
+    ]
+    assert judged(engine, "aq-pm25-24h-mean") == {
+        ("yc-aq-xiling", "aq1", "pm25"),
+        ("xg-aq-gaoxin", "aq1", "pm25"),
+    }
+    assert judged(engine, "aq-pm10-24h-mean") == {
+        ("yc-aq-xiling", "aq1", "pm10"),
+        ("xg-aq-gaoxin", "aq1", "pm10"),
+    }
     # The foundry is stopped (flag F) 8 hours a night: 16 hours of data, under the 20 needed.
     assert judged(engine, "cems-so2-near-limit") == {("yc-cems-xiaoting-power", "cems1", "so2")}
 
 
-def test_the_flatline_scenario_raises_exactly_the_flatline_alert(registry: Registry, pack: RuleSet) -> None:
-    start = datetime(2026, 11, 25, 0, 0, tzinfo=timezone.utc)
+def test_the_flatline_scenario_raises_exactly_the_flatline_alert(
+    registry: Registry, pack: RuleSet
+) -> None:
+    start = datetime(2026, 11, 25, 0, 0, tzinfo=UTC)
     (truth,) = ground_truth(get_scenario("flatline"), registry, start=start)
     engine, signals = play(registry, pack, "flatline", start, minutes=180)
-    assert {(s.rule_id, s.site, s.device, s.metric) for s in signals} == {("cems-nox-flatline", truth["site"], truth["device"], truth["metric"])}
+    assert {(s.rule_id, s.site, s.device, s.metric) for s in signals} == {
+        ("cems-nox-flatline", truth["site"], truth["device"], truth["metric"])
+    }
     first, last = signals[0], signals[-1]
     frozen_from = start + timedelta(seconds=truth["start_s"])
     # Fires once the 30-minute window holds only the frozen value (readings at minutes 5..34).
     assert first.status == "firing" and first.ts == frozen_from + timedelta(minutes=29)
-    assert first.value == truth["value"] and first.severity == "major" and first.item_code == "ENV-CEMS-FRAUD"
+    assert (
+        first.value == truth["value"]
+        and first.severity == "major"
+        and first.item_code == "ENV-CEMS-FRAUD"
+    )
     assert "恒值" in first.summary and "constant value" in first.summary
     assert all(s.status == "firing" for s in signals[:-1])  # repeats while frozen, no second alert
     # Resolves on the first moving reading after the injection.
     assert last.status == "resolved" and last.ts == start + timedelta(seconds=truth["end_s"])
 
 
-def test_the_demo_scenario_finds_the_flatline_and_the_hourly_mean_of_the_so2_excess(registry: Registry, pack: RuleSet) -> None:
-    start = datetime(2026, 11, 25, 0, 0, tzinfo=timezone.utc)
+def test_the_demo_scenario_finds_the_flatline_and_the_hourly_mean_of_the_so2_excess(
+    registry: Registry, pack: RuleSet
+) -> None:
+    start = datetime(2026, 11, 25, 0, 0, tzinfo=UTC)
     truth = ground_truth(get_scenario("demo"), registry, start=start)
     flat = next(t for t in truth if t["kind"] == "flatline")
     so2 = next(t for t in truth if t["kind"] == "exceedance" and t["metric"] == "so2")
@@ -117,4 +170,8 @@ def test_the_demo_scenario_finds_the_flatline_and_the_hourly_mean_of_the_so2_exc
         ("cems-so2-hourly-mean", so2["site"], so2["device"], so2["metric"]),
     }
     hourly = [(s.status, s.ts) for s in signals if s.rule_id == "cems-so2-hourly-mean"]
-    assert hourly == [("firing", start + timedelta(hours=1)), ("firing", start + timedelta(hours=2)), ("resolved", start + timedelta(hours=3))]
+    assert hourly == [
+        ("firing", start + timedelta(hours=1)),
+        ("firing", start + timedelta(hours=2)),
+        ("resolved", start + timedelta(hours=3)),
+    ]

@@ -12,7 +12,7 @@ The packs' own test files (``rules/packs/tests/*.test.yaml``) are played by the 
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
 
@@ -30,7 +30,7 @@ from simulators.scenarios import SCENARIOS, ground_truth
 
 PACKS = Path(__file__).resolve().parents[2] / "rules" / "packs"
 PACK_FILES = [PACKS / "env-site.yaml", PACKS / "transport.yaml"]
-T0 = datetime(2026, 11, 25, 0, 0, tzinfo=timezone.utc)  # 08:00 Beijing time
+T0 = datetime(2026, 11, 25, 0, 0, tzinfo=UTC)  # 08:00 Beijing time
 MINUTES = 120
 
 
@@ -55,7 +55,11 @@ def play(scenario: str, start: datetime = T0, minutes: int = MINUTES) -> list[Al
         readings: list[Reading] = []
         for topic, payload in sim.messages(t):
             tp = parse_topic(topic)
-            readings.extend(get_codec(CODEC_FOR_KIND[tp.kind]).decode(payload, site=tp.site, device=tp.device).readings)
+            readings.extend(
+                get_codec(CODEC_FOR_KIND[tp.kind])
+                .decode(payload, site=tp.site, device=tp.device)
+                .readings
+            )
         sigs = engine.evaluate(readings)
         sigs += engine.tick(t)
         sigs += corr.process(sigs)
@@ -70,7 +74,9 @@ def by_alert(sigs: list[AlertSignal]) -> dict[str, list[AlertSignal]]:
     return alerts
 
 
-@pytest.mark.parametrize("start", [T0, T0 + timedelta(hours=13)], ids=["morning", "evening-shutdown"])
+@pytest.mark.parametrize(
+    "start", [T0, T0 + timedelta(hours=13)], ids=["morning", "evening-shutdown"]
+)
 def test_quiet_raises_nothing(start: datetime) -> None:
     # The evening run covers the foundry's 22:00 shutdown: running 0, flag F, natural-draft flow,
     # ambient O2 - a real stop, neither 标停未停 nor a diluted sample.
@@ -78,14 +84,18 @@ def test_quiet_raises_nothing(start: datetime) -> None:
 
 
 def test_silence_raises_exactly_the_silent_devices_offline_alert_and_resolves_it() -> None:
-    truth = [g for g in ground_truth(SCENARIOS["silence"], _registry(), T0) if g["kind"] == "silence"]
+    truth = [
+        g for g in ground_truth(SCENARIOS["silence"], _registry(), T0) if g["kind"] == "silence"
+    ]
     assert len(truth) == 1
     gt = truth[0]
     sigs = play("silence")
     alerts = by_alert(sigs)
     assert len(alerts) == 1
     (series,) = alerts.values()
-    assert {(s.rule_id, s.site, s.device, s.severity, s.item_code) for s in series} == {("site-offline", gt["site"], gt["device"], "major", "ENV-ONLINE")}
+    assert {(s.rule_id, s.site, s.device, s.severity, s.item_code) for s in series} == {
+        ("site-offline", gt["site"], gt["device"], "major", "ENV-ONLINE")
+    }
     firing = [s for s in series if s.status == "firing"]
     resolved = [s for s in series if s.status == "resolved"]
     silent_from = T0 + timedelta(seconds=float(gt["start_s"]))  # type: ignore[arg-type]
@@ -96,7 +106,9 @@ def test_silence_raises_exactly_the_silent_devices_offline_alert_and_resolves_it
 
 
 def test_overload_raises_exactly_one_alert_for_the_overloaded_truck() -> None:
-    truth = [g for g in ground_truth(SCENARIOS["overload"], _registry(), T0) if g["kind"] == "overload"]
+    truth = [
+        g for g in ground_truth(SCENARIOS["overload"], _registry(), T0) if g["kind"] == "overload"
+    ]
     assert len(truth) == 1
     gt = truth[0]
     sigs = play("overload")
@@ -107,7 +119,14 @@ def test_overload_raises_exactly_one_alert_for_the_overloaded_truck() -> None:
     assert len(fired) == 1
     s = fired[0]
     assert (s.rule_id, s.site, s.device, s.value, s.threshold, s.department, s.item_code) == (
-        "wim-overload", gt["site"], gt["device"], gt["value"], gt["limit"], "transport", "TRANS-WIM-OVERLOAD")
+        "wim-overload",
+        gt["site"],
+        gt["device"],
+        gt["value"],
+        gt["limit"],
+        "transport",
+        "TRANS-WIM-OVERLOAD",
+    )
     assert s.ts == T0 + timedelta(seconds=float(gt["start_s"]))  # type: ignore[arg-type]
     assert dict(s.annotations)["summary"].startswith(f"{gt['axles']}-axle truck at ")
     assert [x.status for x in series] == ["firing", "resolved"]  # the next truck closed it
@@ -116,7 +135,14 @@ def test_overload_raises_exactly_one_alert_for_the_overloaded_truck() -> None:
 def test_the_packs_load_with_the_default_pack_and_ids_are_unique() -> None:
     ids = [r.id for r in load_ruleset()]
     assert len(ids) == len(set(ids))
-    assert {"site-offline", "cems-running-mismatch", "cems-o2-dilution", "env-multi-evidence", "wim-overload", "gps-zone-dwell"} <= set(ids)
+    assert {
+        "site-offline",
+        "cems-running-mismatch",
+        "cems-o2-dilution",
+        "env-multi-evidence",
+        "wim-overload",
+        "gps-zone-dwell",
+    } <= set(ids)
 
 
 # -- the pack test files, through the `farsight rules test` runner ---------------------------

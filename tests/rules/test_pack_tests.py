@@ -61,4 +61,7 @@ def test_every_rule_of_the_default_pack_is_tested() -> None:
                 missing[pack].append(rid)
     report = "\n".join(f"  {pack}: {', '.join(ids)}" for pack, ids in sorted(missing.items()))
     if missing:
-        pytest.fail("MISSING TESTS: rules of the default pack that no alert_rule_test names:\n" + report, pytrace=False)
+        pytest.fail(
+            "MISSING TESTS: rules of the default pack that no alert_rule_test names:\n" + report,
+            pytrace=False,
+        )

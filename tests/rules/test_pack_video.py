@@ -4,7 +4,7 @@ ingest pipeline (topic + JSON payload -> detection codec -> SQLite -> engine -> 
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -19,7 +19,7 @@ from rules.engine import Engine
 from rules.model import load_ruleset
 from rules.testing import format_result, run_test_file
 
-T0 = datetime(2026, 11, 25, 0, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 25, 0, 0, tzinfo=UTC)
 SMOKE_TOPIC = "fs/v1/env/yc-cs-dongzhan/cam1/detection"
 COVER_TOPIC = "fs/v1/env/yc-cems-xiaoting-power/cam1/detection"
 FRAME = "ab" * 32
@@ -44,12 +44,26 @@ def pipe(tmp_path: Path):  # type: ignore[no-untyped-def]
 
 
 def detection(topic: str, second: int, kind: str, confidence: float, **extra: object) -> Message:
-    body = {"ts": (T0 + timedelta(seconds=second)).isoformat(), "kind": kind, "confidence": confidence, **extra}
+    body = {
+        "ts": (T0 + timedelta(seconds=second)).isoformat(),
+        "kind": kind,
+        "confidence": confidence,
+        **extra,
+    }
     return Message(topic, json.dumps(body).encode())
 
 
 def smoke(second: int, confidence: float = 0.87, **extra: object) -> Message:
-    return detection(SMOKE_TOPIC, second, "smoke", confidence, bbox=[120, 40, 200, 160], zone="gate", evidence=[FRAME], **extra)
+    return detection(
+        SMOKE_TOPIC,
+        second,
+        "smoke",
+        confidence,
+        bbox=[120, 40, 200, 160],
+        zone="gate",
+        evidence=[FRAME],
+        **extra,
+    )
 
 
 def test_construction_site_smoke_alerts_after_30_s_with_its_zone(pipe) -> None:  # type: ignore[no-untyped-def]
@@ -60,11 +74,21 @@ def test_construction_site_smoke_alerts_after_30_s_with_its_zone(pipe) -> None: 
     assert alerts.list()[1] == 0
     res = p.process([smoke(30)])
     (sig,) = res.signals
-    assert (sig.rule_id, sig.status, sig.site, sig.device, sig.metric) == ("video-construction-smoke", "firing", "yc-cs-dongzhan", "cam1", "video_smoke")
+    assert (sig.rule_id, sig.status, sig.site, sig.device, sig.metric) == (
+        "video-construction-smoke",
+        "firing",
+        "yc-cs-dongzhan",
+        "cam1",
+        "video_smoke",
+    )
     assert sig.item_code == "ENV-VIDEO-SMOKE" and sig.value == 0.87
     (alert,) = alerts.list()[0]
     assert alert.rule_id == "video-construction-smoke" and alert.activity == "firing"
-    assert alert.labels["zone"] == "gate" and "evidence" not in alert.labels and alert.evidence == (FRAME,)
+    assert (
+        alert.labels["zone"] == "gate"
+        and "evidence" not in alert.labels
+        and alert.evidence == (FRAME,)
+    )
     assert readings.count(site="yc-cs-dongzhan", metric="video_smoke") == 7
 
 
@@ -75,7 +99,9 @@ def test_cleared_smoke_resolves_after_keep_firing_for(pipe) -> None:  # type: ig
     (alert,) = alerts.list()[0]
     # The analyser's end-of-condition finding: confidence kept, state cleared -> value 0.
     p.process([smoke(second, 1.0, detail={"state": "cleared"}) for second in range(45, 100, 5)])
-    assert alerts.get(alert.id).activity == "firing"  # kept firing 1 min after the last smoke (40 s)
+    assert (
+        alerts.get(alert.id).activity == "firing"
+    )  # kept firing 1 min after the last smoke (40 s)
     p.process([smoke(100, 1.0, state="cleared")])
     assert alerts.get(alert.id).activity == "resolved"
 
@@ -101,5 +127,11 @@ def test_bad_detections_are_dead_letters_not_crashes(pipe) -> None:  # type: ign
     ]
     res = p.process(bad)
     assert (res.stored, res.rejected) == (0, 5)
-    assert p.stats.rejected_by_reason == {"bad_kind": 1, "bad_confidence": 1, "bad_evidence": 1, "bad_bbox": 1, "not_json": 1}
+    assert p.stats.rejected_by_reason == {
+        "bad_kind": 1,
+        "bad_confidence": 1,
+        "bad_evidence": 1,
+        "bad_bbox": 1,
+        "not_json": 1,
+    }
     assert readings.count() == 0

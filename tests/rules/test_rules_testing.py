@@ -57,7 +57,10 @@ def _render(seg: tuple) -> tuple[str, list[float | None]]:
     return f"{a!r}{op}{b!r}x{n}", [a + i * signed for i in range(n + 1)]
 
 
-@given(st.lists(_segment, max_size=12), st.lists(st.sampled_from([" ", "  ", "\t", "\n"]), min_size=12, max_size=12))
+@given(
+    st.lists(_segment, max_size=12),
+    st.lists(st.sampled_from([" ", "  ", "\t", "\n"]), min_size=12, max_size=12),
+)
 def test_generated_sequences_round_trip(segments: list[tuple], seps: list[str]) -> None:
     text, expected = "", []
     for seg, sep in zip(segments, seps):
@@ -68,12 +71,19 @@ def test_generated_sequences_round_trip(segments: list[tuple], seps: list[str]) 
 
 
 _VALID_CHARS = set("0123456789.+-_xeE")
-_garbage = st.text(alphabet=st.characters(blacklist_categories=("Zs", "Zl", "Zp", "Cc", "Cs")), min_size=1, max_size=8).filter(
-    lambda t: not t.isspace() and any(c not in _VALID_CHARS for c in t) and len(t.split()) == 1)
+_garbage = st.text(
+    alphabet=st.characters(blacklist_categories=("Zs", "Zl", "Zp", "Cc", "Cs")),
+    min_size=1,
+    max_size=8,
+).filter(
+    lambda t: not t.isspace() and any(c not in _VALID_CHARS for c in t) and len(t.split()) == 1
+)
 
 
 @given(st.lists(_segment, max_size=4), _garbage, st.data())
-def test_garbage_is_refused_naming_the_token_and_its_position(segments: list[tuple], bad: str, data: st.DataObject) -> None:
+def test_garbage_is_refused_naming_the_token_and_its_position(
+    segments: list[tuple], bad: str, data: st.DataObject
+) -> None:
     tokens = [_render(s)[0] for s in segments]
     pos = data.draw(st.integers(min_value=0, max_value=len(tokens)))
     tokens.insert(pos, bad)
@@ -93,18 +103,21 @@ def test_any_text_gives_values_or_a_value_error(text: str) -> None:
         assert all(v is None or isinstance(v, float) for v in values)
 
 
-@pytest.mark.parametrize("text, message", [
-    ("1+x3", "token 1 '1+x3' is not a number"),
-    ("5 _+1x2", "token 2 '_+1x2': a missing sample cannot step; write '_x2'"),
-    ("1 2 abc", "token 3 'abc' is not"),
-    ("1,2", "token 1 '1,2' is not"),
-    ("1x", "token 1 '1x' is not"),
-    ("nan", "token 1 'nan' is not"),
-    ("1e400", "out of the float range"),
-    ("1e308+1e308x3", "out of the float range"),
-    (f"1x{MAX_VALUES}", "expands past 1,000,000 values"),
-    ("١٢", "token 1 '١٢' is not"),  # digits of another script are not ASCII numbers
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("1+x3", "token 1 '1+x3' is not a number"),
+        ("5 _+1x2", "token 2 '_+1x2': a missing sample cannot step; write '_x2'"),
+        ("1 2 abc", "token 3 'abc' is not"),
+        ("1,2", "token 1 '1,2' is not"),
+        ("1x", "token 1 '1x' is not"),
+        ("nan", "token 1 'nan' is not"),
+        ("1e400", "out of the float range"),
+        ("1e308+1e308x3", "out of the float range"),
+        (f"1x{MAX_VALUES}", "expands past 1,000,000 values"),
+        ("١٢", "token 1 '١٢' is not"),  # digits of another script are not ASCII numbers
+    ],
+)
 def test_error_messages(text: str, message: str) -> None:
     with pytest.raises(ValueError, match=re.escape(message)):
         expand_values(text)
@@ -112,11 +125,27 @@ def test_error_messages(text: str, message: str) -> None:
 
 # -- the runner -------------------------------------------------------------------------------
 
-RULES = {"rules": [
-    {"id": "pm25", "select": {"metric": "pm25", "device_kind": "air_quality"}, "op": ">", "threshold": 75, "for": "10m",
-     "severity": "warning", "labels": {"team": "air"}, "summary": "PM2.5 at {site} is {value}"},
-    {"id": "so2", "select": {"metric": "so2", "device_kind": "cems"}, "threshold": "site_limit", "for": "5m", "severity": "major"},
-]}
+RULES = {
+    "rules": [
+        {
+            "id": "pm25",
+            "select": {"metric": "pm25", "device_kind": "air_quality"},
+            "op": ">",
+            "threshold": 75,
+            "for": "10m",
+            "severity": "warning",
+            "labels": {"team": "air"},
+            "summary": "PM2.5 at {site} is {value}",
+        },
+        {
+            "id": "so2",
+            "select": {"metric": "so2", "device_kind": "cems"},
+            "threshold": "site_limit",
+            "for": "5m",
+            "severity": "major",
+        },
+    ]
+}
 
 
 def write_suite(tmp_path: Path, tests: list[dict], rules: dict = RULES, **top: object) -> Path:
@@ -128,14 +157,33 @@ def write_suite(tmp_path: Path, tests: list[dict], rules: dict = RULES, **top: o
     return path
 
 
-def pm25_case(name: str = "pm25", values: str = "80x12 40", checks: list[dict] | None = None) -> dict:
+def pm25_case(
+    name: str = "pm25", values: str = "80x12 40", checks: list[dict] | None = None
+) -> dict:
     return {
-        "name": name, "start": "2026-11-25T08:00:00+08:00", "interval": "1m",
+        "name": name,
+        "start": "2026-11-25T08:00:00+08:00",
+        "interval": "1m",
         "input_series": [{"series": "yc-aq-1/aq1/pm25", "values": values, "unit": "ug/m3"}],
-        "alert_rule_test": checks if checks is not None else [
+        "alert_rule_test": checks
+        if checks is not None
+        else [
             {"eval_time": "9m", "rule": "pm25", "exp_alerts": []},
-            {"eval_time": "10m", "rule": "pm25", "exp_alerts": [{"labels": {"site": "yc-aq-1", "team": "air", "severity": "warning", "department": "env"},
-                                                                 "annotations": {"summary": "PM2.5 at yc-aq-1 is 80"}}]},
+            {
+                "eval_time": "10m",
+                "rule": "pm25",
+                "exp_alerts": [
+                    {
+                        "labels": {
+                            "site": "yc-aq-1",
+                            "team": "air",
+                            "severity": "warning",
+                            "department": "env",
+                        },
+                        "annotations": {"summary": "PM2.5 at yc-aq-1 is 80"},
+                    }
+                ],
+            },
             {"eval_time": "13m", "rule": "pm25", "exp_alerts": []},
         ],
     }
@@ -154,7 +202,10 @@ def test_checks_run_in_time_order_and_report_in_file_order(tmp_path: Path) -> No
     ]
     result = run_test_file(write_suite(tmp_path, [pm25_case(checks=checks)]))
     assert result.passed, format_result(result)
-    assert [c.eval_time for c in result.cases[0].checks] == [timedelta(minutes=13), timedelta(minutes=10)]
+    assert [c.eval_time for c in result.cases[0].checks] == [
+        timedelta(minutes=13),
+        timedelta(minutes=10),
+    ]
 
 
 def test_each_case_has_a_fresh_engine(tmp_path: Path) -> None:
@@ -167,30 +218,58 @@ def test_each_case_has_a_fresh_engine(tmp_path: Path) -> None:
 
 def test_failures_say_what_is_missing_unexpected_or_different(tmp_path: Path) -> None:
     checks = [
-        {"eval_time": "10m", "rule": "pm25", "exp_alerts": [{"labels": {"site": "yc-aq-1"}, "annotations": {"summary": "PM2.5 is fine"}}]},
+        {
+            "eval_time": "10m",
+            "rule": "pm25",
+            "exp_alerts": [
+                {"labels": {"site": "yc-aq-1"}, "annotations": {"summary": "PM2.5 is fine"}}
+            ],
+        },
         {"eval_time": "11m", "rule": "pm25", "exp_alerts": []},
-        {"eval_time": "12m", "rule": "pm25", "exp_alerts": [{"labels": {"site": "yc-aq-1"}}, {"labels": {"site": "yc-aq-2"}}]},
+        {
+            "eval_time": "12m",
+            "rule": "pm25",
+            "exp_alerts": [{"labels": {"site": "yc-aq-1"}}, {"labels": {"site": "yc-aq-2"}}],
+        },
     ]
     result = run_test_file(write_suite(tmp_path, [pm25_case(checks=checks)]))
     assert result.error is None and not result.passed
     c10, c11, c12 = result.cases[0].checks
-    assert c10.problems == ("annotation 'summary' of alert {department: env, device: aq1, metric: pm25, rule: pm25, severity: warning, site: yc-aq-1, team: air}:\n"
-                            "    expected: 'PM2.5 is fine'\n    got:      'PM2.5 at yc-aq-1 is 80'",)
-    assert len(c11.problems) == 1 and c11.problems[0].startswith("unexpected alert: {department: env, device: aq1, metric: pm25")
+    assert c10.problems == (
+        "annotation 'summary' of alert {department: env, device: aq1, metric: pm25, rule: pm25, severity: warning, site: yc-aq-1, team: air}:\n"
+        "    expected: 'PM2.5 is fine'\n    got:      'PM2.5 at yc-aq-1 is 80'",
+    )
+    assert len(c11.problems) == 1 and c11.problems[0].startswith(
+        "unexpected alert: {department: env, device: aq1, metric: pm25"
+    )
     assert c12.problems == ("missing alert: {site: yc-aq-2}",)
     report = format_result(result)
-    assert "FAIL  pm25" in report and "at 12m (2026-11-25T08:12:00+08:00), rule pm25: 1 firing" in report
+    assert (
+        "FAIL  pm25" in report
+        and "at 12m (2026-11-25T08:12:00+08:00), rule pm25: 1 firing" in report
+    )
     assert "0 passed, 1 failed" in report
 
 
 def test_partial_labels_are_matched_as_sets_not_greedily(tmp_path: Path) -> None:
     # {metric: pm25} fits both alerts, {site: yc-aq-1} only one: a greedy pairing of the first
     # expectation with the first alert would report a false miss.
-    tests = [{
-        "name": "two stations",
-        "input_series": [{"series": "yc-aq-1/aq1/pm25", "values": "80x10"}, {"series": "yc-aq-1/aq2/pm25", "values": "90x10"}],
-        "alert_rule_test": [{"eval_time": "10m", "rule": "pm25", "exp_alerts": [{"labels": {"metric": "pm25"}}, {"labels": {"device": "aq1"}}]}],
-    }]
+    tests = [
+        {
+            "name": "two stations",
+            "input_series": [
+                {"series": "yc-aq-1/aq1/pm25", "values": "80x10"},
+                {"series": "yc-aq-1/aq2/pm25", "values": "90x10"},
+            ],
+            "alert_rule_test": [
+                {
+                    "eval_time": "10m",
+                    "rule": "pm25",
+                    "exp_alerts": [{"labels": {"metric": "pm25"}}, {"labels": {"device": "aq1"}}],
+                }
+            ],
+        }
+    ]
     doc = registry_doc()
     doc["sites"][0]["devices"].append({"id": "aq2", "kind": "air_quality", "metrics": ["pm25"]})
     path = write_suite(tmp_path, tests)
@@ -200,42 +279,65 @@ def test_partial_labels_are_matched_as_sets_not_greedily(tmp_path: Path) -> None
 
 
 def test_flags_units_and_defaults(tmp_path: Path) -> None:
-    tests = [{
-        "name": "calibration data does not fire",  # no start: 2026-01-01T00:00:00Z; no interval: 1m
-        "input_series": [{"series": "yc-stack-1/cems1/so2", "values": "90x20", "flag": "C", "unit": "mg/m3"}],
-        "alert_rule_test": [{"eval_time": "20m", "rule": "so2"}],
-    }, {
-        "name": "site limit 35 from the registry",
-        "interval": "30s",
-        "input_series": [{"series": "yc-stack-1/cems1/so2", "values": "36x10", "unit": "mg/m3"}],
-        "alert_rule_test": [{"eval_time": 270, "rule": "so2"},
-                            {"eval_time": "5m", "rule": "so2", "exp_alerts": [{"labels": {"site": "yc-stack-1", "severity": "major"}}]}],
-    }]
+    tests = [
+        {
+            "name": "calibration data does not fire",  # no start: 2026-01-01T00:00:00Z; no interval: 1m
+            "input_series": [
+                {"series": "yc-stack-1/cems1/so2", "values": "90x20", "flag": "C", "unit": "mg/m3"}
+            ],
+            "alert_rule_test": [{"eval_time": "20m", "rule": "so2"}],
+        },
+        {
+            "name": "site limit 35 from the registry",
+            "interval": "30s",
+            "input_series": [
+                {"series": "yc-stack-1/cems1/so2", "values": "36x10", "unit": "mg/m3"}
+            ],
+            "alert_rule_test": [
+                {"eval_time": 270, "rule": "so2"},
+                {
+                    "eval_time": "5m",
+                    "rule": "so2",
+                    "exp_alerts": [{"labels": {"site": "yc-stack-1", "severity": "major"}}],
+                },
+            ],
+        },
+    ]
     result = run_test_file(write_suite(tmp_path, tests))
     assert result.passed, format_result(result)
     assert result.cases[0].checks[0].at.isoformat() == "2026-01-01T00:20:00+00:00"
 
 
 def test_invalid_file_names_every_problem_with_its_key_path(tmp_path: Path) -> None:
-    tests = [{
-        "name": "broken",
-        "start": "2026-11-25T08:00:00",
-        "input_series": [
-            {"series": "yc-aq-1/aq1/pm25", "values": "80 x3"},
-            {"series": "nowhere/aq1/pm25", "values": "1"},
-            {"series": "yc-aq-1/aq1", "values": "1"},
-            {"series": "yc-aq-1/aq1/pm10", "values": "1", "flag": "Z"},
-        ],
-        "alert_rule_test": [{"eval_time": "ten", "rule": "pm25"}, {"eval_time": "1m", "rule": "pm2.5"}],
-        "colour": "blue",
-    }, {
-        "name": "unknowns",
-        "input_series": [{"series": "nowhere/aq1/pm25", "values": "1"}],
-        "alert_rule_test": [{"eval_time": "1m", "rule": "no-such-rule"}],
-    }, {
-        "name": "overlap",
-        "input_series": [{"series": "yc-aq-1/aq1/pm25", "values": "1 2"}, {"series": "yc-aq-1/aq1/pm25", "values": "_ 2"}],
-    }]
+    tests = [
+        {
+            "name": "broken",
+            "start": "2026-11-25T08:00:00",
+            "input_series": [
+                {"series": "yc-aq-1/aq1/pm25", "values": "80 x3"},
+                {"series": "nowhere/aq1/pm25", "values": "1"},
+                {"series": "yc-aq-1/aq1", "values": "1"},
+                {"series": "yc-aq-1/aq1/pm10", "values": "1", "flag": "Z"},
+            ],
+            "alert_rule_test": [
+                {"eval_time": "ten", "rule": "pm25"},
+                {"eval_time": "1m", "rule": "pm2.5"},
+            ],
+            "colour": "blue",
+        },
+        {
+            "name": "unknowns",
+            "input_series": [{"series": "nowhere/aq1/pm25", "values": "1"}],
+            "alert_rule_test": [{"eval_time": "1m", "rule": "no-such-rule"}],
+        },
+        {
+            "name": "overlap",
+            "input_series": [
+                {"series": "yc-aq-1/aq1/pm25", "values": "1 2"},
+                {"series": "yc-aq-1/aq1/pm25", "values": "_ 2"},
+            ],
+        },
+    ]
     result = run_test_file(write_suite(tmp_path, tests))
     assert result.error is not None and not result.passed
     paths = {p.path: p.message for p in result.error.problems}
@@ -246,14 +348,21 @@ def test_invalid_file_names_every_problem_with_its_key_path(tmp_path: Path) -> N
     assert "UTC offset" in paths["tests.0[broken].start"]
     assert "tests.0[broken].colour" in paths
     assert paths["tests.1[unknowns].input_series.0.series"] == "site is not in the test's registry"
-    assert "no such rule" in paths["tests.0[broken].alert_rule_test.1.rule"]  # reported beside the schema errors
+    assert (
+        "no such rule" in paths["tests.0[broken].alert_rule_test.1.rule"]
+    )  # reported beside the schema errors
     assert "overlaps input_series.0" in paths["tests.2[overlap].input_series.1.values"]
-    assert "no such rule in rule_files; rules: pm25, so2" in paths["tests.1[unknowns].alert_rule_test.0.rule"]
+    assert (
+        "no such rule in rule_files; rules: pm25, so2"
+        in paths["tests.1[unknowns].alert_rule_test.0.rule"]
+    )
     assert str(result.error).startswith(str(tmp_path / "suite.test.yaml") + ":")
 
 
 def test_rule_file_errors_and_missing_files_are_invalid(tmp_path: Path) -> None:
-    bad_rules = {"rules": [{"id": "pm25", "select": {"metric": "pm25"}, "threshold": 1, "for": "soon"}]}
+    bad_rules = {
+        "rules": [{"id": "pm25", "select": {"metric": "pm25"}, "threshold": 1, "for": "soon"}]
+    }
     result = run_test_file(write_suite(tmp_path, [pm25_case()], rules=bad_rules))
     assert result.error is not None and "rules.0[pm25].for" in str(result.error)
     missing = run_test_file(tmp_path / "nope.test.yaml")
@@ -293,15 +402,24 @@ class RecordingEngine:
 def test_replay_feeds_one_sample_per_device_then_ticks_the_grid() -> None:
     e = RecordingEngine()
     replay = Replay(e, T0, timedelta(minutes=1), lambda s: None)  # type: ignore[arg-type]
-    for r in [reading("pm25", 1, 0), reading("so2", 1, 0, device="cems1"), reading("pm10", 1, 0), reading("pm25", 1, 2.5)]:
+    for r in [
+        reading("pm25", 1, 0),
+        reading("so2", 1, 0, device="cems1"),
+        reading("pm10", 1, 0),
+        reading("pm25", 1, 2.5),
+    ]:
         replay.push(r)
     replay.advance(T0 + timedelta(minutes=4, seconds=30))
     m = lambda x: T0 + timedelta(minutes=x)  # noqa: E731
     assert e.calls == [
         ("evaluate", [(m(0), "aq1", "pm25"), (m(0), "aq1", "pm10"), (m(0), "cems1", "so2")]),
-        ("tick", m(0)), ("tick", m(1)), ("tick", m(2)),
+        ("tick", m(0)),
+        ("tick", m(1)),
+        ("tick", m(2)),
         ("evaluate", [(m(2.5), "aq1", "pm25")]),
-        ("tick", m(3)), ("tick", m(4)), ("tick", m(4.5)),
+        ("tick", m(3)),
+        ("tick", m(4)),
+        ("tick", m(4.5)),
     ]
 
 
@@ -320,15 +438,22 @@ def test_command_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     out = capsys.readouterr().out
     assert "PASS  pm25" in out and "1 file(s): 1 passed, 0 failed, 0 invalid file(s)" in out
 
-    failing = write_suite(tmp_path, [pm25_case(checks=[{"eval_time": "10m", "rule": "pm25", "exp_alerts": []}])])
+    failing = write_suite(
+        tmp_path, [pm25_case(checks=[{"eval_time": "10m", "rule": "pm25", "exp_alerts": []}])]
+    )
     assert main(["rules", "test", str(good), str(failing)]) == 1
     out = capsys.readouterr().out
     assert "FAIL  pm25" in out and "unexpected alert: {department: env" in out
 
-    (tmp_path / "bad.test.yaml").write_text("rule_files: [rules.yaml]\ntests: [{name: x, input_series: [{series: yc-aq-1/aq1/pm25, values: 'oops'}]}]\n", encoding="utf-8")
+    (tmp_path / "bad.test.yaml").write_text(
+        "rule_files: [rules.yaml]\ntests: [{name: x, input_series: [{series: yc-aq-1/aq1/pm25, values: 'oops'}]}]\n",
+        encoding="utf-8",
+    )
     assert main(["rules", "test", str(failing), str(tmp_path / "bad.test.yaml")]) == 2
     err = capsys.readouterr().err
-    assert "INVALID test file" in err and "tests.0[x].input_series.0.values" in err and "'oops'" in err
+    assert (
+        "INVALID test file" in err and "tests.0[x].input_series.0.values" in err and "'oops'" in err
+    )
 
     assert main(["rules", "test", "--run", "^nomatch$", str(good)]) == 0
     assert "0 passed, 0 failed" in capsys.readouterr().out

@@ -16,10 +16,32 @@ from rules.model import RULE_KINDS, parse_ruleset
 from rules.state import RuleStateStore
 from tests.factories import T0, registry
 
-THRESHOLD = {"rules": [{"id": "pm25", "select": {"metric": "pm25", "device_kind": "air_quality"}, "threshold": 75,
-                        "for": "10m", "lateness": "2m", "severity": "warning"}]}
-WINDOW = {"rules": [{"id": "so2-hourly", "kind": "window", "select": {"metric": "so2", "device_kind": "cems"}, "window": "1h",
-                     "agg": "avg", "threshold": "site_limit", "lateness": "2m", "severity": "major"}]}
+THRESHOLD = {
+    "rules": [
+        {
+            "id": "pm25",
+            "select": {"metric": "pm25", "device_kind": "air_quality"},
+            "threshold": 75,
+            "for": "10m",
+            "lateness": "2m",
+            "severity": "warning",
+        }
+    ]
+}
+WINDOW = {
+    "rules": [
+        {
+            "id": "so2-hourly",
+            "kind": "window",
+            "select": {"metric": "so2", "device_kind": "cems"},
+            "window": "1h",
+            "agg": "avg",
+            "threshold": "site_limit",
+            "lateness": "2m",
+            "severity": "major",
+        }
+    ]
+}
 
 
 def _shuffle_pairs(readings: list[Reading]) -> list[Reading]:
@@ -32,19 +54,33 @@ def _shuffle_pairs(readings: list[Reading]) -> list[Reading]:
 
 def threshold_batches() -> tuple[list[list[Reading]], int]:
     """40 minutes of PM2.5, over 75 from minute 5 to 30; split at minute 12 (pending, for 10m)."""
-    rs = [Reading("yc-aq-1", "aq1", "pm25", 80.0 if 5 <= m < 30 else 40.0, "ug/m3", T0 + timedelta(minutes=m)) for m in range(40)]
+    rs = [
+        Reading(
+            "yc-aq-1",
+            "aq1",
+            "pm25",
+            80.0 if 5 <= m < 30 else 40.0,
+            "ug/m3",
+            T0 + timedelta(minutes=m),
+        )
+        for m in range(40)
+    ]
     rs = _shuffle_pairs(rs)
-    return [rs[i:i + 4] for i in range(0, len(rs), 4)], 3
+    return [rs[i : i + 4] for i in range(0, len(rs), 4)], 3
 
 
 def window_batches() -> tuple[list[list[Reading]], int]:
     """Three hours of SO2 at a stack with a 35 permit: hour means 50, 40 (60 then 20), 20; split mid-hour 2."""
+
     def value(m: int) -> float:
         return 50.0 if m < 60 else 60.0 if m < 90 else 20.0
 
-    rs = [Reading("yc-stack-1", "cems1", "so2", value(m), "mg/m3", T0 + timedelta(minutes=m)) for m in range(185)]
+    rs = [
+        Reading("yc-stack-1", "cems1", "so2", value(m), "mg/m3", T0 + timedelta(minutes=m))
+        for m in range(185)
+    ]
     rs = _shuffle_pairs(rs)
-    return [rs[i:i + 5] for i in range(0, len(rs), 5)], 15
+    return [rs[i : i + 5] for i in range(0, len(rs), 5)], 15
 
 
 CASES = {"threshold": (THRESHOLD, threshold_batches), "window": (WINDOW, window_batches)}
@@ -116,7 +152,9 @@ def test_prune_drops_state_of_changed_or_removed_rules(tmp_path: Path) -> None:
     store.close()
 
 
-def test_a_damaged_row_is_skipped_not_fatal(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_a_damaged_row_is_skipped_not_fatal(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     store = RuleStateStore(tmp_path / "farsight.db")
     with store.db.transaction() as c:
         c.execute("INSERT INTO rule_state VALUES ('pm25', '[\"yc-aq-1\"]', 'x', '{not json', 0)")

@@ -61,7 +61,9 @@ def road_box(scene: str) -> tuple[int, int, int, int]:
 
 @pytest.mark.parametrize("scene", SCENES)
 def test_same_spec_gives_identical_frames_and_seed_changes_them(scene) -> None:
-    spec = ClipSpec(scene, **SMALL, shake_px=2.0, events=(EventSpec("fire", 1.0, 3.0, (20, 20, 60, 60)),))
+    spec = ClipSpec(
+        scene, **SMALL, shake_px=2.0, events=(EventSpec("fire", 1.0, 3.0, (20, 20, 60, 60)),)
+    )
     a, b = frames(spec), frames(spec)
     assert len(a) == spec.n_frames == 20
     assert all(np.array_equal(x, y) for x, y in zip(a, b))
@@ -102,7 +104,9 @@ def test_mp4_round_trip(tmp_path) -> None:
     assert np.abs(read[0].astype(np.int16) - first).mean() < 6
     assert truth.path == str(tmp_path / "clip.mp4")
     assert truth.n_frames == 100 and truth.fps == 5.0
-    assert [(e.kind, e.start_s, e.end_s, e.bbox) for e in truth.events] == [("smoke", 2.0, 10.0, (40, 40, 160, 120))]
+    assert [(e.kind, e.start_s, e.end_s, e.bbox) for e in truth.events] == [
+        ("smoke", 2.0, 10.0, (40, 40, 160, 120))
+    ]
 
 
 def test_jpegs_one_file_per_frame(tmp_path) -> None:
@@ -114,13 +118,16 @@ def test_jpegs_one_file_per_frame(tmp_path) -> None:
 
 
 @pytest.mark.parametrize("night", [False, True], ids=["day", "night"])
-@pytest.mark.parametrize(("kind", "scene", "box"), [
-    ("smoke", "construction", (W // 4, H // 2, W // 3, H // 3)),
-    ("fire", "construction", (W // 3, H // 3, W // 5, H // 4)),
-    ("black_smoke", "stack", stack_plume_box()),
-    ("vehicle_stop", "highway", road_box("highway")),
-    ("person", "construction", (40, 100, 60, 24)),
-])
+@pytest.mark.parametrize(
+    ("kind", "scene", "box"),
+    [
+        ("smoke", "construction", (W // 4, H // 2, W // 3, H // 3)),
+        ("fire", "construction", (W // 3, H // 3, W // 5, H // 4)),
+        ("black_smoke", "stack", stack_plume_box()),
+        ("vehicle_stop", "highway", road_box("highway")),
+        ("person", "construction", (40, 100, 60, 24)),
+    ],
+)
 def test_scene_event_changes_only_its_box_during_its_interval(kind, scene, box, night) -> None:
     start, end = 6.0, 12.0
     base = ClipSpec(scene, width=W, height=H, fps=5.0, seconds=20.0, night=night)
@@ -159,20 +166,35 @@ def test_smoke_grows_during_its_interval() -> None:
     box = (30, 20, 120, 90)
     base = ClipSpec("construction", **SMALL, noise=0.0)
     spec = dataclasses.replace(base, events=(EventSpec("smoke", 0.0, 4.0, box),))
-    diffs = [np.abs(crop(a, box).astype(np.int16) - crop(b, box)).mean() for a, b in zip(frames(base), frames(spec))]
+    diffs = [
+        np.abs(crop(a, box).astype(np.int16) - crop(b, box)).mean()
+        for a, b in zip(frames(base), frames(spec))
+    ]
     assert diffs[0] < diffs[5] < diffs[10]
 
 
 def test_black_smoke_darkens_with_ringelmann_grade() -> None:
     box = stack_plume_box()
     means = []
-    for grade in range(0, 6):
-        spec = ClipSpec("stack", **SMALL, events=(EventSpec("black_smoke", 0.0, 4.0, box, grade=grade),))
-        means.append(luma(frames(spec)[-1])[box[1] : box[1] + box[3], box[0] : box[0] + box[2]].mean())
+    for grade in range(6):
+        spec = ClipSpec(
+            "stack", **SMALL, events=(EventSpec("black_smoke", 0.0, 4.0, box, grade=grade),)
+        )
+        means.append(
+            luma(frames(spec)[-1])[box[1] : box[1] + box[3], box[0] : box[0] + box[2]].mean()
+        )
     assert all(a > b + 3 for a, b in zip(means, means[1:])), means
     # The core of a grade 5 plume blocks all light (Ringelmann 5: 100 % obscuration).
-    core = luma(frames(ClipSpec("stack", **SMALL, noise=0.0, events=(
-        EventSpec("black_smoke", 0.0, 4.0, box, grade=5),)))[-1])
+    core = luma(
+        frames(
+            ClipSpec(
+                "stack",
+                **SMALL,
+                noise=0.0,
+                events=(EventSpec("black_smoke", 0.0, 4.0, box, grade=5),),
+            )
+        )[-1]
+    )
     x, y, w, h = box
     assert core[y + h // 2, x + w // 2] < 15
 
@@ -257,8 +279,14 @@ def test_bad_specs_are_refused(make) -> None:
 
 
 def test_truth_clips_events_to_the_clip() -> None:
-    spec = ClipSpec("stack", **SMALL, events=(
-        EventSpec("smoke", 3.0, 9.0, (0, 0, 20, 20)), EventSpec("fire", 5.0, 6.0, (0, 0, 20, 20))))
+    spec = ClipSpec(
+        "stack",
+        **SMALL,
+        events=(
+            EventSpec("smoke", 3.0, 9.0, (0, 0, 20, 20)),
+            EventSpec("fire", 5.0, 6.0, (0, 0, 20, 20)),
+        ),
+    )
     truth = truth_for(spec)
     assert [(e.kind, e.end_s) for e in truth.events] == [("smoke", 4.0)]
     assert [e.kind for e in truth.active(3.5)] == ["smoke"] and truth.active(1.0) == ()
@@ -304,8 +332,16 @@ def test_traffic_drives_left_above_and_right_below_and_only_on_the_road() -> Non
 
 
 def test_line_crossings_follow_the_vehicles() -> None:
-    spec = ClipSpec("highway", width=W, height=H, fps=5.0, seconds=30.0, traffic=30.0, seed=3,
-                    events=(EventSpec("vehicle_stop", 10.0, 15.0, road_box("highway")),))
+    spec = ClipSpec(
+        "highway",
+        width=W,
+        height=H,
+        fps=5.0,
+        seconds=30.0,
+        traffic=30.0,
+        seed=3,
+        events=(EventSpec("vehicle_stop", 10.0, 15.0, road_box("highway")),),
+    )
     truth = truth_for(spec)
     y0, y1 = scene_layout("highway", W, H).road
     down = line_crossings(truth, ((W // 2, y0), (W // 2, y1)))
@@ -313,7 +349,9 @@ def test_line_crossings_follow_the_vehicles() -> None:
     assert len(down) >= 8 and [c.t for c in down] == sorted(c.t for c in down)
     assert all(0.0 <= c.t < 30.0 for c in down)
     # Reversing the line swaps the directions.
-    assert [(c.t, c.direction) for c in up] == [(c.t, "backward" if c.direction == "forward" else "forward") for c in down]
+    assert [(c.t, c.direction) for c in up] == [
+        (c.t, "backward" if c.direction == "forward" else "forward") for c in down
+    ]
     # Forward (left to right) crossings are the lower lanes' vehicles, and the stopping car.
     for c in down:
         if c.vehicle.startswith("traffic"):
@@ -334,4 +372,9 @@ def test_rain_streaks_change_every_frame_and_fog_lowers_contrast(night) -> None:
     assert not np.array_equal(rain[0], rain[1])
     assert luma(rain[0]).mean() < luma(clear[0]).mean()  # overcast
     assert luma(fog[0]).std() < 0.85 * luma(clear[0]).std()
-    assert frames(ClipSpec("construction", **SMALL, noise=0.0, night=night, weather="rain"))[3].tobytes() == rain[3].tobytes()
+    assert (
+        frames(ClipSpec("construction", **SMALL, noise=0.0, night=night, weather="rain"))[
+            3
+        ].tobytes()
+        == rain[3].tobytes()
+    )

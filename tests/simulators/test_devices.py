@@ -6,7 +6,7 @@ import math
 import re
 import subprocess
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +28,7 @@ from simulators.devices import (
     stable_rng,
 )
 
-T0 = datetime(2026, 11, 25, 0, 0, tzinfo=timezone.utc)  # 08:00 in Yichang and Xiaogan
+T0 = datetime(2026, 11, 25, 0, 0, tzinfo=UTC)  # 08:00 in Yichang and Xiaogan
 REPO = Path(__file__).resolve().parents[2]
 PLATE_RE = re.compile(r"^[\u4e00-\u9fff][A-HJ-NP-Z]·[0-9A-HJ-NP-Z]{5}$")
 
@@ -40,7 +40,12 @@ def registry():
 
 def _devices(registry, kind: str | None = None):
     # Devices the simulator plays (cameras publish detections, not modelled values).
-    return [(s, d) for s in registry for d in s.devices if d.kind in MODELS and (kind is None or d.kind == kind)]
+    return [
+        (s, d)
+        for s in registry
+        for d in s.devices
+        if d.kind in MODELS and (kind is None or d.kind == kind)
+    ]
 
 
 def _series(model, start: datetime, step: timedelta, n: int) -> list:
@@ -54,6 +59,7 @@ def _local(hour: float, day: int = 0) -> datetime:
 
 # ------------------------------------------------------------------ seeding
 
+
 def test_stable_rng_depends_on_seed_and_parts_only() -> None:
     a = stable_rng(7, "site", "dev", 1).random(4)
     assert np.array_equal(a, stable_rng(7, "site", "dev", 1).random(4))
@@ -65,8 +71,14 @@ def test_stable_rng_depends_on_seed_and_parts_only() -> None:
 def test_stable_rng_is_independent_of_the_python_hash_seed() -> None:
     code = "from simulators.devices import stable_rng; print(stable_rng(3, 'yc-aq-xiling', 'aq1').random())"
     outs = {
-        subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True,
-                       env={"PYTHONHASHSEED": h, "PATH": "/usr/bin:/bin"}).stdout
+        subprocess.run(
+            [sys.executable, "-c", code],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=True,
+            env={"PYTHONHASHSEED": h, "PATH": "/usr/bin:/bin"},
+        ).stdout
         for h in ("1", "2", "12345")
     }
     assert len(outs) == 1
@@ -93,7 +105,9 @@ def test_every_model_is_deterministic_per_seed_and_order_free(registry) -> None:
 
 def test_make_model_refuses_kinds_without_a_model(registry) -> None:
     site = registry.sites[0]
-    with pytest.raises(ValueError, match="known: air_quality, cems, dust_noise, water_quality, wim"):
+    with pytest.raises(
+        ValueError, match="known: air_quality, cems, dust_noise, water_quality, wim"
+    ):
         make_model(site, Device(id="cam1", kind="camera"), seed=1)
     with pytest.raises(ValueError, match="models 'cems' devices"):
         CemsModel(site, site.devices[0], seed=1)
@@ -108,8 +122,16 @@ def test_naive_time_is_refused(registry) -> None:
 
 # ------------------------------------------------------------------ helpers
 
+
 def test_legal_gross_weight_follows_mot_order_2016_62() -> None:
-    assert [legal_gross_weight_t(a) for a in (2, 3, 4, 5, 6, 7)] == [18.0, 25.0, 31.0, 43.0, 49.0, 49.0]
+    assert [legal_gross_weight_t(a) for a in (2, 3, 4, 5, 6, 7)] == [
+        18.0,
+        25.0,
+        31.0,
+        43.0,
+        49.0,
+        49.0,
+    ]
     for bad in (0, 1, 2.0, True):
         with pytest.raises(ValueError):
             legal_gross_weight_t(bad)  # type: ignore[arg-type]
@@ -124,6 +146,7 @@ def test_soft_cap_is_identity_below_the_knee_and_never_reaches_the_cap() -> None
 
 # ------------------------------------------------------------------ plausibility over two days
 
+
 @pytest.fixture(scope="module")
 def two_days(registry):
     """Every non-WIM device sampled every 10 minutes for two days."""
@@ -131,7 +154,11 @@ def two_days(registry):
     for site, device in _devices(registry):
         if device.kind == "wim":
             continue
-        out[(site.id, device.id)] = (site, device, _series(make_model(site, device, 2026), T0, timedelta(minutes=10), 288))
+        out[(site.id, device.id)] = (
+            site,
+            device,
+            _series(make_model(site, device, 2026), T0, timedelta(minutes=10), 288),
+        )
     return out
 
 
@@ -169,7 +196,9 @@ def test_cems_o2_falls_and_flow_and_temperature_rise_with_load(two_days) -> None
     for site, device, samples in two_days.values():
         if device.kind != "cems" or "shift_operation" in site.tags:
             continue
-        o2, flow, temp = (np.array([s.values[m] for s in samples]) for m in ("o2", "flue_flow", "flue_temp"))
+        o2, flow, temp = (
+            np.array([s.values[m] for s in samples]) for m in ("o2", "flue_flow", "flue_temp")
+        )
         assert all(s.values["running"] == 1.0 for s in samples)
         assert np.corrcoef(o2, flow)[0, 1] < -0.5, site.id
         assert np.corrcoef(temp, flow)[0, 1] > 0.5, site.id
@@ -187,7 +216,9 @@ def test_shift_plant_reports_stopped_at_night_with_flag_f(registry) -> None:
     assert night.values["running"] == 0.0 and day.values["running"] == 1.0
     assert night.values["o2"] > 20.0 and night.values["flue_flow"] < 0.1 * day.values["flue_flow"]
     assert night.values["flue_temp"] < day.values["flue_temp"] - 50
-    assert {m: f for m, f in night.flags.items() if m != "running"} == dict.fromkeys(["so2", "nox", "particulate", "o2", "flue_flow", "flue_temp"], "F")
+    assert {m: f for m, f in night.flags.items() if m != "running"} == dict.fromkeys(
+        ["so2", "nox", "particulate", "o2", "flue_flow", "flue_temp"], "F"
+    )
     assert set(day.flags.values()) == {"N"}
     assert model.load(_local(2.5)) == 0.0 and 0.4 <= model.load(_local(10.0)) <= 1.0
 
@@ -212,9 +243,14 @@ def test_dust_and_noise_follow_work_hours(two_days) -> None:
         hour = lambda s: s.ts.astimezone(BEIJING).hour + s.ts.astimezone(BEIJING).minute / 60  # noqa: E731
         work = [s for s in samples if DustNoiseModel.working(hour(s))]
         night = [s for s in samples if hour(s) < 6 or hour(s) >= 22]
-        assert np.mean([s.values["noise"] for s in work]) > np.mean([s.values["noise"] for s in night]) + 10
+        assert (
+            np.mean([s.values["noise"] for s in work])
+            > np.mean([s.values["noise"] for s in night]) + 10
+        )
         assert max(s.values["noise"] for s in night) < 55.0, "GB 12523-2011 night limit"
-        assert np.mean([s.values["pm10"] for s in work]) > np.mean([s.values["pm10"] for s in night])
+        assert np.mean([s.values["pm10"] for s in work]) > np.mean(
+            [s.values["pm10"] for s in night]
+        )
         assert all(s.values["tsp"] >= s.values["pm10"] for s in samples)
 
 
@@ -237,6 +273,7 @@ def test_natural_series_never_freeze(registry) -> None:
 
 
 # ------------------------------------------------------------------ weigh-in-motion
+
 
 def test_trucks_are_legal_plausible_and_inside_their_window(registry) -> None:
     total = 0
@@ -265,7 +302,11 @@ def test_city_plates_dominate(registry) -> None:
     for sid, prefix in (("yc-wim-g50-yichangdong", "鄂E"), ("xg-wim-g4-xiaogan", "鄂K")):
         site = registry.get(sid)
         model = make_model(site, site.devices[0], 1)
-        plates = [s.extra["plate"] for k in range(60) for s in model.sample(T0 + timedelta(minutes=k), 60.0)]
+        plates = [
+            s.extra["plate"]
+            for k in range(60)
+            for s in model.sample(T0 + timedelta(minutes=k), 60.0)
+        ]
         share = sum(p.startswith(prefix) for p in plates) / len(plates)
         assert 0.65 < share < 0.95
 

@@ -11,9 +11,9 @@ import subprocess
 import sys
 import threading
 from collections import Counter, defaultdict
-from datetime import datetime, timedelta, timezone
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Iterator
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -29,10 +29,12 @@ from simulators import cli
 from simulators.publisher import ST_BY_KIND, Simulator, format_ts
 from tests.conftest import wait_until
 
-T0 = datetime(2026, 11, 25, 0, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 25, 0, 0, tzinfo=UTC)
 REPO = Path(__file__).resolve().parents[2]
-TOPIC_RE = re.compile(r"^fs/v1/(?P<dept>[a-z]+)/(?P<site>[A-Za-z0-9_.-]+)/(?P<device>[A-Za-z0-9_.-]+)/(?P<kind>reading|hj212)$")
-FRAME_RE = re.compile(rb"^##(?P<len>\d{4})(?P<seg>.*)(?P<crc>[0-9A-F]{4})\r\n$", re.S)
+TOPIC_RE = re.compile(
+    r"^fs/v1/(?P<dept>[a-z]+)/(?P<site>[A-Za-z0-9_.-]+)/(?P<device>[A-Za-z0-9_.-]+)/(?P<kind>reading|hj212)$"
+)
+FRAME_RE = re.compile(rb"^##(?P<len>\d{4})(?P<seg>.*)(?P<crc>[0-9A-F]{4})\r\n$", re.DOTALL)
 
 
 @pytest.fixture(scope="module")
@@ -46,13 +48,16 @@ def rounds(sim: Simulator, n: int) -> list[tuple[str, bytes]]:
 
 # ------------------------------------------------------------------ determinism
 
+
 def test_same_seed_same_messages_other_seed_other_messages(registry) -> None:
     a = rounds(Simulator(registry, "demo", seed=5, start=T0), 6)
     b = rounds(Simulator(registry, "demo", seed=5, start=T0), 6)
     c = rounds(Simulator(registry, "demo", seed=6, start=T0), 6)
     assert a == b
     assert a != c
-    assert [t for t, _ in a if t.endswith("/hj212")] == [t for t, _ in c if t.endswith("/hj212")]  # same devices
+    assert [t for t, _ in a if t.endswith("/hj212")] == [
+        t for t, _ in c if t.endswith("/hj212")
+    ]  # same devices
 
 
 def test_messages_depend_on_time_not_on_call_history(registry) -> None:
@@ -101,6 +106,7 @@ def test_format_ts_uses_beijing_offset_and_milliseconds_only_when_needed() -> No
 
 # ------------------------------------------------------------------ the wire contract
 
+
 def test_every_json_payload_matches_the_contract(registry) -> None:
     sim = Simulator(registry, "demo", seed=2, start=T0)
     seqs: dict[tuple[str, str], list[int]] = defaultdict(list)
@@ -125,13 +131,22 @@ def test_every_json_payload_matches_the_contract(registry) -> None:
         ts = datetime.fromisoformat(doc["ts"])
         assert doc["ts"].endswith("+08:00") and ts.tzinfo is not None
         assert doc["metrics"] and set(doc["metrics"]) <= set(device.metrics)
-        assert all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in doc["metrics"].values())
-        assert set(doc["flags"]) == set(doc["metrics"]) and set(doc["flags"].values()) <= HJ212_FLAGS
+        assert all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+            for v in doc["metrics"].values()
+        )
+        assert (
+            set(doc["flags"]) == set(doc["metrics"]) and set(doc["flags"].values()) <= HJ212_FLAGS
+        )
         assert isinstance(doc["seq"], int)
         seqs[site.id, device.id].append(doc["seq"])
         if device.protocol == "hj212":
             # Only what HJ 212 has no code for travels as JSON next to the frames.
-            assert set(doc["metrics"]) == {m for m in device.metrics if BY_NAME[m].hj212 is None} == {"running"}
+            assert (
+                set(doc["metrics"])
+                == {m for m in device.metrics if BY_NAME[m].hj212 is None}
+                == {"running"}
+            )
     for key, values in seqs.items():
         assert values == list(range(1, len(values) + 1)), key
     assert {k for k, _ in kinds} == {"air_quality", "cems", "water_quality", "dust_noise", "wim"}
@@ -155,9 +170,15 @@ def test_every_hj212_frame_is_well_formed_with_a_valid_crc(registry) -> None:
             assert int(f["len"]) == len(seg)
             assert crc16(seg) == int(f["crc"], 16)
             text = seg.decode("ascii")
-            header = dict(item.split("=", 1) for item in text[: text.index("CP=&&")].rstrip(";").split(";"))
+            header = dict(
+                item.split("=", 1) for item in text[: text.index("CP=&&")].rstrip(";").split(";")
+            )
             assert header["ST"] == ST_BY_KIND[device.kind] and header["CN"] == "2011"
-            assert header["MN"] == device.mn and header["Flag"] == "4" and re.fullmatch(r"\d{17}", header["QN"])
+            assert (
+                header["MN"] == device.mn
+                and header["Flag"] == "4"
+                and re.fullmatch(r"\d{17}", header["QN"])
+            )
             cp = text[text.index("CP=&&") + 5 : -2]
             items = cp.split(";")
             assert items[0] == "DataTime=" + t.astimezone(BEIJING).strftime("%Y%m%d%H%M%S")
@@ -194,8 +215,13 @@ def test_ingest_codecs_accept_every_message(registry) -> None:
 def test_site_filter_limits_the_devices(registry) -> None:
     sim = Simulator(registry, "demo", seed=1, start=T0, sites=["yc-cems-xiaoting-power"])
     msgs = sim.messages(T0)
-    assert [t for t, _ in msgs] == ["fs/v1/env/yc-cems-xiaoting-power/cems1/hj212", "fs/v1/env/yc-cems-xiaoting-power/cems1/reading"]
-    assert sim.devices == [(registry.get("yc-cems-xiaoting-power"), registry.get("yc-cems-xiaoting-power").devices[0])]
+    assert [t for t, _ in msgs] == [
+        "fs/v1/env/yc-cems-xiaoting-power/cems1/hj212",
+        "fs/v1/env/yc-cems-xiaoting-power/cems1/reading",
+    ]
+    assert sim.devices == [
+        (registry.get("yc-cems-xiaoting-power"), registry.get("yc-cems-xiaoting-power").devices[0])
+    ]
 
 
 def test_overloaded_truck_is_published_above_its_axle_limit(registry) -> None:
@@ -211,10 +237,13 @@ def test_overloaded_truck_is_published_above_its_axle_limit(registry) -> None:
 
 # ------------------------------------------------------------------ publishing to a real broker
 
+
 class Subscriber:
     """A paho subscriber to ``fs/v1/#`` at QoS 1 that records every message it gets."""
 
-    def __init__(self, host: str, port: int, client_id: str = "sim-test-sub", persistent: bool = False) -> None:
+    def __init__(
+        self, host: str, port: int, client_id: str = "sim-test-sub", persistent: bool = False
+    ) -> None:
         self.received: list[tuple[str, bytes]] = []
         self._lock = threading.Lock()
         self.subscribed = threading.Event()
@@ -225,7 +254,9 @@ class Subscriber:
         self.client.on_message = self._on_message
         connect(self.client, settings, persistent=persistent)
 
-    def _on_connect(self, client: mqtt.Client, userdata, flags, reason_code, properties=None) -> None:
+    def _on_connect(
+        self, client: mqtt.Client, userdata, flags, reason_code, properties=None
+    ) -> None:
         client.subscribe("fs/v1/#", qos=1)
 
     def _on_message(self, client: mqtt.Client, userdata, msg: mqtt.MQTTMessage) -> None:
@@ -258,12 +289,21 @@ def subscriber(broker) -> Iterator[Subscriber]:  # type: ignore[no-untyped-def]
 
 def test_every_message_of_n_rounds_arrives(registry, broker, subscriber) -> None:
     sim = Simulator(registry, "demo", seed=5)
-    stats = sim.run(BrokerSettings(host=broker.host, port=broker.port), start=T0, rounds=4, interval_s=0.01, speedup=6000)
+    stats = sim.run(
+        BrokerSettings(host=broker.host, port=broker.port),
+        start=T0,
+        rounds=4,
+        interval_s=0.01,
+        speedup=6000,
+    )
     expected = rounds(Simulator(registry, "demo", seed=5, start=T0, step_s=60.0), 4)
     assert stats.rounds == 4 and stats.messages == len(expected) and stats.dropped == 0
     assert stats.acknowledged == stats.messages
     assert stats.by_kind["hj212"] == 4 * 10 and sum(stats.by_kind.values()) == stats.messages
-    wait_until(lambda: len(subscriber.messages()) >= len(expected), what="all simulated messages at the subscriber")
+    wait_until(
+        lambda: len(subscriber.messages()) >= len(expected),
+        what="all simulated messages at the subscriber",
+    )
     assert Counter(subscriber.messages()) == Counter(expected)
     assert by_topic(subscriber.messages()) == by_topic(expected), "messages overtook each other"
 
@@ -278,12 +318,21 @@ def test_stop_event_ends_an_endless_run(registry, broker) -> None:
         if k == 2:
             stop.set()
 
-    stats = sim.run(BrokerSettings(host=broker.host, port=broker.port), start=T0, rounds=None,
-                    interval_s=0.01, speedup=6000, stop_event=stop, on_round=on_round)
+    stats = sim.run(
+        BrokerSettings(host=broker.host, port=broker.port),
+        start=T0,
+        rounds=None,
+        interval_s=0.01,
+        speedup=6000,
+        stop_event=stop,
+        on_round=on_round,
+    )
     assert seen == [0, 1, 2] and stats.rounds == 3 and stats.acknowledged == 3
 
 
-def test_backfill_rounds_go_out_at_once_then_the_wall_clock_paces_the_rest(registry, broker) -> None:
+def test_backfill_rounds_go_out_at_once_then_the_wall_clock_paces_the_rest(
+    registry, broker
+) -> None:
     """The demo publishes its last hour of history at start: with one-hour steps every round up
     to ``catch_up_until`` is due at once, and the next one an hour later."""
     sim = Simulator(registry, "quiet", seed=1, sites=["yc-aq-xiling"])
@@ -299,9 +348,16 @@ def test_backfill_rounds_go_out_at_once_then_the_wall_clock_paces_the_rest(regis
     watchdog = threading.Timer(60, stop.set)  # a deadline for a broken implementation
     watchdog.start()
     try:
-        stats = sim.run(BrokerSettings(host=broker.host, port=broker.port), start=T0, rounds=None,
-                        interval_s=3600, speedup=1, stop_event=stop, on_round=on_round,
-                        catch_up_until=T0 + timedelta(hours=4))
+        stats = sim.run(
+            BrokerSettings(host=broker.host, port=broker.port),
+            start=T0,
+            rounds=None,
+            interval_s=3600,
+            speedup=1,
+            stop_event=stop,
+            on_round=on_round,
+            catch_up_until=T0 + timedelta(hours=4),
+        )
     finally:
         watchdog.cancel()
     assert seen == [T0 + timedelta(hours=h) for h in range(5)]
@@ -394,22 +450,66 @@ def test_publishes_survive_a_dropped_link(registry, broker, subscriber) -> None:
     (duplicates are allowed: QoS 1 is at-least-once)."""
     proxy = LinkProxy(broker.host, broker.port)
     try:
-        sim = Simulator(registry, "demo", seed=8, sites=["yc-aq-xiling", "yc-cems-xiaoting-power", "yc-wim-g50-yichangdong"])
+        sim = Simulator(
+            registry,
+            "demo",
+            seed=8,
+            sites=["yc-aq-xiling", "yc-cems-xiaoting-power", "yc-wim-g50-yichangdong"],
+        )
         n = 24
-        runner = threading.Thread(target=sim.run, kwargs=dict(
-            broker=BrokerSettings(host="127.0.0.1", port=proxy.port), start=T0, rounds=n,
-            interval_s=0.1, speedup=600, ack_timeout_s=60))
+        runner = threading.Thread(
+            target=sim.run,
+            kwargs=dict(
+                broker=BrokerSettings(host="127.0.0.1", port=proxy.port),
+                start=T0,
+                rounds=n,
+                interval_s=0.1,
+                speedup=600,
+                ack_timeout_s=60,
+            ),
+        )
         runner.start()
         wait_until(lambda: sim.stats.rounds >= 3, what="first rounds")
         proxy.cut()
-        wait_until(lambda: sim.stats.disconnects >= 1 and not sim.stats.connected, what="the simulator noticing the cut")
+        wait_until(
+            lambda: sim.stats.disconnects >= 1 and not sim.stats.connected,
+            what="the simulator noticing the cut",
+        )
         proxy.restore()
         runner.join(timeout=90)
         assert not runner.is_alive()
-        expected = set(rounds(Simulator(registry, "demo", seed=8, start=T0, step_s=60.0, sites=[s.id for s, _ in sim.devices]), n))
-        wait_until(lambda: set(subscriber.messages()) >= expected, timeout=30, what="every message after the link is back")
+        expected = set(
+            rounds(
+                Simulator(
+                    registry,
+                    "demo",
+                    seed=8,
+                    start=T0,
+                    step_s=60.0,
+                    sites=[s.id for s, _ in sim.devices],
+                ),
+                n,
+            )
+        )
+        wait_until(
+            lambda: set(subscriber.messages()) >= expected,
+            timeout=30,
+            what="every message after the link is back",
+        )
         assert set(subscriber.messages()) == expected
-        assert by_topic(subscriber.messages()) == by_topic(rounds(Simulator(registry, "demo", seed=8, start=T0, step_s=60.0, sites=[s.id for s, _ in sim.devices]), n))
+        assert by_topic(subscriber.messages()) == by_topic(
+            rounds(
+                Simulator(
+                    registry,
+                    "demo",
+                    seed=8,
+                    start=T0,
+                    step_s=60.0,
+                    sites=[s.id for s, _ in sim.devices],
+                ),
+                n,
+            )
+        )
         assert sim.stats.acknowledged == sim.stats.messages == len(expected)
         assert sim.stats.disconnects == 1 and sim.stats.rounds == n
     finally:
@@ -418,7 +518,20 @@ def test_publishes_survive_a_dropped_link(registry, broker, subscriber) -> None:
 
 # ------------------------------------------------------------------ the simulate command
 
-DRY = ["simulate", "--dry-run", "--start", "2026-11-25T08:00:00+08:00", "--rounds", "3", "--scenario", "demo", "--interval", "2", "--speedup", "30"]
+DRY = [
+    "simulate",
+    "--dry-run",
+    "--start",
+    "2026-11-25T08:00:00+08:00",
+    "--rounds",
+    "3",
+    "--scenario",
+    "demo",
+    "--interval",
+    "2",
+    "--speedup",
+    "30",
+]
 
 
 def test_dry_run_prints_deterministic_lines(registry, capsys) -> None:
@@ -434,9 +547,15 @@ def test_dry_run_prints_deterministic_lines(registry, capsys) -> None:
 
 
 def test_dry_run_site_filter_and_default_single_round(capsys) -> None:
-    assert cli.main(["simulate", "--dry-run", "--sites", "yc-aq-xiling, xg-aq-xiaonan", "--seed", "1"]) == 0
+    assert (
+        cli.main(["simulate", "--dry-run", "--sites", "yc-aq-xiling, xg-aq-xiaonan", "--seed", "1"])
+        == 0
+    )
     lines = capsys.readouterr().out.splitlines()
-    assert [line.split(" ", 1)[0] for line in lines] == ["fs/v1/env/yc-aq-xiling/aq1/reading", "fs/v1/env/xg-aq-xiaonan/aq1/reading"]
+    assert [line.split(" ", 1)[0] for line in lines] == [
+        "fs/v1/env/yc-aq-xiling/aq1/reading",
+        "fs/v1/env/xg-aq-xiaonan/aq1/reading",
+    ]
 
 
 def test_bad_command_lines_are_refused(capsys) -> None:
@@ -444,7 +563,12 @@ def test_bad_command_lines_are_refused(capsys) -> None:
     assert "unknown site(s) atlantis" in capsys.readouterr().err
     assert cli.main(["simulate", "--dry-run", "--scenario", "storm"]) == 2
     assert "unknown scenario" in capsys.readouterr().err
-    for bad in (["--start", "2026-11-25T08:00:00"], ["--interval", "0"], ["--rounds", "-1"], ["--seed", "-3"]):
+    for bad in (
+        ["--start", "2026-11-25T08:00:00"],
+        ["--interval", "0"],
+        ["--rounds", "-1"],
+        ["--seed", "-3"],
+    ):
         with pytest.raises(SystemExit) as exc:
             cli.main(["simulate", "--dry-run", *bad])
         assert exc.value.code == 2
@@ -455,26 +579,82 @@ def test_add_simulate_parser_wires_the_handler() -> None:
 
     parser = argparse.ArgumentParser()
     cli.add_simulate_parser(parser.add_subparsers())
-    args = parser.parse_args(["simulate", "--host", "broker.example", "--port", "1884", "--speedup", "60"])
+    args = parser.parse_args(
+        ["simulate", "--host", "broker.example", "--port", "1884", "--speedup", "60"]
+    )
     assert args.func is cli._cmd_simulate
-    assert (args.host, args.port, args.speedup, args.rounds, args.dry_run) == ("broker.example", 1884, 60.0, None, False)
+    assert (args.host, args.port, args.speedup, args.rounds, args.dry_run) == (
+        "broker.example",
+        1884,
+        60.0,
+        None,
+        False,
+    )
 
 
 def test_simulate_publishes_to_the_broker(registry, broker, subscriber) -> None:
-    argv = ["simulate", "--host", broker.host, "--port", str(broker.port), "--seed", "9", "--scenario", "quiet",
-            "--rounds", "2", "--interval", "0.01", "--speedup", "6000", "--start", "2026-11-25T08:00:00+08:00",
-            "--sites", "xg-cems-linkong-power,xg-wim-g4-xiaogan"]
+    argv = [
+        "simulate",
+        "--host",
+        broker.host,
+        "--port",
+        str(broker.port),
+        "--seed",
+        "9",
+        "--scenario",
+        "quiet",
+        "--rounds",
+        "2",
+        "--interval",
+        "0.01",
+        "--speedup",
+        "6000",
+        "--start",
+        "2026-11-25T08:00:00+08:00",
+        "--sites",
+        "xg-cems-linkong-power,xg-wim-g4-xiaogan",
+    ]
     assert cli.main(argv) == 0
-    expected = rounds(Simulator(registry, "quiet", seed=9, start=T0, sites=["xg-cems-linkong-power", "xg-wim-g4-xiaogan"]), 2)
-    wait_until(lambda: Counter(subscriber.messages()) == Counter(expected), what="the command's messages")
+    expected = rounds(
+        Simulator(
+            registry,
+            "quiet",
+            seed=9,
+            start=T0,
+            sites=["xg-cems-linkong-power", "xg-wim-g4-xiaogan"],
+        ),
+        2,
+    )
+    wait_until(
+        lambda: Counter(subscriber.messages()) == Counter(expected), what="the command's messages"
+    )
 
 
 def test_module_entry_point_runs() -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "simulators.cli", "simulate", "--dry-run", "--sites", "yc-wim-g318-yiling",
-         "--start", "2026-11-25T08:00:00+08:00", "--rounds", "30", "--seed", "2"],
-        cwd=REPO, capture_output=True, text=True, timeout=60, check=True,
+        [
+            sys.executable,
+            "-m",
+            "simulators.cli",
+            "simulate",
+            "--dry-run",
+            "--sites",
+            "yc-wim-g318-yiling",
+            "--start",
+            "2026-11-25T08:00:00+08:00",
+            "--rounds",
+            "30",
+            "--seed",
+            "2",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
     ).stdout
     lines = out.splitlines()
-    assert lines and all(line.startswith("fs/v1/transport/yc-wim-g318-yiling/wim1/reading {") for line in lines)
+    assert lines and all(
+        line.startswith("fs/v1/transport/yc-wim-g318-yiling/wim1/reading {") for line in lines
+    )
     assert all("鄂" in line or "·" in line for line in lines)

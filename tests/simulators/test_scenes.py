@@ -11,11 +11,34 @@ from shapely.geometry import shape
 
 from simulators.scenes import KINDS, SceneSpec, SimulatorError, read_truth, write_pair
 
-QUIET = dict(width=256, height=256, tile=64, seasonal=False, noise=0.0, cloud_cover=(0.0, 0.0), shift_px=(0.0, 0.0), offset_px=(0, 0), nodata_border_px=10, changes_per_kind=1, change_ha=(0.6, 1.0))
+QUIET = dict(
+    width=256,
+    height=256,
+    tile=64,
+    seasonal=False,
+    noise=0.0,
+    cloud_cover=(0.0, 0.0),
+    shift_px=(0.0, 0.0),
+    offset_px=(0, 0),
+    nodata_border_px=10,
+    changes_per_kind=1,
+    change_ha=(0.6, 1.0),
+)
 
 
 def test_files_look_like_an_l2a_product(tmp_path):
-    pair = write_pair(SceneSpec(seed=3, width=256, height=256, tile=64, scl=True, changes_per_kind=1, change_ha=(0.6, 1.0)), tmp_path)
+    pair = write_pair(
+        SceneSpec(
+            seed=3,
+            width=256,
+            height=256,
+            tile=64,
+            scl=True,
+            changes_per_kind=1,
+            change_ha=(0.6, 1.0),
+        ),
+        tmp_path,
+    )
     with rasterio.open(pair.before) as src:
         assert src.descriptions == ("blue", "green", "red", "nir", "swir1", "swir2", "scl")
         assert src.scales[:6] == (1e-4,) * 6 and src.offsets[:6] == (-0.1,) * 6
@@ -53,23 +76,49 @@ def test_changes_only_inside_truth_polygons(tmp_path):
         from rasterio.features import rasterize
         from rasterio.warp import transform_geom
 
-        inside = rasterize([(transform_geom("EPSG:4326", b.crs, t.geometry), 1) for t in pair.changes], out_shape=diff.shape, transform=b.transform, all_touched=True).astype(bool)
+        inside = rasterize(
+            [(transform_geom("EPSG:4326", b.crs, t.geometry), 1) for t in pair.changes],
+            out_shape=diff.shape,
+            transform=b.transform,
+            all_touched=True,
+        ).astype(bool)
         valid = (b.read(1) > 0) & (a.read(1) > 0)
-    assert diff[~inside & valid].max() == 0, "no seasonal change, noise or shift: outside the truth nothing differs"
+    assert diff[~inside & valid].max() == 0, (
+        "no seasonal change, noise or shift: outside the truth nothing differs"
+    )
     for t in pair.changes:
-        one = rasterize([(transform_geom("EPSG:4326", "EPSG:32649", t.geometry), 1)], out_shape=diff.shape, transform=rasterio.open(pair.before).transform).astype(bool)
+        one = rasterize(
+            [(transform_geom("EPSG:4326", "EPSG:32649", t.geometry), 1)],
+            out_shape=diff.shape,
+            transform=rasterio.open(pair.before).transform,
+        ).astype(bool)
         assert (diff[one] > 100).mean() > 0.9, t.kind
 
 
 def test_windows_agree_at_seams(tmp_path):
     # Rendering in 256- and 512-pixel blocks gives the same scene: the fields are continuous.
-    small = write_pair(SceneSpec(seed=8, **{**QUIET, "width": 600, "height": 300, "tile": 64}), tmp_path / "s")
-    big = write_pair(SceneSpec(seed=8, **{**QUIET, "width": 600, "height": 300, "tile": 128}), tmp_path / "b")
+    small = write_pair(
+        SceneSpec(seed=8, **{**QUIET, "width": 600, "height": 300, "tile": 64}), tmp_path / "s"
+    )
+    big = write_pair(
+        SceneSpec(seed=8, **{**QUIET, "width": 600, "height": 300, "tile": 128}), tmp_path / "b"
+    )
     assert np.array_equal(rasterio.open(small.before).read(), rasterio.open(big.before).read())
 
 
 def test_clouds_shadows_and_their_truth(tmp_path):
-    pair = write_pair(SceneSpec(seed=9, width=256, height=256, tile=64, scl=True, changes_per_kind=0, cloud_cover=(0.0, 0.15)), tmp_path)
+    pair = write_pair(
+        SceneSpec(
+            seed=9,
+            width=256,
+            height=256,
+            tile=64,
+            scl=True,
+            changes_per_kind=0,
+            cloud_cover=(0.0, 0.15),
+        ),
+        tmp_path,
+    )
     with rasterio.open(pair.after_clouds) as src:
         truth = src.read(1)
     with rasterio.open(pair.after) as src:
@@ -84,12 +133,26 @@ def test_clouds_shadows_and_their_truth(tmp_path):
 
 
 def test_truth_visibility_drops_under_cloud(tmp_path):
-    pair = write_pair(SceneSpec(seed=1, width=320, height=320, tile=64, changes_per_kind=2, cloud_cover=(0.0, 0.3)), tmp_path)
+    pair = write_pair(
+        SceneSpec(
+            seed=1, width=320, height=320, tile=64, changes_per_kind=2, cloud_cover=(0.0, 0.3)
+        ),
+        tmp_path,
+    )
     vis = [t.visible for t in pair.changes]
     assert min(vis) < 1.0 and max(vis) == 1.0
 
 
-@pytest.mark.parametrize("bad", [dict(bands=5), dict(width=64), dict(kinds=("meteor",)), dict(shift_px=(1.5, 0.0)), dict(tile=100)])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        dict(bands=5),
+        dict(width=64),
+        dict(kinds=("meteor",)),
+        dict(shift_px=(1.5, 0.0)),
+        dict(tile=100),
+    ],
+)
 def test_bad_specs_are_refused(bad):
     with pytest.raises(SimulatorError):
         SceneSpec(**bad)
@@ -97,4 +160,9 @@ def test_bad_specs_are_refused(bad):
 
 def test_unplaceable_change_is_an_error(tmp_path):
     with pytest.raises(SimulatorError, match="could not place|no land cover"):
-        write_pair(SceneSpec(seed=2, width=128, height=128, tile=64, changes_per_kind=3, change_ha=(20.0, 30.0)), tmp_path)
+        write_pair(
+            SceneSpec(
+                seed=2, width=128, height=128, tile=64, changes_per_kind=3, change_ha=(20.0, 30.0)
+            ),
+            tmp_path,
+        )

@@ -18,7 +18,13 @@ def scene(seed: int = 0, w: int = W, h: int = H) -> np.ndarray:
         colour = tuple(int(v) for v in rng.integers(20, 235, 3))
         x, y = int(rng.integers(0, w)), int(rng.integers(0, h))
         if rng.random() < 0.5:
-            cv2.rectangle(img, (x, y), (x + int(rng.integers(10, 100)), y + int(rng.integers(10, 100))), colour, -1)
+            cv2.rectangle(
+                img,
+                (x, y),
+                (x + int(rng.integers(10, 100)), y + int(rng.integers(10, 100))),
+                colour,
+                -1,
+            )
         else:
             cv2.circle(img, (x, y), int(rng.integers(5, 40)), colour, -1)
     return img
@@ -36,6 +42,8 @@ def noisy(img: np.ndarray, rng: np.random.Generator, sigma: float = 3.0) -> np.n
     key = (img.shape, float(sigma))
     if key not in _NOISE_POOL:
         pool_rng = np.random.default_rng(12345)
-        _NOISE_POOL[key] = np.round(pool_rng.standard_normal((16, *img.shape), dtype=np.float32) * sigma).astype(np.int16)
+        _NOISE_POOL[key] = np.round(
+            pool_rng.standard_normal((16, *img.shape), dtype=np.float32) * sigma
+        ).astype(np.int16)
     noise = _NOISE_POOL[key][int(rng.integers(0, 16))]
     return np.clip(img.astype(np.int16) + noise, 0, 255).astype(np.uint8)

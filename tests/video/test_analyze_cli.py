@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import cv2
 import numpy as np
@@ -33,7 +33,15 @@ def clips(tmp_path_factory):
     d = tmp_path_factory.mktemp("clips")
     specs = {
         "covered": ClipSpec("stack", W, H, FPS, SECONDS, seed=3, events=(COVER,)),
-        "vehicle": ClipSpec("highway", W, H, FPS, SECONDS, seed=4, events=(EventSpec("vehicle_stop", 2.0, 10.0, STOP_BOX),)),
+        "vehicle": ClipSpec(
+            "highway",
+            W,
+            H,
+            FPS,
+            SECONDS,
+            seed=4,
+            events=(EventSpec("vehicle_stop", 2.0, 10.0, STOP_BOX),),
+        ),
         "clean": ClipSpec("stack", W, H, FPS, SECONDS, seed=5),
     }
     return {k: write_mp4(s, d / f"{k}.mp4") for k, s in specs.items()}
@@ -101,10 +109,14 @@ def test_snapshots_are_bounded_per_kind(clips, tmp_path):
 
 
 def test_without_config_every_analyser_runs_with_defaults(clips):
-    start = datetime(2026, 5, 1, 8, 0, tzinfo=timezone.utc)
+    start = datetime(2026, 5, 1, 8, 0, tzinfo=UTC)
     rows = list(analyze_file(clips["vehicle"].path, clock=ManualClock(start)))
-    assert rows and {r["kind"] for r in rows} == {"motion"}  # tamper defaults: 10 s debounce, nothing fires
-    assert all(r["site"] == "local" and r["camera"] == "vehicle" and r["zone"] is None for r in rows)
+    assert rows and {r["kind"] for r in rows} == {
+        "motion"
+    }  # tamper defaults: 10 s debounce, nothing fires
+    assert all(
+        r["site"] == "local" and r["camera"] == "vehicle" and r["zone"] is None for r in rows
+    )
     assert all(r["evidence"] == [] for r in rows)
     r = rows[0]
     assert datetime.fromisoformat(r["ts"]) == start + timedelta(seconds=r["offset_s"])
@@ -137,11 +149,27 @@ def test_cli_writes_jsonl_file_and_evidence(clips, tmp_path):
     )
     out = tmp_path / "out" / "events.jsonl"
     ev = tmp_path / "evidence"
-    rc = run_cli(["video", "analyze", str(clips["covered"].path), "--camera", str(cam), "--out", str(out), "--evidence", str(ev)])
+    rc = run_cli(
+        [
+            "video",
+            "analyze",
+            str(clips["covered"].path),
+            "--camera",
+            str(cam),
+            "--out",
+            str(out),
+            "--evidence",
+            str(ev),
+        ]
+    )
     assert rc == 0
     lines = out.read_text(encoding="utf-8").splitlines()
     rows = [json.loads(line) for line in lines]
-    assert rows and all({"kind", "offset_s", "site", "camera", "confidence", "ts", "bbox", "zone", "evidence"} <= set(r) for r in rows)
+    assert rows and all(
+        {"kind", "offset_s", "site", "camera", "confidence", "ts", "bbox", "zone", "evidence"}
+        <= set(r)
+        for r in rows
+    )
     covered = [r for r in rows if r["kind"] == "camera_covered"]
     assert len(covered) == 1
     for sha in covered[0]["evidence"]:
@@ -176,11 +204,29 @@ def test_farsight_video_analyze_as_a_user_runs_it(clips, tmp_path):
     import sys
 
     cam = tmp_path / "cam.yaml"
-    cam.write_text("camera: cam-01\nsite: site-001\nanalysers:\n  tamper: {on_s: 2, off_s: 1, warmup_s: 2}\n", encoding="utf-8")
+    cam.write_text(
+        "camera: cam-01\nsite: site-001\nanalysers:\n  tamper: {on_s: 2, off_s: 1, warmup_s: 2}\n",
+        encoding="utf-8",
+    )
     out = tmp_path / "events.jsonl"
-    proc = subprocess.run([sys.executable, "-m", "farsight.cli", "video", "analyze", str(clips["covered"].path),
-                           "--camera", str(cam), "--out", str(out)],
-                          capture_output=True, text=True, timeout=120, env={**os.environ, "FARSIGHT_DATA_DIR": str(tmp_path)})
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "farsight.cli",
+            "video",
+            "analyze",
+            str(clips["covered"].path),
+            "--camera",
+            str(cam),
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "FARSIGHT_DATA_DIR": str(tmp_path)},
+    )
     assert proc.returncode == 0, proc.stderr
     rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     (covered,) = [r for r in rows if r["kind"] == "camera_covered"]

@@ -32,7 +32,9 @@ def test_is_an_analyser():
     assert isinstance(BlackSmokeDetector(PLUME, SKY), Analyser)
 
 
-@pytest.mark.parametrize("opacity,grade", [(0.0, 0), (0.09, 0), (0.11, 1), (0.5, 2), (0.62, 3), (0.95, 5), (1.0, 5)])
+@pytest.mark.parametrize(
+    "opacity,grade", [(0.0, 0), (0.09, 0), (0.11, 1), (0.5, 2), (0.62, 3), (0.95, 5), (1.0, 5)]
+)
 def test_ringelmann_grade_rounds_and_clamps(opacity, grade):
     assert ringelmann_grade(opacity) == grade
 

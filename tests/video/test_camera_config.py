@@ -65,14 +65,21 @@ def test_empty_file_runs_every_registered_analyser_with_defaults(tmp_path):
     # All but those that need the camera's own boxes, zones or line.
     off = {"black_smoke", "stopped_vehicle", "intrusion", "line_count"}
     assert set(cfg.enabled_analysers()) == set(registered_analysers()) - off
-    assert {"motion", "tamper", "smoke", "fire", "black_smoke", "stopped_vehicle"} <= set(registered_analysers())
+    assert {"motion", "tamper", "smoke", "fire", "black_smoke", "stopped_vehicle"} <= set(
+        registered_analysers()
+    )
     assert CameraConfig().enabled_analysers()["motion"] == MotionSection()
 
 
 def test_black_smoke_needs_its_boxes_and_then_runs(tmp_path):
     with pytest.raises(ConfigError, match="analysers.black_smoke.*plume"):
         load_camera_config(write(tmp_path, "analysers: {black_smoke: {enabled: true}}"))
-    cfg = load_camera_config(write(tmp_path, "analysers: {black_smoke: {enabled: true, plume: [100, 20, 60, 80], sky: [200, 20, 60, 80]}}"))
+    cfg = load_camera_config(
+        write(
+            tmp_path,
+            "analysers: {black_smoke: {enabled: true, plume: [100, 20, 60, 80], sky: [200, 20, 60, 80]}}",
+        )
+    )
     assert list(cfg.enabled_analysers()) == ["black_smoke"]
 
 
@@ -86,7 +93,10 @@ def test_disabled_analyser_is_not_run(tmp_path):
     [
         ("zones: [{name: a, points: [[0, 0], [1, 1]]}]", "zones.0.points"),
         ("zones: [{name: a, points: [[0, 0], [1, 1], [2, 'x']]}]", "zones.0.points.2.1"),
-        ("zones: [{name: a, points: [[0, 0], [9, 0], [9, 9]]}, {name: a, points: [[0, 0], [9, 0], [9, 9]]}]", "zones"),
+        (
+            "zones: [{name: a, points: [[0, 0], [9, 0], [9, 9]]}, {name: a, points: [[0, 0], [9, 0], [9, 9]]}]",
+            "zones",
+        ),
         ("masks: [{pts: [[0, 0], [9, 0], [9, 9]]}]", "masks.0.pts"),
         ("rate_fps: 0", "rate_fps"),
         ("camera: 'bad id'", "camera"),
@@ -94,7 +104,10 @@ def test_disabled_analyser_is_not_run(tmp_path):
         ("analysers: {motion: {threshold: 0}}", "analysers.motion.threshold"),
         ("analysers: {motion: {blur_ksize: 4}}", "analysers.motion.blur_ksize"),
         ("analysers: {tamper: {on_s: -1}}", "analysers.tamper.on_s"),
-        ("analysers: {tamper: {covered_dark_max: 200, covered_bright_min: 100}}", "analysers.tamper"),
+        (
+            "analysers: {tamper: {covered_dark_max: 200, covered_bright_min: 100}}",
+            "analysers.tamper",
+        ),
         ("analysers: {tamper: {bogus: 1}}", "analysers.tamper.bogus"),
         ("analysers: {sparkles: {}}", "analysers.sparkles"),
         ("analysers: [motion]", "analysers"),
@@ -109,7 +122,9 @@ def test_errors_name_the_key_path(tmp_path, text, path):
 
 def test_every_problem_is_reported_at_once(tmp_path):
     with pytest.raises(ConfigError) as exc:
-        load_camera_config(write(tmp_path, "rate_fps: -1\nzones: [{name: a, points: []}]\nanalysers: {nope: {}}"))
+        load_camera_config(
+            write(tmp_path, "rate_fps: -1\nzones: [{name: a, points: []}]\nanalysers: {nope: {}}")
+        )
     assert {"rate_fps", "zones.0.points", "analysers.nope"} <= set(paths(exc))
 
 
@@ -163,7 +178,9 @@ def test_register_analyser_adds_a_section_in_one_line(tmp_path):
         camera_config._ANALYSERS.pop("glow_test", None)
 
 
-@pytest.mark.parametrize("name, model", [("Bad-Name", AnalyserSection), ("ok_name", dict), ("", AnalyserSection)])
+@pytest.mark.parametrize(
+    "name, model", [("Bad-Name", AnalyserSection), ("ok_name", dict), ("", AnalyserSection)]
+)
 def test_register_analyser_rejects_bad_arguments(name, model):
     with pytest.raises(ConfigError):
         register_analyser(name, model, lambda s, g: None)  # type: ignore[arg-type]
@@ -181,23 +198,43 @@ def test_intrusion_and_line_count_sections(tmp_path):
         load_camera_config(write(tmp_path, "analysers: {line_count: {enabled: true}}"))
     assert any(p.startswith("analysers.line_count") for p in paths(exc))
     with pytest.raises(ConfigError):
-        load_camera_config(write(tmp_path, "analysers: {line_count: {enabled: true, line: [[5, 5], [5, 5]]}}"))
+        load_camera_config(
+            write(tmp_path, "analysers: {line_count: {enabled: true, line: [[5, 5], [5, 5]]}}")
+        )
     with pytest.raises(ConfigError) as exc:
-        load_camera_config(write(tmp_path, "analysers: {intrusion: {enabled: true, min_height: 0.3, max_height: 0.2}}"))
+        load_camera_config(
+            write(
+                tmp_path,
+                "analysers: {intrusion: {enabled: true, min_height: 0.3, max_height: 0.2}}",
+            )
+        )
     assert any(p.startswith("analysers.intrusion") for p in paths(exc))
-    cfg = load_camera_config(write(tmp_path, """
+    cfg = load_camera_config(
+        write(
+            tmp_path,
+            """
 zones:
   - name: yard
     points: [[0, 100], [160, 100], [160, 180], [0, 180]]
 analysers:
   intrusion: {enabled: true, dark_only: true}
   line_count: {enabled: true, line: [[160, 90], [160, 180]], name: northbound}
-"""))
+""",
+        )
+    )
     assert list(cfg.enabled_analysers()) == ["intrusion", "line_count"]
     reg = registered_analysers()
     g = FrameGeometry(320, 180, cfg.zone_objects())
     sections = cfg.enabled_analysers()
     intrusion = reg["intrusion"].factory(sections["intrusion"], g)
     counter = reg["line_count"].factory(sections["line_count"], g)
-    assert isinstance(intrusion, IntrusionDetector) and intrusion.params.dark_only and intrusion.zones[0].name == "yard"
-    assert isinstance(counter, LineCounter) and counter.name == "northbound" and counter.line == ((160.0, 90.0), (160.0, 180.0))
+    assert (
+        isinstance(intrusion, IntrusionDetector)
+        and intrusion.params.dark_only
+        and intrusion.zones[0].name == "yard"
+    )
+    assert (
+        isinstance(counter, LineCounter)
+        and counter.name == "northbound"
+        and counter.line == ((160.0, 90.0), (160.0, 180.0))
+    )

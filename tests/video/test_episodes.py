@@ -11,9 +11,23 @@ from video.clips import ClipRecorder
 from video.episodes import EpisodeTracker
 
 
-def obs(kind: str, zone: str | None = None, conf: float = 0.8, ts: str = "t", latched: bool = False, **detail) -> dict:
+def obs(
+    kind: str,
+    zone: str | None = None,
+    conf: float = 0.8,
+    ts: str = "t",
+    latched: bool = False,
+    **detail,
+) -> dict:
     d = {"state": "active", **detail} if latched else dict(detail)
-    return {"kind": kind, "zone": zone, "confidence": conf, "ts": ts, "evidence": ["a" * 64], "detail": d}
+    return {
+        "kind": kind,
+        "zone": zone,
+        "confidence": conf,
+        "ts": ts,
+        "evidence": ["a" * 64],
+        "detail": d,
+    }
 
 
 def states(msgs: list[dict]) -> list[tuple[str, str]]:
@@ -25,17 +39,27 @@ def test_per_frame_finding_starts_at_once_is_kept_alive_and_clears_after_absence
     assert states(tr.update(0.0, "t0", [obs("smoke")])) == [("smoke", "active")]
     assert tr.update(1.0, "t1", [obs("smoke")]) == []  # within resend_s: nothing new
     sent = tr.update(5.0, "t5", [obs("smoke", conf=0.9, ts="t5")])
-    assert states(sent) == [("smoke", "active")] and sent[0]["confidence"] == 0.9 and sent[0]["ts"] == "t5"
+    assert (
+        states(sent) == [("smoke", "active")]
+        and sent[0]["confidence"] == 0.9
+        and sent[0]["ts"] == "t5"
+    )
     assert tr.update(7.0, "t7", []) == []  # absent 2 s: not yet
     cleared = tr.update(8.0, "t8", [])
     assert states(cleared) == [("smoke", "cleared")]
-    assert cleared[0]["confidence"] == 0.0 and cleared[0]["ts"] == "t8" and cleared[0]["detail"] == {"state": "cleared"}
+    assert (
+        cleared[0]["confidence"] == 0.0
+        and cleared[0]["ts"] == "t8"
+        and cleared[0]["detail"] == {"state": "cleared"}
+    )
     assert tr.active == frozenset()
 
 
 def test_zones_are_separate_episodes_and_duplicate_boxes_count_once():
     tr = EpisodeTracker()
-    sent = tr.update(0.0, "t0", [obs("motion", "gate"), obs("motion", "gate"), obs("motion", "yard")])
+    sent = tr.update(
+        0.0, "t0", [obs("motion", "gate"), obs("motion", "gate"), obs("motion", "yard")]
+    )
     assert [(m["zone"], m["state"]) for m in sent] == [("gate", "active"), ("yard", "active")]
     sent = tr.update(3.5, "t3", [obs("motion", "gate")])
     assert [(m["zone"], m["state"]) for m in sent] == [("yard", "cleared")]
@@ -43,7 +67,9 @@ def test_zones_are_separate_episodes_and_duplicate_boxes_count_once():
 
 def test_latched_finding_is_restated_until_its_analyser_clears_it():
     tr = EpisodeTracker(resend_s=2.0, clear_after_s=1.0)
-    assert states(tr.update(0.0, "t0", [obs("camera_covered", latched=True)])) == [("camera_covered", "active")]
+    assert states(tr.update(0.0, "t0", [obs("camera_covered", latched=True)])) == [
+        ("camera_covered", "active")
+    ]
     # No more findings from the analyser (tamper reports once), yet it is neither cleared nor silent.
     restated = []
     for k in range(1, 11):
@@ -67,7 +93,10 @@ def test_end_all_and_clip_evidence():
     tr.update(0.0, "t0", [obs("fire"), obs("camera_moved", latched=True)])
     tr.add_evidence("camera_moved", "b" * 64)
     sent = {m["kind"]: m for m in tr.tick(6.0, "t6")}
-    assert sent["camera_moved"]["state"] == "active" and sent["camera_moved"]["evidence"] == ["a" * 64, "b" * 64]
+    assert sent["camera_moved"]["state"] == "active" and sent["camera_moved"]["evidence"] == [
+        "a" * 64,
+        "b" * 64,
+    ]
     assert sent["fire"]["state"] == "cleared"  # per-frame, not seen for 6 s
     ended = tr.end_all("t9")
     assert states(ended) == [("camera_moved", "cleared")]
@@ -117,5 +146,7 @@ def test_crossings_are_published_one_by_one_and_never_cleared():
     c1 = obs("vehicle_crossing", "line", direction="forward", count_forward=1)
     c2 = obs("vehicle_crossing", "line", direction="forward", count_forward=2)
     sent = tr.update(0.0, "t0", [c1, c2])
-    assert [m["detail"]["count_forward"] for m in sent] == [1, 2] and all(m["state"] == "active" for m in sent)
+    assert [m["detail"]["count_forward"] for m in sent] == [1, 2] and all(
+        m["state"] == "active" for m in sent
+    )
     assert tr.active == frozenset() and tr.tick(10.0, "t10") == []

@@ -14,7 +14,12 @@ from video.analysers.intrusion import Blob, IntrusionDetector, IntrusionParams, 
 
 W, H, FPS = 320, 180, 5.0
 HZ = scene_layout("construction", W, H).horizon_y
-WALK = (20, HZ + 8, 280, 20)  # a strip of the site in front of the building: a 20 px figure walks across
+WALK = (
+    20,
+    HZ + 8,
+    280,
+    20,
+)  # a strip of the site in front of the building: a 20 px figure walks across
 ZONE = (10, HZ + 2, 300, 30)  # the restricted area around it (feet well inside)
 START, END = 6.0, 16.0
 
@@ -41,7 +46,9 @@ def test_is_an_analyser():
     assert isinstance(IntrusionDetector(W, H), Analyser)
 
 
-@pytest.mark.parametrize(("night", "seed", "weather"), [(True, 4, "clear"), (True, 9, "rain"), (False, 5, "fog")])
+@pytest.mark.parametrize(
+    ("night", "seed", "weather"), [(True, 4, "clear"), (True, 9, "rain"), (False, 5, "fog")]
+)
 def test_person_walking_through_the_zone_is_reported_after_the_debounce(night, seed, weather):
     log = run(IntrusionDetector(W, H, [box_zone(ZONE)]), clip(night, seed, weather=weather))
     live = [(t, f) for t, f in log if f.detail["present"]]
@@ -64,7 +71,10 @@ def test_zone_elsewhere_gives_nothing():
 def test_quiet_clips_with_traffic_rain_and_shake_give_nothing():
     road = scene_layout("construction", W, H).road
     zone = box_zone((0, road[0] - 4, W, road[1] - road[0] + 4), "road")
-    for spec in (clip(walk=None, traffic=30.0, weather="rain", shake_px=1.0), clip(False, 2, walk=None, traffic=30.0)):
+    for spec in (
+        clip(walk=None, traffic=30.0, weather="rain", shake_px=1.0),
+        clip(False, 2, walk=None, traffic=30.0),
+    ):
         assert run(IntrusionDetector(W, H, [zone]), spec) == []  # vehicles are not upright figures
 
 
@@ -106,8 +116,17 @@ def test_person_like_shape_rules():
 
 @pytest.mark.parametrize(
     "kwargs",
-    [dict(threshold=0), dict(min_height=0.4, max_height=0.3), dict(min_aspect=3.0, max_aspect=2.0), dict(min_fill=1.5),
-     dict(on_s=-1), dict(dark_luma_max=300), dict(bg_tau_s=10.0, fg_tau_s=5.0), dict(blur_ksize=4), dict(global_change=0)],
+    [
+        dict(threshold=0),
+        dict(min_height=0.4, max_height=0.3),
+        dict(min_aspect=3.0, max_aspect=2.0),
+        dict(min_fill=1.5),
+        dict(on_s=-1),
+        dict(dark_luma_max=300),
+        dict(bg_tau_s=10.0, fg_tau_s=5.0),
+        dict(blur_ksize=4),
+        dict(global_change=0),
+    ],
 )
 def test_params_are_validated(kwargs):
     with pytest.raises(ConfigError):

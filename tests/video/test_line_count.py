@@ -25,19 +25,30 @@ def test_is_an_analyser():
     assert isinstance(LineCounter(W, H, LINE), Analyser)
 
 
-@pytest.mark.parametrize(("seed", "night", "weather"), [(2, False, "clear"), (5, True, "rain"), (8, False, "fog")])
+@pytest.mark.parametrize(
+    ("seed", "night", "weather"), [(2, False, "clear"), (5, True, "rain"), (8, False, "fog")]
+)
 def test_counts_match_the_simulator_truth(seed, night, weather):
-    spec = ClipSpec("highway", W, H, FPS, 40.0, seed=seed, night=night, weather=weather, traffic=30.0)
+    spec = ClipSpec(
+        "highway", W, H, FPS, 40.0, seed=seed, night=night, weather=weather, traffic=30.0
+    )
     truth = line_crossings(truth_for(spec), LINE)
     assert len(truth) >= 10 and {c.direction for c in truth} == {"forward", "backward"}
     log = run(LineCounter(W, H, LINE, name="road"), render_clip(spec))
     counted = {d: sum(f.detail["direction"] == d for _, f in log) for d in ("forward", "backward")}
     expected = {d: sum(c.direction == d for c in truth) for d in ("forward", "backward")}
     for d in counted:
-        assert abs(counted[d] - expected[d]) <= max(1, round(0.1 * expected[d])), (d, counted, expected)
+        assert abs(counted[d] - expected[d]) <= max(1, round(0.1 * expected[d])), (
+            d,
+            counted,
+            expected,
+        )
     # Each count is a real crossing: same direction, within a second of the vehicle's centre crossing.
     for t, f in log:
-        assert any(c.direction == f.detail["direction"] and abs(c.t - t) <= 1.0 for c in truth), (t, f.detail)
+        assert any(c.direction == f.detail["direction"] and abs(c.t - t) <= 1.0 for c in truth), (
+            t,
+            f.detail,
+        )
         assert f.kind == "vehicle_crossing" and f.zone == "road" and 0.5 <= f.confidence <= 1.0
     # Running totals count up by one per finding.
     last = log[-1][1].detail
@@ -71,7 +82,9 @@ def test_one_box_is_counted_once_in_its_direction(direction, expected):
 
 def test_box_stopping_before_the_line_or_crossing_beside_it_is_not_counted():
     assert run(LineCounter(W, H, ((160, 60), (160, 160))), moving_box(1, stop_at=120)) == []
-    assert run(LineCounter(W, H, ((160, 10), (160, 60))), moving_box(1)) == []  # passes below the segment
+    assert (
+        run(LineCounter(W, H, ((160, 10), (160, 60))), moving_box(1)) == []
+    )  # passes below the segment
 
 
 def test_upright_blob_is_not_a_vehicle():
@@ -87,7 +100,9 @@ def test_crossing_direction_of_segments():
     assert crossing_direction((5, 10), (10, 10), a, b) == 0  # touching is not crossing
 
 
-@pytest.mark.parametrize("line", [((0, 0), (0, 0)), ((0, 0),), "ab", ((1, 2), (3, float("nan"))), ((-1, 0), (5, 5))])
+@pytest.mark.parametrize(
+    "line", [((0, 0), (0, 0)), ((0, 0),), "ab", ((1, 2), (3, float("nan"))), ((-1, 0), (5, 5))]
+)
 def test_bad_lines_raise(line):
     with pytest.raises(ConfigError):
         check_line(line)
@@ -95,8 +110,16 @@ def test_bad_lines_raise(line):
 
 @pytest.mark.parametrize(
     "kwargs",
-    [dict(threshold=0), dict(min_area=0.3, max_area=0.2), dict(max_aspect=0.0), dict(max_speed=0),
-     dict(max_gap_s=-1), dict(bg_tau_s=5.0, fg_tau_s=1.0), dict(blur_ksize=2), dict(global_change=2.0)],
+    [
+        dict(threshold=0),
+        dict(min_area=0.3, max_area=0.2),
+        dict(max_aspect=0.0),
+        dict(max_speed=0),
+        dict(max_gap_s=-1),
+        dict(bg_tau_s=5.0, fg_tau_s=1.0),
+        dict(blur_ksize=2),
+        dict(global_change=2.0),
+    ],
 )
 def test_params_are_validated(kwargs):
     with pytest.raises(ConfigError):

@@ -60,7 +60,10 @@ def test_moving_square_in_zone_is_detected_with_zone_name():
         box = hits[0].bbox
         assert box[2] * box[3] < 0.1 * W * H
         cx, cy = truth[0] + SIDE // 2, truth[1] + SIDE // 2
-        assert any(f.bbox[0] <= cx < f.bbox[0] + f.bbox[2] and f.bbox[1] <= cy < f.bbox[1] + f.bbox[3] for f in hits)
+        assert any(
+            f.bbox[0] <= cx < f.bbox[0] + f.bbox[2] and f.bbox[1] <= cy < f.bbox[1] + f.bbox[3]
+            for f in hits
+        )
 
 
 def test_without_zones_boxes_have_no_zone():
@@ -116,8 +119,16 @@ def test_full_resolution_boxes_inside_frame():
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"threshold": 0}, {"threshold": 256}, {"alpha": 0.0}, {"alpha": 1.0}, {"min_area": 1.0},
-     {"blur_ksize": 4}, {"global_change": 0.0}, {"resize_height": 8}],
+    [
+        {"threshold": 0},
+        {"threshold": 256},
+        {"alpha": 0.0},
+        {"alpha": 1.0},
+        {"min_area": 1.0},
+        {"blur_ksize": 4},
+        {"global_change": 0.0},
+        {"resize_height": 8},
+    ],
 )
 def test_params_are_validated(kwargs):
     with pytest.raises(ConfigError):

@@ -36,7 +36,9 @@ class Collector:
     def __init__(self, broker) -> None:  # type: ignore[no-untyped-def]
         self.messages: list[tuple[str, dict]] = []
         self._lock = threading.Lock()
-        self.client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id="test-collector")
+        self.client = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2, client_id="test-collector"
+        )
         self.client.on_message = self._on_message
         self.client.on_connect = lambda c, *a: c.subscribe("fs/v1/+/+/+/detection", qos=1)
         self.client.connect(broker.host, broker.port)
@@ -49,7 +51,11 @@ class Collector:
 
     def of(self, kind: str, state: str | None = None) -> list[dict]:
         with self._lock:
-            return [p for _, p in self.messages if p["kind"] == kind and (state is None or p["state"] == state)]
+            return [
+                p
+                for _, p in self.messages
+                if p["kind"] == kind and (state is None or p["state"] == state)
+            ]
 
     def close(self) -> None:
         self.client.loop_stop()
@@ -63,10 +69,20 @@ def collector(mosquitto):
     c.close()
 
 
-def smoke_spec(seed: int = 3, start: float = 8.0, end: float = 20.0, seconds: float = 60.0) -> ClipSpec:
+def smoke_spec(
+    seed: int = 3, start: float = 8.0, end: float = 20.0, seconds: float = 60.0
+) -> ClipSpec:
     # The smoke analyser learns its background over its first seconds (a median, so that a
     # vehicle passing then leaves no ghost): the plume starts once the runner is surely on.
-    return ClipSpec("construction", W, H, FPS, seconds, seed, events=(EventSpec("smoke", start, end, SMOKE_BOX),))
+    return ClipSpec(
+        "construction",
+        W,
+        H,
+        FPS,
+        seconds,
+        seed,
+        events=(EventSpec("smoke", start, end, SMOKE_BOX),),
+    )
 
 
 def write_camera(folder: Path, name: str, doc: dict) -> Path:
@@ -85,11 +101,26 @@ def test_smoke_is_published_kept_alive_and_cleared_with_evidence(mosquitto, coll
     with CameraServer({"c1": smoke_spec()}) as cams:
         folder = tmp_path / "cameras"
         folder.mkdir()
-        write_camera(folder, "c1", {"camera": "cam1", "site": "yc-cs-dongzhan", "source": cams.url("c1"), "rate_fps": FPS,
-                                    "analysers": {"smoke": {}, "tamper": {}},
-                                    "evidence": {"snapshot_interval_s": 5, "clip_pre_s": 2, "clip_post_s": 3}})
-        runner = VideoRunner(broker_settings(mosquitto), {"yc-cs-dongzhan": "env"}, cameras_dir=folder,
-                             evidence_root=tmp_path / "evidence", resend_s=2.0, clear_after_s=2.0)
+        write_camera(
+            folder,
+            "c1",
+            {
+                "camera": "cam1",
+                "site": "yc-cs-dongzhan",
+                "source": cams.url("c1"),
+                "rate_fps": FPS,
+                "analysers": {"smoke": {}, "tamper": {}},
+                "evidence": {"snapshot_interval_s": 5, "clip_pre_s": 2, "clip_post_s": 3},
+            },
+        )
+        runner = VideoRunner(
+            broker_settings(mosquitto),
+            {"yc-cs-dongzhan": "env"},
+            cameras_dir=folder,
+            evidence_root=tmp_path / "evidence",
+            resend_s=2.0,
+            clear_after_s=2.0,
+        )
         runner.start()
         try:
             wait_until(lambda: collector.of("smoke", "cleared"), timeout=60, what="smoke cleared")
@@ -99,7 +130,10 @@ def test_smoke_is_published_kept_alive_and_cleared_with_evidence(mosquitto, coll
     assert active, "no smoke finding published"
     topics = {t for t, p in collector.messages if p["kind"] == "smoke"}
     assert topics == {"fs/v1/env/yc-cs-dongzhan/cam1/detection"}
-    assert all(p["site"] == "yc-cs-dongzhan" and p["camera"] == "cam1" and "offset_s" not in p for p in active)
+    assert all(
+        p["site"] == "yc-cs-dongzhan" and p["camera"] == "cam1" and "offset_s" not in p
+        for p in active
+    )
     # Keep-alives: smoke lasts ~12 s and is re-stated every 2 s while it lasts.
     assert len(active) >= 3
     times = [p["ts"] for p in active]
@@ -123,19 +157,41 @@ def test_lost_stream_is_latched_and_cleared_on_restore(mosquitto, collector, tmp
     with CameraServer({"q": quiet}) as cams:
         cfg_dir = tmp_path / "cams"
         cfg_dir.mkdir()
-        write_camera(cfg_dir, "q", {"camera": "cam1", "site": "yc-cs-dongzhan", "source": cams.url("q"), "rate_fps": FPS,
-                                    "analysers": {"tamper": {}}})
-        runner = VideoRunner(broker_settings(mosquitto), {"yc-cs-dongzhan": "env"}, cameras_dir=cfg_dir,
-                             resend_s=1.0, clear_after_s=2.0)
+        write_camera(
+            cfg_dir,
+            "q",
+            {
+                "camera": "cam1",
+                "site": "yc-cs-dongzhan",
+                "source": cams.url("q"),
+                "rate_fps": FPS,
+                "analysers": {"tamper": {}},
+            },
+        )
+        runner = VideoRunner(
+            broker_settings(mosquitto),
+            {"yc-cs-dongzhan": "env"},
+            cameras_dir=cfg_dir,
+            resend_s=1.0,
+            clear_after_s=2.0,
+        )
         runner.start()
         try:
             wait_until(lambda: runner.status()[0]["frames"] > 0, timeout=30, what="frames analysed")
             cams.cut("q")
-            wait_until(lambda: len(collector.of("stream_lost", "active")) >= 3, timeout=30, what="stream_lost re-stated")
+            wait_until(
+                lambda: len(collector.of("stream_lost", "active")) >= 3,
+                timeout=30,
+                what="stream_lost re-stated",
+            )
             assert not collector.of("stream_lost", "cleared")
             assert runner.status()[0]["status"] == "lost"
             cams.restore("q")
-            wait_until(lambda: collector.of("stream_lost", "cleared"), timeout=30, what="stream_lost cleared")
+            wait_until(
+                lambda: collector.of("stream_lost", "cleared"),
+                timeout=30,
+                what="stream_lost cleared",
+            )
         finally:
             runner.stop()
     lost = collector.of("stream_lost", "active")
@@ -145,34 +201,70 @@ def test_lost_stream_is_latched_and_cleared_on_restore(mosquitto, collector, tmp
 def test_hot_reload_applies_valid_changes_and_refuses_invalid_ones(mosquitto, collector, tmp_path):
     # Puffs of smoke every 30 s: whenever the reload lands, a puff starts after it (smoke is a
     # change against the background the analyser learns, so a plume already there is not one).
-    spec = ClipSpec("construction", W, H, FPS, 600.0, 4,
-                    events=tuple(EventSpec("smoke", s, s + 15.0, SMOKE_BOX) for s in range(20, 600, 30)))
+    spec = ClipSpec(
+        "construction",
+        W,
+        H,
+        FPS,
+        600.0,
+        4,
+        events=tuple(EventSpec("smoke", s, s + 15.0, SMOKE_BOX) for s in range(20, 600, 30)),
+    )
     with CameraServer({"c": spec}) as cams:
         folder = tmp_path / "cameras"
         folder.mkdir()
-        doc = {"camera": "cam1", "site": "yc-cs-dongzhan", "source": cams.url("c"), "rate_fps": FPS,
-               "analysers": {"tamper": {}}}
+        doc = {
+            "camera": "cam1",
+            "site": "yc-cs-dongzhan",
+            "source": cams.url("c"),
+            "rate_fps": FPS,
+            "analysers": {"tamper": {}},
+        }
         write_camera(folder, "c", doc)
-        runner = VideoRunner(broker_settings(mosquitto), {"yc-cs-dongzhan": "env"}, cameras_dir=folder,
-                             resend_s=1.0, clear_after_s=2.0, reload_poll_s=0.2)
+        runner = VideoRunner(
+            broker_settings(mosquitto),
+            {"yc-cs-dongzhan": "env"},
+            cameras_dir=folder,
+            resend_s=1.0,
+            clear_after_s=2.0,
+            reload_poll_s=0.2,
+        )
         runner.start()
         try:
-            wait_until(lambda: runner.status() and runner.status()[0]["frames"] >= 10, timeout=30, what="camera running")
+            wait_until(
+                lambda: runner.status() and runner.status()[0]["frames"] >= 10,
+                timeout=30,
+                what="camera running",
+            )
             assert not collector.of("smoke")  # smoke analyser not configured yet
             # An invalid change (a zone with two points, an unknown key) is refused; the camera keeps going.
-            write_camera(folder, "c", {**doc, "zones": [{"name": "yard", "points": [[0, 0], [10, 10]]}], "colour": "red"})
+            write_camera(
+                folder,
+                "c",
+                {**doc, "zones": [{"name": "yard", "points": [[0, 0], [10, 10]]}], "colour": "red"},
+            )
             wait_until(lambda: "c" in runner.problems, timeout=15, what="invalid file refused")
             assert "zones.0.points" in runner.problems["c"] and "colour" in runner.problems["c"]
             frames = runner.status()[0]["frames"]
-            wait_until(lambda: runner.status()[0]["frames"] > frames + 5, timeout=15, what="camera still running")
+            wait_until(
+                lambda: runner.status()[0]["frames"] > frames + 5,
+                timeout=15,
+                what="camera still running",
+            )
             assert runner.stats.reloads == 0
             # A valid change adds the smoke analyser: smoke now reaches the broker.
             write_camera(folder, "c", {**doc, "analysers": {"tamper": {}, "smoke": {}}})
-            wait_until(lambda: collector.of("smoke", "active"), timeout=60, what="smoke after reload")
+            wait_until(
+                lambda: collector.of("smoke", "active"), timeout=60, what="smoke after reload"
+            )
             assert runner.stats.reloads == 1 and "c" not in runner.problems
             # Removing the file stops the camera and clears what it had open.
             (folder / "c.yaml").unlink()
-            wait_until(lambda: collector.of("smoke", "cleared"), timeout=15, what="smoke cleared on removal")
+            wait_until(
+                lambda: collector.of("smoke", "cleared"),
+                timeout=15,
+                what="smoke cleared on removal",
+            )
             assert runner.status() == []
         finally:
             runner.stop()
@@ -181,7 +273,9 @@ def test_hot_reload_applies_valid_changes_and_refuses_invalid_ones(mosquitto, co
 def test_camera_of_unknown_site_is_refused(mosquitto, tmp_path):
     folder = tmp_path / "cameras"
     folder.mkdir()
-    write_camera(folder, "x", {"camera": "cam1", "site": "nowhere", "source": "http://127.0.0.1:9/x.mjpg"})
+    write_camera(
+        folder, "x", {"camera": "cam1", "site": "nowhere", "source": "http://127.0.0.1:9/x.mjpg"}
+    )
     runner = VideoRunner(broker_settings(mosquitto), {"yc-cs-dongzhan": "env"}, cameras_dir=folder)
     runner.start()
     try:
@@ -194,7 +288,15 @@ def test_camera_of_unknown_site_is_refused(mosquitto, tmp_path):
 
 
 def test_demo_cameras_cover_each_camera_site():
-    cams = demo_cameras({"a-cs": "construction", "b-cs": "construction", "c-st": "stack", "d-st": "stack", "e-x": "outfall"})
+    cams = demo_cameras(
+        {
+            "a-cs": "construction",
+            "b-cs": "construction",
+            "c-st": "stack",
+            "d-st": "stack",
+            "e-x": "outfall",
+        }
+    )
     assert [c.site for c in cams] == ["a-cs", "b-cs", "c-st", "d-st"]
     kinds = [{e.kind for e in c.spec.events} for c in cams]
     assert kinds == [{"smoke"}, set(), {"covered"}, {"black_smoke"}]

@@ -24,10 +24,21 @@ def event_box(scene: str, kind: str) -> tuple[int, int, int, int]:
     if scene == "stack":
         sx, sy = scene_layout(scene, W, H).stack_top
         return (sx - 20, sy - 35, 40, 35) if kind == "fire" else (sx - 30, sy - 50, 60, 50)
-    return {"construction": (150, 60, 80, 70), "highway": (100, 60, 80, 60), "outfall": (120, 40, 80, 60)}[scene]
+    return {
+        "construction": (150, 60, 80, 70),
+        "highway": (100, 60, 80, 60),
+        "outfall": (120, 40, 80, 60),
+    }[scene]
 
 
-def clip(scene: str, kind: str | None, seed: int, night: bool = False, noise: float = 2.0, shake: float = 0.0):
+def clip(
+    scene: str,
+    kind: str | None,
+    seed: int,
+    night: bool = False,
+    noise: float = 2.0,
+    shake: float = 0.0,
+):
     events = () if kind is None else (EventSpec(kind, START, END, event_box(scene, kind)),)
     return ClipSpec(scene, W, H, FPS, SECONDS, seed, night, noise, shake, events)
 
@@ -176,11 +187,21 @@ def test_smoke_reported_per_zone():
     assert log and {f.zone for _, f in log} == {"site"}
     for _, f in log:
         fx, fy, fw, fh = f.bbox
-        assert x - 2 <= fx and fx + fw <= x + w + 2 and y - 2 <= fy and fy + fh <= y + h + 2  # clipped to the zone
+        assert (
+            x - 2 <= fx and fx + fw <= x + w + 2 and y - 2 <= fy and fy + fh <= y + h + 2
+        )  # clipped to the zone
 
 
 def test_smoke_works_on_full_resolution_frames_with_bbox_in_full_pixels():
-    spec = ClipSpec("construction", 640, 360, FPS, SECONDS, 1, events=(EventSpec("smoke", START, END, (300, 120, 160, 140)),))
+    spec = ClipSpec(
+        "construction",
+        640,
+        360,
+        FPS,
+        SECONDS,
+        1,
+        events=(EventSpec("smoke", START, END, (300, 120, 160, 140)),),
+    )
     log = run(SmokeDetector(), spec)
     assert log
     assert all(overlaps(f.bbox, (300, 120, 160, 140)) and f.bbox[2] > 40 for _, f in log)

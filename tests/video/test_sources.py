@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
-from datetime import timedelta, timezone
+from datetime import UTC, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -29,7 +29,9 @@ W, H = 160, 120
 BITS = 8
 
 
-def wait_until(cond: Callable[[], object], timeout: float = 10.0, what: str = "condition") -> object:
+def wait_until(
+    cond: Callable[[], object], timeout: float = 10.0, what: str = "condition"
+) -> object:
     deadline = time.monotonic() + timeout
     while True:
         value = cond()
@@ -52,7 +54,9 @@ def level_image(i: int) -> np.ndarray:
 
 def index_of(img: np.ndarray) -> int:
     band = W // BITS
-    return sum(1 << b for b in range(BITS) if img[:, b * band + 4 : (b + 1) * band - 4].mean() > 128)
+    return sum(
+        1 << b for b in range(BITS) if img[:, b * band + 4 : (b + 1) * band - 4].mean() > 128
+    )
 
 
 def jpeg(i: int) -> bytes:
@@ -122,7 +126,9 @@ def test_missing_file_and_bad_rate_raise(tmp_path: Path) -> None:
 class Camera:
     """A real HTTP camera on 127.0.0.1: /stream.mjpg (MJPEG), /nolen.mjpg, /markers, /snapshot.jpg."""
 
-    def __init__(self, port: int = 0, fps: float = 20.0, corrupt: frozenset[int] = frozenset()) -> None:
+    def __init__(
+        self, port: int = 0, fps: float = 20.0, corrupt: frozenset[int] = frozenset()
+    ) -> None:
         self.port = port
         self.fps = fps
         self.corrupt = corrupt
@@ -137,7 +143,7 @@ class Camera:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> "Camera":
+    def start(self) -> Camera:
         cam = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -164,13 +170,21 @@ class Camera:
                 markers = self.path.startswith("/markers")
                 with_len = not self.path.startswith("/nolen")
                 self.send_response(200)
-                ctype = "multipart/x-mixed-replace" if markers else 'multipart/x-mixed-replace; boundary="frame"'
+                ctype = (
+                    "multipart/x-mixed-replace"
+                    if markers
+                    else 'multipart/x-mixed-replace; boundary="frame"'
+                )
                 self.send_header("Content-Type", ctype)
                 self.end_headers()
                 i = 0
                 try:
                     while not cam._stopping.is_set():
-                        body = b"\xff\xd8 garbage, not a jpeg \xff\xd9" if i in cam.corrupt else jpeg(i)
+                        body = (
+                            b"\xff\xd8 garbage, not a jpeg \xff\xd9"
+                            if i in cam.corrupt
+                            else jpeg(i)
+                        )
                         if markers:
                             part = body
                         else:
@@ -260,7 +274,7 @@ def test_mjpeg_frames_decode_with_increasing_timestamps(camera: Camera, path: st
     assert [f.index for f in frames[:8]] == list(range(8))
     ts = [f.ts for f in frames]
     assert all(a < b for a, b in zip(ts, ts[1:]))
-    assert all(t.utcoffset() == timezone.utc.utcoffset(None) for t in ts)
+    assert all(t.utcoffset() == UTC.utcoffset(None) for t in ts)
     assert c.events() == []
 
 
@@ -395,7 +409,9 @@ def test_open_source_picks_class(mp4: Path) -> None:
 def test_open_source_unknown_scheme_lists_known() -> None:
     with pytest.raises(VideoSourceError) as info:
         open_source("ftp://cam.local/x", 1)
-    assert "ftp" in str(info.value) and "rtsp" in str(info.value) and "mjpeg+http" in str(info.value)
+    assert (
+        "ftp" in str(info.value) and "rtsp" in str(info.value) and "mjpeg+http" in str(info.value)
+    )
     assert isinstance(info.value, FarsightError)
     with pytest.raises(VideoSourceError):
         open_source("", 1)
@@ -403,7 +419,10 @@ def test_open_source_unknown_scheme_lists_known() -> None:
 
 def test_parser_handles_parts_split_across_chunks() -> None:
     body = [jpeg(i) for i in range(3)]
-    stream = b"".join(b"--b\r\nContent-Type: image/jpeg\r\n\r\n" + p + b"\r\n" for p in body) + b"--b--\r\n"
+    stream = (
+        b"".join(b"--b\r\nContent-Type: image/jpeg\r\n\r\n" + p + b"\r\n" for p in body)
+        + b"--b--\r\n"
+    )
     parser = MultipartParser("b")
     out: list[bytes] = []
     for k in range(0, len(stream), 7):

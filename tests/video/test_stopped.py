@@ -27,7 +27,9 @@ def overlaps(a, b) -> bool:
     return ax < bx + bw and bx < ax + aw and ay < by + bh and by < ay + ah
 
 
-def run(spec: ClipSpec, zone_box, params: StoppedVehicleParams | None = None) -> list[tuple[float, list[Finding]]]:
+def run(
+    spec: ClipSpec, zone_box, params: StoppedVehicleParams | None = None
+) -> list[tuple[float, list[Finding]]]:
     det = StoppedVehicleDetector(W, H, [box_zone(zone_box)], params)
     assert isinstance(det, Analyser)
     return [(t, det.update(frame, t)) for t, frame in render_clip(spec)]

@@ -58,7 +58,11 @@ def test_occlusion_fires_after_debounce_not_before_and_clears():
     assert clip.feed(black, 9.4) == []  # still inside the 10 s debounce
     fired = clip.feed(black, 2)
     assert [f.kind for f in fired] == [COVERED]
-    assert fired[0].detail["state"] == "active" and fired[0].bbox is None and 0.5 <= fired[0].confidence <= 1
+    assert (
+        fired[0].detail["state"] == "active"
+        and fired[0].bbox is None
+        and 0.5 <= fired[0].confidence <= 1
+    )
     assert clip.log[-1][0] - start == pytest.approx(10.0, abs=0.3)
     assert clip.feed(black, 20) == []  # fires once, not every frame
     back = clip.now
@@ -116,15 +120,28 @@ def test_different_view_fires_camera_moved():
 
 def test_debounce_hysteresis():
     d = Debounce(on_s=2, off_s=1)
-    assert [d.update(c, t) for c, t in [(True, 0), (True, 1.9), (False, 2.0), (True, 2.1), (True, 4.1)]] == [
-        None, None, None, None, "on"]
-    assert [d.update(c, t) for c, t in [(False, 5), (True, 5.5), (False, 6), (False, 7)]] == [None, None, None, "off"]
+    assert [
+        d.update(c, t) for c, t in [(True, 0), (True, 1.9), (False, 2.0), (True, 2.1), (True, 4.1)]
+    ] == [None, None, None, None, "on"]
+    assert [d.update(c, t) for c, t in [(False, 5), (True, 5.5), (False, 6), (False, 7)]] == [
+        None,
+        None,
+        None,
+        "off",
+    ]
 
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"on_s": -1}, {"defocus_ratio": 0}, {"defocus_ratio": 1}, {"moved_shift_px": 0},
-     {"covered_dark_max": 220}, {"baseline_tau_s": 0}, {"analysis_height": 8}],
+    [
+        {"on_s": -1},
+        {"defocus_ratio": 0},
+        {"defocus_ratio": 1},
+        {"moved_shift_px": 0},
+        {"covered_dark_max": 220},
+        {"baseline_tau_s": 0},
+        {"analysis_height": 8},
+    ],
 )
 def test_params_are_validated(kwargs):
     with pytest.raises(ConfigError):

@@ -17,9 +17,9 @@ __all__ = [
 ]
 
 # Smoke, fire and stack black smoke (appended; see the modules for the methods).
-from video.analysers.black_smoke import BlackSmokeDetector, BlackSmokeParams, ringelmann_grade  # noqa: E402
-from video.analysers.fire import FireDetector, FireParams  # noqa: E402
-from video.analysers.smoke import SmokeDetector, SmokeParams  # noqa: E402
+from video.analysers.black_smoke import BlackSmokeDetector, BlackSmokeParams, ringelmann_grade
+from video.analysers.fire import FireDetector, FireParams
+from video.analysers.smoke import SmokeDetector, SmokeParams
 
 __all__ += [
     "BlackSmokeDetector",
@@ -36,4 +36,4 @@ __all__ += ["StoppedVehicleDetector", "StoppedVehicleParams"]
 from video.analysers.intrusion import IntrusionDetector, IntrusionParams  # noqa: E402
 from video.analysers.line_count import LineCounter, LineCountParams  # noqa: E402
 
-__all__ += ["IntrusionDetector", "IntrusionParams", "LineCounter", "LineCountParams"]
+__all__ += ["IntrusionDetector", "IntrusionParams", "LineCountParams", "LineCounter"]

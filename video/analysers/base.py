@@ -7,8 +7,9 @@ An analyser is a small state object fed one frame at a time; it returns frozen
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, Sequence, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import cv2
 import numpy as np
@@ -56,7 +57,9 @@ class Finding:
                 raise ConfigError(f"Finding.bbox must be (x, y, w, h), got {self.bbox!r}")
             object.__setattr__(self, "bbox", tuple(int(v) for v in self.bbox))
             if self.bbox[2] <= 0 or self.bbox[3] <= 0:
-                raise ConfigError(f"Finding.bbox width and height must be positive, got {self.bbox!r}")
+                raise ConfigError(
+                    f"Finding.bbox width and height must be positive, got {self.bbox!r}"
+                )
 
 
 @runtime_checkable
@@ -151,7 +154,7 @@ class Debounce:
     :meth:`update` returns ``"on"`` or ``"off"`` on the transition, None otherwise.
     """
 
-    __slots__ = ("on_s", "off_s", "active", "_since")
+    __slots__ = ("_since", "active", "off_s", "on_s")
 
     def __init__(self, on_s: float, off_s: float) -> None:
         if not (on_s >= 0 and off_s >= 0):
@@ -193,7 +196,9 @@ def check_bgr(frame: np.ndarray) -> None:
         raise ConfigError(f"expected BGR uint8 frame, got shape {frame.shape} dtype {frame.dtype}")
 
 
-def blurred_gray(frame: np.ndarray, width: int, height: int, size: tuple[int, int], blur_ksize: int) -> np.ndarray:
+def blurred_gray(
+    frame: np.ndarray, width: int, height: int, size: tuple[int, int], blur_ksize: int
+) -> np.ndarray:
     """Check a frame of a ``width`` x ``height`` camera, downscale it to ``size``, make it grey
     and blur it (``blur_ksize`` 1: no blur): the input of the background-model analysers.
 
@@ -204,12 +209,16 @@ def blurred_gray(frame: np.ndarray, width: int, height: int, size: tuple[int, in
     """
     check_bgr(frame)
     if frame.shape[:2] != (height, width):
-        raise ConfigError(f"frame is {frame.shape[1]}x{frame.shape[0]}, detector configured for {width}x{height}")
+        raise ConfigError(
+            f"frame is {frame.shape[1]}x{frame.shape[0]}, detector configured for {width}x{height}"
+        )
     gray = cv2.cvtColor(cv2.resize(frame, size, interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2GRAY)
     return cv2.GaussianBlur(gray, (blur_ksize, blur_ksize), 0) if blur_ksize > 1 else gray
 
 
-def small_bgr(frame: np.ndarray, width: int, height: int, size: tuple[int, int], blur_ksize: int) -> np.ndarray:
+def small_bgr(
+    frame: np.ndarray, width: int, height: int, size: tuple[int, int], blur_ksize: int
+) -> np.ndarray:
     """Check a frame of a ``width`` x ``height`` camera, downscale it to ``size`` and blur it
     (``blur_ksize`` 1: no blur), keeping colour: the input of the colour background models.
 
@@ -220,7 +229,9 @@ def small_bgr(frame: np.ndarray, width: int, height: int, size: tuple[int, int],
     """
     check_bgr(frame)
     if frame.shape[:2] != (height, width):
-        raise ConfigError(f"frame is {frame.shape[1]}x{frame.shape[0]}, detector configured for {width}x{height}")
+        raise ConfigError(
+            f"frame is {frame.shape[1]}x{frame.shape[0]}, detector configured for {width}x{height}"
+        )
     small = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
     return cv2.GaussianBlur(small, (blur_ksize, blur_ksize), 0) if blur_ksize > 1 else small
 
@@ -248,11 +259,13 @@ class MedianStart:
     at high frame rates), which bounds the memory.
     """
 
-    __slots__ = ("seconds", "max_frames", "_frames", "_t0")
+    __slots__ = ("_frames", "_t0", "max_frames", "seconds")
 
     def __init__(self, seconds: float, max_frames: int = 15) -> None:
         if not (seconds >= 0 and max_frames >= 1):
-            raise ConfigError(f"MedianStart needs seconds >= 0 and max_frames >= 1, got {seconds!r}, {max_frames!r}")
+            raise ConfigError(
+                f"MedianStart needs seconds >= 0 and max_frames >= 1, got {seconds!r}, {max_frames!r}"
+            )
         self.seconds = float(seconds)
         self.max_frames = int(max_frames)
         self._frames: list[np.ndarray] = []
@@ -291,21 +304,37 @@ class ParamCheck:
     def _value(self, name: str) -> object:
         return getattr(self.params, name)
 
-    def number(self, name: str, lo: float, hi: float, *, above: bool = False, below: bool = False) -> bool:
+    def number(
+        self, name: str, lo: float, hi: float, *, above: bool = False, below: bool = False
+    ) -> bool:
         """``lo <= value <= hi`` (``above``: ``lo < value``; ``below``: ``value < hi``); True when it holds."""
         v = self._value(name)
-        ok = (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-              and (lo < v if above else lo <= v) and (v < hi if below else v <= hi))
+        ok = (
+            isinstance(v, (int, float))
+            and not isinstance(v, bool)
+            and math.isfinite(v)
+            and (lo < v if above else lo <= v)
+            and (v < hi if below else v <= hi)
+        )
         if not ok:
-            self.problems.append(f"{name} must be in {'(' if above else '['}{lo:g}, {hi:g}{')' if below else ']'}, got {v!r}")
+            self.problems.append(
+                f"{name} must be in {'(' if above else '['}{lo:g}, {hi:g}{')' if below else ']'}, got {v!r}"
+            )
         return ok
 
     def integer(self, name: str, lo: int, hi: int, *, odd: bool = False) -> bool:
         """An int in ``lo..hi`` (odd when asked); True when it holds."""
         v = self._value(name)
-        ok = isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi and (not odd or v % 2 == 1)
+        ok = (
+            isinstance(v, int)
+            and not isinstance(v, bool)
+            and lo <= v <= hi
+            and (not odd or v % 2 == 1)
+        )
         if not ok:
-            self.problems.append(f"{name} must be {'an odd' if odd else 'an'} int in {lo}..{hi}, got {v!r}")
+            self.problems.append(
+                f"{name} must be {'an odd' if odd else 'an'} int in {lo}..{hi}, got {v!r}"
+            )
         return ok
 
     def flag(self, name: str) -> None:
@@ -317,7 +346,9 @@ class ParamCheck:
         if self.number(low, lo, hi) and self.number(high, lo, hi):
             a, b = self._value(low), self._value(high)
             if not (a < b if strict else a <= b):  # type: ignore[operator]
-                self.problems.append(f"need {low} {'<' if strict else '<='} {high}, got {a!r}, {b!r}")
+                self.problems.append(
+                    f"need {low} {'<' if strict else '<='} {high}, got {a!r}, {b!r}"
+                )
 
     def blob_basics(self) -> None:
         """The fields every foreground-blob analyser shares (analysis size, blur, threshold, guard)."""
@@ -329,4 +360,3 @@ class ParamCheck:
     def done(self) -> None:
         if self.problems:
             raise ConfigError("; ".join(self.problems), source=type(self.params).__name__)
-

@@ -90,7 +90,9 @@ def _check_box(box: BBox, what: str) -> BBox:
     return (x, y, w, h)
 
 
-def plume_opacity(luma: np.ndarray, plume: BBox, sky: BBox, percentile: float) -> tuple[float, float]:
+def plume_opacity(
+    luma: np.ndarray, plume: BBox, sky: BBox, percentile: float
+) -> tuple[float, float]:
     """Opacity of the plume box against the sky box in one grey image.
 
     Parameters
@@ -147,7 +149,11 @@ class BlackSmokeDetector:
     """
 
     def __init__(
-        self, plume: BBox, sky: BBox, params: BlackSmokeParams | None = None, zone: str | None = None
+        self,
+        plume: BBox,
+        sky: BBox,
+        params: BlackSmokeParams | None = None,
+        zone: str | None = None,
     ) -> None:
         self.plume = _check_box(plume, "plume")
         self.sky = _check_box(sky, "sky")
@@ -196,7 +202,9 @@ class BlackSmokeDetector:
             If the frame is not BGR ``uint8`` or a box leaves it.
         """
         p = self.params
-        opacity, sky_luma = plume_opacity(self._luma(frame), self.plume, self.sky, p.core_percentile)
+        opacity, sky_luma = plume_opacity(
+            self._luma(frame), self.plume, self.sky, p.core_percentile
+        )
         hist = self._history
         if sky_luma >= p.min_sky_luma:
             hist.append((ts, opacity))

@@ -19,8 +19,8 @@ the mask is opened (3x3), connected regions under ``min_blob`` are dropped, and 
 from __future__ import annotations
 
 import collections
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import cv2
 import numpy as np
@@ -78,7 +78,9 @@ class FireParams:
     def __post_init__(self) -> None:
         problems: list[str] = []
         if not (isinstance(self.analysis_height, int) and 32 <= self.analysis_height <= 1080):
-            problems.append(f"analysis_height must be an int in 32..1080, got {self.analysis_height!r}")
+            problems.append(
+                f"analysis_height must be an int in 32..1080, got {self.analysis_height!r}"
+            )
         _check_finite(self, ("r_min", "y_min", "cr_cb_min"), 0, 255, problems)
         _check_finite(self, ("window_s",), 0.2, 60, problems)
         _check_finite(self, ("flicker_step",), 1, 255, problems)
@@ -168,7 +170,11 @@ class FireDetector:
             steps = np.abs(np.diff(lumas, axis=0)) >= p.flicker_step
             flicker_frac = steps.mean(axis=0)
             colour_frac = np.stack([h[2] for h in hist]).mean(axis=0)
-            raw = (flicker_frac >= p.flicker_min) & (colour_frac >= p.colour_min) & colour.astype(bool)
+            raw = (
+                (flicker_frac >= p.flicker_min)
+                & (colour_frac >= p.colour_min)
+                & colour.astype(bool)
+            )
             # The opening removes isolated lit-window and lamp pixels that camera shake makes flicker.
             opened = cv2.morphologyEx(raw.astype(np.uint8), cv2.MORPH_OPEN, self._kernel)
             n, labels, stats, _ = cv2.connectedComponentsWithStats(opened, connectivity=8)

@@ -29,14 +29,24 @@ from __future__ import annotations
 
 import collections
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import cv2
 import numpy as np
 
 from farsight.errors import ConfigError
-from video.analysers.base import BBox, ParamCheck, Debounce, Finding, MedianStart, Zone, colour_difference, rasterise_polygons, small_bgr
+from video.analysers.base import (
+    BBox,
+    Debounce,
+    Finding,
+    MedianStart,
+    ParamCheck,
+    Zone,
+    colour_difference,
+    rasterise_polygons,
+    small_bgr,
+)
 
 INTRUSION = "intrusion"
 BOOT_S = 2.0
@@ -124,7 +134,11 @@ def person_like(blob: Blob, frame_height: int, p: IntrusionParams) -> bool:
     rel_h = blob.h / float(frame_height)
     aspect = blob.h / float(max(1, blob.w))
     fill = blob.area / float(max(1, blob.w * blob.h))
-    return p.min_height <= rel_h <= p.max_height and p.min_aspect <= aspect <= p.max_aspect and fill >= p.min_fill
+    return (
+        p.min_height <= rel_h <= p.max_height
+        and p.min_aspect <= aspect <= p.max_aspect
+        and fill >= p.min_fill
+    )
 
 
 class IntrusionDetector:
@@ -145,7 +159,11 @@ class IntrusionDetector:
     """
 
     def __init__(
-        self, width: int, height: int, zones: Sequence[Zone] = (), params: IntrusionParams | None = None
+        self,
+        width: int,
+        height: int,
+        zones: Sequence[Zone] = (),
+        params: IntrusionParams | None = None,
     ) -> None:
         if width <= 0 or height <= 0:
             raise ConfigError(f"frame size must be positive, got {width}x{height}")
@@ -267,7 +285,11 @@ class IntrusionDetector:
             # the last on_s (at least 1 s) before a start is reported. Static person-shaped
             # changes (a lamp post smeared by defocus or rain on the lens, a ghost) never do;
             # once reported, someone standing still stays reported.
-            moving = len(trail) >= 2 and math.hypot(trail[-1][1] - trail[0][1], trail[-1][2] - trail[0][2]) >= 0.2 * trail[-1][3]
+            moving = (
+                len(trail) >= 2
+                and math.hypot(trail[-1][1] - trail[0][1], trail[-1][2] - trail[0][2])
+                >= 0.2 * trail[-1][3]
+            )
             present = bool(inside) and (moving or self._debounce[i].active)
             self._debounce[i].update(present, ts)
             if present:
@@ -276,7 +298,11 @@ class IntrusionDetector:
                 lo, hi = math.log(p.min_aspect), math.log(p.max_aspect)
                 mid = 1.0 - abs(math.log(aspect) - (lo + hi) / 2) / ((hi - lo) / 2)
                 conf = float(min(1.0, max(0.5, 0.5 + 0.5 * mid)))
-                detail = {"height_frac": round(b.h / sh, 4), "aspect": round(aspect, 3), "dark": dark}
+                detail = {
+                    "height_frac": round(b.h / sh, 4),
+                    "aspect": round(aspect, 3),
+                    "dark": dark,
+                }
                 self._last[i] = (self._to_full(b), conf, detail)
             if self._debounce[i].active and self._last[i] is not None:
                 bbox, conf, detail = self._last[i]

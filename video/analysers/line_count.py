@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 
 from farsight.errors import ConfigError
-from video.analysers.base import BBox, ParamCheck, Finding, colour_difference, small_bgr
+from video.analysers.base import BBox, Finding, ParamCheck, colour_difference, small_bgr
 
 VEHICLE_CROSSING = "vehicle_crossing"
 
@@ -163,7 +163,12 @@ class LineCounter:
     """
 
     def __init__(
-        self, width: int, height: int, line: object, params: LineCountParams | None = None, name: str | None = None
+        self,
+        width: int,
+        height: int,
+        line: object,
+        params: LineCountParams | None = None,
+        name: str | None = None,
     ) -> None:
         if width <= 0 or height <= 0:
             raise ConfigError(f"frame size must be positive, got {width}x{height}")
@@ -194,7 +199,9 @@ class LineCounter:
         self._last_ts = None
         self._tracks = []
 
-    def _blobs(self, small: np.ndarray, dt: float) -> list[tuple[float, float, tuple[int, int, int, int]]] | None:
+    def _blobs(
+        self, small: np.ndarray, dt: float
+    ) -> list[tuple[float, float, tuple[int, int, int, int]]] | None:
         p = self.params
         assert self._bg is not None
         fg = (colour_difference(small, self._bg) >= p.threshold).astype(np.uint8)
@@ -276,7 +283,9 @@ class LineCounter:
             t = self._tracks[ti]
             bx, by, box = blobs[bi]
             gap = max(1e-3, ts - t.ts)
-            direction = 0 if t.counted else crossing_direction((t.x, t.y), (bx, by), self._a, self._b)
+            direction = (
+                0 if t.counted else crossing_direction((t.x, t.y), (bx, by), self._a, self._b)
+            )
             # Velocity smoothed over two observations: centroids jitter as blobs change shape.
             t.vx, t.vy = 0.5 * t.vx + 0.5 * (bx - t.x) / gap, 0.5 * t.vy + 0.5 * (by - t.y) / gap
             t.x, t.y, t.ts, t.bbox = bx, by, ts, box
@@ -291,8 +300,12 @@ class LineCounter:
                         float(min(1.0, 0.5 + 0.1 * t.hits)),
                         self._to_full(box),
                         self.name,
-                        {"direction": key, "track": t.id, "count_forward": self.counts["forward"],
-                         "count_backward": self.counts["backward"]},
+                        {
+                            "direction": key,
+                            "track": t.id,
+                            "count_forward": self.counts["forward"],
+                            "count_backward": self.counts["backward"],
+                        },
                     )
                 )
         for bi, (bx, by, box) in enumerate(blobs):

@@ -10,14 +10,22 @@ background is reset to the current frame and nothing is reported, as Frigate's
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import cv2
 import numpy as np
 
 from farsight.errors import ConfigError
-from video.analysers.base import BBox, ParamCheck, Finding, Polygon, Zone, blurred_gray, rasterise_polygons
+from video.analysers.base import (
+    BBox,
+    Finding,
+    ParamCheck,
+    Polygon,
+    Zone,
+    blurred_gray,
+    rasterise_polygons,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,13 +110,17 @@ class MotionDetector:
         sw, sh = self._size
         self._sx, self._sy = sw / self.width, sh / self.height
         mask = (
-            rasterise_polygons([[(x * self._sx, y * self._sy) for x, y in m] for m in masks], sw, sh)
+            rasterise_polygons(
+                [[(x * self._sx, y * self._sy) for x, y in m] for m in masks], sw, sh
+            )
             if masks
             else np.zeros((sh, sw), bool)
         )
         self._keep = np.where(mask, 0, 255).astype(np.uint8)
         self._zone_masks = [
-            rasterise_polygons([[(x * self._sx, y * self._sy) for x, y in z.points]], sw, sh).astype(np.uint8)
+            rasterise_polygons(
+                [[(x * self._sx, y * self._sy) for x, y in z.points]], sw, sh
+            ).astype(np.uint8)
             for z in self.zones
         ]
         self._min_area_px = self.params.min_area * sw * sh
@@ -170,7 +182,9 @@ class MotionDetector:
             x, y, w, h = cv2.boundingRect(c)
             zone = None
             if self.zones:
-                overlaps = [int(cv2.countNonZero(zm[y : y + h, x : x + w])) for zm in self._zone_masks]
+                overlaps = [
+                    int(cv2.countNonZero(zm[y : y + h, x : x + w])) for zm in self._zone_masks
+                ]
                 best = int(np.argmax(overlaps))
                 if overlaps[best] == 0:
                     continue

@@ -32,8 +32,8 @@ pixels of the frame (the last seen box while waiting out ``off_s``).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import cv2
 import numpy as np
@@ -44,7 +44,9 @@ from video.analysers.base import BBox, Debounce, Finding, MedianStart, Zone, che
 SMOKE = "smoke"
 
 
-def _check_finite(obj: object, names: Sequence[str], lo: float, hi: float, problems: list[str]) -> None:
+def _check_finite(
+    obj: object, names: Sequence[str], lo: float, hi: float, problems: list[str]
+) -> None:
     """Append a message for each attribute of ``obj`` outside ``[lo, hi]`` or not finite."""
     for name in names:
         v = getattr(obj, name)
@@ -116,7 +118,9 @@ class SmokeParams:
     def __post_init__(self) -> None:
         problems: list[str] = []
         if not (isinstance(self.analysis_height, int) and 32 <= self.analysis_height <= 1080):
-            problems.append(f"analysis_height must be an int in 32..1080, got {self.analysis_height!r}")
+            problems.append(
+                f"analysis_height must be an int in 32..1080, got {self.analysis_height!r}"
+            )
         _check_finite(self, ("warmup_s", "on_s", "off_s"), 0, 600, problems)
         _check_finite(self, ("global_change",), 1e-6, 1, problems)
         _check_finite(self, ("bg_tau_s",), 0.1, 3600, problems)
@@ -172,7 +176,9 @@ class ZoneGate:
     in the zone, or the last one seen while the debounce waits out ``off_s``.
     """
 
-    def __init__(self, kind: str, zones: Sequence[Zone], on_s: float, off_s: float, min_area: float) -> None:
+    def __init__(
+        self, kind: str, zones: Sequence[Zone], on_s: float, off_s: float, min_area: float
+    ) -> None:
         self.kind = kind
         self.zones = tuple(zones)
         names = [z.name for z in self.zones]
@@ -190,7 +196,12 @@ class ZoneGate:
         return self._masks
 
     def update(
-        self, mask: np.ndarray, ts: float, scale: float, score: np.ndarray | None = None, detail: dict | None = None
+        self,
+        mask: np.ndarray,
+        ts: float,
+        scale: float,
+        score: np.ndarray | None = None,
+        detail: dict | None = None,
     ) -> list[Finding]:
         """Feed the analysis-resolution ``mask`` (bool) seen at ``ts``; return findings of active zones.
 
@@ -207,7 +218,10 @@ class ZoneGate:
             if present:
                 ys, xs = np.nonzero(m)
                 x0, y0 = int(xs.min() / scale), int(ys.min() / scale)
-                x1, y1 = int(math.ceil((xs.max() + 1) / scale)), int(math.ceil((ys.max() + 1) / scale))
+                x1, y1 = (
+                    int(math.ceil((xs.max() + 1) / scale)),
+                    int(math.ceil((ys.max() + 1) / scale)),
+                )
                 conf = float(np.clip(score[m].mean(), 0, 1)) if score is not None else 1.0
                 extra = {"area_frac": round(frac, 5), **(detail or {})}
                 self._last[i] = ((x0, y0, max(1, x1 - x0), max(1, y1 - y0)), conf, extra)
@@ -223,7 +237,9 @@ class ZoneGate:
         return any(d.active for d in self._debounce)
 
 
-def prepare(frame: np.ndarray, analysis_height: int, shape: tuple[int, int] | None) -> tuple[np.ndarray, float]:
+def prepare(
+    frame: np.ndarray, analysis_height: int, shape: tuple[int, int] | None
+) -> tuple[np.ndarray, float]:
     """Validate a BGR frame and downscale it to ``analysis_height``; return it and the scale.
 
     Raises
@@ -233,7 +249,9 @@ def prepare(frame: np.ndarray, analysis_height: int, shape: tuple[int, int] | No
     """
     check_bgr(frame)
     if shape is not None and frame.shape[:2] != shape:
-        raise ConfigError(f"frame size changed from {shape} to {frame.shape[:2]}; create a new analyser")
+        raise ConfigError(
+            f"frame size changed from {shape} to {frame.shape[:2]}; create a new analyser"
+        )
     h, w = frame.shape[:2]
     rh = min(analysis_height, h)
     scale = rh / h
@@ -315,7 +333,11 @@ class SmokeDetector:
             self._restart(ycc, ts)  # the view changed, not the air in it
             self.last_mask = np.zeros(changed.shape, bool)
             return self._gate.update(self.last_mask, ts, scale)
-        candidate = (d_luma >= p.diff_min) & (chroma <= p.chroma_max) & (chroma <= chroma_bg + p.chroma_growth_max)
+        candidate = (
+            (d_luma >= p.diff_min)
+            & (chroma <= p.chroma_max)
+            & (chroma <= chroma_bg + p.chroma_growth_max)
+        )
 
         # Leaky per-pixel persistence: grows by dt while a candidate, decays faster otherwise, so
         # flickering candidates (shake at edges, a passing vehicle) never reach persist_s.
@@ -340,14 +362,19 @@ class SmokeDetector:
             self.last_mask = np.zeros(count.shape, bool)
             return self._gate.update(self.last_mask, ts, scale)
 
-        persistent = cv2.morphologyEx((count >= p.persist_s).astype(np.uint8), cv2.MORPH_OPEN, self._kernel)
+        persistent = cv2.morphologyEx(
+            (count >= p.persist_s).astype(np.uint8), cv2.MORPH_OPEN, self._kernel
+        )
         mask = np.zeros(count.shape, bool)
         edge_loss = 0.0
         if persistent.any():
             edges_now = edge_magnitude(ycc[..., 0])
             strong = self._bg_edges >= p.edge_threshold
             n_strong = int(np.count_nonzero(strong))
-            if n_strong and np.count_nonzero(strong & (edges_now < 0.5 * self._bg_edges)) > 0.6 * n_strong:
+            if (
+                n_strong
+                and np.count_nonzero(strong & (edges_now < 0.5 * self._bg_edges)) > 0.6 * n_strong
+            ):
                 # Most of the view's strong edges went soft at once: the lens is out of focus (or
                 # misted), which tamper reports; smoke softens the edges behind it, not everywhere.
                 self._restart(ycc, ts)
@@ -366,7 +393,9 @@ class SmokeDetector:
                     continue  # an opaque object with its own edges, not a veil
                 mask |= region
                 e_bg = float(self._bg_edges[region].mean())
-                losses.append(1.0 - float(edges_now[region].mean()) / (e_bg + 1e-6) if e_bg > 1.0 else 0.0)
+                losses.append(
+                    1.0 - float(edges_now[region].mean()) / (e_bg + 1e-6) if e_bg > 1.0 else 0.0
+                )
             edge_loss = max(losses) if losses else 0.0
         self.last_mask = mask
         score = np.clip(count / (1.5 * p.persist_s), 0, 1) * 0.5 + 0.5

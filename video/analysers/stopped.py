@@ -19,14 +19,23 @@ of the zone continuously for ``dwell_s`` seconds, every update reports a
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import cv2
 import numpy as np
 
 from farsight.errors import ConfigError
-from video.analysers.base import BBox, ParamCheck, Finding, MedianStart, Zone, colour_difference, rasterise_polygons, small_bgr
+from video.analysers.base import (
+    BBox,
+    Finding,
+    MedianStart,
+    ParamCheck,
+    Zone,
+    colour_difference,
+    rasterise_polygons,
+    small_bgr,
+)
 
 BOOT_S = 2.0
 """Seconds of frames whose median starts the slow background (nothing is reported meanwhile)."""
@@ -128,7 +137,9 @@ class StoppedVehicleDetector:
         self._sx, self._sy = sw / self.width, sh / self.height
         self._zone_masks = []
         for z in self.zones:
-            m = rasterise_polygons([[(x * self._sx, y * self._sy) for x, y in z.points]], sw, sh).astype(np.uint8)
+            m = rasterise_polygons(
+                [[(x * self._sx, y * self._sy) for x, y in z.points]], sw, sh
+            ).astype(np.uint8)
             if not m.any():
                 raise ConfigError(f"zone {z.name!r} covers no pixel at analysis resolution")
             self._zone_masks.append(m * 255)
@@ -174,13 +185,19 @@ class StoppedVehicleDetector:
             If the frame is not BGR ``uint8`` of the configured size.
         """
         p = self.params
-        gray = small_bgr(frame, self.width, self.height, self._size, self.params.blur_ksize)  # colour, see the module doc
+        gray = small_bgr(
+            frame, self.width, self.height, self._size, self.params.blur_ksize
+        )  # colour, see the module doc
         if self._slow is None or self._fast is None:
             self._slow = gray.astype(np.float32)
             self._fast = gray.astype(np.float32)
             return []
-        _, fg_slow = cv2.threshold(colour_difference(gray, self._slow), p.threshold, 255, cv2.THRESH_BINARY)
-        _, fg_fast = cv2.threshold(colour_difference(gray, self._fast), p.threshold, 255, cv2.THRESH_BINARY)
+        _, fg_slow = cv2.threshold(
+            colour_difference(gray, self._slow), p.threshold, 255, cv2.THRESH_BINARY
+        )
+        _, fg_fast = cv2.threshold(
+            colour_difference(gray, self._fast), p.threshold, 255, cv2.THRESH_BINARY
+        )
         if cv2.countNonZero(fg_slow) / float(fg_slow.size) > p.global_change:
             # Lighting or camera change, not a vehicle: adopt the new scene at once.
             self.reset()

@@ -35,7 +35,9 @@ import numpy as np
 from farsight.errors import ConfigError
 from video.analysers.base import Debounce, Finding, check_bgr
 
-_TILE_TEXTURE_MIN = 3.0  # Laplacian std of a tile below which it is too smooth (sky, fog, night) to tell a move
+_TILE_TEXTURE_MIN = (
+    3.0  # Laplacian std of a tile below which it is too smooth (sky, fog, night) to tell a move
+)
 
 COVERED = "camera_covered"
 DEFOCUSED = "camera_defocused"
@@ -108,7 +110,9 @@ class TamperParams:
                 f"{self.covered_dark_max!r}, {self.covered_bright_min!r}"
             )
         if not 0 < self.covered_std_ratio <= 1:
-            problems.append(f"covered_std_ratio must satisfy 0 < x <= 1, got {self.covered_std_ratio!r}")
+            problems.append(
+                f"covered_std_ratio must satisfy 0 < x <= 1, got {self.covered_std_ratio!r}"
+            )
         if not 0 < self.defocus_ratio < 1:
             problems.append(f"defocus_ratio must satisfy 0 < x < 1, got {self.defocus_ratio!r}")
         if not (math.isfinite(self.baseline_tau_s) and self.baseline_tau_s > 0):
@@ -116,7 +120,9 @@ class TamperParams:
         if not (math.isfinite(self.moved_shift_px) and self.moved_shift_px > 0):
             problems.append(f"moved_shift_px must be > 0, got {self.moved_shift_px!r}")
         if not 0 <= self.moved_min_response < 1:
-            problems.append(f"moved_min_response must be in [0, 1), got {self.moved_min_response!r}")
+            problems.append(
+                f"moved_min_response must be in [0, 1), got {self.moved_min_response!r}"
+            )
         if problems:
             raise ConfigError("; ".join(problems), source="TamperParams")
 
@@ -199,7 +205,9 @@ class TamperDetector:
             self._shape = (h, w)
             self._window = cv2.createHanningWindow(self._size, cv2.CV_32F)
         elif frame.shape[:2] != self._shape:
-            raise ConfigError(f"frame size changed from {self._shape} to {frame.shape[:2]}; call rebaseline()")
+            raise ConfigError(
+                f"frame size changed from {self._shape} to {frame.shape[:2]}; call rebaseline()"
+            )
         small = cv2.resize(frame, self._size, interpolation=cv2.INTER_AREA)
         return cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
 
@@ -239,13 +247,19 @@ class TamperDetector:
             self._std_n += 1
             sb = self._std_baseline or 0.0
             self._std_baseline = sb + (std - sb) / self._std_n
-        contrast_fell = self._std_baseline is not None and std <= p.covered_std_ratio * self._std_baseline
+        contrast_fell = (
+            self._std_baseline is not None and std <= p.covered_std_ratio * self._std_baseline
+        )
         covered = std <= p.uniform_std_max or (
-            std <= p.covered_std_max and (mean <= p.covered_dark_max or mean >= p.covered_bright_min) and contrast_fell
+            std <= p.covered_std_max
+            and (mean <= p.covered_dark_max or mean >= p.covered_bright_min)
+            and contrast_fell
         )
         metrics: dict[str, float] = {"mean": mean, "std": std}
         findings: list[Finding] = []
-        self._emit(COVERED, covered, ts, metrics, findings, margin=1.0 - std / max(p.covered_std_max, 1e-6))
+        self._emit(
+            COVERED, covered, ts, metrics, findings, margin=1.0 - std / max(p.covered_std_max, 1e-6)
+        )
 
         if not covered:
             focus = focus_measure(gray)
@@ -267,7 +281,9 @@ class TamperDetector:
             ratio = focus / max(self._focus_baseline, 1e-9)
             metrics["focus_ratio"] = ratio
             defocused = ratio < p.defocus_ratio
-            self._emit(DEFOCUSED, defocused, ts, metrics, findings, margin=1.0 - ratio / p.defocus_ratio)
+            self._emit(
+                DEFOCUSED, defocused, ts, metrics, findings, margin=1.0 - ratio / p.defocus_ratio
+            )
             if not defocused and not self._debounce[DEFOCUSED].active:
                 self._focus_baseline += k * (focus - self._focus_baseline)
                 if self._std_baseline is not None:
@@ -278,9 +294,16 @@ class TamperDetector:
                 # collapses although the camera did not move): the check waits for focus.
                 # Copies: with a window, cv2.phaseCorrelate (OpenCV 5.0) multiplies its inputs
                 # by the window in place, which would turn the reference into a windowed image.
-                (dx, dy), response = cv2.phaseCorrelate(self._reference.copy(), g32.copy(), self._window)
+                (dx, dy), response = cv2.phaseCorrelate(
+                    self._reference.copy(), g32.copy(), self._window
+                )
                 shift = math.hypot(dx, dy) / self._scale
-                metrics.update(shift_px=shift, dx_px=dx / self._scale, dy_px=dy / self._scale, response=float(response))
+                metrics.update(
+                    shift_px=shift,
+                    dx_px=dx / self._scale,
+                    dy_px=dy / self._scale,
+                    response=float(response),
+                )
                 moved = shift > p.moved_shift_px or response < p.moved_min_response
                 # Something large and dynamic (flames, a plume, a lorry) can sway the whole-frame
                 # correlation, most of all in fog or at night where the static scene is faint,
@@ -293,13 +316,22 @@ class TamperDetector:
                 stable = self._tile_matches(g32)
                 if self._informative is None:
                     texture = self._tile_texture()
-                    self._informative = [ok and t >= _TILE_TEXTURE_MIN for ok, t in zip(stable, texture)]
+                    self._informative = [
+                        ok and t >= _TILE_TEXTURE_MIN for ok, t in zip(stable, texture)
+                    ]
                 informative = [i for i, ok in enumerate(self._informative) if ok]
                 if len(informative) >= 3:
                     still = sum(stable[i] for i in informative)
                     metrics["stable_tiles"] = float(still)
                     moved = 3 * (len(informative) - still) >= len(informative)
-                self._emit(MOVED, moved, ts, metrics, findings, margin=min(1.0, shift / (2 * p.moved_shift_px)))
+                self._emit(
+                    MOVED,
+                    moved,
+                    ts,
+                    metrics,
+                    findings,
+                    margin=min(1.0, shift / (2 * p.moved_shift_px)),
+                )
                 if not moved and not self._debounce[MOVED].active:
                     cv2.accumulateWeighted(g32, self._reference, k)
         self.last_metrics = metrics
@@ -311,7 +343,11 @@ class TamperDetector:
         h, w = self._reference.shape
         th, tw = h // 3, w // 3
         lap = cv2.Laplacian(self._reference, cv2.CV_32F)
-        return [float(lap[r * th : (r + 1) * th, c * tw : (c + 1) * tw].std()) for r in range(3) for c in range(3)]
+        return [
+            float(lap[r * th : (r + 1) * th, c * tw : (c + 1) * tw].std())
+            for r in range(3)
+            for c in range(3)
+        ]
 
     def _tile_matches(self, g32: np.ndarray) -> list[bool]:
         """Per tile of a 3x3 grid: does its phase correlation with the reference show no shift and a clear peak?"""
@@ -327,21 +363,42 @@ class TamperDetector:
             for c in range(3):
                 ref = self._reference[r * th : (r + 1) * th, c * tw : (c + 1) * tw]
                 cur = g32[r * th : (r + 1) * th, c * tw : (c + 1) * tw]
-                (dx, dy), response = cv2.phaseCorrelate(ref.copy(), cur.copy(), self._tile_window)  # in place, see update
+                (dx, dy), response = cv2.phaseCorrelate(
+                    ref.copy(), cur.copy(), self._tile_window
+                )  # in place, see update
                 # Half the whole-frame limit: a tile of horizontal structure (road, hoarding) can
                 # look unmoved after a pan, but not after the tilt that comes with it.
-                out.append(math.hypot(dx, dy) / self._scale <= 0.5 * p.moved_shift_px and response >= min_response)
+                out.append(
+                    math.hypot(dx, dy) / self._scale <= 0.5 * p.moved_shift_px
+                    and response >= min_response
+                )
         return out
 
     def _emit(
-        self, kind: str, condition: bool, ts: float, metrics: dict[str, float], out: list[Finding], margin: float
+        self,
+        kind: str,
+        condition: bool,
+        ts: float,
+        metrics: dict[str, float],
+        out: list[Finding],
+        margin: float,
     ) -> None:
         change = self._debounce[kind].update(condition, ts)
         if change == "on":
             conf = 0.5 + 0.5 * min(1.0, max(0.0, margin))
-            out.append(Finding(kind=kind, confidence=conf, detail={"state": "active", "confirmed_at": ts, **metrics}))
+            out.append(
+                Finding(
+                    kind=kind,
+                    confidence=conf,
+                    detail={"state": "active", "confirmed_at": ts, **metrics},
+                )
+            )
         elif change == "off":
-            out.append(Finding(kind=kind, confidence=1.0, detail={"state": "cleared", "until": ts, **metrics}))
+            out.append(
+                Finding(
+                    kind=kind, confidence=1.0, detail={"state": "cleared", "until": ts, **metrics}
+                )
+            )
 
     @property
     def active(self) -> frozenset[str]:
