@@ -24,11 +24,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from app.roles.ingest import IngestService
 from farsight.broker import MosquittoBroker
 from farsight.credit import make_credit_code
 from farsight.mqttclient import PublishTracker, connect, make_client, wait_connected
 from farsight.registry import parse_registry
-from farsight.runtime import IngestService
 from farsight.settings import Settings
 
 T0 = datetime(2026, 11, 25, tzinfo=UTC)

@@ -48,11 +48,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from alerts.escalation import Escalator  # noqa: E402
-from alerts.outbox import attach_outbox  # noqa: E402
+from alerts.pipeline import AlertPipeline, build_alert_pipeline  # noqa: E402
 from alerts.store import POSTGRES_TEXT_INDEX, SCHEMA, AlertFilter, AlertStore  # noqa: E402
 from farsight.clock import ManualClock, to_epoch_ms  # noqa: E402
-from farsight.settings import EscalationSettings  # noqa: E402
+from farsight.settings import AlertsSettings  # noqa: E402
 from farsight.types import AlertSignal  # noqa: E402
 
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -524,7 +523,8 @@ def make_signals(
     return out
 
 
-def run_signals(store: AlertStore, batches: list) -> float:
+def run_signals(pipeline: AlertPipeline, batches: list) -> float:
+    store = pipeline.store
     db = store.db
     elapsed = 0.0
     n = 0
@@ -537,7 +537,7 @@ def run_signals(store: AlertStore, batches: list) -> float:
                 )
         t = time.perf_counter()
         with db.transaction():
-            store.apply(sigs)
+            pipeline.apply(sigs)
         n += len(sigs)
         if n % 2000 == 0:
             store.index_text()  # ingest's tick does this every few seconds: part of the cost
@@ -710,16 +710,17 @@ def main() -> None:
                         seen.add(name)
                         print(f"  plan of {name}:")
                         explain(store, f, sort)
-            # The listeners a running installation has: the upstream outbox and the deadlines.
-            attach_outbox(store, "bench")
-            store.listeners.append(Escalator(store, EscalationSettings()).on_event)
+            # The pipeline a running installation has: mute stage, upstream outbox, deadlines.
+            pipeline = build_alert_pipeline(
+                store, AlertsSettings.model_validate({"upstream": {"source": "bench"}})
+            )
             busy = {
                 r[0]
                 for r in store.db.query("SELECT fingerprint FROM alerts WHERE state != 'closed'")
             }
             batches = make_signals(world, args.signals, rng, 100, busy)
             n_fp = len({s.fingerprint for b, _ in batches for s in b})
-            rate = run_signals(store, batches)
+            rate = run_signals(pipeline, batches)
             n_alerts = store.db.query("SELECT count(*) FROM alerts")[0][0]
             print(
                 f"signals: {rate:,.0f} signals/s through dedup ({args.signals:,} signals, batches of 100, "

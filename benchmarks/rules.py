@@ -19,11 +19,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import rules.kinds  # noqa: F401  # built-in kinds register on import
 from farsight.credit import make_credit_code
 from farsight.registry import parse_registry
 from farsight.types import Reading
 from rules.engine import Engine
-from rules.model import RULE_KINDS, _ensure_kinds, parse_ruleset
+from rules.loader import parse_ruleset
+from rules.registry import RULE_KINDS
 
 T0 = datetime(2026, 11, 25, tzinfo=UTC)
 METRICS = ("so2", "nox", "particulate", "o2", "flue_flow")
@@ -132,7 +134,6 @@ def main() -> None:
     ap.add_argument("--sites", type=int, default=10_000)
     ap.add_argument("--steps", type=int, default=16)
     args = ap.parse_args()
-    _ensure_kinds()
     reg = registry(args.sites)
     data = readings(args.sites, args.steps)
     rate_t, inst_t, mem_t, sig_t = run(THRESHOLD, reg, data)

@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+RunGateway = Callable[[Path], int]
+"""Runs the gateway of a configuration file until it is told to stop (the process role)."""
+RunDemo = Callable[[argparse.Namespace], int]
+"""Runs ``--demo`` with the parsed arguments (it needs brokers, a hub and simulators)."""
 
 
 def _cmd_edge(args: argparse.Namespace) -> int:
     from edge.config import GatewayConfig, load_gateway_config
 
     if args.demo:
-        from edge.demo import run_edge_demo
-
-        return run_edge_demo(devices=args.devices, rate=args.rate, outage_s=args.outage)
+        return int(args.run_demo(args))
     if args.schema:
         print(json.dumps(GatewayConfig.model_json_schema(), indent=2, ensure_ascii=False))
         return 0
@@ -26,13 +30,12 @@ def _cmd_edge(args: argparse.Namespace) -> int:
         cfg = load_gateway_config(path)
         print(f"gateway configuration ok: {path}; gateway {cfg.gateway_id}, version {cfg.version}")
         return 0
-    from edge.service import run_edge
-
-    return run_edge(Path(path))
+    return int(args.run_gateway(Path(path)))
 
 
-def add_edge_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Add the ``edge`` subcommand to an argparse ``add_subparsers()`` object."""
+def add_edge_parser(subparsers: Any, run_gateway: RunGateway, run_demo: RunDemo) -> None:
+    """Add the ``edge`` subcommand to an argparse ``add_subparsers()`` object; the composition
+    root passes what runs the gateway and the demo."""
     p = subparsers.add_parser(
         "edge",
         help="run a site gateway: collect, buffer durably, forward to the hub",
@@ -67,5 +70,4 @@ def add_edge_parser(subparsers: Any) -> argparse.ArgumentParser:
     d.add_argument(
         "--outage", type=float, default=15.0, help="seconds the uplink is down (default 15)"
     )
-    p.set_defaults(func=_cmd_edge)
-    return p
+    p.set_defaults(func=_cmd_edge, run_gateway=run_gateway, run_demo=run_demo)

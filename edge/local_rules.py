@@ -27,7 +27,7 @@ from farsight.types import AlertSignal
 from ingest.codecs import get_codec
 from ingest.topics import CODEC_FOR_KIND, parse_topic
 from rules.engine import Engine
-from rules.model import load_ruleset
+from rules.loader import load_ruleset
 
 log = logging.getLogger("farsight.edge.rules")
 

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import logging
-import signal
-import threading
 import time
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from edge.batch import load_gateway_key
@@ -18,10 +15,9 @@ from edge.config import GatewayConfig
 from edge.errors import EdgeError
 from edge.evidence_upload import EvidenceUploader
 from edge.health import heartbeat, sntp_offset
-from edge.remote_config import RemoteConfig, effective_config
+from edge.remote_config import RemoteConfig
 from edge.uplink import Uplink
-from farsight.logs import kv, setup_logging
-from farsight.settings import read_yaml
+from farsight.logs import kv
 
 log = logging.getLogger("farsight.edge")
 
@@ -197,19 +193,3 @@ class EdgeService:
             self._clock_offset,
             self.started,
         )
-
-
-def run_edge(path: Path) -> int:
-    """``farsight edge --config gateway.yaml``: run until SIGINT or SIGTERM."""
-    raw = read_yaml(Path(path)) or {}
-    config = effective_config(raw, str(path))
-    setup_logging(config.log_level)
-    service = EdgeService(config, raw)
-    service.start()
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    while not stop.wait(0.5):
-        pass
-    service.stop()
-    return 0

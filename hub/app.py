@@ -13,7 +13,6 @@ import io
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,8 @@ from fastapi.security import HTTPAuthorizationCredentials
 from fastapi.staticfiles import StaticFiles
 
 from alerts.model import ACTIVITIES, STATES, Alert
+from alerts.outbox import start_senders
+from alerts.pipeline import build_alert_pipeline
 from alerts.store import SORTS, AlertFilter, AlertStore, CursorError
 from farsight.db import redact
 from farsight.errors import AuthError, FarsightError, NotFoundError, StoreError, TransitionError
@@ -39,6 +40,7 @@ from farsight.registry import Registry
 from farsight.settings import Settings
 from farsight.types import SEVERITIES, Site
 from hub.auth import Principal, TokenStore
+from hub.context import HubContext
 from hub.deps import (
     SESSION_COOKIE,
     WWW_AUTH,
@@ -85,18 +87,6 @@ DASHBOARD_CSP = (
     "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 )
 """The dashboard loads only its own files: a CSP that says so stops injected content phoning out."""
-
-
-@dataclass(frozen=True, slots=True)
-class HubContext:
-    """What the endpoints work with; kept on ``app.state.hub``."""
-
-    settings: Settings
-    registry: Registry
-    readings: ReadingStore
-    alerts: AlertStore
-    tokens: TokenStore
-    stream: StreamHub
 
 
 _ctx = context
@@ -884,31 +874,24 @@ def create_app(
     if readings is None:
         readings = ReadingStore(settings.database)
         owned.append(readings)
-    if alerts is None:
-        alerts = AlertStore(settings.database, risk=settings.alerts.risk)
-        owned.append(alerts)
+    # Officers' steps through the API go through the same alert pipeline as the rules' signals:
+    # the upstream outbox and the handling deadlines move in each step's transaction.
+    pipeline = build_alert_pipeline(
+        alerts if alerts is not None else settings.database, settings.alerts
+    )
+    owned.append(pipeline)
     if tokens is None:
         tokens = TokenStore(settings.database, registry.departments)
         owned.append(tokens)
-    stream_hub = StreamHub(readings, alerts, poll_ms=settings.hub.stream_poll_ms)
+    stream_hub = StreamHub(readings, pipeline.store, poll_ms=settings.hub.stream_poll_ms)
     ctx = HubContext(
         settings=settings,
         registry=registry,
         readings=readings,
-        alerts=alerts,
+        pipeline=pipeline,
         tokens=tokens,
         stream=stream_hub,
     )
-    # Upstream outbox: officers' steps taken through the API are enqueued in their transaction
-    # (once per store: the demo shares ingest's store, which has the listener already).
-    from alerts.outbox import attach_outbox, start_senders
-
-    attach_outbox(alerts, settings.alerts.upstream.source)
-    # Handling deadlines move with officers' steps too (a dispatch sets the verification deadline).
-    from alerts.escalation import Escalator
-
-    if not any(isinstance(getattr(fn, "__self__", None), Escalator) for fn in alerts.listeners):
-        alerts.listeners.append(Escalator(alerts, settings.alerts.escalation).on_event)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

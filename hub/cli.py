@@ -1,21 +1,20 @@
-"""``farsight hub`` (serve the API and dashboard) and ``farsight token`` (issue, list, revoke).
+"""``farsight token``: issue, list and revoke API tokens.
 
-:func:`add_hub_parser` adds both to the main CLI's subparsers; handlers take the parsed
+``farsight hub`` (serve the API and dashboard) is a process role: :mod:`app.roles.hub`.
+:func:`add_token_parser` adds the command to the main CLI's subparsers; handlers take the parsed
 arguments (``args.config`` is the global ``--config`` path or ``None``) and return an exit code.
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
 from farsight.errors import NotFoundError
-from farsight.logs import kv, setup_logging
+from farsight.logs import setup_logging
 from farsight.registry import Registry, load_registry
 from farsight.settings import Settings, load_settings
-
-log = logging.getLogger(__name__)
+from hub.auth import TokenStore
 
 
 def _load(args: argparse.Namespace) -> tuple[Settings, Registry]:
@@ -25,22 +24,7 @@ def _load(args: argparse.Namespace) -> tuple[Settings, Registry]:
     return settings, registry
 
 
-def _cmd_hub(args: argparse.Namespace) -> int:
-    """Serve the hub until interrupted."""
-    from hub.app import create_app, make_server  # FastAPI and uvicorn load only for this command
-
-    settings, registry = _load(args)
-    host = args.host or settings.hub.host
-    port = args.port if args.port is not None else settings.hub.port
-    app = create_app(settings, registry)
-    log.info("hub listening", extra=kv(url=f"http://{host}:{port}/", db=settings.db_path))
-    make_server(app, host, port).run()
-    return 0
-
-
-def _tokens(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    from hub.auth import TokenStore
-
+def _tokens(args: argparse.Namespace) -> TokenStore:
     settings, registry = _load(args)
     return TokenStore(settings.database, registry.departments)
 
@@ -89,19 +73,8 @@ def _cmd_token_revoke(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_hub_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    """Add the ``hub`` and ``token`` commands to the main CLI."""
-    hub = subparsers.add_parser(
-        "hub",
-        help="serve the API, live stream and dashboard",
-        description="Serve the hub on settings.hub.host:port until interrupted.",
-    )
-    hub.add_argument("--host", default=None, help="listen address (default: settings hub.host)")
-    hub.add_argument(
-        "--port", type=int, default=None, help="listen port (default: settings hub.port)"
-    )
-    hub.set_defaults(func=_cmd_hub)
-
+def add_token_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``token`` command to the main CLI."""
     token = subparsers.add_parser(
         "token", help="manage API tokens", description="Issue, list and revoke API tokens."
     )

@@ -7,7 +7,6 @@ FastAPI dependencies, so they never import :mod:`hub.app` (which imports them).
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
 
 from fastapi import Cookie, Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -15,9 +14,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from farsight.errors import AuthError
 from farsight.logs import kv
 from hub.auth import Principal
-
-if TYPE_CHECKING:
-    from hub.app import HubContext
+from hub.context import HubContext
 
 log = logging.getLogger("hub.app")
 

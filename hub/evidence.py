@@ -13,7 +13,7 @@ the verification step then cites. Every upload is audited.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi import Path as Path_
@@ -23,12 +23,8 @@ from farsight.errors import NotFoundError, StoreError
 from farsight.evidence import EvidenceStore
 from farsight.logs import kv
 from hub.auth import Principal
+from hub.context import HubContext
 from hub.deps import context, reader, require_principal
-
-if TYPE_CHECKING:
-    from hub.app import HubContext
-else:
-    HubContext = Any  # hub.app includes this router: see hub.reports
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from datetime import date
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -23,13 +23,8 @@ from alerts.report import check_range, default_range, parse_report_time, store_n
 from farsight.errors import NotFoundError, TransitionError
 from farsight.logs import kv
 from hub.auth import Principal
+from hub.context import HubContext
 from hub.deps import context, reader, require_principal, scoped_department
-
-if TYPE_CHECKING:
-    from hub.app import HubContext
-else:
-    # hub.app includes this router: importing it here would be circular (see hub/reports.py).
-    HubContext = Any
 
 log = logging.getLogger(__name__)
 

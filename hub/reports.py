@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi.responses import HTMLResponse
@@ -26,15 +26,11 @@ from alerts.report import (
 from farsight.errors import ConfigError
 from farsight.logs import kv
 from hub.auth import Principal
+from hub.context import HubContext
 from hub.deps import context, reader, scoped_department
 
 if TYPE_CHECKING:
     from farsight.settings import Settings
-    from hub.app import HubContext
-else:
-    # hub.app includes this router, so importing it here would be circular; FastAPI needs a
-    # name that resolves at run time to read the Depends out of the annotation.
-    HubContext = Any
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +54,7 @@ def _rule_kinds(settings: Settings) -> Mapping[str, str] | None:
     A broken rule file must not block a report on alerts that exist: logged, and the report goes
     without kinds.
     """
-    from rules.model import load_ruleset
+    from rules.loader import load_ruleset
 
     try:
         return {

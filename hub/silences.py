@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Query
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from alerts.matchers import MatcherError, parse_matchers, pinned, to_dict
@@ -27,12 +27,8 @@ from alerts.silences import Silence, SilenceError, SilenceStore
 from farsight.errors import NotFoundError
 from farsight.logs import kv
 from hub.auth import Principal
+from hub.context import HubContext
 from hub.deps import context, reader, require_principal, scoped_department
-
-if TYPE_CHECKING:
-    from hub.app import HubContext
-else:
-    HubContext = Any  # hub.app includes this router: importing it would be circular
 
 log = logging.getLogger(__name__)
 
@@ -58,25 +54,14 @@ class SilenceIn(BaseModel):
     reason: str = Field(..., description="Why these alerts may be muted.", max_length=2000)
 
 
-def silence_store(request: Request, ctx: Annotated[HubContext, Depends(context)]) -> SilenceStore:
-    """The hub's silence store, on the alert store's database and audit chain (opened once)."""
-    store = getattr(request.app.state, "silences", None)
-    if store is None:
-        store = SilenceStore(ctx.alerts.db, clock=ctx.alerts.clock, audit=ctx.alerts.audit)
-        request.app.state.silences = store
-    return store
+def silence_store(ctx: Annotated[HubContext, Depends(context)]) -> SilenceStore:
+    """The hub's silence store, on the alert store's database and audit chain."""
+    return ctx.pipeline.silences
 
 
-def mute_stage(
-    request: Request,
-    ctx: Annotated[HubContext, Depends(context)],
-    silences: Annotated[SilenceStore, Depends(silence_store)],
-) -> MuteStage:
-    stage = getattr(request.app.state, "mute_stage", None)
-    if stage is None:
-        stage = MuteStage(ctx.alerts, silences, ctx.settings.alerts.inhibit)
-        request.app.state.mute_stage = stage
-    return stage
+def mute_stage(ctx: Annotated[HubContext, Depends(context)]) -> MuteStage:
+    """The hub's mute stage: a new or expired silence re-evaluates the alerts it covers."""
+    return ctx.pipeline.mute
 
 
 def _visible(principal: Principal, s: Silence) -> bool:

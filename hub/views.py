@@ -6,19 +6,15 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
 
 from alerts.store import AlertFilter
 from farsight.logs import kv
 from hub.auth import Principal
+from hub.context import HubContext
 from hub.deps import context, reader
-
-if TYPE_CHECKING:
-    from hub.app import HubContext
-else:
-    HubContext = Any  # hub.app includes this router: see hub.reports
 
 log = logging.getLogger(__name__)
 

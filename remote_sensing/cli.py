@@ -101,8 +101,20 @@ def _add_detect_options(p: argparse.ArgumentParser) -> None:
     )
 
 
-def add_rs_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    """Add ``rs detect`` and ``rs watch`` to the main CLI."""
+QueueOpener = Callable[
+    [Path | None, str, Path | None],
+    tuple[Path, Callable[[ChangeEvent], None], Callable[[], None]],
+]
+"""``(config, department, evidence) -> (evidence root, on_change, close)``: where ``rs watch
+--queue`` sends change events (the rule engine and the risk queue, wired by the composition root)."""
+
+
+def add_rs_parser(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    open_queue: QueueOpener | None = None,
+) -> None:
+    """Add ``rs detect`` and ``rs watch`` to the main CLI; ``rs watch --queue`` is offered when
+    ``open_queue`` is given."""
     p = sub.add_parser("rs", help="satellite change detection: scene pairs to change polygons")
     actions = p.add_subparsers(dest="rs_command", metavar="ACTION", required=True)
 
@@ -141,20 +153,24 @@ def add_rs_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
         metavar="S",
         help="seconds between scans (default 60)",
     )
-    w.add_argument(
-        "--queue",
-        action="store_true",
-        help="raise each state change as an alert in the risk queue (the database of --config), "
-        "quicklooks into its evidence store",
-    )
-    w.add_argument(
-        "--department",
-        default="env",
-        metavar="D",
-        help="department of the alerts with --queue (default env)",
-    )
+    if open_queue is not None:
+        w.add_argument(
+            "--queue",
+            action="store_true",
+            help="raise each state change as an alert in the risk queue (the database of"
+            " --config), quicklooks into its evidence store",
+        )
+        w.add_argument(
+            "--department",
+            default="env",
+            metavar="D",
+            help="department of the alerts with --queue (default env)",
+        )
     _add_detect_options(w)
-    w.set_defaults(func=_cmd_watch)
+    w.set_defaults(func=_cmd_watch, open_queue=open_queue)
+    if open_queue is None:
+        # Parser-level defaults override the arguments' own: set only where there are none.
+        w.set_defaults(queue=False, department="")
 
 
 def _options(args: argparse.Namespace) -> DetectOptions:
@@ -404,9 +420,7 @@ def _cmd_watch(args: argparse.Namespace) -> int:
     out_dir = args.out_dir or args.dir / "_rs"
     evidence, on_change, close = args.evidence, None, None
     if args.queue:
-        from remote_sensing.queue import open_queue
-
-        evidence, on_change, close = open_queue(
+        evidence, on_change, close = args.open_queue(
             getattr(args, "config", None), args.department, args.evidence
         )
     try:

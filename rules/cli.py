@@ -1,4 +1,4 @@
-"""``farsight rules``: test, backtest and check rule files; list rule kinds.
+"""``farsight rules``: test and check rule files; list rule kinds (``backtest``: :mod:`app.commands.backtest`).
 
 :func:`add_rules_parser` adds the command to the main CLI's subparsers; handlers take the parsed
 arguments (``args.config`` is the global ``--config`` path or ``None``) and return an exit code:
@@ -8,19 +8,17 @@ arguments (``args.config`` is the global ``--config`` path or ``None``) and retu
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import re
 import sys
-from datetime import datetime, timedelta
 from importlib import resources
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from farsight.errors import ConfigError, ConfigProblem, RuleError
 
 
-def _quiet_engine() -> None:
+def quiet_engine() -> None:
     # The report is the output; the engine's per-signal INFO lines (and one warning per late
     # reading in a long replay) would repeat it on stderr. Problems at ERROR still show.
     logging.getLogger("farsight.rules").setLevel(logging.ERROR)
@@ -39,7 +37,7 @@ def _cmd_test(args: argparse.Namespace) -> int:
     """Run rule test files; 1 if a case failed, 2 if a file is invalid."""
     from rules.testing import format_result, run_test_file
 
-    _quiet_engine()
+    quiet_engine()
     files = args.files or pack_test_files()
     try:
         name_filter = re.compile(args.run) if args.run else None
@@ -72,7 +70,7 @@ def _cmd_test(args: argparse.Namespace) -> int:
 def check_files(files: list[Path]) -> list[dict[str, Any]]:
     """Every problem of the given rule files (each file checked on its own, then ids across them)."""
     from farsight.settings import read_yaml
-    from rules.model import parse_ruleset
+    from rules.loader import parse_ruleset
     from rules.reload import problem_rows
 
     rows: list[dict[str, Any]] = []
@@ -103,7 +101,7 @@ def check_files(files: list[Path]) -> list[dict[str, Any]]:
 
 def _cmd_check(args: argparse.Namespace) -> int:
     """Validate rule files; print every problem and exit 2, or a count per file and exit 0."""
-    from rules.model import default_pack_files
+    from rules.loader import default_pack_files
 
     files = args.files
     if not files:
@@ -130,7 +128,8 @@ def _cmd_check(args: argparse.Namespace) -> int:
 def _cmd_kinds(args: argparse.Namespace) -> int:
     """List registered rule kinds, or the fields of one."""
     import rules.kinds  # noqa: F401 - registers the built-in kinds
-    from rules.model import RULE_KINDS, RuleModel
+    from rules.model import RuleModel
+    from rules.registry import RULE_KINDS
 
     if args.kind:
         kind = RULE_KINDS.get(args.kind)
@@ -163,181 +162,14 @@ def _cmd_kinds(args: argparse.Namespace) -> int:
     return 0
 
 
-# -- backtest ---------------------------------------------------------------------------------
-
-
-def _parse_time(text: str, what: str) -> datetime:
-    try:
-        t = datetime.fromisoformat(text)
-    except ValueError:
-        raise ConfigError(
-            [ConfigProblem(what, text, "not an ISO 8601 time, e.g. 2026-11-25T08:00:00+08:00")]
-        ) from None
-    if t.tzinfo is None:
-        raise ConfigError(
-            [ConfigProblem(what, text, "needs a UTC offset, e.g. 2026-11-25T08:00:00+08:00")]
-        )
-    return t
-
-
-def _fmt_value(v: float | None) -> str:
-    return "" if v is None else f"{v:.4g}"
-
-
-def _signal_json(status: str, s: Any, tz: Any) -> dict[str, Any]:
-    return {
-        "record": "alert",
-        "status": status,
-        "ts": s.ts.astimezone(tz).isoformat(),
-        "rule": s.rule_id,
-        "site": s.site,
-        "device": s.device,
-        "metric": s.metric,
-        "severity": s.severity,
-        "value": s.value,
-        "threshold": s.threshold,
-        "summary": s.summary,
-        "fingerprint": s.fingerprint,
-    }
-
-
-def _cmd_backtest(args: argparse.Namespace) -> int:
-    """Replay stored readings through the rules; print what would have fired and resolved."""
-    from farsight.db import connect
-    from farsight.registry import Registry, load_registry
-    from farsight.settings import load_settings
-    from ingest.store import ReadingStore  # the edge: rules' core never imports a store
-    from rules.model import load_ruleset
-    from rules.testing import backtest
-
-    start, end = _parse_time(args.start, "--from"), _parse_time(args.end, "--to")
-    if end <= start:
-        raise ConfigError([ConfigProblem("--to", args.end, "must be after --from")])
-    if args.tick <= 0:
-        raise ConfigError([ConfigProblem("--tick", args.tick, "must be more than zero seconds")])
-    settings = load_settings(getattr(args, "config", None))
-    db_path = Path(args.db) if args.db else settings.db_path
-    # Refuse before opening the store: it would create an empty database (a write) where none is.
-    if not db_path.is_file():
-        raise ConfigError([ConfigProblem("--db", str(db_path), "no such database file")])
-    probe = connect(db_path, readonly=True)
-    try:
-        has_readings = (
-            probe.execute(
-                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'readings'"
-            ).fetchone()
-            is not None
-        )
-    finally:
-        probe.close()
-    if not has_readings:
-        raise ConfigError(
-            [ConfigProblem("--db", str(db_path), "the database has no readings table")]
-        )
-    registry = load_registry(settings.registry.sites_file, settings.registry.departments)
-    if args.site:
-        site = registry.get(args.site)
-        if site is None:
-            raise ConfigError([ConfigProblem("--site", args.site, "no such site in the registry")])
-        # Only this site's readings are replayed: every other site would look silent to the
-        # missing-data rules, so the replay's registry holds this site alone.
-        registry = Registry(sites=(site,), departments=registry.departments)
-    ruleset = load_ruleset(args.rules, default_pack=not args.rules)
-    if args.rule:
-        unknown = sorted(set(args.rule) - {r.id for r in ruleset.rules})
-        if unknown:
-            raise ConfigError(
-                [ConfigProblem("--rule", ", ".join(unknown), "no such rule in the loaded files")]
-            )
-        ruleset = type(ruleset)(
-            tuple(r for r in ruleset.rules if r.id in set(args.rule)), ruleset.maintenance
-        )
-
-    _quiet_engine()
-    tz = start.tzinfo
-    out: TextIO = sys.stdout
-    if not args.json:
-        print(
-            f"{'time':<25} {'status':<8} {'rule':<28} {'site':<28} {'device':<8} {'metric':<12} {'value':>9} {'limit':>9}  summary",
-            file=out,
-        )
-
-    def on_event(status: str, s: Any) -> None:
-        if args.json:
-            print(json.dumps(_signal_json(status, s, tz), ensure_ascii=False), file=out)
-        else:
-            print(
-                f"{s.ts.astimezone(tz).isoformat():<25} {status.upper():<8} {s.rule_id:<28} {s.site:<28} {s.device:<8} {s.metric:<12} "
-                f"{_fmt_value(s.value):>9} {_fmt_value(s.threshold):>9}  {s.summary if status == 'firing' else ''}",
-                file=out,
-            )
-
-    store = ReadingStore(db_path)
-    try:
-        result = backtest(
-            store.iter_range(start, end, site=args.site),
-            ruleset,
-            registry,
-            start,
-            end,
-            tick_every=timedelta(seconds=args.tick),
-            on_event=on_event,
-        )
-    finally:
-        store.close()
-
-    summaries = sorted(result.rules.values(), key=lambda r: (-r.fired, r.rule))
-    if args.json:
-        for r in summaries:
-            print(
-                json.dumps(
-                    {
-                        "record": "rule",
-                        "rule": r.rule,
-                        "fired": r.fired,
-                        "resolved": r.resolved,
-                        "open": r.open,
-                        "firing_s": round(r.firing_s, 3),
-                    }
-                ),
-                file=out,
-            )
-        print(
-            json.dumps(
-                {
-                    "record": "totals",
-                    "from": start.isoformat(),
-                    "to": end.isoformat(),
-                    "readings": result.readings,
-                    "flagged": result.flagged,
-                    "late": result.late,
-                    "alerts": len(result.alerts),
-                }
-            ),
-            file=out,
-        )
-        return 0
-    print(file=out)
-    print(f"{'rule':<32} {'fired':>6} {'resolved':>9} {'open':>5} {'firing h':>9}", file=out)
-    for r in summaries:
-        print(
-            f"{r.rule:<32} {r.fired:>6} {r.resolved:>9} {r.open:>5} {r.firing_s / 3600:>9.2f}",
-            file=out,
-        )
-    print(
-        f"\n{result.readings} readings from {start.isoformat()} to {end.isoformat()}"
-        f"{' at ' + args.site if args.site else ''}: {len(result.alerts)} alert(s); "
-        f"{result.flagged} flagged and {result.late} late readings not evaluated",
-        file=out,
-    )
-    return 0
-
-
 # -- parser -----------------------------------------------------------------------------------
 
 
-def add_rules_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    """Add the ``rules`` command (test, backtest, check, kinds) to the main CLI."""
+def add_rules_parser(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> argparse._SubParsersAction[argparse.ArgumentParser]:
+    """Add the ``rules`` command (test, check, kinds) to the main CLI; returns its actions,
+    where the composition root adds ``backtest`` (it reads the readings store)."""
     rules = subparsers.add_parser(
         "rules",
         help="test, backtest and check rule files; list rule kinds",
@@ -368,57 +200,6 @@ def add_rules_parser(subparsers: argparse._SubParsersAction) -> None:  # type: i
     p.set_defaults(func=_cmd_test)
 
     p = sub.add_parser(
-        "backtest",
-        help="replay stored readings through rules; report what would have fired",
-        description="Replay readings from the SQLite readings table through a fresh engine, ticking its clock on event time. "
-        "Reads only: the database is opened read-only for the replay.",
-    )
-    p.add_argument(
-        "rules",
-        nargs="*",
-        type=Path,
-        metavar="RULES",
-        help="rule files (default: the built-in default pack)",
-    )
-    p.add_argument(
-        "--from",
-        dest="start",
-        required=True,
-        metavar="ISO",
-        help="start of the replay, ISO 8601 with offset",
-    )
-    p.add_argument(
-        "--to",
-        dest="end",
-        required=True,
-        metavar="ISO",
-        help="end of the replay, ISO 8601 with offset",
-    )
-    p.add_argument(
-        "--db",
-        default=None,
-        metavar="PATH",
-        help="SQLite database (default: the configured data directory's farsight.db)",
-    )
-    p.add_argument("--site", default=None, metavar="S", help="replay only this site's readings")
-    p.add_argument(
-        "--rule", action="append", default=None, metavar="ID", help="only this rule (repeatable)"
-    )
-    p.add_argument(
-        "--tick",
-        type=float,
-        default=60.0,
-        metavar="SECONDS",
-        help="event time between engine clock ticks (default: 60)",
-    )
-    p.add_argument(
-        "--json",
-        action="store_true",
-        help="JSON lines: one per alert event, one per rule, then totals",
-    )
-    p.set_defaults(func=_cmd_backtest)
-
-    p = sub.add_parser(
         "check",
         help="validate rule files; print every problem",
         description="Validate rule files. Exit 2 with every problem (file, rule id, key path, value, message), else 0.",
@@ -439,3 +220,4 @@ def add_rules_parser(subparsers: argparse._SubParsersAction) -> None:  # type: i
     )
     p.add_argument("kind", nargs="?", default=None, help="show the fields of this kind")
     p.set_defaults(func=_cmd_kinds)
+    return sub

@@ -33,9 +33,10 @@ from typing import Any
 from farsight.registry import Registry
 from farsight.types import AlertSignal, Site
 from rules.conditions import ts_ms
+from rules.fingerprint import fingerprint
 from rules.kinds.correlation import CorrelationModel
 from rules.matching import max_matching
-from rules.model import Rule, _ensure_kinds, parse_duration
+from rules.model import Rule, parse_duration
 
 EARTH_RADIUS_M = 6_371_008.8
 """Mean Earth radius (IUGG), for haversine distances between registry locations."""
@@ -102,7 +103,6 @@ class Correlator:
     """
 
     def __init__(self, rules: Iterable[Rule], registry: Registry) -> None:
-        _ensure_kinds()
         self.registry = registry
         self._rules: list[Rule] = []
         self._state: dict[str, _RuleState] = {}
@@ -237,7 +237,6 @@ class Correlator:
     def _signal(
         self, rule: Rule, anchor: str, g: _Group, status: str, cause: AlertSignal
     ) -> AlertSignal:
-        from rules.engine import fingerprint  # the engine imports this module: import late
 
         site = self.registry.get(anchor)
         assert site is not None

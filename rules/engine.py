@@ -10,7 +10,6 @@ state of rules that did not change.
 
 from __future__ import annotations
 
-import hashlib
 import heapq
 import itertools
 import logging
@@ -20,19 +19,17 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import rules.kinds  # noqa: F401  # built-in kinds register on import
 from farsight.logs import kv
 from farsight.registry import Registry
 from farsight.types import AlertSignal, ChangeEvent, Reading, Site
 from rules.conditions import Binding, Condition, Lifecycle, Sample, Verdict, as_list, ms_ts, ts_ms
 from rules.correlate import Correlator
-from rules.model import RULE_KINDS, MaintenanceWindow, Rule, RuleSet, _ensure_kinds
+from rules.fingerprint import fingerprint
+from rules.model import MaintenanceWindow, Rule, RuleSet
+from rules.registry import RULE_KINDS
 
 log = logging.getLogger("farsight.rules")
-
-
-def fingerprint(rule_id: str, site: str, device: str, metric: str) -> str:
-    """Stable id of an alerting series: the same inputs give the same fingerprint everywhere."""
-    return hashlib.sha256(f"{rule_id}\x1f{site}\x1f{device}\x1f{metric}".encode()).hexdigest()[:16]
 
 
 class _SafeDict(dict):
@@ -115,7 +112,6 @@ class Engine:
     """Evaluates rules against readings; not thread-safe (one engine per ingest worker)."""
 
     def __init__(self, rules: RuleSet | Iterable[Rule], registry: Registry) -> None:
-        _ensure_kinds()
         self.registry = registry
         self.stats = EngineStats()
         # Newest event time seen across all streams: conditions that judge silence in replayed

@@ -1,32 +1,21 @@
-"""Rule language: YAML documents to validated, frozen rule objects.
+"""Rule language: the validated, frozen rule objects and the pydantic base every kind extends.
 
 A rule file holds ``rules:`` (a list of rules) and optionally ``maintenance:`` (windows in which
-a device's alerts are suppressed). Each rule names a ``kind``; the kind's pydantic model
-validates the rest. Kinds register by name in :data:`RULE_KINDS` (``rules/kinds/``); an unknown
-kind is an error listing the known ones.
+a device's alerts are suppressed). Each rule names a ``kind``; the kind's pydantic model (a
+:class:`RuleModel`) validates the rest. Kinds register by name in :mod:`rules.registry`; files
+are read by :mod:`rules.loader`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from importlib import resources
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from farsight.errors import ConfigProblem, RuleError
-from farsight.settings import read_yaml, validation_problems
 from farsight.types import SEVERITIES, Site
-
-if TYPE_CHECKING:
-    from rules.conditions import Condition
 
 _DURATION = re.compile(r"^(?:\d+(?:\.\d+)?(?:ms|s|m|h|d))+$")
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
@@ -264,65 +253,6 @@ class MaintenanceModel(BaseModel):
 
 
 @dataclass(frozen=True, slots=True)
-class RuleKind:
-    """A registered rule kind: its YAML model, and the condition it evaluates per bound scope."""
-
-    name: str
-    model: type[RuleModel]
-    condition: Callable[..., Condition]
-    scope: Literal["series", "device", "site"]
-    description: str
-    metrics: Callable[[Any], frozenset[str] | None] = lambda spec: (
-        frozenset({spec.select.metric}) if spec.select.metric else None
-    )
-    """Metrics whose readings the kind needs (``None``: every metric)."""
-    eager: bool = False
-    """Bind at start for every matching site, not on first reading (missing-data rules)."""
-
-
-RULE_KINDS: dict[str, RuleKind] = {}
-"""Rule kinds by name; ``rules/kinds/*.py`` register theirs with :func:`register_kind`."""
-
-
-def register_kind(kind: RuleKind) -> RuleKind:
-    if kind.name in RULE_KINDS:
-        raise ValueError(f"rule kind {kind.name!r} registered twice")
-    RULE_KINDS[kind.name] = kind
-    return kind
-
-
-def _ensure_kinds() -> None:
-    import rules.kinds  # noqa: F401 - registers the built-in kinds
-
-
-def _build(m: RuleModel, source: str) -> Rule:
-    annotations = dict(m.annotations)
-    if m.summary is not None:
-        annotations.setdefault("summary", m.summary)
-    annotations.setdefault("summary", "{rule}: {metric} at {site_name} is {value} {unit}")
-    digest = hashlib.sha256(
-        json.dumps(m.model_dump(mode="json", by_alias=True), sort_keys=True).encode()
-    ).hexdigest()[:16]
-    return Rule(
-        id=m.id,
-        kind=m.kind,
-        description=m.description,
-        select=m.select,
-        for_=parse_duration(m.for_),
-        keep_firing_for=parse_duration(m.keep_firing_for),
-        lateness=parse_duration(m.lateness),
-        severity=m.severity,
-        item_code=m.item_code,
-        annotations=tuple(sorted(annotations.items())),
-        labels=tuple(sorted(m.labels.items())),
-        credit=tuple(sorted(m.credit.items())),
-        spec=m,
-        digest=digest,
-        source=source,
-    )
-
-
-@dataclass(frozen=True, slots=True)
 class RuleSet:
     """Rules and maintenance windows loaded together."""
 
@@ -334,116 +264,3 @@ class RuleSet:
 
     def __len__(self) -> int:
         return len(self.rules)
-
-
-def parse_ruleset(raw: Any, source: str = "rules") -> RuleSet:
-    """Validate a rule document; raise :class:`RuleError` naming file, rule id and key path."""
-    _ensure_kinds()
-    if not isinstance(raw, dict) or not isinstance(raw.get("rules", []), list):
-        raise RuleError(
-            [
-                ConfigProblem(
-                    "rules",
-                    raw if not isinstance(raw, dict) else raw.get("rules"),
-                    "a rule file is a mapping with a 'rules' list",
-                )
-            ],
-            source=source,
-        )
-    unknown = sorted(set(raw) - {"rules", "maintenance"})
-    problems: list[ConfigProblem] = [
-        ConfigProblem(k, raw[k], "unknown top-level key; a rule file has 'rules' and 'maintenance'")
-        for k in unknown
-    ]
-    rules: list[Rule] = []
-    seen: set[str] = set()
-    for i, item in enumerate(raw.get("rules") or []):
-        kind_name = item.get("kind", "threshold") if isinstance(item, dict) else None
-        rid = item.get("id") if isinstance(item, dict) else None
-        where = f"rules.{i}" + (f"[{rid}]" if isinstance(rid, str) else "")
-        kind = RULE_KINDS.get(kind_name) if isinstance(kind_name, str) else None
-        if kind is None:
-            problems.append(
-                ConfigProblem(
-                    f"{where}.kind",
-                    kind_name,
-                    f"unknown rule kind; known kinds: {', '.join(sorted(RULE_KINDS))}",
-                )
-            )
-            continue
-        try:
-            m = kind.model.model_validate(item)
-        except ValidationError as exc:
-            problems.extend(validation_problems(exc, item, prefix=where))
-            continue
-        if m.id in seen:
-            problems.append(
-                ConfigProblem(f"{where}.id", m.id, "duplicate rule id; ids must be unique")
-            )
-            continue
-        seen.add(m.id)
-        rules.append(_build(m, source))
-    windows: list[MaintenanceWindow] = []
-    for i, item in enumerate(raw.get("maintenance") or []):
-        try:
-            w = MaintenanceModel.model_validate(item)
-        except ValidationError as exc:
-            problems.extend(validation_problems(exc, item, prefix=f"maintenance.{i}"))
-            continue
-        if w.end <= w.start:
-            problems.append(
-                ConfigProblem(f"maintenance.{i}.end", w.end.isoformat(), "must be after start")
-            )
-            continue
-        windows.append(MaintenanceWindow(w.site, w.device, w.start, w.end, w.reason))
-    if problems:
-        raise RuleError(problems, source=source)
-    return RuleSet(tuple(rules), tuple(windows))
-
-
-def parse_rules(raw: Any, source: str = "rules") -> list[Rule]:
-    """The rules of a document (see :func:`parse_ruleset`)."""
-    return list(parse_ruleset(raw, source).rules)
-
-
-def default_pack_files() -> list[tuple[str, str]]:
-    """(name, YAML text) of every file of the built-in default rule pack (``rules/packs/*.yaml``)."""
-    root = resources.files("rules.packs")
-    return sorted(
-        (f.name, f.read_text(encoding="utf-8")) for f in root.iterdir() if f.name.endswith(".yaml")
-    )
-
-
-def load_ruleset(files: tuple[Path, ...] | list[Path] = (), default_pack: bool = True) -> RuleSet:
-    """Load the default rule pack (if asked) and the given files; ids must be unique across all."""
-    docs: list[tuple[Any, str]] = []
-    if default_pack:
-        docs += [
-            (yaml.safe_load(text), f"default pack {name}") for name, text in default_pack_files()
-        ]
-    for f in files:
-        docs.append((read_yaml(Path(f)), str(f)))
-    rules: list[Rule] = []
-    windows: list[MaintenanceWindow] = []
-    ids: dict[str, str] = {}
-    for raw, source in docs:
-        rs = parse_ruleset(raw, source)
-        for r in rs.rules:
-            if r.id in ids:
-                raise RuleError(
-                    [
-                        ConfigProblem(
-                            f"rules[{r.id}].id", r.id, f"rule id already defined in {ids[r.id]}"
-                        )
-                    ],
-                    source=source,
-                )
-            ids[r.id] = source
-            rules.append(r)
-        windows.extend(rs.maintenance)
-    return RuleSet(tuple(rules), tuple(windows))
-
-
-def load_rules(files: tuple[Path, ...] | list[Path] = (), default_pack: bool = True) -> list[Rule]:
-    """The rules of :func:`load_ruleset`."""
-    return list(load_ruleset(files, default_pack).rules)

@@ -17,7 +17,8 @@ from typing import Any
 
 from farsight.errors import ConfigError
 from farsight.logs import kv
-from rules.model import RuleSet, default_pack_files, load_ruleset
+from rules.loader import default_pack_files, load_ruleset
+from rules.model import RuleSet
 
 log = logging.getLogger("farsight.rules.reload")
 

@@ -28,8 +28,9 @@ from farsight.registry import Registry, load_registry
 from farsight.settings import read_yaml, validation_problems
 from farsight.types import HJ212_FLAGS, ID_RE, AlertSignal, Reading
 from rules.engine import Engine
+from rules.loader import load_ruleset
 from rules.matching import max_matching
-from rules.model import RuleSet, load_ruleset, parse_duration
+from rules.model import RuleSet, parse_duration
 
 # -- expanding notation ---------------------------------------------------------------------
 

@@ -116,6 +116,6 @@ def at(minutes: float) -> datetime:
 def rule_engine(*rules: dict):  # type: ignore[no-untyped-def]
     """An engine with these rule documents over the test registry."""
     from rules.engine import Engine
-    from rules.model import parse_ruleset
+    from rules.loader import parse_ruleset
 
     return Engine(parse_ruleset({"rules": list(rules)}), registry())

@@ -1,4 +1,6 @@
-"""``farsight video analyze`` (a file offline, detections as JSONL) and ``farsight video run`` (live cameras).
+"""``farsight video analyze``: a file offline, detections as JSONL.
+
+``farsight video run`` (live cameras) is a process role: :mod:`app.roles.video`.
 
 :func:`add_video_parser` adds the command to the main CLI's subparsers. Exit 0 on success, 2 on
 an invalid camera file (every problem printed with its key path), 1 when the clip cannot be read.
@@ -47,23 +49,11 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_run(args: argparse.Namespace) -> int:
-    """Run the camera folder until interrupted; findings go to the broker."""
-    from farsight.runtime import run_video
-    from farsight.settings import load_settings
-
-    if args.workers is not None and not 1 <= args.workers <= 64:
-        print(f"--workers must be in 1..64, got {args.workers}", file=sys.stderr)
-        return 2
-    try:
-        return run_video(load_settings(args.config), args.cameras, args.workers)
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
-        return 2
-
-
-def add_video_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    """Add ``video analyze`` and ``video run`` to the main CLI."""
+def add_video_parser(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> argparse._SubParsersAction[argparse.ArgumentParser]:
+    """Add ``video analyze`` to the main CLI; returns the ``video`` actions, where the
+    composition root adds ``run`` (a process role)."""
     p = sub.add_parser("video", help="analyse video files offline, or run live cameras")
     actions = p.add_subparsers(dest="video_command", metavar="ACTION", required=True)
 
@@ -98,22 +88,4 @@ def add_video_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[t
         help="store annotated and raw JPEG snapshots here, content-addressed (default: none)",
     )
     q.set_defaults(func=_cmd_analyze)
-
-    r = actions.add_parser(
-        "run", help="analyse live cameras in a process pool; publish findings over MQTT"
-    )
-    r.add_argument(
-        "--cameras",
-        type=Path,
-        default=None,
-        metavar="DIR",
-        help="folder of camera YAML files, hot-reloaded (default: video.cameras_dir)",
-    )
-    r.add_argument(
-        "--workers",
-        type=int,
-        default=None,
-        metavar="N",
-        help="analysis processes (default: video.workers)",
-    )
-    r.set_defaults(func=_cmd_run)
+    return actions

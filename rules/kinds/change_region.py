@@ -16,7 +16,8 @@ from typing import Literal
 from pydantic import Field
 
 from rules.conditions import Condition
-from rules.model import RuleKind, RuleModel, Severity, register_kind
+from rules.model import RuleModel, Severity
+from rules.registry import RuleKind, register_kind
 
 CHANGE_KINDS = ("vegetation_loss", "new_construction", "water_gain", "water_loss", "bare_soil")
 ZONE_KINDS = (

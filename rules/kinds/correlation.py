@@ -15,7 +15,8 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from rules.conditions import Condition
-from rules.model import Duration, RuleKind, RuleModel, Severity, parse_duration, register_kind
+from rules.model import Duration, RuleModel, Severity, parse_duration
+from rules.registry import RuleKind, register_kind
 
 
 class CorrelationModel(RuleModel):

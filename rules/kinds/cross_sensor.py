@@ -37,7 +37,8 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from rules.conditions import Binding, Condition, Sample, Verdict, ms_ts, ts_ms
-from rules.model import Duration, RuleKind, RuleModel, parse_duration, register_kind
+from rules.model import Duration, RuleModel, parse_duration
+from rules.registry import RuleKind, register_kind
 
 STOPPED_FLAG = "F"
 """HJ 212-2017 data flag: the monitored facility is stopped (停运)."""

@@ -25,7 +25,8 @@ from pydantic import Field, field_validator, model_validator
 from farsight.clock import BEIJING, to_epoch_ms
 from rules.conditions import Binding, Condition, Sample, Verdict, ms_ts
 from rules.kinds.window import duration_ms, population_stddev, positive_duration
-from rules.model import Duration, RuleKind, RuleModel, register_kind
+from rules.model import Duration, RuleModel
+from rules.registry import RuleKind, register_kind
 
 
 class FlatlineModel(RuleModel):

@@ -21,7 +21,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from farsight.clock import BEIJING
 from rules.conditions import Binding, Condition, Sample, Verdict, ms_ts, ts_ms
-from rules.model import Duration, RuleKind, RuleModel, parse_duration, register_kind
+from rules.model import Duration, RuleModel, parse_duration
+from rules.registry import RuleKind, register_kind
 
 Point = tuple[float, float]
 

@@ -57,7 +57,8 @@ from pydantic import Field, field_validator
 
 from farsight.clock import BEIJING
 from rules.conditions import Binding, Condition, Sample, Verdict, ms_ts, ts_ms
-from rules.model import Duration, RuleKind, RuleModel, parse_duration, register_kind
+from rules.model import Duration, RuleModel, parse_duration
+from rules.registry import RuleKind, register_kind
 
 SITE_KEY = "site"
 """Verdict key of the one alert raised when every series of a site is silent."""

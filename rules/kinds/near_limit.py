@@ -24,7 +24,8 @@ from rules.kinds.window import (
     offset_ms,
     positive_duration,
 )
-from rules.model import Duration, RuleKind, RuleModel, register_kind
+from rules.model import Duration, RuleModel
+from rules.registry import RuleKind, register_kind
 
 
 class NearLimitModel(RuleModel):

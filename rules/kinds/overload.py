@@ -41,7 +41,8 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 
 from rules.conditions import Binding, Condition, Sample, Verdict, ts_ms
-from rules.model import RuleKind, RuleModel, parse_duration, register_kind
+from rules.model import RuleModel, parse_duration
+from rules.registry import RuleKind, register_kind
 
 RIGID_LIMIT_T: dict[int, float] = {2: 18.0, 3: 25.0, 4: 31.0, 5: 43.0, 6: 49.0}
 """Legal gross weight (t) by axle count, order 2016 No. 62 art. 3 / GB 1589-2016 (6: 6 or more)."""

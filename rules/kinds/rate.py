@@ -18,7 +18,8 @@ from pydantic import Field, field_validator, model_validator
 from farsight.clock import to_epoch_ms
 from rules.conditions import Binding, Condition, Sample, Verdict
 from rules.kinds.window import duration_ms, positive_duration
-from rules.model import Duration, RuleKind, RuleModel, register_kind
+from rules.model import Duration, RuleModel
+from rules.registry import RuleKind, register_kind
 
 Direction = Literal["up", "down", "both"]
 

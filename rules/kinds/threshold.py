@@ -10,7 +10,8 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from rules.conditions import Binding, Condition, Sample, Verdict
-from rules.model import RuleKind, RuleModel, register_kind
+from rules.model import RuleModel
+from rules.registry import RuleKind, register_kind
 
 OPERATORS: dict[str, Callable[[float, float], bool]] = {
     ">": operator.gt,

@@ -29,7 +29,8 @@ from pydantic import Field, field_validator, model_validator
 from farsight.clock import to_epoch_ms
 from rules.conditions import Binding, Condition, Sample, Verdict, ms_ts
 from rules.kinds.threshold import OPERATORS
-from rules.model import Duration, RuleKind, RuleModel, parse_duration, register_kind
+from rules.model import Duration, RuleModel, parse_duration
+from rules.registry import RuleKind, register_kind
 
 Aggregate = Literal["avg", "min", "max", "sum", "count", "percentile", "stddev"]
 

@@ -23,7 +23,7 @@ def run_cli(*args: str, data_dir: Path | None = None) -> subprocess.CompletedPro
     if data_dir is not None:
         env["FARSIGHT_DATA_DIR"] = str(data_dir)
     return subprocess.run(
-        [sys.executable, "-m", "farsight.cli", "audit", *args],
+        [sys.executable, "-m", "app", "audit", *args],
         cwd=ROOT,
         env=env,
         capture_output=True,

@@ -22,7 +22,7 @@ from farsight.registry import parse_registry
 from farsight.settings import AlertsSettings
 from farsight.types import AlertSignal, Reading
 from rules.engine import Engine, fingerprint
-from rules.model import parse_ruleset
+from rules.loader import parse_ruleset
 from tests.factories import ENTITY, T0, registry_doc
 
 DEFAULT = compile_rules(AlertsSettings().inhibit)

@@ -30,8 +30,8 @@ from alerts.report import (
     render_risk_report_html,
     report_filename,
 )
-from alerts.report_cli import add_parser
 from alerts.store import AlertStore as Store
+from app.commands.risk_report import add_parser
 from farsight.clock import BEIJING, ManualClock
 from farsight.credit import make_credit_code
 from farsight.registry import Registry, parse_registry

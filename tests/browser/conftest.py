@@ -60,7 +60,7 @@ class Demo:
             [
                 sys.executable,
                 "-m",
-                "farsight.cli",
+                "app",
                 "demo",
                 "--port",
                 str(self.port),
@@ -138,7 +138,7 @@ class Demo:
 
     def issue_token(self, user: str, department: str | None) -> str:
         """A token issued by ``farsight token issue`` against the demo's database."""
-        args = [sys.executable, "-m", "farsight.cli", "token", "issue", "--user", user]
+        args = [sys.executable, "-m", "app", "token", "issue", "--user", user]
         if department:
             args += ["--department", department]
         out = subprocess.run(

@@ -6,8 +6,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from app.roles.ingest import IngestService
 from farsight.registry import load_registry
-from farsight.runtime import IngestService
 from farsight.settings import Settings
 from simulators.publisher import Simulator
 from simulators.scenarios import get_scenario, ground_truth

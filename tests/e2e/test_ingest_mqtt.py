@@ -6,8 +6,8 @@ import json
 from datetime import timedelta
 from pathlib import Path
 
+from app.roles.ingest import IngestService
 from farsight.mqttclient import PublishTracker, connect, make_client, wait_connected
-from farsight.runtime import IngestService
 from farsight.settings import Settings
 from tests.conftest import wait_until
 from tests.factories import T0, registry

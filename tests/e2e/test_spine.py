@@ -18,8 +18,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from app.roles.ingest import IngestService
 from farsight.registry import load_registry
-from farsight.runtime import IngestService
 from farsight.settings import Settings
 from hub.app import bound_port, create_app, make_server
 from hub.auth import TokenStore
@@ -187,7 +187,7 @@ def test_a_simulated_exceedance_becomes_one_alert_that_is_acknowledged_and_close
 
     # The audit trail verifies with the command an auditor runs (全程留痕), and names its head.
     proc = subprocess.run(
-        [sys.executable, "-m", "farsight.cli", "audit", "verify"],
+        [sys.executable, "-m", "app", "audit", "verify"],
         capture_output=True,
         text=True,
         env={**os.environ, "FARSIGHT_DATA_DIR": str(settings.data_dir)},

@@ -12,8 +12,10 @@ import cv2
 import httpx
 import numpy as np
 
+from app.demos.platform import start_demo_video
+from app.lifecycle import Shutdown
+from app.roles.ingest import IngestService
 from farsight.registry import load_registry
-from farsight.runtime import IngestService, start_demo_video
 from farsight.settings import Settings
 from hub.app import create_app
 from hub.auth import TokenStore
@@ -39,11 +41,11 @@ def test_demo_camera_smoke_becomes_an_alert_with_its_snapshot(
     registry = load_registry(None)
     ingest = IngestService(settings, registry)
     ingest.start()
-    cams = runner = None
+    shutdown = Shutdown()
     server = thread = None
     try:
-        cams, runner, banner = start_demo_video(settings, registry)
-        assert cams is not None and runner is not None and "4 simulated cameras" in banner
+        runner, banner = start_demo_video(settings, registry, shutdown)
+        assert runner is not None and "4 simulated cameras" in banner
         app = create_app(
             settings,
             registry,
@@ -102,8 +104,5 @@ def test_demo_camera_smoke_becomes_an_alert_with_its_snapshot(
     finally:
         if server is not None:
             stop_server(server, thread)
-        if runner is not None:
-            runner.stop()
-        if cams is not None:
-            cams.stop()
+        shutdown.close()  # the video workers and the camera server
         ingest.stop()

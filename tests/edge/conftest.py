@@ -19,8 +19,8 @@ import pytest
 import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
+from app.roles.ingest import IngestService
 from farsight.broker import MosquittoBroker
-from farsight.runtime import IngestService
 from farsight.settings import Settings
 from tests.conftest import wait_until
 from tests.factories import registry
@@ -174,7 +174,7 @@ class GatewayProcess:
 
     def start(self) -> GatewayProcess:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "farsight.cli", "edge", "--config", str(self.path)],
+            [sys.executable, "-m", "app", "edge", "--config", str(self.path)],
             cwd=self.workdir,
             env=self.env,
             stdout=self.log,

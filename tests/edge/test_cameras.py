@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 import yaml
 
+from app.roles.ingest import IngestService
 from edge.config import parse_gateway_config
 from edge.service import EdgeService
 from farsight.errors import ConfigError
 from farsight.evidence import EvidenceStore
 from farsight.registry import parse_registry
-from farsight.runtime import IngestService
 from hub.app import create_app
 from hub.auth import TokenStore
 from simulators.camera import ClipSpec, EventSpec

@@ -62,7 +62,7 @@ def test_check_config_cli_exit_status_and_output(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("ingest:\n  qos: 2\n  batch_max: 0\n", encoding="utf-8")
     proc = subprocess.run(
-        [sys.executable, "-m", "farsight.cli", "check-config", str(bad)],
+        [sys.executable, "-m", "app", "check-config", str(bad)],
         capture_output=True,
         text=True,
         timeout=60,
@@ -73,7 +73,7 @@ def test_check_config_cli_exit_status_and_output(tmp_path: Path) -> None:
     good = tmp_path / "good.yaml"
     good.write_text("hub:\n  port: 8123\n", encoding="utf-8")
     proc = subprocess.run(
-        [sys.executable, "-m", "farsight.cli", "check-config", str(good)],
+        [sys.executable, "-m", "app", "check-config", str(good)],
         capture_output=True,
         text=True,
         timeout=60,

@@ -15,7 +15,7 @@ from farsight.hj212 import build_data_frame
 from ingest.pipeline import IngestPipeline, Message
 from ingest.store import ReadingStore
 from rules.engine import Engine
-from rules.model import parse_rules, parse_ruleset
+from rules.loader import parse_rules, parse_ruleset
 from rules.state import RuleStateStore
 from tests.factories import T0, registry
 

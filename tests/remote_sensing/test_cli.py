@@ -8,7 +8,7 @@ import shutil
 import pytest
 from shapely.geometry import shape
 
-from farsight.cli import main as farsight_main
+from app.cli import main as farsight_main
 from remote_sensing.cli import watch_once
 from remote_sensing.pipeline import DetectOptions
 from simulators.scenes import SceneSpec, write_pair

@@ -12,9 +12,9 @@ import rasterio
 import yaml
 
 from alerts.store import AlertStore
-from farsight.cli import main
+from app.cli import main
+from app.demos.satellite import AOI, prepare_demo_aoi
 from farsight.evidence import EvidenceStore
-from remote_sensing.demo import AOI, prepare_demo_aoi
 
 
 def test_watch_queue_raises_one_alert_per_tracked_change_with_its_quicklook(

@@ -67,7 +67,7 @@ def test_state_changes_become_one_alert_series_whose_severity_rises():
     from remote_sensing.events import change_event
     from remote_sensing.zones import ZoneOverlap
     from rules.engine import Engine
-    from rules.model import load_ruleset
+    from rules.loader import load_ruleset
 
     engine = Engine(load_ruleset(), Registry((), ("env",)))
     base = _region(111.0)

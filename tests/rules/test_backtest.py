@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from farsight.cli import main
+from app.cli import main
 from farsight.registry import load_registry
 from farsight.types import Reading
 from ingest.store import ReadingStore
-from rules.model import parse_ruleset
+from rules.loader import parse_ruleset
 from rules.testing import backtest
 
 T0 = datetime(2026, 11, 25, 0, 0, tzinfo=UTC)

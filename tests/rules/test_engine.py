@@ -6,7 +6,7 @@ import pytest
 
 from farsight.errors import RuleError
 from rules.engine import Engine, fingerprint
-from rules.model import load_rules, parse_rules
+from rules.loader import load_rules, parse_rules
 from tests.factories import reading, registry
 
 PM25_RULE = {

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from rules.engine import Engine
-from rules.model import parse_ruleset
+from rules.loader import parse_ruleset
 from tests.factories import T0, reading, registry
 
 

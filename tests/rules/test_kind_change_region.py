@@ -13,7 +13,7 @@ from farsight.errors import ConfigError
 from farsight.registry import Registry
 from farsight.types import ChangeEvent, ChangeRegion, Location
 from rules.engine import Engine
-from rules.model import load_ruleset, parse_ruleset
+from rules.loader import load_ruleset, parse_ruleset
 
 DEFAULT_PACK_RULES_TESTED = ("rs-change-protected", "rs-change-farmland-river-road")
 """Default-pack rules this module tests (read by test_pack_tests' coverage check)."""

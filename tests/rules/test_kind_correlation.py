@@ -15,7 +15,7 @@ from farsight.registry import Registry, parse_registry
 from farsight.types import AlertSignal
 from rules.correlate import Correlator, haversine_m, independent_count
 from rules.engine import Engine, fingerprint
-from rules.model import parse_ruleset
+from rules.loader import parse_ruleset
 from tests.factories import ENTITY, T0, reading, registry_doc
 
 CORR = {

@@ -12,7 +12,7 @@ from farsight.errors import RuleError
 from farsight.registry import Registry, parse_registry
 from farsight.types import Reading
 from rules.engine import Engine
-from rules.model import parse_ruleset
+from rules.loader import parse_ruleset
 from tests.factories import reading, registry_doc
 
 SITE = "yc-stack-2"

@@ -11,7 +11,7 @@ import pytest
 
 from farsight.errors import RuleError
 from farsight.types import AlertSignal, Reading
-from rules.model import parse_ruleset
+from rules.loader import parse_ruleset
 from tests.factories import at, reading
 from tests.factories import rule_engine as engine
 

@@ -14,7 +14,7 @@ from farsight.registry import Registry, parse_registry
 from farsight.types import Reading
 from rules.engine import Engine
 from rules.kinds.geofence import point_in_polygon
-from rules.model import parse_ruleset
+from rules.loader import parse_ruleset
 from tests.factories import reading, registry_doc
 
 SQUARE = [(0.0, 0.0), (10.0, 0.0), (10.0, 10.0), (0.0, 10.0)]

@@ -12,7 +12,7 @@ from farsight.errors import RuleError
 from farsight.registry import Registry, parse_registry
 from farsight.types import AlertSignal
 from rules.engine import Engine
-from rules.model import parse_ruleset
+from rules.loader import parse_ruleset
 from tests.factories import at, reading, registry_doc
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from farsight.errors import RuleError
 from farsight.types import Reading
-from rules.model import parse_ruleset
+from rules.loader import parse_ruleset
 from tests.factories import at, reading
 from tests.factories import rule_engine as engine
 

@@ -9,7 +9,7 @@ from farsight.errors import RuleError
 from farsight.types import Reading
 from rules.engine import Engine
 from rules.kinds.overload import legal_limit_t
-from rules.model import parse_ruleset
+from rules.loader import parse_ruleset
 from tests.factories import reading, registry
 
 SITE, DEV = "xg-wim-1", "wim1"

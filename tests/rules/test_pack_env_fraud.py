@@ -17,7 +17,8 @@ from farsight.types import AlertSignal
 from ingest.codecs import get_codec
 from ingest.topics import CODEC_FOR_KIND, parse_topic
 from rules.engine import Engine
-from rules.model import RuleSet, default_pack_files, parse_ruleset
+from rules.loader import default_pack_files, parse_ruleset
+from rules.model import RuleSet
 from simulators.publisher import Simulator
 from simulators.scenarios import get_scenario, ground_truth
 

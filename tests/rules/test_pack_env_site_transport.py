@@ -24,7 +24,8 @@ from ingest.codecs import get_codec
 from ingest.topics import CODEC_FOR_KIND, parse_topic
 from rules.correlate import Correlator
 from rules.engine import Engine
-from rules.model import RuleSet, load_ruleset
+from rules.loader import load_ruleset
+from rules.model import RuleSet
 from simulators.publisher import Simulator
 from simulators.scenarios import SCENARIOS, ground_truth
 

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from rules.cli import pack_test_files
-from rules.model import default_pack_files
+from rules.loader import default_pack_files
 from rules.testing import format_result, run_test_file
 
 TEST_FILES = pack_test_files()

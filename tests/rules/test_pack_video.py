@@ -16,7 +16,7 @@ from ingest.pipeline import IngestPipeline, Message
 from ingest.store import ReadingStore
 from rules.cli import pack_test_files
 from rules.engine import Engine
-from rules.model import load_ruleset
+from rules.loader import load_ruleset
 from rules.testing import format_result, run_test_file
 
 T0 = datetime(2026, 11, 25, 0, 0, tzinfo=UTC)

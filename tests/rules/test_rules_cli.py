@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from farsight.cli import main
+from app.cli import main
 
 
 def test_check_prints_every_problem_with_file_rule_key_and_value(

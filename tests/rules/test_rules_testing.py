@@ -11,7 +11,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from farsight.cli import main
+from app.cli import main
 from rules.testing import MAX_VALUES, Replay, expand_values, format_result, run_test_file
 from tests.factories import T0, reading, registry_doc
 

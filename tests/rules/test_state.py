@@ -12,7 +12,8 @@ import pytest
 import rules.kinds  # noqa: F401 - registers the built-in kinds
 from farsight.types import AlertSignal, Reading
 from rules.engine import Engine
-from rules.model import RULE_KINDS, parse_ruleset
+from rules.loader import parse_ruleset
+from rules.registry import RULE_KINDS
 from rules.state import RuleStateStore
 from tests.factories import T0, registry
 

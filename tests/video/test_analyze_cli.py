@@ -213,7 +213,7 @@ def test_farsight_video_analyze_as_a_user_runs_it(clips, tmp_path):
         [
             sys.executable,
             "-m",
-            "farsight.cli",
+            "app",
             "video",
             "analyze",
             str(clips["covered"].path),

@@ -15,7 +15,6 @@ import sys
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 from alerts.report import (
     check_range,
@@ -26,8 +25,12 @@ from alerts.report import (
     report_filename,
     store_now,
 )
+from alerts.store import AlertStore
 from farsight.errors import ConfigError
 from farsight.logs import kv
+from farsight.registry import load_registry
+from farsight.settings import Settings, load_settings
+from rules.loader import load_ruleset
 
 log = logging.getLogger(__name__)
 
@@ -40,31 +43,24 @@ def _time_arg(text: str) -> datetime:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _database(settings: Any) -> Path | str:
+def _database(settings: Settings) -> Path | str:
     """The settings' database: a PostgreSQL URL when configured, else the SQLite file."""
-    return getattr(settings, "database", None) or settings.db_path
+    return settings.database
 
 
-def _open_store(settings: Any) -> Any:
-    """The alert store of the settings' database."""
-    try:
-        from alerts.store import (
-            AlertStore as Store,
-        )  # the backend-neutral store (SQLite file or PostgreSQL URL)
-    except ImportError:  # a tree from before the backend-neutral store: SQLite only
-        from alerts.store_sqlite import SqliteAlertStore as Store  # type: ignore[no-redef]
-    return Store(_database(settings), risk=settings.alerts.risk)
+def _open_store(settings: Settings) -> AlertStore:
+    """The alert store of the settings' database (SQLite file or PostgreSQL URL)."""
+    return AlertStore(_database(settings), risk=settings.alerts.risk)
 
 
-def _rule_kinds(settings: Any) -> Mapping[str, str] | None:
-    """``rule_id -> kind`` of the configured rules, for counts per rule kind; ``None`` if they do not load.
+def _rule_kinds(settings: Settings) -> Mapping[str, str] | None:
+    """``rule_id -> kind`` of the configured rules, for counts per rule kind; ``None`` if they
+    do not load.
 
-    The CLI is composition glue (like ``farsight.cli``), so it may reach into ``rules``; the
-    report itself only takes the map. A broken rule file must not stop a report about alerts
+    The command joins the queue and the rules, so it lives in the composition root; the report
+    itself only takes the map. A broken rule file must not stop a report about alerts
     that already exist, so it is a warning here (``farsight check-config`` names the problem).
     """
-    from rules.model import load_ruleset
-
     try:
         return {
             r.id: r.kind for r in load_ruleset(settings.rules.files, settings.rules.default_pack)
@@ -76,9 +72,6 @@ def _rule_kinds(settings: Any) -> Mapping[str, str] | None:
 
 def cmd_risk_report(args: argparse.Namespace) -> int:
     """Write the report; print its path. Exit 2 on bad arguments, 1 when there is no database."""
-    from farsight.registry import load_registry
-    from farsight.settings import load_settings
-
     settings = load_settings(getattr(args, "config", None))
     registry = load_registry(settings.registry.sites_file, settings.registry.departments)
     if args.department is not None and args.department not in registry.departments:
@@ -154,7 +147,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
         type=_time_arg,
         default=None,
         metavar="ISO",
-        help="start, ISO 8601 with UTC offset, e.g. 2026-11-01T00:00:00+08:00 (default: 7 days before --to)",
+        help="start, ISO 8601 with UTC offset, e.g. 2026-11-01T00:00:00+08:00"
+        " (default: 7 days before --to)",
     )
     q.add_argument(
         "--to",

@@ -16,11 +16,11 @@ from pathlib import Path
 
 from shapely.geometry import mapping, shape
 
+from app.roles.satellite import queue_sink
 from farsight.logs import kv
 from farsight.settings import Settings
 from remote_sensing.cli import watch_once
 from remote_sensing.pipeline import DetectOptions
-from remote_sensing.queue import queue_sink
 from remote_sensing.zones import parse_zones
 from simulators.scenes import SceneSpec, write_pair
 
@@ -33,7 +33,8 @@ ZONE_NAME = "长江宜昌段生态保护红线（示例）"
 
 
 def prepare_demo_aoi(root: Path, seed: int = 2026) -> tuple[Path, Path, int]:
-    """Write the scenes under ``root/AOI/`` and the zones file; return (scenes root, zones file, changes in the zone)."""
+    """Write the scenes under ``root/AOI/`` and the zones file; return (scenes root, zones file,
+    changes in the zone)."""
     aoi_dir = root / "scenes" / AOI
     zones_file = root / "zones.geojson"
     if (aoi_dir / "after.tif").is_file() and zones_file.is_file():

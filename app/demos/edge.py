@@ -9,6 +9,8 @@ the gateway's buffer and what the hub holds, until the hub has every reading.
 
 from __future__ import annotations
 
+import argparse
+import os
 import secrets
 import tempfile
 import time
@@ -17,12 +19,12 @@ from pathlib import Path
 
 import yaml
 
+from app.roles.ingest import IngestService
 from edge.config import parse_gateway_config
 from edge.service import EdgeService
 from farsight.broker import MosquittoBroker
 from farsight.logs import setup_logging
 from farsight.registry import load_registry
-from farsight.runtime import IngestService
 from farsight.settings import Settings
 from simulators.gateway_site import SiteSimulator, SiteSpec
 
@@ -61,8 +63,6 @@ def run_edge_demo(
         (root / "hub").mkdir()
         hub = IngestService(settings, load_registry(None, settings.registry.departments))
         hub.start()
-        import os
-
         os.environ["FARSIGHT_EDGE_KEY"] = key
         gw_cfg = parse_gateway_config(
             {
@@ -93,9 +93,11 @@ def run_edge_demo(
             client_id="edge-demo-devices",
         )
         print(
-            f"\nEdge gateway demo: {devices} devices at {DEMO_SITE[1]} -> site mosquitto :{site.port} -> gateway gw-demo "
-            f"-> central mosquitto :{central.port} -> hub ingest\n"
-            f"{'t':>5}  {'phase':<9} {'sent':>7} {'buffered':>8} {'at hub':>7} {'back-filled':>11}  uplink",
+            f"\nEdge gateway demo: {devices} devices at {DEMO_SITE[1]}"
+            f" -> site mosquitto :{site.port} -> gateway gw-demo"
+            f" -> central mosquitto :{central.port} -> hub ingest\n"
+            f"{'t':>5}  {'phase':<9} {'sent':>7} {'buffered':>8} {'at hub':>7}"
+            f" {'back-filled':>11}  uplink",
             flush=True,
         )
         t0 = time.monotonic()
@@ -121,8 +123,8 @@ def run_edge_demo(
                 at_hub = hub.readings.count(site=DEMO_SITE[1])
                 back = edge[0]["backfilled"] if edge else 0
                 print(
-                    f"{t:5.1f}  {phase:<9} {sim.total_acked:>7,} {st.depth:>8,} {at_hub:>7,} {back:>11,}  "
-                    f"{'up' if gateway.uplink.connected else 'down'}",
+                    f"{t:5.1f}  {phase:<9} {sim.total_acked:>7,} {st.depth:>8,} {at_hub:>7,}"
+                    f" {back:>11,}  {'up' if gateway.uplink.connected else 'down'}",
                     flush=True,
                 )
                 if phase == "draining" and at_hub == sim.total_acked and st.depth == 0:
@@ -140,9 +142,15 @@ def run_edge_demo(
             central.close()
         if ok:
             print(
-                f"\ncaught up: the hub holds all {sim.total_acked:,} readings exactly once; {back:,} arrived back-filled "
-                f"(late data) after the {outage_s:g} s outage; done {caught_up_at - outage_start - outage_s:.1f} s after the link returned."
+                f"\ncaught up: the hub holds all {sim.total_acked:,} readings exactly once;"
+                f" {back:,} arrived back-filled (late data) after the {outage_s:g} s outage;"
+                f" done {caught_up_at - outage_start - outage_s:.1f} s after the link returned."
             )
         else:
             print("\nthe hub did not catch up within two minutes", flush=True)
         return 0 if ok else 1
+
+
+def run_from_args(args: argparse.Namespace) -> int:
+    """``farsight edge --demo [--devices N] [--rate R] [--outage S]``."""
+    return run_edge_demo(devices=args.devices, rate=args.rate, outage_s=args.outage)

@@ -1,0 +1,1 @@
+"""Commands that join packages (each package keeps its own single-package tools)."""

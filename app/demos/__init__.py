@@ -1,0 +1,1 @@
+"""Demos that run several roles together with simulated hardware."""

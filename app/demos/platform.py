@@ -1,0 +1,296 @@
+"""``farsight demo``: every role in one process on embedded defaults.
+
+A broker (mosquitto, or amqtt when mosquitto is missing), the simulated sites (history, then
+live), ingest with the rules and the alert pipeline, simulated cameras analysed by the video
+workers, one satellite scene pair, and the hub with the dashboard. Everything started is
+registered on one :class:`~app.lifecycle.Shutdown`, so Ctrl-C, SIGTERM or ``--duration`` stop
+it all: the broker process and the video worker processes end with the demo.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from app.demos.satellite import AOI, run_demo_watch
+from app.lifecycle import Shutdown, stop_on_signals
+from app.roles.ingest import IngestService
+from farsight.broker import RunningBroker, free_port, start_embedded, wait_for_port
+from farsight.db import redact
+from farsight.errors import BrokerError
+from farsight.logs import setup_logging
+from farsight.registry import Registry, load_registry
+from farsight.settings import Settings
+from hub.app import create_app, make_server
+from hub.auth import TokenStore
+from simulators.camera_server import CameraServer, demo_cameras
+from simulators.publisher import Simulator
+from simulators.scenarios import get_scenario
+from video.camera_config import parse_camera_config
+from video.runner import VideoRunner
+
+log = logging.getLogger("farsight.runtime")
+
+
+def start_demo_video(
+    settings: Settings, registry: Registry, shutdown: Shutdown
+) -> tuple[VideoRunner | None, str]:
+    """The demo's cameras: simulated ones served as MJPEG (or ``video.cameras_dir``), analysed
+    by a :class:`~video.runner.VideoRunner`; both registered on ``shutdown``. Returns the
+    runner (None when video is off) and a line for the banner."""
+    if not settings.video.enabled:
+        return None, "off (video.enabled: false)"
+    departments = {site.id: site.department for site in registry.sites}
+    common: dict[str, Any] = {
+        "evidence_root": settings.evidence_dir,
+        "workers": settings.video.workers,
+        "resend_s": settings.video.resend_s,
+        "clear_after_s": settings.video.clear_after_s,
+        "client_id": "farsight-demo-video",
+    }
+    if settings.video.cameras_dir is not None:
+        runner = VideoRunner(
+            settings.broker, departments, cameras_dir=Path(settings.video.cameras_dir), **common
+        )
+        shutdown.on_close("video workers", runner.stop)
+        runner.start()
+        return runner, f"{len(runner.cameras)} camera(s) from {settings.video.cameras_dir}"
+    sim = settings.simulator.cameras
+    if not (settings.simulator.enabled and sim.enabled):
+        return None, "off (no camera folder, simulated cameras off)"
+    kinds = {
+        site.id: site.kind
+        for site in registry.sites
+        if any(d.kind == "camera" for d in site.devices)
+    }
+    cams = demo_cameras(kinds, sim.width, sim.height, sim.fps, sim.cycle_s, settings.simulator.seed)
+    if not cams:
+        return None, "none (no site in the registry has a camera)"
+    server = CameraServer({f"{c.site}.{c.camera}": c.spec for c in cams}).start()
+    shutdown.on_close("camera server", server.stop)
+    configs = [
+        parse_camera_config(
+            {
+                "camera": c.camera,
+                "site": c.site,
+                "source": server.url(f"{c.site}.{c.camera}"),
+                "rate_fps": sim.fps,
+                "analysers": c.analysers,
+                "evidence": {"snapshot_interval_s": 30, "clip_pre_s": 3, "clip_post_s": 5},
+            },
+            source=f"demo camera {c.site}.{c.camera}",
+        )
+        for c in cams
+    ]
+    runner = VideoRunner(settings.broker, departments, configs=configs, **common)
+    shutdown.on_close("video workers", runner.stop)
+    runner.start()
+    return runner, (
+        f"{len(cams)} simulated cameras (MJPEG on http://{server.host}:{server.port}/), "
+        f"analysed at {sim.fps:g} fps; scripted smoke, black smoke and a covered lens every"
+        f" {sim.cycle_s:g} s"
+    )
+
+
+def start_demo_satellite(settings: Settings, data_dir: Path, shutdown: Shutdown) -> str:
+    """The demo's satellite scenes: one simulated pair over an area with an ecological red line,
+    processed as ``rs watch --queue`` would, in a thread (a few seconds). Returns a banner line."""
+    if not settings.simulator.enabled:
+        return "off (simulators off)"
+
+    def work() -> None:
+        try:
+            run_demo_watch(settings, data_dir / "rs")
+        except Exception:  # the demo goes on without its satellite part
+            log.exception("satellite demo failed")
+
+    t = threading.Thread(target=work, name="demo-satellite", daemon=True)
+    shutdown.on_close("satellite", lambda: t.join(timeout=60))
+    t.start()
+    return (
+        f"area {AOI}: two simulated Sentinel-2 scenes; a change inside the ecological red line"
+        " becomes an alert with its quicklook"
+    )
+
+
+def start_demo_sites(settings: Settings, registry: Registry, shutdown: Shutdown) -> None:
+    """The simulated sites publish in a thread: history at one-minute steps as fast as the
+    broker takes it (so the dashboard opens on the scenario's first violations within seconds),
+    then the same scenario live from now, one round every interval."""
+    if not settings.simulator.enabled:
+        return
+    scenario = get_scenario(settings.simulator.scenario)
+    sim = settings.simulator
+    stop = shutdown.event
+
+    def simulate() -> None:
+        now = datetime.now(UTC).replace(second=0, microsecond=0)
+        if sim.backfill_min > 0:
+            history = Simulator(registry, scenario, seed=sim.seed)
+            history.run(
+                settings.broker,
+                start=now - timedelta(minutes=sim.backfill_min),
+                rounds=int(sim.backfill_min) + 1,
+                interval_s=60,
+                speedup=1,
+                stop_event=stop,
+                client_id="farsight-demo-history",
+                catch_up_until=now,
+            )
+        if not stop.is_set():
+            live = Simulator(registry, scenario, seed=sim.seed + 1)
+            live.run(
+                settings.broker,
+                start=datetime.now(UTC),
+                rounds=None,
+                interval_s=sim.interval_s,
+                speedup=sim.speedup,
+                stop_event=stop,
+                client_id="farsight-demo-simulator",
+            )
+
+    t = threading.Thread(target=simulate, name="simulator", daemon=True)
+    shutdown.on_close("simulators", lambda: t.join(timeout=10))
+    t.start()
+
+
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+            return True
+        except OSError:
+            return False
+
+
+def _start_broker(
+    settings: Settings, data_dir: Path, shutdown: Shutdown
+) -> tuple[Settings, RunningBroker | None]:
+    """The embedded broker (settings point at it afterwards), or wait for the external one."""
+    b = settings.broker
+    if b.embedded == "none":
+        wait_for_port(b.host, b.port, timeout=10)
+        return settings, None
+    bport = b.port if _port_free(b.host, b.port) else free_port()
+    broker = start_embedded(b.embedded, bport, data_dir)
+    shutdown.on_close("broker", broker.stop)
+    # amqtt speaks MQTT 3.1.1 only: a version 5 CONNECT is never answered.
+    protocol = "3.1.1" if broker.kind == "amqtt" else b.protocol
+    update = {"port": bport, "host": broker.host, "protocol": protocol}
+    return settings.model_copy(update={"broker": b.model_copy(update=update)}), broker
+
+
+def _banner(lines: dict[str, str]) -> str:
+    return "\nFarsight demo running\n" + "".join(f"  {k:<11} {v}\n" for k, v in lines.items())
+
+
+def run_demo(settings: Settings, port: int | None = None, duration_s: float | None = None) -> int:
+    """Run the whole platform until Ctrl-C, SIGTERM or ``duration_s``; then stop every part."""
+    setup_logging(settings.logging.level)
+    data_dir = Path(os.environ.get("FARSIGHT_DATA_DIR") or settings.data_dir)
+    settings = settings.model_copy(update={"data_dir": data_dir})
+    data_dir.mkdir(parents=True, exist_ok=True)
+    registry = load_registry(settings.registry.sites_file, settings.registry.departments)
+    hub_port = port or settings.hub.port
+    if not _port_free(settings.hub.host, hub_port):
+        raise BrokerError(
+            f"hub port {settings.hub.host}:{hub_port} is in use; stop what uses it or pass --port"
+        )
+    shutdown = Shutdown()
+    # Handlers first: a signal while the parts start stops what has started, and uvicorn,
+    # which re-raises the signal it caught once it has stopped, hands it back to us rather
+    # than to the default handler (which would end the process before the broker and the
+    # video workers are stopped).
+    with stop_on_signals(shutdown):
+        try:
+            _run(settings, registry, data_dir, hub_port, duration_s, shutdown)
+        finally:
+            shutdown.close()
+            print("Farsight demo stopped.", flush=True)
+    return 0
+
+
+def _run(
+    settings: Settings,
+    registry: Registry,
+    data_dir: Path,
+    hub_port: int,
+    duration_s: float | None,
+    shutdown: Shutdown,
+) -> None:
+    settings, broker = _start_broker(settings, data_dir, shutdown)
+    ingest = IngestService(settings, registry)
+    shutdown.on_close("ingest", ingest.stop)
+    ingest.start()
+
+    tokens = TokenStore(settings.database, departments=registry.departments)
+    shutdown.on_close("tokens", tokens.close)
+    token = tokens.issue("demo-officer", None)
+    token_file = data_dir / "demo-token"
+    token_file.write_text(token + "\n", encoding="utf-8")
+    token_file.chmod(0o600)
+
+    start_demo_sites(settings, registry, shutdown)
+    _, video_desc = start_demo_video(settings, registry, shutdown)
+    rs_desc = start_demo_satellite(settings, data_dir, shutdown)
+
+    app = create_app(
+        settings, registry, readings=ingest.readings, alerts=ingest.alerts, tokens=tokens
+    )
+    server = make_server(app, settings.hub.host, hub_port, log_level="warning")
+
+    def end_server() -> None:
+        server.should_exit = True
+
+    # A stop from a signal, the duration or a failing part ends the server's loop.
+    threading.Thread(
+        target=lambda: shutdown.wait() and end_server(), name="demo-stop", daemon=True
+    ).start()
+    if duration_s:
+        timer = threading.Timer(duration_s, shutdown.request)
+        timer.daemon = True  # never keeps the process alive after Ctrl-C
+        shutdown.on_close("duration", timer.cancel)
+        timer.start()
+
+    b = settings.broker
+    sim = settings.simulator
+    host = settings.hub.host
+    database = (
+        redact(str(settings.database))
+        if settings.database_url
+        else f"{settings.db_path} (SQLite, WAL)"
+    )
+    print(
+        _banner(
+            {
+                "dashboard": f"http://{host}:{hub_port}/#token={token}\n"
+                "              (the link signs the browser in as demo-officer, like Jupyter's"
+                " token link)",
+                "API docs": f"http://{host}:{hub_port}/docs",
+                "broker": f"{broker.kind} (embedded) on {b.host}:{b.port}"
+                if broker
+                else f"external broker {b.host}:{b.port}",
+                "ingest": f"client {settings.ingest.client_id},"
+                f" topics {', '.join(settings.ingest.topics)}",
+                "rules": f"{len(ingest.engine.rules)} rules; alerts in the risk queue",
+                "video": video_desc,
+                "satellite": rs_desc,
+                "simulators": f"{len(registry)} sites, scenario '{sim.scenario}',"
+                f" {sim.backfill_min:g} min of history, then a round every"
+                f" {sim.interval_s:g} s (x{sim.speedup:g} time)",
+                "data": database,
+                "token": f"{token_file} (bearer token of user demo-officer: reads, and every"
+                " handling step)",
+            }
+        )
+        + "Stop with Ctrl-C.\n",
+        flush=True,
+    )
+    if not shutdown.requested:
+        server.run()

@@ -1,0 +1,1 @@
+"""Process roles: what each long-running ``farsight`` command starts, and how it stops."""

@@ -1,0 +1,41 @@
+"""``farsight hub``: serve the API, live stream and dashboard until SIGINT or SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from farsight.logs import kv, setup_logging
+from farsight.registry import load_registry
+from farsight.settings import load_settings
+from hub.app import create_app, make_server
+
+log = logging.getLogger("farsight.hub")
+
+
+def _cmd_hub(args: argparse.Namespace) -> int:
+    """Serve the hub until interrupted (uvicorn handles SIGINT and SIGTERM: it closes the live
+    streams, waits for requests in flight, then the app's lifespan closes the stores)."""
+    settings = load_settings(getattr(args, "config", None))
+    setup_logging(settings.logging.level)
+    registry = load_registry(settings.registry.sites_file, settings.registry.departments)
+    host = args.host or settings.hub.host
+    port = args.port if args.port is not None else settings.hub.port
+    app = create_app(settings, registry)
+    log.info("hub listening", extra=kv(url=f"http://{host}:{port}/", db=settings.db_path))
+    make_server(app, host, port).run()
+    return 0
+
+
+def add_hub_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``hub`` command to the main CLI."""
+    hub = subparsers.add_parser(
+        "hub",
+        help="serve the API, live stream and dashboard",
+        description="Serve the hub on settings.hub.host:port until interrupted.",
+    )
+    hub.add_argument("--host", default=None, help="listen address (default: settings hub.host)")
+    hub.add_argument(
+        "--port", type=int, default=None, help="listen port (default: settings hub.port)"
+    )
+    hub.set_defaults(func=_cmd_hub)

@@ -1,0 +1,109 @@
+"""``farsight ingest``: the consumer side of the platform (MQTT in, readings, rules, alerts)."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from alerts.model import Alert
+from alerts.pipeline import build_alert_pipeline
+from app.lifecycle import Shutdown, run_until_stopped
+from farsight.db import Database
+from farsight.logs import kv, setup_logging
+from farsight.registry import Registry, load_registry
+from farsight.settings import Settings
+from ingest.edge_batches import EdgeBatchDecoder, load_keys
+from ingest.edge_health import GatewayMonitor
+from ingest.mqtt import MqttConsumer
+from ingest.pipeline import IngestPipeline
+from ingest.store import ReadingStore
+from rules.engine import Engine
+from rules.reload import RuleFileWatcher
+from rules.state import RuleStateStore
+
+log = logging.getLogger("farsight.runtime")
+
+
+class IngestService:
+    """Ingest, rules and alerts for one broker: the consumer side of the platform."""
+
+    def __init__(self, settings: Settings, registry: Registry) -> None:
+        self.settings = settings
+        # One connection for the worker: a batch's readings, alerts, audit entries and rule state
+        # commit in one transaction.
+        self.db = Database.open(settings.database)
+        self.readings = ReadingStore(self.db)
+        self.alert_pipeline = build_alert_pipeline(self.db, settings.alerts)
+        self.alerts = self.alert_pipeline.store
+        self.watcher = RuleFileWatcher(settings.rules.files, settings.rules.default_pack)
+        self.engine = Engine(self.watcher.load(), registry)
+        self.rule_state = RuleStateStore(self.db)
+        restored = self.engine.restore(self.rule_state.load())
+        pruned = self.rule_state.prune(self.engine.rules)  # rows of rules changed while stopped
+        log.info("rule state restored", extra=kv(instances=restored, pruned=pruned))
+        # Edge gateway batches: consumed only when the hub has the gateways' keys.
+        self.edge: EdgeBatchDecoder | None = None
+        ingest_settings = settings.ingest
+        if settings.edge.keys_file is not None:
+            monitor = GatewayMonitor(self.db, settings.edge, registry, audit=self.alerts.audit)
+            self.edge = EdgeBatchDecoder(
+                self.db, load_keys(settings.edge.keys_file), settings.edge, monitor
+            )
+            topics = tuple(dict.fromkeys((*ingest_settings.topics, *self.edge.topics)))
+            ingest_settings = ingest_settings.model_copy(update={"topics": topics})
+        self.pipeline = IngestPipeline(
+            registry,
+            self.readings,
+            self.engine,
+            self.alert_pipeline,
+            settings.ingest.unknown_site,
+            rule_state=self.rule_state,
+            rule_source=self.watcher,
+            tickers=(self.alert_pipeline.tick, self._index_text, self._gateways_silent),
+            audit=self.alerts.audit,
+            edge=self.edge,
+        )
+        self.consumer = MqttConsumer(
+            settings.broker,
+            ingest_settings,
+            self.pipeline.process,
+            periodic=self.pipeline.tick,
+            period_s=settings.rules.tick_s,
+        )
+
+    def _index_text(self, _engine_now: datetime) -> int:
+        return self.alerts.index_text()
+
+    def _gateways_silent(self, _engine_now: datetime) -> list[Alert]:
+        # Wall clock: a gateway that sends nothing moves no event time.
+        if self.edge is None:
+            return []
+        silent = self.edge.monitor.check_silent()
+        return self.alert_pipeline.apply(silent) if silent else []
+
+    def start(self, wait: bool = True) -> None:
+        self.consumer.start(wait=wait)
+
+    def stop(self) -> None:
+        self.consumer.stop()
+        # The consumer thread has ended: nothing else touches the engine.
+        self.pipeline.save_rule_state()
+        self.rule_state.close()
+        self.readings.close()
+        self.alert_pipeline.close()
+
+
+def run_ingest(settings: Settings) -> int:
+    """``farsight ingest``: consume until SIGINT or SIGTERM."""
+    setup_logging(settings.logging.level)
+    registry = load_registry(settings.registry.sites_file, settings.registry.departments)
+    shutdown = Shutdown()
+    service = IngestService(settings, registry)
+    shutdown.on_close("ingest", service.stop)
+    service.start(wait=False)
+    log.info(
+        "ingest running",
+        extra=kv(broker=f"{settings.broker.host}:{settings.broker.port}", db=settings.db_path),
+    )
+    run_until_stopped(shutdown)
+    return 0

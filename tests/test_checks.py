@@ -1,0 +1,27 @@
+"""The checks CI runs with the tests: the import contract (ARCHITECTURE.md's "may import"
+column and no circles between a package's modules), ruff and mypy.
+
+Each runs the real tool on the tree, from the virtualenv's pinned versions, so a wrong import,
+a lint error or a type error fails the suite like a failing test.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def _run(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        args, cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def test_the_import_contract_holds() -> None:
+    proc = _run(str(BIN / "lint-imports"), "--no-cache")
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    assert "BROKEN" not in proc.stdout and "KEPT" in proc.stdout
