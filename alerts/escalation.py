@@ -117,10 +117,7 @@ class Escalator:
             due = None
         else:
             return
-        conn.execute(
-            "UPDATE alerts SET due_at = ? WHERE id = ?",
-            (to_epoch_ms(due) if due else None, alert.id),
-        )
+        self.store.set_due_in(conn, alert.id, to_epoch_ms(due) if due else None)
 
     # -- the periodic step -----------------------------------------------------------------
 
@@ -144,22 +141,11 @@ class Escalator:
             The alerts escalated, after the change.
         """
         now_ms = to_epoch_ms(now)
-        repeat_ms = int(round(self.settings.repeat_min * 60_000))
-        db = self.store.db
-        due = db.query(
-            "SELECT id FROM alerts WHERE due_at IS NOT NULL AND due_at <= ? AND state != 'closed' AND suppressed = '{}'"
-            " ORDER BY due_at, id",
-            (now_ms,),
-        )
-        lock = " FOR UPDATE" if db.dialect == "postgres" else ""
+        repeat_ms = round(self.settings.repeat_min * 60_000)
         escalated: list[Alert] = []
-        for r in due:
-            aid = int(r["id"])
-            with db.transaction() as c:
-                row = c.execute(
-                    f"SELECT state, severity, escalation, due_at, suppressed FROM alerts WHERE id = ?{lock}",
-                    (aid,),
-                ).fetchone()
+        for aid in self.store.due_ids(now_ms):
+            with self.store.db.transaction() as c:
+                row = self.store.escalation_row_in(c, aid)
                 if (
                     row is None
                     or row["state"] == "closed"
@@ -206,11 +192,7 @@ class Escalator:
         """The original deadline of the current step (repeats move ``due_at``; the overdue
         time is still counted from the step's own deadline)."""
         starts = _STARTS_VERIFY if step == "verify" else _STARTS_ACK
-        marks = ",".join("?" * len(starts))
-        row = c.execute(
-            f"SELECT max(at) FROM alert_events WHERE alert_id = ? AND action IN ({marks})",
-            (alert_id, *starts),
-        ).fetchone()
-        if row is None or row[0] is None:
+        started = self.store.last_event_at_in(c, alert_id, tuple(starts))
+        if started is None:
             return int(fallback_ms)
-        return to_epoch_ms(deadline(severity, step, from_epoch_ms(int(row[0])), self.settings))
+        return to_epoch_ms(deadline(severity, step, from_epoch_ms(started), self.settings))

@@ -20,6 +20,8 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
+from alerts import store_reports as queries
+from alerts.store_reports import Period
 from farsight.clock import to_epoch_ms, utc
 
 RESPONSES = ("ack", "dispatch", "close")
@@ -104,32 +106,11 @@ def handling_stats(
     if start >= end:
         raise ValueError(f"from {start.isoformat()} must be before to {end.isoformat()}")
     now = utc(now) if now is not None else utc(store.clock.now())
-    where, params = "a.created >= ? AND a.created < ?", [to_epoch_ms(start), to_epoch_ms(end)]
-    if department is not None:
-        where += " AND a.department = ?"
-        params.append(department)
     db = store.db
-    alerts = db.query(
-        f"SELECT a.id, a.department, a.state, a.created, a.escalation FROM alerts a WHERE {where}",
-        tuple(params),
-    )
-    marks = ",".join("?" * (len(RESPONSES) + 1))
-    events = db.query(
-        f"SELECT e.alert_id, e.at, e.action FROM alert_events e JOIN alerts a ON a.id = e.alert_id"
-        f" WHERE {where} AND e.action IN ({marks}) ORDER BY e.alert_id, e.at, e.id",
-        (*params, "opened", *RESPONSES),
-    )
-    overdue_where, overdue_params = (
-        "due_at IS NOT NULL AND due_at <= ? AND state != 'closed' AND suppressed = '{}'",
-        [to_epoch_ms(now)],
-    )
-    if department is not None:
-        overdue_where += " AND department = ?"
-        overdue_params.append(department)
-    overdue = db.query(
-        f"SELECT department, count(*) FROM alerts WHERE {overdue_where} GROUP BY department",
-        tuple(overdue_params),
-    )
+    period = Period(to_epoch_ms(start), to_epoch_ms(end), department)
+    alerts = queries.cohort(db, period)
+    events = queries.cohort_events(db, period, ("opened", *RESPONSES))
+    overdue = queries.overdue_by_department(db, to_epoch_ms(now), department)
 
     opened: dict[int, int] = {}
     first_response: dict[int, int] = {}

@@ -21,6 +21,7 @@ from typing import Any
 
 from alerts.model import Alert
 from alerts.store import AlertFilter
+from alerts.store_reports import entities_with_waiting
 from farsight.clock import to_epoch_ms
 from farsight.errors import NotFoundError, ScopeError, TransitionError
 from farsight.logs import kv
@@ -189,14 +190,9 @@ def proposals(
     registry : Registry, optional
         Gives entity and site names; without it names are the codes and ids.
     """
-    rows = store.db.query(
-        "SELECT entity_id FROM alerts WHERE state IN (?, ?) AND suppressed = '{}' AND entity_id != ''"
-        " GROUP BY entity_id HAVING count(*) >= ? ORDER BY entity_id",
-        (*WAITING, MIN_ALERTS),
-    )
     out = []
-    for r in rows:
-        p = build_proposal(r["entity_id"], _waiting(store, r["entity_id"]), registry, department)
+    for entity_id in entities_with_waiting(store.db, WAITING, MIN_ALERTS):
+        p = build_proposal(entity_id, _waiting(store, entity_id), registry, department)
         if p is not None:
             out.append(p)
     out.sort(key=lambda p: (-p.total_risk, p.entity_id))
@@ -276,15 +272,8 @@ def dispatch_visit(
         raise ValueError(f"due {due!r} is not a date (YYYY-MM-DD)") from None
     visit = visit_id or new_visit_id()
     now = to_epoch_ms(store.clock.now())
-    marks = ",".join("?" * len(ids))
     with store.db.transaction() as c:
-        rows = {
-            int(r["id"]): r
-            for r in c.execute(
-                f"SELECT id, entity_id, department, state FROM alerts WHERE id IN ({marks})",
-                tuple(ids),
-            ).fetchall()
-        }
+        rows = store.heads_in(c, ids)
         for aid in ids:
             r = rows.get(aid)
             if r is None:
@@ -311,9 +300,7 @@ def dispatch_visit(
                 {"team": team, "inspector": inspector, "due": due_s, "visit": visit},
                 now,
             )
-            handling = json.loads(
-                c.execute("SELECT handling FROM alerts WHERE id = ?", (aid,)).fetchone()["handling"]
-            )
+            handling = store.handling_in(c, aid)
             handling.setdefault("dispatch", {})["visit"] = visit
             # record() joins this transaction: the visit event and its audit entry commit with the dispatches.
             store.record(

@@ -13,8 +13,8 @@ change is an alert event (``silenced``, ``unsilenced``, ``inhibited``, ``uninhib
 audit entry, in the transaction of the change. Closed alerts are left as they were closed.
 
 The decisions are pure (:func:`alerts.matchers.matches`, :func:`alerts.inhibit.inhibitor`);
-this module gathers candidates with SQL narrowed by the matchers' equality labels and records
-the outcome through the store.
+this module gathers candidates through the store, narrowed by the matchers' equality labels
+(:class:`~alerts.store.OpenAlerts`), and records the outcome through the store.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from alerts.inhibit import Inhibition, compile_rules, inhibitor, is_active_sourc
 from alerts.matchers import ALERT_FIELDS, Matcher, alert_labels, matches
 from alerts.model import Alert
 from alerts.silences import Silence, SilenceStore
-from alerts.store import AlertStore
+from alerts.store import AlertStore, OpenAlerts
 from farsight.errors import NotFoundError
 from farsight.logs import kv
 from farsight.types import AlertSignal
@@ -122,12 +122,8 @@ class MuteStage:
             now = self.store.clock.now()
             candidates = {a.id for a in changed if a.state != "closed"}
             for a in changed:
-                # The literal lets the partial index on muted alerts serve this (a parameter would not).
-                candidates.update(
-                    self._ids(
-                        c, "suppressed != '{}' AND suppressed = ?", [encode({"inhibited_by": a.id})]
-                    )
-                )
+                inhibited = OpenAlerts(suppressed=encode({"inhibited_by": a.id}))
+                candidates.update(self.store.open_ids_in(c, inhibited))
                 if is_active_source(a):
                     candidates.update(self._targets_of(c, a, unmuted_only=False))
             moved = self._settle(c, candidates, now)
@@ -139,23 +135,21 @@ class MuteStage:
         since, and sources that resolved or were closed. Returns the alerts whose mute changed."""
         now = now or self.store.clock.now()
         with self.store.db.transaction() as c:
-            candidates = set(self._ids(c, "suppressed != '{}'", []))
+            candidates = set(self.store.open_ids_in(c, OpenAlerts(muted=True)))
             for s in self.silences.active(now):
                 pins = _pins(s.matchers)
                 if pins is None:
                     continue
-                where, params = self._narrow(pins, "suppressed = ?", [NOT_MUTED])
+                sel = OpenAlerts(pins=tuple(pins.items()), suppressed=NOT_MUTED)
                 candidates.update(
-                    aid
-                    for aid, labels in self._labelled(c, where, params)
-                    if matches(s.matchers, labels)
+                    aid for aid, labels in self._labelled(c, sel) if matches(s.matchers, labels)
                 )
             for rule in self.rules:
                 pins = _pins(rule.source)
                 if pins is None:
                     continue
-                where, params = self._narrow(pins, "activity = 'firing'", [])
-                for sid, _labels in self._labelled(c, where, params):
+                sel = OpenAlerts(pins=tuple(pins.items()), firing=True)
+                for sid, _labels in self._labelled(c, sel):
                     candidates.update(self._targets_of(c, self.store.get(sid), unmuted_only=True))
             moved = self._settle(c, candidates, now)
             return [self.store.get(i) for i in moved]
@@ -169,29 +163,8 @@ class MuteStage:
 
     # -- candidates -------------------------------------------------------------------------
 
-    @staticmethod
-    def _narrow(pins: Mapping[str, str], where: str, params: list[Any]) -> tuple[str, list[Any]]:
-        clauses, args = [where], list(params)
-        for col, value in pins.items():
-            clauses.append(f"{col} = ?")
-            args.append(value)
-        return " AND ".join(clauses), args
-
-    def _ids(self, c: Any, where: str, params: Sequence[Any]) -> list[int]:
-        return [
-            int(r[0])
-            for r in c.execute(
-                f"SELECT id FROM alerts WHERE state != 'closed' AND {where}", tuple(params)
-            ).fetchall()
-        ]
-
-    def _labelled(
-        self, c: Any, where: str, params: Sequence[Any]
-    ) -> list[tuple[int, dict[str, str]]]:
-        cols = ", ".join(("id", "labels") + ALERT_FIELDS)
-        rows = c.execute(
-            f"SELECT {cols} FROM alerts WHERE state != 'closed' AND {where}", tuple(params)
-        ).fetchall()
+    def _labelled(self, c: Any, sel: OpenAlerts) -> list[tuple[int, dict[str, str]]]:
+        rows = self.store.open_rows_in(c, sel, ("labels", *ALERT_FIELDS))
         return [(int(r["id"]), _row_labels(r)) for r in rows]
 
     def _targets_of(self, c: Any, source: Alert, *, unmuted_only: bool) -> set[int]:
@@ -204,16 +177,14 @@ class MuteStage:
             pins = _pins_with_equal(rule.target, rule.equal, labels)
             if pins is None:
                 continue
-            where, params = self._narrow(
-                pins,
-                "id != ?" + (" AND suppressed = ?" if unmuted_only else ""),
-                [source.id] + ([NOT_MUTED] if unmuted_only else []),
+            sel = OpenAlerts(
+                pins=tuple(pins.items()),
+                exclude=source.id,
+                suppressed=NOT_MUTED if unmuted_only else None,
             )
             key = rule.key(labels)
             out.update(
-                aid
-                for aid, t in self._labelled(c, where, params)
-                if rule.is_target(t) and rule.key(t) == key
+                aid for aid, t in self._labelled(c, sel) if rule.is_target(t) and rule.key(t) == key
             )
         return out
 
@@ -231,8 +202,8 @@ class MuteStage:
                 continue
             k = (i, tuple(sorted(pins.items())))
             if k not in cache:
-                where, params = self._narrow(pins, "activity = 'firing'", [])
-                cache[k] = [self.store.get(aid) for aid, _ in self._labelled(c, where, params)]
+                sel = OpenAlerts(pins=tuple(pins.items()), firing=True)
+                cache[k] = [self.store.get(aid) for aid, _ in self._labelled(c, sel)]
             for s in cache[k]:
                 found[s.id] = s
         return list(found.values())
@@ -245,11 +216,10 @@ class MuteStage:
             return []
         silences = self.silences.active(now)
         cache: dict[tuple[Any, ...], list[Alert]] = {}
-        lock = " FOR UPDATE" if self.store.db.dialect == "postgres" else ""
         moved: list[int] = []
         for aid in sorted(ids):
-            # Row lock (PostgreSQL): the hub's tick and an ingest worker never decide one alert at once.
-            if c.execute(f"SELECT id FROM alerts WHERE id = ?{lock}", (aid,)).fetchone() is None:
+            # Row lock: the hub's tick and an ingest worker never decide one alert at once.
+            if not self.store.lock_in(c, aid):
                 continue
             alert = self.store.get(aid)
             if alert.state == "closed":

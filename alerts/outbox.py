@@ -35,7 +35,7 @@ import socket
 import threading
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -46,6 +46,7 @@ from typing import Any
 import httpx
 
 from alerts.model import Alert, AlertEvent
+from alerts.store import AlertStore
 from farsight import __version__
 from farsight.clock import Clock, SystemClock, to_epoch_ms
 from farsight.db import Database
@@ -201,21 +202,26 @@ class Outbox:
     """The ``outbox`` table on one database; :meth:`listener` enqueues in the caller's transaction."""
 
     def __init__(
-        self, db: Database | Path | str, source: str = "farsight", clock: Clock | None = None
+        self,
+        db: Database | Path | str,
+        source: str = "farsight",
+        clock: Clock | None = None,
+        lock_row: Callable[[Any, int], object] | None = None,
     ) -> None:
         self.db = Database.open(db)
         self.db.executescript(SCHEMA)
         self.source = source
         self.clock = clock or SystemClock()
+        self.lock_row = lock_row
 
     def listener(self, conn: Any, alert: Alert, event: AlertEvent) -> None:
         """An ``alerts.store.EventListener``: one outbox row per alert event, on ``conn``."""
-        if self.db.dialect == "postgres":
+        if self.db.dialect == "postgres" and self.lock_row is not None:
             # Rows of one alert must get ids in commit order (the sender sends them by id):
             # holding the alert's row lock until commit makes a concurrent event of the same
             # alert take its id after this one commits. Most writers hold it already (they
             # updated the alert); this covers those that only record an event.
-            conn.execute("SELECT id FROM alerts WHERE id = ? FOR UPDATE", (alert.id,))
+            self.lock_row(conn, alert.id)
         payload = canonical_json(build_payload(alert, event, self.source))
         conn.execute(
             "INSERT INTO outbox (key, alert_id, event_id, payload, status, attempts, next_at, created)"
@@ -237,14 +243,14 @@ class Outbox:
         return [{k: r[k] for k in r.keys()} for r in self.db.query(sql + " ORDER BY id", params)]
 
 
-def attach_outbox(store: Any, source: str = "farsight") -> Outbox:
+def attach_outbox(store: AlertStore, source: str = "farsight") -> Outbox:
     """Register the outbox listener on an ``AlertStore`` (once: a store shared by ingest and
     the hub in ``farsight demo`` is not given two) and return the outbox."""
     for listener in store.listeners:
         owner = getattr(listener, "__self__", None)
         if isinstance(owner, Outbox):
             return owner
-    outbox = Outbox(store.db, source, clock=getattr(store, "clock", None))
+    outbox = Outbox(store.db, source, clock=store.clock, lock_row=store.lock_in)
     store.listeners.append(outbox.listener)
     return outbox
 

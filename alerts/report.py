@@ -3,15 +3,15 @@
 Two halves, so that the numbers can be tested without parsing HTML and the page can be drawn
 without a database:
 
-- :func:`collect_risk_report` runs parameterised SQL over the ``alerts`` and ``alert_events``
-  tables and returns a :class:`RiskReport`, numbers only;
+- :func:`collect_risk_report` counts the rows the queries of :mod:`alerts.store_reports` return
+  (parameterised SQL over the ``alerts`` and ``alert_events`` tables) into a :class:`RiskReport`,
+  numbers only;
 - :func:`render_risk_report_html` turns a report into one self-contained HTML5 page: inline CSS,
   charts as inline SVG drawn here, no script and no external resource, so the file can be mailed,
   archived and opened offline years later exactly as it was generated.
 
-The SQL is portable between SQLite and PostgreSQL (``?`` placeholders, ``count``/``sum``/``min``/
-``max`` aggregates, ``CASE``, integer arithmetic, ``GROUP BY`` over a derived table); JSON columns
-are parsed in Python, because the two databases spell JSON access differently.
+JSON columns are parsed here, in Python, because the two databases spell JSON access
+differently.
 
 Which alerts a report covers: those *raised* (row ``created``) in ``[start, end)``, optionally of
 one department. Their current state, finding and history are reported as they are when the
@@ -29,10 +29,12 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
-from typing import Any, Protocol
+from typing import Any
 
+from alerts import store_reports as queries
 from alerts.model import ACTIVITIES, FINDINGS, STATES, TRANSITIONS
 from alerts.risk import explain
+from alerts.store_reports import Period, ReadableDatabase
 from farsight.clock import from_epoch_ms, to_epoch_ms
 from farsight.logs import kv
 from farsight.settings import RiskSettings
@@ -69,12 +71,6 @@ SEVERITY_ORDER = tuple(reversed(SEVERITIES))
 
 UNKNOWN_KIND = ""
 """Rule kind of a rule id the given kind map does not know (a deleted or renamed rule)."""
-
-
-class AlertDatabase(Protocol):
-    """What the report needs of a store's database handle."""
-
-    def query(self, sql: str, params: Sequence[Any] = ()) -> Sequence[Any]: ...
 
 
 # -- times ---------------------------------------------------------------------------------------
@@ -390,25 +386,15 @@ def collect_risk_report(
         raise ValueError(f"top_sites must be at least 1, got {top_sites}")
     now = now if now is not None else store_now(store)
     params_risk: RiskSettings = getattr(store, "risk_params", None) or RiskSettings()
-    db: AlertDatabase = store.db
-
-    # The period's filter, reused by every query; the values are always bound, never formatted in.
-    where = "created >= ? AND created < ?"
-    args: list[Any] = [to_epoch_ms(start), to_epoch_ms(end)]
-    if department is not None:
-        where += " AND department = ?"
-        args.append(department)
+    db: ReadableDatabase = store.db
+    period = Period(to_epoch_ms(start), to_epoch_ms(end), department)
 
     # Totals: one grouped pass gives state, severity and activity at once.
     by_state: dict[str, int] = defaultdict(int)
     by_severity: dict[str, int] = defaultdict(int)
     by_activity: dict[str, int] = defaultdict(int)
     total = 0
-    for r in db.query(
-        f"SELECT severity, state, activity, count(*) AS n FROM alerts WHERE {where}"
-        " GROUP BY severity, state, activity",
-        tuple(args),
-    ):
+    for r in queries.counts_by_severity_state_activity(db, period):
         n = int(r["n"])
         total += n
         by_state[r["state"]] += n
@@ -416,12 +402,7 @@ def collect_risk_report(
         by_activity[r["activity"]] += n
 
     # Per rule, and per kind when the caller knows the kinds.
-    rule_rows = [
-        (r["rule_id"], int(r["n"]))
-        for r in db.query(
-            f"SELECT rule_id, count(*) AS n FROM alerts WHERE {where} GROUP BY rule_id", tuple(args)
-        )
-    ]
+    rule_rows = [(r["rule_id"], int(r["n"])) for r in queries.counts_by_rule(db, period)]
     rule_rows.sort(key=lambda x: (-x[1], x[0]))
     by_rule = tuple(
         RuleCount(rid, (rule_kinds.get(rid, UNKNOWN_KIND) if rule_kinds is not None else None), n)
@@ -435,12 +416,7 @@ def collect_risk_report(
         by_kind = tuple(sorted(kinds.items(), key=lambda x: (-x[1], x[0])))
 
     # Per site: severe = critical + major, the alerts an officer should look at first.
-    severe = list(SEVERITY_ORDER[:2])
-    site_rows = db.query(
-        f"SELECT site, department, count(*) AS n, sum(CASE WHEN severity IN ({', '.join('?' * len(severe))})"
-        f" THEN 1 ELSE 0 END) AS severe FROM alerts WHERE {where} GROUP BY site, department",
-        tuple(severe + args),
-    )
+    site_rows = queries.counts_by_site(db, period, SEVERITY_ORDER[:2])
     sites_all = sorted(
         (
             SiteCount(
@@ -455,19 +431,13 @@ def collect_risk_report(
         key=lambda s: (-s.count, -s.severe, s.site),
     )
 
-    # Trend: bucket index by integer arithmetic from an anchor, in a derived table so that the
-    # GROUP BY names a column (PostgreSQL refuses to match "(created - $1) / $2" against
-    # "(created - $3) / $4", and positional GROUP BY reads poorly).
+    # Trend: bucket index by integer arithmetic from an anchor.
     step = timedelta(hours=1) if end - start <= HOURLY_UP_TO else timedelta(days=1)
     anchor = _bucket_anchor(start, step)
     step_ms = int(step.total_seconds() * 1000)
     n_buckets = max(1, math.ceil((end - anchor) / step))
     grid: dict[str, list[int]] = {s: [0] * n_buckets for s in SEVERITY_ORDER}
-    for r in db.query(
-        f"SELECT b, severity, count(*) AS n FROM (SELECT (created - ?) / ? AS b, severity FROM alerts"
-        f" WHERE {where}) AS t GROUP BY b, severity",
-        tuple([to_epoch_ms(anchor), step_ms] + args),
-    ):
+    for r in queries.counts_by_bucket(db, period, to_epoch_ms(anchor), step_ms):
         b = int(r["b"])
         if 0 <= b < n_buckets:
             grid.setdefault(r["severity"], [0] * n_buckets)[b] += int(r["n"])
@@ -483,11 +453,7 @@ def collect_risk_report(
     closed_ids: set[Any] = set()
     findings: dict[str, int] = defaultdict(int)
     entities: dict[str, dict[str, Any]] = {}
-    for r in db.query(
-        "SELECT id, entity_id, severity, credit_grade, entity_repeats, evidence, created, state, handling"
-        f" FROM alerts WHERE {where}",
-        tuple(args),
-    ):
+    for r in queries.scoring_rows(db, period):
         aid = r["id"]
         created_at[aid] = int(r["created"])
         if r["state"] == CLOSED_STATE:
@@ -531,17 +497,8 @@ def collect_risk_report(
     by_risk = sorted(entity_rows, key=lambda e: (-e.total_score, -e.max_score, e.entity_id))
 
     # History: first ack, and the close that left the alert closed, of the period's alerts.
-    events_of = f"SELECT id FROM alerts WHERE {where}"
-    acks = db.query(
-        f"SELECT alert_id, min(at) AS at FROM alert_events WHERE action = ? AND alert_id IN ({events_of})"
-        " GROUP BY alert_id",
-        tuple([ACK_ACTION] + args),
-    )
-    closes = db.query(
-        f"SELECT alert_id, max(at) AS at FROM alert_events WHERE action = ? AND alert_id IN ({events_of})"
-        " GROUP BY alert_id",
-        tuple([CLOSE_ACTION] + args),
-    )
+    acks = queries.first_event_at(db, period, ACK_ACTION)
+    closes = queries.last_event_at(db, period, CLOSE_ACTION)
     # max(0, ...): events are stamped by the acting process's clock; a skew must not give negative waits.
     ack_s = [
         max(0, int(r["at"]) - created_at[r["alert_id"]]) / 1000

@@ -12,7 +12,7 @@ import base64
 import binascii
 import json
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -291,6 +291,44 @@ def _decode_cursor(cursor: str, sort: str) -> dict[str, Any]:
     ):
         raise CursorError("malformed cursor; use the next_cursor of the previous page as given")
     return doc
+
+
+@dataclass(frozen=True, slots=True)
+class OpenAlerts:
+    """Which not-closed alerts a pipeline stage asks for.
+
+    ``pins`` are alert columns equal to values (the equality labels of matchers), ``firing``
+    keeps firing alerts only, ``suppressed`` the exact ``suppressed`` text (``"{}"``: not
+    muted), ``muted`` any muted alert, ``exclude`` leaves one alert out.
+    """
+
+    pins: tuple[tuple[str, str], ...] = ()
+    firing: bool = False
+    suppressed: str | None = None
+    muted: bool = False
+    exclude: int | None = None
+
+    def sql(self) -> tuple[str, list[Any]]:
+        clauses, params = ["state != 'closed'"], []
+        for col, value in self.pins:
+            if col not in COLUMNS:
+                raise ValueError(f"unknown alert column {col!r}")
+            clauses.append(f"{col} = ?")
+            params.append(value)
+        if self.firing:
+            clauses.append("activity = 'firing'")
+        if self.muted:
+            # The literal lets the partial index on muted alerts serve (a parameter would not).
+            clauses.append("suppressed != '{}'")
+        if self.suppressed is not None:
+            if self.suppressed != "{}":
+                clauses.append("suppressed != '{}'")
+            clauses.append("suppressed = ?")
+            params.append(self.suppressed)
+        if self.exclude is not None:
+            clauses.append("id != ?")
+            params.append(self.exclude)
+        return " AND ".join(clauses), params
 
 
 class AlertStore:
@@ -598,6 +636,79 @@ class AlertStore:
             self._event(c, alert_id, now, actor, action, note, dict(data or {}))
         return self.get(alert_id)
 
+    # -- row access for the pipeline's stages (inside the caller's transaction ``c``) -----------
+
+    def _lock_clause(self) -> str:
+        # FOR UPDATE serialises two workers deciding one alert on PostgreSQL; SQLite's BEGIN
+        # IMMEDIATE already does, and does not know the clause.
+        return " FOR UPDATE" if self.db.dialect == "postgres" else ""
+
+    def lock_in(self, c: Any, alert_id: int) -> bool:
+        """Take the alert's row lock until ``c`` commits; False when there is no such alert."""
+        row = c.execute(f"SELECT id FROM alerts WHERE id = ?{self._lock_clause()}", (alert_id,))
+        return row.fetchone() is not None
+
+    def open_ids_in(self, c: Any, sel: OpenAlerts) -> list[int]:
+        """Ids of the not-closed alerts ``sel`` picks."""
+        where, params = sel.sql()
+        rows = c.execute(f"SELECT id FROM alerts WHERE {where}", tuple(params)).fetchall()
+        return [int(r[0]) for r in rows]
+
+    def open_rows_in(self, c: Any, sel: OpenAlerts, columns: Sequence[str]) -> list[Any]:
+        """``id`` and ``columns`` of the not-closed alerts ``sel`` picks."""
+        bad = [k for k in columns if k not in COLUMNS]
+        if bad:
+            raise ValueError(f"unknown alert column {bad[0]!r}")
+        where, params = sel.sql()
+        cols = ", ".join(dict.fromkeys(("id", *columns)))
+        return list(c.execute(f"SELECT {cols} FROM alerts WHERE {where}", tuple(params)).fetchall())
+
+    def heads_in(self, c: Any, ids: Sequence[int]) -> dict[int, Any]:
+        """``id, entity_id, department, state`` of these alerts, by id (missing ids absent)."""
+        marks = ",".join("?" * len(ids))
+        rows = c.execute(
+            f"SELECT id, entity_id, department, state FROM alerts WHERE id IN ({marks})",
+            tuple(ids),
+        ).fetchall()
+        return {int(r["id"]): r for r in rows}
+
+    def handling_in(self, c: Any, alert_id: int) -> dict[str, Any]:
+        """The alert's ``handling`` record as it is in ``c``'s transaction."""
+        row = c.execute("SELECT handling FROM alerts WHERE id = ?", (alert_id,)).fetchone()
+        if row is None:
+            raise NotFoundError(f"no alert {alert_id}")
+        return dict(json.loads(row["handling"]))
+
+    def set_due_in(self, c: Any, alert_id: int, due_ms: int | None) -> None:
+        """Set (or clear) the deadline of the alert's current handling step."""
+        c.execute("UPDATE alerts SET due_at = ? WHERE id = ?", (due_ms, alert_id))
+
+    def due_ids(self, now_ms: int) -> list[int]:
+        """Not-closed, not-muted alerts whose step is due at or before ``now_ms``, oldest first."""
+        rows = self.db.query(
+            "SELECT id FROM alerts WHERE due_at IS NOT NULL AND due_at <= ? AND state != 'closed'"
+            " AND suppressed = '{}' ORDER BY due_at, id",
+            (now_ms,),
+        )
+        return [int(r["id"]) for r in rows]
+
+    def escalation_row_in(self, c: Any, alert_id: int) -> Any | None:
+        """``state, severity, escalation, due_at, suppressed`` of the alert, locked until commit."""
+        return c.execute(
+            "SELECT state, severity, escalation, due_at, suppressed FROM alerts WHERE id = ?"
+            + self._lock_clause(),
+            (alert_id,),
+        ).fetchone()
+
+    def last_event_at_in(self, c: Any, alert_id: int, actions: Sequence[str]) -> int | None:
+        """Epoch ms of the alert's last event among ``actions``; None when it has none."""
+        marks = ",".join("?" * len(actions))
+        row = c.execute(
+            f"SELECT max(at) FROM alert_events WHERE alert_id = ? AND action IN ({marks})",
+            (alert_id, *actions),
+        ).fetchone()
+        return None if row is None or row[0] is None else int(row[0])
+
     # -- people's actions ----------------------------------------------------------------
 
     def transition(
@@ -636,11 +747,9 @@ class AlertStore:
     ) -> str:
         """:meth:`transition` inside the caller's transaction (a joint visit dispatches several
         alerts as one unit); returns the new state."""
-        # FOR UPDATE serialises two officers acting on one alert in PostgreSQL; SQLite's
-        # BEGIN IMMEDIATE already does, and does not know the clause.
-        lock = " FOR UPDATE" if self.db.dialect == "postgres" else ""
         row = c.execute(
-            f"SELECT state, fingerprint, handling, evidence FROM alerts WHERE id = ?{lock}",
+            "SELECT state, fingerprint, handling, evidence FROM alerts WHERE id = ?"
+            + self._lock_clause(),
             (alert_id,),
         ).fetchone()
         if row is None:
