@@ -26,7 +26,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
-from farsight.db import Database, connect
+from farsight.db import Connection, Database, connect
 from farsight.errors import AuditError, FarsightError, StoreError
 
 GENESIS = "0" * 64
@@ -519,7 +519,7 @@ class AuditLog(Protocol):
 
     def append_in(
         self,
-        conn: Any,
+        conn: Connection,
         actor: str,
         action: str,
         subject: str,
@@ -687,7 +687,7 @@ class SqlAuditLog:
 
     def append_in(
         self,
-        conn: Any,
+        conn: Connection,
         actor: str,
         action: str,
         subject: str,

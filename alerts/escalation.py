@@ -21,6 +21,7 @@ from typing import Any
 
 from alerts.model import Alert, AlertEvent
 from farsight.clock import from_epoch_ms, to_epoch_ms, utc
+from farsight.db import Connection
 from farsight.logs import kv
 from farsight.settings import EscalationSettings
 from farsight.types import SEVERITIES
@@ -99,7 +100,7 @@ class Escalator:
 
     # -- the listener: inside each alert event's transaction --------------------------------
 
-    def on_event(self, conn: Any, alert: Alert, event: AlertEvent) -> None:
+    def on_event(self, conn: Connection, alert: Alert, event: AlertEvent) -> None:
         """Set or clear ``due_at`` for the event's step (an ``EventListener``).
 
         Only handling events move the deadline; the store's other events (``escalated``,
@@ -187,7 +188,7 @@ class Escalator:
         return escalated
 
     def _step_deadline(
-        self, c: Any, alert_id: int, severity: str, step: str, fallback_ms: int
+        self, c: Connection, alert_id: int, severity: str, step: str, fallback_ms: int
     ) -> int:
         """The original deadline of the current step (repeats move ``due_at``; the overdue
         time is still counted from the step's own deadline)."""

@@ -30,6 +30,7 @@ from alerts.matchers import ALERT_FIELDS, Matcher, alert_labels, matches
 from alerts.model import Alert
 from alerts.silences import Silence, SilenceStore
 from alerts.store import AlertStore, OpenAlerts
+from farsight.db import Connection
 from farsight.errors import NotFoundError
 from farsight.logs import kv
 from farsight.types import AlertSignal
@@ -163,11 +164,11 @@ class MuteStage:
 
     # -- candidates -------------------------------------------------------------------------
 
-    def _labelled(self, c: Any, sel: OpenAlerts) -> list[tuple[int, dict[str, str]]]:
+    def _labelled(self, c: Connection, sel: OpenAlerts) -> list[tuple[int, dict[str, str]]]:
         rows = self.store.open_rows_in(c, sel, ("labels", *ALERT_FIELDS))
         return [(int(r["id"]), _row_labels(r)) for r in rows]
 
-    def _targets_of(self, c: Any, source: Alert, *, unmuted_only: bool) -> set[int]:
+    def _targets_of(self, c: Connection, source: Alert, *, unmuted_only: bool) -> set[int]:
         """Not-closed alerts that ``source`` may inhibit under some rule."""
         labels = alert_labels(source)
         out: set[int] = set()
@@ -189,7 +190,7 @@ class MuteStage:
         return out
 
     def _sources_for(
-        self, c: Any, target: Alert, cache: dict[tuple[Any, ...], list[Alert]]
+        self, c: Connection, target: Alert, cache: dict[tuple[Any, ...], list[Alert]]
     ) -> list[Alert]:
         """Active alerts that may inhibit ``target`` under some rule (checked by the caller)."""
         labels = alert_labels(target)
@@ -210,7 +211,7 @@ class MuteStage:
 
     # -- decision and record ----------------------------------------------------------------
 
-    def _settle(self, c: Any, ids: set[int], now: datetime) -> list[int]:
+    def _settle(self, c: Connection, ids: set[int], now: datetime) -> list[int]:
         """Bring each alert's ``suppressed`` to what the silences and rules say; returns the ids changed."""
         if not ids:
             return []
@@ -236,7 +237,7 @@ class MuteStage:
 
     def _decide(
         self,
-        c: Any,
+        c: Connection,
         alert: Alert,
         have: Mapping[str, Any],
         silences: list[Silence],

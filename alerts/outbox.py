@@ -49,7 +49,7 @@ from alerts.model import Alert, AlertEvent
 from alerts.store import AlertStore
 from farsight import __version__
 from farsight.clock import Clock, SystemClock, to_epoch_ms
-from farsight.db import Database
+from farsight.db import Connection, Database
 from farsight.logs import kv
 from farsight.settings import UpstreamSettings
 
@@ -214,7 +214,7 @@ class Outbox:
         self.clock = clock or SystemClock()
         self.lock_row = lock_row
 
-    def listener(self, conn: Any, alert: Alert, event: AlertEvent) -> None:
+    def listener(self, conn: Connection, alert: Alert, event: AlertEvent) -> None:
         """An ``alerts.store.EventListener``: one outbox row per alert event, on ``conn``."""
         if self.db.dialect == "postgres" and self.lock_row is not None:
             # Rows of one alert must get ids in commit order (the sender sends them by id):

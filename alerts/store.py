@@ -22,7 +22,7 @@ from alerts.audit import AuditLog, open_audit_log
 from alerts.model import STATES, Alert, AlertEvent, check_action
 from alerts.risk import explain, sql_order
 from farsight.clock import Clock, SystemClock, from_epoch_ms, to_epoch_ms
-from farsight.db import Database
+from farsight.db import Connection, Database
 from farsight.errors import CursorError, NotFoundError, StoreError, TransitionError
 from farsight.logs import kv
 from farsight.settings import RiskSettings
@@ -189,7 +189,7 @@ SORTS: dict[str, tuple[tuple[str, str], ...]] = {
 
 log = logging.getLogger("farsight.alerts")
 
-EventListener = Callable[[Any, Alert, AlertEvent], None]
+EventListener = Callable[[Connection, Alert, AlertEvent], None]
 """Called inside the transaction of every alert event with (connection, alert after the
 change, event); what it writes commits or rolls back with the change (the outbox does this)."""
 
@@ -569,7 +569,7 @@ class AlertStore:
 
     def _event(
         self,
-        c: Any,
+        c: Connection,
         alert_id: int,
         at: int,
         actor: str,
@@ -643,18 +643,18 @@ class AlertStore:
         # IMMEDIATE already does, and does not know the clause.
         return " FOR UPDATE" if self.db.dialect == "postgres" else ""
 
-    def lock_in(self, c: Any, alert_id: int) -> bool:
+    def lock_in(self, c: Connection, alert_id: int) -> bool:
         """Take the alert's row lock until ``c`` commits; False when there is no such alert."""
         row = c.execute(f"SELECT id FROM alerts WHERE id = ?{self._lock_clause()}", (alert_id,))
         return row.fetchone() is not None
 
-    def open_ids_in(self, c: Any, sel: OpenAlerts) -> list[int]:
+    def open_ids_in(self, c: Connection, sel: OpenAlerts) -> list[int]:
         """Ids of the not-closed alerts ``sel`` picks."""
         where, params = sel.sql()
         rows = c.execute(f"SELECT id FROM alerts WHERE {where}", tuple(params)).fetchall()
         return [int(r[0]) for r in rows]
 
-    def open_rows_in(self, c: Any, sel: OpenAlerts, columns: Sequence[str]) -> list[Any]:
+    def open_rows_in(self, c: Connection, sel: OpenAlerts, columns: Sequence[str]) -> list[Any]:
         """``id`` and ``columns`` of the not-closed alerts ``sel`` picks."""
         bad = [k for k in columns if k not in COLUMNS]
         if bad:
@@ -663,7 +663,7 @@ class AlertStore:
         cols = ", ".join(dict.fromkeys(("id", *columns)))
         return list(c.execute(f"SELECT {cols} FROM alerts WHERE {where}", tuple(params)).fetchall())
 
-    def heads_in(self, c: Any, ids: Sequence[int]) -> dict[int, Any]:
+    def heads_in(self, c: Connection, ids: Sequence[int]) -> dict[int, Any]:
         """``id, entity_id, department, state`` of these alerts, by id (missing ids absent)."""
         marks = ",".join("?" * len(ids))
         rows = c.execute(
@@ -672,14 +672,14 @@ class AlertStore:
         ).fetchall()
         return {int(r["id"]): r for r in rows}
 
-    def handling_in(self, c: Any, alert_id: int) -> dict[str, Any]:
+    def handling_in(self, c: Connection, alert_id: int) -> dict[str, Any]:
         """The alert's ``handling`` record as it is in ``c``'s transaction."""
         row = c.execute("SELECT handling FROM alerts WHERE id = ?", (alert_id,)).fetchone()
         if row is None:
             raise NotFoundError(f"no alert {alert_id}")
         return dict(json.loads(row["handling"]))
 
-    def set_due_in(self, c: Any, alert_id: int, due_ms: int | None) -> None:
+    def set_due_in(self, c: Connection, alert_id: int, due_ms: int | None) -> None:
         """Set (or clear) the deadline of the alert's current handling step."""
         c.execute("UPDATE alerts SET due_at = ? WHERE id = ?", (due_ms, alert_id))
 
@@ -692,7 +692,7 @@ class AlertStore:
         )
         return [int(r["id"]) for r in rows]
 
-    def escalation_row_in(self, c: Any, alert_id: int) -> Any | None:
+    def escalation_row_in(self, c: Connection, alert_id: int) -> Any | None:
         """``state, severity, escalation, due_at, suppressed`` of the alert, locked until commit."""
         return c.execute(
             "SELECT state, severity, escalation, due_at, suppressed FROM alerts WHERE id = ?"
@@ -700,7 +700,7 @@ class AlertStore:
             (alert_id,),
         ).fetchone()
 
-    def last_event_at_in(self, c: Any, alert_id: int, actions: Sequence[str]) -> int | None:
+    def last_event_at_in(self, c: Connection, alert_id: int, actions: Sequence[str]) -> int | None:
         """Epoch ms of the alert's last event among ``actions``; None when it has none."""
         marks = ",".join("?" * len(actions))
         row = c.execute(
@@ -737,7 +737,7 @@ class AlertStore:
 
     def transition_in(
         self,
-        c: Any,
+        c: Connection,
         alert_id: int,
         action: str,
         actor: str,

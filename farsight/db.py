@@ -20,7 +20,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from farsight.errors import StoreError
 
@@ -85,6 +85,30 @@ def _least(*args: Any) -> Any:
     return min(vals) if vals else None
 
 
+class Cursor(Protocol):
+    """What stores read from a statement's result (``sqlite3.Cursor`` or :class:`PgCursor`)."""
+
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> list[Any]: ...
+
+    def __iter__(self) -> Iterator[Any]: ...
+
+    @property
+    def rowcount(self) -> int: ...
+
+
+class Connection(Protocol):
+    """The handle :meth:`Database.transaction` yields: statements run in that transaction."""
+
+    def execute(self, sql: str, params: Sequence[Any] = (), /) -> Cursor: ...
+
+    def executemany(self, sql: str, seq: Iterable[Sequence[Any]], /) -> object: ...
+
+    @property
+    def in_transaction(self) -> bool: ...
+
+
 class Database(ABC):
     """One connection to a SQLite file or a PostgreSQL database; see the module's docstring."""
 
@@ -122,7 +146,7 @@ class Database(ABC):
 
     @abstractmethod
     @contextmanager
-    def transaction(self) -> Iterator[Any]:
+    def transaction(self) -> Iterator[Connection]:
         """A write transaction; yields the connection to ``execute`` on. Joins an open one."""
 
     @abstractmethod
