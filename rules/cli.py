@@ -1,4 +1,5 @@
-"""``farsight rules``: test and check rule files; list rule kinds (``backtest``: :mod:`app.commands.backtest`).
+"""``farsight rules``: test and check rule files; list rule kinds (``backtest``:
+:mod:`app.commands.backtest`).
 
 :func:`add_rules_parser` adds the command to the main CLI's subparsers; handlers take the parsed
 arguments (``args.config`` is the global ``--config`` path or ``None``) and return an exit code:
@@ -68,7 +69,8 @@ def _cmd_test(args: argparse.Namespace) -> int:
 
 
 def check_files(files: list[Path]) -> list[dict[str, Any]]:
-    """Every problem of the given rule files (each file checked on its own, then ids across them)."""
+    """Every problem of the given rule files (each file checked on its own, then ids across
+    them)."""
     from farsight.settings import read_yaml
     from rules.loader import parse_ruleset
     from rules.reload import problem_rows
@@ -181,7 +183,8 @@ def add_rules_parser(
     p = sub.add_parser(
         "test",
         help="run rule unit tests (promtool style)",
-        description="Run rule test files: input series in expanding notation, and the alerts expected at given times. "
+        description="Run rule test files: input series in expanding notation, and the alerts"
+        " expected at given times. "
         "Exit 0 if all pass, 1 if a case fails, 2 if a file is invalid.",
     )
     p.add_argument(
@@ -202,7 +205,8 @@ def add_rules_parser(
     p = sub.add_parser(
         "check",
         help="validate rule files; print every problem",
-        description="Validate rule files. Exit 2 with every problem (file, rule id, key path, value, message), else 0.",
+        description="Validate rule files. Exit 2 with every problem (file, rule id, key path,"
+        " value, message), else 0.",
     )
     p.add_argument(
         "files",

@@ -11,9 +11,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, overload
 
 from farsight.clock import from_epoch_ms, to_epoch_ms
+from farsight.errors import RuleError
 from farsight.types import Reading, Site
 from rules.model import Rule
 
@@ -78,6 +79,15 @@ class Binding:
             for_=rule.for_ * (adj.for_factor if adj else 1.0),
             severity=(adj.severity if adj and adj.severity else rule.severity),
         )
+
+    @property
+    def series_metric(self) -> str:
+        """The metric of a single-metric rule: the bound one, else the rule's ``select.metric``
+        (the kind's model requires one)."""
+        metric = self.metric or self.rule.select.metric
+        if not metric:
+            raise RuleError(f"rule {self.rule.id!r} ({self.rule.kind}) has no select.metric")
+        return metric
 
     def site_limit(self, metric: str) -> float | None:
         limit = self.site.limit(metric)
@@ -198,9 +208,19 @@ def as_list(out: Verdict | list[Verdict] | None) -> Iterable[Verdict]:
     return out
 
 
+@overload
+def ts_ms(t: datetime) -> int: ...
+@overload
+def ts_ms(t: None) -> None: ...
 def ts_ms(t: datetime | None) -> int | None:
+    """Epoch milliseconds of ``t`` (None stays None): the engine's state is kept in integers."""
     return None if t is None else to_epoch_ms(t)
 
 
+@overload
+def ms_ts(v: int) -> datetime: ...
+@overload
+def ms_ts(v: None) -> None: ...
 def ms_ts(v: int | None) -> datetime | None:
+    """The UTC time of epoch milliseconds ``v`` (None stays None)."""
     return None if v is None else from_epoch_ms(v)

@@ -7,7 +7,8 @@ of each other) fall inside ``window`` of event time, ONE combined firing signal 
 rule id = the correlation rule's, site = the site of the earliest member signal, device and
 metric empty, evidence = the union of the members' evidence, label ``members`` = the member rule
 ids, value = the count of independent members. Members joining the group later re-send the
-combined signal when the count grows (its summary and value update). The combined alert resolves when every member signal in it has resolved.
+combined signal when the count grows (its summary and value update). The combined alert resolves
+when every member signal in it has resolved.
 
 Independence: by default (``independent_series``) rules count only when they judge distinct
 series (site, device, metric): the SO2 instant limit and the SO2 hourly-mean limit of one
@@ -124,8 +125,9 @@ class Correlator:
         self._rules = [r for r in rules if r.kind == "correlation"]
         self._ids = {r.id for r in self._rules}
         self._window_ms = {
-            r.id: int(parse_duration(r.spec.window).total_seconds() * 1000) for r in self._rules
-        }  # type: ignore[attr-defined]
+            r.id: int(parse_duration(r.spec_as(CorrelationModel).window).total_seconds() * 1000)
+            for r in self._rules
+        }
         self._state = {
             r.id: (
                 self._state[r.id]
@@ -149,7 +151,7 @@ class Correlator:
             if site is None:
                 continue
             for rule in self._rules:
-                spec: CorrelationModel = rule.spec  # type: ignore[assignment]
+                spec = rule.spec_as(CorrelationModel)
                 if not spec.matches(s.rule_id) or not rule.select.matches_site(site):
                     continue
                 if s.status == "firing":
@@ -199,7 +201,7 @@ class Correlator:
         )
         distinct = list(dict.fromkeys(e.rule for _, e in near))
         pairs = list(dict.fromkeys((e.rule, e.series) for _, e in near))
-        spec: CorrelationModel = rule.spec  # type: ignore[assignment]
+        spec = rule.spec_as(CorrelationModel)
         count = self._count(rule, pairs)
         if count < spec.min_distinct:
             return
@@ -240,7 +242,7 @@ class Correlator:
 
         site = self.registry.get(anchor)
         assert site is not None
-        spec: CorrelationModel = rule.spec  # type: ignore[assignment]
+        spec = rule.spec_as(CorrelationModel)
         adj = rule.adjustment(site)
         severity = adj.severity if adj is not None and adj.severity else rule.severity
         members = ", ".join(g.rules)

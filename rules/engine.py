@@ -26,6 +26,7 @@ from farsight.types import AlertSignal, ChangeEvent, Reading, Site
 from rules.conditions import Binding, Condition, Lifecycle, Sample, Verdict, as_list, ms_ts, ts_ms
 from rules.correlate import Correlator
 from rules.fingerprint import fingerprint
+from rules.kinds.change_region import ChangeRegionModel
 from rules.model import MaintenanceWindow, Rule, RuleSet
 from rules.registry import RULE_KINDS
 
@@ -195,7 +196,7 @@ class Engine:
             binding = Binding.make(rule, site, device, metric)
             inst = Instance(rule, binding, kind.condition(binding), scope, kind.metrics(rule.spec))
             if hasattr(inst.cond, "watermark"):
-                inst.cond.watermark = lambda: self.watermark  # type: ignore[attr-defined]
+                inst.cond.watermark = lambda: self.watermark
             self._instances[key] = inst
         return inst
 
@@ -429,24 +430,17 @@ class Engine:
         rules = [r for r in self.rules if r.kind == "change_region"]
         out: list[AlertSignal] = []
         for ev in events:
-            region = ev.region
             for rule in rules:
-                spec = rule.spec
-                zone_kinds = {k for _, k in ev.zones}
-                if (
-                    (spec.change_kinds and region.kind not in spec.change_kinds)
-                    or (spec.aois and region.aoi not in spec.aois)
-                    or region.area_m2 < spec.min_area_ha * 10_000
-                    or (spec.zone_kinds and not zone_kinds & set(spec.zone_kinds))
-                ):
-                    continue
-                out.append(self._change_signal(rule, ev))
+                if rule.spec_as(ChangeRegionModel).judges(ev):
+                    out.append(self._change_signal(rule, ev))
         self.stats.signals += len(out)
         return out
 
     def _change_signal(self, rule: Rule, ev: ChangeEvent) -> AlertSignal:
         region = ev.region
-        severity = rule.spec.confirmed_severity if ev.state == "confirmed" else rule.severity
+        spec = rule.spec_as(ChangeRegionModel)
+        # The rule's own severity may be a credit grade's: a first sighting keeps it.
+        severity = spec.confirmed_severity if ev.state == "confirmed" else rule.severity
         zones = ",".join(z for z, _ in ev.zones)
         values = _SafeDict(
             rule=rule.id,
@@ -574,8 +568,8 @@ class Engine:
             inst.heap = []
             for ts, rows, s_site, s_dev in e.get("heap", []):
                 t = ms_ts(ts)
-                readings = {m: Reading(s_site, s_dev, m, v, u, t, f) for m, v, u, f in rows}  # type: ignore[arg-type]
-                heapq.heappush(inst.heap, (t, next(_seq), Sample(s_site, s_dev, t, readings)))  # type: ignore[arg-type]
+                readings = {m: Reading(s_site, s_dev, m, v, u, t, f) for m, v, u, f in rows}
+                heapq.heappush(inst.heap, (t, next(_seq), Sample(s_site, s_dev, t, readings)))
             inst.cond.restore(e["cond"])
             inst.lcs = {k: Lifecycle.from_state(d) for k, d in e["lcs"].items()}
             restored += 1

@@ -18,7 +18,14 @@ from pydantic import ValidationError
 import rules.kinds  # noqa: F401  # the built-in kinds register on import
 from farsight.errors import ConfigProblem, RuleError
 from farsight.settings import read_yaml, validation_problems
-from rules.model import MaintenanceModel, MaintenanceWindow, Rule, RuleModel, RuleSet, parse_duration
+from rules.model import (
+    MaintenanceModel,
+    MaintenanceWindow,
+    Rule,
+    RuleModel,
+    RuleSet,
+    parse_duration,
+)
 from rules.registry import RULE_KINDS
 
 

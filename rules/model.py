@@ -11,10 +11,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from farsight.errors import RuleError
 from farsight.types import SEVERITIES, Site
 
 _DURATION = re.compile(r"^(?:\d+(?:\.\d+)?(?:ms|s|m|h|d))+$")
@@ -51,7 +52,8 @@ class Selector(BaseModel):
     metric: str | None = Field(
         None,
         title="Metric",
-        description="Metric the rule evaluates (kinds that read several name them in their own fields).",
+        description="Metric the rule evaluates (kinds that read several name them in their own"
+        " fields).",
         min_length=1,
     )
     department: str | None = Field(
@@ -144,7 +146,8 @@ class RuleModel(BaseModel):
     lateness: Duration = Field(
         "0s",
         title="Allowed lateness",
-        description="Out-of-order readings up to this much older than the newest are put in order before evaluation; older ones are counted as late.",
+        description="Out-of-order readings up to this much older than the newest are put in order"
+        " before evaluation; older ones are counted as late.",
     )
     severity: Severity = Field("warning", title="Severity", description="Alert severity.")
     item_code: str = Field(
@@ -159,7 +162,8 @@ class RuleModel(BaseModel):
     annotations: dict[str, str] = Field(
         default_factory=dict,
         title="Annotations",
-        description="Texts templated with the values that fired: {site} {site_name} {device} {metric} {value} {unit} {threshold} and the kind's own.",
+        description="Texts templated with the values that fired: {site} {site_name} {device}"
+        " {metric} {value} {unit} {threshold} and the kind's own.",
     )
     labels: dict[str, str] = Field(
         default_factory=dict, title="Labels", description="Extra labels on the alert."
@@ -167,7 +171,8 @@ class RuleModel(BaseModel):
     credit: dict[Literal["A", "B", "C", "D"], CreditAdjustment] = Field(
         default_factory=dict,
         title="Credit grades",
-        description="Per credit grade: limit factor, duration factor, severity (differentiated supervision).",
+        description="Per credit grade: limit factor, duration factor, severity (differentiated"
+        " supervision).",
     )
 
     @field_validator("for_", "keep_firing_for", "lateness")
@@ -175,6 +180,10 @@ class RuleModel(BaseModel):
     def _duration(cls, v: Duration) -> Duration:
         parse_duration(v)
         return v
+
+
+M = TypeVar("M", bound=RuleModel)
+"""A kind's model (a subclass of :class:`RuleModel`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,6 +209,15 @@ class Rule:
     def __post_init__(self) -> None:
         if self.severity not in SEVERITIES:
             raise ValueError(f"severity {self.severity!r}")
+
+    def spec_as(self, model: type[M]) -> M:
+        """The kind's model, checked to be ``model`` (what the kind's condition reads)."""
+        if not isinstance(self.spec, model):
+            raise RuleError(
+                f"rule {self.id!r} of kind {self.kind!r} has a {type(self.spec).__name__},"
+                f" not the {model.__name__} its condition reads"
+            )
+        return self.spec
 
     @property
     def summary(self) -> str:

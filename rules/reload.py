@@ -26,7 +26,8 @@ _RULE_IN_PATH = re.compile(r"^rules(?:\.\d+)?\[([^\]]+)\]")
 
 
 def problem_rows(exc: ConfigError) -> list[dict[str, Any]]:
-    """Every problem of a rule-file error as ``file, rule, key, value, message`` (rule may be empty).
+    """Every problem of a rule-file error as ``file, rule, key, value, message`` (rule may be
+    empty).
 
     The rule id is read from the key path (``rules.3[cems-so2].for``), where the model puts it.
     """

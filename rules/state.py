@@ -49,7 +49,8 @@ class RuleStateStore:
         self.db = Database.of(path, SCHEMA)
 
     def save(self, entries: Sequence[dict[str, Any]], now: datetime | None = None) -> int:
-        """Upsert snapshot entries (``Engine.snapshot(only_dirty=True)``) in one transaction; returns how many."""
+        """Upsert snapshot entries (``Engine.snapshot(only_dirty=True)``) in one transaction;
+        returns how many."""
         if not entries:
             return 0
         saved_at = to_epoch_ms(now or datetime.now(UTC))
@@ -69,8 +70,10 @@ class RuleStateStore:
         ]
         with self.db.transaction() as c:
             c.executemany(
-                "INSERT INTO rule_state (rule, scope, digest, state, saved_at) VALUES (?, ?, ?, ?, ?)"
-                " ON CONFLICT (rule, scope) DO UPDATE SET digest = excluded.digest, state = excluded.state, saved_at = excluded.saved_at",
+                "INSERT INTO rule_state (rule, scope, digest, state, saved_at) VALUES (?, ?, ?, ?,"
+                " ?)"
+                " ON CONFLICT (rule, scope) DO UPDATE SET digest = excluded.digest, state ="
+                " excluded.state, saved_at = excluded.saved_at",
                 rows,
             )
         return len(rows)
@@ -85,7 +88,8 @@ class RuleStateStore:
                 entry = json.loads(r["state"])
                 entry.update(rule=r["rule"], scope=json.loads(r["scope"]), digest=r["digest"])
             except (ValueError, TypeError):
-                # A damaged row costs that one scope its state; it must not stop the engine starting.
+                # A damaged row costs that one scope its state; it must not stop the engine
+                # starting.
                 log.warning(
                     "unreadable rule state skipped", extra=kv(rule=r["rule"], scope=r["scope"])
                 )
@@ -94,9 +98,11 @@ class RuleStateStore:
         return out
 
     def prune(self, rules: RuleSet | Iterable[Rule]) -> int:
-        """Delete state of rules no longer loaded, or loaded with another definition; returns how many rows."""
+        """Delete state of rules no longer loaded, or loaded with another definition; returns how
+        many rows."""
         current = {(r.id, r.digest) for r in (rules.rules if isinstance(rules, RuleSet) else rules)}
-        # The correlator's entry carries its rules' digests inside; it restores only what still fits.
+        # The correlator's entry carries its rules' digests inside; it restores only what still
+        # fits.
         stale = [
             (r["rule"], r["scope"])
             for r in self.db.query("SELECT rule, scope, digest FROM rule_state")

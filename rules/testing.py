@@ -35,7 +35,8 @@ from rules.model import RuleSet, parse_duration
 # -- expanding notation ---------------------------------------------------------------------
 
 MAX_VALUES = 1_000_000
-"""Most values one ``values`` string may expand to: a typo like ``1x100000000`` is refused, not allocated."""
+"""Most values one ``values`` string may expand to: a typo like ``1x100000000`` is refused, not
+allocated."""
 
 _UNUM = r"(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
 # ASCII only: Python's \d and float() would otherwise accept digits of other scripts.
@@ -43,7 +44,10 @@ _TOKEN = re.compile(
     rf"(?:(?P<blank>_)|(?P<a>[-+]?{_UNUM}))(?:(?:(?P<op>[-+])(?P<b>{_UNUM}))?x(?P<n>\d+))?",
     re.ASCII,
 )
-_GRAMMAR = "a number, '_' (missing), 'a+bxn' or 'a-bxn' (n+1 values stepping by b), 'axn' (n+1 repeats) or '_xn' (n+1 missing)"
+_GRAMMAR = (
+    "a number, '_' (missing), 'a+bxn' or 'a-bxn' (n+1 values stepping by b), 'axn' (n+1 repeats)"
+    " or '_xn' (n+1 missing)"
+)
 
 
 def expand_values(text: str) -> list[float | None]:
@@ -88,7 +92,8 @@ def expand_values(text: str) -> list[float | None]:
             b = -b
         if not (math.isfinite(a) and math.isfinite(a + n * b)):
             raise ValueError(
-                f"token {pos} {token!r} gives a value out of the float range; readings must be finite"
+                f"token {pos} {token!r} gives a value out of the float range; readings must be"
+                " finite"
             )
         out.extend(a + i * b for i in range(n + 1))
     return out
@@ -143,7 +148,8 @@ class ExpectedAlertModel(_Model):
     labels: dict[str, str] = Field(
         default_factory=dict,
         title="Labels",
-        description="Labels the alert must carry (a subset of rule, site, device, metric, severity, department and the rule's labels).",
+        description="Labels the alert must carry (a subset of rule, site, device, metric,"
+        " severity, department and the rule's labels).",
     )
     annotations: dict[str, str] | None = Field(
         None,
@@ -213,7 +219,8 @@ class FileModel(_Model):
     registry: str | None = Field(
         None,
         title="Registry",
-        description="Site registry, relative to the test file; default: the built-in demo registry.",
+        description="Site registry, relative to the test file; default: the built-in demo"
+        " registry.",
     )
     tests: list[Any] = Field(title="Tests", description="Test cases.", min_length=1)
 
@@ -282,7 +289,8 @@ def load_test_file(path: Path | str) -> RuleTestFile:
     Raises
     ------
     ConfigError
-        Every problem of the test file, each with its key path (``tests.0[name].input_series.1.values``);
+        Every problem of the test file, each with its key path
+        (``tests.0[name].input_series.1.values``);
         a :class:`~farsight.errors.RuleError` of a rule file it names; an unreadable registry.
     """
     path = Path(path)
@@ -373,7 +381,8 @@ def _build_case(
                     ConfigProblem(
                         f"{where}.input_series.{j}.values",
                         s.values,
-                        f"value {k} at {ts.isoformat()} overlaps input_series.{owner[key]}; use '_' where the other series has a value",
+                        f"value {k} at {ts.isoformat()} overlaps input_series.{owner[key]}; use"
+                        " '_' where the other series has a value",
                     )
                 )
                 break
@@ -617,7 +626,8 @@ def compare_alerts(expected: Sequence[ExpectedAlert], got: Sequence[AlertSignal]
     left_e = [i for i in range(len(expected)) if i not in full]
     used = set(full.values())
     left_g = [j for j in range(len(got)) if j not in used]
-    # Alerts whose labels match but whose annotations differ are one problem, not a miss plus a surprise.
+    # Alerts whose labels match but whose annotations differ are one problem, not a miss plus a
+    # surprise.
     partial = max_matching(
         len(left_e), len(left_g), lambda i, j: _labels_match(expected[left_e[i]], labels[left_g[j]])
     )
@@ -628,7 +638,8 @@ def compare_alerts(expected: Sequence[ExpectedAlert], got: Sequence[AlertSignal]
         for k, v in sorted((e.annotations or {}).items()):
             if have.get(k) != v:
                 problems.append(
-                    f"annotation {k!r} of alert {_fmt_map(labels[left_g[j]])}:\n    expected: {v!r}\n    got:      {have.get(k)!r}"
+                    f"annotation {k!r} of alert {_fmt_map(labels[left_g[j]])}:\n    expected:"
+                    f" {v!r}\n    got:      {have.get(k)!r}"
                 )
     paired_e = {left_e[i] for i in partial}
     paired_g = {left_g[j] for j in partial.values()}
@@ -640,7 +651,8 @@ def compare_alerts(expected: Sequence[ExpectedAlert], got: Sequence[AlertSignal]
     for j in left_g:
         if j not in paired_g:
             problems.append(
-                f"unexpected alert: {_fmt_map(labels[j])} annotations {_fmt_map(dict(got[j].annotations))}"
+                f"unexpected alert: {_fmt_map(labels[j])} annotations"
+                f" {_fmt_map(dict(got[j].annotations))}"
             )
     return problems
 
@@ -667,7 +679,8 @@ def format_result(result: TestFileResult, verbose: bool = False) -> str:
             if c.passed and not verbose:
                 continue
             lines.append(
-                f"        at {_fmt_offset(c.eval_time)} ({c.at.isoformat()}), rule {c.rule}: {len(c.firing)} firing"
+                f"        at {_fmt_offset(c.eval_time)} ({c.at.isoformat()}), rule {c.rule}:"
+                f" {len(c.firing)} firing"
             )
             for p in c.problems:
                 lines += ["          " + line for line in p.splitlines()]
@@ -749,12 +762,12 @@ def backtest(
                 result.alerts.append(a)
                 summ.fired += 1
             else:
-                a = open_.pop(s.fingerprint, None)
-                if a is None:
+                closed = open_.pop(s.fingerprint, None)
+                if closed is None:
                     continue
-                a.resolved_at = s.ts
+                closed.resolved_at = s.ts
                 summ.resolved += 1
-                summ.firing_s += (s.ts - a.fired_at).total_seconds()
+                summ.firing_s += (s.ts - closed.fired_at).total_seconds()
             if on_event is not None:
                 on_event(s.status, s)
 

@@ -11,23 +11,26 @@ opened (the queue takes the higher severity). The kind is not fed readings; the 
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import Field
 
+from farsight.types import ChangeEvent
 from rules.conditions import Condition
 from rules.model import RuleModel, Severity
 from rules.registry import RuleKind, register_kind
 
-CHANGE_KINDS = ("vegetation_loss", "new_construction", "water_gain", "water_loss", "bare_soil")
-ZONE_KINDS = (
+ChangeKind = Literal["vegetation_loss", "new_construction", "water_gain", "water_loss", "bare_soil"]
+ZoneKind = Literal[
     "protected_area",
     "ecological_red_line",
     "basic_farmland",
     "river_buffer",
     "highway_row",
     "other",
-)
+]
+CHANGE_KINDS: tuple[str, ...] = get_args(ChangeKind)
+ZONE_KINDS: tuple[str, ...] = get_args(ZoneKind)
 
 
 class ChangeRegionModel(RuleModel):
@@ -36,14 +39,14 @@ class ChangeRegionModel(RuleModel):
     kind: Literal["change_region"] = Field(
         "change_region", title="Kind", description="change_region"
     )
-    change_kinds: tuple[Literal[CHANGE_KINDS], ...] = Field(
+    change_kinds: tuple[ChangeKind, ...] = Field(
         (), title="Change kinds", description="Kinds of change judged; empty: every kind."
-    )  # type: ignore[valid-type]
-    zone_kinds: tuple[Literal[ZONE_KINDS], ...] = Field(
+    )
+    zone_kinds: tuple[ZoneKind, ...] = Field(
         (),
         title="Zone kinds",
         description="The change must touch a zone of one of these kinds; empty: any zone, or none.",
-    )  # type: ignore[valid-type]
+    )
     aois: tuple[str, ...] = Field(
         (),
         title="Areas of interest",
@@ -68,9 +71,25 @@ class ChangeRegionModel(RuleModel):
     summary: str | None = Field(
         "{change} of {area_ha} ha in {zones} ({state}, seen {sightings}x)",
         title="Summary",
-        description="Shorthand for annotations.summary; also {aoi} {change} {area_ha} {zones} {state} {sightings} {confidence} {lon} {lat}.",
+        description="Shorthand for annotations.summary; also {aoi} {change} {area_ha} {zones}"
+        " {state} {sightings} {confidence} {lon} {lat}.",
         max_length=500,
     )
+
+    def judges(self, event: ChangeEvent) -> bool:
+        """Whether this rule raises an alert for ``event`` (kind, area of interest, size, zone)."""
+        region = event.region
+        zone_kinds = {k for _, k in event.zones}
+        return not (
+            (self.change_kinds and region.kind not in self.change_kinds)
+            or (self.aois and region.aoi not in self.aois)
+            or region.area_m2 < self.min_area_ha * 10_000
+            or (self.zone_kinds and not zone_kinds & set(self.zone_kinds))
+        )
+
+    def severity_of(self, state: str) -> str:
+        """The alert's severity for a track in ``state`` (``possible`` or ``confirmed``)."""
+        return self.confirmed_severity if state == "confirmed" else self.severity
 
 
 class ChangeRegionCondition(Condition):
@@ -85,7 +104,8 @@ register_kind(
         model=ChangeRegionModel,
         condition=ChangeRegionCondition,
         scope="site",
-        description="Satellite change regions (remote_sensing) of given kinds, size and zones: one alert per tracked region, more severe once confirmed.",
+        description="Satellite change regions (remote_sensing) of given kinds, size and zones: one"
+        " alert per tracked region, more severe once confirmed.",
         metrics=lambda spec: frozenset(),
     )
 )

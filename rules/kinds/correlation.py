@@ -20,7 +20,8 @@ from rules.registry import RuleKind, register_kind
 
 
 class CorrelationModel(RuleModel):
-    """Signals of at least ``min_distinct`` member rules at one site (or nearby) within ``window``."""
+    """Signals of at least ``min_distinct`` member rules at one site (or nearby) within
+    ``window``."""
 
     kind: Literal["correlation"] = Field("correlation", title="Kind", description="correlation")
     members: tuple[str, ...] = Field(
@@ -32,24 +33,29 @@ class CorrelationModel(RuleModel):
     min_distinct: int = Field(
         2,
         title="Distinct rules",
-        description="How many distinct member rules must fire (on distinct series, unless independent_series is false).",
+        description="How many distinct member rules must fire (on distinct series, unless"
+        " independent_series is false).",
         ge=2,
         le=50,
     )
     window: Duration = Field(
         "30m",
         title="Window",
-        description="The member signals must fall within this much event time. A number of seconds or 30s, 5m, 1h.",
+        description="The member signals must fall within this much event time. A number of seconds"
+        " or 30s, 5m, 1h.",
     )
     independent_series: bool = Field(
         True,
         title="Independent series",
-        description="Count only member rules about distinct series (site, device, metric): two rules judging the same series (an instant and an hourly-mean limit of one SO2 analyser) are one piece of evidence, not two.",
+        description="Count only member rules about distinct series (site, device, metric): two"
+        " rules judging the same series (an instant and an hourly-mean limit of one SO2"
+        " analyser) are one piece of evidence, not two.",
     )
     within_m: float = Field(
         0,
         title="Distance",
-        description="0: the same site; else sites within this many metres of the first one (haversine on registry locations).",
+        description="0: the same site; else sites within this many metres of the first one"
+        " (haversine on registry locations).",
         ge=0,
         le=200_000,
     )
@@ -89,7 +95,8 @@ register_kind(
         model=CorrelationModel,
         condition=CorrelationCondition,
         scope="site",
-        description="Several member rules firing at one site (or within a distance) inside a window: one combined alert (rules.correlate).",
+        description="Several member rules firing at one site (or within a distance) inside a"
+        " window: one combined alert (rules.correlate).",
         metrics=lambda spec: frozenset(),
     )
 )

@@ -67,7 +67,8 @@ class RunningMismatchModel(RuleModel):
     min_flow: float | None = Field(
         None,
         title="Minimum flow",
-        description="Flow (in the flow metric's unit, m3/h) above which the plant is operating; above the stack's natural-draft flow when stopped, below its flow at minimum load.",
+        description="Flow (in the flow metric's unit, m3/h) above which the plant is operating;"
+        " above the stack's natural-draft flow when stopped, below its flow at minimum load.",
         gt=0,
     )
     temp_metric: str = Field(
@@ -80,7 +81,9 @@ class RunningMismatchModel(RuleModel):
     min_temp: float | None = Field(
         None,
         title="Minimum temperature",
-        description="Flue-gas temperature (degC) above which the plant is operating (none: temperature not used; a stack cools for hours after a shutdown, so use with a long `for`).",
+        description="Flue-gas temperature (degC) above which the plant is operating (none:"
+        " temperature not used; a stack cools for hours after a shutdown, so use with a long"
+        " `for`).",
         gt=-50,
         lt=1500,
     )
@@ -92,10 +95,12 @@ class RunningMismatchModel(RuleModel):
     max_age: Duration = Field(
         "5m",
         title="Maximum age",
-        description="Values further apart than this are not combined (a stale status is no report). A number of seconds or 30s, 5m.",
+        description="Values further apart than this are not combined (a stale status is no"
+        " report). A number of seconds or 30s, 5m.",
     )
     summary: str | None = Field(
-        "{site_name} reports stopped ({stopped_by}) while its flue is still in use: flow {flow}, temperature {temp}",
+        "{site_name} reports stopped ({stopped_by}) while its flue is still in use: flow {flow},"
+        " temperature {temp}",
         title="Summary",
         description="Shorthand for annotations.summary.",
         max_length=500,
@@ -121,7 +126,7 @@ class RunningMismatchCondition(Condition):
 
     def __init__(self, binding: Binding) -> None:
         super().__init__(binding)
-        self.spec: RunningMismatchModel = binding.rule.spec  # type: ignore[assignment]
+        self.spec = binding.rule.spec_as(RunningMismatchModel)
         self.max_age_ms = int(parse_duration(self.spec.max_age).total_seconds() * 1000)
         # device -> metric -> [value, flag, ts ms, unit]
         self.last: dict[str, dict[str, list[Any]]] = {}
@@ -186,7 +191,7 @@ class RunningMismatchCondition(Condition):
             "flow": _whole(flow[0]) if flow is not None else "",
             "temp": temp[0] if temp is not None else "",
         }
-        return Verdict(  # type: ignore[arg-type]
+        return Verdict(
             ms_ts(t),
             active,
             value=row[0] if row else None,
@@ -219,7 +224,8 @@ class PhysicalConsistencyModel(RuleModel):
     checks: tuple[Literal["dilution", "zero_flow"], ...] = Field(
         ("dilution",),
         title="Checks",
-        description="dilution: ambient O2 in a hot, flowing flue; zero_flow: no flow while O2 shows combustion gas.",
+        description="dilution: ambient O2 in a hot, flowing flue; zero_flow: no flow while O2"
+        " shows combustion gas.",
         min_length=1,
     )
     o2_metric: str = Field(
@@ -238,26 +244,30 @@ class PhysicalConsistencyModel(RuleModel):
     o2_ambient: float = Field(
         19.0,
         title="Ambient O2",
-        description="O2 (%) at or above which the sample is (nearly) ambient air; air holds 20.9 %.",
+        description="O2 (%) at or above which the sample is (nearly) ambient air; air holds 20.9"
+        " %.",
         ge=15,
         le=21,
     )
     min_flow: float = Field(
         title="Minimum flow",
-        description="Flow above which the flue carries gas (the stack's flow at minimum load is well above it, natural draft well below).",
+        description="Flow above which the flue carries gas (the stack's flow at minimum load is"
+        " well above it, natural draft well below).",
         gt=0,
     )
     min_temp: float | None = Field(
         None,
         title="Minimum temperature",
-        description="Temperature (degC) above which the flue gas is hot combustion gas (none: not checked).",
+        description="Temperature (degC) above which the flue gas is hot combustion gas (none: not"
+        " checked).",
         gt=-50,
         lt=1500,
     )
     o2_min: float = Field(
         15.0,
         title="Combustion O2",
-        description="zero_flow check: O2 (%) below which the analyser sees combustion gas, not air.",
+        description="zero_flow check: O2 (%) below which the analyser sees combustion gas, not"
+        " air.",
         gt=0,
         le=20.9,
     )
@@ -288,7 +298,7 @@ class PhysicalConsistencyCondition(Condition):
 
     def __init__(self, binding: Binding) -> None:
         super().__init__(binding)
-        self.spec: PhysicalConsistencyModel = binding.rule.spec  # type: ignore[assignment]
+        self.spec = binding.rule.spec_as(PhysicalConsistencyModel)
 
     def observe(self, sample: Sample) -> list[Verdict] | None:
         s = self.spec
@@ -343,7 +353,7 @@ class PhysicalConsistencyCondition(Condition):
 
 def _whole(x: float) -> int | float:
     """Flows of 1e5 m3/h read better as 150000 than as the engine's 4-digit 1.5e+05."""
-    return int(round(x)) if abs(x) >= 1000 else x
+    return round(x) if abs(x) >= 1000 else x
 
 
 def _metrics_running(spec: RunningMismatchModel) -> frozenset[str]:
@@ -360,7 +370,9 @@ register_kind(
         model=RunningMismatchModel,
         condition=RunningMismatchCondition,
         scope="site",
-        description="标停未停: the plant reports stopped (running 0 or HJ 212 flag F) while flue gas flows above min_flow or is hotter than min_temp.",
+        description="标停未停: the plant reports stopped (running 0 or HJ 212 flag F) while flue"
+        " gas"
+        " flows above min_flow or is hotter than min_temp.",
         metrics=_metrics_running,
     )
 )
@@ -371,7 +383,8 @@ register_kind(
         model=PhysicalConsistencyModel,
         condition=PhysicalConsistencyCondition,
         scope="device",
-        description="O2, flow and temperature of a stack disagree: ambient O2 in a hot flowing flue (dilution), or no flow with combustion O2.",
+        description="O2, flow and temperature of a stack disagree: ambient O2 in a hot flowing"
+        " flue (dilution), or no flow with combustion O2.",
         metrics=_metrics_physical,
     )
 )

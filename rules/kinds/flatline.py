@@ -36,30 +36,36 @@ class FlatlineModel(RuleModel):
     window: Duration = Field(
         "30m",
         title="Window",
-        description="Trailing window (t - window, t] judged at every reading. A number of seconds or 30s, 5m, 1h, 1d.",
+        description="Trailing window (t - window, t] judged at every reading. A number of seconds"
+        " or 30s, 5m, 1h, 1d.",
     )
     min_count: int = Field(
         10,
         title="Fewest readings",
-        description="The window must hold at least this many readings (natural analyser data repeat a value up to about 6 times at one-minute resolution).",
+        description="The window must hold at least this many readings (natural analyser data"
+        " repeat a value up to about 6 times at one-minute resolution).",
         ge=2,
         le=1_000_000,
     )
     epsilon: float = Field(
         0.0,
         title="Tolerance",
-        description="Largest spread still counted as flat, in the metric's unit: max - min (measure range) or the standard deviation (measure stddev). 0: exactly the same value.",
+        description="Largest spread still counted as flat, in the metric's unit: max - min"
+        " (measure range) or the standard deviation (measure stddev). 0: exactly the same"
+        " value.",
         ge=0,
     )
     measure: Literal["range", "stddev"] = Field(
         "range",
         title="Spread measure",
-        description="range: max - min of the window; stddev: population standard deviation of the window.",
+        description="range: max - min of the window; stddev: population standard deviation of the"
+        " window.",
     )
     ignore_below: float | None = Field(
         None,
         title="Ignore at or below",
-        description="A reading at or below this level (a stopped plant's zero) is never part of a flat line: it clears the window. None: every level counts.",
+        description="A reading at or below this level (a stopped plant's zero) is never part of a"
+        " flat line: it clears the window. None: every level counts.",
     )
 
     @field_validator("window")
@@ -106,8 +112,8 @@ class FlatlineCondition(Condition):
 
     def __init__(self, binding: Binding) -> None:
         super().__init__(binding)
-        spec: FlatlineModel = binding.rule.spec  # type: ignore[assignment]
-        self.metric: str = binding.metric or spec.select.metric  # type: ignore[assignment]
+        spec = binding.rule.spec_as(FlatlineModel)
+        self.metric = binding.series_metric
         self.size = duration_ms(spec.window)
         self.min_count = spec.min_count
         self.eps = spec.epsilon
@@ -152,7 +158,8 @@ class FlatlineCondition(Condition):
         self.unit = r.unit
         t, v = to_epoch_ms(sample.ts), r.value
         if self.floor is not None and v <= self.floor:
-            # A stopped plant's zero: not a frozen analyser, and not part of a flat line either side.
+            # A stopped plant's zero: not a frozen analyser, and not part of a flat line either
+            # side.
             self._clear()
             return Verdict(
                 sample.ts,
@@ -200,7 +207,7 @@ class FlatlineCondition(Condition):
                 "level": level,
                 "spread": spread,
                 "flat_since": ms_ts(self.since).astimezone(BEIJING).isoformat(),
-            },  # type: ignore[union-attr]
+            },
         )
 
     def state(self) -> dict[str, Any]:
@@ -220,6 +227,7 @@ register_kind(
         model=FlatlineModel,
         condition=FlatlineCondition,
         scope="series",
-        description="恒值异常: the value unchanged (range or stddev within epsilon) over a trailing window with at least min_count readings.",
+        description="恒值异常: the value unchanged (range or stddev within epsilon) over a trailing"
+        " window with at least min_count readings.",
     )
 )

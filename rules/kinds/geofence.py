@@ -108,7 +108,8 @@ class Zone(BaseModel):
         for lon, lat in v:
             if not (-180 <= lon <= 180 and -90 <= lat <= 90):
                 raise ValueError(
-                    f"vertex [{lon}, {lat}] is not [lon, lat] in degrees (lon -180..180, lat -90..90)"
+                    f"vertex [{lon}, {lat}] is not [lon, lat] in degrees (lon -180..180, lat"
+                    " -90..90)"
                 )
         if len(set(v)) < 3:
             raise ValueError("a polygon needs at least 3 distinct vertices")
@@ -131,12 +132,14 @@ class GeofenceModel(RuleModel):
     mode: Literal["enter", "dwell"] = Field(
         "enter",
         title="Mode",
-        description="enter: fire on the first point inside; dwell: fire once inside longer than `dwell`.",
+        description="enter: fire on the first point inside; dwell: fire once inside longer than"
+        " `dwell`.",
     )
     dwell: Duration = Field(
         "10m",
         title="Dwell",
-        description="dwell mode: time inside (between the device's own points) before the alert fires. A number of seconds or 30s, 5m, 1h.",
+        description="dwell mode: time inside (between the device's own points) before the alert"
+        " fires. A number of seconds or 30s, 5m, 1h.",
     )
     lat_metric: str = Field(
         "lat",
@@ -191,7 +194,7 @@ class GeofenceCondition(Condition):
 
     def __init__(self, binding: Binding) -> None:
         super().__init__(binding)
-        self.spec: GeofenceModel = binding.rule.spec  # type: ignore[assignment]
+        self.spec = binding.rule.spec_as(GeofenceModel)
         self.boxes = [_Box(z) for z in self.spec.zones]
         self.dwell_ms = int(parse_duration(self.spec.dwell).total_seconds() * 1000)
         self.entered: dict[str, int] = {}
@@ -257,7 +260,8 @@ register_kind(
         model=GeofenceModel,
         condition=GeofenceCondition,
         scope="device",
-        description="A GPS-tracked device inside a zone polygon: on entry, or after dwelling longer than `dwell`.",
+        description="A GPS-tracked device inside a zone polygon: on entry, or after dwelling"
+        " longer than `dwell`.",
         metrics=lambda spec: frozenset({spec.lat_metric, spec.lon_metric}),
     )
 )

@@ -29,7 +29,8 @@ backlog would look silent until its turn came ("server time used where data time
 So a series that has been seen is judged on its site's event time: the newest reading time of
 the site, advanced by the engine time since that reading arrived, capped at the engine clock.
 Live, the two coincide; in a replay, a site keeps its own pace. When the engine provides its
-event-time watermark (the newest reading time of all sites, hook :attr:`MissingDataCondition.watermark`),
+event-time watermark (the newest reading time of all sites, hook
+:attr:`MissingDataCondition.watermark`),
 the site clock is at least that, so a site that stops while the others' backlog is replayed is
 still seen to be silent. Before the first tick, and after a restart, a reading's arrival is
 taken as the next tick: the downtime is not held against the devices, whose backlog may still
@@ -81,26 +82,32 @@ class MissingDataModel(RuleModel):
     per: Literal["device", "stream"] = Field(
         "device",
         title="Granularity",
-        description="One alert per device (silent when none of its metrics arrives) or per device/metric stream.",
+        description="One alert per device (silent when none of its metrics arrives) or per"
+        " device/metric stream.",
     )
     metrics: tuple[str, ...] = Field(
         (),
         title="Metrics",
-        description="Only these metrics are expected (default: every metric the registry lists for the device).",
+        description="Only these metrics are expected (default: every metric the registry lists for"
+        " the device).",
         max_length=100,
     )
     max_silence: dict[str, Duration] = Field(
         default_factory=dict,
         title="Silence by device kind",
-        description="Per device kind, the silence that counts as offline instead of k x cadence (event-driven devices such as weigh stations report per truck, not on a cadence). A number of seconds or 30s, 5m, 1h, 1d.",
+        description="Per device kind, the silence that counts as offline instead of k x cadence"
+        " (event-driven devices such as weigh stations report per truck, not on a cadence). A"
+        " number of seconds or 30s, 5m, 1h, 1d.",
     )
     ignore_device_kinds: tuple[str, ...] = Field(
         ("camera", "gateway"),
         title="Ignored device kinds",
-        description="Device kinds never expected to send readings (cameras send detections, gateways status).",
+        description="Device kinds never expected to send readings (cameras send detections,"
+        " gateways status).",
     )
     summary: str | None = Field(
-        "No data from {site_name} {device} for {silent_for_min} min (last seen {last_seen}; expected every {cadence_s} s)",
+        "No data from {site_name} {device} for {silent_for_min} min (last seen {last_seen};"
+        " expected every {cadence_s} s)",
         title="Summary",
         description="Shorthand for annotations.summary.",
         max_length=500,
@@ -153,7 +160,7 @@ class MissingDataCondition(Condition):
 
     def __init__(self, binding: Binding) -> None:
         super().__init__(binding)
-        spec: MissingDataModel = binding.rule.spec  # type: ignore[assignment]
+        spec = binding.rule.spec_as(MissingDataModel)
         site = binding.site
         wanted = set(spec.metrics)
         silence = {kind: parse_duration(d).total_seconds() for kind, d in spec.max_silence.items()}
@@ -392,7 +399,8 @@ register_kind(
         model=MissingDataModel,
         condition=MissingDataCondition,
         scope="site",
-        description="A device or stream silent for k times its cadence (engine clock); one site alert when the whole site is silent.",
+        description="A device or stream silent for k times its cadence (engine clock); one site"
+        " alert when the whole site is silent.",
         metrics=lambda spec: None,
         eager=True,
     )

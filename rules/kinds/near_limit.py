@@ -35,38 +35,45 @@ class NearLimitModel(RuleModel):
     window: Duration = Field(
         "24h",
         title="Window",
-        description="Length of the tumbling windows, aligned in local time (utc_offset). A number of seconds or 30s, 5m, 1h, 1d.",
+        description="Length of the tumbling windows, aligned in local time (utc_offset). A number"
+        " of seconds or 30s, 5m, 1h, 1d.",
     )
     limit: float | Literal["site_limit"] = Field(
         "site_limit",
         title="Limit",
-        description="A number, or 'site_limit' for the site's permit limit of the metric. Not scaled by the credit-grade limit factor: the pattern is defined against the limit the plant actually holds.",
+        description="A number, or 'site_limit' for the site's permit limit of the metric. Not"
+        " scaled by the credit-grade limit factor: the pattern is defined against the limit"
+        " the plant actually holds.",
     )
     band: float = Field(
         0.1,
         title="Band",
-        description="Width of the band under the limit as a fraction of it: 0.1 counts readings from 90 % to 100 % of the limit.",
+        description="Width of the band under the limit as a fraction of it: 0.1 counts readings"
+        " from 90 % to 100 % of the limit.",
         gt=0,
         lt=1,
     )
     min_share: float = Field(
         0.6,
         title="Smallest share",
-        description="The window is a violation when more than this fraction of its readings lie in the band.",
+        description="The window is a violation when more than this fraction of its readings lie in"
+        " the band.",
         gt=0,
         le=1,
     )
     min_count: int = Field(
         1,
         title="Fewest readings",
-        description="A window with fewer readings is not judged (e.g. 1200 minute values: 20 hours, the GB 3095-2012 table 4 rule for daily means).",
+        description="A window with fewer readings is not judged (e.g. 1200 minute values: 20"
+        " hours, the GB 3095-2012 table 4 rule for daily means).",
         ge=1,
         le=10_000_000,
     )
     utc_offset: str = Field(
         "+08:00",
         title="Alignment offset",
-        description="Windows start at whole multiples of the window in local time at this UTC offset (+08:00: a 1d window is the Beijing natural day).",
+        description="Windows start at whole multiples of the window in local time at this UTC"
+        " offset (+08:00: a 1d window is the Beijing natural day).",
         pattern=OFFSET_PATTERN,
     )
 
@@ -110,8 +117,8 @@ class NearLimitCondition(Condition):
 
     def __init__(self, binding: Binding) -> None:
         super().__init__(binding)
-        spec: NearLimitModel = binding.rule.spec  # type: ignore[assignment]
-        self.metric: str = binding.metric or spec.select.metric  # type: ignore[assignment]
+        spec = binding.rule.spec_as(NearLimitModel)
+        self.metric = binding.series_metric
         # The site's own limit, deliberately without the credit-grade factor (see the model).
         self.limit = (
             binding.site.limit(self.metric) if spec.limit == "site_limit" else float(spec.limit)
@@ -127,7 +134,8 @@ class NearLimitCondition(Condition):
 
     def observe(self, sample: Sample) -> Verdict | None:
         r = sample.readings.get(self.metric)
-        if r is None or self.limit is None:
+        limit, low = self.limit, self.low
+        if r is None or limit is None or low is None:
             return None
         self.unit = r.unit
         t = to_epoch_ms(sample.ts)
@@ -143,16 +151,17 @@ class NearLimitCondition(Condition):
                 0,
             )
         self.n += 1
-        if r.value > self.limit:
+        if r.value > limit:
             self.above += 1
-        elif r.value >= self.low:  # type: ignore[operator]
+        elif r.value >= low:
             self.in_band += 1
         return out
 
     def _verdict(self) -> Verdict | None:
-        if self.n < self.min_count:
+        start = self.start
+        if start is None or self.n < self.min_count:
             return None
-        end = self.start + self.size  # type: ignore[operator]
+        end = start + self.size
         share = self.in_band / self.n
         return Verdict(
             ms_ts(end),
@@ -160,7 +169,7 @@ class NearLimitCondition(Condition):
             share,
             self.min_share,
             self.b.device or "",
-            self.metric,  # type: ignore[arg-type]
+            self.metric,
             context={
                 "share": share,
                 "share_pct": round(100 * share, 1),
@@ -170,9 +179,9 @@ class NearLimitCondition(Condition):
                 "limit": self.limit,
                 "band_low": self.low,
                 "level_unit": self.unit,
-                "window_start": local_iso(self.start, self.off),
+                "window_start": local_iso(start, self.off),
                 "window_end": local_iso(end, self.off),
-            },  # type: ignore[arg-type]
+            },
         )
 
     def state(self) -> dict[str, Any]:
@@ -200,6 +209,8 @@ register_kind(
         model=NearLimitModel,
         condition=NearLimitCondition,
         scope="series",
-        description="贴限排放: per tumbling window, the share of readings within a band just under the limit above min_share.",
+        description="贴限排放: per tumbling window, the share of readings within a band just under"
+        " the"
+        " limit above min_share.",
     )
 )

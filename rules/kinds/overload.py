@@ -82,15 +82,29 @@ class WimOverloadModel(RuleModel):
     """A weighed truck above its legal gross weight beyond the scale's error."""
 
     kind: Literal["wim_overload"] = Field("wim_overload", title="Kind", description="wim_overload")
-    accuracy_class: Literal[0.2, 0.5, 1, 2, 5, 7, 10] = Field(
+    accuracy_class: float = Field(
         5,
         title="Accuracy class",
-        description="The scale's JJG 907 vehicle-weight accuracy class; its in-service MPE (class number, in % of the weight) is deducted before comparing.",
+        description="The scale's JJG 907 vehicle-weight accuracy class (0.2, 0.5, 1, 2, 5, 7"
+        " or 10); its in-service MPE (class number, in % of the weight) is deducted before"
+        " comparing.",
+        json_schema_extra={"enum": [*IN_SERVICE_MPE_PCT]},
     )
+
+    @field_validator("accuracy_class")
+    @classmethod
+    def _known_class(cls, v: float) -> float:
+        # Literal[] cannot hold floats for a type checker; the classes are checked here.
+        if v not in IN_SERVICE_MPE_PCT:
+            known = ", ".join(f"{c:g}" for c in sorted(IN_SERVICE_MPE_PCT))
+            raise ValueError(f"accuracy class {v:g} is not one of JJG 907's: {known}")
+        return v
+
     combination: bool = Field(
         False,
         title="Combination",
-        description="Use the combination-vehicle limits (3 axles 27 t, 4 axles 36 t) when the payload has no 'combination' metric.",
+        description="Use the combination-vehicle limits (3 axles 27 t, 4 axles 36 t) when the"
+        " payload has no 'combination' metric.",
     )
     weight_metric: str = Field(
         "gross_weight",
@@ -103,7 +117,8 @@ class WimOverloadModel(RuleModel):
         "axles", title="Axles metric", description="Axle count.", min_length=1, max_length=64
     )
     summary: str | None = Field(
-        "{axles}-axle truck at {site_name} weighed {value} t, limit {limit_t} t: {excess_t} t ({excess_pct} %) over, beyond the scale's {mpe_pct} % error",
+        "{axles}-axle truck at {site_name} weighed {value} t, limit {limit_t} t: {excess_t} t"
+        " ({excess_pct} %) over, beyond the scale's {mpe_pct} % error",
         title="Summary",
         description="Shorthand for annotations.summary.",
         max_length=500,
@@ -124,7 +139,7 @@ class WimOverloadCondition(Condition):
 
     def __init__(self, binding: Binding) -> None:
         super().__init__(binding)
-        self.spec: WimOverloadModel = binding.rule.spec  # type: ignore[assignment]
+        self.spec = binding.rule.spec_as(WimOverloadModel)
         self.mpe = IN_SERVICE_MPE_PCT[float(self.spec.accuracy_class)] / 100.0
         self.open: list[dict[str, Any]] = []
         """Overloaded trucks whose verdict is still active: key, ts (ms), value, limit, context."""
@@ -157,7 +172,7 @@ class WimOverloadCondition(Condition):
             v = self._judge(
                 sample,
                 w.value / 1000.0 if w.unit.lower() == "kg" else w.value,
-                int(round(a.value)),
+                round(a.value),
                 t,
             )
             if v is not None:
@@ -169,7 +184,7 @@ class WimOverloadCondition(Condition):
         combination = self.spec.combination if comb_r is None else comb_r.value >= 0.5
         drive_r = sample.readings.get("drive_axles")
         limit = legal_limit_t(
-            axles, combination, int(round(drive_r.value)) if drive_r is not None else None
+            axles, combination, round(drive_r.value) if drive_r is not None else None
         )
         if limit is None:
             return None
@@ -214,7 +229,8 @@ register_kind(
         model=WimOverloadModel,
         condition=WimOverloadCondition,
         scope="device",
-        description="A truck above its legal gross weight (order 2016 No. 62, GB 1589-2016) after deducting the scale's JJG 907 in-service error; one alert per truck.",
+        description="A truck above its legal gross weight (order 2016 No. 62, GB 1589-2016) after"
+        " deducting the scale's JJG 907 in-service error; one alert per truck.",
         metrics=lambda spec: frozenset({spec.weight_metric, spec.axles_metric}),
     )
 )

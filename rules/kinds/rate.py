@@ -47,7 +47,8 @@ class RateOfChangeModel(RuleModel):
     )
     max_rate: float = Field(
         title="Maximum rate",
-        description="Largest plausible change, in the metric's unit per `per`; scaled by the credit-grade limit factor.",
+        description="Largest plausible change, in the metric's unit per `per`; scaled by the"
+        " credit-grade limit factor.",
         gt=0,
     )
     per: Literal["second", "minute", "hour"] = Field(
@@ -56,7 +57,8 @@ class RateOfChangeModel(RuleModel):
     max_gap: Duration = Field(
         "5m",
         title="Maximum gap",
-        description="Consecutive readings further apart are not compared: a slope across a data gap says nothing. A number of seconds or 30s, 5m, 1h, 1d.",
+        description="Consecutive readings further apart are not compared: a slope across a data"
+        " gap says nothing. A number of seconds or 30s, 5m, 1h, 1d.",
     )
     direction: Direction = Field(
         "both",
@@ -88,8 +90,8 @@ class RateOfChangeCondition(Condition):
 
     def __init__(self, binding: Binding) -> None:
         super().__init__(binding)
-        spec: RateOfChangeModel = binding.rule.spec  # type: ignore[assignment]
-        self.metric: str = binding.metric or spec.select.metric  # type: ignore[assignment]
+        spec = binding.rule.spec_as(RateOfChangeModel)
+        self.metric = binding.series_metric
         self.max_rate = spec.max_rate * binding.limit_factor
         self.per = spec.per
         self.gap = duration_ms(spec.max_gap)
@@ -142,20 +144,23 @@ class StepModel(RuleModel):
     previous: int = Field(
         10,
         title="Baseline readings",
-        description="How many previous readings the median baseline is taken over; nothing is judged until there are this many.",
+        description="How many previous readings the median baseline is taken over; nothing is"
+        " judged until there are this many.",
         ge=2,
         le=10_000,
     )
     min_step: float | None = Field(
         None,
         title="Smallest step",
-        description="Smallest |value - median| that counts, in the metric's unit; scaled by the credit-grade limit factor.",
+        description="Smallest |value - median| that counts, in the metric's unit; scaled by the"
+        " credit-grade limit factor.",
         gt=0,
     )
     min_ratio: float | None = Field(
         None,
         title="Smallest relative step",
-        description="Smallest |value - median| / |median| that counts (0.75: a fall to a quarter of the baseline, or a rise by three quarters).",
+        description="Smallest |value - median| / |median| that counts (0.75: a fall to a quarter"
+        " of the baseline, or a rise by three quarters).",
         gt=0,
     )
     direction: Direction = Field(
@@ -166,7 +171,8 @@ class StepModel(RuleModel):
     max_gap: Duration | None = Field(
         None,
         title="Maximum gap",
-        description="Baseline readings older than this before the current one are forgotten (none: keep them whatever their age). A number of seconds or 30s, 5m, 1h, 1d.",
+        description="Baseline readings older than this before the current one are forgotten (none:"
+        " keep them whatever their age). A number of seconds or 30s, 5m, 1h, 1d.",
     )
 
     @field_validator("max_gap")
@@ -200,8 +206,8 @@ class StepCondition(Condition):
 
     def __init__(self, binding: Binding) -> None:
         super().__init__(binding)
-        spec: StepModel = binding.rule.spec  # type: ignore[assignment]
-        self.metric: str = binding.metric or spec.select.metric  # type: ignore[assignment]
+        spec = binding.rule.spec_as(StepModel)
+        self.metric = binding.series_metric
         self.n = spec.previous
         self.min_step = spec.min_step * binding.limit_factor if spec.min_step is not None else None
         self.min_ratio = spec.min_ratio
@@ -260,7 +266,8 @@ register_kind(
         model=RateOfChangeModel,
         condition=RateOfChangeCondition,
         scope="series",
-        description="The slope between consecutive readings (per second, minute or hour) above a maximum rate, up, down or both.",
+        description="The slope between consecutive readings (per second, minute or hour) above a"
+        " maximum rate, up, down or both.",
     )
 )
 register_kind(
@@ -269,6 +276,7 @@ register_kind(
         model=StepModel,
         condition=StepCondition,
         scope="series",
-        description="A reading that departs from the median of the previous N readings by more than an absolute and/or relative step.",
+        description="A reading that departs from the median of the previous N readings by more"
+        " than an absolute and/or relative step.",
     )
 )

@@ -30,12 +30,14 @@ class ThresholdModel(RuleModel):
     )
     threshold: float | Literal["site_limit"] = Field(
         title="Threshold",
-        description="A number, or 'site_limit' for the site's permit limit of the metric (scaled by the credit-grade limit factor).",
+        description="A number, or 'site_limit' for the site's permit limit of the metric (scaled"
+        " by the credit-grade limit factor).",
     )
     clear_ratio: float | None = Field(
         None,
         title="Hysteresis",
-        description="Once firing, the condition clears only past threshold x clear_ratio (e.g. 0.9: an 'above 100' alert clears below 90).",
+        description="Once firing, the condition clears only past threshold x clear_ratio (e.g."
+        " 0.9: an 'above 100' alert clears below 90).",
         gt=0,
         le=2,
     )
@@ -52,10 +54,10 @@ class ThresholdCondition(Condition):
 
     def __init__(self, binding: Binding) -> None:
         super().__init__(binding)
-        spec: ThresholdModel = binding.rule.spec  # type: ignore[assignment]
-        self.metric = binding.metric or spec.select.metric
+        spec = binding.rule.spec_as(ThresholdModel)
+        self.metric = binding.series_metric
         if spec.threshold == "site_limit":
-            self.limit = binding.site_limit(self.metric)  # type: ignore[arg-type]
+            self.limit = binding.site_limit(self.metric)
         else:
             self.limit = float(spec.threshold) * binding.limit_factor
         self.clear = (
@@ -68,12 +70,12 @@ class ThresholdCondition(Condition):
 
     def observe(self, sample: Sample) -> Verdict | None:
         r = sample.readings.get(self.metric)
-        if r is None or self.limit is None:
-            return None
-        level = self.clear if self.active else self.limit
-        self.active = self.cmp(r.value, level)
+        limit, clear = self.limit, self.clear
+        if r is None or limit is None or clear is None:
+            return None  # no reading of the metric, or the site has no limit for it
+        self.active = self.cmp(r.value, clear if self.active else limit)
         return Verdict(
-            sample.ts, self.active, r.value, self.limit, sample.device, self.metric, unit=r.unit
+            sample.ts, self.active, r.value, limit, sample.device, self.metric, unit=r.unit
         )
 
     def state(self) -> dict[str, Any]:
@@ -89,6 +91,7 @@ register_kind(
         model=ThresholdModel,
         condition=ThresholdCondition,
         scope="series",
-        description="A value above (or below) a fixed or site limit, with hysteresis, for and keep_firing_for.",
+        description="A value above (or below) a fixed or site limit, with hysteresis, for and"
+        " keep_firing_for.",
     )
 )

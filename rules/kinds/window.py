@@ -46,7 +46,7 @@ OFFSET_PATTERN = r"^[+-](0\d|1[0-4]):[0-5]\d$"
 
 def duration_ms(value: Duration) -> int:
     """A validated duration (``"1h"``, seconds) in integer milliseconds."""
-    return int(round(parse_duration(value).total_seconds() * 1000))
+    return round(parse_duration(value).total_seconds() * 1000)
 
 
 def positive_duration(value: Duration | None, name: str) -> Duration | None:
@@ -137,22 +137,27 @@ class WindowModel(RuleModel):
     every: Duration | None = Field(
         None,
         title="Hop",
-        description="A new window starts this often (hopping windows); omitted: every = window (tumbling). At most 1440 windows may overlap.",
+        description="A new window starts this often (hopping windows); omitted: every = window"
+        " (tumbling). At most 1440 windows may overlap.",
     )
     sliding: bool = Field(
         False,
         title="Sliding",
-        description="Judge the trailing window (t - window, t] at every reading instead of aligned windows; cost grows with the readings in the window, so keep sliding windows short (minutes).",
+        description="Judge the trailing window (t - window, t] at every reading instead of aligned"
+        " windows; cost grows with the readings in the window, so keep sliding windows short"
+        " (minutes).",
     )
     agg: Aggregate = Field(
         "avg",
         title="Aggregate",
-        description="avg (arithmetic mean), min, max, sum, count (readings), percentile (needs q), stddev (population, divisor n).",
+        description="avg (arithmetic mean), min, max, sum, count (readings), percentile (needs q),"
+        " stddev (population, divisor n).",
     )
     q: float | None = Field(
         None,
         title="Percentile",
-        description="Which percentile for agg percentile, 0-100 (95: the value 95 % of readings stay at or under).",
+        description="Which percentile for agg percentile, 0-100 (95: the value 95 % of readings"
+        " stay at or under).",
         ge=0,
         le=100,
     )
@@ -163,19 +168,22 @@ class WindowModel(RuleModel):
     )
     threshold: float | Literal["site_limit"] = Field(
         title="Threshold",
-        description="A number, or 'site_limit' for the site's permit limit of the metric; either is scaled by the credit-grade limit factor.",
+        description="A number, or 'site_limit' for the site's permit limit of the metric; either"
+        " is scaled by the credit-grade limit factor.",
     )
     min_count: int = Field(
         1,
         title="Fewest readings",
-        description="A window with fewer readings is not judged (no verdict): e.g. 45 one-minute values for an hourly mean, the 45-minute rule of GB 3095-2012 table 4.",
+        description="A window with fewer readings is not judged (no verdict): e.g. 45 one-minute"
+        " values for an hourly mean, the 45-minute rule of GB 3095-2012 table 4.",
         ge=1,
         le=10_000_000,
     )
     utc_offset: str = Field(
         "+08:00",
         title="Alignment offset",
-        description="Aligned windows start at whole multiples of the window (or hop) in local time at this UTC offset: with +08:00 a 1d window is the Beijing natural day.",
+        description="Aligned windows start at whole multiples of the window (or hop) in local time"
+        " at this UTC offset: with +08:00 a 1d window is the Beijing natural day.",
         pattern=OFFSET_PATTERN,
     )
 
@@ -288,8 +296,8 @@ class WindowCondition(Condition):
 
     def __init__(self, binding: Binding) -> None:
         super().__init__(binding)
-        spec: WindowModel = binding.rule.spec  # type: ignore[assignment]
-        self.metric: str = binding.metric or spec.select.metric  # type: ignore[assignment]
+        spec = binding.rule.spec_as(WindowModel)
+        self.metric = binding.series_metric
         self.limit = resolve_limit(binding, spec.threshold, self.metric)
         self.cmp = OPERATORS[spec.op]
         self.size = duration_ms(spec.window)
@@ -377,16 +385,21 @@ class WindowCondition(Condition):
         end = acc.start + self.size
         return percentile((v for ts, v in self.buf if acc.start <= ts < end), self.q)  # type: ignore[arg-type]
 
+    def _bound(self) -> float:
+        # Windows open only in observe(), which returns early for a site without a limit; NaN
+        # would compare false, never firing.
+        return math.nan if self.limit is None else self.limit
+
     def _verdict(self, acc: _Acc) -> Verdict:
         end = acc.start + self.size
         value = self._aggregate(acc)
         return Verdict(
             ms_ts(end),
-            self.cmp(value, self.limit),
+            self.cmp(value, self._bound()),
             value,
             self.limit,
             self.b.device or "",
-            self.metric,  # type: ignore[arg-type]
+            self.metric,
             unit="" if self.agg == "count" else self.unit,
             context={
                 "window_start": local_iso(acc.start, self.off),
@@ -421,11 +434,11 @@ class WindowCondition(Condition):
             value = percentile(values, self.q)  # type: ignore[arg-type]
         return Verdict(
             ms_ts(t),
-            self.cmp(value, self.limit),
+            self.cmp(value, self._bound()),
             value,
             self.limit,
             self.b.device or "",
-            self.metric,  # type: ignore[arg-type]
+            self.metric,
             unit="" if self.agg == "count" else self.unit,
             context={
                 "window_start": local_iso(t - self.size, self.off),
@@ -458,6 +471,7 @@ register_kind(
         model=WindowModel,
         condition=WindowCondition,
         scope="series",
-        description="An aggregate (avg, min, max, sum, count, percentile, stddev) over tumbling, hopping or sliding event-time windows against a fixed or site limit.",
+        description="An aggregate (avg, min, max, sum, count, percentile, stddev) over tumbling,"
+        " hopping or sliding event-time windows against a fixed or site limit.",
     )
 )

@@ -38,7 +38,8 @@ class StuckAtZeroModel(RuleModel):
     zero_level: float = Field(
         0.0,
         title="Zero level",
-        description="A reading at or below this level counts as zero (in the metric's unit); a small positive level absorbs an analyser's noise around zero.",
+        description="A reading at or below this level counts as zero (in the metric's unit); a"
+        " small positive level absorbs an analyser's noise around zero.",
         ge=-1e9,
         le=1e9,
     )
@@ -62,8 +63,8 @@ class StuckAtZeroCondition(Condition):
 
     def __init__(self, binding: Binding) -> None:
         super().__init__(binding)
-        spec: StuckAtZeroModel = binding.rule.spec  # type: ignore[assignment]
-        self.metric: str = binding.metric or spec.select.metric  # type: ignore[assignment]
+        spec = binding.rule.spec_as(StuckAtZeroModel)
+        self.metric = binding.series_metric
         self.zero = spec.zero_level
 
     def observe(self, sample: Sample) -> Verdict | None:
@@ -91,12 +92,14 @@ class ZeroDriftModel(RuleModel):
     kind: Literal["zero_drift"] = Field("zero_drift", title="Kind", description="zero_drift")
     window: Duration = Field(
         title="Window",
-        description="Trailing window (t - window, t] whose minimum is the baseline. A number of seconds or 30s, 5m, 1h, 1d.",
+        description="Trailing window (t - window, t] whose minimum is the baseline. A number of"
+        " seconds or 30s, 5m, 1h, 1d.",
     )
     reference: float = Field(
         0.0,
         title="Reference",
-        description="The level the baseline should sit at (an analyser's zero), in the metric's unit.",
+        description="The level the baseline should sit at (an analyser's zero), in the metric's"
+        " unit.",
         ge=-1e9,
         le=1e9,
     )
@@ -108,7 +111,8 @@ class ZeroDriftModel(RuleModel):
     direction: Literal["up", "down", "both"] = Field(
         "both",
         title="Direction",
-        description="up: the baseline lifted above the reference (the series never comes down to zero); down: below it (negative readings); both.",
+        description="up: the baseline lifted above the reference (the series never comes down to"
+        " zero); down: below it (negative readings); both.",
     )
     min_count: int = Field(
         10,
@@ -148,8 +152,8 @@ class ZeroDriftCondition(Condition):
 
     def __init__(self, binding: Binding) -> None:
         super().__init__(binding)
-        spec: ZeroDriftModel = binding.rule.spec  # type: ignore[assignment]
-        self.metric: str = binding.metric or spec.select.metric  # type: ignore[assignment]
+        spec = binding.rule.spec_as(ZeroDriftModel)
+        self.metric = binding.series_metric
         self.size = duration_ms(spec.window)
         self.ref = spec.reference
         self.max_drift = spec.max_drift
@@ -217,7 +221,8 @@ register_kind(
         model=StuckAtZeroModel,
         condition=StuckAtZeroCondition,
         scope="series",
-        description="A value at or below a zero level (default 0) held for `for`: analyser off, line disconnected or zeroed data.",
+        description="A value at or below a zero level (default 0) held for `for`: analyser off,"
+        " line disconnected or zeroed data.",
     )
 )
 register_kind(
@@ -226,6 +231,7 @@ register_kind(
         model=ZeroDriftModel,
         condition=ZeroDriftCondition,
         scope="series",
-        description="The rolling minimum over a window drifts more than max_drift from the reference zero (up, down or both).",
+        description="The rolling minimum over a window drifts more than max_drift from the"
+        " reference zero (up, down or both).",
     )
 )

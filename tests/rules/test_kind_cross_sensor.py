@@ -102,7 +102,8 @@ def test_reported_stopped_while_flue_gas_flows_fires_and_clears_when_flow_stops(
     ] == [("firing", SITE, "cems1", "flue_flow", 150000, 50000, "major")]
     assert (
         sigs[0].summary
-        == "Yichang foundry stack reports stopped (running=0) while its flue is still in use: flow 150000, temperature 110"
+        == "Yichang foundry stack reports stopped (running=0) while its flue is still in use: flow"
+        " 150000, temperature 110"
     )
     # The plant really stops: natural draft only.
     assert [

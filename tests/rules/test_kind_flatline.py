@@ -55,7 +55,8 @@ def natural(n: int, seed: int = 1) -> list[float]:
 def test_a_frozen_value_fires_once_the_whole_window_is_flat() -> None:
     e = engine(
         flat(
-            summary="恒值 (constant value): NOx at {site_name} stuck at {level} {unit} for {flat_for_min} min ({count} readings)"
+            summary="恒值 (constant value): NOx at {site_name} stuck at {level} {unit} for"
+            " {flat_for_min} min ({count} readings)"
         )
     )
     assert e.evaluate(nox(natural(20))) == []
@@ -66,7 +67,8 @@ def test_a_frozen_value_fires_once_the_whole_window_is_flat() -> None:
     assert (sig.status, sig.ts, sig.value, sig.metric) == ("firing", at(49), 42.0, "nox")
     assert (
         sig.summary
-        == "恒值 (constant value): NOx at Yichang power plant stack 1 stuck at 42 mg/m3 for 29 min (30 readings)"
+        == "恒值 (constant value): NOx at Yichang power plant stack 1 stuck at 42 mg/m3 for 29 min"
+        " (30 readings)"
     )
     # Still frozen ten minutes later: the repeated signal carries the longer duration.
     (again,) = e.evaluate(nox([42.0] * 10, start=50))

@@ -20,7 +20,8 @@ from tests.factories import reading, registry_doc
 SQUARE = [(0.0, 0.0), (10.0, 0.0), (10.0, 10.0), (0.0, 10.0)]
 # A "U": the notch between x 3..7 above y 3 is outside.
 U_SHAPE = [(0, 0), (10, 0), (10, 10), (7, 10), (7, 3), (3, 3), (3, 10), (0, 10)]
-# A "W"-like zig-zag top: a ray to the right from (1, 5) passes exactly through vertices (4, 5), (8, 5).
+# A "W"-like zig-zag top: a ray to the right from (1, 5) passes exactly through vertices (4, 5), (8,
+# 5).
 ZIGZAG = [(0, 0), (12, 0), (12, 8), (10, 8), (8, 5), (6, 8), (4, 5), (2, 8), (0, 8)]
 
 
@@ -128,7 +129,8 @@ def test_enter_fires_on_the_first_point_inside_and_resolves_on_leaving() -> None
     ]
     assert (
         sigs[0].summary
-        == "gps1 at Yichang muck-truck fleet inside red-line A since 2026-11-25T08:01:00+08:00 (0 min)"
+        == "gps1 at Yichang muck-truck fleet inside red-line A since 2026-11-25T08:01:00+08:00 (0"
+        " min)"
     )
     assert e.evaluate(fix(2, 111.36, 30.66)) == []
     assert [s.status for s in e.evaluate(fix(3, 111.45, 30.65))] == ["resolved"]

@@ -57,7 +57,8 @@ def day(in_band: int, under: int, above: int = 0) -> list[float]:
 def test_a_day_held_just_under_the_permit_fires_at_midnight() -> None:
     e = engine(
         near(
-            summary="{share_pct}% of {count} SO2 readings in {band_low}..{limit} {level_unit} on {window_start}"
+            summary="{share_pct}% of {count} SO2 readings in {band_low}..{limit} {level_unit} on"
+            " {window_start}"
         )
     )
     assert (

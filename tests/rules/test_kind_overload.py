@@ -102,7 +102,8 @@ def test_the_alert_carries_the_citation_context() -> None:
     )
     assert (
         s.summary
-        == "6-axle truck at Xiaogan G4 weigh station weighed 61.8 t, limit 49 t: 12.8 t (26.1 %) over, beyond the scale's 5 % error"
+        == "6-axle truck at Xiaogan G4 weigh station weighed 61.8 t, limit 49 t: 12.8 t (26.1 %)"
+        " over, beyond the scale's 5 % error"
     )
 
 

@@ -43,7 +43,8 @@ def roc(**fields: Any) -> dict[str, Any]:
 def test_a_fall_faster_than_the_maximum_rate_fires_and_resolves() -> None:
     e = engine(
         roc(
-            summary="SO2 changed {delta} {unit} in {gap_s} s: {value} per minute, from {previous} to {level}"
+            summary="SO2 changed {delta} {unit} in {gap_s} s: {value} per minute, from {previous}"
+            " to {level}"
         )
     )
     assert e.evaluate(so2([30, 30.5, 31])) == []

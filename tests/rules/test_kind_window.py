@@ -1,4 +1,5 @@
-"""``window`` rules: tumbling, hopping and sliding aggregates on event time, judged at window end."""
+"""``window`` rules: tumbling, hopping and sliding aggregates on event time, judged at window
+end."""
 
 from __future__ import annotations
 
@@ -50,7 +51,8 @@ def so2(values: Iterable[float], start: float = 0, step: float = 1) -> list[Read
 def test_hourly_mean_above_the_permit_fires_at_the_window_end() -> None:
     e = engine(
         rule(
-            summary="SO2 hourly mean {value} {unit} over {window_start}..{window_end} ({count} values), permit {threshold}"
+            summary="SO2 hourly mean {value} {unit} over {window_start}..{window_end} ({count}"
+            " values), permit {threshold}"
         )
     )
     # Hour 0: mean 30, under the 35 permit. Hour 1: half the readings at 30 and half at 42 ->
@@ -69,7 +71,8 @@ def test_hourly_mean_above_the_permit_fires_at_the_window_end() -> None:
     assert (sig.site, sig.device, sig.metric) == ("yc-stack-1", "cems1", "so2")
     assert (
         sig.summary
-        == "SO2 hourly mean 36 mg/m3 over 2026-11-25T09:00:00+08:00..2026-11-25T10:00:00+08:00 (60 values), permit 35"
+        == "SO2 hourly mean 36 mg/m3 over 2026-11-25T09:00:00+08:00..2026-11-25T10:00:00+08:00 (60"
+        " values), permit 35"
     )
     # The next hour's mean is back under the permit: resolved at that window's end.
     assert e.evaluate(so2([30] * 59, start=121)) == []
@@ -91,7 +94,8 @@ def test_24_hour_mean_of_pm25_uses_the_beijing_natural_day() -> None:
         window="24h",
         threshold=75,
         severity="warning",
-        summary="{window_start} to {window_end}: 24-hour mean PM2.5 {value} {unit} over GB 3095-2012 grade II ({threshold})",
+        summary="{window_start} to {window_end}: 24-hour mean PM2.5 {value} {unit} over GB"
+        " 3095-2012 grade II ({threshold})",
     )
     e = engine(doc)
     # T0 is 08:00 Beijing time; the day runs from 00:00 Beijing (T0 - 8 h), one reading every
@@ -106,7 +110,8 @@ def test_24_hour_mean_of_pm25_uses_the_beijing_natural_day() -> None:
     ) and sig.value == pytest.approx(78.333, abs=1e-3)
     assert (
         sig.summary
-        == "2026-11-25T00:00:00+08:00 to 2026-11-26T00:00:00+08:00: 24-hour mean PM2.5 78.33 ug/m3 over GB 3095-2012 grade II (75)"
+        == "2026-11-25T00:00:00+08:00 to 2026-11-26T00:00:00+08:00: 24-hour mean PM2.5 78.33 ug/m3"
+        " over GB 3095-2012 grade II (75)"
     )
     # Aligned to UTC instead, the same readings split at 08:00 Beijing: the night alone fires.
     utc = engine({**doc, "utc_offset": "+00:00"})

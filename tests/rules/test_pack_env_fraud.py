@@ -1,4 +1,5 @@
-"""The env-fraud default pack against the simulator: quiet data raise nothing, injected fraud is found.
+"""The env-fraud default pack against the simulator: quiet data raise nothing, injected fraud is
+found.
 
 The simulator's natural values stay under every limit and never freeze (simulators/devices.py);
 every alert a run raises must therefore match the scenario's ground truth. Messages go through
@@ -137,7 +138,7 @@ def test_the_flatline_scenario_raises_exactly_the_flatline_alert(
 ) -> None:
     start = datetime(2026, 11, 25, 0, 0, tzinfo=UTC)
     (truth,) = ground_truth(get_scenario("flatline"), registry, start=start)
-    engine, signals = play(registry, pack, "flatline", start, minutes=180)
+    _engine, signals = play(registry, pack, "flatline", start, minutes=180)
     assert {(s.rule_id, s.site, s.device, s.metric) for s in signals} == {
         ("cems-nox-flatline", truth["site"], truth["device"], truth["metric"])
     }
@@ -163,7 +164,7 @@ def test_the_demo_scenario_finds_the_flatline_and_the_hourly_mean_of_the_so2_exc
     truth = ground_truth(get_scenario("demo"), registry, start=start)
     flat = next(t for t in truth if t["kind"] == "flatline")
     so2 = next(t for t in truth if t["kind"] == "exceedance" and t["metric"] == "so2")
-    engine, signals = play(registry, pack, "demo", start, minutes=181)
+    _engine, signals = play(registry, pack, "demo", start, minutes=181)
     raised = {(s.rule_id, s.site, s.device, s.metric) for s in signals}
     assert raised == {
         ("cems-nox-flatline", flat["site"], flat["device"], flat["metric"]),

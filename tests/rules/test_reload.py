@@ -1,4 +1,5 @@
-"""Hot reload: an edited rule file is picked up, unchanged rules keep their state, bad edits are refused."""
+"""Hot reload: an edited rule file is picked up, unchanged rules keep their state, bad edits are
+refused."""
 
 from __future__ import annotations
 

@@ -56,8 +56,8 @@ def test_check_reports_ids_duplicated_across_files(
         (tmp_path / name).write_text(yaml.safe_dump(doc), encoding="utf-8")
     assert main(["rules", "check", str(tmp_path / "a.yaml"), str(tmp_path / "b.yaml")]) == 2
     assert (
-        f"{tmp_path / 'b.yaml'}: rule ok: rules[ok].id: rule id already defined in {tmp_path / 'a.yaml'}"
-        in capsys.readouterr().err
+        f"{tmp_path / 'b.yaml'}: rule ok: rules[ok].id: rule id already defined in"
+        f" {tmp_path / 'a.yaml'}" in capsys.readouterr().err
     )
 
 

@@ -236,8 +236,11 @@ def test_failures_say_what_is_missing_unexpected_or_different(tmp_path: Path) ->
     assert result.error is None and not result.passed
     c10, c11, c12 = result.cases[0].checks
     assert c10.problems == (
-        "annotation 'summary' of alert {department: env, device: aq1, metric: pm25, rule: pm25, severity: warning, site: yc-aq-1, team: air}:\n"
-        "    expected: 'PM2.5 is fine'\n    got:      'PM2.5 at yc-aq-1 is 80'",
+        (
+            "annotation 'summary' of alert {department: env, device: aq1, metric: pm25, rule: pm25,"
+            " severity: warning, site: yc-aq-1, team: air}:\n"
+            "    expected: 'PM2.5 is fine'\n    got:      'PM2.5 at yc-aq-1 is 80'"
+        ),
     )
     assert len(c11.problems) == 1 and c11.problems[0].startswith(
         "unexpected alert: {department: env, device: aq1, metric: pm25"
@@ -281,7 +284,8 @@ def test_partial_labels_are_matched_as_sets_not_greedily(tmp_path: Path) -> None
 def test_flags_units_and_defaults(tmp_path: Path) -> None:
     tests = [
         {
-            "name": "calibration data does not fire",  # no start: 2026-01-01T00:00:00Z; no interval: 1m
+            # no start: 2026-01-01T00:00:00Z; no interval: 1m
+            "name": "calibration data does not fire",
             "input_series": [
                 {"series": "yc-stack-1/cems1/so2", "values": "90x20", "flag": "C", "unit": "mg/m3"}
             ],
@@ -446,7 +450,8 @@ def test_command_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert "FAIL  pm25" in out and "unexpected alert: {department: env" in out
 
     (tmp_path / "bad.test.yaml").write_text(
-        "rule_files: [rules.yaml]\ntests: [{name: x, input_series: [{series: yc-aq-1/aq1/pm25, values: 'oops'}]}]\n",
+        "rule_files: [rules.yaml]\ntests: [{name: x, input_series: [{series: yc-aq-1/aq1/pm25,"
+        " values: 'oops'}]}]\n",
         encoding="utf-8",
     )
     assert main(["rules", "test", str(failing), str(tmp_path / "bad.test.yaml")]) == 2

@@ -71,7 +71,8 @@ def threshold_batches() -> tuple[list[list[Reading]], int]:
 
 
 def window_batches() -> tuple[list[list[Reading]], int]:
-    """Three hours of SO2 at a stack with a 35 permit: hour means 50, 40 (60 then 20), 20; split mid-hour 2."""
+    """Three hours of SO2 at a stack with a 35 permit: hour means 50, 40 (60 then 20), 20; split
+    mid-hour 2."""
 
     def value(m: int) -> float:
         return 50.0 if m < 60 else 60.0 if m < 90 else 20.0
