@@ -35,7 +35,8 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     if missing:
         # The chain may still verify, but the database no longer refuses edits on its own.
         print(
-            f"warning: append-only triggers missing: {', '.join(missing)} (database altered outside Farsight)",
+            f"warning: append-only triggers missing: {', '.join(missing)} (database altered"
+            " outside Farsight)",
             file=sys.stderr,
         )
     print(result.summary())
@@ -75,7 +76,7 @@ def _cmd_log(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_audit_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_audit_parser(sub: argparse._SubParsersAction) -> None:
     """Add ``audit verify|head|anchor|log`` to the main CLI."""
     p = sub.add_parser("audit", help="check and read the hash-chained audit log")
     actions = p.add_subparsers(dest="audit_command", metavar="ACTION", required=True)

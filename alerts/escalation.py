@@ -82,7 +82,8 @@ def deadline(
 
 
 def step_of(state: str) -> str:
-    """The step an alert in ``state`` is waiting for: verification once dispatched, else acknowledgement."""
+    """The step an alert in ``state`` is waiting for: verification once dispatched, else
+    acknowledgement."""
     return "verify" if state == "dispatched" else "ack"
 
 

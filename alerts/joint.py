@@ -118,7 +118,10 @@ def _waiting(store: Any, entity_id: str) -> list[Alert]:
 def _check_line(alert: Alert, site_name: str) -> str:
     item = f", item {alert.item_code}" if alert.item_code else ""
     what = alert.metric or alert.rule_id
-    return f"{alert.department}: {what} at {site_name} ({alert.site}/{alert.device}, rule {alert.rule_id}{item})"
+    return (
+        f"{alert.department}: {what} at {site_name} ({alert.site}/{alert.device},"
+        f" rule {alert.rule_id}{item})"
+    )
 
 
 def build_proposal(
@@ -289,7 +292,8 @@ def dispatch_visit(
             state = rows[aid]["state"]
             if state not in WAITING:
                 raise TransitionError(
-                    f"alert {aid} is {state}; a visit dispatches alerts that are {' or '.join(WAITING)}"
+                    f"alert {aid} is {state}; a visit dispatches alerts that are"
+                    f" {' or '.join(WAITING)}"
                 )
             store.transition_in(
                 c,
@@ -302,7 +306,8 @@ def dispatch_visit(
             )
             handling = store.handling_in(c, aid)
             handling.setdefault("dispatch", {})["visit"] = visit
-            # record() joins this transaction: the visit event and its audit entry commit with the dispatches.
+            # record() joins this transaction: the visit event and its audit entry commit with the
+            # dispatches.
             store.record(
                 aid,
                 actor,

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 from farsight.errors import MatcherError
 
@@ -42,7 +42,8 @@ ALERT_FIELDS = (
 
 @dataclass(frozen=True, slots=True)
 class Matcher:
-    """One label matcher: ``label`` equal to ``value``, or fully matching ``pattern`` (``~`` values)."""
+    """One label matcher: ``label`` equal to ``value``, or fully matching ``pattern`` (``~``
+    values)."""
 
     label: str
     value: str
@@ -66,7 +67,7 @@ class Matcher:
 
 
 Matchers = tuple[Matcher, ...]
-MatcherInput = Union[Mapping[str, Any], Iterable[Matcher]]
+MatcherInput = Mapping[str, Any] | Iterable[Matcher]
 
 
 def parse_matcher(label: Any, value: Any) -> Matcher:
@@ -80,7 +81,8 @@ def parse_matcher(label: Any, value: Any) -> Matcher:
     """
     if not isinstance(label, str) or not LABEL_NAME.match(label):
         raise MatcherError(
-            f"matcher label {label!r} is not a label name (letters, digits and _, not starting with a digit)"
+            f"matcher label {label!r} is not a label name (letters, digits and _, not starting with"
+            " a digit)"
         )
     if not isinstance(value, str):
         raise MatcherError(
@@ -165,7 +167,8 @@ def pinned(matchers: Iterable[Matcher], label: str) -> str | None:
 
 def alert_labels(alert: Any) -> dict[str, str]:
     """The labels matchers see on an alert: its rule labels plus site, device, metric, rule_id,
-    department, entity_id, severity and item_code (the columns win over a label of the same name)."""
+    department, entity_id, severity and item_code (the columns win over a label of the same
+    name)."""
     labels = {str(k): str(v) for k, v in dict(getattr(alert, "labels", None) or {}).items()}
     for f in ALERT_FIELDS:
         v = getattr(alert, f, "")

@@ -1,5 +1,6 @@
 """Alert model: an alert has an activity (firing or resolved, set by rules) and a handling
-state (new, acknowledged, dispatched, verified, closed, set by people), as ThingsBoard separates the two."""
+state (new, acknowledged, dispatched, verified, closed, set by people), as ThingsBoard separates the
+two."""
 
 from __future__ import annotations
 
@@ -141,7 +142,8 @@ class Alert:
     entity_repeats: int = 0
     evidence: tuple[str, ...] = ()
     suppressed: dict[str, Any] | None = None
-    """Why the alert is muted: ``{"silence": id}`` or ``{"inhibited_by": alert id}``; empty when not."""
+    """Why the alert is muted: ``{"silence": id}`` or ``{"inhibited_by": alert id}``; empty when
+    not."""
     escalation: int = 0
     due_at: datetime | None = None
     """Deadline of the current handling step (acknowledgement, then verification)."""
@@ -149,7 +151,7 @@ class Alert:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form for the API and the live stream."""
-        d = {k: getattr(self, k) for k in self.__slots__}  # type: ignore[attr-defined]
+        d = {k: getattr(self, k) for k in self.__slots__}
         d["evidence"] = list(self.evidence)
         for k in ("starts_at", "last_seen", "resolved_at", "created", "updated", "due_at"):
             if d[k] is not None:

@@ -212,7 +212,8 @@ class MuteStage:
     # -- decision and record ----------------------------------------------------------------
 
     def _settle(self, c: Connection, ids: set[int], now: datetime) -> list[int]:
-        """Bring each alert's ``suppressed`` to what the silences and rules say; returns the ids changed."""
+        """Bring each alert's ``suppressed`` to what the silences and rules say; returns the ids
+        changed."""
         if not ids:
             return []
         silences = self.silences.active(now)

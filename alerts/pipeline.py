@@ -4,7 +4,8 @@ Rule signals enter through :meth:`AlertPipeline.apply`: dedup into the risk queu
 (:class:`~alerts.store.AlertStore`), then silences and inhibition
 (:class:`~alerts.mute.MuteStage`). Every alert event, in its own transaction, also sets the
 handling deadline (:class:`~alerts.escalation.Escalator`), goes to the upstream outbox
-(:class:`~alerts.outbox.Outbox`) and is appended to the audit chain. :meth:`AlertPipeline.tick` moves what time moves: silences
+(:class:`~alerts.outbox.Outbox`) and is appended to the audit chain. :meth:`AlertPipeline.tick`
+moves what time moves: silences
 that start or end (wall clock, people set them) and overdue escalations (the time of the data).
 
 Every process that raises or handles alerts (ingest, the hub, satellite watching, the demo, the

@@ -10,6 +10,7 @@ queue (:func:`sql_order`) and in Python to explain one alert (:func:`explain`).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -42,6 +43,11 @@ class RiskScore:
         }
 
 
+def _weight(table: Mapping[Any, float], key: str) -> float:
+    # Keys the settings do not know (a severity or grade added later) weigh 1: neutral.
+    return table.get(key, 1.0)
+
+
 def explain(
     *,
     severity: str,
@@ -56,10 +62,12 @@ def explain(
     hours = max(0.0, (now - created).total_seconds() / 3600)
     counted = min(repeats, params.repeat_cap)
     factors = (
-        Factor("severity", severity, params.severity.get(severity, 1.0)),  # type: ignore[call-overload]
+        Factor("severity", severity, _weight(params.severity, severity)),
         Factor(
-            "credit_grade", f"operator graded {credit_grade}", params.credit.get(credit_grade, 1.0)
-        ),  # type: ignore[call-overload]
+            "credit_grade",
+            f"operator graded {credit_grade}",
+            _weight(params.credit, credit_grade),
+        ),
         Factor(
             "repeat",
             f"{repeats} earlier alert(s) of the operator"
@@ -90,8 +98,8 @@ def sql_order(
     credit = (
         "CASE credit_grade " + " ".join("WHEN ? THEN ?" for _ in params.credit) + " ELSE 1.0 END"
     )
-    for k, v in params.credit.items():
-        args += [k, v]
+    for grade, w in params.credit.items():
+        args += [grade, w]
     expr = (
         f"({sev}) * ({credit}) * (1 + ? * {least}(entity_repeats, ?)) * (1 + ? * evidence_count)"
         f" * (1 + {least}(? * {greatest}(0, ? - created) / 3600000.0, ?))"

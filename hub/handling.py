@@ -65,7 +65,8 @@ def get_handling_stats(
         Query(description="Only this department (a department token reads only its own)."),
     ] = None,
 ) -> Any:
-    """Alerts raised, taken up, closed and escalated, MTTA and MTTR (mean, median, p90 minutes) per department."""
+    """Alerts raised, taken up, closed and escalated, MTTA and MTTR (mean, median, p90 minutes)
+    per department."""
     scope = _department(ctx, principal, department)
     try:
         start = parse_report_time(from_, "from") if from_ else None
@@ -85,7 +86,8 @@ def list_joint_inspections(
         str | None, Query(description="Only entities with alerts of this department.")
     ] = None,
 ) -> Any:
-    """Joint-inspection proposals: entities with two or more waiting alerts, highest total risk first."""
+    """Joint-inspection proposals: entities with two or more waiting alerts, highest total risk
+    first."""
     scope = _department(ctx, principal, department)
     items = proposals(ctx.alerts, department=scope, registry=ctx.registry)
     return {"items": [p.to_dict() for p in items], "total": len(items), "department": scope}
@@ -143,7 +145,8 @@ def dispatch_joint_visit(
         Path(min_length=1, max_length=64, description="Unified social credit code of the entity."),
     ],
 ) -> Any:
-    """Dispatch the listed alerts of one entity as one on-site visit (all or none); returns the visit and the alerts."""
+    """Dispatch the listed alerts of one entity as one on-site visit (all or none); returns the
+    visit and the alerts."""
     try:
         visit = dispatch_visit(
             ctx.alerts,

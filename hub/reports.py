@@ -1,4 +1,5 @@
-"""Report endpoints: ``GET /api/reports/risk``, the risk warning report (风险预警报告) as an HTML page.
+"""Report endpoints: ``GET /api/reports/risk``, the risk warning report (风险预警报告) as an HTML
+page.
 
 The page is the same self-contained document ``farsight report risk`` writes, served with a CSP
 that lets it load nothing but its inline styles, so a report can be opened from the dashboard,
@@ -85,7 +86,8 @@ def risk_report(
     to: Annotated[str | None, Query(description=TO_DOC)] = None,
     department: Annotated[str | None, Query(description=DEPARTMENT_DOC)] = None,
 ) -> HTMLResponse:
-    """The risk warning report of a period: a self-contained HTML page (no script, no external resource).
+    """The risk warning report of a period: a self-contained HTML page (no script, no external
+    resource).
 
     A plain ``def``: FastAPI runs it in its thread pool, so the report's queries never block the
     event loop that serves the live stream.

@@ -75,13 +75,15 @@ class VerifyRequest(ActionRequest):
     evidence: list[Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]] = Field(
         default_factory=list,
         title="Evidence",
-        description="sha256 hashes of evidence files (photos, records; POST /api/evidence stores one).",
+        description="sha256 hashes of evidence files (photos, records; POST /api/evidence stores"
+        " one).",
         max_length=100,
     )
 
 
 class CloseRequest(ActionRequest):
-    """Body of ``POST /api/alerts/{id}/close``: the disposal (处置), or a desk closure before dispatch."""
+    """Body of ``POST /api/alerts/{id}/close``: the disposal (处置), or a desk closure before
+    dispatch."""
 
     case_number: str | None = Field(
         None, title="Case number", description="Enforcement case number.", max_length=100
@@ -231,11 +233,13 @@ class AlertOut(_Response):
     )
     risk: dict[str, Any] | None = Field(
         None,
-        description="Risk score and the factors that make it: {score, factors: [{name, detail, multiplier}]}.",
+        description="Risk score and the factors that make it: {score, factors: [{name, detail,"
+        " multiplier}]}.",
     )
     suppressed: dict[str, Any] = Field(
         default_factory=dict,
-        description="Why the alert is muted: {silence: id} or {inhibited_by: alert id}; empty when not.",
+        description="Why the alert is muted: {silence: id} or {inhibited_by: alert id}; empty when"
+        " not.",
     )
     escalation: int = Field(
         0, description="Times the alert was escalated for missing a handling deadline."

@@ -81,13 +81,16 @@ def _scoped_matchers(principal: Principal, ctx: HubContext, raw: dict[str, Any])
         if dept != principal.department:
             raise HTTPException(
                 403,
-                f"token of department {principal.department!r} may only silence its own department's "
-                f"alerts: matcher 'department' must be {principal.department!r}, got {raw.get('department')!r}",
+                f"token of department {principal.department!r} may only silence its own"
+                " department's "
+                f"alerts: matcher 'department' must be {principal.department!r}, got"
+                f" {raw.get('department')!r}",
             )
     elif dept is not None and dept not in ctx.registry.departments:
         raise HTTPException(
             422,
-            f"matcher 'department': unknown department {dept!r}; known: {', '.join(ctx.registry.departments)}",
+            f"matcher 'department': unknown department {dept!r}; known:"
+            f" {', '.join(ctx.registry.departments)}",
         )
     return to_dict(ms)
 

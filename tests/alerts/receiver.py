@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 
 OK = ("ok",)
 
@@ -26,7 +26,8 @@ def fail(status: int = 503, retry_after: str | None = None) -> tuple:
 
 
 def hang(seconds: float = 5.0) -> tuple:
-    """Say nothing for ``seconds`` (or until the receiver closes), then answer 503; keeps nothing."""
+    """Say nothing for ``seconds`` (or until the receiver closes), then answer 503; keeps
+    nothing."""
     return ("hang", seconds)
 
 
@@ -179,7 +180,7 @@ class Receiver:
         self.server.server_close()
         self._thread.join(5)
 
-    def __enter__(self) -> Receiver:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -4,6 +4,7 @@ concurrency, the append-only triggers, and detection of tampering by someone wit
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import random
 import sqlite3
@@ -93,7 +94,8 @@ def attacker(target: str | Path) -> Any:
 
 def row(conn: Any, seq: int) -> tuple[Any, ...]:
     return conn.execute(
-        "SELECT seq, at, actor, action, subject, data, prev_hash, hash FROM audit_log WHERE seq = ?",
+        "SELECT seq, at, actor, action, subject, data, prev_hash, hash FROM audit_log WHERE seq ="
+        " ?",
         (seq,),
     ).fetchone()
 
@@ -390,7 +392,7 @@ def test_concurrent_appenders_on_their_own_connections_keep_one_chain(db_path: P
         assert sum(e.actor == "officer-a" for e in entries) == n
         assert [e.data["i"] for e in entries if e.actor == "officer-b"] == list(range(n))
         # The writers really raced: their entries interleave in the chain.
-        switches = sum(a.actor != b.actor for a, b in zip(entries, entries[1:]))
+        switches = sum(a.actor != b.actor for a, b in itertools.pairwise(entries))
         assert switches >= 5
 
 
@@ -421,7 +423,10 @@ def test_a_stale_deferred_transaction_cannot_fork_the_chain(
         ("DELETE FROM audit_log", "DELETE refused"),
         # REPLACE's implicit delete does not fire DELETE triggers; the insert trigger stops it.
         (
-            f"INSERT OR REPLACE INTO audit_log VALUES (2, 0, 'x', 'x', 'x', '{{}}', '{GENESIS}', '{GENESIS}')",
+            (
+                "INSERT OR REPLACE INTO audit_log VALUES (2, 0, 'x', 'x', 'x', '{}',"
+                f" '{GENESIS}', '{GENESIS}')"
+            ),
             "only the next seq",
         ),
         (
@@ -475,13 +480,14 @@ def test_postgres_triggers_refuse_update_delete_truncate_and_forged_inserts(
 
     with SqlAuditLog(postgres_url) as log:
         fill(log, 3)
-        with psycopg.connect(postgres_url, autocommit=True) as plain:
-            with pytest.raises(psycopg.errors.RaiseException, match=f"append-only: {message}"):
-                plain.execute(sql)
+        with (
+            psycopg.connect(postgres_url, autocommit=True) as plain,
+            pytest.raises(psycopg.errors.RaiseException, match=f"append-only: {message}"),
+        ):
+            plain.execute(sql)
         other = Database.open(postgres_url)
-        with pytest.raises(StoreError, match=f"append-only: {message}"):
-            with other.transaction() as c:
-                c.execute(sql)
+        with pytest.raises(StoreError, match=f"append-only: {message}"), other.transaction() as c:
+            c.execute(sql)
         other.close()
         assert log.verify().ok and log.verify().entries == 3
         assert log.missing_triggers() == []
@@ -574,7 +580,10 @@ def test_deleted_row_with_renumbered_successors_breaks_the_link(
 def test_swapped_rows_are_detected(chain: SqliteAuditLog, backend: str) -> None:
     evil = attacker(backend)
     r3, r4 = row(evil, 3), row(evil, 4)
-    update = "UPDATE audit_log SET at = ?, actor = ?, action = ?, subject = ?, data = ?, prev_hash = ?, hash = ? WHERE seq = ?"
+    update = (
+        "UPDATE audit_log SET at = ?, actor = ?, action = ?, subject = ?, data = ?, prev_hash = ?,"
+        " hash = ? WHERE seq = ?"
+    )
     evil.execute(update, (*r4[1:], 3))
     evil.execute(update, (*r3[1:], 4))
     result = chain.verify()

@@ -110,7 +110,8 @@ def test_mtta_mttr_per_department_equal_hand_computed_values(
         stats["all"],
     )
     assert set(stats["departments"]) == {"env", "transport"}
-    # env: A, B, C, E raised; A (10), B (30), E (10) taken up; A (70) and B (120) closed; C escalated and overdue.
+    # env: A, B, C, E raised; A (10), B (30), E (10) taken up; A (70) and B (120) closed; C
+    # escalated and overdue.
     assert (
         env["raised"],
         env["acknowledged"],
@@ -167,7 +168,8 @@ def test_one_department_and_the_period(history: tuple[AlertStore, dict[str, int]
         empty["departments"]["natres"]["raised"] == 0
         and empty["departments"]["natres"]["mtta"]["n"] == 0
     )
-    # The period picks alerts by when they were raised: from minute 11, C, E (env) and nothing of transport.
+    # The period picks alerts by when they were raised: from minute 11, C, E (env) and nothing of
+    # transport.
     later = handling_stats(store, T0 + timedelta(minutes=11), T0 + timedelta(minutes=300))
     assert later["departments"]["env"]["raised"] == 3  # C, E and F
     assert (

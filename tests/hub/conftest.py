@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import httpx
 import pytest
@@ -92,7 +92,8 @@ def make_settings(data_dir: Path, **hub: Any) -> Settings:
 
 
 def start_server(app: FastAPI) -> tuple[HubServer, threading.Thread, str]:
-    """Run ``app`` in a real uvicorn server on a free port; returns the server, its thread and base URL."""
+    """Run ``app`` in a real uvicorn server on a free port; returns the server, its thread and
+    base URL."""
     server = make_server(app, "127.0.0.1", 0, log_level="warning", timeout_graceful_shutdown=5)
     thread = threading.Thread(target=server.run, name="hub-test-server", daemon=True)
     thread.start()
@@ -165,7 +166,8 @@ class LiveHub:
 def hub(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LiveHub]:
-    """One hub per backend (SQLite, then PostgreSQL); tests keep apart by unique rule ids, sites and metrics."""
+    """One hub per backend (SQLite, then PostgreSQL); tests keep apart by unique rule ids, sites
+    and metrics."""
     data_dir = tmp_path_factory.mktemp("hub-data")
     if request.param == "postgres":
         settings = make_settings(data_dir).model_copy(
@@ -253,7 +255,7 @@ class SSEReader:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="sse-reader", daemon=True)
 
-    def __enter__(self) -> SSEReader:
+    def __enter__(self) -> Self:
         self._thread.start()
         if not self.opened.wait(10.0):
             raise AssertionError(
@@ -267,34 +269,35 @@ class SSEReader:
 
     def _run(self) -> None:
         try:
-            with httpx.Client(base_url=self.base_url, timeout=httpx.Timeout(10.0, read=20.0)) as c:
-                with c.stream("GET", "/api/stream", headers=self.headers) as r:
-                    self.status = r.status_code
-                    self.content_type = r.headers.get("content-type", "")
-                    ev: dict[str, str] = {}
-                    for line in r.iter_lines():
-                        if self._stop.is_set():
-                            return
-                        if line == "":
-                            if ev:
-                                self.events.put(ev)
-                                self.history.append(ev)
-                                ev = {}
-                            continue
-                        if line.startswith(":"):
-                            comment = line[1:].strip()
-                            if comment == "connected":
-                                self.opened.set()
-                            note = {"comment": comment}
-                            self.events.put(note)
-                            self.history.append(note)
-                            continue
-                        name, _, value = line.partition(":")
-                        value = value.removeprefix(" ")
-                        ev[name] = (
-                            ev[name] + "\n" + value if name == "data" and name in ev else value
-                        )
-        except BaseException as exc:  # reported through .error; the thread must not die silently
+            timeout = httpx.Timeout(10.0, read=20.0)
+            with (
+                httpx.Client(base_url=self.base_url, timeout=timeout) as c,
+                c.stream("GET", "/api/stream", headers=self.headers) as r,
+            ):
+                self.status = r.status_code
+                self.content_type = r.headers.get("content-type", "")
+                ev: dict[str, str] = {}
+                for line in r.iter_lines():
+                    if self._stop.is_set():
+                        return
+                    if line == "":
+                        if ev:
+                            self.events.put(ev)
+                            self.history.append(ev)
+                            ev = {}
+                        continue
+                    if line.startswith(":"):
+                        comment = line[1:].strip()
+                        if comment == "connected":
+                            self.opened.set()
+                        note = {"comment": comment}
+                        self.events.put(note)
+                        self.history.append(note)
+                        continue
+                    name, _, value = line.partition(":")
+                    value = value.removeprefix(" ")
+                    ev[name] = ev[name] + "\n" + value if name == "data" and name in ev else value
+        except BaseException as exc:  # noqa: BLE001  # reported through .error, not lost
             self.error = exc
         finally:
             self.ended.set()
@@ -314,7 +317,8 @@ class SSEReader:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise AssertionError(
-                    f"no matching event within {timeout} s; saw {[e for e in self.history if 'comment' not in e][-10:]}"
+                    f"no matching event within {timeout} s; saw"
+                    f" {[e for e in self.history if 'comment' not in e][-10:]}"
                 )
             try:
                 self.events.get(timeout=min(remaining, 0.5))  # wakes when something arrives

@@ -558,7 +558,7 @@ def test_dashboard_uses_only_local_assets(client: httpx.Client) -> None:
     refs = _REF.findall(html)
     assert "/static/app.js" in refs and "/static/style.css" in refs
     for ref in refs:
-        assert ref.startswith("/static/") or ref.startswith("data:"), ref
+        assert ref.startswith(("/static/", "data:")), ref
         assert "//" not in ref, ref
     assert "http://" not in html and "https://" not in html
     for ref in refs:

@@ -1,4 +1,5 @@
-"""``/api/evidence``: files by hash for the alerts a token may see; uploads by bearer token, audited."""
+"""``/api/evidence``: files by hash for the alerts a token may see; uploads by bearer token,
+audited."""
 
 from __future__ import annotations
 

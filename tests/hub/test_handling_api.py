@@ -87,7 +87,8 @@ def handling_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HandlingH
     escalator = Escalator(store, settings.alerts.escalation)
     store.listeners.append(escalator.on_event)
     tokens = TokenStore(settings.database, registry.departments)
-    # History: env alert taken up after 10 min and closed after 40; transport alert closed at the desk after 30.
+    # History: env alert taken up after 10 min and closed after 40; transport alert closed at the
+    # desk after 30.
     env_entity, transport_entity = new_entity(), new_entity()
     history = {"env": raise_alert(store, registry, env_entity, "aq-1")}
     clock.advance(timedelta(minutes=1))
@@ -167,7 +168,8 @@ def test_every_endpoint_needs_a_token(
         assert r.headers["www-authenticate"].startswith("Bearer")
 
 
-# -- handling statistics ------------------------------------------------------------------------------
+# -- handling statistics
+# ------------------------------------------------------------------------------
 
 
 def test_handling_stats_province_wide_and_per_department(
@@ -219,7 +221,8 @@ def test_handling_stats_refusals(handling_hub: HandlingHub, http: httpx.Client) 
         assert r.status_code == 422, (params, r.text)
 
 
-# -- joint inspections ------------------------------------------------------------------------------
+# -- joint inspections
+# ------------------------------------------------------------------------------
 
 
 def _proposal(

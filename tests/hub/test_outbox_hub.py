@@ -127,7 +127,8 @@ def test_nothing_is_lost_across_a_hub_restart(tmp_path: Path, backend: str) -> N
             total = len(Outbox(ingest.db).rows())
             assert total == len(after_stop) + 2
 
-            # A new hub on the same database; the receiver recovers, but loses its first two answers.
+            # A new hub on the same database; the receiver recovers, but loses its first two
+            # answers.
             answers = {"lost": 2}
 
             def flaky(req):  # type: ignore[no-untyped-def]
@@ -175,7 +176,8 @@ def test_nothing_is_lost_across_a_hub_restart(tmp_path: Path, backend: str) -> N
         assert len(raw) > len(keys) and all(raw.count(k) >= 1 for k in keys)
         for alert_id in {r["alert_id"] for r in rows}:
             expect = [r["key"] for r in rows if r["alert_id"] == alert_id]
-            assert [k for k in rx.keys() if k.split(":")[1] == str(alert_id)] == expect
+            received = rx.keys()
+            assert [k for k in received if k.split(":")[1] == str(alert_id)] == expect
         validator = jsonschema.Draft202012Validator(
             load_schema(), format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
         )
