@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
-from typing import Any
 
 from alerts.model import Alert, AlertEvent
+from alerts.store import AlertStore
 from farsight.clock import from_epoch_ms, to_epoch_ms, utc
 from farsight.db import Connection
 from farsight.logs import kv
@@ -95,7 +95,7 @@ class Escalator:
     with the rule engine's time from the worker's periodic tick.
     """
 
-    def __init__(self, store: Any, settings: EscalationSettings | None = None) -> None:
+    def __init__(self, store: AlertStore, settings: EscalationSettings | None = None) -> None:
         self.store = store
         self.settings = settings or EscalationSettings()
 

@@ -21,6 +21,7 @@ from datetime import datetime
 from typing import Any
 
 from alerts import store_reports as queries
+from alerts.store import AlertStore
 from alerts.store_reports import Period
 from farsight.clock import to_epoch_ms, utc
 
@@ -68,7 +69,7 @@ def _empty() -> dict[str, Any]:
 
 
 def handling_stats(
-    store: Any,
+    store: AlertStore,
     start: datetime,
     end: datetime,
     department: str | None = None,

@@ -20,11 +20,12 @@ from datetime import date
 from typing import Any
 
 from alerts.model import Alert
-from alerts.store import AlertFilter
+from alerts.store import AlertFilter, AlertStore
 from alerts.store_reports import entities_with_waiting
 from farsight.clock import to_epoch_ms
 from farsight.errors import NotFoundError, ScopeError, TransitionError
 from farsight.logs import kv
+from farsight.registry import Registry
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +103,7 @@ class JointProposal:
         }
 
 
-def _waiting(store: Any, entity_id: str) -> list[Alert]:
+def _waiting(store: AlertStore, entity_id: str) -> list[Alert]:
     """The entity's waiting, not-muted alerts with their risk, highest first (all pages)."""
     f = AlertFilter(state=WAITING, entity_id=entity_id, suppressed=False)
     out: list[Alert] = []
@@ -125,7 +126,10 @@ def _check_line(alert: Alert, site_name: str) -> str:
 
 
 def build_proposal(
-    entity_id: str, alerts: Sequence[Alert], registry: Any = None, department: str | None = None
+    entity_id: str,
+    alerts: Sequence[Alert],
+    registry: Registry | None = None,
+    department: str | None = None,
 ) -> JointProposal | None:
     """The proposal for one entity's waiting alerts, or ``None`` when there are too few.
 
@@ -178,7 +182,7 @@ def build_proposal(
 
 
 def proposals(
-    store: Any, department: str | None = None, registry: Any = None
+    store: AlertStore, department: str | None = None, registry: Registry | None = None
 ) -> list[JointProposal]:
     """Joint-inspection proposals, highest total risk first.
 
@@ -208,7 +212,7 @@ def new_visit_id() -> str:
 
 
 def dispatch_visit(
-    store: Any,
+    store: AlertStore,
     entity_id: str,
     alert_ids: Iterable[int],
     actor: str,
