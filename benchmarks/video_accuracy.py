@@ -136,15 +136,10 @@ def count_line(scene: str) -> tuple[tuple[int, int], tuple[int, int]]:
 
 def analysers_for(scene: str) -> dict:
     """name -> analyser, built through the registry the way a camera config would build them."""
+    from video.analysers import BlackSmokeParams, IntrusionParams, LineCountParams
     from video.analysers.base import Zone
-    from video.camera_config import (
-        BlackSmokeSection,
-        FrameGeometry,
-        IntrusionSection,
-        LineCountSection,
-        StoppedVehicleSection,
-        analyser_entry,
-    )  # fmt: skip
+    from video.analysers.stopped import StoppedVehicleParams
+    from video.camera_config import FrameGeometry, analyser_entry
 
     def zone(name: str, box: tuple[int, int, int, int]) -> Zone:
         x, y, w, h = box
@@ -152,24 +147,24 @@ def analysers_for(scene: str) -> dict:
 
     # One camera setting for every clip: a zone four car lengths long, where a dark car stopped
     # at night shows as little more than its lights, needs a smaller share than the default 0.1.
-    STOPPED = StoppedVehicleSection(enabled=True, threshold=18, min_fraction=0.04)
+    STOPPED = StoppedVehicleParams(enabled=True, threshold=18, min_fraction=0.04)
     whole = FrameGeometry(W, H)
     out = {
         n: analyser_entry(n).factory(analyser_entry(n).params_model(), whole)
         for n in ("smoke", "fire", "tamper")
     }
     if scene == "stack":
-        section = BlackSmokeSection(enabled=True, plume=plume_box(scene), sky=sky_box(scene))
+        section = BlackSmokeParams(enabled=True, plume=plume_box(scene), sky=sky_box(scene))
         out["black_smoke"] = analyser_entry("black_smoke").factory(section, whole)
     if scene in ROAD_SCENES:
         out["stopped_vehicle"] = analyser_entry("stopped_vehicle").factory(
             STOPPED, FrameGeometry(W, H, (zone("no_stopping", stop_zone(scene)),))
         )
         out["line_count"] = analyser_entry("line_count").factory(
-            LineCountSection(enabled=True, line=count_line(scene), name="road"), whole
+            LineCountParams(enabled=True, line=count_line(scene), name="road"), whole
         )
     out["intrusion"] = analyser_entry("intrusion").factory(
-        IntrusionSection(enabled=True), FrameGeometry(W, H, (zone("restricted", walk_zone(scene)),))
+        IntrusionParams(enabled=True), FrameGeometry(W, H, (zone("restricted", walk_zone(scene)),))
     )
     return out
 
