@@ -22,11 +22,11 @@ sys.path[:] = [
     p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))
 ]
 
-import argparse
-import multiprocessing
-import time
-from concurrent.futures import ProcessPoolExecutor
-from pathlib import Path
+import argparse  # noqa: E402
+import multiprocessing  # noqa: E402
+import time  # noqa: E402
+from concurrent.futures import ProcessPoolExecutor  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -128,7 +128,8 @@ def main() -> None:
     print(f"decode only: {decode:,.0f} frames/s ({args.workers} workers, 1280x720 JPEG)")
     print(f"analysers: {', '.join(names)}")
     print(
-        f"video: {analysed:,.0f} analysed frames/s at 1280x720 incl. decode, {args.workers} workers; "
+        f"video: {analysed:,.0f} analysed frames/s at 1280x720 incl. decode, "
+        f"{args.workers} workers; "
         f"decode only {decode:,.0f} frames/s; ratio {analysed / decode:.2f}"
     )
 

@@ -104,7 +104,10 @@ class EvidenceSection(Section):
     snapshot_interval_s: float = Field(
         60.0,
         title="Snapshot interval",
-        description="While a kind keeps being found, store at most one snapshot per this many seconds (a new start always stores one).",
+        description=(
+            "While a kind keeps being found, store at most one snapshot per this many seconds "
+            "(a new start always stores one)."
+        ),
         ge=0,
         le=86_400,
     )
@@ -114,14 +117,20 @@ class EvidenceSection(Section):
     clip_pre_s: float = Field(
         0.0,
         title="Clip lead-in",
-        description="Seconds of analysed frames before a finding starts kept in its clip; 0 with clip_post_s 0: no clips.",
+        description=(
+            "Seconds of analysed frames before a finding starts kept in its clip; 0 with "
+            "clip_post_s 0: no clips."
+        ),
         ge=0,
         le=60,
     )
     clip_post_s: float = Field(
         0.0,
         title="Clip follow-on",
-        description="Seconds of analysed frames after a finding starts kept in its clip (an MP4 stored as evidence).",
+        description=(
+            "Seconds of analysed frames after a finding starts kept in its clip (an MP4 stored "
+            "as evidence)."
+        ),
         ge=0,
         le=120,
     )
@@ -132,7 +141,8 @@ class EvidenceSection(Section):
 
 @dataclass(frozen=True, slots=True)
 class FrameGeometry:
-    """What a factory knows when the first frame arrives: its size and the camera's zones and masks."""
+    """What a factory knows when the first frame arrives: its size and the camera's zones and
+    masks."""
 
     width: int
     height: int
@@ -191,7 +201,8 @@ def registered_analysers() -> dict[str, AnalyserEntry]:
 
 
 def analyser_entry(name: str) -> AnalyserEntry:
-    """The registry entry for ``name``; an unknown name raises ConfigError listing the known ones."""
+    """The registry entry for ``name``; an unknown name raises ConfigError listing the known
+    ones."""
     try:
         return _ANALYSERS[name]
     except KeyError:
@@ -250,7 +261,10 @@ class CameraConfig(Section):
     source: str = Field(
         "",
         title="Source",
-        description="Video file path, rtsp://, http(s):// MJPEG or snapshot+http(s):// URL; empty when frames come from elsewhere.",
+        description=(
+            "Video file path, rtsp://, http(s):// MJPEG or snapshot+http(s):// URL; empty when "
+            "frames come from elsewhere."
+        ),
         max_length=2048,
     )
     rate_fps: float = Field(
@@ -275,7 +289,10 @@ class CameraConfig(Section):
     analysers: dict[str, Any] | None = Field(
         None,
         title="Analysers",
-        description="Analyser name -> its settings ({} or null for defaults); omitted: every registered analyser with defaults.",
+        description=(
+            "Analyser name -> its settings ({} or null for defaults); omitted: every registered "
+            "analyser with defaults."
+        ),
     )
 
     @field_validator("zones")
@@ -296,7 +313,8 @@ class CameraConfig(Section):
         return tuple(m.points for m in self.masks)
 
     def enabled_analysers(self) -> dict[str, BaseModel]:
-        """Enabled analyser sections by name (every registered one with defaults if none were configured)."""
+        """Enabled analysers' params by name (every registered one with defaults if none were
+        configured)."""
         sections = self.analysers
         if sections is None:
             sections = {name: e.params_model() for name, e in _ANALYSERS.items()}
@@ -375,6 +393,7 @@ def load_camera_config(path: str | Path) -> CameraConfig:
     Raises
     ------
     ConfigError
-        On an unreadable file, a YAML syntax error or invalid content (each problem names its key path).
+        On an unreadable file, a YAML syntax error or invalid content (each problem names its
+        key path).
     """
     return parse_camera_config(read_yaml(Path(path)), source=str(path))

@@ -1,4 +1,5 @@
-"""``farsight video analyze`` (a file offline, detections as JSONL) and ``farsight video run`` (live cameras).
+"""``farsight video analyze`` (a file offline, detections as JSONL) and ``farsight video run``
+(live cameras).
 
 :func:`add_video_parser` adds the command to the main CLI's subparsers. Exit 0 on success, 2 on
 an invalid camera file (every problem printed with its key path), 1 when the clip cannot be read.
@@ -62,7 +63,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return 2
 
 
-def add_video_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_video_parser(sub: argparse._SubParsersAction) -> None:
     """Add ``video analyze`` and ``video run`` to the main CLI."""
     p = sub.add_parser("video", help="analyse video files offline, or run live cameras")
     actions = p.add_subparsers(dest="video_command", metavar="ACTION", required=True)
@@ -74,7 +75,10 @@ def add_video_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[t
         type=Path,
         default=None,
         metavar="CAMERA.yaml",
-        help="camera config: ids, zones, masks, analysers (default: every analyser, whole frame, defaults)",
+        help=(
+            "camera config: ids, zones, masks, analysers "
+            "(default: every analyser, whole frame, defaults)"
+        ),
     )
     q.add_argument(
         "--out",

@@ -75,7 +75,8 @@ def test_black_smoke_needs_its_boxes_and_then_runs(tmp_path):
     cfg = load_camera_config(
         write(
             tmp_path,
-            "analysers: {black_smoke: {enabled: true, plume: [100, 20, 60, 80], sky: [200, 20, 60, 80]}}",
+            "analysers: {black_smoke: {enabled: true, plume: [100, 20, 60, 80],"
+            " sky: [200, 20, 60, 80]}}",
         )
     )
     assert list(cfg.enabled_analysers()) == ["black_smoke"]
@@ -92,7 +93,10 @@ def test_disabled_analyser_is_not_run(tmp_path):
         ("zones: [{name: a, points: [[0, 0], [1, 1]]}]", "zones.0.points"),
         ("zones: [{name: a, points: [[0, 0], [1, 1], [2, 'x']]}]", "zones.0.points.2.1"),
         (
-            "zones: [{name: a, points: [[0, 0], [9, 0], [9, 9]]}, {name: a, points: [[0, 0], [9, 0], [9, 9]]}]",
+            (
+                "zones: [{name: a, points: [[0, 0], [9, 0], [9, 9]]},"
+                " {name: a, points: [[0, 0], [9, 0], [9, 9]]}]"
+            ),
             "zones",
         ),
         ("masks: [{pts: [[0, 0], [9, 0], [9, 9]]}]", "masks.0.pts"),

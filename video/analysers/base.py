@@ -84,6 +84,15 @@ class Analyser(Protocol):
         ...
 
 
+@runtime_checkable
+class Resettable(Protocol):
+    """An analyser that can forget its short-term state after a gap in the stream."""
+
+    def reset(self) -> None:
+        """Forget short-term state (backgrounds, tracks); the next frames rebuild it."""
+        ...
+
+
 def _validate_polygon(points: Polygon, what: str) -> tuple[tuple[float, float], ...]:
     try:
         pts = tuple((float(x), float(y)) for x, y in points)
@@ -261,7 +270,8 @@ def prepare(
 
 
 def colour_difference(small: np.ndarray, background: np.ndarray) -> np.ndarray:
-    """Largest per-channel absolute difference of a BGR ``uint8`` image and a ``float32`` background.
+    """Largest per-channel absolute difference of a BGR ``uint8`` image and a ``float32``
+    background.
 
     Colour rather than luma: a blue car on grey asphalt or a blue jacket on green grass can have
     the same luma as what they hide, never the same colour.
@@ -288,7 +298,8 @@ class MedianStart:
     def __init__(self, seconds: float, max_frames: int = 15) -> None:
         if not (seconds >= 0 and max_frames >= 1):
             raise ConfigError(
-                f"MedianStart needs seconds >= 0 and max_frames >= 1, got {seconds!r}, {max_frames!r}"
+                "MedianStart needs seconds >= 0 and max_frames >= 1, "
+                f"got {seconds!r}, {max_frames!r}"
             )
         self.seconds = float(seconds)
         self.max_frames = int(max_frames)

@@ -14,12 +14,14 @@ the state.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
-from video.analysers.base import BBox, colour_difference
+from farsight.errors import ConfigError
+from video.analysers.base import BBox, Polygon, Zone, colour_difference, rasterise_polygons
 
 AnalysisBox = tuple[int, int, int, int]
 """Box ``(x, y, w, h)`` in analysis-resolution pixels."""
@@ -30,6 +32,34 @@ def analysis_size(width: int, height: int, target_height: int) -> tuple[int, int
     (never upscaled), keeping the aspect ratio."""
     rh = min(target_height, height)
     return (max(1, round(width * rh / height)), rh)
+
+
+def scaled_mask(
+    polygons: Sequence[Polygon], sx: float, sy: float, size: tuple[int, int]
+) -> np.ndarray:
+    """``bool`` mask of ``size`` (w, h), True inside any of ``polygons`` given in full-resolution
+    pixels (``sx``, ``sy``: analysis / full scale per axis)."""
+    sw, sh = size
+    return rasterise_polygons([[(x * sx, y * sy) for x, y in poly] for poly in polygons], sw, sh)
+
+
+def zone_masks(
+    zones: Sequence[Zone], sx: float, sy: float, size: tuple[int, int]
+) -> list[np.ndarray]:
+    """Each zone's :func:`scaled_mask`.
+
+    Raises
+    ------
+    ConfigError
+        A zone covers no pixel at analysis resolution (it could never report).
+    """
+    masks = []
+    for z in zones:
+        m = scaled_mask([z.points], sx, sy, size)
+        if not m.any():
+            raise ConfigError(f"zone {z.name!r} covers no pixel at analysis resolution")
+        masks.append(m)
+    return masks
 
 
 def ema_weight(dt: float, tau_s: float) -> float:
@@ -129,10 +159,11 @@ class Blob:
 def connected_blobs(mask: np.ndarray) -> list[Blob]:
     """8-connected regions of a ``uint8`` mask, in label order (background excluded)."""
     n, _, stats, cents = cv2.connectedComponentsWithStats(mask, connectivity=8)
-    return [
-        Blob(*(int(v) for v in stats[j, :5]), float(cents[j][0]), float(cents[j][1]))
-        for j in range(1, n)
-    ]
+    blobs = []
+    for j in range(1, n):
+        x, y, w, h, area = (int(v) for v in stats[j, :5])
+        blobs.append(Blob(x, y, w, h, area, float(cents[j][0]), float(cents[j][1])))
+    return blobs
 
 
 def to_full_box(box: AnalysisBox, sx: float, sy: float, width: int, height: int) -> BBox:

@@ -15,9 +15,9 @@ least ``min_fill`` of its box. It belongs to the zone that contains its bottom c
 feet, as Frigate assigns objects to zones: a person walking *behind* a zone's polygon in the
 image is not in it. It must also be going somewhere: the feet of the largest such blob must
 have moved by a fifth of its height within the last ``on_s`` (at least a second) before a start
-is reported, so that static person-shaped changes (a lamp post smeared by a defocused lens, a ghost) are not
-reported. With ``dark_only`` the condition also needs a dark frame (mean luma at or
-below ``dark_luma_max``): the "person on site at night" rule without a wall clock.
+is reported, so that static person-shaped changes (a lamp post smeared by a defocused lens, a
+ghost) are not reported. With ``dark_only`` the condition also needs a dark frame (mean luma at
+or below ``dark_luma_max``): the "person on site at night" rule without a wall clock.
 
 Each zone's condition is debounced (``on_s`` / ``off_s``); while active, every update emits
 one ``kind="intrusion"`` finding for the zone with the largest person-like blob's box, with
@@ -44,7 +44,6 @@ from video.analysers.base import (
     Finding,
     MedianStart,
     Zone,
-    rasterise_polygons,
     small_bgr,
 )
 from video.analysers.foreground import (
@@ -54,6 +53,7 @@ from video.analysers.foreground import (
     connected_blobs,
     foreground_mask,
     to_full_box,
+    zone_masks,
 )
 from video.analysers.params import (
     AdaptiveBackground,
@@ -236,14 +236,9 @@ class IntrusionDetector:
         self._size = analysis_size(self.width, self.height, self.params.resize_height)
         sw, sh = self._size
         self._sx, self._sy = sw / self.width, sh / self.height
-        self._zone_masks: list[np.ndarray | None] = []
-        for z in self.zones:
-            m = rasterise_polygons([[(x * self._sx, y * self._sy) for x, y in z.points]], sw, sh)
-            if not m.any():
-                raise ConfigError(f"zone {z.name!r} covers no pixel at analysis resolution")
-            self._zone_masks.append(m)
-        if not self._zone_masks:
-            self._zone_masks = [None]
+        self._zone_masks: list[np.ndarray | None] = [
+            *zone_masks(self.zones, self._sx, self._sy, self._size)
+        ] or [None]
         p = self.params
         self._debounce = [Debounce(p.on_s, p.off_s) for _ in self._zone_masks]
         self._last: list[tuple[BBox, float, dict[str, Any]] | None] = [None] * len(self._zone_masks)

@@ -3,8 +3,9 @@ direction.
 
 Foreground is the largest per-channel difference against a selectively updated running-average
 background of the downscaled, blurred colour image (:mod:`video.analysers.foreground`, as in
-:mod:`video.analysers.intrusion`). Connected blobs between ``min_area`` and ``max_area`` of the frame and no taller than ``max_aspect`` times their
-width (upright people are) are the candidates. Each is associated with the nearest existing
+:mod:`video.analysers.intrusion`). Connected blobs between ``min_area`` and ``max_area`` of the
+frame and no taller than ``max_aspect`` times their width (upright people are) are the
+candidates. Each is associated with the nearest existing
 track, greedily in order of distance from the track's predicted position (constant velocity),
 the usual nearest-neighbour centroid tracker. The gate is ``max_speed`` frame widths per second
 times the time since the track was last seen while a track has no velocity yet, then a

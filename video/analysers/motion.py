@@ -17,8 +17,8 @@ import numpy as np
 from pydantic import Field
 
 from farsight.errors import ConfigError
-from video.analysers.base import Finding, Polygon, Zone, blurred_gray, rasterise_polygons
-from video.analysers.foreground import AnalysisBox, to_full_box
+from video.analysers.base import Finding, Polygon, Zone, blurred_gray
+from video.analysers.foreground import AnalysisBox, scaled_mask, to_full_box
 from video.analysers.params import ForegroundParams
 
 
@@ -139,18 +139,14 @@ class MotionDetector:
         self._size = (max(1, round(self.width * self._scale)), rh)  # (w, h) for cv2.resize
         sw, sh = self._size
         self._sx, self._sy = sw / self.width, sh / self.height
-        mask = (
-            rasterise_polygons(
-                [[(x * self._sx, y * self._sy) for x, y in m] for m in masks], sw, sh
-            )
+        masked = (
+            scaled_mask(masks, self._sx, self._sy, self._size)
             if masks
             else np.zeros((sh, sw), bool)
         )
-        self._keep = np.where(mask, 0, 255).astype(np.uint8)
+        self._keep = np.where(masked, 0, 255).astype(np.uint8)
         self._zone_masks = [
-            rasterise_polygons(
-                [[(x * self._sx, y * self._sy) for x, y in z.points]], sw, sh
-            ).astype(np.uint8)
+            scaled_mask([z.points], self._sx, self._sy, self._size).astype(np.uint8)
             for z in self.zones
         ]
         self._unmasked = max(1, cv2.countNonZero(self._keep))

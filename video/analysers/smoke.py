@@ -11,10 +11,11 @@ A pixel is a smoke candidate when, against a selectively updated background (EMA
   slowly and diffusely inside its envelope, so the envelope pixels stay candidates, whereas a
   passing vehicle or camera shake toggles each pixel for a frame or two.
 
-Surviving regions (after a morphological opening, and at least ``min_blob`` large) must also *lose* high-frequency edge energy
-relative to the background, or at least gain none: smoke blurs what is behind it (Toreyin et
-al. 2005, wavelet high-band energy drop), an opaque object such as a stopped car adds new strong
-edges. Regions with more than ``max_new_edge_frac`` new strong-edge pixels are rejected.
+Surviving regions (after a morphological opening, and at least ``min_blob`` large) must also
+*lose* high-frequency edge energy relative to the background, or at least gain none: smoke
+blurs what is behind it (Toreyin et al. 2005, wavelet high-band energy drop), an opaque object
+such as a stopped car adds new strong edges. Regions with more than ``max_new_edge_frac`` new
+strong-edge pixels are rejected.
 
 Two guards keep other changes out. The background at the end of the warm-up is the per-pixel
 median of the warm-up frames, so a vehicle in the very first frame does not leave a "ghost"
@@ -220,9 +221,8 @@ def lens_softened(bg_edges: np.ndarray, edges_now: np.ndarray, edge_threshold: f
     it, not everywhere."""
     strong = bg_edges >= edge_threshold
     n_strong = int(np.count_nonzero(strong))
-    return bool(n_strong) and (
-        np.count_nonzero(strong & (edges_now < 0.5 * bg_edges)) > 0.6 * n_strong
-    )
+    softened = int(np.count_nonzero(strong & (edges_now < 0.5 * bg_edges)))
+    return n_strong > 0 and softened > 0.6 * n_strong
 
 
 def veil_regions(

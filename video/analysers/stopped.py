@@ -32,7 +32,6 @@ from video.analysers.base import (
     MedianStart,
     Zone,
     colour_difference,
-    rasterise_polygons,
     small_bgr,
 )
 from video.analysers.foreground import (
@@ -40,6 +39,7 @@ from video.analysers.foreground import (
     analysis_size,
     connected_blobs,
     to_full_box,
+    zone_masks,
 )
 from video.analysers.params import ForegroundParams, opt_in_field, ordered
 
@@ -192,14 +192,9 @@ class StoppedVehicleDetector:
         self._size = analysis_size(self.width, self.height, self.params.resize_height)
         sw, sh = self._size
         self._sx, self._sy = sw / self.width, sh / self.height
-        self._zone_masks = []
-        for z in self.zones:
-            m = rasterise_polygons(
-                [[(x * self._sx, y * self._sy) for x, y in z.points]], sw, sh
-            ).astype(np.uint8)
-            if not m.any():
-                raise ConfigError(f"zone {z.name!r} covers no pixel at analysis resolution")
-            self._zone_masks.append(m * 255)
+        self._zone_masks = [
+            m.astype(np.uint8) * 255 for m in zone_masks(self.zones, self._sx, self._sy, self._size)
+        ]
         self._zone_area = [max(1, cv2.countNonZero(m)) for m in self._zone_masks]
         self._kernel = np.ones((3, 3), np.uint8)
         self._fast: np.ndarray | None = None
@@ -208,7 +203,8 @@ class StoppedVehicleDetector:
         self._since: list[float | None] = [None] * len(self.zones)
         self._last_seen: list[float | None] = [None] * len(self.zones)
         self.last_static_mask: np.ndarray | None = None
-        """Static-foreground mask (``uint8`` 0/255, analysis resolution) of the last frame, for diagnostics."""
+        """Static-foreground mask (``uint8`` 0/255, analysis resolution) of the last frame, for
+        diagnostics."""
 
     def reset(self) -> None:
         """Forget both backgrounds and every dwell clock."""
