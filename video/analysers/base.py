@@ -155,6 +155,21 @@ class Zone:
         return rasterise_polygons([self.points], width, height, scale)
 
 
+def unique_zones(zones: Sequence[Zone]) -> tuple[Zone, ...]:
+    """``zones`` as a tuple.
+
+    Raises
+    ------
+    ConfigError
+        Two zones share a name (findings name their zone).
+    """
+    out = tuple(zones)
+    names = [z.name for z in out]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"zone names must be unique, got {names}")
+    return out
+
+
 class Debounce:
     """Hysteresis on a boolean condition over time.
 

@@ -38,14 +38,7 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from farsight.errors import ConfigError
-from video.analysers.base import (
-    BBox,
-    Debounce,
-    Finding,
-    MedianStart,
-    Zone,
-    small_bgr,
-)
+from video.analysers.base import BBox, Debounce, Finding, MedianStart, Zone, small_bgr, unique_zones
 from video.analysers.foreground import (
     Blob,
     analysis_size,
@@ -229,10 +222,7 @@ class IntrusionDetector:
             raise ConfigError(f"frame size must be positive, got {width}x{height}")
         self.params = params if params is not None else IntrusionParams()
         self.width, self.height = int(width), int(height)
-        self.zones = tuple(zones)
-        names = [z.name for z in self.zones]
-        if len(set(names)) != len(names):
-            raise ConfigError(f"zone names must be unique, got {names}")
+        self.zones = unique_zones(zones)
         self._size = analysis_size(self.width, self.height, self.params.resize_height)
         sw, sh = self._size
         self._sx, self._sy = sw / self.width, sh / self.height

@@ -17,7 +17,7 @@ import numpy as np
 from pydantic import Field
 
 from farsight.errors import ConfigError
-from video.analysers.base import Finding, Polygon, Zone, blurred_gray
+from video.analysers.base import Finding, Polygon, Zone, blurred_gray, unique_zones
 from video.analysers.foreground import AnalysisBox, scaled_mask, to_full_box
 from video.analysers.params import ForegroundParams
 
@@ -130,10 +130,7 @@ class MotionDetector:
             raise ConfigError(f"frame size must be positive, got {width}x{height}")
         self.params = params if params is not None else MotionParams()
         self.width, self.height = int(width), int(height)
-        self.zones = tuple(zones)
-        names = [z.name for z in self.zones]
-        if len(set(names)) != len(names):
-            raise ConfigError(f"zone names must be unique, got {names}")
+        self.zones = unique_zones(zones)
         rh = min(self.params.resize_height, self.height)
         self._scale = rh / self.height
         self._size = (max(1, round(self.width * self._scale)), rh)  # (w, h) for cv2.resize

@@ -33,6 +33,7 @@ from video.analysers.base import (
     Zone,
     colour_difference,
     small_bgr,
+    unique_zones,
 )
 from video.analysers.foreground import (
     AnalysisBox,
@@ -183,12 +184,9 @@ class StoppedVehicleDetector:
             raise ConfigError(f"frame size must be positive, got {width}x{height}")
         self.params = params if params is not None else StoppedVehicleParams()
         self.width, self.height = int(width), int(height)
-        self.zones = tuple(zones)
+        self.zones = unique_zones(zones)
         if not self.zones:
             raise ConfigError("StoppedVehicleDetector needs at least one no-stopping zone")
-        names = [z.name for z in self.zones]
-        if len(set(names)) != len(names):
-            raise ConfigError(f"zone names must be unique, got {names}")
         self._size = analysis_size(self.width, self.height, self.params.resize_height)
         sw, sh = self._size
         self._sx, self._sy = sw / self.width, sh / self.height

@@ -8,8 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from farsight.errors import ConfigError
-from video.analysers.base import BBox, Debounce, Finding, Zone
+from video.analysers.base import BBox, Debounce, Finding, Zone, unique_zones
 
 
 def mask_bbox(mask: np.ndarray, scale: float) -> BBox:
@@ -55,10 +54,7 @@ class ZoneGate:
         self, kind: str, zones: Sequence[Zone], on_s: float, off_s: float, min_area: float
     ) -> None:
         self.kind = kind
-        self.zones = tuple(zones)
-        names = [z.name for z in self.zones]
-        if len(set(names)) != len(names):
-            raise ConfigError(f"zone names must be unique, got {names}")
+        self.zones = unique_zones(zones)
         self.min_area = float(min_area)
         self._debounce = [Debounce(on_s, off_s) for _ in (self.zones or (None,))]
         self._last: list[tuple[BBox, float, dict[str, Any]] | None] = [None] * len(self._debounce)
