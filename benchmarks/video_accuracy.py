@@ -45,21 +45,21 @@ sys.path[:] = [
     p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))
 ]
 
-import argparse
-import multiprocessing
-import statistics
-import tempfile
-import time
-from collections import defaultdict
-from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
-from pathlib import Path
+import argparse  # noqa: E402
+import multiprocessing  # noqa: E402
+import statistics  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from collections import defaultdict  # noqa: E402
+from concurrent.futures import ProcessPoolExecutor  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import cv2  # noqa: E402
 
-from simulators.camera import (
+from simulators.camera import (  # noqa: E402
     ClipSpec,
     EventSpec,
     line_crossings,
@@ -106,7 +106,7 @@ def plume_box(scene: str) -> tuple[int, int, int, int]:
 
 
 def sky_box(scene: str) -> tuple[int, int, int, int]:
-    x, y, w, h = plume_box(scene)
+    x, y, _, h = plume_box(scene)
     return (x - W // 4, y, W // 6, h)
 
 
@@ -136,15 +136,14 @@ def count_line(scene: str) -> tuple[tuple[int, int], tuple[int, int]]:
 
 def analysers_for(scene: str) -> dict:
     """name -> analyser, built through the registry the way a camera config would build them."""
-    from video.analysers.base import Zone
-    from video.camera_config import (
-        BlackSmokeSection,
-        FrameGeometry,
-        IntrusionSection,
-        LineCountSection,
-        StoppedVehicleSection,
-        analyser_entry,
-    )  # fmt: skip
+    from video.analysers import (
+        BlackSmokeParams,
+        IntrusionParams,
+        LineCountParams,
+        StoppedVehicleParams,
+        Zone,
+    )
+    from video.camera_config import FrameGeometry, analyser_entry
 
     def zone(name: str, box: tuple[int, int, int, int]) -> Zone:
         x, y, w, h = box
@@ -152,24 +151,24 @@ def analysers_for(scene: str) -> dict:
 
     # One camera setting for every clip: a zone four car lengths long, where a dark car stopped
     # at night shows as little more than its lights, needs a smaller share than the default 0.1.
-    STOPPED = StoppedVehicleSection(enabled=True, threshold=18, min_fraction=0.04)
+    STOPPED = StoppedVehicleParams(enabled=True, threshold=18, min_fraction=0.04)
     whole = FrameGeometry(W, H)
     out = {
         n: analyser_entry(n).factory(analyser_entry(n).params_model(), whole)
         for n in ("smoke", "fire", "tamper")
     }
     if scene == "stack":
-        section = BlackSmokeSection(enabled=True, plume=plume_box(scene), sky=sky_box(scene))
+        section = BlackSmokeParams(enabled=True, plume=plume_box(scene), sky=sky_box(scene))
         out["black_smoke"] = analyser_entry("black_smoke").factory(section, whole)
     if scene in ROAD_SCENES:
         out["stopped_vehicle"] = analyser_entry("stopped_vehicle").factory(
             STOPPED, FrameGeometry(W, H, (zone("no_stopping", stop_zone(scene)),))
         )
         out["line_count"] = analyser_entry("line_count").factory(
-            LineCountSection(enabled=True, line=count_line(scene), name="road"), whole
+            LineCountParams(enabled=True, line=count_line(scene), name="road"), whole
         )
     out["intrusion"] = analyser_entry("intrusion").factory(
-        IntrusionSection(enabled=True), FrameGeometry(W, H, (zone("restricted", walk_zone(scene)),))
+        IntrusionParams(enabled=True), FrameGeometry(W, H, (zone("restricted", walk_zone(scene)),))
     )
     return out
 
@@ -184,9 +183,10 @@ class Job:
 
 
 def _conditions(i: int) -> dict:
-    """Lighting, weather, noise and shake of the i-th clip of a group: every combination turns up."""
-    return dict(night=bool(i % 2), weather=WEATHERS[(i // 2) % 3], noise=1.5 + 0.5 * (i % 3),
-                shake_px=(0.0, 0.5, 1.0, 1.5)[i % 4], seed=1000 + 37 * i)  # fmt: skip
+    """Lighting, weather, noise and shake of the i-th clip of a group: every combination turns
+    up."""
+    return {"night": bool(i % 2), "weather": WEATHERS[(i // 2) % 3], "noise": 1.5 + 0.5 * (i % 3),
+            "shake_px": (0.0, 0.5, 1.0, 1.5)[i % 4], "seed": 1000 + 37 * i}  # fmt: skip
 
 
 def event_jobs(per_type: int) -> list[Job]:
@@ -283,7 +283,8 @@ def _init_worker() -> None:
 def run_job(
     args: tuple[Job, bool],
 ) -> tuple[Job, list[tuple[str, float, tuple | None, dict]], float]:
-    """Render (and encode, decode) one clip and run the scene's analysers; return the live findings."""
+    """Render (and encode, decode) one clip and run the scene's analysers; return the live
+    findings."""
     job, in_memory = args
     t0 = time.perf_counter()
     analysers = analysers_for(job.spec.scene)
@@ -418,8 +419,12 @@ def score(
                     s.found += not optional
                     matched_eps.update(hits)
                     if kind == "black_smoke":
-                        grades = [d["ringelmann"] for j in hits for ts, d in eps[j]["details"]
-                                  if "ringelmann" in d and ev.start_s + 3.0 <= ts < ev.end_s]  # fmt: skip
+                        grades = [
+                            d["ringelmann"]
+                            for j in hits
+                            for ts, d in eps[j]["details"]
+                            if "ringelmann" in d and ev.start_s + 3.0 <= ts < ev.end_s
+                        ]
                         if grades:
                             grade_err.append(abs(statistics.median(grades) - ev.grade))
                 elif not optional:
@@ -505,14 +510,17 @@ def main() -> None:
     print(
         f"clips: {len(jobs)} ({', '.join(f'{g} {n}' for g, n in sorted(by_group.items()))}), "
         f"{total_h:.2f} camera-hours, {frames:,} frames {W}x{H} at {FPS:g} fps"
-        f"{'' if args.in_memory else ' (MP4 encode + decode)'}; {args.workers} workers, {wall:.0f} s"
+        f"{'' if args.in_memory else ' (MP4 encode + decode)'}; "
+        f"{args.workers} workers, {wall:.0f} s"
     )
     print(
-        f"matching: episode overlaps [start, end + {LATENCY_S:g} s] (and the event box for boxed kinds); "
+        f"matching: episode overlaps [start, end + {LATENCY_S:g} s] "
+        "(and the event box for boxed kinds); "
         f"crossings within {CROSSING_TOL_S:g} s, same direction"
     )
     print(
-        f"{'kind':18} {'analyser':16} {'truth':>6} {'found':>6} {'recall':>7} {'episodes':>9} {'precision':>10} {'FP quiet':>9}"
+        f"{'kind':18} {'analyser':16} {'truth':>6} {'found':>6} {'recall':>7} {'episodes':>9} "
+        f"{'precision':>10} {'FP quiet':>9}"
     )
     precisions, recalls = [], []
     for kind in KINDS:
@@ -524,12 +532,14 @@ def main() -> None:
         precisions.append(precision)
         recalls.append(recall)
         print(
-            f"{kind:18} {ANALYSER_OF[kind]:16} {s.truth:6d} {s.found:6d} {recall:7.3f} {s.episodes:9d} {precision:10.3f} {s.quiet_fp:9d}"
+            f"{kind:18} {ANALYSER_OF[kind]:16} {s.truth:6d} {s.found:6d} {recall:7.3f} "
+            f"{s.episodes:9d} {precision:10.3f} {s.quiet_fp:9d}"
         )
     mae = statistics.fmean(grade_err) if grade_err else float("nan")
     exact = sum(e == 0 for e in grade_err) / len(grade_err) if grade_err else float("nan")
     print(
-        f"black smoke Ringelmann grade: mean absolute error {mae:.2f} over {len(grade_err)} found events "
+        f"black smoke Ringelmann grade: mean absolute error {mae:.2f} "
+        f"over {len(grade_err)} found events "
         f"({exact:.0%} exact)"
     )
     count_acc = 1.0 - counts["abs_err"] / counts["true"] if counts["true"] else float("nan")
@@ -540,7 +550,8 @@ def main() -> None:
     quiet_fp = sum(scores[k].quiet_fp for k in KINDS if k != "vehicle_crossing")
     fa_rate = quiet_fp / quiet_h if quiet_h else float("nan")
     print(
-        f"no-event clips: {by_group['none']} ({quiet_h:.2f} camera-hours), {quiet_fp} false alarm episodes"
+        f"no-event clips: {by_group['none']} ({quiet_h:.2f} camera-hours), "
+        f"{quiet_fp} false alarm episodes"
     )
     if args.notes or len(notes) <= 30:
         for n in notes:
@@ -548,8 +559,9 @@ def main() -> None:
     else:
         print(f"  {len(notes)} misses and false positives (--notes lists them)")
     print(
-        f"video accuracy: min precision {min(precisions):.2f}, min recall {min(recalls):.2f} over {len(KINDS)} analyser "
-        f"kinds; {fa_rate:.1f} false alarms per camera-hour ({len(jobs)} clips, {total_h:.2f} camera-hours)"
+        f"video accuracy: min precision {min(precisions):.2f}, min recall {min(recalls):.2f} "
+        f"over {len(KINDS)} analyser kinds; {fa_rate:.1f} false alarms per camera-hour "
+        f"({len(jobs)} clips, {total_h:.2f} camera-hours)"
     )
 
 

@@ -22,11 +22,11 @@ sys.path[:] = [
     p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))
 ]
 
-import argparse
-import multiprocessing
-import time
-from concurrent.futures import ProcessPoolExecutor
-from pathlib import Path
+import argparse  # noqa: E402
+import multiprocessing  # noqa: E402
+import time  # noqa: E402
+from concurrent.futures import ProcessPoolExecutor  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -63,19 +63,15 @@ def camera_frames(index: int, n: int, fps: float = 5.0) -> list[bytes]:
 def _analysers(scene: str) -> list:
     """Every analyser a camera of this scene runs: the defaults, and black smoke at a stack
     (it needs the camera's plume and sky boxes)."""
-    from video.camera_config import (
-        BlackSmokeSection,
-        FrameGeometry,
-        analyser_entry,
-        parse_camera_config,
-    )
+    from video.analysers import BlackSmokeParams
+    from video.camera_config import FrameGeometry, analyser_entry, parse_camera_config
 
     geometry = FrameGeometry(W, H)
     sections = dict(parse_camera_config({"camera": "cam1", "site": "bench"}).enabled_analysers())
     if scene == "stack":
         sx, sy = scene_layout(scene, W, H).stack_top
         plume = (sx - W // 10, sy - H // 4, W // 5, H // 4)
-        sections["black_smoke"] = BlackSmokeSection(
+        sections["black_smoke"] = BlackSmokeParams(
             enabled=True, plume=plume, sky=(plume[0] - W // 4, plume[1], W // 6, plume[3])
         )
     return [analyser_entry(name).factory(section, geometry) for name, section in sections.items()]
@@ -132,7 +128,8 @@ def main() -> None:
     print(f"decode only: {decode:,.0f} frames/s ({args.workers} workers, 1280x720 JPEG)")
     print(f"analysers: {', '.join(names)}")
     print(
-        f"video: {analysed:,.0f} analysed frames/s at 1280x720 incl. decode, {args.workers} workers; "
+        f"video: {analysed:,.0f} analysed frames/s at 1280x720 incl. decode, "
+        f"{args.workers} workers; "
         f"decode only {decode:,.0f} frames/s; ratio {analysed / decode:.2f}"
     )
 

@@ -64,7 +64,10 @@ def add_video_parser(
         type=Path,
         default=None,
         metavar="CAMERA.yaml",
-        help="camera config: ids, zones, masks, analysers (default: every analyser, whole frame, defaults)",
+        help=(
+            "camera config: ids, zones, masks, analysers "
+            "(default: every analyser, whole frame, defaults)"
+        ),
     )
     q.add_argument(
         "--out",

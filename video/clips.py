@@ -56,7 +56,8 @@ class ClipRecorder:
         self.written = 0
 
     def start(self, kind: str, t: float) -> None:
-        """Begin a clip of ``kind`` at source time ``t`` (ignored while one of that kind is open)."""
+        """Begin a clip of ``kind`` at source time ``t`` (ignored while one of that kind is
+        open)."""
         if any(c.kind == kind for c in self._open):
             return
         self._open.append(
@@ -88,7 +89,7 @@ class ClipRecorder:
         os.close(fd)
         try:
             writer = cv2.VideoWriter(
-                tmp, cv2.VideoWriter_fourcc(*"mp4v"), max(0.5, min(60.0, fps)), (w, h)
+                tmp, cv2.VideoWriter.fourcc(*"mp4v"), max(0.5, min(60.0, fps)), (w, h)
             )
             if not writer.isOpened():
                 raise StoreError("OpenCV could not open an MP4 writer (mp4v) for an evidence clip")

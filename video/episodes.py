@@ -122,7 +122,8 @@ class EpisodeTracker:
     def tick(
         self, now: float, ts: str, exclude: set[EpisodeKey] | frozenset[EpisodeKey] = frozenset()
     ) -> list[dict[str, Any]]:
-        """Keep-alives and clears due at ``now`` (time ``ts``) for episodes not updated in this frame."""
+        """Keep-alives and clears due at ``now`` (time ``ts``) for episodes not updated in this
+        frame."""
         out: list[dict[str, Any]] = []
         for key, ep in list(self._episodes.items()):
             if key in exclude:
@@ -137,7 +138,8 @@ class EpisodeTracker:
         return out
 
     def add_evidence(self, kind: str, sha: str) -> None:
-        """Attach a finished clip to the open episodes of ``kind`` (sent with their next message)."""
+        """Attach a finished clip to the open episodes of ``kind`` (sent with their next
+        message)."""
         for (k, _), ep in self._episodes.items():
             if k == kind and sha not in ep.payload.get("evidence", ()):
                 ep.payload = {**ep.payload, "evidence": [*ep.payload.get("evidence", ()), sha]}

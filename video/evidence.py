@@ -1,4 +1,5 @@
-"""Annotated snapshots for detections; the content-addressed store itself is :mod:`farsight.evidence`.
+"""Annotated snapshots for detections; the content-addressed store itself is
+:mod:`farsight.evidence`.
 
 :func:`snapshot` makes the JPEG pair a detection carries (annotated, raw).
 """
@@ -37,7 +38,8 @@ def annotate(
     label: str,
     color: tuple[int, int, int] = (0, 0, 255),
 ) -> np.ndarray:
-    """Copy of ``frame`` with ``bbox`` (if any) outlined and ``label`` written above it (or top-left).
+    """Copy of ``frame`` with ``bbox`` (if any) outlined and ``label`` written above it (or
+    top-left).
 
     Parameters
     ----------

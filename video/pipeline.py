@@ -29,7 +29,7 @@ from farsight.errors import ConfigError
 from farsight.logs import kv
 from farsight.settings import validation_problems
 from farsight.types import Detection
-from video.analysers.base import Analyser, Finding
+from video.analysers.base import Analyser, Finding, Resettable
 from video.camera_config import CameraConfig, FrameGeometry, analyser_entry
 from video.clips import ClipRecorder
 from video.evidence import EvidenceStore, snapshot
@@ -40,14 +40,16 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class Observation:
-    """A detection plus where it sits in the source (``offset_s``) and the analyser's detail values."""
+    """A detection plus where it sits in the source (``offset_s``) and the analyser's detail
+    values."""
 
     detection: Detection
     offset_s: float
     detail: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
-        """JSON-ready form: the Detection fields (``ts`` ISO 8601, ``evidence`` a list), ``offset_s``, ``detail``."""
+        """JSON-ready form: the Detection fields (``ts`` ISO 8601, ``evidence`` a list),
+        ``offset_s``, ``detail``."""
         d = self.detection
         return {
             "kind": d.kind,
@@ -122,7 +124,8 @@ class CameraPipeline:
         self.snapshots = 0
         """Snapshot pairs stored so far."""
         self.cleared: tuple[tuple[str, str | None], ...] = ()
-        """(kind, zone) of the findings the last processed frame ended explicitly (tamper cleared)."""
+        """(kind, zone) of the findings the last processed frame ended explicitly (tamper
+        cleared)."""
         self.finished_clips: dict[str, str] = {}
         """Clips (kind -> sha256) the last processed frame completed; a latched finding (tamper)
         reported once is no longer in the frame's detections when its clip is done."""
@@ -141,9 +144,10 @@ class CameraPipeline:
         self._prev_kinds = frozenset()
 
     def reset(self) -> None:
-        """After a gap in the stream: analysers with a ``reset()`` forget short-term state (motion background)."""
+        """After a gap in the stream: analysers with a ``reset()`` forget short-term state
+        (motion background)."""
         for a in self._analysers.values():
-            if callable(getattr(a, "reset", None)):
+            if isinstance(a, Resettable):
                 a.reset()
         self._prev_kinds = frozenset()
 
@@ -240,7 +244,8 @@ class CameraPipeline:
                 self._evidence[kind] = self._evidence.get(kind, ())[:2] + (sha,)
 
     def run(self, source: FrameSource | None = None) -> Iterator[Observation]:
-        """Process every frame of ``source`` (default: open ``config.source`` at ``config.rate_fps``).
+        """Process every frame of ``source`` (default: open ``config.source`` at
+        ``config.rate_fps``).
 
         A ``lost`` or ``restored`` event resets short-term analyser state. The source is closed
         when the iterator ends or is closed.
@@ -281,7 +286,8 @@ def analyze_file(
     evidence: EvidenceStore | None = None,
     clock: Clock | None = None,
 ) -> Iterator[dict[str, Any]]:
-    """Analyse a video file; yield one JSON-ready dict per detection (see :meth:`Observation.as_dict`).
+    """Analyse a video file; yield one JSON-ready dict per detection (see
+    :meth:`Observation.as_dict`).
 
     Parameters
     ----------

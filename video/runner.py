@@ -1,4 +1,5 @@
-"""``farsight video run``: live cameras analysed in a pool of processes, findings published over MQTT.
+"""``farsight video run``: live cameras analysed in a pool of processes, findings published over
+MQTT.
 
 Layout, from the frames out:
 
@@ -222,7 +223,8 @@ class VideoRunner:
             raise ConfigError("video run needs a camera folder or camera configs")
         if cameras_dir is not None and not Path(cameras_dir).is_dir():
             raise ConfigError(
-                f"camera folder {str(cameras_dir)!r} does not exist; create it and put one CAMERA.yaml per camera in it"
+                f"camera folder {str(cameras_dir)!r} does not exist; "
+                "create it and put one CAMERA.yaml per camera in it"
             )
         self.broker = broker
         self.departments = dict(departments)

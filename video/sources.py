@@ -67,7 +67,8 @@ class Frame:
 
 @dataclass(frozen=True, slots=True)
 class SourceEvent:
-    """A change in link state: ``lost`` when the stream goes away, ``restored`` when frames flow again."""
+    """A change in link state: ``lost`` when the stream goes away, ``restored`` when frames flow
+    again."""
 
     kind: EventKind
     ts: datetime
@@ -102,7 +103,8 @@ class SourceStats:
 
 @dataclass(frozen=True, slots=True)
 class Backoff:
-    """Exponential backoff with multiplicative jitter: ``min(max_s, initial_s*factor**n) * (1±jitter)``."""
+    """Exponential backoff with multiplicative jitter:
+    ``min(max_s, initial_s*factor**n) * (1±jitter)``."""
 
     initial_s: float = 0.5
     max_s: float = 30.0
@@ -218,7 +220,8 @@ class CaptureSource:
         cap = self._open()
         if cap is None and self._is_path:
             raise VideoSourceError(f"cannot open video file: {self.target}")
-        # Local files always end at EOF (some containers report no frame count); URLs only if bounded.
+        # Local files always end at EOF (some containers report no frame count); URLs only if
+        # bounded.
         if cap is not None and (self._is_path or cap.get(cv2.CAP_PROP_FRAME_COUNT) > 0):
             try:
                 yield from self._finite(cap)
@@ -474,7 +477,7 @@ class _HttpSource:
             stream = response.extensions.get("network_stream")
             try:
                 sock = stream.get_extra_info("socket") if stream is not None else None
-            except Exception:  # best effort: only used to make close() prompt
+            except Exception:  # noqa: BLE001 - best effort: only used to make close() prompt
                 sock = None
         with self._sock_lock:
             self._sock = sock

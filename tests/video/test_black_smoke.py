@@ -1,4 +1,5 @@
-"""BlackSmokeDetector on simulated stack plumes: Ringelmann grade within one of the truth, none for clean air."""
+"""BlackSmokeDetector on simulated stack plumes: Ringelmann grade within one of the truth, none
+for clean air."""
 
 from __future__ import annotations
 
@@ -43,7 +44,8 @@ def test_ringelmann_grade_rounds_and_clamps(opacity, grade):
     "make",
     [lambda: BlackSmokeParams(min_grade=0), lambda: BlackSmokeParams(min_grade=6),
      lambda: BlackSmokeParams(core_percentile=20.0), lambda: BlackSmokeParams(window_s=-1.0),
-     lambda: BlackSmokeDetector((0, 0, 0, 10), SKY), lambda: BlackSmokeDetector(PLUME, (-1, 0, 5, 5))],
+     lambda: BlackSmokeDetector((0, 0, 0, 10), SKY),
+     lambda: BlackSmokeDetector(PLUME, (-1, 0, 5, 5))],
 )  # fmt: skip
 def test_bad_config_raises(make):
     with pytest.raises(ConfigError):

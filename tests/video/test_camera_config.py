@@ -8,13 +8,11 @@ import pytest
 from pydantic import BaseModel
 
 from farsight.errors import ConfigError
-from video.analysers import MotionDetector, TamperDetector
+from video.analysers import MotionDetector, MotionParams, TamperDetector, TamperParams
+from video.analysers.params import AnalyserParams
 from video.camera_config import (
-    AnalyserSection,
     CameraConfig,
     FrameGeometry,
-    MotionSection,
-    TamperSection,
     load_camera_config,
     parse_camera_config,
     register_analyser,
@@ -55,8 +53,8 @@ def test_good_file_loads_with_typed_sections(tmp_path):
     assert len(cfg.mask_polygons()) == 1
     enabled = cfg.enabled_analysers()
     assert list(enabled) == ["motion", "tamper"]
-    assert isinstance(enabled["motion"], MotionSection) and enabled["motion"].threshold == 30
-    assert enabled["tamper"] == TamperSection()
+    assert isinstance(enabled["motion"], MotionParams) and enabled["motion"].threshold == 30
+    assert enabled["tamper"] == TamperParams()
     assert cfg.evidence.snapshot_interval_s == 30
 
 
@@ -68,7 +66,7 @@ def test_empty_file_runs_every_registered_analyser_with_defaults(tmp_path):
     assert {"motion", "tamper", "smoke", "fire", "black_smoke", "stopped_vehicle"} <= set(
         registered_analysers()
     )
-    assert CameraConfig().enabled_analysers()["motion"] == MotionSection()
+    assert CameraConfig().enabled_analysers()["motion"] == MotionParams()
 
 
 def test_black_smoke_needs_its_boxes_and_then_runs(tmp_path):
@@ -77,7 +75,8 @@ def test_black_smoke_needs_its_boxes_and_then_runs(tmp_path):
     cfg = load_camera_config(
         write(
             tmp_path,
-            "analysers: {black_smoke: {enabled: true, plume: [100, 20, 60, 80], sky: [200, 20, 60, 80]}}",
+            "analysers: {black_smoke: {enabled: true, plume: [100, 20, 60, 80],"
+            " sky: [200, 20, 60, 80]}}",
         )
     )
     assert list(cfg.enabled_analysers()) == ["black_smoke"]
@@ -94,7 +93,10 @@ def test_disabled_analyser_is_not_run(tmp_path):
         ("zones: [{name: a, points: [[0, 0], [1, 1]]}]", "zones.0.points"),
         ("zones: [{name: a, points: [[0, 0], [1, 1], [2, 'x']]}]", "zones.0.points.2.1"),
         (
-            "zones: [{name: a, points: [[0, 0], [9, 0], [9, 9]]}, {name: a, points: [[0, 0], [9, 0], [9, 9]]}]",
+            (
+                "zones: [{name: a, points: [[0, 0], [9, 0], [9, 9]]},"
+                " {name: a, points: [[0, 0], [9, 0], [9, 9]]}]"
+            ),
             "zones",
         ),
         ("masks: [{pts: [[0, 0], [9, 0], [9, 9]]}]", "masks.0.pts"),
@@ -143,7 +145,7 @@ def test_yaml_syntax_error_and_missing_file(tmp_path):
 
 
 def test_every_field_has_title_and_description():
-    for model in (CameraConfig, MotionSection, TamperSection):
+    for model in (CameraConfig, MotionParams, TamperParams):
         for name, f in model.model_fields.items():
             assert f.title and f.description, f"{model.__name__}.{name}"
 
@@ -151,12 +153,12 @@ def test_every_field_has_title_and_description():
 def test_builtin_factories_build_the_analysers():
     reg = registered_analysers()
     g = FrameGeometry(320, 180)
-    assert isinstance(reg["motion"].factory(MotionSection(), g), MotionDetector)
-    assert isinstance(reg["tamper"].factory(TamperSection(), g), TamperDetector)
+    assert isinstance(reg["motion"].factory(MotionParams(), g), MotionDetector)
+    assert isinstance(reg["tamper"].factory(TamperParams(), g), TamperDetector)
 
 
 def test_register_analyser_adds_a_section_in_one_line(tmp_path):
-    class GlowSection(AnalyserSection):
+    class GlowParams(AnalyserParams):
         gain: float = 1.0
 
     class Glow:
@@ -166,12 +168,12 @@ def test_register_analyser_adds_a_section_in_one_line(tmp_path):
         def update(self, frame, ts):
             return []
 
-    register_analyser("glow_test", GlowSection, lambda s, g: Glow(s.gain))
+    register_analyser("glow_test", GlowParams, lambda s, g: Glow(s.gain))
     try:
         cfg = load_camera_config(write(tmp_path, "analysers: {glow_test: {gain: 2}}"))
         assert cfg.enabled_analysers()["glow_test"].gain == 2
         with pytest.raises(ConfigError, match="already registered"):
-            register_analyser("glow_test", GlowSection, lambda s, g: Glow(s.gain))
+            register_analyser("glow_test", GlowParams, lambda s, g: Glow(s.gain))
     finally:
         from video import camera_config
 
@@ -179,12 +181,12 @@ def test_register_analyser_adds_a_section_in_one_line(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "name, model", [("Bad-Name", AnalyserSection), ("ok_name", dict), ("", AnalyserSection)]
+    "name, model", [("Bad-Name", AnalyserParams), ("ok_name", dict), ("", AnalyserParams)]
 )
 def test_register_analyser_rejects_bad_arguments(name, model):
     with pytest.raises(ConfigError):
         register_analyser(name, model, lambda s, g: None)  # type: ignore[arg-type]
-    assert issubclass(AnalyserSection, BaseModel)
+    assert issubclass(AnalyserParams, BaseModel)
 
 
 def test_intrusion_and_line_count_sections(tmp_path):

@@ -1,4 +1,5 @@
-"""EpisodeTracker (start, keep-alive, cleared; latched tamper findings) and ClipRecorder (MP4 around a start)."""
+"""EpisodeTracker (start, keep-alive, cleared; latched tamper findings) and ClipRecorder (MP4
+around a start)."""
 
 from __future__ import annotations
 
@@ -70,7 +71,8 @@ def test_latched_finding_is_restated_until_its_analyser_clears_it():
     assert states(tr.update(0.0, "t0", [obs("camera_covered", latched=True)])) == [
         ("camera_covered", "active")
     ]
-    # No more findings from the analyser (tamper reports once), yet it is neither cleared nor silent.
+    # No more findings from the analyser (tamper reports once), yet it is neither cleared nor
+    # silent.
     restated = []
     for k in range(1, 11):
         restated += tr.tick(float(k), f"t{k}")

@@ -70,7 +70,7 @@ def test_whole_frame_snapshot_has_label_only():
     frame = np.full((180, 320, 3), 100, np.uint8)
     img = annotate(frame, None, "camera_covered 0.95")
     changed = np.any(img != frame, axis=2)
-    ys, xs = np.nonzero(changed)
+    ys, _xs = np.nonzero(changed)
     assert changed.any() and ys.max() < 40  # a label strip at the top, no box elsewhere
 
 

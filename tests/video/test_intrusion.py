@@ -1,4 +1,5 @@
-"""IntrusionDetector: a person-shaped blob with its feet in a zone, on seeded simulator clips and synthetic frames."""
+"""IntrusionDetector: a person-shaped blob with its feet in a zone, on seeded simulator clips and
+synthetic frames."""
 
 from __future__ import annotations
 
@@ -90,7 +91,8 @@ def test_without_zones_the_whole_frame_is_watched():
 
 
 def test_upright_square_on_synthetic_frames():
-    """A 12x36 px figure sliding over a textured background; a 40x12 bar (a vehicle shape) is ignored."""
+    """A 12x36 px figure sliding over a textured background; a 40x12 bar (a vehicle shape) is
+    ignored."""
     bg = scene(3, W, H)
     rng = np.random.default_rng(3)
     for size, expect in (((12, 36), True), ((40, 12), False)):
@@ -117,15 +119,15 @@ def test_person_like_shape_rules():
 @pytest.mark.parametrize(
     "kwargs",
     [
-        dict(threshold=0),
-        dict(min_height=0.4, max_height=0.3),
-        dict(min_aspect=3.0, max_aspect=2.0),
-        dict(min_fill=1.5),
-        dict(on_s=-1),
-        dict(dark_luma_max=300),
-        dict(bg_tau_s=10.0, fg_tau_s=5.0),
-        dict(blur_ksize=4),
-        dict(global_change=0),
+        {"threshold": 0},
+        {"min_height": 0.4, "max_height": 0.3},
+        {"min_aspect": 3.0, "max_aspect": 2.0},
+        {"min_fill": 1.5},
+        {"on_s": -1},
+        {"dark_luma_max": 300},
+        {"bg_tau_s": 10.0, "fg_tau_s": 5.0},
+        {"blur_ksize": 4},
+        {"global_change": 0},
     ],
 )
 def test_params_are_validated(kwargs):

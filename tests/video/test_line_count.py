@@ -1,4 +1,5 @@
-"""LineCounter: vehicles counted per direction across a line, against simulator truth and on synthetic frames."""
+"""LineCounter: vehicles counted per direction across a line, against simulator truth and on
+synthetic frames."""
 
 from __future__ import annotations
 
@@ -37,13 +38,14 @@ def test_counts_match_the_simulator_truth(seed, night, weather):
     log = run(LineCounter(W, H, LINE, name="road"), render_clip(spec))
     counted = {d: sum(f.detail["direction"] == d for _, f in log) for d in ("forward", "backward")}
     expected = {d: sum(c.direction == d for c in truth) for d in ("forward", "backward")}
-    for d in counted:
-        assert abs(counted[d] - expected[d]) <= max(1, round(0.1 * expected[d])), (
+    for d, n in counted.items():
+        assert abs(n - expected[d]) <= max(1, round(0.1 * expected[d])), (
             d,
             counted,
             expected,
         )
-    # Each count is a real crossing: same direction, within a second of the vehicle's centre crossing.
+    # Each count is a real crossing: same direction, within a second of the vehicle's centre
+    # crossing.
     for t, f in log:
         assert any(c.direction == f.detail["direction"] and abs(c.t - t) <= 1.0 for c in truth), (
             t,
@@ -56,7 +58,8 @@ def test_counts_match_the_simulator_truth(seed, night, weather):
 
 
 def moving_box(direction: int, size=(30, 14), stop_at: int | None = None, seed: int = 1):
-    """Frames of a box sliding across a textured background, 8 px per frame, left to right or back."""
+    """Frames of a box sliding across a textured background, 8 px per frame, left to right or
+    back."""
     bg = scene(seed, W, H)
     rng = np.random.default_rng(seed)
     for i in range(60):
@@ -111,14 +114,14 @@ def test_bad_lines_raise(line):
 @pytest.mark.parametrize(
     "kwargs",
     [
-        dict(threshold=0),
-        dict(min_area=0.3, max_area=0.2),
-        dict(max_aspect=0.0),
-        dict(max_speed=0),
-        dict(max_gap_s=-1),
-        dict(bg_tau_s=5.0, fg_tau_s=1.0),
-        dict(blur_ksize=2),
-        dict(global_change=2.0),
+        {"threshold": 0},
+        {"min_area": 0.3, "max_area": 0.2},
+        {"max_aspect": 0.0},
+        {"max_speed": 0},
+        {"max_gap_s": -1},
+        {"bg_tau_s": 5.0, "fg_tau_s": 1.0},
+        {"blur_ksize": 2},
+        {"global_change": 2.0},
     ],
 )
 def test_params_are_validated(kwargs):

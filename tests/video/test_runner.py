@@ -1,4 +1,5 @@
-"""`farsight video run` behaviour: simulated MJPEG cameras -> worker processes -> findings over a real mosquitto.
+"""`farsight video run` behaviour: simulated MJPEG cameras -> worker processes -> findings over
+a real mosquitto.
 
 Covers start, keep-alive and cleared messages, a lost and restored stream, hot reload of the
 camera folder (a valid change restarts the camera, an invalid one is refused and the camera keeps
@@ -237,7 +238,8 @@ def test_hot_reload_applies_valid_changes_and_refuses_invalid_ones(mosquitto, co
                 what="camera running",
             )
             assert not collector.of("smoke")  # smoke analyser not configured yet
-            # An invalid change (a zone with two points, an unknown key) is refused; the camera keeps going.
+            # An invalid change (a zone with two points, an unknown key) is refused; the camera
+            # keeps going.
             write_camera(
                 folder,
                 "c",

@@ -52,7 +52,8 @@ def overlaps(a, b) -> bool:
 
 
 def assert_detects(log, kind: str, box, latency_s: float, tail_s: float) -> float:
-    """Findings of ``kind`` start within latency, stay on, overlap the event, end after it; return the rate."""
+    """Findings of ``kind`` start within latency, stay on, overlap the event, end after it;
+    return the rate."""
     assert log, "nothing detected"
     assert {f.kind for _, f in log} == {kind}
     times = [t for t, _ in log]
@@ -116,8 +117,9 @@ def test_duplicate_zone_names_raise():
 
 @pytest.mark.parametrize(
     "scene,seed,night",
-    [("stack", 2, False), ("construction", 1, False), ("construction", 2, False), ("highway", 1, False),
-     ("outfall", 3, False), ("construction", 1, True), ("highway", 2, True), ("stack", 1, True)],
+    [("stack", 2, False), ("construction", 1, False), ("construction", 2, False),
+     ("highway", 1, False), ("outfall", 3, False), ("construction", 1, True), ("highway", 2, True),
+     ("stack", 1, True)],
 )  # fmt: skip
 def test_fire_detected_day_and_night(scene, seed, night):
     log = run(FireDetector(), clip(scene, "fire", seed, night))
@@ -135,15 +137,18 @@ def test_fire_quiet_on_clean_noisy_shaky_clips(scene, night):
 @pytest.mark.parametrize(
     "scene,kind,seed,night",
     [("stack", "smoke", 1, False), ("construction", "smoke", 2, True),
-     ("highway", "vehicle_stop", ORANGE_CAR_SEED, False), ("highway", "vehicle_stop", ORANGE_CAR_SEED, True),
-     ("highway", "vehicle_stop", DARK_CAR_SEED, True), ("highway", "vehicle_stop", WHITE_CAR_SEED, True)],
+     ("highway", "vehicle_stop", ORANGE_CAR_SEED, False),
+     ("highway", "vehicle_stop", ORANGE_CAR_SEED, True),
+     ("highway", "vehicle_stop", DARK_CAR_SEED, True),
+     ("highway", "vehicle_stop", WHITE_CAR_SEED, True)],
 )  # fmt: skip
 def test_fire_quiet_on_other_events(scene, kind, seed, night):
     assert run(FireDetector(), clip(scene, kind, seed, night)) == []
 
 
 def test_fire_needs_flicker_a_static_flame_coloured_patch_is_not_fire():
-    # Same fire, but a flicker threshold no frame-to-frame step reaches: the colour alone must not fire.
+    # Same fire, but a flicker threshold no frame-to-frame step reaches: the colour alone must not
+    # fire.
     assert run(FireDetector(FireParams(flicker_step=250.0)), clip("highway", "fire", 1)) == []
 
 
@@ -172,7 +177,8 @@ def test_smoke_quiet_on_clean_noisy_shaky_clips(scene, night):
 @pytest.mark.parametrize(
     "scene,kind,seed,night",
     [("stack", "fire", 1, False), ("construction", "fire", 2, True), ("highway", "fire", 1, True),
-     ("highway", "vehicle_stop", WHITE_CAR_SEED, False), ("highway", "vehicle_stop", DARK_CAR_SEED, False),
+     ("highway", "vehicle_stop", WHITE_CAR_SEED, False),
+     ("highway", "vehicle_stop", DARK_CAR_SEED, False),
      ("highway", "vehicle_stop", WHITE_CAR_SEED, True)],
 )  # fmt: skip
 def test_smoke_quiet_on_other_events(scene, kind, seed, night):

@@ -1,7 +1,9 @@
-"""Frame sources against real things: an MP4 written with cv2.VideoWriter and a local HTTP camera."""
+"""Frame sources against real things: an MP4 written with cv2.VideoWriter and a local HTTP
+camera."""
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -43,7 +45,8 @@ def wait_until(
 
 
 def level_image(i: int) -> np.ndarray:
-    """Frame ``i`` carries its index as 8 black/white vertical bands (bit 0 leftmost); survives lossy codecs."""
+    """Frame ``i`` carries its index as 8 black/white vertical bands (bit 0 leftmost); survives
+    lossy codecs."""
     img = np.zeros((H, W, 3), dtype=np.uint8)
     band = W // BITS
     for b in range(BITS):
@@ -124,7 +127,8 @@ def test_missing_file_and_bad_rate_raise(tmp_path: Path) -> None:
 
 
 class Camera:
-    """A real HTTP camera on 127.0.0.1: /stream.mjpg (MJPEG), /nolen.mjpg, /markers, /snapshot.jpg."""
+    """A real HTTP camera on 127.0.0.1: /stream.mjpg (MJPEG), /nolen.mjpg, /markers,
+    /snapshot.jpg."""
 
     def __init__(
         self, port: int = 0, fps: float = 20.0, corrupt: frozenset[int] = frozenset()
@@ -241,7 +245,7 @@ class Consumer:
         try:
             for item in self.source.frames():
                 self.items.append(item)
-        except BaseException as exc:  # surfaced by the test
+        except BaseException as exc:  # noqa: BLE001 - surfaced by the test
             self.error = exc
 
     def frames(self) -> list[Frame]:
@@ -273,7 +277,7 @@ def test_mjpeg_frames_decode_with_increasing_timestamps(camera: Camera, path: st
     assert [index_of(f.image) for f in frames[:8]] == list(range(8))
     assert [f.index for f in frames[:8]] == list(range(8))
     ts = [f.ts for f in frames]
-    assert all(a < b for a, b in zip(ts, ts[1:]))
+    assert all(a < b for a, b in itertools.pairwise(ts))
     assert all(t.utcoffset() == UTC.utcoffset(None) for t in ts)
     assert c.events() == []
 
@@ -289,7 +293,7 @@ def test_mjpeg_rate_limit_decodes_only_kept_parts(camera: Camera) -> None:
     span = (frames[-1].ts - frames[0].ts).total_seconds()
     rate = (len(frames) - 1) / span
     assert 3.5 < rate < 6.5, rate  # camera sends 20 fps
-    gaps = [b.index - a.index for a, b in zip(frames, frames[1:])]
+    gaps = [b.index - a.index for a, b in itertools.pairwise(frames)]
     assert all(g >= 2 for g in gaps), gaps
     assert src.stats.decoded == len(c.frames()) + src.stats.corrupt
     assert src.stats.skipped > 2 * src.stats.decoded
@@ -384,7 +388,7 @@ def test_snapshot_polls_at_interval_and_recovers(camera: Camera) -> None:
     frames = c.frames()
     assert [index_of(f.image) for f in frames[:4]] == [0, 1, 2, 3]
     ts = [f.ts for f in frames]
-    assert all(a < b for a, b in zip(ts, ts[1:]))
+    assert all(a < b for a, b in itertools.pairwise(ts))
     # polls are scheduled every 0.1 s without drift; stamps are taken when each response arrives
     span = (ts[3] - ts[0]).total_seconds()
     assert 0.25 <= span < 1.0, span

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -50,7 +52,7 @@ def test_stop_in_zone_reported_after_dwell(seed):
     assert first <= start + 10.0 + 3.0  # and soon after it
     # Reported on every update while it holds, until the vehicle leaves.
     times = [t for t, _ in hits]
-    assert all(abs(b - a - 1 / FPS) < 1e-6 for a, b in zip(times, times[1:]))
+    assert all(abs(b - a - 1 / FPS) < 1e-6 for a, b in itertools.pairwise(times))
     assert times[-1] <= end + 1.0
     for t, f in hits:
         assert f.kind == "stopped_vehicle" and f.zone == "no_stop"

@@ -84,6 +84,15 @@ class Analyser(Protocol):
         ...
 
 
+@runtime_checkable
+class Resettable(Protocol):
+    """An analyser that can forget its short-term state after a gap in the stream."""
+
+    def reset(self) -> None:
+        """Forget short-term state (backgrounds, tracks); the next frames rebuild it."""
+        ...
+
+
 def _validate_polygon(points: Polygon, what: str) -> tuple[tuple[float, float], ...]:
     try:
         pts = tuple((float(x), float(y)) for x, y in points)
@@ -144,6 +153,21 @@ class Zone:
     def mask(self, width: int, height: int, scale: float = 1.0) -> np.ndarray:
         """Boolean mask of this zone at ``(height, width)``; see :func:`rasterise_polygons`."""
         return rasterise_polygons([self.points], width, height, scale)
+
+
+def unique_zones(zones: Sequence[Zone]) -> tuple[Zone, ...]:
+    """``zones`` as a tuple.
+
+    Raises
+    ------
+    ConfigError
+        Two zones share a name (findings name their zone).
+    """
+    out = tuple(zones)
+    names = [z.name for z in out]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"zone names must be unique, got {names}")
+    return out
 
 
 class Debounce:
@@ -236,8 +260,33 @@ def small_bgr(
     return cv2.GaussianBlur(small, (blur_ksize, blur_ksize), 0) if blur_ksize > 1 else small
 
 
+def prepare(
+    frame: np.ndarray, analysis_height: int, shape: tuple[int, int] | None
+) -> tuple[np.ndarray, float]:
+    """Check a BGR frame and downscale it to ``analysis_height`` (never up): the prologue of
+    smoke, fire and tamper. Returns the image and the scale (analysis / full resolution).
+
+    Raises
+    ------
+    ConfigError
+        If the frame is not BGR ``uint8`` or its size differs from ``shape`` (when given).
+    """
+    check_bgr(frame)
+    if shape is not None and frame.shape[:2] != shape:
+        raise ConfigError(
+            f"frame size changed from {shape} to {frame.shape[:2]}; create a new analyser"
+        )
+    h, w = frame.shape[:2]
+    rh = min(analysis_height, h)
+    scale = rh / h
+    if rh == h:
+        return frame, 1.0
+    return cv2.resize(frame, (max(1, round(w * scale)), rh), interpolation=cv2.INTER_AREA), scale
+
+
 def colour_difference(small: np.ndarray, background: np.ndarray) -> np.ndarray:
-    """Largest per-channel absolute difference of a BGR ``uint8`` image and a ``float32`` background.
+    """Largest per-channel absolute difference of a BGR ``uint8`` image and a ``float32``
+    background.
 
     Colour rather than luma: a blue car on grey asphalt or a blue jacket on green grass can have
     the same luma as what they hide, never the same colour.
@@ -264,7 +313,8 @@ class MedianStart:
     def __init__(self, seconds: float, max_frames: int = 15) -> None:
         if not (seconds >= 0 and max_frames >= 1):
             raise ConfigError(
-                f"MedianStart needs seconds >= 0 and max_frames >= 1, got {seconds!r}, {max_frames!r}"
+                "MedianStart needs seconds >= 0 and max_frames >= 1, "
+                f"got {seconds!r}, {max_frames!r}"
             )
         self.seconds = float(seconds)
         self.max_frames = int(max_frames)
@@ -290,73 +340,3 @@ class MedianStart:
         """Start collecting again (after a reset of the model it feeds)."""
         self._frames = []
         self._t0 = None
-
-
-class ParamCheck:
-    """Collects what is wrong with an analyser's parameters; :meth:`done` raises one
-    :class:`ConfigError` naming every problem (as the camera YAML errors do), sourced to the
-    params class."""
-
-    def __init__(self, params: object) -> None:
-        self.params = params
-        self.problems: list[str] = []
-
-    def _value(self, name: str) -> object:
-        return getattr(self.params, name)
-
-    def number(
-        self, name: str, lo: float, hi: float, *, above: bool = False, below: bool = False
-    ) -> bool:
-        """``lo <= value <= hi`` (``above``: ``lo < value``; ``below``: ``value < hi``); True when it holds."""
-        v = self._value(name)
-        ok = (
-            isinstance(v, (int, float))
-            and not isinstance(v, bool)
-            and math.isfinite(v)
-            and (lo < v if above else lo <= v)
-            and (v < hi if below else v <= hi)
-        )
-        if not ok:
-            self.problems.append(
-                f"{name} must be in {'(' if above else '['}{lo:g}, {hi:g}{')' if below else ']'}, got {v!r}"
-            )
-        return ok
-
-    def integer(self, name: str, lo: int, hi: int, *, odd: bool = False) -> bool:
-        """An int in ``lo..hi`` (odd when asked); True when it holds."""
-        v = self._value(name)
-        ok = (
-            isinstance(v, int)
-            and not isinstance(v, bool)
-            and lo <= v <= hi
-            and (not odd or v % 2 == 1)
-        )
-        if not ok:
-            self.problems.append(
-                f"{name} must be {'an odd' if odd else 'an'} int in {lo}..{hi}, got {v!r}"
-            )
-        return ok
-
-    def flag(self, name: str) -> None:
-        if not isinstance(self._value(name), bool):
-            self.problems.append(f"{name} must be true or false, got {self._value(name)!r}")
-
-    def ordered(self, low: str, high: str, lo: float, hi: float, *, strict: bool = True) -> None:
-        """Both in ``[lo, hi]`` and ``low < high`` (``<=`` when not strict)."""
-        if self.number(low, lo, hi) and self.number(high, lo, hi):
-            a, b = self._value(low), self._value(high)
-            if not (a < b if strict else a <= b):  # type: ignore[operator]
-                self.problems.append(
-                    f"need {low} {'<' if strict else '<='} {high}, got {a!r}, {b!r}"
-                )
-
-    def blob_basics(self) -> None:
-        """The fields every foreground-blob analyser shares (analysis size, blur, threshold, guard)."""
-        self.integer("resize_height", 16, 2160)
-        self.integer("blur_ksize", 1, 31, odd=True)
-        self.number("threshold", 1, 255)
-        self.number("global_change", 0, 1, above=True)
-
-    def done(self) -> None:
-        if self.problems:
-            raise ConfigError("; ".join(self.problems), source=type(self.params).__name__)

@@ -27,60 +27,27 @@ from __future__ import annotations
 
 import collections
 import math
-from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from farsight.errors import ConfigError
 from video.analysers.base import BBox, Debounce, Finding, check_bgr
-from video.analysers.smoke import _check_finite
+from video.analysers.params import Debounced, off_s_field, opt_in_field
 
 BLACK_SMOKE = "black_smoke"
 
 
-@dataclass(frozen=True, slots=True)
-class BlackSmokeParams:
-    """Tuning of :class:`BlackSmokeDetector`.
+def check_box(box: BBox, what: str) -> BBox:
+    """Validate an ``(x, y, w, h)`` box of pixels; return it as ints.
 
-    Parameters
-    ----------
-    window_s : float, default 3.0
-        Window of the running median of the per-frame opacity, seconds (0..600).
-    min_grade : int, default 1
-        Smallest Ringelmann grade reported (1..5); grade 0 is clean air and never reported.
-    core_percentile : float, default 99.0
-        Percentile of the per-pixel opacity in the plume box taken as the plume's (50..100).
-    min_sky_luma : float, default 40.0
-        Mean sky luma under which nothing is measured (0..255).
-    on_s, off_s : float, default 1.0, 1.0
-        Debounce of the "grade >= min_grade" condition (0..600).
+    Raises
+    ------
+    ConfigError
+        Not four ints, or a negative corner or an empty size.
     """
-
-    window_s: float = 3.0
-    min_grade: int = 1
-    core_percentile: float = 99.0
-    min_sky_luma: float = 40.0
-    on_s: float = 1.0
-    off_s: float = 1.0
-
-    def __post_init__(self) -> None:
-        problems: list[str] = []
-        _check_finite(self, ("window_s", "on_s", "off_s"), 0, 600, problems)
-        if not (isinstance(self.min_grade, int) and 1 <= self.min_grade <= 5):
-            problems.append(f"min_grade must be an int in 1..5, got {self.min_grade!r}")
-        _check_finite(self, ("core_percentile",), 50, 100, problems)
-        _check_finite(self, ("min_sky_luma",), 0, 255, problems)
-        if problems:
-            raise ConfigError("; ".join(problems), source="BlackSmokeParams")
-
-
-def ringelmann_grade(opacity: float) -> int:
-    """Ringelmann grade of an opacity in [0, 1]: ``clamp(round(5 * opacity), 0, 5)``."""
-    return int(min(5, max(0, round(5.0 * opacity))))
-
-
-def _check_box(box: BBox, what: str) -> BBox:
     try:
         x, y, w, h = (int(v) for v in box)
     except (TypeError, ValueError):
@@ -88,6 +55,96 @@ def _check_box(box: BBox, what: str) -> BBox:
     if x < 0 or y < 0 or w <= 0 or h <= 0:
         raise ConfigError(f"{what} {box!r} needs x, y >= 0 and w, h > 0")
     return (x, y, w, h)
+
+
+class BlackSmokeParams(Debounced):
+    """Tuning of :class:`BlackSmokeDetector` (``analysers.black_smoke`` in the camera YAML):
+    the plume and clear-sky boxes of this camera, smoothing and the grade reported.
+
+    The boxes are used by the camera config's factory; a detector built in Python takes them as
+    arguments. Debounce (``on_s`` / ``off_s``, shared) of the "grade >= min_grade" condition.
+    """
+
+    enabled: bool = opt_in_field("the boxes are the camera's own.")
+    off_s: float = off_s_field(1.0)
+    plume: BBox | None = Field(
+        None,
+        title="Plume box",
+        description="x, y, width, height of the region above the stack top.",
+    )
+    sky: BBox | None = Field(
+        None,
+        title="Sky box",
+        description="x, y, width, height of clear sky beside the plume (same rows).",
+    )
+    min_grade: int = Field(
+        1,
+        title="Minimum grade",
+        description=(
+            "Lowest Ringelmann grade reported (GB 13271: grade 1 is the limit); grade 0 is clean "
+            "air and never reported."
+        ),
+        ge=1,
+        le=5,
+    )
+    window_s: float = Field(
+        3.0,
+        title="Smoothing",
+        description="Seconds the per-frame opacity is smoothed over (running median).",
+        ge=0,
+        le=600,
+    )
+    core_percentile: float = Field(
+        99.0,
+        title="Core percentile",
+        description="Percentile of the per-pixel opacity in the plume box taken as the plume's.",
+        ge=50,
+        le=100,
+    )
+    min_sky_luma: float = Field(
+        40.0,
+        title="Daylight level",
+        description="Mean sky luma under which nothing is measured (night, heavy overcast).",
+        ge=0,
+        le=255,
+    )
+
+    @field_validator("plume", "sky")
+    @classmethod
+    def _box(cls, v: BBox | None, info: ValidationInfo) -> BBox | None:
+        try:
+            return None if v is None else check_box(v, str(info.field_name))
+        except ConfigError as exc:
+            raise ValueError(exc.problems[0].message) from None
+
+    @model_validator(mode="after")
+    def _boxes_when_enabled(self) -> BlackSmokeParams:
+        if self.enabled and (self.plume is None or self.sky is None):
+            raise ValueError("an enabled black_smoke analyser needs both 'plume' and 'sky' boxes")
+        return self
+
+
+# --------------------------------------------------------------------------- pure steps
+
+
+def ringelmann_grade(opacity: float) -> int:
+    """Ringelmann grade of an opacity in [0, 1]: ``clamp(round(5 * opacity), 0, 5)``."""
+    return int(min(5, max(0, round(5.0 * opacity))))
+
+
+def grade_confidence(opacity: float) -> float:
+    """How far ``5 * opacity`` sits from a grade boundary, in [0.5, 1] (x.5 is a coin toss)."""
+    return 0.5 + 0.5 * min(1.0, 2.0 * abs(5.0 * opacity - math.floor(5.0 * opacity) - 0.5))
+
+
+def boxes_luma(frame: np.ndarray, boxes: tuple[BBox, ...]) -> np.ndarray:
+    """Grey image of ``frame`` converted only inside the union box of ``boxes`` (zeros
+    elsewhere, cropped at the union's bottom-right corner): the rest is not needed."""
+    x0, y0 = min(b[0] for b in boxes), min(b[1] for b in boxes)
+    x1, y1 = max(b[0] + b[2] for b in boxes), max(b[1] + b[3] for b in boxes)
+    gray = np.zeros((y1, x1), np.uint8)
+    gray[y0:y1, x0:x1] = cv2.cvtColor(frame[y0:y1, x0:x1], cv2.COLOR_BGR2GRAY)
+    return gray
 
 
 def plume_opacity(
@@ -155,8 +212,8 @@ class BlackSmokeDetector:
         params: BlackSmokeParams | None = None,
         zone: str | None = None,
     ) -> None:
-        self.plume = _check_box(plume, "plume")
-        self.sky = _check_box(sky, "sky")
+        self.plume = check_box(plume, "plume")
+        self.sky = check_box(sky, "sky")
         self.params = params if params is not None else BlackSmokeParams()
         self.zone = zone
         self._debounce = Debounce(self.params.on_s, self.params.off_s)
@@ -173,13 +230,7 @@ class BlackSmokeDetector:
                 if x + bw > w or y + bh > h:
                     raise ConfigError(f"{name} box {(x, y, bw, bh)} leaves the {w}x{h} frame")
             self._checked = (h, w)
-        # Only the union of the two boxes is converted: the rest of the frame is not needed.
-        x0, y0 = min(self.plume[0], self.sky[0]), min(self.plume[1], self.sky[1])
-        x1 = max(self.plume[0] + self.plume[2], self.sky[0] + self.sky[2])
-        y1 = max(self.plume[1] + self.plume[3], self.sky[1] + self.sky[3])
-        gray = np.zeros((y1, x1), np.uint8)
-        gray[y0:y1, x0:x1] = cv2.cvtColor(frame[y0:y1, x0:x1], cv2.COLOR_BGR2GRAY)
-        return gray
+        return boxes_luma(frame, (self.plume, self.sky))
 
     def update(self, frame: np.ndarray, ts: float) -> list[Finding]:
         """Grade the plume in one frame.
@@ -202,9 +253,8 @@ class BlackSmokeDetector:
             If the frame is not BGR ``uint8`` or a box leaves it.
         """
         p = self.params
-        opacity, sky_luma = plume_opacity(
-            self._luma(frame), self.plume, self.sky, p.core_percentile
-        )
+        luma = self._luma(frame)
+        opacity, sky_luma = plume_opacity(luma, self.plume, self.sky, p.core_percentile)
         hist = self._history
         if sky_luma >= p.min_sky_luma:
             hist.append((ts, opacity))
@@ -214,20 +264,19 @@ class BlackSmokeDetector:
             self.last_grade = None
             self._debounce.update(False, ts)
             return []
-        mean = float(np.median([o for _, o in hist]))
-        grade = ringelmann_grade(mean)
+        smoothed = float(np.median([o for _, o in hist]))
+        grade = ringelmann_grade(smoothed)
         self.last_grade = grade
         self._debounce.update(grade >= p.min_grade, ts)
         if not self._debounce.active:
             return []
-        # Confidence: how far the smoothed value sits from a grade boundary (x.5 is a coin toss).
-        conf = 0.5 + 0.5 * min(1.0, 2.0 * abs(5.0 * mean - math.floor(5.0 * mean) - 0.5))
-        detail = {
+        detail: dict[str, Any] = {
             "ringelmann": grade,
             "present": grade >= p.min_grade,
-            "opacity": round(mean, 4),
+            "opacity": round(smoothed, 4),
             "sky_luma": round(sky_luma, 1),
         }
+        conf = grade_confidence(smoothed)
         return [Finding(BLACK_SMOKE, conf, self.plume, self.zone, detail)]
 
     @property

@@ -12,82 +12,98 @@ a pixel flickers when at least ``flicker_min`` of the frame-to-frame luma steps 
 twice, a static lamp never.
 
 A fire pixel is flame-coloured in at least ``colour_min`` of the window's frames and flickers;
-the mask is opened (3x3), connected regions under ``min_blob`` are dropped, and it is reported per zone through the same debounced gate as smoke: one
-``kind="fire"`` finding per active zone on every update while active.
+the mask is opened (3x3), connected regions under ``min_blob`` are dropped, and it is reported
+per zone through the same debounced gate as smoke: one ``kind="fire"`` finding per active zone
+on every update while active.
 """
 
 from __future__ import annotations
 
 import collections
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import cv2
 import numpy as np
+from pydantic import Field
 
-from farsight.errors import ConfigError
-from video.analysers.base import Finding, Zone
-from video.analysers.smoke import ZoneGate, _check_finite, prepare
+from video.analysers.base import Finding, Zone, prepare
+from video.analysers.params import Debounced, Downscaled
+from video.analysers.zone_gate import ZoneGate
 
 FIRE = "fire"
 
 
-@dataclass(frozen=True, slots=True)
-class FireParams:
-    """Tuning of :class:`FireDetector`.
+class FireParams(Downscaled, Debounced):
+    """Tuning of :class:`FireDetector` (``analysers.fire`` in the camera YAML).
 
-    Parameters
-    ----------
-    analysis_height : int, default 180
-        Height of the downscaled image (32..1080).
-    r_min, y_min : float, default 150.0, 70.0
-        Minimum red channel and luma of a flame pixel (0..255); not higher, since flames seen
-        through haze or smoke lose saturation at their edges (flicker rules out lamps).
-    cr_cb_min : float, default 40.0
-        Minimum ``Cr - Cb`` of a flame pixel (0..255).
-    window_s : float, default 2.0
-        Flicker window in seconds (0.2..60); needs at least 3 frames in it.
-    flicker_step : float, default 12.0
-        Frame-to-frame luma step counted as a flicker event (1..255).
-    flicker_min : float, default 0.4
-        Fraction of the window's steps that must be flicker events (0..1).
-    colour_min : float, default 0.3
-        Fraction of the window's frames in which the pixel must be flame-coloured (0..1).
-    min_blob : float, default 0.0006
-        Smallest connected fire region kept, as a fraction of the analysed frame (0..1):
-        about 35 pixels at 320x180, larger than a lit window that camera shake makes flicker.
-    min_area : float, default 0.002
-        Minimum total fire area as a fraction of the analysed frame (or zone) (0..1).
-    on_s, off_s : float, default 1.0, 2.0
-        Debounce of the per-zone condition (0..600).
+    Besides the shared ``analysis_height`` and ``on_s`` / ``off_s`` (see
+    :mod:`video.analysers.params`), the flame-colour rules and the flicker window.
     """
 
-    analysis_height: int = 180
-    r_min: float = 150.0
-    y_min: float = 70.0
-    cr_cb_min: float = 40.0
-    window_s: float = 2.0
-    flicker_step: float = 12.0
-    flicker_min: float = 0.4
-    colour_min: float = 0.3
-    min_blob: float = 0.0006
-    min_area: float = 0.002
-    on_s: float = 1.0
-    off_s: float = 2.0
+    r_min: float = Field(
+        150.0,
+        title="Red minimum",
+        description=(
+            "Minimum red channel of a flame pixel; not higher, since flames seen through haze "
+            "or smoke lose saturation at their edges (flicker rules out lamps)."
+        ),
+        ge=0,
+        le=255,
+    )
+    y_min: float = Field(
+        70.0, title="Luma minimum", description="Minimum luma of a flame pixel.", ge=0, le=255
+    )
+    cr_cb_min: float = Field(
+        40.0, title="Cr - Cb minimum", description="Minimum Cr - Cb of a flame pixel.", ge=0, le=255
+    )
+    window_s: float = Field(
+        2.0,
+        title="Flicker window",
+        description="Seconds of frames the flicker is measured over (needs 3 frames in it).",
+        ge=0.2,
+        le=60,
+    )
+    flicker_step: float = Field(
+        12.0,
+        title="Flicker step",
+        description="Frame-to-frame luma step counted as a flicker event.",
+        ge=1,
+        le=255,
+    )
+    flicker_min: float = Field(
+        0.4,
+        title="Flicker share",
+        description="Share of the window's luma steps that must be flicker events.",
+        gt=0,
+        le=1,
+    )
+    colour_min: float = Field(
+        0.3,
+        title="Colour share",
+        description="Share of the window's frames in which a pixel must be flame-coloured.",
+        ge=0,
+        le=1,
+    )
+    min_blob: float = Field(
+        0.0006,
+        title="Minimum region",
+        description=(
+            "Smallest connected fire region kept, as a fraction of the analysed frame (about "
+            "35 pixels at 320x180), larger than a lit window that camera shake makes flicker."
+        ),
+        ge=0,
+        le=1,
+    )
+    min_area: float = Field(
+        0.002,
+        title="Minimum area",
+        description="Smallest total fire area as a fraction of the analysed frame (or zone).",
+        ge=0,
+        le=1,
+    )
 
-    def __post_init__(self) -> None:
-        problems: list[str] = []
-        if not (isinstance(self.analysis_height, int) and 32 <= self.analysis_height <= 1080):
-            problems.append(
-                f"analysis_height must be an int in 32..1080, got {self.analysis_height!r}"
-            )
-        _check_finite(self, ("r_min", "y_min", "cr_cb_min"), 0, 255, problems)
-        _check_finite(self, ("window_s",), 0.2, 60, problems)
-        _check_finite(self, ("flicker_step",), 1, 255, problems)
-        _check_finite(self, ("flicker_min", "colour_min", "min_blob", "min_area"), 0, 1, problems)
-        _check_finite(self, ("on_s", "off_s"), 0, 600, problems)
-        if problems:
-            raise ConfigError("; ".join(problems), source="FireParams")
+
+# --------------------------------------------------------------------------- pure steps
 
 
 def flame_colour(bgr: np.ndarray, ycrcb: np.ndarray, p: FireParams) -> np.ndarray:
@@ -107,6 +123,57 @@ def flame_colour(bgr: np.ndarray, ycrcb: np.ndarray, p: FireParams) -> np.ndarra
     b, g, r = (bgr[..., i].astype(np.int16) for i in range(3))
     y, cr, cb = (ycrcb[..., i].astype(np.int16) for i in range(3))
     return (r > g) & (g > b) & (r >= p.r_min) & (y >= p.y_min) & (cr - cb >= p.cr_cb_min)
+
+
+def flicker_fraction(lumas: np.ndarray, step: float) -> np.ndarray:
+    """Per pixel, the share of frame-to-frame steps of ``lumas`` (``(n, h, w)``, n >= 2) of at
+    least ``step`` grey levels."""
+    return np.asarray((np.abs(np.diff(lumas, axis=0)) >= step).mean(axis=0))
+
+
+def large_regions(mask: np.ndarray, min_blob: float, kernel: np.ndarray) -> np.ndarray:
+    """``mask`` (bool) opened by ``kernel`` (isolated lit-window and lamp pixels that camera
+    shake makes flicker), keeping connected regions of at least ``min_blob`` of the frame: many
+    small flickering lights can add up to ``min_area``, a flame is one sizeable blob."""
+    opened = cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_OPEN, kernel)
+    _, labels, stats, _ = cv2.connectedComponentsWithStats(opened, connectivity=8)
+    keep = np.flatnonzero(stats[:, cv2.CC_STAT_AREA] >= min_blob * opened.size)
+    keep = keep[keep > 0]
+    return np.isin(labels, keep) if keep.size else np.zeros(mask.shape, bool)
+
+
+def fire_mask(
+    lumas: np.ndarray,
+    colours: np.ndarray,
+    colour_now: np.ndarray,
+    p: FireParams,
+    kernel: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Fire pixels of a window: flame-coloured now and in ``colour_min`` of the window's frames,
+    flickering in ``flicker_min`` of its steps, in a region of at least ``min_blob``.
+
+    Parameters
+    ----------
+    lumas : numpy.ndarray
+        ``int16`` luma of the window's frames, ``(n, h, w)`` with n >= 3.
+    colours : numpy.ndarray
+        ``bool`` flame-colour masks of the same frames.
+    colour_now : numpy.ndarray
+        Flame-colour mask of the newest frame.
+
+    Returns
+    -------
+    mask : numpy.ndarray
+        ``bool`` fire mask.
+    flicker : numpy.ndarray
+        Per-pixel flicker share, the confidence source.
+    """
+    flicker = flicker_fraction(lumas, p.flicker_step)
+    raw = (flicker >= p.flicker_min) & (colours.mean(axis=0) >= p.colour_min) & colour_now
+    return large_regions(raw, p.min_blob, kernel), flicker
+
+
+# --------------------------------------------------------------------------- detector
 
 
 class FireDetector:
@@ -163,27 +230,12 @@ class FireDetector:
         hist.append((ts, ycc[..., 0].astype(np.int16), colour))
         while hist and hist[0][0] < ts - p.window_s - 1e-6:
             hist.popleft()
-        mask = np.zeros(colour.shape, bool)
-        flicker_frac = None
+        mask, score = np.zeros(colour.shape, bool), None
         if len(hist) >= 3:
-            lumas = np.stack([h[1] for h in hist])
-            steps = np.abs(np.diff(lumas, axis=0)) >= p.flicker_step
-            flicker_frac = steps.mean(axis=0)
-            colour_frac = np.stack([h[2] for h in hist]).mean(axis=0)
-            raw = (
-                (flicker_frac >= p.flicker_min)
-                & (colour_frac >= p.colour_min)
-                & colour.astype(bool)
-            )
-            # The opening removes isolated lit-window and lamp pixels that camera shake makes flicker.
-            opened = cv2.morphologyEx(raw.astype(np.uint8), cv2.MORPH_OPEN, self._kernel)
-            n, labels, stats, _ = cv2.connectedComponentsWithStats(opened, connectivity=8)
-            # Many small flickering lights can add up to min_area; a flame is one sizeable blob.
-            keep = np.flatnonzero(stats[:, cv2.CC_STAT_AREA] >= p.min_blob * opened.size)
-            keep = keep[keep > 0]
-            mask = np.isin(labels, keep) if keep.size else mask
+            lumas, colours = np.stack([h[1] for h in hist]), np.stack([h[2] for h in hist])
+            mask, flicker = fire_mask(lumas, colours, colour, p, self._kernel)
+            score = 0.5 + 0.5 * np.clip(flicker, 0, 1)
         self.last_mask = mask
-        score = None if flicker_frac is None else 0.5 + 0.5 * np.clip(flicker_frac, 0, 1)
         return self._gate.update(mask, ts, scale, score=score)
 
     @property

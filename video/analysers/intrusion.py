@@ -1,10 +1,11 @@
 """Intrusion: a person-shaped moving blob whose feet stand in a zone, optionally only in the dark.
 
 Foreground is the largest per-channel difference against a selectively updated running-average
-background of the downscaled, blurred colour image (started from the median of the first two seconds; time-based rates, so the result does not
-depend on the frame rate; colour, because a blue jacket on green grass can have the grass's
-luma): fast where nothing is foreground, slow under foreground, so someone standing still
-for a while is not learned into the background at once. Foreground is dilated once (to join the
+background of the downscaled, blurred colour image (started from the median of the first two
+seconds; time-based rates, so the result does not depend on the frame rate; colour, because a
+blue jacket on green grass can have the grass's luma): fast where nothing is foreground, slow
+under foreground, so someone standing still for a while is not learned into the background at
+once. Foreground is dilated once (to join the
 head, torso and legs of a small figure) and split into connected blobs.
 
 A blob is *person-like* when its height is between ``min_height`` and ``max_height`` of the
@@ -12,11 +13,11 @@ frame, its height/width ratio between ``min_aspect`` and ``max_aspect`` (an upri
 2-4 times taller than wide; vehicles, smoke plumes and rain streaks are not) and it fills at
 least ``min_fill`` of its box. It belongs to the zone that contains its bottom centre, the
 feet, as Frigate assigns objects to zones: a person walking *behind* a zone's polygon in the
-image is not in it. It must also be going somewhere: the feet of the largest such blob must have moved by a fifth of
-its height within the last ``on_s`` (at least a second) before a start is reported, so that
-static person-shaped changes (a lamp post smeared by a defocused lens, a ghost) are not
-reported. With ``dark_only`` the condition also needs a dark frame (mean luma at or
-below ``dark_luma_max``): the "person on site at night" rule without a wall clock.
+image is not in it. It must also be going somewhere: the feet of the largest such blob must
+have moved by a fifth of its height within the last ``on_s`` (at least a second) before a start
+is reported, so that static person-shaped changes (a lamp post smeared by a defocused lens, a
+ghost) are not reported. With ``dark_only`` the condition also needs a dark frame (mean luma at
+or below ``dark_luma_max``): the "person on site at night" rule without a wall clock.
 
 Each zone's condition is debounced (``on_s`` / ``off_s``); while active, every update emits
 one ``kind="intrusion"`` finding for the zone with the largest person-like blob's box, with
@@ -30,107 +31,118 @@ from __future__ import annotations
 import collections
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
+from pydantic import Field, model_validator
 
 from farsight.errors import ConfigError
-from video.analysers.base import (
-    BBox,
-    Debounce,
-    Finding,
-    MedianStart,
-    ParamCheck,
-    Zone,
-    colour_difference,
-    rasterise_polygons,
-    small_bgr,
+from video.analysers.base import BBox, Debounce, Finding, MedianStart, Zone, small_bgr, unique_zones
+from video.analysers.foreground import (
+    Blob,
+    analysis_size,
+    blend_background,
+    connected_blobs,
+    foreground_mask,
+    to_full_box,
+    zone_masks,
+)
+from video.analysers.params import (
+    AdaptiveBackground,
+    Debounced,
+    ForegroundParams,
+    bg_tau_field,
+    blur_ksize_field,
+    fg_tau_field,
+    opt_in_field,
+    ordered,
+    threshold_field,
 )
 
 INTRUSION = "intrusion"
 BOOT_S = 2.0
 """Seconds of frames whose median starts the background (nothing is reported meanwhile)."""
 
+Trail = collections.deque[tuple[float, float, float, float]]
+"""Recent ``(ts, feet x, feet y, height)`` of the largest person-like blob in a zone."""
 
-@dataclass(frozen=True, slots=True)
-class IntrusionParams:
-    """Tuning of :class:`IntrusionDetector`.
 
-    Parameters
-    ----------
-    resize_height : int, default 180
-        Analysis height in pixels (16..2160); width keeps the aspect ratio.
-    blur_ksize : int, default 3
-        Gaussian blur kernel at analysis resolution; odd, 1..31 (1 disables).
-    threshold : int, default 14
-        Difference in any colour channel counted as foreground (1..255). Lower than motion's
-        25: at night a dimly lit figure differs from the dark ground by 15-30 levels.
-    bg_tau_s : float, default 4.0
-        Background time constant where nothing is foreground, seconds (0.1..3600).
-    fg_tau_s : float, default 120.0
-        Background time constant under foreground, seconds (>= bg_tau_s, ..36000).
-    min_height, max_height : float, default 0.05, 0.35
-        Blob height as a fraction of the frame height (0 < min < max <= 1).
-    min_aspect, max_aspect : float, default 1.4, 6.0
-        Blob height / width (0 < min < max <= 50).
-    min_fill : float, default 0.25
-        Foreground share of the blob's box (0..1).
-    on_s, off_s : float, default 1.0, 2.0
-        Debounce of each zone's condition, seconds (0..600).
-    dark_only : bool, default False
-        Report only when the frame is dark (night).
-    dark_luma_max : float, default 70.0
-        Mean frame luma at or below which the frame is dark (0..255).
-    global_change : float, default 0.5
-        Foreground share of the frame above which the scene is treated as changed (0 < x <= 1).
+class IntrusionParams(ForegroundParams, AdaptiveBackground, Debounced):
+    """Tuning of :class:`IntrusionDetector` (``analysers.intrusion`` in the camera YAML; every
+    zone of the camera is watched, the whole frame without zones).
+
+    Besides the shared fields (see :mod:`video.analysers.params`): ``threshold`` defaults to
+    14, lower than motion's 25, since at night a dimly lit figure differs from the dark ground
+    by 15-30 levels; the background follows in 4 s away from foreground and 120 s under it.
     """
 
-    resize_height: int = 180
-    blur_ksize: int = 3
-    threshold: int = 14
-    bg_tau_s: float = 4.0
-    fg_tau_s: float = 120.0
-    min_height: float = 0.05
-    max_height: float = 0.35
-    min_aspect: float = 1.4
-    max_aspect: float = 6.0
-    min_fill: float = 0.25
-    on_s: float = 1.0
-    off_s: float = 2.0
-    dark_only: bool = False
-    dark_luma_max: float = 70.0
-    global_change: float = 0.5
+    enabled: bool = opt_in_field("the zones say where nobody should be.")
+    blur_ksize: int = blur_ksize_field(3)
+    threshold: int = threshold_field(14)
+    bg_tau_s: float = bg_tau_field(4.0)
+    fg_tau_s: float = fg_tau_field(120.0)
+    min_height: float = Field(
+        0.05,
+        title="Minimum height",
+        description="Smallest person height as a fraction of the frame height.",
+        gt=0,
+        lt=1,
+    )
+    max_height: float = Field(
+        0.35,
+        title="Maximum height",
+        description="Largest person height as a fraction of the frame height.",
+        gt=0,
+        le=1,
+    )
+    min_aspect: float = Field(
+        1.4,
+        title="Minimum aspect",
+        description="Smallest height/width of a standing person's blob.",
+        gt=0,
+        le=50,
+    )
+    max_aspect: float = Field(
+        6.0,
+        title="Maximum aspect",
+        description="Largest height/width of a standing person's blob.",
+        gt=0,
+        le=50,
+    )
+    min_fill: float = Field(
+        0.25,
+        title="Minimum fill",
+        description="Foreground share of the blob's box (a sparse outline is no person).",
+        ge=0,
+        le=1,
+    )
+    dark_only: bool = Field(
+        False,
+        title="Only in the dark",
+        description="Report only when the frame is dark (night-time intrusion).",
+    )
+    dark_luma_max: float = Field(
+        70.0,
+        title="Dark level",
+        description="Mean frame luma at or below which the frame counts as dark.",
+        ge=0,
+        le=255,
+    )
 
-    def __post_init__(self) -> None:
-        c = ParamCheck(self)
-        c.blob_basics()
-        c.ordered("bg_tau_s", "fg_tau_s", 0.1, 36000, strict=False)
-        c.number("bg_tau_s", 0.1, 3600)
-        c.ordered("min_height", "max_height", 0, 1)
-        c.ordered("min_aspect", "max_aspect", 0, 50)
-        c.number("min_height", 0, 1, above=True)
-        c.number("min_fill", 0, 1)
-        c.number("on_s", 0, 600)
-        c.number("off_s", 0, 600)
-        c.flag("dark_only")
-        c.number("dark_luma_max", 0, 255)
-        c.done()
+    @model_validator(mode="after")
+    def _ranges(self) -> IntrusionParams:
+        ordered("min_height", self.min_height, "max_height", self.max_height)
+        ordered("min_aspect", self.min_aspect, "max_aspect", self.max_aspect)
+        return self
 
 
-@dataclass(frozen=True, slots=True)
-class Blob:
-    """A foreground blob at analysis resolution: box ``(x, y, w, h)`` and pixel count."""
-
-    x: int
-    y: int
-    w: int
-    h: int
-    area: int
+# --------------------------------------------------------------------------- pure steps
 
 
 def person_like(blob: Blob, frame_height: int, p: IntrusionParams) -> bool:
-    """Whether ``blob`` (analysis pixels, frame ``frame_height`` tall) has a standing person's shape."""
+    """Whether ``blob`` (analysis pixels, frame ``frame_height`` tall) has a standing person's
+    shape."""
     rel_h = blob.h / float(frame_height)
     aspect = blob.h / float(max(1, blob.w))
     fill = blob.area / float(max(1, blob.w * blob.h))
@@ -139,6 +151,47 @@ def person_like(blob: Blob, frame_height: int, p: IntrusionParams) -> bool:
         and p.min_aspect <= aspect <= p.max_aspect
         and fill >= p.min_fill
     )
+
+
+def feet(blob: Blob, size: tuple[int, int]) -> tuple[int, int]:
+    """Pixel of the blob's feet in a ``size`` (w, h) image: the bottom centre before the blob's
+    one-pixel dilation."""
+    sw, sh = size
+    return min(sw - 1, blob.x + blob.w // 2), min(sh - 1, max(blob.y, blob.y + blob.h - 2))
+
+
+def stands_in(blob: Blob, zone: np.ndarray | None, size: tuple[int, int]) -> bool:
+    """Whether the blob's feet stand in ``zone`` (bool mask; None: the whole frame)."""
+    if zone is None:
+        return True
+    fx, fy = feet(blob, size)
+    return bool(zone[fy, fx])
+
+
+def walked(trail: Trail) -> bool:
+    """Whether the feet moved a fifth of the figure's height over ``trail``: a person gets
+    somewhere, static person-shaped changes (a lamp post smeared by defocus or rain on the lens,
+    a ghost) never do."""
+    if len(trail) < 2:
+        return False
+    (_, x0, y0, _), (_, x1, y1, h) = trail[0], trail[-1]
+    return math.hypot(x1 - x0, y1 - y0) >= 0.2 * h
+
+
+def shape_confidence(blob: Blob, p: IntrusionParams) -> float:
+    """How comfortably the blob's aspect sits inside the aspect band (log scale), in [0.5, 1]."""
+    aspect = blob.h / float(max(1, blob.w))
+    lo, hi = math.log(p.min_aspect), math.log(p.max_aspect)
+    mid = 1.0 - abs(math.log(aspect) - (lo + hi) / 2) / ((hi - lo) / 2)
+    return float(min(1.0, max(0.5, 0.5 + 0.5 * mid)))
+
+
+def mean_luma(small: np.ndarray) -> float:
+    """Mean grey level of a BGR image."""
+    return float(cv2.cvtColor(small, cv2.COLOR_BGR2GRAY).mean())
+
+
+# --------------------------------------------------------------------------- detector
 
 
 class IntrusionDetector:
@@ -169,29 +222,20 @@ class IntrusionDetector:
             raise ConfigError(f"frame size must be positive, got {width}x{height}")
         self.params = params if params is not None else IntrusionParams()
         self.width, self.height = int(width), int(height)
-        self.zones = tuple(zones)
-        names = [z.name for z in self.zones]
-        if len(set(names)) != len(names):
-            raise ConfigError(f"zone names must be unique, got {names}")
-        rh = min(self.params.resize_height, self.height)
-        self._size = (max(1, round(self.width * rh / self.height)), rh)
+        self.zones = unique_zones(zones)
+        self._size = analysis_size(self.width, self.height, self.params.resize_height)
         sw, sh = self._size
         self._sx, self._sy = sw / self.width, sh / self.height
-        self._zone_masks: list[np.ndarray | None] = []
-        for z in self.zones:
-            m = rasterise_polygons([[(x * self._sx, y * self._sy) for x, y in z.points]], sw, sh)
-            if not m.any():
-                raise ConfigError(f"zone {z.name!r} covers no pixel at analysis resolution")
-            self._zone_masks.append(m)
-        if not self._zone_masks:
-            self._zone_masks = [None]
+        self._zone_masks: list[np.ndarray | None] = [
+            *zone_masks(self.zones, self._sx, self._sy, self._size)
+        ] or [None]
         p = self.params
         self._debounce = [Debounce(p.on_s, p.off_s) for _ in self._zone_masks]
-        self._last: list[tuple[BBox, float, dict] | None] = [None] * len(self._zone_masks)
-        self._trails: list[collections.deque[tuple[float, float, float, float]]] = [
-            collections.deque() for _ in self._zone_masks
-        ]
+        self._last: list[tuple[BBox, float, dict[str, Any]] | None] = [None] * len(self._zone_masks)
+        self._trails: list[Trail] = [collections.deque() for _ in self._zone_masks]
         self._kernel = np.ones((3, 3), np.uint8)
+        # A 2x2 opening removes one-pixel lines (rain streaks, noise) and keeps limbs two
+        # pixels wide.
         self._open = np.ones((2, 2), np.uint8)
         self._bg: np.ndarray | None = None
         self._last_ts: float | None = None
@@ -235,19 +279,14 @@ class IntrusionDetector:
             return self._report([], ts, dark=False)
         dt = max(0.0, ts - (self._last_ts if self._last_ts is not None else ts))
         self._last_ts = ts
-        diff = colour_difference(small, self._bg)
-        fg = (diff >= p.threshold).astype(np.uint8)
-        if cv2.countNonZero(fg) > p.global_change * fg.size:
+        fg = foreground_mask(
+            small, self._bg, p.threshold, p.global_change, self._open, self._kernel
+        )
+        if fg is None:
             self._bg = small.astype(np.float32)  # lights or camera changed: adopt the new view
             self._boot = MedianStart(BOOT_S)
             return self._report([], ts, dark=False)
-        # A 2x2 opening removes one-pixel lines (rain streaks, noise) and keeps limbs two pixels wide.
-        fg = cv2.morphologyEx(fg, cv2.MORPH_OPEN, self._open)
-        fg = cv2.dilate(fg, self._kernel, iterations=1)
-        k_bg = 1.0 - math.exp(-dt / p.bg_tau_s)
-        k_fg = 1.0 - math.exp(-dt / p.fg_tau_s)
-        k = np.where(fg > 0, np.float32(k_fg), np.float32(k_bg))[..., None]
-        self._bg += k * (small.astype(np.float32) - self._bg)
+        self._bg = blend_background(self._bg, small, fg > 0, dt, p.bg_tau_s, p.fg_tau_s)
         if self._boot is not None:
             # Start from the median of the first seconds, so that someone (or a vehicle) in the
             # first frame leaves no ghost behind; nothing is reported until then.
@@ -256,65 +295,52 @@ class IntrusionDetector:
                 return self._report([], ts, dark=False)
             self._bg = start_bg
             self._boot = None
-        dark = float(cv2.cvtColor(small, cv2.COLOR_BGR2GRAY).mean()) <= p.dark_luma_max
-        n, _, stats, _ = cv2.connectedComponentsWithStats(fg, connectivity=8)
+        dark = mean_luma(small) <= p.dark_luma_max
         sh = self._size[1]
-        blobs = [Blob(*(int(v) for v in stats[j, :5])) for j in range(1, n)]
-        self.last_blobs = [b for b in blobs if person_like(b, sh, p)]
+        self.last_blobs = [b for b in connected_blobs(fg) if person_like(b, sh, p)]
         return self._report(self.last_blobs, ts, dark)
 
     def _report(self, people: list[Blob], ts: float, dark: bool) -> list[Finding]:
         p = self.params
-        sw, sh = self._size
-        out: list[Finding] = []
+        watching = not p.dark_only or dark
+        out = []
         for i, zmask in enumerate(self._zone_masks):
-            inside = []
-            if not p.dark_only or dark:
-                for b in people:
-                    # Feet: the bottom row of the blob before its one-pixel dilation.
-                    fx, fy = min(sw - 1, b.x + b.w // 2), min(sh - 1, max(b.y, b.y + b.h - 2))
-                    if zmask is None or zmask[fy, fx]:
-                        inside.append(b)
-            trail = self._trails[i]
-            if inside:
-                b = max(inside, key=lambda b: b.area)
-                trail.append((ts, b.x + b.w / 2.0, b.y + b.h - 2.0, float(b.h)))
-            while trail and trail[0][0] < ts - max(p.on_s, 1.0) - 1e-6:
-                trail.popleft()
-            # A person gets somewhere: the feet must have moved a fifth of the figure's height in
-            # the last on_s (at least 1 s) before a start is reported. Static person-shaped
-            # changes (a lamp post smeared by defocus or rain on the lens, a ghost) never do;
-            # once reported, someone standing still stays reported.
-            moving = (
-                len(trail) >= 2
-                and math.hypot(trail[-1][1] - trail[0][1], trail[-1][2] - trail[0][2])
-                >= 0.2 * trail[-1][3]
-            )
-            present = bool(inside) and (moving or self._debounce[i].active)
-            self._debounce[i].update(present, ts)
-            if present:
-                aspect = b.h / float(max(1, b.w))
-                # Confidence: how comfortably the shape sits inside the aspect band (log scale).
-                lo, hi = math.log(p.min_aspect), math.log(p.max_aspect)
-                mid = 1.0 - abs(math.log(aspect) - (lo + hi) / 2) / ((hi - lo) / 2)
-                conf = float(min(1.0, max(0.5, 0.5 + 0.5 * mid)))
-                detail = {
-                    "height_frac": round(b.h / sh, 4),
-                    "aspect": round(aspect, 3),
-                    "dark": dark,
-                }
-                self._last[i] = (self._to_full(b), conf, detail)
-            if self._debounce[i].active and self._last[i] is not None:
-                bbox, conf, detail = self._last[i]
-                zone = self.zones[i].name if self.zones else None
-                out.append(Finding(INTRUSION, conf, bbox, zone, {"present": present, **detail}))
+            inside = [b for b in people if stands_in(b, zmask, self._size)] if watching else []
+            finding = self._zone_step(i, inside, ts, dark)
+            if finding is not None:
+                out.append(finding)
         return out
 
+    def _zone_step(self, i: int, inside: list[Blob], ts: float, dark: bool) -> Finding | None:
+        """Advance zone ``i``'s trail and debounce with the people standing in it; its finding
+        while active."""
+        p = self.params
+        trail = self._trails[i]
+        b = max(inside, key=lambda b: b.area) if inside else None
+        if b is not None:
+            trail.append((ts, b.x + b.w / 2.0, b.y + b.h - 2.0, float(b.h)))
+        while trail and trail[0][0] < ts - max(p.on_s, 1.0) - 1e-6:
+            trail.popleft()
+        # A person must have walked in the last on_s (at least 1 s) before a start is reported;
+        # once reported, someone standing still stays reported.
+        present = b is not None and (walked(trail) or self._debounce[i].active)
+        self._debounce[i].update(present, ts)
+        if present and b is not None:
+            detail = {
+                "height_frac": round(b.h / self._size[1], 4),
+                "aspect": round(b.h / float(max(1, b.w)), 3),
+                "dark": dark,
+            }
+            self._last[i] = (self._to_full(b), shape_confidence(b, p), detail)
+        last = self._last[i]
+        if not (self._debounce[i].active and last is not None):
+            return None
+        bbox, conf, detail = last
+        zone = self.zones[i].name if self.zones else None
+        return Finding(INTRUSION, conf, bbox, zone, {"present": present, **detail})
+
     def _to_full(self, b: Blob) -> BBox:
-        x0, y0 = int(math.floor(b.x / self._sx)), int(math.floor(b.y / self._sy))
-        x1 = min(self.width, int(math.ceil((b.x + b.w) / self._sx)))
-        y1 = min(self.height, int(math.ceil((b.y + b.h) / self._sy)))
-        return (x0, y0, max(1, x1 - x0), max(1, y1 - y0))
+        return to_full_box((b.x, b.y, b.w, b.h), self._sx, self._sy, self.width, self.height)
 
     @property
     def active(self) -> bool:

@@ -1,15 +1,17 @@
-"""Counting vehicles across a line: moving blobs tracked from frame to frame, counted per direction.
+"""Counting vehicles across a line: moving blobs tracked from frame to frame, counted per
+direction.
 
 Foreground is the largest per-channel difference against a selectively updated running-average
-background of the downscaled, blurred colour image (as in :mod:`video.analysers.intrusion`). Connected blobs
-between ``min_area`` and ``max_area`` of the frame and no taller than ``max_aspect`` times their
-width (upright people are) are the candidates. Each is associated with the nearest existing
+background of the downscaled, blurred colour image (:mod:`video.analysers.foreground`, as in
+:mod:`video.analysers.intrusion`). Connected blobs between ``min_area`` and ``max_area`` of the
+frame and no taller than ``max_aspect`` times their width (upright people are) are the
+candidates. Each is associated with the nearest existing
 track, greedily in order of distance from the track's predicted position (constant velocity),
 the usual nearest-neighbour centroid tracker. The gate is ``max_speed`` frame widths per second
 times the time since the track was last seen while a track has no velocity yet, then a
 twentieth of the frame width plus half the predicted travel, so that a track whose vehicle
-left the frame cannot jump to the next vehicle entering it; unmatched blobs start tracks and tracks unseen for
-``max_gap_s`` are dropped.
+left the frame cannot jump to the next vehicle entering it; unmatched blobs start tracks and
+tracks unseen for ``max_gap_s`` are dropped.
 
 A track is counted once, when the segment between its previous and its new centroid properly
 intersects the counting line: ``forward`` when it moves to the side the normal
@@ -21,75 +23,41 @@ finding (an event, not a level) with the direction and the running counts in ``d
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any
 
-import cv2
 import numpy as np
+from pydantic import Field, field_validator, model_validator
 
 from farsight.errors import ConfigError
-from video.analysers.base import BBox, Finding, ParamCheck, colour_difference, small_bgr
+from farsight.types import ID_RE
+from video.analysers.base import BBox, Finding, small_bgr
+from video.analysers.foreground import (
+    AnalysisBox,
+    Blob,
+    analysis_size,
+    blend_background,
+    connected_blobs,
+    foreground_mask,
+    to_full_box,
+)
+from video.analysers.params import (
+    AdaptiveBackground,
+    ForegroundParams,
+    bg_tau_field,
+    blur_ksize_field,
+    fg_tau_field,
+    opt_in_field,
+    ordered,
+    threshold_field,
+)
 
 VEHICLE_CROSSING = "vehicle_crossing"
 
 Point = tuple[float, float]
 
 
-@dataclass(frozen=True, slots=True)
-class LineCountParams:
-    """Tuning of :class:`LineCounter`.
-
-    Parameters
-    ----------
-    resize_height : int, default 180
-        Analysis height in pixels (16..2160); width keeps the aspect ratio.
-    blur_ksize : int, default 3
-        Gaussian blur kernel at analysis resolution; odd, 1..31 (1 disables).
-    threshold : int, default 14
-        Difference in any colour channel counted as foreground (1..255).
-    bg_tau_s : float, default 1.5
-        Background time constant where nothing is foreground, seconds (0.1..3600).
-    fg_tau_s : float, default 3.0
-        Background time constant under foreground, seconds (>= bg_tau_s, ..36000). Short: only
-        moving things are counted, and a vehicle that was in the first frame must not leave a
-        lasting "ghost" blob in the background that captures other tracks.
-    min_area, max_area : float, default 0.0015, 0.25
-        Blob pixel count as a fraction of the frame (0 < min < max <= 1).
-    max_aspect : float, default 1.5
-        Largest blob height / width counted (0.1..50): keeps walking people out of the count.
-    max_speed : float, default 1.0
-        Fastest plausible motion in frame widths per second (gate of the association).
-    max_gap_s : float, default 1.0
-        Seconds a track survives unseen (0..60).
-    global_change : float, default 0.5
-        Foreground share of the frame above which the scene is treated as changed (0 < x <= 1).
-    """
-
-    resize_height: int = 180
-    blur_ksize: int = 3
-    threshold: int = 14
-    bg_tau_s: float = 1.5
-    fg_tau_s: float = 3.0
-    min_area: float = 0.0015
-    max_area: float = 0.25
-    max_aspect: float = 1.5
-    max_speed: float = 1.0
-    max_gap_s: float = 1.0
-    global_change: float = 0.5
-
-    def __post_init__(self) -> None:
-        c = ParamCheck(self)
-        c.blob_basics()
-        c.ordered("bg_tau_s", "fg_tau_s", 0.1, 36000, strict=False)
-        c.number("bg_tau_s", 0.1, 3600)
-        c.ordered("min_area", "max_area", 0, 1)
-        c.number("min_area", 0, 1, above=True)
-        c.number("max_aspect", 0.1, 50)
-        c.number("max_speed", 0.01, 100)
-        c.number("max_gap_s", 0, 60)
-        c.done()
-
-
-def check_line(line: object) -> tuple[Point, Point]:
+def check_line(line: Any) -> tuple[Point, Point]:
     """Validate a counting line ``((x0, y0), (x1, y1))`` in pixels; return it as floats.
 
     Raises
@@ -98,7 +66,7 @@ def check_line(line: object) -> tuple[Point, Point]:
         Not two finite, non-negative points, or both points equal.
     """
     try:
-        (x0, y0), (x1, y1) = ((float(x), float(y)) for x, y in line)  # type: ignore[union-attr]
+        (x0, y0), (x1, y1) = ((float(x), float(y)) for x, y in line)
     except (TypeError, ValueError):
         raise ConfigError(f"line must be two (x, y) points, got {line!r}") from None
     if not all(math.isfinite(v) and v >= 0 for v in (x0, y0, x1, y1)):
@@ -106,6 +74,92 @@ def check_line(line: object) -> tuple[Point, Point]:
     if (x0, y0) == (x1, y1):
         raise ConfigError(f"line needs two distinct points, got {line!r}")
     return (x0, y0), (x1, y1)
+
+
+class LineCountParams(ForegroundParams, AdaptiveBackground):
+    """Tuning of :class:`LineCounter` (``analysers.line_count`` in the camera YAML): the
+    counting line of this camera, the blob limits and the tracker's gate.
+
+    The line and its name are used by the camera config's factory; a counter built in Python
+    takes them as arguments. Besides the shared fields (see :mod:`video.analysers.params`): the
+    background time constants are short (1.5 s, 3 s), since only moving things are counted and
+    a vehicle in the first frame must not leave a lasting "ghost" that captures other tracks.
+    """
+
+    enabled: bool = opt_in_field("the counting line is the camera's own.")
+    line: tuple[Point, Point] | None = Field(
+        None,
+        title="Counting line",
+        description=(
+            "Two (x, y) points in full-resolution pixels; forward is towards the normal "
+            "(y1-y0, x0-x1): left to right for a line drawn top to bottom."
+        ),
+    )
+    name: str | None = Field(
+        None,
+        title="Line name",
+        description="Reported as the zone of each crossing (e.g. northbound).",
+        pattern=ID_RE.pattern,
+    )
+    blur_ksize: int = blur_ksize_field(3)
+    threshold: int = threshold_field(14)
+    bg_tau_s: float = bg_tau_field(1.5)
+    fg_tau_s: float = fg_tau_field(3.0)
+    min_area: float = Field(
+        0.0015,
+        title="Minimum area",
+        description="Smallest vehicle blob as a fraction of the frame.",
+        gt=0,
+        lt=1,
+    )
+    max_area: float = Field(
+        0.25,
+        title="Maximum area",
+        description="Largest vehicle blob as a fraction of the frame.",
+        gt=0,
+        le=1,
+    )
+    max_aspect: float = Field(
+        1.5,
+        title="Maximum aspect",
+        description=(
+            "Largest height/width of a vehicle blob (taller ones, such as people, are not counted)."
+        ),
+        ge=0.1,
+        le=50,
+    )
+    max_speed: float = Field(
+        1.0,
+        title="Maximum speed",
+        description="Fastest plausible motion, in frame widths per second (the tracker's gate).",
+        ge=0.01,
+        le=100,
+    )
+    max_gap_s: float = Field(
+        1.0,
+        title="Track gap",
+        description="Seconds a track survives unseen.",
+        ge=0,
+        le=60,
+    )
+
+    @field_validator("line")
+    @classmethod
+    def _line(cls, v: tuple[Point, Point] | None) -> tuple[Point, Point] | None:
+        try:
+            return None if v is None else check_line(v)
+        except ConfigError as exc:
+            raise ValueError(exc.problems[0].message) from None
+
+    @model_validator(mode="after")
+    def _checks(self) -> LineCountParams:
+        if self.enabled and self.line is None:
+            raise ValueError("an enabled line_count analyser needs a 'line'")
+        ordered("min_area", self.min_area, "max_area", self.max_area)
+        return self
+
+
+# --------------------------------------------------------------------------- pure steps
 
 
 def _cross(o: Point, a: Point, b: Point) -> float:
@@ -130,8 +184,10 @@ def crossing_direction(p: Point, q: Point, a: Point, b: Point) -> int:
     return 1 if (q[0] - p[0]) * nx + (q[1] - p[1]) * ny > 0 else -1
 
 
-@dataclass(slots=True)
-class _Track:
+@dataclass(frozen=True, slots=True)
+class Track:
+    """A vehicle followed from frame to frame (analysis pixels, velocity in pixels/s)."""
+
     id: int
     x: float
     y: float
@@ -140,7 +196,75 @@ class _Track:
     vy: float = 0.0
     hits: int = 1
     counted: bool = False
-    bbox: tuple[int, int, int, int] = field(default=(0, 0, 1, 1))
+    bbox: AnalysisBox = field(default=(0, 0, 1, 1))
+
+
+def vehicle_like(blob: Blob, frame_px: int, p: LineCountParams) -> bool:
+    """Whether a blob is vehicle-sized (``min_area``..``max_area`` of the ``frame_px`` pixels)
+    and not taller than ``max_aspect`` times its width (upright people are)."""
+    return (
+        p.min_area * frame_px <= blob.area <= p.max_area * frame_px
+        and blob.h <= p.max_aspect * blob.w
+    )
+
+
+def track_gate(track: Track, gap: float, frame_w: int, max_speed: float) -> float:
+    """Largest distance, in pixels, from the predicted position at which ``track`` may take a
+    blob ``gap`` seconds after it was last seen."""
+    if track.hits < 2:  # velocity unknown: anything a plausible speed could reach
+        return max_speed * frame_w * gap + 0.02 * frame_w
+    # Around the constant-velocity prediction, so a track never jumps to the next vehicle.
+    return 0.05 * frame_w + 0.5 * math.hypot(track.vx, track.vy) * gap
+
+
+def associate(
+    tracks: list[Track], blobs: list[Blob], ts: float, frame_w: int, max_speed: float
+) -> list[tuple[int, int]]:
+    """Greedy nearest-neighbour association: ``(track index, blob index)`` pairs, closest to
+    the track's constant-velocity prediction first, each track and blob used once, within each
+    track's gate."""
+    pairs = []
+    for ti, t in enumerate(tracks):
+        gap = max(1e-3, ts - t.ts)
+        px, py = t.x + t.vx * gap, t.y + t.vy * gap
+        gate = track_gate(t, gap, frame_w, max_speed)
+        for bi, b in enumerate(blobs):
+            d = math.hypot(b.cx - px, b.cy - py)
+            if d <= gate:
+                pairs.append((d, ti, bi))
+    pairs.sort()
+    used_t: set[int] = set()
+    used_b: set[int] = set()
+    out = []
+    for _, ti, bi in pairs:
+        if ti in used_t or bi in used_b:
+            continue
+        used_t.add(ti)
+        used_b.add(bi)
+        out.append((ti, bi))
+    return out
+
+
+def follow_track(track: Track, blob: Blob, ts: float) -> Track:
+    """``track`` moved to ``blob`` seen at ``ts``, its velocity smoothed over two observations
+    (centroids jitter as blobs change shape)."""
+    gap = max(1e-3, ts - track.ts)
+    vx = 0.5 * track.vx + 0.5 * (blob.cx - track.x) / gap
+    vy = 0.5 * track.vy + 0.5 * (blob.cy - track.y) / gap
+    return Track(
+        track.id,
+        blob.cx,
+        blob.cy,
+        ts,
+        vx,
+        vy,
+        track.hits + 1,
+        track.counted,
+        (blob.x, blob.y, blob.w, blob.h),
+    )
+
+
+# --------------------------------------------------------------------------- counter
 
 
 class LineCounter:
@@ -179,16 +303,18 @@ class LineCounter:
             if x > self.width or y > self.height:
                 raise ConfigError(f"line {self.line} leaves the {self.width}x{self.height} frame")
         self.name = name
-        rh = min(self.params.resize_height, self.height)
-        self._size = (max(1, round(self.width * rh / self.height)), rh)
+        self._size = analysis_size(self.width, self.height, self.params.resize_height)
         sw, sh = self._size
         self._sx, self._sy = sw / self.width, sh / self.height
-        self._a = (self.line[0][0] * self._sx, self.line[0][1] * self._sy)
-        self._b = (self.line[1][0] * self._sx, self.line[1][1] * self._sy)
+        # The line at analysis resolution, where the tracks live.
+        self._ab = (
+            (self.line[0][0] * self._sx, self.line[0][1] * self._sy),
+            (self.line[1][0] * self._sx, self.line[1][1] * self._sy),
+        )
         self._kernel = np.ones((3, 3), np.uint8)
         self._bg: np.ndarray | None = None
         self._last_ts: float | None = None
-        self._tracks: list[_Track] = []
+        self._tracks: list[Track] = []
         self._next_id = 0
         self.counts = {"forward": 0, "backward": 0}
         """Crossings counted so far, by direction."""
@@ -199,29 +325,19 @@ class LineCounter:
         self._last_ts = None
         self._tracks = []
 
-    def _blobs(
-        self, small: np.ndarray, dt: float
-    ) -> list[tuple[float, float, tuple[int, int, int, int]]] | None:
+    def _blobs(self, small: np.ndarray, dt: float) -> list[Blob] | None:
+        """Vehicle-like blobs of this frame (the background learns it); None after a global
+        change, when the background restarts from this frame."""
         p = self.params
         assert self._bg is not None
-        fg = (colour_difference(small, self._bg) >= p.threshold).astype(np.uint8)
-        if cv2.countNonZero(fg) > p.global_change * fg.size:
+        fg = foreground_mask(
+            small, self._bg, p.threshold, p.global_change, self._kernel, self._kernel
+        )
+        if fg is None:
             self._bg = small.astype(np.float32)
             return None
-        fg = cv2.morphologyEx(fg, cv2.MORPH_OPEN, self._kernel)  # drop speckle and rain streaks
-        fg = cv2.dilate(fg, self._kernel, iterations=1)
-        k_bg = 1.0 - math.exp(-dt / p.bg_tau_s)
-        k_fg = 1.0 - math.exp(-dt / p.fg_tau_s)
-        k = np.where(fg > 0, np.float32(k_fg), np.float32(k_bg))[..., None]
-        self._bg += k * (small.astype(np.float32) - self._bg)
-        n, _, stats, cents = cv2.connectedComponentsWithStats(fg, connectivity=8)
-        out = []
-        for j in range(1, n):
-            x, y, w, h, area = (int(v) for v in stats[j, :5])
-            if not p.min_area * fg.size <= area <= p.max_area * fg.size or h > p.max_aspect * w:
-                continue
-            out.append((float(cents[j][0]), float(cents[j][1]), (x, y, w, h)))
-        return out
+        self._bg = blend_background(self._bg, small, fg > 0, dt, p.bg_tau_s, p.fg_tau_s)
+        return [b for b in connected_blobs(fg) if vehicle_like(b, fg.size, p)]
 
     def update(self, frame: np.ndarray, ts: float) -> list[Finding]:
         """Track moving blobs in one frame and count those crossing the line.
@@ -258,65 +374,38 @@ class LineCounter:
             self._tracks = []
             return []
         self._tracks = [t for t in self._tracks if ts - t.ts <= p.max_gap_s + 1e-6]
-        sw = self._size[0]
-        pairs = []
-        for ti, t in enumerate(self._tracks):
-            gap = max(1e-3, ts - t.ts)
-            px, py = t.x + t.vx * gap, t.y + t.vy * gap
-            if t.hits < 2:  # velocity unknown: anything a plausible speed could reach
-                gate = p.max_speed * sw * gap + 0.02 * sw
-            else:  # around the constant-velocity prediction, so a track never jumps to the next vehicle
-                gate = 0.05 * sw + 0.5 * math.hypot(t.vx, t.vy) * gap
-            for bi, (bx, by, _) in enumerate(blobs):
-                d = math.hypot(bx - px, by - py)
-                if d <= gate:
-                    pairs.append((d, ti, bi))
-        pairs.sort()
-        used_t: set[int] = set()
-        used_b: set[int] = set()
-        findings: list[Finding] = []
-        for _, ti, bi in pairs:
-            if ti in used_t or bi in used_b:
-                continue
-            used_t.add(ti)
-            used_b.add(bi)
-            t = self._tracks[ti]
-            bx, by, box = blobs[bi]
-            gap = max(1e-3, ts - t.ts)
-            direction = (
-                0 if t.counted else crossing_direction((t.x, t.y), (bx, by), self._a, self._b)
-            )
-            # Velocity smoothed over two observations: centroids jitter as blobs change shape.
-            t.vx, t.vy = 0.5 * t.vx + 0.5 * (bx - t.x) / gap, 0.5 * t.vy + 0.5 * (by - t.y) / gap
-            t.x, t.y, t.ts, t.bbox = bx, by, ts, box
-            t.hits += 1
-            if direction:
-                t.counted = True
-                key = "forward" if direction > 0 else "backward"
-                self.counts[key] += 1
-                findings.append(
-                    Finding(
-                        VEHICLE_CROSSING,
-                        float(min(1.0, 0.5 + 0.1 * t.hits)),
-                        self._to_full(box),
-                        self.name,
-                        {
-                            "direction": key,
-                            "track": t.id,
-                            "count_forward": self.counts["forward"],
-                            "count_backward": self.counts["backward"],
-                        },
-                    )
-                )
-        for bi, (bx, by, box) in enumerate(blobs):
-            if bi not in used_b:
-                self._tracks.append(_Track(self._next_id, bx, by, ts, bbox=box))
+        pairs = associate(self._tracks, blobs, ts, self._size[0], p.max_speed)
+        findings = [self._follow(ti, blobs[bi], ts) for ti, bi in pairs]
+        matched = {bi for _, bi in pairs}
+        for bi, b in enumerate(blobs):
+            if bi not in matched:
+                box = (b.x, b.y, b.w, b.h)
+                self._tracks.append(Track(self._next_id, b.cx, b.cy, ts, bbox=box))
                 self._next_id += 1
-        return findings
+        return [f for f in findings if f is not None]
 
-    def _to_full(self, box: tuple[int, int, int, int]) -> BBox:
-        x, y, w, h = box
-        x0, y0 = int(math.floor(x / self._sx)), int(math.floor(y / self._sy))
-        x1 = min(self.width, int(math.ceil((x + w) / self._sx)))
-        y1 = min(self.height, int(math.ceil((y + h) / self._sy)))
-        return (x0, y0, max(1, x1 - x0), max(1, y1 - y0))
+    def _follow(self, ti: int, blob: Blob, ts: float) -> Finding | None:
+        """Move track ``ti`` to ``blob``; count it (and return its finding) if it crossed."""
+        old = self._tracks[ti]
+        crossed = (
+            0 if old.counted else crossing_direction((old.x, old.y), (blob.cx, blob.cy), *self._ab)
+        )
+        t = follow_track(old, blob, ts)
+        if crossed:
+            t = replace(t, counted=True)
+        self._tracks[ti] = t
+        if not crossed:
+            return None
+        key = "forward" if crossed > 0 else "backward"
+        self.counts[key] += 1
+        detail: dict[str, Any] = {
+            "direction": key,
+            "track": t.id,
+            "count_forward": self.counts["forward"],
+            "count_backward": self.counts["backward"],
+        }
+        confidence = float(min(1.0, 0.5 + 0.1 * t.hits))
+        return Finding(VEHICLE_CROSSING, confidence, self._to_full(t.bbox), self.name, detail)
+
+    def _to_full(self, box: AnalysisBox) -> BBox:
+        return to_full_box(box, self._sx, self._sy, self.width, self.height)

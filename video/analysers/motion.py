@@ -11,61 +11,91 @@ background is reset to the current frame and nothing is reported, as Frigate's
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import cv2
 import numpy as np
+from pydantic import Field
 
 from farsight.errors import ConfigError
-from video.analysers.base import (
-    BBox,
-    Finding,
-    ParamCheck,
-    Polygon,
-    Zone,
-    blurred_gray,
-    rasterise_polygons,
-)
+from video.analysers.base import Finding, Polygon, Zone, blurred_gray, unique_zones
+from video.analysers.foreground import AnalysisBox, scaled_mask, to_full_box
+from video.analysers.params import ForegroundParams
 
 
-@dataclass(frozen=True, slots=True)
-class MotionParams:
-    """Tuning of :class:`MotionDetector`.
+class MotionParams(ForegroundParams):
+    """Tuning of :class:`MotionDetector` (``analysers.motion`` in the camera YAML).
 
-    Parameters
-    ----------
-    resize_height : int, default 180
-        Analysis height in pixels (16..2160); width keeps the aspect ratio.
-    blur_ksize : int, default 5
-        Gaussian blur kernel size at analysis resolution; odd, 1..31 (1 disables).
-    threshold : int, default 25
-        Absolute gray-level difference counted as change, 1..255.
-    alpha : float, default 0.02
-        Background learning rate per frame, ``0 < alpha < 1``.
-    dilate_iterations : int, default 2
-        3x3 dilations merging nearby changed pixels, 0..10.
-    min_area : float, default 0.0005
-        Smallest contour area as a fraction of the frame area, ``0 <= min_area < 1``.
-    global_change : float, default 0.5
-        Changed-pixel fraction above which the frame is treated as a global change
-        (lighting, camera move): background reset, nothing reported. ``0 < x <= 1``.
+    Besides the shared ``resize_height``, ``blur_ksize``, ``threshold`` (grey levels) and
+    ``global_change`` (see :mod:`video.analysers.params`): when more than ``global_change`` of
+    the unmasked pixels change at once (lighting, camera move) the background is reset and
+    nothing is reported.
     """
 
-    resize_height: int = 180
-    blur_ksize: int = 5
-    threshold: int = 25
-    alpha: float = 0.02
-    dilate_iterations: int = 2
-    min_area: float = 0.0005
-    global_change: float = 0.5
+    alpha: float = Field(
+        0.02, title="Background rate", description="Background learning rate per frame.", gt=0, lt=1
+    )
+    dilate_iterations: int = Field(
+        2,
+        title="Dilations",
+        description="3x3 dilations merging nearby changed pixels.",
+        ge=0,
+        le=10,
+    )
+    min_area: float = Field(
+        0.0005,
+        title="Minimum area",
+        description="Smallest motion contour area as a fraction of the analysed frame.",
+        ge=0,
+        lt=1,
+    )
 
-    def __post_init__(self) -> None:
-        c = ParamCheck(self)
-        c.blob_basics()
-        c.number("alpha", 0, 1, above=True, below=True)
-        c.integer("dilate_iterations", 0, 10)
-        c.number("min_area", 0, 1, below=True)
-        c.done()
+
+# --------------------------------------------------------------------------- pure steps
+
+
+def changed_pixels(
+    gray: np.ndarray, background: np.ndarray, threshold: float, keep: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Grey difference against a ``float32`` background and its thresholded ``uint8`` 0/255
+    mask, zero where ``keep`` (``uint8`` 0/255) is zero (the masked regions)."""
+    diff = cv2.absdiff(gray, cv2.convertScaleAbs(background))
+    _, thresh = cv2.threshold(diff, threshold, 255, cv2.THRESH_BINARY)
+    return np.asarray(diff), np.asarray(cv2.bitwise_and(thresh, keep))
+
+
+def motion_boxes(
+    thresh: np.ndarray, dilate_iterations: int, min_area_px: float, kernel: np.ndarray
+) -> tuple[np.ndarray, list[AnalysisBox]]:
+    """Boxes of the external contours of the dilated change mask at least ``min_area_px``
+    (and one pixel) large; returns the dilated mask too (the boxes' fill is measured on it)."""
+    if dilate_iterations:
+        thresh = cv2.dilate(thresh, kernel, iterations=dilate_iterations)
+    contours, _ = cv2.findContours(thresh, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    boxes: list[AnalysisBox] = []
+    for c in contours:
+        if cv2.contourArea(c) >= max(min_area_px, 1.0):
+            x, y, w, h = cv2.boundingRect(c)
+            boxes.append((int(x), int(y), int(w), int(h)))
+    return np.asarray(thresh), boxes
+
+
+def best_zone(box: AnalysisBox, zone_masks: Sequence[np.ndarray]) -> int | None:
+    """Index of the zone mask (``uint8``) with the most pixels inside ``box``; None if none has."""
+    x, y, w, h = box
+    overlaps = [int(cv2.countNonZero(zm[y : y + h, x : x + w])) for zm in zone_masks]
+    best = int(np.argmax(overlaps))
+    return best if overlaps[best] else None
+
+
+def box_fill(thresh: np.ndarray, diff: np.ndarray, box: AnalysisBox) -> tuple[float, float]:
+    """Changed share of ``box`` in ``thresh`` and the mean difference over its changed pixels."""
+    x, y, w, h = box
+    box_thresh = thresh[y : y + h, x : x + w]
+    fill = cv2.countNonZero(box_thresh) / float(w * h)
+    return fill, float(cv2.mean(diff[y : y + h, x : x + w], box_thresh)[0])
+
+
+# --------------------------------------------------------------------------- detector
 
 
 class MotionDetector:
@@ -100,29 +130,23 @@ class MotionDetector:
             raise ConfigError(f"frame size must be positive, got {width}x{height}")
         self.params = params if params is not None else MotionParams()
         self.width, self.height = int(width), int(height)
-        self.zones = tuple(zones)
-        names = [z.name for z in self.zones]
-        if len(set(names)) != len(names):
-            raise ConfigError(f"zone names must be unique, got {names}")
+        self.zones = unique_zones(zones)
         rh = min(self.params.resize_height, self.height)
         self._scale = rh / self.height
         self._size = (max(1, round(self.width * self._scale)), rh)  # (w, h) for cv2.resize
         sw, sh = self._size
         self._sx, self._sy = sw / self.width, sh / self.height
-        mask = (
-            rasterise_polygons(
-                [[(x * self._sx, y * self._sy) for x, y in m] for m in masks], sw, sh
-            )
+        masked = (
+            scaled_mask(masks, self._sx, self._sy, self._size)
             if masks
             else np.zeros((sh, sw), bool)
         )
-        self._keep = np.where(mask, 0, 255).astype(np.uint8)
+        self._keep = np.where(masked, 0, 255).astype(np.uint8)
         self._zone_masks = [
-            rasterise_polygons(
-                [[(x * self._sx, y * self._sy) for x, y in z.points]], sw, sh
-            ).astype(np.uint8)
+            scaled_mask([z.points], self._sx, self._sy, self._size).astype(np.uint8)
             for z in self.zones
         ]
+        self._unmasked = max(1, cv2.countNonZero(self._keep))
         self._min_area_px = self.params.min_area * sw * sh
         self._kernel = np.ones((3, 3), np.uint8)
         self._background: np.ndarray | None = None
@@ -155,61 +179,42 @@ class MotionDetector:
         ConfigError
             If the frame is not BGR ``uint8`` of the configured size.
         """
-        gray = blurred_gray(frame, self.width, self.height, self._size, self.params.blur_ksize)
+        p = self.params
+        gray = blurred_gray(frame, self.width, self.height, self._size, p.blur_ksize)
         if self._background is None:
             self._background = gray.astype(np.float32)
             self.last_changed_fraction = 0.0
             return []
-        p = self.params
-        diff = cv2.absdiff(gray, cv2.convertScaleAbs(self._background))
-        _, thresh = cv2.threshold(diff, p.threshold, 255, cv2.THRESH_BINARY)
-        thresh = cv2.bitwise_and(thresh, self._keep)
-        unmasked = max(1, cv2.countNonZero(self._keep))
-        self.last_changed_fraction = cv2.countNonZero(thresh) / unmasked
+        diff, thresh = changed_pixels(gray, self._background, p.threshold, self._keep)
+        self.last_changed_fraction = cv2.countNonZero(thresh) / self._unmasked
         if self.last_changed_fraction > p.global_change:
             # Global change: not motion of anything; adopt the new scene at once (Frigate).
             self._background = gray.astype(np.float32)
             return []
         cv2.accumulateWeighted(gray, self._background, p.alpha)
-        if p.dilate_iterations:
-            thresh = cv2.dilate(thresh, self._kernel, iterations=p.dilate_iterations)
-        contours, _ = cv2.findContours(thresh, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        thresh, boxes = motion_boxes(thresh, p.dilate_iterations, self._min_area_px, self._kernel)
         findings: list[Finding] = []
-        sw, sh = self._size
-        for c in contours:
-            if cv2.contourArea(c) < max(self._min_area_px, 1.0):
-                continue
-            x, y, w, h = cv2.boundingRect(c)
+        for box in boxes:
             zone = None
             if self.zones:
-                overlaps = [
-                    int(cv2.countNonZero(zm[y : y + h, x : x + w])) for zm in self._zone_masks
-                ]
-                best = int(np.argmax(overlaps))
-                if overlaps[best] == 0:
+                best = best_zone(box, self._zone_masks)
+                if best is None:
                     continue
                 zone = self.zones[best].name
-            box_thresh = thresh[y : y + h, x : x + w]
-            fill = cv2.countNonZero(box_thresh) / float(w * h)
-            mean_diff = float(cv2.mean(diff[y : y + h, x : x + w], box_thresh)[0])
-            bbox = self._to_full(x, y, w, h)
-            findings.append(
-                Finding(
-                    kind="motion",
-                    confidence=float(min(1.0, max(0.0, fill))),
-                    bbox=bbox,
-                    zone=zone,
-                    detail={
-                        "area_fraction": bbox[2] * bbox[3] / float(self.width * self.height),
-                        "mean_diff": mean_diff,
-                    },
-                )
-            )
+            findings.append(self._finding(box, zone, *box_fill(thresh, diff, box)))
         return findings
 
-    def _to_full(self, x: int, y: int, w: int, h: int) -> BBox:
-        x0 = int(np.floor(x / self._sx))
-        y0 = int(np.floor(y / self._sy))
-        x1 = min(self.width, int(np.ceil((x + w) / self._sx)))
-        y1 = min(self.height, int(np.ceil((y + h) / self._sy)))
-        return (x0, y0, max(1, x1 - x0), max(1, y1 - y0))
+    def _finding(
+        self, box: AnalysisBox, zone: str | None, fill: float, mean_diff: float
+    ) -> Finding:
+        bbox = to_full_box(box, self._sx, self._sy, self.width, self.height)
+        return Finding(
+            kind="motion",
+            confidence=float(min(1.0, max(0.0, fill))),
+            bbox=bbox,
+            zone=zone,
+            detail={
+                "area_fraction": bbox[2] * bbox[3] / float(self.width * self.height),
+                "mean_diff": mean_diff,
+            },
+        )

@@ -11,10 +11,11 @@ A pixel is a smoke candidate when, against a selectively updated background (EMA
   slowly and diffusely inside its envelope, so the envelope pixels stay candidates, whereas a
   passing vehicle or camera shake toggles each pixel for a frame or two.
 
-Surviving regions (after a morphological opening, and at least ``min_blob`` large) must also *lose* high-frequency edge energy
-relative to the background, or at least gain none: smoke blurs what is behind it (Toreyin et
-al. 2005, wavelet high-band energy drop), an opaque object such as a stopped car adds new strong
-edges. Regions with more than ``max_new_edge_frac`` new strong-edge pixels are rejected.
+Surviving regions (after a morphological opening, and at least ``min_blob`` large) must also
+*lose* high-frequency edge energy relative to the background, or at least gain none: smoke
+blurs what is behind it (Toreyin et al. 2005, wavelet high-band energy drop), an opaque object
+such as a stopped car adds new strong edges. Regions with more than ``max_new_edge_frac`` new
+strong-edge pixels are rejected.
 
 Two guards keep other changes out. The background at the end of the warm-up is the per-pixel
 median of the warm-up frames, so a vehicle in the very first frame does not leave a "ghost"
@@ -31,110 +32,118 @@ pixels of the frame (the last seen box while waiting out ``off_s``).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import cv2
 import numpy as np
+from pydantic import Field
 
-from farsight.errors import ConfigError
-from video.analysers.base import BBox, Debounce, Finding, MedianStart, Zone, check_bgr
+from video.analysers.base import Finding, MedianStart, Zone, prepare
+from video.analysers.foreground import blend_background
+from video.analysers.params import (
+    AdaptiveBackground,
+    ChangeGuarded,
+    Debounced,
+    Downscaled,
+    bg_tau_field,
+    fg_tau_field,
+)
+from video.analysers.zone_gate import ZoneGate
 
 SMOKE = "smoke"
 
 
-def _check_finite(
-    obj: object, names: Sequence[str], lo: float, hi: float, problems: list[str]
-) -> None:
-    """Append a message for each attribute of ``obj`` outside ``[lo, hi]`` or not finite."""
-    for name in names:
-        v = getattr(obj, name)
-        if not (isinstance(v, (int, float)) and math.isfinite(v) and lo <= v <= hi):
-            problems.append(f"{name} must be a finite number in [{lo}, {hi}], got {v!r}")
+class SmokeParams(Downscaled, ChangeGuarded, AdaptiveBackground, Debounced):
+    """Tuning of :class:`SmokeDetector` (``analysers.smoke`` in the camera YAML).
 
-
-@dataclass(frozen=True, slots=True)
-class SmokeParams:
-    """Tuning of :class:`SmokeDetector`.
-
-    Parameters
-    ----------
-    analysis_height : int, default 180
-        Height of the downscaled image every check runs on (32..1080).
-    warmup_s : float, default 2.0
-        Seconds spent learning the background before anything is reported (0..600).
-    bg_tau_s : float, default 10.0
-        Time constant of the background update where nothing changed (0.1..3600).
-    fg_tau_s : float, default 600.0
-        Slower time constant inside changed areas, so a permanent change is eventually
-        learned while a smoke episode of a few minutes is not absorbed, nor a fire whose
-        end would otherwise look like a grey veil lifting (bg_tau_s..36000).
-    diff_min : float, default 8.0
-        Minimum luma change in grey levels for a candidate (1..255).
-    chroma_max : float, default 60.0
-        Maximum chroma (Euclidean norm of Cb, Cr offsets from 128) of a candidate (1..255).
-    chroma_growth_max : float, default 3.0
-        Candidates may gain at most this much chroma against the background (0..255).
-    persist_s : float, default 3.0
-        Seconds a pixel must stay a candidate (leaky counter) to count as smoke (0.2..600).
-    decay : float, default 2.0
-        Counter decay rate while a pixel is not a candidate, in seconds per second (0..100).
-    min_blob : float, default 0.001
-        Smallest connected smoke region kept, as a fraction of the analysed frame (0..1),
-        about 58 pixels at 320x180: a plume is one sizeable region, whereas camera shake
-        leaves many small persistent specks around lit windows and lamps at night.
-    min_area : float, default 0.003
-        Minimum total smoke area as a fraction of the analysed frame (or zone) (0..1).
-    edge_threshold : float, default 80.0
-        Gradient magnitude (Sobel on a lightly blurred luma) counted as a strong edge (1..1000).
-    max_new_edge_frac : float, default 0.04
-        Largest fraction of a region's pixels that may be strong edges absent from the
-        background; more means an opaque object, not smoke (0..1).
-    on_s, off_s : float, default 1.0, 2.0
-        Debounce of the per-zone condition, on top of ``persist_s`` (0..600).
-    global_change : float, default 0.5
-        Changed share of the frame above which the view itself changed: background and
-        warm-up restart (0 < x <= 1).
+    Besides the shared fields (``analysis_height``, ``global_change``, ``bg_tau_s`` /
+    ``fg_tau_s``, ``on_s`` / ``off_s``, see :mod:`video.analysers.params`): ``fg_tau_s``
+    defaults to 600 s so that a permanent change is eventually learned while a smoke episode of
+    a few minutes is not absorbed, nor a fire whose end would otherwise look like a grey veil
+    lifting; ``on_s`` / ``off_s`` come on top of ``persist_s``.
     """
 
-    analysis_height: int = 180
-    warmup_s: float = 2.0
-    bg_tau_s: float = 10.0
-    fg_tau_s: float = 600.0
-    diff_min: float = 8.0
-    chroma_max: float = 60.0
-    chroma_growth_max: float = 3.0
-    persist_s: float = 3.0
-    decay: float = 2.0
-    min_blob: float = 0.001
-    min_area: float = 0.003
-    edge_threshold: float = 80.0
-    max_new_edge_frac: float = 0.04
-    on_s: float = 1.0
-    off_s: float = 2.0
-    global_change: float = 0.5
+    bg_tau_s: float = bg_tau_field(10.0)
+    fg_tau_s: float = fg_tau_field(600.0)
+    warmup_s: float = Field(
+        2.0,
+        title="Warm-up",
+        description="Seconds spent learning the background before anything is reported.",
+        ge=0,
+        le=600,
+    )
+    diff_min: float = Field(
+        8.0,
+        title="Luma change",
+        description="Minimum luma change in grey levels of a smoke candidate pixel.",
+        ge=1,
+        le=255,
+    )
+    chroma_max: float = Field(
+        60.0,
+        title="Chroma limit",
+        description="Maximum chroma (norm of the Cb, Cr offsets from 128) of a candidate.",
+        ge=1,
+        le=255,
+    )
+    chroma_growth_max: float = Field(
+        3.0,
+        title="Chroma growth",
+        description="Chroma a candidate may gain against the background (a veil greys).",
+        ge=0,
+        le=255,
+    )
+    persist_s: float = Field(
+        3.0,
+        title="Persistence",
+        description="Seconds a pixel must stay a candidate (leaky counter) to count as smoke.",
+        ge=0.2,
+        le=600,
+    )
+    decay: float = Field(
+        2.0,
+        title="Counter decay",
+        description="Decay of the counter while a pixel is not a candidate, seconds per second.",
+        ge=0,
+        le=100,
+    )
+    min_blob: float = Field(
+        0.001,
+        title="Minimum region",
+        description=(
+            "Smallest connected smoke region kept, as a fraction of the analysed frame (about "
+            "58 pixels at 320x180): a plume is one sizeable region, camera shake leaves specks."
+        ),
+        ge=0,
+        le=1,
+    )
+    min_area: float = Field(
+        0.003,
+        title="Minimum area",
+        description="Smallest total smoke area as a fraction of the analysed frame (or zone).",
+        ge=0,
+        le=1,
+    )
+    edge_threshold: float = Field(
+        80.0,
+        title="Strong edge",
+        description="Gradient magnitude (Sobel of a lightly blurred luma) counted as strong edge.",
+        ge=1,
+        le=1000,
+    )
+    max_new_edge_frac: float = Field(
+        0.04,
+        title="New edges",
+        description=(
+            "Largest share of a region's pixels that may be strong edges absent from the "
+            "background; more means an opaque object, not smoke."
+        ),
+        ge=0,
+        le=1,
+    )
 
-    def __post_init__(self) -> None:
-        problems: list[str] = []
-        if not (isinstance(self.analysis_height, int) and 32 <= self.analysis_height <= 1080):
-            problems.append(
-                f"analysis_height must be an int in 32..1080, got {self.analysis_height!r}"
-            )
-        _check_finite(self, ("warmup_s", "on_s", "off_s"), 0, 600, problems)
-        _check_finite(self, ("global_change",), 1e-6, 1, problems)
-        _check_finite(self, ("bg_tau_s",), 0.1, 3600, problems)
-        _check_finite(self, ("fg_tau_s",), 0.1, 36000, problems)
-        _check_finite(self, ("diff_min", "chroma_max"), 1, 255, problems)
-        _check_finite(self, ("chroma_growth_max",), 0, 255, problems)
-        _check_finite(self, ("persist_s",), 0.2, 600, problems)
-        _check_finite(self, ("decay",), 0, 100, problems)
-        _check_finite(self, ("min_blob", "min_area", "max_new_edge_frac"), 0, 1, problems)
-        _check_finite(self, ("edge_threshold",), 1, 1000, problems)
-        if not problems and self.fg_tau_s < self.bg_tau_s:
-            problems.append(f"fg_tau_s ({self.fg_tau_s}) must be >= bg_tau_s ({self.bg_tau_s})")
-        if problems:
-            raise ConfigError("; ".join(problems), source="SmokeParams")
+
+# --------------------------------------------------------------------------- pure steps
 
 
 def edge_magnitude(luma: np.ndarray) -> np.ndarray:
@@ -153,111 +162,111 @@ def edge_magnitude(luma: np.ndarray) -> np.ndarray:
     soft = cv2.GaussianBlur(luma, (0, 0), 1.0)
     gx = cv2.Sobel(soft, cv2.CV_32F, 1, 0, ksize=3)
     gy = cv2.Sobel(soft, cv2.CV_32F, 0, 1, ksize=3)
-    return cv2.magnitude(gx, gy)
+    return np.asarray(cv2.magnitude(gx, gy))
 
 
-class ZoneGate:
-    """Per-zone debounced reporting of a boolean pixel mask, shared by smoke and fire.
+def colour_changes(
+    ycc: np.ndarray, bg: np.ndarray, diff_min: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Luma difference and changed pixels of a ``float32`` YCrCb image against its background.
 
-    Parameters
-    ----------
-    kind : str
-        Finding kind to emit.
-    zones : sequence of Zone
-        Named polygons in full-resolution pixels; empty means the whole frame, ``zone=None``.
-    on_s, off_s : float
-        Debounce of each zone's "enough pixels" condition.
-    min_area : float
-        Fraction of the zone (or frame) the mask must cover.
-
-    Notes
-    -----
-    Emits one finding per active zone on every :meth:`update`, with the bbox of the mask pixels
-    in the zone, or the last one seen while the debounce waits out ``off_s``.
+    Returns
+    -------
+    d_luma : numpy.ndarray
+        ``|Y - Y_bg|``.
+    changed : numpy.ndarray
+        ``bool``: luma or chroma (``|Cr - Cr_bg| + |Cb - Cb_bg|``) changed by ``diff_min``.
+        Colour-only changes (a flame at the background's luma) count, so that they are not
+        learned into the background and later mistaken for a veil lifting.
     """
-
-    def __init__(
-        self, kind: str, zones: Sequence[Zone], on_s: float, off_s: float, min_area: float
-    ) -> None:
-        self.kind = kind
-        self.zones = tuple(zones)
-        names = [z.name for z in self.zones]
-        if len(set(names)) != len(names):
-            raise ConfigError(f"zone names must be unique, got {names}")
-        self.min_area = float(min_area)
-        self._debounce = [Debounce(on_s, off_s) for _ in (self.zones or (None,))]
-        self._last: list[tuple[BBox, float, dict] | None] = [None] * len(self._debounce)
-        self._masks: list[np.ndarray | None] | None = None
-
-    def _zone_masks(self, shape: tuple[int, int], scale: float) -> list[np.ndarray | None]:
-        if self._masks is None:
-            h, w = shape
-            self._masks = [z.mask(w, h, scale) for z in self.zones] if self.zones else [None]
-        return self._masks
-
-    def update(
-        self,
-        mask: np.ndarray,
-        ts: float,
-        scale: float,
-        score: np.ndarray | None = None,
-        detail: dict | None = None,
-    ) -> list[Finding]:
-        """Feed the analysis-resolution ``mask`` (bool) seen at ``ts``; return findings of active zones.
-
-        ``scale`` is analysis / full resolution; ``score`` optional per-pixel confidence in [0, 1].
-        """
-        out: list[Finding] = []
-        for i, zmask in enumerate(self._zone_masks(mask.shape, scale)):
-            m = mask if zmask is None else mask & zmask
-            total = mask.size if zmask is None else max(1, int(zmask.sum()))
-            n = int(np.count_nonzero(m))
-            frac = n / total
-            present = frac >= self.min_area and n > 0
-            self._debounce[i].update(present, ts)
-            if present:
-                ys, xs = np.nonzero(m)
-                x0, y0 = int(xs.min() / scale), int(ys.min() / scale)
-                x1, y1 = (
-                    int(math.ceil((xs.max() + 1) / scale)),
-                    int(math.ceil((ys.max() + 1) / scale)),
-                )
-                conf = float(np.clip(score[m].mean(), 0, 1)) if score is not None else 1.0
-                extra = {"area_frac": round(frac, 5), **(detail or {})}
-                self._last[i] = ((x0, y0, max(1, x1 - x0), max(1, y1 - y0)), conf, extra)
-            if self._debounce[i].active and self._last[i] is not None:
-                bbox, conf, extra = self._last[i]
-                zone = self.zones[i].name if self.zones else None
-                out.append(Finding(self.kind, conf, bbox, zone, {"present": present, **extra}))
-        return out
-
-    @property
-    def active(self) -> bool:
-        """Whether any zone is currently active."""
-        return any(d.active for d in self._debounce)
+    d_luma = np.abs(ycc[..., 0] - bg[..., 0])
+    d_chroma = np.abs(ycc[..., 1] - bg[..., 1]) + np.abs(ycc[..., 2] - bg[..., 2])
+    return d_luma, (d_luma >= diff_min) | (d_chroma >= diff_min)
 
 
-def prepare(
-    frame: np.ndarray, analysis_height: int, shape: tuple[int, int] | None
+def grey_veil(
+    ycc: np.ndarray,
+    bg: np.ndarray,
+    d_luma: np.ndarray,
+    diff_min: float,
+    chroma_max: float,
+    chroma_growth_max: float,
+) -> np.ndarray:
+    """Smoke candidates: the luma changed, the result is greyish and no more colourful than
+    the background was (a semi-transparent grey veil shrinks the chroma vector)."""
+    chroma = np.hypot(ycc[..., 1] - 128.0, ycc[..., 2] - 128.0)
+    chroma_bg = np.hypot(bg[..., 1] - 128.0, bg[..., 2] - 128.0)
+    return (d_luma >= diff_min) & (chroma <= chroma_max) & (chroma <= chroma_bg + chroma_growth_max)
+
+
+def leaky_count(
+    count: np.ndarray, candidate: np.ndarray, dt: float, decay: float, cap: float
+) -> np.ndarray:
+    """Per-pixel persistence: grows by ``dt`` while a candidate, shrinks by ``decay * dt``
+    otherwise, within ``[0, cap]``; flickering candidates (shake at edges, a passing vehicle)
+    never reach the persistence time, and a short cap lets smoke end promptly."""
+    grown = count + np.where(candidate, dt, -decay * dt).astype(np.float32)
+    return np.clip(grown, 0.0, cap)
+
+
+def persistent_mask(count: np.ndarray, persist_s: float, kernel: np.ndarray) -> np.ndarray:
+    """``uint8`` 0/1 mask of pixels whose counter reached ``persist_s``, opened by ``kernel``."""
+    persistent = (count >= persist_s).astype(np.uint8)
+    return np.asarray(cv2.morphologyEx(persistent, cv2.MORPH_OPEN, kernel))
+
+
+def lens_softened(bg_edges: np.ndarray, edges_now: np.ndarray, edge_threshold: float) -> bool:
+    """Whether most (60 %) of the background's strong edges lost half their strength at once:
+    the lens is out of focus or misted, which tamper reports; smoke softens the edges behind
+    it, not everywhere."""
+    strong = bg_edges >= edge_threshold
+    n_strong = int(np.count_nonzero(strong))
+    softened = int(np.count_nonzero(strong & (edges_now < 0.5 * bg_edges)))
+    return n_strong > 0 and softened > 0.6 * n_strong
+
+
+def veil_regions(
+    persistent: np.ndarray,
+    bg_edges: np.ndarray,
+    edges_now: np.ndarray,
+    p: SmokeParams,
+    kernel: np.ndarray,
 ) -> tuple[np.ndarray, float]:
-    """Validate a BGR frame and downscale it to ``analysis_height``; return it and the scale.
+    """Persistent regions that look like a veil: large enough (``min_blob``) and without many
+    new strong edges (``max_new_edge_frac``, an opaque object has its own).
 
-    Raises
-    ------
-    ConfigError
-        If the frame is not BGR ``uint8`` or its size differs from ``shape`` (when given).
+    Returns
+    -------
+    mask : numpy.ndarray
+        ``bool`` smoke mask.
+    edge_loss : float
+        Largest relative loss of edge energy over the kept regions (0 without one).
     """
-    check_bgr(frame)
-    if shape is not None and frame.shape[:2] != shape:
-        raise ConfigError(
-            f"frame size changed from {shape} to {frame.shape[:2]}; create a new analyser"
-        )
-    h, w = frame.shape[:2]
-    rh = min(analysis_height, h)
-    scale = rh / h
-    if rh == h:
-        return frame, 1.0
-    return cv2.resize(frame, (max(1, round(w * scale)), rh), interpolation=cv2.INTER_AREA), scale
+    strong = bg_edges >= p.edge_threshold
+    strong_bg = cv2.dilate(strong.astype(np.uint8), kernel) > 0
+    new_edges = (edges_now >= p.edge_threshold) & ~strong_bg
+    mask = np.zeros(persistent.shape, bool)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(persistent, connectivity=8)
+    losses = []
+    for j in range(1, n):
+        area = int(stats[j, cv2.CC_STAT_AREA])
+        if area < p.min_blob * persistent.size:
+            continue
+        region = labels == j
+        if np.count_nonzero(new_edges & region) > p.max_new_edge_frac * area:
+            continue  # an opaque object with its own edges, not a veil
+        mask |= region
+        e_bg = float(bg_edges[region].mean())
+        losses.append(1.0 - float(edges_now[region].mean()) / (e_bg + 1e-6) if e_bg > 1.0 else 0.0)
+    return mask, max(losses) if losses else 0.0
+
+
+def smoke_score(count: np.ndarray, persist_s: float) -> np.ndarray:
+    """Per-pixel confidence in [0.5, 1] from how long the pixel has persisted."""
+    return np.asarray(np.clip(count / (1.5 * persist_s), 0, 1) * 0.5 + 0.5)
+
+
+# --------------------------------------------------------------------------- detector
 
 
 class SmokeDetector:
@@ -314,93 +323,59 @@ class SmokeDetector:
         small, scale = prepare(frame, p.analysis_height, self._shape)
         self._shape = frame.shape[:2]
         ycc = cv2.cvtColor(small, cv2.COLOR_BGR2YCrCb).astype(np.float32)
-        if self._bg is None or self._start is None:
+        bg, count, start = self._bg, self._count, self._start
+        if bg is None or count is None or start is None:
             self._restart(ycc, ts)
             return []
         dt = max(0.0, ts - (self._last_ts if self._last_ts is not None else ts))
         self._last_ts = ts
-        bg = self._bg
-
-        d_luma = np.abs(ycc[..., 0] - bg[..., 0])
-        chroma = np.hypot(ycc[..., 1] - 128.0, ycc[..., 2] - 128.0)
-        chroma_bg = np.hypot(bg[..., 1] - 128.0, bg[..., 2] - 128.0)
-        # Colour-only changes (a flame at the background's luma) count as changed for the update,
-        # so they are not learned into the background and later mistaken for a veil lifting.
-        changed = (d_luma >= p.diff_min) | (
-            np.abs(ycc[..., 1] - bg[..., 1]) + np.abs(ycc[..., 2] - bg[..., 2]) >= p.diff_min
-        )
+        d_luma, changed = colour_changes(ycc, bg, p.diff_min)
         if np.count_nonzero(changed) > p.global_change * changed.size:
-            self._restart(ycc, ts)  # the view changed, not the air in it
-            self.last_mask = np.zeros(changed.shape, bool)
-            return self._gate.update(self.last_mask, ts, scale)
-        candidate = (
-            (d_luma >= p.diff_min)
-            & (chroma <= p.chroma_max)
-            & (chroma <= chroma_bg + p.chroma_growth_max)
-        )
-
-        # Leaky per-pixel persistence: grows by dt while a candidate, decays faster otherwise, so
-        # flickering candidates (shake at edges, a passing vehicle) never reach persist_s.
-        count = self._count
-        count += np.where(candidate, dt, -p.decay * dt).astype(np.float32)
-        np.clip(count, 0.0, 1.5 * p.persist_s, out=count)  # short hysteresis: smoke ends promptly
-
-        # Selective background update: fast where nothing changed, slow inside changes.
-        k_bg = 1.0 - math.exp(-dt / p.bg_tau_s)
-        k_fg = 1.0 - math.exp(-dt / p.fg_tau_s)
-        k = np.where(changed, k_fg, k_bg).astype(np.float32)[..., None]
-        bg += k * (ycc - bg)
-        if self._boot is not None:
-            start_bg = self._boot.add(ycc, ts)
-            if start_bg is not None:  # end of the warm-up: the median of its frames, without ghosts
-                bg[:] = start_bg
-                self._boot = None
-        self._bg_edges = edge_magnitude(bg[..., 0])
-
-        if ts - self._start < p.warmup_s:
-            count[:] = 0.0  # persistence counts from the end of the warm-up
-            self.last_mask = np.zeros(count.shape, bool)
-            return self._gate.update(self.last_mask, ts, scale)
-
-        persistent = cv2.morphologyEx(
-            (count >= p.persist_s).astype(np.uint8), cv2.MORPH_OPEN, self._kernel
-        )
-        mask = np.zeros(count.shape, bool)
-        edge_loss = 0.0
+            return self._restart_quietly(ycc, ts, scale)  # the view changed, not the air in it
+        candidate = grey_veil(ycc, bg, d_luma, p.diff_min, p.chroma_max, p.chroma_growth_max)
+        count = leaky_count(count, candidate, dt, p.decay, 1.5 * p.persist_s)
+        bg_edges = self._learn(ycc, changed, dt, ts)
+        if ts - start < p.warmup_s:
+            self._count = np.zeros_like(count)  # persistence counts from the end of the warm-up
+            return self._report_nothing(ts, scale)
+        self._count = count
+        persistent = persistent_mask(count, p.persist_s, self._kernel)
+        mask, edge_loss = np.zeros(count.shape, bool), 0.0
         if persistent.any():
             edges_now = edge_magnitude(ycc[..., 0])
-            strong = self._bg_edges >= p.edge_threshold
-            n_strong = int(np.count_nonzero(strong))
-            if (
-                n_strong
-                and np.count_nonzero(strong & (edges_now < 0.5 * self._bg_edges)) > 0.6 * n_strong
-            ):
-                # Most of the view's strong edges went soft at once: the lens is out of focus (or
-                # misted), which tamper reports; smoke softens the edges behind it, not everywhere.
-                self._restart(ycc, ts)
-                self.last_mask = np.zeros(count.shape, bool)
-                return self._gate.update(self.last_mask, ts, scale)
-            strong_bg = cv2.dilate(strong.astype(np.uint8), self._kernel) > 0
-            new_edges = (edges_now >= p.edge_threshold) & ~strong_bg
-            n, labels, stats, _ = cv2.connectedComponentsWithStats(persistent, connectivity=8)
-            losses = []
-            for j in range(1, n):
-                area = int(stats[j, cv2.CC_STAT_AREA])
-                if area < p.min_blob * count.size:
-                    continue
-                region = labels == j
-                if np.count_nonzero(new_edges & region) > p.max_new_edge_frac * area:
-                    continue  # an opaque object with its own edges, not a veil
-                mask |= region
-                e_bg = float(self._bg_edges[region].mean())
-                losses.append(
-                    1.0 - float(edges_now[region].mean()) / (e_bg + 1e-6) if e_bg > 1.0 else 0.0
-                )
-            edge_loss = max(losses) if losses else 0.0
+            if lens_softened(bg_edges, edges_now, p.edge_threshold):
+                return self._restart_quietly(ycc, ts, scale)
+            mask, edge_loss = veil_regions(persistent, bg_edges, edges_now, p, self._kernel)
         self.last_mask = mask
-        score = np.clip(count / (1.5 * p.persist_s), 0, 1) * 0.5 + 0.5
+        score = smoke_score(count, p.persist_s)
         detail = {"edge_loss": round(edge_loss, 3)}
         return self._gate.update(mask, ts, scale, score=score, detail=detail)
+
+    def _learn(self, ycc: np.ndarray, changed: np.ndarray, dt: float, ts: float) -> np.ndarray:
+        """Update the background (fast where nothing changed, slow inside changes; the median
+        of the warm-up frames once it ends, without ghosts) and return its edge map."""
+        assert self._bg is not None
+        p = self.params
+        bg = blend_background(self._bg, ycc, changed, dt, p.bg_tau_s, p.fg_tau_s)
+        if self._boot is not None:
+            start_bg = self._boot.add(ycc, ts)
+            if start_bg is not None:
+                bg = start_bg
+                self._boot = None
+        self._bg = bg
+        self._bg_edges = edge_magnitude(bg[..., 0])
+        return self._bg_edges
+
+    def _report_nothing(self, ts: float, scale: float) -> list[Finding]:
+        """Feed an empty mask to the gate (debounces keep running)."""
+        assert self._count is not None
+        self.last_mask = np.zeros(self._count.shape, bool)
+        return self._gate.update(self.last_mask, ts, scale)
+
+    def _restart_quietly(self, ycc: np.ndarray, ts: float, scale: float) -> list[Finding]:
+        """Restart the background and warm-up after a change of the view, reporting no smoke."""
+        self._restart(ycc, ts)
+        return self._report_nothing(ts, scale)
 
     def _restart(self, ycc: np.ndarray, ts: float) -> None:
         self._bg = ycc.copy()

@@ -20,80 +20,139 @@ of the zone continuously for ``dwell_s`` seconds, every update reports a
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import cv2
 import numpy as np
+from pydantic import Field, model_validator
 
 from farsight.errors import ConfigError
 from video.analysers.base import (
     BBox,
     Finding,
     MedianStart,
-    ParamCheck,
     Zone,
     colour_difference,
-    rasterise_polygons,
     small_bgr,
+    unique_zones,
 )
+from video.analysers.foreground import (
+    AnalysisBox,
+    analysis_size,
+    connected_blobs,
+    to_full_box,
+    zone_masks,
+)
+from video.analysers.params import ForegroundParams, opt_in_field, ordered
 
 BOOT_S = 2.0
 """Seconds of frames whose median starts the slow background (nothing is reported meanwhile)."""
 
 
-@dataclass(frozen=True, slots=True)
-class StoppedVehicleParams:
-    """Tuning of :class:`StoppedVehicleDetector`.
+class StoppedVehicleParams(ForegroundParams):
+    """Tuning of :class:`StoppedVehicleDetector` (``analysers.stopped_vehicle`` in the camera
+    YAML; every zone of the camera is a no-stopping zone).
 
-    Parameters
-    ----------
-    resize_height : int, default 180
-        Analysis height in pixels (16..2160); width keeps the aspect ratio.
-    blur_ksize : int, default 5
-        Gaussian blur kernel size at analysis resolution; odd, 1..31 (1 disables).
-    threshold : int, default 25
-        Difference in any colour channel counted as "differs", 1..255.
-    fast_alpha : float, default 0.2
-        Learning rate of the fast background, ``0 < x < 1``.
-    slow_alpha : float, default 0.002
-        Learning rate of the slow (empty-scene) background, ``0 < x < fast_alpha``.
-    min_fraction : float, default 0.1
-        Static-foreground share of a zone's area that counts as "something stopped", ``0 < x <= 1``.
-    dwell_s : float, default 10.0
-        Seconds the condition must hold before it is reported, ``0 <= x <= 86400``.
-    gap_s : float, default 1.0
-        Seconds the condition may lapse (noise, a passing car occluding) without
-        restarting the dwell clock, ``0 <= x <= 600``.
-    global_change : float, default 0.5
-        Share of the frame differing from the slow background above which the scene is
-        treated as changed (lighting, camera moved): both backgrounds reset, ``0 < x <= 1``.
-    max_static_share : float, default 0.1
-        Share of the frame that is static foreground above which the view changed rather than
-        a vehicle stopped (a car is about 1 % of a road camera's frame): both backgrounds
-        reset, ``0 < x <= 1``.
+    Besides the shared ``resize_height``, ``blur_ksize``, ``threshold`` (in any colour channel)
+    and ``global_change`` (share of the frame differing from the slow background, see
+    :mod:`video.analysers.params`).
     """
 
-    resize_height: int = 180
-    blur_ksize: int = 5
-    threshold: int = 25
-    fast_alpha: float = 0.2
-    slow_alpha: float = 0.002
-    min_fraction: float = 0.1
-    dwell_s: float = 10.0
-    gap_s: float = 1.0
-    global_change: float = 0.5
-    max_static_share: float = 0.1
+    enabled: bool = opt_in_field("needs the camera's no-stopping zones.")
+    fast_alpha: float = Field(
+        0.2,
+        title="Fast rate",
+        description="Learning rate per frame of the fast background (the last second or two).",
+        gt=0,
+        lt=1,
+    )
+    slow_alpha: float = Field(
+        0.002,
+        title="Slow rate",
+        description="Learning rate per frame of the slow, empty-scene background (< fast_alpha).",
+        gt=0,
+        lt=1,
+    )
+    min_fraction: float = Field(
+        0.1,
+        title="Zone share",
+        description="Static share of a zone that counts as a stopped vehicle.",
+        gt=0,
+        le=1,
+    )
+    dwell_s: float = Field(
+        10.0,
+        title="Dwell",
+        description="Seconds a vehicle must stay before it is reported.",
+        ge=0,
+        le=86_400,
+    )
+    gap_s: float = Field(
+        1.0,
+        title="Gap tolerance",
+        description=(
+            "Seconds the condition may lapse (noise, a passing car occluding) without "
+            "restarting the dwell."
+        ),
+        ge=0,
+        le=600,
+    )
+    max_static_share: float = Field(
+        0.1,
+        title="Static share limit",
+        description=(
+            "Static share of the frame above which the view changed rather than a vehicle "
+            "stopped (a car is about 1 % of a road camera's frame): both backgrounds reset."
+        ),
+        gt=0,
+        le=1,
+    )
 
-    def __post_init__(self) -> None:
-        c = ParamCheck(self)
-        c.blob_basics()
-        if c.number("fast_alpha", 0, 1, above=True, below=True):
-            c.number("slow_alpha", 0, self.fast_alpha, above=True, below=True)
-        c.number("min_fraction", 0, 1, above=True)
-        c.number("dwell_s", 0, 86400)
-        c.number("gap_s", 0, 600)
-        c.number("max_static_share", 0, 1, above=True)
-        c.done()
+    @model_validator(mode="after")
+    def _slow_below_fast(self) -> StoppedVehicleParams:
+        ordered("slow_alpha", self.slow_alpha, "fast_alpha", self.fast_alpha)
+        return self
+
+
+# --------------------------------------------------------------------------- pure steps
+
+
+def differs(image: np.ndarray, background: np.ndarray, threshold: float) -> np.ndarray:
+    """``uint8`` 0/255 mask of pixels whose largest colour-channel difference from the
+    ``float32`` background exceeds ``threshold``."""
+    _, mask = cv2.threshold(colour_difference(image, background), threshold, 255, cv2.THRESH_BINARY)
+    return np.asarray(mask)
+
+
+def static_foreground(fg_slow: np.ndarray, fg_fast: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    """Pixels that differ from the slow background but no longer from the fast one (something
+    arrived and stopped), opened and then dilated once by ``kernel``; ``uint8`` 0/255."""
+    static = cv2.bitwise_and(fg_slow, cv2.bitwise_not(fg_fast))
+    static = cv2.morphologyEx(static, cv2.MORPH_OPEN, kernel)
+    return np.asarray(cv2.dilate(static, kernel, iterations=1))
+
+
+def dwell_step(
+    since: float | None, seen: float | None, holding: bool, ts: float, gap_s: float
+) -> tuple[float | None, float | None]:
+    """Advance one zone's dwell clock: ``(since, last seen)`` after observing ``holding`` at
+    ``ts``; a lapse longer than ``gap_s`` restarts it."""
+    if holding:
+        return (ts if since is None else since), ts
+    if seen is not None and ts - seen > gap_s + 1e-6:
+        return None, None
+    return since, seen
+
+
+def largest_blob(mask: np.ndarray) -> AnalysisBox | None:
+    """Box of the largest 8-connected region of a ``uint8`` mask (None when empty)."""
+    blobs = connected_blobs(mask)
+    if not blobs:
+        return None
+    b = blobs[int(np.argmax([b.area for b in blobs]))]
+    return (b.x, b.y, b.w, b.h)
+
+
+# --------------------------------------------------------------------------- detector
 
 
 class StoppedVehicleDetector:
@@ -125,24 +184,15 @@ class StoppedVehicleDetector:
             raise ConfigError(f"frame size must be positive, got {width}x{height}")
         self.params = params if params is not None else StoppedVehicleParams()
         self.width, self.height = int(width), int(height)
-        self.zones = tuple(zones)
+        self.zones = unique_zones(zones)
         if not self.zones:
             raise ConfigError("StoppedVehicleDetector needs at least one no-stopping zone")
-        names = [z.name for z in self.zones]
-        if len(set(names)) != len(names):
-            raise ConfigError(f"zone names must be unique, got {names}")
-        rh = min(self.params.resize_height, self.height)
-        self._size = (max(1, round(self.width * rh / self.height)), rh)  # (w, h) for cv2.resize
+        self._size = analysis_size(self.width, self.height, self.params.resize_height)
         sw, sh = self._size
         self._sx, self._sy = sw / self.width, sh / self.height
-        self._zone_masks = []
-        for z in self.zones:
-            m = rasterise_polygons(
-                [[(x * self._sx, y * self._sy) for x, y in z.points]], sw, sh
-            ).astype(np.uint8)
-            if not m.any():
-                raise ConfigError(f"zone {z.name!r} covers no pixel at analysis resolution")
-            self._zone_masks.append(m * 255)
+        self._zone_masks = [
+            m.astype(np.uint8) * 255 for m in zone_masks(self.zones, self._sx, self._sy, self._size)
+        ]
         self._zone_area = [max(1, cv2.countNonZero(m)) for m in self._zone_masks]
         self._kernel = np.ones((3, 3), np.uint8)
         self._fast: np.ndarray | None = None
@@ -151,7 +201,8 @@ class StoppedVehicleDetector:
         self._since: list[float | None] = [None] * len(self.zones)
         self._last_seen: list[float | None] = [None] * len(self.zones)
         self.last_static_mask: np.ndarray | None = None
-        """Static-foreground mask (``uint8`` 0/255, analysis resolution) of the last frame, for diagnostics."""
+        """Static-foreground mask (``uint8`` 0/255, analysis resolution) of the last frame, for
+        diagnostics."""
 
     def reset(self) -> None:
         """Forget both backgrounds and every dwell clock."""
@@ -185,86 +236,63 @@ class StoppedVehicleDetector:
             If the frame is not BGR ``uint8`` of the configured size.
         """
         p = self.params
-        gray = small_bgr(
-            frame, self.width, self.height, self._size, self.params.blur_ksize
-        )  # colour, see the module doc
+        small = small_bgr(frame, self.width, self.height, self._size, p.blur_ksize)  # colour
         if self._slow is None or self._fast is None:
-            self._slow = gray.astype(np.float32)
-            self._fast = gray.astype(np.float32)
+            self._adopt(small)
             return []
-        _, fg_slow = cv2.threshold(
-            colour_difference(gray, self._slow), p.threshold, 255, cv2.THRESH_BINARY
-        )
-        _, fg_fast = cv2.threshold(
-            colour_difference(gray, self._fast), p.threshold, 255, cv2.THRESH_BINARY
-        )
+        fg_slow = differs(small, self._slow, p.threshold)
+        fg_fast = differs(small, self._fast, p.threshold)
         if cv2.countNonZero(fg_slow) / float(fg_slow.size) > p.global_change:
-            # Lighting or camera change, not a vehicle: adopt the new scene at once.
-            self.reset()
-            self._slow = gray.astype(np.float32)
-            self._fast = gray.astype(np.float32)
-            return []
-        cv2.accumulateWeighted(gray, self._fast, p.fast_alpha)
-        cv2.accumulateWeighted(gray, self._slow, p.slow_alpha)
+            return self._adopt(small)  # lighting or camera change, not a vehicle
+        cv2.accumulateWeighted(small, self._fast, p.fast_alpha)
+        cv2.accumulateWeighted(small, self._slow, p.slow_alpha)
         if self._boot is not None:
             # The slow background restarts from the median of the first seconds: a vehicle in the
             # first frame would otherwise stay in it for minutes and, once gone, its "ghost"
             # (differs from slow, matches fast) would look like a stopped vehicle.
-            start_bg = self._boot.add(gray, ts)
+            start_bg = self._boot.add(small, ts)
             if start_bg is None:
                 return []
             self._slow = start_bg
             self._boot = None
-        static = cv2.bitwise_and(fg_slow, cv2.bitwise_not(fg_fast))
-        static = cv2.morphologyEx(static, cv2.MORPH_OPEN, self._kernel)
-        static = cv2.dilate(static, self._kernel, iterations=1)
+        static = static_foreground(fg_slow, fg_fast, self._kernel)
         self.last_static_mask = static
         if cv2.countNonZero(static) > p.max_static_share * static.size:
             # Much of the view changed and stayed so (camera turned a little, lens defocused or
             # misted): a stopped vehicle is a small part of the frame, this is tampering.
-            self.reset()
-            self._slow = gray.astype(np.float32)
-            self._fast = gray.astype(np.float32)
-            return []
+            return self._adopt(small)
+        findings = [self._zone_step(i, static, ts) for i in range(len(self.zones))]
+        return [f for f in findings if f is not None]
 
-        findings: list[Finding] = []
-        for i, zone in enumerate(self.zones):
-            in_zone = cv2.bitwise_and(static, self._zone_masks[i])
-            fraction = cv2.countNonZero(in_zone) / float(self._zone_area[i])
-            if fraction > p.min_fraction:
-                if self._since[i] is None:
-                    self._since[i] = ts
-                self._last_seen[i] = ts
-            elif self._last_seen[i] is not None and ts - self._last_seen[i] > p.gap_s + 1e-6:
-                self._since[i] = self._last_seen[i] = None
-            since, seen = self._since[i], self._last_seen[i]
-            if since is None or seen != ts:
-                continue  # not holding now (or only within the grace gap): report nothing
-            held = ts - since
-            if held + 1e-6 < p.dwell_s:
-                continue
-            bbox = self._largest_blob(in_zone)
-            if bbox is None:
-                continue
-            findings.append(
-                Finding(
-                    kind="stopped_vehicle",
-                    confidence=float(min(1.0, fraction / (2.0 * p.min_fraction))),
-                    bbox=bbox,
-                    zone=zone.name,
-                    detail={"dwell_s": float(held), "fraction": float(fraction)},
-                )
-            )
-        return findings
+    def _adopt(self, small: np.ndarray) -> list[Finding]:
+        """Forget everything and start both backgrounds from this frame; report nothing."""
+        self.reset()
+        self._slow = small.astype(np.float32)
+        self._fast = small.astype(np.float32)
+        return []
 
-    def _largest_blob(self, mask: np.ndarray) -> BBox | None:
-        n, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
-        if n <= 1:
+    def _zone_step(self, i: int, static: np.ndarray, ts: float) -> Finding | None:
+        """Advance zone ``i``'s dwell clock; its finding once the vehicle has stayed dwell_s."""
+        p = self.params
+        in_zone = cv2.bitwise_and(static, self._zone_masks[i])
+        fraction = cv2.countNonZero(in_zone) / float(self._zone_area[i])
+        since, seen = dwell_step(
+            self._since[i], self._last_seen[i], fraction > p.min_fraction, ts, p.gap_s
+        )
+        self._since[i], self._last_seen[i] = since, seen
+        if since is None or seen != ts:
+            return None  # not holding now (or only within the grace gap): report nothing
+        held = ts - since
+        box = largest_blob(in_zone) if held + 1e-6 >= p.dwell_s else None
+        if box is None:
             return None
-        j = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
-        x, y, w, h = (int(v) for v in stats[j, :4])
-        x0 = int(np.floor(x / self._sx))
-        y0 = int(np.floor(y / self._sy))
-        x1 = min(self.width, int(np.ceil((x + w) / self._sx)))
-        y1 = min(self.height, int(np.ceil((y + h) / self._sy)))
-        return (x0, y0, max(1, x1 - x0), max(1, y1 - y0))
+        return Finding(
+            kind="stopped_vehicle",
+            confidence=float(min(1.0, fraction / (2.0 * p.min_fraction))),
+            bbox=self._to_full(box),
+            zone=self.zones[i].name,
+            detail={"dwell_s": float(held), "fraction": float(fraction)},
+        )
+
+    def _to_full(self, box: AnalysisBox) -> BBox:
+        return to_full_box(box, self._sx, self._sy, self.width, self.height)

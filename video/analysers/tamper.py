@@ -27,104 +27,118 @@ is frozen too.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import cv2
 import numpy as np
+from pydantic import Field, model_validator
 
 from farsight.errors import ConfigError
-from video.analysers.base import Debounce, Finding, check_bgr
+from video.analysers.base import Debounce, Finding, check_bgr, prepare
+from video.analysers.foreground import ema_weight
+from video.analysers.params import Debounced, Downscaled, off_s_field, on_s_field, ordered
 
-_TILE_TEXTURE_MIN = (
-    3.0  # Laplacian std of a tile below which it is too smooth (sky, fog, night) to tell a move
-)
+TILE_TEXTURE_MIN = 3.0
+"""Laplacian std of a tile below which it is too smooth (sky, fog, night) to tell a move."""
 
 COVERED = "camera_covered"
 DEFOCUSED = "camera_defocused"
 MOVED = "camera_moved"
 
 
-@dataclass(frozen=True, slots=True)
-class TamperParams:
-    """Tuning of :class:`TamperDetector`.
+class TamperParams(Downscaled, Debounced):
+    """Tuning of :class:`TamperDetector` (``analysers.tamper`` in the camera YAML).
 
-    Parameters
-    ----------
-    analysis_height : int, default 180
-        Height of the downscaled grayscale used by every check (32..1080).
-    on_s, off_s : float, default 10.0, 5.0
-        Debounce: seconds a condition must hold to fire, and be false to clear (>= 0).
-    warmup_s : float, default 5.0
-        Seconds of frames used to learn the focus baseline and the reference view
-        before the defocus and moved checks run (>= 0).
-    covered_std_max : float, default 12.0
-        Gray standard deviation under which a dark or bright frame counts as covered.
-    covered_dark_max, covered_bright_min : float, default 40.0, 215.0
-        Mean gray level at or below / at or above which a low-contrast frame is covered.
-    uniform_std_max : float, default 3.0
-        Gray standard deviation under which a frame counts as covered at any mean.
-    covered_std_ratio : float, default 0.4
-        A dark or bright low-contrast frame is covered only when its standard deviation is
-        below this fraction of the learned contrast baseline (0..1].
-    defocus_ratio : float, default 0.35
-        Defocused when the focus measure is below this fraction of the baseline (0..1).
-    baseline_tau_s : float, default 120.0
-        Time constant of the focus baseline and the reference view updates (> 0).
-    moved_shift_px : float, default 20.0
-        Shift in full-resolution pixels beyond which the camera has moved (> 0).
-    moved_min_response : float, default 0.03
-        Phase-correlation peak below which the view no longer matches (0..1). A static
-        textured view scores about 0.2 at 320x180, a large moving object about 0.1, a
-        different view about 0.
+    Besides the shared ``analysis_height`` and ``on_s`` / ``off_s`` (see
+    :mod:`video.analysers.params`; here 10 s and 5 s for every condition): the covered,
+    defocus and moved limits. A static textured view scores a phase-correlation peak of about
+    0.2 at 320x180, a large moving object about 0.1, a different view about 0.
     """
 
-    analysis_height: int = 180
-    on_s: float = 10.0
-    off_s: float = 5.0
-    warmup_s: float = 5.0
-    covered_std_max: float = 12.0
-    covered_dark_max: float = 40.0
-    covered_bright_min: float = 215.0
-    uniform_std_max: float = 3.0
-    covered_std_ratio: float = 0.4
-    defocus_ratio: float = 0.35
-    baseline_tau_s: float = 120.0
-    moved_shift_px: float = 20.0
-    moved_min_response: float = 0.03
+    on_s: float = on_s_field(10.0)
+    off_s: float = off_s_field(5.0)
+    warmup_s: float = Field(
+        5.0,
+        title="Warm-up",
+        description="Seconds learning the focus baseline and reference view.",
+        ge=0,
+        le=3600,
+    )
+    covered_std_max: float = Field(
+        12.0,
+        title="Covered contrast",
+        description="Gray std below which a dark or bright frame is covered.",
+        ge=0,
+        le=128,
+    )
+    covered_dark_max: float = Field(
+        40.0,
+        title="Covered dark level",
+        description="Mean gray at or below which a low-contrast frame is covered.",
+        ge=0,
+        le=255,
+    )
+    covered_bright_min: float = Field(
+        215.0,
+        title="Covered bright level",
+        description="Mean gray at or above which a low-contrast frame is covered.",
+        ge=0,
+        le=255,
+    )
+    uniform_std_max: float = Field(
+        3.0,
+        title="Uniform contrast",
+        description="Gray std below which any frame is covered.",
+        ge=0,
+        le=128,
+    )
+    covered_std_ratio: float = Field(
+        0.4,
+        title="Contrast drop",
+        description=(
+            "A dark or bright low-contrast frame is covered only when its std fell below this "
+            "share of the contrast learned for the view (a night scene is not a cover)."
+        ),
+        gt=0,
+        le=1,
+    )
+    defocus_ratio: float = Field(
+        0.35,
+        title="Defocus ratio",
+        description="Defocused below this fraction of the focus baseline.",
+        gt=0,
+        lt=1,
+    )
+    baseline_tau_s: float = Field(
+        120.0,
+        title="Baseline time constant",
+        description="Seconds over which the focus baseline and reference view follow slow change.",
+        gt=0,
+        le=86_400,
+    )
+    moved_shift_px: float = Field(
+        20.0,
+        title="Moved shift",
+        description="Shift in full-resolution pixels beyond which the camera has moved.",
+        gt=0,
+        le=10_000,
+    )
+    moved_min_response: float = Field(
+        0.03,
+        title="Moved match",
+        description="Phase-correlation peak below which the view no longer matches.",
+        ge=0,
+        lt=1,
+    )
 
-    def __post_init__(self) -> None:
-        problems = []
-        if not 32 <= self.analysis_height <= 1080:
-            problems.append(f"analysis_height must be in 32..1080, got {self.analysis_height!r}")
-        for name in ("on_s", "off_s", "warmup_s"):
-            v = getattr(self, name)
-            if not (math.isfinite(v) and v >= 0):
-                problems.append(f"{name} must be a finite number >= 0, got {v!r}")
-        for name in ("covered_std_max", "uniform_std_max"):
-            v = getattr(self, name)
-            if not 0 <= v <= 128:
-                problems.append(f"{name} must be in 0..128, got {v!r}")
-        if not 0 <= self.covered_dark_max < self.covered_bright_min <= 255:
-            problems.append(
-                "need 0 <= covered_dark_max < covered_bright_min <= 255, got "
-                f"{self.covered_dark_max!r}, {self.covered_bright_min!r}"
-            )
-        if not 0 < self.covered_std_ratio <= 1:
-            problems.append(
-                f"covered_std_ratio must satisfy 0 < x <= 1, got {self.covered_std_ratio!r}"
-            )
-        if not 0 < self.defocus_ratio < 1:
-            problems.append(f"defocus_ratio must satisfy 0 < x < 1, got {self.defocus_ratio!r}")
-        if not (math.isfinite(self.baseline_tau_s) and self.baseline_tau_s > 0):
-            problems.append(f"baseline_tau_s must be > 0, got {self.baseline_tau_s!r}")
-        if not (math.isfinite(self.moved_shift_px) and self.moved_shift_px > 0):
-            problems.append(f"moved_shift_px must be > 0, got {self.moved_shift_px!r}")
-        if not 0 <= self.moved_min_response < 1:
-            problems.append(
-                f"moved_min_response must be in [0, 1), got {self.moved_min_response!r}"
-            )
-        if problems:
-            raise ConfigError("; ".join(problems), source="TamperParams")
+    @model_validator(mode="after")
+    def _dark_below_bright(self) -> TamperParams:
+        ordered(
+            "covered_dark_max", self.covered_dark_max, "covered_bright_min", self.covered_bright_min
+        )
+        return self
+
+
+# --------------------------------------------------------------------------- pure steps
 
 
 def gray_stats(gray: np.ndarray) -> tuple[float, float]:
@@ -150,6 +164,101 @@ def focus_measure(gray: np.ndarray) -> float:
     _, lap_std = cv2.meanStdDev(lap)
     _, std = cv2.meanStdDev(gray)
     return float(lap_std[0, 0] ** 2 / (std[0, 0] ** 2 + 1.0))
+
+
+def running_mean(mean: float | None, value: float, n: int) -> float:
+    """The mean of ``n`` values from the mean of the first ``n - 1`` (None before any)."""
+    m = mean or 0.0
+    return m + (value - m) / n
+
+
+def follow(baseline: float, value: float, k: float) -> float:
+    """One exponential-moving-average step of ``baseline`` towards ``value`` with weight ``k``."""
+    return baseline + k * (value - baseline)
+
+
+def is_covered(mean: float, std: float, std_baseline: float | None, p: TamperParams) -> bool:
+    """Whether a frame of gray ``mean`` and ``std`` shows a covered lens.
+
+    Nearly uniform at any level, or low-contrast and dark or bright with a contrast that fell
+    to ``covered_std_ratio`` of the view's learned ``std_baseline``: a night scene has little
+    contrast, a covered lens much less than the same scene a moment ago.
+    """
+    contrast_fell = std_baseline is not None and std <= p.covered_std_ratio * std_baseline
+    return std <= p.uniform_std_max or (
+        std <= p.covered_std_max
+        and (mean <= p.covered_dark_max or mean >= p.covered_bright_min)
+        and contrast_fell
+    )
+
+
+def phase_shift(
+    reference: np.ndarray, image: np.ndarray, window: np.ndarray
+) -> tuple[float, float, float]:
+    """``(dx, dy, response)`` of the Hanning-windowed phase correlation of two ``float32``
+    images, in their pixels.
+
+    Copies: with a window, ``cv2.phaseCorrelate`` (OpenCV 5.0) multiplies its inputs by the
+    window in place, which would turn the reference into a windowed image.
+    """
+    (dx, dy), response = cv2.phaseCorrelate(reference.copy(), image.copy(), window)
+    return float(dx), float(dy), float(response)
+
+
+def grid_tiles(shape: tuple[int, ...]) -> list[tuple[slice, slice]]:
+    """Row and column slices of the tiles of a 3x3 grid over an image of ``shape``, row by row."""
+    th, tw = shape[0] // 3, shape[1] // 3
+    return [
+        (slice(r * th, (r + 1) * th), slice(c * tw, (c + 1) * tw))
+        for r in range(3)
+        for c in range(3)
+    ]
+
+
+def tile_texture(reference: np.ndarray) -> list[float]:
+    """Standard deviation of the Laplacian of each tile of the 3x3 grid (fine texture)."""
+    lap = cv2.Laplacian(reference, cv2.CV_32F)
+    return [float(lap[rows, cols].std()) for rows, cols in grid_tiles(reference.shape)]
+
+
+def tile_matches(
+    reference: np.ndarray, image: np.ndarray, tile_window: np.ndarray, scale: float, p: TamperParams
+) -> list[bool]:
+    """Per tile of the 3x3 grid: does its phase correlation with the reference show no shift
+    and a clear peak?
+
+    Half the whole-frame shift limit: a tile of horizontal structure (road, hoarding) can look
+    unmoved after a pan, but not after the tilt that comes with it. A matching textured tile
+    scores 0.3-0.9, hence a floor of 0.1 on the peak.
+    """
+    min_response = max(0.1, p.moved_min_response)
+    out = []
+    for rows, cols in grid_tiles(image.shape):
+        dx, dy, response = phase_shift(reference[rows, cols], image[rows, cols], tile_window)
+        out.append(
+            math.hypot(dx, dy) / scale <= 0.5 * p.moved_shift_px and response >= min_response
+        )
+    return out
+
+
+def informative_tiles(stable: list[bool], texture: list[float]) -> list[bool]:
+    """Tiles that can tell a move: matching the reference when the check started and textured
+    (a smooth tile of sky, haze or night matches itself after any move)."""
+    return [ok and t >= TILE_TEXTURE_MIN for ok, t in zip(stable, texture, strict=True)]
+
+
+def tiles_moved(stable: list[bool], informative: list[bool]) -> tuple[bool, int] | None:
+    """Moved, and how many informative tiles still match, decided on the informative tiles:
+    moved unless more than two thirds still match in place (a flame or a lorry spoils one or
+    two); None with fewer than three informative tiles (the whole frame decides)."""
+    idx = [i for i, ok in enumerate(informative) if ok]
+    if len(idx) < 3:
+        return None
+    still = sum(stable[i] for i in idx)
+    return 3 * (len(idx) - still) >= len(idx), still
+
+
+# --------------------------------------------------------------------------- detector
 
 
 class TamperDetector:
@@ -182,7 +291,6 @@ class TamperDetector:
         self._start: float | None = None
         self._last_ts: float | None = None
         self._shape: tuple[int, int] | None = None
-        self._size: tuple[int, int] | None = None
         self._scale = 1.0
         self._window: np.ndarray | None = None
         self._tile_window: np.ndarray | None = None
@@ -197,19 +305,17 @@ class TamperDetector:
 
     def _prepare(self, frame: np.ndarray) -> np.ndarray:
         check_bgr(frame)
-        if self._shape is None:
-            h, w = frame.shape[:2]
-            rh = min(self.params.analysis_height, h)
-            self._scale = rh / h
-            self._size = (max(1, round(w * self._scale)), rh)
-            self._shape = (h, w)
-            self._window = cv2.createHanningWindow(self._size, cv2.CV_32F)
-        elif frame.shape[:2] != self._shape:
+        if self._shape is not None and frame.shape[:2] != self._shape:
             raise ConfigError(
                 f"frame size changed from {self._shape} to {frame.shape[:2]}; call rebaseline()"
             )
-        small = cv2.resize(frame, self._size, interpolation=cv2.INTER_AREA)
-        return cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
+        small, scale = prepare(frame, self.params.analysis_height, None)
+        gray = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
+        if self._shape is None:
+            h, w = frame.shape[:2]
+            self._shape, self._scale = (h, w), scale
+            self._window = cv2.createHanningWindow((gray.shape[1], gray.shape[0]), cv2.CV_32F)
+        return np.asarray(gray)
 
     def update(self, frame: np.ndarray, ts: float) -> list[Finding]:
         """Check one frame for tampering.
@@ -237,142 +343,114 @@ class TamperDetector:
             self._start = ts
         dt = 0.0 if self._last_ts is None else max(0.0, ts - self._last_ts)
         self._last_ts = ts
-        k = 1.0 - math.exp(-dt / p.baseline_tau_s)  # time-based EMA weight, frame-rate independent
-
-        mean, std = gray_stats(gray)
+        k = ema_weight(dt, p.baseline_tau_s)
         warm = ts - self._start >= p.warmup_s
+        mean, std = gray_stats(gray)
         if not warm:
             # The contrast baseline learns from every warm-up frame, covered-looking or not: a
             # dark night view must become the baseline rather than be taken for a cover.
             self._std_n += 1
-            sb = self._std_baseline or 0.0
-            self._std_baseline = sb + (std - sb) / self._std_n
-        contrast_fell = (
-            self._std_baseline is not None and std <= p.covered_std_ratio * self._std_baseline
-        )
-        covered = std <= p.uniform_std_max or (
-            std <= p.covered_std_max
-            and (mean <= p.covered_dark_max or mean >= p.covered_bright_min)
-            and contrast_fell
-        )
+            self._std_baseline = running_mean(self._std_baseline, std, self._std_n)
+        covered = is_covered(mean, std, self._std_baseline, p)
         metrics: dict[str, float] = {"mean": mean, "std": std}
         findings: list[Finding] = []
-        self._emit(
-            COVERED, covered, ts, metrics, findings, margin=1.0 - std / max(p.covered_std_max, 1e-6)
-        )
-
+        margin = 1.0 - std / max(p.covered_std_max, 1e-6)
+        self._emit(COVERED, covered, ts, metrics, findings, margin)
         if not covered:
-            focus = focus_measure(gray)
-            metrics["focus"] = focus
-            g32 = gray.astype(np.float32)
-            if not warm or self._focus_baseline is None:
-                # Warm-up: plain running means of the focus measure and of the view; averaging
-                # the reference suppresses sensor noise, which would otherwise correlate.
-                self._focus_n += 1
-                fb = self._focus_baseline or 0.0
-                self._focus_baseline = fb + (focus - fb) / self._focus_n
-                if self._reference is None:
-                    self._reference = g32
-                else:
-                    cv2.accumulateWeighted(g32, self._reference, 1.0 / self._focus_n)
-                if not warm:
-                    self.last_metrics = metrics
-                    return findings
-            ratio = focus / max(self._focus_baseline, 1e-9)
-            metrics["focus_ratio"] = ratio
-            defocused = ratio < p.defocus_ratio
-            self._emit(
-                DEFOCUSED, defocused, ts, metrics, findings, margin=1.0 - ratio / p.defocus_ratio
-            )
-            if not defocused and not self._debounce[DEFOCUSED].active:
-                self._focus_baseline += k * (focus - self._focus_baseline)
-                if self._std_baseline is not None:
-                    self._std_baseline += k * (std - self._std_baseline)
-
-            if not (defocused or self._debounce[DEFOCUSED].active):
-                # A blurred view says nothing reliable about pointing (its correlation peak
-                # collapses although the camera did not move): the check waits for focus.
-                # Copies: with a window, cv2.phaseCorrelate (OpenCV 5.0) multiplies its inputs
-                # by the window in place, which would turn the reference into a windowed image.
-                (dx, dy), response = cv2.phaseCorrelate(
-                    self._reference.copy(), g32.copy(), self._window
-                )
-                shift = math.hypot(dx, dy) / self._scale
-                metrics.update(
-                    shift_px=shift,
-                    dx_px=dx / self._scale,
-                    dy_px=dy / self._scale,
-                    response=float(response),
-                )
-                moved = shift > p.moved_shift_px or response < p.moved_min_response
-                # Something large and dynamic (flames, a plume, a lorry) can sway the whole-frame
-                # correlation, most of all in fog or at night where the static scene is faint,
-                # and the peak of an unrelated view can still clear the threshold. A camera that
-                # moved moves every part of the view: decide on the tiles of a 3x3 grid that
-                # matched the reference when the check started and have fine texture (a smooth
-                # tile of sky, haze or night matches itself after any move): moved unless more
-                # than two thirds of them still match in place (a flame or a lorry spoils one or
-                # two tiles); with fewer than three such tiles the whole frame decides.
-                stable = self._tile_matches(g32)
-                if self._informative is None:
-                    texture = self._tile_texture()
-                    self._informative = [
-                        ok and t >= _TILE_TEXTURE_MIN for ok, t in zip(stable, texture)
-                    ]
-                informative = [i for i, ok in enumerate(self._informative) if ok]
-                if len(informative) >= 3:
-                    still = sum(stable[i] for i in informative)
-                    metrics["stable_tiles"] = float(still)
-                    moved = 3 * (len(informative) - still) >= len(informative)
-                self._emit(
-                    MOVED,
-                    moved,
-                    ts,
-                    metrics,
-                    findings,
-                    margin=min(1.0, shift / (2 * p.moved_shift_px)),
-                )
-                if not moved and not self._debounce[MOVED].active:
-                    cv2.accumulateWeighted(g32, self._reference, k)
+            # A covered image says nothing about focus or pointing: those checks wait.
+            self._check_view(gray, std, ts, k, warm, metrics, findings)
         self.last_metrics = metrics
         return findings
 
-    def _tile_texture(self) -> list[float]:
-        """Standard deviation of the Laplacian of each reference tile of the 3x3 grid (fine texture)."""
-        assert self._reference is not None
-        h, w = self._reference.shape
-        th, tw = h // 3, w // 3
-        lap = cv2.Laplacian(self._reference, cv2.CV_32F)
-        return [
-            float(lap[r * th : (r + 1) * th, c * tw : (c + 1) * tw].std())
-            for r in range(3)
-            for c in range(3)
-        ]
+    def _check_view(
+        self,
+        gray: np.ndarray,
+        std: float,
+        ts: float,
+        k: float,
+        warm: bool,
+        metrics: dict[str, float],
+        out: list[Finding],
+    ) -> None:
+        """Focus, then pointing, of an uncovered frame (learning both during the warm-up)."""
+        focus = focus_measure(gray)
+        metrics["focus"] = focus
+        g32 = gray.astype(np.float32)
+        if not warm or self._focus_baseline is None:
+            self._learn_view(focus, g32)
+            if not warm:
+                return
+        defocused = self._check_focus(focus, std, ts, k, metrics, out)
+        if not (defocused or self._debounce[DEFOCUSED].active):
+            # A blurred view says nothing reliable about pointing (its correlation peak
+            # collapses although the camera did not move): the check waits for focus.
+            self._check_pointing(g32, ts, k, metrics, out)
 
-    def _tile_matches(self, g32: np.ndarray) -> list[bool]:
-        """Per tile of a 3x3 grid: does its phase correlation with the reference show no shift and a clear peak?"""
-        assert self._reference is not None
+    def _learn_view(self, focus: float, g32: np.ndarray) -> None:
+        """Warm-up: plain running means of the focus measure and of the view; averaging the
+        reference suppresses sensor noise, which would otherwise correlate."""
+        self._focus_n += 1
+        self._focus_baseline = running_mean(self._focus_baseline, focus, self._focus_n)
+        if self._reference is None:
+            self._reference = g32
+        else:
+            cv2.accumulateWeighted(g32, self._reference, 1.0 / self._focus_n)
+
+    def _check_focus(
+        self,
+        focus: float,
+        std: float,
+        ts: float,
+        k: float,
+        metrics: dict[str, float],
+        out: list[Finding],
+    ) -> bool:
+        """Defocus check against the baselines, which follow the view while it is sharp."""
         p = self.params
-        h, w = g32.shape
-        th, tw = h // 3, w // 3
+        assert self._focus_baseline is not None
+        ratio = focus / max(self._focus_baseline, 1e-9)
+        metrics["focus_ratio"] = ratio
+        defocused = ratio < p.defocus_ratio
+        self._emit(DEFOCUSED, defocused, ts, metrics, out, 1.0 - ratio / p.defocus_ratio)
+        if not defocused and not self._debounce[DEFOCUSED].active:
+            self._focus_baseline = follow(self._focus_baseline, focus, k)
+            if self._std_baseline is not None:
+                self._std_baseline = follow(self._std_baseline, std, k)
+        return defocused
+
+    def _check_pointing(
+        self, g32: np.ndarray, ts: float, k: float, metrics: dict[str, float], out: list[Finding]
+    ) -> None:
+        """Moved check: whole-frame phase correlation, overruled by the informative tiles.
+
+        Something large and dynamic (flames, a plume, a lorry) can sway the whole-frame
+        correlation, most of all in fog or at night where the static scene is faint, and the
+        peak of an unrelated view can still clear the threshold. A camera that moved moves
+        every part of the view: see :func:`tiles_moved`.
+        """
+        p = self.params
+        reference, window = self._reference, self._window
+        assert reference is not None and window is not None
+        dx, dy, response = phase_shift(reference, g32, window)
+        shift = math.hypot(dx, dy) / self._scale
+        metrics.update(
+            shift_px=shift, dx_px=dx / self._scale, dy_px=dy / self._scale, response=response
+        )
+        moved = shift > p.moved_shift_px or response < p.moved_min_response
         if self._tile_window is None:
+            th, tw = g32.shape[0] // 3, g32.shape[1] // 3
             self._tile_window = cv2.createHanningWindow((tw, th), cv2.CV_32F)
-        min_response = max(0.1, p.moved_min_response)  # a matching textured tile scores 0.3-0.9
-        out = []
-        for r in range(3):
-            for c in range(3):
-                ref = self._reference[r * th : (r + 1) * th, c * tw : (c + 1) * tw]
-                cur = g32[r * th : (r + 1) * th, c * tw : (c + 1) * tw]
-                (dx, dy), response = cv2.phaseCorrelate(
-                    ref.copy(), cur.copy(), self._tile_window
-                )  # in place, see update
-                # Half the whole-frame limit: a tile of horizontal structure (road, hoarding) can
-                # look unmoved after a pan, but not after the tilt that comes with it.
-                out.append(
-                    math.hypot(dx, dy) / self._scale <= 0.5 * p.moved_shift_px
-                    and response >= min_response
-                )
-        return out
+        stable = tile_matches(reference, g32, self._tile_window, self._scale, p)
+        if self._informative is None:
+            self._informative = informative_tiles(stable, tile_texture(reference))
+        by_tiles = tiles_moved(stable, self._informative)
+        if by_tiles is not None:
+            moved, still = by_tiles
+            metrics["stable_tiles"] = float(still)
+        margin = min(1.0, shift / (2 * p.moved_shift_px))
+        self._emit(MOVED, moved, ts, metrics, out, margin)
+        if not moved and not self._debounce[MOVED].active:
+            cv2.accumulateWeighted(g32, reference, k)
 
     def _emit(
         self,
@@ -386,19 +464,11 @@ class TamperDetector:
         change = self._debounce[kind].update(condition, ts)
         if change == "on":
             conf = 0.5 + 0.5 * min(1.0, max(0.0, margin))
-            out.append(
-                Finding(
-                    kind=kind,
-                    confidence=conf,
-                    detail={"state": "active", "confirmed_at": ts, **metrics},
-                )
-            )
+            detail = {"state": "active", "confirmed_at": ts, **metrics}
+            out.append(Finding(kind=kind, confidence=conf, detail=detail))
         elif change == "off":
-            out.append(
-                Finding(
-                    kind=kind, confidence=1.0, detail={"state": "cleared", "until": ts, **metrics}
-                )
-            )
+            detail = {"state": "cleared", "until": ts, **metrics}
+            out.append(Finding(kind=kind, confidence=1.0, detail=detail))
 
     @property
     def active(self) -> frozenset[str]:
