@@ -424,7 +424,7 @@ class EdgeBatchDecoder:
         rows = self.db.query("SELECT * FROM edge_gateways ORDER BY gateway")
         out = []
         for r in rows:
-            d = {k: r[k] for k in r.keys()}
+            d = dict(r)
             d["lost"] = d["lost_dropped"] + d["lost_refused"] + d["lost_expired"]
             d["skew_ms"] = None if d["last_sent"] is None else d["last_sent"] - d["last_received"]
             out.append(d)

@@ -17,6 +17,7 @@ publish on a gateway's topics); the data they describe is, in the batches.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 from collections import deque
@@ -173,7 +174,7 @@ class GatewayMonitor:
                 g.depths.append(depth)
             beats = list(g.depths)[-(self.settings.backlog_beats + 1) :]
             rising = len(beats) > self.settings.backlog_beats and all(
-                b > a for a, b in zip(beats, beats[1:])
+                b > a for a, b in itertools.pairwise(beats)
             )
             old = isinstance(age, (int, float)) and age >= self.settings.backlog_age_s
             if rising or old:
@@ -272,7 +273,4 @@ class GatewayMonitor:
 
     def status(self) -> list[dict[str, Any]]:
         """The latest status of every gateway."""
-        return [
-            {k: r[k] for k in r.keys()}
-            for r in self.db.query("SELECT * FROM edge_status ORDER BY gateway")
-        ]
+        return [dict(r) for r in self.db.query("SELECT * FROM edge_status ORDER BY gateway")]

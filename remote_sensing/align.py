@@ -95,11 +95,11 @@ def common_grid(
         ox, oy = before.transform.c, before.transform.f
         left = ox + math.ceil((left - ox) / res - 1e-9) * res
         top = oy - math.ceil((oy - top) / res - 1e-9) * res
-        width = int(math.floor((right - left) / res + 1e-9))
-        height = int(math.floor((top - bottom) / res + 1e-9))
+        width = math.floor((right - left) / res + 1e-9)
+        height = math.floor((top - bottom) / res + 1e-9)
     else:
-        width = max(1, int(round((right - left) / res)))
-        height = max(1, int(round((top - bottom) / res)))
+        width = max(1, round((right - left) / res))
+        height = max(1, round((top - bottom) / res))
     if width < 1 or height < 1:
         raise AlignError("the overlap of the scenes is smaller than one pixel")
     return Grid(target, Affine(res, 0.0, left, 0.0, -res, top), width, height)

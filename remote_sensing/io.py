@@ -21,7 +21,7 @@ import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 import rasterio
@@ -240,7 +240,7 @@ def _acquired(tags: dict[str, str]) -> datetime | None:
         if not text:
             continue
         for parse in (
-            lambda t: datetime.fromisoformat(t.replace("Z", "+00:00")),
+            datetime.fromisoformat,
             lambda t: datetime.strptime(t, "%Y:%m:%d %H:%M:%S"),
         ):
             try:
@@ -332,7 +332,7 @@ def _integer_offset(scene: Scene, grid: Grid) -> tuple[int, int] | None:
     row = (b.f - a.f) / a.e
     if abs(col - round(col)) > 1e-6 or abs(row - round(row)) > 1e-6:
         return None
-    return int(round(col)), int(round(row))
+    return round(col), round(row)
 
 
 class AlignedReader:
@@ -363,14 +363,14 @@ class AlignedReader:
                 h = (src, src, src)
             else:
                 g = self.grid
-                opts = dict(
-                    crs=g.crs,
-                    transform=g.transform,
-                    width=g.width,
-                    height=g.height,
-                    src_nodata=self.scene.nodata,
-                    nodata=self.scene.nodata if self.scene.nodata is not None else 0,
-                )
+                opts = {
+                    "crs": g.crs,
+                    "transform": g.transform,
+                    "width": g.width,
+                    "height": g.height,
+                    "src_nodata": self.scene.nodata,
+                    "nodata": self.scene.nodata if self.scene.nodata is not None else 0,
+                }
                 h = (
                     src,
                     WarpedVRT(src, resampling=self.resampling, **opts),
@@ -431,7 +431,7 @@ class AlignedReader:
         self._all.clear()
         self._local = threading.local()
 
-    def __enter__(self) -> AlignedReader:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

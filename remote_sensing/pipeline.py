@@ -626,7 +626,7 @@ def _regions(
     out: list[Region] = []
     for geom in _polygons(codes, grid):
         poly = shape(geom)
-        npx = int(round(poly.area / pixel_area))
+        npx = round(poly.area / pixel_area)
         if npx < min_px:
             continue
         # The polygon's window, padded for the context a quicklook needs.
@@ -634,7 +634,7 @@ def _regions(
         minx, miny, maxx, maxy = poly.bounds
         c0, r0 = inv @ (minx, maxy)
         c1, r1 = inv @ (maxx, miny)
-        c0, r0, c1, r1 = int(round(c0)), int(round(r0)), int(round(c1)), int(round(r1))
+        c0, r0, c1, r1 = round(c0), round(r0), round(c1), round(r1)
         pad = max(8, (c1 - c0 + r1 - r0) // 4)
         wc0, wr0 = max(0, c0 - pad), max(0, r0 - pad)
         wc0, wr0 = (

@@ -116,7 +116,7 @@ def mmu_pixels(mmu_ha: float, transform: Affine) -> int:
     """The minimum mapping unit in whole pixels of ``transform`` (at least 1)."""
     if mmu_ha < 0:
         raise ValueError(f"minimum mapping unit {mmu_ha} ha must not be negative")
-    return max(1, int(math.ceil(mmu_ha * 1e4 / abs(transform.a * transform.e) - 1e-9)))
+    return max(1, math.ceil(mmu_ha * 1e4 / abs(transform.a * transform.e) - 1e-9))
 
 
 def vectorise(codes: np.ndarray, transform: Affine) -> list[tuple[dict[str, Any], int]]:

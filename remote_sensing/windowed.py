@@ -45,7 +45,7 @@ class Block:
 def block_size(requested: int, tile: tuple[int, int]) -> int:
     """``requested`` rounded up to a multiple of the tile size (square blocks)."""
     t = max(1, max(tile))
-    return max(t, int(math.ceil(requested / t)) * t)
+    return max(t, math.ceil(requested / t) * t)
 
 
 def blocks(

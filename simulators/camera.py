@@ -210,7 +210,7 @@ class ClipSpec:
     @property
     def n_frames(self) -> int:
         """Number of frames in the clip."""
-        return int(round(self.fps * self.seconds))
+        return round(self.fps * self.seconds)
 
 
 @dataclass(frozen=True, slots=True)
@@ -660,7 +660,7 @@ def _plume_density(p: _Plume, event: EventSpec, t: float) -> tuple[np.ndarray, n
     plume; it reaches the top of the box over the first 30 % of the event (it grows), and its
     texture drifts sideways (wind), bouncing back and forth so it never jumps.
     """
-    bh, bw = p.u.shape
+    _bh, bw = p.u.shape
     age = t - event.start_s
     reach = min(1.0, 0.45 + 0.55 * age / max(1e-6, 0.3 * (event.end_s - event.start_s)))
     half_width = 0.25 + 0.7 * p.v
@@ -688,7 +688,7 @@ def _draw_car(
     """A side view of a car with its top-left at (x, y), front to the right (``facing`` 1) or
     left (-1); drawing clips at the frame edge. ``beam``: at night, the pool of light its
     headlights throw on the road ahead (what a camera sees of moving traffic at night)."""
-    xi = int(round(x))
+    xi = round(x)
     body = tuple(c * (0.25 if night else 1.0) for c in color)
     glass = (30, 25, 20) if night else (90, 75, 60)
     if night and beam:
@@ -744,21 +744,21 @@ def _draw_person(
     jacket, trousers = (tuple(c * light for c in col) for col in clothes)
     skin = tuple(c * light for c in _SKIN)
     hgt = float(height)
-    head_r = max(2, int(round(hgt / 16)))
-    head_y = int(round(foot_y - hgt + head_r))
-    neck_y, hip_y = int(round(foot_y - hgt + 2 * head_r)), int(round(foot_y - 0.47 * hgt))
-    half_t = max(2, int(round(hgt / 9)))  # shoulders about a quarter of the height
-    limb = max(2, int(round(hgt / 9)))
+    head_r = max(2, round(hgt / 16))
+    head_y = round(foot_y - hgt + head_r)
+    neck_y, hip_y = round(foot_y - hgt + 2 * head_r), round(foot_y - 0.47 * hgt)
+    half_t = max(2, round(hgt / 9))  # shoulders about a quarter of the height
+    limb = max(2, round(hgt / 9))
     swing = 0.13 * hgt * math.sin(phase)
-    xi = int(round(cx))
+    xi = round(cx)
     for sgn in (1, -1):  # legs, then arms swinging the other way
-        cv2.line(canvas, (xi, hip_y), (int(round(cx + sgn * swing)), foot_y), trousers, limb)
+        cv2.line(canvas, (xi, hip_y), (round(cx + sgn * swing), foot_y), trousers, limb)
     cv2.rectangle(canvas, (xi - half_t, neck_y), (xi + half_t, hip_y), jacket, -1)
     for sgn in (1, -1):
         cv2.line(
             canvas,
             (xi, neck_y + limb),
-            (int(round(cx - sgn * 0.8 * swing)), int(round(foot_y - 0.52 * hgt))),
+            (round(cx - sgn * 0.8 * swing), round(foot_y - 0.52 * hgt)),
             jacket,
             max(1, limb // 2),
         )

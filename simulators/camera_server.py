@@ -22,7 +22,7 @@ import threading
 import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 
 import cv2
 import numpy as np
@@ -123,7 +123,7 @@ class CameraServer:
         for t in self._threads:
             t.join(timeout=5)
 
-    def __enter__(self) -> CameraServer:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

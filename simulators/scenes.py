@@ -214,7 +214,7 @@ class _Lattices:
     def lattice(self, stream: int, scale: float) -> np.ndarray:
         key = (stream, scale)
         if key not in self._cache:
-            n = int(math.ceil(self.extent / scale)) + 8
+            n = math.ceil(self.extent / scale) + 8
             rng = np.random.default_rng([self.spec.seed, stream, int(scale * 100)])
             self._cache[key] = rng.standard_normal((n, n)).astype(np.float32)
         return self._cache[key]
@@ -474,7 +474,7 @@ def _render(
 
 
 def _date(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
+    return datetime.fromisoformat(text).astimezone(UTC)
 
 
 def write_pair(spec: SceneSpec, out_dir: str | Path) -> ScenePair:
@@ -506,22 +506,22 @@ def write_pair(spec: SceneSpec, out_dir: str | Path) -> ScenePair:
             spec.pixel_m,
             spec.pixel_m,
         )
-        profile = dict(
-            driver="GTiff",
-            width=spec.width,
-            height=spec.height,
-            count=len(names),
-            dtype="uint16",
-            crs=crs,
-            transform=transform,
-            nodata=NODATA,
-            tiled=True,
-            blockxsize=spec.tile,
-            blockysize=spec.tile,
-            compress="deflate",
-            predictor=2,
-            interleave="pixel",
-        )
+        profile = {
+            "driver": "GTiff",
+            "width": spec.width,
+            "height": spec.height,
+            "count": len(names),
+            "dtype": "uint16",
+            "crs": crs,
+            "transform": transform,
+            "nodata": NODATA,
+            "tiled": True,
+            "blockxsize": spec.tile,
+            "blockysize": spec.tile,
+            "compress": "deflate",
+            "predictor": 2,
+            "interleave": "pixel",
+        }
         cprofile = dict(profile, count=1, dtype="uint8", nodata=None, predictor=1)
         when = _date(spec.before_date if date == 0 else spec.after_date)
         with (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 import subprocess
@@ -266,7 +267,7 @@ def test_natural_series_never_freeze(registry) -> None:
                 continue
             values = [s.values[m] for s in samples]
             run = longest = 1
-            for a, b in zip(values, values[1:]):
+            for a, b in itertools.pairwise(values):
                 run = run + 1 if a == b else 1
                 longest = max(longest, run)
             assert longest < 8, f"{site.id} {m} repeated {longest} times"

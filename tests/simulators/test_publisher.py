@@ -459,14 +459,14 @@ def test_publishes_survive_a_dropped_link(registry, broker, subscriber) -> None:
         n = 24
         runner = threading.Thread(
             target=sim.run,
-            kwargs=dict(
-                broker=BrokerSettings(host="127.0.0.1", port=proxy.port),
-                start=T0,
-                rounds=n,
-                interval_s=0.1,
-                speedup=600,
-                ack_timeout_s=60,
-            ),
+            kwargs={
+                "broker": BrokerSettings(host="127.0.0.1", port=proxy.port),
+                "start": T0,
+                "rounds": n,
+                "interval_s": 0.1,
+                "speedup": 600,
+                "ack_timeout_s": 60,
+            },
         )
         runner.start()
         wait_until(lambda: sim.stats.rounds >= 3, what="first rounds")

@@ -53,15 +53,15 @@ def decode(messages: list[tuple[str, bytes]]) -> list[dict]:
             ts = datetime.fromisoformat(doc["ts"]).astimezone(UTC)
             for metric, value in doc["metrics"].items():
                 out.append(
-                    dict(
-                        site=site,
-                        device=device,
-                        metric=metric,
-                        ts=ts,
-                        value=value,
-                        flag=doc["flags"][metric],
-                        plate=doc.get("attrs", {}).get("plate"),
-                    )
+                    {
+                        "site": site,
+                        "device": device,
+                        "metric": metric,
+                        "ts": ts,
+                        "value": value,
+                        "flag": doc["flags"][metric],
+                        "plate": doc.get("attrs", {}).get("plate"),
+                    }
                 )
         else:
             text = payload.decode()
@@ -72,15 +72,15 @@ def decode(messages: list[tuple[str, bytes]]) -> list[dict]:
                 fields[item["code"]][item["field"]] = item["value"]
             for code, f in fields.items():
                 out.append(
-                    dict(
-                        site=site,
-                        device=device,
-                        metric=BY_HJ212[code].name,
-                        ts=ts,
-                        value=float(f["Rtd"]),
-                        flag=f["Flag"],
-                        plate=None,
-                    )
+                    {
+                        "site": site,
+                        "device": device,
+                        "metric": BY_HJ212[code].name,
+                        "ts": ts,
+                        "value": float(f["Rtd"]),
+                        "flag": f["Flag"],
+                        "plate": None,
+                    }
                 )
     return out
 
@@ -161,27 +161,50 @@ def test_ground_truth_lists_occurrences_with_times_and_limits(registry) -> None:
 @pytest.mark.parametrize(
     "kwargs,message",
     [
-        (dict(kind="meltdown", start=_M(1), duration=_M(1)), "unknown injection kind"),
+        ({"kind": "meltdown", "start": _M(1), "duration": _M(1)}, "unknown injection kind"),
         (
-            dict(kind="exceedance", start=_M(-1), duration=_M(1), metric="so2", value=90.0),
+            {
+                "kind": "exceedance",
+                "start": _M(-1),
+                "duration": _M(1),
+                "metric": "so2",
+                "value": 90.0,
+            },
             "non-negative",
         ),
         (
-            dict(kind="exceedance", start=_M(1), duration=_M(0), metric="so2", value=90.0),
+            {
+                "kind": "exceedance",
+                "start": _M(1),
+                "duration": _M(0),
+                "metric": "so2",
+                "value": 90.0,
+            },
             "positive duration",
         ),
-        (dict(kind="exceedance", start=_M(1), duration=_M(1), value=90.0), "needs a metric"),
-        (dict(kind="exceedance", start=_M(1), duration=_M(1), metric="so2"), "positive value"),
-        (dict(kind="silence", start=_M(1), duration=_M(1), metric="so2"), "whole device"),
         (
-            dict(kind="overload", start=_M(1), axles=6, value=48.0, plate="鄂E·00001"),
+            {"kind": "exceedance", "start": _M(1), "duration": _M(1), "value": 90.0},
+            "needs a metric",
+        ),
+        (
+            {"kind": "exceedance", "start": _M(1), "duration": _M(1), "metric": "so2"},
+            "positive value",
+        ),
+        ({"kind": "silence", "start": _M(1), "duration": _M(1), "metric": "so2"}, "whole device"),
+        (
+            {"kind": "overload", "start": _M(1), "axles": 6, "value": 48.0, "plate": "鄂E·00001"},
             "within the 49.0 t limit",
         ),
-        (dict(kind="overload", start=_M(1), axles=2, value=20.0), "plate"),
+        ({"kind": "overload", "start": _M(1), "axles": 2, "value": 20.0}, "plate"),
         (
-            dict(
-                kind="overload", start=_M(1), duration=_M(1), axles=2, value=20.0, plate="鄂E·00001"
-            ),
+            {
+                "kind": "overload",
+                "start": _M(1),
+                "duration": _M(1),
+                "axles": 2,
+                "value": 20.0,
+                "plate": "鄂E·00001",
+            },
             "duration must be 0",
         ),
     ],

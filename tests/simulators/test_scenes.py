@@ -11,19 +11,19 @@ from shapely.geometry import shape
 
 from simulators.scenes import KINDS, SceneSpec, SimulatorError, read_truth, write_pair
 
-QUIET = dict(
-    width=256,
-    height=256,
-    tile=64,
-    seasonal=False,
-    noise=0.0,
-    cloud_cover=(0.0, 0.0),
-    shift_px=(0.0, 0.0),
-    offset_px=(0, 0),
-    nodata_border_px=10,
-    changes_per_kind=1,
-    change_ha=(0.6, 1.0),
-)
+QUIET = {
+    "width": 256,
+    "height": 256,
+    "tile": 64,
+    "seasonal": False,
+    "noise": 0.0,
+    "cloud_cover": (0.0, 0.0),
+    "shift_px": (0.0, 0.0),
+    "offset_px": (0, 0),
+    "nodata_border_px": 10,
+    "changes_per_kind": 1,
+    "change_ha": (0.6, 1.0),
+}
 
 
 def test_files_look_like_an_l2a_product(tmp_path):
@@ -146,11 +146,11 @@ def test_truth_visibility_drops_under_cloud(tmp_path):
 @pytest.mark.parametrize(
     "bad",
     [
-        dict(bands=5),
-        dict(width=64),
-        dict(kinds=("meteor",)),
-        dict(shift_px=(1.5, 0.0)),
-        dict(tile=100),
+        {"bands": 5},
+        {"width": 64},
+        {"kinds": ("meteor",)},
+        {"shift_px": (1.5, 0.0)},
+        {"tile": 100},
     ],
 )
 def test_bad_specs_are_refused(bad):
