@@ -32,6 +32,7 @@ from farsight.logs import kv
 from farsight.registry import Registry
 from farsight.settings import EdgeHubSettings
 from farsight.types import AlertSignal
+from ingest.audit import AuditTrail
 
 log = logging.getLogger("farsight.ingest.edge_health")
 
@@ -84,7 +85,7 @@ class GatewayMonitor:
         db: Database,
         settings: EdgeHubSettings,
         registry: Registry | None = None,
-        audit: Any = None,
+        audit: AuditTrail | None = None,
     ) -> None:
         self.db = Database.of(db, SCHEMA)
         self.settings = settings
@@ -139,11 +140,12 @@ class GatewayMonitor:
         now = now or datetime.now(UTC)
         try:
             doc = json.loads(payload)
-            if not isinstance(doc, dict):
-                raise ValueError("not an object")
+            problem = None if isinstance(doc, dict) else "not an object"
         except (ValueError, UnicodeDecodeError) as exc:
+            problem = str(exc)
+        if problem is not None:
             log.warning(
-                "unreadable gateway message", extra=kv(gateway=gateway, kind=kind, error=exc)
+                "unreadable gateway message", extra=kv(gateway=gateway, kind=kind, error=problem)
             )
             return [], None, None
         if kind == "ack":
@@ -247,9 +249,13 @@ class GatewayMonitor:
         with self.db.transaction() as c:
             for r in rows:
                 c.execute(
-                    "INSERT INTO edge_status (gateway, state, received, depth, oldest_age_s, config_version, doc) VALUES (?, ?, ?, ?, ?, ?, ?)"
-                    " ON CONFLICT (gateway) DO UPDATE SET state = excluded.state, received = excluded.received, depth = excluded.depth,"
-                    " oldest_age_s = excluded.oldest_age_s, config_version = excluded.config_version, doc = excluded.doc",
+                    "INSERT INTO edge_status"
+                    " (gateway, state, received, depth, oldest_age_s, config_version, doc)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)"
+                    " ON CONFLICT (gateway) DO UPDATE SET state = excluded.state,"
+                    " received = excluded.received, depth = excluded.depth,"
+                    " oldest_age_s = excluded.oldest_age_s,"
+                    " config_version = excluded.config_version, doc = excluded.doc",
                     (
                         r["gateway"],
                         r["state"],
@@ -262,7 +268,7 @@ class GatewayMonitor:
                 )
             if self.audit is not None:
                 for a in acks:
-                    # Who changed a site's data path, to which version, and whether it took: audited.
+                    # Who changed a site's data path, to which version, whether it took: audited.
                     self.audit.append_in(
                         c,
                         f"gateway:{a['gateway']}",

@@ -108,5 +108,5 @@ def common_grid(
 def _res_in(grid: Grid, target: CRS) -> float:
     if grid.crs == target:
         return max(grid.res)
-    l, b, r, t = transform_bounds(grid.crs, target, *grid.bounds, densify_pts=21)
-    return max((r - l) / grid.width, (t - b) / grid.height)
+    left, bottom, right, top = transform_bounds(grid.crs, target, *grid.bounds, densify_pts=21)
+    return max((right - left) / grid.width, (top - bottom) / grid.height)

@@ -74,7 +74,7 @@ class Thresholds:
     visible_built: float = 0.12
 
     def __post_init__(self) -> None:
-        for name in self.__slots__:  # type: ignore[attr-defined]
+        for name in self.__slots__:
             v = getattr(self, name)
             if not -1.0 <= v <= 1.0:
                 raise ValueError(f"threshold {name}={v} must be within -1..1")

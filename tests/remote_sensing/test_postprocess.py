@@ -84,4 +84,5 @@ def test_equal_area_of_a_lonlat_square_at_high_latitude():
 def test_confidence_grows_with_strength_agreement_and_size():
     weak = confidence(1.0, 0.5, 1.0)
     strong = confidence(4.0, 1.0, 10.0)
-    assert 0.0 <= weak < 0.3 < 0.9 < strong <= 1.0
+    assert 0.0 <= weak < 0.3
+    assert 0.9 < strong <= 1.0
