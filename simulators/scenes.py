@@ -355,11 +355,13 @@ def _place_changes(spec: SceneSpec, lat: _Lattices) -> list[_Change]:
             break
         else:
             raise SimulatorError(
-                f"could not place a {kind} change in a {spec.width}x{spec.height} scene (seed {spec.seed}); enlarge the scene or lower change_ha"
+                f"could not place a {kind} change in a {spec.width}x{spec.height} scene "
+                f"(seed {spec.seed}); enlarge the scene or lower change_ha"
             )
         if not len(cand):
             raise SimulatorError(
-                f"no land cover for a {kind} change in a {spec.width}x{spec.height} scene (seed {spec.seed}); try another seed or drop the kind"
+                f"no land cover for a {kind} change in a {spec.width}x{spec.height} scene "
+                f"(seed {spec.seed}); try another seed or drop the kind"
             )
     return placed
 
@@ -392,7 +394,10 @@ def _cloud_threshold(lat: _Lattices, date: int, cover: float) -> float:
 def _render(
     spec: SceneSpec, lat: _Lattices, changes: list[_Change], date: int, win: Window
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Digital numbers (bands[, scl] x rows x cols, uint16) and cloud truth (1 cloud, 2 shadow) of a window."""
+    """Digital numbers (bands[, scl] x rows x cols, uint16) and cloud truth of a window.
+
+    The cloud truth is 1 for cloud, 2 for shadow.
+    """
     rows, cols = int(win.height), int(win.width)
     ox, oy = spec.offset_px if date else (0, 0)
     dx, dy = spec.shift_px if date else (0.0, 0.0)
@@ -417,7 +422,8 @@ def _render(
         refl[2][crop] *= 1.0 - 0.05 * np.clip(pheno[crop], -2, 2)
     changed_kind = np.zeros((rows, cols), np.uint8)
     if date and changes:
-        # Rasterise in the after scene's misregistered coordinates: the change moves with the ground.
+        # Rasterise in the after scene's misregistered coordinates: the change moves with the
+        # ground.
         shapes = [
             (
                 {

@@ -70,7 +70,10 @@ def test_stable_rng_depends_on_seed_and_parts_only() -> None:
 
 
 def test_stable_rng_is_independent_of_the_python_hash_seed() -> None:
-    code = "from simulators.devices import stable_rng; print(stable_rng(3, 'yc-aq-xiling', 'aq1').random())"
+    code = (
+        "from simulators.devices import stable_rng; "
+        "print(stable_rng(3, 'yc-aq-xiling', 'aq1').random())"
+    )
     outs = {
         subprocess.run(
             [sys.executable, "-c", code],
@@ -135,7 +138,7 @@ def test_legal_gross_weight_follows_mot_order_2016_62() -> None:
     ]
     for bad in (0, 1, 2.0, True):
         with pytest.raises(ValueError):
-            legal_gross_weight_t(bad)  # type: ignore[arg-type]
+            legal_gross_weight_t(bad)  # type: ignore[arg-type]  # wrong types on purpose
 
 
 def test_soft_cap_is_identity_below_the_knee_and_never_reaches_the_cap() -> None:

@@ -18,6 +18,7 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 
+from farsight.broker import MosquittoBroker
 from farsight.clock import BEIJING
 from farsight.hj212 import crc16
 from farsight.metrics import BY_HJ212, BY_NAME
@@ -275,14 +276,14 @@ class Subscriber:
 
 
 @pytest.fixture
-def broker(fresh_mosquitto):  # type: ignore[no-untyped-def]
+def broker(fresh_mosquitto: MosquittoBroker) -> MosquittoBroker:
     """A mosquitto of this test's own: demo exceedances published here must not reach the
     persistent sessions other tests' consumers leave on the shared broker."""
     return fresh_mosquitto
 
 
 @pytest.fixture
-def subscriber(broker) -> Iterator[Subscriber]:  # type: ignore[no-untyped-def]
+def subscriber(broker: MosquittoBroker) -> Iterator[Subscriber]:
     sub = Subscriber(broker.host, broker.port)
     assert sub.subscribed.wait(10), "subscription not acknowledged"
     yield sub

@@ -341,7 +341,8 @@ def test_demo_injections_appear_exactly_where_the_ground_truth_says(registry) ->
     sim, readings = play(registry, get_scenario("demo"), minutes)
     truth = ground_truth(sim.scenario, registry)
 
-    # Exceedances: every reading above a limit is an injected one, and every injected round is above.
+    # Exceedances: every reading above a limit is an injected one, and every injected round is
+    # above.
     want = {
         (g["site"], g["device"], g["metric"], float(m))
         for g in _expected(truth, "exceedance")
