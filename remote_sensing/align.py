@@ -36,7 +36,8 @@ class Grid:
     def __post_init__(self) -> None:
         if self.transform.b != 0 or self.transform.d != 0 or self.transform.e >= 0:
             raise AlignError(
-                f"grid transform {tuple(self.transform)[:6]} must be north-up (no rotation, negative y step)"
+                f"grid transform {tuple(self.transform)[:6]} must be north-up "
+                "(no rotation, negative y step)"
             )
         if self.width < 1 or self.height < 1:
             raise AlignError(f"grid size {self.width}x{self.height} must be positive")
@@ -84,7 +85,8 @@ def common_grid(
     right, top = min(bb[2], ab[2]), min(bb[3], ab[3])
     if right <= left or top <= bottom:
         raise AlignError(
-            f"the scenes do not overlap (before {bb}, after {ab} in {target.to_string()}); give two scenes of the same area"
+            f"the scenes do not overlap (before {bb}, after {ab} in {target.to_string()}); "
+            "give two scenes of the same area"
         )
     if resolution is None:
         resolution = max(_res_in(before, target), _res_in(after, target))

@@ -78,7 +78,8 @@ SENSORS: dict[str, SensorPreset] = {
             -0.2,
             "qa_pixel",
         ),
-        # Gaofen WFV/PMS multispectral: blue green red nir (GF-6 WFV adds red edges, purple, yellow).
+        # Gaofen WFV/PMS multispectral: blue green red nir (GF-6 WFV adds red edges, purple,
+        # yellow).
         SensorPreset("gf1-wfv", ("blue", "green", "red", "nir")),
         SensorPreset("gf6-wfv", ("blue", "green", "red", "nir", None, None, None, None)),
         SensorPreset("gf2-pms", ("blue", "green", "red", "nir")),
@@ -177,7 +178,8 @@ def resolve_roles(
                     ConfigProblem(
                         "--bands",
                         ",".join(bands),
-                        f"{source} has {count} bands: give {count} names (use '-' for a band to skip)",
+                        f"{source} has {count} bands: give {count} names "
+                        "(use '-' for a band to skip)",
                     )
                 ],
                 source,
@@ -202,7 +204,8 @@ def resolve_roles(
                     ConfigProblem(
                         "--sensor",
                         sensor,
-                        f"{source} has {count} bands but preset {sensor} expects {len(preset)}; use --bands",
+                        f"{source} has {count} bands but preset {sensor} expects "
+                        f"{len(preset)}; use --bands",
                     )
                 ],
                 source,
@@ -226,7 +229,9 @@ def resolve_roles(
                 ConfigProblem(
                     "bands",
                     list(descriptions),
-                    f"{source}: no band for {', '.join(missing)}; name the bands in the file's descriptions, or pass --sensor ({', '.join(SENSORS)}) or --bands blue,green,red,nir,...",
+                    f"{source}: no band for {', '.join(missing)}; name the bands in the file's "
+                    f"descriptions, or pass --sensor ({', '.join(SENSORS)}) "
+                    "or --bands blue,green,red,nir,...",
                 )
             ],
             source,
@@ -309,8 +314,8 @@ def open_scene(
 
 @dataclass(frozen=True, slots=True)
 class Bands:
-    """Reflectance of one window: ``data[role]`` float32 arrays, ``valid`` where every band had data,
-    ``qa`` the QA band (or ``None``)."""
+    """Reflectance of one window: ``data[role]`` float32 arrays, ``valid`` where every band had
+    data, ``qa`` the QA band (or ``None``)."""
 
     data: dict[str, np.ndarray]
     valid: np.ndarray

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 import cv2
 import numpy as np
@@ -62,7 +62,14 @@ from remote_sensing.zones import Zone, ZoneOverlap, overlaps
 log = logging.getLogger(__name__)
 
 CHANGE_NO_RULE = 255
-"""Code raster value of a change pixel whose own index rule did not fire (it takes its region's kind)."""
+"""Code raster value of a change pixel whose own index rule did not fire (it takes its region's
+kind)."""
+
+Quicklook = Callable[[np.ndarray, np.ndarray, np.ndarray], str]
+"""``quicklook(before_rgb, after_rgb, mask) -> evidence sha256``, called per region."""
+
+Progress = Callable[[int, int], None]
+"""``progress(done, total)``, called after each block."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,7 +177,8 @@ class DetectOptions:
                 ConfigProblem(
                     "overlap",
                     self.overlap,
-                    f"must be at least {self.open_px + self.close_px + self.cloud_buffer_px + 12} (the reach of masks and morphology)",
+                    f"must be at least {self.open_px + self.close_px + self.cloud_buffer_px + 12}"
+                    " (the reach of masks and morphology)",
                 )
             )
         if problems:
@@ -299,6 +307,32 @@ def prepared(
     return before, after
 
 
+def _excess(
+    before: dict[str, np.ndarray],
+    after: dict[str, np.ndarray],
+    cal: Calibration,
+    opts: DetectOptions,
+) -> np.ndarray:
+    """The change score of every pixel over its threshold (1 at the threshold)."""
+    if opts.method == "imad" and cal.imad is not None:
+        score = imad_chi2(cal.imad, before, after)
+    else:
+        score = cva_magnitude(before, after)
+    return score / np.float32(max(cal.threshold, 1e-6))
+
+
+@overload
+def raw_codes(
+    b: Bands, a: Bands, cal: Calibration, opts: DetectOptions, with_score: Literal[True] = True
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...
+
+
+@overload
+def raw_codes(
+    b: Bands, a: Bands, cal: Calibration, opts: DetectOptions, with_score: bool
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]: ...
+
+
 def raw_codes(
     b: Bands, a: Bands, cal: Calibration, opts: DetectOptions, with_score: bool = True
 ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
@@ -309,19 +343,19 @@ def raw_codes(
     ib, ia = date_indices(before), date_indices(after)
     usable = _usable(b, a, before, after, opts, ib, ia)
     rules = label_changes(before, after, opts.thresholds, ib, ia)
-    if not with_score and opts.method == "index" and not opts.gate:
-        excess = None  # the index rules alone decide; the score only serves confidence
-    elif opts.method == "imad" and cal.imad is not None:
-        excess = imad_chi2(cal.imad, before, after) / np.float32(max(cal.threshold, 1e-6))
-    else:
-        excess = cva_magnitude(before, after) / np.float32(max(cal.threshold, 1e-6))
+    excess: np.ndarray | None = None
     if opts.method == "index":
         change = rules > 0
         if opts.gate:
-            change &= excess > 1  # type: ignore[operator]
+            excess = _excess(before, after, cal, opts)
+            change &= excess > 1
+        elif with_score:
+            # The index rules alone decide; the score only serves confidence.
+            excess = _excess(before, after, cal, opts)
         codes = np.where(change, rules, 0).astype(np.uint8)
     else:
-        change = excess > 1  # type: ignore[operator]
+        excess = _excess(before, after, cal, opts)
+        change = excess > 1
         codes = np.where(change, np.where(rules > 0, rules, CHANGE_NO_RULE), 0).astype(np.uint8)
     codes[~usable] = 0
     return codes, excess, usable
@@ -431,8 +465,8 @@ def detect_pair(
     after: str | Path | Scene,
     opts: DetectOptions | None = None,
     zones: tuple[Zone, ...] = (),
-    quicklook: Callable[[np.ndarray, np.ndarray, np.ndarray], str] | None = None,
-    progress: Callable[[int, int], None] | None = None,
+    quicklook: Quicklook | None = None,
+    progress: Progress | None = None,
     keep_codes: bool = False,
 ) -> PairResult:
     """Detect, vectorise and measure the changes between two scenes.
@@ -473,8 +507,8 @@ def _detect_pair(
     after: str | Path | Scene,
     opts: DetectOptions,
     zones: tuple[Zone, ...],
-    quicklook: Any,
-    progress: Any,
+    quicklook: Quicklook | None,
+    progress: Progress | None,
     keep_codes: bool,
 ) -> PairResult:
     t0 = time.perf_counter()
@@ -489,13 +523,14 @@ def _detect_pair(
         size = block_size(opts.block, sb.block_shape)
 
         if opts.executor == "dask":
-            # Dask ships tasks to workers: a picklable function of values, which opens its own readers.
-            work: Callable[[Any], np.ndarray] = partial(
+            # Dask ships tasks to workers: a picklable function of values, which opens its own
+            # readers.
+            work: Callable[[Block], np.ndarray] = partial(
                 run_block, BlockTask(sb, sa, grid, cal, opts, min_px)
             )
         else:
 
-            def work(blk: Any) -> np.ndarray:
+            def work(blk: Block) -> np.ndarray:
                 return block_codes(rb.read(blk.padded), ra.read(blk.padded), cal, opts, min_px)[
                     blk.inner
                 ]
@@ -518,7 +553,8 @@ def _detect_pair(
         t2 = time.perf_counter()
         found = _regions(codes, grid, rb, ra, cal, opts, min_px, zones, quicklook)
     log.info(
-        "rs detect before=%s after=%s grid=%dx%d regions=%d calibrate_s=%.2f blocks_s=%.2f regions_s=%.2f",
+        "rs detect before=%s after=%s grid=%dx%d regions=%d"
+        " calibrate_s=%.2f blocks_s=%.2f regions_s=%.2f",
         sb.path.name,
         sa.path.name,
         grid.width,
@@ -620,7 +656,7 @@ def _regions(
     opts: DetectOptions,
     min_px: int,
     zones: tuple[Zone, ...],
-    quicklook: Any,
+    quicklook: Quicklook | None,
 ) -> tuple[Region, ...]:
     pixel_area = abs(grid.transform.a * grid.transform.e)
     out: list[Region] = []

@@ -1,4 +1,5 @@
-"""Block processing: windows aligned to the file's tiles, with an overlap for neighbourhood operations.
+"""Block processing: windows aligned to the file's tiles, with an overlap for neighbourhood
+operations.
 
 :func:`blocks` cuts a grid into core windows whose size is a multiple of the tile size (so each
 read touches whole tiles, once) and pads each with ``overlap`` pixels, so that morphology and
@@ -153,7 +154,8 @@ def _run_dask(
                 ConfigProblem(
                     "--executor",
                     "dask",
-                    "dask[distributed] is not installed; pip install 'dask[distributed]' or use --executor threads",
+                    "dask[distributed] is not installed; pip install 'dask[distributed]' "
+                    "or use --executor threads",
                 )
             ]
         ) from None

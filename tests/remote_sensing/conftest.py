@@ -1,4 +1,5 @@
-"""Simulated scene pairs shared by the remote-sensing tests (small, seeded, written once per session)."""
+"""Simulated scene pairs shared by the remote-sensing tests (small, seeded, written once per
+session)."""
 
 from __future__ import annotations
 
@@ -55,7 +56,8 @@ def write_raster(
     res: float = 10.0,
     **kw: object,
 ) -> Path:
-    """Write a small tiled GeoTIFF (bands x rows x cols) with optional descriptions, scales, offsets."""
+    """Write a small tiled GeoTIFF (bands x rows x cols), optionally with descriptions, scales
+    and offsets."""
     descriptions = kw.pop("descriptions", None)
     scales = kw.pop("scales", None)
     offsets = kw.pop("offsets", None)
