@@ -274,8 +274,11 @@ def _usable(
         # result over its k x k cell (the dilation below covers the cell edges). Windows start
         # on multiples of k, so blocks and the whole array test the same pixels.
         h, w = usable.shape
+
         # Contiguous copies: numpy runs four times slower on strided views than on the copies.
-        sub = lambda d: {r: np.ascontiguousarray(v[::k, ::k]) for r, v in d.items()}  # noqa: E731
+        def sub(d: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+            return {r: np.ascontiguousarray(v[::k, ::k]) for r, v in d.items()}
+
         cloud, shadow = temporal_cloud_shadow(sub(before), sub(after), reach_px=max(1, 12 // k))
         coarse = (cloud | shadow).view(np.uint8)
         bad |= np.repeat(np.repeat(coarse, k, axis=0), k, axis=1)[:h, :w].view(bool)
@@ -448,6 +451,10 @@ def calibrate(rb: AlignedReader, ra: AlignedReader, opts: DetectOptions) -> Cali
 
 # ---------------------------------------------------------------------------------------------
 # Whole pair
+
+
+def _rgb(bands: dict[str, np.ndarray]) -> np.ndarray:
+    return np.stack([bands["red"], bands["green"], bands["blue"]], axis=-1)
 
 
 def _kind_of(codes: np.ndarray) -> tuple[str, float]:
@@ -701,8 +708,7 @@ def _regions(
         evidence: tuple[str, ...] = ()
         if quicklook is not None:
             before, after = prepared(b, a, cal)
-            rgb = lambda d: np.stack([d["red"], d["green"], d["blue"]], axis=-1)  # noqa: E731
-            evidence = (quicklook(rgb(before), rgb(after), inside),)
+            evidence = (quicklook(_rgb(before), _rgb(after), inside),)
         rid = f"{kind}-{m.centroid.lon:.5f}-{m.centroid.lat:.5f}"
         out.append(
             Region(

@@ -21,6 +21,7 @@ from simulators.devices import (
     MODELS,
     CemsModel,
     DustNoiseModel,
+    Sample,
     WimModel,
     legal_gross_weight_t,
     make_model,
@@ -188,7 +189,10 @@ def test_air_quality_is_plausible(two_days) -> None:
             continue
         assert all(s.values["pm10"] >= s.values["pm25"] > 0 for s in samples)
         assert 15 < np.mean([s.values["pm25"] for s in samples]) < 70
-        hour = lambda s: s.ts.astimezone(BEIJING).hour  # noqa: E731
+
+        def hour(s: Sample) -> int:
+            return s.ts.astimezone(BEIJING).hour
+
         afternoon = np.mean([s.values["o3"] for s in samples if 13 <= hour(s) < 17])
         night = np.mean([s.values["o3"] for s in samples if 1 <= hour(s) < 5])
         assert afternoon > 2 * night, "O3 is photochemical: it peaks in the afternoon"
@@ -244,7 +248,11 @@ def test_dust_and_noise_follow_work_hours(two_days) -> None:
     for site, device, samples in two_days.values():
         if device.kind != "dust_noise":
             continue
-        hour = lambda s: s.ts.astimezone(BEIJING).hour + s.ts.astimezone(BEIJING).minute / 60  # noqa: E731
+
+        def hour(s: Sample) -> float:
+            local = s.ts.astimezone(BEIJING)
+            return local.hour + local.minute / 60
+
         work = [s for s in samples if DustNoiseModel.working(hour(s))]
         night = [s for s in samples if hour(s) < 6 or hour(s) >= 22]
         assert (

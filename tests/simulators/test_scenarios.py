@@ -28,7 +28,12 @@ from simulators.scenarios import (
 
 T0 = datetime(2026, 11, 25, 0, 0, tzinfo=UTC)
 STEP = 60.0
-_M = lambda m: timedelta(minutes=m)  # noqa: E731
+
+
+def _M(m: float) -> timedelta:
+    return timedelta(minutes=m)
+
+
 _TOPIC = re.compile(
     r"^fs/v1/(?P<dept>[^/]+)/(?P<site>[^/]+)/(?P<device>[^/]+)/(?P<kind>reading|hj212)$"
 )

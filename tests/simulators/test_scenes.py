@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -64,7 +65,10 @@ def test_same_spec_same_pixels_other_seed_other_pixels(tmp_path):
     a = write_pair(SceneSpec(seed=5, **QUIET), tmp_path / "a")
     b = write_pair(SceneSpec(seed=5, **QUIET), tmp_path / "b")
     c = write_pair(SceneSpec(seed=6, **QUIET), tmp_path / "c")
-    read = lambda p: rasterio.open(p).read()  # noqa: E731
+
+    def read(p: Path) -> np.ndarray:
+        return rasterio.open(p).read()
+
     assert np.array_equal(read(a.after), read(b.after))
     assert not np.array_equal(read(a.after), read(c.after))
 
