@@ -103,7 +103,9 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(func=_cmd_decode)
 
 
-def add_decode_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+def add_decode_parser(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> argparse.ArgumentParser:
     """Add the ``decode`` subcommand to a CLI's subparsers."""
     parser = subparsers.add_parser(
         "decode", help="decode payloads (one a line) into JSON readings; rejects to stderr"

@@ -35,7 +35,7 @@ from farsight.errors import ConfigError, ConfigProblem, DecodeError
 from farsight.settings import EdgeHubSettings, read_yaml
 from farsight.types import AlertSignal
 from ingest.edge_health import GatewayMonitor, status_kind
-from ingest.pipeline import Message
+from ingest.message import Message
 from ingest.store import DeadLetter
 
 log = logging.getLogger("farsight.ingest.edge")
@@ -72,7 +72,10 @@ BATCH_PREFIX = "fs/v1/gw/"
 
 
 class BatchError(DecodeError):
-    """Raised when a forwarded batch is malformed, forged, tampered with or replayed; ``reason`` names which."""
+    """Raised when a forwarded batch is malformed, forged, tampered with or replayed.
+
+    ``reason`` names which.
+    """
 
 
 VERSION = 1
@@ -126,7 +129,10 @@ def peek_gateway(payload: bytes) -> str | None:
 
 
 def decode_batch(payload: bytes, key: bytes) -> Batch:
-    """Parse and verify a batch; raise :class:`BatchError` with reason ``bad_batch`` or ``bad_hmac``."""
+    """Parse and verify a batch.
+
+    Raises :class:`BatchError` with reason ``bad_batch`` or ``bad_hmac``.
+    """
     try:
         doc = json.loads(payload)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -189,7 +195,8 @@ def parse_key(text: str, where: str = "key") -> bytes:
         raise ValueError(f"{where} is not hex") from None
     if len(key) < MIN_KEY_BYTES:
         raise ValueError(
-            f"{where} has {len(key)} bytes; use at least {MIN_KEY_BYTES} (e.g. `openssl rand -hex 32`)"
+            f"{where} has {len(key)} bytes; use at least {MIN_KEY_BYTES} "
+            "(e.g. `openssl rand -hex 32`)"
         )
     return key
 
@@ -224,7 +231,10 @@ def batch_gateway(topic: str) -> str | None:
 
 
 def load_keys(path: Path) -> dict[str, bytes]:
-    """Gateway keys from a YAML mapping ``{gateway_id: hex key}``; problems raise :class:`ConfigError`."""
+    """Gateway keys from a YAML mapping ``{gateway_id: hex key}``.
+
+    Problems raise :class:`ConfigError`.
+    """
     raw = read_yaml(Path(path))
     if not isinstance(raw, dict):
         raise ConfigError(
@@ -284,11 +294,12 @@ class EdgeBatchDecoder:
         for msg in messages:
             gateway = batch_gateway(msg.topic)
             if gateway is None:
-                kind = status_kind(msg.topic) if self.monitor is not None else None
-                if kind is None:
+                monitor = self.monitor
+                kind = status_kind(msg.topic) if monitor is not None else None
+                if monitor is None or kind is None:
                     out.messages.append(msg)
                     continue
-                signals, row, ack = self.monitor.observe(kind[0], kind[1], msg.payload)  # type: ignore[union-attr]
+                signals, row, ack = monitor.observe(kind[0], kind[1], msg.payload)
                 out.signals += signals
                 if row is not None:
                     out.status_rows.append(row)
@@ -375,16 +386,21 @@ class EdgeBatchDecoder:
         with self.db.transaction() as c:
             for batch, backfilled in expansion.accepted:
                 c.execute(
-                    "INSERT INTO edge_batches (gateway, seq, mac, received, messages) VALUES (?, ?, ?, ?, ?)",
+                    "INSERT INTO edge_batches (gateway, seq, mac, received, messages)"
+                    " VALUES (?, ?, ?, ?, ?)",
                     (batch.gateway, batch.seq, batch.mac, now, len(batch.messages)),
                 )
                 loss = batch.loss
                 c.execute(
-                    "INSERT INTO edge_gateways (gateway, last_seq, batches, messages, backfilled, lost_dropped, lost_refused, lost_expired, last_sent, last_received)"
+                    "INSERT INTO edge_gateways (gateway, last_seq, batches, messages, backfilled,"
+                    " lost_dropped, lost_refused, lost_expired, last_sent, last_received)"
                     " VALUES (?, ?, 1, ?, ?, ?, ?, ?, ?, ?)"
-                    " ON CONFLICT (gateway) DO UPDATE SET last_seq = excluded.last_seq, batches = edge_gateways.batches + 1,"
-                    " messages = edge_gateways.messages + excluded.messages, backfilled = edge_gateways.backfilled + excluded.backfilled,"
-                    " lost_dropped = excluded.lost_dropped, lost_refused = excluded.lost_refused, lost_expired = excluded.lost_expired,"
+                    " ON CONFLICT (gateway) DO UPDATE SET last_seq = excluded.last_seq,"
+                    " batches = edge_gateways.batches + 1,"
+                    " messages = edge_gateways.messages + excluded.messages,"
+                    " backfilled = edge_gateways.backfilled + excluded.backfilled,"
+                    " lost_dropped = excluded.lost_dropped, lost_refused = excluded.lost_refused,"
+                    " lost_expired = excluded.lost_expired,"
                     " last_sent = excluded.last_sent, last_received = excluded.last_received",
                     (
                         batch.gateway,
@@ -420,11 +436,14 @@ class EdgeBatchDecoder:
         return (self.settings.topic, *(self.monitor.topics if self.monitor is not None else ()))
 
     def gateways(self) -> list[dict[str, Any]]:
-        """Per gateway: last sequence, counts, reported loss and clock skew (gateway minus hub, ms, latency included)."""
+        """Per gateway: last sequence, counts, reported loss and clock skew.
+
+        The skew is the gateway's clock minus the hub's, in ms, latency included.
+        """
         rows = self.db.query("SELECT * FROM edge_gateways ORDER BY gateway")
         out = []
         for r in rows:
-            d = {k: r[k] for k in r.keys()}
+            d = dict(r)
             d["lost"] = d["lost_dropped"] + d["lost_refused"] + d["lost_expired"]
             d["skew_ms"] = None if d["last_sent"] is None else d["last_sent"] - d["last_received"]
             out.append(d)

@@ -17,6 +17,7 @@ publish on a gateway's topics); the data they describe is, in the batches.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 from collections import deque
@@ -31,6 +32,7 @@ from farsight.logs import kv
 from farsight.registry import Registry
 from farsight.settings import EdgeHubSettings
 from farsight.types import AlertSignal
+from ingest.audit import AuditTrail
 
 log = logging.getLogger("farsight.ingest.edge_health")
 
@@ -83,7 +85,7 @@ class GatewayMonitor:
         db: Database,
         settings: EdgeHubSettings,
         registry: Registry | None = None,
-        audit: Any = None,
+        audit: AuditTrail | None = None,
     ) -> None:
         self.db = Database.of(db, SCHEMA)
         self.settings = settings
@@ -138,11 +140,12 @@ class GatewayMonitor:
         now = now or datetime.now(UTC)
         try:
             doc = json.loads(payload)
-            if not isinstance(doc, dict):
-                raise ValueError("not an object")
+            problem = None if isinstance(doc, dict) else "not an object"
         except (ValueError, UnicodeDecodeError) as exc:
+            problem = str(exc)
+        if problem is not None:
             log.warning(
-                "unreadable gateway message", extra=kv(gateway=gateway, kind=kind, error=exc)
+                "unreadable gateway message", extra=kv(gateway=gateway, kind=kind, error=problem)
             )
             return [], None, None
         if kind == "ack":
@@ -173,7 +176,7 @@ class GatewayMonitor:
                 g.depths.append(depth)
             beats = list(g.depths)[-(self.settings.backlog_beats + 1) :]
             rising = len(beats) > self.settings.backlog_beats and all(
-                b > a for a, b in zip(beats, beats[1:])
+                b > a for a, b in itertools.pairwise(beats)
             )
             old = isinstance(age, (int, float)) and age >= self.settings.backlog_age_s
             if rising or old:
@@ -246,9 +249,13 @@ class GatewayMonitor:
         with self.db.transaction() as c:
             for r in rows:
                 c.execute(
-                    "INSERT INTO edge_status (gateway, state, received, depth, oldest_age_s, config_version, doc) VALUES (?, ?, ?, ?, ?, ?, ?)"
-                    " ON CONFLICT (gateway) DO UPDATE SET state = excluded.state, received = excluded.received, depth = excluded.depth,"
-                    " oldest_age_s = excluded.oldest_age_s, config_version = excluded.config_version, doc = excluded.doc",
+                    "INSERT INTO edge_status"
+                    " (gateway, state, received, depth, oldest_age_s, config_version, doc)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)"
+                    " ON CONFLICT (gateway) DO UPDATE SET state = excluded.state,"
+                    " received = excluded.received, depth = excluded.depth,"
+                    " oldest_age_s = excluded.oldest_age_s,"
+                    " config_version = excluded.config_version, doc = excluded.doc",
                     (
                         r["gateway"],
                         r["state"],
@@ -261,7 +268,7 @@ class GatewayMonitor:
                 )
             if self.audit is not None:
                 for a in acks:
-                    # Who changed a site's data path, to which version, and whether it took: audited.
+                    # Who changed a site's data path, to which version, whether it took: audited.
                     self.audit.append_in(
                         c,
                         f"gateway:{a['gateway']}",
@@ -272,7 +279,4 @@ class GatewayMonitor:
 
     def status(self) -> list[dict[str, Any]]:
         """The latest status of every gateway."""
-        return [
-            {k: r[k] for k in r.keys()}
-            for r in self.db.query("SELECT * FROM edge_status ORDER BY gateway")
-        ]
+        return [dict(r) for r in self.db.query("SELECT * FROM edge_status ORDER BY gateway")]

@@ -18,11 +18,13 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
 from farsight.logs import kv
 from farsight.mqttclient import make_client, session_connect_kwargs, wait_connected
 from farsight.settings import BrokerSettings, IngestSettings
-from ingest.pipeline import Message
+from ingest.message import Message
 
 log = logging.getLogger("farsight.ingest.mqtt")
 
@@ -60,7 +62,14 @@ class MqttConsumer:
 
     # -- paho callbacks (called from inside client.loop(), on our thread) -------------------
 
-    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:  # type: ignore[no-untyped-def]
+    def _on_connect(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        flags: mqtt.ConnectFlags,
+        reason_code: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
         if reason_code.is_failure:
             log.warning("broker refused connection", extra=kv(reason=reason_code))
             return
@@ -73,9 +82,19 @@ class MqttConsumer:
             ),
         )
         # Subscribing again on a resumed session is harmless and covers a session the broker lost.
-        client.subscribe([(t, self.settings.qos) for t in self.settings.topics])
+        subscriptions: list[tuple[str, int]] = [
+            (t, self.settings.qos) for t in self.settings.topics
+        ]
+        client.subscribe(subscriptions)
 
-    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:  # type: ignore[no-untyped-def]
+    def _on_disconnect(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        flags: mqtt.DisconnectFlags,
+        reason_code: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
         # Message ids belong to one connection: acking a stale mid after a reconnect could
         # acknowledge a different message. Unacked messages come again; the store dedups them.
         if self._pending:
@@ -83,7 +102,7 @@ class MqttConsumer:
         if not self._stop.is_set():
             log.warning("disconnected; reconnecting", extra=kv(reason=reason_code))
 
-    def _on_message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:  # type: ignore[no-untyped-def]
+    def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
         if not self._pending:
             self._first_at = time.monotonic()
         self._pending.append((msg, datetime.now(UTC)))

@@ -18,26 +18,34 @@ from farsight.errors import DecodeError, FarsightError
 from farsight.logs import kv
 from farsight.registry import Registry
 from farsight.types import AlertSignal, Reading
+from ingest.audit import AuditTrail
 from ingest.codecs import get_codec
+from ingest.edge_batches import EdgeBatchDecoder, Expansion
+from ingest.message import Message
 from ingest.store import DeadLetter, ReadingStore
 from ingest.topics import CODEC_FOR_KIND, parse_topic
 
 log = logging.getLogger("farsight.ingest")
 
 
-@dataclass(frozen=True, slots=True)
-class Message:
-    """One MQTT message as received."""
-
-    topic: str
-    payload: bytes
-    received: datetime = field(default_factory=lambda: datetime.now(UTC))
-
-
 class RuleEvaluator(Protocol):
+    """What ingest needs of the rule engine (``rules.engine.Engine``).
+
+    A rule set (what :meth:`RuleSource.poll` returns) is typed ``Any``: ingest may not import
+    ``rules``, and only hands it from the source to the engine and the state store.
+    """
+
     def evaluate(self, readings: Sequence[Reading]) -> list[AlertSignal]: ...
 
     def tick(self, now: datetime) -> list[AlertSignal]: ...
+
+    def reload(self, rules: Any) -> object: ...
+
+    def reset(self) -> None: ...
+
+    def restore(self, entries: Sequence[dict[str, Any]]) -> int: ...
+
+    def snapshot(self, only_dirty: bool = False) -> list[dict[str, Any]]: ...
 
 
 class AlertSink(Protocol):
@@ -45,7 +53,9 @@ class AlertSink(Protocol):
 
 
 class RuleStateStore(Protocol):
-    def save(self, entries: Sequence[dict]) -> int: ...
+    def save(self, entries: Sequence[dict[str, Any]]) -> int: ...
+
+    def load(self) -> list[dict[str, Any]]: ...
 
     def prune(self, rules: Any) -> int: ...
 
@@ -88,8 +98,8 @@ class IngestPipeline:
         rule_state: RuleStateStore | None = None,
         rule_source: RuleSource | None = None,
         tickers: Sequence[Callable[[datetime], object]] = (),
-        audit: Any = None,
-        edge: Any = None,
+        audit: AuditTrail | None = None,
+        edge: EdgeBatchDecoder | None = None,
     ) -> None:
         self.registry = registry
         self.store = store
@@ -137,7 +147,8 @@ class IngestPipeline:
                 # A frame whose MN is not the registered device's may be misrouted or forged.
                 raise DecodeError(
                     "mn_mismatch",
-                    f"frame MN {decoded.meta.get('MN')!r} is not {device.mn!r} registered for {topic.site}/{topic.device}",
+                    f"frame MN {decoded.meta.get('MN')!r} is not {device.mn!r} "
+                    f"registered for {topic.site}/{topic.device}",
                 )
         attrs = {k[5:]: v for k, v in decoded.meta.items() if k.startswith("attr.")}
         return list(decoded.readings), irregular, attrs
@@ -150,11 +161,11 @@ class IngestPipeline:
             # Same thread as process(): the engine is never reloaded mid-batch.
             ruleset = self.rule_source.poll()
             if ruleset is not None:
-                self.engine.reload(ruleset)  # type: ignore[attr-defined]
+                self.engine.reload(ruleset)
                 if self.rule_state is not None:
                     self.rule_state.prune(ruleset)
                 if self.audit is not None:
-                    # A rule or threshold change is a supervision decision: it goes in the audit chain.
+                    # A rule or threshold change is a supervision decision: it is audited.
                     self.audit.append(
                         "rules",
                         "rules.reload",
@@ -181,8 +192,8 @@ class IngestPipeline:
         state last committed, so the redelivered batch is judged as if for the first time."""
         if self.engine is None or self.rule_state is None:
             return
-        self.engine.reset()  # type: ignore[attr-defined]
-        self.engine.restore(self.rule_state.load())  # type: ignore[attr-defined]
+        self.engine.reset()
+        self.engine.restore(self.rule_state.load())
 
     def export_counters(self) -> None:
         """Add what the rule engine counted since the last export to the shared counters, so
@@ -206,13 +217,14 @@ class IngestPipeline:
         self._exported = now
 
     def save_rule_state(self) -> None:
-        """Persist the rule state the engine changed since the last save, so a restart resumes it."""
+        """Persist the rule state the engine changed since the last save (a restart resumes it)."""
         if self.rule_state is None or self.engine is None:
             return
         try:
-            self.rule_state.save(self.engine.snapshot(only_dirty=True))  # type: ignore[attr-defined]
+            self.rule_state.save(self.engine.snapshot(only_dirty=True))
         except FarsightError:
-            # Losing some state costs at most a restarted `for` or window; stopping ingest costs data.
+            # Losing some state costs at most a restarted `for` or window; stopping ingest
+            # costs data.
             log.exception("rule state not saved")
 
     def process(self, messages: Sequence[Message]) -> BatchResult:
@@ -222,10 +234,11 @@ class IngestPipeline:
         attrs_at: dict[tuple[str, str, datetime], dict[str, str]] = {}
         dead: list[DeadLetter] = []
         irregular: list[tuple[str, str, str]] = []
-        expansion = None
-        if self.edge is not None:
+        edge = self.edge
+        expansion: Expansion | None = None
+        if edge is not None:
             # Gateway batches become the messages they carry (or dead letters) before decoding.
-            expansion = self.edge.expand(messages)
+            expansion = edge.expand(messages)
             messages, dead = expansion.messages, list(expansion.dead)
         for msg in messages:
             try:
@@ -266,9 +279,9 @@ class IngestPipeline:
             # unacknowledged, and their redelivery is evaluated afresh.
             with self.store.db.transaction() if shared or expansion is not None else nullcontext():
                 new_flags = self.store.write_batch(readings, dead, irregular)
-                if expansion is not None:
+                if edge is not None and expansion is not None:
                     # The gateways' sequence state commits with their readings, or not at all.
-                    self.edge.commit(expansion)
+                    edge.commit(expansion)
                 new = [r for r, is_new in zip(readings, new_flags) if is_new]
                 signals: list[AlertSignal] = []
                 if self.engine is not None and new:

@@ -96,7 +96,10 @@ def row_to_reading(row: sqlite3.Row) -> Reading:
 
 
 class ReadingStore:
-    """Readings, dead letters and irregularity counts in one database (SQLite in WAL mode, or PostgreSQL)."""
+    """Readings, dead letters and irregularity counts in one database.
+
+    The database is SQLite in WAL mode, or PostgreSQL.
+    """
 
     def __init__(self, path: Path | str | Database) -> None:
         self.db = Database.of(path, SCHEMA)
@@ -141,13 +144,16 @@ class ReadingStore:
                 inserted.update((a, b, m, t) for a, b, m, t in c.execute(sql, params).fetchall())
             for d in dead:
                 c.execute(
-                    "INSERT INTO dead_letters (received, topic, payload, codec, reason, detail) VALUES (?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO dead_letters (received, topic, payload, codec, reason, detail)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
                     (to_epoch_ms(d.received), d.topic, d.payload, d.codec, d.reason, d.detail),
                 )
             for site, device, what in irregular:
                 c.execute(
-                    "INSERT INTO irregularities (site, device, what, count, last_seen) VALUES (?, ?, ?, 1, ?)"
-                    " ON CONFLICT (site, device, what) DO UPDATE SET count = irregularities.count + 1, last_seen = excluded.last_seen",
+                    "INSERT INTO irregularities (site, device, what, count, last_seen)"
+                    " VALUES (?, ?, ?, 1, ?)"
+                    " ON CONFLICT (site, device, what) DO UPDATE"
+                    " SET count = irregularities.count + 1, last_seen = excluded.last_seen",
                     (site, device, what, now),
                 )
         new: list[bool] = []
@@ -220,9 +226,10 @@ class ReadingStore:
         if interval_s:
             bucket = max(1, int(interval_s * 1000))
             rows = self.db.query(
-                f"SELECT (ts / {bucket}) * {bucket} AS t, avg(value) AS value, min(value) AS min, max(value) AS max,"
-                f" count(*) AS n, max(unit) AS unit FROM readings"
-                f" WHERE site = ? AND metric = ? AND ts BETWEEN ? AND ?{dev} GROUP BY t ORDER BY t LIMIT ?",
+                f"SELECT (ts / {bucket}) * {bucket} AS t, avg(value) AS value,"
+                " min(value) AS min, max(value) AS max, count(*) AS n, max(unit) AS unit"
+                f" FROM readings WHERE site = ? AND metric = ? AND ts BETWEEN ? AND ?{dev}"
+                " GROUP BY t ORDER BY t LIMIT ?",
                 tuple(params + [limit]),
             )
             return [
@@ -237,7 +244,8 @@ class ReadingStore:
                 for r in rows
             ]
         rows = self.db.query(
-            f"SELECT * FROM readings WHERE site = ? AND metric = ? AND ts BETWEEN ? AND ?{dev} ORDER BY ts LIMIT ?",
+            "SELECT * FROM readings WHERE site = ? AND metric = ? AND ts BETWEEN ? AND ?"
+            f"{dev} ORDER BY ts LIMIT ?",
             tuple(params + [limit]),
         )
         return [reading_dict(row_to_reading(r)) for r in rows]
@@ -246,14 +254,16 @@ class ReadingStore:
         """The newest reading of every (site, device, metric), optionally for one site."""
         where, params = ("WHERE site = ?", (site,)) if site else ("", ())
         rows = self.db.query(
-            "SELECT r.* FROM readings r JOIN (SELECT site, device, metric, max(ts) AS ts FROM readings "
-            f"{where} GROUP BY site, device, metric) m USING (site, device, metric, ts) ORDER BY r.site, r.metric",
+            "SELECT r.* FROM readings r"
+            " JOIN (SELECT site, device, metric, max(ts) AS ts FROM readings "
+            f"{where} GROUP BY site, device, metric) m USING (site, device, metric, ts)"
+            " ORDER BY r.site, r.metric",
             params,
         )
         return [reading_dict(row_to_reading(r)) for r in rows]
 
     def since(self, after_id: int, limit: int = 1000) -> tuple[list[dict], int]:
-        """Readings stored after row ``after_id`` (for the live stream) and the new high-water id."""
+        """Readings stored after row ``after_id`` (for the live stream); the new high-water id."""
         rows = self.db.query(
             "SELECT * FROM readings WHERE id > ? ORDER BY id LIMIT ?", (after_id, limit)
         )
@@ -263,7 +273,7 @@ class ReadingStore:
     def iter_range(
         self, start: datetime, end: datetime, site: str | None = None, batch: int = 5000
     ) -> Iterator[Reading]:
-        """Stream readings with ``start <= ts <= end`` (optionally of one site), ordered by ts then id.
+        """Stream readings with ``start <= ts <= end`` (optionally of one site), by ts then id.
 
         For replays (``farsight rules backtest``): one query on a read-only connection of its
         own, fetched ``batch`` rows at a time, so memory stays flat, the table is sorted once
@@ -282,7 +292,8 @@ class ReadingStore:
         path = self.db.path
 
         def rows() -> Iterator[Reading]:
-            # A generator of its own so that bad arguments above raise at the call, not at first use.
+            # A generator of its own so that bad arguments above raise at the call, not at first
+            # use.
             conn = connect(path, readonly=True)
             try:
                 cur = conn.execute(sql + " ORDER BY ts, id", params)
@@ -296,7 +307,8 @@ class ReadingStore:
         return rows()
 
     def _iter_pages(self, sql: str, params: list, batch: int) -> Iterator[Reading]:
-        # PostgreSQL: keyset pages on (ts, id) through the shared connection, released between pages.
+        # PostgreSQL: keyset pages on (ts, id) through the shared connection, released between
+        # pages.
         last: tuple[int, int] | None = None
         while True:
             extra, args = "", list(params)
@@ -313,7 +325,8 @@ class ReadingStore:
         return int(self.db.query("SELECT coalesce(max(id), 0) FROM readings")[0][0])
 
     def dead_letters(self, limit: int = 100, reason: str | None = None) -> list[DeadLetter]:
-        sql, params = "SELECT * FROM dead_letters", []
+        sql = "SELECT * FROM dead_letters"
+        params: list[str | int] = []
         if reason:
             sql += " WHERE reason = ?"
             params.append(reason)

@@ -36,7 +36,8 @@ class Grid:
     def __post_init__(self) -> None:
         if self.transform.b != 0 or self.transform.d != 0 or self.transform.e >= 0:
             raise AlignError(
-                f"grid transform {tuple(self.transform)[:6]} must be north-up (no rotation, negative y step)"
+                f"grid transform {tuple(self.transform)[:6]} must be north-up "
+                "(no rotation, negative y step)"
             )
         if self.width < 1 or self.height < 1:
             raise AlignError(f"grid size {self.width}x{self.height} must be positive")
@@ -84,7 +85,8 @@ def common_grid(
     right, top = min(bb[2], ab[2]), min(bb[3], ab[3])
     if right <= left or top <= bottom:
         raise AlignError(
-            f"the scenes do not overlap (before {bb}, after {ab} in {target.to_string()}); give two scenes of the same area"
+            f"the scenes do not overlap (before {bb}, after {ab} in {target.to_string()}); "
+            "give two scenes of the same area"
         )
     if resolution is None:
         resolution = max(_res_in(before, target), _res_in(after, target))
@@ -95,11 +97,11 @@ def common_grid(
         ox, oy = before.transform.c, before.transform.f
         left = ox + math.ceil((left - ox) / res - 1e-9) * res
         top = oy - math.ceil((oy - top) / res - 1e-9) * res
-        width = int(math.floor((right - left) / res + 1e-9))
-        height = int(math.floor((top - bottom) / res + 1e-9))
+        width = math.floor((right - left) / res + 1e-9)
+        height = math.floor((top - bottom) / res + 1e-9)
     else:
-        width = max(1, int(round((right - left) / res)))
-        height = max(1, int(round((top - bottom) / res)))
+        width = max(1, round((right - left) / res))
+        height = max(1, round((top - bottom) / res))
     if width < 1 or height < 1:
         raise AlignError("the overlap of the scenes is smaller than one pixel")
     return Grid(target, Affine(res, 0.0, left, 0.0, -res, top), width, height)
@@ -108,5 +110,5 @@ def common_grid(
 def _res_in(grid: Grid, target: CRS) -> float:
     if grid.crs == target:
         return max(grid.res)
-    l, b, r, t = transform_bounds(grid.crs, target, *grid.bounds, densify_pts=21)
-    return max((r - l) / grid.width, (t - b) / grid.height)
+    left, bottom, right, top = transform_bounds(grid.crs, target, *grid.bounds, densify_pts=21)
+    return max((right - left) / grid.width, (top - bottom) / grid.height)

@@ -1,4 +1,5 @@
-"""``farsight rs detect`` and ``farsight rs watch``: satellite change detection from the command line.
+"""``farsight rs detect`` and ``farsight rs watch``: satellite change detection from the command
+line.
 
 ``rs detect BEFORE AFTER --out changes.geojson`` writes every change (or, with ``--zones``, the
 changes touching a zone, unless ``--all``) as an RFC 7946 FeatureCollection, with quicklook PNGs
@@ -106,7 +107,8 @@ QueueOpener = Callable[
     tuple[Path, Callable[[ChangeEvent], None], Callable[[], None]],
 ]
 """``(config, department, evidence) -> (evidence root, on_change, close)``: where ``rs watch
---queue`` sends change events (the rule engine and the risk queue, wired by the composition root)."""
+--queue`` sends change events (the rule engine and the risk queue, wired by the composition
+root)."""
 
 
 def add_rs_parser(
@@ -228,8 +230,8 @@ def tune_process() -> None:
     Every block allocates the same few dozen arrays of a few MB; glibc serves each from a fresh
     mmap and unmaps it on free, so every block pays its page faults again (a third of the CPU
     time in profiles). Raising the mmap and trim thresholds, with one arena for all threads,
-    makes the heap reuse them (a no-op where glibc is not the C library). Blocks already run in parallel: OpenCV's own thread pool
-    on top only oversubscribes the cores.
+    makes the heap reuse them (a no-op where glibc is not the C library). Blocks already run in
+    parallel: OpenCV's own thread pool on top only oversubscribes the cores.
     """
     import ctypes
     import ctypes.util
@@ -265,7 +267,8 @@ def _cmd_detect(args: argparse.Namespace) -> int:
     chosen = result.regions if not zones or args.all else in_zones(result.regions)
     write_geojson(args.out, feature_collection(result, chosen))
     print(
-        f"{len(chosen)} changes written to {args.out} ({len(result.regions)} detected; grid {result.grid.width}x{result.grid.height})"
+        f"{len(chosen)} changes written to {args.out} ({len(result.regions)} detected; "
+        f"grid {result.grid.width}x{result.grid.height})"
     )
     return 0
 

@@ -74,7 +74,7 @@ class Thresholds:
     visible_built: float = 0.12
 
     def __post_init__(self) -> None:
-        for name in self.__slots__:  # type: ignore[attr-defined]
+        for name in self.__slots__:
             v = getattr(self, name)
             if not -1.0 <= v <= 1.0:
                 raise ValueError(f"threshold {name}={v} must be within -1..1")
@@ -153,7 +153,8 @@ def cva_magnitude(
     after: dict[str, np.ndarray],
     roles: tuple[str, ...] | None = None,
 ) -> np.ndarray:
-    """Euclidean length of the change vector over ``roles`` (default: every shared band), float32."""
+    """Euclidean length (float32) of the change vector over ``roles`` (default: every shared
+    band)."""
     roles = roles or tuple(r for r in before if r in after)
     acc = np.zeros(before[roles[0]].shape, np.float32)
     for r in roles:
@@ -279,7 +280,8 @@ def fit_imad(
 def imad_chi2(
     model: ImadModel, before: dict[str, np.ndarray], after: dict[str, np.ndarray]
 ) -> np.ndarray:
-    """The iMAD chi-square change statistic of every pixel (float32); ~chi2(p) where nothing changed."""
+    """The iMAD chi-square change statistic of every pixel (float32); ~chi2(p) where nothing
+    changed."""
     a, b = np.asarray(model.a, np.float32), np.asarray(model.b, np.float32)
     shape = before[model.roles[0]].shape
     x = np.stack(

@@ -30,7 +30,8 @@ def ndvi(bands: dict[str, np.ndarray]) -> np.ndarray:
 
 
 def water_index(bands: dict[str, np.ndarray]) -> np.ndarray:
-    """MNDWI (Xu 2006, green vs swir1) when a swir1 band exists, else NDWI (McFeeters 1996, green vs nir)."""
+    """MNDWI (Xu 2006, green vs swir1) when a swir1 band exists, else NDWI (McFeeters 1996,
+    green vs nir)."""
     return normalised_difference(
         bands["green"], bands["swir1"] if "swir1" in bands else bands["nir"]
     )

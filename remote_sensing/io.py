@@ -21,7 +21,7 @@ import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 import rasterio
@@ -78,7 +78,8 @@ SENSORS: dict[str, SensorPreset] = {
             -0.2,
             "qa_pixel",
         ),
-        # Gaofen WFV/PMS multispectral: blue green red nir (GF-6 WFV adds red edges, purple, yellow).
+        # Gaofen WFV/PMS multispectral: blue green red nir (GF-6 WFV adds red edges, purple,
+        # yellow).
         SensorPreset("gf1-wfv", ("blue", "green", "red", "nir")),
         SensorPreset("gf6-wfv", ("blue", "green", "red", "nir", None, None, None, None)),
         SensorPreset("gf2-pms", ("blue", "green", "red", "nir")),
@@ -177,7 +178,8 @@ def resolve_roles(
                     ConfigProblem(
                         "--bands",
                         ",".join(bands),
-                        f"{source} has {count} bands: give {count} names (use '-' for a band to skip)",
+                        f"{source} has {count} bands: give {count} names "
+                        "(use '-' for a band to skip)",
                     )
                 ],
                 source,
@@ -202,7 +204,8 @@ def resolve_roles(
                     ConfigProblem(
                         "--sensor",
                         sensor,
-                        f"{source} has {count} bands but preset {sensor} expects {len(preset)}; use --bands",
+                        f"{source} has {count} bands but preset {sensor} expects "
+                        f"{len(preset)}; use --bands",
                     )
                 ],
                 source,
@@ -226,7 +229,9 @@ def resolve_roles(
                 ConfigProblem(
                     "bands",
                     list(descriptions),
-                    f"{source}: no band for {', '.join(missing)}; name the bands in the file's descriptions, or pass --sensor ({', '.join(SENSORS)}) or --bands blue,green,red,nir,...",
+                    f"{source}: no band for {', '.join(missing)}; name the bands in the file's "
+                    f"descriptions, or pass --sensor ({', '.join(SENSORS)}) "
+                    "or --bands blue,green,red,nir,...",
                 )
             ],
             source,
@@ -240,7 +245,7 @@ def _acquired(tags: dict[str, str]) -> datetime | None:
         if not text:
             continue
         for parse in (
-            lambda t: datetime.fromisoformat(t.replace("Z", "+00:00")),
+            datetime.fromisoformat,
             lambda t: datetime.strptime(t, "%Y:%m:%d %H:%M:%S"),
         ):
             try:
@@ -309,8 +314,8 @@ def open_scene(
 
 @dataclass(frozen=True, slots=True)
 class Bands:
-    """Reflectance of one window: ``data[role]`` float32 arrays, ``valid`` where every band had data,
-    ``qa`` the QA band (or ``None``)."""
+    """Reflectance of one window: ``data[role]`` float32 arrays, ``valid`` where every band had
+    data, ``qa`` the QA band (or ``None``)."""
 
     data: dict[str, np.ndarray]
     valid: np.ndarray
@@ -332,7 +337,7 @@ def _integer_offset(scene: Scene, grid: Grid) -> tuple[int, int] | None:
     row = (b.f - a.f) / a.e
     if abs(col - round(col)) > 1e-6 or abs(row - round(row)) > 1e-6:
         return None
-    return int(round(col)), int(round(row))
+    return round(col), round(row)
 
 
 class AlignedReader:
@@ -363,14 +368,14 @@ class AlignedReader:
                 h = (src, src, src)
             else:
                 g = self.grid
-                opts = dict(
-                    crs=g.crs,
-                    transform=g.transform,
-                    width=g.width,
-                    height=g.height,
-                    src_nodata=self.scene.nodata,
-                    nodata=self.scene.nodata if self.scene.nodata is not None else 0,
-                )
+                opts = {
+                    "crs": g.crs,
+                    "transform": g.transform,
+                    "width": g.width,
+                    "height": g.height,
+                    "src_nodata": self.scene.nodata,
+                    "nodata": self.scene.nodata if self.scene.nodata is not None else 0,
+                }
                 h = (
                     src,
                     WarpedVRT(src, resampling=self.resampling, **opts),
@@ -431,7 +436,7 @@ class AlignedReader:
         self._all.clear()
         self._local = threading.local()
 
-    def __enter__(self) -> AlignedReader:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

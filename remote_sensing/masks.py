@@ -17,11 +17,12 @@ SCL_MASKED = (1, 3, 8, 9, 10, 11)
 probability, thin cirrus, snow (ESA L2A product specification)."""
 
 QA_PIXEL_BITS = (1, 2, 3, 4, 5)
-"""Landsat Collection 2 QA_PIXEL bits never used: dilated cloud, cirrus, cloud, cloud shadow, snow."""
+"""Landsat Collection 2 QA_PIXEL bits never used: dilated cloud, cirrus, cloud, cloud shadow,
+snow."""
 
 
 def scl_mask(scl: np.ndarray) -> np.ndarray:
-    """Pixels a Sentinel-2 scene classification marks as cloud, shadow, cirrus, snow or defective."""
+    """Pixels the Sentinel-2 scene classification calls cloud, shadow, cirrus, snow or defective."""
     return np.isin(scl, SCL_MASKED)
 
 

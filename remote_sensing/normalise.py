@@ -86,7 +86,8 @@ def fit_pif(
         pif &= weights >= 0.5
     if pif.sum() < min_pixels:
         raise NormaliseError(
-            f"only {int(pif.sum())} usable pixels to normalise on (need {min_pixels}); the overlap is too small or too cloudy"
+            f"only {int(pif.sum())} usable pixels to normalise on (need {min_pixels}); "
+            "the overlap is too small or too cloudy"
         )
     x = np.stack([after[r][usable] for r in roles]).astype(np.float64)
     y = np.stack([before[r][usable] for r in roles]).astype(np.float64)

@@ -63,7 +63,7 @@ def feature_collection(
     regions: tuple[Region, ...] | None = None,
     states: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The FeatureCollection of a pair's regions (default: all of them), with the pair's metadata."""
+    """The FeatureCollection of a pair's regions (default: all), with the pair's metadata."""
     regions = result.regions if regions is None else regions
     states = states or {}
     return {
@@ -111,7 +111,7 @@ def _to_u8(rgb: np.ndarray, lo: float, hi: float) -> np.ndarray:
 def quicklook_png(
     before_rgb: np.ndarray, after_rgb: np.ndarray, mask: np.ndarray, scale: int = 4
 ) -> bytes:
-    """A PNG of three panels side by side: before, after (both with the region outlined) and the mask.
+    """A PNG of three panels side by side: before, after (both with the region outlined), mask.
 
     Both dates share one 2-98 % stretch so a brightness difference is visible as such.
     """
@@ -136,10 +136,12 @@ def quicklook_png(
 
 
 def store_evidence(root: str | Path, data: bytes, suffix: str = ".png") -> str:
-    """Store ``data`` once under ``root/ab/<sha256><suffix>`` (the platform's evidence store) and return the sha256."""
+    """Store ``data`` once under ``root/ab/<sha256><suffix>`` (the platform's evidence store);
+    returns the sha256."""
     return EvidenceStore(root).put(data, suffix)
 
 
 def quicklook_writer(root: str | Path) -> Callable[[np.ndarray, np.ndarray, np.ndarray], str]:
-    """A ``quicklook`` callback for :func:`remote_sensing.pipeline.detect_pair` storing PNGs under ``root``."""
+    """A ``quicklook`` callback for :func:`remote_sensing.pipeline.detect_pair`: PNGs under
+    ``root``."""
     return lambda b, a, m: store_evidence(root, quicklook_png(b, a, m))

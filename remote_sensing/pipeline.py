@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 import cv2
 import numpy as np
@@ -62,7 +62,14 @@ from remote_sensing.zones import Zone, ZoneOverlap, overlaps
 log = logging.getLogger(__name__)
 
 CHANGE_NO_RULE = 255
-"""Code raster value of a change pixel whose own index rule did not fire (it takes its region's kind)."""
+"""Code raster value of a change pixel whose own index rule did not fire (it takes its region's
+kind)."""
+
+Quicklook = Callable[[np.ndarray, np.ndarray, np.ndarray], str]
+"""``quicklook(before_rgb, after_rgb, mask) -> evidence sha256``, called per region."""
+
+Progress = Callable[[int, int], None]
+"""``progress(done, total)``, called after each block."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,7 +177,8 @@ class DetectOptions:
                 ConfigProblem(
                     "overlap",
                     self.overlap,
-                    f"must be at least {self.open_px + self.close_px + self.cloud_buffer_px + 12} (the reach of masks and morphology)",
+                    f"must be at least {self.open_px + self.close_px + self.cloud_buffer_px + 12}"
+                    " (the reach of masks and morphology)",
                 )
             )
         if problems:
@@ -266,8 +274,11 @@ def _usable(
         # result over its k x k cell (the dilation below covers the cell edges). Windows start
         # on multiples of k, so blocks and the whole array test the same pixels.
         h, w = usable.shape
+
         # Contiguous copies: numpy runs four times slower on strided views than on the copies.
-        sub = lambda d: {r: np.ascontiguousarray(v[::k, ::k]) for r, v in d.items()}  # noqa: E731
+        def sub(d: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+            return {r: np.ascontiguousarray(v[::k, ::k]) for r, v in d.items()}
+
         cloud, shadow = temporal_cloud_shadow(sub(before), sub(after), reach_px=max(1, 12 // k))
         coarse = (cloud | shadow).view(np.uint8)
         bad |= np.repeat(np.repeat(coarse, k, axis=0), k, axis=1)[:h, :w].view(bool)
@@ -299,6 +310,32 @@ def prepared(
     return before, after
 
 
+def _excess(
+    before: dict[str, np.ndarray],
+    after: dict[str, np.ndarray],
+    cal: Calibration,
+    opts: DetectOptions,
+) -> np.ndarray:
+    """The change score of every pixel over its threshold (1 at the threshold)."""
+    if opts.method == "imad" and cal.imad is not None:
+        score = imad_chi2(cal.imad, before, after)
+    else:
+        score = cva_magnitude(before, after)
+    return score / np.float32(max(cal.threshold, 1e-6))
+
+
+@overload
+def raw_codes(
+    b: Bands, a: Bands, cal: Calibration, opts: DetectOptions, with_score: Literal[True] = True
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...
+
+
+@overload
+def raw_codes(
+    b: Bands, a: Bands, cal: Calibration, opts: DetectOptions, with_score: bool
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]: ...
+
+
 def raw_codes(
     b: Bands, a: Bands, cal: Calibration, opts: DetectOptions, with_score: bool = True
 ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
@@ -309,19 +346,19 @@ def raw_codes(
     ib, ia = date_indices(before), date_indices(after)
     usable = _usable(b, a, before, after, opts, ib, ia)
     rules = label_changes(before, after, opts.thresholds, ib, ia)
-    if not with_score and opts.method == "index" and not opts.gate:
-        excess = None  # the index rules alone decide; the score only serves confidence
-    elif opts.method == "imad" and cal.imad is not None:
-        excess = imad_chi2(cal.imad, before, after) / np.float32(max(cal.threshold, 1e-6))
-    else:
-        excess = cva_magnitude(before, after) / np.float32(max(cal.threshold, 1e-6))
+    excess: np.ndarray | None = None
     if opts.method == "index":
         change = rules > 0
         if opts.gate:
-            change &= excess > 1  # type: ignore[operator]
+            excess = _excess(before, after, cal, opts)
+            change &= excess > 1
+        elif with_score:
+            # The index rules alone decide; the score only serves confidence.
+            excess = _excess(before, after, cal, opts)
         codes = np.where(change, rules, 0).astype(np.uint8)
     else:
-        change = excess > 1  # type: ignore[operator]
+        excess = _excess(before, after, cal, opts)
+        change = excess > 1
         codes = np.where(change, np.where(rules > 0, rules, CHANGE_NO_RULE), 0).astype(np.uint8)
     codes[~usable] = 0
     return codes, excess, usable
@@ -416,6 +453,10 @@ def calibrate(rb: AlignedReader, ra: AlignedReader, opts: DetectOptions) -> Cali
 # Whole pair
 
 
+def _rgb(bands: dict[str, np.ndarray]) -> np.ndarray:
+    return np.stack([bands["red"], bands["green"], bands["blue"]], axis=-1)
+
+
 def _kind_of(codes: np.ndarray) -> tuple[str, float]:
     # Majority of the pixels' own rule codes; CHANGE_NO_RULE pixels do not vote.
     c = codes[(codes > 0) & (codes != CHANGE_NO_RULE)]
@@ -431,8 +472,8 @@ def detect_pair(
     after: str | Path | Scene,
     opts: DetectOptions | None = None,
     zones: tuple[Zone, ...] = (),
-    quicklook: Callable[[np.ndarray, np.ndarray, np.ndarray], str] | None = None,
-    progress: Callable[[int, int], None] | None = None,
+    quicklook: Quicklook | None = None,
+    progress: Progress | None = None,
     keep_codes: bool = False,
 ) -> PairResult:
     """Detect, vectorise and measure the changes between two scenes.
@@ -473,8 +514,8 @@ def _detect_pair(
     after: str | Path | Scene,
     opts: DetectOptions,
     zones: tuple[Zone, ...],
-    quicklook: Any,
-    progress: Any,
+    quicklook: Quicklook | None,
+    progress: Progress | None,
     keep_codes: bool,
 ) -> PairResult:
     t0 = time.perf_counter()
@@ -489,13 +530,14 @@ def _detect_pair(
         size = block_size(opts.block, sb.block_shape)
 
         if opts.executor == "dask":
-            # Dask ships tasks to workers: a picklable function of values, which opens its own readers.
-            work: Callable[[Any], np.ndarray] = partial(
+            # Dask ships tasks to workers: a picklable function of values, which opens its own
+            # readers.
+            work: Callable[[Block], np.ndarray] = partial(
                 run_block, BlockTask(sb, sa, grid, cal, opts, min_px)
             )
         else:
 
-            def work(blk: Any) -> np.ndarray:
+            def work(blk: Block) -> np.ndarray:
                 return block_codes(rb.read(blk.padded), ra.read(blk.padded), cal, opts, min_px)[
                     blk.inner
                 ]
@@ -518,7 +560,8 @@ def _detect_pair(
         t2 = time.perf_counter()
         found = _regions(codes, grid, rb, ra, cal, opts, min_px, zones, quicklook)
     log.info(
-        "rs detect before=%s after=%s grid=%dx%d regions=%d calibrate_s=%.2f blocks_s=%.2f regions_s=%.2f",
+        "rs detect before=%s after=%s grid=%dx%d regions=%d"
+        " calibrate_s=%.2f blocks_s=%.2f regions_s=%.2f",
         sb.path.name,
         sa.path.name,
         grid.width,
@@ -620,13 +663,13 @@ def _regions(
     opts: DetectOptions,
     min_px: int,
     zones: tuple[Zone, ...],
-    quicklook: Any,
+    quicklook: Quicklook | None,
 ) -> tuple[Region, ...]:
     pixel_area = abs(grid.transform.a * grid.transform.e)
     out: list[Region] = []
     for geom in _polygons(codes, grid):
         poly = shape(geom)
-        npx = int(round(poly.area / pixel_area))
+        npx = round(poly.area / pixel_area)
         if npx < min_px:
             continue
         # The polygon's window, padded for the context a quicklook needs.
@@ -634,7 +677,7 @@ def _regions(
         minx, miny, maxx, maxy = poly.bounds
         c0, r0 = inv @ (minx, maxy)
         c1, r1 = inv @ (maxx, miny)
-        c0, r0, c1, r1 = int(round(c0)), int(round(r0)), int(round(c1)), int(round(r1))
+        c0, r0, c1, r1 = round(c0), round(r0), round(c1), round(r1)
         pad = max(8, (c1 - c0 + r1 - r0) // 4)
         wc0, wr0 = max(0, c0 - pad), max(0, r0 - pad)
         wc0, wr0 = (
@@ -665,8 +708,7 @@ def _regions(
         evidence: tuple[str, ...] = ()
         if quicklook is not None:
             before, after = prepared(b, a, cal)
-            rgb = lambda d: np.stack([d["red"], d["green"], d["blue"]], axis=-1)  # noqa: E731
-            evidence = (quicklook(rgb(before), rgb(after), inside),)
+            evidence = (quicklook(_rgb(before), _rgb(after), inside),)
         rid = f"{kind}-{m.centroid.lon:.5f}-{m.centroid.lat:.5f}"
         out.append(
             Region(

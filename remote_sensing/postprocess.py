@@ -47,7 +47,8 @@ def clean(change: np.ndarray, open_px: int = 1, close_px: int = 1) -> np.ndarray
     -------
     ndarray of bool
     """
-    m = (np.asarray(change) > 0).astype(np.uint8)
+    # OpenCV's stubs type its results loosely: a plain ndarray takes them.
+    m: np.ndarray = (np.asarray(change) > 0).astype(np.uint8)
     if open_px > 0:
         m = cv2.morphologyEx(m, cv2.MORPH_OPEN, _disc(open_px))
     if close_px > 0:
@@ -58,8 +59,8 @@ def clean(change: np.ndarray, open_px: int = 1, close_px: int = 1) -> np.ndarray
 def regions(
     mask: np.ndarray, codes: np.ndarray, min_px: int = 0, keep_edge: bool = False
 ) -> np.ndarray:
-    """Label each connected region (8-connectivity) of ``mask`` with the majority kind of its pixels,
-    dropping regions smaller than ``min_px`` (the sieve).
+    """Label each connected region (8-connectivity) of ``mask`` with the majority kind of its
+    pixels, dropping regions smaller than ``min_px`` (the sieve).
 
     Parameters
     ----------
@@ -116,7 +117,7 @@ def mmu_pixels(mmu_ha: float, transform: Affine) -> int:
     """The minimum mapping unit in whole pixels of ``transform`` (at least 1)."""
     if mmu_ha < 0:
         raise ValueError(f"minimum mapping unit {mmu_ha} ha must not be negative")
-    return max(1, int(math.ceil(mmu_ha * 1e4 / abs(transform.a * transform.e) - 1e-9)))
+    return max(1, math.ceil(mmu_ha * 1e4 / abs(transform.a * transform.e) - 1e-9))
 
 
 def vectorise(codes: np.ndarray, transform: Affine) -> list[tuple[dict[str, Any], int]]:
@@ -132,7 +133,8 @@ def vectorise(codes: np.ndarray, transform: Affine) -> list[tuple[dict[str, Any]
 
 @dataclass(frozen=True, slots=True)
 class Measures:
-    """Ground measures of one polygon: area (m2, equal-area), centroid and bbox (lon/lat), geometry (lon/lat)."""
+    """Ground measures of one polygon: area (m2, equal-area), centroid and bbox (lon/lat),
+    geometry (lon/lat)."""
 
     area_m2: float
     centroid: Location

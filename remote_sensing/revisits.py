@@ -1,4 +1,5 @@
-"""Confidence over revisits: a change seen once is ``possible``; seen again in a later scene, ``confirmed``.
+"""Confidence over revisits: a change seen once is ``possible``; seen again in a later scene,
+``confirmed``.
 
 A :class:`Track` follows one change across scenes of one area of interest; :func:`update` matches
 a scene's regions to the tracks (same kind, IoU >= ``min_iou`` or one holding the other's

@@ -1,4 +1,5 @@
-"""Block processing: windows aligned to the file's tiles, with an overlap for neighbourhood operations.
+"""Block processing: windows aligned to the file's tiles, with an overlap for neighbourhood
+operations.
 
 :func:`blocks` cuts a grid into core windows whose size is a multiple of the tile size (so each
 read touches whole tiles, once) and pads each with ``overlap`` pixels, so that morphology and
@@ -45,7 +46,7 @@ class Block:
 def block_size(requested: int, tile: tuple[int, int]) -> int:
     """``requested`` rounded up to a multiple of the tile size (square blocks)."""
     t = max(1, max(tile))
-    return max(t, int(math.ceil(requested / t)) * t)
+    return max(t, math.ceil(requested / t) * t)
 
 
 def blocks(
@@ -153,7 +154,8 @@ def _run_dask(
                 ConfigProblem(
                     "--executor",
                     "dask",
-                    "dask[distributed] is not installed; pip install 'dask[distributed]' or use --executor threads",
+                    "dask[distributed] is not installed; pip install 'dask[distributed]' "
+                    "or use --executor threads",
                 )
             ]
         ) from None

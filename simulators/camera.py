@@ -123,6 +123,12 @@ class EventSpec:
         """Whether the event is on at clip offset ``t`` seconds."""
         return self.start_s <= t < self.end_s
 
+    def need_bbox(self) -> Box:
+        """The zone of a scene event; a camera event, which has none, raises ValueError."""
+        if self.bbox is None:
+            raise ValueError(f"a {self.kind} event affects the whole frame: it has no bbox")
+        return self.bbox
+
 
 @dataclass(frozen=True, slots=True)
 class ClipSpec:
@@ -204,18 +210,19 @@ class ClipSpec:
                 x, y, w, h = event.bbox
                 if x < 0 or y < 0 or x + w > self.width or y + h > self.height:
                     raise ValueError(
-                        f"{event.kind} bbox {event.bbox!r} leaves the {self.width}x{self.height} frame"
+                        f"{event.kind} bbox {event.bbox!r} leaves the "
+                        f"{self.width}x{self.height} frame"
                     )
 
     @property
     def n_frames(self) -> int:
         """Number of frames in the clip."""
-        return int(round(self.fps * self.seconds))
+        return round(self.fps * self.seconds)
 
 
 @dataclass(frozen=True, slots=True)
 class TruthEvent:
-    """One event as it appears in the clip: what, when and where (camera events: the whole frame)."""
+    """One event as it appears in the clip: what, when and where (camera events: whole frame)."""
 
     kind: str
     start_s: float
@@ -293,13 +300,34 @@ class SceneLayout:
     """Where a scene's landmarks are, in pixels, so callers can place event zones.
 
     ``stack_top`` is the centre of the stack's mouth (``None`` without a stack); ``road`` and
-    ``river`` are ``(y_top, y_bottom)`` bands across the frame (``None`` when absent).
+    ``river`` are ``(y_top, y_bottom)`` bands across the frame (``None`` when absent);
+    ``scene`` is the scene they belong to. The ``need_*`` methods return a landmark the caller
+    knows its scene has, and raise ValueError naming the scene if it has not.
     """
 
     horizon_y: int
     stack_top: tuple[int, int] | None
     road: tuple[int, int] | None
     river: tuple[int, int] | None
+    scene: str
+
+    def need_stack_top(self) -> tuple[int, int]:
+        """``stack_top`` of a scene that has a stack; raises ValueError naming one without."""
+        if self.stack_top is None:
+            raise ValueError(f"scene {self.scene!r} has no stack")
+        return self.stack_top
+
+    def need_road(self) -> tuple[int, int]:
+        """``road`` of a scene that has a road; raises ValueError naming one without."""
+        if self.road is None:
+            raise ValueError(f"scene {self.scene!r} has no road")
+        return self.road
+
+    def need_river(self) -> tuple[int, int]:
+        """``river`` of a scene that has a river; raises ValueError naming one without."""
+        if self.river is None:
+            raise ValueError(f"scene {self.scene!r} has no river")
+        return self.river
 
 
 def truth_for(spec: ClipSpec, path: str = "") -> ClipTruth:
@@ -344,13 +372,17 @@ def scene_layout(scene: str, width: int, height: int) -> SceneLayout:
     w, h = width, height
     if scene == "stack":
         return SceneLayout(
-            int(0.62 * h), (int(0.70 * w), int(0.32 * h)), (int(0.82 * h), int(0.94 * h)), None
+            int(0.62 * h),
+            (int(0.70 * w), int(0.32 * h)),
+            (int(0.82 * h), int(0.94 * h)),
+            None,
+            scene,
         )
     if scene == "construction":
-        return SceneLayout(int(0.55 * h), None, (int(0.80 * h), int(0.93 * h)), None)
+        return SceneLayout(int(0.55 * h), None, (int(0.80 * h), int(0.93 * h)), None, scene)
     if scene == "highway":
-        return SceneLayout(int(0.42 * h), None, (int(0.58 * h), int(0.96 * h)), None)
-    return SceneLayout(int(0.40 * h), None, None, (int(0.50 * h), int(0.84 * h)))
+        return SceneLayout(int(0.42 * h), None, (int(0.58 * h), int(0.96 * h)), None, scene)
+    return SceneLayout(int(0.40 * h), None, None, (int(0.50 * h), int(0.84 * h)), scene)
 
 
 def _lanes(scene: str) -> int:
@@ -366,7 +398,7 @@ def traffic_for(spec: ClipSpec) -> tuple[VehiclePass, ...]:
     """
     if not spec.traffic:
         return ()
-    y0, y1 = scene_layout(spec.scene, spec.width, spec.height).road  # type: ignore[misc]
+    y0, y1 = scene_layout(spec.scene, spec.width, spec.height).need_road()
     lanes = _lanes(spec.scene)
     lane_h = (y1 - y0) / lanes
     rate = spec.traffic / 60.0 / lanes  # vehicles per second per lane
@@ -465,7 +497,10 @@ def _rng(seed: int, stream: int, *index: int) -> np.random.Generator:
 
 
 def _noise_field(rng: np.random.Generator, h: int, w: int, cell: int) -> np.ndarray:
-    """Smooth random field in [0, 1] of shape (h, w): upsampled coarse noise, features ~``cell`` px."""
+    """Smooth random field in [0, 1] of shape (h, w): upsampled coarse noise.
+
+    Its features are about ``cell`` pixels across.
+    """
     coarse = rng.random((max(2, h // cell + 2), max(2, w // cell + 2))).astype(np.float32)
     field = cv2.resize(coarse, (w, h), interpolation=cv2.INTER_CUBIC)
     field = cv2.GaussianBlur(field, (0, 0), max(1.0, cell / 4))
@@ -498,7 +533,13 @@ def _window_grid(
                 cv2.rectangle(lights, (x, y), (x + size, y + size), (110, 190, 235), -1)
 
 
-def _lamp(lights: np.ndarray, x: int, y: int, radius: int, color=(150, 210, 255)) -> None:
+def _lamp(
+    lights: np.ndarray,
+    x: int,
+    y: int,
+    radius: int,
+    color: tuple[int, int, int] = (150, 210, 255),
+) -> None:
     cv2.circle(lights, (x, y), max(2, radius), color, -1)
 
 
@@ -544,7 +585,7 @@ def _draw_scene(spec: ClipSpec) -> np.ndarray:
             cv2.rectangle(img, (x0, y0), (x1, base), (150, 150, 158), -1)
             cv2.rectangle(img, (x0, y0), (x1, y0 + max(2, h // 60)), (110, 110, 118), -1)
             _window_grid(img, lights, rng, x0, y0 + h // 40, x1, base, max(8, h // 18))
-        sx, sy = lay.stack_top
+        sx, sy = lay.need_stack_top()
         top_half, bot_half = max(3, int(0.018 * w)), max(4, int(0.028 * w))
         stack = np.array(
             [
@@ -565,7 +606,7 @@ def _draw_scene(spec: ClipSpec) -> np.ndarray:
                 img, (sx - top_half - 1, y), (sx + top_half + 1, y + h // 40), (45, 45, 190), -1
             )
         _lamp(lights, sx, sy + 2, h // 120, (40, 40, 255))
-        _road(img, w, *lay.road, lanes=2)
+        _road(img, w, *lay.need_road(), lanes=2)
     elif spec.scene == "construction":
         base = int(0.72 * h)
         x0, x1, y0 = int(0.45 * w), int(0.85 * w), int(0.28 * h)
@@ -595,16 +636,16 @@ def _draw_scene(spec: ClipSpec) -> np.ndarray:
                 -1,
             )
         cv2.rectangle(img, (0, int(0.74 * h)), (w, int(0.78 * h)), (165, 100, 40), -1)  # hoarding
-        _road(img, w, *lay.road, lanes=2)
+        _road(img, w, *lay.need_road(), lanes=2)
     elif spec.scene == "highway":
-        y0, y1 = lay.road
+        y0, y1 = lay.need_road()
         _road(img, w, y0, y1, lanes=4)
         cv2.rectangle(img, (0, y0 - h // 40), (w, y0 - h // 80), (175, 180, 185), -1)  # guardrail
         for x in range(w // 10, w, w // 5):  # lamp posts along the verge
             cv2.line(img, (x, y0 - h // 60), (x, int(0.30 * h)), (120, 120, 125), 2)
             _lamp(lights, x, int(0.30 * h), h // 70)
     else:  # outfall
-        y0, y1 = lay.river
+        y0, y1 = lay.need_river()
         for k in range(10):  # trees on the far bank
             cx = int((k + rng.random()) * w / 10)
             cv2.ellipse(img, (cx, y0 - h // 30), (w // 22, h // 18), 0, 0, 360, (55, 95, 60), -1)
@@ -623,7 +664,8 @@ def _draw_scene(spec: ClipSpec) -> np.ndarray:
     # Low-frequency texture so flat areas are not perfectly flat (and differ between seeds).
     img += 10.0 * (_noise_field(rng, h, w, max(8, h // 12))[..., None] - 0.5)
     if spec.night:
-        # Night: ambient light falls to a fifth, bluish (sky glow); lit windows and lamps add their light.
+        # Night: ambient light falls to a fifth, bluish (sky glow); lit windows and lamps add
+        # their light.
         img = (
             img * np.array([0.20, 0.16, 0.14], np.float32)
             + cv2.GaussianBlur(lights, (0, 0), 1.5)
@@ -660,7 +702,7 @@ def _plume_density(p: _Plume, event: EventSpec, t: float) -> tuple[np.ndarray, n
     plume; it reaches the top of the box over the first 30 % of the event (it grows), and its
     texture drifts sideways (wind), bouncing back and forth so it never jumps.
     """
-    bh, bw = p.u.shape
+    _bh, bw = p.u.shape
     age = t - event.start_s
     reach = min(1.0, 0.45 + 0.55 * age / max(1e-6, 0.3 * (event.end_s - event.start_s)))
     half_width = 0.25 + 0.7 * p.v
@@ -688,7 +730,7 @@ def _draw_car(
     """A side view of a car with its top-left at (x, y), front to the right (``facing`` 1) or
     left (-1); drawing clips at the frame edge. ``beam``: at night, the pool of light its
     headlights throw on the road ahead (what a camera sees of moving traffic at night)."""
-    xi = int(round(x))
+    xi = round(x)
     body = tuple(c * (0.25 if night else 1.0) for c in color)
     glass = (30, 25, 20) if night else (90, 75, 60)
     if night and beam:
@@ -744,21 +786,21 @@ def _draw_person(
     jacket, trousers = (tuple(c * light for c in col) for col in clothes)
     skin = tuple(c * light for c in _SKIN)
     hgt = float(height)
-    head_r = max(2, int(round(hgt / 16)))
-    head_y = int(round(foot_y - hgt + head_r))
-    neck_y, hip_y = int(round(foot_y - hgt + 2 * head_r)), int(round(foot_y - 0.47 * hgt))
-    half_t = max(2, int(round(hgt / 9)))  # shoulders about a quarter of the height
-    limb = max(2, int(round(hgt / 9)))
+    head_r = max(2, round(hgt / 16))
+    head_y = round(foot_y - hgt + head_r)
+    neck_y, hip_y = round(foot_y - hgt + 2 * head_r), round(foot_y - 0.47 * hgt)
+    half_t = max(2, round(hgt / 9))  # shoulders about a quarter of the height
+    limb = max(2, round(hgt / 9))
     swing = 0.13 * hgt * math.sin(phase)
-    xi = int(round(cx))
+    xi = round(cx)
     for sgn in (1, -1):  # legs, then arms swinging the other way
-        cv2.line(canvas, (xi, hip_y), (int(round(cx + sgn * swing)), foot_y), trousers, limb)
+        cv2.line(canvas, (xi, hip_y), (round(cx + sgn * swing), foot_y), trousers, limb)
     cv2.rectangle(canvas, (xi - half_t, neck_y), (xi + half_t, hip_y), jacket, -1)
     for sgn in (1, -1):
         cv2.line(
             canvas,
             (xi, neck_y + limb),
-            (int(round(cx - sgn * 0.8 * swing)), int(round(foot_y - 0.52 * hgt))),
+            (round(cx - sgn * 0.8 * swing), round(foot_y - 0.52 * hgt)),
             jacket,
             max(1, limb // 2),
         )
@@ -788,7 +830,7 @@ class _Renderer:
         self.people: dict[int, tuple] = {}
         for i, event in enumerate(spec.events):
             if event.kind in ("smoke", "black_smoke", "fire"):
-                _, _, bw, bh = event.bbox
+                _, _, bw, bh = event.need_bbox()
                 self.plumes[i] = _plume(spec.seed, i, bw, 2 * bh if event.kind == "fire" else bh)
             elif event.kind == "vehicle_stop":
                 rng = _rng(spec.seed, _STREAM_EVENT, i)
@@ -887,7 +929,7 @@ class _Renderer:
 
     def _person(self, img: np.ndarray, i: int, event: EventSpec, t: float) -> None:
         # The figure walks across its box over the interval, drawn into the box only.
-        x, y, bw, bh = event.bbox
+        x, y, bw, bh = event.need_bbox()
         clothes, direction, phase0 = self.people[i]
         half = 0.3 * bh  # half the figure's widest stride, so it stays inside the box
         f = (t - event.start_s) / (event.end_s - event.start_s)
@@ -897,7 +939,7 @@ class _Renderer:
         _draw_person(crop, cx, bh - 1, bh, phase, clothes, 0.55 if self.spec.night else 1.0)
 
     def _smoke(self, img: np.ndarray, i: int, event: EventSpec, t: float) -> None:
-        x, y, bw, bh = event.bbox
+        x, y, bw, bh = event.need_bbox()
         env, tex = _plume_density(self.plumes[i], event, t)
         alpha = (env * (0.3 + 0.3 * tex))[..., None]  # alpha 0.3-0.6 in the core: see-through smoke
         grey = (60.0 + 30.0 * tex) if self.spec.night else (170.0 + 50.0 * tex)
@@ -907,14 +949,14 @@ class _Renderer:
     def _black_smoke(self, img: np.ndarray, i: int, event: EventSpec, t: float) -> None:
         # Ringelmann chart: grade g blocks 20*g % of the light, so the plume core transmits
         # (1 - 0.2 g) of the background behind it (GB/T 5468 / HJ/T 398 Ringelmann method).
-        x, y, bw, bh = event.bbox
+        x, y, bw, bh = event.need_bbox()
         env, tex = _plume_density(self.plumes[i], event, t)
         density = env * (0.9 + 0.1 * tex)
         crop = img[y : y + bh, x : x + bw]
         crop *= (1.0 - 0.2 * event.grade * density)[..., None]
 
     def _fire(self, img: np.ndarray, i: int, n: int, event: EventSpec, t: float) -> None:
-        x, y, bw, bh = event.bbox
+        x, y, bw, bh = event.need_bbox()
         p = self.plumes[i]
         # Flames lick upward: the texture (twice the box height) scrolls up fast, and each frame
         # draws its own intensity, the flicker that fire detectors look for (8-12 Hz in reality).
@@ -942,7 +984,8 @@ class _Renderer:
         crop[:] = crop * (1 - a) + color * a
 
     def _vehicle(self, img: np.ndarray, i: int, event: EventSpec, t: float) -> None:
-        cw, ch, x_stop, y, speed = _stop_car(event.bbox, self.spec.width)
+        bx, by, bw, bh = event.need_bbox()
+        cw, ch, x_stop, y, speed = _stop_car((bx, by, bw, bh), self.spec.width)
         if event.active(t):
             x = x_stop
         elif t < event.start_s:
@@ -952,8 +995,7 @@ class _Renderer:
         if event.active(t):
             # Stopped with its lights on, as a car stopping on a road at night is; drawn into the
             # box only, so the pool of light ahead ends at the box edge.
-            bx, by = event.bbox[:2]
-            crop = img[by : by + event.bbox[3], bx : bx + event.bbox[2]]
+            crop = img[by : by + bh, bx : bx + bw]
             _draw_car(crop, x - bx, y - by, cw, ch, self.cars[i], self.spec.night, beam=True)
             return
         if x + cw < 0 or x >= self.spec.width:
@@ -1036,7 +1078,7 @@ def write_mp4(spec: ClipSpec, path: str | Path) -> ClipTruth:
     """
     path = Path(path)
     writer = cv2.VideoWriter(
-        str(path), cv2.VideoWriter_fourcc(*"mp4v"), spec.fps, (spec.width, spec.height)
+        str(path), cv2.VideoWriter.fourcc(*"mp4v"), spec.fps, (spec.width, spec.height)
     )
     if not writer.isOpened():
         raise FarsightError(f"cannot open an mp4v video writer for {path}")

@@ -22,7 +22,7 @@ import threading
 import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 
 import cv2
 import numpy as np
@@ -88,13 +88,15 @@ class CameraServer:
         self._threads: list[threading.Thread] = []
         self._httpd = ThreadingHTTPServer((host, port), self._handler())
         self._httpd.daemon_threads = True
-        self.host, self.port = self._httpd.server_address[:2]
+        bound_host, self.port = self._httpd.server_address[:2]
+        # An AF_INET server's address is text; typeshed allows bytes for other families.
+        self.host = bound_host if isinstance(bound_host, str) else bound_host.decode()
 
     def url(self, name: str, kind: str = "mjpg") -> str:
         """``http://host:port/NAME.mjpg`` (or ``.jpg``)."""
         return f"http://{self.host}:{self.port}/{name}.{kind}"
 
-    def start(self) -> CameraServer:
+    def start(self) -> Self:
         """Start rendering and serving in background threads; returns self."""
         for feed in self.feeds.values():
             t = threading.Thread(
@@ -123,7 +125,7 @@ class CameraServer:
         for t in self._threads:
             t.join(timeout=5)
 
-    def __enter__(self) -> CameraServer:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -223,7 +225,8 @@ class CameraServer:
                                 return  # cut: drop the client, as a camera that loses power does
                             continue
                         self.wfile.write(
-                            f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n".encode()
+                            f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\n"
+                            f"Content-Length: {len(jpeg)}\r\n\r\n".encode()
                         )
                         self.wfile.write(jpeg)
                         self.wfile.write(b"\r\n")
@@ -238,7 +241,7 @@ class CameraServer:
 
 @dataclass(frozen=True, slots=True)
 class SimulatedCamera:
-    """A demo camera: the site it watches, the clip it plays, and the analyser settings that fit it."""
+    """A demo camera: the site it watches, the clip it plays, the analyser settings that fit it."""
 
     site: str
     camera: str
@@ -280,7 +283,7 @@ def demo_cameras(
             n_construction += 1
         elif kind == "stack":
             scene = "stack"
-            sx, sy = scene_layout("stack", width, height).stack_top
+            sx, sy = scene_layout("stack", width, height).need_stack_top()
             plume = (sx - width // 10, sy - height // 4, width // 5, height // 4)
             sky = (sx - 3 * width // 10, sy - height // 4, width // 7, height // 4)
             analysers = {

@@ -15,7 +15,6 @@ import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from farsight.errors import ConfigError
 
@@ -48,7 +47,9 @@ def _aware_time(text: str) -> datetime:
     return ts
 
 
-def add_simulate_parser(subparsers: Any) -> argparse.ArgumentParser:
+def add_simulate_parser(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> argparse.ArgumentParser:
     """Add the ``simulate`` subcommand to an argparse ``add_subparsers()`` object."""
     p = subparsers.add_parser(
         "simulate",
@@ -117,7 +118,10 @@ def add_simulate_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
-    """Run the ``simulate`` subcommand; 0 on success, 1 when publishes went unacknowledged, 2 on bad input."""
+    """Run the ``simulate`` subcommand.
+
+    Returns 0 on success, 1 when publishes went unacknowledged, 2 on bad input.
+    """
     from farsight.registry import load_registry
     from farsight.settings import load_settings
     from simulators.publisher import Simulator
@@ -181,8 +185,9 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     print(
-        f"simulate: {stats.rounds} rounds, {stats.messages} messages, {stats.acknowledged} acknowledged, "
-        f"{stats.dropped} dropped ({broker.host}:{broker.port}, scenario {scenario.name}, seed {seed})",
+        f"simulate: {stats.rounds} rounds, {stats.messages} messages, "
+        f"{stats.acknowledged} acknowledged, {stats.dropped} dropped "
+        f"({broker.host}:{broker.port}, scenario {scenario.name}, seed {seed})",
         file=sys.stderr,
     )
     return 0 if stats.acknowledged >= stats.messages and not stats.dropped else 1

@@ -593,12 +593,12 @@ class WimModel(DeviceModel):
             self.device.id,
             "trucks",
             to_epoch_ms(t),
-            int(round(window_s * 1000)),
+            round(window_s * 1000),
         )
         mid = _clock(t - timedelta(seconds=window_s / 2))
         n = int(rng.poisson(self._rate(mid.hour) * window_s / 3600.0))
         # Whole milliseconds before t, distinct, so (device, metric, ts) identifies each truck.
-        window_ms = int(round(window_s * 1000))
+        window_ms = round(window_s * 1000)
         back = (
             sorted({int(b) for b in rng.integers(0, window_ms, n)}, reverse=True)
             if window_ms > 0

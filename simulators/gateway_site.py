@@ -21,6 +21,8 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
 from farsight.hj212 import build_data_frame, split_stream
 from farsight.logs import kv
@@ -82,7 +84,14 @@ class SiteSimulator:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def _on_publish(self, client, userdata, mid, reason_code=None, properties=None) -> None:  # type: ignore[no-untyped-def]
+    def _on_publish(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        mid: int,
+        reason_code: ReasonCode | None = None,
+        properties: Properties | None = None,
+    ) -> None:
         with self._lock:
             dev = self._pending.pop(mid, None)
             if dev is None:
@@ -114,7 +123,10 @@ class SiteSimulator:
         self.next_k = k + 1
 
     def run(self, rounds: int | None = None, rate: float | None = None) -> None:
-        """Publish ``rounds`` rounds (``None``: until :meth:`stop`), at ``rate`` messages/s (``None``: as fast as possible)."""
+        """Publish ``rounds`` rounds (``None``: until :meth:`stop`) at ``rate`` messages/s.
+
+        ``rate`` ``None`` publishes as fast as possible.
+        """
         interval = self.spec.devices / rate if rate else 0.0
         t0 = time.monotonic()
         n = 0

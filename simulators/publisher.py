@@ -147,7 +147,8 @@ class Simulator:
             unknown = [s for s in wanted if registry.get(s) is None]
             if unknown:
                 raise ValueError(
-                    f"unknown site(s) {', '.join(unknown)}; known: {', '.join(s.id for s in registry.sites)}"
+                    f"unknown site(s) {', '.join(unknown)}; "
+                    f"known: {', '.join(s.id for s in registry.sites)}"
                 )
             selected = [s for s in registry.sites if s.id in set(wanted)]
         if start is not None and start.tzinfo is None:
@@ -202,7 +203,7 @@ class Simulator:
             if any(inj.kind == "silence" for inj, _ in active):
                 continue
             if device.kind == "wim":
-                for sample in self._trucks(site, device, model, t, elapsed):
+                for sample in self._trucks(site, device, model, t, self.start, elapsed):
                     out.append(self._json(site, device, sample))
                 continue
             sample = model.sample(t, self.step_s)[0]
@@ -217,7 +218,7 @@ class Simulator:
                             self.seed, "exceedance", site.id, device.id, m, to_epoch_ms(t)
                         ).uniform(-1.0, 1.0)
                     )
-                    values[m] = round_metric(m, float(inj.value) * (1.0 + EXCEEDANCE_JITTER * u))  # type: ignore[arg-type]
+                    values[m] = round_metric(m, inj.need_value() * (1.0 + EXCEEDANCE_JITTER * u))
                 elif inj.kind == "flatline":
                     values[m] = (
                         inj.value
@@ -238,7 +239,13 @@ class Simulator:
         return out
 
     def _trucks(
-        self, site: Site, device: Device, model: DeviceModel, t: datetime, elapsed: timedelta
+        self,
+        site: Site,
+        device: Device,
+        model: DeviceModel,
+        t: datetime,
+        start: datetime,
+        elapsed: timedelta,
     ) -> list[Sample]:
         samples = model.sample(t, self.step_s)
         window = timedelta(seconds=self.step_s)
@@ -246,14 +253,14 @@ class Simulator:
             rng = stable_rng(self.seed, "overload", site.id, device.id, s.total_seconds())
             speed = model.speed(rng) if isinstance(model, WimModel) else 60.0
             values = {
-                "gross_weight": round_metric("gross_weight", float(inj.value)),
-                "axles": float(inj.axles),  # type: ignore[arg-type]
+                "gross_weight": round_metric("gross_weight", inj.need_value()),
+                "axles": float(inj.need_axles()),
                 "speed": round_metric("speed", speed),
             }
             keep = {m: v for m, v in values.items() if not device.metrics or m in device.metrics}
             samples.append(
-                Sample(self.start + s, keep, {m: "N" for m in keep}, {"plate": str(inj.plate)})
-            )  # type: ignore[operator]
+                Sample(start + s, keep, {m: "N" for m in keep}, {"plate": str(inj.plate)})
+            )
         # One truck per millisecond: a natural truck sharing the overload's instant moves 1 ms on.
         samples.sort(key=lambda x: x.ts)
         fixed: list[Sample] = []
@@ -292,7 +299,7 @@ class Simulator:
     def _encode(self, site: Site, device: Device, sample: Sample) -> list[Message]:
         if device.protocol != "hj212":
             return [self._json(site, device, sample)]
-        coded = {hj212_code(m): m for m in sample.values if hj212_code(m)}
+        coded = {code: m for m in sample.values if (code := hj212_code(m))}
         out: list[Message] = []
         if coded:
             frame = build_data_frame(
@@ -408,7 +415,10 @@ class Simulator:
                 )
 
         def in_sync() -> bool:
-            """Wait until connected with nothing in flight from before a disconnect; False if stopped."""
+            """Wait until connected with nothing in flight from before a disconnect.
+
+            False if stopped.
+            """
             since, warned = time.monotonic(), False
             while not stop.is_set():
                 if not unsynced.is_set():

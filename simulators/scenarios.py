@@ -118,6 +118,19 @@ class Injection:
         """Offset where the injection ends (exclusive); equal to ``start`` for an overload."""
         return self.start + self.duration
 
+    def need_value(self) -> float:
+        """``value`` of an injection that has one (exceedance, overload); raises ValueError if
+        it has none."""
+        if self.value is None:
+            raise ValueError(f"the {self.kind} injection at {self.site}/{self.device} has no value")
+        return self.value
+
+    def need_axles(self) -> int:
+        """``axles`` of an overload; raises ValueError for an injection without them."""
+        if self.axles is None:
+            raise ValueError(f"the {self.kind} injection at {self.site}/{self.device} has no axles")
+        return self.axles
+
     @property
     def target_metric(self) -> str | None:
         """The metric affected: ``gross_weight`` for an overload, ``None`` for a silence."""
@@ -175,7 +188,7 @@ class Scenario:
         self, site: str, device: str, after: timedelta, until: timedelta
     ) -> list[tuple[Injection, timedelta]]:
         """Overload trucks at the device with occurrence time in ``(after, until]``, by time."""
-        out = []
+        out: list[tuple[Injection, timedelta]] = []
         for inj in self.injections:
             if inj.kind != "overload" or inj.site != site or inj.device != device:
                 continue
@@ -206,10 +219,10 @@ DEMO = Scenario(
     name="demo",
     description=(
         "A morning at the two pilot cities: within the first simulated minutes PM2.5 jumps at a "
-        "Yichang air station and a power-plant stack emits SO2 far over its ultra-low permit; then "
-        "an overloaded truck, a frozen NOx analyser, a silent dust monitor, a wastewater COD excess, "
-        "construction noise, an overloaded truck leaving a chemical plant and an NH3-N excess at the "
-        "same plant's outfall. Repeats every 6 h."
+        "Yichang air station and a power-plant stack emits SO2 far over its ultra-low permit; "
+        "then an overloaded truck, a frozen NOx analyser, a silent dust monitor, a wastewater COD "
+        "excess, construction noise, an overloaded truck leaving a chemical plant and an NH3-N "
+        "excess at the same plant's outfall. Repeats every 6 h."
     ),
     injections=(
         Injection(
@@ -263,7 +276,10 @@ QUIET = Scenario(name="quiet", description="No injections: every reading is with
 
 EXCEEDANCE = Scenario(
     name="exceedance",
-    description="One SO2 exceedance: yc-cems-xiaoting-power/cems1 at 120 mg/m3 (permit 35) from minute 2 for 90 minutes.",
+    description=(
+        "One SO2 exceedance: yc-cems-xiaoting-power/cems1 at 120 mg/m3 (permit 35) "
+        "from minute 2 for 90 minutes."
+    ),
     injections=(
         Injection(
             "exceedance",
@@ -279,7 +295,10 @@ EXCEEDANCE = Scenario(
 
 FLATLINE = Scenario(
     name="flatline",
-    description="One frozen analyser: xg-cems-chuyan-chem/cems1 NOx constant at 42.0 mg/m3 from minute 5 for 2 hours.",
+    description=(
+        "One frozen analyser: xg-cems-chuyan-chem/cems1 NOx constant at 42.0 mg/m3 "
+        "from minute 5 for 2 hours."
+    ),
     injections=(
         Injection(
             "flatline", "xg-cems-chuyan-chem", "cems1", _m(5), _m(120), metric="nox", value=42.0
@@ -295,7 +314,10 @@ SILENCE = Scenario(
 
 OVERLOAD = Scenario(
     name="overload",
-    description="One overloaded truck: 6 axles, 61.8 t (limit 49 t) at yc-wim-g50-yichangdong/wim1 at minute 3.",
+    description=(
+        "One overloaded truck: 6 axles, 61.8 t (limit 49 t) at yc-wim-g50-yichangdong/wim1 "
+        "at minute 3."
+    ),
     injections=(
         Injection(
             "overload",
@@ -361,7 +383,8 @@ def scenario_problems(scenario: Scenario, registry: Registry) -> list[str]:
         device = site.device(inj.device)
         if device is None:
             problems.append(
-                f"{where}: site has no device {inj.device!r}; it has {', '.join(d.id for d in site.devices)}"
+                f"{where}: site has no device {inj.device!r}; "
+                f"it has {', '.join(d.id for d in site.devices)}"
             )
             continue
         if inj.kind == "overload":
@@ -376,7 +399,8 @@ def scenario_problems(scenario: Scenario, registry: Registry) -> list[str]:
         metric = inj.target_metric
         if metric is not None and device.metrics and metric not in device.metrics:
             problems.append(
-                f"{where}: device does not report {metric!r}; it reports {', '.join(device.metrics)}"
+                f"{where}: device does not report {metric!r}; "
+                f"it reports {', '.join(device.metrics)}"
             )
             continue
         if inj.kind == "exceedance" and metric is not None and inj.value is not None:
@@ -394,7 +418,8 @@ def scenario_problems(scenario: Scenario, registry: Registry) -> list[str]:
                 and lifted >= (limit_for(site, "pm10") or math.inf)
             ):
                 problems.append(
-                    f"{where}: PM10 lifted with PM2.5 would reach {lifted:.0f} and exceed its own limit too"
+                    f"{where}: PM10 lifted with PM2.5 would reach {lifted:.0f} "
+                    "and exceed its own limit too"
                 )
     return problems
 

@@ -214,7 +214,7 @@ class _Lattices:
     def lattice(self, stream: int, scale: float) -> np.ndarray:
         key = (stream, scale)
         if key not in self._cache:
-            n = int(math.ceil(self.extent / scale)) + 8
+            n = math.ceil(self.extent / scale) + 8
             rng = np.random.default_rng([self.spec.seed, stream, int(scale * 100)])
             self._cache[key] = rng.standard_normal((n, n)).astype(np.float32)
         return self._cache[key]
@@ -355,11 +355,13 @@ def _place_changes(spec: SceneSpec, lat: _Lattices) -> list[_Change]:
             break
         else:
             raise SimulatorError(
-                f"could not place a {kind} change in a {spec.width}x{spec.height} scene (seed {spec.seed}); enlarge the scene or lower change_ha"
+                f"could not place a {kind} change in a {spec.width}x{spec.height} scene "
+                f"(seed {spec.seed}); enlarge the scene or lower change_ha"
             )
         if not len(cand):
             raise SimulatorError(
-                f"no land cover for a {kind} change in a {spec.width}x{spec.height} scene (seed {spec.seed}); try another seed or drop the kind"
+                f"no land cover for a {kind} change in a {spec.width}x{spec.height} scene "
+                f"(seed {spec.seed}); try another seed or drop the kind"
             )
     return placed
 
@@ -392,7 +394,10 @@ def _cloud_threshold(lat: _Lattices, date: int, cover: float) -> float:
 def _render(
     spec: SceneSpec, lat: _Lattices, changes: list[_Change], date: int, win: Window
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Digital numbers (bands[, scl] x rows x cols, uint16) and cloud truth (1 cloud, 2 shadow) of a window."""
+    """Digital numbers (bands[, scl] x rows x cols, uint16) and cloud truth of a window.
+
+    The cloud truth is 1 for cloud, 2 for shadow.
+    """
     rows, cols = int(win.height), int(win.width)
     ox, oy = spec.offset_px if date else (0, 0)
     dx, dy = spec.shift_px if date else (0.0, 0.0)
@@ -417,7 +422,8 @@ def _render(
         refl[2][crop] *= 1.0 - 0.05 * np.clip(pheno[crop], -2, 2)
     changed_kind = np.zeros((rows, cols), np.uint8)
     if date and changes:
-        # Rasterise in the after scene's misregistered coordinates: the change moves with the ground.
+        # Rasterise in the after scene's misregistered coordinates: the change moves with the
+        # ground.
         shapes = [
             (
                 {
@@ -474,7 +480,7 @@ def _render(
 
 
 def _date(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
+    return datetime.fromisoformat(text).astimezone(UTC)
 
 
 def write_pair(spec: SceneSpec, out_dir: str | Path) -> ScenePair:
@@ -506,22 +512,22 @@ def write_pair(spec: SceneSpec, out_dir: str | Path) -> ScenePair:
             spec.pixel_m,
             spec.pixel_m,
         )
-        profile = dict(
-            driver="GTiff",
-            width=spec.width,
-            height=spec.height,
-            count=len(names),
-            dtype="uint16",
-            crs=crs,
-            transform=transform,
-            nodata=NODATA,
-            tiled=True,
-            blockxsize=spec.tile,
-            blockysize=spec.tile,
-            compress="deflate",
-            predictor=2,
-            interleave="pixel",
-        )
+        profile = {
+            "driver": "GTiff",
+            "width": spec.width,
+            "height": spec.height,
+            "count": len(names),
+            "dtype": "uint16",
+            "crs": crs,
+            "transform": transform,
+            "nodata": NODATA,
+            "tiled": True,
+            "blockxsize": spec.tile,
+            "blockysize": spec.tile,
+            "compress": "deflate",
+            "predictor": 2,
+            "interleave": "pixel",
+        }
         cprofile = dict(profile, count=1, dtype="uint8", nodata=None, predictor=1)
         when = _date(spec.before_date if date == 0 else spec.after_date)
         with (

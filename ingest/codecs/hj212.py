@@ -206,8 +206,8 @@ def _readings(
                 raise DecodeError("duplicate_field", f"{name} given by {sources[name]} and {code}")
             sources[name] = code
             unit = _cou_unit(metric) if field == "Cou" else (metric.unit if metric else "")
-            value = _number(f"{code}-{field}", raw)
-            readings.append(Reading(site, device, name, value, unit, ts, flag))
+            number = _number(f"{code}-{field}", raw)
+            readings.append(Reading(site, device, name, number, unit, ts, flag))
     if not readings:
         raise DecodeError("no_data", "CP holds no value fields for this CN")
     return tuple(readings)

@@ -9,6 +9,7 @@ import pytest
 
 from farsight.errors import DecodeError
 from ingest.codecs import get_codec
+from ingest.codecs.base import Decoded
 from ingest.codecs.detection import DETECTION_KINDS, DetectionCodec
 from ingest.topics import CODEC_FOR_KIND
 
@@ -17,7 +18,7 @@ TS = "2026-11-25T08:00:00+08:00"
 CODEC = DetectionCodec()
 
 
-def decode(**doc: object):  # type: ignore[no-untyped-def]
+def decode(**doc: object) -> Decoded:
     body = {"ts": TS, "kind": "smoke", "confidence": 0.87, **doc}
     return CODEC.decode(
         json.dumps({k: v for k, v in body.items() if v is not None}).encode(),

@@ -202,7 +202,10 @@ def test_attrs_travel_in_meta_and_bad_attrs_are_rejected() -> None:
     from ingest.codecs import get_codec
 
     codec = get_codec("json")
-    ok = b'{"ts": 1795600000000, "metrics": {"gross_weight": 61.8, "axles": 6}, "attrs": {"plate": "\\u9102E\\u00b77C215"}}'
+    ok = (
+        b'{"ts": 1795600000000, "metrics": {"gross_weight": 61.8, "axles": 6},'
+        b' "attrs": {"plate": "\\u9102E\\u00b77C215"}}'
+    )
     decoded = codec.decode(ok, site="s1", device="wim1")
     assert decoded.meta == {"attr.plate": "鄂E·7C215"} and decoded.irregularities == ()
     for bad in (

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator, Sequence
 from datetime import timedelta
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -12,6 +14,7 @@ from alerts.store import AlertStore
 from farsight.db import Database
 from farsight.errors import StoreError
 from farsight.hj212 import build_data_frame
+from farsight.types import AlertSignal
 from ingest.pipeline import IngestPipeline, Message
 from ingest.store import ReadingStore
 from rules.engine import Engine
@@ -37,9 +40,11 @@ RULES = {
     ]
 }
 
+Parts = tuple[IngestPipeline, ReadingStore, AlertStore]
+
 
 @pytest.fixture
-def parts(tmp_path: Path):  # type: ignore[no-untyped-def]
+def parts(tmp_path: Path) -> Iterator[Parts]:
     db = Database.open(tmp_path / "farsight.db")
     readings, alerts, state = ReadingStore(db), AlertStore(db), RuleStateStore(db)
     reg = registry()
@@ -58,7 +63,7 @@ def aq(minute: int, pm25: float, seq: int = 0) -> Message:
     return Message("fs/v1/env/yc-aq-1/aq1/reading", json.dumps(body).encode())
 
 
-def test_readings_are_stored_once_and_redelivery_changes_nothing(parts) -> None:  # type: ignore[no-untyped-def]
+def test_readings_are_stored_once_and_redelivery_changes_nothing(parts: Parts) -> None:
     pipe, readings, _ = parts
     r1 = pipe.process([aq(0, 30), aq(1, 31)])
     assert (r1.stored, r1.duplicates, r1.rejected) == (4, 0, 0)
@@ -68,7 +73,7 @@ def test_readings_are_stored_once_and_redelivery_changes_nothing(parts) -> None:
     assert readings.count(site="yc-aq-1", metric="pm25") == 2
 
 
-def test_exceedance_becomes_exactly_one_alert_and_duplicates_do_not_refire(parts) -> None:  # type: ignore[no-untyped-def]
+def test_exceedance_becomes_exactly_one_alert_and_duplicates_do_not_refire(parts: Parts) -> None:
     pipe, _, alerts = parts
     for m in range(6):
         pipe.process([aq(m, 120)])
@@ -79,7 +84,7 @@ def test_exceedance_becomes_exactly_one_alert_and_duplicates_do_not_refire(parts
     assert alerts.get(items[0].id).activity == "resolved"
 
 
-def test_hj212_frames_decode_store_and_fire(parts) -> None:  # type: ignore[no-untyped-def]
+def test_hj212_frames_decode_store_and_fire(parts: Parts) -> None:
     pipe, readings, alerts = parts
     frame = build_data_frame(
         mn="42050000000001",
@@ -92,7 +97,7 @@ def test_hj212_frames_decode_store_and_fire(parts) -> None:  # type: ignore[no-u
     assert [a.rule_id for a in alerts.list()[0]] == ["so2"]
 
 
-def test_every_bad_message_is_dead_lettered_with_its_reason_and_nothing_stops(parts) -> None:  # type: ignore[no-untyped-def]
+def test_every_bad_message_is_dead_lettered_with_its_reason_and_nothing_stops(parts: Parts) -> None:
     pipe, readings, _ = parts
     good_frame = build_data_frame(
         mn="42050000000001", ts=T0, values={"a21026": {"Rtd": 1.0, "Flag": "N"}}
@@ -118,7 +123,7 @@ def test_every_bad_message_is_dead_lettered_with_its_reason_and_nothing_stops(pa
     assert pipe.stats.rejected_by_reason["unknown_site"] == 1
 
 
-def test_irregularities_are_recorded_not_rejected(parts) -> None:  # type: ignore[no-untyped-def]
+def test_irregularities_are_recorded_not_rejected(parts: Parts) -> None:
     pipe, readings, _ = parts
     body = {"ts": T0.isoformat(), "metrics": {"pm25": 10}, "extra": 1}
     res = pipe.process([Message("fs/v1/env/yc-aq-1/aq9/reading", json.dumps(body).encode())])
@@ -127,14 +132,16 @@ def test_irregularities_are_recorded_not_rejected(parts) -> None:  # type: ignor
     assert "device not in registry" in whats and any("extra" in w for w in whats)
 
 
-def test_a_duplicate_inside_one_batch_counts_once(parts) -> None:  # type: ignore[no-untyped-def]
+def test_a_duplicate_inside_one_batch_counts_once(parts: Parts) -> None:
     pipe, readings, _ = parts
     res = pipe.process([aq(0, 30), aq(0, 30), aq(1, 31)])
     assert (res.stored, res.duplicates) == (4, 2)
     assert readings.count() == 4
 
 
-def test_backfilled_history_evaluates_on_its_own_time_and_a_replay_notifies_nothing(parts) -> None:  # type: ignore[no-untyped-def]
+def test_backfilled_history_evaluates_on_its_own_time_and_a_replay_notifies_nothing(
+    parts: Parts,
+) -> None:
     pipe, _, alerts = parts
     pipe.process([aq(m, 20) for m in range(5)])
     # A gateway comes back after an outage with minutes 5..20: an episode of 120 from 8 to 12.
@@ -190,7 +197,7 @@ def test_an_overloaded_truck_alert_names_its_plate(tmp_path: Path) -> None:
     alerts.close()
 
 
-def test_late_and_flagged_readings_are_counted_for_the_hub(parts) -> None:  # type: ignore[no-untyped-def]
+def test_late_and_flagged_readings_are_counted_for_the_hub(parts: Parts) -> None:
     pipe, readings, _ = parts
     pipe.process([aq(m, 20) for m in range(5)])
     late = Message(
@@ -219,14 +226,14 @@ def test_late_and_flagged_readings_are_counted_for_the_hub(parts) -> None:  # ty
 
 
 def test_a_failed_batch_leaves_nothing_and_its_redelivery_is_judged_afresh(
-    parts, monkeypatch
-) -> None:  # type: ignore[no-untyped-def]
+    parts: Parts, monkeypatch: pytest.MonkeyPatch
+) -> None:
     pipe, readings, alerts = parts
     pipe.process([aq(m, 120) for m in range(2)])
     batch = [aq(m, 120) for m in range(2, 4)]  # the pm25 rule (for 2m) fires on minute 2
     real_apply = alerts.apply
 
-    def broken(signals):  # type: ignore[no-untyped-def]
+    def broken(signals: Sequence[AlertSignal]) -> NoReturn:
         raise StoreError("disk full (injected)")
 
     monkeypatch.setattr(alerts, "apply", broken)

@@ -1,4 +1,5 @@
-"""Simulated scene pairs shared by the remote-sensing tests (small, seeded, written once per session)."""
+"""Simulated scene pairs shared by the remote-sensing tests (small, seeded, written once per
+session)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,14 @@ from rasterio.transform import from_origin
 
 from simulators.scenes import ScenePair, SceneSpec, write_pair
 
-SMALL = dict(
-    width=320, height=320, tile=64, changes_per_kind=1, change_ha=(0.8, 1.6), nodata_border_px=12
-)
+SMALL = {
+    "width": 320,
+    "height": 320,
+    "tile": 64,
+    "changes_per_kind": 1,
+    "change_ha": (0.8, 1.6),
+    "nodata_border_px": 12,
+}
 
 
 @pytest.fixture(scope="session")
@@ -50,22 +56,23 @@ def write_raster(
     res: float = 10.0,
     **kw: object,
 ) -> Path:
-    """Write a small tiled GeoTIFF (bands x rows x cols) with optional descriptions, scales, offsets."""
+    """Write a small tiled GeoTIFF (bands x rows x cols), optionally with descriptions, scales
+    and offsets."""
     descriptions = kw.pop("descriptions", None)
     scales = kw.pop("scales", None)
     offsets = kw.pop("offsets", None)
-    profile = dict(
-        driver="GTiff",
-        width=data.shape[2],
-        height=data.shape[1],
-        count=data.shape[0],
-        dtype=str(data.dtype),
-        crs=crs,
-        transform=from_origin(origin[0], origin[1], res, res),
-        tiled=True,
-        blockxsize=16,
-        blockysize=16,
-    )
+    profile = {
+        "driver": "GTiff",
+        "width": data.shape[2],
+        "height": data.shape[1],
+        "count": data.shape[0],
+        "dtype": str(data.dtype),
+        "crs": crs,
+        "transform": from_origin(origin[0], origin[1], res, res),
+        "tiled": True,
+        "blockxsize": 16,
+        "blockysize": 16,
+    }
     profile.update(kw)
     with rasterio.open(path, "w", **profile) as dst:
         dst.write(data)

@@ -21,9 +21,14 @@ def _reproject(src_path, dst_path, crs, res=None):
         transform, w, h = calculate_default_transform(
             src.crs, crs, src.width, src.height, *src.bounds, resolution=res
         )
-        profile = src.profile | dict(
-            crs=crs, transform=transform, width=w, height=h, blockxsize=64, blockysize=64
-        )
+        profile = src.profile | {
+            "crs": crs,
+            "transform": transform,
+            "width": w,
+            "height": h,
+            "blockxsize": 64,
+            "blockysize": 64,
+        }
         with rasterio.open(dst_path, "w", **profile) as dst:
             for i in range(1, src.count + 1):
                 reproject(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 
@@ -15,7 +16,7 @@ from simulators.scenes import SceneSpec, write_pair
 
 
 def _ccw(ring):
-    area2 = sum(x0 * y1 - x1 * y0 for (x0, y0), (x1, y1) in zip(ring, ring[1:]))
+    area2 = sum(x0 * y1 - x1 * y0 for (x0, y0), (x1, y1) in itertools.pairwise(ring))
     return area2 > 0
 
 
@@ -157,16 +158,16 @@ def test_bad_inputs_exit_2_naming_the_file(tmp_path, capsys, pair6):
 
 
 def test_watch_confirms_a_change_seen_in_a_later_scene(tmp_path):
-    spec = dict(
-        seed=21,
-        width=256,
-        height=256,
-        tile=64,
-        changes_per_kind=1,
-        kinds=("new_construction", "water_gain"),
-        cloud_cover=(0.0, 0.0),
-        change_ha=(0.8, 1.2),
-    )
+    spec = {
+        "seed": 21,
+        "width": 256,
+        "height": 256,
+        "tile": 64,
+        "changes_per_kind": 1,
+        "kinds": ("new_construction", "water_gain"),
+        "cloud_cover": (0.0, 0.0),
+        "change_ha": (0.8, 1.2),
+    }
     first = write_pair(SceneSpec(**spec), tmp_path / "sim1")
     later = write_pair(SceneSpec(**spec, after_date="2026-06-20T03:10:00Z"), tmp_path / "sim2")
     aoi = tmp_path / "inbox" / "yichang-east"

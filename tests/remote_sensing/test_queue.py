@@ -1,6 +1,6 @@
-"""ChangeRegion events reach the risk queue: `farsight rs watch --queue` over the demo area raises one
-alert for the change inside the ecological red line, with its quicklook in the platform's evidence
-store; a later revisit confirms the same alert instead of opening a second one."""
+"""ChangeRegion events reach the risk queue: `farsight rs watch --queue` over the demo area raises
+one alert for the change inside the ecological red line, with its quicklook in the platform's
+evidence store; a later revisit confirms the same alert instead of opening a second one."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
 import rasterio
 import yaml
 
@@ -18,8 +19,8 @@ from farsight.evidence import EvidenceStore
 
 
 def test_watch_queue_raises_one_alert_per_tracked_change_with_its_quicklook(
-    tmp_path: Path, capsys
-) -> None:  # type: ignore[no-untyped-def]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     data = tmp_path / "data"
     config = tmp_path / "farsight.yaml"
     config.write_text(yaml.safe_dump({"data_dir": str(data)}), encoding="utf-8")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 
 import cv2
 import numpy as np
@@ -22,7 +23,7 @@ from simulators.camera import (
 )
 
 W, H = 320, 180
-SMALL = dict(width=W, height=H, fps=5.0, seconds=4.0)
+SMALL = {"width": W, "height": H, "fps": 5.0, "seconds": 4.0}
 
 
 def frames(spec: ClipSpec) -> list[np.ndarray]:
@@ -183,7 +184,7 @@ def test_black_smoke_darkens_with_ringelmann_grade() -> None:
         means.append(
             luma(frames(spec)[-1])[box[1] : box[1] + box[3], box[0] : box[0] + box[2]].mean()
         )
-    assert all(a > b + 3 for a, b in zip(means, means[1:])), means
+    assert all(a > b + 3 for a, b in itertools.pairwise(means)), means
     # The core of a grade 5 plume blocks all light (Ringelmann 5: 100 % obscuration).
     core = luma(
         frames(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 import subprocess
@@ -20,6 +21,7 @@ from simulators.devices import (
     MODELS,
     CemsModel,
     DustNoiseModel,
+    Sample,
     WimModel,
     legal_gross_weight_t,
     make_model,
@@ -69,7 +71,10 @@ def test_stable_rng_depends_on_seed_and_parts_only() -> None:
 
 
 def test_stable_rng_is_independent_of_the_python_hash_seed() -> None:
-    code = "from simulators.devices import stable_rng; print(stable_rng(3, 'yc-aq-xiling', 'aq1').random())"
+    code = (
+        "from simulators.devices import stable_rng; "
+        "print(stable_rng(3, 'yc-aq-xiling', 'aq1').random())"
+    )
     outs = {
         subprocess.run(
             [sys.executable, "-c", code],
@@ -134,7 +139,7 @@ def test_legal_gross_weight_follows_mot_order_2016_62() -> None:
     ]
     for bad in (0, 1, 2.0, True):
         with pytest.raises(ValueError):
-            legal_gross_weight_t(bad)  # type: ignore[arg-type]
+            legal_gross_weight_t(bad)  # type: ignore[arg-type]  # wrong types on purpose
 
 
 def test_soft_cap_is_identity_below_the_knee_and_never_reaches_the_cap() -> None:
@@ -184,7 +189,10 @@ def test_air_quality_is_plausible(two_days) -> None:
             continue
         assert all(s.values["pm10"] >= s.values["pm25"] > 0 for s in samples)
         assert 15 < np.mean([s.values["pm25"] for s in samples]) < 70
-        hour = lambda s: s.ts.astimezone(BEIJING).hour  # noqa: E731
+
+        def hour(s: Sample) -> int:
+            return s.ts.astimezone(BEIJING).hour
+
         afternoon = np.mean([s.values["o3"] for s in samples if 13 <= hour(s) < 17])
         night = np.mean([s.values["o3"] for s in samples if 1 <= hour(s) < 5])
         assert afternoon > 2 * night, "O3 is photochemical: it peaks in the afternoon"
@@ -240,7 +248,11 @@ def test_dust_and_noise_follow_work_hours(two_days) -> None:
     for site, device, samples in two_days.values():
         if device.kind != "dust_noise":
             continue
-        hour = lambda s: s.ts.astimezone(BEIJING).hour + s.ts.astimezone(BEIJING).minute / 60  # noqa: E731
+
+        def hour(s: Sample) -> float:
+            local = s.ts.astimezone(BEIJING)
+            return local.hour + local.minute / 60
+
         work = [s for s in samples if DustNoiseModel.working(hour(s))]
         night = [s for s in samples if hour(s) < 6 or hour(s) >= 22]
         assert (
@@ -266,7 +278,7 @@ def test_natural_series_never_freeze(registry) -> None:
                 continue
             values = [s.values[m] for s in samples]
             run = longest = 1
-            for a, b in zip(values, values[1:]):
+            for a, b in itertools.pairwise(values):
                 run = run + 1 if a == b else 1
                 longest = max(longest, run)
             assert longest < 8, f"{site.id} {m} repeated {longest} times"

@@ -28,7 +28,12 @@ from simulators.scenarios import (
 
 T0 = datetime(2026, 11, 25, 0, 0, tzinfo=UTC)
 STEP = 60.0
-_M = lambda m: timedelta(minutes=m)  # noqa: E731
+
+
+def _M(m: float) -> timedelta:
+    return timedelta(minutes=m)
+
+
 _TOPIC = re.compile(
     r"^fs/v1/(?P<dept>[^/]+)/(?P<site>[^/]+)/(?P<device>[^/]+)/(?P<kind>reading|hj212)$"
 )
@@ -53,15 +58,15 @@ def decode(messages: list[tuple[str, bytes]]) -> list[dict]:
             ts = datetime.fromisoformat(doc["ts"]).astimezone(UTC)
             for metric, value in doc["metrics"].items():
                 out.append(
-                    dict(
-                        site=site,
-                        device=device,
-                        metric=metric,
-                        ts=ts,
-                        value=value,
-                        flag=doc["flags"][metric],
-                        plate=doc.get("attrs", {}).get("plate"),
-                    )
+                    {
+                        "site": site,
+                        "device": device,
+                        "metric": metric,
+                        "ts": ts,
+                        "value": value,
+                        "flag": doc["flags"][metric],
+                        "plate": doc.get("attrs", {}).get("plate"),
+                    }
                 )
         else:
             text = payload.decode()
@@ -72,15 +77,15 @@ def decode(messages: list[tuple[str, bytes]]) -> list[dict]:
                 fields[item["code"]][item["field"]] = item["value"]
             for code, f in fields.items():
                 out.append(
-                    dict(
-                        site=site,
-                        device=device,
-                        metric=BY_HJ212[code].name,
-                        ts=ts,
-                        value=float(f["Rtd"]),
-                        flag=f["Flag"],
-                        plate=None,
-                    )
+                    {
+                        "site": site,
+                        "device": device,
+                        "metric": BY_HJ212[code].name,
+                        "ts": ts,
+                        "value": float(f["Rtd"]),
+                        "flag": f["Flag"],
+                        "plate": None,
+                    }
                 )
     return out
 
@@ -161,27 +166,50 @@ def test_ground_truth_lists_occurrences_with_times_and_limits(registry) -> None:
 @pytest.mark.parametrize(
     "kwargs,message",
     [
-        (dict(kind="meltdown", start=_M(1), duration=_M(1)), "unknown injection kind"),
+        ({"kind": "meltdown", "start": _M(1), "duration": _M(1)}, "unknown injection kind"),
         (
-            dict(kind="exceedance", start=_M(-1), duration=_M(1), metric="so2", value=90.0),
+            {
+                "kind": "exceedance",
+                "start": _M(-1),
+                "duration": _M(1),
+                "metric": "so2",
+                "value": 90.0,
+            },
             "non-negative",
         ),
         (
-            dict(kind="exceedance", start=_M(1), duration=_M(0), metric="so2", value=90.0),
+            {
+                "kind": "exceedance",
+                "start": _M(1),
+                "duration": _M(0),
+                "metric": "so2",
+                "value": 90.0,
+            },
             "positive duration",
         ),
-        (dict(kind="exceedance", start=_M(1), duration=_M(1), value=90.0), "needs a metric"),
-        (dict(kind="exceedance", start=_M(1), duration=_M(1), metric="so2"), "positive value"),
-        (dict(kind="silence", start=_M(1), duration=_M(1), metric="so2"), "whole device"),
         (
-            dict(kind="overload", start=_M(1), axles=6, value=48.0, plate="鄂E·00001"),
+            {"kind": "exceedance", "start": _M(1), "duration": _M(1), "value": 90.0},
+            "needs a metric",
+        ),
+        (
+            {"kind": "exceedance", "start": _M(1), "duration": _M(1), "metric": "so2"},
+            "positive value",
+        ),
+        ({"kind": "silence", "start": _M(1), "duration": _M(1), "metric": "so2"}, "whole device"),
+        (
+            {"kind": "overload", "start": _M(1), "axles": 6, "value": 48.0, "plate": "鄂E·00001"},
             "within the 49.0 t limit",
         ),
-        (dict(kind="overload", start=_M(1), axles=2, value=20.0), "plate"),
+        ({"kind": "overload", "start": _M(1), "axles": 2, "value": 20.0}, "plate"),
         (
-            dict(
-                kind="overload", start=_M(1), duration=_M(1), axles=2, value=20.0, plate="鄂E·00001"
-            ),
+            {
+                "kind": "overload",
+                "start": _M(1),
+                "duration": _M(1),
+                "axles": 2,
+                "value": 20.0,
+                "plate": "鄂E·00001",
+            },
             "duration must be 0",
         ),
     ],
@@ -318,7 +346,8 @@ def test_demo_injections_appear_exactly_where_the_ground_truth_says(registry) ->
     sim, readings = play(registry, get_scenario("demo"), minutes)
     truth = ground_truth(sim.scenario, registry)
 
-    # Exceedances: every reading above a limit is an injected one, and every injected round is above.
+    # Exceedances: every reading above a limit is an injected one, and every injected round is
+    # above.
     want = {
         (g["site"], g["device"], g["metric"], float(m))
         for g in _expected(truth, "exceedance")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,19 +12,19 @@ from shapely.geometry import shape
 
 from simulators.scenes import KINDS, SceneSpec, SimulatorError, read_truth, write_pair
 
-QUIET = dict(
-    width=256,
-    height=256,
-    tile=64,
-    seasonal=False,
-    noise=0.0,
-    cloud_cover=(0.0, 0.0),
-    shift_px=(0.0, 0.0),
-    offset_px=(0, 0),
-    nodata_border_px=10,
-    changes_per_kind=1,
-    change_ha=(0.6, 1.0),
-)
+QUIET = {
+    "width": 256,
+    "height": 256,
+    "tile": 64,
+    "seasonal": False,
+    "noise": 0.0,
+    "cloud_cover": (0.0, 0.0),
+    "shift_px": (0.0, 0.0),
+    "offset_px": (0, 0),
+    "nodata_border_px": 10,
+    "changes_per_kind": 1,
+    "change_ha": (0.6, 1.0),
+}
 
 
 def test_files_look_like_an_l2a_product(tmp_path):
@@ -64,7 +65,10 @@ def test_same_spec_same_pixels_other_seed_other_pixels(tmp_path):
     a = write_pair(SceneSpec(seed=5, **QUIET), tmp_path / "a")
     b = write_pair(SceneSpec(seed=5, **QUIET), tmp_path / "b")
     c = write_pair(SceneSpec(seed=6, **QUIET), tmp_path / "c")
-    read = lambda p: rasterio.open(p).read()  # noqa: E731
+
+    def read(p: Path) -> np.ndarray:
+        return rasterio.open(p).read()
+
     assert np.array_equal(read(a.after), read(b.after))
     assert not np.array_equal(read(a.after), read(c.after))
 
@@ -146,11 +150,11 @@ def test_truth_visibility_drops_under_cloud(tmp_path):
 @pytest.mark.parametrize(
     "bad",
     [
-        dict(bands=5),
-        dict(width=64),
-        dict(kinds=("meteor",)),
-        dict(shift_px=(1.5, 0.0)),
-        dict(tile=100),
+        {"bands": 5},
+        {"width": 64},
+        {"kinds": ("meteor",)},
+        {"shift_px": (1.5, 0.0)},
+        {"tile": 100},
     ],
 )
 def test_bad_specs_are_refused(bad):
