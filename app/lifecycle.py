@@ -14,6 +14,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
+from typing import Any
 
 from farsight.logs import kv
 
@@ -69,7 +70,9 @@ def stop_on_signals(shutdown: Shutdown) -> Iterator[Shutdown]:
     """Route SIGINT and SIGTERM to ``shutdown.request`` while inside; the previous handlers
     come back afterwards. Only the main thread can install handlers: elsewhere (a role run
     from a test's thread) nothing is installed and the caller requests the stop itself."""
-    previous: dict[int, object] = {}
+    previous: dict[
+        signal.Signals, signal.Handlers | int | Callable[[int, FrameType | None], Any] | None
+    ] = {}
     if threading.current_thread() is threading.main_thread():
 
         def handle(signum: int, _frame: FrameType | None) -> None:
@@ -82,7 +85,8 @@ def stop_on_signals(shutdown: Shutdown) -> Iterator[Shutdown]:
         yield shutdown
     finally:
         for sig, handler in previous.items():
-            signal.signal(sig, handler)  # type: ignore[arg-type]  # what signal.signal returned
+            # None: a handler not installed from Python; the default is the closest there is.
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
 
 
 def run_until_stopped(shutdown: Shutdown, poll_s: float = 0.5) -> None:

@@ -131,7 +131,7 @@ def cmd_risk_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``report risk`` to the main CLI."""
     p = subparsers.add_parser("report", help="offline reports of the risk queue")
     kinds = p.add_subparsers(dest="report_command", metavar="REPORT", required=True)

@@ -119,7 +119,7 @@ def run_edge_demo(
                     sim.wait_acked(30)
                     phase = "draining"
                 st = gateway.buffer.stats()
-                edge = hub.edge.gateways() if phase != "OUTAGE" else []
+                edge = hub.edge.gateways() if hub.edge is not None and phase != "OUTAGE" else []
                 at_hub = hub.readings.count(site=DEMO_SITE[1])
                 back = edge[0]["backfilled"] if edge else 0
                 print(
@@ -140,7 +140,7 @@ def run_edge_demo(
             hub.stop()
             site.close()
             central.close()
-        if ok:
+        if ok and caught_up_at is not None:
             print(
                 f"\ncaught up: the hub holds all {sim.total_acked:,} readings exactly once;"
                 f" {back:,} arrived back-filled (late data) after the {outage_s:g} s outage;"

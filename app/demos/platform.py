@@ -245,13 +245,12 @@ def _run(
     )
     server = make_server(app, settings.hub.host, hub_port, log_level="warning")
 
-    def end_server() -> None:
+    def end_server_on_stop() -> None:
+        # A stop from a signal, the duration or a failing part ends the server's loop.
+        shutdown.wait()
         server.should_exit = True
 
-    # A stop from a signal, the duration or a failing part ends the server's loop.
-    threading.Thread(
-        target=lambda: shutdown.wait() and end_server(), name="demo-stop", daemon=True
-    ).start()
+    threading.Thread(target=end_server_on_stop, name="demo-stop", daemon=True).start()
     if duration_s:
         timer = threading.Timer(duration_s, shutdown.request)
         timer.daemon = True  # never keeps the process alive after Ctrl-C

@@ -76,9 +76,10 @@ class IngestService:
 
     def _gateways_silent(self, _engine_now: datetime) -> list[Alert]:
         # Wall clock: a gateway that sends nothing moves no event time.
-        if self.edge is None:
+        monitor = self.edge.monitor if self.edge is not None else None
+        if monitor is None:
             return []
-        silent = self.edge.monitor.check_silent()
+        silent = monitor.check_silent()
         return self.alert_pipeline.apply(silent) if silent else []
 
     def start(self, wait: bool = True) -> None:
