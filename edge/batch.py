@@ -4,7 +4,8 @@ A batch is one JSON object::
 
     {"v": 1, "gateway": "gw-1", "seq": 42, "sent": 1764000000000,
      "loss": {"dropped": 0, "refused": 0, "expired": 0},
-     "messages": [{"topic": "fs/v1/env/s1/d1/reading", "text": "{...}", "ts": 1764..., "backfilled": false},
+     "messages": [{"topic": "fs/v1/env/s1/d1/reading", "text": "{...}", "ts": 1764..., "backfilled":
+     false},
                   {"topic": "...", "b64": "...", ...}],
      "mac": "<hex HMAC-SHA256>"}
 
@@ -81,7 +82,8 @@ def load_gateway_key(path: Path | None) -> bytes:
             return parse_key(env, "FARSIGHT_EDGE_KEY")
         if path is None:
             raise EdgeError(
-                "no batch key: set uplink.hmac_key_file or FARSIGHT_EDGE_KEY (hex, e.g. `openssl rand -hex 32`)"
+                "no batch key: set uplink.hmac_key_file or FARSIGHT_EDGE_KEY (hex, e.g. `openssl"
+                " rand -hex 32`)"
             )
         try:
             text = Path(path).read_text(encoding="ascii")

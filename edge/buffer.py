@@ -28,6 +28,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from edge.config import BufferSettings
 from edge.errors import BufferFullError, EdgeError
@@ -120,7 +121,9 @@ class Buffer:
         self.acked = 0
         # Called on the writer thread with the (topic, payload) pairs each commit stored.
         self.listeners: list[Callable[[list[tuple[str, bytes]]], object]] = []
-        self._ops: deque = deque()
+        # Writer operations, in order: ["append", rows, done] (the flags are added when written),
+        # ("ack", lo, hi), ("reserve", seq, event).
+        self._ops: deque[Any] = deque()
         self._cond = threading.Condition()
         self._stop = False
         self._idle = threading.Event()
@@ -173,11 +176,13 @@ class Buffer:
     # -- the uplink ----------------------------------------------------------------------------
 
     def read(self, after_id: int, limit: int, max_bytes: int | None = None) -> list[Row]:
-        """Up to ``limit`` rows after ``after_id`` in id order, at most ``max_bytes`` in all (at least one)."""
+        """Up to ``limit`` rows after ``after_id`` in id order, at most ``max_bytes`` in all (at
+        least one)."""
         try:
             with self._rlock:
                 rows = self._r.execute(
-                    "SELECT id, topic, payload, ts, offline, size FROM buffer WHERE id > ? ORDER BY id LIMIT ?",
+                    "SELECT id, topic, payload, ts, offline, size FROM buffer WHERE id > ? ORDER"
+                    " BY id LIMIT ?",
                     (after_id, limit),
                 ).fetchall()
         except sqlite3.Error as exc:
@@ -308,7 +313,7 @@ class Buffer:
         n, b = self._w.execute("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM buffer").fetchone()
         self.depth, self.bytes = int(n), int(b)
 
-    def _commit(self, ops: list[tuple]) -> list[tuple[Done, list[bool]]]:
+    def _commit(self, ops: list[Any]) -> list[tuple[Done, list[bool]]]:
         c = self._w
         callbacks: list[tuple[Done, list[bool]]] = []
         events: list[threading.Event] = []
@@ -325,7 +330,8 @@ class Buffer:
                         callbacks.append((op[2], flags))
                 elif op[0] == "ack":
                     n, b = c.execute(
-                        "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM buffer WHERE id BETWEEN ? AND ?",
+                        "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM buffer WHERE id BETWEEN ?"
+                        " AND ?",
                         (op[1], op[2]),
                     ).fetchone()
                     c.execute("DELETE FROM buffer WHERE id BETWEEN ? AND ?", (op[1], op[2]))
@@ -333,7 +339,8 @@ class Buffer:
                     self.acked += n
                 elif op[0] == "reserve":
                     c.execute(
-                        "INSERT INTO meta (key, value) VALUES ('seq.reserved', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                        "INSERT INTO meta (key, value) VALUES ('seq.reserved', ?) ON CONFLICT"
+                        " (key) DO UPDATE SET value = excluded.value",
                         (op[1],),
                     )
                     events.append(op[2])
@@ -344,7 +351,8 @@ class Buffer:
             for k in LOSS_KINDS:
                 if self.loss[k] != loss_before[k]:
                     c.execute(
-                        "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                        "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE"
+                        " SET value = excluded.value",
                         (f"loss.{k}", self.loss[k]),
                     )
             c.execute("COMMIT")

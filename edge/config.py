@@ -34,12 +34,14 @@ class TlsSettings(Section):
     ca_file: Path | None = Field(
         None,
         title="CA file",
-        description="PEM bundle of the authorities that sign the broker's certificate; none uses the system store.",
+        description="PEM bundle of the authorities that sign the broker's certificate; none uses"
+        " the system store.",
     )
     cert_file: Path | None = Field(
         None,
         title="Client certificate",
-        description="PEM client certificate, for brokers that authenticate gateways by certificate.",
+        description="PEM client certificate, for brokers that authenticate gateways by"
+        " certificate.",
     )
     key_file: Path | None = Field(
         None, title="Client key", description="PEM private key of the client certificate."
@@ -47,7 +49,8 @@ class TlsSettings(Section):
     insecure: bool = Field(
         False,
         title="Skip host name check",
-        description="Do not check the broker's host name against its certificate (test benches only).",
+        description="Do not check the broker's host name against its certificate (test benches"
+        " only).",
     )
 
     @model_validator(mode="after")
@@ -77,13 +80,15 @@ class UplinkSettings(Section):
     username: str | None = Field(
         None,
         title="Username",
-        description="MQTT username; none for a broker that authenticates by certificate or not at all.",
+        description="MQTT username; none for a broker that authenticates by certificate or not at"
+        " all.",
         max_length=256,
     )
     password: str | None = Field(
         None,
         title="Password",
-        description="MQTT password; prefer the FARSIGHT_EDGE_PASSWORD environment variable to a file.",
+        description="MQTT password; prefer the FARSIGHT_EDGE_PASSWORD environment variable to a"
+        " file.",
         max_length=256,
     )
     tls: TlsSettings = Field(
@@ -123,7 +128,8 @@ class UplinkSettings(Section):
     batch_wait_ms: int = Field(
         50,
         title="Batch wait",
-        description="Longest wait, in milliseconds, for a partial batch to fill while the link is idle.",
+        description="Longest wait, in milliseconds, for a partial batch to fill while the link is"
+        " idle.",
         ge=0,
         le=60_000,
     )
@@ -137,14 +143,16 @@ class UplinkSettings(Section):
     backfill_after_s: float = Field(
         10.0,
         title="Back-fill age",
-        description="A message older than this when forwarded, or received while the uplink was down, is marked back-filled (late data for the hub and the rules).",
+        description="A message older than this when forwarded, or received while the uplink was"
+        " down, is marked back-filled (late data for the hub and the rules).",
         ge=0,
         le=86_400,
     )
     hmac_key_file: Path | None = Field(
         None,
         title="HMAC key file",
-        description="File holding this gateway's batch key as hex (at least 16 bytes); FARSIGHT_EDGE_KEY overrides it. Never commit it.",
+        description="File holding this gateway's batch key as hex (at least 16 bytes);"
+        " FARSIGHT_EDGE_KEY overrides it. Never commit it.",
     )
     reconnect_max_s: float = Field(
         10.0,
@@ -180,7 +188,8 @@ class BufferSettings(Section):
     policy: Literal["refuse", "drop_oldest"] = Field(
         "refuse",
         title="Full policy",
-        description="When full: 'refuse' new data and raise an alert, or 'drop_oldest' unsent data; either way the loss is counted and reported to the hub.",
+        description="When full: 'refuse' new data and raise an alert, or 'drop_oldest' unsent"
+        " data; either way the loss is counted and reported to the hub.",
     )
     commit_interval_ms: float = Field(
         2.0,
@@ -192,7 +201,8 @@ class BufferSettings(Section):
     synchronous: Literal["FULL", "NORMAL"] = Field(
         "FULL",
         title="Synchronous",
-        description="FULL fsyncs every group commit (survives power loss); NORMAL only survives a process crash.",
+        description="FULL fsyncs every group commit (survives power loss); NORMAL only survives a"
+        " process crash.",
     )
 
 
@@ -229,7 +239,8 @@ class MqttLocalSettings(Section):
     client_id: str | None = Field(
         None,
         title="Client id",
-        description="Stable client id on the local broker (persistent session); none uses 'farsight-gw-{gateway_id}-local'.",
+        description="Stable client id on the local broker (persistent session); none uses"
+        " 'farsight-gw-{gateway_id}-local'.",
         max_length=128,
         pattern=r"^[A-Za-z0-9_.-]+$",
     )
@@ -277,7 +288,8 @@ class Hj212TcpSettings(Section):
     default_site: str | None = Field(
         None,
         title="Default site",
-        description="Site of a logger whose MN is not listed (its MN becomes the device id); none drops its frames with a warning.",
+        description="Site of a logger whose MN is not listed (its MN becomes the device id); none"
+        " drops its frames with a warning.",
         pattern=_ID,
     )
     max_connections: int = Field(
@@ -310,7 +322,8 @@ class CamerasSettings(Section):
     sites: dict[str, str] = Field(
         default_factory=dict,
         title="Site departments",
-        description="Department code of each site the cameras watch ({site-id: env}); a camera of another site is refused.",
+        description="Department code of each site the cameras watch ({site-id: env}); a camera of"
+        " another site is refused.",
     )
     workers: int = Field(1, title="Workers", description="Analysis processes.", ge=1, le=64)
     resend_s: float = Field(
@@ -345,14 +358,16 @@ class EvidenceUploadSettings(Section):
     hub_url: str | None = Field(
         None,
         title="Hub URL",
-        description="Base URL of the hub (https://hub.example); none keeps evidence at the site only.",
+        description="Base URL of the hub (https://hub.example); none keeps evidence at the site"
+        " only.",
         max_length=2048,
         pattern=r"^https?://[^\s]+$",
     )
     token_env: str = Field(
         "FARSIGHT_EDGE_HUB_TOKEN",
         title="Token variable",
-        description="Environment variable holding the gateway's bearer token for POST /api/evidence (never in a file).",
+        description="Environment variable holding the gateway's bearer token for POST"
+        " /api/evidence (never in a file).",
         pattern=r"^[A-Z_][A-Z0-9_]{0,63}$",
     )
     interval_s: float = Field(
@@ -400,7 +415,8 @@ class CollectorsSettings(Section):
         if self.cameras.enabled:
             if not self.mqtt_local.enabled:
                 raise ValueError(
-                    "cameras.enabled needs mqtt_local.enabled: findings reach the buffer through the site broker"
+                    "cameras.enabled needs mqtt_local.enabled: findings reach the buffer through"
+                    " the site broker"
                 )
             if self.cameras.folder is None or not self.cameras.sites:
                 raise ValueError("cameras.enabled needs cameras.folder and cameras.sites")
@@ -424,13 +440,15 @@ class HealthSettings(Section):
     ntp_server: str | None = Field(
         None,
         title="NTP server",
-        description="Server asked (SNTP) for the clock offset; none reports the offset the hub echoes, if any.",
+        description="Server asked (SNTP) for the clock offset; none reports the offset the hub"
+        " echoes, if any.",
         max_length=253,
     )
 
 
 class LocalRulesSettings(Section):
-    """A local subset of rules, evaluated at the site for immediate alerts (the hub evaluates all of them again)."""
+    """A local subset of rules, evaluated at the site for immediate alerts (the hub evaluates all
+    of them again)."""
 
     enabled: bool = Field(False, title="Enabled", description="Evaluate rules at the gateway.")
     files: tuple[Path, ...] = Field(
@@ -442,7 +460,8 @@ class LocalRulesSettings(Section):
     sites_file: Path | None = Field(
         None,
         title="Sites file",
-        description="Site registry of this site (limits, device kinds); none: the built-in demo registry.",
+        description="Site registry of this site (limits, device kinds); none: the built-in demo"
+        " registry.",
     )
     departments: tuple[str, ...] = Field(
         ("env", "transport"),
@@ -453,14 +472,16 @@ class LocalRulesSettings(Section):
     alert_topic: str = Field(
         "fs/v1/gw/{gateway}/alert",
         title="Alert topic",
-        description="Topic on the site broker where local alerts are published (QoS 1) for sirens, PLCs and site screens.",
+        description="Topic on the site broker where local alerts are published (QoS 1) for sirens,"
+        " PLCs and site screens.",
         min_length=1,
         max_length=256,
     )
     queue_max: int = Field(
         100_000,
         title="Queue bound",
-        description="Messages waiting for local evaluation; past it the oldest are skipped (the hub still evaluates them).",
+        description="Messages waiting for local evaluation; past it the oldest are skipped (the"
+        " hub still evaluates them).",
         ge=100,
         le=10_000_000,
     )

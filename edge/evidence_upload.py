@@ -35,7 +35,8 @@ class EvidenceUploader:
         self.token = os.environ.get(settings.token_env, "")
         self._db = sqlite3.connect(data_dir / "evidence-sent.db", check_same_thread=False)
         self._db.execute(
-            "CREATE TABLE IF NOT EXISTS sent (sha TEXT PRIMARY KEY, size INTEGER NOT NULL, at REAL NOT NULL)"
+            "CREATE TABLE IF NOT EXISTS sent (sha TEXT PRIMARY KEY, size INTEGER NOT NULL, at REAL"
+            " NOT NULL)"
         )
         self._db.commit()
         self._stop = threading.Event()

@@ -20,7 +20,8 @@ NTP_EPOCH_OFFSET = 2_208_988_800
 
 
 def sntp_offset(server: str, timeout: float = 2.0) -> float | None:
-    """Clock offset in seconds (server minus local) from one SNTP exchange (RFC 4330); ``None`` on failure.
+    """Clock offset in seconds (server minus local) from one SNTP exchange (RFC 4330); ``None`` on
+    failure.
 
     offset = ((t2 - t1) + (t3 - t4)) / 2 with t1 sent, t2 received by the server, t3 sent by
     the server, t4 received here: the link's delay cancels when it is symmetric.

@@ -23,7 +23,7 @@ from edge.config import GatewayConfig
 from farsight.errors import DecodeError
 from farsight.logs import kv
 from farsight.registry import load_registry
-from farsight.types import AlertSignal
+from farsight.types import AlertSignal, Reading
 from ingest.codecs import get_codec
 from ingest.topics import CODEC_FOR_KIND, parse_topic
 from rules.engine import Engine
@@ -115,7 +115,7 @@ class LocalRules:
                 log.exception("local rules failed")
 
     def _evaluate(self, items: list[tuple[str, bytes]]) -> None:
-        readings = []
+        readings: list[Reading] = []
         for topic, payload in items:
             try:
                 t = parse_topic(topic)

@@ -39,7 +39,8 @@ def load_applied(data_dir: Path) -> dict[str, Any] | None:
 
 
 def effective_config(base_raw: Mapping[str, Any], source: str = "gateway config") -> GatewayConfig:
-    """The file's configuration, with the last applied remote configuration laid over it when newer."""
+    """The file's configuration, with the last applied remote configuration laid over it when
+    newer."""
     base = parse_gateway_config(base_raw, source)
     applied = load_applied(base.data_dir)
     if applied is None or applied["version"] <= base.version:
@@ -92,7 +93,8 @@ class RemoteConfig:
         return ack
 
     def handle(self, payload: bytes) -> dict[str, Any] | None:
-        """Handle one pushed payload; returns the acknowledgement, or ``None`` for an old version."""
+        """Handle one pushed payload; returns the acknowledgement, or ``None`` for an old
+        version."""
         try:
             doc = json.loads(payload)
         except (ValueError, UnicodeDecodeError) as exc:

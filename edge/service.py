@@ -1,4 +1,5 @@
-"""The running gateway: buffer, collectors, uplink, heartbeat and remote configuration wired together."""
+"""The running gateway: buffer, collectors, uplink, heartbeat and remote configuration wired
+together."""
 
 from __future__ import annotations
 
@@ -135,7 +136,8 @@ class EdgeService:
             }
         ):
             raise EdgeError(
-                "uplink connection settings (host, port, credentials, TLS, key) take effect only on restart"
+                "uplink connection settings (host, port, credentials, TLS, key) take effect only on"
+                " restart"
             )
         if new.rules != self.config.rules:
             raise EdgeError("local rules take effect only on restart")

@@ -237,7 +237,9 @@ class Uplink:
     def _run(self) -> None:
         delay = 0.2
         connecting_until = 0.0
-        refused = False  # the last attempt ended without a session (bad credentials, untrusted certificate)
+        # Whether the last attempt ended without a session (bad credentials, untrusted
+        # certificate).
+        refused = False
         while not self._stop.is_set():
             if not self.client.is_connected():
                 # A CONNECT is out and its CONNACK not yet in (a TLS handshake takes a while):

@@ -137,7 +137,8 @@ class Hj212TcpCollector:
         return len(self._conns)
 
     def topic_for(self, mn: str | None) -> str | None:
-        """The topic a logger's frames go to, or ``None`` when its MN is unknown and no default site is set."""
+        """The topic a logger's frames go to, or ``None`` when its MN is unknown and no default
+        site is set."""
         s = self.settings
         if mn and mn in s.devices:
             d = s.devices[mn]
@@ -151,7 +152,8 @@ class Hj212TcpCollector:
             sock = socket.create_server((self.settings.host, self.settings.port), reuse_port=False)
         except OSError as exc:
             raise EdgeError(
-                f"cannot listen for HJ 212 loggers on {self.settings.host}:{self.settings.port}: {exc.strerror}"
+                f"cannot listen for HJ 212 loggers on {self.settings.host}:{self.settings.port}:"
+                f" {exc.strerror}"
             ) from None
         sock.settimeout(0.5)
         self._sock = sock

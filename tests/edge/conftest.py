@@ -271,7 +271,8 @@ def start_gateway(tmp_path: Path, gateway_key: str) -> Iterator:
 
 
 def assert_exactly_once_in_order(hub: Hub, sent: dict[str, int], lost: int = 0) -> None:
-    """The hub holds every reading once (less ``lost``), and each device's in increasing seq order."""
+    """The hub holds every reading once (less ``lost``), and each device's in increasing seq
+    order."""
     order = hub.order_by_device()
     total = sum(len(v) for v in order.values())
     assert total == sum(sent.values()) - lost, (total, sum(sent.values()), lost)

@@ -94,7 +94,8 @@ def test_camera_findings_cross_the_gateway_to_the_hub(
 
         def covered() -> list:
             return hub.service.readings.db.query(  # type: ignore[union-attr]
-                "SELECT value FROM readings WHERE device = 'cam1' AND metric = 'video_camera_covered' AND value > 0"
+                "SELECT value FROM readings WHERE device = 'cam1' AND metric ="
+                " 'video_camera_covered' AND value > 0"
             )
 
         wait_until(

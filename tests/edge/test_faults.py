@@ -28,7 +28,8 @@ def wait_for_hub(hub, gw, expected: int, timeout: float = 60) -> None:  # type: 
         order = hub.order_by_device()
         gaps = {d: sorted(set(range(max(v) + 1)) - set(v))[:20] for d, v in order.items()}
         raise AssertionError(
-            f"{exc}; gaps {gaps}; max {[(d, max(v)) for d, v in order.items()]}; hub has {hub.count()}, gateway buffer {gw.buffer()}, hub gateways {hub.gateways()}, "
+            f"{exc}; gaps {gaps}; max {[(d, max(v)) for d, v in order.items()]}; hub has"
+            f" {hub.count()}, gateway buffer {gw.buffer()}, hub gateways {hub.gateways()}, "
             f"dead letters {[(d.reason, d.detail) for d in hub.dead_letters()][:5]}\n{gw.tail()}"
         ) from None
 

@@ -1,4 +1,5 @@
-"""HJ 212 over TCP: loggers push frames; the gateway buffers them and answers as HJ 212-2017 requires."""
+"""HJ 212 over TCP: loggers push frames; the gateway buffers them and answers as HJ 212-2017
+requires."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The uplink over TLS to a real mosquitto: a client certificate, or username and password; a gateway
+"""The uplink over TLS to a real mosquitto: a client certificate, or username and password; a
+gateway
 with a certificate the broker does not trust, or without one, gets nothing through.
 
 The certificates are made per test (a throwaway CA, a server certificate for 127.0.0.1 and a
@@ -139,9 +140,11 @@ def tls_broker(mosquitto_path: str, tmp_path: Path) -> Iterator[tuple[TlsBroker,
     tls = f"cafile {pki.ca}\ncertfile {pki.server_cert}\nkeyfile {pki.server_key}\n"
     conf = d / "mosquitto.conf"
     conf.write_text(
-        f"per_listener_settings true\npersistence false\nlog_dest stderr\nuser {getpass.getuser()}\n"
+        "per_listener_settings true\npersistence false\nlog_dest stderr\nuser"
+        f" {getpass.getuser()}\n"
         f"listener {plain} 127.0.0.1\nallow_anonymous true\n"
-        f"listener {cert_port} 127.0.0.1\n{tls}require_certificate true\nuse_identity_as_username true\nallow_anonymous false\n"
+        f"listener {cert_port} 127.0.0.1\n{tls}require_certificate true\nuse_identity_as_username"
+        " true\nallow_anonymous false\n"
         f"listener {pw_port} 127.0.0.1\n{tls}allow_anonymous false\npassword_file {passwords}\n",
         encoding="utf-8",
     )
