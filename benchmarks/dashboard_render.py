@@ -31,8 +31,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.browser.conftest import CHROMIUM, DESKTOP, Demo  # noqa: E402
-from tests.conftest import wait_until  # noqa: E402
+from tests.browser.conftest import CHROMIUM, DESKTOP, Demo
+from tests.conftest import wait_until
 
 SCROLL_JS = """async () => {
   const q = document.getElementById('queue');
@@ -79,7 +79,8 @@ def update_latencies(page, demo: Demo, alert_id: int, n: int, tag: str) -> list[
 
 def _summary(xs: list[float]) -> str:
     s = sorted(xs)
-    return f"median {statistics.median(s):.2f} s, p95 {s[min(len(s) - 1, int(len(s) * 0.95))]:.2f} s, max {s[-1]:.2f} s"
+    p95 = s[min(len(s) - 1, int(len(s) * 0.95))]
+    return f"median {statistics.median(s):.2f} s, p95 {p95:.2f} s, max {s[-1]:.2f} s"
 
 
 def main() -> int:
@@ -118,7 +119,8 @@ def main() -> int:
                 times = [first_render(browser, demo) for _ in range(args.runs)]
                 print(
                     f"first render with {n} open alerts, {args.runs} runs: "
-                    f"min {min(times):.0f} ms, median {statistics.median(times):.0f} ms, max {max(times):.0f} ms"
+                    f"min {min(times):.0f} ms, median {statistics.median(times):.0f} ms, max"
+                    f" {max(times):.0f} ms"
                 )
                 if args.updates > 0:
                     ctx = browser.new_context(viewport=DESKTOP)
@@ -130,13 +132,15 @@ def main() -> int:
                     page.locator("#d-timeline li").first.wait_for(timeout=30_000)
                     live = update_latencies(page, demo, alert_id, args.updates, "live")
                     print(
-                        f"update latency, API change to screen, {args.updates} samples: {_summary(live)}"
+                        f"update latency, API change to screen, {args.updates} samples:"
+                        f" {_summary(live)}"
                     )
                     demo.restart()
                     page.locator("#conn.conn-live").wait_for(timeout=120_000)
                     after = update_latencies(page, demo, alert_id, args.updates, "restart")
                     print(
-                        f"update latency after a hub restart (page reconnected by itself): {_summary(after)}"
+                        "update latency after a hub restart (page reconnected by itself):"
+                        f" {_summary(after)}"
                     )
                     ctx.close()
                 if args.scroll:
@@ -164,13 +168,17 @@ def main() -> int:
                         what="10,000 alerts in the queue",
                     )
                     print(
-                        f"desk holds {page.locator('#queue .qrow').first.get_attribute('aria-setsize')} alerts after {time.monotonic() - t0:.1f} s"
+                        "desk holds"
+                        f" {page.locator('#queue .qrow').first.get_attribute('aria-setsize')}"
+                        f" alerts after {time.monotonic() - t0:.1f} s"
                     )
                     r = page.evaluate(SCROLL_JS)
                     f = sorted(r["frames"])
                     print(
-                        f"scroll through 10,000 alerts: {len(f)} frames, p50 {f[len(f) // 2]:.1f} ms, "
-                        f"p95 {f[int(len(f) * 0.95)]:.1f} ms, longest {f[-1]:.1f} ms, {r['rows']} rows in the DOM"
+                        f"scroll through 10,000 alerts: {len(f)} frames, p50 {f[len(f) // 2]:.1f}"
+                        " ms, "
+                        f"p95 {f[int(len(f) * 0.95)]:.1f} ms, longest {f[-1]:.1f} ms, {r['rows']}"
+                        " rows in the DOM"
                     )
                     ctx.close()
                 browser.close()

@@ -28,26 +28,26 @@ sys.path[:] = [
     p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))
 ]
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import secrets  # noqa: E402
-import sqlite3  # noqa: E402
-import tempfile  # noqa: E402
-import threading  # noqa: E402
-import time  # noqa: E402
-from datetime import UTC, datetime, timedelta  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import json
+import secrets
+import sqlite3
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import paho.mqtt.client as mqtt  # noqa: E402
-from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 
-from edge.batch import decode_batch  # noqa: E402
-from edge.buffer import Buffer  # noqa: E402
-from edge.config import BufferSettings, parse_gateway_config  # noqa: E402
-from edge.uplink import Uplink  # noqa: E402
-from farsight.broker import MosquittoBroker  # noqa: E402
+from edge.batch import decode_batch
+from edge.buffer import Buffer
+from edge.config import BufferSettings, parse_gateway_config
+from edge.uplink import Uplink
+from farsight.broker import MosquittoBroker
 
 T0 = datetime(2026, 11, 25, tzinfo=UTC)
 
@@ -160,11 +160,13 @@ def main() -> None:
         path = Path(tmp) / "buffer.db"
         writes = buffered_writes(path, msgs)
         print(
-            f"buffered writes: {writes:,.0f} messages/s durable (synchronous=FULL, group commit), {len(msgs):,} messages"
+            f"buffered writes: {writes:,.0f} messages/s durable (synchronous=FULL, group commit),"
+            f" {len(msgs):,} messages"
         )
         per = bytes_per_reading(path)
         print(
-            f"buffer size: {per:,.0f} bytes per reading on disk ({raw:,.0f} bytes of topic and payload)"
+            f"buffer size: {per:,.0f} bytes per reading on disk ({raw:,.0f} bytes of topic and"
+            " payload)"
         )
         broker = MosquittoBroker(data_dir=Path(tmp) / "mosquitto")
         try:
@@ -172,7 +174,8 @@ def main() -> None:
         finally:
             broker.close()
         print(
-            f"replay after an outage: {rate:,.0f} messages/s to mosquitto (signed batches of 500, QoS 1, PUBACK, deleted)"
+            f"replay after an outage: {rate:,.0f} messages/s to mosquitto (signed batches of 500,"
+            " QoS 1, PUBACK, deleted)"
         )
     print(
         f"edge: {writes:,.0f} buffered writes/s, replay {rate:,.0f} msg/s, {per:,.0f} bytes/reading"

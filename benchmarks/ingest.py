@@ -3,7 +3,8 @@ rule-evaluated readings, for 1,000 devices, against a bare paho subscriber on th
 
 Both consumers are measured the same way: their persistent session is registered, they go
 away, every message is published and acknowledged by the broker, then they reconnect and
-drain the queue. The figure is readings drained per second, so the publisher's speed does not enter it.
+drain the queue. The figure is readings drained per second, so the publisher's speed does not enter
+it.
 Each message is one air-quality analyser's report of six metrics (PM2.5, PM10, SO2, NO2,
 O3, CO), as the demo's stations send; messages per second are printed beside it. The last
 line printed is the figure.
@@ -170,16 +171,20 @@ def main() -> None:
             rate, svc = farsight_ingest(settings, registry, msgs)
             open_alerts = svc.alerts.list()[1]
             print(
-                f"farsight ingest: {rate:,.0f} messages/s = {rate * len(METRICS):,.0f} readings/s stored and rule-evaluated "
-                f"({len(msgs) * len(METRICS)} readings, {args.devices} devices, {len(svc.engine.rules)} rules, "
+                f"farsight ingest: {rate:,.0f} messages/s = {rate * len(METRICS):,.0f} readings/s"
+                " stored and rule-evaluated "
+                f"({len(msgs) * len(METRICS)} readings, {args.devices} devices,"
+                f" {len(svc.engine.rules)} rules, "
                 f"{open_alerts} alerts, {svc.readings.dead_letter_count()} dead letters)"
             )
             svc.stop()
         finally:
             broker.close()
     print(
-        f"ingest: {rate * len(METRICS):,.0f} readings/s end to end ({rate:,.0f} messages/s of {len(METRICS)} metrics, "
-        f"qos1, mosquitto, MQTT {settings.broker.protocol}); bare paho {bare:,.0f} messages/s; ratio {rate / bare:.2f}"
+        f"ingest: {rate * len(METRICS):,.0f} readings/s end to end ({rate:,.0f} messages/s of"
+        f" {len(METRICS)} metrics, "
+        f"qos1, mosquitto, MQTT {settings.broker.protocol}); bare paho {bare:,.0f} messages/s;"
+        f" ratio {rate / bare:.2f}"
     )
 
 

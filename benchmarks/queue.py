@@ -21,7 +21,8 @@ Then the outbox the signals filled (every alert event is queued for the provinci
 drained by one sender to a local HTTP receiver, against bare POSTs of the same payloads.
 The last line printed is the figure.
 
-    .venv/bin/python benchmarks/queue.py [--backend sqlite|postgres] [--alerts 1000000] [--signals 50000] [--seed 7]
+    .venv/bin/python benchmarks/queue.py [--backend sqlite|postgres] [--alerts 1000000] [--signals
+    50000] [--seed 7]
 """
 
 from __future__ import annotations
@@ -45,14 +46,15 @@ import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import ClassVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from alerts.pipeline import AlertPipeline, build_alert_pipeline  # noqa: E402
-from alerts.store import POSTGRES_TEXT_INDEX, SCHEMA, AlertFilter, AlertStore  # noqa: E402
-from farsight.clock import ManualClock, to_epoch_ms  # noqa: E402
-from farsight.settings import AlertsSettings  # noqa: E402
-from farsight.types import AlertSignal  # noqa: E402
+from alerts.pipeline import AlertPipeline, build_alert_pipeline
+from alerts.store import POSTGRES_TEXT_INDEX, SCHEMA, AlertFilter, AlertStore
+from farsight.clock import ManualClock, to_epoch_ms
+from farsight.settings import AlertsSettings
+from farsight.types import AlertSignal
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 DAY_MS = 86_400_000
@@ -266,7 +268,8 @@ def bulk_load(store: AlertStore, world: World, n: int, rng: random.Random, now_m
         idx = [
             r[0]
             for r in db.query(
-                "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'alerts' AND sql IS NOT NULL"
+                "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'alerts' AND"
+                " sql IS NOT NULL"
             )
         ]
         db.executescript("".join(f"DROP INDEX {i};" for i in idx) + "PRAGMA cache_size = -400000;")
@@ -285,14 +288,15 @@ def bulk_load(store: AlertStore, world: World, n: int, rng: random.Random, now_m
         idx = [
             r[0]
             for r in db.query(
-                "SELECT indexname FROM pg_indexes WHERE tablename = 'alerts' AND indexname != 'alerts_pkey'"
+                "SELECT indexname FROM pg_indexes WHERE tablename = 'alerts' AND indexname !="
+                " 'alerts_pkey'"
             )
         ]
         db.executescript("".join(f"DROP INDEX {i};" for i in idx))
-        with conn.transaction():
-            with conn.cursor().copy(f"COPY alerts ({', '.join(COLUMNS)}) FROM STDIN") as cp:
-                for r in rows:
-                    cp.write_row(r)
+        copy = f"COPY alerts ({', '.join(COLUMNS)}) FROM STDIN"
+        with conn.transaction(), conn.cursor().copy(copy) as cp:
+            for r in rows:
+                cp.write_row(r)
         db.executescript("SET maintenance_work_mem = '512MB';" + SCHEMA + POSTGRES_TEXT_INDEX)
         db.executescript(
             "SELECT setval(pg_get_serial_sequence('alerts', 'id'), (SELECT max(id) FROM alerts))"
@@ -375,7 +379,7 @@ def list_requests(
 
 def pct(xs: list[float], p: float) -> float:
     xs = sorted(xs)
-    return xs[min(len(xs) - 1, max(0, int(round(p / 100 * len(xs) + 0.5)) - 1))]
+    return xs[min(len(xs) - 1, max(0, round(p / 100 * len(xs) + 0.5) - 1))]
 
 
 def measure_list(store: AlertStore, reqs: list, limit: int = 50) -> dict[str, list[float]]:
@@ -394,7 +398,8 @@ def report_list(times: dict[str, list[float]], label: str = "") -> tuple[float, 
     allt = [x for v in times.values() for x in v]
     for name, v in times.items():
         print(
-            f"  {label}{name:32s} n={len(v):3d}  p50 {statistics.median(v):8.1f} ms  p95 {pct(v, 95):8.1f} ms  max {max(v):8.1f} ms"
+            f"  {label}{name:32s} n={len(v):3d}  p50 {statistics.median(v):8.1f} ms  p95"
+            f" {pct(v, 95):8.1f} ms  max {max(v):8.1f} ms"
         )
     p50, p95 = statistics.median(allt), pct(allt, 95)
     print(f"  {label}{'all':32s} n={len(allt):3d}  p50 {p50:8.1f} ms  p95 {p95:8.1f} ms")
@@ -403,7 +408,8 @@ def report_list(times: dict[str, list[float]], label: str = "") -> tuple[float, 
     rest = [x for name, v in times.items() if not name.startswith("text") for x in v]
     if rest:
         print(
-            f"  {label}{'all but text search':32s} n={len(rest):3d}  p50 {statistics.median(rest):8.1f} ms  p95 {pct(rest, 95):8.1f} ms"
+            f"  {label}{'all but text search':32s} n={len(rest):3d}  p50"
+            f" {statistics.median(rest):8.1f} ms  p95 {pct(rest, 95):8.1f} ms"
         )
     return p50, p95
 
@@ -464,7 +470,8 @@ def make_signals(
                         limit,
                     )
                 )
-    # Leave out the series the history holds open (their "new" would be a repeat): keeps the mix exact.
+    # Leave out the series the history holds open (their "new" would be a repeat): keeps the mix
+    # exact.
     fps = [f for f in fps if f[0] not in busy]
     free = list(range(len(fps)))
     rng.shuffle(free)
@@ -532,7 +539,8 @@ def run_signals(pipeline: AlertPipeline, batches: list) -> float:
         if to_close:  # the duty officer's closures: not timed
             with db.transaction() as c:
                 c.executemany(
-                    "UPDATE alerts SET state = 'closed' WHERE fingerprint = ? AND state != 'closed'",
+                    "UPDATE alerts SET state = 'closed' WHERE fingerprint = ? AND state !="
+                    " 'closed'",
                     [(fp,) for fp in to_close],
                 )
         t = time.perf_counter()
@@ -548,13 +556,17 @@ def run_signals(pipeline: AlertPipeline, batches: list) -> float:
 def run_bare(store: AlertStore, batches: list) -> float:
     db = store.db
     db.executescript(
-        "CREATE TABLE IF NOT EXISTS bench_signals (id @ID@, fingerprint TEXT NOT NULL, rule_id TEXT NOT NULL, "
-        "status TEXT NOT NULL, site TEXT NOT NULL, device TEXT NOT NULL, metric TEXT NOT NULL, severity TEXT NOT NULL, "
-        "summary TEXT NOT NULL, ts BIGINT NOT NULL, value DOUBLE PRECISION, threshold DOUBLE PRECISION, "
+        "CREATE TABLE IF NOT EXISTS bench_signals (id @ID@, fingerprint TEXT NOT NULL, rule_id TEXT"
+        " NOT NULL, "
+        "status TEXT NOT NULL, site TEXT NOT NULL, device TEXT NOT NULL, metric TEXT NOT NULL,"
+        " severity TEXT NOT NULL, "
+        "summary TEXT NOT NULL, ts BIGINT NOT NULL, value DOUBLE PRECISION, threshold DOUBLE"
+        " PRECISION, "
         "department TEXT NOT NULL, entity_id TEXT NOT NULL)"
     )
     sql = (
-        "INSERT INTO bench_signals (fingerprint, rule_id, status, site, device, metric, severity, summary, ts, value, threshold,"
+        "INSERT INTO bench_signals (fingerprint, rule_id, status, site, device, metric, severity,"
+        " summary, ts, value, threshold,"
         " department, entity_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
     )
     elapsed = 0.0
@@ -589,7 +601,7 @@ def run_bare(store: AlertStore, batches: list) -> float:
 class _Receiver(http.server.BaseHTTPRequestHandler):
     """The provincial hub's stand-in: reads the event, keeps its key, answers 200 at once."""
 
-    keys: set[str] = set()
+    keys: ClassVar[set[str]] = set()
     protocol_version = "HTTP/1.1"  # keep-alive, as a real endpoint behind a proxy would offer
 
     def do_POST(self) -> None:
@@ -659,7 +671,8 @@ def main() -> None:
         action="append",
         default=[],
         metavar="SQL",
-        help="an extra CREATE INDEX (or other DDL) run after the load, before measuring; compare with a run "
+        help="an extra CREATE INDEX (or other DDL) run after the load, before measuring; compare"
+        " with a run "
         "without it and the same seed (repeatable)",
     )
     ap.add_argument(
@@ -687,7 +700,8 @@ def main() -> None:
             open_n = store.db.query("SELECT count(*) FROM alerts WHERE state != 'closed'")[0][0]
             print(
                 f"loaded {args.alerts:,} alerts ({open_n:,} not closed) in {load_s:.1f} s "
-                f"({args.alerts / max(load_s, 1e-9):,.0f} rows/s, indexes and ANALYZE included, {args.backend})"
+                f"({args.alerts / max(load_s, 1e-9):,.0f} rows/s, indexes and ANALYZE included,"
+                f" {args.backend})"
             )
 
             for sql in args.try_index:
@@ -700,7 +714,8 @@ def main() -> None:
             measure_list(store, reqs[:16])  # warm the cache, as a running hub has it
             times = measure_list(store, reqs)
             print(
-                f"list: {args.requests} page requests (limit 50, with total) over {args.alerts:,} alerts:"
+                f"list: {args.requests} page requests (limit 50, with total) over {args.alerts:,}"
+                " alerts:"
             )
             p50, p95 = report_list(times)
             if args.explain:
@@ -723,25 +738,30 @@ def main() -> None:
             rate = run_signals(pipeline, batches)
             n_alerts = store.db.query("SELECT count(*) FROM alerts")[0][0]
             print(
-                f"signals: {rate:,.0f} signals/s through dedup ({args.signals:,} signals, batches of 100, "
+                f"signals: {rate:,.0f} signals/s through dedup ({args.signals:,} signals, batches"
+                " of 100, "
                 f"{n_fp:,} fingerprints; queue now {n_alerts:,} alerts)"
             )
             bare = run_bare(store, batches)
             print(
-                f"bare INSERT of the signal rows: {bare:,.0f} rows/s (batches of 100, same database)"
+                f"bare INSERT of the signal rows: {bare:,.0f} rows/s (batches of 100, same"
+                " database)"
             )
             store.close()
             out_rate, out_bare, out_n = run_outbox(target)
             print(
-                f"outbox: {out_rate:,.0f} events/s delivered to a local HTTP receiver ({out_n:,} events, one sender); "
+                f"outbox: {out_rate:,.0f} events/s delivered to a local HTTP receiver ({out_n:,}"
+                " events, one sender); "
                 f"bare POSTs of the same payloads {out_bare:,.0f}/s"
             )
         finally:
             if pg is not None:
                 pg.stop()
     print(
-        f"queue: {rate:,.0f} signals/s through dedup (bare insert {bare:,.0f}/s, ratio {rate / bare:.2f}); "
-        f"list p95 {p95:.1f} ms (p50 {p50:.1f} ms) over {args.alerts:,} alerts; outbox {out_rate:,.0f} events/s "
+        f"queue: {rate:,.0f} signals/s through dedup (bare insert {bare:,.0f}/s, ratio"
+        f" {rate / bare:.3f}); "
+        f"list p95 {p95:.1f} ms (p50 {p50:.1f} ms) over {args.alerts:,} alerts; outbox"
+        f" {out_rate:,.0f} events/s "
         f"(bare POST {out_bare:,.0f}/s) ({args.backend})"
     )
 

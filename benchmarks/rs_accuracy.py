@@ -17,7 +17,8 @@ The baseline is change-vector magnitude over the raw bands (scale, offset and no
 normalisation, no cloud mask, no morphology) with an Otsu threshold and the same minimum mapping
 unit, computed in the same run.
 
-    .venv/bin/python benchmarks/rs_accuracy.py [--pairs 20] [--quiet-pairs 10] [--size 512] [--first-seed 1]
+    .venv/bin/python benchmarks/rs_accuracy.py [--pairs 20] [--quiet-pairs 10] [--size 512]
+    [--first-seed 1]
 
 The last line printed is the figure.
 """
@@ -188,23 +189,29 @@ def main(argv: list[str] | None = None) -> int:
             score_pair(pair, bres, base, quiet)
             f1, p, r = ours.f1()
             print(
-                f"pair seed={seed} quiet={quiet} regions={len(res.regions)} baseline_regions={len(bres.regions)} running F1={f1:.3f}",
+                f"pair seed={seed} quiet={quiet} regions={len(res.regions)}"
+                f" baseline_regions={len(bres.regions)} running F1={f1:.3f}",
                 flush=True,
             )
     f1, p, r = ours.f1()
     bf1, bp, br = base.f1()
     print(
-        f"pairs: {args.pairs} with change ({ours.truth} visible truth polygons), {args.quiet_pairs} without ({ours.quiet_km2:.0f} km2); size {args.size}x{args.size} at 10 m"
+        f"pairs: {args.pairs} with change ({ours.truth} visible truth polygons), {args.quiet_pairs}"
+        f" without ({ours.quiet_km2:.0f} km2); size {args.size}x{args.size} at 10 m"
     )
     print(
-        f"ours:     object F1 {f1:.3f} (P {p:.3f}, R {r:.3f}), kind accuracy {ours.kind_right / max(ours.found, 1):.3f}, pixel F1 {ours.pixel_f1():.3f}, {ours.fp_per_100km2():.2f} FP/100 km2, detect {t_ours:.1f} s"
+        f"ours:     object F1 {f1:.3f} (P {p:.3f}, R {r:.3f}), kind accuracy"
+        f" {ours.kind_right / max(ours.found, 1):.3f}, pixel F1 {ours.pixel_f1():.3f},"
+        f" {ours.fp_per_100km2():.2f} FP/100 km2, detect {t_ours:.1f} s"
     )
     print(
-        f"baseline: object F1 {bf1:.3f} (P {bp:.3f}, R {br:.3f}), pixel F1 {base.pixel_f1():.3f}, {base.fp_per_100km2():.2f} FP/100 km2, detect {t_base:.1f} s"
+        f"baseline: object F1 {bf1:.3f} (P {bp:.3f}, R {br:.3f}), pixel F1 {base.pixel_f1():.3f},"
+        f" {base.fp_per_100km2():.2f} FP/100 km2, detect {t_base:.1f} s"
     )
     print(f"wall time {time.perf_counter() - t0:.1f} s")
     print(
-        f"rs accuracy: object F1 {f1:.2f} (P {p:.2f}, R {r:.2f}), pixel F1 {ours.pixel_f1():.2f}, {ours.fp_per_100km2():.1f} FP/100 km2; baseline CVA+Otsu F1 {bf1:.2f}"
+        f"rs accuracy: object F1 {f1:.2f} (P {p:.2f}, R {r:.2f}), pixel F1 {ours.pixel_f1():.2f},"
+        f" {ours.fp_per_100km2():.1f} FP/100 km2; baseline CVA+Otsu F1 {bf1:.2f}"
     )
     return 0
 

@@ -157,7 +157,8 @@ def main(argv: list[str] | None = None) -> int:
             folder,
         )
         print(
-            f"simulated {args.size}x{args.size} {args.bands}-band pair in {time.perf_counter() - t:.0f} s under {folder}",
+            f"simulated {args.size}x{args.size} {args.bands}-band pair in"
+            f" {time.perf_counter() - t:.0f} s under {folder}",
             flush=True,
         )
     results = {}
@@ -183,7 +184,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(line, flush=True)
         r = results[mode]
         print(
-            f"{mode:8s}: {r['seconds']:.1f} s wall, {r['cpu_s']:.1f} s CPU, {r['pixels'] / 1e6 / r['seconds']:.1f} Mpx/s, peak RSS {r['rss_mb']:.0f} MB"
+            f"{mode:8s}: {r['seconds']:.1f} s wall, {r['cpu_s']:.1f} s CPU,"
+            f" {r['pixels'] / 1e6 / r['seconds']:.1f} Mpx/s, peak RSS {r['rss_mb']:.0f} MB"
             + (f", {r['regions']} regions" if mode == "pipeline" else ""),
             flush=True,
         )
@@ -192,10 +194,13 @@ def main(argv: list[str] | None = None) -> int:
     ratio = pipe["seconds"] / read["seconds"]
     # On a shared machine wall time depends on the neighbours; CPU time shows the work itself.
     print(
-        f"CPU time ratio (pipeline/read): {pipe['cpu_s'] / read['cpu_s']:.2f}x; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+        f"CPU time ratio (pipeline/read): {pipe['cpu_s'] / read['cpu_s']:.2f}x; load average"
+        f" {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
     )
     print(
-        f"rs throughput: {mpx / pipe['seconds']:.1f} Mpx/s pipeline vs {mpx / read['seconds']:.1f} Mpx/s raw read ({ratio:.2f}x the read time) on a {args.size}x{args.size} {args.bands}-band pair, {args.workers} workers; peak RSS {pipe['rss_mb']:.0f} MB"
+        f"rs throughput: {mpx / pipe['seconds']:.1f} Mpx/s pipeline vs {mpx / read['seconds']:.1f}"
+        f" Mpx/s raw read ({ratio:.2f}x the read time) on a {args.size}x{args.size}"
+        f" {args.bands}-band pair, {args.workers} workers; peak RSS {pipe['rss_mb']:.0f} MB"
     )
     return 0
 

@@ -1,7 +1,8 @@
 """Rule engine throughput, engine alone on one core: 10,000 sites x 5 metrics, 20,000 rule
 instances (two rules per site: one on each of two metrics, so 2 readings in 5 meet a rule and
 3 take the no-rule path, as in a real registry where most metrics carry no limit), readings fed
-in batches of 500 as ingest does; rule evaluations per second are printed too. Prints readings/s for threshold rules and for windowed aggregates, and memory per
+in batches of 500 as ingest does; rule evaluations per second are printed too. Prints readings/s for
+threshold rules and for windowed aggregates, and memory per
 rule instance. The last line printed is the figure.
 
     .venv/bin/python benchmarks/rules.py [--sites 10000] [--steps 10]
@@ -124,7 +125,8 @@ def run(doc: dict, reg, data: list[Reading]) -> tuple[float, int, float, int]:  
         signals += len(engine.evaluate(rest[i : i + 500]))
     elapsed = time.perf_counter() - t
     print(
-        f"  {(engine.stats.evaluated - evaluated) / elapsed:,.0f} rule evaluations/s (verdicts judged)"
+        f"  {(engine.stats.evaluated - evaluated) / elapsed:,.0f} rule evaluations/s (verdicts"
+        " judged)"
     )
     return len(rest) / elapsed, instances, mem / max(instances, 1), signals
 
@@ -138,13 +140,15 @@ def main() -> None:
     data = readings(args.sites, args.steps)
     rate_t, inst_t, mem_t, sig_t = run(THRESHOLD, reg, data)
     print(
-        f"threshold: {rate_t:,.0f} readings/s, {inst_t} rule instances, {mem_t:,.0f} bytes per instance, {sig_t} signals"
+        f"threshold: {rate_t:,.0f} readings/s, {inst_t} rule instances, {mem_t:,.0f} bytes per"
+        f" instance, {sig_t} signals"
     )
     line = f"rules: {rate_t:,.0f} readings/s threshold"
     if "window" in RULE_KINDS:
         rate_w, inst_w, mem_w, sig_w = run(WINDOW, reg, data)
         print(
-            f"window (5 min avg, closing every 5 readings): {rate_w:,.0f} readings/s, {inst_w} rule instances, {mem_w:,.0f} bytes per instance, {sig_w} signals"
+            f"window (5 min avg, closing every 5 readings): {rate_w:,.0f} readings/s, {inst_w} rule"
+            f" instances, {mem_w:,.0f} bytes per instance, {sig_w} signals"
         )
         line += f", {rate_w:,.0f} readings/s windowed (5 min avg)"
     print(f"{line}; {args.sites} sites x {len(METRICS)} metrics, {inst_t} instances, one core")

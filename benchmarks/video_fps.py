@@ -22,18 +22,18 @@ sys.path[:] = [
     p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))
 ]
 
-import argparse  # noqa: E402
-import multiprocessing  # noqa: E402
-import time  # noqa: E402
-from concurrent.futures import ProcessPoolExecutor  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import multiprocessing
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
+import cv2
+import numpy as np
 
-from simulators.camera import ClipSpec, EventSpec, render_clip, scene_layout  # noqa: E402
+from simulators.camera import ClipSpec, EventSpec, render_clip, scene_layout
 
 W, H = 1280, 720
 SCENES = ("stack", "construction", "highway", "outfall")

@@ -1,4 +1,5 @@
-"""The site registry: the built-in demo registry, and every kind of bad entry refused with its key path."""
+"""The site registry: the built-in demo registry, and every kind of bad entry refused with its
+key path."""
 
 from __future__ import annotations
 

@@ -66,6 +66,7 @@ def test_check_config_cli_exit_status_and_output(tmp_path: Path) -> None:
         capture_output=True,
         text=True,
         timeout=60,
+        check=False,
     )
     assert proc.returncode == 2
     assert "ingest.qos" in proc.stderr and "(got 2)" in proc.stderr
@@ -77,6 +78,7 @@ def test_check_config_cli_exit_status_and_output(tmp_path: Path) -> None:
         capture_output=True,
         text=True,
         timeout=60,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr
     assert "configuration ok" in proc.stdout
