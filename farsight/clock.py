@@ -48,7 +48,7 @@ def utc(dt: datetime) -> datetime:
 
 def to_epoch_ms(dt: datetime) -> int:
     """UTC-aware datetime to integer epoch milliseconds (the storage unit for time)."""
-    return int(round(utc(dt).timestamp() * 1000))
+    return round(utc(dt).timestamp() * 1000)
 
 
 def from_epoch_ms(ms: int) -> datetime:

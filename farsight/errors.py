@@ -85,7 +85,8 @@ class MatcherError(AlertError, ValueError):
 
 
 class SilenceError(AlertError, ValueError):
-    """Raised when a silence is invalid (times, reason, matchers) or cannot be expired (already expired)."""
+    """Raised when a silence is invalid (times, reason, matchers) or cannot be expired (already
+    expired)."""
 
 
 class ScopeError(AlertError):
@@ -101,7 +102,8 @@ class AuthError(FarsightError):
 
 
 class AuditError(FarsightError):
-    """Raised when the audit log cannot be appended to, read or anchored, or an anchor file is invalid."""
+    """Raised when the audit log cannot be appended to, read or anchored, or an anchor file is
+    invalid."""
 
 
 class VideoSourceError(FarsightError):

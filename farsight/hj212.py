@@ -9,6 +9,7 @@ of CRC16 over the data segment only + CRLF (HJ 212-2017, 6.3).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from datetime import datetime
 
@@ -89,7 +90,7 @@ def build_data_frame(
 
 def _fmt(v: object) -> str:
     if isinstance(v, float):
-        return f"{v:.3f}".rstrip("0").rstrip(".") if v == v else "nan"
+        return f"{v:.3f}".rstrip("0").rstrip(".") if not math.isnan(v) else "nan"
     return str(v)
 
 

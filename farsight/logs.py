@@ -11,7 +11,8 @@ class KeyValueFormatter(logging.Formatter):
     """Render ``extra={"kv": {...}}`` as sorted ``key=value`` pairs after the message."""
 
     def format(self, record: logging.LogRecord) -> str:
-        base = f"{self.formatTime(record, '%Y-%m-%dT%H:%M:%S')} {record.levelname:<7} {record.name} {record.getMessage()}"
+        when = self.formatTime(record, "%Y-%m-%dT%H:%M:%S")
+        base = f"{when} {record.levelname:<7} {record.name} {record.getMessage()}"
         kv = getattr(record, "kv", None)
         if kv:
             base += " " + " ".join(f"{k}={_fmt(v)}" for k, v in kv.items())

@@ -59,7 +59,8 @@ CATALOGUE: tuple[Metric, ...] = (
     Metric("axles", "1", "Axle count"),
     Metric("speed", "km/h", "Vehicle speed"),
     # Video detections (fs/v1/.../{camera}/detection): the analyser's confidence 0..1, 0 when the
-    # condition has cleared. Black smoke's Ringelmann grade (GB 13271 / HJ/T 398, 0..5) is its own metric.
+    # condition has cleared. Black smoke's Ringelmann grade (GB 13271 / HJ/T 398, 0..5) is its own
+    # metric.
     Metric("video_smoke", "1", "Smoke seen on camera"),
     Metric("video_fire", "1", "Fire seen on camera"),
     Metric("video_black_smoke", "1", "Black smoke seen on camera"),
