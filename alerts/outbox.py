@@ -21,7 +21,8 @@ after the receiver's dedup.
   rows (``claimed_by``/``claimed_until``); on PostgreSQL it locks with ``FOR UPDATE SKIP
   LOCKED``, on SQLite ``BEGIN IMMEDIATE`` already serialises writers.
 
-The payload is :func:`build_payload` (pure), documented by ``alerts/schemas/upstream-event.schema.json``.
+The payload is :func:`build_payload` (pure), documented by
+``alerts/schemas/upstream-event.schema.json``.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
 from alerts.model import Alert, AlertEvent
 from farsight import __version__
@@ -198,7 +200,8 @@ def load_schema() -> dict[str, Any]:
 
 
 class Outbox:
-    """The ``outbox`` table on one database; :meth:`listener` enqueues in the caller's transaction."""
+    """The ``outbox`` table on one database; :meth:`listener` enqueues in the caller's
+    transaction."""
 
     def __init__(
         self, db: Database | Path | str, source: str = "farsight", clock: Clock | None = None
@@ -218,7 +221,8 @@ class Outbox:
             conn.execute("SELECT id FROM alerts WHERE id = ? FOR UPDATE", (alert.id,))
         payload = canonical_json(build_payload(alert, event, self.source))
         conn.execute(
-            "INSERT INTO outbox (key, alert_id, event_id, payload, status, attempts, next_at, created)"
+            "INSERT INTO outbox (key, alert_id, event_id, payload, status, attempts, next_at, "
+            "created)"
             " VALUES (?, ?, ?, ?, 'pending', 0, 0, ?) ON CONFLICT (key) DO NOTHING",
             (
                 idempotency_key(self.source, alert.id, event.id),
@@ -231,10 +235,11 @@ class Outbox:
 
     def rows(self, alert_id: int | None = None) -> list[dict[str, Any]]:
         """Outbox rows in id order (for tests and the CLI)."""
-        sql, params = "SELECT * FROM outbox", ()
+        sql = "SELECT * FROM outbox"
+        params: tuple[Any, ...] = ()
         if alert_id is not None:
-            sql, params = sql + " WHERE alert_id = ?", (alert_id,)  # type: ignore[assignment]
-        return [{k: r[k] for k in r.keys()} for r in self.db.query(sql + " ORDER BY id", params)]
+            sql, params = sql + " WHERE alert_id = ?", (alert_id,)
+        return [_row_dict(r) for r in self.db.query(sql + " ORDER BY id", params)]
 
 
 def attach_outbox(store: Any, source: str = "farsight") -> Outbox:
@@ -253,7 +258,8 @@ def attach_outbox(store: Any, source: str = "farsight") -> Outbox:
 
 
 def backoff_bound(attempts: int, base_s: float, cap_s: float) -> float:
-    """Upper bound of the wait after the ``attempts``-th failed attempt: ``min(cap, base * 2**(attempts-1))``."""
+    """Upper bound of the wait after the ``attempts``-th failed attempt: ``min(cap, base *
+    2**(attempts-1))``."""
     if attempts < 1:
         raise ValueError(f"attempts must be at least 1, got {attempts}")
     # 2**1100 overflows a float: past the cap the exponent no longer matters.
@@ -267,7 +273,8 @@ def backoff_delay(attempts: int, base_s: float, cap_s: float, rng: random.Random
 
 
 def parse_retry_after(value: str | None, now: datetime) -> float | None:
-    """Seconds from a ``Retry-After`` header (delta-seconds or HTTP-date, RFC 9110 10.2.3); None if absent or bad."""
+    """Seconds from a ``Retry-After`` header (delta-seconds or HTTP-date, RFC 9110 10.2.3); None
+    if absent or bad."""
     if not value:
         return None
     text = value.strip()
@@ -312,7 +319,8 @@ def claim(db: Database, worker: str, batch: int, now_ms: int, lease_ms: int) -> 
         " SELECT o.id FROM outbox o"
         " WHERE o.status = 'pending' AND o.next_at <= ?"
         " AND (o.claimed_until IS NULL OR o.claimed_until <= ?)"
-        " AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.alert_id = o.alert_id AND p.id < o.id AND p.status != 'sent')"
+        " AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.alert_id = o.alert_id AND p.id < o.id "
+        "AND p.status != 'sent')"
         f" ORDER BY o.id LIMIT ?{lock})"
         " UPDATE outbox SET claimed_by = ?, claimed_until = ? WHERE id IN (SELECT id FROM c)"
         " RETURNING id, key, alert_id, event_id, payload, attempts"
@@ -342,7 +350,8 @@ def release(db: Database, worker: str, ids: Iterable[int]) -> None:
         return
     with db.transaction() as c:
         c.execute(
-            f"UPDATE outbox SET claimed_by = NULL, claimed_until = NULL WHERE claimed_by = ? AND id IN ({','.join('?' * len(ids))})",
+            f"UPDATE outbox SET claimed_by = NULL, claimed_until = NULL WHERE claimed_by = ? AND "
+            f"id IN ({','.join('?' * len(ids))})",
             (worker, *ids),
         )
 
@@ -359,9 +368,16 @@ def _opened(db: Database | Path | str) -> Iterator[Database]:
             database.close()
 
 
+def _row_dict(r: Any) -> dict[str, Any]:
+    # Rows of both backends read like sqlite3.Row: keys() and positions, not a mapping.
+    return dict(zip(r.keys(), r, strict=True))
+
+
 def redrive(db: Database | Path | str, alert_id: int | None = None, key: str | None = None) -> int:
-    """Put dead rows (all, one alert's, or one key's) back to pending with attempts reset; returns how many."""
-    where, params = ["status = 'dead'"], []
+    """Put dead rows (all, one alert's, or one key's) back to pending with attempts reset; returns
+    how many."""
+    where: list[str] = ["status = 'dead'"]
+    params: list[Any] = []
     if alert_id is not None:
         where.append("alert_id = ?")
         params.append(alert_id)
@@ -370,7 +386,8 @@ def redrive(db: Database | Path | str, alert_id: int | None = None, key: str | N
         params.append(key)
     with _opened(db) as database, database.transaction() as c:
         n = c.execute(
-            f"UPDATE outbox SET status = 'pending', attempts = 0, next_at = 0, claimed_by = NULL, claimed_until = NULL"
+            f"UPDATE outbox SET status = 'pending', attempts = 0, next_at = 0, claimed_by = NULL, "
+            f"claimed_until = NULL"
             f" WHERE {' AND '.join(where)}",
             params,
         ).rowcount
@@ -400,23 +417,32 @@ def dead_letters(db: Database | Path | str, limit: int = 50) -> list[dict[str, A
             " WHERE status = 'dead' ORDER BY id LIMIT ?",
             (limit,),
         )
-    return [{k: r[k] for k in r.keys()} for r in rows]
+    return [_row_dict(r) for r in rows]
 
 
-def metrics_lines(db: Database | Path | str, now: datetime | None = None) -> list[str]:
-    """Prometheus text lines (format 0.0.4) for ``/metrics``: outbox rows by status, oldest pending age."""
-    st = status(db, now)
-    lines = [
-        "# HELP farsight_outbox_events Events in the upstream outbox, by status.",
-        "# TYPE farsight_outbox_events gauge",
-    ]
-    lines += [f'farsight_outbox_events{{status="{s}"}} {st[s]}' for s in STATUSES]
-    lines += [
-        "# HELP farsight_outbox_oldest_pending_seconds Age of the oldest event not yet delivered upstream (0 when none).",
-        "# TYPE farsight_outbox_oldest_pending_seconds gauge",
-        f"farsight_outbox_oldest_pending_seconds {st['oldest_pending_age_s'] or 0:.3f}",
-    ]
-    return lines
+class OutboxCollector:
+    """A prometheus_client collector for ``/metrics``: outbox rows by status, oldest pending age.
+
+    It reads the outbox at each scrape (:func:`status`), so it holds no state of its own.
+    """
+
+    def __init__(self, db: Database | Path | str, clock: Clock | None = None) -> None:
+        self._db = db
+        self._clock = clock or SystemClock()
+
+    def collect(self) -> Iterator[Metric]:
+        st = status(self._db, self._clock.now())
+        events = GaugeMetricFamily(
+            "farsight_outbox_events", "Events in the upstream outbox, by status.", labels=["status"]
+        )
+        for s in STATUSES:
+            events.add_metric([s], st[s])
+        yield events
+        yield GaugeMetricFamily(
+            "farsight_outbox_oldest_pending_seconds",
+            "Age of the oldest event not yet delivered upstream (0 when none).",
+            value=st["oldest_pending_age_s"] or 0,
+        )
 
 
 # -- the sender -----------------------------------------------------------------------------------
@@ -450,6 +476,7 @@ class OutboxSender:
     ) -> None:
         if not settings.url:
             raise ValueError("alerts.upstream.url is not set: there is nowhere to send the outbox")
+        self.url: str = settings.url
         self._own_db = not isinstance(db_target, Database)
         self.db = Database.open(db_target)
         self.db.executescript(SCHEMA)
@@ -465,7 +492,8 @@ class OutboxSender:
         )
         if settings.lease_s <= 2 * settings.timeout_s:
             log.warning(
-                "outbox lease is short for the timeout: an attempt may outlive its lease and be sent twice",
+                "outbox lease is short for the timeout: an attempt may outlive its lease and be "
+                "sent twice",
                 extra=kv(lease_s=settings.lease_s, timeout_s=settings.timeout_s),
             )
         self.totals: Counter[str] = Counter()
@@ -490,17 +518,16 @@ class OutboxSender:
         """POST one row; classify the answer. Never raises."""
         try:
             r = self.client.post(
-                self.settings.url,
-                content=row.payload.encode("utf-8"),
-                headers=self._headers(row.key),
-            )  # type: ignore[arg-type]
+                self.url, content=row.payload.encode("utf-8"), headers=self._headers(row.key)
+            )
         except httpx.TimeoutException as exc:
             return Outcome(
                 "retry", f"timeout after {self.settings.timeout_s:g} s ({type(exc).__name__})"
             )
         except httpx.HTTPError as exc:
             return Outcome("retry", f"{type(exc).__name__}: {exc}")
-        except Exception as exc:  # a bug or an odd transport must not kill the worker
+        # A bug or an odd transport must not kill the worker.
+        except Exception as exc:  # noqa: BLE001
             return Outcome("retry", f"{type(exc).__name__}: {exc}")
         code = r.status_code
         body = r.text[:200].replace("\n", " ") if r.content else ""
@@ -522,7 +549,8 @@ class OutboxSender:
         with self.db.transaction() as c:
             if outcome.result == "sent":
                 c.execute(
-                    "UPDATE outbox SET status = 'sent', sent_at = ?, attempts = ?, claimed_by = NULL, claimed_until = NULL"
+                    "UPDATE outbox SET status = 'sent', sent_at = ?, attempts = ?, claimed_by = "
+                    "NULL, claimed_until = NULL"
                     " WHERE id = ? AND status = 'pending'",
                     (now, attempts, row.id),
                 )
@@ -534,7 +562,8 @@ class OutboxSender:
                     else f"{detail} (gave up after {attempts} attempts)"
                 )
                 c.execute(
-                    "UPDATE outbox SET status = 'dead', attempts = ?, last_error = ?, claimed_by = NULL, claimed_until = NULL"
+                    "UPDATE outbox SET status = 'dead', attempts = ?, last_error = ?, claimed_by "
+                    "= NULL, claimed_until = NULL"
                     " WHERE id = ? AND status = 'pending'",
                     (attempts, reason[:ERROR_CHARS], row.id),
                 )
@@ -548,9 +577,10 @@ class OutboxSender:
             else:
                 delay = backoff_delay(attempts, s.backoff_base_s, s.backoff_cap_s, self.rng)
             c.execute(
-                "UPDATE outbox SET attempts = ?, next_at = ?, last_error = ?, claimed_by = NULL, claimed_until = NULL"
+                "UPDATE outbox SET attempts = ?, next_at = ?, last_error = ?, claimed_by = NULL, "
+                "claimed_until = NULL"
                 " WHERE id = ? AND status = 'pending'",
-                (attempts, now + int(round(delay * 1000)), detail, row.id),
+                (attempts, now + round(delay * 1000), detail, row.id),
             )
         log.warning(
             "upstream send failed; will retry",
@@ -565,7 +595,8 @@ class OutboxSender:
         return "retry"
 
     def run_once(self, stop_event: threading.Event | None = None) -> dict[str, int]:
-        """Claim one batch and attempt each row once; returns counts (claimed, sent, retry, dead, released)."""
+        """Claim one batch and attempt each row once; returns counts (claimed, sent, retry, dead,
+        released)."""
         s = self.settings
         lease_ms = int(s.lease_s * 1000)
         counts = {"claimed": 0, "sent": 0, "retry": 0, "dead": 0, "released": 0}
@@ -594,7 +625,8 @@ class OutboxSender:
             try:
                 counts = self.run_once(stop_event)
                 busy = counts["claimed"] > 0
-            except Exception as exc:  # database down, a bug: log, wait, try again
+            # Database down, a bug: log, wait, try again.
+            except Exception as exc:  # noqa: BLE001
                 log.error(
                     "outbox sender error",
                     extra=kv(worker=self.worker_id, error=f"{type(exc).__name__}: {exc}"),
@@ -650,7 +682,8 @@ class SenderPool:
         return total
 
     def stop(self) -> None:
-        """Set the stop flag and wait for each worker's current attempt to end (at most its timeout)."""
+        """Set the stop flag and wait for each worker's current attempt to end (at most its
+        timeout)."""
         self.stop_event.set()
         for t in self.threads:
             t.join(self._timeout_s + 10)
@@ -667,5 +700,6 @@ def start_senders(
     *,
     transport: httpx.BaseTransport | None = None,
 ) -> SenderPool:
-    """Start ``settings.workers`` sender threads on ``db_target``; stop them with :meth:`SenderPool.stop`."""
+    """Start ``settings.workers`` sender threads on ``db_target``; stop them with
+    :meth:`SenderPool.stop`."""
     return SenderPool(db_target, settings, transport=transport).start()

@@ -697,75 +697,6 @@ async def stream(
     )
 
 
-COUNTER_METRICS = (
-    (
-        "rule_late_readings",
-        "rule",
-        "Readings later than a rule's allowed lateness, counted and not evaluated.",
-    ),
-    (
-        "rule_flagged_readings",
-        "flag",
-        "Readings flagged by the data logger (HJ 212 flag) kept out of violation rules.",
-    ),
-    (
-        "alerts_suppressed_maintenance",
-        "",
-        "Alerts not raised because a maintenance window covered the device.",
-    ),
-)
-"""Counters ingest workers add to the shared store: (name, label key, help)."""
-
-
-def _label_value(v: str) -> str:
-    return v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
-@router.get("/metrics", response_class=PlainTextResponse, tags=["ops"])
-def metrics(ctx: HubContext = Depends(_ctx)) -> PlainTextResponse:
-    """Prometheus text exposition format 0.0.4."""
-    counts = ctx.alerts.counts()["severity"]
-    lines = [
-        "# HELP farsight_readings_total Readings stored.",
-        "# TYPE farsight_readings_total counter",
-        f"farsight_readings_total {ctx.readings.count()}",
-        "# HELP farsight_dead_letters_total Messages rejected into the dead-letter store.",
-        "# TYPE farsight_dead_letters_total counter",
-        f"farsight_dead_letters_total {ctx.readings.dead_letter_count()}",
-        "# HELP farsight_open_alerts Alerts not closed (open or acknowledged), by severity.",
-        "# TYPE farsight_open_alerts gauge",
-        *(f'farsight_open_alerts{{severity="{s}"}} {counts.get(s, 0)}' for s in SEVERITIES),
-        "# HELP farsight_stream_subscribers Clients connected to the live stream.",
-        "# TYPE farsight_stream_subscribers gauge",
-        f"farsight_stream_subscribers {ctx.stream.subscriber_count}",
-        "# HELP farsight_stream_dropped_total Live-stream clients dropped for falling behind.",
-        "# TYPE farsight_stream_dropped_total counter",
-        f"farsight_stream_dropped_total {ctx.stream.dropped_total}",
-        "# HELP farsight_sites Sites in the registry.",
-        "# TYPE farsight_sites gauge",
-        f"farsight_sites {len(ctx.registry)}",
-    ]
-    counters = ctx.readings.counters()
-    for name, label_key, help_text in COUNTER_METRICS:
-        lines += [
-            f"# HELP farsight_{name}_total {help_text}",
-            f"# TYPE farsight_{name}_total counter",
-        ]
-        for (n, label), value in sorted(counters.items()):
-            if n == name:
-                lines.append(
-                    f'farsight_{name}_total{{{label_key}="{_label_value(label)}"}} {value}'
-                    if label_key
-                    else f"farsight_{name}_total {value}"
-                )
-    from alerts.outbox import metrics_lines
-
-    lines += metrics_lines(ctx.alerts.db)
-    return PlainTextResponse(
-        "\n".join(lines) + "\n", media_type="text/plain; version=0.0.4; charset=utf-8"
-    )
-
-
 # -- docs without a CDN ------------------------------------------------------------------------
 
 
@@ -948,11 +879,12 @@ def create_app(
     )
     app.state.hub = ctx
     app.state.stream = stream_hub
+    from hub import evidence, handling, metrics, reports, silences, views
+
+    app.state.metrics = metrics.registry(ctx)
     _install_error_handlers(app)
     app.include_router(router)
-    from hub import evidence, handling, reports, silences, views
-
-    for feature in (reports, silences, handling, evidence, views):
+    for feature in (reports, silences, handling, evidence, views, metrics):
         app.include_router(feature.router)
     _install_docs(app)
 

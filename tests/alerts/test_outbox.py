@@ -12,6 +12,7 @@ from datetime import timedelta
 import httpx
 import jsonschema
 import pytest
+from prometheus_client import CollectorRegistry
 
 from alerts import outbox
 from alerts.outbox import (
@@ -29,6 +30,7 @@ from alerts.outbox_cli import main as outbox_cli
 from alerts.store import AlertStore
 from farsight.clock import ManualClock
 from farsight.db import Database
+from farsight.errors import TransitionError
 from farsight.settings import UpstreamSettings
 from tests.alerts.receiver import ACCEPT_THEN_500, OK, Receiver, fail, hang
 from tests.conftest import wait_until
@@ -198,7 +200,7 @@ def test_enqueue_commits_and_rolls_back_with_the_change(store: AlertStore) -> No
         raise RuntimeError("crash before commit")
     assert store.get(a.id).state == "new" and len(rows(store)) == 1
     # A refused transition writes nothing.
-    with pytest.raises(Exception):
+    with pytest.raises(TransitionError):
         store.transition(a.id, "verify", "li.wei", "too early", {"finding": "no_violation"})
     assert len(rows(store)) == 1
     # A committed transition: exactly one more row, for its event.
@@ -225,7 +227,7 @@ def test_a_failing_listener_rolls_the_change_back(store: AlertStore) -> None:
 
 
 def test_attach_is_idempotent(store: AlertStore) -> None:
-    first = [l for l in store.listeners]
+    first = list(store.listeners)
     attach_outbox(store)
     assert store.listeners == first
 
@@ -346,7 +348,7 @@ def test_headers_carry_key_type_and_bearer_token(
     )
 
 
-# -- against the real receiver ----------------------------------------------------------------------
+# -- against the real receiver ---------------------------------------------------------------------
 
 
 def test_order_per_alert_is_kept_under_retries_and_other_alerts_flow(
@@ -472,11 +474,10 @@ def test_dead_after_max_attempts_then_redrive_by_key(
     assert outbox.redrive(store.db, key="nope") == 0
     assert outbox.redrive(store.db, key=row["key"]) == 1
     assert s.run_once()["sent"] == 1 and receiver.keys() == [row["key"]]
-    lines = outbox.metrics_lines(store.db)
-    assert (
-        'farsight_outbox_events{status="sent"} 1' in lines
-        and 'farsight_outbox_events{status="dead"} 0' in lines
-    )
+    metrics = CollectorRegistry()
+    metrics.register(outbox.OutboxCollector(store.db))
+    assert metrics.get_sample_value("farsight_outbox_events", {"status": "sent"}) == 1
+    assert metrics.get_sample_value("farsight_outbox_events", {"status": "dead"}) == 0
 
 
 def test_concurrent_senders_never_send_twice_and_keep_order(
