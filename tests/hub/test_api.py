@@ -656,3 +656,10 @@ def test_the_verification_workflow_through_the_api(
         ("alice", "close"),
         ("alice", "reopen"),
     ]
+
+
+def test_metrics_speak_openmetrics_to_a_scraper_that_asks(client: httpx.Client) -> None:
+    r = client.get("/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0"})
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith("application/openmetrics-text")
+    assert "# TYPE farsight_readings counter" in r.text and r.text.endswith("# EOF\n")
