@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import csv
-import html
 import io
 import logging
 from collections.abc import AsyncIterator, Callable
@@ -22,7 +21,6 @@ import uvicorn
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.responses import (
     FileResponse,
-    HTMLResponse,
     JSONResponse,
     PlainTextResponse,
     StreamingResponse,
@@ -49,6 +47,7 @@ from hub.deps import (
     require_principal,
     scoped_department,
 )
+from hub.docs import install_docs
 from hub.schemas import (
     AckRequest,
     ActionRequest,
@@ -697,82 +696,6 @@ async def stream(
     )
 
 
-# -- docs without a CDN ------------------------------------------------------------------------
-
-
-def _swagger_assets() -> Path | None:
-    """Swagger UI files from a locally installed package (``swagger-ui-bundle``), if any."""
-    try:
-        import swagger_ui_bundle  # type: ignore[import-not-found]
-    except ImportError:
-        return None
-    for attr in ("swagger_ui_path", "swagger_ui_5_path", "swagger_ui_4_path", "swagger_ui_3_path"):
-        path = getattr(swagger_ui_bundle, attr, None)
-        if (
-            path
-            and (Path(path) / "swagger-ui-bundle.js").is_file()
-            and (Path(path) / "swagger-ui.css").is_file()
-        ):
-            return Path(path)
-    return None
-
-
-def _docs_page(schema: dict[str, Any]) -> str:
-    """A self-contained page listing the endpoints of ``schema``; every string escaped."""
-    e = html.escape
-    info = schema.get("info", {})
-    rows = []
-    for path, ops in sorted(schema.get("paths", {}).items()):
-        for method, op in ops.items():
-            params = ", ".join(
-                f"{p.get('name')}{'' if p.get('required') else '?'} ({p.get('in')})"
-                for p in op.get("parameters", [])
-            )
-            if "requestBody" in op:
-                params = (params + ", " if params else "") + "JSON body"
-            auth = "token" if op.get("security") else ""
-            rows.append(
-                f"<tr><td class=m>{e(method.upper())}</td><td><code>{e(path)}</code></td>"
-                f"<td>{e(op.get('summary', ''))}</td><td>{e(params)}</td><td>{e(auth)}</td></tr>"
-            )
-    return (
-        "<!doctype html><html lang=en><head><meta charset=utf-8>"
-        "<meta name=viewport content='width=device-width, initial-scale=1'>"
-        f"<title>{e(info.get('title', 'API'))} docs</title><link rel=icon href='data:,'>"
-        "<style>body{font-family:system-ui,sans-serif;margin:1.5rem;color:#1d2733}table{border-collapse:collapse;width:100%}"
-        "td,th{border-bottom:1px solid #dde3ea;padding:.4rem;text-align:left;vertical-align:top}.m{font-weight:600}"
-        "code{font-size:.95em}</style></head><body>"
-        f"<h1>{e(info.get('title', 'API'))} <small>{e(str(info.get('version', '')))}</small></h1>"
-        "<p>The machine-readable description is at <a href='/openapi.json'>/openapi.json</a>. "
-        "Interactive docs need the <code>swagger-ui-bundle</code> package installed beside the hub.</p>"
-        "<table><thead><tr><th>Method</th><th>Path</th><th>What</th><th>Parameters</th><th>Auth</th></tr></thead>"
-        f"<tbody>{''.join(rows)}</tbody></table></body></html>"
-    )
-
-
-def _install_docs(app: FastAPI) -> None:
-    assets = _swagger_assets()
-    if assets is not None:
-        from fastapi.openapi.docs import get_swagger_ui_html
-
-        app.mount("/docs/assets", StaticFiles(directory=assets), name="docs-assets")
-
-        @app.get("/docs", include_in_schema=False)
-        def docs() -> HTMLResponse:
-            return get_swagger_ui_html(
-                openapi_url=app.openapi_url or "/openapi.json",
-                title=f"{app.title} docs",
-                swagger_js_url="/docs/assets/swagger-ui-bundle.js",
-                swagger_css_url="/docs/assets/swagger-ui.css",
-                swagger_favicon_url="data:,",
-            )
-    else:
-
-        @app.get("/docs", include_in_schema=False)
-        def docs() -> HTMLResponse:
-            return HTMLResponse(_docs_page(app.openapi()))
-
-
 # -- error conversion --------------------------------------------------------------------------
 
 
@@ -886,7 +809,7 @@ def create_app(
     app.include_router(router)
     for feature in (reports, silences, handling, evidence, views, metrics):
         app.include_router(feature.router)
-    _install_docs(app)
+    install_docs(app)
 
     @app.get("/", include_in_schema=False)
     def dashboard() -> FileResponse:
