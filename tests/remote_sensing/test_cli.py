@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+import fcntl
+import itertools
 import json
+import os
+import pty
 import shutil
+import struct
+import subprocess
+import sys
+import termios
 
 import pytest
 from shapely.geometry import shape
@@ -15,7 +23,7 @@ from simulators.scenes import SceneSpec, write_pair
 
 
 def _ccw(ring):
-    area2 = sum(x0 * y1 - x1 * y0 for (x0, y0), (x1, y1) in zip(ring, ring[1:]))
+    area2 = sum(x0 * y1 - x1 * y0 for (x0, y0), (x1, y1) in itertools.pairwise(ring))
     return area2 > 0
 
 
@@ -157,16 +165,16 @@ def test_bad_inputs_exit_2_naming_the_file(tmp_path, capsys, pair6):
 
 
 def test_watch_confirms_a_change_seen_in_a_later_scene(tmp_path):
-    spec = dict(
-        seed=21,
-        width=256,
-        height=256,
-        tile=64,
-        changes_per_kind=1,
-        kinds=("new_construction", "water_gain"),
-        cloud_cover=(0.0, 0.0),
-        change_ha=(0.8, 1.2),
-    )
+    spec = {
+        "seed": 21,
+        "width": 256,
+        "height": 256,
+        "tile": 64,
+        "changes_per_kind": 1,
+        "kinds": ("new_construction", "water_gain"),
+        "cloud_cover": (0.0, 0.0),
+        "change_ha": (0.8, 1.2),
+    }
     first = write_pair(SceneSpec(**spec), tmp_path / "sim1")
     later = write_pair(SceneSpec(**spec, after_date="2026-06-20T03:10:00Z"), tmp_path / "sim2")
     aoi = tmp_path / "inbox" / "yichang-east"
@@ -235,3 +243,45 @@ def test_cva_method_with_em_threshold_runs_from_the_cli(pair6, tmp_path):
         "bare_soil",
         "unclassified",
     }
+
+
+def _detect_stderr(pair, tmp_path, terminal: bool, *extra: str) -> str:
+    """Run ``farsight rs detect`` in a process whose stderr is a terminal (a pseudo-terminal of
+    100 columns) or a file; return what it wrote there."""
+    cmd = [sys.executable, "-m", "farsight.cli", "rs", "detect", str(pair.before)]
+    cmd += [str(pair.after), "--out", str(tmp_path / "changes.geojson"), "--block", "64", *extra]
+    if not terminal:
+        log = tmp_path / "stderr.log"
+        with open(log, "wb") as fh:
+            subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=fh, timeout=120, check=True)
+        return log.read_text(encoding="utf-8")
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=slave)
+    os.close(slave)
+    chunks = []
+    try:
+        while True:
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # EIO: the child closed the terminal's last open end
+                break
+            if not data:
+                break
+            chunks.append(data)
+    finally:
+        os.close(master)
+        proc.wait(timeout=120)
+    assert proc.returncode == 0
+    return b"".join(chunks).decode("utf-8", "replace")
+
+
+def test_detect_draws_a_progress_bar_on_a_terminal_unless_told_not_to(pair6, tmp_path):
+    bar = _detect_stderr(pair6, tmp_path, True)
+    assert "rs detect: 100%" in bar and "25/25" in bar and "block/s" in bar
+    assert "block/s" not in _detect_stderr(pair6, tmp_path, True, "--no-progress")
+
+
+def test_no_progress_bar_when_stderr_is_not_a_terminal(pair6, tmp_path):
+    err = _detect_stderr(pair6, tmp_path, False)
+    assert "block/s" not in err and "\r" not in err
