@@ -23,10 +23,10 @@ from fastapi.responses import (
     FileResponse,
     JSONResponse,
     PlainTextResponse,
-    StreamingResponse,
 )
 from fastapi.security import HTTPAuthorizationCredentials
 from fastapi.staticfiles import StaticFiles
+from sse_starlette import EventSourceResponse
 
 from alerts.model import ACTIVITIES, STATES, Alert
 from alerts.store import SORTS, AlertFilter, AlertStore, CursorError
@@ -675,24 +675,19 @@ def stats(principal: Principal = Depends(reader), ctx: HubContext = Depends(_ctx
 @router.get(
     "/api/stream",
     tags=["stream"],
-    response_class=StreamingResponse,
+    response_class=EventSourceResponse,
     responses={200: {"content": {"text/event-stream": {}}, "description": "Server-Sent Events"}},
 )
 async def stream(
     request: Request, principal: Principal = Depends(reader), ctx: HubContext = Depends(_ctx)
-) -> StreamingResponse:
+) -> EventSourceResponse:
     """Live events: ``reading`` (a reading) and ``alert`` (the alert plus ``action`` and ``event``).
 
     Send ``Last-Event-ID`` (browsers do on reconnect) to be replayed what was missed; a
     ``reset`` event means too much was missed and the client should reload its data.
     """
-    return StreamingResponse(
-        ctx.stream.events(
-            request.headers.get("last-event-id"), accept=_stream_scope(ctx, principal)
-        ),
-        media_type="text/event-stream",
-        # no-transform and X-Accel-Buffering stop proxies from buffering the stream into batches.
-        headers={"Cache-Control": "no-cache, no-transform", "X-Accel-Buffering": "no"},
+    return ctx.stream.response(
+        request.headers.get("last-event-id"), accept=_stream_scope(ctx, principal)
     )
 
 
