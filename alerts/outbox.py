@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
 from alerts.model import Alert, AlertEvent
 from alerts.store import AlertStore
@@ -199,11 +200,6 @@ def load_schema() -> dict[str, Any]:
 # -- enqueue (in the change's transaction) --------------------------------------------------------
 
 
-def _as_dict(row: Any) -> dict[str, Any]:
-    # A database row iterates over its values, not its keys (sqlite3.Row and farsight.db.Row).
-    return dict(zip(row.keys(), row, strict=True))
-
-
 class Outbox:
     """The ``outbox`` table on one database; :meth:`listener` enqueues in the caller's
     transaction."""
@@ -231,8 +227,8 @@ class Outbox:
             self.lock_row(conn, alert.id)
         payload = canonical_json(build_payload(alert, event, self.source))
         conn.execute(
-            "INSERT INTO outbox (key, alert_id, event_id, payload, status, attempts, next_at,"
-            " created)"
+            "INSERT INTO outbox (key, alert_id, event_id, payload, status, attempts, next_at, "
+            "created)"
             " VALUES (?, ?, ?, ?, 'pending', 0, 0, ?) ON CONFLICT (key) DO NOTHING",
             (
                 idempotency_key(self.source, alert.id, event.id),
@@ -245,10 +241,11 @@ class Outbox:
 
     def rows(self, alert_id: int | None = None) -> list[dict[str, Any]]:
         """Outbox rows in id order (for tests and the CLI)."""
-        sql, params = "SELECT * FROM outbox", ()
+        sql = "SELECT * FROM outbox"
+        params: tuple[Any, ...] = ()
         if alert_id is not None:
-            sql, params = sql + " WHERE alert_id = ?", (alert_id,)  # type: ignore[assignment]
-        return [_as_dict(r) for r in self.db.query(sql + " ORDER BY id", params)]
+            sql, params = sql + " WHERE alert_id = ?", (alert_id,)
+        return [_row_dict(r) for r in self.db.query(sql + " ORDER BY id", params)]
 
 
 def attach_outbox(store: AlertStore, source: str = "farsight") -> Outbox:
@@ -328,8 +325,8 @@ def claim(db: Database, worker: str, batch: int, now_ms: int, lease_ms: int) -> 
         " SELECT o.id FROM outbox o"
         " WHERE o.status = 'pending' AND o.next_at <= ?"
         " AND (o.claimed_until IS NULL OR o.claimed_until <= ?)"
-        " AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.alert_id = o.alert_id AND p.id < o.id AND"
-        " p.status != 'sent')"
+        " AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.alert_id = o.alert_id AND p.id < o.id "
+        "AND p.status != 'sent')"
         f" ORDER BY o.id LIMIT ?{lock})"
         " UPDATE outbox SET claimed_by = ?, claimed_until = ? WHERE id IN (SELECT id FROM c)"
         " RETURNING id, key, alert_id, event_id, payload, attempts"
@@ -359,8 +356,8 @@ def release(db: Database, worker: str, ids: Iterable[int]) -> None:
         return
     with db.transaction() as c:
         c.execute(
-            "UPDATE outbox SET claimed_by = NULL, claimed_until = NULL WHERE claimed_by = ? AND"
-            f" id IN ({','.join('?' * len(ids))})",
+            f"UPDATE outbox SET claimed_by = NULL, claimed_until = NULL WHERE claimed_by = ? AND "
+            f"id IN ({','.join('?' * len(ids))})",
             (worker, *ids),
         )
 
@@ -377,9 +374,14 @@ def _opened(db: Database | Path | str) -> Iterator[Database]:
             database.close()
 
 
+def _row_dict(r: Any) -> dict[str, Any]:
+    # Rows of both backends read like sqlite3.Row: keys() and positions, not a mapping.
+    return dict(zip(r.keys(), r, strict=True))
+
+
 def redrive(db: Database | Path | str, alert_id: int | None = None, key: str | None = None) -> int:
-    """Put dead rows (all, one alert's, or one key's) back to pending with attempts reset;
-    returns how many."""
+    """Put dead rows (all, one alert's, or one key's) back to pending with attempts reset; returns
+    how many."""
     where: list[str] = ["status = 'dead'"]
     params: list[Any] = []
     if alert_id is not None:
@@ -390,8 +392,8 @@ def redrive(db: Database | Path | str, alert_id: int | None = None, key: str | N
         params.append(key)
     with _opened(db) as database, database.transaction() as c:
         n = c.execute(
-            "UPDATE outbox SET status = 'pending', attempts = 0, next_at = 0, claimed_by = NULL,"
-            " claimed_until = NULL"
+            f"UPDATE outbox SET status = 'pending', attempts = 0, next_at = 0, claimed_by = NULL, "
+            f"claimed_until = NULL"
             f" WHERE {' AND '.join(where)}",
             params,
         ).rowcount
@@ -421,25 +423,32 @@ def dead_letters(db: Database | Path | str, limit: int = 50) -> list[dict[str, A
             " WHERE status = 'dead' ORDER BY id LIMIT ?",
             (limit,),
         )
-    return [_as_dict(r) for r in rows]
+    return [_row_dict(r) for r in rows]
 
 
-def metrics_lines(db: Database | Path | str, now: datetime | None = None) -> list[str]:
-    """Prometheus text lines (format 0.0.4) for ``/metrics``: outbox rows by status, oldest
-    pending age."""
-    st = status(db, now)
-    lines = [
-        "# HELP farsight_outbox_events Events in the upstream outbox, by status.",
-        "# TYPE farsight_outbox_events gauge",
-    ]
-    lines += [f'farsight_outbox_events{{status="{s}"}} {st[s]}' for s in STATUSES]
-    lines += [
-        "# HELP farsight_outbox_oldest_pending_seconds Age of the oldest event not yet delivered"
-        " upstream (0 when none).",
-        "# TYPE farsight_outbox_oldest_pending_seconds gauge",
-        f"farsight_outbox_oldest_pending_seconds {st['oldest_pending_age_s'] or 0:.3f}",
-    ]
-    return lines
+class OutboxCollector:
+    """A prometheus_client collector for ``/metrics``: outbox rows by status, oldest pending age.
+
+    It reads the outbox at each scrape (:func:`status`), so it holds no state of its own.
+    """
+
+    def __init__(self, db: Database | Path | str, clock: Clock | None = None) -> None:
+        self._db = db
+        self._clock = clock or SystemClock()
+
+    def collect(self) -> Iterator[Metric]:
+        st = status(self._db, self._clock.now())
+        events = GaugeMetricFamily(
+            "farsight_outbox_events", "Events in the upstream outbox, by status.", labels=["status"]
+        )
+        for s in STATUSES:
+            events.add_metric([s], st[s])
+        yield events
+        yield GaugeMetricFamily(
+            "farsight_outbox_oldest_pending_seconds",
+            "Age of the oldest event not yet delivered upstream (0 when none).",
+            value=st["oldest_pending_age_s"] or 0,
+        )
 
 
 # -- the sender -----------------------------------------------------------------------------------
@@ -473,6 +482,7 @@ class OutboxSender:
     ) -> None:
         if not settings.url:
             raise ValueError("alerts.upstream.url is not set: there is nowhere to send the outbox")
+        self.url: str = settings.url
         self._own_db = not isinstance(db_target, Database)
         self.db = Database.open(db_target)
         self.db.executescript(SCHEMA)
@@ -488,8 +498,8 @@ class OutboxSender:
         )
         if settings.lease_s <= 2 * settings.timeout_s:
             log.warning(
-                "outbox lease is short for the timeout: an attempt may outlive its lease and be"
-                " sent twice",
+                "outbox lease is short for the timeout: an attempt may outlive its lease and be "
+                "sent twice",
                 extra=kv(lease_s=settings.lease_s, timeout_s=settings.timeout_s),
             )
         self.totals: Counter[str] = Counter()
@@ -517,7 +527,7 @@ class OutboxSender:
             return Outcome("retry", "no upstream url configured (alerts.upstream.url)")
         try:
             r = self.client.post(
-                url, content=row.payload.encode("utf-8"), headers=self._headers(row.key)
+                self.url, content=row.payload.encode("utf-8"), headers=self._headers(row.key)
             )
         except httpx.TimeoutException as exc:
             return Outcome(
@@ -525,7 +535,8 @@ class OutboxSender:
             )
         except httpx.HTTPError as exc:
             return Outcome("retry", f"{type(exc).__name__}: {exc}")
-        except Exception as exc:  # noqa: BLE001  # a bug or an odd transport must not kill the worker
+        # A bug or an odd transport must not kill the worker.
+        except Exception as exc:  # noqa: BLE001
             return Outcome("retry", f"{type(exc).__name__}: {exc}")
         code = r.status_code
         body = r.text[:200].replace("\n", " ") if r.content else ""
@@ -547,8 +558,8 @@ class OutboxSender:
         with self.db.transaction() as c:
             if outcome.result == "sent":
                 c.execute(
-                    "UPDATE outbox SET status = 'sent', sent_at = ?, attempts = ?, claimed_by ="
-                    " NULL, claimed_until = NULL"
+                    "UPDATE outbox SET status = 'sent', sent_at = ?, attempts = ?, claimed_by = "
+                    "NULL, claimed_until = NULL"
                     " WHERE id = ? AND status = 'pending'",
                     (now, attempts, row.id),
                 )
@@ -560,8 +571,8 @@ class OutboxSender:
                     else f"{detail} (gave up after {attempts} attempts)"
                 )
                 c.execute(
-                    "UPDATE outbox SET status = 'dead', attempts = ?, last_error = ?, claimed_by ="
-                    " NULL, claimed_until = NULL"
+                    "UPDATE outbox SET status = 'dead', attempts = ?, last_error = ?, claimed_by "
+                    "= NULL, claimed_until = NULL"
                     " WHERE id = ? AND status = 'pending'",
                     (attempts, reason[:ERROR_CHARS], row.id),
                 )
@@ -575,8 +586,8 @@ class OutboxSender:
             else:
                 delay = backoff_delay(attempts, s.backoff_base_s, s.backoff_cap_s, self.rng)
             c.execute(
-                "UPDATE outbox SET attempts = ?, next_at = ?, last_error = ?, claimed_by = NULL,"
-                " claimed_until = NULL"
+                "UPDATE outbox SET attempts = ?, next_at = ?, last_error = ?, claimed_by = NULL, "
+                "claimed_until = NULL"
                 " WHERE id = ? AND status = 'pending'",
                 (attempts, now + round(delay * 1000), detail, row.id),
             )
@@ -623,7 +634,8 @@ class OutboxSender:
             try:
                 counts = self.run_once(stop_event)
                 busy = counts["claimed"] > 0
-            except Exception as exc:  # noqa: BLE001  # database down, a bug: log, wait, retry
+            # Database down, a bug: log, wait, try again.
+            except Exception as exc:  # noqa: BLE001
                 log.error(
                     "outbox sender error",
                     extra=kv(worker=self.worker_id, error=f"{type(exc).__name__}: {exc}"),

@@ -1,4 +1,4 @@
-"""The risk warning report (风险预警报告): what the risk queue raised in a period, counted and drawn.
+"""The risk warning report (风险预警报告): what the risk queue raised in a period, counted, drawn.
 
 Two halves, so that the numbers can be tested without parsing HTML and the page can be drawn
 without a database:
@@ -6,9 +6,10 @@ without a database:
 - :func:`collect_risk_report` counts the rows the queries of :mod:`alerts.store_reports` return
   (parameterised SQL over the ``alerts`` and ``alert_events`` tables) into a :class:`RiskReport`,
   numbers only;
-- :func:`render_risk_report_html` turns a report into one self-contained HTML5 page: inline CSS,
-  charts as inline SVG drawn here, no script and no external resource, so the file can be mailed,
-  archived and opened offline years later exactly as it was generated.
+- :func:`render_risk_report_html` turns a report into one self-contained HTML5 page through the
+  autoescaping Jinja2 templates in ``alerts/templates``: inline CSS, the chart as inline SVG, no
+  script and no external resource, so the file can be mailed, archived and opened offline years
+  later exactly as it was generated.
 
 JSON columns are parsed here, in Python, because the two databases spell JSON access
 differently.
@@ -20,7 +21,6 @@ report is generated, so a report of last week regenerated next month shows what 
 
 from __future__ import annotations
 
-import html
 import json
 import logging
 import math
@@ -30,6 +30,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
+
+import jinja2
 
 from alerts import store_reports as queries
 from alerts.model import ACTIVITIES, FINDINGS, STATES, TRANSITIONS
@@ -115,13 +117,15 @@ def check_range(start: datetime, end: datetime) -> None:
         raise ValueError(f"from {start.isoformat()} must be before to {end.isoformat()}")
     if end - start > MAX_RANGE:
         raise ValueError(
-            f"the period {start.isoformat()} to {end.isoformat()} is longer than {MAX_RANGE.days} days; "
+            f"the period {start.isoformat()} to {end.isoformat()} is longer than {MAX_RANGE.days} "
+            f"days; "
             "split it into several reports"
         )
 
 
 def store_now(store: Any) -> datetime:
-    """The store's idea of now (its clock, so replays and tests agree with the queue), else UTC now."""
+    """The store's idea of now (its clock, so replays and tests agree with the queue), else UTC
+    now."""
     clock = getattr(store, "clock", None)
     return clock.now() if clock is not None else datetime.now(UTC)
 
@@ -129,7 +133,8 @@ def store_now(store: Any) -> datetime:
 def default_range(
     now: datetime, start: datetime | None = None, end: datetime | None = None
 ) -> tuple[datetime, datetime]:
-    """Fill a missing end with ``now`` and a missing start with one :data:`DEFAULT_RANGE` before the end.
+    """Fill a missing end with ``now`` and a missing start with one :data:`DEFAULT_RANGE` before
+    the end.
 
     A filled-in time takes the other one's UTC offset when that one was given, else ``now``'s
     (callers pass the machine's local now), because the report counts days in the start's offset.
@@ -144,7 +149,8 @@ def default_range(
 
 
 def report_filename(start: datetime, end: datetime) -> str:
-    """``risk-report-<from>-<to>.html`` with compact times that are safe in every file system (no ':')."""
+    """``risk-report-<from>-<to>.html`` with compact times that are safe in every file system (no
+    ':')."""
     fmt = "%Y%m%dT%H%M%z"
     return f"risk-report-{start.strftime(fmt)}-{end.strftime(fmt)}.html"
 
@@ -463,7 +469,8 @@ def collect_risk_report(
         finding = verification.get("finding") if isinstance(verification, dict) else None
         findings[str(finding) if finding else NOT_VERIFIED] += 1
         if not r["entity_id"]:
-            continue  # an alert with no operator (an ambient station of the state) has no one to rank
+            # an alert with no operator (an ambient station of the state) has no one to rank
+            continue
         evidence = _json(r["evidence"], [], aid, "evidence")
         score = explain(
             severity=r["severity"],
@@ -499,7 +506,8 @@ def collect_risk_report(
     # History: first ack, and the close that left the alert closed, of the period's alerts.
     acks = queries.first_event_at(db, period, ACK_ACTION)
     closes = queries.last_event_at(db, period, CLOSE_ACTION)
-    # max(0, ...): events are stamped by the acting process's clock; a skew must not give negative waits.
+    # max(0, ...): events are stamped by the acting process's clock; a skew must not give negative
+    # waits.
     ack_s = [
         max(0, int(r["at"]) - created_at[r["alert_id"]]) / 1000
         for r in acks
@@ -549,6 +557,10 @@ def _entity_names(registry: Any) -> dict[str, str]:
 
 
 # -- rendering -----------------------------------------------------------------------------------
+#
+# The page is laid out by the Jinja2 templates in alerts/templates (autoescaped: every string
+# from data is escaped there, once); the functions below only turn a report into plain values
+# for them: labels, formatted numbers, table cells and the chart's geometry.
 
 SEVERITY_LABELS = {
     "critical": "严重 critical",
@@ -582,35 +594,9 @@ ACTIVITY_LABELS = {"firing": "持续触发 firing", "resolved": "已恢复 resol
 STEP_ZH = {"hour": "小时", "day": "日"}
 UNKNOWN_LABEL = "未知 unknown"
 
-CSS = """
-:root { color-scheme: light; --ink: #1f2937; --muted: #6b7280; --rule: #e5e7eb; --panel: #f9fafb; }
-* { box-sizing: border-box; }
-body { margin: 0 auto; max-width: 1040px; padding: 24px; color: var(--ink); background: #fff;
-  font: 14px/1.5 system-ui, -apple-system, "PingFang SC", "Microsoft YaHei", "Noto Sans CJK SC", sans-serif; }
-h1 { font-size: 24px; margin: 0 0 4px; }
-h2 { font-size: 18px; margin: 32px 0 8px; border-bottom: 2px solid var(--rule); }
-.meta { color: var(--muted); margin: 0 0 16px; } .meta dt { display: inline; font-weight: 600; }
-.meta dd { display: inline; margin: 0 16px 0 4px; }
-.cards { display: grid; grid-template-columns: repeat(auto-fill, minmax(150px, 1fr)); gap: 8px; margin: 0; }
-.cards div { background: var(--panel); border: 1px solid var(--rule); border-radius: 6px; padding: 8px 12px; }
-.cards dt { color: var(--muted); font-size: 12px; } .cards dd { margin: 0; font-size: 22px; font-weight: 600; }
-table { border-collapse: collapse; width: 100%; margin: 8px 0; }
-th, td { text-align: left; padding: 4px 8px; border-bottom: 1px solid var(--rule); vertical-align: top; }
-th { background: var(--panel); font-weight: 600; }
-td.n, th.n { text-align: right; font-variant-numeric: tabular-nums; }
-.bar { display: inline-block; height: 10px; background: #94a3b8; border-radius: 2px; vertical-align: middle; }
-.sev { display: inline-block; width: 10px; height: 10px; border-radius: 2px; margin-right: 4px;
-  vertical-align: middle; }
-code { font-family: ui-monospace, "SFMono-Regular", Menlo, Consolas, monospace; font-size: 12px; }
-.empty { padding: 24px; background: var(--panel); border: 1px dashed #cbd5e1; border-radius: 6px; font-size: 16px; }
-.note { color: var(--muted); font-size: 12px; }
-figure { margin: 8px 0; } svg { width: 100%; height: auto; } svg text { font: 11px sans-serif; fill: #374151; }
-details { margin: 8px 0; } summary { cursor: pointer; color: var(--muted); }
-@media print { body { max-width: none; padding: 0; } h2 { break-after: avoid; } table, figure { break-inside: avoid; } }
-"""
-
 META_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
-"""The page's own CSP, so that the file opened from disk (not only as served by the hub) loads nothing."""
+"""The page's own CSP, so that the file opened from disk (not only as served by the hub) loads
+nothing."""
 
 METHOD_NOTES = (
     (
@@ -618,21 +604,93 @@ METHOD_NOTES = (
         "Alerts raised (created) in the period; their state, finding and history as of generation."
     ),
     (
-        "风险分 = 严重程度 × 信用等级 × 重复 × 证据 × 等待时长，计算时刻为报告生成时间，与预警队列一致；"
-        "主体按本期各预警风险分之和排序。 Risk score as in the queue, computed at generation time; operators are "
-        "ranked by the sum of their alerts' scores (the highest single score is shown beside it)."
+        "风险分 = 严重程度 × 信用等级 × 重复 × 证据 × 等待时长，"
+        "计算时刻为报告生成时间，与预警队列一致；"
+        "主体按本期各预警风险分之和排序。 Risk score as in the queue, computed at generation time; "
+        "operators are ranked by the sum of their alerts' scores (the highest single score is "
+        "shown beside it)."
     ),
     (
-        "确认用时：自预警创建至首次确认（ack）；关闭用时：自创建至使其关闭的最后一次关闭操作（仅计当前已关闭的预警）。 "
-        "Time to acknowledge: creation to the first ack; time to close: creation to the last close, of alerts "
-        "now closed."
+        "确认用时：自预警创建至首次确认（ack）；关闭用时：自创建至使其关闭的最后一次关闭操作"
+        "（仅计当前已关闭的预警）。 Time to acknowledge: creation to the first ack; time to "
+        "close: creation to the last close, of alerts now closed."
     ),
 )
 
+_TEMPLATES = jinja2.Environment(
+    loader=jinja2.PackageLoader("alerts", "templates"),
+    autoescape=True,
+    undefined=jinja2.StrictUndefined,  # a misspelt name fails the render, not blanks the page
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
 
-def _e(value: Any) -> str:
-    """Escape anything that came from data for HTML text and attribute values."""
-    return html.escape(str(value), quote=True)
+
+@dataclass(frozen=True, slots=True)
+class Cell:
+    """One table cell: text, shown as code when ``code``, or a bar ``bar`` pixels wide."""
+
+    text: str = ""
+    code: bool = False
+    bar: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Table:
+    """A table of the page; ``head`` holds (label, numeric) pairs, numeric columns align right."""
+
+    id: str
+    caption: str
+    head: tuple[tuple[str, bool], ...]
+    rows: tuple[tuple[Cell, ...], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Bar:
+    """One severity's part of one bucket's stacked bar, with its tooltip."""
+
+    x: float
+    y: float
+    width: float
+    height: float
+    colour: str
+    title: str
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    """One bucket of the chart: its bars, bottom up, and its x label (None: not labelled)."""
+
+    bars: tuple[Bar, ...]
+    x: float
+    label: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class TrendChart:
+    """The geometry and texts of the trend chart (an inline SVG ``width`` by ``height``)."""
+
+    width: int
+    height: int
+    left: int
+    right: int
+    top: int
+    base: int
+    step_zh: str
+    step_en: str
+    buckets: int
+    peak: int
+    gridlines: tuple[tuple[float, int], ...]
+    columns: tuple[Column, ...]
+    offset: str
+
+    @property
+    def mid_x(self) -> float:
+        return self.left + (self.width - self.left - self.right) / 2
+
+    @property
+    def mid_y(self) -> float:
+        return self.top + (self.base - self.top) / 2
 
 
 def _fmt_time(dt: datetime, tz: tzinfo | None) -> str:
@@ -657,21 +715,16 @@ def _fmt_duration(seconds: float | None) -> str:
 
 
 def _label(labels: Mapping[str, str], key: str) -> str:
-    """The bilingual label of a key, escaped; unknown keys show as themselves."""
-    return _e(labels.get(key, key)) if key else UNKNOWN_LABEL
+    """The bilingual label of a key; unknown keys show as themselves."""
+    return labels.get(key, key) if key else UNKNOWN_LABEL
 
 
-def _bar(n: int, top: int) -> str:
-    width = 0 if top <= 0 else round(120 * n / top)
-    return f'<span class="bar" style="width:{width}px"></span>' if width else ""
+def _bar(n: int, top: int) -> Cell:
+    return Cell(bar=0 if top <= 0 else round(120 * n / top))
 
 
 def _pct(n: int, total: int) -> str:
     return f"{100 * n / total:.1f}%" if total else "—"
-
-
-def _code(text: str) -> str:
-    return f"<code>{_e(text)}</code>"
 
 
 def _nice_step(top: int, ticks: int = 4) -> int:
@@ -684,11 +737,11 @@ def _nice_step(top: int, ticks: int = 4) -> int:
     return int(10 * power)
 
 
-def _trend_svg(trend: Trend, tz: tzinfo | None) -> str:
-    """A stacked bar chart of alerts per bucket and severity: axes, gridlines, a <title> per bar.
+def _trend_chart(trend: Trend, tz: tzinfo | None) -> TrendChart:
+    """A stacked bar chart of alerts per bucket and severity: gridlines, bars, x labels.
 
-    Drawn here rather than by a chart library so the page needs no script and no download;
-    the ``<title>``/``<desc>`` pair and ``role="img"`` make it readable by screen readers.
+    Drawn by the page's template rather than by a chart library, so the page needs no script
+    and no download.
     """
     width, height = 960, 300
     left, right, top_m, bottom = 48, 16, 16, 44
@@ -699,91 +752,64 @@ def _trend_svg(trend: Trend, tz: tzinfo | None) -> str:
     peak = max(totals) if totals else 0
     step = _nice_step(peak)
     y_top = max(step, math.ceil(peak / step) * step)
-    zh, en = STEP_ZH[trend.step], _e(trend.step)
-    parts = [
-        f'<svg viewBox="0 0 {width} {height}" role="img" aria-labelledby="trend-title trend-desc">',
-        f'<title id="trend-title">预警趋势 Alerts raised per {en} by severity</title>',
-        (
-            f'<desc id="trend-desc">每{zh}一柱，按严重程度堆叠。 Stacked bars, one per {en} ({n} in all), '
-            f"by severity; at most {peak} alerts in one {en}.</desc>"
-        ),
-    ]
-    for v in range(0, y_top + 1, step):  # gridlines and y-axis labels
-        y = base - plot_h * v / y_top
-        parts.append(
-            f'<line x1="{left}" y1="{y:.1f}" x2="{width - right}" y2="{y:.1f}" stroke="#e5e7eb"/>'
-        )
-        parts.append(f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">{v}</text>')
+    gridlines = tuple((base - plot_h * v / y_top, v) for v in range(0, y_top + 1, step))
     bw = plot_w / n
     gap = bw * 0.15 if bw > 4 else 0.0
     label_every = max(1, math.ceil(n / 12))  # at most about a dozen x labels, so they never overlap
     fmt = "%m-%d %H:00" if trend.step == "hour" else "%m-%d"
+    columns: list[Column] = []
     for i, start in enumerate(trend.starts):
         x = left + i * bw
         y = float(base)
-        when = _e(_fmt_time(start, tz))
+        when = _fmt_time(start, tz)
+        bars: list[Bar] = []
         for sev, counts in trend.series:  # most urgent first: at the bottom, where the eye starts
             c = counts[i]
             if not c:
                 continue
             h = plot_h * c / y_top
             y -= h
-            colour = SEVERITY_COLOURS.get(sev, OTHER_COLOUR)
-            parts.append(
-                f'<rect x="{x + gap / 2:.1f}" y="{y:.1f}" width="{bw - gap:.1f}" height="{h:.1f}" '
-                f'fill="{colour}"><title>{when} · {_label(SEVERITY_LABELS, sev)}: {c}</title></rect>'
+            bars.append(
+                Bar(
+                    x=x + gap / 2,
+                    y=y,
+                    width=bw - gap,
+                    height=h,
+                    colour=SEVERITY_COLOURS.get(sev, OTHER_COLOUR),
+                    title=f"{when} · {_label(SEVERITY_LABELS, sev)}: {c}",
+                )
             )
-        if i % label_every == 0:
-            label = _e(start.astimezone(tz).strftime(fmt))
-            parts.append(
-                f'<text x="{x + bw / 2:.1f}" y="{base + 16}" text-anchor="middle">{label}</text>'
-            )
-    # Axes last, over the bars.
-    parts.append(f'<line x1="{left}" y1="{top_m}" x2="{left}" y2="{base}" stroke="#374151"/>')
-    parts.append(
-        f'<line x1="{left}" y1="{base}" x2="{width - right}" y2="{base}" stroke="#374151"/>'
+        label = start.astimezone(tz).strftime(fmt) if i % label_every == 0 else None
+        columns.append(Column(bars=tuple(bars), x=x + bw / 2, label=label))
+    return TrendChart(
+        width=width,
+        height=height,
+        left=left,
+        right=right,
+        top=top_m,
+        base=base,
+        step_zh=STEP_ZH[trend.step],
+        step_en=trend.step,
+        buckets=n,
+        peak=peak,
+        gridlines=gridlines,
+        columns=tuple(columns),
+        offset=_offset_label(trend.starts[0]) if trend.starts else "UTC",
     )
-    offset = _e(_offset_label(trend.starts[0])) if trend.starts else "UTC"
-    parts.append(
-        f'<text x="{left + plot_w / 2:.1f}" y="{height - 6}" text-anchor="middle">'
-        f"{zh} {en} ({offset})</text>"
-    )
-    mid = top_m + plot_h / 2
-    parts.append(
-        f'<text x="12" y="{mid:.1f}" text-anchor="middle" transform="rotate(-90 12 {mid:.1f})">'
-        "预警数 alerts</text>"
-    )
-    parts.append("</svg>")
-    return "".join(parts)
-
-
-def _legend(trend: Trend) -> str:
-    items = (
-        f'<span class="sev" style="background:{SEVERITY_COLOURS.get(s, OTHER_COLOUR)}"></span>'
-        f"{_label(SEVERITY_LABELS, s)}"
-        for s, _ in trend.series
-    )
-    return "<p>" + " ".join(items) + "</p>"
 
 
 def _table(
-    table_id: str, caption: str, head: Sequence[tuple[str, bool]], rows: Iterable[Sequence[str]]
-) -> str:
-    """A table; ``head`` holds (label, numeric) pairs; cells are HTML, already escaped."""
-    num = ' class="n"'
-    ths = "".join(f'<th scope="col"{num if is_num else ""}>{label}</th>' for label, is_num in head)
-    body = (
-        "<tr>"
-        + "".join(
-            f"<td{num if is_num else ''}>{cell}</td>"
-            for cell, (_, is_num) in zip(row, head, strict=True)
-        )
-        + "</tr>"
-        for row in rows
-    )
-    return (
-        f'<table id="{table_id}"><caption class="note">{caption}</caption><thead><tr>{ths}</tr></thead>'
-        f"<tbody>{''.join(body)}</tbody></table>"
+    table_id: str,
+    caption: str,
+    head: Sequence[tuple[str, bool]],
+    rows: Iterable[Sequence[Cell | str]],
+) -> Table:
+    """A table; plain strings in ``rows`` become text cells."""
+    return Table(
+        id=table_id,
+        caption=caption,
+        head=tuple(head),
+        rows=tuple(tuple(c if isinstance(c, Cell) else Cell(text=c) for c in row) for row in rows),
     )
 
 
@@ -794,7 +820,7 @@ def _counts_table(
     pairs: Sequence[tuple[str, int]],
     labels: Mapping[str, str],
     total: int,
-) -> str:
+) -> Table:
     top = max((n for _, n in pairs), default=0)
     rows = [(_label(labels, k), str(n), _pct(n, total), _bar(n, top)) for k, n in pairs]
     head = [(key_head, False), ("数量 count", True), ("占比 share", True), ("", False)]
@@ -812,21 +838,18 @@ def render_risk_report_html(report: RiskReport) -> str:
     Returns
     -------
     str
-        The page. Inline CSS and inline SVG only: no script, no external link, font or image,
-        and a meta CSP that forbids loading anything, so the file is safe to open offline and to
-        archive. Every string that came from data (site, operator and rule names, ids) is
-        HTML-escaped. A period without alerts gives the summary and "no alerts in this period".
+        The page, from the template ``alerts/templates/risk_report.html.j2``. Inline CSS and
+        inline SVG only: no script, no external link, font or image, and a meta CSP that forbids
+        loading anything, so the file is safe to open offline and to archive. Every string that
+        came from data (site, operator and rule names, ids) is HTML-escaped by the template's
+        autoescaping. A period without alerts gives the summary and "no alerts in this period".
     """
     tz = report.start.tzinfo
-    dept = _e(report.department) if report.department is not None else "全部 all departments"
-    offset = _e(_offset_label(report.start))
-    period = f"{_e(_fmt_time(report.start, tz))} – {_e(_fmt_time(report.end, tz))} ({offset})"
+    offset = _offset_label(report.start)
     sev = dict(report.by_severity)
     act = dict(report.by_activity)
     cards = [("sum-total", "预警总数 Alerts raised", str(report.total))]
-    cards += [
-        (f"sum-{_e(s)}", _label(SEVERITY_LABELS, s), str(sev.get(s, 0))) for s in SEVERITY_ORDER
-    ]
+    cards += [(f"sum-{s}", _label(SEVERITY_LABELS, s), str(sev.get(s, 0))) for s in SEVERITY_ORDER]
     cards += [
         ("sum-firing", "仍在触发 Still firing", str(act.get("firing", 0))),
         ("sum-sites", "涉及站点 Sites", str(report.site_count)),
@@ -834,151 +857,126 @@ def render_risk_report_html(report: RiskReport) -> str:
         (
             "sum-mtta",
             "平均确认用时 Mean time to acknowledge",
-            _e(_fmt_duration(report.time_to_ack.mean_s)),
+            _fmt_duration(report.time_to_ack.mean_s),
         ),
-        (
-            "sum-mttc",
-            "平均关闭用时 Mean time to close",
-            _e(_fmt_duration(report.time_to_close.mean_s)),
-        ),
+        ("sum-mttc", "平均关闭用时 Mean time to close", _fmt_duration(report.time_to_close.mean_s)),
     ]
-    out = [
-        "<!DOCTYPE html>",
-        '<html lang="zh-CN">',
-        "<head>",
-        '<meta charset="utf-8">',
-        f'<meta http-equiv="Content-Security-Policy" content="{_e(META_CSP)}">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        '<meta name="referrer" content="no-referrer">',
-        f"<title>风险预警报告 Risk warning report · {period}</title>",
-        f"<style>{CSS}</style>",
-        "</head>",
-        "<body>",
-        "<header>",
-        "<h1>风险预警报告 Risk warning report</h1>",
-        '<dl class="meta">',
-        f"<dt>时段 Period</dt><dd>{period}</dd>",
-        f'<dt>部门 Department</dt><dd id="meta-department">{dept}</dd>',
-        f"<dt>生成时间 Generated</dt><dd>{_e(_fmt_time(report.generated_at, tz))}</dd>",
-        "</dl>",
-        "</header>",
-        "<main>",
-        '<section aria-labelledby="h-summary"><h2 id="h-summary">概况 Summary</h2><dl class="cards">',
-        *(f'<div><dt>{label}</dt><dd id="{cid}">{value}</dd></div>' for cid, label, value in cards),
-        "</dl></section>",
-    ]
-    if report.total == 0:
-        out.append('<p class="empty" id="no-alerts">本期无预警 No alerts in this period.</p>')
-    else:
-        out += _trend_section(report, tz) + _handling_sections(report) + _who_sections(report)
-    out += [
-        "</main>",
-        '<footer><h2 id="h-method">说明 Method</h2><ul class="note">',
-        *(f"<li>{note}</li>" for note in METHOD_NOTES),
-        f"<li>时间均为 {offset}。 Times are in {offset}.</li>",
-        "</ul></footer>",
-        "</body>",
-        "</html>",
-    ]
-    return "\n".join(out) + "\n"
+    page: dict[str, Any] = {
+        "csp": META_CSP,
+        "period": f"{_fmt_time(report.start, tz)} – {_fmt_time(report.end, tz)} ({offset})",
+        "department": report.department,
+        "generated": _fmt_time(report.generated_at, tz),
+        "cards": cards,
+        "total": report.total,
+        "notes": METHOD_NOTES,
+        "offset": offset,
+    }
+    if report.total:
+        page["trend"] = _trend_section(report, tz)
+        page["handling"] = _handling_tables(report)
+        page.update(_who_tables(report))
+    return _TEMPLATES.get_template("risk_report.html.j2").render(page)
 
 
-def _trend_section(report: RiskReport, tz: tzinfo | None) -> list[str]:
+def _trend_section(report: RiskReport, tz: tzinfo | None) -> dict[str, Any]:
     trend = report.trend
     head = [("起始 Start", False)] + [(_label(SEVERITY_LABELS, s), True) for s, _ in trend.series]
     head.append(("合计 Total", True))
     rows = [
-        [_e(_fmt_time(t, tz))] + [str(c[i]) for _, c in trend.series] + [str(trend.totals[i])]
+        [_fmt_time(t, tz)] + [str(c[i]) for _, c in trend.series] + [str(trend.totals[i])]
         for i, t in enumerate(trend.starts)
         if trend.totals[i]
     ]
-    return [
-        '<section aria-labelledby="h-trend"><h2 id="h-trend">预警趋势 Trend</h2>',
-        f"<figure>{_trend_svg(trend, tz)}<figcaption>{_legend(trend)}</figcaption></figure>",
-        # The numbers behind the chart, for readers who cannot see it and for copying.
-        f"<details><summary>按{STEP_ZH[trend.step]}数据 Data per {_e(trend.step)}</summary>",
-        _table("t-trend", "每时段新建预警 Alerts raised per bucket", head, rows),
-        "</details></section>",
-    ]
+    return {
+        "chart": _trend_chart(trend, tz),
+        # The legend: the colour and label of each severity in the stack.
+        "legend": [
+            (SEVERITY_COLOURS.get(s, OTHER_COLOUR), _label(SEVERITY_LABELS, s))
+            for s, _ in trend.series
+        ],
+        "step_zh": STEP_ZH[trend.step],
+        "step_en": trend.step,
+        "table": _table("t-trend", "每时段新建预警 Alerts raised per bucket", head, rows),
+    }
 
 
-def _handling_sections(report: RiskReport) -> list[str]:
+def _handling_tables(report: RiskReport) -> dict[str, Any]:
     n = report.total
     times = [("确认 Acknowledge", report.time_to_ack), ("关闭 Close", report.time_to_close)]
-    return [
-        '<section aria-labelledby="h-severity"><h2 id="h-severity">严重程度与处置状态 Severity and handling</h2>',
-        _counts_table(
-            "t-severity",
-            "按严重程度 By severity",
-            "严重程度 Severity",
-            report.by_severity,
-            SEVERITY_LABELS,
-            n,
-        ),
-        _counts_table(
-            "t-states",
-            "按处置状态（当前） By handling state, now",
-            "状态 State",
-            report.by_state,
-            STATE_LABELS,
-            n,
-        ),
-        _counts_table(
-            "t-activity",
-            "按触发状态 By activity",
-            "触发 Activity",
-            report.by_activity,
-            ACTIVITY_LABELS,
-            n,
-        ),
-        "</section>",
-        '<section aria-labelledby="h-findings"><h2 id="h-findings">核查结论 Verification outcomes</h2>',
-        _counts_table(
-            "t-findings",
-            "现场核查结论 On-site verification findings",
-            "结论 Finding",
-            report.findings,
-            FINDING_LABELS,
-            n,
-        ),
-        _table(
-            "t-times",
-            "处置用时 Handling times",
-            [
-                ("环节 Step", False),
-                ("预警数 Alerts", True),
-                ("平均 Mean", True),
-                ("中位数 Median", True),
-            ],
-            [
-                (step, str(t.n), _e(_fmt_duration(t.mean_s)), _e(_fmt_duration(t.median_s)))
-                for step, t in times
-            ],
-        ),
-        "</section>",
-    ]
+    return {
+        "severity": [
+            _counts_table(
+                "t-severity",
+                "按严重程度 By severity",
+                "严重程度 Severity",
+                report.by_severity,
+                SEVERITY_LABELS,
+                n,
+            ),
+            _counts_table(
+                "t-states",
+                "按处置状态（当前） By handling state, now",
+                "状态 State",
+                report.by_state,
+                STATE_LABELS,
+                n,
+            ),
+            _counts_table(
+                "t-activity",
+                "按触发状态 By activity",
+                "触发 Activity",
+                report.by_activity,
+                ACTIVITY_LABELS,
+                n,
+            ),
+        ],
+        "findings": [
+            _counts_table(
+                "t-findings",
+                "现场核查结论 On-site verification findings",
+                "结论 Finding",
+                report.findings,
+                FINDING_LABELS,
+                n,
+            ),
+            _table(
+                "t-times",
+                "处置用时 Handling times",
+                [
+                    ("环节 Step", False),
+                    ("预警数 Alerts", True),
+                    ("平均 Mean", True),
+                    ("中位数 Median", True),
+                ],
+                [
+                    (step, str(t.n), _fmt_duration(t.mean_s), _fmt_duration(t.median_s))
+                    for step, t in times
+                ],
+            ),
+        ],
+    }
 
 
-def _who_sections(report: RiskReport) -> list[str]:
+def _who_tables(report: RiskReport) -> dict[str, Any]:
     """Operators of highest risk, sites, operators and rules."""
     top_risk = [
         (
             str(i),
-            _e(e.name or "—"),
-            _code(e.entity_id),
+            e.name or "—",
+            Cell(text=e.entity_id, code=True),
             str(e.count),
             f"{e.total_score:.2f}",
             f"{e.max_score:.2f}",
-            _e(e.worst_grade),
+            e.worst_grade,
         )
         for i, e in enumerate(report.top_risk, 1)
     ]
     most = report.sites[0].count if report.sites else 0
     sites = [
         (
-            _e(s.name or "—"),
-            _code(s.site),
-            _e(s.department),
+            s.name or "—",
+            Cell(text=s.site, code=True),
+            s.department,
             str(s.count),
             str(s.severe),
             _bar(s.count, most),
@@ -987,24 +985,28 @@ def _who_sections(report: RiskReport) -> list[str]:
     ]
     entities = [
         (
-            _e(e.name or "—"),
-            _code(e.entity_id),
+            e.name or "—",
+            Cell(text=e.entity_id, code=True),
             str(e.count),
             f"{e.max_score:.2f}",
-            _e(e.worst_grade),
+            e.worst_grade,
         )
         for e in report.entities
     ]
     with_kind = bool(report.by_rule) and report.by_rule[0].kind is not None
     rules = [
-        [_code(r.rule_id)]
-        + ([_e(r.kind) if r.kind else UNKNOWN_LABEL] if with_kind else [])
+        [Cell(text=r.rule_id, code=True)]
+        + ([r.kind or UNKNOWN_LABEL] if with_kind else [])
         + [str(r.count)]
         for r in report.by_rule
     ]
-    out = [
-        '<section aria-labelledby="h-top-risk"><h2 id="h-top-risk">高风险主体 Top operators by risk</h2>',
-        _table(
+    rule_head = (
+        [("规则 Rule", False)]
+        + ([("类型 Kind", False)] if with_kind else [])
+        + [("预警 Alerts", True)]
+    )
+    return {
+        "top_risk": _table(
             "t-top-risk",
             f"风险分之和最高的 {TOP_RISK} 个主体 The {TOP_RISK} operators with the highest sum of "
             "risk scores",
@@ -1019,9 +1021,7 @@ def _who_sections(report: RiskReport) -> list[str]:
             ],
             top_risk,
         ),
-        "</section>",
-        '<section aria-labelledby="h-sites"><h2 id="h-sites">站点 Sites</h2>',
-        _table(
+        "sites": _table(
             "t-sites",
             f"预警最多的站点（共 {report.site_count} 个） Sites with most alerts "
             f"({report.site_count} in all)",
@@ -1035,9 +1035,7 @@ def _who_sections(report: RiskReport) -> list[str]:
             ],
             sites,
         ),
-        "</section>",
-        '<section aria-labelledby="h-entities"><h2 id="h-entities">主体 Operators</h2>',
-        _table(
+        "entities": _table(
             "t-entities",
             f"预警最多的主体（共 {report.entity_count} 个） Operators with most alerts "
             f"({report.entity_count} in all)",
@@ -1050,19 +1048,12 @@ def _who_sections(report: RiskReport) -> list[str]:
             ],
             entities,
         ),
-        "</section>",
-        '<section aria-labelledby="h-rules"><h2 id="h-rules">规则 Rules</h2>',
-    ]
-    if report.by_kind:
-        out.append(
+        "kinds": (
             _counts_table(
                 "t-kinds", "按规则类型 By rule kind", "类型 Kind", report.by_kind, {}, report.total
             )
-        )
-    head = (
-        [("规则 Rule", False)]
-        + ([("类型 Kind", False)] if with_kind else [])
-        + [("预警 Alerts", True)]
-    )
-    out += [_table("t-rules", "按规则 By rule", head, rules), "</section>"]
-    return out
+            if report.by_kind
+            else None
+        ),
+        "rules": _table("t-rules", "按规则 By rule", rule_head, rules),
+    }

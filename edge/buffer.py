@@ -92,12 +92,18 @@ class Buffer:
     """A durable FIFO of (topic, payload) messages with group commit, bounds and a full policy."""
 
     def __init__(
-        self, path: Path | str, settings: BufferSettings, online: Callable[[], bool] = lambda: True
+        self,
+        path: Path | str,
+        settings: BufferSettings,
+        online: Callable[[], bool] = lambda: True,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.settings = settings
         self.online = online
+        # Wall time of arrival and of the age bound (epoch seconds); a test moves it by hand.
+        self.clock = clock
         try:
             self._w = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
             self._w.execute("PRAGMA journal_mode=WAL")
@@ -144,7 +150,7 @@ class Buffer:
                 done([])
             return
         offline = not self.online()
-        now = int(time.time() * 1000)
+        now = int(self.clock() * 1000)
         with self._cond:
             if self._stop:
                 raise EdgeError("buffer is closed")
@@ -431,7 +437,7 @@ class Buffer:
     def _expire(self, c: sqlite3.Connection, depth: int, nbytes: int) -> tuple[int, int]:
         """Delete unsent rows older than ``max_age_s``. Rows arrive in time order, so the scan
         walks from the oldest and stops at the first young one (no index on ts needed)."""
-        cutoff = int((time.time() - self.settings.max_age_s) * 1000)
+        cutoff = int((self.clock() - self.settings.max_age_s) * 1000)
         n = b = 0
         last = None
         for id_, ts, size in c.execute(

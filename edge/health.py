@@ -11,17 +11,16 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import psutil
-
 from edge.buffer import BufferStats
+from farsight.errors import MissingExtraError
 
 NTP_EPOCH_OFFSET = 2_208_988_800
 """Seconds from 1900-01-01 (NTP era 0) to 1970-01-01 (RFC 5905)."""
 
 
 def sntp_offset(server: str, timeout: float = 2.0) -> float | None:
-    """Clock offset in seconds (server minus local) from one SNTP exchange (RFC 4330); ``None`` on
-    failure.
+    """Clock offset in seconds (server minus local) from one SNTP exchange (RFC 4330); ``None``
+    on failure.
 
     offset = ((t2 - t1) + (t3 - t4)) / 2 with t1 sent, t2 received by the server, t3 sent by
     the server, t4 received here: the link's delay cancels when it is symmetric.
@@ -47,8 +46,23 @@ def sntp_offset(server: str, timeout: float = 2.0) -> float | None:
     return ((t2 - t1) + (t3 - t4)) / 2
 
 
+def require_psutil() -> None:
+    """Fail at once, naming the extra to install, when psutil is missing (the heartbeat uses it).
+
+    psutil is the ``edge`` extra: only a gateway needs it.
+    """
+    try:
+        import psutil  # noqa: F401
+    except ImportError:
+        raise MissingExtraError(
+            "psutil", "edge", "the gateway's heartbeat (CPU, memory, disk)"
+        ) from None
+
+
 def system_stats(path: Path) -> dict[str, float]:
     """CPU, memory and disk use in percent (disk of the filesystem holding ``path``)."""
+    import psutil  # the edge extra; EdgeService checks it at start (require_psutil)
+
     path.mkdir(parents=True, exist_ok=True)
     return {
         "cpu_pct": psutil.cpu_percent(interval=None),

@@ -1,5 +1,4 @@
-"""The running gateway: buffer, collectors, uplink, heartbeat and remote configuration wired
-together."""
+"""The running gateway: buffer, collectors, uplink, heartbeat and remote configuration, wired."""
 
 from __future__ import annotations
 
@@ -15,7 +14,7 @@ from edge.collectors.mqtt_local import MqttLocalCollector
 from edge.config import GatewayConfig
 from edge.errors import EdgeError
 from edge.evidence_upload import EvidenceUploader
-from edge.health import heartbeat, sntp_offset
+from edge.health import heartbeat, require_psutil, sntp_offset
 from edge.remote_config import RemoteConfig
 from edge.uplink import Uplink
 from farsight.logs import kv
@@ -31,6 +30,7 @@ class EdgeService:
     """One site gateway."""
 
     def __init__(self, config: GatewayConfig, raw: Mapping[str, Any] | None = None) -> None:
+        require_psutil()
         self.config = config
         self.started = time.time()
         self.key = load_gateway_key(config.uplink.hmac_key_file)
@@ -136,8 +136,8 @@ class EdgeService:
             }
         ):
             raise EdgeError(
-                "uplink connection settings (host, port, credentials, TLS, key) take effect only on"
-                " restart"
+                "uplink connection settings (host, port, credentials, TLS, key) take effect only "
+                "on restart"
             )
         if new.rules != self.config.rules:
             raise EdgeError("local rules take effect only on restart")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import getpass
+import importlib.util
 import logging
 import shutil
 import socket
@@ -17,9 +18,9 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
-from farsight.errors import BrokerError
+from farsight.errors import BrokerError, MissingExtraError
 from farsight.logs import kv
 
 log = logging.getLogger("farsight.broker")
@@ -109,7 +110,8 @@ class MosquittoBroker:
         binary = mosquitto_binary()
         if binary is None:
             raise BrokerError(
-                "mosquitto is not installed; install it with `apt-get install mosquitto` (./run test does this)"
+                "mosquitto is not installed; install it with `apt-get install mosquitto` "
+                "(./run test does this)"
             )
         self.host = host
         self.port = port or free_port()
@@ -123,13 +125,15 @@ class MosquittoBroker:
         base = (
             conf.read_text(encoding="utf-8")
             if conf.exists()
-            else "set_tcp_nodelay true\nmax_inflight_messages 1000\nmax_queued_messages 1000000\npersistence true\n"
+            else "set_tcp_nodelay true\nmax_inflight_messages 1000\n"
+            "max_queued_messages 1000000\npersistence true\n"
         )
         self.conf_path = self.data_dir / "mosquitto.conf"
         self.conf_path.write_text(
             mosquitto_config(base, self.port, self.data_dir, host), encoding="utf-8"
         )
-        self._log = open(self.data_dir / "mosquitto.log", "ab")
+        # Open for the broker's whole life (its stdout and stderr); closed by close().
+        self._log = open(self.data_dir / "mosquitto.log", "ab")  # noqa: SIM115
         self.proc: subprocess.Popen | None = None
         self.start()
 
@@ -148,7 +152,7 @@ class MosquittoBroker:
         )
 
     def stop(self) -> None:
-        """Stop the process (SIGTERM, then SIGKILL after 5 s); mosquitto saves its persistence file."""
+        """Stop the process (SIGTERM, then SIGKILL after 5 s); mosquitto saves its persistence."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             try:
@@ -171,6 +175,12 @@ class AmqttBroker:
     kind = "amqtt"
 
     def __init__(self, port: int | None = None, host: str = "127.0.0.1") -> None:
+        # Checked before the thread starts (the import itself happens there, see _run), so a
+        # missing package reads as such rather than as a broker that failed to start.
+        if importlib.util.find_spec("amqtt") is None:
+            raise MissingExtraError(
+                "amqtt", "demo", "the demo's fallback broker", instead="or install mosquitto"
+            )
         self.host = host
         self.port = port or free_port()
         config = {
@@ -181,7 +191,7 @@ class AmqttBroker:
         }
         self._config = config
         self._loop = asyncio.new_event_loop()
-        self._broker = None
+        self._broker: Any = None  # an amqtt Broker; amqtt ships no type information
         self._ready = threading.Event()
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="amqtt-broker", daemon=True)
@@ -229,7 +239,8 @@ def start_embedded(kind: str, port: int, data_dir: Path) -> RunningBroker:
         kind = "mosquitto" if mosquitto_binary() else "amqtt"
         if kind == "amqtt":
             log.warning(
-                "mosquitto not installed; using amqtt, which loses QoS 1 messages queued for offline persistent sessions"
+                "mosquitto not installed; using amqtt, which loses QoS 1 messages queued for "
+                "offline persistent sessions"
             )
     if kind == "mosquitto":
         return MosquittoBroker(port=port, data_dir=data_dir / "mosquitto")

@@ -43,6 +43,22 @@ class ConfigProblem:
         return f"ConfigProblem({self.path!r}, {self.value!r}, {self.message!r})"
 
 
+class MissingExtraError(FarsightError):
+    """Raised when a role needs an optional package that is not installed; names the extra.
+
+    ``pip install 'farsight[EXTRA]'`` brings it (see ``[project.optional-dependencies]``).
+    """
+
+    def __init__(self, package: str, extra: str, needed_for: str, instead: str = "") -> None:
+        self.package = package
+        self.extra = extra
+        hint = f" ({instead})" if instead else ""
+        super().__init__(
+            f"{package} is not installed, and {needed_for} needs it: "
+            f"pip install 'farsight[{extra}]'{hint}"
+        )
+
+
 class RegistryError(ConfigError):
     """Raised when the site registry is invalid (bad credit code, duplicate id, unknown kind)."""
 
@@ -85,8 +101,7 @@ class MatcherError(AlertError, ValueError):
 
 
 class SilenceError(AlertError, ValueError):
-    """Raised when a silence is invalid (times, reason, matchers) or cannot be expired (already
-    expired)."""
+    """Raised when a silence is invalid (times, reason, matchers) or cannot be expired (expired)."""
 
 
 class ScopeError(AlertError):
@@ -102,8 +117,7 @@ class AuthError(FarsightError):
 
 
 class AuditError(FarsightError):
-    """Raised when the audit log cannot be appended to, read or anchored, or an anchor file is
-    invalid."""
+    """Raised when the audit log cannot be appended to, read or anchored, or an anchor is bad."""
 
 
 class VideoSourceError(FarsightError):

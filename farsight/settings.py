@@ -1,8 +1,10 @@
 """Settings: one pydantic model tree, loaded from YAML plus ``FARSIGHT__SECTION__KEY`` overrides.
 
 Every field has a default (the demo runs with no file at all), bounds, a title and a
-description; unknown keys are refused. :func:`load_settings` validates once and raises a
-:class:`~farsight.errors.ConfigError` listing every problem with its key path, value and fix.
+description; unknown keys are refused. The environment is read by pydantic-settings (prefix,
+``__`` nesting, case), then merged over the file and validated as one tree:
+:func:`load_settings` validates once and raises a :class:`~farsight.errors.ConfigError` listing
+every problem with its key path, value and fix.
 """
 
 from __future__ import annotations
@@ -14,6 +16,9 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
+from pydantic_settings.sources.utils import parse_env_vars
 
 from farsight.errors import ConfigError, ConfigProblem
 
@@ -49,13 +54,16 @@ class BrokerSettings(Section):
     password: str | None = Field(
         None,
         title="Password",
-        description="MQTT password; set it through FARSIGHT__BROKER__PASSWORD, never in a committed file.",
+        description="MQTT password; set it through FARSIGHT__BROKER__PASSWORD, never in a "
+        "committed file.",
         max_length=256,
     )
     protocol: Literal["3.1.1", "5"] = Field(
         "3.1.1",
         title="MQTT version",
-        description="Protocol version the platform's clients speak. 3.1.1 is the default because paho decodes it about 15 % faster (no property objects per message); choose 5 for shared subscriptions across ingest workers.",
+        description="Protocol version the platform's clients speak. 3.1.1 is the default because "
+        "paho decodes it about 15 % faster (no property objects per message); choose "
+        "5 for shared subscriptions across ingest workers.",
     )
     keepalive_s: int = Field(
         30, title="Keepalive", description="MQTT keepalive interval in seconds.", ge=5, le=3600
@@ -63,7 +71,8 @@ class BrokerSettings(Section):
     embedded: Literal["auto", "mosquitto", "amqtt", "none"] = Field(
         "auto",
         title="Embedded broker",
-        description="Broker the demo starts itself: 'auto' runs a mosquitto binary when one is installed, else amqtt; 'none' uses host and port as they are.",
+        description="Broker the demo starts itself: 'auto' runs a mosquitto binary when one is "
+        "installed, else amqtt; 'none' uses host and port as they are.",
     )
 
 
@@ -73,7 +82,8 @@ class IngestSettings(Section):
     client_id: str = Field(
         "farsight-ingest-1",
         title="Client id",
-        description="Stable MQTT client id; with a persistent session the broker queues messages for it while it is down.",
+        description="Stable MQTT client id; with a persistent session the broker queues messages "
+        "for it while it is down.",
         min_length=1,
         max_length=128,
         pattern=r"^[A-Za-z0-9_.-]+$",
@@ -109,7 +119,8 @@ class IngestSettings(Section):
     session_expiry_s: int = Field(
         7 * 24 * 3600,
         title="Session expiry",
-        description="MQTT 5 session expiry: how long the broker keeps the consumer's queue while it is away.",
+        description="MQTT 5 session expiry: how long the broker keeps the consumer's queue while "
+        "it is away.",
         ge=0,
         le=2**32 - 1,
     )
@@ -131,7 +142,8 @@ class RulesSettings(Section):
     tick_s: float = Field(
         5.0,
         title="Clock tick",
-        description="How often, in seconds, the engine's clock moves for rules that watch for silence.",
+        description="How often, in seconds, the engine's clock moves for rules that watch for "
+        "silence.",
         gt=0,
         le=3600,
     )
@@ -148,12 +160,14 @@ class RiskSettings(Section):
     credit: dict[Literal["A", "B", "C", "D"], float] = Field(
         {"A": 0.8, "B": 1.0, "C": 1.3, "D": 1.6},
         title="Credit-grade factors",
-        description="Multiplier per operator credit grade (differentiated supervision: D is watched most closely).",
+        description="Multiplier per operator credit grade (differentiated supervision: D is "
+        "watched most closely).",
     )
     repeat: float = Field(
         0.25,
         title="Repeat factor",
-        description="Added to the multiplier per earlier alert of the same operator (repeat offences).",
+        description="Added to the multiplier per earlier alert of the same operator (repeat "
+        "offences).",
         ge=0,
         le=10,
     )
@@ -183,7 +197,8 @@ _SEVERITY = Literal["info", "warning", "major", "critical"]
 
 
 class UpstreamSettings(Section):
-    """Push of every alert and handling step to the provincial supervision hub (transactional outbox)."""
+    """Push of every alert and handling step to the provincial supervision hub (transactional
+    outbox)."""
 
     url: str | None = Field(
         None,
@@ -217,14 +232,16 @@ class UpstreamSettings(Section):
     max_attempts: int = Field(
         10,
         title="Attempts",
-        description="Attempts before an event is dead-lettered (`farsight outbox redrive` sends it again).",
+        description="Attempts before an event is dead-lettered (`farsight outbox redrive` sends "
+        "it again).",
         ge=1,
         le=1000,
     )
     backoff_base_s: float = Field(
         1.0,
         title="Backoff base",
-        description="First retry waits up to this many seconds (full jitter), doubling per attempt.",
+        description="First retry waits up to this many seconds (full jitter), doubling per "
+        "attempt.",
         gt=0,
         le=3600,
     )
@@ -258,7 +275,8 @@ class UpstreamSettings(Section):
 
 
 class EscalationSettings(Section):
-    """Deadlines of the handling steps per severity; an overdue alert is escalated on the engine's clock."""
+    """Deadlines of the handling steps per severity; an overdue alert is escalated on the engine's
+    clock."""
 
     ack_within_min: dict[_SEVERITY, float] = Field(
         {"critical": 15, "major": 60, "warning": 240, "info": 1440},
@@ -280,7 +298,8 @@ class EscalationSettings(Section):
 
 
 class InhibitRule(Section):
-    """While a source alert is active, target alerts with equal values of the ``equal`` labels are muted (as in Alertmanager)."""
+    """While a source alert is active, target alerts with equal values of the ``equal`` labels are
+    muted (as in Alertmanager)."""
 
     source: dict[str, str] = Field(
         ...,
@@ -345,7 +364,8 @@ class HubSettings(Section):
     stream_poll_ms: int = Field(
         500,
         title="Stream poll",
-        description="How often the live stream looks for new readings and alert changes, in milliseconds.",
+        description="How often the live stream looks for new readings and alert changes, in "
+        "milliseconds.",
         ge=50,
         le=60_000,
     )
@@ -369,7 +389,8 @@ class VideoSettings(Section):
     cameras_dir: Path | None = Field(
         None,
         title="Camera folder",
-        description="Folder of per-camera YAML files (one camera a file), watched and hot-reloaded; none: the demo's simulated cameras.",
+        description="Folder of per-camera YAML files (one camera a file), watched and "
+        "hot-reloaded; none: the demo's simulated cameras.",
     )
     workers: int = Field(
         1,
@@ -381,7 +402,8 @@ class VideoSettings(Section):
     resend_s: float = Field(
         5.0,
         title="Re-send interval",
-        description="While a finding lasts it is published again this often, so rules that need it held (`for: 2m`) see it.",
+        description="While a finding lasts it is published again this often, so rules that need "
+        "it held (`for: 2m`) see it.",
         ge=0.5,
         le=600,
     )
@@ -439,14 +461,17 @@ class SimulatorSettings(Section):
     speedup: float = Field(
         1.0,
         title="Time speed-up",
-        description="Simulated seconds per wall-clock second; above 1 the simulated clock runs ahead of the wall clock.",
+        description="Simulated seconds per wall-clock second; above 1 the simulated clock runs "
+        "ahead of the wall clock.",
         ge=1,
         le=100_000,
     )
     backfill_min: float = Field(
         120.0,
         title="Backfill",
-        description="Minutes of simulated history published at start at one-minute steps, so the demo opens with recent data and the scenario's first violations; the scenario then plays again live.",
+        description="Minutes of simulated history published at start at one-minute steps, so the "
+        "demo opens with recent data and the scenario's first violations; the "
+        "scenario then plays again live.",
         ge=0,
         le=7 * 24 * 60,
     )
@@ -486,12 +511,15 @@ class EdgeHubSettings(Section):
     keys_file: Path | None = Field(
         None,
         title="Gateway keys file",
-        description="YAML mapping each gateway id to its batch HMAC key in hex ({gw-1: 3f9a...}); none: gateway batches are not consumed. Keep it out of the repository, readable by the hub only.",
+        description="YAML mapping each gateway id to its batch HMAC key in hex ({gw-1: 3f9a...}); "
+        "none: gateway batches are not consumed. Keep it out of the repository, "
+        "readable by the hub only.",
     )
     topic: str = Field(
         "fs/v1/gw/+/batch",
         title="Batch subscription",
-        description="Topic filter of gateway batches, added to the ingest subscriptions when keys_file is set.",
+        description="Topic filter of gateway batches, added to the ingest subscriptions when "
+        "keys_file is set.",
         min_length=1,
         max_length=256,
     )
@@ -505,14 +533,16 @@ class EdgeHubSettings(Section):
     keep_sequences: int = Field(
         100_000,
         title="Sequence history",
-        description="Accepted batch sequence numbers remembered per gateway to tell a redelivery from a replay.",
+        description="Accepted batch sequence numbers remembered per gateway to tell a redelivery "
+        "from a replay.",
         ge=100,
         le=10_000_000,
     )
     sites: dict[str, str] = Field(
         default_factory=dict,
         title="Gateway sites",
-        description="Site id of each gateway ({gw-1: yc-stack-1}), for the department and owner of its health alerts; unlisted gateways are their own site.",
+        description="Site id of each gateway ({gw-1: yc-stack-1}), for the department and owner "
+        "of its health alerts; unlisted gateways are their own site.",
     )
     silent_after_s: float = Field(
         120.0,
@@ -524,7 +554,8 @@ class EdgeHubSettings(Section):
     backlog_age_s: float = Field(
         600.0,
         title="Backlog age",
-        description="A gateway whose oldest buffered message is older than this raises gateway-backlog.",
+        description="A gateway whose oldest buffered message is older than this raises "
+        "gateway-backlog.",
         gt=0,
         le=30 * 86_400,
     )
@@ -551,7 +582,8 @@ class Settings(Section):
     data_dir: Path = Field(
         Path("var"),
         title="Data directory",
-        description="Holds the SQLite database, evidence files and dead letters (FARSIGHT_DATA_DIR overrides).",
+        description="Holds the SQLite database, evidence files and dead letters "
+        "(FARSIGHT_DATA_DIR overrides).",
     )
     broker: BrokerSettings = Field(
         default_factory=BrokerSettings, title="Broker", description="MQTT broker."
@@ -568,8 +600,10 @@ class Settings(Section):
     database_url: str | None = Field(
         None,
         title="Database URL",
-        description="PostgreSQL for production (postgresql://user@host:5432/farsight); empty: the embedded SQLite file "
-        "farsight.db in data_dir. The password comes from PGPASSWORD or ~/.pgpass, never from this file.",
+        description="PostgreSQL for production (postgresql://user@host:5432/farsight); empty: the "
+        "embedded SQLite file "
+        "farsight.db in data_dir. The password comes from PGPASSWORD or ~/.pgpass, never from "
+        "this file.",
         pattern=r"^postgres(ql)?://[^:@/\s]+(@[^/\s]+)?/[A-Za-z0-9_.-]+(\?\S*)?$",
         max_length=500,
     )
@@ -619,35 +653,51 @@ class Settings(Section):
         return self.database_url or self.db_path
 
 
-def _set_path(tree: dict[str, Any], keys: list[str], value: Any) -> None:
-    node = tree
-    for k in keys[:-1]:
-        child = node.get(k)
-        if not isinstance(child, dict):
-            child = {}
-            node[k] = child
-        node = child
-    node[keys[-1]] = value
+class _EnvironmentShape(Settings, BaseSettings):
+    """The settings tree as pydantic-settings sees it; only read for its fields, never built."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", case_sensitive=False
+    )
+
+
+class _EnvironmentSource(EnvSettingsSource):
+    """pydantic-settings' reader of ``FARSIGHT__SECTION__KEY``, on a given environment.
+
+    Scalars stay strings and pydantic converts them by the field's type (so a password ``0123``
+    stays a string); lists and mappings are read as YAML flow collections (``[a/b, c/d]``), the
+    syntax of the settings file, rather than the library's JSON.
+    """
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self._environ = environ
+        super().__init__(_EnvironmentShape, env_parse_none_str="null")
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        # The library's own providers (dotenv, secrets) override this hook to read elsewhere; here
+        # it reads the mapping load_settings was given, so tests and callers need not touch
+        # os.environ.
+        return parse_env_vars(self._environ, False, False, self.env_parse_none_str)
+
+    def decode_complex_value(self, field_name: str, field: FieldInfo | None, value: Any) -> Any:
+        try:
+            return yaml.safe_load(value)
+        except yaml.YAMLError:
+            return value  # pydantic then reports the wrong type with the key path
 
 
 def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
-    """Turn ``FARSIGHT__SECTION__KEY=value`` variables into a nested dict.
+    """Turn ``FARSIGHT__SECTION__KEY=value`` variables into a nested dict (keys lower-cased).
 
-    Values are parsed as YAML scalars or flow collections, so ``5``, ``true`` and ``[a, b]``
-    have their natural types; keys are lower-cased.
+    ``FARSIGHT_DATA_DIR`` sets ``data_dir`` unless ``FARSIGHT__DATA_DIR`` does.
     """
-    tree: dict[str, Any] = {}
+    tree = _EnvironmentSource(environ)()
+    # The library skips variables that name no section, as the environment is shared; a
+    # FARSIGHT__ prefix is ours alone, so a misspelt section is kept and refused as unknown.
     for name, raw in environ.items():
-        if not name.startswith(ENV_PREFIX):
-            continue
-        keys = [k.lower() for k in name[len(ENV_PREFIX) :].split("__") if k]
-        if not keys:
-            continue
-        try:
-            value = yaml.safe_load(raw) if raw.strip() else raw
-        except yaml.YAMLError:
-            value = raw
-        _set_path(tree, keys, value)
+        head = name[len(ENV_PREFIX) :].split("__", 1)[0].lower()
+        if name.upper().startswith(ENV_PREFIX) and head and head not in Settings.model_fields:
+            tree.setdefault(head, {})[name] = raw
     if environ.get(DATA_DIR_ENV):
         tree.setdefault("data_dir", environ[DATA_DIR_ENV])
     return tree
@@ -680,7 +730,8 @@ def _lookup(tree: Any, loc: tuple[Any, ...]) -> Any:
 
 
 _FIXES = {
-    "extra_forbidden": "unknown key; remove it or check its spelling against `farsight check-config --schema`",
+    "extra_forbidden": "unknown key; remove it or check its spelling against `farsight "
+    "check-config --schema`",
     "missing": "required; add it",
 }
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import csv
-import html
 import io
 import logging
 from collections.abc import AsyncIterator, Callable
@@ -21,13 +20,12 @@ import uvicorn
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.responses import (
     FileResponse,
-    HTMLResponse,
     JSONResponse,
     PlainTextResponse,
-    StreamingResponse,
 )
 from fastapi.security import HTTPAuthorizationCredentials
 from fastapi.staticfiles import StaticFiles
+from sse_starlette import EventSourceResponse
 
 from alerts.model import ACTIVITIES, STATES, Alert
 from alerts.outbox import start_senders
@@ -51,6 +49,7 @@ from hub.deps import (
     require_principal,
     scoped_department,
 )
+from hub.docs import install_docs
 from hub.schemas import (
     AckRequest,
     ActionRequest,
@@ -666,170 +665,20 @@ def stats(principal: Principal = Depends(reader), ctx: HubContext = Depends(_ctx
 @router.get(
     "/api/stream",
     tags=["stream"],
-    response_class=StreamingResponse,
+    response_class=EventSourceResponse,
     responses={200: {"content": {"text/event-stream": {}}, "description": "Server-Sent Events"}},
 )
 async def stream(
     request: Request, principal: Principal = Depends(reader), ctx: HubContext = Depends(_ctx)
-) -> StreamingResponse:
+) -> EventSourceResponse:
     """Live events: ``reading`` (a reading) and ``alert`` (the alert plus ``action`` and ``event``).
 
     Send ``Last-Event-ID`` (browsers do on reconnect) to be replayed what was missed; a
     ``reset`` event means too much was missed and the client should reload its data.
     """
-    return StreamingResponse(
-        ctx.stream.events(
-            request.headers.get("last-event-id"), accept=_stream_scope(ctx, principal)
-        ),
-        media_type="text/event-stream",
-        # no-transform and X-Accel-Buffering stop proxies from buffering the stream into batches.
-        headers={"Cache-Control": "no-cache, no-transform", "X-Accel-Buffering": "no"},
+    return ctx.stream.response(
+        request.headers.get("last-event-id"), accept=_stream_scope(ctx, principal)
     )
-
-
-COUNTER_METRICS = (
-    (
-        "rule_late_readings",
-        "rule",
-        "Readings later than a rule's allowed lateness, counted and not evaluated.",
-    ),
-    (
-        "rule_flagged_readings",
-        "flag",
-        "Readings flagged by the data logger (HJ 212 flag) kept out of violation rules.",
-    ),
-    (
-        "alerts_suppressed_maintenance",
-        "",
-        "Alerts not raised because a maintenance window covered the device.",
-    ),
-)
-"""Counters ingest workers add to the shared store: (name, label key, help)."""
-
-
-def _label_value(v: str) -> str:
-    return v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
-@router.get("/metrics", response_class=PlainTextResponse, tags=["ops"])
-def metrics(ctx: HubContext = Depends(_ctx)) -> PlainTextResponse:
-    """Prometheus text exposition format 0.0.4."""
-    counts = ctx.alerts.counts()["severity"]
-    lines = [
-        "# HELP farsight_readings_total Readings stored.",
-        "# TYPE farsight_readings_total counter",
-        f"farsight_readings_total {ctx.readings.count()}",
-        "# HELP farsight_dead_letters_total Messages rejected into the dead-letter store.",
-        "# TYPE farsight_dead_letters_total counter",
-        f"farsight_dead_letters_total {ctx.readings.dead_letter_count()}",
-        "# HELP farsight_open_alerts Alerts not closed (open or acknowledged), by severity.",
-        "# TYPE farsight_open_alerts gauge",
-        *(f'farsight_open_alerts{{severity="{s}"}} {counts.get(s, 0)}' for s in SEVERITIES),
-        "# HELP farsight_stream_subscribers Clients connected to the live stream.",
-        "# TYPE farsight_stream_subscribers gauge",
-        f"farsight_stream_subscribers {ctx.stream.subscriber_count}",
-        "# HELP farsight_stream_dropped_total Live-stream clients dropped for falling behind.",
-        "# TYPE farsight_stream_dropped_total counter",
-        f"farsight_stream_dropped_total {ctx.stream.dropped_total}",
-        "# HELP farsight_sites Sites in the registry.",
-        "# TYPE farsight_sites gauge",
-        f"farsight_sites {len(ctx.registry)}",
-    ]
-    counters = ctx.readings.counters()
-    for name, label_key, help_text in COUNTER_METRICS:
-        lines += [
-            f"# HELP farsight_{name}_total {help_text}",
-            f"# TYPE farsight_{name}_total counter",
-        ]
-        for (n, label), value in sorted(counters.items()):
-            if n == name:
-                lines.append(
-                    f'farsight_{name}_total{{{label_key}="{_label_value(label)}"}} {value}'
-                    if label_key
-                    else f"farsight_{name}_total {value}"
-                )
-    from alerts.outbox import metrics_lines
-
-    lines += metrics_lines(ctx.alerts.db)
-    return PlainTextResponse(
-        "\n".join(lines) + "\n", media_type="text/plain; version=0.0.4; charset=utf-8"
-    )
-
-
-# -- docs without a CDN ------------------------------------------------------------------------
-
-
-def _swagger_assets() -> Path | None:
-    """Swagger UI files from a locally installed package (``swagger-ui-bundle``), if any."""
-    try:
-        import swagger_ui_bundle  # type: ignore[import-not-found]
-    except ImportError:
-        return None
-    for attr in ("swagger_ui_path", "swagger_ui_5_path", "swagger_ui_4_path", "swagger_ui_3_path"):
-        path = getattr(swagger_ui_bundle, attr, None)
-        if (
-            path
-            and (Path(path) / "swagger-ui-bundle.js").is_file()
-            and (Path(path) / "swagger-ui.css").is_file()
-        ):
-            return Path(path)
-    return None
-
-
-def _docs_page(schema: dict[str, Any]) -> str:
-    """A self-contained page listing the endpoints of ``schema``; every string escaped."""
-    e = html.escape
-    info = schema.get("info", {})
-    rows = []
-    for path, ops in sorted(schema.get("paths", {}).items()):
-        for method, op in ops.items():
-            params = ", ".join(
-                f"{p.get('name')}{'' if p.get('required') else '?'} ({p.get('in')})"
-                for p in op.get("parameters", [])
-            )
-            if "requestBody" in op:
-                params = (params + ", " if params else "") + "JSON body"
-            auth = "token" if op.get("security") else ""
-            rows.append(
-                f"<tr><td class=m>{e(method.upper())}</td><td><code>{e(path)}</code></td>"
-                f"<td>{e(op.get('summary', ''))}</td><td>{e(params)}</td><td>{e(auth)}</td></tr>"
-            )
-    return (
-        "<!doctype html><html lang=en><head><meta charset=utf-8>"
-        "<meta name=viewport content='width=device-width, initial-scale=1'>"
-        f"<title>{e(info.get('title', 'API'))} docs</title><link rel=icon href='data:,'>"
-        "<style>body{font-family:system-ui,sans-serif;margin:1.5rem;color:#1d2733}table{border-collapse:collapse;width:100%}"
-        "td,th{border-bottom:1px solid #dde3ea;padding:.4rem;text-align:left;vertical-align:top}.m{font-weight:600}"
-        "code{font-size:.95em}</style></head><body>"
-        f"<h1>{e(info.get('title', 'API'))} <small>{e(str(info.get('version', '')))}</small></h1>"
-        "<p>The machine-readable description is at <a href='/openapi.json'>/openapi.json</a>. "
-        "Interactive docs need the <code>swagger-ui-bundle</code> package installed beside the hub.</p>"
-        "<table><thead><tr><th>Method</th><th>Path</th><th>What</th><th>Parameters</th><th>Auth</th></tr></thead>"
-        f"<tbody>{''.join(rows)}</tbody></table></body></html>"
-    )
-
-
-def _install_docs(app: FastAPI) -> None:
-    assets = _swagger_assets()
-    if assets is not None:
-        from fastapi.openapi.docs import get_swagger_ui_html
-
-        app.mount("/docs/assets", StaticFiles(directory=assets), name="docs-assets")
-
-        @app.get("/docs", include_in_schema=False)
-        def docs() -> HTMLResponse:
-            return get_swagger_ui_html(
-                openapi_url=app.openapi_url or "/openapi.json",
-                title=f"{app.title} docs",
-                swagger_js_url="/docs/assets/swagger-ui-bundle.js",
-                swagger_css_url="/docs/assets/swagger-ui.css",
-                swagger_favicon_url="data:,",
-            )
-    else:
-
-        @app.get("/docs", include_in_schema=False)
-        def docs() -> HTMLResponse:
-            return HTMLResponse(_docs_page(app.openapi()))
 
 
 # -- error conversion --------------------------------------------------------------------------
@@ -931,13 +780,14 @@ def create_app(
     )
     app.state.hub = ctx
     app.state.stream = stream_hub
+    from hub import evidence, handling, metrics, reports, silences, views
+
+    app.state.metrics = metrics.registry(ctx)
     _install_error_handlers(app)
     app.include_router(router)
-    from hub import evidence, handling, reports, silences, views
-
-    for feature in (reports, silences, handling, evidence, views):
+    for feature in (reports, silences, handling, evidence, views, metrics):
         app.include_router(feature.router)
-    _install_docs(app)
+    install_docs(app)
 
     @app.get("/", include_in_schema=False)
     def dashboard() -> FileResponse:

@@ -7,6 +7,9 @@ others or growing memory without bound.
 
 Event ids are ``"{reading_id}-{event_id}"``: the poller's position in the readings table and in
 the alert history after that message, so a reconnecting client can be replayed what it missed.
+
+The wire format, keepalive comments and noticing a client that went away are sse-starlette's
+(:class:`~sse_starlette.EventSourceResponse`); the poller, the fan-out and the replay are ours.
 """
 
 from __future__ import annotations
@@ -19,15 +22,24 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from sse_starlette import EventSourceResponse, ServerSentEvent
+
 from farsight.logs import kv
 
 log = logging.getLogger(__name__)
 
 KEEPALIVE_S = 15.0
-"""Comment sent on an idle stream so proxies and browsers do not time the connection out."""
+"""Seconds between keepalive comments, so proxies and browsers do not time the connection out."""
+
+RETRY_MS = 3000
+"""How soon EventSource reconnects after the stream ends (sent in the greeting)."""
 
 REPLAY_MAX = 5000
-"""Most readings (or alert events) replayed to a reconnecting client; past that it is told to reload."""
+"""Most readings (or alert events) replayed to a reconnecting client; past that it is told
+to reload."""
+
+HEADERS = {"Cache-Control": "no-cache, no-transform", "X-Accel-Buffering": "no"}
+"""no-transform and X-Accel-Buffering stop proxies from buffering the stream into batches."""
 
 _LAST_ID = re.compile(r"^(\d{1,18})-(\d{1,18})$")
 
@@ -51,10 +63,10 @@ class Message:
     data: dict[str, Any]
     id: str | None = None
 
-    def encode(self) -> str:
-        """The SSE wire form; JSON has no raw newlines, so one ``data:`` line is enough."""
-        head = f"id: {self.id}\n" if self.id is not None else ""
-        return f"{head}event: {self.event}\ndata: {json.dumps(self.data, ensure_ascii=False, separators=(',', ':'))}\n\n"
+    def sse(self) -> ServerSentEvent:
+        """The server-sent event; the data as compact JSON (no raw newlines: one ``data:`` line)."""
+        data = json.dumps(self.data, ensure_ascii=False, separators=(",", ":"))
+        return ServerSentEvent(data, event=self.event, id=self.id, sep="\n")
 
 
 @dataclass(eq=False)
@@ -175,7 +187,7 @@ class StreamHub:
         self._subs.discard(sub)
 
     def broadcast(self, msg: Message) -> None:
-        """Queue ``msg`` for every subscriber; one whose queue is full is dropped, not waited for."""
+        """Queue ``msg`` for every subscriber; one whose queue is full is dropped, not awaited."""
         for sub in list(self._subs):
             try:
                 sub.queue.put_nowait(msg)
@@ -204,7 +216,7 @@ class StreamHub:
             try:
                 busy = await self.poll_once()
             except Exception:
-                # A locked or briefly unavailable database must not kill the stream: retry next tick.
+                # A locked or briefly unavailable database must not kill the stream: next tick.
                 log.exception(
                     "stream poll failed",
                     extra=kv(reading_id=self.reading_id, event_id=self.event_id),
@@ -235,7 +247,8 @@ class StreamHub:
         return len(rows) >= self.batch or len(pairs) >= self.batch
 
     def _events_with_alerts(self, after_id: int, limit: int | None = None) -> list[tuple[Any, Any]]:
-        """History entries after ``after_id``, each with its alert's current state (one read per alert)."""
+        """History entries after ``after_id``, each with its alert's current state (one read
+        per alert)."""
         events = self.alerts.events_since(after_id, limit or self.batch)
         cache: dict[int, Any] = {}
         out = []
@@ -271,10 +284,23 @@ class StreamHub:
                 msgs.append(alert_message(alert, ev, f"{sub.reading_id}-{ev.id}"))
         return msgs
 
+    def response(
+        self, last_event_id: str | None = None, accept: Callable[[Message], bool] | None = None
+    ) -> EventSourceResponse:
+        """One client's stream as an HTTP response: :meth:`events`, with keepalive comments every
+        :attr:`keepalive_s` seconds."""
+        return EventSourceResponse(
+            self.events(last_event_id, accept),
+            headers=HEADERS,
+            ping=self.keepalive_s,
+            ping_message_factory=_keepalive,
+            sep="\n",
+        )
+
     def events(
         self, last_event_id: str | None = None, accept: Callable[[Message], bool] | None = None
-    ) -> AsyncIterator[str]:
-        """One client's SSE stream: a greeting, any replay, then live messages and keepalives.
+    ) -> AsyncIterator[ServerSentEvent]:
+        """One client's SSE stream: a greeting, any replay, then live messages.
 
         ``accept`` keeps a message from this client when it returns False (department scoping).
         The client joins the fan-out here, when the call is made, not when the stream is first
@@ -285,28 +311,28 @@ class StreamHub:
 
     async def _events(
         self, sub: Subscriber, last_event_id: str | None, accept: Callable[[Message], bool] | None
-    ) -> AsyncIterator[str]:
+    ) -> AsyncIterator[ServerSentEvent]:
         try:
             # ``retry`` tells EventSource how soon to reconnect after the stream ends.
-            yield "retry: 3000\n: connected\n\n"
+            yield ServerSentEvent(comment="connected", retry=RETRY_MS, sep="\n")
             since = parse_last_event_id(last_event_id)
             if since is not None and not sub.dropped:
                 replay = await asyncio.to_thread(self._replay, since, sub)
                 if replay is None:
-                    yield Message("reset", {"reason": "too much missed; reload"}).encode()
+                    yield Message("reset", {"reason": "too much missed; reload"}).sse()
                 else:
                     for msg in replay:
                         if accept is None or accept(msg):
-                            yield msg.encode()
+                            yield msg.sse()
             while True:
-                try:
-                    msg = await asyncio.wait_for(sub.queue.get(), timeout=self.keepalive_s)
-                except TimeoutError:
-                    yield ": keepalive\n\n"
-                    continue
-                if msg is None:  # dropped (slow client) or server shutting down
+                live = await sub.queue.get()
+                if live is None:  # dropped (slow client) or server shutting down
                     return
-                if accept is None or accept(msg):
-                    yield msg.encode()
+                if accept is None or accept(live):
+                    yield live.sse()
         finally:
             self.unsubscribe(sub)
+
+
+def _keepalive() -> ServerSentEvent:
+    return ServerSentEvent(comment="keepalive", sep="\n")

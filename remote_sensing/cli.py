@@ -1,5 +1,4 @@
-"""``farsight rs detect`` and ``farsight rs watch``: satellite change detection from the command
-line.
+"""``farsight rs detect`` and ``rs watch``: satellite change detection from the command line.
 
 ``rs detect BEFORE AFTER --out changes.geojson`` writes every change (or, with ``--zones``, the
 changes touching a zone, unless ``--all``) as an RFC 7946 FeatureCollection, with quicklook PNGs
@@ -18,10 +17,13 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
+
+from tqdm import tqdm
 
 from farsight.errors import ConfigError, ConfigProblem, FarsightError
 from farsight.types import ChangeEvent
@@ -99,6 +101,11 @@ def _add_detect_options(p: argparse.ArgumentParser) -> None:
         default=None,
         metavar="DIR",
         help="store quicklook PNGs here, content-addressed",
+    )
+    p.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress bar (there is none anyway when stderr is not a terminal)",
     )
 
 
@@ -192,24 +199,33 @@ def _zones(path: Path | None) -> tuple[Zone, ...]:
     return parse_zones(read_geojson(path), str(path)) if path else ()
 
 
-def _progress(label: str) -> Callable[[int, int], None]:
-    # A one-line bar on stderr for runs of more than a few blocks.
-    started = time.monotonic()
+PROGRESS_MIN_BLOCKS = 8
+"""Runs of fewer blocks than this finish too quickly for a bar to tell anything."""
+
+
+@contextmanager
+def _progress(label: str, enabled: bool = True) -> Iterator[Callable[[int, int], None]]:
+    """A ``progress(done, total)`` callback drawing a tqdm bar of blocks on stderr.
+
+    tqdm leaves the bar out when stderr is not a terminal (a log file, a pipe, a service), as
+    does ``--no-progress``; the bar is closed when the run ends, failed or not.
+    """
+    bar: tqdm[Any] | None = None
 
     def show(done: int, total: int) -> None:
-        if total < 8:
+        nonlocal bar
+        if not enabled or total < PROGRESS_MIN_BLOCKS:
             return
-        width = 30
-        filled = int(width * done / total)
-        rate = done / max(time.monotonic() - started, 1e-6)
-        sys.stderr.write(
-            f"\r{label} [{'#' * filled}{'.' * (width - filled)}] {done}/{total} blocks, {rate:.1f}/s"
-        )
-        if done == total:
-            sys.stderr.write("\n")
-        sys.stderr.flush()
+        if bar is None:
+            # disable=None: tqdm's own test, off when the stream is not a TTY.
+            bar = tqdm(total=total, desc=label, unit="block", file=sys.stderr, disable=None)
+        bar.update(done - bar.n)
 
-    return show
+    try:
+        yield show
+    finally:
+        if bar is not None:
+            bar.close()
 
 
 def _check_inputs(*paths: Path) -> None:
@@ -261,14 +277,15 @@ def _cmd_detect(args: argparse.Namespace) -> int:
     opts = _options(args)
     zones = _zones(args.zones)
     ql = quicklook_writer(args.evidence) if args.evidence else None
-    result = detect_pair(
-        args.before, args.after, opts, zones=zones, quicklook=ql, progress=_progress("rs detect")
-    )
+    with _progress("rs detect", not args.no_progress) as progress:
+        result = detect_pair(
+            args.before, args.after, opts, zones=zones, quicklook=ql, progress=progress
+        )
     chosen = result.regions if not zones or args.all else in_zones(result.regions)
     write_geojson(args.out, feature_collection(result, chosen))
+    grid = f"{result.grid.width}x{result.grid.height}"
     print(
-        f"{len(chosen)} changes written to {args.out} ({len(result.regions)} detected; "
-        f"grid {result.grid.width}x{result.grid.height})"
+        f"{len(chosen)} changes written to {args.out} ({len(result.regions)} detected; grid {grid})"
     )
     return 0
 
@@ -332,11 +349,14 @@ def watch_once(
     on_event: Callable[[dict[str, Any]], None] | None = None,
     on_change: Callable[[ChangeEvent], None] | None = None,
     department: str = "",
+    show_progress: bool = False,
 ) -> list[dict[str, Any]]:
     """Process every scene not yet processed under ``root``; return the events emitted.
 
     ``on_event`` receives each event's JSON; ``on_change`` its
-    :class:`~farsight.types.ChangeEvent` (for the rule engine's ``change_region`` rules).
+    :class:`~farsight.types.ChangeEvent` (for the rule engine's ``change_region`` rules);
+    ``show_progress`` draws a bar per scene pair on stderr when it is a terminal (the CLI's
+    choice; library callers such as the demo stay quiet).
 
     State (tracks and the scenes done per AOI) lives in ``out_dir/rs-state.json``; events are
     appended to ``out_dir/events.jsonl``. A scene that cannot be read is logged and skipped, not
@@ -368,14 +388,10 @@ def watch_once(
             if f.name in seen:
                 continue
             try:
-                result = detect_pair(
-                    prev,
-                    scene,
-                    opts,
-                    zones=zones,
-                    quicklook=ql,
-                    progress=_progress(f"rs watch {aoi}/{f.name}"),
-                )
+                with _progress(f"rs watch {aoi}/{f.name}", show_progress) as progress:
+                    result = detect_pair(
+                        prev, scene, opts, zones=zones, quicklook=ql, progress=progress
+                    )
             except FarsightError as exc:
                 log.warning("rs watch failed aoi=%s scene=%s error=%s", aoi, f.name, exc)
                 seen[f.name] = {"error": str(exc)}
@@ -437,6 +453,7 @@ def _cmd_watch(args: argparse.Namespace) -> int:
                 evidence,
                 on_change=on_change,
                 department=args.department,
+                show_progress=not args.no_progress,
             )
             print(
                 f"rs watch: {len(events)} events; state in {out_dir / 'rs-state.json'}", flush=True

@@ -1,5 +1,4 @@
-"""Block processing: windows aligned to the file's tiles, with an overlap for neighbourhood
-operations.
+"""Block processing: windows aligned to the file's tiles, with an overlap for neighbourhoods.
 
 :func:`blocks` cuts a grid into core windows whose size is a multiple of the tile size (so each
 read touches whole tiles, once) and pads each with ``overlap`` pixels, so that morphology and
@@ -19,7 +18,7 @@ from typing import Any, TypeVar
 
 from rasterio.windows import Window
 
-from farsight.errors import ConfigError, ConfigProblem
+from farsight.errors import ConfigError, ConfigProblem, MissingExtraError
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -97,7 +96,9 @@ def run_blocks(
     Raises
     ------
     ConfigError
-        If the executor is unknown, ``workers`` < 1, or Dask is asked for but not installed.
+        If the executor is unknown or ``workers`` < 1.
+    MissingExtraError
+        If Dask is asked for but not installed (the ``distributed`` extra).
     """
     items = list(items)
     total = len(items)
@@ -149,15 +150,11 @@ def _run_dask(
     try:
         from dask.distributed import Client, as_completed, get_client
     except ImportError:
-        raise ConfigError(
-            [
-                ConfigProblem(
-                    "--executor",
-                    "dask",
-                    "dask[distributed] is not installed; pip install 'dask[distributed]' "
-                    "or use --executor threads",
-                )
-            ]
+        raise MissingExtraError(
+            "dask[distributed]",
+            "distributed",
+            "--executor dask",
+            instead="or use --executor threads",
         ) from None
     try:
         client = get_client()

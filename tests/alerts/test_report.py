@@ -162,8 +162,8 @@ DISPATCH = {"team": "Xiling team", "inspector": "wang.fang", "due": "2026-11-10"
 def fill(store: Any, clock: ManualClock) -> Scenario:
     """Seven alerts: one before the period, five in it (four env, one transport), one after it.
 
-    a1 aq-1 critical 00:30 day 0, 2 evidence files; acked at +30 min, verified violation, closed at
-    +6 h
+    a1 aq-1 critical 00:30 day 0, 2 evidence files; acked at +30 min, verified violation, closed
+    at +6 h
     a2 aq-1 warning 23:30 day 0 (Beijing), i.e. 15:30 UTC: same UTC day as a3, another Beijing day
     a3 stack-1 major 00:30 day 1 (Beijing); acked at +10 min, verified equipment fault, not closed
     a4 stack-1 major 01:00 day 1, 2 evidence files; closed at +1 h, reopened, closed again at +2 h
@@ -582,10 +582,10 @@ def test_html_page_numbers_and_safety(scenario: Scenario) -> None:
     assert page.startswith("<!DOCTYPE html>") and '<html lang="zh-CN">' in page
     assert "风险预警报告 Risk warning report" in page
     assert_self_contained(page)
-    # The malicious site name is shown, escaped; the operator name too.
+    # The malicious site name is shown, escaped (Jinja2 writes '"' as &#34;); the operator too.
     assert (
-        "Riverside &lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; &lt;b&gt;air&lt;/b&gt;"
-        " station" in page
+        "Riverside &lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt; &amp; "
+        "&lt;b&gt;air&lt;/b&gt; station" in page
     )
     assert "Riverside Monitoring &lt;Co.&gt;" in page
     # The trend chart: an inline SVG with an accessible title, one rect per non-zero severity

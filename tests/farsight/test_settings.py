@@ -82,3 +82,37 @@ def test_check_config_cli_exit_status_and_output(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert "configuration ok" in proc.stdout
+
+
+def test_environment_values_take_the_type_of_their_field() -> None:
+    s = load_settings(
+        None,
+        environ={
+            "FARSIGHT__BROKER__PASSWORD": "0123",  # a string field stays a string, not YAML's 83
+            "FARSIGHT__BROKER__USERNAME": "null",
+            "farsight__hub__port": "8300",  # names are case-insensitive
+            "FARSIGHT__ALERTS__RISK__SEVERITY__CRITICAL": "9",
+        },
+    )
+    assert s.broker.password == "0123" and s.broker.username is None
+    assert s.hub.port == 8300
+    assert s.alerts.risk.severity == {"critical": 9.0}
+
+
+def test_environment_errors_name_the_key_path() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(
+            None,
+            environ={
+                "FARSIGHT__HBU__PORT": "8200",
+                "FARSIGHT__HUB__COLOUR": "blue",
+                "FARSIGHT__HUB__STREAM_POLL_MS": "1",
+                "OTHER__HUB__PORT": "x",
+            },
+        )
+    paths = {p.path: p for p in info.value.problems}
+    assert set(paths) == {"hbu", "hub.colour", "hub.stream_poll_ms"}
+    assert "unknown key" in paths["hbu"].message
+    assert paths["hbu"].value == {"FARSIGHT__HBU__PORT": "8200"}
+    assert paths["hub.colour"].value == "blue" and "unknown key" in paths["hub.colour"].message
+    assert "greater than or equal to 50" in paths["hub.stream_poll_ms"].message

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+from sse_starlette import ServerSentEvent
 
 from farsight.types import Reading
 from hub.app import create_app
@@ -160,9 +161,9 @@ def test_slow_client_is_dropped_without_blocking_others() -> None:
 
 
 def test_stream_ends_for_a_dropped_client() -> None:
-    async def scenario() -> list[str]:
+    async def scenario() -> list[ServerSentEvent]:
         hub = StreamHub(_NoStore(), _NoStore(), poll_ms=50, queue_max=1)
-        out: list[str] = []
+        out: list[ServerSentEvent] = []
         gen = hub.events()
         out.append(await gen.__anext__())  # greeting; now subscribed
         hub.broadcast(Message("reading", {"i": 1}))
@@ -173,7 +174,7 @@ def test_stream_ends_for_a_dropped_client() -> None:
         return out
 
     chunks = asyncio.run(scenario())
-    assert chunks[0].startswith("retry: ")
+    assert chunks[0].retry == 3000 and chunks[0].comment == "connected"  # the greeting
     assert len(chunks) == 1  # dropping empties the queue: the client replays from its last id
 
 
@@ -191,6 +192,26 @@ def test_shutdown_ends_open_streams_promptly(tmp_path: Path) -> None:
     finally:
         server.should_exit = True
         thread.join(5.0)
+
+
+def test_a_client_that_goes_away_is_unsubscribed_at_once(tmp_path: Path) -> None:
+    """Noticed from the connection, not at the next keepalive (an hour away here)."""
+    app = create_app(make_settings(tmp_path), make_registry())
+    app.state.stream.keepalive_s = 3600
+    token = app.state.hub.tokens.issue("admin")
+    server, thread, base_url = start_server(app)
+    try:
+        with (
+            httpx.Client(base_url=base_url, timeout=10) as c,
+            c.stream("GET", "/api/stream", headers=bearer(token)) as r,
+        ):
+            # Keep the line iterator: dropping it closes the connection (httpx), too early here.
+            lines = r.iter_lines()
+            assert next(lines) == ": connected"
+            assert app.state.stream.subscriber_count == 1
+        assert _wait(lambda: app.state.stream.subscriber_count == 0, timeout=5.0)
+    finally:
+        stop_server(server, thread)
 
 
 def _seen_alerts(sse: SSEReader) -> list[dict]:

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import fcntl
 import itertools
 import json
+import os
+import pty
 import shutil
+import struct
+import subprocess
+import sys
+import termios
 
 import pytest
 from shapely.geometry import shape
@@ -236,3 +243,45 @@ def test_cva_method_with_em_threshold_runs_from_the_cli(pair6, tmp_path):
         "bare_soil",
         "unclassified",
     }
+
+
+def _detect_stderr(pair, tmp_path, terminal: bool, *extra: str) -> str:
+    """Run ``farsight rs detect`` in a process whose stderr is a terminal (a pseudo-terminal of
+    100 columns) or a file; return what it wrote there."""
+    cmd = [sys.executable, "-m", "app", "rs", "detect", str(pair.before)]
+    cmd += [str(pair.after), "--out", str(tmp_path / "changes.geojson"), "--block", "64", *extra]
+    if not terminal:
+        log = tmp_path / "stderr.log"
+        with open(log, "wb") as fh:
+            subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=fh, timeout=120, check=True)
+        return log.read_text(encoding="utf-8")
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=slave)
+    os.close(slave)
+    chunks = []
+    try:
+        while True:
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # EIO: the child closed the terminal's last open end
+                break
+            if not data:
+                break
+            chunks.append(data)
+    finally:
+        os.close(master)
+        proc.wait(timeout=120)
+    assert proc.returncode == 0
+    return b"".join(chunks).decode("utf-8", "replace")
+
+
+def test_detect_draws_a_progress_bar_on_a_terminal_unless_told_not_to(pair6, tmp_path):
+    bar = _detect_stderr(pair6, tmp_path, True)
+    assert "rs detect: 100%" in bar and "25/25" in bar and "block/s" in bar
+    assert "block/s" not in _detect_stderr(pair6, tmp_path, True, "--no-progress")
+
+
+def test_no_progress_bar_when_stderr_is_not_a_terminal(pair6, tmp_path):
+    err = _detect_stderr(pair6, tmp_path, False)
+    assert "block/s" not in err and "\r" not in err
