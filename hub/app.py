@@ -82,7 +82,8 @@ PREVIEW_CHARS = 200
 NOT_CLOSED = ("new", "acknowledged", "dispatched", "verified")
 
 DASHBOARD_CSP = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src"
+    " 'self'; "
     "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 )
 """The dashboard loads only its own files: a CSP that says so stops injected content phoning out."""
@@ -99,7 +100,8 @@ def _unprocessable(message: str) -> HTTPException:
 
 
 def _parse_time(raw: str | None, name: str) -> datetime | None:
-    """An ISO 8601 time with its UTC offset; naive times are refused (their zone would be a guess)."""
+    """An ISO 8601 time with its UTC offset; naive times are refused (their zone would be a
+    guess)."""
     if raw is None or raw == "":
         return None
     text = raw.strip()
@@ -136,7 +138,8 @@ def _site_readable(ctx: HubContext, principal: Principal, site_id: str) -> Site:
     if not principal.may_act_for(site.department):
         raise HTTPException(
             403,
-            f"token of department {principal.department!r} cannot read site {site_id!r} of {site.department!r}",
+            f"token of department {principal.department!r} cannot read site {site_id!r} of"
+            f" {site.department!r}",
         )
     return site
 
@@ -164,7 +167,8 @@ def _alert_readable(ctx: HubContext, principal: Principal, alert_id: int) -> Ale
     if not principal.may_act_for(alert.department):
         raise HTTPException(
             403,
-            f"token of department {principal.department!r} cannot read alerts of department {alert.department!r}",
+            f"token of department {principal.department!r} cannot read alerts of department"
+            f" {alert.department!r}",
         )
     return alert
 
@@ -251,7 +255,8 @@ def list_sites(
     principal: Principal = Depends(reader),
     ctx: HubContext = Depends(_ctx),
 ) -> Any:
-    """Sites with their devices, limits, open alert count and newest readings (a department's token: its own sites)."""
+    """Sites with their devices, limits, open alert count and newest readings (a department's
+    token: its own sites)."""
     _check_department(ctx, department)
     department = scoped_department(principal, department)
     sites = ctx.registry.for_department(department)
@@ -304,7 +309,8 @@ def get_readings(
         )
     if t_end - t_start > RANGE_MAX:
         raise _unprocessable(
-            f"range {t_end - t_start} is longer than {RANGE_MAX.days} days; request less or in parts"
+            f"range {t_end - t_start} is longer than {RANGE_MAX.days} days; request less or in"
+            " parts"
         )
     _site_readable(ctx, principal, site)
     points = ctx.readings.series(
@@ -344,12 +350,14 @@ def list_alerts(
     ),
     q: str | None = Query(
         None,
-        description="Text: case-insensitive part of the summary, site, rule, device or credit code.",
+        description="Text: case-insensitive part of the summary, site, rule, device or credit"
+        " code.",
         max_length=200,
     ),
     muted: bool | None = Query(
         False,
-        description="false (default): hide silenced and inhibited alerts; true: only those; omit with muted= to see both.",
+        description="false (default): hide silenced and inhibited alerts; true: only those; omit"
+        " with muted= to see both.",
     ),
     limit: int = Query(100, ge=0, description="Page size; capped at the configured page limit."),
     offset: int = Query(0, ge=0, le=2**31, description="Offset paging (prefer cursor)."),
@@ -360,7 +368,8 @@ def list_alerts(
     ),
     sort: str = Query(
         "risk",
-        description=f"One of {', '.join(SORTS)}; risk (the default) puts the alerts that matter most first.",
+        description=f"One of {', '.join(SORTS)}; risk (the default) puts the alerts that matter"
+        " most first.",
     ),
     principal: Principal = Depends(reader),
     ctx: HubContext = Depends(_ctx),
@@ -526,7 +535,8 @@ def login(
     )
     log.info("login", extra=kv(user=principal.user, department=principal.department or "*"))
     resp = Response(status_code=204)
-    # The cookie carries the token itself: the hub keeps only hashes, so there is no session table to steal.
+    # The cookie carries the token itself: the hub keeps only hashes, so there is no session table
+    # to steal.
     token = creds.credentials
     resp.set_cookie(
         SESSION_COOKIE, token, httponly=True, samesite="strict", path="/", max_age=12 * 3600
@@ -565,7 +575,8 @@ def _transition(
         )
         raise HTTPException(
             403,
-            f"token of department {principal.department!r} cannot act on alerts of department {alert.department!r}",
+            f"token of department {principal.department!r} cannot act on alerts of department"
+            f" {alert.department!r}",
         )
     updated = ctx.alerts.transition(alert_id, action, actor=principal.user, note=note, data=data)
     log.info(
@@ -582,7 +593,7 @@ def _transition(
     return updated.to_dict()
 
 
-_ACTION_RESPONSES = {
+_ACTION_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"description": "Missing or invalid token"},
     403: {"description": "Other department"},
     404: {"description": "No such alert"},
@@ -593,13 +604,13 @@ _ACTION_RESPONSES = {
 def _action_endpoint(action: str, body_model: type[ActionRequest], doc: str) -> None:
     def endpoint(
         alert_id: int,
-        body: body_model,
-        principal: Principal = Depends(require_principal),  # type: ignore[valid-type]
+        body: ActionRequest,
+        principal: Principal = Depends(require_principal),
         ctx: HubContext = Depends(_ctx),
     ) -> Any:
-        return _transition(ctx, principal, alert_id, action, body.note, body.data())  # type: ignore[attr-defined]
+        return _transition(ctx, principal, alert_id, action, body.note, body.data())
 
-    # The module postpones annotations: give FastAPI the body's class, not the string "body_model".
+    # FastAPI reads the body's model from the annotation: this action's own request class.
     endpoint.__annotations__["body"] = body_model
     endpoint.__name__ = f"{action}_alert"
     endpoint.__doc__ = doc
@@ -622,7 +633,10 @@ for _action, _model, _doc in (
     (
         "close",
         CloseRequest,
-        "Close with the disposal (case number, penalty, rectification, re-check date), or as a desk closure.",
+        (
+            "Close with the disposal (case number, penalty, rectification, re-check date), or as"
+            " a desk closure."
+        ),
     ),
     ("reopen", ReopenRequest, "Reopen a closed alert, with the reason as the comment."),
     ("comment", CommentRequest, "Add a comment to the alert's history without changing its state."),
@@ -773,7 +787,8 @@ def create_app(
     app = FastAPI(
         title="Farsight hub",
         version="0.1.0",
-        description="Sites, readings and the alert risk queue of a Farsight installation, with a live event stream.",
+        description="Sites, readings and the alert risk queue of a Farsight installation, with a"
+        " live event stream.",
         lifespan=lifespan,
         docs_url=None,  # the default page loads Swagger UI from a CDN; see _install_docs
         redoc_url=None,

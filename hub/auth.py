@@ -112,7 +112,8 @@ class TokenStore:
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
         with self.db.transaction() as c:
             cur = c.execute(
-                'INSERT INTO api_tokens (token_hash, "user", department, created) VALUES (?, ?, ?, ?) RETURNING id',
+                'INSERT INTO api_tokens (token_hash, "user", department, created)'
+                " VALUES (?, ?, ?, ?) RETURNING id",
                 (hash_token(token), user, department, to_epoch_ms(self.clock.now())),
             )
             token_id = int(cur.fetchone()[0])
