@@ -22,21 +22,7 @@ from alerts.matchers import MatcherError, MatcherInput, Matchers, parse_matchers
 from farsight.clock import Clock, SystemClock, from_epoch_ms, to_epoch_ms, utc
 from farsight.db import Database
 from farsight.errors import NotFoundError, SilenceError
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS silences (
-    id          @ID@,
-    matchers    TEXT    NOT NULL,            -- JSON {label: value | "~regex"}
-    starts_at   BIGINT  NOT NULL,
-    ends_at     BIGINT  NOT NULL,
-    reason      TEXT    NOT NULL,
-    creator     TEXT    NOT NULL,
-    created     BIGINT  NOT NULL,
-    expired_at  BIGINT,                      -- set when expired early
-    expired_by  TEXT
-);
-CREATE INDEX IF NOT EXISTS silences_ends ON silences (ends_at);
-"""
+from farsight.migrate import ensure_schema
 
 MAX_DURATION = timedelta(days=90)
 """Longest silence: a mute that outlives a season is a rule to fix, not a silence."""
@@ -168,8 +154,7 @@ class SilenceStore:
         clock: Clock | None = None,
         audit: AuditLog | None = None,
     ) -> None:
-        self.db = Database.open(target)
-        self.db.executescript(SCHEMA)
+        self.db = ensure_schema(Database.open(target))
         self.audit: AuditLog = audit or open_audit_log(self.db)
         self.clock = clock or SystemClock()
 

@@ -1,7 +1,8 @@
 """The risk queue: alerts, their history, and the pipeline step that applies rule signals.
 
 One store for both backends (SQLite embedded, PostgreSQL in production): the SQL is the
-portable subset of :mod:`farsight.db`; only the migration of old SQLite files is dialect code.
+portable subset of :mod:`farsight.db`; only text search is dialect code. The tables come with
+the hub schema (``farsight/migrations``; files of older versions are migrated there).
 Every change and its history entry, its audit entry and whatever the listeners add (the
 upstream outbox) commit in one transaction.
 """
@@ -23,76 +24,10 @@ from alerts.model import STATES, Alert, AlertEvent, check_action
 from alerts.risk import explain, sql_order
 from farsight.clock import Clock, SystemClock, from_epoch_ms, to_epoch_ms
 from farsight.db import Database
-from farsight.errors import CursorError, NotFoundError, StoreError, TransitionError
-from farsight.logs import kv
+from farsight.errors import CursorError, NotFoundError, TransitionError
+from farsight.migrate import ensure_schema
 from farsight.settings import RiskSettings
 from farsight.types import SEVERITIES, AlertSignal
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS alerts (
-    id           @ID@,
-    fingerprint  TEXT    NOT NULL,
-    rule_id      TEXT    NOT NULL,
-    site         TEXT    NOT NULL,
-    device       TEXT    NOT NULL,
-    metric       TEXT    NOT NULL,
-    department   TEXT    NOT NULL,
-    entity_id    TEXT    NOT NULL,
-    item_code    TEXT    NOT NULL,
-    severity     TEXT    NOT NULL,
-    summary      TEXT    NOT NULL,
-    activity     TEXT    NOT NULL CHECK (activity IN ('firing', 'resolved')),
-    state        TEXT    NOT NULL CHECK (state IN ('new', 'acknowledged', 'dispatched', 'verified', 'closed')),
-    value        DOUBLE PRECISION,
-    threshold    DOUBLE PRECISION,
-    starts_at    BIGINT  NOT NULL,
-    last_seen    BIGINT  NOT NULL,
-    resolved_at  BIGINT,
-    count        INTEGER NOT NULL DEFAULT 1,
-    created      BIGINT  NOT NULL,
-    updated      BIGINT  NOT NULL,
-    labels       TEXT    NOT NULL DEFAULT '{}',
-    previous_id  BIGINT  REFERENCES alerts (id),
-    handling     TEXT    NOT NULL DEFAULT '{}',
-    credit_grade TEXT    NOT NULL DEFAULT 'B',
-    entity_repeats INTEGER NOT NULL DEFAULT 0,   -- earlier alerts of the same operator when opened
-    evidence     TEXT    NOT NULL DEFAULT '[]',  -- sha256 hashes of evidence files
-    evidence_count INTEGER NOT NULL DEFAULT 0,   -- len(evidence), so the risk order needs no JSON function
-    suppressed   TEXT    NOT NULL DEFAULT '{}',  -- {"silence": id} or {"inhibited_by": alert id} while muted
-    escalation   INTEGER NOT NULL DEFAULT 0,     -- how many times the alert was escalated for being overdue
-    due_at       BIGINT                          -- deadline of the current handling step (ack or verification)
-);
--- One alert per fingerprint until it is closed; a firing after closure opens a new one.
-CREATE UNIQUE INDEX IF NOT EXISTS alerts_one_open ON alerts (fingerprint) WHERE state != 'closed';
--- The previous alert of a series (a firing after closure links to it) without scanning history.
-CREATE INDEX IF NOT EXISTS alerts_fingerprint ON alerts (fingerprint, id);
--- The department's queue: filters, the newest order, and every column of the risk score, so
--- ranking thousands of waiting alerts reads this index only.
--- (id last: PostgreSQL's index-only scan needs it in the index; SQLite has it there anyway.)
-DROP INDEX IF EXISTS alerts_dept_state;
-DROP INDEX IF EXISTS alerts_dept_queue;
-CREATE INDEX IF NOT EXISTS alerts_queue ON alerts (department, state, created, severity, credit_grade, entity_repeats, evidence_count, id);
-CREATE INDEX IF NOT EXISTS alerts_state ON alerts (state, severity);
-CREATE INDEX IF NOT EXISTS alerts_site ON alerts (site, created);
-CREATE INDEX IF NOT EXISTS alerts_entity ON alerts (entity_id, state);
-CREATE INDEX IF NOT EXISTS alerts_created ON alerts (created);
-CREATE INDEX IF NOT EXISTS alerts_due ON alerts (due_at) WHERE due_at IS NOT NULL;
--- The few muted alerts (the mute stage looks them up by reason), and alerts by rule (inhibition
--- sources such as site-offline are found by rule on every tick).
-CREATE INDEX IF NOT EXISTS alerts_muted ON alerts (suppressed) WHERE suppressed != '{}';
-CREATE INDEX IF NOT EXISTS alerts_rule ON alerts (rule_id, activity);
-
-CREATE TABLE IF NOT EXISTS alert_events (
-    id       @ID@,
-    alert_id BIGINT  NOT NULL REFERENCES alerts (id),
-    at       BIGINT  NOT NULL,
-    actor    TEXT    NOT NULL,
-    action   TEXT    NOT NULL,
-    note     TEXT    NOT NULL DEFAULT '',
-    data     TEXT    NOT NULL DEFAULT '{}'
-);
-CREATE INDEX IF NOT EXISTS alert_events_alert ON alert_events (alert_id);
-"""
 
 TEXT_COLUMNS = ("summary", "site", "rule_id", "device", "entity_id")
 """What text search (``AlertFilter.text``) looks in: the summary as the alert was raised (on
@@ -104,34 +39,9 @@ _FTS_COLUMNS = tuple(f"x_{c}" for c in TEXT_COLUMNS) + ("x_department",)
 """The SQLite index's own column names (distinct from the table's, so a join needs no
 qualifiers), and the department, which a search pre-filters on inside the index."""
 
-SQLITE_TEXT_INDEX = f"""
--- Substring search without a scan: an FTS5 trigram index of each alert as it was raised, filled
--- in batches by index_text() (ingest's tick) rather than by a trigger: per-row trigram inserts
--- cost a quarter of the dedup path. Alerts above the high-water mark are searched by LIKE.
-DROP TRIGGER IF EXISTS alerts_text_au;
-DROP TRIGGER IF EXISTS alerts_text_ai;
-DROP TRIGGER IF EXISTS alerts_text_ad;
-CREATE VIRTUAL TABLE IF NOT EXISTS alerts_text USING fts5({", ".join(_FTS_COLUMNS)}, content='', tokenize='trigram');
-CREATE TABLE IF NOT EXISTS alerts_text_mark (
-    one        INTEGER PRIMARY KEY CHECK (one = 1),
-    indexed_to INTEGER NOT NULL      -- alerts with id <= this are in alerts_text
-);
-INSERT INTO alerts_text_mark (one, indexed_to) VALUES (1, 0) ON CONFLICT DO NOTHING;
-"""
-
-POSTGRES_TEXT_INDEX = f"""
-CREATE EXTENSION IF NOT EXISTS pg_trgm;
-CREATE INDEX IF NOT EXISTS alerts_text_trgm ON alerts USING gin ((lower({_TEXT_CONCAT})) gin_trgm_ops);
-"""
-
 TEXT_COUNT_MAX = 1_000
 """A text search counts its matches up to this many ("1,000+"): counting every alert that
 mentions a city over years of history would cost many times the page itself."""
-
-SCHEMA_VERSION = 4
-"""1: the spine (open, acknowledged, closed). 2: dispatch and verification states, handling.
-3: credit grade, repeat count and evidence for the risk score. 4: the first state is called
-``new``; evidence count, suppression, escalation and due time."""
 
 COLUMNS = (
     "id",
@@ -306,53 +216,23 @@ class AlertStore:
         clock: Clock | None = None,
         risk: RiskSettings | None = None,
     ) -> None:
-        self.db = Database.open(target)
+        self.db = ensure_schema(Database.open(target))
         self.risk_params = risk or RiskSettings()
-        if self.db.dialect == "sqlite":
-            self._migrate_sqlite()
-        self.db.executescript(SCHEMA)
-        self.text_index = self._text_index()
-        if self.db.dialect == "sqlite":
-            self.db.executescript(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        self.text_index = self._has_text_index()
         # Every alert event is also appended to the hash-chained audit log, in the same
         # transaction, so a change and its trace commit (or roll back) together.
         self.audit: AuditLog = open_audit_log(self.db)
         self.clock = clock or SystemClock()
         self.listeners: list[EventListener] = []
 
-    def _text_index(self) -> bool:
-        """Create the text-search index; False when the database cannot have one (then text
-        search scans, which is correct but slow on a long history)."""
+    def _has_text_index(self) -> bool:
+        """Whether the database has the text-search index; the migration leaves it out, with a
+        warning, where it cannot be made (then text search scans, correct but slow)."""
         if self.db.dialect == "postgres":
-            try:
-                self.db.executescript(POSTGRES_TEXT_INDEX)
-                return True
-            except StoreError as exc:
-                # pg_trgm ships with PostgreSQL, but creating an extension needs the right privilege.
-                log.warning(
-                    "no trigram index for alert text search; searches will scan",
-                    extra=kv(
-                        db=self.db.name,
-                        reason=str(exc)[:200],
-                        fix="CREATE EXTENSION pg_trgm (as a superuser)",
-                    ),
-                )
-                return False
-        try:
-            old = self.db.query("SELECT sql FROM sqlite_master WHERE name = 'alerts_text'")
-            if old and "x_department" not in old[0][0]:
-                # An earlier layout of this index: built again from the table by index_text().
-                self.db.executescript(
-                    "DROP TABLE alerts_text; DROP TABLE IF EXISTS alerts_text_mark;"
-                )
-            self.db.executescript(SQLITE_TEXT_INDEX)
-        except StoreError as exc:
-            log.warning(
-                "no FTS5 trigram index for alert text search; searches will scan",
-                extra=kv(reason=str(exc)[:200]),
-            )
-            return False
-        return True
+            sql = "SELECT 1 FROM pg_indexes WHERE indexname = 'alerts_text_trgm'"
+        else:
+            sql = "SELECT 1 FROM sqlite_master WHERE name = 'alerts_text'"
+        return bool(self.db.query(sql))
 
     def index_text(self, limit: int = 50_000) -> int:
         """Add alerts raised since the last call to the SQLite text index, up to ``limit``;
@@ -376,46 +256,6 @@ class AlertStore:
             ).rowcount
             c.execute("UPDATE alerts_text_mark SET indexed_to = ? WHERE one = 1", (top,))
         return int(n)
-
-    # -- migrations of embedded files written by older versions ---------------------------
-
-    def _migrate_sqlite(self) -> None:
-        """Bring a SQLite file written by an older version to this schema, keeping its alerts."""
-        cols = [r["name"] for r in self.db.query("PRAGMA table_info(alerts)")]
-        if not cols:
-            return
-        table_sql = self.db.query(
-            "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'alerts'"
-        )[0][0]
-        if "'new'" in table_sql and set(COLUMNS) <= set(cols):
-            return
-        # SQLite changes a CHECK only by rebuilding the table (its documented procedure: new
-        # table, copy, drop, rename, with foreign keys off). Version 1-3 files called the first
-        # state "open".
-        create = self.db.ddl(SCHEMA.split("-- One alert")[0]).replace(
-            "CREATE TABLE IF NOT EXISTS alerts (", "CREATE TABLE alerts_new (", 1
-        )
-        kept = [c for c in cols if c in COLUMNS]
-        select = ", ".join(
-            "CASE state WHEN 'open' THEN 'new' ELSE state END" if c == "state" else c for c in kept
-        )
-        fill = ", evidence_count = json_array_length(evidence)" if "evidence" in kept else ""
-        self.db.executescript("PRAGMA foreign_keys = OFF")
-        try:
-            self.db.executescript(
-                "BEGIN IMMEDIATE;"
-                + create
-                + f"INSERT INTO alerts_new ({', '.join(kept)}) SELECT {select} FROM alerts;"
-                "DROP TABLE alerts; ALTER TABLE alerts_new RENAME TO alerts;"
-                + (
-                    "UPDATE alerts SET evidence_count = json_array_length(evidence);"
-                    if fill
-                    else ""
-                )
-                + "COMMIT;"
-            )
-        finally:
-            self.db.executescript("PRAGMA foreign_keys = ON")
 
     # -- the pipeline step: signals from the rule engine -----------------------------------
 
