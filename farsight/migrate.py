@@ -82,7 +82,8 @@ def ensure_schema(db: Database) -> Database:
     """Bring ``db`` to :data:`HEAD` if it is behind, and return it; what every store calls on open.
 
     A database already current costs one query, once per connection; only one that is behind
-    loads Alembic (see :func:`upgrade`).
+    loads Alembic (see :func:`upgrade`). Call it outside a transaction, as stores do on open: a
+    migration runs on a connection of its own, which would wait for the caller's write lock.
     """
     with _current_lock:
         if db in _current:
@@ -260,7 +261,13 @@ def _cmd_history(args: argparse.Namespace) -> int:
 
 def add_db_parser(sub: Any) -> None:
     """Add ``db upgrade|current|history`` to the main CLI's subparsers."""
-    p = sub.add_parser("db", help="the hub database's schema: upgrade it, show its revision")
+    _add_actions(sub.add_parser("db", help=_HELP))
+
+
+_HELP = "the hub database's schema: upgrade it, show its revision"
+
+
+def _add_actions(p: argparse.ArgumentParser) -> None:
     actions = p.add_subparsers(dest="db_command", metavar="ACTION", required=True)
 
     def common(q: argparse.ArgumentParser) -> None:
@@ -291,10 +298,9 @@ def add_db_parser(sub: Any) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m farsight.migrate ACTION``: the ``farsight db`` commands on their own."""
-    parser = argparse.ArgumentParser(prog="farsight db", description=__doc__.split("\n")[0])
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    add_db_parser(sub)
-    args = parser.parse_args(["db", *(argv if argv is not None else sys.argv[1:])])
+    parser = argparse.ArgumentParser(prog="python -m farsight.migrate", description=_HELP)
+    _add_actions(parser)
+    args = parser.parse_args(argv)
     try:
         return int(args.func(args))
     except FarsightError as exc:

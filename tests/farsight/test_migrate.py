@@ -7,9 +7,11 @@ processes opening one fresh database at once migrate it once.
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -47,6 +49,18 @@ TABLES = {
     "api_tokens",
     "alembic_version",
 }
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def empty(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty database on each backend (the ``backend`` fixture's are at the newest schema)."""
+    if request.param == "sqlite":
+        yield str(tmp_path / "farsight.db")
+        return
+    server = request.getfixturevalue("postgres_server")
+    url = server.create_database()
+    yield url
+    server.drop_database(url)
 
 
 def tables(db: Database) -> set[str]:
@@ -88,8 +102,8 @@ def test_the_head_is_the_newest_revision_file() -> None:
     assert [down for _, down, _ in revs[1:]] == [rev for rev, _, _ in revs[:-1]]
 
 
-def test_an_empty_database_reaches_head_with_the_whole_schema(backend: str) -> None:
-    db = Database.open(backend)
+def test_an_empty_database_reaches_head_with_the_whole_schema(empty: str) -> None:
+    db = Database.open(empty)
     assert current(db) is None
     assert upgrade(db) == (None, HEAD)
     assert current(db) == HEAD
@@ -116,8 +130,8 @@ def test_an_empty_database_reaches_head_with_the_whole_schema(backend: str) -> N
     db.close()
 
 
-def test_running_the_migrations_again_is_harmless(backend: str) -> None:
-    store = ReadingStore(backend)
+def test_running_the_migrations_again_is_harmless(empty: str) -> None:
+    store = ReadingStore(empty)
     assert store.write_batch([reading("pm25", 1.0, 0)], received=T0) == [True]
     assert upgrade(store.db) == (HEAD, HEAD)
     assert upgrade(store.db) == (HEAD, HEAD)
@@ -127,7 +141,7 @@ def test_running_the_migrations_again_is_harmless(backend: str) -> None:
 
 
 def test_a_current_database_opens_without_running_the_migrations(
-    backend: str, monkeypatch: pytest.MonkeyPatch
+    empty: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     runs: list[Database] = []
     real = migrate.upgrade
@@ -137,12 +151,12 @@ def test_a_current_database_opens_without_running_the_migrations(
         return real(db, revision)
 
     monkeypatch.setattr(migrate, "upgrade", counted)
-    fresh = Database.open(backend)
+    fresh = Database.open(empty)
     open_every_store(fresh)  # eight stores on one new database: migrated once
     assert len(runs) == 1
     fresh.close()
     for _ in range(3):
-        again = Database.open(backend)
+        again = Database.open(empty)
         open_every_store(again)
         again.close()
     assert len(runs) == 1
@@ -170,13 +184,13 @@ def test_opening_a_current_database_does_not_load_the_migration_tool(tmp_path: P
     assert done.stdout.strip() == "[]"
 
 
-def test_connections_opening_one_fresh_database_at_once_migrate_it_once(backend: str) -> None:
+def test_connections_opening_one_fresh_database_at_once_migrate_it_once(empty: str) -> None:
     start = threading.Barrier(3)
     errors: list[BaseException] = []
 
     def open_store() -> None:
         try:
-            db = Database.open(backend)
+            db = Database.open(empty)
             start.wait()
             AlertStore(db)
             db.close()
@@ -189,15 +203,15 @@ def test_connections_opening_one_fresh_database_at_once_migrate_it_once(backend:
     for t in threads:
         t.join(timeout=120)
     assert not errors, errors
-    db = Database.open(backend)
+    db = Database.open(empty)
     assert db.query("SELECT version_num FROM alembic_version")[0][0] == HEAD
     assert db.query("SELECT count(*) FROM alembic_version")[0][0] == 1
     db.close()
 
 
-def test_a_database_from_before_migrations_is_adopted_with_its_rows(backend: str) -> None:
+def test_a_database_from_before_migrations_is_adopted_with_its_rows(empty: str) -> None:
     # What an older Farsight left: some stores' tables (each made its own), with rows.
-    db = Database.open(backend)
+    db = Database.open(empty)
     with db.transaction() as c:
         c.execute(
             "CREATE TABLE rule_state (rule TEXT NOT NULL, scope TEXT NOT NULL,"
@@ -233,13 +247,13 @@ def test_a_sqlite_file_at_the_last_hand_made_version_is_adopted_without_a_rebuil
     db.close()
 
 
-def test_a_database_at_an_unknown_revision_is_refused(backend: str) -> None:
-    db = ensure_schema(Database.open(backend))
+def test_a_database_at_an_unknown_revision_is_refused(empty: str) -> None:
+    db = ensure_schema(Database.open(empty))
     with db.transaction() as c:
         c.execute("UPDATE alembic_version SET version_num = '9999'")
     db.close()
     with pytest.raises(StoreError, match="9999"):
-        ReadingStore(backend)
+        ReadingStore(empty)
 
 
 def test_the_db_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -256,6 +270,12 @@ def test_the_db_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert capsys.readouterr().out.strip() == f"{HEAD} (head)"
     assert migrate.main(["history"]) == 0
     assert capsys.readouterr().out.startswith(f"<base> -> {HEAD} (head): ")
+
+    # As the main CLI registers them: `farsight db ...`.
+    parser = argparse.ArgumentParser(prog="farsight")
+    migrate.add_db_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["db", "current", "--db", path])
+    assert args.func(args) == 0 and capsys.readouterr().out.strip() == f"{HEAD} (head)"
 
     other = str(tmp_path / "other.db")
     Database.open(other).close()
