@@ -11,7 +11,8 @@ class KeyValueFormatter(logging.Formatter):
     """Render ``extra={"kv": {...}}`` as sorted ``key=value`` pairs after the message."""
 
     def format(self, record: logging.LogRecord) -> str:
-        base = f"{self.formatTime(record, '%Y-%m-%dT%H:%M:%S')} {record.levelname:<7} {record.name} {record.getMessage()}"
+        when = self.formatTime(record, "%Y-%m-%dT%H:%M:%S")
+        base = f"{when} {record.levelname:<7} {record.name} {record.getMessage()}"
         kv = getattr(record, "kv", None)
         if kv:
             base += " " + " ".join(f"{k}={_fmt(v)}" for k, v in kv.items())
@@ -32,6 +33,20 @@ def kv(**pairs: Any) -> dict[str, Any]:
     return {"kv": pairs}
 
 
+class _CurrentStderr(logging.StreamHandler):
+    """Writes to ``sys.stderr`` as it is at each record, not as it was at setup: a stream that
+    was swapped and closed since (a test's captured output) would make every later record a
+    "Logging error" with a traceback printed."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _: Any) -> None:
+        pass
+
+
 def setup_logging(level: str = "INFO") -> None:
     """Send Farsight's logs to stderr in key=value form (idempotent)."""
     root = logging.getLogger()
@@ -39,7 +54,7 @@ def setup_logging(level: str = "INFO") -> None:
         if getattr(h, "_farsight", False):
             root.setLevel(level)
             return
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _CurrentStderr()
     handler.setFormatter(KeyValueFormatter())
     handler._farsight = True  # type: ignore[attr-defined]
     root.addHandler(handler)
