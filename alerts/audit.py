@@ -7,14 +7,15 @@ by someone who recomputes the hashes, so the head is exported as a small *anchor
 signed and kept outside the database; :meth:`SqliteAuditLog.verify` checks a chain against it.
 
 Layout: the hashing and the chain walk are pure functions over values; :class:`SqlAuditLog`
-holds all SQL, for SQLite and PostgreSQL (where triggers also refuse UPDATE, DELETE and
-TRUNCATE).
+holds all SQL, for SQLite and PostgreSQL. The table and the triggers that refuse UPDATE and
+DELETE (and TRUNCATE on PostgreSQL) come with the hub schema (``farsight/migrations``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import os
 import re
@@ -24,10 +25,14 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, Self
 
 from farsight.db import Connection, Database, connect
 from farsight.errors import AuditError, FarsightError, StoreError
+from farsight.logs import kv
+from farsight.migrate import ensure_schema
+
+log = logging.getLogger("farsight.alerts.audit")
 
 GENESIS = "0" * 64
 """The ``prev_hash`` of the first entry: no predecessor."""
@@ -362,7 +367,7 @@ class Anchor:
                 or not isinstance(at, str)
             ):
                 raise ValueError("seq and entries must be integers, hash and at strings")
-            when = datetime.fromisoformat(at.replace("Z", "+00:00"))
+            when = datetime.fromisoformat(at)
             return cls(seq=seq, hash=h, at=when, entries=n)
         except (KeyError, ValueError) as exc:
             raise AuditError(f"invalid anchor: {exc}") from None
@@ -495,7 +500,8 @@ def verify_chain(rows: Iterable[StoredRow], anchor: Anchor | None = None) -> Ver
             if row_hash != anchor.hash:
                 return broken(
                     seq,
-                    f"anchor mismatch: anchor has hash {anchor.hash} for seq {seq}, chain has {row_hash} "
+                    f"anchor mismatch: anchor has hash {anchor.hash} for seq {seq}, chain has"
+                    f" {row_hash} "
                     "(history rewritten since the anchor)",
                 )
             anchor_seen = True
@@ -549,82 +555,6 @@ class AuditLog(Protocol):
 
 TRIGGERS = ("audit_log_no_update", "audit_log_no_delete", "audit_log_append_only")
 
-SCHEMA = f"""
-CREATE TABLE IF NOT EXISTS audit_log (
-    seq       INTEGER PRIMARY KEY CHECK (seq >= 1),
-    at        INTEGER NOT NULL,
-    actor     TEXT    NOT NULL,
-    action    TEXT    NOT NULL,
-    subject   TEXT    NOT NULL,
-    data      TEXT    NOT NULL,
-    prev_hash TEXT    NOT NULL CHECK (length(prev_hash) = 64),
-    hash      TEXT    NOT NULL CHECK (length(hash) = 64)
-) STRICT;
-CREATE INDEX IF NOT EXISTS audit_log_subject ON audit_log (subject, seq);
-
--- Append-only in the database itself, not only in this module: any connection is refused.
--- (Someone with the file can drop these; the hash chain and the anchor catch what follows.)
-CREATE TRIGGER IF NOT EXISTS audit_log_no_update BEFORE UPDATE ON audit_log
-BEGIN
-    SELECT RAISE(ABORT, 'audit_log is append-only: UPDATE refused');
-END;
-CREATE TRIGGER IF NOT EXISTS audit_log_no_delete BEFORE DELETE ON audit_log
-BEGIN
-    SELECT RAISE(ABORT, 'audit_log is append-only: DELETE refused');
-END;
--- Only the next link may be inserted. This also stops INSERT OR REPLACE on an existing seq,
--- whose implicit delete would not fire the DELETE trigger (recursive_triggers is off).
-CREATE TRIGGER IF NOT EXISTS audit_log_append_only BEFORE INSERT ON audit_log
-WHEN NEW.seq IS NOT (SELECT coalesce(max(seq), 0) + 1 FROM audit_log)
-  OR NEW.prev_hash IS NOT coalesce((SELECT hash FROM audit_log ORDER BY seq DESC LIMIT 1), '{GENESIS}')
-BEGIN
-    SELECT RAISE(ABORT, 'audit_log is append-only: only the next seq, linked to the head, may be inserted');
-END;
-"""
-
-PG_SCHEMA = f"""
-CREATE TABLE IF NOT EXISTS audit_log (
-    seq       BIGINT PRIMARY KEY CHECK (seq >= 1),
-    at        BIGINT NOT NULL,
-    actor     TEXT   NOT NULL,
-    action    TEXT   NOT NULL,
-    subject   TEXT   NOT NULL,
-    data      TEXT   NOT NULL,
-    prev_hash TEXT   NOT NULL CHECK (length(prev_hash) = 64),
-    hash      TEXT   NOT NULL CHECK (length(hash) = 64)
-);
-CREATE INDEX IF NOT EXISTS audit_log_subject ON audit_log (subject, seq);
-
-CREATE OR REPLACE FUNCTION audit_log_refuse() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    RAISE EXCEPTION 'audit_log is append-only: % refused', TG_OP;
-END $$;
-CREATE OR REPLACE FUNCTION audit_log_next_only() RETURNS trigger LANGUAGE plpgsql AS $$
-DECLARE head_seq BIGINT; head_hash TEXT;
-BEGIN
-    SELECT seq, hash INTO head_seq, head_hash FROM audit_log ORDER BY seq DESC LIMIT 1;
-    IF NEW.seq IS DISTINCT FROM coalesce(head_seq, 0) + 1
-       OR NEW.prev_hash IS DISTINCT FROM coalesce(head_hash, '{GENESIS}') THEN
-        RAISE EXCEPTION 'audit_log is append-only: only the next seq, linked to the head, may be inserted';
-    END IF;
-    RETURN NEW;
-END $$;
-DO $$ BEGIN
-    IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'audit_log_no_update') THEN
-        CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log FOR EACH ROW EXECUTE FUNCTION audit_log_refuse();
-    END IF;
-    IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'audit_log_no_delete') THEN
-        CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log FOR EACH ROW EXECUTE FUNCTION audit_log_refuse();
-    END IF;
-    IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'audit_log_no_truncate') THEN
-        CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON audit_log FOR EACH STATEMENT EXECUTE FUNCTION audit_log_refuse();
-    END IF;
-    IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'audit_log_append_only') THEN
-        CREATE TRIGGER audit_log_append_only BEFORE INSERT ON audit_log FOR EACH ROW EXECUTE FUNCTION audit_log_next_only();
-    END IF;
-END $$;
-"""
-
 PG_HEAD_LOCK = 7243002
 """Advisory lock key held by a PostgreSQL transaction between reading the head and appending:
 READ COMMITTED alone would let two appenders read the same head."""
@@ -660,9 +590,24 @@ class SqlAuditLog:
         self.name = self.db.name
         try:
             if create:
-                self.db.executescript(PG_SCHEMA if self.db.dialect == "postgres" else SCHEMA)
-            elif not self._has_table():
-                raise AuditError(f"{self.name} has no audit_log table")
+                ensure_schema(self.db)  # the table and its triggers: migrations, revision 0001
+            if not self._has_table():
+                # Behind a current schema only if dropped by hand: not made again here, since a
+                # fresh chain would hide the loss from anyone who holds no anchor.
+                raise AuditError(
+                    f"{self.name} has no audit_log table"
+                    + (
+                        "; its schema is current, so the table was dropped: restore it from a"
+                        " backup and verify it against the latest anchor"
+                        if create
+                        else ""
+                    )
+                )
+            if create and (missing := self.missing_triggers()):
+                log.warning(
+                    "audit_log append-only triggers missing: the chain still detects edits",
+                    extra=kv(db=self.name, missing=",".join(missing)),
+                )
         except FarsightError:
             if self._owned:
                 self.db.close()
@@ -711,7 +656,8 @@ class SqlAuditLog:
         """
         if not conn.in_transaction:
             raise AuditError(
-                "append_in needs the caller's open transaction (BEGIN IMMEDIATE); use append() otherwise"
+                "append_in needs the caller's open transaction (BEGIN IMMEDIATE); use append()"
+                " otherwise"
             )
         when = datetime.now(UTC) if at is None else at
         try:
@@ -774,7 +720,8 @@ class SqlAuditLog:
             )
         else:
             rows = self._query(
-                f"SELECT {_COLUMNS} FROM audit_log WHERE subject = ? AND seq > ? ORDER BY seq LIMIT ?",
+                f"SELECT {_COLUMNS} FROM audit_log WHERE subject = ? AND seq > ? ORDER BY seq"
+                " LIMIT ?",
                 (subject, after_seq, limit),
             )
         try:
@@ -855,14 +802,16 @@ class SqlAuditLog:
             present = {
                 r[0]
                 for r in self._query(
-                    "SELECT tgname FROM pg_trigger WHERE tgrelid = 'audit_log'::regclass AND NOT tgisinternal"
+                    "SELECT tgname FROM pg_trigger WHERE tgrelid = 'audit_log'::regclass AND NOT"
+                    " tgisinternal"
                 )
             }
         else:
             present = {
                 r[0]
                 for r in self._query(
-                    "SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'audit_log'"
+                    "SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name ="
+                    " 'audit_log'"
                 )
             }
         return [t for t in TRIGGERS if t not in present]
@@ -878,7 +827,7 @@ class SqlAuditLog:
         if self._owned:
             self.db.close()
 
-    def __enter__(self) -> SqlAuditLog:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

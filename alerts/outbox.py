@@ -53,6 +53,7 @@ from farsight import __version__
 from farsight.clock import Clock, SystemClock, to_epoch_ms
 from farsight.db import Connection, Database
 from farsight.logs import kv
+from farsight.migrate import ensure_schema
 from farsight.settings import UpstreamSettings
 
 log = logging.getLogger(__name__)
@@ -64,26 +65,6 @@ SCHEMA_FILE = Path(__file__).parent / "schemas" / "upstream-event.schema.json"
 """The JSON Schema (draft 2020-12) of the payload."""
 
 STATUSES = ("pending", "sent", "dead")
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS outbox (
-    id            @ID@,
-    key           TEXT    NOT NULL UNIQUE,            -- idempotency key: source:alert_id:event_id
-    alert_id      BIGINT  NOT NULL,
-    event_id      BIGINT  NOT NULL,
-    payload       TEXT    NOT NULL,                   -- canonical JSON, sent byte for byte
-    status        TEXT    NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'sent', 'dead')),
-    attempts      INTEGER NOT NULL DEFAULT 0,
-    next_at       BIGINT  NOT NULL DEFAULT 0,         -- epoch ms before which no retry is made
-    claimed_by    TEXT,
-    claimed_until BIGINT,                             -- lease end, epoch ms
-    last_error    TEXT    NOT NULL DEFAULT '',
-    created       BIGINT  NOT NULL,
-    sent_at       BIGINT
-);
-CREATE INDEX IF NOT EXISTS outbox_due ON outbox (status, next_at);
-CREATE INDEX IF NOT EXISTS outbox_alert ON outbox (alert_id, id);
-"""
 
 RETRY_STATUSES = frozenset({408, 425, 429})
 """Client-error answers that mean "later" rather than "never" (plus every 5xx)."""
@@ -211,8 +192,7 @@ class Outbox:
         clock: Clock | None = None,
         lock_row: Callable[[Any, int], object] | None = None,
     ) -> None:
-        self.db = Database.open(db)
-        self.db.executescript(SCHEMA)
+        self.db = ensure_schema(Database.open(db))
         self.source = source
         self.clock = clock or SystemClock()
         self.lock_row = lock_row
@@ -367,8 +347,7 @@ def _opened(db: Database | Path | str) -> Iterator[Database]:
     """``db`` itself, or a connection opened for the call and closed after it; the table exists."""
     database = Database.open(db)
     try:
-        database.executescript(SCHEMA)
-        yield database
+        yield ensure_schema(database)
     finally:
         if not isinstance(db, Database):
             database.close()
@@ -484,8 +463,7 @@ class OutboxSender:
             raise ValueError("alerts.upstream.url is not set: there is nowhere to send the outbox")
         self.url: str = settings.url
         self._own_db = not isinstance(db_target, Database)
-        self.db = Database.open(db_target)
-        self.db.executescript(SCHEMA)
+        self.db = ensure_schema(Database.open(db_target))
         self.settings = settings
         self.clock = clock or SystemClock()
         self.rng = rng or random.Random()

@@ -22,21 +22,7 @@ from alerts.matchers import MatcherError, MatcherInput, Matchers, parse_matchers
 from farsight.clock import Clock, SystemClock, from_epoch_ms, to_epoch_ms, utc
 from farsight.db import Database
 from farsight.errors import NotFoundError, SilenceError
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS silences (
-    id          @ID@,
-    matchers    TEXT    NOT NULL,            -- JSON {label: value | "~regex"}
-    starts_at   BIGINT  NOT NULL,
-    ends_at     BIGINT  NOT NULL,
-    reason      TEXT    NOT NULL,
-    creator     TEXT    NOT NULL,
-    created     BIGINT  NOT NULL,
-    expired_at  BIGINT,                      -- set when expired early
-    expired_by  TEXT
-);
-CREATE INDEX IF NOT EXISTS silences_ends ON silences (ends_at);
-"""
+from farsight.migrate import ensure_schema
 
 MAX_DURATION = timedelta(days=90)
 """Longest silence: a mute that outlives a season is a rule to fix, not a silence."""
@@ -120,7 +106,8 @@ def check_silence(
         raise _SilenceMatcherError(str(exc)) from None
     if all(m.matches_empty() for m in ms):
         raise _SilenceMatcherError(
-            "at least one matcher must need a non-empty value (these match alerts without the labels: nearly everything)"
+            "at least one matcher must need a non-empty value (these match alerts without the"
+            " labels: nearly everything)"
         )
     for name, t in (("starts_at", starts_at), ("ends_at", ends_at)):
         if t.tzinfo is None:
@@ -133,7 +120,8 @@ def check_silence(
         raise SilenceError(f"ends_at {ends_at.isoformat()} is in the past (now {now.isoformat()})")
     if ends_at - starts_at > MAX_DURATION:
         raise SilenceError(
-            f"a silence lasts at most {MAX_DURATION.days} days; this one lasts {ends_at - starts_at}"
+            f"a silence lasts at most {MAX_DURATION.days} days; this one lasts"
+            f" {ends_at - starts_at}"
         )
     if not isinstance(reason, str) or not reason.strip():
         raise SilenceError("a silence needs a reason (why these alerts may be muted)")
@@ -168,8 +156,7 @@ class SilenceStore:
         clock: Clock | None = None,
         audit: AuditLog | None = None,
     ) -> None:
-        self.db = Database.open(target)
-        self.db.executescript(SCHEMA)
+        self.db = ensure_schema(Database.open(target))
         self.audit: AuditLog = audit or open_audit_log(self.db)
         self.clock = clock or SystemClock()
 
@@ -201,7 +188,8 @@ class SilenceStore:
         with self.db.transaction() as c:
             sid = int(
                 c.execute(
-                    "INSERT INTO silences (matchers, starts_at, ends_at, reason, creator, created) VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+                    "INSERT INTO silences (matchers, starts_at, ends_at, reason, creator, created)"
+                    " VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
                     (
                         json.dumps(doc, ensure_ascii=False),
                         to_epoch_ms(start),
@@ -279,7 +267,8 @@ class SilenceStore:
         return [
             _row(r)
             for r in self.db.query(
-                "SELECT * FROM silences WHERE expired_at IS NULL AND starts_at <= ? AND ends_at > ? ORDER BY id",
+                "SELECT * FROM silences WHERE expired_at IS NULL AND starts_at <= ? AND ends_at >"
+                " ? ORDER BY id",
                 (n, n),
             )
         ]
@@ -305,7 +294,8 @@ class SilenceStore:
         if limit < 1:
             raise ValueError(f"limit must be at least 1, got {limit}")
         n = to_epoch_ms(self._now(now))
-        where, params = "1=1", []  # type: ignore[var-annotated]
+        where = "1=1"
+        params: list[Any] = []
         if status == "expired":
             where, params = "(expired_at IS NOT NULL OR ends_at <= ?)", [n]
         elif status == "active":

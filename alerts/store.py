@@ -1,7 +1,8 @@
 """The risk queue: alerts, their history, and the pipeline step that applies rule signals.
 
 One store for both backends (SQLite embedded, PostgreSQL in production): the SQL is the
-portable subset of :mod:`farsight.db`; only the migration of old SQLite files is dialect code.
+portable subset of :mod:`farsight.db`; only text search is dialect code. The tables come with
+the hub schema (``farsight/migrations``; files of older versions are migrated there).
 Every change and its history entry, its audit entry and whatever the listeners add (the
 upstream outbox) commit in one transaction.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import builtins
 import json
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -23,76 +25,10 @@ from alerts.model import STATES, Alert, AlertEvent, check_action
 from alerts.risk import explain, sql_order
 from farsight.clock import Clock, SystemClock, from_epoch_ms, to_epoch_ms
 from farsight.db import Connection, Database
-from farsight.errors import CursorError, NotFoundError, StoreError, TransitionError
-from farsight.logs import kv
+from farsight.errors import CursorError, NotFoundError, TransitionError
+from farsight.migrate import ensure_schema
 from farsight.settings import RiskSettings
 from farsight.types import SEVERITIES, AlertSignal
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS alerts (
-    id           @ID@,
-    fingerprint  TEXT    NOT NULL,
-    rule_id      TEXT    NOT NULL,
-    site         TEXT    NOT NULL,
-    device       TEXT    NOT NULL,
-    metric       TEXT    NOT NULL,
-    department   TEXT    NOT NULL,
-    entity_id    TEXT    NOT NULL,
-    item_code    TEXT    NOT NULL,
-    severity     TEXT    NOT NULL,
-    summary      TEXT    NOT NULL,
-    activity     TEXT    NOT NULL CHECK (activity IN ('firing', 'resolved')),
-    state        TEXT    NOT NULL CHECK (state IN ('new', 'acknowledged', 'dispatched', 'verified', 'closed')),
-    value        DOUBLE PRECISION,
-    threshold    DOUBLE PRECISION,
-    starts_at    BIGINT  NOT NULL,
-    last_seen    BIGINT  NOT NULL,
-    resolved_at  BIGINT,
-    count        INTEGER NOT NULL DEFAULT 1,
-    created      BIGINT  NOT NULL,
-    updated      BIGINT  NOT NULL,
-    labels       TEXT    NOT NULL DEFAULT '{}',
-    previous_id  BIGINT  REFERENCES alerts (id),
-    handling     TEXT    NOT NULL DEFAULT '{}',
-    credit_grade TEXT    NOT NULL DEFAULT 'B',
-    entity_repeats INTEGER NOT NULL DEFAULT 0,   -- earlier alerts of the same operator when opened
-    evidence     TEXT    NOT NULL DEFAULT '[]',  -- sha256 hashes of evidence files
-    evidence_count INTEGER NOT NULL DEFAULT 0,   -- len(evidence), so the risk order needs no JSON function
-    suppressed   TEXT    NOT NULL DEFAULT '{}',  -- {"silence": id} or {"inhibited_by": alert id} while muted
-    escalation   INTEGER NOT NULL DEFAULT 0,     -- how many times the alert was escalated for being overdue
-    due_at       BIGINT                          -- deadline of the current handling step (ack or verification)
-);
--- One alert per fingerprint until it is closed; a firing after closure opens a new one.
-CREATE UNIQUE INDEX IF NOT EXISTS alerts_one_open ON alerts (fingerprint) WHERE state != 'closed';
--- The previous alert of a series (a firing after closure links to it) without scanning history.
-CREATE INDEX IF NOT EXISTS alerts_fingerprint ON alerts (fingerprint, id);
--- The department's queue: filters, the newest order, and every column of the risk score, so
--- ranking thousands of waiting alerts reads this index only.
--- (id last: PostgreSQL's index-only scan needs it in the index; SQLite has it there anyway.)
-DROP INDEX IF EXISTS alerts_dept_state;
-DROP INDEX IF EXISTS alerts_dept_queue;
-CREATE INDEX IF NOT EXISTS alerts_queue ON alerts (department, state, created, severity, credit_grade, entity_repeats, evidence_count, id);
-CREATE INDEX IF NOT EXISTS alerts_state ON alerts (state, severity);
-CREATE INDEX IF NOT EXISTS alerts_site ON alerts (site, created);
-CREATE INDEX IF NOT EXISTS alerts_entity ON alerts (entity_id, state);
-CREATE INDEX IF NOT EXISTS alerts_created ON alerts (created);
-CREATE INDEX IF NOT EXISTS alerts_due ON alerts (due_at) WHERE due_at IS NOT NULL;
--- The few muted alerts (the mute stage looks them up by reason), and alerts by rule (inhibition
--- sources such as site-offline are found by rule on every tick).
-CREATE INDEX IF NOT EXISTS alerts_muted ON alerts (suppressed) WHERE suppressed != '{}';
-CREATE INDEX IF NOT EXISTS alerts_rule ON alerts (rule_id, activity);
-
-CREATE TABLE IF NOT EXISTS alert_events (
-    id       @ID@,
-    alert_id BIGINT  NOT NULL REFERENCES alerts (id),
-    at       BIGINT  NOT NULL,
-    actor    TEXT    NOT NULL,
-    action   TEXT    NOT NULL,
-    note     TEXT    NOT NULL DEFAULT '',
-    data     TEXT    NOT NULL DEFAULT '{}'
-);
-CREATE INDEX IF NOT EXISTS alert_events_alert ON alert_events (alert_id);
-"""
 
 TEXT_COLUMNS = ("summary", "site", "rule_id", "device", "entity_id")
 """What text search (``AlertFilter.text``) looks in: the summary as the alert was raised (on
@@ -104,34 +40,9 @@ _FTS_COLUMNS = tuple(f"x_{c}" for c in TEXT_COLUMNS) + ("x_department",)
 """The SQLite index's own column names (distinct from the table's, so a join needs no
 qualifiers), and the department, which a search pre-filters on inside the index."""
 
-SQLITE_TEXT_INDEX = f"""
--- Substring search without a scan: an FTS5 trigram index of each alert as it was raised, filled
--- in batches by index_text() (ingest's tick) rather than by a trigger: per-row trigram inserts
--- cost a quarter of the dedup path. Alerts above the high-water mark are searched by LIKE.
-DROP TRIGGER IF EXISTS alerts_text_au;
-DROP TRIGGER IF EXISTS alerts_text_ai;
-DROP TRIGGER IF EXISTS alerts_text_ad;
-CREATE VIRTUAL TABLE IF NOT EXISTS alerts_text USING fts5({", ".join(_FTS_COLUMNS)}, content='', tokenize='trigram');
-CREATE TABLE IF NOT EXISTS alerts_text_mark (
-    one        INTEGER PRIMARY KEY CHECK (one = 1),
-    indexed_to INTEGER NOT NULL      -- alerts with id <= this are in alerts_text
-);
-INSERT INTO alerts_text_mark (one, indexed_to) VALUES (1, 0) ON CONFLICT DO NOTHING;
-"""
-
-POSTGRES_TEXT_INDEX = f"""
-CREATE EXTENSION IF NOT EXISTS pg_trgm;
-CREATE INDEX IF NOT EXISTS alerts_text_trgm ON alerts USING gin ((lower({_TEXT_CONCAT})) gin_trgm_ops);
-"""
-
 TEXT_COUNT_MAX = 1_000
 """A text search counts its matches up to this many ("1,000+"): counting every alert that
 mentions a city over years of history would cost many times the page itself."""
-
-SCHEMA_VERSION = 4
-"""1: the spine (open, acknowledged, closed). 2: dispatch and verification states, handling.
-3: credit grade, repeat count and evidence for the risk score. 4: the first state is called
-``new``; evidence count, suppression, escalation and due time."""
 
 COLUMNS = (
     "id",
@@ -309,7 +220,8 @@ class OpenAlerts:
     exclude: int | None = None
 
     def sql(self) -> tuple[str, list[Any]]:
-        clauses, params = ["state != 'closed'"], []
+        clauses: list[str] = ["state != 'closed'"]
+        params: list[Any] = []
         for col, value in self.pins:
             if col not in COLUMNS:
                 raise ValueError(f"unknown alert column {col!r}")
@@ -344,53 +256,23 @@ class AlertStore:
         clock: Clock | None = None,
         risk: RiskSettings | None = None,
     ) -> None:
-        self.db = Database.open(target)
+        self.db = ensure_schema(Database.open(target))
         self.risk_params = risk or RiskSettings()
-        if self.db.dialect == "sqlite":
-            self._migrate_sqlite()
-        self.db.executescript(SCHEMA)
-        self.text_index = self._text_index()
-        if self.db.dialect == "sqlite":
-            self.db.executescript(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        self.text_index = self._has_text_index()
         # Every alert event is also appended to the hash-chained audit log, in the same
         # transaction, so a change and its trace commit (or roll back) together.
         self.audit: AuditLog = open_audit_log(self.db)
         self.clock = clock or SystemClock()
         self.listeners: list[EventListener] = []
 
-    def _text_index(self) -> bool:
-        """Create the text-search index; False when the database cannot have one (then text
-        search scans, which is correct but slow on a long history)."""
+    def _has_text_index(self) -> bool:
+        """Whether the database has the text-search index; the migration leaves it out, with a
+        warning, where it cannot be made (then text search scans, correct but slow)."""
         if self.db.dialect == "postgres":
-            try:
-                self.db.executescript(POSTGRES_TEXT_INDEX)
-                return True
-            except StoreError as exc:
-                # pg_trgm ships with PostgreSQL, but creating an extension needs the right privilege.
-                log.warning(
-                    "no trigram index for alert text search; searches will scan",
-                    extra=kv(
-                        db=self.db.name,
-                        reason=str(exc)[:200],
-                        fix="CREATE EXTENSION pg_trgm (as a superuser)",
-                    ),
-                )
-                return False
-        try:
-            old = self.db.query("SELECT sql FROM sqlite_master WHERE name = 'alerts_text'")
-            if old and "x_department" not in old[0][0]:
-                # An earlier layout of this index: built again from the table by index_text().
-                self.db.executescript(
-                    "DROP TABLE alerts_text; DROP TABLE IF EXISTS alerts_text_mark;"
-                )
-            self.db.executescript(SQLITE_TEXT_INDEX)
-        except StoreError as exc:
-            log.warning(
-                "no FTS5 trigram index for alert text search; searches will scan",
-                extra=kv(reason=str(exc)[:200]),
-            )
-            return False
-        return True
+            sql = "SELECT 1 FROM pg_indexes WHERE indexname = 'alerts_text_trgm'"
+        else:
+            sql = "SELECT 1 FROM sqlite_master WHERE name = 'alerts_text'"
+        return bool(self.db.query(sql))
 
     def index_text(self, limit: int = 50_000) -> int:
         """Add alerts raised since the last call to the SQLite text index, up to ``limit``;
@@ -409,56 +291,18 @@ class AlertStore:
             if top is None:
                 return 0
             n = c.execute(
-                f"INSERT INTO alerts_text (rowid, {', '.join(_FTS_COLUMNS)}) SELECT id, {cols} FROM alerts WHERE id > ? AND id <= ?",
+                f"INSERT INTO alerts_text (rowid, {', '.join(_FTS_COLUMNS)}) SELECT id, {cols}"
+                " FROM alerts WHERE id > ? AND id <= ?",
                 (mark, top),
             ).rowcount
             c.execute("UPDATE alerts_text_mark SET indexed_to = ? WHERE one = 1", (top,))
         return int(n)
 
-    # -- migrations of embedded files written by older versions ---------------------------
-
-    def _migrate_sqlite(self) -> None:
-        """Bring a SQLite file written by an older version to this schema, keeping its alerts."""
-        cols = [r["name"] for r in self.db.query("PRAGMA table_info(alerts)")]
-        if not cols:
-            return
-        table_sql = self.db.query(
-            "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'alerts'"
-        )[0][0]
-        if "'new'" in table_sql and set(COLUMNS) <= set(cols):
-            return
-        # SQLite changes a CHECK only by rebuilding the table (its documented procedure: new
-        # table, copy, drop, rename, with foreign keys off). Version 1-3 files called the first
-        # state "open".
-        create = self.db.ddl(SCHEMA.split("-- One alert")[0]).replace(
-            "CREATE TABLE IF NOT EXISTS alerts (", "CREATE TABLE alerts_new (", 1
-        )
-        kept = [c for c in cols if c in COLUMNS]
-        select = ", ".join(
-            "CASE state WHEN 'open' THEN 'new' ELSE state END" if c == "state" else c for c in kept
-        )
-        fill = ", evidence_count = json_array_length(evidence)" if "evidence" in kept else ""
-        self.db.executescript("PRAGMA foreign_keys = OFF")
-        try:
-            self.db.executescript(
-                "BEGIN IMMEDIATE;"
-                + create
-                + f"INSERT INTO alerts_new ({', '.join(kept)}) SELECT {select} FROM alerts;"
-                "DROP TABLE alerts; ALTER TABLE alerts_new RENAME TO alerts;"
-                + (
-                    "UPDATE alerts SET evidence_count = json_array_length(evidence);"
-                    if fill
-                    else ""
-                )
-                + "COMMIT;"
-            )
-        finally:
-            self.db.executescript("PRAGMA foreign_keys = ON")
-
     # -- the pipeline step: signals from the rule engine -----------------------------------
 
-    def apply(self, signals: Iterable[AlertSignal]) -> list[Alert]:
-        """Apply rule signals: open, update (dedup) or resolve alerts. Returns the changed alerts."""
+    def apply(self, signals: Iterable[AlertSignal]) -> builtins.list[Alert]:
+        """Apply rule signals: open, update (dedup) or resolve alerts. Returns the changed
+        alerts."""
         changed: list[int] = []
         for s in signals:
             aid = self._apply_one(s)
@@ -476,9 +320,12 @@ class AlertStore:
                 # A repeat may come with a higher severity (a satellite change confirmed on a
                 # revisit): the alert takes it, never a lower one.
                 hit = c.execute(
-                    f"UPDATE alerts SET last_seen = {self.db.greatest}(last_seen, ?), value = ?, summary = ?, updated = ?,"
-                    f" severity = CASE WHEN {_rank_of('CAST(? AS TEXT)')} < {_SEVERITY_RANK} THEN ? ELSE severity END"
-                    " WHERE fingerprint = ? AND state != 'closed' AND activity = 'firing' RETURNING id",
+                    f"UPDATE alerts SET last_seen = {self.db.greatest}(last_seen, ?), value = ?,"
+                    " summary = ?, updated = ?,"
+                    f" severity = CASE WHEN {_rank_of('CAST(? AS TEXT)')} < {_SEVERITY_RANK} THEN ?"
+                    " ELSE severity END"
+                    " WHERE fingerprint = ? AND state != 'closed' AND activity = 'firing'"
+                    " RETURNING id",
                     (ts, s.value, s.summary, now, s.severity, s.severity, s.fingerprint),
                 ).fetchone()
                 if hit is not None:
@@ -491,7 +338,8 @@ class AlertStore:
                 if row is None or row["activity"] == "resolved":
                     return None
                 c.execute(
-                    f"UPDATE alerts SET activity = 'resolved', resolved_at = ?, last_seen = {self.db.greatest}(last_seen, ?), updated = ? WHERE id = ?",
+                    "UPDATE alerts SET activity = 'resolved', resolved_at = ?, last_seen ="
+                    f" {self.db.greatest}(last_seen, ?), updated = ? WHERE id = ?",
                     (ts, ts, now, row["id"]),
                 )
                 self._event(
@@ -506,7 +354,8 @@ class AlertStore:
                 return int(row["id"])
             if row is not None:  # resolved, and firing again
                 c.execute(
-                    f"UPDATE alerts SET activity = 'firing', resolved_at = NULL, count = count + 1, last_seen = {self.db.greatest}(last_seen, ?),"
+                    "UPDATE alerts SET activity = 'firing', resolved_at = NULL, count = count + 1,"
+                    f" last_seen = {self.db.greatest}(last_seen, ?),"
                     " value = ?, summary = ?, updated = ? WHERE id = ?",
                     (ts, s.value, s.summary, now, row["id"]),
                 )
@@ -521,14 +370,18 @@ class AlertStore:
                 )
                 return int(row["id"])
             prev, repeats = c.execute(
-                "SELECT (SELECT max(id) FROM alerts WHERE fingerprint = ?), (SELECT count(*) FROM alerts WHERE entity_id = ?)",
+                "SELECT (SELECT max(id) FROM alerts WHERE fingerprint = ?), (SELECT count(*) FROM"
+                " alerts WHERE entity_id = ?)",
                 (s.fingerprint, s.entity_id),
             ).fetchone()
             inserted = c.execute(
-                "INSERT INTO alerts (fingerprint, rule_id, site, device, metric, department, entity_id, item_code, severity,"
-                " summary, activity, state, value, threshold, starts_at, last_seen, count, created, updated, labels, previous_id,"
+                "INSERT INTO alerts (fingerprint, rule_id, site, device, metric, department,"
+                " entity_id, item_code, severity,"
+                " summary, activity, state, value, threshold, starts_at, last_seen, count, created,"
+                " updated, labels, previous_id,"
                 " credit_grade, entity_repeats, evidence, evidence_count)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'firing', 'new', ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *",
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'firing', 'new', ?, ?, ?, ?, 1, ?, ?, ?,"
+                " ?, ?, ?, ?, ?) RETURNING *",
                 (
                     s.fingerprint,
                     s.rule_id,
@@ -583,7 +436,8 @@ class AlertStore:
         text = json.dumps(data, ensure_ascii=False)
         eid = int(
             c.execute(
-                "INSERT INTO alert_events (alert_id, at, actor, action, note, data) VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+                "INSERT INTO alert_events (alert_id, at, actor, action, note, data) VALUES (?, ?,"
+                " ?, ?, ?, ?) RETURNING id",
                 (alert_id, at, actor, action, note, text),
             ).fetchone()[0]
         )
@@ -648,13 +502,15 @@ class AlertStore:
         row = c.execute(f"SELECT id FROM alerts WHERE id = ?{self._lock_clause()}", (alert_id,))
         return row.fetchone() is not None
 
-    def open_ids_in(self, c: Connection, sel: OpenAlerts) -> list[int]:
+    def open_ids_in(self, c: Connection, sel: OpenAlerts) -> builtins.list[int]:
         """Ids of the not-closed alerts ``sel`` picks."""
         where, params = sel.sql()
         rows = c.execute(f"SELECT id FROM alerts WHERE {where}", tuple(params)).fetchall()
         return [int(r[0]) for r in rows]
 
-    def open_rows_in(self, c: Connection, sel: OpenAlerts, columns: Sequence[str]) -> list[Any]:
+    def open_rows_in(
+        self, c: Connection, sel: OpenAlerts, columns: Sequence[str]
+    ) -> builtins.list[Any]:
         """``id`` and ``columns`` of the not-closed alerts ``sel`` picks."""
         bad = [k for k in columns if k not in COLUMNS]
         if bad:
@@ -683,7 +539,7 @@ class AlertStore:
         """Set (or clear) the deadline of the alert's current handling step."""
         c.execute("UPDATE alerts SET due_at = ? WHERE id = ?", (due_ms, alert_id))
 
-    def due_ids(self, now_ms: int) -> list[int]:
+    def due_ids(self, now_ms: int) -> builtins.list[int]:
         """Not-closed, not-muted alerts whose step is due at or before ``now_ms``, oldest first."""
         rows = self.db.query(
             "SELECT id FROM alerts WHERE due_at IS NOT NULL AND due_at <= ? AND state != 'closed'"
@@ -762,7 +618,8 @@ class AlertStore:
             ).fetchone()
             if other is not None:
                 raise TransitionError(
-                    f"cannot reopen alert {alert_id}: alert {other['id']} of the same series is open"
+                    f"cannot reopen alert {alert_id}: alert {other['id']} of the same series is"
+                    " open"
                 )
         handling = json.loads(row["handling"])
         handling.update(fields)
@@ -771,7 +628,8 @@ class AlertStore:
             if h not in evidence:
                 evidence.append(h)
         c.execute(
-            "UPDATE alerts SET state = ?, handling = ?, evidence = ?, evidence_count = ?, updated = ? WHERE id = ?",
+            "UPDATE alerts SET state = ?, handling = ?, evidence = ?, evidence_count = ?, updated"
+            " = ? WHERE id = ?",
             (
                 target,
                 json.dumps(handling, ensure_ascii=False),
@@ -809,7 +667,7 @@ class AlertStore:
             sql, args = sql + " AND department = ?", args + [department]
         return bool(self.db.query(sql + " LIMIT 1", tuple(args)))
 
-    def get_many(self, ids: list[int], now: datetime | None = None) -> list[Alert]:
+    def get_many(self, ids: list[int], now: datetime | None = None) -> builtins.list[Alert]:
         """The alerts with these ids, in this order (one query per 500, not one per alert),
         scored at ``now`` (default: the clock's)."""
         out: dict[int, Alert] = {}
@@ -837,7 +695,8 @@ class AlertStore:
         return _row(r, score.to_dict())
 
     def _where(self, f: AlertFilter) -> tuple[str, list[Any]]:
-        where, params = ["1=1"], []
+        where: list[str] = ["1=1"]
+        params: list[Any] = []
         if f.state:
             bad = [s for s in f.state if s not in STATES]
             if bad:
@@ -987,7 +846,8 @@ class AlertStore:
         # every column of the risk score, so SQLite never reads the table for the thousands of
         # rows it ranks), then the page's rows by id.
         ranked = self.db.query(
-            f"SELECT id, {select_keys} FROM alerts WHERE {page_where} ORDER BY {order} LIMIT ? OFFSET ?",
+            f"SELECT id, {select_keys} FROM alerts WHERE {page_where} ORDER BY {order} LIMIT ?"
+            " OFFSET ?",
             tuple(sel_args + page_params + [limit + 1, offset]),
         )
         more = len(ranked) > limit
@@ -1038,7 +898,8 @@ class AlertStore:
                 tail, idx, extra = f" AND id {op} ?", f" AND alerts_text.rowid {op} ?", [after]
             sql = (
                 f"SELECT id FROM alerts WHERE id > {mark} AND ({like}) AND {where}{tail}"
-                f" UNION ALL SELECT alerts_text.rowid FROM alerts_text JOIN alerts ON alerts.id = alerts_text.rowid"
+                " UNION ALL SELECT alerts_text.rowid FROM alerts_text JOIN alerts ON alerts.id ="
+                " alerts_text.rowid"
                 f" WHERE alerts_text MATCH ? AND alerts_text.rowid <= {mark} AND {where}{idx}"
             )
             return sql, [*([needle] * len(TEXT_COLUMNS)), *params, *extra, match, *params, *extra]
@@ -1065,7 +926,7 @@ class AlertStore:
         )
         return AlertPage(self.get_many(ids, from_epoch_ms(now_ms)), total, next_cursor, exact)
 
-    def events(self, alert_id: int) -> list[AlertEvent]:
+    def events(self, alert_id: int) -> builtins.list[AlertEvent]:
         """The alert's history, oldest first."""
         return [
             self._ev(r)
@@ -1074,7 +935,7 @@ class AlertStore:
             )
         ]
 
-    def timeline(self, alert_id: int) -> list[dict[str, Any]]:
+    def timeline(self, alert_id: int) -> builtins.list[dict[str, Any]]:
         """The alert's history joined with its audit entries: each step with the hash that
         seals it in the audit chain (verify the chain with ``farsight audit verify``)."""
         events = self.events(alert_id)
@@ -1092,7 +953,7 @@ class AlertStore:
             out.append(d)
         return out
 
-    def events_since(self, after_id: int, limit: int = 500) -> list[AlertEvent]:
+    def events_since(self, after_id: int, limit: int = 500) -> builtins.list[AlertEvent]:
         """History entries after ``after_id`` across all alerts (for the live stream)."""
         return [
             self._ev(r)

@@ -46,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     from app.roles.satellite import open_queue
     from app.roles.video import add_video_run_parser
     from edge.cli import add_edge_parser
+    from farsight.migrate import add_db_parser
     from hub.cli import add_token_parser
     from ingest.decode_cli import add_decode_parser
     from remote_sensing.cli import add_rs_parser
@@ -85,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_token_parser(sub)
     add_backtest_parser(add_rules_parser(sub))
     add_audit_parser(sub)
+    add_db_parser(sub)
     add_outbox_parser(sub)
     add_report_parser(sub)
     add_video_run_parser(add_video_parser(sub))

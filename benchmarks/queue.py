@@ -51,7 +51,7 @@ from typing import ClassVar
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from alerts.pipeline import AlertPipeline, build_alert_pipeline
-from alerts.store import POSTGRES_TEXT_INDEX, SCHEMA, AlertFilter, AlertStore
+from alerts.store import AlertFilter, AlertStore
 from farsight.clock import ManualClock, to_epoch_ms
 from farsight.settings import AlertsSettings
 from farsight.types import AlertSignal
@@ -264,15 +264,15 @@ def bulk_load(store: AlertStore, world: World, n: int, rng: random.Random, now_m
     db = store.db
     rows = history_rows(world, n, rng, now_ms)
     if db.dialect == "sqlite":
-        # Secondary indexes are built once after the load (much faster than row by row).
-        idx = [
-            r[0]
-            for r in db.query(
-                "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'alerts' AND"
-                " sql IS NOT NULL"
-            )
-        ]
-        db.executescript("".join(f"DROP INDEX {i};" for i in idx) + "PRAGMA cache_size = -400000;")
+        # Secondary indexes are built once after the load (much faster than row by row), from
+        # their definitions as the schema's migrations made them.
+        idx = db.query(
+            "SELECT name, sql FROM sqlite_master"
+            " WHERE type = 'index' AND tbl_name = 'alerts' AND sql IS NOT NULL"
+        )
+        db.executescript(
+            "".join(f"DROP INDEX {i};" for i, _ in idx) + "PRAGMA cache_size = -400000;"
+        )
         sql = f"INSERT INTO alerts ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
         while True:
             chunk = list(__import__("itertools").islice(rows, 100_000))
@@ -280,24 +280,23 @@ def bulk_load(store: AlertStore, world: World, n: int, rng: random.Random, now_m
                 break
             with db.transaction() as c:
                 c.executemany(sql, chunk)
-        db.executescript(SCHEMA)  # CREATE INDEX IF NOT EXISTS: builds them all again
+        db.executescript("".join(f"{ddl};" for _, ddl in idx))
         store.index_text(limit=n)
         db.executescript("ANALYZE;")
     else:
         conn = db._conn  # type: ignore[attr-defined]  # psycopg connection: COPY is the bulk path
-        idx = [
-            r[0]
-            for r in db.query(
-                "SELECT indexname FROM pg_indexes WHERE tablename = 'alerts' AND indexname !="
-                " 'alerts_pkey'"
-            )
-        ]
-        db.executescript("".join(f"DROP INDEX {i};" for i in idx))
+        idx = db.query(
+            "SELECT indexname, indexdef FROM pg_indexes"
+            " WHERE tablename = 'alerts' AND indexname != 'alerts_pkey'"
+        )
+        db.executescript("".join(f"DROP INDEX {i};" for i, _ in idx))
         copy = f"COPY alerts ({', '.join(COLUMNS)}) FROM STDIN"
         with conn.transaction(), conn.cursor().copy(copy) as cp:
             for r in rows:
                 cp.write_row(r)
-        db.executescript("SET maintenance_work_mem = '512MB';" + SCHEMA + POSTGRES_TEXT_INDEX)
+        db.executescript(
+            "SET maintenance_work_mem = '512MB';" + "".join(f"{ddl};" for _, ddl in idx)
+        )
         db.executescript(
             "SELECT setval(pg_get_serial_sequence('alerts', 'id'), (SELECT max(id) FROM alerts))"
         )

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, Self
 
 from farsight.errors import StoreError
 
@@ -191,7 +191,8 @@ class SqliteDatabase(Database):
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """``BEGIN IMMEDIATE`` ... ``COMMIT``; rolled back on any error, which becomes a StoreError."""
+        """``BEGIN IMMEDIATE`` ... ``COMMIT``; rolled back on any error, which becomes a
+        StoreError."""
         with self._lock:
             if self._depth:
                 # Joined: the outermost transaction commits or rolls back everything.
@@ -237,12 +238,12 @@ class Row(tuple):
 
     _index: dict[str, int]
 
-    def __new__(cls, values: Sequence[Any], index: dict[str, int]) -> Row:
+    def __new__(cls, values: Sequence[Any], index: dict[str, int]) -> Self:
         row = super().__new__(cls, values)
         row._index = index
         return row
 
-    def __getitem__(self, key: Any) -> Any:  # type: ignore[override]
+    def __getitem__(self, key: Any) -> Any:
         if isinstance(key, str):
             try:
                 return tuple.__getitem__(self, self._index[key])

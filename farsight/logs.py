@@ -33,6 +33,20 @@ def kv(**pairs: Any) -> dict[str, Any]:
     return {"kv": pairs}
 
 
+class _CurrentStderr(logging.StreamHandler):
+    """Writes to ``sys.stderr`` as it is at each record, not as it was at setup: a stream that
+    was swapped and closed since (a test's captured output) would make every later record a
+    "Logging error" with a traceback printed."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _: Any) -> None:
+        pass
+
+
 def setup_logging(level: str = "INFO") -> None:
     """Send Farsight's logs to stderr in key=value form (idempotent)."""
     root = logging.getLogger()
@@ -40,7 +54,7 @@ def setup_logging(level: str = "INFO") -> None:
         if getattr(h, "_farsight", False):
             root.setLevel(level)
             return
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _CurrentStderr()
     handler.setFormatter(KeyValueFormatter())
     handler._farsight = True  # type: ignore[attr-defined]
     root.addHandler(handler)

@@ -38,7 +38,8 @@ def find_bin(name: str) -> str:
     if found:
         return found
     raise StoreError(
-        f"PostgreSQL's {name} is not installed; `./run test` installs it (apt-get install postgresql)"
+        f"PostgreSQL's {name} is not installed; `./run test` installs it"
+        " (apt-get install postgresql)"
     )
 
 
@@ -86,8 +87,10 @@ class TempPostgres:
                 "60",
                 "start",
                 "-o",
-                f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off "
-                "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200",
+                (
+                    f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off "
+                    "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+                ),
             ]
         )
         wait_for_port("127.0.0.1", self.port, timeout=30)
@@ -96,23 +99,28 @@ class TempPostgres:
         kwargs: dict = {}
         if self._user is not None:
             kwargs = {"user": self._user.pw_uid, "group": self._user.pw_gid, "extra_groups": []}
-        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=self.root, **kwargs)
+        proc = subprocess.run(
+            cmd, capture_output=True, text=True, cwd=self.root, check=False, **kwargs
+        )
         if proc.returncode != 0:
             log = self.log.read_text(errors="replace")[-2000:] if self.log.exists() else ""
             raise StoreError(
-                f"{Path(cmd[0]).name} failed ({proc.returncode}): {proc.stderr.strip()[-2000:]} {log}"
+                f"{Path(cmd[0]).name} failed ({proc.returncode}):"
+                f" {proc.stderr.strip()[-2000:]} {log}"
             )
 
     def url(self, database: str = "postgres") -> str:
         return f"postgresql://{SUPERUSER}@127.0.0.1:{self.port}/{database}"
 
-    def create_database(self, prefix: str = "t") -> str:
-        """A new empty database; returns its URL."""
+    def create_database(self, prefix: str = "t", template: str | None = None) -> str:
+        """A new database, empty or a copy of ``template`` (the URL of another database of this
+        server, which nothing may be connected to); returns its URL."""
         import psycopg
 
         name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+        copy = f' TEMPLATE "{template.rsplit("/", 1)[1]}"' if template else ""
         with psycopg.connect(self.url(), autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
+            conn.execute(f'CREATE DATABASE "{name}"{copy}')
         return self.url(name)
 
     def drop_database(self, url: str) -> None:

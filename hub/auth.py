@@ -16,19 +16,9 @@ from farsight.clock import Clock, SystemClock, from_epoch_ms, to_epoch_ms
 from farsight.db import Database
 from farsight.errors import AuthError, NotFoundError
 from farsight.logs import kv
+from farsight.migrate import ensure_schema
 
 log = logging.getLogger(__name__)
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS api_tokens (
-    id         @ID@,
-    token_hash TEXT    NOT NULL UNIQUE,  -- sha256 hex of the token; the token itself is never stored
-    "user"     TEXT    NOT NULL,
-    department TEXT,                     -- NULL: the token acts for every department
-    created    BIGINT  NOT NULL,         -- epoch ms UTC
-    revoked    BIGINT                    -- epoch ms UTC, NULL while valid
-);
-"""
 
 USER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
 """User names end up in alert history and logs: keep them short and printable."""
@@ -89,7 +79,7 @@ class TokenStore:
     def __init__(
         self, path: Path | str | Database, departments: Iterable[str], clock: Clock | None = None
     ) -> None:
-        self.db = Database.open(path, SCHEMA)
+        self.db = ensure_schema(Database.open(path))
         self.departments = tuple(departments)
         self.clock = clock or SystemClock()
 

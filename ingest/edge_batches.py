@@ -32,6 +32,7 @@ from typing import Any
 from farsight.clock import to_epoch_ms
 from farsight.db import Database
 from farsight.errors import ConfigError, ConfigProblem, DecodeError
+from farsight.migrate import ensure_schema
 from farsight.settings import EdgeHubSettings, read_yaml
 from farsight.types import AlertSignal
 from ingest.edge_health import GatewayMonitor, status_kind
@@ -39,31 +40,6 @@ from ingest.message import Message
 from ingest.store import DeadLetter
 
 log = logging.getLogger("farsight.ingest.edge")
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS edge_gateways (
-    gateway       TEXT   PRIMARY KEY,
-    last_seq      BIGINT NOT NULL,
-    batches       BIGINT NOT NULL DEFAULT 0,
-    messages      BIGINT NOT NULL DEFAULT 0,
-    backfilled    BIGINT NOT NULL DEFAULT 0,
-    duplicates    BIGINT NOT NULL DEFAULT 0,
-    lost_dropped  BIGINT NOT NULL DEFAULT 0,  -- the gateway's own cumulative loss counts,
-    lost_refused  BIGINT NOT NULL DEFAULT 0,  -- as reported in its latest batch
-    lost_expired  BIGINT NOT NULL DEFAULT 0,
-    last_sent     BIGINT,                     -- gateway clock, epoch ms
-    last_received BIGINT                      -- hub clock, epoch ms
-);
--- Accepted sequence numbers and their MACs: a redelivery (same MAC) is told from a replay.
-CREATE TABLE IF NOT EXISTS edge_batches (
-    gateway  TEXT    NOT NULL,
-    seq      BIGINT  NOT NULL,
-    mac      TEXT    NOT NULL,
-    received BIGINT  NOT NULL,
-    messages INTEGER NOT NULL,
-    PRIMARY KEY (gateway, seq)
-);
-"""
 
 BATCH_PREFIX = "fs/v1/gw/"
 
@@ -267,7 +243,7 @@ class EdgeBatchDecoder:
         settings: EdgeHubSettings | None = None,
         monitor: GatewayMonitor | None = None,
     ) -> None:
-        self.db = Database.of(db, SCHEMA)
+        self.db = ensure_schema(Database.of(db))
         self.keys = dict(keys)
         self.settings = settings or EdgeHubSettings()
         # Heartbeats and config acks (ingest/edge_health.py); None: batches only.

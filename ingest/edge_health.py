@@ -29,24 +29,13 @@ from typing import Any
 from farsight.clock import to_epoch_ms
 from farsight.db import Database
 from farsight.logs import kv
+from farsight.migrate import ensure_schema
 from farsight.registry import Registry
 from farsight.settings import EdgeHubSettings
 from farsight.types import AlertSignal
 from ingest.audit import AuditTrail
 
 log = logging.getLogger("farsight.ingest.edge_health")
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS edge_status (
-    gateway        TEXT   PRIMARY KEY,
-    state          TEXT   NOT NULL,
-    received       BIGINT NOT NULL,      -- hub clock, epoch ms
-    depth          BIGINT,
-    oldest_age_s   DOUBLE PRECISION,
-    config_version BIGINT,
-    doc            TEXT   NOT NULL       -- the latest heartbeat as sent
-);
-"""
 
 SILENT = "gateway-silent"
 BACKLOG = "gateway-backlog"
@@ -87,7 +76,7 @@ class GatewayMonitor:
         registry: Registry | None = None,
         audit: AuditTrail | None = None,
     ) -> None:
-        self.db = Database.of(db, SCHEMA)
+        self.db = ensure_schema(Database.of(db))
         self.settings = settings
         self.registry = registry
         self.audit = audit

@@ -11,53 +11,8 @@ from pathlib import Path
 from farsight.clock import from_epoch_ms, to_epoch_ms
 from farsight.db import Database, connect
 from farsight.errors import StoreError
+from farsight.migrate import ensure_schema
 from farsight.types import Reading
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS readings (
-    id       @ID@,
-    site     TEXT    NOT NULL,
-    device   TEXT    NOT NULL,
-    metric   TEXT    NOT NULL,
-    ts       BIGINT  NOT NULL,   -- event time, epoch ms UTC
-    value    DOUBLE PRECISION NOT NULL,
-    unit     TEXT    NOT NULL,
-    flag     TEXT    NOT NULL,
-    seq      BIGINT,
-    received BIGINT  NOT NULL    -- ingest time, epoch ms UTC
-);
--- The idempotency key: a redelivered message inserts nothing.
-CREATE UNIQUE INDEX IF NOT EXISTS readings_key ON readings (site, device, metric, ts);
-CREATE INDEX IF NOT EXISTS readings_site_metric_ts ON readings (site, metric, ts);
-
-CREATE TABLE IF NOT EXISTS dead_letters (
-    id       @ID@,
-    received BIGINT  NOT NULL,
-    topic    TEXT    NOT NULL,
-    payload  @BLOB@  NOT NULL,
-    codec    TEXT,
-    reason   TEXT    NOT NULL,
-    detail   TEXT    NOT NULL DEFAULT ''
-);
-CREATE INDEX IF NOT EXISTS dead_letters_reason ON dead_letters (reason);
-
--- Counters that ingest workers add to and the hub exports at /metrics: several workers, one sum.
-CREATE TABLE IF NOT EXISTS counters (
-    name   TEXT    NOT NULL,
-    label  TEXT    NOT NULL DEFAULT '',
-    value  BIGINT  NOT NULL,
-    PRIMARY KEY (name, label)
-);
-
-CREATE TABLE IF NOT EXISTS irregularities (
-    site      TEXT    NOT NULL,
-    device    TEXT    NOT NULL,
-    what      TEXT    NOT NULL,
-    count     INTEGER NOT NULL,
-    last_seen BIGINT  NOT NULL,
-    PRIMARY KEY (site, device, what)
-);
-"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +57,7 @@ class ReadingStore:
     """
 
     def __init__(self, path: Path | str | Database) -> None:
-        self.db = Database.of(path, SCHEMA)
+        self.db = ensure_schema(Database.of(path))
 
     # -- writes (one transaction per batch; the caller acknowledges after it returns) --------
 

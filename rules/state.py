@@ -18,21 +18,11 @@ from typing import Any
 from farsight.clock import to_epoch_ms
 from farsight.db import Database
 from farsight.logs import kv
+from farsight.migrate import ensure_schema
 from rules.engine import CORRELATOR_ENTRY
 from rules.model import Rule, RuleSet
 
 log = logging.getLogger("farsight.rules.state")
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS rule_state (
-    rule     TEXT    NOT NULL,
-    scope    TEXT    NOT NULL,   -- JSON list: [site] or [site, device] or [site, device, metric]
-    digest   TEXT    NOT NULL,   -- digest of the rule definition the state belongs to
-    state    TEXT    NOT NULL,   -- JSON: the rest of the engine's snapshot entry
-    saved_at BIGINT  NOT NULL,   -- epoch ms UTC
-    PRIMARY KEY (rule, scope)
-);
-"""
 
 _KEYS = ("rule", "scope", "digest")
 
@@ -46,7 +36,7 @@ class RuleStateStore:
     """The engine's rule state in the ``rule_state`` table (SQLite or PostgreSQL)."""
 
     def __init__(self, path: Path | str | Database) -> None:
-        self.db = Database.of(path, SCHEMA)
+        self.db = ensure_schema(Database.of(path))
 
     def save(self, entries: Sequence[dict[str, Any]], now: datetime | None = None) -> int:
         """Upsert snapshot entries (``Engine.snapshot(only_dirty=True)``) in one transaction;

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -98,20 +99,49 @@ def postgres_server() -> Iterator[TempPostgres]:
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def postgres_template(postgres_server: TempPostgres) -> str:
+    """A database at the newest schema, which each test's own database is a copy of: copying
+    is as quick as making an empty one, migrating one costs some 50-150 ms."""
+    from farsight.db import Database
+    from farsight.migrate import ensure_schema
+
+    url = postgres_server.create_database("template")
+    ensure_schema(Database.open(url)).close()
+    return url
+
+
 @pytest.fixture
-def postgres_url(postgres_server: TempPostgres) -> Iterator[str]:
-    """A fresh, empty database of its own on the run's PostgreSQL server, dropped afterwards."""
-    url = postgres_server.create_database()
+def postgres_url(postgres_server: TempPostgres, postgres_template: str) -> Iterator[str]:
+    """A fresh database of its own at the newest schema, on the run's PostgreSQL server,
+    dropped afterwards (``postgres_server.create_database()`` gives an empty one)."""
+    url = postgres_server.create_database(template=postgres_template)
     yield url
     postgres_server.drop_database(url)
 
 
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file at the newest schema, copied for each test (see postgres_template)."""
+    from farsight.db import Database
+    from farsight.migrate import ensure_schema
+
+    path = tmp_path_factory.mktemp("template") / "farsight.db"
+    ensure_schema(Database.open(path)).close()
+    # The last connection's close checkpoints the write-ahead log into the file and removes it.
+    assert not path.with_name("farsight.db-wal").exists()
+    return path
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """Where a store keeps its tables: an SQLite file, then a PostgreSQL database.
+    """Where a store keeps its tables: an SQLite file, then a PostgreSQL database; both fresh
+    and at the newest schema (tests/farsight/test_migrate.py starts from empty ones).
 
     Tests that take this fixture run once per backend: the same behaviour on both.
     """
     if request.param == "sqlite":
-        return str(tmp_path / "farsight.db")
+        path = tmp_path / "farsight.db"
+        shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
+        return str(path)
     return request.getfixturevalue("postgres_url")

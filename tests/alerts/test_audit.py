@@ -94,8 +94,8 @@ def attacker(target: str | Path) -> Any:
 
 def row(conn: Any, seq: int) -> tuple[Any, ...]:
     return conn.execute(
-        "SELECT seq, at, actor, action, subject, data, prev_hash, hash FROM audit_log WHERE seq ="
-        " ?",
+        "SELECT seq, at, actor, action, subject, data, prev_hash, hash FROM audit_log"
+        " WHERE seq = ?",
         (seq,),
     ).fetchone()
 
@@ -306,21 +306,22 @@ def test_bad_arguments_raise_and_write_nothing(log: SqliteAuditLog) -> None:
 
 
 def test_entry_commits_and_rolls_back_with_the_callers_transaction(db_path: Path) -> None:
+    # A table of the caller's own (the hub schema's alerts table comes with the audit log's).
     db = Database.open(
-        db_path, "CREATE TABLE IF NOT EXISTS alerts (id INTEGER PRIMARY KEY, state TEXT NOT NULL);"
+        db_path, "CREATE TABLE IF NOT EXISTS cases (id INTEGER PRIMARY KEY, state TEXT NOT NULL);"
     )
     log = SqliteAuditLog(db)
     with db.transaction() as c:
-        c.execute("INSERT INTO alerts (id, state) VALUES (42, 'open')")
+        c.execute("INSERT INTO cases (id, state) VALUES (42, 'open')")
         log.append_in(c, "rules", "opened", "alert:42", {"state": "open"})
 
     with pytest.raises(RuntimeError, match="officer's session expired"), db.transaction() as c:
-        c.execute("UPDATE alerts SET state = 'acknowledged' WHERE id = 42")
+        c.execute("UPDATE cases SET state = 'acknowledged' WHERE id = 42")
         entry = log.append_in(c, "li.wei", "ack", "alert:42", {"to": "acknowledged"})
         assert entry.seq == 2
         raise RuntimeError("officer's session expired")
 
-    assert db.query("SELECT state FROM alerts WHERE id = 42")[0][0] == "open"
+    assert db.query("SELECT state FROM cases WHERE id = 42")[0][0] == "open"
     assert [e.action for e in log.entries()] == ["opened"]
     assert log.verify().ok and log.verify().entries == 1
     # The rolled-back seq is reused: no gap in the chain.
@@ -424,8 +425,8 @@ def test_a_stale_deferred_transaction_cannot_fork_the_chain(
         # REPLACE's implicit delete does not fire DELETE triggers; the insert trigger stops it.
         (
             (
-                "INSERT OR REPLACE INTO audit_log VALUES (2, 0, 'x', 'x', 'x', '{}',"
-                f" '{GENESIS}', '{GENESIS}')"
+                "INSERT OR REPLACE INTO audit_log"
+                f" VALUES (2, 0, 'x', 'x', 'x', '{{}}', '{GENESIS}', '{GENESIS}')"
             ),
             "only the next seq",
         ),
@@ -486,7 +487,10 @@ def test_postgres_triggers_refuse_update_delete_truncate_and_forged_inserts(
         ):
             plain.execute(sql)
         other = Database.open(postgres_url)
-        with pytest.raises(StoreError, match=f"append-only: {message}"), other.transaction() as c:
+        with (
+            pytest.raises(StoreError, match=f"append-only: {message}"),
+            other.transaction() as c,
+        ):
             c.execute(sql)
         other.close()
         assert log.verify().ok and log.verify().entries == 3
@@ -657,10 +661,18 @@ def test_dropped_table_fails_against_the_anchor(
     chain: SqliteAuditLog, backend: str, tmp_path: Path
 ) -> None:
     anchor = chain.export_anchor(tmp_path / "anchor.json")
-    attacker(backend).execute("DROP TABLE audit_log")
+    evil = attacker(backend)
+    evil.execute("DROP TABLE audit_log")
     with pytest.raises(AuditError, match="no audit_log table"):
         SqlAuditLog(backend, create=False)
-    with SqlAuditLog(backend) as fresh:  # recreated, empty
+    # The schema is current, so nothing makes the table again behind the operator's back: a
+    # writer refuses to start a fresh chain.
+    with pytest.raises(AuditError, match="no audit_log table; its schema is current"):
+        SqlAuditLog(backend)
+    # With the version row gone too, the database is adopted like one from before migrations:
+    # the table is made again, empty, and the anchor tells that the chain was removed.
+    evil.execute("DELETE FROM alembic_version")
+    with SqlAuditLog(backend) as fresh:
         result = fresh.verify(anchor=anchor)
     assert (result.ok, result.first_bad_seq) == (
         False,

@@ -1,12 +1,13 @@
-"""A database written by the spine (schema version 1) opens under the current schema with its
-alerts."""
+"""Databases written before migrations (alert schema versions 1-3) open under the newest schema,
+keeping their alerts."""
 
 from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
 
-from alerts.store import SCHEMA_VERSION, AlertStore
+from alerts.store import AlertStore
+from farsight.migrate import HEAD
 
 V1_SCHEMA = """
 CREATE TABLE IF NOT EXISTS alerts (
@@ -57,8 +58,7 @@ def test_version_1_database_is_migrated_keeping_alerts_and_history(tmp_path: Pat
     c.executescript(V1_SCHEMA)
     c.execute(
         "INSERT INTO alerts (fingerprint, rule_id, site, device, metric, department, entity_id,"
-        " item_code, severity,"
-        " summary, activity, state, starts_at, last_seen, created, updated)"
+        " item_code, severity, summary, activity, state, starts_at, last_seen, created, updated)"
         " VALUES ('fp', 'r', 's', 'd', 'm', 'env', 'e', 'i', 'warning', 'x', 'firing',"
         " 'acknowledged', 1, 1, 1, 1)"
     )
@@ -81,7 +81,8 @@ def test_version_1_database_is_migrated_keeping_alerts_and_history(tmp_path: Pat
     store.close()
     check = sqlite3.connect(db)
     assert check.execute("PRAGMA foreign_key_check").fetchall() == []
-    assert check.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    # Marked as at the newest schema (formerly PRAGMA user_version, now the migrations' row).
+    assert check.execute("SELECT version_num FROM alembic_version").fetchall() == [(HEAD,)]
     check.close()
 
 
@@ -99,8 +100,8 @@ CREATE TABLE IF NOT EXISTS alerts (
     severity     TEXT    NOT NULL,
     summary      TEXT    NOT NULL,
     activity     TEXT    NOT NULL CHECK (activity IN ('firing', 'resolved')),
-    state        TEXT    NOT NULL CHECK (state IN ('open', 'acknowledged', 'dispatched', 'verified',
-    'closed')),
+    state        TEXT    NOT NULL
+                 CHECK (state IN ('open', 'acknowledged', 'dispatched', 'verified', 'closed')),
     value        REAL,
     threshold    REAL,
     starts_at    INTEGER NOT NULL,
@@ -137,8 +138,7 @@ def test_version_2_database_gains_the_risk_columns(tmp_path: Path) -> None:
     c.executescript(V2_SCHEMA)
     c.execute(
         "INSERT INTO alerts (fingerprint, rule_id, site, device, metric, department, entity_id,"
-        " item_code, severity,"
-        " summary, activity, state, starts_at, last_seen, created, updated)"
+        " item_code, severity, summary, activity, state, starts_at, last_seen, created, updated)"
         " VALUES ('fp', 'r', 's', 'd', 'm', 'env', 'e', 'i', 'major', 'x', 'firing', 'dispatched',"
         " 1, 1, 1, 1)"
     )
