@@ -28,8 +28,8 @@ import statistics
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta, tzinfo
-from typing import Any
+from datetime import datetime, timedelta, tzinfo
+from typing import Any, Protocol
 
 import jinja2
 
@@ -37,10 +37,11 @@ from alerts import store_reports as queries
 from alerts.model import ACTIVITIES, FINDINGS, STATES, TRANSITIONS
 from alerts.risk import explain
 from alerts.store_reports import Period, ReadableDatabase
-from farsight.clock import from_epoch_ms, to_epoch_ms
+from farsight.clock import Clock, from_epoch_ms, to_epoch_ms
 from farsight.logs import kv
+from farsight.registry import Registry
 from farsight.settings import RiskSettings
-from farsight.types import CREDIT_GRADES, SEVERITIES, Site
+from farsight.types import CREDIT_GRADES, SEVERITIES
 
 log = logging.getLogger(__name__)
 
@@ -123,11 +124,22 @@ def check_range(start: datetime, end: datetime) -> None:
         )
 
 
-def store_now(store: Any) -> datetime:
-    """The store's idea of now (its clock, so replays and tests agree with the queue), else UTC
-    now."""
-    clock = getattr(store, "clock", None)
-    return clock.now() if clock is not None else datetime.now(UTC)
+class ReportSource(Protocol):
+    """What a report reads of a store (an :class:`~alerts.store.AlertStore` has it all)."""
+
+    @property
+    def db(self) -> ReadableDatabase: ...
+
+    @property
+    def clock(self) -> Clock: ...
+
+    @property
+    def risk_params(self) -> RiskSettings: ...
+
+
+def store_now(store: ReportSource) -> datetime:
+    """The store's idea of now (its clock, so replays and tests agree with the queue)."""
+    return store.clock.now()
 
 
 def default_range(
@@ -343,12 +355,12 @@ def _time_to(seconds: list[float]) -> TimeTo:
 
 
 def collect_risk_report(
-    store: Any,
+    store: ReportSource,
     *,
     start: datetime,
     end: datetime,
     department: str | None,
-    registry: Any = None,
+    registry: Registry | None = None,
     now: datetime | None = None,
     rule_kinds: Mapping[str, str] | None = None,
     top_sites: int = TOP_SITES,
@@ -391,7 +403,7 @@ def collect_risk_report(
     if top_sites < 1:
         raise ValueError(f"top_sites must be at least 1, got {top_sites}")
     now = now if now is not None else store_now(store)
-    params_risk: RiskSettings = getattr(store, "risk_params", None) or RiskSettings()
+    params_risk = store.risk_params
     db: ReadableDatabase = store.db
     period = Period(to_epoch_ms(start), to_epoch_ms(end), department)
 
@@ -542,16 +554,16 @@ def collect_risk_report(
     )
 
 
-def _site_name(registry: Any, site_id: str) -> str | None:
-    site: Site | None = registry.get(site_id) if registry is not None else None
+def _site_name(registry: Registry | None, site_id: str) -> str | None:
+    site = registry.get(site_id) if registry is not None else None
     return site.name if site is not None else None
 
 
-def _entity_names(registry: Any) -> dict[str, str]:
+def _entity_names(registry: Registry | None) -> dict[str, str]:
     """Operator names by credit code, from the first site of each operator that names it."""
     names: dict[str, str] = {}
-    for s in getattr(registry, "sites", ()) if registry is not None else ():
-        if getattr(s, "entity_name", ""):
+    for s in registry.sites if registry is not None else ():
+        if s.entity_name:
             names.setdefault(s.entity_id, s.entity_name)
     return names
 

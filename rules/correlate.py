@@ -27,9 +27,9 @@ Pure computation: values in, values out; state is JSON-ready (:meth:`Correlator.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from farsight.registry import Registry
 from farsight.types import AlertSignal, Site
@@ -92,6 +92,17 @@ class _RuleState:
     groups: dict[str, _Group] = field(default_factory=dict)
 
 
+class RulesAndRegistry(Protocol):
+    """What a correlator is built from (an :class:`rules.engine.Engine`, which imports this
+    module, so it is named structurally)."""
+
+    @property
+    def rules(self) -> Sequence[Rule]: ...
+
+    @property
+    def registry(self) -> Registry: ...
+
+
 class Correlator:
     """Combines the engine's signals by the ``correlation`` rules; not thread-safe.
 
@@ -110,7 +121,7 @@ class Correlator:
         self.reload(rules)
 
     @classmethod
-    def from_engine(cls, engine: Any) -> Correlator:
+    def from_engine(cls, engine: RulesAndRegistry) -> Correlator:
         """The correlator of an :class:`rules.engine.Engine`'s rules and registry."""
         return cls(engine.rules, engine.registry)
 
