@@ -14,12 +14,16 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
+from typing import Any
 
 from farsight.logs import kv
 
 log = logging.getLogger("farsight.lifecycle")
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+_Handler = Callable[[int, FrameType | None], Any] | int | signal.Handlers | None
+"""What ``signal.signal`` returns: the handler it replaced."""
 
 
 class Shutdown:
@@ -69,7 +73,7 @@ def stop_on_signals(shutdown: Shutdown) -> Iterator[Shutdown]:
     """Route SIGINT and SIGTERM to ``shutdown.request`` while inside; the previous handlers
     come back afterwards. Only the main thread can install handlers: elsewhere (a role run
     from a test's thread) nothing is installed and the caller requests the stop itself."""
-    previous: dict[int, object] = {}
+    previous: dict[signal.Signals, _Handler] = {}
     if threading.current_thread() is threading.main_thread():
 
         def handle(signum: int, _frame: FrameType | None) -> None:
@@ -82,7 +86,8 @@ def stop_on_signals(shutdown: Shutdown) -> Iterator[Shutdown]:
         yield shutdown
     finally:
         for sig, handler in previous.items():
-            signal.signal(sig, handler)  # type: ignore[arg-type]  # what signal.signal returned
+            # None: the handler was not installed from Python; the default is the best guess.
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
 
 
 def run_until_stopped(shutdown: Shutdown, poll_s: float = 0.5) -> None:
