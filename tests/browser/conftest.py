@@ -44,6 +44,9 @@ class Demo:
     def __init__(self, data_dir: Path, duration_s: float = 900) -> None:
         self.data_dir = data_dir
         self.port = free_port()
+        # Its own broker port too (kept across a restart): the default 1883 is what every other
+        # demo on this machine tries first.
+        self.broker_port = free_port()
         self.duration_s = duration_s
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = data_dir.parent / "demo.log"
@@ -54,7 +57,12 @@ class Demo:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        env = {**os.environ, "FARSIGHT_DATA_DIR": str(self.data_dir), "PYTHONUNBUFFERED": "1"}
+        env = {
+            **os.environ,
+            "FARSIGHT_DATA_DIR": str(self.data_dir),
+            "FARSIGHT__BROKER__PORT": str(self.broker_port),
+            "PYTHONUNBUFFERED": "1",
+        }
         # --duration is a safety net: a crashed test run never leaves a demo running for long.
         self.proc = subprocess.Popen(
             [
@@ -86,9 +94,8 @@ class Demo:
     def _healthy(self) -> bool:
         assert self.proc is not None
         if self.proc.poll() is not None:
-            raise AssertionError(
-                f"the demo exited with {self.proc.returncode}; log:\n{self.log.read_text(errors='replace')[-3000:]}"
-            )
+            tail = self.log.read_text(errors="replace")[-3000:]
+            raise AssertionError(f"the demo exited with {self.proc.returncode}; log:\n{tail}")
         try:
             with urllib.request.urlopen(f"{self.url}/healthz", timeout=2) as r:
                 return r.status == 200
@@ -158,7 +165,8 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
     """One demo for the browser tests, stopped when they are done (it keeps two cores busy)."""
     if not (VENDOR / "leaflet" / "leaflet.js").is_file():
         pytest.fail(
-            "the dashboard's assets are not built: run `python -m hub.build_assets` (./run test does)",
+            "the dashboard's assets are not built: run `python -m hub.build_assets`"
+            " (./run test does)",
             pytrace=False,
         )
     d = Demo(tmp_path_factory.mktemp("demo") / "var")

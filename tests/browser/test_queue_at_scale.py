@@ -17,7 +17,8 @@ N = 10_000
 
 
 def _raise_many(demo, n: int) -> None:
-    """n open alerts written into the demo's queue, as the rule engine would (one per fingerprint)."""
+    """n open alerts written into the demo's queue, as the rule engine would (one per
+    fingerprint)."""
     from alerts.store import AlertStore
     from farsight.types import AlertSignal
 
