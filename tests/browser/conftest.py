@@ -143,6 +143,14 @@ class Demo:
         with urllib.request.urlopen(req, timeout=10) as r:
             return json.loads(r.read() or b"null")
 
+    def publish(self, topic: str, doc: dict[str, Any]) -> None:
+        """Publish ``doc`` on the demo's broker at QoS 1, as one of its devices would."""
+        import paho.mqtt.publish
+
+        paho.mqtt.publish.single(
+            topic, json.dumps(doc), qos=1, hostname="127.0.0.1", port=self.broker_port
+        )
+
     def issue_token(self, user: str, department: str | None) -> str:
         """A token issued by ``farsight token issue`` against the demo's database."""
         args = [sys.executable, "-m", "app", "token", "issue", "--user", user]
