@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
@@ -62,10 +63,12 @@ class Shutdown:
             self._closed = True
             actions, self._actions = self._actions[::-1], []
         for name, action in actions:
+            t0 = time.monotonic()
             try:
                 action()
             except Exception as exc:  # keep stopping the rest: a process must end whole
                 log.exception("stop failed", extra=kv(part=name, error=type(exc).__name__))
+            log.debug("stopped", extra=kv(part=name, seconds=round(time.monotonic() - t0, 3)))
 
 
 @contextmanager

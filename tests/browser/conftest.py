@@ -61,6 +61,9 @@ class Demo:
             **os.environ,
             "FARSIGHT_DATA_DIR": str(self.data_dir),
             "FARSIGHT__BROKER__PORT": str(self.broker_port),
+            # No simulated cameras: no browser test looks at video (tests/e2e/test_video_alert.py
+            # covers that path), and rendering and analysing them costs a core's tenth throughout.
+            "FARSIGHT__SIMULATOR__CAMERAS__ENABLED": "false",
             "PYTHONUNBUFFERED": "1",
         }
         # --duration is a safety net: a crashed test run never leaves a demo running for long.
