@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TypeAlias
 
 from farsight import __version__
 from farsight.errors import ConfigError, FarsightError
@@ -32,28 +33,132 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
     return run_ingest(load_settings(args.config))
 
 
-def build_parser() -> argparse.ArgumentParser:
-    # Imports here, not at the top: `farsight --help` and the light tools should not load
-    # OpenCV, rasterio and FastAPI.
-    from alerts.audit_cli import add_audit_parser
-    from alerts.outbox_cli import add_parser as add_outbox_parser
-    from app.commands.backtest import add_backtest_parser
+Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+
+
+def _add_demo(sub: Subparsers) -> None:
+    p = sub.add_parser("demo", help="run every role in one process on embedded defaults")
+    p.add_argument("--port", type=int, default=None, help="hub port (default: hub.port)")
+    p.add_argument(
+        "--duration",
+        type=float,
+        default=None,
+        help="stop after this many seconds (default: until Ctrl-C)",
+    )
+    p.set_defaults(func=_cmd_demo)
+
+
+def _add_check_config(sub: Subparsers) -> None:
     from app.commands.check_config import add_check_config_parser
-    from app.commands.risk_report import add_parser as add_report_parser
+
+    add_check_config_parser(sub)
+
+
+def _add_ingest(sub: Subparsers) -> None:
+    p = sub.add_parser("ingest", help="run the MQTT ingest consumer with rules and alerts")
+    p.set_defaults(func=_cmd_ingest)
+
+
+def _add_edge(sub: Subparsers) -> None:
     from app.demos.edge import run_from_args as run_edge_demo
     from app.roles.edge import run_edge
-    from app.roles.hub import add_hub_parser
-    from app.roles.satellite import open_queue
-    from app.roles.video import add_video_run_parser
     from edge.cli import add_edge_parser
-    from farsight.migrate import add_db_parser
-    from hub.cli import add_token_parser
+
+    add_edge_parser(sub, run_gateway=run_edge, run_demo=run_edge_demo)
+
+
+def _add_decode(sub: Subparsers) -> None:
     from ingest.decode_cli import add_decode_parser
-    from remote_sensing.cli import add_rs_parser
-    from rules.cli import add_rules_parser
+
+    add_decode_parser(sub)
+
+
+def _add_simulate(sub: Subparsers) -> None:
     from simulators.cli import add_simulate_parser
+
+    add_simulate_parser(sub)
+
+
+def _add_hub(sub: Subparsers) -> None:
+    from app.roles.hub import add_hub_parser
+
+    add_hub_parser(sub)
+
+
+def _add_token(sub: Subparsers) -> None:
+    from hub.cli import add_token_parser
+
+    add_token_parser(sub)
+
+
+def _add_rules(sub: Subparsers) -> None:
+    from app.commands.backtest import add_backtest_parser
+    from rules.cli import add_rules_parser
+
+    add_backtest_parser(add_rules_parser(sub))
+
+
+def _add_audit(sub: Subparsers) -> None:
+    from alerts.audit_cli import add_audit_parser
+
+    add_audit_parser(sub)
+
+
+def _add_outbox(sub: Subparsers) -> None:
+    from alerts.outbox_cli import add_parser as add_outbox_parser
+
+    add_outbox_parser(sub)
+
+
+def _add_report(sub: Subparsers) -> None:
+    from app.commands.risk_report import add_parser as add_report_parser
+
+    add_report_parser(sub)
+
+
+def _add_video(sub: Subparsers) -> None:
+    from app.roles.video import add_video_run_parser
     from video.cli import add_video_parser
 
+    add_video_run_parser(add_video_parser(sub))
+
+
+def _add_db(sub: Subparsers) -> None:
+    from farsight.migrate import add_db_parser
+
+    add_db_parser(sub)
+
+
+def _add_rs(sub: Subparsers) -> None:
+    from app.roles.satellite import open_queue
+    from remote_sensing.cli import add_rs_parser
+
+    add_rs_parser(sub, open_queue=open_queue)
+
+
+COMMANDS: dict[str, Callable[[Subparsers], None]] = {
+    "demo": _add_demo,
+    "check-config": _add_check_config,
+    "ingest": _add_ingest,
+    "edge": _add_edge,
+    "decode": _add_decode,
+    "simulate": _add_simulate,
+    "hub": _add_hub,
+    "token": _add_token,
+    "rules": _add_rules,
+    "audit": _add_audit,
+    "db": _add_db,
+    "outbox": _add_outbox,
+    "report": _add_report,
+    "video": _add_video,
+    "rs": _add_rs,
+}
+"""Each subcommand and what adds its parser. The modules behind a command are imported only
+when its parser is built: ``farsight audit verify`` need not load OpenCV, rasterio and FastAPI."""
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The ``farsight`` parser with every subcommand, or with the subcommand ``only``."""
     parser = argparse.ArgumentParser(
         prog="farsight", description="Farsight non-site supervision platform."
     )
@@ -66,36 +171,29 @@ def build_parser() -> argparse.ArgumentParser:
         help="farsight.yaml (default: built-in defaults plus FARSIGHT__* variables)",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-
-    p = sub.add_parser("demo", help="run every role in one process on embedded defaults")
-    p.add_argument("--port", type=int, default=None, help="hub port (default: hub.port)")
-    p.add_argument(
-        "--duration",
-        type=float,
-        default=None,
-        help="stop after this many seconds (default: until Ctrl-C)",
-    )
-    p.set_defaults(func=_cmd_demo)
-    add_check_config_parser(sub)
-    p = sub.add_parser("ingest", help="run the MQTT ingest consumer with rules and alerts")
-    p.set_defaults(func=_cmd_ingest)
-    add_edge_parser(sub, run_gateway=run_edge, run_demo=run_edge_demo)
-    add_decode_parser(sub)
-    add_simulate_parser(sub)
-    add_hub_parser(sub)
-    add_token_parser(sub)
-    add_backtest_parser(add_rules_parser(sub))
-    add_audit_parser(sub)
-    add_db_parser(sub)
-    add_outbox_parser(sub)
-    add_report_parser(sub)
-    add_video_run_parser(add_video_parser(sub))
-    add_rs_parser(sub, open_queue=open_queue)
+    for name, add in COMMANDS.items():
+        if only is None or name == only:
+            add(sub)
     return parser
 
 
+def _command_in(argv: Sequence[str]) -> str | None:
+    """The subcommand ``argv`` names, if the global options before it leave no doubt."""
+    args = iter(argv)
+    for arg in args:
+        if arg in ("--config", "-c"):
+            next(args, None)
+        elif arg.startswith("-"):
+            if not arg.startswith(("--config=", "-c")):
+                return None  # --help, --version or a mistake: the full parser answers
+        else:
+            return arg if arg in COMMANDS else None
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(only=_command_in(argv))
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()

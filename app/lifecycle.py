@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
@@ -21,6 +22,9 @@ from farsight.logs import kv
 log = logging.getLogger("farsight.lifecycle")
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+_Handler = Callable[[int, FrameType | None], Any] | int | signal.Handlers | None
+"""What ``signal.signal`` returns: the handler it replaced."""
 
 
 class Shutdown:
@@ -59,10 +63,12 @@ class Shutdown:
             self._closed = True
             actions, self._actions = self._actions[::-1], []
         for name, action in actions:
+            t0 = time.monotonic()
             try:
                 action()
             except Exception as exc:  # keep stopping the rest: a process must end whole
                 log.exception("stop failed", extra=kv(part=name, error=type(exc).__name__))
+            log.debug("stopped", extra=kv(part=name, seconds=round(time.monotonic() - t0, 3)))
 
 
 @contextmanager
@@ -70,9 +76,7 @@ def stop_on_signals(shutdown: Shutdown) -> Iterator[Shutdown]:
     """Route SIGINT and SIGTERM to ``shutdown.request`` while inside; the previous handlers
     come back afterwards. Only the main thread can install handlers: elsewhere (a role run
     from a test's thread) nothing is installed and the caller requests the stop itself."""
-    previous: dict[
-        signal.Signals, signal.Handlers | int | Callable[[int, FrameType | None], Any] | None
-    ] = {}
+    previous: dict[signal.Signals, _Handler] = {}
     if threading.current_thread() is threading.main_thread():
 
         def handle(signum: int, _frame: FrameType | None) -> None:
@@ -85,7 +89,7 @@ def stop_on_signals(shutdown: Shutdown) -> Iterator[Shutdown]:
         yield shutdown
     finally:
         for sig, handler in previous.items():
-            # None: a handler not installed from Python; the default is the closest there is.
+            # None: the handler was not installed from Python; the default is the best guess.
             signal.signal(sig, signal.SIG_DFL if handler is None else handler)
 
 

@@ -8,20 +8,28 @@ messages queued for a persistent session after the subscriber reconnects (see
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import getpass
 import importlib.util
 import logging
+import os
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from farsight.errors import BrokerError, MissingExtraError
 from farsight.logs import kv
+
+if TYPE_CHECKING:
+    from amqtt.broker import Broker
 
 log = logging.getLogger("farsight.broker")
 
@@ -72,6 +80,34 @@ def wait_for_port(
     raise BrokerError(f"nothing listens on {host}:{port} after {timeout:.0f} s")
 
 
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def die_with_parent() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that has Linux send the child SIGTERM when this process dies, so a broker
+    never outlives a platform that was killed (SIGKILL, a crash) without stopping it.
+
+    The kernel sends the signal when the *thread* that started the child ends, so it is armed
+    only from the main thread (whose end is the process's); elsewhere, and off Linux, None.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before the fork, not in it
+    except (OSError, AttributeError):
+        return None
+    parent, sigterm = os.getpid(), int(signal.SIGTERM)
+
+    def arm() -> None:
+        prctl(_PR_SET_PDEATHSIG, sigterm)
+        if os.getppid() != parent:  # the parent died before the signal was armed
+            os.kill(os.getpid(), sigterm)
+
+    return arm
+
+
 def mosquitto_binary() -> str | None:
     """Path of the mosquitto binary, if installed (Debian puts it in /usr/sbin)."""
     return shutil.which("mosquitto") or next(
@@ -110,8 +146,8 @@ class MosquittoBroker:
         binary = mosquitto_binary()
         if binary is None:
             raise BrokerError(
-                "mosquitto is not installed; install it with `apt-get install mosquitto` "
-                "(./run test does this)"
+                "mosquitto is not installed; install it with `apt-get install mosquitto`"
+                " (./run test does this)"
             )
         self.host = host
         self.port = port or free_port()
@@ -132,19 +168,27 @@ class MosquittoBroker:
         self.conf_path.write_text(
             mosquitto_config(base, self.port, self.data_dir, host), encoding="utf-8"
         )
-        # Open for the broker's whole life (its stdout and stderr); closed by close().
-        self._log = open(self.data_dir / "mosquitto.log", "ab")  # noqa: SIM115
+        self.log_path = self.data_dir / "mosquitto.log"
         self.proc: subprocess.Popen | None = None
         self.start()
 
     def start(self) -> None:
-        """Start (or restart) the process on the same port and persistence directory."""
-        self.proc = subprocess.Popen(
-            [mosquitto_binary() or "mosquitto", "-c", str(self.conf_path)],
-            stdout=self._log,
-            stderr=self._log,
-            stdin=subprocess.DEVNULL,
-        )
+        """Start (or restart) the process on the same port and persistence directory.
+
+        The broker runs in a session of its own, so a Ctrl-C in the terminal reaches the platform
+        and not its broker: the platform stops it last, after ingest has read what it holds. It
+        dies with the process that started it (see :func:`die_with_parent`).
+        """
+        with self.log_path.open("ab") as out:  # the child keeps its own copy of the file
+            self.proc = subprocess.Popen(
+                [mosquitto_binary() or "mosquitto", "-c", str(self.conf_path)],
+                stdout=out,
+                stderr=out,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                # Safe with threads: the hook only calls prctl and getppid between fork and exec.
+                preexec_fn=die_with_parent(),  # noqa: PLW1509
+            )
         wait_for_port(self.host, self.port, proc=self.proc)
         log.info(
             "broker started",
@@ -152,7 +196,8 @@ class MosquittoBroker:
         )
 
     def stop(self) -> None:
-        """Stop the process (SIGTERM, then SIGKILL after 5 s); mosquitto saves its persistence."""
+        """Stop the process (SIGTERM, then SIGKILL after 5 s); mosquitto saves its persistence
+        file."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             try:
@@ -164,7 +209,6 @@ class MosquittoBroker:
 
     def close(self) -> None:
         self.stop()
-        self._log.close()
         if self._tmp is not None:
             self._tmp.cleanup()
 
@@ -191,7 +235,7 @@ class AmqttBroker:
         }
         self._config = config
         self._loop = asyncio.new_event_loop()
-        self._broker: Any = None  # an amqtt Broker; amqtt ships no type information
+        self._broker: Broker | None = None
         self._ready = threading.Event()
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="amqtt-broker", daemon=True)
@@ -209,8 +253,8 @@ class AmqttBroker:
 
         asyncio.set_event_loop(self._loop)
         try:
-            self._broker = Broker(self._config, loop=self._loop)
-            self._loop.run_until_complete(self._broker.start())
+            broker = self._broker = Broker(self._config, loop=self._loop)
+            self._loop.run_until_complete(broker.start())
         except BaseException as exc:  # noqa: BLE001 - reported to the starting thread
             self._error = exc
             self._ready.set()
@@ -239,8 +283,8 @@ def start_embedded(kind: str, port: int, data_dir: Path) -> RunningBroker:
         kind = "mosquitto" if mosquitto_binary() else "amqtt"
         if kind == "amqtt":
             log.warning(
-                "mosquitto not installed; using amqtt, which loses QoS 1 messages queued for "
-                "offline persistent sessions"
+                "mosquitto not installed; using amqtt, which loses QoS 1 messages queued for"
+                " offline persistent sessions"
             )
     if kind == "mosquitto":
         return MosquittoBroker(port=port, data_dir=data_dir / "mosquitto")

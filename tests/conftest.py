@@ -7,7 +7,7 @@ import shutil
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -17,6 +17,44 @@ if TYPE_CHECKING:
     from farsight.pgserver import TempPostgres
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+ONE_WORKER = {"tests/browser/": "browser-demo"}
+"""Folders whose tests run on one pytest-xdist worker, as one unit: the browser tests share one
+running demo (a package fixture, so one per worker that runs any of them), which keeps two cores
+busy."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Long tests first (marked ``e2e`` or ``slow``), in their order otherwise: pytest-xdist
+    hands tests out in this order, so a test of a minute starts at once on one worker while the
+    others share the short ones, instead of starting last and ending the run alone."""
+    items.sort(
+        key=lambda item: not (any(item.iter_markers("e2e")) or any(item.iter_markers("slow")))
+    )
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``--dist loadgroup`` (what ./run test uses) with the groups of :data:`ONE_WORKER`.
+
+    pytest-xdist 3.8 groups ``xdist_group`` marks by rewriting node ids, which pytest 9.2 no
+    longer lets it do (pytest-xdist issue 1386): the marks are silently ignored. The groups are
+    named here by folder instead; every other test is a unit of its own, handed out in
+    collection order (long tests first, see above), a group before them.
+    """
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class FolderGroups(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            for folder, group in ONE_WORKER.items():
+                if nodeid.startswith(folder):
+                    return group
+            return nodeid
+
+    return FolderGroups(config, log)
 
 
 def wait_until(

@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
@@ -25,3 +27,21 @@ def test_the_import_contract_holds() -> None:
     proc = _run(str(BIN / "lint-imports"), "--no-cache")
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     assert "BROKEN" not in proc.stdout and "KEPT" in proc.stdout
+
+
+def test_ruff_finds_nothing() -> None:
+    proc = _run(str(BIN / "ruff"), "check", "--no-cache", "--output-format", "concise", ".")
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+
+
+def test_the_tree_is_formatted() -> None:
+    proc = _run(str(BIN / "ruff"), "format", "--no-cache", "--check", ".")
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+
+
+@pytest.mark.slow
+def test_mypy_finds_nothing(tmp_path: Path) -> None:
+    # A cache of its own: several workers of the suite may run this at once.
+    proc = _run(str(BIN / "mypy"), "--cache-dir", str(tmp_path / "mypy"), timeout=600)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    assert "Success: no issues found" in proc.stdout

@@ -26,6 +26,7 @@ import json
 import logging
 import multiprocessing as mp
 import queue
+import signal
 import threading
 import time
 from dataclasses import dataclass, field
@@ -42,6 +43,10 @@ from video.episodes import EpisodeTracker
 log = logging.getLogger(__name__)
 
 TICK_S = 1.0
+PARENT_CHECK_S = 1.0
+"""How often an idle worker checks that its parent is still there."""
+WORKER_STOP_S = 15.0
+"""How long stopping waits for a worker to stop its cameras before it is killed."""
 CAMERA_SUFFIXES = (".yaml", ".yml")
 
 
@@ -116,7 +121,15 @@ def _camera_thread(
 
 
 def _worker_main(inbox: Any, out: Any, evidence_root: str | None) -> None:
-    """A worker process: start and stop camera threads as the parent asks."""
+    """A worker process: start and stop camera threads as the parent asks; end with the parent.
+
+    The parent stops its workers (a message, then a deadline), so a Ctrl-C, which a terminal
+    sends to the whole process group, is ignored here; the parent started this process with
+    SIGINT blocked, so none arrived before this choice. A parent that dies without stopping its
+    workers (SIGKILL, a crash) is noticed within :data:`PARENT_CHECK_S`.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     import cv2
 
     cv2.setNumThreads(1)
@@ -134,8 +147,16 @@ def _worker_main(inbox: Any, out: Any, evidence_root: str | None) -> None:
             src.close()  # unblocks a thread waiting on its stream
         thread.join(timeout=10)
 
+    parent = mp.parent_process()
     while True:
-        msg = inbox.get()
+        try:
+            msg = inbox.get(timeout=PARENT_CHECK_S)
+        except queue.Empty:
+            if parent is not None and not parent.is_alive():
+                log.error("video worker's parent is gone; stopping")
+                out.cancel_join_thread()  # nobody reads it now: exit without flushing it
+                break
+            continue
         if msg[0] == "exit":
             break
         if msg[0] == "stop":
@@ -272,13 +293,24 @@ class VideoRunner:
         self._stop.set()
         for t in self._threads:
             t.join(timeout=10)
-        for proc, inbox in self._workers:
+        for _, inbox in self._workers:
             inbox.put(("exit",))
+        # Read what the workers still send while they stop their cameras: a worker exits only
+        # once its queue's pipe is flushed, and a full pipe that nobody reads would hold it.
+        deadline = time.monotonic() + WORKER_STOP_S
+        while any(proc.is_alive() for proc, _ in self._workers) and time.monotonic() < deadline:
+            try:
+                self._handle(self._out.get(timeout=0.1))
+            except queue.Empty:
+                continue
+            except (EOFError, OSError):
+                break
+            except Exception:  # one bad message must not keep the workers running
+                log.exception("video message failed while stopping")
         for proc, _ in self._workers:
-            proc.join(timeout=15)
             if proc.is_alive():
                 proc.kill()
-                proc.join(timeout=5)
+            proc.join(timeout=5)
         ts = _now_iso()
         with self._lock:
             for cam in self.cameras.values():
@@ -295,7 +327,14 @@ class VideoRunner:
             name=f"farsight-video-{index}",
             daemon=True,
         )
-        proc.start()
+        # The child inherits the signal mask: a Ctrl-C while it imports OpenCV stays pending
+        # until _worker_main has chosen to ignore it (multiprocessing's resource tracker is
+        # started the same way).
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            proc.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         return proc, inbox
 
     # -- cameras ----------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 
+from app.lifecycle import Shutdown, stop_on_signals
 from farsight.logs import kv, setup_logging
 from farsight.registry import load_registry
 from farsight.settings import load_settings
@@ -14,8 +15,12 @@ log = logging.getLogger("farsight.hub")
 
 
 def _cmd_hub(args: argparse.Namespace) -> int:
-    """Serve the hub until interrupted (uvicorn handles SIGINT and SIGTERM: it closes the live
-    streams, waits for requests in flight, then the app's lifespan closes the stores)."""
+    """Serve the hub until SIGINT or SIGTERM; exit 0 after a requested stop, as every role does.
+
+    uvicorn handles the signal (it closes the live streams, waits for requests in flight, then
+    the app's lifespan closes the stores) and raises it again once stopped, to the handlers it
+    found: ours, which only note the stop, rather than the defaults, which would end the process
+    by the signal (SIGTERM) or with a KeyboardInterrupt (SIGINT)."""
     settings = load_settings(getattr(args, "config", None))
     setup_logging(settings.logging.level)
     registry = load_registry(settings.registry.sites_file, settings.registry.departments)
@@ -23,7 +28,8 @@ def _cmd_hub(args: argparse.Namespace) -> int:
     port = args.port if args.port is not None else settings.hub.port
     app = create_app(settings, registry)
     log.info("hub listening", extra=kv(url=f"http://{host}:{port}/", db=settings.db_path))
-    make_server(app, host, port).run()
+    with stop_on_signals(Shutdown()):
+        make_server(app, host, port).run()
     return 0
 
 

@@ -44,6 +44,9 @@ class Demo:
     def __init__(self, data_dir: Path, duration_s: float = 900) -> None:
         self.data_dir = data_dir
         self.port = free_port()
+        # Its own broker port too (kept across a restart): the default 1883 is what every other
+        # demo on this machine tries first.
+        self.broker_port = free_port()
         self.duration_s = duration_s
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = data_dir.parent / "demo.log"
@@ -54,7 +57,15 @@ class Demo:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        env = {**os.environ, "FARSIGHT_DATA_DIR": str(self.data_dir), "PYTHONUNBUFFERED": "1"}
+        env = {
+            **os.environ,
+            "FARSIGHT_DATA_DIR": str(self.data_dir),
+            "FARSIGHT__BROKER__PORT": str(self.broker_port),
+            # No simulated cameras: no browser test looks at video (tests/e2e/test_video_alert.py
+            # covers that path), and rendering and analysing them costs a core's tenth throughout.
+            "FARSIGHT__SIMULATOR__CAMERAS__ENABLED": "false",
+            "PYTHONUNBUFFERED": "1",
+        }
         # --duration is a safety net: a crashed test run never leaves a demo running for long.
         self.proc = subprocess.Popen(
             [
@@ -86,9 +97,8 @@ class Demo:
     def _healthy(self) -> bool:
         assert self.proc is not None
         if self.proc.poll() is not None:
-            raise AssertionError(
-                f"the demo exited with {self.proc.returncode}; log:\n{self.log.read_text(errors='replace')[-3000:]}"
-            )
+            tail = self.log.read_text(errors="replace")[-3000:]
+            raise AssertionError(f"the demo exited with {self.proc.returncode}; log:\n{tail}")
         try:
             with urllib.request.urlopen(f"{self.url}/healthz", timeout=2) as r:
                 return r.status == 200
@@ -136,6 +146,14 @@ class Demo:
         with urllib.request.urlopen(req, timeout=10) as r:
             return json.loads(r.read() or b"null")
 
+    def publish(self, topic: str, doc: dict[str, Any]) -> None:
+        """Publish ``doc`` on the demo's broker at QoS 1, as one of its devices would."""
+        import paho.mqtt.publish
+
+        paho.mqtt.publish.single(
+            topic, json.dumps(doc), qos=1, hostname="127.0.0.1", port=self.broker_port
+        )
+
     def issue_token(self, user: str, department: str | None) -> str:
         """A token issued by ``farsight token issue`` against the demo's database."""
         args = [sys.executable, "-m", "app", "token", "issue", "--user", user]
@@ -158,7 +176,8 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
     """One demo for the browser tests, stopped when they are done (it keeps two cores busy)."""
     if not (VENDOR / "leaflet" / "leaflet.js").is_file():
         pytest.fail(
-            "the dashboard's assets are not built: run `python -m hub.build_assets` (./run test does)",
+            "the dashboard's assets are not built: run `python -m hub.build_assets`"
+            " (./run test does)",
             pytrace=False,
         )
     d = Demo(tmp_path_factory.mktemp("demo") / "var")

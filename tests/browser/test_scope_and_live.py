@@ -1,4 +1,5 @@
-"""Department scope in the browser, live updates without reload, and reconnecting after the hub restarts."""
+"""Department scope in the browser, live updates without reload, and reconnecting after the hub
+restarts."""
 
 from __future__ import annotations
 
@@ -88,8 +89,12 @@ def test_updates_arrive_live_and_after_a_hub_restart(demo, open_page) -> None:
     comment_shows("from another desk")
 
     # Watch the connection badge from inside the page, then restart the hub under it.
-    page.evaluate("""() => { window.__conn = []; new MutationObserver(() => window.__conn.push(document.getElementById('conn').textContent))
-                     .observe(document.getElementById('conn'), {childList: true, characterData: true, subtree: true}); }""")
+    page.evaluate(
+        """() => { window.__conn = [];
+             const conn = () => document.getElementById('conn');
+             new MutationObserver(() => window.__conn.push(conn().textContent))
+               .observe(conn(), {childList: true, characterData: true, subtree: true}); }"""
+    )
     demo.restart()
     page.locator("#conn.conn-live").wait_for(timeout=30_000)
     seen = page.evaluate("window.__conn")

@@ -14,6 +14,8 @@ from farsight.mqttclient import PublishTracker, connect, make_client, wait_conne
 from farsight.settings import BrokerSettings
 from tests.conftest import wait_until
 
+pytestmark = pytest.mark.e2e
+
 N = 200
 
 

@@ -6,12 +6,16 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from app.roles.ingest import IngestService
 from farsight.registry import load_registry
 from farsight.settings import Settings
 from simulators.publisher import Simulator
 from simulators.scenarios import get_scenario, ground_truth
 from tests.conftest import wait_until
+
+pytestmark = pytest.mark.e2e
 
 HISTORY = timedelta(minutes=120)  # long enough that a whole clock hour of the SO2 excess closes
 

@@ -6,11 +6,15 @@ import json
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
+
 from app.roles.ingest import IngestService
 from farsight.mqttclient import PublishTracker, connect, make_client, wait_connected
 from farsight.settings import Settings
 from tests.conftest import wait_until
 from tests.factories import T0, registry
+
+pytestmark = pytest.mark.e2e
 
 
 def settings_for(broker, data_dir: Path, protocol: str = "5") -> Settings:  # type: ignore[no-untyped-def]

@@ -1,7 +1,7 @@
 """The spine, end to end: a simulated exceedance crosses a real broker, fires a rule and lands
 as exactly one alert in the risk queue, which is taken from new through acknowledgement, dispatch
-and verification to closure through the hub's API, its audit trail verified by `farsight audit
-verify`.
+and verification to closure through the hub's API, its audit trail verified by
+`farsight audit verify`.
 
 Runs once on mosquitto (the production broker) and once on amqtt (the demo's fallback).
 """
@@ -27,6 +27,8 @@ from hub.auth import TokenStore
 from simulators.publisher import Simulator
 from simulators.scenarios import get_scenario, ground_truth
 from tests.conftest import wait_until
+
+pytestmark = pytest.mark.e2e
 
 ROUNDS = 100  # one simulated minute each: the 90-minute exceedance starts, fires and clears
 

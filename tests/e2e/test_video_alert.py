@@ -11,6 +11,7 @@ from pathlib import Path
 import cv2
 import httpx
 import numpy as np
+import pytest
 
 from app.demos.platform import start_demo_video
 from app.lifecycle import Shutdown
@@ -21,6 +22,8 @@ from hub.app import create_app
 from hub.auth import TokenStore
 from tests.conftest import wait_until
 from tests.hub.conftest import bearer, start_server, stop_server
+
+pytestmark = pytest.mark.e2e
 
 
 def test_demo_camera_smoke_becomes_an_alert_with_its_snapshot(

@@ -170,7 +170,8 @@ class GatewayProcess:
         self.path.write_text(yaml.safe_dump(config), encoding="utf-8")
         self.env = {**os.environ, "FARSIGHT_EDGE_KEY": key, "PYTHONPATH": str(REPO)}
         self.proc: subprocess.Popen | None = None
-        self.log = open(workdir / "gateway.log", "ab")
+        # Open for the gateway's whole life (its stdout and stderr), across restarts.
+        self.log = open(workdir / "gateway.log", "ab")  # noqa: SIM115
 
     def start(self) -> GatewayProcess:
         self.proc = subprocess.Popen(

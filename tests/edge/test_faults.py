@@ -152,7 +152,8 @@ def test_central_broker_restarted_while_forwarding(
     try:
         sim.start(rate=1000)
         for i in range(2):
-            wait_until(lambda: hub.count() >= 300 * (i + 1), timeout=60, what="readings flowing")
+            want = 300 * (i + 1)
+            wait_until(lambda n=want: hub.count() >= n, timeout=60, what="readings flowing")
             central_broker.stop()
             central_broker.start()
         wait_until(

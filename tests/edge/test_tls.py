@@ -148,7 +148,7 @@ def tls_broker(mosquitto_path: str, tmp_path: Path) -> Iterator[tuple[TlsBroker,
         f"listener {pw_port} 127.0.0.1\n{tls}allow_anonymous false\npassword_file {passwords}\n",
         encoding="utf-8",
     )
-    log = open(d / "mosquitto.log", "ab")
+    log = open(d / "mosquitto.log", "ab")  # noqa: SIM115  # the broker's output while it runs
     proc = subprocess.Popen(
         [mosquitto_binary() or "mosquitto", "-c", str(conf)],
         stdout=log,
