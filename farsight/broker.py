@@ -62,6 +62,21 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _reserve(host: str, port: int) -> socket.socket | None:
+    """A bound, not listening socket on ``host:port`` (``port`` 0: one the OS picks), which keeps
+    the port from being handed to anyone else; None when it is taken already."""
+    s = socket.socket()
+    # The broker's own connections may leave the port in TIME_WAIT after a stop.
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        s.bind((host, port))
+    except OSError:
+        s.close()
+        log.warning("broker port taken while stopped", extra=kv(host=host, port=port))
+        return None
+    return s
+
+
 def wait_for_port(
     host: str, port: int, timeout: float = 10.0, proc: subprocess.Popen | None = None
 ) -> None:
@@ -150,7 +165,16 @@ class MosquittoBroker:
                 " (./run test does this)"
             )
         self.host = host
-        self.port = port or free_port()
+        # The port stays bound by a placeholder socket whenever mosquitto is not running on it
+        # (before the first start, between a stop and a restart), so no other process (another
+        # test's free_port(), in a parallel run) is handed it meanwhile.
+        self._hold: socket.socket | None = _reserve(host, port or 0)
+        if port:
+            self.port = port
+        elif self._hold is not None:
+            self.port = int(self._hold.getsockname()[1])
+        else:
+            self.port = free_port()
         self._tmp = None
         if data_dir is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="farsight-mosquitto-")
@@ -179,6 +203,7 @@ class MosquittoBroker:
         and not its broker: the platform stops it last, after ingest has read what it holds. It
         dies with the process that started it (see :func:`die_with_parent`).
         """
+        self._release()
         with self.log_path.open("ab") as out:  # the child keeps its own copy of the file
             self.proc = subprocess.Popen(
                 [mosquitto_binary() or "mosquitto", "-c", str(self.conf_path)],
@@ -205,10 +230,18 @@ class MosquittoBroker:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        if self.proc is not None:
+            self._hold = _reserve(self.host, self.port)  # until start() or close()
         self.proc = None
+
+    def _release(self) -> None:
+        if self._hold is not None:
+            self._hold.close()
+            self._hold = None
 
     def close(self) -> None:
         self.stop()
+        self._release()
         if self._tmp is not None:
             self._tmp.cleanup()
 

@@ -312,7 +312,8 @@ def test_a_killed_demo_takes_its_broker_and_workers_with_it(
     except AssertionError as exc:
         left = [describe(p) for p in alive(role.seen)]
         raise AssertionError(f"{exc}; left: {left}; tree was: {names}") from None
-    assert refuses(broker_port)
+    # The broker process is gone (above); its port is not asserted closed: once free, another
+    # test of a parallel run may be handed it.
 
 
 @HOW
