@@ -198,7 +198,7 @@ class Outbox:
         self.lock_row = lock_row
 
     def listener(self, conn: Connection, alert: Alert, event: AlertEvent) -> None:
-        """An ``alerts.store.EventListener``: one outbox row per alert event, on ``conn``."""
+        """An ``alerts.stages.EventListener``: one outbox row per alert event, on ``conn``."""
         if self.db.dialect == "postgres" and self.lock_row is not None:
             # Rows of one alert must get ids in commit order (the sender sends them by id):
             # holding the alert's row lock until commit makes a concurrent event of the same

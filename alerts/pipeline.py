@@ -25,6 +25,7 @@ from alerts.model import Alert
 from alerts.mute import MuteStage
 from alerts.outbox import Outbox, attach_outbox
 from alerts.silences import SilenceStore
+from alerts.stages import ClockStage, SignalStage
 from alerts.store import AlertStore
 from farsight.clock import Clock
 from farsight.db import Database
@@ -34,22 +35,29 @@ from farsight.types import AlertSignal
 
 @dataclass(slots=True)
 class AlertPipeline:
-    """The stages of one process's alert pipeline, on one database."""
+    """The stages of one process's alert pipeline, on one database.
+
+    ``entry`` takes the rules' signals; ``timed`` are moved by :meth:`tick`; the store's
+    listeners (the escalator's deadlines, the outbox) run inside each event's transaction.
+    ``silences`` and ``mute`` are kept for the hub's silence endpoints.
+    """
 
     store: AlertStore
     silences: SilenceStore
     mute: MuteStage
     escalator: Escalator
     outbox: Outbox
+    entry: SignalStage
+    timed: tuple[ClockStage, ...]
     owns_store: bool = True
 
     def apply(self, signals: Sequence[AlertSignal]) -> list[Alert]:
         """Rule signals into the queue, muted where a silence or an inhibition says so."""
-        return self.mute.apply(signals)
+        return self.entry.apply(signals)
 
     def tick(self, engine_now: datetime) -> list[Alert]:
         """What time changes: mutes on the wall clock, escalations on ``engine_now``."""
-        return [*self.mute.tick(), *self.escalator.tick(engine_now)]
+        return [alert for stage in self.timed for alert in stage.tick(engine_now)]
 
     def close(self) -> None:
         """Close the store's connection, if this pipeline opened it."""
@@ -87,4 +95,16 @@ def build_alert_pipeline(
         store.listeners.append(escalator.on_event)
     silences = SilenceStore(store.db, clock=store.clock, audit=store.audit)
     mute = MuteStage(store, silences, settings.inhibit)
-    return AlertPipeline(store, silences, mute, escalator, outbox, owns_store=owns)
+    # Silences end on the wall clock (people set them), escalation on the time of the data.
+    timed: tuple[ClockStage, ...] = (_WallClock(mute), escalator)
+    return AlertPipeline(store, silences, mute, escalator, outbox, mute, timed, owns_store=owns)
+
+
+@dataclass(frozen=True, slots=True)
+class _WallClock:
+    """A stage that moves on the wall clock, ticked with the engine's time (which it ignores)."""
+
+    stage: MuteStage
+
+    def tick(self, now: datetime) -> list[Alert]:
+        return self.stage.tick()

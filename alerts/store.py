@@ -14,7 +14,7 @@ import binascii
 import builtins
 import json
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -23,6 +23,7 @@ from typing import Any
 from alerts.audit import AuditLog, open_audit_log
 from alerts.model import STATES, Alert, AlertEvent, check_action
 from alerts.risk import explain, sql_order
+from alerts.stages import EventListener
 from farsight.clock import Clock, SystemClock, from_epoch_ms, to_epoch_ms
 from farsight.db import Connection, Database
 from farsight.errors import CursorError, NotFoundError, TransitionError
@@ -100,7 +101,6 @@ SORTS: dict[str, tuple[tuple[str, str], ...]] = {
 
 log = logging.getLogger("farsight.alerts")
 
-EventListener = Callable[[Connection, Alert, AlertEvent], None]
 """Called inside the transaction of every alert event with (connection, alert after the
 change, event); what it writes commits or rolls back with the change (the outbox does this)."""
 
