@@ -12,7 +12,8 @@ import json
 import sys
 from pathlib import Path
 
-from alerts.audit import SqliteAuditLog, format_at
+from alerts.audit import format_at
+from alerts.audit_store import SqliteAuditLog
 from farsight.errors import AuditError
 
 

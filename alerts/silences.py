@@ -17,7 +17,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from alerts.audit import AuditLog, open_audit_log
+from alerts.audit import AuditLog
+from alerts.audit_store import open_audit_log
 from alerts.matchers import MatcherError, MatcherInput, Matchers, parse_matchers, pinned, to_dict
 from farsight.clock import Clock, SystemClock, from_epoch_ms, to_epoch_ms, utc
 from farsight.db import Database

@@ -20,7 +20,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from alerts.audit import AuditLog, open_audit_log
+from alerts.audit import AuditLog
+from alerts.audit_store import open_audit_log
 from alerts.model import STATES, Alert, AlertEvent, check_action
 from alerts.risk import explain, sql_order
 from alerts.stages import EventListener

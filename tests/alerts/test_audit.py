@@ -23,8 +23,6 @@ from hypothesis import strategies as st
 from alerts.audit import (
     GENESIS,
     Anchor,
-    SqlAuditLog,
-    SqliteAuditLog,
     canonical_json,
     entry_hash,
     hashed_fields,
@@ -32,6 +30,7 @@ from alerts.audit import (
     read_anchor,
     verify_chain,
 )
+from alerts.audit_store import SqlAuditLog, SqliteAuditLog
 from farsight.db import Database, is_postgres_url, to_pyformat
 from farsight.errors import AuditError, StoreError
 

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from alerts.audit import SqliteAuditLog, canonical_json
+from alerts.audit import canonical_json
+from alerts.audit_store import SqliteAuditLog
 
 ROOT = Path(__file__).resolve().parents[2]
 T0 = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)

@@ -714,7 +714,7 @@ def test_cli_writes_the_report(
     assert "&lt;script&gt;" in page
     assert not list(out.parent.glob(".*.tmp")), "the temporary file was left behind"
     # Writing a report is an export: the audit chain names who ran it.
-    from alerts.audit import SqlAuditLog
+    from alerts.audit_store import SqlAuditLog
 
     with SqlAuditLog(installation.parent / "var" / "farsight.db", create=False) as audit:
         last = audit.entries(after_seq=audit.head()[0] - 1)[0]
