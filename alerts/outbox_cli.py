@@ -10,22 +10,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
 from alerts import outbox
-
-
-def _target(args: argparse.Namespace) -> Path | str:
-    if getattr(args, "db", None):
-        return args.db
-    from farsight.settings import load_settings
-
-    return load_settings(getattr(args, "config", None)).database
+from farsight.cli_options import add_database_options, database_target
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    target = _target(args)
+    target = database_target(args)
     st = outbox.status(target)
     dead = outbox.dead_letters(target, limit=args.dead)
     if args.json:
@@ -46,7 +38,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def _cmd_redrive(args: argparse.Namespace) -> int:
-    n = outbox.redrive(_target(args), alert_id=args.alert, key=args.key)
+    n = outbox.redrive(database_target(args), alert_id=args.alert, key=args.key)
     what = (
         f"alert {args.alert}"
         if args.alert is not None
@@ -63,29 +55,14 @@ def add_outbox_parser(sub: Any) -> None:
     p = sub.add_parser("outbox", help="the upstream outbox: status and redrive of dead letters")
     actions = p.add_subparsers(dest="outbox_command", metavar="ACTION", required=True)
 
-    def common(q: argparse.ArgumentParser) -> None:
-        # SUPPRESS: a default here would overwrite the main parser's --config.
-        q.add_argument(
-            "--config",
-            "-c",
-            type=Path,
-            default=argparse.SUPPRESS,
-            help="farsight.yaml (database: its database_url or data_dir)",
-        )
-        q.add_argument(
-            "--db",
-            default=None,
-            help="database (SQLite file or postgresql:// URL) instead of the settings'",
-        )
-
     q = actions.add_parser("status", help="rows per status, oldest pending age, dead letters")
-    common(q)
+    add_database_options(q)
     q.add_argument("--dead", type=int, default=20, help="most dead letters to list")
     q.add_argument("--json", action="store_true", help="one JSON object")
     q.set_defaults(func=_cmd_status)
 
     q = actions.add_parser("redrive", help="put dead letters back to pending (attempts reset)")
-    common(q)
+    add_database_options(q)
     which = q.add_mutually_exclusive_group(required=True)
     which.add_argument("--alert", type=int, default=None, help="dead letters of this alert id")
     which.add_argument("--key", default=None, help="the dead letter with this idempotency key")

@@ -51,6 +51,7 @@ from typing import ClassVar
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from alerts.pipeline import AlertPipeline, build_alert_pipeline
+from alerts.store import COLUMNS as STORE_COLUMNS
 from alerts.store import AlertFilter, AlertStore
 from farsight.clock import ManualClock, to_epoch_ms
 from farsight.settings import AlertsSettings
@@ -125,38 +126,9 @@ PLACES = (
     "Xiaochang",
     "Jingshan",
 )
-COLUMNS = (
-    "id",
-    "fingerprint",
-    "rule_id",
-    "site",
-    "device",
-    "metric",
-    "department",
-    "entity_id",
-    "item_code",
-    "severity",
-    "summary",
-    "activity",
-    "state",
-    "value",
-    "threshold",
-    "starts_at",
-    "last_seen",
-    "resolved_at",
-    "count",
-    "created",
-    "updated",
-    "labels",
-    "handling",
-    "credit_grade",
-    "entity_repeats",
-    "evidence",
-    "evidence_count",
-    "suppressed",
-    "escalation",
-    "due_at",
-)
+# The loaded rows fill every column of the queue but previous_id (a history has no reopened
+# series), in the store's column order.
+COLUMNS = tuple(c for c in STORE_COLUMNS if c != "previous_id")
 
 
 def pick(rng: random.Random, table: tuple[tuple[str, float], ...]) -> str:

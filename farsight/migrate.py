@@ -41,6 +41,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from farsight.cli_options import add_database_options, database_target
 from farsight.db import Database, PostgresDatabase, is_postgres_url
 from farsight.errors import FarsightError, StoreError
 
@@ -217,13 +218,7 @@ def _check_foreign_keys(conn: Connection, db: Database) -> None:
 
 
 def _open(args: argparse.Namespace) -> Database:
-    target: Path | str
-    if getattr(args, "db", None):
-        target = args.db
-    else:
-        from farsight.settings import load_settings
-
-        target = load_settings(getattr(args, "config", None)).database
+    target = database_target(args)
     if args.db_command != "upgrade" and not is_postgres_url(target) and not Path(target).is_file():
         raise StoreError(f"no database at {target}")  # reading must not create one
     return Database.open(target)
@@ -270,26 +265,11 @@ _HELP = "the hub database's schema: upgrade it, show its revision"
 def _add_actions(p: argparse.ArgumentParser) -> None:
     actions = p.add_subparsers(dest="db_command", metavar="ACTION", required=True)
 
-    def common(q: argparse.ArgumentParser) -> None:
-        # SUPPRESS: a default here would overwrite the main parser's --config.
-        q.add_argument(
-            "--config",
-            "-c",
-            type=Path,
-            default=argparse.SUPPRESS,
-            help="farsight.yaml (database: its database_url or data_dir)",
-        )
-        q.add_argument(
-            "--db",
-            default=None,
-            help="database (SQLite file or postgresql:// URL) instead of the settings'",
-        )
-
     q = actions.add_parser("upgrade", help="run the migrations up to the newest revision")
-    common(q)
+    add_database_options(q)
     q.set_defaults(func=_cmd_upgrade)
     q = actions.add_parser("current", help="print the revision the database is at")
-    common(q)
+    add_database_options(q)
     q.add_argument("--check", action="store_true", help="exit 1 unless it is at the newest")
     q.set_defaults(func=_cmd_current)
     q = actions.add_parser("history", help="list the revisions, oldest first")
