@@ -77,7 +77,7 @@ def deadline(
         table, default = settings.verify_within_min, _DEFAULTS.verify_within_min
     else:
         raise ValueError(f"unknown step {step!r}; known: {', '.join(STEPS)}")
-    minutes = table.get(severity, default[severity])  # type: ignore[call-overload,index]
+    minutes = table.get(severity, default[severity])
     return utc(from_time) + timedelta(minutes=float(minutes))
 
 

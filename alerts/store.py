@@ -968,10 +968,11 @@ class AlertStore:
 
     def counts(self, department: str | None = None) -> dict[str, dict[str, int]]:
         """Not-closed alerts counted by severity and by state."""
-        where, params = "state != 'closed'", ()
+        where = "state != 'closed'"
+        params: tuple[str, ...] = ()
         if department:
             where += " AND department = ?"
-            params = (department,)  # type: ignore[assignment]
+            params = (department,)
         by_sev = {
             r[0]: int(r[1])
             for r in self.db.query(

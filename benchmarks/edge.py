@@ -119,7 +119,7 @@ def replay(path: Path, n: int, broker: MosquittoBroker) -> float:
     received = [0]
     got_all = threading.Event()
 
-    def on_message(c, userdata, msg) -> None:  # type: ignore[no-untyped-def]
+    def on_message(c, userdata, msg) -> None:
         received[0] += len(decode_batch(msg.payload, key).messages)
         if received[0] >= n:
             got_all.set()

@@ -97,7 +97,7 @@ def bare_paho(settings: Settings, msgs: list[tuple[str, bytes]]) -> float:
     done = threading.Event()
     first: list[float] = []
 
-    def on_message(c, u, m):  # type: ignore[no-untyped-def]
+    def on_message(c, u, m):
         nonlocal count
         if not first:
             first.append(time.perf_counter())
@@ -105,7 +105,7 @@ def bare_paho(settings: Settings, msgs: list[tuple[str, bytes]]) -> float:
         if count >= n:
             done.set()
 
-    def client():  # type: ignore[no-untyped-def]
+    def client():
         c = make_client(settings.broker, "bench-bare", persistent=True)
         c.on_connect = lambda cl, u, f, rc, p: cl.subscribe("fs/v1/+/+/+/reading", qos=1)
         c.on_message = on_message
@@ -131,7 +131,7 @@ def bare_paho(settings: Settings, msgs: list[tuple[str, bytes]]) -> float:
 
 def farsight_ingest(
     settings: Settings, registry, msgs: list[tuple[str, bytes]]
-) -> tuple[float, IngestService]:  # type: ignore[no-untyped-def]
+) -> tuple[float, IngestService]:
     svc = IngestService(settings, registry)
     svc.start()
     svc.stop()

@@ -159,7 +159,7 @@ class World:
         rng.shuffle(self.site_weights)
 
 
-def history_rows(world: World, n: int, rng: random.Random, now_ms: int):  # type: ignore[no-untyped-def]
+def history_rows(world: World, n: int, rng: random.Random, now_ms: int):
     """``n`` alert rows (tuples in COLUMNS order), ids 1..n."""
     n_open = max(1, round(n * 0.05))
     open_ids = set(rng.sample(range(1, n + 1), n_open)) if n_open < n else set(range(1, n + 1))
@@ -256,7 +256,7 @@ def bulk_load(store: AlertStore, world: World, n: int, rng: random.Random, now_m
         store.index_text(limit=n)
         db.executescript("ANALYZE;")
     else:
-        conn = db._conn  # type: ignore[attr-defined]  # psycopg connection: COPY is the bulk path
+        conn = db._conn  # psycopg connection: COPY is the bulk path
         idx = db.query(
             "SELECT indexname, indexdef FROM pg_indexes"
             " WHERE tablename = 'alerts' AND indexname != 'alerts_pkey'"
@@ -626,7 +626,7 @@ def run_outbox(target: str, seconds_max: float = 600.0) -> tuple[float, float, i
 
 
 def main() -> None:
-    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[attr-defined]  # progress shows while it runs
+    sys.stdout.reconfigure(line_buffering=True)  # progress shows while it runs
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )

@@ -101,7 +101,7 @@ ROAD_SCENES = ("highway", "stack", "construction")
 
 
 def plume_box(scene: str) -> tuple[int, int, int, int]:
-    sx, sy = scene_layout(scene, W, H).stack_top  # type: ignore[misc]
+    sx, sy = scene_layout(scene, W, H).need_stack_top()
     return (sx - W // 10, sy - H // 4, W // 5, H // 4)
 
 
@@ -112,7 +112,7 @@ def sky_box(scene: str) -> tuple[int, int, int, int]:
 
 def stop_zone(scene: str) -> tuple[int, int, int, int]:
     """No-stopping zone: about four car lengths of the nearest lane, where a car would pull over."""
-    y0, y1 = scene_layout(scene, W, H).road  # type: ignore[misc]
+    y0, y1 = scene_layout(scene, W, H).need_road()
     lane = (y1 - y0) // (4 if scene == "highway" else 2)
     return (W // 2 - 3 * lane, y1 - lane, 6 * lane, lane)
 
@@ -130,7 +130,7 @@ def walk_zone(scene: str) -> tuple[int, int, int, int]:
 
 
 def count_line(scene: str) -> tuple[tuple[int, int], tuple[int, int]]:
-    y0, y1 = scene_layout(scene, W, H).road  # type: ignore[misc]
+    y0, y1 = scene_layout(scene, W, H).need_road()
     return ((W // 2, y0), (W // 2, y1))
 
 
@@ -290,7 +290,7 @@ def run_job(
     analysers = analysers_for(job.spec.scene)
     out: list[tuple[str, float, tuple | None, dict]] = []
 
-    def feed(ts: float, frame) -> None:  # type: ignore[no-untyped-def]
+    def feed(ts: float, frame) -> None:
         for a in analysers.values():
             for f in a.update(frame, ts):
                 if f.detail.get("state") == "cleared" or f.detail.get("present") is False:

@@ -58,7 +58,8 @@ class LocalRules:
         self.topic = r.alert_topic.format(gateway=config.gateway_id)
         self.registry = load_registry(r.sites_file, r.departments)
         self.engine = Engine(load_ruleset(r.files, r.default_pack), self.registry)
-        self._queue: deque[tuple[str, bytes]] = deque(maxlen=r.queue_max)
+        self._queue_max = r.queue_max
+        self._queue: deque[tuple[str, bytes]] = deque(maxlen=self._queue_max)
         self._cond = threading.Condition()
         self._stop = False
         self.signals: list[AlertSignal] = []
@@ -92,7 +93,7 @@ class LocalRules:
     def feed(self, items: Sequence[tuple[str, bytes]]) -> None:
         """Queue stored messages (called by the buffer's writer after each commit)."""
         with self._cond:
-            room = self._queue.maxlen - len(self._queue)  # type: ignore[operator]
+            room = self._queue_max - len(self._queue)
             if len(items) > room:
                 self.skipped += len(items) - room
             self._queue.extend(items)

@@ -23,6 +23,8 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
 from edge.batch import BatchMessage, encode_batch
 from edge.buffer import Buffer
@@ -125,7 +127,14 @@ class Uplink:
 
     # -- paho callbacks (on our thread, inside client.loop) -----------------------------------
 
-    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:  # type: ignore[no-untyped-def]
+    def _on_connect(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        flags: mqtt.ConnectFlags,
+        reason_code: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
         if reason_code.is_failure:
             log.warning(
                 "central broker refused the connection",
@@ -145,7 +154,14 @@ class Uplink:
             client.subscribe(config_topic(self.gateway), qos=1)
         self._next_beat = 0.0  # announce "online" at once, replacing the will
 
-    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:  # type: ignore[no-untyped-def]
+    def _on_disconnect(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        flags: mqtt.DisconnectFlags,
+        reason_code: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
         self.connected_since = None
         if not self._stop.is_set():
             log.warning(
@@ -153,7 +169,14 @@ class Uplink:
                 extra=kv(gateway=self.gateway, reason=reason_code, inflight=len(self._inflight)),
             )
 
-    def _on_publish(self, client, userdata, mid, reason_code=None, properties=None) -> None:  # type: ignore[no-untyped-def]
+    def _on_publish(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        mid: int,
+        reason_code: ReasonCode,
+        properties: Properties,
+    ) -> None:
         # This thread both publishes and reads PUBACKs, so a PUBACK never precedes its filing;
         # heartbeat and config-ack publishes are not filed and end here.
         span = self._inflight.pop(mid, None)
@@ -163,7 +186,7 @@ class Uplink:
         self.buffer.ack(lo, hi)
         self.acked_messages += n
 
-    def _on_message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:  # type: ignore[no-untyped-def]
+    def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
         if msg.topic != config_topic(self.gateway) or self.on_config is None:
             return
         try:

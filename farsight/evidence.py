@@ -109,8 +109,10 @@ class EvidenceStore:
         raise NotFoundError(f"no evidence {sha} under {self.root}")
 
     def __contains__(self, sha: object) -> bool:
+        if not isinstance(sha, str):
+            return False
         try:
-            self.path(sha)  # type: ignore[arg-type]
+            self.path(sha)
         except (ValueError, NotFoundError):
             return False
         return True

@@ -38,6 +38,9 @@ class _CurrentStderr(logging.StreamHandler):
     was swapped and closed since (a test's captured output) would make every later record a
     "Logging error" with a traceback printed."""
 
+    # Marks the handler setup_logging installed, so a second call does not add another.
+    _farsight = True
+
     @property
     def stream(self) -> Any:
         return sys.stderr
@@ -56,7 +59,6 @@ def setup_logging(level: str = "INFO") -> None:
             return
     handler = _CurrentStderr()
     handler.setFormatter(KeyValueFormatter())
-    handler._farsight = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(level)
     # amqtt and uvicorn access logs drown the platform's own lines at INFO.

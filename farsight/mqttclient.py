@@ -10,6 +10,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
 from farsight.errors import BrokerError
 from farsight.settings import BrokerSettings
@@ -94,7 +95,14 @@ class PublishTracker:
         self.acked = 0
         client.on_publish = self._on_publish
 
-    def _on_publish(self, client, userdata, mid, reason_code=None, properties=None) -> None:  # type: ignore[no-untyped-def]
+    def _on_publish(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        mid: int,
+        reason_code: ReasonCode,
+        properties: Properties,
+    ) -> None:
         with self._lock:
             if mid in self._pending:
                 self._pending.discard(mid)

@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
-from typing import Any
+from typing import Any, Literal
 
 from farsight.credit import credit_code_problem
 
@@ -258,5 +258,7 @@ class AlertSignal:
         _check_aware("ts", self.ts)
 
 
-SEVERITIES = ("info", "warning", "major", "critical")
-"""Alert severities, least to most urgent."""
+Severity = Literal["info", "warning", "major", "critical"]
+
+SEVERITIES: tuple[Severity, ...] = ("info", "warning", "major", "critical")
+"""Alert severities, least to most urgent (``x in SEVERITIES`` narrows ``x`` to a Severity)."""

@@ -10,7 +10,7 @@ import base64
 import csv
 import io
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -701,7 +701,9 @@ async def stream(
 def _install_error_handlers(app: FastAPI) -> None:
     """Farsight errors become HTTP errors with a JSON ``{"detail": ...}`` once, here."""
 
-    def handler(status: int, headers: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
+    def handler(
+        status: int, headers: dict[str, str] | None = None
+    ) -> Callable[[Request, Exception], Awaitable[JSONResponse]]:
         async def handle(request: Request, exc: Exception) -> JSONResponse:
             if status >= 500:
                 log.error(

@@ -151,10 +151,16 @@ class Lifecycle:
             self.last_true = v.ts
             if self.state == "inactive":
                 self.state, self.since = "pending", v.ts
-            if self.state == "pending" and v.ts - self.since >= for_:  # type: ignore[operator]
+            # Each is set with its state (pending: since, firing: last_sent); the checks narrow.
+            since, last_sent = self.since, self.last_sent
+            if self.state == "pending" and since is not None and v.ts - since >= for_:
                 self.state, self.last_sent = "firing", v.ts
                 return "firing"
-            if self.state == "firing" and v.ts - self.last_sent >= RESEND_EVERY:  # type: ignore[operator]
+            if (
+                self.state == "firing"
+                and last_sent is not None
+                and v.ts - last_sent >= RESEND_EVERY
+            ):
                 self.last_sent = v.ts
                 return "refresh"
             return None

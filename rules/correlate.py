@@ -174,7 +174,7 @@ class Correlator:
     def _near(self, rule: Rule, a: str, b: str) -> bool:
         if a == b:
             return True
-        within: float = rule.spec.within_m  # type: ignore[attr-defined]
+        within = rule.spec_as(CorrelationModel).within_m
         if within <= 0:
             return False
         sa, sb = self.registry.get(a), self.registry.get(b)
@@ -230,7 +230,7 @@ class Correlator:
 
     @staticmethod
     def _count(rule: Rule, pairs: list[tuple[str, str]]) -> int:
-        if rule.spec.independent_series:  # type: ignore[attr-defined]
+        if rule.spec_as(CorrelationModel).independent_series:
             return independent_count(pairs)
         return len({r for r, _ in pairs})
 

@@ -9,6 +9,7 @@ are read by :mod:`rules.loader`.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal, TypeVar
@@ -277,7 +278,7 @@ class RuleSet:
     rules: tuple[Rule, ...]
     maintenance: tuple[MaintenanceWindow, ...] = ()
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[Rule]:
         return iter(self.rules)
 
     def __len__(self) -> int:

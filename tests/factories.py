@@ -113,7 +113,7 @@ def at(minutes: float) -> datetime:
     return T0 + timedelta(minutes=minutes)
 
 
-def rule_engine(*rules: dict):  # type: ignore[no-untyped-def]
+def rule_engine(*rules: dict):
     """An engine with these rule documents over the test registry."""
     from rules.engine import Engine
     from rules.loader import parse_ruleset

@@ -20,7 +20,7 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from pydantic import ValidationError
 
@@ -326,7 +326,7 @@ def analyze_file(
         yield obs.as_dict()
 
 
-def write_jsonl(rows: Iterable[dict[str, Any]], fh) -> int:  # type: ignore[no-untyped-def]
+def write_jsonl(rows: Iterable[dict[str, Any]], fh: TextIO) -> int:
     """Write one compact JSON object per line; return the number of lines."""
     import json
 

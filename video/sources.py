@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Literal, Protocol
+from typing import Literal, Protocol, TypedDict, Unpack
 from urllib.parse import urlsplit
 
 import cv2
@@ -646,13 +646,25 @@ KNOWN_SCHEMES = (
 )
 
 
-def open_source(spec: str, rate_fps: float | None = None, **kwargs: object) -> FrameSource:
+class SourceOptions(TypedDict, total=False):
+    """Keyword arguments every source class takes, so :func:`open_source` can pass them on
+    whichever class the spec picks."""
+
+    clock: Clock | None
+    backoff: Backoff | None
+    monotonic: Callable[[], float]
+
+
+def open_source(
+    spec: str, rate_fps: float | None = None, **options: Unpack[SourceOptions]
+) -> FrameSource:
     """Pick a source from a spec.
 
     ``mjpeg+http(s)://`` or an http(s) path ending ``.mjpg``/``.mjpeg`` -> :class:`MjpegSource`;
     ``snapshot+http(s)://`` -> :class:`SnapshotSource` (interval ``1/rate_fps``, default 1 s);
     a path, ``file://``, ``rtsp(s)://`` or any other http(s) URL -> :class:`CaptureSource`.
-    Extra keyword arguments go to the chosen class.
+    ``options`` go to the chosen class; construct a class directly for the options only it
+    takes (``headers``, ``timeout_s``).
 
     Raises
     ------
@@ -664,17 +676,17 @@ def open_source(spec: str, rate_fps: float | None = None, **kwargs: object) -> F
     spec = spec.strip()
     scheme = urlsplit(spec).scheme.lower()
     if len(scheme) <= 1 or scheme == "file":  # plain path (or a Windows drive letter)
-        return CaptureSource(spec, rate_fps, **kwargs)  # type: ignore[arg-type]
+        return CaptureSource(spec, rate_fps, **options)
     if scheme not in KNOWN_SCHEMES:
         raise VideoSourceError(
             f"unknown video source scheme {scheme!r} in {spec!r}; known: {', '.join(KNOWN_SCHEMES)}"
         )
     if scheme.startswith("mjpeg+"):
-        return MjpegSource(spec[len("mjpeg+") :], rate_fps, **kwargs)  # type: ignore[arg-type]
+        return MjpegSource(spec[len("mjpeg+") :], rate_fps, **options)
     if scheme.startswith("snapshot+"):
         interval = 1.0 / rate_fps if rate_fps else 1.0
         _check_rate(rate_fps)
-        return SnapshotSource(spec[len("snapshot+") :], interval, **kwargs)  # type: ignore[arg-type]
+        return SnapshotSource(spec[len("snapshot+") :], interval, **options)
     if scheme in ("http", "https") and urlsplit(spec).path.lower().endswith((".mjpg", ".mjpeg")):
-        return MjpegSource(spec, rate_fps, **kwargs)  # type: ignore[arg-type]
-    return CaptureSource(spec, rate_fps, **kwargs)  # type: ignore[arg-type]
+        return MjpegSource(spec, rate_fps, **options)
+    return CaptureSource(spec, rate_fps, **options)

@@ -12,6 +12,8 @@ import threading
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
 from edge.buffer import Buffer
 from edge.config import MqttLocalSettings
@@ -56,7 +58,14 @@ class MqttLocalCollector:
     def state(self) -> str:
         return self._state
 
-    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:  # type: ignore[no-untyped-def]
+    def _on_connect(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        flags: mqtt.ConnectFlags,
+        reason_code: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
         if reason_code.is_failure:
             self._state = "refused"
             log.warning("local broker refused the connection", extra=kv(reason=reason_code))
@@ -64,18 +73,32 @@ class MqttLocalCollector:
         self._state = "subscribing"
         client.subscribe([(t, 1) for t in self.settings.topics])
 
-    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:  # type: ignore[no-untyped-def]
+    def _on_subscribe(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        mid: int,
+        reason_codes: list[ReasonCode],
+        properties: Properties | None,
+    ) -> None:
         # Only now does the broker queue the site's messages for this session.
         self._state = "connected"
 
-    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:  # type: ignore[no-untyped-def]
+    def _on_disconnect(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        flags: mqtt.DisconnectFlags,
+        reason_code: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
         with self._lock:
             self._generation += 1
         if self._state != "stopped":
             self._state = "disconnected"
             log.warning("local broker lost; reconnecting", extra=kv(reason=reason_code))
 
-    def _on_message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:  # type: ignore[no-untyped-def]
+    def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
         if msg.topic.startswith("fs/v1/gw/"):
             # Never collect a gateway's own traffic (a site broker bridged to the centre).
             if msg.qos:

@@ -71,7 +71,7 @@ class FlatlineModel(RuleModel):
     @field_validator("window")
     @classmethod
     def _window(cls, v: Duration) -> Duration:
-        return positive_duration(v, "window")  # type: ignore[return-value]
+        return positive_duration(v, "window")
 
     @model_validator(mode="after")
     def _needs_metric(self) -> FlatlineModel:

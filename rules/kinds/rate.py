@@ -69,7 +69,7 @@ class RateOfChangeModel(RuleModel):
     @field_validator("max_gap")
     @classmethod
     def _gap(cls, v: Duration) -> Duration:
-        return positive_duration(v, "max_gap")  # type: ignore[return-value]
+        return positive_duration(v, "max_gap")
 
     @model_validator(mode="after")
     def _needs_metric(self) -> RateOfChangeModel:

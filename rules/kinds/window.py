@@ -22,11 +22,12 @@ import math
 from collections import deque
 from collections.abc import Iterable
 from datetime import datetime, timedelta, timezone
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import Field, field_validator, model_validator
 
 from farsight.clock import to_epoch_ms
+from farsight.errors import RuleError
 from rules.conditions import Binding, Condition, Sample, Verdict, ms_ts
 from rules.kinds.threshold import OPERATORS
 from rules.model import Duration, RuleModel, parse_duration
@@ -49,7 +50,11 @@ def duration_ms(value: Duration) -> int:
     return round(parse_duration(value).total_seconds() * 1000)
 
 
-def positive_duration(value: Duration | None, name: str) -> Duration | None:
+# Generic so that a validator of a required duration gets a ``Duration`` back, not an Optional.
+_MaybeDuration = TypeVar("_MaybeDuration", bound=Duration | None)
+
+
+def positive_duration(value: _MaybeDuration, name: str) -> _MaybeDuration:
     """Validate a duration that must be longer than zero (``None`` passes)."""
     if value is not None and duration_ms(value) <= 0:
         raise ValueError(f"{name} must be longer than 0, e.g. 1h")
@@ -190,7 +195,7 @@ class WindowModel(RuleModel):
     @field_validator("window")
     @classmethod
     def _window(cls, v: Duration) -> Duration:
-        return positive_duration(v, "window")  # type: ignore[return-value]
+        return positive_duration(v, "window")
 
     @field_validator("every")
     @classmethod
@@ -383,7 +388,13 @@ class WindowCondition(Condition):
         if self.agg == "stddev":
             return math.sqrt(max(acc.m2, 0.0) / acc.n)
         end = acc.start + self.size
-        return percentile((v for ts, v in self.buf if acc.start <= ts < end), self.q)  # type: ignore[arg-type]
+        return percentile((v for ts, v in self.buf if acc.start <= ts < end), self._q())
+
+    def _q(self) -> float:
+        # WindowModel rejects agg percentile without q; this states it where q is used.
+        if self.q is None:
+            raise RuleError(f"rule {self.b.rule.id!r} (window): agg percentile needs q (0-100)")
+        return self.q
 
     def _bound(self) -> float:
         # Windows open only in observe(), which returns early for a site without a limit; NaN
@@ -431,7 +442,7 @@ class WindowCondition(Condition):
         elif self.agg == "stddev":
             value = population_stddev(values)
         else:
-            value = percentile(values, self.q)  # type: ignore[arg-type]
+            value = percentile(values, self._q())
         return Verdict(
             ms_ts(t),
             self.cmp(value, self._bound()),

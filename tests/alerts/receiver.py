@@ -74,7 +74,7 @@ class Receiver:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
-        self.server.handle_error = lambda request, client_address: None  # type: ignore[method-assign]
+        self.server.handle_error = lambda request, client_address: None
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/events"
         self._thread = threading.Thread(
             target=self.server.serve_forever,

@@ -44,7 +44,7 @@ def escalator(store: AlertStore) -> Escalator:
 
 def raise_alert(
     store: AlertStore, severity: str = "critical", fingerprint: str = "fp1", minutes: float = 0
-):  # type: ignore[no-untyped-def]
+):
     (a,) = store.apply(
         [replace(signal(fingerprint=fingerprint, minutes=minutes), severity=severity)]
     )

@@ -28,7 +28,7 @@ from alerts.outbox import (
 )
 from alerts.outbox_cli import main as outbox_cli
 from alerts.store import AlertStore
-from farsight.clock import ManualClock
+from farsight.clock import Clock, ManualClock
 from farsight.db import Database
 from farsight.errors import TransitionError
 from farsight.settings import UpstreamSettings
@@ -85,9 +85,15 @@ def senders(backend: str) -> Iterator[list[OutboxSender]]:
 
 
 def sender(
-    senders: list[OutboxSender], backend: str, settings: UpstreamSettings, **kw: object
+    senders: list[OutboxSender],
+    backend: str,
+    settings: UpstreamSettings,
+    *,
+    transport: httpx.BaseTransport | None = None,
+    clock: Clock | None = None,
+    rng: random.Random | None = None,
 ) -> OutboxSender:
-    s = OutboxSender(backend, settings, **kw)  # type: ignore[arg-type]
+    s = OutboxSender(backend, settings, transport=transport, clock=clock, rng=rng)
     senders.append(s)
     return s
 
@@ -216,7 +222,7 @@ def test_enqueue_commits_and_rolls_back_with_the_change(store: AlertStore) -> No
 def test_a_failing_listener_rolls_the_change_back(store: AlertStore) -> None:
     (a,) = store.apply([signal()])
 
-    def broken(conn, alert, event):  # type: ignore[no-untyped-def]
+    def broken(conn, alert, event):
         raise RuntimeError("listener down")
 
     store.listeners.append(broken)
@@ -362,7 +368,7 @@ def test_order_per_alert_is_kept_under_retries_and_other_alerts_flow(
     a_first = rows(store)[0]["key"]
     failures = {"left": 3}
 
-    def script(req):  # type: ignore[no-untyped-def]
+    def script(req):
         if req.key == a_first and failures["left"] > 0:
             failures["left"] -= 1
             return fail(500)

@@ -41,7 +41,7 @@ def test_bad_matchers_name_the_label_and_value(doc: dict, needle: str) -> None:
 
 def test_matchers_are_not_a_list() -> None:
     with pytest.raises(MatcherError, match="object"):
-        parse_matchers("site=a")  # type: ignore[arg-type]
+        parse_matchers("site=a")  # type: ignore[arg-type]  # a string, not a mapping, on purpose
 
 
 def test_equality_regex_and_absent_labels() -> None:

@@ -8,6 +8,8 @@ mosquitto binary and the README says so. amqtt also speaks MQTT 3.1.1 only.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import pytest
 
 from farsight.mqttclient import PublishTracker, connect, make_client, wait_connected
@@ -19,12 +21,12 @@ pytestmark = pytest.mark.e2e
 N = 200
 
 
-def offline_delivery(host: str, port: int, protocol: str) -> int:
+def offline_delivery(host: str, port: int, protocol: Literal["3.1.1", "5"]) -> int:
     """Subscribe with a persistent session, disconnect, publish N at QoS 1, reconnect; count."""
-    broker = BrokerSettings(host=host, port=port, protocol=protocol)  # type: ignore[arg-type]
+    broker = BrokerSettings(host=host, port=port, protocol=protocol)
     received: list[bytes] = []
 
-    def subscriber():  # type: ignore[no-untyped-def]
+    def subscriber():
         c = make_client(broker, f"promise-sub-{protocol}", persistent=True)
         c.on_connect = lambda cl, u, f, rc, p: cl.subscribe("promise/#", qos=1)
         c.on_message = lambda cl, u, m: received.append(m.payload)
@@ -67,7 +69,7 @@ def offline_delivery(host: str, port: int, protocol: str) -> int:
 
 @pytest.mark.parametrize("protocol", ["5", "3.1.1"])
 def test_mosquitto_delivers_everything_queued_for_a_persistent_session(
-    mosquitto, protocol: str
+    mosquitto, protocol: Literal["3.1.1", "5"]
 ) -> None:
     assert offline_delivery(mosquitto.host, mosquitto.port, protocol) == N
 

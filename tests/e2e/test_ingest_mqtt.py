@@ -17,7 +17,7 @@ from tests.factories import T0, registry
 pytestmark = pytest.mark.e2e
 
 
-def settings_for(broker, data_dir: Path, protocol: str = "5") -> Settings:  # type: ignore[no-untyped-def]
+def settings_for(broker, data_dir: Path, protocol: str = "5") -> Settings:
     return Settings.model_validate(
         {
             "data_dir": str(data_dir),

@@ -34,12 +34,12 @@ ROUNDS = 100  # one simulated minute each: the 90-minute exceedance starts, fire
 
 
 @pytest.fixture(params=["mosquitto", "amqtt"])
-def broker(request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
+def broker(request: pytest.FixtureRequest):
     return request.getfixturevalue("mosquitto" if request.param == "mosquitto" else "amqtt_broker")
 
 
 @pytest.fixture
-def platform(broker, data_dir: Path) -> Iterator[tuple[Settings, IngestService, httpx.Client, str]]:  # type: ignore[no-untyped-def]
+def platform(broker, data_dir: Path) -> Iterator[tuple[Settings, IngestService, httpx.Client, str]]:
     protocol = "3.1.1" if broker.kind == "amqtt" else "5"
     settings = Settings.model_validate(
         {
@@ -81,7 +81,7 @@ def platform(broker, data_dir: Path) -> Iterator[tuple[Settings, IngestService, 
         tokens.close()
 
 
-def test_a_simulated_exceedance_becomes_one_alert_that_is_acknowledged_and_closed(platform) -> None:  # type: ignore[no-untyped-def]
+def test_a_simulated_exceedance_becomes_one_alert_that_is_acknowledged_and_closed(platform) -> None:
     settings, ingest, api, token = platform
     registry = load_registry(None)
     scenario = get_scenario("exceedance")

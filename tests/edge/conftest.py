@@ -12,7 +12,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -50,10 +50,20 @@ def gateway_key() -> str:
     return secrets.token_hex(32)
 
 
+class BrokerAddress(Protocol):
+    """Where a broker listens: a MosquittoBroker, or test_tls.py's TlsBroker (plain listener)."""
+
+    @property
+    def host(self) -> str: ...
+
+    @property
+    def port(self) -> int: ...
+
+
 class Hub:
     """The hub's ingest (in this process) consuming gateway batches from the central broker."""
 
-    def __init__(self, broker: MosquittoBroker, data_dir: Path, keys: dict[str, str]) -> None:
+    def __init__(self, broker: BrokerAddress, data_dir: Path, keys: dict[str, str]) -> None:
         keys_file = data_dir / "gateway-keys.yaml"
         keys_file.write_text(yaml.safe_dump(keys), encoding="utf-8")
         keys_file.chmod(0o600)
@@ -131,7 +141,7 @@ class StatusWatcher:
         self.client.connect(broker.host, broker.port)
         self.client.loop_start()
 
-    def _on_message(self, client, userdata, msg) -> None:  # type: ignore[no-untyped-def]
+    def _on_message(self, client, userdata, msg) -> None:
         doc = json.loads(msg.payload)
         if msg.topic.endswith("/config/ack"):
             self.acks.append(doc)

@@ -12,7 +12,7 @@ from edge.config import BufferSettings
 from edge.errors import BufferFullError
 
 
-def _buf(tmp_path: Path, **kw) -> Buffer:  # type: ignore[no-untyped-def]
+def _buf(tmp_path: Path, **kw) -> Buffer:
     return Buffer(tmp_path / "buffer.db", BufferSettings(**kw))
 
 

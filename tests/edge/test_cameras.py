@@ -24,7 +24,7 @@ from tests.factories import registry_doc
 from tests.hub.conftest import start_server, stop_server
 
 
-def _registry_with_camera():  # type: ignore[no-untyped-def]
+def _registry_with_camera():
     doc = copy.deepcopy(registry_doc())
     for site in doc["sites"]:
         if site["id"] == "yc-stack-1":
@@ -36,7 +36,7 @@ def _registry_with_camera():  # type: ignore[no-untyped-def]
 
 def test_camera_findings_cross_the_gateway_to_the_hub(
     site_broker, central_broker, tmp_path: Path, gateway_key: str, monkeypatch
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     from tests.edge.conftest import Hub
 
     monkeypatch.setenv("FARSIGHT_EDGE_KEY", gateway_key)
@@ -93,7 +93,7 @@ def test_camera_findings_cross_the_gateway_to_the_hub(
     try:
 
         def covered() -> list:
-            return hub.service.readings.db.query(  # type: ignore[union-attr]
+            return hub.service.readings.db.query(
                 "SELECT value FROM readings WHERE device = 'cam1' AND metric ="
                 " 'video_camera_covered' AND value > 0"
             )

@@ -19,7 +19,7 @@ from tests.edge.conftest import assert_exactly_once_in_order, gateway_config
 pytestmark = pytest.mark.e2e
 
 
-def wait_for_hub(hub, gw, expected: int, timeout: float = 60) -> None:  # type: ignore[no-untyped-def]
+def wait_for_hub(hub, gw, expected: int, timeout: float = 60) -> None:
     try:
         wait_until(
             lambda: hub.count() == expected, timeout=timeout, what=f"{expected} readings at the hub"
@@ -34,13 +34,13 @@ def wait_for_hub(hub, gw, expected: int, timeout: float = 60) -> None:  # type: 
         ) from None
 
 
-def _sim(site_broker, devices: int = 5, seed: int = 7) -> SiteSimulator:  # type: ignore[no-untyped-def]
+def _sim(site_broker, devices: int = 5, seed: int = 7) -> SiteSimulator:
     return SiteSimulator(site_broker.host, site_broker.port, SiteSpec(devices=devices), seed=seed)
 
 
 def test_uplink_down_while_devices_keep_sending_then_restored(
     site_broker, central_broker, hub, start_gateway, status
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     gw = start_gateway(gateway_config(site_broker, central_broker))
     wait_until(
         status.ready, timeout=30, what="the gateway online and subscribed to the site broker"
@@ -81,7 +81,7 @@ def test_uplink_down_while_devices_keep_sending_then_restored(
 
 def test_gateway_killed_mid_forwarding_then_restarted(
     site_broker, central_broker, hub, start_gateway, status
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     # Small batches, one in flight: the replay takes seconds, so the kill lands in the middle of it.
     config = gateway_config(site_broker, central_broker, uplink={"batch_max": 5, "inflight": 1})
     gw = start_gateway(config)
@@ -143,7 +143,7 @@ def test_gateway_killed_mid_forwarding_then_restarted(
 
 def test_central_broker_restarted_while_forwarding(
     site_broker, central_broker, hub, start_gateway, status
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     gw = start_gateway(gateway_config(site_broker, central_broker))
     wait_until(
         status.ready, timeout=30, what="the gateway online and subscribed to the site broker"
@@ -172,7 +172,7 @@ def test_central_broker_restarted_while_forwarding(
 @pytest.mark.parametrize("policy", ["drop_oldest", "refuse"])
 def test_tiny_buffer_fills_up_and_the_loss_is_exactly_what_was_reported(
     policy, site_broker, central_broker, hub, start_gateway, status
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     config = gateway_config(
         site_broker, central_broker, buffer={"max_bytes": 16 * 1024, "policy": policy}
     )

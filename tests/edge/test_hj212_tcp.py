@@ -19,7 +19,7 @@ MN = "42050000000001"
 
 
 @pytest.fixture
-def collector(tmp_path: Path):  # type: ignore[no-untyped-def]
+def collector(tmp_path: Path):
     buf = Buffer(tmp_path / "b.db", BufferSettings())
     col = Hj212TcpCollector(
         "gw-1",
@@ -52,7 +52,7 @@ def _exchange(port: int, data: bytes, expect: int, timeout: float = 5.0) -> list
 
 def test_a_frame_asking_for_a_response_gets_9014_with_its_qn_after_it_is_buffered(
     collector,
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     frame = build_data_frame(mn=MN, ts=T0, values={"a21026": {"Rtd": 12.5, "Flag": "N"}}, flag=5)
     [reply] = _exchange(collector.port, frame, 1)
     h = parse_header(reply)  # a well-formed frame: length and CRC check out
@@ -64,7 +64,7 @@ def test_a_frame_asking_for_a_response_gets_9014_with_its_qn_after_it_is_buffere
 
 def test_no_response_unless_asked_and_none_for_a_corrupt_frame_which_is_still_kept(
     collector,
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     plain = build_data_frame(mn=MN, ts=T0, values={"a21026": {"Rtd": 1}}, flag=4)
     asked = build_data_frame(mn=MN, ts=T0, values={"a21026": {"Rtd": 2}}, flag=5)
     corrupt = asked[:-6] + b"0000\r\n"  # wrong CRC
@@ -75,7 +75,7 @@ def test_no_response_unless_asked_and_none_for_a_corrupt_frame_which_is_still_ke
     assert collector.corrupt == 1
 
 
-def test_a_notification_gets_9013_and_an_unknown_mn_is_not_answered(collector) -> None:  # type: ignore[no-untyped-def]
+def test_a_notification_gets_9013_and_an_unknown_mn_is_not_answered(collector) -> None:
     notice = wrap(
         f"QN=20261125080000000;ST=31;CN=2081;PW=123456;MN={MN};Flag=5;CP=&&RestartTime=20261125075900&&"
     )
@@ -90,7 +90,7 @@ def test_a_notification_gets_9013_and_an_unknown_mn_is_not_answered(collector) -
     assert collector.unrouted == 1
 
 
-def test_the_logger_simulator_counts_answered_frames(collector) -> None:  # type: ignore[no-untyped-def]
+def test_the_logger_simulator_counts_answered_frames(collector) -> None:
     logger = Hj212Logger("127.0.0.1", collector.port, MN)
     for _ in range(20):
         logger.send_next()

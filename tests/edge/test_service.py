@@ -21,7 +21,7 @@ MN = "42050000000001"
 
 
 @pytest.fixture
-def gateway(central_broker, tmp_path: Path, gateway_key: str, monkeypatch):  # type: ignore[no-untyped-def]
+def gateway(central_broker, tmp_path: Path, gateway_key: str, monkeypatch):
     monkeypatch.setenv("FARSIGHT_EDGE_KEY", gateway_key)
     raw = {
         "gateway_id": "gw-test",
@@ -43,7 +43,7 @@ def gateway(central_broker, tmp_path: Path, gateway_key: str, monkeypatch):  # t
     svc.stop()
 
 
-def _publish_retained(broker, topic: str, doc: dict) -> None:  # type: ignore[no-untyped-def]
+def _publish_retained(broker, topic: str, doc: dict) -> None:
     c = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id="test-hub-config")
     c.connect(broker.host, broker.port)
     c.loop_start()
@@ -52,7 +52,7 @@ def _publish_retained(broker, topic: str, doc: dict) -> None:  # type: ignore[no
     c.loop_stop()
 
 
-def test_hj212_loggers_reach_the_hub_through_the_gateway(gateway, hub, status) -> None:  # type: ignore[no-untyped-def]
+def test_hj212_loggers_reach_the_hub_through_the_gateway(gateway, hub, status) -> None:
     logger = Hj212Logger("127.0.0.1", gateway.collectors["hj212_tcp"].port, MN)
     for _ in range(30):
         logger.send_next()
@@ -76,7 +76,7 @@ def test_hj212_loggers_reach_the_hub_through_the_gateway(gateway, hub, status) -
 
 def test_remote_configuration_is_validated_applied_rolled_back_and_acknowledged(
     gateway, central_broker, status, hub
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     topic = "fs/v1/gw/gw-test/config"
     _publish_retained(
         central_broker,
@@ -159,7 +159,7 @@ def test_remote_configuration_is_validated_applied_rolled_back_and_acknowledged(
 
 def test_local_rules_raise_site_alerts_on_the_site_broker(
     site_broker, central_broker, tmp_path: Path, gateway_key: str, monkeypatch
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     import yaml
 
     from tests.factories import registry_doc

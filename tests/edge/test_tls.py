@@ -54,7 +54,7 @@ def _cert(
     *,
     ca: bool = False,
     ip: str | None = None,
-) -> x509.Certificate:  # type: ignore[no-untyped-def]
+) -> x509.Certificate:
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
     now = dt.datetime.now(dt.UTC)
     b = (
@@ -195,12 +195,12 @@ def _send(svc: EdgeService, n: int) -> None:
 @pytest.mark.parametrize("auth", ["certificate", "password"])
 def test_uplink_over_tls_reaches_the_hub(
     tls_broker, tmp_path: Path, gateway_key: str, monkeypatch, auth: str
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     broker, pki = tls_broker
     monkeypatch.setenv("FARSIGHT_EDGE_KEY", gateway_key)
     hub_dir = tmp_path / "hub"
     hub_dir.mkdir()
-    hub = Hub(broker, hub_dir, {"gw-test": gateway_key}).start()  # type: ignore[arg-type]
+    hub = Hub(broker, hub_dir, {"gw-test": gateway_key}).start()
     if auth == "certificate":
         uplink = {
             "port": broker.cert_port,
@@ -232,7 +232,7 @@ def test_uplink_over_tls_reaches_the_hub(
 @pytest.mark.parametrize("case", ["untrusted certificate", "no certificate", "wrong password"])
 def test_uplink_refused_without_valid_credentials_keeps_everything_buffered(
     tls_broker, tmp_path: Path, gateway_key: str, monkeypatch, case: str
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     broker, pki = tls_broker
     monkeypatch.setenv("FARSIGHT_EDGE_KEY", gateway_key)
     tls = {"enabled": True, "ca_file": str(pki.ca)}

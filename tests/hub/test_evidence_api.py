@@ -22,7 +22,7 @@ def jpeg(seed: int) -> bytes:
     return buf.tobytes()
 
 
-def alert_with_evidence(hub, rule_id: str, site: str, evidence: tuple[str, ...]) -> int:  # type: ignore[no-untyped-def]
+def alert_with_evidence(hub, rule_id: str, site: str, evidence: tuple[str, ...]) -> int:
     s = hub.registry.get(site)
     dev = s.devices[0].id
     sig = AlertSignal(

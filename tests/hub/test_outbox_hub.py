@@ -131,7 +131,7 @@ def test_nothing_is_lost_across_a_hub_restart(tmp_path: Path, backend: str) -> N
             # answers.
             answers = {"lost": 2}
 
-            def flaky(req):  # type: ignore[no-untyped-def]
+            def flaky(req):
                 if answers["lost"] > 0:
                     answers["lost"] -= 1
                     return ACCEPT_THEN_500

@@ -36,7 +36,7 @@ def _wait(cond: Callable[[], bool], timeout: float = 10.0) -> bool:
     return False
 
 
-def _is(event: str, **fields: object):  # type: ignore[no-untyped-def]
+def _is(event: str, **fields: object):
     def match(ev: dict[str, str]) -> bool:
         if ev.get("event") != event:
             return False

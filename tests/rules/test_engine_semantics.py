@@ -17,7 +17,7 @@ def engine(rule: dict, maintenance: list | None = None) -> Engine:
     return Engine(parse_ruleset(doc), registry())
 
 
-def statuses(e: Engine, values: list[tuple[float, float]], **kw) -> list[tuple[float, str]]:  # type: ignore[no-untyped-def]
+def statuses(e: Engine, values: list[tuple[float, float]], **kw) -> list[tuple[float, str]]:
     """Feed (minute, value) pairs one by one; return (minute, status) of every signal."""
     out = []
     for minute, value in values:

@@ -187,7 +187,7 @@ def test_independent_count_is_a_matching_of_rules_to_series() -> None:
 
 def test_within_m_joins_nearby_sites_by_haversine_distance() -> None:
     reg = _registry()
-    d = haversine_m(reg.get("yc-stack-1"), reg.get("yc-aq-near"))  # type: ignore[arg-type]
+    d = haversine_m(reg.get("yc-stack-1"), reg.get("yc-aq-near"))
     assert 1000 < d < 1200
     c = correlator(within_m=2000)
     out = c.process(

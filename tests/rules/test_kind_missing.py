@@ -218,7 +218,7 @@ def test_the_engine_watermark_reveals_a_gap_inside_a_replayed_backlog() -> None:
     e = _engine(select={"department": "env"})
     newest = {"ts": at(0)}
     for inst in e._instances.values():  # the hook the engine sets (see rules/kinds/missing.py)
-        inst.cond.watermark = lambda: newest["ts"]  # type: ignore[attr-defined]
+        inst.cond.watermark = lambda: newest["ts"]
     e.tick(at(100))
     fired = []
     for m in range(30):

@@ -99,8 +99,8 @@ def test_silence_raises_exactly_the_silent_devices_offline_alert_and_resolves_it
     }
     firing = [s for s in series if s.status == "firing"]
     resolved = [s for s in series if s.status == "resolved"]
-    silent_from = T0 + timedelta(seconds=float(gt["start_s"]))  # type: ignore[arg-type]
-    back_at = T0 + timedelta(seconds=float(gt["end_s"]))  # type: ignore[arg-type]
+    silent_from = T0 + timedelta(seconds=float(gt["start_s"]))
+    back_at = T0 + timedelta(seconds=float(gt["end_s"]))
     # Last reading one minute before the silence; offline after 3 missed minutes.
     assert firing[0].ts == silent_from + timedelta(minutes=2)
     assert len(resolved) == 1 and resolved[0].ts == back_at and series[-1] is resolved[0]
@@ -128,7 +128,7 @@ def test_overload_raises_exactly_one_alert_for_the_overloaded_truck() -> None:
         "transport",
         "TRANS-WIM-OVERLOAD",
     )
-    assert s.ts == T0 + timedelta(seconds=float(gt["start_s"]))  # type: ignore[arg-type]
+    assert s.ts == T0 + timedelta(seconds=float(gt["start_s"]))
     assert dict(s.annotations)["summary"].startswith(f"{gt['axles']}-axle truck at ")
     assert [x.status for x in series] == ["firing", "resolved"]  # the next truck closed it
 

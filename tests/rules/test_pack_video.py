@@ -33,7 +33,7 @@ def test_video_pack_rule_tests_pass() -> None:
 
 
 @pytest.fixture
-def pipe(tmp_path: Path):  # type: ignore[no-untyped-def]
+def pipe(tmp_path: Path):
     db = Database.open(tmp_path / "farsight.db")
     readings, alerts = ReadingStore(db), AlertStore(db)
     reg = load_registry()
@@ -66,7 +66,7 @@ def smoke(second: int, confidence: float = 0.87, **extra: object) -> Message:
     )
 
 
-def test_construction_site_smoke_alerts_after_30_s_with_its_zone(pipe) -> None:  # type: ignore[no-untyped-def]
+def test_construction_site_smoke_alerts_after_30_s_with_its_zone(pipe) -> None:
     p, readings, alerts = pipe
     for second in range(0, 30, 5):
         res = p.process([smoke(second)])
@@ -92,7 +92,7 @@ def test_construction_site_smoke_alerts_after_30_s_with_its_zone(pipe) -> None: 
     assert readings.count(site="yc-cs-dongzhan", metric="video_smoke") == 7
 
 
-def test_cleared_smoke_resolves_after_keep_firing_for(pipe) -> None:  # type: ignore[no-untyped-def]
+def test_cleared_smoke_resolves_after_keep_firing_for(pipe) -> None:
     p, _, alerts = pipe
     for second in range(0, 45, 5):
         p.process([smoke(second)])
@@ -106,7 +106,7 @@ def test_cleared_smoke_resolves_after_keep_firing_for(pipe) -> None:  # type: ig
     assert alerts.get(alert.id).activity == "resolved"
 
 
-def test_a_covered_stack_camera_is_a_suspected_cover_up(pipe) -> None:  # type: ignore[no-untyped-def]
+def test_a_covered_stack_camera_is_a_suspected_cover_up(pipe) -> None:
     p, _, alerts = pipe
     p.process([detection(COVER_TOPIC, s, "camera_covered", 0.95) for s in range(0, 120, 10)])
     assert alerts.list()[1] == 0
@@ -116,7 +116,7 @@ def test_a_covered_stack_camera_is_a_suspected_cover_up(pipe) -> None:  # type: 
     assert "suspected attempt to hide something" in dict(sig.annotations)["summary"]
 
 
-def test_bad_detections_are_dead_letters_not_crashes(pipe) -> None:  # type: ignore[no-untyped-def]
+def test_bad_detections_are_dead_letters_not_crashes(pipe) -> None:
     p, readings, _ = pipe
     bad = [
         detection(SMOKE_TOPIC, 0, "unicorn", 0.9),

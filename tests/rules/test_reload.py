@@ -102,7 +102,7 @@ def test_an_invalid_edit_keeps_the_old_rules_running_and_is_reported_once(
         assert watcher.poll() is None  # still broken: not logged again
     errors = [r for r in caplog.records if r.name == "farsight.rules.reload"]
     assert len(errors) == 1
-    fields = errors[0].kv  # type: ignore[attr-defined]
+    fields = errors[0].kv
     assert (
         fields["file"] == str(rule_file)
         and fields["rule"] == "pm25"
@@ -127,7 +127,7 @@ def test_yaml_errors_and_missing_files_are_reported(
         assert watcher.poll() is None
         rule_file.unlink()
         assert watcher.poll() is None
-    messages = [r.kv["message"] for r in caplog.records if r.name == "farsight.rules.reload"]  # type: ignore[attr-defined]
+    messages = [r.kv["message"] for r in caplog.records if r.name == "farsight.rules.reload"]
     assert any("YAML syntax error" in m for m in messages) and any(
         "cannot read" in m for m in messages
     )

@@ -373,7 +373,7 @@ def test_rule_file_errors_and_missing_files_are_invalid(tmp_path: Path) -> None:
     assert missing.error is not None and "cannot read" in str(missing.error)
     doc = {"rule_files": [], "tests": []}
     (tmp_path / "empty.test.yaml").write_text(yaml.safe_dump(doc), encoding="utf-8")
-    paths = {p.path for p in run_test_file(tmp_path / "empty.test.yaml").error.problems}  # type: ignore[union-attr]
+    paths = {p.path for p in run_test_file(tmp_path / "empty.test.yaml").error.problems}
     assert {"rule_files", "tests"} <= paths
 
 
@@ -398,13 +398,14 @@ class RecordingEngine:
         self.calls.append(("evaluate", [(r.ts, r.device, r.metric) for r in readings]))
         return []
 
-    def tick(self, now) -> list:  # type: ignore[no-untyped-def]
+    def tick(self, now) -> list:
         self.calls.append(("tick", now))
         return []
 
 
 def test_replay_feeds_one_sample_per_device_then_ticks_the_grid() -> None:
     e = RecordingEngine()
+    # RecordingEngine stands in for an Engine on purpose: it records the calls Replay makes.
     replay = Replay(e, T0, timedelta(minutes=1), lambda s: None)  # type: ignore[arg-type]
     for r in [
         reading("pm25", 1, 0),
@@ -429,6 +430,7 @@ def test_replay_feeds_one_sample_per_device_then_ticks_the_grid() -> None:
 
 def test_replay_refuses_a_zero_tick() -> None:
     with pytest.raises(ValueError):
+        # A recording stand-in for an Engine, on purpose.
         Replay(RecordingEngine(), T0, timedelta(0), lambda s: None)  # type: ignore[arg-type]
 
 

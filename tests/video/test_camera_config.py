@@ -185,6 +185,7 @@ def test_register_analyser_adds_a_section_in_one_line(tmp_path):
 )
 def test_register_analyser_rejects_bad_arguments(name, model):
     with pytest.raises(ConfigError):
+        # dict is not a BaseModel subclass: a wrong type on purpose.
         register_analyser(name, model, lambda s, g: None)  # type: ignore[arg-type]
     assert issubclass(AnalyserParams, BaseModel)
 

@@ -34,7 +34,7 @@ SMOKE_BOX = (140, 50, 90, 80)
 class Collector:
     """Subscribes to every detection topic; keeps (topic, payload) in arrival order."""
 
-    def __init__(self, broker) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, broker) -> None:
         self.messages: list[tuple[str, dict]] = []
         self._lock = threading.Lock()
         self.client = mqtt.Client(
@@ -46,7 +46,7 @@ class Collector:
         self.client.loop_start()
         wait_until(self.client.is_connected, what="collector connected")
 
-    def _on_message(self, client, userdata, msg) -> None:  # type: ignore[no-untyped-def]
+    def _on_message(self, client, userdata, msg) -> None:
         with self._lock:
             self.messages.append((msg.topic, json.loads(msg.payload)))
 
@@ -94,7 +94,7 @@ def write_camera(folder: Path, name: str, doc: dict) -> Path:
     return path
 
 
-def broker_settings(mosquitto) -> BrokerSettings:  # type: ignore[no-untyped-def]
+def broker_settings(mosquitto) -> BrokerSettings:
     return BrokerSettings(host=mosquitto.host, port=mosquitto.port, embedded="none")
 
 

@@ -234,7 +234,7 @@ def camera() -> Iterator[Camera]:
 class Consumer:
     """Iterates a source in a thread, collecting everything it yields."""
 
-    def __init__(self, source) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, source) -> None:
         self.source = source
         self.items: list[Frame | SourceEvent] = []
         self.error: BaseException | None = None
@@ -401,7 +401,7 @@ def test_snapshot_polls_at_interval_and_recovers(camera: Camera) -> None:
 
 def test_open_source_picks_class(mp4: Path) -> None:
     assert isinstance(open_source("mjpeg+http://cam.local/video", 2), MjpegSource)
-    assert open_source("mjpeg+http://cam.local/video", 2).url == "http://cam.local/video"  # type: ignore[attr-defined]
+    assert open_source("mjpeg+http://cam.local/video", 2).url == "http://cam.local/video"
     assert isinstance(open_source("http://cam.local/video.mjpg", 2), MjpegSource)
     snap = open_source("snapshot+https://cam.local/snap.jpg", 0.5)
     assert isinstance(snap, SnapshotSource) and snap.interval_s == pytest.approx(2.0)
