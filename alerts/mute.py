@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -83,6 +84,15 @@ def _row_labels(r: Any) -> dict[str, str]:
     return labels
 
 
+@dataclass(slots=True)
+class _SourceCache:
+    """What one settle has read of the inhibiting sources: per rule, the active sources' ids and
+    labels; the sources' alerts by id."""
+
+    by_rule: dict[int, list[tuple[int, dict[str, str]]]] = field(default_factory=dict)
+    alerts: dict[int, Alert] = field(default_factory=dict)
+
+
 class MuteStage:
     """Silences and inhibition over an :class:`~alerts.store.AlertStore`.
 
@@ -127,9 +137,13 @@ class MuteStage:
                 candidates.update(self.store.open_ids_in(c, inhibited))
                 if is_active_source(a):
                     candidates.update(self._targets_of(c, a, unmuted_only=False))
-            moved = self._settle(c, candidates, now)
-            ids = [a.id for a in changed] + [i for i in moved if i not in {a.id for a in changed}]
-            return [self.store.get(i) for i in ids]
+            # The alerts just applied are current in this transaction: no second read of them,
+            # unless their mute changed below.
+            known = {a.id: a for a in changed}
+            moved = self._settle(c, candidates, now, known)
+            again = set(moved)
+            ids = [a.id for a in changed] + [i for i in moved if i not in known]
+            return [known[i] if i in known and i not in again else self.store.get(i) for i in ids]
 
     def tick(self, now: datetime | None = None) -> list[Alert]:
         """Re-evaluate what time changes: silences that started, ended or were created or expired
@@ -189,41 +203,60 @@ class MuteStage:
             )
         return out
 
-    def _sources_for(
-        self, c: Connection, target: Alert, cache: dict[tuple[Any, ...], list[Alert]]
-    ) -> list[Alert]:
-        """Active alerts that may inhibit ``target`` under some rule (checked by the caller)."""
+    def _sources_for(self, c: Connection, target: Alert, cache: _SourceCache) -> list[Alert]:
+        """Active alerts that may inhibit ``target`` under some rule (checked by the caller).
+
+        A rule whose source matchers pin columns (the usual ``rule_id: site-offline``) reads
+        its active sources once per settle and filters them here by the ``equal`` labels; a
+        rule that pins nothing asks per target, narrowed by the target's ``equal`` values.
+        """
         labels = alert_labels(target)
         found: dict[int, Alert] = {}
         for i, rule in enumerate(self.rules):
             if not rule.is_target(labels):
                 continue
-            pins = _pins_with_equal(rule.source, rule.equal, labels)
-            if pins is None:
+            source_pins = _pins(rule.source)
+            if source_pins is None:
                 continue
-            k = (i, tuple(sorted(pins.items())))
-            if k not in cache:
+            if source_pins:
+                if i not in cache.by_rule:
+                    sel = OpenAlerts(pins=tuple(source_pins.items()), firing=True)
+                    cache.by_rule[i] = self._labelled(c, sel)
+                equal = [k for k in rule.equal if k in ALERT_FIELDS]
+                ids = [sid for sid, s in cache.by_rule[i] if all(s[k] == labels[k] for k in equal)]
+            else:
+                pins = _pins_with_equal(rule.source, rule.equal, labels)
+                if pins is None:
+                    continue
                 sel = OpenAlerts(pins=tuple(pins.items()), firing=True)
-                cache[k] = [self.store.get(aid) for aid, _ in self._labelled(c, sel)]
-            for s in cache[k]:
-                found[s.id] = s
+                ids = [sid for sid, _ in self._labelled(c, sel)]
+            for sid in ids:
+                if sid not in cache.alerts:
+                    cache.alerts[sid] = self.store.get(sid)
+                found[sid] = cache.alerts[sid]
         return list(found.values())
 
     # -- decision and record ----------------------------------------------------------------
 
-    def _settle(self, c: Connection, ids: set[int], now: datetime) -> list[int]:
+    def _settle(
+        self,
+        c: Connection,
+        ids: set[int],
+        now: datetime,
+        known: Mapping[int, Alert] | None = None,
+    ) -> list[int]:
         """Bring each alert's ``suppressed`` to what the silences and rules say; returns the ids
-        changed."""
+        changed. ``known``: alerts already read in this transaction (not read again)."""
         if not ids:
             return []
         silences = self.silences.active(now)
-        cache: dict[tuple[Any, ...], list[Alert]] = {}
+        cache = _SourceCache()
         moved: list[int] = []
         for aid in sorted(ids):
             # Row lock: the hub's tick and an ingest worker never decide one alert at once.
             if not self.store.lock_in(c, aid):
                 continue
-            alert = self.store.get(aid)
+            alert = known[aid] if known is not None and aid in known else self.store.get(aid)
             if alert.state == "closed":
                 continue
             have = dict(alert.suppressed or {})
@@ -242,7 +275,7 @@ class MuteStage:
         alert: Alert,
         have: Mapping[str, Any],
         silences: list[Silence],
-        cache: dict[tuple[Any, ...], list[Alert]],
+        cache: _SourceCache,
     ) -> dict[str, Any]:
         labels = alert_labels(alert)
         hits = [s for s in silences if matches(s.matchers, labels)]
