@@ -28,6 +28,7 @@ from alerts.matchers import (
     parse_matcher,
     parse_matchers,
 )
+from alerts.model import Alert
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,12 +84,12 @@ def compile_rules(rules: Iterable[Any]) -> tuple[Inhibition, ...]:
     return tuple(out)
 
 
-def is_active_source(alert: Any) -> bool:
+def is_active_source(alert: Alert) -> bool:
     """True while ``alert`` can inhibit: it fires and is not closed."""
     return alert.activity == "firing" and alert.state != "closed"
 
 
-def inhibitor(rules: Iterable[Inhibition], target: Any, sources: Iterable[Any]) -> int | None:
+def inhibitor(rules: Iterable[Inhibition], target: Alert, sources: Iterable[Alert]) -> int | None:
     """The id of the alert that inhibits ``target``, or ``None``.
 
     Parameters

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from alerts.model import Alert
 from farsight.errors import MatcherError
 
 LABEL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -165,7 +166,7 @@ def pinned(matchers: Iterable[Matcher], label: str) -> str | None:
     return None
 
 
-def alert_labels(alert: Any) -> dict[str, str]:
+def alert_labels(alert: Alert) -> dict[str, str]:
     """The labels matchers see on an alert: its rule labels plus site, device, metric, rule_id,
     department, entity_id, severity and item_code (the columns win over a label of the same
     name)."""

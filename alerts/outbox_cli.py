@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
 
 from alerts import outbox
 from farsight.cli_options import add_database_options, database_target
@@ -50,7 +49,7 @@ def _cmd_redrive(args: argparse.Namespace) -> int:
     return 0 if n or args.all else 1
 
 
-def add_outbox_parser(sub: Any) -> None:
+def add_outbox_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``outbox status|redrive`` to the main CLI's subparsers."""
     p = sub.add_parser("outbox", help="the upstream outbox: status and redrive of dead letters")
     actions = p.add_subparsers(dest="outbox_command", metavar="ACTION", required=True)

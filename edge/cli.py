@@ -6,7 +6,6 @@ import argparse
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 RunGateway = Callable[[Path], int]
 """Runs the gateway of a configuration file until it is told to stop (the process role)."""
@@ -33,7 +32,11 @@ def _cmd_edge(args: argparse.Namespace) -> int:
     return int(args.run_gateway(Path(path)))
 
 
-def add_edge_parser(subparsers: Any, run_gateway: RunGateway, run_demo: RunDemo) -> None:
+def add_edge_parser(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
+    run_gateway: RunGateway,
+    run_demo: RunDemo,
+) -> None:
     """Add the ``edge`` subcommand to an argparse ``add_subparsers()`` object; the composition
     root passes what runs the gateway and the demo."""
     p = subparsers.add_parser(

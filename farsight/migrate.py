@@ -254,7 +254,7 @@ def _cmd_history(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_db_parser(sub: Any) -> None:
+def add_db_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``db upgrade|current|history`` to the main CLI's subparsers."""
     _add_actions(sub.add_parser("db", help=_HELP))
 

@@ -24,6 +24,7 @@ from typing import Any, Protocol
 
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
+from alerts.model import Alert, AlertEvent
 from farsight.logs import kv
 
 log = logging.getLogger(__name__)
@@ -87,7 +88,7 @@ def parse_last_event_id(value: str | None) -> tuple[int, int] | None:
     return (int(m.group(1)), int(m.group(2))) if m else None
 
 
-def alert_message(alert: Any, event: Any, message_id: str | None) -> Message:
+def alert_message(alert: Alert, event: AlertEvent, message_id: str | None) -> Message:
     """An ``alert`` message: the alert as it is now, plus the history entry that announced it."""
     data = alert.to_dict()
     data["action"] = event.action

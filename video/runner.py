@@ -31,8 +31,10 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from multiprocessing.process import BaseProcess
+from multiprocessing.queues import Queue
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 from farsight.errors import ConfigError, FarsightError
 from farsight.logs import kv
@@ -41,6 +43,9 @@ from video.camera_config import CameraConfig, load_camera_config
 from video.episodes import EpisodeTracker
 
 log = logging.getLogger(__name__)
+
+WorkerQueue: TypeAlias = "Queue[Any]"
+"""A queue between the runner and a worker process: commands in, per-frame results out."""
 
 TICK_S = 1.0
 PARENT_CHECK_S = 1.0
@@ -66,7 +71,7 @@ def _camera_thread(
     name: str,
     config: CameraConfig,
     evidence_root: str | None,
-    out: Any,
+    out: WorkerQueue,
     stop: threading.Event,
     sources: dict[str, Any],
 ) -> None:
@@ -120,7 +125,7 @@ def _camera_thread(
         source.close()
 
 
-def _worker_main(inbox: Any, out: Any, evidence_root: str | None) -> None:
+def _worker_main(inbox: WorkerQueue, out: WorkerQueue, evidence_root: str | None) -> None:
     """A worker process: start and stop camera threads as the parent asks; end with the parent.
 
     The parent stops its workers (a message, then a deadline), so a Ctrl-C, which a terminal
@@ -262,7 +267,7 @@ class VideoRunner:
         self.stats = RunnerStats()
         self._ctx = mp.get_context("spawn")
         self._out: Any = None
-        self._workers: list[tuple[Any, Any]] = []  # (process, inbox)
+        self._workers: list[tuple[BaseProcess, WorkerQueue]] = []  # (process, inbox)
         self._client: Any = None
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -18,6 +18,7 @@ from farsight.db import connect
 from farsight.errors import ConfigError, ConfigProblem
 from farsight.registry import Registry, load_registry
 from farsight.settings import load_settings
+from farsight.types import AlertSignal
 from ingest.store import ReadingStore
 from rules.cli import quiet_engine
 from rules.loader import load_ruleset
@@ -42,7 +43,7 @@ def _fmt_value(v: float | None) -> str:
     return "" if v is None else f"{v:.4g}"
 
 
-def _signal_json(status: str, s: Any, tz: Any) -> dict[str, Any]:
+def _signal_json(status: str, s: AlertSignal, tz: tzinfo | None) -> dict[str, Any]:
     return {
         "record": "alert",
         "status": status,
@@ -114,7 +115,7 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
             file=out,
         )
 
-    def on_event(status: str, s: Any) -> None:
+    def on_event(status: str, s: AlertSignal) -> None:
         if args.json:
             print(json.dumps(_signal_json(status, s, tz), ensure_ascii=False), file=out)
         else:
