@@ -9,6 +9,10 @@ number was already accepted *with the same MAC* is the same batch delivered agai
 redelivers what the hub had not acknowledged): it is ignored, not dead-lettered. Every rejected
 batch is dead-lettered whole with its reason.
 
+A gateway speaks only for the sites the hub assigns to it (the registry's ``gateways`` section):
+each message of an accepted batch on a device topic of any other site is dead-lettered on its own
+(``foreign_site``), so a stolen gateway key cannot forge another site's data.
+
 Accepted batches become the original messages, each an :class:`EdgeMessage` carrying the
 gateway and its back-filled mark, and flow through the normal pipeline; the gateway's sequence
 state is written in the same transaction as their readings, so a crash between the two cannot
@@ -23,7 +27,7 @@ import hashlib
 import hmac
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -242,8 +246,11 @@ class EdgeBatchDecoder:
         keys: Mapping[str, bytes],
         settings: EdgeHubSettings | None = None,
         monitor: GatewayMonitor | None = None,
+        assigned_sites: Callable[[str], frozenset[str]] | None = None,
     ) -> None:
         self.db = ensure_schema(Database.of(db))
+        # The site ids each gateway may forward for; None: not checked (unit tests of batches).
+        self.assigned_sites = assigned_sites
         self.keys = dict(keys)
         self.settings = settings or EdgeHubSettings()
         # Heartbeats and config acks (ingest/edge_health.py); None: batches only.
@@ -315,6 +322,19 @@ class EdgeBatchDecoder:
                         )
                     )
                     continue
+                refusal = self._foreign(gateway, m.topic)
+                if refusal is not None:
+                    out.dead.append(
+                        DeadLetter(
+                            m.topic,
+                            m.payload,
+                            "foreign_site",
+                            f"gateway {gateway} batch {batch.seq}: {refusal}",
+                            msg.received,
+                            codec="edge-batch",
+                        )
+                    )
+                    continue
                 backfilled += m.backfilled
                 out.messages.append(
                     EdgeMessage(
@@ -323,6 +343,22 @@ class EdgeBatchDecoder:
                 )
             out.accepted.append((batch, backfilled))
         return out
+
+    def _foreign(self, gateway: str, topic: str) -> str | None:
+        """Why ``gateway`` may not forward a message on ``topic``; None when it may."""
+        if self.assigned_sites is None:
+            return None
+        parts = topic.split("/")
+        if len(parts) != 6 or "/".join(parts[:2]) != "fs/v1":
+            return None  # not a device topic: decoding dead-letters it with its own reason
+        sites = self.assigned_sites(gateway)
+        if parts[3] in sites:
+            return None
+        if not sites:
+            return f"no sites are assigned to gateway {gateway} (registry: gateways)"
+        return (
+            f"site {parts[3][:64]!r} is not one of the gateway's sites ({', '.join(sorted(sites))})"
+        )
 
     def _verify(
         self, msg: Message, gateway: str, last: dict[str, int], seen: dict[tuple[str, int], str]

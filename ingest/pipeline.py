@@ -20,6 +20,7 @@ from farsight.registry import Registry
 from farsight.types import AlertSignal, Reading
 from ingest.audit import AuditTrail
 from ingest.codecs import get_codec
+from ingest.codecs.base import Decoded
 from ingest.edge_batches import EdgeBatchDecoder, Expansion
 from ingest.message import Message
 from ingest.store import DeadLetter, ReadingStore
@@ -58,6 +59,15 @@ class RuleStateStore(Protocol):
     def load(self) -> list[dict[str, Any]]: ...
 
     def prune(self, rules: Any) -> int: ...
+
+
+class DevicePasswords(Protocol):
+    """The devices' registered HJ 212 passwords (the credential store)."""
+
+    def hj212_password_ok(self, site_id: str, device_id: str, pw: str | None) -> bool | None:
+        """True when ``pw`` is the device's password, False when it is not, None when the device
+        has none registered."""
+        ...
 
 
 class RuleSource(Protocol):
@@ -100,6 +110,7 @@ class IngestPipeline:
         tickers: Sequence[Callable[[datetime], object]] = (),
         audit: AuditTrail | None = None,
         edge: EdgeBatchDecoder | None = None,
+        passwords: DevicePasswords | None = None,
     ) -> None:
         self.registry = registry
         self.store = store
@@ -114,6 +125,9 @@ class IngestPipeline:
         self.audit = audit
         # Verifies and unpacks edge gateway batches (ingest/edge_batches.py); None: no gateways.
         self.edge = edge
+        # HJ 212 frames must carry their device's registered PW; None: PW is not checked (tests,
+        # and deployments without a credential store).
+        self.passwords = passwords
         self.stats = IngestStats()
         self._exported: dict[tuple[str, str], int] = {}
 
@@ -139,19 +153,36 @@ class IngestPipeline:
             device = site.device(topic.device)
             if device is None:
                 irregular.append((topic.site, topic.device, "device not in registry"))
-            elif (
-                codec_name == "hj212"
-                and device.mn
-                and decoded.meta.get("MN") not in (None, device.mn)
-            ):
-                # A frame whose MN is not the registered device's may be misrouted or forged.
-                raise DecodeError(
-                    "mn_mismatch",
-                    f"frame MN {decoded.meta.get('MN')!r} is not {device.mn!r} "
-                    f"registered for {topic.site}/{topic.device}",
-                )
+            elif codec_name == "hj212":
+                self._check_hj212(topic.site, topic.device, device.mn, decoded)
         attrs = {k[5:]: v for k, v in decoded.meta.items() if k.startswith("attr.")}
         return list(decoded.readings), irregular, attrs
+
+    def _check_hj212(self, site: str, device: str, mn: str | None, decoded: Decoded) -> None:
+        """Refuse a frame that does not prove it is the topic's device: its MN must be the one
+        registered for the device, and its PW the device's password."""
+        frame_mn = decoded.meta.get("MN")
+        if mn and frame_mn != mn:
+            # A frame whose MN is not the registered device's may be misrouted or forged.
+            shown = "no MN" if frame_mn is None else f"MN {frame_mn[:24]!r}"
+            raise DecodeError(
+                "mn_mismatch", f"frame has {shown}, not {mn!r} registered for {site}/{device}"
+            )
+        if self.passwords is None:
+            return
+        ok = self.passwords.hj212_password_ok(site, device, decoded.password)
+        if ok is None:
+            raise DecodeError(
+                "no_password",
+                f"no HJ 212 password is registered for {site}/{device}; make one with"
+                " `farsight devices issue`",
+            )
+        if not ok:
+            raise DecodeError(
+                "bad_password",
+                f"frame PW is not the password registered for {site}/{device}"
+                + ("" if decoded.password else " (the frame has no PW)"),
+            )
 
     def tick(self, now: datetime | None = None) -> list[AlertSignal]:
         """Move the rule engine's clock (rules that notice silence) and apply what it raises."""

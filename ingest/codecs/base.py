@@ -17,6 +17,9 @@ class Decoded:
     readings: tuple[Reading, ...]
     irregularities: tuple[str, ...] = ()
     meta: Mapping[str, str] = field(default_factory=dict)
+    password: str | None = field(default=None, repr=False)
+    """The frame's own password (HJ 212 ``PW``), handed to the pipeline to check against the
+    device's registered one; kept out of ``meta`` and ``repr`` so it is never stored or logged."""
 
 
 class Codec(Protocol):

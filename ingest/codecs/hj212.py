@@ -90,7 +90,12 @@ class Hj212Codec:
             )
         readings = _readings(cp, _LAYOUTS[cn], site, device, irregular)
         meta = {key: header[key] for key in _META_FIELDS if key in header}
-        return Decoded(readings=readings, irregularities=unique(irregular), meta=meta)
+        return Decoded(
+            readings=readings,
+            irregularities=unique(irregular),
+            meta=meta,
+            password=header.get("PW"),
+        )
 
 
 def _unframe(payload: bytes, irregular: list[str]) -> str:

@@ -84,3 +84,21 @@ def test_a_batch_on_another_gateways_topic_is_refused(tmp_path: Path) -> None:
     dec = EdgeBatchDecoder(tmp_path / "hub.db", {"gw-1": KEY, "gw-2": KEY})
     out = dec.expand([_msg(_batch(1, gateway="gw-1"), "gw-2")])
     assert [d.reason for d in out.dead] == ["gateway_mismatch"]
+
+
+def test_a_gateway_forwards_only_for_the_sites_assigned_to_it(tmp_path: Path) -> None:
+    assigned = {"gw-1": frozenset({"yc-aq-1"}), "gw-2": frozenset()}
+    dec = EdgeBatchDecoder(
+        tmp_path / "hub.db",
+        {"gw-1": KEY, "gw-2": KEY},
+        assigned_sites=lambda gw: assigned.get(gw, frozenset()),
+    )
+    out = dec.expand([_msg(_batch(1))])
+    # The reading of its own site passes; the stack's frame is refused on its own, with why.
+    assert [m.topic for m in out.messages] == [MSGS[0].topic]
+    assert [(d.reason, d.topic) for d in out.dead] == [("foreign_site", MSGS[1].topic)]
+    assert "'yc-stack-1' is not one of the gateway's sites (yc-aq-1)" in out.dead[0].detail
+    assert out.accepted and out.accepted[0][0].seq == 1  # the batch itself is accepted
+    none = dec.expand([_msg(_batch(1, gateway="gw-2"), "gw-2")])
+    assert [d.reason for d in none.dead] == ["foreign_site", "foreign_site"]
+    assert "no sites are assigned to gateway gw-2" in none.dead[0].detail
