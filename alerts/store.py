@@ -520,6 +520,29 @@ class AlertStore:
         cols = ", ".join(dict.fromkeys(("id", *columns)))
         return list(c.execute(f"SELECT {cols} FROM alerts WHERE {where}", tuple(params)).fetchall())
 
+    def open_ids(self, sel: OpenAlerts) -> builtins.list[int]:
+        """:meth:`open_ids_in` as a read of its own (the mute stage decides outside any write
+        transaction)."""
+        where, params = sel.sql()
+        return [int(r[0]) for r in self.db.query(f"SELECT id FROM alerts WHERE {where}", params)]
+
+    def open_rows(self, sel: OpenAlerts, columns: Sequence[str]) -> builtins.list[Any]:
+        """:meth:`open_rows_in` as a read of its own."""
+        bad = [k for k in columns if k not in COLUMNS]
+        if bad:
+            raise ValueError(f"unknown alert column {bad[0]!r}")
+        where, params = sel.sql()
+        cols = ", ".join(dict.fromkeys(("id", *columns)))
+        return self.db.query(f"SELECT {cols} FROM alerts WHERE {where}", params)
+
+    def mute_row_in(self, c: Connection, alert_id: int) -> Any | None:
+        """``state, severity, suppressed`` of the alert, locked until ``c`` commits (what a mute
+        decision made outside the transaction must find unchanged); None when there is none."""
+        return c.execute(
+            "SELECT state, severity, suppressed FROM alerts WHERE id = ?" + self._lock_clause(),
+            (alert_id,),
+        ).fetchone()
+
     def heads_in(self, c: Connection, ids: Sequence[int]) -> dict[int, Any]:
         """``id, entity_id, department, state`` of these alerts, by id (missing ids absent)."""
         marks = ",".join("?" * len(ids))
