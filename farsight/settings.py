@@ -362,6 +362,26 @@ class AlertsSettings(Section):
         title="Inhibition rules",
         description="A site offline mutes that site's device and sensor alerts (default).",
     )
+    anchor_every_s: float = Field(
+        300.0,
+        title="Anchor interval",
+        description="Seconds between signed anchors of the audit chain, made by `farsight ingest`"
+        " and sent upstream through the outbox (needs anchor_key_file); 0: none.",
+        ge=0,
+        le=86400,
+    )
+    anchor_key_file: Path | None = Field(
+        None,
+        title="Anchor signing key",
+        description="Ed25519 private key (PEM, mode 0600, made by `farsight audit keygen`) that"
+        " signs the audit chain's anchors; keep it outside data_dir and the database's backups.",
+    )
+    anchor_public_key_file: Path | None = Field(
+        None,
+        title="Anchor public key",
+        description="The public key `farsight audit verify` checks anchors with (the .pub"
+        " `farsight audit keygen` writes next to the private key).",
+    )
 
 
 class HubSettings(Section):
