@@ -118,10 +118,11 @@ class QueueFinding:
 @dataclass(frozen=True, slots=True)
 class Expected:
     """What the chain says an alert's row holds: per column, the value and the seq of the
-    entry that set it."""
+    entry that set it; for a column that holds an object (``handling``), per key too."""
 
     values: Mapping[str, Any]
     seqs: Mapping[str, int]
+    key_seqs: Mapping[tuple[str, str], int]
 
 
 def replay(entries: Sequence[AuditEntry]) -> Expected:
@@ -132,10 +133,17 @@ def replay(entries: Sequence[AuditEntry]) -> Expected:
     """
     values: dict[str, Any] = {}
     seqs: dict[str, int] = {}
+    key_seqs: dict[tuple[str, str], int] = {}
 
     def put(column: str, value: Any, seq: int) -> None:
-        if column not in values or values[column] != value:
+        old = values.get(column)
+        if column not in values or old != value:
             seqs[column] = seq
+            if isinstance(value, Mapping):
+                before = old if isinstance(old, Mapping) else {}
+                for k in set(value) | set(before):
+                    if value.get(k) != before.get(k):
+                        key_seqs[(column, k)] = seq
         values[column] = value
 
     for e in entries:
@@ -177,7 +185,7 @@ def replay(entries: Sequence[AuditEntry]) -> Expected:
             handling = dict(values["handling"])
             handling["dispatch"] = {**dict(handling.get("dispatch") or {}), "visit": d["visit"]}
             put("handling", handling, e.seq)
-    return Expected(values, seqs)
+    return Expected(values, seqs, key_seqs)
 
 
 def _short(value: Any) -> str:
@@ -274,6 +282,35 @@ def compare_events(
     return findings
 
 
+def _same(a: Any, b: Any) -> bool:
+    return canonical_json({"v": a}) == canonical_json({"v": b})
+
+
+def _column_findings(
+    alert_id: int, column: str, have: Any, want: Any, expected: Expected
+) -> list[QueueFinding]:
+    """A differing column; an object column key by key, each with the entry that set it."""
+    if _same(have, want):
+        return []
+    if isinstance(have, Mapping) and isinstance(want, Mapping):
+        return [
+            QueueFinding(
+                alert_id,
+                expected.key_seqs.get((column, k), expected.seqs[column]),
+                f"{column}.{k} is {_short(have.get(k))}, the chain says {_short(want.get(k))}",
+            )
+            for k in sorted(set(have) | set(want))
+            if not _same(have.get(k), want.get(k))
+        ]
+    return [
+        QueueFinding(
+            alert_id,
+            expected.seqs[column],
+            f"{column} is {_short(have)}, the chain says {_short(want)}",
+        )
+    ]
+
+
 def compare_alert(
     alert_id: int,
     row: AlertRow | None,
@@ -313,18 +350,14 @@ def compare_alert(
                 " in the queue (deleted)",
             )
         )
+        if not events:
+            return findings  # its events went with it: one finding says it
     else:
         expected = replay(entries)
         for column, value in expected.values.items():
-            have = row.values.get(column)
-            if canonical_json({"v": have}) != canonical_json({"v": value}):
-                findings.append(
-                    QueueFinding(
-                        alert_id,
-                        expected.seqs[column],
-                        f"{column} is {_short(have)}, the chain says {_short(value)}",
-                    )
-                )
+            findings.extend(
+                _column_findings(alert_id, column, row.values.get(column), value, expected)
+            )
     findings.extend(compare_events(alert_id, events, entries))
     return findings
 
