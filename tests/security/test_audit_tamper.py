@@ -37,12 +37,13 @@ from alerts.anchoring import AnchorScheduler
 from alerts.audit import Anchor, entry_hash, hashed_fields, ms_to_at, read_anchor, write_anchor
 from alerts.audit_trail import TrailReport, verify_trail
 from alerts.joint import dispatch_visit
-from alerts.outbox import OutboxSender, anchor_key
+from alerts.outbox import ANCHOR_LANE, OutboxSender, anchor_key
 from alerts.pipeline import AlertPipeline, build_alert_pipeline
 from farsight.clock import ManualClock
 from farsight.db import to_pyformat
 from farsight.settings import AlertsSettings, UpstreamSettings
 from tests.alerts.receiver import Receiver
+from tests.conftest import wait_until
 from tests.factories import ENTITY, T0, signal
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -407,3 +408,45 @@ def test_an_added_event_and_a_deleted_alert_are_caught(queue: Queue) -> None:
     assert len(added) == 1 and added[0][1] is None and "has no audit entry" in added[0][2]
     deleted = [f for f in found if f[0] == queue.ids["b"]]
     assert deleted[0][1] == queue.entry_seq("b", "opened") and "deleted" in deleted[0][2]
+
+
+def test_ingest_anchors_the_chain_on_its_schedule(mosquitto: Any, tmp_path: Path) -> None:
+    """`farsight ingest` (the process that writes the queue) signs the chain's head every
+    alerts.anchor_every_s and queues it for the upstream hub."""
+    from app.roles.ingest import IngestService
+    from farsight.settings import Settings
+    from tests.factories import registry
+
+    key_file = tmp_path / "anchor.key"
+    public_key_file, _ = generate_key(key_file)
+    settings = Settings.model_validate(
+        {
+            "data_dir": str(tmp_path / "var"),
+            "broker": {"host": mosquitto.host, "port": mosquitto.port, "embedded": "none"},
+            "ingest": {"client_id": "test-ingest-anchors"},
+            "alerts": {
+                "anchor_every_s": 0.2,
+                "anchor_key_file": str(key_file),
+                "upstream": {"source": SOURCE},
+            },
+        }
+    )
+    svc = IngestService(settings, registry())
+    assert isinstance(svc.anchors, AnchorScheduler)
+    svc.start()
+    try:
+        outbox = svc.alert_pipeline.outbox
+        svc.alert_pipeline.apply([signal()])
+        head = svc.alerts.audit.head()
+        wait_until(
+            lambda: any(r["event_id"] == head[0] for r in outbox.rows(ANCHOR_LANE)),
+            what="an anchor of the head in the outbox",
+        )
+        (row,) = [r for r in outbox.rows(ANCHOR_LANE) if r["event_id"] == head[0]]
+        anchor = Anchor.from_json(json.loads(row["payload"]))
+        assert (anchor.seq, anchor.hash, anchor.source) == (head[0], head[1], SOURCE)
+        assert row["key"] == anchor_key(SOURCE, head[0])
+        report = verify_trail(svc.alerts.db, anchor, load_public_key(public_key_file))
+        assert report.ok, report.lines()
+    finally:
+        svc.stop()
