@@ -55,8 +55,10 @@ class TrailReport:
             if self.anchor_problem:
                 out.append(f"anchor refused: {self.anchor_problem}")
             else:
+                # The signature only: whether the chain still holds the anchor's hash is the
+                # chain's line above.
                 out.append(
-                    f"anchor ok: seq {a.seq} of {format_at(a.at)}"
+                    f"anchor signature ok: seq {a.seq} of {format_at(a.at)}"
                     + (f" from {a.source}" if a.source else "")
                     + f", signed by key {a.key_id}"
                 )

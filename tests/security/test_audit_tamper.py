@@ -262,7 +262,7 @@ def test_a_realistic_queue_verifies_clean(queue: Queue) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     lines = done.stdout.splitlines()
     assert lines[0].startswith("audit chain ok")
-    assert lines[1].startswith(f"anchor ok: seq {anchor.seq}") and SOURCE in lines[1]
+    assert lines[1].startswith(f"anchor signature ok: seq {anchor.seq}") and SOURCE in lines[1]
     assert lines[2] == f"queue ok: 7 alerts and {report.events} events are what the chain recorded"
 
 
