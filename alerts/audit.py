@@ -328,14 +328,28 @@ def make_entry(
 # -- pure part: walking a chain --------------------------------------------------------------
 
 
+ANCHOR_KIND = "audit.anchor"
+"""``kind`` of the upstream message that carries an anchor (:func:`upstream_message`)."""
+
+SIGNATURE_ALG = "Ed25519"
+
+
 @dataclass(frozen=True, slots=True)
 class Anchor:
-    """The chain's head at a moment, kept outside the database: ``entries`` rows up to ``seq``."""
+    """The chain's head at a moment, kept outside the database: ``entries`` rows up to ``seq``.
+
+    ``source`` names the installation (``alerts.upstream.source``) in anchors made on a
+    schedule; ``key_id`` and ``signature`` (base64) are the Ed25519 signature over
+    :meth:`signed_bytes` (:mod:`alerts.anchor_sign`), empty on an unsigned anchor.
+    """
 
     seq: int
     hash: str
     at: datetime
     entries: int
+    source: str = ""
+    key_id: str = ""
+    signature: str = ""
 
     def __post_init__(self) -> None:
         if self.seq < 0 or self.entries < 0:
@@ -345,20 +359,48 @@ class Anchor:
         if self.at.tzinfo is None:
             raise ValueError("anchor at must be timezone-aware")
 
-    def to_json(self) -> dict[str, Any]:
-        return {
+    @property
+    def signed(self) -> bool:
+        return bool(self.signature)
+
+    def fields(self) -> dict[str, Any]:
+        """What the signature covers (every field but the signature)."""
+        out: dict[str, Any] = {
             "seq": self.seq,
             "hash": self.hash,
             "at": format_at(self.at),
             "entries": self.entries,
         }
+        if self.source:
+            out["source"] = self.source
+        return out
+
+    def signed_bytes(self) -> bytes:
+        """The bytes an anchor's signature is made over: a fixed prefix (so the key signs
+        nothing else by mistake) and the canonical JSON of :meth:`fields`."""
+        return b"farsight-audit-anchor-v1\n" + canonical_json(self.fields())
+
+    def to_json(self) -> dict[str, Any]:
+        out = self.fields()
+        if self.signature:
+            out["signature"] = {
+                "alg": SIGNATURE_ALG,
+                "key_id": self.key_id,
+                "value": self.signature,
+            }
+        return out
 
     @classmethod
     def from_json(cls, obj: Any) -> Anchor:
-        """Parse an anchor object; raises AuditError naming what is wrong."""
+        """Parse an anchor object, or the upstream message that carries one (an anchor as it
+        came back from the provincial hub); raises AuditError naming what is wrong."""
         try:
             if not isinstance(obj, Mapping):
                 raise ValueError("not a JSON object")
+            if obj.get("kind") == ANCHOR_KIND and "anchor" in obj:
+                obj = obj["anchor"]
+                if not isinstance(obj, Mapping):
+                    raise ValueError("the message's anchor is not a JSON object")
             seq, h, at, n = obj["seq"], obj["hash"], obj["at"], obj["entries"]
             if (
                 type(seq) is not int
@@ -367,10 +409,47 @@ class Anchor:
                 or not isinstance(at, str)
             ):
                 raise ValueError("seq and entries must be integers, hash and at strings")
+            source = obj.get("source", "")
+            if not isinstance(source, str):
+                raise ValueError("source must be a string")
+            key_id = signature = ""
+            sig = obj.get("signature")
+            if sig is not None:
+                if (
+                    not isinstance(sig, Mapping)
+                    or sig.get("alg") != SIGNATURE_ALG
+                    or not isinstance(sig.get("key_id"), str)
+                    or not isinstance(sig.get("value"), str)
+                    or not sig["value"]
+                ):
+                    raise ValueError(
+                        f"signature must be an object with alg {SIGNATURE_ALG!r}, key_id and value"
+                    )
+                key_id, signature = sig["key_id"], sig["value"]
             when = datetime.fromisoformat(at)
-            return cls(seq=seq, hash=h, at=when, entries=n)
+            return cls(
+                seq=seq,
+                hash=h,
+                at=when,
+                entries=n,
+                source=source,
+                key_id=key_id,
+                signature=signature,
+            )
         except (KeyError, ValueError) as exc:
             raise AuditError(f"invalid anchor: {exc}") from None
+
+
+def upstream_message(anchor: Anchor) -> dict[str, Any]:
+    """The message that sends ``anchor`` to the provincial hub through the outbox, so that a copy
+    is kept where the operator cannot reach it (``alerts/schemas/upstream-anchor.schema.json``);
+    ``farsight audit verify --anchor`` reads it back as it is."""
+    return {
+        "schema_version": 1,
+        "kind": ANCHOR_KIND,
+        "source": anchor.source,
+        "anchor": anchor.to_json(),
+    }
 
 
 def write_anchor(path: Path | str, anchor: Anchor) -> None:
@@ -435,7 +514,12 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 
 
-def verify_chain(rows: Iterable[StoredRow], anchor: Anchor | None = None) -> VerifyResult:
+def verify_chain(
+    rows: Iterable[StoredRow],
+    anchor: Anchor | None = None,
+    *,
+    after: tuple[int, str] = (0, GENESIS),
+) -> VerifyResult:
     """Walk stored rows in ``seq`` order and report the first broken link.
 
     Per row, in this order: ``seq`` follows the previous one (a gap means deleted rows);
@@ -444,10 +528,14 @@ def verify_chain(rows: Iterable[StoredRow], anchor: Anchor | None = None) -> Ver
     stored one (an edited row). With ``anchor``, the row at ``anchor.seq`` must carry
     ``anchor.hash`` and the chain must reach it (a truncated tail, or a tail rewritten with
     recomputed hashes, is invisible to the links alone).
+
+    ``after`` continues a walk already made up to ``(seq, hash)``: ``rows`` start at the next
+    seq, and the result's ``entries`` counts the whole prefix (the scheduled anchors verify
+    only what was appended since the last one).
     """
-    n = 0
-    prev_seq, prev_hash = 0, GENESIS
-    anchor_seen = anchor is None or anchor.seq == 0
+    prev_seq, prev_hash = after
+    n = prev_seq
+    anchor_seen = anchor is None or anchor.seq <= prev_seq
 
     def broken(seq: int, reason: str) -> VerifyResult:
         return VerifyResult(ok=False, entries=n, head=prev_hash, first_bad_seq=seq, reason=reason)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Self
@@ -237,10 +237,15 @@ class SqlAuditLog:
         finally:
             conn.close()
 
-    def _pages(self, size: int = 5000) -> Iterator[tuple]:
+    def verify_from(self, seq: int, head: str) -> VerifyResult:
+        """Verify only the entries after ``(seq, head)``, a prefix verified before (the
+        scheduled anchors walk what was appended since the last one, not the whole chain)."""
+        return verify_chain(self._pages(after_seq=seq), after=(seq, head))
+
+    def _pages(self, size: int = 5000, after_seq: int | None = None) -> Iterator[tuple]:
         # Keyset on the stored seq, even where it is broken (verify_chain reports that);
         # a seq that does not grow ends the walk where the chain check flags it.
-        after: Any = None
+        after: Any = after_seq
         while True:
             if after is None:
                 rows = self._query(
@@ -256,12 +261,17 @@ class SqlAuditLog:
             yield from (tuple(r) for r in rows)
             after = rows[-1][0]
 
-    def export_anchor(self, path: Path | str, at: datetime | None = None) -> Anchor:
+    def export_anchor(
+        self,
+        path: Path | str,
+        at: datetime | None = None,
+        sign: Callable[[Anchor], Anchor] | None = None,
+    ) -> Anchor:
         """Verify the chain, then write its head to ``path`` as an anchor and return it.
 
-        Sign the file and keep it away from the database (``gpg --detach-sign FILE``, a WORM
-        store, the upstream hub). ``at`` is the time of the export (default now). A broken
-        chain is refused: anchoring it would vouch for the tampering.
+        ``sign`` signs it (:func:`alerts.anchor_sign.signer`); keep the file away from the
+        database (a WORM store, the upstream hub). ``at`` is the time of the export (default
+        now). A broken chain is refused: anchoring it would vouch for the tampering.
         """
         result = self.verify()
         if not result.ok:
@@ -274,6 +284,8 @@ class SqlAuditLog:
             at=ms_to_at(at_to_ms(when)),
             entries=result.entries,
         )
+        if sign is not None:
+            anchor = sign(anchor)
         write_anchor(path, anchor)
         return anchor
 

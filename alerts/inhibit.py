@@ -108,23 +108,34 @@ def inhibitor(rules: Iterable[Inhibition], target: Alert, sources: Iterable[Aler
         The smallest id among the sources that inhibit ``target`` (the oldest, so the choice
         is stable across evaluations).
     """
+    active = [(s.id, alert_labels(s)) for s in sources if is_active_source(s)]
+    return inhibitor_of(rules, target.id, alert_labels(target), active)
+
+
+def inhibitor_of(
+    rules: Iterable[Inhibition],
+    target_id: int,
+    target_labels: Mapping[str, str],
+    active_sources: Iterable[tuple[int, Mapping[str, str]]],
+) -> int | None:
+    """:func:`inhibitor` over labels: ``active_sources`` are ``(id, labels)`` of alerts known to
+    be active (the caller read them so); ``target_id`` among them is skipped."""
     rules = tuple(rules)
-    t_labels = alert_labels(target)
-    active = [(s, alert_labels(s)) for s in sources if s.id != target.id and is_active_source(s)]
+    active = [(sid, labels) for sid, labels in active_sources if sid != target_id]
     best: int | None = None
     for rule in rules:
-        if not rule.is_target(t_labels):
+        if not rule.is_target(target_labels):
             continue
-        two_sided = rule.is_source(t_labels)
-        key = rule.key(t_labels)
-        for s, s_labels in active:
-            if best is not None and s.id >= best:
+        two_sided = rule.is_source(target_labels)
+        key = rule.key(target_labels)
+        for sid, s_labels in active:
+            if best is not None and sid >= best:
                 continue
             if not rule.is_source(s_labels) or rule.key(s_labels) != key:
                 continue
             if two_sided and rule.is_target(s_labels):
                 continue
-            best = s.id
+            best = sid
     return best
 
 
@@ -141,4 +152,12 @@ def inhibited(
     return out
 
 
-__all__ = ["Inhibition", "Matcher", "compile_rules", "inhibited", "inhibitor", "is_active_source"]
+__all__ = [
+    "Inhibition",
+    "Matcher",
+    "compile_rules",
+    "inhibited",
+    "inhibitor",
+    "inhibitor_of",
+    "is_active_source",
+]

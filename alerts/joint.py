@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from alerts.model import Alert
+from alerts.model import JOINT_VISIT, Alert
 from alerts.store import AlertFilter, AlertStore
 from alerts.store_reports import entities_with_waiting
 from farsight.clock import to_epoch_ms
@@ -35,7 +35,7 @@ WAITING = ("new", "acknowledged")
 MIN_ALERTS = 2
 """A proposal needs at least this many waiting alerts of one entity."""
 
-VISIT_ACTION = "joint_visit"
+VISIT_ACTION = JOINT_VISIT
 """History action recorded next to each alert's dispatch, carrying the visit id and its alerts."""
 
 _PAGE = 500

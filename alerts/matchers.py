@@ -1,10 +1,17 @@
 """Label matchers of silences and inhibition rules, as in Alertmanager.
 
 A matcher set is a mapping ``{label: value}``: a value starting with ``~`` is a regular
-expression that must match the whole label value (``re.fullmatch``, as Alertmanager anchors
-its regexes); any other value must be equal. A label the alert does not carry has the value
+expression that must match the whole label value (as Alertmanager anchors its regexes); any
+other value must be equal. A label the alert does not carry has the value
 ``""`` (Alertmanager's convention), so ``{"device": ""}`` matches alerts without a device.
 All matchers of a set must match (AND).
+
+Expressions are compiled once, when the matcher is parsed, by RE2
+(:mod:`farsight.linear_regex`): matching takes time linear in the value, so no pattern a caller
+posts can stall the process. RE2 has no backreferences and no lookaround, and its ``\\d``,
+``\\w``, ``\\s`` and ``\\b`` are ASCII only (:data:`~farsight.linear_regex.UNSUPPORTED`).
+A pattern is at most :data:`~farsight.linear_regex.MAX_PATTERN` characters, and a label value
+longer than :data:`~farsight.linear_regex.MAX_SUBJECT` matches no pattern.
 
 Pure: values in, values out. The labels of an alert are :func:`alert_labels`.
 """
@@ -18,12 +25,13 @@ from typing import Any
 
 from alerts.model import Alert
 from farsight.errors import MatcherError
+from farsight.linear_regex import MAX_PATTERN, LinearPattern, PatternError, compile_linear
 
 LABEL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 """Label names (Prometheus and Alertmanager's rule)."""
 
 MAX_VALUE = 1000
-"""Longest matcher value, in characters."""
+"""Longest matcher value, in characters (a ``~`` pattern: :data:`MAX_PATTERN`)."""
 
 MAX_MATCHERS = 50
 """Most matchers in one set."""
@@ -49,7 +57,7 @@ class Matcher:
     label: str
     value: str
     """As given, with the ``~`` of a regex."""
-    pattern: re.Pattern[str] | None = None
+    pattern: LinearPattern | None = None
 
     @property
     def is_regex(self) -> bool:
@@ -59,7 +67,7 @@ class Matcher:
         """True when the label's value in ``labels`` (``""`` when absent) satisfies this matcher."""
         actual = labels.get(self.label, "")
         if self.pattern is not None:
-            return self.pattern.fullmatch(actual) is not None
+            return self.pattern.fullmatch(actual)
         return actual == self.value
 
     def matches_empty(self) -> bool:
@@ -78,7 +86,8 @@ def parse_matcher(label: Any, value: Any) -> Matcher:
     ------
     MatcherError
         The label is not a label name, the value is not a string or too long, or a ``~`` value
-        is not a valid regular expression; the message names the label and the value.
+        is not a valid RE2 expression or is longer than :data:`MAX_PATTERN`; the message names
+        the label and the value, and says what RE2 does not support.
     """
     if not isinstance(label, str) or not LABEL_NAME.match(label):
         raise MatcherError(
@@ -94,9 +103,14 @@ def parse_matcher(label: Any, value: Any) -> Matcher:
             f"matcher {label!r}: value {value[:40]!r}... is longer than {MAX_VALUE} characters"
         )
     if value.startswith("~"):
+        if len(value) - 1 > MAX_PATTERN:
+            raise MatcherError(
+                f"matcher {label!r}: the regular expression {value[:40]!r}... is longer than"
+                f" {MAX_PATTERN} characters"
+            )
         try:
-            pattern = re.compile(value[1:])
-        except re.error as exc:
+            pattern = compile_linear(value[1:])
+        except PatternError as exc:
             raise MatcherError(
                 f"matcher {label!r}: value {value!r} is not a valid regular expression ({exc})"
             ) from None

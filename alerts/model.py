@@ -31,6 +31,10 @@ TRANSITIONS: dict[str, dict[str, str]] = {
 }
 """Allowed handling transitions: action -> {from state: to state}."""
 
+JOINT_VISIT = "joint_visit"
+"""History action of a joint visit, next to each alert's dispatch: it sets
+``handling.dispatch.visit`` (:mod:`alerts.joint`)."""
+
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 

@@ -1,10 +1,10 @@
 """The mute stage of the risk queue: silences and inhibition applied to alerts.
 
-``MuteStage.apply`` takes the place of ``AlertStore.apply`` in the pipeline: in one
-transaction it applies the rule signals (open, dedup, resolve) and then mutes or unmutes the
-alerts they touched. ``MuteStage.tick`` runs on the engine's clock and catches what no signal
-announces: a silence that starts, ends by itself or is created or expired through the API, and an
-inhibiting alert that a person closes.
+``MuteStage.apply`` takes the place of ``AlertStore.apply`` in the pipeline: it applies the rule
+signals (open, dedup, resolve) in the caller's transaction and, once that commits, mutes or
+unmutes the alerts they touched. ``MuteStage.tick`` runs on the wall clock and catches what no
+signal announces: a silence that starts, ends by itself or is created or expired through the
+API, an inhibiting alert that a person closes, and a decision a failure or a race left undone.
 
 A muted alert is not dropped (全程留痕): it stays in the queue with ``suppressed`` set to
 ``{"silence": id}`` or ``{"inhibited_by": alert id}`` (a silence wins when both apply: it is a
@@ -12,9 +12,12 @@ person's explicit decision), the default queue view hides it, and escalation ski
 change is an alert event (``silenced``, ``unsilenced``, ``inhibited``, ``uninhibited``) with its
 audit entry, in the transaction of the change. Closed alerts are left as they were closed.
 
-The decisions are pure (:func:`alerts.matchers.matches`, :func:`alerts.inhibit.inhibitor`);
-this module gathers candidates through the store, narrowed by the matchers' equality labels
-(:class:`~alerts.store.OpenAlerts`), and records the outcome through the store.
+The decision is pure (:func:`mute_reason`: labels and rows in, a decision out) and runs on
+reads of their own, never inside a write transaction: people's patterns (RE2, linear in the
+value, see :mod:`alerts.matchers`) never run while the queue's write lock is held. This module
+gathers candidates through the store, narrowed by the matchers' equality labels
+(:class:`~alerts.store.OpenAlerts`), decides, then records the outcome through the store in one
+transaction that checks each alert is still as it was read.
 """
 
 from __future__ import annotations
@@ -26,13 +29,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from alerts.inhibit import Inhibition, compile_rules, inhibitor, is_active_source
+from alerts.inhibit import Inhibition, compile_rules, inhibitor_of, is_active_source
 from alerts.matchers import ALERT_FIELDS, Matcher, alert_labels, matches
 from alerts.model import Alert
 from alerts.silences import Silence, SilenceStore
 from alerts.store import AlertStore, OpenAlerts
-from farsight.db import Connection
-from farsight.errors import NotFoundError
+from farsight.errors import FarsightError, NotFoundError
 from farsight.logs import kv
 from farsight.types import AlertSignal
 
@@ -87,10 +89,61 @@ def _row_labels(r: Any) -> dict[str, str]:
 @dataclass(slots=True)
 class _SourceCache:
     """What one settle has read of the inhibiting sources: per rule, the active sources' ids and
-    labels; the sources' alerts by id."""
+    labels."""
 
     by_rule: dict[int, list[tuple[int, dict[str, str]]]] = field(default_factory=dict)
-    alerts: dict[int, Alert] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """A mute to record: the alert as read, its ``suppressed`` then, and what it should be."""
+
+    alert: Alert
+    have: dict[str, Any]
+    want: dict[str, Any]
+
+
+def mute_reason(
+    labels: Mapping[str, str],
+    have: Mapping[str, Any],
+    silences: Sequence[Silence],
+    rules: Sequence[Inhibition],
+    alert_id: int,
+    sources: Iterable[tuple[int, Mapping[str, str]]],
+) -> dict[str, Any]:
+    """What an alert's ``suppressed`` should be. Pure: labels and rows in, a decision out.
+
+    Parameters
+    ----------
+    labels : Mapping
+        The alert's labels (:func:`~alerts.matchers.alert_labels`).
+    have : Mapping
+        Its ``suppressed`` now: a silence it has and still matches is kept (no churn).
+    silences : sequence of Silence
+        The silences active now; a silence wins over an inhibition (a person's decision).
+    rules : sequence of Inhibition
+        Compiled inhibit rules.
+    alert_id : int
+        The alert's id (an alert never inhibits itself).
+    sources : iterable of (int, Mapping)
+        Active alerts that may inhibit it, as ``(id, labels)``.
+
+    Returns
+    -------
+    dict
+        ``{"silence": id}``, ``{"inhibited_by": alert id}`` or ``{}``.
+    """
+    hits = [s for s in silences if matches(s.matchers, labels)]
+    if hits:
+        current = [s for s in hits if s.id == have.get("silence")]
+        # Keep the silence it has (no churn); else the one that lasts longest.
+        chosen = current[0] if current else max(hits, key=lambda s: (s.ends_at, -s.id))
+        return {"silence": chosen.id}
+    if rules:
+        src = inhibitor_of(rules, alert_id, labels, sources)
+        if src is not None:
+            return {"inhibited_by": src}
+    return {}
 
 
 class MuteStage:
@@ -121,97 +174,112 @@ class MuteStage:
     # -- entry points -----------------------------------------------------------------------
 
     def apply(self, signals: Sequence[AlertSignal]) -> list[Alert]:
-        """Apply rule signals (as :meth:`AlertStore.apply`), then mute or unmute the alerts
-        they changed and the alerts a changed source inhibits or inhibited; one transaction.
+        """Apply rule signals (as :meth:`AlertStore.apply`), then, once they are committed, mute
+        or unmute the alerts they changed and the alerts a changed source inhibits or inhibited.
 
-        Returns the changed alerts, then the others whose mute changed, as they are now.
+        Returns the changed alerts, then the others whose mute changed, as they are now. Called
+        inside a caller's transaction (ingest's batch), the mutes are decided when that
+        transaction commits, and it returns the changed alerts as applied.
         """
-        with self.store.db.transaction() as c:
+        db = self.store.db
+        done: list[list[Alert]] = []
+        with db.transaction():
             changed = self.store.apply(signals)
             if not changed:
                 return []
-            now = self.store.clock.now()
-            candidates = {a.id for a in changed if a.state != "closed"}
-            for a in changed:
-                inhibited = OpenAlerts(suppressed=encode({"inhibited_by": a.id}))
-                candidates.update(self.store.open_ids_in(c, inhibited))
-                if is_active_source(a):
-                    candidates.update(self._targets_of(c, a, unmuted_only=False))
-            # The alerts just applied are current in this transaction: no second read of them,
-            # unless their mute changed below.
-            known = {a.id: a for a in changed}
-            moved = self._settle(c, candidates, now, known)
-            again = set(moved)
-            ids = [a.id for a in changed] + [i for i in moved if i not in known]
-            return [known[i] if i in known and i not in again else self.store.get(i) for i in ids]
+            db.after_commit(lambda: done.append(self._after_apply(changed)))
+        return done[0] if done else changed
 
     def tick(self, now: datetime | None = None) -> list[Alert]:
         """Re-evaluate what time changes: silences that started, ended or were created or expired
         since, and sources that resolved or were closed. Returns the alerts whose mute changed."""
         now = now or self.store.clock.now()
-        with self.store.db.transaction() as c:
-            candidates = set(self.store.open_ids_in(c, OpenAlerts(muted=True)))
-            for s in self.silences.active(now):
-                pins = _pins(s.matchers)
-                if pins is None:
-                    continue
-                sel = OpenAlerts(pins=tuple(pins.items()), suppressed=NOT_MUTED)
-                candidates.update(
-                    aid for aid, labels in self._labelled(c, sel) if matches(s.matchers, labels)
-                )
-            for rule in self.rules:
-                pins = _pins(rule.source)
-                if pins is None:
-                    continue
-                sel = OpenAlerts(pins=tuple(pins.items()), firing=True)
-                for sid, _labels in self._labelled(c, sel):
-                    candidates.update(self._targets_of(c, self.store.get(sid), unmuted_only=True))
-            moved = self._settle(c, candidates, now)
-            return [self.store.get(i) for i in moved]
+        silences = self.silences.active(now)
+        candidates = set(self.store.open_ids(OpenAlerts(muted=True)))
+        for s in silences:
+            pins = _pins(s.matchers)
+            if pins is None:
+                continue
+            sel = OpenAlerts(pins=tuple(pins.items()), suppressed=NOT_MUTED)
+            candidates.update(
+                aid for aid, labels in self._labelled(sel) if matches(s.matchers, labels)
+            )
+        for rule in self.rules:
+            pins = _pins(rule.source)
+            if pins is None:
+                continue
+            sel = OpenAlerts(pins=tuple(pins.items()), firing=True)
+            for sid, labels in self._labelled(sel):
+                candidates.update(self._targets_of(sid, labels, unmuted_only=True))
+        moved = self._settle(candidates, now, silences=silences)
+        return self.store.get_many(moved)
 
     def evaluate(self, alert_ids: Iterable[int], now: datetime | None = None) -> list[Alert]:
         """Re-evaluate these alerts now; returns those whose mute changed."""
         now = now or self.store.clock.now()
-        with self.store.db.transaction() as c:
-            moved = self._settle(c, set(alert_ids), now)
-            return [self.store.get(i) for i in moved]
+        return self.store.get_many(self._settle(set(alert_ids), now))
 
-    # -- candidates -------------------------------------------------------------------------
+    def _after_apply(self, changed: list[Alert]) -> list[Alert]:
+        """The mute half of :meth:`apply`, after the signals' transaction committed."""
+        try:
+            now = self.store.clock.now()
+            candidates = {a.id for a in changed if a.state != "closed"}
+            for a in changed:
+                inhibited = OpenAlerts(suppressed=encode({"inhibited_by": a.id}))
+                candidates.update(self.store.open_ids(inhibited))
+                if is_active_source(a):
+                    candidates.update(self._targets_of(a.id, alert_labels(a), unmuted_only=False))
+            # The alerts just applied were read in their transaction: not read again, unless
+            # their mute changed below.
+            known = {a.id: a for a in changed}
+            moved = self._settle(candidates, now, known)
+        except FarsightError:
+            # Committed alerts stay unmuted until the next tick decides them again.
+            log.exception("mute not decided; the next tick retries", extra=kv(alerts=len(changed)))
+            return changed
+        fresh = {a.id: a for a in self.store.get_many(moved)} if moved else {}
+        ids = [a.id for a in changed] + [i for i in moved if i not in known]
+        return [fresh[i] if i in fresh else known[i] for i in ids if i in fresh or i in known]
 
-    def _labelled(self, c: Connection, sel: OpenAlerts) -> list[tuple[int, dict[str, str]]]:
-        rows = self.store.open_rows_in(c, sel, ("labels", *ALERT_FIELDS))
+    # -- candidates (reads of their own; never inside a write transaction) ----------------------
+
+    def _labelled(self, sel: OpenAlerts) -> list[tuple[int, dict[str, str]]]:
+        rows = self.store.open_rows(sel, ("labels", *ALERT_FIELDS))
         return [(int(r["id"]), _row_labels(r)) for r in rows]
 
-    def _targets_of(self, c: Connection, source: Alert, *, unmuted_only: bool) -> set[int]:
-        """Not-closed alerts that ``source`` may inhibit under some rule."""
-        labels = alert_labels(source)
+    def _targets_of(
+        self, source_id: int, labels: Mapping[str, str], *, unmuted_only: bool
+    ) -> set[int]:
+        """Not-closed alerts that the source with ``labels`` may inhibit under some rule."""
         out: set[int] = set()
         for rule in self.rules:
             if not rule.is_source(labels):
                 continue
-            pins = _pins_with_equal(rule.target, rule.equal, labels)
+            pins = _pins_with_equal(rule.target, rule.equal, dict(labels))
             if pins is None:
                 continue
             sel = OpenAlerts(
                 pins=tuple(pins.items()),
-                exclude=source.id,
+                exclude=source_id,
                 suppressed=NOT_MUTED if unmuted_only else None,
             )
             key = rule.key(labels)
             out.update(
-                aid for aid, t in self._labelled(c, sel) if rule.is_target(t) and rule.key(t) == key
+                aid for aid, t in self._labelled(sel) if rule.is_target(t) and rule.key(t) == key
             )
         return out
 
-    def _sources_for(self, c: Connection, target: Alert, cache: _SourceCache) -> list[Alert]:
-        """Active alerts that may inhibit ``target`` under some rule (checked by the caller).
+    def _sources_for(
+        self, labels: Mapping[str, str], cache: _SourceCache
+    ) -> list[tuple[int, dict[str, str]]]:
+        """Active alerts (id, labels) that may inhibit an alert with ``labels`` under some rule
+        (checked by the caller).
 
         A rule whose source matchers pin columns (the usual ``rule_id: site-offline``) reads
         its active sources once per settle and filters them here by the ``equal`` labels; a
         rule that pins nothing asks per target, narrowed by the target's ``equal`` values.
         """
-        labels = alert_labels(target)
-        found: dict[int, Alert] = {}
+        found: dict[int, dict[str, str]] = {}
         for i, rule in enumerate(self.rules):
             if not rule.is_target(labels):
                 continue
@@ -221,74 +289,74 @@ class MuteStage:
             if source_pins:
                 if i not in cache.by_rule:
                     sel = OpenAlerts(pins=tuple(source_pins.items()), firing=True)
-                    cache.by_rule[i] = self._labelled(c, sel)
+                    cache.by_rule[i] = self._labelled(sel)
                 equal = [k for k in rule.equal if k in ALERT_FIELDS]
-                ids = [sid for sid, s in cache.by_rule[i] if all(s[k] == labels[k] for k in equal)]
+                rows = [
+                    (sid, s) for sid, s in cache.by_rule[i] if all(s[k] == labels[k] for k in equal)
+                ]
             else:
-                pins = _pins_with_equal(rule.source, rule.equal, labels)
+                pins = _pins_with_equal(rule.source, rule.equal, dict(labels))
                 if pins is None:
                     continue
-                sel = OpenAlerts(pins=tuple(pins.items()), firing=True)
-                ids = [sid for sid, _ in self._labelled(c, sel)]
-            for sid in ids:
-                if sid not in cache.alerts:
-                    cache.alerts[sid] = self.store.get(sid)
-                found[sid] = cache.alerts[sid]
-        return list(found.values())
+                rows = self._labelled(OpenAlerts(pins=tuple(pins.items()), firing=True))
+            found.update(rows)
+        return list(found.items())
 
     # -- decision and record ----------------------------------------------------------------
 
     def _settle(
         self,
-        c: Connection,
         ids: set[int],
         now: datetime,
         known: Mapping[int, Alert] | None = None,
+        *,
+        silences: list[Silence] | None = None,
     ) -> list[int]:
         """Bring each alert's ``suppressed`` to what the silences and rules say; returns the ids
-        changed. ``known``: alerts already read in this transaction (not read again)."""
+        changed. ``known``: alerts already read (not read again).
+
+        Decided first, on reads of their own (the patterns run on no lock), then recorded in one
+        transaction that takes each alert's row lock and records only where the alert is as it
+        was read: changed meanwhile (muted by another worker, closed, its severity raised), it
+        is left to the next evaluation, so two workers never record one change twice.
+        """
         if not ids:
             return []
-        silences = self.silences.active(now)
+        if silences is None:
+            silences = self.silences.active(now)
+        known = known or {}
+        alerts = {i: known[i] for i in ids if i in known}
+        alerts.update((a.id, a) for a in self.store.get_many(sorted(ids - alerts.keys()), now))
         cache = _SourceCache()
-        moved: list[int] = []
-        for aid in sorted(ids):
-            # Row lock: the hub's tick and an ingest worker never decide one alert at once.
-            if not self.store.lock_in(c, aid):
-                continue
-            alert = known[aid] if known is not None and aid in known else self.store.get(aid)
+        decisions: list[Decision] = []
+        for aid in sorted(alerts):
+            alert = alerts[aid]
             if alert.state == "closed":
                 continue
+            labels = alert_labels(alert)
             have = dict(alert.suppressed or {})
-            want = self._decide(c, alert, have, silences, cache)
-            if want == have:
-                continue
-            self._record(alert, have, want, now, silences)
-            moved.append(aid)
+            sources = self._sources_for(labels, cache) if self.rules else []
+            want = mute_reason(labels, have, silences, self.rules, aid, sources)
+            if want != have:
+                decisions.append(Decision(alert, have, want))
+        if not decisions:
+            return []
+        moved: list[int] = []
+        with self.store.db.transaction() as c:
+            for d in decisions:
+                row = self.store.mute_row_in(c, d.alert.id)
+                if (
+                    row is None
+                    or row["state"] == "closed"
+                    or row["severity"] != d.alert.severity
+                    or json.loads(row["suppressed"]) != d.have
+                ):
+                    continue
+                self._record(d.alert, d.have, d.want, now, silences)
+                moved.append(d.alert.id)
         if moved:
             log.info("mute changed", extra=kv(alerts=len(moved)))
         return moved
-
-    def _decide(
-        self,
-        c: Connection,
-        alert: Alert,
-        have: Mapping[str, Any],
-        silences: list[Silence],
-        cache: _SourceCache,
-    ) -> dict[str, Any]:
-        labels = alert_labels(alert)
-        hits = [s for s in silences if matches(s.matchers, labels)]
-        if hits:
-            current = [s for s in hits if s.id == have.get("silence")]
-            # Keep the silence it has (no churn); else the one that lasts longest.
-            chosen = current[0] if current else max(hits, key=lambda s: (s.ends_at, -s.id))
-            return {"silence": chosen.id}
-        if self.rules:
-            src = inhibitor(self.rules, alert, self._sources_for(c, alert, cache))
-            if src is not None:
-                return {"inhibited_by": src}
-        return {}
 
     def _record(
         self,
@@ -380,4 +448,4 @@ class MuteStage:
         return "no longer inhibits"
 
 
-__all__ = ["ACTOR", "MuteStage", "encode"]
+__all__ = ["ACTOR", "Decision", "MuteStage", "encode", "mute_reason"]

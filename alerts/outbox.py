@@ -22,7 +22,9 @@ after the receiver's dedup.
   LOCKED``, on SQLite ``BEGIN IMMEDIATE`` already serialises writers.
 
 The payload is :func:`build_payload` (pure), documented by
-``alerts/schemas/upstream-event.schema.json``.
+``alerts/schemas/upstream-event.schema.json``. The same table also carries the audit chain's
+signed anchors (:func:`enqueue_anchor`, ``alerts/schemas/upstream-anchor.schema.json``), in a
+lane of their own.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ from typing import Any
 import httpx
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
+from alerts.audit import Anchor, upstream_message
 from alerts.model import Alert, AlertEvent
 from alerts.store import AlertStore
 from farsight import __version__
@@ -226,6 +229,31 @@ class Outbox:
         if alert_id is not None:
             sql, params = sql + " WHERE alert_id = ?", (alert_id,)
         return [_row_dict(r) for r in self.db.query(sql + " ORDER BY id", params)]
+
+
+ANCHOR_LANE = 0
+"""The ``alert_id`` of anchor rows: no alert has id 0, so anchors are sent in order among
+themselves (the per-alert order of the claim) and hold no alert's events back."""
+
+
+def anchor_key(source: str, seq: int) -> str:
+    """The idempotency key of the anchor of the chain at ``seq``."""
+    return f"{source}:anchor:{seq}"
+
+
+def enqueue_anchor(db: Database, anchor: Anchor, source: str, now_ms: int) -> bool:
+    """Queue a signed anchor for the upstream hub (the message of
+    :func:`alerts.audit.upstream_message`, documented by
+    ``alerts/schemas/upstream-anchor.schema.json``), so a copy of the chain's head is kept where
+    the operator cannot reach it. Returns False when this head was queued before."""
+    payload = canonical_json(upstream_message(anchor))
+    with db.transaction() as c:
+        n = c.execute(
+            "INSERT INTO outbox (key, alert_id, event_id, payload, status, attempts, next_at, "
+            "created) VALUES (?, ?, ?, ?, 'pending', 0, 0, ?) ON CONFLICT (key) DO NOTHING",
+            (anchor_key(source, anchor.seq), ANCHOR_LANE, anchor.seq, payload, now_ms),
+        ).rowcount
+    return n == 1
 
 
 def attach_outbox(store: AlertStore, source: str = "farsight") -> Outbox:

@@ -7,13 +7,20 @@ stage (:mod:`alerts.mute`) unmutes its alerts on its next tick. Silences are nev
 creating and expiring each append an audit entry in the same transaction (全程留痕).
 
 Muting an alert does not remove it: the alert stays in the queue, flagged ``suppressed``.
+
+A silence's matchers are compiled once (RE2, :mod:`alerts.matchers`) when it is created or
+first read, and kept by their stored text. A stored silence whose pattern RE2 refuses (written
+before matchers ran on RE2, with a lookahead say) mutes nothing: it is listed with the reason,
+and logged, rather than stopping every reader of the table.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +30,10 @@ from alerts.matchers import MatcherError, MatcherInput, Matchers, parse_matchers
 from farsight.clock import Clock, SystemClock, from_epoch_ms, to_epoch_ms, utc
 from farsight.db import Database
 from farsight.errors import NotFoundError, SilenceError
+from farsight.logs import kv
 from farsight.migrate import ensure_schema
+
+log = logging.getLogger(__name__)
 
 MAX_DURATION = timedelta(days=90)
 """Longest silence: a mute that outlives a season is a rule to fix, not a silence."""
@@ -49,6 +59,11 @@ class Silence:
     created: datetime
     expired_at: datetime | None = None
     expired_by: str | None = None
+    refused: str = ""
+    """Why the stored matchers do not compile (then ``matchers`` is empty and the silence mutes
+    nothing); empty for every silence created through :class:`SilenceStore`."""
+    stored: tuple[tuple[str, str], ...] = ()
+    """The matchers as stored, when ``refused``."""
 
     def status(self, now: datetime) -> str:
         """``pending``, ``active`` or ``expired`` at ``now``."""
@@ -59,17 +74,20 @@ class Silence:
         return "active"
 
     def is_active(self, now: datetime) -> bool:
-        return self.status(now) == "active"
+        return not self.refused and self.status(now) == "active"
 
     @property
     def department(self) -> str | None:
         """The department the matchers pin (equality), or ``None``."""
+        if self.refused:
+            dept = dict(self.stored).get("department")
+            return dept if dept is not None and not dept.startswith("~") else None
         return pinned(self.matchers, "department")
 
     def to_dict(self, now: datetime | None = None) -> dict[str, Any]:
         d: dict[str, Any] = {
             "id": self.id,
-            "matchers": to_dict(self.matchers),
+            "matchers": dict(self.stored) if self.refused else to_dict(self.matchers),
             "starts_at": self.starts_at.isoformat(),
             "ends_at": self.ends_at.isoformat(),
             "reason": self.reason,
@@ -78,6 +96,8 @@ class Silence:
             "expired_at": self.expired_at.isoformat() if self.expired_at else None,
             "expired_by": self.expired_by,
         }
+        if self.refused:
+            d["refused"] = self.refused
         if now is not None:
             d["status"] = self.status(now)
         return d
@@ -133,10 +153,40 @@ def check_silence(
     return ms
 
 
+@lru_cache(maxsize=4096)
+def _compiled(text: str) -> Matchers | str:
+    """The stored matchers compiled, or why they cannot be; once per distinct text (silences
+    never change their matchers, so the text is the key)."""
+    try:
+        return parse_matchers(json.loads(text))
+    except (MatcherError, ValueError) as exc:
+        log.warning("stored silence matchers refused; it mutes nothing", extra=kv(reason=exc))
+        return str(exc)
+
+
+def _stored(text: str) -> tuple[tuple[str, str], ...]:
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        return ()
+    return tuple((str(k), str(v)) for k, v in sorted(doc.items())) if isinstance(doc, dict) else ()
+
+
 def _row(r: Any) -> Silence:
+    text = r["matchers"]
+    compiled = _compiled(text)
+    refused = ""
+    stored: tuple[tuple[str, str], ...] = ()
+    matchers: Matchers = ()
+    if isinstance(compiled, str):
+        refused, stored = compiled, _stored(text)
+    else:
+        matchers = compiled
     return Silence(
         id=int(r["id"]),
-        matchers=parse_matchers(json.loads(r["matchers"])),
+        matchers=matchers,
+        refused=refused,
+        stored=stored,
         starts_at=from_epoch_ms(r["starts_at"]),
         ends_at=from_epoch_ms(r["ends_at"]),
         reason=r["reason"],
@@ -265,14 +315,12 @@ class SilenceStore:
     def active(self, now: datetime | None = None) -> list[Silence]:
         """Silences active at ``now`` (default: the clock's), oldest first."""
         n = to_epoch_ms(self._now(now))
-        return [
-            _row(r)
-            for r in self.db.query(
-                "SELECT * FROM silences WHERE expired_at IS NULL AND starts_at <= ? AND ends_at >"
-                " ? ORDER BY id",
-                (n, n),
-            )
-        ]
+        rows = self.db.query(
+            "SELECT * FROM silences WHERE expired_at IS NULL AND starts_at <= ? AND ends_at > ?"
+            " ORDER BY id",
+            (n, n),
+        )
+        return [s for s in map(_row, rows) if not s.refused]
 
     def list(
         self,

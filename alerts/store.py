@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from alerts.audit import AuditLog
+from alerts.audit_replay import AFTER, EVENT_ID, RESERVED, after_snapshot
 from alerts.audit_store import open_audit_log
 from alerts.model import STATES, Alert, AlertEvent, check_action
 from alerts.risk import explain, sql_order
@@ -433,7 +434,15 @@ class AlertStore:
         row: Any = None,
     ) -> AlertEvent:
         """Record one history entry, its audit entry and the listeners' writes, in ``c``'s
-        transaction. ``row`` is the alert's row when the caller has it as it now is."""
+        transaction. ``row`` is the alert's row when the caller has it as it now is.
+
+        The audit entry carries the event's id and the row's checked columns after the change
+        (:func:`alerts.audit_replay.after_snapshot`), so ``farsight audit verify`` can tell a
+        direct edit of ``alerts`` or ``alert_events`` from what happened.
+        """
+        clash = [k for k in RESERVED if k in data]
+        if clash:
+            raise ValueError(f"alert event data may not use the audit's key {clash[0]!r}")
         text = json.dumps(data, ensure_ascii=False)
         eid = int(
             c.execute(
@@ -442,9 +451,19 @@ class AlertStore:
                 (alert_id, at, actor, action, note, text),
             ).fetchone()[0]
         )
-        self.audit.append_in(
-            c, actor, action, f"alert:{alert_id}", {"note": note, **data}, at=from_epoch_ms(at)
-        )
+        if row is None:
+            # Under the row lock: a concurrent change of this alert commits before this read or
+            # after this entry, so the last entry of an alert always holds its latest row.
+            row = c.execute(
+                f"SELECT * FROM alerts WHERE id = ?{self._lock_clause()}", (alert_id,)
+            ).fetchone()
+        audited = {
+            "note": note,
+            **data,
+            EVENT_ID: eid,
+            AFTER: after_snapshot(row, opened=action == "opened"),
+        }
+        self.audit.append_in(c, actor, action, f"alert:{alert_id}", audited, at=from_epoch_ms(at))
         event = AlertEvent(
             id=eid,
             alert_id=alert_id,
@@ -455,11 +474,7 @@ class AlertStore:
             data=data,
         )
         if self.listeners:
-            alert = self._alert(
-                row
-                if row is not None
-                else c.execute("SELECT * FROM alerts WHERE id = ?", (alert_id,)).fetchone()
-            )
+            alert = self._alert(row)
             for listener in self.listeners:
                 listener(c, alert, event)
         return event
@@ -519,6 +534,29 @@ class AlertStore:
         where, params = sel.sql()
         cols = ", ".join(dict.fromkeys(("id", *columns)))
         return list(c.execute(f"SELECT {cols} FROM alerts WHERE {where}", tuple(params)).fetchall())
+
+    def open_ids(self, sel: OpenAlerts) -> builtins.list[int]:
+        """:meth:`open_ids_in` as a read of its own (the mute stage decides outside any write
+        transaction)."""
+        where, params = sel.sql()
+        return [int(r[0]) for r in self.db.query(f"SELECT id FROM alerts WHERE {where}", params)]
+
+    def open_rows(self, sel: OpenAlerts, columns: Sequence[str]) -> builtins.list[Any]:
+        """:meth:`open_rows_in` as a read of its own."""
+        bad = [k for k in columns if k not in COLUMNS]
+        if bad:
+            raise ValueError(f"unknown alert column {bad[0]!r}")
+        where, params = sel.sql()
+        cols = ", ".join(dict.fromkeys(("id", *columns)))
+        return self.db.query(f"SELECT {cols} FROM alerts WHERE {where}", params)
+
+    def mute_row_in(self, c: Connection, alert_id: int) -> Any | None:
+        """``state, severity, suppressed`` of the alert, locked until ``c`` commits (what a mute
+        decision made outside the transaction must find unchanged); None when there is none."""
+        return c.execute(
+            "SELECT state, severity, suppressed FROM alerts WHERE id = ?" + self._lock_clause(),
+            (alert_id,),
+        ).fetchone()
 
     def heads_in(self, c: Connection, ids: Sequence[int]) -> dict[int, Any]:
         """``id, entity_id, department, state`` of these alerts, by id (missing ids absent)."""
@@ -941,16 +979,17 @@ class AlertStore:
         seals it in the audit chain (verify the chain with ``farsight audit verify``)."""
         events = self.events(alert_id)
         audit = self.audit.entries(subject=f"alert:{alert_id}", limit=100_000)
+        by_event = {e.data[EVENT_ID]: e for e in audit if type(e.data.get(EVENT_ID)) is int}
+        older = [e for e in audit if type(e.data.get(EVENT_ID)) is not int]
         out = []
-        # Events and their audit entries are written pairwise in one transaction, in order.
+        # Entries name their event; older ones were written pairwise with the events, in order.
         for i, e in enumerate(events):
             d = e.to_dict()
-            if i < len(audit) and audit[i].action == e.action:
-                d["audit"] = {
-                    "seq": audit[i].seq,
-                    "hash": audit[i].hash,
-                    "prev_hash": audit[i].prev_hash,
-                }
+            entry = by_event.get(e.id)
+            if entry is None and i < len(older) and older[i].action == e.action:
+                entry = older[i]
+            if entry is not None:
+                d["audit"] = {"seq": entry.seq, "hash": entry.hash, "prev_hash": entry.prev_hash}
             out.append(d)
         return out
 

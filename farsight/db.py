@@ -7,7 +7,10 @@ may write ``@ID@`` for the id column and :meth:`Database.ddl` puts in the dialec
 
 A :class:`Database` is one connection serialised by a lock, with explicit transactions that
 nest by joining, so several stores sharing one ``Database`` commit as one unit (ingest writes
-readings, alerts, audit entries and rule state in one transaction).
+readings, alerts, audit entries and rule state in one transaction). Work that must not run while
+the write lock is held (matching people's patterns against alerts) is queued with
+:meth:`Database.after_commit`; consistent reads of several tables (the audit check) use
+:meth:`Database.snapshot`.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import re
 import sqlite3
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
@@ -119,6 +122,35 @@ class Database(ABC):
     least: str
     name: str
     """Where the data is, for messages: the file path, or the URL without its password."""
+    _lock: threading.RLock
+    _depth: int
+    _after: list[Callable[[], object]]
+
+    def after_commit(self, fn: Callable[[], object]) -> None:
+        """Run ``fn`` once the transaction this thread has open commits, after the write lock is
+        released; at once when none is open. Dropped when the transaction rolls back.
+
+        An exception from ``fn`` reaches the caller of the committed transaction: the change is
+        committed all the same.
+        """
+        with self._lock:
+            # The lock is held for a whole transaction, so a depth seen under it is this
+            # thread's own transaction, never another thread's.
+            if self._depth:
+                self._after.append(fn)
+                return
+        fn()
+
+    def _run_after(self, callbacks: list[Callable[[], object]]) -> None:
+        for fn in callbacks:
+            fn()
+
+    @abstractmethod
+    @contextmanager
+    def snapshot(self) -> Iterator[Connection]:
+        """A read-only transaction that sees one consistent state of every table until it ends,
+        without blocking writers (SQLite: a WAL reader on a connection of its own; PostgreSQL:
+        REPEATABLE READ)."""
 
     @staticmethod
     def open(target: Path | str | Database, schema: str = "") -> Database:
@@ -175,6 +207,7 @@ class SqliteDatabase(Database):
         self._conn = connect(self._path)
         self._lock = threading.RLock()
         self._depth = 0
+        self._after = []
         if schema:
             self.executescript(schema)
 
@@ -212,11 +245,26 @@ class SqliteDatabase(Database):
                 self._conn.execute("COMMIT")
             except BaseException as exc:
                 self._conn.execute("ROLLBACK")
+                self._after.clear()
                 if isinstance(exc, sqlite3.Error):
                     raise StoreError(f"{self.name}: {exc}") from None
                 raise
             finally:
                 self._depth = 0
+            after, self._after = self._after, []
+        self._run_after(after)
+
+    @contextmanager
+    def snapshot(self) -> Iterator[sqlite3.Connection]:
+        conn = connect(self._path, readonly=True)
+        try:
+            # Deferred: the first read fixes the snapshot, which lasts until the end (WAL).
+            conn.execute("BEGIN")
+            yield conn
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.name}: {exc}") from None
+        finally:
+            conn.close()
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         with self._lock:
@@ -346,6 +394,7 @@ class PostgresDatabase(Database):
             raise StoreError(f"cannot connect to {self.name}: {exc}".strip()) from None
         self._lock = threading.RLock()
         self._depth = 0
+        self._after = []
         self._tx = PgConnection(self)
         if schema:
             self.executescript(schema)
@@ -390,11 +439,35 @@ class PostgresDatabase(Database):
                     self._conn.execute("ROLLBACK")
                 except psycopg.Error:
                     pass  # the connection is gone; the server rolled back already
+                self._after.clear()
                 if isinstance(exc, psycopg.Error):
                     raise StoreError(f"{self.name}: {exc}".strip()) from None
                 raise
             finally:
                 self._depth = 0
+            after, self._after = self._after, []
+        self._run_after(after)
+
+    @contextmanager
+    def snapshot(self) -> Iterator[PgConnection]:
+        import psycopg
+
+        with self._lock:
+            if self._depth:
+                raise StoreError(f"{self.name}: a snapshot cannot be taken inside a transaction")
+            try:
+                self._conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            except psycopg.Error as exc:
+                raise StoreError(f"begin on {self.name}: {exc}".strip()) from None
+            self._depth = 1
+            try:
+                yield self._tx
+            finally:
+                self._depth = 0
+                try:
+                    self._conn.execute("ROLLBACK")
+                except psycopg.Error:
+                    pass  # the connection is gone; nothing was written
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         import psycopg

@@ -21,6 +21,7 @@ from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDic
 from pydantic_settings.sources.utils import parse_env_vars
 
 from farsight.errors import ConfigError, ConfigProblem
+from farsight.linear_regex import PatternError, compile_linear
 
 ENV_PREFIX = "FARSIGHT__"
 DATA_DIR_ENV = "FARSIGHT_DATA_DIR"
@@ -304,7 +305,8 @@ class InhibitRule(Section):
     source: dict[str, str] = Field(
         ...,
         title="Source matchers",
-        description="Label matchers of the inhibiting alert (label: value, or label: '~regex').",
+        description="Label matchers of the inhibiting alert (label: value, or label: '~regex'"
+        " in RE2 syntax, at most 256 characters: no backreferences or lookaround).",
     )
     target: dict[str, str] = Field(
         ..., title="Target matchers", description="Label matchers of the alerts it mutes."
@@ -314,6 +316,20 @@ class InhibitRule(Section):
         title="Equal labels",
         description="Labels that must have the same value on source and target.",
     )
+
+    @field_validator("source", "target")
+    @classmethod
+    def _patterns_compile(cls, v: dict[str, str]) -> dict[str, str]:
+        # Compiled here too, so that `farsight check-config` names the key path of a pattern
+        # RE2 refuses; alerts.inhibit compiles them again for use.
+        for label, value in v.items():
+            if value.startswith("~"):
+                try:
+                    compile_linear(value[1:])
+                except PatternError as exc:
+                    shown = value if len(value) <= 60 else value[:60] + "..."
+                    raise ValueError(f"matcher {label!r}: {shown!r} is refused: {exc}") from None
+        return v
 
 
 class AlertsSettings(Section):
@@ -345,6 +361,26 @@ class AlertsSettings(Section):
         ),
         title="Inhibition rules",
         description="A site offline mutes that site's device and sensor alerts (default).",
+    )
+    anchor_every_s: float = Field(
+        300.0,
+        title="Anchor interval",
+        description="Seconds between signed anchors of the audit chain, made by `farsight ingest`"
+        " and sent upstream through the outbox (needs anchor_key_file); 0: none.",
+        ge=0,
+        le=86400,
+    )
+    anchor_key_file: Path | None = Field(
+        None,
+        title="Anchor signing key",
+        description="Ed25519 private key (PEM, mode 0600, made by `farsight audit keygen`) that"
+        " signs the audit chain's anchors; keep it outside data_dir and the database's backups.",
+    )
+    anchor_public_key_file: Path | None = Field(
+        None,
+        title="Anchor public key",
+        description="The public key `farsight audit verify` checks anchors with (the .pub"
+        " `farsight audit keygen` writes next to the private key).",
     )
 
 

@@ -42,7 +42,9 @@ class SilenceIn(BaseModel):
 
     matchers: dict[str, Any] = Field(
         ...,
-        description="Label matchers {label: value | '~regex'} (full match); all must match.",
+        description="Label matchers {label: value | '~regex'} (full match); all must match. A"
+        " regex is RE2 syntax, at most 256 characters: no backreferences, lookahead or"
+        " lookbehind; \\d \\w \\s are ASCII only (use \\p{Han}, \\p{L}, \\p{N}).",
         examples=[{"site": "yc-aq-1", "metric": "~pm.*"}],
     )
     starts_at: AwareDatetime | None = Field(
@@ -131,7 +133,10 @@ def list_silences(
     responses={
         401: {"description": "Missing, unknown or revoked token."},
         403: {"description": "A department token tried to silence another department's alerts."},
-        422: {"description": "Bad matchers (the message names the label), times or reason."},
+        422: {
+            "description": "Bad matchers (the message names the label; a regex RE2 refuses says"
+            " why and what RE2 lacks), times or reason."
+        },
     },
 )
 def create_silence(

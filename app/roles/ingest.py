@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
+from alerts.anchor_sign import load_signing_key
+from alerts.anchoring import AnchorScheduler
 from alerts.model import Alert
 from alerts.pipeline import build_alert_pipeline
 from app.lifecycle import Shutdown, run_until_stopped
@@ -63,6 +65,7 @@ class IngestService:
             audit=self.alerts.audit,
             edge=self.edge,
         )
+        self.anchors = _anchor_scheduler(settings)
         self.consumer = MqttConsumer(
             settings.broker,
             ingest_settings,
@@ -84,14 +87,38 @@ class IngestService:
 
     def start(self, wait: bool = True) -> None:
         self.consumer.start(wait=wait)
+        if self.anchors is not None:
+            self.anchors.start()
 
     def stop(self) -> None:
+        if self.anchors is not None:
+            self.anchors.stop()
         self.consumer.stop()
         # The consumer thread has ended: nothing else touches the engine.
         self.pipeline.save_rule_state()
         self.rule_state.close()
         self.readings.close()
         self.alert_pipeline.close()
+
+
+def _anchor_scheduler(settings: Settings) -> AnchorScheduler | None:
+    """Signed anchors of the audit chain, every ``alerts.anchor_every_s``, from the process that
+    writes the queue; off (with a warning) without a signing key."""
+    alerts = settings.alerts
+    if alerts.anchor_every_s <= 0:
+        return None
+    if alerts.anchor_key_file is None:
+        log.warning(
+            "audit anchors off: set alerts.anchor_key_file (made by `farsight audit keygen`) so"
+            " that a rewritten chain is caught against the copies sent upstream"
+        )
+        return None
+    return AnchorScheduler(
+        settings.database,
+        load_signing_key(alerts.anchor_key_file),
+        alerts.upstream.source,
+        alerts.anchor_every_s,
+    )
 
 
 def run_ingest(settings: Settings) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import stat
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -42,7 +43,8 @@ def db(tmp_path: Path) -> Path:
             log.append(
                 "li.wei",
                 "ack" if i % 2 else "opened",
-                f"alert:{i % 3}",
+                # Not alert subjects: `verify` checks alert entries against the queue's tables.
+                f"silence:{i % 3}",
                 {"i": i},
                 at=T0 + timedelta(minutes=i),
             )
@@ -57,7 +59,9 @@ def head_of(db: Path) -> str:
 def test_verify_ok(db: Path) -> None:
     done = run_cli("verify", "--db", str(db))
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == f"audit chain ok: 10 entries, head {head_of(db)}"
+    chain, queue = done.stdout.strip().splitlines()
+    assert chain == f"audit chain ok: 10 entries, head {head_of(db)}"
+    assert queue == "queue ok: 0 alerts and 0 events are what the chain recorded"
     assert done.stderr == ""
 
 
@@ -75,19 +79,22 @@ def test_verify_reports_the_first_broken_link(db: Path) -> None:
 
 
 def test_anchor_then_truncation_is_caught_only_with_the_anchor(db: Path, tmp_path: Path) -> None:
+    key = tmp_path / "keys" / "anchor.key"
+    assert run_cli("keygen", "--out", str(key)).returncode == 0
     anchor = tmp_path / "anchor.json"
-    done = run_cli("anchor", "--out", str(anchor), "--db", str(db))
+    done = run_cli("anchor", "--out", str(anchor), "--db", str(db), "--key", str(key))
     assert done.returncode == 0, done.stderr
     assert json.loads(anchor.read_text())["seq"] == 10
     assert json.loads(anchor.read_text())["hash"] == head_of(db)
-    assert run_cli("verify", "--db", str(db), "--anchor", str(anchor)).returncode == 0
+    public = ("--public-key", f"{key}.pub")
+    assert run_cli("verify", "--db", str(db), "--anchor", str(anchor), *public).returncode == 0
 
     evil = sqlite3.connect(db, isolation_level=None)
     evil.execute("DROP TRIGGER audit_log_no_delete")
     evil.execute("DELETE FROM audit_log WHERE seq > 7")
     evil.close()
     assert run_cli("verify", "--db", str(db)).returncode == 0
-    done = run_cli("verify", "--db", str(db), "--anchor", str(anchor))
+    done = run_cli("verify", "--db", str(db), "--anchor", str(anchor), *public)
     assert done.returncode == 1
     assert done.stdout.startswith("audit chain broken at seq 8: chain ends at seq 7")
 
@@ -97,12 +104,12 @@ def test_head_and_log_use_the_settings_database_by_default(db: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == f"10 {head_of(db)}"
 
-    done = run_cli("log", "--subject", "alert:1", "--limit", "2", data_dir=db.parent)
+    done = run_cli("log", "--subject", "silence:1", "--limit", "2", data_dir=db.parent)
     assert done.returncode == 0, done.stderr
     lines = [line.split("\t") for line in done.stdout.splitlines()]
     assert [(f[0], f[1], f[3], f[4], f[5]) for f in lines] == [
-        ("2", "2026-11-25T08:01:00.000Z", "ack", "alert:1", '{"i": 1}'),
-        ("5", "2026-11-25T08:04:00.000Z", "opened", "alert:1", '{"i": 4}'),
+        ("2", "2026-11-25T08:01:00.000Z", "ack", "silence:1", '{"i": 1}'),
+        ("5", "2026-11-25T08:04:00.000Z", "opened", "silence:1", '{"i": 4}'),
     ]
     done = run_cli("log", "--json", "--after", "9", "--db", str(db))
     (entry,) = [json.loads(line) for line in done.stdout.splitlines()]
@@ -118,3 +125,32 @@ def test_a_missing_database_or_table_is_an_error_not_an_empty_chain(tmp_path: Pa
     sqlite3.connect(other).execute("CREATE TABLE t (x)").connection.close()
     done = run_cli("verify", "--db", str(other))
     assert done.returncode == 1 and "no audit_log table" in done.stderr
+
+
+def test_keygen_writes_a_private_key_only_its_owner_reads_and_never_overwrites(
+    tmp_path: Path,
+) -> None:
+    key = tmp_path / "anchor.key"
+    done = run_cli("keygen", "--out", str(key))
+    assert done.returncode == 0, done.stderr
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    assert (tmp_path / "anchor.key.pub").read_text().startswith("-----BEGIN PUBLIC KEY-----")
+    again = run_cli("keygen", "--out", str(key))
+    assert again.returncode == 1 and "never overwritten" in again.stderr
+
+
+def test_verify_refuses_an_unsigned_anchor_and_a_key_open_to_others(
+    db: Path, tmp_path: Path
+) -> None:
+    anchor = tmp_path / "anchor.json"
+    done = run_cli("anchor", "--out", str(anchor), "--db", str(db))
+    assert done.returncode == 0 and "not signed" in done.stderr
+    key = tmp_path / "anchor.key"
+    run_cli("keygen", "--out", str(key))
+    done = run_cli("verify", "--db", str(db), "--anchor", str(anchor), "--public-key", f"{key}.pub")
+    assert done.returncode == 1
+    assert done.stdout.splitlines()[0].startswith("audit chain ok")
+    assert "anchor refused: the anchor is not signed" in done.stdout
+    key.chmod(0o644)
+    done = run_cli("anchor", "--out", str(anchor), "--db", str(db), "--key", str(key))
+    assert done.returncode == 1 and "chmod 600" in done.stderr

@@ -152,3 +152,31 @@ def test_a_failing_batch_rolls_back_alerts_and_mutes(stage: MuteStage) -> None:
         raise RuntimeError("the batch failed after the alerts")
     assert stage.store.list()[1] == 0
     assert stage.store.audit.verify().ok
+
+
+def test_mutes_are_decided_after_the_callers_transaction_commits(stage: MuteStage) -> None:
+    """Patterns never run while the queue's write lock is held: inside a caller's transaction
+    (ingest's batch) the signals are applied, and the mutes follow its commit."""
+    s = stage.silences.create({"site": "~yc-aq-.*"}, None, T0 + H, "x", "alice")
+    with stage.store.db.transaction():
+        (a,) = stage.apply([signal()])
+        assert a.suppressed == {}
+        assert _actions(stage.store, a.id) == ["opened"], "not decided inside the transaction"
+    assert stage.store.get(a.id).suppressed == {"silence": s.id}
+    assert _actions(stage.store, a.id) == ["opened", "silenced"]
+
+
+def test_a_decision_made_on_a_stale_read_is_not_recorded(stage: MuteStage) -> None:
+    """Decided on a read, recorded under the row lock only if the alert is still as read: two
+    workers deciding one alert record one change."""
+    s = stage.silences.create({"site": "yc-aq-1"}, None, T0 + H, "x", "alice")
+    with stage.store.db.transaction():
+        (a,) = stage.apply([signal()])  # decided after this transaction
+    assert [x.id for x in stage.evaluate([a.id])] == [], "already muted: nothing to record"
+    other = MuteStage(stage.store, stage.silences, ())
+    # A second stage that read the alert before the first one muted it decides the same
+    # change: under the lock it finds the alert changed and records nothing.
+    stale = {a.id: a}
+    assert other._settle({a.id}, T0, stale) == []
+    assert _actions(stage.store, a.id) == ["opened", "silenced"]
+    assert stage.store.get(a.id).suppressed == {"silence": s.id}

@@ -10,7 +10,7 @@ import pytest
 from alerts.matchers import MatcherError, alert_labels, matches, parse_matchers, pinned
 from alerts.silences import MAX_DURATION, SilenceError, SilenceStore
 from alerts.store import AlertStore
-from farsight.clock import ManualClock
+from farsight.clock import ManualClock, to_epoch_ms
 from farsight.errors import NotFoundError
 from tests.factories import T0, signal
 
@@ -190,3 +190,27 @@ def test_list_by_department(silences: SilenceStore) -> None:
     assert [s.id for s in silences.list()] == [anyd.id, tr.id, env.id]
     with pytest.raises(ValueError, match="unknown silence status"):
         silences.list("gone")
+
+
+def test_a_stored_pattern_re2_refuses_mutes_nothing_and_is_listed(
+    silences: SilenceStore,
+) -> None:
+    # A silence written before matchers ran on RE2, with a lookahead Python's re accepted.
+    with silences.db.transaction() as c:
+        c.execute(
+            "INSERT INTO silences (matchers, starts_at, ends_at, reason, creator, created)"
+            " VALUES (?, ?, ?, 'old', 'alice', ?)",
+            (
+                '{"department": "env", "site": "~(?!yc).*"}',
+                to_epoch_ms(T0),
+                to_epoch_ms(T0 + H),
+                to_epoch_ms(T0),
+            ),
+        )
+    good = silences.create({"site": "yc-aq-1"}, T0, T0 + H, "x", "alice")
+    assert [s.id for s in silences.active()] == [good.id], "the refused one mutes nothing"
+    old = next(s for s in silences.list() if s.id != good.id)
+    assert old.refused and "lookahead" in old.refused and old.matchers == ()
+    assert not old.is_active(T0) and old.department == "env"
+    d = old.to_dict(T0)
+    assert d["matchers"] == {"department": "env", "site": "~(?!yc).*"} and d["refused"]
