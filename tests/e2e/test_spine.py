@@ -58,7 +58,7 @@ def platform(broker, data_dir: Path) -> Iterator[tuple[Settings, IngestService, 
     ingest = IngestService(settings, registry)
     ingest.start()
     tokens = TokenStore(settings.db_path, departments=registry.departments)
-    token = tokens.issue("li.wei", "env")
+    token = tokens.issue("li.wei", "env", role="officer")
     app = create_app(
         settings, registry, readings=ingest.readings, alerts=ingest.alerts, tokens=tokens
     )

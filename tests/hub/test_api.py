@@ -385,7 +385,7 @@ def test_actions_need_a_valid_token(
 
 
 def test_revoked_token_is_refused(hub: LiveHub, client: httpx.Client, rule_id: str) -> None:
-    token = hub.tokens.issue("carol", "env")
+    token = hub.tokens.issue("carol", "env", role="officer")
     token_id = max(t.id for t in hub.tokens.list() if t.user == "carol")
     hub.tokens.revoke(token_id)
     a = hub.alert(rule_id)
@@ -393,16 +393,22 @@ def test_revoked_token_is_refused(hub: LiveHub, client: httpx.Client, rule_id: s
     assert r.status_code == 401 and "revoked" in r.json()["detail"]
 
 
-def test_other_department_is_forbidden(
+def test_other_department_gets_the_answer_of_a_missing_alert(
     hub: LiveHub, client: httpx.Client, tokens: dict, rule_id: str
 ) -> None:
     a = hub.alert(rule_id, "aq-1")
+    missing = a.id + 10**9
     for action, body in (("ack", {"note": "mine"}), ("close", {"note": "mine"})):
         r = client.post(
             f"/api/alerts/{a.id}/{action}", json=body, headers=bearer(tokens["transport"])
         )
-        assert r.status_code == 403, r.text
-        assert "transport" in r.json()["detail"] and "env" in r.json()["detail"]
+        gone = client.post(
+            f"/api/alerts/{missing}/{action}", json=body, headers=bearer(tokens["transport"])
+        )
+        # Nothing tells that the alert exists or whose it is: the body of a missing one.
+        assert r.status_code == gone.status_code == 404, r.text
+        assert r.json() == {"detail": f"no alert {a.id}"}
+        assert gone.json() == {"detail": f"no alert {missing}"}
     detail = client.get(f"/api/alerts/{a.id}").json()
     assert detail["alert"]["state"] == "new" and len(detail["events"]) == 1
 
@@ -626,13 +632,27 @@ def test_the_verification_workflow_through_the_api(
         == 200
     )
     assert post("verify", {"note": "on site", "finding": "guess"}).status_code == 422
+    # Evidence is cited by the hash the upload returned; a hash of no stored file is refused.
+    photo = b"\x89PNG\r\n\x1a\n" + rule_id.encode()
+    up = client.post("/api/evidence", content=photo, headers=h)
+    assert up.status_code == 201, up.text
     r = post(
         "verify",
         {"note": "analyser drifted", "finding": "equipment_fault", "evidence": ["cd" * 32]},
     )
+    assert r.status_code == 422 and "cd" * 32 in r.json()["detail"]
+    r = post(
+        "verify",
+        {
+            "note": "analyser drifted",
+            "finding": "equipment_fault",
+            "evidence": [up.json()["sha256"]],
+        },
+    )
     assert (
         r.status_code == 200
         and r.json()["handling"]["verification"]["finding"] == "equipment_fault"
+        and r.json()["evidence"] == [up.json()["sha256"]]
     )
     assert post("comment", {"note": "operator notified"}).json()["state"] == "verified"
     r = post(
