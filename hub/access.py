@@ -117,7 +117,8 @@ ROUTES: Mapping[tuple[str, str], Rule] = {
     # Supervision: silences, reopening, exports, joint visits.
     ("POST", "/api/alerts/{alert_id}/reopen"): _change(Role.SUPERVISOR),
     ("POST", "/api/silences"): _change(Role.SUPERVISOR, Foreign.FORBIDDEN),
-    ("DELETE", "/api/silences/{silence_id}"): _change(Role.SUPERVISOR),
+    # A silence is listed by department; another department's is refused, not hidden.
+    ("DELETE", "/api/silences/{silence_id}"): _change(Role.SUPERVISOR, Foreign.FORBIDDEN),
     ("POST", "/api/joint-inspections/{entity_id}/dispatch"): _change(Role.SUPERVISOR),
     ("GET", "/api/alerts/export.csv"): _read(Role.SUPERVISOR),
     ("GET", "/api/reports/risk"): _read(Role.SUPERVISOR),

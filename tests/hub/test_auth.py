@@ -187,7 +187,7 @@ def test_sessions_end_with_logout_their_lifetime_or_their_token(tmp_path: Path) 
             store.verify(second, session=True)
 
         # Never longer than its token: 18 h left on the token, 12 h for the session, then 6 h.
-        third, ends = store.start_session(store.verify(token))
+        _, ends = store.start_session(store.verify(token))
         assert ends == T0 + timedelta(hours=24)
         clock.advance(timedelta(hours=12))
         fourth, ends = store.start_session(store.verify(token))
