@@ -256,6 +256,75 @@ def route_rules(routers: Iterable[APIRouter]) -> dict[tuple[str, str], Rule | No
     return out
 
 
+UNPROCESSABLE: dict[str, Any] = {
+    "description": "A parameter or the body is invalid: `detail` names what and why.",
+    "content": {
+        "application/json": {
+            "schema": {
+                "title": "Unprocessable",
+                "type": "object",
+                "required": ["detail"],
+                "properties": {
+                    "detail": {
+                        "anyOf": [
+                            {"type": "string"},
+                            {"type": "array", "items": {"type": "object"}},
+                        ]
+                    }
+                },
+            }
+        }
+    },
+}
+
+
+def declare_responses(routers: Iterable[APIRouter]) -> None:
+    """Add to every route's OpenAPI description the answers its rule and its parameters can
+    give (401 and 429 for a credential, 403 for a role or department, 404 for another
+    department's record, 400 for a body that is not JSON), keeping any description a route
+    gives itself. Call it before the description is first built."""
+    for router in routers:
+        for route in router.routes:
+            if not isinstance(route, APIRoute):
+                continue
+            needs_ = _needs_of(route.dependant)
+            rule = needs_[0].rule if needs_ else None
+            table = ROUTES.get((next(iter(route.methods or {"GET"})), route.path))
+            declared: dict[int | str, dict[str, Any]] = {}
+            if route.body_field is not None:
+                declared[400] = {"description": "The body is not well-formed JSON."}
+            if (
+                route.body_field is not None
+                or route.dependant.query_params
+                or (route.dependant.path_params)
+            ):
+                # FastAPI's own 422 says `detail` is a list of errors; the hub's checks of a
+                # value (a time, a department, a cursor) answer with one message instead.
+                declared[422] = UNPROCESSABLE
+            if rule is not None and rule.role is not None:
+                declared[401] = {
+                    "description": "Missing, unknown, expired or revoked token"
+                    + (" or session." if rule.cookie else ".")
+                }
+                queries = {p.name for p in route.dependant.query_params}
+                if rule.role is not Role.VIEWER or rule.province_wide or "department" in queries:
+                    declared[403] = {
+                        "description": f"Needs {rule.describe()}; or another department than"
+                        " the token's."
+                    }
+                declared[429] = {
+                    "description": "Too many failed sign-ins from this address or for this user"
+                    " (see Retry-After)."
+                }
+            if table is not None and table.foreign is Foreign.NOT_FOUND:
+                declared[404] = {
+                    "description": "No such record, or one of another department (the same answer)."
+                }
+            for status, response in declared.items():
+                if status not in route.responses and str(status) not in route.responses:
+                    route.responses[status] = response
+
+
 def check_routes(
     routers: Iterable[APIRouter], table: Mapping[tuple[str, str], Any] = ROUTES
 ) -> None:

@@ -39,7 +39,7 @@ from farsight.logs import kv
 from farsight.registry import Registry
 from farsight.settings import Settings
 from farsight.types import SEVERITIES, Site
-from hub.access import check_routes, needs
+from hub.access import check_routes, declare_responses, needs
 from hub.auth import ID_MAX, Principal, Role, TokenStore
 from hub.context import HubContext
 from hub.deps import SESSION_COOKIE, WWW_AUTH, context, scoped_department
@@ -63,7 +63,7 @@ from hub.schemas import (
     StatsOut,
     VerifyRequest,
 )
-from hub.security import SecurityHeaders
+from hub.security import SecurityHeaders, refuse_nul
 from hub.stream import StreamHub
 from ingest.store import DeadLetter, ReadingStore
 
@@ -447,7 +447,11 @@ EXPORT_COLUMNS = (
 )
 
 
-@router.get("/api/alerts/export.csv", tags=["alerts"], response_class=PlainTextResponse)
+class CSVResponse(PlainTextResponse):
+    media_type = "text/csv"
+
+
+@router.get("/api/alerts/export.csv", tags=["alerts"], response_class=CSVResponse)
 def export_alerts(
     state: list[str] | None = Query(None, description="Repeat or comma-separate states."),
     department: str | None = Query(None),
@@ -912,6 +916,7 @@ def create_app(
         lifespan=lifespan,
         docs_url=None,  # the default page loads Swagger UI from a CDN; see _install_docs
         redoc_url=None,
+        dependencies=[Depends(refuse_nul)],
     )
     app.state.hub = ctx
     app.state.stream = stream_hub
@@ -938,8 +943,10 @@ def create_app(
         )
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    # Every route has its rule in hub.access.ROUTES, the same its dependency checks.
+    # Every route has its rule in hub.access.ROUTES, the same its dependency checks, and its
+    # description declares the refusals the rule gives.
     check_routes([*routers, app.router])
+    declare_responses(routers)
     # Added last, run first: the proxy's client address and scheme before anything reads them.
     app.add_middleware(SecurityHeaders)
     if hub.trusted_proxies:

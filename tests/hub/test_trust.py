@@ -346,3 +346,42 @@ def test_settings_take_both_tls_files_or_neither() -> None:
         Settings.model_validate({"hub": {"tls_certfile": "hub.crt"}})
     with pytest.raises(ValueError, match="not an IP address"):
         Settings.model_validate({"hub": {"trusted_proxies": ["proxy.example"]}})
+
+
+# -- NUL characters ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_nul_characters_are_refused_as_the_clients_mistake(
+    tmp_path: Path, request: pytest.FixtureRequest, backend: str
+) -> None:
+    extra: dict[str, Any] = {}
+    if backend == "postgres":
+        extra["database_url"] = request.getfixturevalue("postgres_server").create_database("nul")
+    settings = make_settings(tmp_path).model_copy(update=extra)
+    registry = make_registry()
+    app = create_app(settings, registry)
+    server, thread, base_url = start_server(app)
+    try:
+        admin = bearer(app.state.hub.tokens.issue("root", role="admin"))
+        with httpx.Client(base_url=base_url, timeout=10, headers=admin) as c:
+            answers = [
+                c.get("/api/alerts", params={"q": "a\x00b"}),
+                c.get("/api/alerts", params={"site": "\x00"}),
+                c.get("/api/readings", params={"site": "aq-1", "metric": "p\x00"}),
+                c.get("/api/dead-letters", params={"reason": "\x00"}),
+                c.get("/api/sites/%00"),
+                c.post("/api/alerts/1/comment", json={"note": "x\x00y"}),
+                c.post(
+                    "/api/silences",
+                    json={"matchers": {"site": "a\x00"}, "ends_at": "2030-01-01T00:00:00Z"}
+                    | {"reason": "r"},
+                ),
+            ]
+            assert [r.status_code for r in answers] == [422] * len(answers)
+            assert all("NUL" in r.json()["detail"] for r in answers)
+            # A backslash and "u0000" as text is no NUL: taken as written.
+            r = c.get("/api/alerts", params={"q": "\\u0000"})
+            assert r.status_code == 200
+    finally:
+        stop_server(server, thread)
