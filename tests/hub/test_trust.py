@@ -385,3 +385,25 @@ def test_nul_characters_are_refused_as_the_clients_mistake(
             assert r.status_code == 200
     finally:
         stop_server(server, thread)
+
+
+def test_the_swagger_ui_page_may_run_its_own_inline_script_and_no_other() -> None:
+    import base64
+    import hashlib
+    import re
+
+    from fastapi.openapi.docs import get_swagger_ui_html
+
+    from hub.docs import inline_script_csp
+
+    html = bytes(
+        get_swagger_ui_html(
+            openapi_url="/openapi.json", title="t", swagger_js_url="/docs/a.js"
+        ).body
+    ).decode()
+    (script,) = re.findall(r"<script>(.*?)</script>", html, flags=re.DOTALL)
+    digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
+    csp = inline_script_csp(html)
+    script_src = next(d for d in csp.split(";") if d.strip().startswith("script-src"))
+    assert f"'sha256-{digest}'" in script_src and "unsafe-inline" not in script_src
+    assert "frame-ancestors 'none'" in csp
