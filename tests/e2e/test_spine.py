@@ -145,7 +145,10 @@ def test_a_simulated_exceedance_becomes_one_alert_that_is_acknowledged_and_close
         },
     )
     assert r.status_code == 200 and r.json()["state"] == "dispatched"
-    photo = "9f" * 32
+    # The inspector's photo, uploaded first: a step cites only evidence that exists.
+    up = api.post("/api/evidence", content=b"\xff\xd8\xff\xe0 inspector photo", headers=auth)
+    assert up.status_code == 201, up.text
+    photo = up.json()["sha256"]
     r = api.post(
         f"/api/alerts/{aid}/verify",
         headers=auth,
