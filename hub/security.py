@@ -92,7 +92,9 @@ async def refuse_nul(request: Request) -> None:
     query = request.query_params.multi_items()
     if "\x00" in request.url.path or any("\x00" in k or "\x00" in v for k, v in query):
         raise HTTPException(422, NUL_MESSAGE)
-    if request.headers.get("content-type", "").startswith("application/json"):
+    route = request.scope.get("route")
+    takes_json = getattr(route, "body_field", None) is not None  # not the evidence upload's file
+    if takes_json and request.headers.get("content-type", "").startswith("application/json"):
         body = await request.body()  # cached: the route reads the same bytes
         if b"\x00" in body or _NUL_ESCAPE.search(body):
             raise HTTPException(422, NUL_MESSAGE)

@@ -509,6 +509,22 @@ def test_stats(hub: LiveHub, client: httpx.Client, rule_id: str) -> None:
     assert body["stream_subscribers"] >= 0
 
 
+def test_stats_of_a_department_token_count_its_department_only(
+    hub: LiveHub, anonymous: httpx.Client, tokens: dict, rule_id: str
+) -> None:
+    hub.alert(rule_id, "wim-1", metric="gross_weight", severity="critical")
+    mine = anonymous.get("/api/stats", headers=bearer(tokens["transport"])).json()
+    env_sites = [s.id for s in hub.registry.for_department("env")]
+    assert mine["sites"] == 1
+    assert mine["readings"] == hub.readings.count(site="wim-1")
+    assert mine["dead_letters"] is None  # rejected messages belong to no department
+    assert mine["alerts"]["severity"] == hub.alerts.counts("transport")["severity"]
+    assert mine["alerts"]["state"] == hub.alerts.counts("transport")["state"]
+    everything = anonymous.get("/api/stats", headers=bearer(tokens["admin"])).json()
+    assert everything["sites"] == 3 and env_sites
+    assert everything["alerts"]["severity"] == hub.alerts.counts()["severity"]
+
+
 def _samples(text: str) -> dict[str, float]:
     """Every sample of a Prometheus text page by its name and labels, as the page spells them."""
     out = {}
@@ -683,3 +699,25 @@ def test_metrics_speak_openmetrics_to_a_scraper_that_asks(client: httpx.Client) 
     assert r.status_code == 200
     assert r.headers["content-type"].startswith("application/openmetrics-text")
     assert "# TYPE farsight_readings counter" in r.text and r.text.endswith("# EOF\n")
+
+
+def test_ids_out_of_range_are_refused_never_overflowed(client: httpx.Client, tokens: dict) -> None:
+    h = bearer(tokens["admin"])
+    visit = {"team": "t", "inspector": "i", "due": "2026-12-01", "note": "n"}
+    for big in (2**63, 2**64, 10**30, 0, -1):
+        answers = [
+            client.get(f"/api/alerts/{big}"),
+            client.get(f"/api/alerts/{big}/timeline"),
+            client.post(f"/api/alerts/{big}/ack", json={"note": "n"}, headers=h),
+            client.post(f"/api/alerts/{big}/reopen", json={"note": "n"}, headers=h),
+            client.delete(f"/api/silences/{big}", headers=h),
+            client.post(
+                "/api/joint-inspections/91330100MA2B3C4D5X/dispatch",
+                json={"alert_ids": [big], **visit},
+                headers=h,
+            ),
+        ]
+        assert [r.status_code for r in answers] == [422] * len(answers), [
+            (r.request.url.path, r.status_code) for r in answers
+        ]
+    assert client.get(f"/api/alerts/{2**63 - 1}").status_code == 404  # the largest id: looked up

@@ -253,6 +253,10 @@ def test_joint_inspection_listing_and_scoping(
     assert p["total_risk"] > 0 and len(p["checks"]) == 3
     mine = _proposal(http, auth(handling_hub, "transport"), entity)
     assert mine is not None and mine["alert_ids"] == [ids["wim"]] and mine["withheld"] == {"env": 2}
+    # Another department's alerts are counted only: none of their sites or ids shows.
+    assert mine["sites"] == ["wim-1"] and [g["site"] for g in mine["groups"]] == ["wim-1"]
+    assert "aq-1" not in str(mine) and "stack-1" not in str(mine)
+    assert str(ids["aq"]) not in str(mine["alert_ids"])
     r = http.get(
         "/api/joint-inspections",
         params={"department": "transport"},
