@@ -76,6 +76,7 @@ class JointProposal:
     """Other departments' waiting alerts, counted only, when the listing is for one department."""
     departments: tuple[str, ...] = field(default=())
     sites: tuple[str, ...] = field(default=())
+    """Sites of the alerts shown (with a department, never another department's)."""
 
     def __post_init__(self) -> None:
         if self.alert_count < MIN_ALERTS:
@@ -177,7 +178,8 @@ def build_proposal(
         alert_count=len(alerts),
         withheld=tuple(sorted(withheld.items())),
         departments=tuple(sorted({a.department for a in alerts})),
-        sites=tuple(sorted({a.site for a in alerts})),
+        # The sites shown only: another department's site ids are its records, not this one's.
+        sites=tuple(sorted({a.site for a in shown})),
     )
 
 

@@ -5,6 +5,10 @@ the SHA-256 of its bytes (as Git and IPFS do): the name is the integrity check, 
 same bytes twice is a no-op. The conventional root is ``<data_dir>/evidence``
 (:meth:`EvidenceStore.for_data_dir`); alerts refer to evidence by hash. Every producer (video,
 remote sensing, the hub's uploads) and the hub's reader share this one store.
+
+:class:`EvidenceLedger` records, in the hub database, who uploaded a file through the hub and for
+which department: the files carry no owner, and the hub decides from this record (and from the
+alerts that list a file) which department may read or cite it.
 """
 
 from __future__ import annotations
@@ -13,9 +17,14 @@ import hashlib
 import os
 import re
 import tempfile
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
+from farsight.clock import Clock, SystemClock, from_epoch_ms, to_epoch_ms
+from farsight.db import Database
 from farsight.errors import NotFoundError, StoreError
+from farsight.migrate import ensure_schema
 
 _SHA_RE = re.compile(r"^[0-9a-f]{64}$")
 _SUFFIX_RE = re.compile(r"^\.[a-z0-9]{1,8}$")
@@ -116,3 +125,85 @@ class EvidenceStore:
         except (ValueError, NotFoundError):
             return False
         return True
+
+
+@dataclass(frozen=True, slots=True)
+class Upload:
+    """One upload of an evidence file through the hub."""
+
+    sha256: str
+    department: str | None
+    """The uploading token's department; ``None`` for a province-wide token."""
+    uploader: str
+    uploaded: datetime
+    media_type: str
+    size: int
+
+
+class EvidenceLedger:
+    """Who uploaded which evidence file, for which department (table ``evidence_uploads``).
+
+    Every upload is a row, so the same bytes uploaded by two departments belong to both; files
+    that producers (video, remote sensing, gateways through ingest) put into the store directly
+    have no row.
+    """
+
+    def __init__(self, path: Path | str | Database, clock: Clock | None = None) -> None:
+        self.db = ensure_schema(Database.open(path))
+        self.clock = clock or SystemClock()
+
+    def record(
+        self, sha: str, department: str | None, uploader: str, media_type: str, size: int
+    ) -> Upload:
+        """Record one upload of the file ``sha``; returns it."""
+        upload = Upload(
+            sha256=_check_sha(sha),
+            department=department,
+            uploader=uploader,
+            uploaded=self.clock.now(),
+            media_type=media_type,
+            size=int(size),
+        )
+        with self.db.transaction() as c:
+            c.execute(
+                "INSERT INTO evidence_uploads (sha256, department, uploader, uploaded, media_type,"
+                " size) VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    upload.sha256,
+                    upload.department,
+                    upload.uploader,
+                    to_epoch_ms(upload.uploaded),
+                    upload.media_type,
+                    upload.size,
+                ),
+            )
+        return upload
+
+    def uploads(self, sha: str) -> list[Upload]:
+        """Every recorded upload of ``sha``, oldest first; none for a file no one uploaded."""
+        rows = self.db.query(
+            "SELECT sha256, department, uploader, uploaded, media_type, size"
+            " FROM evidence_uploads WHERE sha256 = ? ORDER BY id",
+            (_check_sha(sha),),
+        )
+        return [
+            Upload(
+                sha256=r["sha256"],
+                department=r["department"],
+                uploader=r["uploader"],
+                uploaded=from_epoch_ms(int(r["uploaded"])),
+                media_type=r["media_type"],
+                size=int(r["size"]),
+            )
+            for r in rows
+        ]
+
+    def departments(self, sha: str) -> frozenset[str | None]:
+        """The departments ``sha`` was uploaded for (``None``: by a province-wide token)."""
+        rows = self.db.query(
+            "SELECT DISTINCT department FROM evidence_uploads WHERE sha256 = ?", (_check_sha(sha),)
+        )
+        return frozenset(r["department"] for r in rows)
+
+    def close(self) -> None:
+        self.db.close()

@@ -9,13 +9,21 @@ every problem with its key path, value and fix.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
 from pydantic_settings.sources.utils import parse_env_vars
@@ -412,6 +420,103 @@ class HubSettings(Section):
         ge=10,
         le=100_000,
     )
+    token_ttl_h: int = Field(
+        720,
+        title="Token lifetime",
+        description="Hours an API token stays valid when `farsight token issue` gets no --ttl "
+        "(default 30 days: a month's work, then a new token).",
+        ge=1,
+        le=8784,
+    )
+    session_ttl_h: int = Field(
+        12,
+        title="Session lifetime",
+        description="Hours a browser session (POST /api/session) lasts, at most as long as its "
+        "token.",
+        ge=1,
+        le=168,
+    )
+    auth_failures: int = Field(
+        10,
+        title="Failed sign-ins before lockout",
+        description="Refused tokens from one client address, or of one user, within "
+        "auth_window_s that lock it out for auth_lockout_s (429 with Retry-After).",
+        ge=1,
+        le=1000,
+    )
+    auth_window_s: int = Field(
+        300,
+        title="Failure window",
+        description="Seconds over which failed sign-ins are counted.",
+        ge=1,
+        le=86_400,
+    )
+    auth_lockout_s: int = Field(
+        300,
+        title="Lockout",
+        description="Seconds a client address or user is refused after too many failures.",
+        ge=1,
+        le=86_400,
+    )
+    auth_tracked_max: int = Field(
+        10_000,
+        title="Tracked failures",
+        description="Most client addresses and users whose failures are remembered (in memory); "
+        "past that the oldest are forgotten.",
+        ge=100,
+        le=1_000_000,
+    )
+    streams_per_token: int = Field(
+        8,
+        title="Live streams per token",
+        description="Open /api/stream connections one token (with its sessions) may hold; one "
+        "more is refused with 429.",
+        ge=1,
+        le=1000,
+    )
+    tls_certfile: Path | None = Field(
+        None,
+        title="TLS certificate",
+        description="PEM certificate (chain) the hub serves HTTPS with; with tls_keyfile. "
+        "Unset: plain HTTP (put a TLS proxy in front).",
+    )
+    tls_keyfile: Path | None = Field(
+        None,
+        title="TLS key",
+        description="PEM private key of tls_certfile.",
+    )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        title="Trusted proxies",
+        description="Addresses or networks (CIDR) of reverse proxies whose X-Forwarded-For and "
+        "X-Forwarded-Proto are believed: the client address for sign-in limits, https for the "
+        "Secure cookie and HSTS. Empty: none, the peer is the client.",
+        max_length=100,
+    )
+
+    @field_validator("tls_keyfile")
+    @classmethod
+    def _tls_pair(cls, v: Path | None, info: ValidationInfo) -> Path | None:
+        if (v is None) != (info.data.get("tls_certfile") is None):
+            raise ValueError("tls_certfile and tls_keyfile are set together, or neither")
+        return v
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, v: list[str]) -> list[str]:
+        for entry in v:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"{entry!r} is not an IP address or network (e.g. 10.0.0.5, 10.0.0.0/24)"
+                ) from None
+        return v
+
+    @property
+    def tls(self) -> bool:
+        """True when the hub serves HTTPS itself."""
+        return self.tls_certfile is not None
 
 
 class VideoSettings(Section):

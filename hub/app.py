@@ -14,18 +14,19 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import uvicorn
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Cookie, Depends, FastAPI, HTTPException, Query, Request, Response
+from fastapi import Path as PathParam
 from fastapi.responses import (
     FileResponse,
     JSONResponse,
     PlainTextResponse,
 )
-from fastapi.security import HTTPAuthorizationCredentials
 from fastapi.staticfiles import StaticFiles
 from sse_starlette import EventSourceResponse
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from alerts.model import ACTIVITIES, STATES, Alert
 from alerts.outbox import start_senders
@@ -33,23 +34,18 @@ from alerts.pipeline import build_alert_pipeline
 from alerts.store import SORTS, AlertFilter, AlertStore, CursorError
 from farsight.db import redact
 from farsight.errors import AuthError, FarsightError, NotFoundError, StoreError, TransitionError
+from farsight.evidence import EvidenceLedger
 from farsight.logs import kv
 from farsight.registry import Registry
 from farsight.settings import Settings
 from farsight.types import SEVERITIES, Site
-from hub.auth import Principal, TokenStore
+from hub.access import check_routes, declare_responses, needs
+from hub.auth import ID_MAX, Principal, Role, TokenStore
 from hub.context import HubContext
-from hub.deps import (
-    SESSION_COOKIE,
-    WWW_AUTH,
-    bearer_scheme,
-    context,
-    province_wide,
-    reader,
-    require_principal,
-    scoped_department,
-)
+from hub.deps import SESSION_COOKIE, WWW_AUTH, context, scoped_department
 from hub.docs import install_docs
+from hub.evidence import may_cite
+from hub.ratelimit import FailureLimiter, LimitPolicy
 from hub.schemas import (
     AckRequest,
     ActionRequest,
@@ -67,6 +63,7 @@ from hub.schemas import (
     StatsOut,
     VerifyRequest,
 )
+from hub.security import SecurityHeaders, refuse_nul
 from hub.stream import StreamHub
 from ingest.store import DeadLetter, ReadingStore
 
@@ -90,6 +87,14 @@ DASHBOARD_CSP = (
 
 
 _ctx = context
+
+AlertId = Annotated[
+    int, PathParam(ge=1, le=ID_MAX, description="Alert id (a positive 64-bit integer).")
+]
+
+# The role each route needs (hub.access.ROUTES says the same, and create_app holds them equal).
+READ = needs(Role.VIEWER, cookie=True)
+"""Reads: any role, by bearer token or session cookie."""
 
 
 # -- helpers -----------------------------------------------------------------------------------
@@ -134,13 +139,14 @@ def _site_or_404(ctx: HubContext, site_id: str) -> Site:
 
 
 def _site_readable(ctx: HubContext, principal: Principal, site_id: str) -> Site:
+    """The site, or the same 404 as for a missing one when it is another department's."""
     site = _site_or_404(ctx, site_id)
     if not principal.may_act_for(site.department):
-        raise HTTPException(
-            403,
-            f"token of department {principal.department!r} cannot read site {site_id!r} of"
-            f" {site.department!r}",
+        log.info(
+            "foreign site refused",
+            extra=kv(site=site_id, user=principal.user, department=principal.department),
         )
+        raise HTTPException(404, f"no site {site_id!r}")
     return site
 
 
@@ -163,13 +169,15 @@ def _stream_scope(ctx: HubContext, principal: Principal) -> Callable[[Any], bool
 
 
 def _alert_readable(ctx: HubContext, principal: Principal, alert_id: int) -> Alert:
+    """The alert, or for another department's the same 404 (same body) as for a missing one:
+    nothing tells a department that the alert exists or whose it is."""
     alert = ctx.alerts.get(alert_id)
     if not principal.may_act_for(alert.department):
-        raise HTTPException(
-            403,
-            f"token of department {principal.department!r} cannot read alerts of department"
-            f" {alert.department!r}",
+        log.info(
+            "foreign alert refused",
+            extra=kv(alert=alert_id, user=principal.user, department=principal.department),
         )
+        raise NotFoundError(f"no alert {alert_id}")
     return alert
 
 
@@ -252,7 +260,7 @@ def healthz(ctx: HubContext = Depends(_ctx)) -> Any:
 @router.get("/api/sites", response_model=list[SiteOut], tags=["sites"])
 def list_sites(
     department: str | None = Query(None, description="Only sites of this department."),
-    principal: Principal = Depends(reader),
+    principal: Principal = Depends(READ),
     ctx: HubContext = Depends(_ctx),
 ) -> Any:
     """Sites with their devices, limits, open alert count and newest readings (a department's
@@ -269,7 +277,7 @@ def list_sites(
 
 @router.get("/api/sites/{site_id}", response_model=SiteOut, tags=["sites"])
 def get_site(
-    site_id: str, principal: Principal = Depends(reader), ctx: HubContext = Depends(_ctx)
+    site_id: str, principal: Principal = Depends(READ), ctx: HubContext = Depends(_ctx)
 ) -> Any:
     """One site."""
     site = _site_readable(ctx, principal, site_id)
@@ -297,7 +305,7 @@ def get_readings(
         description="Bucket width in seconds: average on the server.",
     ),
     device: str | None = Query(None, description="Only this device."),
-    principal: Principal = Depends(reader),
+    principal: Principal = Depends(READ),
     ctx: HubContext = Depends(_ctx),
 ) -> Any:
     """A time series of one site and metric, raw or averaged into buckets."""
@@ -371,7 +379,7 @@ def list_alerts(
         description=f"One of {', '.join(SORTS)}; risk (the default) puts the alerts that matter"
         " most first.",
     ),
-    principal: Principal = Depends(reader),
+    principal: Principal = Depends(READ),
     ctx: HubContext = Depends(_ctx),
 ) -> Any:
     """A page of the risk queue and the number of alerts matching the filters (a department's
@@ -439,13 +447,17 @@ EXPORT_COLUMNS = (
 )
 
 
-@router.get("/api/alerts/export.csv", tags=["alerts"], response_class=PlainTextResponse)
+class CSVResponse(PlainTextResponse):
+    media_type = "text/csv"
+
+
+@router.get("/api/alerts/export.csv", tags=["alerts"], response_class=CSVResponse)
 def export_alerts(
     state: list[str] | None = Query(None, description="Repeat or comma-separate states."),
     department: str | None = Query(None),
     start: str | None = Query(None, alias="from"),
     end: str | None = Query(None, alias="to"),
-    principal: Principal = Depends(reader),
+    principal: Principal = Depends(needs(Role.SUPERVISOR, cookie=True)),
     ctx: HubContext = Depends(_ctx),
 ) -> PlainTextResponse:
     """The filtered queue as CSV (UTF-8 with BOM for spreadsheet programs); every export is
@@ -499,18 +511,25 @@ def export_alerts(
     )
 
 
-@router.get("/api/alerts/{alert_id}", response_model=AlertDetail, tags=["alerts"])
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"description": "No such alert, or one of another department (the same answer)."}
+}
+
+
+@router.get(
+    "/api/alerts/{alert_id}", response_model=AlertDetail, tags=["alerts"], responses=_NOT_FOUND
+)
 def get_alert(
-    alert_id: int, principal: Principal = Depends(reader), ctx: HubContext = Depends(_ctx)
+    alert_id: AlertId, principal: Principal = Depends(READ), ctx: HubContext = Depends(_ctx)
 ) -> Any:
     """One alert and its history, oldest first."""
     alert = _alert_readable(ctx, principal, alert_id)
     return {"alert": alert.to_dict(), "events": [e.to_dict() for e in ctx.alerts.events(alert_id)]}
 
 
-@router.get("/api/alerts/{alert_id}/timeline", tags=["alerts"])
+@router.get("/api/alerts/{alert_id}/timeline", tags=["alerts"], responses=_NOT_FOUND)
 def alert_timeline(
-    alert_id: int, principal: Principal = Depends(reader), ctx: HubContext = Depends(_ctx)
+    alert_id: AlertId, principal: Principal = Depends(READ), ctx: HubContext = Depends(_ctx)
 ) -> Any:
     """Every step of the alert (rules' events, transitions, comments, evidence) with the audit
     entry that seals it: its sequence number and hash in the tamper-evident chain."""
@@ -522,35 +541,91 @@ def alert_timeline(
     }
 
 
-@router.post("/api/session", tags=["auth"], status_code=204)
+_SESSION_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"description": "Missing, unknown, expired or revoked token."},
+    429: {"description": "Too many failed sign-ins from this address or for this user."},
+}
+
+
+@router.post("/api/session", tags=["auth"], status_code=204, responses=_SESSION_RESPONSES)
 def login(
-    creds: HTTPAuthorizationCredentials = Depends(bearer_scheme),
-    principal: Principal = Depends(require_principal),
+    request: Request,
+    principal: Principal = Depends(needs(Role.VIEWER)),
     ctx: HubContext = Depends(_ctx),
 ) -> Response:
-    """Start a browser session from a bearer token (an HttpOnly cookie for reads and the live
-    stream; changes still need the bearer token). Recorded in the audit log."""
+    """Start a browser session from a bearer token: an HttpOnly cookie holding a session of its
+    own, for reads and the live stream (changes still need the bearer token). It ends after
+    ``hub.session_ttl_h`` hours, with its token, or at logout. Recorded in the audit log."""
+    token, ends = ctx.tokens.start_session(principal)
     ctx.alerts.audit.append(
-        principal.user, "login", f"user:{principal.user}", {"department": principal.department}
+        principal.user,
+        "login",
+        f"user:{principal.user}",
+        {"department": principal.department, "role": principal.role.value},
     )
-    log.info("login", extra=kv(user=principal.user, department=principal.department or "*"))
+    log.info(
+        "login",
+        extra=kv(
+            user=principal.user,
+            department=principal.department or "*",
+            role=principal.role.value,
+            ends=ends.isoformat(timespec="seconds"),
+        ),
+    )
     resp = Response(status_code=204)
-    # The cookie carries the token itself: the hub keeps only hashes, so there is no session table
-    # to steal.
-    token = creds.credentials
+    max_age = max(1, int((ends - datetime.now(UTC)).total_seconds()))
     resp.set_cookie(
-        SESSION_COOKIE, token, httponly=True, samesite="strict", path="/", max_age=12 * 3600
+        SESSION_COOKIE,
+        token,
+        httponly=True,
+        samesite="strict",
+        path="/",
+        max_age=max_age,
+        # Over HTTPS (the hub's own TLS, or a trusted proxy's X-Forwarded-Proto) the browser must
+        # never send it over plain HTTP.
+        secure=request.url.scheme == "https",
     )
     return resp
 
 
-@router.delete("/api/session", tags=["auth"], status_code=204)
-def logout(principal: Principal = Depends(reader), ctx: HubContext = Depends(_ctx)) -> Response:
-    """End the browser session (recorded in the audit log)."""
-    ctx.alerts.audit.append(principal.user, "logout", f"user:{principal.user}", {})
+@router.delete("/api/session", tags=["auth"], status_code=204, responses=_SESSION_RESPONSES)
+def logout(
+    request: Request,
+    principal: Principal = Depends(READ),
+    ctx: HubContext = Depends(_ctx),
+    session: Annotated[str | None, Cookie(alias=SESSION_COOKIE, include_in_schema=False)] = None,
+) -> Response:
+    """End the browser session: the session in the cookie is revoked at once (the API token it
+    was started from stays valid) and the cookie deleted. Recorded in the audit log."""
+    ended = ctx.tokens.end_session(session) if session else False
+    ctx.alerts.audit.append(
+        principal.user, "logout", f"user:{principal.user}", {"session_ended": ended}
+    )
     resp = Response(status_code=204)
-    resp.delete_cookie(SESSION_COOKIE, path="/")
+    resp.delete_cookie(
+        SESSION_COOKIE,
+        path="/",
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+    )
     return resp
+
+
+def _citable(ctx: HubContext, principal: Principal, alert: Alert, data: dict[str, Any]) -> None:
+    """Refuse (422, naming the hash) evidence the step may not cite: a file that does not exist,
+    or one the actor's or the alert's department may not read."""
+    for sha in data.get("evidence") or ():
+        if not may_cite(ctx, principal, alert.department, sha):
+            log.warning(
+                "evidence citation refused",
+                extra=kv(alert=alert.id, user=principal.user, evidence=sha),
+            )
+            raise HTTPException(
+                422,
+                f"evidence {sha}: no such file that department {alert.department!r} may use;"
+                " upload it first (POST /api/evidence)",
+            )
 
 
 def _transition(
@@ -561,23 +636,9 @@ def _transition(
     note: str,
     data: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    alert = ctx.alerts.get(alert_id)
-    if not principal.may_act_for(alert.department):
-        log.warning(
-            "transition refused",
-            extra=kv(
-                alert=alert_id,
-                action=action,
-                user=principal.user,
-                token_department=principal.department,
-                department=alert.department,
-            ),
-        )
-        raise HTTPException(
-            403,
-            f"token of department {principal.department!r} cannot act on alerts of department"
-            f" {alert.department!r}",
-        )
+    alert = _alert_readable(ctx, principal, alert_id)
+    if data:
+        _citable(ctx, principal, alert, data)
     updated = ctx.alerts.transition(alert_id, action, actor=principal.user, note=note, data=data)
     log.info(
         "alert transition",
@@ -594,18 +655,30 @@ def _transition(
 
 
 _ACTION_RESPONSES: dict[int | str, dict[str, Any]] = {
-    401: {"description": "Missing or invalid token"},
-    403: {"description": "Other department"},
-    404: {"description": "No such alert"},
-    409: {"description": "Not allowed from the alert's state"},
+    401: {"description": "Missing, unknown, expired or revoked bearer token."},
+    403: {"description": "The token's role cannot take this step."},
+    404: {"description": "No such alert, or one of another department (the same answer)."},
+    409: {"description": "Not allowed from the alert's state."},
+    422: {"description": "Bad body, or evidence the step may not cite (the hash is named)."},
+    429: {"description": "Too many failed sign-ins from this address or for this user."},
 }
+
+_ACTION_ROLES = {
+    "ack": Role.OFFICER,
+    "dispatch": Role.OFFICER,
+    "verify": Role.OFFICER,
+    "close": Role.OFFICER,
+    "comment": Role.OFFICER,
+    "reopen": Role.SUPERVISOR,
+}
+"""The role each handling step needs: reopening a closed case is a supervisor's decision."""
 
 
 def _action_endpoint(action: str, body_model: type[ActionRequest], doc: str) -> None:
     def endpoint(
-        alert_id: int,
+        alert_id: AlertId,
         body: ActionRequest,
-        principal: Principal = Depends(require_principal),
+        principal: Principal = Depends(needs(_ACTION_ROLES[action])),
         ctx: HubContext = Depends(_ctx),
     ) -> Any:
         return _transition(ctx, principal, alert_id, action, body.note, body.data())
@@ -644,15 +717,20 @@ for _action, _model, _doc in (
     _action_endpoint(_action, _model, _doc)
 
 
-@router.get("/api/dead-letters", response_model=DeadLetterPage, tags=["ops"])
+@router.get(
+    "/api/dead-letters",
+    response_model=DeadLetterPage,
+    tags=["ops"],
+    responses={403: {"description": "Not an admin's province-wide token."}},
+)
 def list_dead_letters(
-    limit: int = Query(100, ge=1),
+    limit: int = Query(100, ge=1, le=2**31),
     reason: str | None = Query(None, max_length=64),
-    principal: Principal = Depends(province_wide),
+    principal: Principal = Depends(needs(Role.ADMIN, cookie=True, province_wide=True)),
     ctx: HubContext = Depends(_ctx),
 ) -> Any:
-    """Rejected messages, newest first; needs a province-wide token because payloads can hold
-    any department's operators' data."""
+    """Rejected messages, newest first; needs an admin's province-wide token because payloads
+    can hold any department's operators' data."""
     limit = min(limit, ctx.settings.hub.page_max)
     letters = ctx.readings.dead_letters(limit=limit, reason=reason)
     return {
@@ -663,16 +741,27 @@ def list_dead_letters(
 
 
 @router.get("/api/stats", response_model=StatsOut, tags=["ops"])
-def stats(principal: Principal = Depends(reader), ctx: HubContext = Depends(_ctx)) -> Any:
-    """Headline figures: readings, dead letters, not-closed alerts by severity and state (of
-    the token's department, or all for a province-wide token)."""
-    counts = ctx.alerts.counts(principal.department)
+def stats(principal: Principal = Depends(READ), ctx: HubContext = Depends(_ctx)) -> Any:
+    """Headline figures: sites, readings, not-closed alerts by severity and state, and live
+    streams, all of the token's department (every department for a province-wide token);
+    dead letters, which belong to no department, for province-wide tokens only."""
+    dept = principal.department
+    counts = ctx.alerts.counts(dept)
+    sites = ctx.registry.for_department(dept)
+    if dept is None:
+        readings = ctx.readings.count()
+        dead_letters: int | None = ctx.readings.dead_letter_count()
+    else:
+        readings = sum(ctx.readings.count(site=s.id) for s in sites)
+        dead_letters = None
     return {
-        "sites": len(ctx.registry.for_department(principal.department)),
-        "readings": ctx.readings.count(),
-        "dead_letters": ctx.readings.dead_letter_count(),
+        "sites": len(sites),
+        "readings": readings,
+        "dead_letters": dead_letters,
         "alerts": {"severity": counts["severity"], "state": counts["state"]},
-        "stream_subscribers": ctx.stream.subscriber_count,
+        "stream_subscribers": ctx.stream.count_where(
+            lambda key: dept is None or (isinstance(key, tuple) and key[0] == dept)
+        ),
     }
 
 
@@ -680,18 +769,35 @@ def stats(principal: Principal = Depends(reader), ctx: HubContext = Depends(_ctx
     "/api/stream",
     tags=["stream"],
     response_class=EventSourceResponse,
-    responses={200: {"content": {"text/event-stream": {}}, "description": "Server-Sent Events"}},
+    responses={
+        200: {"content": {"text/event-stream": {}}, "description": "Server-Sent Events"},
+        429: {"description": "The token holds hub.streams_per_token streams already."},
+    },
 )
 async def stream(
-    request: Request, principal: Principal = Depends(reader), ctx: HubContext = Depends(_ctx)
+    request: Request, principal: Principal = Depends(READ), ctx: HubContext = Depends(_ctx)
 ) -> EventSourceResponse:
     """Live events: ``reading`` (a reading) and ``alert`` (the alert plus ``action`` and ``event``).
 
     Send ``Last-Event-ID`` (browsers do on reconnect) to be replayed what was missed; a
-    ``reset`` event means too much was missed and the client should reload its data.
+    ``reset`` event means too much was missed and the client should reload its data. One token
+    (with the browser sessions started from it) holds at most ``hub.streams_per_token`` streams.
     """
+    key = (principal.department, principal.token_id)
+    cap = ctx.settings.hub.streams_per_token
+    # No await between the count and the subscription in response(): no other request can
+    # subscribe in between on this event loop.
+    if ctx.stream.count_for(key) >= cap:
+        log.warning(
+            "stream refused", extra=kv(user=principal.user, token=principal.token_id, cap=cap)
+        )
+        raise HTTPException(
+            429,
+            f"this token has {cap} live streams open already; close one",
+            headers={"Retry-After": str(max(1, round(ctx.stream.keepalive_s)))},
+        )
     return ctx.stream.response(
-        request.headers.get("last-event-id"), accept=_stream_scope(ctx, principal)
+        request.headers.get("last-event-id"), accept=_stream_scope(ctx, principal), key=key
     )
 
 
@@ -745,10 +851,16 @@ def create_app(
         alerts if alerts is not None else settings.database, settings.alerts
     )
     owned.append(pipeline)
+    hub = settings.hub
     if tokens is None:
-        tokens = TokenStore(settings.database, registry.departments)
+        tokens = TokenStore(
+            settings.database,
+            registry.departments,
+            ttl=timedelta(hours=hub.token_ttl_h),
+            session_ttl=timedelta(hours=hub.session_ttl_h),
+        )
         owned.append(tokens)
-    stream_hub = StreamHub(readings, pipeline.store, poll_ms=settings.hub.stream_poll_ms)
+    stream_hub = StreamHub(readings, pipeline.store, poll_ms=hub.stream_poll_ms)
     ctx = HubContext(
         settings=settings,
         registry=registry,
@@ -756,6 +868,16 @@ def create_app(
         pipeline=pipeline,
         tokens=tokens,
         stream=stream_hub,
+        limiter=FailureLimiter(
+            LimitPolicy(
+                failures=hub.auth_failures,
+                window_s=hub.auth_window_s,
+                lockout_s=hub.auth_lockout_s,
+                tracked_max=hub.auth_tracked_max,
+            )
+        ),
+        # On the alert store's connection (owned and closed by the pipeline).
+        evidence=EvidenceLedger(pipeline.store.db),
     )
 
     @asynccontextmanager
@@ -794,6 +916,7 @@ def create_app(
         lifespan=lifespan,
         docs_url=None,  # the default page loads Swagger UI from a CDN; see _install_docs
         redoc_url=None,
+        dependencies=[Depends(refuse_nul)],
     )
     app.state.hub = ctx
     app.state.stream = stream_hub
@@ -801,9 +924,9 @@ def create_app(
 
     app.state.metrics = metrics.registry(ctx)
     _install_error_handlers(app)
-    app.include_router(router)
-    for feature in (reports, silences, handling, evidence, views, metrics):
-        app.include_router(feature.router)
+    routers = [router] + [f.router for f in (reports, silences, handling, evidence, views, metrics)]
+    for r in routers:
+        app.include_router(r)
     install_docs(app)
 
     @app.get("/", include_in_schema=False)
@@ -820,6 +943,14 @@ def create_app(
         )
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    # Every route has its rule in hub.access.ROUTES, the same its dependency checks, and its
+    # description declares the refusals the rule gives.
+    check_routes([*routers, app.router])
+    declare_responses(routers)
+    # Added last, run first: the proxy's client address and scheme before anything reads them.
+    app.add_middleware(SecurityHeaders)
+    if hub.trusted_proxies:
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=list(hub.trusted_proxies))
     return app
 
 
@@ -840,13 +971,23 @@ class HubServer(uvicorn.Server):
 
 
 def make_server(app: FastAPI, host: str, port: int, **options: Any) -> HubServer:
-    """A uvicorn server for a hub app; ``port=0`` takes a free port (see :func:`bound_port`)."""
+    """A uvicorn server for a hub app; ``port=0`` takes a free port (see :func:`bound_port`).
+
+    Serves HTTPS when the app's settings name a certificate and key (``hub.tls_certfile``,
+    ``hub.tls_keyfile``). uvicorn's own proxy-header handling is off: by default it believes
+    X-Forwarded-For from localhost, while the app believes only ``hub.trusted_proxies``.
+    """
     config_kw: dict[str, Any] = {
         "log_config": None,
         "lifespan": "on",
         "timeout_graceful_shutdown": 10,
         "access_log": False,
+        "proxy_headers": False,
     }
+    hub_settings = app.state.hub.settings.hub
+    if hub_settings.tls:
+        config_kw["ssl_certfile"] = str(hub_settings.tls_certfile)
+        config_kw["ssl_keyfile"] = str(hub_settings.tls_keyfile)
     config_kw.update(options)
     return HubServer(uvicorn.Config(app, host=host, port=port, **config_kw), app.state.stream)
 

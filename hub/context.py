@@ -10,16 +10,21 @@ from dataclasses import dataclass
 
 from alerts.pipeline import AlertPipeline
 from alerts.store import AlertStore
+from farsight.evidence import EvidenceLedger
 from farsight.registry import Registry
 from farsight.settings import Settings
 from hub.auth import TokenStore
+from hub.ratelimit import FailureLimiter
 from hub.stream import StreamHub
 from ingest.store import ReadingStore
 
 
 @dataclass(frozen=True, slots=True)
 class HubContext:
-    """The hub's settings, registry, stores and live stream."""
+    """The hub's settings, registry, stores, live stream and failed-authentication limiter.
+
+    ``evidence`` records evidence uploads on the alert store's database connection.
+    """
 
     settings: Settings
     registry: Registry
@@ -27,6 +32,8 @@ class HubContext:
     pipeline: AlertPipeline
     tokens: TokenStore
     stream: StreamHub
+    limiter: FailureLimiter
+    evidence: EvidenceLedger
 
     @property
     def alerts(self) -> AlertStore:

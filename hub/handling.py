@@ -3,9 +3,11 @@
 - ``GET /api/handling-stats?from=&to=&department=``: per-department figures of the alerts raised
   in a period (reader, scoped to the token's department).
 - ``GET /api/joint-inspections?department=``: entities with several waiting alerts across their
-  sites and departments (reader; a department token sees its own alerts and the others' counts).
+  sites and departments (reader; a department token sees its own alerts and sites, and only how
+  many alerts other departments have waiting).
 - ``POST /api/joint-inspections/{entity_id}/dispatch``: dispatch chosen alerts as one visit, all
-  or none (authenticated; a department token may include only its department's alerts).
+  or none (supervisor; a department token may include only its department's alerts, and another
+  department's is answered 404 like a missing one).
 """
 
 from __future__ import annotations
@@ -22,9 +24,10 @@ from alerts.joint import ScopeError, dispatch_visit, proposals
 from alerts.report import check_range, default_range, parse_report_time, store_now
 from farsight.errors import NotFoundError, TransitionError
 from farsight.logs import kv
-from hub.auth import Principal
+from hub.access import needs
+from hub.auth import ID_MAX, Principal, Role
 from hub.context import HubContext
-from hub.deps import context, reader, require_principal, scoped_department
+from hub.deps import context, scoped_department
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +51,7 @@ def _department(ctx: HubContext, principal: Principal, requested: str | None) ->
 
 @router.get("/api/handling-stats", tags=["handling"], responses=_READ_RESPONSES)
 def get_handling_stats(
-    principal: Annotated[Principal, Depends(reader)],
+    principal: Annotated[Principal, Depends(needs(Role.VIEWER, cookie=True))],
     ctx: Annotated[HubContext, Depends(context)],
     from_: Annotated[
         str | None,
@@ -80,7 +83,7 @@ def get_handling_stats(
 
 @router.get("/api/joint-inspections", tags=["handling"], responses=_READ_RESPONSES)
 def list_joint_inspections(
-    principal: Annotated[Principal, Depends(reader)],
+    principal: Annotated[Principal, Depends(needs(Role.VIEWER, cookie=True))],
     ctx: Annotated[HubContext, Depends(context)],
     department: Annotated[
         str | None, Query(description="Only entities with alerts of this department.")
@@ -98,7 +101,7 @@ class VisitRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    alert_ids: list[int] = Field(
+    alert_ids: list[Annotated[int, Field(ge=1, le=ID_MAX)]] = Field(
         ..., min_length=1, max_length=200, description="Alerts of the entity to dispatch together."
     )
     team: str = Field(..., min_length=1, max_length=200, description="Team doing the visit.")
@@ -127,9 +130,12 @@ class VisitRequest(BaseModel):
     "/api/joint-inspections/{entity_id}/dispatch",
     tags=["handling"],
     responses={
-        401: {"description": "Missing, unknown or revoked token."},
-        403: {"description": "An alert of another department than the token's."},
-        404: {"description": "No such alert."},
+        401: {"description": "Missing, unknown, expired or revoked token."},
+        403: {"description": "The role is below supervisor."},
+        404: {
+            "description": "No such alert, or one of another department than the token's (the"
+            " same answer)."
+        },
         409: {
             "description": "An alert cannot be dispatched from its state; nothing was dispatched."
         },
@@ -138,7 +144,7 @@ class VisitRequest(BaseModel):
 )
 def dispatch_joint_visit(
     body: VisitRequest,
-    principal: Annotated[Principal, Depends(require_principal)],
+    principal: Annotated[Principal, Depends(needs(Role.SUPERVISOR))],
     ctx: Annotated[HubContext, Depends(context)],
     entity_id: Annotated[
         str,
@@ -147,6 +153,16 @@ def dispatch_joint_visit(
 ) -> Any:
     """Dispatch the listed alerts of one entity as one on-site visit (all or none); returns the
     visit and the alerts."""
+    if principal.department is not None:
+        # Another department's alert is answered as a missing one, before anything else about it
+        # (its entity, its state) can show in a refusal.
+        for aid in body.alert_ids:
+            try:
+                foreign = ctx.alerts.get(aid).department != principal.department
+            except NotFoundError:
+                foreign = True
+            if foreign:
+                raise HTTPException(404, f"no alert {aid}")
     try:
         visit = dispatch_visit(
             ctx.alerts,
@@ -160,6 +176,7 @@ def dispatch_joint_visit(
             department_scope=principal.department,
         )
     except ScopeError as exc:
+        # Checked above; an alert that moved department in between is refused the same way.
         log.warning(
             "joint visit refused",
             extra=kv(
@@ -169,7 +186,7 @@ def dispatch_joint_visit(
                 reason=str(exc),
             ),
         )
-        raise HTTPException(403, str(exc)) from None
+        raise HTTPException(404, "an alert of the visit does not exist") from None
     except TransitionError as exc:
         raise HTTPException(409, str(exc)) from None
     except NotFoundError as exc:

@@ -26,16 +26,17 @@ from alerts.report import (
 )
 from farsight.errors import ConfigError
 from farsight.logs import kv
-from hub.auth import Principal
+from hub.access import needs
+from hub.auth import Principal, Role
 from hub.context import HubContext
-from hub.deps import context, reader, scoped_department
+from hub.deps import context, scoped_department
 
 if TYPE_CHECKING:
     from farsight.settings import Settings
 
 log = logging.getLogger(__name__)
 
-REPORT_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
+REPORT_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'none'"
 """The report needs nothing but its inline styles (and inline SVG, which is markup, not a load)."""
 
 FROM_DOC = (
@@ -71,8 +72,11 @@ def _rule_kinds(settings: Settings) -> Mapping[str, str] | None:
     response_class=HTMLResponse,
     tags=["reports"],
     responses={
-        401: {"description": "Missing, unknown or revoked token."},
-        403: {"description": "A department token asked for another department."},
+        401: {"description": "Missing, unknown, expired or revoked token."},
+        403: {
+            "description": "A department token asked for another department, or the role is"
+            " below supervisor (a report is an export)."
+        },
         422: {
             "description": "Bad times (ISO 8601 with offset, from before to, at most 366 days) "
             "or unknown department."
@@ -80,7 +84,7 @@ def _rule_kinds(settings: Settings) -> Mapping[str, str] | None:
     },
 )
 def risk_report(
-    principal: Annotated[Principal, Depends(reader)],
+    principal: Annotated[Principal, Depends(needs(Role.SUPERVISOR, cookie=True))],
     ctx: Annotated[HubContext, Depends(context)],
     from_: Annotated[str | None, Query(alias="from", description=FROM_DOC)] = None,
     to: Annotated[str | None, Query(description=TO_DOC)] = None,

@@ -305,8 +305,22 @@ class AlertCountsOut(_Response):
 class StatsOut(_Response):
     sites: int
     readings: int
-    dead_letters: int
+    dead_letters: int | None = Field(
+        description="Rejected messages; null for a department's token (they belong to no"
+        " department)."
+    )
     alerts: AlertCountsOut = Field(
         description="Alerts that are not closed, by severity and by state."
     )
     stream_subscribers: int
+
+
+class MeOut(_Response):
+    user: str
+    department: str | None = Field(description="The token's department; null: province-wide.")
+    departments: list[str] = Field(description="The departments the token reads.")
+    role: Literal["viewer", "officer", "supervisor", "admin"] = Field(
+        description="viewer reads; officer handles alerts; supervisor also silences, reopens,"
+        " exports and dispatches joint visits; admin also reads the operations views."
+    )
+    expires: str | None = Field(description="When the token (or the browser session) ends.")

@@ -18,7 +18,7 @@ import logging
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from alerts.matchers import MatcherError, parse_matchers, pinned, to_dict
@@ -26,9 +26,10 @@ from alerts.mute import MuteStage
 from alerts.silences import Silence, SilenceError, SilenceStore
 from farsight.errors import NotFoundError
 from farsight.logs import kv
-from hub.auth import Principal
+from hub.access import needs
+from hub.auth import ID_MAX, Principal, Role
 from hub.context import HubContext
-from hub.deps import context, reader, require_principal, scoped_department
+from hub.deps import context, scoped_department
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +107,7 @@ def _scoped_matchers(principal: Principal, ctx: HubContext, raw: dict[str, Any])
     },
 )
 def list_silences(
-    principal: Annotated[Principal, Depends(reader)],
+    principal: Annotated[Principal, Depends(needs(Role.VIEWER, cookie=True))],
     ctx: Annotated[HubContext, Depends(context)],
     silences: Annotated[SilenceStore, Depends(silence_store)],
     status: Annotated[
@@ -131,8 +132,11 @@ def list_silences(
     status_code=201,
     tags=["silences"],
     responses={
-        401: {"description": "Missing, unknown or revoked token."},
-        403: {"description": "A department token tried to silence another department's alerts."},
+        401: {"description": "Missing, unknown, expired or revoked token."},
+        403: {
+            "description": "A department token tried to silence another department's alerts, or"
+            " the role is below supervisor."
+        },
         422: {
             "description": "Bad matchers (the message names the label; a regex RE2 refuses says"
             " why and what RE2 lacks), times or reason."
@@ -141,7 +145,7 @@ def list_silences(
 )
 def create_silence(
     body: SilenceIn,
-    principal: Annotated[Principal, Depends(require_principal)],
+    principal: Annotated[Principal, Depends(needs(Role.SUPERVISOR))],
     ctx: Annotated[HubContext, Depends(context)],
     silences: Annotated[SilenceStore, Depends(silence_store)],
     stage: Annotated[MuteStage, Depends(mute_stage)],
@@ -161,15 +165,18 @@ def create_silence(
     "/api/silences/{silence_id}",
     tags=["silences"],
     responses={
-        401: {"description": "Missing, unknown or revoked token."},
-        403: {"description": "The silence belongs to another department."},
+        401: {"description": "Missing, unknown, expired or revoked token."},
+        403: {
+            "description": "The silence belongs to another department, or the role is below"
+            " supervisor."
+        },
         404: {"description": "No such silence."},
         409: {"description": "The silence has already expired."},
     },
 )
 def expire_silence(
-    silence_id: int,
-    principal: Annotated[Principal, Depends(require_principal)],
+    silence_id: Annotated[int, Path(ge=1, le=ID_MAX, description="Silence id.")],
+    principal: Annotated[Principal, Depends(needs(Role.SUPERVISOR))],
     ctx: Annotated[HubContext, Depends(context)],
     silences: Annotated[SilenceStore, Depends(silence_store)],
     stage: Annotated[MuteStage, Depends(mute_stage)],

@@ -18,11 +18,13 @@ import asyncio
 import json
 import logging
 import re
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from sse_starlette import EventSourceResponse, ServerSentEvent
+from starlette.types import Receive, Scope, Send
 
 from alerts.model import Alert, AlertEvent
 from farsight.logs import kv
@@ -78,6 +80,8 @@ class Subscriber:
     reading_id: int
     event_id: int
     dropped: bool = field(default=False)
+    key: object = None
+    """Whose stream it is (the hub: the token's id), for :meth:`StreamHub.count_for`."""
 
 
 def parse_last_event_id(value: str | None) -> tuple[int, int] | None:
@@ -119,6 +123,7 @@ class StreamHub:
         self.reading_id = 0
         self.event_id = 0
         self._subs: set[Subscriber] = set()
+        self._per_key: Counter[object] = Counter()
         self._task: asyncio.Task[None] | None = None
         self._stop: asyncio.Event | None = None
         self._closing = False
@@ -174,18 +179,33 @@ class StreamHub:
     def subscriber_count(self) -> int:
         return len(self._subs)
 
-    def subscribe(self) -> Subscriber:
+    def count_for(self, key: object) -> int:
+        """Open streams subscribed with ``key``."""
+        return self._per_key[key]
+
+    def count_where(self, match: Callable[[object], bool]) -> int:
+        """Open streams whose key ``match`` accepts."""
+        # A copy first: a plain-def endpoint asks from a worker thread while the event loop
+        # subscribes and unsubscribes.
+        return sum(n for key, n in list(self._per_key.items()) if match(key))
+
+    def subscribe(self, key: object = None) -> Subscriber:
         """Join the fan-out; the subscriber records the position it joined at (for replay)."""
-        sub = Subscriber(asyncio.Queue(self.queue_max), self.reading_id, self.event_id)
+        sub = Subscriber(asyncio.Queue(self.queue_max), self.reading_id, self.event_id, key=key)
         if self._closing:
             sub.dropped = True
             sub.queue.put_nowait(None)
             return sub
         self._subs.add(sub)
+        self._per_key[key] += 1
         return sub
 
     def unsubscribe(self, sub: Subscriber) -> None:
-        self._subs.discard(sub)
+        if sub in self._subs:
+            self._subs.discard(sub)
+            self._per_key[sub.key] -= 1
+            if self._per_key[sub.key] <= 0:
+                del self._per_key[sub.key]
 
     def broadcast(self, msg: Message) -> None:
         """Queue ``msg`` for every subscriber; one whose queue is full is dropped, not awaited."""
@@ -196,7 +216,7 @@ class StreamHub:
                 self._drop(sub, reason="slow")
 
     def _drop(self, sub: Subscriber, reason: str) -> None:
-        self._subs.discard(sub)
+        self.unsubscribe(sub)
         if sub.dropped:
             return
         sub.dropped = True
@@ -286,12 +306,21 @@ class StreamHub:
         return msgs
 
     def response(
-        self, last_event_id: str | None = None, accept: Callable[[Message], bool] | None = None
+        self,
+        last_event_id: str | None = None,
+        accept: Callable[[Message], bool] | None = None,
+        key: object = None,
     ) -> EventSourceResponse:
         """One client's stream as an HTTP response: :meth:`events`, with keepalive comments every
-        :attr:`keepalive_s` seconds."""
-        return EventSourceResponse(
-            self.events(last_event_id, accept),
+        :attr:`keepalive_s` seconds.
+
+        The subscription ends when the response does, even one whose body was never iterated
+        (a client gone before it started): the per-key counts must not leak.
+        """
+        sub = self.subscribe(key)
+        return _StreamResponse(
+            self._events(sub, last_event_id, accept),
+            on_close=lambda: self.unsubscribe(sub),
             headers=HEADERS,
             ping=self.keepalive_s,
             ping_message_factory=_keepalive,
@@ -299,7 +328,10 @@ class StreamHub:
         )
 
     def events(
-        self, last_event_id: str | None = None, accept: Callable[[Message], bool] | None = None
+        self,
+        last_event_id: str | None = None,
+        accept: Callable[[Message], bool] | None = None,
+        key: object = None,
     ) -> AsyncIterator[ServerSentEvent]:
         """One client's SSE stream: a greeting, any replay, then live messages.
 
@@ -308,7 +340,7 @@ class StreamHub:
         iterated: the response's headers go out before its body is iterated, and a client that
         has seen them may already expect every later event.
         """
-        return self._events(self.subscribe(), last_event_id, accept)
+        return self._events(self.subscribe(key), last_event_id, accept)
 
     async def _events(
         self, sub: Subscriber, last_event_id: str | None, accept: Callable[[Message], bool] | None
@@ -333,6 +365,20 @@ class StreamHub:
                     yield live.sse()
         finally:
             self.unsubscribe(sub)
+
+
+class _StreamResponse(EventSourceResponse):
+    """An SSE response that calls ``on_close`` when it ends, however it ends."""
+
+    def __init__(self, content: Any, on_close: Callable[[], None], **kwargs: Any) -> None:
+        super().__init__(content, **kwargs)
+        self._on_close = on_close
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._on_close()
 
 
 def _keepalive() -> ServerSentEvent:

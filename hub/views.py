@@ -12,9 +12,11 @@ from fastapi import APIRouter, Depends
 
 from alerts.store import AlertFilter
 from farsight.logs import kv
-from hub.auth import Principal
+from hub.access import needs
+from hub.auth import Principal, Role
 from hub.context import HubContext
-from hub.deps import context, reader
+from hub.deps import context
+from hub.schemas import MeOut
 
 log = logging.getLogger(__name__)
 
@@ -27,17 +29,21 @@ FEATURES_MAX = 5000
 """Most change polygons one response carries (newest scenes first)."""
 
 
-@router.get("/api/me", tags=["auth"])
+@router.get("/api/me", tags=["auth"], response_model=MeOut)
 def me(
-    principal: Annotated[Principal, Depends(reader)], ctx: Annotated[HubContext, Depends(context)]
+    principal: Annotated[Principal, Depends(needs(Role.VIEWER, cookie=True))],
+    ctx: Annotated[HubContext, Depends(context)],
 ) -> dict[str, Any]:
-    """The signed-in user and the department scope every read and change is limited to."""
+    """The signed-in user, the role and the department scope every read and change is limited
+    to, and when the token (or browser session) ends."""
     return {
         "user": principal.user,
         "department": principal.department,
         "departments": [principal.department]
         if principal.department
         else list(ctx.registry.departments),
+        "role": principal.role.value,
+        "expires": principal.expires.isoformat() if principal.expires else None,
     }
 
 
@@ -52,7 +58,8 @@ def _read(path: Path) -> list[dict[str, Any]]:
 
 @router.get("/api/map/layers", tags=["sites"])
 def map_layers(
-    principal: Annotated[Principal, Depends(reader)], ctx: Annotated[HubContext, Depends(context)]
+    principal: Annotated[Principal, Depends(needs(Role.VIEWER, cookie=True))],
+    ctx: Annotated[HubContext, Depends(context)],
 ) -> dict[str, Any]:
     """Zones of interest and satellite change polygons as GeoJSON (lon/lat). A department's
     token sees the areas of interest whose alerts belong to its department."""

@@ -27,7 +27,7 @@ from farsight.logs import setup_logging
 from farsight.registry import Registry, load_registry
 from farsight.settings import Settings
 from hub.app import create_app, make_server
-from hub.auth import TokenStore
+from hub.auth import Role, TokenStore
 from simulators.camera_server import CameraServer, demo_cameras
 from simulators.publisher import Simulator
 from simulators.scenarios import get_scenario
@@ -229,9 +229,16 @@ def _run(
     shutdown.on_close("ingest", ingest.stop)
     ingest.start()
 
-    tokens = TokenStore(settings.database, departments=registry.departments)
+    tokens = TokenStore(
+        settings.database,
+        departments=registry.departments,
+        ttl=timedelta(hours=settings.hub.token_ttl_h),
+        session_ttl=timedelta(hours=settings.hub.session_ttl_h),
+    )
     shutdown.on_close("tokens", tokens.close)
-    token = tokens.issue("demo-officer", None)
+    # The desk's token: a supervisor, since the desk silences, reopens and exports as well as
+    # handling alerts; the operations views (dead letters) need an admin's token.
+    token = tokens.issue("demo-officer", None, role=Role.SUPERVISOR)
     token_file = data_dir / "demo-token"
     token_file.write_text(token + "\n", encoding="utf-8")
     token_file.chmod(0o600)
@@ -260,6 +267,7 @@ def _run(
     b = settings.broker
     sim = settings.simulator
     host = settings.hub.host
+    scheme = "https" if settings.hub.tls else "http"
     database = (
         redact(str(settings.database))
         if settings.database_url
@@ -268,10 +276,10 @@ def _run(
     print(
         _banner(
             {
-                "dashboard": f"http://{host}:{hub_port}/#token={token}\n"
+                "dashboard": f"{scheme}://{host}:{hub_port}/#token={token}\n"
                 "              (the link signs the browser in as demo-officer, like Jupyter's"
                 " token link)",
-                "API docs": f"http://{host}:{hub_port}/docs",
+                "API docs": f"{scheme}://{host}:{hub_port}/docs",
                 "broker": f"{broker.kind} (embedded) on {b.host}:{b.port}"
                 if broker
                 else f"external broker {b.host}:{b.port}",
@@ -284,8 +292,9 @@ def _run(
                 f" {sim.backfill_min:g} min of history, then a round every"
                 f" {sim.interval_s:g} s (x{sim.speedup:g} time)",
                 "data": database,
-                "token": f"{token_file} (bearer token of user demo-officer: reads, and every"
-                " handling step)",
+                "token": f"{token_file} (bearer token of user demo-officer, role supervisor:"
+                " reads, every handling step, silences and exports; `farsight token issue"
+                " --role admin` for the operations views)",
             }
         )
         + "Stop with Ctrl-C.\n",

@@ -27,7 +27,8 @@ def _cmd_hub(args: argparse.Namespace) -> int:
     host = args.host or settings.hub.host
     port = args.port if args.port is not None else settings.hub.port
     app = create_app(settings, registry)
-    log.info("hub listening", extra=kv(url=f"http://{host}:{port}/", db=settings.db_path))
+    scheme = "https" if settings.hub.tls else "http"
+    log.info("hub listening", extra=kv(url=f"{scheme}://{host}:{port}/", db=settings.db_path))
     with stop_on_signals(Shutdown()):
         make_server(app, host, port).run()
     return 0
@@ -38,7 +39,8 @@ def add_hub_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParse
     hub = subparsers.add_parser(
         "hub",
         help="serve the API, live stream and dashboard",
-        description="Serve the hub on settings.hub.host:port until interrupted.",
+        description="Serve the hub on settings.hub.host:port until interrupted (HTTPS when "
+        "settings hub.tls_certfile and hub.tls_keyfile are set).",
     )
     hub.add_argument("--host", default=None, help="listen address (default: settings hub.host)")
     hub.add_argument(

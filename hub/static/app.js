@@ -127,10 +127,27 @@
   }
 
   // A session cookie from the API token: reads and the live stream use it; changes still send the token.
+  // The answer is kept in lastSession: a refused token (401) must not be retried, a lockout (429)
+  // says when to try again.
+  let lastSession = { status: 0, retryAfter: 0 };
   async function startSession(token) {
     const res = await fetch("/api/session", { method: "POST", headers: { Authorization: `Bearer ${token}` }, credentials: "same-origin" });
+    lastSession = { status: res.status, retryAfter: Number(res.headers.get("Retry-After")) || 0 };
     if (res.ok) localStorage.setItem(TOKEN_KEY, token);
     return res.ok;
+  }
+
+  // Logout: the hub ends the session in the cookie at once (the API token stays valid).
+  async function endSession() {
+    await fetch("/api/session", { method: "DELETE", credentials: "same-origin" }).catch(() => null);
+  }
+
+  // What each role may do (hub/access.py): buttons the role cannot use are not shown; the hub
+  // refuses them anyway.
+  const RANKS = { viewer: 0, officer: 1, supervisor: 2, admin: 3 };
+  function may(spec) {
+    const role = state.me && state.me.role;
+    return !role || !spec.role || RANKS[role] >= RANKS[spec.role];
   }
 
   function errorText(body, status) {
@@ -259,7 +276,7 @@
       evidenceStrip(a.evidence, `alert ${a.id}`, 1),
       el("span", { class: "actions" },
         el("button", { type: "button", class: "ghost", onclick: () => go(`#/alert/${a.id}`) }, "Open"),
-        ...ACTIONS.filter((x) => x.from.includes(a.state) && x.action !== "comment").map((x) =>
+        ...ACTIONS.filter((x) => x.from.includes(a.state) && x.action !== "comment" && may(x)).map((x) =>
           el("button", { type: "button", class: "ghost", "data-action": x.action, onclick: () => openAction(a, x.action) }, x.label)),
       ),
     );
@@ -646,7 +663,7 @@
       a.due_at ? el("span", { class: Date.parse(a.due_at) < Date.now() ? "overdue" : "" }, "due ", fmtTime(a.due_at)) : null,
       a.suppressed && Object.keys(a.suppressed).length ? el("span", { class: "badge" }, "muted") : null,
     ].filter(Boolean));
-    $("d-actions").replaceChildren(...ACTIONS.filter((x) => x.from.includes(a.state)).map((x) =>
+    $("d-actions").replaceChildren(...ACTIONS.filter((x) => x.from.includes(a.state) && may(x)).map((x) =>
       el("button", { type: "button", class: x.action === "comment" || x.action === "silence" ? "ghost" : "", "data-action": x.action,
         onclick: () => openAction(a, x.action) }, x.label)));
     $("d-score").textContent = a.risk ? a.risk.score.toFixed(2) : "";
@@ -830,7 +847,7 @@
 
   function showScope() {
     const me = state.me;
-    $("scope").textContent = me ? `${me.user} · ${me.department ? `department ${me.department}` : "all departments"}` : "not signed in";
+    $("scope").textContent = me ? `${me.user} · ${me.department ? `department ${me.department}` : "all departments"}${me.role ? ` · ${me.role}` : ""}` : "not signed in";
   }
 
   function fillDepartments(sites) {
@@ -872,7 +889,18 @@
         setTimeout(async () => {
           if (state.es !== es) return;
           const token = localStorage.getItem(TOKEN_KEY);
-          if (token) await startSession(token).catch(() => false);
+          if (!token) { banner("Enter an API token (farsight token issue) to see live updates."); return; }
+          lastSession = { status: 0, retryAfter: 0 };
+          const ok = await startSession(token).catch(() => false);
+          if (!ok && lastSession.status === 401) {
+            // Expired or revoked: retrying would only count failed sign-ins against this address.
+            localStorage.removeItem(TOKEN_KEY);
+            state.token = "";
+            banner("The token was refused (expired or revoked): enter a new one.");
+            openTokenDialog();
+            return;
+          }
+          if (!ok && lastSession.status === 429) { setTimeout(connect, lastSession.retryAfter * 1000); return; }
           connect();
         }, 3000);
       } else {
@@ -913,13 +941,13 @@
 
   // Mirrors alerts/model.py TRANSITIONS: which buttons an alert in each state offers.
   const ACTIONS = [
-    { action: "ack", label: "Acknowledge", title: "Acknowledge", verb: "acknowledge", from: ["new"] },
-    { action: "dispatch", label: "Dispatch", title: "Dispatch on-site verification (核查)", verb: "dispatch a team to verify", from: ["new", "acknowledged"] },
-    { action: "verify", label: "Verify", title: "Record the verification finding", verb: "record the finding of", from: ["dispatched"] },
-    { action: "close", label: "Close", title: "Close with the disposal (处置)", verb: "close", from: ["new", "acknowledged", "verified"] },
-    { action: "reopen", label: "Reopen", title: "Reopen", verb: "reopen", from: ["closed"] },
-    { action: "comment", label: "Comment", title: "Comment", verb: "comment on", from: ["new", "acknowledged", "dispatched", "verified", "closed"] },
-    { action: "silence", label: "Silence", title: "Silence this rule at this site", verb: "silence the rule at the site of", from: ["new", "acknowledged", "dispatched", "verified"] },
+    { action: "ack", role: "officer", label: "Acknowledge", title: "Acknowledge", verb: "acknowledge", from: ["new"] },
+    { action: "dispatch", role: "officer", label: "Dispatch", title: "Dispatch on-site verification (核查)", verb: "dispatch a team to verify", from: ["new", "acknowledged"] },
+    { action: "verify", role: "officer", label: "Verify", title: "Record the verification finding", verb: "record the finding of", from: ["dispatched"] },
+    { action: "close", role: "officer", label: "Close", title: "Close with the disposal (处置)", verb: "close", from: ["new", "acknowledged", "verified"] },
+    { action: "reopen", role: "supervisor", label: "Reopen", title: "Reopen", verb: "reopen", from: ["closed"] },
+    { action: "comment", role: "officer", label: "Comment", title: "Comment", verb: "comment on", from: ["new", "acknowledged", "dispatched", "verified", "closed"] },
+    { action: "silence", role: "supervisor", label: "Silence", title: "Silence this rule at this site", verb: "silence the rule at the site of", from: ["new", "acknowledged", "dispatched", "verified"] },
   ];
 
   function actionData(action) {
@@ -1099,7 +1127,7 @@
         banner("That token was refused.");
       }
     });
-    $("token-forget").addEventListener("click", () => { localStorage.removeItem(TOKEN_KEY); state.token = ""; $("token-dialog").close(); });
+    $("token-forget").addEventListener("click", () => { localStorage.removeItem(TOKEN_KEY); state.token = ""; endSession(); $("token-dialog").close(); });
     $("token-cancel").addEventListener("click", () => $("token-dialog").close());
     const q = $("queue");
     q.addEventListener("scroll", () => { if (!state.scrollFrame) state.scrollFrame = requestAnimationFrame(() => { state.scrollFrame = 0; renderQueueRows(); }); }, { passive: true });

@@ -52,13 +52,16 @@ def test_a_department_token_sees_and_reaches_only_its_department(demo, open_page
     names = set(page.locator("#site-list .name").all_inner_texts())
     assert names and not names & {s["name"] for s in demo.api("/api/sites") if s["id"] in env_sites}
 
-    # Enforced by the hub, not only hidden: opening an env alert by its address is refused.
+    # Enforced by the hub, not only hidden: opening an env alert by its address is refused, as
+    # if there were no such alert (nothing tells that it exists or whose it is).
     env_id = min(env_ids)
     page.goto(f"{demo.url}/#/alert/{env_id}")
-    page.locator("#detail-empty", has_text="HTTP 403").wait_for()
+    page.locator("#detail-empty", has_text="HTTP 404").wait_for()
     with pytest.raises(urllib.error.HTTPError) as exc:
         demo.api(f"/api/alerts/{env_id}", token=token)
-    assert exc.value.code == 403
+    assert exc.value.code == 404
+    # A viewer's desk offers no handling buttons; the hub would refuse them anyway.
+    assert page.locator("#d-actions button, #queue button[data-action]").count() == 0
     p.shot("desk-transport-scope")
 
 
@@ -153,10 +156,13 @@ def test_map_layers_and_the_satellite_alert_follow_the_scope(demo, open_page) ->
     )
     transport = demo.issue_token("carol", "transport")
     assert demo.api("/api/map/layers", token=transport)["changes"]["features"] == []
-    assert demo.api("/api/me", token=transport) == {
+    me = demo.api("/api/me", token=transport)
+    assert me.pop("expires")  # when the token ends
+    assert me == {
         "user": "carol",
         "department": "transport",
         "departments": ["transport"],
+        "role": "viewer",  # `farsight token issue` without --role
     }
 
     p = open_page(DESKTOP, name="satellite")

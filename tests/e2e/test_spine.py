@@ -58,7 +58,7 @@ def platform(broker, data_dir: Path) -> Iterator[tuple[Settings, IngestService, 
     ingest = IngestService(settings, registry)
     ingest.start()
     tokens = TokenStore(settings.db_path, departments=registry.departments)
-    token = tokens.issue("li.wei", "env")
+    token = tokens.issue("li.wei", "env", role="officer")
     app = create_app(
         settings, registry, readings=ingest.readings, alerts=ingest.alerts, tokens=tokens
     )
@@ -145,7 +145,10 @@ def test_a_simulated_exceedance_becomes_one_alert_that_is_acknowledged_and_close
         },
     )
     assert r.status_code == 200 and r.json()["state"] == "dispatched"
-    photo = "9f" * 32
+    # The inspector's photo, uploaded first: a step cites only evidence that exists.
+    up = api.post("/api/evidence", content=b"\xff\xd8\xff\xe0 inspector photo", headers=auth)
+    assert up.status_code == 201, up.text
+    photo = up.json()["sha256"]
     r = api.post(
         f"/api/alerts/{aid}/verify",
         headers=auth,

@@ -56,7 +56,7 @@ def test_demo_camera_smoke_becomes_an_alert_with_its_snapshot(
             alerts=ingest.alerts,
             tokens=TokenStore(settings.database, departments=registry.departments),
         )
-        token = app.state.hub.tokens.issue("officer", "env")
+        token = app.state.hub.tokens.issue("officer", "env", role="officer")
         server, thread, base_url = start_server(app)
 
         def smoke_alert():

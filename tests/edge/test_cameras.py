@@ -54,7 +54,9 @@ def test_camera_findings_cross_the_gateway_to_the_hub(
         alerts=hub.service.alerts,
         tokens=TokenStore(hub.settings.database, departments=registry.departments),
     )
-    monkeypatch.setenv("FARSIGHT_EDGE_HUB_TOKEN", app.state.hub.tokens.issue("gw-test", "env"))
+    monkeypatch.setenv(
+        "FARSIGHT_EDGE_HUB_TOKEN", app.state.hub.tokens.issue("gw-test", "env", role="officer")
+    )
     server, thread, base_url = start_server(app)
     spec = ClipSpec("stack", 320, 180, 5.0, 60.0, 7, events=(EventSpec("covered", 3.0, 60.0),))
     cams = CameraServer({"stack": spec}).start()

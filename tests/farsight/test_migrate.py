@@ -47,6 +47,7 @@ TABLES = {
     "silences",
     "outbox",
     "api_tokens",
+    "evidence_uploads",
     "alembic_version",
 }
 
@@ -273,7 +274,9 @@ def test_the_db_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert migrate.main(["current", "--check", "--db", path]) == 0
     assert capsys.readouterr().out.strip() == f"{HEAD} (head)"
     assert migrate.main(["history"]) == 0
-    assert capsys.readouterr().out.startswith(f"<base> -> {HEAD} (head): ")
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("<base> -> 0001: ")
+    assert lines[-1].startswith(f"{history()[-2][0]} -> {HEAD} (head): ")
 
     # As the main CLI registers them: `farsight db ...`.
     parser = argparse.ArgumentParser(prog="farsight")
@@ -285,3 +288,34 @@ def test_the_db_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     Database.open(other).close()
     assert migrate.main(["current", "--check", "--db", other]) == 1
     assert capsys.readouterr().out.strip() == f"none (behind head {HEAD})"
+
+
+def test_tokens_from_before_roles_keep_their_power_and_get_an_expiry(empty: str) -> None:
+    import hashlib
+    import time
+
+    from hub.auth import Role
+
+    db = Database.open(empty)
+    assert upgrade(db, "0001") == (None, "0001")
+    created = int(time.time() * 1000)
+    with db.transaction() as c:
+        for user, dept in (("alice", "env"), ("root", None)):
+            c.execute(
+                'INSERT INTO api_tokens (token_hash, "user", department, created)'
+                " VALUES (?, ?, ?, ?)",
+                (hashlib.sha256(f"fs_{user}".encode()).hexdigest(), user, dept, created),
+            )
+    db.close()
+    store = TokenStore(empty, ["env"])  # opening the store migrates
+    assert current(store.db) == HEAD
+    alice, root = store.verify("fs_alice"), store.verify("fs_root")
+    # What a token could do before roles existed: a department's everything in it (supervisor),
+    # a province-wide one also the operations views (admin).
+    assert (alice.role, root.role) == (Role.SUPERVISOR, Role.ADMIN)
+    days = (alice.expires.timestamp() * 1000 - created) / 86_400_000 if alice.expires else 0
+    assert 29.9 < days < 30.1
+    assert [t.kind for t in store.list()] == ["api", "api"]
+    with pytest.raises(StoreError), store.db.transaction() as c:
+        c.execute("UPDATE api_tokens SET role = 'root' WHERE \"user\" = 'alice'")
+    store.close()

@@ -204,9 +204,9 @@ def hub(
 def tokens(hub: LiveHub) -> dict[str, str]:
     """Tokens: ``admin`` (all departments), ``env`` (alice), ``transport`` (bob)."""
     return {
-        "admin": hub.tokens.issue("admin"),
-        "env": hub.tokens.issue("alice", "env"),
-        "transport": hub.tokens.issue("bob", "transport"),
+        "admin": hub.tokens.issue("admin", role="admin"),
+        "env": hub.tokens.issue("alice", "env", role="supervisor"),
+        "transport": hub.tokens.issue("bob", "transport", role="supervisor"),
     }
 
 

@@ -385,7 +385,7 @@ def test_actions_need_a_valid_token(
 
 
 def test_revoked_token_is_refused(hub: LiveHub, client: httpx.Client, rule_id: str) -> None:
-    token = hub.tokens.issue("carol", "env")
+    token = hub.tokens.issue("carol", "env", role="officer")
     token_id = max(t.id for t in hub.tokens.list() if t.user == "carol")
     hub.tokens.revoke(token_id)
     a = hub.alert(rule_id)
@@ -393,16 +393,22 @@ def test_revoked_token_is_refused(hub: LiveHub, client: httpx.Client, rule_id: s
     assert r.status_code == 401 and "revoked" in r.json()["detail"]
 
 
-def test_other_department_is_forbidden(
+def test_other_department_gets_the_answer_of_a_missing_alert(
     hub: LiveHub, client: httpx.Client, tokens: dict, rule_id: str
 ) -> None:
     a = hub.alert(rule_id, "aq-1")
+    missing = a.id + 10**9
     for action, body in (("ack", {"note": "mine"}), ("close", {"note": "mine"})):
         r = client.post(
             f"/api/alerts/{a.id}/{action}", json=body, headers=bearer(tokens["transport"])
         )
-        assert r.status_code == 403, r.text
-        assert "transport" in r.json()["detail"] and "env" in r.json()["detail"]
+        gone = client.post(
+            f"/api/alerts/{missing}/{action}", json=body, headers=bearer(tokens["transport"])
+        )
+        # Nothing tells that the alert exists or whose it is: the body of a missing one.
+        assert r.status_code == gone.status_code == 404, r.text
+        assert r.json() == {"detail": f"no alert {a.id}"}
+        assert gone.json() == {"detail": f"no alert {missing}"}
     detail = client.get(f"/api/alerts/{a.id}").json()
     assert detail["alert"]["state"] == "new" and len(detail["events"]) == 1
 
@@ -501,6 +507,22 @@ def test_stats(hub: LiveHub, client: httpx.Client, rule_id: str) -> None:
     assert body["alerts"]["severity"]["critical"] >= 1
     assert body["alerts"]["state"]["new"] >= 1
     assert body["stream_subscribers"] >= 0
+
+
+def test_stats_of_a_department_token_count_its_department_only(
+    hub: LiveHub, anonymous: httpx.Client, tokens: dict, rule_id: str
+) -> None:
+    hub.alert(rule_id, "wim-1", metric="gross_weight", severity="critical")
+    mine = anonymous.get("/api/stats", headers=bearer(tokens["transport"])).json()
+    env_sites = [s.id for s in hub.registry.for_department("env")]
+    assert mine["sites"] == 1
+    assert mine["readings"] == hub.readings.count(site="wim-1")
+    assert mine["dead_letters"] is None  # rejected messages belong to no department
+    assert mine["alerts"]["severity"] == hub.alerts.counts("transport")["severity"]
+    assert mine["alerts"]["state"] == hub.alerts.counts("transport")["state"]
+    everything = anonymous.get("/api/stats", headers=bearer(tokens["admin"])).json()
+    assert everything["sites"] == 3 and env_sites
+    assert everything["alerts"]["severity"] == hub.alerts.counts()["severity"]
 
 
 def _samples(text: str) -> dict[str, float]:
@@ -626,13 +648,27 @@ def test_the_verification_workflow_through_the_api(
         == 200
     )
     assert post("verify", {"note": "on site", "finding": "guess"}).status_code == 422
+    # Evidence is cited by the hash the upload returned; a hash of no stored file is refused.
+    photo = b"\x89PNG\r\n\x1a\n" + rule_id.encode()
+    up = client.post("/api/evidence", content=photo, headers=h)
+    assert up.status_code == 201, up.text
     r = post(
         "verify",
         {"note": "analyser drifted", "finding": "equipment_fault", "evidence": ["cd" * 32]},
     )
+    assert r.status_code == 422 and "cd" * 32 in r.json()["detail"]
+    r = post(
+        "verify",
+        {
+            "note": "analyser drifted",
+            "finding": "equipment_fault",
+            "evidence": [up.json()["sha256"]],
+        },
+    )
     assert (
         r.status_code == 200
         and r.json()["handling"]["verification"]["finding"] == "equipment_fault"
+        and r.json()["evidence"] == [up.json()["sha256"]]
     )
     assert post("comment", {"note": "operator notified"}).json()["state"] == "verified"
     r = post(
@@ -663,3 +699,25 @@ def test_metrics_speak_openmetrics_to_a_scraper_that_asks(client: httpx.Client) 
     assert r.status_code == 200
     assert r.headers["content-type"].startswith("application/openmetrics-text")
     assert "# TYPE farsight_readings counter" in r.text and r.text.endswith("# EOF\n")
+
+
+def test_ids_out_of_range_are_refused_never_overflowed(client: httpx.Client, tokens: dict) -> None:
+    h = bearer(tokens["admin"])
+    visit = {"team": "t", "inspector": "i", "due": "2026-12-01", "note": "n"}
+    for big in (2**63, 2**64, 10**30, 0, -1):
+        answers = [
+            client.get(f"/api/alerts/{big}"),
+            client.get(f"/api/alerts/{big}/timeline"),
+            client.post(f"/api/alerts/{big}/ack", json={"note": "n"}, headers=h),
+            client.post(f"/api/alerts/{big}/reopen", json={"note": "n"}, headers=h),
+            client.delete(f"/api/silences/{big}", headers=h),
+            client.post(
+                "/api/joint-inspections/91330100MA2B3C4D5X/dispatch",
+                json={"alert_ids": [big], **visit},
+                headers=h,
+            ),
+        ]
+        assert [r.status_code for r in answers] == [422] * len(answers), [
+            (r.request.url.path, r.status_code) for r in answers
+        ]
+    assert client.get(f"/api/alerts/{2**63 - 1}").status_code == 404  # the largest id: looked up

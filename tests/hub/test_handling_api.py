@@ -104,9 +104,9 @@ def handling_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HandlingH
     )  # later tests raise their alerts outside the stats period
     app = create_app(settings, registry, alerts=store, tokens=tokens)
     issued = {
-        "admin": tokens.issue("admin"),
-        "env": tokens.issue("alice", "env"),
-        "transport": tokens.issue("bob", "transport"),
+        "admin": tokens.issue("admin", role="admin"),
+        "env": tokens.issue("alice", "env", role="supervisor"),
+        "transport": tokens.issue("bob", "transport", role="supervisor"),
     }
     server, thread, base_url = start_server(app)
     try:
@@ -253,6 +253,10 @@ def test_joint_inspection_listing_and_scoping(
     assert p["total_risk"] > 0 and len(p["checks"]) == 3
     mine = _proposal(http, auth(handling_hub, "transport"), entity)
     assert mine is not None and mine["alert_ids"] == [ids["wim"]] and mine["withheld"] == {"env": 2}
+    # Another department's alerts are counted only: none of their sites or ids shows.
+    assert mine["sites"] == ["wim-1"] and [g["site"] for g in mine["groups"]] == ["wim-1"]
+    assert "aq-1" not in str(mine) and "stack-1" not in str(mine)
+    assert str(ids["aq"]) not in str(mine["alert_ids"])
     r = http.get(
         "/api/joint-inspections",
         params={"department": "transport"},
@@ -274,9 +278,9 @@ def test_dispatch_refusals_change_nothing(
     store = handling_hub.store
     url = f"/api/joint-inspections/{entity}/dispatch"
     before = {i: store.get(i) for i in ids.values()}
-    # A department token may not include another department's alert.
+    # A department token may not include another department's alert: answered as a missing one.
     r = http.post(url, json=body([ids["aq"], ids["wim"]]), headers=auth(handling_hub, "env"))
-    assert r.status_code == 403, r.text
+    assert r.status_code == 404 and r.json() == {"detail": f"no alert {ids['wim']}"}, r.text
     # Bad input.
     admin = auth(handling_hub, "admin")
     other = raise_alert(handling_hub, handling_hub.registry, new_entity(), "aq-1")

@@ -85,7 +85,7 @@ def test_nothing_is_lost_across_a_hub_restart(tmp_path: Path, backend: str) -> N
             app = create_app(settings, registry)
             server, thread, base = start_server(app)
             try:
-                token = app.state.hub.tokens.issue("admin")
+                token = app.state.hub.tokens.issue("admin", role="admin")
                 (a,) = ingest.apply([_signal("outbox.a", "aq-1", "pm25")])
                 (b,) = ingest.apply([_signal("outbox.b", "stack-1", "so2")])
                 with httpx.Client(base_url=base, headers=bearer(token), timeout=10) as c:
@@ -146,7 +146,7 @@ def test_nothing_is_lost_across_a_hub_restart(tmp_path: Path, backend: str) -> N
                     timeout=30,
                     what="every event delivered",
                 )
-                token2 = app2.state.hub.tokens.issue("admin")
+                token2 = app2.state.hub.tokens.issue("admin", role="admin")
                 with httpx.Client(base_url=base2, headers=bearer(token2), timeout=10) as c:
                     assert (
                         c.post(

@@ -50,16 +50,15 @@ def test_a_department_sees_only_its_own_alerts_and_sites(
     assert {a["id"] for a in both} == {env_alert.id, wim_alert.id}
     r = anonymous.get("/api/alerts", params={"department": "transport"}, headers=as_env)
     assert r.status_code == 403 and "cannot read department" in r.json()["detail"]
-    assert anonymous.get(f"/api/alerts/{wim_alert.id}", headers=as_env).status_code == 403
-    assert anonymous.get(f"/api/alerts/{wim_alert.id}/timeline", headers=as_env).status_code == 403
+    # Another department's alert and site answer as missing ones do, body and all.
+    for path in (f"/api/alerts/{wim_alert.id}", f"/api/alerts/{wim_alert.id}/timeline"):
+        r = anonymous.get(path, headers=as_env)
+        assert r.status_code == 404 and r.json() == {"detail": f"no alert {wim_alert.id}"}
     assert {s["department"] for s in anonymous.get("/api/sites", headers=as_env).json()} == {"env"}
-    assert anonymous.get("/api/sites/wim-1", headers=as_env).status_code == 403
-    assert (
-        anonymous.get(
-            "/api/readings", params={"site": "wim-1", "metric": "axles"}, headers=as_env
-        ).status_code
-        == 403
-    )
+    r = anonymous.get("/api/sites/wim-1", headers=as_env)
+    assert r.status_code == 404 and r.json() == {"detail": "no site 'wim-1'"}
+    r = anonymous.get("/api/readings", params={"site": "wim-1", "metric": "axles"}, headers=as_env)
+    assert r.status_code == 404 and r.json() == {"detail": "no site 'wim-1'"}
 
 
 def test_cursor_pages_walk_the_queue_without_gaps_or_repeats(

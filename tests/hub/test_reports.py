@@ -24,7 +24,7 @@ from tests.hub.conftest import REGISTRY_DOC, bearer, make_settings, start_server
 START = datetime(2026, 11, 2, 0, 0, tzinfo=BEIJING)
 FROM, TO = "2026-11-02T00:00:00+08:00", "2026-11-09T00:00:00+08:00"
 EVIL_NAME = "Riverside <script>alert(1)</script> air station"
-REPORT_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
+REPORT_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'none'"
 
 
 @dataclass
@@ -85,9 +85,9 @@ def report_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReportHub]:
     )  # "now" for the default period: all five within 7 days
     app = create_app(settings, registry, alerts=store, tokens=tokens)
     issued = {
-        "admin": tokens.issue("admin"),
-        "env": tokens.issue("alice", "env"),
-        "transport": tokens.issue("bob", "transport"),
+        "admin": tokens.issue("admin", role="admin"),
+        "env": tokens.issue("alice", "env", role="supervisor"),
+        "transport": tokens.issue("bob", "transport", role="supervisor"),
     }
     server, thread, base_url = start_server(app)
     try:

@@ -66,9 +66,9 @@ def live(backend: str, tmp_path: Path) -> Iterator[SilenceHub]:
             registry,
             alerts,
             {
-                "admin": tokens.issue("root"),
-                "env": tokens.issue("alice", "env"),
-                "transport": tokens.issue("bob", "transport"),
+                "admin": tokens.issue("root", role="admin"),
+                "env": tokens.issue("alice", "env", role="supervisor"),
+                "transport": tokens.issue("bob", "transport", role="supervisor"),
             },
         )
     finally:

@@ -180,7 +180,7 @@ def test_stream_ends_for_a_dropped_client() -> None:
 
 def test_shutdown_ends_open_streams_promptly(tmp_path: Path) -> None:
     app = create_app(make_settings(tmp_path), make_registry())
-    token = app.state.hub.tokens.issue("admin")
+    token = app.state.hub.tokens.issue("admin", role="admin")
     server, thread, base_url = start_server(app)
     try:
         with SSEReader(base_url, headers=bearer(token)) as sse:
@@ -198,7 +198,7 @@ def test_a_client_that_goes_away_is_unsubscribed_at_once(tmp_path: Path) -> None
     """Noticed from the connection, not at the next keepalive (an hour away here)."""
     app = create_app(make_settings(tmp_path), make_registry())
     app.state.stream.keepalive_s = 3600
-    token = app.state.hub.tokens.issue("admin")
+    token = app.state.hub.tokens.issue("admin", role="admin")
     server, thread, base_url = start_server(app)
     try:
         with (
