@@ -25,7 +25,6 @@ return; :func:`write_secrets` files them (mode 0600) for the clients that need t
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 from collections.abc import Iterable, Mapping
@@ -96,11 +95,9 @@ class Identity:
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"kind {self.kind!r} must be one of {KINDS}")
-        if (
-            not self.username
-            or any(c in self.username for c in ":+#\n\r\t ")
-            or "\0" in (self.username)
-        ):
+        # ':' ends the name in mosquitto's password file; '+' and '#' are topic wildcards, which
+        # mosquitto refuses in a name it puts into an ACL pattern.
+        if not self.username or any(c in self.username for c in ":+#\n\r\t \0"):
             raise ValueError(
                 f"user name {self.username!r} must be non-empty, without ':', '+', '#' or blanks"
             )
@@ -445,11 +442,3 @@ def read_secrets(path: Path) -> dict[str, Secret]:
         pw = item.get("hj212_pw")
         out[name] = Secret(name, item["password"], pw if isinstance(pw, str) else None)
     return out
-
-
-def group_readable(path: Path) -> bool:
-    """True when anyone but the owner may read ``path`` (a secret file that leaks)."""
-    try:
-        return bool(os.stat(path).st_mode & 0o077)
-    except OSError:
-        return False

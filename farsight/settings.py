@@ -550,7 +550,8 @@ class EdgeHubSettings(Section):
         default_factory=dict,
         title="Gateway sites",
         description="Site id of each gateway ({gw-1: yc-stack-1}), for the department and owner "
-        "of its health alerts; unlisted gateways are their own site.",
+        "of its health alerts; the registry's gateways: section wins where it names the gateway; "
+        "gateways listed in neither are their own site.",
     )
     silent_after_s: float = Field(
         120.0,

@@ -186,7 +186,8 @@ def test_rotated_credentials_take_effect_after_sync_and_sighup(
     broker = MosquittoBroker(data_dir=tmp_path_factory.mktemp("rotate-broker"), auth=trust.auth)
     try:
         old = trust.secrets[AIR].password
-        assert not peers(AIR, broker=broker, password=old).connack().is_failure
+        holder = peers(AIR, broker=broker, password=old).connected()
+        bystander = peers(OTHER, broker=broker, password=trust.secrets[OTHER].password).connected()
         new = trust.store.rotate(AIR, trust.registry).password
         # The broker reads nothing before the sync and the signal: the old password still works.
         assert not peers(AIR, broker=broker, password=old).connack().is_failure
@@ -197,7 +198,15 @@ def test_rotated_credentials_take_effect_after_sync_and_sighup(
             "the old password refused after SIGHUP",
         )
         assert not peers(AIR, broker=broker, password=new).connack().is_failure
-        # A revoked identity leaves the password file at the next sync.
+        # mosquitto checks the clients on line again on reload: the connection made with the old
+        # password is closed, and its client's reconnects are refused; others are untouched.
+        wait_for(lambda: holder.disconnects, "the old password's connection closed")
+        wait_for(lambda: len(holder.connacks) > 1, "the holder's reconnect answered")
+        assert all(rc.is_failure for rc in holder.connacks[1:])
+        assert bystander.disconnects == []
+
+        # A revoked identity leaves both files at the next sync: refused, and thrown off.
+        online = peers(AIR, broker=broker, password=new).connected()
         trust.store.revoke(AIR)
         trust.sync()
         broker.reload()
@@ -205,5 +214,7 @@ def test_rotated_credentials_take_effect_after_sync_and_sighup(
             lambda: peers(AIR, broker=broker, password=new).connack().is_failure,
             "the revoked identity refused after SIGHUP",
         )
+        wait_for(lambda: online.disconnects, "the revoked identity's connection closed")
+        assert bystander.disconnects == []
     finally:
         broker.close()
