@@ -131,7 +131,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     Returns 0 on success, 1 when publishes went unacknowledged, 2 on bad input.
     """
     from farsight.credentials import read_secrets
-    from farsight.errors import CredentialError
+    from farsight.errors import BrokerError, CredentialError
     from farsight.registry import load_registry
     from farsight.settings import load_settings
     from simulators.publisher import Simulator
@@ -201,6 +201,9 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     except ValueError as exc:  # secrets that lack a simulated device
         print(f"farsight simulate: {exc}", file=sys.stderr)
         return 2
+    except BrokerError as exc:  # the broker refused the credentials
+        print(f"farsight simulate: {exc}", file=sys.stderr)
+        return 1
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

@@ -40,6 +40,7 @@ import paho.mqtt.client as mqtt
 
 from farsight.clock import BEIJING, to_epoch_ms
 from farsight.credentials import Secret, device_username, username_of_topic
+from farsight.errors import BrokerError
 from farsight.hj212 import CN_REALTIME, build_data_frame
 from farsight.logs import kv
 from farsight.metrics import BY_NAME, unit_of
@@ -398,6 +399,9 @@ class Simulator:
         ------
         ValueError
             Bad pacing arguments, or ``secrets`` that lack a simulated device.
+        BrokerError
+            When the broker refuses a connection's credentials (or their absence): trying again
+            would not change its answer.
         """
         if not interval_s > 0 or not speedup > 0:
             raise ValueError(
@@ -531,6 +535,10 @@ class Simulator:
         return links
 
 
+_AUTH_REFUSALS = frozenset({"Not authorized", "Bad user name or password"})
+"""CONNACK reasons (MQTT 5 names; paho gives 3.1.1's return codes the same) for credentials."""
+
+
 class _Link:
     """One paho client of a run and what keeps its publishes in order across a lost link.
 
@@ -548,6 +556,7 @@ class _Link:
         self.unsynced = threading.Event()
         self.unsynced.set()
         self.connected = False
+        self.refused: object = None  # the broker's answer to credentials it does not take
         self.peers: list[_Link] = [self]
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
@@ -560,6 +569,8 @@ class _Link:
         if self.connected:
             log.info("simulator connected", extra=kv(broker=self.where, client=self.name))
         else:
+            if str(reason) in _AUTH_REFUSALS:
+                self.refused = reason
             log.warning(
                 "broker refused the simulator",
                 extra=kv(broker=self.where, client=self.name, reason=reason),
@@ -588,6 +599,11 @@ class _Link:
         stopped."""
         since, warned = time.monotonic(), False
         while not stop.is_set():
+            if self.refused is not None:
+                raise BrokerError(
+                    f"the broker at {self.where} refused {self.name!r}: {self.refused}; a broker"
+                    " that requires credentials takes each device's own (--secrets FILE)"
+                )
             if not self.unsynced.is_set():
                 return True
             if self.client.is_connected() and self.tracker.pending == 0:

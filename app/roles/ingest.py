@@ -8,7 +8,7 @@ from datetime import datetime
 
 from alerts.model import Alert
 from alerts.pipeline import build_alert_pipeline
-from app.lifecycle import Shutdown, run_until_stopped
+from app.lifecycle import Shutdown, run_until_stopped, stop_on_signals
 from farsight.credentials import INGEST
 from farsight.db import Database
 from farsight.errors import ConfigError, ConfigProblem
@@ -169,9 +169,12 @@ def run_ingest(settings: Settings) -> int:
     problems = credential_problems(settings)
     if problems:
         raise ConfigError(problems, source="farsight ingest")
-    refuse_open_broker(settings)
-    registry = load_registry(settings.registry.sites_file, settings.registry.departments)
     shutdown = Shutdown()
+    with stop_on_signals(shutdown):  # a stop while the broker is down ends the wait
+        refuse_open_broker(settings, shutdown.event)
+    if shutdown.requested:
+        return 0
+    registry = load_registry(settings.registry.sites_file, settings.registry.departments)
     service = IngestService(settings, registry)
     shutdown.on_close("ingest", service.stop)
     service.start(wait=False)

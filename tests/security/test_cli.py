@@ -198,3 +198,68 @@ def test_ingest_runs_with_its_credentials_on_the_secure_broker(
             proc.kill()
         proc.wait()
     assert proc.returncode == 0, log.read_text(errors="replace")
+
+
+def test_ingest_waits_for_a_silent_broker_and_stops_on_sigterm(tmp_path: Path) -> None:
+    """Until the broker answers, ingest cannot tell an open one: it asks again, opening
+    nothing meanwhile, and a stop ends the wait cleanly."""
+    from farsight.broker import free_port
+
+    env = {
+        **os.environ,
+        "FARSIGHT_DATA_DIR": str(tmp_path / "var"),
+        "FARSIGHT__BROKER__PORT": str(free_port()),  # nothing listens there
+        "FARSIGHT__BROKER__USERNAME": INGEST,
+        "FARSIGHT__BROKER__PASSWORD": "pw",
+        "PYTHONUNBUFFERED": "1",
+    }
+    log = tmp_path / "ingest.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "app", "ingest"],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_for(
+            lambda: "broker not answering" in log.read_text(errors="replace"),
+            "ingest asking the silent broker",
+            timeout=60,
+        )
+        assert proc.poll() is None
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0, log.read_text(errors="replace")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert not (tmp_path / "var" / "farsight.db").exists()
+
+
+def test_simulate_connects_each_device_with_the_secrets_file(
+    secure_broker: MosquittoBroker, trust: Trust, tmp_path: Path, peers: Callable[..., Peer]
+) -> None:
+    from farsight.credentials import write_secrets
+
+    secrets_file = tmp_path / "secrets.json"
+    write_secrets(secrets_file, trust.secrets.values())
+    hub = peers(INGEST).connected()
+    assert not hub.subscribe("fs/v1/+/+/+/+").is_failure
+    args = ["simulate", "--secrets", str(secrets_file), "--scenario", "quiet", "--rounds", "2"]
+    args += ["--interval", "0.05", "--start", "2026-11-25T08:00:00+08:00"]
+    env = {
+        "FARSIGHT__BROKER__HOST": secure_broker.host,
+        "FARSIGHT__BROKER__PORT": str(secure_broker.port),
+        "FARSIGHT__REGISTRY__SITES_FILE": str(trust.registry_file),
+    }
+    done = farsight(args, env)
+    assert done.returncode == 0, done.stderr
+    sent = int(done.stderr.split(" messages, ")[0].rsplit(" ", 1)[1])
+    assert sent > 0 and f"{sent} acknowledged" in done.stderr
+    wait_for(lambda: len(hub.live()) >= sent, "every simulated message at ingest")
+    # Without the secrets the broker refuses the run, which says so instead of retrying.
+    refused = farsight([*args[:1], *args[3:]], env)
+    assert refused.returncode == 1
+    assert "refused" in refused.stderr and "--secrets" in refused.stderr
