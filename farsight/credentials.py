@@ -11,9 +11,10 @@ is its MQTT user name:
 Registry ids match :data:`~farsight.types.ID_RE`, which has no ``/``, so a device or gateway name
 always holds a ``/`` and a service name never does: no registry entry can take a service's name,
 and devices (three levels) never collide with gateways (two levels, first ``gw``, a department
-code the registry refuses). mosquitto takes ``/`` in a user name (``:`` would end the name in its
-password file, and ``mosquitto_passwd`` refuses it); the names are used whole, never substituted
-into ACL patterns (``%u``, which mosquitto refuses for names holding ``/``).
+code the registry refuses). mosquitto takes ``/`` in a user name and in a client id (which
+``use_username_as_clientid`` makes of it); ``:`` would end the name in its password file
+(``mosquitto_passwd`` refuses it). The ACL names each user whole: no ``%u`` pattern, so a name is
+never spliced into a topic filter.
 
 The :class:`CredentialStore` is a JSON file outside the repository (mode 0600) holding per
 identity its mosquitto password hash, for HJ 212 devices a hash of the ``PW`` their frames carry,
@@ -95,8 +96,8 @@ class Identity:
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"kind {self.kind!r} must be one of {KINDS}")
-        # ':' ends the name in mosquitto's password file; '+' and '#' are topic wildcards, which
-        # mosquitto refuses in a name it puts into an ACL pattern.
+        # ':' ends the name in mosquitto's password file and a line break a line of either file;
+        # '+' and '#' are topic wildcards, unsafe wherever a name meets a topic filter.
         if not self.username or any(c in self.username for c in ":+#\n\r\t \0"):
             raise ValueError(
                 f"user name {self.username!r} must be non-empty, without ':', '+', '#' or blanks"
@@ -268,14 +269,17 @@ class CredentialStore:
     ) -> Secret:
         """New secrets for ``username`` (its MQTT password and, for an HJ 212 device, its PW);
         the old ones stop working once the broker files are written and the broker reloaded. A
-        revoked identity comes back; one the store lacks is made if ``registry`` names it."""
+        revoked identity comes back; one the store lacks is made if ``registry`` names it, and
+        the registry's view of an identity (an HJ 212 device or not) replaces the stored one."""
         now = now or datetime.now(UTC)
         with locked(self.path):
             self._load()
             creds = dict(self._creds)
             old = creds.get(username)
             if old is not None:
-                identity, created = old.identity, old.created
+                # The registry's view wins: a device that became an HJ 212 logger gets its PW.
+                known = {i.username: i for i in registry_identities(registry)} if registry else {}
+                identity, created = known.get(username, old.identity), old.created
             else:
                 identity = _named(username, registry)
                 created = None

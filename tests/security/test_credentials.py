@@ -227,3 +227,16 @@ def test_revoked_and_stale_identities_leave_the_files(registry, tmp_path: Path) 
     users = {c.username for c, _ in entries}
     assert "env/s-air/aq1" not in users and "transport/s-wim/wim1" not in users
     assert report.missing == ("env/s-air/aq1",) and report.stale == ("transport/s-wim/wim1",)
+
+
+def test_rotate_follows_the_registry_when_a_device_becomes_an_hj212_logger(
+    registry, tmp_path: Path
+) -> None:
+    store = CredentialStore(tmp_path / "c.json")
+    store.issue_missing(registry)
+    assert store.hj212_password_ok("s-air", "aq1", "123456") is None
+    doc = registry_doc()
+    doc["sites"][0]["devices"][0].update(protocol="hj212", mn="42050000000009")
+    secret = store.rotate("env/s-air/aq1", parse_registry(doc))
+    assert secret.hj212_pw is not None
+    assert store.hj212_password_ok("s-air", "aq1", secret.hj212_pw) is True
