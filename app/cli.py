@@ -79,6 +79,12 @@ def _add_simulate(sub: Subparsers) -> None:
     add_simulate_parser(sub)
 
 
+def _add_devices(sub: Subparsers) -> None:
+    from app.commands.devices import add_devices_parser
+
+    add_devices_parser(sub)
+
+
 def _add_hub(sub: Subparsers) -> None:
     from app.roles.hub import add_hub_parser
 
@@ -144,6 +150,7 @@ COMMANDS: dict[str, Callable[[Subparsers], None]] = {
     "decode": _add_decode,
     "simulate": _add_simulate,
     "hub": _add_hub,
+    "devices": _add_devices,
     "token": _add_token,
     "rules": _add_rules,
     "audit": _add_audit,

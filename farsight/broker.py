@@ -22,6 +22,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -41,8 +42,19 @@ _REPLACED = (
     "pid_file",
     "allow_anonymous",
     "password_file",
+    "acl_file",
+    "use_username_as_clientid",
     "user",
 )
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerAuth:
+    """The files of an authenticating mosquitto (:func:`farsight.broker_acl.write_broker_files`
+    writes them): only users of ``password_file`` connect, each may do what ``acl_file`` says."""
+
+    password_file: Path
+    acl_file: Path
 
 
 class RunningBroker(Protocol):
@@ -130,12 +142,29 @@ def mosquitto_binary() -> str | None:
     )
 
 
-def mosquitto_config(base: str, port: int, persistence_dir: Path, host: str = "127.0.0.1") -> str:
-    """``base`` with its listener, persistence location and logging replaced for a local run."""
+def mosquitto_config(
+    base: str,
+    port: int,
+    persistence_dir: Path,
+    host: str = "127.0.0.1",
+    auth: BrokerAuth | None = None,
+) -> str:
+    """``base`` with its listener, persistence location and logging replaced for a local run;
+    anonymous, or with ``auth``'s password and ACL files."""
     kept = [line for line in base.splitlines() if line.strip().split(" ", 1)[0] not in _REPLACED]
+    kept.append(f"listener {port} {host}")
+    if auth is None:
+        kept.append("allow_anonymous true")
+    else:
+        kept += [
+            # The session is the user's: nobody takes over another identity's client id (and
+            # its persistent session) by connecting with it.
+            "use_username_as_clientid true",
+            "allow_anonymous false",
+            f"password_file {auth.password_file}",
+            f"acl_file {auth.acl_file}",
+        ]
     kept += [
-        f"listener {port} {host}",
-        "allow_anonymous true",
         f"persistence_location {persistence_dir}/",
         "log_dest stderr",
         # Started as root, mosquitto would drop to the 'mosquitto' user, which cannot write a
@@ -157,6 +186,7 @@ class MosquittoBroker:
         data_dir: Path | None = None,
         conf: Path | None = None,
         host: str = "127.0.0.1",
+        auth: BrokerAuth | None = None,
     ) -> None:
         binary = mosquitto_binary()
         if binary is None:
@@ -189,8 +219,9 @@ class MosquittoBroker:
             "max_queued_messages 1000000\npersistence true\n"
         )
         self.conf_path = self.data_dir / "mosquitto.conf"
+        self.auth = auth
         self.conf_path.write_text(
-            mosquitto_config(base, self.port, self.data_dir, host), encoding="utf-8"
+            mosquitto_config(base, self.port, self.data_dir, host, auth), encoding="utf-8"
         )
         self.log_path = self.data_dir / "mosquitto.log"
         self.proc: subprocess.Popen | None = None
@@ -219,6 +250,18 @@ class MosquittoBroker:
             "broker started",
             extra=kv(kind="mosquitto", host=self.host, port=self.port, pid=self.proc.pid),
         )
+
+    @property
+    def pid(self) -> int | None:
+        """The running process's id, else None."""
+        return self.proc.pid if self.proc is not None and self.proc.poll() is None else None
+
+    def reload(self) -> None:
+        """Have the running broker read its password and ACL files again (SIGHUP)."""
+        pid = self.pid
+        if pid is None:
+            raise BrokerError("the broker is not running")
+        os.kill(pid, signal.SIGHUP)
 
     def stop(self) -> None:
         """Stop the process (SIGTERM, then SIGKILL after 5 s); mosquitto saves its persistence
@@ -310,8 +353,11 @@ class AmqttBroker:
         self.stop()
 
 
-def start_embedded(kind: str, port: int, data_dir: Path) -> RunningBroker:
-    """Start the demo's broker: ``auto`` prefers a mosquitto binary, else amqtt."""
+def start_embedded(
+    kind: str, port: int, data_dir: Path, auth: BrokerAuth | None = None
+) -> RunningBroker:
+    """Start the demo's broker: ``auto`` prefers a mosquitto binary, else amqtt. ``auth`` applies
+    to mosquitto only: amqtt cannot enforce mosquitto's ACL file (the caller says so)."""
     if kind == "auto":
         kind = "mosquitto" if mosquitto_binary() else "amqtt"
         if kind == "amqtt":
@@ -320,7 +366,7 @@ def start_embedded(kind: str, port: int, data_dir: Path) -> RunningBroker:
                 " offline persistent sessions"
             )
     if kind == "mosquitto":
-        return MosquittoBroker(port=port, data_dir=data_dir / "mosquitto")
+        return MosquittoBroker(port=port, data_dir=data_dir / "mosquitto", auth=auth)
     if kind == "amqtt":
         return AmqttBroker(port=port)
     raise BrokerError(f"unknown embedded broker {kind!r}; known: auto, mosquitto, amqtt")

@@ -122,3 +122,7 @@ class AuditError(FarsightError):
 
 class VideoSourceError(FarsightError):
     """Raised when a camera or video source spec is invalid or a video file cannot be opened."""
+
+
+class CredentialError(FarsightError):
+    """Raised when the credential store cannot be read or written, or names no such identity."""

@@ -3,6 +3,7 @@ sessions, QoS 1, automatic reconnect with backoff. paho errors become :class:`Br
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -131,3 +132,41 @@ class PublishTracker:
                 return False
             time.sleep(0.01)
         return True
+
+
+def anonymous_accepted(broker: BrokerSettings, timeout: float = 5.0) -> bool | None:
+    """Whether the broker lets a client in without a user name: True when it accepts an
+    anonymous CONNECT, False when it refuses it, None when it did not answer in ``timeout``."""
+    answer: list[bool] = []
+    probe = make_client(
+        broker.model_copy(update={"username": None, "password": None}),
+        f"farsight-probe-{os.getpid()}",
+        persistent=False,
+    )
+
+    def on_connect(
+        client: mqtt.Client,
+        userdata: object,
+        flags: mqtt.ConnectFlags,
+        reason_code: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        answer.append(not reason_code.is_failure)
+
+    probe.on_connect = on_connect
+    try:
+        probe.connect(broker.host, broker.port, keepalive=max(5, int(timeout) + 1))
+    except (OSError, ValueError):
+        return None
+    deadline = time.monotonic() + timeout
+    try:
+        while not answer and time.monotonic() < deadline:
+            probe.loop(timeout=0.05)
+    finally:
+        if answer and answer[0]:
+            probe.disconnect()
+            probe.loop(timeout=0.05)
+        sock = probe.socket()  # a refused CONNECT leaves it to us to close
+        if sock is not None:
+            sock.close()
+    return answer[0] if answer else None

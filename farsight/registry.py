@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from farsight.credit import credit_code_problem
 from farsight.errors import ConfigProblem, RegistryError
 from farsight.settings import read_yaml, validation_problems
-from farsight.types import ID_RE, Device, Location, Site
+from farsight.types import ID_RE, Device, Gateway, Location, Site
 
 DEVICE_KINDS = {
     "air_quality": "ambient air-quality analyser (GB 3095-2012 pollutants)",
@@ -28,6 +28,10 @@ DEVICE_KINDS = {
 """Known device kinds; a registry naming any other kind is refused."""
 
 _ID = ID_RE.pattern
+
+GATEWAY_NAMESPACE = "gw"
+"""Topics ``fs/v1/gw/...`` belong to gateways, so no department may take this code: a device of
+department ``gw`` would publish under a gateway's topics (its config among them)."""
 
 
 class _Model(BaseModel):
@@ -128,24 +132,54 @@ class SiteModel(_Model):
         return v
 
 
+class GatewayModel(_Model):
+    """An edge gateway as written in the registry file."""
+
+    id: str = Field(
+        title="Gateway id",
+        description="Unique gateway id; the topic segment of fs/v1/gw/{id}/... and its broker "
+        "identity.",
+        pattern=_ID,
+    )
+    site: str = Field(
+        title="Home site",
+        description="Site id whose department and owner receive the gateway's health alerts.",
+        pattern=_ID,
+    )
+    sites: tuple[str, ...] = Field(
+        (),
+        title="Forwarded sites",
+        description="Site ids whose messages the gateway may carry in its batches.",
+        max_length=10_000,
+    )
+
+
 class RegistryModel(_Model):
     departments: tuple[str, ...] | None = Field(
         None, title="Departments", description="Department codes; defaults to the settings' list."
     )
     sites: tuple[SiteModel, ...] = Field(title="Sites", description="The supervised sites.")
+    gateways: tuple[GatewayModel, ...] = Field(
+        (),
+        title="Gateways",
+        description="Edge gateways: their home site and the sites they forward for.",
+    )
 
 
 @dataclass(frozen=True, slots=True)
 class Registry:
-    """Validated sites, looked up by id or by HJ 212 MN."""
+    """Validated sites and gateways, looked up by id or by HJ 212 MN."""
 
     sites: tuple[Site, ...]
     departments: tuple[str, ...]
+    gateways: tuple[Gateway, ...] = ()
     _by_id: dict[str, Site] = field(init=False, repr=False, compare=False)
     _by_mn: dict[str, tuple[Site, Device]] = field(init=False, repr=False, compare=False)
+    _by_gw: dict[str, Gateway] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_by_id", {s.id: s for s in self.sites})
+        object.__setattr__(self, "_by_gw", {g.id: g for g in self.gateways})
         by_mn: dict[str, tuple[Site, Device]] = {}
         for s in self.sites:
             for d in s.devices:
@@ -156,6 +190,10 @@ class Registry:
     def get(self, site_id: str) -> Site | None:
         """The site with this id, or ``None``."""
         return self._by_id.get(site_id)
+
+    def gateway(self, gw_id: str) -> Gateway | None:
+        """The gateway with this id, or ``None`` (a gateway the registry does not name)."""
+        return self._by_gw.get(gw_id)
 
     def by_mn(self, mn: str) -> tuple[Site, Device] | None:
         """The site and device whose HJ 212 ``MN`` this is, or ``None``."""
@@ -218,7 +256,9 @@ def parse_registry(
     except ValidationError as exc:
         raise RegistryError(validation_problems(exc, raw), source=source) from None
     depts = tuple(model.departments or departments)
-    problems: list[ConfigProblem] = []
+    problems: list[ConfigProblem] = _department_problems(
+        depts, "departments" if model.departments else "registry.departments"
+    )
     seen: dict[str, int] = {}
     seen_mn: dict[str, str] = {}
     for i, s in enumerate(model.sites):
@@ -266,9 +306,60 @@ def parse_registry(
                         "an hj212 device needs its MN so frames can be matched to it",
                     )
                 )
+    problems += _gateway_problems(model.gateways, set(seen))
     if problems:
         raise RegistryError(problems, source=source)
-    return Registry(sites=tuple(_to_site(s) for s in model.sites), departments=depts)
+    return Registry(
+        sites=tuple(_to_site(s) for s in model.sites),
+        departments=depts,
+        gateways=tuple(Gateway(g.id, g.site, g.sites) for g in model.gateways),
+    )
+
+
+def _department_problems(depts: tuple[str, ...], path: str) -> list[ConfigProblem]:
+    """Department codes become a topic level and part of broker user names: they must be ids,
+    and not the gateways' namespace."""
+    problems = []
+    for i, d in enumerate(depts):
+        if not ID_RE.match(d):
+            problems.append(ConfigProblem(f"{path}.{i}", d, f"a department code must match {_ID}"))
+        elif d == GATEWAY_NAMESPACE:
+            problems.append(
+                ConfigProblem(
+                    f"{path}.{i}",
+                    d,
+                    f"{GATEWAY_NAMESPACE!r} is reserved: topics fs/v1/{GATEWAY_NAMESPACE}/... "
+                    "belong to edge gateways",
+                )
+            )
+    return problems
+
+
+def _gateway_problems(gateways: tuple[GatewayModel, ...], sites: set[str]) -> list[ConfigProblem]:
+    problems = []
+    seen: dict[str, int] = {}
+    for i, g in enumerate(gateways):
+        if g.id in seen:
+            problems.append(
+                ConfigProblem(
+                    f"gateways.{i}.id",
+                    g.id,
+                    f"duplicate gateway id (first at gateways.{seen[g.id]}); ids must be unique",
+                )
+            )
+        seen.setdefault(g.id, i)
+        if g.site not in sites:
+            problems.append(
+                ConfigProblem(f"gateways.{i}.site", g.site, "unknown site id; add the site first")
+            )
+        for j, s in enumerate(g.sites):
+            if s not in sites:
+                problems.append(
+                    ConfigProblem(
+                        f"gateways.{i}.sites.{j}", s, "unknown site id; add the site first"
+                    )
+                )
+    return problems
 
 
 def load_registry(

@@ -83,16 +83,24 @@ class BrokerSettings(Section):
         description="Broker the demo starts itself: 'auto' runs a mosquitto binary when one is "
         "installed, else amqtt; 'none' uses host and port as they are.",
     )
+    allow_anonymous: bool = Field(
+        False,
+        title="Allow an open broker",
+        description="Let `farsight ingest` run against a broker that accepts anonymous clients, "
+        "or without broker credentials: anyone on its network could then publish readings for any "
+        "site. For test benches only; the demo's authenticating broker needs no such thing.",
+    )
 
 
 class IngestSettings(Section):
     """The MQTT consumer that decodes, stores and evaluates readings."""
 
     client_id: str = Field(
-        "farsight-ingest-1",
+        "farsight-ingest",
         title="Client id",
         description="Stable MQTT client id; with a persistent session the broker queues messages "
-        "for it while it is down.",
+        "for it while it is down. With broker credentials it must equal broker.username: the "
+        "broker (use_username_as_clientid) files the session under the user name.",
         min_length=1,
         max_length=128,
         pattern=r"^[A-Za-z0-9_.-]+$",
@@ -683,7 +691,8 @@ class EdgeHubSettings(Section):
         default_factory=dict,
         title="Gateway sites",
         description="Site id of each gateway ({gw-1: yc-stack-1}), for the department and owner "
-        "of its health alerts; unlisted gateways are their own site.",
+        "of its health alerts; the registry's gateways: section wins where it names the gateway; "
+        "gateways listed in neither are their own site.",
     )
     silent_after_s: float = Field(
         120.0,
@@ -706,6 +715,35 @@ class EdgeHubSettings(Section):
         description="A buffer that grew on this many heartbeats in a row raises gateway-backlog.",
         ge=2,
         le=1000,
+    )
+
+
+class CredentialSettings(Section):
+    """``credentials``: broker identities of devices, gateways and services (`farsight devices`)."""
+
+    store_file: Path | None = Field(
+        None,
+        title="Credential store",
+        description="JSON file of the identities' password hashes (mode 0600), kept out of the "
+        "repository; none: <data_dir>/trust/credentials.json.",
+    )
+    password_file: Path | None = Field(
+        None,
+        title="Broker password file",
+        description="mosquitto password_file that `farsight devices sync` writes; none: "
+        "<data_dir>/trust/mosquitto.passwd.",
+    )
+    acl_file: Path | None = Field(
+        None,
+        title="Broker ACL file",
+        description="mosquitto acl_file that `farsight devices sync` writes; none: "
+        "<data_dir>/trust/mosquitto.acl.",
+    )
+    broker_pid_file: Path | None = Field(
+        None,
+        title="Broker pid file",
+        description="mosquitto's pid_file: `farsight devices sync` sends that process SIGHUP so "
+        "it reads the new files; none: pass --pid or reload the broker yourself.",
     )
 
 
@@ -770,6 +808,11 @@ class Settings(Section):
         title="Edge gateways",
         description="Batches from site gateways: keys and subscription.",
     )
+    credentials: CredentialSettings = Field(
+        default_factory=CredentialSettings,
+        title="Broker credentials",
+        description="Credential store and the broker files made from it.",
+    )
 
     @field_validator("data_dir")
     @classmethod
@@ -787,6 +830,23 @@ class Settings(Section):
     def evidence_dir(self) -> Path:
         """The content-addressed evidence store (:mod:`farsight.evidence`)."""
         return self.data_dir / "evidence"
+
+    @property
+    def trust_dir(self) -> Path:
+        """Default folder of the credential store and the broker's password and ACL files."""
+        return self.data_dir / "trust"
+
+    @property
+    def credential_store_path(self) -> Path:
+        return self.credentials.store_file or self.trust_dir / "credentials.json"
+
+    @property
+    def broker_password_path(self) -> Path:
+        return self.credentials.password_file or self.trust_dir / "mosquitto.passwd"
+
+    @property
+    def broker_acl_path(self) -> Path:
+        return self.credentials.acl_file or self.trust_dir / "mosquitto.acl"
 
     @property
     def database(self) -> Path | str:

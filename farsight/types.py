@@ -143,6 +143,22 @@ class Site:
 
 
 @dataclass(frozen=True, slots=True)
+class Gateway:
+    """An edge gateway: the site whose department owns its health alerts (``site_id``) and the
+    sites whose messages it may forward in its store-and-forward batches (``sites``)."""
+
+    id: str
+    site_id: str
+    sites: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        _check_id("gateway", self.id)
+        _check_id("site", self.site_id)
+        for site in self.sites:
+            _check_id("site", site)
+
+
+@dataclass(frozen=True, slots=True)
 class Evidence:
     """A content-addressed file under the data directory, referred to by its sha256."""
 

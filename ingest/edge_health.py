@@ -96,7 +96,9 @@ class GatewayMonitor:
         if firing == (rule in g.firing):
             return None
         (g.firing.add if firing else g.firing.discard)(rule)
-        site_id = self.settings.sites.get(gateway, gateway)
+        named = self.registry.gateway(gateway) if self.registry is not None else None
+        # The registry's home site wins; edge.sites in the settings is the older fallback.
+        site_id = named.site_id if named else self.settings.sites.get(gateway, gateway)
         site = self.registry.get(site_id) if self.registry is not None else None
         metric = "gateway_heartbeat" if rule == SILENT else "gateway_backlog"
         log.warning(

@@ -66,6 +66,14 @@ def add_simulate_parser(
         default=None,
         help="MQTT password; prefer FARSIGHT__BROKER__PASSWORD, which ps cannot see",
     )
+    b.add_argument(
+        "--secrets",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="devices' secrets (`farsight devices issue --out FILE`): each device connects as"
+        " itself and HJ 212 frames carry its PW; needed where the broker requires credentials",
+    )
     s = p.add_argument_group("simulation (default: the simulator settings)")
     s.add_argument(
         "--registry",
@@ -122,6 +130,8 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
     Returns 0 on success, 1 when publishes went unacknowledged, 2 on bad input.
     """
+    from farsight.credentials import read_secrets
+    from farsight.errors import BrokerError, CredentialError
     from farsight.registry import load_registry
     from farsight.settings import load_settings
     from simulators.publisher import Simulator
@@ -139,10 +149,17 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     sites = [x.strip() for x in args.sites.split(",") if x.strip()] if args.sites else None
     start = args.start or datetime.now(UTC).replace(microsecond=0)
     try:
+        secrets = read_secrets(args.secrets) if args.secrets is not None else None
         simulator = Simulator(
-            registry, scenario, seed=seed, sites=sites, start=start, step_s=interval * speedup
+            registry,
+            scenario,
+            seed=seed,
+            sites=sites,
+            start=start,
+            step_s=interval * speedup,
+            secrets=secrets,
         )
-    except ValueError as exc:
+    except (ValueError, CredentialError) as exc:
         print(f"farsight simulate: {exc}", file=sys.stderr)
         return 2
 
@@ -181,6 +198,12 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
             speedup=speedup,
             stop_event=stop,
         )
+    except ValueError as exc:  # secrets that lack a simulated device
+        print(f"farsight simulate: {exc}", file=sys.stderr)
+        return 2
+    except BrokerError as exc:  # the broker refused the credentials
+        print(f"farsight simulate: {exc}", file=sys.stderr)
+        return 1
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

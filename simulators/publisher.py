@@ -16,6 +16,11 @@ Wire format (ARCHITECTURE.md, "MQTT topics"):
   status, and inventing one would make frames other parsers reject.
 
 ``seq`` counts JSON messages per device from 1; HJ 212 frames carry no sequence number.
+
+Given the devices' secrets (:func:`farsight.credentials.read_secrets`), each device publishes
+through a connection of its own, as its own broker identity (user name ``{dept}/{site}/{device}``,
+the levels of its topics), and HJ 212 frames carry the device's ``PW``: a broker whose ACLs let a
+device publish only its own topics takes them as it would take the real devices'.
 """
 
 from __future__ import annotations
@@ -34,6 +39,8 @@ from datetime import UTC, datetime, timedelta
 import paho.mqtt.client as mqtt
 
 from farsight.clock import BEIJING, to_epoch_ms
+from farsight.credentials import Secret, device_username, username_of_topic
+from farsight.errors import BrokerError
 from farsight.hj212 import CN_REALTIME, build_data_frame
 from farsight.logs import kv
 from farsight.metrics import BY_NAME, unit_of
@@ -119,6 +126,10 @@ class Simulator:
         time of the first :meth:`messages` call (or :meth:`run`'s ``start``).
     step_s
         Simulated seconds between rounds; weigh stations report the trucks of the last step.
+    secrets
+        Plain secrets by broker user name: with them :meth:`run` connects once per device, as
+        that device, and HJ 212 frames carry the device's ``PW``. None: one anonymous (or
+        ``broker.username``) connection for every device, and the placeholder ``PW``.
 
     Raises
     ------
@@ -136,6 +147,7 @@ class Simulator:
         sites: Iterable[str] | None = None,
         start: datetime | None = None,
         step_s: float = 60.0,
+        secrets: Mapping[str, Secret] | None = None,
     ) -> None:
         self.scenario = get_scenario(scenario) if isinstance(scenario, str) else scenario
         problems = scenario_problems(self.scenario, registry)
@@ -161,6 +173,7 @@ class Simulator:
         self.start = start
         self.step_s = float(step_s)
         self.stats = PublishStats()
+        self.secrets = dict(secrets) if secrets is not None else None
         self._models: list[tuple[Site, Device, DeviceModel]] = []
         for site in self.sites:
             for device in site.devices:
@@ -272,6 +285,10 @@ class Simulator:
             fixed.append(smp)
         return fixed
 
+    @staticmethod
+    def _username(site: Site, device: Device) -> str:
+        return device_username(site.department, site.id, device.id)
+
     def _topic(self, site: Site, device: Device, kind: str) -> str:
         return f"{TOPIC_PREFIX}/{site.department}/{site.id}/{device.id}/{kind}"
 
@@ -302,7 +319,9 @@ class Simulator:
         coded = {code: m for m in sample.values if (code := hj212_code(m))}
         out: list[Message] = []
         if coded:
+            secret = self.secrets.get(self._username(site, device)) if self.secrets else None
             frame = build_data_frame(
+                pw=secret.hj212_pw if secret is not None and secret.hj212_pw else "123456",
                 mn=str(device.mn),
                 ts=sample.ts,
                 st=ST_BY_KIND.get(device.kind, "31"),
@@ -346,6 +365,9 @@ class Simulator:
         (as a data logger's store-and-forward would). After the last round, waits up to
         ``ack_timeout_s`` for every publish to be acknowledged (2 s when stopped).
 
+        With ``secrets`` (see the class), each device has a client of its own, connected as
+        that device; order then holds per device, which is all a device's own link promises.
+
         Parameters
         ----------
         broker
@@ -357,6 +379,9 @@ class Simulator:
             Number of rounds; ``None`` runs until ``stop_event``.
         interval_s, speedup
             Wall-clock seconds between rounds, and simulated seconds per wall-clock second.
+        client_id
+            Client id of the one shared connection (unused with ``secrets``: each device's
+            client id is its user name).
         max_pending
             Stop producing while this many publishes await their acknowledgement.
         on_round
@@ -369,6 +394,14 @@ class Simulator:
         -------
         PublishStats
             ``self.stats``, also readable while the run goes on.
+
+        Raises
+        ------
+        ValueError
+            Bad pacing arguments, or ``secrets`` that lack a simulated device.
+        BrokerError
+            When the broker refuses a connection's credentials (or their absence): trying again
+            would not change its answer.
         """
         if not interval_s > 0 or not speedup > 0:
             raise ValueError(
@@ -384,89 +417,54 @@ class Simulator:
                 raise ValueError("start must be timezone-aware")
             self.start = start.replace(microsecond=0)
         self.step_s = interval_s * speedup
-        client = make_client(
-            broker,
-            client_id or f"farsight-sim-{os.getpid()}-{threading.get_ident()}",
-            persistent=False,
-        )
-        tracker = PublishTracker(client)
-        where = f"{broker.host}:{broker.port}"
-        # Set while not connected, or reconnected with resends outstanding: paho calls on_connect
-        # before it resends what was in flight, so a publish made then would overtake them.
-        unsynced = threading.Event()
-        unsynced.set()
+        links = self._links(broker, client_id)
+        shared = links.get("")
 
-        def on_connect(
-            c: mqtt.Client, userdata: object, flags: object, reason: object, props: object = None
-        ) -> None:
-            self.stats.connected = not getattr(reason, "is_failure", False)
-            log.info("simulator connected", extra=kv(broker=where, reason=reason))
+        def link_of(topic: str) -> _Link:
+            return shared or links[username_of_topic(topic) or ""]
 
-        def on_disconnect(
-            c: mqtt.Client, userdata: object, flags: object, reason: object, props: object = None
-        ) -> None:
-            unsynced.set()
-            self.stats.connected = False
-            if getattr(reason, "is_failure", True):
-                self.stats.disconnects += 1
-                log.warning(
-                    "simulator lost the broker; paho reconnects",
-                    extra=kv(broker=where, reason=reason, pending=tracker.pending),
-                )
-
-        def in_sync() -> bool:
-            """Wait until connected with nothing in flight from before a disconnect.
-
-            False if stopped.
-            """
-            since, warned = time.monotonic(), False
-            while not stop.is_set():
-                if not unsynced.is_set():
-                    return True
-                if client.is_connected() and tracker.pending == 0:
-                    unsynced.clear()
-                    return True
-                if not warned and time.monotonic() - since > 10:
-                    log.warning(
-                        "simulator waiting for the broker",
-                        extra=kv(broker=where, pending=tracker.pending),
-                    )
-                    warned = True
-                stop.wait(0.01)
-            return False
-
-        client.on_connect = on_connect
-        client.on_disconnect = on_disconnect
-        connect(client, broker, persistent=False)
+        for link in links.values():
+            link.start()
         log.info(
             "simulator started",
             extra=kv(
                 scenario=self.scenario.name,
                 seed=self.seed,
                 devices=len(self._models),
+                connections=len(links),
                 start=format_ts(self.start),
                 step_s=self.step_s,
             ),
         )
+
+        def pending() -> int:
+            return sum(link.tracker.pending for link in links.values())
+
+        def acked() -> int:
+            return sum(link.tracker.acked for link in links.values())
+
         try:
-            in_sync()
+            for link in links.values():
+                if not link.in_sync(stop):
+                    break
             t0 = time.monotonic()
             k = 0
             while (rounds is None or k < rounds) and not stop.is_set():
-                while tracker.pending >= max_pending and not stop.is_set():
+                while pending() >= max_pending and not stop.is_set():
                     stop.wait(0.05)  # back-pressure: the broker is slower than the rounds
                 t = self.round_time(k)
                 batch = self.messages(t)
                 finished = True
                 for topic, payload in batch:
-                    if not in_sync():
+                    link = link_of(topic)
+                    if not link.in_sync(stop):
                         finished = False
                         break
-                    info = client.publish(topic, payload, qos=1)
+                    info = link.client.publish(topic, payload, qos=1)
                     if info.rc == mqtt.MQTT_ERR_QUEUE_SIZE:
                         self.stats.dropped += 1
                         continue
-                    tracker.add(info)
+                    link.tracker.add(info)
                     self.stats.messages += 1
                     self.stats.by_kind[topic.rsplit("/", 1)[1]] += 1
                 if not finished:
@@ -474,7 +472,7 @@ class Simulator:
                 k += 1
                 self.stats.rounds = k
                 self.stats.last_round = t
-                self.stats.acknowledged = tracker.acked
+                self.stats.acknowledged = acked()
                 if on_round is not None:
                     on_round(k - 1, t, len(batch))
                 if rounds is not None and k >= rounds:
@@ -488,12 +486,15 @@ class Simulator:
                 else:
                     due = t0 + k * interval_s
                 stop.wait(max(0.0, due - time.monotonic()))
-            if not tracker.wait(2.0 if stop.is_set() else ack_timeout_s):
-                log.warning("publishes not acknowledged", extra=kv(pending=tracker.pending))
+            deadline = time.monotonic() + (2.0 if stop.is_set() else ack_timeout_s)
+            for link in links.values():
+                if not link.tracker.wait(max(0.0, deadline - time.monotonic())):
+                    log.warning("publishes not acknowledged", extra=kv(pending=pending()))
+                    break
         finally:
-            self.stats.acknowledged = tracker.acked
-            client.disconnect()
-            client.loop_stop()
+            self.stats.acknowledged = acked()
+            for link in links.values():
+                link.close()
         log.info(
             "simulator stopped",
             extra=kv(
@@ -504,3 +505,119 @@ class Simulator:
             ),
         )
         return self.stats
+
+    def _links(self, broker: BrokerSettings, client_id: str | None) -> dict[str, _Link]:
+        """The clients of a run: one per device user name with secrets, else one under ``""``."""
+        if self.secrets is None:
+            cid = client_id or f"farsight-sim-{os.getpid()}-{threading.get_ident()}"
+            return {"": _Link(broker, cid, self.stats)}
+        names = list(dict.fromkeys(self._username(s, d) for s, d, _ in self._models))
+        missing = [n for n in names if n not in self.secrets]
+        if missing:
+            raise ValueError(
+                f"no secret for {len(missing)} simulated device(s): {', '.join(missing[:5])}"
+                f"{', ...' if len(missing) > 5 else ''}; `farsight devices issue --out FILE`"
+                " makes them"
+            )
+        links = {
+            name: _Link(
+                broker.model_copy(
+                    update={"username": name, "password": self.secrets[name].password}
+                ),
+                name,
+                self.stats,
+            )
+            for name in names
+        }
+        peers = list(links.values())
+        for link in peers:
+            link.peers = peers
+        return links
+
+
+_AUTH_REFUSALS = frozenset({"Not authorized", "Bad user name or password"})
+"""CONNACK reasons (MQTT 5 names; paho gives 3.1.1's return codes the same) for credentials."""
+
+
+class _Link:
+    """One paho client of a run and what keeps its publishes in order across a lost link.
+
+    ``unsynced`` is set while not connected, or reconnected with resends outstanding: paho calls
+    on_connect before it resends what was in flight, so a publish made then would overtake them.
+    """
+
+    def __init__(self, broker: BrokerSettings, client_id: str, stats: PublishStats) -> None:
+        self.broker = broker
+        self.stats = stats
+        self.where = f"{broker.host}:{broker.port}"
+        self.name = broker.username or client_id
+        self.client = make_client(broker, client_id, persistent=False)
+        self.tracker = PublishTracker(self.client)
+        self.unsynced = threading.Event()
+        self.unsynced.set()
+        self.connected = False
+        self.refused: object = None  # the broker's answer to credentials it does not take
+        self.peers: list[_Link] = [self]
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+
+    def _on_connect(
+        self, c: mqtt.Client, userdata: object, flags: object, reason: object, props: object = None
+    ) -> None:
+        self.connected = not getattr(reason, "is_failure", False)
+        self.stats.connected = all(link.connected for link in self.peers)
+        if self.connected:
+            log.info("simulator connected", extra=kv(broker=self.where, client=self.name))
+        else:
+            if str(reason) in _AUTH_REFUSALS:
+                self.refused = reason
+            log.warning(
+                "broker refused the simulator",
+                extra=kv(broker=self.where, client=self.name, reason=reason),
+            )
+
+    def _on_disconnect(
+        self, c: mqtt.Client, userdata: object, flags: object, reason: object, props: object = None
+    ) -> None:
+        self.unsynced.set()
+        self.connected = False
+        self.stats.connected = False
+        if getattr(reason, "is_failure", True):
+            self.stats.disconnects += 1
+            log.warning(
+                "simulator lost the broker; paho reconnects",
+                extra=kv(
+                    broker=self.where, client=self.name, reason=reason, pending=self.tracker.pending
+                ),
+            )
+
+    def start(self) -> None:
+        connect(self.client, self.broker, persistent=False)
+
+    def in_sync(self, stop: threading.Event) -> bool:
+        """Wait until connected with nothing in flight from before a disconnect; False if
+        stopped."""
+        since, warned = time.monotonic(), False
+        while not stop.is_set():
+            if self.refused is not None:
+                raise BrokerError(
+                    f"the broker at {self.where} refused {self.name!r}: {self.refused}; a broker"
+                    " that requires credentials takes each device's own (--secrets FILE)"
+                )
+            if not self.unsynced.is_set():
+                return True
+            if self.client.is_connected() and self.tracker.pending == 0:
+                self.unsynced.clear()
+                return True
+            if not warned and time.monotonic() - since > 10:
+                log.warning(
+                    "simulator waiting for the broker",
+                    extra=kv(broker=self.where, client=self.name, pending=self.tracker.pending),
+                )
+                warned = True
+            stop.wait(0.01)
+        return False
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()

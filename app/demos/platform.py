@@ -1,10 +1,11 @@
 """``farsight demo``: every role in one process on embedded defaults.
 
-A broker (mosquitto, or amqtt when mosquitto is missing), the simulated sites (history, then
-live), ingest with the rules and the alert pipeline, simulated cameras analysed by the video
-workers, one satellite scene pair, and the hub with the dashboard. Everything started is
-registered on one :class:`~app.lifecycle.Shutdown`, so Ctrl-C, SIGTERM or ``--duration`` stop
-it all: the broker process and the video worker processes end with the demo.
+A broker (mosquitto with credentials and ACLs made from the registry, or amqtt, open, when
+mosquitto is missing), the simulated sites (history, then live, each device as itself), ingest
+with the rules and the alert pipeline, simulated cameras analysed by the video workers, one
+satellite scene pair, and the hub with the dashboard. Everything started is registered on one
+:class:`~app.lifecycle.Shutdown`, so Ctrl-C, SIGTERM or ``--duration`` stop it all: the broker
+process and the video worker processes end with the demo.
 """
 
 from __future__ import annotations
@@ -18,14 +19,22 @@ from pathlib import Path
 from typing import Any
 
 from app.demos.satellite import AOI, run_demo_watch
+from app.demos.trust import DemoCredentials, demo_credentials
 from app.lifecycle import Shutdown, stop_on_signals
 from app.roles.ingest import IngestService
-from farsight.broker import RunningBroker, free_port, start_embedded, wait_for_port
+from farsight.broker import (
+    RunningBroker,
+    free_port,
+    mosquitto_binary,
+    start_embedded,
+    wait_for_port,
+)
+from farsight.credentials import INGEST, VIDEO, Secret
 from farsight.db import redact
 from farsight.errors import BrokerError
 from farsight.logs import setup_logging
 from farsight.registry import Registry, load_registry
-from farsight.settings import Settings
+from farsight.settings import BrokerSettings, Settings
 from hub.app import create_app, make_server
 from hub.auth import Role, TokenStore
 from simulators.camera_server import CameraServer, demo_cameras
@@ -38,13 +47,18 @@ log = logging.getLogger("farsight.runtime")
 
 
 def start_demo_video(
-    settings: Settings, registry: Registry, shutdown: Shutdown
+    settings: Settings,
+    registry: Registry,
+    shutdown: Shutdown,
+    broker: BrokerSettings | None = None,
 ) -> tuple[VideoRunner | None, str]:
     """The demo's cameras: simulated ones served as MJPEG (or ``video.cameras_dir``), analysed
-    by a :class:`~video.runner.VideoRunner`; both registered on ``shutdown``. Returns the
-    runner (None when video is off) and a line for the banner."""
+    by a :class:`~video.runner.VideoRunner` connected as ``broker`` says (default:
+    ``settings.broker``); both registered on ``shutdown``. Returns the runner (None when video
+    is off) and a line for the banner."""
     if not settings.video.enabled:
         return None, "off (video.enabled: false)"
+    broker = broker or settings.broker
     departments = {site.id: site.department for site in registry.sites}
     common: dict[str, Any] = {
         "evidence_root": settings.evidence_dir,
@@ -55,7 +69,7 @@ def start_demo_video(
     }
     if settings.video.cameras_dir is not None:
         runner = VideoRunner(
-            settings.broker, departments, cameras_dir=Path(settings.video.cameras_dir), **common
+            broker, departments, cameras_dir=Path(settings.video.cameras_dir), **common
         )
         shutdown.on_close("video workers", runner.stop)
         runner.start()
@@ -87,7 +101,7 @@ def start_demo_video(
         )
         for c in cams
     ]
-    runner = VideoRunner(settings.broker, departments, configs=configs, **common)
+    runner = VideoRunner(broker, departments, configs=configs, **common)
     shutdown.on_close("video workers", runner.stop)
     runner.start()
     return runner, (
@@ -118,10 +132,16 @@ def start_demo_satellite(settings: Settings, data_dir: Path, shutdown: Shutdown)
     )
 
 
-def start_demo_sites(settings: Settings, registry: Registry, shutdown: Shutdown) -> None:
+def start_demo_sites(
+    settings: Settings,
+    registry: Registry,
+    shutdown: Shutdown,
+    secrets: dict[str, Secret] | None = None,
+) -> None:
     """The simulated sites publish in a thread: history at one-minute steps as fast as the
     broker takes it (so the dashboard opens on the scenario's first violations within seconds),
-    then the same scenario live from now, one round every interval."""
+    then the same scenario live from now, one round every interval. With ``secrets`` each
+    device connects as itself."""
     if not settings.simulator.enabled:
         return
     scenario = get_scenario(settings.simulator.scenario)
@@ -131,7 +151,7 @@ def start_demo_sites(settings: Settings, registry: Registry, shutdown: Shutdown)
     def simulate() -> None:
         now = datetime.now(UTC).replace(second=0, microsecond=0)
         if sim.backfill_min > 0:
-            history = Simulator(registry, scenario, seed=sim.seed)
+            history = Simulator(registry, scenario, seed=sim.seed, secrets=secrets)
             history.run(
                 settings.broker,
                 start=now - timedelta(minutes=sim.backfill_min),
@@ -143,7 +163,7 @@ def start_demo_sites(settings: Settings, registry: Registry, shutdown: Shutdown)
                 catch_up_until=now,
             )
         if not stop.is_set():
-            live = Simulator(registry, scenario, seed=sim.seed + 1)
+            live = Simulator(registry, scenario, seed=sim.seed + 1, secrets=secrets)
             live.run(
                 settings.broker,
                 start=datetime.now(UTC),
@@ -170,20 +190,37 @@ def _port_free(host: str, port: int) -> bool:
 
 
 def _start_broker(
-    settings: Settings, data_dir: Path, shutdown: Shutdown
-) -> tuple[Settings, RunningBroker | None]:
-    """The embedded broker (settings point at it afterwards), or wait for the external one."""
+    settings: Settings, registry: Registry, data_dir: Path, shutdown: Shutdown
+) -> tuple[Settings, RunningBroker | None, DemoCredentials | None]:
+    """The embedded broker (settings point at it afterwards, ingest with its credentials), or
+    wait for the external one. An embedded mosquitto authenticates every client and enforces
+    the registry's ACLs; amqtt cannot, and runs open (with a warning)."""
     b = settings.broker
     if b.embedded == "none":
         wait_for_port(b.host, b.port, timeout=10)
-        return settings, None
+        return settings, None, None
+    mosquitto = b.embedded == "mosquitto" or (b.embedded == "auto" and mosquitto_binary())
+    trust = demo_credentials(settings, registry) if mosquitto else None
+    if trust is None:
+        log.warning(
+            "amqtt cannot enforce broker credentials and ACLs: this demo's broker lets anyone on"
+            " its network publish for any site (broker.allow_anonymous set for this run);"
+            " install mosquitto for the authenticated demo"
+        )
     bport = b.port if _port_free(b.host, b.port) else free_port()
-    broker = start_embedded(b.embedded, bport, data_dir)
+    broker = start_embedded(b.embedded, bport, data_dir, trust.auth if trust else None)
     shutdown.on_close("broker", broker.stop)
     # amqtt speaks MQTT 3.1.1 only: a version 5 CONNECT is never answered.
     protocol = "3.1.1" if broker.kind == "amqtt" else b.protocol
-    update = {"port": bport, "host": broker.host, "protocol": protocol}
-    return settings.model_copy(update={"broker": b.model_copy(update=update)}), broker
+    update: dict[str, object] = {"port": bport, "host": broker.host, "protocol": protocol}
+    ingest = settings.ingest
+    if trust is not None:
+        update.update(username=INGEST, password=trust.secrets[INGEST].password)
+        ingest = ingest.model_copy(update={"client_id": INGEST})
+    else:
+        update["allow_anonymous"] = True
+    settings = settings.model_copy(update={"broker": b.model_copy(update=update), "ingest": ingest})
+    return settings, broker, trust
 
 
 def _banner(lines: dict[str, str]) -> str:
@@ -224,7 +261,7 @@ def _run(
     duration_s: float | None,
     shutdown: Shutdown,
 ) -> None:
-    settings, broker = _start_broker(settings, data_dir, shutdown)
+    settings, broker, trust = _start_broker(settings, registry, data_dir, shutdown)
     ingest = IngestService(settings, registry)
     shutdown.on_close("ingest", ingest.stop)
     ingest.start()
@@ -243,8 +280,13 @@ def _run(
     token_file.write_text(token + "\n", encoding="utf-8")
     token_file.chmod(0o600)
 
-    start_demo_sites(settings, registry, shutdown)
-    _, video_desc = start_demo_video(settings, registry, shutdown)
+    video_broker = settings.broker
+    if trust is not None:
+        video_broker = video_broker.model_copy(
+            update={"username": VIDEO, "password": trust.secrets[VIDEO].password}
+        )
+    start_demo_sites(settings, registry, shutdown, trust.secrets if trust else None)
+    _, video_desc = start_demo_video(settings, registry, shutdown, video_broker)
     rs_desc = start_demo_satellite(settings, data_dir, shutdown)
 
     app = create_app(
@@ -283,6 +325,12 @@ def _run(
                 "broker": f"{broker.kind} (embedded) on {b.host}:{b.port}"
                 if broker
                 else f"external broker {b.host}:{b.port}",
+                "credentials": f"{trust.secrets_file} (MQTT passwords of ingest, video and"
+                " every device, mode 0600; the broker lets in no one else)"
+                if trust
+                else "none: the broker is open to anonymous clients (amqtt cannot check them)"
+                if broker
+                else "as the broker settings say",
                 "ingest": f"client {settings.ingest.client_id},"
                 f" topics {', '.join(settings.ingest.topics)}",
                 "rules": f"{len(ingest.engine.rules)} rules; alerts in the risk queue",

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import logging
+import threading
 from datetime import datetime
 
 from alerts.anchor_sign import load_signing_key
 from alerts.anchoring import AnchorScheduler
 from alerts.model import Alert
 from alerts.pipeline import build_alert_pipeline
-from app.lifecycle import Shutdown, run_until_stopped
+from app.lifecycle import Shutdown, run_until_stopped, stop_on_signals
+from farsight.credentials import INGEST, CredentialStore
 from farsight.db import Database
+from farsight.errors import ConfigError, ConfigProblem
 from farsight.logs import kv, setup_logging
+from farsight.mqttclient import anonymous_accepted
 from farsight.registry import Registry, load_registry
 from farsight.settings import Settings
 from ingest.edge_batches import EdgeBatchDecoder, load_keys
@@ -49,7 +53,11 @@ class IngestService:
         if settings.edge.keys_file is not None:
             monitor = GatewayMonitor(self.db, settings.edge, registry, audit=self.alerts.audit)
             self.edge = EdgeBatchDecoder(
-                self.db, load_keys(settings.edge.keys_file), settings.edge, monitor
+                self.db,
+                load_keys(settings.edge.keys_file),
+                settings.edge,
+                monitor,
+                assigned_sites=lambda gw: gateway_sites(registry, settings, gw),
             )
             topics = tuple(dict.fromkeys((*ingest_settings.topics, *self.edge.topics)))
             ingest_settings = ingest_settings.model_copy(update={"topics": topics})
@@ -64,6 +72,7 @@ class IngestService:
             tickers=(self.alert_pipeline.tick, self._index_text, self._gateways_silent),
             audit=self.alerts.audit,
             edge=self.edge,
+            passwords=_hj212_passwords(settings),
         )
         self.anchors = _anchor_scheduler(settings)
         self.consumer = MqttConsumer(
@@ -101,6 +110,29 @@ class IngestService:
         self.alert_pipeline.close()
 
 
+def gateway_sites(registry: Registry, settings: Settings, gateway: str) -> frozenset[str]:
+    """The sites ``gateway`` may forward for: the registry's ``gateways`` entry, else its home
+    site in ``edge.sites``, else none (its batches then carry nothing the hub takes)."""
+    entry = registry.gateway(gateway)
+    if entry is not None:
+        return frozenset(entry.sites)
+    home = settings.edge.sites.get(gateway)
+    return frozenset({home}) if home else frozenset()
+
+
+def _hj212_passwords(settings: Settings) -> CredentialStore | None:
+    """The credential store that HJ 212 frames' PW is checked against, when there is one."""
+    path = settings.credential_store_path
+    if path.exists():
+        return CredentialStore(path)
+    if not settings.broker.allow_anonymous:
+        log.warning(
+            "HJ 212 PW not checked: no credential store",
+            extra=kv(path=path, fix="farsight devices issue"),
+        )
+    return None
+
+
 def _anchor_scheduler(settings: Settings) -> AnchorScheduler | None:
     """Signed anchors of the audit chain, every ``alerts.anchor_every_s``, from the process that
     writes the queue; off (with a warning) without a signing key."""
@@ -121,11 +153,83 @@ def _anchor_scheduler(settings: Settings) -> AnchorScheduler | None:
     )
 
 
+def credential_problems(settings: Settings) -> list[ConfigProblem]:
+    """What keeps ingest from connecting as its own identity: credentials missing (unless
+    ``broker.allow_anonymous``), or a client id other than the user name."""
+    b, problems = settings.broker, []
+    if b.username is not None and settings.ingest.client_id != b.username:
+        problems.append(
+            ConfigProblem(
+                "ingest.client_id",
+                settings.ingest.client_id,
+                f"must equal broker.username {b.username!r}: the broker runs with "
+                "use_username_as_clientid and keeps ingest's persistent session under the user "
+                f"name; set ingest.client_id: {b.username} (FARSIGHT__INGEST__CLIENT_ID)",
+            )
+        )
+    if not b.allow_anonymous:
+        fix = (
+            f"ingest connects as {INGEST} with the password `farsight devices issue` printed"
+            " (FARSIGHT__BROKER__USERNAME, FARSIGHT__BROKER__PASSWORD); for an open test broker"
+            " set broker.allow_anonymous: true"
+        )
+        if b.username is None:
+            problems.append(ConfigProblem("broker.username", None, f"not set: {fix}"))
+        if b.password is None:
+            problems.append(ConfigProblem("broker.password", None, f"not set: {fix}"))
+    return problems
+
+
+def refuse_open_broker(settings: Settings, stop: threading.Event | None = None) -> None:
+    """Raise :class:`ConfigError` when the broker lets anonymous clients in and
+    ``broker.allow_anonymous`` is false; while the broker does not answer, ask again (backing off
+    to 30 s) until it does or ``stop`` is set."""
+    b = settings.broker
+    if b.allow_anonymous:
+        return
+    stop = stop or threading.Event()
+    delay = 1.0
+    while not stop.is_set():
+        accepted = anonymous_accepted(b)
+        if accepted is False:
+            return
+        if accepted:
+            raise ConfigError(
+                [
+                    ConfigProblem(
+                        "broker.allow_anonymous",
+                        False,
+                        f"the broker at {b.host}:{b.port} accepts anonymous clients, so anyone on"
+                        " its network can publish readings for any site: run it with"
+                        " allow_anonymous false, a password_file and an acl_file"
+                        " (deploy/mosquitto.conf, `farsight devices sync`), or set"
+                        " broker.allow_anonymous: true (FARSIGHT__BROKER__ALLOW_ANONYMOUS=true)"
+                        " on a test bench",
+                    )
+                ],
+                source="farsight ingest",
+            )
+        log.warning(
+            "broker not answering; asking again before ingest starts",
+            extra=kv(broker=f"{b.host}:{b.port}", retry_s=delay),
+        )
+        stop.wait(delay)
+        delay = min(delay * 2, 30.0)
+
+
 def run_ingest(settings: Settings) -> int:
-    """``farsight ingest``: consume until SIGINT or SIGTERM."""
+    """``farsight ingest``: consume until SIGINT or SIGTERM; refuses an open broker and missing
+    credentials unless ``broker.allow_anonymous``."""
     setup_logging(settings.logging.level)
-    registry = load_registry(settings.registry.sites_file, settings.registry.departments)
+    problems = credential_problems(settings)
+    if problems:
+        raise ConfigError(problems, source="farsight ingest")
     shutdown = Shutdown()
+    with stop_on_signals(shutdown):  # a stop while the broker is down ends the wait
+        refuse_open_broker(settings, shutdown.event)
+    if shutdown.requested:
+        return 0
+    registry = load_registry(settings.registry.sites_file, settings.registry.departments)
     service = IngestService(settings, registry)
     shutdown.on_close("ingest", service.stop)
     service.start(wait=False)

@@ -245,10 +245,12 @@ def demo_env(broker_port: int) -> dict[str, str]:
 
 
 def broker_env(broker: MosquittoBroker) -> dict[str, str]:
+    """The roles on an open test broker (``farsight ingest`` refuses one unless told it may)."""
     return {
         "FARSIGHT__BROKER__HOST": broker.host,
         "FARSIGHT__BROKER__PORT": str(broker.port),
         "FARSIGHT__BROKER__EMBEDDED": "none",
+        "FARSIGHT__BROKER__ALLOW_ANONYMOUS": "true",
     }
 
 

@@ -147,11 +147,22 @@ class Demo:
             return json.loads(r.read() or b"null")
 
     def publish(self, topic: str, doc: dict[str, Any]) -> None:
-        """Publish ``doc`` on the demo's broker at QoS 1, as one of its devices would."""
+        """Publish ``doc`` on the demo's broker at QoS 1, as one of its devices would: with that
+        device's credentials, which the demo files in its data directory."""
         import paho.mqtt.publish
 
+        from farsight.credentials import read_secrets, username_of_topic
+
+        username = username_of_topic(topic)
+        assert username is not None, f"{topic} is no device topic"
+        secret = read_secrets(self.data_dir / "trust" / "demo-secrets.json")[username]
         paho.mqtt.publish.single(
-            topic, json.dumps(doc), qos=1, hostname="127.0.0.1", port=self.broker_port
+            topic,
+            json.dumps(doc),
+            qos=1,
+            hostname="127.0.0.1",
+            port=self.broker_port,
+            auth={"username": username, "password": secret.password},
         )
 
     def issue_token(self, user: str, department: str | None) -> str:
