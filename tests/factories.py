@@ -55,7 +55,9 @@ def registry_doc() -> dict:
                 "kind": "wim",
                 "devices": [{"id": "wim1", "kind": "wim", "metrics": ["gross_weight", "axles"]}],
             },
-        ]
+        ],
+        # The edge tests' gateway, at the Yichang stack, forwarding for the two env sites.
+        "gateways": [{"id": "gw-test", "site": "yc-stack-1", "sites": ["yc-aq-1", "yc-stack-1"]}],
     }
 
 
