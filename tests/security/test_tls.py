@@ -422,13 +422,20 @@ def test_an_encrypted_key_is_refused_rather_than_prompted_for(certs: Pki, tmp_pa
 # -- the platform's processes over TLS -----------------------------------------------------
 
 
-def _app(args: list[str], workdir: Path, **kw: Any) -> subprocess.Popen:
+def _env() -> dict[str, str]:
+    """This environment without FARSIGHT settings, with this tree first on the path."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("FARSIGHT")}
-    env.update(
-        PYTHONUNBUFFERED="1", PYTHONPATH=os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
-    )
+    path = [str(REPO), *filter(None, [env.get("PYTHONPATH")])]
+    return {**env, "PYTHONPATH": os.pathsep.join(path), "PYTHONUNBUFFERED": "1"}
+
+
+def _app(args: list[str], workdir: Path, **kw: Any) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "app", *args], cwd=workdir, env=env, stdin=subprocess.DEVNULL, **kw
+        [sys.executable, "-m", "app", *args],
+        cwd=workdir,
+        env=_env(),
+        stdin=subprocess.DEVNULL,
+        **kw,
     )
 
 
@@ -479,7 +486,7 @@ def test_ingest_stores_what_the_simulator_publishes_over_tls(
         capture_output=True,
         text=True,
         check=True,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
+        env=_env(),
     )
     expected = sum(
         len(json.loads(line.split(" ", 1)[1])["metrics"]) for line in dry.stdout.splitlines()
@@ -505,7 +512,7 @@ def test_ingest_stores_what_the_simulator_publishes_over_tls(
             text=True,
             timeout=120,
             check=False,
-            env={**os.environ, "PYTHONPATH": str(REPO)},
+            env=_env(),
         )
         assert sim.returncode == 0, sim.stderr
         assert "dropped" in sim.stderr and " 0 dropped" in sim.stderr
@@ -558,10 +565,7 @@ def _pki(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
         text=True,
         timeout=60,
         check=False,
-        env={
-            **{k: v for k, v in os.environ.items() if not k.startswith("FARSIGHT")},
-            "PYTHONPATH": str(REPO),
-        },
+        env=_env(),
     )
 
 
@@ -600,3 +604,24 @@ def test_farsight_pki_makes_a_ca_server_and_client_certificates(tmp_path: Path) 
     # The old certificates are no longer the new CA's, and show says so.
     after = _pki(["show", "--dir", str(d)], tmp_path).stdout
     assert after.count(": NO") == 2
+
+
+def test_check_config_reports_tls_files_that_would_stop_a_client(tmp_path: Path) -> None:
+    cfg = tmp_path / "farsight.yaml"
+    cfg.write_text(
+        yaml.safe_dump(
+            {"broker": {"port": 8883, "tls": {"enabled": True, "ca_file": "/nonexistent/ca.crt"}}}
+        ),
+        encoding="utf-8",
+    )
+    checked = subprocess.run(
+        [sys.executable, "-m", "app", "check-config", str(cfg)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env=_env(),
+    )
+    assert checked.returncode == 2, checked.stdout
+    assert "broker.tls.ca_file: no such file" in checked.stderr
