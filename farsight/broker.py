@@ -302,7 +302,13 @@ class MosquittoBroker:
             wait_for_port(self.host, self.tls_port, proc=self.proc)
         log.info(
             "broker started",
-            extra=kv(kind="mosquitto", host=self.host, port=self.port, pid=self.proc.pid),
+            extra=kv(
+                kind="mosquitto",
+                host=self.host,
+                port=self.port,
+                tls_port=self.tls_port,
+                pid=self.proc.pid,
+            ),
         )
 
     def stop(self) -> None:
