@@ -135,6 +135,12 @@ def _add_db(sub: Subparsers) -> None:
     add_db_parser(sub)
 
 
+def _add_pki(sub: Subparsers) -> None:
+    from app.commands.pki import add_pki_parser
+
+    add_pki_parser(sub)
+
+
 def _add_rs(sub: Subparsers) -> None:
     from app.roles.satellite import open_queue
     from remote_sensing.cli import add_rs_parser
@@ -159,6 +165,7 @@ COMMANDS: dict[str, Callable[[Subparsers], None]] = {
     "report": _add_report,
     "video": _add_video,
     "rs": _add_rs,
+    "pki": _add_pki,
 }
 """Each subcommand and what adds its parser. The modules behind a command are imported only
 when its parser is built: ``farsight audit verify`` need not load OpenCV, rasterio and FastAPI."""

@@ -31,6 +31,7 @@ from edge.buffer import Buffer
 from edge.config import GatewayConfig, UplinkSettings
 from edge.errors import EdgeError
 from farsight.logs import kv
+from farsight.tls import client_context
 
 log = logging.getLogger("farsight.edge.uplink")
 
@@ -68,17 +69,16 @@ def make_uplink_client(gateway: str, u: UplinkSettings) -> mqtt.Client:
     if u.username:
         client.username_pw_set(u.username, password)
     if u.tls.enabled:
-        try:
-            client.tls_set(
-                ca_certs=str(u.tls.ca_file) if u.tls.ca_file else None,
-                certfile=str(u.tls.cert_file) if u.tls.cert_file else None,
-                keyfile=str(u.tls.key_file) if u.tls.key_file else None,
-                cert_reqs=ssl.CERT_REQUIRED,
-                tls_version=ssl.PROTOCOL_TLS_CLIENT,
+        # The kernel's context: TLS 1.2 at least, CERT_REQUIRED, bad files named by key path.
+        client.tls_set_context(
+            client_context(
+                ca_file=u.tls.ca_file,
+                cert_file=u.tls.cert_file,
+                key_file=u.tls.key_file,
+                check_hostname=not u.tls.insecure,
+                where="uplink.tls",
             )
-        except (OSError, ssl.SSLError, ValueError) as exc:
-            raise EdgeError(f"uplink TLS: {exc}") from None
-        client.tls_insecure_set(u.tls.insecure)
+        )
     client.will_set(
         status_topic(gateway),
         json.dumps({"gateway": gateway, "state": "offline"}),

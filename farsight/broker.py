@@ -22,7 +22,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -45,6 +45,14 @@ _REPLACED = (
     "acl_file",
     "use_username_as_clientid",
     "user",
+    # Options of the listener they follow, which is replaced: see TlsListener.
+    "cafile",
+    "capath",
+    "certfile",
+    "keyfile",
+    "require_certificate",
+    "use_identity_as_username",
+    "tls_version",
 )
 
 
@@ -55,6 +63,47 @@ class BrokerAuth:
 
     password_file: Path
     acl_file: Path
+
+
+@dataclass(frozen=True, slots=True)
+class TlsListener:
+    """A TLS listener of a mosquitto this process starts (8883 in production).
+
+    ``farsight pki`` makes the files. With ``require_certificate`` a client must show a
+    certificate the CA signed; with ``use_identity_as_username`` too, its subject CN is its MQTT
+    user name, for ACLs. ``only`` leaves out the plain listener: the broker's ``port`` is then
+    the TLS one.
+    """
+
+    cafile: Path
+    certfile: Path
+    keyfile: Path
+    port: int | None = None
+    require_certificate: bool = False
+    use_identity_as_username: bool = False
+    only: bool = False
+
+    def __post_init__(self) -> None:
+        if self.use_identity_as_username and not self.require_certificate:
+            raise ValueError("use_identity_as_username needs require_certificate")
+        if self.port is not None and not 1 <= self.port <= 65535:
+            raise ValueError(f"port must be 1-65535, got {self.port}")
+
+    def config_lines(self, port: int, host: str) -> list[str]:
+        """mosquitto.conf lines of this listener on ``host:port``."""
+        lines = [
+            f"listener {port} {host}",
+            f"cafile {self.cafile}",
+            f"certfile {self.certfile}",
+            f"keyfile {self.keyfile}",
+            # The lowest version offered; mosquitto 2.0 would otherwise still take TLS 1.1.
+            "tls_version tlsv1.2",
+        ]
+        if self.require_certificate:
+            lines.append("require_certificate true")
+        if self.use_identity_as_username:
+            lines.append("use_identity_as_username true")
+        return lines
 
 
 class RunningBroker(Protocol):
@@ -148,18 +197,31 @@ def mosquitto_config(
     persistence_dir: Path,
     host: str = "127.0.0.1",
     auth: BrokerAuth | None = None,
+    tls: TlsListener | None = None,
 ) -> str:
     """``base`` with its listener, persistence location and logging replaced for a local run;
-    anonymous, or with ``auth``'s password and ACL files."""
+    anonymous, or with ``auth``'s password and ACL files.
+
+    With ``tls``, a TLS listener on ``tls.port`` besides the plain one on ``port``, or on
+    ``port`` alone when ``tls.only``.
+    """
     kept = [line for line in base.splitlines() if line.strip().split(" ", 1)[0] not in _REPLACED]
-    kept.append(f"listener {port} {host}")
+    # The session is the user's: nobody takes over another identity's client id (and its
+    # persistent session) by connecting with it. A listener option: repeated under each.
+    per_listener = ["use_username_as_clientid true"] if auth is not None else []
+    if tls is None:
+        kept += [f"listener {port} {host}", *per_listener]
+    elif tls.only:
+        kept += [*tls.config_lines(port, host), *per_listener]
+    else:
+        if tls.port is None:
+            raise ValueError("a TLS listener beside the plain one needs its own port")
+        kept += [f"listener {port} {host}", *per_listener]
+        kept += [*tls.config_lines(tls.port, host), *per_listener]
     if auth is None:
         kept.append("allow_anonymous true")
     else:
         kept += [
-            # The session is the user's: nobody takes over another identity's client id (and
-            # its persistent session) by connecting with it.
-            "use_username_as_clientid true",
             "allow_anonymous false",
             f"password_file {auth.password_file}",
             f"acl_file {auth.acl_file}",
@@ -187,6 +249,7 @@ class MosquittoBroker:
         conf: Path | None = None,
         host: str = "127.0.0.1",
         auth: BrokerAuth | None = None,
+        tls: TlsListener | None = None,
     ) -> None:
         binary = mosquitto_binary()
         if binary is None:
@@ -205,6 +268,21 @@ class MosquittoBroker:
             self.port = int(self._hold.getsockname()[1])
         else:
             self.port = free_port()
+        # A second listener (TLS beside the plain one) holds its port the same way.
+        self._tls_hold: socket.socket | None = None
+        self.tls_port: int | None = None
+        if tls is not None and tls.only:
+            self.tls_port = self.port
+        elif tls is not None:
+            self._tls_hold = _reserve(host, tls.port or 0)
+            if tls.port:
+                self.tls_port = tls.port
+            elif self._tls_hold is not None:
+                self.tls_port = int(self._tls_hold.getsockname()[1])
+            else:
+                self.tls_port = free_port()
+            tls = replace(tls, port=self.tls_port)
+        self.tls = tls
         self._tmp = None
         if data_dir is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="farsight-mosquitto-")
@@ -221,7 +299,7 @@ class MosquittoBroker:
         self.conf_path = self.data_dir / "mosquitto.conf"
         self.auth = auth
         self.conf_path.write_text(
-            mosquitto_config(base, self.port, self.data_dir, host, auth), encoding="utf-8"
+            mosquitto_config(base, self.port, self.data_dir, host, auth, tls), encoding="utf-8"
         )
         self.log_path = self.data_dir / "mosquitto.log"
         self.proc: subprocess.Popen | None = None
@@ -246,9 +324,17 @@ class MosquittoBroker:
                 preexec_fn=die_with_parent(),  # noqa: PLW1509
             )
         wait_for_port(self.host, self.port, proc=self.proc)
+        if self.tls_port is not None and self.tls_port != self.port:
+            wait_for_port(self.host, self.tls_port, proc=self.proc)
         log.info(
             "broker started",
-            extra=kv(kind="mosquitto", host=self.host, port=self.port, pid=self.proc.pid),
+            extra=kv(
+                kind="mosquitto",
+                host=self.host,
+                port=self.port,
+                tls_port=self.tls_port,
+                pid=self.proc.pid,
+            ),
         )
 
     @property
@@ -275,12 +361,17 @@ class MosquittoBroker:
                 self.proc.wait()
         if self.proc is not None:
             self._hold = _reserve(self.host, self.port)  # until start() or close()
+            if self.tls_port is not None and self.tls_port != self.port:
+                self._tls_hold = _reserve(self.host, self.tls_port)
         self.proc = None
 
     def _release(self) -> None:
         if self._hold is not None:
             self._hold.close()
             self._hold = None
+        if self._tls_hold is not None:
+            self._tls_hold.close()
+            self._tls_hold = None
 
     def close(self) -> None:
         self.stop()

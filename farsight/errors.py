@@ -80,6 +80,11 @@ class BrokerError(FarsightError):
     """Raised when the MQTT broker cannot be started or reached."""
 
 
+class PkiError(FarsightError):
+    """Raised when a certificate or key cannot be made, read or written (an existing CA that
+    would be replaced, a missing CA, a bad name or validity)."""
+
+
 class RuleError(ConfigError):
     """Raised when a rule file is invalid or names an unknown rule kind."""
 

@@ -15,6 +15,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from farsight.errors import BrokerError
 from farsight.settings import BrokerSettings
+from farsight.tls import broker_context
 
 
 def make_client(
@@ -25,7 +26,9 @@ def make_client(
     manual_ack: bool = False,
 ) -> mqtt.Client:
     """A paho client for ``broker``; ``persistent`` keeps the session (and its queue) across
-    disconnects: clean_session=False in 3.1.1, clean_start=False plus session expiry in 5."""
+    disconnects: clean_session=False in 3.1.1, clean_start=False plus session expiry in 5.
+    With ``broker.tls.enabled`` it speaks TLS (:mod:`farsight.tls`; a bad file is a
+    :class:`~farsight.errors.ConfigError` naming its key)."""
     v5 = broker.protocol == "5"
     client = mqtt.Client(
         callback_api_version=CallbackAPIVersion.VERSION2,
@@ -36,6 +39,9 @@ def make_client(
     )
     if broker.username:
         client.username_pw_set(broker.username, broker.password)
+    if broker.tls.enabled:
+        # Made per client: paho adjusts the context it is given (check_hostname).
+        client.tls_set_context(broker_context(broker.tls))
     client.reconnect_delay_set(min_delay=1, max_delay=30)
     # Outgoing QoS 1 window: paho's default of 20 throttles a publisher on a fast link.
     client.max_inflight_messages_set(1000)

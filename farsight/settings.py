@@ -23,6 +23,7 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
@@ -39,6 +40,76 @@ class Section(BaseModel):
     """Base of every settings section: strict keys, frozen after validation."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+class BrokerTlsSettings(Section):
+    """``broker.tls``: TLS from the platform's MQTT clients to the broker (port 8883 by custom).
+
+    ``farsight pki`` makes a private CA, the broker's certificate and client certificates.
+    """
+
+    enabled: bool = Field(
+        False,
+        title="TLS",
+        description="Connect to the broker over TLS; set broker.port to its TLS listener (8883).",
+    )
+    ca_file: Path | None = Field(
+        None,
+        title="CA file",
+        description="PEM bundle of the authorities that sign the broker's certificate (the ca.crt "
+        "of `farsight pki init-ca`); none trusts the system's store.",
+    )
+    cert_file: Path | None = Field(
+        None,
+        title="Client certificate",
+        description="PEM client certificate, for a broker that requires one; its subject CN is "
+        "the client's identity (`farsight pki client ID`).",
+    )
+    key_file: Path | None = Field(
+        None,
+        title="Client key",
+        description="PEM private key of cert_file, unencrypted, readable by this user only.",
+    )
+    min_version: Literal["1.2", "1.3"] = Field(
+        "1.2",
+        title="Lowest TLS version",
+        description="Oldest TLS version the clients accept; 1.0 and 1.1 are never offered.",
+    )
+    insecure_skip_hostname_check: bool = Field(
+        False,
+        title="Skip the host name check (insecure)",
+        description="Accept a broker certificate issued for another host name: anyone holding a "
+        "certificate of the same CA can then pose as the broker. Test benches only.",
+    )
+
+    @field_validator("key_file")
+    @classmethod
+    def _key_with_certificate(cls, v: Path | None, info: ValidationInfo) -> Path | None:
+        cert = info.data.get("cert_file")
+        if v is not None and cert is None:
+            raise ValueError(
+                "a key without a certificate: set broker.tls.cert_file to the certificate of this "
+                "key, or remove key_file"
+            )
+        if v is None and cert is not None:
+            raise ValueError(
+                "the client certificate needs its private key: set broker.tls.key_file "
+                "(`farsight pki client ID` writes both)"
+            )
+        return v
+
+    @model_validator(mode="after")
+    def _files_only_when_enabled(self) -> BrokerTlsSettings:
+        given = [
+            name for name in ("ca_file", "cert_file", "key_file") if getattr(self, name) is not None
+        ]
+        if given and not self.enabled:
+            # The clients would connect in clear text while the file says TLS was meant.
+            raise ValueError(
+                f"{', '.join(given)} given but TLS is off: set broker.tls.enabled: true, or "
+                "remove them"
+            )
+        return self
 
 
 class BrokerSettings(Section):
@@ -66,6 +137,11 @@ class BrokerSettings(Section):
         description="MQTT password; set it through FARSIGHT__BROKER__PASSWORD, never in a "
         "committed file.",
         max_length=256,
+    )
+    tls: BrokerTlsSettings = Field(
+        default_factory=BrokerTlsSettings,
+        title="TLS",
+        description="TLS to the broker: CA, client certificate and key.",
     )
     protocol: Literal["3.1.1", "5"] = Field(
         "3.1.1",

@@ -30,6 +30,10 @@ log = logging.getLogger("farsight.ingest.mqtt")
 
 Handler = Callable[[Sequence[Message]], object]
 
+CONNACK_TIMEOUT_S = 10.0
+"""How long a CONNECT sent on a live socket may wait for its CONNACK before the consumer
+connects again."""
+
 
 class MqttConsumer:
     """Subscribes to the ingest topics at QoS 1 and hands batches of messages to ``handler``."""
@@ -59,6 +63,7 @@ class MqttConsumer:
         self._thread = threading.Thread(target=self._run, name="ingest-mqtt", daemon=True)
         self.batches = 0
         self.errors = 0
+        self._connect_sent: float | None = None  # monotonic time of a CONNECT without CONNACK
 
     # -- paho callbacks (called from inside client.loop(), on our thread) -------------------
 
@@ -73,6 +78,7 @@ class MqttConsumer:
         if reason_code.is_failure:
             log.warning("broker refused connection", extra=kv(reason=reason_code))
             return
+        self._connect_sent = None
         log.info(
             "connected",
             extra=kv(
@@ -97,6 +103,7 @@ class MqttConsumer:
     ) -> None:
         # Message ids belong to one connection: acking a stale mid after a reconnect could
         # acknowledge a different message. Unacked messages come again; the store dedups them.
+        self._connect_sent = None
         if self._pending:
             self._flush(ack=False)
         if not self._stop.is_set():
@@ -134,12 +141,28 @@ class MqttConsumer:
             or time.monotonic() - self._first_at >= self.settings.batch_wait_ms / 1000
         )
 
+    def _awaiting_connack(self) -> bool:
+        """A CONNECT went out on a socket that is still open, and its CONNACK may yet come.
+
+        paho counts the client as connected only from the CONNACK on: connecting again before
+        then throws the connection away. Over TLS, with a busy broker restoring a large session,
+        the CONNACK took longer than one loop, and the consumer reconnected over and over
+        without ever being connected.
+        """
+        sent = self._connect_sent
+        return (
+            sent is not None
+            and self.client.socket() is not None
+            and time.monotonic() - sent < CONNACK_TIMEOUT_S
+        )
+
     def _run(self) -> None:
         delay = 0.5
         while not self._stop.is_set():
-            if not self.client.is_connected():
+            if not self.client.is_connected() and not self._awaiting_connack():
                 try:
                     self.client.reconnect()
+                    self._connect_sent = time.monotonic()
                     delay = 0.5
                 except (OSError, ValueError) as exc:
                     log.warning(

@@ -10,6 +10,7 @@ from pathlib import Path
 from farsight.errors import ConfigError
 from farsight.registry import load_registry
 from farsight.settings import Settings, load_settings
+from farsight.tls import broker_context
 from rules.loader import load_rules
 
 
@@ -34,6 +35,11 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
         rules = load_rules(settings.rules.files, settings.rules.default_pack)
     except ConfigError as exc:
         errors.append(exc)
+    if settings.broker.tls.enabled:
+        try:
+            broker_context(settings.broker.tls)  # the files exist, parse and match
+        except ConfigError as exc:
+            errors.append(exc)
     if errors or registry is None or rules is None:
         for error in errors:
             print(error, file=sys.stderr)
