@@ -59,9 +59,13 @@ _REPLACED = (
 @dataclass(frozen=True, slots=True)
 class BrokerAuth:
     """The files of an authenticating mosquitto (:func:`farsight.broker_acl.write_broker_files`
-    writes them): only users of ``password_file`` connect, each may do what ``acl_file`` says."""
+    writes them): only users of ``password_file`` connect, each may do what ``acl_file`` says.
 
-    password_file: Path
+    ``password_file`` None: identities come from client certificates alone (a TLS listener with
+    ``use_identity_as_username``), and a client without one is refused.
+    """
+
+    password_file: Path | None
     acl_file: Path
 
 
@@ -223,9 +227,10 @@ def mosquitto_config(
     else:
         kept += [
             "allow_anonymous false",
-            f"password_file {auth.password_file}",
             f"acl_file {auth.acl_file}",
         ]
+        if auth.password_file is not None:
+            kept.append(f"password_file {auth.password_file}")
     kept += [
         f"persistence_location {persistence_dir}/",
         "log_dest stderr",

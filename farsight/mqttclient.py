@@ -4,6 +4,7 @@ sessions, QoS 1, automatic reconnect with backoff. paho errors become :class:`Br
 from __future__ import annotations
 
 import os
+import ssl
 import threading
 import time
 
@@ -144,8 +145,11 @@ def anonymous_accepted(broker: BrokerSettings, timeout: float = 5.0) -> bool | N
     """Whether the broker lets a client in without a user name: True when it accepts an
     anonymous CONNECT, False when it refuses it, None when it did not answer in ``timeout``."""
     answer: list[bool] = []
+    # Anonymous means no user name *and* no client certificate: with use_identity_as_username
+    # the certificate would be the user name.
+    tls = broker.tls.model_copy(update={"cert_file": None, "key_file": None})
     probe = make_client(
-        broker.model_copy(update={"username": None, "password": None}),
+        broker.model_copy(update={"username": None, "password": None, "tls": tls}),
         f"farsight-probe-{os.getpid()}",
         persistent=False,
     )
@@ -162,12 +166,17 @@ def anonymous_accepted(broker: BrokerSettings, timeout: float = 5.0) -> bool | N
     probe.on_connect = on_connect
     try:
         probe.connect(broker.host, broker.port, keepalive=max(5, int(timeout) + 1))
+    except ssl.SSLError:
+        return False  # a TLS listener that wants a client certificate refused the handshake
     except (OSError, ValueError):
         return None
     deadline = time.monotonic() + timeout
     try:
         while not answer and time.monotonic() < deadline:
-            probe.loop(timeout=0.05)
+            if probe.loop(timeout=0.05) != mqtt.MQTT_ERR_SUCCESS and not answer:
+                # The broker closed the connection instead of answering the CONNECT: a TLS
+                # listener whose client certificate check comes after the handshake (TLS 1.3).
+                return False
     finally:
         if answer and answer[0]:
             probe.disconnect()

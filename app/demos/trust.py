@@ -61,5 +61,5 @@ def demo_credentials(settings: Settings, registry: Registry) -> DemoCredentials:
         secrets[name] = secret if ok and secret is not None else store.rotate(name, registry)
     write_secrets(secrets_file, secrets.values(), merge=False)
     auth = BrokerAuth(settings.broker_password_path, settings.broker_acl_path)
-    write_broker_files(store, registry, auth.password_file, auth.acl_file)
+    write_broker_files(store, registry, settings.broker_password_path, auth.acl_file)
     return DemoCredentials(secrets, secrets_file, store.path, auth)

@@ -6,6 +6,8 @@ import logging
 import threading
 from datetime import datetime
 
+from cryptography.x509.oid import NameOID
+
 from alerts.anchor_sign import load_signing_key
 from alerts.anchoring import AnchorScheduler
 from alerts.model import Alert
@@ -13,11 +15,13 @@ from alerts.pipeline import build_alert_pipeline
 from app.lifecycle import Shutdown, run_until_stopped, stop_on_signals
 from farsight.credentials import INGEST, CredentialStore
 from farsight.db import Database
-from farsight.errors import ConfigError, ConfigProblem
+from farsight.errors import ConfigError, ConfigProblem, FarsightError
 from farsight.logs import kv, setup_logging
 from farsight.mqttclient import anonymous_accepted
+from farsight.pki import read_certificate
 from farsight.registry import Registry, load_registry
 from farsight.settings import Settings
+from farsight.tls import broker_context
 from ingest.edge_batches import EdgeBatchDecoder, load_keys
 from ingest.edge_health import GatewayMonitor
 from ingest.mqtt import MqttConsumer
@@ -153,24 +157,48 @@ def _anchor_scheduler(settings: Settings) -> AnchorScheduler | None:
     )
 
 
+def _certificate_identity(settings: Settings) -> str | None:
+    """The CN of ingest's TLS client certificate, which a broker with ``use_identity_as_username``
+    takes as its user name; None without one (or when it cannot be read: ``broker_context``
+    reports that with the key path)."""
+    tls = settings.broker.tls
+    if not tls.enabled or tls.cert_file is None:
+        return None
+    try:
+        cert = read_certificate(tls.cert_file)
+    except FarsightError:
+        return None
+    names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return str(names[0].value) if names else None
+
+
 def credential_problems(settings: Settings) -> list[ConfigProblem]:
-    """What keeps ingest from connecting as its own identity: credentials missing (unless
-    ``broker.allow_anonymous``), or a client id other than the user name."""
+    """What keeps ingest from connecting as its own identity: unusable TLS files, credentials
+    missing (unless ``broker.allow_anonymous``), or a client id other than the user name (a
+    password's, or a client certificate's CN)."""
     b, problems = settings.broker, []
-    if b.username is not None and settings.ingest.client_id != b.username:
+    if b.tls.enabled:
+        try:
+            broker_context(b.tls)  # the files exist, parse and match
+        except ConfigError as exc:
+            problems += exc.problems
+    cn = _certificate_identity(settings)
+    identity, where = (b.username, "broker.username") if b.username is not None else (cn, "CN")
+    if identity is not None and settings.ingest.client_id != identity:
         problems.append(
             ConfigProblem(
                 "ingest.client_id",
                 settings.ingest.client_id,
-                f"must equal broker.username {b.username!r}: the broker runs with "
+                f"must equal the user name {identity!r} ({where}): the broker runs with "
                 "use_username_as_clientid and keeps ingest's persistent session under the user "
-                f"name; set ingest.client_id: {b.username} (FARSIGHT__INGEST__CLIENT_ID)",
+                f"name; set ingest.client_id: {identity} (FARSIGHT__INGEST__CLIENT_ID)",
             )
         )
-    if not b.allow_anonymous:
+    if not b.allow_anonymous and cn is None:
         fix = (
             f"ingest connects as {INGEST} with the password `farsight devices issue` printed"
-            " (FARSIGHT__BROKER__USERNAME, FARSIGHT__BROKER__PASSWORD); for an open test broker"
+            " (FARSIGHT__BROKER__USERNAME, FARSIGHT__BROKER__PASSWORD), or with a TLS client"
+            " certificate (broker.tls.cert_file, `farsight pki client`); for an open test broker"
             " set broker.allow_anonymous: true"
         )
         if b.username is None:

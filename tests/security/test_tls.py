@@ -23,7 +23,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from pydantic import ValidationError
 
 from farsight import pki
-from farsight.broker import REPO_CONF, MosquittoBroker, TlsListener
+from farsight.broker import REPO_CONF, BrokerAuth, MosquittoBroker, TlsListener
 from farsight.db import Database
 from farsight.errors import ConfigError
 from farsight.mqttclient import PublishTracker, connect, make_client, wait_connected
@@ -97,13 +97,11 @@ def cert_broker(
         if not line.startswith("connection_messages")
     ]
     conf = d / "base.conf"
-    conf.write_text(
-        "\n".join([*base, "connection_messages true", f"acl_file {d / 'acl'}"]) + "\n",
-        encoding="utf-8",
-    )
+    conf.write_text("\n".join([*base, "connection_messages true"]) + "\n", encoding="utf-8")
     broker = MosquittoBroker(
         data_dir=d / "data",
         conf=conf,
+        auth=BrokerAuth(None, d / "acl"),  # the certificate is the identity: no password file
         tls=TlsListener(
             certs.ca,
             certs.server.cert,
@@ -266,7 +264,8 @@ def test_a_client_certificate_is_the_user_name(cert_broker: MosquittoBroker, cer
     other = Session(broker_settings(cert_broker.port, **client_tls(certs, "publisher")), "pub-1")
     try:
         wait_until(
-            lambda: "as gw-client (p5, c1, k30, u'gw-test')" in cert_broker.log_path.read_text(),
+            # use_username_as_clientid: the client id is the certificate's CN too.
+            lambda: "as gw-test (p5, c1, k30, u'gw-test')" in cert_broker.log_path.read_text(),
             what="the broker's log line of the connection with its user name",
         )
         # The ACL lets user gw-test alone read its topic: the CN is what the broker authorizes.
@@ -448,7 +447,7 @@ def _config(path: Path, data_dir: Path, broker: MosquittoBroker, tls: dict[str, 
             "embedded": "none",
             "tls": {"enabled": True, **{k: str(v) for k, v in tls.items()}},
         },
-        "ingest": {"client_id": "tls-ingest"},
+        "ingest": {"client_id": "ingest"},
     }
     path.write_text(yaml.safe_dump(tree), encoding="utf-8")
     return path
@@ -499,7 +498,7 @@ def test_ingest_stores_what_the_simulator_publishes_over_tls(
         wait_until(
             lambda: (
                 ingest.poll() is None
-                and "as tls-ingest (" in cert_broker.log_path.read_text()
+                and "as ingest (" in cert_broker.log_path.read_text()
                 and "u'ingest'" in cert_broker.log_path.read_text()
             ),
             timeout=60,
