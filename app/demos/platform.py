@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from alerts.anchor_sign import generate_key, public_path
 from app.demos.satellite import AOI, run_demo_watch
 from app.demos.trust import DemoCredentials, demo_credentials
 from app.lifecycle import Shutdown, stop_on_signals
@@ -223,6 +224,19 @@ def _start_broker(
     return settings, broker, trust
 
 
+def _with_anchor_key(settings: Settings, data_dir: Path) -> Settings:
+    """The demo signs its audit chain's anchors like a deployment: a key made in its data folder
+    on the first run (a deployment keeps it outside), unless the settings name one."""
+    a = settings.alerts
+    if a.anchor_key_file is not None or a.anchor_every_s <= 0:
+        return settings
+    key = data_dir / "trust" / "audit-anchor.key"
+    if not key.exists():
+        generate_key(key)
+    update = {"anchor_key_file": key, "anchor_public_key_file": public_path(key)}
+    return settings.model_copy(update={"alerts": a.model_copy(update=update)})
+
+
 def _banner(lines: dict[str, str]) -> str:
     return "\nFarsight demo running\n" + "".join(f"  {k:<11} {v}\n" for k, v in lines.items())
 
@@ -262,6 +276,7 @@ def _run(
     shutdown: Shutdown,
 ) -> None:
     settings, broker, trust = _start_broker(settings, registry, data_dir, shutdown)
+    settings = _with_anchor_key(settings, data_dir)
     ingest = IngestService(settings, registry)
     shutdown.on_close("ingest", ingest.stop)
     ingest.start()
@@ -340,6 +355,9 @@ def _run(
                 f" {sim.backfill_min:g} min of history, then a round every"
                 f" {sim.interval_s:g} s (x{sim.speedup:g} time)",
                 "data": database,
+                "audit": f"signed anchors every {settings.alerts.anchor_every_s:g} s, key"
+                f" {settings.alerts.anchor_key_file}; check: farsight audit verify --db"
+                f" {settings.db_path} --public-key {settings.alerts.anchor_public_key_file}",
                 "token": f"{token_file} (bearer token of user demo-officer, role supervisor:"
                 " reads, every handling step, silences and exports; `farsight token issue"
                 " --role admin` for the operations views)",
