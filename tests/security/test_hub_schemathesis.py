@@ -112,7 +112,7 @@ OPERATIONS = sorted(
     if key[1].startswith("/api/") and key != ("GET", "/api/stream")
 ) + [("GET", "/healthz"), ("GET", "/metrics")]
 """Every operation of the description but the live stream (hub.access.ROUTES lists them all;
-test_route_table holds the list and the description equal)."""
+test_hub_route_table holds the list and the description equal)."""
 
 
 @pytest.mark.parametrize(("method", "path"), OPERATIONS, ids=[f"{m} {p}" for m, p in OPERATIONS])
