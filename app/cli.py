@@ -67,6 +67,12 @@ def _add_edge(sub: Subparsers) -> None:
     add_edge_parser(sub, run_gateway=run_edge, run_demo=run_edge_demo)
 
 
+def _add_deadletters(sub: Subparsers) -> None:
+    from app.commands.deadletters import add_deadletters_parser
+
+    add_deadletters_parser(sub)
+
+
 def _add_decode(sub: Subparsers) -> None:
     from ingest.decode_cli import add_decode_parser
 
@@ -154,6 +160,7 @@ COMMANDS: dict[str, Callable[[Subparsers], None]] = {
     "ingest": _add_ingest,
     "edge": _add_edge,
     "decode": _add_decode,
+    "deadletters": _add_deadletters,
     "simulate": _add_simulate,
     "hub": _add_hub,
     "devices": _add_devices,

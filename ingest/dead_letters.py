@@ -1,0 +1,353 @@
+"""Dead letters read back, filtered, and replayed through the current decoders and registry.
+
+A replay hands each letter's topic and payload to :meth:`IngestPipeline.decode`, the same
+decode-and-validate step live ingest runs, so a letter refused before a registry or codec fix
+stores what now decodes. Readings go through :meth:`ReadingStore.write_batch`, whose key
+(site, device, metric, ts) makes a replay idempotent: a reading stored already (by a replay or
+by a redelivery) is not stored again.
+
+Letters are marked, not deleted (``replayed_at``, ``replay_outcome``, ``replay_detail``,
+``replays``; migration 0005): the refusal stays counted where quality figures count refusals,
+the raw payload stays evidence of what the device sent until retention removes it, and a
+second replay skips what was stored. Replayed readings are not evaluated by the rule engine:
+the engine's state lives in the ingest process, and readings hours old must not move its live
+state; ``farsight rules backtest`` evaluates a period again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from farsight.clock import from_epoch_ms, to_epoch_ms
+from farsight.db import Database
+from farsight.errors import DecodeError
+from ingest.audit import AuditTrail
+from ingest.message import Message
+from ingest.pipeline import IngestPipeline
+from ingest.store import DeadLetter
+
+OUTCOMES = ("stored", "duplicate", "failed", "unreplayable")
+"""What a replay of one letter came to (the ``replay_outcome`` column)."""
+
+PENDING = "pending"
+"""Filter word for letters never replayed or whose last replay failed: what a replay takes."""
+
+MAX_LIMIT = 100_000
+"""Most letters one command lists or replays."""
+
+
+@dataclass(frozen=True, slots=True)
+class LetterFilter:
+    """Which dead letters a list or replay takes; every field narrows, ``None`` is any."""
+
+    reason: str | None = None
+    topic: str | None = None
+    site: str | None = None
+    device: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    ids: tuple[int, ...] = ()
+    outcome: str | None = None
+    """A replay outcome, ``pending`` (never replayed, or failed), or ``None`` (any)."""
+    limit: int = 100
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.limit <= MAX_LIMIT:
+            raise ValueError(f"limit must be between 1 and {MAX_LIMIT}, got {self.limit}")
+        if self.outcome is not None and self.outcome not in (*OUTCOMES, PENDING):
+            raise ValueError(
+                f"outcome must be one of {', '.join((*OUTCOMES, PENDING))}, got {self.outcome!r}"
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class StoredLetter:
+    """A dead letter as stored, with what its replays found."""
+
+    letter: DeadLetter
+    id: int
+    replayed_at: datetime | None = None
+    replay_outcome: str | None = None
+    replay_detail: str | None = None
+    replays: int = 0
+    truncated: bool = False
+    """The payload kept is only the first bytes of what arrived (retention cut it)."""
+    payload_sha256: str | None = None
+    """The hash of the whole payload as it arrived, when retention recorded one."""
+
+    def to_json(self, payload: bool = False) -> dict[str, Any]:
+        """JSON-ready data; the payload (UTF-8 text, else hex) only when asked for."""
+        d = self.letter
+        doc: dict[str, Any] = {
+            "id": self.id,
+            "received": d.received.isoformat(),
+            "topic": d.topic,
+            "codec": d.codec,
+            "reason": d.reason,
+            "detail": d.detail,
+            "size": len(d.payload),
+            "sha256": self.payload_sha256 or hashlib.sha256(d.payload).hexdigest(),
+            "truncated": self.truncated,
+            "replays": self.replays,
+            "replayed_at": None if self.replayed_at is None else self.replayed_at.isoformat(),
+            "replay_outcome": self.replay_outcome,
+            "replay_detail": self.replay_detail,
+        }
+        if payload:
+            try:
+                doc["payload"] = d.payload.decode("utf-8")
+            except UnicodeDecodeError:
+                doc["payload_hex"] = d.payload.hex()
+        return doc
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayResult:
+    """What replaying one letter came to."""
+
+    id: int
+    topic: str
+    outcome: str
+    stored: int = 0
+    duplicates: int = 0
+    reason: str = ""
+    """The refusal's reason when the outcome is ``failed`` or ``unreplayable``."""
+    detail: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "topic": self.topic,
+            "outcome": self.outcome,
+            "stored": self.stored,
+            "duplicates": self.duplicates,
+            "reason": self.reason,
+            "detail": self.detail,
+        }
+
+
+# -- reading ---------------------------------------------------------------------------------------
+
+
+def _like_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _topic_like(f: LetterFilter) -> str | None:
+    """A LIKE pattern for the topic parts the filter names (``fs/v1/dept/site/device/kind``)."""
+    if f.site is None and f.device is None:
+        return None
+    site = "%" if f.site is None else _like_escape(f.site)
+    device = "%" if f.device is None else _like_escape(f.device)
+    return f"fs/v1/%/{site}/{device}/%"
+
+
+def _topic_parts_match(topic: str, f: LetterFilter) -> bool:
+    # LIKE's % spans slashes: check the parts themselves.
+    parts = topic.split("/")
+    if f.site is None and f.device is None:
+        return True
+    if len(parts) != 6:
+        return False
+    return (f.site is None or parts[3] == f.site) and (f.device is None or parts[4] == f.device)
+
+
+def topic_matches(pattern: str, topic: str) -> bool:
+    """MQTT filter matching: ``+`` is one level, a final ``#`` the rest."""
+    pat, top = pattern.split("/"), topic.split("/")
+    for i, p in enumerate(pat):
+        if p == "#" and i == len(pat) - 1:
+            return True
+        if i >= len(top) or (p != "+" and p != top[i]):
+            return False
+    return len(pat) == len(top)
+
+
+def _where(f: LetterFilter) -> tuple[str, list[Any]]:
+    where: list[str] = []
+    params: list[Any] = []
+    if f.ids:
+        where.append(f"id IN ({','.join('?' * len(f.ids))})")
+        params.extend(f.ids)
+    if f.reason is not None:
+        where.append("reason = ?")
+        params.append(f.reason)
+    if f.topic is not None and not any(c in f.topic for c in "+#"):
+        where.append("topic = ?")
+        params.append(f.topic)
+    like = _topic_like(f)
+    if like is not None:
+        where.append("topic LIKE ? ESCAPE '\\'")
+        params.append(like)
+    if f.since is not None:
+        where.append("received >= ?")
+        params.append(to_epoch_ms(f.since))
+    if f.until is not None:
+        where.append("received <= ?")
+        params.append(to_epoch_ms(f.until))
+    if f.outcome == PENDING:
+        where.append("(replay_outcome IS NULL OR replay_outcome = 'failed')")
+    elif f.outcome is not None:
+        where.append("replay_outcome = ?")
+        params.append(f.outcome)
+    return (" WHERE " + " AND ".join(where)) if where else "", params
+
+
+def _truncation(row: dict[str, Any]) -> tuple[bool, str | None]:
+    """Whether retention cut the payload, and the whole payload's hash if it kept one.
+
+    Read tolerantly: retention's columns (a truncation flag, the original size, the hash) may be
+    named ``truncated``/``payload_truncated``, ``payload_size``/``size`` and
+    ``payload_sha256``/``sha256``, or be absent on a database without retention.
+    """
+    sha = row.get("payload_sha256") or row.get("sha256")
+    flag = bool(row.get("truncated") or row.get("payload_truncated"))
+    size = row.get("payload_size") or row.get("size")
+    kept = row.get("payload")
+    if not flag and size is not None and kept is not None:
+        flag = int(size) > len(bytes(kept))
+    return flag, (str(sha) if sha else None)
+
+
+def _stored(r: Any) -> StoredLetter:
+    row = dict(zip(r.keys(), r, strict=True))
+    truncated, sha = _truncation(row)
+    at = row.get("replayed_at")
+    return StoredLetter(
+        letter=DeadLetter(
+            topic=row["topic"],
+            payload=bytes(row["payload"]),
+            reason=row["reason"],
+            detail=row["detail"] or "",
+            received=from_epoch_ms(row["received"]),
+            codec=row.get("codec"),
+            id=int(row["id"]),
+        ),
+        id=int(row["id"]),
+        replayed_at=None if at is None else from_epoch_ms(at),
+        replay_outcome=row.get("replay_outcome"),
+        replay_detail=row.get("replay_detail"),
+        replays=int(row.get("replays") or 0),
+        truncated=truncated,
+        payload_sha256=sha,
+    )
+
+
+def select_letters(db: Database, f: LetterFilter) -> list[StoredLetter]:
+    """Letters matching ``f``, oldest first (replays go in arrival order), at most ``f.limit``."""
+    where, params = _where(f)
+    wildcard_topic = f.topic is not None and any(c in f.topic for c in "+#")
+    out: list[StoredLetter] = []
+    after = 0
+    # Pages, so a wildcard topic that the database cannot filter still returns up to limit.
+    while len(out) < f.limit:
+        page_where = (where + " AND" if where else " WHERE") + " id > ?"
+        rows = db.query(
+            f"SELECT * FROM dead_letters{page_where} ORDER BY id LIMIT ?",
+            (*params, after, f.limit),
+        )
+        if not rows:
+            break
+        for r in rows:
+            letter = _stored(r)
+            after = letter.id
+            if not _topic_parts_match(letter.letter.topic, f):
+                continue
+            if wildcard_topic and not topic_matches(str(f.topic), letter.letter.topic):
+                continue
+            out.append(letter)
+            if len(out) == f.limit:
+                break
+        if len(rows) < f.limit:
+            break
+    return out
+
+
+def get_letter(db: Database, letter_id: int) -> StoredLetter | None:
+    rows = db.query("SELECT * FROM dead_letters WHERE id = ?", (letter_id,))
+    return _stored(rows[0]) if rows else None
+
+
+# -- replaying -------------------------------------------------------------------------------------
+
+
+def _verdict(pipeline: IngestPipeline, letter: StoredLetter) -> tuple[ReplayResult, list, list]:
+    """Decode one letter as ingest would now: the result so far, its readings, irregularities."""
+    d = letter.letter
+    if letter.truncated:
+        sha = f" (sha256 {letter.payload_sha256})" if letter.payload_sha256 else ""
+        detail = f"payload truncated by retention to {len(d.payload)} bytes{sha}; cannot replay"
+        return ReplayResult(letter.id, d.topic, "unreplayable", 0, 0, "truncated", detail), [], []
+    try:
+        readings, irregular, _attrs = pipeline.decode(Message(d.topic, d.payload, d.received))
+    except DecodeError as exc:
+        return ReplayResult(letter.id, d.topic, "failed", 0, 0, exc.reason, exc.detail), [], []
+    # A decoder bug must not stop the rest of the replay: the letter says what broke.
+    except Exception as exc:  # noqa: BLE001
+        detail = f"{type(exc).__name__}: {exc}"
+        return ReplayResult(letter.id, d.topic, "failed", 0, 0, "internal_error", detail), [], []
+    if not readings:
+        detail = "decodes, but carries no readings"
+        return ReplayResult(letter.id, d.topic, "failed", 0, 0, "no_readings", detail), [], []
+    return ReplayResult(letter.id, d.topic, "stored"), readings, irregular
+
+
+def replay_letters(
+    pipeline: IngestPipeline,
+    letters: Iterable[StoredLetter],
+    *,
+    now: datetime,
+    actor: str,
+    audit: AuditTrail | None = None,
+) -> list[ReplayResult]:
+    """Replay ``letters`` one transaction each: new readings and the letter's mark commit
+    together, so an interrupted replay leaves every letter either replayed or untouched.
+
+    One audit entry (``deadletters.replay``, subject ``deadletters``) records who replayed which
+    letters and what each came to.
+    """
+    store = pipeline.store
+    now_ms = to_epoch_ms(now)
+    results: list[ReplayResult] = []
+    for letter in letters:
+        result, readings, irregular = _verdict(pipeline, letter)
+        with store.db.transaction() as c:
+            if readings:
+                new = store.write_batch(readings, irregular=irregular, received=now)
+                stored = sum(new)
+                outcome = "stored" if stored else "duplicate"
+                result = ReplayResult(
+                    letter.id,
+                    letter.letter.topic,
+                    outcome,
+                    stored,
+                    len(new) - stored,
+                    detail=f"{stored} new readings, {len(new) - stored} stored already",
+                )
+            detail = result.detail if not result.reason else f"{result.reason}: {result.detail}"
+            c.execute(
+                "UPDATE dead_letters SET replayed_at = ?, replay_outcome = ?, replay_detail = ?,"
+                " replays = replays + 1 WHERE id = ?",
+                (now_ms, result.outcome, detail[:500], letter.id),
+            )
+        results.append(result)
+    if audit is not None and results:
+        audit.append(actor, "deadletters.replay", "deadletters", replay_summary(results))
+    return results
+
+
+def replay_summary(results: Sequence[ReplayResult]) -> dict[str, Any]:
+    """Counts per outcome, readings stored, and the letter ids per outcome (the audit's data)."""
+    by: dict[str, list[int]] = {}
+    for r in results:
+        by.setdefault(r.outcome, []).append(r.id)
+    return {
+        "letters": len(results),
+        "stored_readings": sum(r.stored for r in results),
+        "outcomes": {k: len(v) for k, v in sorted(by.items())},
+        "ids": {k: v for k, v in sorted(by.items())},
+    }
