@@ -17,6 +17,11 @@ after the receiver's dedup.
   2015); ``Retry-After`` seconds win when given, bounded by the cap.
 - Dead letters: after ``max_attempts`` failures, or at once for a 4xx refusal (a payload the
   receiver rejects does not get better by waiting).
+- Quality rejections: a 422 answer with ``{"errors": [{"field", "message"}]}``
+  (``alerts/schemas/upstream-rejection.schema.json``) sets the row aside too, and keeps the
+  record and its errors in ``upstream_rejections`` (:mod:`alerts.upstream_rejections`) until a
+  supervisor corrects it; ``redrive`` leaves such rows alone, since resending an unchanged
+  record would be refused again.
 - Several workers (threads or processes) share the table: a claim is one statement that leases
   rows (``claimed_by``/``claimed_until``); on PostgreSQL it locks with ``FOR UPDATE SKIP
   LOCKED``, on SQLite ``BEGIN IMMEDIATE`` already serialises writers.
@@ -52,6 +57,7 @@ from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from alerts.audit import Anchor, upstream_message
 from alerts.model import Alert, AlertEvent
 from alerts.store import AlertStore
+from alerts.upstream_rejections import FieldError, describe, parse_rejection, record_rejection
 from farsight import __version__
 from farsight.clock import Clock, SystemClock, to_epoch_ms
 from farsight.db import Connection, Database
@@ -397,6 +403,11 @@ def redrive(db: Database | Path | str, alert_id: int | None = None, key: str | N
     if key is not None:
         where.append("key = ?")
         params.append(key)
+    # A record refused for its content waits for its correction, not for a resend.
+    where.append(
+        "NOT EXISTS (SELECT 1 FROM upstream_rejections r WHERE r.outbox_id = outbox.id"
+        " AND r.status = 'open')"
+    )
     with _opened(db) as database, database.transaction() as c:
         n = c.execute(
             f"UPDATE outbox SET status = 'pending', attempts = 0, next_at = 0, claimed_by = NULL, "
@@ -463,11 +474,13 @@ class OutboxCollector:
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """What one attempt came to: ``sent``, ``retry`` (with an optional Retry-After) or ``dead``."""
+    """What one attempt came to: ``sent``, ``retry`` (with an optional Retry-After), ``dead``,
+    or ``rejected`` (with the receiver's quality errors)."""
 
     result: str
     detail: str = ""
     retry_after_s: float | None = None
+    errors: tuple[FieldError, ...] = ()
 
 
 class OutboxSender:
@@ -553,6 +566,9 @@ class OutboxSender:
             return Outcome(
                 "retry", detail, parse_retry_after(r.headers.get("retry-after"), self.clock.now())
             )
+        errors = parse_rejection(code, r.content)
+        if errors is not None:
+            return Outcome("rejected", describe(errors), errors=errors)
         return Outcome("dead", detail + " (refused; not retried)")
 
     def _record(self, row: Claimed, outcome: Outcome) -> str:
@@ -570,6 +586,18 @@ class OutboxSender:
                     (now, attempts, row.id),
                 )
                 return "sent"
+            if outcome.result == "rejected":
+                c.execute(
+                    "UPDATE outbox SET status = 'dead', attempts = ?, last_error = ?, claimed_by "
+                    "= NULL, claimed_until = NULL WHERE id = ? AND status = 'pending'",
+                    (attempts, detail, row.id),
+                )
+                record_rejection(c, row.id, row.key, row.alert_id, row.payload, outcome.errors, now)
+                log.error(
+                    "upstream rejected a record; it waits for a correction",
+                    extra=kv(key=row.key, alert=row.alert_id, error=detail),
+                )
+                return "rejected"
             if outcome.result == "dead" or attempts >= s.max_attempts:
                 reason = (
                     detail
@@ -611,10 +639,10 @@ class OutboxSender:
 
     def run_once(self, stop_event: threading.Event | None = None) -> dict[str, int]:
         """Claim one batch and attempt each row once; returns counts (claimed, sent, retry, dead,
-        released)."""
+        rejected, released)."""
         s = self.settings
         lease_ms = int(s.lease_s * 1000)
-        counts = {"claimed": 0, "sent": 0, "retry": 0, "dead": 0, "released": 0}
+        counts = {"claimed": 0, "sent": 0, "retry": 0, "dead": 0, "rejected": 0, "released": 0}
         rows = claim(self.db, self.worker_id, s.batch, self._now_ms(), lease_ms)
         counts["claimed"] = len(rows)
         lease_end = self._now_ms() + lease_ms

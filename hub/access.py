@@ -104,6 +104,7 @@ ROUTES: Mapping[tuple[str, str], Rule] = {
     ("GET", "/api/silences"): _read(),
     ("GET", "/api/handling-stats"): _read(),
     ("GET", "/api/joint-inspections"): _read(),
+    ("GET", "/api/upstream/rejections"): _read(),
     # Sessions: started from a bearer token, ended with the cookie or a token.
     ("POST", "/api/session"): _change(Role.VIEWER, Foreign.PUBLIC),
     ("DELETE", "/api/session"): _read(foreign=Foreign.PUBLIC),
@@ -122,6 +123,8 @@ ROUTES: Mapping[tuple[str, str], Rule] = {
     ("POST", "/api/joint-inspections/{entity_id}/dispatch"): _change(Role.SUPERVISOR),
     ("GET", "/api/alerts/export.csv"): _read(Role.SUPERVISOR),
     ("GET", "/api/reports/risk"): _read(Role.SUPERVISOR),
+    # Correcting a record the provincial hub rejected: the correction is audited.
+    ("POST", "/api/upstream/rejections/{rejection_id}/correct"): _change(Role.SUPERVISOR),
     # Operations: dead letters hold any department's payloads.
     ("GET", "/api/dead-letters"): Rule(
         Role.ADMIN, cookie=True, province_wide=True, foreign=Foreign.FORBIDDEN

@@ -4,7 +4,9 @@
 copy per ``Idempotency-Key`` (dedup), as a well-behaved receiver would. Behaviour is chosen
 per request by ``script`` (a callable) or by the helpers: fail with 500/503 for the first N
 requests, hang past the client's timeout (bounded: released at close), accept then answer 500
-(the sender retries and the same key arrives twice), refuse with a 4xx.
+(the sender retries and the same key arrives twice), refuse with a 4xx, or check each record's
+quality as the provincial hub does (:func:`quality_check`) and reject the ones that fail with 422
+and their errors (``alerts/schemas/upstream-rejection.schema.json``), keeping nothing.
 """
 
 from __future__ import annotations
@@ -29,6 +31,49 @@ def hang(seconds: float = 5.0) -> tuple:
     """Say nothing for ``seconds`` (or until the receiver closes), then answer 503; keeps
     nothing."""
     return ("hang", seconds)
+
+
+def reject(errors: list[dict[str, str]]) -> tuple:
+    """Refuse the record for its content: 422 with ``{"errors": errors}``; keeps nothing."""
+    return ("reject", errors)
+
+
+PM25_MAX = 1000.0
+"""The hub's plausibility rule: a PM2.5 value above this (ug/m3) is a broken meter, not air."""
+
+
+def quality_errors(payload: Any) -> list[dict[str, str]]:
+    """The provincial hub's quality checks of one record, as its receiver would run them: the
+    operator's credit code is required (a missing field), and a PM2.5 value must be plausible
+    (a rule)."""
+    alert = payload.get("alert") if isinstance(payload, dict) else None
+    if not isinstance(alert, dict):
+        return []  # not an alert event (an anchor): no quality rule applies
+    errors = []
+    if not alert.get("entity_credit_code"):
+        errors.append(
+            {
+                "field": "/alert/entity_credit_code",
+                "message": "统一社会信用代码 is required",
+                "code": "entity_credit_code.required",
+            }
+        )
+    value = alert.get("value")
+    if alert.get("metric") == "pm25" and isinstance(value, (int, float)) and value > PM25_MAX:
+        errors.append(
+            {
+                "field": "/alert/value",
+                "message": f"PM2.5 {value} exceeds the plausible {PM25_MAX:g} ug/m3",
+                "code": "value.implausible",
+            }
+        )
+    return errors
+
+
+def quality_check(req: RawRequest) -> tuple:
+    """A script: reject records that fail :func:`quality_errors`, accept the others."""
+    errors = quality_errors(req.payload)
+    return reject(errors) if errors else OK
 
 
 ACCEPT_THEN_500 = ("accept_then_500",)
@@ -150,6 +195,9 @@ class Receiver:
             return
         if action[0] == "dup":
             self._reply(h, 200, {"status": "duplicate"})
+            return
+        if action[0] == "reject":
+            self._reply(h, 422, {"errors": action[1]})
             return
         with self.lock:
             self.accepted.setdefault(key, payload)

@@ -21,7 +21,9 @@ import httpx
 import pytest
 from fastapi import APIRouter, Depends
 
+from alerts.outbox import Outbox, attach_outbox
 from alerts.store import AlertStore
+from alerts.upstream_rejections import FieldError, list_rejections, record_rejection
 from farsight.types import AlertSignal
 from hub.access import PUBLIC, ROUTES, Foreign, Rule, check_routes, needs
 from hub.app import create_app
@@ -83,6 +85,7 @@ def table(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Table]:
     app.state.stream.keepalive_s = 0.5
     server, thread, base_url = start_server(app)
     store = AlertStore(settings.database)
+    attach_outbox(store)
     tokens = TokenStore(settings.database, registry.departments)
     try:
         issued = {"foreign": tokens.issue("mallory", "transport", role=Role.ADMIN)}
@@ -96,6 +99,14 @@ def table(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Table]:
                 _signal("table.b", "stack-1", "cems1", "so2"),
             ]
         )
+        # The provincial hub rejected the first alert's record (the sender's part of this is
+        # tests/alerts/test_upstream_rejections.py).
+        row = Outbox(store.db).rows(alert_id=first.id)[0]
+        with store.db.transaction() as c:
+            c.execute("UPDATE outbox SET status = 'dead' WHERE id = ?", (row["id"],))
+            errors = (FieldError("/alert/summary", "too vague"),)
+            record_rejection(c, row["id"], row["key"], first.id, row["payload"], errors, 0)
+        rejection = list_rejections(store.db, "env")[0]
         with httpx.Client(base_url=base_url, timeout=10) as c:
             up = c.post("/api/evidence", content=PNG, headers=bearer(issued["env-officer"]))
             assert up.status_code == 201, up.text
@@ -120,6 +131,7 @@ def table(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Table]:
                 "site_id": "aq-1",
                 "sha": hashlib.sha256(PNG).hexdigest(),
                 "entity_id": ENV_ENTITY,
+                "rejection_id": str(rejection.id),
                 "_second_alert": str(second.id),
             },
         )
@@ -165,6 +177,10 @@ def _request(t: Table, method: str, path: str) -> dict[str, Any]:
             "matchers": {"site": "aq-1", "department": "env"},
             "ends_at": (datetime.now(UTC) + timedelta(minutes=5)).isoformat(),
             "reason": "route table",
+        },
+        ("POST", "/api/upstream/rejections/{rejection_id}/correct"): {
+            "fields": {"/alert/summary": "PM2.5 above 75 for 2 minutes at aq-1"},
+            "note": "n",
         },
         ("POST", "/api/joint-inspections/{entity_id}/dispatch"): {
             "alert_ids": [int(t.samples["alert_id"]), int(t.samples["_second_alert"])],
