@@ -12,7 +12,10 @@ A supervisor of the alert's department corrects it (:func:`correct`): the correc
 replace values of the record, the rejection keeps the original and the correction, the outbox
 row gets the corrected record and goes back to pending (same Idempotency-Key: the receiver kept
 nothing under it), and the audit chain records who changed which field from what to what, in the
-same transaction.
+same transaction. The alert's later records still waiting behind the rejected one carry the
+same wrong value in their snapshot of the alert: each ``/alert/...`` change is carried to them
+where they still hold the value the rejection corrected (:func:`carry_forward`), so one
+correction does not have to be made again for every event of the alert.
 """
 
 from __future__ import annotations
@@ -190,6 +193,26 @@ def apply_correction(
     if not changes:
         raise CorrectionError("fields: every value given is the one the record has already")
     return doc, changes
+
+
+def carry_forward(
+    payload: Mapping[str, Any], changes: Mapping[str, Mapping[str, Any]]
+) -> dict[str, Any] | None:
+    """A later record of the same alert with the correction's ``/alert/...`` changes applied
+    where it still holds the corrected value; None when nothing applies. Pure."""
+    doc = copy.deepcopy(dict(payload))
+    changed = False
+    for pointer, change in changes.items():
+        if not pointer.startswith("/alert/"):
+            continue  # event fields belong to that one event
+        try:
+            parent, key = _parent(doc, pointer)
+        except CorrectionError:
+            continue
+        if parent[key] == change["from"]:
+            parent[key] = change["to"]
+            changed = True
+    return doc if changed else None
 
 
 def _sha(text: str) -> str:
@@ -380,6 +403,19 @@ def correct(
             " WHERE id = ? AND status = 'dead'",
             (text, rej.outbox_id),
         )
+        carried: list[int] = []
+        later = c.execute(
+            "SELECT id, payload FROM outbox WHERE alert_id = ? AND id > ? AND status = 'pending'"
+            " ORDER BY id",
+            (rej.alert_id, rej.outbox_id),
+        ).fetchall()
+        for row in later:
+            update = carry_forward(json.loads(row["payload"]), changes)
+            if update is not None:
+                c.execute(
+                    "UPDATE outbox SET payload = ? WHERE id = ?", (_canonical(update), row["id"])
+                )
+                carried.append(int(row["id"]))
         audit.append_in(
             c,
             actor,
@@ -393,6 +429,7 @@ def correct(
                 "note": note,
                 "original_sha256": _sha(rej.payload),
                 "corrected_sha256": _sha(text),
+                "carried_to_outbox_rows": carried,
             },
         )
     return get_rejection(db, rejection_id)

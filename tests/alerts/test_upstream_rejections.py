@@ -104,11 +104,13 @@ def test_a_rejected_record_is_kept_corrected_audited_and_accepted_on_repush(
             replace(signal(fingerprint="fp-anon", site="yc-aq-3"), entity_id=""),
         ]
     )
+    # The officer acknowledges the implausible alert: its second record waits behind the first.
+    store.transition(implausible.id, "ack", "officer-wang", "looking into it")
     s = sender(backend, receiver.url)
     try:
         counts = s.run_once()
         assert (counts["sent"], counts["rejected"], counts["dead"]) == (1, 2, 0)
-        rows = {r["alert_id"]: r for r in outbox.Outbox(store.db).rows()}
+        rows = {r["alert_id"]: r for r in reversed(outbox.Outbox(store.db).rows())}
         assert receiver.keys() == [rows[good.id]["key"]]
         assert rows[implausible.id]["status"] == "dead"
         assert (
@@ -146,13 +148,18 @@ def test_a_rejected_record_is_kept_corrected_audited_and_accepted_on_repush(
         with pytest.raises(RejectionStateError, match="corrected by sup-env"):
             correct(store.db, store.audit, meter.id, {"/alert/value": 400.0}, "", "sup", T0)
 
+        # The corrected record, then the acknowledgement behind it, which carries the correction.
+        # (strict order per alert: one claim each)
         counts = s.run_once()
         assert (counts["sent"], counts["rejected"]) == (1, 0)
+        assert s.run_once()["sent"] == 1
         key = rows[implausible.id]["key"]
-        assert receiver.keys() == [rows[good.id]["key"], key]
-        accepted = receiver.payloads()[1]
+        assert receiver.keys()[:2] == [rows[good.id]["key"], key]
+        accepted, ack = receiver.payloads()[1:3]
         assert accepted["alert"]["value"] == 500.0 and accepted["event"]["key"] == key
+        assert ack["event"]["action"] == "ack" and ack["alert"]["value"] == 500.0
         VALIDATOR.validate(accepted)
+        VALIDATOR.validate(ack)
         assert get_rejection(store.db, meter.id).outbox_status == "sent"
 
         # The second one is corrected too; the anonymous operator's code is filled in.
@@ -165,7 +172,7 @@ def test_a_rejected_record_is_kept_corrected_audited_and_accepted_on_repush(
             "sup-env",
             T0,
         )
-        assert s.run_once()["sent"] == 1 and len(receiver.keys()) == 3
+        assert s.run_once()["sent"] == 1 and len(receiver.keys()) == 4
     finally:
         s.close()
 
@@ -175,4 +182,5 @@ def test_a_rejected_record_is_kept_corrected_audited_and_accepted_on_repush(
     assert data["changes"] == {"/alert/value": {"from": 5000.0, "to": 500.0}}
     assert data["note"] == "meter misread: decimal point lost"
     assert data["original_sha256"] != data["corrected_sha256"]
+    assert len(data["carried_to_outbox_rows"]) == 1
     assert verify_trail(store.db).ok
