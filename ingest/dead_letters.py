@@ -1,8 +1,9 @@
 """Dead letters read back, filtered, and replayed through the current decoders and registry.
 
-A replay hands each letter's topic and payload to :meth:`IngestPipeline.decode`, the same
-decode-and-validate step live ingest runs, so a letter refused before a registry or codec fix
-stores what now decodes. Readings go through :meth:`ReadingStore.write_batch`, whose key
+A replay hands each letter's topic, payload and first arrival time to
+:meth:`IngestPipeline.process`, the path live messages take (decode, registry, device
+passwords, admission checks), so a letter refused before a registry or codec fix stores what now
+decodes. Readings go through :meth:`ReadingStore.write_batch`, whose key
 (site, device, metric, ts) makes a replay idempotent: a reading stored already (by a replay or
 by a redelivery) is not stored again.
 
@@ -23,8 +24,7 @@ from datetime import datetime
 from typing import Any
 
 from farsight.clock import from_epoch_ms, to_epoch_ms
-from farsight.db import Database
-from farsight.errors import DecodeError
+from farsight.db import Connection, Database
 from ingest.audit import AuditTrail
 from ingest.message import Message
 from ingest.pipeline import IngestPipeline
@@ -275,25 +275,45 @@ def get_letter(db: Database, letter_id: int) -> StoredLetter | None:
 # -- replaying -------------------------------------------------------------------------------------
 
 
-def _verdict(pipeline: IngestPipeline, letter: StoredLetter) -> tuple[ReplayResult, list, list]:
-    """Decode one letter as ingest would now: the result so far, its readings, irregularities."""
+def _unreplayable(letter: StoredLetter) -> ReplayResult:
     d = letter.letter
-    if letter.truncated:
-        sha = f" (sha256 {letter.payload_sha256})" if letter.payload_sha256 else ""
-        detail = f"payload truncated by retention to {len(d.payload)} bytes{sha}; cannot replay"
-        return ReplayResult(letter.id, d.topic, "unreplayable", 0, 0, "truncated", detail), [], []
-    try:
-        readings, irregular, _attrs = pipeline.decode(Message(d.topic, d.payload, d.received))
-    except DecodeError as exc:
-        return ReplayResult(letter.id, d.topic, "failed", 0, 0, exc.reason, exc.detail), [], []
-    # A decoder bug must not stop the rest of the replay: the letter says what broke.
-    except Exception as exc:  # noqa: BLE001
-        detail = f"{type(exc).__name__}: {exc}"
-        return ReplayResult(letter.id, d.topic, "failed", 0, 0, "internal_error", detail), [], []
-    if not readings:
-        detail = "decodes, but carries no readings"
-        return ReplayResult(letter.id, d.topic, "failed", 0, 0, "no_readings", detail), [], []
-    return ReplayResult(letter.id, d.topic, "stored"), readings, irregular
+    sha = f" (sha256 {letter.payload_sha256})" if letter.payload_sha256 else ""
+    detail = f"payload truncated by retention to {len(d.payload)} bytes{sha}; cannot replay"
+    return ReplayResult(letter.id, d.topic, "unreplayable", 0, 0, "truncated", detail)
+
+
+def _replay_in(pipeline: IngestPipeline, c: Connection, letter: StoredLetter) -> ReplayResult:
+    """Run one letter through :meth:`IngestPipeline.process` inside the caller's transaction.
+
+    The letter goes the whole way live messages go (decode, registry, device passwords, and
+    every admission check the pipeline makes), arriving at the time it first arrived. A refusal
+    makes the pipeline write a new dead letter: its reason is taken for the replay's outcome and
+    the new letter removed, since the refused message is the letter being replayed.
+    """
+    d = letter.letter
+    before = int(c.execute("SELECT coalesce(max(id), 0) FROM dead_letters").fetchone()[0])
+    result = pipeline.process([Message(d.topic, d.payload, d.received)])
+    if result.rejected:
+        # The one this call wrote: after `before`, with the letter's topic and first arrival
+        # time (a live message arrives now, not then).
+        match = "id > ? AND topic = ? AND received = ?"
+        args = (before, d.topic, to_epoch_ms(d.received))
+        row = c.execute(
+            f"SELECT reason, detail FROM dead_letters WHERE {match} ORDER BY id LIMIT 1", args
+        ).fetchone()
+        c.execute(f"DELETE FROM dead_letters WHERE {match}", args)
+        reason, detail = (row[0], row[1] or "") if row is not None else ("rejected", "")
+        return ReplayResult(letter.id, d.topic, "failed", 0, 0, reason, detail)
+    if result.stored:
+        detail = f"{result.stored} new readings, {result.duplicates} stored already"
+        return ReplayResult(
+            letter.id, d.topic, "stored", result.stored, result.duplicates, "", detail
+        )
+    if result.duplicates:
+        detail = f"every reading ({result.duplicates}) was stored already"
+        return ReplayResult(letter.id, d.topic, "duplicate", 0, result.duplicates, "", detail)
+    detail = "decodes, but carries no readings"
+    return ReplayResult(letter.id, d.topic, "failed", 0, 0, "no_readings", detail)
 
 
 def replay_letters(
@@ -307,27 +327,16 @@ def replay_letters(
     """Replay ``letters`` one transaction each: new readings and the letter's mark commit
     together, so an interrupted replay leaves every letter either replayed or untouched.
 
-    One audit entry (``deadletters.replay``, subject ``deadletters``) records who replayed which
-    letters and what each came to.
+    ``pipeline`` should have no rule engine (see the module docstring). One audit entry
+    (``deadletters.replay``, subject ``deadletters``) records who replayed which letters and
+    what each came to.
     """
     store = pipeline.store
     now_ms = to_epoch_ms(now)
     results: list[ReplayResult] = []
     for letter in letters:
-        result, readings, irregular = _verdict(pipeline, letter)
         with store.db.transaction() as c:
-            if readings:
-                new = store.write_batch(readings, irregular=irregular, received=now)
-                stored = sum(new)
-                outcome = "stored" if stored else "duplicate"
-                result = ReplayResult(
-                    letter.id,
-                    letter.letter.topic,
-                    outcome,
-                    stored,
-                    len(new) - stored,
-                    detail=f"{stored} new readings, {len(new) - stored} stored already",
-                )
+            result = _unreplayable(letter) if letter.truncated else _replay_in(pipeline, c, letter)
             detail = result.detail if not result.reason else f"{result.reason}: {result.detail}"
             c.execute(
                 "UPDATE dead_letters SET replayed_at = ?, replay_outcome = ?, replay_detail = ?,"
