@@ -920,11 +920,13 @@ def create_app(
     )
     app.state.hub = ctx
     app.state.stream = stream_hub
-    from hub import evidence, handling, metrics, reports, silences, views
+    from hub import evidence, handling, metrics, quality, reports, silences, views
 
     app.state.metrics = metrics.registry(ctx)
     _install_error_handlers(app)
-    routers = [router] + [f.router for f in (reports, silences, handling, evidence, views, metrics)]
+    routers = [router] + [
+        f.router for f in (reports, silences, handling, evidence, views, metrics, quality)
+    ]
     for r in routers:
         app.include_router(r)
     install_docs(app)
