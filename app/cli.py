@@ -123,9 +123,10 @@ def _add_outbox(sub: Subparsers) -> None:
 
 
 def _add_report(sub: Subparsers) -> None:
+    from app.commands.quality_report import add_parser as add_quality_report_parser
     from app.commands.risk_report import add_parser as add_report_parser
 
-    add_report_parser(sub)
+    add_quality_report_parser(add_report_parser(sub))
 
 
 def _add_video(sub: Subparsers) -> None:

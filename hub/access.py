@@ -105,6 +105,11 @@ ROUTES: Mapping[tuple[str, str], Rule] = {
     ("GET", "/api/handling-stats"): _read(),
     ("GET", "/api/joint-inspections"): _read(),
     ("GET", "/api/upstream/rejections"): _read(),
+    # Data quality: figures, the dashboard's summary and the monthly report, each department
+    # its own sites.
+    ("GET", "/api/quality"): _read(),
+    ("GET", "/api/quality/summary"): _read(),
+    ("GET", "/api/reports/quality"): _read(),
     # Sessions: started from a bearer token, ended with the cookie or a token.
     ("POST", "/api/session"): _change(Role.VIEWER, Foreign.PUBLIC),
     ("DELETE", "/api/session"): _read(foreign=Foreign.PUBLIC),

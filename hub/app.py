@@ -920,12 +920,12 @@ def create_app(
     )
     app.state.hub = ctx
     app.state.stream = stream_hub
-    from hub import evidence, handling, metrics, reports, silences, upstream, views
+    from hub import evidence, handling, metrics, quality, reports, silences, upstream, views
 
     app.state.metrics = metrics.registry(ctx)
     _install_error_handlers(app)
     routers = [router] + [
-        f.router for f in (reports, silences, handling, upstream, evidence, views, metrics)
+        f.router for f in (reports, silences, handling, upstream, evidence, views, metrics, quality)
     ]
     for r in routers:
         app.include_router(r)

@@ -131,8 +131,10 @@ def cmd_risk_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add ``report risk`` to the main CLI."""
+def add_parser(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> argparse._SubParsersAction[argparse.ArgumentParser]:
+    """Add ``report risk`` to the main CLI; returns the ``report`` subcommands, for the others."""
     p = subparsers.add_parser("report", help="offline reports of the risk queue")
     kinds = p.add_subparsers(dest="report_command", metavar="REPORT", required=True)
     q = kinds.add_parser(
@@ -176,3 +178,4 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="farsight.yaml (default: the global --config)",
     )
     q.set_defaults(func=cmd_risk_report)
+    return kinds

@@ -39,7 +39,10 @@
     frame: 0,
     fresh: new Set(),
     charts: new Map(),      // metric -> {plot, data} of the site panel
+    quality: new Map(),     // site id -> its data quality over the last 24 h (quality.js)
+    qualityPlot: null,
   };
+  const Q = window.FarsightQuality;
 
   const $ = (id) => document.getElementById(id);
 
@@ -412,7 +415,7 @@
     const sites = [...state.sites.values()].filter((s) => inDept(s.department)).map((s) => [s, siteState(s)])
       .sort((a, b) => order[a[1]] - order[b[1]] || a[0].name.localeCompare(b[0].name));
     // Rebuild only when a state or count changed, so a focused button keeps its focus.
-    const sig = sites.map(([s, st]) => `${s.id}:${st}:${openBySite().get(s.id) || 0}`).join("|") + `#${state.site}#${map.markers.size}`;
+    const sig = sites.map(([s, st]) => `${s.id}:${st}:${openBySite().get(s.id) || 0}:${Q ? Q.pct((state.quality.get(s.id) || {}).effective_rate) : ""}`).join("|") + `#${state.site}#${map.markers.size}`;
     if (sig === state.siteSig) return;
     state.siteSig = sig;
     for (const [s, st] of sites) {
@@ -427,7 +430,8 @@
           onclick: () => go(`#/site/${encodeURIComponent(s.id)}`) },
           el("span", { class: `dot st-${st}`, "aria-hidden": "true" }),
           el("span", { class: "name" }, s.name),
-          el("span", { class: "muted" }, ` ${st}${n ? `, ${n} open` : ""}`))));
+          el("span", { class: "muted" }, ` ${st}${n ? `, ${n} open` : ""}`),
+          Q && state.quality.size ? Q.cell(el, state.quality.get(s.id)) : null)));
     }
     list.replaceChildren(...rows);
   }
@@ -447,7 +451,32 @@
     const mk = map.markers.get(id);
     // Bring the site into view only when it is outside it: a wall screen keeps its overview.
     if (mk && map.main && !map.main.getBounds().contains(mk.getLatLng())) map.main.panTo(mk.getLatLng());
-    await renderSiteCharts();
+    await Promise.all([renderSiteCharts(), renderSiteQuality()]);
+  }
+
+  /** The quality column's figures (last 24 h), refreshed with the site list. */
+  async function loadQuality() {
+    if (!Q) return;
+    // Every site the token may read: the list filters by the chosen department itself.
+    try { state.quality = await Q.summary(getJSON, ""); } catch { return; }
+    state.siteSig = null;
+    renderSiteStates();
+  }
+
+  /** The site panel's quality chart: per hour over a day, or per day over a week. */
+  async function renderSiteQuality() {
+    const fig = $("site-quality");
+    if (!Q || !fig) return;
+    if (state.qualityPlot) { state.qualityPlot.destroy(); state.qualityPlot = null; }
+    for (const old of fig.querySelectorAll(".uplot, .none")) old.remove();
+    const site = state.site, range = state.range;
+    let U;
+    try { U = await uplot(); } catch { return; }
+    let plot = null;
+    try { plot = await Q.chart(U, getJSON, el, fig, site, range, fig.clientWidth || 320); } catch { return; }
+    if (state.site !== site || state.range !== range) { if (plot) plot.destroy(); return; }
+    if (!plot) fig.append(el("p", { class: "muted none" }, "no data owed in this range"));
+    state.qualityPlot = plot;
   }
 
   function siteMetrics(s) {
@@ -803,6 +832,7 @@
       banner("");
       renderAllNow();
       if (state.view === "dashboard") ensureMap().then(() => { drawSites(); openSite(state.site || firstSite()); });
+      loadQuality();
       refreshStats();
       if (page.next_cursor) loadRest(page.next_cursor);
     } catch (err) {
@@ -1142,11 +1172,14 @@
     $("f-q").addEventListener("input", () => { clearTimeout(qTimer); qTimer = setTimeout(() => { state.dirty.queue = true; schedule(); if ($("f-state").value === "closed") loadClosed(); }, 120); });
     $("f-severity").addEventListener("change", () => { state.dirty.queue = true; schedule(); if ($("f-state").value === "closed") loadClosed(); });
     $("f-state").addEventListener("change", () => { if ($("f-state").value === "closed") loadClosed(); else { state.dirty.queue = true; schedule(); } });
+    // The quality column counts whole hours: a refresh every 10 minutes keeps it current.
+    setInterval(() => { if (state.me) loadQuality(); }, 600_000);
     for (const b of document.querySelectorAll(".range")) {
       b.addEventListener("click", () => {
         state.range = Number(b.dataset.range);
         for (const x of document.querySelectorAll(".range")) x.setAttribute("aria-pressed", String(x === b));
         renderSiteCharts();
+        renderSiteQuality();
       });
     }
     document.addEventListener("keydown", globalKeys);
