@@ -94,7 +94,7 @@ def _repair_entry(e: dict[str, Any], bound: int) -> tuple[dict[str, Any], list[s
     for key, lc in e.get("lcs", {}).items():
         lc_fixed, what = _repair_lifecycle(lc, bound)
         if what:
-            changes.append(f"lifecycle {key or '-'}: {what}")
+            changes.append(f"lifecycle{' ' + key if key else ''}: {what}")
         if lc_fixed is not None:
             lcs[key] = lc_fixed
     if changes:
