@@ -91,6 +91,7 @@ class IngestStats:
     backfilled: int = 0
     # Older than the backfill horizon when received: stored, not evaluated.
     past_horizon: int = 0
+    ticks: int = 0
     rejected_by_reason: dict[str, int] = field(default_factory=dict)
 
 
@@ -245,6 +246,7 @@ class IngestPipeline:
         self.save_rule_state()
         self.export_counters()
         self.stats.signals += len(signals)
+        self.stats.ticks += 1
         return signals
 
     def _resync_engine(self) -> None:
