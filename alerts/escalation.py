@@ -5,8 +5,8 @@ moment the alert is raised (or reopened), and on-site verification, counted from
 The :class:`Escalator` keeps ``alerts.due_at`` equal to the deadline of the current step by
 listening to every alert event (inside the event's transaction, so the deadline commits with the
 change), and :meth:`Escalator.tick` escalates what is overdue at a time the caller gives: the
-rule engine's clock (its watermark), never the wall clock, so replays and tests escalate exactly
-as a live run would.
+wall clock (ingest's periodic tick), never the rule engine's watermark, which the readings' own
+timestamps move: one reading dated 2099 escalated every open alert at once when it did.
 
 Deadlines are counted from the event's time (``alert_events.at``: when the alert entered the
 queue or a person acted), not from the data's time: an alert raised late for buffered data gives
@@ -92,7 +92,7 @@ class Escalator:
 
     Register :meth:`on_event` as a listener of every :class:`~alerts.store.AlertStore` that
     writes alert events (``store.listeners.append(escalator.on_event)``), and call :meth:`tick`
-    with the rule engine's time from the worker's periodic tick.
+    with the wall clock's time from the worker's periodic tick.
     """
 
     def __init__(self, store: AlertStore, settings: EscalationSettings | None = None) -> None:
@@ -135,7 +135,7 @@ class Escalator:
         Parameters
         ----------
         now : datetime
-            The rule engine's time (its watermark), timezone-aware.
+            The wall clock's time (a test's or replay's own clock), timezone-aware.
 
         Returns
         -------

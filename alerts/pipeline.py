@@ -5,8 +5,9 @@ Rule signals enter through :meth:`AlertPipeline.apply`: dedup into the risk queu
 (:class:`~alerts.mute.MuteStage`). Every alert event, in its own transaction, also sets the
 handling deadline (:class:`~alerts.escalation.Escalator`), goes to the upstream outbox
 (:class:`~alerts.outbox.Outbox`) and is appended to the audit chain. :meth:`AlertPipeline.tick`
-moves what time moves: silences
-that start or end (wall clock, people set them) and overdue escalations (the time of the data).
+moves what time moves, on the wall clock: silences
+that start or end (people set them) and overdue escalations (handling deadlines are people's
+time too; a device's clock, which decides the data's time, must not move them).
 
 Every process that raises or handles alerts (ingest, the hub, satellite watching, the demo, the
 queue benchmark) builds its pipeline with :func:`build_alert_pipeline`, so the stages and their
@@ -55,9 +56,10 @@ class AlertPipeline:
         """Rule signals into the queue, muted where a silence or an inhibition says so."""
         return self.entry.apply(signals)
 
-    def tick(self, engine_now: datetime) -> list[Alert]:
-        """What time changes: mutes on the wall clock, escalations on ``engine_now``."""
-        return [alert for stage in self.timed for alert in stage.tick(engine_now)]
+    def tick(self, now: datetime) -> list[Alert]:
+        """What time changes at the wall clock's ``now``: mutes (on the store's own clock) and
+        escalations."""
+        return [alert for stage in self.timed for alert in stage.tick(now)]
 
     def close(self) -> None:
         """Close the store's connection, if this pipeline opened it."""
@@ -95,14 +97,14 @@ def build_alert_pipeline(
         store.listeners.append(escalator.on_event)
     silences = SilenceStore(store.db, clock=store.clock, audit=store.audit)
     mute = MuteStage(store, silences, settings.inhibit)
-    # Silences end on the wall clock (people set them), escalation on the time of the data.
+    # Silences end on the store's clock, escalation at the time the tick gives (the wall clock).
     timed: tuple[ClockStage, ...] = (_WallClock(mute), escalator)
     return AlertPipeline(store, silences, mute, escalator, outbox, mute, timed, owns_store=owns)
 
 
 @dataclass(frozen=True, slots=True)
 class _WallClock:
-    """A stage that moves on the wall clock, ticked with the engine's time (which it ignores)."""
+    """A stage that moves on the store's clock, ticked with a time it ignores."""
 
     stage: MuteStage
 

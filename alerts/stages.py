@@ -2,7 +2,7 @@
 
 A stage never needs to know which class is on the other side: the rules hand signals to a
 :class:`SignalStage` (the mute stage in front of the queue), the periodic tick moves every
-:class:`ClockStage` (silences on the wall clock, escalation on the data's time), and the queue
+:class:`ClockStage` (silences and escalation, on the wall clock), and the queue
 calls each :class:`EventListener` inside the transaction of every alert event (deadlines, the
 upstream outbox). :mod:`alerts.pipeline` assembles them.
 """
@@ -25,8 +25,9 @@ class SignalStage(Protocol):
 
 
 class ClockStage(Protocol):
-    """Moves with time; ``now`` is the engine's time (the newest data), which a stage on the
-    wall clock ignores. Returns the alerts that changed."""
+    """Moves with time; ``now`` is the wall clock's time (never the data's, which a device's
+    clock decides), which a stage with a clock of its own ignores. Returns the alerts that
+    changed."""
 
     def tick(self, now: datetime) -> list[Alert]: ...
 

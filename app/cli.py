@@ -105,9 +105,12 @@ def _add_token(sub: Subparsers) -> None:
 
 def _add_rules(sub: Subparsers) -> None:
     from app.commands.backtest import add_backtest_parser
+    from app.commands.repair_state import add_repair_state_parser
     from rules.cli import add_rules_parser
 
-    add_backtest_parser(add_rules_parser(sub))
+    actions = add_rules_parser(sub)
+    add_backtest_parser(actions)
+    add_repair_state_parser(actions)
 
 
 def _add_audit(sub: Subparsers) -> None:

@@ -40,7 +40,6 @@ from farsight.mqttclient import PublishTracker, connect, make_client, wait_conne
 from farsight.registry import parse_registry
 from farsight.settings import Settings
 
-T0 = datetime(2026, 11, 25, tzinfo=UTC)
 METRICS = ("pm25", "pm10", "so2", "no2", "o3", "co")
 
 
@@ -66,9 +65,13 @@ def registry_doc(devices: int) -> dict:
 
 
 def messages(devices: int, per_device: int) -> list[tuple[str, bytes]]:
+    # The last minutes up to now: ingest judges readings measured more than a day before they
+    # arrive as backfill (stored, not evaluated) and refuses readings from the future, so the
+    # figure is of live, rule-evaluated readings only with recent times.
+    start = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=per_device)
     out = []
     for k in range(per_device):
-        ts = (T0 + timedelta(seconds=60 * k)).isoformat()
+        ts = (start + timedelta(seconds=60 * k)).isoformat()
         for i in range(devices):
             # Every 97th device runs above the PM2.5 limit so rules do real work and fire.
             value = 120.0 if i % 97 == 0 else 20.0 + (i * 7 + k) % 30
@@ -203,7 +206,8 @@ def run_ingest(
         rate, svc = farsight_ingest(settings, registry, msgs)
         summary = (
             f"{len(svc.engine.rules)} rules, {svc.alerts.list()[1]} alerts,"
-            f" {svc.readings.dead_letter_count()} dead letters"
+            f" {svc.readings.dead_letter_count()} dead letters,"
+            f" {svc.pipeline.stats.past_horizon} readings past the backfill horizon"
         )
         svc.stop()
     finally:

@@ -168,6 +168,60 @@ class BrokerSettings(Section):
     )
 
 
+class IngestTimeSettings(Section):
+    """``ingest.time``: which measure times ingest believes, judged against each message's
+    receive time.
+
+    A device clock that runs ahead (or a forged ``DataTime``) would otherwise carry the rule
+    engine's clock into the future: escalations fire at once and every later real reading looks
+    late. A reading too old is stored but judged as history, not as live data.
+    """
+
+    max_future_skew_s: float = Field(
+        300.0,
+        title="Future skew",
+        description="How far, in seconds, a reading's measure time may be ahead of the moment "
+        "ingest received it; a message with a reading further ahead is refused as a dead letter "
+        "(future_timestamp).",
+        ge=0,
+        le=86_400,
+    )
+    future_skew_by_kind: dict[str, float] = Field(
+        {},
+        title="Future skew per device kind",
+        description="max_future_skew_s for the devices of a registry device kind (cems, "
+        "air_quality, wim, ...) whose clocks are known to drift more, or less.",
+    )
+    backfill_horizon_s: float = Field(
+        86_400.0,
+        title="Backfill horizon",
+        description="Readings measured longer ago than this, in seconds, before they were "
+        "received are stored as backfill: kept, but never evaluated by the rules, so history "
+        "arriving late cannot move the live rule state.",
+        ge=60,
+        le=366 * 86_400,
+    )
+
+    @field_validator("future_skew_by_kind")
+    @classmethod
+    def _skews_in_bounds(cls, v: dict[str, float]) -> dict[str, float]:
+        for kind, skew in v.items():
+            if not 0 <= skew <= 86_400:
+                raise ValueError(f"{kind}: {skew!r} s must be between 0 and 86400")
+        return v
+
+    def skew_for(self, device_kind: str | None) -> float:
+        """The allowed future skew, in seconds, of a device of ``device_kind``."""
+        if device_kind is None:
+            return self.max_future_skew_s
+        return self.future_skew_by_kind.get(device_kind, self.max_future_skew_s)
+
+    @property
+    def widest_skew_s(self) -> float:
+        """The largest skew any device may have: the bound of the engine's clock."""
+        return max((self.max_future_skew_s, *self.future_skew_by_kind.values()))
+
+
 class IngestSettings(Section):
     """The MQTT consumer that decodes, stores and evaluates readings."""
 
@@ -216,6 +270,11 @@ class IngestSettings(Section):
         "it is away.",
         ge=0,
         le=2**32 - 1,
+    )
+    time: IngestTimeSettings = Field(
+        default_factory=IngestTimeSettings,
+        title="Measure time checks",
+        description="Future skew and backfill horizon of readings' measure times.",
     )
 
 

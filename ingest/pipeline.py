@@ -11,17 +11,20 @@ import logging
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from farsight.clock import Clock, SystemClock
 from farsight.errors import DecodeError, FarsightError
 from farsight.logs import kv
 from farsight.registry import Registry
+from farsight.settings import IngestTimeSettings
 from farsight.types import AlertSignal, Reading
 from ingest.audit import AuditTrail
 from ingest.codecs import get_codec
 from ingest.codecs.base import Decoded
 from ingest.edge_batches import EdgeBatchDecoder, Expansion
+from ingest.measure_time import future_refusal, is_backfill
 from ingest.message import Message
 from ingest.store import DeadLetter, ReadingStore
 from ingest.topics import CODEC_FOR_KIND, parse_topic
@@ -36,7 +39,9 @@ class RuleEvaluator(Protocol):
     ``rules``, and only hands it from the source to the engine and the state store.
     """
 
-    def evaluate(self, readings: Sequence[Reading]) -> list[AlertSignal]: ...
+    def evaluate(
+        self, readings: Sequence[Reading], not_after: datetime | None = None
+    ) -> list[AlertSignal]: ...
 
     def tick(self, now: datetime) -> list[AlertSignal]: ...
 
@@ -84,6 +89,9 @@ class IngestStats:
     rejected: int = 0
     signals: int = 0
     backfilled: int = 0
+    # Older than the backfill horizon when received: stored, not evaluated.
+    past_horizon: int = 0
+    ticks: int = 0
     rejected_by_reason: dict[str, int] = field(default_factory=dict)
 
 
@@ -111,6 +119,8 @@ class IngestPipeline:
         audit: AuditTrail | None = None,
         edge: EdgeBatchDecoder | None = None,
         passwords: DevicePasswords | None = None,
+        time: IngestTimeSettings | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.registry = registry
         self.store = store
@@ -119,8 +129,9 @@ class IngestPipeline:
         self.unknown_site = unknown_site
         self.rule_state = rule_state
         self.rule_source = rule_source
-        # Later stages of the alert pipeline that move with the engine's clock (escalation,
-        # silences that end by themselves); called with the engine's watermark on every tick.
+        # Later stages of the alert pipeline that move with time (escalation, silences that end
+        # by themselves); called with the wall clock's time on every tick, never with the
+        # readings' time, which a device's clock decides.
         self.tickers = tuple(tickers)
         self.audit = audit
         # Verifies and unpacks edge gateway batches (ingest/edge_batches.py); None: no gateways.
@@ -128,6 +139,8 @@ class IngestPipeline:
         # HJ 212 frames must carry their device's registered PW; None: PW is not checked (tests,
         # and deployments without a credential store).
         self.passwords = passwords
+        self.time = time or IngestTimeSettings()
+        self.clock = clock or SystemClock()
         self.stats = IngestStats()
         self._exported: dict[tuple[str, str], int] = {}
 
@@ -157,6 +170,24 @@ class IngestPipeline:
                 self._check_hj212(topic.site, topic.device, device.mn, decoded)
         attrs = {k[5:]: v for k, v in decoded.meta.items() if k.startswith("attr.")}
         return list(decoded.readings), irregular, attrs
+
+    def _judge_times(self, msg: Message, readings: Sequence[Reading]) -> list[bool]:
+        """Refuse a message measured too far after its receipt (:class:`DecodeError`
+        ``future_timestamp``); return, per reading, whether it is live (within the backfill
+        horizon) rather than history to store only."""
+        if not readings:
+            return []
+        kind = self._device_kind(readings[0].site, readings[0].device)
+        refusal = future_refusal(readings, msg.received, self.time.skew_for(kind), kind)
+        if refusal is not None:
+            raise refusal
+        horizon = self.time.backfill_horizon_s
+        return [not is_backfill(r.ts, msg.received, horizon) for r in readings]
+
+    def _device_kind(self, site_id: str, device_id: str) -> str | None:
+        site = self.registry.get(site_id)
+        device = site.device(device_id) if site is not None else None
+        return device.kind if device is not None else None
 
     def _check_hj212(self, site: str, device: str, mn: str | None, decoded: Decoded) -> None:
         """Refuse a frame that does not prove it is the topic's device: its MN must be the one
@@ -206,16 +237,16 @@ class IngestPipeline:
                             "maintenance": len(ruleset.maintenance),
                         },
                     )
-        signals = self.engine.tick(now or datetime.now(UTC))
+        now = now or self.clock.now()
+        signals = self.engine.tick(now)
         if signals and self.alerts is not None:
             self.alerts.apply(signals)
-        engine_now = getattr(self.engine, "watermark", None)
-        if engine_now is not None:
-            for tick in self.tickers:
-                tick(engine_now)
+        for tick in self.tickers:
+            tick(now)
         self.save_rule_state()
         self.export_counters()
         self.stats.signals += len(signals)
+        self.stats.ticks += 1
         return signals
 
     def _resync_engine(self) -> None:
@@ -239,6 +270,8 @@ class IngestPipeline:
             {("rule_flagged_readings", flag): n for flag, n in stats.flagged_by_flag.items()}
         )
         now[("alerts_suppressed_maintenance", "")] = stats.suppressed
+        now[("rule_future_readings", "")] = getattr(stats, "future", 0)
+        now[("ingest_readings_past_horizon", "")] = self.stats.past_horizon
         deltas = {k: v - self._exported.get(k, 0) for k, v in now.items()}
         try:
             self.store.add_counters(deltas)
@@ -265,6 +298,8 @@ class IngestPipeline:
         attrs_at: dict[tuple[str, str, datetime], dict[str, str]] = {}
         dead: list[DeadLetter] = []
         irregular: list[tuple[str, str, str]] = []
+        # Per reading: measured within the backfill horizon of its receipt (judged live).
+        live: list[bool] = []
         edge = self.edge
         expansion: Expansion | None = None
         if edge is not None:
@@ -274,6 +309,7 @@ class IngestPipeline:
         for msg in messages:
             try:
                 rs, irr, attrs = self.decode(msg)
+                rs_live = self._judge_times(msg, rs)
                 if getattr(msg, "backfilled", False) and rs:
                     # Forwarded late by a gateway after an outage: alerts it raises say so.
                     attrs = {**attrs, "backfilled": "true"}
@@ -281,6 +317,7 @@ class IngestPipeline:
                 if attrs and rs:
                     attrs_at[(rs[0].site, rs[0].device, rs[0].ts)] = attrs
                 readings.extend(rs)
+                live.extend(rs_live)
                 irregular.extend(irr)
             except DecodeError as exc:
                 dead.append(
@@ -314,9 +351,13 @@ class IngestPipeline:
                     # The gateways' sequence state commits with their readings, or not at all.
                     edge.commit(expansion)
                 new = [r for r, is_new in zip(readings, new_flags) if is_new]
+                new_live = [r for r, n, lv in zip(readings, new_flags, live) if n and lv]
                 signals: list[AlertSignal] = []
-                if self.engine is not None and new:
-                    signals = self.engine.evaluate(new)
+                if self.engine is not None and new_live:
+                    # The engine's clock never passes the wall clock plus the widest skew: a
+                    # reading that got past the door with a future time cannot carry it on.
+                    bound = self.clock.now() + timedelta(seconds=self.time.widest_skew_s)
+                    signals = self.engine.evaluate(new_live, not_after=bound)
                     if attrs_at:
                         signals = [_with_attrs(s, attrs_at) for s in signals]
                 if expansion is not None and expansion.signals:
@@ -335,6 +376,7 @@ class IngestPipeline:
         s = self.stats
         s.messages += len(messages)
         s.readings += len(new)
+        s.past_horizon += len(new) - len(new_live)
         s.duplicates += len(readings) - len(new)
         s.rejected += len(dead)
         s.signals += len(signals)

@@ -1,5 +1,5 @@
 """``farsight rules``: test and check rule files; list rule kinds (``backtest``:
-:mod:`app.commands.backtest`).
+:mod:`app.commands.backtest`; ``repair-state``: :mod:`app.commands.repair_state`).
 
 :func:`add_rules_parser` adds the command to the main CLI's subparsers; handlers take the parsed
 arguments (``args.config`` is the global ``--config`` path or ``None``) and return an exit code:
@@ -171,13 +171,16 @@ def add_rules_parser(
     subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
 ) -> argparse._SubParsersAction[argparse.ArgumentParser]:
     """Add the ``rules`` command (test, check, kinds) to the main CLI; returns its actions,
-    where the composition root adds ``backtest`` (it reads the readings store)."""
+    where the composition root adds ``backtest`` and ``repair-state`` (they read the
+    stores)."""
     rules = subparsers.add_parser(
         "rules",
         help="test, backtest and check rule files; list rule kinds",
         description="Work with rule files without running ingest.",
     )
-    sub = rules.add_subparsers(dest="rules_command", metavar="{test,backtest,check,kinds}")
+    sub = rules.add_subparsers(
+        dest="rules_command", metavar="{test,backtest,check,kinds,repair-state}"
+    )
     sub.required = True
 
     p = sub.add_parser(

@@ -46,12 +46,14 @@ def _fmt(v: Any) -> str:
 
 @dataclass(slots=True)
 class EngineStats:
-    """Counters since start; ``late`` readings were outside every rule's allowed lateness."""
+    """Counters since start; ``late`` readings were outside every rule's allowed lateness,
+    ``future`` ones were measured after the bound the caller gave (not evaluated)."""
 
     readings: int = 0
     evaluated: int = 0
     flagged: int = 0
     late: int = 0
+    future: int = 0
     suppressed: int = 0
     signals: int = 0
     flagged_by_flag: dict[str, int] = field(default_factory=lambda: defaultdict(int))
@@ -227,13 +229,23 @@ class Engine:
 
     # -- evaluation ---------------------------------------------------------------------------
 
-    def evaluate(self, readings: Iterable[Reading]) -> list[AlertSignal]:
-        """Feed readings (in arrival order) and return the signals they cause."""
+    def evaluate(
+        self, readings: Iterable[Reading], not_after: datetime | None = None
+    ) -> list[AlertSignal]:
+        """Feed readings (in arrival order) and return the signals they cause.
+
+        Readings measured after ``not_after`` (ingest gives the wall clock plus the largest
+        allowed skew) are counted and dropped before they touch any state: no single reading
+        moves the watermark or a series' clock past it.
+        """
         out: list[AlertSignal] = []
         for sample in _samples(readings):
             self.stats.readings += len(sample.readings)
             site = self.registry.get(sample.site)
             if site is None:
+                continue
+            if not_after is not None and sample.ts > not_after:
+                self._future(sample, not_after)
                 continue
             if self.watermark is None or sample.ts > self.watermark:
                 self.watermark = sample.ts
@@ -299,6 +311,18 @@ class Engine:
                 continue
             inst.last_ts = ts
             self._judge(inst, cond.observe(s), out)
+
+    def _future(self, sample: Sample, not_after: datetime) -> None:
+        self.stats.future += 1
+        log.warning(
+            "future reading not evaluated",
+            extra=kv(
+                site=sample.site,
+                device=sample.device,
+                ts=sample.ts.isoformat(),
+                not_after=not_after.isoformat(),
+            ),
+        )
 
     def _late(self, inst: Instance, sample: Sample) -> None:
         self.stats.late += 1
@@ -570,7 +594,8 @@ class Engine:
                 t = ms_ts(ts)
                 readings = {m: Reading(s_site, s_dev, m, v, u, t, f) for m, v, u, f in rows}
                 heapq.heappush(inst.heap, (t, next(_seq), Sample(s_site, s_dev, t, readings)))
-            inst.cond.restore(e["cond"])
+            if "cond" in e:  # a repaired entry has none: the condition starts afresh
+                inst.cond.restore(e["cond"])
             inst.lcs = {k: Lifecycle.from_state(d) for k, d in e["lcs"].items()}
             restored += 1
         self._bound_series.clear()

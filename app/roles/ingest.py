@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from cryptography.x509.oid import NameOID
 
@@ -13,6 +13,7 @@ from alerts.anchoring import AnchorScheduler
 from alerts.model import Alert
 from alerts.pipeline import build_alert_pipeline
 from app.lifecycle import Shutdown, run_until_stopped, stop_on_signals
+from farsight.clock import Clock, SystemClock
 from farsight.credentials import INGEST, CredentialStore
 from farsight.db import Database
 from farsight.errors import ConfigError, ConfigProblem, FarsightError
@@ -30,6 +31,7 @@ from ingest.store import ReadingStore
 from rules.engine import Engine
 from rules.reload import RuleFileWatcher
 from rules.state import RuleStateStore
+from rules.state_repair import repair_rule_state
 
 log = logging.getLogger("farsight.runtime")
 
@@ -37,8 +39,9 @@ log = logging.getLogger("farsight.runtime")
 class IngestService:
     """Ingest, rules and alerts for one broker: the consumer side of the platform."""
 
-    def __init__(self, settings: Settings, registry: Registry) -> None:
+    def __init__(self, settings: Settings, registry: Registry, clock: Clock | None = None) -> None:
         self.settings = settings
+        self.clock = clock or SystemClock()
         # One connection for the worker: a batch's readings, alerts, audit entries and rule state
         # commit in one transaction.
         self.db = Database.open(settings.database)
@@ -48,9 +51,16 @@ class IngestService:
         self.watcher = RuleFileWatcher(settings.rules.files, settings.rules.default_pack)
         self.engine = Engine(self.watcher.load(), registry)
         self.rule_state = RuleStateStore(self.db)
-        restored = self.engine.restore(self.rule_state.load())
+        # State a reading from the future poisoned before ingest refused such readings is
+        # repaired (and saved) before the engine resumes from it.
+        skew = timedelta(seconds=settings.ingest.time.widest_skew_s)
+        repair = repair_rule_state(self.rule_state, self.clock.now() + skew)
+        restored = self.engine.restore(repair.entries)
         pruned = self.rule_state.prune(self.engine.rules)  # rows of rules changed while stopped
-        log.info("rule state restored", extra=kv(instances=restored, pruned=pruned))
+        log.info(
+            "rule state restored",
+            extra=kv(instances=restored, pruned=pruned, repaired=len(repair.findings)),
+        )
         # Edge gateway batches: consumed only when the hub has the gateways' keys.
         self.edge: EdgeBatchDecoder | None = None
         ingest_settings = settings.ingest
@@ -77,6 +87,8 @@ class IngestService:
             audit=self.alerts.audit,
             edge=self.edge,
             passwords=_hj212_passwords(settings),
+            time=settings.ingest.time,
+            clock=self.clock,
         )
         self.anchors = _anchor_scheduler(settings)
         self.consumer = MqttConsumer(
@@ -87,10 +99,10 @@ class IngestService:
             period_s=settings.rules.tick_s,
         )
 
-    def _index_text(self, _engine_now: datetime) -> int:
+    def _index_text(self, _now: datetime) -> int:
         return self.alerts.index_text()
 
-    def _gateways_silent(self, _engine_now: datetime) -> list[Alert]:
+    def _gateways_silent(self, _now: datetime) -> list[Alert]:
         # Wall clock: a gateway that sends nothing moves no event time.
         monitor = self.edge.monitor if self.edge is not None else None
         if monitor is None:

@@ -42,6 +42,9 @@ RULES = {
 
 Parts = tuple[IngestPipeline, ReadingStore, AlertStore]
 
+RECEIVED = T0 + timedelta(hours=1)
+"""When ingest received the tests' messages: their readings are within the backfill horizon."""
+
 
 @pytest.fixture
 def parts(tmp_path: Path) -> Iterator[Parts]:
@@ -60,7 +63,7 @@ def aq(minute: int, pm25: float, seq: int = 0) -> Message:
         "metrics": {"pm25": pm25, "pm10": 40},
         "seq": seq,
     }
-    return Message("fs/v1/env/yc-aq-1/aq1/reading", json.dumps(body).encode())
+    return Message("fs/v1/env/yc-aq-1/aq1/reading", json.dumps(body).encode(), RECEIVED)
 
 
 def test_readings_are_stored_once_and_redelivery_changes_nothing(parts: Parts) -> None:
@@ -91,7 +94,7 @@ def test_hj212_frames_decode_store_and_fire(parts: Parts) -> None:
         ts=T0,
         values={"a21026": {"Rtd": 80.5, "Flag": "N"}, "a21002": {"Rtd": 30, "Flag": "N"}},
     )
-    res = pipe.process([Message("fs/v1/env/yc-stack-1/cems1/hj212", frame)])
+    res = pipe.process([Message("fs/v1/env/yc-stack-1/cems1/hj212", frame, RECEIVED)])
     assert res.stored == 2 and res.rejected == 0
     assert readings.series("yc-stack-1", "so2", T0, T0)[0]["value"] == 80.5
     assert [a.rule_id for a in alerts.list()[0]] == ["so2"]
@@ -126,7 +129,9 @@ def test_every_bad_message_is_dead_lettered_with_its_reason_and_nothing_stops(pa
 def test_irregularities_are_recorded_not_rejected(parts: Parts) -> None:
     pipe, readings, _ = parts
     body = {"ts": T0.isoformat(), "metrics": {"pm25": 10}, "extra": 1}
-    res = pipe.process([Message("fs/v1/env/yc-aq-1/aq9/reading", json.dumps(body).encode())])
+    res = pipe.process(
+        [Message("fs/v1/env/yc-aq-1/aq9/reading", json.dumps(body).encode(), RECEIVED)]
+    )
     assert res.stored == 1
     whats = {r["what"] for r in readings.irregularities()}
     assert "device not in registry" in whats and any("extra" in w for w in whats)
@@ -186,6 +191,7 @@ def test_an_overloaded_truck_alert_names_its_plate(tmp_path: Path) -> None:
             Message(
                 "fs/v1/transport/xg-wim-1/wim1/reading",
                 json.dumps(body, ensure_ascii=False).encode(),
+                RECEIVED,
             )
         ]
     )
@@ -205,6 +211,7 @@ def test_late_and_flagged_readings_are_counted_for_the_hub(parts: Parts) -> None
         json.dumps(
             {"ts": (T0 + timedelta(minutes=2, seconds=30)).isoformat(), "metrics": {"pm25": 500}}
         ).encode(),
+        RECEIVED,
     )
     flagged = Message(
         "fs/v1/env/yc-aq-1/aq1/reading",
@@ -215,6 +222,7 @@ def test_late_and_flagged_readings_are_counted_for_the_hub(parts: Parts) -> None
                 "flags": {"pm25": "C"},
             }
         ).encode(),
+        RECEIVED,
     )
     pipe.process([late, flagged])
     pipe.tick(T0 + timedelta(minutes=7))

@@ -50,7 +50,8 @@ def detection(topic: str, second: int, kind: str, confidence: float, **extra: ob
         "confidence": confidence,
         **extra,
     }
-    return Message(topic, json.dumps(body).encode())
+    # Received a second after it was seen: live, within the backfill horizon.
+    return Message(topic, json.dumps(body).encode(), T0 + timedelta(seconds=second + 1))
 
 
 def smoke(second: int, confidence: float = 0.87, **extra: object) -> Message:
