@@ -23,6 +23,7 @@ import rules.kinds  # noqa: F401  # built-in kinds register on import
 from farsight.logs import kv
 from farsight.registry import Registry
 from farsight.types import AlertSignal, ChangeEvent, Reading, Site
+from farsight.validity import is_valid
 from rules.conditions import Binding, Condition, Lifecycle, Sample, Verdict, as_list, ms_ts, ts_ms
 from rules.correlate import Correlator
 from rules.fingerprint import fingerprint
@@ -243,8 +244,9 @@ class Engine:
                     insts = self._bind_series(site, sample.device, metric)
                 if not insts:
                     continue
-                if r.flag != "N":
-                    # Calibration, maintenance and fault data are not evidence of a violation.
+                if not is_valid(r.flag):
+                    # Maintenance, calibration, fault, stopped... data is not valid (HJ 75-2017):
+                    # never evidence of an exceedance.
                     self.stats.flagged += 1
                     self.stats.flagged_by_flag[r.flag] += 1
                     continue
@@ -273,8 +275,8 @@ class Engine:
         cond = inst.cond
         if cond.devices is not None and sample.device not in cond.devices:
             return
-        if not cond.accepts_flagged and any(r.flag != "N" for r in sample.readings.values()):
-            kept = {m: r for m, r in sample.readings.items() if r.flag == "N"}
+        if not cond.accepts_flagged and not all(is_valid(r.flag) for r in sample.readings.values()):
+            kept = {m: r for m, r in sample.readings.items() if is_valid(r.flag)}
             if not kept:
                 return
             sample = Sample(sample.site, sample.device, sample.ts, kept)
