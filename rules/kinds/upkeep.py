@@ -105,7 +105,8 @@ class UpkeepShareModel(RuleModel):
 
 
 class UpkeepShareCondition(Condition):
-    """Per device: reading counts per time bucket, total and per upkeep flag.
+    """Per device: reading counts per time bucket, total and per upkeep flag, with running sums
+    over the buckets kept (O(1) per sample, amortised).
 
     At each sample the share is ``upkeep / total`` over the buckets of ``(t - window, t]``; the
     verdict is active when it exceeds ``max_share`` and the device's readings span ``min_span``.
@@ -114,7 +115,19 @@ class UpkeepShareCondition(Condition):
 
     accepts_flagged = True  # the flags are what it counts
 
-    __slots__ = ("buckets", "first", "flags", "metrics", "span_ms", "spec", "step", "window_ms")
+    __slots__ = (
+        "buckets",
+        "by_flag",
+        "first",
+        "flags",
+        "metrics",
+        "span_ms",
+        "spec",
+        "step",
+        "total",
+        "was_active",
+        "window_ms",
+    )
 
     def __init__(self, binding: Binding) -> None:
         super().__init__(binding)
@@ -127,13 +140,20 @@ class UpkeepShareCondition(Condition):
         # [bucket start ms, readings, {flag: readings}] oldest first
         self.buckets: deque[list[Any]] = deque()
         self.first: int | None = None
+        # Sums over the buckets: readings, and readings per upkeep flag.
+        self.total = 0
+        self.by_flag: dict[str, int] = {}
+        # Whether the last verdict was active: a device under the share, as nearly all are, needs
+        # no verdict at each sample, only the one that ends an active stretch.
+        self.was_active = False
 
     def observe(self, sample: Sample) -> Verdict | None:
-        counted = [
-            r for m, r in sample.readings.items() if self.metrics is None or m in self.metrics
-        ]
-        if not counted:
-            return None
+        if self.metrics is None:
+            counted = list(sample.readings.values())
+        else:
+            counted = [r for m, r in sample.readings.items() if m in self.metrics]
+            if not counted:
+                return None
         t = to_epoch_ms(sample.ts)
         start = t - t % self.step
         if self.buckets and start < self.buckets[-1][0]:
@@ -141,31 +161,37 @@ class UpkeepShareCondition(Condition):
         if self.buckets and self.buckets[-1][0] + self.step <= t - self.window_ms:
             # Back after a silence longer than the window: the span starts anew.
             self.buckets.clear()
-            self.first = None
+            self.total, self.by_flag, self.first = 0, {}, None
         if self.first is None:
             self.first = t
         if not self.buckets or self.buckets[-1][0] != start:
             self.buckets.append([start, 0, {}])
         bucket = self.buckets[-1]
         bucket[1] += len(counted)
+        self.total += len(counted)
         for r in counted:
             if r.flag in self.flags:
                 bucket[2][r.flag] = bucket[2].get(r.flag, 0) + 1
+                self.by_flag[r.flag] = self.by_flag.get(r.flag, 0) + 1
         cut = t - self.window_ms
-        while self.buckets and self.buckets[0][0] + self.step <= cut:
-            self.buckets.popleft()
-        total = sum(b[1] for b in self.buckets)
-        by_flag: dict[str, int] = {}
-        for b in self.buckets:
-            for f, n in b[2].items():
-                by_flag[f] = by_flag.get(f, 0) + n
-        upkeep = sum(by_flag.values())
+        while self.buckets[0][0] + self.step <= cut:
+            _, n, flags = self.buckets.popleft()
+            self.total -= n
+            for f, c in flags.items():
+                self.by_flag[f] -= c
+        total = self.total
         if total < self.spec.min_count or t - self.first < self.span_ms:
             return None
+        upkeep = sum(self.by_flag.values())
         share = upkeep / total
+        active = share > self.spec.max_share
+        if not active and not self.was_active:
+            return None
+        self.was_active = active
+        by_flag = {f: n for f, n in self.by_flag.items() if n}
         return Verdict(
             sample.ts,
-            share > self.spec.max_share,
+            active,
             round(share * 100, 1),
             self.spec.max_share * 100,
             sample.device,
@@ -181,7 +207,7 @@ class UpkeepShareCondition(Condition):
         )
 
     def state(self) -> dict[str, Any]:
-        return {"b": [list(b) for b in self.buckets], "first": self.first}
+        return {"b": [list(b) for b in self.buckets], "first": self.first, "a": self.was_active}
 
     def restore(self, state: dict[str, Any]) -> None:
         self.buckets = deque(
@@ -190,6 +216,12 @@ class UpkeepShareCondition(Condition):
         )
         first = state.get("first")
         self.first = None if first is None else int(first)
+        self.was_active = bool(state.get("a", False))
+        self.total = sum(b[1] for b in self.buckets)
+        self.by_flag = {}
+        for b in self.buckets:
+            for f, c in b[2].items():
+                self.by_flag[f] = self.by_flag.get(f, 0) + c
 
 
 register_kind(
