@@ -18,7 +18,9 @@ was seen (frames quoted in ``tests/ingest/test_hj212_quirks.py``):
     comment (C, rtuacq protocol module) found through the code index.
 ``missing CRLF``
     Frames quoted without CRLF: the NationalStandard212 examples (``&&D801``), a noise-station
-    log (``&&06C0``, ``MN=`` empty).
+    log (``&&06C0``, ``MN=`` empty). Over TCP such frames, and frames ending in a bare LF, are
+    split by :func:`farsight.hj212.split_stream` at the next ``##`` header (or taken whole when
+    the logger hangs up).
 ``trailing separator in CP``
     ``...a34001-Flag=N;&&``: the NationalStandard212 example; xiaoyao9184/hj-t212-parser issue 6.
 ``spaces in CP``
