@@ -95,17 +95,36 @@ def _fmt(v: object) -> str:
 
 
 def split_stream(buffer: bytes) -> tuple[list[bytes], bytes]:
-    """Split a TCP byte stream into frames ending in CRLF; return frames and the remainder.
+    """Split a TCP byte stream into frames; return frames and the remainder.
 
-    Bytes before a ``##`` header are dropped (line noise between frames).
+    A frame ends in CRLF, or as data loggers in the field also send: in a bare LF (kept, so the
+    codec records it) or in nothing before the next ``##`` header. A remainder without line end
+    may be a whole frame still (:func:`is_whole_frame`): a reader that sees the stream end should
+    take it; while the stream is open its CRLF may be on the way. Bytes before a ``##`` header are
+    dropped (line noise between frames).
     """
     frames: list[bytes] = []
     while True:
         start = buffer.find(b"##")
         if start < 0:
             return frames, b"" if len(buffer) < 2 else buffer[-1:]
-        end = buffer.find(b"\r\n", start)
+        end = buffer.find(b"\n", start)
+        following = buffer.find(b"##", start + 2)
+        if following >= 0 and (end < 0 or following < end):
+            frames.append(buffer[start:following])
+            buffer = buffer[following:]
+            continue
         if end < 0:
             return frames, buffer[start:]
-        frames.append(buffer[start : end + 2])
-        buffer = buffer[end + 2 :]
+        frames.append(buffer[start : end + 1])
+        buffer = buffer[end + 1 :]
+
+
+def is_whole_frame(data: bytes) -> bool:
+    """``##`` + length + segment ending ``&&`` + a CRC of the segment, whatever the length says."""
+    if len(data) < 12 or data[-6:-4] != b"&&":
+        return False
+    try:
+        return int(data[-4:], 16) == crc16(data[6:-4])
+    except ValueError:
+        return False

@@ -29,12 +29,14 @@ def run_decode(
     err: IO[str] | None = None,
     site: str = "unknown",
     device: str | None = None,
+    irregular: bool = False,
 ) -> int:
     """Decode each non-blank line of ``source`` (a binary stream, a path, or ``"-"`` for stdin).
 
     Readings go to ``out`` as JSON lines, rejects to ``err`` as ``line N: REJECT reason: detail``.
     Without ``device``, HJ 212 readings take the frame's MN (made safe as an id), others
-    ``unknown``. Returns 1 if any line was rejected, else 0.
+    ``unknown``. With ``irregular``, what a decoded line had off (e.g. HJ 212 field quirks) goes
+    to ``err`` as ``line N: IRREGULAR what; what``. Returns 1 if any line was rejected, else 0.
     """
     out = sys.stdout if out is None else out
     err = sys.stderr if err is None else err
@@ -60,6 +62,8 @@ def run_decode(
                 rejected = True
                 err.write(f"line {number}: REJECT {exc.reason}: {exc.detail}\n")
                 continue
+            if irregular and decoded.irregularities:
+                err.write(f"line {number}: IRREGULAR {'; '.join(decoded.irregularities)}\n")
             mn_device = _safe_id(decoded.meta.get("MN", "")) if device is None else None
             for reading in decoded.readings:
                 if mn_device:
@@ -100,6 +104,11 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--device", type=_id_arg, default=None, help="device id (default: HJ 212 MN, or unknown)"
     )
+    parser.add_argument(
+        "--irregular",
+        action="store_true",
+        help="also report what each decoded line had off (HJ 212 field quirks) on stderr",
+    )
     parser.set_defaults(func=_cmd_decode)
 
 
@@ -116,7 +125,9 @@ def add_decode_parser(
 
 def _cmd_decode(args: argparse.Namespace) -> int:
     try:
-        return run_decode(args.codec, args.file, site=args.site, device=args.device)
+        return run_decode(
+            args.codec, args.file, site=args.site, device=args.device, irregular=args.irregular
+        )
     except OSError as exc:
         print(f"decode: cannot read {args.file}: {exc.strerror or exc}", file=sys.stderr)
         return 2

@@ -306,6 +306,22 @@ class ReadingStore:
     def irregularities(self) -> list[dict]:
         return [dict(r) for r in self.db.query("SELECT * FROM irregularities ORDER BY count DESC")]
 
+    def irregularity_counts(
+        self, site: str | None = None, device: str | None = None, what: str | None = None
+    ) -> dict[tuple[str, str, str], int]:
+        """How often each (site, device, irregularity) was seen, optionally for one site, device
+        or irregularity: e.g. a device's count of the HJ 212 field quirk "length field
+        miscounts" (``ingest.codecs.hj212.QUIRKS`` names them)."""
+        sql, params = "SELECT site, device, what, count FROM irregularities WHERE 1=1", []
+        for column, value in (("site", site), ("device", device), ("what", what)):
+            if value is not None:
+                sql += f" AND {column} = ?"
+                params.append(value)
+        return {
+            (r["site"], r["device"], r["what"]): int(r["count"])
+            for r in self.db.query(sql, tuple(params))
+        }
+
     def close(self) -> None:
         self.db.close()
 

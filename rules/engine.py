@@ -23,6 +23,7 @@ import rules.kinds  # noqa: F401  # built-in kinds register on import
 from farsight.logs import kv
 from farsight.registry import Registry
 from farsight.types import AlertSignal, ChangeEvent, Reading, Site
+from farsight.validity import VALID_FLAGS
 from rules.conditions import Binding, Condition, Lifecycle, Sample, Verdict, as_list, ms_ts, ts_ms
 from rules.correlate import Correlator
 from rules.fingerprint import fingerprint
@@ -255,8 +256,9 @@ class Engine:
                     insts = self._bind_series(site, sample.device, metric)
                 if not insts:
                     continue
-                if r.flag != "N":
-                    # Calibration, maintenance and fault data are not evidence of a violation.
+                if r.flag not in VALID_FLAGS:
+                    # Maintenance, calibration, fault, stopped... data is not valid (HJ 75-2017):
+                    # never evidence of an exceedance.
                     self.stats.flagged += 1
                     self.stats.flagged_by_flag[r.flag] += 1
                     continue
@@ -285,8 +287,11 @@ class Engine:
         cond = inst.cond
         if cond.devices is not None and sample.device not in cond.devices:
             return
-        if not cond.accepts_flagged and any(r.flag != "N" for r in sample.readings.values()):
-            kept = {m: r for m, r in sample.readings.items() if r.flag == "N"}
+        # VALID_FLAGS is farsight.validity.is_valid's set, looked up inline on this hot path.
+        if not cond.accepts_flagged and any(
+            r.flag not in VALID_FLAGS for r in sample.readings.values()
+        ):
+            kept = {m: r for m, r in sample.readings.items() if r.flag in VALID_FLAGS}
             if not kept:
                 return
             sample = Sample(sample.site, sample.device, sample.ts, kept)

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from edge.buffer import Buffer
 from edge.config import Hj212TcpSettings
 from edge.errors import EdgeError
-from farsight.hj212 import crc16, split_stream, wrap
+from farsight.hj212 import crc16, is_whole_frame, split_stream, wrap
 from farsight.logs import kv
 
 log = logging.getLogger("farsight.edge.hj212_tcp")
@@ -209,8 +209,11 @@ class Hj212TcpCollector:
                     chunk = conn.recv(65536)
                 except TimeoutError:
                     log.info("idle logger disconnected", extra=kv(peer=addr))
+                    self._last_frame(pending)
                     return
                 if not chunk:
+                    # Loggers that end frames without CRLF and hang up leave the last one here.
+                    self._last_frame(pending)
                     return
                 frames, pending = split_stream(pending + chunk)
                 if len(pending) > MAX_STREAM_BUFFER:
@@ -228,6 +231,10 @@ class Hj212TcpCollector:
             with self._lock:
                 self._conns.discard(conn)
             conn.close()
+
+    def _last_frame(self, pending: bytes) -> None:
+        if is_whole_frame(pending):
+            self.handle(pending)  # the logger is gone: no response can reach it
 
     def handle(self, frame: bytes) -> bytes | None:
         """Buffer one frame; return the response to send, if the frame asks for one."""

@@ -1,8 +1,48 @@
 """The ``hj212`` codec: one HJ 212-2017 data upload frame into readings.
 
-Liberal in what is unambiguous (lower-case CRC hex, a missing CRLF, 2005-style pollutant names,
-field-name case), strict on corruption (length, CRC, numbers, flags, time): every leniency is
-recorded in ``Decoded.irregularities``. Framing and CRC16 come from :mod:`farsight.hj212`.
+Liberal in what is unambiguous, strict on corruption (CRC, numbers, flags, time): every leniency
+is recorded in ``Decoded.irregularities``. Framing and CRC16 come from :mod:`farsight.hj212`.
+
+Field quirks. Data loggers in the field send frames that the standard's letter rejects but whose
+CRC proves they arrived intact. Each is accepted only when the CRC matches, and recorded under a
+fixed name (:data:`QUIRKS`) so that ingest's irregularities table counts it per device. Where each
+was seen (frames quoted in ``tests/ingest/test_hj212_quirks.py``):
+
+``length field miscounts``
+    The 4-digit length differs from the data segment's (``##0481`` on a 482-character segment):
+    the main() example of a Java "212国标解析器" (class ``NationalStandard212``) in a public
+    repository found through the code index; a user's frame in xiaoyao9184/hj-t212-parser issue 6
+    ("我的數據長度有問題").
+``lowercase crc``
+    ``&&4f40``: the same NationalStandard212 example; ``&&0b40`` in a Chengdu LePan CEMS protocol
+    comment (C, rtuacq protocol module) found through the code index.
+``missing CRLF``
+    Frames quoted without CRLF: the NationalStandard212 examples (``&&D801``), a noise-station
+    log (``&&06C0``, ``MN=`` empty). Over TCP such frames, and frames ending in a bare LF, are
+    split by :func:`farsight.hj212.split_stream` at the next ``##`` header (or taken whole when
+    the logger hangs up).
+``trailing separator in CP``
+    ``...a34001-Flag=N;&&``: the NationalStandard212 example; xiaoyao9184/hj-t212-parser issue 6.
+``spaces in CP``
+    ``CP=&&DataTime=20160801085857; LA-Rtd=50.1&&``: dromara/hutool
+    ``hutool-core/src/test/java/cn/hutool/core/io/checksum/CrcTest.java``.
+``DataTime with milliseconds``
+    17-digit ``DataTime=20160824003817000``: xiaoyao9184/hj-t212-parser
+    ``.../core/deser/DataDeserializerTest.java``, issue 5, and the field capture
+    ``hj-t212-parser/src/test/resources/AllData/2016-08-24 05.h212`` (most frames of it).
+``DataTime without seconds``
+    12-digit ``YYYYMMDDhhmm``: named in the issue of this project (no public frame found).
+``repeated Flag``
+    ``01-Rtd=3.56,01-Flag=N;01-ZsRtd=4.93,01-Flag=N``: one flag after each value of a code, in the
+    field capture ``AllData/2016-08-24 05.h212``. Two different flags for one code stay a reject.
+``no QN``, ``no Flag``
+    HJ 212-2005 style headers ``ST=32;CN=2011;PW=...;MN=...;CP=...``: the same field capture.
+``QN without milliseconds``
+    14-digit ``QN=20180507000558``: the NationalStandard212 example.
+
+Also tolerated and noted with details (not counted under a fixed name): leading whitespace, other
+line ends, 2005-style pollutant codes (``B01``, ``011``, ``SO2``; the field capture), letter case of
+field names and flags, unknown header and CP fields. The password ``PW`` is never trimmed.
 """
 
 from __future__ import annotations
@@ -22,8 +62,9 @@ MAX_PAYLOAD = 10 * 1024
 _WHITESPACE = " \t\r\n"
 _LENGTH_RE = re.compile(r"[0-9]{4}")
 _CRC_RE = re.compile(r"[0-9A-Fa-f]{4}")
-_DATATIME_RE = re.compile(r"[0-9]{14}")
+_DATATIME_RE = re.compile(r"[0-9]{12}|[0-9]{14}|[0-9]{17}")
 _NUMBER_RE = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+_QN14_RE = re.compile(r"[0-9]{14}")
 # An unknown code becomes a metric name, so it must not carry the "." that starts a suffix.
 _CODE_RE = re.compile(r"[A-Za-z0-9]{1,32}")
 
@@ -69,6 +110,38 @@ _CN_NAMES = {
 }
 _FLOW_METRICS = frozenset({"flue_flow", "water_flow"})
 
+Q_LENGTH = "length field miscounts"
+Q_LOWER_CRC = "lowercase crc"
+Q_NO_CRLF = "missing CRLF"
+Q_TRAILING_SEP = "trailing separator in CP"
+Q_SPACES = "spaces in CP"
+Q_DT_MS = "DataTime with milliseconds"
+Q_DT_NO_S = "DataTime without seconds"
+Q_REPEATED_FLAG = "repeated Flag"
+Q_NO_QN = "no QN"
+Q_NO_FLAG = "no Flag"
+Q_QN_NO_MS = "QN without milliseconds"
+
+QUIRKS: dict[str, str] = {
+    Q_LENGTH: "the length field differs from the data segment's length; the CRC verifies",
+    Q_LOWER_CRC: "the CRC is written in lower-case hex",
+    Q_NO_CRLF: "the frame has no CRLF at its end",
+    Q_TRAILING_SEP: "CP ends in ';' before '&&'",
+    Q_SPACES: "spaces around CP keys or values",
+    Q_DT_MS: "DataTime has 17 digits (milliseconds)",
+    Q_DT_NO_S: "DataTime has 12 digits (no seconds)",
+    Q_REPEATED_FLAG: "one code repeats the same Flag (after Rtd and after ZsRtd)",
+    Q_NO_QN: "the header has no QN (HJ 212-2005 style)",
+    Q_NO_FLAG: "the header has no Flag (HJ 212-2005 style)",
+    Q_QN_NO_MS: "QN has 14 digits (no milliseconds)",
+}
+"""Field quirks by the fixed name recorded as an irregularity (see the module docstring)."""
+
+
+def quirks_of(irregularities: tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """The named field quirks among a frame's irregularities."""
+    return tuple(i for i in irregularities if i in QUIRKS)
+
 
 class Hj212Codec:
     """Decodes one HJ 212-2017 data frame (CN 2011, 2051, 2061 or 2031)."""
@@ -88,6 +161,7 @@ class Hj212Codec:
             raise DecodeError(
                 "not_data", f"CN={cn[:16]} ({what}); data CNs are {', '.join(DATA_CNS)}"
             )
+        _header_quirks(header, irregular)
         readings = _readings(cp, _LAYOUTS[cn], site, device, irregular)
         meta = {key: header[key] for key in _META_FIELDS if key in header}
         return Decoded(
@@ -96,6 +170,16 @@ class Hj212Codec:
             meta=meta,
             password=header.get("PW"),
         )
+
+
+def _header_quirks(header: dict[str, str], irregular: list[str]) -> None:
+    qn = header.get("QN")
+    if qn is None:
+        irregular.append(Q_NO_QN)
+    elif _QN14_RE.fullmatch(qn):
+        irregular.append(Q_QN_NO_MS)
+    if "Flag" not in header:
+        irregular.append(Q_NO_FLAG)
 
 
 def _unframe(payload: bytes, irregular: list[str]) -> str:
@@ -111,7 +195,7 @@ def _unframe(payload: bytes, irregular: list[str]) -> str:
         irregular.append("leading whitespace")
     tail = text[len(text.rstrip(_WHITESPACE)) :]
     if not tail:
-        irregular.append("missing CRLF")
+        irregular.append(Q_NO_CRLF)
     elif tail != "\r\n":
         irregular.append(f"frame ends in {tail[:8]!r}, not CRLF")
     if not body.startswith("##"):
@@ -123,21 +207,27 @@ def _unframe(payload: bytes, irregular: list[str]) -> str:
         raise DecodeError("bad_length", f"length field {digits!r} is not 4 decimal digits")
     length = int(digits)
     if len(rest) != length + 4:
-        # A short frame whose CRC still verifies over what arrived is intact with a wrong length
-        # field; otherwise bytes went missing on the way.
-        if len(rest) < length + 4 and not _crc_matches(rest[:-4], rest[-4:]):
+        if len(rest) > 4 and _crc_matches(rest[:-4], rest[-4:]):
+            # The CRC over everything between the length field and the last 4 characters proves
+            # the segment intact: the logger counted its length wrong.
+            irregular.append(Q_LENGTH)
+            length = len(rest) - 4
+        elif len(rest) < length + 4:
             raise DecodeError(
                 "truncated",
                 f"length field {length} needs {length + 4} characters, {len(rest)} came",
             )
-        raise DecodeError("bad_length", f"length field {length} but segment has {len(rest) - 4}")
+        else:
+            raise DecodeError(
+                "bad_length", f"length field {length} but segment has {len(rest) - 4}"
+            )
     segment, crc_text = rest[:length], rest[length:]
     if not _crc_matches(segment, crc_text):
         raise DecodeError(
             "bad_crc", f"CRC {crc_text!r}, data segment gives {crc16(segment.encode()):04X}"
         )
     if crc_text != crc_text.upper():
-        irregular.append("lowercase crc")
+        irregular.append(Q_LOWER_CRC)
     return segment
 
 
@@ -172,12 +262,18 @@ def _readings(
     """Readings from the CP of a data frame: ``DataTime=...;code-Field=value,...;...``."""
     datatime: str | None = None
     by_code: dict[str, dict[str, str]] = {}
+    if cp.endswith(";"):
+        irregular.append(Q_TRAILING_SEP)
+        cp = cp[:-1]
     for item in cp.split(";"):
         if not item:
             irregular.append("empty CP item")
             continue
         for part in item.split(","):
             key, value = _key_value(part, "CP")
+            if key != key.strip(_WHITESPACE) or value != value.strip(_WHITESPACE):
+                irregular.append(Q_SPACES)
+                key, value = key.strip(_WHITESPACE), value.strip(_WHITESPACE)
             code, dash, field = key.rpartition("-")
             if not dash:
                 if _canonical(key, _CP_FIELDS, "CP field", irregular) is None:
@@ -189,12 +285,16 @@ def _readings(
                 continue
             name = _canonical(field, _VALUE_FIELDS, "field", irregular) or field
             fields = by_code.setdefault(code, {})
+            if name == "Flag" and fields.get(name, "").upper() == value.upper() != "":
+                # One flag after each of a code's values (Rtd, ZsRtd), all alike: unambiguous.
+                irregular.append(Q_REPEATED_FLAG)
+                continue
             if name in fields:
                 raise DecodeError("duplicate_field", f"{key[:48]} appears twice")
             fields[name] = value
     if not by_code:
         raise DecodeError("no_data", "CP holds no pollutant values")
-    ts = _datatime(datatime)
+    ts = _datatime(datatime, irregular)
     readings: list[Reading] = []
     sources: dict[str, str] = {}
     for code, fields in by_code.items():
@@ -268,14 +368,24 @@ def _number(where: str, raw: str) -> float:
     return value
 
 
-def _datatime(raw: str | None) -> datetime:
-    """CP DataTime is Beijing local time, YYYYMMDDhhmmss; returned in UTC."""
+def _datatime(raw: str | None, irregular: list[str]) -> datetime:
+    """CP DataTime is Beijing local time, YYYYMMDDhhmmss; returned in UTC.
+
+    Loggers also send 17 digits (milliseconds, kept) and 12 (no seconds): both are unambiguous.
+    """
     if raw is None:
         raise DecodeError("bad_datatime", "CP has no DataTime")
     if not _DATATIME_RE.fullmatch(raw):
         raise DecodeError("bad_datatime", f"DataTime {raw[:40]!r} is not YYYYMMDDhhmmss")
+    if len(raw) != 14:
+        irregular.append(Q_DT_MS if len(raw) == 17 else Q_DT_NO_S)
     try:
-        local = datetime.strptime(raw, "%Y%m%d%H%M%S").replace(tzinfo=BEIJING)
-        return local.astimezone(UTC)
+        if len(raw) == 12:
+            local = datetime.strptime(raw, "%Y%m%d%H%M")
+        else:
+            local = datetime.strptime(raw[:14], "%Y%m%d%H%M%S")
+        if len(raw) == 17:
+            local = local.replace(microsecond=int(raw[14:]) * 1000)
+        return local.replace(tzinfo=BEIJING).astimezone(UTC)
     except (ValueError, OverflowError):
         raise DecodeError("bad_datatime", f"DataTime {raw} is not a valid time") from None

@@ -4,6 +4,7 @@ requires."""
 from __future__ import annotations
 
 import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -96,3 +97,18 @@ def test_the_logger_simulator_counts_answered_frames(collector) -> None:
         logger.send_next()
     logger.close()
     assert logger.sent == 20 and collector.buffer.depth == 20
+
+
+def test_frames_without_crlf_or_with_a_bare_lf_are_all_kept(collector) -> None:
+    # Field loggers end frames in LF or in nothing; the last frame of a connection that ends
+    # without line end is taken when the logger hangs up.
+    one = build_data_frame(mn=MN, ts=T0, values={"a21026": {"Rtd": 1}}, flag=4)
+    two = build_data_frame(mn=MN, ts=T0, values={"a21026": {"Rtd": 2}}, flag=4)
+    three = build_data_frame(mn=MN, ts=T0, values={"a21026": {"Rtd": 3}}, flag=4)
+    sent = [one[:-2] + b"\n", two[:-2], three[:-2]]
+    with socket.create_connection(("127.0.0.1", collector.port), timeout=5) as s:
+        s.sendall(b"".join(sent))
+    deadline = time.monotonic() + 10
+    while collector.buffer.depth < 3 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert [r.payload for r in collector.buffer.read(0, 10)] == sent
