@@ -44,6 +44,7 @@ from typing import Literal
 from farsight.clock import BEIJING, from_epoch_ms, to_epoch_ms
 from farsight.registry import Registry
 from farsight.types import Site
+from farsight.validity import is_valid
 
 Interval = Literal["hour", "day"]
 
@@ -59,11 +60,9 @@ detections, gateways status, GPS trackers sleep when parked."""
 
 
 def counts_as_valid(flag: str) -> bool:
-    """Whether a value with this HJ 212-2017 data flag counts as valid: ``N`` (normal) only.
-
-    The one place the rule lives; swap for ``farsight.validity.is_valid`` when that lands.
-    """
-    return flag == "N"
+    """Whether a value with this HJ 212-2017 data flag counts as valid (``N`` only): the one
+    reading of the flags, :func:`farsight.validity.is_valid`, which the rule engine uses too."""
+    return is_valid(flag)
 
 
 @dataclass(frozen=True, slots=True)

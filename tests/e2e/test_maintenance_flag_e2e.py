@@ -3,7 +3,7 @@ raise nothing through the default pack; the same values flagged N raise the perm
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -15,11 +15,14 @@ from farsight.mqttclient import PublishTracker, connect, make_client, wait_conne
 from farsight.settings import Settings
 from tests.conftest import wait_until
 from tests.e2e.test_ingest_mqtt import settings_for
-from tests.factories import T0, registry
+from tests.factories import registry
 
 pytestmark = pytest.mark.e2e
 
 TOPIC = "fs/v1/env/yc-stack-1/cems1/hj212"
+
+START = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(hours=1)
+"""Measure time of the first frame: within the backfill horizon of a receive time of now."""
 
 
 def publish_frames(settings: Settings, minutes: range, flag: str) -> None:
@@ -30,7 +33,7 @@ def publish_frames(settings: Settings, minutes: range, flag: str) -> None:
     for m in minutes:
         frame = build_data_frame(
             mn="42050000000001",
-            ts=T0 + timedelta(minutes=m),
+            ts=START + timedelta(minutes=m),
             # Permit 35 mg/m3; the values vary, as real ones do (a constant is a flat line).
             values={"a21026": {"Rtd": 80.0 + m % 7, "Flag": flag}},
         )
@@ -65,6 +68,6 @@ def test_maintenance_flagged_exceedance_raises_nothing_and_a_normal_one_does(
             "so2",
         )
         # Counted from the first normal reading (minute 10), never from the M ones.
-        assert alert.starts_at >= T0 + timedelta(minutes=10)
+        assert alert.starts_at >= START + timedelta(minutes=10)
     finally:
         service.stop()

@@ -98,13 +98,15 @@ def upkeep(tmp_path: Path) -> Iterator[Parts]:
 
 def frame(minute: int, flags: dict[str, str], **values: float) -> Message:
     codes = {"so2": "a21026", "nox": "a21002", "particulate": "a34013"}
+    ts = T0 + timedelta(minutes=minute)
     return Message(
         TOPIC,
         build_data_frame(
             mn=MN,
-            ts=T0 + timedelta(minutes=minute),
+            ts=ts,
             values={codes[m]: {"Rtd": v, "Flag": flags.get(m, "N")} for m, v in values.items()},
         ),
+        ts + timedelta(seconds=5),  # received as it was measured: live, not backfill
     )
 
 
