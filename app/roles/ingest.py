@@ -22,6 +22,7 @@ from farsight.pki import read_certificate
 from farsight.registry import Registry, load_registry
 from farsight.settings import Settings
 from farsight.tls import broker_context
+from ingest.admission import AdmissionPolicy
 from ingest.edge_batches import EdgeBatchDecoder, load_keys
 from ingest.edge_health import GatewayMonitor
 from ingest.mqtt import MqttConsumer
@@ -77,6 +78,7 @@ class IngestService:
             audit=self.alerts.audit,
             edge=self.edge,
             passwords=_hj212_passwords(settings),
+            admission=AdmissionPolicy.from_settings(settings.ingest),
         )
         self.anchors = _anchor_scheduler(settings)
         self.consumer = MqttConsumer(
