@@ -79,6 +79,12 @@ def _add_decode(sub: Subparsers) -> None:
     add_decode_parser(sub)
 
 
+def _add_prune_dead_letters(sub: Subparsers) -> None:
+    from ingest.retention import add_prune_parser
+
+    add_prune_parser(sub)
+
+
 def _add_simulate(sub: Subparsers) -> None:
     from simulators.cli import add_simulate_parser
 
@@ -165,6 +171,7 @@ COMMANDS: dict[str, Callable[[Subparsers], None]] = {
     "edge": _add_edge,
     "decode": _add_decode,
     "deadletters": _add_deadletters,
+    "prune-dead-letters": _add_prune_dead_letters,
     "simulate": _add_simulate,
     "hub": _add_hub,
     "devices": _add_devices,

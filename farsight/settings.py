@@ -31,6 +31,7 @@ from pydantic_settings.sources.utils import parse_env_vars
 
 from farsight.errors import ConfigError, ConfigProblem
 from farsight.linear_regex import PatternError, compile_linear
+from farsight.metrics import BY_NAME
 
 ENV_PREFIX = "FARSIGHT__"
 DATA_DIR_ENV = "FARSIGHT_DATA_DIR"
@@ -222,6 +223,45 @@ class IngestTimeSettings(Section):
         return max((self.max_future_skew_s, *self.future_skew_by_kind.values()))
 
 
+class DeadLetterSettings(Section):
+    """``ingest.dead_letters``: how long refused messages are kept, and how much of them."""
+
+    max_age_days: float = Field(
+        30.0,
+        title="Retention age",
+        description="Dead letters older than this many days are deleted (by ingest every "
+        "every_s, and by `farsight prune-dead-letters`).",
+        ge=0.01,
+        le=3650,
+    )
+    max_total_mb: float = Field(
+        512.0,
+        title="Retention size",
+        description="Most megabytes (MiB) of dead-letter payloads kept; the oldest go first.",
+        ge=1,
+        le=1_000_000,
+    )
+    keep_bytes: int = Field(
+        64 * 1024,
+        title="Kept payload bytes",
+        description="A payload longer than this keeps only its first keep_bytes, with its "
+        "original length and the sha256 of the whole. At least ingest.max_payload_bytes keeps "
+        "every message ingest could admit replayable.",
+        ge=256,
+        le=16 * 1024 * 1024,
+    )
+    every_s: float = Field(
+        3600.0,
+        title="Retention period",
+        description="Seconds between retention runs in `farsight ingest` (wall clock).",
+        ge=10,
+        le=86_400,
+    )
+
+
+OutOfRangePolicy = Literal["refuse", "flag"]
+
+
 class IngestSettings(Section):
     """The MQTT consumer that decodes, stores and evaluates readings."""
 
@@ -276,6 +316,54 @@ class IngestSettings(Section):
         title="Measure time checks",
         description="Future skew and backfill horizon of readings' measure times.",
     )
+    max_payload_bytes: int = Field(
+        64 * 1024,
+        title="Payload cap",
+        description="Largest message payload decoded, in bytes; a larger one is refused "
+        "(too_large) before decoding. The HJ 212 codec refuses frames over 10 KiB and the JSON "
+        "codecs payloads over 256 KiB in any case.",
+        ge=1024,
+        le=256 * 1024,
+    )
+    max_metrics: int = Field(
+        300,
+        title="Metrics per message",
+        description="Most readings one message may carry; a message with more is refused whole "
+        "(too_many_metrics). An hourly HJ 212 frame of 20 pollutants with Avg, Min, Max, Cou "
+        "and the three Zs values carries 140.",
+        ge=1,
+        le=10_000,
+    )
+    out_of_range: OutOfRangePolicy = Field(
+        "refuse",
+        title="Out-of-range values",
+        description="A value outside its metric's physical range (the catalogue's bounds): "
+        "refuse it (dead letter out_of_range; the rest of the message is stored) or store it "
+        "with data flag D (fault). Refuse by default: such a value measures nothing, and a "
+        "stored one would still skew charts' averages and latest values, which do not read "
+        "flags.",
+    )
+    out_of_range_metrics: dict[str, OutOfRangePolicy] = Field(
+        default_factory=dict,
+        title="Out-of-range policy per metric",
+        description="Overrides of out_of_range by catalogue metric name, e.g. {noise: flag}.",
+    )
+    dead_letters: DeadLetterSettings = Field(
+        default_factory=DeadLetterSettings,
+        title="Dead letters",
+        description="Retention of refused messages.",
+    )
+
+    @field_validator("out_of_range_metrics")
+    @classmethod
+    def _catalogue_metrics(cls, v: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(name for name in v if name not in BY_NAME)
+        if unknown:
+            raise ValueError(
+                f"{', '.join(unknown)} not in the metric catalogue (farsight/metrics.py); only "
+                "catalogue metrics have physical ranges"
+            )
+        return v
 
 
 class RulesSettings(Section):

@@ -19,6 +19,7 @@ from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamil
 from alerts.outbox import OutboxCollector
 from farsight.types import SEVERITIES
 from hub.context import HubContext
+from ingest.store import PRUNED_COUNTER
 
 router = APIRouter()
 
@@ -38,6 +39,11 @@ COUNTER_METRICS = (
         "",
         "Alerts not raised because a maintenance window covered the device.",
     ),
+    (
+        PRUNED_COUNTER,
+        "cause",
+        "Dead letters deleted by retention, by cause (age or size).",
+    ),
 )
 """Counters ingest workers add to the shared store: (name, label key, help)."""
 
@@ -50,13 +56,17 @@ class HubCollector:
 
     def collect(self) -> Iterator[Metric]:
         ctx = self._ctx
+        counters = ctx.readings.counters()
         yield CounterMetricFamily(
             "farsight_readings_total", "Readings stored.", value=ctx.readings.count()
         )
+        # Those retention deleted still count: a counter never goes down.
+        pruned = sum(v for (name, _), v in counters.items() if name == PRUNED_COUNTER)
         yield CounterMetricFamily(
             "farsight_dead_letters_total",
-            "Messages rejected into the dead-letter store.",
-            value=ctx.readings.dead_letter_count(),
+            "Messages rejected into the dead-letter store (including those retention deleted "
+            "since).",
+            value=ctx.readings.dead_letter_count() + pruned,
         )
         counts = ctx.alerts.counts()["severity"]
         open_alerts = GaugeMetricFamily(
@@ -78,7 +88,7 @@ class HubCollector:
             value=ctx.stream.dropped_total,
         )
         yield GaugeMetricFamily("farsight_sites", "Sites in the registry.", value=len(ctx.registry))
-        yield from counter_families(ctx.readings.counters())
+        yield from counter_families(counters)
 
 
 def counter_families(counters: dict[tuple[str, str], int]) -> Iterator[CounterMetricFamily]:

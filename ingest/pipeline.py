@@ -20,6 +20,8 @@ from farsight.logs import kv
 from farsight.registry import Registry
 from farsight.settings import IngestTimeSettings
 from farsight.types import AlertSignal, Reading
+from ingest import admission
+from ingest.admission import AdmissionPolicy
 from ingest.audit import AuditTrail
 from ingest.codecs import get_codec
 from ingest.codecs.base import Decoded
@@ -121,6 +123,7 @@ class IngestPipeline:
         passwords: DevicePasswords | None = None,
         time: IngestTimeSettings | None = None,
         clock: Clock | None = None,
+        admission: AdmissionPolicy | None = None,
     ) -> None:
         self.registry = registry
         self.store = store
@@ -141,13 +144,18 @@ class IngestPipeline:
         self.passwords = passwords
         self.time = time or IngestTimeSettings()
         self.clock = clock or SystemClock()
+        # Caps, registered metrics and physical ranges (ingest/admission.py); on by default.
+        self.admission = admission or AdmissionPolicy()
         self.stats = IngestStats()
         self._exported: dict[tuple[str, str], int] = {}
 
     def decode(
         self, msg: Message
-    ) -> tuple[list[Reading], list[tuple[str, str, str]], dict[str, str]]:
-        """Decode and validate one message; raise :class:`DecodeError` to reject it."""
+    ) -> tuple[list[Reading], list[tuple[str, str, str]], dict[str, str], list[DeadLetter]]:
+        """Decode and validate one message; raise :class:`DecodeError` to reject it whole.
+
+        Returns the readings admitted, irregularities, the message's attributes and the dead
+        letters of readings refused one by one (:mod:`ingest.admission`)."""
         topic = parse_topic(msg.topic)
         codec_name = CODEC_FOR_KIND.get(topic.kind)
         if codec_name is None:
@@ -160,16 +168,27 @@ class IngestPipeline:
                 "department_mismatch",
                 f"site {topic.site!r} belongs to {site.department!r}, topic says {topic.dept!r}",
             )
+        admission.check_size(len(msg.payload), self.admission)
         decoded = get_codec(codec_name).decode(msg.payload, site=topic.site, device=topic.device)
         irregular = [(topic.site, topic.device, what) for what in decoded.irregularities]
+        device = site.device(topic.device) if site is not None else None
         if site is not None:
-            device = site.device(topic.device)
             if device is None:
                 irregular.append((topic.site, topic.device, "device not in registry"))
             elif codec_name == "hj212":
                 self._check_hj212(topic.site, topic.device, device.mn, decoded)
         attrs = {k[5:]: v for k, v in decoded.meta.items() if k.startswith("attr.")}
-        return list(decoded.readings), irregular, attrs
+        # Unknown metrics and impossible values: refused one by one (the rest of the message is
+        # stored), each refusal kept as a dead letter of the whole payload for replay.
+        admitted = admission.admit(
+            decoded.readings, admission.registered_metrics(device), self.admission
+        )
+        irregular.extend((topic.site, topic.device, what) for what in admitted.flagged)
+        refused = [
+            DeadLetter(msg.topic, msg.payload, r.reason, r.detail, msg.received, codec=codec_name)
+            for r in admitted.refusals
+        ]
+        return list(admitted.readings), irregular, attrs, refused
 
     def _judge_times(self, msg: Message, readings: Sequence[Reading]) -> list[bool]:
         """Refuse a message measured too far after its receipt (:class:`DecodeError`
@@ -308,8 +327,9 @@ class IngestPipeline:
             messages, dead = expansion.messages, list(expansion.dead)
         for msg in messages:
             try:
-                rs, irr, attrs = self.decode(msg)
-                rs_live = self._judge_times(msg, rs)
+                rs, irr, attrs, refused = self.decode(msg)
+                rs_live = self._judge_times(msg, rs)  # a future message is refused whole
+                dead.extend(refused)
                 if getattr(msg, "backfilled", False) and rs:
                     # Forwarded late by a gateway after an outage: alerts it raises say so.
                     attrs = {**attrs, "backfilled": "true"}

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from farsight.clock import from_epoch_ms, to_epoch_ms
@@ -14,10 +15,16 @@ from farsight.errors import StoreError
 from farsight.migrate import ensure_schema
 from farsight.types import Reading
 
+DEAD_LETTER_KEEP_BYTES = 64 * 1024
+"""Default of ``ingest.dead_letters.keep_bytes``: payload bytes a dead letter keeps."""
+
 
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
-    """A rejected message, kept whole so it can be repaired and replayed."""
+    """A rejected message, kept so it can be repaired and replayed.
+
+    A payload longer than the store's ``keep_bytes`` is stored cut to its first bytes; ``size``
+    and ``sha256`` then say what the whole was (:attr:`truncated`)."""
 
     topic: str
     payload: bytes
@@ -26,6 +33,31 @@ class DeadLetter:
     received: datetime
     codec: str | None = None
     id: int | None = None
+    size: int | None = None
+    """Length of the payload as received; ``None``: ``len(payload)`` (not stored yet)."""
+    sha256: str | None = None
+    """Hex SHA-256 of the whole payload as received (``None`` on letters from before 0003)."""
+
+    @property
+    def truncated(self) -> bool:
+        """True when :attr:`payload` holds only the first bytes of what was received."""
+        return self.size is not None and self.size > len(self.payload)
+
+
+@dataclass(frozen=True, slots=True)
+class Pruned:
+    """Dead letters one retention run deleted, by cause."""
+
+    by_age: int = 0
+    by_size: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.by_age + self.by_size
+
+
+PRUNED_COUNTER = "dead_letters_removed"
+"""Counter (label: ``age`` or ``size``) of dead letters retention deleted, exported at /metrics."""
 
 
 _INSERT_HEAD = (
@@ -56,8 +88,14 @@ class ReadingStore:
     The database is SQLite in WAL mode, or PostgreSQL.
     """
 
-    def __init__(self, path: Path | str | Database) -> None:
+    def __init__(
+        self, path: Path | str | Database, keep_bytes: int = DEAD_LETTER_KEEP_BYTES
+    ) -> None:
         self.db = ensure_schema(Database.of(path))
+        if keep_bytes < 1:
+            raise ValueError(f"keep_bytes must be at least 1, got {keep_bytes}")
+        # Dead letters keep this many payload bytes (ingest.dead_letters.keep_bytes).
+        self.keep_bytes = keep_bytes
 
     # -- writes (one transaction per batch; the caller acknowledges after it returns) --------
 
@@ -99,9 +137,19 @@ class ReadingStore:
                 inserted.update((a, b, m, t) for a, b, m, t in c.execute(sql, params).fetchall())
             for d in dead:
                 c.execute(
-                    "INSERT INTO dead_letters (received, topic, payload, codec, reason, detail)"
-                    " VALUES (?, ?, ?, ?, ?, ?)",
-                    (to_epoch_ms(d.received), d.topic, d.payload, d.codec, d.reason, d.detail),
+                    "INSERT INTO dead_letters"
+                    " (received, topic, payload, codec, reason, detail, size, sha256)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        to_epoch_ms(d.received),
+                        d.topic,
+                        d.payload[: self.keep_bytes],
+                        d.codec,
+                        d.reason,
+                        d.detail,
+                        len(d.payload) if d.size is None else d.size,
+                        d.sha256 or hashlib.sha256(d.payload).hexdigest(),
+                    ),
                 )
             for site, device, what in irregular:
                 c.execute(
@@ -296,12 +344,48 @@ class ReadingStore:
                 received=from_epoch_ms(r["received"]),
                 codec=r["codec"],
                 id=r["id"],
+                size=r["size"],
+                sha256=r["sha256"],
             )
             for r in self.db.query(sql, tuple(params))
         ]
 
     def dead_letter_count(self) -> int:
         return int(self.db.query("SELECT count(*) FROM dead_letters")[0][0])
+
+    def dead_letter_bytes(self) -> int:
+        """Payload bytes the dead letters hold (what the size retention bounds)."""
+        return int(
+            self.db.query("SELECT coalesce(sum(length(payload)), 0) FROM dead_letters")[0][0]
+        )
+
+    def prune_dead_letters(self, max_age: timedelta, max_bytes: int, now: datetime) -> Pruned:
+        """Delete dead letters received before ``now - max_age``, then the oldest until the
+        payloads kept total at most ``max_bytes``; count the deletions in the counters
+        (:data:`PRUNED_COUNTER`) in the same transaction.
+        """
+        if max_bytes < 0 or max_age < timedelta(0):
+            raise ValueError("max_age and max_bytes must not be negative")
+        cutoff = to_epoch_ms(now - max_age)
+        with self.db.transaction() as c:
+            by_age = c.execute("DELETE FROM dead_letters WHERE received < ?", (cutoff,)).rowcount
+            # The newest letter whose running total (newest first) passes the cap: it and all
+            # older ones go.
+            row = c.execute(
+                "SELECT id FROM (SELECT id, sum(length(payload)) OVER (ORDER BY id DESC) AS kept"
+                " FROM dead_letters) t WHERE kept > ? ORDER BY id DESC LIMIT 1",
+                (max_bytes,),
+            ).fetchone()
+            by_size = 0
+            if row is not None:
+                by_size = c.execute("DELETE FROM dead_letters WHERE id <= ?", (row[0],)).rowcount
+            counts = [(label, n) for label, n in (("age", by_age), ("size", by_size)) if n]
+            c.executemany(
+                "INSERT INTO counters (name, label, value) VALUES (?, ?, ?)"
+                " ON CONFLICT (name, label) DO UPDATE SET value = counters.value + excluded.value",
+                [(PRUNED_COUNTER, label, n) for label, n in counts],
+            )
+        return Pruned(max(by_age, 0), max(by_size, 0))
 
     def irregularities(self) -> list[dict]:
         return [dict(r) for r in self.db.query("SELECT * FROM irregularities ORDER BY count DESC")]

@@ -23,10 +23,12 @@ from farsight.pki import read_certificate
 from farsight.registry import Registry, load_registry
 from farsight.settings import Settings
 from farsight.tls import broker_context
+from ingest.admission import AdmissionPolicy
 from ingest.edge_batches import EdgeBatchDecoder, load_keys
 from ingest.edge_health import GatewayMonitor
 from ingest.mqtt import MqttConsumer
 from ingest.pipeline import IngestPipeline
+from ingest.retention import DeadLetterRetention
 from ingest.store import ReadingStore
 from rules.engine import Engine
 from rules.reload import RuleFileWatcher
@@ -45,7 +47,7 @@ class IngestService:
         # One connection for the worker: a batch's readings, alerts, audit entries and rule state
         # commit in one transaction.
         self.db = Database.open(settings.database)
-        self.readings = ReadingStore(self.db)
+        self.readings = ReadingStore(self.db, keep_bytes=settings.ingest.dead_letters.keep_bytes)
         self.alert_pipeline = build_alert_pipeline(self.db, settings.alerts)
         self.alerts = self.alert_pipeline.store
         self.watcher = RuleFileWatcher(settings.rules.files, settings.rules.default_pack)
@@ -89,15 +91,26 @@ class IngestService:
             passwords=_hj212_passwords(settings),
             time=settings.ingest.time,
             clock=self.clock,
+            admission=AdmissionPolicy.from_settings(settings.ingest),
         )
         self.anchors = _anchor_scheduler(settings)
+        self.retention = DeadLetterRetention(self.readings, settings.ingest.dead_letters)
         self.consumer = MqttConsumer(
             settings.broker,
             ingest_settings,
             self.pipeline.process,
-            periodic=self.pipeline.tick,
+            periodic=self._periodic,
             period_s=settings.rules.tick_s,
         )
+
+    def _periodic(self) -> None:
+        self.pipeline.tick()
+        # Here rather than a pipeline ticker: those move with the engine's event time and wait
+        # for a first reading; retention runs on the wall clock, also when only dead letters come.
+        try:
+            self.retention()
+        except FarsightError:
+            log.exception("dead-letter retention failed")
 
     def _index_text(self, _now: datetime) -> int:
         return self.alerts.index_text()
