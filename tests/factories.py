@@ -41,7 +41,7 @@ def registry_doc() -> dict:
                         "kind": "cems",
                         "protocol": "hj212",
                         "mn": "42050000000001",
-                        "metrics": ["so2", "nox"],
+                        "metrics": ["so2", "nox", "particulate"],
                     }
                 ],
             },

@@ -114,7 +114,7 @@ def simulate(store: ReadingStore, registry: Registry, scenario: Scenario = SCENA
         local = t.astimezone(BEIJING)
         by_delay: dict[float, list[Reading]] = defaultdict(list)
         for topic, payload in sim.messages(t):
-            readings, _irregular, _attrs = pipe.decode(Message(topic, payload))
+            readings, _irregular, _attrs, _refused = pipe.decode(Message(topic, payload))
             for r in readings:
                 delay = DELAY_S
                 if r.site == "qd-air":

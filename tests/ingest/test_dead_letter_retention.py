@@ -11,7 +11,7 @@ import pytest
 
 from app.cli import main
 from farsight.db import Database
-from farsight.migrate import HEAD, current, upgrade
+from farsight.migrate import current, upgrade
 from farsight.settings import DeadLetterSettings
 from hub.metrics import counter_families
 from ingest.retention import MIB, DeadLetterRetention
@@ -109,7 +109,7 @@ def test_migration_0003_sizes_the_letters_already_stored(tmp_path: Path) -> None
             " VALUES (1, 't', ?, NULL, 'bad', '')",
             (b"12345",),
         )
-    assert upgrade(db) == ("0002", HEAD) and current(db) == "0003"
+    assert upgrade(db, "0003") == ("0002", "0003") and current(db) == "0003"
     (old,) = ReadingStore(db).dead_letters()
     assert old.payload == b"12345" and old.size == 5 and old.sha256 is None and not old.truncated
     db.close()
