@@ -142,7 +142,8 @@ class Pump:
     def _read(self, c: mqtt.Client) -> None:
         rc = c.loop_read(max_packets=100)
         if rc != mqtt.MQTT_ERR_SUCCESS:
-            raise SystemExit(f"publisher {c._client_id!r} lost its connection: {rc.name}")
+            # A refused CONNECT ends here too: paho drops the connection on its CONNACK.
+            raise SystemExit(f"publisher {c.username!r} lost its connection: {rc.name}")
 
     def step(self, timeout: float = 0.0) -> None:
         """Read what the broker sent (waiting up to ``timeout`` seconds for it), write what
