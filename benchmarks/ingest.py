@@ -9,9 +9,19 @@ Each message is one air-quality analyser's report of six metrics (PM2.5, PM10, S
 O3, CO), as the demo's stations send; messages per second are printed beside it.
 
 Ingest runs on the open broker and on each broker set up as a deployment should be
-(:data:`SECURED`: TLS only, with a private CA and client certificates from farsight.pki), in
-turn, ``--repeat`` rounds; the best run of each counts, and each secured one is printed as a ratio
-to the open one. The last line printed is the figure, with those ratios on it.
+(:data:`SECURED`), in turn, ``--repeat`` rounds; the best run of each counts, and each secured one
+is printed as a ratio to the open one. The last line printed is the figure, with those ratios on
+it. The secured brokers:
+
+* TLS: a TLS-only listener (private CA from farsight.pki) that requires a client certificate and
+  takes it as the user name; ingest and the publisher share one certificate;
+* auth+ACL+TLS: a deployment's broker. A TLS-only listener, ``allow_anonymous false``, the
+  password and ACL files ``farsight devices sync`` writes from the registry and a credential
+  store, ``use_username_as_clientid``; ingest connects as ``farsight-ingest`` with its password,
+  and every message is published through a connection of the device it is for, as that device
+  (the ACL lets a device publish only its own topics). Before each run the script checks that
+  the broker refuses an anonymous client and drops what a device publishes on another device's
+  topic, so the figure cannot come from an open broker.
 
     .venv/bin/python benchmarks/ingest.py [--devices 1000] [--per-device 40] [--repeat 3]
 """
@@ -20,11 +30,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import selectors
+import ssl
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -32,13 +45,30 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import paho.mqtt.client as mqtt
+
 from app.roles.ingest import IngestService
 from farsight import pki
-from farsight.broker import MosquittoBroker, TlsListener
+from farsight.broker import BrokerAuth, MosquittoBroker, TlsListener
+from farsight.broker_acl import write_broker_files
+from farsight.credentials import (
+    INGEST,
+    CredentialStore,
+    Secret,
+    registry_identities,
+    username_of_topic,
+)
 from farsight.credit import make_credit_code
-from farsight.mqttclient import PublishTracker, connect, make_client, wait_connected
-from farsight.registry import parse_registry
-from farsight.settings import Settings
+from farsight.mqttclient import (
+    PublishTracker,
+    anonymous_accepted,
+    connect,
+    make_client,
+    session_connect_kwargs,
+    wait_connected,
+)
+from farsight.registry import Registry, parse_registry
+from farsight.settings import BrokerSettings, Settings
 
 METRICS = ("pm25", "pm10", "so2", "no2", "o3", "co")
 
@@ -88,10 +118,11 @@ def messages(devices: int, per_device: int) -> list[tuple[str, bytes]]:
     return out
 
 
-def publish_all(settings: Settings, msgs: list[tuple[str, bytes]]) -> None:
-    pub = make_client(settings.broker, "bench-publisher", persistent=False)
+def publish_all(settings: BrokerSettings, msgs: list[tuple[str, bytes]]) -> None:
+    """Every message through one connection, acknowledged by the broker."""
+    pub = make_client(settings, "bench-publisher", persistent=False)
     tracker = PublishTracker(pub)
-    connect(pub, settings.broker, persistent=False)
+    connect(pub, settings, persistent=False)
     wait_connected(pub)
     for topic, payload in msgs:
         tracker.add(pub.publish(topic, payload, qos=1))
@@ -101,37 +132,122 @@ def publish_all(settings: Settings, msgs: list[tuple[str, bytes]]) -> None:
     pub.loop_stop()
 
 
-def bare_paho(settings: Settings, msgs: list[tuple[str, bytes]]) -> float:
+class Pump:
+    """Drives many paho clients from this thread: no loop thread per client, so a thousand
+    device connections cost a thousand sockets, not a thousand threads."""
+
+    def __init__(self, clients: Iterable[mqtt.Client]) -> None:
+        self.clients = list(clients)
+        self.selector = selectors.DefaultSelector()
+        for c in self.clients:
+            self.selector.register(c.socket(), selectors.EVENT_READ, c)
+
+    def _read(self, c: mqtt.Client) -> None:
+        rc = c.loop_read(max_packets=100)
+        if rc != mqtt.MQTT_ERR_SUCCESS:
+            # A refused CONNECT ends here too: paho drops the connection on its CONNACK.
+            raise SystemExit(f"publisher {c.username!r} lost its connection: {rc.name}")
+
+    def step(self, timeout: float = 0.0) -> None:
+        """Read what the broker sent (waiting up to ``timeout`` seconds for it), write what
+        is pending."""
+        for key, _ in self.selector.select(timeout):
+            self._read(key.data)
+        for c in self.clients:
+            if c.want_write():
+                c.loop_write()
+            sock = c.socket()
+            # Records TLS has decrypted already: select() does not see them.
+            if isinstance(sock, ssl.SSLSocket) and sock.pending():
+                self._read(c)
+
+    def run(self, done: Callable[[], bool], what: str, timeout: float = 300.0) -> None:
+        """Step until ``done()``; exit naming ``what`` after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while not done():
+            if time.monotonic() > deadline:
+                raise SystemExit(f"publishers: {what} not done after {timeout:.0f} s")
+            self.step(0.05)
+
+    def close(self) -> None:
+        for c in self.clients:
+            c.disconnect()  # written at once; paho closes the socket after it
+        self.selector.close()
+
+
+def publish_as_devices(
+    settings: BrokerSettings, secrets: Mapping[str, Secret], msgs: list[tuple[str, bytes]]
+) -> None:
+    """Every message through a connection of the device it is for, as that device (its user
+    name and password), in the order of ``msgs``, all acknowledged by the broker."""
+    users = list(dict.fromkeys(username_of_topic(topic) or topic for topic, _ in msgs))
+    refused: list[str] = []
+    connected = acked = 0
+
+    def on_connect(c: mqtt.Client, user: str, flags: Any, rc: Any, props: Any) -> None:
+        nonlocal connected
+        if rc.is_failure:
+            refused.append(f"{user}: {rc}")
+        connected += 1
+
+    def on_publish(c: mqtt.Client, user: str, mid: int, rc: Any, props: Any) -> None:
+        nonlocal acked
+        acked += 1
+
+    clients: dict[str, mqtt.Client] = {}
+    for user in users:
+        if user not in secrets:
+            raise SystemExit(f"no secret for {user!r}: it cannot publish on its own topics")
+        device = settings.model_copy(update={"username": user, "password": secrets[user].password})
+        c = make_client(device, user, persistent=False)
+        c.user_data_set(user)
+        c.on_connect, c.on_publish = on_connect, on_publish
+        # Blocking until TLS is up; the CONNACK is read by the pump below.
+        c.connect(device.host, device.port, **session_connect_kwargs(device, persistent=False))
+        clients[user] = c
+    pump = Pump(clients.values())
+    try:
+        pump.run(lambda: connected == len(clients), "CONNACKs", timeout=120)
+        if refused:
+            raise SystemExit(f"the broker refused {len(refused)} devices, e.g. {refused[0]}")
+        for k, (topic, payload) in enumerate(msgs):
+            clients[username_of_topic(topic) or topic].publish(topic, payload, qos=1)
+            if k % 1000 == 999:  # read PUBACKs, finish writes a full socket buffer held back
+                pump.step()
+        pump.run(lambda: acked == len(msgs), "PUBACKs")
+    finally:
+        pump.close()
+
+
+def bare_paho(settings: BrokerSettings, msgs: list[tuple[str, bytes]]) -> float:
     """A paho subscriber that only counts: the ceiling for any Python consumer here."""
     n = len(msgs)
     count = 0
-    done = threading.Event()
-    first: list[float] = []
+    done, subscribed = threading.Event(), threading.Event()
 
-    def on_message(c, u, m):
+    def on_message(c: mqtt.Client, u: Any, m: mqtt.MQTTMessage) -> None:
         nonlocal count
-        if not first:
-            first.append(time.perf_counter())
         count += 1
         if count >= n:
             done.set()
 
-    def client():
-        c = make_client(settings.broker, "bench-bare", persistent=True)
+    def client() -> mqtt.Client:
+        c = make_client(settings, "bench-bare", persistent=True)
         c.on_connect = lambda cl, u, f, rc, p: cl.subscribe("fs/v1/+/+/+/reading", qos=1)
+        c.on_subscribe = lambda cl, u, mid, rcs, p: subscribed.set()
         c.on_message = on_message
         return c
 
     c = client()
-    connect(c, settings.broker)
-    wait_connected(c)
-    time.sleep(0.2)  # let the SUBACK land before going away
+    connect(c, settings)
+    if not subscribed.wait(10):  # the session holds the subscription before it goes away
+        raise SystemExit("bare subscriber: no SUBACK")
     c.disconnect()
     c.loop_stop()
     publish_all(settings, msgs)
     start = time.perf_counter()
     c = client()
-    connect(c, settings.broker)
+    connect(c, settings)
     if not done.wait(600):
         raise SystemExit(f"bare subscriber got {count}/{n}")
     elapsed = time.perf_counter() - start
@@ -140,44 +256,121 @@ def bare_paho(settings: Settings, msgs: list[tuple[str, bytes]]) -> float:
     return n / elapsed
 
 
-def farsight_ingest(
-    settings: Settings, registry, msgs: list[tuple[str, bytes]]
-) -> tuple[float, IngestService]:
-    svc = IngestService(settings, registry)
-    svc.start()
-    svc.stop()
-    publish_all(settings, msgs)
-    svc = IngestService(settings, registry)
-    base = svc.readings.count()
-    start = time.perf_counter()
-    svc.start()
-    deadline = start + 600
-    expected = len(msgs) * len(METRICS)
-    while svc.readings.count() - base < expected:
-        if time.perf_counter() > deadline:
-            raise SystemExit(f"ingest stored {svc.readings.count() - base}/{expected}")
-        time.sleep(0.02)
-    elapsed = time.perf_counter() - start
-    return len(msgs) / elapsed, svc
-
-
 @dataclass(frozen=True)
 class BrokerSetup:
-    """One way to run the broker and its clients: keyword options of :class:`MosquittoBroker`
-    and the ``broker`` settings of the clients besides host and port (``tls``, ``username``)."""
+    """One way to run the broker and its clients: keyword options of :class:`MosquittoBroker`,
+    ingest's ``broker`` settings besides host and port (``tls``, ``username``, ``password``) and
+    its other settings; with ``devices``, each message is published as the device it is for
+    (``device_client``: the devices' ``broker`` settings besides host, port and credentials),
+    else through one connection with ingest's ``broker`` settings."""
 
     name: str
     broker_options: dict[str, Any] = field(default_factory=dict)
     client: dict[str, Any] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
+    devices: Mapping[str, Secret] = field(default_factory=dict)
+    device_client: dict[str, Any] = field(default_factory=dict)
 
 
-def tls_setup(directory: Path) -> BrokerSetup:
+def broker_settings(broker: MosquittoBroker, client: dict[str, Any]) -> BrokerSettings:
+    return BrokerSettings.model_validate(
+        {"host": broker.host, "port": broker.port, "embedded": "none", **client}
+    )
+
+
+def settings_for(broker: MosquittoBroker, data_dir: Path, setup: BrokerSetup) -> Settings:
+    return Settings.model_validate(
+        {
+            **setup.settings,
+            "data_dir": str(data_dir),
+            "broker": broker_settings(broker, setup.client).model_dump(),
+        }
+    )
+
+
+def publish(setup: BrokerSetup, broker: MosquittoBroker, msgs: list[tuple[str, bytes]]) -> None:
+    if setup.devices:
+        publish_as_devices(broker_settings(broker, setup.device_client), setup.devices, msgs)
+    else:
+        publish_all(broker_settings(broker, setup.client), msgs)
+
+
+@dataclass(frozen=True)
+class Run:
+    """One ingest run: messages per second drained, and CPU time per message of ingest's process
+    and of the broker over the drain (less disturbed than the rate by other work on the
+    machine; the broker's None where /proc is not there to read)."""
+
+    rate: float
+    ingest_cpu_us: float
+    broker_cpu_us: float | None
+    summary: str
+
+    def cpu(self) -> str:
+        broker = "" if self.broker_cpu_us is None else f", broker {self.broker_cpu_us:.0f} µs"
+        return f"CPU per message: ingest {self.ingest_cpu_us:.0f} µs{broker}"
+
+
+def cpu_seconds(pid: int | None) -> float | None:
+    """User and system CPU time process ``pid`` has used, from /proc (Linux); None elsewhere."""
+    if pid is None:
+        return None
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii")
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()  # after the command name, which may hold blanks
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def farsight_ingest(
+    settings: Settings,
+    registry: Registry,
+    send: Callable[[], None],
+    expected: int,
+    broker_pid: int | None,
+) -> tuple[Run, IngestService]:
+    """How fast ingest drains its persistent session once ``send`` has filled it with
+    ``expected`` messages of :data:`METRICS`."""
+    svc = IngestService(settings, registry)
+    svc.start()
+    svc.stop()
+    send()
+    svc = IngestService(settings, registry)
+    base = svc.readings.count()
+    broker_before, cpu_before = cpu_seconds(broker_pid), time.process_time()
+    start = time.perf_counter()
+    svc.start()
+    deadline = start + 600
+    readings = expected * len(METRICS)
+    while svc.readings.count() - base < readings:
+        if time.perf_counter() > deadline:
+            raise SystemExit(f"ingest stored {svc.readings.count() - base}/{readings}")
+        time.sleep(0.02)
+    elapsed = time.perf_counter() - start
+    cpu, broker_after = time.process_time() - cpu_before, cpu_seconds(broker_pid)
+    broker = None
+    if broker_before is not None and broker_after is not None:
+        broker = (broker_after - broker_before) / expected * 1e6
+    summary = (
+        f"{len(svc.engine.rules)} rules, {svc.alerts.list()[1]} alerts,"
+        f" {svc.readings.dead_letter_count()} dead letters,"
+        f" {svc.pipeline.stats.past_horizon} readings past the backfill horizon"
+    )
+    return Run(expected / elapsed, cpu / expected * 1e6, broker, summary), svc
+
+
+def _broker_pki(directory: Path) -> tuple[pki.Issued, pki.Issued]:
+    """A private CA and the broker's certificate for 127.0.0.1."""
+    ca = pki.init_ca(directory)
+    return ca, pki.issue_server(directory, "broker", ip_addresses=["127.0.0.1"])
+
+
+def tls_setup(directory: Path, registry: Registry) -> BrokerSetup:
     """TLS only, a client certificate required and taken as the user name: a private CA, the
     broker's certificate and one client certificate (ingest and the publisher share it)."""
-    directory = directory / "pki"
-    ca = pki.init_ca(directory)
-    server = pki.issue_server(directory, "broker", ip_addresses=["127.0.0.1"])
-    client = pki.issue_client(directory, "bench")
+    ca, server = _broker_pki(directory / "pki")
+    client = pki.issue_client(directory / "pki", "bench")
     listener = TlsListener(
         ca.cert,
         server.cert,
@@ -190,37 +383,110 @@ def tls_setup(directory: Path) -> BrokerSetup:
     return BrokerSetup("TLS", {"tls": listener}, {"tls": tls})
 
 
-SECURED: tuple[Callable[[Path], BrokerSetup], ...] = (tls_setup,)
-"""The broker set-ups measured against the open one. Authentication and ACLs join here as a
-function that returns a :class:`BrokerSetup` with MosquittoBroker's password and ACL options and
-the clients' credentials (alone, and together with TLS)."""
+def auth_acl_tls_setup(directory: Path, registry: Registry) -> BrokerSetup:
+    """A deployment's broker: credentials for every identity of ``registry`` in a credential
+    store, mosquitto's password and ACL files written from them, a TLS-only listener; ingest
+    as ``farsight-ingest`` with its password, each device with its own."""
+    store = CredentialStore(directory / "trust" / "credentials.json")
+    secrets = {s.username: s for s in store.issue_missing(registry)}
+    auth = BrokerAuth(
+        directory / "trust" / "mosquitto.passwd", directory / "trust" / "mosquitto.acl"
+    )
+    files = write_broker_files(store, registry, auth.password_file, auth.acl_file)
+    if files.missing:
+        raise SystemExit(f"no credentials for {', '.join(files.missing[:5])}")
+    ca, server = _broker_pki(directory / "pki")
+    tls = {"enabled": True, "ca_file": ca.cert}
+    devices = {
+        i.username: secrets[i.username] for i in registry_identities(registry) if i.kind == "device"
+    }
+    return BrokerSetup(
+        "auth+ACL+TLS",
+        {"auth": auth, "tls": TlsListener(ca.cert, server.cert, server.key, only=True)},
+        {"tls": tls, "username": INGEST, "password": secrets[INGEST].password},
+        # Ingest checks HJ 212 PWs against the store, as deployed (these readings are JSON).
+        {"ingest": {"client_id": INGEST}, "credentials": {"store_file": str(store.path)}},
+        devices,
+        {"tls": tls},
+    )
+
+
+SECURED: tuple[Callable[[Path, Registry], BrokerSetup], ...] = (tls_setup, auth_acl_tls_setup)
+"""The broker set-ups measured against the open one."""
+
+
+def check_enforced(setup: BrokerSetup, broker: MosquittoBroker) -> None:
+    """Exit unless the broker refuses anonymous clients and, with ``setup.devices``, drops what
+    a device publishes on another device's topic: a secured figure is never an open broker's."""
+    ingest = broker_settings(broker, setup.client)
+    if anonymous_accepted(ingest) is not False:
+        raise SystemExit(f"{setup.name}: the broker did not refuse an anonymous client")
+    if len(setup.devices) < 2:
+        return
+    (own, secret), (other, _) = list(setup.devices.items())[:2]
+    got: list[str] = []
+    subscribed = threading.Event()
+    # Ingest's identity and filter, in a clean session: gone before ingest makes its own.
+    probe = make_client(ingest, INGEST, persistent=False)
+    probe.on_connect = lambda c, u, f, rc, p: c.subscribe("fs/v1/#", qos=1)
+    probe.on_subscribe = lambda c, u, mid, rcs, p: subscribed.set()
+    probe.on_message = lambda c, u, m: got.append(m.topic)
+    connect(probe, ingest, persistent=False)
+    device = broker_settings(broker, setup.device_client).model_copy(
+        update={"username": own, "password": secret.password}
+    )
+    pub = make_client(device, own, persistent=False)
+    tracker = PublishTracker(pub)
+    connect(pub, device, persistent=False)
+    try:
+        wait_connected(pub)
+        if not subscribed.wait(10):
+            raise SystemExit(f"{setup.name}: ingest's identity could not subscribe")
+        forged, mine = f"fs/v1/{other}/reading", f"fs/v1/{own}/reading"
+        # One connection keeps order: once the device's own message is through, the forged
+        # one, published first, would have been too.
+        tracker.add(pub.publish(forged, b"{}", qos=1))
+        tracker.add(pub.publish(mine, b"{}", qos=1))
+        deadline = time.monotonic() + 10
+        while mine not in got:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"{setup.name}: {own}'s own message did not reach ingest")
+            time.sleep(0.01)
+        if forged in got:
+            raise SystemExit(f"{setup.name}: {own} published on {other}'s topic")
+    finally:
+        for c in (pub, probe):
+            c.disconnect()
+            c.loop_stop()
 
 
 def run_ingest(
-    setup: BrokerSetup, tmp: Path, registry, msgs: list[tuple[str, bytes]]
-) -> tuple[float, str]:
-    """Ingest's rate through a broker of ``setup``, in messages per second, and a summary."""
+    setup: BrokerSetup, tmp: Path, registry: Registry, msgs: list[tuple[str, bytes]]
+) -> Run:
+    """Ingest through a broker of ``setup``."""
     broker = MosquittoBroker(data_dir=tmp / "mosquitto", **setup.broker_options)
     try:
-        settings = settings_for(broker, tmp / "var", setup.client)
-        rate, svc = farsight_ingest(settings, registry, msgs)
-        summary = (
-            f"{len(svc.engine.rules)} rules, {svc.alerts.list()[1]} alerts,"
-            f" {svc.readings.dead_letter_count()} dead letters,"
-            f" {svc.pipeline.stats.past_horizon} readings past the backfill horizon"
+        if setup.broker_options:
+            check_enforced(setup, broker)
+        settings = settings_for(broker, tmp / "var", setup)
+        run, svc = farsight_ingest(
+            settings, registry, lambda: publish(setup, broker, msgs), len(msgs), broker.pid
         )
         svc.stop()
     finally:
         broker.close()
-    return rate, summary
+    return run
 
 
-def settings_for(broker: MosquittoBroker, data_dir: Path, client: dict[str, Any]) -> Settings:
-    return Settings.model_validate(
-        {
-            "data_dir": str(data_dir),
-            "broker": {"host": broker.host, "port": broker.port, "embedded": "none", **client},
-        }
+def best_of(runs: list[Run]) -> Run:
+    """The fastest run's rate and summary, and the least CPU per message of any run."""
+    fastest = max(runs, key=lambda r: r.rate)
+    brokers = [r.broker_cpu_us for r in runs if r.broker_cpu_us is not None]
+    return Run(
+        fastest.rate,
+        min(r.ingest_cpu_us for r in runs),
+        min(brokers) if brokers else None,
+        fastest.summary,
     )
 
 
@@ -242,38 +508,42 @@ def main() -> None:
         root = Path(tmp)
         broker = MosquittoBroker(data_dir=root / "bare" / "mosquitto")
         try:
-            settings = settings_for(broker, root / "bare" / "var", {})
-            bare = bare_paho(settings, msgs)
+            bare = bare_paho(broker_settings(broker, {}), msgs)
         finally:
             broker.close()
         print(f"bare paho subscriber: {bare:,.0f} messages/s ({len(msgs)} messages)")
-        setups = [BrokerSetup("open"), *(make(root / make.__name__) for make in SECURED)]
-        best: dict[str, tuple[float, str]] = {}
+        setups = [BrokerSetup("open"), *(make(root / make.__name__, registry) for make in SECURED)]
+        runs: dict[str, list[Run]] = {setup.name: [] for setup in setups}
         for k in range(max(1, args.repeat)):
             for setup in setups:
-                run, summary = run_ingest(setup, root / f"{setup.name}-{k}", registry, msgs)
-                print(f"round {k + 1}, {setup.name} broker: {run:,.0f} messages/s", flush=True)
-                if run > best.get(setup.name, (0.0, ""))[0]:
-                    best[setup.name] = (run, summary)
-    rate, summary = best["open"]
+                run = run_ingest(setup, root / f"{setup.name}-{k}", registry, msgs)
+                runs[setup.name].append(run)
+                print(
+                    f"round {k + 1}, {setup.name} broker: {run.rate:,.0f} messages/s ({run.cpu()})",
+                    flush=True,
+                )
+    best = {name: best_of(each) for name, each in runs.items()}
+    open_run = best["open"]
+    rate = open_run.rate
     print(
         f"farsight ingest: {rate:,.0f} messages/s = {rate * len(METRICS):,.0f} readings/s"
         " stored and rule-evaluated "
-        f"({len(msgs) * len(METRICS)} readings, {args.devices} devices, {summary})"
+        f"({len(msgs) * len(METRICS)} readings, {args.devices} devices, {open_run.summary};"
+        f" {open_run.cpu()})"
     )
     ratios = []
     for setup in setups[1:]:
-        secured, summary = best[setup.name]
-        ratios.append(f"{setup.name} {secured / rate:.2f}")
+        secured = best[setup.name]
+        ratios.append(f"{setup.name} {secured.rate / rate:.2f}")
         print(
-            f"farsight ingest with {setup.name}: {secured:,.0f} messages/s ="
-            f" {secured * len(METRICS):,.0f} readings/s ({summary});"
-            f" {secured / rate:.2f} of the open broker"
+            f"farsight ingest with {setup.name}: {secured.rate:,.0f} messages/s ="
+            f" {secured.rate * len(METRICS):,.0f} readings/s ({secured.summary});"
+            f" {secured.rate / rate:.2f} of the open broker; {secured.cpu()}"
         )
     print(
         f"ingest: {rate * len(METRICS):,.0f} readings/s end to end ({rate:,.0f} messages/s of"
         f" {len(METRICS)} metrics, "
-        f"qos1, mosquitto, MQTT {settings.broker.protocol}); bare paho {bare:,.0f} messages/s;"
+        f"qos1, mosquitto, MQTT {BrokerSettings().protocol}); bare paho {bare:,.0f} messages/s;"
         f" ratio {rate / bare:.2f}; to the open broker: {', '.join(ratios)}"
     )
 

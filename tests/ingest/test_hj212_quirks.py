@@ -218,7 +218,7 @@ def test_ingest_stores_quirky_frames_counts_quirks_per_device_and_dead_letters_t
         values={"a21026": {"Rtd": 59, "Flag": "N"}},
     )
     second = second[:2] + f"{int(second[2:6]) - 1:04d}".encode() + second[6:]
-    result = pipe.process(
+    pipe.process(
         [Message(TOPIC, NS212_LENGTH), Message(TOPIC, second), Message(TOPIC, break_crc(second))]
     )
     # The real frame also carries codes cems1 does not register: those alone are refused.

@@ -1,0 +1,59 @@
+"""Smoke test of benchmarks/ingest.py: runs at a tiny size through the open, TLS and
+auth+ACL+TLS brokers and prints its figure last, with the secured brokers' ratios on it."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+VENV_PYTHON = ROOT / ".venv" / "bin" / "python"
+
+LAST = re.compile(
+    r"^ingest: (?P<rate>[\d,]+) readings/s end to end \((?P<msgs>[\d,]+) messages/s of 6 metrics,"
+    r" qos1, mosquitto, MQTT 3\.1\.1\); bare paho (?P<bare>[\d,]+) messages/s;"
+    r" ratio (?P<ratio>[\d.]+); to the open broker: TLS (?P<tls>[\d.]+),"
+    r" auth\+ACL\+TLS (?P<auth>[\d.]+)$"
+)
+
+
+@pytest.mark.slow
+@pytest.mark.e2e
+def test_ingest_benchmark_measures_the_secured_broker_and_prints_its_figure_last(
+    mosquitto_path: str,
+) -> None:
+    python = VENV_PYTHON if VENV_PYTHON.exists() else Path(sys.executable)
+    proc = subprocess.run(
+        [
+            str(python),
+            str(ROOT / "benchmarks" / "ingest.py"),
+            "--devices",
+            "20",
+            "--per-device",
+            "3",
+            "--repeat",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=ROOT,
+        check=False,
+    )
+    # A broker that took anonymous clients or a device's publish on another device's topic would
+    # have stopped the script before its run.
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = proc.stdout.strip().splitlines()
+    assert "round 1, auth+ACL+TLS broker" in "\n".join(out)
+    secured = [line for line in out if line.startswith("farsight ingest with auth+ACL+TLS:")]
+    # Every reading was stored, none dead-lettered: each device's messages went through as it.
+    assert secured and "0 dead letters" in secured[0], out
+    m = LAST.match(out[-1])
+    assert m, out[-1]
+    for key in ("rate", "msgs", "bare"):
+        assert float(m[key].replace(",", "")) > 0
+    assert float(m["tls"]) > 0 and float(m["auth"]) > 0
