@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import timedelta
 from pathlib import Path
 
@@ -27,7 +28,9 @@ def settings_for(broker, data_dir: Path, protocol: str = "5") -> Settings:
                 "protocol": protocol,
                 "embedded": "none",
             },
-            "ingest": {"client_id": "test-ingest"},
+            # A client id of its own: tests sharing a broker must not share a persistent
+            # session (one test's leftovers would reach the next test's ingest).
+            "ingest": {"client_id": f"test-ingest-{uuid.uuid4().hex[:12]}"},
         }
     )
 
