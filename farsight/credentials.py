@@ -362,15 +362,22 @@ def _time(doc: Mapping[str, Any], key: str, where: str) -> datetime | None:
     return ts
 
 
-def _parse_store(path: Path) -> dict[str, Credential]:
+def _read_document(path: Path, fmt: str, what: str) -> dict[str, Any]:
+    """The JSON object at ``path`` whose ``format`` is ``fmt``; a :class:`CredentialError` naming
+    the file otherwise (``what`` says what it should have been)."""
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise CredentialError(f"cannot read {path}: {exc.strerror}") from None
     except json.JSONDecodeError as exc:
         raise CredentialError(f"{path}: not JSON ({exc.msg} at line {exc.lineno})") from None
-    if not isinstance(doc, dict) or doc.get("format") != STORE_FORMAT:
-        raise CredentialError(f"{path}: not a credential store (format {STORE_FORMAT!r})")
+    if not isinstance(doc, dict) or doc.get("format") != fmt:
+        raise CredentialError(f"{path}: not {what} (format {fmt!r})")
+    return doc
+
+
+def _parse_store(path: Path) -> dict[str, Credential]:
+    doc = _read_document(path, STORE_FORMAT, "a credential store")
     identities = doc.get("identities")
     if not isinstance(identities, dict):
         raise CredentialError(f"{path}: identities must be a mapping of user names")
@@ -428,14 +435,7 @@ def write_secrets(path: Path, secrets: Iterable[Secret], *, merge: bool = True) 
 def read_secrets(path: Path) -> dict[str, Secret]:
     """The secrets filed by :func:`write_secrets`, by user name."""
     path = Path(path)
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise CredentialError(f"cannot read {path}: {exc.strerror}") from None
-    except json.JSONDecodeError as exc:
-        raise CredentialError(f"{path}: not JSON ({exc.msg} at line {exc.lineno})") from None
-    if not isinstance(doc, dict) or doc.get("format") != SECRETS_FORMAT:
-        raise CredentialError(f"{path}: not a secrets file (format {SECRETS_FORMAT!r})")
+    doc = _read_document(path, SECRETS_FORMAT, "a secrets file")
     items = doc.get("secrets")
     if not isinstance(items, dict):
         raise CredentialError(f"{path}: secrets must be a mapping of user names")
