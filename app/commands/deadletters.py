@@ -208,7 +208,7 @@ def _result_line(r: ReplayResult) -> str:
 
 def _cmd_replay(args: argparse.Namespace) -> int:
     from alerts.audit_store import SqlAuditLog
-    from app.roles.ingest import _hj212_passwords
+    from app.roles.ingest import hj212_passwords
     from farsight.registry import load_registry
     from farsight.settings import load_settings
     from ingest.dead_letters import PENDING, replay_letters, replay_summary, select_letters
@@ -228,7 +228,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
             registry,
             store,
             unknown_site=settings.ingest.unknown_site,
-            passwords=_hj212_passwords(settings),
+            passwords=hj212_passwords(settings),
         )
         letters = select_letters(db, f)
         results = replay_letters(

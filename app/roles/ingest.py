@@ -88,7 +88,7 @@ class IngestService:
             tickers=(self.alert_pipeline.tick, self._index_text, self._gateways_silent),
             audit=self.alerts.audit,
             edge=self.edge,
-            passwords=_hj212_passwords(settings),
+            passwords=hj212_passwords(settings),
             time=settings.ingest.time,
             clock=self.clock,
             admission=AdmissionPolicy.from_settings(settings.ingest),
@@ -149,7 +149,7 @@ def gateway_sites(registry: Registry, settings: Settings, gateway: str) -> froze
     return frozenset({home}) if home else frozenset()
 
 
-def _hj212_passwords(settings: Settings) -> CredentialStore | None:
+def hj212_passwords(settings: Settings) -> CredentialStore | None:
     """The credential store that HJ 212 frames' PW is checked against, when there is one."""
     path = settings.credential_store_path
     if path.exists():
