@@ -22,17 +22,33 @@ CN_DAILY = "2031"
 DATA_CNS = {CN_REALTIME: "rtd", CN_MINUTE: "1m", CN_HOURLY: "1h", CN_DAILY: "1d"}
 
 
+def _crc_table() -> tuple[int, ...]:
+    """The eight shifts of :func:`crc16` applied to each possible low byte.
+
+    The shifts are linear over GF(2) and the high byte only moves down without a carry, so
+    eight shifts of a 16-bit value ``v`` equal ``(v >> 8) ^ table[v & 0xFF]``: one lookup per
+    byte instead of eight conditional XORs (a frame's CRC is checked on every message).
+    """
+    table = []
+    for low in range(256):
+        crc = low
+        for _ in range(8):
+            crc = (crc >> 1) ^ 0xA001 if crc & 1 else crc >> 1
+        table.append(crc)
+    return tuple(table)
+
+
+_CRC_TABLE = _crc_table()
+
+
 def crc16(data: bytes) -> int:
     """HJ 212 CRC16: init 0xFFFF; ``crc = (crc >> 8) ^ byte``, then 8 shifts right with XOR
     0xA001 whenever the bit shifted out is 1 (HJ 212-2017, appendix A)."""
     crc = 0xFFFF
+    table = _CRC_TABLE
     for byte in data:
         crc = (crc >> 8) ^ byte
-        for _ in range(8):
-            carry = crc & 1
-            crc >>= 1
-            if carry:
-                crc ^= 0xA001
+        crc = (crc >> 8) ^ table[crc & 0xFF]
     return crc
 
 

@@ -177,6 +177,25 @@ def test_unknown_header_fields_and_empty_items_are_noted() -> None:
     )
 
 
+def _crc16_bitwise(data: bytes) -> int:
+    """The standard's appendix A word for word: eight conditional shifts per byte."""
+    crc = 0xFFFF
+    for byte in data:
+        crc = (crc >> 8) ^ byte
+        for _ in range(8):
+            carry = crc & 1
+            crc >>= 1
+            if carry:
+                crc ^= 0xA001
+    return crc
+
+
+@FUZZ
+@given(st.binary(max_size=600))
+def test_the_table_driven_crc_is_the_standards_bitwise_one(data: bytes) -> None:
+    assert crc16(data) == _crc16_bitwise(data)
+
+
 def test_the_standards_example_frame_has_a_valid_crc_and_is_a_command() -> None:
     segment = STANDARD_EXAMPLE[6:-6]
     assert len(segment) == 101 and crc16(segment) == 0x1C80
