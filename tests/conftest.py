@@ -171,6 +171,49 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+def _simulated_day(url: str) -> None:
+    from ingest.store import ReadingStore
+    from tests.quality_day import make_registry, simulate
+
+    store = ReadingStore(url)
+    try:
+        simulate(store, make_registry())
+    finally:
+        store.close()
+
+
+@pytest.fixture(scope="session")
+def quality_day_sqlite(tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path) -> Path:
+    """An SQLite file holding the simulated day of ``tests/quality_day.py``, played once per
+    worker (some seconds): tests copy it rather than play the day again."""
+    path = tmp_path_factory.mktemp("quality-day") / "farsight.db"
+    shutil.copyfile(sqlite_template, path)
+    _simulated_day(str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def quality_day_postgres(postgres_server: TempPostgres, postgres_template: str) -> str:
+    """A PostgreSQL database holding the simulated day, the template of tests' copies."""
+    url = postgres_server.create_database("quality_day", template=postgres_template)
+    _simulated_day(url)
+    return url
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def quality_day(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh copy of the simulated day on each backend (see :func:`backend`)."""
+    if request.param == "sqlite":
+        path = tmp_path / "farsight.db"
+        shutil.copyfile(request.getfixturevalue("quality_day_sqlite"), path)
+        yield str(path)
+        return
+    server = request.getfixturevalue("postgres_server")
+    url = server.create_database(template=request.getfixturevalue("quality_day_postgres"))
+    yield url
+    server.drop_database(url)
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """Where a store keeps its tables: an SQLite file, then a PostgreSQL database; both fresh

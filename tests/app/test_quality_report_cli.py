@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -14,12 +15,11 @@ import yaml
 
 from alerts.audit_store import SqlAuditLog
 from app.cli import build_parser, main
-from ingest.store import ReadingStore
-from tests.quality_day import REGISTRY_DOC, make_registry, simulate, truth
+from tests.quality_day import REGISTRY_DOC, make_registry, truth
 
 
 @pytest.fixture(scope="module")
-def installation(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def installation(tmp_path_factory: pytest.TempPathFactory, quality_day_sqlite: Path) -> Path:
     root = tmp_path_factory.mktemp("quality-cli")
     (root / "sites.yaml").write_text(yaml.safe_dump(REGISTRY_DOC), encoding="utf-8")
     cfg = root / "farsight.yaml"
@@ -30,11 +30,7 @@ def installation(tmp_path_factory: pytest.TempPathFactory) -> Path:
         encoding="utf-8",
     )
     (root / "var").mkdir()
-    store = ReadingStore(root / "var" / "farsight.db")
-    try:
-        simulate(store, make_registry())
-    finally:
-        store.close()
+    shutil.copyfile(quality_day_sqlite, root / "var" / "farsight.db")
     return cfg
 
 

@@ -3,6 +3,7 @@ on SQLite and PostgreSQL; refusals are attributed to their device."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
@@ -11,14 +12,14 @@ from farsight.clock import BEIJING, to_epoch_ms
 from farsight.quality import Cell, Stream, compute, registry_streams, total
 from ingest.quality_store import QualityStore
 from ingest.store import DeadLetter, ReadingStore
-from tests.quality_day import AQ_METRICS, CEMS_METRICS, DAY, DELAY_S, make_registry, simulate, truth
+from tests.quality_day import AQ_METRICS, CEMS_METRICS, DAY, DELAY_S, make_registry, truth
 
 
 @pytest.fixture
-def day_store(backend: str) -> ReadingStore:
-    store = ReadingStore(backend)
-    simulate(store, make_registry())
-    return store
+def day_store(quality_day: str) -> Iterator[ReadingStore]:
+    store = ReadingStore(quality_day)
+    yield store
+    store.close()
 
 
 def test_hourly_and_daily_figures_match_the_ground_truth(day_store: ReadingStore) -> None:

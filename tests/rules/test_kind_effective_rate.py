@@ -3,7 +3,9 @@ raises an alert, judged when the day is over; a good day raises nothing and reso
 
 from __future__ import annotations
 
+import shutil
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -12,7 +14,7 @@ from ingest.store import ReadingStore
 from rules.engine import Engine
 from rules.kinds.effective_rate import EffectiveRateModel
 from rules.loader import load_ruleset, parse_ruleset
-from tests.quality_day import AQ_METRICS, DAY, make_registry, simulate, truth
+from tests.quality_day import AQ_METRICS, DAY, make_registry, truth
 
 RULE = {"id": "rate", "kind": "effective_rate", "severity": "warning", "threshold": 0.9}
 
@@ -33,10 +35,12 @@ def _summary(sigs: list[AlertSignal]) -> list[tuple[str, str, float | None]]:
     return [(s.status, s.site, s.value) for s in sigs]
 
 
-def test_the_simulated_day_raises_for_the_bad_site_only(tmp_path: object) -> None:
+def test_the_simulated_day_raises_for_the_bad_site_only(
+    quality_day_sqlite: Path, tmp_path: Path
+) -> None:
     registry = make_registry()
-    store = ReadingStore(f"{tmp_path}/day.db")
-    simulate(store, registry)
+    shutil.copyfile(quality_day_sqlite, tmp_path / "day.db")
+    store = ReadingStore(tmp_path / "day.db")
     e = _engine()
     sigs: list[AlertSignal] = []
     batch: list[Reading] = []
