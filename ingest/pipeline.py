@@ -24,7 +24,7 @@ from ingest import admission
 from ingest.admission import AdmissionPolicy
 from ingest.audit import AuditTrail
 from ingest.codecs import get_codec
-from ingest.codecs.base import Decoded
+from ingest.codecs.base import Decoded, irregularity_name
 from ingest.edge_batches import EdgeBatchDecoder, Expansion
 from ingest.measure_time import future_refusal, is_backfill
 from ingest.message import Message
@@ -170,7 +170,10 @@ class IngestPipeline:
             )
         admission.check_size(len(msg.payload), self.admission)
         decoded = get_codec(codec_name).decode(msg.payload, site=topic.site, device=topic.device)
-        irregular = [(topic.site, topic.device, what) for what in decoded.irregularities]
+        # Counted per device under each irregularity's fixed name, once per message: the details
+        # (which unknown code, what the length field said) vary without bound.
+        names = dict.fromkeys(irregularity_name(what) for what in decoded.irregularities)
+        irregular = [(topic.site, topic.device, name) for name in names]
         device = site.device(topic.device) if site is not None else None
         if site is not None:
             if device is None:
