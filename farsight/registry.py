@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from farsight.credit import credit_code_problem
 from farsight.errors import ConfigProblem, RegistryError
+from farsight.metrics import canonical_metric
 from farsight.settings import read_yaml, validation_problems
 from farsight.types import ID_RE, Device, Gateway, Location, Site
 
@@ -51,7 +52,12 @@ class DeviceModel(_Model):
         "json", title="Protocol", description="Payload codec the device speaks."
     )
     metrics: tuple[str, ...] = Field(
-        (), title="Metrics", description="Metric names the device reports."
+        (),
+        title="Metrics",
+        description="Metric names the device reports: catalogue names (so2, pm25) or HJ 212"
+        " codes in any letter case (a34004, A34004), read as the catalogue name (pm25); other"
+        " names are lower-cased, as the hj212 codec writes a code it does not know.",
+        max_length=1024,
     )
     mn: str | None = Field(
         None, title="HJ 212 MN", description="Device id in HJ 212 frames (MN=).", max_length=24
@@ -59,6 +65,12 @@ class DeviceModel(_Model):
     cadence_s: float = Field(
         60.0, title="Cadence", description="Expected seconds between readings.", gt=0, le=86_400
     )
+
+    @field_validator("metrics")
+    @classmethod
+    def _canonical_metrics(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        # One spelling wherever a metric is compared: registry, codecs, admission, rules.
+        return tuple(dict.fromkeys(canonical_metric(m) for m in v))
 
     @field_validator("kind")
     @classmethod
@@ -116,12 +128,28 @@ class SiteModel(_Model):
     limits: dict[str, float] = Field(
         default_factory=dict,
         title="Limits",
-        description="Site-specific limits per metric (a plant's permit).",
+        description="Site-specific limits per metric (a plant's permit); metric names as in a"
+        " device's metrics (HJ 212 codes in any case read as the catalogue name).",
     )
     tags: tuple[str, ...] = Field((), title="Tags", description="Free labels for rule selectors.")
     devices: tuple[DeviceModel, ...] = Field(
         (), title="Devices", description="Devices at the site."
     )
+
+    @field_validator("limits")
+    @classmethod
+    def _canonical_limits(cls, v: dict[str, float]) -> dict[str, float]:
+        out: dict[str, float] = {}
+        named: dict[str, str] = {}
+        for name, value in v.items():
+            key = canonical_metric(name)
+            if key in out and out[key] != value:
+                raise ValueError(
+                    f"{name!r} and {named[key]!r} are both the metric {key!r}, with different"
+                    f" limits ({value} and {out[key]})"
+                )
+            out[key], named[key] = value, name
+        return out
 
     @field_validator("entity_id")
     @classmethod

@@ -57,7 +57,7 @@ from datetime import UTC, datetime
 from farsight.clock import BEIJING
 from farsight.errors import DecodeError
 from farsight.hj212 import DATA_CNS, crc16
-from farsight.metrics import BY_HJ212, Metric
+from farsight.metrics import Metric, by_hj212_code
 from farsight.types import Reading
 from ingest.codecs.base import (
     Decoded,
@@ -348,9 +348,12 @@ def _canonical(key: str, known: tuple[str, ...], what: str, irregular: list[str]
 
 
 def _metric_for(code: str, irregular: list[str]) -> tuple[Metric | None, str]:
-    metric = BY_HJ212.get(code)
+    metric = by_hj212_code(code)
     if metric is not None:
-        if code != metric.hj212:
+        if code.casefold() == (metric.hj212 or "").casefold():
+            if code != metric.hj212:
+                irregular.append(irregularity("letter case", f"code {code!r} for {metric.hj212!r}"))
+        else:
             irregular.append(irregularity("2005-style code", code))
         return metric, metric.name
     if not _CODE_RE.fullmatch(code):
