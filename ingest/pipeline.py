@@ -313,8 +313,12 @@ class IngestPipeline:
             # costs data.
             log.exception("rule state not saved")
 
-    def process(self, messages: Sequence[Message]) -> BatchResult:
-        """Decode, store and evaluate a batch; returns what happened. Never raises on bad data."""
+    def process(self, messages: Sequence[Message], *, expand: bool = True) -> BatchResult:
+        """Decode, store and evaluate a batch; returns what happened. Never raises on bad data.
+
+        With ``expand=False`` gateway batches are not unpacked here: the messages were unpacked
+        and verified already (a dead-lettered batch replayed, :mod:`ingest.dead_letters`).
+        """
         readings: list[Reading] = []
         # Descriptive strings of a message (a truck's plate) keyed by what its readings share.
         attrs_at: dict[tuple[str, str, datetime], dict[str, str]] = {}
@@ -322,7 +326,7 @@ class IngestPipeline:
         irregular: list[tuple[str, str, str]] = []
         # Per reading: measured within the backfill horizon of its receipt (judged live).
         live: list[bool] = []
-        edge = self.edge
+        edge = self.edge if expand else None
         expansion: Expansion | None = None
         if edge is not None:
             # Gateway batches become the messages they carry (or dead letters) before decoding.
