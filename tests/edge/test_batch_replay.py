@@ -115,7 +115,7 @@ def test_refused_batches_are_replayed_once_verified_whatever_the_sequence_since(
     first = replay(db, capsys=capsys)
     assert set(first) == {*by_seq.values(), letters["foreign_site"]}
     one, two, three = (first[by_seq[s]] for s in (1, 2, 3))
-    assert (one["outcome"], one["stored"], one["duplicates"]) == ("stored", 3, 0), (one["reason"], one["detail"])
+    assert (one["outcome"], one["stored"], one["duplicates"]) == ("stored", 3, 0), one["detail"]
     # Batch 2's reading is stored; the weigh station's message stays refused, said per letter.
     assert (two["outcome"], two["stored"], two["reason"]) == ("failed", 1, "foreign_site")
     assert "'xg-wim-1' is not one of the gateway's sites" in two["detail"]
