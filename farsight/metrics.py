@@ -163,6 +163,35 @@ for _m in CATALOGUE:
         BY_HJ212.setdefault(_old, _m)
 
 
+_BY_CODE_FOLDED: dict[str, Metric] = {}
+for _code, _m in BY_HJ212.items():
+    _BY_CODE_FOLDED.setdefault(_code.casefold(), _m)
+
+
+def by_hj212_code(code: str) -> Metric | None:
+    """The catalogue metric of an HJ 212 pollutant code, in any letter case (``a34004``,
+    ``A34004``, the 2005-style ``PM25`` or ``pm25``): HJ 212 codes name the same pollutant
+    whatever case a data logger writes them in."""
+    return BY_HJ212.get(code) or _BY_CODE_FOLDED.get(code.casefold())
+
+
+def canonical_metric(name: str) -> str:
+    """The one spelling of a metric name that the registry, the codecs and admission share.
+
+    A catalogue name in any case is that name (``PM25`` -> ``pm25``); an HJ 212 code of a
+    catalogue metric is its name (``a34004``/``A34004`` -> ``pm25``); any other name is
+    lower-cased, as the hj212 codec writes a code it does not know (``A99001`` -> ``a99001``).
+    An aggregate suffix (``.avg_1h``) is kept, lower-cased.
+    """
+    base, dot, suffix = name.partition(".")
+    folded = base.casefold()
+    if folded not in BY_NAME:
+        metric = by_hj212_code(base)
+        if metric is not None:
+            folded = metric.name
+    return folded + dot + suffix.lower()
+
+
 def unit_of(metric: str, default: str = "") -> str:
     """The catalogue unit of ``metric`` (aggregate suffixes such as ``.avg_1h`` ignored)."""
     m = BY_NAME.get(metric.split(".", 1)[0])

@@ -25,6 +25,12 @@ timeliness
     receive time minus measure time of each reading (seconds; ``readings.received`` is the ingest
     clock), as mean, maximum and the count later than a bound.
 
+declared stoppages (停运)
+    the periods an operator declared a site or device stopped (the registry's ``stoppages``)
+    are left out: nothing is owed then, and what arrived then is not counted (the store leaves
+    it out, :func:`declared_stops`). Data flagged F (stopped) outside a declared stoppage is
+    owed and received as any other, and not valid.
+
 Values are counted per metric stream (device, metric) and per cadence slot: a device that sends
 faster than its cadence is not more than complete (received is capped at expected per hour), and
 metrics the registry does not list for a device are not counted (the registry says what is owed).
@@ -35,6 +41,7 @@ Hours are UTC hours, which are the local hours of every zone a whole number of h
 from __future__ import annotations
 
 import math
+from bisect import bisect_right
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -65,14 +72,49 @@ def counts_as_valid(flag: str) -> bool:
     return is_valid(flag)
 
 
+Window = tuple[int, int]
+"""A period ``[start, end)`` in epoch ms."""
+
+
+def merge_windows(windows: Iterable[Window]) -> tuple[Window, ...]:
+    """Sorted, with overlapping and touching windows joined."""
+    out: list[list[int]] = []
+    for a, b in sorted(windows):
+        if out and a <= out[-1][1]:
+            out[-1][1] = max(out[-1][1], b)
+        else:
+            out.append([a, b])
+    return tuple((a, b) for a, b in out)
+
+
+def overlap_ms(windows: Sequence[Window], start: int, end: int) -> int:
+    """Milliseconds of ``[start, end)`` inside ``windows`` (merged, as :func:`merge_windows`)."""
+    return sum(max(0, min(b, end) - max(a, start)) for a, b in windows if a < end and b > start)
+
+
+def in_windows(t: int, windows: Sequence[Window]) -> bool:
+    """Whether epoch ms ``t`` falls in one of ``windows`` (merged)."""
+    i = bisect_right(windows, (t, math.inf)) - 1
+    return i >= 0 and windows[i][0] <= t < windows[i][1]
+
+
+def stopped_windows(site: Site, device: str) -> tuple[Window, ...]:
+    """The declared stoppages of ``site`` that cover ``device``, as merged windows."""
+    return merge_windows(
+        (to_epoch_ms(st.start), to_epoch_ms(st.end)) for st in site.stoppages if st.covers(device)
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Stream:
-    """One metric a registered device owes at its cadence."""
+    """One metric a registered device owes at its cadence, outside its declared stoppages."""
 
     site: str
     device: str
     metric: str
     cadence_s: float
+    stopped: tuple[Window, ...] = ()
+    """Declared stoppages of the device (merged windows, epoch ms): nothing owed then."""
 
     def __post_init__(self) -> None:
         if not self.cadence_s > 0:
@@ -182,7 +224,7 @@ def streams_of(
     Devices of ``ignore_kinds`` and devices that list no metrics owe nothing (nothing says what).
     """
     return [
-        Stream(s.id, d.id, m, d.cadence_s)
+        Stream(s.id, d.id, m, d.cadence_s, stopped_windows(s, d.id))
         for s in sites
         for d in s.devices
         if d.kind not in ignore_kinds
@@ -196,6 +238,17 @@ def registry_streams(
     """:func:`streams_of` the registry's sites, of one department or one site."""
     sites = registry.for_department(department)
     return streams_of(s for s in sites if site is None or s.id == site)
+
+
+def declared_stops(streams: Iterable[Stream]) -> list[tuple[str, str, int, int]]:
+    """(site, device, start ms, end ms) of every declared stoppage of the streams' devices:
+    what ``QualityStore.cells(exclude=...)`` leaves out, so that what arrived while a device
+    owed nothing is not counted either."""
+    out: dict[tuple[str, str], tuple[Window, ...]] = {}
+    for s in streams:
+        if s.stopped:
+            out[(s.site, s.device)] = s.stopped
+    return [(site, dev, a, b) for (site, dev), ws in sorted(out.items()) for a, b in ws]
 
 
 def period_start(ts: datetime, interval: Interval, tz: tzinfo = BEIJING) -> datetime:
@@ -242,8 +295,9 @@ def compute(
     ----------
     cells
         Counts of readings per stream, hour and flag (:class:`Cell`), e.g. from
-        ``ingest.quality_store.QualityStore.cells``; cells of streams not in ``streams`` and of
-        hours outside the periods are ignored.
+        ``ingest.quality_store.QualityStore.cells`` (with ``exclude=declared_stops(streams)``,
+        so readings of declared stoppages are not counted); cells of streams not in
+        ``streams`` and of hours outside the periods are ignored.
     streams
         What is owed (:func:`streams_of`).
     start, end
@@ -305,7 +359,11 @@ def compute(
             valid_hours = 0
             owed_hours = 0
             for hour in range(a_ms, b_ms, HOUR_MS):
-                owed = stream.owed((hour + HOUR_MS - max(hour, owed_from)) / 1000)
+                owed_start = max(hour, owed_from)
+                free_ms = hour + HOUR_MS - owed_start
+                if stream.stopped and free_ms > 0:
+                    free_ms -= overlap_ms(stream.stopped, owed_start, hour + HOUR_MS)
+                owed = stream.owed(free_ms / 1000)
                 if hour + HOUR_MS <= owed_from or owed == 0:
                     continue
                 got = hours.get((stream.site, stream.device, stream.metric, hour))

@@ -4,16 +4,26 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from farsight.credit import credit_code_problem
 from farsight.errors import ConfigProblem, RegistryError
+from farsight.metrics import canonical_metric
 from farsight.settings import read_yaml, validation_problems
-from farsight.types import ID_RE, Device, Gateway, Location, Site
+from farsight.types import ID_RE, Device, Gateway, Location, Site, Stoppage
 
 DEVICE_KINDS = {
     "air_quality": "ambient air-quality analyser (GB 3095-2012 pollutants)",
@@ -28,6 +38,8 @@ DEVICE_KINDS = {
 """Known device kinds; a registry naming any other kind is refused."""
 
 _ID = ID_RE.pattern
+MAX_STOPPAGE = timedelta(days=366)
+"""Longest declared stoppage: a year, declared again when renewed."""
 
 GATEWAY_NAMESPACE = "gw"
 """Topics ``fs/v1/gw/...`` belong to gateways, so no department may take this code: a device of
@@ -51,7 +63,12 @@ class DeviceModel(_Model):
         "json", title="Protocol", description="Payload codec the device speaks."
     )
     metrics: tuple[str, ...] = Field(
-        (), title="Metrics", description="Metric names the device reports."
+        (),
+        title="Metrics",
+        description="Metric names the device reports: catalogue names (so2, pm25) or HJ 212"
+        " codes in any letter case (a34004, A34004), read as the catalogue name (pm25); other"
+        " names are lower-cased, as the hj212 codec writes a code it does not know.",
+        max_length=1024,
     )
     mn: str | None = Field(
         None, title="HJ 212 MN", description="Device id in HJ 212 frames (MN=).", max_length=24
@@ -59,6 +76,12 @@ class DeviceModel(_Model):
     cadence_s: float = Field(
         60.0, title="Cadence", description="Expected seconds between readings.", gt=0, le=86_400
     )
+
+    @field_validator("metrics")
+    @classmethod
+    def _canonical_metrics(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        # One spelling wherever a metric is compared: registry, codecs, admission, rules.
+        return tuple(dict.fromkeys(canonical_metric(m) for m in v))
 
     @field_validator("kind")
     @classmethod
@@ -75,6 +98,41 @@ class LocationModel(_Model):
         title="Longitude", description="WGS 84 longitude in degrees.", ge=-180, le=180
     )
     lat: float = Field(title="Latitude", description="WGS 84 latitude in degrees.", ge=-90, le=90)
+
+
+class StoppageModel(_Model):
+    """A stoppage (停运) the operator declared, as written in the registry file."""
+
+    start: AwareDatetime = Field(
+        title="Start", description="When the stoppage began (ISO 8601 with its UTC offset)."
+    )
+    end: AwareDatetime = Field(
+        title="End",
+        description="When it ended, or is declared to end (ISO 8601 with offset; excluded).",
+    )
+    reason: str = Field(
+        title="Reason",
+        description="Why, as declared (overhaul, production stopped, 停产检修...).",
+        min_length=1,
+        max_length=500,
+    )
+    devices: tuple[str, ...] = Field(
+        (),
+        title="Devices",
+        description="Device ids of the site that are stopped; empty: every device of the site.",
+        max_length=256,
+    )
+
+    @model_validator(mode="after")
+    def _end_after_start(self) -> StoppageModel:
+        if not self.end > self.start:
+            raise ValueError(f"end {self.end.isoformat()} is not after start")
+        if self.end - self.start > MAX_STOPPAGE:
+            raise ValueError(
+                f"a declared stoppage spans at most {MAX_STOPPAGE.days} days; declare a longer"
+                " one again when it is renewed"
+            )
+        return self
 
 
 class SiteModel(_Model):
@@ -116,12 +174,47 @@ class SiteModel(_Model):
     limits: dict[str, float] = Field(
         default_factory=dict,
         title="Limits",
-        description="Site-specific limits per metric (a plant's permit).",
+        description="Site-specific limits per metric (a plant's permit); metric names as in a"
+        " device's metrics (HJ 212 codes in any case read as the catalogue name).",
     )
     tags: tuple[str, ...] = Field((), title="Tags", description="Free labels for rule selectors.")
     devices: tuple[DeviceModel, ...] = Field(
         (), title="Devices", description="Devices at the site."
     )
+    stoppages: tuple[StoppageModel, ...] = Field(
+        (),
+        title="Declared stoppages",
+        description="Stoppages (停运) the operator declared to the department: the devices owe"
+        " no data then, and the quality figures leave those periods out.",
+        max_length=1000,
+    )
+
+    @model_validator(mode="after")
+    def _stopped_devices_exist(self) -> SiteModel:
+        ids = {d.id for d in self.devices}
+        for j, st in enumerate(self.stoppages):
+            unknown = [d for d in st.devices if d not in ids]
+            if unknown:
+                raise ValueError(
+                    f"stoppages.{j}.devices: {', '.join(map(repr, unknown))} not devices of the"
+                    f" site ({', '.join(sorted(ids)) or 'none'})"
+                )
+        return self
+
+    @field_validator("limits")
+    @classmethod
+    def _canonical_limits(cls, v: dict[str, float]) -> dict[str, float]:
+        out: dict[str, float] = {}
+        named: dict[str, str] = {}
+        for name, value in v.items():
+            key = canonical_metric(name)
+            if key in out and out[key] != value:
+                raise ValueError(
+                    f"{name!r} and {named[key]!r} are both the metric {key!r}, with different"
+                    f" limits ({value} and {out[key]})"
+                )
+            out[key], named[key] = value, name
+        return out
 
     @field_validator("entity_id")
     @classmethod
@@ -226,6 +319,7 @@ def _to_site(m: SiteModel) -> Site:
         credit_grade=m.credit_grade,
         limits=tuple(sorted(m.limits.items())),
         tags=m.tags,
+        stoppages=tuple(Stoppage(st.start, st.end, st.reason, st.devices) for st in m.stoppages),
         devices=tuple(
             Device(
                 id=d.id,

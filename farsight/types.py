@@ -102,6 +102,29 @@ class Device:
 
 
 @dataclass(frozen=True, slots=True)
+class Stoppage:
+    """A stoppage (停运) the operator declared to the department: from ``start`` to ``end``
+    (timezone-aware, end excluded) the named devices, or every device of the site when none is
+    named, owe no data. Regulators leave declared stoppages out of the values a site owes
+    (有效数据传输率); data flagged F outside a declared stoppage is still owed and not valid."""
+
+    start: datetime
+    end: datetime
+    reason: str
+    devices: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.start.tzinfo is None or self.end.tzinfo is None:
+            raise ValueError("a stoppage's start and end need a timezone")
+        if not self.end > self.start:
+            raise ValueError(f"stoppage end {self.end} is not after its start {self.start}")
+
+    def covers(self, device: str) -> bool:
+        """Whether the stoppage applies to ``device``."""
+        return not self.devices or device in self.devices
+
+
+@dataclass(frozen=True, slots=True)
 class Site:
     """A supervised site, owned by one entity and watched by one department."""
 
@@ -118,6 +141,7 @@ class Site:
     entity_name: str = ""
     limits: tuple[tuple[str, float], ...] = ()
     tags: tuple[str, ...] = ()
+    stoppages: tuple[Stoppage, ...] = ()
 
     def __post_init__(self) -> None:
         _check_id("site", self.id)

@@ -24,6 +24,7 @@ from farsight.quality import (
     Figures,
     Interval,
     compute,
+    declared_stops,
     figures_dict,
     period_start,
     streams_of,
@@ -186,7 +187,11 @@ def _figures(
     # Hours are UTC hours; a day's cells begin at its local midnight, which is a UTC hour.
     lo = period_start(start, interval, BEIJING)
     return compute(
-        QualityStore(ctx.readings).cells(lo, end, sites=ids), streams, start, end, interval
+        QualityStore(ctx.readings).cells(lo, end, sites=ids, exclude=declared_stops(streams)),
+        streams,
+        start,
+        end,
+        interval,
     )
 
 

@@ -19,7 +19,15 @@ from datetime import UTC, datetime, timedelta
 import jinja2
 
 from farsight.clock import BEIJING
-from farsight.quality import Figures, compute, figures_dict, periods, registry_streams, total
+from farsight.quality import (
+    Figures,
+    compute,
+    declared_stops,
+    figures_dict,
+    periods,
+    registry_streams,
+    total,
+)
 from farsight.registry import Registry
 from ingest.quality_store import QualityStore, Refusals
 
@@ -138,7 +146,8 @@ def collect_quality_report(
     sites = registry.for_department(department)
     ids = [s.id for s in sites]
     streams = registry_streams(registry, department)
-    daily = compute(store.cells(start, covered_end, sites=ids), streams, start, covered_end, "day")
+    cells = store.cells(start, covered_end, sites=ids, exclude=declared_stops(streams))
+    daily = compute(cells, streams, start, covered_end, "day")
     refusals = store.refusals(start, covered_end, sites=ids)
     by_key: dict[tuple[str, str], list[Figures]] = {}
     for f in daily:

@@ -7,6 +7,15 @@ decodes. Readings go through :meth:`ReadingStore.write_batch`, whose key
 (site, device, metric, ts) makes a replay idempotent: a reading stored already (by a replay or
 by a redelivery) is not stored again.
 
+A gateway's batch (``fs/v1/gw/{gateway}/batch``) is verified again as live batches are, with
+the current keys and the registry's site assignment (MAC, gateway, size, each message's site), but
+not against the gateway's sequence: a refused batch was never applied, and later batches moving
+the sequence past it is no reason to refuse it now (the MAC proves the gateway sent it; readings
+are keyed, so nothing is stored twice). A batch whose MAC does not verify under the current key
+(tampered, or signed with a key since rotated) is not replayed, and its outcome says why. A
+message an accepted batch carried for a site not its gateway's is replayed only once the registry
+assigns the site to that gateway.
+
 Letters are marked, not deleted (``replayed_at``, ``replay_outcome``, ``replay_detail``,
 ``replays``; migration 0005): the refusal stays counted where quality figures count refusals,
 the raw payload stays evidence of what the device sent until retention removes it, and a
@@ -18,6 +27,7 @@ state; ``farsight rules backtest`` evaluates a period again.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -26,6 +36,7 @@ from typing import Any
 from farsight.clock import from_epoch_ms, to_epoch_ms
 from farsight.db import Connection, Database
 from ingest.audit import AuditTrail
+from ingest.edge_batches import BatchError, EdgeMessage, batch_gateway
 from ingest.message import Message
 from ingest.pipeline import IngestPipeline
 from ingest.store import DeadLetter
@@ -38,6 +49,15 @@ PENDING = "pending"
 
 MAX_LIMIT = 100_000
 """Most letters one command lists or replays."""
+
+EDGE_CODEC = "edge-batch"
+"""The codec of letters :mod:`ingest.edge_batches` wrote: refused batches, and messages of an
+accepted batch that its gateway may not forward."""
+
+GATEWAY_REFUSALS = ("foreign_site", "nested_batch")
+"""Reasons of a message refused because of the gateway that forwarded it."""
+
+_FORWARDED_BY = re.compile(r"gateway (\S+) batch (\d+)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,34 +306,123 @@ def _replay_in(pipeline: IngestPipeline, c: Connection, letter: StoredLetter) ->
     """Run one letter through :meth:`IngestPipeline.process` inside the caller's transaction.
 
     The letter goes the whole way live messages go (decode, registry, device passwords, and
-    every admission check the pipeline makes), arriving at the time it first arrived. A refusal
-    makes the pipeline write a new dead letter: its reason is taken for the replay's outcome and
-    the new letter removed, since the refused message is the letter being replayed.
+    every admission check the pipeline makes), arriving at the time it first arrived. A gateway
+    batch is verified first as live batches are (:func:`_replay_batch`); a message a gateway
+    forwarded for a site not its own only once the registry assigns the site
+    (:func:`_replay_forwarded`).
+    """
+    d = letter.letter
+    if batch_gateway(d.topic) is not None:
+        return _replay_batch(pipeline, c, letter)
+    if d.codec == EDGE_CODEC and d.reason in GATEWAY_REFUSALS:
+        return _replay_forwarded(pipeline, c, letter)
+    return _run(pipeline, c, letter, [Message(d.topic, d.payload, d.received)], expand=True)
+
+
+def _run(
+    pipeline: IngestPipeline,
+    c: Connection,
+    letter: StoredLetter,
+    messages: Sequence[Message],
+    *,
+    expand: bool,
+    refused: Sequence[tuple[str, str]] = (),
+) -> ReplayResult:
+    """Process ``messages`` (what ``letter`` carries) and say what came of them.
+
+    A refusal makes the pipeline write a new dead letter: its reason is taken for the replay's
+    outcome and the new letter removed, since the refused message is (in) the letter being
+    replayed. ``refused``: (reason, detail) of messages refused before processing (a gateway
+    batch's foreign messages). Any refusal makes the outcome ``failed``, so that a replay of
+    what is pending takes the letter again after the next fix; what was stored stays stored
+    once.
     """
     d = letter.letter
     before = int(c.execute("SELECT coalesce(max(id), 0) FROM dead_letters").fetchone()[0])
-    result = pipeline.process([Message(d.topic, d.payload, d.received)])
-    if result.rejected:
-        # The one this call wrote: after `before`, with the letter's topic and first arrival
+    result = pipeline.process(messages, expand=expand) if messages else None
+    stored = result.stored if result else 0
+    duplicates = result.duplicates if result else 0
+    refusals = list(refused)
+    if result is not None and result.rejected:
+        # The ones this call wrote: after `before`, on the letter's topics, at its first arrival
         # time (a live message arrives now, not then).
-        match = "id > ? AND topic = ? AND received = ?"
-        args = (before, d.topic, to_epoch_ms(d.received))
-        row = c.execute(
-            f"SELECT reason, detail FROM dead_letters WHERE {match} ORDER BY id LIMIT 1", args
-        ).fetchone()
+        topics = sorted({m.topic for m in messages})
+        marks = ",".join("?" * len(topics))
+        match = f"id > ? AND received = ? AND topic IN ({marks})"
+        args = (before, to_epoch_ms(d.received), *topics)
+        rows = c.execute(
+            f"SELECT reason, detail FROM dead_letters WHERE {match} ORDER BY id", args
+        ).fetchall()
         c.execute(f"DELETE FROM dead_letters WHERE {match}", args)
-        reason, detail = (row[0], row[1] or "") if row is not None else ("rejected", "")
-        return ReplayResult(letter.id, d.topic, "failed", 0, 0, reason, detail)
-    if result.stored:
-        detail = f"{result.stored} new readings, {result.duplicates} stored already"
-        return ReplayResult(
-            letter.id, d.topic, "stored", result.stored, result.duplicates, "", detail
-        )
-    if result.duplicates:
-        detail = f"every reading ({result.duplicates}) was stored already"
-        return ReplayResult(letter.id, d.topic, "duplicate", 0, result.duplicates, "", detail)
+        refusals += [(row[0], row[1] or "") for row in rows] or [("rejected", "")]
+    if refusals:
+        reason, detail = refusals[0]
+        if len(messages) + len(refused) > 1:
+            detail = (
+                f"{stored} new readings, {duplicates} stored already; {len(refusals)} refusals"
+                f" of {len(messages) + len(refused)} messages, the first: {reason}: {detail}"
+            )
+        return ReplayResult(letter.id, d.topic, "failed", stored, duplicates, reason, detail)
+    if stored:
+        detail = f"{stored} new readings, {duplicates} stored already"
+        return ReplayResult(letter.id, d.topic, "stored", stored, duplicates, "", detail)
+    if duplicates:
+        detail = f"every reading ({duplicates}) was stored already"
+        return ReplayResult(letter.id, d.topic, "duplicate", 0, duplicates, "", detail)
     detail = "decodes, but carries no readings"
     return ReplayResult(letter.id, d.topic, "failed", 0, 0, "no_readings", detail)
+
+
+def _no_keys(letter: StoredLetter) -> ReplayResult:
+    return ReplayResult(
+        letter.id,
+        letter.letter.topic,
+        "failed",
+        reason="no_gateway_keys",
+        detail="the hub has no gateway keys (edge.keys_file): a gateway's batch is replayed only"
+        " once its MAC verifies",
+    )
+
+
+def _replay_batch(pipeline: IngestPipeline, c: Connection, letter: StoredLetter) -> ReplayResult:
+    """A dead-lettered gateway batch: verified with the current keys and site assignment (MAC,
+    gateway, size, each message's site; not the sequence, see
+    :meth:`EdgeBatchDecoder.unpack_for_replay`), then its messages processed as one. A batch
+    that does not verify now (a key since rotated) is ``failed`` with that said."""
+    d = letter.letter
+    if pipeline.edge is None:
+        return _no_keys(letter)
+    try:
+        unpacked = pipeline.edge.unpack_for_replay(Message(d.topic, d.payload, d.received))
+    except BatchError as exc:
+        return ReplayResult(letter.id, d.topic, "failed", 0, 0, exc.reason, exc.detail)
+    return _run(pipeline, c, letter, unpacked.messages, expand=False, refused=unpacked.refused)
+
+
+def _replay_forwarded(
+    pipeline: IngestPipeline, c: Connection, letter: StoredLetter
+) -> ReplayResult:
+    """A message a verified batch carried but its gateway may not forward: replayed only when
+    the gateway may forward it now (the registry assigns it the site), else still refused.
+    Replaying it as if the device had sent it would let a gateway's stolen key write any site.
+    """
+    d = letter.letter
+    if d.reason == "nested_batch":
+        detail = "a batch inside a gateway's batch is never unpacked"
+        return ReplayResult(letter.id, d.topic, "unreplayable", 0, 0, d.reason, detail)
+    m = _FORWARDED_BY.match(d.detail)
+    if m is None:
+        detail = f"the letter does not name the gateway that forwarded it ({d.detail[:80]!r})"
+        return ReplayResult(letter.id, d.topic, "unreplayable", 0, 0, d.reason, detail)
+    if pipeline.edge is None:
+        return _no_keys(letter)
+    gateway = m.group(1)
+    refusal = pipeline.edge.may_forward(gateway, d.topic)
+    if refusal is not None:
+        detail = f"gateway {gateway} batch {m.group(2)}: {refusal}"
+        return ReplayResult(letter.id, d.topic, "failed", 0, 0, d.reason, detail)
+    message = EdgeMessage(d.topic, d.payload, d.received, gateway=gateway)
+    return _run(pipeline, c, letter, [message], expand=False)
 
 
 def replay_letters(

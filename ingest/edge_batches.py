@@ -237,6 +237,19 @@ def load_keys(path: Path) -> dict[str, bytes]:
     return keys
 
 
+@dataclass(slots=True)
+class Unpacked:
+    """A dead-lettered batch verified again for replay
+    (:meth:`EdgeBatchDecoder.unpack_for_replay`)."""
+
+    batch: Batch
+    applied: bool
+    """The hub accepted this very batch (same gateway, sequence and MAC) before."""
+    messages: list[Message] = field(default_factory=list)
+    refused: list[tuple[str, str]] = field(default_factory=list)
+    """(reason, detail) of each message the gateway may not forward."""
+
+
 class EdgeBatchDecoder:
     """Verifies batches and records each gateway's sequence state; see the module docstring."""
 
@@ -310,29 +323,10 @@ class EdgeBatchDecoder:
             seen[(gateway, batch.seq)] = batch.mac
             backfilled = 0
             for m in batch.messages:
-                if batch_gateway(m.topic) is not None or m.topic.startswith(BATCH_PREFIX):
-                    out.dead.append(
-                        DeadLetter(
-                            m.topic,
-                            m.payload,
-                            "nested_batch",
-                            f"gateway {gateway} batch {batch.seq} carries a gateway topic",
-                            msg.received,
-                            codec="edge-batch",
-                        )
-                    )
-                    continue
-                refusal = self._foreign(gateway, m.topic)
+                refusal = self._message_refusal(gateway, batch.seq, m.topic)
                 if refusal is not None:
                     out.dead.append(
-                        DeadLetter(
-                            m.topic,
-                            m.payload,
-                            "foreign_site",
-                            f"gateway {gateway} batch {batch.seq}: {refusal}",
-                            msg.received,
-                            codec="edge-batch",
-                        )
+                        DeadLetter(m.topic, m.payload, *refusal, msg.received, codec="edge-batch")
                     )
                     continue
                 backfilled += m.backfilled
@@ -343,6 +337,82 @@ class EdgeBatchDecoder:
                 )
             out.accepted.append((batch, backfilled))
         return out
+
+    def unpack_for_replay(self, letter: Message) -> Unpacked:
+        """Verify a dead-lettered batch as live batches are verified, bar the sequence, and
+        unpack it (``farsight deadletters replay``).
+
+        Checked with the current keys, settings and site assignment: a key on file for the
+        topic's gateway, the MAC, the gateway the batch names, its size; each message on a
+        gateway topic (``nested_batch``) or of a site not assigned to the gateway
+        (``foreign_site``) is refused on its own. The sequence is not checked, since the batch
+        was refused and never applied: later batches may have moved the gateway's sequence past
+        it, which is no reason to refuse it now. What the MAC proves is that the gateway sent it;
+        replaying it twice stores nothing twice (readings are keyed). Nothing here writes the
+        gateway's sequence state, which stays the live path's.
+
+        Raises
+        ------
+        BatchError
+            ``unknown_gateway``, ``bad_batch``, ``bad_hmac`` (with a detail saying that a batch
+            signed with a key since rotated cannot be told from a forged one and is not
+            replayed), ``gateway_mismatch`` or ``too_large``.
+        """
+        gateway = batch_gateway(letter.topic)
+        if gateway is None:
+            raise BatchError("bad_batch", f"{letter.topic!r} is not a gateway batch topic")
+        key = self.keys.get(gateway)
+        if key is None:
+            raise BatchError(
+                "unknown_gateway", f"no key on file for gateway {gateway!r} (edge.keys_file)"
+            )
+        try:
+            batch = decode_batch(letter.payload, key)
+        except BatchError as exc:
+            if exc.reason != "bad_hmac":
+                raise
+            raise BatchError(
+                "bad_hmac",
+                f"the MAC does not verify under gateway {gateway!r}'s current key: the batch was"
+                " tampered with, or signed with a key since rotated. It cannot be authenticated,"
+                " so it is not replayed (put the key it was signed with back on file to replay"
+                " it).",
+            ) from None
+        if batch.gateway != gateway:
+            raise BatchError(
+                "gateway_mismatch", f"batch of {batch.gateway!r} on the topic of {gateway!r}"
+            )
+        if len(batch.messages) > self.settings.max_messages:
+            raise BatchError(
+                "too_large", f"{len(batch.messages)} messages exceeds {self.settings.max_messages}"
+            )
+        applied = self._seen_mac(gateway, batch.seq)
+        out = Unpacked(batch, applied == batch.mac)
+        for m in batch.messages:
+            refusal = self._message_refusal(gateway, batch.seq, m.topic)
+            if refusal is not None:
+                out.refused.append(refusal)
+                continue
+            out.messages.append(
+                EdgeMessage(
+                    m.topic, m.payload, letter.received, gateway=gateway, backfilled=m.backfilled
+                )
+            )
+        return out
+
+    def _message_refusal(self, gateway: str, seq: int, topic: str) -> tuple[str, str] | None:
+        """(reason, detail) when ``gateway`` may not forward a message on ``topic``."""
+        if batch_gateway(topic) is not None or topic.startswith(BATCH_PREFIX):
+            return "nested_batch", f"gateway {gateway} batch {seq} carries a gateway topic"
+        refusal = self._foreign(gateway, topic)
+        if refusal is not None:
+            return "foreign_site", f"gateway {gateway} batch {seq}: {refusal}"
+        return None
+
+    def may_forward(self, gateway: str, topic: str) -> str | None:
+        """Why ``gateway`` may not forward a message on ``topic`` now, or ``None`` if it may
+        (a ``foreign_site`` letter is replayed only once the registry assigns the site)."""
+        return self._foreign(gateway, topic)
 
     def _foreign(self, gateway: str, topic: str) -> str | None:
         """Why ``gateway`` may not forward a message on ``topic``; None when it may."""

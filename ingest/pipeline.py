@@ -24,7 +24,7 @@ from ingest import admission
 from ingest.admission import AdmissionPolicy
 from ingest.audit import AuditTrail
 from ingest.codecs import get_codec
-from ingest.codecs.base import Decoded
+from ingest.codecs.base import Decoded, irregularity_name
 from ingest.edge_batches import EdgeBatchDecoder, Expansion
 from ingest.measure_time import future_refusal, is_backfill
 from ingest.message import Message
@@ -170,7 +170,10 @@ class IngestPipeline:
             )
         admission.check_size(len(msg.payload), self.admission)
         decoded = get_codec(codec_name).decode(msg.payload, site=topic.site, device=topic.device)
-        irregular = [(topic.site, topic.device, what) for what in decoded.irregularities]
+        # Counted per device under each irregularity's fixed name, once per message: the details
+        # (which unknown code, what the length field said) vary without bound.
+        names = dict.fromkeys(irregularity_name(what) for what in decoded.irregularities)
+        irregular = [(topic.site, topic.device, name) for name in names]
         device = site.device(topic.device) if site is not None else None
         if site is not None:
             if device is None:
@@ -310,8 +313,12 @@ class IngestPipeline:
             # costs data.
             log.exception("rule state not saved")
 
-    def process(self, messages: Sequence[Message]) -> BatchResult:
-        """Decode, store and evaluate a batch; returns what happened. Never raises on bad data."""
+    def process(self, messages: Sequence[Message], *, expand: bool = True) -> BatchResult:
+        """Decode, store and evaluate a batch; returns what happened. Never raises on bad data.
+
+        With ``expand=False`` gateway batches are not unpacked here: the messages were unpacked
+        and verified already (a dead-lettered batch replayed, :mod:`ingest.dead_letters`).
+        """
         readings: list[Reading] = []
         # Descriptive strings of a message (a truck's plate) keyed by what its readings share.
         attrs_at: dict[tuple[str, str, datetime], dict[str, str]] = {}
@@ -319,7 +326,7 @@ class IngestPipeline:
         irregular: list[tuple[str, str, str]] = []
         # Per reading: measured within the backfill horizon of its receipt (judged live).
         live: list[bool] = []
-        edge = self.edge
+        edge = self.edge if expand else None
         expansion: Expansion | None = None
         if edge is not None:
             # Gateway batches become the messages they carry (or dead letters) before decoding.

@@ -8,7 +8,7 @@ month of a department is some hundred thousand rows, not millions); the figures 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -68,10 +68,13 @@ class QualityStore:
         end: datetime,
         sites: Iterable[str] | None = None,
         late_after_s: float = LATE_AFTER_S,
+        exclude: Sequence[tuple[str, str, int, int]] = (),
     ) -> list[Cell]:
         """Readings with ``start <= ts < end`` counted per (site, device, metric, UTC hour, flag),
         with their latency (receive minus measure time) sum, maximum and count over
-        ``late_after_s``; only ``sites`` when given (an empty list: none)."""
+        ``late_after_s``; only ``sites`` when given (an empty list: none). Readings of a
+        (site, device, start ms, end ms) in ``exclude`` are left out (declared stoppages,
+        :func:`farsight.quality.declared_stops`)."""
         sql = (
             f"SELECT site, device, metric, ts / {HOUR_MS} AS h, flag, count(*) AS n,"
             " sum(received - ts) AS lat_sum, max(received - ts) AS lat_max,"
@@ -86,6 +89,15 @@ class QualityStore:
             clause, vals = _in("site", wanted)
             sql += clause
             params += vals
+        lo, hi = to_epoch_ms(start), to_epoch_ms(end)
+        stops = [x for x in exclude if x[2] < hi and x[3] > lo]
+        if stops:
+            sql += (
+                " AND NOT ("
+                + " OR ".join(["(site = ? AND device = ? AND ts >= ? AND ts < ?)"] * len(stops))
+                + ")"
+            )
+            params += [v for x in stops for v in x]
         sql += " GROUP BY site, device, metric, ts / " + str(HOUR_MS) + ", flag"
         return [
             Cell(

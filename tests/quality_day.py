@@ -10,7 +10,9 @@ own plant state, minute by minute, never from the code under test.
 
 from __future__ import annotations
 
+import copy
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -96,8 +98,25 @@ SCENARIO = Scenario(
 )
 
 
-def make_registry() -> Registry:
-    return parse_registry(REGISTRY_DOC, ("env", "transport"), source="tests quality day")
+STACK_STOPPED = (timedelta(hours=-2), timedelta(hours=3, minutes=30))
+"""A declared stoppage of the stack's CEMS: 22:00 the evening before to 03:30 (Beijing). Its
+plant stops 22:00 to 06:00 every night, flagging F; from 03:30 to 06:00 the F data is
+undeclared."""
+
+
+def make_registry(declared: bool = False) -> Registry:
+    """The day's registry; with ``declared``, the stack's CEMS has :data:`STACK_STOPPED`."""
+    doc = copy.deepcopy(REGISTRY_DOC)
+    if declared:
+        doc["sites"][0]["stoppages"] = [
+            {
+                "start": (DAY + STACK_STOPPED[0]).isoformat(),
+                "end": (DAY + STACK_STOPPED[1]).isoformat(),
+                "reason": "night shift off, declared to the department",
+                "devices": ["cems1"],
+            }
+        ]
+    return parse_registry(doc, ("env", "transport"), source="tests quality day")
 
 
 def simulate(store: ReadingStore, registry: Registry, scenario: Scenario = SCENARIO) -> int:
@@ -138,8 +157,15 @@ class Truth:
     late: list[int]
 
 
-def truth(registry: Registry, site_id: str, device_id: str, scenario: Scenario = SCENARIO) -> Truth:
-    """The device's counts from the scenario's silences and the model's plant state."""
+def truth(
+    registry: Registry,
+    site_id: str,
+    device_id: str,
+    scenario: Scenario = SCENARIO,
+    declared: Sequence[tuple[timedelta, timedelta]] = (),
+) -> Truth:
+    """The device's counts from the scenario's silences and the model's plant state; minutes
+    in a ``declared`` stoppage (offsets from :data:`DAY`) are neither owed nor counted."""
     site = registry.get(site_id)
     assert site is not None
     device = site.device(device_id)
@@ -158,6 +184,8 @@ def truth(registry: Registry, site_id: str, device_id: str, scenario: Scenario =
             offset = timedelta(hours=hour, minutes=minute)
             t = DAY + offset
             silent = any(a <= offset < b for a, b in silences)
+            if any(a <= offset < b for a, b in declared):
+                continue
             for metric in device.metrics:
                 expected[hour] += 1
                 if silent:

@@ -265,3 +265,38 @@ def test_unknown_key_is_refused() -> None:
     with pytest.raises(RegistryError) as exc:
         parse_registry(doc)
     assert _paths(exc) == ["sites.0.owner"]
+
+
+# ------------------------------------------------------------------ declared stoppages
+
+STOP = {"start": "2026-11-24T22:00:00+08:00", "end": "2026-11-25T06:00:00+08:00", "reason": "检修"}
+
+
+def test_a_declared_stoppage_is_read_with_its_devices() -> None:
+    doc = _doc()
+    doc["sites"][0]["stoppages"] = [STOP | {"devices": ["aq1"]}, STOP | {"reason": "whole site"}]
+    site = parse_registry(doc).get("yc-aq-1")
+    assert site is not None
+    first, second = site.stoppages
+    assert (first.end - first.start).total_seconds() == 8 * 3600 and first.devices == ("aq1",)
+    assert first.covers("aq1") and not first.covers("aq2") and second.covers("aq2")
+
+
+@pytest.mark.parametrize(
+    ("change", "path", "message"),
+    [
+        ({"end": "2026-11-24T21:00:00+08:00"}, "sites.0.stoppages.0", "not after start"),
+        ({"start": "2026-11-24T22:00:00"}, "sites.0.stoppages.0.start", "timezone"),
+        ({"end": "2028-01-01T00:00:00+08:00"}, "sites.0.stoppages.0", "at most 366 days"),
+        ({"reason": ""}, "sites.0.stoppages.0.reason", "at least 1"),
+        ({"devices": ["aq9"]}, "sites.0", "stoppages.0.devices: 'aq9' not devices of the site"),
+        ({"until": "x"}, "sites.0.stoppages.0.until", "Extra inputs"),
+    ],
+)
+def test_a_bad_stoppage_is_refused_by_key_path(change: dict, path: str, message: str) -> None:
+    doc = _doc()
+    doc["sites"][0]["stoppages"] = [STOP | change]
+    with pytest.raises(RegistryError) as exc:
+        parse_registry(doc)
+    assert _paths(exc) == [path]
+    assert message in str(exc.value)

@@ -4,7 +4,10 @@
 received from/to, ids, replay outcome, limit). ``replay`` decodes each letter again with the
 current codecs, registry and device passwords (:mod:`ingest.dead_letters`), stores what now
 decodes once, marks every letter with what it came to, and records who replayed what in the
-audit chain. By default it takes the letters never replayed or whose last replay failed.
+audit chain. A gateway's batch is verified again with the current gateway keys (edge.keys_file)
+and site assignment, its sequence aside; one whose MAC no longer verifies (a key since rotated)
+stays failed and says so. By default it takes the letters never replayed or whose last replay
+failed.
 """
 
 from __future__ import annotations
@@ -208,10 +211,11 @@ def _result_line(r: ReplayResult) -> str:
 
 def _cmd_replay(args: argparse.Namespace) -> int:
     from alerts.audit_store import SqlAuditLog
-    from app.roles.ingest import hj212_passwords
+    from app.roles.ingest import gateway_sites, hj212_passwords
     from farsight.registry import load_registry
     from farsight.settings import load_settings
     from ingest.dead_letters import PENDING, replay_letters, replay_summary, select_letters
+    from ingest.edge_batches import EdgeBatchDecoder, load_keys
     from ingest.pipeline import IngestPipeline
     from ingest.store import ReadingStore
 
@@ -224,11 +228,24 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     db = _open(args)
     try:
         store = ReadingStore(db)
+        # Gateway batches are verified with the current keys and site assignment, as live; no
+        # heartbeat monitor: a replay is not a gateway's news.
+        edge = (
+            EdgeBatchDecoder(
+                db,
+                load_keys(settings.edge.keys_file),
+                settings.edge,
+                assigned_sites=lambda gw: gateway_sites(registry, settings, gw),
+            )
+            if settings.edge.keys_file is not None
+            else None
+        )
         pipeline = IngestPipeline(
             registry,
             store,
             unknown_site=settings.ingest.unknown_site,
             passwords=hj212_passwords(settings),
+            edge=edge,
         )
         letters = select_letters(db, f)
         results = replay_letters(

@@ -37,12 +37,31 @@ def check_target(site: str, device: str) -> None:
             raise ValueError(f"{kind} {value!r} must match {ID_RE.pattern}")
 
 
+DETAIL_SEP = ": "
+"""Between an irregularity's fixed name and its details (``unknown code: x99001``)."""
+
+
+def irregularity(name: str, detail: str = "") -> str:
+    """An irregularity text: its fixed name, then what this payload had (``name: detail``).
+
+    Ingest counts an irregularity per device under its name alone (:func:`irregularity_name`),
+    so a device sending a thousand different unknown codes adds one counter, not a thousand,
+    while ``decode --irregular`` shows the details of each payload.
+    """
+    return f"{name}{DETAIL_SEP}{detail}" if detail else name
+
+
+def irregularity_name(text: str) -> str:
+    """The fixed name of an irregularity text (what comes before :data:`DETAIL_SEP`)."""
+    return text.split(DETAIL_SEP, 1)[0]
+
+
 def parse_flag(raw: object, where: str, irregular: list[str]) -> str:
     """An HJ 212 data flag; a lower-case letter is unambiguous, anything else is a reject."""
     if isinstance(raw, str) and raw in HJ212_FLAGS:
         return raw
     if isinstance(raw, str) and raw.upper() in HJ212_FLAGS:
-        irregular.append(f"lowercase flag {raw!r} for {where}")
+        irregular.append(irregularity("lowercase flag", f"{raw!r} for {where}"))
         return raw.upper()
     raise DecodeError(
         "bad_flag", f"flag {raw!r} for {where} is not one of {''.join(sorted(HJ212_FLAGS))}"

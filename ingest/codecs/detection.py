@@ -26,7 +26,7 @@ from typing import Any
 
 from farsight.errors import DecodeError
 from farsight.types import ID_RE, Reading
-from ingest.codecs.base import Decoded, check_target, unique
+from ingest.codecs.base import Decoded, check_target, irregularity, unique
 from ingest.codecs.json_codec import _load, _timestamp
 
 DETECTION_KINDS = frozenset(
@@ -80,7 +80,7 @@ class DetectionCodec:
         doc = _load(payload, irregular)
         for key in doc:
             if key not in KNOWN_KEYS:
-                irregular.append(f"unknown key {key!r}")
+                irregular.append(irregularity("unknown key", repr(key)))
         for key, expected in (("site", site), ("camera", device)):
             if key in doc and doc[key] != expected:
                 raise DecodeError(

@@ -5,7 +5,9 @@ is recorded in ``Decoded.irregularities``. Framing and CRC16 come from :mod:`far
 
 Field quirks. Data loggers in the field send frames that the standard's letter rejects but whose
 CRC proves they arrived intact. Each is accepted only when the CRC matches, and recorded under a
-fixed name (:data:`QUIRKS`) so that ingest's irregularities table counts it per device. Where each
+fixed name (:data:`QUIRKS`) so that ingest's irregularities table counts it per device (a text
+with details, ``length field miscounts: said 0481, counted 0482``, counts under the name before
+``: ``, :func:`ingest.codecs.base.irregularity_name`). Where each
 was seen (frames quoted in ``tests/ingest/test_hj212_quirks.py``):
 
 ``length field miscounts``
@@ -40,9 +42,10 @@ was seen (frames quoted in ``tests/ingest/test_hj212_quirks.py``):
 ``QN without milliseconds``
     14-digit ``QN=20180507000558``: the NationalStandard212 example.
 
-Also tolerated and noted with details (not counted under a fixed name): leading whitespace, other
-line ends, 2005-style pollutant codes (``B01``, ``011``, ``SO2``; the field capture), letter case of
-field names and flags, unknown header and CP fields. The password ``PW`` is never trimmed.
+Also tolerated and noted, counted under their name with the details after it: leading
+whitespace, other line ends, 2005-style pollutant codes (``B01``, ``011``, ``SO2``; the field
+capture), letter case of field names and flags, unknown header and CP fields. The password
+``PW`` is never trimmed.
 """
 
 from __future__ import annotations
@@ -54,9 +57,16 @@ from datetime import UTC, datetime
 from farsight.clock import BEIJING
 from farsight.errors import DecodeError
 from farsight.hj212 import DATA_CNS, crc16
-from farsight.metrics import BY_HJ212, Metric
+from farsight.metrics import Metric, by_hj212_code
 from farsight.types import Reading
-from ingest.codecs.base import Decoded, check_target, parse_flag, unique
+from ingest.codecs.base import (
+    Decoded,
+    check_target,
+    irregularity,
+    irregularity_name,
+    parse_flag,
+    unique,
+)
 
 MAX_PAYLOAD = 10 * 1024
 _WHITESPACE = " \t\r\n"
@@ -110,6 +120,7 @@ _CN_NAMES = {
 }
 _FLOW_METRICS = frozenset({"flue_flow", "water_flow"})
 
+Q_OTHER_END = "frame ends in other than CRLF"
 Q_LENGTH = "length field miscounts"
 Q_LOWER_CRC = "lowercase crc"
 Q_NO_CRLF = "missing CRLF"
@@ -140,7 +151,7 @@ QUIRKS: dict[str, str] = {
 
 def quirks_of(irregularities: tuple[str, ...] | list[str]) -> tuple[str, ...]:
     """The named field quirks among a frame's irregularities."""
-    return tuple(i for i in irregularities if i in QUIRKS)
+    return tuple(name for i in irregularities if (name := irregularity_name(i)) in QUIRKS)
 
 
 class Hj212Codec:
@@ -197,7 +208,7 @@ def _unframe(payload: bytes, irregular: list[str]) -> str:
     if not tail:
         irregular.append(Q_NO_CRLF)
     elif tail != "\r\n":
-        irregular.append(f"frame ends in {tail[:8]!r}, not CRLF")
+        irregular.append(irregularity(Q_OTHER_END, repr(tail[:8])))
     if not body.startswith("##"):
         raise DecodeError("bad_header", f"frame starts {body[:8]!r}, not '##'")
     if len(body) < 6:
@@ -210,7 +221,7 @@ def _unframe(payload: bytes, irregular: list[str]) -> str:
         if len(rest) > 4 and _crc_matches(rest[:-4], rest[-4:]):
             # The CRC over everything between the length field and the last 4 characters proves
             # the segment intact: the logger counted its length wrong.
-            irregular.append(Q_LENGTH)
+            irregular.append(irregularity(Q_LENGTH, f"said {digits}, counted {len(rest) - 4:04d}"))
             length = len(rest) - 4
         elif len(rest) < length + 4:
             raise DecodeError(
@@ -248,7 +259,7 @@ def _split_segment(segment: str, irregular: list[str]) -> tuple[dict[str, str], 
         key, value = _key_value(item, "header")
         name = _canonical(key, _HEADER_FIELDS, "header field", irregular)
         if name is None:
-            irregular.append(f"unknown header field {key[:32]!r}")
+            irregular.append(irregularity("unknown header field", repr(key[:32])))
         elif name in header:
             raise DecodeError("duplicate_field", f"header field {name} appears twice")
         else:
@@ -277,7 +288,7 @@ def _readings(
             code, dash, field = key.rpartition("-")
             if not dash:
                 if _canonical(key, _CP_FIELDS, "CP field", irregular) is None:
-                    irregular.append(f"ignored CP field {key[:32]!r}")
+                    irregular.append(irregularity("ignored CP field", repr(key[:32])))
                 elif datatime is not None:
                     raise DecodeError("duplicate_field", "DataTime appears twice")
                 else:
@@ -303,7 +314,7 @@ def _readings(
         for field, raw in fields.items():
             if field not in layout:
                 if field != "Flag" and field not in _SILENT_FIELDS:
-                    irregular.append(f"ignored field {code}-{field[:32]}")
+                    irregular.append(irregularity("ignored field", f"{code}-{field[:32]}"))
                 continue
             name = base + layout[field]
             if name in sources:
@@ -331,20 +342,23 @@ def _canonical(key: str, known: tuple[str, ...], what: str, irregular: list[str]
         return key
     for name in known:
         if key.lower() == name.lower():
-            irregular.append(f"{what} {key!r} written for {name!r}")
+            irregular.append(irregularity("letter case", f"{what} {key!r} written for {name!r}"))
             return name
     return None
 
 
 def _metric_for(code: str, irregular: list[str]) -> tuple[Metric | None, str]:
-    metric = BY_HJ212.get(code)
+    metric = by_hj212_code(code)
     if metric is not None:
-        if code != metric.hj212:
-            irregular.append(f"2005-style code {code}")
+        if code.casefold() == (metric.hj212 or "").casefold():
+            if code != metric.hj212:
+                irregular.append(irregularity("letter case", f"code {code!r} for {metric.hj212!r}"))
+        else:
+            irregular.append(irregularity("2005-style code", code))
         return metric, metric.name
     if not _CODE_RE.fullmatch(code):
         raise DecodeError("bad_code", f"pollutant code {code[:40]!r} is not alphanumeric")
-    irregular.append(f"unknown code {code}")
+    irregular.append(irregularity("unknown code", code))
     return None, code.lower()
 
 

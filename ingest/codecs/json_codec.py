@@ -14,7 +14,7 @@ from typing import Any
 from farsight.errors import DecodeError
 from farsight.metrics import unit_of
 from farsight.types import ID_RE, Reading
-from ingest.codecs.base import Decoded, check_target, parse_flag, unique
+from ingest.codecs.base import Decoded, check_target, irregularity, parse_flag, unique
 
 MAX_PAYLOAD = 256 * 1024
 KNOWN_KEYS = frozenset({"ts", "metrics", "flags", "seq", "units", "attrs"})
@@ -57,7 +57,7 @@ class JsonCodec:
         doc = _load(payload, irregular)
         for key in doc:
             if key not in KNOWN_KEYS:
-                irregular.append(f"unknown key {key!r}")
+                irregular.append(irregularity("unknown key", repr(key)))
         ts = _timestamp(doc)
         metrics = _metrics(doc)
         flags = _flags(doc, metrics, irregular)
@@ -158,7 +158,7 @@ def _flags(doc: dict[str, Any], metrics: dict[str, float], irregular: list[str])
         raise DecodeError("bad_flag", f"flags must be an object, got {type(raw).__name__}")
     flags = {name: parse_flag(flag, name, irregular) for name, flag in raw.items()}
     for name in (n for n in flags if n not in metrics):
-        irregular.append(f"flag for absent metric {name!r}")
+        irregular.append(irregularity("flag for absent metric", repr(name)))
     return flags
 
 
@@ -169,7 +169,7 @@ def _units(doc: dict[str, Any], metrics: dict[str, float], irregular: list[str])
     if not isinstance(raw, dict) or not all(isinstance(u, str) for u in raw.values()):
         raise DecodeError("bad_units", "units must be an object of strings")
     for name in (n for n in raw if n not in metrics):
-        irregular.append(f"unit for absent metric {name!r}")
+        irregular.append(irregularity("unit for absent metric", repr(name)))
     return raw
 
 

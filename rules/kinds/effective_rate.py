@@ -15,6 +15,10 @@ time, and a site that sends nothing at all is judged on the engine's clock. One 
 at the day's end: active when the rate is below the threshold, so the alert fires on a bad day
 and resolves on the next good one.
 
+A device's declared stoppages (the registry's ``stoppages``) are owed nothing, and its readings
+then are not counted, as :mod:`farsight.quality` leaves them out; data flagged F (stopped)
+outside a declared stoppage is owed and not valid.
+
 A day the engine began to watch part-way (a fresh start, a device that came into the registry)
 owes only from then. After a long outage at most :data:`MAX_DAYS_BEHIND` missing days are
 judged, each with rate 0.
@@ -28,7 +32,15 @@ from typing import Any, Literal
 from pydantic import Field
 
 from farsight.clock import BEIJING
-from farsight.quality import EVENT_DEVICE_KINDS, counts_as_valid, streams_of
+from farsight.quality import (
+    EVENT_DEVICE_KINDS,
+    Window,
+    counts_as_valid,
+    in_windows,
+    overlap_ms,
+    stopped_windows,
+    streams_of,
+)
 from rules.conditions import Binding, Condition, Sample, Verdict, ms_ts, ts_ms
 from rules.model import Duration, RuleModel, parse_duration
 from rules.registry import RuleKind, register_kind
@@ -101,6 +113,7 @@ class EffectiveRateCondition(Condition):
         "last_now",
         "newest",
         "since",
+        "stopped",
         "streams",
         "threshold",
     )
@@ -116,6 +129,10 @@ class EffectiveRateCondition(Condition):
             if spec.select.matches_device(site, s.device) and (not wanted or s.metric in wanted)
         }
         self.devices = frozenset(d for d, _ in self.streams)
+        # Declared stoppages per device (merged windows, epoch ms); most devices have none.
+        self.stopped: dict[str, tuple[Window, ...]] = {
+            d: w for d in self.devices if (w := stopped_windows(site, d))
+        }
         self.threshold = spec.threshold
         self.grace_ms = int(parse_duration(spec.grace).total_seconds() * 1000)
         self.day: int | None = None
@@ -143,6 +160,9 @@ class EffectiveRateCondition(Condition):
         out = self._roll(t)
         if t < self.day:
             return out or None  # a reading of a day already judged
+        stopped = self.stopped.get(sample.device)
+        if stopped and in_windows(t, stopped):
+            return out or None  # declared stopped: owed nothing, counted nothing
         for metric, r in sample.readings.items():
             cadence = self.streams.get((sample.device, metric))
             if cadence is None:
@@ -196,7 +216,11 @@ class EffectiveRateCondition(Condition):
         owed_from = max(start, min(self.since, end))
         expected = received = valid = 0
         for (device, metric), cadence in self.streams.items():
-            owed = (end - owed_from) // cadence
+            free = end - owed_from
+            stopped = self.stopped.get(device)
+            if stopped:
+                free -= overlap_ms(stopped, owed_from, end)
+            owed = free // cadence
             c = self.counts.get(f"{device}/{metric}", [0, 0, 0])
             expected += owed
             received += min(c[0], owed)

@@ -104,7 +104,7 @@ def test_black_smoke_carries_its_ringelmann_grade_as_a_second_metric() -> None:
 
 
 def test_unknown_keys_are_irregular_not_rejected() -> None:
-    assert decode(model="yolo-v8").irregularities == ("unknown key 'model'",)
+    assert decode(model="yolo-v8").irregularities == ("unknown key: 'model'",)
 
 
 @pytest.mark.parametrize(

@@ -1,8 +1,9 @@
 """HJ 212 data flags decide validity, through the ingest pipeline on a real SQLite file.
 
-A value flagged M (maintenance) or C (calibration) is not valid data: however far over the limit,
-it raises no threshold, near-limit, rate or window alert, while the same values flagged N do. A
-device whose readings are flagged M, C or D most of a day is itself a finding (upkeep_share).
+A value flagged M (maintenance), C (calibration) or T (over the analyser's range) is not valid
+data: however far over the limit, it raises no threshold, near-limit, rate or window alert, while
+the same values flagged N do. A device whose readings are flagged M, C or D most of a day is itself
+a finding (upkeep_share); a metric flagged T is one of its own (over_range), below an exceedance.
 """
 
 from __future__ import annotations
@@ -70,6 +71,13 @@ UPKEEP_RULE = {
     ]
 }
 
+OVER_RANGE_RULES = {
+    "rules": [
+        *EXCEEDANCE_RULES["rules"],
+        {"id": "over-range", "kind": "over_range", "for": "5m", "severity": "warning"},
+    ]
+}
+
 Parts = tuple[IngestPipeline, ReadingStore, AlertStore]
 
 
@@ -91,6 +99,14 @@ def exceedance(tmp_path: Path) -> Iterator[Parts]:
 @pytest.fixture
 def upkeep(tmp_path: Path) -> Iterator[Parts]:
     parts = make_parts(tmp_path, UPKEEP_RULE)
+    yield parts
+    parts[1].close()
+    parts[2].close()
+
+
+@pytest.fixture
+def over_range(tmp_path: Path) -> Iterator[Parts]:
+    parts = make_parts(tmp_path, OVER_RANGE_RULES)
     yield parts
     parts[1].close()
     parts[2].close()
@@ -123,8 +139,8 @@ def fired(alerts: AlertStore) -> set[str]:
     return {a.rule_id for a in alerts.list(limit=1000)[0]}
 
 
-@pytest.mark.parametrize("flag", ["M", "C"])
-def test_a_maintenance_or_calibration_flagged_exceedance_raises_nothing(
+@pytest.mark.parametrize("flag", ["M", "C", "T"])
+def test_a_maintenance_calibration_or_over_range_flagged_exceedance_raises_nothing(
     exceedance: Parts, flag: str
 ) -> None:
     pipe, readings, alerts = exceedance
@@ -141,6 +157,25 @@ def test_the_same_values_flagged_normal_raise_every_exceedance(exceedance: Parts
     for msg in an_hour_over_the_limit("N"):
         pipe.process([msg])
     assert fired(alerts) == {"so2-limit", "so2-hourly", "nox-jumps", "dust-near-limit"}
+
+
+def test_an_analyser_over_its_range_is_a_warning_of_its_own_not_an_exceedance(
+    over_range: Parts,
+) -> None:
+    pipe, readings, alerts = over_range
+    # The SO2 analyser saturates (T) at 500, far over the permit of 35, for 8 minutes; then it
+    # measures 20 again. NOx is measured normally and in range throughout.
+    for m in range(10):
+        so2 = 500.0 if m < 8 else 20.0
+        assert pipe.process([frame(m, {"so2": "T" if m < 8 else "N"}, so2=so2, nox=20.0)]).stored
+    assert {r["flag"] for r in readings.series("yc-stack-1", "so2", T0, T0 + timedelta(1))} == {
+        "T",
+        "N",
+    }
+    (alert,) = alerts.list(limit=100)[0]
+    assert (alert.rule_id, alert.metric, alert.severity) == ("over-range", "so2", "warning")
+    assert alert.starts_at == T0 + timedelta(minutes=5)  # held for its 5 minutes
+    assert alert.activity == "resolved"  # back in range at minute 8
 
 
 def test_only_the_maintenance_flagged_metric_is_spared(exceedance: Parts) -> None:

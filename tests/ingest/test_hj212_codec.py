@@ -121,7 +121,7 @@ def test_converted_values_and_accepted_extra_fields() -> None:
         "so2.zs": (50.1, "mg/m3", "C"),
         "nox": (80.0, "mg/m3", "N"),
     }
-    assert decoded.irregularities == ("ignored field a21002-Ala",)
+    assert decoded.irregularities == ("ignored field: a21002-Ala",)
 
 
 def test_2005_style_and_unknown_codes_are_kept_with_irregularities() -> None:
@@ -133,9 +133,9 @@ def test_2005_style_and_unknown_codes_are_kept_with_irregularities() -> None:
         "x99001": (7.5, "", "N"),
     }
     assert decoded.irregularities == (
-        "2005-style code SO2",
-        "2005-style code PM25",
-        "unknown code x99001",
+        "2005-style code: SO2",
+        "2005-style code: PM25",
+        "unknown code: x99001",
     )
 
 
@@ -144,8 +144,8 @@ def test_2005_style_and_unknown_codes_are_kept_with_irregularities() -> None:
     [
         (lambda f: f[:-6] + f[-6:-2].lower() + f[-2:], "lowercase crc"),
         (lambda f: f[:-2], "missing CRLF"),
-        (lambda f: f[:-2] + b"\n", r"frame ends in '\n', not CRLF"),
-        (lambda f: f + b"  \r\n", r"frame ends in '\r\n  \r\n', not CRLF"),
+        (lambda f: f[:-2] + b"\n", r"frame ends in other than CRLF: '\n'"),
+        (lambda f: f + b"  \r\n", r"frame ends in other than CRLF: '\r\n  \r\n'"),
         (lambda f: b" " + f, "leading whitespace"),
     ],
 )
@@ -170,10 +170,10 @@ def test_unknown_header_fields_and_empty_items_are_noted() -> None:
     decoded = decode(segment_frame("DataTime=20261125080000;;a21026-Rtd=2;RtdInterval=30;", head))
     assert by_metric(decoded) == {"so2": (2.0, "mg/m3", "N")}
     assert decoded.irregularities == (
-        "unknown header field 'Extra'",
+        "unknown header field: 'Extra'",
         "trailing separator in CP",
         "empty CP item",
-        "ignored CP field 'RtdInterval'",
+        "ignored CP field: 'RtdInterval'",
     )
 
 

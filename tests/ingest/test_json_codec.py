@@ -73,10 +73,10 @@ def test_unambiguous_oddities_are_accepted_and_recorded() -> None:
     assert decoded.readings[0].flag == "C"
     assert decoded.irregularities == (
         "utf-8 byte order mark",
-        "unknown key 'source'",
-        "lowercase flag 'c' for pm25",
-        "flag for absent metric 'o3'",
-        "unit for absent metric 'no2'",
+        "unknown key: 'source'",
+        "lowercase flag: 'c' for pm25",
+        "flag for absent metric: 'o3'",
+        "unit for absent metric: 'no2'",
     )
 
 

@@ -134,7 +134,24 @@ def test_irregularities_are_recorded_not_rejected(parts: Parts) -> None:
     )
     assert res.stored == 1
     whats = {r["what"] for r in readings.irregularities()}
-    assert "device not in registry" in whats and any("extra" in w for w in whats)
+    assert whats == {"device not in registry", "unknown key"}
+
+
+def test_irregularities_count_per_device_by_name_not_by_their_details(parts: Parts) -> None:
+    pipe, readings, _ = parts
+    msgs = [
+        Message(
+            "fs/v1/env/yc-aq-1/aq1/reading",
+            json.dumps({"ts": (T0 + timedelta(minutes=m)).isoformat(), "metrics": {"pm25": 10}}
+                       | {f"extra{m}": 1, f"more{m}": 2}).encode(),
+            RECEIVED,
+        )
+        for m in range(3)
+    ]  # fmt: skip
+    assert pipe.process(msgs).stored == 3
+    # Six different unknown keys in three messages: one counter, once per message.
+    counts = readings.irregularity_counts(device="aq1")
+    assert counts == {("yc-aq-1", "aq1", "unknown key"): 3}
 
 
 def test_a_duplicate_inside_one_batch_counts_once(parts: Parts) -> None:

@@ -9,10 +9,18 @@ from datetime import timedelta
 import pytest
 
 from farsight.clock import BEIJING, to_epoch_ms
-from farsight.quality import Cell, Stream, compute, registry_streams, total
+from farsight.quality import Cell, Stream, compute, declared_stops, registry_streams, total
 from ingest.quality_store import QualityStore
 from ingest.store import DeadLetter, ReadingStore
-from tests.quality_day import AQ_METRICS, CEMS_METRICS, DAY, DELAY_S, make_registry, truth
+from tests.quality_day import (
+    AQ_METRICS,
+    CEMS_METRICS,
+    DAY,
+    DELAY_S,
+    STACK_STOPPED,
+    make_registry,
+    truth,
+)
 
 
 @pytest.fixture
@@ -158,4 +166,31 @@ def test_dead_letters_and_irregularities_are_counted_per_device(backend: str) ->
     assert set(got) == {("qd-air", "aq1"), ("qd-stack", "cems1")}
     only_air = QualityStore(store).refusals(DAY, DAY + timedelta(days=1), sites=["qd-air"])
     assert set(only_air) == {("qd-air", "aq1")}
+    store.close()
+
+
+def test_a_declared_stoppage_is_owed_nothing_and_f_data_outside_it_still_counts(
+    quality_day: str,
+) -> None:
+    registry = make_registry(declared=True)
+    store = ReadingStore(quality_day)  # a declaration changes what is owed, not what arrives
+    end = DAY + timedelta(days=1)
+    streams = registry_streams(registry, site="qd-stack")
+    cells = QualityStore(store).cells(DAY, end, exclude=declared_stops(streams))
+    hourly = [f for f in compute(cells, streams, DAY, end, "hour") if f.device == "cems1"]
+    want = truth(registry, "qd-stack", "cems1", declared=[STACK_STOPPED])
+    got = [(f.expected, f.received, f.valid, f.hourly_valid) for f in hourly]
+    assert got == list(
+        zip(want.expected, want.received, want.valid, want.hourly_valid, strict=True)
+    )
+    n = len(CEMS_METRICS)
+    # Nothing owed while declared stopped, half of hour 3; hour 4 is stopped (F) undeclared: owed,
+    # received and, but for `running`, not valid.
+    assert [f.expected for f in hourly[:5]] == [0, 0, 0, 30 * n, 60 * n]
+    assert (hourly[0].received, hourly[3].received, hourly[4].valid) == (0, 30 * n, 60)
+    (day,) = [f for f in compute(cells, streams, DAY, end, "day") if f.device == "cems1"]
+    undeclared = truth(registry, "qd-stack", "cems1")
+    assert day.expected == sum(undeclared.expected) - 210 * n
+    assert day.effective_rate == pytest.approx(sum(want.valid) / sum(want.expected))
+    assert day.effective_rate > sum(undeclared.valid) / sum(undeclared.expected)
     store.close()

@@ -14,13 +14,13 @@ from ingest.store import ReadingStore
 from rules.engine import Engine
 from rules.kinds.effective_rate import EffectiveRateModel
 from rules.loader import load_ruleset, parse_ruleset
-from tests.quality_day import AQ_METRICS, DAY, make_registry, truth
+from tests.quality_day import AQ_METRICS, DAY, STACK_STOPPED, make_registry, truth
 
 RULE = {"id": "rate", "kind": "effective_rate", "severity": "warning", "threshold": 0.9}
 
 
-def _engine(**fields: object) -> Engine:
-    return Engine(parse_ruleset({"rules": [{**RULE, **fields}]}), make_registry())
+def _engine(declared: bool = False, **fields: object) -> Engine:
+    return Engine(parse_ruleset({"rules": [{**RULE, **fields}]}), make_registry(declared))
 
 
 def _air(start: datetime, minutes: int, flag: str = "N") -> list[Reading]:
@@ -115,3 +115,21 @@ def test_the_default_pack_has_the_rule() -> None:
     rule = rules["site-effective-rate"]
     assert rule.kind == "effective_rate"
     assert rule.spec_as(EffectiveRateModel).threshold == pytest.approx(0.9)
+
+
+def test_a_declared_stoppage_is_owed_nothing(quality_day_sqlite: Path, tmp_path: Path) -> None:
+    registry = make_registry(declared=True)
+    # A declaration changes what is owed, not what arrives: the same simulated day.
+    shutil.copyfile(quality_day_sqlite, tmp_path / "day.db")
+    store = ReadingStore(tmp_path / "day.db")
+    e = _engine(declared=True, threshold=0.99)
+    e.evaluate(list(store.iter_range(DAY, DAY + timedelta(days=1))))
+    store.close()
+    assert e.tick(DAY + timedelta(days=1)) == []  # the site's clock starts to move
+    sigs = e.tick(DAY + timedelta(days=1, hours=1, minutes=1))
+    want = truth(registry, "qd-stack", "cems1", declared=[STACK_STOPPED])
+    undeclared = truth(registry, "qd-stack", "cems1")
+    (stack,) = [s for s in sigs if s.site == "qd-stack"]
+    # The same rate as the quality figures: the declared hours neither owed nor counted.
+    assert stack.value == round(100 * sum(want.valid) / sum(want.expected), 2)
+    assert stack.value > round(100 * sum(undeclared.valid) / sum(undeclared.expected), 2)
