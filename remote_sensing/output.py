@@ -85,6 +85,10 @@ def feature_collection(
                 "res": list(result.grid.res),
             },
             "threshold": round(result.calibration.threshold, 6),
+            "radiometry": {
+                "before": result.before.radiometry.describe() if result.before.radiometry else None,
+                "after": result.after.radiometry.describe() if result.after.radiometry else None,
+            },
         },
     }
 

@@ -20,6 +20,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -119,6 +120,9 @@ class DetectOptions:
     thresholds : Thresholds
     sensor : str, optional
     bands : tuple of str, optional
+    scale : (float, float), optional
+        Reflectance = value * scale + offset for every band of both scenes, overriding what the
+        files say and what the value range suggests (``--scale``).
     """
 
     method: str = "index"
@@ -143,6 +147,7 @@ class DetectOptions:
     thresholds: Thresholds = field(default_factory=Thresholds)
     sensor: str | None = None
     bands: tuple[str, ...] | None = None
+    scale: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
         problems = []
@@ -169,6 +174,12 @@ class DetectOptions:
                 ConfigProblem(
                     "overlap", self.overlap, f"must be a multiple of mask_step ({self.mask_step})"
                 )
+            )
+        if self.scale is not None and not (
+            math.isfinite(self.scale[0]) and math.isfinite(self.scale[1]) and self.scale[0] > 0
+        ):
+            problems.append(
+                ConfigProblem("scale", list(self.scale), "scale must be positive, offset finite")
             )
         if self.block < 64:
             problems.append(ConfigProblem("block", self.block, "must be at least 64 pixels"))
@@ -412,6 +423,9 @@ def calibrate(rb: AlignedReader, ra: AlignedReader, opts: DetectOptions) -> Cali
     for win in sample_windows(rb.grid, opts.sample_windows, opts.sample_size):
         b, a = rb.read(win), ra.read(win)
         u = usable_mask(b, a, opts)
+        for sat in (b.saturated, a.saturated):
+            if sat is not None:
+                u &= ~sat
         bs.append({r: v[u] for r, v in b.data.items() if r in a.data})
         as_.append({r: v[u] for r, v in a.data.items() if r in b.data})
         us.append(int(u.sum()))
@@ -519,8 +533,16 @@ def _detect_pair(
     keep_codes: bool,
 ) -> PairResult:
     t0 = time.perf_counter()
-    sb = before if isinstance(before, Scene) else open_scene(before, opts.sensor, opts.bands)
-    sa = after if isinstance(after, Scene) else open_scene(after, opts.sensor, opts.bands)
+    sb = (
+        before
+        if isinstance(before, Scene)
+        else open_scene(before, opts.sensor, opts.bands, opts.scale)
+    )
+    sa = (
+        after
+        if isinstance(after, Scene)
+        else open_scene(after, opts.sensor, opts.bands, opts.scale)
+    )
     grid = common_grid(sb.grid, sa.grid)
     min_px = mmu_pixels(opts.mmu_ha, grid.transform)
     with AlignedReader(sb, grid) as rb, AlignedReader(sa, grid) as ra:

@@ -119,14 +119,17 @@ def _detect(before: Path, after: Path, out: Path, *extra: str) -> dict:
     return json.loads(out.read_text())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="issue 16: 8-bit DNs pass the reflectance cloud test everywhere, so detect refuses"
-    " with 'only 0 usable pixels to normalise on'",
-)
 @pytest.mark.parametrize("method", ["index", "cva", "imad"])
-def test_8bit_rgbn_pair_without_change_runs_and_finds_nothing(rgbn_real, tmp_path, method):
+def test_8bit_rgbn_pair_without_change_runs_and_finds_nothing(rgbn_real, tmp_path, method, capsys):
+    """Issue 16's report: an 8-bit pair with band descriptions and nodata was refused with
+    'only 0 usable pixels to normalise on' by every method, because the reflectance cloud test
+    (visible > 0.3) held for every 8-bit DN. The pair is a resampled copy of one scene."""
     before, after = rgbn_real
     fc = _detect(before, after, tmp_path / "out.geojson", "--method", method)
     assert fc["features"] == []
+    assert fc["properties"]["radiometry"] == {
+        "before": "dn-8bit (guessed from range)",
+        "after": "dn-8bit (guessed from range)",
+    }
+    out = capsys.readouterr().out
+    assert "radiometry: before dn-8bit (guessed from range); after dn-8bit" in out
