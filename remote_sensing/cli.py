@@ -309,6 +309,11 @@ def _cmd_detect(args: argparse.Namespace) -> int:
         f"{len(chosen)} changes written to {args.out} ({len(result.regions)} detected; grid {grid})"
     )
     print(radiometry_line(result))
+    if "nir" not in result.before.roles or "nir" not in result.after.roles:
+        print(
+            "bands: no nir on both dates: vegetation and water changes cannot be told;"
+            f" kinds possible: {', '.join(result.kinds_possible)}"
+        )
     return 0
 
 

@@ -80,6 +80,20 @@ class Thresholds:
                 raise ValueError(f"threshold {name}={v} must be within -1..1")
 
 
+def possible_kinds(roles: tuple[str, ...], method: str = "index") -> tuple[str, ...]:
+    """The change kinds the bands ``roles`` can tell apart.
+
+    Without nir there is no vegetation or water index: a visible-only (RGB) scene can show new
+    construction and bare soil only (CVA and iMAD still find any change, as ``unclassified``).
+    """
+    kinds = [k for k in KINDS if k != "unclassified"]
+    if "nir" not in roles:
+        kinds = ["new_construction", "bare_soil"]
+    if method != "index":
+        kinds.append("unclassified")
+    return tuple(kinds)
+
+
 def label_changes(
     before: dict[str, np.ndarray],
     after: dict[str, np.ndarray],

@@ -37,9 +37,13 @@ from remote_sensing.align import Grid
 from remote_sensing.radiometry import Radiometry, band_stats, classify, zero_filled
 
 ROLES: tuple[str, ...] = ("blue", "green", "red", "nir", "swir1", "swir2")
-"""Spectral roles the detectors use; ``blue, green, red, nir`` are required."""
+"""Spectral roles the detectors use; ``blue, green, red`` are required (without ``nir`` fewer
+change kinds can be told, see :func:`remote_sensing.detect.possible_kinds`)."""
 
-REQUIRED_ROLES: tuple[str, ...] = ("blue", "green", "red", "nir")
+REQUIRED_ROLES: tuple[str, ...] = ("blue", "green", "red")
+
+NAMED_ROLES: tuple[str, ...] = ("blue", "green", "red", "nir")
+"""The roles a scene without band names is asked to name (nir is wanted, not required)."""
 
 
 class SceneError(FarsightError):
@@ -190,7 +194,7 @@ def resolve_roles(
             None if b in ("-", "", "none") else _ALIASES.get(b.strip().lower(), b.strip().lower())
             for b in bands
         )
-    elif sensor and not all(r in _described(descriptions) for r in REQUIRED_ROLES):
+    elif sensor and not all(r in _described(descriptions) for r in NAMED_ROLES):
         if sensor not in SENSORS:
             raise ConfigError(
                 [ConfigProblem("--sensor", sensor, f"unknown sensor; known: {', '.join(SENSORS)}")],
@@ -224,8 +228,8 @@ def resolve_roles(
     for i, name in enumerate(names, start=1):
         if name and name not in found:
             found[name] = i
-    missing = [r for r in REQUIRED_ROLES if r not in found]
-    if missing:
+    missing = [r for r in NAMED_ROLES if r not in found]
+    if any(r in missing for r in REQUIRED_ROLES):
         raise ConfigError(
             [
                 ConfigProblem(

@@ -51,6 +51,7 @@ from remote_sensing.detect import (
     imad_chi2,
     label_changes,
     otsu_threshold,
+    possible_kinds,
 )
 from remote_sensing.indices import DateIndices, date_indices
 from remote_sensing.io import AlignedReader, Bands, Scene, open_scene, reading_env
@@ -247,6 +248,14 @@ class PairResult:
     calibration: Calibration
     regions: tuple[Region, ...]
     codes: np.ndarray | None = None
+
+    method: str = "index"
+
+    @property
+    def kinds_possible(self) -> tuple[str, ...]:
+        """The change kinds the pair's shared bands can tell (fewer for RGB scenes)."""
+        shared = tuple(r for r in self.before.roles if r in self.after.roles)
+        return possible_kinds(shared, self.method)
 
     @property
     def before_time(self) -> datetime:
@@ -593,7 +602,7 @@ def _detect_pair(
         t2 - t1,
         time.perf_counter() - t2,
     )
-    return PairResult(sb, sa, grid, cal, found, codes if keep_codes else None)
+    return PairResult(sb, sa, grid, cal, found, codes if keep_codes else None, opts.method)
 
 
 @dataclass(frozen=True, slots=True)

@@ -73,9 +73,11 @@ class Radiometry:
 
 
 def _bits(maximum: float, dtype: str) -> int:
+    # 10- and 12-bit sensors (Gaofen) deliver in 16-bit files; Landsat's 12-bit data are
+    # rescaled to 16 bits, so anything above 4095 is called by its data type.
     if dtype in ("uint8", "int8"):
         return 8
-    for bits in (8, 10, 12, 14):
+    for bits in (8, 10, 12):
         if maximum < 2**bits:
             return bits
     return 16

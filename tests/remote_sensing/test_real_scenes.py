@@ -133,3 +133,21 @@ def test_8bit_rgbn_pair_without_change_runs_and_finds_nothing(rgbn_real, tmp_pat
     }
     out = capsys.readouterr().out
     assert "radiometry: before dn-8bit (guessed from range); after dn-8bit" in out
+
+
+def test_landsat_l1_same_day_overlap_runs_and_finds_nothing(landsat_overlap, tmp_path, capsys):
+    """Landsat 8 Level-1 rows 077 and 078 of one pass, 3 bands of 16-bit DNs, the after scene
+    zero-filled at its edge without a nodata tag: no change, and the output says what was
+    assumed and that an RGB pair tells fewer kinds."""
+    before, after = landsat_overlap
+    fc = _detect(before, after, tmp_path / "out.geojson")
+    assert fc["features"] == []
+    props = fc["properties"]
+    assert props["bands"] == ["blue", "green", "red"]
+    assert props["kinds_possible"] == ["new_construction", "bare_soil"]
+    assert props["radiometry"] == {
+        "before": "dn-16bit (guessed from range)",
+        "after": "dn-16bit (guessed from range), zero-filled edges as nodata",
+    }
+    out = capsys.readouterr().out
+    assert "vegetation and water changes cannot be told" in out
