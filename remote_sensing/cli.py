@@ -45,6 +45,18 @@ def _bands(text: str | None) -> tuple[str, ...] | None:
     return tuple(b.strip() for b in text.split(",")) if text else None
 
 
+def _scale(text: str) -> tuple[float, float]:
+    parts = text.split(",")
+    try:
+        if len(parts) > 2:
+            raise ValueError
+        return float(parts[0]), float(parts[1]) if len(parts) == 2 else 0.0
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: give a scale, or scale,offset (e.g. 0.0001 or 0.0001,-0.1)"
+        ) from None
+
+
 def _add_detect_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--zones",
@@ -81,6 +93,14 @@ def _add_detect_options(p: argparse.ArgumentParser) -> None:
         default=None,
         metavar="ROLES",
         help="band roles in file order, e.g. blue,green,red,nir,swir1,swir2 ('-' to skip a band)",
+    )
+    p.add_argument(
+        "--scale",
+        type=_scale,
+        default=None,
+        metavar="S[,OFFSET]",
+        help="reflectance = value * S + OFFSET for every band (default: the file's scale and"
+        " offset, else guessed from the data type and range)",
     )
     p.add_argument(
         "--workers", type=int, default=1, metavar="N", help="threads for blocks (default 1)"
@@ -192,6 +212,7 @@ def _options(args: argparse.Namespace) -> DetectOptions:
         block=args.block,
         sensor=args.sensor,
         bands=_bands(args.bands),
+        scale=args.scale,
     )
 
 
@@ -287,7 +308,23 @@ def _cmd_detect(args: argparse.Namespace) -> int:
     print(
         f"{len(chosen)} changes written to {args.out} ({len(result.regions)} detected; grid {grid})"
     )
+    print(radiometry_line(result))
+    if "nir" not in result.before.roles or "nir" not in result.after.roles:
+        print(
+            "bands: no nir on both dates: vegetation and water changes cannot be told;"
+            f" kinds possible: {', '.join(result.kinds_possible)}"
+        )
     return 0
+
+
+def radiometry_line(result: PairResult) -> str:
+    """``radiometry: before dn-8bit (guessed from range); after ...``: what the numbers were
+    taken to be, so a user can tell a wrong guess and pass ``--scale`` or ``--sensor``."""
+    parts = [
+        f"{name} {s.radiometry.describe() if s.radiometry else 'unknown'}"
+        for name, s in (("before", result.before), ("after", result.after))
+    ]
+    return "radiometry: " + "; ".join(parts)
 
 
 def _is_scene(p: Path) -> bool:
@@ -373,7 +410,7 @@ def watch_once(
         dated = []
         for f in files:
             try:
-                s = open_scene(f, opts.sensor, opts.bands)
+                s = open_scene(f, opts.sensor, opts.bands, opts.scale)
             except FarsightError as exc:
                 if f.name not in seen:
                     log.warning("rs watch skip aoi=%s scene=%s error=%s", aoi, f.name, exc)

@@ -25,13 +25,18 @@ def normalised_difference(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def ndvi(bands: dict[str, np.ndarray]) -> np.ndarray:
-    """Normalised difference vegetation index (Rouse et al. 1974): nir vs red."""
+    """Normalised difference vegetation index (Rouse et al. 1974): nir vs red; 0 everywhere
+    for a visible-only (RGB) scene, so no vegetation rule holds on it."""
+    if "nir" not in bands:
+        return np.zeros(bands["red"].shape, np.float32)
     return normalised_difference(bands["nir"], bands["red"])
 
 
 def water_index(bands: dict[str, np.ndarray]) -> np.ndarray:
     """MNDWI (Xu 2006, green vs swir1) when a swir1 band exists, else NDWI (McFeeters 1996,
-    green vs nir)."""
+    green vs nir); 0 everywhere for a visible-only scene, so no water rule holds on it."""
+    if "swir1" not in bands and "nir" not in bands:
+        return np.zeros(bands["green"].shape, np.float32)
     return normalised_difference(
         bands["green"], bands["swir1"] if "swir1" in bands else bands["nir"]
     )

@@ -34,11 +34,16 @@ from rasterio.windows import Window
 
 from farsight.errors import ConfigError, ConfigProblem, FarsightError
 from remote_sensing.align import Grid
+from remote_sensing.radiometry import Radiometry, band_stats, classify, zero_filled
 
 ROLES: tuple[str, ...] = ("blue", "green", "red", "nir", "swir1", "swir2")
-"""Spectral roles the detectors use; ``blue, green, red, nir`` are required."""
+"""Spectral roles the detectors use; ``blue, green, red`` are required (without ``nir`` fewer
+change kinds can be told, see :func:`remote_sensing.detect.possible_kinds`)."""
 
-REQUIRED_ROLES: tuple[str, ...] = ("blue", "green", "red", "nir")
+REQUIRED_ROLES: tuple[str, ...] = ("blue", "green", "red")
+
+NAMED_ROLES: tuple[str, ...] = ("blue", "green", "red", "nir")
+"""The roles a scene without band names is asked to name (nir is wanted, not required)."""
 
 
 class SceneError(FarsightError):
@@ -139,6 +144,7 @@ class Scene:
     acquired: datetime | None
     block_shape: tuple[int, int]
     dtype: str
+    radiometry: Radiometry | None = None
 
     @property
     def grid(self) -> Grid:
@@ -188,7 +194,7 @@ def resolve_roles(
             None if b in ("-", "", "none") else _ALIASES.get(b.strip().lower(), b.strip().lower())
             for b in bands
         )
-    elif sensor and not all(r in _described(descriptions) for r in REQUIRED_ROLES):
+    elif sensor and not all(r in _described(descriptions) for r in NAMED_ROLES):
         if sensor not in SENSORS:
             raise ConfigError(
                 [ConfigProblem("--sensor", sensor, f"unknown sensor; known: {', '.join(SENSORS)}")],
@@ -222,8 +228,8 @@ def resolve_roles(
     for i, name in enumerate(names, start=1):
         if name and name not in found:
             found[name] = i
-    missing = [r for r in REQUIRED_ROLES if r not in found]
-    if missing:
+    missing = [r for r in NAMED_ROLES if r not in found]
+    if any(r in missing for r in REQUIRED_ROLES):
         raise ConfigError(
             [
                 ConfigProblem(
@@ -256,13 +262,58 @@ def _acquired(tags: dict[str, str]) -> datetime | None:
     return None
 
 
-def open_scene(
-    path: str | Path, sensor: str | None = None, bands: tuple[str, ...] | None = None
-) -> Scene:
-    """Read the metadata of a scene file (no pixels).
+STATS_SIZE = 512
+"""Longest side of the decimated read whose statistics tell what a scene's numbers are."""
 
-    Scale and offset come from the file's band metadata; when the file has none (scale 1,
-    offset 0) and a sensor preset is given, the preset's product scaling is used.
+
+def _radiometry(
+    src: Any,
+    idx: tuple[int, ...],
+    roles: tuple[str, ...],
+    preset: SensorPreset | None,
+    scale: tuple[float, float] | None,
+) -> tuple[Radiometry, float | None]:
+    # A decimated read (an overview where the file has one) is enough for percentiles.
+    f = max(1, math.ceil(max(src.width, src.height) / STATS_SIZE))
+    shape = (len(idx), max(1, src.height // f), max(1, src.width // f))
+    values = src.read(list(idx), out_shape=shape, resampling=Resampling.nearest)
+    nodata = src.nodata
+    zero = nodata is None and zero_filled(values, src.dtypes[0])
+    if zero:
+        nodata = 0.0
+    valid = np.ones(shape[1:], bool)
+    if nodata is not None:
+        valid &= ~(values == nodata).any(axis=0)
+    if src.dtypes[0].startswith("float"):
+        valid &= np.isfinite(values).all(axis=0)
+    stats = band_stats(values, valid)
+    rad = classify(
+        stats,
+        roles,
+        src.dtypes[0],
+        tuple(float(src.scales[i - 1] or 1.0) for i in idx),
+        tuple(float(src.offsets[i - 1] or 0.0) for i in idx),
+        (preset.scale, preset.offset) if preset is not None and preset.scale != 1.0 else None,
+        scale,
+    )
+    if zero:
+        rad = Radiometry(rad.kind, rad.source, rad.scales, rad.offsets, rad.relative, True)
+    return rad, nodata
+
+
+def open_scene(
+    path: str | Path,
+    sensor: str | None = None,
+    bands: tuple[str, ...] | None = None,
+    scale: tuple[float, float] | None = None,
+) -> Scene:
+    """Read the metadata of a scene file and what its numbers are (a decimated read).
+
+    Each band is mapped to reflectance as :func:`remote_sensing.radiometry.classify` decides:
+    ``scale`` (the user's ``--scale``: scale and offset) wins; then the file's scale and offset;
+    then the sensor preset's product scaling; else the data type and value range tell
+    reflectance, reflectance x 1e4 or digital numbers (a relative map). An integer file without
+    a nodata tag but zero-filled outside its footprint gets nodata 0.
 
     Raises
     ------
@@ -282,13 +333,7 @@ def open_scene(
             preset = SENSORS.get(sensor or "")
             roles = tuple(r for r in ROLES if r in found)
             idx = tuple(found[r] for r in roles)
-            scales, offsets = [], []
-            for i in idx:
-                s, o = float(src.scales[i - 1] or 1.0), float(src.offsets[i - 1] or 0.0)
-                if s == 1.0 and o == 0.0 and preset is not None:
-                    s, o = preset.scale, preset.offset
-                scales.append(s)
-                offsets.append(o)
+            rad, nodata = _radiometry(src, idx, roles, preset, scale)
             qa = next(((k, found[k]) for k in ("scl", "qa_pixel") if k in found), None)
             return Scene(
                 path=p,
@@ -298,13 +343,14 @@ def open_scene(
                 height=src.height,
                 roles=roles,
                 indexes=idx,
-                scales=tuple(scales),
-                offsets=tuple(offsets),
-                nodata=src.nodata,
+                scales=rad.scales,
+                offsets=rad.offsets,
+                nodata=nodata,
                 qa=qa,
                 acquired=_acquired(src.tags()),
                 block_shape=tuple(src.block_shapes[0]),
                 dtype=src.dtypes[0],
+                radiometry=rad,
             )
     except RasterioError as exc:
         raise SceneError(
@@ -315,12 +361,14 @@ def open_scene(
 @dataclass(frozen=True, slots=True)
 class Bands:
     """Reflectance of one window: ``data[role]`` float32 arrays, ``valid`` where every band had
-    data, ``qa`` the QA band (or ``None``)."""
+    data, ``qa`` the QA band (or ``None``), ``saturated`` where an integer band sits at its data
+    type's maximum (``None`` for float files)."""
 
     data: dict[str, np.ndarray]
     valid: np.ndarray
     qa: np.ndarray | None = None
     qa_kind: str | None = None
+    saturated: np.ndarray | None = None
 
 
 def _integer_offset(scene: Scene, grid: Grid) -> tuple[int, int] | None:
@@ -426,7 +474,11 @@ class AlignedReader:
             if s.offsets[i]:
                 band += np.float32(s.offsets[i])
             data[role] = band
-        return Bands(data, valid, qa, s.qa[0] if s.qa else None)
+        saturated = None
+        if np.issubdtype(dn.dtype, np.integer):
+            # Clipped pixels are equal on both dates whatever changed; fits must not use them.
+            saturated = (dn == np.iinfo(dn.dtype).max).any(axis=0)
+        return Bands(data, valid, qa, s.qa[0] if s.qa else None, saturated)
 
     def close(self) -> None:
         """Close every handle opened by any thread."""

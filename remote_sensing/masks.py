@@ -90,7 +90,9 @@ def temporal_cloud_shadow(
         dark_b &= (b < r32 * a) & (b > lo32 * a)
     shadow = dark_a | dark_b
     dblue = after["blue"] - before["blue"]
-    dnir = after["nir"] - before["nir"]
+    # Without nir (RGB scenes) red stands in: haze does not darken it either.
+    long = "nir" if "nir" in before else "red"
+    dnir = after[long] - before[long]
     core_a = _cores(spectral_cloud_mask(after, idx=ia))
     core_b = _cores(spectral_cloud_mask(before, idx=ib))
     cloud = core_a | core_b

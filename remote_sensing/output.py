@@ -85,6 +85,12 @@ def feature_collection(
                 "res": list(result.grid.res),
             },
             "threshold": round(result.calibration.threshold, 6),
+            "bands": [r for r in result.before.roles if r in result.after.roles],
+            "kinds_possible": list(result.kinds_possible),
+            "radiometry": {
+                "before": result.before.radiometry.describe() if result.before.radiometry else None,
+                "after": result.after.radiometry.describe() if result.after.radiometry else None,
+            },
         },
     }
 

