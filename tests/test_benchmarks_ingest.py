@@ -1,5 +1,6 @@
 """Smoke test of benchmarks/ingest.py: runs at a tiny size through the open, TLS and
-auth+ACL+TLS brokers and prints its figure last, with the secured brokers' ratios on it."""
+auth+ACL+TLS brokers and prints its figure last, with the secured brokers' ratios and the
+checks-on/checks-off ratio on it."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ LAST = re.compile(
     r"^ingest: (?P<rate>[\d,]+) readings/s end to end \((?P<msgs>[\d,]+) messages/s of 6 metrics,"
     r" qos1, mosquitto, MQTT 3\.1\.1\); bare paho (?P<bare>[\d,]+) messages/s;"
     r" ratio (?P<ratio>[\d.]+); to the open broker: TLS (?P<tls>[\d.]+),"
-    r" auth\+ACL\+TLS (?P<auth>[\d.]+)$"
+    r" auth\+ACL\+TLS (?P<auth>[\d.]+); checks on/off (?P<checks>[\d.]+)"
+    r" \(ingest CPU per message on/off (?P<cpu>[\d.]+)\)$"
 )
 
 
@@ -57,3 +59,7 @@ def test_ingest_benchmark_measures_the_secured_broker_and_prints_its_figure_last
     for key in ("rate", "msgs", "bare"):
         assert float(m[key].replace(",", "")) > 0
     assert float(m["tls"]) > 0 and float(m["auth"]) > 0
+    # The open broker ran with the door's checks off as well as on, in the same run.
+    assert "round 1, open broker, checks off:" in "\n".join(out)
+    assert float(m["checks"]) > 0 and float(m["cpu"]) > 0
+    assert out[-2].startswith("checks on vs off (open broker, median of 1 interleaved runs each)")
