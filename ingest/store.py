@@ -359,33 +359,50 @@ class ReadingStore:
             self.db.query("SELECT coalesce(sum(length(payload)), 0) FROM dead_letters")[0][0]
         )
 
-    def prune_dead_letters(self, max_age: timedelta, max_bytes: int, now: datetime) -> Pruned:
+    def prune_dead_letters(
+        self, max_age: timedelta, max_bytes: int, now: datetime, dry_run: bool = False
+    ) -> Pruned:
         """Delete dead letters received before ``now - max_age``, then the oldest until the
         payloads kept total at most ``max_bytes``; count the deletions in the counters
-        (:data:`PRUNED_COUNTER`) in the same transaction.
+        (:data:`PRUNED_COUNTER`) in the same transaction. With ``dry_run``, count what would be
+        deleted and change nothing.
         """
         if max_bytes < 0 or max_age < timedelta(0):
             raise ValueError("max_age and max_bytes must not be negative")
         cutoff = to_epoch_ms(now - max_age)
         with self.db.transaction() as c:
-            by_age = c.execute("DELETE FROM dead_letters WHERE received < ?", (cutoff,)).rowcount
-            # The newest letter whose running total (newest first) passes the cap: it and all
-            # older ones go.
+            by_age = int(
+                c.execute(
+                    "SELECT count(*) FROM dead_letters WHERE received < ?", (cutoff,)
+                ).fetchone()[0]
+            )
+            # Of the letters the age leaves, the newest whose running total (newest first)
+            # passes the cap: it and all older ones go.
             row = c.execute(
                 "SELECT id FROM (SELECT id, sum(length(payload)) OVER (ORDER BY id DESC) AS kept"
-                " FROM dead_letters) t WHERE kept > ? ORDER BY id DESC LIMIT 1",
-                (max_bytes,),
+                " FROM dead_letters WHERE received >= ?) t WHERE kept > ? ORDER BY id DESC LIMIT 1",
+                (cutoff, max_bytes),
             ).fetchone()
             by_size = 0
             if row is not None:
-                by_size = c.execute("DELETE FROM dead_letters WHERE id <= ?", (row[0],)).rowcount
+                by_size = int(
+                    c.execute(
+                        "SELECT count(*) FROM dead_letters WHERE id <= ? AND received >= ?",
+                        (row[0], cutoff),
+                    ).fetchone()[0]
+                )
+            if dry_run:
+                return Pruned(by_age, by_size)
+            c.execute("DELETE FROM dead_letters WHERE received < ?", (cutoff,))
+            if row is not None:
+                c.execute("DELETE FROM dead_letters WHERE id <= ?", (row[0],))
             counts = [(label, n) for label, n in (("age", by_age), ("size", by_size)) if n]
             c.executemany(
                 "INSERT INTO counters (name, label, value) VALUES (?, ?, ?)"
                 " ON CONFLICT (name, label) DO UPDATE SET value = counters.value + excluded.value",
                 [(PRUNED_COUNTER, label, n) for label, n in counts],
             )
-        return Pruned(max(by_age, 0), max(by_size, 0))
+        return Pruned(by_age, by_size)
 
     def irregularities(self) -> list[dict]:
         return [dict(r) for r in self.db.query("SELECT * FROM irregularities ORDER BY count DESC")]

@@ -1,10 +1,11 @@
-"""``farsight deadletters``: list, show and replay the messages ingest refused.
+"""``farsight deadletters``: list, show, replay and prune the messages ingest refused.
 
 ``list`` and ``replay`` take the same filters (reason, topic with MQTT wildcards, site, device,
 received from/to, ids, replay outcome, limit). ``replay`` decodes each letter again with the
 current codecs, registry and device passwords (:mod:`ingest.dead_letters`), stores what now
 decodes once, marks every letter with what it came to, and records who replayed what in the
 audit chain. By default it takes the letters never replayed or whose last replay failed.
+``prune`` applies the retention of ``ingest.dead_letters`` now (:mod:`ingest.retention`).
 """
 
 from __future__ import annotations
@@ -68,10 +69,12 @@ def _add_filters(p: argparse.ArgumentParser, default_limit: int) -> None:
 
 
 def add_deadletters_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add ``deadletters list|show|replay`` to the ``farsight`` parser."""
+    """Add ``deadletters list|show|replay|prune`` to the ``farsight`` parser."""
+    from ingest.retention import add_prune_parser
+
     p = sub.add_parser(
         "deadletters",
-        help="list, show and replay the messages ingest refused",
+        help="list, show, replay and prune the messages ingest refused",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -119,6 +122,8 @@ def add_deadletters_parser(sub: argparse._SubParsersAction[argparse.ArgumentPars
     )
     rp.add_argument("--json", action="store_true", help="JSON lines instead of a table")
     rp.set_defaults(func=_cmd_replay)
+
+    add_prune_parser(actions)
 
 
 def _filter(args: argparse.Namespace, outcome: str | None) -> LetterFilter:
