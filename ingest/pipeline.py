@@ -330,6 +330,8 @@ class IngestPipeline:
         irregular: list[tuple[str, str, str]] = []
         # Per reading: measured within the backfill horizon of its receipt (judged live).
         live: list[bool] = []
+        # Per reading: when ingest received its message (stored: timeliness counts from it).
+        received: list[datetime] = []
         edge = self.edge
         expansion: Expansion | None = None
         if edge is not None:
@@ -349,6 +351,7 @@ class IngestPipeline:
                     attrs_at[(rs[0].site, rs[0].device, rs[0].ts)] = attrs
                 readings.extend(rs)
                 live.extend(rs_live)
+                received.extend([msg.received] * len(rs))
                 irregular.extend(irr)
             except DecodeError as exc:
                 dead.append(
@@ -377,7 +380,7 @@ class IngestPipeline:
             # and rule state commit together: a failure leaves none of them, the messages stay
             # unacknowledged, and their redelivery is evaluated afresh.
             with self.store.db.transaction() if shared or expansion is not None else nullcontext():
-                new_flags = self.store.write_batch(readings, dead, irregular)
+                new_flags = self.store.write_batch(readings, dead, irregular, received)
                 if edge is not None and expansion is not None:
                     # The gateways' sequence state commits with their readings, or not at all.
                     edge.commit(expansion)

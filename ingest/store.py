@@ -6,7 +6,7 @@ import hashlib
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from farsight.clock import from_epoch_ms, to_epoch_ms
@@ -69,6 +69,19 @@ _CHUNK = 3000
 """Rows per INSERT: 9 parameters each stays under SQLite's limit of 32,766 variables."""
 
 
+def _epoch_ms_each(times: Sequence[datetime]) -> list[int]:
+    """Epoch milliseconds of each time; a message's readings share one datetime object, so a
+    run of the same object is converted once."""
+    out: list[int] = []
+    last: datetime | None = None
+    ms = 0
+    for t in times:
+        if t is not last:
+            last, ms = t, to_epoch_ms(t)
+        out.append(ms)
+    return out
+
+
 def row_to_reading(row: sqlite3.Row) -> Reading:
     return Reading(
         site=row["site"],
@@ -104,14 +117,27 @@ class ReadingStore:
         readings: Sequence[Reading],
         dead: Sequence[DeadLetter] = (),
         irregular: Iterable[tuple[str, str, str]] = (),
-        received: datetime | None = None,
+        received: datetime | Sequence[datetime] | None = None,
     ) -> list[bool]:
         """Store readings, dead letters and irregularities in one transaction.
+
+        ``received`` is the time ingest received each reading's message (what timeliness counts
+        from): one time for all, one per reading, or ``None`` for the time of this write.
+        Irregularities are stamped with the one time given, else with the time of this write.
 
         Returns, per reading, whether it was new; a reading already stored under the same
         (site, device, metric, ts) is ignored, which makes redelivery harmless.
         """
-        now = to_epoch_ms(received) if received else to_epoch_ms(datetime.now().astimezone())
+        now = to_epoch_ms(datetime.now(UTC))
+        if isinstance(received, datetime):
+            now = to_epoch_ms(received)
+            at = [now] * len(readings)
+        elif received is None:
+            at = [now] * len(readings)
+        else:
+            at = _epoch_ms_each(received)
+            if len(at) != len(readings):
+                raise ValueError(f"{len(at)} receive times for {len(readings)} readings")
         rows = [
             (
                 r.site,
@@ -122,9 +148,9 @@ class ReadingStore:
                 r.unit,
                 r.flag,
                 r.seq,
-                now,
+                t,
             )
-            for r in readings
+            for r, t in zip(readings, at)
         ]
         inserted: set[tuple[str, str, str, int]] = set()
         with self.db.transaction() as c:
