@@ -26,7 +26,7 @@ from ingest.audit import AuditTrail
 from ingest.codecs import get_codec
 from ingest.codecs.base import Decoded
 from ingest.edge_batches import EdgeBatchDecoder, Expansion
-from ingest.measure_time import future_refusal, is_backfill
+from ingest.measure_time import future_refusal, live_flags
 from ingest.message import Message
 from ingest.store import DeadLetter, ReadingStore
 from ingest.topics import CODEC_FOR_KIND, parse_topic
@@ -211,8 +211,7 @@ class IngestPipeline:
         refusal = future_refusal(readings, msg.received, self.time.skew_for(kind), kind)
         if refusal is not None:
             raise refusal
-        horizon = self.time.backfill_horizon_s
-        return [not is_backfill(r.ts, msg.received, horizon) for r in readings]
+        return live_flags(readings, msg.received, self.time.backfill_horizon_s)
 
     def _device_kind(self, site_id: str, device_id: str) -> str | None:
         site = self.registry.get(site_id)
