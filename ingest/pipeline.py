@@ -145,6 +145,9 @@ class IngestPipeline:
         # and deployments without a credential store).
         self.passwords = passwords
         self.time = time or IngestTimeSettings()
+        self._least_skew_s = min(
+            (self.time.max_future_skew_s, *self.time.future_skew_by_kind.values())
+        )
         self.clock = clock or SystemClock()
         # Caps, registered metrics and physical ranges (ingest/admission.py); on by default.
         self.admission = admission or AdmissionPolicy()
@@ -207,10 +210,14 @@ class IngestPipeline:
             return []
         if not self.checks:
             return [True] * len(readings)
-        kind = self._device_kind(readings[0].site, readings[0].device)
-        refusal = future_refusal(readings, msg.received, self.time.skew_for(kind), kind)
-        if refusal is not None:
-            raise refusal
+        ahead = (max(r.ts for r in readings) - msg.received).total_seconds()
+        # Within the smallest skew of any device kind, no device's skew is passed: the device's
+        # kind is looked up only for a message measured further ahead of its receipt.
+        if ahead > self._least_skew_s:
+            kind = self._device_kind(readings[0].site, readings[0].device)
+            refusal = future_refusal(readings, msg.received, self.time.skew_for(kind), kind)
+            if refusal is not None:
+                raise refusal
         return live_flags(readings, msg.received, self.time.backfill_horizon_s)
 
     def _device_kind(self, site_id: str, device_id: str) -> str | None:

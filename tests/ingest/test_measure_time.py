@@ -114,6 +114,17 @@ def test_the_allowed_skew_is_per_device_kind_and_judged_against_the_receive_time
     assert letter.topic == AQ and "30 min after" in letter.detail
 
 
+def test_a_kind_with_less_skew_than_the_default_is_held_to_it(db: Database) -> None:
+    # The pipeline looks a device's kind up only past the least skew of any kind: a kind below
+    # the default must still be found and applied.
+    p = parts(db, max_future_skew_s=300, future_skew_by_kind={"air_quality": 60})
+    two_min = NOW + timedelta(minutes=2)
+    res = p.pipe.process([cems(two_min, 10), aq(two_min, 10), aq(NOW + timedelta(seconds=59), 10)])
+    assert (res.stored, res.rejected) == (2, 1)  # the frame's SO2 and the air station's 59 s
+    (letter,) = p.readings.dead_letters()
+    assert letter.topic == AQ and "device kind air_quality" in letter.detail
+
+
 def test_history_past_the_backfill_horizon_is_stored_but_never_moves_live_rule_state(
     db: Database,
 ) -> None:
