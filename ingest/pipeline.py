@@ -145,6 +145,8 @@ class IngestPipeline:
         # and deployments without a credential store).
         self.passwords = passwords
         self.time = time or IngestTimeSettings()
+        # The least future skew of any device kind (see _judge_times); settings are fixed for the
+        # pipeline's life.
         self._least_skew_s = min(
             (self.time.max_future_skew_s, *self.time.future_skew_by_kind.values())
         )
