@@ -30,6 +30,7 @@ is the figure, with those ratios on it. The secured brokers:
   topic, so the figure cannot come from an open broker.
 
     .venv/bin/python benchmarks/ingest.py [--devices 1000] [--per-device 40] [--repeat 3]
+        [--checks-only]
 """
 
 from __future__ import annotations
@@ -567,19 +568,28 @@ def main() -> None:
         "(a shared machine slows some runs: the best is the least disturbed); on the open broker "
         "each round runs with the checks off and on, whose medians are compared",
     )
+    ap.add_argument(
+        "--checks-only",
+        action="store_true",
+        help="only the open broker's runs with the checks off and on (no bare paho, no secured "
+        "brokers); the last line is their comparison",
+    )
     args = ap.parse_args()
     registry = parse_registry(registry_doc(args.devices))
     msgs = messages(args.devices, args.per_device)
     checks_off: list[Run] = []
+    bare = 0.0
     with tempfile.TemporaryDirectory(prefix="farsight-bench-") as tmp:
         root = Path(tmp)
-        broker = MosquittoBroker(data_dir=root / "bare" / "mosquitto")
-        try:
-            bare = bare_paho(broker_settings(broker, {}), msgs)
-        finally:
-            broker.close()
-        print(f"bare paho subscriber: {bare:,.0f} messages/s ({len(msgs)} messages)")
-        setups = [BrokerSetup("open"), *(make(root / make.__name__, registry) for make in SECURED)]
+        setups = [BrokerSetup("open")]
+        if not args.checks_only:
+            broker = MosquittoBroker(data_dir=root / "bare" / "mosquitto")
+            try:
+                bare = bare_paho(broker_settings(broker, {}), msgs)
+            finally:
+                broker.close()
+            print(f"bare paho subscriber: {bare:,.0f} messages/s ({len(msgs)} messages)")
+            setups += [make(root / make.__name__, registry) for make in SECURED]
         runs: dict[str, list[Run]] = {setup.name: [] for setup in setups}
         for k in range(max(1, args.repeat)):
             for setup in setups:
@@ -593,8 +603,11 @@ def main() -> None:
                         f" ({run.cpu()})",
                         flush=True,
                     )
-    best = {name: best_of(each) for name, each in runs.items()}
     cost = ChecksCost(runs["open"], checks_off)
+    if args.checks_only:
+        print(cost.line())
+        return
+    best = {name: best_of(each) for name, each in runs.items()}
     open_run = best["open"]
     rate = open_run.rate
     print(
