@@ -80,9 +80,10 @@ def _add_decode(sub: Subparsers) -> None:
 
 
 def _add_prune_dead_letters(sub: Subparsers) -> None:
-    from ingest.retention import add_prune_parser
+    # The old name of `deadletters prune`, hidden from the help; it says so when used.
+    from ingest.retention import add_prune_alias
 
-    add_prune_parser(sub)
+    add_prune_alias(sub)
 
 
 def _add_simulate(sub: Subparsers) -> None:

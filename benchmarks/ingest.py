@@ -10,8 +10,14 @@ O3, CO), as the demo's stations send; messages per second are printed beside it.
 
 Ingest runs on the open broker and on each broker set up as a deployment should be
 (:data:`SECURED`), in turn, ``--repeat`` rounds; the best run of each counts, and each secured one
-is printed as a ratio to the open one. The last line printed is the figure, with those ratios on
-it. The secured brokers:
+is printed as a ratio to the open one. On the open broker each round also runs ingest with the
+door's checks off (admission: payload and metric caps, registered metrics, physical ranges; the
+measure-time checks: future skew, backfill horizon; the HJ 212 MN/PW checks, which these JSON
+readings do not reach) against the same broker, interleaved with the run with checks on (off, on
+in one round, on, off in the next, so a slow start or a drift of the machine weighs on both); the
+medians of the two are printed with their ratio. The checks are turned off through
+``IngestService(checks=False)``, a constructor argument and not a setting. The last line printed
+is the figure, with those ratios on it. The secured brokers:
 
 * TLS: a TLS-only listener (private CA from farsight.pki) that requires a client certificate and
   takes it as the user name; ingest and the publisher share one certificate;
@@ -24,6 +30,7 @@ it. The secured brokers:
   topic, so the figure cannot come from an open broker.
 
     .venv/bin/python benchmarks/ingest.py [--devices 1000] [--per-device 40] [--repeat 3]
+        [--checks-only]
 """
 
 from __future__ import annotations
@@ -33,11 +40,12 @@ import json
 import os
 import selectors
 import ssl
+import statistics
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -329,14 +337,15 @@ def farsight_ingest(
     send: Callable[[], None],
     expected: int,
     broker_pid: int | None,
+    checks: bool = True,
 ) -> tuple[Run, IngestService]:
     """How fast ingest drains its persistent session once ``send`` has filled it with
-    ``expected`` messages of :data:`METRICS`."""
-    svc = IngestService(settings, registry)
+    ``expected`` messages of :data:`METRICS`; ``checks=False``: with the door's checks off."""
+    svc = IngestService(settings, registry, checks=checks)
     svc.start()
     svc.stop()
     send()
-    svc = IngestService(settings, registry)
+    svc = IngestService(settings, registry, checks=checks)
     base = svc.readings.count()
     broker_before, cpu_before = cpu_seconds(broker_pid), time.process_time()
     start = time.perf_counter()
@@ -461,21 +470,34 @@ def check_enforced(setup: BrokerSetup, broker: MosquittoBroker) -> None:
 
 
 def run_ingest(
-    setup: BrokerSetup, tmp: Path, registry: Registry, msgs: list[tuple[str, bytes]]
-) -> Run:
-    """Ingest through a broker of ``setup``."""
+    setup: BrokerSetup,
+    tmp: Path,
+    registry: Registry,
+    msgs: list[tuple[str, bytes]],
+    checks: Sequence[bool] = (True,),
+) -> list[Run]:
+    """Ingest through one broker of ``setup``, once per entry of ``checks`` (whether the door's
+    checks are on), in that order, each run into a database of its own."""
     broker = MosquittoBroker(data_dir=tmp / "mosquitto", **setup.broker_options)
+    runs = []
     try:
         if setup.broker_options:
             check_enforced(setup, broker)
-        settings = settings_for(broker, tmp / "var", setup)
-        run, svc = farsight_ingest(
-            settings, registry, lambda: publish(setup, broker, msgs), len(msgs), broker.pid
-        )
-        svc.stop()
+        for i, on in enumerate(checks):
+            settings = settings_for(broker, tmp / f"var-{i}", setup)
+            run, svc = farsight_ingest(
+                settings,
+                registry,
+                lambda: publish(setup, broker, msgs),
+                len(msgs),
+                broker.pid,
+                checks=on,
+            )
+            svc.stop()
+            runs.append(run)
     finally:
         broker.close()
-    return run
+    return runs
 
 
 def best_of(runs: list[Run]) -> Run:
@@ -490,6 +512,50 @@ def best_of(runs: list[Run]) -> Run:
     )
 
 
+@dataclass(frozen=True)
+class ChecksCost:
+    """Ingest on one broker with the door's checks on and off: the median rate and CPU per
+    message of each (interleaved runs)."""
+
+    on: list[Run]
+    off: list[Run]
+
+    @property
+    def rate_on(self) -> float:
+        return statistics.median(r.rate for r in self.on)
+
+    @property
+    def rate_off(self) -> float:
+        return statistics.median(r.rate for r in self.off)
+
+    @property
+    def ratio(self) -> float:
+        """Rate with checks on over rate with checks off: 0.90 is a 10 % drop."""
+        return self.rate_on / self.rate_off
+
+    @property
+    def cpu_on(self) -> float:
+        return statistics.median(r.ingest_cpu_us for r in self.on)
+
+    @property
+    def cpu_off(self) -> float:
+        return statistics.median(r.ingest_cpu_us for r in self.off)
+
+    def line(self) -> str:
+        return (
+            f"checks on vs off (open broker, median of {len(self.on)} interleaved runs each):"
+            f" on {self.rate_on:,.0f} messages/s, off {self.rate_off:,.0f} messages/s,"
+            f" on/off {self.ratio:.2f}; ingest CPU per message on {self.cpu_on:.0f} µs,"
+            f" off {self.cpu_off:.0f} µs, on/off {self.cpu_on / self.cpu_off:.2f}"
+        )
+
+
+def checks_order(round_no: int) -> tuple[bool, ...]:
+    """Checks on or off, per run of round ``round_no`` on the open broker: off then on, then on
+    then off in the next round, so neither always runs first on a fresh broker."""
+    return (False, True) if round_no % 2 == 0 else (True, False)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--devices", type=int, default=1000)
@@ -499,29 +565,48 @@ def main() -> None:
         type=int,
         default=3,
         help="rounds of ingest runs, each broker set-up in turn; the best of each is reported "
-        "(a shared machine slows some runs: the best is the least disturbed)",
+        "(a shared machine slows some runs: the best is the least disturbed); on the open broker "
+        "each round runs with the checks off and on, whose medians are compared",
+    )
+    ap.add_argument(
+        "--checks-only",
+        action="store_true",
+        help="only the open broker's runs with the checks off and on (no bare paho, no secured "
+        "brokers); the last line is their comparison",
     )
     args = ap.parse_args()
     registry = parse_registry(registry_doc(args.devices))
     msgs = messages(args.devices, args.per_device)
+    checks_off: list[Run] = []
+    bare = 0.0
     with tempfile.TemporaryDirectory(prefix="farsight-bench-") as tmp:
         root = Path(tmp)
-        broker = MosquittoBroker(data_dir=root / "bare" / "mosquitto")
-        try:
-            bare = bare_paho(broker_settings(broker, {}), msgs)
-        finally:
-            broker.close()
-        print(f"bare paho subscriber: {bare:,.0f} messages/s ({len(msgs)} messages)")
-        setups = [BrokerSetup("open"), *(make(root / make.__name__, registry) for make in SECURED)]
+        setups = [BrokerSetup("open")]
+        if not args.checks_only:
+            broker = MosquittoBroker(data_dir=root / "bare" / "mosquitto")
+            try:
+                bare = bare_paho(broker_settings(broker, {}), msgs)
+            finally:
+                broker.close()
+            print(f"bare paho subscriber: {bare:,.0f} messages/s ({len(msgs)} messages)")
+            setups += [make(root / make.__name__, registry) for make in SECURED]
         runs: dict[str, list[Run]] = {setup.name: [] for setup in setups}
         for k in range(max(1, args.repeat)):
             for setup in setups:
-                run = run_ingest(setup, root / f"{setup.name}-{k}", registry, msgs)
-                runs[setup.name].append(run)
-                print(
-                    f"round {k + 1}, {setup.name} broker: {run.rate:,.0f} messages/s ({run.cpu()})",
-                    flush=True,
-                )
+                order = checks_order(k) if setup.name == "open" else (True,)
+                done = run_ingest(setup, root / f"{setup.name}-{k}", registry, msgs, order)
+                for on, run in zip(order, done):
+                    (runs[setup.name] if on else checks_off).append(run)
+                    what = "" if on else ", checks off"
+                    print(
+                        f"round {k + 1}, {setup.name} broker{what}: {run.rate:,.0f} messages/s"
+                        f" ({run.cpu()})",
+                        flush=True,
+                    )
+    cost = ChecksCost(runs["open"], checks_off)
+    if args.checks_only:
+        print(cost.line())
+        return
     best = {name: best_of(each) for name, each in runs.items()}
     open_run = best["open"]
     rate = open_run.rate
@@ -540,11 +625,14 @@ def main() -> None:
             f" {secured.rate * len(METRICS):,.0f} readings/s ({secured.summary});"
             f" {secured.rate / rate:.2f} of the open broker; {secured.cpu()}"
         )
+    print(cost.line())
     print(
         f"ingest: {rate * len(METRICS):,.0f} readings/s end to end ({rate:,.0f} messages/s of"
         f" {len(METRICS)} metrics, "
         f"qos1, mosquitto, MQTT {BrokerSettings().protocol}); bare paho {bare:,.0f} messages/s;"
-        f" ratio {rate / bare:.2f}; to the open broker: {', '.join(ratios)}"
+        f" ratio {rate / bare:.2f}; to the open broker: {', '.join(ratios)};"
+        f" checks on/off {cost.ratio:.2f}"
+        f" (ingest CPU per message on/off {cost.cpu_on / cost.cpu_off:.2f})"
     )
 
 

@@ -22,8 +22,9 @@ hourly and daily validity (HJ 75-2017)
     hourly values. A value of a device whose cadence is not a minute stands for one cadence of
     time: 45 valid minutes are ``45 * 60 / c`` valid values in the hour.
 timeliness
-    receive time minus measure time of each reading (seconds; ``readings.received`` is the ingest
-    clock), as mean, maximum and the count later than a bound.
+    receive time minus measure time of each reading (seconds; ``readings.received`` is when ingest
+    received the reading's message, :attr:`ingest.message.Message.received`, not when it was
+    stored), as mean, maximum and the count later than a bound.
 
 declared stoppages (停运)
     the periods an operator declared a site or device stopped (the registry's ``stoppages``)

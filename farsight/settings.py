@@ -230,7 +230,7 @@ class DeadLetterSettings(Section):
         30.0,
         title="Retention age",
         description="Dead letters older than this many days are deleted (by ingest every "
-        "every_s, and by `farsight prune-dead-letters`).",
+        "every_s, and by `farsight deadletters prune`).",
         ge=0.01,
         le=3650,
     )

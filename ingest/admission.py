@@ -184,13 +184,20 @@ def admit(
     unknown: list[str] = []
     out_of_range: list[tuple[str, str]] = []
     flagged: list[str] = []
+    catalogue = policy.catalogue
+    known = catalogue if registered is None else registered
     for reading in readings:
         base, _, suffix = reading.metric.partition(".")
-        if suffix not in AGGREGATE_SUFFIXES or not _known(base, registered, policy):
+        if suffix not in AGGREGATE_SUFFIXES or base not in known:
             unknown.append(reading.metric)
             continue
-        metric = policy.catalogue.get(base)
-        problem = _range_problem(reading, metric, suffix) if metric is not None else None
+        metric = catalogue.get(base)
+        # Every reading of a message takes this path, and nearly all are inside their range:
+        # the cheap test first, the explanation only for a value outside.
+        if metric is None or _in_range(reading, metric, suffix):
+            kept.append(reading)
+            continue
+        problem = _range_problem(reading, metric, suffix)
         if problem is None:
             kept.append(reading)
         elif policy.action(base) == "refuse":
@@ -220,10 +227,6 @@ def admit(
     return Admitted(tuple(kept), tuple(refusals), tuple(dict.fromkeys(flagged)))
 
 
-def _known(base: str, registered: Collection[str] | None, policy: AdmissionPolicy) -> bool:
-    return base in policy.catalogue if registered is None else base in registered
-
-
 def bounds_for(metric: Metric, suffix: str) -> tuple[float, float]:
     """The physical range of ``metric`` with aggregate ``suffix``, in the catalogue unit."""
     if suffix.startswith("cou_"):
@@ -231,6 +234,19 @@ def bounds_for(metric: Metric, suffix: str) -> tuple[float, float]:
     # Averages, minima and maxima of a period, and values converted to reference oxygen (zs),
     # are the quantity itself.
     return metric.bounds
+
+
+def _in_range(reading: Reading, metric: Metric, suffix: str) -> bool:
+    """True when ``reading`` is inside its metric's physical range (what :func:`_range_problem`
+    explains when it is not; a value that is not a number is never inside)."""
+    if suffix.startswith("cou_"):
+        lo, hi = COUNT_BOUNDS
+        return lo <= reading.value <= hi
+    lo, hi = metric.bounds
+    value, unit = reading.value, reading.unit
+    if unit and unit != metric.unit:
+        value = _in_unit(value, unit, metric.unit)[0]
+    return lo <= value <= hi
 
 
 def _range_problem(reading: Reading, metric: Metric, suffix: str) -> str | None:

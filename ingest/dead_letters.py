@@ -3,7 +3,10 @@
 A replay hands each letter's topic, payload and first arrival time to
 :meth:`IngestPipeline.process`, the path live messages take (decode, registry, device
 passwords, admission checks), so a letter refused before a registry or codec fix stores what now
-decodes. Readings go through :meth:`ReadingStore.write_batch`, whose key
+decodes. The readings a replay stores keep that first arrival as their receive time: the device
+delivered them then, and timeliness is the device's, not how long a repair took (the measure-time
+checks judge against the same time, so a replay refuses what live ingest would have refused).
+Readings go through :meth:`ReadingStore.write_batch`, whose key
 (site, device, metric, ts) makes a replay idempotent: a reading stored already (by a replay or
 by a redelivery) is not stored again.
 

@@ -45,6 +45,13 @@ def is_backfill(ts: datetime, received: datetime, horizon_s: float) -> bool:
     return received - ts > timedelta(seconds=horizon_s)
 
 
+def live_flags(readings: Sequence[Reading], received: datetime, horizon_s: float) -> list[bool]:
+    """Per reading, whether it is live: not :func:`is_backfill` (the horizon's cutoff is
+    computed once per message, not per reading)."""
+    cutoff = received - timedelta(seconds=horizon_s)
+    return [r.ts >= cutoff for r in readings]
+
+
 def _span(seconds: float) -> str:
     """A duration as a person reads it (``38 days``, ``12 min``)."""
     for unit, size in (("days", 86_400), ("h", 3_600), ("min", 60)):

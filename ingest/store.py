@@ -6,7 +6,7 @@ import hashlib
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from farsight.clock import from_epoch_ms, to_epoch_ms
@@ -69,6 +69,19 @@ _CHUNK = 3000
 """Rows per INSERT: 9 parameters each stays under SQLite's limit of 32,766 variables."""
 
 
+def _epoch_ms_each(times: Sequence[datetime]) -> list[int]:
+    """Epoch milliseconds of each time; a message's readings share one datetime object, so a
+    run of the same object is converted once."""
+    out: list[int] = []
+    last: datetime | None = None
+    ms = 0
+    for t in times:
+        if t is not last:
+            last, ms = t, to_epoch_ms(t)
+        out.append(ms)
+    return out
+
+
 def row_to_reading(row: sqlite3.Row) -> Reading:
     return Reading(
         site=row["site"],
@@ -104,14 +117,27 @@ class ReadingStore:
         readings: Sequence[Reading],
         dead: Sequence[DeadLetter] = (),
         irregular: Iterable[tuple[str, str, str]] = (),
-        received: datetime | None = None,
+        received: datetime | Sequence[datetime] | None = None,
     ) -> list[bool]:
         """Store readings, dead letters and irregularities in one transaction.
+
+        ``received`` is the time ingest received each reading's message (what timeliness counts
+        from): one time for all, one per reading, or ``None`` for the time of this write.
+        Irregularities are stamped with the one time given, else with the time of this write.
 
         Returns, per reading, whether it was new; a reading already stored under the same
         (site, device, metric, ts) is ignored, which makes redelivery harmless.
         """
-        now = to_epoch_ms(received) if received else to_epoch_ms(datetime.now().astimezone())
+        now = to_epoch_ms(datetime.now(UTC))
+        if isinstance(received, datetime):
+            now = to_epoch_ms(received)
+            at = [now] * len(readings)
+        elif received is None:
+            at = [now] * len(readings)
+        else:
+            at = _epoch_ms_each(received)
+            if len(at) != len(readings):
+                raise ValueError(f"{len(at)} receive times for {len(readings)} readings")
         rows = [
             (
                 r.site,
@@ -122,9 +148,9 @@ class ReadingStore:
                 r.unit,
                 r.flag,
                 r.seq,
-                now,
+                t,
             )
-            for r in readings
+            for r, t in zip(readings, at)
         ]
         inserted: set[tuple[str, str, str, int]] = set()
         with self.db.transaction() as c:
@@ -359,33 +385,50 @@ class ReadingStore:
             self.db.query("SELECT coalesce(sum(length(payload)), 0) FROM dead_letters")[0][0]
         )
 
-    def prune_dead_letters(self, max_age: timedelta, max_bytes: int, now: datetime) -> Pruned:
+    def prune_dead_letters(
+        self, max_age: timedelta, max_bytes: int, now: datetime, dry_run: bool = False
+    ) -> Pruned:
         """Delete dead letters received before ``now - max_age``, then the oldest until the
         payloads kept total at most ``max_bytes``; count the deletions in the counters
-        (:data:`PRUNED_COUNTER`) in the same transaction.
+        (:data:`PRUNED_COUNTER`) in the same transaction. With ``dry_run``, count what would be
+        deleted and change nothing.
         """
         if max_bytes < 0 or max_age < timedelta(0):
             raise ValueError("max_age and max_bytes must not be negative")
         cutoff = to_epoch_ms(now - max_age)
         with self.db.transaction() as c:
-            by_age = c.execute("DELETE FROM dead_letters WHERE received < ?", (cutoff,)).rowcount
-            # The newest letter whose running total (newest first) passes the cap: it and all
-            # older ones go.
+            by_age = int(
+                c.execute(
+                    "SELECT count(*) FROM dead_letters WHERE received < ?", (cutoff,)
+                ).fetchone()[0]
+            )
+            # Of the letters the age leaves, the newest whose running total (newest first)
+            # passes the cap: it and all older ones go.
             row = c.execute(
                 "SELECT id FROM (SELECT id, sum(length(payload)) OVER (ORDER BY id DESC) AS kept"
-                " FROM dead_letters) t WHERE kept > ? ORDER BY id DESC LIMIT 1",
-                (max_bytes,),
+                " FROM dead_letters WHERE received >= ?) t WHERE kept > ? ORDER BY id DESC LIMIT 1",
+                (cutoff, max_bytes),
             ).fetchone()
             by_size = 0
             if row is not None:
-                by_size = c.execute("DELETE FROM dead_letters WHERE id <= ?", (row[0],)).rowcount
+                by_size = int(
+                    c.execute(
+                        "SELECT count(*) FROM dead_letters WHERE id <= ? AND received >= ?",
+                        (row[0], cutoff),
+                    ).fetchone()[0]
+                )
+            if dry_run:
+                return Pruned(by_age, by_size)
+            c.execute("DELETE FROM dead_letters WHERE received < ?", (cutoff,))
+            if row is not None:
+                c.execute("DELETE FROM dead_letters WHERE id <= ?", (row[0],))
             counts = [(label, n) for label, n in (("age", by_age), ("size", by_size)) if n]
             c.executemany(
                 "INSERT INTO counters (name, label, value) VALUES (?, ?, ?)"
                 " ON CONFLICT (name, label) DO UPDATE SET value = counters.value + excluded.value",
                 [(PRUNED_COUNTER, label, n) for label, n in counts],
             )
-        return Pruned(max(by_age, 0), max(by_size, 0))
+        return Pruned(by_age, by_size)
 
     def irregularities(self) -> list[dict]:
         return [dict(r) for r in self.db.query("SELECT * FROM irregularities ORDER BY count DESC")]

@@ -1,4 +1,4 @@
-"""``farsight deadletters``: list, show and replay the messages ingest refused.
+"""``farsight deadletters``: list, show, replay and prune the messages ingest refused.
 
 ``list`` and ``replay`` take the same filters (reason, topic with MQTT wildcards, site, device,
 received from/to, ids, replay outcome, limit). ``replay`` decodes each letter again with the
@@ -8,6 +8,7 @@ audit chain. A gateway's batch is verified again with the current gateway keys (
 and site assignment, its sequence aside; one whose MAC no longer verifies (a key since rotated)
 stays failed and says so. By default it takes the letters never replayed or whose last replay
 failed.
+``prune`` applies the retention of ``ingest.dead_letters`` now (:mod:`ingest.retention`).
 """
 
 from __future__ import annotations
@@ -71,10 +72,12 @@ def _add_filters(p: argparse.ArgumentParser, default_limit: int) -> None:
 
 
 def add_deadletters_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add ``deadletters list|show|replay`` to the ``farsight`` parser."""
+    """Add ``deadletters list|show|replay|prune`` to the ``farsight`` parser."""
+    from ingest.retention import add_prune_parser
+
     p = sub.add_parser(
         "deadletters",
-        help="list, show and replay the messages ingest refused",
+        help="list, show, replay and prune the messages ingest refused",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -122,6 +125,8 @@ def add_deadletters_parser(sub: argparse._SubParsersAction[argparse.ArgumentPars
     )
     rp.add_argument("--json", action="store_true", help="JSON lines instead of a table")
     rp.set_defaults(func=_cmd_replay)
+
+    add_prune_parser(actions)
 
 
 def _filter(args: argparse.Namespace, outcome: str | None) -> LetterFilter:

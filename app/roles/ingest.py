@@ -41,7 +41,17 @@ log = logging.getLogger("farsight.runtime")
 class IngestService:
     """Ingest, rules and alerts for one broker: the consumer side of the platform."""
 
-    def __init__(self, settings: Settings, registry: Registry, clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        registry: Registry,
+        clock: Clock | None = None,
+        *,
+        checks: bool = True,
+    ) -> None:
+        """``checks=False`` turns the pipeline's admission, measure-time and HJ 212 MN/PW checks
+        off, for the ingest benchmark to measure what they cost; it is no setting, so a deployment
+        cannot run without them."""
         self.settings = settings
         self.clock = clock or SystemClock()
         # One connection for the worker: a batch's readings, alerts, audit entries and rule state
@@ -92,6 +102,7 @@ class IngestService:
             time=settings.ingest.time,
             clock=self.clock,
             admission=AdmissionPolicy.from_settings(settings.ingest),
+            checks=checks,
         )
         self.anchors = _anchor_scheduler(settings)
         self.retention = DeadLetterRetention(self.readings, settings.ingest.dead_letters)

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import json
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from edge.batch import BatchMessage, decode_batch, encode_batch
+from farsight.clock import to_epoch_ms
+from farsight.db import Database
 from ingest.edge_batches import BatchError, EdgeBatchDecoder
-from ingest.pipeline import Message
+from ingest.pipeline import IngestPipeline, Message
+from ingest.store import ReadingStore
+from tests.factories import T0, registry
 
 KEY = bytes.fromhex(secrets.token_hex(32))
 MSGS = [
@@ -102,3 +107,29 @@ def test_a_gateway_forwards_only_for_the_sites_assigned_to_it(tmp_path: Path) ->
     none = dec.expand([_msg(_batch(1, gateway="gw-2"), "gw-2")])
     assert [d.reason for d in none.dead] == ["foreign_site", "foreign_site"]
     assert "no sites are assigned to gateway gw-2" in none.dead[0].detail
+
+
+def test_readings_a_gateway_held_back_are_stored_with_the_hubs_receipt_of_the_batch(
+    tmp_path: Path,
+) -> None:
+    # The gateway was cut off for two hours, then forwarded what it held (backfilled) with a
+    # fresh reading. Both reached the platform when the hub received the batch: timeliness shows
+    # the held one two hours late, the fresh one seconds, whenever the batch is stored.
+    db = Database.open(tmp_path / "hub.db")
+    store = ReadingStore(db)
+    pipe = IngestPipeline(registry(), store, edge=EdgeBatchDecoder(db, {"gw-1": KEY}))
+    arrived = T0 + timedelta(hours=2)
+
+    def reading(ts: str, seq: int, backfilled: bool) -> BatchMessage:
+        body = json.dumps({"ts": ts, "metrics": {"pm25": 12.0}}).encode()
+        return BatchMessage("fs/v1/env/yc-aq-1/aq1/reading", body, seq, backfilled)
+
+    held = reading(T0.isoformat(), 1, True)
+    fresh = reading((arrived - timedelta(seconds=5)).isoformat(), 2, False)
+    batch = encode_batch("gw-1", 1, [held, fresh], KEY, to_epoch_ms(arrived))
+    result = pipe.process([Message("fs/v1/gw/gw-1/batch", batch, arrived)])
+    assert (result.stored, result.rejected) == (2, 0)
+    rows = db.query("SELECT ts, received FROM readings ORDER BY ts")
+    assert [r["received"] for r in rows] == [to_epoch_ms(arrived)] * 2
+    assert [r["received"] - r["ts"] for r in rows] == [2 * 3_600_000, 5_000]
+    store.close()

@@ -240,3 +240,34 @@ def test_pipeline_flags_an_hj212_value_outside_its_range_when_told_to(tmp_path: 
     assert flags == {"so2": "D", "nox": "N"}
     assert [i["what"] for i in store.irregularities()] == ["out of range so2: stored flagged D"]
     store.close()
+
+
+def test_the_benchmark_seam_turns_every_door_check_off_and_is_on_by_default(
+    tmp_path: Path,
+) -> None:
+    # What benchmarks/ingest.py measures against: the same messages with checks on (the
+    # default) and off. Off must skip each check, or the measured difference would be too small.
+    future = T0 + timedelta(days=30)
+    frame = build_data_frame(mn="99999999999999", ts=T0, values={"a21026": {"Rtd": "1.0"}})
+    batch = [
+        aq({"pm25": 31.0, "pm10": -4.0, "bogus": 1.0}),  # unknown metric, out of range
+        aq({f"m{i}": 1.0 for i in range(400)}, minute=1),  # payload and metric caps
+        Message(
+            "fs/v1/env/yc-aq-1/aq1/reading",
+            json.dumps({"ts": future.isoformat(), "metrics": {"pm25": 9.0}}).encode(),
+            received=T0,
+        ),  # measured a month after its receipt
+        Message("fs/v1/env/yc-stack-1/cems1/hj212", frame),  # MN not the registered one
+    ]
+    policy = AdmissionPolicy(max_payload_bytes=4096)
+    on_store = ReadingStore(Database.open(tmp_path / "on.db"))
+    on = IngestPipeline(registry(), on_store, admission=policy)
+    assert on.checks is True
+    assert on.process(batch).stored == 1  # only pm25 of the first message
+    off_store = ReadingStore(Database.open(tmp_path / "off.db"))
+    off = IngestPipeline(registry(), off_store, admission=policy, checks=False)
+    result = off.process(batch)
+    assert (result.stored, result.rejected) == (3 + 400 + 1 + 1, 0)
+    assert off_store.dead_letter_count() == 0
+    on_store.close()
+    off_store.close()

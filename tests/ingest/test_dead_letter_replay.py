@@ -15,6 +15,7 @@ import yaml
 
 from alerts.audit_store import SqlAuditLog
 from app.cli import main as farsight
+from farsight.clock import to_epoch_ms
 from farsight.credit import make_credit_code
 from farsight.db import Database
 from farsight.registry import Registry, parse_registry
@@ -101,6 +102,9 @@ def test_a_refused_site_is_stored_once_after_the_fix_and_a_bad_letter_keeps_its_
     assert results[2].reason == "not_json"
     assert store.count(site=NEW_SITE, metric="pm25") == 2
     assert store.dead_letter_count() == 3  # marked, not deleted
+    # Stored with the time the letters first arrived, not the replay's: the device was on time.
+    arrived = store.db.query("SELECT DISTINCT received FROM readings WHERE site = ?", (NEW_SITE,))
+    assert [r[0] for r in arrived] == [to_epoch_ms(T0)]
 
     # A second replay of what is pending takes only the still-bad letter and stores nothing.
     again = select_letters(store.db, LetterFilter(outcome=PENDING))

@@ -17,7 +17,7 @@ from farsight.clock import ManualClock
 from farsight.db import Database
 from farsight.hj212 import build_data_frame
 from farsight.settings import IngestTimeSettings, Settings
-from ingest.measure_time import FUTURE_TIMESTAMP, future_refusal, is_backfill
+from ingest.measure_time import FUTURE_TIMESTAMP, future_refusal, is_backfill, live_flags
 from ingest.pipeline import IngestPipeline, Message
 from ingest.store import ReadingStore
 from rules.engine import Engine
@@ -114,6 +114,17 @@ def test_the_allowed_skew_is_per_device_kind_and_judged_against_the_receive_time
     assert letter.topic == AQ and "30 min after" in letter.detail
 
 
+def test_a_kind_with_less_skew_than_the_default_is_held_to_it(db: Database) -> None:
+    # The pipeline looks a device's kind up only past the least skew of any kind: a kind below
+    # the default must still be found and applied.
+    p = parts(db, max_future_skew_s=300, future_skew_by_kind={"air_quality": 60})
+    two_min = NOW + timedelta(minutes=2)
+    res = p.pipe.process([cems(two_min, 10), aq(two_min, 10), aq(NOW + timedelta(seconds=59), 10)])
+    assert (res.stored, res.rejected) == (2, 1)  # the frame's SO2 and the air station's 59 s
+    (letter,) = p.readings.dead_letters()
+    assert letter.topic == AQ and "device kind air_quality" in letter.detail
+
+
 def test_history_past_the_backfill_horizon_is_stored_but_never_moves_live_rule_state(
     db: Database,
 ) -> None:
@@ -178,6 +189,13 @@ def test_pure_judgements() -> None:
     assert future_refusal([], T0, 0, None) is None
     assert is_backfill(T0, T0 + timedelta(hours=2), 3600)
     assert not is_backfill(T0, T0 + timedelta(minutes=59), 3600)
+    # The pipeline's per-message form says the same, also exactly on the horizon.
+    received = T0 + timedelta(hours=1, minutes=10)
+    readings = [reading("pm25", 1, m) for m in (0, 9, 10, 11, 70)]
+    assert live_flags(readings, received, 3600) == [
+        not is_backfill(x.ts, received, 3600) for x in readings
+    ]
+    assert live_flags(readings, received, 3600) == [False, False, True, True, True]
 
 
 def test_the_time_settings_have_bounds_named_by_key_path() -> None:

@@ -3,6 +3,7 @@ on SQLite and PostgreSQL; refusals are attributed to their device."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import timedelta
 
@@ -10,8 +11,11 @@ import pytest
 
 from farsight.clock import BEIJING, to_epoch_ms
 from farsight.quality import Cell, Stream, compute, declared_stops, registry_streams, total
+from ingest.message import Message
+from ingest.pipeline import IngestPipeline
 from ingest.quality_store import QualityStore
 from ingest.store import DeadLetter, ReadingStore
+from tests.factories import registry
 from tests.quality_day import (
     AQ_METRICS,
     CEMS_METRICS,
@@ -193,4 +197,38 @@ def test_a_declared_stoppage_is_owed_nothing_and_f_data_outside_it_still_counts(
     assert day.expected == sum(undeclared.expected) - 210 * n
     assert day.effective_rate == pytest.approx(sum(want.valid) / sum(want.expected))
     assert day.effective_rate > sum(undeclared.valid) / sum(undeclared.expected)
+    store.close()
+
+
+def test_timeliness_counts_from_the_messages_receipt_not_from_the_write(backend: str) -> None:
+    # A backlog: messages received 2 s after their measure time on 2026-11-25 and processed
+    # (stored) only now, weeks later. Timeliness is the device's and the network's, 2 s; the
+    # store's write time would make every reading weeks late.
+    store = ReadingStore(backend)
+    pipe = IngestPipeline(registry(), store)
+    t = DAY + timedelta(hours=5)
+    msgs = [
+        Message(
+            "fs/v1/env/yc-aq-1/aq1/reading",
+            json.dumps(
+                {
+                    "ts": (t + timedelta(minutes=k)).isoformat(),
+                    "metrics": {"pm25": 20.0, "pm10": 30.0},
+                }
+            ).encode(),
+            received=t + timedelta(minutes=k, seconds=2),
+        )
+        for k in range(3)
+    ]
+    assert pipe.process(msgs).stored == 6
+    rows = store.db.query("SELECT ts, received FROM readings ORDER BY ts, metric")
+    assert [r["received"] - r["ts"] for r in rows] == [2000] * 6
+    cells = QualityStore(store).cells(DAY, DAY + timedelta(days=1), sites=["yc-aq-1"])
+    streams = registry_streams(registry(), "env")
+    (hour,) = [
+        f
+        for f in compute(cells, streams, t, t + timedelta(hours=1), "hour")
+        if (f.site, f.device) == ("yc-aq-1", "aq1")
+    ]
+    assert (hour.latency_mean_s, hour.latency_max_s, hour.late) == (2.0, 2.0, 0)
     store.close()

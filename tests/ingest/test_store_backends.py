@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
+
 from farsight.types import Reading
 from ingest.store import DeadLetter, ReadingStore
 from rules.state import RuleStateStore
@@ -78,3 +80,19 @@ def test_rule_state_round_trips(backend: str) -> None:
     assert state.save([dict(entries[0], since=4)], now=T0) == 1  # upsert
     assert state.load() == [dict(entries[0], since=4)] and state.count() == 1
     state.close()
+
+
+def test_each_reading_keeps_the_receive_time_it_was_given(backend: str) -> None:
+    store = ReadingStore(backend)
+    first, second = T0 + timedelta(seconds=3), T0 + timedelta(minutes=9)
+    batch = [_reading(0, 1.0), _reading(0, 2.0, "pm10"), _reading(1, 3.0)]
+    assert store.write_batch(batch, received=[first, first, second]) == [True] * 3
+    rows = store.db.query("SELECT metric, ts, received FROM readings ORDER BY ts, metric")
+    assert [(r["metric"], r["received"] - r["ts"]) for r in rows] == [
+        ("pm10", 3000),
+        ("pm25", 3000),
+        ("pm25", 8 * 60_000),
+    ]
+    with pytest.raises(ValueError, match="2 receive times for 3 readings"):
+        store.write_batch(batch, received=[first, second])
+    store.close()
