@@ -30,6 +30,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -166,6 +167,16 @@ def _json_type(value: Any) -> str:
     raise CorrectionError(f"value {value!r} is not JSON")
 
 
+def _finite(value: Any) -> bool:
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, dict):
+        return all(_finite(v) for v in value.values())
+    if isinstance(value, list):
+        return all(_finite(v) for v in value)
+    return True
+
+
 def apply_correction(
     payload: Mapping[str, Any], fields: Mapping[str, Any]
 ) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
@@ -189,6 +200,9 @@ def apply_correction(
         for fixed in IMMUTABLE:
             if pointer == fixed or pointer.startswith(fixed + "/"):
                 raise CorrectionError(f"field {pointer!r} identifies the record: not corrected")
+        if not _finite(value):
+            # json.loads takes NaN and Infinity; the record sent must stay JSON (RFC 8259).
+            raise CorrectionError(f"field {pointer!r}: NaN and infinities are not JSON")
         parent, key = _parent(doc, pointer)
         old = parent[key]
         old_type, new_type = _json_type(old), _json_type(value)

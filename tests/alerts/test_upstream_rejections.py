@@ -99,6 +99,8 @@ def test_apply_correction_replaces_values_and_refuses_identity_and_type_changes(
         ({"/alert/value": "high"}, "was a number, got a string"),
         ({"/alert/tags/3": 1}, "no item"),
         ({"/alert/value": 5000.0}, "already"),
+        ({"/alert/value": float("nan")}, "not JSON"),
+        ({"/alert/tags": [float("inf")]}, "not JSON"),
         ({}, "at least one"),
     ]:
         with pytest.raises(CorrectionError, match=words):
