@@ -127,7 +127,7 @@ window.FarsightRejections = (() => {
         el("td", {}, el("code", {}, e.field || "/")),
         el("td", {}, e.message),
         el("td", {}, e.code ? el("code", {}, e.code) : "–"),
-        el("td", { class: "rej-sent" }, show(at(r.record, e.field))),
+        el("td", { class: "rej-sent" }, e.field === "" ? "（整条记录 the whole record）" : show(at(r.record, e.field))),
         corrected ? el("td", { class: "rej-fixed" }, e.field in fixed ? show(fixed[e.field]) : "–") : null));
       const table = el("table", { class: "rej-errors" },
         el("caption", { class: "sr-only" }, `Errors of rejection ${r.id}`),
