@@ -21,7 +21,8 @@ after the receiver's dedup.
   (``alerts/schemas/upstream-rejection.schema.json``) sets the row aside too, and keeps the
   record and its errors in ``upstream_rejections`` (:mod:`alerts.upstream_rejections`) until a
   supervisor corrects it; ``redrive`` leaves such rows alone, since resending an unchanged
-  record would be refused again.
+  record would be refused again. A correction's ``/alert/...`` fields stand for the alert's
+  later records: :meth:`Outbox.listener` applies them to each record it builds.
 - Several workers (threads or processes) share the table: a claim is one statement that leases
   rows (``claimed_by``/``claimed_until``); on PostgreSQL it locks with ``FOR UPDATE SKIP
   LOCKED``, on SQLite ``BEGIN IMMEDIATE`` already serialises writers.
@@ -57,7 +58,13 @@ from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from alerts.audit import Anchor, upstream_message
 from alerts.model import Alert, AlertEvent
 from alerts.store import AlertStore
-from alerts.upstream_rejections import FieldError, describe, parse_rejection, record_rejection
+from alerts.upstream_rejections import (
+    FieldError,
+    describe,
+    parse_rejection,
+    record_rejection,
+    with_standing_corrections,
+)
 from farsight import __version__
 from farsight.clock import Clock, SystemClock, to_epoch_ms
 from farsight.db import Connection, Database
@@ -214,7 +221,11 @@ class Outbox:
             # alert take its id after this one commits. Most writers hold it already (they
             # updated the alert); this covers those that only record an event.
             self.lock_row(conn, alert.id)
-        payload = canonical_json(build_payload(alert, event, self.source))
+        # The provincial hub's corrections of this alert's earlier records stand for this one
+        # too; the alert row itself keeps what the rules saw.
+        payload = canonical_json(
+            with_standing_corrections(conn, alert.id, build_payload(alert, event, self.source))
+        )
         conn.execute(
             "INSERT INTO outbox (key, alert_id, event_id, payload, status, attempts, next_at, "
             "created)"

@@ -12,10 +12,17 @@ A supervisor of the alert's department corrects it (:func:`correct`): the correc
 replace values of the record, the rejection keeps the original and the correction, the outbox
 row gets the corrected record and goes back to pending (same Idempotency-Key: the receiver kept
 nothing under it), and the audit chain records who changed which field from what to what, in the
-same transaction. The alert's later records still waiting behind the rejected one carry the
-same wrong value in their snapshot of the alert: each ``/alert/...`` change is carried to them
-where they still hold the value the rejection corrected (:func:`carry_forward`), so one
-correction does not have to be made again for every event of the alert.
+same transaction.
+
+A correction fixes the report, not the alert: the local alert row is evidence of what the rules
+saw and is never rewritten by the provincial hub's opinion of it. Every record of the alert
+carries a snapshot of that row, so each ``/alert/...`` change also stands for the alert's other
+records (``upstream_corrections``, :class:`StandingCorrection`): the records already queued
+behind the rejected one are changed in the correction's transaction, and every record the outbox
+builds later gets them as it is built (:func:`with_standing_corrections`), so one correction is
+made once. A standing correction replaces a value only where the record still holds the value
+the hub refused (:func:`overlay`): an alert whose own value moved on (a refire with a new
+reading, a registry that now knows the operator's credit code) reports its new value.
 """
 
 from __future__ import annotations
@@ -23,7 +30,8 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-from collections.abc import Mapping
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -159,6 +167,16 @@ def _json_type(value: Any) -> str:
     raise CorrectionError(f"value {value!r} is not JSON")
 
 
+def _finite(value: Any) -> bool:
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, dict):
+        return all(_finite(v) for v in value.values())
+    if isinstance(value, list):
+        return all(_finite(v) for v in value)
+    return True
+
+
 def apply_correction(
     payload: Mapping[str, Any], fields: Mapping[str, Any]
 ) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
@@ -182,6 +200,9 @@ def apply_correction(
         for fixed in IMMUTABLE:
             if pointer == fixed or pointer.startswith(fixed + "/"):
                 raise CorrectionError(f"field {pointer!r} identifies the record: not corrected")
+        if not _finite(value):
+            # json.loads takes NaN and Infinity; the record sent must stay JSON (RFC 8259).
+            raise CorrectionError(f"field {pointer!r}: NaN and infinities are not JSON")
         parent, key = _parent(doc, pointer)
         old = parent[key]
         old_type, new_type = _json_type(old), _json_type(value)
@@ -195,24 +216,80 @@ def apply_correction(
     return doc, changes
 
 
+@dataclass(frozen=True, slots=True)
+class StandingCorrection:
+    """One corrected ``/alert/...`` field that stands for the alert's later records."""
+
+    pointer: str
+    from_value: Any
+    to_value: Any
+
+
+def _same(a: Any, b: Any) -> bool:
+    # JSON equality: 1 and true are different values (Python's == says they are equal).
+    return _json_type(a) == _json_type(b) and a == b
+
+
+def standing(changes: Mapping[str, Mapping[str, Any]]) -> list[StandingCorrection]:
+    """The changes of one correction that stand for the alert's other records: those under
+    ``/alert/`` (event fields belong to the one event corrected). Pure."""
+    return [
+        StandingCorrection(pointer, change["from"], change["to"])
+        for pointer, change in changes.items()
+        if pointer.startswith("/alert/")
+    ]
+
+
+def overlay(
+    payload: Mapping[str, Any], corrections: Sequence[StandingCorrection]
+) -> dict[str, Any] | None:
+    """``payload`` with ``corrections`` applied in order where it still holds the refused value;
+    None when none applies. Pure.
+
+    In order, so corrections of corrections chain (5000 -> 500, then 500 -> 50 gives 50).
+    """
+    doc = copy.deepcopy(dict(payload))
+    changed = False
+    for c in corrections:
+        try:
+            parent, key = _parent(doc, c.pointer)
+        except CorrectionError:
+            continue  # a record without that field (an older schema): nothing to correct
+        if _same(parent[key], c.from_value):
+            parent[key] = copy.deepcopy(c.to_value)
+            changed = True
+    return doc if changed else None
+
+
 def carry_forward(
     payload: Mapping[str, Any], changes: Mapping[str, Mapping[str, Any]]
 ) -> dict[str, Any] | None:
     """A later record of the same alert with the correction's ``/alert/...`` changes applied
     where it still holds the corrected value; None when nothing applies. Pure."""
-    doc = copy.deepcopy(dict(payload))
-    changed = False
-    for pointer, change in changes.items():
-        if not pointer.startswith("/alert/"):
-            continue  # event fields belong to that one event
-        try:
-            parent, key = _parent(doc, pointer)
-        except CorrectionError:
-            continue
-        if parent[key] == change["from"]:
-            parent[key] = change["to"]
-            changed = True
-    return doc if changed else None
+    return overlay(payload, standing(changes))
+
+
+def standing_corrections(conn: Connection, alert_id: int) -> list[StandingCorrection]:
+    """The alert's standing corrections, oldest first, read on the caller's connection."""
+    rows = conn.execute(
+        "SELECT pointer, from_value, to_value FROM upstream_corrections WHERE alert_id = ?"
+        " ORDER BY id",
+        (alert_id,),
+    ).fetchall()
+    return [StandingCorrection(r[0], json.loads(r[1]), json.loads(r[2])) for r in rows]
+
+
+def with_standing_corrections(
+    conn: Connection, alert_id: int, payload: dict[str, Any]
+) -> dict[str, Any]:
+    """``payload`` (a record of ``alert_id`` being built) with the alert's standing corrections
+    applied; itself when it has none. In the caller's transaction, which holds the alert's row
+    lock on PostgreSQL, as :func:`correct` takes it: a record is built either before a
+    correction commits (and then carried forward by it) or after (and then sees it)."""
+    corrections = standing_corrections(conn, alert_id)
+    if not corrections:
+        return payload
+    return overlay(payload, corrections) or payload
 
 
 def _sha(text: str) -> str:
@@ -390,6 +467,25 @@ def correct(
         corrected, changes = apply_correction(json.loads(rej.payload), fields)
         text = _canonical(corrected)
         now_ms = to_epoch_ms(now)
+        if db.dialect == "postgres":
+            # The outbox's listener builds a record under this lock: none is built unseen by
+            # the carry-forward below while the standing corrections are not yet committed.
+            c.execute("SELECT id FROM alerts WHERE id = ? FOR UPDATE", (rej.alert_id,))
+        stands = standing(changes)
+        for sc in stands:
+            c.execute(
+                "INSERT INTO upstream_corrections (alert_id, pointer, from_value, to_value,"
+                " rejection_id, corrected_by, corrected_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    rej.alert_id,
+                    sc.pointer,
+                    _canonical(sc.from_value),
+                    _canonical(sc.to_value),
+                    rejection_id,
+                    actor,
+                    now_ms,
+                ),
+            )
         correction = {"fields": dict(fields), "note": note}
         c.execute(
             "UPDATE upstream_rejections SET status = 'corrected', corrected_at = ?,"
@@ -430,6 +526,8 @@ def correct(
                 "original_sha256": _sha(rej.payload),
                 "corrected_sha256": _sha(text),
                 "carried_to_outbox_rows": carried,
+                # Applied to every later record of the alert (upstream_corrections).
+                "standing": [sc.pointer for sc in stands],
             },
         )
     return get_rejection(db, rejection_id)

@@ -49,7 +49,7 @@ if TYPE_CHECKING:
     from alembic.config import Config
     from sqlalchemy import Connection
 
-HEAD = "0005"
+HEAD = "0006"
 """The newest revision in ``migrations/versions`` (a test holds them equal): a database whose
 version row says this is current, which :func:`ensure_schema` learns from one query."""
 

@@ -5,8 +5,12 @@
   record as sent, the errors, and any correction; viewer, scoped to the token's department.
 - ``POST /api/upstream/rejections/{rejection_id}/correct``: a supervisor replaces fields of the
   record (JSON Pointer -> value); the original stays on the rejection, the correction is an
-  entry of the audit chain, and the outbox pushes the corrected record again. Another
-  department's rejection is answered 404, like a missing one.
+  entry of the audit chain, and the outbox pushes the corrected record again. Its ``/alert/...``
+  fields stand for the alert's later records (the alert row keeps its own values: see
+  :mod:`alerts.upstream_rejections`). Another department's rejection is answered 404, like a
+  missing one.
+
+The dashboard's 上报退回 Rejections tab (``hub/static/rejections.js``) is built on these two.
 """
 
 from __future__ import annotations

@@ -43,6 +43,8 @@
     qualityPlot: null,
   };
   const Q = window.FarsightQuality;
+  const R = window.FarsightRejections;
+  let rejections = null;      // the upstream rejections view (rejections.js), made in init
 
   const $ = (id) => document.getElementById(id);
 
@@ -834,6 +836,7 @@
       if (state.view === "dashboard") ensureMap().then(() => { drawSites(); openSite(state.site || firstSite()); });
       loadQuality();
       refreshStats();
+      if (rejections) rejections.load();
       if (page.next_cursor) loadRest(page.next_cursor);
     } catch (err) {
       state.loading = false;
@@ -1076,16 +1079,20 @@
     else location.hash = hash;
   }
 
+  const VIEWS = ["dashboard", "desk", "rejections"];
   function setView(view) {
     state.view = view;
-    $("view-dashboard").hidden = view !== "dashboard";
-    $("view-desk").hidden = view !== "desk";
-    for (const v of ["dashboard", "desk"]) $(`tab-${v}`).setAttribute("aria-pressed", String(v === view));
+    for (const v of VIEWS) {
+      $(`view-${v}`).hidden = v !== view;
+      $(`tab-${v}`).setAttribute("aria-pressed", String(v === view));
+    }
     document.body.dataset.view = view;
     if (view === "dashboard") {
       ensureMap().then(() => map.main && map.main.invalidateSize());
-    } else {
+    } else if (view === "desk") {
       renderQueueRows();
+    } else if (rejections && (state.me || state.token)) {
+      rejections.load();  // beside the first load, not after it: the list is one small request
     }
   }
 
@@ -1103,6 +1110,8 @@
     } else if (h.startsWith("#/desk")) {
       setView("desk");
       if (state.detail !== null) closeDetail();
+    } else if (h.startsWith("#/rejections")) {
+      setView("rejections");
     } else {
       setView("dashboard");
     }
@@ -1135,11 +1144,21 @@
   // -- start ----------------------------------------------------------------------------------
 
   function init() {
+    if (R) {
+      rejections = R.create({
+        $, el, getJSON, inDept, siteName, go, errorText,
+        role: () => state.me && state.me.role,
+        token: () => localStorage.getItem(TOKEN_KEY) || state.token,
+      });
+      $("rej-status").addEventListener("change", () => rejections.load());
+      $("rej-filters").addEventListener("submit", (ev) => ev.preventDefault());
+    }
     $("dept").addEventListener("change", (ev) => {
       state.dept = ev.target.value;
       localStorage.setItem(DEPT_KEY, state.dept);
       drawSites();
       renderAllNow();
+      if (rejections) rejections.render();
     });
     for (const b of document.querySelectorAll(".tab")) b.addEventListener("click", () => go(`#/${b.dataset.view}`));
     $("action-form").addEventListener("submit", submitAction);
@@ -1192,6 +1211,8 @@
       renderFigures();
     }, 5000);
     setInterval(refreshStats, 30000);
+    // Rejections come from the outbox's sender, not from the live stream: read them every 30 s.
+    setInterval(() => { if (rejections && state.me) rejections.load(); }, 30000);
     start();
   }
 

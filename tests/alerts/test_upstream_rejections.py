@@ -6,6 +6,7 @@ record is accepted on re-push. Both backends."""
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import replace
 
@@ -20,10 +21,12 @@ from alerts.upstream_rejections import (
     CorrectionError,
     FieldError,
     RejectionStateError,
+    StandingCorrection,
     apply_correction,
     correct,
     get_rejection,
     list_rejections,
+    overlay,
     parse_rejection,
 )
 from farsight.clock import ManualClock
@@ -60,6 +63,14 @@ def sender(backend: str, url: str) -> OutboxSender:
     return OutboxSender(backend, settings, clock=ManualClock(T0))
 
 
+def drain(s: OutboxSender) -> Counter[str]:
+    """Send until nothing is claimable (a claim takes one row per alert); the summed counts."""
+    total: Counter[str] = Counter()
+    while (counts := s.run_once())["claimed"]:
+        total.update(counts)
+    return total
+
+
 def test_parse_rejection_takes_only_the_documented_answer() -> None:
     body = {"errors": [{"field": "/alert/value", "message": "too high", "code": "v"}, 5]}
     jsonschema.validate({"errors": [body["errors"][0]]}, REJECTION_SCHEMA)
@@ -88,6 +99,8 @@ def test_apply_correction_replaces_values_and_refuses_identity_and_type_changes(
         ({"/alert/value": "high"}, "was a number, got a string"),
         ({"/alert/tags/3": 1}, "no item"),
         ({"/alert/value": 5000.0}, "already"),
+        ({"/alert/value": float("nan")}, "not JSON"),
+        ({"/alert/tags": [float("inf")]}, "not JSON"),
         ({}, "at least one"),
     ]:
         with pytest.raises(CorrectionError, match=words):
@@ -184,3 +197,95 @@ def test_a_rejected_record_is_kept_corrected_audited_and_accepted_on_repush(
     assert data["original_sha256"] != data["corrected_sha256"]
     assert len(data["carried_to_outbox_rows"]) == 1
     assert verify_trail(store.db).ok
+
+
+def test_a_correction_stands_for_the_alerts_later_records_and_the_alert_keeps_its_value(
+    store: AlertStore, backend: str, receiver: Receiver
+) -> None:
+    meter, anonymous = store.apply(
+        [
+            signal(fingerprint="fp-meter", site="yc-aq-2", value=5000.0),
+            replace(signal(fingerprint="fp-anon", site="yc-aq-3"), entity_id=""),
+        ]
+    )
+    s = sender(backend, receiver.url)
+    try:
+        assert s.run_once()["rejected"] == 2
+        rejections = {r.alert_id: r for r in list_rejections(store.db, "env")}
+        correct(
+            store.db,
+            store.audit,
+            rejections[meter.id].id,
+            {"/alert/value": 500.0},
+            "decimal point lost by the meter",
+            "sup-env",
+            T0,
+        )
+        correct(
+            store.db,
+            store.audit,
+            rejections[anonymous.id].id,
+            {"/alert/entity_credit_code": ENTITY},
+            "operator identified",
+            "sup-env",
+            T0,
+        )
+        assert s.run_once()["sent"] == 2
+
+        # Events after the correction: built from the alert rows, which keep what the rules saw.
+        store.transition(meter.id, "ack", "officer-wang", "on it")
+        store.transition(anonymous.id, "ack", "officer-wang", "on it")
+        store.apply([signal(status="resolved", fingerprint="fp-meter", site="yc-aq-2", minutes=5)])
+        counts = drain(s)
+        assert (counts["sent"], counts["rejected"], counts["dead"]) == (3, 0, 0)
+        later = receiver.payloads()[2:]
+        assert sorted((p["alert"]["id"], p["event"]["action"]) for p in later) == sorted(
+            [(meter.id, "ack"), (anonymous.id, "ack"), (meter.id, "resolved")]
+        )
+        assert [p["alert"]["value"] for p in later if p["alert"]["id"] == meter.id] == [500.0] * 2
+        assert [p["alert"]["entity_credit_code"] for p in later] == [ENTITY] * 3
+        for p in later:
+            VALIDATOR.validate(p)
+        # The local alerts keep their original values.
+        assert store.get(meter.id).value == 5000.0
+        assert store.get(anonymous.id).entity_id == ""
+
+        # An alert whose own value moves on reports the new value: the correction replaced the
+        # refused value, not every value to come.
+        store.apply([signal(fingerprint="fp-meter", site="yc-aq-2", value=80.0, minutes=10)])
+        assert s.run_once()["sent"] == 1
+        refired = receiver.payloads()[-1]
+        assert refired["event"]["action"] == "refired" and refired["alert"]["value"] == 80.0
+        # A second correction of the same field chains on the first (5000 -> 500 -> 50).
+        store.apply([signal(status="resolved", fingerprint="fp-meter", site="yc-aq-2", minutes=15)])
+        store.apply([signal(fingerprint="fp-meter", site="yc-aq-2", value=5000.0, minutes=20)])
+        assert drain(s)["sent"] == 2
+        assert receiver.payloads()[-1]["alert"]["value"] == 500.0
+    finally:
+        s.close()
+
+    entry = store.audit.entries(subject=f"upstream:{rejections[meter.id].key}")[0]
+    assert entry.data["standing"] == ["/alert/value"]
+    rows = store.db.query(
+        "SELECT alert_id, pointer, from_value, to_value, corrected_by FROM upstream_corrections"
+        " ORDER BY id"
+    )
+    assert [(r[0], r[1], json.loads(r[2]), json.loads(r[3]), r[4]) for r in rows] == [
+        (meter.id, "/alert/value", 5000.0, 500.0, "sup-env"),
+        (anonymous.id, "/alert/entity_credit_code", "", ENTITY, "sup-env"),
+    ]
+    assert verify_trail(store.db).ok
+
+
+def test_overlay_applies_standing_corrections_in_order_where_the_refused_value_remains() -> None:
+    record = {"alert": {"id": 1, "value": 5000.0, "ok": True, "code": ""}}
+    fixes = [
+        StandingCorrection("/alert/value", 5000.0, 500.0),
+        StandingCorrection("/alert/value", 500.0, 50.0),
+        StandingCorrection("/alert/code", "", "X"),
+        StandingCorrection("/alert/gone", 1, 2),
+        StandingCorrection("/alert/ok", 1, 0),  # JSON true is not the number 1
+    ]
+    assert overlay(record, fixes) == {"alert": {"id": 1, "value": 50.0, "ok": True, "code": "X"}}
+    assert record["alert"]["value"] == 5000.0
+    assert overlay({"alert": {"value": 80.0, "code": "Y"}}, fixes) is None

@@ -57,6 +57,10 @@ def test_no_serious_accessibility_violations(demo, open_page, viewport) -> None:
     assert axe_violations(page) == [], "desk: action dialog"
     page.locator("#action-cancel").click()
 
+    page.locator("#tab-rejections").click()
+    page.locator("#rej-list[data-role]").wait_for(state="attached")
+    assert axe_violations(page) == [], "upstream rejections"
+
 
 def test_the_desk_on_a_phone(demo, open_page) -> None:
     p = open_page(PHONE, name="phone")

@@ -608,10 +608,15 @@ def test_dashboard_uses_only_local_assets(client: httpx.Client) -> None:
 
 
 def test_dashboard_script_never_uses_inner_html(client: httpx.Client) -> None:
+    html = client.get("/").text
+    scripts = [ref for ref in _REF.findall(html) if ref.endswith(".js")]
+    assert {"/static/app.js", "/static/quality.js", "/static/rejections.js"} <= set(scripts)
+    for ref in scripts:
+        js = client.get(ref).text
+        assert not re.search(
+            r"\.(innerHTML|outerHTML)\s*[+]?=|insertAdjacentHTML\(|document\.write", js
+        ), ref
     js = client.get("/static/app.js").text
-    assert not re.search(
-        r"\.(innerHTML|outerHTML)\s*[+]?=|insertAdjacentHTML\(|document\.write", js
-    )
     assert "/api/stream" in js and "EventSource" in js
 
 

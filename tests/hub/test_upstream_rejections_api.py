@@ -13,6 +13,7 @@ import pytest
 from alerts.audit_trail import verify_trail
 from alerts.outbox import OutboxSender, attach_outbox
 from alerts.store import AlertStore
+from farsight.db import is_postgres_url
 from farsight.settings import UpstreamSettings
 from farsight.types import AlertSignal
 from hub.app import create_app
@@ -53,9 +54,12 @@ def _signal(
 
 @pytest.fixture
 def setup(
-    tmp_path: Path,
+    tmp_path: Path, backend: str
 ) -> Iterator[tuple[str, AlertStore, dict[str, str], Receiver, OutboxSender]]:
-    settings = make_settings(tmp_path)
+    if is_postgres_url(backend):
+        settings = make_settings(tmp_path).model_copy(update={"database_url": backend})
+    else:
+        settings = make_settings(Path(backend).parent)
     registry = make_registry()
     app = create_app(settings, registry)
     server, thread, base_url = start_server(app)
@@ -71,6 +75,7 @@ def setup(
         issued = {
             "env-viewer": tokens.issue("env-viewer", "env", role=Role.VIEWER),
             "env-sup": tokens.issue("env-sup", "env", role=Role.SUPERVISOR),
+            "env-officer": tokens.issue("env-officer", "env", role=Role.OFFICER),
             "tr-sup": tokens.issue("tr-sup", "transport", role=Role.SUPERVISOR),
             "admin": tokens.issue("admin", role=Role.ADMIN),
         }
@@ -130,6 +135,20 @@ def test_rejections_are_shown_per_department_corrected_by_a_supervisor_and_accep
         assert [p["alert"]["value"] for p in receiver.payloads()] == [500.0]
         after = c.get(PATH, params={"status": "corrected"}, headers=bearer(tok["env-viewer"]))
         assert [r["delivery"] for r in after.json()["items"]] == ["sent"]
+
+        # A later step of the alert, taken through the API after the correction: its record is
+        # built from the alert row, and carries the corrected value; the alert keeps its own.
+        step = c.post(
+            f"/api/alerts/{env.id}/ack", json={"note": "on it"}, headers=bearer(tok["env-officer"])
+        )
+        assert step.status_code == 200, step.text
+        assert step.json()["value"] == 5000.0
+        counts = sender.run_once()
+        assert (counts["sent"], counts["rejected"]) == (1, 0)
+        ack = receiver.payloads()[-1]
+        assert ack["event"]["action"] == "ack" and ack["alert"]["value"] == 500.0
+        shown = c.get(f"/api/alerts/{env.id}", headers=bearer(tok["env-viewer"])).json()
+        assert shown["alert"]["value"] == 5000.0
 
     entry = store.audit.entries(subject=f"upstream:{fixed['key']}")[0]
     assert entry.actor == "env-sup" and entry.data["changes"]["/alert/value"]["to"] == 500.0
