@@ -170,7 +170,9 @@ class _RateGate:
         self._next = float("-inf")
 
     def due(self, now: float) -> bool:
-        return self._period is None or now >= self._next
+        # A frame on its slot to within rounding (capture times of a camera at an exact
+        # multiple of the rate) is on time, not a period late.
+        return self._period is None or now >= self._next - self._period * 1e-3
 
     def kept(self, now: float) -> None:
         if self._period is None:

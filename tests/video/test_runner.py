@@ -28,7 +28,7 @@ from simulators.camera import ClipSpec, EventSpec
 from simulators.camera_server import CameraServer, demo_cameras
 from tests.conftest import wait_until
 from video.evidence import EvidenceStore
-from video.runner import VideoRunner
+from video.runner import CameraClock, VideoRunner
 
 pytestmark = pytest.mark.e2e
 
@@ -313,3 +313,15 @@ def test_demo_cameras_cover_each_camera_site():
     kinds = [{e.kind for e in c.spec.events} for c in cams]
     assert kinds == [{"smoke"}, set(), {"covered"}, {"black_smoke"}]
     assert all(c.analysers["black_smoke"]["enabled"] for c in cams if c.spec.scene == "stack")
+
+
+def test_camera_clock_follows_frames_runs_on_between_them_and_never_goes_back():
+    clock = CameraClock()
+    assert clock.now(mono=50.0, fallback=123.0) == 123.0  # no frame yet: the caller's clock
+    assert clock.frame(1000.0, mono=50.0) == 1000.0
+    assert clock.now(mono=52.5, fallback=0.0) == 1002.5  # no frames: runs with the wall clock
+    # A sped-up camera: its frames run ahead of the wall clock, and the clock follows them.
+    assert clock.frame(1010.0, mono=53.0) == 1010.0
+    # A frame older than the clock's time (a stalled camera's buffer) does not move it back.
+    assert clock.frame(1009.0, mono=54.0) == 1011.0
+    assert clock.now(mono=53.0, fallback=0.0) == 1011.0  # nor does a stale monotonic reading
