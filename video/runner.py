@@ -50,6 +50,7 @@ WorkerQueue: TypeAlias = "Queue[Any]"
 """A queue between the runner and a worker process: commands in, per-frame results out."""
 
 TICK_S = 1.0
+"""Longest interval between two ticks of the trackers and polls of the camera folder."""
 PARENT_CHECK_S = 1.0
 """How often an idle worker checks that its parent is still there."""
 WORKER_STOP_S = 15.0
@@ -264,6 +265,10 @@ class VideoRunner:
     evidence_root : Path, optional
         Evidence store root (``<data_dir>/evidence``); none stores no snapshots.
     workers, resend_s, clear_after_s : see :class:`farsight.settings.VideoSettings`.
+    client_id : str
+        MQTT client id.
+    reload_poll_s : float
+        How often the camera folder is polled for changes (at most :data:`TICK_S`).
     """
 
     def __init__(
@@ -282,6 +287,11 @@ class VideoRunner:
     ) -> None:
         if cameras_dir is None and not configs:
             raise ConfigError("video run needs a camera folder or camera configs")
+        if not min(resend_s, clear_after_s, reload_poll_s) > 0:
+            raise ConfigError(
+                "resend_s, clear_after_s and reload_poll_s must be > 0, got "
+                f"{resend_s}, {clear_after_s}, {reload_poll_s}"
+            )
         if cameras_dir is not None and not Path(cameras_dir).is_dir():
             raise ConfigError(
                 f"camera folder {str(cameras_dir)!r} does not exist; "
@@ -297,6 +307,9 @@ class VideoRunner:
         self.clear_after_s = clear_after_s
         self.client_id = client_id
         self.reload_poll_s = reload_poll_s
+        # Trackers are ticked at least twice per keep-alive and clear interval (a keep-alive is
+        # at most half an interval late) and the folder is polled as often as asked.
+        self.tick_s = min(TICK_S, reload_poll_s, resend_s / 2, clear_after_s / 2)
         self.cameras: dict[str, CameraState] = {}
         self._refused: dict[str, tuple[float, str]] = {}  # file stem -> (mtime, why)
         self.stats = RunnerStats()
@@ -536,7 +549,7 @@ class VideoRunner:
                 self._publish(cam, cam.tracker.end_all(cam.now()[1]))
 
     def _tick_loop(self) -> None:
-        while not self._stop.wait(TICK_S):
+        while not self._stop.wait(self.tick_s):
             with self._lock:
                 for cam in self.cameras.values():
                     self._publish(cam, cam.tracker.tick(*cam.now()))

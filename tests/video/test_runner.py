@@ -182,7 +182,7 @@ def test_lost_stream_is_latched_and_cleared_on_restore(mosquitto, collector, tmp
             broker_settings(mosquitto),
             {"yc-cs-dongzhan": "env"},
             cameras_dir=cfg_dir,
-            resend_s=1.0,
+            resend_s=0.5,
             clear_after_s=2.0,
         )
         runner.start()
