@@ -531,9 +531,11 @@ class _HttpSource:
         return stamp if stamp is not None else self._clock.now().timestamp()
 
     def _frame(self, img: np.ndarray, t: float) -> Frame:
-        """A frame measured at ``t`` (from :meth:`_time`)."""
-        if not self.camera_time:
-            return Frame(img, self._clock.now(), max(0.0, t - self._start), self._index)
+        """A frame: with ``camera_time`` measured at ``t`` (from :meth:`_time`), else stamped
+        now that it is decoded (as before the camera-time option existed)."""
+        if not self.camera_time:  # arrival: the time it is ready, decoded
+            offset = max(0.0, self._monotonic() - self._start)
+            return Frame(img, self._clock.now(), offset, self._index)
         if self._first_stamp is None:
             self._first_stamp = t
         # A camera clock stepped back must not move the analysers' time back.
@@ -638,7 +640,7 @@ class MjpegSource(_HttpSource):
                             extra=kv(source=self.url, index=self._index, size=len(part.body)),
                         )
                         continue
-                    self._gate.kept(t)
+                    self._gate.kept(t if self.camera_time else self._monotonic())
                     yield self._frame(img, t)
                 if self._stop.is_set():
                     return
