@@ -812,6 +812,16 @@ class CameraSimulatorSettings(Section):
         ge=60,
         le=86400,
     )
+    speed: float = Field(
+        1.0,
+        title="Playback speed",
+        description="Scenario seconds played per wall-clock second (1: real time). Frames carry "
+        "their scenario time, which analysers and rules follow, so above 1 the camera findings "
+        "run ahead of the wall clock: keep (speed - 1) x run time within "
+        "ingest.time.max_future_skew_s.",
+        ge=1,
+        le=60,
+    )
 
 
 class SimulatorSettings(Section):

@@ -2,7 +2,15 @@
 
 Each camera plays a :class:`~simulators.camera.ClipSpec` in real time, looping: a producer thread
 per camera renders the next frame when it is due, encodes it once as JPEG and hands it to every
-client (as Frigate's and go2rtc's restreamers do, so ten viewers cost one encode).
+client (as Frigate's and go2rtc's restreamers do, so ten viewers cost one encode). A camera's
+clip starts with the first request for it (as if switched on for its first viewer), so its
+scripted events come at their offsets from when an analyser first looks.
+
+Every frame carries its capture time (``X-Timestamp``, epoch seconds, on each MJPEG part and on
+a snapshot, as mjpg-streamer sends it): the clip's offset from its start. With ``speed`` above 1
+the clips play faster than real time and the capture times run ahead of the wall clock at the
+same rate, so a consumer that measures time on them (``frame_time: camera``) sees the scripted
+timeline, compressed into less wall time.
 
 Endpoints, for camera ``NAME``:
 
@@ -42,24 +50,28 @@ class _Feed:
         self.spec = spec
         self.quality = quality
         self.jpeg: bytes | None = None
+        self.stamp = 0.0  # capture time of ``jpeg``, epoch seconds
         self.seq = 0
         self.on_air = True
         self.cond = threading.Condition()
         self.frames = 0
+        self.requested = threading.Event()  # the clip starts with the first request
 
-    def publish(self, image: np.ndarray) -> None:
+    def publish(self, image: np.ndarray, stamp: float) -> None:
         ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
         if not ok:
             return
         with self.cond:
-            self.jpeg, self.seq = buf.tobytes(), self.seq + 1
+            self.jpeg, self.stamp, self.seq = buf.tobytes(), stamp, self.seq + 1
             self.frames += 1
             self.cond.notify_all()
 
-    def wait_next(self, after: int, timeout: float) -> tuple[int, bytes | None]:
+    def wait_next(self, after: int, timeout: float) -> tuple[int, bytes | None, float]:
+        """The frame after number ``after`` (sequence, JPEG or None when off the air, capture
+        time)."""
         with self.cond:
             self.cond.wait_for(lambda: self.seq > after or not self.on_air, timeout=timeout)
-            return self.seq, (self.jpeg if self.on_air else None)
+            return self.seq, (self.jpeg if self.on_air else None), self.stamp
 
 
 class CameraServer:
@@ -71,6 +83,9 @@ class CameraServer:
         Camera names are URL path segments (letters, digits, ``-_.``).
     quality : int
         JPEG quality of the served frames.
+    speed : float
+        Clip seconds played per wall-clock second (1: real time); capture times follow the
+        clip, so they run ahead of the wall clock when above 1.
     """
 
     def __init__(
@@ -79,10 +94,14 @@ class CameraServer:
         host: str = "127.0.0.1",
         port: int = 0,
         quality: int = 85,
+        speed: float = 1.0,
     ) -> None:
         for name in cameras:
             if not name or not all(c.isalnum() or c in "-_." for c in name):
                 raise ValueError(f"camera name {name!r} must be letters, digits, '-', '_' or '.'")
+        if not 0 < speed <= 100:
+            raise ValueError(f"speed must be in (0, 100], got {speed!r}")
+        self.speed = speed
         self.feeds = {name: _Feed(name, spec, quality) for name, spec in cameras.items()}
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -147,17 +166,20 @@ class CameraServer:
 
     def _produce(self, feed: _Feed) -> None:
         spec = feed.spec
-        start = time.monotonic()
+        while not feed.requested.wait(0.2):
+            if self._stop.is_set():
+                return
+        start, t0 = time.monotonic(), time.time()
         loop = 0
         while not self._stop.is_set():
-            base = start + loop * spec.seconds
             for t, image in render_clip(spec):
-                delay = base + t - time.monotonic()
+                clip_t = loop * spec.seconds + t
+                delay = start + clip_t / self.speed - time.monotonic()
                 if delay > 0 and self._stop.wait(delay):
                     return
                 if delay < -1.0:  # fell behind (a slow machine): skip rather than play late
                     continue
-                feed.publish(image)
+                feed.publish(image, t0 + clip_t)
             loop += 1
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
@@ -183,6 +205,7 @@ class CameraServer:
                                 "height": f.spec.height,
                                 "fps": f.spec.fps,
                                 "loop_s": f.spec.seconds,
+                                "speed": server.speed,
                                 "on_air": f.on_air,
                             }
                             for f in server.feeds.values()
@@ -193,21 +216,24 @@ class CameraServer:
                 feed = server.feeds.get(name)
                 if feed is None or ext not in ("mjpg", "jpg"):
                     return self._send(404, "text/plain", b"no such camera\n")
+                feed.requested.set()
                 if not feed.on_air:
                     return self._send(503, "text/plain", b"camera off the air\n")
                 if ext == "jpg":
-                    _, jpeg = feed.wait_next(0, timeout=5.0)
+                    _, jpeg, stamp = feed.wait_next(0, timeout=5.0)
                     return (
-                        self._send(200, "image/jpeg", jpeg)
+                        self._send(200, "image/jpeg", jpeg, stamp)
                         if jpeg
                         else self._send(503, "text/plain", b"no frame yet\n")
                     )
                 self._stream(feed)
 
-            def _send(self, code: int, ctype: str, body: bytes) -> None:
+            def _send(self, code: int, ctype: str, body: bytes, stamp: float | None = None) -> None:
                 self.send_response(code)
                 self.send_header("Content-Type", ctype)
                 self.send_header("Content-Length", str(len(body)))
+                if stamp is not None:
+                    self.send_header("X-Timestamp", f"{stamp:.6f}")
                 self.end_headers()
                 self.wfile.write(body)
 
@@ -219,14 +245,15 @@ class CameraServer:
                 seq = 0
                 try:
                     while not server._stop.is_set():
-                        seq, jpeg = feed.wait_next(seq, timeout=2.0)
+                        seq, jpeg, stamp = feed.wait_next(seq, timeout=2.0)
                         if jpeg is None:
                             if not feed.on_air:
                                 return  # cut: drop the client, as a camera that loses power does
                             continue
                         self.wfile.write(
                             f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\n"
-                            f"Content-Length: {len(jpeg)}\r\n\r\n".encode()
+                            f"Content-Length: {len(jpeg)}\r\nX-Timestamp: {stamp:.6f}\r\n"
+                            "\r\n".encode()
                         )
                         self.wfile.write(jpeg)
                         self.wfile.write(b"\r\n")

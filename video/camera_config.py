@@ -31,7 +31,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -273,6 +273,16 @@ class CameraConfig(Section):
         description="Frames per second analysed; the source decimates to this.",
         gt=0,
         le=60,
+    )
+    frame_time: Literal["arrival", "camera"] = Field(
+        "arrival",
+        title="Frame time",
+        description=(
+            "What a frame's time is, for its timestamp and for every duration the analysers and "
+            "keep-alives measure: `arrival` (when it reached Farsight; any camera), or `camera`: "
+            "the capture time an MJPEG or snapshot camera sends in its X-Timestamp header "
+            "(epoch seconds; needs a camera clock set by NTP)."
+        ),
     )
     zones: tuple[ZoneConfig, ...] = Field(
         (),

@@ -253,7 +253,12 @@ class CameraPipeline:
         if source is None:
             if not self.config.source:
                 raise ConfigError("camera has no source; set `source` or pass a FrameSource")
-            source = open_source(self.config.source, self.config.rate_fps, clock=self.clock)
+            source = open_source(
+                self.config.source,
+                self.config.rate_fps,
+                camera_time=self.config.frame_time == "camera",
+                clock=self.clock,
+            )
         try:
             for item in source.frames():
                 if isinstance(item, SourceEvent):

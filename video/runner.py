@@ -12,7 +12,9 @@ Layout, from the frames out:
   keep-alive and cleared messages on ``fs/v1/{dept}/{site}/{camera}/detection`` at QoS 1, and
   ticks every tracker once a second so that keep-alives and clears go out even when a stream
   delivers nothing. A stream that is lost becomes a latched ``stream_lost`` finding; its
-  restoration clears it.
+  restoration clears it. Keep-alives and clears are timed on the camera's own time
+  (:class:`CameraClock`: its frames' timestamps, running on with the wall clock between frames),
+  like the analysers, so a stream played faster than real time gives the same messages.
 - **Hot reload**: the camera folder (one YAML file per camera) is polled; a changed file is
   validated first; a valid one restarts that camera with the new settings, an invalid one is
   logged with every key path and the camera keeps running on its last good settings. New files
@@ -48,6 +50,7 @@ WorkerQueue: TypeAlias = "Queue[Any]"
 """A queue between the runner and a worker process: commands in, per-frame results out."""
 
 TICK_S = 1.0
+"""Longest interval between two ticks of the trackers and polls of the camera folder."""
 PARENT_CHECK_S = 1.0
 """How often an idle worker checks that its parent is still there."""
 WORKER_STOP_S = 15.0
@@ -60,8 +63,33 @@ def detection_topic(dept: str, site: str, camera: str) -> str:
     return f"fs/v1/{dept}/{site}/{camera}/detection"
 
 
-def _now_iso() -> str:
-    return datetime.now(UTC).isoformat()
+def _iso(t: float) -> str:
+    return datetime.fromtimestamp(t, UTC).isoformat()
+
+
+@dataclass(slots=True)
+class CameraClock:
+    """A camera's time, in epoch seconds, as its frames tell it.
+
+    Between frames (a lost stream, the quiet frames a worker does not report) it runs on with
+    the wall clock; it never goes back, so every message of a camera is later than the one
+    before it.
+    """
+
+    t: float | None = None
+    """The camera's time when it was last read; None before its first frame."""
+    at: float = 0.0
+    """Monotonic wall seconds at which ``t`` was read."""
+
+    def now(self, mono: float, fallback: float) -> float:
+        """The camera's time at monotonic ``mono``; ``fallback`` (epoch) before any frame."""
+        return fallback if self.t is None else self.t + max(0.0, mono - self.at)
+
+    def frame(self, t: float, mono: float) -> float:
+        """A frame measured at ``t`` arrived at monotonic ``mono``; returns the camera's time."""
+        self.t = t if self.t is None else max(t, self.now(mono, t))
+        self.at = mono
+        return self.t
 
 
 # --------------------------------------------------------------------------- worker side
@@ -83,7 +111,9 @@ def _camera_thread(
     store = EvidenceStore(evidence_root) if evidence_root else None
     try:
         pipeline = CameraPipeline(config, store)
-        source = open_source(config.source, config.rate_fps)
+        source = open_source(
+            config.source, config.rate_fps, camera_time=config.frame_time == "camera"
+        )
     except FarsightError as exc:
         out.put(("error", name, str(exc)))
         return
@@ -199,6 +229,12 @@ class CameraState:
     frames: int = 0
     error: str = ""
     tracker: EpisodeTracker = field(default_factory=EpisodeTracker)
+    clock: CameraClock = field(default_factory=CameraClock)
+
+    def now(self) -> tuple[float, str]:
+        """The camera's time now: epoch seconds (the tracker's clock) and ISO 8601."""
+        t = self.clock.now(time.monotonic(), time.time())
+        return t, _iso(t)
 
 
 @dataclass(slots=True)
@@ -229,6 +265,10 @@ class VideoRunner:
     evidence_root : Path, optional
         Evidence store root (``<data_dir>/evidence``); none stores no snapshots.
     workers, resend_s, clear_after_s : see :class:`farsight.settings.VideoSettings`.
+    client_id : str
+        MQTT client id.
+    reload_poll_s : float
+        How often the camera folder is polled for changes (at most :data:`TICK_S`).
     """
 
     def __init__(
@@ -247,6 +287,11 @@ class VideoRunner:
     ) -> None:
         if cameras_dir is None and not configs:
             raise ConfigError("video run needs a camera folder or camera configs")
+        if not min(resend_s, clear_after_s, reload_poll_s) > 0:
+            raise ConfigError(
+                "resend_s, clear_after_s and reload_poll_s must be > 0, got "
+                f"{resend_s}, {clear_after_s}, {reload_poll_s}"
+            )
         if cameras_dir is not None and not Path(cameras_dir).is_dir():
             raise ConfigError(
                 f"camera folder {str(cameras_dir)!r} does not exist; "
@@ -262,6 +307,9 @@ class VideoRunner:
         self.clear_after_s = clear_after_s
         self.client_id = client_id
         self.reload_poll_s = reload_poll_s
+        # Trackers are ticked at least twice per keep-alive and clear interval (a keep-alive is
+        # at most half an interval late) and the folder is polled as often as asked.
+        self.tick_s = min(TICK_S, reload_poll_s, resend_s / 2, clear_after_s / 2)
         self.cameras: dict[str, CameraState] = {}
         self._refused: dict[str, tuple[float, str]] = {}  # file stem -> (mtime, why)
         self.stats = RunnerStats()
@@ -316,10 +364,9 @@ class VideoRunner:
             if proc.is_alive():
                 proc.kill()
             proc.join(timeout=5)
-        ts = _now_iso()
         with self._lock:
             for cam in self.cameras.values():
-                self._publish(cam, cam.tracker.end_all(ts))
+                self._publish(cam, cam.tracker.end_all(cam.now()[1]))
         if self._client is not None:
             self._client.loop_stop()
             self._client.disconnect()
@@ -367,9 +414,8 @@ class VideoRunner:
         dept = self._check(cfg)
         with self._lock:
             old = self.cameras.get(name)
-            ts = _now_iso()
             if old is not None:
-                self._publish(old, old.tracker.end_all(ts))
+                self._publish(old, old.tracker.end_all(old.now()[1]))
             worker = old.worker if old is not None else self._least_loaded()
             cam = CameraState(
                 name,
@@ -390,7 +436,7 @@ class VideoRunner:
             cam = self.cameras.pop(name, None)
             if cam is None:
                 return
-            self._publish(cam, cam.tracker.end_all(_now_iso()))
+            self._publish(cam, cam.tracker.end_all(cam.now()[1]))
         self._workers[cam.worker][1].put(("stop", name))
         log.info("camera removed", extra=kv(camera=name))
 
@@ -461,7 +507,6 @@ class VideoRunner:
             cam = self.cameras.get(name)
             if cam is None:
                 return
-            now = time.monotonic()
             if kind == "frame":
                 _, _, ts, rows, cleared, clips, frames = msg
                 cam.status, cam.frames = "running", frames
@@ -469,9 +514,13 @@ class VideoRunner:
                     r["site"], r["camera"] = cam.config.site, cam.config.camera
                 for k, sha in clips.items():
                     cam.tracker.add_evidence(k, sha)
+                now = cam.clock.frame(datetime.fromisoformat(ts).timestamp(), time.monotonic())
                 self._publish(cam, cam.tracker.update(now, ts, rows, [tuple(c) for c in cleared]))
             elif kind == "source":
-                _, _, event, ts, detail = msg
+                _, _, event, event_ts, detail = msg
+                # The camera's time, not the worker's wall clock: a sped-up camera runs ahead.
+                now = cam.clock.now(time.monotonic(), datetime.fromisoformat(event_ts).timestamp())
+                ts = _iso(now)
                 if event == "lost":
                     cam.status = "lost"
                     out = cam.tracker.end_all(ts)
@@ -497,14 +546,13 @@ class VideoRunner:
                 log.error("camera failed", extra=kv(camera=name, error=msg[2]))
             elif kind == "ended":
                 cam.status = "ended"
-                self._publish(cam, cam.tracker.end_all(_now_iso()))
+                self._publish(cam, cam.tracker.end_all(cam.now()[1]))
 
     def _tick_loop(self) -> None:
-        while not self._stop.wait(TICK_S):
-            now, ts = time.monotonic(), _now_iso()
+        while not self._stop.wait(self.tick_s):
             with self._lock:
                 for cam in self.cameras.values():
-                    self._publish(cam, cam.tracker.tick(now, ts))
+                    self._publish(cam, cam.tracker.tick(*cam.now()))
             self._supervise()
             if self.cameras_dir is not None:
                 try:

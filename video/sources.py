@@ -6,6 +6,13 @@ comes back. Flaky links never raise out of ``frames()``: they become a ``lost`` 
 reconnect with exponential backoff and jitter. Only the frames the analysis rate needs are
 decoded: skipped capture frames are ``grab()``-ed but not ``retrieve()``-d, skipped MJPEG parts
 are never passed to the JPEG decoder.
+
+Time: by default a live frame is stamped when it arrives (``clock.now()``) and its offset is
+monotonic time since the source opened. An HTTP source opened with ``camera_time=True`` stamps
+each frame with the capture time the camera sends (the ``X-Timestamp`` header, epoch seconds, of
+an MJPEG part or a snapshot response, as mjpg-streamer and the simulated cameras send it), and
+measures offsets and the analysis rate on those stamps: a stream played faster than real time
+then gives the analysers the same timeline as one played live.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Literal, Protocol, TypedDict, Unpack
 from urllib.parse import urlsplit
 
@@ -144,21 +151,32 @@ def _decode_jpeg(data: bytes) -> np.ndarray | None:
     return img
 
 
-class _RateGate:
-    """Keep at most ``rate_fps`` frames per second of monotonic time (None keeps all)."""
+def _header_time(value: bytes | str | None) -> float | None:
+    """An ``X-Timestamp`` value (epoch seconds, ``1700000000.123456``) or None if unusable."""
+    if value is None:
+        return None
+    try:
+        t = float(value)
+    except ValueError:
+        return None
+    return t if t > 0 and t != float("inf") else None
 
-    def __init__(self, rate_fps: float | None, monotonic: Callable[[], float]) -> None:
+
+class _RateGate:
+    """Keep at most ``rate_fps`` frames per second of the caller's time (None keeps all)."""
+
+    def __init__(self, rate_fps: float | None) -> None:
         self._period = None if rate_fps is None else 1.0 / rate_fps
-        self._monotonic = monotonic
         self._next = float("-inf")
 
-    def due(self) -> bool:
-        return self._period is None or self._monotonic() >= self._next
+    def due(self, now: float) -> bool:
+        # A frame on its slot to within rounding (capture times of a camera at an exact
+        # multiple of the rate) is on time, not a period late.
+        return self._period is None or now >= self._next - self._period * 1e-3
 
-    def kept(self) -> None:
+    def kept(self, now: float) -> None:
         if self._period is None:
             return
-        now = self._monotonic()
         # Keep the schedule (no drift) unless we fell behind by more than a period.
         nxt = self._next + self._period
         self._next = nxt if nxt > now else now + self._period
@@ -255,7 +273,7 @@ class CaptureSource:
 
     def _live(self, cap: cv2.VideoCapture | None) -> Iterator[Frame | SourceEvent]:
         start = self._monotonic()
-        gate = _RateGate(self.rate_fps, self._monotonic)
+        gate = _RateGate(self.rate_fps)
         index = -1
         lost = False
         attempt = 0
@@ -268,7 +286,7 @@ class CaptureSource:
                     if ok:
                         index += 1
                         self.stats.received += 1
-                        if not gate.due():
+                        if not gate.due(self._monotonic()):
                             self.stats.skipped += 1
                             continue
                         ok, img = cap.retrieve()
@@ -276,7 +294,7 @@ class CaptureSource:
                         if not ok or img is None:
                             self.stats.corrupt += 1
                             continue
-                        gate.kept()
+                        gate.kept(self._monotonic())
                         if lost:
                             lost = False
                             yield SourceEvent("restored", self._clock.now(), self.target)
@@ -317,6 +335,14 @@ class _StreamLost(Exception):
     """Internal: the HTTP stream went away; the message is the detail for the ``lost`` event."""
 
 
+@dataclass(frozen=True, slots=True)
+class Part:
+    """One multipart body and the capture time its ``X-Timestamp`` header gave (None: none)."""
+
+    body: bytes
+    timestamp: float | None = None
+
+
 class MultipartParser:
     """Incremental splitter for ``multipart/x-mixed-replace`` bodies (RFC 2046 §5.1.1).
 
@@ -336,11 +362,17 @@ class MultipartParser:
         self._buf = bytearray()
         self._state = "seek"  # seek -> headers -> body
         self._length: int | None = None
+        self._timestamp: float | None = None
         self.oversized = 0
 
     def feed(self, data: bytes) -> list[bytes]:
+        """Bodies of the parts that ``data`` completed."""
+        return [p.body for p in self.feed_parts(data)]
+
+    def feed_parts(self, data: bytes) -> list[Part]:
+        """Parts (body and header timestamp) that ``data`` completed."""
         self._buf += data
-        out: list[bytes] = []
+        out: list[Part] = []
         if self._delim is None:
             self._feed_markers(out)
         else:
@@ -351,7 +383,7 @@ class MultipartParser:
             self._state = "seek"
         return out
 
-    def _feed_markers(self, out: list[bytes]) -> None:
+    def _feed_markers(self, out: list[Part]) -> None:
         while True:
             soi = self._buf.find(_SOI)
             if soi < 0:
@@ -362,10 +394,10 @@ class MultipartParser:
             if eoi < 0:
                 del self._buf[:soi]
                 return
-            out.append(bytes(self._buf[soi : eoi + 2]))
+            out.append(Part(bytes(self._buf[soi : eoi + 2])))
             del self._buf[: eoi + 2]
 
-    def _feed_boundary(self, out: list[bytes]) -> None:
+    def _feed_boundary(self, out: list[Part]) -> None:
         assert self._delim is not None
         while True:
             if self._state == "seek":
@@ -388,21 +420,24 @@ class MultipartParser:
                     end, sep = 0, 2
                 if end < 0:
                     return
-                self._length = None
+                self._length = self._timestamp = None
                 for line in bytes(self._buf[:end]).split(b"\n"):
                     name, _, value = line.partition(b":")
-                    if name.strip().lower() == b"content-length":
+                    name = name.strip().lower()
+                    if name == b"content-length":
                         try:
                             self._length = int(value.strip())
                         except ValueError:
                             self._length = None
+                    elif name == b"x-timestamp":
+                        self._timestamp = _header_time(value.strip())
                 del self._buf[: end + sep]
                 self._state = "body"
             else:
                 if self._length is not None and self._length >= 0:
                     if len(self._buf) < self._length:
                         return
-                    out.append(bytes(self._buf[: self._length]))
+                    out.append(Part(bytes(self._buf[: self._length]), self._timestamp))
                     del self._buf[: self._length]
                 else:
                     pos = self._buf.find(self._delim)
@@ -413,7 +448,7 @@ class MultipartParser:
                         body = body[:-2]
                     elif body.endswith(b"\n"):
                         body = body[:-1]
-                    out.append(body)
+                    out.append(Part(body, self._timestamp))
                     del self._buf[:pos]
                 self._state = "seek"
 
@@ -438,6 +473,7 @@ class _HttpSource:
         clock: Clock | None,
         monotonic: Callable[[], float],
         headers: dict[str, str] | None,
+        camera_time: bool = False,
     ) -> None:
         _check_rate(rate_fps)
         if urlsplit(url).scheme not in ("http", "https"):
@@ -457,6 +493,9 @@ class _HttpSource:
         self._sock: socket.socket | None = None
         self._start = monotonic()
         self._index = -1
+        self.camera_time = camera_time
+        self._first_stamp: float | None = None  # the first camera stamp: offset 0
+        self._last_offset = 0.0
 
     def close(self) -> None:
         """End iteration promptly (thread-safe): wakes backoff waits and blocked socket reads."""
@@ -484,8 +523,25 @@ class _HttpSource:
         if sock is not None and self._stop.is_set():
             self.close()
 
-    def _frame(self, img: np.ndarray) -> Frame:
-        return Frame(img, self._clock.now(), max(0.0, self._monotonic() - self._start), self._index)
+    def _time(self, stamp: float | None) -> float:
+        """The time a frame is measured on: the camera's stamp (or, without one, the arrival
+        time) with ``camera_time``, else monotonic time."""
+        if not self.camera_time:
+            return self._monotonic()
+        return stamp if stamp is not None else self._clock.now().timestamp()
+
+    def _frame(self, img: np.ndarray, t: float) -> Frame:
+        """A frame: with ``camera_time`` measured at ``t`` (from :meth:`_time`), else stamped
+        now that it is decoded (as before the camera-time option existed)."""
+        if not self.camera_time:  # arrival: the time it is ready, decoded
+            offset = max(0.0, self._monotonic() - self._start)
+            return Frame(img, self._clock.now(), offset, self._index)
+        if self._first_stamp is None:
+            self._first_stamp = t
+        # A camera clock stepped back must not move the analysers' time back.
+        self._last_offset = max(self._last_offset, t - self._first_stamp)
+        ts = datetime.fromtimestamp(self._first_stamp + self._last_offset, UTC)
+        return Frame(img, ts, self._last_offset, self._index)
 
     def _session(self, client: httpx.Client) -> Iterator[Frame]:
         raise NotImplementedError
@@ -549,10 +605,11 @@ class MjpegSource(_HttpSource):
         monotonic: Callable[[], float] = time.monotonic,
         headers: dict[str, str] | None = None,
         max_part_bytes: int = 16 * 1024 * 1024,
+        camera_time: bool = False,
     ) -> None:
-        super().__init__(url, rate_fps, timeout_s, backoff, clock, monotonic, headers)
+        super().__init__(url, rate_fps, timeout_s, backoff, clock, monotonic, headers, camera_time)
         self._max_part = max_part_bytes
-        self._gate = _RateGate(rate_fps, monotonic)
+        self._gate = _RateGate(rate_fps)
 
     def _session(self, client: httpx.Client) -> Iterator[Frame]:
         with client.stream("GET", self.url, headers=self._headers) as resp:
@@ -563,27 +620,28 @@ class MjpegSource(_HttpSource):
             ctype = resp.headers.get("content-type", "")
             parser = MultipartParser(_boundary_of(ctype), self._max_part)
             for chunk in resp.iter_raw():
-                parts = parser.feed(chunk)
+                parts = parser.feed_parts(chunk)
                 if parser.oversized:
                     self.stats.corrupt += parser.oversized
                     parser.oversized = 0
                 for part in parts:
                     self._index += 1
                     self.stats.received += 1
-                    if not self._gate.due():
+                    t = self._time(part.timestamp)
+                    if not self._gate.due(t):
                         self.stats.skipped += 1
                         continue
                     self.stats.decoded += 1
-                    img = _decode_jpeg(part)
+                    img = _decode_jpeg(part.body)
                     if img is None:
                         self.stats.corrupt += 1
                         log.debug(
                             "corrupt part",
-                            extra=kv(source=self.url, index=self._index, size=len(part)),
+                            extra=kv(source=self.url, index=self._index, size=len(part.body)),
                         )
                         continue
-                    self._gate.kept()
-                    yield self._frame(img)
+                    self._gate.kept(t if self.camera_time else self._monotonic())
+                    yield self._frame(img, t)
                 if self._stop.is_set():
                     return
         raise _StreamLost("stream ended")
@@ -601,10 +659,13 @@ class SnapshotSource(_HttpSource):
         clock: Clock | None = None,
         monotonic: Callable[[], float] = time.monotonic,
         headers: dict[str, str] | None = None,
+        camera_time: bool = False,
     ) -> None:
         if not interval_s > 0:
             raise VideoSourceError(f"interval_s must be > 0, got {interval_s!r}")
-        super().__init__(url, 1.0 / interval_s, timeout_s, backoff, clock, monotonic, headers)
+        super().__init__(
+            url, 1.0 / interval_s, timeout_s, backoff, clock, monotonic, headers, camera_time
+        )
         self.interval_s = interval_s
         self._next = float("-inf")
 
@@ -623,12 +684,13 @@ class SnapshotSource(_HttpSource):
             self._index += 1
             self.stats.received += 1
             self.stats.decoded += 1
+            t = self._time(_header_time(resp.headers.get("x-timestamp")))
             img = _decode_jpeg(resp.content)
             if img is None:
                 self.stats.corrupt += 1
                 log.debug("corrupt snapshot", extra=kv(source=self.url, index=self._index))
                 continue
-            yield self._frame(img)
+            yield self._frame(img, t)
 
 
 # --------------------------------------------------------------------------- factory
@@ -656,7 +718,11 @@ class SourceOptions(TypedDict, total=False):
 
 
 def open_source(
-    spec: str, rate_fps: float | None = None, **options: Unpack[SourceOptions]
+    spec: str,
+    rate_fps: float | None = None,
+    *,
+    camera_time: bool = False,
+    **options: Unpack[SourceOptions],
 ) -> FrameSource:
     """Pick a source from a spec.
 
@@ -664,12 +730,14 @@ def open_source(
     ``snapshot+http(s)://`` -> :class:`SnapshotSource` (interval ``1/rate_fps``, default 1 s);
     a path, ``file://``, ``rtsp(s)://`` or any other http(s) URL -> :class:`CaptureSource`.
     ``options`` go to the chosen class; construct a class directly for the options only it
-    takes (``headers``, ``timeout_s``).
+    takes (``headers``, ``timeout_s``). ``camera_time`` stamps frames with the capture time an
+    MJPEG or snapshot camera sends; a file's frames are stamped by their position anyway.
 
     Raises
     ------
     VideoSourceError
-        Unknown scheme (the message lists the known ones), missing file or bad rate.
+        Unknown scheme (the message lists the known ones), missing file, bad rate, or
+        ``camera_time`` for a stream OpenCV reads (RTSP), which gives no capture time.
     """
     if not isinstance(spec, str) or not spec.strip():
         raise VideoSourceError("empty video source spec")
@@ -682,11 +750,18 @@ def open_source(
             f"unknown video source scheme {scheme!r} in {spec!r}; known: {', '.join(KNOWN_SCHEMES)}"
         )
     if scheme.startswith("mjpeg+"):
-        return MjpegSource(spec[len("mjpeg+") :], rate_fps, **options)
+        return MjpegSource(spec[len("mjpeg+") :], rate_fps, camera_time=camera_time, **options)
     if scheme.startswith("snapshot+"):
         interval = 1.0 / rate_fps if rate_fps else 1.0
         _check_rate(rate_fps)
-        return SnapshotSource(spec[len("snapshot+") :], interval, **options)
+        return SnapshotSource(
+            spec[len("snapshot+") :], interval, camera_time=camera_time, **options
+        )
     if scheme in ("http", "https") and urlsplit(spec).path.lower().endswith((".mjpg", ".mjpeg")):
-        return MjpegSource(spec, rate_fps, **options)
+        return MjpegSource(spec, rate_fps, camera_time=camera_time, **options)
+    if camera_time:
+        raise VideoSourceError(
+            f"camera frame time needs an MJPEG or snapshot source (mjpeg+http://, "
+            f"snapshot+http://, or a .mjpg URL); {spec!r} is read by OpenCV, which gives none"
+        )
     return CaptureSource(spec, rate_fps, **options)

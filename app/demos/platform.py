@@ -86,7 +86,7 @@ def start_demo_video(
     cams = demo_cameras(kinds, sim.width, sim.height, sim.fps, sim.cycle_s, settings.simulator.seed)
     if not cams:
         return None, "none (no site in the registry has a camera)"
-    server = CameraServer({f"{c.site}.{c.camera}": c.spec for c in cams}).start()
+    server = CameraServer({f"{c.site}.{c.camera}": c.spec for c in cams}, speed=sim.speed).start()
     shutdown.on_close("camera server", server.stop)
     configs = [
         parse_camera_config(
@@ -95,6 +95,8 @@ def start_demo_video(
                 "site": c.site,
                 "source": server.url(f"{c.site}.{c.camera}"),
                 "rate_fps": sim.fps,
+                # The simulator's capture times: the scenario's own timeline at any speed.
+                "frame_time": "camera",
                 "analysers": c.analysers,
                 "evidence": {"snapshot_interval_s": 30, "clip_pre_s": 3, "clip_post_s": 5},
             },
@@ -108,7 +110,7 @@ def start_demo_video(
     return runner, (
         f"{len(cams)} simulated cameras (MJPEG on http://{server.host}:{server.port}/), "
         f"analysed at {sim.fps:g} fps; scripted smoke, black smoke and a covered lens every"
-        f" {sim.cycle_s:g} s"
+        f" {sim.cycle_s:g} s" + (f", played at {sim.speed:g}x" if sim.speed != 1 else "")
     )
 
 

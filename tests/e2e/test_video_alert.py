@@ -1,7 +1,12 @@
 """The demo's video path end to end: a simulated MJPEG camera shows smoke at a construction site,
 the video runner publishes the finding over mosquitto, ingest decodes it, the default rule pack
 holds it 30 s and raises an alert whose evidence (annotated snapshot, raw frame, clip) the hub
-serves to the dashboard by hash."""
+serves to the dashboard by hash.
+
+The demo's cameras play their scenario SPEED times faster than real time; their frames carry the
+scenario's time, which the analysers, the runner's keep-alives and the rules' 30 s hold follow,
+so the whole path runs as it does live, in a fraction of the wall time; ingest accepts camera
+readings as far ahead of its clock as the sped-up scenario runs."""
 
 from __future__ import annotations
 
@@ -25,6 +30,8 @@ from tests.hub.conftest import bearer, start_server, stop_server
 
 pytestmark = pytest.mark.e2e
 
+SPEED = 8.0
+
 
 def test_demo_camera_smoke_becomes_an_alert_with_its_snapshot(
     fresh_mosquitto, data_dir: Path
@@ -39,6 +46,9 @@ def test_demo_camera_smoke_becomes_an_alert_with_its_snapshot(
             },
             "rules": {"tick_s": 0.5},
             "video": {"resend_s": 2},
+            "simulator": {"cameras": {"speed": SPEED}},
+            # The cameras' scenario time runs ahead of the wall clock by (SPEED - 1) x elapsed.
+            "ingest": {"time": {"future_skew_by_kind": {"camera": 3600}}},
         }
     )
     registry = load_registry(None)
@@ -48,7 +58,7 @@ def test_demo_camera_smoke_becomes_an_alert_with_its_snapshot(
     server = thread = None
     try:
         runner, banner = start_demo_video(settings, registry, shutdown)
-        assert runner is not None and "4 simulated cameras" in banner
+        assert runner is not None and "4 simulated cameras" in banner and "8x" in banner
         app = create_app(
             settings,
             registry,

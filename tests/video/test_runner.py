@@ -4,6 +4,11 @@ a real mosquitto.
 Covers start, keep-alive and cleared messages, a lost and restored stream, hot reload of the
 camera folder (a valid change restarts the camera, an invalid one is refused and the camera keeps
 running), and evidence files that exist under their hashes.
+
+The simulated cameras play SPEED times faster than real time and stamp each frame with its
+capture time; the cameras are configured with ``frame_time: camera``, so the analysers,
+keep-alives and clears measure the clip's own seconds and each test sees its scripted timeline
+in a fraction of the wall time.
 """
 
 from __future__ import annotations
@@ -23,11 +28,12 @@ from simulators.camera import ClipSpec, EventSpec
 from simulators.camera_server import CameraServer, demo_cameras
 from tests.conftest import wait_until
 from video.evidence import EvidenceStore
-from video.runner import VideoRunner
+from video.runner import CameraClock, VideoRunner
 
 pytestmark = pytest.mark.e2e
 
 W, H, FPS = 320, 180, 5.0
+SPEED = 8.0
 SMOKE_BOX = (140, 50, 90, 80)
 
 
@@ -74,7 +80,8 @@ def smoke_spec(
     seed: int = 3, start: float = 8.0, end: float = 20.0, seconds: float = 60.0
 ) -> ClipSpec:
     # The smoke analyser learns its background over its first seconds (a median, so that a
-    # vehicle passing then leaves no ghost): the plume starts once the runner is surely on.
+    # vehicle passing then leaves no ghost): the plume starts after that (the clip starts when
+    # the runner first asks for it).
     return ClipSpec(
         "construction",
         W,
@@ -99,7 +106,7 @@ def broker_settings(mosquitto) -> BrokerSettings:
 
 
 def test_smoke_is_published_kept_alive_and_cleared_with_evidence(mosquitto, collector, tmp_path):
-    with CameraServer({"c1": smoke_spec()}) as cams:
+    with CameraServer({"c1": smoke_spec()}, speed=SPEED) as cams:
         folder = tmp_path / "cameras"
         folder.mkdir()
         write_camera(
@@ -110,6 +117,7 @@ def test_smoke_is_published_kept_alive_and_cleared_with_evidence(mosquitto, coll
                 "site": "yc-cs-dongzhan",
                 "source": cams.url("c1"),
                 "rate_fps": FPS,
+                "frame_time": "camera",
                 "analysers": {"smoke": {}, "tamper": {}},
                 "evidence": {"snapshot_interval_s": 5, "clip_pre_s": 2, "clip_post_s": 3},
             },
@@ -155,7 +163,7 @@ def test_smoke_is_published_kept_alive_and_cleared_with_evidence(mosquitto, coll
 
 def test_lost_stream_is_latched_and_cleared_on_restore(mosquitto, collector, tmp_path):
     quiet = ClipSpec("construction", W, H, FPS, 60.0, 5)
-    with CameraServer({"q": quiet}) as cams:
+    with CameraServer({"q": quiet}, speed=SPEED) as cams:
         cfg_dir = tmp_path / "cams"
         cfg_dir.mkdir()
         write_camera(
@@ -166,6 +174,7 @@ def test_lost_stream_is_latched_and_cleared_on_restore(mosquitto, collector, tmp
                 "site": "yc-cs-dongzhan",
                 "source": cams.url("q"),
                 "rate_fps": FPS,
+                "frame_time": "camera",
                 "analysers": {"tamper": {}},
             },
         )
@@ -173,7 +182,7 @@ def test_lost_stream_is_latched_and_cleared_on_restore(mosquitto, collector, tmp
             broker_settings(mosquitto),
             {"yc-cs-dongzhan": "env"},
             cameras_dir=cfg_dir,
-            resend_s=1.0,
+            resend_s=0.5,
             clear_after_s=2.0,
         )
         runner.start()
@@ -211,7 +220,7 @@ def test_hot_reload_applies_valid_changes_and_refuses_invalid_ones(mosquitto, co
         4,
         events=tuple(EventSpec("smoke", s, s + 15.0, SMOKE_BOX) for s in range(20, 600, 30)),
     )
-    with CameraServer({"c": spec}) as cams:
+    with CameraServer({"c": spec}, speed=SPEED) as cams:
         folder = tmp_path / "cameras"
         folder.mkdir()
         doc = {
@@ -219,6 +228,7 @@ def test_hot_reload_applies_valid_changes_and_refuses_invalid_ones(mosquitto, co
             "site": "yc-cs-dongzhan",
             "source": cams.url("c"),
             "rate_fps": FPS,
+            "frame_time": "camera",
             "analysers": {"tamper": {}},
         }
         write_camera(folder, "c", doc)
@@ -303,3 +313,15 @@ def test_demo_cameras_cover_each_camera_site():
     kinds = [{e.kind for e in c.spec.events} for c in cams]
     assert kinds == [{"smoke"}, set(), {"covered"}, {"black_smoke"}]
     assert all(c.analysers["black_smoke"]["enabled"] for c in cams if c.spec.scene == "stack")
+
+
+def test_camera_clock_follows_frames_runs_on_between_them_and_never_goes_back():
+    clock = CameraClock()
+    assert clock.now(mono=50.0, fallback=123.0) == 123.0  # no frame yet: the caller's clock
+    assert clock.frame(1000.0, mono=50.0) == 1000.0
+    assert clock.now(mono=52.5, fallback=0.0) == 1002.5  # no frames: runs with the wall clock
+    # A sped-up camera: its frames run ahead of the wall clock, and the clock follows them.
+    assert clock.frame(1010.0, mono=53.0) == 1010.0
+    # A frame older than the clock's time (a stalled camera's buffer) does not move it back.
+    assert clock.frame(1009.0, mono=54.0) == 1011.0
+    assert clock.now(mono=53.0, fallback=0.0) == 1011.0  # nor does a stale monotonic reading

@@ -29,6 +29,7 @@ from video.sources import (
 
 W, H = 160, 120
 BITS = 8
+STAMP_BASE = 1_800_000_000.0  # a camera's capture times, far from the test's wall clock
 
 
 def wait_until(
@@ -138,6 +139,7 @@ class Camera:
         self.corrupt = corrupt
         self.snapshots = 0
         self.fail_snapshots = False
+        self.stamp_step: float | None = None  # X-Timestamp of part i: STAMP_BASE + i * step
         self._stopping = threading.Event()
         self._handlers: list[threading.Thread] = []
         self._server: ThreadingHTTPServer | None = None
@@ -195,6 +197,9 @@ class Camera:
                             head = b"--frame\r\nContent-Type: image/jpeg\r\n"
                             if with_len:
                                 head += b"Content-Length: %d\r\n" % len(body)
+                            if cam.stamp_step is not None:
+                                stamp = STAMP_BASE + i * cam.stamp_step
+                                head += b"X-Timestamp: %.6f\r\n" % stamp
                             part = head + b"\r\n" + body + b"\r\n"
                         self.wfile.write(part)
                         self.wfile.flush()
@@ -432,6 +437,45 @@ def test_parser_handles_parts_split_across_chunks() -> None:
     for k in range(0, len(stream), 7):
         out += parser.feed(stream[k : k + 7])
     assert out == body
+
+
+def test_parser_reads_part_capture_times() -> None:
+    body = [jpeg(i) for i in range(3)]
+    stamps = [b"X-Timestamp: 1700000000.250000\r\n", b"x-timestamp: soon\r\n", b""]
+    stream = b"".join(
+        b"--b\r\nContent-Type: image/jpeg\r\n" + h + b"\r\n" + p + b"\r\n"
+        for h, p in zip(stamps, body, strict=True)
+    )
+    parts = MultipartParser("b").feed_parts(stream + b"--b--\r\n")
+    assert [p.body for p in parts] == body
+    assert [p.timestamp for p in parts] == [1700000000.25, None, None]
+
+
+def test_mjpeg_camera_time_stamps_frames_and_rates_on_capture_times(camera: Camera) -> None:
+    """A camera that plays twice as fast as real time (parts 0.1 s apart in its time, 0.05 s
+    apart on the wire): frames carry its capture times and the 5 fps rate keeps every second
+    part, whatever the wall clock says."""
+    camera.stamp_step = 0.1
+    src = MjpegSource(
+        camera.url + "/stream.mjpg", rate_fps=5.0, timeout_s=5, backoff=FAST, camera_time=True
+    )
+    c = Consumer(src)
+    try:
+        wait_until(lambda: len(c.frames()) >= 6, what="6 frames")
+    finally:
+        c.stop()
+    frames = c.frames()[:6]
+    first = frames[0].index
+    assert [f.index - first for f in frames] == [0, 2, 4, 6, 8, 10]
+    assert [f.ts.timestamp() for f in frames] == pytest.approx(
+        [STAMP_BASE + f.index * 0.1 for f in frames], abs=1e-5
+    )
+    assert [f.offset_s for f in frames] == pytest.approx([0.0, 0.2, 0.4, 0.6, 0.8, 1.0])
+
+
+def test_camera_time_refused_for_a_stream_opencv_reads() -> None:
+    with pytest.raises(VideoSourceError, match="camera frame time"):
+        open_source("rtsp://127.0.0.1:9/live", 5.0, camera_time=True)
 
 
 def test_capture_live_url_rate_limits_and_reconnects() -> None:
