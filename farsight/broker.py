@@ -13,6 +13,7 @@ import getpass
 import importlib.util
 import logging
 import os
+import random
 import shutil
 import signal
 import socket
@@ -120,8 +121,36 @@ class RunningBroker(Protocol):
     def stop(self) -> None: ...
 
 
-def free_port() -> int:
-    """A TCP port the OS says is free on loopback."""
+_PORTS = random.SystemRandom()
+
+
+def _ephemeral_low() -> int:
+    """The lowest port the OS hands out for outgoing connections and ``bind(0)``."""
+    try:
+        text = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text(encoding="ascii")
+        return int(text.split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
+
+
+def free_port(rng: random.Random = _PORTS) -> int:
+    """A TCP port that is free on loopback, below the OS's ephemeral range when it can be.
+
+    A port from ``bind(0)`` comes from the range every outgoing connection also takes its local
+    port from: between our releasing it and a server binding it, any client of the machine (a
+    parallel test's HTTP or MQTT connection) may take it ("address already in use"). Below that
+    range only another listener can, and then only by picking the same port at random.
+    """
+    low = _ephemeral_low()
+    if low > 11024:
+        for _ in range(50):
+            port = rng.randrange(10000, low - 1)
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                return port
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])

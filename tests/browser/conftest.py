@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from farsight.broker import free_port
 from tests.conftest import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,12 +31,6 @@ AXE = ROOT / "hub" / "frontend" / "node_modules" / "axe-core" / "axe.min.js"
 VENDOR = ROOT / "hub" / "static" / "vendor"
 DESKTOP = {"width": 1440, "height": 900}
 PHONE = {"width": 390, "height": 844}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Demo:
