@@ -187,6 +187,9 @@ class CameraServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.0"
+            # Each MJPEG part is several small writes: with Nagle on they wait for the client's
+            # delayed ACK (40 ms), which a real camera's stream does not.
+            disable_nagle_algorithm = True
 
             def log_message(
                 self, fmt: str, *args: Any
