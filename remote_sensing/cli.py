@@ -30,6 +30,7 @@ from farsight.types import ChangeEvent
 from remote_sensing.detect import DETECTORS
 from remote_sensing.events import change_event
 from remote_sensing.io import SENSORS, open_scene, read_geojson, read_state
+from remote_sensing.normalise import DEGRADED_CONFIDENCE
 from remote_sensing.output import feature_collection, quicklook_writer, write_geojson, write_json
 from remote_sensing.pipeline import DetectOptions, PairResult, detect_pair, in_zones
 from remote_sensing.revisits import StateChange, from_json, to_json, update
@@ -309,6 +310,12 @@ def _cmd_detect(args: argparse.Namespace) -> int:
         f"{len(chosen)} changes written to {args.out} ({len(result.regions)} detected; grid {grid})"
     )
     print(radiometry_line(result))
+    norm = result.calibration.normalisation
+    if norm.degraded:
+        print(
+            f"normalisation: {norm.describe()}: too few pseudo-invariant pixels, the after date"
+            f" was histogram-matched to the before date; confidences x{DEGRADED_CONFIDENCE}"
+        )
     if "nir" not in result.before.roles or "nir" not in result.after.roles:
         print(
             "bands: no nir on both dates: vegetation and water changes cannot be told;"

@@ -20,6 +20,7 @@ from shapely.geometry.polygon import orient
 
 from farsight.errors import StoreError
 from farsight.evidence import EvidenceStore, atomic_write
+from remote_sensing.normalise import DEGRADED_CONFIDENCE, Normalisation
 from remote_sensing.pipeline import PairResult, Region
 
 
@@ -91,7 +92,19 @@ def feature_collection(
                 "before": result.before.radiometry.describe() if result.before.radiometry else None,
                 "after": result.after.radiometry.describe() if result.after.radiometry else None,
             },
+            "normalisation": normalisation_properties(result.calibration.normalisation),
         },
+    }
+
+
+def normalisation_properties(norm: Normalisation) -> dict[str, Any]:
+    """How the after date was normalised: method, PIF count, whether it degraded and the factor
+    on every change's confidence."""
+    return {
+        "method": norm.method,
+        "pif_count": norm.pif_count,
+        "degraded": norm.degraded,
+        "confidence_factor": DEGRADED_CONFIDENCE if norm.degraded else 1.0,
     }
 
 

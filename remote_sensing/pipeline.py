@@ -56,7 +56,16 @@ from remote_sensing.detect import (
 from remote_sensing.indices import DateIndices, date_indices
 from remote_sensing.io import AlignedReader, Bands, Scene, open_scene, reading_env
 from remote_sensing.masks import dilate, qa_mask, temporal_cloud_shadow
-from remote_sensing.normalise import Normalisation, fit_pif, identity
+from remote_sensing.normalise import (
+    DEGRADED_CONFIDENCE,
+    MIN_OVERLAP_PIXELS,
+    MIN_PIF_PIXELS,
+    Normalisation,
+    NormaliseError,
+    fit,
+    identity,
+    refusal,
+)
 from remote_sensing.postprocess import clean, confidence, measure, mmu_pixels, regions, vectorise
 from remote_sensing.windowed import Block, block_size, blocks, run_blocks
 from remote_sensing.zones import Zone, ZoneOverlap, overlaps
@@ -112,6 +121,9 @@ class DetectOptions:
     pif_weights : str
         How pseudo-invariant pixels are chosen: ``residual`` (iterated robust regression) or
         ``imad`` (iMAD no-change probability >= 0.5, then the same regression).
+    min_pif_pixels : int
+        Pseudo-invariant pixels (in the calibration sample) the linear normalisation needs;
+        fewer and it degrades to histogram matching (:func:`remote_sensing.normalise.fit`).
     threshold : str
         Automatic CVA threshold: ``otsu`` (Otsu 1979) or ``em`` (two-Gaussian EM, Bruzzone and
         Prieto 2000).
@@ -143,6 +155,7 @@ class DetectOptions:
     imad_alpha: float = 1e-3
     max_fit_pixels: int = 200_000
     pif_weights: str = "residual"
+    min_pif_pixels: int = MIN_PIF_PIXELS
     threshold: str = "otsu"
     mask_step: int = 2
     thresholds: Thresholds = field(default_factory=Thresholds)
@@ -165,6 +178,10 @@ class DetectOptions:
         if self.pif_weights not in ("residual", "imad"):
             problems.append(
                 ConfigProblem("pif_weights", self.pif_weights, "must be 'residual' or 'imad'")
+            )
+        if not 50 <= self.min_pif_pixels <= 1_000_000:
+            problems.append(
+                ConfigProblem("min_pif_pixels", self.min_pif_pixels, "must be within 50..1000000")
             )
         if self.threshold not in ("otsu", "em"):
             problems.append(ConfigProblem("threshold", self.threshold, "must be 'otsu' or 'em'"))
@@ -426,11 +443,15 @@ def calibrate(rb: AlignedReader, ra: AlignedReader, opts: DetectOptions) -> Cali
     Raises
     ------
     NormaliseError
-        If too few usable pixels remain (the overlap is too small or too cloudy).
+        If too few usable pixels remain to compare the pair, naming the cause (overlap, nodata,
+        cloud) and the flag that would help.
     """
     bs, as_, us = [], [], []
+    overlap = valid = 0
     for win in sample_windows(rb.grid, opts.sample_windows, opts.sample_size):
         b, a = rb.read(win), ra.read(win)
+        overlap += int(win.width * win.height)
+        valid += int((b.valid & a.valid).sum())
         u = usable_mask(b, a, opts)
         for sat in (b.saturated, a.saturated):
             if sat is not None:
@@ -438,6 +459,13 @@ def calibrate(rb: AlignedReader, ra: AlignedReader, opts: DetectOptions) -> Cali
         bs.append({r: v[u] for r, v in b.data.items() if r in a.data})
         as_.append({r: v[u] for r, v in a.data.items() if r in b.data})
         us.append(int(u.sum()))
+    zero_fill = any(
+        s.radiometry is not None and s.radiometry.zero_nodata for s in (rb.scene, ra.scene)
+    )
+    problem = refusal(overlap, valid, sum(us), zero_fill, MIN_OVERLAP_PIXELS)
+    # Too few clear pixels for even the linear fit: refuse before iMAD or the fit choke on them.
+    if opts.normalise and problem is not None and sum(us) < opts.min_pif_pixels:
+        raise NormaliseError(f"the pair cannot be compared: {problem}")
     roles = tuple(bs[0])
     # A regular subsample keeps the fits and medians cheap; 200k pixels pin a gain to 1e-3.
     step = max(1, sum(us) // opts.max_fit_pixels)
@@ -451,7 +479,14 @@ def calibrate(rb: AlignedReader, ra: AlignedReader, opts: DetectOptions) -> Cali
 
         raw = fit_imad(before, after, usable)
         weights = _chi2.sf(imad_chi2(raw, before, after), len(roles))
-    norm = fit_pif(before, after, usable, weights=weights) if opts.normalise else identity(roles)
+    try:
+        norm = (
+            fit(before, after, usable, weights=weights, min_pixels=opts.min_pif_pixels)
+            if opts.normalise
+            else identity(roles)
+        )
+    except NormaliseError as e:
+        raise NormaliseError(f"the pair cannot be compared: {problem or e}") from e
     after_n = norm.apply(after)
     model = None
     if opts.method == "imad":
@@ -463,11 +498,12 @@ def calibrate(rb: AlignedReader, ra: AlignedReader, opts: DetectOptions) -> Cali
         mag = cva_magnitude(before, after_n)
         threshold = em_threshold(mag) if opts.threshold == "em" else otsu_threshold(mag)
     log.info(
-        "rs calibrate pixels=%d threshold=%.4f gains=%s pif=%.2f",
+        "rs calibrate pixels=%d threshold=%.4f gains=%s pif=%.2f normalisation=%s",
         sum(us),
         threshold,
         [round(g, 3) for g in norm.gains],
         norm.pif_fraction,
+        norm.describe(),
     )
     return Calibration(norm, threshold, model, sum(us))
 
@@ -734,6 +770,8 @@ def _regions(
             else float((raw[inside] > 0).mean())
         )
         conf = confidence(float(np.mean(excess[inside])), agreement, npx / max(min_px, 1))
+        if cal.normalisation.degraded:
+            conf = round(conf * DEGRADED_CONFIDENCE, 3)
         m = measure(geom, grid.crs)
         hits = overlaps(m.geometry, zones) if zones else ()
         evidence: tuple[str, ...] = ()
