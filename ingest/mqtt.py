@@ -21,6 +21,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from farsight.errors import BrokerError
 from farsight.logs import kv
 from farsight.mqttclient import make_client, session_connect_kwargs, wait_connected
 from farsight.settings import BrokerSettings, IngestSettings
@@ -57,6 +58,10 @@ class MqttConsumer:
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
+        self.client.on_subscribe = self._on_subscribe
+        # Set by the SUBACK of the current connection: until then a message published to the
+        # broker is not routed to this session (start() waits for it).
+        self._subscribed = threading.Event()
         self._pending: list[tuple[mqtt.MQTTMessage, datetime]] = []
         self._first_at = 0.0
         self._stop = threading.Event()
@@ -93,6 +98,22 @@ class MqttConsumer:
         ]
         client.subscribe(subscriptions)
 
+    def _on_subscribe(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        mid: int,
+        reason_codes: list[ReasonCode],
+        properties: Properties | None,
+    ) -> None:
+        refused = [str(rc) for rc in reason_codes if rc.is_failure]
+        if refused:
+            log.error(
+                "broker refused a subscription",
+                extra=kv(topics=",".join(self.settings.topics), reasons=",".join(refused)),
+            )
+        self._subscribed.set()
+
     def _on_disconnect(
         self,
         client: mqtt.Client,
@@ -104,6 +125,7 @@ class MqttConsumer:
         # Message ids belong to one connection: acking a stale mid after a reconnect could
         # acknowledge a different message. Unacked messages come again; the store dedups them.
         self._connect_sent = None
+        self._subscribed.clear()
         if self._pending:
             self._flush(ack=False)
         if not self._stop.is_set():
@@ -210,11 +232,21 @@ class MqttConsumer:
         )
         self._thread.start()
         if wait:
+            deadline = time.monotonic() + timeout
             wait_connected(self.client, timeout)
+            # Connected is not yet consuming: what is published before the SUBACK is not
+            # routed to a new session.
+            if not self._subscribed.wait(max(0.0, deadline - time.monotonic())):
+                raise BrokerError(f"not subscribed on the broker after {timeout:.0f} s")
 
     @property
     def connected(self) -> bool:
         return self.client.is_connected()
+
+    @property
+    def subscribed(self) -> bool:
+        """The broker acknowledged this connection's subscriptions (messages now reach us)."""
+        return self._subscribed.is_set()
 
     def stop(self) -> None:
         """Write and acknowledge what was received, then disconnect (the session stays on the

@@ -52,6 +52,21 @@ def publish_readings(settings: Settings, start: int, n: int) -> None:
     pub.loop_stop()
 
 
+def test_start_returns_once_the_broker_has_the_subscription(mosquitto, data_dir: Path) -> None:
+    # Connected is not consuming: a message published between the CONNACK and the SUBACK is not
+    # routed to a new session. start() waits for the SUBACK, so the first publish is stored.
+    s = settings_for(mosquitto, data_dir)
+    svc = IngestService(s, registry())
+    assert not svc.consumer.subscribed
+    svc.start()
+    try:
+        assert svc.consumer.subscribed
+        publish_readings(s, 0, 1)
+        wait_until(lambda: svc.readings.count() == 1, what="the first reading stored")
+    finally:
+        svc.stop()
+
+
 def test_readings_published_while_ingest_is_down_are_all_stored_after_it_returns(
     fresh_mosquitto, data_dir: Path
 ) -> None:
