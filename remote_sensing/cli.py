@@ -17,7 +17,8 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
@@ -32,7 +33,7 @@ from remote_sensing.events import change_event
 from remote_sensing.io import SENSORS, open_scene, read_geojson, read_state
 from remote_sensing.normalise import DEGRADED_CONFIDENCE
 from remote_sensing.output import feature_collection, quicklook_writer, write_geojson, write_json
-from remote_sensing.pipeline import DetectOptions, PairResult, detect_pair, in_zones
+from remote_sensing.pipeline import DetectOptions, PairResult, Region, detect_pair, in_zones
 from remote_sensing.revisits import StateChange, from_json, to_json, update
 from remote_sensing.windowed import EXECUTORS
 from remote_sensing.zones import Zone, parse_zones
@@ -309,6 +310,7 @@ def _cmd_detect(args: argparse.Namespace) -> int:
     print(
         f"{len(chosen)} changes written to {args.out} ({len(result.regions)} detected; grid {grid})"
     )
+    print(summary_line(result, chosen))
     print(radiometry_line(result))
     norm = result.calibration.normalisation
     if norm.degraded:
@@ -322,6 +324,24 @@ def _cmd_detect(args: argparse.Namespace) -> int:
             f" kinds possible: {', '.join(result.kinds_possible)}"
         )
     return 0
+
+
+def summary_line(result: PairResult, chosen: Sequence[Region]) -> str:
+    """``summary: 3 changes (new_construction 2, vegetation_loss 1), 1.84 ha; 4.1 % of the
+    compared pixels masked``: what a user who is not running the platform reads first."""
+    kinds = Counter(r.kind for r in chosen)
+    by_kind = ", ".join(
+        f"{k} {n}" for k, n in sorted(kinds.items(), key=lambda kv: (-kv[1], kv[0]))
+    )
+    area_ha = sum(r.area_m2 for r in chosen) / 10_000
+    masked = 100 * result.calibration.masked_fraction
+    head = f"{len(chosen)} change{'' if len(chosen) == 1 else 's'}"
+    if by_kind:
+        head += f" ({by_kind})"
+    return (
+        f"summary: {head}, {area_ha:.2f} ha; {masked:.1f} % of the compared pixels masked"
+        " (cloud, shadow, saturation)"
+    )
 
 
 def radiometry_line(result: PairResult) -> str:

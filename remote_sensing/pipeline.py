@@ -222,6 +222,16 @@ class Calibration:
     threshold: float
     imad: ImadModel | None = None
     sample_pixels: int = 0
+    valid_pixels: int = 0
+    """Sampled pixels holding data on both dates (``sample_pixels`` of them were clear)."""
+
+    @property
+    def masked_fraction(self) -> float:
+        """Share of the sampled pixels with data on both dates that cloud, shadow or
+        saturation kept out of the comparison (0 when nothing was sampled)."""
+        if self.valid_pixels <= 0:
+            return 0.0
+        return max(0.0, 1.0 - self.sample_pixels / self.valid_pixels)
 
 
 @dataclass(frozen=True, slots=True)
@@ -505,7 +515,7 @@ def calibrate(rb: AlignedReader, ra: AlignedReader, opts: DetectOptions) -> Cali
         norm.pif_fraction,
         norm.describe(),
     )
-    return Calibration(norm, threshold, model, sum(us))
+    return Calibration(norm, threshold, model, sum(us), valid)
 
 
 # ---------------------------------------------------------------------------------------------

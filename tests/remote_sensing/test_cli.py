@@ -12,6 +12,7 @@ import struct
 import subprocess
 import sys
 import termios
+from collections import Counter
 
 import pytest
 from shapely.geometry import shape
@@ -52,6 +53,18 @@ def test_detect_writes_rfc7946_geojson_with_quicklooks(pair6, tmp_path, capsys):
     fc = json.loads(out.read_text())
     assert fc["type"] == "FeatureCollection" and "crs" not in fc
     assert len(fc["features"]) >= 4
+    # The one-line summary: the count, changes by kind, their area and the masked share, as
+    # the GeoJSON has them.
+    printed = capsys.readouterr().out
+    (summary,) = [ln for ln in printed.splitlines() if ln.startswith("summary:")]
+    kinds = Counter(f["properties"]["kind"] for f in fc["features"])
+    assert summary.startswith(f"summary: {len(fc['features'])} changes (")
+    for kind, n in kinds.items():
+        assert f"{kind} {n}" in summary
+    area_ha = sum(f["properties"]["area_m2"] for f in fc["features"]) / 10_000
+    assert f", {area_ha:.2f} ha; " in summary
+    masked = float(summary.split("ha; ")[1].split(" %")[0])
+    assert 0.0 < masked < 50.0  # light clouds after: some, not most, pixels masked
     for f in fc["features"]:
         g = f["geometry"]
         assert g["type"] == "Polygon" and _ccw(g["coordinates"][0])
@@ -63,7 +76,7 @@ def test_detect_writes_rfc7946_geojson_with_quicklooks(pair6, tmp_path, capsys):
         (sha,) = f["properties"]["evidence"]
         png = ev / sha[:2] / f"{sha}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "changes written" in capsys.readouterr().out
+    assert "changes written" in printed
 
 
 def test_zones_filter_changes_unless_all(pair6, tmp_path):
