@@ -30,29 +30,26 @@ CHECKS_LAST = re.compile(
 )
 
 
-@pytest.mark.slow
-@pytest.mark.e2e
-def test_ingest_benchmark_measures_the_secured_broker_and_prints_its_figure_last(
-    mosquitto_path: str,
-) -> None:
+def _run(script: str, repeat: int) -> subprocess.CompletedProcess[str]:
+    """``benchmarks/<script>`` at a tiny size (20 devices, 3 messages each)."""
     python = VENV_PYTHON if VENV_PYTHON.exists() else Path(sys.executable)
-    proc = subprocess.run(
-        [
-            str(python),
-            str(ROOT / "benchmarks" / "ingest.py"),
-            "--devices",
-            "20",
-            "--per-device",
-            "3",
-            "--repeat",
-            "1",
-        ],
+    args = ["--devices", "20", "--per-device", "3", "--repeat", str(repeat)]
+    return subprocess.run(
+        [str(python), str(ROOT / "benchmarks" / script), *args],
         capture_output=True,
         text=True,
         timeout=180,
         cwd=ROOT,
         check=False,
     )
+
+
+@pytest.mark.slow
+@pytest.mark.e2e
+def test_ingest_benchmark_measures_the_secured_broker_and_prints_its_figure_last(
+    mosquitto_path: str,
+) -> None:
+    proc = _run("ingest.py", repeat=1)
     # A broker that took anonymous clients or a device's publish on another device's topic would
     # have stopped the script before its run.
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -74,24 +71,7 @@ def test_ingest_benchmark_measures_the_secured_broker_and_prints_its_figure_last
 
 @pytest.mark.slow
 def test_the_checks_microbenchmark_compares_process_cpu_with_checks_on_and_off() -> None:
-    python = VENV_PYTHON if VENV_PYTHON.exists() else Path(sys.executable)
-    proc = subprocess.run(
-        [
-            str(python),
-            str(ROOT / "benchmarks" / "ingest_checks.py"),
-            "--devices",
-            "20",
-            "--per-device",
-            "3",
-            "--repeat",
-            "2",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        cwd=ROOT,
-        check=False,
-    )
+    proc = _run("ingest_checks.py", repeat=2)
     # It exits non-zero if a run refused a message or stored fewer readings than sent.
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = proc.stdout.strip().splitlines()
