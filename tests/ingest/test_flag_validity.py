@@ -88,28 +88,27 @@ def make_parts(tmp_path: Path, rules: dict) -> Parts:
     return IngestPipeline(reg, readings, Engine(parse_rules(rules), reg), alerts), readings, alerts
 
 
-@pytest.fixture
-def exceedance(tmp_path: Path) -> Iterator[Parts]:
-    parts = make_parts(tmp_path, EXCEEDANCE_RULES)
+def _opened(tmp_path: Path, rules: dict) -> Iterator[Parts]:
+    """The pipeline of :func:`make_parts`, its stores closed afterwards."""
+    parts = make_parts(tmp_path, rules)
     yield parts
     parts[1].close()
     parts[2].close()
+
+
+@pytest.fixture
+def exceedance(tmp_path: Path) -> Iterator[Parts]:
+    yield from _opened(tmp_path, EXCEEDANCE_RULES)
 
 
 @pytest.fixture
 def upkeep(tmp_path: Path) -> Iterator[Parts]:
-    parts = make_parts(tmp_path, UPKEEP_RULE)
-    yield parts
-    parts[1].close()
-    parts[2].close()
+    yield from _opened(tmp_path, UPKEEP_RULE)
 
 
 @pytest.fixture
 def over_range(tmp_path: Path) -> Iterator[Parts]:
-    parts = make_parts(tmp_path, OVER_RANGE_RULES)
-    yield parts
-    parts[1].close()
-    parts[2].close()
+    yield from _opened(tmp_path, OVER_RANGE_RULES)
 
 
 def frame(minute: int, flags: dict[str, str], **values: float) -> Message:
