@@ -39,15 +39,9 @@ def future_refusal(
     )
 
 
-def is_backfill(ts: datetime, received: datetime, horizon_s: float) -> bool:
-    """True when a reading measured at ``ts`` reached ingest more than ``horizon_s`` later: it
-    is history, stored but not judged by the live rules."""
-    return received - ts > timedelta(seconds=horizon_s)
-
-
 def live_flags(readings: Sequence[Reading], received: datetime, horizon_s: float) -> list[bool]:
-    """Per reading, whether it is live: not :func:`is_backfill` (the horizon's cutoff is
-    computed once per message, not per reading)."""
+    """Per reading, whether it is live: it reached ingest at most ``horizon_s`` after it was
+    measured. Older ones are backfill, history stored but not judged by the live rules."""
     cutoff = received - timedelta(seconds=horizon_s)
     return [r.ts >= cutoff for r in readings]
 

@@ -17,7 +17,7 @@ from farsight.clock import ManualClock
 from farsight.db import Database
 from farsight.hj212 import build_data_frame
 from farsight.settings import IngestTimeSettings, Settings
-from ingest.measure_time import FUTURE_TIMESTAMP, future_refusal, is_backfill, live_flags
+from ingest.measure_time import FUTURE_TIMESTAMP, future_refusal, live_flags
 from ingest.pipeline import IngestPipeline, Message
 from ingest.store import ReadingStore
 from rules.engine import Engine
@@ -187,14 +187,12 @@ def test_pure_judgements() -> None:
     assert refusal is not None and refusal.reason == FUTURE_TIMESTAMP
     assert "6 min after" in refusal.detail and "(default," in refusal.detail
     assert future_refusal([], T0, 0, None) is None
-    assert is_backfill(T0, T0 + timedelta(hours=2), 3600)
-    assert not is_backfill(T0, T0 + timedelta(minutes=59), 3600)
-    # The pipeline's per-message form says the same, also exactly on the horizon.
+    r0 = reading("pm25", 1, 0)
+    assert live_flags([r0], r0.ts + timedelta(hours=2), 3600) == [False]
+    assert live_flags([r0], r0.ts + timedelta(minutes=59), 3600) == [True]
+    # Per reading of a message, also exactly on the horizon.
     received = T0 + timedelta(hours=1, minutes=10)
     readings = [reading("pm25", 1, m) for m in (0, 9, 10, 11, 70)]
-    assert live_flags(readings, received, 3600) == [
-        not is_backfill(x.ts, received, 3600) for x in readings
-    ]
     assert live_flags(readings, received, 3600) == [False, False, True, True, True]
 
 
