@@ -206,18 +206,25 @@ def quality_day_postgres(postgres_server: TempPostgres, postgres_template: str) 
     return url
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def quality_day(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A fresh copy of the simulated day on each backend (see :func:`backend`)."""
+def _fresh_copy(request: pytest.FixtureRequest, tmp_path: Path, templates: tuple[str, str]) -> str:
+    """A copy of a template on the backend ``request.param`` names: for SQLite the file of the
+    fixture ``templates[0]`` copied into ``tmp_path``, for PostgreSQL a database made from the
+    fixture ``templates[1]``'s, dropped after the test."""
+    sqlite_template, postgres_template = templates
     if request.param == "sqlite":
         path = tmp_path / "farsight.db"
-        shutil.copyfile(request.getfixturevalue("quality_day_sqlite"), path)
-        yield str(path)
-        return
+        shutil.copyfile(request.getfixturevalue(sqlite_template), path)
+        return str(path)
     server = request.getfixturevalue("postgres_server")
-    url = server.create_database(template=request.getfixturevalue("quality_day_postgres"))
-    yield url
-    server.drop_database(url)
+    url: str = server.create_database(template=request.getfixturevalue(postgres_template))
+    request.addfinalizer(lambda: server.drop_database(url))
+    return url
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def quality_day(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh copy of the simulated day on each backend (see :func:`backend`)."""
+    return _fresh_copy(request, tmp_path, ("quality_day_sqlite", "quality_day_postgres"))
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -227,8 +234,4 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
     Tests that take this fixture run once per backend: the same behaviour on both.
     """
-    if request.param == "sqlite":
-        path = tmp_path / "farsight.db"
-        shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
-        return str(path)
-    return request.getfixturevalue("postgres_url")
+    return _fresh_copy(request, tmp_path, ("sqlite_template", "postgres_template"))
