@@ -52,7 +52,16 @@ from shapely.geometry import shape
 from remote_sensing.pipeline import DetectOptions, PairResult, detect_pair
 from simulators.scenes import ScenePair, SceneSpec, write_pair
 
-BASELINE = DetectOptions(method="cva", cloud_mask=False, normalise=False, open_px=0, close_px=0)
+BASELINE = DetectOptions(
+    method="cva",
+    cloud_mask=False,
+    normalise=False,
+    open_px=0,
+    close_px=0,
+    min_change=0.0,
+    noise_k=0.0,
+)
+"""Plain CVA + Otsu: no normalisation, cloud mask, morphology or change floor."""
 
 
 @dataclass

@@ -31,7 +31,7 @@ from farsight.types import ChangeEvent
 from remote_sensing.detect import DETECTORS
 from remote_sensing.events import change_event
 from remote_sensing.io import SENSORS, open_scene, read_geojson, read_state
-from remote_sensing.normalise import DEGRADED_CONFIDENCE
+from remote_sensing.normalise import DEGRADED_CONFIDENCE, MIN_PIF_PIXELS
 from remote_sensing.output import feature_collection, quicklook_writer, write_geojson, write_json
 from remote_sensing.pipeline import DetectOptions, PairResult, Region, detect_pair, in_zones
 from remote_sensing.revisits import StateChange, from_json, to_json, update
@@ -83,6 +83,29 @@ def _add_detect_options(p: argparse.ArgumentParser) -> None:
         choices=("otsu", "em"),
         default="otsu",
         help="automatic CVA threshold (default otsu)",
+    )
+    p.add_argument(
+        "--min-change",
+        type=float,
+        default=0.015,
+        metavar="R",
+        help="cva/imad: smallest change reported, as the root-mean-square reflectance difference"
+        " per band (default 0.015; it also rises with the pair's own noise; 0 turns it off)",
+    )
+    p.add_argument(
+        "--pif",
+        choices=("residual", "imad"),
+        default="residual",
+        help="how pseudo-invariant pixels are chosen for the normalisation: iterated robust"
+        " regression residuals, or iMAD no-change probability (default residual)",
+    )
+    p.add_argument(
+        "--min-pif-pixels",
+        type=int,
+        default=MIN_PIF_PIXELS,
+        metavar="N",
+        help="pseudo-invariant pixels the linear normalisation needs; with fewer the after date"
+        f" is histogram-matched instead, at lower confidence (default {MIN_PIF_PIXELS})",
     )
     p.add_argument(
         "--sensor",
@@ -215,6 +238,9 @@ def _options(args: argparse.Namespace) -> DetectOptions:
         sensor=args.sensor,
         bands=_bands(args.bands),
         scale=args.scale,
+        min_change=args.min_change,
+        pif_weights=args.pif,
+        min_pif_pixels=args.min_pif_pixels,
     )
 
 

@@ -86,6 +86,7 @@ def feature_collection(
                 "res": list(result.grid.res),
             },
             "threshold": round(result.calibration.threshold, 6),
+            "change_floor": round(result.calibration.floor, 6),
             "bands": [r for r in result.before.roles if r in result.after.roles],
             "kinds_possible": list(result.kinds_possible),
             "radiometry": {

@@ -19,7 +19,8 @@ from remote_sensing.detect import (
     otsu_threshold,
 )
 from remote_sensing.masks import qa_pixel_mask, scl_mask, spectral_cloud_mask
-from remote_sensing.pipeline import DetectOptions, detect_pair
+from remote_sensing.pipeline import DetectOptions, change_floor, detect_pair
+from simulators.scenes import SceneSpec, write_pair
 
 ROLES = ("blue", "green", "red", "nir", "swir1", "swir2")
 SPECTRA = {
@@ -175,3 +176,29 @@ def test_imad_method_and_imad_chosen_pifs_find_the_changes(pair6):
         result = detect_pair(pair6.before, pair6.after, opts)
         hits = _truth_hits(pair6, result)
         assert sum(bool(h) for h in hits.values()) >= 4, (opts.method, hits)
+
+
+def test_change_floor_is_physical_on_a_clean_pair_and_follows_the_noise_on_a_noisy_one():
+    rng = np.random.default_rng(7)
+    before = {r: rng.uniform(0.02, 0.3, 20_000).astype(np.float32) for r in ("a", "b", "c", "d")}
+    same = {r: v.copy() for r, v in before.items()}
+    assert change_floor(before, same, 0.015, 6.0) == pytest.approx(0.015 * 2)
+    noisy = {r: v + rng.normal(0, 0.01, v.size).astype(np.float32) for r, v in before.items()}
+    # 6 sigma of a 4-band noise vector: 6 * 0.01 * sqrt(4), within sampling error.
+    assert change_floor(before, noisy, 0.015, 6.0) == pytest.approx(0.12, rel=0.05)
+    # A minority of changed pixels does not move the robust spread.
+    changed = {r: v.copy() for r, v in noisy.items()}
+    changed["a"][:2000] += 0.3
+    assert change_floor(before, changed, 0.015, 6.0) == pytest.approx(0.12, rel=0.1)
+    assert change_floor(before, noisy, 0.0, 0.0) == 0.0
+
+
+def test_imad_on_a_pair_without_change_finds_next_to_nothing(tmp_path):
+    """iMAD's chi-square test alone calls sensor noise change on a large scene (its variances
+    are fitted, not physical); the floor keeps what it reports to what the noise cannot make."""
+    quiet = write_pair(
+        SceneSpec(seed=1003, width=384, height=384, changes_per_kind=0), tmp_path / "q"
+    )
+    result = detect_pair(quiet.before, quiet.after, DetectOptions(method="imad"))
+    assert len(result.regions) <= 1
+    assert result.calibration.floor > 0.015 * 6**0.5, "the noise raised the floor"

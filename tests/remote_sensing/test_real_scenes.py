@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from app.cli import main as farsight_main
+from remote_sensing.pipeline import DetectOptions, detect_pair
 from tests.real_scenes import (
     Archive,
     RealDataError,
@@ -135,19 +136,53 @@ def test_8bit_rgbn_pair_without_change_runs_and_finds_nothing(rgbn_real, tmp_pat
     assert "radiometry: before dn-8bit (guessed from range); after dn-8bit" in out
 
 
-def test_landsat_l1_same_day_overlap_runs_and_finds_nothing(landsat_overlap, tmp_path, capsys):
+@pytest.mark.parametrize("method", ["index", "cva", "imad"])
+def test_landsat_l1_same_day_overlap_runs_and_finds_nothing(
+    landsat_overlap, tmp_path, capsys, method
+):
     """Landsat 8 Level-1 rows 077 and 078 of one pass, 3 bands of 16-bit DNs, the after scene
     zero-filled at its edge without a nodata tag: no change, and the output says what was
-    assumed and that an RGB pair tells fewer kinds."""
+    assumed and that an RGB pair tells fewer kinds. CVA and iMAD found hundreds of regions here
+    (Otsu split the noise; iMAD's variances shrank to the DN rounding) before the change floor."""
     before, after = landsat_overlap
-    fc = _detect(before, after, tmp_path / "out.geojson")
+    fc = _detect(before, after, tmp_path / "out.geojson", "--method", method)
     assert fc["features"] == []
     props = fc["properties"]
     assert props["bands"] == ["blue", "green", "red"]
-    assert props["kinds_possible"] == ["new_construction", "bare_soil"]
+    kinds = ["new_construction", "bare_soil"] + ([] if method == "index" else ["unclassified"])
+    assert props["kinds_possible"] == kinds
+    # The floor is the physical one (0.015 rms per band over 3 bands): the pair has no noise.
+    assert props["change_floor"] == pytest.approx(0.015 * 3**0.5, rel=1e-3)
     assert props["radiometry"] == {
         "before": "dn-16bit (guessed from range)",
         "after": "dn-16bit (guessed from range), zero-filled edges as nodata",
     }
     out = capsys.readouterr().out
     assert "vegetation and water changes cannot be told" in out
+
+
+def test_plain_cva_otsu_baseline_finds_hundreds_of_false_changes_on_the_same_overlap(
+    landsat_overlap,
+):
+    """What the change floor is for: without it, Otsu's threshold splits the pair's noise."""
+    before, after = landsat_overlap
+    plain = DetectOptions(
+        method="cva", cloud_mask=False, normalise=False, min_change=0.0, noise_k=0.0
+    )
+    result = detect_pair(before, after, plain)
+    assert len(result.regions) > 100
+    assert result.calibration.threshold < 0.005
+
+
+def test_forced_histogram_matching_says_so_and_lowers_confidence(rgbn_real, tmp_path, capsys):
+    """--min-pif-pixels above what the sample holds: the normalisation degrades to histogram
+    matching instead of refusing, and the output says so."""
+    before, after = rgbn_real
+    fc = _detect(before, after, tmp_path / "out.geojson", "--min-pif-pixels", "500000")
+    norm = fc["properties"]["normalisation"]
+    assert norm["method"] == "histogram" and norm["degraded"] is True
+    assert norm["confidence_factor"] == pytest.approx(0.7)
+    assert fc["features"] == []
+    out = capsys.readouterr().out
+    assert "normalisation: histogram (degraded;" in out
+    assert "histogram-matched to the before date; confidences x0.7" in out
