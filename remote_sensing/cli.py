@@ -354,7 +354,8 @@ def _cmd_detect(args: argparse.Namespace) -> int:
 
 def summary_line(result: PairResult, chosen: Sequence[Region]) -> str:
     """``summary: 3 changes (new_construction 2, vegetation_loss 1), 1.84 ha; 4.1 % of the
-    compared pixels masked``: what a user who is not running the platform reads first."""
+    compared pixels masked (...); radiometry reflectance``: what a user who is not running the
+    platform reads first (the radiometry line below says how each date's kind was decided)."""
     kinds = Counter(r.kind for r in chosen)
     by_kind = ", ".join(
         f"{k} {n}" for k, n in sorted(kinds.items(), key=lambda kv: (-kv[1], kv[0]))
@@ -364,9 +365,16 @@ def summary_line(result: PairResult, chosen: Sequence[Region]) -> str:
     head = f"{len(chosen)} change{'' if len(chosen) == 1 else 's'}"
     if by_kind:
         head += f" ({by_kind})"
+    kinds_of = {
+        s.radiometry.kind if s.radiometry else "unknown" for s in (result.before, result.after)
+    }
+    guessed = any(
+        s.radiometry is not None and s.radiometry.relative for s in (result.before, result.after)
+    )
+    radiometry = "/".join(sorted(kinds_of)) + (" (guessed)" if guessed else "")
     return (
         f"summary: {head}, {area_ha:.2f} ha; {masked:.1f} % of the compared pixels masked"
-        " (cloud, shadow, saturation)"
+        f" (cloud, shadow, saturation); radiometry {radiometry}"
     )
 
 

@@ -65,6 +65,7 @@ def test_detect_writes_rfc7946_geojson_with_quicklooks(pair6, tmp_path, capsys):
     assert f", {area_ha:.2f} ha; " in summary
     masked = float(summary.split("ha; ")[1].split(" %")[0])
     assert 0.0 < masked < 50.0  # light clouds after: some, not most, pixels masked
+    assert summary.endswith("; radiometry reflectance")  # the simulator's scale/offset tags
     for f in fc["features"]:
         g = f["geometry"]
         assert g["type"] == "Polygon" and _ccw(g["coordinates"][0])

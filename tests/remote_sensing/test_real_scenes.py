@@ -134,6 +134,7 @@ def test_8bit_rgbn_pair_without_change_runs_and_finds_nothing(rgbn_real, tmp_pat
     }
     out = capsys.readouterr().out
     assert "radiometry: before dn-8bit (guessed from range); after dn-8bit" in out
+    assert "; radiometry dn-8bit (guessed)\n" in out  # the summary line's end
 
 
 @pytest.mark.parametrize("method", ["index", "cva", "imad"])
