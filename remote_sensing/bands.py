@@ -84,14 +84,15 @@ ROLE_WINDOWS: dict[str, tuple[float, float, float]] = {
     "blue": (450, 520, 485),
     "green": (520, 600, 560),
     "red": (620, 690, 660),
-    "nir": (800, 900, 850),
+    "nir": (800, 900, 840),
     "swir1": (1550, 1750, 1650),
     "swir2": (2080, 2350, 2200),
 }
 """Role -> (lowest, highest centre accepted, nominal centre) in nm. A band whose centre lies in
 the window can hold the role, the one nearest the nominal centre does. The windows leave out
 coastal/aerosol (443 nm), yellow (610), the red edges (704-783: Sentinel-2 B07 at 783 is not a
-near-infrared band for the indices) and cirrus (1373)."""
+near-infrared band for the indices) and cirrus (1373). The near-infrared centre, 840 nm, makes
+Sentinel-2's 10 m B08 (833 nm) the choice over its 20 m B8A (865 nm)."""
 
 PANCHROMATIC = {("landsat7-etm", "8"), ("landsat8-oli", "8")}
 

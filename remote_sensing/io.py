@@ -38,8 +38,10 @@ from remote_sensing.align import Grid
 from remote_sensing.bands import (
     INSTRUMENT_ALIASES,
     BandSource,
+    PairMatch,
     band_of_role,
     instrument_of,
+    match_pair,
     roles_by_wavelength,
     wavelength,
 )
@@ -353,10 +355,14 @@ def _band_ids(
     descriptions: tuple[str | None, ...], path: Path, side: Sidecar | None
 ) -> tuple[str | None, ...]:
     ids = tuple(band_id(d) for d in descriptions)
-    if len(ids) == 1 and ids[0] is None and side is not None:
+    if side is None or any(ids):
+        return ids
+    if len(ids) == 1:
         # A per-band file the MTL names (LC08_..._B4.TIF) knows its band number.
         return (side.band_of_file(path.name),)
-    return ids
+    # A stack without descriptions holding every band the metadata lists (CRESDA's
+    # <Bands>1,2,3,4</Bands>) holds them in that order.
+    return side.bands if len(side.bands) == len(ids) else ids
 
 
 def _role_descriptions(
@@ -494,6 +500,34 @@ def open_scene(
         raise SceneError(
             f"{p}: cannot open as a raster ({exc}); give a GeoTIFF or COG path"
         ) from None
+
+
+def match_scenes(before: Scene, after: Scene) -> tuple[Scene, Scene, PairMatch]:
+    """The two scenes restricted to the roles both have (by wavelength where the instruments
+    are known, :func:`remote_sensing.bands.match_pair`), and the match that says how.
+
+    Raises
+    ------
+    ConfigError
+        If blue, green or red cannot be paired (bands too far apart in wavelength).
+    """
+
+    def by_role(s: Scene) -> dict[str, BandSource]:
+        sources = s.sources or tuple(BandSource(r) for r in s.roles)
+        return dict(zip(s.roles, sources))
+
+    match = match_pair(by_role(before), by_role(after), ROLES)
+    lost = [r for r in REQUIRED_ROLES if r not in match.roles]
+    if lost:
+        raise ConfigError(
+            [
+                ConfigProblem(f"bands.{r}", why, "the two dates' bands cannot be compared")
+                for r, why in match.dropped
+                if r in lost
+            ],
+            f"{before.path} / {after.path}",
+        )
+    return before.only(match.roles), after.only(match.roles), match
 
 
 @dataclass(frozen=True, slots=True)

@@ -375,9 +375,10 @@ def parse_mtd(data: bytes, path: Path | str) -> Sidecar:
     spacecraft = _text(root, "SPACECRAFT_NAME") or ""
     baseline = _text(root, "PROCESSING_BASELINE") or ""
     uniform = set(offsets.values())
-    note = (
-        f"offset {next(iter(uniform)):g}" if len(uniform) == 1 and 0 not in uniform else ""
-    ) or ("offsets per band" if uniform - {0.0} else "")
+    if uniform - {0.0}:
+        note = f"offset {next(iter(uniform)):g}" if len(uniform) == 1 else "offsets per band"
+    else:
+        note = f"baseline {baseline}" if baseline else ""
     start = _text(root, "PRODUCT_START_TIME")
     acquired = None
     if start:
@@ -398,7 +399,7 @@ def parse_mtd(data: bytes, path: Path | str) -> Sidecar:
         offsets=tuple((b, offsets.get(b, 0.0) / quant) for b in S2_BANDS),
         bands=S2_BANDS,
         acquired=acquired,
-        note=note + (f", baseline {baseline}" if baseline and not note else ""),
+        note=note,
     )
 
 
