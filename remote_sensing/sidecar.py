@@ -1,10 +1,11 @@
 """What a product's metadata file says: Landsat MTL, Sentinel-2 MTD, Gaofen (CRESDA) XML.
 
 Archives deliver a metadata file beside the image: Landsat's ``*_MTL.txt`` (ODL, Collection 1
-and 2), Sentinel-2's ``MTD_MSIL1C.xml`` / ``MTD_MSIL2A.xml`` at the root of the SAFE folder, and
-CRESDA's ``<scene>.xml`` beside a Gaofen-1/6 WFV or Gaofen-2 PMS TIFF. They say which spacecraft
-and instrument took the scene (so band numbers have wavelengths, :mod:`remote_sensing.bands`),
-the processing level, and how digital numbers become reflectance.
+and 2; Collection 2 also as ``*_MTL.xml``), Sentinel-2's ``MTD_MSIL1C.xml`` /
+``MTD_MSIL2A.xml`` at the root of the SAFE folder, and CRESDA's ``<scene>.xml`` beside a
+Gaofen-1/6 WFV or Gaofen-2 PMS TIFF. They say which spacecraft and instrument took the scene
+(so band numbers have wavelengths, :mod:`remote_sensing.bands`), the processing level, and how
+digital numbers become reflectance.
 
 The parsers are pure (text in, a frozen :class:`Sidecar` out); :func:`find_sidecar` is the one
 function that looks at the file system. These files come from users: XML is parsed by expat
@@ -269,7 +270,27 @@ def parse_mtl(data: bytes, path: Path | str) -> Sidecar:
         If the file is not an MTL, or a coefficient or the sun elevation is missing or not a
         number.
     """
-    doc = parse_odl(data, path)
+    return _mtl(parse_odl(data, path), path)
+
+
+def parse_mtl_xml(data: bytes, path: Path | str) -> Sidecar:
+    """A Landsat Collection 2 ``*_MTL.xml``: the ODL file's groups and keys as elements
+    (``<LANDSAT_METADATA_FILE><IMAGE_ATTRIBUTES><SUN_ELEVATION>``), read as :func:`parse_mtl`
+    reads the text.
+
+    Raises
+    ------
+    SidecarError
+        As :func:`parse_mtl`, and on malformed or hostile XML (:func:`parse_xml`).
+    """
+    root = parse_xml(data, path)
+    doc: dict[str, dict[str, str]] = {root.tag: {}}
+    for group in root:
+        doc[group.tag] = {el.tag: (el.text or "").strip() for el in group}
+    return _mtl(doc, path)
+
+
+def _mtl(doc: dict[str, dict[str, str]], path: Path | str) -> Sidecar:
     c2 = "LANDSAT_METADATA_FILE" in doc
     if not c2 and "L1_METADATA_FILE" not in doc:
         raise SidecarError(
@@ -495,8 +516,8 @@ def find_sidecar(scene: Path) -> Path | None:
     """The metadata file of ``scene``, if there is one.
 
     In order: ``<scene stem>.xml`` (CRESDA delivers the XML under the TIFF's name); a
-    ``<product id>_MTL.txt`` in the same folder whose product id starts the scene's name
-    (``LC08_L1TP_..._T1_B4.TIF``, ``LC08_L1TP_..._T1_stack.tif``); a Sentinel-2
+    ``<product id>_MTL.txt`` (or ``_MTL.xml``) in the same folder whose product id starts the
+    scene's name (``LC08_L1TP_..._T1_B4.TIF``, ``LC08_L1TP_..._T1_stack.tif``); a Sentinel-2
     ``MTD_MSIL1C.xml``/``MTD_MSIL2A.xml`` in the folder or up to :data:`SAFE_DEPTH` above it.
     """
     folder = scene.parent
@@ -504,13 +525,14 @@ def find_sidecar(scene: Path) -> Path | None:
     if same.is_file():
         return same
     stem = _stem(scene.name).lower()
+    # The text MTL first where both are delivered (Collection 2 ships both).
     mtls = sorted(
         (
             p
-            for p in folder.glob("*_MTL.txt")
+            for p in [*folder.glob("*_MTL.txt"), *folder.glob("*_MTL.xml")]
             if stem.startswith(p.name[: -len("_MTL.txt")].lower())
         ),
-        key=lambda p: -len(p.name),
+        key=lambda p: (-len(p.name), p.suffix != ".txt"),
     )
     if mtls:
         return mtls[0]
@@ -532,6 +554,8 @@ def read_sidecar(path: Path) -> Sidecar:
     data = read_text(path)
     if path.name.upper().endswith("_MTL.TXT"):
         return parse_mtl(data, path)
+    if path.name.upper().endswith("_MTL.XML"):
+        return parse_mtl_xml(data, path)
     if path.name in S2_MTD:
         return parse_mtd(data, path)
     return parse_gaofen(data, path)

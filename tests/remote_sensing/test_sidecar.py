@@ -37,6 +37,7 @@ from remote_sensing.sidecar import (
     parse_gaofen,
     parse_mtd,
     parse_mtl,
+    parse_odl,
     read_sidecar,
 )
 from tests.real_scenes import LANDSAT_OVERLAP, RealDataError, scene_path
@@ -88,6 +89,24 @@ def test_the_real_collection2_level2_mtl_parsed_as_its_own_text_says():
     assert side.acquired is not None and side.acquired.isoformat().startswith(
         "2020-01-27T13:36:10.394624"
     )
+
+
+def test_the_mtl_xml_layout_says_the_same_as_the_text(tmp_path):
+    """Collection 2 also ships ``*_MTL.xml``, the text's groups and keys as elements: the real
+    MTL's content written in that layout parses to the same values."""
+    path = _real("l8-224078-c2l2-mtl")
+    doc = parse_odl(path.read_bytes(), path)
+    groups = "".join(
+        f"<{g}>" + "".join(f"<{k}>{v}</{k}>" for k, v in keys.items()) + f"</{g}>"
+        for g, keys in doc.items()
+        if g != "LANDSAT_METADATA_FILE"
+    )
+    xml = tmp_path / path.name.replace("_MTL.txt", "_MTL.xml")
+    xml.write_text(f'<?xml version="1.0"?><LANDSAT_METADATA_FILE>{groups}</LANDSAT_METADATA_FILE>')
+    text, as_xml = read_sidecar(path), read_sidecar(xml)
+    assert as_xml.path == xml
+    for field in ("spacecraft", "level", "product", "scales", "offsets", "band_files", "acquired"):
+        assert getattr(as_xml, field) == getattr(text, field)
 
 
 # Hand-written after the USGS Collection 1 Level-1 MTL format (LSDS-1574, the Landsat 8 Data
