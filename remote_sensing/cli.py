@@ -2,7 +2,10 @@
 
 ``rs detect BEFORE AFTER --out changes.geojson`` writes every change (or, with ``--zones``, the
 changes touching a zone, unless ``--all``) as an RFC 7946 FeatureCollection, with quicklook PNGs
-under ``--evidence``. ``rs watch DIR`` processes scenes as they arrive: each subfolder of ``DIR``
+under ``--evidence``. Each date may have its own ``--sensor`` (``landsat8,sentinel2``); the
+bands both dates have are paired by wavelength where the instruments are known (from
+``--sensor`` or the product metadata file beside the scene), and the output says which band
+each role came from. ``rs watch DIR`` processes scenes as they arrive: each subfolder of ``DIR``
 is an area of interest (or ``DIR`` itself when it holds the scenes); every new scene is paired
 with the AOI's first (reference) scene, changes become revisit tracks (``possible``, then
 ``confirmed``), and each state change is appended to ``events.jsonl`` as a ChangeRegion event.
@@ -339,6 +342,10 @@ def _cmd_detect(args: argparse.Namespace) -> int:
     chosen = result.regions if not zones or args.all else in_zones(result.regions)
     fc = feature_collection(result, chosen)
     fc["properties"]["band_match"] = band_match_properties(match)
+    fc["properties"]["metadata"] = {
+        "before": str(sb.sidecar) if sb.sidecar else None,
+        "after": str(sa.sidecar) if sa.sidecar else None,
+    }
     write_geojson(args.out, fc)
     grid = f"{result.grid.width}x{result.grid.height}"
     print(

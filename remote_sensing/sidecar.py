@@ -170,7 +170,9 @@ def parse_xml(data: bytes, path: Path | str) -> ET.Element:
     return builder.close()
 
 
-_ODL_LINE = re.compile(r"\s*([A-Za-z][A-Za-z0-9_]*)\s*=\s*(.*?)\s*")
+# Matched on the stripped line: no lazy group before trailing blanks, whose backtracking is
+# quadratic in a long line of blanks.
+_ODL_LINE = re.compile(r"([A-Za-z][A-Za-z0-9_]*)\s*=\s*(.*)")
 
 
 def parse_odl(data: bytes, path: Path | str) -> dict[str, dict[str, str]]:
@@ -193,7 +195,7 @@ def parse_odl(data: bytes, path: Path | str) -> dict[str, dict[str, str]]:
             continue
         if line.strip() == "END":
             break
-        m = _ODL_LINE.fullmatch(line)
+        m = _ODL_LINE.fullmatch(line.strip())
         if m is None:
             raise SidecarError(path, f"line {n}", f"not KEY = VALUE: {line.strip()[:60]!r}")
         key, value = m.group(1), m.group(2).strip('"')

@@ -362,6 +362,10 @@ def test_landsat_before_sentinel2_after_matched_by_wavelength_finds_no_change(tm
         },
         "dropped": {},
     }
+    assert props["metadata"] == {
+        "before": str(before.parent / f"{L1_PRODUCT}_MTL.txt"),
+        "after": str(after.parents[3] / "MTD_MSIL1C.xml"),
+    }
     printed = capsys.readouterr().out
     assert (
         "radiometry: before reflectance (Landsat MTL, TOA); after reflectance (Sentinel-2 MTD"
@@ -557,6 +561,9 @@ EXTERNAL = """<?xml version="1.0"?>
         ("x_MTL.txt", L1_MTL.replace("2.0000E-05", "nan", 1), "REFLECTANCE_MULT_BAND_2"),
         ("x_MTL.txt", "GROUP = SOMETHING\nEND_GROUP = SOMETHING\nEND\n", "GROUP"),
         ("x_MTL.txt", L1_MTL.replace("LANDSAT_8", "LANDSÄT"), "file"),
+        # Words apart by blanks after "=": quadratic for a lazy value pattern before trailing
+        # blanks (40 000 blanks took 7 s; 400 000 would hang the test).
+        ("x_MTL.txt", "GROUP = A\n  SUN_ELEVATION = x" + " " * 400_000 + "y\nEND\n", "A"),
     ],
     ids=[
         "entity-expansion",
@@ -573,6 +580,7 @@ EXTERNAL = """<?xml version="1.0"?>
         "nan-coefficient",
         "not-an-mtl",
         "not-ascii",
+        "long-blank-value",
     ],
 )
 def test_malformed_or_hostile_metadata_is_refused_naming_file_and_key(tmp_path, name, text, key):
