@@ -2,7 +2,10 @@
 
 ``rs detect BEFORE AFTER --out changes.geojson`` writes every change (or, with ``--zones``, the
 changes touching a zone, unless ``--all``) as an RFC 7946 FeatureCollection, with quicklook PNGs
-under ``--evidence``. ``rs watch DIR`` processes scenes as they arrive: each subfolder of ``DIR``
+under ``--evidence``. Each date may have its own ``--sensor`` (``landsat8,sentinel2``); the
+bands both dates have are paired by wavelength where the instruments are known (from
+``--sensor`` or the product metadata file beside the scene), and the output says which band
+each role came from. ``rs watch DIR`` processes scenes as they arrive: each subfolder of ``DIR``
 is an area of interest (or ``DIR`` itself when it holds the scenes); every new scene is paired
 with the AOI's first (reference) scene, changes become revisit tracks (``possible``, then
 ``confirmed``), and each state change is appended to ``events.jsonl`` as a ChangeRegion event.
@@ -28,9 +31,17 @@ from tqdm import tqdm
 
 from farsight.errors import ConfigError, ConfigProblem, FarsightError
 from farsight.types import ChangeEvent
+from remote_sensing.bands import PairMatch
 from remote_sensing.detect import DETECTORS
 from remote_sensing.events import change_event
-from remote_sensing.io import SENSORS, open_scene, read_geojson, read_state
+from remote_sensing.io import (
+    SENSOR_NAMES,
+    match_scenes,
+    open_scene,
+    read_geojson,
+    read_state,
+    reading_env,
+)
 from remote_sensing.normalise import DEGRADED_CONFIDENCE, MIN_PIF_PIXELS
 from remote_sensing.output import feature_collection, quicklook_writer, write_geojson, write_json
 from remote_sensing.pipeline import DetectOptions, PairResult, Region, detect_pair, in_zones
@@ -57,6 +68,17 @@ def _scale(text: str) -> tuple[float, float]:
         raise argparse.ArgumentTypeError(
             f"{text!r}: give a scale, or scale,offset (e.g. 0.0001 or 0.0001,-0.1)"
         ) from None
+
+
+def _sensors(text: str) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in text.split(","))
+    unknown = [n for n in names if n not in SENSOR_NAMES]
+    if unknown or not 1 <= len(names) <= 2:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: give one sensor for both dates or BEFORE,AFTER; known:"
+            f" {', '.join(SENSOR_NAMES)}"
+        )
+    return names
 
 
 def _add_detect_options(p: argparse.ArgumentParser) -> None:
@@ -109,9 +131,12 @@ def _add_detect_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--sensor",
-        choices=sorted(SENSORS),
+        type=_sensors,
         default=None,
-        help="band order preset when bands are not described",
+        metavar="S[,S_AFTER]",
+        help="band order preset when bands are not described, or the instrument when bands are"
+        " named by number (B2, B02): roles by wavelength; BEFORE,AFTER for two sensors, e.g."
+        " landsat8,sentinel2 (default: the product metadata file beside the scene)",
     )
     p.add_argument(
         "--bands",
@@ -227,7 +252,13 @@ def add_rs_parser(
         w.set_defaults(queue=False, department="")
 
 
-def _options(args: argparse.Namespace) -> DetectOptions:
+def _options(args: argparse.Namespace, both: bool = False) -> DetectOptions:
+    sensors: tuple[str | None, ...] = args.sensor or (None,)
+    if len(sensors) > 1 and not both:
+        raise ConfigError(
+            [ConfigProblem("--sensor", list(sensors), "rs watch takes one sensor for every scene")],
+            "rs watch",
+        )
     return DetectOptions(
         method=args.method,
         threshold=args.threshold,
@@ -235,7 +266,7 @@ def _options(args: argparse.Namespace) -> DetectOptions:
         workers=args.workers,
         executor=args.executor,
         block=args.block,
-        sensor=args.sensor,
+        sensor=sensors[0],
         bands=_bands(args.bands),
         scale=args.scale,
         min_change=args.min_change,
@@ -323,21 +354,33 @@ def tune_process() -> None:
 def _cmd_detect(args: argparse.Namespace) -> int:
     _check_inputs(args.before, args.after)
     tune_process()
-    opts = _options(args)
+    opts = _options(args, both=True)
     zones = _zones(args.zones)
     ql = quicklook_writer(args.evidence) if args.evidence else None
+    sensors = args.sensor or (None,)
+    with reading_env():
+        # Each date with its own sensor; then only the roles both dates have, by wavelength.
+        sb = open_scene(args.before, sensors[0], opts.bands, opts.scale)
+        sa = open_scene(args.after, sensors[-1], opts.bands, opts.scale)
+    sb, sa, match = match_scenes(sb, sa)
     with _progress("rs detect", not args.no_progress) as progress:
-        result = detect_pair(
-            args.before, args.after, opts, zones=zones, quicklook=ql, progress=progress
-        )
+        result = detect_pair(sb, sa, opts, zones=zones, quicklook=ql, progress=progress)
     chosen = result.regions if not zones or args.all else in_zones(result.regions)
-    write_geojson(args.out, feature_collection(result, chosen))
+    fc = feature_collection(result, chosen)
+    fc["properties"]["band_match"] = band_match_properties(match)
+    fc["properties"]["metadata"] = {
+        "before": str(sb.sidecar) if sb.sidecar else None,
+        "after": str(sa.sidecar) if sa.sidecar else None,
+    }
+    write_geojson(args.out, fc)
     grid = f"{result.grid.width}x{result.grid.height}"
     print(
         f"{len(chosen)} changes written to {args.out} ({len(result.regions)} detected; grid {grid})"
     )
     print(summary_line(result, chosen))
     print(radiometry_line(result))
+    for line in match.lines():
+        print(line)
     norm = result.calibration.normalisation
     if norm.degraded:
         print(
@@ -376,6 +419,19 @@ def summary_line(result: PairResult, chosen: Sequence[Region]) -> str:
         f"summary: {head}, {area_ha:.2f} ha; {masked:.1f} % of the compared pixels masked"
         f" (cloud, shadow, saturation); radiometry {radiometry}"
     )
+
+
+def band_match_properties(match: PairMatch) -> dict[str, Any]:
+    """How the two dates' bands were paired: by wavelength or by name, the band each role came
+    from on each date, and the roles dropped with why."""
+    return {
+        "by_wavelength": match.by_wavelength,
+        "roles": {
+            r: {"before": b.describe(), "after": a.describe()}
+            for r, b, a in zip(match.roles, match.before, match.after)
+        },
+        "dropped": dict(match.dropped),
+    }
 
 
 def radiometry_line(result: PairResult) -> str:

@@ -15,10 +15,11 @@ here too.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Self
@@ -34,7 +35,20 @@ from rasterio.windows import Window
 
 from farsight.errors import ConfigError, ConfigProblem, FarsightError
 from remote_sensing.align import Grid
-from remote_sensing.radiometry import Radiometry, band_stats, classify, zero_filled
+from remote_sensing.bands import (
+    INSTRUMENT_ALIASES,
+    BandSource,
+    PairMatch,
+    band_of_role,
+    instrument_of,
+    match_pair,
+    roles_by_wavelength,
+    wavelength,
+)
+from remote_sensing.radiometry import Calibration, Radiometry, band_stats, classify, zero_filled
+from remote_sensing.sidecar import Sidecar, band_id, find_sidecar, read_sidecar
+
+log = logging.getLogger(__name__)
 
 ROLES: tuple[str, ...] = ("blue", "green", "red", "nir", "swir1", "swir2")
 """Spectral roles the detectors use; ``blue, green, red`` are required (without ``nir`` fewer
@@ -59,6 +73,7 @@ class SensorPreset:
     scale: float = 1.0
     offset: float = 0.0
     qa: str | None = None
+    instrument: str | None = None
 
 
 _S2 = (None, "blue", "green", "red", None, None, None, "nir", None, None, "swir1", "swir2")
@@ -66,7 +81,7 @@ SENSORS: dict[str, SensorPreset] = {
     p.name: p
     for p in (
         # Sentinel-2 L2A: B01..B12 without B10, then SCL; baseline >= 04.00 adds -1000 DN offset.
-        SensorPreset("sentinel2-l2a", _S2 + ("scl",), 1e-4, -0.1, "scl"),
+        SensorPreset("sentinel2-l2a", _S2 + ("scl",), 1e-4, -0.1, "scl", "sentinel2-msi"),
         # The 10/20 m bands most stacks keep: B02 B03 B04 B08 B11 B12 (SCL optional).
         SensorPreset(
             "sentinel2-l2a-stack",
@@ -74,6 +89,7 @@ SENSORS: dict[str, SensorPreset] = {
             1e-4,
             -0.1,
             "scl",
+            "sentinel2-msi",
         ),
         # Landsat 8/9 Collection 2 Level-2: SR_B1..SR_B7 then QA_PIXEL; USGS scale and offset.
         SensorPreset(
@@ -82,15 +98,24 @@ SENSORS: dict[str, SensorPreset] = {
             2.75e-5,
             -0.2,
             "qa_pixel",
+            "landsat8-oli",
         ),
         # Gaofen WFV/PMS multispectral: blue green red nir (GF-6 WFV adds red edges, purple,
         # yellow).
-        SensorPreset("gf1-wfv", ("blue", "green", "red", "nir")),
-        SensorPreset("gf6-wfv", ("blue", "green", "red", "nir", None, None, None, None)),
-        SensorPreset("gf2-pms", ("blue", "green", "red", "nir")),
+        SensorPreset("gf1-wfv", ("blue", "green", "red", "nir"), instrument="gf1-wfv"),
+        SensorPreset(
+            "gf6-wfv",
+            ("blue", "green", "red", "nir", None, None, None, None),
+            instrument="gf6-wfv",
+        ),
+        SensorPreset("gf2-pms", ("blue", "green", "red", "nir"), instrument="gf2-pms"),
     )
 }
-"""Sensor presets by name (``--sensor``)."""
+"""Sensor presets by name (``--sensor``): band order and product scaling."""
+
+SENSOR_NAMES: tuple[str, ...] = tuple(sorted({*SENSORS, *INSTRUMENT_ALIASES}))
+"""What ``--sensor`` accepts: a preset (band order) or an instrument (``landsat8``,
+``sentinel2-msi``: bands named by number in the descriptions get roles by wavelength)."""
 
 _ALIASES = {
     "blue": "blue",
@@ -145,6 +170,29 @@ class Scene:
     block_shape: tuple[int, int]
     dtype: str
     radiometry: Radiometry | None = None
+    sources: tuple[BandSource, ...] = ()
+    instrument: str | None = None
+    sidecar: Path | None = None
+
+    def only(self, roles: tuple[str, ...]) -> Scene:
+        """This scene restricted to ``roles`` (kept in the scene's order)."""
+        keep = [i for i, r in enumerate(self.roles) if r in roles]
+
+        def pick(values: tuple[Any, ...]) -> tuple[Any, ...]:
+            return tuple(values[i] for i in keep) if values else values
+
+        rad = self.radiometry
+        if rad is not None:
+            rad = replace(rad, scales=pick(rad.scales), offsets=pick(rad.offsets))
+        return replace(
+            self,
+            roles=pick(self.roles),
+            indexes=pick(self.indexes),
+            scales=pick(self.scales),
+            offsets=pick(self.offsets),
+            sources=pick(self.sources),
+            radiometry=rad,
+        )
 
     @property
     def grid(self) -> Grid:
@@ -272,6 +320,7 @@ def _radiometry(
     roles: tuple[str, ...],
     preset: SensorPreset | None,
     scale: tuple[float, float] | None,
+    sidecar: Calibration | None = None,
 ) -> tuple[Radiometry, float | None]:
     # A decimated read (an overview where the file has one) is enough for percentiles.
     f = max(1, math.ceil(max(src.width, src.height) / STATS_SIZE))
@@ -295,10 +344,78 @@ def _radiometry(
         tuple(float(src.offsets[i - 1] or 0.0) for i in idx),
         (preset.scale, preset.offset) if preset is not None and preset.scale != 1.0 else None,
         scale,
+        sidecar,
     )
     if zero:
         rad = Radiometry(rad.kind, rad.source, rad.scales, rad.offsets, rad.relative, True)
     return rad, nodata
+
+
+def _band_ids(
+    descriptions: tuple[str | None, ...], path: Path, side: Sidecar | None
+) -> tuple[str | None, ...]:
+    ids = tuple(band_id(d) for d in descriptions)
+    if side is None or any(ids):
+        return ids
+    if len(ids) == 1:
+        # A per-band file the MTL names (LC08_..._B4.TIF) knows its band number.
+        return (side.band_of_file(path.name),)
+    # A stack without descriptions holding every band the metadata lists (CRESDA's
+    # <Bands>1,2,3,4</Bands>) holds them in that order.
+    return side.bands if len(side.bands) == len(ids) else ids
+
+
+def _role_descriptions(
+    descriptions: tuple[str | None, ...], ids: tuple[str | None, ...], instrument: str | None
+) -> tuple[str | None, ...]:
+    # Band numbers (B2, B02, SR_B2) mean different bands on different instruments: with the
+    # instrument known they get roles by wavelength, unless the descriptions already name them.
+    if (
+        instrument is None
+        or not any(ids)
+        or all(r in _described(descriptions) for r in REQUIRED_ROLES)
+    ):
+        return descriptions
+    by_wavelength = roles_by_wavelength(instrument, ids)
+    return tuple(r or d for r, d in zip(by_wavelength, descriptions))
+
+
+def _band_sources(
+    roles: tuple[str, ...],
+    idx: tuple[int, ...],
+    descriptions: tuple[str | None, ...],
+    ids: tuple[str | None, ...],
+    instrument: str | None,
+) -> tuple[tuple[BandSource, ...], tuple[str | None, ...]]:
+    sources, role_ids = [], []
+    for role, i in zip(roles, idx):
+        bid = ids[i - 1] or band_of_role(instrument, role)
+        name = descriptions[i - 1] or f"band {i}"
+        sources.append(BandSource(name, instrument, wavelength(instrument, bid)))
+        role_ids.append(bid)
+    return tuple(sources), tuple(role_ids)
+
+
+def _calibration(side: Sidecar | None, role_ids: tuple[str | None, ...]) -> Calibration | None:
+    if side is None:
+        return None
+    if side.product == "dn":
+        return Calibration(side.source())
+    pairs = [side.calibration(b) for b in role_ids]
+    if any(p is None for p in pairs):
+        log.warning(
+            "%s: its bands %s are not all in the metadata file; the file's coefficients are not"
+            " used",
+            side.path,
+            list(role_ids),
+        )
+        return None
+    return Calibration(
+        side.source(),
+        "reflectance",
+        tuple(p[0] for p in pairs if p is not None),
+        tuple(p[1] for p in pairs if p is not None),
+    )
 
 
 def open_scene(
@@ -309,32 +426,56 @@ def open_scene(
 ) -> Scene:
     """Read the metadata of a scene file and what its numbers are (a decimated read).
 
+    Band roles come from ``bands`` (``--bands``), else the band descriptions, else the
+    ``sensor`` preset's band order. Bands named by number (``B2``, ``B02``, ``SR_B2``) get
+    roles by wavelength when the instrument is known: from ``sensor`` (a preset or an
+    instrument name such as ``landsat8``) or from the product metadata file beside the scene
+    (:func:`remote_sensing.sidecar.find_sidecar`).
+
     Each band is mapped to reflectance as :func:`remote_sensing.radiometry.classify` decides:
     ``scale`` (the user's ``--scale``: scale and offset) wins; then the file's scale and offset;
-    then the sensor preset's product scaling; else the data type and value range tell
-    reflectance, reflectance x 1e4 or digital numbers (a relative map). An integer file without
-    a nodata tag but zero-filled outside its footprint gets nodata 0.
+    then the product metadata file (Landsat MTL: TOA or surface reflectance; Sentinel-2 MTD:
+    quantification and offset); then the sensor preset's product scaling; else the data type
+    and value range tell reflectance, reflectance x 1e4 or digital numbers (a relative map). An
+    integer file without a nodata tag but zero-filled outside its footprint gets nodata 0.
+
+    A metadata file found beside the scene that cannot be parsed is an error, not ignored: it
+    decides the radiometry, and silently guessing instead would change what is found.
 
     Raises
     ------
     SceneError
         If the file cannot be opened or is not georeferenced.
+    SidecarError
+        If the scene's product metadata file is malformed (the message names it and the key).
     ConfigError
         If band roles cannot be resolved (see :func:`resolve_roles`).
     """
     p = Path(path)
+    instrument = instrument_of(sensor)
+    preset_name = None if instrument is not None and sensor not in SENSORS else sensor
+    found_sidecar = find_sidecar(p) if p.is_file() else None
+    side = read_sidecar(found_sidecar) if found_sidecar is not None else None
     try:
         with rasterio.open(p) as src:
             if src.crs is None or src.transform.is_identity:
                 raise SceneError(
                     f"{p}: not georeferenced (no CRS or geotransform); give a GeoTIFF with a CRS"
                 )
-            found = resolve_roles(tuple(src.descriptions), sensor, bands, str(p))
-            preset = SENSORS.get(sensor or "")
+            preset = SENSORS.get(preset_name or "")
+            instrument = instrument or (preset.instrument if preset else None)
+            instrument = instrument or (side.instrument if side else None)
+            descriptions = tuple(src.descriptions)
+            ids = _band_ids(descriptions, p, side)
+            found = resolve_roles(
+                _role_descriptions(descriptions, ids, instrument), preset_name, bands, str(p)
+            )
             roles = tuple(r for r in ROLES if r in found)
             idx = tuple(found[r] for r in roles)
-            rad, nodata = _radiometry(src, idx, roles, preset, scale)
+            sources, role_ids = _band_sources(roles, idx, descriptions, ids, instrument)
+            rad, nodata = _radiometry(src, idx, roles, preset, scale, _calibration(side, role_ids))
             qa = next(((k, found[k]) for k in ("scl", "qa_pixel") if k in found), None)
+            acquired = _acquired(src.tags()) or (side.acquired if side else None)
             return Scene(
                 path=p,
                 crs=src.crs,
@@ -347,15 +488,46 @@ def open_scene(
                 offsets=rad.offsets,
                 nodata=nodata,
                 qa=qa,
-                acquired=_acquired(src.tags()),
+                acquired=acquired,
                 block_shape=tuple(src.block_shapes[0]),
                 dtype=src.dtypes[0],
                 radiometry=rad,
+                sources=sources,
+                instrument=instrument,
+                sidecar=found_sidecar,
             )
     except RasterioError as exc:
         raise SceneError(
             f"{p}: cannot open as a raster ({exc}); give a GeoTIFF or COG path"
         ) from None
+
+
+def match_scenes(before: Scene, after: Scene) -> tuple[Scene, Scene, PairMatch]:
+    """The two scenes restricted to the roles both have (by wavelength where the instruments
+    are known, :func:`remote_sensing.bands.match_pair`), and the match that says how.
+
+    Raises
+    ------
+    ConfigError
+        If blue, green or red cannot be paired (bands too far apart in wavelength).
+    """
+
+    def by_role(s: Scene) -> dict[str, BandSource]:
+        sources = s.sources or tuple(BandSource(r) for r in s.roles)
+        return dict(zip(s.roles, sources))
+
+    match = match_pair(by_role(before), by_role(after), ROLES)
+    lost = [r for r in REQUIRED_ROLES if r not in match.roles]
+    if lost:
+        raise ConfigError(
+            [
+                ConfigProblem(f"bands.{r}", why, "the two dates' bands cannot be compared")
+                for r, why in match.dropped
+                if r in lost
+            ],
+            f"{before.path} / {after.path}",
+        )
+    return before.only(match.roles), after.only(match.roles), match
 
 
 @dataclass(frozen=True, slots=True)

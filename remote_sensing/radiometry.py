@@ -5,7 +5,8 @@ reflectance scaled by 10000 without a scale tag (Level-2 exports), or digital nu
 Level-1 uint16, Gaofen 10/12-bit, 8-bit GIS exports). The detectors' thresholds are in
 reflectance units, so every band is mapped by ``value * scale + offset``:
 
-* a file scale/offset, a sensor preset or ``--scale``: used as given;
+* ``--scale``, a file scale/offset, a product metadata file (Landsat MTL, Sentinel-2 MTD:
+  :mod:`remote_sensing.sidecar`) or a sensor preset: used as given, in that order;
 * float values within -0.5..2: reflectance;
 * 16-bit integers whose bulk lies within 0..10000, dark end under 2500 and bright end within
   1500..12000: reflectance x 1e4 (guessed from the range);
@@ -72,6 +73,19 @@ class Radiometry:
         return text + ", zero-filled edges as nodata" if self.zero_nodata else text
 
 
+@dataclass(frozen=True, slots=True)
+class Calibration:
+    """What a product metadata file says about the bands (in role order): ``scales`` and
+    ``offsets`` to reflectance, ``kind`` what they give, ``source`` how the output names it
+    (``Landsat MTL, TOA``). Without ``scales`` the file gives none (Gaofen L1A): the numbers
+    stay a relative map, with ``source`` saying why."""
+
+    source: str
+    kind: str = "reflectance"
+    scales: tuple[float, ...] = ()
+    offsets: tuple[float, ...] = ()
+
+
 def _bits(maximum: float, dtype: str) -> int:
     # 10- and 12-bit sensors (Gaofen) deliver in 16-bit files; Landsat's 12-bit data are
     # rescaled to 16 bits, so anything above 4095 is called by its data type.
@@ -91,6 +105,7 @@ def classify(
     file_offsets: tuple[float, ...],
     preset: tuple[float, float] | None = None,
     scale: tuple[float, float] | None = None,
+    sidecar: Calibration | None = None,
 ) -> Radiometry:
     """Decide what a scene's numbers are and how to map them to reflectance.
 
@@ -107,12 +122,17 @@ def classify(
         The sensor preset's product scaling.
     scale : (scale, offset), optional
         The user's ``--scale``; wins over everything.
+    sidecar : Calibration, optional
+        What the product's metadata file says; behind the file's own scale/offset, ahead of
+        the preset and the guess. Without scales, it names the relative map's source.
     """
     n = len(roles)
     if scale is not None:
         return Radiometry("reflectance", "--scale", (scale[0],) * n, (scale[1],) * n)
     if any(s != 1.0 or o != 0.0 for s, o in zip(file_scales, file_offsets)):
         return Radiometry("reflectance", "file scale/offset", file_scales, file_offsets)
+    if sidecar is not None and sidecar.scales:
+        return Radiometry(sidecar.kind, sidecar.source, sidecar.scales, sidecar.offsets)
     if preset is not None:
         return Radiometry("reflectance", "sensor preset", (preset[0],) * n, (preset[1],) * n)
     if not stats:
@@ -135,9 +155,10 @@ def classify(
     visible = [s for r, s in zip(roles, stats) if r in ("blue", "green", "red")] or list(stats)
     spread = float(np.mean([s.median - s.dark for s in visible]))
     gain = (TYPICAL_VISIBLE - DARK) / spread if spread > 0 else 1.0 / 2**bits
+    guessed = "guessed from range" if not dtype.startswith("float") else "float outside 0..2"
     return Radiometry(
         f"dn-{bits}bit",
-        "guessed from range" if not dtype.startswith("float") else "float outside 0..2",
+        sidecar.source if sidecar is not None else guessed,
         (gain,) * n,
         tuple(DARK - s.dark * gain for s in stats),
         relative=True,
