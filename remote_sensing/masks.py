@@ -63,6 +63,10 @@ visible is a cloud core (concrete and bright roofs reach it; Fmask's cut is 0.3 
 atmosphere), and neither a HOT under 0.04 nor a blue gain under 0.025 is haze. On a
 relative (pseudo-reflectance) scale these numbers mean nothing and are not applied."""
 
+SHADOW_SIGNAL = 0.25
+"""Share of its dark-to-median span a band must stand above its dark end, on the sunlit date,
+for the dark-object-subtracted shadow ratio to be read (nearer the dark end noise decides)."""
+
 SPREAD_FLOOR = 0.004
 """Least spread a statistic is given, in (pseudo-)reflectance: on a uniform scene (open water,
 a quantised 8-bit export of it) noise must not pass for a cloud."""
@@ -71,10 +75,12 @@ a quantised 8-bit export of it) noise must not pass for a cloud."""
 @dataclass(frozen=True, slots=True)
 class Spread:
     """Where a quantity's clear bulk lies: its median and its spread (median minus 10th
-    percentile: the dark side, which clouds do not reach, so a cloudy date keeps its spread)."""
+    percentile: the dark side, which clouds do not reach, so a cloudy date keeps its spread), and
+    its dark end (0.5th percentile: path radiance and the darkest land, Chavez 1988)."""
 
     median: float
     spread: float
+    dark: float = 0.0
 
     def z(self, values: np.ndarray) -> np.ndarray:
         """``values`` in spreads above the median (float32)."""
@@ -83,11 +89,13 @@ class Spread:
 
 @dataclass(frozen=True, slots=True)
 class DateStats:
-    """The robust distribution of one date: mean visible brightness, HOT and the blue band."""
+    """The robust distribution of one date: mean visible brightness, HOT, the blue band and, by
+    role, every band (empty: no dark-object shadow test)."""
 
     visible: Spread
     hot: Spread
     blue: Spread
+    bands: tuple[tuple[str, Spread], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,13 +131,14 @@ def spread_of(values: np.ndarray) -> Spread:
     v = values[np.isfinite(values)]
     if v.size == 0:
         return Spread(0.0, SPREAD_FLOOR)
-    p10, med = np.percentile(v.astype(np.float64), [10, 50])
-    return Spread(float(med), max(float(med - p10), SPREAD_FLOOR))
+    dark, p10, med = np.percentile(v.astype(np.float64), [0.5, 10, 50])
+    return Spread(float(med), max(float(med - p10), SPREAD_FLOOR), float(dark))
 
 
 def date_stats(b: dict[str, np.ndarray]) -> DateStats:
     """The :class:`DateStats` of one date's sample of valid pixels (any shape)."""
-    return DateStats(spread_of(visible(b)), spread_of(hot(b)), spread_of(b["blue"]))
+    bands = tuple((r, spread_of(v)) for r, v in b.items())
+    return DateStats(spread_of(visible(b)), spread_of(hot(b)), dict(bands)["blue"], bands)
 
 
 def mask_stats(
@@ -230,6 +239,20 @@ def temporal_cloud_shadow(
         dark_a &= (a < r32 * b) & (a > lo32 * b)
         dark_b &= (b < r32 * a) & (b > lo32 * a)
     shadow = dark_a | dark_b
+    spreads = dict(stats.before.bands)
+    if all(r in spreads for r in roles):
+        # Top-of-atmosphere values and digital numbers keep the path radiance in a shadow: the
+        # same ratio on dark-object-subtracted values (Chavez 1988), the dark end taken from
+        # the before date (the after date is in its units), where a band stands clear of it.
+        path_a = np.ones(before["blue"].shape, bool)
+        path_b = np.ones(before["blue"].shape, bool)
+        for r in roles:
+            sp = spreads[r]
+            d, signal = np.float32(sp.dark), np.float32(SHADOW_SIGNAL * (sp.median - sp.dark))
+            b, a = before[r] - d, after[r] - d
+            path_a &= (a < r32 * b) & (a > lo32 * b) & (b > signal)
+            path_b &= (b < r32 * a) & (b > lo32 * a) & (a > signal)
+        shadow |= path_a | path_b
     dblue = after["blue"] - before["blue"]
     # Without nir (RGB scenes) red stands in: haze does not darken it either.
     long = "nir" if "nir" in before else "red"
