@@ -3,6 +3,14 @@
 All functions take arrays and return boolean masks (True = unusable). Masks are dilated, since
 cloud edges are thin and translucent and the QA products themselves under-detect them (Fmask
 dilates by 3 pixels, Zhu and Woodcock 2012).
+
+The spectral and temporal tests are relative: a cloud core is bright and white against its own
+date's robust distribution, haze is a blue gain against the other date's variability, a shadow
+darkens every band by a factor (also above the dark end, where the path radiance stays). The
+numbers they measure against (:class:`MaskStats`) are computed once per pair from the calibration
+sample, so digital numbers mapped to pseudo-reflectance and reflectance give the same masks and
+every block uses the same cuts; reflectance floors (:data:`FLOORS`) hold only when the radiometry
+is absolute.
 """
 
 from __future__ import annotations
