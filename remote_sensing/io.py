@@ -45,7 +45,7 @@ from remote_sensing.bands import (
     roles_by_wavelength,
     wavelength,
 )
-from remote_sensing.radiometry import Calibration, Radiometry, band_stats, classify, zero_filled
+from remote_sensing.radiometry import ProductScaling, Radiometry, band_stats, classify, zero_filled
 from remote_sensing.sidecar import Sidecar, band_id, find_sidecar, read_sidecar
 
 log = logging.getLogger(__name__)
@@ -320,7 +320,7 @@ def _radiometry(
     roles: tuple[str, ...],
     preset: SensorPreset | None,
     scale: tuple[float, float] | None,
-    sidecar: Calibration | None = None,
+    sidecar: ProductScaling | None = None,
 ) -> tuple[Radiometry, float | None]:
     # A decimated read (an overview where the file has one) is enough for percentiles.
     f = max(1, math.ceil(max(src.width, src.height) / STATS_SIZE))
@@ -396,11 +396,11 @@ def _band_sources(
     return tuple(sources), tuple(role_ids)
 
 
-def _calibration(side: Sidecar | None, role_ids: tuple[str | None, ...]) -> Calibration | None:
+def _calibration(side: Sidecar | None, role_ids: tuple[str | None, ...]) -> ProductScaling | None:
     if side is None:
         return None
     if side.product == "dn":
-        return Calibration(side.source())
+        return ProductScaling(side.source())
     pairs = [side.calibration(b) for b in role_ids]
     if any(p is None for p in pairs):
         log.warning(
@@ -410,7 +410,7 @@ def _calibration(side: Sidecar | None, role_ids: tuple[str | None, ...]) -> Cali
             list(role_ids),
         )
         return None
-    return Calibration(
+    return ProductScaling(
         side.source(),
         "reflectance",
         tuple(p[0] for p in pairs if p is not None),

@@ -3,9 +3,19 @@
 All functions take arrays and return boolean masks (True = unusable). Masks are dilated, since
 cloud edges are thin and translucent and the QA products themselves under-detect them (Fmask
 dilates by 3 pixels, Zhu and Woodcock 2012).
+
+The spectral and temporal tests are relative: a cloud core is bright and white against its own
+date's robust distribution, haze is a blue gain against the other date's variability, a shadow
+darkens every band by a factor (also above the dark end, where the path radiance stays). The
+numbers they measure against (:class:`MaskStats`) are computed once per pair from the calibration
+sample, so digital numbers mapped to pseudo-reflectance and reflectance give the same masks and
+every block uses the same cuts; reflectance floors (:data:`FLOORS`) hold only when the radiometry
+is absolute.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -41,45 +51,193 @@ def qa_mask(qa: np.ndarray, kind: str) -> np.ndarray:
     raise ValueError(f"unknown QA band kind {kind!r}; known: scl, qa_pixel")
 
 
+VISIBLE_SPREADS = 10.0
+"""How far above the scene's median visible brightness a cloud core lies, in the scene's spreads
+(median minus 10th percentile). 0.3 reflectance, the absolute cut this replaces, sits 9-12
+spreads up on vegetated and built land at 10-30 m; concrete and bright soil (0.16-0.2) sit 5-7
+up."""
+
+HOT_SPREADS = 6.0
+"""How far above the scene's median haze-optimised transform a cloud core lies, in its spreads
+(0.08 reflectance is about 6 of them on the same land)."""
+
+HAZE_SPREADS = 3.0
+"""Blue gain over the other date, in that date's blue spreads, that reads as haze (0.05
+reflectance, the absolute cut this replaces, is 2.2-3 of them; a drained pond gains 2)."""
+
+FLOORS = {"visible": 0.2, "hot": 0.04, "haze": 0.025}
+"""Reflectance floors kept when the radiometry is absolute: nothing darker than 0.2 in the
+visible is a cloud core (concrete and bright roofs reach it; Fmask's cut is 0.3 at top of
+atmosphere), and neither a HOT under 0.04 nor a blue gain under 0.025 is haze. On a
+relative (pseudo-reflectance) scale these numbers mean nothing and are not applied."""
+
+SHADOW_SIGNAL = 0.25
+"""Share of its dark-to-median span a band must stand above its dark end, on the sunlit date,
+for the dark-object-subtracted shadow ratio to be read (nearer the dark end noise decides)."""
+
+SPREAD_FLOOR = 0.004
+"""Least spread a statistic is given, in (pseudo-)reflectance: on a uniform scene (open water,
+a quantised 8-bit export of it) noise must not pass for a cloud."""
+
+
+@dataclass(frozen=True, slots=True)
+class Spread:
+    """Where a quantity's clear bulk lies: its median and its spread (median minus 10th
+    percentile: the dark side, which clouds do not reach, so a cloudy date keeps its spread), and
+    its dark end (0.5th percentile: path radiance and the darkest land, Chavez 1988)."""
+
+    median: float
+    spread: float
+    dark: float = 0.0
+
+    def z(self, values: np.ndarray) -> np.ndarray:
+        """``values`` in spreads above the median (float32)."""
+        return (values - np.float32(self.median)) * np.float32(1.0 / self.spread)
+
+
+@dataclass(frozen=True, slots=True)
+class DateStats:
+    """The robust distribution of one date: mean visible brightness, HOT, the blue band and, by
+    role, every band (empty: no dark-object shadow test)."""
+
+    visible: Spread
+    hot: Spread
+    blue: Spread
+    bands: tuple[tuple[str, Spread], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class MaskStats:
+    """Scene-wide statistics the cloud and shadow tests measure against, computed once from the
+    calibration sample so every block tests against the same numbers.
+
+    ``after`` is in the units the tests see the after date in (normalised onto the before date in
+    the block pass). ``absolute`` keeps the reflectance floors (:data:`FLOORS`); a relative
+    radiometry (digital numbers mapped to pseudo-reflectance) drops them.
+    """
+
+    before: DateStats
+    after: DateStats
+    absolute: bool = True
+
+
+REFERENCE = DateStats(Spread(0.065, 0.024), Spread(0.015, 0.011), Spread(0.047, 0.017))
+"""Typical vegetated and built land in surface reflectance at 10-30 m: what the tests measure
+against when no scene statistics are given (a handful of pixels has no distribution). Against it
+the relative cuts are the absolute ones they replace: visible 0.3, HOT 0.08, blue gain 0.05."""
+
+
+def hot(b: dict[str, np.ndarray]) -> np.ndarray:
+    """Haze-optimised transform (Zhang, Guindon and Cihlar 2002) with its common clear-sky slope:
+    ``blue - 0.5 red``. Clear land of any cover lies near one line in blue-red space; haze and
+    cloud lift blue off it."""
+    return b["blue"] - np.float32(0.5) * b["red"]
+
+
+def spread_of(values: np.ndarray) -> Spread:
+    """The :class:`Spread` of a sample (finite values; an empty sample gives the floor)."""
+    v = values[np.isfinite(values)]
+    if v.size == 0:
+        return Spread(0.0, SPREAD_FLOOR)
+    dark, p10, med = np.percentile(v.astype(np.float64), [0.5, 10, 50])
+    return Spread(float(med), max(float(med - p10), SPREAD_FLOOR), float(dark))
+
+
+def date_stats(b: dict[str, np.ndarray]) -> DateStats:
+    """The :class:`DateStats` of one date's sample of valid pixels (any shape)."""
+    bands = tuple((r, spread_of(v)) for r, v in b.items())
+    return DateStats(spread_of(visible(b)), spread_of(hot(b)), dict(bands)["blue"], bands)
+
+
+def mask_stats(
+    before: dict[str, np.ndarray], after: dict[str, np.ndarray], absolute: bool = True
+) -> MaskStats:
+    """The :class:`MaskStats` of a pair's samples of valid pixels."""
+    return MaskStats(date_stats(before), date_stats(after), absolute)
+
+
 def spectral_cloud_mask(
-    b: dict[str, np.ndarray], bright: float = 0.3, idx: DateIndices | None = None
+    b: dict[str, np.ndarray],
+    stats: DateStats | None = None,
+    absolute: bool = True,
+    idx: DateIndices | None = None,
 ) -> np.ndarray:
     """Bright, white, unvegetated pixels: a single-date cloud test.
 
     A cloud is bright across the visible bands and spectrally flat (the haze-optimised transform
     of Zhang et al. 2002 is positive); concrete and bare soil rarely pass both tests together.
+    Both are measured against the date's own distribution, as Fmask's probability tests are
+    scene-relative (Zhu and Woodcock 2012): a core lies :data:`VISIBLE_SPREADS` and
+    :data:`HOT_SPREADS` spreads above the date's medians, so a digital-number scene mapped to
+    pseudo-reflectance and its reflectance original give the same answer. With ``absolute``
+    (reflectance) the :data:`FLOORS` hold too.
+
+    Parameters
+    ----------
+    b : dict of str to ndarray
+        The date's bands (float32 reflectance or pseudo-reflectance), at least blue, green, red.
+    stats : DateStats, optional
+        The date's scene statistics; by default :data:`REFERENCE`.
+    absolute : bool
+        Apply the reflectance floors.
+    idx : DateIndices, optional
+        The date's indices when already computed.
+
+    Returns
+    -------
+    ndarray of bool
     """
+    stats = stats or REFERENCE
     vis = idx.visible if idx else visible(b)
     nd = idx.ndvi if idx else ndvi(b)
-    hot = b["blue"] - 0.5 * b["red"]
-    return (vis > bright) & (hot > 0.08) & (nd < 0.35)
+    h = hot(b)
+    cloud = (stats.visible.z(vis) > VISIBLE_SPREADS) & (stats.hot.z(h) > HOT_SPREADS)
+    if absolute:
+        cloud &= (vis > FLOORS["visible"]) & (h > FLOORS["hot"])
+    return cloud & (nd < 0.35)
 
 
 def temporal_cloud_shadow(
     before: dict[str, np.ndarray],
     after: dict[str, np.ndarray],
     ratio: float = 0.72,
-    haze: float = 0.05,
+    stats: MaskStats | None = None,
     reach_px: int = 12,
     ib: DateIndices | None = None,
     ia: DateIndices | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Cloud and shadow on either date: bright cores plus what the change between dates shows.
 
-    A cloud core is bright and white (:func:`spectral_cloud_mask`). Its translucent margin looks
-    like new concrete, so it is told by the shape of the brightening: haze brightens blue, does
-    not darken nir (clearing and concrete do) and brightens swir2 far less than blue (clouds
-    absorb there; concrete is flat to swir2); within ``reach_px`` of a core a looser swir2 test
+    A cloud core is bright and white relative to its date (:func:`spectral_cloud_mask`). Its
+    translucent margin looks like new concrete, so it is told by the shape of the brightening:
+    haze raises blue by :data:`HAZE_SPREADS` of the other date's blue spread or more (relative to
+    that date's own variability, as MAJA and Tmask compare with a clear reference date), does not
+    darken nir (clearing and concrete do) and brightens swir2 far less than blue (clouds absorb
+    there; concrete is flat to swir2); within ``reach_px`` of a core a looser swir2 test
     suffices, and without swir2 the blue and nir tests decide alone. A shadow darkens every band
     by about the same factor, which no land-cover change does: every band below ``ratio`` of the
-    other date, none below a fifth (water gain darkens nir tenfold). MAJA and Tmask use the same
-    multi-temporal cues.
+    other date, none below a fifth (water gain darkens nir tenfold); band ratios of the same band
+    on both dates hold in any units once the after date is normalised onto the before date.
+
+    Parameters
+    ----------
+    before, after : dict of str to ndarray
+        The dates' bands, the after date normalised onto the before date.
+    ratio : float
+        Darkening of every band that reads as shadow.
+    stats : MaskStats, optional
+        Scene statistics (:func:`mask_stats`); by default :data:`REFERENCE` for both dates.
+    reach_px : int
+        How far from a core the looser swir2 test applies.
+    ib, ia : DateIndices, optional
+        The dates' indices when already computed.
 
     Returns
     -------
     (cloud, shadow) : tuple of bool arrays
         Pixels with cloud on either date, and pixels shadowed on either date (not dilated).
     """
+    stats = stats or MaskStats(REFERENCE, REFERENCE)
     roles = [r for r in ("blue", "green", "red", "nir", "swir1") if r in before]
     r32, lo32 = np.float32(ratio), np.float32(0.2)
     dark_a = np.ones(before["blue"].shape, bool)
@@ -89,15 +247,35 @@ def temporal_cloud_shadow(
         dark_a &= (a < r32 * b) & (a > lo32 * b)
         dark_b &= (b < r32 * a) & (b > lo32 * a)
     shadow = dark_a | dark_b
+    spreads = dict(stats.before.bands)
+    if all(r in spreads for r in roles):
+        # Top-of-atmosphere values and digital numbers keep the path radiance in a shadow: the
+        # same ratio on dark-object-subtracted values (Chavez 1988), the dark end taken from
+        # the before date (the after date is in its units), where a band stands clear of it.
+        path_a = np.ones(before["blue"].shape, bool)
+        path_b = np.ones(before["blue"].shape, bool)
+        for r in roles:
+            sp = spreads[r]
+            d, signal = np.float32(sp.dark), np.float32(SHADOW_SIGNAL * (sp.median - sp.dark))
+            b, a = before[r] - d, after[r] - d
+            path_a &= (a < r32 * b) & (a > lo32 * b) & (b > signal)
+            path_b &= (b < r32 * a) & (b > lo32 * a) & (a > signal)
+        shadow |= path_a | path_b
     dblue = after["blue"] - before["blue"]
     # Without nir (RGB scenes) red stands in: haze does not darken it either.
     long = "nir" if "nir" in before else "red"
     dnir = after[long] - before[long]
-    core_a = _cores(spectral_cloud_mask(after, idx=ia))
-    core_b = _cores(spectral_cloud_mask(before, idx=ib))
+    core_a = _cores(spectral_cloud_mask(after, stats.after, stats.absolute, ia))
+    core_b = _cores(spectral_cloud_mask(before, stats.before, stats.absolute, ib))
     cloud = core_a | core_b
-    haze_a = (dblue > haze) & (dnir > -0.2 * dblue)
-    haze_b = (dblue < -haze) & (dnir < -0.2 * dblue)
+    # Haze on the after date is measured in the before date's blue spread and vice versa.
+    up_a = np.float32(HAZE_SPREADS * stats.before.blue.spread)
+    up_b = np.float32(HAZE_SPREADS * stats.after.blue.spread)
+    if stats.absolute:
+        up_a = max(up_a, np.float32(FLOORS["haze"]))
+        up_b = max(up_b, np.float32(FLOORS["haze"]))
+    haze_a = (dblue > up_a) & (dnir > -0.2 * dblue)
+    haze_b = (dblue < -up_b) & (dnir < -0.2 * dblue)
     if "swir2" in before:
         dlong = after["swir2"] - before["swir2"]
         # Thin cloud raises swir2 by 0.3-0.45 of blue (more over dark forest), concrete by 0.6-0.9.

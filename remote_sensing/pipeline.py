@@ -55,7 +55,7 @@ from remote_sensing.detect import (
 )
 from remote_sensing.indices import DateIndices, date_indices
 from remote_sensing.io import AlignedReader, Bands, Scene, open_scene, reading_env
-from remote_sensing.masks import dilate, qa_mask, temporal_cloud_shadow
+from remote_sensing.masks import MaskStats, dilate, mask_stats, qa_mask, temporal_cloud_shadow
 from remote_sensing.normalise import (
     DEGRADED_CONFIDENCE,
     MIN_OVERLAP_PIXELS,
@@ -247,6 +247,8 @@ class Calibration:
     floor: float = 0.0
     """The smallest change-vector length (reflectance) that counts as change (see
     :attr:`DetectOptions.min_change`); 0 for none."""
+    masks: MaskStats | None = None
+    """Scene statistics the cloud and shadow tests measure against (after date normalised)."""
 
     @property
     def masked_fraction(self) -> float:
@@ -328,12 +330,18 @@ def _usable(
     before: dict[str, np.ndarray],
     after: dict[str, np.ndarray],
     opts: DetectOptions,
+    stats: MaskStats | None = None,
     ib: DateIndices | None = None,
     ia: DateIndices | None = None,
 ) -> np.ndarray:
     usable = b.valid & a.valid
     if not opts.cloud_mask:
         return usable
+    if stats is None:
+        # No scene statistics given: the window's own valid pixels stand in for the scene.
+        stats = mask_stats(
+            {r: v[usable] for r, v in before.items()}, {r: v[usable] for r, v in after.items()}
+        )
     bad = np.zeros(usable.shape, bool)
     for bands in (b, a):
         if bands.qa is not None and bands.qa_kind:
@@ -349,25 +357,32 @@ def _usable(
         def sub(d: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
             return {r: np.ascontiguousarray(v[::k, ::k]) for r, v in d.items()}
 
-        cloud, shadow = temporal_cloud_shadow(sub(before), sub(after), reach_px=max(1, 12 // k))
+        cloud, shadow = temporal_cloud_shadow(
+            sub(before), sub(after), stats=stats, reach_px=max(1, 12 // k)
+        )
         coarse = (cloud | shadow).view(np.uint8)
         bad |= np.repeat(np.repeat(coarse, k, axis=0), k, axis=1)[:h, :w].view(bool)
     else:
-        cloud, shadow = temporal_cloud_shadow(before, after, ib=ib, ia=ia)
+        cloud, shadow = temporal_cloud_shadow(before, after, stats=stats, ib=ib, ia=ia)
         bad |= cloud | shadow
     return usable & ~dilate(bad, opts.cloud_buffer_px)
 
 
 def usable_mask(
-    b: Bands, a: Bands, opts: DetectOptions, cal: Calibration | None = None
+    b: Bands,
+    a: Bands,
+    opts: DetectOptions,
+    cal: Calibration | None = None,
+    stats: MaskStats | None = None,
 ) -> np.ndarray:
     """Pixels valid on both dates and, unless disabled, free of cloud and shadow (dilated).
 
     With a calibration the multi-temporal tests compare the before date with the normalised
-    after date, so a seasonal gain is not mistaken for haze.
+    after date, so a seasonal gain is not mistaken for haze, and measure against the
+    calibration's scene statistics; ``stats`` gives them without one (else the window's own).
     """
     before, after = prepared(b, a, cal) if cal is not None else (b.data, a.data)
-    return _usable(b, a, before, after, opts)
+    return _usable(b, a, before, after, opts, cal.masks if cal is not None else stats)
 
 
 def prepared(
@@ -418,7 +433,7 @@ def raw_codes(
     usable mask."""
     before, after = prepared(b, a, cal)
     ib, ia = date_indices(before), date_indices(after)
-    usable = _usable(b, a, before, after, opts, ib, ia)
+    usable = _usable(b, a, before, after, opts, cal.masks, ib, ia)
     rules = label_changes(before, after, opts.thresholds, ib, ia)
     excess: np.ndarray | None = None
     if opts.method == "index":
@@ -474,6 +489,27 @@ def sample_windows(grid: Grid, n: int, size: int) -> list[Window]:
     return out
 
 
+def _mask_sample(
+    rb: AlignedReader, ra: AlignedReader, opts: DetectOptions
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    # The calibration windows' pixels valid on both dates, regularly subsampled: what the cloud
+    # and shadow statistics are taken from.
+    bs: list[dict[str, np.ndarray]] = []
+    as_: list[dict[str, np.ndarray]] = []
+    for win in sample_windows(rb.grid, opts.sample_windows, opts.sample_size):
+        b, a = rb.read(win), ra.read(win)
+        v = b.valid & a.valid
+        bs.append({r: x[v] for r, x in b.data.items() if r in a.data})
+        as_.append({r: x[v] for r, x in a.data.items() if r in b.data})
+    n = sum(len(next(iter(x.values()))) for x in bs)
+    step = max(1, n // opts.max_fit_pixels)
+
+    def joined(d: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+        return {r: np.concatenate([x[r] for x in d])[::step] for r in d[0]}
+
+    return joined(bs), joined(as_)
+
+
 def calibrate(rb: AlignedReader, ra: AlignedReader, opts: DetectOptions) -> Calibration:
     """Scene-wide normalisation and thresholds from a sample of windows.
 
@@ -483,13 +519,20 @@ def calibrate(rb: AlignedReader, ra: AlignedReader, opts: DetectOptions) -> Cali
         If too few usable pixels remain to compare the pair, naming the cause (overlap, nodata,
         cloud) and the flag that would help.
     """
+    # Cloud and shadow statistics: from the sample's valid pixels, once, so every block tests
+    # against the same numbers; stored in the calibration with the after date normalised.
+    sample_b, sample_a = _mask_sample(rb, ra, opts)
+    absolute = not any(
+        s.radiometry is not None and s.radiometry.relative for s in (rb.scene, ra.scene)
+    )
+    raw_masks = mask_stats(sample_b, sample_a, absolute)
     bs, as_, us = [], [], []
     overlap = valid = 0
     for win in sample_windows(rb.grid, opts.sample_windows, opts.sample_size):
         b, a = rb.read(win), ra.read(win)
         overlap += int(win.width * win.height)
         valid += int((b.valid & a.valid).sum())
-        u = usable_mask(b, a, opts)
+        u = usable_mask(b, a, opts, stats=raw_masks)
         for sat in (b.saturated, a.saturated):
             if sat is not None:
                 u &= ~sat
@@ -544,7 +587,8 @@ def calibrate(rb: AlignedReader, ra: AlignedReader, opts: DetectOptions) -> Cali
         norm.pif_fraction,
         norm.describe(),
     )
-    return Calibration(norm, threshold, model, sum(us), valid, floor)
+    masks = mask_stats(sample_b, norm.apply(sample_a), absolute)
+    return Calibration(norm, threshold, model, sum(us), valid, floor, masks)
 
 
 def change_floor(

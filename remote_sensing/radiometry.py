@@ -74,7 +74,7 @@ class Radiometry:
 
 
 @dataclass(frozen=True, slots=True)
-class Calibration:
+class ProductScaling:
     """What a product metadata file says about the bands (in role order): ``scales`` and
     ``offsets`` to reflectance, ``kind`` what they give, ``source`` how the output names it
     (``Landsat MTL, TOA``). Without ``scales`` the file gives none (Gaofen L1A): the numbers
@@ -105,7 +105,7 @@ def classify(
     file_offsets: tuple[float, ...],
     preset: tuple[float, float] | None = None,
     scale: tuple[float, float] | None = None,
-    sidecar: Calibration | None = None,
+    sidecar: ProductScaling | None = None,
 ) -> Radiometry:
     """Decide what a scene's numbers are and how to map them to reflectance.
 
@@ -122,7 +122,7 @@ def classify(
         The sensor preset's product scaling.
     scale : (scale, offset), optional
         The user's ``--scale``; wins over everything.
-    sidecar : Calibration, optional
+    sidecar : ProductScaling, optional
         What the product's metadata file says; behind the file's own scale/offset, ahead of
         the preset and the guess. Without scales, it names the relative map's source.
     """

@@ -626,3 +626,87 @@ def read_truth(path: str | Path) -> list[TruthChange]:
         )
         for i, f in enumerate(fc["features"])
     ]
+
+
+DN_GAINS = {
+    8: (620.0, 520.0, 480.0, 400.0, 440.0, 500.0),
+    12: (5200.0, 4700.0, 4400.0, 3600.0, 4000.0, 4500.0),
+}
+"""Default per-band gains (DN per unit reflectance, blue to swir2) of :func:`write_dn_copy`: an
+8-bit export that fills its range with land and clips the brightest clouds in blue, and a 12-bit
+product well inside its range. They differ band to band, as sensor gains do."""
+
+DN_OFFSETS = {
+    8: (14.0, 10.0, 6.0, 4.0, 3.0, 2.0),
+    12: (180.0, 140.0, 110.0, 80.0, 60.0, 40.0),
+}
+"""Default per-band offsets (DN at zero reflectance: path radiance and sensor bias, largest in
+blue) of :func:`write_dn_copy`."""
+
+
+def write_dn_copy(
+    pair: ScenePair,
+    out_dir: str | Path,
+    bits: int = 8,
+    gains: tuple[float, ...] | None = None,
+    offsets: tuple[float, ...] | None = None,
+) -> ScenePair:
+    """Write ``pair`` again as ``bits``-bit digital numbers, as a GIS export or a Level-1
+    product delivers it: ``DN = round(reflectance * gain + offset)`` per band, clipped to
+    ``1..2**bits - 1``, nodata 0, no scale or offset tag and no SCL band (band descriptions and
+    acquisition tags kept). The truth files are copied beside the scenes.
+
+    Parameters
+    ----------
+    pair : ScenePair
+        A pair written by :func:`write_pair`.
+    out_dir : path
+    bits : int
+        8 (``uint8``) or 10..16 (``uint16``).
+    gains, offsets : tuple of float, optional
+        Per band, blue first; by default :data:`DN_GAINS` and :data:`DN_OFFSETS` (for 8 bits, and
+        for more bits the 12-bit ones scaled by ``2**(bits - 12)``).
+
+    Raises
+    ------
+    SimulatorError
+        If ``bits`` is outside 8..16 or the gains or offsets are too few for the bands.
+    """
+    if not 8 <= bits <= 16:
+        raise SimulatorError(f"bits {bits} must be within 8..16")
+    key = 8 if bits == 8 else 12
+    f = 1.0 if bits == 8 else 2.0 ** (bits - 12)
+    g = gains or tuple(x * f for x in DN_GAINS[key])
+    o = offsets or tuple(x * f for x in DN_OFFSETS[key])
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for src_path in (pair.before, pair.after):
+        with rasterio.open(src_path) as src:
+            names = [d for d in src.descriptions if d and d != "scl"]
+            if len(g) < len(names) or len(o) < len(names):
+                raise SimulatorError(
+                    f"{len(names)} bands need as many gains and offsets, got {len(g)} and {len(o)}"
+                )
+            dn = src.read(list(range(1, len(names) + 1)))
+            tags = src.tags()
+            profile = dict(src.profile, count=len(names), dtype="uint8" if bits == 8 else "uint16")
+        nodata = (dn == NODATA).all(axis=0)
+        refl = dn.astype(np.float64) * SCALE + OFFSET
+        top = 2**bits - 1
+        data = np.stack(
+            [np.clip(np.rint(refl[i] * g[i] + o[i]), 1, top) for i in range(len(names))]
+        )
+        data[:, nodata] = NODATA
+        path = out / src_path.name
+        with rasterio.open(path, "w", **profile) as dst:
+            dst.write(data.astype(profile["dtype"]))
+            for i, name in enumerate(names, start=1):
+                dst.set_band_description(i, name)
+            dst.update_tags(**tags)
+        paths.append(path)
+    copies = []
+    for p in (pair.truth, pair.before_clouds, pair.after_clouds):
+        copies.append(out / p.name)
+        copies[-1].write_bytes(p.read_bytes())
+    return ScenePair(paths[0], paths[1], copies[0], copies[1], copies[2], pair.changes)
