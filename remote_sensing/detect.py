@@ -70,6 +70,7 @@ class Thresholds:
     soil_gain: float = 0.1
     soil_ndvi: float = 0.25
     soil_redness: float = 0.15
+    redness_gain: float = 0.15
     visible_gain: float = 0.05
     visible_built: float = 0.12
 
@@ -143,10 +144,16 @@ def label_changes(
             & (va > t.visible_built)
             & (va - vb > t.visible_gain)
         )
+        # Soil laid bare turns redder as well as brighter: a cleared field on a pair without
+        # nir may gain little brightness (dark soil) but a lot of redness.
         soil = (
             (na < t.soil_ndvi)
             & (ra >= t.soil_redness)
-            & ((na - nb < -t.ndvi_loss) | (va - vb > t.visible_gain))
+            & (
+                (na - nb < -t.ndvi_loss)
+                | (va - vb > t.visible_gain)
+                | (ra - redness(before) > t.redness_gain)
+            )
         )
     water_gain = (wa > t.water) & (wb < t.water) & (wa - wb > t.water_delta)
     water_loss = (wb > t.water) & (wa < t.water) & (wb - wa > t.water_delta)

@@ -15,6 +15,7 @@ is absolute.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import cv2
@@ -61,6 +62,12 @@ HOT_SPREADS = 6.0
 """How far above the scene's median haze-optimised transform a cloud core lies, in its spreads
 (0.08 reflectance is about 6 of them on the same land)."""
 
+HOT_SPREADS_RELATIVE = 3.0
+"""HOT cut for digital numbers mapped to pseudo-reflectance: the dark-object offsets of a
+relative map remove the path radiance that makes a cloud bluer than the land, so a cloud stands
+less far above the scene's HOT there (5-6 spreads on Landsat 8 Level-1 DN, against 10 and more
+in reflectance)."""
+
 HAZE_SPREADS = 3.0
 """Blue gain over the other date, in that date's blue spreads, that reads as haze (0.05
 reflectance, the absolute cut this replaces, is 2.2-3 of them; a drained pond gains 2)."""
@@ -89,6 +96,8 @@ class Spread:
     median: float
     spread: float
     dark: float = 0.0
+    bright: float = math.inf
+    """The 99.5th percentile: the brightest land of a clear date (its roofs, sand, salt)."""
 
     def z(self, values: np.ndarray) -> np.ndarray:
         """``values`` in spreads above the median (float32)."""
@@ -119,6 +128,25 @@ class MaskStats:
     before: DateStats
     after: DateStats
     absolute: bool = True
+    shadows: tuple[bool, bool] = (True, True)
+    """Whether the before and the after date can hold cloud shadow: a date without cloud cores
+    in the calibration sample casts none (:data:`CLOUDY_SAMPLE_FRACTION`)."""
+    haze_min_px: int = 0
+    """Without nir: the smallest patch of haze-shaped brightening, in pixels of the grid, taken
+    as cloud away from any cloud core (0: every such pixel; see :data:`HAZE_MIN_HA`)."""
+
+
+CLOUDY_SAMPLE_FRACTION = 1e-4
+"""Share of the calibration sample's valid pixels in cloud cores from which a date counts as
+cloudy, so that its shadow test runs (a few bright roofs that pass the core test are fewer)."""
+
+HAZE_MIN_HA = 20.0
+"""Without nir (an RGB scene), nothing spectral tells thin cloud or haze from new concrete or
+bare soil: all brighten blue and keep red. Away from a cloud core, haze-shaped brightening is
+taken as cloud only where one patch of it spreads over this many hectares: haze and thin cloud
+come in patches of square kilometres, a construction site or a cleared field is seldom above a
+few tens of hectares. (With nir, but no swir2, every haze-shaped pixel stays cloud: thin cloud
+margins over forest would read as vegetation loss, and on the simulator they did.)"""
 
 
 REFERENCE = DateStats(Spread(0.065, 0.024), Spread(0.015, 0.011), Spread(0.047, 0.017))
@@ -139,8 +167,8 @@ def spread_of(values: np.ndarray) -> Spread:
     v = values[np.isfinite(values)]
     if v.size == 0:
         return Spread(0.0, SPREAD_FLOOR)
-    dark, p10, med = np.percentile(v.astype(np.float64), [0.5, 10, 50])
-    return Spread(float(med), max(float(med - p10), SPREAD_FLOOR), float(dark))
+    dark, p10, med, bright = np.percentile(v.astype(np.float64), [0.5, 10, 50, 99.5])
+    return Spread(float(med), max(float(med - p10), SPREAD_FLOOR), float(dark), float(bright))
 
 
 def date_stats(b: dict[str, np.ndarray]) -> DateStats:
@@ -150,10 +178,15 @@ def date_stats(b: dict[str, np.ndarray]) -> DateStats:
 
 
 def mask_stats(
-    before: dict[str, np.ndarray], after: dict[str, np.ndarray], absolute: bool = True
+    before: dict[str, np.ndarray],
+    after: dict[str, np.ndarray],
+    absolute: bool = True,
+    pixel_m2: float = 0.0,
 ) -> MaskStats:
-    """The :class:`MaskStats` of a pair's samples of valid pixels."""
-    return MaskStats(date_stats(before), date_stats(after), absolute)
+    """The :class:`MaskStats` of a pair's samples of valid pixels (``pixel_m2``: the grid's pixel
+    area, for :data:`HAZE_MIN_HA`; 0 takes every haze-shaped pixel as cloud)."""
+    min_px = math.ceil(HAZE_MIN_HA * 10_000 / pixel_m2) if pixel_m2 > 0 else 0
+    return MaskStats(date_stats(before), date_stats(after), absolute, haze_min_px=min_px)
 
 
 def spectral_cloud_mask(
@@ -161,6 +194,7 @@ def spectral_cloud_mask(
     stats: DateStats | None = None,
     absolute: bool = True,
     idx: DateIndices | None = None,
+    ceiling: float | None = None,
 ) -> np.ndarray:
     """Bright, white, unvegetated pixels: a single-date cloud test.
 
@@ -182,6 +216,9 @@ def spectral_cloud_mask(
         Apply the reflectance floors.
     idx : DateIndices, optional
         The date's indices when already computed.
+    ceiling : float, optional
+        The other date's brightest land (its visible :attr:`Spread.bright`): pixels above it
+        by :data:`CEILING_MARGIN` are cloud whatever their colour.
 
     Returns
     -------
@@ -191,7 +228,14 @@ def spectral_cloud_mask(
     vis = idx.visible if idx else visible(b)
     nd = idx.ndvi if idx else ndvi(b)
     h = hot(b)
-    cloud = (stats.visible.z(vis) > VISIBLE_SPREADS) & (stats.hot.z(h) > HOT_SPREADS)
+    hot_cut = HOT_SPREADS if absolute else HOT_SPREADS_RELATIVE
+    cloud = (stats.visible.z(vis) > VISIBLE_SPREADS) & (stats.hot.z(h) > hot_cut)
+    if ceiling is not None and math.isfinite(ceiling):
+        # Brighter than anything the other, clear date has: an 8-bit export of a bright scene
+        # puts a cloud near its top, few spreads above the median, and a relative map bends its
+        # colour; but no land of the scene is that bright (:data:`CEILING_MARGIN`). A new bright
+        # roof can be too: the caller keeps only cloud-sized patches of this test.
+        cloud |= vis > np.float32(ceiling * CEILING_MARGIN)
     if absolute:
         cloud &= (vis > FLOORS["visible"]) & (h > FLOORS["hot"])
     return cloud & (nd < 0.35)
@@ -205,6 +249,7 @@ def temporal_cloud_shadow(
     reach_px: int = 12,
     ib: DateIndices | None = None,
     ia: DateIndices | None = None,
+    haze_min_px: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Cloud and shadow on either date: bright cores plus what the change between dates shows.
 
@@ -229,6 +274,10 @@ def temporal_cloud_shadow(
         Scene statistics (:func:`mask_stats`); by default :data:`REFERENCE` for both dates.
     reach_px : int
         How far from a core the looser swir2 test applies.
+    haze_min_px : int, optional
+        Without nir: the smallest patch of haze-shaped brightening taken as cloud away from
+        a core (:data:`HAZE_MIN_HA`; in the pixels of these arrays, which differ from the
+        grid's when the caller subsamples); by default ``stats.haze_min_px``.
     ib, ia : DateIndices, optional
         The dates' indices when already computed.
 
@@ -238,6 +287,8 @@ def temporal_cloud_shadow(
         Pixels with cloud on either date, and pixels shadowed on either date (not dilated).
     """
     stats = stats or MaskStats(REFERENCE, REFERENCE)
+    if haze_min_px is None:
+        haze_min_px = stats.haze_min_px
     roles = [r for r in ("blue", "green", "red", "nir", "swir1") if r in before]
     r32, lo32 = np.float32(ratio), np.float32(0.2)
     dark_a = np.ones(before["blue"].shape, bool)
@@ -246,7 +297,6 @@ def temporal_cloud_shadow(
         b, a = before[r], after[r]
         dark_a &= (a < r32 * b) & (a > lo32 * b)
         dark_b &= (b < r32 * a) & (b > lo32 * a)
-    shadow = dark_a | dark_b
     spreads = dict(stats.before.bands)
     if all(r in spreads for r in roles):
         # Top-of-atmosphere values and digital numbers keep the path radiance in a shadow: the
@@ -260,13 +310,37 @@ def temporal_cloud_shadow(
             b, a = before[r] - d, after[r] - d
             path_a &= (a < r32 * b) & (a > lo32 * b) & (b > signal)
             path_b &= (b < r32 * a) & (b > lo32 * a) & (a > signal)
-        shadow |= path_a | path_b
+        dark_a |= path_a
+        dark_b |= path_b
+    # A date without cloud casts no shadow: there, "every band darker than on the other date"
+    # is the other date brightening, which new concrete does as much as a cloud (on a pair
+    # without nir) and thin haze over dark land does too; the cloud tests below judge those.
+    dark_b &= stats.shadows[0]
+    dark_a &= stats.shadows[1]
+    shadow = dark_a | dark_b
     dblue = after["blue"] - before["blue"]
     # Without nir (RGB scenes) red stands in: haze does not darken it either.
     long = "nir" if "nir" in before else "red"
     dnir = after[long] - before[long]
     core_a = _cores(spectral_cloud_mask(after, stats.after, stats.absolute, ia))
     core_b = _cores(spectral_cloud_mask(before, stats.before, stats.absolute, ib))
+    # Cores by brightness alone over the other date's brightest land: only cloud-sized patches
+    # (a quarter of :data:`HAZE_MIN_HA`), so that a new white roof stays a change.
+    ceiling_px = max(1, haze_min_px // 4)
+    core_a |= large_patches(
+        _cores(
+            spectral_cloud_mask(after, stats.after, stats.absolute, ia, stats.before.visible.bright)
+        ),
+        ceiling_px,
+    )
+    core_b |= large_patches(
+        _cores(
+            spectral_cloud_mask(
+                before, stats.before, stats.absolute, ib, stats.after.visible.bright
+            )
+        ),
+        ceiling_px,
+    )
     cloud = core_a | core_b
     # Haze on the after date is measured in the before date's blue spread and vice versa.
     up_a = np.float32(HAZE_SPREADS * stats.before.blue.spread)
@@ -283,14 +357,47 @@ def temporal_cloud_shadow(
         # Near a core the margin is thin cloud even when the swir2 test is unsure.
         haze_a &= dlong < 0.55 * dblue
         haze_b &= dlong > 0.55 * dblue
-    else:
+    elif "nir" in before:
         # Without swir2 the blue-up, nir-not-down shape is the whole test.
         cloud |= haze_a | haze_b
+    else:
+        # Without nir the shape is blue-up, red-not-down, which new concrete and bare soil have
+        # too: away from a core only a large patch of it is haze.
+        cloud |= large_patches(haze_a | haze_b, haze_min_px)
     if core_a.any():
         cloud |= haze_a & dilate(core_a, reach_px, square=True)
     if core_b.any():
         cloud |= haze_b & dilate(core_b, reach_px, square=True)
     return cloud, shadow
+
+
+CEILING_MARGIN = 1.1
+"""How far above the other date's brightest land (99.5th percentile) a pixel is cloud by its
+brightness alone."""
+
+
+def large_patches(mask: np.ndarray, min_px: int) -> np.ndarray:
+    """The 8-connected patches of ``mask`` of at least ``min_px`` pixels (all of it for 0)."""
+    if min_px <= 1 or not mask.any():
+        return mask
+    _, labels, st, _ = cv2.connectedComponentsWithStats(mask.view(np.uint8), connectivity=8)
+    keep = st[:, cv2.CC_STAT_AREA] >= min_px
+    keep[0] = False
+    return keep[labels]
+
+
+def bright_blobs(
+    b: dict[str, np.ndarray], stats: DateStats, ceiling: float, min_px: int
+) -> np.ndarray:
+    """Blobs of one date :data:`VISIBLE_SPREADS` above its median visible brightness, or patches
+    of ``min_px`` pixels above the other date's brightest land (``ceiling``, by
+    :data:`CEILING_MARGIN`), whatever their colour: every cloud core is one, and so is a large
+    bright roof or sand bank."""
+    vis = visible(b)
+    bright = _cores(stats.visible.z(vis) > VISIBLE_SPREADS)
+    if math.isfinite(ceiling):
+        bright |= large_patches(_cores(vis > np.float32(ceiling * CEILING_MARGIN)), min_px)
+    return bright
 
 
 def _cores(mask: np.ndarray) -> np.ndarray:

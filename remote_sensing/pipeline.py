@@ -24,7 +24,7 @@ import math
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -55,7 +55,15 @@ from remote_sensing.detect import (
 )
 from remote_sensing.indices import DateIndices, date_indices
 from remote_sensing.io import AlignedReader, Bands, Scene, open_scene, reading_env
-from remote_sensing.masks import MaskStats, dilate, mask_stats, qa_mask, temporal_cloud_shadow
+from remote_sensing.masks import (
+    CLOUDY_SAMPLE_FRACTION,
+    MaskStats,
+    bright_blobs,
+    dilate,
+    mask_stats,
+    qa_mask,
+    temporal_cloud_shadow,
+)
 from remote_sensing.normalise import (
     DEGRADED_CONFIDENCE,
     MIN_OVERLAP_PIXELS,
@@ -358,12 +366,18 @@ def _usable(
             return {r: np.ascontiguousarray(v[::k, ::k]) for r, v in d.items()}
 
         cloud, shadow = temporal_cloud_shadow(
-            sub(before), sub(after), stats=stats, reach_px=max(1, 12 // k)
+            sub(before),
+            sub(after),
+            stats=stats,
+            reach_px=max(1, 12 // k),
+            haze_min_px=math.ceil(stats.haze_min_px / (k * k)),
         )
         coarse = (cloud | shadow).view(np.uint8)
         bad |= np.repeat(np.repeat(coarse, k, axis=0), k, axis=1)[:h, :w].view(bool)
     else:
-        cloud, shadow = temporal_cloud_shadow(before, after, stats=stats, ib=ib, ia=ia)
+        cloud, shadow = temporal_cloud_shadow(
+            before, after, stats=stats, ib=ib, ia=ia, haze_min_px=stats.haze_min_px
+        )
         bad |= cloud | shadow
     return usable & ~dilate(bad, opts.cloud_buffer_px)
 
@@ -490,24 +504,39 @@ def sample_windows(grid: Grid, n: int, size: int) -> list[Window]:
 
 
 def _mask_sample(
-    rb: AlignedReader, ra: AlignedReader, opts: DetectOptions
+    windows: list[tuple[Bands, Bands]], max_pixels: int
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     # The calibration windows' pixels valid on both dates, regularly subsampled: what the cloud
     # and shadow statistics are taken from.
     bs: list[dict[str, np.ndarray]] = []
     as_: list[dict[str, np.ndarray]] = []
-    for win in sample_windows(rb.grid, opts.sample_windows, opts.sample_size):
-        b, a = rb.read(win), ra.read(win)
+    for b, a in windows:
         v = b.valid & a.valid
         bs.append({r: x[v] for r, x in b.data.items() if r in a.data})
         as_.append({r: x[v] for r, x in a.data.items() if r in b.data})
     n = sum(len(next(iter(x.values()))) for x in bs)
-    step = max(1, n // opts.max_fit_pixels)
+    step = max(1, n // max_pixels)
 
     def joined(d: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
         return {r: np.concatenate([x[r] for x in d])[::step] for r in d[0]}
 
     return joined(bs), joined(as_)
+
+
+def _cloudy_dates(windows: list[tuple[Bands, Bands]], stats: MaskStats) -> tuple[bool, bool]:
+    # Whether each date may hold cloud: a date without a bright blob anywhere in the sample
+    # has no cloud core and casts no shadow, and on such a date "every band darker than on the
+    # other date" is land-cover change (new concrete brightens every band of a pair without
+    # nir). Blobs of any colour count, so a cloud whose colour a relative map distorts does too.
+    n = cb = ca = 0
+    px = max(1, stats.haze_min_px // 4)
+    for b, a in windows:
+        v = b.valid & a.valid
+        n += int(v.sum())
+        cb += int((bright_blobs(b.data, stats.before, stats.after.visible.bright, px) & v).sum())
+        ca += int((bright_blobs(a.data, stats.after, stats.before.visible.bright, px) & v).sum())
+    least = max(1, int(CLOUDY_SAMPLE_FRACTION * n))
+    return cb >= least, ca >= least
 
 
 def calibrate(rb: AlignedReader, ra: AlignedReader, opts: DetectOptions) -> Calibration:
@@ -521,15 +550,19 @@ def calibrate(rb: AlignedReader, ra: AlignedReader, opts: DetectOptions) -> Cali
     """
     # Cloud and shadow statistics: from the sample's valid pixels, once, so every block tests
     # against the same numbers; stored in the calibration with the after date normalised.
-    sample_b, sample_a = _mask_sample(rb, ra, opts)
+    wins = sample_windows(rb.grid, opts.sample_windows, opts.sample_size)
+    read = [(rb.read(win), ra.read(win)) for win in wins]
+    sample_b, sample_a = _mask_sample(read, opts.max_fit_pixels)
     absolute = not any(
         s.radiometry is not None and s.radiometry.relative for s in (rb.scene, ra.scene)
     )
-    raw_masks = mask_stats(sample_b, sample_a, absolute)
+    pixel_m2 = abs(rb.grid.transform.a * rb.grid.transform.e)
+    raw_masks = mask_stats(sample_b, sample_a, absolute, pixel_m2)
+    shadows = _cloudy_dates(read, raw_masks)
+    raw_masks = replace(raw_masks, shadows=shadows)
     bs, as_, us = [], [], []
     overlap = valid = 0
-    for win in sample_windows(rb.grid, opts.sample_windows, opts.sample_size):
-        b, a = rb.read(win), ra.read(win)
+    for win, (b, a) in zip(wins, read):
         overlap += int(win.width * win.height)
         valid += int((b.valid & a.valid).sum())
         u = usable_mask(b, a, opts, stats=raw_masks)
@@ -587,7 +620,7 @@ def calibrate(rb: AlignedReader, ra: AlignedReader, opts: DetectOptions) -> Cali
         norm.pif_fraction,
         norm.describe(),
     )
-    masks = mask_stats(sample_b, norm.apply(sample_a), absolute)
+    masks = replace(mask_stats(sample_b, norm.apply(sample_a), absolute, pixel_m2), shadows=shadows)
     return Calibration(norm, threshold, model, sum(us), valid, floor, masks)
 
 

@@ -667,9 +667,14 @@ def synthesize(bg: Background, spec: RealPairSpec) -> Synthesis:
     dark = np.percentile(valid_b, 0.5, axis=1) if valid.any() else np.zeros(len(bg.roles))
     top = np.percentile(valid_b, 99.5, axis=1) if valid.any() else np.ones(len(bg.roles))
     lo, hi = dtype_range(bg.data.dtype, bg.nodata == 0 or bg.nodata is None)
-    # Clouds are bright and spectrally flat: the same place (2.2 spreads above the dark level)
-    # in every band's own range, whatever the calibration.
-    level = np.minimum(dark + 2.2 * (top - dark), hi * 0.97).astype(np.float32)
+    # Clouds are bright and spectrally flat in top-of-atmosphere reflectance, which Landsat 8/9
+    # Level-1 digital numbers are proportional to with one gain for every band, and an 8-bit
+    # export shows as near-white: one level for every band, 2.2 spreads above the dark level of
+    # the band that reaches highest. (Each band's own range would make a cloud over red soil red,
+    # and no single-date cloud test would see it.)
+    level = np.full(
+        len(bg.roles), min(float(np.max(dark + 2.2 * (top - dark))), hi * 0.97), np.float32
+    )
     opacity, shade = _clouds(rng, shape, spec.cloud_cover, bg.pixel_m)
     haze = _haze(rng, shape, spec.haze, bg.pixel_m)
     factor = 1.0 - 0.55 * shade[None] * rng.uniform(0.97, 1.03, (len(bg.roles), 1, 1))

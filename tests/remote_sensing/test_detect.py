@@ -10,6 +10,7 @@ from shapely.geometry import shape
 
 from remote_sensing.detect import (
     KINDS,
+    Thresholds,
     cva_magnitude,
     em_threshold,
     fit_imad,
@@ -202,3 +203,23 @@ def test_imad_on_a_pair_without_change_finds_next_to_nothing(tmp_path):
     result = detect_pair(quiet.before, quiet.after, DetectOptions(method="imad"))
     assert len(result.regions) <= 1
     assert result.calibration.floor > 0.015 * 6**0.5, "the noise raised the floor"
+
+
+def test_rgb_soil_laid_bare_is_told_by_its_redness_gain():
+    """A field cleared to dark red soil on a pair without nir brightens little (visible +0.03,
+    under the visible-gain rule) but turns much redder: bare soil."""
+    shape_ = (8, 8)
+    before = {
+        r: np.full(shape_, v, np.float32)
+        for r, v in (("blue", 0.045), ("green", 0.09), ("red", 0.075))
+    }
+    after = {
+        r: np.full(shape_, v, np.float32)
+        for r, v in (("blue", 0.05), ("green", 0.085), ("red", 0.17))
+    }
+    codes = label_changes(before, after)
+    assert (codes == kind_code("bare_soil")).all()
+    # Without the redness rule nothing held: brightness alone is under its threshold.
+    assert np.mean([after[r] - before[r] for r in after]) < Thresholds().visible_gain
+    plain = label_changes(before, after, Thresholds(redness_gain=1.0))
+    assert not plain.any()

@@ -20,6 +20,7 @@ from remote_sensing.align import common_grid
 from remote_sensing.io import AlignedReader, open_scene, reading_env
 from remote_sensing.masks import (
     REFERENCE,
+    MaskStats,
     mask_stats,
     spectral_cloud_mask,
     temporal_cloud_shadow,
@@ -286,3 +287,72 @@ def test_synthetic_cloud_on_a_real_scene_is_masked(request, tmp_path, case, unit
     false = (masked & clear).sum() / clear.sum()
     assert recall >= 0.9, f"cloud core and shadow masked: {recall:.3f}"
     assert false <= 0.02, f"clear pixels masked: {false:.3f}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Brightening land on a pair without swir2 (or nir) is not cloud or shadow by its shape alone
+
+
+def _rgb_pair(size: int = 200) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    rng = np.random.default_rng(5)
+    base = {
+        r: (v + rng.normal(0, 0.004, (size, size))).astype(np.float32)
+        for r, v in (("blue", 0.04), ("green", 0.07), ("red", 0.06))
+    }
+    return base, {r: v.copy() for r, v in base.items()}
+
+
+def _brighten(after: dict[str, np.ndarray], rows: slice, cols: slice, by: float) -> None:
+    for v in after.values():
+        v[rows, cols] += np.float32(by)
+
+
+def _stats(before, after, shadows=(False, False), haze_min_px=0, absolute=True):
+    s = mask_stats(before, after, absolute=absolute)
+    return MaskStats(s.before, s.after, absolute, shadows, haze_min_px)
+
+
+def test_new_concrete_on_a_clear_rgb_pair_is_neither_cloud_nor_shadow():
+    before, after = _rgb_pair()
+    _brighten(after, slice(50, 60), slice(50, 62), 0.12)  # 120 px of concrete, every band x3
+    site = np.zeros((200, 200), bool)
+    site[50:60, 50:62] = True
+    cloud, shadow = temporal_cloud_shadow(
+        before, after, stats=_stats(before, after, haze_min_px=2000)
+    )
+    assert not (cloud | shadow)[site].any()
+    # The old reading: a brighter after date is a shadowed before date, and any blue-up patch
+    # on a pair without swir2 is haze.
+    cloud, shadow = temporal_cloud_shadow(
+        before, after, stats=_stats(before, after, shadows=(True, True), haze_min_px=0)
+    )
+    assert (cloud | shadow)[site].mean() > 0.9
+
+
+def test_a_haze_patch_larger_than_the_mapping_of_haze_is_cloud_without_swir2():
+    before, after = _rgb_pair()
+    _brighten(after, slice(20, 120), slice(20, 120), 0.06)  # 10,000 px of haze
+    cloud, _ = temporal_cloud_shadow(before, after, stats=_stats(before, after, haze_min_px=2000))
+    assert cloud[30:110, 30:110].mean() > 0.95
+    assert not cloud[150:, 150:].any()
+
+
+def test_a_cloud_brighter_than_the_clear_dates_brightest_land_is_a_core_whatever_its_colour():
+    before, after = _rgb_pair()
+    # Digital numbers mapped relatively: no reflectance floors, and the cloud is red-heavy (the
+    # map's dark-object offsets bend its colour) so that the HOT test misses it.
+    st = _stats(before, after, haze_min_px=400, absolute=False)
+    hot_red = {"blue": 0.12, "green": 0.16, "red": 0.2}
+    for r, v in hot_red.items():
+        after[r][60:100, 60:100] = np.float32(v)
+    assert not spectral_cloud_mask(after, st.after, False)[60:100, 60:100].any()
+    ceiling = st.before.visible.bright
+    assert spectral_cloud_mask(after, st.after, False, None, ceiling)[60:100, 60:100].all()
+    cloud, _ = temporal_cloud_shadow(before, after, stats=st, haze_min_px=400)
+    assert cloud[60:100, 60:100].all()
+    # A roof of the same colour but under a quarter of the haze patch size stays a change.
+    before2, after2 = _rgb_pair()
+    for r, v in hot_red.items():
+        after2[r][60:68, 60:68] = np.float32(v)
+    cloud2, shadow2 = temporal_cloud_shadow(before2, after2, stats=st, haze_min_px=400)
+    assert not (cloud2 | shadow2)[61:67, 61:67].any()

@@ -102,12 +102,12 @@ def _block_pair(tmp_path: Path, seed: int = 7) -> tuple[Path, Path, tuple[int, i
 
 def test_detect_degrades_says_so_and_still_finds_the_clearing(tmp_path):
     before, after, (row, col) = _block_pair(tmp_path)
-    # iMAD no-change weights find ~1400 invariant pixels in the 4096 (the stable blocks and
+    # iMAD no-change weights find 1400-2100 invariant pixels in the 4096 (the stable blocks and
     # the swaps iMAD's linear map absorbs); demanding more forces the fallback.
-    opts = DetectOptions(pif_weights="imad", min_pif_pixels=2000, mmu_ha=0.2)
+    opts = DetectOptions(pif_weights="imad", min_pif_pixels=3000, mmu_ha=0.2)
     res = detect_pair(before, after, opts)
     norm = res.calibration.normalisation
-    assert norm.degraded and 0 < norm.pif_count < 2000
+    assert norm.degraded and 0 < norm.pif_count < 3000
     # Vegetation to soil: the rules call it vegetation loss or bare soil.
     hits = [
         r
