@@ -131,6 +131,8 @@ class MaskStats:
     shadows: tuple[bool, bool] = (True, True)
     """Whether the before and the after date can hold cloud shadow: a date without cloud cores
     in the calibration sample casts none (:data:`CLOUDY_SAMPLE_FRACTION`)."""
+    margin_px: int = 0
+    """Without swir2: :data:`CLOUD_MARGIN_M` in pixels of the grid (0: the core reach only)."""
     haze_min_px: int = 0
     """Without nir: the smallest patch of haze-shaped brightening, in pixels of the grid, taken
     as cloud away from any cloud core (0: every such pixel; see :data:`HAZE_MIN_HA`)."""
@@ -139,6 +141,11 @@ class MaskStats:
 CLOUDY_SAMPLE_FRACTION = 1e-4
 """Share of the calibration sample's valid pixels in cloud cores from which a date counts as
 cloudy, so that its shadow test runs (a few bright roofs that pass the core test are fewer)."""
+
+CLOUD_MARGIN_M = 1500.0
+"""Without swir2, how far from a cloud core haze-shaped brightening is taken as the cloud's
+translucent margin: clouds thin out over hundreds of metres to a kilometre or more (the simulator's
+margins left vegetation-loss fragments 300-1000 m out)."""
 
 HAZE_MIN_HA = 20.0
 """Without nir (an RGB scene), nothing spectral tells thin cloud or haze from new concrete or
@@ -184,9 +191,13 @@ def mask_stats(
     pixel_m2: float = 0.0,
 ) -> MaskStats:
     """The :class:`MaskStats` of a pair's samples of valid pixels (``pixel_m2``: the grid's pixel
-    area, for :data:`HAZE_MIN_HA`; 0 takes every haze-shaped pixel as cloud)."""
+    area, for :data:`HAZE_MIN_HA` and :data:`CLOUD_MARGIN_M`; 0 takes every haze-shaped pixel
+    as cloud)."""
     min_px = math.ceil(HAZE_MIN_HA * 10_000 / pixel_m2) if pixel_m2 > 0 else 0
-    return MaskStats(date_stats(before), date_stats(after), absolute, haze_min_px=min_px)
+    margin = math.ceil(CLOUD_MARGIN_M / math.sqrt(pixel_m2)) if pixel_m2 > 0 else 0
+    return MaskStats(
+        date_stats(before), date_stats(after), absolute, margin_px=margin, haze_min_px=min_px
+    )
 
 
 def spectral_cloud_mask(
@@ -250,6 +261,7 @@ def temporal_cloud_shadow(
     ib: DateIndices | None = None,
     ia: DateIndices | None = None,
     haze_min_px: int | None = None,
+    margin_px: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Cloud and shadow on either date: bright cores plus what the change between dates shows.
 
@@ -278,6 +290,9 @@ def temporal_cloud_shadow(
         Without nir: the smallest patch of haze-shaped brightening taken as cloud away from
         a core (:data:`HAZE_MIN_HA`; in the pixels of these arrays, which differ from the
         grid's when the caller subsamples); by default ``stats.haze_min_px``.
+    margin_px : int, optional
+        Without swir2: how far from a core haze-shaped brightening is cloud
+        (:data:`CLOUD_MARGIN_M`, in the pixels of these arrays); by default ``stats.margin_px``.
     ib, ia : DateIndices, optional
         The dates' indices when already computed.
 
@@ -357,13 +372,16 @@ def temporal_cloud_shadow(
         # Near a core the margin is thin cloud even when the swir2 test is unsure.
         haze_a &= dlong < 0.55 * dblue
         haze_b &= dlong > 0.55 * dblue
-    elif "nir" in before:
-        # Without swir2 the blue-up, nir-not-down shape is the whole test.
-        cloud |= haze_a | haze_b
     else:
-        # Without nir the shape is blue-up, red-not-down, which new concrete and bare soil have
-        # too: away from a core only a large patch of it is haze.
+        # Without swir2 the shape is blue-up, nir- (or red-) not-down, which new concrete and
+        # bare soil have too: away from a core only a large patch of it is haze, and near one
+        # (a cloud's margins reach further than the swir2 test's reach) it is cloud.
         cloud |= large_patches(haze_a | haze_b, haze_min_px)
+        margin = max(reach_px, stats.margin_px if margin_px is None else margin_px)
+        if core_a.any():
+            cloud |= haze_a & dilate(core_a, margin, square=True)
+        if core_b.any():
+            cloud |= haze_b & dilate(core_b, margin, square=True)
     if core_a.any():
         cloud |= haze_a & dilate(core_a, reach_px, square=True)
     if core_b.any():

@@ -309,7 +309,7 @@ def _brighten(after: dict[str, np.ndarray], rows: slice, cols: slice, by: float)
 
 def _stats(before, after, shadows=(False, False), haze_min_px=0, absolute=True):
     s = mask_stats(before, after, absolute=absolute)
-    return MaskStats(s.before, s.after, absolute, shadows, haze_min_px)
+    return MaskStats(s.before, s.after, absolute, shadows=shadows, haze_min_px=haze_min_px)
 
 
 def test_new_concrete_on_a_clear_rgb_pair_is_neither_cloud_nor_shadow():
