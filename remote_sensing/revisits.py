@@ -55,8 +55,8 @@ class ConfirmationPolicy:
     ----------
     rule : {"first_later", "k_of_n"}
         ``first_later``: confirmed by the first sighting in a later scene, never expires (``k``
-        and ``n`` are not used). ``k_of_n``: confirmed once ``k`` of the next ``n`` looks at
-        its area saw it; expired after ``n`` looks without ``k`` sightings.
+        and ``n`` are not used, and set to 1). ``k_of_n``: confirmed once ``k`` of the next
+        ``n`` looks at its area saw it; expired after ``n`` looks without ``k`` sightings.
     k, n : int
         1 <= k <= n <= :data:`MAX_LOOKS`.
 
@@ -71,6 +71,10 @@ class ConfirmationPolicy:
     n: int = 4
 
     def __post_init__(self) -> None:
+        if self.rule == "first_later":
+            # k and n mean nothing to it: one value per behaviour, so equal policies compare equal.
+            object.__setattr__(self, "k", 1)
+            object.__setattr__(self, "n", 1)
         problems = []
         if self.rule not in RULES:
             problems.append(
@@ -109,7 +113,7 @@ class ConfirmationPolicy:
         return "expired" if looks >= self.n else "possible"
 
 
-FIRST_LATER = ConfirmationPolicy("first_later", 1, 1)
+FIRST_LATER = ConfirmationPolicy("first_later")
 """The rule before policies were a setting: the first later sighting confirms."""
 
 DEFAULT_POLICY = ConfirmationPolicy("k_of_n", 2, 4)
