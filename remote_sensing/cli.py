@@ -2,7 +2,8 @@
 
 ``rs detect BEFORE AFTER --out changes.geojson`` writes every change (or, with ``--zones``, the
 changes touching a zone, unless ``--all``) as an RFC 7946 FeatureCollection, with quicklook PNGs
-under ``--evidence``. ``rs watch DIR`` processes scenes as they arrive: each subfolder of ``DIR``
+per change under ``--evidence`` and, with ``--quicklook``, before, after and mask PNGs of the
+whole pair beside it. ``rs watch DIR`` processes scenes as they arrive: each subfolder of ``DIR``
 is an area of interest (or ``DIR`` itself when it holds the scenes); every new scene is paired
 with the AOI's first (reference) scene, changes become revisit tracks (``possible``, then
 ``confirmed`` or ``expired`` by the confirmation policy: ``--confirm``, else the settings'
@@ -36,6 +37,7 @@ from remote_sensing.footprint import observer
 from remote_sensing.io import SENSORS, open_scene, read_geojson, read_state
 from remote_sensing.normalise import DEGRADED_CONFIDENCE
 from remote_sensing.output import feature_collection, quicklook_writer, write_geojson, write_json
+from remote_sensing.pair_quicklook import MAX_SIDE, write_quicklooks
 from remote_sensing.pipeline import DetectOptions, PairResult, Region, detect_pair, in_zones
 from remote_sensing.revisits import (
     DEFAULT_POLICY,
@@ -169,6 +171,15 @@ def add_rs_parser(
         required=True,
         metavar="changes.geojson",
         help="output FeatureCollection",
+    )
+    d.add_argument(
+        "--quicklook",
+        action="store_true",
+        help="also write OUT-STEM_before.png, _after.png and _mask.png beside the GeoJSON: the"
+        f" whole pair in true colour, long side at most {MAX_SIDE} px, both dates on one stretch"
+        " after the normalisation the detection used; the mask paints each change written over"
+        " the dimmed after image: new construction red, vegetation loss orange, bare soil"
+        " magenta, water gain blue, water loss cyan, unclassified white",
     )
     _add_detect_options(d)
     d.set_defaults(func=_cmd_detect)
@@ -332,6 +343,9 @@ def _cmd_detect(args: argparse.Namespace) -> int:
     )
     print(summary_line(result, chosen))
     print(radiometry_line(result))
+    if args.quicklook:
+        paths = write_quicklooks(result, chosen, args.out)
+        print("quicklook: " + ", ".join(str(p) for p in paths))
     norm = result.calibration.normalisation
     if norm.degraded:
         print(
