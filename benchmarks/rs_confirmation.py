@@ -51,6 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
 from shapely.geometry import shape
+from shapely.validation import make_valid
 
 from remote_sensing.footprint import observed_share
 from remote_sensing.pipeline import DetectOptions, PairResult, detect_pair
@@ -147,8 +148,9 @@ def score_series(
     for i, t in enumerate(series.changes):
         visible_in = [v for v, vis in enumerate(series.visible, start=1) if vis[i] >= 0.5]
         truths.append((shape(t.geometry), len(visible_in) >= 2, visible_in))
+    outline = {t.id: make_valid(shape(t.geometry)) for t in confirmed}
     for t in confirmed:
-        hits = [counted for g, counted, _ in truths if ACC._matches(shape(t.geometry), g)]
+        hits = [counted for g, counted, _ in truths if ACC._matches(outline[t.id], g)]
         if any(hits):
             score.correct += 1
         if any(hits) or not hits:
@@ -157,7 +159,7 @@ def score_series(
         if not counted:
             continue
         score.truth += 1
-        found = [t for t in confirmed if ACC._matches(shape(t.geometry), g)]
+        found = [t for t in confirmed if ACC._matches(outline[t.id], g)]
         if found:
             score.found += 1
             score.latencies.append(min(confirmed_at[t.id] for t in found) - visible_in[0])

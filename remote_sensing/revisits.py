@@ -27,6 +27,8 @@ from datetime import datetime
 from typing import Any, Literal
 
 from shapely.geometry import shape
+from shapely.geometry.base import BaseGeometry
+from shapely.validation import make_valid
 
 from farsight.errors import ConfigError, ConfigProblem
 from farsight.types import Location
@@ -201,8 +203,15 @@ Observed = Callable[[Track], bool]
 masked)."""
 
 
+def _shape(geom: dict[str, Any]) -> BaseGeometry:
+    # Vectorised outlines can touch themselves (a ring pinched at a pixel corner); GEOS refuses
+    # overlays of such rings, so they are repaired first.
+    s = shape(geom)
+    return s if s.is_valid else make_valid(s)
+
+
 def _same(a: dict[str, Any], b: dict[str, Any], min_iou: float) -> bool:
-    sa, sb = shape(a), shape(b)
+    sa, sb = _shape(a), _shape(b)
     if not sa.intersects(sb):
         return False
     inter = sa.intersection(sb).area

@@ -209,3 +209,24 @@ def test_policy_bounds_name_their_key():
     assert parse_policy(DEFAULT_POLICY.describe()) == DEFAULT_POLICY
     with pytest.raises(ConfigError, match="--confirm"):
         parse_policy("twice")
+
+
+def test_an_invalid_outline_is_matched_not_refused():
+    # A ring pinched on itself (as vectorising can make at a pixel corner): GEOS refuses to
+    # intersect it as it is.
+    x, y, d = 111.0, 30.0, 0.002
+    ring = [(x, y), (x + d, y + d), (x + d, y), (x, y + d), (x, y)]
+    bow = _region()
+    bow = Region(
+        bow.id,
+        bow.kind,
+        {"type": "Polygon", "coordinates": [ring]},
+        bow.area_m2,
+        bow.centroid,
+        bow.bbox,
+        bow.confidence,
+        bow.pixels,
+    )
+    tracks, _ = update((), [bow], "aoi-1", day(0), FIRST_LATER)
+    tracks, ch = update(tracks, [_region()], "aoi-1", day(1), FIRST_LATER)
+    assert [(c.previous, c.track.state) for c in ch] == [("possible", "confirmed")]
