@@ -887,14 +887,14 @@ class ConfirmationSettings(Section):
         "its alert is resolved.",
     )
     k: int = Field(
-        2,
+        1,
         title="Sightings (k)",
         description="Later sightings that confirm a change (k_of_n only).",
         ge=1,
         le=16,
     )
     n: int = Field(
-        4,
+        3,
         title="Looks (n)",
         description="Later looks at its area a change waits for k sightings in (k_of_n only); at "
         "least k.",

@@ -207,6 +207,7 @@ def test_policy_bounds_name_their_key():
     assert parse_policy("first_later") == FIRST_LATER
     assert parse_policy("2of4") == parse_policy("2/4") == ConfirmationPolicy("k_of_n", 2, 4)
     assert parse_policy(DEFAULT_POLICY.describe()) == DEFAULT_POLICY
+    assert ConfirmationPolicy() == DEFAULT_POLICY
     with pytest.raises(ConfigError, match="--confirm"):
         parse_policy("twice")
 

@@ -94,6 +94,7 @@ def test_policy_comes_from_the_flag_else_the_settings(tmp_path, monkeypatch):
     cfg = tmp_path / "farsight.yaml"
     cfg.write_text("remote_sensing: {confirmation: {rule: first_later}}\n")
     assert watch_policy(None, cfg) == FIRST_LATER
+    monkeypatch.setenv("FARSIGHT__REMOTE_SENSING__CONFIRMATION__K", "2")
     monkeypatch.setenv("FARSIGHT__REMOTE_SENSING__CONFIRMATION__N", "1")
     with pytest.raises(ConfigError, match=r"remote_sensing\.confirmation\.n"):
         watch_policy(None, None)
