@@ -871,6 +871,59 @@ class SimulatorSettings(Section):
     )
 
 
+class ConfirmationSettings(Section):
+    """``remote_sensing.confirmation``: when a change tracked over revisits is confirmed.
+
+    The defaults are the built-in policy, ``remote_sensing.revisits.DEFAULT_POLICY`` (chosen there
+    from ``benchmarks/rs_confirmation.py``'s figures).
+    """
+
+    rule: Literal["first_later", "k_of_n"] = Field(
+        "k_of_n",
+        title="Rule",
+        description="first_later: the first sighting in a later scene confirms a change, which "
+        "never expires. k_of_n: k of the next n looks at its area (later scenes that observed it "
+        "free of cloud and shadow) must see it; after n looks without k sightings it expires and "
+        "its alert is resolved.",
+    )
+    k: int = Field(
+        1,
+        title="Sightings (k)",
+        description="Later sightings that confirm a change (k_of_n only).",
+        ge=1,
+        le=16,
+    )
+    n: int = Field(
+        3,
+        title="Looks (n)",
+        description="Later looks at its area a change waits for k sightings in (k_of_n only); at "
+        "least k.",
+        ge=1,
+        le=16,
+    )
+
+    @field_validator("n")
+    @classmethod
+    def _n_at_least_k(cls, v: int, info: ValidationInfo) -> int:
+        k = info.data.get("k")
+        if k is not None and v < k:
+            raise ValueError(
+                f"n ({v}) is fewer looks than the sightings asked for (k {k}): raise n or lower k"
+            )
+        return v
+
+
+class RemoteSensingSettings(Section):
+    """``remote_sensing``: satellite change detection (`farsight rs watch`)."""
+
+    confirmation: ConfirmationSettings = Field(
+        default_factory=ConfirmationSettings,
+        title="Confirmation",
+        description="When a change tracked over revisits is confirmed or expires; `rs watch "
+        "--confirm` overrides it.",
+    )
+
+
 class RegistrySettings(Section):
     """The site registry."""
 
@@ -1032,6 +1085,11 @@ class Settings(Section):
     )
     registry: RegistrySettings = Field(
         default_factory=RegistrySettings, title="Registry", description="Site registry."
+    )
+    remote_sensing: RemoteSensingSettings = Field(
+        default_factory=RemoteSensingSettings,
+        title="Remote sensing",
+        description="Satellite change detection over revisits.",
     )
     logging: LoggingSettings = Field(
         default_factory=LoggingSettings, title="Logging", description="Logging."

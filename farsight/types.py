@@ -242,8 +242,10 @@ class ChangeRegion:
 
 @dataclass(frozen=True, slots=True)
 class ChangeEvent:
-    """A change region's revisit state changed: seen for the first time (``possible``) or seen
-    again in a later scene (``confirmed``). What the rule engine's ``change_region`` rules judge.
+    """A change region's revisit state changed: seen for the first time (``possible``), seen
+    again in later scenes (``confirmed``) or not seen again while its area was in view
+    (``expired``: what its first sighting raised is resolved). What the rule engine's
+    ``change_region`` rules judge.
 
     ``track`` is the region's id over revisits; ``zones`` the zones of interest it touches as
     ``(zone id, zone kind)``; ``department`` the one that watches the area of interest.
@@ -257,8 +259,8 @@ class ChangeEvent:
     department: str = ""
 
     def __post_init__(self) -> None:
-        if self.state not in ("possible", "confirmed"):
-            raise ValueError(f"state {self.state!r} must be 'possible' or 'confirmed'")
+        if self.state not in ("possible", "confirmed", "expired"):
+            raise ValueError(f"state {self.state!r} must be 'possible', 'confirmed' or 'expired'")
         if self.sightings < 1:
             raise ValueError(f"sightings {self.sightings} must be >= 1")
 

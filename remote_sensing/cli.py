@@ -2,13 +2,16 @@
 
 ``rs detect BEFORE AFTER --out changes.geojson`` writes every change (or, with ``--zones``, the
 changes touching a zone, unless ``--all``) as an RFC 7946 FeatureCollection, with quicklook PNGs
-under ``--evidence``. Each date may have its own ``--sensor`` (``landsat8,sentinel2``); the
+per change under ``--evidence`` and, with ``--quicklook``, before, after and mask PNGs of the
+whole pair beside it. Each date may have its own ``--sensor`` (``landsat8,sentinel2``); the
 bands both dates have are paired by wavelength where the instruments are known (from
 ``--sensor`` or the product metadata file beside the scene), and the output says which band
 each role came from. ``rs watch DIR`` processes scenes as they arrive: each subfolder of ``DIR``
 is an area of interest (or ``DIR`` itself when it holds the scenes); every new scene is paired
 with the AOI's first (reference) scene, changes become revisit tracks (``possible``, then
-``confirmed``), and each state change is appended to ``events.jsonl`` as a ChangeRegion event.
+``confirmed`` or ``expired`` by the confirmation policy: ``--confirm``, else the settings'
+``remote_sensing.confirmation``), and each state change is appended to ``events.jsonl`` as a
+ChangeRegion event.
 
 :func:`add_rs_parser` adds the commands to the main CLI.
 """
@@ -34,6 +37,7 @@ from farsight.types import ChangeEvent
 from remote_sensing.bands import PairMatch
 from remote_sensing.detect import DETECTORS
 from remote_sensing.events import change_event
+from remote_sensing.footprint import observer
 from remote_sensing.io import (
     SENSOR_NAMES,
     match_scenes,
@@ -44,8 +48,17 @@ from remote_sensing.io import (
 )
 from remote_sensing.normalise import DEGRADED_CONFIDENCE, MIN_PIF_PIXELS
 from remote_sensing.output import feature_collection, quicklook_writer, write_geojson, write_json
+from remote_sensing.pair_quicklook import MAX_SIDE, write_quicklooks
 from remote_sensing.pipeline import DetectOptions, PairResult, Region, detect_pair, in_zones
-from remote_sensing.revisits import StateChange, from_json, to_json, update
+from remote_sensing.revisits import (
+    DEFAULT_POLICY,
+    ConfirmationPolicy,
+    StateChange,
+    from_json,
+    parse_policy,
+    to_json,
+    update,
+)
 from remote_sensing.windowed import EXECUTORS
 from remote_sensing.zones import Zone, parse_zones
 
@@ -207,6 +220,15 @@ def add_rs_parser(
         metavar="changes.geojson",
         help="output FeatureCollection",
     )
+    d.add_argument(
+        "--quicklook",
+        action="store_true",
+        help="also write OUT-STEM_before.png, _after.png and _mask.png beside the GeoJSON: the"
+        f" whole pair in true colour, long side at most {MAX_SIDE} px, both dates on one stretch"
+        " after the normalisation the detection used; the mask paints each change written over"
+        " the dimmed after image: new construction red, vegetation loss orange, bare soil"
+        " magenta, water gain blue, water loss cyan, unclassified white",
+    )
     _add_detect_options(d)
     d.set_defaults(func=_cmd_detect)
 
@@ -225,6 +247,15 @@ def add_rs_parser(
         help="results, state and events (default DIR/_rs)",
     )
     w.add_argument("--once", action="store_true", help="process what is there and exit")
+    w.add_argument(
+        "--confirm",
+        default=None,
+        metavar="POLICY",
+        help="when a change is confirmed: first_later (its first sighting in a later scene), or"
+        " KofN (e.g. 2of4: K of the next N later scenes that observed its area must see it;"
+        " after N such scenes without K sightings it expires). Default: the settings'"
+        f" remote_sensing.confirmation, built in {DEFAULT_POLICY.describe()}",
+    )
     w.add_argument(
         "--interval",
         type=float,
@@ -381,6 +412,9 @@ def _cmd_detect(args: argparse.Namespace) -> int:
     print(radiometry_line(result))
     for line in match.lines():
         print(line)
+    if args.quicklook:
+        paths = write_quicklooks(result, chosen, args.out)
+        print("quicklook: " + ", ".join(str(p) for p in paths))
     norm = result.calibration.normalisation
     if norm.degraded:
         print(
@@ -504,8 +538,12 @@ def watch_once(
     on_change: Callable[[ChangeEvent], None] | None = None,
     department: str = "",
     show_progress: bool = False,
+    policy: ConfirmationPolicy = DEFAULT_POLICY,
 ) -> list[dict[str, Any]]:
     """Process every scene not yet processed under ``root``; return the events emitted.
+
+    ``policy`` says when a track is confirmed or expires; a later scene counts as a look at a
+    track only where the pair observed its area (data on both dates, no cloud or shadow).
 
     ``on_event`` receives each event's JSON; ``on_change`` its
     :class:`~farsight.types.ChangeEvent` (for the rule engine's ``change_region`` rules);
@@ -551,7 +589,9 @@ def watch_once(
                 seen[f.name] = {"error": str(exc)}
                 continue
             chosen = result.regions if not zones or all_changes else in_zones(result.regions)
-            tracks, changes = update(tracks, chosen, aoi, result.after_time)
+            tracks, changes = update(
+                tracks, chosen, aoi, result.after_time, policy, observed=observer(result, opts)
+            )
             states = {c.region.id: c.track.state for c in changes}
             write_geojson(
                 out_dir / aoi / f"{f.stem}.geojson", feature_collection(result, chosen, states)
@@ -586,9 +626,21 @@ def watch_once(
     return events
 
 
+def watch_policy(confirm: str | None, config: Path | None) -> ConfirmationPolicy:
+    """The confirmation policy of ``rs watch``: ``--confirm`` when given, else the settings'
+    ``remote_sensing.confirmation`` (of ``--config`` and ``FARSIGHT__*`` variables)."""
+    if confirm:
+        return parse_policy(confirm)
+    from farsight.settings import load_settings
+
+    c = load_settings(config).remote_sensing.confirmation
+    return ConfirmationPolicy(c.rule, c.k, c.n)
+
+
 def _cmd_watch(args: argparse.Namespace) -> int:
     tune_process()
     opts = _options(args)
+    policy = watch_policy(args.confirm, getattr(args, "config", None))
     zones = _zones(args.zones)
     out_dir = args.out_dir or args.dir / "_rs"
     evidence, on_change, close = args.evidence, None, None
@@ -608,6 +660,7 @@ def _cmd_watch(args: argparse.Namespace) -> int:
                 on_change=on_change,
                 department=args.department,
                 show_progress=not args.no_progress,
+                policy=policy,
             )
             print(
                 f"rs watch: {len(events)} events; state in {out_dir / 'rs-state.json'}", flush=True

@@ -123,7 +123,8 @@ def write_json(path: str | Path, data: Any) -> Path:
     return p
 
 
-def _to_u8(rgb: np.ndarray, lo: float, hi: float) -> np.ndarray:
+def to_u8(rgb: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """Reflectance stretched from ``lo``..``hi`` to 0..255, with a display gamma of 1.6."""
     x = (np.nan_to_num(rgb) - lo) / max(hi - lo, 1e-6)
     return (np.clip(x, 0, 1) ** (1 / 1.6) * 255).astype(np.uint8)
 
@@ -141,7 +142,7 @@ def quicklook_png(
     contours, _ = cv2.findContours(m, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
     panels = []
     for rgb in (before_rgb, after_rgb):
-        img = cv2.cvtColor(_to_u8(rgb, float(lo), float(hi)), cv2.COLOR_RGB2BGR)
+        img = cv2.cvtColor(to_u8(rgb, float(lo), float(hi)), cv2.COLOR_RGB2BGR)
         img = cv2.resize(img, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
         scaled = [c * scale + scale // 2 for c in contours]
         cv2.drawContours(img, scaled, -1, (0, 255, 255), 1)

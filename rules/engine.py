@@ -454,7 +454,8 @@ class Engine:
 
         Each rule a change event satisfies (change kind, area, zone kinds, area of interest)
         gives one signal; its fingerprint is the rule, the area of interest and the track, so
-        a later ``confirmed`` updates the alert a ``possible`` opened.
+        a later ``confirmed`` updates the alert a ``possible`` opened, and an ``expired`` (the
+        change was not seen again) resolves it.
         """
         rules = [r for r in self.rules if r.kind == "change_region"]
         out: list[AlertSignal] = []
@@ -500,7 +501,7 @@ class Engine:
         return AlertSignal(
             rule_id=rule.id,
             fingerprint=fingerprint(rule.id, region.aoi, "satellite", ev.track),
-            status="firing",
+            status="resolved" if ev.state == "expired" else "firing",
             site=region.aoi,
             device="satellite",
             metric=region.kind,

@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import cv2
@@ -85,6 +85,8 @@ _CLOUD = np.array((0.42, 0.41, 0.40, 0.42, 0.33, 0.24), np.float32)
 _S_HILLS, _S_URBAN, _S_BARE, _S_POND, _S_TEXTURE, _S_PARCEL, _S_RIVER = range(7)
 _S_CLOUD = 20  # + date index
 _S_PHENO = 30  # + date index
+_S_VISIT_CLOUD = 50  # + visit, for the later visits of a series after the first
+_S_VISIT_PHENO = 70  # + visit
 _MARGIN = 256  # world pixels around the scene covered by every lattice
 
 
@@ -371,33 +373,49 @@ def _place_changes(spec: SceneSpec, lat: _Lattices) -> list[_Change]:
 # Rendering
 
 
-def _seasonal(spec: SceneSpec, date: int) -> tuple[np.ndarray, np.ndarray]:
+def _seasonal(spec: SceneSpec, date: int, visit: int = 1) -> tuple[np.ndarray, np.ndarray]:
     if date == 0 or not spec.seasonal:
         return np.ones(6, np.float32), np.zeros(6, np.float32)
-    rng = np.random.default_rng([spec.seed, 77])
+    rng = np.random.default_rng([spec.seed, 77] if visit == 1 else [spec.seed, 77, visit])
     return rng.uniform(0.88, 1.12, 6).astype(np.float32), rng.uniform(-0.012, 0.012, 6).astype(
         np.float32
     )
 
 
-def _cloud_threshold(lat: _Lattices, date: int, cover: float) -> float:
+def _cloud_stream(date: int, visit: int) -> int:
+    # The first after date keeps the streams it always had, so pairs stay as they were.
+    return _S_CLOUD + date if date == 0 or visit == 1 else _S_VISIT_CLOUD + visit
+
+
+def _cloud_threshold(lat: _Lattices, date: int, cover: float, visit: int = 1) -> float:
     # The cover quantile of the cloud field, measured on a coarse grid of the scene.
     if cover <= 0:
         return math.inf
     spec = lat.spec
     xs, ys = _grid(0, 0, 128, 128)
     field_ = lat.fbm(
-        _S_CLOUD + date, 40.0, xs * np.float32(spec.width / 128), ys * np.float32(spec.height / 128)
+        _cloud_stream(date, visit),
+        40.0,
+        xs * np.float32(spec.width / 128),
+        ys * np.float32(spec.height / 128),
     )
     return float(np.quantile(field_, 1.0 - cover)) + 0.1
 
 
 def _render(
-    spec: SceneSpec, lat: _Lattices, changes: list[_Change], date: int, win: Window
+    spec: SceneSpec,
+    lat: _Lattices,
+    changes: list[_Change],
+    date: int,
+    win: Window,
+    visit: int = 1,
+    cover: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Digital numbers (bands[, scl] x rows x cols, uint16) and cloud truth of a window.
 
-    The cloud truth is 1 for cloud, 2 for shadow.
+    The cloud truth is 1 for cloud, 2 for shadow. ``visit`` numbers the after dates of a series
+    (1: the pair's after date), each with its own clouds, phenology, seasonal gain and noise;
+    ``cover`` overrides the spec's cloud cover of the date.
     """
     rows, cols = int(win.height), int(win.width)
     ox, oy = spec.offset_px if date else (0, 0)
@@ -413,7 +431,9 @@ def _render(
     if crop.any():
         # Parcels of about 24 x 16 pixels; each date's crop is at its own stage.
         pheno = lat.sample(
-            _S_PHENO + (date if spec.seasonal else 0),
+            (_S_PHENO + date if visit == 1 else _S_VISIT_PHENO + visit)
+            if spec.seasonal and date
+            else _S_PHENO,
             20.0,
             xs * np.float32(0.8),
             ys * np.float32(1.25),
@@ -440,22 +460,25 @@ def _render(
             m = changed_kind == k
             if m.any():
                 refl[:, m] = np.array(AFTER_SPECTRA[kind], np.float32)[:, None] * texture[m][None]
-    gain, offset = _seasonal(spec, date)
+    gain, offset = _seasonal(spec, date, visit)
     refl = refl * gain[:, None, None] + offset[:, None, None]
     # Clouds and their shadows (cast toward the north-west of each cloud, as the sun is south-east).
     clouds = np.zeros((rows, cols), np.uint8)
-    thr = _cloud_threshold(lat, date, spec.cloud_cover[date])
+    stream = _cloud_stream(date, visit)
+    thr = _cloud_threshold(lat, date, spec.cloud_cover[date] if cover is None else cover, visit)
     if math.isfinite(thr):
-        c = lat.fbm(_S_CLOUD + date, 40.0, xs, ys)
+        c = lat.fbm(stream, 40.0, xs, ys)
         opacity = np.clip((c - thr) / 0.35, 0, 1)
-        s = lat.fbm(_S_CLOUD + date, 40.0, xs + 14, ys + 10)
+        s = lat.fbm(stream, 40.0, xs + 14, ys + 10)
         shade = np.clip((s - thr) / 0.35, 0, 1)
         shadow = (shade > 0.02) & (opacity <= 0.02)
         refl[:, shadow] *= (1.0 - 0.6 * shade[shadow])[None]
         refl = refl * (1 - opacity[None]) + _CLOUD[:, None, None] * opacity[None]
         clouds[opacity > 0.02] = 1
         clouds[shadow] = 2
-    rng = np.random.default_rng([spec.seed, 1000 + date, int(win.row_off), int(win.col_off)])
+    rng = np.random.default_rng(
+        [spec.seed, 1000 + (visit if date else 0), int(win.row_off), int(win.col_off)]
+    )
     refl += rng.normal(0, spec.noise, refl.shape).astype(np.float32)
     dn = np.clip(np.rint((refl[: spec.bands] - OFFSET) / SCALE), 1, 65535).astype(np.uint16)
     # Slanted swath edge: before on the left, after on the right.
@@ -484,6 +507,68 @@ def _date(text: str) -> datetime:
     return datetime.fromisoformat(text).astimezone(UTC)
 
 
+def _write_date(
+    spec: SceneSpec,
+    lat: _Lattices,
+    changes: list[_Change],
+    date: int,
+    path: Path,
+    cloud_path: Path,
+    visit: int = 1,
+    when: datetime | None = None,
+    cover: float | None = None,
+) -> np.ndarray:
+    """Write one date (0 before, 1 after; ``visit`` of a series) and its cloud truth; returns the
+    share of each change under cloud or shadow on it."""
+    crs = CRS.from_user_input(spec.crs)
+    names = BAND_NAMES[: spec.bands] + (("scl",) if spec.scl else ())
+    block = spec.tile * 4
+    ox, oy = spec.offset_px if date else (0, 0)
+    transform = from_origin(
+        spec.origin[0] + ox * spec.pixel_m,
+        spec.origin[1] - oy * spec.pixel_m,
+        spec.pixel_m,
+        spec.pixel_m,
+    )
+    profile = {
+        "driver": "GTiff",
+        "width": spec.width,
+        "height": spec.height,
+        "count": len(names),
+        "dtype": "uint16",
+        "crs": crs,
+        "transform": transform,
+        "nodata": NODATA,
+        "tiled": True,
+        "blockxsize": spec.tile,
+        "blockysize": spec.tile,
+        "compress": "deflate",
+        "predictor": 2,
+        "interleave": "pixel",
+    }
+    cprofile = dict(profile, count=1, dtype="uint8", nodata=None, predictor=1)
+    when = when or _date(spec.before_date if date == 0 else spec.after_date)
+    with (
+        rasterio.open(path, "w", **profile) as dst,
+        rasterio.open(cloud_path, "w", **cprofile) as cdst,
+    ):
+        for i, name in enumerate(names, start=1):
+            dst.set_band_description(i, name)
+        dst.scales = tuple(SCALE if n != "scl" else 1.0 for n in names)
+        dst.offsets = tuple(OFFSET if n != "scl" else 0.0 for n in names)
+        dst.update_tags(
+            ACQUISITION_DATETIME=when.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            SENSOR="simulated Sentinel-2 L2A",
+        )
+        for r0 in range(0, spec.height, block):
+            for c0 in range(0, spec.width, block):
+                win = Window(c0, r0, min(block, spec.width - c0), min(block, spec.height - r0))
+                dn, clouds = _render(spec, lat, changes, date, win, visit, cover)
+                dst.write(dn, window=win)
+                cdst.write(clouds[None], window=win)
+    return _cloudy_fraction(changes, cloud_path, ox, oy)
+
+
 def write_pair(spec: SceneSpec, out_dir: str | Path) -> ScenePair:
     """Write the scene pair of ``spec`` under ``out_dir`` and return its paths and truth.
 
@@ -502,54 +587,9 @@ def write_pair(spec: SceneSpec, out_dir: str | Path) -> ScenePair:
     crs = CRS.from_user_input(spec.crs)
     paths = (out / "before.tif", out / "after.tif")
     cloud_paths = (out / "before_clouds.tif", out / "after_clouds.tif")
-    names = BAND_NAMES[: spec.bands] + (("scl",) if spec.scl else ())
-    block = spec.tile * 4
-    cloud_cover_in_change = [np.zeros(len(changes)), np.zeros(len(changes))]
-    for date in (0, 1):
-        ox, oy = spec.offset_px if date else (0, 0)
-        transform = from_origin(
-            spec.origin[0] + ox * spec.pixel_m,
-            spec.origin[1] - oy * spec.pixel_m,
-            spec.pixel_m,
-            spec.pixel_m,
-        )
-        profile = {
-            "driver": "GTiff",
-            "width": spec.width,
-            "height": spec.height,
-            "count": len(names),
-            "dtype": "uint16",
-            "crs": crs,
-            "transform": transform,
-            "nodata": NODATA,
-            "tiled": True,
-            "blockxsize": spec.tile,
-            "blockysize": spec.tile,
-            "compress": "deflate",
-            "predictor": 2,
-            "interleave": "pixel",
-        }
-        cprofile = dict(profile, count=1, dtype="uint8", nodata=None, predictor=1)
-        when = _date(spec.before_date if date == 0 else spec.after_date)
-        with (
-            rasterio.open(paths[date], "w", **profile) as dst,
-            rasterio.open(cloud_paths[date], "w", **cprofile) as cdst,
-        ):
-            for i, name in enumerate(names, start=1):
-                dst.set_band_description(i, name)
-            dst.scales = tuple(SCALE if n != "scl" else 1.0 for n in names)
-            dst.offsets = tuple(OFFSET if n != "scl" else 0.0 for n in names)
-            dst.update_tags(
-                ACQUISITION_DATETIME=when.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                SENSOR="simulated Sentinel-2 L2A",
-            )
-            for r0 in range(0, spec.height, block):
-                for c0 in range(0, spec.width, block):
-                    win = Window(c0, r0, min(block, spec.width - c0), min(block, spec.height - r0))
-                    dn, clouds = _render(spec, lat, changes, date, win)
-                    dst.write(dn, window=win)
-                    cdst.write(clouds[None], window=win)
-        cloud_cover_in_change[date] = _cloudy_fraction(changes, cloud_paths[date], ox, oy)
+    cloud_cover_in_change = [
+        _write_date(spec, lat, changes, date, paths[date], cloud_paths[date]) for date in (0, 1)
+    ]
     truth = []
     for i, (c, cb, ca) in enumerate(zip(changes, *cloud_cover_in_change)):
         ring = [
@@ -579,6 +619,92 @@ def write_pair(spec: SceneSpec, out_dir: str | Path) -> ScenePair:
     (out / "truth.geojson").write_text(json.dumps(fc), encoding="utf-8")
     return ScenePair(
         paths[0], paths[1], out / "truth.geojson", cloud_paths[0], cloud_paths[1], tuple(truth)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class SceneSeries:
+    """A reference scene and later visits of one area of interest, and the changes' truth.
+
+    ``visible[v][i]`` is the share of change ``i`` free of cloud and shadow on both the reference
+    and visit ``v + 1``; ``changes`` carry their visibility on the reference and the first visit
+    (as a pair's do).
+    """
+
+    before: Path
+    before_clouds: Path
+    later: tuple[Path, ...]
+    later_clouds: tuple[Path, ...]
+    dates: tuple[datetime, ...]
+    truth: Path
+    changes: tuple[TruthChange, ...]
+    visible: tuple[tuple[float, ...], ...]
+
+
+def write_series(
+    spec: SceneSpec,
+    out_dir: str | Path,
+    visits: int,
+    every_days: float = 10.0,
+    cloud_cover: tuple[float, ...] | None = None,
+) -> SceneSeries:
+    """Write a revisit series of one area: the before date of ``spec`` and ``visits`` later
+    dates ``every_days`` apart from ``spec.after_date``, each with fresh clouds, crop phenology,
+    seasonal gain and noise, the changes persisting from the first later date on.
+
+    The first later date is the after date :func:`write_pair` writes for ``spec`` (unless
+    ``cloud_cover`` gives it another). Files: ``before.tif``, ``after_01.tif`` ...
+    (``*_clouds.tif`` beside each) and ``truth.geojson``.
+
+    Parameters
+    ----------
+    spec : SceneSpec
+    out_dir : path
+    visits : int
+        Later dates, 1 to 99.
+    every_days : float
+        Days between later dates.
+    cloud_cover : tuple of float, optional
+        Cloud cover of each later date (default: ``spec.cloud_cover[1]`` for every one).
+
+    Raises
+    ------
+    SimulatorError
+        If ``visits`` or ``cloud_cover`` are out of bounds, or the changes cannot be placed.
+    """
+    if not 1 <= visits <= 99:
+        raise SimulatorError(f"visits {visits} must be within 1..99")
+    covers = cloud_cover or (spec.cloud_cover[1],) * visits
+    if len(covers) != visits or any(not 0 <= c < 0.6 for c in covers):
+        raise SimulatorError(f"cloud_cover {covers} must give {visits} values within 0..0.6")
+    out = Path(out_dir)
+    pair = write_pair(spec, out)
+    lat = _Lattices(spec)
+    changes = _place_changes(spec, lat)
+    first = _date(spec.after_date)
+    later, later_clouds, dates, cloudy = [], [], [], []
+    for v in range(1, visits + 1):
+        path, cpath = out / f"after_{v:02d}.tif", out / f"after_{v:02d}_clouds.tif"
+        when = first + timedelta(days=every_days * (v - 1))
+        cloudy.append(_write_date(spec, lat, changes, 1, path, cpath, v, when, covers[v - 1]))
+        later.append(path)
+        later_clouds.append(cpath)
+        dates.append(when)
+    pair.after.unlink()
+    pair.after_clouds.unlink()
+    before_cloudy = _cloudy_fraction(changes, pair.before_clouds, 0, 0)
+    visible = tuple(
+        tuple(float(1.0 - max(b, c)) for b, c in zip(before_cloudy, cv)) for cv in cloudy
+    )
+    return SceneSeries(
+        pair.before,
+        pair.before_clouds,
+        tuple(later),
+        tuple(later_clouds),
+        tuple(dates),
+        pair.truth,
+        pair.changes,
+        visible,
     )
 
 

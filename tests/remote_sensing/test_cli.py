@@ -20,7 +20,10 @@ from shapely.geometry import shape
 from app.cli import main as farsight_main
 from remote_sensing.cli import watch_once
 from remote_sensing.pipeline import DetectOptions
+from remote_sensing.revisits import FIRST_LATER
 from simulators.scenes import SceneSpec, write_pair
+
+FIRST = ["--confirm", "first_later"]
 
 
 def _ccw(ring):
@@ -197,7 +200,9 @@ def test_watch_confirms_a_change_seen_in_a_later_scene(tmp_path):
     shutil.copy(first.after, aoi / "s2.tif")
     out = tmp_path / "out"
     assert (
-        farsight_main(["rs", "watch", str(tmp_path / "inbox"), "--out-dir", str(out), "--once"])
+        farsight_main(
+            ["rs", "watch", str(tmp_path / "inbox"), "--out-dir", str(out), "--once"] + FIRST
+        )
         == 0
     )
     events = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
@@ -207,7 +212,9 @@ def test_watch_confirms_a_change_seen_in_a_later_scene(tmp_path):
     ] == "yichang-east"
     shutil.copy(later.after, aoi / "s3.tif")
     changes = []
-    watch_once(tmp_path / "inbox", out, DetectOptions(), on_change=changes.append)
+    watch_once(
+        tmp_path / "inbox", out, DetectOptions(), on_change=changes.append, policy=FIRST_LATER
+    )
     assert sorted((c.region.kind, c.state, c.sightings) for c in changes) == [
         ("new_construction", "confirmed", 2),
         ("water_gain", "confirmed", 2),
@@ -223,7 +230,9 @@ def test_watch_confirms_a_change_seen_in_a_later_scene(tmp_path):
     assert confirmed[0]["change"]["after"].startswith("2026-06-20")
     # Nothing new: a third run adds no event.
     assert (
-        farsight_main(["rs", "watch", str(tmp_path / "inbox"), "--out-dir", str(out), "--once"])
+        farsight_main(
+            ["rs", "watch", str(tmp_path / "inbox"), "--out-dir", str(out), "--once"] + FIRST
+        )
         == 0
     )
     assert len((out / "events.jsonl").read_text().splitlines()) == len(events)

@@ -1,6 +1,7 @@
 """ChangeRegion events reach the risk queue: `farsight rs watch --queue` over the demo area raises
 one alert for the change inside the ecological red line, with its quicklook in the platform's
-evidence store; a later revisit confirms the same alert instead of opening a second one."""
+evidence store; a later revisit confirms the same alert instead of opening a second one, and a
+change not seen again expires and resolves its alert."""
 
 from __future__ import annotations
 
@@ -38,6 +39,8 @@ def test_watch_queue_raises_one_alert_per_tracked_change_with_its_quicklook(
         str(zones),
         "--out-dir",
         str(tmp_path / "out"),
+        "--confirm",
+        "first_later",
     ]
     assert main(argv) == 0
     store = AlertStore(data / "farsight.db")
@@ -80,5 +83,48 @@ def test_watch_queue_raises_one_alert_per_tracked_change_with_its_quicklook(
         # Nothing new: a third run with no new scene changes nothing.
         assert main(argv) == 0
         assert len(store.list(limit=50)[0]) == 1
+    finally:
+        store.close()
+
+
+def test_watch_queue_resolves_the_alert_of_a_change_that_expires(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    config = tmp_path / "farsight.yaml"
+    # The policy from the settings file: one look, and a change not seen in it expires.
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "data_dir": str(data),
+                "remote_sensing": {"confirmation": {"rule": "k_of_n", "k": 1, "n": 1}},
+            }
+        ),
+        encoding="utf-8",
+    )
+    data.mkdir()
+    scenes, zones, _ = prepare_demo_aoi(tmp_path / "rs")
+    argv = ["--config", str(config), "rs", "watch", str(scenes), "--once", "--queue"]
+    argv += ["--zones", str(zones), "--out-dir", str(tmp_path / "out")]
+    assert main(argv) == 0
+    store = AlertStore(data / "farsight.db")
+    try:
+        (a,) = store.list(limit=50)[0]
+        assert (a.activity, dict(a.labels)["state"]) == ("firing", "possible")
+        # A later scene in which the change is gone (the before scene, dated later).
+        aoi_dir = scenes / AOI
+        gone = aoi_dir / "later.tif"
+        shutil.copy(aoi_dir / "before.tif", gone)
+        with rasterio.open(gone, "r+") as dst:
+            dst.update_tags(ACQUISITION_DATETIME="2026-07-20T03:10:00Z")
+        assert main(argv) == 0
+        (b,) = store.list(limit=50)[0]
+        assert b.id == a.id and b.activity == "resolved" and b.resolved_at is not None
+        events = [
+            json.loads(line)
+            for line in (tmp_path / "out" / "events.jsonl").read_text(encoding="utf-8").splitlines()
+        ]
+        assert [(e["state"], e["previous"]) for e in events] == [
+            ("possible", None),
+            ("expired", "possible"),
+        ]
     finally:
         store.close()

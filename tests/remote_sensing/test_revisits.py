@@ -1,4 +1,5 @@
-"""Revisits: possible when first seen, confirmed when seen again in a later scene."""
+"""Revisits: possible when first seen, confirmed when seen again in a later scene (the
+``first_later`` policy; the other policies are in test_confirmation.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from farsight.types import Location
 from remote_sensing.pipeline import Region
-from remote_sensing.revisits import from_json, to_json, update
+from remote_sensing.revisits import FIRST_LATER, from_json, to_json, update
 
 T0 = datetime(2026, 5, 1, 3, 10, tzinfo=UTC)
 
@@ -36,11 +37,11 @@ def test_possible_then_confirmed_then_quiet():
     again, ev = update(tracks, [_region(111.0)], "aoi-1", T0)  # the same scene again
     assert ev == () and again == tracks
     shifted = _region(111.0003)  # a slightly different outline next time
-    tracks, ev = update(tracks, [shifted], "aoi-1", T0 + timedelta(days=5))
+    tracks, ev = update(tracks, [shifted], "aoi-1", T0 + timedelta(days=5), FIRST_LATER)
     assert [(e.previous, e.track.state, e.track.sightings) for e in ev] == [
         ("possible", "confirmed", 2)
     ]
-    tracks, ev = update(tracks, [shifted], "aoi-1", T0 + timedelta(days=10))
+    tracks, ev = update(tracks, [shifted], "aoi-1", T0 + timedelta(days=10), FIRST_LATER)
     assert ev == () and tracks[0].sightings == 3
 
 
@@ -84,7 +85,7 @@ def test_state_changes_become_one_alert_series_whose_severity_rises():
         ("ab" * 32,),
     )
     tracks, first = update((), [in_red_line], "aoi-1", T0)
-    tracks, second = update(tracks, [in_red_line], "aoi-1", T0 + timedelta(days=5))
+    tracks, second = update(tracks, [in_red_line], "aoi-1", T0 + timedelta(days=5), FIRST_LATER)
     e1 = change_event(first[0], T0 - timedelta(days=30), T0, "env")
     e2 = change_event(second[0], T0 - timedelta(days=30), T0 + timedelta(days=5), "env")
     assert (e1.state, e2.state, e2.sightings, e2.zones) == (

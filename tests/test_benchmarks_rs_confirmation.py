@@ -1,0 +1,52 @@
+"""Smoke test of benchmarks/rs_confirmation.py: runs at a tiny size and prints its figure last."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+VENV_PYTHON = ROOT / ".venv" / "bin" / "python"
+
+POLICY = re.compile(
+    r"(?P<policy>first_later|\d+of\d+) P (?P<p>[\d.]+) R (?P<r>[\d.]+) latency (?P<lat>\d+|nan)"
+)
+
+
+def test_rs_confirmation_benchmark_prints_its_figure_last() -> None:
+    python = VENV_PYTHON if VENV_PYTHON.exists() else Path(sys.executable)
+    proc = subprocess.run(
+        [
+            str(python),
+            str(ROOT / "benchmarks" / "rs_confirmation.py"),
+            "--aois",
+            "1",
+            "--quiet-aois",
+            "1",
+            "--visits",
+            "3",
+            "--policies",
+            "first_later,1of2,2of3",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    last = proc.stdout.strip().splitlines()[-1]
+    assert last.startswith("rs_confirmation: "), last
+    parts = last.removeprefix("rs_confirmation: ").split("; ")
+    found = [POLICY.fullmatch(p) for p in parts]
+    assert all(found), parts
+    by = {m["policy"]: m for m in found if m}
+    assert list(by) == ["first_later", "1of2", "2of3"]
+    for m in by.values():
+        assert 0 <= float(m["p"]) <= 1 and 0 <= float(m["r"]) <= 1
+    # The simulated changes persist and are seen: the first later sighting confirms most of
+    # them, one scene after they appear; 2 of 3 waits a scene longer.
+    assert float(by["first_later"]["r"]) >= 0.5 and by["first_later"]["lat"] == "1"
+    assert by["2of3"]["lat"] in ("2", "nan")
