@@ -19,7 +19,7 @@ from pathlib import Path
 import cv2
 import pytest
 
-from tests.real_footage import clips
+from tests.real_footage import clips, photos
 from video.cli import add_video_parser
 from video.episodes import episodes_of
 from video.pipeline import analyze_file_frames
@@ -60,6 +60,14 @@ def test_manifest_clips_are_what_opencv_decodes(real_clip):
         assert abs(fps - c.fps) < 0.01 and abs(n / fps - c.duration_s) < 0.01, name
         assert c.may_find <= {"motion", *ALARMS} and len(c.what) > 80
         assert c.archive.licence and len(c.sha256) == 64
+
+
+def test_manifest_photographs_decode_at_their_size(real_photo):
+    assert len(photos()) >= 4
+    for name, p in photos().items():
+        img = cv2.imread(str(real_photo(name)))
+        assert img is not None and img.shape == (p.height, p.width, 3), name
+        assert len(p.what) > 80
 
 
 def _cases() -> list:
