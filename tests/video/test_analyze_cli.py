@@ -6,6 +6,7 @@ import argparse
 import hashlib
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -15,8 +16,9 @@ from farsight.clock import ManualClock
 from simulators.camera import ClipSpec, EventSpec, scene_layout, write_mp4
 from video.camera_config import parse_camera_config
 from video.cli import add_video_parser
+from video.episodes import episodes_of
 from video.evidence import EvidenceStore
-from video.pipeline import CameraPipeline, analyze_file
+from video.pipeline import CameraPipeline, analyze_file, analyze_file_frames
 
 W, H, FPS, SECONDS = 320, 180, 5.0, 12.0
 ON_S = 2.0
@@ -161,6 +163,7 @@ def test_cli_writes_jsonl_file_and_evidence(clips, tmp_path):
             str(out),
             "--evidence",
             str(ev),
+            "--frames",
         ]
     )
     assert rc == 0
@@ -178,7 +181,7 @@ def test_cli_writes_jsonl_file_and_evidence(clips, tmp_path):
 
 
 def test_cli_stdout_when_no_out(clips, capsys):
-    assert run_cli(["video", "analyze", str(clips["vehicle"].path), "--rate", "2"]) == 0
+    assert run_cli(["video", "analyze", str(clips["vehicle"].path), "--rate", "2", "--frames"]) == 0
     captured = capsys.readouterr()
     rows = [json.loads(line) for line in captured.out.splitlines()]
     assert rows and {r["kind"] for r in rows} == {"motion"}
@@ -234,3 +237,83 @@ def test_farsight_video_analyze_as_a_user_runs_it(clips, tmp_path):
     (covered,) = [r for r in rows if r["kind"] == "camera_covered"]
     truth = clips["covered"].events[0]
     assert truth.start_s <= covered["offset_s"] <= truth.end_s
+    # The default output is episodes: the cover's end is in it too.
+    assert truth.end_s <= covered["end_s"] <= truth.end_s + 2.0 and not covered["ongoing"]
+
+
+# --------------------------------------------------------------------------- episodes
+
+FIRE = EventSpec("fire", 20.0, 40.0, (150, 60, 80, 70))
+
+
+@pytest.fixture(scope="module")
+def fire_minute(tmp_path_factory):
+    """A minute of the construction scene with one fire from 20 s to 40 s."""
+    spec = ClipSpec("construction", W, H, FPS, 60.0, seed=1, events=(FIRE,))
+    return write_mp4(spec, tmp_path_factory.mktemp("fire") / "fire.mp4")
+
+
+def test_a_minute_with_one_event_is_one_line(fire_minute, tmp_path, capsys):
+    cam = tmp_path / "cam.yaml"
+    cam.write_text("camera: cam-02\nsite: site-001\nanalysers:\n  fire: {}\n", encoding="utf-8")
+    base = ["video", "analyze", str(fire_minute.path), "--camera", str(cam)]
+    assert run_cli([*base, "--out", str(tmp_path / "frames.jsonl"), "--frames"]) == 0
+    frames = (tmp_path / "frames.jsonl").read_text(encoding="utf-8").splitlines()
+    assert len(frames) > 50, "per frame: a line for every analysed frame of the fire"
+    assert run_cli(base) == 0
+    out = capsys.readouterr()
+    (line,) = out.out.splitlines()
+    ep = json.loads(line)
+    assert "1 episode(s)" in out.err
+    assert (ep["kind"], ep["camera"], ep["site"], ep["zone"]) == (
+        "fire",
+        "cam-02",
+        "site-001",
+        None,
+    )
+    rows = [json.loads(f) for f in frames]
+    # The episode is the per-frame rows summed up: first and last row, the peak among them.
+    assert ep["offset_s"] == rows[0]["offset_s"] and ep["end_s"] == rows[-1]["offset_s"]
+    assert ep["confidence"] == max(r["confidence"] for r in rows)
+    peak = next(r for r in rows if r["confidence"] == ep["confidence"])
+    assert (ep["peak_offset_s"], ep["bbox"]) == (peak["offset_s"], peak["bbox"])
+    assert ep["frames"] == len({r["offset_s"] for r in rows})
+    assert ep["snapshot"] is None and ep["evidence"] == []
+
+
+def test_episode_start_end_and_peak_match_the_simulator_truth(fire_minute, tmp_path):
+    store = EvidenceStore(tmp_path / "ev")
+    cfg = parse_camera_config({"camera": "cam-02", "site": "s", "analysers": {"fire": {}}})
+    (ep,) = episodes_of(analyze_file_frames(fire_minute.path, cfg, evidence=store))
+    (truth,) = fire_minute.events
+    # The fire analyser's latency (<= 3 s) and its tail after the flames go (< 2.5 s), as in
+    # tests/video/test_smoke_fire.py.
+    assert truth.start_s <= ep["offset_s"] <= truth.start_s + 3.0
+    assert truth.end_s - 1 / FPS - 1e-6 <= ep["end_s"] < truth.end_s + 2.5
+    assert ep["offset_s"] <= ep["peak_offset_s"] <= ep["end_s"] and 0.5 <= ep["confidence"] <= 1
+    assert overlaps(ep["bbox"], truth.bbox) and not ep["ongoing"]
+    assert ep["frames"] >= 0.95 * (truth.end_s - ep["offset_s"]) * FPS
+    assert len(ep["peak_evidence"]) == 2 and set(ep["peak_evidence"]) <= set(ep["evidence"])
+    assert all(store.path(sha).is_file() for sha in ep["evidence"])
+
+
+def test_cli_episode_names_the_peak_snapshot_and_a_latched_cover_ends_when_cleared(clips, tmp_path):
+    cam = tmp_path / "cam.yaml"
+    cam.write_text(
+        "camera: cam-01\nsite: site-001\nanalysers:\n  tamper: {on_s: 2, off_s: 1, warmup_s: 2}\n",
+        encoding="utf-8",
+    )
+    out, ev = tmp_path / "episodes.jsonl", tmp_path / "evidence"
+    argv = ["video", "analyze", str(clips["covered"].path), "--camera", str(cam)]
+    assert run_cli([*argv, "--out", str(out), "--evidence", str(ev)]) == 0
+    (ep,) = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert ep["kind"] == "camera_covered" and ep["detail"]["state"] == "active"
+    # Confirmed on_s after the cover starts; ended by the analyser's clear, off_s after the
+    # cover is taken away (one frame of slack each for the grab grid).
+    assert COVER.start_s + ON_S - 1e-6 <= ep["offset_s"] <= COVER.start_s + ON_S + 1 / FPS + 1e-6
+    assert COVER.end_s <= ep["end_s"] <= COVER.end_s + 1.0 + 2 / FPS and not ep["ongoing"]
+    assert ep["peak_offset_s"] == ep["offset_s"] and ep["frames"] == 1
+    snap = Path(ep["snapshot"])
+    assert snap == ev / ep["peak_evidence"][0][:2] / f"{ep['peak_evidence'][0]}.jpg"
+    img = cv2.imread(str(snap))
+    assert img is not None and img.shape == (H, W, 3)

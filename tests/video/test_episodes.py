@@ -9,7 +9,7 @@ import pytest
 
 from farsight.evidence import EvidenceStore
 from video.clips import ClipRecorder
-from video.episodes import EpisodeTracker
+from video.episodes import EpisodeTracker, FrameFindings, episodes_of
 
 
 def obs(
@@ -152,3 +152,68 @@ def test_crossings_are_published_one_by_one_and_never_cleared():
         m["state"] == "active" for m in sent
     )
     assert tr.active == frozenset() and tr.tick(10.0, "t10") == []
+
+
+# --------------------------------------------------------------------------- episodes of a file
+
+
+def row(kind: str, t: float, conf: float = 0.8, zone: str | None = None, **kw) -> dict:
+    r = obs(kind, zone, conf, ts=f"t{t:g}", **kw)
+    return {**r, "offset_s": t, "bbox": [int(10 * t), 0, 5, 5], "evidence": [f"{kind}{t:g}"]}
+
+
+def frames_of(seconds: float, fps: float, at: dict[float, list[dict]], cleared=None):
+    cleared = cleared or {}
+    for i in range(round(seconds * fps)):
+        t = round(i / fps, 6)
+        yield FrameFindings(t, f"t{t:g}", tuple(at.get(t, ())), tuple(cleared.get(t, ())))
+
+
+def test_per_frame_rows_become_one_episode_per_run_split_by_the_clear_gap():
+    # Smoke at 1.0-2.0 s, a 1 s hole (shorter than clear_after_s), 3.0-4.0 s, then a 4 s hole,
+    # then 8.0-8.5 s: two episodes.
+    times = [1.0, 1.5, 2.0, 3.0, 3.5, 4.0, 8.0, 8.5]
+    at = {t: [row("smoke", t, conf=0.6 + 0.01 * t)] for t in times}
+    at[3.5] = [row("smoke", 3.5, conf=0.99), row("smoke", 3.5, conf=0.7)]  # two boxes, one frame
+    eps = list(episodes_of(frames_of(10.0, 2.0, at), clear_after_s=3.0))
+    assert [(e["offset_s"], e["end_s"], e["ongoing"]) for e in eps] == [
+        (1.0, 4.0, False),
+        (8.0, 8.5, True),
+    ]
+    first = eps[0]
+    assert (first["confidence"], first["peak_offset_s"], first["bbox"]) == (
+        0.99,
+        3.5,
+        [35, 0, 5, 5],
+    )
+    assert first["frames"] == 6 and first["ts"] == "t1"
+    assert first["evidence"] == [f"smoke{t:g}" for t in times[:6]]
+    assert first["peak_evidence"] == ["smoke3.5"]
+
+
+def test_latched_finding_lasts_until_cleared_and_point_kinds_are_their_own_episodes():
+    at = {
+        2.0: [row("camera_covered", 2.0, conf=0.9, latched=True)],
+        3.0: [row("vehicle_crossing", 3.0, zone="line"), row("vehicle_crossing", 3.0, zone="line")],
+        9.0: [row("camera_moved", 9.0, latched=True)],
+    }
+    cleared = {7.0: [("camera_covered", None)]}
+    eps = list(episodes_of(frames_of(12.0, 1.0, at, cleared), clear_after_s=1.0))
+    got = [(e["kind"], e["offset_s"], e["end_s"], e["ongoing"]) for e in eps]
+    assert got == [
+        ("vehicle_crossing", 3.0, 3.0, False),
+        ("vehicle_crossing", 3.0, 3.0, False),
+        ("camera_covered", 2.0, 7.0, False),  # reported once, open until its analyser clears it
+        ("camera_moved", 9.0, 11.0, True),  # still moved when the file ends: its last frame
+    ]
+    assert eps[2]["confidence"] == 0.9 and eps[2]["frames"] == 1
+
+
+def test_zones_are_separate_episodes_and_an_empty_file_has_none():
+    at = {0.0: [row("motion", 0.0, zone="gate"), row("motion", 0.0, zone="yard")]}
+    eps = list(episodes_of(frames_of(5.0, 1.0, at), clear_after_s=2.0))
+    assert sorted((e["zone"], e["end_s"], e["ongoing"]) for e in eps) == [
+        ("gate", 0.0, False),
+        ("yard", 0.0, False),
+    ]
+    assert list(episodes_of(frames_of(5.0, 1.0, {}))) == []
