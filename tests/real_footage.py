@@ -72,7 +72,14 @@ def _doc() -> dict[str, Any]:
 @cache
 def _archives() -> dict[str, Archive]:
     return {
-        name: Archive(name, a["url"], a["sha256"], a["licence"], a.get("file", ""))
+        name: Archive(
+            name,
+            a["url"],
+            a["sha256"],
+            a["licence"],
+            a.get("file", ""),
+            tuple(a.get("mirrors", ())),
+        )
         for name, a in _doc()["archives"].items()
     }
 

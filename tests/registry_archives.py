@@ -30,7 +30,7 @@ import urllib.request
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, cast
 
@@ -54,6 +54,9 @@ class Archive:
     sha256: str
     licence: str
     file: str = ""
+    mirrors: tuple[str, ...] = ()
+    """URLs (or client references) tried in order when ``url`` fails: a pinned Debian version
+    leaves the package lists when the suite moves on, but stays in the pool for a while."""
 
     @property
     def file_name(self) -> str:
@@ -160,13 +163,20 @@ def archive_path(archive: Archive, root: Path | None = None) -> Path:
     with locked(path):
         if not path.exists():
             part = path.with_name(path.name + ".part")
-            fetch = _client_fetch if archive.url.startswith(("pip:", "apt:")) else _url_fetch
-            try:
-                fetch(archive, part)
-            except (urllib.error.URLError, OSError, subprocess.SubprocessError) as exc:
-                part.unlink(missing_ok=True)
+            failures = []
+            for source in (archive.url, *archive.mirrors):
+                one = replace(archive, url=source, file=archive.file_name)
+                fetch = _client_fetch if source.startswith(("pip:", "apt:")) else _url_fetch
+                try:
+                    fetch(one, part)
+                    break
+                except (urllib.error.URLError, OSError, subprocess.SubprocessError) as exc:
+                    part.unlink(missing_ok=True)
+                    failures.append(f"{source}: {exc}")
+            else:
                 raise RealDataError(
-                    f"cannot download test archive {archive.name} from {archive.url}: {exc}; "
+                    f"cannot download test archive {archive.name} from "
+                    f"{'; nor from '.join(failures)}; "
                     f"the tests that read it need it (or a copy at {path})"
                 ) from None
             try:

