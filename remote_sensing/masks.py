@@ -131,6 +131,8 @@ class MaskStats:
     shadows: tuple[bool, bool] = (True, True)
     """Whether the before and the after date can hold cloud shadow: a date without cloud cores
     in the calibration sample casts none (:data:`CLOUDY_SAMPLE_FRACTION`)."""
+    shadow_px: int = 0
+    """Without swir2: :data:`SHADOW_REACH_M` in pixels of the grid (0: no shadow pairing)."""
     margin_px: int = 0
     """Without swir2: :data:`CLOUD_MARGIN_M` in pixels of the grid (0: the core reach only)."""
     haze_min_px: int = 0
@@ -141,6 +143,18 @@ class MaskStats:
 CLOUDY_SAMPLE_FRACTION = 1e-4
 """Share of the calibration sample's valid pixels in cloud cores from which a date counts as
 cloudy, so that its shadow test runs (a few bright roofs that pass the core test are fewer)."""
+
+SHADOW_REACH_M = 10_000.0
+"""How far a cloud's shadow may fall from it: cloud tops up to 6 km under a sun 30 degrees or
+more above the horizon (Fmask searches cloud heights of 0.2-12 km along the sun's direction)."""
+
+SHADOW_FAINT = 0.9
+"""Darkening (every band below this share of the other date) a thin cloud's shadow shows: a
+shadow is as thin as its cloud, far fainter than :func:`temporal_cloud_shadow`'s ``ratio``."""
+
+SHADOW_PAIRED = 0.25
+"""Share of a brightening patch that, moved by the cloud-to-shadow offset, must land on
+darkening for the patch to count as a cloud with its shadow."""
 
 CLOUD_MARGIN_M = 1500.0
 """Without swir2, how far from a cloud core haze-shaped brightening is taken as the cloud's
@@ -195,8 +209,14 @@ def mask_stats(
     as cloud)."""
     min_px = math.ceil(HAZE_MIN_HA * 10_000 / pixel_m2) if pixel_m2 > 0 else 0
     margin = math.ceil(CLOUD_MARGIN_M / math.sqrt(pixel_m2)) if pixel_m2 > 0 else 0
+    reach = math.ceil(SHADOW_REACH_M / math.sqrt(pixel_m2)) if pixel_m2 > 0 else 0
     return MaskStats(
-        date_stats(before), date_stats(after), absolute, margin_px=margin, haze_min_px=min_px
+        date_stats(before),
+        date_stats(after),
+        absolute,
+        shadow_px=reach,
+        margin_px=margin,
+        haze_min_px=min_px,
     )
 
 
@@ -262,6 +282,7 @@ def temporal_cloud_shadow(
     ia: DateIndices | None = None,
     haze_min_px: int | None = None,
     margin_px: int | None = None,
+    shadow_px: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Cloud and shadow on either date: bright cores plus what the change between dates shows.
 
@@ -293,6 +314,9 @@ def temporal_cloud_shadow(
     margin_px : int, optional
         Without swir2: how far from a core haze-shaped brightening is cloud
         (:data:`CLOUD_MARGIN_M`, in the pixels of these arrays); by default ``stats.margin_px``.
+    shadow_px : int, optional
+        Without swir2: how far a cloud's shadow may fall from it (:data:`SHADOW_REACH_M`, in
+        the pixels of these arrays; 0: no pairing); by default ``stats.shadow_px``.
     ib, ia : DateIndices, optional
         The dates' indices when already computed.
 
@@ -330,6 +354,10 @@ def temporal_cloud_shadow(
     # A date without cloud casts no shadow: there, "every band darker than on the other date"
     # is the other date brightening, which new concrete does as much as a cloud (on a pair
     # without nir) and thin haze over dark land does too; the cloud tests below judge those.
+    # Faint darkening, for pairing thin clouds with their (as thin) shadows.
+    faint_a = np.ones(before["blue"].shape, bool)
+    for r in roles:
+        faint_a &= after[r] < np.float32(SHADOW_FAINT) * before[r]
     dark_b &= stats.shadows[0]
     dark_a &= stats.shadows[1]
     shadow = dark_a | dark_b
@@ -377,6 +405,11 @@ def temporal_cloud_shadow(
         # bare soil have too: away from a core only a large patch of it is haze, and near one
         # (a cloud's margins reach further than the swir2 test's reach) it is cloud.
         cloud |= large_patches(haze_a | haze_b, haze_min_px)
+        # A thin cloud away from any core still casts its shadow: brightening whose footprint,
+        # moved by the window's cloud-to-shadow offset, lands on darkening of the same date.
+        reach = stats.shadow_px if shadow_px is None else shadow_px
+        if reach > 0:
+            cloud |= cast_shadow(haze_a & ~cloud, faint_a, reach)
         margin = max(reach_px, stats.margin_px if margin_px is None else margin_px)
         if core_a.any():
             cloud |= haze_a & dilate(core_a, margin, square=True)
@@ -392,6 +425,54 @@ def temporal_cloud_shadow(
 CEILING_MARGIN = 1.1
 """How far above the other date's brightest land (99.5th percentile) a pixel is cloud by its
 brightness alone."""
+
+
+def shadow_offset(bright: np.ndarray, dark: np.ndarray, reach: int) -> tuple[int, int] | None:
+    """The offset (rows, columns) from clouds to their shadows in a window: where ``bright``
+    moved onto ``dark`` overlaps most (a cross-correlation by FFT), within ``reach`` pixels and
+    at least 2 away; ``None`` when not even :data:`SHADOW_PAIRED` of ``bright`` lands on dark.
+
+    The sun is one for the whole window and clouds of a window float at similar heights, so one
+    offset pairs them with their shadows (Fmask matches each cloud along the sun's direction;
+    without the sun's angles the scene shows the offset itself).
+    """
+    n = int(bright.sum())
+    if n < 16 or int(dark.sum()) < 16:
+        return None
+    h, w = bright.shape
+    shape = (2 * h, 2 * w)
+    fb = np.fft.rfft2(bright.astype(np.float32), shape)
+    fd = np.fft.rfft2(dark.astype(np.float32), shape)
+    corr = np.fft.irfft2(np.conj(fb) * fd, shape)
+    dy = np.fft.fftfreq(shape[0], 1 / shape[0]).astype(int)[:, None]
+    dx = np.fft.fftfreq(shape[1], 1 / shape[1]).astype(int)[None, :]
+    dist2 = dy * dy + dx * dx
+    corr[(dist2 > reach * reach) | (dist2 < 4)] = 0
+    i, j = np.unravel_index(int(np.argmax(corr)), corr.shape)
+    if corr[i, j] < SHADOW_PAIRED * n:
+        return None
+    return int(dy[i, 0]), int(dx[0, j])
+
+
+def cast_shadow(bright: np.ndarray, dark: np.ndarray, reach: int) -> np.ndarray:
+    """The patches of ``bright`` that cast a shadow on ``dark``: at least :data:`SHADOW_PAIRED`
+    of each, moved by the window's :func:`shadow_offset`, lands on (slightly grown) darkening."""
+    out = np.zeros(bright.shape, bool)
+    off = shadow_offset(bright, dark, reach)
+    if off is None:
+        return out
+    dy, dx = off
+    h, w = bright.shape
+    moved = np.zeros_like(dark)
+    # moved[p] = dark[p + offset]: what lies where each pixel's shadow would fall.
+    ys, yd = (slice(0, h - dy), slice(dy, h)) if dy >= 0 else (slice(-dy, h), slice(0, h + dy))
+    xs, xd = (slice(0, w - dx), slice(dx, w)) if dx >= 0 else (slice(-dx, w), slice(0, w + dx))
+    moved[ys, xs] = dilate(dark, 2, square=True)[yd, xd]
+    n, labels, st, _ = cv2.connectedComponentsWithStats(bright.view(np.uint8), connectivity=8)
+    hits = np.bincount(labels[moved & bright], minlength=n)
+    keep = hits >= SHADOW_PAIRED * st[:, cv2.CC_STAT_AREA]
+    keep[0] = False
+    return keep[labels]
 
 
 def large_patches(mask: np.ndarray, min_px: int) -> np.ndarray:

@@ -372,6 +372,7 @@ def _usable(
             reach_px=max(1, 12 // k),
             haze_min_px=math.ceil(stats.haze_min_px / (k * k)),
             margin_px=math.ceil(stats.margin_px / k),
+            shadow_px=math.ceil(stats.shadow_px / k),
         )
         coarse = (cloud | shadow).view(np.uint8)
         bad |= np.repeat(np.repeat(coarse, k, axis=0), k, axis=1)[:h, :w].view(bool)

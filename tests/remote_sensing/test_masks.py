@@ -21,7 +21,9 @@ from remote_sensing.io import AlignedReader, open_scene, reading_env
 from remote_sensing.masks import (
     REFERENCE,
     MaskStats,
+    cast_shadow,
     mask_stats,
+    shadow_offset,
     spectral_cloud_mask,
     temporal_cloud_shadow,
 )
@@ -356,3 +358,21 @@ def test_a_cloud_brighter_than_the_clear_dates_brightest_land_is_a_core_whatever
         after2[r][60:68, 60:68] = np.float32(v)
     cloud2, shadow2 = temporal_cloud_shadow(before2, after2, stats=st, haze_min_px=400)
     assert not (cloud2 | shadow2)[61:67, 61:67].any()
+
+
+def test_a_thin_cloud_is_told_from_new_concrete_by_the_shadow_it_casts():
+    """Two equal brightening patches on a pair without nir: the one whose footprint, moved by
+    the window's cloud-to-shadow offset, lands on faint darkening is a cloud; the other, with
+    nothing dark at that offset, is new concrete and stays a change."""
+    bright = np.zeros((200, 200), bool)
+    dark = np.zeros((200, 200), bool)
+    bright[40:60, 40:70] = True  # a thin cloud
+    dark[52:72, 32:62] = True  # its shadow, 12 rows down and 8 columns left
+    bright[130:150, 120:150] = True  # new concrete: nothing at the same offset
+    assert shadow_offset(bright, dark, reach=60) == (12, -8)
+    cloud = cast_shadow(bright, dark, reach=60)
+    assert cloud[40:60, 40:70].all()
+    assert not cloud[130:150, 120:150].any()
+    # With no darkening at all nothing pairs.
+    assert shadow_offset(bright, np.zeros_like(dark), reach=60) is None
+    assert not cast_shadow(bright, np.zeros_like(dark), reach=60).any()
