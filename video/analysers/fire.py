@@ -32,6 +32,10 @@ from video.analysers.zone_gate import ZoneGate
 
 FIRE = "fire"
 
+MIN_SPECTRUM_FRAMES = 6
+"""Fewest frames in the window for telling a periodic flicker from an irregular one: one
+sinusoid and a constant fit any 4 points, and 5 leave a single degree of freedom."""
+
 SHIFT_RESPONSE_MIN = 0.3
 """Phase-correlation peak below which a global shift estimate is not trusted (measured: 0.3 to
 0.99 while the bikes clip pans, 0.07 to 0.37 on night scenes where only the flames change)."""
@@ -63,7 +67,7 @@ class FireParams(Downscaled, Debounced):
     window_s: float = Field(
         2.0,
         title="Flicker window",
-        description="Seconds of frames the flicker is measured over (needs 3 frames in it).",
+        description="Seconds of frames the flicker is measured over (needs 6 frames in it).",
         ge=0.2,
         le=60,
     )
@@ -99,12 +103,12 @@ class FireParams(Downscaled, Debounced):
         le=1,
     )
     max_periodic: float = Field(
-        0.9,
+        0.97,
         title="Periodic flicker",
         description=(
             "Largest share of a region's mean-luma variance over the window that one sinusoid "
             "may explain: a lamp's mains flicker aliased by the frame rate is a regular "
-            "oscillation, a flame's flicker is irregular (needs 6 frames in the window)."
+            "oscillation, a flame's flicker is irregular (fire needs 6 frames in the window)."
         ),
         gt=0,
         le=1,
@@ -243,7 +247,7 @@ def shifted(img: np.ndarray, dx: float, dy: float) -> np.ndarray:
 
 def sinusoid_share(series: np.ndarray, ts: np.ndarray) -> float:
     """Largest share of the variance of ``series`` (sampled at times ``ts``) that a single
-    sinusoid explains, over frequencies from one cycle per window to the Nyquist rate.
+    sinusoid explains, over frequencies from two cycles per window to the Nyquist rate.
 
     Least squares of ``a + b cos(2 pi f t) + c sin(2 pi f t)`` at each frequency (a
     Lomb-Scargle periodogram normalised as R^2). A lamp flickering at the mains frequency is
@@ -260,7 +264,9 @@ def sinusoid_share(series: np.ndarray, ts: np.ndarray) -> float:
     span = float(t[-1]) if t[-1] > 0 else 1.0
     nyquist = 0.5 * (n - 1) / span
     best = 0.0
-    for f in np.linspace(1.0 / span, nyquist, 4 * n):
+    # From two cycles per window up: a repeating pattern, not the slow swell of a fire that
+    # grows (one cycle fits any trend).
+    for f in np.linspace(min(2.0 / span, nyquist), nyquist, 4 * n):
         phase = 2 * np.pi * f * t
         design = np.column_stack([np.ones(n), np.cos(phase), np.sin(phase)])
         coef, *_ = np.linalg.lstsq(design, y, rcond=None)
@@ -274,9 +280,12 @@ def irregular_regions(
 ) -> np.ndarray:
     """``mask`` without the connected regions whose mean luma over the window's frames
     (``lumas``, ``(n, h, w)``; ``ts`` their times) one sinusoid explains to more than
-    ``max_periodic`` (:func:`sinusoid_share`): periodic lamps, not flames. Windows of fewer
-    than 6 frames are too short to tell and are kept."""
-    if len(lumas) < 6 or not mask.any():
+    ``max_periodic`` (:func:`sinusoid_share`): periodic lamps, not flames. A window of fewer
+    than ``MIN_SPECTRUM_FRAMES`` frames is too short to tell: nothing is kept yet (after a
+    start or a change of view a flame waits that long, a lamp is never let through)."""
+    if len(lumas) < MIN_SPECTRUM_FRAMES:
+        return np.zeros(mask.shape, bool)
+    if not mask.any():
         return mask
     n, labels = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
     out = mask.copy()

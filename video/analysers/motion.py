@@ -103,32 +103,33 @@ def changed_pixels(
     return np.asarray(diff), np.asarray(cv2.bitwise_and(thresh, keep))
 
 
-def sign_flips(
-    diff_signed: np.ndarray, threshold: float, last_sign: np.ndarray
+def state_toggles(
+    diff_signed: np.ndarray, threshold: float, last_state: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Where a pixel's significant difference from the background changed sign.
+    """Where a pixel's change state (brighter, unchanged or darker than the background by
+    ``threshold``) differs from the previous frame's.
 
     Parameters
     ----------
     diff_signed : numpy.ndarray
         ``float32`` frame minus background.
     threshold : float
-        Difference counted as significant (the change threshold).
-    last_sign : numpy.ndarray
-        ``int8`` sign (-1, 0, +1) of each pixel's last significant difference.
+        Difference counted as change (the change threshold).
+    last_state : numpy.ndarray
+        ``int8`` state (+1 brighter, 0 unchanged, -1 darker) of each pixel in the previous
+        frame.
 
     Returns
     -------
-    flipped : numpy.ndarray
-        ``bool``: significant now, with the opposite sign of the last significant one.
-    last_sign : numpy.ndarray
-        The updated ``int8`` signs (unchanged where the difference is not significant).
+    toggled : numpy.ndarray
+        ``bool``: the state changed.
+    state : numpy.ndarray
+        This frame's ``int8`` states.
     """
-    sign = np.zeros(diff_signed.shape, np.int8)
-    sign[diff_signed >= threshold] = 1
-    sign[diff_signed <= -threshold] = -1
-    flipped = (sign * last_sign) < 0
-    return flipped, np.where(sign != 0, sign, last_sign).astype(np.int8)
+    state = np.zeros(diff_signed.shape, np.int8)
+    state[diff_signed >= threshold] = 1
+    state[diff_signed <= -threshold] = -1
+    return state != last_state, state
 
 
 def persistent_boxes(
@@ -321,12 +322,14 @@ class MotionDetector:
         """Update the per-pixel sign-flip rate; return the ``bool`` mask of flickering pixels."""
         assert self._background is not None
         p = self.params
-        flipped, self._last_sign = sign_flips(
+        toggled, self._last_sign = state_toggles(
             gray.astype(np.float32) - self._background, p.threshold, self._last_sign
         )
         k = np.float32(ema_weight(dt, p.flicker_tau_s)) if dt > 0 else np.float32(0.0)
-        self._flips += k * (flipped.astype(np.float32) - self._flips)
-        return np.asarray(self._flips >= p.flicker_rate)
+        self._flips += k * (toggled.astype(np.float32) - self._flips)
+        # One pixel more around them: the blur spreads a lamp's light into a rim that changes
+        # in only one of its states.
+        return cv2.dilate((self._flips >= p.flicker_rate).astype(np.uint8), self._kernel) > 0
 
     def _finding(
         self, box: AnalysisBox, zone: str | None, fill: float, mean_diff: float, frames: int

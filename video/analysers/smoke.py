@@ -139,7 +139,7 @@ class SmokeParams(Downscaled, ChangeGuarded, AdaptiveBackground, Debounced):
         le=60,
     )
     activity_min: float = Field(
-        0.45,
+        0.6,
         title="Activity minimum",
         description=(
             "Smallest median activity (grey levels per frame) of a smoke region: a plume keeps "
