@@ -15,6 +15,18 @@ A fire pixel is flame-coloured in at least ``colour_min`` of the window's frames
 the mask is opened (3x3), connected regions under ``min_blob`` are dropped, and it is reported
 per zone through the same debounced gate as smoke: one ``kind="fire"`` finding per active zone
 on every update while active.
+
+Three guards keep flicker that is not flames out:
+
+* a camera that pans or shakes makes every edge step from frame to frame: the window's frames
+  are shifted onto the newest by the global translation (phase correlation), when that
+  translation explains the change; while the whole view still moves (median step over
+  ``view_motion``: a hand-held pan with parallax, a cut), the window restarts;
+* a lamp on mains power flickers at 100 or 120 Hz, which the frame rate aliases to one regular
+  oscillation: a region whose mean luma over the window one sinusoid explains to more than
+  ``max_periodic`` is dropped (:func:`sinusoid_share`); flame flicker is irregular and
+  broadband (Toreyin et al. 2006);
+* a region is only reported once the window holds ``MIN_SPECTRUM_FRAMES`` frames.
 """
 
 from __future__ import annotations
@@ -377,6 +389,10 @@ class FireDetector:
             return
         p = self.params
         residual = cv2.absdiff(prev, luma)
+        if float(cv2.mean(residual)[0]) <= 0.5 * p.view_motion:
+            # A still view: nothing to line up, and the median of non-negative steps is at most
+            # twice their mean, so it cannot exceed view_motion either (skips both costs).
+            return
         dx, dy, response = global_shift(prev, luma)
         limit = p.max_shift * luma.shape[0]
         # Below SHIFT_RESPONSE_MIN there is no single translation: a dark scene where only the

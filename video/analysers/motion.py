@@ -126,9 +126,7 @@ def state_toggles(
     state : numpy.ndarray
         This frame's ``int8`` states.
     """
-    state = np.zeros(diff_signed.shape, np.int8)
-    state[diff_signed >= threshold] = 1
-    state[diff_signed <= -threshold] = -1
+    state = (diff_signed >= threshold).view(np.int8) - (diff_signed <= -threshold).view(np.int8)
     return state != last_state, state
 
 
@@ -325,8 +323,10 @@ class MotionDetector:
         toggled, self._last_sign = state_toggles(
             gray.astype(np.float32) - self._background, p.threshold, self._last_sign
         )
-        k = np.float32(ema_weight(dt, p.flicker_tau_s)) if dt > 0 else np.float32(0.0)
-        self._flips += k * (toggled.astype(np.float32) - self._flips)
+        if dt > 0:
+            cv2.accumulateWeighted(
+                toggled.astype(np.float32), self._flips, ema_weight(dt, p.flicker_tau_s)
+            )
         # One pixel more around them: the blur spreads a lamp's light into a rim that changes
         # in only one of its states.
         return cv2.dilate((self._flips >= p.flicker_rate).astype(np.uint8), self._kernel) > 0
