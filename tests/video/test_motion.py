@@ -105,7 +105,8 @@ def test_global_brightness_jump_is_not_motion():
 
 
 def test_full_resolution_boxes_inside_frame():
-    det = MotionDetector(1280, 720, params=MotionParams(resize_height=180))
+    # One frame of change: persistence 1 reports it at once (the geometry is what is tested).
+    det = MotionDetector(1280, 720, params=MotionParams(resize_height=180, min_frames=1))
     bg = cv2.resize(scene(5), (1280, 720))
     rng = np.random.default_rng(5)
     det.update(noisy(bg, rng), 0.0)

@@ -1,4 +1,5 @@
-"""Smoke detection: grey, slow, persistent, edge-softening change against a learned background.
+"""Smoke detection: grey, slow, persistent, edge-softening, moving change against a learned
+background.
 
 A pixel is a smoke candidate when, against a selectively updated background (EMA):
 
@@ -16,6 +17,14 @@ Surviving regions (after a morphological opening, and at least ``min_blob`` larg
 blurs what is behind it (Toreyin et al. 2005, wavelet high-band energy drop), an opaque object
 such as a stopped car adds new strong edges. Regions with more than ``max_new_edge_frac`` new
 strong-edge pixels are rejected.
+
+Two more tests tell a plume from other grey, persistent change. It keeps changing inside: the
+region's median activity (moving average of the frame-to-frame change of the blurred luma,
+steps of ``diff_min`` or more not counted, :func:`luma_activity`) must reach ``activity_min``
+and ``activity_ratio`` times the frame's median, the noise floor; ground uncovered by a person
+who stood through the warm-up and walked off (OpenCV's vtest clip) is static, as is a parked
+grey object. And it is bounded: a flat region spanning ``band_width`` of the frame is sky
+texture or haze drifting across the view (:func:`is_band`), not a plume from somewhere.
 
 Two guards keep other changes out. The background at the end of the warm-up is the per-pixel
 median of the warm-up frames, so a vehicle in the very first frame does not leave a "ghost"
@@ -39,7 +48,7 @@ import numpy as np
 from pydantic import Field
 
 from video.analysers.base import Finding, MedianStart, Zone, prepare
-from video.analysers.foreground import blend_background
+from video.analysers.foreground import blend_background, ema_weight
 from video.analysers.params import (
     AdaptiveBackground,
     ChangeGuarded,
@@ -128,6 +137,50 @@ class SmokeParams(Downscaled, ChangeGuarded, AdaptiveBackground, Debounced):
         80.0,
         title="Strong edge",
         description="Gradient magnitude (Sobel of a lightly blurred luma) counted as strong edge.",
+        ge=1,
+        le=1000,
+    )
+    activity_tau_s: float = Field(
+        2.0,
+        title="Activity time constant",
+        description="Seconds over which the frame-to-frame luma change of each pixel is averaged.",
+        ge=0.1,
+        le=60,
+    )
+    activity_min: float = Field(
+        0.6,
+        title="Activity minimum",
+        description=(
+            "Smallest median activity (grey levels per frame) of a smoke region: a plume keeps "
+            "changing inside, ground uncovered by a departing object is static."
+        ),
+        ge=0,
+        le=255,
+    )
+    activity_ratio: float = Field(
+        2.0,
+        title="Activity over noise",
+        description=(
+            "Smallest ratio of a smoke region's median activity to the frame's median (the "
+            "noise and compression floor)."
+        ),
+        ge=0,
+        le=100,
+    )
+    band_width: float = Field(
+        0.8,
+        title="Band width",
+        description=(
+            "Share of the frame's width from which a flat region (see band_aspect) is a band "
+            "of sky texture or haze across the view, not a plume."
+        ),
+        gt=0,
+        le=1,
+    )
+    band_aspect: float = Field(
+        3.0,
+        title="Band aspect",
+        description="Width over height from which a region as wide as band_width is a band.",
         ge=1,
         le=1000,
     )
@@ -225,15 +278,60 @@ def lens_softened(bg_edges: np.ndarray, edges_now: np.ndarray, edge_threshold: f
     return n_strong > 0 and softened > 0.6 * n_strong
 
 
+def luma_activity(
+    activity: np.ndarray, luma: np.ndarray, prev: np.ndarray, dt: float, p: SmokeParams
+) -> np.ndarray:
+    """Per-pixel moving average (time constant ``activity_tau_s``) of the frame-to-frame luma
+    change, each step clipped at ``diff_min``.
+
+    Smoke is a dynamic texture: its density changes inside the envelope all the time (Toreyin
+    et al. 2005 use the same temporal cue). The clip keeps one large step (a person walking
+    off and uncovering the ground) from counting as seconds of activity, so a region left
+    behind by a departing object goes quiet at once, while a drifting plume keeps it up.
+
+    Parameters
+    ----------
+    activity, luma, prev : numpy.ndarray
+        ``float32`` of the same 2-D shape: the running average, this frame's and the previous
+        frame's luma.
+    dt : float
+        Seconds since the previous frame.
+    p : SmokeParams
+
+    Returns
+    -------
+    numpy.ndarray
+        The updated ``float32`` average, in grey levels per frame.
+    """
+    step = cv2.absdiff(luma, prev)
+    # THRESH_TOZERO_INV zeroes what exceeds diff_min: a large step is an object, not a veil.
+    _, step = cv2.threshold(step, p.diff_min, 0.0, cv2.THRESH_TOZERO_INV)
+    out = activity.copy()
+    cv2.accumulateWeighted(step, out, ema_weight(dt, p.activity_tau_s))
+    return out
+
+
+def is_band(box: tuple[int, int, int, int], shape: tuple[int, ...], p: SmokeParams) -> bool:
+    """Whether a region's box ``(x, y, w, h)`` spans ``band_width`` of the frame's width and is
+    at least ``band_aspect`` times wider than high: sky texture or a haze layer drifting across
+    the whole view, not a plume, which rises from somewhere and widens with height."""
+    _, _, w, h = box
+    return w >= p.band_width * shape[1] and w >= p.band_aspect * h
+
+
 def veil_regions(
     persistent: np.ndarray,
     bg_edges: np.ndarray,
     edges_now: np.ndarray,
+    activity: np.ndarray,
     p: SmokeParams,
     kernel: np.ndarray,
 ) -> tuple[np.ndarray, float]:
-    """Persistent regions that look like a veil: large enough (``min_blob``) and without many
-    new strong edges (``max_new_edge_frac``, an opaque object has its own).
+    """Persistent regions that look like a plume: large enough (``min_blob``), without many
+    new strong edges (``max_new_edge_frac``, an opaque object has its own), still moving inside
+    (median activity at least ``activity_min`` and ``activity_ratio`` times the frame's median,
+    the noise floor: a region uncovered by a departing object is static), and not a band across
+    the frame (:func:`is_band`).
 
     Returns
     -------
@@ -247,14 +345,22 @@ def veil_regions(
     new_edges = (edges_now >= p.edge_threshold) & ~strong_bg
     mask = np.zeros(persistent.shape, bool)
     n, labels, stats, _ = cv2.connectedComponentsWithStats(persistent, connectivity=8)
+    floor = None
     losses = []
     for j in range(1, n):
         area = int(stats[j, cv2.CC_STAT_AREA])
         if area < p.min_blob * persistent.size:
             continue
+        x, y, w, h = (int(v) for v in stats[j, :4])
+        if is_band((x, y, w, h), persistent.shape, p):
+            continue
         region = labels == j
         if np.count_nonzero(new_edges & region) > p.max_new_edge_frac * area:
             continue  # an opaque object with its own edges, not a veil
+        if floor is None:  # the noise floor, on every 4th pixel each way: a median is costly
+            floor = float(np.median(activity[::4, ::4]))
+        if float(np.median(activity[region])) < max(p.activity_min, p.activity_ratio * floor):
+            continue  # static: uncovered background or a parked grey object, not a plume
         mask |= region
         e_bg = float(bg_edges[region].mean())
         losses.append(1.0 - float(edges_now[region].mean()) / (e_bg + 1e-6) if e_bg > 1.0 else 0.0)
@@ -295,6 +401,8 @@ class SmokeDetector:
         self._start: float | None = None
         self._last_ts: float | None = None
         self._boot: MedianStart | None = None
+        self._prev_luma: np.ndarray | None = None
+        self._activity: np.ndarray | None = None
         self._kernel = np.ones((3, 3), np.uint8)
         self.last_mask: np.ndarray | None = None
         """Smoke mask of the most recent frame at analysis resolution, for diagnostics."""
@@ -330,6 +438,7 @@ class SmokeDetector:
         dt = max(0.0, ts - (self._last_ts if self._last_ts is not None else ts))
         self._last_ts = ts
         d_luma, changed = colour_changes(ycc, bg, p.diff_min)
+        activity = self._track_activity(cv2.GaussianBlur(ycc[..., 0], (0, 0), 2.0), dt)
         if np.count_nonzero(changed) > p.global_change * changed.size:
             return self._restart_quietly(ycc, ts, scale)  # the view changed, not the air in it
         candidate = grey_veil(ycc, bg, d_luma, p.diff_min, p.chroma_max, p.chroma_growth_max)
@@ -345,7 +454,9 @@ class SmokeDetector:
             edges_now = edge_magnitude(ycc[..., 0])
             if lens_softened(bg_edges, edges_now, p.edge_threshold):
                 return self._restart_quietly(ycc, ts, scale)
-            mask, edge_loss = veil_regions(persistent, bg_edges, edges_now, p, self._kernel)
+            mask, edge_loss = veil_regions(
+                persistent, bg_edges, edges_now, activity, p, self._kernel
+            )
         self.last_mask = mask
         score = smoke_score(count, p.persist_s)
         detail = {"edge_loss": round(edge_loss, 3)}
@@ -366,6 +477,17 @@ class SmokeDetector:
         self._bg_edges = edge_magnitude(bg[..., 0])
         return self._bg_edges
 
+    def _track_activity(self, luma: np.ndarray, dt: float) -> np.ndarray:
+        """Update and return the per-pixel activity (:func:`luma_activity`)."""
+        prev, activity = self._prev_luma, self._activity
+        self._prev_luma = luma
+        if prev is None or activity is None:
+            activity = np.zeros_like(luma)
+        elif dt > 0:
+            activity = luma_activity(activity, luma, prev, dt, self.params)
+        self._activity = activity
+        return activity
+
     def _report_nothing(self, ts: float, scale: float) -> list[Finding]:
         """Feed an empty mask to the gate (debounces keep running)."""
         assert self._count is not None
@@ -382,6 +504,7 @@ class SmokeDetector:
         self._bg_edges = edge_magnitude(ycc[..., 0])
         self._count = np.zeros(ycc.shape[:2], np.float32)
         self._start = self._last_ts = ts
+        self._prev_luma = self._activity = None  # steps across a change of view are not smoke
         self._boot = MedianStart(self.params.warmup_s)
         self._boot.add(ycc, ts)
 
