@@ -319,7 +319,7 @@ class Feeder:
             conditions = view_conditions(self.analysers.values())
             findings, self.state = reason(findings, conditions, ts, self.state, self.params)
             if self.state.relearn:
-                for a in scene_analysers_to_reset(self.analysers.values()):
+                for a in scene_analysers_to_reset(self.analysers):
                     a.reset()
         for f in findings:
             if f.detail.get("state") == "cleared" or f.detail.get("present") is False:

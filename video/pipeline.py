@@ -194,7 +194,7 @@ class CameraPipeline:
             self.config.reasoning,
         )
         if self.reasoning.relearn:
-            for a in scene_analysers_to_reset(self._analysers.values()):
+            for a in scene_analysers_to_reset(self._analysers):
                 a.reset()
         live = [f for f in findings if not _is_cleared(f)]
         self.cleared = tuple(

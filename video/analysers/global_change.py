@@ -9,11 +9,11 @@ reports them as findings of their own and tells the pipeline's reasoning stage
 held back while it lasts.
 
 Every frame is reduced to a 4x4 grid of mean colours (an ``INTER_AREA`` resize), the mean
-channel spread (max - min over B, G, R) of a small thumbnail, and the normalised focus measure
-of :func:`video.analysers.tamper.focus_measure`. A reference of the tile colours and the spread
-follows the view with ``reference_tau_s``, so a jump holds for about that long and then is
-learned; the focus reference follows with the much longer ``focus_tau_s``, so a drift over
-minutes still shows.
+channel spread (max - min over B, G, R) of a small thumbnail, and the normalised focus
+measure of :func:`video.analysers.tamper.focus_measure` per tile. A reference of the tile
+colours and the spread follows the view with ``reference_tau_s``, so a jump holds for about
+that long and then is learned; the focus reference follows with the much longer
+``focus_tau_s``, so a drift over minutes still shows.
 
 * ``exposure_change``: the median over the tiles of log((luma + 8) / (reference + 8)) exceeds
   log(1 + ``exposure_jump``), and ``agree_share`` of the tiles moved the same way by at least
@@ -24,7 +24,9 @@ minutes still shows.
   reference of ``colour_spread`` or more (day to infrared), or the reverse (infrared to day).
   It explains the exposure and colour change that come with it, which are then not reported
   as long as they last.
-* ``focus_drift``: the focus measure fell below ``focus_drift_ratio`` of its long reference.
+* ``focus_drift``: the median over the tiles of the focus measure's ratio to its long
+  reference fell below ``focus_drift_ratio`` (a flame at night sharpens or softens a tile or
+  two, a drifting lens all of them).
   An abrupt, strong defocus is the tamper analyser's ``camera_defocused``; the reasoning stage
   reports that rather than this.
 
@@ -45,7 +47,6 @@ from farsight.errors import ConfigError
 from video.analysers.base import Debounce, Finding, check_bgr, prepare
 from video.analysers.foreground import ema_weight
 from video.analysers.params import Debounced, Downscaled, off_s_field, on_s_field, ordered
-from video.analysers.tamper import focus_measure
 
 EXPOSURE = "exposure_change"
 COLOUR = "colour_change"
@@ -148,16 +149,31 @@ class GlobalChangeParams(Downscaled, Debounced):
 class ViewStats:
     """What a frame says about the whole view.
 
-    ``luma``, ``red`` and ``blue`` are ``float32`` arrays of the 4x4 tiles (mean luma, share of
-    red and of blue in the light); ``spread`` the mean channel spread; ``focus`` the normalised
-    focus measure.
+    ``luma``, ``red``, ``blue`` and ``focus`` are ``float32`` arrays of the 4x4 tiles (mean
+    luma, share of red and of blue in the light, normalised focus measure); ``spread`` is the
+    mean channel spread.
     """
 
     luma: np.ndarray
     red: np.ndarray
     blue: np.ndarray
     spread: float
-    focus: float
+    focus: np.ndarray
+
+
+def tile_focus(gray: np.ndarray) -> np.ndarray:
+    """The normalised focus measure of :func:`video.analysers.tamper.focus_measure` per tile of
+    the 4x4 grid: a bright flame at night or a lorry's lights change it in a tile or two, a lens
+    out of focus in all of them."""
+    g = gray.astype(np.float32)
+    lap = cv2.Laplacian(g, cv2.CV_32F, ksize=3)
+
+    def tile_var(img: np.ndarray) -> np.ndarray:
+        mean = cv2.resize(img, (GRID, GRID), interpolation=cv2.INTER_AREA)
+        sq = cv2.resize(img * img, (GRID, GRID), interpolation=cv2.INTER_AREA)
+        return np.maximum(sq - mean * mean, 0.0)
+
+    return np.asarray((tile_var(lap) / (tile_var(g) + 1.0)).ravel(), np.float32)
 
 
 def view_stats(small: np.ndarray) -> ViewStats:
@@ -172,7 +188,7 @@ def view_stats(small: np.ndarray) -> ViewStats:
     spread = float((thumb.max(axis=2).astype(np.int16) - thumb.min(axis=2)).mean())
     gray = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
     return ViewStats(0.114 * b + 0.587 * g + 0.299 * r, r / total, b / total, spread,
-                     focus_measure(gray))  # fmt: skip
+                     tile_focus(gray))  # fmt: skip
 
 
 def agreed_change(delta: np.ndarray, limit: float, share: float) -> float:
@@ -307,7 +323,7 @@ class GlobalChangeDetector:
         gain = exposure_gain(now, ref, p)
         shift = colour_shift(now, ref, p)
         ir = infrared_switch(now, ref, p)
-        focus_ratio = now.focus / max(ref.focus, 1e-9)
+        focus_ratio = float(np.median(now.focus / np.maximum(ref.focus, 1e-9)))
         # A switch explains the colour and exposure change that come with it, for as long as the
         # reference takes to learn them.
         switch = ir != 0 or (self._debounce[INFRARED].active and (gain != 0.0 or shift != 0.0))
