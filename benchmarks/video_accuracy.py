@@ -34,8 +34,18 @@ the test-data cache on first use): the analysers every camera runs on the whole 
 fire, tamper) see each clip decoded as it is, at the same 4 fps; an episode (as above) of a kind
 the clip's ``may_find`` does not list is a false alarm. Reported per analyser as false alarms
 per camera-hour of real footage (a few minutes of it: one false alarm is tens per hour).
+Global-change hard negatives rendered on the real photographs (``tests/video/view_changes.py``: a
+defocus ramp, an exposure jump, a white-balance jump, a day to infrared switch, a slow focus
+drift; the scene is still) count every smoke, fire and motion episode as a false alarm.
+
+Analysers run as a camera pipeline runs them: with the global-change analyser and through the
+cross-analyser reasoning stage (``video/reasoning.py``), which holds scene findings back while a
+tamper or global-change condition holds. The real section reports each figure also for today's
+analysers without the stage, on the same frames; ``--no-reasoning`` runs the simulator set
+that way.
 
     .venv/bin/python benchmarks/video_accuracy.py [--workers 2] [--quick] [--in-memory] [--no-real]
+        [--no-reasoning]
 
 The last line printed is the summary: the simulator figures, then the real-footage false alarm
 rate.
@@ -100,6 +110,8 @@ ANALYSER_OF = {  # finding kind -> analyser reporting it, for the table
     "intrusion": "intrusion", "vehicle_crossing": "line_count",
 }  # fmt: skip
 KINDS = tuple(ANALYSER_OF)
+ANALYSER_OF |= {k: "global_change" for k in ("exposure_change", "colour_change",
+                                             "infrared_switch", "focus_drift")}  # fmt: skip
 WEATHERS = ("clear", "rain", "fog")
 ROAD_SCENES = ("highway", "stack", "construction")
 
@@ -141,8 +153,9 @@ def count_line(scene: str) -> tuple[tuple[int, int], tuple[int, int]]:
     return ((W // 2, y0), (W // 2, y1))
 
 
-def analysers_for(scene: str) -> dict:
-    """name -> analyser, built through the registry the way a camera config would build them."""
+def analysers_for(scene: str, reasoning: bool = True) -> dict:
+    """name -> analyser, built through the registry the way a camera config would build them;
+    with ``reasoning``, also the global-change analyser that feeds the reasoning stage."""
     from video.analysers import (
         BlackSmokeParams,
         IntrusionParams,
@@ -162,7 +175,7 @@ def analysers_for(scene: str) -> dict:
     whole = FrameGeometry(W, H)
     out = {
         n: analyser_entry(n).factory(analyser_entry(n).params_model(), whole)
-        for n in ("smoke", "fire", "tamper")
+        for n in ("smoke", "fire", "tamper") + (("global_change",) if reasoning else ())
     }
     if scene == "stack":
         section = BlackSmokeParams(enabled=True, plume=plume_box(scene), sky=sky_box(scene))
@@ -282,28 +295,49 @@ def quiet_jobs(n: int) -> list[Job]:
 
 # ------------------------------------------------------------------------------------ worker
 
+Found = list[tuple[str, float, tuple | None, dict]]
+
+
+class Feeder:
+    """Feeds frames to one camera's analysers and keeps the live findings, through the
+    pipeline's cross-analyser reasoning stage (video/reasoning.py) unless ``reasoning`` is off
+    (today's behaviour without it, for the comparison)."""
+
+    def __init__(self, analysers: dict, reasoning: bool) -> None:
+        from video.reasoning import ReasoningParams, ReasoningState
+
+        self.analysers = analysers
+        self.params = ReasoningParams(enabled=reasoning)
+        self.state = ReasoningState()
+        self.out: Found = []
+
+    def __call__(self, ts: float, frame) -> None:
+        from video.reasoning import reason, scene_analysers_to_reset, view_conditions
+
+        findings = [f for a in self.analysers.values() for f in a.update(frame, ts)]
+        if self.params.enabled:
+            conditions = view_conditions(self.analysers.values())
+            findings, self.state = reason(findings, conditions, ts, self.state, self.params)
+            if self.state.relearn:
+                for a in scene_analysers_to_reset(self.analysers):
+                    a.reset()
+        for f in findings:
+            if f.detail.get("state") == "cleared" or f.detail.get("present") is False:
+                continue
+            keep = {k: f.detail[k] for k in ("ringelmann", "direction") if k in f.detail}
+            self.out.append((f.kind, ts, f.bbox, keep))
+
 
 def _init_worker() -> None:
     cv2.setNumThreads(1)  # processes, not OpenCV threads, use the cores
 
 
-def run_job(
-    args: tuple[Job, bool],
-) -> tuple[Job, list[tuple[str, float, tuple | None, dict]], float]:
+def run_job(args: tuple[Job, bool, bool]) -> tuple[Job, Found, float]:
     """Render (and encode, decode) one clip and run the scene's analysers; return the live
     findings."""
-    job, in_memory = args
+    job, in_memory, reasoning = args
     t0 = time.perf_counter()
-    analysers = analysers_for(job.spec.scene)
-    out: list[tuple[str, float, tuple | None, dict]] = []
-
-    def feed(ts: float, frame) -> None:
-        for a in analysers.values():
-            for f in a.update(frame, ts):
-                if f.detail.get("state") == "cleared" or f.detail.get("present") is False:
-                    continue
-                keep = {k: f.detail[k] for k in ("ringelmann", "direction") if k in f.detail}
-                out.append((f.kind, ts, f.bbox, keep))
+    feed = Feeder(analysers_for(job.spec.scene, reasoning), reasoning)
 
     if in_memory:
         for ts, frame in render_clip(job.spec):
@@ -323,15 +357,18 @@ def run_job(
                     n += 1
             finally:
                 cap.release()
-    return job, out, time.perf_counter() - t0
+    return job, feed.out, time.perf_counter() - t0
 
 
-REAL_ANALYSERS = ("smoke", "fire", "tamper")
+REAL_ANALYSERS = ("smoke", "fire", "tamper", "global_change")
+REAL_ALARMS = ("smoke", "fire", "camera_covered", "camera_defocused", "camera_moved",
+               "exposure_change", "colour_change", "infrared_switch", "focus_drift")  # fmt: skip
 
 
-def run_real_clip(name: str) -> tuple[str, list[tuple[str, float, tuple | None, dict]], float]:
+def run_real_clip(args: tuple[str, bool]) -> tuple[str, Found, float]:
     """Decode a real clip, keep frames on the benchmark's FPS grid and run the whole-frame
     analysers (defaults) on them; return the live findings and the seconds analysed."""
+    name, reasoning = args
     from tests.real_footage import clip_path
     from video.camera_config import FrameGeometry, analyser_entry
 
@@ -339,11 +376,11 @@ def run_real_clip(name: str) -> tuple[str, list[tuple[str, float, tuple | None, 
     w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
     fps = cap.get(cv2.CAP_PROP_FPS)
     geometry = FrameGeometry(w, h)
-    analysers = [
-        analyser_entry(n).factory(analyser_entry(n).params_model(), geometry)
-        for n in REAL_ANALYSERS
-    ]
-    out: list[tuple[str, float, tuple | None, dict]] = []
+    names = REAL_ANALYSERS if reasoning else REAL_ANALYSERS[:-1]
+    feed = Feeder(
+        {n: analyser_entry(n).factory(analyser_entry(n).params_model(), geometry) for n in names},
+        reasoning,
+    )
     n, next_t = 0, 0.0
     try:
         while True:
@@ -355,14 +392,46 @@ def run_real_clip(name: str) -> tuple[str, list[tuple[str, float, tuple | None, 
             if t + 1e-9 < next_t:
                 continue
             next_t += 1.0 / FPS
-            for a in analysers:
-                for f in a.update(frame, t):
-                    if f.detail.get("state") == "cleared" or f.detail.get("present") is False:
-                        continue
-                    out.append((f.kind, t, f.bbox, {}))
+            feed(t, frame)
     finally:
         cap.release()
-    return name, out, n / fps if fps else 0.0
+    return name, feed.out, n / fps if fps else 0.0
+
+
+HARD_ANALYSERS = ("smoke", "fire", "motion", "tamper")
+HARD_ALARMS = ("smoke", "fire", "motion")
+
+
+def run_hard_negative(name: str) -> tuple[str, dict[bool, Found], float]:
+    """Render one global-change hard negative of tests/video/view_changes.py on its real photograph
+    at the benchmark's rate and run the whole-frame analysers (defaults, motion included: the
+    scene is still) on it, with and without the reasoning stage (today's behaviour) on the
+    same frames; return the live findings of each and the seconds rendered."""
+    from tests.video.view_changes import CASES, frames
+    from video.camera_config import FrameGeometry, analyser_entry
+
+    case = CASES[name]
+    feeds: dict[bool, Feeder] = {}
+    for t, img in frames(case, FPS):
+        if not feeds:
+            g = FrameGeometry(img.shape[1], img.shape[0])
+            for on in (True, False):
+                names = HARD_ANALYSERS + (("global_change",) if on else ())
+                feeds[on] = Feeder(
+                    {
+                        n: analyser_entry(n).factory(analyser_entry(n).params_model(), g)
+                        for n in names
+                    },
+                    on,
+                )
+        for feed in feeds.values():
+            feed(t, img)
+    return name, {on: f.out for on, f in feeds.items()}, case.seconds
+
+
+def hard_negative_alarms(results: list[tuple[str, dict[bool, Found], float]], on: bool) -> dict:
+    """Scene alarm episodes (smoke, fire, motion) on the hard negatives, by analyser."""
+    return {a: sum(len(episodes(found[on], a)) for _, found, _ in results) for a in HARD_ALARMS}
 
 
 def real_false_alarms(
@@ -375,7 +444,7 @@ def real_false_alarms(
     notes = []
     for name, findings, _ in results:
         allowed = clips()[name].may_find
-        for kind in ("smoke", "fire", "camera_covered", "camera_defocused", "camera_moved"):
+        for kind in REAL_ALARMS:
             if kind in allowed:
                 continue
             eps = episodes(findings, kind)
@@ -557,6 +626,14 @@ def main() -> None:
     )
     ap.add_argument("--notes", action="store_true", help="list every miss and false positive")
     ap.add_argument(
+        "--no-reasoning",
+        action="store_true",
+        help=(
+            "today's analysers without the cross-analyser reasoning stage and the global-change "
+            "analyser, for the simulator set (the real section always runs both)"
+        ),
+    )
+    ap.add_argument(
         "--no-real",
         action="store_true",
         help="skip the real footage (it is fetched into the test-data cache on first use)",
@@ -571,13 +648,23 @@ def main() -> None:
         mp_context=multiprocessing.get_context("spawn"),
         initializer=_init_worker,
     ) as pool:
-        results = list(pool.map(run_job, [(j, args.in_memory) for j in jobs]))
-        real, real_error = [], ""
+        reasoning = not args.no_reasoning
+        results = list(pool.map(run_job, [(j, args.in_memory, reasoning) for j in jobs]))
+        real: dict[bool, list] = {True: [], False: []}
+        hard: list = []
+        real_error = ""
         if not args.no_real:
             from tests.real_footage import RealDataError, clips
 
             try:
-                real = list(pool.map(run_real_clip, list(clips())))
+                from tests.video.view_changes import CASES
+
+                names = list(clips())
+                both = list(
+                    pool.map(run_real_clip, [(n, on) for on in (True, False) for n in names])
+                )
+                real = {True: both[: len(names)], False: both[len(names) :]}
+                hard = list(pool.map(run_hard_negative, list(CASES)))
             except (RealDataError, OSError) as exc:  # the simulator figures stand without it
                 real_error = f"{type(exc).__name__}: {exc}"
     wall = time.perf_counter() - t0
@@ -640,38 +727,70 @@ def main() -> None:
             print("  " + n)
     else:
         print(f"  {len(notes)} misses and false positives (--notes lists them)")
-    real_summary = real_section(real, real_error, args.no_real)
+    real_summary = real_section(real, hard, real_error, args.no_real)
     print(
         f"video accuracy: min precision {min(precisions):.2f}, min recall {min(recalls):.2f} "
         f"over {len(KINDS)} analyser kinds; {fa_rate:.1f} false alarms per camera-hour "
-        f"({len(jobs)} clips, {total_h:.2f} camera-hours); {real_summary}"
+        f"({'without' if args.no_reasoning else 'with'} the reasoning stage, "
+        f"{len(jobs)} clips, {total_h:.2f} camera-hours); {real_summary}"
     )
 
 
-def real_section(real: list[tuple[str, list, float]], error: str, skipped: bool) -> str:
-    """Print the real-footage table; return its part of the summary line."""
+def real_section(
+    real: dict[bool, list[tuple[str, list, float]]],
+    hard: list[tuple[str, dict[bool, Found], float]],
+    error: str,
+    skipped: bool,
+) -> str:
+    """Print the real-footage tables (real clips, then the global-change hard negatives on real
+    photographs), each with and without the reasoning stage; return the summary part."""
     if skipped:
         return "real footage not run (--no-real)"
     if error:
         print(f"real footage: not available ({error})")
         return "real footage not available"
-    counts, notes = real_false_alarms(real)
-    hours = sum(seconds for _, _, seconds in real) / 3600.0
+    counts = {on: real_false_alarms(real[on]) for on in (True, False)}
+    hours = sum(seconds for _, _, seconds in real[True]) / 3600.0
+
+    def rate(n: int, h: float) -> float:
+        return n / h if h else float("nan")
+
     print(
-        f"real footage: {len(real)} clips ({', '.join(n for n, _, _ in real)}), "
+        f"real footage: {len(real[True])} clips ({', '.join(n for n, _, _ in real[True])}), "
         f"{hours * 60:.1f} camera-minutes at {FPS:g} fps, whole-frame defaults; false alarm "
-        "episodes (kinds the clip does not hold) per analyser:"
+        "episodes (kinds the clip does not hold) per analyser, today (no reasoning stage, no "
+        "global-change analyser) and with them:"
     )
-    print(f"{'analyser':16} {'episodes':>9} {'per camera-hour':>16}")
+    print(f"{'analyser':16} {'today':>7} {'per h':>7} {'with':>7} {'per h':>7}")
     for a in REAL_ANALYSERS:
-        print(f"{a:16} {counts[a]:9d} {counts[a] / hours if hours else float('nan'):16.1f}")
-    for n in notes:
+        old, new = counts[False][0][a], counts[True][0][a]
+        print(f"{a:16} {old:7d} {rate(old, hours):7.1f} {new:7d} {rate(new, hours):7.1f}")
+    for n in counts[True][1]:
         print("  " + n)
-    total = sum(counts.values())
+    hard_h = sum(seconds for _, _, seconds in hard) / 3600.0
+    hard_counts = {on: hard_negative_alarms(hard, on) for on in (True, False)}
+    print(
+        f"global-change hard negatives on real photographs (tests/video/view_changes.py): "
+        f"{len(hard)} clips ({', '.join(n for n, _, _ in hard)}), {hard_h * 60:.1f} "
+        f"camera-minutes; smoke, fire and motion episodes (all false), today and with the "
+        "reasoning stage:"
+    )
+    print(f"{'analyser':16} {'today':>7} {'per h':>7} {'with':>7} {'per h':>7}")
+    for a in HARD_ALARMS:
+        old, new = hard_counts[False][a], hard_counts[True][a]
+        print(f"{a:16} {old:7d} {rate(old, hard_h):7.1f} {new:7d} {rate(new, hard_h):7.1f}")
+    for name, found, _ in hard:
+        views = sorted({k for k, *_ in found[True]} - set(HARD_ALARMS))
+        print(f"  {name}: reported {', '.join(views) or 'nothing'}")
+    total = {on: sum(counts[on][0][a] for a in REAL_ANALYSERS[:3]) for on in (True, False)}
+    hard_total = {on: sum(hard_counts[on].values()) for on in (True, False)}
     return (
-        f"real footage: {total / hours if hours else float('nan'):.1f} false smoke/fire/tamper "
-        f"alarms per camera-hour ({', '.join(f'{a} {counts[a]}' for a in REAL_ANALYSERS)}; "
-        f"{len(real)} clips, {hours:.3f} camera-hours)"
+        f"real footage: {rate(total[True], hours):.1f} false smoke/fire/tamper alarms per "
+        f"camera-hour (today {rate(total[False], hours):.1f}; "
+        f"{', '.join(f'{a} {counts[True][0][a]}' for a in REAL_ANALYSERS)}; "
+        f"{len(real[True])} clips, {hours:.3f} camera-hours); global-change hard negatives: "
+        f"{rate(hard_total[True], hard_h):.1f} false smoke/fire/motion alarms per camera-hour "
+        f"(today {rate(hard_total[False], hard_h):.1f}; {len(hard)} clips)"
     )
 
 

@@ -20,6 +20,7 @@ Example::
         points: [[0, 100], [160, 100], [160, 180], [0, 180]]
     masks:
       - points: [[0, 0], [320, 0], [320, 20], [0, 20]]   # timestamp overlay
+    reasoning: {hold_off_s: 10}
     analysers:
       motion: {threshold: 30}
       tamper: {on_s: 15}
@@ -41,12 +42,14 @@ from farsight.types import ID_RE
 from video.analysers.base import Analyser, Polygon, Zone
 from video.analysers.black_smoke import BlackSmokeDetector, BlackSmokeParams
 from video.analysers.fire import FireDetector, FireParams
+from video.analysers.global_change import GlobalChangeDetector, GlobalChangeParams
 from video.analysers.intrusion import IntrusionDetector, IntrusionParams
 from video.analysers.line_count import LineCounter, LineCountParams
 from video.analysers.motion import MotionDetector, MotionParams
 from video.analysers.smoke import SmokeDetector, SmokeParams
 from video.analysers.stopped import StoppedVehicleDetector, StoppedVehicleParams
 from video.analysers.tamper import TamperDetector, TamperParams
+from video.reasoning import ReasoningParams
 
 _ID = ID_RE.pattern
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
@@ -225,6 +228,7 @@ def _line_count(p: LineCountParams, g: FrameGeometry) -> Analyser:
 
 register_analyser("motion", MotionParams, _motion)
 register_analyser("tamper", TamperParams, lambda p, g: TamperDetector(p))
+register_analyser("global_change", GlobalChangeParams, lambda p, g: GlobalChangeDetector(p))
 register_analyser("smoke", SmokeParams, lambda p, g: SmokeDetector(p, zones=g.zones))
 register_analyser("fire", FireParams, lambda p, g: FireDetector(p, zones=g.zones))
 register_analyser("black_smoke", BlackSmokeParams, _black_smoke)
@@ -295,6 +299,14 @@ class CameraConfig(Section):
     )
     evidence: EvidenceSection = Field(
         default_factory=EvidenceSection, title="Evidence", description="Snapshot policy."
+    )
+    reasoning: ReasoningParams = Field(
+        default_factory=ReasoningParams,
+        title="Reasoning",
+        description=(
+            "Cross-analyser reasoning: scene findings held back while tamper or a global "
+            "change makes the view unreliable (video.reasoning)."
+        ),
     )
     analysers: dict[str, Any] | None = Field(
         None,

@@ -9,6 +9,10 @@ starts (absent in the previous frame) or, while it persists, at most once per
 detection of a kind carries the latest snapshot pair of its episode, and the episode's clip
 (``evidence.clip_pre_s``/``clip_post_s``, :mod:`video.clips`) once it is written.
 
+Between the analysers and the detections, the cross-analyser reasoning stage
+(:mod:`video.reasoning`, ``config.reasoning``) holds back scene findings while a tamper or
+global-change condition makes the view unreliable.
+
 Tamper ``cleared`` findings end an episode: they are not detections (nothing is there any more);
 they are listed in :attr:`CameraPipeline.cleared` for the live runner and re-arm the start snapshot.
 """
@@ -34,6 +38,7 @@ from video.camera_config import CameraConfig, FrameGeometry, analyser_entry
 from video.clips import ClipRecorder
 from video.episodes import FrameFindings
 from video.evidence import EvidenceStore, snapshot
+from video.reasoning import ReasoningState, reason, scene_analysers_to_reset, view_conditions
 from video.sources import Frame, FrameSource, SourceEvent, open_source
 
 log = logging.getLogger(__name__)
@@ -114,6 +119,9 @@ class CameraPipeline:
         self._analysers: dict[str, Analyser] = {}
         self._size: tuple[int, int] | None = None
         self._prev_kinds: frozenset[str] = frozenset()
+        self.reasoning = ReasoningState()
+        """State of the reasoning stage after the last processed frame (``unsettled``,
+        ``cause``)."""
         self._last_snapshot: dict[str, float] = {}
         self._evidence: dict[
             str, tuple[str, ...]
@@ -143,6 +151,7 @@ class CameraPipeline:
         }
         self._size = (width, height)
         self._prev_kinds = frozenset()
+        self.reasoning = ReasoningState()
 
     def reset(self) -> None:
         """After a gap in the stream: analysers with a ``reset()`` forget short-term state
@@ -151,6 +160,7 @@ class CameraPipeline:
             if isinstance(a, Resettable):
                 a.reset()
         self._prev_kinds = frozenset()
+        self.reasoning = ReasoningState()
 
     def process(self, frame: Frame) -> list[Observation]:
         """Analyse one frame; return its detections (possibly none)."""
@@ -176,6 +186,16 @@ class CameraPipeline:
                         site=self.config.site, camera=self.config.camera, analyser=name, error=exc
                     ),
                 )
+        findings, self.reasoning = reason(
+            findings,
+            view_conditions(self._analysers.values()),
+            t,
+            self.reasoning,
+            self.config.reasoning,
+        )
+        if self.reasoning.relearn:
+            for a in scene_analysers_to_reset(self._analysers):
+                a.reset()
         live = [f for f in findings if not _is_cleared(f)]
         self.cleared = tuple(
             (f.kind, f.zone) for f in findings if f.detail.get("state") == "cleared"

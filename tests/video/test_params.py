@@ -13,6 +13,7 @@ from farsight.errors import ConfigError
 from video.analysers import (
     BlackSmokeParams,
     FireParams,
+    GlobalChangeParams,
     IntrusionParams,
     LineCountParams,
     MotionParams,
@@ -32,6 +33,7 @@ OWN_MODELS: dict[str, type[AnalyserParams]] = {
     "stopped_vehicle": StoppedVehicleParams,
     "intrusion": IntrusionParams,
     "line_count": LineCountParams,
+    "global_change": GlobalChangeParams,
 }
 
 # What an opt-in analyser needs besides its field to be enabled in a camera file.

@@ -8,6 +8,7 @@ and the small state object that runs them frame by frame.
 from video.analysers.base import Analyser, Debounce, Finding, Zone, rasterise_polygons
 from video.analysers.black_smoke import BlackSmokeDetector, BlackSmokeParams, ringelmann_grade
 from video.analysers.fire import FireDetector, FireParams
+from video.analysers.global_change import GlobalChangeDetector, GlobalChangeParams
 from video.analysers.intrusion import IntrusionDetector, IntrusionParams
 from video.analysers.line_count import LineCounter, LineCountParams
 from video.analysers.motion import MotionDetector, MotionParams
@@ -25,6 +26,8 @@ __all__ = [
     "Finding",
     "FireDetector",
     "FireParams",
+    "GlobalChangeDetector",
+    "GlobalChangeParams",
     "IntrusionDetector",
     "IntrusionParams",
     "LineCountParams",

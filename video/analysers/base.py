@@ -93,6 +93,17 @@ class Resettable(Protocol):
         ...
 
 
+@runtime_checkable
+class ViewMonitor(Protocol):
+    """An analyser that watches the view itself (tamper, global change) and can say, frame by
+    frame, which of its conditions make the view unreliable for the scene analysers."""
+
+    def view_conditions(self) -> frozenset[str]:
+        """Finding kinds whose condition held in the last frame, confirmed or not yet, or is
+        still confirmed active."""
+        ...
+
+
 def _validate_polygon(points: Polygon, what: str) -> tuple[tuple[float, float], ...]:
     try:
         pts = tuple((float(x), float(y)) for x, y in points)

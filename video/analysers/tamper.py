@@ -281,6 +281,7 @@ class TamperDetector:
         self.params = params if params is not None else TamperParams()
         p = self.params
         self._debounce = {k: Debounce(p.on_s, p.off_s) for k in (COVERED, DEFOCUSED, MOVED)}
+        self._held: set[str] = set()
         self.rebaseline()
 
     def rebaseline(self) -> None:
@@ -339,6 +340,7 @@ class TamperDetector:
         """
         p = self.params
         gray = self._prepare(frame)
+        self._held = set()  # a check frozen in this frame holds nothing
         if self._start is None:
             self._start = ts
         dt = 0.0 if self._last_ts is None else max(0.0, ts - self._last_ts)
@@ -461,6 +463,8 @@ class TamperDetector:
         out: list[Finding],
         margin: float,
     ) -> None:
+        if condition:
+            self._held.add(kind)
         change = self._debounce[kind].update(condition, ts)
         if change == "on":
             conf = 0.5 + 0.5 * min(1.0, max(0.0, margin))
@@ -469,6 +473,12 @@ class TamperDetector:
         elif change == "off":
             detail = {"state": "cleared", "until": ts, **metrics}
             out.append(Finding(kind=kind, confidence=1.0, detail=detail))
+
+    def view_conditions(self) -> frozenset[str]:
+        """Kinds whose condition held in the last frame (confirmed or not yet) or is still
+        confirmed active: what the pipeline's reasoning stage (:mod:`video.reasoning`) needs
+        before the ``on_s`` debounce has confirmed anything."""
+        return frozenset(self._held) | self.active
 
     @property
     def active(self) -> frozenset[str]:
