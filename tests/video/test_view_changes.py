@@ -36,10 +36,10 @@ def _analysed(name: str, reasoning: bool) -> Iterator[FrameFindings]:
 
 @pytest.fixture(scope="module")
 def episodes() -> dict[tuple[str, bool], list[dict]]:
-    """Episodes of every case, with and without the reasoning stage, analysed once."""
-    return {
-        (name, on): list(episodes_of(_analysed(name, on))) for name in CASES for on in (True, False)
-    }
+    """Episodes of every case with the reasoning stage, and of the defocus ramp without it (the
+    measure of what the stage removes), analysed once."""
+    runs = [(name, True) for name in CASES] + [("defocus_ramp", False)]
+    return {(name, on): list(episodes_of(_analysed(name, on))) for name, on in runs}
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
