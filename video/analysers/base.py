@@ -7,6 +7,7 @@ An analyser is a small state object fed one frame at a time; it returns frozen
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
@@ -292,7 +293,20 @@ def prepare(
     scale = rh / h
     if rh == h:
         return frame, 1.0
-    return cv2.resize(frame, (max(1, round(w * scale)), rh), interpolation=cv2.INTER_AREA), scale
+    # Smoke, fire, tamper and the global-change analyser all downscale the same frame to the
+    # same height: the first does the work, the others get its result (read-only by contract).
+    memo = _downscaled.__dict__
+    if memo.get("frame") is frame and memo.get("height") == rh:
+        return memo["small"], scale
+    small = cv2.resize(frame, (max(1, round(w * scale)), rh), interpolation=cv2.INTER_AREA)
+    small.flags.writeable = False
+    memo.update(frame=frame, height=rh, small=small)
+    return small, scale
+
+
+_downscaled = threading.local()
+"""The last frame :func:`prepare` downscaled in this thread, its height and the result (holding
+the frame keeps its identity from being reused by another array)."""
 
 
 def colour_difference(small: np.ndarray, background: np.ndarray) -> np.ndarray:
