@@ -716,16 +716,25 @@ def synthesize(bg: Background, spec: RealPairSpec) -> Synthesis:
 # Files
 
 
-def _write(path: Path, data: np.ndarray, bg: Background, names: tuple[str, ...] | None) -> Path:
+def write_geotiff(
+    path: Path,
+    data: np.ndarray,
+    crs: CRS,
+    transform: Affine,
+    descriptions: tuple[str, ...] | None,
+    nodata: float | None,
+) -> Path:
+    """``data`` (bands x rows x cols) as a tiled, deflate-compressed GeoTIFF, as archives deliver
+    scenes: its own data type, ``nodata`` tagged when given, band descriptions when given."""
     profile = {
         "driver": "GTiff",
         "width": data.shape[2],
         "height": data.shape[1],
         "count": data.shape[0],
         "dtype": str(data.dtype),
-        "crs": bg.crs,
-        "transform": bg.transform,
-        "nodata": bg.nodata if names else None,
+        "crs": crs,
+        "transform": transform,
+        "nodata": nodata,
         "tiled": True,
         "blockxsize": 128,
         "blockysize": 128,
@@ -733,9 +742,14 @@ def _write(path: Path, data: np.ndarray, bg: Background, names: tuple[str, ...] 
     }
     with rasterio.open(path, "w", **profile) as dst:
         dst.write(data)
-        for i, d in enumerate(names or (), start=1):
+        for i, d in enumerate(descriptions or (), start=1):
             dst.set_band_description(i, d)
     return path
+
+
+def _write(path: Path, data: np.ndarray, bg: Background, names: tuple[str, ...] | None) -> Path:
+    # Scenes carry the background's nodata and band names; cloud rasters neither.
+    return write_geotiff(path, data, bg.crs, bg.transform, names, bg.nodata if names else None)
 
 
 def truth_changes(bg: Background, changes: tuple[Inserted, ...]) -> tuple[TruthChange, ...]:

@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from tests.registry_archives import Archive, RealDataError, extract_member
+from tests.registry_archives import Archive, RealDataError, archives_from, extract_member
 
 __all__ = [
     "RealClip",
@@ -71,17 +71,7 @@ def _doc() -> dict[str, Any]:
 
 @cache
 def _archives() -> dict[str, Archive]:
-    return {
-        name: Archive(
-            name,
-            a["url"],
-            a["sha256"],
-            a["licence"],
-            a.get("file", ""),
-            tuple(a.get("mirrors", ())),
-        )
-        for name, a in _doc()["archives"].items()
-    }
+    return archives_from(_doc())
 
 
 @cache

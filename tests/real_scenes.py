@@ -27,11 +27,12 @@ from rasterio.crs import CRS
 from rasterio.transform import Affine
 from rasterio.windows import Window, from_bounds
 
-from simulators.real_pairs import Background
+from simulators.real_pairs import Background, write_geotiff
 from tests.registry_archives import (
     Archive,
     RealDataError,
     archive_path,
+    archives_from,
     cache_dir,
     extract_member,
     sha256_of,
@@ -69,10 +70,7 @@ class RealScene:
 def manifest() -> dict[str, RealScene]:
     """The scenes of ``tests/data/real_scenes.yaml`` by name."""
     doc: dict[str, Any] = yaml.safe_load(MANIFEST.read_text(encoding="utf-8"))
-    archives = {
-        name: Archive(name, a["url"], a["sha256"], a["licence"])
-        for name, a in doc["archives"].items()
-    }
+    archives = archives_from(doc)
     return {
         name: RealScene(name, archives[s["archive"]], s["member"], s["sha256"], s["what"])
         for name, s in doc["scenes"].items()
@@ -98,35 +96,6 @@ def extract(scene: RealScene, root: Path | None = None) -> Path:
 
 # ---------------------------------------------------------------------------------------------
 # Pairs as archives deliver them
-
-
-def _write(
-    path: Path,
-    data: np.ndarray,
-    crs: CRS,
-    transform: Affine,
-    descriptions: tuple[str, ...] | None,
-    nodata: float | None,
-) -> Path:
-    profile = {
-        "driver": "GTiff",
-        "width": data.shape[2],
-        "height": data.shape[1],
-        "count": data.shape[0],
-        "dtype": str(data.dtype),
-        "crs": crs,
-        "transform": transform,
-        "nodata": nodata,
-        "tiled": True,
-        "blockxsize": 128,
-        "blockysize": 128,
-        "compress": "deflate",
-    }
-    with rasterio.open(path, "w", **profile) as dst:
-        dst.write(data)
-        for i, d in enumerate(descriptions or (), start=1):
-            dst.set_band_description(i, d)
-    return path
 
 
 def _crop(path: Path, size: int, row0: int, col0: int) -> tuple[np.ndarray, CRS, Affine]:
@@ -161,7 +130,7 @@ def landsat_overlap_pair(
         _crop(scene_path(f"l8-224077-{b}", root), size, row0, col0) for b in ("b2", "b3", "b4")
     ]
     _, crs, transform = crops[0]
-    before = _write(
+    before = write_geotiff(
         out / "LC08_224077_20200518_bgr.tif",
         np.concatenate([c[0] for c in crops]),
         crs,
@@ -170,7 +139,7 @@ def landsat_overlap_pair(
         None,
     )
     data, crs, transform = _crop(scene_path("l8-224078-bgr", root), size, row0, col0)
-    after = _write(out / "LC08_224078_20200518_bgr.tif", data, crs, transform, names, None)
+    after = write_geotiff(out / "LC08_224078_20200518_bgr.tif", data, crs, transform, names, None)
     return before, after
 
 
@@ -183,7 +152,7 @@ def rgbn_pair(out: Path, root: Path | None = None) -> tuple[Path, Path]:
     for name, nodata in (("rgbn", None), ("rgbn-subb", 0.0)):
         with rasterio.open(scene_path(name, root)) as src:
             data, crs, transform = src.read(), src.crs, src.transform
-        paths.append(_write(out / f"{name}.tif", data, crs, transform, names, nodata))
+        paths.append(write_geotiff(out / f"{name}.tif", data, crs, transform, names, nodata))
     return paths[0], paths[1]
 
 

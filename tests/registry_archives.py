@@ -32,7 +32,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import IO, cast
+from typing import IO, Any, cast
 
 DOWNLOAD_TIMEOUT_S = 300.0
 
@@ -62,6 +62,22 @@ class Archive:
     def file_name(self) -> str:
         """The archive's file name in the cache."""
         return self.file or Path(self.url).name
+
+
+def archives_from(doc: dict[str, Any]) -> dict[str, Archive]:
+    """The ``archives`` section of a manifest (``tests/data/*.yaml``) by name: ``url``, ``sha256``
+    and ``licence``, and optionally ``file`` and ``mirrors``."""
+    return {
+        name: Archive(
+            name,
+            a["url"],
+            a["sha256"],
+            a["licence"],
+            a.get("file", ""),
+            tuple(a.get("mirrors", ())),
+        )
+        for name, a in doc["archives"].items()
+    }
 
 
 def cache_dir() -> Path:
