@@ -255,21 +255,35 @@ def spectral_cloud_mask(
     -------
     ndarray of bool
     """
-    stats = stats or REFERENCE
+    plain, bright = _cloud_tests(b, stats or REFERENCE, absolute, idx, ceiling)
+    return plain if bright is None else bright
+
+
+def _cloud_tests(
+    b: dict[str, np.ndarray],
+    stats: DateStats,
+    absolute: bool,
+    idx: DateIndices | None,
+    ceiling: float | None,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    # The spectral core test, and the same or-ed with brightness over ``ceiling`` (None without
+    # a finite one), from one computation of the date's visible, NDVI and HOT.
     vis = idx.visible if idx else visible(b)
     nd = idx.ndvi if idx else ndvi(b)
     h = hot(b)
     hot_cut = HOT_SPREADS if absolute else HOT_SPREADS_RELATIVE
     cloud = (stats.visible.z(vis) > VISIBLE_SPREADS) & (stats.hot.z(h) > hot_cut)
-    if ceiling is not None and math.isfinite(ceiling):
-        # Brighter than anything the other, clear date has: an 8-bit export of a bright scene
-        # puts a cloud near its top, few spreads above the median, and a relative map bends its
-        # colour; but no land of the scene is that bright (:data:`CEILING_MARGIN`). A new bright
-        # roof can be too: the caller keeps only cloud-sized patches of this test.
-        cloud |= vis > np.float32(ceiling * CEILING_MARGIN)
+    keep = nd < 0.35
     if absolute:
-        cloud &= (vis > FLOORS["visible"]) & (h > FLOORS["hot"])
-    return cloud & (nd < 0.35)
+        keep &= (vis > FLOORS["visible"]) & (h > FLOORS["hot"])
+    if ceiling is None or not math.isfinite(ceiling):
+        return cloud & keep, None
+    # Brighter than anything the other, clear date has: an 8-bit export of a bright scene puts a
+    # cloud near its top, few spreads above the median, and a relative map bends its colour; but
+    # no land of the scene is that bright (:data:`CEILING_MARGIN`). A new bright roof can be
+    # too: :func:`temporal_cloud_shadow` keeps only cloud-sized patches of this test.
+    bright = cloud | (vis > np.float32(ceiling * CEILING_MARGIN))
+    return cloud & keep, bright & keep
 
 
 def temporal_cloud_shadow(
@@ -354,10 +368,6 @@ def temporal_cloud_shadow(
     # A date without cloud casts no shadow: there, "every band darker than on the other date"
     # is the other date brightening, which new concrete does as much as a cloud (on a pair
     # without nir) and thin haze over dark land does too; the cloud tests below judge those.
-    # Faint darkening, for pairing thin clouds with their (as thin) shadows.
-    faint_a = np.ones(before["blue"].shape, bool)
-    for r in roles:
-        faint_a &= after[r] < np.float32(SHADOW_FAINT) * before[r]
     dark_b &= stats.shadows[0]
     dark_a &= stats.shadows[1]
     shadow = dark_a | dark_b
@@ -365,25 +375,20 @@ def temporal_cloud_shadow(
     # Without nir (RGB scenes) red stands in: haze does not darken it either.
     long = "nir" if "nir" in before else "red"
     dnir = after[long] - before[long]
-    core_a = _cores(spectral_cloud_mask(after, stats.after, stats.absolute, ia))
-    core_b = _cores(spectral_cloud_mask(before, stats.before, stats.absolute, ib))
-    # Cores by brightness alone over the other date's brightest land: only cloud-sized patches
-    # (a quarter of :data:`HAZE_MIN_HA`), so that a new white roof stays a change.
+    # Cores by brightness alone over the other date's brightest land count only as cloud-sized
+    # patches (a quarter of :data:`HAZE_MIN_HA`), so that a new white roof stays a change.
     ceiling_px = max(1, haze_min_px // 4)
-    core_a |= large_patches(
-        _cores(
-            spectral_cloud_mask(after, stats.after, stats.absolute, ia, stats.before.visible.bright)
-        ),
-        ceiling_px,
-    )
-    core_b |= large_patches(
-        _cores(
-            spectral_cloud_mask(
-                before, stats.before, stats.absolute, ib, stats.after.visible.bright
-            )
-        ),
-        ceiling_px,
-    )
+    cores = []
+    for bands, own, other, idx in (
+        (after, stats.after, stats.before, ia),
+        (before, stats.before, stats.after, ib),
+    ):
+        plain, bright = _cloud_tests(bands, own, stats.absolute, idx, other.visible.bright)
+        core = _cores(plain)
+        if bright is not None:
+            core |= large_patches(_cores(bright), ceiling_px)
+        cores.append(core)
+    core_a, core_b = cores
     cloud = core_a | core_b
     # Haze on the after date is measured in the before date's blue spread and vice versa.
     up_a = np.float32(HAZE_SPREADS * stats.before.blue.spread)
@@ -403,18 +408,19 @@ def temporal_cloud_shadow(
     else:
         # Without swir2 the shape is blue-up, nir- (or red-) not-down, which new concrete and
         # bare soil have too: away from a core only a large patch of it is haze, and near one
-        # (a cloud's margins reach further than the swir2 test's reach) it is cloud.
+        # (within the margin below) it is cloud.
         cloud |= large_patches(haze_a | haze_b, haze_min_px)
         # A thin cloud away from any core still casts its shadow: brightening whose footprint,
         # moved by the window's cloud-to-shadow offset, lands on darkening of the same date.
         reach = stats.shadow_px if shadow_px is None else shadow_px
         if reach > 0:
+            # Faint darkening: a thin cloud's shadow is as thin as the cloud.
+            faint_a = np.ones(before["blue"].shape, bool)
+            for r in roles:
+                faint_a &= after[r] < np.float32(SHADOW_FAINT) * before[r]
             cloud |= cast_shadow(haze_a & ~cloud, faint_a, reach)
-        margin = max(reach_px, stats.margin_px if margin_px is None else margin_px)
-        if core_a.any():
-            cloud |= haze_a & dilate(core_a, margin, square=True)
-        if core_b.any():
-            cloud |= haze_b & dilate(core_b, margin, square=True)
+        # A cloud's margins reach further than the swir2 test's reach.
+        reach_px = max(reach_px, stats.margin_px if margin_px is None else margin_px)
     if core_a.any():
         cloud |= haze_a & dilate(core_a, reach_px, square=True)
     if core_b.any():
