@@ -505,17 +505,17 @@ def sample_windows(grid: Grid, n: int, size: int) -> list[Window]:
     return out
 
 
-def _mask_sample(
-    windows: list[tuple[Bands, Bands]], max_pixels: int
+def _pixels(
+    windows: list[tuple[Bands, Bands, np.ndarray]], max_pixels: int
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    # The calibration windows' pixels valid on both dates, regularly subsampled: what the cloud
-    # and shadow statistics are taken from.
+    # The before and after values of each window's masked pixels, by the roles both dates have,
+    # joined in window order and regularly subsampled to about ``max_pixels``: the calibration
+    # sample (a regular subsample keeps fits and medians cheap; 200k pixels pin a gain to 1e-3).
     bs: list[dict[str, np.ndarray]] = []
     as_: list[dict[str, np.ndarray]] = []
-    for b, a in windows:
-        v = b.valid & a.valid
-        bs.append({r: x[v] for r, x in b.data.items() if r in a.data})
-        as_.append({r: x[v] for r, x in a.data.items() if r in b.data})
+    for b, a, m in windows:
+        bs.append({r: x[m] for r, x in b.data.items() if r in a.data})
+        as_.append({r: x[m] for r, x in a.data.items() if r in b.data})
     n = sum(len(next(iter(x.values()))) for x in bs)
     step = max(1, n // max_pixels)
 
@@ -525,15 +525,16 @@ def _mask_sample(
     return joined(bs), joined(as_)
 
 
-def _cloudy_dates(windows: list[tuple[Bands, Bands]], stats: MaskStats) -> tuple[bool, bool]:
+def _cloudy_dates(
+    windows: list[tuple[Bands, Bands, np.ndarray]], stats: MaskStats
+) -> tuple[bool, bool]:
     # Whether each date may hold cloud: a date without a bright blob anywhere in the sample
     # has no cloud core and casts no shadow, and on such a date "every band darker than on the
     # other date" is land-cover change (new concrete brightens every band of a pair without
     # nir). Blobs of any colour count, so a cloud whose colour a relative map distorts does too.
     n = cb = ca = 0
     px = max(1, stats.haze_min_px // 4)
-    for b, a in windows:
-        v = b.valid & a.valid
+    for b, a, v in windows:
         n += int(v.sum())
         cb += int((bright_blobs(b.data, stats.before, stats.after.visible.bright, px) & v).sum())
         ca += int((bright_blobs(a.data, stats.after, stats.before.visible.bright, px) & v).sum())
@@ -553,8 +554,8 @@ def calibrate(rb: AlignedReader, ra: AlignedReader, opts: DetectOptions) -> Cali
     # Cloud and shadow statistics: from the sample's valid pixels, once, so every block tests
     # against the same numbers; stored in the calibration with the after date normalised.
     wins = sample_windows(rb.grid, opts.sample_windows, opts.sample_size)
-    read = [(rb.read(win), ra.read(win)) for win in wins]
-    sample_b, sample_a = _mask_sample(read, opts.max_fit_pixels)
+    read = [(b, a, b.valid & a.valid) for b, a in ((rb.read(w), ra.read(w)) for w in wins)]
+    sample_b, sample_a = _pixels(read, opts.max_fit_pixels)
     absolute = not any(
         s.radiometry is not None and s.radiometry.relative for s in (rb.scene, ra.scene)
     )
@@ -562,18 +563,17 @@ def calibrate(rb: AlignedReader, ra: AlignedReader, opts: DetectOptions) -> Cali
     raw_masks = mask_stats(sample_b, sample_a, absolute, pixel_m2)
     shadows = _cloudy_dates(read, raw_masks)
     raw_masks = replace(raw_masks, shadows=shadows)
-    bs, as_, us = [], [], []
+    clear = []
     overlap = valid = 0
-    for win, (b, a) in zip(wins, read):
+    for win, (b, a, v) in zip(wins, read):
         overlap += int(win.width * win.height)
-        valid += int((b.valid & a.valid).sum())
+        valid += int(v.sum())
         u = usable_mask(b, a, opts, stats=raw_masks)
         for sat in (b.saturated, a.saturated):
             if sat is not None:
                 u &= ~sat
-        bs.append({r: v[u] for r, v in b.data.items() if r in a.data})
-        as_.append({r: v[u] for r, v in a.data.items() if r in b.data})
-        us.append(int(u.sum()))
+        clear.append((b, a, u))
+    us = [int(u.sum()) for _, _, u in clear]
     zero_fill = any(
         s.radiometry is not None and s.radiometry.zero_nodata for s in (rb.scene, ra.scene)
     )
@@ -581,11 +581,8 @@ def calibrate(rb: AlignedReader, ra: AlignedReader, opts: DetectOptions) -> Cali
     # Too few clear pixels for even the linear fit: refuse before iMAD or the fit choke on them.
     if opts.normalise and problem is not None and sum(us) < opts.min_pif_pixels:
         raise NormaliseError(f"the pair cannot be compared: {problem}")
-    roles = tuple(bs[0])
-    # A regular subsample keeps the fits and medians cheap; 200k pixels pin a gain to 1e-3.
-    step = max(1, sum(us) // opts.max_fit_pixels)
-    before = {r: np.concatenate([x[r] for x in bs])[::step] for r in roles}
-    after = {r: np.concatenate([x[r] for x in as_])[::step] for r in roles}
+    before, after = _pixels(clear, opts.max_fit_pixels)
+    roles = tuple(before)
     usable = np.ones(before[roles[0]].shape, bool)
     weights = None
     if opts.normalise and opts.pif_weights == "imad":
