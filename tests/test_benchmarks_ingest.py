@@ -6,14 +6,10 @@ per message with the checks on and off."""
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-VENV_PYTHON = ROOT / ".venv" / "bin" / "python"
+from tests.benchmark_runs import run_benchmark
 
 LAST = re.compile(
     r"^ingest: (?P<rate>[\d,]+) readings/s end to end \((?P<msgs>[\d,]+) messages/s of 6 metrics,"
@@ -30,18 +26,10 @@ CHECKS_LAST = re.compile(
 )
 
 
-def _run(script: str, repeat: int) -> subprocess.CompletedProcess[str]:
-    """``benchmarks/<script>`` at a tiny size (20 devices, 3 messages each)."""
-    python = VENV_PYTHON if VENV_PYTHON.exists() else Path(sys.executable)
+def _run(script: str, repeat: int) -> list[str]:
+    """``benchmarks/<script>`` at a tiny size (20 devices, 3 messages each): its output lines."""
     args = ["--devices", "20", "--per-device", "3", "--repeat", str(repeat)]
-    return subprocess.run(
-        [str(python), str(ROOT / "benchmarks" / script), *args],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        cwd=ROOT,
-        check=False,
-    )
+    return run_benchmark(script, *args, timeout=180)
 
 
 @pytest.mark.slow
@@ -49,11 +37,9 @@ def _run(script: str, repeat: int) -> subprocess.CompletedProcess[str]:
 def test_ingest_benchmark_measures_the_secured_broker_and_prints_its_figure_last(
     mosquitto_path: str,
 ) -> None:
-    proc = _run("ingest.py", repeat=1)
     # A broker that took anonymous clients or a device's publish on another device's topic would
-    # have stopped the script before its run.
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    out = proc.stdout.strip().splitlines()
+    # have stopped the script before its run (run_benchmark asserts it exited 0).
+    out = _run("ingest.py", repeat=1)
     assert "round 1, auth+ACL+TLS broker" in "\n".join(out)
     secured = [line for line in out if line.startswith("farsight ingest with auth+ACL+TLS:")]
     # Every reading was stored, none dead-lettered: each device's messages went through as it.
@@ -71,10 +57,9 @@ def test_ingest_benchmark_measures_the_secured_broker_and_prints_its_figure_last
 
 @pytest.mark.slow
 def test_the_checks_microbenchmark_compares_process_cpu_with_checks_on_and_off() -> None:
-    proc = _run("ingest_checks.py", repeat=2)
-    # It exits non-zero if a run refused a message or stored fewer readings than sent.
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    out = proc.stdout.strip().splitlines()
+    # It exits non-zero if a run refused a message or stored fewer readings than sent
+    # (run_benchmark asserts it exited 0).
+    out = _run("ingest_checks.py", repeat=2)
     runs = [line.split(":")[0] for line in out if line.startswith("run ")]
     assert runs == [
         "run 1, checks off",

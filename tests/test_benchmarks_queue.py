@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-VENV_PYTHON = ROOT / ".venv" / "bin" / "python"
+from tests.benchmark_runs import run_benchmark
 
 LAST = re.compile(
     r"^queue: (?P<rate>[\d,]+) signals/s through dedup"
@@ -19,26 +15,10 @@ LAST = re.compile(
 
 
 def test_queue_benchmark_prints_its_figure_last() -> None:
-    python = VENV_PYTHON if VENV_PYTHON.exists() else Path(sys.executable)
-    proc = subprocess.run(
-        [
-            str(python),
-            str(ROOT / "benchmarks" / "queue.py"),
-            "--alerts",
-            "2000",
-            "--signals",
-            "500",
-            "--requests",
-            "40",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=ROOT,
-        check=False,
+    out = run_benchmark(
+        "queue.py", "--alerts", "2000", "--signals", "500", "--requests", "40", timeout=120
     )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    last = proc.stdout.strip().splitlines()[-1]
+    last = out[-1]
     m = LAST.match(last)
     assert m, last
     assert float(m["rate"].replace(",", "")) > 0

@@ -5,12 +5,8 @@ last, with both."""
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-VENV_PYTHON = ROOT / ".venv" / "bin" / "python"
+from tests.benchmark_runs import run_benchmark
 
 LAST = re.compile(
     r"^rs_accuracy: sim F1 (?P<sim>[\d.]+) \(baseline (?P<sim_base>[\d.]+)\),"
@@ -21,20 +17,10 @@ LAST = re.compile(
 
 
 def test_rs_accuracy_benchmark_prints_sim_and_real_figures_last() -> None:
-    python = VENV_PYTHON if VENV_PYTHON.exists() else Path(sys.executable)
     args = ["--pairs", "1", "--quiet-pairs", "1", "--size", "320"]
     args += ["--real-pairs", "1", "--real-quiet", "1", "--real-size", "256"]
     args += ["--real-methods", "index"]
-    proc = subprocess.run(
-        [str(python), str(ROOT / "benchmarks" / "rs_accuracy.py"), *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=ROOT,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    out = proc.stdout.strip().splitlines()
+    out = run_benchmark("rs_accuracy.py", *args, timeout=120)
     m = LAST.match(out[-1])
     assert m, out[-1]
     for key in ("sim", "sim_base", "real", "real_base"):

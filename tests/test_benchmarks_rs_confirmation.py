@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-VENV_PYTHON = ROOT / ".venv" / "bin" / "python"
+from tests.benchmark_runs import run_benchmark
 
 POLICY = re.compile(
     r"(?P<policy>first_later|\d+of\d+) P (?P<p>[\d.]+) R (?P<r>[\d.]+) latency (?P<lat>\d+|nan)"
@@ -16,28 +12,19 @@ POLICY = re.compile(
 
 
 def test_rs_confirmation_benchmark_prints_its_figure_last() -> None:
-    python = VENV_PYTHON if VENV_PYTHON.exists() else Path(sys.executable)
-    proc = subprocess.run(
-        [
-            str(python),
-            str(ROOT / "benchmarks" / "rs_confirmation.py"),
-            "--aois",
-            "1",
-            "--quiet-aois",
-            "1",
-            "--visits",
-            "3",
-            "--policies",
-            "first_later,1of2,2of3",
-        ],
-        capture_output=True,
-        text=True,
+    out = run_benchmark(
+        "rs_confirmation.py",
+        "--aois",
+        "1",
+        "--quiet-aois",
+        "1",
+        "--visits",
+        "3",
+        "--policies",
+        "first_later,1of2,2of3",
         timeout=300,
-        cwd=ROOT,
-        check=False,
     )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    last = proc.stdout.strip().splitlines()[-1]
+    last = out[-1]
     assert last.startswith("rs_confirmation: "), last
     parts = last.removeprefix("rs_confirmation: ").split("; ")
     found = [POLICY.fullmatch(p) for p in parts]
